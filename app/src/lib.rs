@@ -1,0 +1,102 @@
+//! The Salvage console: a Leptos app rendered on the server and hydrated in the browser.
+//!
+//! # Layout
+//!
+//! One folder per feature, mirroring the URL tree. Each holds its DTOs and `#[server]`
+//! functions (`api.rs`), its page components (`page.rs`) and, behind the `ssr` feature,
+//! its queries and domain logic (`ssr.rs`).
+//!
+//! - [`overview`]: `/admin`, the live state of both stores.
+//! - [`health`]: the store probes shared by `/health/*` and the overview.
+//! - [`components`]: the admin layout, badges, headers, the theme toggle.
+//! - [`error`]: [`AppError`](error::AppError), the one error type of the boundary.
+//! - `server` (ssr only): the shared [`AppState`](server::AppState), the PostgreSQL
+//!   pool and migrations, the ClickHouse client and schema.
+//!
+//! Pages call server functions, server functions call domain code, domain code calls the
+//! stores; nothing calls upward. The `server` crate depends on this one, never the
+//! reverse.
+
+pub mod components;
+pub mod error;
+pub mod health;
+pub mod overview;
+#[cfg(feature = "ssr")]
+pub mod server;
+
+use leptos::prelude::*;
+use leptos_meta::{provide_meta_context, MetaTags, Title};
+use leptos_router::components::{ParentRoute, Redirect, Route, Router, Routes};
+use leptos_router::path;
+
+use components::AdminLayout;
+use overview::OverviewPage;
+
+/// Applies the stored theme before the first paint, so a dark-mode user never sees a
+/// white flash. Kept tiny and free of user input.
+const THEME_BOOT_SCRIPT: &str = "try{var t=localStorage.getItem('salvage-theme');\
+if(t==='light'||t==='dark'){document.documentElement.setAttribute('data-theme',t)}}catch(e){}";
+
+/// A favicon drawn inline, so the site needs no asset folder.
+const FAVICON: &str = "data:image/svg+xml,%3Csvg xmlns='http://www.w3.org/2000/svg' \
+viewBox='0 0 16 16'%3E%3Crect width='16' height='16' rx='3' fill='%232563eb'/%3E%3Cpath \
+d='M4 10.5c1 .9 2.3 1.4 4 1.4 1.9 0 3-.8 3-2 0-2.6-6.6-1.3-6.6-4.6C4.4 4 5.6 3 7.7 3c1.3 0 \
+2.5.4 3.3 1' stroke='white' stroke-width='1.6' fill='none'/%3E%3C/svg%3E";
+
+/// The HTML document around the app, rendered on the server.
+pub fn shell(options: LeptosOptions) -> impl IntoView {
+    view! {
+        <!DOCTYPE html>
+        <html lang="en">
+            <head>
+                <meta charset="utf-8" />
+                <meta name="viewport" content="width=device-width, initial-scale=1" />
+                <meta name="color-scheme" content="light dark" />
+                <link rel="icon" href=FAVICON />
+                <script>{THEME_BOOT_SCRIPT}</script>
+                <AutoReload options=options.clone() />
+                <HydrationScripts options />
+                <MetaTags />
+            </head>
+            <body>
+                <App />
+            </body>
+        </html>
+    }
+}
+
+/// The router of the console.
+#[component]
+pub fn App() -> impl IntoView {
+    provide_meta_context();
+    view! {
+        <leptos_meta::Stylesheet id="leptos" href="/pkg/salvage.css" />
+        <Title formatter=|page: String| format!("{page} · Salvage") text="Console" />
+        <Router>
+            <Routes fallback=NotFound>
+                <Route path=path!("/") view=|| view! { <Redirect path="/admin" /> } />
+                <ParentRoute path=path!("/admin") view=AdminLayout>
+                    <Route path=path!("") view=|| view! { <Title text="Overview" /><OverviewPage /> } />
+                </ParentRoute>
+            </Routes>
+        </Router>
+    }
+}
+
+/// Any path the console does not know.
+#[component]
+fn NotFound() -> impl IntoView {
+    #[cfg(feature = "ssr")]
+    {
+        if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
+            response.set_status(axum::http::StatusCode::NOT_FOUND);
+        }
+    }
+    view! {
+        <Title text="Not found" />
+        <main class="not-found">
+            <h1>"Not found"</h1>
+            <p>"Salvage has no page at this address. " <a href="/admin">"Go to the overview"</a> "."</p>
+        </main>
+    }
+}

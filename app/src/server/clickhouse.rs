@@ -1,0 +1,148 @@
+//! ClickHouse: the client and the schema of `requests` and `events`.
+//!
+//! Every statement here runs on Debian's ClickHouse 18.16 (the server the tests use) and on
+//! current releases. That rules out `DateTime64`, `JSON`, `Bool`, `TTL`, `CODEC`, skip
+//! indexes and `ADD COLUMN IF NOT EXISTS`: timestamps are `DateTime('UTC')` plus a
+//! millisecond column, JSON is a `String`, and a later column addition must check
+//! `system.columns` first.
+
+use clickhouse::Client;
+use secrecy::{ExposeSecret, SecretString};
+
+/// A ClickHouse client bound to Salvage's database, plus one for server-level statements
+/// (`CREATE DATABASE`) that must not name a database that may not exist yet.
+#[derive(Clone)]
+pub struct ClickHouse {
+    client: Client,
+    server: Client,
+    database: String,
+}
+
+/// The tables Salvage keeps in ClickHouse, in creation order.
+///
+/// Both use `ReplacingMergeTree` sorted by `(toDate(ts), id)`: a row re-inserted with the
+/// same id and timestamp collapses into one at merge time (and under `FINAL`), and "which
+/// of these ids already exist" is answered from the sort key when the query is bounded by
+/// the batch's date range.
+pub const TABLES: &[(&str, &str)] = &[
+    (
+        "requests",
+        "CREATE TABLE IF NOT EXISTS `{db}`.requests (
+            id UUID,
+            ts DateTime('UTC'),
+            ts_ms UInt16,
+            organization_id String,
+            project String,
+            provider String,
+            model String,
+            status UInt16,
+            latency_ms UInt32,
+            prompt_tokens UInt32,
+            completion_tokens UInt32,
+            cost_usd Float64,
+            error Nullable(String),
+            inserted_at DateTime('UTC') DEFAULT now()
+        ) ENGINE = ReplacingMergeTree(inserted_at)
+        PARTITION BY toYYYYMM(ts)
+        ORDER BY (toDate(ts), id)",
+    ),
+    (
+        "events",
+        "CREATE TABLE IF NOT EXISTS `{db}`.events (
+            id UUID,
+            ts DateTime('UTC'),
+            ts_ms UInt16,
+            trace_id String,
+            span_id String,
+            parent_span_id Nullable(String),
+            event_type Enum8('generation' = 1, 'trace' = 2, 'span' = 3),
+            name String,
+            duration_ms Nullable(UInt32),
+            attributes String,
+            inserted_at DateTime('UTC') DEFAULT now()
+        ) ENGINE = ReplacingMergeTree(inserted_at)
+        PARTITION BY toYYYYMM(ts)
+        ORDER BY (toDate(ts), id)",
+    ),
+];
+
+/// Whether `name` can be used as a ClickHouse database name without quoting surprises.
+pub fn is_valid_database_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+}
+
+impl ClickHouse {
+    /// A client for `url` (e.g. `http://127.0.0.1:8123`). `database` must satisfy
+    /// [`is_valid_database_name`]; configuration checks that before this is called.
+    pub fn new(url: &str, user: &str, password: &SecretString, database: &str) -> Self {
+        debug_assert!(is_valid_database_name(database));
+        let server = Client::default()
+            .with_url(url)
+            .with_user(user)
+            .with_password(password.expose_secret())
+            // ClickHouse 18.16 lacks the formats and settings validation relies on.
+            .with_validation(false);
+        Self {
+            client: server.clone().with_database(database),
+            server,
+            database: database.to_owned(),
+        }
+    }
+
+    /// The client bound to Salvage's database.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The name of Salvage's database.
+    pub fn database(&self) -> &str {
+        &self.database
+    }
+
+    /// Asks the server a trivial question; `Ok` means it answered.
+    pub async fn ping(&self) -> clickhouse::error::Result<()> {
+        self.server.query("SELECT 1").fetch_one::<u8>().await.map(drop)
+    }
+
+    /// Creates the database and every table that is missing. Idempotent, and safe to run
+    /// from several replicas at once.
+    pub async fn migrate(&self) -> clickhouse::error::Result<()> {
+        self.server
+            .query(&format!("CREATE DATABASE IF NOT EXISTS `{}`", self.database))
+            .execute()
+            .await?;
+        for (_, ddl) in TABLES {
+            self.server
+                .query(&ddl.replace("{db}", &self.database))
+                .execute()
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Drops Salvage's database. Used by test harnesses and throwaway drills only.
+    pub async fn drop_database(&self) -> clickhouse::error::Result<()> {
+        self.server
+            .query(&format!("DROP DATABASE IF EXISTS `{}`", self.database))
+            .execute()
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_valid_database_name;
+
+    #[test]
+    fn database_names_are_plain_identifiers() {
+        assert!(is_valid_database_name("salvage"));
+        assert!(is_valid_database_name("salvage_test_01"));
+        assert!(!is_valid_database_name(""));
+        assert!(!is_valid_database_name("1salvage"));
+        assert!(!is_valid_database_name("sal`vage"));
+        assert!(!is_valid_database_name("salvage; DROP TABLE x"));
+    }
+}

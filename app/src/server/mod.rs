@@ -1,0 +1,34 @@
+//! Server-only infrastructure: the shared state, the store clients and the helpers every
+//! server function uses. Compiled only with the `ssr` feature; the `server` crate builds
+//! the state and hands it to the router, and server functions reach it through context.
+
+pub mod clickhouse;
+pub mod postgres;
+pub mod state;
+
+pub use state::AppState;
+
+use crate::error::AppError;
+
+/// The application state of the current request, as provided by the router.
+///
+/// Server functions call this first thing; a missing state is a wiring bug, reported as
+/// an internal error rather than a panic.
+pub fn app_state() -> Result<AppState, AppError> {
+    leptos::prelude::use_context::<AppState>()
+        .ok_or_else(|| AppError::internal("Application state missing", "no AppState in context"))
+}
+
+/// Sets the HTTP status of a server function's response from its error, so that a 403
+/// goes out as 403 instead of the 500 every server-function error gets by default.
+pub fn respond<T>(result: Result<T, AppError>) -> Result<T, AppError> {
+    if let Err(error) = &result {
+        if let Some(options) = leptos::prelude::use_context::<leptos_axum::ResponseOptions>() {
+            options.set_status(
+                axum::http::StatusCode::from_u16(error.status_code())
+                    .unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR),
+            );
+        }
+    }
+    result
+}

@@ -1,0 +1,24 @@
+//! The state every request handler and server function shares.
+
+use std::time::Duration;
+
+use leptos::config::LeptosOptions;
+use sqlx::PgPool;
+
+use super::clickhouse::ClickHouse;
+
+/// Everything a request needs to reach the stores. Cheap to clone: every field is a
+/// handle to a shared pool or an `Arc`.
+#[derive(Clone, axum::extract::FromRef)]
+pub struct AppState {
+    /// Leptos' own settings (site root, output name), needed by the SSR renderer.
+    pub leptos_options: LeptosOptions,
+    /// The PostgreSQL pool. Created lazily, so Salvage starts while PostgreSQL is down.
+    pub pg: PgPool,
+    /// The ClickHouse client, bound to the configured database.
+    pub clickhouse: ClickHouse,
+    /// How long a health probe waits for a store before calling it down.
+    pub probe_timeout: Duration,
+    /// The version string reported by `/health/deep` and shown in the console.
+    pub version: &'static str,
+}

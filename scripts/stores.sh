@@ -1,0 +1,288 @@
+#!/usr/bin/env bash
+# Local PostgreSQL 15 and ClickHouse for Salvage, as plain processes on 127.0.0.1.
+#
+#   scripts/stores.sh start  [postgres|clickhouse]   install what is missing, start, write .env
+#   scripts/stores.sh stop   [postgres|clickhouse]   stop what this script started (pid files)
+#   scripts/stores.sh status [postgres|clickhouse]
+#   scripts/stores.sh env                            print the settings it writes to .env
+#
+# Data lives under .stores/ (ignored by git). Ports are not the defaults, so a system
+# PostgreSQL or ClickHouse keeps running undisturbed; override them with
+# SALVAGE_PG_PORT, SALVAGE_CH_HTTP_PORT and SALVAGE_CH_TCP_PORT. Safe to run twice.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+STORES=${SALVAGE_STORES_DIR:-$ROOT/.stores}
+PG_PORT=${SALVAGE_PG_PORT:-54329}
+CH_HTTP_PORT=${SALVAGE_CH_HTTP_PORT:-18123}
+CH_TCP_PORT=${SALVAGE_CH_TCP_PORT:-19000}
+PG_DIR=$STORES/postgres
+CH_DIR=$STORES/clickhouse
+PG_DB=salvage
+
+say() { printf 'stores: %s\n' "$*"; }
+die() { printf 'stores: %s\n' "$*" >&2; exit 1; }
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"
+  elif command -v sudo >/dev/null 2>&1; then sudo "$@"
+  else die "need root to run: $* (install it yourself, or run as root)"; fi
+}
+
+apt_install() {
+  say "installing $* (apt)"
+  if [ ! -f "$STORES/.apt-updated" ]; then
+    as_root apt-get update -qq
+    mkdir -p "$STORES" && touch "$STORES/.apt-updated"
+  fi
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+# ---------- PostgreSQL ----------
+
+pg_bin() {
+  # Prefer binaries on PATH (the machine's /usr/local/bin), then Debian's layout.
+  local name=$1 dir
+  if command -v "$name" >/dev/null 2>&1; then command -v "$name"; return; fi
+  for dir in /usr/lib/postgresql/*/bin; do
+    [ -x "$dir/$name" ] && { echo "$dir/$name"; return; }
+  done
+  return 1
+}
+
+pg_ensure_installed() {
+  if ! pg_bin initdb >/dev/null || ! pg_bin pg_ctl >/dev/null; then
+    apt_install postgresql-15 postgresql-client-15 || apt_install postgresql postgresql-client
+  fi
+  command -v psql >/dev/null 2>&1 || apt_install postgresql-client
+}
+
+# PostgreSQL refuses to run as root: as root, run it as the `postgres` user.
+pg_run() {
+  if [ "$(id -u)" -eq 0 ]; then
+    id postgres >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin postgres
+    su postgres -s /bin/sh -c "$(printf '%q ' "$@")"
+  else
+    "$@"
+  fi
+}
+
+pg_running() {
+  [ -f "$PG_DIR/data/postmaster.pid" ] && pg_run "$(pg_bin pg_ctl)" -D "$PG_DIR/data" status >/dev/null 2>&1
+}
+
+pg_start() {
+  pg_ensure_installed
+  mkdir -p "$PG_DIR"
+  if [ "$(id -u)" -eq 0 ]; then chown postgres: "$PG_DIR"; fi
+  if [ ! -f "$PG_DIR/data/PG_VERSION" ]; then
+    say "creating a PostgreSQL cluster in ${PG_DIR#$ROOT/}/data"
+    pg_run "$(pg_bin initdb)" -D "$PG_DIR/data" -U postgres --auth=trust --encoding=UTF8 --locale=C.UTF-8 >/dev/null
+  fi
+  if pg_running; then
+    say "PostgreSQL already running on 127.0.0.1:$PG_PORT"
+  else
+    port_free "$PG_PORT" || die "port $PG_PORT is taken by another program; set SALVAGE_PG_PORT"
+    pg_run "$(pg_bin pg_ctl)" -D "$PG_DIR/data" -l "$PG_DIR/postgres.log" -w -t 30 \
+      -o "-p $PG_PORT -k $PG_DIR -c listen_addresses=127.0.0.1 -c max_connections=300 -c fsync=on" \
+      start >/dev/null || { tail -n 20 "$PG_DIR/postgres.log" >&2; die "PostgreSQL did not start"; }
+    say "PostgreSQL started on 127.0.0.1:$PG_PORT"
+  fi
+  if ! psql_admin -tAc "select 1 from pg_database where datname = '$PG_DB'" | grep -q 1; then
+    psql_admin -qc "create database $PG_DB" >/dev/null
+  fi
+}
+
+psql_admin() {
+  psql -X -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres "$@"
+}
+
+pg_stop() {
+  if pg_running; then
+    pg_run "$(pg_bin pg_ctl)" -D "$PG_DIR/data" -m fast -w stop >/dev/null
+    say "PostgreSQL stopped"
+  else
+    say "PostgreSQL is not running (from ${PG_DIR#$ROOT/})"
+  fi
+}
+
+pg_status() {
+  if pg_running; then say "postgres: running on 127.0.0.1:$PG_PORT"; else say "postgres: stopped"; fi
+}
+
+# ---------- ClickHouse ----------
+
+ch_server_bin() {
+  local candidate
+  for candidate in clickhouse-server /usr/sbin/clickhouse-server /usr/bin/clickhouse-server; do
+    command -v "$candidate" >/dev/null 2>&1 && { command -v "$candidate"; return; }
+  done
+  return 1
+}
+
+ch_ensure_installed() {
+  ch_server_bin >/dev/null || apt_install clickhouse-server clickhouse-client
+}
+
+ch_write_config() {
+  mkdir -p "$CH_DIR/etc" "$CH_DIR/data/tmp" "$CH_DIR/data/user_files" "$CH_DIR/data/format_schemas" "$CH_DIR/log"
+  cat >"$CH_DIR/etc/config.xml" <<XML
+<?xml version="1.0"?>
+<!-- Written by scripts/stores.sh; edits are overwritten at the next start. -->
+<yandex>
+    <logger>
+        <level>warning</level>
+        <log>$CH_DIR/log/clickhouse-server.log</log>
+        <errorlog>$CH_DIR/log/clickhouse-server.err.log</errorlog>
+        <size>50M</size>
+        <count>2</count>
+    </logger>
+    <listen_host>127.0.0.1</listen_host>
+    <http_port>$CH_HTTP_PORT</http_port>
+    <tcp_port>$CH_TCP_PORT</tcp_port>
+    <path>$CH_DIR/data/</path>
+    <tmp_path>$CH_DIR/data/tmp/</tmp_path>
+    <user_files_path>$CH_DIR/data/user_files/</user_files_path>
+    <format_schema_path>$CH_DIR/data/format_schemas/</format_schema_path>
+    <users_config>$CH_DIR/etc/users.xml</users_config>
+    <default_profile>default</default_profile>
+    <default_database>default</default_database>
+    <timezone>UTC</timezone>
+    <mark_cache_size>536870912</mark_cache_size>
+    <max_concurrent_queries>200</max_concurrent_queries>
+    <max_table_size_to_drop>0</max_table_size_to_drop>
+    <max_partition_size_to_drop>0</max_partition_size_to_drop>
+</yandex>
+XML
+  cat >"$CH_DIR/etc/users.xml" <<XML
+<?xml version="1.0"?>
+<yandex>
+    <profiles>
+        <default>
+            <max_memory_usage>4000000000</max_memory_usage>
+            <load_balancing>random</load_balancing>
+        </default>
+    </profiles>
+    <users>
+        <default>
+            <password></password>
+            <networks>
+                <ip>127.0.0.1</ip>
+                <ip>::1</ip>
+            </networks>
+            <profile>default</profile>
+            <quota>default</quota>
+        </default>
+    </users>
+    <quotas>
+        <default/>
+    </quotas>
+</yandex>
+XML
+}
+
+ch_pid() { cat "$CH_DIR/clickhouse.pid" 2>/dev/null || true; }
+
+ch_running() {
+  local pid; pid=$(ch_pid)
+  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null
+}
+
+ch_start() {
+  ch_ensure_installed
+  if ch_running; then
+    say "ClickHouse already running on 127.0.0.1:$CH_HTTP_PORT"
+    return
+  fi
+  port_free "$CH_HTTP_PORT" || die "port $CH_HTTP_PORT is taken by another program; set SALVAGE_CH_HTTP_PORT"
+  port_free "$CH_TCP_PORT" || die "port $CH_TCP_PORT is taken by another program; set SALVAGE_CH_TCP_PORT"
+  ch_write_config
+  # setsid: the server outlives this script and the terminal that ran it.
+  setsid "$(ch_server_bin)" --config-file="$CH_DIR/etc/config.xml" \
+    >>"$CH_DIR/log/stdout.log" 2>&1 < /dev/null &
+  echo $! >"$CH_DIR/clickhouse.pid"
+  local i
+  for i in $(seq 1 150); do
+    if curl -fsS "http://127.0.0.1:$CH_HTTP_PORT/ping" >/dev/null 2>&1; then
+      say "ClickHouse started on 127.0.0.1:$CH_HTTP_PORT"
+      return
+    fi
+    ch_running || break
+    sleep 0.2
+  done
+  tail -n 20 "$CH_DIR/log/clickhouse-server.err.log" "$CH_DIR/log/stdout.log" >&2 2>/dev/null || true
+  die "ClickHouse did not start"
+}
+
+ch_stop() {
+  if ! ch_running; then
+    say "ClickHouse is not running (from ${CH_DIR#$ROOT/})"
+    rm -f "$CH_DIR/clickhouse.pid"
+    return
+  fi
+  local pid i; pid=$(ch_pid)
+  kill -TERM "$pid"
+  for i in $(seq 1 100); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  if kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid" 2>/dev/null || true; fi
+  rm -f "$CH_DIR/clickhouse.pid"
+  say "ClickHouse stopped"
+}
+
+ch_status() {
+  if ch_running; then say "clickhouse: running on 127.0.0.1:$CH_HTTP_PORT (pid $(ch_pid))"; else say "clickhouse: stopped"; fi
+}
+
+# ---------- shared ----------
+
+port_free() {
+  ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+print_env() {
+  cat <<ENV
+DATABASE_URL=postgres://postgres@127.0.0.1:$PG_PORT/$PG_DB
+CLICKHOUSE_URL=http://127.0.0.1:$CH_HTTP_PORT
+CLICKHOUSE_DATABASE=salvage
+CLICKHOUSE_USER=default
+CLICKHOUSE_PASSWORD=
+SALVAGE_ADDR=${SALVAGE_ADDR:-127.0.0.1:3000}
+SALVAGE_PUBLIC_URL=${SALVAGE_PUBLIC_URL:-http://${SALVAGE_ADDR:-127.0.0.1:3000}}
+ENV
+}
+
+write_env() {
+  { echo "# Written by scripts/stores.sh for the local stores. Variables set in the"
+    echo "# environment take precedence over this file."
+    print_env; } >"$ROOT/.env"
+}
+
+usage() {
+  sed -n '2,11p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+  exit 2
+}
+
+action=${1:-}
+which=${2:-all}
+case "$which" in all|postgres|clickhouse) ;; *) usage ;; esac
+
+case "$action" in
+  start)
+    command -v curl >/dev/null 2>&1 || apt_install curl
+    [ "$which" = clickhouse ] || pg_start
+    [ "$which" = postgres ] || ch_start
+    write_env
+    ;;
+  stop)
+    [ "$which" = postgres ] || ch_stop
+    [ "$which" = clickhouse ] || pg_stop
+    ;;
+  status)
+    [ "$which" = clickhouse ] || pg_status
+    [ "$which" = postgres ] || ch_status
+    ;;
+  env) print_env ;;
+  *) usage ;;
+esac

@@ -1,0 +1,247 @@
+//! Settings, read once at start-up from the environment (and `.env`).
+//!
+//! A missing or malformed variable stops start-up with one line that names it. Secrets
+//! (the PostgreSQL URL, which usually embeds a password, and the ClickHouse password) are
+//! held in [`SecretString`]s: they never appear in `Debug` output or in logs, and an
+//! error about them never repeats their value.
+
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use sqlx::postgres::PgConnectOptions;
+use url::Url;
+
+/// Everything Salvage needs to know to start.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `DATABASE_URL`: the PostgreSQL connection URL (a secret).
+    pub database_url: SecretString,
+    /// ClickHouse connection settings.
+    pub clickhouse: ClickHouseSettings,
+    /// `SALVAGE_ADDR`: where the HTTP server listens. Default `127.0.0.1:3000`.
+    pub addr: SocketAddr,
+    /// `SALVAGE_PUBLIC_URL`: the address people and schedulers reach Salvage at.
+    /// Default: `http://` + `SALVAGE_ADDR`.
+    pub public_url: Url,
+    /// `LEPTOS_SITE_ROOT`: where cargo-leptos put the compiled site. Default `target/site`.
+    pub site_root: String,
+    /// `SALVAGE_PROBE_TIMEOUT_MS`: how long a health probe waits. Default 2000 ms.
+    pub probe_timeout: Duration,
+}
+
+/// `CLICKHOUSE_*`.
+#[derive(Debug, Clone)]
+pub struct ClickHouseSettings {
+    /// `CLICKHOUSE_URL`: the HTTP interface, e.g. `http://127.0.0.1:8123`.
+    pub url: Url,
+    /// `CLICKHOUSE_DATABASE`: the database holding `requests` and `events`. Default
+    /// `salvage`.
+    pub database: String,
+    /// `CLICKHOUSE_USER`. Default `default`.
+    pub user: String,
+    /// `CLICKHOUSE_PASSWORD` (a secret). Default empty.
+    pub password: SecretString,
+}
+
+/// Why the settings could not be read. Its `Display` is the one line start-up prints.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("configuration: {0} is not set")]
+    Missing(&'static str),
+    #[error("configuration: {name} is malformed: {reason}")]
+    Malformed { name: &'static str, reason: String },
+}
+
+impl Settings {
+    /// Reads the process environment. Call `dotenvy::dotenv()` first to include `.env`;
+    /// variables already in the environment win over the file.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads settings through `lookup`, so tests need not touch the process environment.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &'static str| lookup(name).filter(|value| !value.trim().is_empty());
+        let require = |name: &'static str| get(name).ok_or(ConfigError::Missing(name));
+
+        let database_url = require("DATABASE_URL")?;
+        parse_database_url(&database_url)?;
+
+        let clickhouse_url = parse_http_url("CLICKHOUSE_URL", &require("CLICKHOUSE_URL")?)?;
+        let database = get("CLICKHOUSE_DATABASE").unwrap_or_else(|| "salvage".to_owned());
+        if !app::server::clickhouse::is_valid_database_name(&database) {
+            return Err(ConfigError::Malformed {
+                name: "CLICKHOUSE_DATABASE",
+                reason: "use letters, digits and underscores, not starting with a digit".into(),
+            });
+        }
+
+        let addr = match get("SALVAGE_ADDR") {
+            Some(value) => value.parse().map_err(|_| ConfigError::Malformed {
+                name: "SALVAGE_ADDR",
+                reason: format!("{value:?} is not an address like 127.0.0.1:3000"),
+            })?,
+            None => SocketAddr::from(([127, 0, 0, 1], 3000)),
+        };
+        let public_url = match get("SALVAGE_PUBLIC_URL") {
+            Some(value) => parse_http_url("SALVAGE_PUBLIC_URL", &value)?,
+            None => Url::parse(&format!("http://{addr}")).map_err(|error| {
+                ConfigError::Malformed {
+                    name: "SALVAGE_ADDR",
+                    reason: error.to_string(),
+                }
+            })?,
+        };
+        let probe_timeout = match get("SALVAGE_PROBE_TIMEOUT_MS") {
+            Some(value) => match value.parse::<u64>() {
+                Ok(ms) if (50..=60_000).contains(&ms) => Duration::from_millis(ms),
+                _ => {
+                    return Err(ConfigError::Malformed {
+                        name: "SALVAGE_PROBE_TIMEOUT_MS",
+                        reason: "expected milliseconds between 50 and 60000".into(),
+                    })
+                }
+            },
+            None => Duration::from_secs(2),
+        };
+
+        Ok(Self {
+            database_url: SecretString::from(database_url),
+            clickhouse: ClickHouseSettings {
+                url: clickhouse_url,
+                database,
+                user: get("CLICKHOUSE_USER").unwrap_or_else(|| "default".to_owned()),
+                password: SecretString::from(lookup("CLICKHOUSE_PASSWORD").unwrap_or_default()),
+            },
+            addr,
+            public_url,
+            site_root: get("LEPTOS_SITE_ROOT").unwrap_or_else(|| "target/site".to_owned()),
+            probe_timeout,
+        })
+    }
+
+    /// The PostgreSQL connection options (the URL was validated when read).
+    pub fn pg_connect_options(&self) -> PgConnectOptions {
+        PgConnectOptions::from_str(self.database_url.expose_secret())
+            .expect("DATABASE_URL was validated when the settings were read")
+            .application_name("salvage")
+    }
+
+    /// The ClickHouse client for these settings.
+    pub fn clickhouse_client(&self) -> app::server::clickhouse::ClickHouse {
+        app::server::clickhouse::ClickHouse::new(
+            self.clickhouse.url.as_str().trim_end_matches('/'),
+            &self.clickhouse.user,
+            &self.clickhouse.password,
+            &self.clickhouse.database,
+        )
+    }
+}
+
+/// Checks the PostgreSQL URL without ever echoing it: it may hold a password.
+fn parse_database_url(value: &str) -> Result<(), ConfigError> {
+    let malformed = |reason: &str| ConfigError::Malformed {
+        name: "DATABASE_URL",
+        reason: reason.to_owned(),
+    };
+    let url = Url::parse(value)
+        .map_err(|_| malformed("expected postgres://user:password@host:port/database"))?;
+    if !matches!(url.scheme(), "postgres" | "postgresql") {
+        return Err(malformed("the scheme must be postgres:// or postgresql://"));
+    }
+    PgConnectOptions::from_str(value)
+        .map_err(|_| malformed("expected postgres://user:password@host:port/database"))?;
+    Ok(())
+}
+
+fn parse_http_url(name: &'static str, value: &str) -> Result<Url, ConfigError> {
+    let url = Url::parse(value).map_err(|_| ConfigError::Malformed {
+        name,
+        reason: "expected a URL like http://127.0.0.1:8123".into(),
+    })?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(ConfigError::Malformed {
+            name,
+            reason: "expected an http:// or https:// URL with a host".into(),
+        });
+    }
+    Ok(url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> =
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        move |name| map.get(name).cloned()
+    }
+
+    const MINIMAL: &[(&str, &str)] = &[
+        ("DATABASE_URL", "postgres://salvage:hunter2-secret@127.0.0.1:5432/salvage"),
+        ("CLICKHOUSE_URL", "http://127.0.0.1:8123"),
+    ];
+
+    #[test]
+    fn the_minimal_environment_gives_documented_defaults() {
+        let settings = Settings::from_lookup(lookup(MINIMAL)).unwrap();
+        assert_eq!(settings.addr.to_string(), "127.0.0.1:3000");
+        assert_eq!(settings.public_url.as_str(), "http://127.0.0.1:3000/");
+        assert_eq!(settings.clickhouse.database, "salvage");
+        assert_eq!(settings.clickhouse.user, "default");
+        assert_eq!(settings.probe_timeout, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn a_missing_variable_is_named() {
+        let error = Settings::from_lookup(lookup(&MINIMAL[1..])).unwrap_err();
+        assert_eq!(error.to_string(), "configuration: DATABASE_URL is not set");
+        let error = Settings::from_lookup(lookup(&MINIMAL[..1])).unwrap_err();
+        assert_eq!(error, ConfigError::Missing("CLICKHOUSE_URL"));
+    }
+
+    #[test]
+    fn a_malformed_variable_is_named_without_echoing_a_secret() {
+        let error = Settings::from_lookup(lookup(&[
+            ("DATABASE_URL", "mysql://root:hunter2-secret@db/x"),
+            ("CLICKHOUSE_URL", "http://127.0.0.1:8123"),
+        ]))
+        .unwrap_err();
+        let line = error.to_string();
+        assert!(line.starts_with("configuration: DATABASE_URL is malformed"), "{line}");
+        assert!(!line.contains("hunter2"), "{line}");
+        assert!(!line.contains('\n'));
+
+        for (name, value) in [
+            ("CLICKHOUSE_URL", "127.0.0.1:8123"),
+            ("CLICKHOUSE_DATABASE", "salvage; drop"),
+            ("SALVAGE_ADDR", "localhost"),
+            ("SALVAGE_PUBLIC_URL", "ftp://example.com"),
+            ("SALVAGE_PROBE_TIMEOUT_MS", "soon"),
+        ] {
+            let mut pairs = MINIMAL.to_vec();
+            pairs.retain(|(key, _)| *key != name);
+            pairs.push((name, value));
+            let error = Settings::from_lookup(lookup(&pairs)).unwrap_err();
+            assert!(
+                matches!(error, ConfigError::Malformed { name: named, .. } if named == name),
+                "{name}: {error}"
+            );
+        }
+    }
+
+    #[test]
+    fn debug_output_never_shows_a_secret() {
+        let mut pairs = MINIMAL.to_vec();
+        pairs.push(("CLICKHOUSE_PASSWORD", "ch-password-42"));
+        let settings = Settings::from_lookup(lookup(&pairs)).unwrap();
+        let debug = format!("{settings:?}");
+        assert!(!debug.contains("hunter2"), "{debug}");
+        assert!(!debug.contains("ch-password-42"), "{debug}");
+        assert!(debug.contains("REDACTED"), "{debug}");
+    }
+}

@@ -1,0 +1,19 @@
+//! The `salvage` binary's library: configuration, start-up, the HTTP routes that are not
+//! part of the console, and the CLI.
+//!
+//! # Layout
+//!
+//! - [`config`]: [`Settings`](config::Settings) from the environment; secrets redacted.
+//! - [`startup`]: [`Application`](startup::Application): state, router, listener.
+//! - [`routes`]: `/health/ready`, `/health/deep`.
+//! - [`cli`]: `salvage serve`, `salvage migrate`.
+//! - [`telemetry`]: logging.
+//!
+//! `main.rs` only parses the command line, reads settings and calls [`cli::run`].
+//! Everything is in this library so integration tests start the real application.
+
+pub mod cli;
+pub mod config;
+pub mod routes;
+pub mod startup;
+pub mod telemetry;

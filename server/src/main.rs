@@ -1,0 +1,30 @@
+use std::process::ExitCode;
+
+use clap::Parser;
+use salvage::{cli, config::Settings, telemetry};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    if let Err(error) = dotenvy::dotenv() {
+        if !error.not_found() {
+            eprintln!("salvage: .env could not be read: {error}");
+            return ExitCode::from(2);
+        }
+    }
+    telemetry::init();
+    let settings = match Settings::from_env() {
+        Ok(settings) => settings,
+        Err(error) => {
+            eprintln!("salvage: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    match cli::run(cli.command, settings).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("salvage: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
