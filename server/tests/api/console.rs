@@ -1,0 +1,76 @@
+//! The console's pages and server functions, rendered by the real server.
+
+use crate::helpers::{closed_port, spawn_app, spawn_app_with, Options};
+
+#[tokio::test]
+async fn the_root_redirects_to_the_console() {
+    let app = spawn_app().await;
+
+    let response = app.get("/").await;
+
+    assert!(response.status().is_redirection(), "{}", response.status());
+    assert_eq!(response.headers()["location"], "/admin");
+}
+
+#[tokio::test]
+async fn the_overview_renders_both_stores_healthy() {
+    let app = spawn_app().await;
+
+    let response = app.get("/admin").await;
+    assert_eq!(response.status(), 200);
+    let html = response.text().await.unwrap();
+
+    assert!(html.contains("All stores healthy."), "{html}");
+    assert!(html.contains("PostgreSQL"));
+    assert!(html.contains("ClickHouse"));
+    assert!(!html.contains(">Down<"), "{html}");
+}
+
+#[tokio::test]
+async fn the_overview_says_clickhouse_down_when_it_is() {
+    let port = closed_port().await;
+    let app = spawn_app_with(Options {
+        clickhouse_url: Some(format!("http://127.0.0.1:{port}")),
+        ..Options::default()
+    })
+    .await;
+
+    let html = app.get("/admin").await.text().await.unwrap();
+
+    assert!(html.contains("ClickHouse down."), "{html}");
+}
+
+#[tokio::test]
+async fn the_stores_server_function_returns_both_probes() {
+    let app = spawn_app().await;
+
+    let response = app.call_server_fn("overview/stores", serde_json::json!({})).await;
+
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["postgres"]["ok"], true, "{body}");
+    assert_eq!(body["clickhouse"]["ok"], true, "{body}");
+    assert_eq!(body["version"], env!("CARGO_PKG_VERSION"));
+}
+
+#[tokio::test]
+async fn an_unknown_page_is_a_404_with_a_way_back() {
+    let app = spawn_app().await;
+
+    let response = app.get("/admin/no-such-page").await;
+
+    assert_eq!(response.status(), 404);
+    let html = response.text().await.unwrap();
+    assert!(html.contains("Go to the overview"), "{html}");
+}
+
+#[tokio::test]
+async fn responses_carry_defensive_headers() {
+    let app = spawn_app().await;
+
+    let response = app.get("/admin").await;
+
+    assert_eq!(response.headers()["x-content-type-options"], "nosniff");
+    assert_eq!(response.headers()["x-frame-options"], "DENY");
+    assert_eq!(response.headers()["referrer-policy"], "same-origin");
+}

@@ -1,0 +1,287 @@
+//! `spawn_app()` and friends: start Salvage on port 0 against fresh databases.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use app::server::clickhouse::ClickHouse;
+use salvage::config::Settings;
+use salvage::startup::Application;
+use secrecy::{ExposeSecret, SecretString};
+use sqlx::{Connection, Executor, PgConnection, PgPool};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{oneshot, watch};
+
+/// A running Salvage with its own databases.
+pub struct TestApp {
+    /// `http://127.0.0.1:<port>`.
+    pub address: String,
+    /// A pool on this test's PostgreSQL database.
+    pub pg: PgPool,
+    /// A client on this test's ClickHouse database.
+    pub clickhouse: ClickHouse,
+    /// An HTTP client that does not follow redirects, so tests see them.
+    pub http: reqwest::Client,
+    shutdown: Option<oneshot::Sender<()>>,
+    cleanup: Option<Cleanup>,
+}
+
+struct Cleanup {
+    admin_url: SecretString,
+    pg_database: String,
+    clickhouse: ClickHouse,
+}
+
+/// What to change about the stores a test app talks to.
+#[derive(Default)]
+pub struct Options {
+    /// Point ClickHouse at this URL instead of the local server (which is then not
+    /// migrated): a closed port, or a [`FaultyLink`].
+    pub clickhouse_url: Option<String>,
+    /// Point PostgreSQL at this URL instead of a fresh database.
+    pub database_url: Option<String>,
+}
+
+/// Settings from `.env` at the workspace root, as `scripts/stores.sh start` wrote them.
+pub fn base_settings() -> Settings {
+    let env_file = concat!(env!("CARGO_MANIFEST_DIR"), "/../.env");
+    let _ = dotenvy::from_path(env_file);
+    Settings::from_env().unwrap_or_else(|error| {
+        panic!("{error}: start the local stores first with `scripts/stores.sh start`")
+    })
+}
+
+/// Salvage against fresh PostgreSQL and ClickHouse databases, both migrated.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(Options::default()).await
+}
+
+/// Salvage with some of its stores replaced, see [`Options`].
+pub async fn spawn_app_with(options: Options) -> TestApp {
+    let mut settings = base_settings();
+    let admin_url = settings.database_url.clone();
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    let pg_database = format!("salvage_test_{suffix}");
+    let ch_database = format!("salvage_test_{suffix}");
+
+    let mut admin = PgConnection::connect(admin_url.expose_secret())
+        .await
+        .expect("the local PostgreSQL answers (scripts/stores.sh start)");
+    admin
+        .execute(format!(r#"create database "{pg_database}""#).as_str())
+        .await
+        .expect("create the test database");
+
+    let mut test_db_url = url::Url::parse(admin_url.expose_secret()).unwrap();
+    test_db_url.set_path(&pg_database);
+    settings.database_url = SecretString::from(
+        options
+            .database_url
+            .clone()
+            .unwrap_or_else(|| test_db_url.to_string()),
+    );
+    settings.clickhouse.database = ch_database;
+    let local_clickhouse = settings.clickhouse_client();
+    if let Some(url) = &options.clickhouse_url {
+        settings.clickhouse.url = url.parse().unwrap();
+    }
+    settings.addr = SocketAddr::from(([127, 0, 0, 1], 0));
+    settings.probe_timeout = Duration::from_millis(1500);
+
+    let application = Application::build(&settings).await.expect("build the app");
+    let state = application.state().clone();
+    if options.database_url.is_none() {
+        app::server::postgres::migrate(&state.pg)
+            .await
+            .expect("migrate PostgreSQL");
+    }
+    if options.clickhouse_url.is_none() {
+        state.clickhouse.migrate().await.expect("migrate ClickHouse");
+    }
+    let address = format!("http://127.0.0.1:{}", application.port());
+    let (shutdown, stopped) = oneshot::channel::<()>();
+    tokio::spawn(application.run_until_stopped(async {
+        let _ = stopped.await;
+    }));
+
+    TestApp {
+        address,
+        pg: PgPool::connect(test_db_url.as_str()).await.expect("connect to the test database"),
+        clickhouse: local_clickhouse.clone(),
+        http: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap(),
+        shutdown: Some(shutdown),
+        cleanup: Some(Cleanup {
+            admin_url,
+            pg_database,
+            clickhouse: local_clickhouse,
+        }),
+    }
+}
+
+impl TestApp {
+    /// GET `path` (e.g. `/health/ready`).
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.http
+            .get(format!("{}{path}", self.address))
+            .send()
+            .await
+            .expect("the app answers")
+    }
+
+    /// GET `path` and decode the JSON body, returning the status too.
+    pub async fn get_json(&self, path: &str) -> (u16, serde_json::Value) {
+        let response = self.get(path).await;
+        let status = response.status().as_u16();
+        (status, response.json().await.expect("a JSON body"))
+    }
+
+    /// Calls a server function by its endpoint (`overview/stores`) with a JSON body.
+    pub async fn call_server_fn(&self, endpoint: &str, body: serde_json::Value) -> reqwest::Response {
+        self.http
+            .post(format!("{}/api/{endpoint}", self.address))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(serde_urlencoded(&body))
+            .send()
+            .await
+            .expect("the app answers")
+    }
+}
+
+fn serde_urlencoded(body: &serde_json::Value) -> String {
+    body.as_object()
+        .map(|object| {
+            object
+                .iter()
+                .map(|(key, value)| {
+                    let value = match value {
+                        serde_json::Value::String(text) => text.clone(),
+                        other => other.to_string(),
+                    };
+                    format!("{}={}", urlencode(key), urlencode(&value))
+                })
+                .collect::<Vec<_>>()
+                .join("&")
+        })
+        .unwrap_or_default()
+}
+
+fn urlencode(text: &str) -> String {
+    url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        let Some(cleanup) = self.cleanup.take() else { return };
+        // Drop runs inside the test's runtime; clean up on a thread with its own.
+        let handle = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                if let Ok(mut admin) = PgConnection::connect(cleanup.admin_url.expose_secret()).await {
+                    let _ = admin
+                        .execute(
+                            format!(r#"drop database if exists "{}" with (force)"#, cleanup.pg_database)
+                                .as_str(),
+                        )
+                        .await;
+                }
+                let _ = cleanup.clickhouse.drop_database().await;
+            });
+        });
+        let _ = handle.join();
+    }
+}
+
+/// A TCP port nothing listens on.
+pub async fn closed_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+/// A TCP link to a real store that a test can cut and restore, to see how Salvage
+/// behaves when the store goes away and comes back. While cut, new connections are
+/// accepted and dropped at once and open ones are closed, as when the process dies.
+/// The store behind it is real; only the wire is sabotaged.
+pub struct FaultyLink {
+    /// Where Salvage should connect instead of the store.
+    pub addr: SocketAddr,
+    up: Arc<AtomicBool>,
+    cuts: watch::Sender<u64>,
+}
+
+impl FaultyLink {
+    /// A link in front of `target`, up.
+    pub async fn to(target: SocketAddr) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let up = Arc::new(AtomicBool::new(true));
+        let (cuts, _) = watch::channel(0_u64);
+        let (accept_up, accept_cuts) = (up.clone(), cuts.clone());
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if !accept_up.load(Ordering::SeqCst) {
+                    drop(inbound);
+                    continue;
+                }
+                let mut cut = accept_cuts.subscribe();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = TcpStream::connect(target).await else { return };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = cut.changed() => {}
+                    }
+                });
+            }
+        });
+        Self { addr, up, cuts }
+    }
+
+    /// Cuts the link: open connections close, new ones are refused.
+    pub fn cut(&self) {
+        self.up.store(false, Ordering::SeqCst);
+        self.cuts.send_modify(|generation| *generation += 1);
+    }
+
+    /// Restores the link.
+    pub fn restore(&self) {
+        self.up.store(true, Ordering::SeqCst);
+    }
+}
+
+/// The address of the local ClickHouse's HTTP interface.
+pub fn local_clickhouse_addr() -> SocketAddr {
+    let settings = base_settings();
+    let url = &settings.clickhouse.url;
+    format!("{}:{}", url.host_str().unwrap(), url.port_or_known_default().unwrap())
+        .parse()
+        .unwrap()
+}
+
+/// Polls `check` every 200 ms until it returns true or `within` passes.
+pub async fn eventually<F, Fut>(within: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if check().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+

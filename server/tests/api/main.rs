@@ -1,0 +1,8 @@
+//! Integration tests: the real application against the real local PostgreSQL and
+//! ClickHouse that `scripts/stores.sh start` runs. Each test gets fresh databases in both
+//! stores, dropped when it ends.
+
+mod console;
+mod health;
+mod helpers;
+mod schema;

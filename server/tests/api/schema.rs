@@ -1,0 +1,62 @@
+//! The schema: ClickHouse tables created idempotently, as `salvage migrate` does.
+
+use clickhouse::Row;
+use serde::Deserialize;
+
+use crate::helpers::spawn_app;
+
+#[derive(Debug, Row, Deserialize)]
+struct Column {
+    table: String,
+    name: String,
+    r#type: String,
+}
+
+#[tokio::test]
+async fn the_clickhouse_schema_can_be_applied_twice() {
+    let app = spawn_app().await; // already migrated once
+
+    app.clickhouse.migrate().await.expect("a second run is harmless");
+    salvage::startup::migrate(&app.pg, &app.clickhouse)
+        .await
+        .expect("and a third, through the same path as `salvage migrate`");
+
+    let columns: Vec<Column> = app
+        .clickhouse
+        .client()
+        .query("SELECT table, name, type FROM system.columns WHERE database = ? ORDER BY table, name")
+        .bind(app.clickhouse.database())
+        .fetch_all()
+        .await
+        .unwrap();
+    let has = |table: &str, name: &str, ty: &str| {
+        columns.iter().any(|c| c.table == table && c.name == name && c.r#type == ty)
+    };
+    assert!(has("requests", "id", "UUID"), "{columns:?}");
+    assert!(has("requests", "ts", "DateTime('UTC')"), "{columns:?}");
+    assert!(has("requests", "error", "Nullable(String)"), "{columns:?}");
+    assert!(has("events", "id", "UUID"), "{columns:?}");
+    assert!(has("events", "attributes", "String"), "{columns:?}");
+}
+
+#[tokio::test]
+async fn a_reinserted_id_collapses_to_one_row() {
+    let app = spawn_app().await;
+    let insert = "INSERT INTO requests (id, ts, ts_ms, organization_id, project, provider, model, \
+        status, latency_ms, prompt_tokens, completion_tokens, cost_usd, error) VALUES \
+        ('0b6c8b4e-8d1f-4e39-9a4c-1f2d3e4f5a6b', '2026-11-22 10:00:00', 123, 'org_1', 'chat', \
+        'openai', 'gpt-4o-mini', 200, 812, 412, 96, 0.00031, NULL)";
+
+    for _ in 0..2 {
+        app.clickhouse.client().query(insert).execute().await.unwrap();
+    }
+
+    let rows: u64 = app
+        .clickhouse
+        .client()
+        .query("SELECT count() FROM requests FINAL")
+        .fetch_one()
+        .await
+        .unwrap();
+    assert_eq!(rows, 1);
+}
