@@ -111,9 +111,15 @@ mod tests {
     #[test]
     fn each_variant_maps_to_the_status_a_client_can_act_on() {
         assert_eq!(AppError::Unauthorized.status_code(), 401);
-        assert_eq!(AppError::invalid("rows[3].ts", "not a timestamp").status_code(), 422);
         assert_eq!(
-            AppError::Unavailable { message: "ClickHouse".into() }.status_code(),
+            AppError::invalid("rows[3].ts", "not a timestamp").status_code(),
+            422
+        );
+        assert_eq!(
+            AppError::Unavailable {
+                message: "ClickHouse".into()
+            }
+            .status_code(),
             503
         );
     }

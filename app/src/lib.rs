@@ -26,7 +26,7 @@ pub mod server;
 
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Title};
-use leptos_router::components::{ParentRoute, Redirect, Route, Router, Routes};
+use leptos_router::components::{ParentRoute, Route, Router, Routes};
 use leptos_router::path;
 
 use components::AdminLayout;
@@ -74,7 +74,6 @@ pub fn App() -> impl IntoView {
         <Title formatter=|page: String| format!("{page} · Salvage") text="Console" />
         <Router>
             <Routes fallback=NotFound>
-                <Route path=path!("/") view=|| view! { <Redirect path="/admin" /> } />
                 <ParentRoute path=path!("/admin") view=AdminLayout>
                     <Route path=path!("") view=|| view! { <Title text="Overview" /><OverviewPage /> } />
                 </ParentRoute>

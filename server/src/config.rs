@@ -87,12 +87,12 @@ impl Settings {
         };
         let public_url = match get("SALVAGE_PUBLIC_URL") {
             Some(value) => parse_http_url("SALVAGE_PUBLIC_URL", &value)?,
-            None => Url::parse(&format!("http://{addr}")).map_err(|error| {
-                ConfigError::Malformed {
+            None => {
+                Url::parse(&format!("http://{addr}")).map_err(|error| ConfigError::Malformed {
                     name: "SALVAGE_ADDR",
                     reason: error.to_string(),
-                }
-            })?,
+                })?
+            }
         };
         let probe_timeout = match get("SALVAGE_PROBE_TIMEOUT_MS") {
             Some(value) => match value.parse::<u64>() {
@@ -176,13 +176,18 @@ mod tests {
     use std::collections::HashMap;
 
     fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> =
-            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         move |name| map.get(name).cloned()
     }
 
     const MINIMAL: &[(&str, &str)] = &[
-        ("DATABASE_URL", "postgres://salvage:hunter2-secret@127.0.0.1:5432/salvage"),
+        (
+            "DATABASE_URL",
+            "postgres://salvage:hunter2-secret@127.0.0.1:5432/salvage",
+        ),
         ("CLICKHOUSE_URL", "http://127.0.0.1:8123"),
     ];
 
@@ -212,7 +217,10 @@ mod tests {
         ]))
         .unwrap_err();
         let line = error.to_string();
-        assert!(line.starts_with("configuration: DATABASE_URL is malformed"), "{line}");
+        assert!(
+            line.starts_with("configuration: DATABASE_URL is malformed"),
+            "{line}"
+        );
         assert!(!line.contains("hunter2"), "{line}");
         assert!(!line.contains('\n'));
 

@@ -19,11 +19,23 @@ pub fn health_routes() -> Router<AppState> {
         .route("/health/deep", get(deep))
 }
 
+/// `/` leads to the console.
+pub fn root_redirect() -> Router<AppState> {
+    Router::new().route(
+        "/",
+        get(|| async { axum::response::Redirect::to("/admin") }),
+    )
+}
+
 /// 200 when PostgreSQL and ClickHouse both answer within the probe timeout, 503
 /// otherwise; the body says which check failed and each latency.
 async fn ready(State(state): State<AppState>) -> Response {
     let health = check_stores(&state).await;
-    let status = if health.all_ok() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if health.all_ok() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     let body = json!({
         "status": if health.all_ok() { "ok" } else { "unavailable" },
         "failing": health.failing(),

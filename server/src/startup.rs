@@ -92,8 +92,11 @@ pub fn router(state: AppState) -> Router {
     let options = state.leptos_options.clone();
     Router::new()
         .merge(crate::routes::health_routes())
+        .merge(crate::routes::root_redirect())
         .leptos_routes(&state, routes, move || app::shell(options.clone()))
-        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(app::shell))
+        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(
+            app::shell,
+        ))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),
@@ -136,16 +139,23 @@ pub fn spawn_schema_task(state: AppState) -> tokio::task::JoinHandle<()> {
                         pg_done = true;
                         tracing::info!("PostgreSQL schema is current");
                     }
-                    Err(error) => tracing::warn!(%error, "PostgreSQL migrations not applied yet; retrying"),
+                    Err(error) => {
+                        tracing::warn!(%error, "PostgreSQL migrations not applied yet; retrying")
+                    }
                 }
             }
             if !ch_done {
                 match state.clickhouse.migrate().await {
                     Ok(()) => {
                         ch_done = true;
-                        tracing::info!(database = state.clickhouse.database(), "ClickHouse schema is current");
+                        tracing::info!(
+                            database = state.clickhouse.database(),
+                            "ClickHouse schema is current"
+                        );
                     }
-                    Err(error) => tracing::warn!(%error, "ClickHouse schema not applied yet; retrying"),
+                    Err(error) => {
+                        tracing::warn!(%error, "ClickHouse schema not applied yet; retrying")
+                    }
                 }
             }
             if pg_done && ch_done {

@@ -11,7 +11,10 @@ struct NavItem {
     label: &'static str,
 }
 
-const NAV: &[NavItem] = &[NavItem { href: "/admin", label: "Overview" }];
+const NAV: &[NavItem] = &[NavItem {
+    href: "/admin",
+    label: "Overview",
+}];
 
 /// The layout every `/admin` page renders inside.
 #[component]

@@ -40,7 +40,13 @@ pub fn ThemeToggle() -> impl IntoView {
 
 #[cfg(feature = "hydrate")]
 fn stored_theme() -> Option<String> {
-    window().local_storage().ok().flatten()?.get_item(STORAGE_KEY).ok().flatten()
+    window()
+        .local_storage()
+        .ok()
+        .flatten()?
+        .get_item(STORAGE_KEY)
+        .ok()
+        .flatten()
 }
 
 #[cfg(not(feature = "hydrate"))]

@@ -55,7 +55,11 @@ pub fn OverviewPage() -> impl IntoView {
 #[component]
 fn StoresView(health: StoresHealth) -> impl IntoView {
     let summary = summary(&health);
-    let banner_class = if health.all_ok() { "banner banner-ok" } else { "banner banner-error" };
+    let banner_class = if health.all_ok() {
+        "banner banner-ok"
+    } else {
+        "banner banner-error"
+    };
     view! {
         <div class=banner_class role="status" aria-live="polite" data-testid="stores-summary">
             <strong>{summary.0}</strong>
@@ -100,7 +104,11 @@ fn StoresView(health: StoresHealth) -> impl IntoView {
 
 #[component]
 fn StoreRow(name: &'static str, holds: &'static str, check: StoreCheck) -> impl IntoView {
-    let (tone, word) = if check.ok { (Tone::Ok, "Healthy") } else { (Tone::Error, "Down") };
+    let (tone, word) = if check.ok {
+        (Tone::Ok, "Healthy")
+    } else {
+        (Tone::Error, "Down")
+    };
     let latency = match check.latency_ms {
         Some(ms) => view! { <span>{format!("{ms:.1} ms")}</span> }.into_any(),
         None => view! {
@@ -151,7 +159,11 @@ mod tests {
     use super::*;
 
     fn check(ok: bool) -> StoreCheck {
-        StoreCheck { ok, latency_ms: ok.then_some(1.0), error: (!ok).then(|| "refused".into()) }
+        StoreCheck {
+            ok,
+            latency_ms: ok.then_some(1.0),
+            error: (!ok).then(|| "refused".into()),
+        }
     }
 
     fn health(postgres: bool, clickhouse: bool) -> StoresHealth {
@@ -168,7 +180,10 @@ mod tests {
         assert_eq!(summary(&health(true, true)).0, "All stores healthy.");
         assert_eq!(summary(&health(true, false)).0, "ClickHouse down.");
         assert_eq!(summary(&health(false, true)).0, "PostgreSQL down.");
-        assert_eq!(summary(&health(false, false)).0, "PostgreSQL and ClickHouse down.");
+        assert_eq!(
+            summary(&health(false, false)).0,
+            "PostgreSQL and ClickHouse down."
+        );
     }
 
     #[test]

@@ -104,14 +104,21 @@ impl ClickHouse {
 
     /// Asks the server a trivial question; `Ok` means it answered.
     pub async fn ping(&self) -> clickhouse::error::Result<()> {
-        self.server.query("SELECT 1").fetch_one::<u8>().await.map(drop)
+        self.server
+            .query("SELECT 1")
+            .fetch_one::<u8>()
+            .await
+            .map(drop)
     }
 
     /// Creates the database and every table that is missing. Idempotent, and safe to run
     /// from several replicas at once.
     pub async fn migrate(&self) -> clickhouse::error::Result<()> {
         self.server
-            .query(&format!("CREATE DATABASE IF NOT EXISTS `{}`", self.database))
+            .query(&format!(
+                "CREATE DATABASE IF NOT EXISTS `{}`",
+                self.database
+            ))
             .execute()
             .await?;
         for (_, ddl) in TABLES {

@@ -44,7 +44,9 @@ async fn the_overview_says_clickhouse_down_when_it_is() {
 async fn the_stores_server_function_returns_both_probes() {
     let app = spawn_app().await;
 
-    let response = app.call_server_fn("overview/stores", serde_json::json!({})).await;
+    let response = app
+        .call_server_fn("overview/stores", serde_json::json!({}))
+        .await;
 
     assert_eq!(response.status(), 200);
     let body: serde_json::Value = response.json().await.unwrap();

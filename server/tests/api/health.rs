@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use crate::helpers::{closed_port, eventually, local_clickhouse_addr, spawn_app, spawn_app_with, FaultyLink, Options};
+use crate::helpers::{
+    closed_port, eventually, local_clickhouse_addr, spawn_app, spawn_app_with, FaultyLink, Options,
+};
 
 #[tokio::test]
 async fn ready_is_200_when_postgres_and_clickhouse_both_answer() {
@@ -15,7 +17,10 @@ async fn ready_is_200_when_postgres_and_clickhouse_both_answer() {
     assert_eq!(body["failing"], serde_json::json!([]));
     for store in ["postgres", "clickhouse"] {
         assert_eq!(body["checks"][store]["ok"], true, "{store}: {body}");
-        assert!(body["checks"][store]["latencyMs"].as_f64().is_some(), "{store}: {body}");
+        assert!(
+            body["checks"][store]["latencyMs"].as_f64().is_some(),
+            "{store}: {body}"
+        );
         assert!(body["checks"][store]["error"].is_null(), "{store}: {body}");
     }
 }
@@ -37,8 +42,13 @@ async fn ready_is_503_naming_clickhouse_when_clickhouse_is_unreachable() {
     assert_eq!(body["checks"]["postgres"]["ok"], true, "{body}");
     assert!(body["checks"]["postgres"]["latencyMs"].as_f64().is_some());
     assert_eq!(body["checks"]["clickhouse"]["ok"], false);
-    assert!(body["checks"]["clickhouse"]["latencyMs"].is_null(), "no made-up latency: {body}");
-    assert!(body["checks"]["clickhouse"]["error"].as_str().is_some_and(|e| !e.is_empty()));
+    assert!(
+        body["checks"]["clickhouse"]["latencyMs"].is_null(),
+        "no made-up latency: {body}"
+    );
+    assert!(body["checks"]["clickhouse"]["error"]
+        .as_str()
+        .is_some_and(|e| !e.is_empty()));
 }
 
 #[tokio::test]
@@ -70,7 +80,10 @@ async fn deep_reports_status_version_and_each_store() {
     assert_eq!(body["version"], env!("CARGO_PKG_VERSION"));
     for store in ["postgres", "clickhouse"] {
         assert_eq!(body[store]["ok"], true, "{store}: {body}");
-        assert!(body[store]["latencyMs"].as_f64().is_some(), "{store}: {body}");
+        assert!(
+            body[store]["latencyMs"].as_f64().is_some(),
+            "{store}: {body}"
+        );
     }
 }
 
@@ -125,7 +138,10 @@ async fn health_responses_are_never_cached() {
     for path in ["/health/ready", "/health/deep"] {
         let response = app.get(path).await;
         assert_eq!(
-            response.headers().get("cache-control").and_then(|v| v.to_str().ok()),
+            response
+                .headers()
+                .get("cache-control")
+                .and_then(|v| v.to_str().ok()),
             Some("no-store"),
             "{path}"
         );

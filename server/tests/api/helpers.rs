@@ -30,7 +30,9 @@ pub struct TestApp {
 struct Cleanup {
     admin_url: SecretString,
     pg_database: String,
-    clickhouse: ClickHouse,
+    /// Settings for a new ClickHouse client: a client used on the test's runtime keeps
+    /// pooled connections bound to it, and that runtime is blocked while Drop runs.
+    clickhouse: Settings,
 }
 
 /// What to change about the stores a test app talks to.
@@ -82,6 +84,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
             .unwrap_or_else(|| test_db_url.to_string()),
     );
     settings.clickhouse.database = ch_database;
+    let local_settings = settings.clone();
     let local_clickhouse = settings.clickhouse_client();
     if let Some(url) = &options.clickhouse_url {
         settings.clickhouse.url = url.parse().unwrap();
@@ -97,7 +100,11 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
             .expect("migrate PostgreSQL");
     }
     if options.clickhouse_url.is_none() {
-        state.clickhouse.migrate().await.expect("migrate ClickHouse");
+        state
+            .clickhouse
+            .migrate()
+            .await
+            .expect("migrate ClickHouse");
     }
     let address = format!("http://127.0.0.1:{}", application.port());
     let (shutdown, stopped) = oneshot::channel::<()>();
@@ -107,8 +114,10 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
 
     TestApp {
         address,
-        pg: PgPool::connect(test_db_url.as_str()).await.expect("connect to the test database"),
-        clickhouse: local_clickhouse.clone(),
+        pg: PgPool::connect(test_db_url.as_str())
+            .await
+            .expect("connect to the test database"),
+        clickhouse: local_clickhouse,
         http: reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(30))
@@ -118,7 +127,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         cleanup: Some(Cleanup {
             admin_url,
             pg_database,
-            clickhouse: local_clickhouse,
+            clickhouse: local_settings,
         }),
     }
 }
@@ -141,7 +150,11 @@ impl TestApp {
     }
 
     /// Calls a server function by its endpoint (`overview/stores`) with a JSON body.
-    pub async fn call_server_fn(&self, endpoint: &str, body: serde_json::Value) -> reqwest::Response {
+    pub async fn call_server_fn(
+        &self,
+        endpoint: &str,
+        body: serde_json::Value,
+    ) -> reqwest::Response {
         self.http
             .post(format!("{}/api/{endpoint}", self.address))
             .header("content-type", "application/x-www-form-urlencoded")
@@ -179,7 +192,9 @@ impl Drop for TestApp {
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
         }
-        let Some(cleanup) = self.cleanup.take() else { return };
+        let Some(cleanup) = self.cleanup.take() else {
+            return;
+        };
         // Drop runs inside the test's runtime; clean up on a thread with its own.
         let handle = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
@@ -187,15 +202,20 @@ impl Drop for TestApp {
                 .build()
                 .unwrap();
             runtime.block_on(async move {
-                if let Ok(mut admin) = PgConnection::connect(cleanup.admin_url.expose_secret()).await {
+                if let Ok(mut admin) =
+                    PgConnection::connect(cleanup.admin_url.expose_secret()).await
+                {
                     let _ = admin
                         .execute(
-                            format!(r#"drop database if exists "{}" with (force)"#, cleanup.pg_database)
-                                .as_str(),
+                            format!(
+                                r#"drop database if exists "{}" with (force)"#,
+                                cleanup.pg_database
+                            )
+                            .as_str(),
                         )
                         .await;
                 }
-                let _ = cleanup.clickhouse.drop_database().await;
+                let _ = cleanup.clickhouse.clickhouse_client().drop_database().await;
             });
         });
         let _ = handle.join();
@@ -235,7 +255,9 @@ impl FaultyLink {
                 }
                 let mut cut = accept_cuts.subscribe();
                 tokio::spawn(async move {
-                    let Ok(mut outbound) = TcpStream::connect(target).await else { return };
+                    let Ok(mut outbound) = TcpStream::connect(target).await else {
+                        return;
+                    };
                     tokio::select! {
                         _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
                         _ = cut.changed() => {}
@@ -262,9 +284,13 @@ impl FaultyLink {
 pub fn local_clickhouse_addr() -> SocketAddr {
     let settings = base_settings();
     let url = &settings.clickhouse.url;
-    format!("{}:{}", url.host_str().unwrap(), url.port_or_known_default().unwrap())
-        .parse()
-        .unwrap()
+    format!(
+        "{}:{}",
+        url.host_str().unwrap(),
+        url.port_or_known_default().unwrap()
+    )
+    .parse()
+    .unwrap()
 }
 
 /// Polls `check` every 200 ms until it returns true or `within` passes.
@@ -284,4 +310,3 @@ where
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
-

@@ -16,7 +16,10 @@ struct Column {
 async fn the_clickhouse_schema_can_be_applied_twice() {
     let app = spawn_app().await; // already migrated once
 
-    app.clickhouse.migrate().await.expect("a second run is harmless");
+    app.clickhouse
+        .migrate()
+        .await
+        .expect("a second run is harmless");
     salvage::startup::migrate(&app.pg, &app.clickhouse)
         .await
         .expect("and a third, through the same path as `salvage migrate`");
@@ -24,13 +27,17 @@ async fn the_clickhouse_schema_can_be_applied_twice() {
     let columns: Vec<Column> = app
         .clickhouse
         .client()
-        .query("SELECT table, name, type FROM system.columns WHERE database = ? ORDER BY table, name")
+        .query(
+            "SELECT table, name, type FROM system.columns WHERE database = ? ORDER BY table, name",
+        )
         .bind(app.clickhouse.database())
         .fetch_all()
         .await
         .unwrap();
     let has = |table: &str, name: &str, ty: &str| {
-        columns.iter().any(|c| c.table == table && c.name == name && c.r#type == ty)
+        columns
+            .iter()
+            .any(|c| c.table == table && c.name == name && c.r#type == ty)
     };
     assert!(has("requests", "id", "UUID"), "{columns:?}");
     assert!(has("requests", "ts", "DateTime('UTC')"), "{columns:?}");
@@ -48,7 +55,12 @@ async fn a_reinserted_id_collapses_to_one_row() {
         'openai', 'gpt-4o-mini', 200, 812, 412, 96, 0.00031, NULL)";
 
     for _ in 0..2 {
-        app.clickhouse.client().query(insert).execute().await.unwrap();
+        app.clickhouse
+            .client()
+            .query(insert)
+            .execute()
+            .await
+            .unwrap();
     }
 
     let rows: u64 = app

@@ -1,0 +1,38 @@
+# The two commands: `make run` and `make test`. Everything else is a step they use.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+export PATH := $(HOME)/.cargo/bin:$(CURDIR)/end2end/node_modules/.bin:$(PATH)
+export LEPTOS_OUTPUT_NAME := salvage
+
+.PHONY: help run test setup setup-test stores build-release check unit e2e stop
+
+help:
+	@echo "make run    install what is missing, start PostgreSQL + ClickHouse, build, serve http://127.0.0.1:3000/admin"
+	@echo "make test   start the stores, then fmt, clippy (server + wasm), unit + integration tests, browser tests"
+	@echo "make stop   stop the local stores"
+
+## Build and serve the console (release build) against the local stores.
+run: setup stores build-release
+	set -a; . ./.env; set +a; \
+	export LEPTOS_SITE_ROOT=target/site; \
+	./target/release/salvage migrate && exec ./target/release/salvage serve
+
+## Every check CI runs.
+test: setup-test stores
+	scripts/test.sh
+
+setup:
+	scripts/setup.sh
+
+setup-test:
+	scripts/setup.sh --test
+
+stores:
+	scripts/stores.sh start
+
+build-release:
+	cargo leptos build --release
+
+stop:
+	scripts/stores.sh stop

@@ -1,0 +1,89 @@
+// Finders, actions and checks shared by the browser tests, plus a way to start a second
+// Salvage whose ClickHouse link a test can cut.
+import { spawn, type ChildProcess } from "node:child_process";
+import net from "node:net";
+import { expect, type Page } from "@playwright/test";
+
+/** The row of a store in the overview's table. */
+export function storeRow(page: Page, store: "PostgreSQL" | "ClickHouse") {
+  return page.getByRole("row").filter({ has: page.getByRole("rowheader", { name: store }) });
+}
+
+/** The summary line above the stores table. */
+export function storesSummary(page: Page) {
+  return page.getByTestId("stores-summary");
+}
+
+/** Expects the overview to show both stores healthy. */
+export async function expectAllStoresHealthy(page: Page) {
+  await expect(storesSummary(page)).toContainText("All stores healthy.");
+  await expect(storeRow(page, "PostgreSQL")).toContainText("Healthy");
+  await expect(storeRow(page, "ClickHouse")).toContainText("Healthy");
+}
+
+/** A TCP link in front of the real ClickHouse that a test can cut and restore. */
+export class FaultyLink {
+  private up = true;
+  private sockets = new Set<net.Socket>();
+  private server: net.Server;
+  port = 0;
+
+  constructor(private target: { host: string; port: number }) {
+    this.server = net.createServer((inbound) => {
+      if (!this.up) {
+        inbound.destroy();
+        return;
+      }
+      const outbound = net.connect(this.target.port, this.target.host);
+      for (const socket of [inbound, outbound]) {
+        this.sockets.add(socket);
+        socket.on("close", () => this.sockets.delete(socket));
+        socket.on("error", () => socket.destroy());
+      }
+      inbound.pipe(outbound).pipe(inbound);
+    });
+  }
+
+  async listen(): Promise<number> {
+    await new Promise<void>((resolve) => this.server.listen(0, "127.0.0.1", resolve));
+    this.port = (this.server.address() as net.AddressInfo).port;
+    return this.port;
+  }
+
+  cut() {
+    this.up = false;
+    for (const socket of this.sockets) socket.destroy();
+  }
+
+  restore() {
+    this.up = true;
+  }
+
+  async close() {
+    this.cut();
+    await new Promise((resolve) => this.server.close(resolve));
+  }
+}
+
+/** Starts the same Salvage binary with some settings replaced; resolves once it answers. */
+export async function startSalvage(env: Record<string, string>): Promise<{ url: string; stop: () => void }> {
+  const bin = process.env.SALVAGE_BIN;
+  if (!bin) throw new Error("SALVAGE_BIN is not set: run the browser tests through scripts/e2e.sh");
+  const child: ChildProcess = spawn(bin, ["serve"], {
+    env: { ...process.env, ...env },
+    stdio: "ignore",
+    cwd: "..",
+  });
+  const url = `http://${env.SALVAGE_ADDR}`;
+  for (let i = 0; i < 100; i++) {
+    try {
+      const response = await fetch(`${url}/health/deep`);
+      if (response.ok) return { url, stop: () => child.kill("SIGTERM") };
+    } catch {
+      // not listening yet
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  child.kill("SIGKILL");
+  throw new Error(`Salvage did not start at ${url}`);
+}

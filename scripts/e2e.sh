@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Browser tests: builds the site, starts Salvage on a fresh pair of databases, runs
+# Playwright (Debian's Chromium, never a downloaded browser), stops Salvage.
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+export PATH="$HOME/.cargo/bin:$ROOT/end2end/node_modules/.bin:$PATH"
+export LEPTOS_OUTPUT_NAME=salvage
+
+cargo leptos build
+
+set -a; . ./.env; set +a
+PORT=${SALVAGE_E2E_PORT:-3107}
+DB=salvage_e2e
+BASE=${DATABASE_URL%/*}
+psql -X -q -v ON_ERROR_STOP=1 "$BASE/postgres" -c "drop database if exists $DB with (force)" -c "create database $DB"
+curl -fsS "$CLICKHOUSE_URL/" --data-binary "DROP DATABASE IF EXISTS $DB" >/dev/null
+
+export DATABASE_URL="$BASE/$DB" CLICKHOUSE_DATABASE=$DB
+export SALVAGE_ADDR=127.0.0.1:$PORT SALVAGE_PUBLIC_URL=http://127.0.0.1:$PORT
+export LEPTOS_SITE_ROOT=target/site
+export SALVAGE_BIN="$ROOT/target/debug/salvage"
+"$SALVAGE_BIN" migrate >/dev/null
+LOG=target/e2e-server.log
+"$SALVAGE_BIN" serve >"$LOG" 2>&1 &
+server=$!
+trap 'kill $server 2>/dev/null || true; wait $server 2>/dev/null || true' EXIT
+for _ in $(seq 1 100); do
+  curl -fsS "http://127.0.0.1:$PORT/health/deep" >/dev/null 2>&1 && break
+  kill -0 $server 2>/dev/null || { cat "$LOG"; exit 1; }
+  sleep 0.1
+done
+
+export BASE_URL=http://127.0.0.1:$PORT
+(cd end2end && npx playwright test "$@") || { echo "server log: $LOG"; exit 1; }

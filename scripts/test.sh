@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Every check, in the order a failure is cheapest to find. Expects the stores to be
+# running (make test starts them).
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+export PATH="$HOME/.cargo/bin:$ROOT/end2end/node_modules/.bin:$PATH"
+export LEPTOS_OUTPUT_NAME=salvage
+
+step() { printf '\n==> %s\n' "$*"; }
+started=$(date +%s)
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "clippy, server build (ssr), warnings denied"
+cargo clippy -p salvage -p app --all-targets --features app/ssr -- -D warnings
+
+step "clippy, browser build (wasm32, hydrate), warnings denied"
+cargo clippy -p frontend --target wasm32-unknown-unknown -- -D warnings
+
+step "unit and integration tests (real PostgreSQL + ClickHouse)"
+cargo test -p salvage -p app --features app/ssr
+
+step "browser tests (Playwright driving Debian's Chromium)"
+scripts/e2e.sh
+
+printf '\nAll checks passed in %ss.\n' "$(( $(date +%s) - started ))"
