@@ -6,11 +6,11 @@
 //! functions (`api.rs`), its page components (`page.rs`) and, behind the `ssr` feature,
 //! its queries and domain logic (`ssr.rs`).
 //!
-//! - [`overview`]: `/admin`, the live state of both stores.
-//! - [`health`]: the store probes shared by `/health/*` and the overview.
-//! - [`components`]: the admin layout, badges, headers, the theme toggle.
-//! - [`error`]: [`AppError`](error::AppError), the one error type of the boundary.
-//! - `server` (ssr only): the shared [`AppState`](server::AppState), the PostgreSQL
+//! - [`overview`] — `/admin`, the live state of both stores.
+//! - [`health`] — the store probes shared by `/health/*` and the overview.
+//! - [`components`] — the admin layout, badges, headers, the theme toggle.
+//! - [`error`] — [`AppError`](error::AppError), the one error type of the boundary.
+//! - `server` (ssr only) — the shared [`AppState`](server::AppState), the PostgreSQL
 //!   pool and migrations, the ClickHouse client and schema.
 //!
 //! Pages call server functions, server functions call domain code, domain code calls the

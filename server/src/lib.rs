@@ -3,11 +3,11 @@
 //!
 //! # Layout
 //!
-//! - [`config`]: [`Settings`](config::Settings) from the environment; secrets redacted.
-//! - [`startup`]: [`Application`](startup::Application): state, router, listener.
-//! - [`routes`]: `/health/ready`, `/health/deep`.
-//! - [`cli`]: `salvage serve`, `salvage migrate`.
-//! - [`telemetry`]: logging.
+//! - [`config`] — [`Settings`](config::Settings) from the environment; secrets redacted.
+//! - [`startup`] — [`Application`](startup::Application): state, router, listener.
+//! - [`routes`] — `/health/ready`, `/health/deep`.
+//! - [`cli`] — `salvage serve`, `salvage migrate`.
+//! - [`telemetry`] — logging.
 //!
 //! `main.rs` only parses the command line, reads settings and calls [`cli::run`].
 //! Everything is in this library so integration tests start the real application.
