@@ -8,7 +8,8 @@
 #
 # Data lives under .stores/ (ignored by git). Ports are not the defaults, so a system
 # PostgreSQL or ClickHouse keeps running undisturbed; override them with
-# SALVAGE_PG_PORT, SALVAGE_CH_HTTP_PORT and SALVAGE_CH_TCP_PORT. Safe to run twice.
+# SALVAGE_PG_PORT, SALVAGE_CH_HTTP_PORT and SALVAGE_CH_TCP_PORT (and the folder and the
+# settings file with SALVAGE_STORES_DIR and SALVAGE_ENV_FILE). Safe to run twice.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -19,6 +20,7 @@ CH_TCP_PORT=${SALVAGE_CH_TCP_PORT:-19000}
 PG_DIR=$STORES/postgres
 CH_DIR=$STORES/clickhouse
 PG_DB=salvage
+ENV_FILE=${SALVAGE_ENV_FILE:-$ROOT/.env}
 
 say() { printf 'stores: %s\n' "$*"; }
 die() { printf 'stores: %s\n' "$*" >&2; exit 1; }
@@ -256,11 +258,11 @@ ENV
 write_env() {
   { echo "# Written by scripts/stores.sh for the local stores. Variables set in the"
     echo "# environment take precedence over this file."
-    print_env; } >"$ROOT/.env"
+    print_env; } >"$ENV_FILE"
 }
 
 usage() {
-  sed -n '2,11p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+  sed -n '2,12p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
   exit 2
 }
 

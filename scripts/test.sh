@@ -25,4 +25,7 @@ cargo test -p salvage -p app --features app/ssr
 step "browser tests (Playwright driving Debian's Chromium)"
 scripts/e2e.sh
 
+step "the local stores script, and Salvage following a real ClickHouse stop and start"
+scripts/test-stores.sh
+
 printf '\nAll checks passed in %ss.\n' "$(( $(date +%s) - started ))"

@@ -1,5 +1,6 @@
 //! Logging. `RUST_LOG` picks the levels (default: info for Salvage, warn for drivers);
 //! `SALVAGE_LOG_FORMAT=json` switches to one JSON object per line for log shippers.
+//! Logs go to stderr, so a command's own output on stdout stays clean.
 
 use tracing_subscriber::EnvFilter;
 

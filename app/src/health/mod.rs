@@ -21,6 +21,46 @@ pub struct StoreCheck {
     pub error: Option<String>,
 }
 
+/// What the console shows about PostgreSQL beyond "it answers". Each field is `None`
+/// when its lookup failed or the store is down: unknown, never zero.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PostgresDetails {
+    /// `server_version`, e.g. `15.18 (Debian 15.18-0+deb12u1)`.
+    pub version: Option<String>,
+    /// The database Salvage uses.
+    pub database: Option<String>,
+    /// `pg_database_size` of that database, in bytes.
+    pub size_bytes: Option<i64>,
+    /// Connections this Salvage process holds open, and how many of them are idle.
+    pub pool_open: u32,
+    pub pool_idle: u32,
+    pub pool_max: u32,
+}
+
+/// What the console shows about ClickHouse beyond "it answers".
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClickHouseDetails {
+    /// `version()`, e.g. `18.16.1`.
+    pub version: Option<String>,
+    /// The database holding `requests` and `events`.
+    pub database: String,
+    /// Rows stored in `requests` (active parts; a re-inserted id counts until merged).
+    pub requests_rows: Option<u64>,
+    /// Rows stored in `events`, counted the same way.
+    pub events_rows: Option<u64>,
+}
+
+/// The overview's full picture: the probes plus each store's details.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StoresSnapshot {
+    pub health: StoresHealth,
+    pub postgres: PostgresDetails,
+    pub clickhouse: ClickHouseDetails,
+}
+
 /// Both stores, probed at the same moment.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use super::{StoreCheck, StoresHealth};
+use super::{ClickHouseDetails, PostgresDetails, StoreCheck, StoresHealth, StoresSnapshot};
 use crate::server::AppState;
 
 /// Runs `probe` with a deadline and turns its outcome into a [`StoreCheck`].
@@ -59,6 +59,101 @@ pub async fn check_stores(state: &AppState) -> StoresHealth {
             .unwrap_or_default(),
         version: state.version.to_owned(),
     }
+}
+
+/// The probes and, for each store that answered, its details, all concurrently.
+pub async fn snapshot(state: &AppState) -> StoresSnapshot {
+    let health = check_stores(state).await;
+    let (postgres, clickhouse) = tokio::join!(
+        postgres_details(state, health.postgres.ok),
+        clickhouse_details(state, health.clickhouse.ok),
+    );
+    StoresSnapshot {
+        health,
+        postgres,
+        clickhouse,
+    }
+}
+
+async fn postgres_details(state: &AppState, reachable: bool) -> PostgresDetails {
+    let pool = &state.pg;
+    let mut details = PostgresDetails {
+        pool_open: pool.size(),
+        pool_idle: u32::try_from(pool.num_idle()).unwrap_or(u32::MAX),
+        pool_max: pool.options().get_max_connections(),
+        ..PostgresDetails::default()
+    };
+    if !reachable {
+        return details;
+    }
+    let lookup = sqlx::query_as::<_, (String, String, i64)>(
+        "select current_setting('server_version'), current_database(), \
+         pg_database_size(current_database())",
+    )
+    .fetch_one(pool);
+    if let Ok(Ok((version, database, size))) =
+        tokio::time::timeout(state.probe_timeout, lookup).await
+    {
+        details.version = Some(version);
+        details.database = Some(database);
+        details.size_bytes = Some(size);
+    }
+    details
+}
+
+#[derive(clickhouse::Row, serde::Deserialize)]
+struct TableRows {
+    table: String,
+    rows: u64,
+}
+
+async fn clickhouse_details(state: &AppState, reachable: bool) -> ClickHouseDetails {
+    let clickhouse = &state.clickhouse;
+    let mut details = ClickHouseDetails {
+        database: clickhouse.database().to_owned(),
+        ..ClickHouseDetails::default()
+    };
+    if !reachable {
+        return details;
+    }
+    let version = clickhouse
+        .client()
+        .query("SELECT version()")
+        .fetch_one::<String>();
+    // system.parts keeps per-part row counts: summing them reads metadata, not the table.
+    let rows = clickhouse
+        .client()
+        .query(
+            "SELECT table, toUInt64(sum(rows)) AS rows FROM system.parts \
+             WHERE database = ? AND active AND table IN ('requests', 'events') GROUP BY table",
+        )
+        .bind(clickhouse.database())
+        .fetch_all::<TableRows>();
+    let tables = clickhouse
+        .client()
+        .query("SELECT name FROM system.tables WHERE database = ?")
+        .bind(clickhouse.database())
+        .fetch_all::<String>();
+    let deadline = state.probe_timeout;
+    let (version, rows, tables) = tokio::join!(
+        tokio::time::timeout(deadline, version),
+        tokio::time::timeout(deadline, rows),
+        tokio::time::timeout(deadline, tables),
+    );
+    details.version = version.ok().and_then(Result::ok);
+    if let (Ok(Ok(rows)), Ok(Ok(tables))) = (rows, tables) {
+        // An existing table with no parts yet has no row in system.parts: a known zero.
+        // A table that does not exist (schema not applied yet) stays unknown.
+        let count = |name: &str| {
+            tables
+                .iter()
+                .any(|t| t == name)
+                .then(|| rows.iter().find(|r| r.table == name).map_or(0, |r| r.rows))
+        };
+        details.requests_rows = count("requests");
+        details.events_rows = count("events");
+    }
+    details
 }
 
 fn round_ms(elapsed: Duration) -> f64 {

@@ -3,11 +3,11 @@
 use leptos::prelude::*;
 
 use crate::error::AppError;
-use crate::health::StoresHealth;
+use crate::health::StoresSnapshot;
 
-/// Probes PostgreSQL and ClickHouse and reports both, as `/health/deep` does.
+/// Probes PostgreSQL and ClickHouse (as `/health/*` does) and adds each store's details.
 #[server(endpoint = "overview/stores")]
-pub async fn probe_stores() -> Result<StoresHealth, AppError> {
+pub async fn load_stores_snapshot() -> Result<StoresSnapshot, AppError> {
     let state = crate::server::respond(crate::server::app_state())?;
-    Ok(crate::health::ssr::check_stores(&state).await)
+    Ok(crate::health::ssr::snapshot(&state).await)
 }

@@ -4,9 +4,9 @@ use std::time::Duration;
 
 use leptos::prelude::*;
 
-use super::api::probe_stores;
+use super::api::load_stores_snapshot;
 use crate::components::{Badge, PageHeader, Tone};
-use crate::health::{StoreCheck, StoresHealth};
+use crate::health::{StoreCheck, StoresHealth, StoresSnapshot};
 
 /// How often the overview asks the server for fresh probes.
 pub const REFRESH_EVERY: Duration = Duration::from_secs(3);
@@ -15,7 +15,7 @@ pub const REFRESH_EVERY: Duration = Duration::from_secs(3);
 #[component]
 pub fn OverviewPage() -> impl IntoView {
     let (tick, set_tick) = signal(0_u64);
-    let health = Resource::new(move || tick.get(), |_| probe_stores());
+    let snapshot = Resource::new(move || tick.get(), |_| load_stores_snapshot());
 
     // Runs in the browser only: refresh on a timer, stop when the page is left.
     Effect::new(move |_| {
@@ -36,13 +36,13 @@ pub fn OverviewPage() -> impl IntoView {
         />
         <Transition fallback=|| view! { <p class="muted" role="status">"Probing the stores…"</p> }>
             {move || Suspend::new(async move {
-                match health.await {
-                    Ok(health) => view! { <StoresView health /> }.into_any(),
+                match snapshot.await {
+                    Ok(snapshot) => view! { <StoresView snapshot /> }.into_any(),
                     Err(error) => view! {
-                        <div class="banner banner-error" role="alert">
+                        <div class="banner banner-error" role="alert" data-testid="stores-summary">
                             <strong>"Salvage did not answer. "</strong>
                             {error.to_string()}
-                            " The figures below are unknown until it does."
+                            " The state of the stores is unknown until it does."
                         </div>
                     }
                     .into_any(),
@@ -53,28 +53,56 @@ pub fn OverviewPage() -> impl IntoView {
 }
 
 #[component]
-fn StoresView(health: StoresHealth) -> impl IntoView {
-    let summary = summary(&health);
+fn StoresView(snapshot: StoresSnapshot) -> impl IntoView {
+    let StoresSnapshot {
+        health,
+        postgres,
+        clickhouse,
+    } = snapshot;
+    let (headline, sentence) = summary(&health);
     let banner_class = if health.all_ok() {
         "banner banner-ok"
     } else {
         "banner banner-error"
     };
+    let pg_data = match postgres.size_bytes {
+        Some(bytes) => format!(
+            "{} in {}",
+            format_bytes(bytes),
+            postgres.database.unwrap_or_default()
+        ),
+        None => String::new(),
+    };
+    let ch_data = match (clickhouse.requests_rows, clickhouse.events_rows) {
+        (Some(requests), Some(events)) => format!(
+            "{} requests · {} events in {}",
+            group_digits(requests),
+            group_digits(events),
+            clickhouse.database
+        ),
+        _ => String::new(),
+    };
+    let pool = format!(
+        "Salvage holds {} of at most {} PostgreSQL connections ({} idle).",
+        postgres.pool_open, postgres.pool_max, postgres.pool_idle
+    );
     view! {
         <div class=banner_class role="status" aria-live="polite" data-testid="stores-summary">
-            <strong>{summary.0}</strong>
+            <strong>{headline}</strong>
             " "
-            {summary.1}
+            {sentence}
         </div>
         <section aria-labelledby="stores-heading" class="panel">
             <h2 id="stores-heading">"Stores"</h2>
-            <table class="data">
+            <table class="data stores">
                 <thead>
                     <tr>
                         <th scope="col">"Store"</th>
                         <th scope="col">"Holds"</th>
                         <th scope="col">"Status"</th>
                         <th scope="col" class="num">"Latency"</th>
+                        <th scope="col">"Version"</th>
+                        <th scope="col" class="num">"Data"</th>
                         <th scope="col">"Detail"</th>
                     </tr>
                 </thead>
@@ -83,11 +111,15 @@ fn StoresView(health: StoresHealth) -> impl IntoView {
                         name="PostgreSQL"
                         holds="accounts, fallback queues, runbook history"
                         check=health.postgres.clone()
+                        version=postgres.version
+                        data=pg_data
                     />
                     <StoreRow
                         name="ClickHouse"
                         holds="requests, events"
                         check=health.clickhouse.clone()
+                        version=clickhouse.version
+                        data=ch_data
                     />
                 </tbody>
             </table>
@@ -96,34 +128,46 @@ fn StoresView(health: StoresHealth) -> impl IntoView {
                 <time datetime=health.checked_at.clone()>{clock_time(&health.checked_at)}</time>
                 " UTC by Salvage "
                 {health.version.clone()}
-                "."
+                ". "
+                {pool}
             </p>
         </section>
     }
 }
 
 #[component]
-fn StoreRow(name: &'static str, holds: &'static str, check: StoreCheck) -> impl IntoView {
+fn StoreRow(
+    name: &'static str,
+    holds: &'static str,
+    check: StoreCheck,
+    version: Option<String>,
+    data: String,
+) -> impl IntoView {
     let (tone, word) = if check.ok {
         (Tone::Ok, "Healthy")
     } else {
         (Tone::Error, "Down")
     };
-    let latency = match check.latency_ms {
-        Some(ms) => view! { <span>{format!("{ms:.1} ms")}</span> }.into_any(),
-        None => view! {
-            <span class="muted" title="Not measured: the store did not answer.">"unknown"</span>
-        }
-        .into_any(),
-    };
+    let latency = check.latency_ms.map(|ms| format!("{ms:.1} ms"));
+    let data = (!data.is_empty()).then_some(data);
     view! {
         <tr data-store=name>
             <th scope="row">{name}</th>
             <td class="muted">{holds}</td>
             <td><Badge tone label=word /></td>
-            <td class="num">{latency}</td>
+            <td class="num">{or_unknown(latency, "Not measured: the store did not answer.")}</td>
+            <td>{or_unknown(version, "Not known: the store did not answer the question.")}</td>
+            <td class="num">{or_unknown(data, "Not known: the store did not answer the question.")}</td>
             <td class="detail">{check.error.unwrap_or_else(|| "answered".to_owned())}</td>
         </tr>
+    }
+}
+
+/// A value, or the word "unknown" with the reason on hover: never a made-up zero.
+fn or_unknown(value: Option<String>, why: &'static str) -> impl IntoView {
+    match value {
+        Some(value) => view! { <span>{value}</span> }.into_any(),
+        None => view! { <span class="muted" title=why>"unknown"</span> }.into_any(),
     }
 }
 
@@ -152,6 +196,35 @@ fn clock_time(rfc3339: &str) -> String {
         .split_once('T')
         .map(|(_, rest)| rest.chars().take(8).collect())
         .unwrap_or_else(|| rfc3339.to_owned())
+}
+
+/// `1234567` → `1,234,567`.
+pub fn group_digits(value: u64) -> String {
+    let digits = value.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Bytes in binary units with one decimal: `8123456` → `7.7 MiB`.
+pub fn format_bytes(bytes: i64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
 }
 
 #[cfg(test)]
@@ -189,5 +262,20 @@ mod tests {
     #[test]
     fn the_clock_time_is_cut_from_the_timestamp() {
         assert_eq!(clock_time("2026-11-22T10:00:03.123Z"), "10:00:03");
+    }
+
+    #[test]
+    fn large_numbers_are_grouped_by_thousands() {
+        assert_eq!(group_digits(0), "0");
+        assert_eq!(group_digits(999), "999");
+        assert_eq!(group_digits(1_000), "1,000");
+        assert_eq!(group_digits(1_234_567), "1,234,567");
+    }
+
+    #[test]
+    fn sizes_use_binary_units() {
+        assert_eq!(format_bytes(512), "512 B");
+        assert_eq!(format_bytes(1536), "1.5 KiB");
+        assert_eq!(format_bytes(8 * 1024 * 1024), "8.0 MiB");
     }
 }

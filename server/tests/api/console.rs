@@ -50,9 +50,60 @@ async fn the_stores_server_function_returns_both_probes() {
 
     assert_eq!(response.status(), 200);
     let body: serde_json::Value = response.json().await.unwrap();
-    assert_eq!(body["postgres"]["ok"], true, "{body}");
-    assert_eq!(body["clickhouse"]["ok"], true, "{body}");
-    assert_eq!(body["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(body["health"]["postgres"]["ok"], true, "{body}");
+    assert_eq!(body["health"]["clickhouse"]["ok"], true, "{body}");
+    assert_eq!(body["health"]["version"], env!("CARGO_PKG_VERSION"));
+    assert!(body["postgres"]["version"]
+        .as_str()
+        .is_some_and(|v| v.starts_with(char::is_numeric)));
+    assert!(body["postgres"]["sizeBytes"]
+        .as_i64()
+        .is_some_and(|size| size > 0));
+    assert!(body["clickhouse"]["version"].as_str().is_some(), "{body}");
+}
+
+#[tokio::test]
+async fn the_snapshot_counts_the_rows_clickhouse_holds() {
+    let app = spawn_app().await;
+    app.clickhouse
+        .client()
+        .query(
+            "INSERT INTO events (id, ts, ts_ms, trace_id, span_id, parent_span_id, event_type, \
+             name, duration_ms, attributes) VALUES \
+             ('5f0e4c1a-0000-4000-8000-000000000001', '2026-11-22 10:00:00', 0, 't-1', 's-1', NULL, 'span', 'x', 5, '{}'), \
+             ('5f0e4c1a-0000-4000-8000-000000000002', '2026-11-22 10:00:01', 0, 't-1', 's-2', 's-1', 'span', 'y', 6, '{}')",
+        )
+        .execute()
+        .await
+        .unwrap();
+
+    let response = app
+        .call_server_fn("overview/stores", serde_json::json!({}))
+        .await;
+    let body: serde_json::Value = response.json().await.unwrap();
+
+    assert_eq!(body["clickhouse"]["eventsRows"], 2, "{body}");
+    assert_eq!(body["clickhouse"]["requestsRows"], 0, "{body}");
+}
+
+#[tokio::test]
+async fn the_snapshot_says_unknown_rather_than_zero_when_clickhouse_is_down() {
+    let port = closed_port().await;
+    let app = spawn_app_with(Options {
+        clickhouse_url: Some(format!("http://127.0.0.1:{port}")),
+        ..Options::default()
+    })
+    .await;
+
+    let response = app
+        .call_server_fn("overview/stores", serde_json::json!({}))
+        .await;
+    let body: serde_json::Value = response.json().await.unwrap();
+
+    assert!(body["clickhouse"]["eventsRows"].is_null(), "{body}");
+    assert!(body["clickhouse"]["requestsRows"].is_null(), "{body}");
+    assert!(body["clickhouse"]["version"].is_null(), "{body}");
+    assert!(body["postgres"]["sizeBytes"].as_i64().is_some(), "{body}");
 }
 
 #[tokio::test]
