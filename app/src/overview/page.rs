@@ -150,13 +150,19 @@ fn StoreRow(
     };
     let latency = check.latency_ms.map(|ms| format!("{ms:.1} ms"));
     let data = (!data.is_empty()).then_some(data);
+    let full_version = version.clone();
     view! {
         <tr data-store=name>
             <th scope="row">{name}</th>
             <td class="muted">{holds}</td>
             <td><Badge tone label=word /></td>
             <td class="num">{or_unknown(latency, "Not measured: the store did not answer.")}</td>
-            <td>{or_unknown(version, "Not known: the store did not answer the question.")}</td>
+            <td title=full_version>
+                {or_unknown(
+                    version.map(|v| short_version(&v).to_owned()),
+                    "Not known: the store did not answer the question.",
+                )}
+            </td>
             <td class="num">{or_unknown(data, "Not known: the store did not answer the question.")}</td>
             <td class="detail">{check.error.unwrap_or_else(|| "answered".to_owned())}</td>
         </tr>
@@ -196,6 +202,11 @@ fn clock_time(rfc3339: &str) -> String {
         .split_once('T')
         .map(|(_, rest)| rest.chars().take(8).collect())
         .unwrap_or_else(|| rfc3339.to_owned())
+}
+
+/// `15.18 (Debian 15.18-0+deb12u1)` → `15.18`; the full string is on hover.
+fn short_version(version: &str) -> &str {
+    version.split_whitespace().next().unwrap_or(version)
 }
 
 /// `1234567` → `1,234,567`.
@@ -262,6 +273,12 @@ mod tests {
     #[test]
     fn the_clock_time_is_cut_from_the_timestamp() {
         assert_eq!(clock_time("2026-11-22T10:00:03.123Z"), "10:00:03");
+    }
+
+    #[test]
+    fn versions_are_shortened_to_their_number() {
+        assert_eq!(short_version("15.18 (Debian 15.18-0+deb12u1)"), "15.18");
+        assert_eq!(short_version("18.16.1"), "18.16.1");
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The console's pages and server functions, rendered by the real server.
 
-use crate::helpers::{closed_port, spawn_app, spawn_app_with, Options};
+use crate::helpers::{spawn_app, spawn_app_without_clickhouse};
 
 #[tokio::test]
 async fn the_root_redirects_to_the_console() {
@@ -28,12 +28,7 @@ async fn the_overview_renders_both_stores_healthy() {
 
 #[tokio::test]
 async fn the_overview_says_clickhouse_down_when_it_is() {
-    let port = closed_port().await;
-    let app = spawn_app_with(Options {
-        clickhouse_url: Some(format!("http://127.0.0.1:{port}")),
-        ..Options::default()
-    })
-    .await;
+    let app = spawn_app_without_clickhouse().await;
 
     let html = app.get("/admin").await.text().await.unwrap();
 
@@ -88,12 +83,7 @@ async fn the_snapshot_counts_the_rows_clickhouse_holds() {
 
 #[tokio::test]
 async fn the_snapshot_says_unknown_rather_than_zero_when_clickhouse_is_down() {
-    let port = closed_port().await;
-    let app = spawn_app_with(Options {
-        clickhouse_url: Some(format!("http://127.0.0.1:{port}")),
-        ..Options::default()
-    })
-    .await;
+    let app = spawn_app_without_clickhouse().await;
 
     let response = app
         .call_server_fn("overview/stores", serde_json::json!({}))

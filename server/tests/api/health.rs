@@ -3,7 +3,8 @@
 use std::time::Duration;
 
 use crate::helpers::{
-    closed_port, eventually, local_clickhouse_addr, spawn_app, spawn_app_with, FaultyLink, Options,
+    closed_port, eventually, local_clickhouse_addr, spawn_app, spawn_app_with,
+    spawn_app_without_clickhouse, FaultyLink, Options,
 };
 
 #[tokio::test]
@@ -27,12 +28,7 @@ async fn ready_is_200_when_postgres_and_clickhouse_both_answer() {
 
 #[tokio::test]
 async fn ready_is_503_naming_clickhouse_when_clickhouse_is_unreachable() {
-    let port = closed_port().await;
-    let app = spawn_app_with(Options {
-        clickhouse_url: Some(format!("http://127.0.0.1:{port}")),
-        ..Options::default()
-    })
-    .await;
+    let app = spawn_app_without_clickhouse().await;
 
     let (status, body) = app.get_json("/health/ready").await;
 
@@ -89,12 +85,7 @@ async fn deep_reports_status_version_and_each_store() {
 
 #[tokio::test]
 async fn deep_says_degraded_and_nulls_the_latency_of_an_unreachable_clickhouse() {
-    let port = closed_port().await;
-    let app = spawn_app_with(Options {
-        clickhouse_url: Some(format!("http://127.0.0.1:{port}")),
-        ..Options::default()
-    })
-    .await;
+    let app = spawn_app_without_clickhouse().await;
 
     let (status, body) = app.get_json("/health/deep").await;
 

@@ -59,6 +59,16 @@ pub async fn spawn_app() -> TestApp {
     spawn_app_with(Options::default()).await
 }
 
+/// Salvage whose ClickHouse is unreachable (a closed port); PostgreSQL is real and fresh.
+pub async fn spawn_app_without_clickhouse() -> TestApp {
+    let port = closed_port().await;
+    spawn_app_with(Options {
+        clickhouse_url: Some(format!("http://127.0.0.1:{port}")),
+        ..Options::default()
+    })
+    .await
+}
+
 /// Salvage with some of its stores replaced, see [`Options`].
 pub async fn spawn_app_with(options: Options) -> TestApp {
     let mut settings = base_settings();
