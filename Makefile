@@ -3,7 +3,6 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 export PATH := $(HOME)/.cargo/bin:$(CURDIR)/end2end/node_modules/.bin:$(PATH)
-export LEPTOS_OUTPUT_NAME := salvage
 
 .PHONY: help run test setup setup-test stores build-release check unit e2e stop
 
