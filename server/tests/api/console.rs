@@ -16,10 +16,9 @@ async fn the_root_redirects_to_the_console() {
 async fn the_overview_renders_both_stores_healthy() {
     let app = spawn_app().await;
 
-    let response = app.get("/admin").await;
-    assert_eq!(response.status(), 200);
-    let html = response.text().await.unwrap();
+    let (status, html) = app.get_html("/admin").await;
 
+    assert_eq!(status, 200);
     assert!(html.contains("All stores healthy."), "{html}");
     assert!(html.contains("PostgreSQL"));
     assert!(html.contains("ClickHouse"));
@@ -30,7 +29,7 @@ async fn the_overview_renders_both_stores_healthy() {
 async fn the_overview_says_clickhouse_down_when_it_is() {
     let app = spawn_app_without_clickhouse().await;
 
-    let html = app.get("/admin").await.text().await.unwrap();
+    let (_, html) = app.get_html("/admin").await;
 
     assert!(html.contains("ClickHouse down."), "{html}");
 }
@@ -39,12 +38,9 @@ async fn the_overview_says_clickhouse_down_when_it_is() {
 async fn the_stores_server_function_returns_both_probes() {
     let app = spawn_app().await;
 
-    let response = app
-        .call_server_fn("overview/stores", serde_json::json!({}))
-        .await;
+    let (status, body) = app.stores_snapshot().await;
 
-    assert_eq!(response.status(), 200);
-    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(status, 200);
     assert_eq!(body["health"]["postgres"]["ok"], true, "{body}");
     assert_eq!(body["health"]["clickhouse"]["ok"], true, "{body}");
     assert_eq!(body["health"]["version"], env!("CARGO_PKG_VERSION"));
@@ -72,10 +68,7 @@ async fn the_snapshot_counts_the_rows_clickhouse_holds() {
         .await
         .unwrap();
 
-    let response = app
-        .call_server_fn("overview/stores", serde_json::json!({}))
-        .await;
-    let body: serde_json::Value = response.json().await.unwrap();
+    let (_, body) = app.stores_snapshot().await;
 
     assert_eq!(body["clickhouse"]["eventsRows"], 2, "{body}");
     assert_eq!(body["clickhouse"]["requestsRows"], 0, "{body}");
@@ -85,10 +78,7 @@ async fn the_snapshot_counts_the_rows_clickhouse_holds() {
 async fn the_snapshot_says_unknown_rather_than_zero_when_clickhouse_is_down() {
     let app = spawn_app_without_clickhouse().await;
 
-    let response = app
-        .call_server_fn("overview/stores", serde_json::json!({}))
-        .await;
-    let body: serde_json::Value = response.json().await.unwrap();
+    let (_, body) = app.stores_snapshot().await;
 
     assert!(body["clickhouse"]["eventsRows"].is_null(), "{body}");
     assert!(body["clickhouse"]["requestsRows"].is_null(), "{body}");
@@ -100,10 +90,9 @@ async fn the_snapshot_says_unknown_rather_than_zero_when_clickhouse_is_down() {
 async fn an_unknown_page_is_a_404_with_a_way_back() {
     let app = spawn_app().await;
 
-    let response = app.get("/admin/no-such-page").await;
+    let (status, html) = app.get_html("/admin/no-such-page").await;
 
-    assert_eq!(response.status(), 404);
-    let html = response.text().await.unwrap();
+    assert_eq!(status, 404);
     assert!(html.contains("Go to the overview"), "{html}");
 }
 

@@ -159,6 +159,22 @@ impl TestApp {
         (status, response.json().await.expect("a JSON body"))
     }
 
+    /// GET `path` and return the status with the HTML body.
+    pub async fn get_html(&self, path: &str) -> (u16, String) {
+        let response = self.get(path).await;
+        let status = response.status().as_u16();
+        (status, response.text().await.expect("a text body"))
+    }
+
+    /// Calls the overview's `overview/stores` server function and decodes its JSON.
+    pub async fn stores_snapshot(&self) -> (u16, serde_json::Value) {
+        let response = self
+            .call_server_fn("overview/stores", serde_json::json!({}))
+            .await;
+        let status = response.status().as_u16();
+        (status, response.json().await.expect("a JSON body"))
+    }
+
     /// Calls a server function by its endpoint (`overview/stores`) with a JSON body.
     pub async fn call_server_fn(
         &self,
