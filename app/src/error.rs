@@ -25,6 +25,13 @@ pub enum AppError {
     /// Input that does not pass validation; `field` names the wrong part (422).
     #[error("{field}: {message}")]
     Invalid { field: String, message: String },
+    /// The email and password do not match an active account (401). One message for
+    /// every cause, so a failed sign-in never tells whether the email has an account.
+    #[error("That email and password do not match an active account.")]
+    SignInFailed,
+    /// Too many attempts; try again after `retry_after_secs` seconds (429).
+    #[error("Too many failed sign-ins. Try again in {} minute(s).", retry_after_secs.div_ceil(60).max(1))]
+    TooManyRequests { retry_after_secs: u64 },
     /// The action conflicts with the current state (409).
     #[error("{message}")]
     Conflict { message: String },
@@ -51,7 +58,8 @@ impl AppError {
     /// The HTTP status this error is sent with.
     pub fn status_code(&self) -> u16 {
         match self {
-            Self::Unauthorized => 401,
+            Self::Unauthorized | Self::SignInFailed => 401,
+            Self::TooManyRequests { .. } => 429,
             Self::Forbidden { .. } => 403,
             Self::NotFound { .. } => 404,
             Self::Conflict { .. } => 409,
@@ -99,7 +107,14 @@ mod ssr {
             if let Some(object) = body.as_object_mut() {
                 object.insert("error".into(), self.to_string().into());
             }
-            (status, axum::Json(body)).into_response()
+            let mut response = (status, axum::Json(body)).into_response();
+            if let Self::TooManyRequests { retry_after_secs } = self {
+                response.headers_mut().insert(
+                    axum::http::header::RETRY_AFTER,
+                    axum::http::HeaderValue::from(retry_after_secs),
+                );
+            }
+            response
         }
     }
 }

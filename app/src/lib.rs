@@ -6,7 +6,11 @@
 //! functions (`api.rs`), its page components (`page.rs`) and, behind the `ssr` feature,
 //! its queries and domain logic (`ssr.rs`).
 //!
+//! - [`auth`] — accounts, roles, sessions, the guard; `/admin/login`, `/admin/setup`,
+//!   `/admin/account`.
 //! - [`overview`] — `/admin`, the live state of both stores.
+//! - [`history`] — `/admin/history`, the append-only, hash-chained runbook history.
+//! - [`settings`] — `/admin/settings/users`, user management.
 //! - [`health`] — the store probes shared by `/health/*` and the overview.
 //! - [`components`] — the admin layout, badges, headers, the theme toggle.
 //! - [`error`] — [`AppError`](error::AppError), the one error type of the boundary.
@@ -17,20 +21,26 @@
 //! stores; nothing calls upward. The `server` crate depends on this one, never the
 //! reverse.
 
+pub mod auth;
 pub mod components;
 pub mod error;
 pub mod health;
+pub mod history;
 pub mod overview;
+pub mod settings;
 #[cfg(feature = "ssr")]
 pub mod server;
 
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Title};
 use leptos_router::components::{ParentRoute, Route, Router, Routes};
-use leptos_router::path;
+use leptos_router::{path, SsrMode};
 
+use auth::page::{AccountPage, LoginPage, SetupPage};
 use components::AdminLayout;
+use history::page::{HistoryEntryPage, HistoryPage};
 use overview::OverviewPage;
+use settings::page::UsersPage;
 
 /// Applies the stored theme before the first paint, so a dark-mode user never sees a
 /// white flash. Kept tiny and free of user input.
@@ -74,8 +84,16 @@ pub fn App() -> impl IntoView {
         <Title formatter=|page: String| format!("{page} · Salvage") text="Console" />
         <Router>
             <Routes fallback=NotFound>
-                <ParentRoute path=path!("/admin") view=AdminLayout>
-                    <Route path=path!("") view=|| view! { <Title text="Overview" /><OverviewPage /> } />
+                <Route path=path!("/admin/login") view=LoginPage ssr=SsrMode::Async />
+                <Route path=path!("/admin/setup") view=SetupPage ssr=SsrMode::Async />
+                // Async: the layout learns who is signed in before the status line is
+                // sent, so an anonymous load gets a real 303 to the sign-in page.
+                <ParentRoute path=path!("/admin") view=AdminLayout ssr=SsrMode::Async>
+                    <Route path=path!("") view=|| view! { <Title text="Overview" /><OverviewPage /> } ssr=SsrMode::Async />
+                    <Route path=path!("history") view=HistoryPage ssr=SsrMode::Async />
+                    <Route path=path!("history/:id") view=HistoryEntryPage ssr=SsrMode::Async />
+                    <Route path=path!("settings/users") view=UsersPage ssr=SsrMode::Async />
+                    <Route path=path!("account") view=AccountPage ssr=SsrMode::Async />
                 </ParentRoute>
             </Routes>
         </Router>

@@ -1,6 +1,8 @@
 //! The `salvage` command line: one subcommand per door into Salvage's actions.
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
+use secrecy::SecretString;
 
 use crate::config::Settings;
 use crate::startup::{self, Application};
@@ -34,6 +36,64 @@ pub enum Command {
     /// Idempotent: run it as often as you like, from several machines at once. Exits
     /// non-zero, naming the store, when a store refuses.
     Migrate,
+    /// Manage console accounts (acts as admin, recorded in the history as cli:$USER).
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Read or check the runbook history.
+    #[command(subcommand)]
+    History(HistoryCommand),
+    /// Create demo accounts (one per role; passwords printed once) and a few months of
+    /// realistic history. Does nothing that is already there.
+    Demo,
+}
+
+/// `salvage user …`.
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Add an account. The password is read from a prompt, or from the first line of
+    /// standard input when that is not a terminal; never from the command line.
+    Add {
+        #[arg(long)]
+        email: String,
+        /// operator, manager or admin.
+        #[arg(long)]
+        role: String,
+        /// Why, for the history.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Change an account's role.
+    SetRole {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        role: String,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Disable an account; its sessions end at once.
+    Disable {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Re-enable a disabled account.
+    Enable {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// List every account.
+    List,
+}
+
+/// `salvage history …`.
+#[derive(Debug, Subcommand)]
+pub enum HistoryCommand {
+    /// Walk the hash chain; exit 1 naming the first entry that does not match.
+    Verify,
 }
 
 /// Runs `command` with `settings`.
@@ -49,12 +109,119 @@ pub async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::User(command) => user(command, settings).await,
+        Command::History(HistoryCommand::Verify) => {
+            let state = startup::build_state(&settings);
+            app::server::postgres::migrate(&state.pg)
+                .await
+                .context("Failed to apply the PostgreSQL migrations")?;
+            let report = app::history::ssr::verify(&state.pg)
+                .await
+                .context("Failed to verify the history")?;
+            match report.first_broken {
+                None => {
+                    println!(
+                        "History chain intact: {} entries. Newest hash: {}",
+                        report.entries,
+                        report.head_hash.unwrap_or_else(|| "(empty)".into())
+                    );
+                    Ok(())
+                }
+                Some(broken) => {
+                    anyhow::bail!("history chain broken at entry #{}: {}", broken.id, broken.problem)
+                }
+            }
+        }
+        Command::Demo => crate::demo::run(&settings).await,
     }
+}
+
+/// Reads a new password: twice from a prompt on a terminal, else one line of stdin.
+fn read_password() -> anyhow::Result<SecretString> {
+    use std::io::{BufRead, IsTerminal};
+    if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password("Password (at least 12 characters): ")?;
+        let second = rpassword::prompt_password("Password again: ")?;
+        anyhow::ensure!(first == second, "the two passwords differ");
+        Ok(SecretString::from(first))
+    } else {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line)?;
+        Ok(SecretString::from(line.trim_end_matches(['\r', '\n']).to_owned()))
+    }
+}
+
+fn app_error(error: app::error::AppError) -> anyhow::Error {
+    anyhow::anyhow!("{error}")
+}
+
+async fn user(command: UserCommand, settings: Settings) -> anyhow::Result<()> {
+    use app::auth::{ssr, Role};
+    let state = startup::build_state(&settings);
+    app::server::postgres::migrate(&state.pg)
+        .await
+        .context("Failed to apply the PostgreSQL migrations")?;
+    let actor = ssr::Actor::cli();
+    let role = |value: &str| {
+        Role::parse(value).ok_or_else(|| anyhow::anyhow!("role: choose operator, manager or admin"))
+    };
+    match command {
+        UserCommand::Add { email, role: r, reason } => {
+            let role = role(&r)?;
+            let password = read_password()?;
+            let (id, _) = ssr::add_user(&state.pg, &actor, &email, role, Some(password), reason)
+                .await
+                .map_err(app_error)?;
+            println!("Added user #{id} ({}) as {role}.", email.trim().to_lowercase());
+        }
+        UserCommand::SetRole { email, role: r, reason } => {
+            let role = role(&r)?;
+            let id = ssr::user_id_by_email(&state.pg, &email).await.map_err(app_error)?;
+            ssr::set_role(&state.pg, &actor, id, role, reason).await.map_err(app_error)?;
+            println!("{email} now has the {role} role.");
+        }
+        UserCommand::Disable { email, reason } => {
+            let id = ssr::user_id_by_email(&state.pg, &email).await.map_err(app_error)?;
+            ssr::set_disabled(&state.pg, &actor, id, true, reason).await.map_err(app_error)?;
+            println!("{email} is disabled; their sessions have ended.");
+        }
+        UserCommand::Enable { email, reason } => {
+            let id = ssr::user_id_by_email(&state.pg, &email).await.map_err(app_error)?;
+            ssr::set_disabled(&state.pg, &actor, id, false, reason).await.map_err(app_error)?;
+            println!("{email} is enabled.");
+        }
+        UserCommand::List => {
+            let users = ssr::list_users(&state.pg).await.map_err(app_error)?;
+            println!("{:<6} {:<36} {:<9} {:<9} LAST SIGN-IN (UTC)", "ID", "EMAIL", "ROLE", "STATUS");
+            for user in users {
+                let status = if user.disabled {
+                    "disabled"
+                } else if user.must_change_password {
+                    "temporary"
+                } else {
+                    "active"
+                };
+                println!(
+                    "{:<6} {:<36} {:<9} {:<9} {}",
+                    user.id,
+                    user.email,
+                    user.role,
+                    status,
+                    user.last_login_at
+                        .map(app::history::format_utc)
+                        .unwrap_or_else(|| "never".into())
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
     let application = Application::build(&settings).await?;
     startup::spawn_schema_task(application.state().clone());
+    startup::spawn_setup_link_task(application.state().clone(), settings.public_url.clone());
+    startup::spawn_session_cleanup(application.state().clone());
     tracing::info!(
         address = %settings.addr,
         console = %settings.public_url.join("admin").map(|u| u.to_string()).unwrap_or_default(),

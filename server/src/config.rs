@@ -29,6 +29,9 @@ pub struct Settings {
     pub site_root: String,
     /// `SALVAGE_PROBE_TIMEOUT_MS`: how long a health probe waits. Default 2000 ms.
     pub probe_timeout: Duration,
+    /// `SALVAGE_SESSION_IDLE_MINUTES`: a session without a request for this long
+    /// expires. Default 480 (8 h).
+    pub session_idle: Duration,
 }
 
 /// `CLICKHOUSE_*`.
@@ -107,6 +110,21 @@ impl Settings {
             None => Duration::from_secs(2),
         };
 
+        let session_idle = match get("SALVAGE_SESSION_IDLE_MINUTES") {
+            Some(value) => match value.parse::<u64>() {
+                Ok(minutes) if (1..=7 * 24 * 60).contains(&minutes) => {
+                    Duration::from_secs(minutes * 60)
+                }
+                _ => {
+                    return Err(ConfigError::Malformed {
+                        name: "SALVAGE_SESSION_IDLE_MINUTES",
+                        reason: "expected minutes between 1 and 10080 (7 days)".into(),
+                    })
+                }
+            },
+            None => Duration::from_secs(8 * 60 * 60),
+        };
+
         Ok(Self {
             database_url: SecretString::from(database_url),
             clickhouse: ClickHouseSettings {
@@ -119,7 +137,25 @@ impl Settings {
             public_url,
             site_root: get("LEPTOS_SITE_ROOT").unwrap_or_else(|| "target/site".to_owned()),
             probe_timeout,
+            session_idle,
         })
+    }
+
+    /// The public origin (`scheme://host[:port]`) that server-function calls must come from.
+    pub fn public_origin(&self) -> String {
+        self.public_url.origin().ascii_serialization()
+    }
+
+    /// Session cookies are `Secure` unless the console is plain http on this machine
+    /// (local development and tests): a browser would not send them back otherwise.
+    pub fn secure_cookies(&self) -> bool {
+        let local = matches!(
+            self.public_url.host(),
+            Some(url::Host::Domain("localhost"))
+                | Some(url::Host::Ipv4(std::net::Ipv4Addr::LOCALHOST))
+                | Some(url::Host::Ipv6(std::net::Ipv6Addr::LOCALHOST))
+        );
+        !(self.public_url.scheme() == "http" && local)
     }
 
     /// The PostgreSQL connection options (the URL was validated when read).
@@ -240,6 +276,39 @@ mod tests {
                 "{name}: {error}"
             );
         }
+    }
+
+    #[test]
+    fn cookies_are_secure_except_for_plain_http_on_this_machine() {
+        let with_url = |url: &str| {
+            Settings::from_lookup(lookup(&[
+                ("DATABASE_URL", "postgres://u:p@127.0.0.1:5432/db"),
+                ("CLICKHOUSE_URL", "http://127.0.0.1:8123"),
+                ("SALVAGE_PUBLIC_URL", url),
+            ]))
+            .unwrap()
+        };
+        assert!(!with_url("http://127.0.0.1:3000").secure_cookies());
+        assert!(!with_url("http://localhost:3000").secure_cookies());
+        assert!(with_url("http://salvage.internal:3000").secure_cookies());
+        assert!(with_url("https://localhost").secure_cookies());
+        assert_eq!(with_url("https://ops.example.com/x/").public_origin(), "https://ops.example.com");
+    }
+
+    #[test]
+    fn the_session_idle_time_is_bounded() {
+        let read = |minutes: &str| {
+            Settings::from_lookup(lookup(&[
+                ("DATABASE_URL", "postgres://u:p@127.0.0.1:5432/db"),
+                ("CLICKHOUSE_URL", "http://127.0.0.1:8123"),
+                ("SALVAGE_SESSION_IDLE_MINUTES", minutes),
+            ]))
+        };
+        assert_eq!(read("30").unwrap().session_idle, Duration::from_secs(1800));
+        assert!(matches!(
+            read("0").unwrap_err(),
+            ConfigError::Malformed { name: "SALVAGE_SESSION_IDLE_MINUTES", .. }
+        ));
     }
 
     #[test]

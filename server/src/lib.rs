@@ -6,7 +6,8 @@
 //! - [`config`] — [`Settings`](config::Settings) from the environment; secrets redacted.
 //! - [`startup`] — [`Application`](startup::Application): state, router, listener.
 //! - [`routes`] — `/health/ready`, `/health/deep`.
-//! - [`cli`] — `salvage serve`, `salvage migrate`.
+//! - [`cli`] — `salvage serve`, `migrate`, `user …`, `history verify`, `demo`.
+//! - [`demo`] — demo accounts and a few months of history for `make run`.
 //! - [`telemetry`] — logging.
 //!
 //! `main.rs` only parses the command line, reads settings and calls [`cli::run`].
@@ -14,6 +15,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod demo;
 pub mod routes;
 pub mod startup;
 pub mod telemetry;

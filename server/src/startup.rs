@@ -11,6 +11,9 @@ use leptos_axum::{generate_route_list, LeptosRoutes};
 use tokio::net::TcpListener;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
+use tower_sessions::cookie::SameSite;
+use tower_sessions::{Expiry, SessionManagerLayer};
+use tower_sessions_sqlx_store::PostgresStore;
 
 use app::server::{clickhouse::ClickHouse, postgres, AppState};
 
@@ -32,12 +35,20 @@ pub struct Application {
 impl Application {
     /// Creates the pools (lazily: a store that is down does not stop start-up), binds
     /// the listener (port 0 picks a free port) and assembles the router.
+    ///
+    /// A port of 0 in `SALVAGE_PUBLIC_URL` stands for the port actually bound (tests
+    /// listen on port 0 and must still pass the same-origin check).
     pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
-        let state = build_state(settings);
         let listener = TcpListener::bind(settings.addr)
             .await
             .with_context(|| format!("Failed to listen on {}", settings.addr))?;
-        let router = router(state.clone());
+        let mut settings = settings.clone();
+        if settings.public_url.port() == Some(0) {
+            let port = listener.local_addr()?.port();
+            let _ = settings.public_url.set_port(Some(port));
+        }
+        let state = build_state(&settings);
+        let router = router(state.clone(), &settings);
         Ok(Self {
             listener,
             router,
@@ -63,8 +74,12 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown)
+        axum::serve(
+            self.listener,
+            self.router
+                .into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
             .await
     }
 }
@@ -82,17 +97,45 @@ pub fn build_state(settings: &Settings) -> AppState {
         pg: postgres::lazy_pool(settings.pg_connect_options(), PG_ACQUIRE_TIMEOUT),
         clickhouse: settings.clickhouse_client(),
         probe_timeout: settings.probe_timeout,
+        public_origin: settings.public_origin(),
+        session_idle: settings.session_idle,
         version: VERSION,
     }
 }
 
-/// Every route: health, the console (SSR + server functions), static files.
-pub fn router(state: AppState) -> Router {
+/// The name of the session cookie.
+pub const SESSION_COOKIE: &str = "salvage_session";
+
+/// Sessions in PostgreSQL (the `sessions` table of the migrations), so any replica can
+/// serve any request. `HttpOnly`, `SameSite=Strict`, `Secure` outside local http, and an
+/// idle expiry that the guard pushes forward on each signed-in request.
+fn session_layer(pg: sqlx::PgPool, settings: &Settings) -> SessionManagerLayer<PostgresStore> {
+    let store = PostgresStore::new(pg)
+        .with_schema_name("public")
+        .and_then(|store| store.with_table_name("sessions"))
+        .expect("constant identifiers are valid");
+    let idle = time::Duration::try_from(settings.session_idle).unwrap_or(time::Duration::hours(8));
+    SessionManagerLayer::new(store)
+        .with_name(SESSION_COOKIE)
+        .with_http_only(true)
+        .with_same_site(SameSite::Strict)
+        .with_secure(settings.secure_cookies())
+        .with_path("/")
+        .with_expiry(Expiry::OnInactivity(idle))
+}
+
+/// Every route: health, history export, the console (SSR + server functions), static
+/// files; all behind the session layer.
+pub fn router(state: AppState, settings: &Settings) -> Router {
     let routes = generate_route_list(app::App);
     let options = state.leptos_options.clone();
     Router::new()
         .merge(crate::routes::health_routes())
         .merge(crate::routes::root_redirect())
+        .route(
+            "/admin/history/export",
+            axum::routing::get(app::history::ssr::export_handler),
+        )
         .leptos_routes(&state, routes, move || app::shell(options.clone()))
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(
             app::shell,
@@ -109,6 +152,7 @@ pub fn router(state: AppState) -> Router {
             header::REFERRER_POLICY,
             HeaderValue::from_static("same-origin"),
         ))
+        .layer(session_layer(state.pg.clone(), settings))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }
@@ -163,6 +207,51 @@ pub fn spawn_schema_task(state: AppState) -> tokio::task::JoinHandle<()> {
             }
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(Duration::from_secs(30));
+        }
+    })
+}
+
+/// Prints the one-time link that creates the first admin, once PostgreSQL answers and
+/// only while no account exists. The token is printed here and nowhere else (not logged).
+pub fn spawn_setup_link_task(state: AppState, public_url: url::Url) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut delay = Duration::from_secs(1);
+        loop {
+            match app::auth::ssr::issue_setup_token(&state.pg).await {
+                Ok(Some(token)) => {
+                    let link = public_url
+                        .join(&format!("admin/setup?token={token}"))
+                        .map(|url| url.to_string())
+                        .unwrap_or_default();
+                    println!(
+                        "\nNo account exists yet. Create the first admin (link works once, for {} h):\n  {link}\n",
+                        app::auth::ssr::SETUP_LINK_HOURS
+                    );
+                    return;
+                }
+                Ok(None) => return,
+                Err(error) => {
+                    tracing::debug!(%error, "setup link not issued yet; retrying");
+                }
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(30));
+        }
+    })
+}
+
+/// Deletes expired sessions every ten minutes.
+pub fn spawn_session_cleanup(state: AppState) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(600));
+        loop {
+            tick.tick().await;
+            if let Err(error) = sqlx::query("delete from sessions where expiry_date < now()")
+                .execute(&state.pg)
+                .await
+            {
+                tracing::debug!(%error, "expired sessions not deleted this time");
+            }
         }
     })
 }

@@ -1,24 +1,115 @@
-//! The persistent frame of `/admin`: product name, navigation, theme toggle.
+//! The persistent frame of `/admin`: product name, who is signed in, navigation, theme.
+//!
+//! The layout asks the server who is signed in before anything renders (a blocking
+//! resource, and the routes render in `SsrMode::Async`), so an anonymous page load gets
+//! a real `303 See Other` to the sign-in page, with the page it wanted as `next`. This is
+//! a convenience: every server function the pages call runs the guard itself.
 
 use leptos::prelude::*;
 use leptos_router::components::{Outlet, A};
+use leptos_router::hooks::use_location;
 
-use super::ThemeToggle;
+use super::{Badge, ThemeToggle, Tone};
+use crate::auth::api::{current_user, sign_out, SignOut};
+use crate::auth::{Permission, Viewer};
+use crate::error::AppError;
 
-/// One entry of the side navigation. Only pages that exist are listed.
+/// One entry of the side navigation, shown to roles with `permission`.
 struct NavItem {
     href: &'static str,
     label: &'static str,
+    permission: Permission,
 }
 
-const NAV: &[NavItem] = &[NavItem {
-    href: "/admin",
-    label: "Overview",
-}];
+const NAV: &[NavItem] = &[
+    NavItem {
+        href: "/admin",
+        label: "Overview",
+        permission: Permission::Read,
+    },
+    NavItem {
+        href: "/admin/history",
+        label: "History",
+        permission: Permission::Read,
+    },
+    NavItem {
+        href: "/admin/settings/users",
+        label: "Users",
+        permission: Permission::ManageUsers,
+    },
+    NavItem {
+        href: "/admin/account",
+        label: "Your account",
+        permission: Permission::Read,
+    },
+];
 
-/// The layout every `/admin` page renders inside.
+/// Who is signed in, as every page under the layout can read it.
+#[derive(Clone, Copy)]
+pub struct ViewerResource(pub Resource<Result<Viewer, AppError>>);
+
+/// The signed-in person (from context), for hiding controls a role cannot use. Never a
+/// gate: the server refuses regardless.
+pub fn use_viewer() -> Option<Resource<Result<Viewer, AppError>>> {
+    use_context::<ViewerResource>().map(|v| v.0)
+}
+
+/// Sends the browser elsewhere: a `303 See Other` while rendering on the server, a
+/// client-side navigation in the browser.
+pub fn redirect_to(path: &str) {
+    #[cfg(feature = "ssr")]
+    if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
+        response.set_status(axum::http::StatusCode::SEE_OTHER);
+        if let Ok(value) = axum::http::HeaderValue::from_str(path) {
+            response.insert_header(axum::http::header::LOCATION, value);
+        }
+    }
+    #[cfg(not(feature = "ssr"))]
+    {
+        let navigate = leptos_router::hooks::use_navigate();
+        navigate(path, Default::default());
+    }
+}
+
+/// `/admin/login?next=<the page asked for>`, percent-encoded.
+pub fn login_url(next: &str) -> String {
+    let mut encoded = String::new();
+    for byte in next.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'/' | b'-' | b'_' | b'.' | b'~' => {
+                encoded.push(byte as char)
+            }
+            _ => encoded.push_str(&format!("%{byte:02X}")),
+        }
+    }
+    format!("/admin/login?next={encoded}")
+}
+
+/// The layout every signed-in `/admin` page renders inside.
 #[component]
 pub fn AdminLayout() -> impl IntoView {
+    let viewer = Resource::new_blocking(|| (), |_| current_user());
+    provide_context(ViewerResource(viewer));
+    let location = use_location();
+
+    let gate = move || {
+        Suspend::new(async move {
+            let here = format!(
+                "{}{}",
+                location.pathname.get_untracked(),
+                location.search.get_untracked()
+            );
+            match viewer.await {
+                Ok(viewer) if viewer.must_change_password && !here.starts_with("/admin/account") => {
+                    redirect_to("/admin/account");
+                }
+                Ok(_) => {}
+                Err(AppError::Unauthorized) => redirect_to(&login_url(&here)),
+                Err(_) => {}
+            }
+        })
+    };
+
     view! {
         <a class="skip-link" href="#main">"Skip to content"</a>
         <div class="shell">
@@ -29,26 +120,64 @@ pub fn AdminLayout() -> impl IntoView {
                 </a>
                 <span class="topbar-tag muted">"disaster-recovery console"</span>
                 <div class="topbar-end">
+                    <Suspense fallback=|| ()>
+                        {gate}
+                        {move || Suspend::new(async move {
+                            viewer.await.ok().map(|viewer| view! { <WhoAmI viewer /> })
+                        })}
+                    </Suspense>
                     <ThemeToggle />
                 </div>
             </header>
             <nav class="sidenav" aria-label="Console">
-                <ul>
-                    {NAV
-                        .iter()
-                        .map(|item| {
-                            view! {
-                                <li>
-                                    <A href=item.href exact=true>{item.label}</A>
-                                </li>
-                            }
-                        })
-                        .collect_view()}
-                </ul>
+                <Suspense fallback=|| ()>
+                    {move || Suspend::new(async move {
+                        let role = viewer.await.ok().map(|v| v.role);
+                        view! {
+                            <ul>
+                                {NAV
+                                    .iter()
+                                    .filter(|item| role.is_some_and(|r| r.can(item.permission)))
+                                    .map(|item| {
+                                        view! {
+                                            <li>
+                                                <A href=item.href exact=item.href == "/admin">{item.label}</A>
+                                            </li>
+                                        }
+                                    })
+                                    .collect_view()}
+                            </ul>
+                        }
+                    })}
+                </Suspense>
             </nav>
             <main id="main" class="content" tabindex="-1">
                 <Outlet />
             </main>
         </div>
+    }
+}
+
+/// The signed-in person and the sign-out button.
+#[component]
+fn WhoAmI(viewer: Viewer) -> impl IntoView {
+    let sign_out_action = ServerAction::<SignOut>::new();
+    Effect::new(move |_| {
+        if let Some(Ok(())) = sign_out_action.value().get() {
+            // A full load: nothing of the signed-in page survives in memory.
+            #[cfg(feature = "hydrate")]
+            let _ = window().location().set_href("/admin/login");
+        }
+    });
+    let _ = sign_out;
+    view! {
+        <span class="who" data-testid="signed-in-as">
+            <span>{viewer.email}</span>
+            " "
+            <Badge tone=Tone::Neutral label=viewer.role.as_str() />
+        </span>
+        <ActionForm action=sign_out_action attr:class="inline-form">
+            <button type="submit" class="btn btn-small">"Sign out"</button>
+        </ActionForm>
     }
 }

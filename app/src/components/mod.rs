@@ -3,7 +3,7 @@
 mod layout;
 pub mod theme;
 
-pub use layout::AdminLayout;
+pub use layout::{login_url, redirect_to, use_viewer, AdminLayout, ViewerResource};
 pub use theme::ThemeToggle;
 
 use leptos::prelude::*;
@@ -47,5 +47,25 @@ pub fn PageHeader(
             <h1>{title}</h1>
             {subtitle.map(|text| view! { <p class="muted">{text}</p> })}
         </header>
+    }
+}
+
+/// An error from the server, said plainly, in a banner.
+#[component]
+pub fn ErrorBanner(error: crate::error::AppError) -> impl IntoView {
+    view! {
+        <div class="banner banner-error" role="alert">{error.to_string()}</div>
+    }
+}
+
+/// The result of a form's server action: nothing yet, the error, or `success`'s view.
+pub fn action_error<T, S>(value: S) -> impl IntoView
+where
+    T: Clone + Send + Sync + 'static,
+    S: Get<Value = Option<Result<T, crate::error::AppError>>> + Send + Sync + 'static,
+{
+    move || match value.get() {
+        Some(Err(error)) => Some(view! { <ErrorBanner error /> }),
+        _ => None,
     }
 }

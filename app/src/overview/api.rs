@@ -8,6 +8,6 @@ use crate::health::StoresSnapshot;
 /// Probes PostgreSQL and ClickHouse (as `/health/*` does) and adds each store's details.
 #[server(endpoint = "overview/stores")]
 pub async fn load_stores_snapshot() -> Result<StoresSnapshot, AppError> {
-    let state = crate::server::respond(crate::server::app_state())?;
+    let (state, _) = crate::auth::ssr::guard(crate::auth::Permission::Read).await?;
     Ok(crate::health::ssr::snapshot(&state).await)
 }

@@ -28,6 +28,12 @@ pub fn respond<T>(result: Result<T, AppError>) -> Result<T, AppError> {
                 axum::http::StatusCode::from_u16(error.status_code())
                     .unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR),
             );
+            if let AppError::TooManyRequests { retry_after_secs } = error {
+                options.insert_header(
+                    axum::http::header::RETRY_AFTER,
+                    axum::http::HeaderValue::from(*retry_after_secs),
+                );
+            }
         }
     }
     result

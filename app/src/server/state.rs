@@ -9,7 +9,7 @@ use super::clickhouse::ClickHouse;
 
 /// Everything a request needs to reach the stores. Cheap to clone: every field is a
 /// handle to a shared pool or an `Arc`.
-#[derive(Clone, axum::extract::FromRef)]
+#[derive(Clone)]
 pub struct AppState {
     /// Leptos' own settings (site root, output name), needed by the SSR renderer.
     pub leptos_options: LeptosOptions,
@@ -19,6 +19,17 @@ pub struct AppState {
     pub clickhouse: ClickHouse,
     /// How long a health probe waits for a store before calling it down.
     pub probe_timeout: Duration,
+    /// The console's public origin (`scheme://host[:port]`, from `SALVAGE_PUBLIC_URL`).
+    /// Server functions refuse calls whose `Origin` / `Referer` is anything else.
+    pub public_origin: String,
+    /// How long a session lives without a request before it expires.
+    pub session_idle: Duration,
     /// The version string reported by `/health/deep` and shown in the console.
     pub version: &'static str,
+}
+
+impl axum::extract::FromRef<AppState> for LeptosOptions {
+    fn from_ref(state: &AppState) -> Self {
+        state.leptos_options.clone()
+    }
 }

@@ -1,0 +1,212 @@
+//! Accounts, roles and sessions: who is signed in and what their role lets them do.
+//!
+//! - [`Role`] and [`Permission`] — the role table of DESIGN.md, as code. Both the server
+//!   gate and the page conveniences (hidden buttons) ask [`Role::can`].
+//! - `api` — the `#[server]` functions: who am I, sign in / out, change password,
+//!   create the first admin.
+//! - `page` — the sign-in, first-admin and account pages.
+//! - `ssr` (server only) — password hashing, the session guard, throttling, user queries.
+
+pub mod api;
+pub mod page;
+#[cfg(feature = "ssr")]
+pub mod ssr;
+
+use serde::{Deserialize, Serialize};
+
+/// What a person may do in Salvage. Ordered by breadth only for display; permissions
+/// are decided by [`Role::can`], never by comparing roles.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// On call: reads everything, acts on queues, alerts and migrations.
+    Operator,
+    /// Reads everything, above all the history; annotates and exports it.
+    Manager,
+    /// Everything, plus restores, purges, secrets, users and ingest keys.
+    Admin,
+}
+
+impl Role {
+    /// Every role, in the order forms list them.
+    pub const ALL: [Role; 3] = [Role::Operator, Role::Manager, Role::Admin];
+
+    /// The name stored in `users.role` and accepted by forms and the CLI.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Operator => "operator",
+            Role::Manager => "manager",
+            Role::Admin => "admin",
+        }
+    }
+
+    /// Parses a stored or submitted role name.
+    pub fn parse(value: &str) -> Option<Role> {
+        Role::ALL
+            .into_iter()
+            .find(|role| role.as_str() == value.trim().to_ascii_lowercase())
+    }
+
+    /// Whether this role may do `permission`: the table in DESIGN.md.
+    pub fn can(self, permission: Permission) -> bool {
+        match permission {
+            Permission::Read | Permission::Annotate => true,
+            Permission::ExportHistory => matches!(self, Role::Manager | Role::Admin),
+            Permission::Operate => matches!(self, Role::Operator | Role::Admin),
+            Permission::Administer | Permission::ManageUsers => self == Role::Admin,
+        }
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A kind of thing a person can do. Every server function and handler names one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Permission {
+    /// See any page and any record.
+    Read,
+    /// Declare incidents and add notes to the history.
+    Annotate,
+    /// Download the history as CSV or Markdown.
+    ExportHistory,
+    /// Replay queues, redrive dead letters, handle alerts, resume migrations, start drills.
+    Operate,
+    /// Restore backups, purge dead letters, rotate the cron secret, manage ingest keys.
+    Administer,
+    /// Add users, change roles, disable accounts.
+    ManageUsers,
+}
+
+impl Permission {
+    /// The plain sentence a refused person reads.
+    pub fn refusal(self, role: Role) -> String {
+        let what = match self {
+            Permission::Read => "read the console",
+            Permission::Annotate => "add to the history",
+            Permission::ExportHistory => "export the history",
+            Permission::Operate => "run operational actions",
+            Permission::Administer => "run admin actions",
+            Permission::ManageUsers => "manage users",
+        };
+        let who = match self {
+            Permission::ExportHistory => "managers and admins",
+            Permission::Operate => "operators and admins",
+            _ => "admins",
+        };
+        format!("Your role ({role}) cannot {what}; only {who} can.")
+    }
+}
+
+/// The signed-in person, as the pages see them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Viewer {
+    /// `users.id`.
+    pub user_id: i64,
+    /// The sign-in email.
+    pub email: String,
+    /// The role, read from the database on every request.
+    pub role: Role,
+    /// A temporary password is in use: the console asks for a new one before anything else.
+    pub must_change_password: bool,
+}
+
+/// A user as the settings page and `salvage user list` show them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserRow {
+    pub id: i64,
+    pub email: String,
+    pub role: Role,
+    pub disabled: bool,
+    pub must_change_password: bool,
+    pub created_at: i64,
+    pub last_login_at: Option<i64>,
+}
+
+/// The shortest password accepted. Long passphrases beat complexity rules.
+pub const MIN_PASSWORD_LEN: usize = 12;
+/// The longest password accepted (bounds the hashing work an attacker can ask for).
+pub const MAX_PASSWORD_LEN: usize = 256;
+
+/// Checks a new password's length; the error names `field`.
+pub fn check_new_password(field: &str, password: &str) -> Result<(), crate::error::AppError> {
+    let length = password.chars().count();
+    if length < MIN_PASSWORD_LEN {
+        return Err(crate::error::AppError::invalid(
+            field,
+            format!("use at least {MIN_PASSWORD_LEN} characters"),
+        ));
+    }
+    if length > MAX_PASSWORD_LEN {
+        return Err(crate::error::AppError::invalid(
+            field,
+            format!("use at most {MAX_PASSWORD_LEN} characters"),
+        ));
+    }
+    Ok(())
+}
+
+/// Normalises and checks an email address; the error names `field`.
+pub fn normalize_email(field: &str, email: &str) -> Result<String, crate::error::AppError> {
+    let email = email.trim().to_lowercase();
+    let valid = email.len() <= 254
+        && email.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty()
+                && !domain.is_empty()
+                && !domain.contains('@')
+                && !email.chars().any(char::is_whitespace)
+        });
+    if valid {
+        Ok(email)
+    } else {
+        Err(crate::error::AppError::invalid(
+            field,
+            "enter an email address like name@example.com",
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_role_table_matches_the_design() {
+        use Permission::*;
+        let table = [
+            (Role::Operator, [true, true, false, true, false, false]),
+            (Role::Manager, [true, true, true, false, false, false]),
+            (Role::Admin, [true, true, true, true, true, true]),
+        ];
+        for (role, expected) in table {
+            let actual = [Read, Annotate, ExportHistory, Operate, Administer, ManageUsers]
+                .map(|permission| role.can(permission));
+            assert_eq!(actual, expected, "{role}");
+        }
+    }
+
+    #[test]
+    fn roles_parse_from_their_stored_names_only() {
+        assert_eq!(Role::parse("Admin"), Some(Role::Admin));
+        assert_eq!(Role::parse(" operator "), Some(Role::Operator));
+        assert_eq!(Role::parse("root"), None);
+    }
+
+    #[test]
+    fn emails_are_lower_cased_and_must_have_one_at_sign() {
+        assert_eq!(normalize_email("email", " Ops@Example.COM ").unwrap(), "ops@example.com");
+        assert!(normalize_email("email", "ops").is_err());
+        assert!(normalize_email("email", "a@b@c").is_err());
+        assert!(normalize_email("email", "a b@c").is_err());
+    }
+
+    #[test]
+    fn short_passwords_are_refused_with_the_field_named() {
+        let error = check_new_password("new_password", "short").unwrap_err();
+        assert_eq!(error.to_string(), "new_password: use at least 12 characters");
+        assert!(check_new_password("p", "correct horse battery").is_ok());
+    }
+}

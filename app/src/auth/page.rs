@@ -1,0 +1,166 @@
+//! The sign-in page, the first-admin page and the account page.
+
+use leptos::prelude::*;
+use leptos_meta::Title;
+use leptos_router::hooks::use_query_map;
+
+use super::api::{ChangePassword, CreateFirstAdmin, SignIn};
+use crate::components::{action_error, PageHeader};
+
+/// `/admin/login`: email and password; back to `next` afterwards.
+#[component]
+pub fn LoginPage() -> impl IntoView {
+    let query = use_query_map();
+    let next = move || query.with(|q| q.get("next").unwrap_or_default());
+    let action = ServerAction::<SignIn>::new();
+    let value = action.value();
+    Effect::new(move |_| {
+        if let Some(Ok(target)) = value.get() {
+            #[cfg(feature = "hydrate")]
+            let _ = window().location().set_href(&target);
+            let _ = target;
+        }
+    });
+    view! {
+        <Title text="Sign in" />
+        <main class="auth-page">
+            <div class="auth-card panel">
+                <h1>
+                    <span class="brand-mark" aria-hidden="true">"S"</span>
+                    " Sign in to Salvage"
+                </h1>
+                <ActionForm action>
+                    <input type="hidden" name="next" prop:value=next />
+                    <label class="field">
+                        <span>"Email"</span>
+                        <input type="email" name="email" autocomplete="username" required autofocus />
+                    </label>
+                    <label class="field">
+                        <span>"Password"</span>
+                        <input type="password" name="password" autocomplete="current-password" required />
+                    </label>
+                    {action_error(value)}
+                    <button type="submit" class="btn btn-primary" disabled=move || action.pending().get()>
+                        {move || if action.pending().get() { "Signing in…" } else { "Sign in" }}
+                    </button>
+                </ActionForm>
+                <p class="muted small">
+                    "No account? An admin adds you under Users, or runs "
+                    <code>"salvage user add"</code> "."
+                </p>
+            </div>
+        </main>
+    }
+}
+
+/// `/admin/setup?token=…`: creates the first admin from the link `salvage serve` printed.
+#[component]
+pub fn SetupPage() -> impl IntoView {
+    let query = use_query_map();
+    let token = move || query.with(|q| q.get("token").unwrap_or_default());
+    let status = Resource::new(token, super::api::setup_link_status);
+    let action = ServerAction::<CreateFirstAdmin>::new();
+    let value = action.value();
+    view! {
+        <Title text="Create the first admin" />
+        <main class="auth-page">
+            <div class="auth-card panel">
+                <h1>"Create the first admin"</h1>
+                <Suspense fallback=|| view! { <p class="muted">"Checking the link…"</p> }>
+                    {move || Suspend::new(async move {
+                        match (status.await, value.get()) {
+                            (_, Some(Ok(email))) => view! {
+                                <div class="banner banner-ok" role="status">
+                                    "The admin " <strong>{email}</strong> " exists. This link no longer works. "
+                                    <a href="/admin/login">"Sign in"</a>
+                                </div>
+                            }.into_any(),
+                            (Ok(true), _) => view! {
+                                <ActionForm action>
+                                    <input type="hidden" name="token" prop:value=token />
+                                    <label class="field">
+                                        <span>"Email"</span>
+                                        <input type="email" name="email" autocomplete="username" required />
+                                    </label>
+                                    <label class="field">
+                                        <span>"Password (at least 12 characters)"</span>
+                                        <input type="password" name="password" autocomplete="new-password" required minlength="12" />
+                                    </label>
+                                    <label class="field">
+                                        <span>"Password again"</span>
+                                        <input type="password" name="confirm_password" autocomplete="new-password" required />
+                                    </label>
+                                    {action_error(value)}
+                                    <button type="submit" class="btn btn-primary">"Create admin"</button>
+                                </ActionForm>
+                            }.into_any(),
+                            (Ok(false), _) => view! {
+                                <div class="banner banner-error" role="alert">
+                                    "This setup link is used, expired or wrong. It works once, and only "
+                                    "before any account exists. Ask whoever runs Salvage, or use "
+                                    <code>"salvage user add"</code> "."
+                                </div>
+                            }.into_any(),
+                            (Err(error), _) => view! { <crate::components::ErrorBanner error /> }.into_any(),
+                        }
+                    })}
+                </Suspense>
+            </div>
+        </main>
+    }
+}
+
+/// `/admin/account`: change your own password (required after a temporary one).
+#[component]
+pub fn AccountPage() -> impl IntoView {
+    let action = ServerAction::<ChangePassword>::new();
+    let value = action.value();
+    let viewer = crate::components::use_viewer();
+    Effect::new(move |_| {
+        if let (Some(Ok(())), Some(viewer)) = (value.get(), viewer) {
+            viewer.refetch();
+        }
+    });
+    view! {
+        <Title text="Your account" />
+        <PageHeader title="Your account" subtitle="Change your password. Other sessions of your account end when you do." />
+        <Suspense fallback=|| ()>
+            {move || Suspend::new(async move {
+                let viewer = match viewer {
+                    Some(viewer) => viewer.await.ok(),
+                    None => None,
+                };
+                viewer.map(|viewer| view! {
+                    <p>"Signed in as " <strong>{viewer.email.clone()}</strong> " with the " <strong>{viewer.role.as_str()}</strong> " role."</p>
+                    {viewer.must_change_password.then(|| view! {
+                        <div class="banner banner-warn" role="status">
+                            "Your account has a temporary password. Choose your own to continue."
+                        </div>
+                    })}
+                })
+            })}
+        </Suspense>
+        <section class="panel form-panel">
+            <h2>"Change password"</h2>
+            <ActionForm action>
+                <label class="field">
+                    <span>"Current password"</span>
+                    <input type="password" name="current_password" autocomplete="current-password" required />
+                </label>
+                <label class="field">
+                    <span>"New password (at least 12 characters)"</span>
+                    <input type="password" name="new_password" autocomplete="new-password" required minlength="12" />
+                </label>
+                <label class="field">
+                    <span>"New password again"</span>
+                    <input type="password" name="confirm_password" autocomplete="new-password" required />
+                </label>
+                {action_error(value)}
+                {move || matches!(value.get(), Some(Ok(()))).then(|| view! {
+                    <div class="banner banner-ok" role="status">"Password changed."</div>
+                })}
+                <button type="submit" class="btn btn-primary">"Change password"</button>
+            </ActionForm>
+        </section>
+    }
+}

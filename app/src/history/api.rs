@@ -1,0 +1,369 @@
+//! Server functions of the runbook history.
+
+use leptos::prelude::*;
+
+use super::{ChainReport, EntryView, HistoryPage};
+use crate::error::AppError;
+
+/// Entries per page of the history list.
+pub const PAGE_SIZE: i64 = 50;
+
+/// Parses a time typed in a form, read as UTC: `2026-11-22`, `2026-11-22T10:04` or
+/// `2026-11-22 10:04:05`. A bare date means its start, or with `end_of_day` the next
+/// day's start (so "to 2026-11-22" includes all of that day).
+#[cfg(feature = "ssr")]
+pub fn parse_time(
+    field: &str,
+    value: &str,
+    end_of_day: bool,
+) -> Result<Option<time::OffsetDateTime>, AppError> {
+    use time::macros::format_description;
+    let value = value.trim();
+    if value.is_empty() {
+        return Ok(None);
+    }
+    let invalid = || AppError::invalid(field, "use a UTC time like 2026-11-22 or 2026-11-22T10:04");
+    if let Ok(date) = time::Date::parse(value, format_description!("[year]-[month]-[day]")) {
+        let date = if end_of_day {
+            date.next_day().ok_or_else(invalid)?
+        } else {
+            date
+        };
+        return Ok(Some(date.midnight().assume_utc()));
+    }
+    let normalized = value.replacen(' ', "T", 1);
+    let formats = [
+        format_description!("[year]-[month]-[day]T[hour]:[minute]"),
+        format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]"),
+    ];
+    formats
+        .iter()
+        .find_map(|format| time::PrimitiveDateTime::parse(&normalized, format).ok())
+        .map(|t| Some(t.assume_utc()))
+        .ok_or_else(invalid)
+}
+
+#[cfg(feature = "ssr")]
+fn optional(value: String) -> Option<String> {
+    let value = value.trim().to_owned();
+    (!value.is_empty()).then_some(value)
+}
+
+/// Builds a search filter from the list page's query parameters.
+#[cfg(feature = "ssr")]
+#[allow(clippy::too_many_arguments)]
+pub fn build_filter(
+    kind: String,
+    actor: String,
+    outcome: String,
+    from: String,
+    to: String,
+    q: String,
+    before: String,
+) -> Result<super::ssr::Filter, AppError> {
+    let outcome = match optional(outcome) {
+        None => None,
+        Some(value) => Some(
+            super::Outcome::parse(&value)
+                .ok_or_else(|| AppError::invalid("outcome", "not a known outcome"))?,
+        ),
+    };
+    let kind = optional(kind);
+    if let Some(kind) = &kind {
+        if kind.len() > 40 || !kind.chars().all(|c| c.is_ascii_lowercase() || c == '_') {
+            return Err(AppError::invalid("kind", "not a known kind"));
+        }
+    }
+    let from_time = parse_time("from", &from, false)?;
+    let to_time = parse_time("to", &to, true)?;
+    if let (Some(from), Some(to)) = (from_time, to_time) {
+        if to <= from {
+            return Err(AppError::invalid("to", "must be after from"));
+        }
+    }
+    Ok(super::ssr::Filter {
+        kind,
+        actor: optional(actor).map(|a| a.to_lowercase()),
+        outcome,
+        from: from_time,
+        to: to_time,
+        text: optional(q).filter(|q| q.len() <= 200),
+        before: optional(before)
+            .map(|cursor| super::ssr::parse_cursor(&cursor))
+            .transpose()?,
+    })
+}
+
+/// One page of history, newest first, matching the filters. `before` is the cursor
+/// from the previous page.
+#[server(endpoint = "history/search")]
+pub async fn search_history(
+    kind: String,
+    actor: String,
+    outcome: String,
+    from: String,
+    to: String,
+    q: String,
+    before: String,
+) -> Result<HistoryPage, AppError> {
+    let (state, _) = crate::auth::ssr::guard(crate::auth::Permission::Read).await?;
+    let result = async {
+        let filter = build_filter(kind, actor, outcome, from, to, q, before)?;
+        let (entries, more) = super::ssr::search(&state.pg, &filter, PAGE_SIZE)
+            .await
+            .map_err(|e| AppError::internal("Failed to search the history", e))?;
+        let next_cursor = if more {
+            entries.last().map(super::ssr::cursor_after)
+        } else {
+            None
+        };
+        let actors = crate::auth::ssr::list_users(&state.pg)
+            .await?
+            .into_iter()
+            .map(|user| user.email)
+            .collect();
+        Ok(HistoryPage {
+            entries,
+            next_cursor,
+            actors,
+        })
+    }
+    .await;
+    crate::server::respond(result)
+}
+
+/// One entry with everything linked to it.
+#[server(endpoint = "history/entry")]
+pub async fn load_history_entry(id: i64) -> Result<EntryView, AppError> {
+    let (state, _) = crate::auth::ssr::guard(crate::auth::Permission::Read).await?;
+    let result = async {
+        super::ssr::load(&state.pg, id)
+            .await
+            .map_err(|e| AppError::internal("Failed to load a history entry", e))?
+            .ok_or(AppError::NotFound {
+                what: format!("History entry {id}"),
+            })
+    }
+    .await;
+    crate::server::respond(result)
+}
+
+#[cfg(feature = "ssr")]
+fn check_text(field: &str, value: &str, max: usize, required: bool) -> Result<String, AppError> {
+    let value = value.trim();
+    if required && value.is_empty() {
+        return Err(AppError::invalid(field, "cannot be empty"));
+    }
+    if value.chars().count() > max {
+        return Err(AppError::invalid(field, format!("keep it under {max} characters")));
+    }
+    Ok(value.to_owned())
+}
+
+#[cfg(feature = "ssr")]
+fn parse_incident_id(value: &str) -> Result<Option<i64>, AppError> {
+    let value = value.trim().trim_start_matches('#');
+    if value.is_empty() {
+        return Ok(None);
+    }
+    value
+        .parse()
+        .map(Some)
+        .map_err(|_| AppError::invalid("incident_id", "enter an incident number"))
+}
+
+/// Adds a note, on its own or on an incident's timeline. Every role may.
+#[server(endpoint = "history/note")]
+pub async fn add_note(title: String, body: String, incident_id: String) -> Result<i64, AppError> {
+    use super::ssr::{append, is_incident, NewEntry};
+    let (state, actor) = crate::auth::ssr::guard(crate::auth::Permission::Annotate).await?;
+    let result = async {
+        let body = check_text("body", &body, 20_000, true)?;
+        let incident_id = parse_incident_id(&incident_id)?;
+        let title = check_text("title", &title, 200, false)?;
+        let title = if title.is_empty() {
+            let first_line = body.lines().next().unwrap_or_default();
+            let mut title: String = first_line.chars().take(80).collect();
+            if first_line.chars().count() > 80 {
+                title.push('…');
+            }
+            title
+        } else {
+            title
+        };
+        let mut tx = state
+            .pg
+            .begin()
+            .await
+            .map_err(|e| AppError::internal("Failed to begin", e))?;
+        if let Some(id) = incident_id {
+            if !is_incident(&mut tx, id)
+                .await
+                .map_err(|e| AppError::internal("Failed to look up the incident", e))?
+            {
+                return Err(AppError::invalid("incident_id", format!("#{id} is not an incident")));
+            }
+        }
+        let id = append(
+            &mut tx,
+            &NewEntry::new("note", title, &actor, super::Outcome::Info)
+                .with_body(body)
+                .with_incident(incident_id),
+        )
+        .await
+        .map_err(|e| AppError::internal("Failed to add a note", e))?;
+        tx.commit()
+            .await
+            .map_err(|e| AppError::internal("Failed to commit", e))?;
+        Ok(id)
+    }
+    .await;
+    crate::server::respond(result)
+}
+
+/// Declares an incident. Every role may: the person on call is often an operator.
+#[server(endpoint = "history/incident")]
+pub async fn declare_incident(
+    title: String,
+    severity: String,
+    started_at: String,
+    resolved_at: String,
+    body: String,
+) -> Result<i64, AppError> {
+    use super::ssr::{append, NewEntry};
+    let (state, actor) = crate::auth::ssr::guard(crate::auth::Permission::Annotate).await?;
+    let result = async {
+        let title = check_text("title", &title, 200, true)?;
+        let body = check_text("body", &body, 20_000, false)?;
+        if !super::SEVERITIES.contains(&severity.as_str()) {
+            return Err(AppError::invalid("severity", "choose sev1, sev2, sev3 or sev4"));
+        }
+        let now = time::OffsetDateTime::now_utc();
+        let started = parse_time("started_at", &started_at, false)?.unwrap_or(now);
+        if started > now + time::Duration::minutes(5) {
+            return Err(AppError::invalid("started_at", "cannot be in the future"));
+        }
+        let resolved = parse_time("resolved_at", &resolved_at, false)?;
+        if let Some(resolved) = resolved {
+            if resolved < started {
+                return Err(AppError::invalid("resolved_at", "must not be before the start"));
+            }
+        }
+        let mut tx = state
+            .pg
+            .begin()
+            .await
+            .map_err(|e| AppError::internal("Failed to begin", e))?;
+        let id = append(
+            &mut tx,
+            &NewEntry::new("incident", title, &actor, super::Outcome::Info)
+                .with_body(body)
+                .with_times(started, resolved)
+                .with_severity(Some(severity)),
+        )
+        .await
+        .map_err(|e| AppError::internal("Failed to declare an incident", e))?;
+        tx.commit()
+            .await
+            .map_err(|e| AppError::internal("Failed to commit", e))?;
+        Ok(id)
+    }
+    .await;
+    crate::server::respond(result)
+}
+
+/// Marks an open incident resolved, as an entry on its timeline.
+#[server(endpoint = "history/resolve")]
+pub async fn resolve_incident(
+    incident_id: i64,
+    resolved_at: String,
+    body: String,
+) -> Result<i64, AppError> {
+    use super::ssr::{append, load, NewEntry};
+    let (state, actor) = crate::auth::ssr::guard(crate::auth::Permission::Annotate).await?;
+    let result = async {
+        let body = check_text("body", &body, 20_000, false)?;
+        let view = load(&state.pg, incident_id)
+            .await
+            .map_err(|e| AppError::internal("Failed to load the incident", e))?
+            .filter(|view| view.entry.kind == "incident")
+            .ok_or(AppError::NotFound {
+                what: format!("Incident {incident_id}"),
+            })?;
+        if view.resolved_at.is_some() {
+            return Err(AppError::Conflict {
+                message: format!("Incident #{incident_id} is already resolved."),
+            });
+        }
+        let now = time::OffsetDateTime::now_utc();
+        let resolved = parse_time("resolved_at", &resolved_at, false)?.unwrap_or(now);
+        let mut tx = state
+            .pg
+            .begin()
+            .await
+            .map_err(|e| AppError::internal("Failed to begin", e))?;
+        let id = append(
+            &mut tx,
+            &NewEntry::new(
+                "incident_resolved",
+                format!("Resolved: {}", view.entry.title),
+                &actor,
+                super::Outcome::Succeeded,
+            )
+            .with_body(body)
+            .with_times(resolved, Some(resolved))
+            .with_incident(Some(incident_id)),
+        )
+        .await
+        .map_err(|e| AppError::internal("Failed to resolve the incident", e))?;
+        tx.commit()
+            .await
+            .map_err(|e| AppError::internal("Failed to commit", e))?;
+        Ok(id)
+    }
+    .await;
+    crate::server::respond(result)
+}
+
+/// Walks the whole chain and reports the first entry that does not match.
+#[server(endpoint = "history/verify")]
+pub async fn verify_history_chain() -> Result<ChainReport, AppError> {
+    let (state, actor) = crate::auth::ssr::guard(crate::auth::Permission::Read).await?;
+    let result = super::ssr::verify(&state.pg)
+        .await
+        .map_err(|e| AppError::internal("Failed to verify the history chain", e));
+    if let Ok(report) = &result {
+        tracing::info!(actor = %actor.name, entries = report.entries,
+            broken = ?report.first_broken.as_ref().map(|b| b.id), "history chain verified");
+    }
+    crate::server::respond(result)
+}
+
+#[cfg(all(test, feature = "ssr"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn form_times_are_read_as_utc_and_dates_cover_the_whole_day() {
+        let start = parse_time("from", "2026-11-22", false).unwrap().unwrap();
+        let end = parse_time("to", "2026-11-22", true).unwrap().unwrap();
+        assert_eq!(end - start, time::Duration::days(1));
+        let minute = parse_time("from", "2026-11-22T10:04", false).unwrap().unwrap();
+        assert_eq!((minute.hour(), minute.minute()), (10, 4));
+        assert!(parse_time("from", "  ", false).unwrap().is_none());
+        assert_eq!(
+            parse_time("from", "yesterday", false).unwrap_err(),
+            AppError::invalid("from", "use a UTC time like 2026-11-22 or 2026-11-22T10:04")
+        );
+    }
+
+    #[test]
+    fn a_filter_with_to_before_from_names_the_field() {
+        let error = build_filter(
+            "".into(), "".into(), "".into(), "2026-11-22".into(), "2026-11-01".into(),
+            "".into(), "".into(),
+        )
+        .unwrap_err();
+        assert!(matches!(error, AppError::Invalid { field, .. } if field == "to"));
+    }
+}

@@ -1,0 +1,558 @@
+//! Writing, searching and verifying the runbook history.
+//!
+//! [`append`] is the only writer. It runs in the caller's transaction, so an action and
+//! its record commit (or roll back) together. The chain itself (ids, `prev_hash`, `hash`)
+//! is computed by the table's insert trigger under an advisory lock, and UPDATE, DELETE
+//! and TRUNCATE are refused by triggers: see the migration.
+
+use serde_json::Value;
+use sqlx::postgres::PgRow;
+use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder, Row};
+use time::OffsetDateTime;
+
+use super::{format_ago, BrokenLink, ChainReport, Entry, EntryView, Outcome};
+use crate::auth::ssr::Actor;
+use crate::error::AppError;
+
+/// An entry to append. Build it with [`NewEntry::new`] and the `with_*` setters.
+#[derive(Clone, Debug)]
+pub struct NewEntry {
+    pub kind: String,
+    pub title: String,
+    pub body: String,
+    pub actor: String,
+    pub actor_user_id: Option<i64>,
+    pub started_at: OffsetDateTime,
+    pub finished_at: Option<OffsetDateTime>,
+    pub outcome: Outcome,
+    pub reason: Option<String>,
+    pub details: Value,
+    pub incident_id: Option<i64>,
+    pub severity: Option<String>,
+}
+
+impl NewEntry {
+    /// An instantaneous entry by `actor`, started and finished now.
+    pub fn new(kind: &str, title: impl Into<String>, actor: &Actor, outcome: Outcome) -> Self {
+        let now = OffsetDateTime::now_utc();
+        Self {
+            kind: kind.to_owned(),
+            title: title.into(),
+            body: String::new(),
+            actor: actor.name.clone(),
+            actor_user_id: actor.user_id,
+            started_at: now,
+            finished_at: Some(now),
+            outcome,
+            reason: None,
+            details: Value::Object(Default::default()),
+            incident_id: None,
+            severity: None,
+        }
+    }
+
+    pub fn with_body(mut self, body: impl Into<String>) -> Self {
+        self.body = body.into();
+        self
+    }
+
+    pub fn with_reason(mut self, reason: Option<String>) -> Self {
+        self.reason = reason.filter(|r| !r.trim().is_empty());
+        self
+    }
+
+    pub fn with_details(mut self, details: Value) -> Self {
+        self.details = details;
+        self
+    }
+
+    pub fn with_times(mut self, started: OffsetDateTime, finished: Option<OffsetDateTime>) -> Self {
+        self.started_at = started;
+        self.finished_at = finished;
+        self
+    }
+
+    pub fn with_incident(mut self, incident_id: Option<i64>) -> Self {
+        self.incident_id = incident_id;
+        self
+    }
+
+    pub fn with_severity(mut self, severity: Option<String>) -> Self {
+        self.severity = severity;
+        self
+    }
+}
+
+/// Appends `entry` in the caller's transaction and returns its id. The caller must run
+/// at READ COMMITTED (the default) and should append last: the chain lock is held until
+/// the transaction ends.
+pub async fn append(conn: &mut PgConnection, entry: &NewEntry) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(
+        "insert into runbook_history
+            (kind, title, body, actor, actor_user_id, started_at, finished_at, outcome,
+             reason, details, incident_id, severity)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+         returning id",
+    )
+    .bind(&entry.kind)
+    .bind(&entry.title)
+    .bind(&entry.body)
+    .bind(&entry.actor)
+    .bind(entry.actor_user_id)
+    .bind(entry.started_at)
+    .bind(entry.finished_at)
+    .bind(entry.outcome.as_str())
+    .bind(&entry.reason)
+    .bind(&entry.details)
+    .bind(entry.incident_id)
+    .bind(&entry.severity)
+    .fetch_one(conn)
+    .await
+}
+
+/// What to search for. Every field is optional; `before` is the keyset cursor.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Filter {
+    pub kind: Option<String>,
+    pub actor: Option<String>,
+    pub outcome: Option<Outcome>,
+    /// Entries that started at or after this instant.
+    pub from: Option<OffsetDateTime>,
+    /// Entries that started before this instant.
+    pub to: Option<OffsetDateTime>,
+    /// Words that must all appear (prefixes match) in title, body, reason or actor.
+    pub text: Option<String>,
+    /// Only entries older than this `(started_at, id)` position.
+    pub before: Option<(OffsetDateTime, i64)>,
+}
+
+/// The columns every read selects, in [`entry_from_row`]'s order.
+const COLUMNS: &str = "id, kind, title, body, actor, started_at, finished_at, outcome, reason, \
+    jsonb_pretty(details) as details, incident_id, severity, created_at, \
+    encode(hash, 'hex') as hash";
+
+fn millis(t: OffsetDateTime) -> i64 {
+    (t.unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+fn entry_from_row(row: &PgRow, now: OffsetDateTime) -> Result<Entry, sqlx::Error> {
+    let started_at: OffsetDateTime = row.try_get("started_at")?;
+    let finished_at: Option<OffsetDateTime> = row.try_get("finished_at")?;
+    let created_at: OffsetDateTime = row.try_get("created_at")?;
+    let outcome: String = row.try_get("outcome")?;
+    Ok(Entry {
+        id: row.try_get("id")?,
+        kind: row.try_get("kind")?,
+        title: row.try_get("title")?,
+        body: row.try_get("body")?,
+        actor: row.try_get("actor")?,
+        started_at: millis(started_at),
+        finished_at: finished_at.map(millis),
+        outcome: Outcome::parse(&outcome).unwrap_or(Outcome::Info),
+        reason: row.try_get("reason")?,
+        details: row.try_get("details")?,
+        incident_id: row.try_get("incident_id")?,
+        severity: row.try_get("severity")?,
+        created_at: millis(created_at),
+        hash: row.try_get("hash")?,
+        started_ago: format_ago(millis(started_at), millis(now)),
+    })
+}
+
+/// Turns free text into a prefix-matching `tsquery` (`disk:* & full:*`): only letters
+/// and digits survive, so nothing a person types can break the query syntax.
+pub fn text_query(text: &str) -> Option<String> {
+    let words: Vec<String> = text
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|word| !word.is_empty())
+        .take(8)
+        .map(|word| format!("{}:*", word.to_lowercase()))
+        .collect();
+    (!words.is_empty()).then(|| words.join(" & "))
+}
+
+/// The newest `limit` entries matching `filter`, newest first, plus whether there are more.
+pub async fn search(
+    pg: &PgPool,
+    filter: &Filter,
+    limit: i64,
+) -> Result<(Vec<Entry>, bool), sqlx::Error> {
+    let mut query = QueryBuilder::<Postgres>::new(format!(
+        "select {COLUMNS} from runbook_history where true"
+    ));
+    if let Some(kind) = &filter.kind {
+        query.push(" and kind = ").push_bind(kind.clone());
+    }
+    if let Some(actor) = &filter.actor {
+        query.push(" and actor = ").push_bind(actor.clone());
+    }
+    if let Some(outcome) = filter.outcome {
+        query.push(" and outcome = ").push_bind(outcome.as_str());
+    }
+    if let Some(from) = filter.from {
+        query.push(" and started_at >= ").push_bind(from);
+    }
+    if let Some(to) = filter.to {
+        query.push(" and started_at < ").push_bind(to);
+    }
+    if let Some(tsquery) = filter.text.as_deref().and_then(text_query) {
+        query
+            .push(" and search @@ to_tsquery('simple', ")
+            .push_bind(tsquery)
+            .push(")");
+    }
+    if let Some((started_at, id)) = filter.before {
+        query
+            .push(" and (started_at, id) < (")
+            .push_bind(started_at)
+            .push(", ")
+            .push_bind(id)
+            .push(")");
+    }
+    query
+        .push(" order by started_at desc, id desc limit ")
+        .push_bind(limit + 1);
+    let rows = query.build().fetch_all(pg).await?;
+    let now = OffsetDateTime::now_utc();
+    let more = rows.len() as i64 > limit;
+    let entries = rows
+        .iter()
+        .take(limit as usize)
+        .map(|row| entry_from_row(row, now))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((entries, more))
+}
+
+/// Encodes the keyset position after `entry`.
+pub fn cursor_after(entry: &Entry) -> String {
+    format!("{}_{}", entry.started_at, entry.id)
+}
+
+/// Decodes a cursor written by [`cursor_after`].
+pub fn parse_cursor(cursor: &str) -> Result<(OffsetDateTime, i64), AppError> {
+    let invalid = || AppError::invalid("before", "not a position this console wrote");
+    let (ms, id) = cursor.split_once('_').ok_or_else(invalid)?;
+    let ms: i64 = ms.parse().map_err(|_| invalid())?;
+    let id: i64 = id.parse().map_err(|_| invalid())?;
+    let at = OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .map_err(|_| invalid())?;
+    // Exact: the insert trigger truncates `started_at` to milliseconds.
+    Ok((at, id))
+}
+
+/// One entry, with an incident's timeline.
+pub async fn load(pg: &PgPool, id: i64) -> Result<Option<EntryView>, sqlx::Error> {
+    let now = OffsetDateTime::now_utc();
+    let Some(row) = sqlx::query(&format!(
+        "select {COLUMNS} from runbook_history where id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(pg)
+    .await?
+    else {
+        return Ok(None);
+    };
+    let entry = entry_from_row(&row, now)?;
+    let mut timeline = Vec::new();
+    let mut resolved_at = None;
+    if entry.kind == "incident" {
+        let rows = sqlx::query(&format!(
+            "select {COLUMNS} from runbook_history where incident_id = $1
+             order by started_at, id limit 500"
+        ))
+        .bind(id)
+        .fetch_all(pg)
+        .await?;
+        timeline = rows
+            .iter()
+            .map(|row| entry_from_row(row, now))
+            .collect::<Result<Vec<_>, _>>()?;
+        resolved_at = entry.finished_at.or_else(|| {
+            timeline
+                .iter()
+                .filter(|e| e.kind == "incident_resolved")
+                .map(|e| e.finished_at.unwrap_or(e.started_at))
+                .max()
+        });
+    }
+    Ok(Some(EntryView {
+        entry,
+        timeline,
+        resolved_at,
+    }))
+}
+
+/// Whether `id` is an incident.
+pub async fn is_incident(conn: &mut PgConnection, id: i64) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("select exists (select 1 from runbook_history where id = $1 and kind = 'incident')")
+        .bind(id)
+        .fetch_one(conn)
+        .await
+}
+
+/// Walks the whole chain in id order and reports the first entry whose link to its
+/// predecessor or whose own contents do not match its hash.
+pub async fn verify(pg: &PgPool) -> Result<ChainReport, sqlx::Error> {
+    let row = sqlx::query(
+        "select count(*) as entries,
+                (select encode(hash, 'hex') from runbook_history order by id desc limit 1)
+                    as head_hash
+         from runbook_history",
+    )
+    .fetch_one(pg)
+    .await?;
+    let entries: i64 = row.try_get("entries")?;
+    let head_hash: Option<String> = row.try_get("head_hash")?;
+    let broken = sqlx::query(
+        "select id, linked, intact, numbered from (
+            select id,
+                   prev_hash = coalesce(lag(hash) over (order by id), ''::bytea) as linked,
+                   hash = runbook_history_digest(h) as intact,
+                   id = row_number() over (order by id) as numbered
+            from runbook_history h
+         ) chain
+         where not (linked and intact and numbered)
+         order by id
+         limit 1",
+    )
+    .fetch_optional(pg)
+    .await?;
+    let first_broken = match broken {
+        None => None,
+        Some(row) => {
+            let id: i64 = row.try_get("id")?;
+            let intact: bool = row.try_get("intact")?;
+            let linked: bool = row.try_get("linked")?;
+            let problem = if !intact {
+                "its contents no longer match its hash: it was changed after it was written"
+            } else if !linked {
+                "it does not link to the entry before it: an entry before it was changed or removed"
+            } else {
+                "an entry before it is missing"
+            };
+            Some(BrokenLink {
+                id,
+                problem: problem.to_owned(),
+            })
+        }
+    };
+    Ok(ChainReport {
+        entries,
+        first_broken,
+        head_hash,
+    })
+}
+
+/// The header row of a CSV export.
+pub const CSV_HEADER: &str =
+    "id,started_at,finished_at,duration_ms,kind,severity,outcome,actor,title,reason,incident_id,body";
+
+fn csv_field(value: &str) -> String {
+    // Quote every field; a leading = + - @ is prefixed so spreadsheets do not run it.
+    let value = if value.starts_with(['=', '+', '-', '@']) {
+        format!("'{value}")
+    } else {
+        value.to_owned()
+    };
+    format!("\"{}\"", value.replace('"', "\"\""))
+}
+
+fn iso(ms: i64) -> String {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}
+
+/// One entry as a CSV line (no newline).
+pub fn csv_line(entry: &Entry) -> String {
+    [
+        entry.id.to_string(),
+        csv_field(&iso(entry.started_at)),
+        csv_field(&entry.finished_at.map(iso).unwrap_or_default()),
+        entry.duration_ms().map(|d| d.to_string()).unwrap_or_default(),
+        csv_field(&entry.kind),
+        csv_field(entry.severity.as_deref().unwrap_or("")),
+        csv_field(entry.outcome.as_str()),
+        csv_field(&entry.actor),
+        csv_field(&entry.title),
+        csv_field(entry.reason.as_deref().unwrap_or("")),
+        entry.incident_id.map(|i| i.to_string()).unwrap_or_default(),
+        csv_field(&entry.body),
+    ]
+    .join(",")
+}
+
+fn md_cell(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('|', "\\|")
+        .replace(['\r', '\n'], " ")
+}
+
+/// The Markdown table header of an export.
+pub const MARKDOWN_HEADER: &str = "| # | started (UTC) | kind | outcome | duration | actor | title | reason |\n\
+|--:|---|---|---|--:|---|---|---|";
+
+/// One entry as a Markdown table row.
+pub fn markdown_line(entry: &Entry) -> String {
+    format!(
+        "| {} | {} | {} | {} | {} | {} | {} | {} |",
+        entry.id,
+        md_cell(&iso(entry.started_at)),
+        md_cell(&entry.kind),
+        entry.outcome.as_str(),
+        entry
+            .duration_ms()
+            .map(super::format_duration)
+            .unwrap_or_default(),
+        md_cell(&entry.actor),
+        md_cell(&entry.title),
+        md_cell(entry.reason.as_deref().unwrap_or("")),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn free_text_becomes_a_safe_prefix_query() {
+        assert_eq!(text_query("Disk full!").as_deref(), Some("disk:* & full:*"));
+        assert_eq!(text_query("a & b | !c:*'").as_deref(), Some("a:* & b:* & c:*"));
+        assert_eq!(text_query("  ::  "), None);
+    }
+
+    #[test]
+    fn csv_fields_are_quoted_and_formulas_defused() {
+        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(csv_field("=1+1"), "\"'=1+1\"");
+    }
+
+    #[test]
+    fn markdown_cells_cannot_break_the_table() {
+        assert_eq!(md_cell("a|b\nc"), "a\\|b c");
+    }
+
+    #[test]
+    fn cursors_round_trip_and_junk_is_refused() {
+        let (at, id) = parse_cursor("1795000000123_42").unwrap();
+        assert_eq!(id, 42);
+        assert_eq!(millis(at), 1_795_000_000_123);
+        assert!(parse_cursor("nope").is_err());
+        assert!(parse_cursor("1_x").is_err());
+    }
+}
+
+/// The most entries one export holds; narrow the filters for more.
+pub const EXPORT_LIMIT: usize = 50_000;
+
+/// Query parameters of `GET /admin/history/export`: the list's filters plus `format`.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct ExportQuery {
+    pub format: Option<String>,
+    #[serde(default)]
+    pub kind: String,
+    #[serde(default)]
+    pub actor: String,
+    #[serde(default)]
+    pub outcome: String,
+    #[serde(default)]
+    pub from: String,
+    #[serde(default)]
+    pub to: String,
+    #[serde(default)]
+    pub q: String,
+}
+
+/// `GET /admin/history/export?format=csv|markdown&<filters>`: the filtered history as a
+/// download. Managers and admins only (the role table's "exports history").
+pub async fn export_handler(
+    axum::extract::State(state): axum::extract::State<crate::server::AppState>,
+    session: tower_sessions::Session,
+    axum::extract::Query(query): axum::extract::Query<ExportQuery>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match export(&state, &session, query).await {
+        Ok(response) => response,
+        Err(error) => error.into_response(),
+    }
+}
+
+async fn export(
+    state: &crate::server::AppState,
+    session: &tower_sessions::Session,
+    query: ExportQuery,
+) -> Result<axum::response::Response, AppError> {
+    use axum::http::header;
+    use axum::response::IntoResponse;
+    let actor = crate::auth::ssr::authenticate(state, session).await?;
+    if actor.must_change_password {
+        return Err(AppError::Forbidden {
+            message: "Choose a new password first: your account has a temporary one.".into(),
+        });
+    }
+    actor.authorize(crate::auth::Permission::ExportHistory)?;
+    let markdown = match query.format.as_deref().unwrap_or("csv") {
+        "csv" => false,
+        "markdown" | "md" => true,
+        _ => return Err(AppError::invalid("format", "use csv or markdown")),
+    };
+    let mut filter = super::api::build_filter(
+        query.kind, query.actor, query.outcome, query.from, query.to, query.q, String::new(),
+    )?;
+    let mut lines = vec![if markdown {
+        format!("# Salvage runbook history\n\nExported by {} at {}.\n\n{MARKDOWN_HEADER}",
+            actor.name, super::format_utc(millis(OffsetDateTime::now_utc())))
+    } else {
+        CSV_HEADER.to_owned()
+    }];
+    let mut count = 0usize;
+    let mut truncated = false;
+    loop {
+        let (entries, more) = search(&state.pg, &filter, 1000)
+            .await
+            .map_err(|e| AppError::internal("Failed to export the history", e))?;
+        for entry in &entries {
+            lines.push(if markdown { markdown_line(entry) } else { csv_line(entry) });
+        }
+        count += entries.len();
+        match entries.last() {
+            Some(last) if more => {
+                if count >= EXPORT_LIMIT {
+                    truncated = true;
+                    break;
+                }
+                filter.before = Some(parse_cursor(&cursor_after(last))?);
+            }
+            _ => break,
+        }
+    }
+    if markdown && truncated {
+        lines.push(format!("\nOnly the newest {EXPORT_LIMIT} entries are included; narrow the filters for older ones."));
+    }
+    tracing::info!(actor = %actor.name, entries = count, markdown, "history exported");
+    let date = OffsetDateTime::now_utc().date();
+    let (content_type, extension) = if markdown {
+        ("text/markdown; charset=utf-8", "md")
+    } else {
+        ("text/csv; charset=utf-8", "csv")
+    };
+    let mut body = lines.join("\n");
+    body.push('\n');
+    Ok((
+        [
+            (header::CONTENT_TYPE, content_type.to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"salvage-history-{date}.{extension}\""),
+            ),
+            (header::CACHE_CONTROL, "no-store".to_owned()),
+        ],
+        body,
+    )
+        .into_response())
+}

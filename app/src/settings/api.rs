@@ -1,0 +1,81 @@
+//! Server functions of user management. Admins only; every change is a history entry.
+
+use leptos::prelude::*;
+
+use super::AddedUser;
+use crate::auth::UserRow;
+use crate::error::AppError;
+
+#[cfg(feature = "ssr")]
+fn parse_role(value: &str) -> Result<crate::auth::Role, AppError> {
+    crate::auth::Role::parse(value)
+        .ok_or_else(|| AppError::invalid("role", "choose operator, manager or admin"))
+}
+
+#[cfg(feature = "ssr")]
+fn reason(value: String) -> Result<Option<String>, AppError> {
+    let value = value.trim().to_owned();
+    if value.chars().count() > 500 {
+        return Err(AppError::invalid("reason", "keep it under 500 characters"));
+    }
+    Ok((!value.is_empty()).then_some(value))
+}
+
+/// Every account.
+#[server(endpoint = "settings/users")]
+pub async fn list_users() -> Result<Vec<UserRow>, AppError> {
+    let (state, _) = crate::auth::ssr::guard(crate::auth::Permission::ManageUsers).await?;
+    crate::server::respond(crate::auth::ssr::list_users(&state.pg).await)
+}
+
+/// Adds an account with a temporary password, returned once.
+#[server(endpoint = "settings/users/add")]
+pub async fn add_user(email: String, role: String, reason: String) -> Result<AddedUser, AppError> {
+    let (state, actor) = crate::auth::ssr::guard(crate::auth::Permission::ManageUsers).await?;
+    let result = async {
+        let role = parse_role(&role)?;
+        let reason = self::reason(reason)?;
+        let (user_id, temporary) =
+            crate::auth::ssr::add_user(&state.pg, &actor, &email, role, None, reason).await?;
+        Ok(AddedUser {
+            user_id,
+            email: crate::auth::normalize_email("email", &email)?,
+            temporary_password: temporary.unwrap_or_default(),
+        })
+    }
+    .await;
+    crate::server::respond(result)
+}
+
+/// Changes an account's role.
+#[server(endpoint = "settings/users/role")]
+pub async fn set_user_role(user_id: i64, role: String, reason: String) -> Result<(), AppError> {
+    let (state, actor) = crate::auth::ssr::guard(crate::auth::Permission::ManageUsers).await?;
+    let result = async {
+        let role = parse_role(&role)?;
+        crate::auth::ssr::set_role(&state.pg, &actor, user_id, role, self::reason(reason)?).await
+    }
+    .await;
+    crate::server::respond(result)
+}
+
+/// Disables (`disabled = true`) or re-enables an account; disabling ends its sessions.
+#[server(endpoint = "settings/users/disabled")]
+pub async fn set_user_disabled(
+    user_id: i64,
+    disabled: bool,
+    reason: String,
+) -> Result<(), AppError> {
+    let (state, actor) = crate::auth::ssr::guard(crate::auth::Permission::ManageUsers).await?;
+    let result = async {
+        if Some(user_id) == actor.user_id && disabled {
+            return Err(AppError::Conflict {
+                message: "You cannot disable your own account.".into(),
+            });
+        }
+        crate::auth::ssr::set_disabled(&state.pg, &actor, user_id, disabled, self::reason(reason)?)
+            .await
+    }
+    .await;
+    crate::server::respond(result)
+}

@@ -1,0 +1,138 @@
+//! `/admin/settings/users`: list, add, change role, disable. Admins only.
+
+use leptos::prelude::*;
+use leptos_meta::Title;
+
+use super::api::{list_users, AddUser, SetUserDisabled, SetUserRole};
+use crate::auth::{Role, UserRow};
+use crate::components::{action_error, Badge, ErrorBanner, PageHeader, Tone};
+use crate::history::format_utc;
+
+/// `/admin/settings/users`.
+#[component]
+pub fn UsersPage() -> impl IntoView {
+    let add = ServerAction::<AddUser>::new();
+    let set_role = ServerAction::<SetUserRole>::new();
+    let set_disabled = ServerAction::<SetUserDisabled>::new();
+    let users = Resource::new(
+        move || {
+            (
+                add.version().get(),
+                set_role.version().get(),
+                set_disabled.version().get(),
+            )
+        },
+        |_| list_users(),
+    );
+    let add_value = add.value();
+    view! {
+        <Title text="Users" />
+        <PageHeader title="Users" subtitle="Who may use the console, and with which role. Every change is recorded in the history." />
+        <Transition fallback=|| view! { <p class="muted" role="status">"Loading users…"</p> }>
+            {move || Suspend::new(async move {
+                match users.await {
+                    Ok(users) => view! { <UserTable users set_role set_disabled /> }.into_any(),
+                    Err(error) => view! { <ErrorBanner error /> }.into_any(),
+                }
+            })}
+        </Transition>
+        {action_error(set_role.value())}
+        {action_error(set_disabled.value())}
+        <section class="panel form-panel">
+            <h2>"Add a user"</h2>
+            <ActionForm action=add attr:class="form-row">
+                <label class="field">
+                    <span>"Email"</span>
+                    <input type="email" name="email" required />
+                </label>
+                <label class="field">
+                    <span>"Role"</span>
+                    <select name="role">
+                        {Role::ALL.iter().map(|r| view! { <option value=r.as_str()>{r.as_str()}</option> }).collect_view()}
+                    </select>
+                </label>
+                <label class="field field-grow">
+                    <span>"Reason (recorded)"</span>
+                    <input type="text" name="reason" maxlength="500" />
+                </label>
+                <button type="submit" class="btn btn-primary">"Add user"</button>
+            </ActionForm>
+            {action_error(add_value)}
+            {move || match add_value.get() {
+                Some(Ok(added)) => Some(view! {
+                    <div class="banner banner-ok" role="status" data-testid="temporary-password">
+                        "Added " <strong>{added.email}</strong> ". Temporary password, shown only now: "
+                        <code class="secret">{added.temporary_password}</code>
+                        ". They choose their own at first sign-in."
+                    </div>
+                }),
+                _ => None,
+            }}
+        </section>
+    }
+}
+
+#[component]
+fn UserTable(
+    users: Vec<UserRow>,
+    set_role: ServerAction<SetUserRole>,
+    set_disabled: ServerAction<SetUserDisabled>,
+) -> impl IntoView {
+    view! {
+        <table class="data">
+            <thead>
+                <tr>
+                    <th scope="col">"Email"</th>
+                    <th scope="col">"Role"</th>
+                    <th scope="col">"Status"</th>
+                    <th scope="col">"Last sign-in"</th>
+                    <th scope="col">"Added"</th>
+                    <th scope="col">"Change"</th>
+                </tr>
+            </thead>
+            <tbody>
+                {users.into_iter().map(|user| {
+                    let status = if user.disabled {
+                        view! { <Badge tone=Tone::Error label="disabled" /> }.into_any()
+                    } else if user.must_change_password {
+                        view! { <Badge tone=Tone::Warn label="temporary password" /> }.into_any()
+                    } else {
+                        view! { <Badge tone=Tone::Ok label="active" /> }.into_any()
+                    };
+                    let email = user.email.clone();
+                    let toggle_label = if user.disabled { format!("Enable {email}") } else { format!("Disable {email}") };
+                    view! {
+                        <tr>
+                            <td>{user.email.clone()}</td>
+                            <td>{user.role.as_str()}</td>
+                            <td>{status}</td>
+                            <td class="nowrap">{user.last_login_at.map(format_utc).unwrap_or_else(|| "never".into())}</td>
+                            <td class="nowrap">{format_utc(user.created_at)}</td>
+                            <td>
+                                <div class="row-actions">
+                                    <ActionForm action=set_role attr:class="inline-form">
+                                        <input type="hidden" name="user_id" value=user.id.to_string() />
+                                        <input type="hidden" name="reason" value="" />
+                                        <label class="visually-hidden" for=format!("role-{}", user.id)>{format!("Role for {}", user.email)}</label>
+                                        <select name="role" id=format!("role-{}", user.id)>
+                                            {Role::ALL.iter().map(|r| view! { <option value=r.as_str() selected=*r == user.role>{r.as_str()}</option> }).collect_view()}
+                                        </select>
+                                        <button type="submit" class="btn btn-small">{format!("Set role of {}", user.email)}</button>
+                                    </ActionForm>
+                                    <ActionForm action=set_disabled attr:class="inline-form">
+                                        <input type="hidden" name="user_id" value=user.id.to_string() />
+                                        <input type="hidden" name="disabled" value=(!user.disabled).to_string() />
+                                        <input type="hidden" name="reason" value="" />
+                                        <button type="submit" class=if user.disabled { "btn btn-small" } else { "btn btn-small btn-danger" }>
+                                            {toggle_label}
+                                        </button>
+                                    </ActionForm>
+                                </div>
+                            </td>
+                        </tr>
+                    }
+                }).collect_view()}
+            </tbody>
+        </table>
+    }
+}
