@@ -1,5 +1,7 @@
 //! The console's pages and server functions, rendered by the real server.
 
+use app::auth::Role;
+
 use crate::helpers::{spawn_app, spawn_app_without_clickhouse};
 
 #[tokio::test]
@@ -16,7 +18,7 @@ async fn the_root_redirects_to_the_console() {
 async fn the_overview_renders_both_stores_healthy() {
     let app = spawn_app().await;
 
-    let (status, html) = app.get_html("/admin").await;
+    let (status, html) = app.signed_in(Role::Operator).await.get_html("/admin").await;
 
     assert_eq!(status, 200);
     assert!(html.contains("All stores healthy."), "{html}");
@@ -29,7 +31,7 @@ async fn the_overview_renders_both_stores_healthy() {
 async fn the_overview_says_clickhouse_down_when_it_is() {
     let app = spawn_app_without_clickhouse().await;
 
-    let (_, html) = app.get_html("/admin").await;
+    let (_, html) = app.signed_in(Role::Operator).await.get_html("/admin").await;
 
     assert!(html.contains("ClickHouse down."), "{html}");
 }
@@ -38,7 +40,7 @@ async fn the_overview_says_clickhouse_down_when_it_is() {
 async fn the_stores_server_function_returns_both_probes() {
     let app = spawn_app().await;
 
-    let (status, body) = app.stores_snapshot().await;
+    let (status, body) = app.signed_in(Role::Operator).await.stores_snapshot().await;
 
     assert_eq!(status, 200);
     assert_eq!(body["health"]["postgres"]["ok"], true, "{body}");
@@ -68,7 +70,7 @@ async fn the_snapshot_counts_the_rows_clickhouse_holds() {
         .await
         .unwrap();
 
-    let (_, body) = app.stores_snapshot().await;
+    let (_, body) = app.signed_in(Role::Operator).await.stores_snapshot().await;
 
     assert_eq!(body["clickhouse"]["eventsRows"], 2, "{body}");
     assert_eq!(body["clickhouse"]["requestsRows"], 0, "{body}");
@@ -78,7 +80,7 @@ async fn the_snapshot_counts_the_rows_clickhouse_holds() {
 async fn the_snapshot_says_unknown_rather_than_zero_when_clickhouse_is_down() {
     let app = spawn_app_without_clickhouse().await;
 
-    let (_, body) = app.stores_snapshot().await;
+    let (_, body) = app.signed_in(Role::Operator).await.stores_snapshot().await;
 
     assert!(body["clickhouse"]["eventsRows"].is_null(), "{body}");
     assert!(body["clickhouse"]["requestsRows"].is_null(), "{body}");

@@ -5,6 +5,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use app::auth::ssr::Actor;
+use app::auth::Role;
 use app::server::clickhouse::ClickHouse;
 use salvage::config::Settings;
 use salvage::startup::Application;
@@ -21,8 +23,8 @@ pub struct TestApp {
     pub pg: PgPool,
     /// A client on this test's ClickHouse database.
     pub clickhouse: ClickHouse,
-    /// An HTTP client that does not follow redirects, so tests see them.
-    pub http: reqwest::Client,
+    /// An anonymous client (no session yet); `TestApp` derefs to it.
+    pub anonymous: Client,
     shutdown: Option<oneshot::Sender<()>>,
     cleanup: Option<Cleanup>,
 }
@@ -100,6 +102,8 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         settings.clickhouse.url = url.parse().unwrap();
     }
     settings.addr = SocketAddr::from(([127, 0, 0, 1], 0));
+    // Port 0 here means "the port bound", so the same-origin check knows the test's port.
+    settings.public_url = "http://127.0.0.1:0".parse().unwrap();
     settings.probe_timeout = Duration::from_millis(1500);
 
     let application = Application::build(&settings).await.expect("build the app");
@@ -123,16 +127,12 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     }));
 
     TestApp {
-        address,
+        address: address.clone(),
         pg: PgPool::connect(test_db_url.as_str())
             .await
             .expect("connect to the test database"),
         clickhouse: local_clickhouse,
-        http: reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(Duration::from_secs(30))
-            .build()
-            .unwrap(),
+        anonymous: Client::new(&address),
         shutdown: Some(shutdown),
         cleanup: Some(Cleanup {
             admin_url,
@@ -142,7 +142,39 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     }
 }
 
-impl TestApp {
+/// The password every test account gets.
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// A browser-like HTTP client of one person: its own cookie jar, the console's Origin
+/// on every request, redirects not followed (so tests see them).
+#[derive(Clone)]
+pub struct Client {
+    pub address: String,
+    pub http: reqwest::Client,
+}
+
+impl Client {
+    /// A new client with an empty cookie jar.
+    pub fn new(address: &str) -> Self {
+        Self::with_origin(address, address)
+    }
+
+    /// A client whose requests claim to come from `origin`.
+    pub fn with_origin(address: &str, origin: &str) -> Self {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert("origin", origin.parse().unwrap());
+        Self {
+            address: address.to_owned(),
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .cookie_store(true)
+                .default_headers(headers)
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
+        }
+    }
+
     /// GET `path` (e.g. `/health/ready`).
     pub async fn get(&self, path: &str) -> reqwest::Response {
         self.http
@@ -159,7 +191,7 @@ impl TestApp {
         (status, response.json().await.expect("a JSON body"))
     }
 
-    /// GET `path` and return the status with the HTML body.
+    /// GET `path` and return the status with the body as text.
     pub async fn get_html(&self, path: &str) -> (u16, String) {
         let response = self.get(path).await;
         let status = response.status().as_u16();
@@ -168,14 +200,11 @@ impl TestApp {
 
     /// Calls the overview's `overview/stores` server function and decodes its JSON.
     pub async fn stores_snapshot(&self) -> (u16, serde_json::Value) {
-        let response = self
-            .call_server_fn("overview/stores", serde_json::json!({}))
-            .await;
-        let status = response.status().as_u16();
-        (status, response.json().await.expect("a JSON body"))
+        self.call("overview/stores", serde_json::json!({})).await
     }
 
-    /// Calls a server function by its endpoint (`overview/stores`) with a JSON body.
+    /// Calls a server function by its endpoint (`overview/stores`) with form fields
+    /// given as a JSON object; returns the raw response.
     pub async fn call_server_fn(
         &self,
         endpoint: &str,
@@ -188,6 +217,80 @@ impl TestApp {
             .send()
             .await
             .expect("the app answers")
+    }
+
+    /// Calls a server function and returns its status and JSON body (`null` if empty).
+    pub async fn call(&self, endpoint: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+        let response = self.call_server_fn(endpoint, body).await;
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::Null))
+    }
+
+    /// Signs in; returns the status and body of `auth/sign-in`.
+    pub async fn sign_in(&self, email: &str, password: &str) -> (u16, serde_json::Value) {
+        self.call(
+            "auth/sign-in",
+            serde_json::json!({"email": email, "password": password, "next": "/admin"}),
+        )
+        .await
+    }
+}
+
+impl std::ops::Deref for TestApp {
+    type Target = Client;
+
+    fn deref(&self) -> &Client {
+        &self.anonymous
+    }
+}
+
+impl TestApp {
+    /// A fresh client with an empty cookie jar.
+    pub fn client(&self) -> Client {
+        Client::new(&self.address)
+    }
+
+    /// Adds an account directly (as the CLI would) and returns its id.
+    pub async fn add_user(&self, email: &str, role: Role) -> i64 {
+        app::auth::ssr::add_user(
+            &self.pg,
+            &Actor::cli(),
+            email,
+            role,
+            Some(SecretString::from(PASSWORD)),
+            None,
+        )
+        .await
+        .expect("add a test user")
+        .0
+    }
+
+    /// A client signed in as a new account with `role` (email `<role>-<n>@test.salvage`).
+    pub async fn signed_in(&self, role: Role) -> Client {
+        let email = format!(
+            "{}-{}@test.salvage",
+            role.as_str(),
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        );
+        self.add_user(&email, role).await;
+        self.signed_in_as(&email).await
+    }
+
+    /// A client signed in as the existing account `email` (password [`PASSWORD`]).
+    pub async fn signed_in_as(&self, email: &str) -> Client {
+        let client = self.client();
+        let (status, body) = client.sign_in(email, PASSWORD).await;
+        assert_eq!(status, 200, "sign in as {email}: {body}");
+        client
+    }
+
+    /// Rows in `table` of this test's PostgreSQL database.
+    pub async fn count(&self, table: &str) -> i64 {
+        sqlx::query_scalar(&format!("select count(*) from {table}"))
+            .fetch_one(&self.pg)
+            .await
+            .expect("count rows")
     }
 }
 

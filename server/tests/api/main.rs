@@ -2,8 +2,11 @@
 //! ClickHouse that `scripts/stores.sh start` runs. Each test gets fresh databases in both
 //! stores, dropped when it ends.
 
+mod auth;
 mod cli;
 mod console;
 mod health;
 mod helpers;
+mod history;
+mod roles;
 mod schema;

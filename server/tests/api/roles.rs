@@ -1,0 +1,289 @@
+//! The role matrix: every server function and every `/admin` page, for anonymous,
+//! operator, manager and admin. A refused call answers 401/403, changes no row and writes
+//! no history entry; an allowed one does what it says.
+
+use app::auth::Role;
+use serde_json::{json, Value};
+
+use crate::helpers::{spawn_app, Client, TestApp};
+
+/// Who makes the call.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Who {
+    Anonymous,
+    As(Role),
+}
+
+const EVERYONE: [Who; 4] = [
+    Who::Anonymous,
+    Who::As(Role::Operator),
+    Who::As(Role::Manager),
+    Who::As(Role::Admin),
+];
+
+/// The world each call runs in: one account per role, an open incident, a target user.
+struct World {
+    app: TestApp,
+    clients: Vec<(Who, Client)>,
+    incident: i64,
+}
+
+impl World {
+    async fn new() -> Self {
+        let app = spawn_app().await;
+        let mut clients = vec![(Who::Anonymous, app.client())];
+        for role in Role::ALL {
+            clients.push((Who::As(role), app.signed_in(role).await));
+        }
+        let (_, incident) = clients[1]
+            .1
+            .call(
+                "history/incident",
+                json!({"title": "Matrix incident", "severity": "sev3", "started_at": "",
+                       "resolved_at": "", "body": ""}),
+            )
+            .await;
+        let incident = incident.as_i64().expect("an incident id");
+        Self { app, clients, incident }
+    }
+
+    fn client(&self, who: Who) -> &Client {
+        &self.clients.iter().find(|(w, _)| *w == who).unwrap().1
+    }
+
+    /// Counts of every table a call could change.
+    async fn snapshot(&self) -> Vec<i64> {
+        let mut counts = Vec::new();
+        for table in ["users", "runbook_history", "setup_tokens"] {
+            counts.push(self.app.count(table).await);
+        }
+        let roles: i64 = sqlx::query_scalar(
+            "select coalesce(sum(hashtext(email || role || disabled::text || session_generation::text)), 0)::bigint from users",
+        )
+        .fetch_one(&self.app.pg)
+        .await
+        .unwrap();
+        counts.push(roles);
+        counts
+    }
+
+    /// A fresh user to act on (created as the CLI would).
+    async fn target(&self) -> i64 {
+        let email = format!("target-{}@test.salvage", uuid::Uuid::new_v4().simple());
+        self.app.add_user(&email, Role::Operator).await
+    }
+}
+
+/// One server function: its endpoint, which roles may call it, and how to build a call.
+struct Case {
+    endpoint: &'static str,
+    allowed: fn(Role) -> bool,
+    /// Whether an allowed call writes a history entry.
+    records: bool,
+}
+
+fn any(_: Role) -> bool {
+    true
+}
+fn admins(role: Role) -> bool {
+    role == Role::Admin
+}
+
+const CASES: &[Case] = &[
+    Case { endpoint: "auth/me", allowed: any, records: false },
+    Case { endpoint: "overview/stores", allowed: any, records: false },
+    Case { endpoint: "history/search", allowed: any, records: false },
+    Case { endpoint: "history/entry", allowed: any, records: false },
+    Case { endpoint: "history/verify", allowed: any, records: false },
+    Case { endpoint: "history/note", allowed: any, records: true },
+    Case { endpoint: "history/incident", allowed: any, records: true },
+    Case { endpoint: "history/resolve", allowed: any, records: true },
+    Case { endpoint: "settings/users", allowed: admins, records: false },
+    Case { endpoint: "settings/users/add", allowed: admins, records: true },
+    Case { endpoint: "settings/users/role", allowed: admins, records: true },
+    Case { endpoint: "settings/users/disabled", allowed: admins, records: true },
+];
+
+async fn arguments(world: &World, endpoint: &str) -> Value {
+    match endpoint {
+        "history/search" => json!({"kind": "", "actor": "", "outcome": "", "from": "", "to": "", "q": "", "before": ""}),
+        "history/entry" => json!({"id": world.incident}),
+        "history/note" => json!({"title": "", "body": "matrix note", "incident_id": world.incident.to_string()}),
+        "history/incident" => json!({"title": "Matrix", "severity": "sev4", "started_at": "", "resolved_at": "", "body": ""}),
+        "history/resolve" => {
+            // Each allowed call needs an open incident of its own.
+            let (_, id) = world
+                .client(Who::As(Role::Operator))
+                .call("history/incident", json!({"title": "To resolve", "severity": "sev4",
+                        "started_at": "", "resolved_at": "", "body": ""}))
+                .await;
+            json!({"incident_id": id, "resolved_at": "", "body": "fixed"})
+        }
+        "settings/users/add" => json!({"email": format!("new-{}@test.salvage", uuid::Uuid::new_v4().simple()), "role": "operator", "reason": "matrix"}),
+        "settings/users/role" => json!({"user_id": world.target().await, "role": "manager", "reason": "matrix"}),
+        "settings/users/disabled" => json!({"user_id": world.target().await, "disabled": true, "reason": "matrix"}),
+        _ => json!({}),
+    }
+}
+
+#[tokio::test]
+async fn every_server_function_enforces_its_role_for_every_caller() {
+    let world = World::new().await;
+    let mut failures = Vec::new();
+    for case in CASES {
+        for who in EVERYONE {
+            let args = arguments(&world, case.endpoint).await;
+            let before = world.snapshot().await;
+            let history_before = world.app.count("runbook_history").await;
+
+            let (status, body) = world.client(who).call(case.endpoint, args).await;
+
+            let after = world.snapshot().await;
+            let expected = match who {
+                Who::Anonymous => 401,
+                Who::As(role) if (case.allowed)(role) => 200,
+                Who::As(_) => 403,
+            };
+            if status != expected {
+                failures.push(format!("{} as {who:?}: {status}, expected {expected}: {body}", case.endpoint));
+                continue;
+            }
+            if expected == 200 {
+                let written = world.app.count("runbook_history").await - history_before;
+                if written != i64::from(case.records) {
+                    failures.push(format!("{} as {who:?} wrote {written} history entries", case.endpoint));
+                }
+            } else {
+                if before != after {
+                    failures.push(format!("{} as {who:?} was refused but changed rows", case.endpoint));
+                }
+                let message = body["message"].as_str().or(body["error"].as_str()).unwrap_or_default();
+                if expected == 403 && !message.contains("only") {
+                    failures.push(format!("{} as {who:?}: unclear refusal {body}", case.endpoint));
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[tokio::test]
+async fn allowed_calls_do_what_they_say() {
+    let world = World::new().await;
+    let admin = world.client(Who::As(Role::Admin));
+    let target = world.target().await;
+
+    let (_, added) = admin
+        .call("settings/users/add", json!({"email": "Added@Test.Salvage", "role": "manager", "reason": "new hire"}))
+        .await;
+    admin
+        .call("settings/users/role", json!({"user_id": target, "role": "admin", "reason": "promotion"}))
+        .await;
+    let manager = world.client(Who::As(Role::Manager));
+    let (_, note) = manager
+        .call("history/note", json!({"title": "", "body": "Customer comms sent", "incident_id": world.incident.to_string()}))
+        .await;
+
+    let role: String = sqlx::query_scalar("select role from users where email = 'added@test.salvage'")
+        .fetch_one(&world.app.pg)
+        .await
+        .unwrap();
+    assert_eq!(role, "manager");
+    assert_eq!(added["email"], "added@test.salvage");
+    let promoted: String = sqlx::query_scalar("select role from users where id = $1")
+        .bind(target)
+        .fetch_one(&world.app.pg)
+        .await
+        .unwrap();
+    assert_eq!(promoted, "admin");
+    let (kind, actor, reason): (String, String, Option<String>) = sqlx::query_as(
+        "select kind, actor, reason from runbook_history where details->>'change' = 'role'",
+    )
+    .fetch_one(&world.app.pg)
+    .await
+    .unwrap();
+    assert_eq!((kind.as_str(), reason.as_deref()), ("user_change", Some("promotion")));
+    assert!(actor.starts_with("admin-"), "{actor}");
+    let linked: Option<i64> = sqlx::query_scalar("select incident_id from runbook_history where id = $1")
+        .bind(note.as_i64().unwrap())
+        .fetch_one(&world.app.pg)
+        .await
+        .unwrap();
+    assert_eq!(linked, Some(world.incident));
+}
+
+#[tokio::test]
+async fn every_admin_page_enforces_its_role_for_every_caller() {
+    let world = World::new().await;
+    let incident_page = format!("/admin/history/{}", world.incident);
+    let pages: Vec<(&str, fn(Role) -> bool)> = vec![
+        ("/admin", any),
+        ("/admin/history", any),
+        (incident_page.as_str(), any),
+        ("/admin/account", any),
+        ("/admin/settings/users", admins),
+    ];
+    let mut failures = Vec::new();
+    for (path, allowed) in &pages {
+        for who in EVERYONE {
+            let response = world.client(who).get(path).await;
+            let status = response.status().as_u16();
+            let location = response
+                .headers()
+                .get("location")
+                .map(|v| v.to_str().unwrap().to_owned());
+            let body = response.text().await.unwrap();
+            let ok = match who {
+                Who::Anonymous => {
+                    status == 303
+                        && location.as_deref().is_some_and(|l| l.starts_with("/admin/login?next=/admin"))
+                }
+                Who::As(role) if allowed(role) => status == 200,
+                Who::As(_) => status == 403 && body.contains("cannot manage users; only admins can"),
+            };
+            if !ok {
+                failures.push(format!("{path} as {who:?}: {status} {location:?}"));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[tokio::test]
+async fn the_history_export_is_for_managers_and_admins() {
+    let world = World::new().await;
+    let mut seen = Vec::new();
+    for who in EVERYONE {
+        let response = world.client(who).get("/admin/history/export?format=csv").await;
+        seen.push((who, response.status().as_u16()));
+    }
+    assert_eq!(
+        seen,
+        vec![
+            (Who::Anonymous, 401),
+            (Who::As(Role::Operator), 403),
+            (Who::As(Role::Manager), 200),
+            (Who::As(Role::Admin), 200),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn the_last_active_admin_cannot_be_demoted_or_disabled() {
+    let app = spawn_app().await;
+    let admin_id = app.add_user("only-admin@test.salvage", Role::Admin).await;
+    let admin = app.signed_in_as("only-admin@test.salvage").await;
+    let before = app.count("runbook_history").await;
+
+    let (demote, body) = admin
+        .call("settings/users/role", json!({"user_id": admin_id, "role": "operator", "reason": ""}))
+        .await;
+    let (disable, _) = admin
+        .call("settings/users/disabled", json!({"user_id": admin_id, "disabled": true, "reason": ""}))
+        .await;
+
+    assert_eq!(demote, 409, "{body}");
+    assert_eq!(disable, 409);
+    assert_eq!(app.count("runbook_history").await, before);
+    assert_eq!(app.count("users where role = 'admin' and not disabled").await, 1);
+}
