@@ -20,6 +20,11 @@ export SALVAGE_ADDR=127.0.0.1:$PORT SALVAGE_PUBLIC_URL=http://127.0.0.1:$PORT
 export LEPTOS_SITE_ROOT=target/site
 export SALVAGE_BIN="$ROOT/target/debug/salvage"
 "$SALVAGE_BIN" migrate >/dev/null
+# One account per role, made through the CLI (password on stdin, as documented).
+export E2E_PASSWORD="e2e-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+for role in operator manager admin; do
+  printf '%s\n' "$E2E_PASSWORD" | "$SALVAGE_BIN" user add --email "$role@e2e.test" --role "$role" --reason "browser tests" >/dev/null
+done
 LOG=target/e2e-server.log
 "$SALVAGE_BIN" serve >"$LOG" 2>&1 &
 server=$!

@@ -1,7 +1,8 @@
 import { expect, test } from "@playwright/test";
-import { expectAllStoresHealthy, FaultyLink, startSalvage, storeRow, storesSummary } from "./support/salvage";
+import { expectAllStoresHealthy, FaultyLink, signIn, startSalvage, storeRow, storesSummary } from "./support/salvage";
 
 test("the overview shows PostgreSQL and ClickHouse healthy", async ({ page }) => {
+  await signIn(page, "operator");
   await page.goto("/admin");
 
   await expect(page.getByRole("heading", { level: 1, name: "Overview" })).toBeVisible();
@@ -21,6 +22,7 @@ test("the overview follows ClickHouse going down and coming back, without a relo
     CLICKHOUSE_URL: `http://127.0.0.1:${linkPort}`,
   });
   try {
+    await signIn(page, "operator", salvage.url);
     await page.goto(`${salvage.url}/admin`);
     await expectAllStoresHealthy(page);
 
@@ -39,6 +41,7 @@ test("the overview follows ClickHouse going down and coming back, without a relo
 });
 
 test("the theme toggle switches to dark and is remembered", async ({ page }) => {
+  await signIn(page, "manager");
   await page.goto("/admin");
   const toggle = page.getByRole("button", { name: /Theme:/ });
   await expect(toggle).toHaveText("Theme: system");
@@ -54,6 +57,7 @@ test("the theme toggle switches to dark and is remembered", async ({ page }) => 
 });
 
 test("the console is usable by keyboard: the skip link leads to the content", async ({ page }) => {
+  await signIn(page, "manager");
   await page.goto("/admin");
 
   await page.keyboard.press("Tab");

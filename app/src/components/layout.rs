@@ -94,11 +94,13 @@ pub fn AdminLayout() -> impl IntoView {
 
     let gate = move || {
         Suspend::new(async move {
-            let here = format!(
-                "{}{}",
-                location.pathname.get_untracked(),
-                location.search.get_untracked()
-            );
+            // `search` comes without its leading `?`.
+            let search = location.search.get_untracked();
+            let here = if search.is_empty() {
+                location.pathname.get_untracked()
+            } else {
+                format!("{}?{}", location.pathname.get_untracked(), search)
+            };
             match viewer.await {
                 Ok(viewer) if viewer.must_change_password && !here.starts_with("/admin/account") => {
                     redirect_to("/admin/account");

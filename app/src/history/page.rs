@@ -284,7 +284,7 @@ fn AnnotateForms(on_done: impl Fn() + Copy + Send + Sync + 'static) -> impl Into
     view! {
         <details class="disclosure">
             <summary class="btn">"Add a note"</summary>
-            <ActionForm action=note attr:class="panel form-panel">
+            <ActionForm action=note attr:class="panel form-panel" attr:aria-label="Add a note">
                 <input type="hidden" name="incident_id" value="" />
                 <label class="field">
                     <span>"Title (optional)"</span>
@@ -304,7 +304,7 @@ fn AnnotateForms(on_done: impl Fn() + Copy + Send + Sync + 'static) -> impl Into
         </details>
         <details class="disclosure">
             <summary class="btn">"Declare an incident"</summary>
-            <ActionForm action=incident attr:class="panel form-panel">
+            <ActionForm action=incident attr:class="panel form-panel" attr:aria-label="Declare an incident">
                 <label class="field">
                     <span>"Title"</span>
                     <input type="text" name="title" maxlength="200" required />

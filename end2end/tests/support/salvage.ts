@@ -87,3 +87,32 @@ export async function startSalvage(env: Record<string, string>): Promise<{ url: 
   child.kill("SIGKILL");
   throw new Error(`Salvage did not start at ${url}`);
 }
+
+export type Role = "operator" | "manager" | "admin";
+
+/** The e2e account of `role` (created by scripts/e2e.sh through `salvage user add`). */
+export function account(role: Role) {
+  const password = process.env.E2E_PASSWORD;
+  if (!password) throw new Error("E2E_PASSWORD is not set: run the browser tests through scripts/e2e.sh");
+  return { email: `${role}@e2e.test`, password };
+}
+
+/** Signs in through the form and waits for the console (or `next`) to load. */
+export async function signIn(page: Page, role: Role, base = "") {
+  const { email, password } = account(role);
+  if (!page.url().includes("/admin/login")) await page.goto(`${base}/admin/login`);
+  await page.getByLabel("Email").fill(email);
+  await page.getByLabel("Password").fill(password);
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await expect(page.getByTestId("signed-in-as")).toContainText(email);
+}
+
+/** The side navigation. */
+export function sideNav(page: Page) {
+  return page.getByRole("navigation", { name: "Console" });
+}
+
+/** A title unique to this run, so tests never see each other's data. */
+export function unique(prefix: string) {
+  return `${prefix} ${Date.now().toString(36)}${Math.floor(Math.random() * 1e6).toString(36)}`;
+}
