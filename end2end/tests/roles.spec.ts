@@ -53,13 +53,16 @@ test("an admin adds a user, whose temporary password is shown once", async ({ pa
   await sideNav(page).getByRole("link", { name: "Users" }).click();
   const email = `${unique("new").replace(" ", "-")}@e2e.test`;
 
-  await page.getByLabel("Email").fill(email);
-  await page.getByLabel("Role").first().selectOption("manager");
-  await page.getByLabel("Reason (recorded)").fill("joins the on-call rota");
-  await page.getByRole("button", { name: "Add user" }).click();
+  const form = page.getByRole("form", { name: "Add a user" });
+  await form.getByLabel("Email").fill(email);
+  await form.getByLabel("Role").selectOption("manager");
+  await form.getByLabel("Reason (recorded)").fill("joins the on-call rota");
+  await form.getByRole("button", { name: "Add user" }).click();
 
   await expect(page.getByTestId("temporary-password")).toContainText(email);
-  await expect(page.getByRole("row").filter({ hasText: email })).toContainText("temporary password");
+  const row = page.getByRole("row").filter({ hasText: email });
+  await expect(row).toContainText("temporary password");
+  await expect(row.getByLabel(`Role for ${email}`)).toHaveValue("manager");
   await page.reload();
   await expect(page.getByTestId("temporary-password")).toHaveCount(0);
 });

@@ -165,6 +165,13 @@ impl Settings {
             .application_name("salvage")
     }
 
+    /// A ClickHouse client for these settings but another database (tests, drills).
+    pub fn clickhouse_client_for(&self, database: &str) -> app::server::clickhouse::ClickHouse {
+        let mut settings = self.clone();
+        settings.clickhouse.database = database.to_owned();
+        settings.clickhouse_client()
+    }
+
     /// The ClickHouse client for these settings.
     pub fn clickhouse_client(&self) -> app::server::clickhouse::ClickHouse {
         app::server::clickhouse::ClickHouse::new(

@@ -39,7 +39,9 @@ impl Actor {
     /// The command line, run by someone with the server's configuration (and so with
     /// the databases' credentials): it acts with the admin role.
     pub fn cli() -> Self {
-        let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+        let user = std::env::var("USER")
+            .or_else(|_| std::env::var("LOGNAME"))
+            .unwrap_or_else(|_| "unknown".into());
         Self {
             user_id: None,
             name: format!("cli:{user}"),

@@ -38,9 +38,9 @@ pub fn UsersPage() -> impl IntoView {
         </Transition>
         {action_error(set_role.value())}
         {action_error(set_disabled.value())}
-        <section class="panel form-panel">
+        <section class="panel form-panel wide">
             <h2>"Add a user"</h2>
-            <ActionForm action=add attr:class="form-row">
+            <ActionForm action=add attr:class="form-row" attr:aria-label="Add a user">
                 <label class="field">
                     <span>"Email"</span>
                     <input type="email" name="email" required />
@@ -100,7 +100,7 @@ fn UserTable(
                         view! { <Badge tone=Tone::Ok label="active" /> }.into_any()
                     };
                     let email = user.email.clone();
-                    let toggle_label = if user.disabled { format!("Enable {email}") } else { format!("Disable {email}") };
+                    let toggle_label = if user.disabled { "Enable" } else { "Disable" };
                     view! {
                         <tr>
                             <td>{user.email.clone()}</td>
@@ -117,14 +117,14 @@ fn UserTable(
                                         <select name="role" id=format!("role-{}", user.id)>
                                             {Role::ALL.iter().map(|r| view! { <option value=r.as_str() selected=*r == user.role>{r.as_str()}</option> }).collect_view()}
                                         </select>
-                                        <button type="submit" class="btn btn-small">{format!("Set role of {}", user.email)}</button>
+                                        <button type="submit" class="btn btn-small">"Set role"<span class="visually-hidden">{format!(" of {}", user.email)}</span></button>
                                     </ActionForm>
                                     <ActionForm action=set_disabled attr:class="inline-form">
                                         <input type="hidden" name="user_id" value=user.id.to_string() />
                                         <input type="hidden" name="disabled" value=(!user.disabled).to_string() />
                                         <input type="hidden" name="reason" value="" />
                                         <button type="submit" class=if user.disabled { "btn btn-small" } else { "btn btn-small btn-danger" }>
-                                            {toggle_label}
+                                            {toggle_label}<span class="visually-hidden">{format!(" {email}")}</span>
                                         </button>
                                     </ActionForm>
                                 </div>

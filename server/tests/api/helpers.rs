@@ -21,6 +21,8 @@ pub struct TestApp {
     pub address: String,
     /// A pool on this test's PostgreSQL database.
     pub pg: PgPool,
+    /// The URL of this test's PostgreSQL database (for running the binary against it).
+    pub database_url: String,
     /// A client on this test's ClickHouse database.
     pub clickhouse: ClickHouse,
     /// An anonymous client (no session yet); `TestApp` derefs to it.
@@ -133,6 +135,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
             .expect("connect to the test database"),
         clickhouse: local_clickhouse,
         anonymous: Client::new(&address),
+        database_url: test_db_url.to_string(),
         shutdown: Some(shutdown),
         cleanup: Some(Cleanup {
             admin_url,
