@@ -4,18 +4,21 @@ SHELL := /bin/bash
 
 export PATH := $(HOME)/.cargo/bin:$(CURDIR)/end2end/node_modules/.bin:$(PATH)
 
-.PHONY: help run test setup setup-test stores build-release check unit e2e stop
+.PHONY: help run test setup setup-test stores build-release check unit e2e stop bench-history
 
 help:
 	@echo "make run    install what is missing, start PostgreSQL + ClickHouse, build, serve http://127.0.0.1:3000/admin"
 	@echo "make test   start the stores, then fmt, clippy (server + wasm), unit + integration tests, browser tests"
 	@echo "make stop   stop the local stores"
+	@echo "make bench-history   a million history entries: page queries, chain verification, sign-in timing"
 
 ## Build and serve the console (release build) against the local stores.
 run: setup stores build-release
 	set -a; . ./.env; set +a; \
 	export LEPTOS_SITE_ROOT=target/site; \
-	./target/release/salvage migrate && exec ./target/release/salvage serve
+	./target/release/salvage migrate && \
+	./target/release/salvage demo && \
+	exec ./target/release/salvage serve
 
 ## Every check CI runs.
 test: setup-test stores
@@ -35,3 +38,7 @@ build-release:
 
 stop:
 	scripts/stores.sh stop
+
+## Benchmark: the history page's queries at a million entries (prints figures).
+bench-history: stores
+	cargo run -q -p salvage --features app/ssr --example bench_history -- 1000000
