@@ -27,9 +27,9 @@ pub mod error;
 pub mod health;
 pub mod history;
 pub mod overview;
-pub mod settings;
 #[cfg(feature = "ssr")]
 pub mod server;
+pub mod settings;
 
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Title};

@@ -89,6 +89,8 @@ test("an operator declares an incident, a manager adds a note, both find it by f
   await manager.goto("/admin/history");
   await manager.getByLabel("Text").fill(word);
   await manager.getByRole("button", { name: "Filter" }).click();
+  await expect(manager).toHaveURL(new RegExp(`q=${word}`));
+  await expect(manager.getByRole("table").getByRole("link")).toHaveCount(1);
   await manager.getByRole("link", { name: title }).click();
   await expect(manager.getByRole("heading", { level: 1, name: title })).toBeVisible();
   await manager.getByLabel("Add a note to this incident").fill(`Customers told (${word})`);
@@ -100,6 +102,7 @@ test("an operator declares an incident, a manager adds a note, both find it by f
   await operator.getByLabel("Actor").fill(account("operator").email);
   await operator.getByRole("button", { name: "Filter" }).click();
   await expect(operator).toHaveURL(/kind=incident/);
+  await expect(operator.getByRole("table").getByRole("link", { name: title })).toHaveCount(1);
   await operator.getByRole("link", { name: title }).click();
   await expect(operator.getByRole("table")).toContainText(`Customers told (${word})`);
   await expect(operator.getByText("open", { exact: true })).toBeVisible();

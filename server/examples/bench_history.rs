@@ -30,16 +30,24 @@ async fn main() -> anyhow::Result<()> {
         .unwrap_or(1_000_000);
     let env_file = concat!(env!("CARGO_MANIFEST_DIR"), "/../.env");
     let _ = dotenvy::from_path(env_file);
-    let admin_url = std::env::var("DATABASE_URL").context("DATABASE_URL: run scripts/stores.sh start")?;
+    let admin_url =
+        std::env::var("DATABASE_URL").context("DATABASE_URL: run scripts/stores.sh start")?;
     let mut admin = PgConnection::connect(&admin_url).await?;
-    admin.execute(format!("drop database if exists {DATABASE} with (force)").as_str()).await?;
-    admin.execute(format!("create database {DATABASE}").as_str()).await?;
+    admin
+        .execute(format!("drop database if exists {DATABASE} with (force)").as_str())
+        .await?;
+    admin
+        .execute(format!("create database {DATABASE}").as_str())
+        .await?;
     let mut url = url::Url::parse(&admin_url)?;
     url.set_path(DATABASE);
     let pg = PgPool::connect(url.as_str()).await?;
     app::server::postgres::migrate(&pg).await?;
 
-    println!("History benchmark: {entries} entries (PostgreSQL {})", server_version(&pg).await?);
+    println!(
+        "History benchmark: {entries} entries (PostgreSQL {})",
+        server_version(&pg).await?
+    );
     let started = Instant::now();
     seed(&pg, entries).await?;
     let seeded = started.elapsed();
@@ -53,22 +61,65 @@ async fn main() -> anyhow::Result<()> {
     let deep = deep_cursor(&pg, 10_000).await?;
     let cases: Vec<(&str, Filter)> = vec![
         ("newest page, no filter", Filter::default()),
-        ("kind = drill", Filter { kind: Some("drill".into()), ..Filter::default() }),
-        ("actor = lead@example.com", Filter { actor: Some("lead@example.com".into()), ..Filter::default() }),
-        ("outcome = failed", Filter { outcome: Some(Outcome::Failed), ..Filter::default() }),
-        ("text \"webhook\"", Filter { text: Some("webhook".into()), ..Filter::default() }),
-        ("text, rare word", Filter { text: Some("entry 424242".into()), ..Filter::default() }),
+        (
+            "kind = drill",
+            Filter {
+                kind: Some("drill".into()),
+                ..Filter::default()
+            },
+        ),
+        (
+            "actor = lead@example.com",
+            Filter {
+                actor: Some("lead@example.com".into()),
+                ..Filter::default()
+            },
+        ),
+        (
+            "outcome = failed",
+            Filter {
+                outcome: Some(Outcome::Failed),
+                ..Filter::default()
+            },
+        ),
+        (
+            "text \"webhook\"",
+            Filter {
+                text: Some("webhook".into()),
+                ..Filter::default()
+            },
+        ),
+        (
+            "text, rare word",
+            Filter {
+                text: Some("entry 424242".into()),
+                ..Filter::default()
+            },
+        ),
         ("one week in the middle", {
             let from = time::macros::datetime!(2024-03-01 00:00 UTC);
-            Filter { from: Some(from), to: Some(from + time::Duration::days(7)), ..Filter::default() }
+            Filter {
+                from: Some(from),
+                to: Some(from + time::Duration::days(7)),
+                ..Filter::default()
+            }
         }),
-        ("kind + outcome + actor", Filter {
-            kind: Some("drill".into()),
-            outcome: Some(Outcome::Failed),
-            actor: Some("system:scheduler".into()),
-            ..Filter::default()
-        }),
-        ("page after 10,000 entries", Filter { before: Some(deep), ..Filter::default() }),
+        (
+            "kind + outcome + actor",
+            Filter {
+                kind: Some("drill".into()),
+                outcome: Some(Outcome::Failed),
+                actor: Some("system:scheduler".into()),
+                ..Filter::default()
+            },
+        ),
+        (
+            "page after 10,000 entries",
+            Filter {
+                before: Some(deep),
+                ..Filter::default()
+            },
+        ),
     ];
     println!("  history page (50 entries), {RUNS} runs each:        median      p95");
     for (name, filter) in cases {
@@ -113,12 +164,16 @@ async fn main() -> anyhow::Result<()> {
     );
 
     pg.close().await;
-    admin.execute(format!("drop database if exists {DATABASE} with (force)").as_str()).await?;
+    admin
+        .execute(format!("drop database if exists {DATABASE} with (force)").as_str())
+        .await?;
     Ok(())
 }
 
 async fn server_version(pg: &PgPool) -> anyhow::Result<String> {
-    Ok(sqlx::query_scalar("show server_version").fetch_one(pg).await?)
+    Ok(sqlx::query_scalar("show server_version")
+        .fetch_one(pg)
+        .await?)
 }
 
 /// Appends `entries` rows in batches of 100,000, each through the chaining trigger.
@@ -155,7 +210,8 @@ async fn deep_cursor(pg: &PgPool, depth: i64) -> anyhow::Result<(time::OffsetDat
     for _ in 0..pages {
         let (entries, _) = search(pg, &filter, 1000).await?;
         let last = entries.last().context("fewer entries than the depth")?;
-        filter.before = Some(parse_cursor(&cursor_after(last)).map_err(|e| anyhow::anyhow!("{e}"))?);
+        filter.before =
+            Some(parse_cursor(&cursor_after(last)).map_err(|e| anyhow::anyhow!("{e}"))?);
     }
     filter.before.context("no cursor")
 }

@@ -128,7 +128,11 @@ pub async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
                     Ok(())
                 }
                 Some(broken) => {
-                    anyhow::bail!("history chain broken at entry #{}: {}", broken.id, broken.problem)
+                    anyhow::bail!(
+                        "history chain broken at entry #{}: {}",
+                        broken.id,
+                        broken.problem
+                    )
                 }
             }
         }
@@ -147,7 +151,9 @@ fn read_password() -> anyhow::Result<SecretString> {
     } else {
         let mut line = String::new();
         std::io::stdin().lock().read_line(&mut line)?;
-        Ok(SecretString::from(line.trim_end_matches(['\r', '\n']).to_owned()))
+        Ok(SecretString::from(
+            line.trim_end_matches(['\r', '\n']).to_owned(),
+        ))
     }
 }
 
@@ -166,33 +172,59 @@ async fn user(command: UserCommand, settings: Settings) -> anyhow::Result<()> {
         Role::parse(value).ok_or_else(|| anyhow::anyhow!("role: choose operator, manager or admin"))
     };
     match command {
-        UserCommand::Add { email, role: r, reason } => {
+        UserCommand::Add {
+            email,
+            role: r,
+            reason,
+        } => {
             let role = role(&r)?;
             let password = read_password()?;
             let (id, _) = ssr::add_user(&state.pg, &actor, &email, role, Some(password), reason)
                 .await
                 .map_err(app_error)?;
-            println!("Added user #{id} ({}) as {role}.", email.trim().to_lowercase());
+            println!(
+                "Added user #{id} ({}) as {role}.",
+                email.trim().to_lowercase()
+            );
         }
-        UserCommand::SetRole { email, role: r, reason } => {
+        UserCommand::SetRole {
+            email,
+            role: r,
+            reason,
+        } => {
             let role = role(&r)?;
-            let id = ssr::user_id_by_email(&state.pg, &email).await.map_err(app_error)?;
-            ssr::set_role(&state.pg, &actor, id, role, reason).await.map_err(app_error)?;
+            let id = ssr::user_id_by_email(&state.pg, &email)
+                .await
+                .map_err(app_error)?;
+            ssr::set_role(&state.pg, &actor, id, role, reason)
+                .await
+                .map_err(app_error)?;
             println!("{email} now has the {role} role.");
         }
         UserCommand::Disable { email, reason } => {
-            let id = ssr::user_id_by_email(&state.pg, &email).await.map_err(app_error)?;
-            ssr::set_disabled(&state.pg, &actor, id, true, reason).await.map_err(app_error)?;
+            let id = ssr::user_id_by_email(&state.pg, &email)
+                .await
+                .map_err(app_error)?;
+            ssr::set_disabled(&state.pg, &actor, id, true, reason)
+                .await
+                .map_err(app_error)?;
             println!("{email} is disabled; their sessions have ended.");
         }
         UserCommand::Enable { email, reason } => {
-            let id = ssr::user_id_by_email(&state.pg, &email).await.map_err(app_error)?;
-            ssr::set_disabled(&state.pg, &actor, id, false, reason).await.map_err(app_error)?;
+            let id = ssr::user_id_by_email(&state.pg, &email)
+                .await
+                .map_err(app_error)?;
+            ssr::set_disabled(&state.pg, &actor, id, false, reason)
+                .await
+                .map_err(app_error)?;
             println!("{email} is enabled.");
         }
         UserCommand::List => {
             let users = ssr::list_users(&state.pg).await.map_err(app_error)?;
-            println!("{:<6} {:<36} {:<9} {:<9} LAST SIGN-IN (UTC)", "ID", "EMAIL", "ROLE", "STATUS");
+            println!(
+                "{:<6} {:<36} {:<9} {:<9} LAST SIGN-IN (UTC)",
+                "ID", "EMAIL", "ROLE", "STATUS"
+            );
             for user in users {
                 let status = if user.disabled {
                     "disabled"

@@ -299,7 +299,10 @@ mod tests {
         assert!(!with_url("http://localhost:3000").secure_cookies());
         assert!(with_url("http://salvage.internal:3000").secure_cookies());
         assert!(with_url("https://localhost").secure_cookies());
-        assert_eq!(with_url("https://ops.example.com/x/").public_origin(), "https://ops.example.com");
+        assert_eq!(
+            with_url("https://ops.example.com/x/").public_origin(),
+            "https://ops.example.com"
+        );
     }
 
     #[test]
@@ -314,7 +317,10 @@ mod tests {
         assert_eq!(read("30").unwrap().session_idle, Duration::from_secs(1800));
         assert!(matches!(
             read("0").unwrap_err(),
-            ConfigError::Malformed { name: "SALVAGE_SESSION_IDLE_MINUTES", .. }
+            ConfigError::Malformed {
+                name: "SALVAGE_SESSION_IDLE_MINUTES",
+                ..
+            }
         ));
     }
 

@@ -49,7 +49,9 @@ pub async fn run(settings: &Settings) -> anyhow::Result<()> {
         created.push((email, role, password));
     }
     if created.is_empty() {
-        println!("Demo accounts exist already (their passwords were shown when they were created).");
+        println!(
+            "Demo accounts exist already (their passwords were shown when they were created)."
+        );
     } else {
         println!("\nDemo accounts (passwords shown only now):");
         for (email, role, password) in &created {
@@ -57,12 +59,11 @@ pub async fn run(settings: &Settings) -> anyhow::Result<()> {
         }
         println!();
     }
-    let seeded: bool = sqlx::query_scalar(
-        "select exists (select 1 from runbook_history where details ? 'demo')",
-    )
-    .fetch_one(&state.pg)
-    .await
-    .context("Failed to look for demo history")?;
+    let seeded: bool =
+        sqlx::query_scalar("select exists (select 1 from runbook_history where details ? 'demo')")
+            .fetch_one(&state.pg)
+            .await
+            .context("Failed to look for demo history")?;
     if !seeded {
         let count = seed_history(&state.pg, OffsetDateTime::now_utc()).await?;
         println!("Demo history: {count} entries over the last 120 days.");
@@ -75,7 +76,10 @@ struct Lcg(u64);
 
 impl Lcg {
     fn next(&mut self, below: u64) -> u64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (self.0 >> 33) % below.max(1)
     }
 }
@@ -122,7 +126,11 @@ async fn seed_history(pg: &sqlx::PgPool, now: OffsetDateTime) -> anyhow::Result<
                         "Weekly restore drill"
                     },
                     &scheduler,
-                    if failed { Outcome::Failed } else { Outcome::Succeeded },
+                    if failed {
+                        Outcome::Failed
+                    } else {
+                        Outcome::Succeeded
+                    },
                 )
                 .with_times(day, Some(day + Duration::seconds(seconds)))
                 .with_reason(failed.then(|| {
@@ -158,10 +166,30 @@ async fn seed_history(pg: &sqlx::PgPool, now: OffsetDateTime) -> anyhow::Result<
             body: "Inserts to requests/events failing with 'Cannot reserve 1.00 MiB'. Ingest \
                    is falling back to PostgreSQL.",
             steps: &[
-                ("activation", 3, "Fallback queue activated: ClickHouse inserts failing", "operator"),
-                ("note", 25, "Freed 180 GiB by dropping detached parts; merges resuming", "operator"),
-                ("replay", 128, "Replayed requests_fallback: 412,880 rows, 0 duplicates", "operator"),
-                ("note", 140, "Queue empty; row counts match ingest totals", "manager"),
+                (
+                    "activation",
+                    3,
+                    "Fallback queue activated: ClickHouse inserts failing",
+                    "operator",
+                ),
+                (
+                    "note",
+                    25,
+                    "Freed 180 GiB by dropping detached parts; merges resuming",
+                    "operator",
+                ),
+                (
+                    "replay",
+                    128,
+                    "Replayed requests_fallback: 412,880 rows, 0 duplicates",
+                    "operator",
+                ),
+                (
+                    "note",
+                    140,
+                    "Queue empty; row counts match ingest totals",
+                    "manager",
+                ),
             ],
         },
         Incident {
@@ -171,8 +199,18 @@ async fn seed_history(pg: &sqlx::PgPool, now: OffsetDateTime) -> anyhow::Result<
             minutes: 95,
             body: "billing-hooks.internal stopped resolving after a resolver change.",
             steps: &[
-                ("note", 20, "Resolver config rolled back on the edge hosts", "operator"),
-                ("redrive", 80, "Redrove 1,906 dead letters (exhausted) to billing", "operator"),
+                (
+                    "note",
+                    20,
+                    "Resolver config rolled back on the edge hosts",
+                    "operator",
+                ),
+                (
+                    "redrive",
+                    80,
+                    "Redrove 1,906 dead letters (exhausted) to billing",
+                    "operator",
+                ),
             ],
         },
         Incident {
@@ -180,10 +218,21 @@ async fn seed_history(pg: &sqlx::PgPool, now: OffsetDateTime) -> anyhow::Result<
             title: "replay-fallback cron stopped firing",
             severity: "sev3",
             minutes: 310,
-            body: "No cron_job_runs for replay-fallback since 02:10; the scheduler pod was evicted.",
+            body:
+                "No cron_job_runs for replay-fallback since 02:10; the scheduler pod was evicted.",
             steps: &[
-                ("note", 40, "Scheduler rescheduled; runs resumed at 07:20", "operator"),
-                ("replay", 300, "Replayed 18,204 queued rows after the gap", "operator"),
+                (
+                    "note",
+                    40,
+                    "Scheduler rescheduled; runs resumed at 07:20",
+                    "operator",
+                ),
+                (
+                    "replay",
+                    300,
+                    "Replayed 18,204 queued rows after the gap",
+                    "operator",
+                ),
             ],
         },
         Incident {
@@ -192,7 +241,12 @@ async fn seed_history(pg: &sqlx::PgPool, now: OffsetDateTime) -> anyhow::Result<
             severity: "sev3",
             minutes: 70,
             body: "backup_stale alert: pg_dump job failed on a full backup volume.",
-            steps: &[("note", 50, "Old backups pruned; manual backup taken and verified", "admin")],
+            steps: &[(
+                "note",
+                50,
+                "Old backups pruned; manual backup taken and verified",
+                "admin",
+            )],
         },
     ];
     for incident in &incidents {
@@ -211,20 +265,32 @@ async fn seed_history(pg: &sqlx::PgPool, now: OffsetDateTime) -> anyhow::Result<
                 "admin" => &admin,
                 _ => &operator,
             };
-            let outcome = if *kind == "note" { Outcome::Info } else { Outcome::Succeeded };
+            let outcome = if *kind == "note" {
+                Outcome::Info
+            } else {
+                Outcome::Succeeded
+            };
             let step_at = at + Duration::minutes(*minutes);
             entries.push(
                 NewEntry::new(kind, *title, actor, outcome)
-                    .with_times(step_at, Some(step_at + Duration::seconds(if *kind == "note" { 0 } else { 95 })))
+                    .with_times(
+                        step_at,
+                        Some(step_at + Duration::seconds(if *kind == "note" { 0 } else { 95 })),
+                    )
                     .with_reason((*kind != "note").then(|| format!("incident: {}", incident.title)))
                     .with_details(demo(json!({"incident_title": incident.title}))),
             );
         }
         let end = at + Duration::minutes(incident.minutes);
         entries.push(
-            NewEntry::new("incident_resolved", format!("Resolved: {}", incident.title), &operator, Outcome::Succeeded)
-                .with_times(end, Some(end))
-                .with_details(demo(json!({"incident_title": incident.title}))),
+            NewEntry::new(
+                "incident_resolved",
+                format!("Resolved: {}", incident.title),
+                &operator,
+                Outcome::Succeeded,
+            )
+            .with_times(end, Some(end))
+            .with_details(demo(json!({"incident_title": incident.title}))),
         );
     }
 
@@ -232,26 +298,40 @@ async fn seed_history(pg: &sqlx::PgPool, now: OffsetDateTime) -> anyhow::Result<
     for days_ago in [88, 44] {
         let at = (now - Duration::days(days_ago)).replace_time(time::macros::time!(04:00));
         entries.push(
-            NewEntry::new("expiry", "Expired 2,310 fallback rows older than 7 days", &scheduler, Outcome::Partial)
-                .with_times(at, Some(at + Duration::seconds(4)))
-                .with_reason(Some("TTL 7 days; ClickHouse was down past the TTL for these rows".into()))
-                .with_details(demo(json!({"deleted": 2310, "table": "events_fallback"}))),
+            NewEntry::new(
+                "expiry",
+                "Expired 2,310 fallback rows older than 7 days",
+                &scheduler,
+                Outcome::Partial,
+            )
+            .with_times(at, Some(at + Duration::seconds(4)))
+            .with_reason(Some(
+                "TTL 7 days; ClickHouse was down past the TTL for these rows".into(),
+            ))
+            .with_details(demo(json!({"deleted": 2310, "table": "events_fallback"}))),
         );
     }
     for days_ago in [110, 20] {
         let at = (now - Duration::days(days_ago)).replace_time(time::macros::time!(10:15));
         entries.push(
-            NewEntry::new("secret_rotation", "Rotated the cron secret", &admin, Outcome::Succeeded)
-                .with_reason(Some("quarterly rotation".into()))
-                .with_times(at, Some(at))
-                .with_details(demo(json!({"grace_hours": 24}))),
+            NewEntry::new(
+                "secret_rotation",
+                "Rotated the cron secret",
+                &admin,
+                Outcome::Succeeded,
+            )
+            .with_reason(Some("quarterly rotation".into()))
+            .with_times(at, Some(at))
+            .with_details(demo(json!({"grace_hours": 24}))),
         );
     }
     for days_ago in (3..120).step_by(14) {
         let at = (now - Duration::days(days_ago)).replace_time(time::macros::time!(17:30));
         entries.push(
             NewEntry::new("note", "On-call handover", &manager, Outcome::Info)
-                .with_body("Queues empty, drills green, no open alerts. Next rotation: see the calendar.")
+                .with_body(
+                    "Queues empty, drills green, no open alerts. Next rotation: see the calendar.",
+                )
                 .with_times(at, Some(at))
                 .with_details(demo(json!({}))),
         );

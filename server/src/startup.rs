@@ -80,7 +80,7 @@ impl Application {
                 .into_make_service_with_connect_info::<std::net::SocketAddr>(),
         )
         .with_graceful_shutdown(shutdown)
-            .await
+        .await
     }
 }
 

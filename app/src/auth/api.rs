@@ -81,7 +81,10 @@ pub async fn change_password(
     let (state, actor) = ssr::guard_allowing_temporary_password().await?;
     let result = async {
         if new_password != confirm_password {
-            return Err(AppError::invalid("confirm_password", "the two new passwords differ"));
+            return Err(AppError::invalid(
+                "confirm_password",
+                "the two new passwords differ",
+            ));
         }
         let (_, _, session) = ssr::request_context()?;
         ssr::change_password(
@@ -123,10 +126,18 @@ pub async fn create_first_admin(
         let (state, parts, _) = ssr::request_context()?;
         ssr::check_origin(&state, &parts)?;
         if password != confirm_password {
-            return Err(AppError::invalid("confirm_password", "the two passwords differ"));
+            return Err(AppError::invalid(
+                "confirm_password",
+                "the two passwords differ",
+            ));
         }
-        ssr::create_first_admin(&state.pg, &token, &email, secrecy::SecretString::from(password))
-            .await?;
+        ssr::create_first_admin(
+            &state.pg,
+            &token,
+            &email,
+            secrecy::SecretString::from(password),
+        )
+        .await?;
         super::normalize_email("email", &email)
     }
     .await;
@@ -139,7 +150,10 @@ mod tests {
 
     #[test]
     fn only_console_paths_are_followed_after_sign_in() {
-        assert_eq!(safe_next("/admin/history?kind=drill"), "/admin/history?kind=drill");
+        assert_eq!(
+            safe_next("/admin/history?kind=drill"),
+            "/admin/history?kind=drill"
+        );
         assert_eq!(safe_next("/admin"), "/admin");
         assert_eq!(safe_next("https://evil.example/admin"), "/admin");
         assert_eq!(safe_next("//evil.example"), "/admin");

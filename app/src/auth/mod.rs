@@ -182,8 +182,15 @@ mod tests {
             (Role::Admin, [true, true, true, true, true, true]),
         ];
         for (role, expected) in table {
-            let actual = [Read, Annotate, ExportHistory, Operate, Administer, ManageUsers]
-                .map(|permission| role.can(permission));
+            let actual = [
+                Read,
+                Annotate,
+                ExportHistory,
+                Operate,
+                Administer,
+                ManageUsers,
+            ]
+            .map(|permission| role.can(permission));
             assert_eq!(actual, expected, "{role}");
         }
     }
@@ -197,7 +204,10 @@ mod tests {
 
     #[test]
     fn emails_are_lower_cased_and_must_have_one_at_sign() {
-        assert_eq!(normalize_email("email", " Ops@Example.COM ").unwrap(), "ops@example.com");
+        assert_eq!(
+            normalize_email("email", " Ops@Example.COM ").unwrap(),
+            "ops@example.com"
+        );
         assert!(normalize_email("email", "ops").is_err());
         assert!(normalize_email("email", "a@b@c").is_err());
         assert!(normalize_email("email", "a b@c").is_err());
@@ -206,7 +216,10 @@ mod tests {
     #[test]
     fn short_passwords_are_refused_with_the_field_named() {
         let error = check_new_password("new_password", "short").unwrap_err();
-        assert_eq!(error.to_string(), "new_password: use at least 12 characters");
+        assert_eq!(
+            error.to_string(),
+            "new_password: use at least 12 characters"
+        );
         assert!(check_new_password("p", "correct horse battery").is_ok());
     }
 }

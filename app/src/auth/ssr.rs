@@ -237,12 +237,14 @@ async fn user_by_id(pg: &PgPool, id: i64) -> Result<Option<UserRecord>, sqlx::Er
 }
 
 async fn user_by_email(pg: &PgPool, email: &str) -> Result<Option<UserRecord>, sqlx::Error> {
-    sqlx::query(&format!("select {USER_COLUMNS} from users where lower(email) = $1"))
-        .bind(email)
-        .fetch_optional(pg)
-        .await?
-        .map(|row| user_from_row(&row))
-        .transpose()
+    sqlx::query(&format!(
+        "select {USER_COLUMNS} from users where lower(email) = $1"
+    ))
+    .bind(email)
+    .fetch_optional(pg)
+    .await?
+    .map(|row| user_from_row(&row))
+    .transpose()
 }
 
 fn db_error(context: &'static str) -> impl Fn(sqlx::Error) -> AppError {
@@ -278,7 +280,10 @@ pub async fn authenticate(state: &AppState, session: &Session) -> Result<Actor, 
     let user = match user {
         Some(user) if !user.disabled && user.session_generation == stored.generation => user,
         _ => {
-            tracing::info!(user_id = stored.user_id, "session ended: account disabled or changed");
+            tracing::info!(
+                user_id = stored.user_id,
+                "session ended: account disabled or changed"
+            );
             session.flush().await.map_err(session_error)?;
             return Err(AppError::Unauthorized);
         }
@@ -333,11 +338,10 @@ pub fn request_context() -> Result<(AppState, Parts, Session), AppError> {
     let state = crate::server::app_state()?;
     let parts = leptos::prelude::use_context::<Parts>()
         .ok_or_else(|| AppError::internal("Request parts missing", "no Parts in context"))?;
-    let session = parts
-        .extensions
-        .get::<Session>()
-        .cloned()
-        .ok_or_else(|| AppError::internal("Session missing", "no session layer on the router"))?;
+    let session =
+        parts.extensions.get::<Session>().cloned().ok_or_else(|| {
+            AppError::internal("Session missing", "no session layer on the router")
+        })?;
     Ok((state, parts, session))
 }
 
@@ -426,10 +430,20 @@ async fn check_throttle(pg: &PgPool, email: &str, client: &str) -> Result<(), Ap
     let by_client: i64 = row.try_get("by_client").unwrap_or(0);
     let mut wait = 0i64;
     if by_email >= MAX_FAILURES_PER_EMAIL {
-        wait = wait.max(row.try_get::<Option<i64>, _>("email_wait").ok().flatten().unwrap_or(1));
+        wait = wait.max(
+            row.try_get::<Option<i64>, _>("email_wait")
+                .ok()
+                .flatten()
+                .unwrap_or(1),
+        );
     }
     if by_client >= MAX_FAILURES_PER_CLIENT {
-        wait = wait.max(row.try_get::<Option<i64>, _>("client_wait").ok().flatten().unwrap_or(1));
+        wait = wait.max(
+            row.try_get::<Option<i64>, _>("client_wait")
+                .ok()
+                .flatten()
+                .unwrap_or(1),
+        );
     }
     if wait > 0 || by_email >= MAX_FAILURES_PER_EMAIL || by_client >= MAX_FAILURES_PER_CLIENT {
         tracing::warn!(%client, "refused: sign-in throttled");
@@ -481,13 +495,11 @@ pub async fn sign_in(
     match user {
         Some(user) if matches && !user.disabled => {
             start_session(session, &user).await?;
-            sqlx::query(
-                "update users set last_login_at = now() where id = $1;",
-            )
-            .bind(user.id)
-            .execute(&state.pg)
-            .await
-            .map_err(db_error("Failed to record the sign-in"))?;
+            sqlx::query("update users set last_login_at = now() where id = $1;")
+                .bind(user.id)
+                .execute(&state.pg)
+                .await
+                .map_err(db_error("Failed to record the sign-in"))?;
             sqlx::query("delete from sign_in_failures where email = $1")
                 .bind(&email)
                 .execute(&state.pg)
@@ -621,8 +633,10 @@ pub async fn add_user(
             Outcome::Succeeded,
         )
         .with_reason(reason)
-        .with_details(json!({"change": "add", "user_id": id, "email": email, "role": role,
-                              "temporary_password": temporary.is_some()})),
+        .with_details(
+            json!({"change": "add", "user_id": id, "email": email, "role": role,
+                              "temporary_password": temporary.is_some()}),
+        ),
     )
     .await
     .map_err(db_error("Failed to record the new user"))?;
@@ -744,10 +758,17 @@ pub async fn set_disabled(
     let verb = if disabled { "Disabled" } else { "Enabled" };
     append(
         &mut tx,
-        &NewEntry::new("user_change", format!("{verb} {email}"), actor, Outcome::Succeeded)
-            .with_reason(reason)
-            .with_details(json!({"change": if disabled { "disable" } else { "enable" },
-                                  "user_id": user_id, "email": email})),
+        &NewEntry::new(
+            "user_change",
+            format!("{verb} {email}"),
+            actor,
+            Outcome::Succeeded,
+        )
+        .with_reason(reason)
+        .with_details(
+            json!({"change": if disabled { "disable" } else { "enable" },
+                                  "user_id": user_id, "email": email}),
+        ),
     )
     .await
     .map_err(db_error("Failed to record the account change"))?;
@@ -778,10 +799,17 @@ pub async fn change_password(
         .map_err(db_error("Failed to load the user"))?
         .ok_or(AppError::Unauthorized)?;
     if !verify_password(current, Some(user.password_hash.clone())).await {
-        return Err(AppError::invalid("current_password", "this is not your current password"));
+        return Err(AppError::invalid(
+            "current_password",
+            "this is not your current password",
+        ));
     }
     let hash = hash_password(new).await?;
-    let mut tx = state.pg.begin().await.map_err(db_error("Failed to begin"))?;
+    let mut tx = state
+        .pg
+        .begin()
+        .await
+        .map_err(db_error("Failed to begin"))?;
     let generation: i32 = sqlx::query_scalar(
         "update users set password_hash = $2, must_change_password = false,
                 session_generation = session_generation + 1, updated_at = now()
@@ -806,7 +834,13 @@ pub async fn change_password(
     .map_err(db_error("Failed to record the password change"))?;
     tx.commit().await.map_err(db_error("Failed to commit"))?;
     session
-        .insert(SESSION_USER, SessionUser { user_id, generation })
+        .insert(
+            SESSION_USER,
+            SessionUser {
+                user_id,
+                generation,
+            },
+        )
         .await
         .map_err(session_error)?;
     Ok(())
@@ -851,15 +885,17 @@ async fn setup_token_is_live(conn: &mut PgConnection, token: &str) -> Result<boo
             .fetch_all(conn)
             .await?;
     let presented = token_digest(token);
-    Ok(digests
-        .iter()
-        .fold(false, |found, digest| found | bool::from(digest.ct_eq(&presented))))
+    Ok(digests.iter().fold(false, |found, digest| {
+        found | bool::from(digest.ct_eq(&presented))
+    }))
 }
 
 /// Whether the setup page should offer the form for `token`.
 pub async fn setup_link_is_valid(pg: &PgPool, token: &str) -> Result<bool, AppError> {
     let mut conn = pg.acquire().await.map_err(db_error("Failed to connect"))?;
-    let users = count_users(pg).await.map_err(db_error("Failed to count users"))?;
+    let users = count_users(pg)
+        .await
+        .map_err(db_error("Failed to count users"))?;
     Ok(users == 0
         && setup_token_is_live(&mut conn, token)
             .await
@@ -929,9 +965,17 @@ mod tests {
 
     #[tokio::test]
     async fn a_password_verifies_against_its_own_hash_only() {
-        let hash = hash_password(SecretString::from("correct horse battery")).await.unwrap();
+        let hash = hash_password(SecretString::from("correct horse battery"))
+            .await
+            .unwrap();
         assert!(hash.as_str().starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
-        assert!(verify_password(SecretString::from("correct horse battery"), Some(hash.clone())).await);
+        assert!(
+            verify_password(
+                SecretString::from("correct horse battery"),
+                Some(hash.clone())
+            )
+            .await
+        );
         assert!(!verify_password(SecretString::from("wrong horse battery"), Some(hash)).await);
     }
 

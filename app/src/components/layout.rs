@@ -102,7 +102,9 @@ pub fn AdminLayout() -> impl IntoView {
                 format!("{}?{}", location.pathname.get_untracked(), search)
             };
             match viewer.await {
-                Ok(viewer) if viewer.must_change_password && !here.starts_with("/admin/account") => {
+                Ok(viewer)
+                    if viewer.must_change_password && !here.starts_with("/admin/account") =>
+                {
                     redirect_to("/admin/account");
                 }
                 Ok(_) => {}
@@ -181,5 +183,26 @@ fn WhoAmI(viewer: Viewer) -> impl IntoView {
         <ActionForm action=sign_out_action attr:class="inline-form">
             <button type="submit" class="btn btn-small">"Sign out"</button>
         </ActionForm>
+    }
+}
+
+/// Renders `children` only for a role with `permission`, on the server as in the
+/// browser. A convenience that hides what a role cannot use; never a gate.
+#[component]
+pub fn IfAllowed(permission: Permission, children: ChildrenFn) -> impl IntoView {
+    let viewer = use_viewer();
+    view! {
+        <Suspense fallback=|| ()>
+            {move || {
+                let children = children.clone();
+                Suspend::new(async move {
+                    let allowed = match viewer {
+                        Some(viewer) => viewer.await.is_ok_and(|v| v.role.can(permission)),
+                        None => false,
+                    };
+                    allowed.then(|| children())
+                })
+            }}
+        </Suspense>
     }
 }

@@ -155,7 +155,10 @@ fn check_text(field: &str, value: &str, max: usize, required: bool) -> Result<St
         return Err(AppError::invalid(field, "cannot be empty"));
     }
     if value.chars().count() > max {
-        return Err(AppError::invalid(field, format!("keep it under {max} characters")));
+        return Err(AppError::invalid(
+            field,
+            format!("keep it under {max} characters"),
+        ));
     }
     Ok(value.to_owned())
 }
@@ -201,7 +204,10 @@ pub async fn add_note(title: String, body: String, incident_id: String) -> Resul
                 .await
                 .map_err(|e| AppError::internal("Failed to look up the incident", e))?
             {
-                return Err(AppError::invalid("incident_id", format!("#{id} is not an incident")));
+                return Err(AppError::invalid(
+                    "incident_id",
+                    format!("#{id} is not an incident"),
+                ));
             }
         }
         let id = append(
@@ -236,7 +242,10 @@ pub async fn declare_incident(
         let title = check_text("title", &title, 200, true)?;
         let body = check_text("body", &body, 20_000, false)?;
         if !super::SEVERITIES.contains(&severity.as_str()) {
-            return Err(AppError::invalid("severity", "choose sev1, sev2, sev3 or sev4"));
+            return Err(AppError::invalid(
+                "severity",
+                "choose sev1, sev2, sev3 or sev4",
+            ));
         }
         let now = time::OffsetDateTime::now_utc();
         let started = parse_time("started_at", &started_at, false)?.unwrap_or(now);
@@ -246,7 +255,10 @@ pub async fn declare_incident(
         let resolved = parse_time("resolved_at", &resolved_at, false)?;
         if let Some(resolved) = resolved {
             if resolved < started {
-                return Err(AppError::invalid("resolved_at", "must not be before the start"));
+                return Err(AppError::invalid(
+                    "resolved_at",
+                    "must not be before the start",
+                ));
             }
         }
         let mut tx = state
@@ -348,7 +360,9 @@ mod tests {
         let start = parse_time("from", "2026-11-22", false).unwrap().unwrap();
         let end = parse_time("to", "2026-11-22", true).unwrap().unwrap();
         assert_eq!(end - start, time::Duration::days(1));
-        let minute = parse_time("from", "2026-11-22T10:04", false).unwrap().unwrap();
+        let minute = parse_time("from", "2026-11-22T10:04", false)
+            .unwrap()
+            .unwrap();
         assert_eq!((minute.hour(), minute.minute()), (10, 4));
         assert!(parse_time("from", "  ", false).unwrap().is_none());
         assert_eq!(
@@ -360,8 +374,13 @@ mod tests {
     #[test]
     fn a_filter_with_to_before_from_names_the_field() {
         let error = build_filter(
-            "".into(), "".into(), "".into(), "2026-11-22".into(), "2026-11-01".into(),
-            "".into(), "".into(),
+            "".into(),
+            "".into(),
+            "".into(),
+            "2026-11-22".into(),
+            "2026-11-01".into(),
+            "".into(),
+            "".into(),
         )
         .unwrap_err();
         assert!(matches!(error, AppError::Invalid { field, .. } if field == "to"));

@@ -10,9 +10,11 @@ use super::api::{
     load_history_entry, search_history, AddNote, DeclareIncident, ResolveIncident,
     VerifyHistoryChain,
 };
-use super::{format_duration, format_utc, ChainReport, Entry, EntryView, Outcome, KINDS, SEVERITIES};
+use super::{
+    format_duration, format_utc, ChainReport, Entry, EntryView, Outcome, KINDS, SEVERITIES,
+};
 use crate::auth::Permission;
-use crate::components::{action_error, use_viewer, Badge, ErrorBanner, PageHeader, Tone};
+use crate::components::{action_error, Badge, ErrorBanner, IfAllowed, PageHeader, Tone};
 
 /// The filter parameters, in the order `search_history` takes them.
 const FILTERS: [&str; 6] = ["kind", "actor", "outcome", "from", "to", "q"];
@@ -31,17 +33,6 @@ fn severity_tone(severity: &str) -> Tone {
         "sev1" => Tone::Error,
         "sev2" => Tone::Warn,
         _ => Tone::Info,
-    }
-}
-
-/// Whether the signed-in role may do `permission` (for showing controls only).
-fn viewer_can(permission: Permission) -> impl Fn() -> bool + Copy {
-    let viewer = use_viewer();
-    move || {
-        viewer
-            .and_then(|v| v.get())
-            .and_then(|v| v.ok())
-            .is_some_and(|v| v.role.can(permission))
     }
 }
 
@@ -64,13 +55,7 @@ pub fn HistoryPage() -> impl IntoView {
     let param = move |name: &str| query.with(|q| q.get(name).unwrap_or_default());
     let (reload, set_reload) = signal(0u32);
     let page = Resource::new(
-        move || {
-            (
-                FILTERS.map(param),
-                param("before"),
-                reload.get(),
-            )
-        },
+        move || (FILTERS.map(param), param("before"), reload.get()),
         |([kind, actor, outcome, from, to, q], before, _)| {
             search_history(kind, actor, outcome, from, to, q, before)
         },
@@ -85,7 +70,6 @@ pub fn HistoryPage() -> impl IntoView {
             .collect::<Vec<_>>()
             .join("&")
     };
-    let can_export = viewer_can(Permission::ExportHistory);
     let filtered = move || !filter_query().is_empty() || !param("before").is_empty();
 
     view! {
@@ -97,7 +81,7 @@ pub fn HistoryPage() -> impl IntoView {
         <div class="toolbar">
             <AnnotateForms on_done=move || set_reload.update(|n| *n += 1) />
             <div class="toolbar-end">
-                <Show when=can_export>
+                <IfAllowed permission=Permission::ExportHistory>
                     <a class="btn" rel="external" download
                         href=move || format!("/admin/history/export?format=csv&{}", filter_query())>
                         "Export CSV"
@@ -106,7 +90,7 @@ pub fn HistoryPage() -> impl IntoView {
                         href=move || format!("/admin/history/export?format=markdown&{}", filter_query())>
                         "Export Markdown"
                     </a>
-                </Show>
+                </IfAllowed>
                 <VerifyChain />
             </div>
         </div>
@@ -348,7 +332,10 @@ pub fn HistoryEntryPage() -> impl IntoView {
             .unwrap_or(0)
     };
     let (reload, set_reload) = signal(0u32);
-    let view_resource = Resource::new(move || (id(), reload.get()), |(id, _)| load_history_entry(id));
+    let view_resource = Resource::new(
+        move || (id(), reload.get()),
+        |(id, _)| load_history_entry(id),
+    );
     view! {
         <Title text=move || format!("Entry #{}", id()) />
         <p class="breadcrumbs"><A href="/admin/history">"History"</A> " / " {move || format!("#{}", id())}</p>
@@ -364,7 +351,10 @@ pub fn HistoryEntryPage() -> impl IntoView {
 }
 
 #[component]
-fn EntryDetails(view: EntryView, on_change: impl Fn() + Copy + Send + Sync + 'static) -> impl IntoView {
+fn EntryDetails(
+    view: EntryView,
+    on_change: impl Fn() + Copy + Send + Sync + 'static,
+) -> impl IntoView {
     let EntryView {
         entry,
         timeline,

@@ -177,9 +177,8 @@ pub async fn search(
     filter: &Filter,
     limit: i64,
 ) -> Result<(Vec<Entry>, bool), sqlx::Error> {
-    let mut query = QueryBuilder::<Postgres>::new(format!(
-        "select {COLUMNS} from runbook_history where true"
-    ));
+    let mut query =
+        QueryBuilder::<Postgres>::new(format!("select {COLUMNS} from runbook_history where true"));
     if let Some(kind) = &filter.kind {
         query.push(" and kind = ").push_bind(kind.clone());
     }
@@ -284,10 +283,12 @@ pub async fn load(pg: &PgPool, id: i64) -> Result<Option<EntryView>, sqlx::Error
 
 /// Whether `id` is an incident.
 pub async fn is_incident(conn: &mut PgConnection, id: i64) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar("select exists (select 1 from runbook_history where id = $1 and kind = 'incident')")
-        .bind(id)
-        .fetch_one(conn)
-        .await
+    sqlx::query_scalar(
+        "select exists (select 1 from runbook_history where id = $1 and kind = 'incident')",
+    )
+    .bind(id)
+    .fetch_one(conn)
+    .await
 }
 
 /// Walks the whole chain in id order and reports the first entry whose link to its
@@ -373,7 +374,10 @@ pub fn csv_line(entry: &Entry) -> String {
         entry.id.to_string(),
         csv_field(&iso(entry.started_at)),
         csv_field(&entry.finished_at.map(iso).unwrap_or_default()),
-        entry.duration_ms().map(|d| d.to_string()).unwrap_or_default(),
+        entry
+            .duration_ms()
+            .map(|d| d.to_string())
+            .unwrap_or_default(),
         csv_field(&entry.kind),
         csv_field(entry.severity.as_deref().unwrap_or("")),
         csv_field(entry.outcome.as_str()),
@@ -394,7 +398,8 @@ fn md_cell(value: &str) -> String {
 }
 
 /// The Markdown table header of an export.
-pub const MARKDOWN_HEADER: &str = "| # | started (UTC) | kind | outcome | duration | actor | title | reason |\n\
+pub const MARKDOWN_HEADER: &str =
+    "| # | started (UTC) | kind | outcome | duration | actor | title | reason |\n\
 |--:|---|---|---|--:|---|---|---|";
 
 /// One entry as a Markdown table row.
@@ -422,7 +427,10 @@ mod tests {
     #[test]
     fn free_text_becomes_a_safe_prefix_query() {
         assert_eq!(text_query("Disk full!").as_deref(), Some("disk:* & full:*"));
-        assert_eq!(text_query("a & b | !c:*'").as_deref(), Some("a:* & b:* & c:*"));
+        assert_eq!(
+            text_query("a & b | !c:*'").as_deref(),
+            Some("a:* & b:* & c:*")
+        );
         assert_eq!(text_query("  ::  "), None);
     }
 
@@ -502,11 +510,20 @@ async fn export(
         _ => return Err(AppError::invalid("format", "use csv or markdown")),
     };
     let mut filter = super::api::build_filter(
-        query.kind, query.actor, query.outcome, query.from, query.to, query.q, String::new(),
+        query.kind,
+        query.actor,
+        query.outcome,
+        query.from,
+        query.to,
+        query.q,
+        String::new(),
     )?;
     let mut lines = vec![if markdown {
-        format!("# Salvage runbook history\n\nExported by {} at {}.\n\n{MARKDOWN_HEADER}",
-            actor.name, super::format_utc(millis(OffsetDateTime::now_utc())))
+        format!(
+            "# Salvage runbook history\n\nExported by {} at {}.\n\n{MARKDOWN_HEADER}",
+            actor.name,
+            super::format_utc(millis(OffsetDateTime::now_utc()))
+        )
     } else {
         CSV_HEADER.to_owned()
     }];
@@ -517,7 +534,11 @@ async fn export(
             .await
             .map_err(|e| AppError::internal("Failed to export the history", e))?;
         for entry in &entries {
-            lines.push(if markdown { markdown_line(entry) } else { csv_line(entry) });
+            lines.push(if markdown {
+                markdown_line(entry)
+            } else {
+                csv_line(entry)
+            });
         }
         count += entries.len();
         match entries.last() {

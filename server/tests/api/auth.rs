@@ -29,7 +29,10 @@ fn cookie_value(set_cookie: &str) -> String {
 fn client_with_cookie(address: &str, cookie: &str) -> reqwest::Client {
     let mut headers = reqwest::header::HeaderMap::new();
     headers.insert("origin", address.parse().unwrap());
-    headers.insert("cookie", format!("salvage_session={cookie}").parse().unwrap());
+    headers.insert(
+        "cookie",
+        format!("salvage_session={cookie}").parse().unwrap(),
+    );
     reqwest::Client::builder()
         .default_headers(headers)
         .redirect(reqwest::redirect::Policy::none())
@@ -63,7 +66,10 @@ async fn signing_in_sets_a_strict_http_only_cookie_and_reports_who_is_signed_in(
     let cookie = session_set_by(&response).expect("a session cookie");
     assert!(cookie.contains("HttpOnly"), "{cookie}");
     assert!(cookie.contains("SameSite=Strict"), "{cookie}");
-    assert!(!cookie.contains("Secure"), "plain http on 127.0.0.1 is local: {cookie}");
+    assert!(
+        !cookie.contains("Secure"),
+        "plain http on 127.0.0.1 is local: {cookie}"
+    );
     assert_eq!(response.json::<String>().await.unwrap(), "/admin/history");
     let (status, me) = client.call("auth/me", json!({})).await;
     assert_eq!(status, 200);
@@ -83,19 +89,31 @@ async fn the_session_id_changes_at_sign_in_so_a_planted_id_is_worthless() {
     app.add_user("ops@example.com", Role::Operator).await;
     let client = app.client();
     let first = client
-        .call_server_fn("auth/sign-in", json!({"email": "ops@example.com", "password": PASSWORD, "next": ""}))
+        .call_server_fn(
+            "auth/sign-in",
+            json!({"email": "ops@example.com", "password": PASSWORD, "next": ""}),
+        )
         .await;
     let first_id = cookie_value(&session_set_by(&first).unwrap());
 
     // Signing in again on the same browser (sending the first id) must issue a new id.
     let second = client
-        .call_server_fn("auth/sign-in", json!({"email": "ops@example.com", "password": PASSWORD, "next": ""}))
+        .call_server_fn(
+            "auth/sign-in",
+            json!({"email": "ops@example.com", "password": PASSWORD, "next": ""}),
+        )
         .await;
     let second_id = cookie_value(&session_set_by(&second).unwrap());
 
     assert_ne!(first_id, second_id);
-    assert_eq!(whoami(&client_with_cookie(&app.address, &first_id), &app.address).await, 401);
-    assert_eq!(whoami(&client_with_cookie(&app.address, &second_id), &app.address).await, 200);
+    assert_eq!(
+        whoami(&client_with_cookie(&app.address, &first_id), &app.address).await,
+        401
+    );
+    assert_eq!(
+        whoami(&client_with_cookie(&app.address, &second_id), &app.address).await,
+        200
+    );
 }
 
 #[tokio::test]
@@ -104,7 +122,10 @@ async fn signing_out_destroys_the_session_on_the_server() {
     app.add_user("ops@example.com", Role::Operator).await;
     let client = app.client();
     let response = client
-        .call_server_fn("auth/sign-in", json!({"email": "ops@example.com", "password": PASSWORD, "next": ""}))
+        .call_server_fn(
+            "auth/sign-in",
+            json!({"email": "ops@example.com", "password": PASSWORD, "next": ""}),
+        )
         .await;
     let id = cookie_value(&session_set_by(&response).unwrap());
     assert_eq!(app.count("sessions").await, 1);
@@ -114,7 +135,10 @@ async fn signing_out_destroys_the_session_on_the_server() {
     assert_eq!(status, 200);
     assert_eq!(app.count("sessions").await, 0);
     // Replaying the old cookie, as someone who copied it would, gets nothing.
-    assert_eq!(whoami(&client_with_cookie(&app.address, &id), &app.address).await, 401);
+    assert_eq!(
+        whoami(&client_with_cookie(&app.address, &id), &app.address).await,
+        401
+    );
 }
 
 #[tokio::test]
@@ -129,7 +153,9 @@ async fn every_failed_sign_in_gets_the_same_answer() {
         .unwrap();
     let client = app.client();
 
-    let wrong_password = client.sign_in("ops@example.com", "not the password at all").await;
+    let wrong_password = client
+        .sign_in("ops@example.com", "not the password at all")
+        .await;
     let unknown_email = client.sign_in("nobody@example.com", PASSWORD).await;
     let disabled_account = client.sign_in("gone@example.com", PASSWORD).await;
 
@@ -145,19 +171,40 @@ async fn repeated_failures_for_one_email_are_throttled_whether_or_not_it_exists(
     app.add_user("ops@example.com", Role::Operator).await;
     let client = app.client();
     for _ in 0..5 {
-        assert_eq!(client.sign_in("ops@example.com", "wrong password 123").await.0, 401);
-        assert_eq!(client.sign_in("ghost@example.com", "wrong password 123").await.0, 401);
+        assert_eq!(
+            client
+                .sign_in("ops@example.com", "wrong password 123")
+                .await
+                .0,
+            401
+        );
+        assert_eq!(
+            client
+                .sign_in("ghost@example.com", "wrong password 123")
+                .await
+                .0,
+            401
+        );
     }
 
     // Even the right password is refused now, with a time to come back.
     let response = client
-        .call_server_fn("auth/sign-in", json!({"email": "ops@example.com", "password": PASSWORD, "next": ""}))
+        .call_server_fn(
+            "auth/sign-in",
+            json!({"email": "ops@example.com", "password": PASSWORD, "next": ""}),
+        )
         .await;
     assert_eq!(response.status(), 429);
-    let retry: u64 = response.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    let retry: u64 = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!((1..=15 * 60).contains(&retry), "{retry}");
     let body: serde_json::Value = response.json().await.unwrap();
-    let (ghost_status, ghost_body) = client.sign_in("ghost@example.com", "wrong password 123").await;
+    let (ghost_status, ghost_body) = client
+        .sign_in("ghost@example.com", "wrong password 123")
+        .await;
     assert_eq!(ghost_status, 429);
     assert_eq!(body["kind"], ghost_body["kind"]);
     assert_eq!(app.count("sessions").await, 0);
@@ -172,7 +219,13 @@ async fn one_client_address_trying_many_emails_is_throttled() {
     app.add_user("ops@example.com", Role::Operator).await;
     let client = app.client();
     for n in 0..20 {
-        assert_eq!(client.sign_in(&format!("guess{n}@example.com"), "password guess").await.0, 401);
+        assert_eq!(
+            client
+                .sign_in(&format!("guess{n}@example.com"), "password guess")
+                .await
+                .0,
+            401
+        );
     }
 
     let (status, _) = client.sign_in("ops@example.com", PASSWORD).await;
@@ -186,7 +239,10 @@ async fn a_disabled_user_loses_access_at_once() {
     let admin = app.signed_in(Role::Admin).await;
     let operator_id = app.add_user("ops@example.com", Role::Operator).await;
     let operator = app.signed_in_as("ops@example.com").await;
-    assert_eq!(operator.call("history/search", history_query()).await.0, 200);
+    assert_eq!(
+        operator.call("history/search", history_query()).await.0,
+        200
+    );
 
     let (status, _) = admin
         .call(
@@ -196,7 +252,10 @@ async fn a_disabled_user_loses_access_at_once() {
         .await;
 
     assert_eq!(status, 200);
-    assert_eq!(operator.call("history/search", history_query()).await.0, 401);
+    assert_eq!(
+        operator.call("history/search", history_query()).await.0,
+        401
+    );
     assert_eq!(operator.get("/admin").await.status(), 303);
     assert_eq!(operator.sign_in("ops@example.com", PASSWORD).await.0, 401);
 }
@@ -248,7 +307,10 @@ async fn a_temporary_password_must_be_replaced_before_anything_else() {
     let app = spawn_app().await;
     let admin = app.signed_in(Role::Admin).await;
     let (status, added) = admin
-        .call("settings/users/add", json!({"email": "new@example.com", "role": "manager", "reason": "joined"}))
+        .call(
+            "settings/users/add",
+            json!({"email": "new@example.com", "role": "manager", "reason": "joined"}),
+        )
         .await;
     assert_eq!(status, 200, "{added}");
     let temporary = added["temporary_password"].as_str().unwrap().to_owned();
@@ -256,8 +318,14 @@ async fn a_temporary_password_must_be_replaced_before_anything_else() {
 
     let (status, next) = newcomer.sign_in("new@example.com", &temporary).await;
     assert_eq!((status, next.as_str()), (200, Some("/admin/account")));
-    assert_eq!(newcomer.call("history/search", history_query()).await.0, 403);
-    assert_eq!(newcomer.get("/admin/history").await.headers()["location"], "/admin/account");
+    assert_eq!(
+        newcomer.call("history/search", history_query()).await.0,
+        403
+    );
+    assert_eq!(
+        newcomer.get("/admin/history").await.headers()["location"],
+        "/admin/account"
+    );
 
     let (status, body) = newcomer
         .call(
@@ -268,9 +336,21 @@ async fn a_temporary_password_must_be_replaced_before_anything_else() {
         .await;
 
     assert_eq!(status, 200, "{body}");
-    assert_eq!(newcomer.call("history/search", history_query()).await.0, 200);
-    assert_eq!(app.client().sign_in("new@example.com", &temporary).await.0, 401);
-    assert_eq!(app.client().sign_in("new@example.com", "a brand new passphrase").await.0, 200);
+    assert_eq!(
+        newcomer.call("history/search", history_query()).await.0,
+        200
+    );
+    assert_eq!(
+        app.client().sign_in("new@example.com", &temporary).await.0,
+        401
+    );
+    assert_eq!(
+        app.client()
+            .sign_in("new@example.com", "a brand new passphrase")
+            .await
+            .0,
+        200
+    );
 }
 
 #[tokio::test]
@@ -286,29 +366,43 @@ async fn changing_a_password_checks_the_current_one_and_names_the_wrong_field() 
         )
         .await;
     let (short_status, short) = operator
-        .call("auth/password", json!({"current_password": PASSWORD, "new_password": "short",
-                                       "confirm_password": "short"}))
+        .call(
+            "auth/password",
+            json!({"current_password": PASSWORD, "new_password": "short",
+                                       "confirm_password": "short"}),
+        )
         .await;
 
     assert_eq!(status, 422);
     assert_eq!(body["field"], "current_password");
     assert_eq!(short_status, 422);
     assert_eq!(short["field"], "new_password");
-    assert_eq!(app.count("runbook_history where kind = 'user_change' and details->>'change' = 'password'").await, 0);
+    assert_eq!(
+        app.count("runbook_history where kind = 'user_change' and details->>'change' = 'password'")
+            .await,
+        0
+    );
 }
 
 #[tokio::test]
 async fn the_setup_link_creates_the_first_admin_once() {
     let app = spawn_app().await;
-    let token = app::auth::ssr::issue_setup_token(&app.pg).await.unwrap().expect("no users yet");
+    let token = app::auth::ssr::issue_setup_token(&app.pg)
+        .await
+        .unwrap()
+        .expect("no users yet");
     let visitor = app.client();
-    let form = |token: &str, email: &str| {
-        json!({"token": token, "email": email, "password": PASSWORD, "confirm_password": PASSWORD})
-    };
+    let form = |token: &str, email: &str| json!({"token": token, "email": email, "password": PASSWORD, "confirm_password": PASSWORD});
 
-    let (wrong_status, _) = visitor.call("auth/setup", form("0".repeat(64).as_str(), "x@example.com")).await;
-    let (status, body) = visitor.call("auth/setup", form(&token, "Root@Example.com")).await;
-    let (again_status, _) = visitor.call("auth/setup", form(&token, "second@example.com")).await;
+    let (wrong_status, _) = visitor
+        .call("auth/setup", form("0".repeat(64).as_str(), "x@example.com"))
+        .await;
+    let (status, body) = visitor
+        .call("auth/setup", form(&token, "Root@Example.com"))
+        .await;
+    let (again_status, _) = visitor
+        .call("auth/setup", form(&token, "second@example.com"))
+        .await;
 
     assert_eq!(wrong_status, 404);
     assert_eq!(status, 200, "{body}");
@@ -317,9 +411,22 @@ async fn the_setup_link_creates_the_first_admin_once() {
         .fetch_all(&app.pg)
         .await
         .unwrap();
-    assert_eq!(users, vec![("root@example.com".to_owned(), "admin".to_owned())]);
+    assert_eq!(
+        users,
+        vec![("root@example.com".to_owned(), "admin".to_owned())]
+    );
     assert_eq!(app.count("setup_tokens").await, 0);
-    assert_eq!(app.count("runbook_history where kind = 'user_change'").await, 1);
-    assert!(app::auth::ssr::issue_setup_token(&app.pg).await.unwrap().is_none());
-    assert_eq!(app.client().sign_in("root@example.com", PASSWORD).await.0, 200);
+    assert_eq!(
+        app.count("runbook_history where kind = 'user_change'")
+            .await,
+        1
+    );
+    assert!(app::auth::ssr::issue_setup_token(&app.pg)
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(
+        app.client().sign_in("root@example.com", PASSWORD).await.0,
+        200
+    );
 }

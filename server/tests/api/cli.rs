@@ -159,22 +159,59 @@ fn salvage_on(app: &crate::helpers::TestApp, args: &[&str], stdin: &str) -> Outp
 async fn user_commands_add_list_change_and_disable_accounts_with_history() {
     let app = crate::helpers::spawn_app().await;
     // Another admin, so the one promoted below is not the last and may be disabled.
-    app.add_user("boss@example.com", app::auth::Role::Admin).await;
+    app.add_user("boss@example.com", app::auth::Role::Admin)
+        .await;
 
     let add = salvage_on(
         &app,
-        &["user", "add", "--email", "Lead@Example.com", "--role", "manager", "--reason", "new lead"],
+        &[
+            "user",
+            "add",
+            "--email",
+            "Lead@Example.com",
+            "--role",
+            "manager",
+            "--reason",
+            "new lead",
+        ],
         "a long enough passphrase\n",
     );
-    let set_role = salvage_on(&app, &["user", "set-role", "--email", "lead@example.com", "--role", "admin"], "");
-    let disable = salvage_on(&app, &["user", "disable", "--email", "lead@example.com", "--reason", "left"], "");
+    let set_role = salvage_on(
+        &app,
+        &[
+            "user",
+            "set-role",
+            "--email",
+            "lead@example.com",
+            "--role",
+            "admin",
+        ],
+        "",
+    );
+    let disable = salvage_on(
+        &app,
+        &[
+            "user",
+            "disable",
+            "--email",
+            "lead@example.com",
+            "--reason",
+            "left",
+        ],
+        "",
+    );
     let list = salvage_on(&app, &["user", "list"], "");
 
     assert!(add.status.success(), "{}", stderr(&add));
     assert!(set_role.status.success(), "{}", stderr(&set_role));
     assert!(disable.status.success(), "{}", stderr(&disable));
     let listing = stdout(&list);
-    assert!(listing.contains("lead@example.com") && listing.contains("admin") && listing.contains("disabled"), "{listing}");
+    assert!(
+        listing.contains("lead@example.com")
+            && listing.contains("admin")
+            && listing.contains("disabled"),
+        "{listing}"
+    );
     let entries: Vec<(String, String)> = sqlx::query_as(
         "select actor, title from runbook_history
          where kind = 'user_change' and details->>'email' = 'lead@example.com' order by id",
@@ -185,9 +222,18 @@ async fn user_commands_add_list_change_and_disable_accounts_with_history() {
     assert_eq!(
         entries,
         vec![
-            ("cli:oncall".to_owned(), "Added lead@example.com as manager".to_owned()),
-            ("cli:oncall".to_owned(), "Changed lead@example.com from manager to admin".to_owned()),
-            ("cli:oncall".to_owned(), "Disabled lead@example.com".to_owned()),
+            (
+                "cli:oncall".to_owned(),
+                "Added lead@example.com as manager".to_owned()
+            ),
+            (
+                "cli:oncall".to_owned(),
+                "Changed lead@example.com from manager to admin".to_owned()
+            ),
+            (
+                "cli:oncall".to_owned(),
+                "Disabled lead@example.com".to_owned()
+            ),
         ]
     );
 }
@@ -198,17 +244,42 @@ async fn user_add_takes_no_password_on_the_command_line_and_refuses_a_short_one(
 
     let argv = salvage_on(
         &app,
-        &["user", "add", "--email", "a@example.com", "--role", "admin", "--password", "hunter2hunter2"],
+        &[
+            "user",
+            "add",
+            "--email",
+            "a@example.com",
+            "--role",
+            "admin",
+            "--password",
+            "hunter2hunter2",
+        ],
         "",
     );
-    let short = salvage_on(&app, &["user", "add", "--email", "a@example.com", "--role", "admin"], "short\n");
-    let bad_role = salvage_on(&app, &["user", "add", "--email", "a@example.com", "--role", "root"], "a long enough passphrase\n");
+    let short = salvage_on(
+        &app,
+        &["user", "add", "--email", "a@example.com", "--role", "admin"],
+        "short\n",
+    );
+    let bad_role = salvage_on(
+        &app,
+        &["user", "add", "--email", "a@example.com", "--role", "root"],
+        "a long enough passphrase\n",
+    );
 
     assert_eq!(argv.status.code(), Some(2), "{}", stderr(&argv));
     assert!(stderr(&argv).contains("--password"), "{}", stderr(&argv));
     assert_eq!(short.status.code(), Some(1));
-    assert!(stderr(&short).contains("password: use at least 12 characters"), "{}", stderr(&short));
-    assert!(stderr(&bad_role).contains("role: choose operator, manager or admin"), "{}", stderr(&bad_role));
+    assert!(
+        stderr(&short).contains("password: use at least 12 characters"),
+        "{}",
+        stderr(&short)
+    );
+    assert!(
+        stderr(&bad_role).contains("role: choose operator, manager or admin"),
+        "{}",
+        stderr(&bad_role)
+    );
     assert_eq!(app.count("users").await, 0);
     assert_eq!(app.count("runbook_history").await, 0);
 }
@@ -222,15 +293,32 @@ async fn history_verify_exits_non_zero_naming_a_tampered_entry() {
     let intact = salvage_on(&app, &["history", "verify"], "");
 
     let mut conn = app.pg.acquire().await.unwrap();
-    sqlx::query("alter table runbook_history disable trigger runbook_history_append_only").execute(&mut *conn).await.unwrap();
-    sqlx::query("update runbook_history set reason = 'edited' where id = 2").execute(&mut *conn).await.unwrap();
-    sqlx::query("alter table runbook_history enable trigger runbook_history_append_only").execute(&mut *conn).await.unwrap();
+    sqlx::query("alter table runbook_history disable trigger runbook_history_append_only")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    sqlx::query("update runbook_history set reason = 'edited' where id = 2")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    sqlx::query("alter table runbook_history enable trigger runbook_history_append_only")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
     let broken = salvage_on(&app, &["history", "verify"], "");
 
     assert!(intact.status.success(), "{}", stderr(&intact));
-    assert!(stdout(&intact).contains("intact: 3 entries"), "{}", stdout(&intact));
+    assert!(
+        stdout(&intact).contains("intact: 3 entries"),
+        "{}",
+        stdout(&intact)
+    );
     assert_eq!(broken.status.code(), Some(1));
-    assert!(stderr(&broken).contains("broken at entry #2"), "{}", stderr(&broken));
+    assert!(
+        stderr(&broken).contains("broken at entry #2"),
+        "{}",
+        stderr(&broken)
+    );
 }
 
 #[tokio::test]
@@ -272,8 +360,15 @@ async fn serve_prints_a_setup_link_that_creates_the_first_admin_once() {
 
     let _ = child.kill();
     let _ = child.wait();
-    let _ = settings.clickhouse_client_for("salvage_cli_serve").drop_database().await;
-    assert!(link.trim().starts_with(&format!("http://127.0.0.1:{port}/admin/setup?token=")), "{link}");
+    let _ = settings
+        .clickhouse_client_for("salvage_cli_serve")
+        .drop_database()
+        .await;
+    assert!(
+        link.trim()
+            .starts_with(&format!("http://127.0.0.1:{port}/admin/setup?token=")),
+        "{link}"
+    );
     assert_eq!(token.len(), 64);
     assert_eq!(status, 200, "{body}");
     assert_eq!(again, 404);

@@ -227,7 +227,10 @@ impl Client {
         let response = self.call_server_fn(endpoint, body).await;
         let status = response.status().as_u16();
         let text = response.text().await.unwrap_or_default();
-        (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::Null))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
+        )
     }
 
     /// Signs in; returns the status and body of `auth/sign-in`.

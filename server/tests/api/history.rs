@@ -44,7 +44,10 @@ async fn update_delete_and_truncate_are_refused() {
         "truncate runbook_history",
     ] {
         let error = sqlx::query(statement).execute(&app.pg).await.unwrap_err();
-        assert!(error.to_string().contains("append-only"), "{statement}: {error}");
+        assert!(
+            error.to_string().contains("append-only"),
+            "{statement}: {error}"
+        );
     }
     let title: String = sqlx::query_scalar("select title from runbook_history")
         .fetch_one(&app.pg)
@@ -74,12 +77,20 @@ async fn verify_finds_an_entry_altered_behind_the_triggers_back() {
     }
     assert!(verify(&app.pg).await.unwrap().first_broken.is_none());
 
-    behind_the_triggers_back(&app, "update runbook_history set title = 'rewritten' where id = 3").await;
+    behind_the_triggers_back(
+        &app,
+        "update runbook_history set title = 'rewritten' where id = 3",
+    )
+    .await;
 
     let report = verify(&app.pg).await.unwrap();
     let broken = report.first_broken.expect("the change is found");
     assert_eq!(broken.id, 3);
-    assert!(broken.problem.contains("changed after it was written"), "{}", broken.problem);
+    assert!(
+        broken.problem.contains("changed after it was written"),
+        "{}",
+        broken.problem
+    );
 }
 
 #[tokio::test]
@@ -102,7 +113,11 @@ async fn verify_finds_a_deleted_entry_and_a_rehashed_one() {
     let rehashed = verify(&app.pg).await.unwrap().first_broken.unwrap();
 
     assert_eq!(deleted.id, 3);
-    assert!(deleted.problem.contains("does not link"), "{}", deleted.problem);
+    assert!(
+        deleted.problem.contains("does not link"),
+        "{}",
+        deleted.problem
+    );
     assert_eq!(rehashed.id, 4, "{}", rehashed.problem);
 }
 
@@ -114,7 +129,9 @@ async fn two_writers_at_once_make_one_unbroken_chain() {
         tokio::spawn(async move {
             for n in 0..25 {
                 let mut tx = pg.begin().await.unwrap();
-                append(&mut tx, &note(&format!("{name} {n}"))).await.unwrap();
+                append(&mut tx, &note(&format!("{name} {n}")))
+                    .await
+                    .unwrap();
                 tx.commit().await.unwrap();
             }
         })
@@ -127,7 +144,10 @@ async fn two_writers_at_once_make_one_unbroken_chain() {
     let report = verify(&app.pg).await.unwrap();
     assert_eq!(report.entries, 50);
     assert!(report.first_broken.is_none(), "{:?}", report.first_broken);
-    let max: i64 = sqlx::query_scalar("select max(id) from runbook_history").fetch_one(&app.pg).await.unwrap();
+    let max: i64 = sqlx::query_scalar("select max(id) from runbook_history")
+        .fetch_one(&app.pg)
+        .await
+        .unwrap();
     assert_eq!(max, 50);
 }
 
@@ -139,7 +159,12 @@ async fn keyset_pages_cover_every_entry_once_newest_first() {
     for n in 0..130i64 {
         // Pairs share a start time, so the id must break ties.
         let at = base + Duration::hours(n / 2);
-        append(&mut tx, &note(&format!("entry {n}")).with_times(at, Some(at))).await.unwrap();
+        append(
+            &mut tx,
+            &note(&format!("entry {n}")).with_times(at, Some(at)),
+        )
+        .await
+        .unwrap();
     }
     tx.commit().await.unwrap();
 
@@ -166,36 +191,88 @@ async fn keyset_pages_cover_every_entry_once_newest_first() {
 #[tokio::test]
 async fn filters_narrow_by_kind_actor_outcome_time_and_text() {
     let app = spawn_app().await;
-    let operator = Actor { user_id: None, name: "ops@example.com".into(), role: Role::Operator, must_change_password: false };
+    let operator = Actor {
+        user_id: None,
+        name: "ops@example.com".into(),
+        role: Role::Operator,
+        must_change_password: false,
+    };
     let now = OffsetDateTime::now_utc();
     let drill = |title: &str, outcome, days: i64| {
-        NewEntry::new("drill", title, &Actor::system("scheduler"), outcome)
-            .with_times(now - Duration::days(days), Some(now - Duration::days(days) + Duration::minutes(9)))
+        NewEntry::new("drill", title, &Actor::system("scheduler"), outcome).with_times(
+            now - Duration::days(days),
+            Some(now - Duration::days(days) + Duration::minutes(9)),
+        )
     };
     for entry in [
         drill("Weekly restore drill", Outcome::Succeeded, 20),
         drill("Weekly restore drill", Outcome::Failed, 13),
         drill("Weekly restore drill", Outcome::Succeeded, 6),
-        NewEntry::new("note", "Disk on ch-2 replaced", &operator, Outcome::Info).with_body("The disk was full"),
+        NewEntry::new("note", "Disk on ch-2 replaced", &operator, Outcome::Info)
+            .with_body("The disk was full"),
     ] {
         append_one(&app, entry).await;
     }
     let titles = |filter: Filter| {
         let pg = app.pg.clone();
         async move {
-            search(&pg, &filter, 50).await.unwrap().0.into_iter().map(|e| e.id).collect::<Vec<_>>()
+            search(&pg, &filter, 50)
+                .await
+                .unwrap()
+                .0
+                .into_iter()
+                .map(|e| e.id)
+                .collect::<Vec<_>>()
         }
     };
 
-    assert_eq!(titles(Filter { kind: Some("drill".into()), ..Filter::default() }).await, vec![3, 2, 1]);
-    assert_eq!(titles(Filter { outcome: Some(Outcome::Failed), ..Filter::default() }).await, vec![2]);
-    assert_eq!(titles(Filter { actor: Some("ops@example.com".into()), ..Filter::default() }).await, vec![4]);
     assert_eq!(
-        titles(Filter { from: Some(now - Duration::days(14)), to: Some(now - Duration::days(1)), ..Filter::default() }).await,
+        titles(Filter {
+            kind: Some("drill".into()),
+            ..Filter::default()
+        })
+        .await,
+        vec![3, 2, 1]
+    );
+    assert_eq!(
+        titles(Filter {
+            outcome: Some(Outcome::Failed),
+            ..Filter::default()
+        })
+        .await,
+        vec![2]
+    );
+    assert_eq!(
+        titles(Filter {
+            actor: Some("ops@example.com".into()),
+            ..Filter::default()
+        })
+        .await,
+        vec![4]
+    );
+    assert_eq!(
+        titles(Filter {
+            from: Some(now - Duration::days(14)),
+            to: Some(now - Duration::days(1)),
+            ..Filter::default()
+        })
+        .await,
         vec![3, 2]
     );
-    assert_eq!(titles(Filter { text: Some("dis FULL".into()), ..Filter::default() }).await, vec![4]);
-    assert!(titles(Filter { text: Some("nothing-like-this".into()), ..Filter::default() }).await.is_empty());
+    assert_eq!(
+        titles(Filter {
+            text: Some("dis FULL".into()),
+            ..Filter::default()
+        })
+        .await,
+        vec![4]
+    );
+    assert!(titles(Filter {
+        text: Some("nothing-like-this".into()),
+        ..Filter::default()
+    })
+    .await
+    .is_empty());
 }
 
 #[tokio::test]
@@ -204,28 +281,46 @@ async fn an_incident_shows_its_timeline_and_resolution() {
     let operator = app.signed_in(Role::Operator).await;
     let manager = app.signed_in(Role::Manager).await;
     let (_, id) = operator
-        .call("history/incident", json!({"title": "ClickHouse down in eu-1", "severity": "sev1",
-              "started_at": "2026-11-20T09:00", "resolved_at": "", "body": "Inserts failing"}))
+        .call(
+            "history/incident",
+            json!({"title": "ClickHouse down in eu-1", "severity": "sev1",
+              "started_at": "2026-11-20T09:00", "resolved_at": "", "body": "Inserts failing"}),
+        )
         .await;
     let id = id.as_i64().unwrap();
     manager
-        .call("history/note", json!({"title": "", "body": "Status page updated", "incident_id": id.to_string()}))
+        .call(
+            "history/note",
+            json!({"title": "", "body": "Status page updated", "incident_id": id.to_string()}),
+        )
         .await;
     operator
-        .call("history/resolve", json!({"incident_id": id, "resolved_at": "2026-11-20T11:30", "body": "Disk replaced"}))
+        .call(
+            "history/resolve",
+            json!({"incident_id": id, "resolved_at": "2026-11-20T11:30", "body": "Disk replaced"}),
+        )
         .await;
 
     let (status, view) = manager.call("history/entry", json!({"id": id})).await;
 
     assert_eq!(status, 200, "{view}");
     assert_eq!(view["entry"]["severity"], "sev1");
-    let timeline: Vec<&str> = view["timeline"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    let timeline: Vec<&str> = view["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
     // Chronological: the resolution was back-dated to 11:30 on the 20th, the note is from now.
     assert_eq!(timeline, vec!["incident_resolved", "note"]);
-    let resolved = OffsetDateTime::from_unix_timestamp(view["resolved_at"].as_i64().unwrap() / 1000).unwrap();
+    let resolved =
+        OffsetDateTime::from_unix_timestamp(view["resolved_at"].as_i64().unwrap() / 1000).unwrap();
     assert_eq!((resolved.hour(), resolved.minute()), (11, 30));
     let (again, body) = operator
-        .call("history/resolve", json!({"incident_id": id, "resolved_at": "", "body": ""}))
+        .call(
+            "history/resolve",
+            json!({"incident_id": id, "resolved_at": "", "body": ""}),
+        )
         .await;
     assert_eq!(again, 409, "{body}");
 }
@@ -236,15 +331,51 @@ async fn bad_input_names_the_field_and_writes_nothing() {
     let operator = app.signed_in(Role::Operator).await;
     let before = app.count("runbook_history").await;
     let cases = [
-        ("history/note", json!({"title": "", "body": "   ", "incident_id": ""}), "body"),
-        ("history/note", json!({"title": "", "body": "x", "incident_id": "abc"}), "incident_id"),
-        ("history/note", json!({"title": "", "body": "x", "incident_id": "999"}), "incident_id"),
-        ("history/incident", json!({"title": "x", "severity": "sev9", "started_at": "", "resolved_at": "", "body": ""}), "severity"),
-        ("history/incident", json!({"title": "", "severity": "sev1", "started_at": "", "resolved_at": "", "body": ""}), "title"),
-        ("history/incident", json!({"title": "x", "severity": "sev1", "started_at": "2026-11-20T10:00", "resolved_at": "2026-11-20T09:00", "body": ""}), "resolved_at"),
-        ("history/search", json!({"kind": "", "actor": "", "outcome": "", "from": "last week", "to": "", "q": "", "before": ""}), "from"),
-        ("history/search", json!({"kind": "", "actor": "", "outcome": "", "from": "", "to": "", "q": "", "before": "garbage"}), "before"),
-        ("history/search", json!({"kind": "", "actor": "", "outcome": "won", "from": "", "to": "", "q": "", "before": ""}), "outcome"),
+        (
+            "history/note",
+            json!({"title": "", "body": "   ", "incident_id": ""}),
+            "body",
+        ),
+        (
+            "history/note",
+            json!({"title": "", "body": "x", "incident_id": "abc"}),
+            "incident_id",
+        ),
+        (
+            "history/note",
+            json!({"title": "", "body": "x", "incident_id": "999"}),
+            "incident_id",
+        ),
+        (
+            "history/incident",
+            json!({"title": "x", "severity": "sev9", "started_at": "", "resolved_at": "", "body": ""}),
+            "severity",
+        ),
+        (
+            "history/incident",
+            json!({"title": "", "severity": "sev1", "started_at": "", "resolved_at": "", "body": ""}),
+            "title",
+        ),
+        (
+            "history/incident",
+            json!({"title": "x", "severity": "sev1", "started_at": "2026-11-20T10:00", "resolved_at": "2026-11-20T09:00", "body": ""}),
+            "resolved_at",
+        ),
+        (
+            "history/search",
+            json!({"kind": "", "actor": "", "outcome": "", "from": "last week", "to": "", "q": "", "before": ""}),
+            "from",
+        ),
+        (
+            "history/search",
+            json!({"kind": "", "actor": "", "outcome": "", "from": "", "to": "", "q": "", "before": "garbage"}),
+            "before",
+        ),
+        (
+            "history/search",
+            json!({"kind": "", "actor": "", "outcome": "won", "from": "", "to": "", "q": "", "before": ""}),
+            "outcome",
+        ),
     ];
     for (endpoint, args, field) in cases {
         let (status, body) = operator.call(endpoint, args).await;
@@ -259,20 +390,40 @@ async fn the_export_holds_the_filtered_entries_as_csv_and_markdown() {
     let app = spawn_app().await;
     let manager = app.signed_in(Role::Manager).await;
     append_one(&app, note("=HYPERLINK(\"x\") | pipe")).await;
-    append_one(&app, NewEntry::new("drill", "Weekly restore drill", &Actor::system("s"), Outcome::Succeeded)).await;
+    append_one(
+        &app,
+        NewEntry::new(
+            "drill",
+            "Weekly restore drill",
+            &Actor::system("s"),
+            Outcome::Succeeded,
+        ),
+    )
+    .await;
 
-    let (csv_status, csv) = manager.get_html("/admin/history/export?format=csv&kind=note").await;
-    let (md_status, markdown) = manager.get_html("/admin/history/export?format=markdown").await;
+    let (csv_status, csv) = manager
+        .get_html("/admin/history/export?format=csv&kind=note")
+        .await;
+    let (md_status, markdown) = manager
+        .get_html("/admin/history/export?format=markdown")
+        .await;
     let (bad_status, bad) = manager.get_json("/admin/history/export?format=pdf").await;
 
     assert_eq!(csv_status, 200);
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(lines.len(), 2, "{csv}");
     assert!(lines[0].starts_with("id,started_at"));
-    assert!(lines[1].contains("\"'=HYPERLINK(\"\"x\"\") | pipe\""), "{}", lines[1]);
+    assert!(
+        lines[1].contains("\"'=HYPERLINK(\"\"x\"\") | pipe\""),
+        "{}",
+        lines[1]
+    );
     assert_eq!(md_status, 200);
     assert!(markdown.contains("| Weekly restore drill |"), "{markdown}");
-    assert!(markdown.contains("=HYPERLINK(\"x\") \\| pipe"), "{markdown}");
+    assert!(
+        markdown.contains("=HYPERLINK(\"x\") \\| pipe"),
+        "{markdown}"
+    );
     assert_eq!(bad_status, 422);
     assert_eq!(bad["field"], "format");
 }
@@ -282,11 +433,24 @@ async fn every_user_change_is_in_the_history_with_who_and_why() {
     let app = spawn_app().await;
     let admin = app.signed_in(Role::Admin).await;
     let (_, added) = admin
-        .call("settings/users/add", json!({"email": "ann@example.com", "role": "operator", "reason": "on-call rota"}))
+        .call(
+            "settings/users/add",
+            json!({"email": "ann@example.com", "role": "operator", "reason": "on-call rota"}),
+        )
         .await;
     let id = added["user_id"].as_i64().unwrap();
-    admin.call("settings/users/role", json!({"user_id": id, "role": "manager", "reason": "promoted"})).await;
-    admin.call("settings/users/disabled", json!({"user_id": id, "disabled": true, "reason": "left"})).await;
+    admin
+        .call(
+            "settings/users/role",
+            json!({"user_id": id, "role": "manager", "reason": "promoted"}),
+        )
+        .await;
+    admin
+        .call(
+            "settings/users/disabled",
+            json!({"user_id": id, "disabled": true, "reason": "left"}),
+        )
+        .await;
 
     let rows: Vec<(String, Option<String>)> = sqlx::query_as(
         "select title, reason from runbook_history where kind = 'user_change' and details->>'email' = 'ann@example.com' order by id",
@@ -298,16 +462,29 @@ async fn every_user_change_is_in_the_history_with_who_and_why() {
     assert_eq!(
         rows,
         vec![
-            ("Added ann@example.com as operator".to_owned(), Some("on-call rota".to_owned())),
-            ("Changed ann@example.com from operator to manager".to_owned(), Some("promoted".to_owned())),
-            ("Disabled ann@example.com".to_owned(), Some("left".to_owned())),
+            (
+                "Added ann@example.com as operator".to_owned(),
+                Some("on-call rota".to_owned())
+            ),
+            (
+                "Changed ann@example.com from operator to manager".to_owned(),
+                Some("promoted".to_owned())
+            ),
+            (
+                "Disabled ann@example.com".to_owned(),
+                Some("left".to_owned())
+            ),
         ]
     );
     let temporary = added["temporary_password"].as_str().unwrap();
     assert!(!rows.iter().any(|(title, _)| title.contains(temporary)));
-    let details: String = sqlx::query_scalar("select string_agg(details::text, ' ') from runbook_history")
-        .fetch_one(&app.pg)
-        .await
-        .unwrap();
-    assert!(!details.contains(temporary), "the temporary password is never stored");
+    let details: String =
+        sqlx::query_scalar("select string_agg(details::text, ' ') from runbook_history")
+            .fetch_one(&app.pg)
+            .await
+            .unwrap();
+    assert!(
+        !details.contains(temporary),
+        "the temporary password is never stored"
+    );
 }

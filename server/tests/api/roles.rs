@@ -44,7 +44,11 @@ impl World {
             )
             .await;
         let incident = incident.as_i64().expect("an incident id");
-        Self { app, clients, incident }
+        Self {
+            app,
+            clients,
+            incident,
+        }
     }
 
     fn client(&self, who: Who) -> &Client {
@@ -77,10 +81,13 @@ impl World {
 /// One server function: its endpoint, which roles may call it, and how to build a call.
 struct Case {
     endpoint: &'static str,
-    allowed: fn(Role) -> bool,
+    allowed: Allowed,
     /// Whether an allowed call writes a history entry.
     records: bool,
 }
+
+/// Which roles may do something.
+type Allowed = fn(Role) -> bool;
 
 fn any(_: Role) -> bool {
     true
@@ -90,38 +97,111 @@ fn admins(role: Role) -> bool {
 }
 
 const CASES: &[Case] = &[
-    Case { endpoint: "auth/me", allowed: any, records: false },
-    Case { endpoint: "overview/stores", allowed: any, records: false },
-    Case { endpoint: "history/search", allowed: any, records: false },
-    Case { endpoint: "history/entry", allowed: any, records: false },
-    Case { endpoint: "history/verify", allowed: any, records: false },
-    Case { endpoint: "history/note", allowed: any, records: true },
-    Case { endpoint: "history/incident", allowed: any, records: true },
-    Case { endpoint: "history/resolve", allowed: any, records: true },
-    Case { endpoint: "settings/users", allowed: admins, records: false },
-    Case { endpoint: "settings/users/add", allowed: admins, records: true },
-    Case { endpoint: "settings/users/role", allowed: admins, records: true },
-    Case { endpoint: "settings/users/disabled", allowed: admins, records: true },
+    Case {
+        endpoint: "auth/me",
+        allowed: any,
+        records: false,
+    },
+    Case {
+        endpoint: "overview/stores",
+        allowed: any,
+        records: false,
+    },
+    Case {
+        endpoint: "history/search",
+        allowed: any,
+        records: false,
+    },
+    Case {
+        endpoint: "history/entry",
+        allowed: any,
+        records: false,
+    },
+    Case {
+        endpoint: "history/verify",
+        allowed: any,
+        records: false,
+    },
+    Case {
+        endpoint: "history/note",
+        allowed: any,
+        records: true,
+    },
+    Case {
+        endpoint: "history/incident",
+        allowed: any,
+        records: true,
+    },
+    Case {
+        endpoint: "history/resolve",
+        allowed: any,
+        records: true,
+    },
+    Case {
+        endpoint: "settings/users",
+        allowed: admins,
+        records: false,
+    },
+    Case {
+        endpoint: "settings/users/add",
+        allowed: admins,
+        records: true,
+    },
+    Case {
+        endpoint: "settings/users/role",
+        allowed: admins,
+        records: true,
+    },
+    Case {
+        endpoint: "settings/users/disabled",
+        allowed: admins,
+        records: true,
+    },
+    // Last: it changes the caller's own password (the session stays signed in).
+    Case {
+        endpoint: "auth/password",
+        allowed: any,
+        records: true,
+    },
 ];
+// Not in the matrix, because they are for people who are not signed in yet, and have
+// tests of their own in auth.rs: auth/sign-in, auth/sign-out, auth/setup-status, auth/setup.
 
 async fn arguments(world: &World, endpoint: &str) -> Value {
     match endpoint {
-        "history/search" => json!({"kind": "", "actor": "", "outcome": "", "from": "", "to": "", "q": "", "before": ""}),
+        "history/search" => {
+            json!({"kind": "", "actor": "", "outcome": "", "from": "", "to": "", "q": "", "before": ""})
+        }
         "history/entry" => json!({"id": world.incident}),
-        "history/note" => json!({"title": "", "body": "matrix note", "incident_id": world.incident.to_string()}),
-        "history/incident" => json!({"title": "Matrix", "severity": "sev4", "started_at": "", "resolved_at": "", "body": ""}),
+        "history/note" => {
+            json!({"title": "", "body": "matrix note", "incident_id": world.incident.to_string()})
+        }
+        "history/incident" => {
+            json!({"title": "Matrix", "severity": "sev4", "started_at": "", "resolved_at": "", "body": ""})
+        }
         "history/resolve" => {
             // Each allowed call needs an open incident of its own.
             let (_, id) = world
                 .client(Who::As(Role::Operator))
-                .call("history/incident", json!({"title": "To resolve", "severity": "sev4",
-                        "started_at": "", "resolved_at": "", "body": ""}))
+                .call(
+                    "history/incident",
+                    json!({"title": "To resolve", "severity": "sev4",
+                        "started_at": "", "resolved_at": "", "body": ""}),
+                )
                 .await;
             json!({"incident_id": id, "resolved_at": "", "body": "fixed"})
         }
-        "settings/users/add" => json!({"email": format!("new-{}@test.salvage", uuid::Uuid::new_v4().simple()), "role": "operator", "reason": "matrix"}),
-        "settings/users/role" => json!({"user_id": world.target().await, "role": "manager", "reason": "matrix"}),
-        "settings/users/disabled" => json!({"user_id": world.target().await, "disabled": true, "reason": "matrix"}),
+        "settings/users/add" => {
+            json!({"email": format!("new-{}@test.salvage", uuid::Uuid::new_v4().simple()), "role": "operator", "reason": "matrix"})
+        }
+        "settings/users/role" => {
+            json!({"user_id": world.target().await, "role": "manager", "reason": "matrix"})
+        }
+        "settings/users/disabled" => {
+            json!({"user_id": world.target().await, "disabled": true, "reason": "matrix"})
+        }
+        "auth/password" => json!({"current_password": crate::helpers::PASSWORD,
+            "new_password": "another long passphrase", "confirm_password": "another long passphrase"}),
         _ => json!({}),
     }
 }
@@ -145,21 +225,36 @@ async fn every_server_function_enforces_its_role_for_every_caller() {
                 Who::As(_) => 403,
             };
             if status != expected {
-                failures.push(format!("{} as {who:?}: {status}, expected {expected}: {body}", case.endpoint));
+                failures.push(format!(
+                    "{} as {who:?}: {status}, expected {expected}: {body}",
+                    case.endpoint
+                ));
                 continue;
             }
             if expected == 200 {
                 let written = world.app.count("runbook_history").await - history_before;
                 if written != i64::from(case.records) {
-                    failures.push(format!("{} as {who:?} wrote {written} history entries", case.endpoint));
+                    failures.push(format!(
+                        "{} as {who:?} wrote {written} history entries",
+                        case.endpoint
+                    ));
                 }
             } else {
                 if before != after {
-                    failures.push(format!("{} as {who:?} was refused but changed rows", case.endpoint));
+                    failures.push(format!(
+                        "{} as {who:?} was refused but changed rows",
+                        case.endpoint
+                    ));
                 }
-                let message = body["message"].as_str().or(body["error"].as_str()).unwrap_or_default();
+                let message = body["message"]
+                    .as_str()
+                    .or(body["error"].as_str())
+                    .unwrap_or_default();
                 if expected == 403 && !message.contains("only") {
-                    failures.push(format!("{} as {who:?}: unclear refusal {body}", case.endpoint));
+                    failures.push(format!(
+                        "{} as {who:?}: unclear refusal {body}",
+                        case.endpoint
+                    ));
                 }
             }
         }
@@ -174,20 +269,27 @@ async fn allowed_calls_do_what_they_say() {
     let target = world.target().await;
 
     let (_, added) = admin
-        .call("settings/users/add", json!({"email": "Added@Test.Salvage", "role": "manager", "reason": "new hire"}))
+        .call(
+            "settings/users/add",
+            json!({"email": "Added@Test.Salvage", "role": "manager", "reason": "new hire"}),
+        )
         .await;
     admin
-        .call("settings/users/role", json!({"user_id": target, "role": "admin", "reason": "promotion"}))
+        .call(
+            "settings/users/role",
+            json!({"user_id": target, "role": "admin", "reason": "promotion"}),
+        )
         .await;
     let manager = world.client(Who::As(Role::Manager));
     let (_, note) = manager
         .call("history/note", json!({"title": "", "body": "Customer comms sent", "incident_id": world.incident.to_string()}))
         .await;
 
-    let role: String = sqlx::query_scalar("select role from users where email = 'added@test.salvage'")
-        .fetch_one(&world.app.pg)
-        .await
-        .unwrap();
+    let role: String =
+        sqlx::query_scalar("select role from users where email = 'added@test.salvage'")
+            .fetch_one(&world.app.pg)
+            .await
+            .unwrap();
     assert_eq!(role, "manager");
     assert_eq!(added["email"], "added@test.salvage");
     let promoted: String = sqlx::query_scalar("select role from users where id = $1")
@@ -202,13 +304,17 @@ async fn allowed_calls_do_what_they_say() {
     .fetch_one(&world.app.pg)
     .await
     .unwrap();
-    assert_eq!((kind.as_str(), reason.as_deref()), ("user_change", Some("promotion")));
+    assert_eq!(
+        (kind.as_str(), reason.as_deref()),
+        ("user_change", Some("promotion"))
+    );
     assert!(actor.starts_with("admin-"), "{actor}");
-    let linked: Option<i64> = sqlx::query_scalar("select incident_id from runbook_history where id = $1")
-        .bind(note.as_i64().unwrap())
-        .fetch_one(&world.app.pg)
-        .await
-        .unwrap();
+    let linked: Option<i64> =
+        sqlx::query_scalar("select incident_id from runbook_history where id = $1")
+            .bind(note.as_i64().unwrap())
+            .fetch_one(&world.app.pg)
+            .await
+            .unwrap();
     assert_eq!(linked, Some(world.incident));
 }
 
@@ -216,7 +322,7 @@ async fn allowed_calls_do_what_they_say() {
 async fn every_admin_page_enforces_its_role_for_every_caller() {
     let world = World::new().await;
     let incident_page = format!("/admin/history/{}", world.incident);
-    let pages: Vec<(&str, fn(Role) -> bool)> = vec![
+    let pages: Vec<(&str, Allowed)> = vec![
         ("/admin", any),
         ("/admin/history", any),
         (incident_page.as_str(), any),
@@ -236,10 +342,14 @@ async fn every_admin_page_enforces_its_role_for_every_caller() {
             let ok = match who {
                 Who::Anonymous => {
                     status == 303
-                        && location.as_deref().is_some_and(|l| l.starts_with("/admin/login?next=/admin"))
+                        && location
+                            .as_deref()
+                            .is_some_and(|l| l.starts_with("/admin/login?next=/admin"))
                 }
                 Who::As(role) if allowed(role) => status == 200,
-                Who::As(_) => status == 403 && body.contains("cannot manage users; only admins can"),
+                Who::As(_) => {
+                    status == 403 && body.contains("cannot manage users; only admins can")
+                }
             };
             if !ok {
                 failures.push(format!("{path} as {who:?}: {status} {location:?}"));
@@ -254,7 +364,10 @@ async fn the_history_export_is_for_managers_and_admins() {
     let world = World::new().await;
     let mut seen = Vec::new();
     for who in EVERYONE {
-        let response = world.client(who).get("/admin/history/export?format=csv").await;
+        let response = world
+            .client(who)
+            .get("/admin/history/export?format=csv")
+            .await;
         seen.push((who, response.status().as_u16()));
     }
     assert_eq!(
@@ -276,14 +389,24 @@ async fn the_last_active_admin_cannot_be_demoted_or_disabled() {
     let before = app.count("runbook_history").await;
 
     let (demote, body) = admin
-        .call("settings/users/role", json!({"user_id": admin_id, "role": "operator", "reason": ""}))
+        .call(
+            "settings/users/role",
+            json!({"user_id": admin_id, "role": "operator", "reason": ""}),
+        )
         .await;
     let (disable, _) = admin
-        .call("settings/users/disabled", json!({"user_id": admin_id, "disabled": true, "reason": ""}))
+        .call(
+            "settings/users/disabled",
+            json!({"user_id": admin_id, "disabled": true, "reason": ""}),
+        )
         .await;
 
     assert_eq!(demote, 409, "{body}");
     assert_eq!(disable, 409);
     assert_eq!(app.count("runbook_history").await, before);
-    assert_eq!(app.count("users where role = 'admin' and not disabled").await, 1);
+    assert_eq!(
+        app.count("users where role = 'admin' and not disabled")
+            .await,
+        1
+    );
 }
