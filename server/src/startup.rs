@@ -103,6 +103,9 @@ pub fn build_state(settings: &Settings) -> AppState {
     }
 }
 
+/// The largest request body the console accepts (server functions, forms).
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
+
 /// The name of the session cookie.
 pub const SESSION_COOKIE: &str = "salvage_session";
 
@@ -153,6 +156,10 @@ pub fn router(state: AppState, settings: &Settings) -> Router {
             HeaderValue::from_static("same-origin"),
         ))
         .layer(session_layer(state.pg.clone(), settings))
+        // No console request comes near this; a bigger body is refused with 413 unread.
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(
+            MAX_BODY_BYTES,
+        ))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }

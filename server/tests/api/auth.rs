@@ -430,3 +430,45 @@ async fn the_setup_link_creates_the_first_admin_once() {
         200
     );
 }
+
+#[tokio::test]
+async fn a_session_expires_after_the_idle_time_on_the_server() {
+    let app = spawn_app().await;
+    let operator = app.signed_in(Role::Operator).await;
+    let expiry: time::OffsetDateTime = sqlx::query_scalar("select expiry_date from sessions")
+        .fetch_one(&app.pg)
+        .await
+        .unwrap();
+    let idle = expiry - time::OffsetDateTime::now_utc();
+    assert!(
+        (time::Duration::hours(8) - time::Duration::minutes(1)..=time::Duration::hours(8))
+            .contains(&idle),
+        "{idle}"
+    );
+
+    // Eight idle hours later, as far as the store is concerned.
+    sqlx::query("update sessions set expiry_date = now() - interval '1 second'")
+        .execute(&app.pg)
+        .await
+        .unwrap();
+
+    assert_eq!(operator.call("auth/me", json!({})).await.0, 401);
+    assert_eq!(operator.get("/admin").await.status(), 303);
+}
+
+#[tokio::test]
+async fn an_oversized_body_is_refused_before_anything_is_written() {
+    let app = spawn_app().await;
+    let operator = app.signed_in(Role::Operator).await;
+    let before = app.count("runbook_history").await;
+
+    let response = operator
+        .call_server_fn(
+            "history/note",
+            json!({"title": "", "body": "x".repeat(300 * 1024), "incident_id": ""}),
+        )
+        .await;
+
+    assert_eq!(response.status(), 413);
+    assert_eq!(app.count("runbook_history").await, before);
+}
