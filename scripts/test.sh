@@ -12,7 +12,11 @@ started=$(date +%s)
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
-step "clippy, server build (ssr), warnings denied"
+step "clippy, server build (ssr), warnings denied, with the SQL checked against a live schema"
+# Expands every sqlx::query! against the migrations and fails when .sqlx/ is stale.
+scripts/sqlx-prepare.sh --check
+
+step "clippy again, offline from .sqlx/ (as every other build compiles)"
 cargo clippy -p salvage -p app --all-targets --features app/ssr -- -D warnings
 
 step "clippy, browser build (wasm32, hydrate), warnings denied"

@@ -59,11 +59,12 @@ pub async fn run(settings: &Settings) -> anyhow::Result<()> {
         }
         println!();
     }
-    let seeded: bool =
-        sqlx::query_scalar("select exists (select 1 from runbook_history where details ? 'demo')")
-            .fetch_one(&state.pg)
-            .await
-            .context("Failed to look for demo history")?;
+    let seeded: bool = sqlx::query_scalar!(
+        r#"select exists (select 1 from runbook_history where details ? 'demo') as "exists!""#
+    )
+    .fetch_one(&state.pg)
+    .await
+    .context("Failed to look for demo history")?;
     if !seeded {
         let count = seed_history(&state.pg, OffsetDateTime::now_utc()).await?;
         println!("Demo history: {count} entries over the last 120 days.");

@@ -253,7 +253,7 @@ pub fn spawn_session_cleanup(state: AppState) -> tokio::task::JoinHandle<()> {
         let mut tick = tokio::time::interval(Duration::from_secs(600));
         loop {
             tick.tick().await;
-            if let Err(error) = sqlx::query("delete from sessions where expiry_date < now()")
+            if let Err(error) = sqlx::query!("delete from sessions where expiry_date < now()")
                 .execute(&state.pg)
                 .await
             {

@@ -12,7 +12,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::{Digest, Sha256};
-use sqlx::{PgConnection, PgPool, Row};
+use sqlx::{PgConnection, PgPool};
 use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
 use tower_sessions::{Expiry, Session};
@@ -211,40 +211,56 @@ struct UserRecord {
     password_hash: PasswordHash,
 }
 
-const USER_COLUMNS: &str =
-    "id, email, role, disabled, must_change_password, session_generation, password_hash";
+/// `users` as stored; [`UserRecord`] is its checked form.
+struct StoredUser {
+    id: i64,
+    email: String,
+    role: String,
+    disabled: bool,
+    must_change_password: bool,
+    session_generation: i32,
+    password_hash: String,
+}
 
-fn user_from_row(row: &sqlx::postgres::PgRow) -> Result<UserRecord, sqlx::Error> {
-    let role: String = row.try_get("role")?;
-    Ok(UserRecord {
-        id: row.try_get("id")?,
-        email: row.try_get("email")?,
-        role: Role::parse(&role).unwrap_or(Role::Operator),
-        disabled: row.try_get("disabled")?,
-        must_change_password: row.try_get("must_change_password")?,
-        session_generation: row.try_get("session_generation")?,
-        password_hash: PasswordHash(row.try_get("password_hash")?),
-    })
+impl From<StoredUser> for UserRecord {
+    fn from(user: StoredUser) -> Self {
+        UserRecord {
+            id: user.id,
+            email: user.email,
+            // The table's check constraint admits only the three role names.
+            role: Role::parse(&user.role).unwrap_or(Role::Operator),
+            disabled: user.disabled,
+            must_change_password: user.must_change_password,
+            session_generation: user.session_generation,
+            password_hash: PasswordHash(user.password_hash),
+        }
+    }
 }
 
 async fn user_by_id(pg: &PgPool, id: i64) -> Result<Option<UserRecord>, sqlx::Error> {
-    sqlx::query(&format!("select {USER_COLUMNS} from users where id = $1"))
-        .bind(id)
-        .fetch_optional(pg)
-        .await?
-        .map(|row| user_from_row(&row))
-        .transpose()
+    let user = sqlx::query_as!(
+        StoredUser,
+        "select id, email, role, disabled, must_change_password, session_generation,
+                password_hash
+         from users where id = $1",
+        id
+    )
+    .fetch_optional(pg)
+    .await?;
+    Ok(user.map(UserRecord::from))
 }
 
 async fn user_by_email(pg: &PgPool, email: &str) -> Result<Option<UserRecord>, sqlx::Error> {
-    sqlx::query(&format!(
-        "select {USER_COLUMNS} from users where lower(email) = $1"
-    ))
-    .bind(email)
+    let user = sqlx::query_as!(
+        StoredUser,
+        "select id, email, role, disabled, must_change_password, session_generation,
+                password_hash
+         from users where lower(email) = $1",
+        email
+    )
     .fetch_optional(pg)
-    .await?
-    .map(|row| user_from_row(&row))
-    .transpose()
+    .await?;
+    Ok(user.map(UserRecord::from))
 }
 
 fn db_error(context: &'static str) -> impl Fn(sqlx::Error) -> AppError {
@@ -409,58 +425,49 @@ pub const MAX_FAILURES_PER_CLIENT: i64 = 20;
 
 /// 429 when `email` or `client` has used up its failures in the window.
 async fn check_throttle(pg: &PgPool, email: &str, client: &str) -> Result<(), AppError> {
-    let row = sqlx::query(
-        "select count(*) filter (where email = $1) as by_email,
-                count(*) filter (where client_addr = $2) as by_client,
-                extract(epoch from min(created_at) filter (where email = $1)
-                    + make_interval(secs => $3) - now())::bigint as email_wait,
-                extract(epoch from min(created_at) filter (where client_addr = $2)
-                    + make_interval(secs => $3) - now())::bigint as client_wait
-         from sign_in_failures
-         where created_at > now() - make_interval(secs => $3)
-           and (email = $1 or client_addr = $2)",
+    let counts = sqlx::query!(
+        r#"select count(*) filter (where email = $1) as "by_email!",
+                  count(*) filter (where client_addr = $2) as "by_client!",
+                  extract(epoch from min(created_at) filter (where email = $1)
+                      + make_interval(secs => $3) - now())::bigint as email_wait,
+                  extract(epoch from min(created_at) filter (where client_addr = $2)
+                      + make_interval(secs => $3) - now())::bigint as client_wait
+           from sign_in_failures
+           where created_at > now() - make_interval(secs => $3)
+             and (email = $1 or client_addr = $2)"#,
+        email,
+        client,
+        THROTTLE_WINDOW_SECS as f64
     )
-    .bind(email)
-    .bind(client)
-    .bind(THROTTLE_WINDOW_SECS as f64)
     .fetch_one(pg)
     .await
     .map_err(db_error("Failed to count sign-in failures"))?;
-    let by_email: i64 = row.try_get("by_email").unwrap_or(0);
-    let by_client: i64 = row.try_get("by_client").unwrap_or(0);
-    let mut wait = 0i64;
-    if by_email >= MAX_FAILURES_PER_EMAIL {
-        wait = wait.max(
-            row.try_get::<Option<i64>, _>("email_wait")
-                .ok()
-                .flatten()
-                .unwrap_or(1),
-        );
+    let mut throttled = false;
+    let mut wait = 1i64;
+    if counts.by_email >= MAX_FAILURES_PER_EMAIL {
+        throttled = true;
+        wait = wait.max(counts.email_wait.unwrap_or(1));
     }
-    if by_client >= MAX_FAILURES_PER_CLIENT {
-        wait = wait.max(
-            row.try_get::<Option<i64>, _>("client_wait")
-                .ok()
-                .flatten()
-                .unwrap_or(1),
-        );
+    if counts.by_client >= MAX_FAILURES_PER_CLIENT {
+        throttled = true;
+        wait = wait.max(counts.client_wait.unwrap_or(1));
     }
-    if wait > 0 || by_email >= MAX_FAILURES_PER_EMAIL || by_client >= MAX_FAILURES_PER_CLIENT {
+    if throttled {
         tracing::warn!(%client, "refused: sign-in throttled");
         return Err(AppError::TooManyRequests {
-            retry_after_secs: wait.max(1) as u64,
+            retry_after_secs: wait as u64,
         });
     }
     Ok(())
 }
 
 async fn record_failure(pg: &PgPool, email: &str, client: &str) -> Result<(), AppError> {
-    sqlx::query(
+    sqlx::query!(
         "with cleared as (delete from sign_in_failures where created_at < now() - interval '1 day')
          insert into sign_in_failures (email, client_addr) values ($1, $2)",
+        email,
+        client
     )
-    .bind(email)
-    .bind(client)
     .execute(pg)
     .await
     .map_err(db_error("Failed to record a sign-in failure"))?;
@@ -495,13 +502,14 @@ pub async fn sign_in(
     match user {
         Some(user) if matches && !user.disabled => {
             start_session(session, &user).await?;
-            sqlx::query("update users set last_login_at = now() where id = $1;")
-                .bind(user.id)
-                .execute(&state.pg)
-                .await
-                .map_err(db_error("Failed to record the sign-in"))?;
-            sqlx::query("delete from sign_in_failures where email = $1")
-                .bind(&email)
+            sqlx::query!(
+                "update users set last_login_at = now() where id = $1",
+                user.id
+            )
+            .execute(&state.pg)
+            .await
+            .map_err(db_error("Failed to record the sign-in"))?;
+            sqlx::query!("delete from sign_in_failures where email = $1", email)
                 .execute(&state.pg)
                 .await
                 .map_err(db_error("Failed to clear sign-in failures"))?;
@@ -530,35 +538,30 @@ fn ms(t: OffsetDateTime) -> i64 {
 
 /// Every account, by email.
 pub async fn list_users(pg: &PgPool) -> Result<Vec<UserRow>, AppError> {
-    let rows = sqlx::query(
+    let rows = sqlx::query!(
         "select id, email, role, disabled, must_change_password, created_at, last_login_at
-         from users order by email",
+         from users order by email"
     )
     .fetch_all(pg)
     .await
     .map_err(db_error("Failed to list users"))?;
-    rows.iter()
-        .map(|row| {
-            let role: String = row.try_get("role")?;
-            Ok(UserRow {
-                id: row.try_get("id")?,
-                email: row.try_get("email")?,
-                role: Role::parse(&role).unwrap_or(Role::Operator),
-                disabled: row.try_get("disabled")?,
-                must_change_password: row.try_get("must_change_password")?,
-                created_at: ms(row.try_get("created_at")?),
-                last_login_at: row
-                    .try_get::<Option<OffsetDateTime>, _>("last_login_at")?
-                    .map(ms),
-            })
+    Ok(rows
+        .into_iter()
+        .map(|row| UserRow {
+            id: row.id,
+            email: row.email,
+            role: Role::parse(&row.role).unwrap_or(Role::Operator),
+            disabled: row.disabled,
+            must_change_password: row.must_change_password,
+            created_at: ms(row.created_at),
+            last_login_at: row.last_login_at.map(ms),
         })
-        .collect::<Result<Vec<_>, sqlx::Error>>()
-        .map_err(db_error("Failed to read users"))
+        .collect())
 }
 
 /// How many accounts exist.
 pub async fn count_users(pg: &PgPool) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar("select count(*) from users")
+    sqlx::query_scalar!(r#"select count(*) as "count!" from users"#)
         .fetch_one(pg)
         .await
 }
@@ -582,14 +585,14 @@ async fn insert_user(
     hash: &PasswordHash,
     must_change_password: bool,
 ) -> Result<i64, AppError> {
-    sqlx::query_scalar(
+    sqlx::query_scalar!(
         "insert into users (email, password_hash, role, must_change_password)
          values ($1, $2, $3, $4) returning id",
+        email,
+        hash.as_str(),
+        role.as_str(),
+        must_change_password
     )
-    .bind(email)
-    .bind(hash.as_str())
-    .bind(role.as_str())
-    .bind(must_change_password)
     .fetch_one(conn)
     .await
     .map_err(|error| match &error {
@@ -647,29 +650,30 @@ pub async fn add_user(
 
 /// Locks the account row for a change and returns (email, role, disabled).
 async fn lock_user(conn: &mut PgConnection, id: i64) -> Result<(String, Role, bool), AppError> {
-    let row = sqlx::query("select email, role, disabled from users where id = $1 for update")
-        .bind(id)
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(db_error("Failed to load a user"))?
-        .ok_or(AppError::NotFound {
-            what: format!("User {id}"),
-        })?;
-    let role: String = row.try_get("role").unwrap_or_default();
+    let row = sqlx::query!(
+        "select email, role, disabled from users where id = $1 for update",
+        id
+    )
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(db_error("Failed to load a user"))?
+    .ok_or(AppError::NotFound {
+        what: format!("User {id}"),
+    })?;
     Ok((
-        row.try_get("email").unwrap_or_default(),
-        Role::parse(&role).unwrap_or(Role::Operator),
-        row.try_get("disabled").unwrap_or(false),
+        row.email,
+        Role::parse(&row.role).unwrap_or(Role::Operator),
+        row.disabled,
     ))
 }
 
 /// Refuses a change that would leave no active admin. Run with the admins' rows locked.
 async fn keep_an_admin(conn: &mut PgConnection, changing: i64) -> Result<(), AppError> {
-    let others: i64 = sqlx::query_scalar(
-        "select count(*) from (select id from users
-          where role = 'admin' and not disabled and id <> $1 for update) admins",
+    let others = sqlx::query_scalar!(
+        r#"select count(*) as "count!" from (select id from users
+            where role = 'admin' and not disabled and id <> $1 for update) admins"#,
+        changing
     )
-    .bind(changing)
     .fetch_one(conn)
     .await
     .map_err(db_error("Failed to count admins"))?;
@@ -699,12 +703,14 @@ pub async fn set_role(
     if old_role == Role::Admin {
         keep_an_admin(&mut tx, user_id).await?;
     }
-    sqlx::query("update users set role = $2, updated_at = now() where id = $1")
-        .bind(user_id)
-        .bind(role.as_str())
-        .execute(&mut *tx)
-        .await
-        .map_err(db_error("Failed to change a role"))?;
+    sqlx::query!(
+        "update users set role = $2, updated_at = now() where id = $1",
+        user_id,
+        role.as_str()
+    )
+    .execute(&mut *tx)
+    .await
+    .map_err(db_error("Failed to change a role"))?;
     append(
         &mut tx,
         &NewEntry::new(
@@ -746,12 +752,12 @@ pub async fn set_disabled(
     if disabled && role == Role::Admin {
         keep_an_admin(&mut tx, user_id).await?;
     }
-    sqlx::query(
+    sqlx::query!(
         "update users set disabled = $2, session_generation = session_generation + 1,
                 updated_at = now() where id = $1",
+        user_id,
+        disabled
     )
-    .bind(user_id)
-    .bind(disabled)
     .execute(&mut *tx)
     .await
     .map_err(db_error("Failed to change an account"))?;
@@ -810,13 +816,13 @@ pub async fn change_password(
         .begin()
         .await
         .map_err(db_error("Failed to begin"))?;
-    let generation: i32 = sqlx::query_scalar(
+    let generation = sqlx::query_scalar!(
         "update users set password_hash = $2, must_change_password = false,
                 session_generation = session_generation + 1, updated_at = now()
          where id = $1 returning session_generation",
+        user_id,
+        hash.as_str()
     )
-    .bind(user_id)
-    .bind(hash.as_str())
     .fetch_one(&mut *tx)
     .await
     .map_err(db_error("Failed to change the password"))?;
@@ -856,22 +862,22 @@ pub const SETUP_LINK_HOURS: i64 = 24;
 /// once); `None` when accounts exist.
 pub async fn issue_setup_token(pg: &PgPool) -> Result<Option<String>, sqlx::Error> {
     let mut tx = pg.begin().await?;
-    sqlx::query("lock table users in share mode")
+    sqlx::query!("lock table users in share mode")
         .execute(&mut *tx)
         .await?;
-    let users: i64 = sqlx::query_scalar("select count(*) from users")
+    let users = sqlx::query_scalar!(r#"select count(*) as "count!" from users"#)
         .fetch_one(&mut *tx)
         .await?;
     if users > 0 {
         return Ok(None);
     }
     let token = random_token();
-    sqlx::query(
+    sqlx::query!(
         "insert into setup_tokens (token_hash, expires_at)
          values ($1, now() + make_interval(hours => $2))",
+        token_digest(&token),
+        SETUP_LINK_HOURS as i32
     )
-    .bind(token_digest(&token))
-    .bind(SETUP_LINK_HOURS as i32)
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
@@ -881,7 +887,7 @@ pub async fn issue_setup_token(pg: &PgPool) -> Result<Option<String>, sqlx::Erro
 /// Whether `token` is a live setup token (compared in constant time).
 async fn setup_token_is_live(conn: &mut PgConnection, token: &str) -> Result<bool, sqlx::Error> {
     let digests: Vec<Vec<u8>> =
-        sqlx::query_scalar("select token_hash from setup_tokens where expires_at > now()")
+        sqlx::query_scalar!("select token_hash from setup_tokens where expires_at > now()")
             .fetch_all(conn)
             .await?;
     let presented = token_digest(token);
@@ -914,11 +920,11 @@ pub async fn create_first_admin(
     check_new_password("password", password.expose_secret())?;
     let hash = hash_password(password).await?;
     let mut tx = pg.begin().await.map_err(db_error("Failed to begin"))?;
-    sqlx::query("lock table users in share row exclusive mode")
+    sqlx::query!("lock table users in share row exclusive mode")
         .execute(&mut *tx)
         .await
         .map_err(db_error("Failed to lock users"))?;
-    let users: i64 = sqlx::query_scalar("select count(*) from users")
+    let users = sqlx::query_scalar!(r#"select count(*) as "count!" from users"#)
         .fetch_one(&mut *tx)
         .await
         .map_err(db_error("Failed to count users"))?;
@@ -932,7 +938,7 @@ pub async fn create_first_admin(
         });
     }
     let id = insert_user(&mut tx, &email, Role::Admin, &hash, false).await?;
-    sqlx::query("delete from setup_tokens")
+    sqlx::query!("delete from setup_tokens")
         .execute(&mut *tx)
         .await
         .map_err(db_error("Failed to retire the setup link"))?;

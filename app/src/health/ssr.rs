@@ -38,7 +38,10 @@ where
 /// Asks PostgreSQL `select 1`.
 pub async fn check_postgres(state: &AppState) -> StoreCheck {
     timed_probe(state.probe_timeout, async {
-        sqlx::query("select 1").execute(&state.pg).await.map(drop)
+        sqlx::query!("select 1 as one")
+            .fetch_one(&state.pg)
+            .await
+            .map(drop)
     })
     .await
 }
@@ -86,17 +89,16 @@ async fn postgres_details(state: &AppState, reachable: bool) -> PostgresDetails 
     if !reachable {
         return details;
     }
-    let lookup = sqlx::query_as::<_, (String, String, i64)>(
-        "select current_setting('server_version'), current_database(), \
-         pg_database_size(current_database())",
+    let lookup = sqlx::query!(
+        r#"select current_setting('server_version') as "version!",
+                  current_database() as "database!",
+                  pg_database_size(current_database()) as "size!""#
     )
     .fetch_one(pool);
-    if let Ok(Ok((version, database, size))) =
-        tokio::time::timeout(state.probe_timeout, lookup).await
-    {
-        details.version = Some(version);
-        details.database = Some(database);
-        details.size_bytes = Some(size);
+    if let Ok(Ok(row)) = tokio::time::timeout(state.probe_timeout, lookup).await {
+        details.version = Some(row.version);
+        details.database = Some(row.database);
+        details.size_bytes = Some(row.size);
     }
     details
 }

@@ -6,8 +6,7 @@
 //! and TRUNCATE are refused by triggers: see the migration.
 
 use serde_json::Value;
-use sqlx::postgres::PgRow;
-use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder, Row};
+use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder};
 use time::OffsetDateTime;
 
 use super::{format_ago, BrokenLink, ChainReport, Entry, EntryView, Outcome};
@@ -87,25 +86,25 @@ impl NewEntry {
 /// at READ COMMITTED (the default) and should append last: the chain lock is held until
 /// the transaction ends.
 pub async fn append(conn: &mut PgConnection, entry: &NewEntry) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar(
+    sqlx::query_scalar!(
         "insert into runbook_history
             (kind, title, body, actor, actor_user_id, started_at, finished_at, outcome,
              reason, details, incident_id, severity)
          values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
          returning id",
+        entry.kind,
+        entry.title,
+        entry.body,
+        entry.actor,
+        entry.actor_user_id,
+        entry.started_at,
+        entry.finished_at,
+        entry.outcome.as_str(),
+        entry.reason,
+        entry.details,
+        entry.incident_id,
+        entry.severity,
     )
-    .bind(&entry.kind)
-    .bind(&entry.title)
-    .bind(&entry.body)
-    .bind(&entry.actor)
-    .bind(entry.actor_user_id)
-    .bind(entry.started_at)
-    .bind(entry.finished_at)
-    .bind(entry.outcome.as_str())
-    .bind(&entry.reason)
-    .bind(&entry.details)
-    .bind(entry.incident_id)
-    .bind(&entry.severity)
     .fetch_one(conn)
     .await
 }
@@ -126,7 +125,8 @@ pub struct Filter {
     pub before: Option<(OffsetDateTime, i64)>,
 }
 
-/// The columns every read selects, in [`entry_from_row`]'s order.
+/// The columns every read selects, in [`EntryRecord`]'s order. The dynamic search uses
+/// it; fixed queries spell the same list out, so the macros can check them.
 const COLUMNS: &str = "id, kind, title, body, actor, started_at, finished_at, outcome, reason, \
     jsonb_pretty(details) as details, incident_id, severity, created_at, \
     encode(hash, 'hex') as hash";
@@ -135,28 +135,45 @@ fn millis(t: OffsetDateTime) -> i64 {
     (t.unix_timestamp_nanos() / 1_000_000) as i64
 }
 
-fn entry_from_row(row: &PgRow, now: OffsetDateTime) -> Result<Entry, sqlx::Error> {
-    let started_at: OffsetDateTime = row.try_get("started_at")?;
-    let finished_at: Option<OffsetDateTime> = row.try_get("finished_at")?;
-    let created_at: OffsetDateTime = row.try_get("created_at")?;
-    let outcome: String = row.try_get("outcome")?;
-    Ok(Entry {
-        id: row.try_get("id")?,
-        kind: row.try_get("kind")?,
-        title: row.try_get("title")?,
-        body: row.try_get("body")?,
-        actor: row.try_get("actor")?,
-        started_at: millis(started_at),
-        finished_at: finished_at.map(millis),
-        outcome: Outcome::parse(&outcome).unwrap_or(Outcome::Info),
-        reason: row.try_get("reason")?,
-        details: row.try_get("details")?,
-        incident_id: row.try_get("incident_id")?,
-        severity: row.try_get("severity")?,
-        created_at: millis(created_at),
-        hash: row.try_get("hash")?,
-        started_ago: format_ago(millis(started_at), millis(now)),
-    })
+/// An entry as stored.
+#[derive(Debug, sqlx::FromRow)]
+struct EntryRecord {
+    id: i64,
+    kind: String,
+    title: String,
+    body: String,
+    actor: String,
+    started_at: OffsetDateTime,
+    finished_at: Option<OffsetDateTime>,
+    outcome: String,
+    reason: Option<String>,
+    details: Option<String>,
+    incident_id: Option<i64>,
+    severity: Option<String>,
+    created_at: OffsetDateTime,
+    hash: Option<String>,
+}
+
+impl EntryRecord {
+    fn into_entry(self, now: OffsetDateTime) -> Entry {
+        Entry {
+            id: self.id,
+            kind: self.kind,
+            title: self.title,
+            body: self.body,
+            actor: self.actor,
+            started_at: millis(self.started_at),
+            finished_at: self.finished_at.map(millis),
+            outcome: Outcome::parse(&self.outcome).unwrap_or(Outcome::Info),
+            reason: self.reason,
+            details: self.details.unwrap_or_else(|| "{}".into()),
+            incident_id: self.incident_id,
+            severity: self.severity,
+            created_at: millis(self.created_at),
+            hash: self.hash.unwrap_or_default(),
+            started_ago: format_ago(millis(self.started_at), millis(now)),
+        }
+    }
 }
 
 /// Turns free text into a prefix-matching `tsquery` (`disk:* & full:*`): only letters
@@ -211,14 +228,14 @@ pub async fn search(
     query
         .push(" order by started_at desc, id desc limit ")
         .push_bind(limit + 1);
-    let rows = query.build().fetch_all(pg).await?;
+    let rows = query.build_query_as::<EntryRecord>().fetch_all(pg).await?;
     let now = OffsetDateTime::now_utc();
     let more = rows.len() as i64 > limit;
     let entries = rows
-        .iter()
+        .into_iter()
         .take(limit as usize)
-        .map(|row| entry_from_row(row, now))
-        .collect::<Result<Vec<_>, _>>()?;
+        .map(|row| row.into_entry(now))
+        .collect();
     Ok((entries, more))
 }
 
@@ -242,30 +259,37 @@ pub fn parse_cursor(cursor: &str) -> Result<(OffsetDateTime, i64), AppError> {
 /// One entry, with an incident's timeline.
 pub async fn load(pg: &PgPool, id: i64) -> Result<Option<EntryView>, sqlx::Error> {
     let now = OffsetDateTime::now_utc();
-    let Some(row) = sqlx::query(&format!(
-        "select {COLUMNS} from runbook_history where id = $1"
-    ))
-    .bind(id)
+    let Some(record) = sqlx::query_as!(
+        EntryRecord,
+        r#"select id, kind, title, body, actor, started_at, finished_at, outcome, reason,
+                  jsonb_pretty(details) as details, incident_id, severity, created_at,
+                  encode(hash, 'hex') as hash
+           from runbook_history where id = $1"#,
+        id
+    )
     .fetch_optional(pg)
     .await?
     else {
         return Ok(None);
     };
-    let entry = entry_from_row(&row, now)?;
+    let entry = record.into_entry(now);
     let mut timeline = Vec::new();
     let mut resolved_at = None;
     if entry.kind == "incident" {
-        let rows = sqlx::query(&format!(
-            "select {COLUMNS} from runbook_history where incident_id = $1
-             order by started_at, id limit 500"
-        ))
-        .bind(id)
+        timeline = sqlx::query_as!(
+            EntryRecord,
+            r#"select id, kind, title, body, actor, started_at, finished_at, outcome, reason,
+                      jsonb_pretty(details) as details, incident_id, severity, created_at,
+                      encode(hash, 'hex') as hash
+               from runbook_history where incident_id = $1
+               order by started_at, id limit 500"#,
+            id
+        )
         .fetch_all(pg)
-        .await?;
-        timeline = rows
-            .iter()
-            .map(|row| entry_from_row(row, now))
-            .collect::<Result<Vec<_>, _>>()?;
+        .await?
+        .into_iter()
+        .map(|record| record.into_entry(now))
+        .collect::<Vec<_>>();
         resolved_at = entry.finished_at.or_else(|| {
             timeline
                 .iter()
@@ -283,10 +307,11 @@ pub async fn load(pg: &PgPool, id: i64) -> Result<Option<EntryView>, sqlx::Error
 
 /// Whether `id` is an incident.
 pub async fn is_incident(conn: &mut PgConnection, id: i64) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar(
-        "select exists (select 1 from runbook_history where id = $1 and kind = 'incident')",
+    sqlx::query_scalar!(
+        r#"select exists (select 1 from runbook_history where id = $1 and kind = 'incident')
+               as "exists!""#,
+        id
     )
-    .bind(id)
     .fetch_one(conn)
     .await
 }
@@ -294,53 +319,45 @@ pub async fn is_incident(conn: &mut PgConnection, id: i64) -> Result<bool, sqlx:
 /// Walks the whole chain in id order and reports the first entry whose link to its
 /// predecessor or whose own contents do not match its hash.
 pub async fn verify(pg: &PgPool) -> Result<ChainReport, sqlx::Error> {
-    let row = sqlx::query(
-        "select count(*) as entries,
-                (select encode(hash, 'hex') from runbook_history order by id desc limit 1)
-                    as head_hash
-         from runbook_history",
+    let summary = sqlx::query!(
+        r#"select count(*) as "entries!",
+                  (select encode(hash, 'hex') from runbook_history order by id desc limit 1)
+                      as head_hash
+           from runbook_history"#
     )
     .fetch_one(pg)
     .await?;
-    let entries: i64 = row.try_get("entries")?;
-    let head_hash: Option<String> = row.try_get("head_hash")?;
-    let broken = sqlx::query(
-        "select id, linked, intact, numbered from (
-            select id,
-                   prev_hash = coalesce(lag(hash) over (order by id), ''::bytea) as linked,
-                   hash = runbook_history_digest(h) as intact,
-                   id = row_number() over (order by id) as numbered
-            from runbook_history h
-         ) chain
-         where not (linked and intact and numbered)
-         order by id
-         limit 1",
+    let broken = sqlx::query!(
+        r#"select id as "id!", linked as "linked!", intact as "intact!" from (
+              select id,
+                     prev_hash = coalesce(lag(hash) over (order by id), ''::bytea) as linked,
+                     hash = runbook_history_digest(h) as intact,
+                     id = row_number() over (order by id) as numbered
+              from runbook_history h
+           ) chain
+           where not (linked and intact and numbered)
+           order by id
+           limit 1"#
     )
     .fetch_optional(pg)
     .await?;
-    let first_broken = match broken {
-        None => None,
-        Some(row) => {
-            let id: i64 = row.try_get("id")?;
-            let intact: bool = row.try_get("intact")?;
-            let linked: bool = row.try_get("linked")?;
-            let problem = if !intact {
-                "its contents no longer match its hash: it was changed after it was written"
-            } else if !linked {
-                "it does not link to the entry before it: an entry before it was changed or removed"
-            } else {
-                "an entry before it is missing"
-            };
-            Some(BrokenLink {
-                id,
-                problem: problem.to_owned(),
-            })
+    let first_broken = broken.map(|row| {
+        let problem = if !row.intact {
+            "its contents no longer match its hash: it was changed after it was written"
+        } else if !row.linked {
+            "it does not link to the entry before it: an entry before it was changed or removed"
+        } else {
+            "an entry before it is missing"
+        };
+        BrokenLink {
+            id: row.id,
+            problem: problem.to_owned(),
         }
-    };
+    });
     Ok(ChainReport {
-        entries,
+        entries: summary.entries,
         first_broken,
-        head_hash,
+        head_hash: summary.head_hash,
     })
 }
 
