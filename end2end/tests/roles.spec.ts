@@ -33,6 +33,7 @@ test("an operator sees no user management and no export", async ({ page }) => {
   await page.goto("/admin/settings/users");
   await expect(page.getByRole("alert")).toContainText("cannot manage users; only admins can");
   await expect(page.getByRole("button", { name: /Disable / })).toHaveCount(0);
+  await expect(page.getByRole("form", { name: "Add a user" })).toHaveCount(0);
 });
 
 test("a manager reads and exports the history but sees no admin controls", async ({ page }) => {

@@ -4,8 +4,9 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 
 use super::api::{list_users, AddUser, SetUserDisabled, SetUserRole};
+use crate::auth::Permission;
 use crate::auth::{Role, UserRow};
-use crate::components::{action_error, Badge, ErrorBanner, PageHeader, Tone};
+use crate::components::{action_error, Badge, ErrorBanner, IfAllowed, PageHeader, Tone};
 use crate::history::format_utc;
 
 /// `/admin/settings/users`.
@@ -38,6 +39,7 @@ pub fn UsersPage() -> impl IntoView {
         </Transition>
         {action_error(set_role.value())}
         {action_error(set_disabled.value())}
+        <IfAllowed permission=Permission::ManageUsers>
         <section class="panel form-panel wide">
             <h2>"Add a user"</h2>
             <ActionForm action=add attr:class="form-row" attr:aria-label="Add a user">
@@ -69,6 +71,7 @@ pub fn UsersPage() -> impl IntoView {
                 _ => None,
             }}
         </section>
+        </IfAllowed>
     }
 }
 
