@@ -178,7 +178,7 @@ fn parse_incident_id(value: &str) -> Result<Option<i64>, AppError> {
 /// Adds a note, on its own or on an incident's timeline. Every role may.
 #[server(endpoint = "history/note")]
 pub async fn add_note(title: String, body: String, incident_id: String) -> Result<i64, AppError> {
-    use super::ssr::{append, is_incident, NewEntry};
+    use super::ssr::{is_incident, record, NewEntry};
     let (state, actor) = crate::auth::ssr::guard(crate::auth::Permission::Annotate).await?;
     let result = async {
         let body = check_text("body", &body, 20_000, true)?;
@@ -194,13 +194,8 @@ pub async fn add_note(title: String, body: String, incident_id: String) -> Resul
         } else {
             title
         };
-        let mut tx = state
-            .pg
-            .begin()
-            .await
-            .map_err(|e| AppError::internal("Failed to begin", e))?;
         if let Some(id) = incident_id {
-            if !is_incident(&mut tx, id)
+            if !is_incident(&state.pg, id)
                 .await
                 .map_err(|e| AppError::internal("Failed to look up the incident", e))?
             {
@@ -210,18 +205,14 @@ pub async fn add_note(title: String, body: String, incident_id: String) -> Resul
                 ));
             }
         }
-        let id = append(
-            &mut tx,
+        record(
+            &state.pg,
             &NewEntry::new("note", title, &actor, super::Outcome::Info)
                 .with_body(body)
                 .with_incident(incident_id),
+            "Failed to add a note",
         )
         .await
-        .map_err(|e| AppError::internal("Failed to add a note", e))?;
-        tx.commit()
-            .await
-            .map_err(|e| AppError::internal("Failed to commit", e))?;
-        Ok(id)
     }
     .await;
     crate::server::respond(result)
@@ -236,7 +227,7 @@ pub async fn declare_incident(
     resolved_at: String,
     body: String,
 ) -> Result<i64, AppError> {
-    use super::ssr::{append, NewEntry};
+    use super::ssr::{record, NewEntry};
     let (state, actor) = crate::auth::ssr::guard(crate::auth::Permission::Annotate).await?;
     let result = async {
         let title = check_text("title", &title, 200, true)?;
@@ -261,24 +252,15 @@ pub async fn declare_incident(
                 ));
             }
         }
-        let mut tx = state
-            .pg
-            .begin()
-            .await
-            .map_err(|e| AppError::internal("Failed to begin", e))?;
-        let id = append(
-            &mut tx,
+        record(
+            &state.pg,
             &NewEntry::new("incident", title, &actor, super::Outcome::Info)
                 .with_body(body)
                 .with_times(started, resolved)
                 .with_severity(Some(severity)),
+            "Failed to declare an incident",
         )
         .await
-        .map_err(|e| AppError::internal("Failed to declare an incident", e))?;
-        tx.commit()
-            .await
-            .map_err(|e| AppError::internal("Failed to commit", e))?;
-        Ok(id)
     }
     .await;
     crate::server::respond(result)
@@ -291,7 +273,7 @@ pub async fn resolve_incident(
     resolved_at: String,
     body: String,
 ) -> Result<i64, AppError> {
-    use super::ssr::{append, load, NewEntry};
+    use super::ssr::{load, record, NewEntry};
     let (state, actor) = crate::auth::ssr::guard(crate::auth::Permission::Annotate).await?;
     let result = async {
         let body = check_text("body", &body, 20_000, false)?;
@@ -309,13 +291,8 @@ pub async fn resolve_incident(
         }
         let now = time::OffsetDateTime::now_utc();
         let resolved = parse_time("resolved_at", &resolved_at, false)?.unwrap_or(now);
-        let mut tx = state
-            .pg
-            .begin()
-            .await
-            .map_err(|e| AppError::internal("Failed to begin", e))?;
-        let id = append(
-            &mut tx,
+        record(
+            &state.pg,
             &NewEntry::new(
                 "incident_resolved",
                 format!("Resolved: {}", view.entry.title),
@@ -325,13 +302,9 @@ pub async fn resolve_incident(
             .with_body(body)
             .with_times(resolved, Some(resolved))
             .with_incident(Some(incident_id)),
+            "Failed to resolve the incident",
         )
         .await
-        .map_err(|e| AppError::internal("Failed to resolve the incident", e))?;
-        tx.commit()
-            .await
-            .map_err(|e| AppError::internal("Failed to commit", e))?;
-        Ok(id)
     }
     .await;
     crate::server::respond(result)

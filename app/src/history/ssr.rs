@@ -109,6 +109,16 @@ pub async fn append(conn: &mut PgConnection, entry: &NewEntry) -> Result<i64, sq
     .await
 }
 
+/// Appends `entry` in a transaction of its own, for records that accompany no other
+/// write (notes, incidents). `context` names the action in the server log on failure.
+pub async fn record(pg: &PgPool, entry: &NewEntry, context: &'static str) -> Result<i64, AppError> {
+    let internal = |e: sqlx::Error| AppError::internal(context, e);
+    let mut tx = pg.begin().await.map_err(internal)?;
+    let id = append(&mut tx, entry).await.map_err(internal)?;
+    tx.commit().await.map_err(internal)?;
+    Ok(id)
+}
+
 /// What to search for. Every field is optional; `before` is the keyset cursor.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Filter {
@@ -306,13 +316,13 @@ pub async fn load(pg: &PgPool, id: i64) -> Result<Option<EntryView>, sqlx::Error
 }
 
 /// Whether `id` is an incident.
-pub async fn is_incident(conn: &mut PgConnection, id: i64) -> Result<bool, sqlx::Error> {
+pub async fn is_incident(pg: &PgPool, id: i64) -> Result<bool, sqlx::Error> {
     sqlx::query_scalar!(
         r#"select exists (select 1 from runbook_history where id = $1 and kind = 'incident')
                as "exists!""#,
         id
     )
-    .fetch_one(conn)
+    .fetch_one(pg)
     .await
 }
 

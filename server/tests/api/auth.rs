@@ -25,6 +25,16 @@ fn cookie_value(set_cookie: &str) -> String {
         .to_owned()
 }
 
+/// Signs `client` in as `email` and returns the raw response (to read its cookie).
+async fn sign_in_raw(client: &Client, email: &str) -> reqwest::Response {
+    client
+        .call_server_fn(
+            "auth/sign-in",
+            json!({"email": email, "password": PASSWORD, "next": ""}),
+        )
+        .await
+}
+
 /// A client that sends exactly `cookie` as its session, like a stolen or old cookie.
 fn client_with_cookie(address: &str, cookie: &str) -> reqwest::Client {
     let mut headers = reqwest::header::HeaderMap::new();
@@ -88,21 +98,11 @@ async fn the_session_id_changes_at_sign_in_so_a_planted_id_is_worthless() {
     let app = spawn_app().await;
     app.add_user("ops@example.com", Role::Operator).await;
     let client = app.client();
-    let first = client
-        .call_server_fn(
-            "auth/sign-in",
-            json!({"email": "ops@example.com", "password": PASSWORD, "next": ""}),
-        )
-        .await;
+    let first = sign_in_raw(&client, "ops@example.com").await;
     let first_id = cookie_value(&session_set_by(&first).unwrap());
 
     // Signing in again on the same browser (sending the first id) must issue a new id.
-    let second = client
-        .call_server_fn(
-            "auth/sign-in",
-            json!({"email": "ops@example.com", "password": PASSWORD, "next": ""}),
-        )
-        .await;
+    let second = sign_in_raw(&client, "ops@example.com").await;
     let second_id = cookie_value(&session_set_by(&second).unwrap());
 
     assert_ne!(first_id, second_id);
@@ -121,12 +121,7 @@ async fn signing_out_destroys_the_session_on_the_server() {
     let app = spawn_app().await;
     app.add_user("ops@example.com", Role::Operator).await;
     let client = app.client();
-    let response = client
-        .call_server_fn(
-            "auth/sign-in",
-            json!({"email": "ops@example.com", "password": PASSWORD, "next": ""}),
-        )
-        .await;
+    let response = sign_in_raw(&client, "ops@example.com").await;
     let id = cookie_value(&session_set_by(&response).unwrap());
     assert_eq!(app.count("sessions").await, 1);
 
@@ -188,12 +183,7 @@ async fn repeated_failures_for_one_email_are_throttled_whether_or_not_it_exists(
     }
 
     // Even the right password is refused now, with a time to come back.
-    let response = client
-        .call_server_fn(
-            "auth/sign-in",
-            json!({"email": "ops@example.com", "password": PASSWORD, "next": ""}),
-        )
-        .await;
+    let response = sign_in_raw(&client, "ops@example.com").await;
     assert_eq!(response.status(), 429);
     let retry: u64 = response.headers()["retry-after"]
         .to_str()
