@@ -4,13 +4,14 @@ SHELL := /bin/bash
 
 export PATH := $(HOME)/.cargo/bin:$(CURDIR)/end2end/node_modules/.bin:$(PATH)
 
-.PHONY: help run test setup setup-test stores build-release check unit e2e stop bench-history
+.PHONY: help run test setup setup-test stores build-release check unit e2e stop bench-history bench-replay
 
 help:
 	@echo "make run    install what is missing, start PostgreSQL + ClickHouse, build, serve http://127.0.0.1:3000/admin"
 	@echo "make test   start the stores, then fmt, clippy (server + wasm), unit + integration tests, browser tests"
 	@echo "make stop   stop the local stores"
 	@echo "make bench-history   a million history entries: page queries, chain verification, sign-in timing"
+	@echo "make bench-replay    a million queued rows: replay rows/s against plain inserts and deletes"
 
 ## Build and serve the console (release build) against the local stores.
 run: setup stores build-release
@@ -18,6 +19,7 @@ run: setup stores build-release
 	export LEPTOS_SITE_ROOT=target/site; \
 	./target/release/salvage migrate && \
 	./target/release/salvage demo && \
+	{ (sleep 3; exec ./target/release/salvage demo traffic) & } && \
 	exec ./target/release/salvage serve
 
 ## Every check CI runs.
@@ -42,3 +44,7 @@ stop:
 ## Benchmark: the history page's queries at a million entries (prints figures).
 bench-history: stores
 	cargo run -q -p salvage --features app/ssr --example bench_history -- 1000000
+
+## Benchmark: replay of a million queued rows against its two bounds (prints figures).
+bench-replay: stores
+	cargo run -q --release -p salvage --features app/ssr -- bench replay --rows 1000000

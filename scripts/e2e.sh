@@ -20,6 +20,18 @@ export SALVAGE_ADDR=127.0.0.1:$PORT SALVAGE_PUBLIC_URL=http://127.0.0.1:$PORT
 export LEPTOS_SITE_ROOT=target/site
 export SALVAGE_BIN="$ROOT/target/debug/salvage"
 "$SALVAGE_BIN" migrate >/dev/null
+# 250 rows parked in the requests queue, as an outage would leave them, for the queues
+# page's replay test (the replay sends them to the real ClickHouse).
+psql -X -q -v ON_ERROR_STOP=1 "$DATABASE_URL" <<'SQL'
+insert into requests_fallback (id, ts, row_json, last_error, last_attempt_at)
+select u, now(), json_build_object(
+         'id', u, 'ts', to_char(now() at time zone 'utc', 'YYYY-MM-DD HH24:MI:SS'), 'ts_ms', 0,
+         'organization_id', 'org_e2e', 'project', 'e2e', 'provider', 'openai',
+         'model', 'gpt-4o-mini', 'status', 200, 'latency_ms', 100, 'prompt_tokens', 10,
+         'completion_tokens', 5, 'cost_usd', 0.0001, 'error', null)::text,
+       'ClickHouse: network error (e2e seed)', now()
+  from (select gen_random_uuid() as u from generate_series(1, 250)) rows;
+SQL
 # One account per role, made through the CLI (password on stdin, as documented).
 export E2E_PASSWORD="e2e-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 for role in operator manager admin; do

@@ -32,6 +32,12 @@ pub enum AppError {
     /// Too many attempts; try again after `retry_after_secs` seconds (429).
     #[error("Too many failed sign-ins. Try again in {} minute(s).", retry_after_secs.div_ceil(60).max(1))]
     TooManyRequests { retry_after_secs: u64 },
+    /// The request itself is malformed (not JSON, not the expected shape) (400).
+    #[error("{message}")]
+    BadRequest { message: String },
+    /// The request is larger than Salvage accepts: body size or rows per batch (413).
+    #[error("{message}")]
+    TooLarge { message: String },
     /// The action conflicts with the current state (409).
     #[error("{message}")]
     Conflict { message: String },
@@ -58,7 +64,9 @@ impl AppError {
     /// The HTTP status this error is sent with.
     pub fn status_code(&self) -> u16 {
         match self {
+            Self::BadRequest { .. } => 400,
             Self::Unauthorized | Self::SignInFailed => 401,
+            Self::TooLarge { .. } => 413,
             Self::TooManyRequests { .. } => 429,
             Self::Forbidden { .. } => 403,
             Self::NotFound { .. } => 404,

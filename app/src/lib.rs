@@ -10,6 +10,8 @@
 //!   `/admin/account`.
 //! - [`overview`] — `/admin`, the live state of both stores.
 //! - [`history`] — `/admin/history`, the append-only, hash-chained runbook history.
+//! - [`queues`] — the safe write path: ingest, fallback queues, replay, expiry;
+//!   `/admin/queues` and `/admin/settings/ingest-keys`.
 //! - [`settings`] — `/admin/settings/users`, user management.
 //! - [`health`] — the store probes shared by `/health/*` and the overview.
 //! - [`components`] — the admin layout, badges, headers, the theme toggle.
@@ -27,6 +29,7 @@ pub mod error;
 pub mod health;
 pub mod history;
 pub mod overview;
+pub mod queues;
 #[cfg(feature = "ssr")]
 pub mod server;
 pub mod settings;
@@ -40,6 +43,7 @@ use auth::page::{AccountPage, LoginPage, SetupPage};
 use components::AdminLayout;
 use history::page::{HistoryEntryPage, HistoryPage};
 use overview::OverviewPage;
+use queues::page::{IngestKeysPage, QueuesPage};
 use settings::page::UsersPage;
 
 /// Applies the stored theme before the first paint, so a dark-mode user never sees a
@@ -92,7 +96,9 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("") view=|| view! { <Title text="Overview" /><OverviewPage /> } ssr=SsrMode::Async />
                     <Route path=path!("history") view=HistoryPage ssr=SsrMode::Async />
                     <Route path=path!("history/:id") view=HistoryEntryPage ssr=SsrMode::Async />
+                    <Route path=path!("queues") view=QueuesPage ssr=SsrMode::Async />
                     <Route path=path!("settings/users") view=UsersPage ssr=SsrMode::Async />
+                    <Route path=path!("settings/ingest-keys") view=IngestKeysPage ssr=SsrMode::Async />
                     <Route path=path!("account") view=AccountPage ssr=SsrMode::Async />
                 </ParentRoute>
             </Routes>

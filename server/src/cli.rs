@@ -42,9 +42,86 @@ pub enum Command {
     /// Read or check the runbook history.
     #[command(subcommand)]
     History(HistoryCommand),
-    /// Create demo accounts (one per role; passwords printed once) and a few months of
-    /// realistic history. Does nothing that is already there.
-    Demo,
+    /// Replay both fallback queues into ClickHouse now (the same run as the console's
+    /// Replay button and /cron/replay-fallback), with a progress bar. Ctrl-C stops
+    /// after the current batch; nothing is lost or doubled either way.
+    Replay {
+        /// Why, for the history.
+        #[arg(long)]
+        reason: Option<String>,
+        /// Rows per batch (default: SALVAGE_REPLAY_BATCH, 5000).
+        #[arg(long)]
+        batch: Option<i64>,
+        /// Stop after this many seconds and report what is left (default: no limit).
+        #[arg(long)]
+        budget_secs: Option<u64>,
+    },
+    /// Delete queued rows older than SALVAGE_FALLBACK_TTL_HOURS (default 7 days). This
+    /// loses those rows for good; each queue that loses any gets a history entry.
+    Expire,
+    /// Create, revoke or list the keys callers of /ingest/* authenticate with.
+    #[command(subcommand)]
+    IngestKey(IngestKeyCommand),
+    /// Demo data: accounts and history (no subcommand), live traffic, an outage.
+    Demo {
+        #[command(subcommand)]
+        command: Option<DemoCommand>,
+    },
+    /// Measure Salvage on this machine (throwaway databases; prints the figures).
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+/// `salvage ingest-key …`.
+#[derive(Debug, Subcommand)]
+pub enum IngestKeyCommand {
+    /// Create a key; the secret is printed once, on standard output.
+    Create {
+        /// Who will use it, e.g. "api-gateway production".
+        #[arg(long)]
+        name: String,
+    },
+    /// Revoke a key: every replica refuses it within 30 s.
+    Revoke {
+        #[arg(long)]
+        id: i64,
+        #[arg(long)]
+        reason: String,
+    },
+    /// List the keys (never their secrets).
+    List,
+}
+
+/// `salvage demo …`.
+#[derive(Debug, Subcommand)]
+pub enum DemoCommand {
+    /// Post realistic LLM request logs and trace events to this Salvage's /ingest/*,
+    /// a few batches a second, until stopped. Creates its own ingest key.
+    Traffic {
+        /// Batches per second.
+        #[arg(long, default_value_t = 2)]
+        rate: u32,
+    },
+    /// Stop the local ClickHouse (scripts/stores.sh) for N seconds, then start it again:
+    /// watch /admin/queues fill, then drain when you press Replay.
+    Outage {
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+    },
+}
+
+/// `salvage bench …`.
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Fill a fallback queue with N rows and drain it; print replay rows/s beside a plain
+    /// ClickHouse insert and a plain PostgreSQL claim-and-delete of the same rows, peak
+    /// memory, and ingest rows/s with ClickHouse up and down.
+    Replay {
+        #[arg(long, default_value_t = 100_000)]
+        rows: u64,
+        #[arg(long, default_value_t = 5000)]
+        batch: i64,
+    },
 }
 
 /// `salvage user …`.
@@ -136,7 +213,23 @@ pub async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
                 }
             }
         }
-        Command::Demo => crate::demo::run(&settings).await,
+        Command::Demo { command: None } => crate::demo::run(&settings).await,
+        Command::Demo {
+            command: Some(DemoCommand::Traffic { rate }),
+        } => crate::demo::traffic(&settings, rate).await,
+        Command::Demo {
+            command: Some(DemoCommand::Outage { seconds }),
+        } => crate::demo::outage(seconds).await,
+        Command::Replay {
+            reason,
+            batch,
+            budget_secs,
+        } => replay(settings, reason, batch, budget_secs).await,
+        Command::Expire => expire(settings).await,
+        Command::IngestKey(command) => ingest_key(command, settings).await,
+        Command::Bench(BenchCommand::Replay { rows, batch }) => {
+            crate::bench::replay(&settings, rows, batch).await
+        }
     }
 }
 
@@ -249,11 +342,174 @@ async fn user(command: UserCommand, settings: Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The state, with the PostgreSQL schema applied (every CLI action needs it).
+async fn migrated_state(settings: &Settings) -> anyhow::Result<app::server::AppState> {
+    let state = startup::build_state(settings);
+    app::server::postgres::migrate(&state.pg)
+        .await
+        .context("Failed to apply the PostgreSQL migrations")?;
+    Ok(state)
+}
+
+async fn replay(
+    settings: Settings,
+    reason: Option<String>,
+    batch: Option<i64>,
+    budget_secs: Option<u64>,
+) -> anyhow::Result<()> {
+    use app::queues::ssr::replay::{begin, drive, request_cancel, ReplayOptions, Trigger};
+    use std::io::Write;
+    let state = migrated_state(&settings).await?;
+    let mut options = ReplayOptions::from_state(&state);
+    if let Some(batch) = batch {
+        anyhow::ensure!(
+            (1..=50_000).contains(&batch),
+            "--batch: between 1 and 50000"
+        );
+        options.batch = batch;
+    }
+    options.budget = std::time::Duration::from_secs(budget_secs.unwrap_or(u64::MAX / 4));
+    let actor = app::auth::ssr::Actor::cli();
+    let run_id = begin(&state.pg, Trigger::Cli, &actor, reason.clone())
+        .await
+        .map_err(app_error)?;
+    // Ctrl-C asks the run to stop after its batch, like the console's Cancel.
+    let pg = state.pg.clone();
+    let cancel = tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("\nStopping after the current batch…");
+            let _ = request_cancel(&pg, run_id).await;
+        }
+    });
+    let interactive = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let report = drive(
+        &state,
+        run_id,
+        Trigger::Cli,
+        &actor,
+        reason,
+        &options,
+        |p| {
+            let total = p.rows_at_start.max(p.rows_done).max(1);
+            let filled = (p.rows_done * 30 / total) as usize;
+            let line = format!(
+                "[{}{}] {} / {} rows  {:.0} rows/s",
+                "#".repeat(filled),
+                "-".repeat(30 - filled.min(30)),
+                p.rows_done,
+                p.rows_at_start,
+                p.rate()
+            );
+            if interactive {
+                eprint!("\r{line}");
+            } else {
+                eprintln!("{line}");
+            }
+            let _ = std::io::stderr().flush();
+        },
+    )
+    .await
+    .map_err(app_error)?;
+    cancel.abort();
+    if interactive {
+        eprintln!();
+    }
+    println!(
+        "Replay #{} {}: {} rows replayed ({} inserted, {} already in ClickHouse), {} left, in {:.1} s ({:.0} rows/s).",
+        report.run_id,
+        report.status,
+        report.rows_done,
+        report.rows_inserted,
+        report.rows_already_present,
+        report.rows_left,
+        report.elapsed.as_secs_f64(),
+        report.rows_done as f64 / report.elapsed.as_secs_f64().max(0.001)
+    );
+    match report.error {
+        Some(error) => anyhow::bail!("replay failed: {error}"),
+        None => Ok(()),
+    }
+}
+
+async fn expire(settings: Settings) -> anyhow::Result<()> {
+    let state = migrated_state(&settings).await?;
+    let expired = app::queues::ssr::expiry::expire(
+        &state.pg,
+        &app::auth::ssr::Actor::cli(),
+        "cli",
+        state.queues.ttl,
+        time::OffsetDateTime::now_utc(),
+    )
+    .await
+    .map_err(app_error)?;
+    for e in expired {
+        match e.history_id {
+            Some(id) => println!(
+                "{}: expired {} rows older than {} h (history entry #{id}).",
+                e.queue.as_str(),
+                e.rows,
+                state.queues.ttl.as_secs() / 3600
+            ),
+            None => println!("{}: nothing older than the TTL.", e.queue.as_str()),
+        }
+    }
+    Ok(())
+}
+
+async fn ingest_key(command: IngestKeyCommand, settings: Settings) -> anyhow::Result<()> {
+    use app::queues::ssr::keys;
+    let state = migrated_state(&settings).await?;
+    let actor = app::auth::ssr::Actor::cli();
+    match command {
+        IngestKeyCommand::Create { name } => {
+            let (id, secret) = keys::create(&state.pg, &actor, &name)
+                .await
+                .map_err(app_error)?;
+            eprintln!("Created ingest key #{id}. Copy it now; it is not shown again:");
+            println!("{secret}");
+        }
+        IngestKeyCommand::Revoke { id, reason } => {
+            keys::revoke(&state.pg, &actor, id, Some(reason))
+                .await
+                .map_err(app_error)?;
+            println!("Ingest key #{id} is revoked; every replica refuses it within 30 s.");
+        }
+        IngestKeyCommand::List => {
+            println!(
+                "{:<5} {:<30} {:<14} {:<22} {:<22} STATUS",
+                "ID", "NAME", "STARTS WITH", "CREATED (UTC)", "LAST USED (UTC)"
+            );
+            for key in keys::list(&state.pg).await.map_err(app_error)? {
+                println!(
+                    "{:<5} {:<30} {:<14} {:<22} {:<22} {}",
+                    key.id,
+                    key.name,
+                    key.prefix,
+                    app::history::format_utc(key.created_at),
+                    key.last_used_at
+                        .map(app::history::format_utc)
+                        .unwrap_or_else(|| "never".into()),
+                    if key.revoked_at.is_some() {
+                        "revoked"
+                    } else {
+                        "active"
+                    }
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
 async fn serve(settings: Settings) -> anyhow::Result<()> {
     let application = Application::build(&settings).await?;
     startup::spawn_schema_task(application.state().clone());
     startup::spawn_setup_link_task(application.state().clone(), settings.public_url.clone());
     startup::spawn_session_cleanup(application.state().clone());
+    app::queues::ssr::stats::spawn_sampler(
+        application.state().pg.clone(),
+        std::time::Duration::from_secs(300),
+    );
     tracing::info!(
         address = %settings.addr,
         console = %settings.public_url.join("admin").map(|u| u.to_string()).unwrap_or_default(),

@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::str::FromStr;
 use std::time::Duration;
 
+use app::queues::ssr::QueueSettings;
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::postgres::PgConnectOptions;
 use url::Url;
@@ -32,6 +33,12 @@ pub struct Settings {
     /// `SALVAGE_SESSION_IDLE_MINUTES`: a session without a request for this long
     /// expires. Default 480 (8 h).
     pub session_idle: Duration,
+    /// `SALVAGE_FALLBACK_TTL_HOURS` (default 168), `SALVAGE_REPLAY_BATCH` (5000),
+    /// `SALVAGE_REPLAY_BUDGET_SECS` (240), `SALVAGE_INGEST_TIMEOUT_MS` (5000).
+    pub queues: QueueSettings,
+    /// `CRON_SECRET`: the bearer token `/cron/*` requires (a secret, 16+ characters).
+    /// Unset: every cron route answers 401.
+    pub cron_secret: Option<SecretString>,
 }
 
 /// `CLICKHOUSE_*`.
@@ -97,32 +104,68 @@ impl Settings {
                 })?
             }
         };
-        let probe_timeout = match get("SALVAGE_PROBE_TIMEOUT_MS") {
-            Some(value) => match value.parse::<u64>() {
-                Ok(ms) if (50..=60_000).contains(&ms) => Duration::from_millis(ms),
-                _ => {
-                    return Err(ConfigError::Malformed {
-                        name: "SALVAGE_PROBE_TIMEOUT_MS",
-                        reason: "expected milliseconds between 50 and 60000".into(),
-                    })
-                }
-            },
-            None => Duration::from_secs(2),
+        // `name` as a whole number in `range`, or `default`; `unit` names what it counts.
+        let bounded = |name: &'static str,
+                       range: std::ops::RangeInclusive<u64>,
+                       unit: &str,
+                       default: u64|
+         -> Result<u64, ConfigError> {
+            match get(name) {
+                None => Ok(default),
+                Some(value) => match value.trim().parse::<u64>() {
+                    Ok(n) if range.contains(&n) => Ok(n),
+                    _ => Err(ConfigError::Malformed {
+                        name,
+                        reason: format!(
+                            "expected {unit} between {} and {}",
+                            range.start(),
+                            range.end()
+                        ),
+                    }),
+                },
+            }
         };
-
-        let session_idle = match get("SALVAGE_SESSION_IDLE_MINUTES") {
-            Some(value) => match value.parse::<u64>() {
-                Ok(minutes) if (1..=7 * 24 * 60).contains(&minutes) => {
-                    Duration::from_secs(minutes * 60)
-                }
-                _ => {
-                    return Err(ConfigError::Malformed {
-                        name: "SALVAGE_SESSION_IDLE_MINUTES",
-                        reason: "expected minutes between 1 and 10080 (7 days)".into(),
-                    })
-                }
-            },
-            None => Duration::from_secs(8 * 60 * 60),
+        let probe_timeout = Duration::from_millis(bounded(
+            "SALVAGE_PROBE_TIMEOUT_MS",
+            50..=60_000,
+            "milliseconds",
+            2000,
+        )?);
+        let session_idle = Duration::from_secs(
+            60 * bounded(
+                "SALVAGE_SESSION_IDLE_MINUTES",
+                1..=7 * 24 * 60,
+                "minutes",
+                8 * 60,
+            )?,
+        );
+        let queues = QueueSettings {
+            ttl: Duration::from_secs(
+                3600 * bounded("SALVAGE_FALLBACK_TTL_HOURS", 1..=24 * 365, "hours", 7 * 24)?,
+            ),
+            replay_batch: bounded("SALVAGE_REPLAY_BATCH", 100..=50_000, "rows", 5000)? as i64,
+            replay_budget: Duration::from_secs(bounded(
+                "SALVAGE_REPLAY_BUDGET_SECS",
+                5..=3600,
+                "seconds",
+                240,
+            )?),
+            ingest_timeout: Duration::from_millis(bounded(
+                "SALVAGE_INGEST_TIMEOUT_MS",
+                100..=60_000,
+                "milliseconds",
+                5000,
+            )?),
+        };
+        let cron_secret = match get("CRON_SECRET") {
+            Some(secret) if secret.trim().len() < 16 => {
+                return Err(ConfigError::Malformed {
+                    name: "CRON_SECRET",
+                    reason: "use at least 16 characters (e.g. `openssl rand -hex 32`)".into(),
+                })
+            }
+            Some(secret) => Some(SecretString::from(secret.trim().to_owned())),
+            None => None,
         };
 
         Ok(Self {
@@ -138,6 +181,8 @@ impl Settings {
             site_root: get("LEPTOS_SITE_ROOT").unwrap_or_else(|| "target/site".to_owned()),
             probe_timeout,
             session_idle,
+            queues,
+            cron_secret,
         })
     }
 
@@ -242,6 +287,9 @@ mod tests {
         assert_eq!(settings.clickhouse.database, "salvage");
         assert_eq!(settings.clickhouse.user, "default");
         assert_eq!(settings.probe_timeout, Duration::from_secs(2));
+        assert_eq!(settings.queues.ttl, Duration::from_secs(7 * 24 * 3600));
+        assert_eq!(settings.queues.replay_batch, 5000);
+        assert!(settings.cron_secret.is_none());
     }
 
     #[test]
@@ -273,6 +321,9 @@ mod tests {
             ("SALVAGE_ADDR", "localhost"),
             ("SALVAGE_PUBLIC_URL", "ftp://example.com"),
             ("SALVAGE_PROBE_TIMEOUT_MS", "soon"),
+            ("SALVAGE_FALLBACK_TTL_HOURS", "0"),
+            ("SALVAGE_REPLAY_BATCH", "5"),
+            ("CRON_SECRET", "short"),
         ] {
             let mut pairs = MINIMAL.to_vec();
             pairs.retain(|(key, _)| *key != name);

@@ -354,3 +354,161 @@ async fn seed_history(pg: &sqlx::PgPool, now: OffsetDateTime) -> anyhow::Result<
     tx.commit().await?;
     Ok(entries.len())
 }
+
+// ---------------------------------------------------------------------------------------
+// Live traffic and an outage, for watching the queues work
+
+/// A small deterministic generator (xorshift), so the demo needs no extra dependency
+/// and a run can be reproduced.
+struct Dice(u64);
+
+impl Dice {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+
+    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+        items[self.below(items.len() as u64) as usize]
+    }
+}
+
+const MODELS: [(&str, &str, f64); 5] = [
+    ("openai", "gpt-4o-mini", 0.15),
+    ("openai", "gpt-4o", 2.5),
+    ("anthropic", "claude-3-5-haiku", 0.8),
+    ("anthropic", "claude-3-5-sonnet", 3.0),
+    ("mistral", "mistral-small", 0.2),
+];
+
+/// One LLM request log row and the trace events around it, as a gateway would send.
+fn demo_rows(dice: &mut Dice, now: OffsetDateTime) -> (serde_json::Value, Vec<serde_json::Value>) {
+    let (provider, model, price) = MODELS[dice.below(MODELS.len() as u64) as usize];
+    let prompt = 50 + dice.below(3000);
+    let completion = 10 + dice.below(800);
+    let failed = dice.below(50) == 0;
+    let latency = 200 + dice.below(2500);
+    let ts = now - Duration::milliseconds(dice.below(1000) as i64);
+    let ts_text = ts
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    let request = json!({
+        "id": uuid::Uuid::new_v4(), "ts": ts_text,
+        "organization_id": dice.pick(&["org_acme", "org_globex", "org_initech"]),
+        "project": dice.pick(&["chat", "search", "support-bot", "summaries"]),
+        "provider": provider, "model": model,
+        "status": if failed { 429 } else { 200 },
+        "latency_ms": latency, "prompt_tokens": prompt, "completion_tokens": completion,
+        "cost_usd": (prompt + completion) as f64 * price / 1_000_000.0,
+        "error": if failed { json!("rate limited by provider") } else { json!(null) },
+    });
+    let trace = format!("t-{:016x}", dice.next());
+    let root = format!("s-{:08x}", dice.next() as u32);
+    let events = vec![
+        json!({"id": uuid::Uuid::new_v4(), "ts": ts_text, "trace_id": trace, "span_id": root,
+            "parent_span_id": null, "event_type": "trace", "name": "http.request",
+            "duration_ms": latency + 40, "attributes": {"route": "/v1/chat"}}),
+        json!({"id": uuid::Uuid::new_v4(), "ts": ts_text, "trace_id": trace,
+            "span_id": format!("s-{:08x}", dice.next() as u32), "parent_span_id": root,
+            "event_type": "generation", "name": "llm.call", "duration_ms": latency,
+            "attributes": {"model": model, "provider": provider}}),
+    ];
+    (request, events)
+}
+
+/// `salvage demo traffic`: posts to this Salvage's ingest endpoints until stopped. A
+/// batch the server refuses with 503 (both stores down) or cannot be reached for is
+/// kept and sent again, as a well-behaved caller does.
+pub async fn traffic(settings: &Settings, rate: u32) -> anyhow::Result<()> {
+    let state = startup::build_state(settings);
+    app::server::postgres::migrate(&state.pg)
+        .await
+        .context("Failed to apply the PostgreSQL migrations")?;
+    let (key_id, key) =
+        app::queues::ssr::keys::create(&state.pg, &Actor::cli(), "demo traffic generator")
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let base = settings.public_url.clone();
+    let http = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(15))
+        .build()?;
+    let mut dice = Dice(0x9E37_79B9_7F4A_7C15 ^ OffsetDateTime::now_utc().unix_timestamp() as u64);
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(
+        1000 / u64::from(rate.clamp(1, 50)),
+    ));
+    let mut pending: Vec<(&str, serde_json::Value)> = Vec::new();
+    let (mut to_clickhouse, mut to_fallback, mut retries) = (0u64, 0u64, 0u64);
+    let mut last_report = std::time::Instant::now();
+    println!("demo traffic: posting to {base} with ingest key #{key_id}; Ctrl-C stops.");
+    loop {
+        tick.tick().await;
+        if pending.is_empty() {
+            let now = OffsetDateTime::now_utc();
+            let (mut requests, mut events) = (Vec::new(), Vec::new());
+            for _ in 0..(3 + dice.below(10)) {
+                let (request, more) = demo_rows(&mut dice, now);
+                requests.push(request);
+                events.extend(more);
+            }
+            pending.push(("ingest/requests", json!(requests)));
+            pending.push(("ingest/events", json!(events)));
+        }
+        while let Some((path, body)) = pending.first() {
+            let rows = body.as_array().map_or(0, Vec::len) as u64;
+            let sent = http
+                .post(base.join(path)?)
+                .bearer_auth(&key)
+                .json(body)
+                .send()
+                .await;
+            match sent.map(|r| r.status().as_u16()) {
+                Ok(200) => to_clickhouse += rows,
+                Ok(202) => to_fallback += rows,
+                Ok(status) if status >= 500 => {
+                    retries += 1;
+                    break;
+                }
+                Ok(status) => anyhow::bail!("the server refused a demo batch with {status}"),
+                Err(_) => {
+                    retries += 1;
+                    break;
+                }
+            }
+            pending.remove(0);
+        }
+        if last_report.elapsed() >= std::time::Duration::from_secs(30) {
+            println!(
+                "demo traffic: {to_clickhouse} rows straight to ClickHouse, {to_fallback} parked in the fallback queues, {retries} retries"
+            );
+            last_report = std::time::Instant::now();
+        }
+    }
+}
+
+/// `salvage demo outage --seconds N`: stops the local ClickHouse with
+/// `scripts/stores.sh` (run from the repository), waits, starts it again.
+pub async fn outage(seconds: u64) -> anyhow::Result<()> {
+    let script = std::path::Path::new("scripts/stores.sh");
+    anyhow::ensure!(
+        script.exists(),
+        "run this from the Salvage repository: it stops the local ClickHouse with scripts/stores.sh"
+    );
+    let run = |action: &str| {
+        std::process::Command::new(script)
+            .args([action, "clickhouse"])
+            .status()
+            .with_context(|| format!("scripts/stores.sh {action} clickhouse"))
+    };
+    anyhow::ensure!(run("stop")?.success(), "ClickHouse did not stop");
+    println!("ClickHouse is down for {seconds} s: new rows go to the fallback queues (watch /admin/queues).");
+    tokio::time::sleep(std::time::Duration::from_secs(seconds)).await;
+    anyhow::ensure!(run("start")?.success(), "ClickHouse did not start again");
+    println!("ClickHouse is back. Press Replay on /admin/queues (or run `salvage replay`) to drain the queues.");
+    Ok(())
+}

@@ -5,14 +5,17 @@
 //!
 //! - [`config`] — [`Settings`](config::Settings) from the environment; secrets redacted.
 //! - [`startup`] — [`Application`](startup::Application): state, router, listener.
-//! - [`routes`] — `/health/ready`, `/health/deep`.
-//! - [`cli`] — `salvage serve`, `migrate`, `user …`, `history verify`, `demo`.
+//! - [`routes`] — `/health/*`, `/ingest/*`, `/cron/*`.
+//! - [`cli`] — `salvage serve`, `migrate`, `user …`, `history verify`, `replay`,
+//!   `expire`, `ingest-key …`, `demo …`, `bench …`.
+//! - [`bench`] — `salvage bench replay`.
 //! - [`demo`] — demo accounts and a few months of history for `make run`.
 //! - [`telemetry`] — logging.
 //!
 //! `main.rs` only parses the command line, reads settings and calls [`cli::run`].
 //! Everything is in this library so integration tests start the real application.
 
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod demo;

@@ -99,6 +99,9 @@ pub fn build_state(settings: &Settings) -> AppState {
         probe_timeout: settings.probe_timeout,
         public_origin: settings.public_origin(),
         session_idle: settings.session_idle,
+        queues: settings.queues.clone(),
+        ingest_keys: Default::default(),
+        cron_secret: settings.cron_secret.clone(),
         version: VERSION,
     }
 }
@@ -161,6 +164,12 @@ pub fn router(state: AppState, settings: &Settings) -> Router {
             MAX_BODY_BYTES,
         ))
         .layer(TraceLayer::new_for_http())
+        // After the console's layers: no session, no 256 KiB cap (they have their own).
+        .merge(
+            crate::routes::ingest_routes()
+                .merge(crate::routes::cron_routes())
+                .layer(TraceLayer::new_for_http()),
+        )
         .with_state(state)
 }
 

@@ -532,9 +532,7 @@ pub async fn sign_in(
 // ---------------------------------------------------------------------------------------
 // Users
 
-fn ms(t: OffsetDateTime) -> i64 {
-    (t.unix_timestamp_nanos() / 1_000_000) as i64
-}
+use crate::server::unix_ms as ms;
 
 /// Every account, by email.
 pub async fn list_users(pg: &PgPool) -> Result<Vec<UserRow>, AppError> {

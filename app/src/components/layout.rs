@@ -28,6 +28,11 @@ const NAV: &[NavItem] = &[
         permission: Permission::Read,
     },
     NavItem {
+        href: "/admin/queues",
+        label: "Queues",
+        permission: Permission::Read,
+    },
+    NavItem {
         href: "/admin/history",
         label: "History",
         permission: Permission::Read,
@@ -36,6 +41,11 @@ const NAV: &[NavItem] = &[
         href: "/admin/settings/users",
         label: "Users",
         permission: Permission::ManageUsers,
+    },
+    NavItem {
+        href: "/admin/settings/ingest-keys",
+        label: "Ingest keys",
+        permission: Permission::Administer,
     },
     NavItem {
         href: "/admin/account",

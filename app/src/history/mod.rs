@@ -27,6 +27,7 @@ pub const KINDS: &[&str] = &[
     "expiry",
     "secret_rotation",
     "user_change",
+    "ingest_key",
     "note",
 ];
 

@@ -141,9 +141,7 @@ const COLUMNS: &str = "id, kind, title, body, actor, started_at, finished_at, ou
     jsonb_pretty(details) as details, incident_id, severity, created_at, \
     encode(hash, 'hex') as hash";
 
-fn millis(t: OffsetDateTime) -> i64 {
-    (t.unix_timestamp_nanos() / 1_000_000) as i64
-}
+use crate::server::unix_ms as millis;
 
 /// An entry as stored.
 #[derive(Debug, sqlx::FromRow)]

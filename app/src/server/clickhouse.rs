@@ -6,8 +6,14 @@
 //! millisecond column, JSON is a `String`, and a later column addition must check
 //! `system.columns` first.
 
+use std::collections::HashSet;
+use std::fmt::Write;
+use std::time::Duration;
+
 use clickhouse::Client;
 use secrecy::{ExposeSecret, SecretString};
+use time::Date;
+use uuid::Uuid;
 
 /// A ClickHouse client bound to Salvage's database, plus one for server-level statements
 /// (`CREATE DATABASE`) that must not name a database that may not exist yet.
@@ -128,6 +134,71 @@ impl ClickHouse {
                 .await?;
         }
         Ok(())
+    }
+
+    /// Inserts JSONEachRow `lines` into `table` in one INSERT, failing after `timeout`.
+    /// The lines were built by the ingest validator, so the bytes are sent as they are.
+    pub async fn insert_lines<'a>(
+        &self,
+        table: &str,
+        lines: impl IntoIterator<Item = &'a str>,
+        timeout: Duration,
+    ) -> clickhouse::error::Result<()> {
+        let mut body = Vec::with_capacity(64 * 1024);
+        for line in lines {
+            body.extend_from_slice(line.as_bytes());
+            body.push(b'\n');
+        }
+        if body.is_empty() {
+            return Ok(());
+        }
+        let mut insert = self
+            .client
+            .insert_formatted_with(format!("INSERT INTO `{table}` FORMAT JSONEachRow"))
+            .with_timeouts(Some(timeout), Some(timeout));
+        insert.send(body.into()).await?;
+        insert.end().await
+    }
+
+    /// Which of `ids` `table` already holds. The query is bounded by the dates the
+    /// rows' timestamps span, so ClickHouse answers it from the `(toDate(ts), id)` sort
+    /// key instead of scanning the table.
+    pub async fn existing_ids(
+        &self,
+        table: &str,
+        ids: &[Uuid],
+        first_day: Date,
+        last_day: Date,
+    ) -> clickhouse::error::Result<HashSet<Uuid>> {
+        if ids.is_empty() {
+            return Ok(HashSet::new());
+        }
+        let mut sql = String::with_capacity(64 + ids.len() * 48);
+        write!(
+            sql,
+            "SELECT DISTINCT toString(id) FROM `{table}` \
+             WHERE toDate(ts) >= toDate('{first_day}') AND toDate(ts) <= toDate('{last_day}') \
+             AND id IN ("
+        )
+        .expect("writing to a String");
+        for (i, id) in ids.iter().enumerate() {
+            if i > 0 {
+                sql.push(',');
+            }
+            write!(sql, "toUUID('{id}')").expect("writing to a String");
+        }
+        sql.push(')');
+        let found: Vec<String> = self
+            .client
+            .query(&sql)
+            // A batch of ids is a long query; the default limit is 256 KiB.
+            .with_setting("max_query_size", (sql.len() + 1024).to_string())
+            .fetch_all()
+            .await?;
+        Ok(found
+            .iter()
+            .filter_map(|id| Uuid::parse_str(id).ok())
+            .collect())
     }
 
     /// Drops Salvage's database. Used by test harnesses and throwaway drills only.

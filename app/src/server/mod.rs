@@ -19,6 +19,11 @@ pub fn app_state() -> Result<AppState, AppError> {
         .ok_or_else(|| AppError::internal("Application state missing", "no AppState in context"))
 }
 
+/// Unix milliseconds (UTC) of a stored time: how every DTO carries times to the page.
+pub fn unix_ms(at: time::OffsetDateTime) -> i64 {
+    (at.unix_timestamp_nanos() / 1_000_000) as i64
+}
+
 /// Sets the HTTP status of a server function's response from its error, so that a 403
 /// goes out as 403 instead of the 500 every server-function error gets by default.
 pub fn respond<T>(result: Result<T, AppError>) -> Result<T, AppError> {

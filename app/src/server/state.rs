@@ -24,6 +24,12 @@ pub struct AppState {
     pub public_origin: String,
     /// How long a session lives without a request before it expires.
     pub session_idle: Duration,
+    /// Fallback queue settings: TTL, replay batch and budget, ingest timeout.
+    pub queues: crate::queues::ssr::QueueSettings,
+    /// Ingest keys verified recently (see `queues::ssr::keys`).
+    pub ingest_keys: crate::queues::ssr::keys::KeyCache,
+    /// `CRON_SECRET`, the bearer token of `/cron/*`; `None` refuses every cron call.
+    pub cron_secret: Option<secrecy::SecretString>,
     /// The version string reported by `/health/deep` and shown in the console.
     pub version: &'static str,
 }

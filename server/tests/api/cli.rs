@@ -130,7 +130,7 @@ async fn migrate_fails_naming_clickhouse_when_it_is_unreachable() {
 }
 
 /// Runs `salvage args…` against `app`'s databases, feeding `stdin`.
-fn salvage_on(app: &crate::helpers::TestApp, args: &[&str], stdin: &str) -> Output {
+pub fn salvage_on(app: &crate::helpers::TestApp, args: &[&str], stdin: &str) -> Output {
     use std::io::Write;
     let settings = base_settings();
     let mut child = Command::new(env!("CARGO_BIN_EXE_salvage"))
@@ -141,6 +141,7 @@ fn salvage_on(app: &crate::helpers::TestApp, args: &[&str], stdin: &str) -> Outp
         .env("USER", "oncall")
         .env("DATABASE_URL", &app.database_url)
         .env("CLICKHOUSE_URL", settings.clickhouse.url.as_str())
+        .env("CLICKHOUSE_DATABASE", app.clickhouse.database())
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())

@@ -27,6 +27,12 @@ pub struct TestApp {
     pub clickhouse: ClickHouse,
     /// An anonymous client (no session yet); `TestApp` derefs to it.
     pub anonymous: Client,
+    /// The application's own state (its pools and clients, through any link).
+    pub state: app::server::AppState,
+    /// The link in front of ClickHouse, when the test asked for one.
+    pub clickhouse_link: Option<FaultyLink>,
+    /// The link in front of PostgreSQL, when the test asked for one.
+    pub postgres_link: Option<FaultyLink>,
     shutdown: Option<oneshot::Sender<()>>,
     cleanup: Option<Cleanup>,
 }
@@ -47,7 +53,14 @@ pub struct Options {
     pub clickhouse_url: Option<String>,
     /// Point PostgreSQL at this URL instead of a fresh database.
     pub database_url: Option<String>,
+    /// Put a [`FaultyLink`] in front of the (real, fresh, migrated) ClickHouse database.
+    pub clickhouse_link: bool,
+    /// Put a [`FaultyLink`] in front of the (real, fresh, migrated) PostgreSQL database.
+    pub postgres_link: bool,
 }
+
+/// The cron secret every test app is configured with.
+pub const CRON_SECRET: &str = "test-cron-secret-0123456789abcdef";
 
 /// Settings from `.env` at the workspace root, as `scripts/stores.sh start` wrote them.
 pub fn base_settings() -> Settings {
@@ -91,18 +104,49 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
 
     let mut test_db_url = url::Url::parse(admin_url.expose_secret()).unwrap();
     test_db_url.set_path(&pg_database);
-    settings.database_url = SecretString::from(
-        options
-            .database_url
-            .clone()
-            .unwrap_or_else(|| test_db_url.to_string()),
-    );
+    let postgres_link = if options.postgres_link {
+        let mut target = test_db_url.clone();
+        let link = FaultyLink::to(
+            format!(
+                "{}:{}",
+                target.host_str().unwrap(),
+                target.port().unwrap_or(5432)
+            )
+            .parse()
+            .unwrap(),
+        )
+        .await;
+        target.set_port(Some(link.addr.port())).unwrap();
+        settings.database_url = SecretString::from(target.to_string());
+        Some(link)
+    } else {
+        settings.database_url = SecretString::from(
+            options
+                .database_url
+                .clone()
+                .unwrap_or_else(|| test_db_url.to_string()),
+        );
+        None
+    };
     settings.clickhouse.database = ch_database;
     let local_settings = settings.clone();
     let local_clickhouse = settings.clickhouse_client();
     if let Some(url) = &options.clickhouse_url {
         settings.clickhouse.url = url.parse().unwrap();
     }
+    let clickhouse_link = if options.clickhouse_link {
+        let link = FaultyLink::to(local_clickhouse_addr()).await;
+        settings.clickhouse.url = format!("http://{}", link.addr).parse().unwrap();
+        local_clickhouse
+            .migrate()
+            .await
+            .expect("migrate ClickHouse");
+        Some(link)
+    } else {
+        None
+    };
+    settings.cron_secret = Some(SecretString::from(CRON_SECRET));
+    settings.queues.ingest_timeout = Duration::from_secs(3);
     settings.addr = SocketAddr::from(([127, 0, 0, 1], 0));
     // Port 0 here means "the port bound", so the same-origin check knows the test's port.
     settings.public_url = "http://127.0.0.1:0".parse().unwrap();
@@ -115,7 +159,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
             .await
             .expect("migrate PostgreSQL");
     }
-    if options.clickhouse_url.is_none() {
+    if options.clickhouse_url.is_none() && !options.clickhouse_link {
         state
             .clickhouse
             .migrate()
@@ -135,6 +179,9 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
             .expect("connect to the test database"),
         clickhouse: local_clickhouse,
         anonymous: Client::new(&address),
+        state,
+        clickhouse_link,
+        postgres_link,
         database_url: test_db_url.to_string(),
         shutdown: Some(shutdown),
         cleanup: Some(Cleanup {

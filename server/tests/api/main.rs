@@ -8,5 +8,6 @@ mod console;
 mod health;
 mod helpers;
 mod history;
+mod queues;
 mod roles;
 mod schema;

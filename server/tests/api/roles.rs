@@ -58,7 +58,13 @@ impl World {
     /// Counts of every table a call could change.
     async fn snapshot(&self) -> Vec<i64> {
         let mut counts = Vec::new();
-        for table in ["users", "runbook_history", "setup_tokens"] {
+        for table in [
+            "users",
+            "runbook_history",
+            "setup_tokens",
+            "ingest_keys",
+            "replay_runs",
+        ] {
             counts.push(self.app.count(table).await);
         }
         let roles: i64 = sqlx::query_scalar(
@@ -69,6 +75,22 @@ impl World {
         .unwrap();
         counts.push(roles);
         counts
+    }
+
+    /// Waits until no replay run is running (the button's run is in the background).
+    async fn replays_finished(&self) {
+        let pg = &self.app.pg;
+        let done = crate::helpers::eventually(std::time::Duration::from_secs(10), || async {
+            let running: i64 = sqlx::query_scalar(
+                "select count(*) from replay_runs where status = 'running' and actor <> 'matrix'",
+            )
+            .fetch_one(pg)
+            .await
+            .unwrap();
+            running == 0
+        })
+        .await;
+        assert!(done, "the replay started by the button finished");
     }
 
     /// A fresh user to act on (created as the CLI would).
@@ -94,6 +116,9 @@ fn any(_: Role) -> bool {
 }
 fn admins(role: Role) -> bool {
     role == Role::Admin
+}
+fn operators(role: Role) -> bool {
+    matches!(role, Role::Operator | Role::Admin)
 }
 
 const CASES: &[Case] = &[
@@ -135,6 +160,37 @@ const CASES: &[Case] = &[
     Case {
         endpoint: "history/resolve",
         allowed: any,
+        records: true,
+    },
+    Case {
+        endpoint: "queues/overview",
+        allowed: any,
+        records: false,
+    },
+    // The run continues in the background; the matrix waits for it before counting.
+    Case {
+        endpoint: "queues/replay",
+        allowed: operators,
+        records: true,
+    },
+    Case {
+        endpoint: "queues/cancel",
+        allowed: operators,
+        records: false,
+    },
+    Case {
+        endpoint: "settings/ingest-keys",
+        allowed: admins,
+        records: false,
+    },
+    Case {
+        endpoint: "settings/ingest-keys/create",
+        allowed: admins,
+        records: true,
+    },
+    Case {
+        endpoint: "settings/ingest-keys/revoke",
+        allowed: admins,
         records: true,
     },
     Case {
@@ -200,6 +256,28 @@ async fn arguments(world: &World, endpoint: &str) -> Value {
         "settings/users/disabled" => {
             json!({"user_id": world.target().await, "disabled": true, "reason": "matrix"})
         }
+        "queues/replay" => json!({"reason": "matrix"}),
+        "queues/cancel" => {
+            // Each allowed call needs a run that is still running.
+            let run: i64 = sqlx::query_scalar(
+                "insert into replay_runs (trigger, actor, rows_at_start) values ('cli', 'matrix', 0) returning id",
+            )
+            .fetch_one(&world.app.pg)
+            .await
+            .unwrap();
+            json!({"run_id": run})
+        }
+        "settings/ingest-keys/create" => json!({"name": "matrix key"}),
+        "settings/ingest-keys/revoke" => {
+            let (id, _) = app::queues::ssr::keys::create(
+                &world.app.pg,
+                &app::auth::ssr::Actor::cli(),
+                "to revoke",
+            )
+            .await
+            .unwrap();
+            json!({"key_id": id, "reason": "matrix"})
+        }
         "auth/password" => json!({"current_password": crate::helpers::PASSWORD,
             "new_password": "another long passphrase", "confirm_password": "another long passphrase"}),
         _ => json!({}),
@@ -217,6 +295,9 @@ async fn every_server_function_enforces_its_role_for_every_caller() {
             let history_before = world.app.count("runbook_history").await;
 
             let (status, body) = world.client(who).call(case.endpoint, args).await;
+            if case.endpoint == "queues/replay" && status == 200 {
+                world.replays_finished().await;
+            }
 
             let after = world.snapshot().await;
             let expected = match who {
@@ -328,6 +409,8 @@ async fn every_admin_page_enforces_its_role_for_every_caller() {
         (incident_page.as_str(), any),
         ("/admin/account", any),
         ("/admin/settings/users", admins),
+        ("/admin/queues", any),
+        ("/admin/settings/ingest-keys", admins),
     ];
     let mut failures = Vec::new();
     for (path, allowed) in &pages {
@@ -347,9 +430,7 @@ async fn every_admin_page_enforces_its_role_for_every_caller() {
                             .is_some_and(|l| l.starts_with("/admin/login?next=/admin"))
                 }
                 Who::As(role) if allowed(role) => status == 200,
-                Who::As(_) => {
-                    status == 403 && body.contains("cannot manage users; only admins can")
-                }
+                Who::As(_) => status == 403 && body.contains("only admins can"),
             };
             if !ok {
                 failures.push(format!("{path} as {who:?}: {status} {location:?}"));

@@ -1,0 +1,118 @@
+//! Server functions of `/admin/queues` and `/admin/settings/ingest-keys`.
+
+use leptos::prelude::*;
+
+use super::{CreatedKey, IngestKey, QueuesOverview};
+use crate::error::AppError;
+
+/// A reason given in a form: required, trimmed, at most 500 characters.
+#[cfg(feature = "ssr")]
+fn required_reason(value: &str) -> Result<String, AppError> {
+    let value = value.trim();
+    if value.is_empty() {
+        return Err(AppError::invalid("reason", "say why, for the history"));
+    }
+    if value.chars().count() > 500 {
+        return Err(AppError::invalid("reason", "keep it under 500 characters"));
+    }
+    Ok(value.to_owned())
+}
+
+/// Both queues, their depth history and the recent replay runs.
+#[server(endpoint = "queues/overview")]
+pub async fn load_queues() -> Result<QueuesOverview, AppError> {
+    use super::ssr::{replay, stats};
+    let (state, _) = crate::auth::ssr::guard(crate::auth::Permission::Read).await?;
+    let result = async {
+        let internal = |e: sqlx::Error| AppError::internal("Failed to read the queues", e);
+        let now = time::OffsetDateTime::now_utc();
+        Ok(QueuesOverview {
+            now: crate::server::unix_ms(now),
+            ttl_hours: (state.queues.ttl.as_secs() / 3600) as i64,
+            queues: stats::queue_stats(&state.pg, state.queues.ttl, now)
+                .await
+                .map_err(internal)?,
+            samples: stats::depth_samples(&state.pg).await.map_err(internal)?,
+            runs: replay::recent_runs(&state.pg, 20).await.map_err(internal)?,
+        })
+    }
+    .await;
+    crate::server::respond(result)
+}
+
+/// Starts a replay of both queues and returns its run id at once; the run continues in
+/// the background and the page follows its progress.
+#[server(endpoint = "queues/replay")]
+pub async fn start_replay(reason: String) -> Result<i64, AppError> {
+    use super::ssr::replay::{begin, drive, ReplayOptions, Trigger};
+    let (state, actor) = crate::auth::ssr::guard(crate::auth::Permission::Operate).await?;
+    let result = async {
+        let reason = required_reason(&reason)?;
+        let run_id = begin(&state.pg, Trigger::Manual, &actor, Some(reason.clone())).await?;
+        tokio::spawn(async move {
+            let options = ReplayOptions::from_state(&state);
+            if let Err(error) = drive(
+                &state,
+                run_id,
+                Trigger::Manual,
+                &actor,
+                Some(reason),
+                &options,
+                |_| {},
+            )
+            .await
+            {
+                tracing::error!(run_id, %error, "replay run ended with an error");
+            }
+        });
+        Ok(run_id)
+    }
+    .await;
+    crate::server::respond(result)
+}
+
+/// Asks run `run_id` to stop after its current batch.
+#[server(endpoint = "queues/cancel")]
+pub async fn cancel_replay(run_id: i64) -> Result<(), AppError> {
+    let (state, _) = crate::auth::ssr::guard(crate::auth::Permission::Operate).await?;
+    let result = async {
+        if super::ssr::replay::request_cancel(&state.pg, run_id).await? {
+            Ok(())
+        } else {
+            Err(AppError::Conflict {
+                message: format!("Replay run #{run_id} is not running."),
+            })
+        }
+    }
+    .await;
+    crate::server::respond(result)
+}
+
+/// Every ingest key (never a secret).
+#[server(endpoint = "settings/ingest-keys")]
+pub async fn list_ingest_keys() -> Result<Vec<IngestKey>, AppError> {
+    let (state, _) = crate::auth::ssr::guard(crate::auth::Permission::Administer).await?;
+    crate::server::respond(super::ssr::keys::list(&state.pg).await)
+}
+
+/// Creates an ingest key; the secret is in this response only.
+#[server(endpoint = "settings/ingest-keys/create")]
+pub async fn create_ingest_key(name: String) -> Result<CreatedKey, AppError> {
+    let (state, actor) = crate::auth::ssr::guard(crate::auth::Permission::Administer).await?;
+    let result = super::ssr::keys::create(&state.pg, &actor, &name)
+        .await
+        .map(|(id, secret)| CreatedKey { id, secret });
+    crate::server::respond(result)
+}
+
+/// Revokes an ingest key.
+#[server(endpoint = "settings/ingest-keys/revoke")]
+pub async fn revoke_ingest_key(key_id: i64, reason: String) -> Result<(), AppError> {
+    let (state, actor) = crate::auth::ssr::guard(crate::auth::Permission::Administer).await?;
+    let result = async {
+        let reason = required_reason(&reason)?;
+        super::ssr::keys::revoke(&state.pg, &actor, key_id, Some(reason)).await
+    }
+    .await;
+    crate::server::respond(result)
+}

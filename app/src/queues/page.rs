@@ -1,0 +1,436 @@
+//! `/admin/queues` (operators' second home) and `/admin/settings/ingest-keys`.
+
+use std::time::Duration;
+
+use leptos::prelude::*;
+use leptos_meta::Title;
+
+use super::api::{
+    list_ingest_keys, load_queues, CancelReplay, CreateIngestKey, RevokeIngestKey, StartReplay,
+};
+use super::{DepthSample, IngestKey, QueueStats, QueuesOverview, ReplayRun, EXPIRING_CAP};
+use crate::auth::Permission;
+use crate::components::{action_error, Badge, ErrorBanner, IfAllowed, PageHeader, Tone};
+use crate::history::{format_ago, format_duration, format_utc};
+use crate::overview::page::group_digits;
+
+/// How often the page asks for fresh figures.
+pub const REFRESH_EVERY: Duration = Duration::from_secs(2);
+
+fn count(n: i64) -> String {
+    group_digits(n.max(0) as u64)
+}
+
+/// `/admin/queues`.
+#[component]
+pub fn QueuesPage() -> impl IntoView {
+    let (tick, set_tick) = signal(0_u64);
+    let replay = ServerAction::<StartReplay>::new();
+    let cancel = ServerAction::<CancelReplay>::new();
+    let overview = Resource::new(
+        move || (tick.get(), replay.version().get(), cancel.version().get()),
+        |_| load_queues(),
+    );
+    Effect::new(move |_| {
+        if let Ok(handle) =
+            set_interval_with_handle(move || set_tick.update(|t| *t += 1), REFRESH_EVERY)
+        {
+            on_cleanup(move || handle.clear());
+        }
+    });
+    view! {
+        <Title text="Queues" />
+        <PageHeader
+            title="Fallback queues"
+            subtitle="Rows ClickHouse could not take, parked in PostgreSQL until a replay sends them on, exactly once. Refreshes every 2 s."
+        />
+        <Transition fallback=|| view! { <p class="muted" role="status">"Reading the queues…"</p> }>
+            {move || Suspend::new(async move {
+                match overview.await {
+                    Ok(overview) => view! { <QueuesView overview cancel /> }.into_any(),
+                    Err(error) => view! { <ErrorBanner error /> }.into_any(),
+                }
+            })}
+        </Transition>
+        {action_error(cancel.value())}
+        <IfAllowed permission=Permission::Operate>
+            <section class="panel form-panel wide">
+                <h2>"Replay both queues"</h2>
+                <p class="muted small">
+                    "Sends every queued row to ClickHouse in batches, skipping rows ClickHouse already has, then removes them from the queue. Safe to run at any time, and alongside the scheduled replay."
+                </p>
+                <ActionForm action=replay attr:class="form-row" attr:aria-label="Replay the queues">
+                    <label class="field field-grow">
+                        <span>"Reason (recorded in the history)"</span>
+                        <input type="text" name="reason" required maxlength="500" placeholder="ClickHouse is back after the outage" />
+                    </label>
+                    <button type="submit" class="btn btn-primary" data-testid="replay">"Replay now"</button>
+                </ActionForm>
+                {action_error(replay.value())}
+            </section>
+        </IfAllowed>
+    }
+}
+
+#[component]
+fn QueuesView(overview: QueuesOverview, cancel: ServerAction<CancelReplay>) -> impl IntoView {
+    let QueuesOverview {
+        now,
+        ttl_hours,
+        queues,
+        samples,
+        runs,
+    } = overview;
+    let total: i64 = queues.iter().map(|q| q.depth).sum();
+    let running: Vec<ReplayRun> = runs
+        .iter()
+        .filter(|r| r.status == "running")
+        .cloned()
+        .collect();
+    let (banner_class, headline) = if total == 0 {
+        (
+            "banner banner-ok",
+            "Both queues are empty: every row reached ClickHouse.".to_owned(),
+        )
+    } else {
+        (
+            "banner banner-warn",
+            format!("{} rows are waiting for ClickHouse.", count(total)),
+        )
+    };
+    view! {
+        <div class=banner_class role="status" data-testid="queues-summary">
+            <strong>{headline}</strong>
+            " Rows queued longer than " {ttl_hours} " h are deleted by expiry (recorded in the history)."
+        </div>
+        {running.into_iter().map(|run| view! { <RunProgress run now cancel /> }).collect_view()}
+        <section class="panel">
+            <h2>"Queues"</h2>
+            <table class="data queues">
+                <thead>
+                    <tr>
+                        <th scope="col">"Queue"</th>
+                        <th scope="col" class="num">"Rows queued"</th>
+                        <th scope="col">"Oldest row"</th>
+                        <th scope="col" class="num">"Expire within 24 h"</th>
+                        <th scope="col">"Last error"</th>
+                    </tr>
+                </thead>
+                <tbody>
+                    {queues.into_iter().map(|q| view! { <QueueRow q now /> }).collect_view()}
+                </tbody>
+            </table>
+        </section>
+        <div class="chart-pair">
+            <DepthChart title="Depth, last 24 h" samples=samples.clone() from=now - 86_400_000 to=now />
+            <DepthChart title="Depth, last 7 days" samples from=now - 7 * 86_400_000 to=now />
+        </div>
+        <section class="panel">
+            <h2>"Recent replay runs"</h2>
+            <RunsTable runs now />
+        </section>
+    }
+}
+
+#[component]
+fn QueueRow(q: QueueStats, now: i64) -> impl IntoView {
+    let oldest = match q.oldest_queued_at {
+        Some(at) => format!("{} ({})", format_utc(at), format_ago(at, now)),
+        None => "—".to_owned(),
+    };
+    let expiring = if q.expiring_24h > EXPIRING_CAP {
+        format!("more than {}", count(EXPIRING_CAP))
+    } else {
+        count(q.expiring_24h)
+    };
+    let expiring_class = if q.expiring_24h > 0 {
+        "num strong warn-text"
+    } else {
+        "num"
+    };
+    let error = match (q.last_error, q.last_error_at) {
+        (Some(error), Some(at)) => view! {
+            <span class="detail">{error}</span>
+            <span class="muted small nowrap">" · " {format_ago(at, now)}</span>
+        }
+        .into_any(),
+        _ => view! { <span class="muted">"none"</span> }.into_any(),
+    };
+    view! {
+        <tr data-queue=q.queue.as_str()>
+            <th scope="row">{q.queue.as_str()}</th>
+            <td class="num" data-testid=format!("depth-{}", q.queue.as_str())>{count(q.depth)}</td>
+            <td class="nowrap">{oldest}</td>
+            <td class=expiring_class>{expiring}</td>
+            <td>{error}</td>
+        </tr>
+    }
+}
+
+#[component]
+fn RunProgress(run: ReplayRun, now: i64, cancel: ServerAction<CancelReplay>) -> impl IntoView {
+    let total = run.rows_at_start.max(run.rows_done).max(1);
+    let percent = (run.rows_done as f64 / total as f64 * 100.0).min(100.0);
+    let rate = run.rate(now);
+    let label = format!(
+        "Replay #{}: {} of {} rows ({:.0} %), {} rows/s, started {} by {}",
+        run.id,
+        count(run.rows_done),
+        count(run.rows_at_start),
+        percent,
+        count(rate as i64),
+        format_ago(run.started_at, now),
+        run.actor
+    );
+    let run_id = run.id;
+    view! {
+        <section class="panel progress-panel" data-testid="replay-progress">
+            <div class="progress-head">
+                <span>{label.clone()}</span>
+                <IfAllowed permission=Permission::Operate>
+                    <ActionForm action=cancel attr:class="inline-form">
+                        <input type="hidden" name="run_id" value=run_id.to_string() />
+                        <button type="submit" class="btn btn-small btn-danger">"Cancel"</button>
+                    </ActionForm>
+                </IfAllowed>
+            </div>
+            <progress max="100" value=format!("{percent:.1}") aria-label=label></progress>
+            {run.cancel_requested.then(|| view! { <p class="muted small">"Cancelling after the current batch…"</p> })}
+        </section>
+    }
+}
+
+fn status_badge(status: &str) -> impl IntoView {
+    let tone = match status {
+        "succeeded" => Tone::Ok,
+        "running" => Tone::Info,
+        "partial" | "cancelled" => Tone::Warn,
+        _ => Tone::Error,
+    };
+    view! { <Badge tone label=status.to_owned() /> }
+}
+
+#[component]
+fn RunsTable(runs: Vec<ReplayRun>, now: i64) -> impl IntoView {
+    if runs.is_empty() {
+        return view! { <p class="muted">"No replay has run yet."</p> }.into_any();
+    }
+    view! {
+        <table class="data runs" data-testid="replay-runs">
+            <thead>
+                <tr>
+                    <th scope="col" class="num">"#"</th>
+                    <th scope="col">"Started"</th>
+                    <th scope="col">"Trigger"</th>
+                    <th scope="col">"By"</th>
+                    <th scope="col">"Outcome"</th>
+                    <th scope="col" class="num">"Rows"</th>
+                    <th scope="col" class="num">"Already in ClickHouse"</th>
+                    <th scope="col" class="num">"Left"</th>
+                    <th scope="col" class="num">"Duration"</th>
+                    <th scope="col" class="num">"Rows/s"</th>
+                </tr>
+            </thead>
+            <tbody>
+                {runs.into_iter().map(|run| {
+                    let duration = run.finished_at.map(|f| format_duration(f - run.started_at)).unwrap_or_else(|| "running".into());
+                    let rate = count(run.rate(now) as i64);
+                    let title = run.error.clone().or(run.reason.clone()).unwrap_or_default();
+                    view! {
+                        <tr title=title>
+                            <td class="num">{run.id}</td>
+                            <td class="nowrap">{format_utc(run.started_at)}</td>
+                            <td>{run.trigger.clone()}</td>
+                            <td>{run.actor.clone()}</td>
+                            <td>{status_badge(&run.status)} {run.error.clone().map(|e| view! { <span class="detail small">" " {e}</span> })}</td>
+                            <td class="num">{count(run.rows_done)}</td>
+                            <td class="num">{count(run.rows_already_present)}</td>
+                            <td class="num">{run.rows_left.map(count).unwrap_or_else(|| "—".into())}</td>
+                            <td class="num nowrap">{duration}</td>
+                            <td class="num">{rate}</td>
+                        </tr>
+                    }
+                }).collect_view()}
+            </tbody>
+        </table>
+    }
+    .into_any()
+}
+
+/// Chart geometry, in SVG user units.
+const CHART_W: f64 = 600.0;
+const CHART_H: f64 = 140.0;
+const PAD_L: f64 = 56.0;
+const PAD_B: f64 = 20.0;
+
+/// The polyline points of one series between `from` and `to`, scaled to `max`.
+pub fn chart_points(points: &[(i64, i64)], from: i64, to: i64, max: i64) -> String {
+    let span = (to - from).max(1) as f64;
+    let max = max.max(1) as f64;
+    points
+        .iter()
+        .filter(|(at, _)| *at >= from && *at <= to)
+        .map(|(at, value)| {
+            let x = PAD_L + (at - from) as f64 / span * (CHART_W - PAD_L);
+            let y = (CHART_H - PAD_B) - (*value as f64 / max) * (CHART_H - PAD_B - 8.0);
+            format!("{x:.1},{y:.1}")
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[component]
+fn DepthChart(
+    #[prop(into)] title: String,
+    samples: Vec<DepthSample>,
+    from: i64,
+    to: i64,
+) -> impl IntoView {
+    let inside: Vec<&DepthSample> = samples
+        .iter()
+        .filter(|s| s.at >= from && s.at <= to)
+        .collect();
+    let max = inside
+        .iter()
+        .map(|s| s.requests.max(s.events))
+        .max()
+        .unwrap_or(0);
+    let requests: Vec<(i64, i64)> = inside.iter().map(|s| (s.at, s.requests)).collect();
+    let events: Vec<(i64, i64)> = inside.iter().map(|s| (s.at, s.events)).collect();
+    let requests = chart_points(&requests, from, to, max);
+    let events = chart_points(&events, from, to, max);
+    let base = CHART_H - PAD_B;
+    let summary = format!(
+        "{title}: {} samples, peak {} rows",
+        inside.len(),
+        count(max)
+    );
+    view! {
+        <figure class="panel chart">
+            <figcaption>
+                <strong>{title}</strong>
+                <span class="legend"><span class="swatch swatch-requests"></span>"requests"</span>
+                <span class="legend"><span class="swatch swatch-events"></span>"events"</span>
+            </figcaption>
+            <svg viewBox=format!("0 0 {CHART_W} {CHART_H}") role="img" aria-label=summary preserveAspectRatio="none">
+                <line x1=PAD_L y1=base x2=CHART_W y2=base class="axis" />
+                <line x1=PAD_L y1="8" x2=CHART_W y2="8" class="grid" />
+                <text x=PAD_L - 6.0 y="12" class="tick" text-anchor="end">{count(max)}</text>
+                <text x=PAD_L - 6.0 y=base class="tick" text-anchor="end">"0"</text>
+                <text x=PAD_L y=CHART_H - 4.0 class="tick">{format_utc(from)}</text>
+                <text x=CHART_W y=CHART_H - 4.0 class="tick" text-anchor="end">"now"</text>
+                <polyline points=requests class="series series-requests" />
+                <polyline points=events class="series series-events" />
+            </svg>
+            {inside.is_empty().then(|| view! { <p class="muted small">"No samples in this period yet."</p> })}
+        </figure>
+    }
+}
+
+/// `/admin/settings/ingest-keys`: create (secret shown once) and revoke. Admins only.
+#[component]
+pub fn IngestKeysPage() -> impl IntoView {
+    let create = ServerAction::<CreateIngestKey>::new();
+    let revoke = ServerAction::<RevokeIngestKey>::new();
+    let keys = Resource::new(
+        move || (create.version().get(), revoke.version().get()),
+        |_| list_ingest_keys(),
+    );
+    let created = create.value();
+    view! {
+        <Title text="Ingest keys" />
+        <PageHeader title="Ingest keys" subtitle="Keys that callers of POST /ingest/requests and /ingest/events send as `Authorization: Bearer <key>`. Each secret is shown once; Salvage keeps only its hash." />
+        <Transition fallback=|| view! { <p class="muted" role="status">"Loading keys…"</p> }>
+            {move || Suspend::new(async move {
+                match keys.await {
+                    Ok(keys) => view! { <KeysTable keys revoke /> }.into_any(),
+                    Err(error) => view! { <ErrorBanner error /> }.into_any(),
+                }
+            })}
+        </Transition>
+        {action_error(revoke.value())}
+        <IfAllowed permission=Permission::Administer>
+            <section class="panel form-panel wide">
+                <h2>"Create a key"</h2>
+                <ActionForm action=create attr:class="form-row" attr:aria-label="Create an ingest key">
+                    <label class="field field-grow">
+                        <span>"Name (who will use it)"</span>
+                        <input type="text" name="name" required maxlength="100" placeholder="api-gateway production" />
+                    </label>
+                    <button type="submit" class="btn btn-primary">"Create key"</button>
+                </ActionForm>
+                {action_error(created)}
+                {move || match created.get() {
+                    Some(Ok(key)) => Some(view! {
+                        <div class="banner banner-ok" role="status" data-testid="new-key">
+                            "Key #" {key.id} " created. Copy it now; it is not shown again: "
+                            <code class="secret">{key.secret}</code>
+                        </div>
+                    }),
+                    _ => None,
+                }}
+            </section>
+        </IfAllowed>
+    }
+}
+
+#[component]
+fn KeysTable(keys: Vec<IngestKey>, revoke: ServerAction<RevokeIngestKey>) -> impl IntoView {
+    if keys.is_empty() {
+        return view! { <p class="muted">"No ingest key yet: create one below."</p> }.into_any();
+    }
+    view! {
+        <table class="data">
+            <thead>
+                <tr>
+                    <th scope="col" class="num">"#"</th>
+                    <th scope="col">"Name"</th>
+                    <th scope="col">"Starts with"</th>
+                    <th scope="col">"Created"</th>
+                    <th scope="col">"Last used"</th>
+                    <th scope="col">"Status"</th>
+                    <th scope="col">"Revoke"</th>
+                </tr>
+            </thead>
+            <tbody>
+                {keys.into_iter().map(|key| {
+                    let active = key.revoked_at.is_none();
+                    view! {
+                        <tr>
+                            <td class="num">{key.id}</td>
+                            <td>{key.name.clone()}</td>
+                            <td><code>{key.prefix.clone()} "…"</code></td>
+                            <td class="nowrap">{format_utc(key.created_at)} <span class="muted small">" by " {key.created_by.clone()}</span></td>
+                            <td class="nowrap">{key.last_used_at.map(format_utc).unwrap_or_else(|| "never".into())}</td>
+                            <td>{if active { view! { <Badge tone=Tone::Ok label="active" /> } } else { view! { <Badge tone=Tone::Neutral label="revoked" /> } }}</td>
+                            <td>
+                                {active.then(|| view! {
+                                    <IfAllowed permission=Permission::Administer>
+                                        <ActionForm action=revoke attr:class="inline-form">
+                                            <input type="hidden" name="key_id" value=key.id.to_string() />
+                                            <label class="visually-hidden" for=format!("revoke-{}", key.id)>"Reason"</label>
+                                            <input type="text" name="reason" id=format!("revoke-{}", key.id) required placeholder="reason" maxlength="500" />
+                                            <button type="submit" class="btn btn-small btn-danger">"Revoke"</button>
+                                        </ActionForm>
+                                    </IfAllowed>
+                                })}
+                            </td>
+                        </tr>
+                    }
+                }).collect_view()}
+            </tbody>
+        </table>
+    }
+    .into_any()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::chart_points;
+
+    #[test]
+    fn chart_points_span_the_plot_and_drop_samples_outside_it() {
+        let points = chart_points(&[(0, 0), (50, 10), (100, 5), (200, 99)], 0, 100, 10);
+        assert_eq!(points, "56.0,120.0 328.0,8.0 600.0,64.0");
+    }
+}

@@ -1,0 +1,93 @@
+//! Expiry: queued rows older than the TTL are deleted. This is the one place Salvage
+//! loses data for good, so every run that deletes anything writes a history entry with
+//! the number of rows, the queue and the time range they covered, in the same
+//! transaction as the delete.
+
+use std::time::Duration;
+
+use serde_json::json;
+use sqlx::{PgPool, Row};
+use time::OffsetDateTime;
+
+use super::super::Queue;
+use crate::auth::ssr::Actor;
+use crate::error::AppError;
+use crate::history::ssr::{append, NewEntry};
+use crate::history::{format_utc, Outcome};
+use crate::server::unix_ms;
+
+/// What expiry deleted from one queue.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Expired {
+    pub queue: Queue,
+    pub rows: i64,
+    /// `queued_at` of the oldest and newest deleted row.
+    pub first_queued_at: Option<OffsetDateTime>,
+    pub last_queued_at: Option<OffsetDateTime>,
+    pub history_id: Option<i64>,
+}
+
+/// Deletes rows queued before `now - ttl` from both queues.
+pub async fn expire(
+    pg: &PgPool,
+    actor: &Actor,
+    trigger: &str,
+    ttl: Duration,
+    now: OffsetDateTime,
+) -> Result<Vec<Expired>, AppError> {
+    let internal = |e: sqlx::Error| AppError::internal("Expiry failed", e);
+    let cutoff = now - ttl;
+    let mut report = Vec::new();
+    for queue in Queue::ALL {
+        let mut tx = pg.begin().await.map_err(internal)?;
+        let row = sqlx::query(&format!(
+            "with gone as (delete from {} where queued_at < $1 returning queued_at)
+             select count(*) as rows, min(queued_at) as first, max(queued_at) as last from gone",
+            queue.table()
+        ))
+        .bind(cutoff)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(internal)?;
+        let rows: i64 = row.get("rows");
+        let first: Option<OffsetDateTime> = row.get("first");
+        let last: Option<OffsetDateTime> = row.get("last");
+        let mut history_id = None;
+        if rows > 0 {
+            let hours = ttl.as_secs() / 3600;
+            let range = format!(
+                "{} to {}",
+                first.map(|t| format_utc(unix_ms(t))).unwrap_or_default(),
+                last.map(|t| format_utc(unix_ms(t))).unwrap_or_default()
+            );
+            let entry = NewEntry::new(
+                "expiry",
+                format!(
+                    "Expired {rows} rows of the {} queue (queued {range}), older than {hours} h",
+                    queue.as_str()
+                ),
+                actor,
+                Outcome::Succeeded,
+            )
+            .with_body(format!(
+                "These rows never reached ClickHouse and are now deleted for good. They were queued from {range} (UTC)."
+            ))
+            .with_details(json!({
+                "queue": queue.as_str(), "rows": rows, "trigger": trigger,
+                "first_queued_at": first.map(unix_ms), "last_queued_at": last.map(unix_ms),
+                "ttl_hours": hours, "cutoff": unix_ms(cutoff),
+            }));
+            history_id = Some(append(&mut tx, &entry).await.map_err(internal)?);
+            tracing::warn!(queue = queue.as_str(), rows, %range, "expired queued rows (data lost for good)");
+        }
+        tx.commit().await.map_err(internal)?;
+        report.push(Expired {
+            queue,
+            rows,
+            first_queued_at: first,
+            last_queued_at: last,
+            history_id,
+        });
+    }
+    Ok(report)
+}

@@ -1,0 +1,174 @@
+//! `POST /ingest/requests` and `POST /ingest/events`.
+//!
+//! A batch goes to ClickHouse in one INSERT. If ClickHouse fails or does not answer in
+//! time, the same rows go into the fallback queue in one PostgreSQL transaction. The
+//! caller gets 2xx only once the rows are durable in one of the two, and the body says
+//! which; when neither takes them: 503 with `Retry-After`, and nothing was stored.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use sqlx::PgPool;
+
+use super::super::Queue;
+use super::rows::{parse_batch, Line};
+use crate::error::AppError;
+use crate::server::AppState;
+
+/// Where a batch ended up.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Stored {
+    /// In ClickHouse.
+    ClickHouse,
+    /// In the fallback queue, because ClickHouse refused with `error`. `queued` rows were
+    /// new to the queue (a retried batch may already be there).
+    Fallback { error: String, queued: u64 },
+}
+
+/// Stores validated `lines`: ClickHouse first, the fallback queue if ClickHouse fails.
+pub async fn store(state: &AppState, queue: Queue, lines: &[Line]) -> Result<Stored, AppError> {
+    let insert = state.clickhouse.insert_lines(
+        queue.as_str(),
+        lines.iter().map(|l| l.json.as_str()),
+        state.queues.ingest_timeout,
+    );
+    let clickhouse_error = match tokio::time::timeout(state.queues.ingest_timeout, insert).await {
+        Ok(Ok(())) => return Ok(Stored::ClickHouse),
+        Ok(Err(error)) => error.to_string(),
+        Err(_) => format!(
+            "no answer within {} ms",
+            state.queues.ingest_timeout.as_millis()
+        ),
+    };
+    let error = format!("ClickHouse: {clickhouse_error}");
+    match enqueue(&state.pg, queue, lines, &error).await {
+        Ok(queued) => {
+            tracing::warn!(queue = queue.as_str(), rows = lines.len(), error = %clickhouse_error, "ClickHouse refused a batch; parked it in the fallback queue");
+            Ok(Stored::Fallback { error, queued })
+        }
+        Err(pg_error) => {
+            tracing::error!(queue = queue.as_str(), rows = lines.len(), clickhouse = %clickhouse_error, postgres = %pg_error, "neither store accepted a batch; the caller must retry");
+            Err(AppError::Unavailable {
+                message: format!(
+                    "Neither ClickHouse ({clickhouse_error}) nor PostgreSQL accepted the rows. Nothing was stored; retry the same batch."
+                ),
+            })
+        }
+    }
+}
+
+/// Puts `lines` into `queue`'s fallback table in one transaction, and records `error`
+/// as the queue's last error. Ids already queued are skipped (a retried batch).
+/// Returns how many rows were new.
+pub async fn enqueue(
+    pg: &PgPool,
+    queue: Queue,
+    lines: &[Line],
+    error: &str,
+) -> Result<u64, sqlx::Error> {
+    let ids: Vec<uuid::Uuid> = lines.iter().map(|l| l.id).collect();
+    let ts: Vec<time::OffsetDateTime> = lines.iter().map(|l| l.ts).collect();
+    let json: Vec<&str> = lines.iter().map(|l| l.json.as_str()).collect();
+    let mut tx = pg.begin().await?;
+    // The table is one of two constants, so the statement is built, not bound.
+    let inserted = sqlx::query(&format!(
+        "insert into {} (id, ts, row_json, last_error, last_attempt_at)
+         select id, ts, row_json, $4, now()
+           from unnest($1::uuid[], $2::timestamptz[], $3::text[]) as t(id, ts, row_json)
+         on conflict (id) do nothing",
+        queue.table()
+    ))
+    .bind(&ids)
+    .bind(&ts)
+    .bind(&json)
+    .bind(error)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    sqlx::query!(
+        "update fallback_queues set last_error = $2, last_error_at = now() where queue = $1",
+        queue.as_str(),
+        error
+    )
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(inserted)
+}
+
+/// The bearer token of `headers`, if any.
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(str::trim)
+}
+
+async fn ingest(state: AppState, queue: Queue, headers: HeaderMap, body: Bytes) -> Response {
+    let result = async {
+        let token = bearer(&headers).ok_or(AppError::Unauthorized)?;
+        super::keys::authenticate(&state.pg, &state.ingest_keys, token).await?;
+        let lines = parse_batch(queue, &body)?;
+        let stored = store(&state, queue, &lines).await?;
+        Ok::<_, AppError>((lines.len(), stored))
+    }
+    .await;
+    match result {
+        Ok((rows, Stored::ClickHouse)) => (
+            StatusCode::OK,
+            axum::Json(json!({"stored": "clickhouse", "rows": rows})),
+        )
+            .into_response(),
+        Ok((rows, Stored::Fallback { error, queued })) => (
+            StatusCode::ACCEPTED,
+            axum::Json(
+                json!({"stored": "fallback", "rows": rows, "queued": queued, "reason": error}),
+            ),
+        )
+            .into_response(),
+        Err(error @ AppError::Unavailable { .. }) => {
+            let mut response = error.into_response();
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from(5));
+            response
+        }
+        Err(error @ AppError::Unauthorized) => {
+            let mut response = (
+                StatusCode::UNAUTHORIZED,
+                axum::Json(json!({"kind": "unauthorized",
+                    "error": "Send `Authorization: Bearer <ingest key>` with an active key."})),
+            )
+                .into_response();
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
+            drop(error);
+            response
+        }
+        Err(error) => error.into_response(),
+    }
+}
+
+/// `POST /ingest/requests`.
+pub async fn requests_handler(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    ingest(state, Queue::Requests, headers, body).await
+}
+
+/// `POST /ingest/events`.
+pub async fn events_handler(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    ingest(state, Queue::Events, headers, body).await
+}

@@ -1,0 +1,214 @@
+//! Ingest keys: created and revoked by admins, shown once, stored as SHA-256.
+//!
+//! A key looks like `sgk_0123abcd…` (68 characters). Its first [`PREFIX_LEN`]
+//! characters are stored in clear to find the row and to let a person recognise a key;
+//! the digest of the whole key is compared in constant time.
+//!
+//! Ingest must keep working while PostgreSQL is down (rows then go straight to
+//! ClickHouse), so a key checked against the database is remembered in memory: for
+//! [`FRESH`] it is trusted without asking again, and while PostgreSQL cannot be reached a
+//! key checked within [`STALE_OK`] is still accepted. A revocation therefore takes
+//! effect on every replica within [`FRESH`].
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use sqlx::PgPool;
+use subtle::ConstantTimeEq;
+
+use super::super::IngestKey;
+use crate::auth::ssr::{random_token, token_digest, Actor};
+use crate::error::AppError;
+use crate::history::ssr::{append, NewEntry};
+use crate::history::Outcome;
+use crate::server::unix_ms as ms;
+
+/// Characters of a key kept in clear.
+pub const PREFIX_LEN: usize = 12;
+/// How long a verified key is trusted without asking PostgreSQL.
+pub const FRESH: Duration = Duration::from_secs(30);
+/// How long a verified key stays usable while PostgreSQL is unreachable.
+pub const STALE_OK: Duration = Duration::from_secs(15 * 60);
+
+/// Keys verified recently, by prefix. Shared by every request of a process.
+#[derive(Clone, Default)]
+pub struct KeyCache {
+    inner: Arc<Mutex<HashMap<String, Cached>>>,
+}
+
+#[derive(Clone)]
+struct Cached {
+    key_id: i64,
+    digest: Vec<u8>,
+    verified: Instant,
+}
+
+impl KeyCache {
+    fn get(&self, prefix: &str) -> Option<Cached> {
+        self.inner.lock().ok()?.get(prefix).cloned()
+    }
+
+    fn put(&self, prefix: &str, cached: Cached) {
+        if let Ok(mut map) = self.inner.lock() {
+            map.insert(prefix.to_owned(), cached);
+        }
+    }
+
+    fn forget(&self, prefix: &str) {
+        if let Ok(mut map) = self.inner.lock() {
+            map.remove(prefix);
+        }
+    }
+}
+
+fn digest_matches(cached: &Cached, digest: &[u8]) -> bool {
+    cached.digest.ct_eq(digest).into()
+}
+
+/// The id of the active key `token`, or 401. Never logs the token.
+pub async fn authenticate(pg: &PgPool, cache: &KeyCache, token: &str) -> Result<i64, AppError> {
+    if !token.starts_with("sgk_") || token.len() < PREFIX_LEN + 8 || !token.is_ascii() {
+        return Err(AppError::Unauthorized);
+    }
+    let prefix = &token[..PREFIX_LEN];
+    let digest = token_digest(token);
+    let cached = cache.get(prefix).filter(|c| digest_matches(c, &digest));
+    if let Some(cached) = &cached {
+        if cached.verified.elapsed() < FRESH {
+            return Ok(cached.key_id);
+        }
+    }
+    let row = sqlx::query!(
+        "select id, secret_hash from ingest_keys where prefix = $1 and revoked_at is null",
+        prefix
+    )
+    .fetch_optional(pg)
+    .await;
+    match row {
+        Ok(Some(row)) if bool::from(row.secret_hash.ct_eq(&digest)) => {
+            cache.put(
+                prefix,
+                Cached {
+                    key_id: row.id,
+                    digest,
+                    verified: Instant::now(),
+                },
+            );
+            // At most one write a minute per key, not one per request.
+            let _ = sqlx::query!(
+                "update ingest_keys set last_used_at = now()
+                  where id = $1 and (last_used_at is null or last_used_at < now() - interval '1 minute')",
+                row.id
+            )
+            .execute(pg)
+            .await;
+            Ok(row.id)
+        }
+        Ok(_) => {
+            cache.forget(prefix);
+            Err(AppError::Unauthorized)
+        }
+        Err(error) => match cached {
+            Some(cached) if cached.verified.elapsed() < STALE_OK => {
+                tracing::warn!(%error, key_id = cached.key_id, "PostgreSQL unreachable; accepting a recently verified ingest key");
+                Ok(cached.key_id)
+            }
+            _ => Err(AppError::Unavailable {
+                message: "PostgreSQL is unreachable, so the ingest key cannot be checked; retry"
+                    .into(),
+            }),
+        },
+    }
+}
+
+/// Creates a key named `name`; returns its id and the secret, which is not kept.
+pub async fn create(pg: &PgPool, actor: &Actor, name: &str) -> Result<(i64, String), AppError> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 100 {
+        return Err(AppError::invalid(
+            "name",
+            "give the key a name of 1 to 100 characters",
+        ));
+    }
+    let secret = format!("sgk_{}", random_token());
+    let internal = |e: sqlx::Error| AppError::internal("Failed to create an ingest key", e);
+    let mut tx = pg.begin().await.map_err(internal)?;
+    let id = sqlx::query_scalar!(
+        "insert into ingest_keys (name, prefix, secret_hash, created_by)
+         values ($1, $2, $3, $4) returning id",
+        name,
+        &secret[..PREFIX_LEN],
+        token_digest(&secret),
+        actor.name,
+    )
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(internal)?;
+    let entry = NewEntry::new(
+        "ingest_key",
+        format!("Created ingest key #{id} \u{201c}{name}\u{201d}"),
+        actor,
+        Outcome::Succeeded,
+    )
+    .with_details(serde_json::json!({"key_id": id, "prefix": &secret[..PREFIX_LEN]}));
+    append(&mut tx, &entry).await.map_err(internal)?;
+    tx.commit().await.map_err(internal)?;
+    Ok((id, secret))
+}
+
+/// Revokes key `id`: it stops working on every replica within [`FRESH`].
+pub async fn revoke(
+    pg: &PgPool,
+    actor: &Actor,
+    id: i64,
+    reason: Option<String>,
+) -> Result<(), AppError> {
+    let internal = |e: sqlx::Error| AppError::internal("Failed to revoke an ingest key", e);
+    let mut tx = pg.begin().await.map_err(internal)?;
+    let row = sqlx::query!(
+        "update ingest_keys set revoked_at = now(), revoked_by = $2
+          where id = $1 and revoked_at is null returning name, prefix",
+        id,
+        actor.name
+    )
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(internal)?
+    .ok_or_else(|| AppError::NotFound {
+        what: format!("An active ingest key #{id}"),
+    })?;
+    let entry = NewEntry::new(
+        "ingest_key",
+        format!("Revoked ingest key #{id} \u{201c}{}\u{201d}", row.name),
+        actor,
+        Outcome::Succeeded,
+    )
+    .with_reason(reason)
+    .with_details(serde_json::json!({"key_id": id, "prefix": row.prefix}));
+    append(&mut tx, &entry).await.map_err(internal)?;
+    tx.commit().await.map_err(internal)
+}
+
+/// Every key, newest first.
+pub async fn list(pg: &PgPool) -> Result<Vec<IngestKey>, AppError> {
+    let rows = sqlx::query!(
+        "select id, name, prefix, created_at, created_by, revoked_at, last_used_at
+           from ingest_keys order by id desc"
+    )
+    .fetch_all(pg)
+    .await
+    .map_err(|e| AppError::internal("Failed to list ingest keys", e))?;
+    Ok(rows
+        .into_iter()
+        .map(|r| IngestKey {
+            id: r.id,
+            name: r.name,
+            prefix: r.prefix,
+            created_at: ms(r.created_at),
+            created_by: r.created_by,
+            revoked_at: r.revoked_at.map(ms),
+            last_used_at: r.last_used_at.map(ms),
+        })
+        .collect())
+}

@@ -1,0 +1,36 @@
+//! The server side of the safe write path. See the module docs of [`crate::queues`].
+
+pub mod expiry;
+pub mod ingest;
+pub mod keys;
+pub mod replay;
+pub mod rows;
+pub mod stats;
+
+use std::time::Duration;
+
+/// How the queues behave; from the settings (`SALVAGE_FALLBACK_TTL_HOURS`,
+/// `SALVAGE_REPLAY_BATCH`, `SALVAGE_REPLAY_BUDGET_SECS`, `SALVAGE_INGEST_TIMEOUT_MS`).
+#[derive(Clone, Debug)]
+pub struct QueueSettings {
+    /// Queued rows older than this are deleted by expiry. Default 7 days.
+    pub ttl: Duration,
+    /// Rows claimed per replay batch. Default 5000.
+    pub replay_batch: i64,
+    /// A replay run stops after this long and reports what is left. Default 4 min, so a
+    /// run started every 5 minutes ends before the next.
+    pub replay_budget: Duration,
+    /// How long ingest waits for ClickHouse before parking the rows in PostgreSQL.
+    pub ingest_timeout: Duration,
+}
+
+impl Default for QueueSettings {
+    fn default() -> Self {
+        Self {
+            ttl: Duration::from_secs(7 * 24 * 3600),
+            replay_batch: 5000,
+            replay_budget: Duration::from_secs(240),
+            ingest_timeout: Duration::from_secs(5),
+        }
+    }
+}

@@ -1,0 +1,345 @@
+//! `salvage bench replay --rows N`: what replay costs, against what it cannot beat.
+//!
+//! In throwaway databases (dropped at the end) it measures, on the same N generated rows
+//! and the same batch size:
+//!
+//! - ingest with ClickHouse down (rows parked in the fallback queue), beside a plain
+//!   PostgreSQL insert of the rows into an unindexed table;
+//! - a plain PostgreSQL claim-and-delete of the queue (`DELETE … RETURNING`, rows sent
+//!   nowhere);
+//! - replay of the refilled queue into ClickHouse;
+//! - a plain ClickHouse insert of the rows;
+//! - ingest with ClickHouse up, beside that plain ClickHouse insert;
+//!
+//! then prints rows/s for each, the ratio of replay to the slower of the two bounds (and
+//! which one it is), and the process's peak memory (`VmHWM`).
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::json;
+use sqlx::{Connection, Executor, PgConnection};
+
+use app::queues::ssr::ingest::{enqueue, store, Stored};
+use app::queues::ssr::replay::{replay as run_replay, ReplayOptions, Trigger};
+use app::queues::ssr::rows::{parse_batch, Line};
+use app::queues::Queue;
+use app::server::AppState;
+
+use crate::config::Settings;
+use crate::startup;
+
+/// `count` rows starting at row `first`, identical on every call with the same numbers.
+fn rows(first: u64, count: u64) -> Vec<Line> {
+    let base = time::OffsetDateTime::now_utc().replace_time(time::Time::MIDNIGHT)
+        - time::Duration::days(1);
+    let body: Vec<serde_json::Value> = (first..first + count)
+        .map(|i| {
+            let ts = base + time::Duration::milliseconds((i * 37 % 86_400_000) as i64);
+            json!({
+                "id": uuid::Uuid::from_u128(0x5a1_0000_0000_0000_0000_0000_0000_0000 + u128::from(i)),
+                "ts": ts.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+                "organization_id": format!("org_{}", i % 7), "project": "bench",
+                "provider": "openai", "model": "gpt-4o-mini", "status": 200,
+                "latency_ms": 100 + i % 900, "prompt_tokens": i % 4000,
+                "completion_tokens": i % 700, "cost_usd": 0.0001, "error": null,
+            })
+        })
+        .collect();
+    parse_batch(
+        Queue::Requests,
+        &serde_json::to_vec(&body).expect("JSON of generated rows"),
+    )
+    .expect("generated rows are valid")
+}
+
+/// Runs `step` over the rows in chunks of `batch`, timing only `step` (not the row
+/// generation). Returns rows per second.
+async fn timed_chunks<F, Fut>(total: u64, batch: u64, mut step: F) -> anyhow::Result<f64>
+where
+    F: FnMut(Vec<Line>) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let mut spent = Duration::ZERO;
+    let mut first = 0;
+    while first < total {
+        let count = batch.min(total - first);
+        let chunk = rows(first, count);
+        let started = Instant::now();
+        step(chunk).await?;
+        spent += started.elapsed();
+        first += count;
+    }
+    Ok(total as f64 / spent.as_secs_f64().max(1e-9))
+}
+
+/// Peak resident memory of this process, from `/proc/self/status`.
+fn peak_memory() -> String {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .map(|l| l.trim_start_matches("VmHWM:").trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// Scratch databases for one bench run.
+struct Scratch {
+    admin_url: SecretString,
+    pg_database: String,
+    settings: Settings,
+    clickhouse_databases: Vec<String>,
+}
+
+impl Scratch {
+    async fn drop_all(&self) {
+        if let Ok(mut admin) = PgConnection::connect(self.admin_url.expose_secret()).await {
+            let _ = admin
+                .execute(
+                    format!(
+                        r#"drop database if exists "{}" with (force)"#,
+                        self.pg_database
+                    )
+                    .as_str(),
+                )
+                .await;
+        }
+        for database in &self.clickhouse_databases {
+            let _ = self
+                .settings
+                .clickhouse_client_for(database)
+                .drop_database()
+                .await;
+        }
+    }
+}
+
+fn rate(n: f64) -> String {
+    let digits = format!("{:.0}", n);
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    format!("{out:>10} rows/s")
+}
+
+/// `salvage bench replay`.
+pub async fn replay(settings: &Settings, total: u64, batch: i64) -> anyhow::Result<()> {
+    anyhow::ensure!(total > 0, "--rows: at least 1");
+    anyhow::ensure!(
+        (100..=50_000).contains(&batch),
+        "--batch: between 100 and 50000"
+    );
+    let suffix = &uuid::Uuid::new_v4().simple().to_string()[..10];
+    let mut settings = settings.clone();
+    let admin_url = settings.database_url.clone();
+    let pg_database = format!("salvage_bench_{suffix}");
+    let mut admin = PgConnection::connect(admin_url.expose_secret())
+        .await
+        .context("PostgreSQL must be running (scripts/stores.sh start)")?;
+    admin
+        .execute(format!(r#"create database "{pg_database}""#).as_str())
+        .await?;
+    let mut url = url::Url::parse(admin_url.expose_secret())?;
+    url.set_path(&pg_database);
+    settings.database_url = SecretString::from(url.to_string());
+    let main_db = format!("salvage_bench_{suffix}");
+    let plain_db = format!("salvage_bench_{suffix}_plain");
+    let ingest_db = format!("salvage_bench_{suffix}_ingest");
+    let scratch = Scratch {
+        admin_url,
+        pg_database,
+        settings: settings.clone(),
+        clickhouse_databases: vec![main_db.clone(), plain_db.clone(), ingest_db.clone()],
+    };
+    let result = measure(&settings, &main_db, &plain_db, &ingest_db, total, batch).await;
+    scratch.drop_all().await;
+    result
+}
+
+fn state_for(settings: &Settings, database: &str) -> AppState {
+    let mut settings = settings.clone();
+    settings.clickhouse.database = database.to_owned();
+    startup::build_state(&settings)
+}
+
+async fn measure(
+    settings: &Settings,
+    main_db: &str,
+    plain_db: &str,
+    ingest_db: &str,
+    total: u64,
+    batch: i64,
+) -> anyhow::Result<()> {
+    let state = state_for(settings, main_db);
+    startup::migrate(&state.pg, &state.clickhouse).await?;
+    let plain = state_for(settings, plain_db);
+    plain.clickhouse.migrate().await?;
+    let ingest_up = state_for(settings, ingest_db);
+    ingest_up.clickhouse.migrate().await?;
+    let mut down_settings = settings.clone();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    down_settings.clickhouse.url = format!("http://127.0.0.1:{closed}").parse()?;
+    let ingest_down = state_for(&down_settings, main_db);
+    let pg = state.pg.clone();
+    let step = batch as u64;
+    println!("bench replay: {total} rows, batch {batch}, in throwaway databases\n");
+
+    // Plain PostgreSQL insert: the same rows into a table without index or trigger.
+    sqlx::query("create table bench_plain (id uuid, ts timestamptz, row_json text)")
+        .execute(&pg)
+        .await?;
+    let pg_insert = timed_chunks(total, step, |chunk| {
+        let pg = pg.clone();
+        async move {
+            let ids: Vec<uuid::Uuid> = chunk.iter().map(|l| l.id).collect();
+            let ts: Vec<time::OffsetDateTime> = chunk.iter().map(|l| l.ts).collect();
+            let json: Vec<&str> = chunk.iter().map(|l| l.json.as_str()).collect();
+            sqlx::query("insert into bench_plain select * from unnest($1::uuid[], $2::timestamptz[], $3::text[])")
+                .bind(&ids).bind(&ts).bind(&json).execute(&pg).await?;
+            Ok(())
+        }
+    })
+    .await?;
+
+    // Ingest with ClickHouse down: every batch is parked in the queue.
+    let ingest_fallback = timed_chunks(total, step, |chunk| {
+        let state = ingest_down.clone();
+        async move {
+            match store(&state, Queue::Requests, &chunk).await {
+                Ok(Stored::Fallback { .. }) => Ok(()),
+                other => anyhow::bail!("expected the fallback queue, got {other:?}"),
+            }
+        }
+    })
+    .await?;
+
+    // Plain PostgreSQL claim-and-delete of the queue, rows sent nowhere.
+    let started = Instant::now();
+    let mut deleted = 0u64;
+    loop {
+        let mut tx = pg.begin().await?;
+        let n = sqlx::query(
+            "delete from requests_fallback where seq in (
+                 select seq from requests_fallback order by seq limit $1 for update skip locked)
+             returning seq, id, ts, row_json",
+        )
+        .bind(batch)
+        .fetch_all(&mut *tx)
+        .await?
+        .len() as u64;
+        tx.commit().await?;
+        if n == 0 {
+            break;
+        }
+        deleted += n;
+    }
+    anyhow::ensure!(
+        deleted == total,
+        "claim-and-delete saw {deleted} of {total} rows"
+    );
+    let pg_claim = total as f64 / started.elapsed().as_secs_f64();
+
+    // Refill (the same rows), then replay them.
+    timed_chunks(total, step, |chunk| {
+        let pg = pg.clone();
+        async move {
+            enqueue(&pg, Queue::Requests, &chunk, "bench").await?;
+            Ok(())
+        }
+    })
+    .await?;
+    let options = ReplayOptions {
+        batch,
+        budget: Duration::from_secs(24 * 3600),
+        faults: Default::default(),
+    };
+    let actor = app::auth::ssr::Actor::system("bench");
+    let report = run_replay(&state, Trigger::Bench, &actor, None, &options, |_| {})
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    anyhow::ensure!(
+        report.rows_done == total as i64 && report.rows_left == 0,
+        "replay moved {} of {total} rows ({:?})",
+        report.rows_done,
+        report.error
+    );
+    let replay_rate = total as f64 / report.elapsed.as_secs_f64();
+    let (count, distinct): (u64, u64) = state
+        .clickhouse
+        .client()
+        .query("SELECT count(), uniqExact(id) FROM requests")
+        .fetch_one()
+        .await?;
+    anyhow::ensure!(
+        count == total && distinct == total,
+        "ClickHouse holds {count} rows / {distinct} ids after replay, expected {total}"
+    );
+
+    // Plain ClickHouse insert of the same rows.
+    let ch_insert = timed_chunks(total, step, |chunk| {
+        let plain = plain.clone();
+        async move {
+            plain
+                .clickhouse
+                .insert_lines(
+                    "requests",
+                    chunk.iter().map(|l| l.json.as_str()),
+                    Duration::from_secs(60),
+                )
+                .await?;
+            Ok(())
+        }
+    })
+    .await?;
+
+    // Ingest with ClickHouse up.
+    let ingest_clickhouse = timed_chunks(total, step, |chunk| {
+        let state = ingest_up.clone();
+        async move {
+            match store(&state, Queue::Requests, &chunk).await {
+                Ok(Stored::ClickHouse) => Ok(()),
+                other => anyhow::bail!("expected ClickHouse, got {other:?}"),
+            }
+        }
+    })
+    .await?;
+
+    let (bound, bound_name) = if pg_claim <= ch_insert {
+        (pg_claim, "PostgreSQL claim-and-delete")
+    } else {
+        (ch_insert, "ClickHouse insert")
+    };
+    println!("replay                              {}", rate(replay_rate));
+    println!("plain ClickHouse insert             {}", rate(ch_insert));
+    println!("plain PostgreSQL claim-and-delete   {}", rate(pg_claim));
+    println!(
+        "ratio replay / slower bound         {:>10.2}   (bounded by the {bound_name}; goal >= 0.70)",
+        replay_rate / bound
+    );
+    println!();
+    println!(
+        "ingest, ClickHouse up               {}   (plain ClickHouse insert {})",
+        rate(ingest_clickhouse),
+        rate(ch_insert).trim()
+    );
+    println!(
+        "ingest, ClickHouse down (fallback)  {}   (plain PostgreSQL insert {})",
+        rate(ingest_fallback),
+        rate(pg_insert).trim()
+    );
+    println!();
+    println!(
+        "ClickHouse after replay: {count} rows, {distinct} distinct ids (exactly {total} expected)"
+    );
+    println!("peak memory (VmHWM): {}", peak_memory());
+    Ok(())
+}

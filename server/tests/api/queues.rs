@@ -1,0 +1,649 @@
+//! The safe write path under faults: ingest, the fallback queues, replay, expiry, the
+//! cron routes and the CLI, against the real stores (cut and restored through
+//! `FaultyLink`s). Every test counts rows in both stores before and after.
+
+use std::time::Duration;
+
+use app::auth::ssr::Actor;
+use app::queues::ssr::replay::{replay, Faults, ReplayOptions, ReplayReport, Trigger};
+use serde_json::{json, Value};
+
+use crate::helpers::{spawn_app, spawn_app_with, Options, TestApp, CRON_SECRET};
+
+/// A fresh ingest key of `app`.
+async fn ingest_key(app: &TestApp) -> String {
+    app::queues::ssr::keys::create(&app.pg, &Actor::cli(), "test caller")
+        .await
+        .expect("create an ingest key")
+        .1
+}
+
+/// Request rows `first..first+count`, with ids derived from their number.
+fn request_rows(first: u32, count: u32) -> Value {
+    let rows: Vec<Value> = (first..first + count)
+        .map(|i| {
+            json!({"id": uuid::Uuid::from_u128(0xfeed_0000_0000_0000_0000_0000_0000_0000 + u128::from(i)),
+                "ts": format!("2026-11-{:02}T10:{:02}:{:02}.{:03}Z", 20 + i % 3, i % 60, (i / 60) % 60, i % 1000),
+                "organization_id": "org_1", "project": "chat", "provider": "openai",
+                "model": "gpt-4o-mini", "status": 200, "latency_ms": 812, "prompt_tokens": 412,
+                "completion_tokens": 96, "cost_usd": 0.00031, "error": null})
+        })
+        .collect();
+    Value::Array(rows)
+}
+
+async fn post(app: &TestApp, key: Option<&str>, path: &str, body: Vec<u8>) -> (u16, Value) {
+    let mut request = app
+        .http
+        .post(format!("{}{path}", app.address))
+        .header("content-type", "application/json")
+        .body(body);
+    if let Some(key) = key {
+        request = request.bearer_auth(key);
+    }
+    let response = request
+        .send()
+        .await
+        .expect("the ingest call reaches Salvage");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+async fn post_rows(app: &TestApp, key: &str, rows: &Value) -> (u16, Value) {
+    post(
+        app,
+        Some(key),
+        "/ingest/requests",
+        serde_json::to_vec(rows).unwrap(),
+    )
+    .await
+}
+
+/// `(rows, distinct ids)` in this test's ClickHouse `requests`.
+async fn clickhouse_counts(app: &TestApp) -> (u64, u64) {
+    app.clickhouse
+        .client()
+        .query("SELECT count(), uniqExact(id) FROM requests")
+        .fetch_one()
+        .await
+        .expect("count ClickHouse rows")
+}
+
+/// Rows in the requests queue, by `count(*)`, checked against the trigger counter.
+async fn queued(app: &TestApp) -> i64 {
+    let counted = app.count("requests_fallback").await;
+    let counter: i64 =
+        sqlx::query_scalar("select depth from fallback_queues where queue = 'requests'")
+            .fetch_one(&app.pg)
+            .await
+            .unwrap();
+    assert_eq!(counted, counter, "the depth counter drifted from count(*)");
+    counted
+}
+
+fn options(batch: i64) -> ReplayOptions {
+    ReplayOptions {
+        batch,
+        budget: Duration::from_secs(120),
+        faults: Faults::default(),
+    }
+}
+
+async fn run_replay(app: &TestApp, options: &ReplayOptions) -> ReplayReport {
+    replay(
+        &app.state,
+        Trigger::Cli,
+        &Actor::cli(),
+        Some("test".into()),
+        options,
+        |_| {},
+    )
+    .await
+    .expect("replay bookkeeping works")
+}
+
+fn with_clickhouse_link() -> Options {
+    Options {
+        clickhouse_link: true,
+        ..Options::default()
+    }
+}
+
+#[tokio::test]
+async fn rows_go_straight_to_clickhouse_while_it_is_up() {
+    let app = spawn_app().await;
+    let key = ingest_key(&app).await;
+
+    let (status, body) = post_rows(&app, &key, &request_rows(0, 25)).await;
+
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["stored"], "clickhouse");
+    assert_eq!(body["rows"], 25);
+    assert_eq!(clickhouse_counts(&app).await, (25, 25));
+    assert_eq!(queued(&app).await, 0);
+}
+
+#[tokio::test]
+async fn fault_drill_clickhouse_stopped_and_started_twice_then_replay_holds_each_row_once() {
+    let app = spawn_app_with(with_clickhouse_link()).await;
+    let link = app.clickhouse_link.as_ref().unwrap();
+    let key = ingest_key(&app).await;
+    let batches = 10;
+    let per_batch = 50;
+    let mut parked = 0;
+    for batch in 0..batches {
+        match batch {
+            3 | 8 => link.cut(),
+            6 | 9 => link.restore(),
+            _ => {}
+        }
+        let rows = request_rows(batch * per_batch, per_batch);
+        let (status, body) = post_rows(&app, &key, &rows).await;
+        let down = matches!(batch, 3..=5 | 8);
+        assert_eq!(
+            status,
+            if down { 202 } else { 200 },
+            "batch {batch}: {body}"
+        );
+        if down {
+            assert_eq!(body["stored"], "fallback");
+            parked += per_batch as i64;
+            // The caller retries the same batch: harmless.
+            let (status, body) = post_rows(&app, &key, &rows).await;
+            assert_eq!((status, body["queued"].as_u64()), (202, Some(0)), "{body}");
+        }
+    }
+    assert_eq!(queued(&app).await, parked);
+
+    let report = run_replay(&app, &options(60)).await;
+
+    assert_eq!(report.status, "succeeded", "{report:?}");
+    assert_eq!(report.rows_done, parked);
+    let total = u64::from(batches * per_batch);
+    assert_eq!(clickhouse_counts(&app).await, (total, total));
+    assert_eq!(queued(&app).await, 0);
+}
+
+#[tokio::test]
+async fn a_replay_while_clickhouse_is_down_keeps_every_row_and_records_the_attempt() {
+    let app = spawn_app_with(with_clickhouse_link()).await;
+    let link = app.clickhouse_link.as_ref().unwrap();
+    let key = ingest_key(&app).await;
+    link.cut();
+    assert_eq!(post_rows(&app, &key, &request_rows(0, 120)).await.0, 202);
+
+    let report = run_replay(&app, &options(50)).await;
+
+    assert_eq!(report.status, "failed");
+    assert!(
+        report.error.as_deref().unwrap_or("").contains("ClickHouse"),
+        "{report:?}"
+    );
+    assert_eq!(queued(&app).await, 120);
+    let attempted: i64 = sqlx::query_scalar(
+        "select count(*) from requests_fallback where attempts = 1 and last_error like '%ClickHouse%'",
+    )
+    .fetch_one(&app.pg)
+    .await
+    .unwrap();
+    assert_eq!(
+        attempted, 50,
+        "the failed batch, and only it, counts an attempt"
+    );
+    let outcome: String = sqlx::query_scalar(
+        "select outcome from runbook_history where kind = 'replay' order by id desc limit 1",
+    )
+    .fetch_one(&app.pg)
+    .await
+    .unwrap();
+    assert_eq!(outcome, "failed");
+
+    link.restore();
+    let report = run_replay(&app, &options(50)).await;
+    assert_eq!(report.status, "succeeded");
+    assert_eq!(clickhouse_counts(&app).await, (120, 120));
+    assert_eq!(queued(&app).await, 0);
+}
+
+#[tokio::test]
+async fn a_crash_after_the_clickhouse_insert_and_before_the_commit_doubles_nothing() {
+    let app = spawn_app_with(with_clickhouse_link()).await;
+    let link = app.clickhouse_link.as_ref().unwrap();
+    let key = ingest_key(&app).await;
+    link.cut();
+    for batch in 0..3 {
+        assert_eq!(
+            post_rows(&app, &key, &request_rows(batch * 400, 400))
+                .await
+                .0,
+            202
+        );
+    }
+    link.restore();
+
+    let mut crashing = options(500);
+    crashing.faults.crash_after_insert = true;
+    let report = run_replay(&app, &crashing).await;
+
+    assert_eq!(report.status, "failed");
+    assert_eq!(
+        clickhouse_counts(&app).await,
+        (500, 500),
+        "the first batch reached ClickHouse"
+    );
+    assert_eq!(
+        queued(&app).await,
+        1200,
+        "and is still queued: the delete rolled back"
+    );
+
+    let report = run_replay(&app, &options(500)).await;
+
+    assert_eq!(report.status, "succeeded");
+    assert_eq!(report.rows_done, 1200);
+    assert_eq!(report.rows_already_present, 500, "{report:?}");
+    assert_eq!(report.rows_inserted, 700);
+    assert_eq!(clickhouse_counts(&app).await, (1200, 1200));
+    assert_eq!(queued(&app).await, 0);
+}
+
+#[tokio::test]
+async fn two_replayers_at_once_send_each_row_once() {
+    let app = spawn_app_with(with_clickhouse_link()).await;
+    let link = app.clickhouse_link.as_ref().unwrap();
+    let key = ingest_key(&app).await;
+    link.cut();
+    for batch in 0..6 {
+        assert_eq!(
+            post_rows(&app, &key, &request_rows(batch * 500, 500))
+                .await
+                .0,
+            202
+        );
+    }
+    link.restore();
+
+    let small = options(100);
+    let (first, second) = tokio::join!(run_replay(&app, &small), run_replay(&app, &small));
+
+    assert_eq!(first.status, "succeeded", "{first:?}");
+    assert_eq!(second.status, "succeeded", "{second:?}");
+    assert_eq!(first.rows_done + second.rows_done, 3000);
+    assert_eq!(first.rows_already_present + second.rows_already_present, 0);
+    assert_eq!(clickhouse_counts(&app).await, (3000, 3000));
+    assert_eq!(queued(&app).await, 0);
+}
+
+#[tokio::test]
+async fn with_both_stores_down_ingest_answers_503_and_stores_nothing() {
+    let app = spawn_app_with(Options {
+        clickhouse_link: true,
+        postgres_link: true,
+        ..Options::default()
+    })
+    .await;
+    let key = ingest_key(&app).await;
+    // One accepted call: the key is now known to this process, as in production.
+    assert_eq!(post_rows(&app, &key, &request_rows(0, 5)).await.0, 200);
+    app.clickhouse_link.as_ref().unwrap().cut();
+    app.postgres_link.as_ref().unwrap().cut();
+
+    let response = app
+        .http
+        .post(format!("{}/ingest/requests", app.address))
+        .bearer_auth(&key)
+        .json(&request_rows(100, 40))
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(response.status().as_u16(), 503);
+    assert!(response.headers().get("retry-after").is_some());
+    let body: Value = response.json().await.unwrap();
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("Nothing was stored"),
+        "{body}"
+    );
+    app.clickhouse_link.as_ref().unwrap().restore();
+    app.postgres_link.as_ref().unwrap().restore();
+    assert_eq!(clickhouse_counts(&app).await, (5, 5));
+    assert_eq!(queued(&app).await, 0);
+}
+
+#[tokio::test]
+async fn while_postgres_is_down_a_known_key_still_writes_to_clickhouse() {
+    let app = spawn_app_with(Options {
+        postgres_link: true,
+        ..Options::default()
+    })
+    .await;
+    let key = ingest_key(&app).await;
+    assert_eq!(post_rows(&app, &key, &request_rows(0, 5)).await.0, 200);
+    app.postgres_link.as_ref().unwrap().cut();
+
+    let (status, body) = post_rows(&app, &key, &request_rows(5, 5)).await;
+
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(clickhouse_counts(&app).await, (10, 10));
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_clear_error_and_stores_nothing() {
+    let app = spawn_app().await;
+    let key = ingest_key(&app).await;
+    let (revoked_id, revoked) = app::queues::ssr::keys::create(&app.pg, &Actor::cli(), "old")
+        .await
+        .unwrap();
+    app::queues::ssr::keys::revoke(&app.pg, &Actor::cli(), revoked_id, None)
+        .await
+        .unwrap();
+    let good = serde_json::to_vec(&request_rows(0, 3)).unwrap();
+    let mut wrong_ts = request_rows(0, 3);
+    wrong_ts[1]["ts"] = json!("22/11/2026");
+    let mut extra = request_rows(0, 3);
+    extra[2]["tenant"] = json!("x");
+    let mut wrong_type = request_rows(0, 2);
+    wrong_type[0]["latency_ms"] = json!("fast");
+    let too_many = request_rows(0, 5001);
+    let mut huge = request_rows(0, 1);
+    huge[0]["error"] = json!("x".repeat(9 * 1024 * 1024));
+
+    // (what, key, body, expected status, field named in the error)
+    type Case<'a> = (&'a str, Option<&'a str>, Vec<u8>, u16, Option<&'a str>);
+    let cases: Vec<Case> = vec![
+        ("no key", None, good.clone(), 401, None),
+        (
+            "wrong key",
+            Some("sgk_0000000000000000000000000000"),
+            good.clone(),
+            401,
+            None,
+        ),
+        (
+            "revoked key",
+            Some(revoked.as_str()),
+            good.clone(),
+            401,
+            None,
+        ),
+        (
+            "not JSON",
+            Some(key.as_str()),
+            b"[{\"id\":".to_vec(),
+            400,
+            None,
+        ),
+        (
+            "not an array",
+            Some(key.as_str()),
+            b"{\"rows\": []}".to_vec(),
+            400,
+            None,
+        ),
+        (
+            "empty batch",
+            Some(key.as_str()),
+            b"[]".to_vec(),
+            422,
+            Some("rows"),
+        ),
+        (
+            "bad timestamp",
+            Some(key.as_str()),
+            serde_json::to_vec(&wrong_ts).unwrap(),
+            422,
+            Some("rows[1].ts"),
+        ),
+        (
+            "unknown field",
+            Some(key.as_str()),
+            serde_json::to_vec(&extra).unwrap(),
+            422,
+            Some("rows[2].tenant"),
+        ),
+        (
+            "wrong type",
+            Some(key.as_str()),
+            serde_json::to_vec(&wrong_type).unwrap(),
+            422,
+            Some("rows[0].latency_ms"),
+        ),
+        (
+            "too many rows",
+            Some(key.as_str()),
+            serde_json::to_vec(&too_many).unwrap(),
+            413,
+            None,
+        ),
+        (
+            "body too large",
+            Some(key.as_str()),
+            serde_json::to_vec(&huge).unwrap(),
+            413,
+            None,
+        ),
+    ];
+    for (name, key, body, status, field) in cases {
+        let (got, answer) = post(&app, key, "/ingest/requests", body).await;
+        assert_eq!(got, status, "{name}: {answer}");
+        if let Some(field) = field {
+            assert_eq!(answer["field"], field, "{name}: {answer}");
+        }
+    }
+    let (got, answer) = post(
+        &app,
+        Some(&key),
+        "/ingest/events",
+        serde_json::to_vec(&request_rows(0, 1)).unwrap(),
+    )
+    .await;
+    assert_eq!(got, 422, "request rows are not events: {answer}");
+
+    assert_eq!(clickhouse_counts(&app).await, (0, 0));
+    assert_eq!(queued(&app).await, 0);
+    assert_eq!(app.count("events_fallback").await, 0);
+}
+
+/// Inserts a queued row directly, with its `queued_at`.
+async fn queue_row_at(app: &TestApp, i: u32, queued_at: time::OffsetDateTime) {
+    let row = &request_rows(i, 1)[0];
+    sqlx::query(
+        "insert into requests_fallback (id, ts, row_json, queued_at) values ($1::uuid, now(), $2, $3)",
+    )
+    .bind(row["id"].as_str().unwrap())
+    .bind(row.to_string())
+    .bind(queued_at)
+    .execute(&app.pg)
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn expiry_deletes_only_rows_older_than_the_ttl_and_records_how_many_and_when() {
+    let app = spawn_app().await;
+    let ttl = Duration::from_secs(7 * 24 * 3600);
+    let now = time::OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .unwrap();
+    let cutoff = now - ttl;
+    for i in 0..3 {
+        queue_row_at(
+            &app,
+            i,
+            cutoff - time::Duration::seconds(1 + i64::from(i) * 3600),
+        )
+        .await;
+    }
+    queue_row_at(&app, 10, cutoff + time::Duration::seconds(1)).await;
+
+    let expired = app::queues::ssr::expiry::expire(&app.pg, &Actor::cli(), "cli", ttl, now)
+        .await
+        .unwrap();
+
+    assert_eq!(expired[0].rows, 3);
+    assert_eq!(expired[1].rows, 0, "the events queue had nothing");
+    assert_eq!(
+        queued(&app).await,
+        1,
+        "the row one second younger than the TTL survives"
+    );
+    let entries: Vec<(String, Value)> =
+        sqlx::query_as("select title, details from runbook_history where kind = 'expiry'")
+            .fetch_all(&app.pg)
+            .await
+            .unwrap();
+    assert_eq!(entries.len(), 1, "one entry, for the queue that lost rows");
+    let (title, details) = &entries[0];
+    assert!(
+        title.contains("Expired 3 rows of the requests queue"),
+        "{title}"
+    );
+    assert_eq!(details["rows"], 3);
+    assert_eq!(details["queue"], "requests");
+    let first = details["first_queued_at"].as_i64().unwrap();
+    let last = details["last_queued_at"].as_i64().unwrap();
+    assert_eq!(
+        last,
+        app::server::unix_ms(cutoff - time::Duration::seconds(1))
+    );
+    assert_eq!(
+        first,
+        app::server::unix_ms(cutoff - time::Duration::seconds(7201))
+    );
+}
+
+#[tokio::test]
+async fn cron_routes_need_the_secret_and_run_the_same_replay_and_expiry() {
+    let app = spawn_app_with(with_clickhouse_link()).await;
+    let key = ingest_key(&app).await;
+    app.clickhouse_link.as_ref().unwrap().cut();
+    assert_eq!(post_rows(&app, &key, &request_rows(0, 30)).await.0, 202);
+    app.clickhouse_link.as_ref().unwrap().restore();
+    let url = format!("{}/cron/replay-fallback", app.address);
+
+    for bearer in [None, Some("wrong-secret-0123456789"), Some("")] {
+        let mut request = app.http.post(&url);
+        if let Some(bearer) = bearer {
+            request = request.bearer_auth(bearer);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status().as_u16(), 401, "{bearer:?}");
+    }
+    assert_eq!(queued(&app).await, 30, "a refused call changes nothing");
+
+    let response = app
+        .http
+        .get(&url)
+        .bearer_auth(CRON_SECRET)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["rowsDone"], 30, "{body}");
+    assert_eq!(body["status"], "succeeded");
+    assert_eq!(clickhouse_counts(&app).await, (30, 30));
+
+    let response = app
+        .http
+        .post(format!("{}/cron/expire-fallback", app.address))
+        .bearer_auth(CRON_SECRET)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["expired"][0]["rows"], 0, "{body}");
+}
+
+#[tokio::test]
+async fn health_deep_reports_each_queue_and_its_oldest_row() {
+    let app = spawn_app_with(with_clickhouse_link()).await;
+    let key = ingest_key(&app).await;
+    let (_, before) = app.get_json("/health/deep").await;
+    assert_eq!(before["fallback"]["queue"], 0, "{before}");
+    assert!(before["fallback"]["queueOldestAgeSeconds"].is_null());
+    app.clickhouse_link.as_ref().unwrap().cut();
+    assert_eq!(post_rows(&app, &key, &request_rows(0, 12)).await.0, 202);
+
+    let (status, deep) = app.get_json("/health/deep").await;
+
+    assert_eq!(status, 200);
+    assert_eq!(deep["fallback"]["queue"], 12, "{deep}");
+    assert_eq!(deep["fallback"]["eventsQueue"], 0);
+    assert!(deep["fallback"]["queueOldestAgeSeconds"].as_i64().unwrap() >= 0);
+    assert!(deep["fallback"]["eventsQueueOldestAgeSeconds"].is_null());
+}
+
+#[tokio::test]
+async fn the_replay_button_runs_in_the_background_and_is_recorded_with_its_reason() {
+    let app = spawn_app_with(with_clickhouse_link()).await;
+    let key = ingest_key(&app).await;
+    app.clickhouse_link.as_ref().unwrap().cut();
+    assert_eq!(post_rows(&app, &key, &request_rows(0, 40)).await.0, 202);
+    app.clickhouse_link.as_ref().unwrap().restore();
+    let operator = app.signed_in(app::auth::Role::Operator).await;
+
+    let (status, missing) = operator.call("queues/replay", json!({"reason": " "})).await;
+    assert_eq!((status, missing["field"].as_str()), (422, Some("reason")));
+    let (status, run_id) = operator
+        .call("queues/replay", json!({"reason": "ClickHouse is back"}))
+        .await;
+    assert_eq!(status, 200, "{run_id}");
+
+    let finished = crate::helpers::eventually(Duration::from_secs(20), || async {
+        let (_, overview) = operator.call("queues/overview", json!({})).await;
+        overview["runs"][0]["status"] == "succeeded"
+    })
+    .await;
+    assert!(finished, "the run finished");
+    let (_, overview) = operator.call("queues/overview", json!({})).await;
+    assert_eq!(overview["runs"][0]["id"], run_id);
+    assert_eq!(overview["runs"][0]["rows_done"], 40);
+    assert_eq!(overview["queues"][0]["depth"], 0);
+    assert!(
+        !overview["samples"].as_array().unwrap().is_empty(),
+        "the run sampled the depths"
+    );
+    let (reason, actor): (Option<String>, String) = sqlx::query_as(
+        "select reason, actor from runbook_history where kind = 'replay' order by id desc limit 1",
+    )
+    .fetch_one(&app.pg)
+    .await
+    .unwrap();
+    assert_eq!(reason.as_deref(), Some("ClickHouse is back"));
+    assert!(actor.starts_with("operator-"), "{actor}");
+    assert_eq!(clickhouse_counts(&app).await, (40, 40));
+}
+
+#[tokio::test]
+async fn salvage_replay_and_expire_work_from_the_terminal() {
+    let app = spawn_app_with(with_clickhouse_link()).await;
+    let key = ingest_key(&app).await;
+    app.clickhouse_link.as_ref().unwrap().cut();
+    assert_eq!(post_rows(&app, &key, &request_rows(0, 70)).await.0, 202);
+    app.clickhouse_link.as_ref().unwrap().restore();
+
+    let output =
+        crate::cli::salvage_on(&app, &["replay", "--reason", "drill", "--batch", "20"], "");
+
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("succeeded: 70 rows replayed"), "{stdout}");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("70 / 70 rows"));
+    assert_eq!(clickhouse_counts(&app).await, (70, 70));
+    assert_eq!(queued(&app).await, 0);
+
+    let output = crate::cli::salvage_on(&app, &["expire"], "");
+    assert!(output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("requests: nothing older than the TTL")
+    );
+}
