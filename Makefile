@@ -46,5 +46,5 @@ bench-history: stores
 	cargo run -q -p salvage --features app/ssr --example bench_history -- 1000000
 
 ## Benchmark: replay of a million queued rows against its two bounds (prints figures).
-bench-replay: stores
-	cargo run -q --release -p salvage --features app/ssr -- bench replay --rows 1000000
+bench-replay: setup stores build-release
+	set -a; . ./.env; set +a; ./target/release/salvage bench replay --rows 1000000

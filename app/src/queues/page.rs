@@ -8,7 +8,7 @@ use leptos_meta::Title;
 use super::api::{
     list_ingest_keys, load_queues, CancelReplay, CreateIngestKey, RevokeIngestKey, StartReplay,
 };
-use super::{DepthSample, IngestKey, QueueStats, QueuesOverview, ReplayRun, EXPIRING_CAP};
+use super::{DepthSample, IngestKey, Queue, QueueStats, QueuesOverview, ReplayRun, EXPIRING_CAP};
 use crate::auth::Permission;
 use crate::components::{action_error, Badge, ErrorBanner, IfAllowed, PageHeader, Tone};
 use crate::history::{format_ago, format_duration, format_utc};
@@ -47,12 +47,26 @@ pub fn QueuesPage() -> impl IntoView {
         <Transition fallback=|| view! { <p class="muted" role="status">"Reading the queues…"</p> }>
             {move || Suspend::new(async move {
                 match overview.await {
-                    Ok(overview) => view! { <QueuesView overview cancel /> }.into_any(),
+                    Ok(overview) => view! { <QueuesNow overview cancel /> }.into_any(),
                     Err(error) => view! { <ErrorBanner error /> }.into_any(),
                 }
             })}
         </Transition>
         {action_error(cancel.value())}
+        // Outside the refreshing parts, so a reason being typed survives each refresh.
+        <ReplayPanel replay />
+        <Transition fallback=|| ()>
+            {move || Suspend::new(async move {
+                overview.await.ok().map(|overview| view! { <QueuesPast overview /> })
+            })}
+        </Transition>
+    }
+}
+
+/// The Replay button with its reason, for operators and admins.
+#[component]
+fn ReplayPanel(replay: ServerAction<StartReplay>) -> impl IntoView {
+    view! {
         <IfAllowed permission=Permission::Operate>
             <section class="panel form-panel wide">
                 <h2>"Replay both queues"</h2>
@@ -72,14 +86,15 @@ pub fn QueuesPage() -> impl IntoView {
     }
 }
 
+/// The state now: summary, running replays, the queues table.
 #[component]
-fn QueuesView(overview: QueuesOverview, cancel: ServerAction<CancelReplay>) -> impl IntoView {
+fn QueuesNow(overview: QueuesOverview, cancel: ServerAction<CancelReplay>) -> impl IntoView {
     let QueuesOverview {
         now,
         ttl_hours,
         queues,
-        samples,
         runs,
+        ..
     } = overview;
     let total: i64 = queues.iter().map(|q| q.depth).sum();
     let running: Vec<ReplayRun> = runs
@@ -121,9 +136,34 @@ fn QueuesView(overview: QueuesOverview, cancel: ServerAction<CancelReplay>) -> i
                 </tbody>
             </table>
         </section>
+    }
+}
+
+/// How it got here: depth charts and the recent runs.
+#[component]
+fn QueuesPast(overview: QueuesOverview) -> impl IntoView {
+    let QueuesOverview {
+        now,
+        queues,
+        samples,
+        runs,
+        ..
+    } = overview;
+    let depth_of = |queue: Queue| {
+        queues
+            .iter()
+            .find(|q| q.queue == queue)
+            .map_or(0, |q| q.depth)
+    };
+    let current = DepthSample {
+        at: now,
+        requests: depth_of(Queue::Requests),
+        events: depth_of(Queue::Events),
+    };
+    view! {
         <div class="chart-pair">
-            <DepthChart title="Depth, last 24 h" samples=samples.clone() from=now - 86_400_000 to=now />
-            <DepthChart title="Depth, last 7 days" samples from=now - 7 * 86_400_000 to=now />
+            <DepthChart title="Depth, last 24 h" samples=samples.clone() current=current.clone() from=now - 86_400_000 to=now />
+            <DepthChart title="Depth, last 7 days" samples current from=now - 7 * 86_400_000 to=now />
         </div>
         <section class="panel">
             <h2>"Recent replay runs"</h2>
@@ -257,11 +297,9 @@ fn RunsTable(runs: Vec<ReplayRun>, now: i64) -> impl IntoView {
     .into_any()
 }
 
-/// Chart geometry, in SVG user units.
+/// Chart geometry, in SVG user units (the SVG stretches to its box; labels are HTML).
 const CHART_W: f64 = 600.0;
-const CHART_H: f64 = 140.0;
-const PAD_L: f64 = 56.0;
-const PAD_B: f64 = 20.0;
+const CHART_H: f64 = 100.0;
 
 /// The polyline points of one series between `from` and `to`, scaled to `max`.
 pub fn chart_points(points: &[(i64, i64)], from: i64, to: i64, max: i64) -> String {
@@ -271,25 +309,30 @@ pub fn chart_points(points: &[(i64, i64)], from: i64, to: i64, max: i64) -> Stri
         .iter()
         .filter(|(at, _)| *at >= from && *at <= to)
         .map(|(at, value)| {
-            let x = PAD_L + (at - from) as f64 / span * (CHART_W - PAD_L);
-            let y = (CHART_H - PAD_B) - (*value as f64 / max) * (CHART_H - PAD_B - 8.0);
+            let x = (at - from) as f64 / span * CHART_W;
+            let y = CHART_H - 2.0 - (*value as f64 / max) * (CHART_H - 4.0);
             format!("{x:.1},{y:.1}")
         })
         .collect::<Vec<_>>()
         .join(" ")
 }
 
+/// Depth over `from..to`: the recorded samples, then the current depth at `to`, so the
+/// line always reaches the present.
 #[component]
 fn DepthChart(
     #[prop(into)] title: String,
     samples: Vec<DepthSample>,
+    current: DepthSample,
     from: i64,
     to: i64,
 ) -> impl IntoView {
-    let inside: Vec<&DepthSample> = samples
-        .iter()
-        .filter(|s| s.at >= from && s.at <= to)
+    let mut inside: Vec<DepthSample> = samples
+        .into_iter()
+        .filter(|s| s.at >= from && s.at < to)
         .collect();
+    let recorded = inside.len();
+    inside.push(current);
     let max = inside
         .iter()
         .map(|s| s.requests.max(s.events))
@@ -299,30 +342,31 @@ fn DepthChart(
     let events: Vec<(i64, i64)> = inside.iter().map(|s| (s.at, s.events)).collect();
     let requests = chart_points(&requests, from, to, max);
     let events = chart_points(&events, from, to, max);
-    let base = CHART_H - PAD_B;
-    let summary = format!(
-        "{title}: {} samples, peak {} rows",
-        inside.len(),
-        count(max)
-    );
+    let summary = format!("{title}: {recorded} samples, peak {} rows", count(max));
     view! {
         <figure class="panel chart">
             <figcaption>
                 <strong>{title}</strong>
                 <span class="legend"><span class="swatch swatch-requests"></span>"requests"</span>
                 <span class="legend"><span class="swatch swatch-events"></span>"events"</span>
+                <span class="muted small">{format!("{recorded} samples")}</span>
             </figcaption>
-            <svg viewBox=format!("0 0 {CHART_W} {CHART_H}") role="img" aria-label=summary preserveAspectRatio="none">
-                <line x1=PAD_L y1=base x2=CHART_W y2=base class="axis" />
-                <line x1=PAD_L y1="8" x2=CHART_W y2="8" class="grid" />
-                <text x=PAD_L - 6.0 y="12" class="tick" text-anchor="end">{count(max)}</text>
-                <text x=PAD_L - 6.0 y=base class="tick" text-anchor="end">"0"</text>
-                <text x=PAD_L y=CHART_H - 4.0 class="tick">{format_utc(from)}</text>
-                <text x=CHART_W y=CHART_H - 4.0 class="tick" text-anchor="end">"now"</text>
-                <polyline points=requests class="series series-requests" />
-                <polyline points=events class="series series-events" />
-            </svg>
-            {inside.is_empty().then(|| view! { <p class="muted small">"No samples in this period yet."</p> })}
+            <div class="chart-body">
+                <div class="chart-y" aria-hidden="true">
+                    <span>{count(max)}</span>
+                    <span>"0"</span>
+                </div>
+                <svg viewBox=format!("0 0 {CHART_W} {CHART_H}") role="img" aria-label=summary preserveAspectRatio="none">
+                    <line x1="0" y1="2" x2=CHART_W y2="2" class="grid" />
+                    <line x1="0" y1=CHART_H - 1.0 x2=CHART_W y2=CHART_H - 1.0 class="axis" />
+                    <polyline points=requests class="series series-requests" />
+                    <polyline points=events class="series series-events" />
+                </svg>
+            </div>
+            <div class="chart-x" aria-hidden="true">
+                <span>{format_utc(from)}</span>
+                <span>"now"</span>
+            </div>
         </figure>
     }
 }
@@ -431,6 +475,6 @@ mod tests {
     #[test]
     fn chart_points_span_the_plot_and_drop_samples_outside_it() {
         let points = chart_points(&[(0, 0), (50, 10), (100, 5), (200, 99)], 0, 100, 10);
-        assert_eq!(points, "56.0,120.0 328.0,8.0 600.0,64.0");
+        assert_eq!(points, "0.0,98.0 300.0,2.0 600.0,50.0");
     }
 }
