@@ -34,28 +34,52 @@ create index requests_fallback_queued_at_idx on requests_fallback (queued_at);
 
 create table events_fallback (like requests_fallback including all);
 
--- Exact depths without count(*): statement-level triggers add what each statement
--- inserted and subtract what it deleted, in the same transaction. The queue's last
--- error (from ingest or replay) is kept here too, so the page reads one small table.
+-- Exact depths without count(*). Statement-level triggers append what each statement
+-- inserted (+n) or deleted (-n) to `fallback_depth_deltas`, in the same transaction; the
+-- depth is the folded base in `fallback_queues` plus the deltas not folded yet (the view
+-- `fallback_depths`). Appending instead of updating one counter row means no two writers
+-- wait for each other: replayers holding a batch open while ClickHouse inserts it do not
+-- block ingest or each other. `fold_fallback_depths()` moves the deltas into the base
+-- (at every depth sample and replay run), so the view reads a few rows at most.
 create table fallback_queues (
     queue text primary key check (queue in ('requests', 'events')),
-    depth bigint not null default 0 check (depth >= 0),
+    depth bigint not null default 0,
     last_error text,
     last_error_at timestamptz
 );
 insert into fallback_queues (queue) values ('requests'), ('events');
 
+create table fallback_depth_deltas (
+    id bigint generated always as identity primary key,
+    queue text not null,
+    delta bigint not null
+);
+
+create view fallback_depths as
+select q.queue,
+       q.depth + coalesce((select sum(d.delta) from fallback_depth_deltas d where d.queue = q.queue), 0)::bigint as depth,
+       q.last_error,
+       q.last_error_at
+  from fallback_queues q;
+
+create function fold_fallback_depths() returns void language sql as $$
+    with moved as (delete from fallback_depth_deltas returning queue, delta)
+    update fallback_queues q set depth = q.depth + s.total
+      from (select queue, sum(delta) as total from moved group by queue) s
+     where q.queue = s.queue
+$$;
+
 create function fallback_depth_inserted() returns trigger language plpgsql as $$
 begin
-    update fallback_queues set depth = depth + (select count(*) from inserted)
-     where queue = tg_argv[0];
+    insert into fallback_depth_deltas (queue, delta)
+    select tg_argv[0], count(*) from inserted having count(*) > 0;
     return null;
 end $$;
 
 create function fallback_depth_deleted() returns trigger language plpgsql as $$
 begin
-    update fallback_queues set depth = depth - (select count(*) from deleted)
-     where queue = tg_argv[0];
+    insert into fallback_depth_deltas (queue, delta)
+    select tg_argv[0], -count(*) from deleted having count(*) > 0;
     return null;
 end $$;
 

@@ -222,6 +222,17 @@ async fn measure(
     })
     .await?;
 
+    // What /admin/queues and /health/deep read, with N rows queued (best of 5).
+    let mut page = Duration::MAX;
+    for _ in 0..5 {
+        let started = Instant::now();
+        let now = time::OffsetDateTime::now_utc();
+        app::queues::ssr::stats::queue_stats(&pg, state.queues.ttl, now).await?;
+        app::queues::ssr::stats::depth_samples(&pg).await?;
+        app::queues::ssr::replay::recent_runs(&pg, 20).await?;
+        page = page.min(started.elapsed());
+    }
+
     // Plain PostgreSQL claim-and-delete of the queue, rows sent nowhere.
     let started = Instant::now();
     let mut deleted = 0u64;

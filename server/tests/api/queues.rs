@@ -73,7 +73,7 @@ async fn clickhouse_counts(app: &TestApp) -> (u64, u64) {
 async fn queued(app: &TestApp) -> i64 {
     let counted = app.count("requests_fallback").await;
     let counter: i64 =
-        sqlx::query_scalar("select depth from fallback_queues where queue = 'requests'")
+        sqlx::query_scalar("select depth from fallback_depths where queue = 'requests'")
             .fetch_one(&app.pg)
             .await
             .unwrap();
@@ -265,6 +265,18 @@ async fn two_replayers_at_once_send_each_row_once() {
 
     let small = options(100);
     let (first, second) = tokio::join!(run_replay(&app, &small), run_replay(&app, &small));
+    let overlapped: i64 = sqlx::query_scalar(
+        "select count(*) from replay_runs a join replay_runs b on a.id < b.id
+          where a.started_at < b.finished_at and b.started_at < a.finished_at",
+    )
+    .fetch_one(&app.pg)
+    .await
+    .unwrap();
+    assert_eq!(overlapped, 1, "the two runs ran at the same time");
+    assert!(
+        first.rows_done > 0 && second.rows_done > 0,
+        "both took batches"
+    );
 
     assert_eq!(first.status, "succeeded", "{first:?}");
     assert_eq!(second.status, "succeeded", "{second:?}");
@@ -646,4 +658,72 @@ async fn salvage_replay_and_expire_work_from_the_terminal() {
     assert!(
         String::from_utf8_lossy(&output.stdout).contains("requests: nothing older than the TTL")
     );
+}
+
+/// Parks `n` valid rows in the requests queue directly (as an outage would leave them).
+async fn park_rows(app: &TestApp, n: i64) {
+    sqlx::query(
+        "insert into requests_fallback (id, ts, row_json)
+         select u, now(), json_build_object(
+                  'id', u, 'ts', to_char(now() at time zone 'utc', 'YYYY-MM-DD HH24:MI:SS'),
+                  'ts_ms', 0, 'organization_id', 'org_kill', 'project', 'kill',
+                  'provider', 'openai', 'model', 'gpt-4o-mini', 'status', 200,
+                  'latency_ms', 100, 'prompt_tokens', 10, 'completion_tokens', 5,
+                  'cost_usd', 0.0001, 'error', null)::text
+           from (select gen_random_uuid() as u from generate_series(1, $1)) rows",
+    )
+    .bind(n)
+    .execute(&app.pg)
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn a_replay_process_killed_mid_run_loses_and_doubles_nothing() {
+    let app = spawn_app().await;
+    park_rows(&app, 20_000).await;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_salvage"))
+        .args(["replay", "--batch", "200"])
+        .current_dir(std::env::temp_dir())
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DATABASE_URL", &app.database_url)
+        .env(
+            "CLICKHOUSE_URL",
+            crate::helpers::base_settings().clickhouse.url.as_str(),
+        )
+        .env("CLICKHOUSE_DATABASE", app.clickhouse.database())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = crate::helpers::eventually(Duration::from_secs(30), || async {
+        let done: Option<i64> = sqlx::query_scalar("select max(rows_done) from replay_runs")
+            .fetch_one(&app.pg)
+            .await
+            .unwrap();
+        done.unwrap_or(0) >= 1000
+    })
+    .await;
+    assert!(started, "the replay process made progress");
+
+    child.kill().unwrap(); // SIGKILL: no chance to finish its batch or clean up
+    child.wait().unwrap();
+
+    let (count, distinct) = clickhouse_counts(&app).await;
+    assert_eq!(count, distinct, "no id reached ClickHouse twice");
+    assert!(
+        distinct < 20_000,
+        "killed before the end ({distinct} rows in)"
+    );
+    assert!(
+        queued(&app).await + distinct as i64 >= 20_000,
+        "every row is in ClickHouse or still queued"
+    );
+
+    let report = run_replay(&app, &options(1000)).await;
+
+    assert_eq!(report.status, "succeeded", "{report:?}");
+    assert_eq!(clickhouse_counts(&app).await, (20_000, 20_000));
+    assert_eq!(queued(&app).await, 0);
 }

@@ -1,7 +1,7 @@
 //! The figures of `/admin/queues` and `/health/deep`, each cheap at any queue depth.
 //!
-//! - depth: the `fallback_queues` counter, kept exact by statement triggers (one row
-//!   read, never a `count(*)`);
+//! - depth: the `fallback_depths` view, kept exact by statement triggers (the folded
+//!   base plus the few deltas since the last fold, never a `count(*)`);
 //! - oldest row: `min(queued_at)` from the `queued_at` index (one index probe);
 //! - rows expiring within 24 h: an index range count stopped at [`EXPIRING_CAP`];
 //! - last error: stored on the counter row by ingest and replay.
@@ -16,9 +16,11 @@ use crate::server::unix_ms;
 
 /// `(queue, depth)` of both queues, from the counters.
 pub async fn queue_depths(pg: &PgPool) -> Result<Vec<(Queue, i64)>, sqlx::Error> {
-    let rows = sqlx::query!("select queue, depth from fallback_queues order by queue desc")
-        .fetch_all(pg)
-        .await?;
+    let rows = sqlx::query!(
+        r#"select queue as "queue!", depth as "depth!" from fallback_depths order by queue desc"#
+    )
+    .fetch_all(pg)
+    .await?;
     Ok(rows
         .into_iter()
         .filter_map(|r| Queue::parse(&r.queue).map(|q| (q, r.depth)))
@@ -42,7 +44,8 @@ pub async fn queue_stats(
     now: OffsetDateTime,
 ) -> Result<Vec<QueueStats>, sqlx::Error> {
     let rows = sqlx::query!(
-        "select queue, depth, last_error, last_error_at from fallback_queues order by queue desc"
+        r#"select queue as "queue!", depth as "depth!", last_error, last_error_at
+             from fallback_depths order by queue desc"#
     )
     .fetch_all(pg)
     .await?;
@@ -77,10 +80,14 @@ pub async fn queue_stats(
     Ok(stats)
 }
 
-/// Records the current depth of both queues, and drops samples older than 8 days.
+/// Folds the depth deltas, records the current depth of both queues, and drops samples
+/// older than 8 days.
 pub async fn sample_depths(pg: &PgPool) -> Result<(), sqlx::Error> {
+    sqlx::query!("select fold_fallback_depths()")
+        .execute(pg)
+        .await?;
     sqlx::query!(
-        "insert into fallback_depth_samples (queue, depth) select queue, depth from fallback_queues"
+        "insert into fallback_depth_samples (queue, depth) select queue, depth from fallback_depths"
     )
     .execute(pg)
     .await?;
