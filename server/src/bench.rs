@@ -270,6 +270,7 @@ async fn measure(
     .await?;
     let options = ReplayOptions {
         batch,
+        parallel: app::queues::ssr::replay::DEFAULT_PARALLEL,
         budget: Duration::from_secs(24 * 3600),
         faults: Default::default(),
     };
@@ -348,6 +349,10 @@ async fn measure(
         rate(pg_insert).trim()
     );
     println!();
+    println!(
+        "queues page figures with {total} rows queued: {:.1} ms (depth, oldest row, expiring in 24 h, samples, runs)",
+        page.as_secs_f64() * 1000.0
+    );
     println!(
         "ClickHouse after replay: {count} rows, {distinct} distinct ids (exactly {total} expected)"
     );

@@ -173,21 +173,21 @@ impl ClickHouse {
         if ids.is_empty() {
             return Ok(HashSet::new());
         }
-        let mut sql = String::with_capacity(64 + ids.len() * 48);
-        write!(
-            sql,
-            "SELECT DISTINCT toString(id) FROM `{table}` \
-             WHERE toDate(ts) >= toDate('{first_day}') AND toDate(ts) <= toDate('{last_day}') \
-             AND id IN ("
-        )
-        .expect("writing to a String");
+        // The ids travel as one string literal split on the server: a list of 5000
+        // literals or toUUID() calls takes ClickHouse several times longer to parse. The
+        // set from the subquery still drives the primary key index.
+        let mut list = String::with_capacity(ids.len() * 37);
         for (i, id) in ids.iter().enumerate() {
             if i > 0 {
-                sql.push(',');
+                list.push(',');
             }
-            write!(sql, "toUUID('{id}')").expect("writing to a String");
+            write!(list, "{id}").expect("writing to a String");
         }
-        sql.push(')');
+        let sql = format!(
+            "SELECT DISTINCT toString(id) FROM `{table}` \
+             WHERE toDate(ts) >= toDate('{first_day}') AND toDate(ts) <= toDate('{last_day}') \
+             AND id IN (SELECT toUUID(arrayJoin(splitByChar(',', '{list}'))))"
+        );
         let found: Vec<String> = self
             .client
             .query(&sql)

@@ -5,7 +5,9 @@
 use std::time::Duration;
 
 use app::auth::ssr::Actor;
-use app::queues::ssr::replay::{replay, Faults, ReplayOptions, ReplayReport, Trigger};
+use app::queues::ssr::replay::{
+    replay, Faults, ReplayOptions, ReplayReport, Trigger, DEFAULT_PARALLEL,
+};
 use serde_json::{json, Value};
 
 use crate::helpers::{spawn_app, spawn_app_with, Options, TestApp, CRON_SECRET};
@@ -84,6 +86,7 @@ async fn queued(app: &TestApp) -> i64 {
 fn options(batch: i64) -> ReplayOptions {
     ReplayOptions {
         batch,
+        parallel: DEFAULT_PARALLEL,
         budget: Duration::from_secs(120),
         faults: Faults::default(),
     }
@@ -172,7 +175,12 @@ async fn a_replay_while_clickhouse_is_down_keeps_every_row_and_records_the_attem
     link.cut();
     assert_eq!(post_rows(&app, &key, &request_rows(0, 120)).await.0, 202);
 
-    let report = run_replay(&app, &options(50)).await;
+    // One batch at a time, so exactly one batch meets the outage.
+    let one_at_a_time = ReplayOptions {
+        parallel: 1,
+        ..options(50)
+    };
+    let report = run_replay(&app, &one_at_a_time).await;
 
     assert_eq!(report.status, "failed");
     assert!(
@@ -222,6 +230,7 @@ async fn a_crash_after_the_clickhouse_insert_and_before_the_commit_doubles_nothi
     link.restore();
 
     let mut crashing = options(500);
+    crashing.parallel = 1;
     crashing.faults.crash_after_insert = true;
     let report = run_replay(&app, &crashing).await;
 

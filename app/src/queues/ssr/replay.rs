@@ -66,16 +66,22 @@ impl Trigger {
 /// Failures injected by tests at the one point that matters most.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Faults {
-    /// Fail after the ClickHouse insert of the first batch and before the PostgreSQL
-    /// commit, as a process killed there would.
+    /// Fail after the ClickHouse insert of each batch and before the PostgreSQL commit,
+    /// as a process killed there would (the run stops at the first).
     pub crash_after_insert: bool,
 }
+
+/// Batches a run keeps in flight: two overlap one batch's PostgreSQL work with the
+/// other's ClickHouse round trips (measured with `salvage bench replay`).
+pub const DEFAULT_PARALLEL: usize = 2;
 
 /// How a run behaves.
 #[derive(Clone, Debug)]
 pub struct ReplayOptions {
     /// Rows claimed per batch.
     pub batch: i64,
+    /// Batches in flight at once (each its own transaction and claim).
+    pub parallel: usize,
     /// Stop (as `partial`) once this much time has passed.
     pub budget: Duration,
     pub faults: Faults,
@@ -86,6 +92,7 @@ impl ReplayOptions {
     pub fn from_state(state: &AppState) -> Self {
         Self {
             batch: state.queues.replay_batch,
+            parallel: DEFAULT_PARALLEL,
             budget: state.queues.replay_budget,
             faults: Faults::default(),
         }
@@ -216,20 +223,36 @@ pub async fn drive(
     let (mut done, mut inserted, mut present) = (0i64, 0i64, 0i64);
     let mut status = "succeeded";
     let mut error = None;
-    let mut faults = options.faults;
+    let faults = options.faults;
     'queues: for queue in Queue::ALL {
         loop {
             if started.elapsed() >= options.budget {
                 status = "partial";
                 break 'queues;
             }
-            match replay_batch(state, queue, options.batch, faults).await {
-                Ok(batch) if batch.claimed == 0 => break,
-                Ok(batch) => {
-                    faults = Faults::default();
-                    done += batch.claimed;
-                    inserted += batch.inserted;
-                    present += batch.claimed - batch.inserted;
+            // Several batches at once: each claims its own rows (SKIP LOCKED), so while
+            // one waits for ClickHouse another is in PostgreSQL.
+            let batches = futures::future::join_all(
+                (0..options.parallel.max(1))
+                    .map(|_| replay_batch(state, queue, options.batch, faults)),
+            )
+            .await;
+            let mut claimed = 0;
+            let mut failure = None;
+            for batch in batches {
+                match batch {
+                    Ok(batch) => {
+                        claimed += batch.claimed;
+                        done += batch.claimed;
+                        inserted += batch.inserted;
+                        present += batch.claimed - batch.inserted;
+                    }
+                    Err(message) => failure = failure.or(Some(message)),
+                }
+            }
+            match failure {
+                None if claimed == 0 => break,
+                None => {
                     let cancel = sqlx::query_scalar!(
                         "update replay_runs set rows_done = $2, rows_inserted = $3,
                                 rows_already_present = $4, heartbeat_at = now()
@@ -253,7 +276,7 @@ pub async fn drive(
                         break 'queues;
                     }
                 }
-                Err(message) => {
+                Some(message) => {
                     status = "failed";
                     error = Some(format!("{}: {message}", queue.as_str()));
                     break 'queues;
