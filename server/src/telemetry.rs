@@ -10,7 +10,8 @@ pub fn init() {
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,hyper=warn,tower_http=info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_target(false);
+        .with_target(false)
+        .with_writer(std::io::stderr);
     if std::env::var("SALVAGE_LOG_FORMAT").as_deref() == Ok("json") {
         builder.json().init();
     } else {

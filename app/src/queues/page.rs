@@ -383,7 +383,7 @@ pub fn IngestKeysPage() -> impl IntoView {
     let created = create.value();
     view! {
         <Title text="Ingest keys" />
-        <PageHeader title="Ingest keys" subtitle="Keys that callers of POST /ingest/requests and /ingest/events send as `Authorization: Bearer <key>`. Each secret is shown once; Salvage keeps only its hash." />
+        <PageHeader title="Ingest keys" subtitle="Keys that callers of POST /ingest/requests and /ingest/events send in the header Authorization: Bearer <key>. Each secret is shown once; Salvage keeps only its hash." />
         <Transition fallback=|| view! { <p class="muted" role="status">"Loading keys…"</p> }>
             {move || Suspend::new(async move {
                 match keys.await {

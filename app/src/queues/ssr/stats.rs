@@ -60,7 +60,9 @@ pub async fn queue_stats(
             0
         } else {
             sqlx::query_scalar(&format!(
-                "select count(*) from (select 1 from {} where queued_at < $1 limit $2) s",
+                // ORDER BY makes the plan an index range scan even before the table
+                // has statistics (without it: a 150 ms sequential scan at 1M rows).
+                "select count(*) from (select 1 from {} where queued_at < $1 order by queued_at limit $2) s",
                 queue.table()
             ))
             .bind(expiring_before)
