@@ -114,6 +114,22 @@ fn with_clickhouse_link() -> Options {
     }
 }
 
+/// An app whose ClickHouse sits behind a link, with `batches` batches of `per_batch` rows
+/// parked in the requests queue by an outage (each answered 202), the link restored.
+async fn app_with_parked_rows(batches: u32, per_batch: u32) -> TestApp {
+    let app = spawn_app_with(with_clickhouse_link()).await;
+    let link = app.clickhouse_link.as_ref().unwrap();
+    let key = ingest_key(&app).await;
+    link.cut();
+    for batch in 0..batches {
+        let (status, body) =
+            post_rows(&app, &key, &request_rows(batch * per_batch, per_batch)).await;
+        assert_eq!(status, 202, "batch {batch} parked: {body}");
+    }
+    link.restore();
+    app
+}
+
 #[tokio::test]
 async fn rows_go_straight_to_clickhouse_while_it_is_up() {
     let app = spawn_app().await;
@@ -217,19 +233,7 @@ async fn a_replay_while_clickhouse_is_down_keeps_every_row_and_records_the_attem
 
 #[tokio::test]
 async fn a_crash_after_the_clickhouse_insert_and_before_the_commit_doubles_nothing() {
-    let app = spawn_app_with(with_clickhouse_link()).await;
-    let link = app.clickhouse_link.as_ref().unwrap();
-    let key = ingest_key(&app).await;
-    link.cut();
-    for batch in 0..3 {
-        assert_eq!(
-            post_rows(&app, &key, &request_rows(batch * 400, 400))
-                .await
-                .0,
-            202
-        );
-    }
-    link.restore();
+    let app = app_with_parked_rows(3, 400).await;
 
     let mut crashing = options(500);
     crashing.parallel = 1;
@@ -260,19 +264,7 @@ async fn a_crash_after_the_clickhouse_insert_and_before_the_commit_doubles_nothi
 
 #[tokio::test]
 async fn two_replayers_at_once_send_each_row_once() {
-    let app = spawn_app_with(with_clickhouse_link()).await;
-    let link = app.clickhouse_link.as_ref().unwrap();
-    let key = ingest_key(&app).await;
-    link.cut();
-    for batch in 0..6 {
-        assert_eq!(
-            post_rows(&app, &key, &request_rows(batch * 500, 500))
-                .await
-                .0,
-            202
-        );
-    }
-    link.restore();
+    let app = app_with_parked_rows(6, 500).await;
 
     let small = options(100);
     let (first, second) = tokio::join!(run_replay(&app, &small), run_replay(&app, &small));
@@ -540,11 +532,7 @@ async fn expiry_deletes_only_rows_older_than_the_ttl_and_records_how_many_and_wh
 
 #[tokio::test]
 async fn cron_routes_need_the_secret_and_run_the_same_replay_and_expiry() {
-    let app = spawn_app_with(with_clickhouse_link()).await;
-    let key = ingest_key(&app).await;
-    app.clickhouse_link.as_ref().unwrap().cut();
-    assert_eq!(post_rows(&app, &key, &request_rows(0, 30)).await.0, 202);
-    app.clickhouse_link.as_ref().unwrap().restore();
+    let app = app_with_parked_rows(1, 30).await;
     let url = format!("{}/cron/replay-fallback", app.address);
 
     for bearer in [None, Some("wrong-secret-0123456789"), Some("")] {
@@ -603,11 +591,7 @@ async fn health_deep_reports_each_queue_and_its_oldest_row() {
 
 #[tokio::test]
 async fn the_replay_button_runs_in_the_background_and_is_recorded_with_its_reason() {
-    let app = spawn_app_with(with_clickhouse_link()).await;
-    let key = ingest_key(&app).await;
-    app.clickhouse_link.as_ref().unwrap().cut();
-    assert_eq!(post_rows(&app, &key, &request_rows(0, 40)).await.0, 202);
-    app.clickhouse_link.as_ref().unwrap().restore();
+    let app = app_with_parked_rows(1, 40).await;
     let operator = app.signed_in(app::auth::Role::Operator).await;
 
     let (status, missing) = operator.call("queues/replay", json!({"reason": " "})).await;
@@ -644,11 +628,7 @@ async fn the_replay_button_runs_in_the_background_and_is_recorded_with_its_reaso
 
 #[tokio::test]
 async fn salvage_replay_and_expire_work_from_the_terminal() {
-    let app = spawn_app_with(with_clickhouse_link()).await;
-    let key = ingest_key(&app).await;
-    app.clickhouse_link.as_ref().unwrap().cut();
-    assert_eq!(post_rows(&app, &key, &request_rows(0, 70)).await.0, 202);
-    app.clickhouse_link.as_ref().unwrap().restore();
+    let app = app_with_parked_rows(1, 70).await;
 
     let output =
         crate::cli::salvage_on(&app, &["replay", "--reason", "drill", "--batch", "20"], "");
