@@ -117,16 +117,10 @@ impl Scratch {
     }
 }
 
+/// `  12,345 rows/s`, right-aligned, grouped as the console groups counts.
 fn rate(n: f64) -> String {
-    let digits = format!("{:.0}", n);
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    format!("{out:>10} rows/s")
+    let grouped = app::overview::page::group_digits(n.round().max(0.0) as u64);
+    format!("{grouped:>10} rows/s")
 }
 
 /// `salvage bench replay`.

@@ -289,17 +289,24 @@ async fn two_replayers_at_once_send_each_row_once() {
     assert_eq!(queued(&app).await, 0);
 }
 
+/// An app with links in front of the stores `options` asks for, and an ingest key that
+/// one accepted call (5 rows, to ClickHouse) has made known to the process.
+async fn app_with_a_used_key(options: Options) -> (TestApp, String) {
+    let app = spawn_app_with(options).await;
+    let key = ingest_key(&app).await;
+    assert_eq!(post_rows(&app, &key, &request_rows(0, 5)).await.0, 200);
+    (app, key)
+}
+
 #[tokio::test]
 async fn with_both_stores_down_ingest_answers_503_and_stores_nothing() {
-    let app = spawn_app_with(Options {
+    // One accepted call first: the key is known to this process, as in production.
+    let (app, key) = app_with_a_used_key(Options {
         clickhouse_link: true,
         postgres_link: true,
         ..Options::default()
     })
     .await;
-    let key = ingest_key(&app).await;
-    // One accepted call: the key is now known to this process, as in production.
-    assert_eq!(post_rows(&app, &key, &request_rows(0, 5)).await.0, 200);
     app.clickhouse_link.as_ref().unwrap().cut();
     app.postgres_link.as_ref().unwrap().cut();
 
@@ -330,13 +337,11 @@ async fn with_both_stores_down_ingest_answers_503_and_stores_nothing() {
 
 #[tokio::test]
 async fn while_postgres_is_down_a_known_key_still_writes_to_clickhouse() {
-    let app = spawn_app_with(Options {
+    let (app, key) = app_with_a_used_key(Options {
         postgres_link: true,
         ..Options::default()
     })
     .await;
-    let key = ingest_key(&app).await;
-    assert_eq!(post_rows(&app, &key, &request_rows(0, 5)).await.0, 200);
     app.postgres_link.as_ref().unwrap().cut();
 
     let (status, body) = post_rows(&app, &key, &request_rows(5, 5)).await;
