@@ -12,6 +12,8 @@
 //! - [`history`] — `/admin/history`, the append-only, hash-chained runbook history.
 //! - [`queues`] — the safe write path: ingest, fallback queues, replay, expiry;
 //!   `/admin/queues` and `/admin/settings/ingest-keys`.
+//! - [`crons`] — the cron plane: job registry, run history, dropout detection, cron
+//!   secrets; `/admin/crons` and `/admin/settings/cron-secret`.
 //! - [`settings`] — `/admin/settings/users`, user management.
 //! - [`health`] — the store probes shared by `/health/*` and the overview.
 //! - [`components`] — the admin layout, badges, headers, the theme toggle.
@@ -25,6 +27,7 @@
 
 pub mod auth;
 pub mod components;
+pub mod crons;
 pub mod error;
 pub mod health;
 pub mod history;
@@ -41,6 +44,7 @@ use leptos_router::{path, SsrMode};
 
 use auth::page::{AccountPage, LoginPage, SetupPage};
 use components::AdminLayout;
+use crons::page::{CronSecretPage, CronsPage};
 use history::page::{HistoryEntryPage, HistoryPage};
 use overview::OverviewPage;
 use queues::page::{IngestKeysPage, QueuesPage};
@@ -97,8 +101,10 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("history") view=HistoryPage ssr=SsrMode::Async />
                     <Route path=path!("history/:id") view=HistoryEntryPage ssr=SsrMode::Async />
                     <Route path=path!("queues") view=QueuesPage ssr=SsrMode::Async />
+                    <Route path=path!("crons") view=CronsPage ssr=SsrMode::Async />
                     <Route path=path!("settings/users") view=UsersPage ssr=SsrMode::Async />
                     <Route path=path!("settings/ingest-keys") view=IngestKeysPage ssr=SsrMode::Async />
+                    <Route path=path!("settings/cron-secret") view=CronSecretPage ssr=SsrMode::Async />
                     <Route path=path!("account") view=AccountPage ssr=SsrMode::Async />
                 </ParentRoute>
             </Routes>

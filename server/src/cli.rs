@@ -59,6 +59,12 @@ pub enum Command {
     /// Delete queued rows older than SALVAGE_FALLBACK_TTL_HOURS (default 7 days). This
     /// loses those rows for good; each queue that loses any gets a history entry.
     Expire,
+    /// Run a cron job now, or see how every job has been firing.
+    #[command(subcommand)]
+    Cron(CronCommand),
+    /// Rotate or list the cron secret (the bearer token of /cron/*).
+    #[command(subcommand)]
+    CronSecret(CronSecretCommand),
     /// Create, revoke or list the keys callers of /ingest/* authenticate with.
     #[command(subcommand)]
     IngestKey(IngestKeyCommand),
@@ -89,6 +95,47 @@ pub enum IngestKeyCommand {
         reason: String,
     },
     /// List the keys (never their secrets).
+    List,
+}
+
+/// `salvage cron …`.
+#[derive(Debug, Subcommand)]
+pub enum CronCommand {
+    /// Every job: schedule, runs in the last 24 h against the expected, fire rate, last
+    /// run and success, durations, flags. Exits 1 when a job is flagged.
+    List,
+    /// Run one job now (recorded as trigger `cli`, with you as the actor).
+    Run {
+        /// The job's name, e.g. replay-fallback (see `salvage cron list`).
+        job: String,
+        /// Why, for the history.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+}
+
+/// `salvage cron-secret …`.
+#[derive(Debug, Subcommand)]
+pub enum CronSecretCommand {
+    /// Make a new cron secret (printed once, on standard output). The current one keeps
+    /// working for the grace window, so each scheduler can be switched in turn.
+    Rotate {
+        /// Hours the previous secret keeps working (0 to 168).
+        #[arg(long, default_value_t = app::crons::DEFAULT_GRACE_HOURS)]
+        grace_hours: i64,
+        /// Why, for the history.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// End the grace window of a previous secret now: it stops working at once.
+    EndGrace {
+        #[arg(long)]
+        id: i64,
+        #[arg(long)]
+        reason: String,
+    },
+    /// The current and previous secrets (never their values), with when and by which
+    /// caller each was last used.
     List,
 }
 
@@ -180,6 +227,7 @@ pub async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         Command::Migrate => {
             let state = startup::build_state(&settings);
             startup::migrate(&state.pg, &state.clickhouse).await?;
+            startup::after_postgres_migrated(&state, settings.cron_secret.as_ref()).await?;
             println!(
                 "Schema is current: PostgreSQL migrations applied, ClickHouse database `{}` ready.",
                 state.clickhouse.database()
@@ -227,6 +275,8 @@ pub async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         } => replay(settings, reason, batch, budget_secs).await,
         Command::Expire => expire(settings).await,
         Command::IngestKey(command) => ingest_key(command, settings).await,
+        Command::Cron(command) => crate::cron_cli::cron(command, settings).await,
+        Command::CronSecret(command) => crate::cron_cli::cron_secret(command, settings).await,
         Command::Bench(BenchCommand::Replay { rows, batch }) => {
             crate::bench::replay(&settings, rows, batch).await
         }
@@ -250,7 +300,7 @@ fn read_password() -> anyhow::Result<SecretString> {
     }
 }
 
-fn app_error(error: app::error::AppError) -> anyhow::Error {
+pub(crate) fn app_error(error: app::error::AppError) -> anyhow::Error {
     anyhow::anyhow!("{error}")
 }
 
@@ -343,7 +393,7 @@ async fn user(command: UserCommand, settings: Settings) -> anyhow::Result<()> {
 }
 
 /// The state, with the PostgreSQL schema applied (every CLI action needs it).
-async fn migrated_state(settings: &Settings) -> anyhow::Result<app::server::AppState> {
+pub(crate) async fn migrated_state(settings: &Settings) -> anyhow::Result<app::server::AppState> {
     let state = startup::build_state(settings);
     app::server::postgres::migrate(&state.pg)
         .await
@@ -370,6 +420,12 @@ async fn replay(
     }
     options.budget = std::time::Duration::from_secs(budget_secs.unwrap_or(u64::MAX / 4));
     let actor = app::auth::ssr::Actor::cli();
+    let job = app::crons::ssr::jobs::find("replay-fallback").expect("a registered job");
+    let firing = crate::cron_cli::cli_firing(&actor, reason.clone());
+    let cron_run = app::crons::ssr::runs::start(&state, job, &firing)
+        .await
+        .map_err(app_error)?
+        .expect("a run without a tick always starts");
     let run_id = begin(&state.pg, Trigger::Cli, &actor, reason.clone())
         .await
         .map_err(app_error)?;
@@ -382,35 +438,49 @@ async fn replay(
         }
     });
     let interactive = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let report = drive(
-        &state,
-        run_id,
-        Trigger::Cli,
-        &actor,
-        reason,
-        &options,
-        |p| {
-            let total = p.rows_at_start.max(p.rows_done).max(1);
-            let filled = (p.rows_done * 30 / total) as usize;
-            let line = format!(
-                "[{}{}] {} / {} rows  {:.0} rows/s",
-                "#".repeat(filled),
-                "-".repeat(30 - filled.min(30)),
-                p.rows_done,
-                p.rows_at_start,
-                p.rate()
-            );
-            if interactive {
-                eprint!("\r{line}");
-            } else {
-                eprintln!("{line}");
-            }
-            let _ = std::io::stderr().flush();
-        },
-    )
-    .await
-    .map_err(app_error)?;
+    let mut report = None;
+    let work = async {
+        let done = drive(
+            &state,
+            run_id,
+            Trigger::Cli,
+            &actor,
+            reason,
+            &options,
+            |p| {
+                let total = p.rows_at_start.max(p.rows_done).max(1);
+                let filled = (p.rows_done * 30 / total) as usize;
+                let line = format!(
+                    "[{}{}] {} / {} rows  {:.0} rows/s",
+                    "#".repeat(filled),
+                    "-".repeat(30 - filled.min(30)),
+                    p.rows_done,
+                    p.rows_at_start,
+                    p.rate()
+                );
+                if interactive {
+                    eprint!("\r{line}");
+                } else {
+                    eprintln!("{line}");
+                }
+                let _ = std::io::stderr().flush();
+            },
+        )
+        .await?;
+        let outcome = app::crons::ssr::jobs::replay_outcome(&done);
+        report = Some(done);
+        Ok(outcome)
+    };
+    let finished = app::crons::ssr::runs::finish_with(&state, job, cron_run, &firing, work)
+        .await
+        .map_err(app_error)?;
     cancel.abort();
+    let Some(report) = report else {
+        anyhow::bail!(
+            "replay failed: {}",
+            finished.outcome.error.unwrap_or_default()
+        );
+    };
     if interactive {
         eprintln!();
     }
@@ -433,24 +503,31 @@ async fn replay(
 
 async fn expire(settings: Settings) -> anyhow::Result<()> {
     let state = migrated_state(&settings).await?;
-    let expired = app::queues::ssr::expiry::expire(
-        &state.pg,
-        &app::auth::ssr::Actor::cli(),
-        "cli",
-        state.queues.ttl,
-        time::OffsetDateTime::now_utc(),
-    )
-    .await
-    .map_err(app_error)?;
-    for e in expired {
-        match e.history_id {
+    let job = app::crons::ssr::jobs::find("expire-fallback").expect("a registered job");
+    let firing = crate::cron_cli::cli_firing(&app::auth::ssr::Actor::cli(), None);
+    let finished = app::crons::ssr::runs::run(&state, job, firing)
+        .await
+        .map_err(app_error)?
+        .expect("a run without a tick always starts");
+    if let Some(error) = finished.outcome.error {
+        anyhow::bail!("expiry failed: {error}");
+    }
+    let hours = state.queues.ttl.as_secs() / 3600;
+    for e in finished.outcome.details["expired"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        match e["historyId"].as_i64() {
             Some(id) => println!(
-                "{}: expired {} rows older than {} h (history entry #{id}).",
-                e.queue.as_str(),
-                e.rows,
-                state.queues.ttl.as_secs() / 3600
+                "{}: expired {} rows older than {hours} h (history entry #{id}).",
+                e["queue"].as_str().unwrap_or_default(),
+                e["rows"]
             ),
-            None => println!("{}: nothing older than the TTL.", e.queue.as_str()),
+            None => println!(
+                "{}: nothing older than the TTL.",
+                e["queue"].as_str().unwrap_or_default()
+            ),
         }
     }
     Ok(())
@@ -503,7 +580,12 @@ async fn ingest_key(command: IngestKeyCommand, settings: Settings) -> anyhow::Re
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
     let application = Application::build(&settings).await?;
-    startup::spawn_schema_task(application.state().clone());
+    startup::spawn_schema_task(application.state().clone(), settings.cron_secret.clone());
+    if settings.crons.scheduler {
+        crate::scheduler::spawn(application.state().clone());
+    } else {
+        tracing::info!("SALVAGE_SCHEDULER=off: jobs run only when /cron/<job> is called");
+    }
     startup::spawn_setup_link_task(application.state().clone(), settings.public_url.clone());
     startup::spawn_session_cleanup(application.state().clone());
     app::queues::ssr::stats::spawn_sampler(

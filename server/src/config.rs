@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::str::FromStr;
 use std::time::Duration;
 
+use app::crons::ssr::CronSettings;
 use app::queues::ssr::QueueSettings;
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::postgres::PgConnectOptions;
@@ -36,9 +37,13 @@ pub struct Settings {
     /// `SALVAGE_FALLBACK_TTL_HOURS` (default 168), `SALVAGE_REPLAY_BATCH` (5000),
     /// `SALVAGE_REPLAY_BUDGET_SECS` (240), `SALVAGE_INGEST_TIMEOUT_MS` (5000).
     pub queues: QueueSettings,
-    /// `CRON_SECRET`: the bearer token `/cron/*` requires (a secret, 16+ characters).
-    /// Unset: every cron route answers 401.
+    /// `CRON_SECRET` (16+ characters): becomes the first cron secret when PostgreSQL holds
+    /// none. Read on first start only; rotate in the console or with
+    /// `salvage cron-secret rotate` after that.
     pub cron_secret: Option<SecretString>,
+    /// The cron plane: `SALVAGE_SCHEDULER`, `SALVAGE_CRON_RETENTION_DAYS`,
+    /// `SALVAGE_CRON_MIN_FIRE_RATE`, `SALVAGE_CRON_<JOB>`.
+    pub crons: CronSettings,
 }
 
 /// `CLICKHOUSE_*`.
@@ -158,7 +163,7 @@ impl Settings {
             )?),
         };
         let cron_secret = match get("CRON_SECRET") {
-            Some(secret) if secret.trim().len() < 16 => {
+            Some(secret) if secret.trim().len() < app::crons::ssr::secrets::MIN_ENV_LEN => {
                 return Err(ConfigError::Malformed {
                     name: "CRON_SECRET",
                     reason: "use at least 16 characters (e.g. `openssl rand -hex 32`)".into(),
@@ -166,6 +171,38 @@ impl Settings {
             }
             Some(secret) => Some(SecretString::from(secret.trim().to_owned())),
             None => None,
+        };
+
+        let scheduler = match get("SALVAGE_SCHEDULER").as_deref().map(str::trim) {
+            None | Some("on") | Some("true") | Some("1") => true,
+            Some("off") | Some("false") | Some("0") => false,
+            Some(_) => {
+                return Err(ConfigError::Malformed {
+                    name: "SALVAGE_SCHEDULER",
+                    reason: "expected on or off".into(),
+                })
+            }
+        };
+        let mut overrides = std::collections::HashMap::new();
+        for job in app::crons::ssr::jobs::JOBS {
+            let name = format!("SALVAGE_CRON_{}", job.name.replace('-', "_").to_uppercase());
+            if let Some(value) = lookup(&name).filter(|v| !v.trim().is_empty()) {
+                let schedule = app::crons::schedule::Schedule::parse(&value).map_err(|reason| {
+                    ConfigError::Malformed {
+                        name: Box::leak(name.into_boxed_str()),
+                        reason,
+                    }
+                })?;
+                overrides.insert(job.name.to_owned(), schedule);
+            }
+        }
+        let crons = CronSettings {
+            scheduler,
+            retention: Duration::from_secs(
+                86_400 * bounded("SALVAGE_CRON_RETENTION_DAYS", 1..=3650, "days", 90)?,
+            ),
+            min_fire_rate: bounded("SALVAGE_CRON_MIN_FIRE_RATE", 1..=100, "percent", 80)? as f64,
+            overrides,
         };
 
         Ok(Self {
@@ -183,6 +220,7 @@ impl Settings {
             session_idle,
             queues,
             cron_secret,
+            crons,
         })
     }
 
@@ -290,6 +328,31 @@ mod tests {
         assert_eq!(settings.queues.ttl, Duration::from_secs(7 * 24 * 3600));
         assert_eq!(settings.queues.replay_batch, 5000);
         assert!(settings.cron_secret.is_none());
+        assert!(settings.crons.scheduler);
+        assert_eq!(settings.crons.retention, Duration::from_secs(90 * 86_400));
+        assert_eq!(settings.crons.min_fire_rate, 80.0);
+        assert!(settings.crons.overrides.is_empty());
+    }
+
+    #[test]
+    fn a_job_schedule_can_be_replaced_and_a_bad_one_is_named() {
+        let mut pairs = MINIMAL.to_vec();
+        pairs.push(("SALVAGE_CRON_REPLAY_FALLBACK", "*/3 * * * *"));
+        pairs.push(("SALVAGE_SCHEDULER", "off"));
+        let settings = Settings::from_lookup(lookup(&pairs)).unwrap();
+        assert!(!settings.crons.scheduler);
+        let job = app::crons::ssr::jobs::find("replay-fallback").unwrap();
+        assert_eq!(settings.crons.schedule_of(job).describe(), "every 3 min");
+
+        let mut pairs = MINIMAL.to_vec();
+        pairs.push(("SALVAGE_CRON_EXPIRE_FALLBACK", "61 * * * *"));
+        let error = Settings::from_lookup(lookup(&pairs))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            error,
+            "configuration: SALVAGE_CRON_EXPIRE_FALLBACK is malformed: minute: 61 is outside 0-59"
+        );
     }
 
     #[test]
@@ -324,6 +387,9 @@ mod tests {
             ("SALVAGE_FALLBACK_TTL_HOURS", "0"),
             ("SALVAGE_REPLAY_BATCH", "5"),
             ("CRON_SECRET", "short"),
+            ("SALVAGE_SCHEDULER", "sometimes"),
+            ("SALVAGE_CRON_RETENTION_DAYS", "0"),
+            ("SALVAGE_CRON_MIN_FIRE_RATE", "150"),
         ] {
             let mut pairs = MINIMAL.to_vec();
             pairs.retain(|(key, _)| *key != name);

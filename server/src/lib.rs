@@ -7,7 +7,9 @@
 //! - [`startup`] — [`Application`](startup::Application): state, router, listener.
 //! - [`routes`] — `/health/*`, `/ingest/*`, `/cron/*`.
 //! - [`cli`] — `salvage serve`, `migrate`, `user …`, `history verify`, `replay`,
-//!   `expire`, `ingest-key …`, `demo …`, `bench …`.
+//!   `expire`, `ingest-key …`, `demo …`, `bench …`; [`cron_cli`] — `cron …` and
+//!   `cron-secret …`.
+//! - [`scheduler`] — the in-process scheduler of `salvage serve`.
 //! - [`bench`] — `salvage bench replay`.
 //! - [`demo`] — demo accounts and a few months of history for `make run`.
 //! - [`telemetry`] — logging.
@@ -18,7 +20,9 @@
 pub mod bench;
 pub mod cli;
 pub mod config;
+pub mod cron_cli;
 pub mod demo;
 pub mod routes;
+pub mod scheduler;
 pub mod startup;
 pub mod telemetry;

@@ -2,8 +2,8 @@
 //!
 //! Health uses the same probes as the overview page. Responses are never cached.
 
-use axum::extract::State;
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::extract::{Path, State};
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -52,10 +52,15 @@ async fn ready(State(state): State<AppState>) -> Response {
 /// (use `/health/ready` for up/down decisions); `status` is `ok` or `degraded`. A value
 /// whose lookup failed is `null`, never a made-up zero.
 async fn deep(State(state): State<AppState>) -> Response {
-    let (health, fallback) = tokio::join!(check_stores(&state), fallback_health(&state));
+    let (health, fallback, crons) = tokio::join!(
+        check_stores(&state),
+        fallback_health(&state),
+        crons_health(&state)
+    );
     let body = json!({
         "status": if health.all_ok() { "ok" } else { "degraded" },
         "fallback": fallback,
+        "crons": crons,
         "version": health.version,
         "checkedAt": health.checked_at,
         "postgres": health.postgres,
@@ -82,99 +87,150 @@ pub fn ingest_routes() -> Router<AppState> {
         ))
 }
 
-/// The cron routes: `GET` or `POST /cron/<job>` with `Authorization: Bearer <CRON_SECRET>`.
-/// Each calls the same function as the console's button and the CLI.
+/// The cron routes: `GET` or `POST /cron/<job>` with `Authorization: Bearer <cron secret>`,
+/// one per job of the registry. Each records its run and calls the same function as
+/// the scheduler, the console's Run now and `salvage cron run`.
 pub fn cron_routes() -> Router<AppState> {
-    Router::new()
-        .route("/cron/replay-fallback", get(cron_replay).post(cron_replay))
-        .route("/cron/expire-fallback", get(cron_expire).post(cron_expire))
+    Router::new().route("/cron/{job}", get(cron_job).post(cron_job))
 }
 
-/// The 401 to answer unless `headers` carry the cron secret; `None` lets the call in.
-/// Compared in constant time (digests of equal length), and never logged.
-fn cron_refusal(state: &AppState, headers: &HeaderMap) -> Option<Response> {
-    use secrecy::ExposeSecret;
-    use subtle::ConstantTimeEq;
-    let refuse = |why: &str| {
-        tracing::warn!(why, "cron call refused");
-        (
-            StatusCode::UNAUTHORIZED,
-            [(header::CACHE_CONTROL, "no-store")],
-            Json(json!({"kind": "unauthorized", "error": "Send `Authorization: Bearer <cron secret>` with the current cron secret."})),
-        )
-            .into_response()
-    };
-    let Some(secret) = &state.cron_secret else {
-        return Some(refuse("CRON_SECRET is not set"));
-    };
-    let Some(given) = app::queues::ssr::ingest::bearer(headers) else {
-        return Some(refuse("no bearer token"));
-    };
-    let expected = app::auth::ssr::token_digest(secret.expose_secret());
-    let given = app::auth::ssr::token_digest(given);
-    if bool::from(expected.ct_eq(&given)) {
-        None
-    } else {
-        Some(refuse("wrong secret"))
-    }
+fn unauthorized(message: String) -> Response {
+    no_store(
+        StatusCode::UNAUTHORIZED,
+        json!({"kind": "unauthorized", "error": message}),
+    )
 }
 
-async fn cron_replay(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    use app::queues::ssr::replay::{replay, ReplayOptions, Trigger};
-    if let Some(refused) = cron_refusal(&state, &headers) {
-        return refused;
+/// Authenticates the call (constant-time, against every working secret; the token is
+/// never logged), runs the job and answers with its outcome: 200, or 503 when the run
+/// failed so that a monitor calling it alerts.
+async fn cron_job(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    parts: axum::http::request::Parts,
+) -> Response {
+    use app::crons::ssr::{jobs, runs, secrets};
+    let addr = parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|info| info.0);
+    let mut caller = runs::Caller::from_request(&parts.headers, addr);
+    let malformed = parts.headers.contains_key(header::AUTHORIZATION)
+        && app::queues::ssr::ingest::bearer(&parts.headers).is_none();
+    let token = app::queues::ssr::ingest::bearer(&parts.headers);
+    match secrets::verify(&state.pg, token, state.clock.now(), &caller).await {
+        Err(error) => {
+            tracing::warn!(%error, job = %name, "cron call not checked: PostgreSQL unreachable");
+            return app::error::AppError::Unavailable {
+                message: "PostgreSQL is unreachable, so the cron secret cannot be checked; retry"
+                    .into(),
+            }
+            .into_response();
+        }
+        Ok(Err(refusal)) => {
+            tracing::warn!(
+                job = %name,
+                refusal = ?refusal,
+                malformed,
+                addr = caller.addr.as_deref().unwrap_or("-"),
+                agent = caller.agent.as_deref().unwrap_or("-"),
+                "cron call refused"
+            );
+            let message = if malformed {
+                "The Authorization header must read `Bearer <cron secret>`.".to_owned()
+            } else {
+                refusal.message()
+            };
+            return unauthorized(message);
+        }
+        Ok(Ok(secret_id)) => caller.secret_id = Some(secret_id),
     }
-    let actor = app::auth::ssr::Actor::system("replay-fallback");
-    let options = ReplayOptions::from_state(&state);
-    match replay(&state, Trigger::External, &actor, None, &options, |_| {}).await {
-        Ok(report) => {
-            let status = if report.status == "failed" {
+    let Some(job) = jobs::find(&name) else {
+        return no_store(
+            StatusCode::NOT_FOUND,
+            json!({"kind": "not_found", "error": format!("No cron job is named `{name}`."),
+                   "jobs": jobs::names()}),
+        );
+    };
+    let firing = runs::Firing {
+        trigger: app::crons::Trigger::External,
+        actor: app::auth::ssr::Actor::system(job.name),
+        reason: None,
+        caller,
+        tick: None,
+    };
+    match runs::run(&state, job, firing).await {
+        Ok(Some(finished)) => {
+            let outcome = &finished.outcome;
+            let status = if outcome.outcome == "failed" {
                 StatusCode::SERVICE_UNAVAILABLE
             } else {
                 StatusCode::OK
             };
-            no_store(
-                status,
-                json!({
-                    "job": "replay-fallback",
-                    "runId": report.run_id,
-                    "status": report.status,
-                    "rowsAtStart": report.rows_at_start,
-                    "rowsDone": report.rows_done,
-                    "rowsInserted": report.rows_inserted,
-                    "rowsAlreadyPresent": report.rows_already_present,
-                    "rowsLeft": report.rows_left,
-                    "error": report.error,
-                    "durationMs": report.elapsed.as_millis() as u64,
-                }),
-            )
+            let mut body = json!({
+                "job": job.name,
+                "cronRunId": finished.run_id,
+                "outcome": outcome.outcome,
+                "rowsProcessed": outcome.rows,
+                "error": outcome.error,
+                "durationMs": finished.duration_ms,
+            });
+            if let (Some(body), Some(details)) = (body.as_object_mut(), outcome.details.as_object())
+            {
+                for (key, value) in details {
+                    body.entry(key.clone()).or_insert_with(|| value.clone());
+                }
+            }
+            no_store(status, body)
         }
+        Ok(None) => app::error::AppError::internal("cron route", "an unticked run was not started")
+            .into_response(),
         Err(error) => error.into_response(),
     }
 }
 
-async fn cron_expire(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    if let Some(refused) = cron_refusal(&state, &headers) {
-        return refused;
+/// `crons` of `/health/deep`: per job its last run and success, fire rate, longest
+/// duration in 24 h and flags; `error` instead when PostgreSQL did not answer.
+async fn crons_health(state: &AppState) -> serde_json::Value {
+    let lookup = app::crons::ssr::status::job_statuses(state, state.clock.now());
+    match tokio::time::timeout(state.probe_timeout, lookup).await {
+        Ok(Ok(jobs)) => {
+            let flagged = jobs.iter().filter(|j| j.flagged()).count();
+            let jobs: serde_json::Map<String, serde_json::Value> = jobs
+                .into_iter()
+                .map(|j| {
+                    let value = json!({
+                        "lastRun": j.last_run.as_ref().map(|r| iso(r.ran_at)),
+                        "lastOutcome": j.last_run.as_ref().map(|r| r.outcome.clone()),
+                        "lastSuccess": j.last_success_at.map(iso),
+                        "fireRate": j.fire_rate.map(|r| (r * 10.0).round() / 10.0),
+                        "runs24h": j.runs,
+                        "expected24h": j.expected,
+                        "missed24h": j.missed,
+                        "maxDurationMs24h": j.longest_ms,
+                        "flags": j.flags.iter().map(|f| f.label()).collect::<Vec<_>>(),
+                    });
+                    (j.name, value)
+                })
+                .collect();
+            json!({"flagged": flagged, "jobs": jobs})
+        }
+        Ok(Err(error)) => json!({"flagged": null, "jobs": null, "error": error.to_string()}),
+        Err(_) => {
+            json!({"flagged": null, "jobs": null, "error": "PostgreSQL did not answer in time"})
+        }
     }
-    let actor = app::auth::ssr::Actor::system("expire-fallback");
-    let now = time::OffsetDateTime::now_utc();
-    match app::queues::ssr::expiry::expire(&state.pg, &actor, "external", state.queues.ttl, now)
-        .await
-    {
-        Ok(expired) => no_store(
-            StatusCode::OK,
-            json!({
-                "job": "expire-fallback",
-                "expired": expired.iter().map(|e| json!({
-                    "queue": e.queue.as_str(),
-                    "rows": e.rows,
-                    "historyId": e.history_id,
-                })).collect::<Vec<_>>(),
-            }),
-        ),
-        Err(error) => error.into_response(),
-    }
+}
+
+/// RFC 3339 of Unix ms.
+fn iso(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
 }
 
 /// `fallback` of `/health/deep`: each queue's depth and the age of its oldest row in

@@ -101,7 +101,8 @@ pub fn build_state(settings: &Settings) -> AppState {
         session_idle: settings.session_idle,
         queues: settings.queues.clone(),
         ingest_keys: Default::default(),
-        cron_secret: settings.cron_secret.clone(),
+        crons: settings.crons.clone(),
+        clock: Default::default(),
         version: VERSION,
     }
 }
@@ -186,15 +187,43 @@ pub async fn migrate(pg: &sqlx::PgPool, clickhouse: &ClickHouse) -> anyhow::Resu
     Ok(())
 }
 
+/// What follows the PostgreSQL migrations: every job of the registry gets its
+/// `cron_jobs` row, and `CRON_SECRET` becomes the first cron secret if there is none.
+pub async fn after_postgres_migrated(
+    state: &AppState,
+    cron_secret: Option<&secrecy::SecretString>,
+) -> anyhow::Result<()> {
+    let now = state.clock.now();
+    app::crons::ssr::runs::register_jobs(&state.pg, now)
+        .await
+        .context("Failed to register the cron jobs")?;
+    if let Some(secret) = cron_secret {
+        if let Some(id) = app::crons::ssr::secrets::import_from_environment(&state.pg, secret, now)
+            .await
+            .context("Failed to store CRON_SECRET as the first cron secret")?
+        {
+            tracing::info!(secret_id = id, "CRON_SECRET is now cron secret #{id}");
+        }
+    }
+    Ok(())
+}
+
 /// Applies the schema at start-up, retrying in the background while a store is down, so
 /// that Salvage comes up during an outage and finishes its schema when the store returns.
-pub fn spawn_schema_task(state: AppState) -> tokio::task::JoinHandle<()> {
+pub fn spawn_schema_task(
+    state: AppState,
+    cron_secret: Option<secrecy::SecretString>,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut delay = Duration::from_secs(1);
         let (mut pg_done, mut ch_done) = (false, false);
         loop {
             if !pg_done {
-                match postgres::migrate(&state.pg).await {
+                let migrated = match postgres::migrate(&state.pg).await {
+                    Ok(()) => after_postgres_migrated(&state, cron_secret.as_ref()).await,
+                    Err(error) => Err(error.into()),
+                };
+                match migrated {
                     Ok(()) => {
                         pg_done = true;
                         tracing::info!("PostgreSQL schema is current");

@@ -33,6 +33,11 @@ const NAV: &[NavItem] = &[
         permission: Permission::Read,
     },
     NavItem {
+        href: "/admin/crons",
+        label: "Crons",
+        permission: Permission::Read,
+    },
+    NavItem {
         href: "/admin/history",
         label: "History",
         permission: Permission::Read,
@@ -46,6 +51,11 @@ const NAV: &[NavItem] = &[
         href: "/admin/settings/ingest-keys",
         label: "Ingest keys",
         permission: Permission::Administer,
+    },
+    NavItem {
+        href: "/admin/settings/cron-secret",
+        label: "Cron secret",
+        permission: Permission::Read,
     },
     NavItem {
         href: "/admin/account",

@@ -28,6 +28,7 @@ pub const KINDS: &[&str] = &[
     "secret_rotation",
     "user_change",
     "ingest_key",
+    "cron",
     "note",
 ];
 

@@ -5,18 +5,8 @@ use leptos::prelude::*;
 use super::{CreatedKey, IngestKey, QueuesOverview};
 use crate::error::AppError;
 
-/// A reason given in a form: required, trimmed, at most 500 characters.
 #[cfg(feature = "ssr")]
-fn required_reason(value: &str) -> Result<String, AppError> {
-    let value = value.trim();
-    if value.is_empty() {
-        return Err(AppError::invalid("reason", "say why, for the history"));
-    }
-    if value.chars().count() > 500 {
-        return Err(AppError::invalid("reason", "keep it under 500 characters"));
-    }
-    Ok(value.to_owned())
-}
+use crate::server::required_reason;
 
 /// Both queues, their depth history and the recent replay runs.
 #[server(endpoint = "queues/overview")]
@@ -40,32 +30,14 @@ pub async fn load_queues() -> Result<QueuesOverview, AppError> {
     crate::server::respond(result)
 }
 
-/// Starts a replay of both queues and returns its run id at once; the run continues in
-/// the background and the page follows its progress.
+/// Starts a run of the `replay-fallback` job (both queues) and returns its cron run id
+/// at once; the replay continues in the background and the page follows its progress.
 #[server(endpoint = "queues/replay")]
 pub async fn start_replay(reason: String) -> Result<i64, AppError> {
-    use super::ssr::replay::{begin, drive, ReplayOptions, Trigger};
     let (state, actor) = crate::auth::ssr::guard(crate::auth::Permission::Operate).await?;
     let result = async {
         let reason = required_reason(&reason)?;
-        let run_id = begin(&state.pg, Trigger::Manual, &actor, Some(reason.clone())).await?;
-        tokio::spawn(async move {
-            let options = ReplayOptions::from_state(&state);
-            if let Err(error) = drive(
-                &state,
-                run_id,
-                Trigger::Manual,
-                &actor,
-                Some(reason),
-                &options,
-                |_| {},
-            )
-            .await
-            {
-                tracing::error!(run_id, %error, "replay run ended with an error");
-            }
-        });
-        Ok(run_id)
+        crate::crons::ssr::runs::run_by_hand(&state, "replay-fallback", actor, reason).await
     }
     .await;
     crate::server::respond(result)

@@ -3,9 +3,11 @@
 //! the state and hands it to the router, and server functions reach it through context.
 
 pub mod clickhouse;
+pub mod clock;
 pub mod postgres;
 pub mod state;
 
+pub use clock::Clock;
 pub use state::AppState;
 
 use crate::error::AppError;
@@ -17,6 +19,18 @@ use crate::error::AppError;
 pub fn app_state() -> Result<AppState, AppError> {
     leptos::prelude::use_context::<AppState>()
         .ok_or_else(|| AppError::internal("Application state missing", "no AppState in context"))
+}
+
+/// A reason given in a form: required, trimmed, at most 500 characters.
+pub fn required_reason(value: &str) -> Result<String, AppError> {
+    let value = value.trim();
+    if value.is_empty() {
+        return Err(AppError::invalid("reason", "say why, for the history"));
+    }
+    if value.chars().count() > 500 {
+        return Err(AppError::invalid("reason", "keep it under 500 characters"));
+    }
+    Ok(value.to_owned())
 }
 
 /// Unix milliseconds (UTC) of a stored time: how every DTO carries times to the page.

@@ -28,8 +28,10 @@ pub struct AppState {
     pub queues: crate::queues::ssr::QueueSettings,
     /// Ingest keys verified recently (see `queues::ssr::keys`).
     pub ingest_keys: crate::queues::ssr::keys::KeyCache,
-    /// `CRON_SECRET`, the bearer token of `/cron/*`; `None` refuses every cron call.
-    pub cron_secret: Option<secrecy::SecretString>,
+    /// The cron plane: scheduler on/off, schedules, retention, dropout threshold.
+    pub crons: crate::crons::ssr::CronSettings,
+    /// The time cron secrets, runs and dropout detection act on.
+    pub clock: super::Clock,
     /// The version string reported by `/health/deep` and shown in the console.
     pub version: &'static str,
 }

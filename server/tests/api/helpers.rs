@@ -158,6 +158,9 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         app::server::postgres::migrate(&state.pg)
             .await
             .expect("migrate PostgreSQL");
+        salvage::startup::after_postgres_migrated(&state, settings.cron_secret.as_ref())
+            .await
+            .expect("register the cron jobs and the first cron secret");
     }
     if options.clickhouse_url.is_none() && !options.clickhouse_link {
         state

@@ -5,6 +5,7 @@
 mod auth;
 mod cli;
 mod console;
+mod crons;
 mod health;
 mod helpers;
 mod history;

@@ -499,7 +499,7 @@ async fn expiry_deletes_only_rows_older_than_the_ttl_and_records_how_many_and_wh
     }
     queue_row_at(&app, 10, cutoff + time::Duration::seconds(1)).await;
 
-    let expired = app::queues::ssr::expiry::expire(&app.pg, &Actor::cli(), "cli", ttl, now)
+    let expired = app::queues::ssr::expiry::expire(&app.pg, &Actor::cli(), "cli", None, ttl, now)
         .await
         .unwrap();
 
@@ -607,14 +607,45 @@ async fn the_replay_button_runs_in_the_background_and_is_recorded_with_its_reaso
     assert_eq!(status, 200, "{run_id}");
 
     let finished = crate::helpers::eventually(Duration::from_secs(20), || async {
-        let (_, overview) = operator.call("queues/overview", json!({})).await;
-        overview["runs"][0]["status"] == "succeeded"
+        let outcome: String = sqlx::query_scalar("select outcome from cron_job_runs where id = $1")
+            .bind(run_id.as_i64().unwrap())
+            .fetch_one(&app.pg)
+            .await
+            .unwrap();
+        outcome != "running"
     })
     .await;
     assert!(finished, "the run finished");
     let (_, overview) = operator.call("queues/overview", json!({})).await;
-    assert_eq!(overview["runs"][0]["id"], run_id);
+    assert_eq!(overview["runs"][0]["status"], "succeeded");
+    assert_eq!(overview["runs"][0]["trigger"], "manual");
     assert_eq!(overview["runs"][0]["rows_done"], 40);
+    // The button is a manual run of the replay-fallback job, with who and why.
+    let (job, trigger, outcome, rows, actor, reason): (String, String, String, i64, String, String) =
+        sqlx::query_as(
+            "select job_name, trigger, outcome, rows_processed, actor, reason from cron_job_runs where id = $1",
+        )
+        .bind(run_id.as_i64().unwrap())
+        .fetch_one(&app.pg)
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            job.as_str(),
+            trigger.as_str(),
+            outcome.as_str(),
+            rows,
+            reason.as_str()
+        ),
+        (
+            "replay-fallback",
+            "manual",
+            "succeeded",
+            40,
+            "ClickHouse is back"
+        )
+    );
+    assert!(actor.starts_with("operator-"), "{actor}");
     assert_eq!(overview["queues"][0]["depth"], 0);
     assert!(
         !overview["samples"].as_array().unwrap().is_empty(),

@@ -78,11 +78,13 @@ impl World {
     }
 
     /// Waits until no replay run is running (the button's run is in the background).
-    async fn replays_finished(&self) {
+    /// Waits until the job a button started in the background has finished.
+    async fn background_runs_finished(&self) {
         let pg = &self.app.pg;
         let done = crate::helpers::eventually(std::time::Duration::from_secs(10), || async {
             let running: i64 = sqlx::query_scalar(
-                "select count(*) from replay_runs where status = 'running' and actor <> 'matrix'",
+                "select (select count(*) from replay_runs where status = 'running' and actor <> 'matrix')
+                      + (select count(*) from cron_job_runs where outcome = 'running')",
             )
             .fetch_one(pg)
             .await
@@ -90,7 +92,7 @@ impl World {
             running == 0
         })
         .await;
-        assert!(done, "the replay started by the button finished");
+        assert!(done, "the run started by the button finished");
     }
 
     /// A fresh user to act on (created as the CLI would).
@@ -177,6 +179,33 @@ const CASES: &[Case] = &[
         endpoint: "queues/cancel",
         allowed: operators,
         records: false,
+    },
+    Case {
+        endpoint: "crons/overview",
+        allowed: any,
+        records: false,
+    },
+    // In the background too; the job (expiry, with nothing to expire) writes no entry of
+    // its own, so the run's own "ran by hand" entry is the one.
+    Case {
+        endpoint: "crons/run",
+        allowed: operators,
+        records: true,
+    },
+    Case {
+        endpoint: "settings/cron-secret",
+        allowed: any,
+        records: false,
+    },
+    Case {
+        endpoint: "settings/cron-secret/rotate",
+        allowed: admins,
+        records: true,
+    },
+    Case {
+        endpoint: "settings/cron-secret/end-grace",
+        allowed: admins,
+        records: true,
     },
     Case {
         endpoint: "settings/ingest-keys",
@@ -267,6 +296,22 @@ async fn arguments(world: &World, endpoint: &str) -> Value {
             .unwrap();
             json!({"run_id": run})
         }
+        "crons/run" => json!({"job": "expire-fallback", "reason": "matrix"}),
+        "settings/cron-secret/rotate" => json!({"grace_hours": 24, "reason": "matrix"}),
+        "settings/cron-secret/end-grace" => {
+            // Each allowed call needs a secret in its grace window.
+            let rotated = app::crons::ssr::secrets::rotate(
+                &world.app.pg,
+                &app::auth::ssr::Actor::cli(),
+                "cli",
+                24,
+                None,
+                time::OffsetDateTime::now_utc(),
+            )
+            .await
+            .unwrap();
+            json!({"secret_id": rotated.previous.unwrap().0, "reason": "matrix"})
+        }
         "settings/ingest-keys/create" => json!({"name": "matrix key"}),
         "settings/ingest-keys/revoke" => {
             let (id, _) = app::queues::ssr::keys::create(
@@ -295,8 +340,8 @@ async fn every_server_function_enforces_its_role_for_every_caller() {
             let history_before = world.app.count("runbook_history").await;
 
             let (status, body) = world.client(who).call(case.endpoint, args).await;
-            if case.endpoint == "queues/replay" && status == 200 {
-                world.replays_finished().await;
+            if matches!(case.endpoint, "queues/replay" | "crons/run") && status == 200 {
+                world.background_runs_finished().await;
             }
 
             let after = world.snapshot().await;
@@ -410,6 +455,8 @@ async fn every_admin_page_enforces_its_role_for_every_caller() {
         ("/admin/account", any),
         ("/admin/settings/users", admins),
         ("/admin/queues", any),
+        ("/admin/crons", any),
+        ("/admin/settings/cron-secret", any),
         ("/admin/settings/ingest-keys", admins),
     ];
     let mut failures = Vec::new();

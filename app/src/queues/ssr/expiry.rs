@@ -32,6 +32,7 @@ pub async fn expire(
     pg: &PgPool,
     actor: &Actor,
     trigger: &str,
+    reason: Option<String>,
     ttl: Duration,
     now: OffsetDateTime,
 ) -> Result<Vec<Expired>, AppError> {
@@ -72,6 +73,7 @@ pub async fn expire(
             .with_body(format!(
                 "These rows never reached ClickHouse and are now deleted for good. They were queued from {range} (UTC)."
             ))
+            .with_reason(reason.clone())
             .with_details(json!({
                 "queue": queue.as_str(), "rows": rows, "trigger": trigger,
                 "first_queued_at": first.map(unix_ms), "last_queued_at": last.map(unix_ms),

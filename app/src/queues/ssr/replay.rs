@@ -36,32 +36,7 @@ use crate::history::ssr::{append, NewEntry};
 use crate::history::Outcome;
 use crate::server::{unix_ms, AppState};
 
-/// Who or what started a run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Trigger {
-    /// The Replay button.
-    Manual,
-    /// `salvage replay`.
-    Cli,
-    /// An outside scheduler calling `/cron/replay-fallback`.
-    External,
-    /// Salvage's own scheduler.
-    Scheduler,
-    /// `salvage bench replay`.
-    Bench,
-}
-
-impl Trigger {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Trigger::Manual => "manual",
-            Trigger::Cli => "cli",
-            Trigger::External => "external",
-            Trigger::Scheduler => "scheduler",
-            Trigger::Bench => "bench",
-        }
-    }
-}
+pub use crate::crons::Trigger;
 
 /// Failures injected by tests at the one point that matters most.
 #[derive(Clone, Copy, Debug, Default)]
@@ -131,6 +106,8 @@ pub struct ReplayReport {
     pub rows_left: i64,
     pub error: Option<String>,
     pub elapsed: Duration,
+    /// The history entry of the run (scheduled runs that found nothing write none).
+    pub history_id: Option<i64>,
 }
 
 /// A run whose heartbeat is older than this is shown (and closed) as abandoned.
@@ -310,6 +287,7 @@ pub async fn drive(
     .await
     .map_err(internal)?;
     let scheduled = matches!(trigger, Trigger::Scheduler | Trigger::External);
+    let mut history_id = None;
     if !(scheduled && done == 0 && error.is_none()) && trigger != Trigger::Bench {
         let outcome = match status {
             "succeeded" => Outcome::Succeeded,
@@ -333,7 +311,7 @@ pub async fn drive(
                 "rows_left": left, "batch": options.batch, "error": error,
                 "duration_ms": elapsed.as_millis() as i64,
             }));
-        append(&mut tx, &entry).await.map_err(internal)?;
+        history_id = Some(append(&mut tx, &entry).await.map_err(internal)?);
     }
     tx.commit().await.map_err(internal)?;
     if let Err(e) = sample_depths(&state.pg).await {
@@ -358,6 +336,7 @@ pub async fn drive(
         rows_left: left,
         error,
         elapsed,
+        history_id,
     })
 }
 

@@ -1,0 +1,96 @@
+//! Server functions of `/admin/crons` and `/admin/settings/cron-secret`.
+
+use leptos::prelude::*;
+
+use super::{CronSecrets, CronsOverview, RotatedSecret};
+use crate::error::AppError;
+
+/// Every job's status over the last 24 h and the newest runs.
+#[server(endpoint = "crons/overview")]
+pub async fn load_crons() -> Result<CronsOverview, AppError> {
+    let (state, _) = crate::auth::ssr::guard(crate::auth::Permission::Read).await?;
+    let result = async {
+        let internal = |e: sqlx::Error| AppError::internal("Failed to read the cron runs", e);
+        let now = state.clock.now();
+        Ok(CronsOverview {
+            now: crate::server::unix_ms(now),
+            scheduler_enabled: state.crons.scheduler,
+            min_fire_rate: state.crons.min_fire_rate,
+            retention_days: (state.crons.retention.as_secs() / 86_400) as i64,
+            jobs: super::ssr::status::job_statuses(&state, now)
+                .await
+                .map_err(internal)?,
+            recent: super::ssr::runs::recent(&state.pg, None, 40)
+                .await
+                .map_err(internal)?,
+        })
+    }
+    .await;
+    crate::server::respond(result)
+}
+
+/// Runs job `job` now, in the background (recorded as `manual`, with the actor and
+/// the reason); returns the run's id.
+#[server(endpoint = "crons/run")]
+pub async fn run_job_now(job: String, reason: String) -> Result<i64, AppError> {
+    let (state, actor) = crate::auth::ssr::guard(crate::auth::Permission::Operate).await?;
+    let result = async {
+        let reason = crate::server::required_reason(&reason)?;
+        super::ssr::runs::run_by_hand(&state, &job, actor, reason).await
+    }
+    .await;
+    crate::server::respond(result)
+}
+
+/// The current and previous cron secrets (never their values), with their last use.
+#[server(endpoint = "settings/cron-secret")]
+pub async fn load_cron_secrets() -> Result<CronSecrets, AppError> {
+    let (state, _) = crate::auth::ssr::guard(crate::auth::Permission::Read).await?;
+    let result = super::ssr::secrets::list(&state.pg, state.clock.now())
+        .await
+        .map_err(|e| AppError::internal("Failed to list the cron secrets", e));
+    crate::server::respond(result)
+}
+
+/// Makes a new cron secret; the previous one works for `grace_hours` more. The secret
+/// is in this response only.
+#[server(endpoint = "settings/cron-secret/rotate")]
+pub async fn rotate_cron_secret(
+    grace_hours: i64,
+    reason: String,
+) -> Result<RotatedSecret, AppError> {
+    let (state, actor) = crate::auth::ssr::guard(crate::auth::Permission::Administer).await?;
+    let result = async {
+        let reason = crate::server::required_reason(&reason)?;
+        super::ssr::secrets::rotate(
+            &state.pg,
+            &actor,
+            "console",
+            grace_hours,
+            Some(reason),
+            state.clock.now(),
+        )
+        .await
+    }
+    .await;
+    crate::server::respond(result)
+}
+
+/// Ends the grace window of previous secret `secret_id` now.
+#[server(endpoint = "settings/cron-secret/end-grace")]
+pub async fn end_cron_secret_grace(secret_id: i64, reason: String) -> Result<(), AppError> {
+    let (state, actor) = crate::auth::ssr::guard(crate::auth::Permission::Administer).await?;
+    let result = async {
+        let reason = crate::server::required_reason(&reason)?;
+        super::ssr::secrets::end_grace(
+            &state.pg,
+            &actor,
+            secret_id,
+            Some(reason),
+            state.clock.now(),
+        )
+        .await
+    }
+    .await;
+    crate::server::respond(result)
+}

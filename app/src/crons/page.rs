@@ -1,0 +1,635 @@
+//! `/admin/crons` (is every job firing?) and `/admin/settings/cron-secret`.
+
+use std::time::Duration;
+
+use leptos::prelude::*;
+use leptos_meta::Title;
+
+use super::api::{load_cron_secrets, load_crons, EndCronSecretGrace, RotateCronSecret, RunJobNow};
+use super::{
+    CronRun, CronSecretInfo, CronsOverview, DurationPoint, Flag, HourSlot, JobStatus,
+    DEFAULT_GRACE_HOURS, MAX_GRACE_HOURS,
+};
+use crate::auth::Permission;
+use crate::components::{action_error, Badge, ErrorBanner, IfAllowed, PageHeader, Tone};
+use crate::history::{format_ago, format_duration, format_utc};
+use crate::overview::page::group_digits;
+
+/// How often `/admin/crons` asks for fresh figures.
+pub const REFRESH_EVERY: Duration = Duration::from_secs(5);
+
+fn maybe_duration(ms: Option<i64>) -> String {
+    ms.map(format_duration).unwrap_or_else(|| "—".into())
+}
+
+fn outcome_badge(outcome: &str) -> impl IntoView {
+    let tone = match outcome {
+        "succeeded" => Tone::Ok,
+        "running" => Tone::Info,
+        "partial" => Tone::Warn,
+        _ => Tone::Error,
+    };
+    view! { <Badge tone label=outcome.to_owned() /> }
+}
+
+/// `/admin/crons`.
+#[component]
+pub fn CronsPage() -> impl IntoView {
+    let (tick, set_tick) = signal(0_u64);
+    let run = ServerAction::<RunJobNow>::new();
+    let overview = Resource::new(move || (tick.get(), run.version().get()), |_| load_crons());
+    // The job list for the Run now form, read once so a reason being typed survives
+    // the refreshes.
+    let jobs = Resource::new(|| (), |_| load_crons());
+    Effect::new(move |_| {
+        if let Ok(handle) =
+            set_interval_with_handle(move || set_tick.update(|t| *t += 1), REFRESH_EVERY)
+        {
+            on_cleanup(move || handle.clear());
+        }
+    });
+    view! {
+        <Title text="Crons" />
+        <PageHeader
+            title="Scheduled jobs"
+            subtitle="Every run of every job, whoever fired it, against what its schedule expects over the last 24 hours. Schedulers drop runs silently; this page is where it shows. Refreshes every 5 s."
+        />
+        <Transition fallback=|| view! { <p class="muted" role="status">"Reading the runs…"</p> }>
+            {move || Suspend::new(async move {
+                match overview.await {
+                    Ok(overview) => view! { <CronsNow overview /> }.into_any(),
+                    Err(error) => view! { <ErrorBanner error /> }.into_any(),
+                }
+            })}
+        </Transition>
+        <IfAllowed permission=Permission::Operate>
+            <Transition fallback=|| ()>
+                {move || Suspend::new(async move {
+                    jobs.await.ok().map(|o| {
+                        let names: Vec<String> = o.jobs.into_iter().map(|j| j.name).collect();
+                        view! { <RunNowPanel names run /> }
+                    })
+                })}
+            </Transition>
+        </IfAllowed>
+        <Transition fallback=|| ()>
+            {move || Suspend::new(async move {
+                overview.await.ok().map(|overview| view! { <CronsPast overview /> })
+            })}
+        </Transition>
+    }
+}
+
+/// The summary banner and the table of jobs.
+#[component]
+fn CronsNow(overview: CronsOverview) -> impl IntoView {
+    let flagged: Vec<&JobStatus> = overview.jobs.iter().filter(|j| j.flagged()).collect();
+    let (class, headline) = if flagged.is_empty() {
+        (
+            "banner banner-ok",
+            "Every job is firing on schedule.".to_owned(),
+        )
+    } else {
+        (
+            "banner banner-warn",
+            format!(
+                "{} of {} jobs need a look: {}.",
+                flagged.len(),
+                overview.jobs.len(),
+                flagged
+                    .iter()
+                    .map(|j| format!(
+                        "{} ({})",
+                        j.name,
+                        j.flags
+                            .iter()
+                            .map(Flag::label)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
+        )
+    };
+    let scheduler = if overview.scheduler_enabled {
+        "This instance runs the jobs on their schedules; outside schedulers calling /cron/<job> count too."
+    } else {
+        "The in-process scheduler is off here (SALVAGE_SCHEDULER=off): jobs run only when something calls /cron/<job>."
+    };
+    let now = overview.now;
+    let threshold = overview.min_fire_rate;
+    view! {
+        <div class=class role="status" data-testid="crons-summary">
+            <strong>{headline}</strong>
+            " " {scheduler}
+        </div>
+        <section class="panel">
+            <h2>"Jobs, last 24 hours"</h2>
+            <div class="table-scroll">
+                <table class="data crons" data-testid="cron-jobs">
+                    <thead>
+                        <tr>
+                            <th scope="col">"Job"</th>
+                            <th scope="col">"Schedule"</th>
+                            <th scope="col" class="num">"Runs"</th>
+                            <th scope="col" class="num">"Expected"</th>
+                            <th scope="col" class="num">"Missed"</th>
+                            <th scope="col" class="num">"Fire rate"</th>
+                            <th scope="col">"Expected vs ran, per hour"</th>
+                            <th scope="col">"Last run"</th>
+                            <th scope="col">"Last success"</th>
+                            <th scope="col" class="num">"Typical"</th>
+                            <th scope="col" class="num">"Longest"</th>
+                            <th scope="col">"Status"</th>
+                        </tr>
+                    </thead>
+                    <tbody>
+                        {overview.jobs.into_iter().map(|job| view! { <JobRow job now threshold /> }).collect_view()}
+                    </tbody>
+                </table>
+            </div>
+            <p class="muted small">
+                "A tick counts as run when any run (scheduler, outside caller, person) started between it and the next tick. Ticks still inside their grace period are not counted yet. Flagged: the latest tick past its grace has no run, the fire rate is under "
+                {format!("{threshold:.0}%")}
+                ", or the last run failed. Times are UTC."
+            </p>
+        </section>
+    }
+}
+
+#[component]
+fn JobRow(job: JobStatus, now: i64, threshold: f64) -> impl IntoView {
+    let rate_class = match job.fire_rate {
+        Some(rate) if rate < threshold => "num warn-text",
+        _ => "num",
+    };
+    let rate = job
+        .fire_rate
+        .map(|r| format!("{r:.0}%"))
+        .unwrap_or_else(|| "—".into());
+    let window_note = (job.window_start > now - 24 * 3600 * 1000).then(|| {
+        format!(
+            "Counted since {} UTC, when this installation first knew the job.",
+            format_utc(job.window_start)
+        )
+    });
+    let window_title = window_note.clone().unwrap_or_default();
+    let last_run = job.last_run.clone();
+    let flags = job.flags.clone();
+    let name = job.name.clone();
+    view! {
+        <tr data-job=name.clone()>
+            <th scope="row">
+                <code>{name.clone()}</code>
+                <div class="muted small">{job.description.clone()}</div>
+            </th>
+            <td class="nowrap" title=format!("{} (UTC), grace {}", job.schedule, format_duration(job.grace_secs * 1000))>
+                {job.schedule_text.clone()}
+                <div class="muted small">{job.next_tick_at.map(|at| format!("next {}", format_ago_future(at, now)))}</div>
+            </td>
+            <td class="num" data-testid="runs">{group_digits(job.runs.max(0) as u64)}</td>
+            <td class="num" data-testid="expected" title=window_title>
+                {group_digits(job.expected.max(0) as u64)}
+                {window_note.map(|_| view! { <span class="muted">"*"</span> })}
+            </td>
+            <td class="num" data-testid="missed">{group_digits(job.missed.max(0) as u64)}</td>
+            <td class=rate_class data-testid="fire-rate">{rate}</td>
+            <td><HourStrip hours=job.hours.clone() /></td>
+            <td class="nowrap">
+                {match last_run {
+                    Some(run) => view! {
+                        <span title=format_utc(run.ran_at)>{format_ago(run.ran_at, now)}</span>
+                        " " {outcome_badge(&run.outcome)}
+                        <div class="muted small">{run.trigger.clone()}</div>
+                    }.into_any(),
+                    None => view! { <span class="muted">"never"</span> }.into_any(),
+                }}
+            </td>
+            <td class="nowrap">
+                {job.last_success_at.map(|at| view! { <span title=format_utc(at)>{format_ago(at, now)}</span> }.into_any())
+                    .unwrap_or_else(|| view! { <span class="muted">"never"</span> }.into_any())}
+            </td>
+            <td class="num nowrap">{maybe_duration(job.typical_ms)}</td>
+            <td class="num nowrap">{maybe_duration(job.longest_ms)}</td>
+            <td data-testid="flags">
+                {if flags.is_empty() {
+                    view! { <Badge tone=Tone::Ok label="on schedule" /> }.into_any()
+                } else {
+                    flags.iter().map(|flag| {
+                        let title = match flag {
+                            Flag::Late { due_at } => format!("The tick of {} UTC has no run and its grace is over.", format_utc(*due_at)),
+                            Flag::LowFireRate { threshold } => format!("Fewer than {threshold:.0}% of the expected runs happened."),
+                            Flag::Failing => "The last finished run failed.".to_owned(),
+                        };
+                        view! { <span title=title><Badge tone=Tone::Error label=flag.label() /></span> " " }
+                    }).collect_view().into_any()
+                }}
+            </td>
+        </tr>
+    }
+}
+
+/// "in 3 min" for a time ahead of `now`.
+fn format_ago_future(at: i64, now: i64) -> String {
+    let secs = ((at - now) / 1000).max(0);
+    match secs {
+        0..=59 => format!("in {secs} s"),
+        60..=3599 => format!("in {} min", secs / 60),
+        _ => format!("in {} h", secs / 3600),
+    }
+}
+
+/// What one hour of the strip shows.
+pub fn hour_state(slot: &HourSlot) -> &'static str {
+    match (slot.expected, slot.covered) {
+        (0, _) if slot.runs > 0 => "extra",
+        (0, _) => "none",
+        (e, c) if c >= e => "ok",
+        (_, 0) => "missed",
+        _ => "partial",
+    }
+}
+
+/// 24 cells, one per hour, oldest first: green when every tick due in it ran, amber
+/// when some did, red when none did; grey when nothing was due.
+#[component]
+fn HourStrip(hours: Vec<HourSlot>) -> impl IntoView {
+    view! {
+        <div class="hour-strip" role="img" aria-label="Expected and actual runs per hour over 24 hours">
+            {hours.into_iter().map(|slot| {
+                let state = hour_state(&slot);
+                let title = format!(
+                    "{} UTC: {} of {} due ticks ran; {} runs",
+                    format_utc(slot.at),
+                    slot.covered,
+                    slot.expected,
+                    slot.runs
+                );
+                view! { <span class=format!("hour hour-{state}") title=title data-state=state></span> }
+            }).collect_view()}
+        </div>
+    }
+}
+
+/// Durations and recent runs.
+#[component]
+fn CronsPast(overview: CronsOverview) -> impl IntoView {
+    let now = overview.now;
+    let from = now - 24 * 3600 * 1000;
+    view! {
+        <h2 class="section-title">"Durations, last 24 hours"</h2>
+        <div class="chart-pair">
+            {overview.jobs.iter().map(|job| view! {
+                <DurationChart title=job.name.clone() points=job.durations.clone() from to=now />
+            }).collect_view()}
+        </div>
+        <section class="panel">
+            <h2>"Recent runs"</h2>
+            <RecentRuns runs=overview.recent now />
+        </section>
+    }
+}
+
+/// Chart geometry, in SVG user units (labels are HTML).
+const CHART_W: f64 = 600.0;
+const CHART_H: f64 = 100.0;
+
+/// One bar per run at its start time, as tall as it took; failed runs in red.
+#[component]
+fn DurationChart(
+    #[prop(into)] title: String,
+    points: Vec<DurationPoint>,
+    from: i64,
+    to: i64,
+) -> impl IntoView {
+    let max = points.iter().map(|p| p.ms).max().unwrap_or(0).max(1);
+    let span = (to - from).max(1) as f64;
+    let summary = format!(
+        "{title}: {} runs, longest {}",
+        points.len(),
+        format_duration(max)
+    );
+    let bars = points
+        .iter()
+        .filter(|p| p.at >= from && p.at <= to)
+        .map(|p| {
+            let x = (p.at - from) as f64 / span * CHART_W;
+            let h = (p.ms as f64 / max as f64 * (CHART_H - 4.0)).max(1.0);
+            let class = if p.failed { "bar bar-failed" } else { "bar" };
+            view! { <rect x=format!("{x:.1}") y=format!("{:.1}", CHART_H - 1.0 - h) width="2" height=format!("{h:.1}") class=class /> }
+        })
+        .collect_view();
+    let runs = points.len();
+    view! {
+        <figure class="panel chart">
+            <figcaption>
+                <strong><code>{title}</code></strong>
+                <span class="muted small">{format!("{runs} runs")}</span>
+            </figcaption>
+            <div class="chart-body">
+                <div class="chart-y" aria-hidden="true">
+                    <span>{if runs == 0 { "—".to_owned() } else { format_duration(max) }}</span>
+                    <span>"0"</span>
+                </div>
+                <svg viewBox=format!("0 0 {CHART_W} {CHART_H}") role="img" aria-label=summary preserveAspectRatio="none">
+                    <line x1="0" y1=CHART_H - 1.0 x2=CHART_W y2=CHART_H - 1.0 class="axis" />
+                    {bars}
+                </svg>
+            </div>
+            <div class="chart-x" aria-hidden="true">
+                <span>"24 h ago"</span>
+                <span>"now"</span>
+            </div>
+        </figure>
+    }
+}
+
+#[component]
+fn RecentRuns(runs: Vec<CronRun>, now: i64) -> impl IntoView {
+    if runs.is_empty() {
+        return view! { <p class="muted">"No job has run yet."</p> }.into_any();
+    }
+    view! {
+        <div class="table-scroll">
+            <table class="data" data-testid="cron-runs">
+                <thead>
+                    <tr>
+                        <th scope="col" class="num">"#"</th>
+                        <th scope="col">"Job"</th>
+                        <th scope="col">"Started"</th>
+                        <th scope="col">"Trigger"</th>
+                        <th scope="col">"By"</th>
+                        <th scope="col">"Outcome"</th>
+                        <th scope="col" class="num">"Rows"</th>
+                        <th scope="col" class="num">"Duration"</th>
+                        <th scope="col">"Caller"</th>
+                    </tr>
+                </thead>
+                <tbody>
+                    {runs.into_iter().map(|run| {
+                        let caller = match (&run.caller_agent, &run.caller_addr) {
+                            (None, None) => "—".to_owned(),
+                            (agent, addr) => [agent.clone(), addr.clone()].into_iter().flatten().collect::<Vec<_>>().join(" · "),
+                        };
+                        view! {
+                            <tr title=run.reason.clone().unwrap_or_default()>
+                                <td class="num">{run.id}</td>
+                                <td><code>{run.job_name.clone()}</code></td>
+                                <td class="nowrap" title=format_utc(run.ran_at)>{format_ago(run.ran_at, now)}</td>
+                                <td>{run.trigger.clone()}</td>
+                                <td>{run.actor.clone()}</td>
+                                <td>
+                                    {outcome_badge(&run.outcome)}
+                                    {run.error.clone().map(|e| view! { <span class="detail small">" " {e}</span> })}
+                                </td>
+                                <td class="num">{run.rows_processed.map(|r| group_digits(r.max(0) as u64)).unwrap_or_else(|| "—".into())}</td>
+                                <td class="num nowrap">{maybe_duration(run.duration_ms)}</td>
+                                <td class="small">{caller}</td>
+                            </tr>
+                        }
+                    }).collect_view()}
+                </tbody>
+            </table>
+        </div>
+    }
+    .into_any()
+}
+
+/// Run now, with a reason: for operators and admins.
+#[component]
+fn RunNowPanel(names: Vec<String>, run: ServerAction<RunJobNow>) -> impl IntoView {
+    view! {
+        <section class="panel form-panel wide">
+            <h2>"Run a job now"</h2>
+            <p class="muted small">"Runs in the background, recorded as a manual run with your name and reason. Safe beside the scheduled runs."</p>
+            <ActionForm action=run attr:class="form-row" attr:aria-label="Run a job now">
+                <label class="field">
+                    <span>"Job"</span>
+                    <select name="job" data-testid="run-job">
+                        {names.into_iter().map(|n| view! { <option value=n.clone()>{n.clone()}</option> }).collect_view()}
+                    </select>
+                </label>
+                <label class="field field-grow">
+                    <span>"Reason (recorded in the history)"</span>
+                    <input type="text" name="reason" required maxlength="500" placeholder="the 10:05 replay did not fire" />
+                </label>
+                <button type="submit" class="btn btn-primary" data-testid="run-now">"Run now"</button>
+            </ActionForm>
+            {action_error(run.value())}
+            {move || run.value().get().and_then(|r| r.ok()).map(|id| view! {
+                <p class="muted small" role="status">"Started run #" {id} "; it appears under Recent runs."</p>
+            })}
+        </section>
+    }
+}
+
+/// `/admin/settings/cron-secret`: everyone sees which secrets work and who used them
+/// last; admins rotate and end grace windows.
+#[component]
+pub fn CronSecretPage() -> impl IntoView {
+    let rotate = ServerAction::<RotateCronSecret>::new();
+    let end = ServerAction::<EndCronSecretGrace>::new();
+    let secrets = Resource::new(
+        move || (rotate.version().get(), end.version().get()),
+        |_| load_cron_secrets(),
+    );
+    view! {
+        <Title text="Cron secret" />
+        <PageHeader
+            title="Cron secret"
+            subtitle="The bearer token every scheduler sends to /cron/<job>. Salvage keeps only its hash. After a rotation the previous secret keeps working for the grace window you pick, so each scheduler can be switched in turn: the last caller of each secret shows which have."
+        />
+        <IfAllowed permission=Permission::Administer>
+            <RotatePanel rotate />
+        </IfAllowed>
+        <Transition fallback=|| view! { <p class="muted" role="status">"Loading secrets…"</p> }>
+            {move || Suspend::new(async move {
+                match secrets.await {
+                    Ok(list) => view! { <SecretsTable secrets=list.secrets now=list.now end /> }.into_any(),
+                    Err(error) => view! { <ErrorBanner error /> }.into_any(),
+                }
+            })}
+        </Transition>
+        {action_error(end.value())}
+    }
+}
+
+#[component]
+fn RotatePanel(rotate: ServerAction<RotateCronSecret>) -> impl IntoView {
+    let rotated = rotate.value();
+    let (copied, set_copied) = signal(false);
+    view! {
+        <section class="panel form-panel wide">
+            <h2>"Rotate"</h2>
+            <p class="muted small">"Makes a new secret and shows it once. The current secret keeps working for the grace window; a secret still in an earlier grace window stops at once."</p>
+            <ActionForm action=rotate attr:class="form-row" attr:aria-label="Rotate the cron secret">
+                <label class="field">
+                    <span>"Grace window (hours)"</span>
+                    <input type="number" name="grace_hours" min="0" max=MAX_GRACE_HOURS.to_string() value=DEFAULT_GRACE_HOURS.to_string() required class="num-input" />
+                </label>
+                <label class="field field-grow">
+                    <span>"Reason (recorded in the history)"</span>
+                    <input type="text" name="reason" required maxlength="500" placeholder="quarterly rotation" />
+                </label>
+                <button type="submit" class="btn btn-primary" data-testid="rotate" on:click=move |_| set_copied.set(false)>"Rotate"</button>
+            </ActionForm>
+            {action_error(rotated)}
+            {move || match rotated.get() {
+                Some(Ok(new)) => {
+                    let secret = new.secret.clone();
+                    let header = format!("Authorization: Bearer {}", new.secret);
+                    let to_copy = secret.clone();
+                    Some(view! {
+                        <div class="banner banner-ok new-secret" role="status" data-testid="new-cron-secret">
+                            <p><strong>"Cron secret #" {new.id} " is current."</strong> " Copy it now; it is not shown again."</p>
+                            <div class="form-row">
+                                <input type="text" readonly class="secret-field" value=secret.clone() data-testid="secret-value" aria-label="The new cron secret" />
+                                <button type="button" class="btn" data-testid="copy-secret" on:click=move |_| {
+                                    copy_to_clipboard(&to_copy);
+                                    set_copied.set(true);
+                                }>{move || if copied.get() { "Copied" } else { "Copy" }}</button>
+                            </div>
+                            <p class="small">"Each scheduler sends this header line:"</p>
+                            <pre class="header-line" data-testid="header-line">{header}</pre>
+                            {new.previous.map(|(id, until)| view! {
+                                <p class="small">"Secret #" {id} " keeps working until " {format_utc(until)} " UTC."</p>
+                            })}
+                        </div>
+                    })
+                }
+                _ => None,
+            }}
+        </section>
+    }
+}
+
+#[cfg(feature = "hydrate")]
+fn copy_to_clipboard(text: &str) {
+    // The promise is not awaited: a refusal (no permission) leaves the field to copy by hand.
+    let _ = window().navigator().clipboard().write_text(text);
+}
+
+#[cfg(not(feature = "hydrate"))]
+fn copy_to_clipboard(_text: &str) {}
+
+fn secret_state(secret: &CronSecretInfo, now: i64) -> (Tone, String) {
+    match secret.expires_at {
+        None => (Tone::Ok, "current".into()),
+        Some(at) if at > now => (Tone::Warn, format!("grace until {}", format_utc(at))),
+        Some(_) => (Tone::Neutral, "expired".into()),
+    }
+}
+
+#[component]
+fn SecretsTable(
+    secrets: Vec<CronSecretInfo>,
+    now: i64,
+    end: ServerAction<EndCronSecretGrace>,
+) -> impl IntoView {
+    if secrets.is_empty() {
+        return view! {
+            <div class="banner banner-warn" role="status">
+                "No cron secret exists yet, so every call to /cron/<job> is refused. An admin creates one with Rotate, or sets CRON_SECRET before the first start."
+            </div>
+        }
+        .into_any();
+    }
+    view! {
+        <section class="panel">
+            <h2>"Secrets"</h2>
+            <div class="table-scroll">
+                <table class="data" data-testid="cron-secrets">
+                    <thead>
+                        <tr>
+                            <th scope="col" class="num">"#"</th>
+                            <th scope="col">"State"</th>
+                            <th scope="col">"Created"</th>
+                            <th scope="col">"Stops working"</th>
+                            <th scope="col">"Last used"</th>
+                            <th scope="col">"Callers, last 7 days"</th>
+                            <th scope="col">"Grace"</th>
+                        </tr>
+                    </thead>
+                    <tbody>
+                        {secrets.into_iter().map(|s| {
+                            let (tone, state) = secret_state(&s, now);
+                            let in_grace = s.expires_at.is_some_and(|at| at > now);
+                            let id = s.id;
+                            view! {
+                                <tr data-secret=id.to_string()>
+                                    <td class="num">{id}</td>
+                                    <td data-testid="secret-state"><Badge tone label=state /></td>
+                                    <td class="nowrap">{format_utc(s.created_at)} <div class="muted small">{s.created_by.clone()} " · " {s.source.clone()}</div></td>
+                                    <td class="nowrap">{s.expires_at.map(format_utc).unwrap_or_else(|| "—".into())}</td>
+                                    <td class="nowrap">
+                                        {match s.last_used_at {
+                                            Some(at) => view! {
+                                                <span title=format_utc(at)>{format_ago(at, now)}</span>
+                                                <div class="muted small">
+                                                    {s.last_used_agent.clone().unwrap_or_else(|| "no User-Agent".into())}
+                                                    {s.last_used_addr.clone().map(|a| format!(" · {a}"))}
+                                                </div>
+                                            }.into_any(),
+                                            None => view! { <span class="muted">"never"</span> }.into_any(),
+                                        }}
+                                    </td>
+                                    <td class="small">
+                                        {if s.callers.is_empty() {
+                                            view! { <span class="muted">"none"</span> }.into_any()
+                                        } else {
+                                            view! {
+                                                <ul class="plain-list">
+                                                    {s.callers.iter().map(|c| view! {
+                                                        <li>
+                                                            {c.agent.clone().unwrap_or_else(|| "no User-Agent".into())}
+                                                            {c.addr.clone().map(|a| format!(" · {a}"))}
+                                                            <span class="muted">{format!(" · {} calls, last {}", c.calls, format_ago(c.last_at, now))}</span>
+                                                        </li>
+                                                    }).collect_view()}
+                                                </ul>
+                                            }.into_any()
+                                        }}
+                                    </td>
+                                    <td>
+                                        {in_grace.then(|| view! {
+                                            <IfAllowed permission=Permission::Administer>
+                                                <ActionForm action=end attr:class="inline-form">
+                                                    <input type="hidden" name="secret_id" value=id.to_string() />
+                                                    <label class="visually-hidden" for=format!("end-{id}")>"Reason"</label>
+                                                    <input type="text" name="reason" id=format!("end-{id}") required placeholder="reason" maxlength="500" />
+                                                    <button type="submit" class="btn btn-small btn-danger" data-testid="end-grace">"End grace now"</button>
+                                                </ActionForm>
+                                            </IfAllowed>
+                                        })}
+                                    </td>
+                                </tr>
+                            }
+                        }).collect_view()}
+                    </tbody>
+                </table>
+            </div>
+        </section>
+    }
+    .into_any()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hour_cells_say_what_happened() {
+        let slot = |expected, covered, runs| HourSlot {
+            at: 0,
+            expected,
+            covered,
+            runs,
+        };
+        assert_eq!(hour_state(&slot(12, 12, 12)), "ok");
+        assert_eq!(hour_state(&slot(12, 5, 5)), "partial");
+        assert_eq!(hour_state(&slot(12, 0, 0)), "missed");
+        assert_eq!(hour_state(&slot(0, 0, 0)), "none");
+        assert_eq!(hour_state(&slot(0, 0, 2)), "extra");
+    }
+}

@@ -1,0 +1,179 @@
+//! `salvage cron …` and `salvage cron-secret …`: the terminal's doors into the cron plane.
+
+use app::auth::ssr::Actor;
+use app::crons::ssr::runs::{Caller, Firing};
+use app::crons::Trigger;
+use app::history::format_utc;
+
+use crate::cli::{app_error, migrated_state, CronCommand, CronSecretCommand};
+use crate::config::Settings;
+
+/// A run started from this terminal.
+pub fn cli_firing(actor: &Actor, reason: Option<String>) -> Firing {
+    Firing {
+        trigger: Trigger::Cli,
+        actor: actor.clone(),
+        reason,
+        caller: Caller::this_process("salvage cli"),
+        tick: None,
+    }
+}
+
+fn duration(ms: Option<i64>) -> String {
+    match ms {
+        None => "-".into(),
+        Some(ms) if ms < 1000 => format!("{ms} ms"),
+        Some(ms) => format!("{:.1} s", ms as f64 / 1000.0),
+    }
+}
+
+pub async fn cron(command: CronCommand, settings: Settings) -> anyhow::Result<()> {
+    let state = migrated_state(&settings).await?;
+    match command {
+        CronCommand::List => {
+            crate::startup::after_postgres_migrated(&state, None).await?;
+            let jobs = app::crons::ssr::status::job_statuses(&state, state.clock.now()).await?;
+            println!(
+                "{:<18} {:<20} {:>5} {:>8} {:>6} {:>6}  {:<20} {:<20} {:>9} {:>9}  FLAGS",
+                "JOB",
+                "SCHEDULE",
+                "RUNS",
+                "EXPECTED",
+                "MISSED",
+                "RATE",
+                "LAST RUN (UTC)",
+                "LAST SUCCESS (UTC)",
+                "TYPICAL",
+                "LONGEST"
+            );
+            let mut flagged = 0;
+            for job in &jobs {
+                flagged += usize::from(job.flagged());
+                println!(
+                    "{:<18} {:<20} {:>5} {:>8} {:>6} {:>6}  {:<20} {:<20} {:>9} {:>9}  {}",
+                    job.name,
+                    job.schedule_text,
+                    job.runs,
+                    job.expected,
+                    job.missed,
+                    job.fire_rate
+                        .map(|r| format!("{r:.0}%"))
+                        .unwrap_or_else(|| "-".into()),
+                    job.last_run
+                        .as_ref()
+                        .map(|r| format_utc(r.ran_at))
+                        .unwrap_or_else(|| "never".into()),
+                    job.last_success_at
+                        .map(format_utc)
+                        .unwrap_or_else(|| "never".into()),
+                    duration(job.typical_ms),
+                    duration(job.longest_ms),
+                    job.flags
+                        .iter()
+                        .map(|f| f.label())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                );
+            }
+            if flagged > 0 {
+                anyhow::bail!("{flagged} job(s) flagged");
+            }
+            Ok(())
+        }
+        CronCommand::Run { job, reason } => {
+            let Some(found) = app::crons::ssr::jobs::find(&job) else {
+                anyhow::bail!(
+                    "no job named `{job}`; the jobs are: {}",
+                    app::crons::ssr::jobs::names().join(", ")
+                );
+            };
+            let firing = cli_firing(&Actor::cli(), reason);
+            let finished = app::crons::ssr::runs::run(&state, found, firing)
+                .await
+                .map_err(app_error)?
+                .expect("a run without a tick always starts");
+            let outcome = finished.outcome;
+            println!(
+                "{} run #{}: {}, {} rows, {}.",
+                found.name,
+                finished.run_id,
+                outcome.outcome,
+                outcome.rows,
+                duration(Some(finished.duration_ms))
+            );
+            match outcome.error {
+                Some(error) => anyhow::bail!("{}: {error}", found.name),
+                None => Ok(()),
+            }
+        }
+    }
+}
+
+pub async fn cron_secret(command: CronSecretCommand, settings: Settings) -> anyhow::Result<()> {
+    use app::crons::ssr::secrets;
+    let state = migrated_state(&settings).await?;
+    let actor = Actor::cli();
+    let now = state.clock.now();
+    match command {
+        CronSecretCommand::Rotate {
+            grace_hours,
+            reason,
+        } => {
+            let rotated = secrets::rotate(&state.pg, &actor, "cli", grace_hours, reason, now)
+                .await
+                .map_err(app_error)?;
+            eprintln!(
+                "Cron secret #{} is current. Copy it now; it is not shown again:",
+                rotated.id
+            );
+            println!("{}", rotated.secret);
+            if let Some((previous, until)) = rotated.previous {
+                eprintln!(
+                    "Secret #{previous} keeps working until {} UTC. Each scheduler sends:\n  Authorization: Bearer <the secret above>",
+                    format_utc(until)
+                );
+            }
+            Ok(())
+        }
+        CronSecretCommand::EndGrace { id, reason } => {
+            secrets::end_grace(&state.pg, &actor, id, Some(reason), now)
+                .await
+                .map_err(app_error)?;
+            println!("Cron secret #{id} no longer works.");
+            Ok(())
+        }
+        CronSecretCommand::List => {
+            let list = secrets::list(&state.pg, now).await?;
+            println!(
+                "{:<5} {:<9} {:<20} {:<20} {:<20} LAST CALLER",
+                "ID", "STATE", "CREATED (UTC)", "STOPS (UTC)", "LAST USED (UTC)"
+            );
+            for s in list.secrets {
+                let state = match s.expires_at {
+                    None => "current",
+                    Some(at) if at > list.now => "grace",
+                    Some(_) => "expired",
+                };
+                println!(
+                    "{:<5} {:<9} {:<20} {:<20} {:<20} {}",
+                    s.id,
+                    state,
+                    format_utc(s.created_at),
+                    s.expires_at.map(format_utc).unwrap_or_else(|| "-".into()),
+                    s.last_used_at
+                        .map(format_utc)
+                        .unwrap_or_else(|| "never".into()),
+                    match (&s.last_used_agent, &s.last_used_addr) {
+                        (None, None) => "-".to_owned(),
+                        (agent, addr) => format!(
+                            "{} from {}",
+                            agent.as_deref().unwrap_or("?"),
+                            addr.as_deref().unwrap_or("?")
+                        ),
+                    }
+                );
+            }
+            Ok(())
+        }
+    }
+}

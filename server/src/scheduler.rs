@@ -1,0 +1,86 @@
+//! The in-process scheduler of `salvage serve`: runs every registered job on its
+//! schedule, so an installation needs no outside scheduler (outside ones calling
+//! `/cron/<job>` stay supported, as a second line).
+//!
+//! Each replica runs this loop. At a tick, every replica tries to insert the tick's run
+//! row; the unique `(job_name, tick_at)` index lets exactly one succeed, and only that
+//! one runs the job (see `app::crons::ssr::runs`). Ticks missed while no replica was
+//! up are not caught up: dropout detection shows them, and the next tick does the work.
+
+use std::time::Duration as StdDuration;
+
+use time::{Duration, OffsetDateTime};
+use tokio::task::JoinHandle;
+
+use app::auth::ssr::Actor;
+use app::crons::ssr::jobs::{Job, JOBS};
+use app::crons::ssr::runs::{self, Caller, Firing};
+use app::crons::Trigger;
+use app::server::AppState;
+
+/// A tick found more than this late (the machine slept, the runtime stalled) is skipped
+/// instead of run late; the job's grace decides whether it counts as missed.
+const TOO_LATE: Duration = Duration::minutes(1);
+
+/// Starts the scheduler; it runs until the process ends (or the handle is aborted).
+pub fn spawn(state: AppState) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let caller = Caller::this_process("salvage scheduler");
+        let schedules: Vec<(&'static Job, app::crons::schedule::Schedule)> = JOBS
+            .iter()
+            .map(|job| (job, state.crons.schedule_of(job)))
+            .collect();
+        tracing::info!(
+            jobs = %schedules.iter().map(|(j, s)| format!("{} ({})", j.name, s.describe())).collect::<Vec<_>>().join(", "),
+            "scheduler started"
+        );
+        let mut cursor = state.clock.now();
+        loop {
+            // The earliest next tick of any job, and every job due then.
+            let Some(tick) = schedules
+                .iter()
+                .filter_map(|(_, s)| s.next_after(cursor))
+                .min()
+            else {
+                tracing::warn!("no job has a next tick; scheduler stops");
+                return;
+            };
+            let wait = tick - state.clock.now();
+            if wait.is_positive() {
+                tokio::time::sleep(StdDuration::try_from(wait).unwrap_or_default()).await;
+            }
+            cursor = tick;
+            if state.clock.now() - tick > TOO_LATE {
+                tracing::warn!(%tick, "scheduler woke too late for this tick; skipping it");
+                continue;
+            }
+            for (job, schedule) in &schedules {
+                if schedule.next_after(tick - Duration::SECOND) == Some(tick) {
+                    fire(&state, job, tick, caller.clone());
+                }
+            }
+        }
+    })
+}
+
+/// Claims `tick` of `job` and runs it in its own task, so a long replay never delays
+/// another job's tick.
+fn fire(state: &AppState, job: &'static Job, tick: OffsetDateTime, caller: Caller) {
+    let state = state.clone();
+    tokio::spawn(async move {
+        let firing = Firing {
+            trigger: Trigger::Scheduler,
+            actor: Actor::system(job.name),
+            reason: None,
+            caller,
+            tick: Some(tick),
+        };
+        match runs::run(&state, job, firing).await {
+            Ok(Some(_)) => {}
+            Ok(None) => tracing::debug!(job = job.name, %tick, "tick run by another replica"),
+            Err(error) => {
+                tracing::warn!(job = job.name, %tick, %error, "scheduled run not started")
+            }
+        }
+    });
+}

@@ -1,0 +1,590 @@
+//! The cron plane against the real stores: the secret on `/cron/<job>` (missing,
+//! malformed, wrong, expired, the grace window on an injected clock), each trigger
+//! recorded with its caller, retention, dropout detection on a day of runs, and two
+//! schedulers on one database running each tick once.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use time::OffsetDateTime;
+
+use app::auth::Role;
+use app::crons::schedule::Schedule;
+
+use crate::helpers::{spawn_app, spawn_app_with, Options, TestApp, CRON_SECRET};
+
+/// `GET /cron/<job>` with `authorization` as the header (`None`: no header).
+async fn call_cron(app: &TestApp, job: &str, authorization: Option<&str>) -> (u16, Value) {
+    let mut request = app
+        .http
+        .get(format!("{}/cron/{job}", app.address))
+        .header("user-agent", "uptime-monitor/2.1");
+    if let Some(value) = authorization {
+        request = request.header("authorization", value);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+async fn with_secret(app: &TestApp, job: &str, secret: &str) -> u16 {
+    call_cron(app, job, Some(&format!("Bearer {secret}")))
+        .await
+        .0
+}
+
+async fn runs_of(app: &TestApp, job: &str) -> i64 {
+    sqlx::query_scalar("select count(*) from cron_job_runs where job_name = $1")
+        .bind(job)
+        .fetch_one(&app.pg)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn cron_calls_without_a_working_secret_get_401_and_run_nothing() {
+    let app = spawn_app().await;
+    // CRON_SECRET became the first secret, kept as a digest.
+    let (source, created_by, digest): (String, String, Vec<u8>) =
+        sqlx::query_as("select source, created_by, secret_hash from cron_secrets")
+            .fetch_one(&app.pg)
+            .await
+            .unwrap();
+    assert_eq!(
+        (source.as_str(), created_by.as_str()),
+        ("environment", "environment:CRON_SECRET")
+    );
+    assert_eq!(digest, app::auth::ssr::token_digest(CRON_SECRET));
+
+    let basic = format!("Basic {CRON_SECRET}");
+    let cases: [(&str, Option<&str>, &str); 5] = [
+        ("missing", None, "Send `Authorization: Bearer"),
+        (
+            "malformed",
+            Some(basic.as_str()),
+            "must read `Bearer <cron secret>`",
+        ),
+        ("empty", Some("Bearer "), "Bearer"),
+        (
+            "wrong",
+            Some("Bearer sgc_0000000000000000000000000000"),
+            "not a current cron secret",
+        ),
+        (
+            "lowercase scheme",
+            Some("bearer x"),
+            "must read `Bearer <cron secret>`",
+        ),
+    ];
+    for (what, header, says) in cases {
+        let (status, body) = call_cron(&app, "replay-fallback", header).await;
+        assert_eq!(status, 401, "{what}: {body}");
+        assert_eq!(body["kind"], "unauthorized", "{what}");
+        assert!(
+            body["error"].as_str().unwrap().contains(says),
+            "{what}: {body}"
+        );
+    }
+    // Unknown jobs are not revealed without the secret.
+    assert_eq!(call_cron(&app, "no-such-job", None).await.0, 401);
+
+    // Expired: a rotation with no grace ends the old secret at once.
+    let admin = app.signed_in(Role::Admin).await;
+    let (status, rotated) = admin
+        .call(
+            "settings/cron-secret/rotate",
+            json!({"grace_hours": 0, "reason": "leaked"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{rotated}");
+    let (status, body) = call_cron(
+        &app,
+        "replay-fallback",
+        Some(&format!("Bearer {CRON_SECRET}")),
+    )
+    .await;
+    assert_eq!(status, 401);
+    assert!(
+        body["error"].as_str().unwrap().contains("stopped working"),
+        "{body}"
+    );
+
+    assert_eq!(
+        runs_of(&app, "replay-fallback").await,
+        0,
+        "no refused call ran anything"
+    );
+    assert_eq!(app.count("replay_runs").await, 0);
+
+    // With the new secret the job runs; an unknown job is a 404 naming the jobs.
+    let new = rotated["secret"].as_str().unwrap();
+    assert!(new.starts_with("sgc_") && new.len() == 68, "{new}");
+    assert_eq!(with_secret(&app, "replay-fallback", new).await, 200);
+    let (status, body) = call_cron(&app, "no-such-job", Some(&format!("Bearer {new}"))).await;
+    assert_eq!(status, 404);
+    assert!(body["jobs"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("expire-fallback")));
+}
+
+#[tokio::test]
+async fn the_previous_secret_works_inside_its_grace_window_and_not_a_second_after() {
+    let app = spawn_app().await;
+    let admin = app.signed_in(Role::Admin).await;
+    let (status, rotated) = admin
+        .call(
+            "settings/cron-secret/rotate",
+            json!({"grace_hours": 24, "reason": "quarterly"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{rotated}");
+    let new = rotated["secret"].as_str().unwrap().to_owned();
+    let (previous_id, expires_ms) = (
+        rotated["previous"][0].as_i64().unwrap(),
+        rotated["previous"][1].as_i64().unwrap(),
+    );
+    let expires =
+        OffsetDateTime::from_unix_timestamp_nanos(i128::from(expires_ms) * 1_000_000).unwrap();
+
+    assert_eq!(with_secret(&app, "expire-fallback", CRON_SECRET).await, 200);
+    assert_eq!(with_secret(&app, "expire-fallback", &new).await, 200);
+
+    app.state.clock.set(expires - time::Duration::seconds(1));
+    assert_eq!(
+        with_secret(&app, "expire-fallback", CRON_SECRET).await,
+        200,
+        "one second before"
+    );
+    app.state.clock.set(expires + time::Duration::seconds(1));
+    assert_eq!(
+        with_secret(&app, "expire-fallback", CRON_SECRET).await,
+        401,
+        "one second after"
+    );
+    assert_eq!(with_secret(&app, "expire-fallback", &new).await, 200);
+
+    // Ending a grace window early works at once.
+    app.state.clock.set(OffsetDateTime::now_utc());
+    let (_, second) = admin
+        .call(
+            "settings/cron-secret/rotate",
+            json!({"grace_hours": 24, "reason": "again"}),
+        )
+        .await;
+    let newest = second["secret"].as_str().unwrap().to_owned();
+    assert_eq!(
+        with_secret(&app, "expire-fallback", &new).await,
+        200,
+        "in its grace window"
+    );
+    let (status, body) = admin
+        .call(
+            "settings/cron-secret/end-grace",
+            json!({"secret_id": second["previous"][0], "reason": "every scheduler switched"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(with_secret(&app, "expire-fallback", &new).await, 401);
+    assert_eq!(with_secret(&app, "expire-fallback", &newest).await, 200);
+    let (status, _) = admin
+        .call(
+            "settings/cron-secret/end-grace",
+            json!({"secret_id": previous_id, "reason": "already over"}),
+        )
+        .await;
+    assert_eq!(status, 409, "a secret past its grace has nothing to end");
+
+    // The list shows each secret's state and last caller; the history has each step
+    // and never a secret.
+    let (_, list) = admin.call("settings/cron-secret", json!({})).await;
+    let secrets = list["secrets"].as_array().unwrap();
+    assert_eq!(secrets.len(), 3);
+    assert!(
+        secrets[0]["expires_at"].is_null(),
+        "the current secret comes first"
+    );
+    assert_eq!(secrets[0]["last_used_agent"], "uptime-monitor/2.1");
+    assert_eq!(secrets[0]["last_used_addr"], "127.0.0.1");
+    assert_eq!(secrets[0]["callers"][0]["agent"], "uptime-monitor/2.1");
+    let texts: Vec<String> = sqlx::query_scalar(
+        "select title || ' ' || body || ' ' || details::text from runbook_history
+          where kind = 'secret_rotation' order by id",
+    )
+    .fetch_all(&app.pg)
+    .await
+    .unwrap();
+    assert_eq!(texts.len(), 3, "two rotations, one early end: {texts:?}");
+    for text in &texts {
+        for secret in [CRON_SECRET, new.as_str(), newest.as_str()] {
+            assert!(!text.contains(secret), "a secret in the history: {text}");
+        }
+    }
+    let stored: Vec<Vec<u8>> = sqlx::query_scalar("select secret_hash from cron_secrets")
+        .fetch_all(&app.pg)
+        .await
+        .unwrap();
+    assert!(stored.iter().all(|h| h.len() == 32), "SHA-256 digests only");
+}
+
+#[tokio::test]
+async fn every_trigger_is_recorded_with_its_kind_and_caller() {
+    let app = spawn_app().await;
+    let job = app::crons::ssr::jobs::find("expire-fallback").unwrap();
+
+    // External: the caller's address and User-Agent, and the secret it presented.
+    let (status, body) = call_cron(
+        &app,
+        "expire-fallback",
+        Some(&format!("Bearer {CRON_SECRET}")),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["outcome"], "succeeded");
+    assert_eq!(body["rowsProcessed"], 0);
+
+    // Manual: the person and the reason.
+    let operator = app.signed_in(Role::Operator).await;
+    let (status, run_id) = operator
+        .call(
+            "crons/run",
+            json!({"job": "expire-fallback", "reason": "checking after the outage"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{run_id}");
+    let (status, bad) = operator
+        .call("crons/run", json!({"job": "nope", "reason": "x"}))
+        .await;
+    assert_eq!((status, bad["field"].as_str()), (422, Some("job")));
+
+    // CLI: the terminal user and this host.
+    let output = crate::cli::salvage_on(
+        &app,
+        &["cron", "run", "expire-fallback", "--reason", "by hand"],
+        "",
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    // Scheduler: a tick.
+    let tick = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
+    let firing = |tick| app::crons::ssr::runs::Firing {
+        trigger: app::crons::Trigger::Scheduler,
+        actor: app::auth::ssr::Actor::system(job.name),
+        reason: None,
+        caller: app::crons::ssr::runs::Caller::this_process("salvage scheduler"),
+        tick: Some(tick),
+    };
+    let ran = app::crons::ssr::runs::run(&app.state, job, firing(tick))
+        .await
+        .unwrap();
+    assert!(ran.is_some());
+    let again = app::crons::ssr::runs::run(&app.state, job, firing(tick))
+        .await
+        .unwrap();
+    assert!(again.is_none(), "a claimed tick does not run twice");
+
+    crate::helpers::eventually(Duration::from_secs(10), || async {
+        let running: i64 =
+            sqlx::query_scalar("select count(*) from cron_job_runs where outcome = 'running'")
+                .fetch_one(&app.pg)
+                .await
+                .unwrap();
+        running == 0
+    })
+    .await;
+    type Row = (
+        String,
+        String,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<i64>,
+        String,
+    );
+    let rows: Vec<Row> = sqlx::query_as(
+        "select trigger, actor, reason, caller_addr, caller_agent, secret_id, outcome
+           from cron_job_runs order by id",
+    )
+    .fetch_all(&app.pg)
+    .await
+    .unwrap();
+    assert_eq!(rows.len(), 4, "{rows:?}");
+    let (trigger, actor, _, addr, agent, secret, outcome) = &rows[0];
+    assert_eq!(
+        (trigger.as_str(), actor.as_str()),
+        ("external", "system:expire-fallback")
+    );
+    assert_eq!(
+        (addr.as_deref(), agent.as_deref()),
+        (Some("127.0.0.1"), Some("uptime-monitor/2.1"))
+    );
+    assert_eq!((*secret, outcome.as_str()), (Some(1), "succeeded"));
+    let (trigger, actor, reason, addr, _, secret, _) = &rows[1];
+    assert_eq!(trigger, "manual");
+    assert!(actor.starts_with("operator-"), "{actor}");
+    assert_eq!(reason.as_deref(), Some("checking after the outage"));
+    assert_eq!((addr.as_deref(), *secret), (Some("127.0.0.1"), None));
+    let (trigger, actor, reason, _, agent, _, _) = &rows[2];
+    assert_eq!((trigger.as_str(), actor.as_str()), ("cli", "cli:oncall"));
+    assert_eq!(reason.as_deref(), Some("by hand"));
+    assert!(
+        agent.as_deref().unwrap().starts_with("salvage cli on "),
+        "{agent:?}"
+    );
+    let (trigger, _, _, _, agent, _, _) = &rows[3];
+    assert_eq!(trigger, "scheduler");
+    assert!(agent
+        .as_deref()
+        .unwrap()
+        .starts_with("salvage scheduler on "));
+
+    // The person's runs, which expired nothing, still leave who and why in the history.
+    let (kind, reasons): (String, Vec<String>) = sqlx::query_as(
+        "select min(kind), array_agg(reason order by reason) from runbook_history where kind = 'cron'",
+    )
+    .fetch_one(&app.pg)
+    .await
+    .unwrap();
+    assert_eq!(kind, "cron");
+    assert_eq!(reasons, vec!["by hand", "checking after the outage"]);
+
+    // The page's figures include them.
+    let (_, overview) = operator.call("crons/overview", json!({})).await;
+    let expire = overview["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["name"] == "expire-fallback")
+        .unwrap();
+    assert_eq!(expire["runs"], 4);
+    assert_eq!(expire["last_run"]["trigger"], "scheduler");
+    assert_eq!(overview["recent"].as_array().unwrap().len(), 4);
+}
+
+#[tokio::test]
+async fn retention_prunes_only_finished_runs_older_than_it() {
+    let app = spawn_app().await;
+    let now = OffsetDateTime::now_utc();
+    for (days_ago, outcome) in [
+        (120, "succeeded"),
+        (91, "failed"),
+        (91, "running"),
+        (89, "succeeded"),
+        (0, "succeeded"),
+    ] {
+        sqlx::query(
+            "insert into cron_job_runs (job_name, ran_at, trigger, actor, outcome) values ('replay-fallback', $1, 'scheduler', 'system:replay-fallback', $2)",
+        )
+        .bind(now - time::Duration::days(days_ago))
+        .bind(outcome)
+        .execute(&app.pg)
+        .await
+        .unwrap();
+    }
+    let (status, body) = call_cron(
+        &app,
+        "prune-cron-runs",
+        Some(&format!("Bearer {CRON_SECRET}")),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["rowsProcessed"], 2, "{body}");
+    assert_eq!(body["retentionDays"], 90);
+    let left: Vec<(i64, String)> = sqlx::query_as(
+        "select (extract(epoch from $1::timestamptz - ran_at) / 86400)::bigint, outcome
+           from cron_job_runs where job_name = 'replay-fallback' order by ran_at",
+    )
+    .bind(now)
+    .fetch_all(&app.pg)
+    .await
+    .unwrap();
+    assert_eq!(
+        left,
+        vec![
+            (91, "running".into()),
+            (89, "succeeded".into()),
+            (0, "succeeded".into())
+        ],
+        "a run still marked running is kept (its abandonment is recorded instead)"
+    );
+    assert_eq!(
+        runs_of(&app, "prune-cron-runs").await,
+        1,
+        "the prune run itself is recorded"
+    );
+}
+
+/// Inserts a finished scheduler run of `job` at each of `at`.
+async fn insert_runs(app: &TestApp, job: &str, at: &[OffsetDateTime]) {
+    sqlx::query(
+        "insert into cron_job_runs (job_name, ran_at, finished_at, duration_ms, trigger, actor, outcome, rows_processed)
+         select $1, t, t + interval '1 second', 1000 + (extract(epoch from t)::bigint % 500), 'scheduler', 'system:' || $1, 'succeeded', 0
+           from unnest($2::timestamptz[]) as t",
+    )
+    .bind(job)
+    .bind(at)
+    .execute(&app.pg)
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn a_job_firing_forty_percent_of_a_day_is_flagged_with_its_counts_and_a_full_day_is_not() {
+    let app = spawn_app().await;
+    // Monday 12:02:30 UTC, the jobs known for two days.
+    let now = time::macros::datetime!(2026-11-23 12:02:30 UTC);
+    app.state.clock.set(now);
+    sqlx::query("update cron_jobs set first_seen_at = $1")
+        .bind(now - time::Duration::days(2))
+        .execute(&app.pg)
+        .await
+        .unwrap();
+    let day = |expr: &str| -> Vec<OffsetDateTime> {
+        Schedule::parse(expr)
+            .unwrap()
+            .ticks(now - time::Duration::DAY, now)
+            .map(|t| t + time::Duration::seconds(4))
+            .collect()
+    };
+    // Replay: 2 of every 5 ticks. Expiry and pruning: every tick.
+    let replay: Vec<OffsetDateTime> = day("*/5 * * * *")
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| i % 5 >= 3)
+        .map(|(_, t)| t)
+        .collect();
+    insert_runs(&app, "replay-fallback", &replay).await;
+    insert_runs(&app, "expire-fallback", &day("17 * * * *")).await;
+    insert_runs(&app, "prune-cron-runs", &day("41 3 * * *")).await;
+
+    let manager = app.signed_in(Role::Manager).await;
+    let (status, overview) = manager.call("crons/overview", json!({})).await;
+    assert_eq!(status, 200, "{overview}");
+    let job = |name: &str| {
+        overview["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|j| j["name"] == name)
+            .unwrap()
+            .clone()
+    };
+    let replay_status = job("replay-fallback");
+    // 287 ticks are past their 5-minute grace (12:05 yesterday to 11:55 today); runs
+    // came for 114 of them.
+    assert_eq!(replay_status["expected"], 287, "{replay_status}");
+    assert_eq!(replay_status["covered"], 114);
+    assert_eq!(replay_status["missed"], 173);
+    assert_eq!(replay_status["runs"], 114);
+    let rate = replay_status["fire_rate"].as_f64().unwrap();
+    assert!((rate - 39.7).abs() < 0.1, "{rate}");
+    let flags: Vec<&str> = replay_status["flags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["kind"].as_str().unwrap())
+        .collect();
+    assert!(flags.contains(&"low_fire_rate"), "{flags:?}");
+
+    for name in ["expire-fallback", "prune-cron-runs"] {
+        let status = job(name);
+        assert_eq!(status["flags"], json!([]), "{name}: {status}");
+        assert_eq!(status["expected"], status["covered"], "{name}");
+        assert_eq!(status["fire_rate"], 100.0, "{name}");
+    }
+    assert_eq!(job("expire-fallback")["expected"], 24);
+    assert_eq!(job("prune-cron-runs")["expected"], 1);
+
+    // /health/deep says the same.
+    let (_, deep) = app.get_json("/health/deep").await;
+    let crons = &deep["crons"];
+    assert_eq!(crons["flagged"], 1, "{crons}");
+    assert_eq!(crons["jobs"]["replay-fallback"]["fireRate"], 39.7);
+    assert_eq!(crons["jobs"]["replay-fallback"]["missed24h"], 173);
+    assert_eq!(crons["jobs"]["expire-fallback"]["fireRate"], 100.0);
+    assert!(
+        crons["jobs"]["expire-fallback"]["maxDurationMs24h"]
+            .as_i64()
+            .unwrap()
+            >= 1000
+    );
+    assert_eq!(
+        crons["jobs"]["expire-fallback"]["lastRun"],
+        "2026-11-23T11:17:04Z"
+    );
+    // And so does the page, for a person.
+    let (status, html) = manager.get_html("/admin/crons").await;
+    assert_eq!(status, 200);
+    assert!(
+        html.contains("1 of 3 jobs need a look: replay-fallback (late, dropping runs)"),
+        "{html}"
+    );
+}
+
+#[tokio::test]
+async fn two_schedulers_on_one_database_run_each_tick_once() {
+    let first = spawn_app().await;
+    let second = spawn_app_with(Options {
+        database_url: Some(first.database_url.clone()),
+        ..Options::default()
+    })
+    .await;
+    let every_two_seconds = Schedule::parse("*/2 * * * * *").unwrap();
+    let handles: Vec<_> = [&first, &second]
+        .into_iter()
+        .map(|app| {
+            let mut state = app.state.clone();
+            state
+                .crons
+                .overrides
+                .insert("replay-fallback".into(), every_two_seconds.clone());
+            salvage::scheduler::spawn(state)
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs(9)).await;
+    for handle in &handles {
+        handle.abort();
+    }
+    // Let the last tick's run finish.
+    crate::helpers::eventually(Duration::from_secs(10), || async {
+        let running: i64 =
+            sqlx::query_scalar("select count(*) from cron_job_runs where outcome = 'running'")
+                .fetch_one(&first.pg)
+                .await
+                .unwrap();
+        running == 0
+    })
+    .await;
+
+    let ticks: Vec<(OffsetDateTime, i64, String)> = sqlx::query_as(
+        "select tick_at, count(*), min(outcome) from cron_job_runs
+          where job_name = 'replay-fallback' and trigger = 'scheduler'
+          group by tick_at order by tick_at",
+    )
+    .fetch_all(&first.pg)
+    .await
+    .unwrap();
+    assert!(ticks.len() >= 3, "{ticks:?}");
+    for (tick, runs, outcome) in &ticks {
+        assert_eq!(*runs, 1, "tick {tick} ran {runs} times");
+        assert_eq!(outcome, "succeeded");
+    }
+    for pair in ticks.windows(2) {
+        assert_eq!(
+            pair[1].0 - pair[0].0,
+            time::Duration::seconds(2),
+            "no tick skipped"
+        );
+    }
+    // Each tick ran the job itself once: one replay run per tick.
+    let replays: i64 =
+        sqlx::query_scalar("select count(*) from replay_runs where trigger = 'scheduler'")
+            .fetch_one(&first.pg)
+            .await
+            .unwrap();
+    assert_eq!(replays, ticks.len() as i64);
+}
