@@ -69,7 +69,102 @@ pub async fn run(settings: &Settings) -> anyhow::Result<()> {
         let count = seed_history(&state.pg, OffsetDateTime::now_utc()).await?;
         println!("Demo history: {count} entries over the last 120 days.");
     }
+    let runs = seed_cron_runs(&state.pg, OffsetDateTime::now_utc()).await?;
+    if runs > 0 {
+        println!("Demo cron runs: {runs} over the last 24 hours, with a 3-hour scheduler dropout.");
+    }
     Ok(())
+}
+
+/// A day of cron runs, so `/admin/crons` has a story: replay every 5 minutes as the
+/// in-process scheduler fires it, except for a stretch 6 to 3 hours ago when only one
+/// tick in four fired (the platform scheduler dropping runs) and an outside monitor
+/// covered a few; expiry hourly; pruning daily. Only when no run exists yet.
+async fn seed_cron_runs(pg: &sqlx::PgPool, now: OffsetDateTime) -> anyhow::Result<usize> {
+    use app::crons::ssr::jobs::JOBS;
+    let any: bool = sqlx::query_scalar("select exists (select 1 from cron_job_runs)")
+        .fetch_one(pg)
+        .await?;
+    if any {
+        return Ok(0);
+    }
+    let since = now - time::Duration::days(3);
+    app::crons::ssr::runs::register_jobs(pg, since).await?;
+    sqlx::query("update cron_jobs set first_seen_at = least(first_seen_at, $1)")
+        .bind(since)
+        .execute(pg)
+        .await?;
+    let mut rng = Lcg(5);
+    let (mut at, mut trigger, mut agent, mut job, mut ms, mut rows, mut outcome) =
+        (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
+    for spec in JOBS {
+        let schedule = spec.default_schedule();
+        for tick in schedule.ticks(now - time::Duration::DAY, now - time::Duration::MINUTE) {
+            let hours_ago = (now - tick).whole_hours();
+            let dropping = spec.name == "replay-fallback" && (3..6).contains(&hours_ago);
+            let (fired, by) = if !dropping {
+                (true, "scheduler")
+            } else if rng.next(4) == 0 {
+                (true, "scheduler")
+            } else if rng.next(5) == 0 {
+                (true, "external")
+            } else {
+                (false, "")
+            };
+            if !fired {
+                continue;
+            }
+            let delay = if by == "external" {
+                60 + rng.next(120)
+            } else {
+                rng.next(3)
+            };
+            at.push(tick + time::Duration::seconds(delay as i64));
+            trigger.push(by.to_owned());
+            agent.push(if by == "external" {
+                "uptime-monitor/2.1 (demo)".to_owned()
+            } else {
+                "salvage scheduler on demo-host".to_owned()
+            });
+            job.push(spec.name.to_owned());
+            let (base, spread) = match spec.name {
+                "replay-fallback" => (180, 900),
+                "expire-fallback" => (40, 120),
+                _ => (20, 60),
+            };
+            ms.push((base + rng.next(spread)) as i64);
+            rows.push(if spec.name == "replay-fallback" {
+                rng.next(400) as i64
+            } else {
+                0
+            });
+            outcome.push(
+                if spec.name == "replay-fallback" && hours_ago == 9 && rng.next(3) == 0 {
+                    "failed".to_owned()
+                } else {
+                    "succeeded".to_owned()
+                },
+            );
+        }
+    }
+    sqlx::query(
+        "insert into cron_job_runs (job_name, ran_at, finished_at, duration_ms, trigger, actor,
+                                    outcome, rows_processed, caller_agent, error)
+         select j, t, t + make_interval(secs => d / 1000.0), d, tr, 'system:' || j, o, r, a,
+                case when o = 'failed' then 'ClickHouse: connection refused (demo)' end
+           from unnest($1::text[], $2::timestamptz[], $3::bigint[], $4::text[], $5::text[],
+                       $6::bigint[], $7::text[]) as u(j, t, d, tr, a, r, o)",
+    )
+    .bind(&job)
+    .bind(&at)
+    .bind(&ms)
+    .bind(&trigger)
+    .bind(&agent)
+    .bind(&rows)
+    .bind(&outcome)
+    .execute(pg)
+    .await?;
+    Ok(at.len())
 }
 
 /// A small deterministic generator, so every demo looks the same.
