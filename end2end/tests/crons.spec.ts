@@ -43,7 +43,7 @@ test("an admin rotates the cron secret, copies it, and old and new both work in 
   await expect(page.getByTestId("new-cron-secret")).toHaveCount(0);
   const states = page.getByTestId("cron-secrets").getByTestId("secret-state");
   await expect(states.nth(0)).toHaveText("current");
-  await expect(states.nth(1)).toContainText("grace until");
+  await expect(states.nth(1)).toHaveText("in grace");
   await expect(page.getByTestId("cron-secrets")).toContainText("curl/");
 });
 

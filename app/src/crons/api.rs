@@ -20,7 +20,7 @@ pub async fn load_crons() -> Result<CronsOverview, AppError> {
             jobs: super::ssr::status::job_statuses(&state, now)
                 .await
                 .map_err(internal)?,
-            recent: super::ssr::runs::recent(&state.pg, None, 40)
+            recent: super::ssr::runs::recent(&state.pg, None, 25)
                 .await
                 .map_err(internal)?,
         })

@@ -130,18 +130,15 @@ fn CronsNow(overview: CronsOverview) -> impl IntoView {
                 <table class="data crons" data-testid="cron-jobs">
                     <thead>
                         <tr>
-                            <th scope="col">"Job"</th>
-                            <th scope="col">"Schedule"</th>
+                            <th scope="col">"Job and schedule"</th>
+                            <th scope="col">"Status"</th>
                             <th scope="col" class="num">"Runs"</th>
                             <th scope="col" class="num">"Expected"</th>
                             <th scope="col" class="num">"Missed"</th>
                             <th scope="col" class="num">"Fire rate"</th>
-                            <th scope="col">"Expected vs ran, per hour"</th>
-                            <th scope="col">"Last run"</th>
-                            <th scope="col">"Last success"</th>
-                            <th scope="col" class="num">"Typical"</th>
-                            <th scope="col" class="num">"Longest"</th>
-                            <th scope="col">"Status"</th>
+                            <th scope="col">"Ran vs expected, by hour"</th>
+                            <th scope="col">"Last run, last success"</th>
+                            <th scope="col" class="num">"Typical / longest"</th>
                         </tr>
                     </thead>
                     <tbody>
@@ -180,38 +177,15 @@ fn JobRow(job: JobStatus, now: i64, threshold: f64) -> impl IntoView {
     let name = job.name.clone();
     view! {
         <tr data-job=name.clone()>
-            <th scope="row">
+            <th scope="row" class="job-cell">
                 <code>{name.clone()}</code>
+                " "
+                <span class="small" title=format!("{} (UTC), grace {}", job.schedule, format_duration(job.grace_secs * 1000))>
+                    {job.schedule_text.clone()}
+                    {job.next_tick_at.map(|at| format!(" · next {}", format_ago_future(at, now)))}
+                </span>
                 <div class="muted small">{job.description.clone()}</div>
             </th>
-            <td class="nowrap" title=format!("{} (UTC), grace {}", job.schedule, format_duration(job.grace_secs * 1000))>
-                {job.schedule_text.clone()}
-                <div class="muted small">{job.next_tick_at.map(|at| format!("next {}", format_ago_future(at, now)))}</div>
-            </td>
-            <td class="num" data-testid="runs">{group_digits(job.runs.max(0) as u64)}</td>
-            <td class="num" data-testid="expected" title=window_title>
-                {group_digits(job.expected.max(0) as u64)}
-                {window_note.map(|_| view! { <span class="muted">"*"</span> })}
-            </td>
-            <td class="num" data-testid="missed">{group_digits(job.missed.max(0) as u64)}</td>
-            <td class=rate_class data-testid="fire-rate">{rate}</td>
-            <td><HourStrip hours=job.hours.clone() /></td>
-            <td class="nowrap">
-                {match last_run {
-                    Some(run) => view! {
-                        <span title=format_utc(run.ran_at)>{format_ago(run.ran_at, now)}</span>
-                        " " {outcome_badge(&run.outcome)}
-                        <div class="muted small">{run.trigger.clone()}</div>
-                    }.into_any(),
-                    None => view! { <span class="muted">"never"</span> }.into_any(),
-                }}
-            </td>
-            <td class="nowrap">
-                {job.last_success_at.map(|at| view! { <span title=format_utc(at)>{format_ago(at, now)}</span> }.into_any())
-                    .unwrap_or_else(|| view! { <span class="muted">"never"</span> }.into_any())}
-            </td>
-            <td class="num nowrap">{maybe_duration(job.typical_ms)}</td>
-            <td class="num nowrap">{maybe_duration(job.longest_ms)}</td>
             <td data-testid="flags">
                 {if flags.is_empty() {
                     view! { <Badge tone=Tone::Ok label="on schedule" /> }.into_any()
@@ -226,6 +200,31 @@ fn JobRow(job: JobStatus, now: i64, threshold: f64) -> impl IntoView {
                     }).collect_view().into_any()
                 }}
             </td>
+            <td class="num" data-testid="runs">{group_digits(job.runs.max(0) as u64)}</td>
+            <td class="num" data-testid="expected" title=window_title>
+                {group_digits(job.expected.max(0) as u64)}
+                {window_note.map(|_| view! { <span class="muted">"*"</span> })}
+            </td>
+            <td class="num" data-testid="missed">{group_digits(job.missed.max(0) as u64)}</td>
+            <td class=rate_class data-testid="fire-rate">{rate}</td>
+            <td><HourStrip hours=job.hours.clone() /></td>
+            <td class="last-run">
+                {match last_run {
+                    Some(run) => view! {
+                        <span class="nowrap" title=format_utc(run.ran_at)>{format_ago(run.ran_at, now)}</span>
+                        " " {outcome_badge(&run.outcome)}
+                        <div class="muted small">{run.trigger.clone()}</div>
+                    }.into_any(),
+                    None => view! { <span class="muted">"never run"</span> }.into_any(),
+                }}
+                <div class="muted small" data-testid="last-success">
+                    {match job.last_success_at {
+                        Some(at) => format!("last success {}", format_ago(at, now)),
+                        None => "no success yet".to_owned(),
+                    }}
+                </div>
+            </td>
+            <td class="num nowrap">{maybe_duration(job.typical_ms)} <span class="muted">" / "</span> {maybe_duration(job.longest_ms)}</td>
         </tr>
     }
 }
@@ -236,7 +235,8 @@ fn format_ago_future(at: i64, now: i64) -> String {
     match secs {
         0..=59 => format!("in {secs} s"),
         60..=3599 => format!("in {} min", secs / 60),
-        _ => format!("in {} h", secs / 3600),
+        3600..=172_799 => format!("in {} h", secs / 3600),
+        _ => format!("in {} d", secs / 86_400),
     }
 }
 
@@ -516,7 +516,7 @@ fn copy_to_clipboard(_text: &str) {}
 fn secret_state(secret: &CronSecretInfo, now: i64) -> (Tone, String) {
     match secret.expires_at {
         None => (Tone::Ok, "current".into()),
-        Some(at) if at > now => (Tone::Warn, format!("grace until {}", format_utc(at))),
+        Some(at) if at > now => (Tone::Warn, "in grace".into()),
         Some(_) => (Tone::Neutral, "expired".into()),
     }
 }
@@ -547,8 +547,8 @@ fn SecretsTable(
                             <th scope="col">"Created"</th>
                             <th scope="col">"Stops working"</th>
                             <th scope="col">"Last used"</th>
-                            <th scope="col">"Callers, last 7 days"</th>
-                            <th scope="col">"Grace"</th>
+                            <th scope="col">"Callers in the last 7 days"</th>
+                            <th scope="col"><span class="visually-hidden">"Actions"</span></th>
                         </tr>
                     </thead>
                     <tbody>
@@ -561,20 +561,22 @@ fn SecretsTable(
                                     <td class="num">{id}</td>
                                     <td data-testid="secret-state"><Badge tone label=state /></td>
                                     <td class="nowrap">{format_utc(s.created_at)} <div class="muted small">{s.created_by.clone()} " · " {s.source.clone()}</div></td>
-                                    <td class="nowrap">{s.expires_at.map(format_utc).unwrap_or_else(|| "—".into())}</td>
+                                    <td class="nowrap">
+                                        {match s.expires_at {
+                                            Some(at) => view! {
+                                                {format_utc(at)}
+                                                <div class="muted small">{if at > now { format_ago_future(at, now) } else { format_ago(at, now) }}</div>
+                                            }.into_any(),
+                                            None => view! { <span class="muted">"when rotated"</span> }.into_any(),
+                                        }}
+                                    </td>
                                     <td class="nowrap">
                                         {match s.last_used_at {
-                                            Some(at) => view! {
-                                                <span title=format_utc(at)>{format_ago(at, now)}</span>
-                                                <div class="muted small">
-                                                    {s.last_used_agent.clone().unwrap_or_else(|| "no User-Agent".into())}
-                                                    {s.last_used_addr.clone().map(|a| format!(" · {a}"))}
-                                                </div>
-                                            }.into_any(),
+                                            Some(at) => view! { <span title=format_utc(at)>{format_ago(at, now)}</span> }.into_any(),
                                             None => view! { <span class="muted">"never"</span> }.into_any(),
                                         }}
                                     </td>
-                                    <td class="small">
+                                    <td class="small callers">
                                         {if s.callers.is_empty() {
                                             view! { <span class="muted">"none"</span> }.into_any()
                                         } else {
@@ -584,14 +586,14 @@ fn SecretsTable(
                                                         <li>
                                                             {c.agent.clone().unwrap_or_else(|| "no User-Agent".into())}
                                                             {c.addr.clone().map(|a| format!(" · {a}"))}
-                                                            <span class="muted">{format!(" · {} calls, last {}", c.calls, format_ago(c.last_at, now))}</span>
+                                                            <span class="muted">{format!(" · {} call{}, last {}", c.calls, if c.calls == 1 { "" } else { "s" }, format_ago(c.last_at, now))}</span>
                                                         </li>
                                                     }).collect_view()}
                                                 </ul>
                                             }.into_any()
                                         }}
                                     </td>
-                                    <td>
+                                    <td class="actions">
                                         {in_grace.then(|| view! {
                                             <IfAllowed permission=Permission::Administer>
                                                 <ActionForm action=end attr:class="inline-form">
