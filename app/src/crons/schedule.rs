@@ -88,6 +88,12 @@ fn has(bits: u64, value: u8) -> bool {
     bits & (1 << value) != 0
 }
 
+/// The smallest value in `bits` above `after`, up to `max`: one jump instead of stepping
+/// through every minute of an hourly schedule.
+fn next_bit(bits: u64, after: u8, max: u8) -> Option<u8> {
+    (after + 1..=max).find(|v| has(bits, *v))
+}
+
 impl Schedule {
     /// Parses `expression`; the error says which field is wrong and why.
     pub fn parse(expression: &str) -> Result<Self, String> {
@@ -158,12 +164,22 @@ impl Schedule {
                     .with_time(Time::MIDNIGHT)
                     .assume_utc();
             } else if !has(self.hours, at.hour()) {
-                at = at.replace_time(Time::from_hms(at.hour(), 0, 0).ok()?) + Duration::HOUR;
+                at = match next_bit(self.hours, at.hour(), 23) {
+                    Some(hour) => at.replace_time(Time::from_hms(hour, 0, 0).ok()?),
+                    None => (at.date() + Duration::DAY).with_time(Time::MIDNIGHT).assume_utc(),
+                };
             } else if !has(self.minutes, at.minute()) {
-                at = at.replace_time(Time::from_hms(at.hour(), at.minute(), 0).ok()?)
-                    + Duration::MINUTE;
+                let hour_start = at.replace_time(Time::from_hms(at.hour(), 0, 0).ok()?);
+                at = match next_bit(self.minutes, at.minute(), 59) {
+                    Some(minute) => hour_start + Duration::minutes(i64::from(minute)),
+                    None => hour_start + Duration::HOUR,
+                };
             } else if !has(self.seconds, at.second()) {
-                at += Duration::SECOND;
+                let minute_start = at.replace_time(Time::from_hms(at.hour(), at.minute(), 0).ok()?);
+                at = match next_bit(self.seconds, at.second(), 59) {
+                    Some(second) => minute_start + Duration::seconds(i64::from(second)),
+                    None => minute_start + Duration::MINUTE,
+                };
             } else {
                 return Some(at);
             }
