@@ -166,7 +166,9 @@ impl Schedule {
             } else if !has(self.hours, at.hour()) {
                 at = match next_bit(self.hours, at.hour(), 23) {
                     Some(hour) => at.replace_time(Time::from_hms(hour, 0, 0).ok()?),
-                    None => (at.date() + Duration::DAY).with_time(Time::MIDNIGHT).assume_utc(),
+                    None => (at.date() + Duration::DAY)
+                        .with_time(Time::MIDNIGHT)
+                        .assume_utc(),
                 };
             } else if !has(self.minutes, at.minute()) {
                 let hour_start = at.replace_time(Time::from_hms(at.hour(), 0, 0).ok()?);
