@@ -53,3 +53,9 @@ done
 
 export BASE_URL=http://127.0.0.1:$PORT
 (cd end2end && npx playwright test "$@") || { echo "server log: $LOG"; exit 1; }
+# The tests sent the first cron secret, a rotated one and a wrong one (all `sgc_…` or
+# CRON_SECRET): none of them may reach the server's log.
+if grep -q -e "$CRON_SECRET" -e "sgc_" "$LOG"; then
+  echo "e2e: a cron secret appears in the server log ($LOG)" >&2
+  exit 1
+fi
