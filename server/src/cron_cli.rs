@@ -20,11 +20,8 @@ pub fn cli_firing(actor: &Actor, reason: Option<String>) -> Firing {
 }
 
 fn duration(ms: Option<i64>) -> String {
-    match ms {
-        None => "-".into(),
-        Some(ms) if ms < 1000 => format!("{ms} ms"),
-        Some(ms) => format!("{:.1} s", ms as f64 / 1000.0),
-    }
+    ms.map(app::history::format_duration)
+        .unwrap_or_else(|| "-".into())
 }
 
 pub async fn cron(command: CronCommand, settings: Settings) -> anyhow::Result<()> {

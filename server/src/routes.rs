@@ -10,6 +10,7 @@ use axum::{Json, Router};
 use serde_json::json;
 
 use app::health::ssr::check_stores;
+use app::history::ssr::iso;
 use app::server::AppState;
 
 /// The health routes, ready to merge into the main router.
@@ -110,11 +111,7 @@ async fn cron_job(
     parts: axum::http::request::Parts,
 ) -> Response {
     use app::crons::ssr::{jobs, runs, secrets};
-    let addr = parts
-        .extensions
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|info| info.0);
-    let mut caller = runs::Caller::from_request(&parts.headers, addr);
+    let mut caller = runs::Caller::from_request(&parts);
     let malformed = parts.headers.contains_key(header::AUTHORIZATION)
         && app::queues::ssr::ingest::bearer(&parts.headers).is_none();
     let token = app::queues::ssr::ingest::bearer(&parts.headers);
@@ -220,17 +217,6 @@ async fn crons_health(state: &AppState) -> serde_json::Value {
             json!({"flagged": null, "jobs": null, "error": "PostgreSQL did not answer in time"})
         }
     }
-}
-
-/// RFC 3339 of Unix ms.
-fn iso(ms: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_default()
 }
 
 /// `fallback` of `/health/deep`: each queue's depth and the age of its oldest row in

@@ -34,10 +34,8 @@ pub async fn sign_in(email: String, password: String, next: String) -> Result<St
     let result = async {
         let (state, parts, session) = ssr::request_context()?;
         ssr::check_origin(&state, &parts)?;
-        let client = parts
-            .extensions
-            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-            .map(|info| info.0.ip().to_string())
+        let client = crate::server::client_addr(&parts)
+            .map(|addr| addr.ip().to_string())
             .unwrap_or_else(|| "unknown".into());
         let actor = ssr::sign_in(
             &state,

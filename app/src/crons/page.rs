@@ -182,7 +182,7 @@ fn JobRow(job: JobStatus, now: i64, threshold: f64) -> impl IntoView {
                 " "
                 <span class="small" title=format!("{} (UTC), grace {}", job.schedule, format_duration(job.grace_secs * 1000))>
                     {job.schedule_text.clone()}
-                    {job.next_tick_at.map(|at| format!(" · next {}", format_ago_future(at, now)))}
+                    {job.next_tick_at.map(|at| format!(" · next {}", format_ago(at, now)))}
                 </span>
                 <div class="muted small">{job.description.clone()}</div>
             </th>
@@ -226,17 +226,6 @@ fn JobRow(job: JobStatus, now: i64, threshold: f64) -> impl IntoView {
             </td>
             <td class="num nowrap">{maybe_duration(job.typical_ms)} <span class="muted">" / "</span> {maybe_duration(job.longest_ms)}</td>
         </tr>
-    }
-}
-
-/// "in 3 min" for a time ahead of `now`.
-fn format_ago_future(at: i64, now: i64) -> String {
-    let secs = ((at - now) / 1000).max(0);
-    match secs {
-        0..=59 => format!("in {secs} s"),
-        60..=3599 => format!("in {} min", secs / 60),
-        3600..=172_799 => format!("in {} h", secs / 3600),
-        _ => format!("in {} d", secs / 86_400),
     }
 }
 
@@ -565,7 +554,7 @@ fn SecretsTable(
                                         {match s.expires_at {
                                             Some(at) => view! {
                                                 {format_utc(at)}
-                                                <div class="muted small">{if at > now { format_ago_future(at, now) } else { format_ago(at, now) }}</div>
+                                                <div class="muted small">{format_ago(at, now)}</div>
                                             }.into_any(),
                                             None => view! { <span class="muted">"when rotated"</span> }.into_any(),
                                         }}

@@ -179,11 +179,21 @@ pub fn format_duration(ms: i64) -> String {
     }
 }
 
-/// "just now", "5 min ago", "3 h ago", "12 d ago".
+/// "just now", "5 min ago", "3 h ago", "12 d ago"; for a time ahead of `now_ms`
+/// (a next tick, the end of a grace window): "in 40 s", "in 5 min", "in 3 h", "in 2 d".
 pub fn format_ago(ms: i64, now_ms: i64) -> String {
     let seconds = (now_ms - ms) / 1000;
     if seconds < 0 {
-        "in the future".into()
+        let ahead = -seconds;
+        if ahead < 60 {
+            format!("in {ahead} s")
+        } else if ahead < 3600 {
+            format!("in {} min", ahead / 60)
+        } else if ahead < 86_400 {
+            format!("in {} h", ahead / 3600)
+        } else {
+            format!("in {} d", ahead / 86_400)
+        }
     } else if seconds < 60 {
         "just now".into()
     } else if seconds < 3600 {
@@ -219,5 +229,9 @@ mod tests {
         assert_eq!(format_ago(now - 5 * 60_000, now), "5 min ago");
         assert_eq!(format_ago(now - 3 * 3_600_000, now), "3 h ago");
         assert_eq!(format_ago(now - 49 * 3_600_000, now), "2 d ago");
+        assert_eq!(format_ago(now + 40_000, now), "in 40 s");
+        assert_eq!(format_ago(now + 5 * 60_000, now), "in 5 min");
+        assert_eq!(format_ago(now + 86_399_000, now), "in 23 h");
+        assert_eq!(format_ago(now + 49 * 3_600_000, now), "in 2 d");
     }
 }

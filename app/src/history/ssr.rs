@@ -383,7 +383,8 @@ fn csv_field(value: &str) -> String {
     format!("\"{}\"", value.replace('"', "\"\""))
 }
 
-fn iso(ms: i64) -> String {
+/// RFC 3339 of Unix ms (`2026-11-22T10:04:05.123Z`); empty if out of range.
+pub fn iso(ms: i64) -> String {
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
         .ok()
         .and_then(|t| {

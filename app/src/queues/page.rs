@@ -168,6 +168,7 @@ fn QueuesPast(overview: QueuesOverview) -> impl IntoView {
         <section class="panel">
             <h2>"Recent replay runs"</h2>
             <RunsTable runs now />
+            <p class="muted small">"Scheduled replays that found both queues empty are not listed here; every run of every job is on " <a href="/admin/crons">"Crons"</a> "."</p>
         </section>
     }
 }

@@ -21,6 +21,14 @@ pub fn app_state() -> Result<AppState, AppError> {
         .ok_or_else(|| AppError::internal("Application state missing", "no AppState in context"))
 }
 
+/// The address of the client that sent a request (from the listener's connect info).
+pub fn client_addr(parts: &axum::http::request::Parts) -> Option<std::net::SocketAddr> {
+    parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|info| info.0)
+}
+
 /// A reason given in a form: required, trimmed, at most 500 characters.
 pub fn required_reason(value: &str) -> Result<String, AppError> {
     let value = value.trim();

@@ -587,4 +587,9 @@ async fn two_schedulers_on_one_database_run_each_tick_once() {
             .await
             .unwrap();
     assert_eq!(replays, ticks.len() as i64);
+    // They found nothing to do, so /admin/queues does not list them.
+    let listed = app::queues::ssr::replay::recent_runs(&first.pg, 20)
+        .await
+        .unwrap();
+    assert!(listed.is_empty(), "{listed:?}");
 }

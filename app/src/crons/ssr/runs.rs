@@ -47,16 +47,14 @@ impl Caller {
     }
 
     /// The address and User-Agent of an HTTP request.
-    pub fn from_request(
-        headers: &axum::http::HeaderMap,
-        addr: Option<std::net::SocketAddr>,
-    ) -> Self {
-        let agent = headers
+    pub fn from_request(parts: &axum::http::request::Parts) -> Self {
+        let agent = parts
+            .headers
             .get(axum::http::header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
             .map(|v| v.chars().take(200).collect());
         Self {
-            addr: addr.map(|a| a.ip().to_string()),
+            addr: crate::server::client_addr(parts).map(|a| a.ip().to_string()),
             agent,
             secret_id: None,
         }
@@ -277,13 +275,7 @@ pub async fn run_by_hand(
         )
     })?;
     let caller = crate::auth::ssr::request_context()
-        .map(|(_, parts, _)| {
-            let addr = parts
-                .extensions
-                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-                .map(|info| info.0);
-            Caller::from_request(&parts.headers, addr)
-        })
+        .map(|(_, parts, _)| Caller::from_request(&parts))
         .unwrap_or_default();
     let firing = Firing {
         trigger: Trigger::Manual,

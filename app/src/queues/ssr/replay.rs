@@ -466,7 +466,8 @@ async fn record_failure(pg: &PgPool, queue: Queue, seqs: &[i64], message: &str) 
     }
 }
 
-/// Recent runs, newest first, with abandoned ones marked as such.
+/// Recent runs, newest first, with abandoned ones marked as such. Scheduled runs that
+/// found nothing to do are left out (they are in `cron_job_runs`, on `/admin/crons`).
 pub async fn recent_runs(pg: &PgPool, limit: i64) -> Result<Vec<ReplayRun>, sqlx::Error> {
     let rows = sqlx::query!(
         "select id, trigger, actor, reason,
@@ -474,7 +475,9 @@ pub async fn recent_runs(pg: &PgPool, limit: i64) -> Result<Vec<ReplayRun>, sqlx
                      then 'abandoned' else status end as \"status!\",
                 started_at, finished_at, rows_at_start, rows_done, rows_inserted,
                 rows_already_present, rows_left, error, cancel_requested
-           from replay_runs order by id desc limit $1",
+           from replay_runs
+          where not (trigger in ('scheduler', 'external') and status = 'succeeded' and rows_done = 0)
+          order by id desc limit $1",
         limit,
         ABANDONED_AFTER_SECS as f64
     )
