@@ -126,7 +126,7 @@ pub async fn cron_secret(command: CronSecretCommand, settings: Settings) -> anyh
             println!("{}", rotated.secret);
             if let Some((previous, until)) = rotated.previous {
                 eprintln!(
-                    "Secret #{previous} keeps working until {} UTC. Each scheduler sends:\n  Authorization: Bearer <the secret above>",
+                    "Secret #{previous} keeps working until {}. Each scheduler sends:\n  Authorization: Bearer <the secret above>",
                     format_utc(until)
                 );
             }

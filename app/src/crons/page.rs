@@ -167,7 +167,7 @@ fn JobRow(job: JobStatus, now: i64, threshold: f64) -> impl IntoView {
         .unwrap_or_else(|| "—".into());
     let window_note = (job.window_start > now - 24 * 3600 * 1000).then(|| {
         format!(
-            "Counted since {} UTC, when this installation first knew the job.",
+            "Counted since {}, when this installation first knew the job.",
             format_utc(job.window_start)
         )
     });
@@ -192,7 +192,7 @@ fn JobRow(job: JobStatus, now: i64, threshold: f64) -> impl IntoView {
                 } else {
                     flags.iter().map(|flag| {
                         let title = match flag {
-                            Flag::Late { due_at } => format!("The tick of {} UTC has no run and its grace is over.", format_utc(*due_at)),
+                            Flag::Late { due_at } => format!("The tick of {} has no run and its grace is over.", format_utc(*due_at)),
                             Flag::LowFireRate { threshold } => format!("Fewer than {threshold:.0}% of the expected runs happened."),
                             Flag::Failing => "The last finished run failed.".to_owned(),
                         };
@@ -249,7 +249,7 @@ fn HourStrip(hours: Vec<HourSlot>) -> impl IntoView {
             {hours.into_iter().map(|slot| {
                 let state = hour_state(&slot);
                 let title = format!(
-                    "{} UTC: {} of {} due ticks ran; {} runs",
+                    "{}: {} of {} due ticks ran; {} runs",
                     format_utc(slot.at),
                     slot.covered,
                     slot.expected,
@@ -482,7 +482,7 @@ fn RotatePanel(rotate: ServerAction<RotateCronSecret>) -> impl IntoView {
                             <p class="small">"Each scheduler sends this header line:"</p>
                             <pre class="header-line" data-testid="header-line">{header}</pre>
                             {new.previous.map(|(id, until)| view! {
-                                <p class="small">"Secret #" {id} " keeps working until " {format_utc(until)} " UTC."</p>
+                                <p class="small">"Secret #" {id} " keeps working until " {format_utc(until)} "."</p>
                             })}
                         </div>
                     })

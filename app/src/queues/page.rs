@@ -254,7 +254,7 @@ fn status_badge(status: &str) -> impl IntoView {
 #[component]
 fn RunsTable(runs: Vec<ReplayRun>, now: i64) -> impl IntoView {
     if runs.is_empty() {
-        return view! { <p class="muted">"No replay has run yet."</p> }.into_any();
+        return view! { <p class="muted">"No replay has had rows to move yet."</p> }.into_any();
     }
     view! {
         <table class="data runs" data-testid="replay-runs">

@@ -42,7 +42,7 @@ impl Refusal {
             }
             Refusal::Wrong => "That is not a current cron secret.".into(),
             Refusal::Expired { id, expired_at } => format!(
-                "Cron secret #{id} stopped working at {} UTC (its grace window ended); use the current one.",
+                "Cron secret #{id} stopped working at {} (its grace window ended); use the current one.",
                 format_utc(unix_ms(*expired_at))
             ),
             Refusal::NoSecret => {
@@ -165,7 +165,7 @@ pub async fn rotate(
         Some(previous) => (
             format!("Rotated the cron secret: #{id} is current, #{previous} works for {grace_hours} h more"),
             format!(
-                "Secret #{previous} stops working at {} UTC. Update every scheduler calling /cron/* before then.",
+                "Secret #{previous} stops working at {}. Update every scheduler calling /cron/* before then.",
                 format_utc(unix_ms(expires))
             ),
         ),
