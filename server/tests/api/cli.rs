@@ -131,6 +131,17 @@ async fn migrate_fails_naming_clickhouse_when_it_is_unreachable() {
 
 /// Runs `salvage args…` against `app`'s databases, feeding `stdin`.
 pub fn salvage_on(app: &crate::helpers::TestApp, args: &[&str], stdin: &str) -> Output {
+    salvage_with(&app.database_url, app.clickhouse.database(), args, stdin)
+}
+
+/// `salvage <args>` on a test app's databases, given by URL and name (so it can run on a
+/// blocking thread while the app keeps serving).
+pub fn salvage_with(
+    database_url: &str,
+    clickhouse_database: &str,
+    args: &[&str],
+    stdin: &str,
+) -> Output {
     use std::io::Write;
     let settings = base_settings();
     let mut child = Command::new(env!("CARGO_BIN_EXE_salvage"))
@@ -139,9 +150,9 @@ pub fn salvage_on(app: &crate::helpers::TestApp, args: &[&str], stdin: &str) -> 
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("USER", "oncall")
-        .env("DATABASE_URL", &app.database_url)
+        .env("DATABASE_URL", database_url)
         .env("CLICKHOUSE_URL", settings.clickhouse.url.as_str())
-        .env("CLICKHOUSE_DATABASE", app.clickhouse.database())
+        .env("CLICKHOUSE_DATABASE", clickhouse_database)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())

@@ -33,6 +33,19 @@ async fn with_secret(app: &TestApp, job: &str, secret: &str) -> u16 {
         .0
 }
 
+/// Waits (up to 10 s) until no cron run of `app`'s database is still running.
+async fn all_runs_finished(app: &TestApp) -> bool {
+    crate::helpers::eventually(Duration::from_secs(10), || async {
+        let running: i64 =
+            sqlx::query_scalar("select count(*) from cron_job_runs where outcome = 'running'")
+                .fetch_one(&app.pg)
+                .await
+                .unwrap();
+        running == 0
+    })
+    .await
+}
+
 async fn runs_of(app: &TestApp, job: &str) -> i64 {
     sqlx::query_scalar("select count(*) from cron_job_runs where job_name = $1")
         .bind(job)
@@ -257,12 +270,26 @@ async fn every_trigger_is_recorded_with_its_kind_and_caller() {
         .await;
     assert_eq!((status, bad["field"].as_str()), (422, Some("job")));
 
-    // CLI: the terminal user and this host.
-    let output = crate::cli::salvage_on(
-        &app,
-        &["cron", "run", "expire-fallback", "--reason", "by hand"],
-        "",
+    // The manual run goes on in this test's runtime; let it finish before the CLI's run
+    // (which waits for the history chain lock the manual run may hold).
+    let finished = all_runs_finished(&app).await;
+    assert!(finished, "the manual run finished");
+
+    // CLI: the terminal user and this host. Off the runtime, so the app keeps serving.
+    let cli_app = (
+        app.database_url.clone(),
+        app.clickhouse.database().to_owned(),
     );
+    let output = tokio::task::spawn_blocking(move || {
+        crate::cli::salvage_with(
+            &cli_app.0,
+            &cli_app.1,
+            &["cron", "run", "expire-fallback", "--reason", "by hand"],
+            "",
+        )
+    })
+    .await
+    .unwrap();
     assert!(
         output.status.success(),
         "{}",
@@ -287,15 +314,7 @@ async fn every_trigger_is_recorded_with_its_kind_and_caller() {
         .unwrap();
     assert!(again.is_none(), "a claimed tick does not run twice");
 
-    crate::helpers::eventually(Duration::from_secs(10), || async {
-        let running: i64 =
-            sqlx::query_scalar("select count(*) from cron_job_runs where outcome = 'running'")
-                .fetch_one(&app.pg)
-                .await
-                .unwrap();
-        running == 0
-    })
-    .await;
+    assert!(all_runs_finished(&app).await);
     type Row = (
         String,
         String,
@@ -550,15 +569,10 @@ async fn two_schedulers_on_one_database_run_each_tick_once() {
         handle.abort();
     }
     // Let the last tick's run finish.
-    crate::helpers::eventually(Duration::from_secs(10), || async {
-        let running: i64 =
-            sqlx::query_scalar("select count(*) from cron_job_runs where outcome = 'running'")
-                .fetch_one(&first.pg)
-                .await
-                .unwrap();
-        running == 0
-    })
-    .await;
+    assert!(
+        all_runs_finished(&first).await,
+        "the last tick's run finished"
+    );
 
     let ticks: Vec<(OffsetDateTime, i64, String)> = sqlx::query_as(
         "select tick_at, count(*), min(outcome) from cron_job_runs
