@@ -23,7 +23,14 @@ step "clippy, browser build (wasm32, hydrate), warnings denied"
 cargo clippy -p frontend --target wasm32-unknown-unknown -- -D warnings
 
 step "unit and integration tests (real PostgreSQL + ClickHouse)"
-cargo test -p salvage -p app --features app/ssr
+cargo test -p salvage -p app --features app/ssr --no-run
+# The tests take well under a minute; a test that hangs fails the run here instead of
+# holding CI until its own limit.
+timeout 900 cargo test -p salvage -p app --features app/ssr || {
+  status=$?
+  [ "$status" -eq 124 ] && echo "tests: still running after 15 minutes; a test hangs" >&2
+  exit "$status"
+}
 
 step "browser tests (Playwright driving Debian's Chromium)"
 scripts/e2e.sh
