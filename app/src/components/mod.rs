@@ -8,6 +8,19 @@ pub use theme::ThemeToggle;
 
 use leptos::prelude::*;
 
+/// A counter that goes up every `every` while the page is shown (the timer runs in the
+/// browser only and stops when the page is left); a resource keyed on it refetches on
+/// that rhythm.
+pub fn refresh_ticker(every: std::time::Duration) -> ReadSignal<u64> {
+    let (tick, set_tick) = signal(0_u64);
+    Effect::new(move |_| {
+        if let Ok(handle) = set_interval_with_handle(move || set_tick.update(|t| *t += 1), every) {
+            on_cleanup(move || handle.clear());
+        }
+    });
+    tick
+}
+
 /// The meaning of a status colour. Always shown together with a word, never alone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Tone {

@@ -35,19 +35,12 @@ fn outcome_badge(outcome: &str) -> impl IntoView {
 /// `/admin/crons`.
 #[component]
 pub fn CronsPage() -> impl IntoView {
-    let (tick, set_tick) = signal(0_u64);
+    let tick = crate::components::refresh_ticker(REFRESH_EVERY);
     let run = ServerAction::<RunJobNow>::new();
     let overview = Resource::new(move || (tick.get(), run.version().get()), |_| load_crons());
     // The job list for the Run now form, read once so a reason being typed survives
     // the refreshes.
     let jobs = Resource::new(|| (), |_| load_crons());
-    Effect::new(move |_| {
-        if let Ok(handle) =
-            set_interval_with_handle(move || set_tick.update(|t| *t += 1), REFRESH_EVERY)
-        {
-            on_cleanup(move || handle.clear());
-        }
-    });
     view! {
         <Title text="Crons" />
         <PageHeader

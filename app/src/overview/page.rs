@@ -14,17 +14,8 @@ pub const REFRESH_EVERY: Duration = Duration::from_secs(3);
 /// `/admin`.
 #[component]
 pub fn OverviewPage() -> impl IntoView {
-    let (tick, set_tick) = signal(0_u64);
+    let tick = crate::components::refresh_ticker(REFRESH_EVERY);
     let snapshot = Resource::new(move || tick.get(), |_| load_stores_snapshot());
-
-    // Runs in the browser only: refresh on a timer, stop when the page is left.
-    Effect::new(move |_| {
-        if let Ok(handle) =
-            set_interval_with_handle(move || set_tick.update(|t| *t += 1), REFRESH_EVERY)
-        {
-            on_cleanup(move || handle.clear());
-        }
-    });
 
     view! {
         <PageHeader

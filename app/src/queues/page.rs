@@ -24,20 +24,13 @@ fn count(n: i64) -> String {
 /// `/admin/queues`.
 #[component]
 pub fn QueuesPage() -> impl IntoView {
-    let (tick, set_tick) = signal(0_u64);
+    let tick = crate::components::refresh_ticker(REFRESH_EVERY);
     let replay = ServerAction::<StartReplay>::new();
     let cancel = ServerAction::<CancelReplay>::new();
     let overview = Resource::new(
         move || (tick.get(), replay.version().get(), cancel.version().get()),
         |_| load_queues(),
     );
-    Effect::new(move |_| {
-        if let Ok(handle) =
-            set_interval_with_handle(move || set_tick.update(|t| *t += 1), REFRESH_EVERY)
-        {
-            on_cleanup(move || handle.clear());
-        }
-    });
     view! {
         <Title text="Queues" />
         <PageHeader
