@@ -210,6 +210,11 @@ pub struct RotatedSecret {
     pub previous: Option<(i64, i64)>,
 }
 
+/// The names of the registered jobs, in registry order, for the pages' job picker (the
+/// registry itself, with each job's function, is server-only; a unit test keeps the two
+/// equal).
+pub const JOB_NAMES: &[&str] = &["replay-fallback", "expire-fallback", "prune-cron-runs"];
+
 /// Grace windows an admin can pick, in hours.
 pub const MAX_GRACE_HOURS: i64 = 168;
 /// The grace window offered by default.

@@ -8,7 +8,7 @@ use leptos_meta::Title;
 use super::api::{load_cron_secrets, load_crons, EndCronSecretGrace, RotateCronSecret, RunJobNow};
 use super::{
     CronRun, CronSecretInfo, CronsOverview, DurationPoint, Flag, HourSlot, JobStatus,
-    DEFAULT_GRACE_HOURS, MAX_GRACE_HOURS,
+    DEFAULT_GRACE_HOURS, JOB_NAMES, MAX_GRACE_HOURS,
 };
 use crate::auth::Permission;
 use crate::components::{action_error, Badge, ErrorBanner, IfAllowed, PageHeader, Tone};
@@ -38,9 +38,6 @@ pub fn CronsPage() -> impl IntoView {
     let tick = crate::components::refresh_ticker(REFRESH_EVERY);
     let run = ServerAction::<RunJobNow>::new();
     let overview = Resource::new(move || (tick.get(), run.version().get()), |_| load_crons());
-    // The job list for the Run now form, read once so a reason being typed survives
-    // the refreshes.
-    let jobs = Resource::new(|| (), |_| load_crons());
     view! {
         <Title text="Crons" />
         <PageHeader
@@ -55,15 +52,9 @@ pub fn CronsPage() -> impl IntoView {
                 }
             })}
         </Transition>
+        // Outside the refreshing parts, so a reason being typed survives each refresh.
         <IfAllowed permission=Permission::Operate>
-            <Transition fallback=|| ()>
-                {move || Suspend::new(async move {
-                    jobs.await.ok().map(|o| {
-                        let names: Vec<String> = o.jobs.into_iter().map(|j| j.name).collect();
-                        view! { <RunNowPanel names run /> }
-                    })
-                })}
-            </Transition>
+            <RunNowPanel run />
         </IfAllowed>
         <Transition fallback=|| ()>
             {move || Suspend::new(async move {
@@ -380,7 +371,7 @@ fn RecentRuns(runs: Vec<CronRun>, now: i64) -> impl IntoView {
 
 /// Run now, with a reason: for operators and admins.
 #[component]
-fn RunNowPanel(names: Vec<String>, run: ServerAction<RunJobNow>) -> impl IntoView {
+fn RunNowPanel(run: ServerAction<RunJobNow>) -> impl IntoView {
     view! {
         <section class="panel form-panel wide">
             <h2>"Run a job now"</h2>
@@ -389,7 +380,7 @@ fn RunNowPanel(names: Vec<String>, run: ServerAction<RunJobNow>) -> impl IntoVie
                 <label class="field">
                     <span>"Job"</span>
                     <select name="job" data-testid="run-job">
-                        {names.into_iter().map(|n| view! { <option value=n.clone()>{n.clone()}</option> }).collect_view()}
+                        {JOB_NAMES.iter().map(|n| view! { <option value=*n>{*n}</option> }).collect_view()}
                     </select>
                 </label>
                 <label class="field field-grow">

@@ -204,6 +204,11 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_pages_job_list_is_the_registry() {
+        assert_eq!(names(), super::super::super::JOB_NAMES);
+    }
+
+    #[test]
     fn every_job_has_a_valid_schedule_a_route_safe_unique_name_and_a_grace_within_one_gap() {
         let mut seen = std::collections::HashSet::new();
         for job in JOBS {
