@@ -21,6 +21,45 @@ pub fn refresh_ticker(every: std::time::Duration) -> ReadSignal<u64> {
     tick
 }
 
+/// Plot geometry in SVG user units. The SVG stretches to its box, so every label is
+/// HTML beside it, never SVG text.
+pub const CHART_W: f64 = 600.0;
+pub const CHART_H: f64 = 100.0;
+
+/// The frame every chart shares: a caption, the top of the y range as an HTML label
+/// beside a stretched SVG plot with its base line (the plot's marks are the children),
+/// and the x range below, ending at "now".
+#[component]
+pub fn ChartFrame(
+    caption: AnyView,
+    /// What the chart shows, for screen readers.
+    #[prop(into)]
+    summary: String,
+    #[prop(into)] y_top: String,
+    #[prop(into)] x_from: String,
+    children: Children,
+) -> impl IntoView {
+    view! {
+        <figure class="panel chart">
+            <figcaption>{caption}</figcaption>
+            <div class="chart-body">
+                <div class="chart-y" aria-hidden="true">
+                    <span>{y_top}</span>
+                    <span>"0"</span>
+                </div>
+                <svg viewBox=format!("0 0 {CHART_W} {CHART_H}") role="img" aria-label=summary preserveAspectRatio="none">
+                    <line x1="0" y1=CHART_H - 1.0 x2=CHART_W y2=CHART_H - 1.0 class="axis" />
+                    {children()}
+                </svg>
+            </div>
+            <div class="chart-x" aria-hidden="true">
+                <span>{x_from}</span>
+                <span>"now"</span>
+            </div>
+        </figure>
+    }
+}
+
 /// The meaning of a status colour. Always shown together with a word, never alone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Tone {

@@ -11,7 +11,9 @@ use super::{
     DEFAULT_GRACE_HOURS, JOB_NAMES, MAX_GRACE_HOURS,
 };
 use crate::auth::Permission;
-use crate::components::{action_error, Badge, ErrorBanner, IfAllowed, PageHeader, Tone};
+use crate::components::{
+    action_error, Badge, ChartFrame, ErrorBanner, IfAllowed, PageHeader, Tone, CHART_H, CHART_W,
+};
 use crate::history::{format_ago, format_duration, format_utc};
 use crate::overview::page::group_digits;
 
@@ -264,10 +266,6 @@ fn CronsPast(overview: CronsOverview) -> impl IntoView {
     }
 }
 
-/// Chart geometry, in SVG user units (labels are HTML).
-const CHART_W: f64 = 600.0;
-const CHART_H: f64 = 100.0;
-
 /// One bar per run at its start time, as tall as it took; failed runs in red.
 #[component]
 fn DurationChart(
@@ -295,26 +293,17 @@ fn DurationChart(
         .collect_view();
     let runs = points.len();
     view! {
-        <figure class="panel chart">
-            <figcaption>
+        <ChartFrame
+            caption=view! {
                 <strong><code>{title}</code></strong>
                 <span class="muted small">{format!("{runs} runs")}</span>
-            </figcaption>
-            <div class="chart-body">
-                <div class="chart-y" aria-hidden="true">
-                    <span>{if runs == 0 { "—".to_owned() } else { format_duration(max) }}</span>
-                    <span>"0"</span>
-                </div>
-                <svg viewBox=format!("0 0 {CHART_W} {CHART_H}") role="img" aria-label=summary preserveAspectRatio="none">
-                    <line x1="0" y1=CHART_H - 1.0 x2=CHART_W y2=CHART_H - 1.0 class="axis" />
-                    {bars}
-                </svg>
-            </div>
-            <div class="chart-x" aria-hidden="true">
-                <span>"24 h ago"</span>
-                <span>"now"</span>
-            </div>
-        </figure>
+            }.into_any()
+            summary
+            y_top=if runs == 0 { "—".to_owned() } else { format_duration(max) }
+            x_from="24 h ago"
+        >
+            {bars}
+        </ChartFrame>
     }
 }
 

@@ -10,7 +10,9 @@ use super::api::{
 };
 use super::{DepthSample, IngestKey, Queue, QueueStats, QueuesOverview, ReplayRun, EXPIRING_CAP};
 use crate::auth::Permission;
-use crate::components::{action_error, Badge, ErrorBanner, IfAllowed, PageHeader, Tone};
+use crate::components::{
+    action_error, Badge, ChartFrame, ErrorBanner, IfAllowed, PageHeader, Tone, CHART_H, CHART_W,
+};
 use crate::history::{format_ago, format_duration, format_utc};
 use crate::overview::page::group_digits;
 
@@ -291,10 +293,6 @@ fn RunsTable(runs: Vec<ReplayRun>, now: i64) -> impl IntoView {
     .into_any()
 }
 
-/// Chart geometry, in SVG user units (the SVG stretches to its box; labels are HTML).
-const CHART_W: f64 = 600.0;
-const CHART_H: f64 = 100.0;
-
 /// The polyline points of one series between `from` and `to`, scaled to `max`.
 pub fn chart_points(points: &[(i64, i64)], from: i64, to: i64, max: i64) -> String {
     let span = (to - from).max(1) as f64;
@@ -338,30 +336,21 @@ fn DepthChart(
     let events = chart_points(&events, from, to, max);
     let summary = format!("{title}: {recorded} samples, peak {} rows", count(max));
     view! {
-        <figure class="panel chart">
-            <figcaption>
+        <ChartFrame
+            caption=view! {
                 <strong>{title}</strong>
                 <span class="legend"><span class="swatch swatch-requests"></span>"requests"</span>
                 <span class="legend"><span class="swatch swatch-events"></span>"events"</span>
                 <span class="muted small">{format!("{recorded} samples")}</span>
-            </figcaption>
-            <div class="chart-body">
-                <div class="chart-y" aria-hidden="true">
-                    <span>{count(max)}</span>
-                    <span>"0"</span>
-                </div>
-                <svg viewBox=format!("0 0 {CHART_W} {CHART_H}") role="img" aria-label=summary preserveAspectRatio="none">
-                    <line x1="0" y1="2" x2=CHART_W y2="2" class="grid" />
-                    <line x1="0" y1=CHART_H - 1.0 x2=CHART_W y2=CHART_H - 1.0 class="axis" />
-                    <polyline points=requests class="series series-requests" />
-                    <polyline points=events class="series series-events" />
-                </svg>
-            </div>
-            <div class="chart-x" aria-hidden="true">
-                <span>{format_utc(from)}</span>
-                <span>"now"</span>
-            </div>
-        </figure>
+            }.into_any()
+            summary
+            y_top=count(max)
+            x_from=format_utc(from)
+        >
+            <line x1="0" y1="2" x2=CHART_W y2="2" class="grid" />
+            <polyline points=requests class="series series-requests" />
+            <polyline points=events class="series series-events" />
+        </ChartFrame>
     }
 }
 

@@ -280,6 +280,13 @@ mod tests {
         }
     }
 
+    /// `runs` assessed at NOW on every-5-minutes with `grace`, the job known for a month,
+    /// flagged under 80%.
+    fn assess_5min(runs: &[RunPoint], grace_minutes: i64) -> Assessment {
+        let grace = Duration::minutes(grace_minutes);
+        assess(&every_5(), grace, NOW - Duration::days(30), runs, NOW, 80.0)
+    }
+
     /// A run 3 s after each tick of the last day for which `keep(i)` holds.
     fn day_of_runs(keep: impl Fn(usize) -> bool) -> Vec<RunPoint> {
         every_5()
@@ -293,14 +300,7 @@ mod tests {
     #[test]
     fn a_job_that_fired_every_tick_is_not_flagged() {
         let runs = day_of_runs(|_| true);
-        let a = assess(
-            &every_5(),
-            Duration::minutes(5),
-            NOW - Duration::days(30),
-            &runs,
-            NOW,
-            80.0,
-        );
+        let a = assess_5min(&runs, 5);
         // Ticks from 12:05 yesterday to 11:55 today are past their 5-minute grace: 287.
         assert_eq!(a.expected, 287);
         assert_eq!(a.covered, 287);
@@ -318,14 +318,7 @@ mod tests {
     fn forty_percent_is_flagged_with_the_counts() {
         // Two runs of every five ticks: 114 of the 287 due.
         let runs = day_of_runs(|i| i % 5 >= 3);
-        let a = assess(
-            &every_5(),
-            Duration::minutes(5),
-            NOW - Duration::days(30),
-            &runs,
-            NOW,
-            80.0,
-        );
+        let a = assess_5min(&runs, 5);
         assert_eq!(a.expected, 287);
         assert_eq!(a.covered, 114);
         assert_eq!(a.runs, 114);
@@ -343,14 +336,7 @@ mod tests {
             .into_iter()
             .filter(|r| r.ran_at < datetime!(2026-11-23 11:50 UTC))
             .collect();
-        let a = assess(
-            &every_5(),
-            Duration::minutes(5),
-            NOW - Duration::days(30),
-            &runs,
-            NOW,
-            80.0,
-        );
+        let a = assess_5min(&runs, 5);
         // 11:50 and 11:55 are due and missed; 12:00 is pending.
         assert_eq!(a.expected - a.covered, 2);
         assert_eq!(
@@ -359,14 +345,7 @@ mod tests {
                 due_at: unix_ms(datetime!(2026-11-23 11:55 UTC))
             }]
         );
-        let lenient = assess(
-            &every_5(),
-            Duration::minutes(15),
-            NOW - Duration::days(30),
-            &runs,
-            NOW,
-            80.0,
-        );
+        let lenient = assess_5min(&runs, 15);
         assert!(lenient.flags.is_empty(), "{:?}", lenient.flags);
     }
 
@@ -398,14 +377,7 @@ mod tests {
         runs[n - 2].outcome = "failed".into();
         runs[n - 1].outcome = "running".into();
         runs[n - 1].duration_ms = None;
-        let a = assess(
-            &every_5(),
-            Duration::minutes(5),
-            NOW - Duration::days(30),
-            &runs,
-            NOW,
-            80.0,
-        );
+        let a = assess_5min(&runs, 5);
         assert_eq!(a.flags, vec![Flag::Failing]);
     }
 }
