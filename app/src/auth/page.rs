@@ -9,7 +9,7 @@ use crate::components::{action_error, PageHeader};
 
 /// `/admin/login`: email and password; back to `next` afterwards.
 #[component]
-pub fn LoginPage() -> impl IntoView {
+pub fn LoginPage() -> AnyView {
     let query = use_query_map();
     let next = move || query.with(|q| q.get("next").unwrap_or_default());
     let action = ServerAction::<SignIn>::new();
@@ -51,11 +51,12 @@ pub fn LoginPage() -> impl IntoView {
             </div>
         </main>
     }
+    .into_any()
 }
 
 /// `/admin/setup?token=…`: creates the first admin from the link `salvage serve` printed.
 #[component]
-pub fn SetupPage() -> impl IntoView {
+pub fn SetupPage() -> AnyView {
     let query = use_query_map();
     let token = move || query.with(|q| q.get("token").unwrap_or_default());
     let status = Resource::new(token, super::api::setup_link_status);
@@ -108,11 +109,12 @@ pub fn SetupPage() -> impl IntoView {
             </div>
         </main>
     }
+    .into_any()
 }
 
 /// `/admin/account`: change your own password (required after a temporary one).
 #[component]
-pub fn AccountPage() -> impl IntoView {
+pub fn AccountPage() -> AnyView {
     let action = ServerAction::<ChangePassword>::new();
     let value = action.value();
     let viewer = crate::components::use_viewer();
@@ -163,4 +165,5 @@ pub fn AccountPage() -> impl IntoView {
             </ActionForm>
         </section>
     }
+    .into_any()
 }

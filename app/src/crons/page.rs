@@ -36,7 +36,7 @@ fn outcome_badge(outcome: &str) -> impl IntoView {
 
 /// `/admin/crons`.
 #[component]
-pub fn CronsPage() -> impl IntoView {
+pub fn CronsPage() -> AnyView {
     let tick = crate::components::refresh_ticker(REFRESH_EVERY);
     let run = ServerAction::<RunJobNow>::new();
     let overview = Resource::new(move || (tick.get(), run.version().get()), |_| load_crons());
@@ -64,11 +64,12 @@ pub fn CronsPage() -> impl IntoView {
             })}
         </Transition>
     }
+    .into_any()
 }
 
 /// The summary banner and the table of jobs.
 #[component]
-fn CronsNow(overview: CronsOverview) -> impl IntoView {
+fn CronsNow(overview: CronsOverview) -> AnyView {
     let flagged: Vec<&JobStatus> = overview.jobs.iter().filter(|j| j.flagged()).collect();
     let (class, headline) = if flagged.is_empty() {
         (
@@ -139,10 +140,11 @@ fn CronsNow(overview: CronsOverview) -> impl IntoView {
             </p>
         </section>
     }
+    .into_any()
 }
 
 #[component]
-fn JobRow(job: JobStatus, now: i64, threshold: f64) -> impl IntoView {
+fn JobRow(job: JobStatus, now: i64, threshold: f64) -> AnyView {
     let rate_class = match job.fire_rate {
         Some(rate) if rate < threshold => "num warn-text",
         _ => "num",
@@ -213,6 +215,7 @@ fn JobRow(job: JobStatus, now: i64, threshold: f64) -> impl IntoView {
             <td class="num nowrap">{maybe_duration(job.typical_ms)} <span class="muted">" / "</span> {maybe_duration(job.longest_ms)}</td>
         </tr>
     }
+    .into_any()
 }
 
 /// What one hour of the strip shows.
@@ -229,7 +232,7 @@ pub fn hour_state(slot: &HourSlot) -> &'static str {
 /// 24 cells, one per hour, oldest first: green when every tick due in it ran, amber
 /// when some did, red when none did; grey when nothing was due.
 #[component]
-fn HourStrip(hours: Vec<HourSlot>) -> impl IntoView {
+fn HourStrip(hours: Vec<HourSlot>) -> AnyView {
     view! {
         <div class="hour-strip" role="img" aria-label="Expected and actual runs per hour over 24 hours">
             {hours.into_iter().map(|slot| {
@@ -245,11 +248,12 @@ fn HourStrip(hours: Vec<HourSlot>) -> impl IntoView {
             }).collect_view()}
         </div>
     }
+    .into_any()
 }
 
 /// Durations and recent runs.
 #[component]
-fn CronsPast(overview: CronsOverview) -> impl IntoView {
+fn CronsPast(overview: CronsOverview) -> AnyView {
     let now = overview.now;
     let from = now - 24 * 3600 * 1000;
     view! {
@@ -264,6 +268,7 @@ fn CronsPast(overview: CronsOverview) -> impl IntoView {
             <RecentRuns runs=overview.recent now />
         </section>
     }
+    .into_any()
 }
 
 /// One bar per run at its start time, as tall as it took; failed runs in red.
@@ -308,7 +313,7 @@ fn DurationChart(
 }
 
 #[component]
-fn RecentRuns(runs: Vec<CronRun>, now: i64) -> impl IntoView {
+fn RecentRuns(runs: Vec<CronRun>, now: i64) -> AnyView {
     if runs.is_empty() {
         return view! { <p class="muted">"No job has run yet."</p> }.into_any();
     }
@@ -360,7 +365,7 @@ fn RecentRuns(runs: Vec<CronRun>, now: i64) -> impl IntoView {
 
 /// Run now, with a reason: for operators and admins.
 #[component]
-fn RunNowPanel(run: ServerAction<RunJobNow>) -> impl IntoView {
+fn RunNowPanel(run: ServerAction<RunJobNow>) -> AnyView {
     view! {
         <section class="panel form-panel wide">
             <h2>"Run a job now"</h2>
@@ -384,12 +389,13 @@ fn RunNowPanel(run: ServerAction<RunJobNow>) -> impl IntoView {
             })}
         </section>
     }
+    .into_any()
 }
 
 /// `/admin/settings/cron-secret`: everyone sees which secrets work and who used them
 /// last; admins rotate and end grace windows.
 #[component]
-pub fn CronSecretPage() -> impl IntoView {
+pub fn CronSecretPage() -> AnyView {
     let rotate = ServerAction::<RotateCronSecret>::new();
     let end = ServerAction::<EndCronSecretGrace>::new();
     let secrets = Resource::new(
@@ -415,10 +421,11 @@ pub fn CronSecretPage() -> impl IntoView {
         </Transition>
         {action_error(end.value())}
     }
+    .into_any()
 }
 
 #[component]
-fn RotatePanel(rotate: ServerAction<RotateCronSecret>) -> impl IntoView {
+fn RotatePanel(rotate: ServerAction<RotateCronSecret>) -> AnyView {
     let rotated = rotate.value();
     let (copied, set_copied) = signal(false);
     view! {
@@ -464,6 +471,7 @@ fn RotatePanel(rotate: ServerAction<RotateCronSecret>) -> impl IntoView {
             }}
         </section>
     }
+    .into_any()
 }
 
 #[cfg(feature = "hydrate")]
@@ -488,7 +496,7 @@ fn SecretsTable(
     secrets: Vec<CronSecretInfo>,
     now: i64,
     end: ServerAction<EndCronSecretGrace>,
-) -> impl IntoView {
+) -> AnyView {
     if secrets.is_empty() {
         return view! {
             <div class="banner banner-warn" role="status">

@@ -50,7 +50,7 @@ fn encode(value: &str) -> String {
 
 /// `/admin/history`.
 #[component]
-pub fn HistoryPage() -> impl IntoView {
+pub fn HistoryPage() -> AnyView {
     let query = use_query_map();
     let param = move |name: &str| query.with(|q| q.get(name).unwrap_or_default());
     let (reload, set_reload) = signal(0u32);
@@ -163,11 +163,12 @@ pub fn HistoryPage() -> impl IntoView {
             })}
         </Transition>
     }
+    .into_any()
 }
 
 /// A dense table of entries; each title opens the entry.
 #[component]
-fn EntryTable(entries: Vec<Entry>, #[prop(into)] empty: String) -> impl IntoView {
+fn EntryTable(entries: Vec<Entry>, #[prop(into)] empty: String) -> AnyView {
     if entries.is_empty() {
         return view! { <p class="empty-state">{empty}</p> }.into_any();
     }
@@ -230,7 +231,7 @@ fn VerifyChain() -> impl IntoView {
 }
 
 #[component]
-fn ChainResult(report: ChainReport) -> impl IntoView {
+fn ChainResult(report: ChainReport) -> AnyView {
     match report.first_broken {
         None => view! {
             <div class="banner banner-ok" role="status" data-testid="chain-result">
@@ -251,11 +252,12 @@ fn ChainResult(report: ChainReport) -> impl IntoView {
         }
         .into_any(),
     }
+    .into_any()
 }
 
 /// "Add a note" and "Declare an incident", for every role.
 #[component]
-fn AnnotateForms(on_done: impl Fn() + Copy + Send + Sync + 'static) -> impl IntoView {
+fn AnnotateForms(on_done: impl Fn() + Copy + Send + Sync + 'static) -> AnyView {
     let note = ServerAction::<AddNote>::new();
     let incident = ServerAction::<DeclareIncident>::new();
     let note_value = note.value();
@@ -320,11 +322,12 @@ fn AnnotateForms(on_done: impl Fn() + Copy + Send + Sync + 'static) -> impl Into
             </ActionForm>
         </details>
     }
+    .into_any()
 }
 
 /// `/admin/history/:id`.
 #[component]
-pub fn HistoryEntryPage() -> impl IntoView {
+pub fn HistoryEntryPage() -> AnyView {
     let params = use_params_map();
     let id = move || {
         params
@@ -348,13 +351,11 @@ pub fn HistoryEntryPage() -> impl IntoView {
             })}
         </Transition>
     }
+    .into_any()
 }
 
 #[component]
-fn EntryDetails(
-    view: EntryView,
-    on_change: impl Fn() + Copy + Send + Sync + 'static,
-) -> impl IntoView {
+fn EntryDetails(view: EntryView, on_change: impl Fn() + Copy + Send + Sync + 'static) -> AnyView {
     let EntryView {
         entry,
         timeline,
@@ -403,6 +404,7 @@ fn EntryDetails(
             </section>
         })}
     }
+    .into_any()
 }
 
 #[component]
@@ -410,7 +412,7 @@ fn IncidentForms(
     incident_id: i64,
     open: bool,
     on_change: impl Fn() + Copy + Send + Sync + 'static,
-) -> impl IntoView {
+) -> AnyView {
     let note = ServerAction::<AddNote>::new();
     let resolve = ServerAction::<ResolveIncident>::new();
     let note_value = note.value();
@@ -449,4 +451,5 @@ fn IncidentForms(
             })}
         </div>
     }
+    .into_any()
 }

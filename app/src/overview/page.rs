@@ -13,7 +13,7 @@ pub const REFRESH_EVERY: Duration = Duration::from_secs(3);
 
 /// `/admin`.
 #[component]
-pub fn OverviewPage() -> impl IntoView {
+pub fn OverviewPage() -> AnyView {
     let tick = crate::components::refresh_ticker(REFRESH_EVERY);
     let snapshot = Resource::new(move || tick.get(), |_| load_stores_snapshot());
 
@@ -41,10 +41,11 @@ pub fn OverviewPage() -> impl IntoView {
             })}
         </Transition>
     }
+    .into_any()
 }
 
 #[component]
-fn StoresView(snapshot: StoresSnapshot) -> impl IntoView {
+fn StoresView(snapshot: StoresSnapshot) -> AnyView {
     let StoresSnapshot {
         health,
         postgres,
@@ -124,6 +125,7 @@ fn StoresView(snapshot: StoresSnapshot) -> impl IntoView {
             </p>
         </section>
     }
+    .into_any()
 }
 
 #[component]
@@ -133,7 +135,7 @@ fn StoreRow(
     check: StoreCheck,
     version: Option<String>,
     data: String,
-) -> impl IntoView {
+) -> AnyView {
     let (tone, word) = if check.ok {
         (Tone::Ok, "Healthy")
     } else {
@@ -158,6 +160,7 @@ fn StoreRow(
             <td class="detail">{check.error.unwrap_or_else(|| "answered".to_owned())}</td>
         </tr>
     }
+    .into_any()
 }
 
 /// A value, or the word "unknown" with the reason on hover: never a made-up zero.

@@ -25,7 +25,7 @@ fn count(n: i64) -> String {
 
 /// `/admin/queues`.
 #[component]
-pub fn QueuesPage() -> impl IntoView {
+pub fn QueuesPage() -> AnyView {
     let tick = crate::components::refresh_ticker(REFRESH_EVERY);
     let replay = ServerAction::<StartReplay>::new();
     let cancel = ServerAction::<CancelReplay>::new();
@@ -56,11 +56,12 @@ pub fn QueuesPage() -> impl IntoView {
             })}
         </Transition>
     }
+    .into_any()
 }
 
 /// The Replay button with its reason, for operators and admins.
 #[component]
-fn ReplayPanel(replay: ServerAction<StartReplay>) -> impl IntoView {
+fn ReplayPanel(replay: ServerAction<StartReplay>) -> AnyView {
     view! {
         <IfAllowed permission=Permission::Operate>
             <section class="panel form-panel wide">
@@ -79,11 +80,12 @@ fn ReplayPanel(replay: ServerAction<StartReplay>) -> impl IntoView {
             </section>
         </IfAllowed>
     }
+    .into_any()
 }
 
 /// The state now: summary, running replays, the queues table.
 #[component]
-fn QueuesNow(overview: QueuesOverview, cancel: ServerAction<CancelReplay>) -> impl IntoView {
+fn QueuesNow(overview: QueuesOverview, cancel: ServerAction<CancelReplay>) -> AnyView {
     let QueuesOverview {
         now,
         ttl_hours,
@@ -132,11 +134,12 @@ fn QueuesNow(overview: QueuesOverview, cancel: ServerAction<CancelReplay>) -> im
             </table>
         </section>
     }
+    .into_any()
 }
 
 /// How it got here: depth charts and the recent runs.
 #[component]
-fn QueuesPast(overview: QueuesOverview) -> impl IntoView {
+fn QueuesPast(overview: QueuesOverview) -> AnyView {
     let QueuesOverview {
         now,
         queues,
@@ -166,10 +169,11 @@ fn QueuesPast(overview: QueuesOverview) -> impl IntoView {
             <p class="muted small">"Scheduled replays that found both queues empty are not listed here; every run of every job is on " <a href="/admin/crons">"Crons"</a> "."</p>
         </section>
     }
+    .into_any()
 }
 
 #[component]
-fn QueueRow(q: QueueStats, now: i64) -> impl IntoView {
+fn QueueRow(q: QueueStats, now: i64) -> AnyView {
     let oldest = match q.oldest_queued_at {
         Some(at) => format!("{} ({})", format_utc(at), format_ago(at, now)),
         None => "—".to_owned(),
@@ -201,10 +205,11 @@ fn QueueRow(q: QueueStats, now: i64) -> impl IntoView {
             <td>{error}</td>
         </tr>
     }
+    .into_any()
 }
 
 #[component]
-fn RunProgress(run: ReplayRun, now: i64, cancel: ServerAction<CancelReplay>) -> impl IntoView {
+fn RunProgress(run: ReplayRun, now: i64, cancel: ServerAction<CancelReplay>) -> AnyView {
     let total = run.rows_at_start.max(run.rows_done).max(1);
     let percent = (run.rows_done as f64 / total as f64 * 100.0).min(100.0);
     let rate = run.rate(now);
@@ -234,6 +239,7 @@ fn RunProgress(run: ReplayRun, now: i64, cancel: ServerAction<CancelReplay>) -> 
             {run.cancel_requested.then(|| view! { <p class="muted small">"Cancelling after the current batch…"</p> })}
         </section>
     }
+    .into_any()
 }
 
 fn status_badge(status: &str) -> impl IntoView {
@@ -247,7 +253,7 @@ fn status_badge(status: &str) -> impl IntoView {
 }
 
 #[component]
-fn RunsTable(runs: Vec<ReplayRun>, now: i64) -> impl IntoView {
+fn RunsTable(runs: Vec<ReplayRun>, now: i64) -> AnyView {
     if runs.is_empty() {
         return view! { <p class="muted">"No replay has had rows to move yet."</p> }.into_any();
     }
@@ -356,7 +362,7 @@ fn DepthChart(
 
 /// `/admin/settings/ingest-keys`: create (secret shown once) and revoke. Admins only.
 #[component]
-pub fn IngestKeysPage() -> impl IntoView {
+pub fn IngestKeysPage() -> AnyView {
     let create = ServerAction::<CreateIngestKey>::new();
     let revoke = ServerAction::<RevokeIngestKey>::new();
     let keys = Resource::new(
@@ -399,10 +405,11 @@ pub fn IngestKeysPage() -> impl IntoView {
             </section>
         </IfAllowed>
     }
+    .into_any()
 }
 
 #[component]
-fn KeysTable(keys: Vec<IngestKey>, revoke: ServerAction<RevokeIngestKey>) -> impl IntoView {
+fn KeysTable(keys: Vec<IngestKey>, revoke: ServerAction<RevokeIngestKey>) -> AnyView {
     if keys.is_empty() {
         return view! { <p class="muted">"No ingest key yet: create one below."</p> }.into_any();
     }

@@ -11,7 +11,7 @@ use crate::history::format_utc;
 
 /// `/admin/settings/users`.
 #[component]
-pub fn UsersPage() -> impl IntoView {
+pub fn UsersPage() -> AnyView {
     let add = ServerAction::<AddUser>::new();
     let set_role = ServerAction::<SetUserRole>::new();
     let set_disabled = ServerAction::<SetUserDisabled>::new();
@@ -73,6 +73,7 @@ pub fn UsersPage() -> impl IntoView {
         </section>
         </IfAllowed>
     }
+    .into_any()
 }
 
 #[component]
@@ -80,7 +81,7 @@ fn UserTable(
     users: Vec<UserRow>,
     set_role: ServerAction<SetUserRole>,
     set_disabled: ServerAction<SetUserDisabled>,
-) -> impl IntoView {
+) -> AnyView {
     view! {
         <table class="data">
             <thead>
@@ -138,4 +139,5 @@ fn UserTable(
             </tbody>
         </table>
     }
+    .into_any()
 }
