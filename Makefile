@@ -8,14 +8,16 @@ export PATH := $(HOME)/.cargo/bin:$(CURDIR)/end2end/node_modules/.bin:$(PATH)
 
 help:
 	@echo "make run    install what is missing, start PostgreSQL + ClickHouse, build, serve http://127.0.0.1:3000/admin"
-	@echo "make test   start the stores, then fmt, clippy (server + wasm), unit + integration tests, browser tests"
+	@echo "make test   start the stores, then fmt, clippy (server + wasm), the release build, unit + integration tests,"
+	@echo "            browser tests against the release build, and a check that make run serves the console"
 	@echo "make stop   stop the local stores"
 	@echo "make bench-history   a million history entries: page queries, chain verification, sign-in timing"
 	@echo "make bench-replay    a million queued rows: replay rows/s against plain inserts and deletes"
 
 ## Build and serve the console (release build) against the local stores.
+## SALVAGE_ENV_FILE names another settings file (scripts/test-run.sh runs it on private stores).
 run: setup stores build-release
-	set -a; . ./.env; set +a; \
+	set -a; . "$${SALVAGE_ENV_FILE:-./.env}"; set +a; \
 	export LEPTOS_SITE_ROOT=target/site; \
 	./target/release/salvage migrate && \
 	./target/release/salvage demo && \
@@ -35,8 +37,9 @@ setup-test:
 stores:
 	scripts/stores.sh start
 
+## The release build (server + site), skipped when no source changed since the last one.
 build-release:
-	cargo leptos build --release
+	scripts/build.sh --if-changed
 
 stop:
 	scripts/stores.sh stop

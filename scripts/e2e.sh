@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Browser tests: builds the site, starts Salvage on a fresh pair of databases, runs
+# Browser tests against the release build `make run` serves (built here when a source
+# changed since the last build): starts Salvage on a fresh pair of databases, runs
 # Playwright (Debian's Chromium, never a downloaded browser), stops Salvage.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 export PATH="$HOME/.cargo/bin:$ROOT/end2end/node_modules/.bin:$PATH"
 
-cargo leptos build
+scripts/build.sh --if-changed
 
 set -a; . ./.env; set +a
 PORT=${SALVAGE_E2E_PORT:-3107}
@@ -22,7 +23,7 @@ export LEPTOS_SITE_ROOT=target/site
 # no in-process scheduler, so nothing drains the seeded queue behind a test's back.
 export CRON_SECRET="e2e-cron-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 export E2E_CRON_SECRET=$CRON_SECRET SALVAGE_SCHEDULER=off
-export SALVAGE_BIN="$ROOT/target/debug/salvage"
+export SALVAGE_BIN="$ROOT/target/release/salvage"
 "$SALVAGE_BIN" migrate >/dev/null
 # 250 rows parked in the requests queue, as an outage would leave them, for the queues
 # page's replay test (the replay sends them to the real ClickHouse).

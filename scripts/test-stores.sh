@@ -2,7 +2,7 @@
 # Tests scripts/stores.sh on a private pair of stores (own folder, ports and settings
 # file): starting twice is harmless, `stop clickhouse` stops ClickHouse alone, and a
 # running Salvage follows ClickHouse down and back up without a restart. Needs
-# target/debug/salvage (scripts/e2e.sh builds it).
+# target/release/salvage (the build step of scripts/test.sh makes it).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
@@ -41,7 +41,7 @@ grep -q "^CLICKHOUSE_URL=http://127.0.0.1:$SALVAGE_CH_HTTP_PORT$" "$SALVAGE_ENV_
 ok "the settings file names both stores"
 
 (set -a; . "$SALVAGE_ENV_FILE"; set +a
- SALVAGE_ADDR=127.0.0.1:$PORT SALVAGE_PUBLIC_URL=http://127.0.0.1:$PORT exec target/debug/salvage serve) \
+ SALVAGE_ADDR=127.0.0.1:$PORT SALVAGE_PUBLIC_URL=http://127.0.0.1:$PORT exec target/release/salvage serve) \
   >"$dir/salvage.log" 2>&1 &
 server=$!
 wait_for_status 200 || { cat "$dir/salvage.log"; fail "Salvage never became ready"; }

@@ -22,6 +22,11 @@ cargo clippy -p salvage -p app --all-targets --features app/ssr -- -D warnings
 step "clippy, browser build (wasm32, hydrate), warnings denied"
 cargo clippy -p frontend --target wasm32-unknown-unknown -- -D warnings
 
+step "the release build make run serves (server + WASM client), with the client's size"
+# One build for every step below that runs Salvage: the browser tests, the make run
+# check and the stores check all use this artifact.
+scripts/build.sh --if-changed
+
 step "unit and integration tests (real PostgreSQL + ClickHouse)"
 cargo test -p salvage -p app --features app/ssr --no-run
 # The tests take well under a minute; a test that hangs fails the run here instead of
@@ -32,10 +37,13 @@ timeout 900 cargo test -p salvage -p app --features app/ssr || {
   exit "$status"
 }
 
-step "browser tests (Playwright driving Debian's Chromium)"
+step "browser tests against the release build (Playwright driving Debian's Chromium)"
 scripts/e2e.sh
 
 step "the local stores script, and Salvage following a real ClickHouse stop and start"
 scripts/test-stores.sh
+
+step "make run on fresh stores serves the console with its demo data"
+scripts/test-run.sh
 
 printf '\nAll checks passed in %ss.\n' "$(( $(date +%s) - started ))"

@@ -21,6 +21,10 @@
 //! - `server` (ssr only) — the shared [`AppState`](server::AppState), the PostgreSQL
 //!   pool and migrations, the ClickHouse client and schema.
 //!
+//! Pages, page sections and table rows return `AnyView` (`view! { … }.into_any()`): the
+//! erasure keeps a page's view type from nesting every row and cell, which the release
+//! build of the client cannot compile ("queries overflow the depth limit").
+//!
 //! Pages call server functions, server functions call domain code, domain code calls the
 //! stores; nothing calls upward. The `server` crate depends on this one, never the
 //! reverse.

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# The release build that `make run` serves and `make test` tests: the server binary
+# (target/release/salvage) and the site (target/site: the WASM client, its JS glue and
+# the stylesheet), with binaryen's wasm-opt from end2end/node_modules. Prints what the
+# browser downloads, raw and gzip, so growth shows in every CI log.
+#
+#   scripts/build.sh               build (cargo-leptos rebuilds what changed; its WASM
+#                                  post-processing alone takes about 50 s every time)
+#   scripts/build.sh --if-changed  skip the build when no input is newer than the last
+#                                  one: what `make run` and `make test` use, so the one
+#                                  build is shared by every step that needs it
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+export PATH="$HOME/.cargo/bin:$ROOT/end2end/node_modules/.bin:$PATH"
+
+# Everything the release build reads. A toolchain upgrade is not on the list: after one,
+# run scripts/build.sh without --if-changed.
+INPUTS=(app frontend server style migrations .sqlx Cargo.toml Cargo.lock .cargo end2end/package-lock.json)
+# The last build's start time and the checksums of what it made: the build is current
+# when no input is newer and the outputs are still the ones it made (a debug
+# `cargo leptos build` rewrites target/site, for one).
+STAMP=target/.release-build
+OUTPUTS=(target/release/salvage target/site/pkg/salvage.wasm target/site/pkg/salvage.js target/site/pkg/salvage.css)
+current() {
+  [ -f "$STAMP" ] && sha256sum --check --status "$STAMP" 2>/dev/null &&
+    [ -z "$(find "${INPUTS[@]}" -newer "$STAMP" -print -quit 2>/dev/null)" ]
+}
+
+if [ "${1:-}" = "--if-changed" ] && current; then
+  echo "build: target/release/salvage and target/site are newer than every source; not rebuilding"
+else
+  # Stamped with the build's start, so a file saved during the build counts as newer.
+  rm -f "$STAMP"; mkdir -p target; begun=$(date +%s)
+  cargo leptos build --release
+  sha256sum "${OUTPUTS[@]}" >"$STAMP.new"
+  touch -d "@$begun" "$STAMP.new"
+  mv "$STAMP.new" "$STAMP"
+fi
+
+group() { sed -e ':a' -e 's/\B[0-9]\{3\}\>/,&/' -e 'ta' <<<"$1"; }
+size_line() {
+  local file=$1
+  printf '  %-18s %11s bytes raw %11s bytes gzip\n' "${file#target/site/}" \
+    "$(group "$(stat -c %s "$file")")" "$(group "$(gzip -9 -c "$file" | wc -c)")"
+}
+echo "build: the client every page loads (target/site/pkg):"
+for file in target/site/pkg/salvage.wasm target/site/pkg/salvage.js target/site/pkg/salvage.css; do
+  size_line "$file"
+done

@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# The first of the two commands, tried as a user would: `make run` on a private pair of
+# stores (own folder, ports and settings file, so the developer's own stores and .env
+# stay untouched) must serve the console with its demo data. Uses the release build the
+# build step made (make run rebuilds only when a source changed). Starts it, waits for
+# /admin/login, checks the page, its client, the demo accounts and history and the demo
+# traffic reaching ClickHouse, then stops it.
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+
+dir=$(mktemp -d /tmp/salvage-run-test.XXXXXX)
+chmod 755 "$dir"
+export SALVAGE_STORES_DIR=$dir/stores SALVAGE_ENV_FILE=$dir/env
+export SALVAGE_PG_PORT=${TEST_PG_PORT:-55449} SALVAGE_CH_HTTP_PORT=${TEST_CH_HTTP_PORT:-28243} SALVAGE_CH_TCP_PORT=${TEST_CH_TCP_PORT:-29143}
+PORT=${TEST_SALVAGE_PORT:-3127}
+export SALVAGE_ADDR=127.0.0.1:$PORT
+BASE=http://$SALVAGE_ADDR
+LOG=$dir/make-run.log
+run=
+
+fail() { printf 'test-run: FAIL: %s\n' "$*" >&2; printf -- '--- make run printed:\n' >&2; tail -n 40 "$LOG" >&2 || true; exit 1; }
+ok() { printf 'test-run: ok: %s\n' "$*"; }
+cleanup() {
+  if [ -n "$run" ]; then
+    kill -TERM -- "-$run" 2>/dev/null || true
+    wait "$run" 2>/dev/null || true
+  fi
+  scripts/stores.sh stop >/dev/null 2>&1 || true
+  rm -rf "$dir"
+}
+trap cleanup EXIT
+
+started=$(date +%s)
+# Its own process group, so stopping it stops `salvage serve` and the demo traffic.
+setsid make --no-print-directory run >"$LOG" 2>&1 </dev/null &
+run=$!
+for _ in $(seq 1 600); do
+  curl -fsS -o /dev/null "$BASE/admin/login" 2>/dev/null && break
+  kill -0 "$run" 2>/dev/null || fail "make run exited before serving /admin/login"
+  sleep 0.5
+done
+page=$(curl -fsS "$BASE/admin/login") || fail "make run never served /admin/login"
+ok "make run served /admin/login after $(( $(date +%s) - started )) s"
+
+grep -q '<form' <<<"$page" || fail "/admin/login has no sign-in form"
+grep -q '/pkg/salvage.wasm' <<<"$page" || fail "/admin/login does not load the client (/pkg/salvage.wasm)"
+wasm_type=$(curl -fsS -o "$dir/client.wasm" -w '%{content_type}' "$BASE/pkg/salvage.wasm") || fail "/pkg/salvage.wasm is not served"
+[ "$wasm_type" = application/wasm ] || fail "/pkg/salvage.wasm is served as '$wasm_type'"
+cmp -s "$dir/client.wasm" target/site/pkg/salvage.wasm || fail "the served client is not the one the build made"
+ok "the page loads the release client the build made"
+
+set -a; . "$SALVAGE_ENV_FILE"; set +a
+accounts=$(psql -X -tA "$DATABASE_URL" -c "select count(*) from users where email like '%@salvage.demo'")
+[ "$accounts" = 3 ] || fail "expected the 3 demo accounts, found $accounts"
+entries=$(psql -X -tA "$DATABASE_URL" -c "select count(*) from runbook_history")
+[ "$entries" -ge 40 ] || fail "expected four months of demo history, found $entries entries"
+runs=$(psql -X -tA "$DATABASE_URL" -c "select count(*) from cron_job_runs")
+[ "$runs" -ge 200 ] || fail "expected a day of demo cron runs, found $runs"
+ok "demo data: $accounts accounts, $entries history entries, $runs cron runs"
+
+rows=0
+for _ in $(seq 1 60); do
+  rows=$(curl -fsS "$CLICKHOUSE_URL/" --data-binary "SELECT count() FROM $CLICKHOUSE_DATABASE.requests" 2>/dev/null || echo 0)
+  [ "$rows" -gt 0 ] && break
+  sleep 0.5
+done
+[ "$rows" -gt 0 ] || fail "the demo traffic never reached ClickHouse"
+ok "demo traffic is flowing ($rows request rows in ClickHouse)"
+
+kill -TERM -- "-$run"
+for _ in $(seq 1 100); do kill -0 "$run" 2>/dev/null || break; sleep 0.1; done
+kill -0 "$run" 2>/dev/null && fail "make run still running 10 s after SIGTERM"
+run=
+curl -fsS -o /dev/null "$BASE/admin/login" 2>/dev/null && fail "the console still answers after make run stopped"
+ok "make run stops on SIGTERM"
