@@ -1,13 +1,21 @@
 //! The one error type of server functions and HTTP handlers.
 //!
-//! Every variant is something a person can act on. Internal causes (a `sqlx::Error`, a
-//! ClickHouse error) are logged on the server with a reference and never sent to the
-//! browser: the caller sees `Internal { reference }` and can quote the reference to
-//! whoever reads the logs.
+//! Every variant is something a person can act on. Failures below the boundary reach it
+//! through one conversion, [`AppError::internal`] (server only): a store that does not
+//! answer (a refused or reset connection, a pool timeout) becomes `Unavailable`, a 503
+//! with `Retry-After` whose message names the store, because on the day PostgreSQL or
+//! ClickHouse is down that is the one thing a person needs to read; any other cause (a
+//! `sqlx::Error`, a ClickHouse error) is logged on the server with a reference and never
+//! sent to the browser: the caller sees `Internal { reference }` and can quote the
+//! reference to whoever reads the logs.
 
 use leptos::server_fn::codec::JsonEncoding;
 use leptos::server_fn::error::{FromServerFnError, ServerFnErrorErr};
 use serde::{Deserialize, Serialize};
+
+/// `Retry-After` of a 503: a store outage is usually over in seconds or lasts much longer;
+/// a client polling every few seconds notices either soon enough.
+pub const UNAVAILABLE_RETRY_AFTER_SECS: u64 = 5;
 
 /// An error a server function or handler returns.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
@@ -41,7 +49,8 @@ pub enum AppError {
     /// The action conflicts with the current state (409).
     #[error("{message}")]
     Conflict { message: String },
-    /// A store the action needs is not reachable right now (503).
+    /// A store the action needs is not reachable right now (503, `Retry-After`); the
+    /// message names the store.
     #[error("{message}")]
     Unavailable { message: String },
     /// Something failed on the server; the cause is in the server log under `reference`.
@@ -58,6 +67,25 @@ impl AppError {
         Self::Invalid {
             field: field.into(),
             message: message.into(),
+        }
+    }
+
+    /// `store` (PostgreSQL, ClickHouse) did not answer: 503, said plainly.
+    pub fn store_down(store: &str) -> Self {
+        Self::Unavailable {
+            message: format!(
+                "{store} is not answering right now, so this cannot be done. Salvage works \
+                 again as soon as {store} does; try again in a few seconds."
+            ),
+        }
+    }
+
+    /// Seconds a client should wait before trying again, for the `Retry-After` header.
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            Self::TooManyRequests { retry_after_secs } => Some(*retry_after_secs),
+            Self::Unavailable { .. } => Some(UNAVAILABLE_RETRY_AFTER_SECS),
+            _ => None,
         }
     }
 
@@ -94,16 +122,155 @@ impl FromServerFnError for AppError {
 }
 
 #[cfg(feature = "ssr")]
+pub use ssr::{postgres_unreachable, Cause};
+
+#[cfg(feature = "ssr")]
 mod ssr {
     use super::AppError;
     use axum::response::{IntoResponse, Response};
 
+    /// A failure below the boundary, as [`AppError::internal`] takes it: the store errors
+    /// keep their type so they can be told apart, anything else is its text.
+    #[derive(Debug)]
+    pub enum Cause {
+        Postgres(sqlx::Error),
+        ClickHouse(clickhouse::error::Error),
+        /// The session store (tower-sessions on PostgreSQL) failed.
+        Session(tower_sessions::session::Error),
+        Other(String),
+    }
+
+    impl std::fmt::Display for Cause {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            match self {
+                Self::Postgres(e) => write!(f, "PostgreSQL: {e}"),
+                Self::ClickHouse(e) => write!(f, "ClickHouse: {e}"),
+                Self::Session(e) => write!(f, "session store: {e}"),
+                Self::Other(e) => f.write_str(e),
+            }
+        }
+    }
+
+    impl From<sqlx::Error> for Cause {
+        fn from(e: sqlx::Error) -> Self {
+            Self::Postgres(e)
+        }
+    }
+    impl From<clickhouse::error::Error> for Cause {
+        fn from(e: clickhouse::error::Error) -> Self {
+            Self::ClickHouse(e)
+        }
+    }
+    impl From<tower_sessions::session::Error> for Cause {
+        fn from(e: tower_sessions::session::Error) -> Self {
+            Self::Session(e)
+        }
+    }
+    impl From<tokio::task::JoinError> for Cause {
+        fn from(e: tokio::task::JoinError) -> Self {
+            Self::Other(format!("a blocking task failed: {e}"))
+        }
+    }
+    impl From<argon2::password_hash::Error> for Cause {
+        fn from(e: argon2::password_hash::Error) -> Self {
+            Self::Other(format!("password hashing: {e}"))
+        }
+    }
+    impl From<String> for Cause {
+        fn from(e: String) -> Self {
+            Self::Other(e)
+        }
+    }
+    impl From<&str> for Cause {
+        fn from(e: &str) -> Self {
+            Self::Other(e.to_owned())
+        }
+    }
+
+    /// Whether `error` means PostgreSQL did not answer (as opposed to refusing the query):
+    /// no connection within the pool's timeout, a refused, reset or closed connection, or
+    /// the server saying it is shutting down, starting up or out of connections.
+    pub fn postgres_unreachable(error: &sqlx::Error) -> bool {
+        match error {
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::WorkerCrashed => true,
+            // Class 08 is "connection exception"; 57P01-03 admin/crash shutdown and
+            // "cannot connect now"; 53300 too many connections.
+            sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+                code.starts_with("08") || matches!(&*code, "57P01" | "57P02" | "57P03" | "53300")
+            }),
+            _ => false,
+        }
+    }
+
+    impl Cause {
+        /// The store that did not answer, when that is what happened.
+        fn unanswered_store(&self) -> Option<&'static str> {
+            use tower_sessions::session::Error as SessionError;
+            use tower_sessions::session_store::Error as StoreError;
+            match self {
+                Self::Postgres(e) => postgres_unreachable(e).then_some("PostgreSQL"),
+                Self::ClickHouse(clickhouse::error::Error::Network(_))
+                | Self::ClickHouse(clickhouse::error::Error::TimedOut) => Some("ClickHouse"),
+                // The session store's backend is PostgreSQL; it reports its errors as text.
+                Self::Session(SessionError::Store(StoreError::Backend(_))) => Some("PostgreSQL"),
+                _ => None,
+            }
+        }
+
+        /// The unique constraint `self` violated, if that is what it is.
+        pub fn violated_constraint(&self) -> Option<&str> {
+            match self {
+                Self::Postgres(sqlx::Error::Database(db)) if db.is_unique_violation() => {
+                    db.constraint()
+                }
+                _ => None,
+            }
+        }
+    }
+
     impl AppError {
-        /// Logs `cause` with a fresh reference and returns the opaque error for the caller.
-        pub fn internal(context: &str, cause: impl std::fmt::Display) -> Self {
+        /// The one conversion of a failure below the boundary into the error a caller
+        /// sees: a store that did not answer is `Unavailable` naming it (logged as a
+        /// warning); anything else is logged with a fresh reference and returned as the
+        /// opaque `Internal`.
+        pub fn internal(context: &str, cause: impl Into<Cause>) -> Self {
+            let cause = cause.into();
+            if let Some(store) = cause.unanswered_store() {
+                tracing::warn!(store, error = %cause, "{context}: the store did not answer");
+                return Self::store_down(store);
+            }
             let reference = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
             tracing::error!(%reference, error = %cause, "{context}");
             Self::Internal { reference }
+        }
+
+        /// [`AppError::internal`] with its context, for `map_err`.
+        pub fn wrap<E: Into<Cause>>(context: &'static str) -> impl Fn(E) -> Self {
+            move |cause| Self::internal(context, cause)
+        }
+
+        /// A unique-constraint violation named in `fields` becomes an `Invalid` error on
+        /// its field (a duplicate email is the caller's to fix); anything else goes
+        /// through [`AppError::internal`].
+        pub fn unique_or_internal<'a>(
+            context: &'static str,
+            fields: &'a [(&'a str, &'a str, &'a str)],
+        ) -> impl Fn(sqlx::Error) -> Self + 'a {
+            move |error| {
+                let cause = Cause::from(error);
+                let violated = cause.violated_constraint().map(str::to_owned);
+                match fields
+                    .iter()
+                    .find(|(constraint, _, _)| violated.as_deref() == Some(*constraint))
+                {
+                    Some((_, field, message)) => Self::invalid(*field, *message),
+                    None => Self::internal(context, cause),
+                }
+            }
         }
     }
 
@@ -115,11 +282,12 @@ mod ssr {
             if let Some(object) = body.as_object_mut() {
                 object.insert("error".into(), self.to_string().into());
             }
+            let retry_after = self.retry_after_secs();
             let mut response = (status, axum::Json(body)).into_response();
-            if let Self::TooManyRequests { retry_after_secs } = self {
+            if let Some(secs) = retry_after {
                 response.headers_mut().insert(
                     axum::http::header::RETRY_AFTER,
-                    axum::http::HeaderValue::from(retry_after_secs),
+                    axum::http::HeaderValue::from(secs),
                 );
             }
             response

@@ -33,10 +33,14 @@ pub mod auth;
 pub mod components;
 pub mod crons;
 pub mod error;
+pub mod format;
 pub mod health;
 pub mod history;
+pub mod jobs;
 pub mod overview;
 pub mod queues;
+#[cfg(feature = "ssr")]
+pub mod registry;
 #[cfg(feature = "ssr")]
 pub mod server;
 pub mod settings;

@@ -34,6 +34,9 @@ pub struct Settings {
     /// `SALVAGE_SESSION_IDLE_MINUTES`: a session without a request for this long
     /// expires. Default 480 (8 h).
     pub session_idle: Duration,
+    /// `SALVAGE_SHUTDOWN_GRACE_SECS`: on SIGTERM or Ctrl-C, how long `salvage serve`
+    /// waits for in-flight requests and running jobs to stop. Default 30.
+    pub shutdown_grace: Duration,
     /// `SALVAGE_FALLBACK_TTL_HOURS` (default 168), `SALVAGE_REPLAY_BATCH` (5000),
     /// `SALVAGE_REPLAY_BUDGET_SECS` (240), `SALVAGE_INGEST_TIMEOUT_MS` (5000).
     pub queues: QueueSettings,
@@ -161,6 +164,7 @@ impl Settings {
                 "milliseconds",
                 5000,
             )?),
+            ..QueueSettings::default()
         };
         let cron_secret = match get("CRON_SECRET") {
             Some(secret) if secret.trim().len() < app::crons::ssr::secrets::MIN_ENV_LEN => {
@@ -184,7 +188,7 @@ impl Settings {
             }
         };
         let mut overrides = std::collections::HashMap::new();
-        for job in app::crons::ssr::jobs::JOBS {
+        for job in app::registry::JOBS {
             let name = format!("SALVAGE_CRON_{}", job.name.replace('-', "_").to_uppercase());
             if let Some(value) = lookup(&name).filter(|v| !v.trim().is_empty()) {
                 let schedule = app::crons::schedule::Schedule::parse(&value).map_err(|reason| {
@@ -218,6 +222,12 @@ impl Settings {
             site_root: get("LEPTOS_SITE_ROOT").unwrap_or_else(|| "target/site".to_owned()),
             probe_timeout,
             session_idle,
+            shutdown_grace: Duration::from_secs(bounded(
+                "SALVAGE_SHUTDOWN_GRACE_SECS",
+                1..=600,
+                "seconds",
+                30,
+            )?),
             queues,
             cron_secret,
             crons,
@@ -341,7 +351,7 @@ mod tests {
         pairs.push(("SALVAGE_SCHEDULER", "off"));
         let settings = Settings::from_lookup(lookup(&pairs)).unwrap();
         assert!(!settings.crons.scheduler);
-        let job = app::crons::ssr::jobs::find("replay-fallback").unwrap();
+        let job = &app::queues::ssr::replay::REPLAY_FALLBACK;
         assert_eq!(settings.crons.schedule_of(job).describe(), "every 3 min");
 
         let mut pairs = MINIMAL.to_vec();

@@ -9,8 +9,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
 
+use app::format::iso;
 use app::health::ssr::check_stores;
-use app::history::ssr::iso;
 use app::server::AppState;
 
 /// The health routes, ready to merge into the main router.
@@ -110,19 +110,16 @@ async fn cron_job(
     Path(name): Path<String>,
     parts: axum::http::request::Parts,
 ) -> Response {
-    use app::crons::ssr::{jobs, runs, secrets};
-    let mut caller = runs::Caller::from_request(&parts);
+    use app::crons::ssr::secrets;
+    use app::jobs::ssr as jobs;
+    let mut caller = jobs::Caller::from_request(&parts);
     let malformed = parts.headers.contains_key(header::AUTHORIZATION)
-        && app::queues::ssr::ingest::bearer(&parts.headers).is_none();
-    let token = app::queues::ssr::ingest::bearer(&parts.headers);
+        && app::server::tokens::bearer(&parts.headers).is_none();
+    let token = app::server::tokens::bearer(&parts.headers);
     match secrets::verify(&state.pg, token, state.clock.now(), &caller).await {
         Err(error) => {
-            tracing::warn!(%error, job = %name, "cron call not checked: PostgreSQL unreachable");
-            return app::error::AppError::Unavailable {
-                message: "PostgreSQL is unreachable, so the cron secret cannot be checked; retry"
-                    .into(),
-            }
-            .into_response();
+            return app::error::AppError::internal("A cron call could not be checked", error)
+                .into_response();
         }
         Ok(Err(refusal)) => {
             tracing::warn!(
@@ -142,24 +139,23 @@ async fn cron_job(
         }
         Ok(Ok(secret_id)) => caller.secret_id = Some(secret_id),
     }
-    let Some(job) = jobs::find(&name) else {
+    let Some(job) = jobs::find(state.jobs, &name) else {
         return no_store(
             StatusCode::NOT_FOUND,
             json!({"kind": "not_found", "error": format!("No cron job is named `{name}`."),
-                   "jobs": jobs::names()}),
+                   "jobs": state.jobs.iter().map(|j| j.name).collect::<Vec<_>>()}),
         );
     };
-    let firing = runs::Firing {
-        trigger: app::crons::Trigger::External,
+    let firing = jobs::Firing {
+        trigger: app::jobs::Trigger::External,
         actor: app::auth::ssr::Actor::system(job.name),
         reason: None,
         caller,
         tick: None,
     };
-    match runs::run(&state, job, firing).await {
+    match jobs::run(&state, job, firing, Default::default()).await {
         Ok(Some(finished)) => {
-            let outcome = &finished.outcome;
-            let status = if outcome.outcome == "failed" {
+            let status = if finished.status.is_failure() {
                 StatusCode::SERVICE_UNAVAILABLE
             } else {
                 StatusCode::OK
@@ -167,12 +163,13 @@ async fn cron_job(
             let mut body = json!({
                 "job": job.name,
                 "cronRunId": finished.run_id,
-                "outcome": outcome.outcome,
-                "rowsProcessed": outcome.rows,
-                "error": outcome.error,
+                "outcome": finished.status,
+                "rowsProcessed": finished.rows,
+                "error": finished.error,
                 "durationMs": finished.duration_ms,
             });
-            if let (Some(body), Some(details)) = (body.as_object_mut(), outcome.details.as_object())
+            if let (Some(body), Some(details)) =
+                (body.as_object_mut(), finished.details.as_object())
             {
                 for (key, value) in details {
                     body.entry(key.clone()).or_insert_with(|| value.clone());
@@ -198,7 +195,7 @@ async fn crons_health(state: &AppState) -> serde_json::Value {
                 .map(|j| {
                     let value = json!({
                         "lastRun": j.last_run.as_ref().map(|r| iso(r.ran_at)),
-                        "lastOutcome": j.last_run.as_ref().map(|r| r.outcome.clone()),
+                        "lastOutcome": j.last_run.as_ref().map(|r| r.outcome),
                         "lastSuccess": j.last_success_at.map(iso),
                         "fireRate": j.fire_rate.map(|r| (r * 10.0).round() / 10.0),
                         "runs24h": j.runs,

@@ -10,25 +10,35 @@
 use std::time::Duration as StdDuration;
 
 use time::{Duration, OffsetDateTime};
-use tokio::task::JoinHandle;
 
 use app::auth::ssr::Actor;
-use app::crons::ssr::jobs::{Job, JOBS};
-use app::crons::ssr::runs::{self, Caller, Firing};
-use app::crons::Trigger;
+use app::jobs::ssr::{self as jobs, Caller, Firing, Job};
+use app::jobs::Trigger;
 use app::server::AppState;
 
 /// A tick found more than this late (the machine slept, the runtime stalled) is skipped
 /// instead of run late; the job's grace decides whether it counts as missed.
 const TOO_LATE: Duration = Duration::minutes(1);
 
-/// Starts the scheduler; it runs until the process ends (or the handle is aborted).
-pub fn spawn(state: AppState) -> JoinHandle<()> {
-    tokio::spawn(async move {
+/// Starts the scheduler as a task the process owns; it stops when the process is asked
+/// to (the shutdown token), and the runs it started finish their current step first.
+pub fn spawn(state: AppState) {
+    let shutdown = state.shutdown.clone();
+    state.tasks.clone().spawn(async move {
+        tokio::select! {
+            () = schedule(state) => {}
+            () = shutdown.cancelled() => tracing::info!("scheduler stopped"),
+        }
+    });
+}
+
+async fn schedule(state: AppState) {
+    {
         let caller = Caller::this_process("salvage scheduler");
-        let schedules: Vec<(&'static Job, app::crons::schedule::Schedule)> = JOBS
+        let schedules: Vec<(&'static Job, app::crons::schedule::Schedule)> = state
+            .jobs
             .iter()
-            .map(|job| (job, state.crons.schedule_of(job)))
+            .map(|job| (*job, state.crons.schedule_of(job)))
             .collect();
         tracing::info!(
             jobs = %schedules.iter().map(|(j, s)| format!("{} ({})", j.name, s.describe())).collect::<Vec<_>>().join(", "),
@@ -60,14 +70,15 @@ pub fn spawn(state: AppState) -> JoinHandle<()> {
                 }
             }
         }
-    })
+    }
 }
 
 /// Claims `tick` of `job` and runs it in its own task, so a long replay never delays
 /// another job's tick.
 fn fire(state: &AppState, job: &'static Job, tick: OffsetDateTime, caller: Caller) {
-    let state = state.clone();
-    tokio::spawn(async move {
+    let task_state = state.clone();
+    state.tasks.spawn(async move {
+        let state = task_state;
         let firing = Firing {
             trigger: Trigger::Scheduler,
             actor: Actor::system(job.name),
@@ -75,7 +86,7 @@ fn fire(state: &AppState, job: &'static Job, tick: OffsetDateTime, caller: Calle
             caller,
             tick: Some(tick),
         };
-        match runs::run(&state, job, firing).await {
+        match jobs::run(&state, job, firing, Default::default()).await {
             Ok(Some(_)) => {}
             Ok(None) => tracing::debug!(job = job.name, %tick, "tick run by another replica"),
             Err(error) => {

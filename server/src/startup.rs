@@ -1,6 +1,6 @@
 //! Building and running the application: pools, state, router, listener.
 
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -69,18 +69,53 @@ impl Application {
         &self.state
     }
 
-    /// Serves until `shutdown` resolves, then lets in-flight requests finish.
+    /// Serves until `shutdown` resolves, then stops taking requests, cancels the
+    /// running jobs (each stops after its current step and records its run as
+    /// `cancelled`), and waits up to `grace` for in-flight requests and owned tasks.
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
+        grace: Duration,
     ) -> std::io::Result<()> {
-        axum::serve(
+        let state = self.state.clone();
+        let token = state.shutdown.clone();
+        let signal = async move {
+            shutdown.await;
+            tracing::info!(
+                grace_secs = grace.as_secs(),
+                "stopping: no new requests; running jobs stop after their current step"
+            );
+            token.cancel();
+        };
+        let serving = axum::serve(
             self.listener,
             self.router
                 .into_make_service_with_connect_info::<std::net::SocketAddr>(),
         )
-        .with_graceful_shutdown(shutdown)
-        .await
+        .with_graceful_shutdown(signal)
+        .into_future();
+        tokio::pin!(serving);
+        let served = tokio::select! {
+            served = &mut serving => Some(served),
+            () = state.shutdown.cancelled() => None,
+        };
+        // From the signal on, requests and tasks share one deadline.
+        let deadline = tokio::time::Instant::now() + grace;
+        match served {
+            Some(served) => served?,
+            None => match tokio::time::timeout_at(deadline, &mut serving).await {
+                Ok(served) => served?,
+                Err(_) => tracing::warn!("requests still running at the shutdown deadline"),
+            },
+        }
+        state.tasks.close();
+        if tokio::time::timeout_at(deadline, state.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("background work still running at the shutdown deadline");
+        }
+        Ok(())
     }
 }
 
@@ -104,6 +139,9 @@ pub fn build_state(settings: &Settings) -> AppState {
         crons: settings.crons.clone(),
         clock: Default::default(),
         version: VERSION,
+        jobs: app::registry::JOBS,
+        tasks: tokio_util::task::TaskTracker::new(),
+        shutdown: tokio_util::sync::CancellationToken::new(),
     }
 }
 
@@ -194,7 +232,7 @@ pub async fn after_postgres_migrated(
     cron_secret: Option<&secrecy::SecretString>,
 ) -> anyhow::Result<()> {
     let now = state.clock.now();
-    app::crons::ssr::runs::register_jobs(&state.pg, now)
+    app::jobs::ssr::records::register_jobs(&state.pg, state.jobs, now)
         .await
         .context("Failed to register the cron jobs")?;
     if let Some(secret) = cron_secret {
@@ -208,13 +246,23 @@ pub async fn after_postgres_migrated(
     Ok(())
 }
 
+/// Runs `work` as a task the process owns: `salvage serve` waits for it on shutdown,
+/// and it stops as soon as the shutdown token is cancelled.
+fn spawn_owned(state: &AppState, work: impl Future<Output = ()> + Send + 'static) {
+    let shutdown = state.shutdown.clone();
+    state.tasks.spawn(async move {
+        tokio::select! {
+            () = work => {}
+            () = shutdown.cancelled() => {}
+        }
+    });
+}
+
 /// Applies the schema at start-up, retrying in the background while a store is down, so
 /// that Salvage comes up during an outage and finishes its schema when the store returns.
-pub fn spawn_schema_task(
-    state: AppState,
-    cron_secret: Option<secrecy::SecretString>,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
+/// Internal (not a job): it runs once per start and ends when both stores took it.
+pub fn spawn_schema_task(state: AppState, cron_secret: Option<secrecy::SecretString>) {
+    spawn_owned(&state.clone(), async move {
         let mut delay = Duration::from_secs(1);
         let (mut pg_done, mut ch_done) = (false, false);
         loop {
@@ -253,13 +301,14 @@ pub fn spawn_schema_task(
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(Duration::from_secs(30));
         }
-    })
+    });
 }
 
 /// Prints the one-time link that creates the first admin, once PostgreSQL answers and
 /// only while no account exists. The token is printed here and nowhere else (not logged).
-pub fn spawn_setup_link_task(state: AppState, public_url: url::Url) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
+/// Internal (not a job): it runs once per start.
+pub fn spawn_setup_link_task(state: AppState, public_url: url::Url) {
+    spawn_owned(&state.clone(), async move {
         let mut delay = Duration::from_secs(1);
         loop {
             match app::auth::ssr::issue_setup_token(&state.pg).await {
@@ -282,12 +331,14 @@ pub fn spawn_setup_link_task(state: AppState, public_url: url::Url) -> tokio::ta
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(Duration::from_secs(30));
         }
-    })
+    });
 }
 
-/// Deletes expired sessions every ten minutes.
-pub fn spawn_session_cleanup(state: AppState) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
+/// Deletes expired sessions every ten minutes. Internal (not a job): an expired session
+/// is refused when it is read whether or not it was deleted, so a missed cleanup only
+/// lets the table grow a little; nobody needs to be told.
+pub fn spawn_session_cleanup(state: AppState) {
+    spawn_owned(&state.clone(), async move {
         let mut tick = tokio::time::interval(Duration::from_secs(600));
         loop {
             tick.tick().await;
@@ -298,5 +349,21 @@ pub fn spawn_session_cleanup(state: AppState) -> tokio::task::JoinHandle<()> {
                 tracing::debug!(%error, "expired sessions not deleted this time");
             }
         }
-    })
+    });
+}
+
+/// Samples the queue depths for the charts every five minutes (replay runs sample too).
+/// Internal (not a job): a missed sample only thins a chart, and a stopped sampler
+/// shows on the chart itself.
+pub fn spawn_depth_sampler(state: AppState) {
+    spawn_owned(&state.clone(), async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(300));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if let Err(error) = app::queues::ssr::stats::sample_depths(&state.pg).await {
+                tracing::debug!(%error, "queue depth not sampled this time");
+            }
+        }
+    });
 }

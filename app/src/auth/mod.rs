@@ -1,6 +1,6 @@
 //! Accounts, roles and sessions: who is signed in and what their role lets them do.
 //!
-//! - [`Role`] and [`Permission`] — the role table of DESIGN.md, as code. Both the server
+//! - [`Role`] and [`Permission`] — the role table of README.md, as code. Both the server
 //!   gate and the page conveniences (hidden buttons) ask [`Role::can`].
 //! - `api` — the `#[server]` functions: who am I, sign in / out, change password,
 //!   create the first admin.
@@ -47,7 +47,15 @@ impl Role {
             .find(|role| role.as_str() == value.trim().to_ascii_lowercase())
     }
 
-    /// Whether this role may do `permission`: the table in DESIGN.md.
+    /// A role typed in a form or on the command line, or an error naming the field.
+    pub fn from_input(value: &str) -> Result<Role, crate::error::AppError> {
+        Role::parse(value).ok_or_else(|| {
+            crate::error::AppError::invalid("role", "choose operator, manager or admin")
+        })
+    }
+
+    /// Whether this role may do `permission`: the role table of README's "Accounts,
+    /// roles and sessions", as code.
     pub fn can(self, permission: Permission) -> bool {
         match permission {
             Permission::Read | Permission::Annotate => true,

@@ -9,7 +9,7 @@ use leptos::prelude::*;
 use leptos_router::components::{Outlet, A};
 use leptos_router::hooks::use_location;
 
-use super::{Badge, ThemeToggle, Tone};
+use super::{Badge, ErrorBanner, ThemeToggle, Tone};
 use crate::auth::api::{current_user, sign_out, SignOut};
 use crate::auth::{Permission, Viewer};
 use crate::error::AppError;
@@ -176,6 +176,18 @@ pub fn AdminLayout() -> impl IntoView {
                 </Suspense>
             </nav>
             <main id="main" class="content" tabindex="-1">
+                // A store outage is said once, on top of every page, in the words the
+                // error carries (it names the store); the page's own parts say it too.
+                <Suspense fallback=|| ()>
+                    {move || Suspend::new(async move {
+                        match viewer.await {
+                            Err(error @ AppError::Unavailable { .. }) => {
+                                Some(view! { <ErrorBanner error /> })
+                            }
+                            _ => None,
+                        }
+                    })}
+                </Suspense>
                 <Outlet />
             </main>
         </div>

@@ -88,6 +88,19 @@ pub fn Badge(tone: Tone, #[prop(into)] label: String) -> impl IntoView {
     view! { <span class=tone.class()>{label}</span> }
 }
 
+/// The badge of a run's status, the one mapping every page uses.
+#[component]
+pub fn RunStatusBadge(status: crate::jobs::RunStatus) -> impl IntoView {
+    use crate::jobs::RunStatus;
+    let tone = match status {
+        RunStatus::Succeeded => Tone::Ok,
+        RunStatus::Running => Tone::Info,
+        RunStatus::Partial | RunStatus::Cancelled => Tone::Warn,
+        RunStatus::Failed | RunStatus::Abandoned => Tone::Error,
+    };
+    view! { <Badge tone label=status.as_str() /> }
+}
+
 /// The title of a page and one sentence saying what it shows.
 #[component]
 pub fn PageHeader(

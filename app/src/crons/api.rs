@@ -20,7 +20,7 @@ pub async fn load_crons() -> Result<CronsOverview, AppError> {
             jobs: super::ssr::status::job_statuses(&state, now)
                 .await
                 .map_err(internal)?,
-            recent: super::ssr::runs::recent(&state.pg, None, 25)
+            recent: crate::jobs::ssr::records::recent(&state.pg, None, 25, now)
                 .await
                 .map_err(internal)?,
         })
@@ -36,7 +36,8 @@ pub async fn run_job_now(job: String, reason: String) -> Result<i64, AppError> {
     let (state, actor) = crate::auth::ssr::guard(crate::auth::Permission::Operate).await?;
     let result = async {
         let reason = crate::server::required_reason(&reason)?;
-        super::ssr::runs::run_by_hand(&state, &job, actor, reason).await
+        let caller = crate::jobs::ssr::Caller::from_request(&crate::server::request_parts()?);
+        crate::jobs::ssr::start_by_hand(&state, &job, actor, reason, caller).await
     }
     .await;
     crate::server::respond(result)

@@ -20,33 +20,7 @@ pub mod ssr;
 
 use serde::{Deserialize, Serialize};
 
-/// Who or what started a run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Trigger {
-    /// Salvage's own scheduler (`salvage serve`).
-    Scheduler,
-    /// An outside scheduler or monitor calling `/cron/<job>`.
-    External,
-    /// A person in the console.
-    Manual,
-    /// `salvage …` in a terminal.
-    Cli,
-    /// `salvage bench` (replay runs only; never a cron run).
-    Bench,
-}
-
-impl Trigger {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Trigger::Scheduler => "scheduler",
-            Trigger::External => "external",
-            Trigger::Manual => "manual",
-            Trigger::Cli => "cli",
-            Trigger::Bench => "bench",
-        }
-    }
-}
+pub use crate::jobs::CronRun;
 
 /// Why a job is flagged.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -131,25 +105,6 @@ impl JobStatus {
     pub fn flagged(&self) -> bool {
         !self.flags.is_empty()
     }
-}
-
-/// One row of `cron_job_runs`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CronRun {
-    pub id: i64,
-    pub job_name: String,
-    pub trigger: String,
-    pub ran_at: i64,
-    pub finished_at: Option<i64>,
-    pub duration_ms: Option<i64>,
-    /// `running`, `succeeded`, `partial` or `failed`.
-    pub outcome: String,
-    pub rows_processed: Option<i64>,
-    pub error: Option<String>,
-    pub actor: String,
-    pub reason: Option<String>,
-    pub caller_addr: Option<String>,
-    pub caller_agent: Option<String>,
 }
 
 /// Everything `/admin/crons` shows.

@@ -12,26 +12,16 @@ use super::{
 };
 use crate::auth::Permission;
 use crate::components::{
-    action_error, Badge, ChartFrame, ErrorBanner, IfAllowed, PageHeader, Tone, CHART_H, CHART_W,
+    action_error, Badge, ChartFrame, ErrorBanner, IfAllowed, PageHeader, RunStatusBadge, Tone,
+    CHART_H, CHART_W,
 };
-use crate::history::{format_ago, format_duration, format_utc};
-use crate::overview::page::group_digits;
+use crate::format::{format_ago, format_duration, format_utc, group_digits};
 
 /// How often `/admin/crons` asks for fresh figures.
 pub const REFRESH_EVERY: Duration = Duration::from_secs(5);
 
 fn maybe_duration(ms: Option<i64>) -> String {
     ms.map(format_duration).unwrap_or_else(|| "—".into())
-}
-
-fn outcome_badge(outcome: &str) -> impl IntoView {
-    let tone = match outcome {
-        "succeeded" => Tone::Ok,
-        "running" => Tone::Info,
-        "partial" => Tone::Warn,
-        _ => Tone::Error,
-    };
-    view! { <Badge tone label=outcome.to_owned() /> }
 }
 
 /// `/admin/crons`.
@@ -200,8 +190,8 @@ fn JobRow(job: JobStatus, now: i64, threshold: f64) -> AnyView {
                 {match last_run {
                     Some(run) => view! {
                         <span class="nowrap" title=format_utc(run.ran_at)>{format_ago(run.ran_at, now)}</span>
-                        " " {outcome_badge(&run.outcome)}
-                        <div class="muted small">{run.trigger.clone()}</div>
+                        " " <RunStatusBadge status=run.outcome />
+                        <div class="muted small">{run.trigger.as_str()}</div>
                     }.into_any(),
                     None => view! { <span class="muted">"never run"</span> }.into_any(),
                 }}
@@ -344,10 +334,10 @@ fn RecentRuns(runs: Vec<CronRun>, now: i64) -> AnyView {
                                 <td class="num">{run.id}</td>
                                 <td><code>{run.job_name.clone()}</code></td>
                                 <td class="nowrap" title=format_utc(run.ran_at)>{format_ago(run.ran_at, now)}</td>
-                                <td>{run.trigger.clone()}</td>
+                                <td>{run.trigger.as_str()}</td>
                                 <td>{run.actor.clone()}</td>
                                 <td>
-                                    {outcome_badge(&run.outcome)}
+                                    <RunStatusBadge status=run.outcome />
                                     {run.error.clone().map(|e| view! { <span class="detail small">" " {e}</span> })}
                                 </td>
                                 <td class="num">{run.rows_processed.map(|r| group_digits(r.max(0) as u64)).unwrap_or_else(|| "—".into())}</td>

@@ -4,7 +4,6 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use time::format_description::well_known::Rfc3339;
-use time::OffsetDateTime;
 
 use super::{ClickHouseDetails, PostgresDetails, StoreCheck, StoresHealth, StoresSnapshot};
 use crate::server::AppState;
@@ -57,9 +56,7 @@ pub async fn check_stores(state: &AppState) -> StoresHealth {
     StoresHealth {
         postgres,
         clickhouse,
-        checked_at: OffsetDateTime::now_utc()
-            .format(&Rfc3339)
-            .unwrap_or_default(),
+        checked_at: state.clock.now().format(&Rfc3339).unwrap_or_default(),
         version: state.version.to_owned(),
     }
 }

@@ -8,92 +8,6 @@ use crate::error::AppError;
 /// Entries per page of the history list.
 pub const PAGE_SIZE: i64 = 50;
 
-/// Parses a time typed in a form, read as UTC: `2026-11-22`, `2026-11-22T10:04` or
-/// `2026-11-22 10:04:05`. A bare date means its start, or with `end_of_day` the next
-/// day's start (so "to 2026-11-22" includes all of that day).
-#[cfg(feature = "ssr")]
-pub fn parse_time(
-    field: &str,
-    value: &str,
-    end_of_day: bool,
-) -> Result<Option<time::OffsetDateTime>, AppError> {
-    use time::macros::format_description;
-    let value = value.trim();
-    if value.is_empty() {
-        return Ok(None);
-    }
-    let invalid = || AppError::invalid(field, "use a UTC time like 2026-11-22 or 2026-11-22T10:04");
-    if let Ok(date) = time::Date::parse(value, format_description!("[year]-[month]-[day]")) {
-        let date = if end_of_day {
-            date.next_day().ok_or_else(invalid)?
-        } else {
-            date
-        };
-        return Ok(Some(date.midnight().assume_utc()));
-    }
-    let normalized = value.replacen(' ', "T", 1);
-    let formats = [
-        format_description!("[year]-[month]-[day]T[hour]:[minute]"),
-        format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]"),
-    ];
-    formats
-        .iter()
-        .find_map(|format| time::PrimitiveDateTime::parse(&normalized, format).ok())
-        .map(|t| Some(t.assume_utc()))
-        .ok_or_else(invalid)
-}
-
-#[cfg(feature = "ssr")]
-fn optional(value: String) -> Option<String> {
-    let value = value.trim().to_owned();
-    (!value.is_empty()).then_some(value)
-}
-
-/// Builds a search filter from the list page's query parameters.
-#[cfg(feature = "ssr")]
-#[allow(clippy::too_many_arguments)]
-pub fn build_filter(
-    kind: String,
-    actor: String,
-    outcome: String,
-    from: String,
-    to: String,
-    q: String,
-    before: String,
-) -> Result<super::ssr::Filter, AppError> {
-    let outcome = match optional(outcome) {
-        None => None,
-        Some(value) => Some(
-            super::Outcome::parse(&value)
-                .ok_or_else(|| AppError::invalid("outcome", "not a known outcome"))?,
-        ),
-    };
-    let kind = optional(kind);
-    if let Some(kind) = &kind {
-        if kind.len() > 40 || !kind.chars().all(|c| c.is_ascii_lowercase() || c == '_') {
-            return Err(AppError::invalid("kind", "not a known kind"));
-        }
-    }
-    let from_time = parse_time("from", &from, false)?;
-    let to_time = parse_time("to", &to, true)?;
-    if let (Some(from), Some(to)) = (from_time, to_time) {
-        if to <= from {
-            return Err(AppError::invalid("to", "must be after from"));
-        }
-    }
-    Ok(super::ssr::Filter {
-        kind,
-        actor: optional(actor).map(|a| a.to_lowercase()),
-        outcome,
-        from: from_time,
-        to: to_time,
-        text: optional(q).filter(|q| q.len() <= 200),
-        before: optional(before)
-            .map(|cursor| super::ssr::parse_cursor(&cursor))
-            .transpose()?,
-    })
-}
-
 /// One page of history, newest first, matching the filters. `before` is the cursor
 /// from the previous page.
 #[server(endpoint = "history/search")]
@@ -108,7 +22,7 @@ pub async fn search_history(
 ) -> Result<HistoryPage, AppError> {
     let (state, _) = crate::auth::ssr::guard(crate::auth::Permission::Read).await?;
     let result = async {
-        let filter = build_filter(kind, actor, outcome, from, to, q, before)?;
+        let filter = super::ssr::build_filter(kind, actor, outcome, from, to, q, before)?;
         let (entries, more) = super::ssr::search(&state.pg, &filter, PAGE_SIZE)
             .await
             .map_err(|e| AppError::internal("Failed to search the history", e))?;
@@ -238,12 +152,12 @@ pub async fn declare_incident(
                 "choose sev1, sev2, sev3 or sev4",
             ));
         }
-        let now = time::OffsetDateTime::now_utc();
-        let started = parse_time("started_at", &started_at, false)?.unwrap_or(now);
+        let now = state.clock.now();
+        let started = super::ssr::parse_time("started_at", &started_at, false)?.unwrap_or(now);
         if started > now + time::Duration::minutes(5) {
             return Err(AppError::invalid("started_at", "cannot be in the future"));
         }
-        let resolved = parse_time("resolved_at", &resolved_at, false)?;
+        let resolved = super::ssr::parse_time("resolved_at", &resolved_at, false)?;
         if let Some(resolved) = resolved {
             if resolved < started {
                 return Err(AppError::invalid(
@@ -289,8 +203,8 @@ pub async fn resolve_incident(
                 message: format!("Incident #{incident_id} is already resolved."),
             });
         }
-        let now = time::OffsetDateTime::now_utc();
-        let resolved = parse_time("resolved_at", &resolved_at, false)?.unwrap_or(now);
+        let now = state.clock.now();
+        let resolved = super::ssr::parse_time("resolved_at", &resolved_at, false)?.unwrap_or(now);
         record(
             &state.pg,
             &NewEntry::new(
@@ -322,40 +236,4 @@ pub async fn verify_history_chain() -> Result<ChainReport, AppError> {
             broken = ?report.first_broken.as_ref().map(|b| b.id), "history chain verified");
     }
     crate::server::respond(result)
-}
-
-#[cfg(all(test, feature = "ssr"))]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn form_times_are_read_as_utc_and_dates_cover_the_whole_day() {
-        let start = parse_time("from", "2026-11-22", false).unwrap().unwrap();
-        let end = parse_time("to", "2026-11-22", true).unwrap().unwrap();
-        assert_eq!(end - start, time::Duration::days(1));
-        let minute = parse_time("from", "2026-11-22T10:04", false)
-            .unwrap()
-            .unwrap();
-        assert_eq!((minute.hour(), minute.minute()), (10, 4));
-        assert!(parse_time("from", "  ", false).unwrap().is_none());
-        assert_eq!(
-            parse_time("from", "yesterday", false).unwrap_err(),
-            AppError::invalid("from", "use a UTC time like 2026-11-22 or 2026-11-22T10:04")
-        );
-    }
-
-    #[test]
-    fn a_filter_with_to_before_from_names_the_field() {
-        let error = build_filter(
-            "".into(),
-            "".into(),
-            "".into(),
-            "2026-11-22".into(),
-            "2026-11-01".into(),
-            "".into(),
-            "".into(),
-        )
-        .unwrap_err();
-        assert!(matches!(error, AppError::Invalid { field, .. } if field == "to"));
-    }
 }

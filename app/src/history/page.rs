@@ -10,11 +10,10 @@ use super::api::{
     load_history_entry, search_history, AddNote, DeclareIncident, ResolveIncident,
     VerifyHistoryChain,
 };
-use super::{
-    format_duration, format_utc, ChainReport, Entry, EntryView, Outcome, KINDS, SEVERITIES,
-};
+use super::{ChainReport, Entry, EntryView, Outcome, KINDS, SEVERITIES};
 use crate::auth::Permission;
 use crate::components::{action_error, Badge, ErrorBanner, IfAllowed, PageHeader, Tone};
+use crate::format::{format_duration, format_utc};
 
 /// The filter parameters, in the order `search_history` takes them.
 const FILTERS: [&str; 6] = ["kind", "actor", "outcome", "from", "to", "q"];

@@ -9,9 +9,93 @@ use serde_json::Value;
 use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder};
 use time::OffsetDateTime;
 
-use super::{format_ago, BrokenLink, ChainReport, Entry, EntryView, Outcome};
-use crate::auth::ssr::Actor;
+use super::{BrokenLink, ChainReport, Entry, EntryView, Outcome};
+use crate::auth::ssr::actor::Actor;
 use crate::error::AppError;
+use crate::format::{format_ago, iso};
+
+/// Parses a time typed in a form, read as UTC: `2026-11-22`, `2026-11-22T10:04` or
+/// `2026-11-22 10:04:05`. A bare date means its start, or with `end_of_day` the next
+/// day's start (so "to 2026-11-22" includes all of that day).
+pub fn parse_time(
+    field: &str,
+    value: &str,
+    end_of_day: bool,
+) -> Result<Option<time::OffsetDateTime>, AppError> {
+    use time::macros::format_description;
+    let value = value.trim();
+    if value.is_empty() {
+        return Ok(None);
+    }
+    let invalid = || AppError::invalid(field, "use a UTC time like 2026-11-22 or 2026-11-22T10:04");
+    if let Ok(date) = time::Date::parse(value, format_description!("[year]-[month]-[day]")) {
+        let date = if end_of_day {
+            date.next_day().ok_or_else(invalid)?
+        } else {
+            date
+        };
+        return Ok(Some(date.midnight().assume_utc()));
+    }
+    let normalized = value.replacen(' ', "T", 1);
+    let formats = [
+        format_description!("[year]-[month]-[day]T[hour]:[minute]"),
+        format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]"),
+    ];
+    formats
+        .iter()
+        .find_map(|format| time::PrimitiveDateTime::parse(&normalized, format).ok())
+        .map(|t| Some(t.assume_utc()))
+        .ok_or_else(invalid)
+}
+
+fn optional(value: String) -> Option<String> {
+    let value = value.trim().to_owned();
+    (!value.is_empty()).then_some(value)
+}
+
+/// Builds a search filter from the list page's query parameters.
+#[allow(clippy::too_many_arguments)]
+pub fn build_filter(
+    kind: String,
+    actor: String,
+    outcome: String,
+    from: String,
+    to: String,
+    q: String,
+    before: String,
+) -> Result<Filter, AppError> {
+    let outcome = match optional(outcome) {
+        None => None,
+        Some(value) => Some(
+            super::Outcome::parse(&value)
+                .ok_or_else(|| AppError::invalid("outcome", "not a known outcome"))?,
+        ),
+    };
+    let kind = optional(kind);
+    if let Some(kind) = &kind {
+        if kind.len() > 40 || !kind.chars().all(|c| c.is_ascii_lowercase() || c == '_') {
+            return Err(AppError::invalid("kind", "not a known kind"));
+        }
+    }
+    let from_time = parse_time("from", &from, false)?;
+    let to_time = parse_time("to", &to, true)?;
+    if let (Some(from), Some(to)) = (from_time, to_time) {
+        if to <= from {
+            return Err(AppError::invalid("to", "must be after from"));
+        }
+    }
+    Ok(Filter {
+        kind,
+        actor: optional(actor).map(|a| a.to_lowercase()),
+        outcome,
+        from: from_time,
+        to: to_time,
+        text: optional(q).filter(|q| q.len() <= 200),
+        before: optional(before)
+            .map(|cursor| parse_cursor(&cursor))
+            .transpose()?,
+    })
+}
 
 /// An entry to append. Build it with [`NewEntry::new`] and the `with_*` setters.
 #[derive(Clone, Debug)]
@@ -383,17 +467,6 @@ fn csv_field(value: &str) -> String {
     format!("\"{}\"", value.replace('"', "\"\""))
 }
 
-/// RFC 3339 of Unix ms (`2026-11-22T10:04:05.123Z`); empty if out of range.
-pub fn iso(ms: i64) -> String {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_default()
-}
-
 /// One entry as a CSV line (no newline).
 pub fn csv_line(entry: &Entry) -> String {
     [
@@ -438,7 +511,7 @@ pub fn markdown_line(entry: &Entry) -> String {
         entry.outcome.as_str(),
         entry
             .duration_ms()
-            .map(super::format_duration)
+            .map(crate::format::format_duration)
             .unwrap_or_default(),
         md_cell(&entry.actor),
         md_cell(&entry.title),
@@ -449,6 +522,37 @@ pub fn markdown_line(entry: &Entry) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn form_times_are_read_as_utc_and_dates_cover_the_whole_day() {
+        let start = parse_time("from", "2026-11-22", false).unwrap().unwrap();
+        let end = parse_time("to", "2026-11-22", true).unwrap().unwrap();
+        assert_eq!(end - start, time::Duration::days(1));
+        let minute = parse_time("from", "2026-11-22T10:04", false)
+            .unwrap()
+            .unwrap();
+        assert_eq!((minute.hour(), minute.minute()), (10, 4));
+        assert!(parse_time("from", "  ", false).unwrap().is_none());
+        assert_eq!(
+            parse_time("from", "yesterday", false).unwrap_err(),
+            AppError::invalid("from", "use a UTC time like 2026-11-22 or 2026-11-22T10:04")
+        );
+    }
+
+    #[test]
+    fn a_filter_with_to_before_from_names_the_field() {
+        let error = build_filter(
+            "".into(),
+            "".into(),
+            "".into(),
+            "2026-11-22".into(),
+            "2026-11-01".into(),
+            "".into(),
+            "".into(),
+        )
+        .unwrap_err();
+        assert!(matches!(error, AppError::Invalid { field, .. } if field == "to"));
+    }
 
     #[test]
     fn free_text_becomes_a_safe_prefix_query() {
@@ -523,7 +627,7 @@ async fn export(
 ) -> Result<axum::response::Response, AppError> {
     use axum::http::header;
     use axum::response::IntoResponse;
-    let actor = crate::auth::ssr::authenticate(state, session).await?;
+    let actor = crate::auth::ssr::session::authenticate(state, session).await?;
     if actor.must_change_password {
         return Err(AppError::Forbidden {
             message: "Choose a new password first: your account has a temporary one.".into(),
@@ -535,7 +639,7 @@ async fn export(
         "markdown" | "md" => true,
         _ => return Err(AppError::invalid("format", "use csv or markdown")),
     };
-    let mut filter = super::api::build_filter(
+    let mut filter = build_filter(
         query.kind,
         query.actor,
         query.outcome,
@@ -548,7 +652,7 @@ async fn export(
         format!(
             "# Salvage runbook history\n\nExported by {} at {}.\n\n{MARKDOWN_HEADER}",
             actor.name,
-            super::format_utc(millis(OffsetDateTime::now_utc()))
+            crate::format::format_utc(millis(state.clock.now()))
         )
     } else {
         CSV_HEADER.to_owned()
@@ -582,7 +686,7 @@ async fn export(
         lines.push(format!("\nOnly the newest {EXPORT_LIMIT} entries are included; narrow the filters for older ones."));
     }
     tracing::info!(actor = %actor.name, entries = count, markdown, "history exported");
-    let date = OffsetDateTime::now_utc().date();
+    let date = state.clock.now().date();
     let (content_type, extension) = if markdown {
         ("text/markdown; charset=utf-8", "md")
     } else {

@@ -6,6 +6,7 @@ use leptos::prelude::*;
 
 use super::api::load_stores_snapshot;
 use crate::components::{Badge, PageHeader, Tone};
+use crate::format::{format_bytes, group_digits};
 use crate::health::{StoreCheck, StoresHealth, StoresSnapshot};
 
 /// How often the overview asks the server for fresh probes.
@@ -203,35 +204,6 @@ fn short_version(version: &str) -> &str {
     version.split_whitespace().next().unwrap_or(version)
 }
 
-/// `1234567` → `1,234,567`.
-pub fn group_digits(value: u64) -> String {
-    let digits = value.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
-/// Bytes in binary units with one decimal: `8123456` → `7.7 MiB`.
-pub fn format_bytes(bytes: i64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -273,20 +245,5 @@ mod tests {
     fn versions_are_shortened_to_their_number() {
         assert_eq!(short_version("15.18 (Debian 15.18-0+deb12u1)"), "15.18");
         assert_eq!(short_version("18.16.1"), "18.16.1");
-    }
-
-    #[test]
-    fn large_numbers_are_grouped_by_thousands() {
-        assert_eq!(group_digits(0), "0");
-        assert_eq!(group_digits(999), "999");
-        assert_eq!(group_digits(1_000), "1,000");
-        assert_eq!(group_digits(1_234_567), "1,234,567");
-    }
-
-    #[test]
-    fn sizes_use_binary_units() {
-        assert_eq!(format_bytes(512), "512 B");
-        assert_eq!(format_bytes(1536), "1.5 KiB");
-        assert_eq!(format_bytes(8 * 1024 * 1024), "8.0 MiB");
     }
 }

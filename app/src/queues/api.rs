@@ -15,7 +15,7 @@ pub async fn load_queues() -> Result<QueuesOverview, AppError> {
     let (state, _) = crate::auth::ssr::guard(crate::auth::Permission::Read).await?;
     let result = async {
         let internal = |e: sqlx::Error| AppError::internal("Failed to read the queues", e);
-        let now = time::OffsetDateTime::now_utc();
+        let now = state.clock.now();
         Ok(QueuesOverview {
             now: crate::server::unix_ms(now),
             ttl_hours: (state.queues.ttl.as_secs() / 3600) as i64,
@@ -23,32 +23,37 @@ pub async fn load_queues() -> Result<QueuesOverview, AppError> {
                 .await
                 .map_err(internal)?,
             samples: stats::depth_samples(&state.pg).await.map_err(internal)?,
-            runs: replay::recent_runs(&state.pg, 20).await.map_err(internal)?,
+            runs: replay::recent_runs(&state.pg, 20, now)
+                .await
+                .map_err(internal)?,
         })
     }
     .await;
     crate::server::respond(result)
 }
 
-/// Starts a run of the `replay-fallback` job (both queues) and returns its cron run id
-/// at once; the replay continues in the background and the page follows its progress.
+/// Starts a run of the `replay-fallback` job (both queues) and returns its run id at
+/// once; the replay continues in the background and the page follows its progress.
 #[server(endpoint = "queues/replay")]
 pub async fn start_replay(reason: String) -> Result<i64, AppError> {
     let (state, actor) = crate::auth::ssr::guard(crate::auth::Permission::Operate).await?;
     let result = async {
         let reason = required_reason(&reason)?;
-        crate::crons::ssr::runs::run_by_hand(&state, "replay-fallback", actor, reason).await
+        let caller = crate::jobs::ssr::Caller::from_request(&crate::server::request_parts()?);
+        let job = super::ssr::replay::REPLAY_FALLBACK.name;
+        crate::jobs::ssr::start_by_hand(&state, job, actor, reason, caller).await
     }
     .await;
     crate::server::respond(result)
 }
 
-/// Asks run `run_id` to stop after its current batch.
+/// Asks replay run `run_id` (the id the Replay button returned) to stop after its
+/// current batch, whichever replica runs it.
 #[server(endpoint = "queues/cancel")]
 pub async fn cancel_replay(run_id: i64) -> Result<(), AppError> {
     let (state, _) = crate::auth::ssr::guard(crate::auth::Permission::Operate).await?;
     let result = async {
-        if super::ssr::replay::request_cancel(&state.pg, run_id).await? {
+        if crate::jobs::ssr::records::request_cancel(&state.pg, run_id).await? {
             Ok(())
         } else {
             Err(AppError::Conflict {

@@ -19,6 +19,8 @@ pub mod ssr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::jobs::{RunStatus, Trigger};
+
 /// One of the two fallback queues, named after the ClickHouse table it feeds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -72,23 +74,22 @@ pub struct QueueStats {
 /// never scans a million rows.
 pub const EXPIRING_CAP: i64 = 100_000;
 
-/// One replay run, whichever door started it.
+/// One replay run (a run of the `replay-fallback` job), whichever door started it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ReplayRun {
+    /// The run's id: what the Replay button returned and what Cancel takes.
     pub id: i64,
-    /// `manual`, `cli`, `external`, `scheduler` or `bench`.
-    pub trigger: String,
+    pub trigger: Trigger,
     pub actor: String,
     pub reason: Option<String>,
-    /// `running`, `succeeded`, `partial`, `failed`, `cancelled`, or `abandoned` for a
-    /// run whose process stopped sending heartbeats.
-    pub status: String,
+    /// `abandoned` for a run whose process stopped sending heartbeats.
+    pub status: RunStatus,
     pub started_at: i64,
     pub finished_at: Option<i64>,
     pub rows_at_start: i64,
     pub rows_done: i64,
-    pub rows_inserted: i64,
-    pub rows_already_present: i64,
+    /// Known once the run has ended.
+    pub rows_already_present: Option<i64>,
     pub rows_left: Option<i64>,
     pub error: Option<String>,
     pub cancel_requested: bool,
@@ -149,16 +150,15 @@ mod tests {
     fn rate_uses_the_finish_time_once_finished() {
         let run = ReplayRun {
             id: 1,
-            trigger: "manual".into(),
+            trigger: Trigger::Manual,
             actor: "a".into(),
             reason: None,
-            status: "succeeded".into(),
+            status: RunStatus::Succeeded,
             started_at: 0,
             finished_at: Some(2000),
             rows_at_start: 10,
             rows_done: 10,
-            rows_inserted: 10,
-            rows_already_present: 0,
+            rows_already_present: Some(0),
             rows_left: Some(0),
             error: None,
             cancel_requested: false,

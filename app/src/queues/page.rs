@@ -11,10 +11,11 @@ use super::api::{
 use super::{DepthSample, IngestKey, Queue, QueueStats, QueuesOverview, ReplayRun, EXPIRING_CAP};
 use crate::auth::Permission;
 use crate::components::{
-    action_error, Badge, ChartFrame, ErrorBanner, IfAllowed, PageHeader, Tone, CHART_H, CHART_W,
+    action_error, Badge, ChartFrame, ErrorBanner, IfAllowed, PageHeader, RunStatusBadge, Tone,
+    CHART_H, CHART_W,
 };
-use crate::history::{format_ago, format_duration, format_utc};
-use crate::overview::page::group_digits;
+use crate::format::{format_ago, format_duration, format_utc, group_digits};
+use crate::jobs::RunStatus;
 
 /// How often the page asks for fresh figures.
 pub const REFRESH_EVERY: Duration = Duration::from_secs(2);
@@ -96,7 +97,7 @@ fn QueuesNow(overview: QueuesOverview, cancel: ServerAction<CancelReplay>) -> An
     let total: i64 = queues.iter().map(|q| q.depth).sum();
     let running: Vec<ReplayRun> = runs
         .iter()
-        .filter(|r| r.status == "running")
+        .filter(|r| r.status == RunStatus::Running)
         .cloned()
         .collect();
     let (banner_class, headline) = if total == 0 {
@@ -242,16 +243,6 @@ fn RunProgress(run: ReplayRun, now: i64, cancel: ServerAction<CancelReplay>) -> 
     .into_any()
 }
 
-fn status_badge(status: &str) -> impl IntoView {
-    let tone = match status {
-        "succeeded" => Tone::Ok,
-        "running" => Tone::Info,
-        "partial" | "cancelled" => Tone::Warn,
-        _ => Tone::Error,
-    };
-    view! { <Badge tone label=status.to_owned() /> }
-}
-
 #[component]
 fn RunsTable(runs: Vec<ReplayRun>, now: i64) -> AnyView {
     if runs.is_empty() {
@@ -282,11 +273,11 @@ fn RunsTable(runs: Vec<ReplayRun>, now: i64) -> AnyView {
                         <tr title=title>
                             <td class="num">{run.id}</td>
                             <td class="nowrap">{format_utc(run.started_at)}</td>
-                            <td>{run.trigger.clone()}</td>
+                            <td>{run.trigger.as_str()}</td>
                             <td>{run.actor.clone()}</td>
-                            <td>{status_badge(&run.status)} {run.error.clone().map(|e| view! { <span class="detail small">" " {e}</span> })}</td>
+                            <td><RunStatusBadge status=run.status /> {run.error.clone().map(|e| view! { <span class="detail small">" " {e}</span> })}</td>
                             <td class="num">{count(run.rows_done)}</td>
-                            <td class="num">{count(run.rows_already_present)}</td>
+                            <td class="num">{run.rows_already_present.map(count).unwrap_or_else(|| "—".into())}</td>
                             <td class="num">{run.rows_left.map(count).unwrap_or_else(|| "—".into())}</td>
                             <td class="num nowrap">{duration}</td>
                             <td class="num">{rate}</td>

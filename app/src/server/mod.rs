@@ -6,6 +6,7 @@ pub mod clickhouse;
 pub mod clock;
 pub mod postgres;
 pub mod state;
+pub mod tokens;
 
 pub use clock::Clock;
 pub use state::AppState;
@@ -21,6 +22,12 @@ pub fn app_state() -> Result<AppState, AppError> {
         .ok_or_else(|| AppError::internal("Application state missing", "no AppState in context"))
 }
 
+/// The current request's parts, as leptos_axum provides them to server functions.
+pub fn request_parts() -> Result<axum::http::request::Parts, AppError> {
+    leptos::prelude::use_context::<axum::http::request::Parts>()
+        .ok_or_else(|| AppError::internal("Request parts missing", "no Parts in context"))
+}
+
 /// The address of the client that sent a request (from the listener's connect info).
 pub fn client_addr(parts: &axum::http::request::Parts) -> Option<std::net::SocketAddr> {
     parts
@@ -31,14 +38,16 @@ pub fn client_addr(parts: &axum::http::request::Parts) -> Option<std::net::Socke
 
 /// A reason given in a form: required, trimmed, at most 500 characters.
 pub fn required_reason(value: &str) -> Result<String, AppError> {
+    optional_reason(value)?.ok_or_else(|| AppError::invalid("reason", "say why, for the history"))
+}
+
+/// A reason that may be left empty (`None`): trimmed, at most 500 characters.
+pub fn optional_reason(value: &str) -> Result<Option<String>, AppError> {
     let value = value.trim();
-    if value.is_empty() {
-        return Err(AppError::invalid("reason", "say why, for the history"));
-    }
     if value.chars().count() > 500 {
         return Err(AppError::invalid("reason", "keep it under 500 characters"));
     }
-    Ok(value.to_owned())
+    Ok((!value.is_empty()).then(|| value.to_owned()))
 }
 
 /// Unix milliseconds (UTC) of a stored time: how every DTO carries times to the page.
@@ -55,10 +64,10 @@ pub fn respond<T>(result: Result<T, AppError>) -> Result<T, AppError> {
                 axum::http::StatusCode::from_u16(error.status_code())
                     .unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR),
             );
-            if let AppError::TooManyRequests { retry_after_secs } = error {
+            if let Some(secs) = error.retry_after_secs() {
                 options.insert_header(
                     axum::http::header::RETRY_AFTER,
-                    axum::http::HeaderValue::from(*retry_after_secs),
+                    axum::http::HeaderValue::from(secs),
                 );
             }
         }

@@ -34,6 +34,15 @@ pub struct AppState {
     pub clock: super::Clock,
     /// The version string reported by `/health/deep` and shown in the console.
     pub version: &'static str,
+    /// Every job (the composition root's `registry::JOBS`, handed down so that code
+    /// below it never imports upward).
+    pub jobs: &'static [&'static crate::jobs::ssr::Job],
+    /// The process's background work (runs started from the console, the scheduler,
+    /// housekeeping): `salvage serve` waits for it on shutdown.
+    pub tasks: tokio_util::task::TaskTracker,
+    /// Cancelled when the process is asked to stop (SIGTERM, Ctrl-C); every run's own
+    /// token is a child of it, so running jobs stop after their current step.
+    pub shutdown: tokio_util::sync::CancellationToken,
 }
 
 impl axum::extract::FromRef<AppState> for LeptosOptions {

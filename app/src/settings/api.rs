@@ -6,21 +6,6 @@ use super::AddedUser;
 use crate::auth::UserRow;
 use crate::error::AppError;
 
-#[cfg(feature = "ssr")]
-fn parse_role(value: &str) -> Result<crate::auth::Role, AppError> {
-    crate::auth::Role::parse(value)
-        .ok_or_else(|| AppError::invalid("role", "choose operator, manager or admin"))
-}
-
-#[cfg(feature = "ssr")]
-fn reason(value: String) -> Result<Option<String>, AppError> {
-    let value = value.trim().to_owned();
-    if value.chars().count() > 500 {
-        return Err(AppError::invalid("reason", "keep it under 500 characters"));
-    }
-    Ok((!value.is_empty()).then_some(value))
-}
-
 /// Every account.
 #[server(endpoint = "settings/users")]
 pub async fn list_users() -> Result<Vec<UserRow>, AppError> {
@@ -33,10 +18,10 @@ pub async fn list_users() -> Result<Vec<UserRow>, AppError> {
 pub async fn add_user(email: String, role: String, reason: String) -> Result<AddedUser, AppError> {
     let (state, actor) = crate::auth::ssr::guard(crate::auth::Permission::ManageUsers).await?;
     let result = async {
-        let role = parse_role(&role)?;
-        let reason = self::reason(reason)?;
+        let role = crate::auth::Role::from_input(&role)?;
+        let reason = crate::server::optional_reason(&reason)?;
         let (user_id, temporary) =
-            crate::auth::ssr::add_user(&state.pg, &actor, &email, role, None, reason).await?;
+            crate::settings::ssr::add_user(&state.pg, &actor, &email, role, None, reason).await?;
         Ok(AddedUser {
             user_id,
             email: crate::auth::normalize_email("email", &email)?,
@@ -52,8 +37,15 @@ pub async fn add_user(email: String, role: String, reason: String) -> Result<Add
 pub async fn set_user_role(user_id: i64, role: String, reason: String) -> Result<(), AppError> {
     let (state, actor) = crate::auth::ssr::guard(crate::auth::Permission::ManageUsers).await?;
     let result = async {
-        let role = parse_role(&role)?;
-        crate::auth::ssr::set_role(&state.pg, &actor, user_id, role, self::reason(reason)?).await
+        let role = crate::auth::Role::from_input(&role)?;
+        crate::settings::ssr::set_role(
+            &state.pg,
+            &actor,
+            user_id,
+            role,
+            crate::server::optional_reason(&reason)?,
+        )
+        .await
     }
     .await;
     crate::server::respond(result)
@@ -73,8 +65,14 @@ pub async fn set_user_disabled(
                 message: "You cannot disable your own account.".into(),
             });
         }
-        crate::auth::ssr::set_disabled(&state.pg, &actor, user_id, disabled, self::reason(reason)?)
-            .await
+        crate::settings::ssr::set_disabled(
+            &state.pg,
+            &actor,
+            user_id,
+            disabled,
+            crate::server::optional_reason(&reason)?,
+        )
+        .await
     }
     .await;
     crate::server::respond(result)

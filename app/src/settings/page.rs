@@ -7,7 +7,7 @@ use super::api::{list_users, AddUser, SetUserDisabled, SetUserRole};
 use crate::auth::Permission;
 use crate::auth::{Role, UserRow};
 use crate::components::{action_error, Badge, ErrorBanner, IfAllowed, PageHeader, Tone};
-use crate::history::format_utc;
+use crate::format::format_utc;
 
 /// `/admin/settings/users`.
 #[component]

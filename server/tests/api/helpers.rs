@@ -171,9 +171,12 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     }
     let address = format!("http://127.0.0.1:{}", application.port());
     let (shutdown, stopped) = oneshot::channel::<()>();
-    tokio::spawn(application.run_until_stopped(async {
-        let _ = stopped.await;
-    }));
+    tokio::spawn(application.run_until_stopped(
+        async {
+            let _ = stopped.await;
+        },
+        Duration::from_secs(5),
+    ));
 
     TestApp {
         address: address.clone(),
@@ -309,7 +312,7 @@ impl TestApp {
 
     /// Adds an account directly (as the CLI would) and returns its id.
     pub async fn add_user(&self, email: &str, role: Role) -> i64 {
-        app::auth::ssr::add_user(
+        app::settings::ssr::add_user(
             &self.pg,
             &Actor::cli(),
             email,

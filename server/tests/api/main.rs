@@ -9,6 +9,7 @@ mod crons;
 mod health;
 mod helpers;
 mod history;
+mod outage;
 mod queues;
 mod roles;
 mod schema;

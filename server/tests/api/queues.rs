@@ -5,9 +5,10 @@
 use std::time::Duration;
 
 use app::auth::ssr::Actor;
-use app::queues::ssr::replay::{
-    replay, Faults, ReplayOptions, ReplayReport, Trigger, DEFAULT_PARALLEL,
-};
+use app::jobs::ssr::RunOptions;
+use app::jobs::{RunStatus, Trigger};
+use app::queues::ssr::replay::{ReplayReport, REPLAY_FALLBACK};
+use app::server::AppState;
 use serde_json::{json, Value};
 
 use crate::helpers::{spawn_app, spawn_app_with, Options, TestApp, CRON_SECRET};
@@ -85,26 +86,40 @@ async fn queued(app: &TestApp) -> i64 {
     counted
 }
 
-fn options(batch: i64) -> ReplayOptions {
-    ReplayOptions {
-        batch,
-        parallel: DEFAULT_PARALLEL,
-        budget: Duration::from_secs(120),
-        faults: Faults::default(),
-    }
+/// The replay job, through the runner as every door runs it (trigger `cli`), with
+/// `batch` rows per batch and the queue settings of `state` (tests set its parallelism
+/// and injected faults there).
+async fn replay_on(state: &AppState, batch: i64) -> ReplayReport {
+    let firing = app::jobs::ssr::Firing::by_hand(
+        Trigger::Cli,
+        Actor::cli(),
+        Some("test".into()),
+        app::jobs::ssr::Caller::this_process("test"),
+    );
+    let options = RunOptions {
+        batch: Some(batch),
+        budget: Some(Duration::from_secs(120)),
+        on_progress: None,
+    };
+    let finished = app::jobs::ssr::run(state, &REPLAY_FALLBACK, firing, options)
+        .await
+        .expect("the run is recorded")
+        .expect("a run without a tick starts");
+    finished
+        .report::<ReplayReport>()
+        .cloned()
+        .unwrap_or_else(|| panic!("a replay report: {finished:?}"))
 }
 
-async fn run_replay(app: &TestApp, options: &ReplayOptions) -> ReplayReport {
-    replay(
-        &app.state,
-        Trigger::Cli,
-        &Actor::cli(),
-        Some("test".into()),
-        options,
-        |_| {},
-    )
-    .await
-    .expect("replay bookkeeping works")
+async fn run_replay(app: &TestApp, batch: i64) -> ReplayReport {
+    replay_on(&app.state, batch).await
+}
+
+/// `app`'s state with replay's batches in flight set to `parallel`.
+fn state_with_parallel(app: &TestApp, parallel: usize) -> AppState {
+    let mut state = app.state.clone();
+    state.queues.replay_parallel = parallel;
+    state
 }
 
 fn with_clickhouse_link() -> Options {
@@ -176,9 +191,9 @@ async fn fault_drill_clickhouse_stopped_and_started_twice_then_replay_holds_each
     }
     assert_eq!(queued(&app).await, parked);
 
-    let report = run_replay(&app, &options(60)).await;
+    let report = run_replay(&app, 60).await;
 
-    assert_eq!(report.status, "succeeded", "{report:?}");
+    assert_eq!(report.status, RunStatus::Succeeded, "{report:?}");
     assert_eq!(report.rows_done, parked);
     let total = u64::from(batches * per_batch);
     assert_eq!(clickhouse_counts(&app).await, (total, total));
@@ -194,13 +209,9 @@ async fn a_replay_while_clickhouse_is_down_keeps_every_row_and_records_the_attem
     assert_eq!(post_rows(&app, &key, &request_rows(0, 120)).await.0, 202);
 
     // One batch at a time, so exactly one batch meets the outage.
-    let one_at_a_time = ReplayOptions {
-        parallel: 1,
-        ..options(50)
-    };
-    let report = run_replay(&app, &one_at_a_time).await;
+    let report = replay_on(&state_with_parallel(&app, 1), 50).await;
 
-    assert_eq!(report.status, "failed");
+    assert_eq!(report.status, RunStatus::Failed);
     assert!(
         report.error.as_deref().unwrap_or("").contains("ClickHouse"),
         "{report:?}"
@@ -225,8 +236,8 @@ async fn a_replay_while_clickhouse_is_down_keeps_every_row_and_records_the_attem
     assert_eq!(outcome, "failed");
 
     link.restore();
-    let report = run_replay(&app, &options(50)).await;
-    assert_eq!(report.status, "succeeded");
+    let report = run_replay(&app, 50).await;
+    assert_eq!(report.status, RunStatus::Succeeded);
     assert_eq!(clickhouse_counts(&app).await, (120, 120));
     assert_eq!(queued(&app).await, 0);
 }
@@ -235,12 +246,11 @@ async fn a_replay_while_clickhouse_is_down_keeps_every_row_and_records_the_attem
 async fn a_crash_after_the_clickhouse_insert_and_before_the_commit_doubles_nothing() {
     let app = app_with_parked_rows(3, 400).await;
 
-    let mut crashing = options(500);
-    crashing.parallel = 1;
-    crashing.faults.crash_after_insert = true;
-    let report = run_replay(&app, &crashing).await;
+    let mut crashing = state_with_parallel(&app, 1);
+    crashing.queues.replay_faults.crash_after_insert = true;
+    let report = replay_on(&crashing, 500).await;
 
-    assert_eq!(report.status, "failed");
+    assert_eq!(report.status, RunStatus::Failed);
     assert_eq!(
         clickhouse_counts(&app).await,
         (500, 500),
@@ -252,9 +262,9 @@ async fn a_crash_after_the_clickhouse_insert_and_before_the_commit_doubles_nothi
         "and is still queued: the delete rolled back"
     );
 
-    let report = run_replay(&app, &options(500)).await;
+    let report = run_replay(&app, 500).await;
 
-    assert_eq!(report.status, "succeeded");
+    assert_eq!(report.status, RunStatus::Succeeded);
     assert_eq!(report.rows_done, 1200);
     assert_eq!(report.rows_already_present, 500, "{report:?}");
     assert_eq!(report.rows_inserted, 700);
@@ -266,11 +276,11 @@ async fn a_crash_after_the_clickhouse_insert_and_before_the_commit_doubles_nothi
 async fn two_replayers_at_once_send_each_row_once() {
     let app = app_with_parked_rows(6, 500).await;
 
-    let small = options(100);
-    let (first, second) = tokio::join!(run_replay(&app, &small), run_replay(&app, &small));
+    let (first, second) = tokio::join!(run_replay(&app, 100), run_replay(&app, 100));
     let overlapped: i64 = sqlx::query_scalar(
-        "select count(*) from replay_runs a join replay_runs b on a.id < b.id
-          where a.started_at < b.finished_at and b.started_at < a.finished_at",
+        "select count(*) from cron_job_runs a join cron_job_runs b on a.id < b.id
+          where a.job_name = 'replay-fallback' and b.job_name = 'replay-fallback'
+            and a.ran_at < b.finished_at and b.ran_at < a.finished_at",
     )
     .fetch_one(&app.pg)
     .await
@@ -281,8 +291,8 @@ async fn two_replayers_at_once_send_each_row_once() {
         "both took batches"
     );
 
-    assert_eq!(first.status, "succeeded", "{first:?}");
-    assert_eq!(second.status, "succeeded", "{second:?}");
+    assert_eq!(first.status, RunStatus::Succeeded, "{first:?}");
+    assert_eq!(second.status, RunStatus::Succeeded, "{second:?}");
     assert_eq!(first.rows_done + second.rows_done, 3000);
     assert_eq!(first.rows_already_present + second.rows_already_present, 0);
     assert_eq!(clickhouse_counts(&app).await, (3000, 3000));
@@ -499,9 +509,10 @@ async fn expiry_deletes_only_rows_older_than_the_ttl_and_records_how_many_and_wh
     }
     queue_row_at(&app, 10, cutoff + time::Duration::seconds(1)).await;
 
-    let expired = app::queues::ssr::expiry::expire(&app.pg, &Actor::cli(), "cli", None, ttl, now)
-        .await
-        .unwrap();
+    let expired =
+        app::queues::ssr::expiry::expire(&app.pg, &Actor::cli(), Trigger::Cli, None, ttl, now)
+            .await
+            .unwrap();
 
     assert_eq!(expired[0].rows, 3);
     assert_eq!(expired[1].rows, 0, "the events queue had nothing");
@@ -725,10 +736,12 @@ async fn a_replay_process_killed_mid_run_loses_and_doubles_nothing() {
         .spawn()
         .unwrap();
     let started = crate::helpers::eventually(Duration::from_secs(30), || async {
-        let done: Option<i64> = sqlx::query_scalar("select max(rows_done) from replay_runs")
-            .fetch_one(&app.pg)
-            .await
-            .unwrap();
+        let done: Option<i64> = sqlx::query_scalar(
+            "select max(progress_done) from cron_job_runs where job_name = 'replay-fallback'",
+        )
+        .fetch_one(&app.pg)
+        .await
+        .unwrap();
         done.unwrap_or(0) >= 1000
     })
     .await;
@@ -748,9 +761,115 @@ async fn a_replay_process_killed_mid_run_loses_and_doubles_nothing() {
         "every row is in ClickHouse or still queued"
     );
 
-    let report = run_replay(&app, &options(1000)).await;
+    let report = run_replay(&app, 1000).await;
 
-    assert_eq!(report.status, "succeeded", "{report:?}");
+    assert_eq!(report.status, RunStatus::Succeeded, "{report:?}");
     assert_eq!(clickhouse_counts(&app).await, (20_000, 20_000));
+    assert_eq!(queued(&app).await, 0);
+}
+
+#[tokio::test]
+async fn sigterm_during_a_replay_stops_in_time_records_it_as_cancelled_and_loses_nothing() {
+    const ROWS: i64 = 200_000;
+    let app = spawn_app().await;
+    park_rows(&app, ROWS).await;
+    let port = crate::helpers::closed_port().await;
+    let address = format!("http://127.0.0.1:{port}");
+    let mut server = std::process::Command::new(env!("CARGO_BIN_EXE_salvage"))
+        .arg("serve")
+        .current_dir(std::env::temp_dir())
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DATABASE_URL", &app.database_url)
+        .env(
+            "CLICKHOUSE_URL",
+            crate::helpers::base_settings().clickhouse.url.as_str(),
+        )
+        .env("CLICKHOUSE_DATABASE", app.clickhouse.database())
+        .env("SALVAGE_ADDR", format!("127.0.0.1:{port}"))
+        .env("SALVAGE_SCHEDULER", "off")
+        .env("SALVAGE_SHUTDOWN_GRACE_SECS", "30")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let http = reqwest::Client::new();
+    let up = crate::helpers::eventually(Duration::from_secs(30), || async {
+        http.get(format!("{address}/health/ready"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+    })
+    .await;
+    assert!(up, "salvage serve came up");
+
+    // The replay, through the cron route: the request stays open while the job works.
+    let call = tokio::spawn(
+        http.post(format!("{address}/cron/replay-fallback"))
+            .bearer_auth(CRON_SECRET)
+            .send(),
+    );
+    let working = crate::helpers::eventually(Duration::from_secs(60), || async {
+        let done: Option<i64> = sqlx::query_scalar(
+            "select max(progress_done) from cron_job_runs where job_name = 'replay-fallback'",
+        )
+        .fetch_one(&app.pg)
+        .await
+        .unwrap();
+        done.unwrap_or(0) >= 20_000
+    })
+    .await;
+    assert!(working, "the replay made progress");
+
+    let signalled = std::time::Instant::now();
+    let kill = std::process::Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let exit = tokio::task::spawn_blocking(move || server.wait())
+        .await
+        .unwrap()
+        .unwrap();
+
+    // It stopped within its shutdown grace (plus a little for the process to exit), and
+    // cleanly: the running job stopped after its batch and said so.
+    assert!(
+        signalled.elapsed() < Duration::from_secs(40),
+        "salvage serve took {:?} to stop",
+        signalled.elapsed()
+    );
+    assert!(exit.success(), "{exit:?}");
+    let (outcome, rows): (String, i64) = sqlx::query_as(
+        "select outcome, rows_processed from cron_job_runs where job_name = 'replay-fallback'",
+    )
+    .fetch_one(&app.pg)
+    .await
+    .unwrap();
+    assert_eq!(
+        outcome, "cancelled",
+        "the run says cancelled, not abandoned"
+    );
+    let response = call.await.unwrap().expect("the caller got its answer");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["outcome"], "cancelled", "{body}");
+
+    let (count, distinct) = clickhouse_counts(&app).await;
+    assert_eq!(count, distinct, "no id reached ClickHouse twice");
+    assert_eq!(
+        distinct as i64, rows,
+        "the run's figure is what ClickHouse got"
+    );
+    assert!(distinct < ROWS as u64, "stopped before the end");
+    assert_eq!(
+        queued(&app).await + distinct as i64,
+        ROWS,
+        "every row is in ClickHouse or still queued"
+    );
+
+    // The next replay finishes the queue.
+    let report = run_replay(&app, 5000).await;
+    assert_eq!(report.status, RunStatus::Succeeded, "{report:?}");
+    assert_eq!(clickhouse_counts(&app).await, (ROWS as u64, ROWS as u64));
     assert_eq!(queued(&app).await, 0);
 }

@@ -1,7 +1,5 @@
 //! The server side of the cron plane. See the module docs of [`crate::crons`].
 
-pub mod jobs;
-pub mod runs;
 pub mod secrets;
 pub mod status;
 
@@ -9,7 +7,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use super::schedule::Schedule;
-use jobs::Job;
+use crate::jobs::ssr::Job;
 
 /// How the cron plane behaves; from the settings (`SALVAGE_SCHEDULER`,
 /// `SALVAGE_CRON_RETENTION_DAYS`, `SALVAGE_CRON_MIN_FIRE_RATE`, `SALVAGE_CRON_<JOB>`).

@@ -9,15 +9,16 @@
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 use sqlx::PgPool;
-use subtle::ConstantTimeEq;
 use time::{Duration, OffsetDateTime};
 
 use super::super::{CronSecretInfo, CronSecrets, RotatedSecret, SecretCaller, MAX_GRACE_HOURS};
-use super::runs::Caller;
-use crate::auth::ssr::{random_token, token_digest, Actor};
+use crate::auth::ssr::Actor;
 use crate::error::AppError;
+use crate::format::format_utc;
 use crate::history::ssr::{append, NewEntry};
-use crate::history::{format_utc, Outcome};
+use crate::history::Outcome;
+use crate::jobs::ssr::Caller;
+use crate::server::tokens::{digest as token_digest, digests_match, random_token};
 use crate::server::unix_ms;
 
 /// What every new secret starts with, so a leaked one is recognisable in a scan.
@@ -78,7 +79,7 @@ pub async fn verify(
     }
     let mut matched = None;
     for row in &rows {
-        if bool::from(row.secret_hash.ct_eq(&digest)) {
+        if digests_match(&row.secret_hash, &digest) {
             matched = Some((row.id, row.expires_at));
         }
     }
@@ -249,7 +250,7 @@ pub async fn import_from_environment(
             .collect();
     if !existing.is_empty() {
         let works = existing.iter().any(|(_, hash, expires)| {
-            bool::from(hash.ct_eq(&digest)) && expires.is_none_or(|e| e > now)
+            digests_match(hash, &digest) && expires.is_none_or(|e| e > now)
         });
         if !works {
             tracing::warn!(

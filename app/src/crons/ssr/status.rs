@@ -14,8 +14,9 @@ use time::{Duration, OffsetDateTime};
 
 use super::super::schedule::Schedule;
 use super::super::{CronRun, DurationPoint, Flag, HourSlot, JobStatus};
-use super::jobs::{Job, JOBS};
-use super::runs::recent;
+use crate::jobs::ssr::records::recent;
+use crate::jobs::ssr::Job;
+use crate::jobs::RunStatus;
 use crate::server::{unix_ms, AppState};
 
 /// The look-back of every figure.
@@ -30,7 +31,7 @@ const MAX_POINTS: usize = 2000;
 pub struct RunPoint {
     pub ran_at: OffsetDateTime,
     pub duration_ms: Option<i64>,
-    pub outcome: String,
+    pub outcome: RunStatus,
 }
 
 /// The figures of one job, computed from its runs; pure, so tests give it any day.
@@ -101,8 +102,8 @@ pub fn assess(
     if runs
         .iter()
         .rev()
-        .find(|r| r.outcome != "running")
-        .is_some_and(|r| r.outcome == "failed")
+        .find(|r| r.outcome.is_finished())
+        .is_some_and(|r| r.outcome.is_failure())
     {
         flags.push(Flag::Failing);
     }
@@ -140,7 +141,7 @@ pub fn assess(
             r.duration_ms.map(|ms| DurationPoint {
                 at: unix_ms(r.ran_at),
                 ms,
-                failed: r.outcome == "failed",
+                failed: r.outcome.is_failure(),
             })
         })
         .collect();
@@ -184,10 +185,11 @@ pub async fn job_statuses(
         runs.entry(r.job_name).or_default().push(RunPoint {
             ran_at: r.ran_at,
             duration_ms: r.duration_ms,
-            outcome: r.outcome,
+            // The table's check constraint admits only the names of RunStatus.
+            outcome: RunStatus::parse(&r.outcome).unwrap_or(RunStatus::Failed),
         });
     }
-    let names: Vec<String> = JOBS.iter().map(|j| j.name.to_owned()).collect();
+    let names: Vec<String> = state.jobs.iter().map(|j| j.name.to_owned()).collect();
     let last_success: HashMap<String, OffsetDateTime> = sqlx::query!(
         r#"select name as "name!", last.ran_at as "ran_at!"
              from unnest($1::text[]) as name
@@ -203,9 +205,10 @@ pub async fn job_statuses(
     .map(|r| (r.name, r.ran_at))
     .collect();
 
-    let mut statuses = Vec::with_capacity(JOBS.len());
-    for job in JOBS {
-        let last_run: Option<CronRun> = recent(pg, Some(job.name), 1).await?.into_iter().next();
+    let mut statuses = Vec::with_capacity(state.jobs.len());
+    for job in state.jobs {
+        let last_run: Option<CronRun> =
+            recent(pg, Some(job.name), 1, now).await?.into_iter().next();
         statuses.push(status_of(
             state,
             job,
@@ -272,11 +275,11 @@ mod tests {
         Schedule::parse("*/5 * * * *").unwrap()
     }
 
-    fn run(at: OffsetDateTime, ms: i64, outcome: &str) -> RunPoint {
+    fn run(at: OffsetDateTime, ms: i64, outcome: RunStatus) -> RunPoint {
         RunPoint {
             ran_at: at,
             duration_ms: Some(ms),
-            outcome: outcome.into(),
+            outcome,
         }
     }
 
@@ -293,7 +296,13 @@ mod tests {
             .ticks(NOW - WINDOW, NOW)
             .enumerate()
             .filter(|(i, _)| keep(*i))
-            .map(|(i, t)| run(t + Duration::seconds(3), 100 + i as i64, "succeeded"))
+            .map(|(i, t)| {
+                run(
+                    t + Duration::seconds(3),
+                    100 + i as i64,
+                    RunStatus::Succeeded,
+                )
+            })
             .collect()
     }
 
@@ -354,7 +363,13 @@ mod tests {
         let first_seen = NOW - Duration::minutes(32);
         // An outside monitor firing 3.5 min after each tick covers the tick before it.
         let runs: Vec<RunPoint> = (0..7)
-            .map(|i| run(first_seen + Duration::minutes(5 * i + 3), 10, "succeeded"))
+            .map(|i| {
+                run(
+                    first_seen + Duration::minutes(5 * i + 3),
+                    10,
+                    RunStatus::Succeeded,
+                )
+            })
             .collect();
         let a = assess(
             &every_5(),
@@ -374,8 +389,8 @@ mod tests {
     fn a_failed_last_run_is_flagged_and_a_running_one_does_not_hide_it() {
         let mut runs = day_of_runs(|_| true);
         let n = runs.len();
-        runs[n - 2].outcome = "failed".into();
-        runs[n - 1].outcome = "running".into();
+        runs[n - 2].outcome = RunStatus::Failed;
+        runs[n - 1].outcome = RunStatus::Running;
         runs[n - 1].duration_ms = None;
         let a = assess_5min(&runs, 5);
         assert_eq!(a.flags, vec![Flag::Failing]);

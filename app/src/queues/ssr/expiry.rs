@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sqlx::{PgPool, Row};
 use time::OffsetDateTime;
@@ -12,18 +13,77 @@ use time::OffsetDateTime;
 use super::super::Queue;
 use crate::auth::ssr::Actor;
 use crate::error::AppError;
+use crate::format::format_utc;
 use crate::history::ssr::{append, NewEntry};
-use crate::history::{format_utc, Outcome};
+use crate::history::Outcome;
+use crate::jobs::ssr::{Job, JobContext, JobFuture, Report};
+use crate::jobs::{RunStatus, Trigger};
 use crate::server::unix_ms;
 
-/// What expiry deleted from one queue.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// The expiry job: the one function behind `/cron/expire-fallback`, the scheduler,
+/// `salvage cron run expire-fallback` and `salvage expire`.
+pub static EXPIRE_FALLBACK: Job = Job {
+    name: "expire-fallback",
+    description:
+        "Deletes queued rows older than the fallback TTL, recording each loss in the history.",
+    schedule: "17 * * * *",
+    grace: Duration::from_secs(30 * 60),
+    run: run_expiry_job,
+};
+
+fn run_expiry_job(ctx: JobContext) -> JobFuture {
+    Box::pin(async move {
+        let ttl = ctx.state.queues.ttl;
+        let expired = expire(
+            &ctx.state.pg,
+            &ctx.actor,
+            ctx.trigger,
+            ctx.reason,
+            ttl,
+            ctx.now,
+        )
+        .await?;
+        Ok(Box::new(ExpiryReport {
+            ttl_hours: ttl.as_secs() / 3600,
+            expired,
+        }) as Box<dyn Report>)
+    })
+}
+
+/// What an expiry run did: the job's report, kept as the run's `details`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExpiryReport {
+    pub ttl_hours: u64,
+    /// One entry per queue, in [`Queue::ALL`] order.
+    pub expired: Vec<Expired>,
+}
+
+impl Report for ExpiryReport {
+    fn status(&self) -> RunStatus {
+        RunStatus::Succeeded
+    }
+    fn rows(&self) -> i64 {
+        self.expired.iter().map(|e| e.rows).sum()
+    }
+    fn history_id(&self) -> Option<i64> {
+        self.expired.iter().find_map(|e| e.history_id)
+    }
+    fn details(&self) -> serde_json::Value {
+        serde_json::to_value(self).unwrap_or_default()
+    }
+}
+
+/// What expiry deleted from one queue. Times are Unix ms (UTC).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Expired {
     pub queue: Queue,
     pub rows: i64,
     /// `queued_at` of the oldest and newest deleted row.
-    pub first_queued_at: Option<OffsetDateTime>,
-    pub last_queued_at: Option<OffsetDateTime>,
+    pub first_queued_at: Option<i64>,
+    pub last_queued_at: Option<i64>,
+    /// The history entry recording the loss (none when nothing was deleted).
     pub history_id: Option<i64>,
 }
 
@@ -31,16 +91,16 @@ pub struct Expired {
 pub async fn expire(
     pg: &PgPool,
     actor: &Actor,
-    trigger: &str,
+    trigger: Trigger,
     reason: Option<String>,
     ttl: Duration,
     now: OffsetDateTime,
 ) -> Result<Vec<Expired>, AppError> {
-    let internal = |e: sqlx::Error| AppError::internal("Expiry failed", e);
+    let internal = AppError::wrap("Expiry failed");
     let cutoff = now - ttl;
     let mut report = Vec::new();
     for queue in Queue::ALL {
-        let mut tx = pg.begin().await.map_err(internal)?;
+        let mut tx = pg.begin().await.map_err(&internal)?;
         let row = sqlx::query(&format!(
             "with gone as (delete from {} where queued_at < $1 returning queued_at)
              select count(*) as rows, min(queued_at) as first, max(queued_at) as last from gone",
@@ -49,7 +109,7 @@ pub async fn expire(
         .bind(cutoff)
         .fetch_one(&mut *tx)
         .await
-        .map_err(internal)?;
+        .map_err(&internal)?;
         let rows: i64 = row.get("rows");
         let first: Option<OffsetDateTime> = row.get("first");
         let last: Option<OffsetDateTime> = row.get("last");
@@ -75,19 +135,19 @@ pub async fn expire(
             ))
             .with_reason(reason.clone())
             .with_details(json!({
-                "queue": queue.as_str(), "rows": rows, "trigger": trigger,
+                "queue": queue.as_str(), "rows": rows, "trigger": trigger.as_str(),
                 "first_queued_at": first.map(unix_ms), "last_queued_at": last.map(unix_ms),
                 "ttl_hours": hours, "cutoff": unix_ms(cutoff),
             }));
-            history_id = Some(append(&mut tx, &entry).await.map_err(internal)?);
+            history_id = Some(append(&mut tx, &entry).await.map_err(&internal)?);
             tracing::warn!(queue = queue.as_str(), rows, %range, "expired queued rows (data lost for good)");
         }
-        tx.commit().await.map_err(internal)?;
+        tx.commit().await.map_err(&internal)?;
         report.push(Expired {
             queue,
             rows,
-            first_queued_at: first,
-            last_queued_at: last,
+            first_queued_at: first.map(unix_ms),
+            last_queued_at: last.map(unix_ms),
             history_id,
         });
     }

@@ -98,19 +98,9 @@ pub async fn enqueue(
     Ok(inserted)
 }
 
-/// The bearer token of `headers`, if any.
-pub fn bearer(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get(header::AUTHORIZATION)?
-        .to_str()
-        .ok()?
-        .strip_prefix("Bearer ")
-        .map(str::trim)
-}
-
 async fn ingest(state: AppState, queue: Queue, headers: HeaderMap, body: Bytes) -> Response {
     let result = async {
-        let token = bearer(&headers).ok_or(AppError::Unauthorized)?;
+        let token = crate::server::tokens::bearer(&headers).ok_or(AppError::Unauthorized)?;
         super::keys::authenticate(&state.pg, &state.ingest_keys, token).await?;
         let lines = parse_batch(queue, &body)?;
         let stored = store(&state, queue, &lines).await?;

@@ -15,13 +15,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use sqlx::PgPool;
-use subtle::ConstantTimeEq;
 
 use super::super::IngestKey;
-use crate::auth::ssr::{random_token, token_digest, Actor};
+use crate::auth::ssr::Actor;
 use crate::error::AppError;
 use crate::history::ssr::{append, NewEntry};
 use crate::history::Outcome;
+use crate::server::tokens::{digest as token_digest, digests_match, random_token};
 use crate::server::unix_ms as ms;
 
 /// Characters of a key kept in clear.
@@ -63,7 +63,7 @@ impl KeyCache {
 }
 
 fn digest_matches(cached: &Cached, digest: &[u8]) -> bool {
-    cached.digest.ct_eq(digest).into()
+    digests_match(&cached.digest, digest)
 }
 
 /// The id of the active key `token`, or 401. Never logs the token.
@@ -86,7 +86,7 @@ pub async fn authenticate(pg: &PgPool, cache: &KeyCache, token: &str) -> Result<
     .fetch_optional(pg)
     .await;
     match row {
-        Ok(Some(row)) if bool::from(row.secret_hash.ct_eq(&digest)) => {
+        Ok(Some(row)) if digests_match(&row.secret_hash, &digest) => {
             cache.put(
                 prefix,
                 Cached {

@@ -22,6 +22,10 @@ pub struct QueueSettings {
     pub replay_budget: Duration,
     /// How long ingest waits for ClickHouse before parking the rows in PostgreSQL.
     pub ingest_timeout: Duration,
+    /// Batches a replay keeps in flight at once.
+    pub replay_parallel: usize,
+    /// Failures tests inject into replay (never set outside tests).
+    pub replay_faults: replay::Faults,
 }
 
 impl Default for QueueSettings {
@@ -31,6 +35,8 @@ impl Default for QueueSettings {
             replay_batch: 5000,
             replay_budget: Duration::from_secs(240),
             ingest_timeout: Duration::from_secs(5),
+            replay_parallel: replay::DEFAULT_PARALLEL,
+            replay_faults: replay::Faults::default(),
         }
     }
 }

@@ -23,6 +23,7 @@
 
 use std::time::{Duration, Instant};
 
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sqlx::{PgPool, Row};
 use time::OffsetDateTime;
@@ -30,15 +31,31 @@ use uuid::Uuid;
 
 use super::super::{Queue, ReplayRun};
 use super::stats::{queue_depths, sample_depths};
-use crate::auth::ssr::Actor;
 use crate::error::AppError;
 use crate::history::ssr::{append, NewEntry};
-use crate::history::Outcome;
+use crate::jobs::ssr::{records, Job, JobContext, JobFuture, Report, Tracker};
+use crate::jobs::{RunStatus, Trigger};
 use crate::server::{unix_ms, AppState};
 
-pub use crate::crons::Trigger;
+/// The replay job: the one function behind the Replay button, `/cron/replay-fallback`,
+/// the scheduler, `salvage cron run replay-fallback` and `salvage replay`.
+pub static REPLAY_FALLBACK: Job = Job {
+    name: "replay-fallback",
+    description: "Replays both fallback queues into ClickHouse (nothing lost, nothing doubled).",
+    schedule: "*/5 * * * *",
+    grace: Duration::from_secs(5 * 60),
+    run: run_replay_job,
+};
 
-/// Failures injected by tests at the one point that matters most.
+fn run_replay_job(ctx: JobContext) -> JobFuture {
+    Box::pin(async move {
+        let report = replay(&ctx).await?;
+        Ok(Box::new(report) as Box<dyn Report>)
+    })
+}
+
+/// Failures injected by tests at the one point that matters most
+/// (`QueueSettings::replay_faults`).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Faults {
     /// Fail after the ClickHouse insert of each batch and before the PostgreSQL commit,
@@ -50,7 +67,7 @@ pub struct Faults {
 /// other's ClickHouse round trips (measured with `salvage bench replay`).
 pub const DEFAULT_PARALLEL: usize = 2;
 
-/// How a run behaves.
+/// How the engine drains.
 #[derive(Clone, Debug)]
 pub struct ReplayOptions {
     /// Rows claimed per batch.
@@ -63,38 +80,23 @@ pub struct ReplayOptions {
 }
 
 impl ReplayOptions {
-    /// The configured batch size and budget.
+    /// The configured batch size, parallelism and budget.
     pub fn from_state(state: &AppState) -> Self {
         Self {
             batch: state.queues.replay_batch,
-            parallel: DEFAULT_PARALLEL,
+            parallel: state.queues.replay_parallel,
             budget: state.queues.replay_budget,
-            faults: Faults::default(),
+            faults: state.queues.replay_faults,
         }
     }
 }
 
-/// Where a run is, for progress bars.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Progress {
-    pub run_id: i64,
-    pub rows_at_start: i64,
-    pub rows_done: i64,
-    pub elapsed: Duration,
-}
-
-impl Progress {
-    pub fn rate(&self) -> f64 {
-        self.rows_done as f64 / self.elapsed.as_secs_f64().max(0.001)
-    }
-}
-
-/// What a finished run did.
-#[derive(Clone, Debug, PartialEq)]
+/// What a replay run did: the job's report, kept as the run's `details`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ReplayReport {
-    pub run_id: i64,
-    /// `succeeded`, `partial` (budget reached), `failed` or `cancelled`.
-    pub status: &'static str,
+    /// `succeeded`, `partial` (budget spent), `cancelled` or `failed`.
+    pub status: RunStatus,
     pub rows_at_start: i64,
     /// Rows taken off the queues.
     pub rows_done: i64,
@@ -104,114 +106,138 @@ pub struct ReplayReport {
     pub rows_already_present: i64,
     /// Rows still queued at the end.
     pub rows_left: i64,
+    /// Rows per batch.
+    #[serde(default)]
+    pub batch: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
-    pub elapsed: Duration,
     /// The history entry of the run (scheduled runs that found nothing write none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub history_id: Option<i64>,
 }
 
-/// A run whose heartbeat is older than this is shown (and closed) as abandoned.
-pub const ABANDONED_AFTER_SECS: i64 = 120;
-
-/// Records the start of a run and returns its id. Runs another process left behind
-/// without a heartbeat are closed as `failed` first.
-pub async fn begin(
-    pg: &PgPool,
-    trigger: Trigger,
-    actor: &Actor,
-    reason: Option<String>,
-) -> Result<i64, AppError> {
-    let internal = |e: sqlx::Error| AppError::internal("Failed to start a replay run", e);
-    sqlx::query!(
-        "update replay_runs set status = 'failed', finished_at = heartbeat_at,
-                error = 'abandoned: the process running it stopped sending heartbeats'
-          where status = 'running' and heartbeat_at < now() - make_interval(secs => $1)",
-        ABANDONED_AFTER_SECS as f64
-    )
-    .execute(pg)
-    .await
-    .map_err(internal)?;
-    let depth: i64 = queue_depths(pg)
-        .await
-        .map_err(internal)?
-        .iter()
-        .map(|(_, d)| d)
-        .sum();
-    sqlx::query_scalar!(
-        "insert into replay_runs (trigger, actor, reason, rows_at_start)
-         values ($1, $2, $3, $4) returning id",
-        trigger.as_str(),
-        actor.name,
-        reason,
-        depth
-    )
-    .fetch_one(pg)
-    .await
-    .map_err(internal)
+impl Report for ReplayReport {
+    fn status(&self) -> RunStatus {
+        self.status
+    }
+    fn rows(&self) -> i64 {
+        self.rows_done
+    }
+    fn error(&self) -> Option<String> {
+        self.error.clone()
+    }
+    fn history_id(&self) -> Option<i64> {
+        self.history_id
+    }
+    fn details(&self) -> serde_json::Value {
+        serde_json::to_value(self).unwrap_or_default()
+    }
 }
 
-/// Asks a running run to stop after its current batch. `false` when it is not running.
-pub async fn request_cancel(pg: &PgPool, run_id: i64) -> Result<bool, AppError> {
-    let result = sqlx::query!(
-        "update replay_runs set cancel_requested = true where id = $1 and status = 'running'",
-        run_id
-    )
-    .execute(pg)
-    .await
-    .map_err(|e| AppError::internal("Failed to cancel a replay run", e))?;
-    Ok(result.rows_affected() == 1)
+/// What [`drain`] did.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Drained {
+    pub status: RunStatus,
+    pub rows_done: i64,
+    pub rows_inserted: i64,
+    pub error: Option<String>,
+    pub elapsed: Duration,
 }
 
-/// Replays both queues: [`begin`], then [`drive`]. What every door calls.
-pub async fn replay(
+/// Rows queued in both queues.
+pub async fn total_depth(pg: &PgPool) -> Result<i64, sqlx::Error> {
+    Ok(queue_depths(pg).await?.iter().map(|(_, d)| d).sum())
+}
+
+/// The replay job: drains both queues, then records the run's entry in the history
+/// (unless a scheduled run found nothing to do) and samples the depths.
+async fn replay(ctx: &JobContext) -> Result<ReplayReport, AppError> {
+    let internal = AppError::wrap("Replay bookkeeping failed");
+    let state = &ctx.state;
+    let mut options = ReplayOptions::from_state(state);
+    if let Some(batch) = ctx.batch {
+        options.batch = batch;
+    }
+    if let Some(budget) = ctx.budget {
+        options.budget = budget;
+    }
+    let rows_at_start = total_depth(&state.pg).await.map_err(&internal)?;
+    ctx.tracker.report(0, rows_at_start).await?;
+    let drained = drain(state, &options, rows_at_start, Some(&ctx.tracker)).await?;
+    let left = total_depth(&state.pg).await.map_err(&internal)?;
+    let done = drained.rows_done;
+    let mut report = ReplayReport {
+        status: drained.status,
+        rows_at_start,
+        rows_done: done,
+        rows_inserted: drained.rows_inserted,
+        rows_already_present: done - drained.rows_inserted,
+        rows_left: left,
+        batch: options.batch,
+        error: drained.error.clone(),
+        history_id: None,
+    };
+    let scheduled = matches!(ctx.trigger, Trigger::Scheduler | Trigger::External);
+    if !(scheduled && done == 0 && report.error.is_none()) {
+        let title = match report.status {
+            RunStatus::Succeeded => format!("Replayed {done} queued rows into ClickHouse"),
+            RunStatus::Partial => {
+                format!("Replay stopped at its time budget: {done} rows replayed, {left} left")
+            }
+            RunStatus::Cancelled => format!("Replay cancelled: {done} rows replayed, {left} left"),
+            _ => format!("Replay failed after {done} rows; {left} left"),
+        };
+        let entry = NewEntry::new("replay", title, &ctx.actor, report.status.history_outcome())
+            .with_times(ctx.now, Some(state.clock.now()))
+            .with_reason(ctx.reason.clone())
+            .with_details(json!({
+                "run_id": ctx.run_id, "trigger": ctx.trigger.as_str(),
+                "rows_at_start": rows_at_start, "rows_done": done,
+                "rows_inserted": report.rows_inserted,
+                "rows_already_present": report.rows_already_present,
+                "rows_left": left, "batch": options.batch, "error": report.error,
+                "duration_ms": drained.elapsed.as_millis() as i64,
+            }));
+        let mut tx = state.pg.begin().await.map_err(&internal)?;
+        report.history_id = Some(append(&mut tx, &entry).await.map_err(&internal)?);
+        tx.commit().await.map_err(&internal)?;
+    }
+    if let Err(e) = sample_depths(&state.pg).await {
+        tracing::debug!(error = %e, "depth sample not recorded");
+    }
+    Ok(report)
+}
+
+/// Drains the queues until they are empty, the budget is spent, a batch fails or the
+/// run is asked to stop (checked between batches, so a batch is never cut in half).
+/// With a tracker, each round of batches is reported as progress (`rows_at_start` is
+/// the total). The engine alone: the job above records the run; `salvage bench` calls
+/// this directly to measure it.
+pub async fn drain(
     state: &AppState,
-    trigger: Trigger,
-    actor: &Actor,
-    reason: Option<String>,
     options: &ReplayOptions,
-    on_progress: impl FnMut(Progress),
-) -> Result<ReplayReport, AppError> {
-    let run_id = begin(&state.pg, trigger, actor, reason.clone()).await?;
-    drive(state, run_id, trigger, actor, reason, options, on_progress).await
-}
-
-/// Drains the queues for run `run_id` until they are empty, the budget is spent, a
-/// batch fails or someone cancels; then closes the run, samples the depths and (unless
-/// a scheduled run found nothing to do) writes the history entry.
-pub async fn drive(
-    state: &AppState,
-    run_id: i64,
-    trigger: Trigger,
-    actor: &Actor,
-    reason: Option<String>,
-    options: &ReplayOptions,
-    mut on_progress: impl FnMut(Progress),
-) -> Result<ReplayReport, AppError> {
-    let internal = |e: sqlx::Error| AppError::internal("Replay bookkeeping failed", e);
-    let started_at = OffsetDateTime::now_utc();
+    rows_at_start: i64,
+    tracker: Option<&Tracker>,
+) -> Result<Drained, AppError> {
     let started = Instant::now();
-    let rows_at_start = sqlx::query_scalar!(
-        "select rows_at_start from replay_runs where id = $1",
-        run_id
-    )
-    .fetch_one(&state.pg)
-    .await
-    .map_err(internal)?;
-    let (mut done, mut inserted, mut present) = (0i64, 0i64, 0i64);
-    let mut status = "succeeded";
+    let (mut done, mut inserted) = (0i64, 0i64);
+    let mut status = RunStatus::Succeeded;
     let mut error = None;
-    let faults = options.faults;
     'queues: for queue in Queue::ALL {
         loop {
+            if tracker.is_some_and(Tracker::is_cancelled) {
+                status = RunStatus::Cancelled;
+                break 'queues;
+            }
             if started.elapsed() >= options.budget {
-                status = "partial";
+                status = RunStatus::Partial;
                 break 'queues;
             }
             // Several batches at once: each claims its own rows (SKIP LOCKED), so while
             // one waits for ClickHouse another is in PostgreSQL.
             let batches = futures::future::join_all(
                 (0..options.parallel.max(1))
-                    .map(|_| replay_batch(state, queue, options.batch, faults)),
+                    .map(|_| replay_batch(state, queue, options.batch, options.faults)),
             )
             .await;
             let mut claimed = 0;
@@ -222,121 +248,36 @@ pub async fn drive(
                         claimed += batch.claimed;
                         done += batch.claimed;
                         inserted += batch.inserted;
-                        present += batch.claimed - batch.inserted;
                     }
                     Err(message) => failure = failure.or(Some(message)),
                 }
             }
-            match failure {
-                None if claimed == 0 => break,
-                None => {
-                    let cancel = sqlx::query_scalar!(
-                        "update replay_runs set rows_done = $2, rows_inserted = $3,
-                                rows_already_present = $4, heartbeat_at = now()
-                          where id = $1 returning cancel_requested",
-                        run_id,
-                        done,
-                        inserted,
-                        present
-                    )
-                    .fetch_one(&state.pg)
-                    .await
-                    .map_err(internal)?;
-                    on_progress(Progress {
-                        run_id,
-                        rows_at_start,
-                        rows_done: done,
-                        elapsed: started.elapsed(),
-                    });
-                    if cancel {
-                        status = "cancelled";
-                        break 'queues;
-                    }
-                }
-                Some(message) => {
-                    status = "failed";
-                    error = Some(format!("{}: {message}", queue.as_str()));
-                    break 'queues;
-                }
+            if let Some(message) = failure {
+                status = RunStatus::Failed;
+                error = Some(format!("{}: {message}", queue.as_str()));
+                break 'queues;
+            }
+            if claimed == 0 {
+                break;
+            }
+            if let Some(tracker) = tracker {
+                tracker.report(done, rows_at_start).await?;
             }
         }
     }
-
-    let left: i64 = queue_depths(&state.pg)
-        .await
-        .map_err(internal)?
-        .iter()
-        .map(|(_, d)| d)
-        .sum();
     let elapsed = started.elapsed();
-    let mut tx = state.pg.begin().await.map_err(internal)?;
-    sqlx::query!(
-        "update replay_runs set status = $2, finished_at = now(), heartbeat_at = now(),
-                rows_done = $3, rows_inserted = $4, rows_already_present = $5,
-                rows_left = $6, error = $7
-          where id = $1",
-        run_id,
-        status,
-        done,
-        inserted,
-        present,
-        left,
-        error
-    )
-    .execute(&mut *tx)
-    .await
-    .map_err(internal)?;
-    let scheduled = matches!(trigger, Trigger::Scheduler | Trigger::External);
-    let mut history_id = None;
-    if !(scheduled && done == 0 && error.is_none()) && trigger != Trigger::Bench {
-        let outcome = match status {
-            "succeeded" => Outcome::Succeeded,
-            "failed" => Outcome::Failed,
-            _ => Outcome::Partial,
-        };
-        let title = match status {
-            "succeeded" => format!("Replayed {done} queued rows into ClickHouse"),
-            "partial" => {
-                format!("Replay stopped at its time budget: {done} rows replayed, {left} left")
-            }
-            "cancelled" => format!("Replay cancelled: {done} rows replayed, {left} left"),
-            _ => format!("Replay failed after {done} rows; {left} left"),
-        };
-        let entry = NewEntry::new("replay", title, actor, outcome)
-            .with_times(started_at, Some(OffsetDateTime::now_utc()))
-            .with_reason(reason)
-            .with_details(json!({
-                "run_id": run_id, "trigger": trigger.as_str(), "rows_at_start": rows_at_start,
-                "rows_done": done, "rows_inserted": inserted, "rows_already_present": present,
-                "rows_left": left, "batch": options.batch, "error": error,
-                "duration_ms": elapsed.as_millis() as i64,
-            }));
-        history_id = Some(append(&mut tx, &entry).await.map_err(internal)?);
-    }
-    tx.commit().await.map_err(internal)?;
-    if let Err(e) = sample_depths(&state.pg).await {
-        tracing::debug!(error = %e, "depth sample not recorded");
-    }
     tracing::info!(
-        run_id,
-        status,
+        status = status.as_str(),
         rows = done,
         inserted,
-        already_present = present,
-        left,
-        "replay run finished"
+        "replay drained"
     );
-    Ok(ReplayReport {
-        run_id,
+    Ok(Drained {
         status,
-        rows_at_start,
         rows_done: done,
         rows_inserted: inserted,
-        rows_already_present: present,
-        rows_left: left,
         error,
         elapsed,
-        history_id,
     })
 }
 
@@ -466,40 +407,53 @@ async fn record_failure(pg: &PgPool, queue: Queue, seqs: &[i64], message: &str) 
     }
 }
 
-/// Recent runs, newest first, with abandoned ones marked as such. Scheduled runs that
-/// found nothing to do are left out (they are in `cron_job_runs`, on `/admin/crons`).
-pub async fn recent_runs(pg: &PgPool, limit: i64) -> Result<Vec<ReplayRun>, sqlx::Error> {
+/// Recent replay runs, newest first, as of `now`. Scheduled runs that found nothing to
+/// do are left out (they are in `cron_job_runs`, on `/admin/crons`).
+pub async fn recent_runs(
+    pg: &PgPool,
+    limit: i64,
+    now: OffsetDateTime,
+) -> Result<Vec<ReplayRun>, sqlx::Error> {
     let rows = sqlx::query!(
-        "select id, trigger, actor, reason,
-                case when status = 'running' and heartbeat_at < now() - make_interval(secs => $2)
-                     then 'abandoned' else status end as \"status!\",
-                started_at, finished_at, rows_at_start, rows_done, rows_inserted,
-                rows_already_present, rows_left, error, cancel_requested
-           from replay_runs
-          where not (trigger in ('scheduler', 'external') and status = 'succeeded' and rows_done = 0)
+        "select id, trigger, actor, reason, outcome, ran_at, finished_at, heartbeat_at,
+                progress_done, progress_total, error, cancel_requested, details
+           from cron_job_runs
+          where job_name = 'replay-fallback'
+            and not (trigger in ('scheduler', 'external') and outcome = 'succeeded'
+                     and coalesce(rows_processed, 0) = 0)
           order by id desc limit $1",
         limit,
-        ABANDONED_AFTER_SECS as f64
     )
     .fetch_all(pg)
     .await?;
     Ok(rows
         .into_iter()
-        .map(|r| ReplayRun {
-            id: r.id,
-            trigger: r.trigger,
-            actor: r.actor,
-            reason: r.reason,
-            status: r.status,
-            started_at: unix_ms(r.started_at),
-            finished_at: r.finished_at.map(unix_ms),
-            rows_at_start: r.rows_at_start,
-            rows_done: r.rows_done,
-            rows_inserted: r.rows_inserted,
-            rows_already_present: r.rows_already_present,
-            rows_left: r.rows_left,
-            error: r.error,
-            cancel_requested: r.cancel_requested,
+        .map(|r| {
+            // The final figures once the run has ended; the live progress until then.
+            let report = serde_json::from_value::<ReplayReport>(r.details).ok();
+            ReplayRun {
+                id: r.id,
+                trigger: Trigger::parse(&r.trigger).unwrap_or(Trigger::External),
+                actor: r.actor,
+                reason: r.reason,
+                status: records::status_of(&r.outcome, r.heartbeat_at, now),
+                started_at: unix_ms(r.ran_at),
+                finished_at: r.finished_at.map(unix_ms),
+                rows_at_start: report
+                    .as_ref()
+                    .map(|f| f.rows_at_start)
+                    .or(r.progress_total)
+                    .unwrap_or(0),
+                rows_done: report
+                    .as_ref()
+                    .map(|f| f.rows_done)
+                    .or(r.progress_done)
+                    .unwrap_or(0),
+                rows_already_present: report.as_ref().map(|f| f.rows_already_present),
+                rows_left: report.as_ref().map(|f| f.rows_left),
+                error: r.error,
+                cancel_requested: r.cancel_requested,
+            }
         })
         .collect())
 }

@@ -1,26 +1,14 @@
 //! `salvage cron …` and `salvage cron-secret …`: the terminal's doors into the cron plane.
 
 use app::auth::ssr::Actor;
-use app::crons::ssr::runs::{Caller, Firing};
-use app::crons::Trigger;
-use app::history::format_utc;
+use app::format::format_utc;
 
-use crate::cli::{app_error, migrated_state, CronCommand, CronSecretCommand};
+use super::args::{CronCommand, CronSecretCommand};
+use super::common::{app_error, cli_firing, migrated_state, stop_on_ctrl_c};
 use crate::config::Settings;
 
-/// A run started from this terminal.
-pub fn cli_firing(actor: &Actor, reason: Option<String>) -> Firing {
-    Firing {
-        trigger: Trigger::Cli,
-        actor: actor.clone(),
-        reason,
-        caller: Caller::this_process("salvage cli"),
-        tick: None,
-    }
-}
-
 fn duration(ms: Option<i64>) -> String {
-    ms.map(app::history::format_duration)
+    ms.map(app::format::format_duration)
         .unwrap_or_else(|| "-".into())
 }
 
@@ -78,27 +66,32 @@ pub async fn cron(command: CronCommand, settings: Settings) -> anyhow::Result<()
             Ok(())
         }
         CronCommand::Run { job, reason } => {
-            let Some(found) = app::crons::ssr::jobs::find(&job) else {
+            let Some(found) = app::jobs::ssr::find(state.jobs, &job) else {
                 anyhow::bail!(
                     "no job named `{job}`; the jobs are: {}",
-                    app::crons::ssr::jobs::names().join(", ")
+                    state
+                        .jobs
+                        .iter()
+                        .map(|j| j.name)
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 );
             };
-            let firing = cli_firing(&Actor::cli(), reason);
-            let finished = app::crons::ssr::runs::run(&state, found, firing)
-                .await
-                .map_err(app_error)?
-                .expect("a run without a tick always starts");
-            let outcome = finished.outcome;
+            stop_on_ctrl_c(&state, "Stopping after the current step…");
+            let finished =
+                app::jobs::ssr::run(&state, found, cli_firing(reason), Default::default())
+                    .await
+                    .map_err(app_error)?
+                    .ok_or_else(|| anyhow::anyhow!("a run without a tick always starts"))?;
             println!(
                 "{} run #{}: {}, {} rows, {}.",
                 found.name,
                 finished.run_id,
-                outcome.outcome,
-                outcome.rows,
+                finished.status,
+                finished.rows,
                 duration(Some(finished.duration_ms))
             );
-            match outcome.error {
+            match finished.error {
                 Some(error) => anyhow::bail!("{}: {error}", found.name),
                 None => Ok(()),
             }

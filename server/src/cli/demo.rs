@@ -35,8 +35,8 @@ pub async fn run(settings: &Settings) -> anyhow::Result<()> {
         if ssr::user_id_by_email(&state.pg, email).await.is_ok() {
             continue;
         }
-        let password = ssr::temporary_password();
-        ssr::add_user(
+        let password = app::server::tokens::temporary_password();
+        app::settings::ssr::add_user(
             &state.pg,
             &cli,
             email,
@@ -81,7 +81,8 @@ pub async fn run(settings: &Settings) -> anyhow::Result<()> {
 /// tick in four fired (the platform scheduler dropping runs) and an outside monitor
 /// covered a few; expiry hourly; pruning daily. Only when no run exists yet.
 async fn seed_cron_runs(pg: &sqlx::PgPool, now: OffsetDateTime) -> anyhow::Result<usize> {
-    use app::crons::ssr::jobs::JOBS;
+    use app::jobs::RunStatus;
+    use app::registry::JOBS;
     let any: bool = sqlx::query_scalar("select exists (select 1 from cron_job_runs)")
         .fetch_one(pg)
         .await?;
@@ -89,7 +90,7 @@ async fn seed_cron_runs(pg: &sqlx::PgPool, now: OffsetDateTime) -> anyhow::Resul
         return Ok(0);
     }
     let since = now - time::Duration::days(3);
-    app::crons::ssr::runs::register_jobs(pg, since).await?;
+    app::jobs::ssr::records::register_jobs(pg, JOBS, since).await?;
     sqlx::query("update cron_jobs set first_seen_at = least(first_seen_at, $1)")
         .bind(since)
         .execute(pg)
@@ -138,17 +139,19 @@ async fn seed_cron_runs(pg: &sqlx::PgPool, now: OffsetDateTime) -> anyhow::Resul
             });
             outcome.push(
                 if spec.name == "replay-fallback" && hours_ago == 9 && rng.next(3) == 0 {
-                    "failed".to_owned()
+                    RunStatus::Failed.as_str().to_owned()
                 } else {
-                    "succeeded".to_owned()
+                    RunStatus::Succeeded.as_str().to_owned()
                 },
             );
         }
     }
     sqlx::query(
-        "insert into cron_job_runs (job_name, ran_at, finished_at, duration_ms, trigger, actor,
-                                    outcome, rows_processed, caller_agent, error)
-         select j, t, t + make_interval(secs => d / 1000.0), d, tr, 'system:' || j, o, r, a,
+        "insert into cron_job_runs (job_name, ran_at, finished_at, heartbeat_at, duration_ms,
+                                    trigger, actor, outcome, rows_processed, progress_done,
+                                    progress_total, caller_agent, error)
+         select j, t, t + make_interval(secs => d / 1000.0), t + make_interval(secs => d / 1000.0),
+                d, tr, 'system:' || j, o, r, r, r, a,
                 case when o = 'failed' then 'ClickHouse: connection refused (demo)' end
            from unnest($1::text[], $2::timestamptz[], $3::bigint[], $4::text[], $5::text[],
                        $6::bigint[], $7::text[]) as u(j, t, d, tr, a, r, o)",

@@ -1,0 +1,132 @@
+//! The first admin: a one-time setup link while no account exists.
+
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::json;
+use sqlx::{PgConnection, PgPool};
+
+use super::super::{check_new_password, normalize_email, Role};
+use super::passwords::hash_password;
+use super::users::{count_users, insert_user};
+use super::Actor;
+use crate::error::AppError;
+use crate::history::ssr::{append, NewEntry};
+use crate::history::Outcome;
+use crate::server::tokens::{digest as token_digest, digests_match, random_token};
+
+/// How long a setup link works.
+pub const SETUP_LINK_HOURS: i64 = 24;
+
+/// When no account exists, creates a one-time setup token and returns it (to print
+/// once); `None` when accounts exist.
+pub async fn issue_setup_token(pg: &PgPool) -> Result<Option<String>, sqlx::Error> {
+    let mut tx = pg.begin().await?;
+    sqlx::query!("lock table users in share mode")
+        .execute(&mut *tx)
+        .await?;
+    let users = sqlx::query_scalar!(r#"select count(*) as "count!" from users"#)
+        .fetch_one(&mut *tx)
+        .await?;
+    if users > 0 {
+        return Ok(None);
+    }
+    let token = random_token();
+    sqlx::query!(
+        "insert into setup_tokens (token_hash, expires_at)
+         values ($1, now() + make_interval(hours => $2))",
+        token_digest(&token),
+        SETUP_LINK_HOURS as i32
+    )
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(Some(token))
+}
+
+/// Whether `token` is a live setup token (compared in constant time).
+async fn setup_token_is_live(conn: &mut PgConnection, token: &str) -> Result<bool, sqlx::Error> {
+    let digests: Vec<Vec<u8>> =
+        sqlx::query_scalar!("select token_hash from setup_tokens where expires_at > now()")
+            .fetch_all(conn)
+            .await?;
+    let presented = token_digest(token);
+    Ok(digests.iter().fold(false, |found, digest| {
+        found | digests_match(digest, &presented)
+    }))
+}
+
+/// Whether the setup page should offer the form for `token`.
+pub async fn setup_link_is_valid(pg: &PgPool, token: &str) -> Result<bool, AppError> {
+    let mut conn = pg
+        .acquire()
+        .await
+        .map_err(AppError::wrap("Failed to connect"))?;
+    let users = count_users(pg)
+        .await
+        .map_err(AppError::wrap("Failed to count users"))?;
+    Ok(users == 0
+        && setup_token_is_live(&mut conn, token)
+            .await
+            .map_err(AppError::wrap("Failed to check the setup link"))?)
+}
+
+/// Creates the first admin with a live setup `token`, then kills every setup token.
+/// Refused (404, revealing nothing) once any account exists or the token is wrong.
+pub async fn create_first_admin(
+    pg: &PgPool,
+    token: &str,
+    email: &str,
+    password: SecretString,
+) -> Result<i64, AppError> {
+    let email = normalize_email("email", email)?;
+    check_new_password("password", password.expose_secret())?;
+    let hash = hash_password(password).await?;
+    let mut tx = pg
+        .begin()
+        .await
+        .map_err(AppError::wrap("Failed to begin"))?;
+    sqlx::query!("lock table users in share row exclusive mode")
+        .execute(&mut *tx)
+        .await
+        .map_err(AppError::wrap("Failed to lock users"))?;
+    let users = sqlx::query_scalar!(r#"select count(*) as "count!" from users"#)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(AppError::wrap("Failed to count users"))?;
+    let live = setup_token_is_live(&mut tx, token)
+        .await
+        .map_err(AppError::wrap("Failed to check the setup link"))?;
+    if users > 0 || !live {
+        tracing::warn!("refused: setup link used, expired or wrong");
+        return Err(AppError::NotFound {
+            what: "This setup link (it works once, and only before any account exists)".into(),
+        });
+    }
+    let id = insert_user(&mut tx, &email, Role::Admin, &hash, false).await?;
+    sqlx::query!("delete from setup_tokens")
+        .execute(&mut *tx)
+        .await
+        .map_err(AppError::wrap("Failed to retire the setup link"))?;
+    let actor = Actor {
+        user_id: Some(id),
+        name: email.clone(),
+        role: Role::Admin,
+        must_change_password: false,
+    };
+    append(
+        &mut tx,
+        &NewEntry::new(
+            "user_change",
+            format!("Created the first admin, {email}, from the setup link"),
+            &actor,
+            Outcome::Succeeded,
+        )
+        .with_details(json!({"change": "first_admin", "user_id": id, "email": email})),
+    )
+    .await
+    .map_err(AppError::wrap("Failed to record the first admin"))?;
+    tx.commit()
+        .await
+        .map_err(AppError::wrap("Failed to commit"))?;
+    tracing::info!(user = %email, "first admin created");
+    Ok(id)
+}

@@ -1,0 +1,216 @@
+//! The commands and flags of `salvage` (clap).
+
+use clap::{Parser, Subcommand};
+
+/// Salvage: a self-hosted disaster-recovery console for a service that keeps its
+/// observability data in ClickHouse and its accounts and queues in PostgreSQL.
+///
+/// Settings come from the environment and from `.env` in the working directory
+/// (DATABASE_URL, CLICKHOUSE_URL, CLICKHOUSE_DATABASE, CLICKHOUSE_USER,
+/// CLICKHOUSE_PASSWORD, SALVAGE_ADDR, SALVAGE_PUBLIC_URL); see README.md.
+#[derive(Debug, Parser)]
+#[command(name = "salvage", version, arg_required_else_help = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// What to do.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the console at /admin, the health endpoints at /health/ready and
+    /// /health/deep, and the server functions the console calls.
+    ///
+    /// Starts even while PostgreSQL or ClickHouse is down (that is when you need the
+    /// console most): the schema is applied in the background as soon as each store
+    /// answers, and /health/ready reports 503 until both do. Stops gracefully on Ctrl-C
+    /// or SIGTERM.
+    Serve,
+    /// Apply the PostgreSQL migrations and the ClickHouse tables, then exit.
+    ///
+    /// Idempotent: run it as often as you like, from several machines at once. Exits
+    /// non-zero, naming the store, when a store refuses.
+    Migrate,
+    /// Manage console accounts (acts as admin, recorded in the history as cli:$USER).
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Read or check the runbook history.
+    #[command(subcommand)]
+    History(HistoryCommand),
+    /// Replay both fallback queues into ClickHouse now (the same run as the console's
+    /// Replay button and /cron/replay-fallback), with a progress bar. Ctrl-C stops
+    /// after the current batch; nothing is lost or doubled either way.
+    Replay {
+        /// Why, for the history.
+        #[arg(long)]
+        reason: Option<String>,
+        /// Rows per batch (default: SALVAGE_REPLAY_BATCH, 5000).
+        #[arg(long)]
+        batch: Option<i64>,
+        /// Stop after this many seconds and report what is left (default: no limit).
+        #[arg(long)]
+        budget_secs: Option<u64>,
+    },
+    /// Delete queued rows older than SALVAGE_FALLBACK_TTL_HOURS (default 7 days). This
+    /// loses those rows for good; each queue that loses any gets a history entry.
+    Expire,
+    /// Run a cron job now, or see how every job has been firing.
+    #[command(subcommand)]
+    Cron(CronCommand),
+    /// Rotate or list the cron secret (the bearer token of /cron/*).
+    #[command(subcommand)]
+    CronSecret(CronSecretCommand),
+    /// Create, revoke or list the keys callers of /ingest/* authenticate with.
+    #[command(subcommand)]
+    IngestKey(IngestKeyCommand),
+    /// Demo data: accounts and history (no subcommand), live traffic, an outage.
+    Demo {
+        #[command(subcommand)]
+        command: Option<DemoCommand>,
+    },
+    /// Measure Salvage on this machine (throwaway databases; prints the figures).
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+/// `salvage ingest-key …`.
+#[derive(Debug, Subcommand)]
+pub enum IngestKeyCommand {
+    /// Create a key; the secret is printed once, on standard output.
+    Create {
+        /// Who will use it, e.g. "api-gateway production".
+        #[arg(long)]
+        name: String,
+    },
+    /// Revoke a key: every replica refuses it within 30 s.
+    Revoke {
+        #[arg(long)]
+        id: i64,
+        #[arg(long)]
+        reason: String,
+    },
+    /// List the keys (never their secrets).
+    List,
+}
+
+/// `salvage cron …`.
+#[derive(Debug, Subcommand)]
+pub enum CronCommand {
+    /// Every job: schedule, runs in the last 24 h against the expected, fire rate, last
+    /// run and success, durations, flags. Exits 1 when a job is flagged.
+    List,
+    /// Run one job now (recorded as trigger `cli`, with you as the actor).
+    Run {
+        /// The job's name, e.g. replay-fallback (see `salvage cron list`).
+        job: String,
+        /// Why, for the history.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+}
+
+/// `salvage cron-secret …`.
+#[derive(Debug, Subcommand)]
+pub enum CronSecretCommand {
+    /// Make a new cron secret (printed once, on standard output). The current one keeps
+    /// working for the grace window, so each scheduler can be switched in turn.
+    Rotate {
+        /// Hours the previous secret keeps working (0 to 168).
+        #[arg(long, default_value_t = app::crons::DEFAULT_GRACE_HOURS)]
+        grace_hours: i64,
+        /// Why, for the history.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// End the grace window of a previous secret now: it stops working at once.
+    EndGrace {
+        #[arg(long)]
+        id: i64,
+        #[arg(long)]
+        reason: String,
+    },
+    /// The current and previous secrets (never their values), with when and by which
+    /// caller each was last used.
+    List,
+}
+
+/// `salvage demo …`.
+#[derive(Debug, Subcommand)]
+pub enum DemoCommand {
+    /// Post realistic LLM request logs and trace events to this Salvage's /ingest/*,
+    /// a few batches a second, until stopped. Creates its own ingest key.
+    Traffic {
+        /// Batches per second.
+        #[arg(long, default_value_t = 2)]
+        rate: u32,
+    },
+    /// Stop the local ClickHouse (scripts/stores.sh) for N seconds, then start it again:
+    /// watch /admin/queues fill, then drain when you press Replay.
+    Outage {
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+    },
+}
+
+/// `salvage bench …`.
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Fill a fallback queue with N rows and drain it; print replay rows/s beside a plain
+    /// ClickHouse insert and a plain PostgreSQL claim-and-delete of the same rows, peak
+    /// memory, and ingest rows/s with ClickHouse up and down.
+    Replay {
+        #[arg(long, default_value_t = 100_000)]
+        rows: u64,
+        #[arg(long, default_value_t = 5000)]
+        batch: i64,
+    },
+}
+
+/// `salvage user …`.
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Add an account. The password is read from a prompt, or from the first line of
+    /// standard input when that is not a terminal; never from the command line.
+    Add {
+        #[arg(long)]
+        email: String,
+        /// operator, manager or admin.
+        #[arg(long)]
+        role: String,
+        /// Why, for the history.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Change an account's role.
+    SetRole {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        role: String,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Disable an account; its sessions end at once.
+    Disable {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Re-enable a disabled account.
+    Enable {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// List every account.
+    List,
+}
+
+/// `salvage history …`.
+#[derive(Debug, Subcommand)]
+pub enum HistoryCommand {
+    /// Walk the hash chain; exit 1 naming the first entry that does not match.
+    Verify,
+}

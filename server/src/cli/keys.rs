@@ -1,0 +1,50 @@
+//! `salvage ingest-key …`.
+
+use super::args::IngestKeyCommand;
+use super::common::{app_error, migrated_state};
+use crate::config::Settings;
+
+pub async fn ingest_key(command: IngestKeyCommand, settings: Settings) -> anyhow::Result<()> {
+    use app::queues::ssr::keys;
+    let state = migrated_state(&settings).await?;
+    let actor = app::auth::ssr::Actor::cli();
+    match command {
+        IngestKeyCommand::Create { name } => {
+            let (id, secret) = keys::create(&state.pg, &actor, &name)
+                .await
+                .map_err(app_error)?;
+            eprintln!("Created ingest key #{id}. Copy it now; it is not shown again:");
+            println!("{secret}");
+        }
+        IngestKeyCommand::Revoke { id, reason } => {
+            keys::revoke(&state.pg, &actor, id, Some(reason))
+                .await
+                .map_err(app_error)?;
+            println!("Ingest key #{id} is revoked; every replica refuses it within 30 s.");
+        }
+        IngestKeyCommand::List => {
+            println!(
+                "{:<5} {:<30} {:<14} {:<22} {:<22} STATUS",
+                "ID", "NAME", "STARTS WITH", "CREATED (UTC)", "LAST USED (UTC)"
+            );
+            for key in keys::list(&state.pg).await.map_err(app_error)? {
+                println!(
+                    "{:<5} {:<30} {:<14} {:<22} {:<22} {}",
+                    key.id,
+                    key.name,
+                    key.prefix,
+                    app::format::format_utc(key.created_at),
+                    key.last_used_at
+                        .map(app::format::format_utc)
+                        .unwrap_or_else(|| "never".into()),
+                    if key.revoked_at.is_some() {
+                        "revoked"
+                    } else {
+                        "active"
+                    }
+                );
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,57 @@
+//! The `salvage` command line: one subcommand per door into Salvage's actions, one file
+//! per command group.
+//!
+//! - `serve` — `salvage serve` (with its shutdown) and `salvage migrate`.
+//! - `user` — `salvage user …`; `history` — `salvage history verify`.
+//! - `queues` — `salvage replay` and `salvage expire` (the replay and expiry jobs).
+//! - `cron` — `salvage cron …` and `salvage cron-secret …`.
+//! - `keys` — `salvage ingest-key …`.
+//! - `demo` — `salvage demo …`; `bench` — `salvage bench …`.
+//!
+//! - `args` — the commands and flags (clap); `common` — what every command shares: its
+//!   state with the schema applied, the firing of a run from the terminal (trigger `cli`,
+//!   actor `cli:$USER`), Ctrl-C stopping a running job after its current step.
+
+mod args;
+pub mod bench;
+mod common;
+mod cron;
+pub mod demo;
+mod history;
+mod keys;
+mod queues;
+mod serve;
+mod user;
+
+pub use args::*;
+
+use crate::config::Settings;
+
+/// Runs `command` with `settings`.
+pub async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
+    match command {
+        Command::Serve => serve::serve(settings).await,
+        Command::Migrate => serve::migrate(settings).await,
+        Command::User(command) => user::user(command, settings).await,
+        Command::History(HistoryCommand::Verify) => history::verify(settings).await,
+        Command::Demo { command: None } => demo::run(&settings).await,
+        Command::Demo {
+            command: Some(DemoCommand::Traffic { rate }),
+        } => demo::traffic(&settings, rate).await,
+        Command::Demo {
+            command: Some(DemoCommand::Outage { seconds }),
+        } => demo::outage(seconds).await,
+        Command::Replay {
+            reason,
+            batch,
+            budget_secs,
+        } => queues::replay(settings, reason, batch, budget_secs).await,
+        Command::Expire => queues::expire(settings).await,
+        Command::IngestKey(command) => keys::ingest_key(command, settings).await,
+        Command::Cron(command) => cron::cron(command, settings).await,
+        Command::CronSecret(command) => cron::cron_secret(command, settings).await,
+        Command::Bench(BenchCommand::Replay { rows, batch }) => {
+            bench::replay(&settings, rows, batch).await
+        }
+    }
+}

@@ -1,0 +1,152 @@
+//! A PostgreSQL outage, as on-call people meet it: every server function and every
+//! `/admin` page answers 503 with `Retry-After` and a sentence naming PostgreSQL, never a
+//! 500 with an error reference. The outage is real: a [`FaultyLink`] in front of the real
+//! PostgreSQL is cut, so open connections close and new ones are refused.
+//!
+//! [`FaultyLink`]: crate::helpers::FaultyLink
+
+use std::collections::BTreeSet;
+
+use app::auth::Role;
+use serde_json::{json, Value};
+
+use crate::helpers::{spawn_app_with, Options};
+
+/// What the pages and server functions say when PostgreSQL does not answer.
+const POSTGRES_DOWN: &str = "PostgreSQL is not answering";
+
+/// Well-formed arguments for each server function (an ill-formed call would be refused
+/// as 422 before it reaches the store). A server function missing here fails the test,
+/// so a new one cannot skip it.
+fn arguments(endpoint: &str) -> Option<Value> {
+    Some(match endpoint {
+        "auth/me"
+        | "auth/sign-out"
+        | "overview/stores"
+        | "history/verify"
+        | "queues/overview"
+        | "crons/overview"
+        | "settings/cron-secret"
+        | "settings/ingest-keys"
+        | "settings/users" => json!({}),
+        "auth/sign-in" => json!({"email": "admin@test.salvage", "password": "x", "next": "/admin"}),
+        "auth/password" => json!({"current_password": "a long passphrase here",
+            "new_password": "another long passphrase", "confirm_password": "another long passphrase"}),
+        "auth/setup-status" => json!({"token": "sgs_not_a_token"}),
+        "auth/setup" => json!({"token": "sgs_not_a_token", "email": "first@test.salvage",
+            "password": "a long passphrase here", "confirm_password": "a long passphrase here"}),
+        "history/search" => {
+            json!({"kind": "", "actor": "", "outcome": "", "from": "", "to": "", "q": "", "before": ""})
+        }
+        "history/entry" => json!({"id": 1}),
+        "history/note" => json!({"title": "", "body": "a note", "incident_id": ""}),
+        "history/incident" => json!({"title": "Outage", "severity": "sev2", "started_at": "",
+            "resolved_at": "", "body": ""}),
+        "history/resolve" => json!({"incident_id": 1, "resolved_at": "", "body": "fixed"}),
+        "queues/replay" => json!({"reason": "outage test"}),
+        "queues/cancel" => json!({"run_id": 1}),
+        "crons/run" => json!({"job": "expire-fallback", "reason": "outage test"}),
+        "settings/cron-secret/rotate" => json!({"grace_hours": 24, "reason": "outage test"}),
+        "settings/cron-secret/end-grace" => json!({"secret_id": 1, "reason": "outage test"}),
+        "settings/ingest-keys/create" => json!({"name": "outage key"}),
+        "settings/ingest-keys/revoke" => json!({"key_id": 1, "reason": "outage test"}),
+        "settings/users/add" => {
+            json!({"email": "new@test.salvage", "role": "operator", "reason": "outage test"})
+        }
+        "settings/users/role" => json!({"user_id": 1, "role": "manager", "reason": "outage test"}),
+        "settings/users/disabled" => {
+            json!({"user_id": 1, "disabled": true, "reason": "outage test"})
+        }
+        _ => return None,
+    })
+}
+
+/// Every server function the router serves, as `auth/me` (from the server-function
+/// registry, so the list cannot fall behind the code).
+fn every_server_function() -> BTreeSet<String> {
+    leptos::server_fn::axum::server_fn_paths()
+        .map(|(path, _)| path.trim_start_matches("/api/").to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn with_postgresql_cut_every_server_function_answers_503_naming_it() {
+    let app = spawn_app_with(Options {
+        postgres_link: true,
+        ..Options::default()
+    })
+    .await;
+    let admin = app.signed_in(Role::Admin).await;
+    let anonymous = app.client();
+    app.postgres_link.as_ref().unwrap().cut();
+
+    let endpoints = every_server_function();
+    assert!(endpoints.len() >= 30, "the registry lists {endpoints:?}");
+    let mut wrong = Vec::new();
+    for endpoint in &endpoints {
+        let args = arguments(endpoint)
+            .unwrap_or_else(|| panic!("give `{endpoint}` arguments in outage.rs"));
+        let caller = if endpoint.starts_with("auth/setup") || endpoint == "auth/sign-in" {
+            &anonymous
+        } else {
+            &admin
+        };
+        let response = caller.call_server_fn(endpoint, args).await;
+        let status = response.status().as_u16();
+        let retry_after = response.headers().get("retry-after").cloned();
+        let body = response.text().await.unwrap_or_default();
+        if status != 503 || retry_after.is_none() || !body.contains(POSTGRES_DOWN) {
+            wrong.push(format!(
+                "{endpoint}: {status}, Retry-After {retry_after:?}, {body}"
+            ));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "with PostgreSQL cut, these did not answer 503 naming it:\n{}",
+        wrong.join("\n")
+    );
+}
+
+#[tokio::test]
+async fn with_postgresql_cut_every_admin_page_answers_503_and_says_postgresql_is_down() {
+    let app = spawn_app_with(Options {
+        postgres_link: true,
+        ..Options::default()
+    })
+    .await;
+    let admin = app.signed_in(Role::Admin).await;
+    app.postgres_link.as_ref().unwrap().cut();
+
+    let mut wrong = Vec::new();
+    for page in [
+        "/admin",
+        "/admin/history",
+        "/admin/history/1",
+        "/admin/account",
+        "/admin/settings/users",
+        "/admin/queues",
+        "/admin/crons",
+        "/admin/settings/cron-secret",
+        "/admin/settings/ingest-keys",
+    ] {
+        let response = admin.get(page).await;
+        let status = response.status().as_u16();
+        let body = response.text().await.unwrap_or_default();
+        if status != 503 || !body.contains(POSTGRES_DOWN) || body.contains("reference") {
+            wrong.push(format!("{page}: {status}"));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "with PostgreSQL cut, these pages did not answer 503 saying it is down: {wrong:?}"
+    );
+
+    // And once it answers again, so does the console, without a restart.
+    app.postgres_link.as_ref().unwrap().restore();
+    let back = crate::helpers::eventually(std::time::Duration::from_secs(10), || async {
+        admin.get("/admin/queues").await.status().as_u16() == 200
+    })
+    .await;
+    assert!(back, "the console recovers when PostgreSQL does");
+}
