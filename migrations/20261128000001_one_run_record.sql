@@ -21,7 +21,8 @@ alter table cron_job_runs
     add column progress_done bigint,
     add column progress_total bigint;
 update cron_job_runs set heartbeat_at = coalesce(finished_at, ran_at);
-alter table cron_job_runs alter column heartbeat_at set not null;
+alter table cron_job_runs alter column heartbeat_at set not null,
+                          alter column heartbeat_at set default now();
 
 -- Replays recorded before runs were unified and that have no cron run of their own
 -- (the cron plane came later) keep their place in the queues page's history.
