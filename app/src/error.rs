@@ -74,8 +74,8 @@ impl AppError {
     pub fn store_down(store: &str) -> Self {
         Self::Unavailable {
             message: format!(
-                "{store} is not answering right now, so this cannot be done. Salvage works \
-                 again as soon as {store} does; try again in a few seconds."
+                "{store} is not answering right now. Salvage works again as soon as {store} \
+                 does; try again in a few seconds."
             ),
         }
     }

@@ -149,10 +149,15 @@ async fn seed_cron_runs(pg: &sqlx::PgPool, now: OffsetDateTime) -> anyhow::Resul
     sqlx::query(
         "insert into cron_job_runs (job_name, ran_at, finished_at, heartbeat_at, duration_ms,
                                     trigger, actor, outcome, rows_processed, progress_done,
-                                    progress_total, caller_agent, error)
+                                    progress_total, caller_agent, error, details)
          select j, t, t + make_interval(secs => d / 1000.0), t + make_interval(secs => d / 1000.0),
                 d, tr, 'system:' || j, o, r, r, r, a,
-                case when o = 'failed' then 'ClickHouse: connection refused (demo)' end
+                case when o = 'failed' then 'ClickHouse: connection refused (demo)' end,
+                -- A replay's report, as the replay job writes it.
+                case when j = 'replay-fallback' then jsonb_build_object(
+                    'status', o, 'rowsAtStart', r, 'rowsDone', r, 'rowsInserted', r,
+                    'rowsAlreadyPresent', 0, 'rowsLeft', 0, 'batch', 5000)
+                else '{}'::jsonb end
            from unnest($1::text[], $2::timestamptz[], $3::bigint[], $4::text[], $5::text[],
                        $6::bigint[], $7::text[]) as u(j, t, d, tr, a, r, o)",
     )
