@@ -12,6 +12,9 @@ started=$(date +%s)
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
+step "no import cycles between source files (docs/ARCHITECTURE.md's layers)"
+python3 scripts/import-cycles.py app/src server/src
+
 step "clippy, server build (ssr), warnings denied, with the SQL checked against a live schema"
 # Expands every sqlx::query! against the migrations and fails when .sqlx/ is stale.
 scripts/sqlx-prepare.sh --check

@@ -52,7 +52,8 @@ use leptos_router::{path, SsrMode};
 
 use auth::page::{AccountPage, LoginPage, SetupPage};
 use components::AdminLayout;
-use crons::page::{CronSecretPage, CronsPage};
+use crons::page::CronsPage;
+use crons::secret_page::CronSecretPage;
 use history::page::{HistoryEntryPage, HistoryPage};
 use overview::OverviewPage;
 use queues::page::{IngestKeysPage, QueuesPage};

@@ -179,7 +179,7 @@ pub fn router(state: AppState, settings: &Settings) -> Router {
         .merge(crate::routes::root_redirect())
         .route(
             "/admin/history/export",
-            axum::routing::get(app::history::ssr::export_handler),
+            axum::routing::get(app::history::export::export_handler),
         )
         .leptos_routes(&state, routes, move || app::shell(options.clone()))
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(

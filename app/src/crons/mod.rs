@@ -5,7 +5,7 @@
 //!   [`CronSecretInfo`], [`RotatedSecret`].
 //! - `schedule` — cron expressions (parsing, next tick, plain-English reading).
 //! - `api` — the server functions of `/admin/crons` and `/admin/settings/cron-secret`.
-//! - `page` — those two pages.
+//! - `page` — `/admin/crons`; `secret_page` — `/admin/settings/cron-secret`.
 //! - `ssr` (server only) — the registry (`jobs`), run records (`runs`), the dropout
 //!   assessment (`status`) and the secrets (`secrets`).
 //!
@@ -15,6 +15,7 @@
 pub mod api;
 pub mod page;
 pub mod schedule;
+pub mod secret_page;
 #[cfg(feature = "ssr")]
 pub mod ssr;
 

@@ -5,10 +5,13 @@
 //! - `api` — search, open an entry, add a note, declare and resolve incidents, verify.
 //! - `page` — the list with filters, the entry page with an incident's timeline.
 //! - `ssr` (server only) — [`append`](ssr::append), the one way an entry is written,
-//!   inside the caller's transaction; search with keyset pagination; chain verification;
-//!   CSV and Markdown export.
+//!   inside the caller's transaction; search with keyset pagination and its filter from
+//!   form fields; chain verification.
+//! - `export` (server only) — `GET /admin/history/export`, CSV and Markdown.
 
 pub mod api;
+#[cfg(feature = "ssr")]
+pub mod export;
 pub mod page;
 #[cfg(feature = "ssr")]
 pub mod ssr;

@@ -2,6 +2,9 @@
 //! malformed, wrong, expired, the grace window on an injected clock), each trigger
 //! recorded with its caller, retention, dropout detection on a day of runs, and two
 //! schedulers on one database running each tick once.
+//!
+//! One file over 500 lines on purpose: the tests share the cron-call helpers and a day of
+//! runs, and each stands alone.
 
 use std::time::Duration;
 

@@ -1,6 +1,9 @@
 //! The safe write path under faults: ingest, the fallback queues, replay, expiry, the
 //! cron routes and the CLI, against the real stores (cut and restored through
 //! `FaultyLink`s). Every test counts rows in both stores before and after.
+//!
+//! One file over 500 lines on purpose: every fault test of the safe write path shares
+//! the same row builders and counters, and reads best beside the others.
 
 use std::time::Duration;
 
