@@ -69,12 +69,7 @@ pub async fn cron(command: CronCommand, settings: Settings) -> anyhow::Result<()
             let Some(found) = app::jobs::ssr::find(state.jobs, &job) else {
                 anyhow::bail!(
                     "no job named `{job}`; the jobs are: {}",
-                    state
-                        .jobs
-                        .iter()
-                        .map(|j| j.name)
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    app::jobs::ssr::names(state.jobs)
                 );
             };
             stop_on_ctrl_c(&state, "Stopping after the current step…");

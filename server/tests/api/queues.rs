@@ -118,6 +118,16 @@ async fn run_replay(app: &TestApp, batch: i64) -> ReplayReport {
     replay_on(&app.state, batch).await
 }
 
+/// Rows the furthest replay run has done so far (its live progress).
+async fn replay_progress(app: &TestApp) -> Option<i64> {
+    sqlx::query_scalar(
+        "select max(progress_done) from cron_job_runs where job_name = 'replay-fallback'",
+    )
+    .fetch_one(&app.pg)
+    .await
+    .unwrap()
+}
+
 /// `app`'s state with replay's batches in flight set to `parallel`.
 fn state_with_parallel(app: &TestApp, parallel: usize) -> AppState {
     let mut state = app.state.clone();
@@ -739,12 +749,7 @@ async fn a_replay_process_killed_mid_run_loses_and_doubles_nothing() {
         .spawn()
         .unwrap();
     let started = crate::helpers::eventually(Duration::from_secs(30), || async {
-        let done: Option<i64> = sqlx::query_scalar(
-            "select max(progress_done) from cron_job_runs where job_name = 'replay-fallback'",
-        )
-        .fetch_one(&app.pg)
-        .await
-        .unwrap();
+        let done = replay_progress(&app).await;
         done.unwrap_or(0) >= 1000
     })
     .await;
@@ -813,12 +818,7 @@ async fn sigterm_during_a_replay_stops_in_time_records_it_as_cancelled_and_loses
             .send(),
     );
     let working = crate::helpers::eventually(Duration::from_secs(60), || async {
-        let done: Option<i64> = sqlx::query_scalar(
-            "select max(progress_done) from cron_job_runs where job_name = 'replay-fallback'",
-        )
-        .fetch_one(&app.pg)
-        .await
-        .unwrap();
+        let done = replay_progress(&app).await;
         done.unwrap_or(0) >= 20_000
     })
     .await;

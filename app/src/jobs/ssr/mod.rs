@@ -66,6 +66,11 @@ pub fn find(jobs: &[&'static Job], name: &str) -> Option<&'static Job> {
     jobs.iter().copied().find(|job| job.name == name)
 }
 
+/// The names of `jobs`, for a message saying which exist.
+pub fn names(jobs: &[&'static Job]) -> String {
+    jobs.iter().map(|j| j.name).collect::<Vec<_>>().join(", ")
+}
+
 /// What a door may add to a run besides who and why. `None` keeps the configured value.
 #[derive(Clone, Default)]
 pub struct RunOptions {
@@ -198,12 +203,7 @@ pub async fn start_by_hand(
             "job",
             format!(
                 "no job is named `{name}`; the jobs are {}",
-                state
-                    .jobs
-                    .iter()
-                    .map(|j| j.name)
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                names(state.jobs)
             ),
         )
     })?;
