@@ -126,7 +126,7 @@ async fn main() -> anyhow::Result<()> {
         let mut times = Vec::with_capacity(RUNS);
         for _ in 0..RUNS {
             let t = Instant::now();
-            let (page, _) = search(&pg, &filter, 50).await?;
+            let (page, _) = search(&pg, &filter, 50, time::OffsetDateTime::now_utc()).await?;
             times.push(t.elapsed());
             std::hint::black_box(page);
         }
@@ -208,7 +208,7 @@ async fn deep_cursor(pg: &PgPool, depth: i64) -> anyhow::Result<(time::OffsetDat
     let mut filter = Filter::default();
     let pages = depth / 1000;
     for _ in 0..pages {
-        let (entries, _) = search(pg, &filter, 1000).await?;
+        let (entries, _) = search(pg, &filter, 1000, time::OffsetDateTime::now_utc()).await?;
         let last = entries.last().context("fewer entries than the depth")?;
         filter.before =
             Some(parse_cursor(&cursor_after(last)).map_err(|e| anyhow::anyhow!("{e}"))?);

@@ -4,7 +4,7 @@
 //!
 //! Each replica runs this loop. At a tick, every replica tries to insert the tick's run
 //! row; the unique `(job_name, tick_at)` index lets exactly one succeed, and only that
-//! one runs the job (see `app::crons::ssr::runs`). Ticks missed while no replica was
+//! one runs the job (see `app::jobs::ssr::records`). Ticks missed while no replica was
 //! up are not caught up: dropout detection shows them, and the next tick does the work.
 
 use std::time::Duration as StdDuration;

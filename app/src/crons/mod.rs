@@ -1,16 +1,14 @@
-//! The cron plane: the job registry, every run of every job, dropout detection, the
-//! in-process scheduler's claim on each tick, and the rotating cron secret.
+//! The cron plane: how every job has been firing (dropout detection), the crons page,
+//! and the rotating cron secret. Jobs themselves, their runs and the scheduler's claim
+//! on a tick belong to the job runner (`crate::jobs`), which this feature reads.
 //!
-//! - DTOs here: [`Trigger`], [`JobStatus`], [`CronRun`], [`CronsOverview`],
-//!   [`CronSecretInfo`], [`RotatedSecret`].
+//! - DTOs here: [`JobStatus`], [`CronsOverview`], [`CronSecretInfo`], [`RotatedSecret`];
+//!   [`CronRun`] is the runner's.
 //! - `schedule` — cron expressions (parsing, next tick, plain-English reading).
 //! - `api` — the server functions of `/admin/crons` and `/admin/settings/cron-secret`.
 //! - `page` — `/admin/crons`; `secret_page` — `/admin/settings/cron-secret`.
-//! - `ssr` (server only) — the registry (`jobs`), run records (`runs`), the dropout
-//!   assessment (`status`) and the secrets (`secrets`).
-//!
-//! A job is one function. The scheduler, `/cron/<job>`, the Run now button and
-//! `salvage cron run` all go through [`ssr::runs::run`], which records the run.
+//! - `ssr` (server only) — the settings (`CronSettings`), the dropout assessment
+//!   (`status`) and the secrets (`secrets`).
 
 pub mod api;
 pub mod page;

@@ -23,7 +23,7 @@ pub async fn search_history(
     let (state, _) = crate::auth::ssr::guard(crate::auth::Permission::Read).await?;
     let result = async {
         let filter = super::ssr::build_filter(kind, actor, outcome, from, to, q, before)?;
-        let (entries, more) = super::ssr::search(&state.pg, &filter, PAGE_SIZE)
+        let (entries, more) = super::ssr::search(&state.pg, &filter, PAGE_SIZE, state.clock.now())
             .await
             .map_err(|e| AppError::internal("Failed to search the history", e))?;
         let next_cursor = if more {
@@ -51,7 +51,7 @@ pub async fn search_history(
 pub async fn load_history_entry(id: i64) -> Result<EntryView, AppError> {
     let (state, _) = crate::auth::ssr::guard(crate::auth::Permission::Read).await?;
     let result = async {
-        super::ssr::load(&state.pg, id)
+        super::ssr::load(&state.pg, id, state.clock.now())
             .await
             .map_err(|e| AppError::internal("Failed to load a history entry", e))?
             .ok_or(AppError::NotFound {
@@ -191,7 +191,7 @@ pub async fn resolve_incident(
     let (state, actor) = crate::auth::ssr::guard(crate::auth::Permission::Annotate).await?;
     let result = async {
         let body = check_text("body", &body, 20_000, false)?;
-        let view = load(&state.pg, incident_id)
+        let view = load(&state.pg, incident_id, state.clock.now())
             .await
             .map_err(|e| AppError::internal("Failed to load the incident", e))?
             .filter(|view| view.entry.kind == "incident")

@@ -148,7 +148,7 @@ async fn export(
     let mut count = 0usize;
     let mut truncated = false;
     loop {
-        let (entries, more) = search(&state.pg, &filter, 1000)
+        let (entries, more) = search(&state.pg, &filter, 1000, state.clock.now())
             .await
             .map_err(|e| AppError::internal("Failed to export the history", e))?;
         for entry in &entries {

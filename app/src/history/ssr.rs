@@ -280,11 +280,13 @@ pub fn text_query(text: &str) -> Option<String> {
     (!words.is_empty()).then(|| words.join(" & "))
 }
 
-/// The newest `limit` entries matching `filter`, newest first, plus whether there are more.
+/// The newest `limit` entries matching `filter`, newest first, plus whether there are
+/// more; "ago" figures are as of `now`.
 pub async fn search(
     pg: &PgPool,
     filter: &Filter,
     limit: i64,
+    now: OffsetDateTime,
 ) -> Result<(Vec<Entry>, bool), sqlx::Error> {
     let mut query =
         QueryBuilder::<Postgres>::new(format!("select {COLUMNS} from runbook_history where true"));
@@ -321,7 +323,6 @@ pub async fn search(
         .push(" order by started_at desc, id desc limit ")
         .push_bind(limit + 1);
     let rows = query.build_query_as::<EntryRecord>().fetch_all(pg).await?;
-    let now = OffsetDateTime::now_utc();
     let more = rows.len() as i64 > limit;
     let entries = rows
         .into_iter()
@@ -349,8 +350,11 @@ pub fn parse_cursor(cursor: &str) -> Result<(OffsetDateTime, i64), AppError> {
 }
 
 /// One entry, with an incident's timeline.
-pub async fn load(pg: &PgPool, id: i64) -> Result<Option<EntryView>, sqlx::Error> {
-    let now = OffsetDateTime::now_utc();
+pub async fn load(
+    pg: &PgPool,
+    id: i64,
+    now: OffsetDateTime,
+) -> Result<Option<EntryView>, sqlx::Error> {
     let Some(record) = sqlx::query_as!(
         EntryRecord,
         r#"select id, kind, title, body, actor, started_at, finished_at, outcome, reason,

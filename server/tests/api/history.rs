@@ -171,7 +171,9 @@ async fn keyset_pages_cover_every_entry_once_newest_first() {
     let mut seen = Vec::new();
     let mut filter = Filter::default();
     loop {
-        let (entries, more) = search(&app.pg, &filter, 50).await.unwrap();
+        let (entries, more) = search(&app.pg, &filter, 50, time::OffsetDateTime::now_utc())
+            .await
+            .unwrap();
         seen.extend(entries.iter().map(|e| (e.started_at, e.id)));
         if !more {
             break;
@@ -216,7 +218,7 @@ async fn filters_narrow_by_kind_actor_outcome_time_and_text() {
     let titles = |filter: Filter| {
         let pg = app.pg.clone();
         async move {
-            search(&pg, &filter, 50)
+            search(&pg, &filter, 50, time::OffsetDateTime::now_utc())
                 .await
                 .unwrap()
                 .0

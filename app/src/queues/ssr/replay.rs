@@ -1,4 +1,5 @@
-//! Replay: drain both fallback queues into ClickHouse, exactly once.
+//! Replay: drain both fallback queues into ClickHouse, exactly once. [`REPLAY_FALLBACK`]
+//! is the job every door runs; [`drain`] is its engine, which the benchmark measures alone.
 //!
 //! One batch is one PostgreSQL transaction:
 //!
@@ -373,29 +374,37 @@ pub async fn replay_batch(
         }
         Err(message) => {
             drop(tx); // rolls the delete back: the rows are queued again
-            record_failure(&state.pg, queue, &seqs, &message).await;
+            record_failure(&state.pg, queue, &seqs, &message, state.clock.now()).await;
             Err(message)
         }
     }
 }
 
 /// `attempts + 1` and the error on the rows of a failed batch, and on the queue.
-async fn record_failure(pg: &PgPool, queue: Queue, seqs: &[i64], message: &str) {
+async fn record_failure(
+    pg: &PgPool,
+    queue: Queue,
+    seqs: &[i64],
+    message: &str,
+    at: OffsetDateTime,
+) {
     let result = async {
         let mut tx = pg.begin().await?;
         sqlx::query(&format!(
-            "update {} set attempts = attempts + 1, last_error = $2, last_attempt_at = now()
+            "update {} set attempts = attempts + 1, last_error = $2, last_attempt_at = $3
               where seq = any($1)",
             queue.table()
         ))
         .bind(seqs)
         .bind(message)
+        .bind(at)
         .execute(&mut *tx)
         .await?;
         sqlx::query!(
-            "update fallback_queues set last_error = $2, last_error_at = now() where queue = $1",
+            "update fallback_queues set last_error = $2, last_error_at = $3 where queue = $1",
             queue.as_str(),
-            message
+            message,
+            at
         )
         .execute(&mut *tx)
         .await?;
