@@ -729,11 +729,10 @@ async fn park_rows(app: &TestApp, n: i64) {
     .unwrap();
 }
 
-#[tokio::test]
-async fn a_replay_process_killed_mid_run_loses_and_doubles_nothing() {
-    let app = spawn_app().await;
-    park_rows(&app, 20_000).await;
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_salvage"))
+/// `salvage replay --batch 200` on `app`'s databases, its output captured, once it has
+/// replayed at least 1,000 rows.
+async fn replay_process_under_way(app: &TestApp) -> std::process::Child {
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_salvage"))
         .args(["replay", "--batch", "200"])
         .current_dir(std::env::temp_dir())
         .env_clear()
@@ -744,16 +743,23 @@ async fn a_replay_process_killed_mid_run_loses_and_doubles_nothing() {
             crate::helpers::base_settings().clickhouse.url.as_str(),
         )
         .env("CLICKHOUSE_DATABASE", app.clickhouse.database())
-        .stdout(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
     let started = crate::helpers::eventually(Duration::from_secs(30), || async {
-        let done = replay_progress(&app).await;
-        done.unwrap_or(0) >= 1000
+        replay_progress(app).await.unwrap_or(0) >= 1000
     })
     .await;
     assert!(started, "the replay process made progress");
+    child
+}
+
+#[tokio::test]
+async fn a_replay_process_killed_mid_run_loses_and_doubles_nothing() {
+    let app = spawn_app().await;
+    park_rows(&app, 20_000).await;
+    let mut child = replay_process_under_way(&app).await;
 
     child.kill().unwrap(); // SIGKILL: no chance to finish its batch or clean up
     child.wait().unwrap();
@@ -774,6 +780,45 @@ async fn a_replay_process_killed_mid_run_loses_and_doubles_nothing() {
     assert_eq!(report.status, RunStatus::Succeeded, "{report:?}");
     assert_eq!(clickhouse_counts(&app).await, (20_000, 20_000));
     assert_eq!(queued(&app).await, 0);
+}
+
+#[tokio::test]
+async fn ctrl_c_stops_a_terminal_replay_after_its_batch_and_records_it_as_cancelled() {
+    // Enough rows that the interrupt lands well before the end.
+    const ROWS: i64 = 100_000;
+    let app = spawn_app().await;
+    park_rows(&app, ROWS).await;
+    let child = replay_process_under_way(&app).await;
+
+    let interrupt = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(interrupt.success());
+    let output = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+
+    assert!(output.status.success(), "{:?}", output.status);
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(printed.contains(" cancelled: "), "{printed}");
+    let (outcome, trigger, rows): (String, String, i64) = sqlx::query_as(
+        "select outcome, trigger, rows_processed from cron_job_runs
+          where job_name = 'replay-fallback'",
+    )
+    .fetch_one(&app.pg)
+    .await
+    .unwrap();
+    assert_eq!((outcome.as_str(), trigger.as_str()), ("cancelled", "cli"));
+    let (count, distinct) = clickhouse_counts(&app).await;
+    assert_eq!(count, distinct, "no id reached ClickHouse twice");
+    assert_eq!(
+        distinct as i64, rows,
+        "the run's figure is what ClickHouse got"
+    );
+    assert!(distinct < ROWS as u64, "stopped before the end");
+    assert_eq!(queued(&app).await + distinct as i64, ROWS);
 }
 
 #[tokio::test]
