@@ -589,9 +589,15 @@ async fn two_schedulers_on_one_database_run_each_tick_once() {
     .await
     .unwrap();
     assert!(ticks.len() >= 3, "{ticks:?}");
-    for (tick, runs, outcome) in &ticks {
+    for (i, (tick, runs, outcome)) in ticks.iter().enumerate() {
         assert_eq!(*runs, 1, "tick {tick} ran {runs} times");
-        assert_eq!(outcome, "succeeded");
+        // Stopping a scheduler stops its run in flight, as shutting the process down
+        // does: only the last tick's run may have been caught there.
+        let last = i + 1 == ticks.len();
+        assert!(
+            outcome == "succeeded" || (last && outcome == "cancelled"),
+            "tick {tick}: {outcome}"
+        );
     }
     for pair in ticks.windows(2) {
         assert_eq!(

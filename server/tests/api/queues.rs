@@ -729,6 +729,23 @@ async fn park_rows(app: &TestApp, n: i64) {
     .unwrap();
 }
 
+/// After a replay stopped part-way (cancelled, not killed): ClickHouse holds exactly the
+/// `rows` the run counted, no id twice, fewer than `total`, and the queue the rest.
+async fn assert_stopped_replay_kept_each_row_once(app: &TestApp, rows: i64, total: i64) {
+    let (count, distinct) = clickhouse_counts(app).await;
+    assert_eq!(count, distinct, "no id reached ClickHouse twice");
+    assert_eq!(
+        distinct as i64, rows,
+        "the run's figure is what ClickHouse got"
+    );
+    assert!((distinct as i64) < total, "stopped before the end");
+    assert_eq!(
+        queued(app).await + distinct as i64,
+        total,
+        "every row is in ClickHouse or still queued"
+    );
+}
+
 /// `salvage replay --batch 200` on `app`'s databases, its output captured, once it has
 /// replayed at least 1,000 rows.
 async fn replay_process_under_way(app: &TestApp) -> std::process::Child {
@@ -811,14 +828,7 @@ async fn ctrl_c_stops_a_terminal_replay_after_its_batch_and_records_it_as_cancel
     .await
     .unwrap();
     assert_eq!((outcome.as_str(), trigger.as_str()), ("cancelled", "cli"));
-    let (count, distinct) = clickhouse_counts(&app).await;
-    assert_eq!(count, distinct, "no id reached ClickHouse twice");
-    assert_eq!(
-        distinct as i64, rows,
-        "the run's figure is what ClickHouse got"
-    );
-    assert!(distinct < ROWS as u64, "stopped before the end");
-    assert_eq!(queued(&app).await + distinct as i64, ROWS);
+    assert_stopped_replay_kept_each_row_once(&app, rows, ROWS).await;
 }
 
 #[tokio::test]
@@ -902,18 +912,7 @@ async fn sigterm_during_a_replay_stops_in_time_records_it_as_cancelled_and_loses
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["outcome"], "cancelled", "{body}");
 
-    let (count, distinct) = clickhouse_counts(&app).await;
-    assert_eq!(count, distinct, "no id reached ClickHouse twice");
-    assert_eq!(
-        distinct as i64, rows,
-        "the run's figure is what ClickHouse got"
-    );
-    assert!(distinct < ROWS as u64, "stopped before the end");
-    assert_eq!(
-        queued(&app).await + distinct as i64,
-        ROWS,
-        "every row is in ClickHouse or still queued"
-    );
+    assert_stopped_replay_kept_each_row_once(&app, rows, ROWS).await;
 
     // The next replay finishes the queue.
     let report = run_replay(&app, 5000).await;
