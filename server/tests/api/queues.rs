@@ -729,6 +729,32 @@ async fn park_rows(app: &TestApp, n: i64) {
     .unwrap();
 }
 
+/// The `salvage` binary with only `app`'s stores in its environment, run from a
+/// folder without a `.env`.
+fn salvage_on(app: &TestApp) -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_salvage"));
+    command
+        .current_dir(std::env::temp_dir())
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DATABASE_URL", &app.database_url)
+        .env(
+            "CLICKHOUSE_URL",
+            crate::helpers::base_settings().clickhouse.url.as_str(),
+        )
+        .env("CLICKHOUSE_DATABASE", app.clickhouse.database());
+    command
+}
+
+/// Sends `SIG<name>` to `child`.
+fn send_signal(child: &std::process::Child, name: &str) {
+    let sent = std::process::Command::new("kill")
+        .args([format!("-{name}"), child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success(), "kill -{name}");
+}
+
 /// After a replay stopped part-way (cancelled, not killed): ClickHouse holds exactly the
 /// `rows` the run counted, no id twice, fewer than `total`, and the queue the rest.
 async fn assert_stopped_replay_kept_each_row_once(app: &TestApp, rows: i64, total: i64) {
@@ -749,17 +775,8 @@ async fn assert_stopped_replay_kept_each_row_once(app: &TestApp, rows: i64, tota
 /// `salvage replay --batch 200` on `app`'s databases, its output captured, once it has
 /// replayed at least 1,000 rows.
 async fn replay_process_under_way(app: &TestApp) -> std::process::Child {
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_salvage"))
+    let child = salvage_on(app)
         .args(["replay", "--batch", "200"])
-        .current_dir(std::env::temp_dir())
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("DATABASE_URL", &app.database_url)
-        .env(
-            "CLICKHOUSE_URL",
-            crate::helpers::base_settings().clickhouse.url.as_str(),
-        )
-        .env("CLICKHOUSE_DATABASE", app.clickhouse.database())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -807,11 +824,7 @@ async fn ctrl_c_stops_a_terminal_replay_after_its_batch_and_records_it_as_cancel
     park_rows(&app, ROWS).await;
     let child = replay_process_under_way(&app).await;
 
-    let interrupt = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(interrupt.success());
+    send_signal(&child, "INT");
     let output = tokio::task::spawn_blocking(move || child.wait_with_output())
         .await
         .unwrap()
@@ -838,17 +851,8 @@ async fn sigterm_during_a_replay_stops_in_time_records_it_as_cancelled_and_loses
     park_rows(&app, ROWS).await;
     let port = crate::helpers::closed_port().await;
     let address = format!("http://127.0.0.1:{port}");
-    let mut server = std::process::Command::new(env!("CARGO_BIN_EXE_salvage"))
+    let mut server = salvage_on(&app)
         .arg("serve")
-        .current_dir(std::env::temp_dir())
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("DATABASE_URL", &app.database_url)
-        .env(
-            "CLICKHOUSE_URL",
-            crate::helpers::base_settings().clickhouse.url.as_str(),
-        )
-        .env("CLICKHOUSE_DATABASE", app.clickhouse.database())
         .env("SALVAGE_ADDR", format!("127.0.0.1:{port}"))
         .env("SALVAGE_SCHEDULER", "off")
         .env("SALVAGE_SHUTDOWN_GRACE_SECS", "30")
@@ -880,11 +884,7 @@ async fn sigterm_during_a_replay_stops_in_time_records_it_as_cancelled_and_loses
     assert!(working, "the replay made progress");
 
     let signalled = std::time::Instant::now();
-    let kill = std::process::Command::new("kill")
-        .args(["-TERM", &server.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
+    send_signal(&server, "TERM");
     let exit = tokio::task::spawn_blocking(move || server.wait())
         .await
         .unwrap()
