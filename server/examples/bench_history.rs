@@ -149,10 +149,14 @@ async fn main() -> anyhow::Result<()> {
     let (mut unknown, mut wrong) = (Vec::new(), Vec::new());
     for _ in 0..RUNS {
         let t = Instant::now();
-        app::auth::ssr::verify_password(SecretString::from("guess"), None).await;
+        app::auth::ssr::verify_password(SecretString::from("guess"), None)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         unknown.push(t.elapsed());
         let t = Instant::now();
-        app::auth::ssr::verify_password(SecretString::from("guess"), Some(stored.clone())).await;
+        app::auth::ssr::verify_password(SecretString::from("guess"), Some(stored.clone()))
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         wrong.push(t.elapsed());
     }
     let (unknown_median, _) = stats(&mut unknown);

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use app::crons::ssr::CronSettings;
 use app::queues::ssr::QueueSettings;
+use app::server::client::TrustedProxies;
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::postgres::PgConnectOptions;
 use url::Url;
@@ -34,6 +35,19 @@ pub struct Settings {
     /// `SALVAGE_SESSION_IDLE_MINUTES`: a session without a request for this long
     /// expires. Default 480 (8 h).
     pub session_idle: Duration,
+    /// `SALVAGE_SESSION_MAX_HOURS`: a session ends this long after sign-in however active
+    /// it is. Default 24.
+    pub session_max: Duration,
+    /// `SALVAGE_TRUSTED_PROXIES`: comma-separated addresses or networks of the load
+    /// balancers in front of Salvage; only their `X-Forwarded-For` is believed. Default
+    /// none (the connection's peer is the client).
+    pub trusted_proxies: TrustedProxies,
+    /// `SALVAGE_ARGON2_PERMITS`: password checks that may run at once (each holds
+    /// 19 MiB). Default twice the cores.
+    pub password_permits: usize,
+    /// `SALVAGE_ARGON2_WAIT_MS`: how long a sign-in waits for a free permit before 503.
+    /// Default 1000.
+    pub password_wait: Duration,
     /// `SALVAGE_SHUTDOWN_GRACE_SECS`: on SIGTERM or Ctrl-C, how long `salvage serve`
     /// waits for in-flight requests and running jobs to stop. Default 30.
     pub shutdown_grace: Duration,
@@ -147,6 +161,28 @@ impl Settings {
                 8 * 60,
             )?,
         );
+        let session_max = Duration::from_secs(
+            3600 * bounded("SALVAGE_SESSION_MAX_HOURS", 1..=24 * 30, "hours", 24)?,
+        );
+        let trusted_proxies = TrustedProxies::parse(
+            &get("SALVAGE_TRUSTED_PROXIES").unwrap_or_default(),
+        )
+        .map_err(|reason| ConfigError::Malformed {
+            name: "SALVAGE_TRUSTED_PROXIES",
+            reason,
+        })?;
+        let password_permits = bounded(
+            "SALVAGE_ARGON2_PERMITS",
+            1..=256,
+            "checks",
+            app::auth::ssr::default_password_permits() as u64,
+        )? as usize;
+        let password_wait = Duration::from_millis(bounded(
+            "SALVAGE_ARGON2_WAIT_MS",
+            10..=60_000,
+            "milliseconds",
+            1000,
+        )?);
         let queues = QueueSettings {
             ttl: Duration::from_secs(
                 3600 * bounded("SALVAGE_FALLBACK_TTL_HOURS", 1..=24 * 365, "hours", 7 * 24)?,
@@ -222,6 +258,10 @@ impl Settings {
             site_root: get("LEPTOS_SITE_ROOT").unwrap_or_else(|| "target/site".to_owned()),
             probe_timeout,
             session_idle,
+            session_max,
+            trusted_proxies,
+            password_permits,
+            password_wait,
             shutdown_grace: Duration::from_secs(bounded(
                 "SALVAGE_SHUTDOWN_GRACE_SECS",
                 1..=600,

@@ -112,7 +112,7 @@ async fn cron_job(
 ) -> Response {
     use app::crons::ssr::secrets;
     use app::jobs::ssr as jobs;
-    let mut caller = jobs::Caller::from_request(&parts);
+    let mut caller = jobs::Caller::from_request(&state.trusted_proxies, &parts);
     let malformed = parts.headers.contains_key(header::AUTHORIZATION)
         && app::server::tokens::bearer(&parts.headers).is_none();
     let token = app::server::tokens::bearer(&parts.headers);

@@ -121,6 +121,7 @@ impl Application {
 
 /// The shared state for `settings`: pools and clients, nothing connected yet.
 pub fn build_state(settings: &Settings) -> AppState {
+    app::auth::ssr::configure_password_gate(settings.password_permits, settings.password_wait);
     let leptos_options = LeptosOptions::builder()
         .output_name("salvage")
         .site_root(settings.site_root.as_str())
@@ -134,6 +135,8 @@ pub fn build_state(settings: &Settings) -> AppState {
         probe_timeout: settings.probe_timeout,
         public_origin: settings.public_origin(),
         session_idle: settings.session_idle,
+        session_max: settings.session_max,
+        trusted_proxies: settings.trusted_proxies.clone(),
         queues: settings.queues.clone(),
         ingest_keys: Default::default(),
         crons: settings.crons.clone(),
@@ -148,8 +151,12 @@ pub fn build_state(settings: &Settings) -> AppState {
 /// The largest request body the console accepts (server functions, forms).
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
 
-/// The name of the session cookie.
+/// The name of the session cookie over plain http (local development).
 pub const SESSION_COOKIE: &str = "salvage_session";
+/// The name of the session cookie when the public URL is https: the `__Host-` prefix
+/// makes browsers refuse it unless it is `Secure`, host-only and for `/`, so a sibling
+/// subdomain cannot plant or overwrite it.
+pub const SECURE_SESSION_COOKIE: &str = "__Host-salvage_session";
 
 /// Sessions in PostgreSQL (the `sessions` table of the migrations), so any replica can
 /// serve any request. `HttpOnly`, `SameSite=Strict`, `Secure` outside local http, and an
@@ -161,7 +168,11 @@ fn session_layer(pg: sqlx::PgPool, settings: &Settings) -> SessionManagerLayer<P
         .expect("constant identifiers are valid");
     let idle = time::Duration::try_from(settings.session_idle).unwrap_or(time::Duration::hours(8));
     SessionManagerLayer::new(store)
-        .with_name(SESSION_COOKIE)
+        .with_name(if settings.public_url.scheme() == "https" {
+            SECURE_SESSION_COOKIE
+        } else {
+            SESSION_COOKIE
+        })
         .with_http_only(true)
         .with_same_site(SameSite::Strict)
         .with_secure(settings.secure_cookies())

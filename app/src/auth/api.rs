@@ -34,13 +34,11 @@ pub async fn sign_in(email: String, password: String, next: String) -> Result<St
     let result = async {
         let (state, parts, session) = ssr::request_context()?;
         ssr::check_origin(&state, &parts)?;
-        let client = crate::server::client_addr(&parts)
-            .map(|addr| addr.ip().to_string())
-            .unwrap_or_else(|| "unknown".into());
+        let network = crate::server::client::client_network(&state, &parts);
         let actor = ssr::sign_in(
             &state,
             &session,
-            &client,
+            &network,
             &email,
             secrecy::SecretString::from(password),
         )
@@ -84,11 +82,12 @@ pub async fn change_password(
                 "the two new passwords differ",
             ));
         }
-        let (_, _, session) = ssr::request_context()?;
+        let (_, parts, session) = ssr::request_context()?;
         ssr::change_password(
             &state,
             &session,
             &actor,
+            &crate::server::client::client_network(&state, &parts),
             secrecy::SecretString::from(current_password),
             secrecy::SecretString::from(new_password),
         )

@@ -39,7 +39,10 @@ pub async fn start_replay(reason: String) -> Result<i64, AppError> {
     let (state, actor) = crate::auth::ssr::guard(crate::auth::Permission::Operate).await?;
     let result = async {
         let reason = required_reason(&reason)?;
-        let caller = crate::jobs::ssr::Caller::from_request(&crate::server::request_parts()?);
+        let caller = crate::jobs::ssr::Caller::from_request(
+            &state.trusted_proxies,
+            &crate::server::request_parts()?,
+        );
         let job = super::ssr::replay::REPLAY_FALLBACK.name;
         crate::jobs::ssr::start_by_hand(&state, job, actor, reason, caller).await
     }

@@ -3,6 +3,7 @@
 //! the state and hands it to the router, and server functions reach it through context.
 
 pub mod clickhouse;
+pub mod client;
 pub mod clock;
 pub mod postgres;
 pub mod state;

@@ -24,6 +24,10 @@ pub struct AppState {
     pub public_origin: String,
     /// How long a session lives without a request before it expires.
     pub session_idle: Duration,
+    /// How long a session lives at most, however active (`SALVAGE_SESSION_MAX_HOURS`).
+    pub session_max: Duration,
+    /// The proxies whose `X-Forwarded-For` names the client (`SALVAGE_TRUSTED_PROXIES`).
+    pub trusted_proxies: super::client::TrustedProxies,
     /// Fallback queue settings: TTL, replay batch and budget, ingest timeout.
     pub queues: crate::queues::ssr::QueueSettings,
     /// Ingest keys verified recently (see `queues::ssr::keys`).

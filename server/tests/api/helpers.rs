@@ -57,6 +57,18 @@ pub struct Options {
     pub clickhouse_link: bool,
     /// Put a [`FaultyLink`] in front of the (real, fresh, migrated) PostgreSQL database.
     pub postgres_link: bool,
+    /// Changes to the settings, applied last (a public URL's port 0 still means "the
+    /// port bound").
+    pub tweak: Option<fn(&mut Settings)>,
+}
+
+/// Salvage with its settings changed by `tweak`, on fresh stores.
+pub async fn spawn_app_tweaked(tweak: fn(&mut Settings)) -> TestApp {
+    spawn_app_with(Options {
+        tweak: Some(tweak),
+        ..Options::default()
+    })
+    .await
 }
 
 /// The cron secret every test app is configured with.
@@ -151,6 +163,9 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     // Port 0 here means "the port bound", so the same-origin check knows the test's port.
     settings.public_url = "http://127.0.0.1:0".parse().unwrap();
     settings.probe_timeout = Duration::from_millis(1500);
+    if let Some(tweak) = options.tweak {
+        tweak(&mut settings);
+    }
 
     let application = Application::build(&settings).await.expect("build the app");
     let state = application.state().clone();
@@ -217,14 +232,30 @@ impl Client {
 
     /// A client whose requests claim to come from `origin`.
     pub fn with_origin(address: &str, origin: &str) -> Self {
-        let mut headers = reqwest::header::HeaderMap::new();
-        headers.insert("origin", origin.parse().unwrap());
+        Self::with_headers(address, &[("origin", origin)])
+    }
+
+    /// A client whose every request carries `X-Forwarded-For: <forwarded_for>`, as a
+    /// load balancer would add for a client at that address.
+    pub fn forwarded_for(address: &str, forwarded_for: &str) -> Self {
+        Self::with_headers(
+            address,
+            &[("origin", address), ("x-forwarded-for", forwarded_for)],
+        )
+    }
+
+    /// A client sending `headers` with every request.
+    pub fn with_headers(address: &str, headers: &[(&'static str, &str)]) -> Self {
+        let mut map = reqwest::header::HeaderMap::new();
+        for (name, value) in headers {
+            map.insert(*name, value.parse().unwrap());
+        }
         Self {
             address: address.to_owned(),
             http: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .cookie_store(true)
-                .default_headers(headers)
+                .default_headers(map)
                 .timeout(Duration::from_secs(30))
                 .build()
                 .unwrap(),

@@ -13,3 +13,4 @@ mod outage;
 mod queues;
 mod roles;
 mod schema;
+mod security;

@@ -5,9 +5,10 @@ use serde_json::json;
 use tower_sessions::Session;
 
 use super::super::check_new_password;
-use super::passwords::{hash_password, verify_password};
+use super::passwords::hash_password;
 use super::records::user_by_id;
 use super::session::{session_error, SessionUser, SESSION_USER};
+use super::sign_in::{check_password, reserve_attempt};
 use super::Actor;
 use crate::error::AppError;
 use crate::history::ssr::{append, NewEntry};
@@ -20,6 +21,7 @@ pub async fn change_password(
     state: &AppState,
     session: &Session,
     actor: &Actor,
+    network: &str,
     current: SecretString,
     new: SecretString,
 ) -> Result<(), AppError> {
@@ -35,11 +37,17 @@ pub async fn change_password(
         .await
         .map_err(AppError::wrap("Failed to load the user"))?
         .ok_or(AppError::Unauthorized)?;
-    if !verify_password(current, Some(user.password_hash.clone())).await {
+    // The same throttle as sign-in: a stolen session cannot guess the password either.
+    let mut attempt = Some(reserve_attempt(&state.pg, &user.email, network).await?);
+    let stored = Some(user.password_hash.clone());
+    if !check_password(&state.pg, &mut attempt, current, stored).await? {
         return Err(AppError::invalid(
             "current_password",
             "this is not your current password",
         ));
+    }
+    if let Some(attempt) = attempt {
+        attempt.succeeded(&state.pg).await?;
     }
     let hash = hash_password(new).await?;
     let mut tx = state
@@ -72,12 +80,21 @@ pub async fn change_password(
     tx.commit()
         .await
         .map_err(AppError::wrap("Failed to commit"))?;
+
+    // A new id for the session that stays: whoever held the old cookie is out too.
+    session.cycle_id().await.map_err(session_error)?;
+    let signed_in_at = session
+        .get::<SessionUser>(SESSION_USER)
+        .await
+        .map_err(session_error)?
+        .and_then(|stored| stored.signed_in_at);
     session
         .insert(
             SESSION_USER,
             SessionUser {
                 user_id,
                 generation,
+                signed_in_at,
             },
         )
         .await

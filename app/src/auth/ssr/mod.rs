@@ -24,13 +24,16 @@ mod users;
 
 pub use account::change_password;
 pub use actor::Actor;
-pub use passwords::{hash_password, verify_password, PasswordHash};
+pub use passwords::{
+    configure_password_gate, default_password_permits, hash_password, password_gate,
+    verify_password, PasswordHash, DEFAULT_PASSWORD_WAIT,
+};
 pub use session::{
     authenticate, check_origin, end_session, guard, guard_allowing_temporary_password,
     request_context,
 };
 pub use setup::{create_first_admin, issue_setup_token, setup_link_is_valid, SETUP_LINK_HOURS};
-pub use sign_in::{sign_in, MAX_FAILURES_PER_CLIENT, MAX_FAILURES_PER_EMAIL, THROTTLE_WINDOW_SECS};
+pub use sign_in::{sign_in, Throttle, THROTTLE_WINDOW_SECS};
 pub use users::*;
 
 #[cfg(test)]
@@ -44,19 +47,22 @@ mod tests {
             .await
             .unwrap();
         assert!(hash.as_str().starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
+        assert!(verify_password(
+            SecretString::from("correct horse battery"),
+            Some(hash.clone())
+        )
+        .await
+        .unwrap());
         assert!(
-            verify_password(
-                SecretString::from("correct horse battery"),
-                Some(hash.clone())
-            )
-            .await
+            !verify_password(SecretString::from("wrong horse battery"), Some(hash))
+                .await
+                .unwrap()
         );
-        assert!(!verify_password(SecretString::from("wrong horse battery"), Some(hash)).await);
     }
 
     #[tokio::test]
     async fn an_unknown_account_never_verifies() {
-        assert!(!verify_password(SecretString::from(""), None).await);
+        assert!(!verify_password(SecretString::from(""), None).await.unwrap());
     }
 
     #[test]

@@ -5,7 +5,7 @@ use axum::http::request::Parts;
 use axum::http::Method;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
-use tower_sessions::{Expiry, Session};
+use tower_sessions::Session;
 
 use super::super::Permission;
 use super::records::{user_by_id, UserRecord};
@@ -16,11 +16,24 @@ use crate::server::AppState;
 /// The session key holding the signed-in user.
 pub(crate) const SESSION_USER: &str = "user";
 
-/// What a session remembers: the user, and the generation that must still match.
+/// The session key holding when the idle expiry was last pushed forward (unix seconds).
+const SESSION_REFRESHED: &str = "refreshed_at";
+
+/// What a session remembers: the user, the generation that must still match, and when
+/// the person signed in (unix seconds; absent in sessions from before the absolute cap,
+/// which then count from their next request).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct SessionUser {
     pub(crate) user_id: i64,
     pub(crate) generation: i32,
+    #[serde(default)]
+    pub(crate) signed_in_at: Option<i64>,
+}
+
+/// How often an active session is written to push its idle expiry forward: once a
+/// minute, or a quarter of the idle time when that is shorter.
+fn refresh_every(idle: std::time::Duration) -> i64 {
+    (idle.as_secs() as i64 / 4).clamp(1, 60)
 }
 
 pub(crate) fn session_error(error: tower_sessions::session::Error) -> AppError {
@@ -28,9 +41,11 @@ pub(crate) fn session_error(error: tower_sessions::session::Error) -> AppError {
 }
 
 /// The signed-in actor of `session`, or 401. A disabled account, a bumped session
-/// generation or a deleted user ends the session here and now. Refreshes the idle expiry.
+/// generation, a deleted user or a session older than `session_max` ends the session
+/// here and now. Pushes the idle expiry forward (sessions keep real time, as the
+/// session store does).
 pub async fn authenticate(state: &AppState, session: &Session) -> Result<Actor, AppError> {
-    let Some(stored) = session
+    let Some(mut stored) = session
         .get::<SessionUser>(SESSION_USER)
         .await
         .map_err(session_error)?
@@ -51,10 +66,36 @@ pub async fn authenticate(state: &AppState, session: &Session) -> Result<Actor, 
             return Err(AppError::Unauthorized);
         }
     };
-    // Push the idle expiry forward, but write the session at most once a minute.
-    let idle = time::Duration::try_from(state.session_idle).unwrap_or(time::Duration::hours(8));
-    if session.expiry_date() - OffsetDateTime::now_utc() < idle - time::Duration::minutes(1) {
-        session.set_expiry(Some(Expiry::OnInactivity(idle)));
+    let now = OffsetDateTime::now_utc().unix_timestamp();
+    match stored.signed_in_at {
+        Some(at) if now - at >= state.session_max.as_secs() as i64 => {
+            tracing::info!(
+                user_id = stored.user_id,
+                "session ended: at its maximum age"
+            );
+            session.flush().await.map_err(session_error)?;
+            return Err(AppError::Unauthorized);
+        }
+        Some(_) => {}
+        None => {
+            stored.signed_in_at = Some(now);
+            session
+                .insert(SESSION_USER, stored)
+                .await
+                .map_err(session_error)?;
+        }
+    }
+    // A session is saved, with a fresh `now + idle` expiry, only when its data changes:
+    // writing the refresh time is what keeps an active person signed in.
+    let refreshed = session
+        .get::<i64>(SESSION_REFRESHED)
+        .await
+        .map_err(session_error)?;
+    if refreshed.is_none_or(|at| now - at >= refresh_every(state.session_idle)) {
+        session
+            .insert(SESSION_REFRESHED, now)
+            .await
+            .map_err(session_error)?;
     }
     Ok(Actor {
         user_id: Some(user.id),
@@ -148,6 +189,7 @@ pub(crate) async fn start_session(session: &Session, user: &UserRecord) -> Resul
             SessionUser {
                 user_id: user.id,
                 generation: user.session_generation,
+                signed_in_at: Some(OffsetDateTime::now_utc().unix_timestamp()),
             },
         )
         .await

@@ -49,15 +49,18 @@ impl Caller {
         }
     }
 
-    /// The address and User-Agent of an HTTP request.
-    pub fn from_request(parts: &axum::http::request::Parts) -> Self {
+    /// The client address (through trusted proxies) and User-Agent of an HTTP request.
+    pub fn from_request(
+        proxies: &crate::server::client::TrustedProxies,
+        parts: &axum::http::request::Parts,
+    ) -> Self {
         let agent = parts
             .headers
             .get(axum::http::header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
             .map(|v| v.chars().take(200).collect());
         Self {
-            addr: crate::server::client_addr(parts).map(|a| a.ip().to_string()),
+            addr: crate::server::client::client_ip(proxies, parts).map(|ip| ip.to_string()),
             agent,
             secret_id: None,
         }
