@@ -2,6 +2,18 @@
 //! CLI, the HTTP routes and the benchmarks: UTC with the zone named, durations the way
 //! an operator says them, digits grouped.
 
+/// What a secret's field shows in `Debug`: `<redacted>`.
+pub struct Redacted;
+
+impl std::fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// See [`Redacted`].
+pub const REDACTED: Redacted = Redacted;
+
 /// Formats Unix milliseconds as `2026-11-22 10:04 UTC`.
 pub fn format_utc(ms: i64) -> String {
     match time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000) {
@@ -100,6 +112,34 @@ pub fn iso(ms: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secrets_shown_once_never_print_in_debug() {
+        let key = crate::queues::CreatedKey {
+            id: 1,
+            secret: "sik_secret_value".into(),
+        };
+        let user = crate::settings::AddedUser {
+            user_id: 2,
+            email: "a@b.c".into(),
+            temporary_password: "temporary secret value".into(),
+        };
+        let rotated = crate::crons::RotatedSecret {
+            id: 3,
+            secret: "sgc_secret_value".into(),
+            previous: Some((2, 0)),
+        };
+        for printed in [
+            format!("{key:?}"),
+            format!("{user:?}"),
+            format!("{rotated:#?}"),
+        ] {
+            assert!(!printed.contains("secret_value"), "{printed}");
+            assert!(!printed.contains("secret value"), "{printed}");
+            assert!(printed.contains("<redacted>"), "{printed}");
+        }
+        assert!(format!("{user:?}").contains("a@b.c"));
+    }
 
     #[test]
     fn durations_read_like_an_operator_would_say_them() {

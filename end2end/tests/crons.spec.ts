@@ -1,6 +1,6 @@
 import { execFileSync } from "node:child_process";
 import { expect, test } from "@playwright/test";
-import { sideNav, signIn } from "./support/salvage";
+import { rememberSecret, sideNav, signIn } from "./support/salvage";
 
 /** `curl` of `/cron/<job>` with `secret` as the bearer token; the HTTP status. */
 function curlCron(baseURL: string, job: string, secret: string): number {
@@ -26,6 +26,7 @@ test("an admin rotates the cron secret, copies it, and old and new both work in 
   const field = page.getByTestId("secret-value");
   await expect(field).toHaveValue(/^sgc_[0-9a-f]{64}$/);
   const secret = await field.inputValue();
+  rememberSecret(secret);
   await expect(page.getByTestId("header-line")).toHaveText(`Authorization: Bearer ${secret}`);
 
   await page.getByTestId("copy-secret").click();

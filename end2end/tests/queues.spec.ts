@@ -1,5 +1,5 @@
 import { expect, test } from "@playwright/test";
-import { sideNav, signIn } from "./support/salvage";
+import { rememberSecret, sideNav, signIn } from "./support/salvage";
 
 test("a manager sees the queues but no replay control", async ({ page }) => {
   await signIn(page, "manager");
@@ -37,6 +37,7 @@ test("an admin creates an ingest key and sees its secret once", async ({ page })
   const secret = page.getByTestId("new-key").locator("code");
   await expect(secret).toHaveText(/^sgk_[0-9a-f]{64}$/);
   const value = await secret.textContent();
+  rememberSecret(value);
   const answer = await page.request.post("/ingest/events", {
     headers: { Authorization: `Bearer ${value}` },
     data: [{ id: crypto.randomUUID(), ts: new Date().toISOString(), trace_id: "t-e2e", span_id: "s-e2e",

@@ -1,5 +1,5 @@
 import { expect, test } from "@playwright/test";
-import { account, sideNav, signIn, unique } from "./support/salvage";
+import { account, rememberSecret, sideNav, signIn, unique } from "./support/salvage";
 
 test("an anonymous visit goes to the sign-in page and comes back after it", async ({ page }) => {
   await page.goto("/admin/history?kind=drill");
@@ -61,6 +61,7 @@ test("an admin adds a user, whose temporary password is shown once", async ({ pa
   await form.getByRole("button", { name: "Add user" }).click();
 
   await expect(page.getByTestId("temporary-password")).toContainText(email);
+  rememberSecret(await page.getByTestId("temporary-password").locator("code").textContent());
   const row = page.getByRole("row").filter({ hasText: email });
   await expect(row).toContainText("temporary password");
   await expect(row.getByLabel(`Role for ${email}`)).toHaveValue("manager");

@@ -43,6 +43,12 @@ async fn main() -> anyhow::Result<()> {
     url.set_path(DATABASE);
     let pg = PgPool::connect(url.as_str()).await?;
     app::server::postgres::migrate(&pg).await?;
+    // The verification compares the chain with its anchors: a fresh ClickHouse database.
+    let mut settings = salvage::config::Settings::from_env().context("settings")?;
+    settings.clickhouse.database = DATABASE.to_owned();
+    let clickhouse = settings.clickhouse_client();
+    clickhouse.drop_database().await?;
+    clickhouse.migrate().await?;
 
     println!(
         "History benchmark: {entries} entries (PostgreSQL {})",
@@ -135,7 +141,7 @@ async fn main() -> anyhow::Result<()> {
     }
 
     let t = Instant::now();
-    let report = verify(&pg).await?;
+    let report = verify(&pg, &clickhouse, time::OffsetDateTime::now_utc(), "bench").await?;
     println!(
         "  verify the whole chain: {:.2} s ({} entries, intact: {})",
         t.elapsed().as_secs_f64(),
@@ -168,6 +174,7 @@ async fn main() -> anyhow::Result<()> {
     );
 
     pg.close().await;
+    clickhouse.drop_database().await?;
     admin
         .execute(format!("drop database if exists {DATABASE} with (force)").as_str())
         .await?;

@@ -48,6 +48,9 @@ pub struct Settings {
     /// `SALVAGE_ARGON2_WAIT_MS`: how long a sign-in waits for a free permit before 503.
     /// Default 1000.
     pub password_wait: Duration,
+    /// `SALVAGE_HEALTH_TOKEN` (a secret, 16+ characters): presented as a bearer token,
+    /// it shows the health answers' full details to a monitor that does not sign in.
+    pub health_token: Option<SecretString>,
     /// `SALVAGE_SHUTDOWN_GRACE_SECS`: on SIGTERM or Ctrl-C, how long `salvage serve`
     /// waits for in-flight requests and running jobs to stop. Default 30.
     pub shutdown_grace: Duration,
@@ -183,6 +186,16 @@ impl Settings {
             "milliseconds",
             1000,
         )?);
+        let health_token = match get("SALVAGE_HEALTH_TOKEN") {
+            Some(token) if token.trim().len() < 16 => {
+                return Err(ConfigError::Malformed {
+                    name: "SALVAGE_HEALTH_TOKEN",
+                    reason: "use at least 16 characters (e.g. `openssl rand -hex 32`)".into(),
+                })
+            }
+            Some(token) => Some(SecretString::from(token.trim().to_owned())),
+            None => None,
+        };
         let queues = QueueSettings {
             ttl: Duration::from_secs(
                 3600 * bounded("SALVAGE_FALLBACK_TTL_HOURS", 1..=24 * 365, "hours", 7 * 24)?,
@@ -262,6 +275,7 @@ impl Settings {
             trusted_proxies,
             password_permits,
             password_wait,
+            health_token,
             shutdown_grace: Duration::from_secs(bounded(
                 "SALVAGE_SHUTDOWN_GRACE_SECS",
                 1..=600,

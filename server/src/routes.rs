@@ -10,7 +10,9 @@ use axum::{Json, Router};
 use serde_json::json;
 
 use app::format::iso;
-use app::health::ssr::check_stores;
+use std::sync::Arc;
+
+use app::health::ssr::{check_stores, redact_for_anonymous, HEALTH_MAX_AGE};
 use app::server::AppState;
 
 /// The health routes, ready to merge into the main router.
@@ -29,45 +31,90 @@ pub fn root_redirect() -> Router<AppState> {
 }
 
 /// 200 when PostgreSQL and ClickHouse both answer within the probe timeout, 503
-/// otherwise; the body says which check failed and each latency.
-async fn ready(State(state): State<AppState>) -> Response {
-    let health = check_stores(&state).await;
-    let status = if health.all_ok() {
+/// otherwise; the body says which check failed and each latency. Computed at most once
+/// per [`HEALTH_MAX_AGE`] by one caller; anonymous callers get no error messages.
+async fn ready(
+    State(state): State<AppState>,
+    session: tower_sessions::Session,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    let body = state
+        .health_cache
+        .ready
+        .get_or_compute(HEALTH_MAX_AGE, || async {
+            let health = check_stores(&state).await;
+            Arc::new(json!({
+                "status": if health.all_ok() { "ok" } else { "unavailable" },
+                "failing": health.failing(),
+                "checks": {
+                    "postgres": health.postgres,
+                    "clickhouse": health.clickhouse,
+                },
+                "checkedAt": health.checked_at,
+            }))
+        })
+        .await;
+    let status = if body["status"] == "ok" {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    let body = json!({
-        "status": if health.all_ok() { "ok" } else { "unavailable" },
-        "failing": health.failing(),
-        "checks": {
-            "postgres": health.postgres,
-            "clickhouse": health.clickhouse,
-        },
-        "checkedAt": health.checked_at,
-    });
-    no_store(status, body)
+    no_store(status, for_caller(&state, &session, &headers, &body).await)
 }
 
 /// The detailed state, for people and dashboards. Always 200 while Salvage itself runs
 /// (use `/health/ready` for up/down decisions); `status` is `ok` or `degraded`. A value
-/// whose lookup failed is `null`, never a made-up zero.
-async fn deep(State(state): State<AppState>) -> Response {
-    let (health, fallback, crons) = tokio::join!(
-        check_stores(&state),
-        fallback_health(&state),
-        crons_health(&state)
-    );
-    let body = json!({
-        "status": if health.all_ok() { "ok" } else { "degraded" },
-        "fallback": fallback,
-        "crons": crons,
-        "version": health.version,
-        "checkedAt": health.checked_at,
-        "postgres": health.postgres,
-        "clickhouse": health.clickhouse,
-    });
-    no_store(StatusCode::OK, body)
+/// whose lookup failed is `null`, never a made-up zero. Computed at most once per
+/// [`HEALTH_MAX_AGE`] by one caller at a time (about ten queries), whoever asks.
+async fn deep(
+    State(state): State<AppState>,
+    session: tower_sessions::Session,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    let body = state
+        .health_cache
+        .deep
+        .get_or_compute(HEALTH_MAX_AGE, || async {
+            let (health, fallback, crons) = tokio::join!(
+                check_stores(&state),
+                fallback_health(&state),
+                crons_health(&state)
+            );
+            Arc::new(json!({
+                "status": if health.all_ok() { "ok" } else { "degraded" },
+                "fallback": fallback,
+                "crons": crons,
+                "version": health.version,
+                "checkedAt": health.checked_at,
+                "postgres": health.postgres,
+                "clickhouse": health.clickhouse,
+            }))
+        })
+        .await;
+    no_store(
+        StatusCode::OK,
+        for_caller(&state, &session, &headers, &body).await,
+    )
+}
+
+/// The full answer for a signed-in person or a holder of `SALVAGE_HEALTH_TOKEN`; for
+/// anyone else the same figures without driver messages and the version.
+async fn for_caller(
+    state: &AppState,
+    session: &tower_sessions::Session,
+    headers: &axum::http::HeaderMap,
+    body: &serde_json::Value,
+) -> serde_json::Value {
+    use app::server::tokens::{bearer, digest, digests_match};
+    let token_holder = match (&state.health_token, bearer(headers)) {
+        (Some(expected), Some(presented)) => digests_match(expected, &digest(presented)),
+        _ => false,
+    };
+    if token_holder || app::auth::ssr::authenticate(state, session).await.is_ok() {
+        body.clone()
+    } else {
+        redact_for_anonymous(body)
+    }
 }
 
 fn no_store(status: StatusCode, body: serde_json::Value) -> Response {

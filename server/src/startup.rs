@@ -139,6 +139,12 @@ pub fn build_state(settings: &Settings) -> AppState {
         trusted_proxies: settings.trusted_proxies.clone(),
         queues: settings.queues.clone(),
         ingest_keys: Default::default(),
+        health_cache: Default::default(),
+        health_token: settings.health_token.as_ref().map(|token| {
+            std::sync::Arc::new(app::server::tokens::digest(
+                secrecy::ExposeSecret::expose_secret(token),
+            ))
+        }),
         crons: settings.crons.clone(),
         clock: Default::default(),
         version: VERSION,
@@ -213,14 +219,33 @@ pub fn router(state: AppState, settings: &Settings) -> Router {
         .layer(tower_http::limit::RequestBodyLimitLayer::new(
             MAX_BODY_BYTES,
         ))
-        .layer(TraceLayer::new_for_http())
+        .layer(trace_layer())
         // After the console's layers: no session, no 256 KiB cap (they have their own).
         .merge(
             crate::routes::ingest_routes()
                 .merge(crate::routes::cron_routes())
-                .layer(TraceLayer::new_for_http()),
+                .layer(trace_layer()),
         )
         .with_state(state)
+}
+
+/// Request logging with the method and the path only: a query string can hold a secret
+/// (the first-admin link's `?token=`), so it is never logged, at any level.
+type RequestTrace = TraceLayer<
+    tower_http::classify::SharedClassifier<tower_http::classify::ServerErrorsAsFailures>,
+    fn(&axum::http::Request<axum::body::Body>) -> tracing::Span,
+>;
+
+fn trace_layer() -> RequestTrace {
+    TraceLayer::new_for_http().make_span_with(request_span as fn(&_) -> _)
+}
+
+fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Span {
+    tracing::debug_span!(
+        "request",
+        method = %request.method(),
+        path = %request.uri().path(),
+    )
 }
 
 /// Applies the PostgreSQL migrations and the ClickHouse DDL once; fails on the first
@@ -358,6 +383,27 @@ pub fn spawn_session_cleanup(state: AppState) {
                 .await
             {
                 tracing::debug!(%error, "expired sessions not deleted this time");
+            }
+        }
+    });
+}
+
+/// Copies the history's head to ClickHouse every couple of seconds when it moved (see
+/// `app::history::anchor`). Internal: a missed anchor only widens the window a
+/// truncation could go unnoticed in, and the next tick catches up.
+pub fn spawn_history_anchoring(state: AppState) {
+    spawn_owned(&state.clone(), async move {
+        let mut tick = tokio::time::interval(app::history::anchor::ANCHOR_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last = None;
+        loop {
+            tick.tick().await;
+            match app::history::anchor::anchor_head(&state.pg, &state.clickhouse, last).await {
+                Ok(anchored) => last = Some(anchored),
+                Err(error) => {
+                    last = None;
+                    tracing::debug!(%error, "history head not anchored this time");
+                }
             }
         }
     });

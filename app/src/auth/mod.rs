@@ -59,7 +59,9 @@ impl Role {
     pub fn can(self, permission: Permission) -> bool {
         match permission {
             Permission::Read | Permission::Annotate => true,
-            Permission::ExportHistory => matches!(self, Role::Manager | Role::Admin),
+            Permission::ExportHistory | Permission::VerifyHistory => {
+                matches!(self, Role::Manager | Role::Admin)
+            }
             Permission::Operate => matches!(self, Role::Operator | Role::Admin),
             Permission::Administer | Permission::ManageUsers => self == Role::Admin,
         }
@@ -81,6 +83,8 @@ pub enum Permission {
     Annotate,
     /// Download the history as CSV or Markdown.
     ExportHistory,
+    /// Verify the history's hash chain (a full scan of it).
+    VerifyHistory,
     /// Replay queues, redrive dead letters, handle alerts, resume migrations, start drills.
     Operate,
     /// Restore backups, purge dead letters, rotate the cron secret, manage ingest keys.
@@ -96,12 +100,13 @@ impl Permission {
             Permission::Read => "read the console",
             Permission::Annotate => "add to the history",
             Permission::ExportHistory => "export the history",
+            Permission::VerifyHistory => "verify the history chain",
             Permission::Operate => "run operational actions",
             Permission::Administer => "run admin actions",
             Permission::ManageUsers => "manage users",
         };
         let who = match self {
-            Permission::ExportHistory => "managers and admins",
+            Permission::ExportHistory | Permission::VerifyHistory => "managers and admins",
             Permission::Operate => "operators and admins",
             _ => "admins",
         };

@@ -8,11 +8,11 @@ use crate::error::AppError;
 /// Every job's status over the last 24 h and the newest runs.
 #[server(endpoint = "crons/overview")]
 pub async fn load_crons() -> Result<CronsOverview, AppError> {
-    let (state, _) = crate::auth::ssr::guard(crate::auth::Permission::Read).await?;
+    let (state, actor) = crate::auth::ssr::guard(crate::auth::Permission::Read).await?;
     let result = async {
         let internal = |e: sqlx::Error| AppError::internal("Failed to read the cron runs", e);
         let now = state.clock.now();
-        Ok(CronsOverview {
+        let mut overview = CronsOverview {
             now: crate::server::unix_ms(now),
             scheduler_enabled: state.crons.scheduler,
             min_fire_rate: state.crons.min_fire_rate,
@@ -23,7 +23,11 @@ pub async fn load_crons() -> Result<CronsOverview, AppError> {
             recent: crate::jobs::ssr::records::recent(&state.pg, None, 25, now)
                 .await
                 .map_err(internal)?,
-        })
+        };
+        if !actor.role.can(crate::auth::Permission::Administer) {
+            overview.hide_callers();
+        }
+        Ok(overview)
     }
     .await;
     crate::server::respond(result)
@@ -49,10 +53,16 @@ pub async fn run_job_now(job: String, reason: String) -> Result<i64, AppError> {
 /// The current and previous cron secrets (never their values), with their last use.
 #[server(endpoint = "settings/cron-secret")]
 pub async fn load_cron_secrets() -> Result<CronSecrets, AppError> {
-    let (state, _) = crate::auth::ssr::guard(crate::auth::Permission::Read).await?;
+    let (state, actor) = crate::auth::ssr::guard(crate::auth::Permission::Read).await?;
     let result = super::ssr::secrets::list(&state.pg, state.clock.now())
         .await
-        .map_err(|e| AppError::internal("Failed to list the cron secrets", e));
+        .map_err(|e| AppError::internal("Failed to list the cron secrets", e))
+        .map(|mut secrets| {
+            if !actor.role.can(crate::auth::Permission::Administer) {
+                secrets.hide_callers();
+            }
+            secrets
+        });
     crate::server::respond(result)
 }
 

@@ -106,6 +106,29 @@ impl JobStatus {
     }
 }
 
+impl CronsOverview {
+    /// Drops every run's caller address and User-Agent: only admins see who calls
+    /// Salvage's cron routes from where.
+    pub fn hide_callers(&mut self) {
+        let runs = self.jobs.iter_mut().filter_map(|job| job.last_run.as_mut());
+        for run in runs.chain(self.recent.iter_mut()) {
+            run.caller_addr = None;
+            run.caller_agent = None;
+        }
+    }
+}
+
+impl CronSecrets {
+    /// Drops each secret's callers (addresses and User-Agents): admins only.
+    pub fn hide_callers(&mut self) {
+        for secret in &mut self.secrets {
+            secret.last_used_addr = None;
+            secret.last_used_agent = None;
+            secret.callers.clear();
+        }
+    }
+}
+
 /// Everything `/admin/crons` shows.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CronsOverview {
@@ -155,13 +178,23 @@ pub struct CronSecrets {
     pub secrets: Vec<CronSecretInfo>,
 }
 
-/// A new secret, in this response only.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// A new secret, in this response only (its `Debug` leaves it out).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RotatedSecret {
     pub id: i64,
     pub secret: String,
     /// The previous secret's id and when it stops working, if there was one.
     pub previous: Option<(i64, i64)>,
+}
+
+impl std::fmt::Debug for RotatedSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RotatedSecret")
+            .field("id", &self.id)
+            .field("secret", &crate::format::REDACTED)
+            .field("previous", &self.previous)
+            .finish()
+    }
 }
 
 /// The names of the registered jobs, in registry order, for the pages' job picker (the

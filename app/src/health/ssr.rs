@@ -199,3 +199,105 @@ mod tests {
         assert_eq!(check.error.as_deref(), Some("no answer within 500 ms"));
     }
 }
+
+/// A value computed at most once per `max_age`, by one caller at a time: the others
+/// wait for that caller and share its result. Keeps a flood of anonymous health checks
+/// from becoming a flood of store queries.
+#[derive(Clone, Default)]
+pub struct Cached<T: Clone> {
+    slot: std::sync::Arc<tokio::sync::Mutex<Option<(tokio::time::Instant, T)>>>,
+}
+
+impl<T: Clone> Cached<T> {
+    /// The cached value if younger than `max_age`, else `compute`'s (then cached).
+    pub async fn get_or_compute<F, Fut>(&self, max_age: std::time::Duration, compute: F) -> T
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = T>,
+    {
+        let mut slot = self.slot.lock().await;
+        if let Some((at, value)) = slot.as_ref() {
+            if at.elapsed() < max_age {
+                return value.clone();
+            }
+        }
+        let value = compute().await;
+        *slot = Some((tokio::time::Instant::now(), value.clone()));
+        value
+    }
+}
+
+/// The health answers' caches (`/health/ready`, `/health/deep`).
+#[derive(Clone, Default)]
+pub struct HealthCache {
+    pub ready: Cached<std::sync::Arc<serde_json::Value>>,
+    pub deep: Cached<std::sync::Arc<serde_json::Value>>,
+}
+
+/// How old a cached health answer may be.
+pub const HEALTH_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// A health answer for an anonymous caller: the same figures, without what helps an
+/// attacker more than a monitor (driver error messages, the version).
+pub fn redact_for_anonymous(value: &serde_json::Value) -> serde_json::Value {
+    match value {
+        serde_json::Value::Object(map) => serde_json::Value::Object(
+            map.iter()
+                .filter(|(key, _)| !matches!(key.as_str(), "error" | "version"))
+                .map(|(key, value)| (key.clone(), redact_for_anonymous(value)))
+                .collect(),
+        ),
+        serde_json::Value::Array(items) => {
+            serde_json::Value::Array(items.iter().map(redact_for_anonymous).collect())
+        }
+        other => other.clone(),
+    }
+}
+
+#[cfg(test)]
+mod cache_tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    #[tokio::test(start_paused = true)]
+    async fn concurrent_callers_share_one_computation_until_it_ages() {
+        let cache = Cached::<usize>::default();
+        let computed = std::sync::Arc::new(AtomicUsize::new(0));
+        let call = || {
+            let computed = computed.clone();
+            let cache = cache.clone();
+            async move {
+                cache
+                    .get_or_compute(Duration::from_secs(2), || async move {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        computed.fetch_add(1, Ordering::SeqCst) + 1
+                    })
+                    .await
+            }
+        };
+        let answers = futures::future::join_all((0..50).map(|_| call())).await;
+        assert!(answers.iter().all(|&n| n == 1), "{answers:?}");
+        assert_eq!(computed.load(Ordering::SeqCst), 1);
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert_eq!(call().await, 2, "recomputed once stale");
+    }
+
+    #[test]
+    fn anonymous_answers_lose_errors_and_versions_only() {
+        let full = serde_json::json!({
+            "status": "degraded", "version": "0.1.0",
+            "postgres": {"ok": false, "latencyMs": null, "error": "password authentication failed for user x"},
+            "fallback": {"queue": 3, "error": "boom"},
+        });
+        let redacted = redact_for_anonymous(&full);
+        assert_eq!(
+            redacted,
+            serde_json::json!({
+                "status": "degraded",
+                "postgres": {"ok": false, "latencyMs": null},
+                "fallback": {"queue": 3},
+            })
+        );
+    }
+}

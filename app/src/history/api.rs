@@ -8,6 +8,9 @@ use crate::error::AppError;
 /// Entries per page of the history list.
 pub const PAGE_SIZE: i64 = 50;
 
+/// The longest note or incident text, in characters.
+pub const MAX_BODY_CHARS: usize = 10_000;
+
 /// One page of history, newest first, matching the filters. `before` is the cursor
 /// from the previous page.
 #[server(endpoint = "history/search")]
@@ -31,15 +34,16 @@ pub async fn search_history(
         } else {
             None
         };
-        let actors = crate::auth::ssr::list_users(&state.pg)
-            .await?
-            .into_iter()
-            .map(|user| user.email)
-            .collect();
+        let internal = |e| AppError::internal("Failed to read the history", e);
+        let actors = super::ssr::actors(&state.pg, 500).await.map_err(internal)?;
+        let last_verification = super::ssr::last_verification(&state.pg)
+            .await
+            .map_err(internal)?;
         Ok(HistoryPage {
             entries,
             next_cursor,
             actors,
+            last_verification,
         })
     }
     .await;
@@ -92,10 +96,10 @@ fn parse_incident_id(value: &str) -> Result<Option<i64>, AppError> {
 /// Adds a note, on its own or on an incident's timeline. Every role may.
 #[server(endpoint = "history/note")]
 pub async fn add_note(title: String, body: String, incident_id: String) -> Result<i64, AppError> {
-    use super::ssr::{is_incident, record, NewEntry};
+    use super::ssr::{is_incident, NewEntry};
     let (state, actor) = crate::auth::ssr::guard(crate::auth::Permission::Annotate).await?;
     let result = async {
-        let body = check_text("body", &body, 20_000, true)?;
+        let body = check_text("body", &body, MAX_BODY_CHARS, true)?;
         let incident_id = parse_incident_id(&incident_id)?;
         let title = check_text("title", &title, 200, false)?;
         let title = if title.is_empty() {
@@ -119,12 +123,12 @@ pub async fn add_note(title: String, body: String, incident_id: String) -> Resul
                 ));
             }
         }
-        record(
+        super::ssr::record_rated(
             &state.pg,
+            &actor,
             &NewEntry::new("note", title, &actor, super::Outcome::Info)
                 .with_body(body)
                 .with_incident(incident_id),
-            "Failed to add a note",
         )
         .await
     }
@@ -141,11 +145,11 @@ pub async fn declare_incident(
     resolved_at: String,
     body: String,
 ) -> Result<i64, AppError> {
-    use super::ssr::{record, NewEntry};
+    use super::ssr::NewEntry;
     let (state, actor) = crate::auth::ssr::guard(crate::auth::Permission::Annotate).await?;
     let result = async {
         let title = check_text("title", &title, 200, true)?;
-        let body = check_text("body", &body, 20_000, false)?;
+        let body = check_text("body", &body, MAX_BODY_CHARS, false)?;
         if !super::SEVERITIES.contains(&severity.as_str()) {
             return Err(AppError::invalid(
                 "severity",
@@ -154,25 +158,15 @@ pub async fn declare_incident(
         }
         let now = state.clock.now();
         let started = super::ssr::parse_time("started_at", &started_at, false)?.unwrap_or(now);
-        if started > now + time::Duration::minutes(5) {
-            return Err(AppError::invalid("started_at", "cannot be in the future"));
-        }
         let resolved = super::ssr::parse_time("resolved_at", &resolved_at, false)?;
-        if let Some(resolved) = resolved {
-            if resolved < started {
-                return Err(AppError::invalid(
-                    "resolved_at",
-                    "must not be before the start",
-                ));
-            }
-        }
-        record(
+        super::ssr::check_incident_times(started, resolved, now)?;
+        super::ssr::record_rated(
             &state.pg,
+            &actor,
             &NewEntry::new("incident", title, &actor, super::Outcome::Info)
                 .with_body(body)
                 .with_times(started, resolved)
                 .with_severity(Some(severity)),
-            "Failed to declare an incident",
         )
         .await
     }
@@ -187,10 +181,10 @@ pub async fn resolve_incident(
     resolved_at: String,
     body: String,
 ) -> Result<i64, AppError> {
-    use super::ssr::{load, record, NewEntry};
+    use super::ssr::{load, NewEntry};
     let (state, actor) = crate::auth::ssr::guard(crate::auth::Permission::Annotate).await?;
     let result = async {
-        let body = check_text("body", &body, 20_000, false)?;
+        let body = check_text("body", &body, MAX_BODY_CHARS, false)?;
         let view = load(&state.pg, incident_id, state.clock.now())
             .await
             .map_err(|e| AppError::internal("Failed to load the incident", e))?
@@ -205,8 +199,14 @@ pub async fn resolve_incident(
         }
         let now = state.clock.now();
         let resolved = super::ssr::parse_time("resolved_at", &resolved_at, false)?.unwrap_or(now);
-        record(
+        let started = time::OffsetDateTime::from_unix_timestamp_nanos(
+            i128::from(view.entry.started_at) * 1_000_000,
+        )
+        .map_err(|e| AppError::internal("Failed to read the incident's start", e.to_string()))?;
+        super::ssr::check_incident_times(started, Some(resolved), now)?;
+        super::ssr::record_rated(
             &state.pg,
+            &actor,
             &NewEntry::new(
                 "incident_resolved",
                 format!("Resolved: {}", view.entry.title),
@@ -216,7 +216,6 @@ pub async fn resolve_incident(
             .with_body(body)
             .with_times(resolved, Some(resolved))
             .with_incident(Some(incident_id)),
-            "Failed to resolve the incident",
         )
         .await
     }
@@ -224,16 +223,10 @@ pub async fn resolve_incident(
     crate::server::respond(result)
 }
 
-/// Walks the whole chain and reports the first entry that does not match.
+/// Walks the whole chain and reports the first entry that does not match; recorded in
+/// the history. Managers and admins: it reads every entry.
 #[server(endpoint = "history/verify")]
 pub async fn verify_history_chain() -> Result<ChainReport, AppError> {
-    let (state, actor) = crate::auth::ssr::guard(crate::auth::Permission::Read).await?;
-    let result = super::ssr::verify(&state.pg)
-        .await
-        .map_err(|e| AppError::internal("Failed to verify the history chain", e));
-    if let Ok(report) = &result {
-        tracing::info!(actor = %actor.name, entries = report.entries,
-            broken = ?report.first_broken.as_ref().map(|b| b.id), "history chain verified");
-    }
-    crate::server::respond(result)
+    let (state, actor) = crate::auth::ssr::guard(crate::auth::Permission::VerifyHistory).await?;
+    crate::server::respond(super::ssr::verify_and_record(&state, &actor).await)
 }

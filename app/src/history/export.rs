@@ -2,6 +2,7 @@
 //! managers and admins. An HTTP handler (a door) with its two formats.
 
 use super::ssr::{build_filter, cursor_after, parse_cursor, search};
+
 use super::Entry;
 use crate::error::AppError;
 use crate::format::iso;
@@ -76,6 +77,12 @@ pub fn markdown_line(entry: &Entry) -> String {
 /// The most entries one export holds; narrow the filters for more.
 pub const EXPORT_LIMIT: usize = 50_000;
 
+/// The most bytes one export holds (entries can carry 10,000-character bodies).
+pub const EXPORT_MAX_BYTES: usize = 32 * 1024 * 1024;
+
+/// Entries read from PostgreSQL per step of the stream.
+const EXPORT_PAGE: i64 = 500;
+
 /// Query parameters of `GET /admin/history/export`: the list's filters plus `format`.
 #[derive(Debug, Default, serde::Deserialize)]
 pub struct ExportQuery {
@@ -113,6 +120,7 @@ async fn export(
     session: &tower_sessions::Session,
     query: ExportQuery,
 ) -> Result<axum::response::Response, AppError> {
+    use crate::server::postgres::{lock_class, try_exclusive};
     use axum::http::header;
     use axum::response::IntoResponse;
     let actor = crate::auth::ssr::session::authenticate(state, session).await?;
@@ -127,61 +135,59 @@ async fn export(
         "markdown" | "md" => true,
         _ => return Err(AppError::invalid("format", "use csv or markdown")),
     };
-    let mut filter = build_filter(
-        query.kind,
-        query.actor,
-        query.outcome,
-        query.from,
-        query.to,
-        query.q,
+    let filter = build_filter(
+        query.kind.clone(),
+        query.actor.clone(),
+        query.outcome.clone(),
+        query.from.clone(),
+        query.to.clone(),
+        query.q.clone(),
         String::new(),
     )?;
-    let mut lines = vec![if markdown {
+    // One export per person at a time; the lock lives as long as the stream.
+    let user_id = actor.user_id.unwrap_or_default();
+    let exclusive = try_exclusive(&state.pg, lock_class::HISTORY_EXPORT, user_id as i32)
+        .await
+        .map_err(AppError::wrap("Failed to start the export"))?
+        .ok_or_else(|| AppError::Conflict {
+            message: "Your previous export is still downloading; wait for it to finish.".into(),
+        })?;
+    let format = if markdown { "markdown" } else { "csv" };
+    crate::history::ssr::record(
+        &state.pg,
+        &crate::history::ssr::NewEntry::new(
+            "history_export",
+            format!("History exported as {format}"),
+            &actor,
+            crate::history::Outcome::Info,
+        )
+        .with_details(serde_json::json!({
+            "format": format,
+            "filters": {
+                "kind": query.kind, "actor": query.actor, "outcome": query.outcome,
+                "from": query.from, "to": query.to, "q": query.q,
+            },
+        })),
+        "Failed to record the export",
+    )
+    .await?;
+    let header_text = if markdown {
         format!(
-            "# Salvage runbook history\n\nExported by {} at {}.\n\n{MARKDOWN_HEADER}",
+            "# Salvage runbook history\n\nExported by {} at {}.\n\n{MARKDOWN_HEADER}\n",
             actor.name,
             crate::format::format_utc(millis(state.clock.now()))
         )
     } else {
-        CSV_HEADER.to_owned()
-    }];
-    let mut count = 0usize;
-    let mut truncated = false;
-    loop {
-        let (entries, more) = search(&state.pg, &filter, 1000, state.clock.now())
-            .await
-            .map_err(|e| AppError::internal("Failed to export the history", e))?;
-        for entry in &entries {
-            lines.push(if markdown {
-                markdown_line(entry)
-            } else {
-                csv_line(entry)
-            });
-        }
-        count += entries.len();
-        match entries.last() {
-            Some(last) if more => {
-                if count >= EXPORT_LIMIT {
-                    truncated = true;
-                    break;
-                }
-                filter.before = Some(parse_cursor(&cursor_after(last))?);
-            }
-            _ => break,
-        }
-    }
-    if markdown && truncated {
-        lines.push(format!("\nOnly the newest {EXPORT_LIMIT} entries are included; narrow the filters for older ones."));
-    }
-    tracing::info!(actor = %actor.name, entries = count, markdown, "history exported");
+        format!("{CSV_HEADER}\n")
+    };
+    tracing::info!(actor = %actor.name, markdown, "history export started");
+    let body = export_stream(state.clone(), filter, markdown, header_text, exclusive);
     let date = state.clock.now().date();
     let (content_type, extension) = if markdown {
         ("text/markdown; charset=utf-8", "md")
     } else {
         ("text/csv; charset=utf-8", "csv")
     };
-    let mut body = lines.join("\n");
-    body.push('\n');
     Ok((
         [
             (header::CONTENT_TYPE, content_type.to_owned()),
@@ -191,9 +197,114 @@ async fn export(
             ),
             (header::CACHE_CONTROL, "no-store".to_owned()),
         ],
-        body,
+        axum::body::Body::from_stream(body),
     )
         .into_response())
+}
+
+/// Where the export stream is.
+struct ExportCursor {
+    state: crate::server::AppState,
+    filter: super::ssr::Filter,
+    markdown: bool,
+    entries: usize,
+    bytes: usize,
+    /// The first chunk, written before any entry.
+    header: Option<String>,
+    done: bool,
+    _exclusive: crate::server::postgres::Exclusive,
+}
+
+/// The export as a stream of chunks, one page of entries each: memory stays at one page
+/// however long the history. It ends at [`EXPORT_LIMIT`] entries or [`EXPORT_MAX_BYTES`]
+/// (Markdown says so in a last line); a failed read ends the download with an error (the client sees
+/// a broken transfer, never a silently short file).
+fn export_stream(
+    state: crate::server::AppState,
+    filter: super::ssr::Filter,
+    markdown: bool,
+    header: String,
+    exclusive: crate::server::postgres::Exclusive,
+) -> impl futures::Stream<Item = Result<String, std::io::Error>> + Send + 'static {
+    let cursor = ExportCursor {
+        bytes: header.len(),
+        state,
+        filter,
+        markdown,
+        entries: 0,
+        header: Some(header),
+        done: false,
+        _exclusive: exclusive,
+    };
+    futures::stream::unfold(cursor, |mut cursor| async move {
+        if let Some(header) = cursor.header.take() {
+            return Some((Ok(header), cursor));
+        }
+        if cursor.done {
+            return None;
+        }
+        let page = search(
+            &cursor.state.pg,
+            &cursor.filter,
+            EXPORT_PAGE,
+            cursor.state.clock.now(),
+        )
+        .await;
+        let (entries, more) = match page {
+            Ok(page) => page,
+            Err(error) => {
+                tracing::error!(%error, "history export failed halfway");
+                cursor.done = true;
+                return Some((
+                    Err(std::io::Error::other("the history export failed")),
+                    cursor,
+                ));
+            }
+        };
+        let mut chunk = String::new();
+        let mut truncated = false;
+        for entry in &entries {
+            let line = if cursor.markdown {
+                markdown_line(entry)
+            } else {
+                csv_line(entry)
+            };
+            if cursor.entries >= EXPORT_LIMIT || cursor.bytes + line.len() + 1 > EXPORT_MAX_BYTES {
+                truncated = true;
+                break;
+            }
+            cursor.bytes += line.len() + 1;
+            cursor.entries += 1;
+            chunk.push_str(&line);
+            chunk.push('\n');
+        }
+        match entries.last() {
+            Some(last) if more && !truncated => match parse_cursor(&cursor_after(last)) {
+                Ok(before) => cursor.filter.before = Some(before),
+                Err(_) => cursor.done = true,
+            },
+            _ => cursor.done = true,
+        }
+        if truncated || (more && cursor.done) {
+            cursor.done = true;
+            let note = format!(
+                "Only the newest {} entries fit in one export; narrow the filters for older ones.",
+                cursor.entries
+            );
+            // CSV has no comment syntax: a spreadsheet would read a note as a row.
+            if cursor.markdown {
+                chunk.push_str(&format!("\n{note}\n"));
+            }
+        }
+        if cursor.done {
+            tracing::info!(
+                entries = cursor.entries,
+                bytes = cursor.bytes,
+                "history exported"
+            );
+        }
+        Some((Ok(chunk), cursor))
+    })
 }
 
 #[cfg(test)]

@@ -9,6 +9,8 @@
 //!   form fields; chain verification.
 //! - `export` (server only) — `GET /admin/history/export`, CSV and Markdown.
 
+#[cfg(feature = "ssr")]
+pub mod anchor;
 pub mod api;
 #[cfg(feature = "ssr")]
 pub mod export;
@@ -33,6 +35,8 @@ pub const KINDS: &[&str] = &[
     "ingest_key",
     "cron",
     "note",
+    "history_export",
+    "chain_verify",
 ];
 
 /// Incident severities, most severe first.
@@ -119,8 +123,11 @@ pub struct HistoryPage {
     pub entries: Vec<Entry>,
     /// Pass as `before` to get the next (older) page; `None` on the last page.
     pub next_cursor: Option<String>,
-    /// Emails of every account, offered in the actor filter.
+    /// Everyone who appears as an actor in the history, offered in the actor filter
+    /// (taken from the history itself, so it shows no account that never acted).
     pub actors: Vec<String>,
+    /// The newest chain verification, whoever ran it.
+    pub last_verification: Option<ChainReport>,
 }
 
 /// An incident with everything linked to it.
@@ -143,6 +150,33 @@ pub struct ChainReport {
     /// The hash of the newest entry (hex): note it somewhere else to detect a rewrite of
     /// the whole chain or the loss of its newest entries.
     pub head_hash: Option<String>,
+    /// When the verification ran (unix ms) and who ran it.
+    pub verified_at: i64,
+    pub verified_by: String,
+    /// The chain compared with the heads anchored in ClickHouse.
+    #[serde(default)]
+    pub anchors: AnchorCheck,
+}
+
+impl ChainReport {
+    /// Nothing wrong: the chain links up and agrees with every anchor.
+    pub fn intact(&self) -> bool {
+        self.first_broken.is_none() && self.anchors.problem.is_none()
+    }
+}
+
+/// The chain against the heads anchored in ClickHouse.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct AnchorCheck {
+    /// Anchors compared with the chain.
+    pub checked: i64,
+    /// The newest anchor's entry and when it was anchored (unix ms).
+    pub newest_seq: Option<i64>,
+    pub newest_at: Option<i64>,
+    /// What the anchors show: the newest entries removed, or the chain rewritten.
+    pub problem: Option<String>,
+    /// ClickHouse did not answer, so the anchors could not be compared.
+    pub unavailable: bool,
 }
 
 /// An entry that fails verification.

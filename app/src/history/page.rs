@@ -13,7 +13,7 @@ use super::api::{
 use super::{ChainReport, Entry, EntryView, Outcome, KINDS, SEVERITIES};
 use crate::auth::Permission;
 use crate::components::{action_error, Badge, ErrorBanner, IfAllowed, PageHeader, Tone};
-use crate::format::{format_duration, format_utc};
+use crate::format::{format_duration, format_utc, group_digits};
 
 /// The filter parameters, in the order `search_history` takes them.
 const FILTERS: [&str; 6] = ["kind", "actor", "outcome", "from", "to", "q"];
@@ -90,7 +90,9 @@ pub fn HistoryPage() -> AnyView {
                         "Export Markdown"
                     </a>
                 </IfAllowed>
-                <VerifyChain />
+                <IfAllowed permission=Permission::VerifyHistory>
+                    <VerifyChain />
+                </IfAllowed>
             </div>
         </div>
         <Form method="GET" action="/admin/history" attr:class="filters" attr:aria-label="Filter the history">
@@ -148,6 +150,7 @@ pub fn HistoryPage() -> AnyView {
                             <datalist id="history-actors">
                                 {page.actors.iter().map(|a| view! { <option value=a.clone() /> }).collect_view()}
                             </datalist>
+                            <LastVerification report=page.last_verification.clone() />
                             <EntryTable entries=page.entries empty="No entries match these filters." />
                             <nav class="pager" aria-label="Pages">
                                 {(!param("before").is_empty()).then(|| view! {
@@ -229,8 +232,57 @@ fn VerifyChain() -> impl IntoView {
     }
 }
 
+/// One line under the filters: when the chain was last verified, by whom, and how.
+#[component]
+fn LastVerification(report: Option<ChainReport>) -> AnyView {
+    let Some(report) = report else {
+        return view! {
+            <p class="muted small" data-testid="last-verification">
+                "The chain has not been verified yet."
+            </p>
+        }
+        .into_any();
+    };
+    let when = format_utc(report.verified_at);
+    let result = match (&report.first_broken, &report.anchors.problem) {
+        (Some(broken), _) => format!("broken at #{}", broken.id),
+        (None, Some(problem)) => format!("disagrees with its anchors ({problem})"),
+        (None, None) => format!(
+            "intact, {} entries",
+            group_digits(report.entries.max(0) as u64)
+        ),
+    };
+    let tone = if report.intact() {
+        "muted small"
+    } else {
+        "small text-error"
+    };
+    view! {
+        <p class=tone data-testid="last-verification">
+            "Chain last verified " {when} " by " {report.verified_by} ": " {result} "."
+        </p>
+    }
+    .into_any()
+}
+
 #[component]
 fn ChainResult(report: ChainReport) -> AnyView {
+    let anchors = if report.anchors.unavailable {
+        " Anchors not compared: ClickHouse did not answer.".to_owned()
+    } else {
+        format!(
+            " Agrees with {} anchors in ClickHouse.",
+            group_digits(report.anchors.checked.max(0) as u64)
+        )
+    };
+    if let (None, Some(problem)) = (&report.first_broken, &report.anchors.problem) {
+        return view! {
+            <div class="banner banner-error" role="alert" data-testid="chain-result">
+                "Chain disagrees with its anchors in ClickHouse: " {problem.clone()} "."
+            </div>
+        }
+        .into_any();
+    }
     match report.first_broken {
         None => view! {
             <div class="banner banner-ok" role="status" data-testid="chain-result">
@@ -238,7 +290,7 @@ fn ChainResult(report: ChainReport) -> AnyView {
                 <code title=report.head_hash.clone().unwrap_or_default()>
                     {report.head_hash.clone().unwrap_or_default().chars().take(16).collect::<String>()}
                 </code>
-                "."
+                "." {anchors}
             </div>
         }
         .into_any(),

@@ -84,17 +84,104 @@ pub fn build_filter(
             return Err(AppError::invalid("to", "must be after from"));
         }
     }
+    if q.chars().count() > 200 {
+        return Err(AppError::invalid(
+            "q",
+            "keep the search under 200 characters",
+        ));
+    }
+    let text = text_query(&q)?;
     Ok(Filter {
         kind,
         actor: optional(actor).map(|a| a.to_lowercase()),
         outcome,
         from: from_time,
         to: to_time,
-        text: optional(q).filter(|q| q.len() <= 200),
+        text,
         before: optional(before)
             .map(|cursor| parse_cursor(&cursor))
             .transpose()?,
     })
+}
+
+/// Notes, incidents and resolutions one person may add per
+/// [`ANNOTATION_WINDOW_SECS`].
+pub const ANNOTATIONS_PER_WINDOW: i64 = 30;
+/// See [`ANNOTATIONS_PER_WINDOW`].
+pub const ANNOTATION_WINDOW_SECS: i64 = 600;
+
+/// How far back an incident may start: records of older ones belong elsewhere, and a
+/// start in 1970 is a typo.
+pub const INCIDENT_MAX_AGE_DAYS: i64 = 366;
+
+/// An incident's start and resolution make sense: neither in the future (five minutes
+/// of clock skew allowed), the start within [`INCIDENT_MAX_AGE_DAYS`], the resolution
+/// not before the start. Errors name the field.
+pub fn check_incident_times(
+    started: OffsetDateTime,
+    resolved: Option<OffsetDateTime>,
+    now: OffsetDateTime,
+) -> Result<(), AppError> {
+    let skew = time::Duration::minutes(5);
+    if started > now + skew {
+        return Err(AppError::invalid("started_at", "cannot be in the future"));
+    }
+    if started < now - time::Duration::days(INCIDENT_MAX_AGE_DAYS) {
+        return Err(AppError::invalid(
+            "started_at",
+            "must be within the last year",
+        ));
+    }
+    if let Some(resolved) = resolved {
+        if resolved > now + skew {
+            return Err(AppError::invalid("resolved_at", "cannot be in the future"));
+        }
+        if resolved < started {
+            return Err(AppError::invalid(
+                "resolved_at",
+                "must not be before the start",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Appends a person's note, incident or resolution, refusing with 429 once they added
+/// [`ANNOTATIONS_PER_WINDOW`] in the window. The count and the append share one
+/// transaction under a per-person lock, so concurrent calls cannot overshoot.
+pub async fn record_rated(pg: &PgPool, actor: &Actor, entry: &NewEntry) -> Result<i64, AppError> {
+    let wrap = AppError::wrap("Failed to add to the history");
+    let mut tx = pg.begin().await.map_err(&wrap)?;
+    if let Some(user_id) = actor.user_id {
+        sqlx::query("select pg_advisory_xact_lock(7306, $1::int)")
+            .bind(user_id as i32)
+            .execute(&mut *tx)
+            .await
+            .map_err(&wrap)?;
+        let recent = sqlx::query!(
+            r#"select count(*) as "count!",
+                      extract(epoch from min(created_at) + make_interval(secs => $2) - now())
+                          ::float8 as wait
+               from runbook_history
+               where actor_user_id = $1
+                 and kind in ('note', 'incident', 'incident_resolved')
+                 and created_at > now() - make_interval(secs => $2)"#,
+            user_id,
+            ANNOTATION_WINDOW_SECS as f64
+        )
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(&wrap)?;
+        if recent.count >= ANNOTATIONS_PER_WINDOW {
+            tracing::warn!(actor = %actor.name, "refused: too many notes");
+            return Err(AppError::TooManyRequests {
+                retry_after_secs: recent.wait.unwrap_or(1.0).ceil().max(1.0) as u64,
+            });
+        }
+    }
+    let id = append(&mut tx, entry).await.map_err(&wrap)?;
+    tx.commit().await.map_err(&wrap)?;
+    Ok(id)
 }
 
 /// An entry to append. Build it with [`NewEntry::new`] and the `with_*` setters.
@@ -213,7 +300,8 @@ pub struct Filter {
     pub from: Option<OffsetDateTime>,
     /// Entries that started before this instant.
     pub to: Option<OffsetDateTime>,
-    /// Words that must all appear (prefixes match) in title, body, reason or actor.
+    /// The prefix `tsquery` of the search words ([`text_query`]): all must appear in
+    /// title, body, reason or actor.
     pub text: Option<String>,
     /// Only entries older than this `(started_at, id)` position.
     pub before: Option<(OffsetDateTime, i64)>,
@@ -268,16 +356,35 @@ impl EntryRecord {
     }
 }
 
+/// Words a text search may hold.
+pub const MAX_SEARCH_WORDS: usize = 8;
+
 /// Turns free text into a prefix-matching `tsquery` (`disk:* & full:*`): only letters
-/// and digits survive, so nothing a person types can break the query syntax.
-pub fn text_query(text: &str) -> Option<String> {
-    let words: Vec<String> = text
+/// and digits survive, so nothing a person types can break the query syntax. Each word
+/// needs two characters or more (a one-letter prefix matches most of the index), and
+/// at most [`MAX_SEARCH_WORDS`] are allowed; the error names the `q` field.
+pub fn text_query(text: &str) -> Result<Option<String>, AppError> {
+    let words: Vec<&str> = text
         .split(|c: char| !c.is_alphanumeric())
         .filter(|word| !word.is_empty())
-        .take(8)
+        .collect();
+    if let Some(short) = words.iter().find(|word| word.chars().count() < 2) {
+        return Err(AppError::invalid(
+            "q",
+            format!("search words need two characters or more (\"{short}\" has one)"),
+        ));
+    }
+    if words.len() > MAX_SEARCH_WORDS {
+        return Err(AppError::invalid(
+            "q",
+            format!("search for {MAX_SEARCH_WORDS} words at most"),
+        ));
+    }
+    let words: Vec<String> = words
+        .iter()
         .map(|word| format!("{}:*", word.to_lowercase()))
         .collect();
-    (!words.is_empty()).then(|| words.join(" & "))
+    Ok((!words.is_empty()).then(|| words.join(" & ")))
 }
 
 /// The newest `limit` entries matching `filter`, newest first, plus whether there are
@@ -305,7 +412,7 @@ pub async fn search(
     if let Some(to) = filter.to {
         query.push(" and started_at < ").push_bind(to);
     }
-    if let Some(tsquery) = filter.text.as_deref().and_then(text_query) {
+    if let Some(tsquery) = filter.text.clone() {
         query
             .push(" and search @@ to_tsquery('simple', ")
             .push_bind(tsquery)
@@ -412,49 +519,240 @@ pub async fn is_incident(pg: &PgPool, id: i64) -> Result<bool, sqlx::Error> {
     .await
 }
 
-/// Walks the whole chain in id order and reports the first entry whose link to its
-/// predecessor or whose own contents do not match its hash.
-pub async fn verify(pg: &PgPool) -> Result<ChainReport, sqlx::Error> {
-    let summary = sqlx::query!(
-        r#"select count(*) as "entries!",
-                  (select encode(hash, 'hex') from runbook_history order by id desc limit 1)
-                      as head_hash
-           from runbook_history"#
+/// An entry as the chain digest sees it: every column the digest covers, `details` as
+/// jsonb's normalised text (PostgreSQL's own output function, not Salvage's SQL).
+struct ChainRow {
+    id: i64,
+    kind: String,
+    title: String,
+    body: String,
+    actor: String,
+    actor_user_id: Option<i64>,
+    started_at: OffsetDateTime,
+    finished_at: Option<OffsetDateTime>,
+    outcome: String,
+    reason: Option<String>,
+    details: String,
+    incident_id: Option<i64>,
+    severity: Option<String>,
+    created_at: OffsetDateTime,
+    prev_hash: Vec<u8>,
+    hash: Vec<u8>,
+}
+
+/// A string as jsonb prints it: `"`, `\` and control characters escaped, the rest as is.
+fn json_text(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('"');
+    for c in value.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn json_opt_text(value: Option<&str>) -> String {
+    value.map_or_else(|| "null".to_owned(), json_text)
+}
+
+fn json_opt_int(value: Option<i64>) -> String {
+    value.map_or_else(|| "null".to_owned(), |n| n.to_string())
+}
+
+/// Microseconds since the epoch, as the digest takes times (independent of time zones).
+fn micros(at: OffsetDateTime) -> i64 {
+    (at.unix_timestamp_nanos() / 1_000) as i64
+}
+
+/// The entry's digest, computed here the way the migration's `runbook_history_digest`
+/// defines it: `sha256(prev_hash || jsonb_build_array(…)::text)`. Verification never
+/// trusts the database's copy of that function, which its owner could replace.
+fn digest(row: &ChainRow) -> Vec<u8> {
+    use sha2::{Digest, Sha256};
+    let canonical = [
+        row.id.to_string(),
+        json_text(&row.kind),
+        json_text(&row.title),
+        json_text(&row.body),
+        json_text(&row.actor),
+        json_opt_int(row.actor_user_id),
+        micros(row.started_at).to_string(),
+        json_opt_int(row.finished_at.map(micros)),
+        json_text(&row.outcome),
+        json_opt_text(row.reason.as_deref()),
+        row.details.clone(),
+        json_opt_int(row.incident_id),
+        json_opt_text(row.severity.as_deref()),
+        micros(row.created_at).to_string(),
+    ]
+    .join(", ");
+    let mut hasher = Sha256::new();
+    hasher.update(&row.prev_hash);
+    hasher.update(b"[");
+    hasher.update(canonical.as_bytes());
+    hasher.update(b"]");
+    hasher.finalize().to_vec()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// What is wrong with `row`, given the id and hash the entry before it should have.
+fn chain_problem(row: &ChainRow, expected_id: i64, expected_prev: &[u8]) -> Option<&'static str> {
+    if digest(row) != row.hash {
+        Some("its contents no longer match its hash: it was changed after it was written")
+    } else if row.prev_hash != expected_prev {
+        Some("it does not link to the entry before it: an entry before it was changed or removed")
+    } else if row.id != expected_id {
+        Some("an entry before it is missing")
+    } else {
+        None
+    }
+}
+
+/// Walks the whole chain in id order, recomputing every hash here, and reports the
+/// first entry whose contents or link to its predecessor do not match. Rows stream
+/// through: memory stays flat however long the history is.
+pub async fn verify(
+    pg: &PgPool,
+    clickhouse: &crate::server::clickhouse::ClickHouse,
+    now: OffsetDateTime,
+    by: &str,
+) -> Result<ChainReport, sqlx::Error> {
+    use futures::TryStreamExt;
+    let mut anchors = super::anchor::AnchorWalk::start(clickhouse).await;
+    let mut rows = sqlx::query_as!(
+        ChainRow,
+        r#"select id, kind, title, body, actor, actor_user_id, started_at, finished_at,
+                  outcome, reason, details::text as "details!", incident_id, severity,
+                  created_at, prev_hash, hash
+           from runbook_history order by id"#
     )
-    .fetch_one(pg)
+    .fetch(pg);
+    let mut entries = 0_i64;
+    let mut expected_id = 1_i64;
+    let mut expected_prev: Vec<u8> = Vec::new();
+    let mut first_broken = None;
+    while let Some(row) = rows.try_next().await? {
+        entries += 1;
+        if first_broken.is_none() {
+            if let Some(problem) = chain_problem(&row, expected_id, &expected_prev) {
+                first_broken = Some(BrokenLink {
+                    id: row.id,
+                    problem: problem.to_owned(),
+                });
+            }
+        }
+        anchors.entry(row.id, &hex(&row.hash)).await;
+        expected_id = row.id + 1;
+        expected_prev = row.hash;
+    }
+    Ok(ChainReport {
+        entries,
+        first_broken,
+        head_hash: (entries > 0).then(|| hex(&expected_prev)),
+        verified_at: millis(now),
+        verified_by: by.to_owned(),
+        anchors: anchors.finish(expected_id - 1).await,
+    })
+}
+
+/// Verifies the chain on behalf of `actor` and records the result in the history (its
+/// report is the entry's details): the one function behind the button and
+/// `salvage history verify`. One verification runs at a time across every replica;
+/// another caller gets 409.
+pub async fn verify_and_record(
+    state: &crate::server::AppState,
+    actor: &Actor,
+) -> Result<ChainReport, AppError> {
+    use crate::server::postgres::{lock_class, try_exclusive};
+    let _exclusive = try_exclusive(&state.pg, lock_class::CHAIN_VERIFY, 0)
+        .await
+        .map_err(AppError::wrap("Failed to start a chain verification"))?
+        .ok_or_else(|| AppError::Conflict {
+            message: "A chain verification is already running; its result shows here when \
+                      it ends."
+                .into(),
+        })?;
+    let started = state.clock.now();
+    let report = verify(&state.pg, &state.clickhouse, started, &actor.name)
+        .await
+        .map_err(AppError::wrap("Failed to verify the history chain"))?;
+    let (title, outcome) = match (&report.first_broken, &report.anchors.problem) {
+        (Some(broken), _) => (
+            format!("History chain broken at entry #{}", broken.id),
+            Outcome::Failed,
+        ),
+        (None, Some(_)) => (
+            "History chain disagrees with its anchors".to_owned(),
+            Outcome::Failed,
+        ),
+        (None, None) if report.anchors.unavailable => (
+            format!(
+                "History chain verified: {} entries intact (anchors not compared: ClickHouse did not answer)",
+                report.entries
+            ),
+            Outcome::Partial,
+        ),
+        (None, None) => (
+            format!("History chain verified: {} entries intact", report.entries),
+            Outcome::Succeeded,
+        ),
+    };
+    let details = serde_json::to_value(&report).map_err(|error| {
+        AppError::internal("Failed to record a chain verification", error.to_string())
+    })?;
+    record(
+        &state.pg,
+        &NewEntry::new("chain_verify", title, actor, outcome)
+            .with_times(started, Some(state.clock.now()))
+            .with_details(details),
+        "Failed to record a chain verification",
+    )
     .await?;
-    let broken = sqlx::query!(
-        r#"select id as "id!", linked as "linked!", intact as "intact!" from (
-              select id,
-                     prev_hash = coalesce(lag(hash) over (order by id), ''::bytea) as linked,
-                     hash = runbook_history_digest(h) as intact,
-                     id = row_number() over (order by id) as numbered
-              from runbook_history h
-           ) chain
-           where not (linked and intact and numbered)
-           order by id
-           limit 1"#
+    tracing::info!(actor = %actor.name, entries = report.entries,
+        broken = ?report.first_broken.as_ref().map(|b| b.id), "history chain verified");
+    Ok(report)
+}
+
+/// The newest recorded chain verification (its report is the entry's details).
+pub async fn last_verification(pg: &PgPool) -> Result<Option<ChainReport>, sqlx::Error> {
+    let details = sqlx::query_scalar!(
+        "select details from runbook_history where kind = 'chain_verify'
+         order by started_at desc, id desc limit 1"
     )
     .fetch_optional(pg)
     .await?;
-    let first_broken = broken.map(|row| {
-        let problem = if !row.intact {
-            "its contents no longer match its hash: it was changed after it was written"
-        } else if !row.linked {
-            "it does not link to the entry before it: an entry before it was changed or removed"
-        } else {
-            "an entry before it is missing"
-        };
-        BrokenLink {
-            id: row.id,
-            problem: problem.to_owned(),
-        }
-    });
-    Ok(ChainReport {
-        entries: summary.entries,
-        first_broken,
-        head_hash: summary.head_hash,
-    })
+    Ok(details.and_then(|value| serde_json::from_value(value).ok()))
+}
+
+/// Everyone who appears as an actor, in order, read by skipping through the actor index
+/// (one index probe per actor, however many entries each has). At most `limit`.
+pub async fn actors(pg: &PgPool, limit: i64) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"with recursive found(actor) as (
+               (select actor from runbook_history order by actor limit 1)
+               union all
+               select (select h.actor from runbook_history h where h.actor > found.actor
+                       order by h.actor limit 1)
+               from found where found.actor is not null
+           )
+           select actor as "actor!" from found where actor is not null limit $1"#,
+        limit
+    )
+    .fetch_all(pg)
+    .await
 }
 
 #[cfg(test)]
@@ -494,12 +792,41 @@ mod tests {
 
     #[test]
     fn free_text_becomes_a_safe_prefix_query() {
-        assert_eq!(text_query("Disk full!").as_deref(), Some("disk:* & full:*"));
         assert_eq!(
-            text_query("a & b | !c:*'").as_deref(),
-            Some("a:* & b:* & c:*")
+            text_query("Disk full!").unwrap().as_deref(),
+            Some("disk:* & full:*")
         );
-        assert_eq!(text_query("  ::  "), None);
+        assert_eq!(
+            text_query("ab & bc | !cd:*'").unwrap().as_deref(),
+            Some("ab:* & bc:* & cd:*")
+        );
+        assert_eq!(text_query("  ::  ").unwrap(), None);
+    }
+
+    #[test]
+    fn one_letter_words_and_long_searches_are_refused_naming_q() {
+        for text in [
+            "a b c d e f g h",
+            "disk a",
+            "one two three four five six seven eight nine",
+        ] {
+            let error = text_query(text).unwrap_err();
+            assert!(
+                matches!(&error, AppError::Invalid { field, .. } if field == "q"),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn strings_are_escaped_as_jsonb_prints_them() {
+        assert_eq!(json_text("plain é ✓"), "\"plain é ✓\"");
+        assert_eq!(json_text("a\"b\\c"), "\"a\\\"b\\\\c\"");
+        assert_eq!(
+            json_text("\n\t\r\u{8}\u{c}\u{1}"),
+            "\"\\n\\t\\r\\b\\f\\u0001\""
+        );
+        assert_eq!(json_opt_text(None), "null");
     }
 
     #[test]

@@ -54,9 +54,22 @@ pub async fn start_replay(reason: String) -> Result<i64, AppError> {
 /// current batch, whichever replica runs it.
 #[server(endpoint = "queues/cancel")]
 pub async fn cancel_replay(run_id: i64) -> Result<(), AppError> {
-    let (state, _) = crate::auth::ssr::guard(crate::auth::Permission::Operate).await?;
+    let (state, actor) = crate::auth::ssr::guard(crate::auth::Permission::Operate).await?;
     let result = async {
+        use crate::history::ssr::{record, NewEntry};
         if crate::jobs::ssr::records::request_cancel(&state.pg, run_id).await? {
+            record(
+                &state.pg,
+                &NewEntry::new(
+                    "replay",
+                    format!("Cancel requested for replay run #{run_id}"),
+                    &actor,
+                    crate::history::Outcome::Info,
+                )
+                .with_details(serde_json::json!({"cron_run_id": run_id, "cancel": true})),
+                "Failed to record the cancel",
+            )
+            .await?;
             Ok(())
         } else {
             Err(AppError::Conflict {

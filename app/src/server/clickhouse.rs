@@ -26,7 +26,7 @@ pub struct ClickHouse {
 
 /// The tables Salvage keeps in ClickHouse, in creation order.
 ///
-/// Both use `ReplacingMergeTree` sorted by `(toDate(ts), id)`: a row re-inserted with the
+/// `requests` and `events` use `ReplacingMergeTree` sorted by `(toDate(ts), id)`: a row re-inserted with the
 /// same id and timestamp collapses into one at merge time (and under `FINAL`), and "which
 /// of these ids already exist" is answered from the sort key when the query is bounded by
 /// the batch's date range.
@@ -69,6 +69,18 @@ pub const TABLES: &[(&str, &str)] = &[
         ) ENGINE = ReplacingMergeTree(inserted_at)
         PARTITION BY toYYYYMM(ts)
         ORDER BY (toDate(ts), id)",
+    ),
+    (
+        "history_anchors",
+        // The newest (sequence, hash) of the runbook history, appended every few
+        // seconds: a copy of the chain's head outside PostgreSQL, so deleting the newest
+        // entries or rewriting the chain there shows at the next verification.
+        "CREATE TABLE IF NOT EXISTS `{db}`.history_anchors (
+            seq UInt64,
+            hash String,
+            anchored_at DateTime('UTC') DEFAULT now()
+        ) ENGINE = MergeTree()
+        ORDER BY seq",
     ),
 ];
 

@@ -30,6 +30,11 @@ pub struct AppState {
     pub trusted_proxies: super::client::TrustedProxies,
     /// Fallback queue settings: TTL, replay batch and budget, ingest timeout.
     pub queues: crate::queues::ssr::QueueSettings,
+    /// The last health answers, shared by concurrent callers.
+    pub health_cache: crate::health::ssr::HealthCache,
+    /// `SALVAGE_HEALTH_TOKEN`'s digest: a caller presenting it as a bearer token sees the
+    /// full health answers (driver errors, version) without signing in.
+    pub health_token: Option<std::sync::Arc<Vec<u8>>>,
     /// Ingest keys verified recently (see `queues::ssr::keys`).
     pub ingest_keys: crate::queues::ssr::keys::KeyCache,
     /// The cron plane: scheduler on/off, schedules, retention, dropout threshold.

@@ -1,6 +1,7 @@
 // Finders, actions and checks shared by the browser tests, plus a way to start a second
 // Salvage whose ClickHouse link a test can cut.
 import { spawn, type ChildProcess } from "node:child_process";
+import { appendFileSync } from "node:fs";
 import net from "node:net";
 import { expect, type Page } from "@playwright/test";
 
@@ -115,4 +116,12 @@ export function sideNav(page: Page) {
 /** A title unique to this run, so tests never see each other's data. */
 export function unique(prefix: string) {
   return `${prefix} ${Date.now().toString(36)}${Math.floor(Math.random() * 1e6).toString(36)}`;
+}
+
+/** Notes a secret the console showed, so that `scripts/e2e.sh` can check afterwards that
+ * it never reached the server's log. */
+export function rememberSecret(secret: string | null) {
+  expect(secret, "a secret to remember").toBeTruthy();
+  const file = process.env.E2E_SECRETS_FILE;
+  if (file) appendFileSync(file, `${secret}\n`);
 }

@@ -42,6 +42,12 @@ async fn ready_is_503_naming_clickhouse_when_clickhouse_is_unreachable() {
         body["checks"]["clickhouse"]["latencyMs"].is_null(),
         "no made-up latency: {body}"
     );
+    assert!(
+        body["checks"]["clickhouse"].get("error").is_none(),
+        "no driver message for an anonymous caller: {body}"
+    );
+    let operator = app.signed_in(app::auth::Role::Operator).await;
+    let (_, body) = operator.get_json("/health/ready").await;
     assert!(body["checks"]["clickhouse"]["error"]
         .as_str()
         .is_some_and(|e| !e.is_empty()));
@@ -73,6 +79,12 @@ async fn deep_reports_status_version_and_each_store() {
 
     assert_eq!(status, 200);
     assert_eq!(body["status"], "ok");
+    assert!(body.get("version").is_none(), "anonymous: {body}");
+    let (_, body) = app
+        .signed_in(app::auth::Role::Manager)
+        .await
+        .get_json("/health/deep")
+        .await;
     assert_eq!(body["version"], env!("CARGO_PKG_VERSION"));
     for store in ["postgres", "clickhouse"] {
         assert_eq!(body[store]["ok"], true, "{store}: {body}");

@@ -2,7 +2,7 @@
 
 use app::auth::ssr::Actor;
 use app::auth::Role;
-use app::history::ssr::{append, search, verify, Filter, NewEntry};
+use app::history::ssr::{append, search, Filter, NewEntry};
 use app::history::Outcome;
 use serde_json::json;
 use sqlx::{Connection, Executor};
@@ -10,11 +10,16 @@ use time::{Duration, OffsetDateTime};
 
 use crate::helpers::{spawn_app, TestApp};
 
-fn note(title: &str) -> NewEntry {
+/// Verifies the chain as the console does (every hash recomputed in Rust).
+pub(crate) async fn verify(app: &TestApp) -> Result<app::history::ChainReport, sqlx::Error> {
+    app::history::ssr::verify(&app.pg, &app.clickhouse, OffsetDateTime::now_utc(), "test").await
+}
+
+pub(crate) fn note(title: &str) -> NewEntry {
     NewEntry::new("note", title, &Actor::system("test"), Outcome::Info)
 }
 
-async fn append_one(app: &TestApp, entry: NewEntry) -> i64 {
+pub(crate) async fn append_one(app: &TestApp, entry: NewEntry) -> i64 {
     let mut conn = app.pg.acquire().await.unwrap();
     append(&mut conn, &entry).await.unwrap()
 }
@@ -30,7 +35,7 @@ async fn an_entry_written_in_a_transaction_that_rolls_back_is_gone_with_it() {
     assert_eq!(app.count("runbook_history").await, 0);
     // The chain has no gap where the rolled-back entry was.
     assert_eq!(append_one(&app, note("first real entry")).await, 1);
-    assert!(verify(&app.pg).await.unwrap().first_broken.is_none());
+    assert!(verify(&app).await.unwrap().first_broken.is_none());
 }
 
 #[tokio::test]
@@ -57,7 +62,7 @@ async fn update_delete_and_truncate_are_refused() {
 }
 
 /// Runs `statement` with the append-only trigger switched off, as a superuser could.
-async fn behind_the_triggers_back(app: &TestApp, statement: &str) {
+pub(crate) async fn behind_the_triggers_back(app: &TestApp, statement: &str) {
     let url = app.pg.connect_options().clone();
     let mut conn = sqlx::PgConnection::connect_with(&url).await.unwrap();
     conn.execute("alter table runbook_history disable trigger runbook_history_append_only")
@@ -75,7 +80,7 @@ async fn verify_finds_an_entry_altered_behind_the_triggers_back() {
     for n in 1..=5 {
         append_one(&app, note(&format!("entry {n}"))).await;
     }
-    assert!(verify(&app.pg).await.unwrap().first_broken.is_none());
+    assert!(verify(&app).await.unwrap().first_broken.is_none());
 
     behind_the_triggers_back(
         &app,
@@ -83,7 +88,7 @@ async fn verify_finds_an_entry_altered_behind_the_triggers_back() {
     )
     .await;
 
-    let report = verify(&app.pg).await.unwrap();
+    let report = verify(&app).await.unwrap();
     let broken = report.first_broken.expect("the change is found");
     assert_eq!(broken.id, 3);
     assert!(
@@ -101,7 +106,7 @@ async fn verify_finds_a_deleted_entry_and_a_rehashed_one() {
     }
 
     behind_the_triggers_back(&app, "delete from runbook_history where id = 2").await;
-    let deleted = verify(&app.pg).await.unwrap().first_broken.unwrap();
+    let deleted = verify(&app).await.unwrap().first_broken.unwrap();
     // Rewriting an entry and recomputing its hash breaks the next entry's link.
     behind_the_triggers_back(
         &app,
@@ -110,7 +115,7 @@ async fn verify_finds_a_deleted_entry_and_a_rehashed_one() {
     )
     .await;
     behind_the_triggers_back(&app, "delete from runbook_history where id in (1, 3)").await;
-    let rehashed = verify(&app.pg).await.unwrap().first_broken.unwrap();
+    let rehashed = verify(&app).await.unwrap().first_broken.unwrap();
 
     assert_eq!(deleted.id, 3);
     assert!(
@@ -141,7 +146,7 @@ async fn two_writers_at_once_make_one_unbroken_chain() {
     a.unwrap();
     b.unwrap();
 
-    let report = verify(&app.pg).await.unwrap();
+    let report = verify(&app).await.unwrap();
     assert_eq!(report.entries, 50);
     assert!(report.first_broken.is_none(), "{:?}", report.first_broken);
     let max: i64 = sqlx::query_scalar("select max(id) from runbook_history")
@@ -263,14 +268,14 @@ async fn filters_narrow_by_kind_actor_outcome_time_and_text() {
     );
     assert_eq!(
         titles(Filter {
-            text: Some("dis FULL".into()),
+            text: app::history::ssr::text_query("dis FULL").unwrap(),
             ..Filter::default()
         })
         .await,
         vec![4]
     );
     assert!(titles(Filter {
-        text: Some("nothing-like-this".into()),
+        text: app::history::ssr::text_query("nothing-like-this").unwrap(),
         ..Filter::default()
     })
     .await

@@ -120,6 +120,9 @@ fn any(_: Role) -> bool {
 fn admins(role: Role) -> bool {
     role == Role::Admin
 }
+fn managers(role: Role) -> bool {
+    matches!(role, Role::Manager | Role::Admin)
+}
 fn operators(role: Role) -> bool {
     matches!(role, Role::Operator | Role::Admin)
 }
@@ -147,8 +150,8 @@ const CASES: &[Case] = &[
     },
     Case {
         endpoint: "history/verify",
-        allowed: any,
-        records: false,
+        allowed: managers,
+        records: true,
     },
     Case {
         endpoint: "history/note",
@@ -179,7 +182,7 @@ const CASES: &[Case] = &[
     Case {
         endpoint: "queues/cancel",
         allowed: operators,
-        records: false,
+        records: true,
     },
     Case {
         endpoint: "crons/overview",
