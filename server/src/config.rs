@@ -48,6 +48,15 @@ pub struct Settings {
     /// `SALVAGE_ARGON2_WAIT_MS`: how long a sign-in waits for a free permit before 503.
     /// Default 1000.
     pub password_wait: Duration,
+    /// `SALVAGE_REQUEST_TIMEOUT_SECS`: a request that has not produced its response in
+    /// this long gets 408. Default 30. (A streamed download may take longer once started.)
+    pub request_timeout: Duration,
+    /// `SALVAGE_BODY_TIMEOUT_SECS`: a request body that stalls this long between chunks is
+    /// cut off. Default 10.
+    pub body_timeout: Duration,
+    /// `SALVAGE_MAX_IN_FLIGHT`: requests handled at once by the console and, separately,
+    /// by the ingest and cron routes; beyond it, 503 with `Retry-After` at once. Default 512.
+    pub max_in_flight: usize,
     /// `SALVAGE_HEALTH_TOKEN` (a secret, 16+ characters): presented as a bearer token,
     /// it shows the health answers' full details to a monitor that does not sign in.
     pub health_token: Option<SecretString>,
@@ -186,6 +195,20 @@ impl Settings {
             "milliseconds",
             1000,
         )?);
+        let request_timeout = Duration::from_secs(bounded(
+            "SALVAGE_REQUEST_TIMEOUT_SECS",
+            1..=3600,
+            "seconds",
+            30,
+        )?);
+        let body_timeout = Duration::from_secs(bounded(
+            "SALVAGE_BODY_TIMEOUT_SECS",
+            1..=600,
+            "seconds",
+            10,
+        )?);
+        let max_in_flight =
+            bounded("SALVAGE_MAX_IN_FLIGHT", 8..=100_000, "requests", 512)? as usize;
         let health_token = match get("SALVAGE_HEALTH_TOKEN") {
             Some(token) if token.trim().len() < 16 => {
                 return Err(ConfigError::Malformed {
@@ -276,6 +299,9 @@ impl Settings {
             password_permits,
             password_wait,
             health_token,
+            request_timeout,
+            body_timeout,
+            max_in_flight,
             shutdown_grace: Duration::from_secs(bounded(
                 "SALVAGE_SHUTDOWN_GRACE_SECS",
                 1..=600,

@@ -219,11 +219,13 @@ pub fn router(state: AppState, settings: &Settings) -> Router {
         .layer(tower_http::limit::RequestBodyLimitLayer::new(
             MAX_BODY_BYTES,
         ))
+        .layer(flood_guard(settings))
         .layer(trace_layer())
         // After the console's layers: no session, no 256 KiB cap (they have their own).
         .merge(
             crate::routes::ingest_routes()
                 .merge(crate::routes::cron_routes())
+                .layer(flood_guard(settings))
                 .layer(trace_layer()),
         )
         .with_state(state)
@@ -231,6 +233,56 @@ pub fn router(state: AppState, settings: &Settings) -> Router {
 
 /// Request logging with the method and the path only: a query string can hold a secret
 /// (the first-admin link's `?token=`), so it is never logged, at any level.
+/// Bounds what a flood can cost: at most `SALVAGE_MAX_IN_FLIGHT` requests in hand at
+/// once (the next gets 503 and `Retry-After` at once instead of queueing), a response
+/// within `SALVAGE_REQUEST_TIMEOUT_SECS` (else 408), and a body that keeps arriving
+/// (`SALVAGE_BODY_TIMEOUT_SECS` between chunks). Each call makes a new, separate limit:
+/// the console's and the ingest routes' are counted apart, so a flood of one never
+/// locks people out of the other.
+fn flood_guard(
+    settings: &Settings,
+) -> impl tower::Layer<
+    axum::routing::Route,
+    Service = impl tower::Service<
+        axum::http::Request<axum::body::Body>,
+        Response = axum::response::Response,
+        Error = std::convert::Infallible,
+        Future = impl Send + 'static,
+    > + Clone
+                  + Send
+                  + Sync
+                  + 'static,
+> + Clone
+       + Send
+       + Sync
+       + 'static {
+    use axum::error_handling::HandleErrorLayer;
+    use axum::response::IntoResponse;
+    tower::ServiceBuilder::new()
+        .layer(HandleErrorLayer::new(|_: tower::BoxError| async {
+            (
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                [(header::RETRY_AFTER, "1")],
+                axum::Json(serde_json::json!({
+                    "kind": "unavailable",
+                    "message": "Salvage is handling as many requests as it takes at once; retry in a second.",
+                })),
+            )
+                .into_response()
+        }))
+        .layer(tower::load_shed::LoadShedLayer::new())
+        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
+            settings.max_in_flight,
+        ))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            settings.request_timeout,
+        ))
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+            settings.body_timeout,
+        ))
+}
+
 type RequestTrace = TraceLayer<
     tower_http::classify::SharedClassifier<tower_http::classify::ServerErrorsAsFailures>,
     fn(&axum::http::Request<axum::body::Body>) -> tracing::Span,

@@ -104,7 +104,7 @@ pub async fn revoke_ingest_key(key_id: i64, reason: String) -> Result<(), AppErr
     let (state, actor) = crate::auth::ssr::guard(crate::auth::Permission::Administer).await?;
     let result = async {
         let reason = required_reason(&reason)?;
-        super::ssr::keys::revoke(&state.pg, &actor, key_id, Some(reason)).await
+        super::ssr::keys::revoke(&state.pg, &state.ingest_keys, &actor, key_id, Some(reason)).await
     }
     .await;
     crate::server::respond(result)

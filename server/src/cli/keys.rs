@@ -17,7 +17,7 @@ pub async fn ingest_key(command: IngestKeyCommand, settings: Settings) -> anyhow
             println!("{secret}");
         }
         IngestKeyCommand::Revoke { id, reason } => {
-            keys::revoke(&state.pg, &actor, id, Some(reason))
+            keys::revoke(&state.pg, &state.ingest_keys, &actor, id, Some(reason))
                 .await
                 .map_err(app_error)?;
             println!("Ingest key #{id} is revoked; every replica refuses it within 30 s.");

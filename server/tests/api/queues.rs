@@ -380,9 +380,15 @@ async fn bad_input_gets_a_clear_error_and_stores_nothing() {
     let (revoked_id, revoked) = app::queues::ssr::keys::create(&app.pg, &Actor::cli(), "old")
         .await
         .unwrap();
-    app::queues::ssr::keys::revoke(&app.pg, &Actor::cli(), revoked_id, None)
-        .await
-        .unwrap();
+    app::queues::ssr::keys::revoke(
+        &app.pg,
+        &app.state.ingest_keys,
+        &Actor::cli(),
+        revoked_id,
+        None,
+    )
+    .await
+    .unwrap();
     let good = serde_json::to_vec(&request_rows(0, 3)).unwrap();
     let mut wrong_ts = request_rows(0, 3);
     wrong_ts[1]["ts"] = json!("22/11/2026");

@@ -98,10 +98,36 @@ pub async fn enqueue(
     Ok(inserted)
 }
 
-async fn ingest(state: AppState, queue: Queue, headers: HeaderMap, body: Bytes) -> Response {
+/// Reads the body once the key is known to be good: a caller without one costs no body
+/// read at all (the connection closes on the 401), however slowly it sends.
+async fn read_body(body: axum::body::Body) -> Result<Bytes, AppError> {
+    axum::body::to_bytes(body, super::rows::MAX_BODY_BYTES)
+        .await
+        .map_err(|error| {
+            let too_large = std::error::Error::source(&error)
+                .is_some_and(|source| source.is::<http_body_util::LengthLimitError>());
+            if too_large {
+                AppError::TooLarge {
+                    message: format!(
+                        "the body is larger than {} MiB; split the batch",
+                        super::rows::MAX_BODY_BYTES / (1024 * 1024)
+                    ),
+                }
+            } else {
+                AppError::BadRequest {
+                    message: "the body could not be read (sent too slowly, or cut off)".into(),
+                }
+            }
+        })
+}
+
+async fn ingest(state: AppState, queue: Queue, request: axum::extract::Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let headers: &HeaderMap = &parts.headers;
     let result = async {
-        let token = crate::server::tokens::bearer(&headers).ok_or(AppError::Unauthorized)?;
+        let token = crate::server::tokens::bearer(headers).ok_or(AppError::Unauthorized)?;
         super::keys::authenticate(&state.pg, &state.ingest_keys, token).await?;
+        let body = read_body(body).await?;
         let lines = parse_batch(queue, &body)?;
         let stored = store(&state, queue, &lines).await?;
         Ok::<_, AppError>((lines.len(), stored))
@@ -148,17 +174,15 @@ async fn ingest(state: AppState, queue: Queue, headers: HeaderMap, body: Bytes) 
 /// `POST /ingest/requests`.
 pub async fn requests_handler(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Bytes,
+    request: axum::extract::Request,
 ) -> Response {
-    ingest(state, Queue::Requests, headers, body).await
+    ingest(state, Queue::Requests, request).await
 }
 
 /// `POST /ingest/events`.
 pub async fn events_handler(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Bytes,
+    request: axum::extract::Request,
 ) -> Response {
-    ingest(state, Queue::Events, headers, body).await
+    ingest(state, Queue::Events, request).await
 }

@@ -6,9 +6,10 @@
 //!
 //! Ingest must keep working while PostgreSQL is down (rows then go straight to
 //! ClickHouse), so a key checked against the database is remembered in memory: for
-//! [`FRESH`] it is trusted without asking again, and while PostgreSQL cannot be reached a
-//! key checked within [`STALE_OK`] is still accepted. A revocation therefore takes
-//! effect on every replica within [`FRESH`].
+//! [`FRESH`] it is trusted without asking again, and while PostgreSQL *refuses
+//! connections* a key checked within [`STALE_OK`] is still accepted. Any other database
+//! error (a busy pool, a failed query) is a 503, never a free pass. A revocation takes
+//! effect at once on the replica that made it and within [`FRESH`] on every other.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -26,8 +27,9 @@ use crate::server::unix_ms as ms;
 
 /// Characters of a key kept in clear.
 pub const PREFIX_LEN: usize = 12;
-/// How long a verified key is trusted without asking PostgreSQL.
-pub const FRESH: Duration = Duration::from_secs(30);
+/// How long a verified key is trusted without asking PostgreSQL again (and so how long a
+/// revocation takes to reach another replica).
+pub const FRESH: Duration = Duration::from_secs(3);
 /// How long a verified key stays usable while PostgreSQL is unreachable.
 pub const STALE_OK: Duration = Duration::from_secs(15 * 60);
 
@@ -59,6 +61,23 @@ impl KeyCache {
         if let Ok(mut map) = self.inner.lock() {
             map.remove(prefix);
         }
+    }
+
+    /// Drops key `key_id` (just revoked here): its next use asks PostgreSQL.
+    pub fn evict(&self, key_id: i64) {
+        if let Ok(mut map) = self.inner.lock() {
+            map.retain(|_, cached| cached.key_id != key_id);
+        }
+    }
+}
+
+/// Whether `error` means PostgreSQL is refusing connections (down, restarting, out of
+/// connection slots), the one case where a recently verified key may still be used. A
+/// pool that timed out while holding open connections is busy, not down.
+fn postgres_refusing(pg: &PgPool, error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::PoolTimedOut => pg.size() == 0,
+        other => crate::error::postgres_unreachable(other),
     }
 }
 
@@ -110,14 +129,20 @@ pub async fn authenticate(pg: &PgPool, cache: &KeyCache, token: &str) -> Result<
             Err(AppError::Unauthorized)
         }
         Err(error) => match cached {
-            Some(cached) if cached.verified.elapsed() < STALE_OK => {
+            Some(cached)
+                if cached.verified.elapsed() < STALE_OK && postgres_refusing(pg, &error) =>
+            {
                 tracing::warn!(%error, key_id = cached.key_id, "PostgreSQL unreachable; accepting a recently verified ingest key");
                 Ok(cached.key_id)
             }
-            _ => Err(AppError::Unavailable {
-                message: "PostgreSQL is unreachable, so the ingest key cannot be checked; retry"
-                    .into(),
-            }),
+            _ => {
+                tracing::warn!(%error, "an ingest key could not be checked");
+                Err(AppError::Unavailable {
+                    message: "PostgreSQL did not answer, so the ingest key cannot be checked; \
+                              retry"
+                        .into(),
+                })
+            }
         },
     }
 }
@@ -157,9 +182,11 @@ pub async fn create(pg: &PgPool, actor: &Actor, name: &str) -> Result<(i64, Stri
     Ok((id, secret))
 }
 
-/// Revokes key `id`: it stops working on every replica within [`FRESH`].
+/// Revokes key `id`: it stops working here at once (`cache` forgets it) and on every
+/// other replica within [`FRESH`].
 pub async fn revoke(
     pg: &PgPool,
+    cache: &KeyCache,
     actor: &Actor,
     id: i64,
     reason: Option<String>,
@@ -187,7 +214,9 @@ pub async fn revoke(
     .with_reason(reason)
     .with_details(serde_json::json!({"key_id": id, "prefix": row.prefix}));
     append(&mut tx, &entry).await.map_err(internal)?;
-    tx.commit().await.map_err(internal)
+    tx.commit().await.map_err(internal)?;
+    cache.evict(id);
+    Ok(())
 }
 
 /// Every key, newest first.

@@ -31,30 +31,84 @@ pub struct Line {
     pub json: String,
 }
 
-/// Parses and validates a request body for `queue`.
+/// The largest single row, in bytes of JSON (its text fields and one 64 KiB blob fit
+/// several times over).
+pub const MAX_ROW_BYTES: usize = 256 * 1024;
+
+/// The rows of a body as raw JSON slices, read in one pass that stops at row
+/// [`MAX_ROWS`] + 1: no JSON tree of the whole body is ever built, so a body of millions
+/// of tiny values costs what its bytes cost, not a hundred times that.
+struct CappedRows;
+
+/// The error text that marks "too many rows" inside serde's error.
+const TOO_MANY_ROWS: &str = "salvage: too many rows";
+
+impl<'de> serde::de::Visitor<'de> for CappedRows {
+    type Value = Vec<&'de serde_json::value::RawValue>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON array of rows")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut rows = Vec::new();
+        while let Some(row) = seq.next_element::<&'de serde_json::value::RawValue>()? {
+            if rows.len() == MAX_ROWS {
+                return Err(serde::de::Error::custom(TOO_MANY_ROWS));
+            }
+            rows.push(row);
+        }
+        Ok(rows)
+    }
+}
+
+fn split_rows(body: &[u8]) -> Result<Vec<&serde_json::value::RawValue>, AppError> {
+    use serde::Deserializer;
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    let rows = deserializer
+        .deserialize_seq(CappedRows)
+        .and_then(|rows| deserializer.end().map(|()| rows))
+        .map_err(|error| {
+            if error.to_string().starts_with(TOO_MANY_ROWS) {
+                AppError::TooLarge {
+                    message: format!(
+                        "more than {MAX_ROWS} rows in one request; the limit is {MAX_ROWS}, \
+                         split the batch"
+                    ),
+                }
+            } else if error.is_data() {
+                AppError::BadRequest {
+                    message: "the body must be a JSON array of rows".into(),
+                }
+            } else {
+                AppError::BadRequest {
+                    message: format!("the body is not valid JSON: {error}"),
+                }
+            }
+        })?;
+    Ok(rows)
+}
+
+/// Parses and validates a request body for `queue`, one row at a time.
 pub fn parse_batch(queue: Queue, body: &[u8]) -> Result<Vec<Line>, AppError> {
-    let value: Value = serde_json::from_slice(body).map_err(|error| AppError::BadRequest {
-        message: format!("the body is not valid JSON: {error}"),
-    })?;
-    let Value::Array(rows) = value else {
-        return Err(AppError::BadRequest {
-            message: "the body must be a JSON array of rows".into(),
-        });
-    };
+    let rows = split_rows(body)?;
     if rows.is_empty() {
         return Err(AppError::invalid("rows", "send at least one row"));
     }
-    if rows.len() > MAX_ROWS {
-        return Err(AppError::TooLarge {
-            message: format!(
-                "{} rows in one request; the limit is {MAX_ROWS}, split the batch",
-                rows.len()
-            ),
-        });
-    }
     let mut seen = std::collections::HashSet::with_capacity(rows.len());
     let mut lines = Vec::with_capacity(rows.len());
-    for (index, row) in rows.into_iter().enumerate() {
+    for (index, raw) in rows.into_iter().enumerate() {
+        if raw.get().len() > MAX_ROW_BYTES {
+            return Err(AppError::TooLarge {
+                message: format!(
+                    "rows[{index}] is larger than {} KiB; no row needs that much",
+                    MAX_ROW_BYTES / 1024
+                ),
+            });
+        }
+        let row: Value = serde_json::from_str(raw.get()).map_err(|error| AppError::BadRequest {
+            message: format!("rows[{index}] is not valid JSON: {error}"),
+        })?;
         let line = match queue {
             Queue::Requests => request_line(index, row)?,
             Queue::Events => event_line(index, row)?,

@@ -5,5 +5,6 @@
 
 mod exposure;
 mod history;
+mod ingest;
 mod sessions;
 mod sign_in;
