@@ -70,8 +70,31 @@ viewBox='0 0 16 16'%3E%3Crect width='16' height='16' rx='3' fill='%232563eb'/%3E
 d='M4 10.5c1 .9 2.3 1.4 4 1.4 1.9 0 3-.8 3-2 0-2.6-6.6-1.3-6.6-4.6C4.4 4 5.6 3 7.7 3c1.3 0 \
 2.5.4 3.3 1' stroke='white' stroke-width='1.6' fill='none'/%3E%3C/svg%3E";
 
-/// The HTML document around the app, rendered on the server.
+/// The Content-Security-Policy of a console page: scripts only from here or carrying
+/// this response's `nonce` (Leptos puts it on its hydration and resource scripts, the
+/// theme boot script carries it too), WebAssembly allowed to compile, no inline styles,
+/// no plugins, no framing, forms and fetches only to this origin.
+pub fn content_security_policy(nonce: &str) -> String {
+    format!(
+        "default-src 'self'; script-src 'self' 'nonce-{nonce}' 'wasm-unsafe-eval'; \
+         style-src 'self'; img-src 'self' data:; connect-src 'self'; font-src 'self'; \
+         object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    )
+}
+
+/// The HTML document around the app, rendered on the server. Sets the page's
+/// Content-Security-Policy with the nonce of this response.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
+    let nonce = leptos::nonce::use_nonce();
+    #[cfg(feature = "ssr")]
+    if let (Some(nonce), Some(response)) = (
+        nonce.as_ref(),
+        use_context::<leptos_axum::ResponseOptions>(),
+    ) {
+        if let Ok(value) = axum::http::HeaderValue::from_str(&content_security_policy(nonce)) {
+            response.insert_header(axum::http::header::CONTENT_SECURITY_POLICY, value);
+        }
+    }
     view! {
         <!DOCTYPE html>
         <html lang="en">
@@ -80,7 +103,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <meta name="viewport" content="width=device-width, initial-scale=1" />
                 <meta name="color-scheme" content="light dark" />
                 <link rel="icon" href=FAVICON />
-                <script>{THEME_BOOT_SCRIPT}</script>
+                <script nonce=nonce>{THEME_BOOT_SCRIPT}</script>
                 <AutoReload options=options.clone() />
                 <HydrationScripts options />
                 <MetaTags />

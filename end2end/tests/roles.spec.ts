@@ -22,13 +22,14 @@ test("a wrong password gets one plain message and no session", async ({ page }) 
   await expect(page).toHaveURL(/\/admin\/login/);
 });
 
-test("an operator sees no user management and no export", async ({ page }) => {
+test("an operator sees no user management, no export and no chain verification", async ({ page }) => {
   await signIn(page, "operator");
 
   await expect(sideNav(page).getByRole("link", { name: "History" })).toBeVisible();
   await expect(sideNav(page).getByRole("link", { name: "Users" })).toHaveCount(0);
   await page.goto("/admin/history");
-  await expect(page.getByRole("button", { name: "Verify chain" })).toBeVisible();
+  await expect(page.getByTestId("last-verification")).toBeVisible();
+  await expect(page.getByRole("button", { name: "Verify chain" })).toHaveCount(0);
   await expect(page.getByRole("link", { name: "Export CSV" })).toHaveCount(0);
   await page.goto("/admin/settings/users");
   await expect(page.getByRole("alert")).toContainText("cannot manage users; only admins can");
@@ -47,6 +48,8 @@ test("a manager reads and exports the history but sees no admin controls", async
   expect((await download).suggestedFilename()).toMatch(/^salvage-history-.*\.md$/);
   await page.getByRole("button", { name: "Verify chain" }).click();
   await expect(page.getByTestId("chain-result")).toContainText("Chain intact");
+  await page.reload();
+  await expect(page.getByTestId("last-verification")).toContainText("by manager@e2e.test: intact");
 });
 
 test("an admin adds a user, whose temporary password is shown once", async ({ page }) => {

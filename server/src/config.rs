@@ -331,6 +331,12 @@ impl Settings {
         !(self.public_url.scheme() == "http" && local)
     }
 
+    /// Whether browsers are told to use https only (`Strict-Transport-Security`): when
+    /// the public URL is https.
+    pub fn hsts(&self) -> bool {
+        self.public_url.scheme() == "https"
+    }
+
     /// The PostgreSQL connection options (the URL was validated when read).
     pub fn pg_connect_options(&self) -> PgConnectOptions {
         PgConnectOptions::from_str(self.database_url.expose_secret())

@@ -214,6 +214,17 @@ pub fn router(state: AppState, settings: &Settings) -> Router {
             header::REFERRER_POLICY,
             HeaderValue::from_static("same-origin"),
         ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::HeaderName::from_static("permissions-policy"),
+            HeaderValue::from_static(PERMISSIONS_POLICY),
+        ))
+        .layer(axum::middleware::from_fn(no_store_for_the_console))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::STRICT_TRANSPORT_SECURITY,
+            settings
+                .hsts()
+                .then_some(HeaderValue::from_static("max-age=31536000")),
+        ))
         .layer(session_layer(state.pg.clone(), settings))
         // No console request comes near this; a bigger body is refused with 413 unread.
         .layer(tower_http::limit::RequestBodyLimitLayer::new(
@@ -233,6 +244,38 @@ pub fn router(state: AppState, settings: &Settings) -> Router {
 
 /// Request logging with the method and the path only: a query string can hold a secret
 /// (the first-admin link's `?token=`), so it is never logged, at any level.
+/// Features no console page uses, switched off for it and anything it might embed.
+pub const PERMISSIONS_POLICY: &str =
+    "camera=(), microphone=(), geolocation=(), payment=(), usb=(), serial=(), \
+     bluetooth=(), midi=(), display-capture=(), clipboard-write=(self)";
+
+/// The policy of responses that are not console pages (JSON, downloads, errors): they
+/// load nothing and may not be framed. Pages set their own, with a nonce.
+pub const DEFAULT_CSP: &str = "default-src 'none'; frame-ancestors 'none'";
+
+/// `/admin/*` pages and `/api/*` server functions are never stored by a browser or a
+/// proxy (they carry who is signed in and what they may see); the compiled site under
+/// `/pkg` stays cacheable. Responses without a policy of their own get [`DEFAULT_CSP`].
+async fn no_store_for_the_console(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let path = request.uri().path();
+    let console = path == "/admin" || path.starts_with("/admin/") || path.starts_with("/api/");
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    if console {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    if !headers.contains_key(header::CONTENT_SECURITY_POLICY) {
+        headers.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(DEFAULT_CSP),
+        );
+    }
+    response
+}
+
 /// Bounds what a flood can cost: at most `SALVAGE_MAX_IN_FLIGHT` requests in hand at
 /// once (the next gets 503 and `Retry-After` at once instead of queueing), a response
 /// within `SALVAGE_REQUEST_TIMEOUT_SECS` (else 408), and a body that keeps arriving

@@ -4,6 +4,7 @@
 //! against the code before its fix and watched fail there.
 
 mod exposure;
+mod headers;
 mod history;
 mod ingest;
 mod sessions;
