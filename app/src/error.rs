@@ -40,6 +40,17 @@ pub enum AppError {
     /// Too many attempts; try again after `retry_after_secs` seconds (429).
     #[error("Too many failed sign-ins. Try again in {} minute(s).", retry_after_secs.div_ceil(60).max(1))]
     TooManyRequests { retry_after_secs: u64 },
+    /// One person or key did too much in a while: notes, queued rows (429,
+    /// `Retry-After`). The message says which limit and how to go on.
+    #[error("{message}")]
+    RateLimited {
+        message: String,
+        retry_after_secs: u64,
+    },
+    /// The fallback queue is at its total cap: nothing more is taken until replay drains
+    /// it (507, `Retry-After`).
+    #[error("{message}")]
+    QueueFull { message: String },
     /// The request itself is malformed (not JSON, not the expected shape) (400).
     #[error("{message}")]
     BadRequest { message: String },
@@ -83,7 +94,11 @@ impl AppError {
     /// Seconds a client should wait before trying again, for the `Retry-After` header.
     pub fn retry_after_secs(&self) -> Option<u64> {
         match self {
-            Self::TooManyRequests { retry_after_secs } => Some(*retry_after_secs),
+            Self::TooManyRequests { retry_after_secs }
+            | Self::RateLimited {
+                retry_after_secs, ..
+            } => Some(*retry_after_secs),
+            Self::QueueFull { .. } => Some(60),
             Self::Unavailable { .. } => Some(UNAVAILABLE_RETRY_AFTER_SECS),
             _ => None,
         }
@@ -95,7 +110,8 @@ impl AppError {
             Self::BadRequest { .. } => 400,
             Self::Unauthorized | Self::SignInFailed => 401,
             Self::TooLarge { .. } => 413,
-            Self::TooManyRequests { .. } => 429,
+            Self::TooManyRequests { .. } | Self::RateLimited { .. } => 429,
+            Self::QueueFull { .. } => 507,
             Self::Forbidden { .. } => 403,
             Self::NotFound { .. } => 404,
             Self::Conflict { .. } => 409,

@@ -32,6 +32,7 @@ test("an admin creates an ingest key and sees its secret once", async ({ page })
   await signIn(page, "admin");
   await sideNav(page).getByRole("link", { name: "Ingest keys" }).click();
   await page.getByLabel("Name (who will use it)").fill("e2e gateway");
+  await page.getByLabel("Organisation (or * for all)").fill("org_e2e");
   await page.getByRole("button", { name: "Create key" }).click();
 
   const secret = page.getByTestId("new-key").locator("code");

@@ -236,6 +236,13 @@ impl Settings {
                 "milliseconds",
                 5000,
             )?),
+            per_key_quota: bounded(
+                "SALVAGE_QUEUE_QUOTA_PER_KEY",
+                1..=1_000_000_000,
+                "rows",
+                1_000_000,
+            )? as i64,
+            total_cap: bounded("SALVAGE_QUEUE_CAP", 1..=10_000_000_000, "rows", 10_000_000)? as i64,
             ..QueueSettings::default()
         };
         let cron_secret = match get("CRON_SECRET") {

@@ -174,8 +174,15 @@ pub async fn record_rated(pg: &PgPool, actor: &Actor, entry: &NewEntry) -> Resul
         .map_err(&wrap)?;
         if recent.count >= ANNOTATIONS_PER_WINDOW {
             tracing::warn!(actor = %actor.name, "refused: too many notes");
-            return Err(AppError::TooManyRequests {
-                retry_after_secs: recent.wait.unwrap_or(1.0).ceil().max(1.0) as u64,
+            let retry_after_secs = recent.wait.unwrap_or(1.0).ceil().max(1.0) as u64;
+            return Err(AppError::RateLimited {
+                message: format!(
+                    "You added {ANNOTATIONS_PER_WINDOW} notes and incidents in the last {} \
+                     minutes; add more in {} s.",
+                    ANNOTATION_WINDOW_SECS / 60,
+                    retry_after_secs
+                ),
+                retry_after_secs,
             });
         }
     }

@@ -88,11 +88,12 @@ pub async fn list_ingest_keys() -> Result<Vec<IngestKey>, AppError> {
     crate::server::respond(super::ssr::keys::list(&state.pg).await)
 }
 
-/// Creates an ingest key; the secret is in this response only.
+/// Creates an ingest key for `organization` (`*`: every organisation); the secret is in
+/// this response only.
 #[server(endpoint = "settings/ingest-keys/create")]
-pub async fn create_ingest_key(name: String) -> Result<CreatedKey, AppError> {
+pub async fn create_ingest_key(name: String, organization: String) -> Result<CreatedKey, AppError> {
     let (state, actor) = crate::auth::ssr::guard(crate::auth::Permission::Administer).await?;
-    let result = super::ssr::keys::create(&state.pg, &actor, &name)
+    let result = super::ssr::keys::create(&state.pg, &actor, &name, &organization)
         .await
         .map(|(id, secret)| CreatedKey { id, secret });
     crate::server::respond(result)

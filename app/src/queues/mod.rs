@@ -129,6 +129,8 @@ pub struct IngestKey {
     pub name: String,
     /// The key's first characters, to recognise it in a caller's configuration.
     pub prefix: String,
+    /// The organisation it sends rows for, or `*` for every one.
+    pub organization_id: String,
     pub created_at: i64,
     pub created_by: String,
     pub revoked_at: Option<i64>,

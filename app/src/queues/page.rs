@@ -381,6 +381,10 @@ pub fn IngestKeysPage() -> AnyView {
                         <span>"Name (who will use it)"</span>
                         <input type="text" name="name" required maxlength="100" placeholder="api-gateway production" />
                     </label>
+                    <label class="field">
+                        <span>"Organisation (or * for all)"</span>
+                        <input type="text" name="organization" required maxlength="256" placeholder="org_acme" />
+                    </label>
                     <button type="submit" class="btn btn-primary">"Create key"</button>
                 </ActionForm>
                 {action_error(created)}
@@ -411,6 +415,7 @@ fn KeysTable(keys: Vec<IngestKey>, revoke: ServerAction<RevokeIngestKey>) -> Any
                     <th scope="col" class="num">"#"</th>
                     <th scope="col">"Name"</th>
                     <th scope="col">"Starts with"</th>
+                    <th scope="col">"Organisation"</th>
                     <th scope="col">"Created"</th>
                     <th scope="col">"Last used"</th>
                     <th scope="col">"Status"</th>
@@ -425,6 +430,11 @@ fn KeysTable(keys: Vec<IngestKey>, revoke: ServerAction<RevokeIngestKey>) -> Any
                             <td class="num">{key.id}</td>
                             <td>{key.name.clone()}</td>
                             <td><code>{key.prefix.clone()} "…"</code></td>
+                            <td>{if key.organization_id == "*" {
+                                view! { <span class="muted">"all organisations"</span> }.into_any()
+                            } else {
+                                view! { <code>{key.organization_id.clone()}</code> }.into_any()
+                            }}</td>
                             <td class="nowrap">{format_utc(key.created_at)} <span class="muted small">" by " {key.created_by.clone()}</span></td>
                             <td class="nowrap">{key.last_used_at.map(format_utc).unwrap_or_else(|| "never".into())}</td>
                             <td>{if active { view! { <Badge tone=Tone::Ok label="active" /> } } else { view! { <Badge tone=Tone::Neutral label="revoked" /> } }}</td>

@@ -26,10 +26,11 @@ pub struct ClickHouse {
 
 /// The tables Salvage keeps in ClickHouse, in creation order.
 ///
-/// `requests` and `events` use `ReplacingMergeTree` sorted by `(toDate(ts), id)`: a row re-inserted with the
-/// same id and timestamp collapses into one at merge time (and under `FINAL`), and "which
-/// of these ids already exist" is answered from the sort key when the query is bounded by
-/// the batch's date range.
+/// `requests` and `events` use `ReplacingMergeTree` sorted by
+/// `(toDate(ts), organization_id, id)`: a row re-inserted with the same organisation, id
+/// and timestamp collapses into one at merge time (and under `FINAL`), one organisation's
+/// id never replaces another's, and "which of these rows already exist" is answered from
+/// the sort key when the query is bounded by the batch's date range.
 pub const TABLES: &[(&str, &str)] = &[
     (
         "requests",
@@ -50,7 +51,7 @@ pub const TABLES: &[(&str, &str)] = &[
             inserted_at DateTime('UTC') DEFAULT now()
         ) ENGINE = ReplacingMergeTree(inserted_at)
         PARTITION BY toYYYYMM(ts)
-        ORDER BY (toDate(ts), id)",
+        ORDER BY (toDate(ts), organization_id, id)",
     ),
     (
         "events",
@@ -65,10 +66,11 @@ pub const TABLES: &[(&str, &str)] = &[
             name String,
             duration_ms Nullable(UInt32),
             attributes String,
-            inserted_at DateTime('UTC') DEFAULT now()
+            inserted_at DateTime('UTC') DEFAULT now(),
+            organization_id String DEFAULT ''
         ) ENGINE = ReplacingMergeTree(inserted_at)
         PARTITION BY toYYYYMM(ts)
-        ORDER BY (toDate(ts), id)",
+        ORDER BY (toDate(ts), organization_id, id)",
     ),
     (
         "history_anchors",
@@ -83,6 +85,12 @@ pub const TABLES: &[(&str, &str)] = &[
         ORDER BY seq",
     ),
 ];
+
+#[derive(clickhouse::Row, serde::Deserialize)]
+struct ExistingRow {
+    organization_id: String,
+    id: String,
+}
 
 /// Whether `name` can be used as a ClickHouse database name without quoting surprises.
 pub fn is_valid_database_name(name: &str) -> bool {
@@ -145,7 +153,103 @@ impl ClickHouse {
                 .execute()
                 .await?;
         }
+        for table in ["requests", "events"] {
+            self.finish_rebuild(table).await?;
+            if !self.sorted_by_organization(table).await? {
+                self.rebuild(table).await?;
+            }
+        }
         Ok(())
+    }
+
+    async fn sorted_by_organization(&self, table: &str) -> clickhouse::error::Result<bool> {
+        let key: String = self
+            .server
+            .query("SELECT sorting_key FROM system.tables WHERE database = ? AND name = ?")
+            .bind(&self.database)
+            .bind(table)
+            .fetch_one()
+            .await?;
+        Ok(key.contains("organization_id"))
+    }
+
+    async fn columns_of(&self, table: &str) -> clickhouse::error::Result<Vec<String>> {
+        self.server
+            .query("SELECT name FROM system.columns WHERE database = ? AND table = ?")
+            .bind(&self.database)
+            .bind(table)
+            .fetch_all()
+            .await
+    }
+
+    /// Moves a table made by an older Salvage (sorted by `(toDate(ts), id)`) to the
+    /// current definition, which ClickHouse cannot change in place: a copy under the new
+    /// sort key takes its name, then the rows that arrived during the copy follow
+    /// (a row copied twice collapses, as any re-insert does), then the old table goes.
+    /// Nothing written meanwhile is lost: inserts go to whichever table holds the name.
+    async fn rebuild(&self, table: &str) -> clickhouse::error::Result<()> {
+        let db = &self.database;
+        let ddl = TABLES
+            .iter()
+            .find(|(name, _)| *name == table)
+            .map(|(_, ddl)| ddl.replace("{db}", db))
+            .expect("requests and events are in TABLES")
+            .replacen(
+                &format!("`{db}`.{table} ("),
+                &format!("`{db}`.{table}__v2 ("),
+                1,
+            );
+        tracing::warn!(
+            table,
+            "rebuilding a ClickHouse table with the organisation in its sort key"
+        );
+        let run = |sql: String| async move { self.server.query(&sql).execute().await };
+        run(format!("DROP TABLE IF EXISTS `{db}`.{table}__v2")).await?;
+        let started: u32 = self
+            .server
+            .query("SELECT toUInt32(now())")
+            .fetch_one()
+            .await?;
+        run(ddl).await?;
+        let columns = self.columns_of(table).await?.join(", ");
+        run(format!(
+            "INSERT INTO `{db}`.{table}__v2 ({columns}) SELECT {columns} FROM `{db}`.{table}"
+        ))
+        .await?;
+        run(format!(
+            "RENAME TABLE `{db}`.{table} TO `{db}`.{table}__v1, `{db}`.{table}__v2 TO `{db}`.{table}"
+        ))
+        .await?;
+        self.copy_tail(table, started.saturating_sub(60)).await
+    }
+
+    /// Rows that reached `<table>__v1` since `since` (unix seconds) and are not in
+    /// `table` yet move there (the old table knew a row by its id alone), then
+    /// `<table>__v1` is dropped.
+    async fn copy_tail(&self, table: &str, since: u32) -> clickhouse::error::Result<()> {
+        let db = &self.database;
+        let columns = self.columns_of(&format!("{table}__v1")).await?.join(", ");
+        self.server
+            .query(&format!(
+                "INSERT INTO `{db}`.{table} ({columns}) SELECT {columns} FROM `{db}`.{table}__v1 \
+                 WHERE inserted_at >= toDateTime({since}) AND id NOT IN \
+                 (SELECT id FROM `{db}`.{table} WHERE inserted_at >= toDateTime({since}))"
+            ))
+            .execute()
+            .await?;
+        self.server
+            .query(&format!("DROP TABLE `{db}`.{table}__v1"))
+            .execute()
+            .await
+    }
+
+    /// A rebuild interrupted after its rename leaves `<table>__v1` behind: all of its
+    /// rows go to the new table (duplicates collapse), then it is dropped.
+    async fn finish_rebuild(&self, table: &str) -> clickhouse::error::Result<()> {
+        if self.columns_of(&format!("{table}__v1")).await?.is_empty() {
+            return Ok(());
+        }
+        self.copy_tail(table, 0).await
     }
 
     /// Inserts JSONEachRow `lines` into `table` in one INSERT, failing after `timeout`.
@@ -172,16 +276,16 @@ impl ClickHouse {
         insert.end().await
     }
 
-    /// Which of `ids` `table` already holds. The query is bounded by the dates the
-    /// rows' timestamps span, so ClickHouse answers it from the `(toDate(ts), id)` sort
-    /// key instead of scanning the table.
-    pub async fn existing_ids(
+    /// Which `(organization_id, id)` rows of `ids` `table` already holds. The query is
+    /// bounded by the dates the rows' timestamps span, so ClickHouse answers it from the
+    /// sort key instead of scanning the table.
+    pub async fn existing_rows(
         &self,
         table: &str,
         ids: &[Uuid],
         first_day: Date,
         last_day: Date,
-    ) -> clickhouse::error::Result<HashSet<Uuid>> {
+    ) -> clickhouse::error::Result<HashSet<(String, Uuid)>> {
         if ids.is_empty() {
             return Ok(HashSet::new());
         }
@@ -196,11 +300,11 @@ impl ClickHouse {
             write!(list, "{id}").expect("writing to a String");
         }
         let sql = format!(
-            "SELECT DISTINCT toString(id) FROM `{table}` \
+            "SELECT DISTINCT organization_id, toString(id) AS row_id FROM `{table}` \
              WHERE toDate(ts) >= toDate('{first_day}') AND toDate(ts) <= toDate('{last_day}') \
              AND id IN (SELECT toUUID(arrayJoin(splitByChar(',', '{list}'))))"
         );
-        let found: Vec<String> = self
+        let found: Vec<ExistingRow> = self
             .client
             .query(&sql)
             // A batch of ids is a long query; the default limit is 256 KiB.
@@ -208,8 +312,8 @@ impl ClickHouse {
             .fetch_all()
             .await?;
         Ok(found
-            .iter()
-            .filter_map(|id| Uuid::parse_str(id).ok())
+            .into_iter()
+            .filter_map(|row| Some((row.organization_id, Uuid::parse_str(&row.id).ok()?)))
             .collect())
     }
 

@@ -81,8 +81,12 @@ pub enum IngestKeyCommand {
         /// Who will use it, e.g. "api-gateway production".
         #[arg(long)]
         name: String,
+        /// The organisation whose rows it sends (`organization_id`), or `*` for a key
+        /// that sends for every organisation.
+        #[arg(long)]
+        organization: String,
     },
-    /// Revoke a key: every replica refuses it within 30 s.
+    /// Revoke a key: it stops working at once here and within 3 s on every replica.
     Revoke {
         #[arg(long)]
         id: i64,

@@ -30,6 +30,10 @@ use app::server::AppState;
 use crate::config::Settings;
 use crate::startup;
 
+/// The key the bench's rows count against (as one caller's would: the fallback path
+/// counts that key's queued rows for its quota on every batch).
+const BENCH_KEY: i64 = 0;
+
 /// `count` rows starting at row `first`, identical on every call with the same numbers.
 fn rows(first: u64, count: u64) -> Vec<Line> {
     let base = time::OffsetDateTime::now_utc().replace_time(time::Time::MIDNIGHT)
@@ -50,6 +54,7 @@ fn rows(first: u64, count: u64) -> Vec<Line> {
     parse_batch(
         Queue::Requests,
         &serde_json::to_vec(&body).expect("JSON of generated rows"),
+        &app::queues::ssr::rows::Scope::All,
     )
     .expect("generated rows are valid")
 }
@@ -208,7 +213,7 @@ async fn measure(
     let ingest_fallback = timed_chunks(total, step, |chunk| {
         let state = ingest_down.clone();
         async move {
-            match store(&state, Queue::Requests, &chunk).await {
+            match store(&state, Queue::Requests, &chunk, Some(BENCH_KEY)).await {
                 Ok(Stored::Fallback { .. }) => Ok(()),
                 other => anyhow::bail!("expected the fallback queue, got {other:?}"),
             }
@@ -263,7 +268,12 @@ async fn measure(
     timed_chunks(total, step, |chunk| {
         let pg = pg.clone();
         async move {
-            enqueue(&pg, Queue::Requests, &chunk, "bench").await?;
+            let limits = app::queues::ssr::ingest::Limits {
+                key_id: Some(BENCH_KEY),
+                per_key_quota: i64::MAX / 2,
+                total_cap: i64::MAX / 2,
+            };
+            enqueue(&pg, Queue::Requests, &chunk, "bench", &limits).await?;
             Ok(())
         }
     })
@@ -323,7 +333,7 @@ async fn measure(
     let ingest_clickhouse = timed_chunks(total, step, |chunk| {
         let state = ingest_up.clone();
         async move {
-            match store(&state, Queue::Requests, &chunk).await {
+            match store(&state, Queue::Requests, &chunk, Some(BENCH_KEY)).await {
                 Ok(Stored::ClickHouse) => Ok(()),
                 other => anyhow::bail!("expected ClickHouse, got {other:?}"),
             }

@@ -535,7 +535,8 @@ pub async fn traffic(settings: &Settings, rate: u32) -> anyhow::Result<()> {
         .await
         .context("Failed to apply the PostgreSQL migrations")?;
     let (key_id, key) =
-        app::queues::ssr::keys::create(&state.pg, &Actor::cli(), "demo traffic generator")
+        // A gateway's key: it forwards rows for every organisation.
+        app::queues::ssr::keys::create(&state.pg, &Actor::cli(), "demo traffic generator", "*")
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
     let base = settings.public_url.clone();

@@ -9,8 +9,8 @@ pub async fn ingest_key(command: IngestKeyCommand, settings: Settings) -> anyhow
     let state = migrated_state(&settings).await?;
     let actor = app::auth::ssr::Actor::cli();
     match command {
-        IngestKeyCommand::Create { name } => {
-            let (id, secret) = keys::create(&state.pg, &actor, &name)
+        IngestKeyCommand::Create { name, organization } => {
+            let (id, secret) = keys::create(&state.pg, &actor, &name, &organization)
                 .await
                 .map_err(app_error)?;
             eprintln!("Created ingest key #{id}. Copy it now; it is not shown again:");
@@ -20,19 +20,20 @@ pub async fn ingest_key(command: IngestKeyCommand, settings: Settings) -> anyhow
             keys::revoke(&state.pg, &state.ingest_keys, &actor, id, Some(reason))
                 .await
                 .map_err(app_error)?;
-            println!("Ingest key #{id} is revoked; every replica refuses it within 30 s.");
+            println!("Ingest key #{id} is revoked; every replica refuses it within 3 s.");
         }
         IngestKeyCommand::List => {
             println!(
-                "{:<5} {:<30} {:<14} {:<22} {:<22} STATUS",
-                "ID", "NAME", "STARTS WITH", "CREATED (UTC)", "LAST USED (UTC)"
+                "{:<5} {:<30} {:<14} {:<20} {:<22} {:<22} STATUS",
+                "ID", "NAME", "STARTS WITH", "ORGANISATION", "CREATED (UTC)", "LAST USED (UTC)"
             );
             for key in keys::list(&state.pg).await.map_err(app_error)? {
                 println!(
-                    "{:<5} {:<30} {:<14} {:<22} {:<22} {}",
+                    "{:<5} {:<30} {:<14} {:<20} {:<22} {:<22} {}",
                     key.id,
                     key.name,
                     key.prefix,
+                    key.organization_id,
                     app::format::format_utc(key.created_at),
                     key.last_used_at
                         .map(app::format::format_utc)

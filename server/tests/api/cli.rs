@@ -105,7 +105,7 @@ async fn migrate_creates_the_schema_and_can_run_twice() {
     assert!(first.status.success(), "{}", stderr(&first));
     assert!(second.status.success(), "{}", stderr(&second));
     assert!(stdout(&second).contains("Schema is current"));
-    assert_eq!(tables, ["events", "requests"]);
+    assert_eq!(tables, ["events", "history_anchors", "requests"]);
 }
 
 #[tokio::test]

@@ -48,7 +48,7 @@ fn arguments(endpoint: &str) -> Option<Value> {
         "crons/run" => json!({"job": "expire-fallback", "reason": "outage test"}),
         "settings/cron-secret/rotate" => json!({"grace_hours": 24, "reason": "outage test"}),
         "settings/cron-secret/end-grace" => json!({"secret_id": 1, "reason": "outage test"}),
-        "settings/ingest-keys/create" => json!({"name": "outage key"}),
+        "settings/ingest-keys/create" => json!({"name": "outage key", "organization": "*"}),
         "settings/ingest-keys/revoke" => json!({"key_id": 1, "reason": "outage test"}),
         "settings/users/add" => {
             json!({"email": "new@test.salvage", "role": "operator", "reason": "outage test"})

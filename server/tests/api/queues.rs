@@ -18,7 +18,7 @@ use crate::helpers::{spawn_app, spawn_app_with, Options, TestApp, CRON_SECRET};
 
 /// A fresh ingest key of `app`.
 async fn ingest_key(app: &TestApp) -> String {
-    app::queues::ssr::keys::create(&app.pg, &Actor::cli(), "test caller")
+    app::queues::ssr::keys::create(&app.pg, &Actor::cli(), "test caller", "org_1")
         .await
         .expect("create an ingest key")
         .1
@@ -114,7 +114,7 @@ async fn replay_on(state: &AppState, batch: i64) -> ReplayReport {
         .unwrap_or_else(|| panic!("a replay report: {finished:?}"))
 }
 
-async fn run_replay(app: &TestApp, batch: i64) -> ReplayReport {
+pub(crate) async fn run_replay(app: &TestApp, batch: i64) -> ReplayReport {
     replay_on(&app.state, batch).await
 }
 
@@ -377,9 +377,10 @@ async fn while_postgres_is_down_a_known_key_still_writes_to_clickhouse() {
 async fn bad_input_gets_a_clear_error_and_stores_nothing() {
     let app = spawn_app().await;
     let key = ingest_key(&app).await;
-    let (revoked_id, revoked) = app::queues::ssr::keys::create(&app.pg, &Actor::cli(), "old")
-        .await
-        .unwrap();
+    let (revoked_id, revoked) =
+        app::queues::ssr::keys::create(&app.pg, &Actor::cli(), "old", "org_1")
+            .await
+            .unwrap();
     app::queues::ssr::keys::revoke(
         &app.pg,
         &app.state.ingest_keys,

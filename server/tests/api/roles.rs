@@ -317,12 +317,13 @@ async fn arguments(world: &World, endpoint: &str) -> Value {
             .unwrap();
             json!({"secret_id": rotated.previous.unwrap().0, "reason": "matrix"})
         }
-        "settings/ingest-keys/create" => json!({"name": "matrix key"}),
+        "settings/ingest-keys/create" => json!({"name": "matrix key", "organization": "org_1"}),
         "settings/ingest-keys/revoke" => {
             let (id, _) = app::queues::ssr::keys::create(
                 &world.app.pg,
                 &app::auth::ssr::Actor::cli(),
                 "to revoke",
+                "org_1",
             )
             .await
             .unwrap();

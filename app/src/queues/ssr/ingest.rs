@@ -27,8 +27,14 @@ pub enum Stored {
     Fallback { error: String, queued: u64 },
 }
 
-/// Stores validated `lines`: ClickHouse first, the fallback queue if ClickHouse fails.
-pub async fn store(state: &AppState, queue: Queue, lines: &[Line]) -> Result<Stored, AppError> {
+/// Stores validated `lines` sent with key `key_id`: ClickHouse first, the fallback queue
+/// if ClickHouse fails (within the key's quota and the queues' cap).
+pub async fn store(
+    state: &AppState,
+    queue: Queue,
+    lines: &[Line],
+    key_id: Option<i64>,
+) -> Result<Stored, AppError> {
     let insert = state.clickhouse.insert_lines(
         queue.as_str(),
         lines.iter().map(|l| l.json.as_str()),
@@ -43,12 +49,44 @@ pub async fn store(state: &AppState, queue: Queue, lines: &[Line]) -> Result<Sto
         ),
     };
     let error = format!("ClickHouse: {clickhouse_error}");
-    match enqueue(&state.pg, queue, lines, &error).await {
+    let limits = Limits {
+        key_id,
+        per_key_quota: state.queues.per_key_quota,
+        total_cap: state.queues.total_cap,
+    };
+    match enqueue(&state.pg, queue, lines, &error, &limits).await {
         Ok(queued) => {
             tracing::warn!(queue = queue.as_str(), rows = lines.len(), error = %clickhouse_error, "ClickHouse refused a batch; parked it in the fallback queue");
             Ok(Stored::Fallback { error, queued })
         }
-        Err(pg_error) => {
+        Err(EnqueueError::OverQuota { waiting, quota }) => {
+            tracing::warn!(
+                key_id,
+                waiting,
+                quota,
+                "refused: the key is at its fallback quota"
+            );
+            Err(AppError::RateLimited {
+                message: format!(
+                    "ClickHouse is not taking rows ({clickhouse_error}), and this key already has \
+                     {waiting} rows waiting in the fallback queue; its quota is {quota}. \
+                     Nothing of this batch was stored: retry it once replay has drained the \
+                     queue."
+                ),
+                retry_after_secs: 60,
+            })
+        }
+        Err(EnqueueError::Full { depth, cap }) => {
+            tracing::error!(depth, cap, "refused: the fallback queues are at their cap");
+            Err(AppError::QueueFull {
+                message: format!(
+                    "ClickHouse is not taking rows ({clickhouse_error}), and the fallback queues \
+                     hold {depth} rows, their cap of {cap}. Nothing of this batch was stored: \
+                     retry it once ClickHouse is back and replay has drained the queue."
+                ),
+            })
+        }
+        Err(EnqueueError::Store(pg_error)) => {
             tracing::error!(queue = queue.as_str(), rows = lines.len(), clickhouse = %clickhouse_error, postgres = %pg_error, "neither store accepted a batch; the caller must retry");
             Err(AppError::Unavailable {
                 message: format!(
@@ -59,30 +97,90 @@ pub async fn store(state: &AppState, queue: Queue, lines: &[Line]) -> Result<Sto
     }
 }
 
+/// Who is queueing and the ceilings that apply.
+pub struct Limits {
+    /// The key that sent the rows (`None`: a tool of Salvage's own, no per-key quota).
+    pub key_id: Option<i64>,
+    pub per_key_quota: i64,
+    pub total_cap: i64,
+}
+
+/// Why rows were not queued.
+#[derive(Debug, thiserror::Error)]
+pub enum EnqueueError {
+    /// The key already has `waiting` rows queued; `quota` is its ceiling.
+    #[error("the key has {waiting} rows queued; its quota is {quota}")]
+    OverQuota { waiting: i64, quota: i64 },
+    /// Both queues hold `depth` rows together; `cap` is their ceiling.
+    #[error("the fallback queues hold {depth} rows; their cap is {cap}")]
+    Full { depth: i64, cap: i64 },
+    #[error("PostgreSQL: {0}")]
+    Store(#[from] sqlx::Error),
+}
+
 /// Puts `lines` into `queue`'s fallback table in one transaction, and records `error`
-/// as the queue's last error. Ids already queued are skipped (a retried batch).
+/// as the queue's last error. Rows already queued (same organisation and id) are
+/// skipped (a retried batch). A batch that would take the key past its quota or the
+/// queues past their cap is refused whole: never a partial or silent drop (concurrent
+/// batches may each pass the check, so a quota can be exceeded by a batch per writer).
 /// Returns how many rows were new.
 pub async fn enqueue(
     pg: &PgPool,
     queue: Queue,
     lines: &[Line],
     error: &str,
-) -> Result<u64, sqlx::Error> {
+    limits: &Limits,
+) -> Result<u64, EnqueueError> {
+    let organizations: Vec<&str> = lines.iter().map(|l| l.organization_id.as_str()).collect();
     let ids: Vec<uuid::Uuid> = lines.iter().map(|l| l.id).collect();
     let ts: Vec<time::OffsetDateTime> = lines.iter().map(|l| l.ts).collect();
     let json: Vec<&str> = lines.iter().map(|l| l.json.as_str()).collect();
+    let batch = lines.len() as i64;
     let mut tx = pg.begin().await?;
+    let depth: i64 = sqlx::query_scalar!(
+        r#"select coalesce(sum(depth), 0)::bigint as "depth!" from fallback_depths"#
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    if depth + batch > limits.total_cap {
+        return Err(EnqueueError::Full {
+            depth,
+            cap: limits.total_cap,
+        });
+    }
+    if let Some(key_id) = limits.key_id {
+        // Counting stops just past the quota: the answer is "over" either way.
+        let waiting: i64 = sqlx::query_scalar!(
+            r#"select (select count(*) from (select 1 from requests_fallback
+                                              where key_id = $1 limit $2) r)
+                    + (select count(*) from (select 1 from events_fallback
+                                              where key_id = $1 limit $2) e) as "waiting!""#,
+            key_id,
+            limits.per_key_quota + 1
+        )
+        .fetch_one(&mut *tx)
+        .await?;
+        if waiting + batch > limits.per_key_quota {
+            return Err(EnqueueError::OverQuota {
+                waiting,
+                quota: limits.per_key_quota,
+            });
+        }
+    }
     // The table is one of two constants, so the statement is built, not bound.
     let inserted = sqlx::query(&format!(
-        "insert into {} (id, ts, row_json, last_error, last_attempt_at)
-         select id, ts, row_json, $4, now()
-           from unnest($1::uuid[], $2::timestamptz[], $3::text[]) as t(id, ts, row_json)
-         on conflict (id) do nothing",
+        "insert into {} (organization_id, id, ts, row_json, key_id, last_error, last_attempt_at)
+         select organization_id, id, ts, row_json, $5, $6, now()
+           from unnest($1::text[], $2::uuid[], $3::timestamptz[], $4::text[])
+                as t(organization_id, id, ts, row_json)
+         on conflict (organization_id, id) do nothing",
         queue.table()
     ))
+    .bind(&organizations)
     .bind(&ids)
     .bind(&ts)
     .bind(&json)
+    .bind(limits.key_id)
     .bind(error)
     .execute(&mut *tx)
     .await?
@@ -126,10 +224,10 @@ async fn ingest(state: AppState, queue: Queue, request: axum::extract::Request) 
     let headers: &HeaderMap = &parts.headers;
     let result = async {
         let token = crate::server::tokens::bearer(headers).ok_or(AppError::Unauthorized)?;
-        super::keys::authenticate(&state.pg, &state.ingest_keys, token).await?;
+        let key = super::keys::authenticate(&state.pg, &state.ingest_keys, token).await?;
         let body = read_body(body).await?;
-        let lines = parse_batch(queue, &body)?;
-        let stored = store(&state, queue, &lines).await?;
+        let lines = parse_batch(queue, &body, &key.scope)?;
+        let stored = store(&state, queue, &lines, Some(key.key_id)).await?;
         Ok::<_, AppError>((lines.len(), stored))
     }
     .await;

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use sqlx::PgPool;
 
 use super::super::IngestKey;
+use super::rows::Scope;
 use crate::auth::ssr::Actor;
 use crate::error::AppError;
 use crate::history::ssr::{append, NewEntry};
@@ -41,9 +42,16 @@ pub struct KeyCache {
 
 #[derive(Clone)]
 struct Cached {
-    key_id: i64,
+    key: KeyIdentity,
     digest: Vec<u8>,
     verified: Instant,
+}
+
+/// Who a verified key is: its id and the organisations it may send for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyIdentity {
+    pub key_id: i64,
+    pub scope: Scope,
 }
 
 impl KeyCache {
@@ -66,7 +74,7 @@ impl KeyCache {
     /// Drops key `key_id` (just revoked here): its next use asks PostgreSQL.
     pub fn evict(&self, key_id: i64) {
         if let Ok(mut map) = self.inner.lock() {
-            map.retain(|_, cached| cached.key_id != key_id);
+            map.retain(|_, cached| cached.key.key_id != key_id);
         }
     }
 }
@@ -85,8 +93,12 @@ fn digest_matches(cached: &Cached, digest: &[u8]) -> bool {
     digests_match(&cached.digest, digest)
 }
 
-/// The id of the active key `token`, or 401. Never logs the token.
-pub async fn authenticate(pg: &PgPool, cache: &KeyCache, token: &str) -> Result<i64, AppError> {
+/// The active key `token` is, or 401. Never logs the token.
+pub async fn authenticate(
+    pg: &PgPool,
+    cache: &KeyCache,
+    token: &str,
+) -> Result<KeyIdentity, AppError> {
     if !token.starts_with("sgk_") || token.len() < PREFIX_LEN + 8 || !token.is_ascii() {
         return Err(AppError::Unauthorized);
     }
@@ -95,21 +107,26 @@ pub async fn authenticate(pg: &PgPool, cache: &KeyCache, token: &str) -> Result<
     let cached = cache.get(prefix).filter(|c| digest_matches(c, &digest));
     if let Some(cached) = &cached {
         if cached.verified.elapsed() < FRESH {
-            return Ok(cached.key_id);
+            return Ok(cached.key.clone());
         }
     }
     let row = sqlx::query!(
-        "select id, secret_hash from ingest_keys where prefix = $1 and revoked_at is null",
+        "select id, secret_hash, organization_id from ingest_keys
+          where prefix = $1 and revoked_at is null",
         prefix
     )
     .fetch_optional(pg)
     .await;
     match row {
         Ok(Some(row)) if digests_match(&row.secret_hash, &digest) => {
+            let key = KeyIdentity {
+                key_id: row.id,
+                scope: Scope::from_stored(&row.organization_id),
+            };
             cache.put(
                 prefix,
                 Cached {
-                    key_id: row.id,
+                    key: key.clone(),
                     digest,
                     verified: Instant::now(),
                 },
@@ -122,7 +139,7 @@ pub async fn authenticate(pg: &PgPool, cache: &KeyCache, token: &str) -> Result<
             )
             .execute(pg)
             .await;
-            Ok(row.id)
+            Ok(key)
         }
         Ok(_) => {
             cache.forget(prefix);
@@ -132,8 +149,8 @@ pub async fn authenticate(pg: &PgPool, cache: &KeyCache, token: &str) -> Result<
             Some(cached)
                 if cached.verified.elapsed() < STALE_OK && postgres_refusing(pg, &error) =>
             {
-                tracing::warn!(%error, key_id = cached.key_id, "PostgreSQL unreachable; accepting a recently verified ingest key");
-                Ok(cached.key_id)
+                tracing::warn!(%error, key_id = cached.key.key_id, "PostgreSQL unreachable; accepting a recently verified ingest key");
+                Ok(cached.key)
             }
             _ => {
                 tracing::warn!(%error, "an ingest key could not be checked");
@@ -147,8 +164,35 @@ pub async fn authenticate(pg: &PgPool, cache: &KeyCache, token: &str) -> Result<
     }
 }
 
-/// Creates a key named `name`; returns its id and the secret, which is not kept.
-pub async fn create(pg: &PgPool, actor: &Actor, name: &str) -> Result<(i64, String), AppError> {
+/// Checks an organisation a key is made for: an id as rows carry it, or `*` for every
+/// organisation. The error names the `organization` field.
+pub fn check_organization(value: &str) -> Result<String, AppError> {
+    let value = value.trim();
+    let valid = value == "*"
+        || (!value.is_empty()
+            && value.len() <= 256
+            && value
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_.:-".contains(c)));
+    if valid {
+        Ok(value.to_owned())
+    } else {
+        Err(AppError::invalid(
+            "organization",
+            "give the organisation id its rows carry (letters, digits, _ . : -), or * for a \
+             key that sends for every organisation",
+        ))
+    }
+}
+
+/// Creates a key named `name` for `organization` (`*`: every organisation); returns its
+/// id and the secret, which is not kept.
+pub async fn create(
+    pg: &PgPool,
+    actor: &Actor,
+    name: &str,
+    organization: &str,
+) -> Result<(i64, String), AppError> {
     let name = name.trim();
     if name.is_empty() || name.chars().count() > 100 {
         return Err(AppError::invalid(
@@ -156,27 +200,32 @@ pub async fn create(pg: &PgPool, actor: &Actor, name: &str) -> Result<(i64, Stri
             "give the key a name of 1 to 100 characters",
         ));
     }
+    let organization = check_organization(organization)?;
     let secret = format!("sgk_{}", random_token());
     let internal = |e: sqlx::Error| AppError::internal("Failed to create an ingest key", e);
     let mut tx = pg.begin().await.map_err(internal)?;
     let id = sqlx::query_scalar!(
-        "insert into ingest_keys (name, prefix, secret_hash, created_by)
-         values ($1, $2, $3, $4) returning id",
+        "insert into ingest_keys (name, prefix, secret_hash, created_by, organization_id)
+         values ($1, $2, $3, $4, $5) returning id",
         name,
         &secret[..PREFIX_LEN],
         token_digest(&secret),
         actor.name,
+        organization,
     )
     .fetch_one(&mut *tx)
     .await
     .map_err(internal)?;
     let entry = NewEntry::new(
         "ingest_key",
-        format!("Created ingest key #{id} \u{201c}{name}\u{201d}"),
+        format!("Created ingest key #{id} \u{201c}{name}\u{201d} for {organization}"),
         actor,
         Outcome::Succeeded,
     )
-    .with_details(serde_json::json!({"key_id": id, "prefix": &secret[..PREFIX_LEN]}));
+    .with_details(
+        serde_json::json!({"key_id": id, "prefix": &secret[..PREFIX_LEN],
+                                     "organization_id": organization}),
+    );
     append(&mut tx, &entry).await.map_err(internal)?;
     tx.commit().await.map_err(internal)?;
     Ok((id, secret))
@@ -222,7 +271,8 @@ pub async fn revoke(
 /// Every key, newest first.
 pub async fn list(pg: &PgPool) -> Result<Vec<IngestKey>, AppError> {
     let rows = sqlx::query!(
-        "select id, name, prefix, created_at, created_by, revoked_at, last_used_at
+        "select id, name, prefix, created_at, created_by, revoked_at, last_used_at,
+                organization_id
            from ingest_keys order by id desc"
     )
     .fetch_all(pg)
@@ -234,6 +284,7 @@ pub async fn list(pg: &PgPool) -> Result<Vec<IngestKey>, AppError> {
             id: r.id,
             name: r.name,
             prefix: r.prefix,
+            organization_id: r.organization_id,
             created_at: ms(r.created_at),
             created_by: r.created_by,
             revoked_at: r.revoked_at.map(ms),

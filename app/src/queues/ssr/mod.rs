@@ -24,6 +24,12 @@ pub struct QueueSettings {
     pub ingest_timeout: Duration,
     /// Batches a replay keeps in flight at once.
     pub replay_parallel: usize,
+    /// Rows one ingest key may have waiting in the fallback queues (both together); a
+    /// batch that would pass it is refused with 429. Default 1,000,000.
+    pub per_key_quota: i64,
+    /// Rows both fallback queues may hold together; a batch that would pass it is
+    /// refused with 507. Default 10,000,000.
+    pub total_cap: i64,
     /// Failures tests inject into replay (never set outside tests).
     pub replay_faults: replay::Faults,
 }
@@ -36,6 +42,8 @@ impl Default for QueueSettings {
             replay_budget: Duration::from_secs(240),
             ingest_timeout: Duration::from_secs(5),
             replay_parallel: replay::DEFAULT_PARALLEL,
+            per_key_quota: 1_000_000,
+            total_cap: 10_000_000,
             replay_faults: replay::Faults::default(),
         }
     }

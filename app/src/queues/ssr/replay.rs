@@ -307,7 +307,7 @@ pub async fn replay_batch(
     let rows = sqlx::query(&format!(
         "delete from {table} where seq in (
              select seq from {table} order by seq limit $1 for update skip locked)
-         returning seq, id, ts, row_json",
+         returning seq, organization_id, id, ts, row_json",
         table = queue.table()
     ))
     .bind(batch)
@@ -334,13 +334,13 @@ pub async fn replay_batch(
     let outcome = async {
         let present = state
             .clickhouse
-            .existing_ids(queue.as_str(), &ids, first.date(), last.date())
+            .existing_rows(queue.as_str(), &ids, first.date(), last.date())
             .await
             .map_err(|e| format!("ClickHouse: {e}"))?;
         let missing: Vec<&str> = rows
             .iter()
             .zip(&ids)
-            .filter(|(_, id)| !present.contains(id))
+            .filter(|(row, id)| !present.contains(&(row.get::<String, _>("organization_id"), **id)))
             .map(|(row, _)| row.get::<&str, _>("row_json"))
             .collect();
         let inserted = missing.len() as i64;

@@ -22,9 +22,29 @@ const MAX_TEXT: usize = 256;
 /// The largest `error` text or serialised `attributes`, in bytes.
 const MAX_BLOB: usize = 64 * 1024;
 
-/// One validated row: its id and time (for the queue's columns) and its line.
+/// The organisations a key may send rows for: one, or every one (`*`, a gateway).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Scope {
+    All,
+    Organization(String),
+}
+
+impl Scope {
+    /// The scope stored with a key (`*` or an organisation id).
+    pub fn from_stored(value: &str) -> Self {
+        if value == "*" {
+            Self::All
+        } else {
+            Self::Organization(value.to_owned())
+        }
+    }
+}
+
+/// One validated row: its identity (organisation and id), its time (for the queue's
+/// columns) and its line.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Line {
+    pub organization_id: String,
     pub id: Uuid,
     pub ts: OffsetDateTime,
     /// The row as one JSONEachRow line (no trailing newline).
@@ -89,8 +109,10 @@ fn split_rows(body: &[u8]) -> Result<Vec<&serde_json::value::RawValue>, AppError
     Ok(rows)
 }
 
-/// Parses and validates a request body for `queue`, one row at a time.
-pub fn parse_batch(queue: Queue, body: &[u8]) -> Result<Vec<Line>, AppError> {
+/// Parses and validates a request body for `queue`, one row at a time, sent with a key of
+/// `scope`: a request row of another organisation is refused (403 naming it); an event
+/// takes the key's organisation.
+pub fn parse_batch(queue: Queue, body: &[u8], scope: &Scope) -> Result<Vec<Line>, AppError> {
     let rows = split_rows(body)?;
     if rows.is_empty() {
         return Err(AppError::invalid("rows", "send at least one row"));
@@ -110,10 +132,10 @@ pub fn parse_batch(queue: Queue, body: &[u8]) -> Result<Vec<Line>, AppError> {
             message: format!("rows[{index}] is not valid JSON: {error}"),
         })?;
         let line = match queue {
-            Queue::Requests => request_line(index, row)?,
-            Queue::Events => event_line(index, row)?,
+            Queue::Requests => request_line(index, row, scope)?,
+            Queue::Events => event_line(index, row, scope)?,
         };
-        if !seen.insert(line.id) {
+        if !seen.insert((line.organization_id.clone(), line.id)) {
             return Err(AppError::invalid(
                 format!("rows[{index}].id"),
                 "the same id appears twice in this batch",
@@ -258,11 +280,25 @@ fn clickhouse_time(ts: OffsetDateTime) -> (String, u16) {
     )
 }
 
-fn request_line(index: usize, row: Value) -> Result<Line, AppError> {
+/// Refuses `organization_id` when `scope` does not cover it.
+fn check_scope(index: usize, organization_id: &str, scope: &Scope) -> Result<(), AppError> {
+    match scope {
+        Scope::Organization(own) if own != organization_id => Err(AppError::Forbidden {
+            message: format!(
+                "rows[{index}].organization_id is {organization_id:?}, but this key may only \
+                 send rows of {own:?}"
+            ),
+        }),
+        _ => Ok(()),
+    }
+}
+
+fn request_line(index: usize, row: Value, scope: &Scope) -> Result<Line, AppError> {
     let mut f = Fields::new(index, row)?;
     let id = f.id()?;
     let ts = f.ts()?;
     let organization_id = f.text("organization_id", false)?;
+    check_scope(index, &organization_id, scope)?;
     let project = f.text("project", true)?;
     let provider = f.text("provider", false)?;
     let model = f.text("model", false)?;
@@ -284,16 +320,32 @@ fn request_line(index: usize, row: Value) -> Result<Line, AppError> {
         "completion_tokens": completion_tokens, "cost_usd": cost_usd, "error": error,
     })
     .to_string();
-    Ok(Line { id, ts, json })
+    Ok(Line {
+        organization_id,
+        id,
+        ts,
+        json,
+    })
 }
 
 /// `event_type` values ClickHouse's Enum8 accepts.
 pub const EVENT_TYPES: &[&str] = &["generation", "trace", "span"];
 
-fn event_line(index: usize, row: Value) -> Result<Line, AppError> {
+fn event_line(index: usize, row: Value, scope: &Scope) -> Result<Line, AppError> {
     let mut f = Fields::new(index, row)?;
     let id = f.id()?;
     let ts = f.ts()?;
+    // The key's organisation; a key for every organisation may name one per event.
+    let named = f.optional_text("organization_id", MAX_TEXT)?;
+    let organization_id = match (scope, named) {
+        (Scope::Organization(own), Some(named)) => {
+            check_scope(index, &named, scope)?;
+            drop(named);
+            own.clone()
+        }
+        (Scope::Organization(own), None) => own.clone(),
+        (Scope::All, named) => named.unwrap_or_default(),
+    };
     let trace_id = f.text("trace_id", false)?;
     let span_id = f.text("span_id", false)?;
     let parent_span_id = f.optional_text("parent_span_id", MAX_TEXT)?;
@@ -314,12 +366,18 @@ fn event_line(index: usize, row: Value) -> Result<Line, AppError> {
     f.finish()?;
     let (time, ts_ms) = clickhouse_time(ts);
     let json = json!({
-        "id": id, "ts": time, "ts_ms": ts_ms, "trace_id": trace_id, "span_id": span_id,
+        "id": id, "ts": time, "ts_ms": ts_ms, "organization_id": organization_id,
+        "trace_id": trace_id, "span_id": span_id,
         "parent_span_id": parent_span_id, "event_type": event_type, "name": name,
         "duration_ms": duration_ms, "attributes": attributes,
     })
     .to_string();
-    Ok(Line { id, ts, json })
+    Ok(Line {
+        organization_id,
+        id,
+        ts,
+        json,
+    })
 }
 
 #[cfg(test)]
@@ -345,7 +403,7 @@ mod tests {
         let mut row = request();
         row["ts"] = json!("2026-11-22T11:00:00.123+01:00");
         let body = serde_json::to_vec(&json!([row])).unwrap();
-        let lines = parse_batch(Queue::Requests, &body).unwrap();
+        let lines = parse_batch(Queue::Requests, &body, &Scope::All).unwrap();
         let line: Value = serde_json::from_str(&lines[0].json).unwrap();
         assert_eq!(line["ts"], "2026-11-22 10:00:00");
         assert_eq!(line["ts_ms"], 123);
@@ -375,7 +433,7 @@ mod tests {
             };
             let body = serde_json::to_vec(&json!([request(), bad])).unwrap();
             assert_eq!(
-                field_of(parse_batch(Queue::Requests, &body)),
+                field_of(parse_batch(Queue::Requests, &body, &Scope::All)),
                 expected,
                 "{field}"
             );
@@ -384,7 +442,7 @@ mod tests {
         missing.as_object_mut().unwrap().remove("provider");
         let body = serde_json::to_vec(&json!([missing])).unwrap();
         assert_eq!(
-            field_of(parse_batch(Queue::Requests, &body)),
+            field_of(parse_batch(Queue::Requests, &body, &Scope::All)),
             "rows[0].provider"
         );
     }
@@ -392,23 +450,29 @@ mod tests {
     #[test]
     fn duplicate_ids_in_one_batch_are_refused() {
         let body = serde_json::to_vec(&json!([request(), request()])).unwrap();
-        assert_eq!(field_of(parse_batch(Queue::Requests, &body)), "rows[1].id");
+        assert_eq!(
+            field_of(parse_batch(Queue::Requests, &body, &Scope::All)),
+            "rows[1].id"
+        );
     }
 
     #[test]
     fn the_shape_of_the_body_is_checked_before_any_row() {
         assert!(matches!(
-            parse_batch(Queue::Requests, b"{not json"),
+            parse_batch(Queue::Requests, b"{not json", &Scope::All),
             Err(AppError::BadRequest { .. })
         ));
         assert!(matches!(
-            parse_batch(Queue::Requests, b"{\"id\": 1}"),
+            parse_batch(Queue::Requests, b"{\"id\": 1}", &Scope::All),
             Err(AppError::BadRequest { .. })
         ));
-        assert_eq!(field_of(parse_batch(Queue::Requests, b"[]")), "rows");
+        assert_eq!(
+            field_of(parse_batch(Queue::Requests, b"[]", &Scope::All)),
+            "rows"
+        );
         let many = serde_json::to_vec(&vec![request(); MAX_ROWS + 1]).unwrap();
         assert!(matches!(
-            parse_batch(Queue::Requests, &many),
+            parse_batch(Queue::Requests, &many, &Scope::All),
             Err(AppError::TooLarge { .. })
         ));
     }
@@ -420,7 +484,7 @@ mod tests {
             "parent_span_id": null, "event_type": "generation", "name": "llm.call",
             "duration_ms": 840, "attributes": {"model": "gpt-4o-mini"}});
         let body = serde_json::to_vec(&json!([event.clone()])).unwrap();
-        let lines = parse_batch(Queue::Events, &body).unwrap();
+        let lines = parse_batch(Queue::Events, &body, &Scope::All).unwrap();
         let line: Value = serde_json::from_str(&lines[0].json).unwrap();
         assert_eq!(line["attributes"], "{\"model\":\"gpt-4o-mini\"}");
 
@@ -428,7 +492,7 @@ mod tests {
         bad["event_type"] = json!("log");
         let body = serde_json::to_vec(&json!([bad])).unwrap();
         assert_eq!(
-            field_of(parse_batch(Queue::Events, &body)),
+            field_of(parse_batch(Queue::Events, &body, &Scope::All)),
             "rows[0].event_type"
         );
     }
