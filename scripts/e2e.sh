@@ -12,11 +12,17 @@ scripts/build.sh --if-changed
 set -a; . ./.env; set +a
 PORT=${SALVAGE_E2E_PORT:-3107}
 DB=salvage_e2e
-BASE=${DATABASE_URL%/*}
-psql -X -q -v ON_ERROR_STOP=1 "$BASE/postgres" -c "drop database if exists $DB with (force)" -c "create database $DB"
-curl -fsS "$CLICKHOUSE_URL/" --data-binary "DROP DATABASE IF EXISTS $DB" >/dev/null
+# Two roles, as in production: the owner makes the database and runs the migrations,
+# Salvage works as the application role.
+OWNER_BASE=${SALVAGE_MIGRATE_DATABASE_URL:-$DATABASE_URL}
+OWNER_BASE=${OWNER_BASE%/*}
+APP_BASE=${DATABASE_URL%/*}
+psql -X -q -v ON_ERROR_STOP=1 "$OWNER_BASE/postgres" -c "drop database if exists $DB with (force)" -c "create database $DB"
+curl -fsS "$CLICKHOUSE_URL/?user=${CLICKHOUSE_USER:-default}&password=${CLICKHOUSE_PASSWORD:-}" \
+  --data-binary "DROP DATABASE IF EXISTS $DB" >/dev/null
 
-export DATABASE_URL="$BASE/$DB" CLICKHOUSE_DATABASE=$DB
+export DATABASE_URL="$APP_BASE/$DB" CLICKHOUSE_DATABASE=$DB
+if [ -n "${SALVAGE_MIGRATE_DATABASE_URL:-}" ]; then export SALVAGE_MIGRATE_DATABASE_URL="$OWNER_BASE/$DB"; fi
 export SALVAGE_ADDR=127.0.0.1:$PORT SALVAGE_PUBLIC_URL=http://127.0.0.1:$PORT
 export LEPTOS_SITE_ROOT=target/site
 # The first cron secret (the rotation test checks it keeps working in the grace window);
@@ -28,8 +34,8 @@ export SALVAGE_BIN="$ROOT/target/release/salvage"
 # 250 rows parked in the requests queue, as an outage would leave them, for the queues
 # page's replay test (the replay sends them to the real ClickHouse).
 psql -X -q -v ON_ERROR_STOP=1 "$DATABASE_URL" <<'SQL'
-insert into requests_fallback (id, ts, row_json, last_error, last_attempt_at)
-select u, now(), json_build_object(
+insert into requests_fallback (organization_id, id, ts, row_json, last_error, last_attempt_at)
+select 'org_e2e', u, now(), json_build_object(
          'id', u, 'ts', to_char(now() at time zone 'utc', 'YYYY-MM-DD HH24:MI:SS'), 'ts_ms', 0,
          'organization_id', 'org_e2e', 'project', 'e2e', 'provider', 'openai',
          'model', 'gpt-4o-mini', 'status', 200, 'latency_ms', 100, 'prompt_tokens', 10,

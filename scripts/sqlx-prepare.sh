@@ -15,7 +15,9 @@ export PATH="$HOME/.cargo/bin:$PATH"
 set -a; . ./.env; set +a
 
 DB=salvage_sqlx_prepare
-BASE=${DATABASE_URL%/*}
+# The schema's owner may create databases; the application role may not.
+OWNER_URL=${SALVAGE_MIGRATE_DATABASE_URL:-$DATABASE_URL}
+BASE=${OWNER_URL%/*}
 psql -X -q -v ON_ERROR_STOP=1 "$BASE/postgres" -c "drop database if exists $DB with (force)" -c "create database $DB"
 for migration in migrations/*.sql; do
   psql -X -q -v ON_ERROR_STOP=1 "$BASE/$DB" -f "$migration" >/dev/null
@@ -25,7 +27,7 @@ OUT=$(mktemp -d)
 trap 'rm -rf "$OUT"; psql -X -q "$BASE/postgres" -c "drop database if exists $DB with (force)" >/dev/null 2>&1 || true' EXIT
 # Touch the crates that hold queries so the macros expand again.
 touch app/src/lib.rs server/src/lib.rs
-SQLX_OFFLINE=false SQLX_OFFLINE_DIR="$OUT" DATABASE_URL="$BASE/$DB" \
+SQLX_OFFLINE=false SQLX_OFFLINE_DIR="$OUT" DATABASE_URL="$BASE/$DB" SALVAGE_MIGRATE_DATABASE_URL= \
   cargo clippy -q -p salvage -p app --all-targets --features app/ssr -- -D warnings
 # The macros re-expand on the next offline build too.
 touch app/src/lib.rs server/src/lib.rs

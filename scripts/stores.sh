@@ -10,6 +10,13 @@
 # PostgreSQL or ClickHouse keeps running undisturbed; override them with
 # SALVAGE_PG_PORT, SALVAGE_CH_HTTP_PORT and SALVAGE_CH_TCP_PORT (and the folder and the
 # settings file with SALVAGE_STORES_DIR and SALVAGE_ENV_FILE). Safe to run twice.
+#
+# Nothing is open: PostgreSQL asks every connection for a password (scram-sha-256), and
+# Salvage gets two roles, `salvage_owner` (owns the schema; migrations) and
+# `salvage_app` (everyday work; may not change or delete the history). ClickHouse's
+# `default` user has a password. The passwords are generated once and kept in
+# .stores/secrets; .env (mode 0600) carries them. Stores made by an older version of
+# this script (trust, no passwords) are upgraded in place at the next start.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -21,6 +28,8 @@ PG_DIR=$STORES/postgres
 CH_DIR=$STORES/clickhouse
 PG_DB=salvage
 ENV_FILE=${SALVAGE_ENV_FILE:-$ROOT/.env}
+
+SECRETS=$STORES/secrets
 
 say() { printf 'stores: %s\n' "$*"; }
 die() { printf 'stores: %s\n' "$*" >&2; exit 1; }
@@ -38,6 +47,25 @@ apt_install() {
     mkdir -p "$STORES" && touch "$STORES/.apt-updated"
   fi
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+# ---------- secrets ----------
+
+new_password() { head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n'; }
+
+# Generates the passwords once; later runs read them back.
+load_secrets() {
+  mkdir -p "$STORES"
+  if [ ! -f "$SECRETS" ]; then
+    ( umask 077
+      { echo "PG_SUPERUSER_PASSWORD=$(new_password)"
+        echo "PG_OWNER_PASSWORD=$(new_password)"
+        echo "PG_APP_PASSWORD=$(new_password)"
+        echo "CH_PASSWORD=$(new_password)"; } >"$SECRETS" )
+  fi
+  chmod 600 "$SECRETS"
+  # shellcheck disable=SC1090
+  . "$SECRETS"
 }
 
 # ---------- PostgreSQL ----------
@@ -79,7 +107,12 @@ pg_start() {
   if [ "$(id -u)" -eq 0 ]; then chown postgres: "$PG_DIR"; fi
   if [ ! -f "$PG_DIR/data/PG_VERSION" ]; then
     say "creating a PostgreSQL cluster in ${PG_DIR#$ROOT/}/data"
-    pg_run "$(pg_bin initdb)" -D "$PG_DIR/data" -U postgres --auth=trust --encoding=UTF8 --locale=C.UTF-8 >/dev/null
+    local pwfile="$PG_DIR/.initdb-password"
+    ( umask 077; printf '%s\n' "$PG_SUPERUSER_PASSWORD" >"$pwfile" )
+    if [ "$(id -u)" -eq 0 ]; then chown postgres: "$pwfile"; fi
+    pg_run "$(pg_bin initdb)" -D "$PG_DIR/data" -U postgres --auth=scram-sha-256 \
+      --pwfile="$pwfile" --encoding=UTF8 --locale=C.UTF-8 >/dev/null
+    rm -f "$pwfile"
   fi
   if pg_running; then
     say "PostgreSQL already running on 127.0.0.1:$PG_PORT"
@@ -90,13 +123,75 @@ pg_start() {
       start >/dev/null || { tail -n 20 "$PG_DIR/postgres.log" >&2; die "PostgreSQL did not start"; }
     say "PostgreSQL started on 127.0.0.1:$PG_PORT"
   fi
-  if ! psql_admin -tAc "select 1 from pg_database where datname = '$PG_DB'" | grep -q 1; then
-    psql_admin -qc "create database $PG_DB" >/dev/null
-  fi
+  pg_require_passwords
+  pg_roles_and_database
 }
 
 psql_admin() {
-  psql -X -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres "$@"
+  PGPASSWORD=$PG_SUPERUSER_PASSWORD psql -X -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG_PORT" -U postgres -d "${PGDB:-postgres}" "$@"
+}
+
+# A cluster from an older version of this script trusts every local connection: give the
+# superuser its password, then ask everyone for one.
+pg_require_passwords() {
+  local hba="$PG_DIR/data/pg_hba.conf"
+  grep -Eq '^[[:space:]]*(local|host)[^#]*[[:space:]]trust([[:space:]]|$)' "$hba" || return 0
+  say "upgrading the PostgreSQL cluster: passwords (scram-sha-256) instead of trust"
+  psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres \
+    -c "set password_encryption = 'scram-sha-256'" \
+    -c "alter role postgres password '$PG_SUPERUSER_PASSWORD'" >/dev/null
+  local rewritten="$hba.salvage"
+  cat >"$rewritten" <<HBA
+# Written by scripts/stores.sh: every connection gives a password.
+local   all   all                  scram-sha-256
+host    all   all   127.0.0.1/32   scram-sha-256
+host    all   all   ::1/128        scram-sha-256
+HBA
+  if [ "$(id -u)" -eq 0 ]; then chown postgres: "$rewritten"; fi
+  mv "$rewritten" "$hba"
+  pg_run "$(pg_bin pg_ctl)" -D "$PG_DIR/data" reload >/dev/null
+  sleep 0.5
+}
+
+# The owner and application roles, the database owned by the owner, and (for a database
+# an older version created as the superuser) everything in it handed to the owner.
+pg_roles_and_database() {
+  psql_admin -q >/dev/null <<SQL
+set password_encryption = 'scram-sha-256';
+do \$\$ begin
+  if not exists (select 1 from pg_roles where rolname = 'salvage_owner') then
+    create role salvage_owner login createdb;
+  end if;
+  if not exists (select 1 from pg_roles where rolname = 'salvage_app') then
+    create role salvage_app login;
+  end if;
+end \$\$;
+alter role salvage_owner password '$PG_OWNER_PASSWORD' nosuperuser createdb;
+alter role salvage_app password '$PG_APP_PASSWORD' nosuperuser nocreatedb nocreaterole;
+-- Lets the owner end the application role's connections (dropping a test database).
+grant pg_signal_backend to salvage_owner;
+SQL
+  if ! psql_admin -tAc "select 1 from pg_database where datname = '$PG_DB'" | grep -q 1; then
+    psql_admin -qc "create database $PG_DB owner salvage_owner" >/dev/null
+  fi
+  psql_admin -qc "alter database $PG_DB owner to salvage_owner" >/dev/null
+  PGDB=$PG_DB psql_admin -q >/dev/null <<'SQL'
+do $$ declare object record; begin
+  for object in
+    select format('alter table %I.%I owner to salvage_owner', schemaname, tablename) as sql
+      from pg_tables where schemaname = 'public' and tableowner <> 'salvage_owner'
+    union all
+    select format('alter view %I.%I owner to salvage_owner', schemaname, viewname)
+      from pg_views where schemaname = 'public' and viewowner <> 'salvage_owner'
+    union all
+    select format('alter function %s owner to salvage_owner', p.oid::regprocedure)
+      from pg_proc p join pg_namespace n on n.oid = p.pronamespace
+     where n.nspname = 'public' and pg_get_userbyid(p.proowner) <> 'salvage_owner'
+  loop
+    execute object.sql;
+  end loop;
+end $$;
+SQL
 }
 
 pg_stop() {
@@ -167,7 +262,7 @@ XML
     </profiles>
     <users>
         <default>
-            <password></password>
+            <password_sha256_hex>$(printf '%s' "$CH_PASSWORD" | sha256sum | cut -d' ' -f1)</password_sha256_hex>
             <networks>
                 <ip>127.0.0.1</ip>
                 <ip>::1</ip>
@@ -190,9 +285,22 @@ ch_running() {
   [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null
 }
 
+ch_answers_with_password() {
+  curl -fsS "http://127.0.0.1:$CH_HTTP_PORT/?user=default&password=$CH_PASSWORD" \
+    --data-binary "SELECT 1" >/dev/null 2>&1
+}
+
 ch_start() {
   ch_ensure_installed
   if ch_running; then
+    if ! ch_answers_with_password; then
+      # An older version ran it without a password: ClickHouse rereads users.xml.
+      say "upgrading ClickHouse: the default user gets a password"
+      ch_write_config
+      local i
+      for i in $(seq 1 50); do ch_answers_with_password && break; sleep 0.2; done
+      ch_answers_with_password || die "ClickHouse did not take its new password"
+    fi
     say "ClickHouse already running on 127.0.0.1:$CH_HTTP_PORT"
     return
   fi
@@ -245,20 +353,23 @@ port_free() {
 
 print_env() {
   cat <<ENV
-DATABASE_URL=postgres://postgres@127.0.0.1:$PG_PORT/$PG_DB
+DATABASE_URL=postgres://salvage_app:$PG_APP_PASSWORD@127.0.0.1:$PG_PORT/$PG_DB
+SALVAGE_MIGRATE_DATABASE_URL=postgres://salvage_owner:$PG_OWNER_PASSWORD@127.0.0.1:$PG_PORT/$PG_DB
 CLICKHOUSE_URL=http://127.0.0.1:$CH_HTTP_PORT
 CLICKHOUSE_DATABASE=salvage
 CLICKHOUSE_USER=default
-CLICKHOUSE_PASSWORD=
+CLICKHOUSE_PASSWORD=$CH_PASSWORD
 SALVAGE_ADDR=${SALVAGE_ADDR:-127.0.0.1:3000}
 SALVAGE_PUBLIC_URL=${SALVAGE_PUBLIC_URL:-http://${SALVAGE_ADDR:-127.0.0.1:3000}}
 ENV
 }
 
 write_env() {
-  { echo "# Written by scripts/stores.sh for the local stores. Variables set in the"
-    echo "# environment take precedence over this file."
-    print_env; } >"$ENV_FILE"
+  ( umask 077
+    { echo "# Written by scripts/stores.sh for the local stores (it holds their passwords:"
+      echo "# keep it private). Variables set in the environment take precedence."
+      print_env; } >"$ENV_FILE" )
+  chmod 600 "$ENV_FILE"
 }
 
 usage() {
@@ -268,6 +379,7 @@ usage() {
 
 action=${1:-}
 which=${2:-all}
+load_secrets
 case "$which" in all|postgres|clickhouse) ;; *) usage ;; esac
 
 case "$action" in

@@ -61,7 +61,7 @@ ok "demo data: $accounts accounts, $entries history entries, $runs cron runs"
 
 rows=0
 for _ in $(seq 1 60); do
-  rows=$(curl -fsS "$CLICKHOUSE_URL/" --data-binary "SELECT count() FROM $CLICKHOUSE_DATABASE.requests" 2>/dev/null || echo 0)
+  rows=$(curl -fsS "$CLICKHOUSE_URL/?user=${CLICKHOUSE_USER:-default}&password=${CLICKHOUSE_PASSWORD:-}" --data-binary "SELECT count() FROM $CLICKHOUSE_DATABASE.requests" 2>/dev/null || echo 0)
   [ "$rows" -gt 0 ] && break
   sleep 0.5
 done

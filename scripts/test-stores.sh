@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Tests scripts/stores.sh on a private pair of stores (own folder, ports and settings
-# file): starting twice is harmless, `stop clickhouse` stops ClickHouse alone, and a
-# running Salvage follows ClickHouse down and back up without a restart. Needs
-# target/release/salvage (the build step of scripts/test.sh makes it).
+# file): a cluster made by an older version (trust, superuser only) is upgraded to
+# passwords and two roles with its data kept, starting twice is harmless, the settings
+# file is private, `stop clickhouse` stops ClickHouse alone, and a running Salvage
+# follows ClickHouse down and back up without a restart. Needs target/release/salvage
+# (the build step of scripts/test.sh makes it).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
@@ -31,14 +33,42 @@ wait_for_status() {
   return 1
 }
 
+# A cluster as the older script made it: trust for everyone, a table owned by the
+# superuser in the salvage database.
+pg_bin() { command -v "$1" 2>/dev/null || ls /usr/lib/postgresql/*/bin/"$1" 2>/dev/null | head -1; }
+pg_as() { if [ "$(id -u)" -eq 0 ]; then su postgres -s /bin/sh -c "$(printf '%q ' "$@")"; else "$@"; fi; }
+mkdir -p "$dir/postgres"
+if [ "$(id -u)" -eq 0 ]; then chown postgres: "$dir/postgres"; fi
+pg_as "$(pg_bin initdb)" -D "$dir/postgres/data" -U postgres --auth=trust --encoding=UTF8 --locale=C.UTF-8 >/dev/null
+pg_as "$(pg_bin pg_ctl)" -D "$dir/postgres/data" -l "$dir/postgres/postgres.log" -w \
+  -o "-p $SALVAGE_PG_PORT -k $dir/postgres -c listen_addresses=127.0.0.1" start >/dev/null
+psql -X -q -h 127.0.0.1 -p "$SALVAGE_PG_PORT" -U postgres -d postgres -c "create database salvage"
+psql -X -q -h 127.0.0.1 -p "$SALVAGE_PG_PORT" -U postgres -d salvage \
+  -c "create table kept (n int)" -c "insert into kept values (1), (2), (3)"
+
 "$stores" start >/dev/null
+PGPASSWORD= psql -X -q -w -h 127.0.0.1 -p "$SALVAGE_PG_PORT" -U postgres -d postgres -c "select 1" >/dev/null 2>&1 \
+  && fail "PostgreSQL still lets the superuser in without a password"
+grep -Eq '^[^#]*trust' "$dir/postgres/data/pg_hba.conf" && fail "pg_hba.conf still trusts someone"
+(set -a; . "$SALVAGE_ENV_FILE"; set +a
+ [ "$(psql -X -tA "$SALVAGE_MIGRATE_DATABASE_URL" -c "select count(*) from kept")" = 3 ] || exit 1
+ [ "$(psql -X -tA "$SALVAGE_MIGRATE_DATABASE_URL" -c "select tableowner from pg_tables where tablename = 'kept'")" = salvage_owner ] || exit 1
+ [ "$(psql -X -tA "$DATABASE_URL" -c "select rolsuper or rolcreatedb from pg_roles where rolname = current_user")" = f ] || exit 1
+) || fail "the upgraded cluster lost its data, kept the superuser as owner, or gave the app a superuser"
+ok "an old trust cluster is upgraded to passwords and two roles, its data kept"
+
 second=$("$stores" start)
 grep -q "PostgreSQL already running" <<<"$second" || fail "a second start should find PostgreSQL running: $second"
 grep -q "ClickHouse already running" <<<"$second" || fail "a second start should find ClickHouse running: $second"
 ok "starting twice is harmless"
-grep -q "^DATABASE_URL=postgres://postgres@127.0.0.1:$SALVAGE_PG_PORT/salvage$" "$SALVAGE_ENV_FILE" || fail "settings file lacks DATABASE_URL"
+grep -Eq "^DATABASE_URL=postgres://salvage_app:[0-9a-f]{48}@127.0.0.1:$SALVAGE_PG_PORT/salvage$" "$SALVAGE_ENV_FILE" || fail "settings file lacks the application role's DATABASE_URL"
+grep -Eq "^SALVAGE_MIGRATE_DATABASE_URL=postgres://salvage_owner:[0-9a-f]{48}@127.0.0.1:$SALVAGE_PG_PORT/salvage$" "$SALVAGE_ENV_FILE" || fail "settings file lacks the owner's URL"
 grep -q "^CLICKHOUSE_URL=http://127.0.0.1:$SALVAGE_CH_HTTP_PORT$" "$SALVAGE_ENV_FILE" || fail "settings file lacks CLICKHOUSE_URL"
-ok "the settings file names both stores"
+grep -Eq "^CLICKHOUSE_PASSWORD=[0-9a-f]{48}$" "$SALVAGE_ENV_FILE" || fail "settings file lacks the ClickHouse password"
+[ "$(stat -c %a "$SALVAGE_ENV_FILE")" = 600 ] || fail "the settings file is readable by others"
+curl -fsS "http://127.0.0.1:$SALVAGE_CH_HTTP_PORT/" --data-binary "SELECT 1" >/dev/null 2>&1 \
+  && fail "ClickHouse answers without a password"
+ok "the settings file names both stores, is private, and each store needs its password"
 
 (set -a; . "$SALVAGE_ENV_FILE"; set +a
  SALVAGE_ADDR=127.0.0.1:$PORT SALVAGE_PUBLIC_URL=http://127.0.0.1:$PORT exec target/release/salvage serve) \

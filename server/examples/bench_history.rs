@@ -30,8 +30,12 @@ async fn main() -> anyhow::Result<()> {
         .unwrap_or(1_000_000);
     let env_file = concat!(env!("CARGO_MANIFEST_DIR"), "/../.env");
     let _ = dotenvy::from_path(env_file);
-    let admin_url =
-        std::env::var("DATABASE_URL").context("DATABASE_URL: run scripts/stores.sh start")?;
+    // The schema's owner may create databases (the application role may not).
+    let admin_url = std::env::var("SALVAGE_MIGRATE_DATABASE_URL")
+        .ok()
+        .filter(|url| !url.is_empty())
+        .or_else(|| std::env::var("DATABASE_URL").ok())
+        .context("DATABASE_URL: run scripts/stores.sh start")?;
     let mut admin = PgConnection::connect(&admin_url).await?;
     admin
         .execute(format!("drop database if exists {DATABASE} with (force)").as_str())

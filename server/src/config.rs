@@ -19,8 +19,13 @@ use url::Url;
 /// Everything Salvage needs to know to start.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// `DATABASE_URL`: the PostgreSQL connection URL (a secret).
+    /// `DATABASE_URL`: the PostgreSQL connection URL (a secret), as the role Salvage does
+    /// its everyday work as.
     pub database_url: SecretString,
+    /// `SALVAGE_MIGRATE_DATABASE_URL` (a secret, optional): the same database as the role
+    /// that owns the schema. When set, migrations run as it and `DATABASE_URL`'s role is
+    /// granted only what it needs (no UPDATE, DELETE or TRUNCATE on the history).
+    pub migrate_database_url: Option<SecretString>,
     /// ClickHouse connection settings.
     pub clickhouse: ClickHouseSettings,
     /// `SALVAGE_ADDR`: where the HTTP server listens. Default `127.0.0.1:3000`.
@@ -111,7 +116,22 @@ impl Settings {
         let require = |name: &'static str| get(name).ok_or(ConfigError::Missing(name));
 
         let database_url = require("DATABASE_URL")?;
-        parse_database_url(&database_url)?;
+        parse_database_url("DATABASE_URL", &database_url)?;
+        let migrate_database_url = match get("SALVAGE_MIGRATE_DATABASE_URL") {
+            None => None,
+            Some(owner) => {
+                parse_database_url("SALVAGE_MIGRATE_DATABASE_URL", &owner)?;
+                if database_of(&owner) != database_of(&database_url) {
+                    return Err(ConfigError::Malformed {
+                        name: "SALVAGE_MIGRATE_DATABASE_URL",
+                        reason: "it must name the same host, port and database as DATABASE_URL \
+                                 (only the role differs)"
+                            .into(),
+                    });
+                }
+                Some(SecretString::from(owner))
+            }
+        };
 
         let clickhouse_url = parse_http_url("CLICKHOUSE_URL", &require("CLICKHOUSE_URL")?)?;
         let database = get("CLICKHOUSE_DATABASE").unwrap_or_else(|| "salvage".to_owned());
@@ -290,6 +310,7 @@ impl Settings {
 
         Ok(Self {
             database_url: SecretString::from(database_url),
+            migrate_database_url,
             clickhouse: ClickHouseSettings {
                 url: clickhouse_url,
                 database,
@@ -344,6 +365,23 @@ impl Settings {
         self.public_url.scheme() == "https"
     }
 
+    /// The schema's owner (`SALVAGE_MIGRATE_DATABASE_URL`), if it is set.
+    pub fn schema_owner(
+        &self,
+        acquire_timeout: Duration,
+    ) -> Option<app::server::postgres::SchemaOwner> {
+        let url = self.migrate_database_url.as_ref()?;
+        let options = PgConnectOptions::from_str(url.expose_secret())
+            .expect("SALVAGE_MIGRATE_DATABASE_URL was validated when the settings were read")
+            .application_name("salvage-owner");
+        let app_role = self.pg_connect_options().get_username().to_owned();
+        Some(app::server::postgres::SchemaOwner::new(
+            options,
+            app_role,
+            acquire_timeout,
+        ))
+    }
+
     /// The PostgreSQL connection options (the URL was validated when read).
     pub fn pg_connect_options(&self) -> PgConnectOptions {
         PgConnectOptions::from_str(self.database_url.expose_secret())
@@ -370,9 +408,19 @@ impl Settings {
 }
 
 /// Checks the PostgreSQL URL without ever echoing it: it may hold a password.
-fn parse_database_url(value: &str) -> Result<(), ConfigError> {
+/// The host, port and database a validated PostgreSQL URL points at.
+fn database_of(value: &str) -> Option<(String, u16, String)> {
+    let options = PgConnectOptions::from_str(value).ok()?;
+    Some((
+        options.get_host().to_owned(),
+        options.get_port(),
+        options.get_database().unwrap_or_default().to_owned(),
+    ))
+}
+
+fn parse_database_url(name: &'static str, value: &str) -> Result<(), ConfigError> {
     let malformed = |reason: &str| ConfigError::Malformed {
-        name: "DATABASE_URL",
+        name,
         reason: reason.to_owned(),
     };
     let url = Url::parse(value)

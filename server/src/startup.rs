@@ -15,7 +15,7 @@ use tower_sessions::cookie::SameSite;
 use tower_sessions::{Expiry, SessionManagerLayer};
 use tower_sessions_sqlx_store::PostgresStore;
 
-use app::server::{clickhouse::ClickHouse, postgres, AppState};
+use app::server::{postgres, AppState};
 
 use crate::config::Settings;
 
@@ -131,6 +131,7 @@ pub fn build_state(settings: &Settings) -> AppState {
     AppState {
         leptos_options,
         pg: postgres::lazy_pool(settings.pg_connect_options(), PG_ACQUIRE_TIMEOUT),
+        schema_owner: settings.schema_owner(PG_ACQUIRE_TIMEOUT),
         clickhouse: settings.clickhouse_client(),
         probe_timeout: settings.probe_timeout,
         public_origin: settings.public_origin(),
@@ -343,13 +344,19 @@ fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Spa
     )
 }
 
+/// The PostgreSQL migrations, as the schema's owner when one is configured.
+pub async fn migrate_postgres(state: &AppState) -> Result<(), sqlx::migrate::MigrateError> {
+    postgres::migrate_schema(&state.pg, state.schema_owner.as_ref()).await
+}
+
 /// Applies the PostgreSQL migrations and the ClickHouse DDL once; fails on the first
 /// store that refuses.
-pub async fn migrate(pg: &sqlx::PgPool, clickhouse: &ClickHouse) -> anyhow::Result<()> {
-    postgres::migrate(pg)
+pub async fn migrate(state: &AppState) -> anyhow::Result<()> {
+    migrate_postgres(state)
         .await
         .context("Failed to apply the PostgreSQL migrations")?;
-    clickhouse
+    state
+        .clickhouse
         .migrate()
         .await
         .context("Failed to apply the ClickHouse schema")?;
@@ -398,7 +405,7 @@ pub fn spawn_schema_task(state: AppState, cron_secret: Option<secrecy::SecretStr
         let (mut pg_done, mut ch_done) = (false, false);
         loop {
             if !pg_done {
-                let migrated = match postgres::migrate(&state.pg).await {
+                let migrated = match migrate_postgres(&state).await {
                     Ok(()) => after_postgres_migrated(&state, cron_secret.as_ref()).await,
                     Err(error) => Err(error.into()),
                 };

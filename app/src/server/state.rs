@@ -15,6 +15,8 @@ pub struct AppState {
     pub leptos_options: LeptosOptions,
     /// The PostgreSQL pool. Created lazily, so Salvage starts while PostgreSQL is down.
     pub pg: PgPool,
+    /// The role that owns the schema, when `SALVAGE_MIGRATE_DATABASE_URL` names one.
+    pub schema_owner: Option<super::postgres::SchemaOwner>,
     /// The ClickHouse client, bound to the configured database.
     pub clickhouse: ClickHouse,
     /// How long a health probe waits for a store before calling it down.

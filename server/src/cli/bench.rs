@@ -137,7 +137,12 @@ pub async fn replay(settings: &Settings, total: u64, batch: i64) -> anyhow::Resu
     );
     let suffix = &uuid::Uuid::new_v4().simple().to_string()[..10];
     let mut settings = settings.clone();
-    let admin_url = settings.database_url.clone();
+    // Scratch databases are made as the schema's owner when there is one; the bench then
+    // runs as that role on them.
+    let admin_url = settings
+        .migrate_database_url
+        .take()
+        .unwrap_or_else(|| settings.database_url.clone());
     let pg_database = format!("salvage_bench_{suffix}");
     let mut admin = PgConnection::connect(admin_url.expose_secret())
         .await
@@ -177,7 +182,7 @@ async fn measure(
     batch: i64,
 ) -> anyhow::Result<()> {
     let state = state_for(settings, main_db);
-    startup::migrate(&state.pg, &state.clickhouse).await?;
+    startup::migrate(&state).await?;
     let plain = state_for(settings, plain_db);
     plain.clickhouse.migrate().await?;
     let ingest_up = state_for(settings, ingest_db);

@@ -13,7 +13,7 @@ pub(crate) fn app_error(error: app::error::AppError) -> anyhow::Error {
 /// The state, with the PostgreSQL schema applied (every CLI action needs it).
 pub(crate) async fn migrated_state(settings: &Settings) -> anyhow::Result<app::server::AppState> {
     let state = startup::build_state(settings);
-    app::server::postgres::migrate(&state.pg)
+    crate::startup::migrate_postgres(&state)
         .await
         .context("Failed to apply the PostgreSQL migrations")?;
     Ok(state)

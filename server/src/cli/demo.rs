@@ -29,7 +29,7 @@ pub const DEMO_USERS: [(&str, Role); 3] = [
 /// Creates what is missing of the demo.
 pub async fn run(settings: &Settings) -> anyhow::Result<()> {
     let state = startup::build_state(settings);
-    app::server::postgres::migrate(&state.pg)
+    crate::startup::migrate_postgres(&state)
         .await
         .context("Failed to apply the PostgreSQL migrations")?;
     let cli = Actor::cli();
@@ -531,7 +531,7 @@ fn demo_rows(dice: &mut Dice, now: OffsetDateTime) -> (serde_json::Value, Vec<se
 /// kept and sent again, as a well-behaved caller does.
 pub async fn traffic(settings: &Settings, rate: u32) -> anyhow::Result<()> {
     let state = startup::build_state(settings);
-    app::server::postgres::migrate(&state.pg)
+    crate::startup::migrate_postgres(&state)
         .await
         .context("Failed to apply the PostgreSQL migrations")?;
     let (key_id, key) =

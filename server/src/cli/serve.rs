@@ -30,7 +30,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
 /// `salvage migrate`: the PostgreSQL migrations and the ClickHouse tables, then exit.
 pub async fn migrate(settings: Settings) -> anyhow::Result<()> {
     let state = startup::build_state(&settings);
-    startup::migrate(&state.pg, &state.clickhouse).await?;
+    startup::migrate(&state).await?;
     startup::after_postgres_migrated(&state, settings.cron_secret.as_ref()).await?;
     println!(
         "Schema is current: PostgreSQL migrations applied, ClickHouse database `{}` ready.",

@@ -11,7 +11,7 @@ use crate::startup;
 pub async fn user(command: UserCommand, settings: Settings) -> anyhow::Result<()> {
     use app::auth::{ssr, Role};
     let state = startup::build_state(&settings);
-    app::server::postgres::migrate(&state.pg)
+    crate::startup::migrate_postgres(&state)
         .await
         .context("Failed to apply the PostgreSQL migrations")?;
     let actor = ssr::Actor::cli();

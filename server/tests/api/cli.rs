@@ -4,7 +4,7 @@ use std::process::{Command, Output};
 
 use secrecy::ExposeSecret;
 
-use crate::helpers::{base_settings, closed_port};
+use crate::helpers::{base_settings, closed_port, owner_url};
 
 /// Runs `salvage args…` from a directory with no `.env`, with only `env` set.
 fn salvage(args: &[&str], env: &[(&str, &str)]) -> Output {
@@ -81,9 +81,14 @@ fn a_malformed_setting_is_named_and_its_secret_not_echoed() {
 async fn migrate_creates_the_schema_and_can_run_twice() {
     let settings = base_settings();
     let database = format!("salvage_cli_{}", uuid::Uuid::new_v4().simple());
+    let owner = owner_url(&settings);
     let env = [
-        ("DATABASE_URL", settings.database_url.expose_secret()),
+        ("DATABASE_URL", owner.expose_secret()),
         ("CLICKHOUSE_URL", settings.clickhouse.url.as_str()),
+        (
+            "CLICKHOUSE_PASSWORD",
+            settings.clickhouse.password.expose_secret(),
+        ),
         ("CLICKHOUSE_DATABASE", database.as_str()),
     ];
 
@@ -113,10 +118,11 @@ async fn migrate_fails_naming_clickhouse_when_it_is_unreachable() {
     let settings = base_settings();
     let url = format!("http://127.0.0.1:{}", closed_port().await);
 
+    let owner = owner_url(&settings);
     let output = salvage(
         &["migrate"],
         &[
-            ("DATABASE_URL", settings.database_url.expose_secret()),
+            ("DATABASE_URL", owner.expose_secret()),
             ("CLICKHOUSE_URL", url.as_str()),
         ],
     );
@@ -152,6 +158,10 @@ pub fn salvage_with(
         .env("USER", "oncall")
         .env("DATABASE_URL", database_url)
         .env("CLICKHOUSE_URL", settings.clickhouse.url.as_str())
+        .env(
+            "CLICKHOUSE_PASSWORD",
+            settings.clickhouse.password.expose_secret(),
+        )
         .env("CLICKHOUSE_DATABASE", clickhouse_database)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
@@ -346,6 +356,10 @@ async fn serve_prints_a_setup_link_that_creates_the_first_admin_once() {
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("DATABASE_URL", &app.database_url)
         .env("CLICKHOUSE_URL", settings.clickhouse.url.as_str())
+        .env(
+            "CLICKHOUSE_PASSWORD",
+            settings.clickhouse.password.expose_secret(),
+        )
         .env("CLICKHOUSE_DATABASE", "salvage_cli_serve")
         .env("SALVAGE_ADDR", format!("127.0.0.1:{port}"))
         .stdout(std::process::Stdio::piped())

@@ -60,6 +60,9 @@ pub struct Options {
     /// Changes to the settings, applied last (a public URL's port 0 still means "the
     /// port bound").
     pub tweak: Option<fn(&mut Settings)>,
+    /// Run as production does with two roles: migrate as the schema's owner, work as the
+    /// application role (`DATABASE_URL` of the local stores) with only its grants.
+    pub two_roles: bool,
 }
 
 /// Salvage with its settings changed by `tweak`, on fresh stores.
@@ -83,6 +86,15 @@ pub fn base_settings() -> Settings {
     })
 }
 
+/// The URL of the role that may create databases: the schema owner's when the local
+/// stores have one (`SALVAGE_MIGRATE_DATABASE_URL`), else `DATABASE_URL`'s.
+pub fn owner_url(settings: &Settings) -> SecretString {
+    settings
+        .migrate_database_url
+        .clone()
+        .unwrap_or_else(|| settings.database_url.clone())
+}
+
 /// Salvage against fresh PostgreSQL and ClickHouse databases, both migrated.
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(Options::default()).await
@@ -101,7 +113,10 @@ pub async fn spawn_app_without_clickhouse() -> TestApp {
 /// Salvage with some of its stores replaced, see [`Options`].
 pub async fn spawn_app_with(options: Options) -> TestApp {
     let mut settings = base_settings();
-    let admin_url = settings.database_url.clone();
+    // Test databases are made (and the app runs) as the schema's owner; the security
+    // tests that need the application role set it up themselves.
+    let admin_url = owner_url(&settings);
+    settings.migrate_database_url = None;
     let suffix = uuid::Uuid::new_v4().simple().to_string();
     let pg_database = format!("salvage_test_{suffix}");
     let ch_database = format!("salvage_test_{suffix}");
@@ -140,6 +155,18 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         );
         None
     };
+    if options.two_roles {
+        let app_role = base_settings().database_url;
+        let mut app_url = url::Url::parse(app_role.expose_secret()).unwrap();
+        assert_ne!(
+            app_url.username(),
+            test_db_url.username(),
+            "two roles need the local stores' application role (scripts/stores.sh start)"
+        );
+        app_url.set_path(&pg_database);
+        settings.database_url = SecretString::from(app_url.to_string());
+        settings.migrate_database_url = Some(SecretString::from(test_db_url.to_string()));
+    }
     settings.clickhouse.database = ch_database;
     let local_settings = settings.clone();
     let local_clickhouse = settings.clickhouse_client();
@@ -170,7 +197,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     let application = Application::build(&settings).await.expect("build the app");
     let state = application.state().clone();
     if options.database_url.is_none() {
-        app::server::postgres::migrate(&state.pg)
+        salvage::startup::migrate_postgres(&state)
             .await
             .expect("migrate PostgreSQL");
         salvage::startup::after_postgres_migrated(&state, settings.cron_secret.as_ref())

@@ -751,6 +751,12 @@ fn salvage_on(app: &TestApp) -> std::process::Command {
             "CLICKHOUSE_URL",
             crate::helpers::base_settings().clickhouse.url.as_str(),
         )
+        .env(
+            "CLICKHOUSE_PASSWORD",
+            secrecy::ExposeSecret::expose_secret(
+                &crate::helpers::base_settings().clickhouse.password,
+            ),
+        )
         .env("CLICKHOUSE_DATABASE", app.clickhouse.database());
     command
 }

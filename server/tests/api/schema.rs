@@ -20,7 +20,7 @@ async fn the_clickhouse_schema_can_be_applied_twice() {
         .migrate()
         .await
         .expect("a second run is harmless");
-    salvage::startup::migrate(&app.pg, &app.clickhouse)
+    salvage::startup::migrate(&app.state)
         .await
         .expect("and a third, through the same path as `salvage migrate`");
 

@@ -3,6 +3,7 @@
 //! and what lower roles and anonymous callers can read. Every test here was written
 //! against the code before its fix and watched fail there.
 
+mod database;
 mod exposure;
 mod headers;
 mod history;

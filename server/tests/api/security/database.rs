@@ -1,0 +1,61 @@
+//! The application's own database role cannot rewrite the history.
+
+use app::auth::Role;
+use serde_json::json;
+
+use crate::helpers::{spawn_app_with, Options};
+
+#[tokio::test]
+async fn the_application_role_can_append_to_the_history_but_never_change_it() {
+    let app = spawn_app_with(Options {
+        two_roles: true,
+        ..Options::default()
+    })
+    .await;
+    // The console works as the application role.
+    let operator = app.signed_in(Role::Operator).await;
+    let (status, body) = operator
+        .call(
+            "history/note",
+            json!({"title": "", "body": "on shift", "incident_id": ""}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let role: String = sqlx::query_scalar("select current_user::text")
+        .fetch_one(&app.state.pg)
+        .await
+        .unwrap();
+    assert_eq!(role, "salvage_app");
+
+    for attack in [
+        "update runbook_history set title = 'forged'",
+        "delete from runbook_history",
+        "truncate runbook_history",
+        "alter table runbook_history disable trigger runbook_history_append_only",
+        "create or replace function runbook_history_digest(h runbook_history) returns bytea
+         language sql stable as $$ select h.hash $$",
+        "drop trigger runbook_history_append_only on runbook_history",
+        "delete from _sqlx_migrations",
+        "create table sneaky (n int)",
+    ] {
+        let error = sqlx::query(attack)
+            .execute(&app.state.pg)
+            .await
+            .expect_err(attack);
+        let code = error
+            .as_database_error()
+            .and_then(|e| e.code())
+            .map(|c| c.to_string())
+            .unwrap_or_default();
+        assert!(
+            code == "42501",
+            "{attack}: expected permission denied (42501), got {error}"
+        );
+    }
+    let entries: i64 =
+        sqlx::query_scalar("select count(*) from runbook_history where title = 'forged'")
+            .fetch_one(&app.pg)
+            .await
+            .unwrap();
+    assert_eq!(entries, 0);
+}
