@@ -4,7 +4,7 @@ SHELL := /bin/bash
 
 export PATH := $(HOME)/.cargo/bin:$(CURDIR)/end2end/node_modules/.bin:$(PATH)
 
-.PHONY: help run test setup setup-test stores build-release check unit e2e stop bench-history bench-replay
+.PHONY: help run test setup setup-test stores build-release check unit e2e stop bench-history bench-replay bench-sign-in
 
 help:
 	@echo "make run    install what is missing, start PostgreSQL + ClickHouse, build, serve http://127.0.0.1:3000/admin"
@@ -13,6 +13,7 @@ help:
 	@echo "make stop   stop the local stores"
 	@echo "make bench-history   a million history entries: page queries, chain verification, sign-in timing"
 	@echo "make bench-replay    a million queued rows: replay rows/s against plain inserts and deletes"
+	@echo "make bench-sign-in   300 concurrent password checks: peak memory with and without the gate"
 
 ## Build and serve the console (release build) against the local stores.
 ## SALVAGE_ENV_FILE names another settings file (scripts/test-run.sh runs it on private stores).
@@ -46,8 +47,12 @@ stop:
 
 ## Benchmark: the history page's queries at a million entries (prints figures).
 bench-history: stores
-	cargo run -q -p salvage --features app/ssr --example bench_history -- 1000000
+	cargo run -q --release -p salvage --features app/ssr --example bench_history -- 1000000
 
 ## Benchmark: replay of a million queued rows against its two bounds (prints figures).
 bench-replay: setup stores build-release
 	set -a; . ./.env; set +a; ./target/release/salvage bench replay --rows 1000000
+
+## Benchmark: peak memory of 300 concurrent password checks, gated and ungated.
+bench-sign-in:
+	cargo run -q --release -p salvage --features app/ssr --example bench_sign_in

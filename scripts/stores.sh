@@ -157,6 +157,7 @@ HBA
 # an older version created as the superuser) everything in it handed to the owner.
 pg_roles_and_database() {
   psql_admin -q >/dev/null <<SQL
+set client_min_messages = warning;
 set password_encryption = 'scram-sha-256';
 do \$\$ begin
   if not exists (select 1 from pg_roles where rolname = 'salvage_owner') then

@@ -95,14 +95,14 @@ async fn main() -> anyhow::Result<()> {
         (
             "text \"webhook\"",
             Filter {
-                text: Some("webhook".into()),
+                text: app::history::ssr::text_query("webhook").unwrap(),
                 ..Filter::default()
             },
         ),
         (
             "text, rare word",
             Filter {
-                text: Some("entry 424242".into()),
+                text: app::history::ssr::text_query("entry 424242").unwrap(),
                 ..Filter::default()
             },
         ),
