@@ -175,7 +175,18 @@ SQL
   if ! psql_admin -tAc "select 1 from pg_database where datname = '$PG_DB'" | grep -q 1; then
     psql_admin -qc "create database $PG_DB owner salvage_owner" >/dev/null
   fi
-  psql_admin -qc "alter database $PG_DB owner to salvage_owner" >/dev/null
+  # Every database Salvage made here (its own, and the e2e, bench and test databases an
+  # older version left as the superuser's) belongs to the owner, who may drop them.
+  psql_admin -q >/dev/null <<'SQL'
+do $$ declare db record; begin
+  for db in select datname from pg_database
+             where not datistemplate and datname <> 'postgres'
+               and pg_get_userbyid(datdba) <> 'salvage_owner'
+  loop
+    execute format('alter database %I owner to salvage_owner', db.datname);
+  end loop;
+end $$;
+SQL
   PGDB=$PG_DB psql_admin -q >/dev/null <<'SQL'
 do $$ declare object record; begin
   for object in
