@@ -428,9 +428,9 @@ fn KeysTable(keys: Vec<IngestKey>, revoke: ServerAction<RevokeIngestKey>) -> Any
                     view! {
                         <tr>
                             <td class="num">{key.id}</td>
-                            <td>{key.name.clone()}</td>
+                            <td class="nowrap">{key.name.clone()}</td>
                             <td><code>{key.prefix.clone()} "…"</code></td>
-                            <td>{if key.organization_id == "*" {
+                            <td class="nowrap">{if key.organization_id == "*" {
                                 view! { <span class="muted">"all organisations"</span> }.into_any()
                             } else {
                                 view! { <code>{key.organization_id.clone()}</code> }.into_any()
