@@ -465,9 +465,9 @@ async fn tables_of_an_older_version_move_to_the_organisation_sort_key_with_every
         async move { clickhouse.client().query(&sql).execute().await.unwrap() }
     };
     let db = clickhouse.database().to_owned();
-    // Through a client bound to a database that exists.
+    // Through a client bound to a database that always exists.
     crate::helpers::base_settings()
-        .clickhouse_client()
+        .clickhouse_client_for("default")
         .client()
         .query(&format!("CREATE DATABASE `{db}`"))
         .execute()
