@@ -12,7 +12,8 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use app::history::ssr::{cursor_after, parse_cursor, search, verify, Filter};
+use app::history::chain::verify;
+use app::history::ssr::{cursor_after, parse_cursor, search, Filter};
 use app::history::Outcome;
 use secrecy::SecretString;
 use sqlx::{Connection, Executor, PgConnection, PgPool};

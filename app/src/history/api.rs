@@ -36,7 +36,7 @@ pub async fn search_history(
         };
         let internal = |e| AppError::internal("Failed to read the history", e);
         let actors = super::ssr::actors(&state.pg, 500).await.map_err(internal)?;
-        let last_verification = super::ssr::last_verification(&state.pg)
+        let last_verification = super::chain::last_verification(&state.pg)
             .await
             .map_err(internal)?;
         Ok(HistoryPage {
@@ -123,7 +123,7 @@ pub async fn add_note(title: String, body: String, incident_id: String) -> Resul
                 ));
             }
         }
-        super::ssr::record_rated(
+        super::annotate::record_rated(
             &state.pg,
             &actor,
             &NewEntry::new("note", title, &actor, super::Outcome::Info)
@@ -159,8 +159,8 @@ pub async fn declare_incident(
         let now = state.clock.now();
         let started = super::ssr::parse_time("started_at", &started_at, false)?.unwrap_or(now);
         let resolved = super::ssr::parse_time("resolved_at", &resolved_at, false)?;
-        super::ssr::check_incident_times(started, resolved, now)?;
-        super::ssr::record_rated(
+        super::annotate::check_incident_times(started, resolved, now)?;
+        super::annotate::record_rated(
             &state.pg,
             &actor,
             &NewEntry::new("incident", title, &actor, super::Outcome::Info)
@@ -203,8 +203,8 @@ pub async fn resolve_incident(
             i128::from(view.entry.started_at) * 1_000_000,
         )
         .map_err(|e| AppError::internal("Failed to read the incident's start", e.to_string()))?;
-        super::ssr::check_incident_times(started, Some(resolved), now)?;
-        super::ssr::record_rated(
+        super::annotate::check_incident_times(started, Some(resolved), now)?;
+        super::annotate::record_rated(
             &state.pg,
             &actor,
             &NewEntry::new(
@@ -228,5 +228,5 @@ pub async fn resolve_incident(
 #[server(endpoint = "history/verify")]
 pub async fn verify_history_chain() -> Result<ChainReport, AppError> {
     let (state, actor) = crate::auth::ssr::guard(crate::auth::Permission::VerifyHistory).await?;
-    crate::server::respond(super::ssr::verify_and_record(&state, &actor).await)
+    crate::server::respond(super::chain::verify_and_record(&state, &actor).await)
 }

@@ -7,11 +7,18 @@
 //! - `ssr` (server only) — [`append`](ssr::append), the one way an entry is written,
 //!   inside the caller's transaction; search with keyset pagination and its filter from
 //!   form fields; chain verification.
-//! - `export` (server only) — `GET /admin/history/export`, CSV and Markdown.
+//! - `export` (server only) — `GET /admin/history/export`, CSV and Markdown, streamed.
+//! - `chain` (server only) — verification: every hash recomputed, the anchors compared.
+//! - `anchor` (server only) — the head copied to ClickHouse every few seconds.
+//! - `annotate` (server only) — the rate of notes and incidents, incident times.
 
 #[cfg(feature = "ssr")]
 pub mod anchor;
+#[cfg(feature = "ssr")]
+pub mod annotate;
 pub mod api;
+#[cfg(feature = "ssr")]
+pub mod chain;
 #[cfg(feature = "ssr")]
 pub mod export;
 pub mod page;

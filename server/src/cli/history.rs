@@ -6,7 +6,7 @@ use crate::config::Settings;
 /// naming the first entry that does not match.
 pub async fn verify(settings: Settings) -> anyhow::Result<()> {
     let state = super::common::migrated_state(&settings).await?;
-    let report = app::history::ssr::verify_and_record(&state, &app::auth::ssr::Actor::cli())
+    let report = app::history::chain::verify_and_record(&state, &app::auth::ssr::Actor::cli())
         .await
         .map_err(super::common::app_error)?;
     if let Some(broken) = report.first_broken {

@@ -12,7 +12,7 @@ use crate::helpers::{spawn_app, TestApp};
 
 /// Verifies the chain as the console does (every hash recomputed in Rust).
 pub(crate) async fn verify(app: &TestApp) -> Result<app::history::ChainReport, sqlx::Error> {
-    app::history::ssr::verify(&app.pg, &app.clickhouse, OffsetDateTime::now_utc(), "test").await
+    app::history::chain::verify(&app.pg, &app.clickhouse, OffsetDateTime::now_utc(), "test").await
 }
 
 pub(crate) fn note(title: &str) -> NewEntry {
