@@ -4,7 +4,7 @@
 use app::auth::Role;
 use serde_json::json;
 
-use crate::helpers::{spawn_app, spawn_app_tweaked, Client, PASSWORD};
+use crate::helpers::spawn_app;
 
 fn header(response: &reqwest::Response, name: &str) -> Option<String> {
     response
@@ -105,22 +105,9 @@ async fn server_functions_and_json_are_not_cached_and_features_are_off() {
     );
 }
 
-fn over_https(settings: &mut salvage::config::Settings) {
-    settings.public_url = "https://127.0.0.1:0".parse().unwrap();
-}
-
 #[tokio::test]
 async fn over_https_browsers_are_told_to_stay_on_https() {
-    let app = spawn_app_tweaked(over_https).await;
-    app.add_user("ops@example.com", Role::Operator).await;
-    let port = app.address.rsplit(':').next().unwrap();
-    let client = Client::with_origin(&app.address, &format!("https://127.0.0.1:{port}"));
-    let response = client
-        .call_server_fn(
-            "auth/sign-in",
-            json!({"email": "ops@example.com", "password": PASSWORD, "next": ""}),
-        )
-        .await;
+    let (app, response) = super::signed_in_over_https().await;
     assert_eq!(
         header(&response, "strict-transport-security").as_deref(),
         Some("max-age=31536000")

@@ -6,7 +6,7 @@ use std::time::Duration;
 use app::auth::Role;
 use serde_json::json;
 
-use crate::helpers::{spawn_app, spawn_app_tweaked, Client, PASSWORD};
+use crate::helpers::{spawn_app, spawn_app_tweaked, PASSWORD};
 
 fn session_cookie(response: &reqwest::Response, name: &str) -> Option<String> {
     response
@@ -108,23 +108,9 @@ async fn changing_the_password_replaces_the_session_id() {
     assert_eq!(client.call("auth/me", json!({})).await.0, 200);
 }
 
-fn over_https(settings: &mut salvage::config::Settings) {
-    settings.public_url = "https://127.0.0.1:0".parse().unwrap();
-}
-
 #[tokio::test]
 async fn over_https_the_session_cookie_is_host_prefixed_and_secure() {
-    let app = spawn_app_tweaked(over_https).await;
-    app.add_user("ops@example.com", Role::Operator).await;
-    let port = app.address.rsplit(':').next().unwrap();
-    let client = Client::with_origin(&app.address, &format!("https://127.0.0.1:{port}"));
-
-    let response = client
-        .call_server_fn(
-            "auth/sign-in",
-            json!({"email": "ops@example.com", "password": PASSWORD, "next": ""}),
-        )
-        .await;
+    let (_app, response) = super::signed_in_over_https().await;
 
     assert_eq!(response.status(), 200);
     let cookie = session_cookie(&response, "__Host-salvage_session").expect("a __Host- cookie");
