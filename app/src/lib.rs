@@ -9,6 +9,8 @@
 //! - [`auth`] — accounts, roles, sessions, the guard; `/admin/login`, `/admin/setup`,
 //!   `/admin/account`.
 //! - [`overview`] — `/admin`, the live state of both stores.
+//! - [`alerts`] — `/admin/alerts`, the operators' home: the alert model, the
+//!   self-monitor, silences.
 //! - [`history`] — `/admin/history`, the append-only, hash-chained runbook history.
 //! - [`queues`] — the safe write path: ingest, fallback queues, replay, expiry;
 //!   `/admin/queues` and `/admin/settings/ingest-keys`.
@@ -29,6 +31,7 @@
 //! stores; nothing calls upward. The `server` crate depends on this one, never the
 //! reverse.
 
+pub mod alerts;
 pub mod auth;
 pub mod components;
 pub mod crons;
@@ -50,6 +53,7 @@ use leptos_meta::{provide_meta_context, MetaTags, Title};
 use leptos_router::components::{ParentRoute, Route, Router, Routes};
 use leptos_router::{path, SsrMode};
 
+use alerts::page::AlertsPage;
 use auth::page::{AccountPage, LoginPage, SetupPage};
 use components::AdminLayout;
 use crons::page::CronsPage;
@@ -130,6 +134,7 @@ pub fn App() -> impl IntoView {
                 // sent, so an anonymous load gets a real 303 to the sign-in page.
                 <ParentRoute path=path!("/admin") view=AdminLayout ssr=SsrMode::Async>
                     <Route path=path!("") view=|| view! { <Title text="Overview" /><OverviewPage /> } ssr=SsrMode::Async />
+                    <Route path=path!("alerts") view=AlertsPage ssr=SsrMode::Async />
                     <Route path=path!("history") view=HistoryPage ssr=SsrMode::Async />
                     <Route path=path!("history/:id") view=HistoryEntryPage ssr=SsrMode::Async />
                     <Route path=path!("queues") view=QueuesPage ssr=SsrMode::Async />

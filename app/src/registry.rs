@@ -4,13 +4,38 @@
 //! importing this module. A new feature adds its job by adding one line here (see
 //! docs/ARCHITECTURE.md, "Adding a job").
 
+use crate::alerts::ssr::outage::POSTGRES_DOWN;
+use crate::alerts::ssr::{AlertKind, SELF_MONITOR};
+use crate::crons::ssr::alerts::CRON_DROPOUT;
+use crate::health::ssr::CLICKHOUSE_DOWN;
 use crate::jobs::ssr::records::PRUNE_CRON_RUNS;
 use crate::jobs::ssr::Job;
+use crate::queues::ssr::alerts::{
+    DATA_EXPIRED, FALLBACK_QUEUE_HIGH, FALLBACK_QUEUE_OLD, INGEST_QUOTA, REPLAY_FAILING,
+};
 use crate::queues::ssr::expiry::EXPIRE_FALLBACK;
 use crate::queues::ssr::replay::REPLAY_FALLBACK;
 
 /// Every job, in the order the console lists them.
-pub static JOBS: &[&Job] = &[&REPLAY_FALLBACK, &EXPIRE_FALLBACK, &PRUNE_CRON_RUNS];
+pub static JOBS: &[&Job] = &[
+    &REPLAY_FALLBACK,
+    &EXPIRE_FALLBACK,
+    &SELF_MONITOR,
+    &PRUNE_CRON_RUNS,
+];
+
+/// Every alert kind, in the order the alerts page offers them. The self-monitor
+/// evaluates those with an evaluator (`state.alert_kinds`).
+pub static ALERT_KINDS: &[&AlertKind] = &[
+    &FALLBACK_QUEUE_HIGH,
+    &FALLBACK_QUEUE_OLD,
+    &CLICKHOUSE_DOWN,
+    &REPLAY_FAILING,
+    &CRON_DROPOUT,
+    &DATA_EXPIRED,
+    &INGEST_QUOTA,
+    &POSTGRES_DOWN,
+];
 
 #[cfg(test)]
 mod tests {
@@ -21,6 +46,23 @@ mod tests {
     fn the_pages_job_list_is_the_registry() {
         let names: Vec<&str> = JOBS.iter().map(|job| job.name).collect();
         assert_eq!(names, crate::crons::JOB_NAMES);
+    }
+
+    #[test]
+    fn every_alert_kind_has_a_unique_stored_name_and_raises_after_at_least_one_evaluation() {
+        let mut seen = std::collections::HashSet::new();
+        for kind in ALERT_KINDS {
+            assert!(seen.insert(kind.name), "{} twice", kind.name);
+            assert!(
+                kind.name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c == '_'),
+                "{} does not pass the table's check",
+                kind.name
+            );
+            assert!(kind.fire_after >= 1, "{}", kind.name);
+            assert!(kind.fix.href.starts_with("/admin"), "{}", kind.name);
+        }
     }
 
     #[test]

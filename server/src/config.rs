@@ -78,6 +78,11 @@ pub struct Settings {
     /// The cron plane: `SALVAGE_SCHEDULER`, `SALVAGE_CRON_RETENTION_DAYS`,
     /// `SALVAGE_CRON_MIN_FIRE_RATE`, `SALVAGE_CRON_<JOB>`.
     pub crons: CronSettings,
+    /// The alerts' thresholds: `SALVAGE_ALERT_QUEUE_WARNING_ROWS` (1,000),
+    /// `SALVAGE_ALERT_QUEUE_CRITICAL_ROWS` (100,000), `SALVAGE_ALERT_QUEUE_AGE_WARNING_PCT`
+    /// (50), `SALVAGE_ALERT_QUEUE_AGE_CRITICAL_PCT` (85), `SALVAGE_ALERT_RECOVER_EVALUATIONS`
+    /// (2), `SALVAGE_ALERT_FLAP_CHANGES` (4), `SALVAGE_ALERT_FLAP_WINDOW_MINUTES` (30).
+    pub alerts: app::alerts::ssr::AlertSettings,
 }
 
 /// `CLICKHOUSE_*`.
@@ -308,7 +313,46 @@ impl Settings {
             overrides,
         };
 
+        let alerts = app::alerts::ssr::AlertSettings {
+            queue_warning_rows: bounded(
+                "SALVAGE_ALERT_QUEUE_WARNING_ROWS",
+                1..=1_000_000_000,
+                "rows",
+                1_000,
+            )? as i64,
+            queue_critical_rows: bounded(
+                "SALVAGE_ALERT_QUEUE_CRITICAL_ROWS",
+                1..=1_000_000_000,
+                "rows",
+                100_000,
+            )? as i64,
+            queue_age_warning_pct: bounded(
+                "SALVAGE_ALERT_QUEUE_AGE_WARNING_PCT",
+                1..=100,
+                "percent",
+                50,
+            )? as f64,
+            queue_age_critical_pct: bounded(
+                "SALVAGE_ALERT_QUEUE_AGE_CRITICAL_PCT",
+                1..=100,
+                "percent",
+                85,
+            )? as f64,
+            recover_evaluations: bounded(
+                "SALVAGE_ALERT_RECOVER_EVALUATIONS",
+                1..=100,
+                "evaluations",
+                2,
+            )? as i32,
+            flap_changes: bounded("SALVAGE_ALERT_FLAP_CHANGES", 2..=1000, "changes", 4)? as i64,
+            flap_window: Duration::from_secs(
+                60 * bounded("SALVAGE_ALERT_FLAP_WINDOW_MINUTES", 1..=1440, "minutes", 30)?,
+            ),
+            ..app::alerts::ssr::AlertSettings::default()
+        };
+
         Ok(Self {
+            alerts,
             database_url: SecretString::from(database_url),
             migrate_database_url,
             clickhouse: ClickHouseSettings {

@@ -75,15 +75,17 @@ async fn deep(
         .health_cache
         .deep
         .get_or_compute(HEALTH_MAX_AGE, || async {
-            let (health, fallback, crons) = tokio::join!(
+            let (health, fallback, crons, alerts) = tokio::join!(
                 check_stores(&state),
                 fallback_health(&state),
-                crons_health(&state)
+                crons_health(&state),
+                alerts_health(&state)
             );
             Arc::new(json!({
                 "status": if health.all_ok() { "ok" } else { "degraded" },
                 "fallback": fallback,
                 "crons": crons,
+                "alerts": alerts,
                 "version": health.version,
                 "checkedAt": health.checked_at,
                 "postgres": health.postgres,
@@ -260,6 +262,20 @@ async fn crons_health(state: &AppState) -> serde_json::Value {
         Err(_) => {
             json!({"flagged": null, "jobs": null, "error": "PostgreSQL did not answer in time"})
         }
+    }
+}
+
+/// `alerts` of `/health/deep`: `{open, critical, byKind}` of the open alerts; `null`s
+/// and `error` when PostgreSQL did not answer.
+async fn alerts_health(state: &AppState) -> serde_json::Value {
+    let lookup = app::alerts::ssr::query::health(&state.pg);
+    match tokio::time::timeout(state.probe_timeout, lookup).await {
+        Ok(Ok(value)) => value,
+        Ok(Err(error)) => {
+            json!({"open": null, "critical": null, "byKind": null, "error": error.to_string()})
+        }
+        Err(_) => json!({"open": null, "critical": null, "byKind": null,
+            "error": "PostgreSQL did not answer in time"}),
     }
 }
 

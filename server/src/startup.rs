@@ -150,6 +150,9 @@ pub fn build_state(settings: &Settings) -> AppState {
         clock: Default::default(),
         version: VERSION,
         jobs: app::registry::JOBS,
+        alert_kinds: app::registry::ALERT_KINDS,
+        alerts: settings.alerts.clone(),
+        postgres_watch: Default::default(),
         tasks: tokio_util::task::TaskTracker::new(),
         shutdown: tokio_util::sync::CancellationToken::new(),
     }
@@ -509,6 +512,16 @@ pub fn spawn_history_anchoring(state: AppState) {
             }
         }
     });
+}
+
+/// Probes PostgreSQL every 5 s, so the pages can say since when it is down and the
+/// self-monitor can record the outage once it is over (see `app::alerts::ssr::outage`).
+pub fn spawn_postgres_watch(state: AppState) {
+    let watched = state.clone();
+    spawn_owned(
+        &state,
+        app::alerts::ssr::outage::watch(watched, Duration::from_secs(5)),
+    );
 }
 
 /// Samples the queue depths for the charts every five minutes (replay runs sample too).

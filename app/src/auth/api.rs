@@ -45,6 +45,9 @@ pub async fn sign_in(email: String, password: String, next: String) -> Result<St
         .await?;
         Ok(if actor.must_change_password {
             "/admin/account".to_owned()
+        } else if next.is_empty() || next == "/admin" {
+            // No page asked for: each role's home (operators start on the alerts).
+            actor.role.home().to_owned()
         } else {
             safe_next(&next)
         })

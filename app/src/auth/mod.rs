@@ -54,6 +54,15 @@ impl Role {
         })
     }
 
+    /// Where a person of this role lands after signing in when no page was asked for:
+    /// operators on the alerts, everyone else on the overview.
+    pub fn home(self) -> &'static str {
+        match self {
+            Role::Operator => "/admin/alerts",
+            Role::Manager | Role::Admin => "/admin",
+        }
+    }
+
     /// Whether this role may do `permission`: the role table of README's "Accounts,
     /// roles and sessions", as code.
     pub fn can(self, permission: Permission) -> bool {

@@ -28,6 +28,11 @@ const NAV: &[NavItem] = &[
         permission: Permission::Read,
     },
     NavItem {
+        href: "/admin/alerts",
+        label: "Alerts",
+        permission: Permission::Read,
+    },
+    NavItem {
         href: "/admin/queues",
         label: "Queues",
         permission: Permission::Read,
@@ -165,7 +170,10 @@ pub fn AdminLayout() -> impl IntoView {
                                     .map(|item| {
                                         view! {
                                             <li>
-                                                <A href=item.href exact=item.href == "/admin">{item.label}</A>
+                                                <A href=item.href exact=item.href == "/admin">
+                                                    {item.label}
+                                                    {(item.href == "/admin/alerts").then(|| view! { <NavAlertCount /> })}
+                                                </A>
                                             </li>
                                         }
                                     })
@@ -191,6 +199,34 @@ pub fn AdminLayout() -> impl IntoView {
                 <Outlet />
             </main>
         </div>
+    }
+}
+
+/// How often the nav's alert count refreshes.
+const ALERT_COUNT_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The open critical and warning alerts, beside "Alerts" in the nav on every page.
+#[component]
+fn NavAlertCount() -> impl IntoView {
+    let tick = super::refresh_ticker(ALERT_COUNT_EVERY);
+    let counts = Resource::new(
+        move || tick.get(),
+        |_| crate::alerts::api::count_open_alerts(),
+    );
+    view! {
+        <Transition fallback=|| ()>
+            {move || Suspend::new(async move {
+                counts.await.ok().filter(|c| c.needing_attention() > 0).map(|c| {
+                    let label = format!("{} critical, {} warning alerts open", c.critical, c.warning);
+                    view! {
+                        <span class="nav-count" data-testid="nav-alert-count" title=label.clone() aria-label=label>
+                            {(c.critical > 0).then(|| view! { <span class="nav-count-critical">{c.critical}</span> })}
+                            {(c.warning > 0).then(|| view! { <span class="nav-count-warning">{c.warning}</span> })}
+                        </span>
+                    }
+                })
+            })}
+        </Transition>
     }
 }
 

@@ -200,7 +200,12 @@ impl std::fmt::Debug for RotatedSecret {
 /// The names of the registered jobs, in registry order, for the pages' job picker (the
 /// registry itself, with each job's function, is server-only; a unit test keeps the two
 /// equal).
-pub const JOB_NAMES: &[&str] = &["replay-fallback", "expire-fallback", "prune-cron-runs"];
+pub const JOB_NAMES: &[&str] = &[
+    "replay-fallback",
+    "expire-fallback",
+    "self-monitor",
+    "prune-cron-runs",
+];
 
 /// Grace windows an admin can pick, in hours.
 pub const MAX_GRACE_HOURS: i64 = 168;

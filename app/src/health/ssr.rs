@@ -301,3 +301,35 @@ mod cache_tests {
         );
     }
 }
+
+/// `clickhouse_down`: ClickHouse did not answer the probe on two consecutive
+/// evaluations (one slow ping raises nothing).
+pub static CLICKHOUSE_DOWN: crate::alerts::ssr::AlertKind = crate::alerts::ssr::AlertKind {
+    name: "clickhouse_down",
+    description:
+        "ClickHouse did not answer on two consecutive evaluations; ingest parks rows in PostgreSQL.",
+    evaluate: Some(clickhouse_down),
+    fire_after: 2,
+    auto_resolve: true,
+    fix: crate::alerts::ssr::Fix {
+        href: "/admin",
+        label: "Open the overview",
+        action: None,
+    },
+};
+
+fn clickhouse_down(state: AppState, _now: time::OffsetDateTime) -> crate::alerts::ssr::EvalFuture {
+    Box::pin(async move {
+        let check = check_clickhouse(&state).await;
+        Ok(if check.ok {
+            Vec::new()
+        } else {
+            vec![crate::alerts::ssr::Signal::new(
+                "clickhouse",
+                crate::alerts::Severity::Critical,
+                "ClickHouse is not answering; ingest parks rows in the fallback queues",
+            )
+            .with_details(serde_json::json!({"error": check.error}))]
+        })
+    })
+}

@@ -44,6 +44,8 @@ pub const KINDS: &[&str] = &[
     "note",
     "history_export",
     "chain_verify",
+    "alert",
+    "silence",
 ];
 
 /// Incident severities, most severe first.

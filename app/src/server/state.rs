@@ -48,6 +48,13 @@ pub struct AppState {
     /// Every job (the composition root's `registry::JOBS`, handed down so that code
     /// below it never imports upward).
     pub jobs: &'static [&'static crate::jobs::ssr::Job],
+    /// Every alert kind (the composition root's `registry::ALERT_KINDS`).
+    pub alert_kinds: &'static [&'static crate::alerts::ssr::AlertKind],
+    /// The alerts' thresholds and windows (`SALVAGE_ALERT_*`).
+    pub alerts: crate::alerts::ssr::AlertSettings,
+    /// This process's view of PostgreSQL's availability (the pages' outage sentence,
+    /// the `postgres_down` record).
+    pub postgres_watch: crate::alerts::ssr::PostgresWatch,
     /// The process's background work (runs started from the console, the scheduler,
     /// housekeeping): `salvage serve` waits for it on shutdown.
     pub tasks: tokio_util::task::TaskTracker,

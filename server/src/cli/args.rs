@@ -57,6 +57,10 @@ pub enum Command {
     /// Run a cron job now, or see how every job has been firing.
     #[command(subcommand)]
     Cron(CronCommand),
+    /// List, acknowledge, resolve and silence alerts (the same functions as the
+    /// console's /admin/alerts; recorded as cli:$USER).
+    #[command(subcommand)]
+    Alerts(AlertsCommand),
     /// Rotate or list the cron secret (the bearer token of /cron/*).
     #[command(subcommand)]
     CronSecret(CronSecretCommand),
@@ -113,6 +117,57 @@ pub enum CronCommand {
     },
 }
 
+/// `salvage alerts …`.
+#[derive(Debug, Subcommand)]
+pub enum AlertsCommand {
+    /// Open alerts, most severe and oldest first (with `--resolved`: the last resolved
+    /// ones). Exits 1 when a critical alert is open.
+    List {
+        #[arg(long)]
+        resolved: bool,
+        /// Only this kind, e.g. fallback_queue_high.
+        #[arg(long)]
+        kind: Option<String>,
+    },
+    /// Acknowledge alerts with a note, optionally for a while (`--until 4h`).
+    Ack {
+        /// Alert ids, comma-separated.
+        #[arg(long, value_delimiter = ',', required = true)]
+        id: Vec<i64>,
+        #[arg(long)]
+        note: String,
+        /// `30m`, `4h`, `2d` or a UTC time; past it the alert fires again.
+        #[arg(long)]
+        until: Option<String>,
+    },
+    /// Resolve alerts by hand, with a note.
+    Resolve {
+        #[arg(long, value_delimiter = ',', required = true)]
+        id: Vec<i64>,
+        #[arg(long)]
+        note: String,
+    },
+    /// Silence a kind (optionally keys matching a pattern, `*` as a wildcard) until an end.
+    Silence {
+        #[arg(long)]
+        kind: String,
+        #[arg(long)]
+        key: Option<String>,
+        /// `4h`, `2d` or a UTC time (required; at most 30 days).
+        #[arg(long)]
+        until: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// End a silence now.
+    Unsilence {
+        #[arg(long)]
+        id: i64,
+        #[arg(long)]
+        reason: String,
+    },
+}
+
 /// `salvage cron-secret …`.
 #[derive(Debug, Subcommand)]
 pub enum CronSecretCommand {
@@ -149,9 +204,10 @@ pub enum DemoCommand {
         rate: u32,
     },
     /// Stop the local ClickHouse (scripts/stores.sh) for N seconds, then start it again:
-    /// watch /admin/queues fill, then drain when you press Replay.
+    /// watch /admin/queues fill and /admin/alerts raise, then drain and clear when you
+    /// press Replay.
     Outage {
-        #[arg(long, default_value_t = 60)]
+        #[arg(long, default_value_t = 180)]
         seconds: u64,
     },
 }
@@ -167,6 +223,14 @@ pub enum BenchCommand {
         rows: u64,
         #[arg(long, default_value_t = 5000)]
         batch: i64,
+    },
+    /// Fill a throwaway database with resolved and open alerts; print the self-monitor's
+    /// evaluation time and the time of /admin/alerts' queries.
+    Alerts {
+        #[arg(long, default_value_t = 10_000)]
+        resolved: u64,
+        #[arg(long, default_value_t = 500)]
+        open: u64,
     },
 }
 

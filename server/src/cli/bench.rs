@@ -92,7 +92,7 @@ fn peak_memory() -> String {
 }
 
 /// Scratch databases for one bench run.
-struct Scratch {
+pub(crate) struct Scratch {
     admin_url: SecretString,
     pg_database: String,
     settings: Settings,
@@ -100,7 +100,38 @@ struct Scratch {
 }
 
 impl Scratch {
-    async fn drop_all(&self) {
+    /// Creates the PostgreSQL database `pg_database` (as the schema's owner when there
+    /// is one; the bench then runs as that role on it) and returns the settings pointing
+    /// at it; `drop_all` drops it and `clickhouse_databases`.
+    pub(crate) async fn create(
+        settings: &Settings,
+        pg_database: &str,
+        clickhouse_databases: Vec<String>,
+    ) -> anyhow::Result<(Settings, Scratch)> {
+        let mut settings = settings.clone();
+        let admin_url = settings
+            .migrate_database_url
+            .take()
+            .unwrap_or_else(|| settings.database_url.clone());
+        let mut admin = PgConnection::connect(admin_url.expose_secret())
+            .await
+            .context("PostgreSQL must be running (scripts/stores.sh start)")?;
+        admin
+            .execute(format!(r#"create database "{pg_database}""#).as_str())
+            .await?;
+        let mut url = url::Url::parse(admin_url.expose_secret())?;
+        url.set_path(pg_database);
+        settings.database_url = SecretString::from(url.to_string());
+        let scratch = Scratch {
+            admin_url,
+            pg_database: pg_database.to_owned(),
+            settings: settings.clone(),
+            clickhouse_databases,
+        };
+        Ok((settings, scratch))
+    }
+
+    pub(crate) async fn drop_all(&self) {
         if let Ok(mut admin) = PgConnection::connect(self.admin_url.expose_secret()).await {
             let _ = admin
                 .execute(
@@ -136,32 +167,15 @@ pub async fn replay(settings: &Settings, total: u64, batch: i64) -> anyhow::Resu
         "--batch: between 100 and 50000"
     );
     let suffix = &uuid::Uuid::new_v4().simple().to_string()[..10];
-    let mut settings = settings.clone();
-    // Scratch databases are made as the schema's owner when there is one; the bench then
-    // runs as that role on them.
-    let admin_url = settings
-        .migrate_database_url
-        .take()
-        .unwrap_or_else(|| settings.database_url.clone());
-    let pg_database = format!("salvage_bench_{suffix}");
-    let mut admin = PgConnection::connect(admin_url.expose_secret())
-        .await
-        .context("PostgreSQL must be running (scripts/stores.sh start)")?;
-    admin
-        .execute(format!(r#"create database "{pg_database}""#).as_str())
-        .await?;
-    let mut url = url::Url::parse(admin_url.expose_secret())?;
-    url.set_path(&pg_database);
-    settings.database_url = SecretString::from(url.to_string());
     let main_db = format!("salvage_bench_{suffix}");
     let plain_db = format!("salvage_bench_{suffix}_plain");
     let ingest_db = format!("salvage_bench_{suffix}_ingest");
-    let scratch = Scratch {
-        admin_url,
-        pg_database,
-        settings: settings.clone(),
-        clickhouse_databases: vec![main_db.clone(), plain_db.clone(), ingest_db.clone()],
-    };
+    let (settings, scratch) = Scratch::create(
+        settings,
+        &main_db,
+        vec![main_db.clone(), plain_db.clone(), ingest_db.clone()],
+    )
+    .await?;
     let result = measure(&settings, &main_db, &plain_db, &ingest_db, total, batch).await;
     scratch.drop_all().await;
     result

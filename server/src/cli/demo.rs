@@ -72,6 +72,11 @@ pub async fn run(settings: &Settings) -> anyhow::Result<()> {
         let count = seed_history(&state.pg, OffsetDateTime::now_utc()).await?;
         println!("Demo history: {count} entries over the last 120 days.");
     }
+    let alerts =
+        super::demo_alerts::seed(&state.pg, state.alert_kinds, OffsetDateTime::now_utc()).await?;
+    if alerts > 0 {
+        println!("Demo alerts: {alerts} resolved over the last four weeks, with notes.");
+    }
     let runs = seed_cron_runs(&state.pg, OffsetDateTime::now_utc()).await?;
     if runs > 0 {
         println!("Demo cron runs: {runs} over the last 24 hours, with a 3-hour scheduler dropout.");
@@ -611,9 +616,9 @@ pub async fn outage(seconds: u64) -> anyhow::Result<()> {
             .with_context(|| format!("scripts/stores.sh {action} clickhouse"))
     };
     anyhow::ensure!(run("stop")?.success(), "ClickHouse did not stop");
-    println!("ClickHouse is down for {seconds} s: new rows go to the fallback queues (watch /admin/queues).");
+    println!("ClickHouse is down for {seconds} s: new rows go to the fallback queues (watch /admin/queues); the self-monitor raises clickhouse_down after two evaluations (watch /admin/alerts).");
     tokio::time::sleep(std::time::Duration::from_secs(seconds)).await;
     anyhow::ensure!(run("start")?.success(), "ClickHouse did not start again");
-    println!("ClickHouse is back. Press Replay on /admin/queues (or run `salvage replay`) to drain the queues.");
+    println!("ClickHouse is back. Press Replay on /admin/queues (or run `salvage replay`) to drain the queues; the alerts clear after two clear evaluations.");
     Ok(())
 }

@@ -5,18 +5,21 @@
 //! - `user` — `salvage user …`; `history` — `salvage history verify`.
 //! - `queues` — `salvage replay` and `salvage expire` (the replay and expiry jobs).
 //! - `cron` — `salvage cron …` and `salvage cron-secret …`.
-//! - `keys` — `salvage ingest-key …`.
+//! - `keys` — `salvage ingest-key …`; `alerts` — `salvage alerts …`.
 //! - `demo` — `salvage demo …`; `bench` — `salvage bench …`.
 //!
 //! - `args` — the commands and flags (clap); `common` — what every command shares: its
 //!   state with the schema applied, the firing of a run from the terminal (trigger `cli`,
 //!   actor `cli:$USER`), Ctrl-C stopping a running job after its current step.
 
+mod alerts;
 mod args;
 pub mod bench;
+mod bench_alerts;
 mod common;
 mod cron;
 pub mod demo;
+mod demo_alerts;
 mod history;
 mod keys;
 mod queues;
@@ -53,5 +56,9 @@ pub async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         Command::Bench(BenchCommand::Replay { rows, batch }) => {
             bench::replay(&settings, rows, batch).await
         }
+        Command::Bench(BenchCommand::Alerts { resolved, open }) => {
+            bench_alerts::alerts(&settings, resolved, open).await
+        }
+        Command::Alerts(command) => alerts::alerts(command, settings).await,
     }
 }

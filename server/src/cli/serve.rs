@@ -15,6 +15,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     startup::spawn_session_cleanup(application.state().clone());
     startup::spawn_depth_sampler(application.state().clone());
     startup::spawn_history_anchoring(application.state().clone());
+    startup::spawn_postgres_watch(application.state().clone());
     tracing::info!(
         address = %settings.addr,
         console = %settings.public_url.join("admin").map(|u| u.to_string()).unwrap_or_default(),

@@ -556,3 +556,17 @@ where
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// Runs `job` through its cron route (as an outside scheduler would) and returns the
+/// route's answer.
+pub async fn run_job(app: &TestApp, job: &str) -> serde_json::Value {
+    let response = app
+        .http
+        .post(format!("{}/cron/{job}", app.address))
+        .bearer_auth(CRON_SECRET)
+        .send()
+        .await
+        .expect("the app answers");
+    assert_eq!(response.status().as_u16(), 200, "/cron/{job}");
+    response.json().await.expect("a JSON report")
+}

@@ -2,6 +2,7 @@
 //! ClickHouse that `scripts/stores.sh start` runs. Each test gets fresh databases in both
 //! stores, dropped when it ends.
 
+mod alerts;
 mod auth;
 mod cli;
 mod console;

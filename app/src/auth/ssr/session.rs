@@ -166,11 +166,14 @@ async fn guard_inner(
 ) -> Result<(AppState, Actor), AppError> {
     let (state, parts, session) = request_context()?;
     check_origin(&state, &parts)?;
-    let actor = authenticate(&state, &session).await.inspect_err(|error| {
-        if *error == AppError::Unauthorized {
-            tracing::info!(path = %parts.uri.path(), "refused: not signed in");
-        }
-    })?;
+    let actor = authenticate(&state, &session)
+        .await
+        .inspect_err(|error| {
+            if *error == AppError::Unauthorized {
+                tracing::info!(path = %parts.uri.path(), "refused: not signed in");
+            }
+        })
+        .map_err(|error| postgres_outage(&state, error))?;
     if actor.must_change_password && !allow_temporary {
         return Err(AppError::Forbidden {
             message: "Choose a new password first: your account has a temporary one.".into(),
@@ -178,6 +181,23 @@ async fn guard_inner(
     }
     actor.authorize(permission)?;
     Ok((state, actor))
+}
+
+/// PostgreSQL not answering is noted in the process's watch and said with since when
+/// (the sentence every page shows); any other error passes unchanged.
+fn postgres_outage(state: &AppState, error: AppError) -> AppError {
+    match &error {
+        AppError::Unavailable { message } if message.starts_with("PostgreSQL") => {
+            state.postgres_watch.failed(state.clock.now());
+            match state.postgres_watch.down_since() {
+                Some(since) => AppError::Unavailable {
+                    message: crate::alerts::ssr::PostgresWatch::sentence(since),
+                },
+                None => error,
+            }
+        }
+        _ => error,
+    }
 }
 
 /// Signs `user` in on `session`: a new session id (no fixation), the user and generation.

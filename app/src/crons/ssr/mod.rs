@@ -1,5 +1,6 @@
 //! The server side of the cron plane. See the module docs of [`crate::crons`].
 
+pub mod alerts;
 pub mod secrets;
 pub mod status;
 

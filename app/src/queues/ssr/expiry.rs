@@ -1,7 +1,7 @@
 //! Expiry: queued rows older than the TTL are deleted. This is the one place Salvage
 //! loses data for good, so every run that deletes anything writes a history entry with
-//! the number of rows, the queue and the time range they covered, in the same
-//! transaction as the delete.
+//! the number of rows, the queue and the time range they covered, and raises (or adds to)
+//! the `data_expired` alert, in the same transaction as the delete.
 
 use std::time::Duration;
 
@@ -11,9 +11,13 @@ use sqlx::{PgPool, Row};
 use time::OffsetDateTime;
 
 use super::super::Queue;
+use super::alerts::DATA_EXPIRED;
+use crate::alerts::ssr::store::raise_event;
+use crate::alerts::ssr::Signal;
+use crate::alerts::Severity;
 use crate::auth::ssr::Actor;
 use crate::error::AppError;
-use crate::format::format_utc;
+use crate::format::{format_utc, group_digits};
 use crate::history::ssr::{append, NewEntry};
 use crate::history::Outcome;
 use crate::jobs::ssr::{Job, JobContext, JobFuture, Report};
@@ -139,6 +143,22 @@ pub async fn expire(
                 "first_queued_at": first.map(unix_ms), "last_queued_at": last.map(unix_ms),
                 "ttl_hours": hours, "cutoff": unix_ms(cutoff),
             }));
+            // The loss is an alert too, in the same transaction: it stays open until a
+            // person resolves it with a note.
+            let signal = Signal::new(
+                queue.as_str(),
+                Severity::Critical,
+                format!(
+                    "Expiry deleted {} queued rows of the {} queue for good",
+                    group_digits(rows as u64),
+                    queue.as_str()
+                ),
+            )
+            .counted(rows as f64, "rows")
+            .with_details(json!({"queued": range, "ttl_hours": hours}));
+            raise_event(&mut tx, &DATA_EXPIRED, &signal, now)
+                .await
+                .map_err(&internal)?;
             history_id = Some(append(&mut tx, &entry).await.map_err(&internal)?);
             tracing::warn!(queue = queue.as_str(), rows, %range, "expired queued rows (data lost for good)");
         }

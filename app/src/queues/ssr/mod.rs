@@ -1,5 +1,6 @@
 //! The server side of the safe write path. See the module docs of [`crate::queues`].
 
+pub mod alerts;
 pub mod expiry;
 pub mod ingest;
 pub mod keys;

@@ -1,0 +1,327 @@
+//! Alerts: the model every feature raises through, the self-monitor that raises and
+//! clears them, and `/admin/alerts`, where operators start their shift.
+//!
+//! The model sits below the features (like the job runner): expiry raises
+//! `data_expired` in its own transaction, and each feature contributes the evaluators of
+//! its kinds, which the composition root lists (`registry::ALERT_KINDS`).
+//!
+//! - DTOs here: [`Severity`], [`AlertStatus`], [`Alert`], [`AlertEvent`], [`Silence`],
+//!   [`AlertsOverview`], [`ResolvedOverview`], [`FixAction`].
+//! - `api` — the server functions of the page (and the nav's counts).
+//! - `page` — `/admin/alerts`.
+//! - `ssr` (server only) — kinds and signals (`ssr::kind`), the store and its race-safe
+//!   changes (`ssr::store`), silences (`ssr::silences`), the self-monitor job
+//!   (`ssr::monitor`), the page's queries (`ssr::query`) and the PostgreSQL outage
+//!   watch (`ssr::outage`).
+
+pub mod api;
+pub mod page;
+#[cfg(feature = "ssr")]
+pub mod ssr;
+
+use serde::{Deserialize, Serialize};
+
+/// How bad it is. Ordered: `Info < Warning < Critical`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    Info,
+    Warning,
+    Critical,
+}
+
+impl Severity {
+    /// Most severe first.
+    pub const ALL: [Severity; 3] = [Severity::Critical, Severity::Warning, Severity::Info];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Warning => "warning",
+            Severity::Critical => "critical",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Severity> {
+        Severity::ALL.into_iter().find(|s| s.as_str() == value)
+    }
+}
+
+/// Where an alert is: firing → acknowledged → resolved.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertStatus {
+    Firing,
+    Acknowledged,
+    Resolved,
+}
+
+impl AlertStatus {
+    pub const ALL: [AlertStatus; 3] = [
+        AlertStatus::Firing,
+        AlertStatus::Acknowledged,
+        AlertStatus::Resolved,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertStatus::Firing => "firing",
+            AlertStatus::Acknowledged => "acknowledged",
+            AlertStatus::Resolved => "resolved",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<AlertStatus> {
+        AlertStatus::ALL.into_iter().find(|s| s.as_str() == value)
+    }
+
+    pub fn is_open(self) -> bool {
+        self != AlertStatus::Resolved
+    }
+}
+
+/// What the alert page offers to fix an alert inline (for roles that may operate).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum FixAction {
+    /// Start a replay of the fallback queues.
+    Replay,
+    /// Run the named job now.
+    RunJob { job: String },
+}
+
+/// One alert as the page lists it. Times are Unix ms (UTC).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Alert {
+    pub id: i64,
+    pub kind: String,
+    /// What it is about: a queue, a job, a store, an ingest key.
+    pub key: String,
+    pub severity: Severity,
+    pub status: AlertStatus,
+    pub title: String,
+    pub figure: Option<f64>,
+    pub threshold: Option<f64>,
+    pub unit: Option<String>,
+    pub first_seen_at: i64,
+    pub last_seen_at: i64,
+    pub occurrences: i64,
+    /// What a change must carry to be applied (see the store's race rules).
+    pub version: i32,
+    /// The resolved alert this one re-opens.
+    pub regressed_from: Option<i64>,
+    pub flapping: bool,
+    /// An active silence matches it: it is raised and listed, but quiet.
+    pub silenced: bool,
+    pub acknowledged_by: Option<String>,
+    pub acknowledged_at: Option<i64>,
+    pub acknowledged_until: Option<i64>,
+    pub resolved_at: Option<i64>,
+    pub resolved_by: Option<String>,
+    pub resolution_note: Option<String>,
+    /// The page that fixes it.
+    pub fix_href: String,
+    pub fix_label: String,
+    pub fix_action: Option<FixAction>,
+}
+
+impl Alert {
+    /// "1,234 rows (threshold 1,000 rows)", or nothing when the alert has no figure.
+    pub fn figure_text(&self) -> Option<String> {
+        let figure = self.figure?;
+        let unit = self.unit.as_deref().unwrap_or("");
+        let show = |v: f64| format_figure(v, unit);
+        Some(match self.threshold {
+            Some(threshold) => format!("{} (threshold {})", show(figure), show(threshold)),
+            None => show(figure),
+        })
+    }
+
+    /// Time from first seen to acknowledged, in ms.
+    pub fn time_to_acknowledge(&self) -> Option<i64> {
+        self.acknowledged_at.map(|at| at - self.first_seen_at)
+    }
+
+    /// Time from first seen to resolved, in ms.
+    pub fn time_to_resolve(&self) -> Option<i64> {
+        self.resolved_at.map(|at| at - self.first_seen_at)
+    }
+}
+
+/// A figure with its unit: rows grouped by thousands, ages as durations.
+pub fn format_figure(value: f64, unit: &str) -> String {
+    match unit {
+        "seconds" => crate::format::format_duration((value * 1000.0) as i64),
+        "%" => format!("{value:.1} %"),
+        "" => crate::format::group_digits(value.max(0.0) as u64),
+        unit => format!(
+            "{} {unit}",
+            crate::format::group_digits(value.max(0.0) as u64)
+        ),
+    }
+}
+
+/// One change on an alert's timeline.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AlertEvent {
+    pub at: i64,
+    /// `raised`, `regressed`, `fired_again`, `severity_changed`, `acknowledged`,
+    /// `unacknowledged`, `note`, `silenced`, `flapping`, `stable`, `resolved`,
+    /// `auto_resolved`.
+    pub event: String,
+    pub actor: String,
+    pub note: Option<String>,
+    pub history_id: Option<i64>,
+}
+
+impl AlertEvent {
+    /// The event in words, for the timeline.
+    pub fn label(&self) -> &'static str {
+        match self.event.as_str() {
+            "raised" => "raised",
+            "regressed" => "raised again (regressed)",
+            "fired_again" => "fired again",
+            "severity_changed" => "severity changed",
+            "acknowledged" => "acknowledged",
+            "unacknowledged" => "acknowledgement ended",
+            "note" => "note",
+            "silenced" => "muted by a silence",
+            "flapping" => "flapping",
+            "stable" => "stable again",
+            "resolved" => "resolved",
+            "auto_resolved" => "resolved by the self-monitor",
+            _ => "changed",
+        }
+    }
+}
+
+/// A silence. Times are Unix ms (UTC).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Silence {
+    pub id: i64,
+    pub kind: String,
+    /// `None`: every key of the kind.
+    pub key_pattern: Option<String>,
+    pub starts_at: i64,
+    pub ends_at: i64,
+    pub created_by: String,
+    pub reason: String,
+    pub ended_at: Option<i64>,
+    pub ended_by: Option<String>,
+    /// Alerts it has muted.
+    pub matched: i64,
+    pub last_matched_at: Option<i64>,
+    /// Active, yet it has matched nothing for 24 h: probably no longer needed.
+    pub idle: bool,
+    pub active: bool,
+}
+
+/// Everything one alert's panel shows besides the alert.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AlertDetail {
+    pub alert: Alert,
+    pub timeline: Vec<AlertEvent>,
+    /// Silences that matched it, active or expired.
+    pub silences: Vec<Silence>,
+    /// The alerts of the same kind and key before this one (regressions), newest first.
+    pub earlier: Vec<Alert>,
+}
+
+/// The strip of counts at the top of the page (open alerts).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlertCounts {
+    pub critical: i64,
+    pub warning: i64,
+    pub info: i64,
+    pub acknowledged: i64,
+    pub silenced: i64,
+    pub flapping: i64,
+}
+
+impl AlertCounts {
+    /// Open alerts a person still has to look at (critical and warning, not silenced).
+    pub fn needing_attention(&self) -> i64 {
+        self.critical + self.warning
+    }
+}
+
+/// A kind the page can filter on and silence.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KindInfo {
+    pub name: String,
+    pub description: String,
+}
+
+/// `/admin/alerts`' open view.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AlertsOverview {
+    pub now: i64,
+    pub counts: AlertCounts,
+    /// Open alerts that pass the filters: by severity, then oldest first.
+    pub alerts: Vec<Alert>,
+    pub kinds: Vec<KindInfo>,
+    /// When the self-monitor last evaluated, and whether it runs here.
+    pub last_evaluation_at: Option<i64>,
+    pub silences: Vec<Silence>,
+}
+
+/// How long alerts of one kind took to be handled over 30 days.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NoisyKind {
+    pub kind: String,
+    pub alerts: i64,
+    pub median_resolve_ms: Option<i64>,
+}
+
+/// `/admin/alerts?view=resolved`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ResolvedOverview {
+    pub now: i64,
+    /// The newest resolved alerts that pass the filters.
+    pub alerts: Vec<Alert>,
+    /// Medians over the last 30 days.
+    pub median_acknowledge_ms: Option<i64>,
+    pub median_resolve_ms: Option<i64>,
+    pub resolved_30d: i64,
+    pub noisiest: Vec<NoisyKind>,
+}
+
+/// The outcome of a change to one alert (acknowledge, resolve, note).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Changed {
+    pub alert_id: i64,
+    /// The alert's version after the change.
+    pub version: i32,
+    pub history_id: i64,
+}
+
+/// One alert of a bulk selection: its id and the version the person saw.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Seen {
+    pub id: i64,
+    pub version: i32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn severities_and_statuses_read_back_from_their_names_and_order_by_gravity() {
+        for s in Severity::ALL {
+            assert_eq!(Severity::parse(s.as_str()), Some(s));
+        }
+        for s in AlertStatus::ALL {
+            assert_eq!(AlertStatus::parse(s.as_str()), Some(s));
+        }
+        assert!(Severity::Critical > Severity::Warning && Severity::Warning > Severity::Info);
+        assert_eq!(Severity::parse("sev1"), None);
+    }
+
+    #[test]
+    fn figures_are_said_with_their_unit_and_threshold() {
+        assert_eq!(format_figure(1234.0, "rows"), "1,234 rows");
+        assert_eq!(format_figure(90.0, "seconds"), "1 min 30 s");
+        assert_eq!(format_figure(87.5, "%"), "87.5 %");
+    }
+}

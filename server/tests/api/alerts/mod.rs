@@ -1,0 +1,92 @@
+//! Alerts: each kind raised at its threshold and not below, the lifecycle (occurrences,
+//! auto-resolve, regressions, flapping, acknowledgements that run out), the race-safe
+//! changes people make, silences, and the self-monitor on two replicas at once.
+
+mod actions;
+mod kinds;
+mod lifecycle;
+
+use app::alerts::ssr::EvaluationReport;
+use serde_json::Value;
+use time::OffsetDateTime;
+
+use crate::helpers::TestApp;
+
+/// One evaluation by the self-monitor at the app's clock.
+pub(crate) async fn evaluate(app: &TestApp) -> EvaluationReport {
+    app::alerts::ssr::evaluate(&app.state, app.state.clock.now())
+        .await
+        .expect("the evaluation is recorded")
+}
+
+/// Queues `n` rows in `queue` (`requests` or `events`), queued at `at`, for key `key`.
+pub(crate) async fn queue_rows(
+    app: &TestApp,
+    queue: &str,
+    n: i64,
+    at: OffsetDateTime,
+    key: Option<i64>,
+) {
+    sqlx::query(&format!(
+        "insert into {queue}_fallback (organization_id, id, ts, row_json, queued_at, key_id)
+         select 'org_1', gen_random_uuid(), now(), '{{}}', $2, $3 from generate_series(1, $1)"
+    ))
+    .bind(n)
+    .bind(at)
+    .bind(key)
+    .execute(&app.pg)
+    .await
+    .unwrap();
+}
+
+/// Empties `queue`.
+pub(crate) async fn empty_queue(app: &TestApp, queue: &str) {
+    sqlx::query(&format!("delete from {queue}_fallback"))
+        .execute(&app.pg)
+        .await
+        .unwrap();
+}
+
+/// Every alert of `kind`: (id, key, severity, status, occurrences).
+pub(crate) async fn alerts_of(
+    app: &TestApp,
+    kind: &str,
+) -> Vec<(i64, String, String, String, i64)> {
+    sqlx::query_as(
+        "select id, dedup_key, severity, status, occurrences from internal_alerts
+          where kind = $1 order by id",
+    )
+    .bind(kind)
+    .fetch_all(&app.pg)
+    .await
+    .unwrap()
+}
+
+/// The open alert of `kind` for `key`, with its version.
+pub(crate) async fn open_alert(app: &TestApp, kind: &str, key: &str) -> Option<(i64, i32)> {
+    sqlx::query_as(
+        "select id, version from internal_alerts
+          where kind = $1 and dedup_key = $2 and status <> 'resolved'",
+    )
+    .bind(kind)
+    .bind(key)
+    .fetch_optional(&app.pg)
+    .await
+    .unwrap()
+}
+
+/// The events of alert `id`, oldest first.
+pub(crate) async fn events(app: &TestApp, id: i64) -> Vec<String> {
+    sqlx::query_scalar(
+        "select event from internal_alert_events where alert_id = $1 order by at, id",
+    )
+    .bind(id)
+    .fetch_all(&app.pg)
+    .await
+    .unwrap()
+}
+
+/// The message of an error answer.
+pub(crate) fn message(body: &Value) -> String {
+    body["message"].as_str().unwrap_or_default().to_owned()
+}
