@@ -28,7 +28,17 @@ fn arguments(endpoint: &str) -> Option<Value> {
         | "crons/overview"
         | "settings/cron-secret"
         | "settings/ingest-keys"
-        | "settings/users" => json!({}),
+        | "settings/users"
+        | "alerts/counts" => json!({}),
+        "alerts/open" => json!({"kind": "", "severity": "", "status": ""}),
+        "alerts/resolved" => json!({"kind": "", "severity": ""}),
+        "alerts/detail" => json!({"alert_id": 1}),
+        "alerts/acknowledge" => json!({"selection": "1@1", "note": "outage test", "until": ""}),
+        "alerts/resolve" => json!({"selection": "1@1", "note": "outage test"}),
+        "alerts/note" => json!({"alert_id": 1, "note": "outage test"}),
+        "alerts/silence" => json!({"kind": "clickhouse_down", "key": "", "ends_at": "1h",
+            "reason": "outage test"}),
+        "alerts/unsilence" => json!({"silence_id": 1, "reason": "outage test"}),
         "auth/sign-in" => json!({"email": "admin@test.salvage", "password": "x", "next": "/admin"}),
         "auth/password" => json!({"current_password": "a long passphrase here",
             "new_password": "another long passphrase", "confirm_password": "another long passphrase"}),
@@ -124,6 +134,9 @@ async fn with_postgresql_cut_every_admin_page_answers_503_and_says_postgresql_is
     let mut wrong = Vec::new();
     for page in [
         "/admin",
+        "/admin/alerts",
+        "/admin/alerts?view=resolved",
+        "/admin/alerts?view=silences",
         "/admin/history",
         "/admin/history/1",
         "/admin/account",
@@ -136,7 +149,11 @@ async fn with_postgresql_cut_every_admin_page_answers_503_and_says_postgresql_is
         let response = admin.get(page).await;
         let status = response.status().as_u16();
         let body = response.text().await.unwrap_or_default();
-        if status != 503 || !body.contains(POSTGRES_DOWN) || body.contains("reference") {
+        // The sentence says since when, and what cannot work meanwhile.
+        let said = body.contains(POSTGRES_DOWN)
+            && body.contains("since")
+            && body.contains("alerts cannot be recorded");
+        if status != 503 || !said || body.contains("reference") {
             wrong.push(format!("{page}: {status}"));
         }
     }
@@ -152,4 +169,15 @@ async fn with_postgresql_cut_every_admin_page_answers_503_and_says_postgresql_is
     })
     .await;
     assert!(back, "the console recovers when PostgreSQL does");
+
+    // The outage this process saw goes on record as a resolved postgres_down alert.
+    app.state.postgres_watch.answered(app.state.clock.now());
+    crate::alerts::evaluate(&app).await;
+    let (status, seconds): (String, f64) =
+        sqlx::query_as("select status, figure from internal_alerts where kind = 'postgres_down'")
+            .fetch_one(&app.pg)
+            .await
+            .unwrap();
+    assert_eq!(status, "resolved");
+    assert!(seconds >= 0.0);
 }

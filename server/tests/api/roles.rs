@@ -67,6 +67,10 @@ impl World {
             "setup_tokens",
             "ingest_keys",
             "cron_job_runs",
+            "internal_alerts where status = 'resolved'",
+            "internal_alert_events",
+            "alert_silences where ended_at is not null",
+            "alert_silences",
         ] {
             counts.push(self.app.count(table).await);
         }
@@ -94,6 +98,24 @@ impl World {
         })
         .await;
         assert!(done, "the run started by the button finished");
+    }
+
+    /// A fresh open alert to act on (raised as expiry raises one): (id, version).
+    async fn alert(&self) -> (i64, i32) {
+        let key = uuid::Uuid::new_v4().simple().to_string();
+        let signal =
+            app::alerts::ssr::Signal::new(key, app::alerts::Severity::Warning, "Matrix alert");
+        let mut tx = self.app.pg.begin().await.unwrap();
+        let id = app::alerts::ssr::store::raise_event(
+            &mut tx,
+            &app::queues::ssr::alerts::DATA_EXPIRED,
+            &signal,
+            time::OffsetDateTime::now_utc(),
+        )
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+        (id, 1)
     }
 
     /// A fresh user to act on (created as the CLI would).
@@ -166,6 +188,51 @@ const CASES: &[Case] = &[
     Case {
         endpoint: "history/resolve",
         allowed: any,
+        records: true,
+    },
+    Case {
+        endpoint: "alerts/counts",
+        allowed: any,
+        records: false,
+    },
+    Case {
+        endpoint: "alerts/open",
+        allowed: any,
+        records: false,
+    },
+    Case {
+        endpoint: "alerts/resolved",
+        allowed: any,
+        records: false,
+    },
+    Case {
+        endpoint: "alerts/detail",
+        allowed: any,
+        records: false,
+    },
+    Case {
+        endpoint: "alerts/acknowledge",
+        allowed: operators,
+        records: true,
+    },
+    Case {
+        endpoint: "alerts/resolve",
+        allowed: operators,
+        records: true,
+    },
+    Case {
+        endpoint: "alerts/note",
+        allowed: operators,
+        records: true,
+    },
+    Case {
+        endpoint: "alerts/silence",
+        allowed: operators,
+        records: true,
+    },
+    Case {
+        endpoint: "alerts/unsilence",
+        allowed: operators,
         records: true,
     },
     Case {
@@ -288,6 +355,32 @@ async fn arguments(world: &World, endpoint: &str) -> Value {
         }
         "settings/users/disabled" => {
             json!({"user_id": world.target().await, "disabled": true, "reason": "matrix"})
+        }
+        "alerts/open" => json!({"kind": "", "severity": "", "status": ""}),
+        "alerts/resolved" => json!({"kind": "", "severity": ""}),
+        "alerts/detail" => json!({"alert_id": world.alert().await.0}),
+        "alerts/acknowledge" => {
+            // Each allowed call needs an alert of its own, at the version it has.
+            let (id, version) = world.alert().await;
+            json!({"selection": format!("{id}@{version}"), "note": "matrix", "until": ""})
+        }
+        "alerts/resolve" => {
+            let (id, version) = world.alert().await;
+            json!({"selection": format!("{id}@{version}"), "note": "matrix"})
+        }
+        "alerts/note" => json!({"alert_id": world.alert().await.0, "note": "matrix"}),
+        "alerts/silence" => {
+            json!({"kind": "clickhouse_down", "key": "", "ends_at": "1h", "reason": "matrix"})
+        }
+        "alerts/unsilence" => {
+            let (_, id) = world
+                .client(Who::As(Role::Operator))
+                .call(
+                    "alerts/silence",
+                    json!({"kind": "clickhouse_down", "key": "", "ends_at": "1h", "reason": "to end"}),
+                )
+                .await;
+            json!({"silence_id": id, "reason": "matrix"})
         }
         "queues/replay" => json!({"reason": "matrix"}),
         "queues/cancel" => {
@@ -456,6 +549,9 @@ async fn every_admin_page_enforces_its_role_for_every_caller() {
     let incident_page = format!("/admin/history/{}", world.incident);
     let pages: Vec<(&str, Allowed)> = vec![
         ("/admin", any),
+        ("/admin/alerts", any),
+        ("/admin/alerts?view=resolved", any),
+        ("/admin/alerts?view=silences", any),
         ("/admin/history", any),
         (incident_page.as_str(), any),
         ("/admin/account", any),

@@ -364,3 +364,110 @@ async fn operators_land_on_the_alerts_page_after_signing_in_and_the_page_lists_t
         .await;
     assert_eq!(next, "/admin", "managers keep the overview");
 }
+
+#[tokio::test]
+async fn the_cli_lists_acknowledges_resolves_and_silences_with_the_same_functions() {
+    let (app, id, _) = with_an_alert().await;
+    let list = crate::cli::salvage_on(&app, &["alerts", "list"], "");
+    let text = String::from_utf8_lossy(&list.stdout).into_owned();
+    assert!(
+        text.contains("fallback_queue_high") && text.contains("1,500 rows"),
+        "{text}"
+    );
+    assert_eq!(list.status.code(), Some(0), "no critical alert open");
+
+    let ack = crate::cli::salvage_on(
+        &app,
+        &[
+            "alerts",
+            "ack",
+            "--id",
+            &id.to_string(),
+            "--note",
+            "from the terminal",
+            "--until",
+            "2h",
+        ],
+        "",
+    );
+    assert!(
+        ack.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ack.stderr)
+    );
+    let (status, by): (String, String) =
+        sqlx::query_as("select status, acknowledged_by from internal_alerts where id = $1")
+            .bind(id)
+            .fetch_one(&app.pg)
+            .await
+            .unwrap();
+    assert_eq!(status, "acknowledged");
+    assert!(by.starts_with("cli:"), "{by}");
+
+    let refused = crate::cli::salvage_on(
+        &app,
+        &[
+            "alerts",
+            "silence",
+            "--kind",
+            "fallback_queue_high",
+            "--until",
+            "2020-01-01",
+            "--reason",
+            "x",
+        ],
+        "",
+    );
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("ends_at"),
+        "names the field"
+    );
+    let silenced = crate::cli::salvage_on(
+        &app,
+        &[
+            "alerts",
+            "silence",
+            "--kind",
+            "fallback_queue_high",
+            "--key",
+            "requests",
+            "--until",
+            "1h",
+            "--reason",
+            "maintenance",
+        ],
+        "",
+    );
+    assert!(
+        silenced.status.success(),
+        "{}",
+        String::from_utf8_lossy(&silenced.stderr)
+    );
+    assert_eq!(app.count("alert_silences").await, 1);
+
+    // Clear at the last evaluation: a person may resolve it before the self-monitor does.
+    super::empty_queue(&app, "requests").await;
+    evaluate(&app).await;
+    let resolve = crate::cli::salvage_on(
+        &app,
+        &[
+            "alerts",
+            "resolve",
+            "--id",
+            &id.to_string(),
+            "--note",
+            "drained",
+        ],
+        "",
+    );
+    assert!(
+        resolve.status.success(),
+        "{}",
+        String::from_utf8_lossy(&resolve.stderr)
+    );
+    assert_eq!(
+        alerts_of(&app, "fallback_queue_high").await[0].3,
+        "resolved"
+    );
+}
