@@ -19,6 +19,9 @@ async function watchForTrouble(page: Page) {
 
 const PAGES = [
   "/admin",
+  "/admin/alerts",
+  "/admin/alerts?view=resolved",
+  "/admin/alerts?view=silences",
   "/admin/history",
   "/admin/history/1",
   "/admin/queues",

@@ -227,7 +227,8 @@ pub struct AlertDetail {
     pub earlier: Vec<Alert>,
 }
 
-/// The strip of counts at the top of the page (open alerts).
+/// The strip of counts at the top of the page (open alerts). `critical`, `warning` and
+/// `info` count alerts still firing and not silenced: what nobody has taken yet.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AlertCounts {
     pub critical: i64,
@@ -239,7 +240,8 @@ pub struct AlertCounts {
 }
 
 impl AlertCounts {
-    /// Open alerts a person still has to look at (critical and warning, not silenced).
+    /// Alerts nobody has taken yet (critical and warning, firing, not silenced): the
+    /// nav's count.
     pub fn needing_attention(&self) -> i64 {
         self.critical + self.warning
     }

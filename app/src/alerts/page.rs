@@ -189,9 +189,14 @@ fn OpenView() -> AnyView {
     );
     let selected = RwSignal::new(Vec::<Seen>::new());
     let opened = move || param("alert").parse::<i64>().ok();
+    // Looked up now (in the component), used later (in the forms' effects).
+    let nav = use_context::<crate::components::AlertsChanged>();
     let on_change = move || {
         selected.set(Vec::new());
         set_changed.update(|n| *n += 1);
+        if let Some(crate::components::AlertsChanged(count)) = nav {
+            count.update(|n| *n += 1);
+        }
     };
     view! {
         {move || opened().map(|id| view! { <AlertPanel id tick on_change /> })}
@@ -583,7 +588,7 @@ fn AlertActions(alert: Alert, done: impl Fn() + Copy + Send + Sync + 'static) ->
                             </select>
                         </label>
                         {action_error(acknowledge.value())}
-                        <button type="submit" class="btn btn-primary">"Acknowledge"</button>
+                        <button type="submit" class="btn btn-primary">"Acknowledge with this note"</button>
                     </ActionForm>
                 </details>
                 <details class="disclosure">
@@ -595,7 +600,7 @@ fn AlertActions(alert: Alert, done: impl Fn() + Copy + Send + Sync + 'static) ->
                             <textarea name="note" rows="2" required=critical maxlength="2000"></textarea>
                         </label>
                         {action_error(resolve.value())}
-                        <button type="submit" class="btn">"Resolve"</button>
+                        <button type="submit" class="btn">"Resolve with this note"</button>
                     </ActionForm>
                 </details>
             })}

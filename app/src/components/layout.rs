@@ -115,6 +115,7 @@ pub fn login_url(next: &str) -> String {
 pub fn AdminLayout() -> impl IntoView {
     let viewer = Resource::new_blocking(|| (), |_| current_user());
     provide_context(ViewerResource(viewer));
+    provide_context(AlertsChanged(RwSignal::new(0)));
     let location = use_location();
 
     let gate = move || {
@@ -205,12 +206,18 @@ pub fn AdminLayout() -> impl IntoView {
 /// How often the nav's alert count refreshes.
 const ALERT_COUNT_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// The open critical and warning alerts, beside "Alerts" in the nav on every page.
+/// Bumped by a page that changed alerts, so the nav's count follows at once.
+#[derive(Clone, Copy)]
+pub struct AlertsChanged(pub RwSignal<u32>);
+
+/// The open critical and warning alerts nobody has taken yet, beside "Alerts" in the nav
+/// on every page.
 #[component]
 fn NavAlertCount() -> impl IntoView {
     let tick = super::refresh_ticker(ALERT_COUNT_EVERY);
+    let changed = use_context::<AlertsChanged>().map(|c| c.0);
     let counts = Resource::new(
-        move || tick.get(),
+        move || (tick.get(), changed.map(|c| c.get())),
         |_| crate::alerts::api::count_open_alerts(),
     );
     view! {

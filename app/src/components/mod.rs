@@ -3,7 +3,9 @@
 mod layout;
 pub mod theme;
 
-pub use layout::{login_url, redirect_to, use_viewer, AdminLayout, IfAllowed, ViewerResource};
+pub use layout::{
+    login_url, redirect_to, use_viewer, AdminLayout, AlertsChanged, IfAllowed, ViewerResource,
+};
 pub use theme::ThemeToggle;
 
 use leptos::prelude::*;

@@ -100,6 +100,21 @@ pub async fn watch(state: crate::server::AppState, every: Duration) {
     }
 }
 
+/// `postgres_down`: recorded after the fact by the self-monitor, already resolved, with
+/// the outage's measured duration.
+pub static POSTGRES_DOWN: super::AlertKind = super::AlertKind {
+    name: "postgres_down",
+    description: "PostgreSQL did not answer; recorded with its duration once it answered again.",
+    evaluate: None,
+    fire_after: 1,
+    auto_resolve: false,
+    fix: super::Fix {
+        href: "/admin",
+        label: "Open the overview",
+        action: None,
+    },
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -126,18 +141,3 @@ mod tests {
         assert!(watch.take_ended().is_empty(), "taken once");
     }
 }
-
-/// `postgres_down`: recorded after the fact by the self-monitor, already resolved, with
-/// the outage's measured duration.
-pub static POSTGRES_DOWN: super::AlertKind = super::AlertKind {
-    name: "postgres_down",
-    description: "PostgreSQL did not answer; recorded with its duration once it answered again.",
-    evaluate: None,
-    fire_after: 1,
-    auto_resolve: false,
-    fix: super::Fix {
-        href: "/admin",
-        label: "Open the overview",
-        action: None,
-    },
-};

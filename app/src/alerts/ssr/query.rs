@@ -60,12 +60,13 @@ fn kinds_info(kinds: &[&'static AlertKind]) -> Vec<KindInfo> {
         .collect()
 }
 
-/// The counts of open alerts (the strip and the nav).
+/// The counts of open alerts (the strip and the nav): by severity those still firing
+/// and not muted (what nobody has taken yet), then acknowledged, silenced, flapping.
 pub async fn counts(pg: &PgPool, now: OffsetDateTime) -> Result<AlertCounts, sqlx::Error> {
     let row = sqlx::query(&format!(
-        "select count(*) filter (where severity = 'critical' and not silenced) as critical,
-                count(*) filter (where severity = 'warning' and not silenced) as warning,
-                count(*) filter (where severity = 'info' and not silenced) as info,
+        "select count(*) filter (where severity = 'critical' and status = 'firing' and not silenced) as critical,
+                count(*) filter (where severity = 'warning' and status = 'firing' and not silenced) as warning,
+                count(*) filter (where severity = 'info' and status = 'firing' and not silenced) as info,
                 count(*) filter (where status = 'acknowledged') as acknowledged,
                 count(*) filter (where silenced) as silenced,
                 count(*) filter (where flapping) as flapping
