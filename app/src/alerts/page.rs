@@ -515,7 +515,7 @@ fn AlertFacts(detail: AlertDetail) -> AnyView {
                     {event.note.map(|note| view! { <span class="prose">": " {note}</span> })}
                     {event.history_id.map(|h| view! { " " <A href=format!("/admin/history/{h}")>{format!("history #{h}")}</A> })}
                 </li>
-            }).collect_view()}
+            }.into_any()).collect_view()}
         </ol>
         {(!detail.silences.is_empty()).then(|| view! {
             <h3 class="section-title">"Silences that matched it"</h3>
@@ -527,9 +527,9 @@ fn AlertFacts(detail: AlertDetail) -> AnyView {
                         {s.key_pattern.map(|p| format!(" ({p})"))}
                         " until " {format_utc(s.ended_at.unwrap_or(s.ends_at))} " by " {s.created_by} ": " {s.reason}
                     </li>
-                }).collect_view()}
+                }.into_any()).collect_view()}
             </ul>
-        })}
+        }.into_any())}
         {(!detail.earlier.is_empty()).then(|| view! {
             <h3 class="section-title">"Earlier alerts for the same thing"</h3>
             <ul class="plain-list">
@@ -540,9 +540,9 @@ fn AlertFacts(detail: AlertDetail) -> AnyView {
                         {a.resolved_by.map(|by| format!(" by {}", who(&by)))}
                         {a.resolution_note.map(|n| format!(": {n}"))}
                     </li>
-                }).collect_view()}
+                }.into_any()).collect_view()}
             </ul>
-        })}
+        }.into_any())}
     }
     .into_any()
 }
@@ -603,7 +603,7 @@ fn AlertActions(alert: Alert, done: impl Fn() + Copy + Send + Sync + 'static) ->
                         <button type="submit" class="btn">"Resolve with this note"</button>
                     </ActionForm>
                 </details>
-            })}
+            }.into_any())}
             <details class="disclosure">
                 <summary class="btn">"Add a note"</summary>
                 <ActionForm action=note attr:class="panel form-panel" attr:aria-label="Add a note to this alert">
@@ -642,7 +642,7 @@ fn AlertActions(alert: Alert, done: impl Fn() + Copy + Send + Sync + 'static) ->
                         <button type="submit" class="btn">"Silence"</button>
                     </ActionForm>
                 </details>
-            })}
+            }.into_any())}
             {alert.fix_action.clone().filter(|_| open).map(|action| view! { <FixForm action /> })}
         </div>
     }
@@ -732,7 +732,7 @@ fn ResolvedView() -> AnyView {
 
 #[component]
 fn ResolvedAlerts(overview: ResolvedOverview) -> AnyView {
-    view! {
+    let strip = view! {
         <div class="strip" role="group" aria-label="The last 30 days">
             <div class="strip-item" data-testid="median-acknowledge">
                 <span class="strip-value">{maybe_duration(overview.median_acknowledge_ms)}</span>
@@ -747,6 +747,9 @@ fn ResolvedAlerts(overview: ResolvedOverview) -> AnyView {
                 " resolved in 30 days"
             </div>
         </div>
+    }
+    .into_any();
+    let noisiest = view! {
         <div class="chart-pair">
             <section class="panel">
                 <h2>"Noisiest kinds, 30 days"</h2>
@@ -755,11 +758,16 @@ fn ResolvedAlerts(overview: ResolvedOverview) -> AnyView {
                     <tbody>
                         {overview.noisiest.into_iter().map(|k| view! {
                             <tr><td>{k.kind.replace('_', " ")}</td><td class="num">{group_digits(k.alerts.max(0) as u64)}</td><td class="num">{maybe_duration(k.median_resolve_ms)}</td></tr>
-                        }).collect_view()}
+                        }.into_any()).collect_view()}
                     </tbody>
                 </table>
             </section>
         </div>
+    }
+    .into_any();
+    view! {
+        {strip}
+        {noisiest}
         <section class="panel">
             <h2>"Resolved, newest first"</h2>
             <div class="table-scroll">
@@ -775,26 +783,32 @@ fn ResolvedAlerts(overview: ResolvedOverview) -> AnyView {
                         </tr>
                     </thead>
                     <tbody>
-                        {overview.alerts.into_iter().map(|alert| view! {
-                            <tr>
-                                <td><Badge tone=severity_tone(alert.severity) label=alert.severity.as_str() /></td>
-                                <td>
-                                    <a href=format!("/admin/alerts?alert={}", alert.id)>{alert.title.clone()}</a>
-                                    <div class="muted small">{alert.kind.replace('_', " ")} " · " {alert.key.clone()} " · #" {alert.id} " " {markers(&alert)}</div>
-                                </td>
-                                <td class="num nowrap">{format_utc(alert.first_seen_at)}</td>
-                                <td class="num nowrap">{maybe_duration(alert.time_to_acknowledge())}</td>
-                                <td class="num nowrap">{maybe_duration(alert.time_to_resolve())}</td>
-                                <td class="small">
-                                    {alert.resolved_by.as_deref().map(who).unwrap_or_default()}
-                                    {alert.resolution_note.clone().map(|n| format!(": {n}"))}
-                                </td>
-                            </tr>
-                        }).collect_view()}
+                        {overview.alerts.into_iter().map(|alert| view! { <ResolvedRow alert /> }).collect_view()}
                     </tbody>
                 </table>
             </div>
         </section>
+    }
+    .into_any()
+}
+
+#[component]
+fn ResolvedRow(alert: Alert) -> AnyView {
+    view! {
+        <tr>
+            <td><Badge tone=severity_tone(alert.severity) label=alert.severity.as_str() /></td>
+            <td>
+                <a href=format!("/admin/alerts?alert={}", alert.id)>{alert.title.clone()}</a>
+                <div class="muted small">{alert.kind.replace('_', " ")} " · " {alert.key.clone()} " · #" {alert.id} " " {markers(&alert)}</div>
+            </td>
+            <td class="num nowrap">{format_utc(alert.first_seen_at)}</td>
+            <td class="num nowrap">{maybe_duration(alert.time_to_acknowledge())}</td>
+            <td class="num nowrap">{maybe_duration(alert.time_to_resolve())}</td>
+            <td class="small">
+                {alert.resolved_by.as_deref().map(who).unwrap_or_default()}
+                {alert.resolution_note.clone().map(|n| format!(": {n}"))}
+            </td>
+        </tr>
     }
     .into_any()
 }
@@ -899,6 +913,7 @@ fn SilenceTable(silences: Vec<Silence>, now: i64, end: ServerAction<EndSilence>)
                                     </td>
                                 </tr>
                             }
+                            .into_any()
                         }).collect_view()}
                     </tbody>
                 </table>
