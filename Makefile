@@ -4,7 +4,7 @@ SHELL := /bin/bash
 
 export PATH := $(HOME)/.cargo/bin:$(CURDIR)/end2end/node_modules/.bin:$(PATH)
 
-.PHONY: help run test setup setup-test stores build-release check unit e2e stop bench-history bench-replay bench-sign-in
+.PHONY: help run test setup setup-test stores build-release check unit e2e stop bench-history bench-replay bench-sign-in bench-alerts
 
 help:
 	@echo "make run    install what is missing, start PostgreSQL + ClickHouse, build, serve http://127.0.0.1:3000/admin"
@@ -13,6 +13,7 @@ help:
 	@echo "make stop   stop the local stores"
 	@echo "make bench-history   a million history entries: page queries, chain verification, sign-in timing"
 	@echo "make bench-replay    a million queued rows: replay rows/s against plain inserts and deletes"
+	@echo "make bench-alerts    10,000 resolved and 500 open alerts: self-monitor and alerts page timings"
 	@echo "make bench-sign-in   300 concurrent password checks: peak memory with and without the gate"
 
 ## Build and serve the console (release build) against the local stores.
@@ -52,6 +53,10 @@ bench-history: stores
 ## Benchmark: replay of a million queued rows against its two bounds (prints figures).
 bench-replay: setup stores build-release
 	set -a; . ./.env; set +a; ./target/release/salvage bench replay --rows 1000000
+
+## Benchmark: the self-monitor and /admin/alerts with 10,000 resolved and 500 open alerts.
+bench-alerts: setup stores build-release
+	set -a; . ./.env; set +a; ./target/release/salvage bench alerts --resolved 10000 --open 500
 
 ## Benchmark: peak memory of 300 concurrent password checks, gated and ungated.
 bench-sign-in:

@@ -115,7 +115,13 @@ pub fn login_url(next: &str) -> String {
 pub fn AdminLayout() -> impl IntoView {
     let viewer = Resource::new_blocking(|| (), |_| current_user());
     provide_context(ViewerResource(viewer));
-    provide_context(AlertsChanged(RwSignal::new(0)));
+    let alerts_changed = RwSignal::new(0_u32);
+    provide_context(AlertsChanged(alerts_changed));
+    let alert_tick = super::refresh_ticker(ALERT_COUNT_EVERY);
+    let alert_counts = Resource::new(
+        move || (alert_tick.get(), alerts_changed.get()),
+        |_| crate::alerts::api::count_open_alerts(),
+    );
     let location = use_location();
 
     let gate = move || {
@@ -173,7 +179,7 @@ pub fn AdminLayout() -> impl IntoView {
                                             <li>
                                                 <A href=item.href exact=item.href == "/admin">
                                                     {item.label}
-                                                    {(item.href == "/admin/alerts").then(|| view! { <NavAlertCount /> })}
+                                                    {(item.href == "/admin/alerts").then(|| view! { <NavAlertCount counts=alert_counts /> })}
                                                 </A>
                                             </li>
                                         }
@@ -211,15 +217,10 @@ const ALERT_COUNT_EVERY: std::time::Duration = std::time::Duration::from_secs(10
 pub struct AlertsChanged(pub RwSignal<u32>);
 
 /// The open critical and warning alerts nobody has taken yet, beside "Alerts" in the nav
-/// on every page.
+/// on every page. `counts` is made by the layout itself (not inside the nav's suspense),
+/// so the browser finds the server's answer when it hydrates.
 #[component]
-fn NavAlertCount() -> impl IntoView {
-    let tick = super::refresh_ticker(ALERT_COUNT_EVERY);
-    let changed = use_context::<AlertsChanged>().map(|c| c.0);
-    let counts = Resource::new(
-        move || (tick.get(), changed.map(|c| c.get())),
-        |_| crate::alerts::api::count_open_alerts(),
-    );
+fn NavAlertCount(counts: Resource<Result<crate::alerts::AlertCounts, AppError>>) -> impl IntoView {
     view! {
         <Transition fallback=|| ()>
             {move || Suspend::new(async move {
