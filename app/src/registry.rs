@@ -49,6 +49,12 @@ mod tests {
     }
 
     #[test]
+    fn the_pages_kind_list_is_the_registry() {
+        let names: Vec<&str> = ALERT_KINDS.iter().map(|kind| kind.name).collect();
+        assert_eq!(names, crate::alerts::KIND_NAMES);
+    }
+
+    #[test]
     fn every_alert_kind_has_a_unique_stored_name_and_raises_after_at_least_one_evaluation() {
         let mut seen = std::collections::HashSet::new();
         for kind in ALERT_KINDS {

@@ -80,6 +80,20 @@ impl AlertStatus {
     }
 }
 
+/// The names of the alert kinds, in registry order, for the pages' filters and the
+/// silence form (the registry itself, with each kind's evaluator, is server-only; a unit
+/// test keeps the two equal).
+pub const KIND_NAMES: &[&str] = &[
+    "fallback_queue_high",
+    "fallback_queue_old",
+    "clickhouse_down",
+    "replay_failing",
+    "cron_dropout",
+    "data_expired",
+    "ingest_quota",
+    "postgres_down",
+];
+
 /// What the alert page offers to fix an alert inline (for roles that may operate).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]
@@ -247,13 +261,6 @@ impl AlertCounts {
     }
 }
 
-/// A kind the page can filter on and silence.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct KindInfo {
-    pub name: String,
-    pub description: String,
-}
-
 /// `/admin/alerts`' open view.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AlertsOverview {
@@ -261,7 +268,6 @@ pub struct AlertsOverview {
     pub counts: AlertCounts,
     /// Open alerts that pass the filters: by severity, then oldest first.
     pub alerts: Vec<Alert>,
-    pub kinds: Vec<KindInfo>,
     /// When the self-monitor last evaluated, and whether it runs here.
     pub last_evaluation_at: Option<i64>,
     pub silences: Vec<Silence>,

@@ -20,8 +20,8 @@ use super::api::{
     ResolveAlerts, SilenceAlerts,
 };
 use super::{
-    Alert, AlertCounts, AlertDetail, AlertStatus, AlertsOverview, FixAction, KindInfo,
-    ResolvedOverview, Seen, Severity, Silence,
+    Alert, AlertCounts, AlertDetail, AlertStatus, AlertsOverview, FixAction, ResolvedOverview,
+    Seen, Severity, Silence, KIND_NAMES,
 };
 use crate::auth::Permission;
 use crate::components::{action_error, Badge, ErrorBanner, IfAllowed, PageHeader, Tone};
@@ -125,7 +125,7 @@ pub fn AlertsPage() -> AnyView {
 
 /// The filters of the open and resolved views (a GET form: the URL keeps them).
 #[component]
-fn Filters(kinds: Vec<KindInfo>, statuses: bool) -> AnyView {
+fn Filters(statuses: bool) -> AnyView {
     let query = use_query_map();
     let param = move |name: &str| query.with(|q| q.get(name).unwrap_or_default());
     view! {
@@ -135,9 +135,8 @@ fn Filters(kinds: Vec<KindInfo>, statuses: bool) -> AnyView {
                 <span>"Kind"</span>
                 <select name="kind">
                     <option value="" selected=move || param("kind").is_empty()>"Any"</option>
-                    {kinds.into_iter().map(|k| {
-                        let name = k.name.clone();
-                        view! { <option value=k.name.clone() selected=move || param("kind") == name>{k.name.replace('_', " ")}</option> }
+                    {KIND_NAMES.iter().map(|name| {
+                        view! { <option value=*name selected=move || param("kind") == *name>{name.replace('_', " ")}</option> }
                     }).collect_view()}
                 </select>
             </label>
@@ -254,7 +253,6 @@ fn Strip(counts: AlertCounts, last_evaluation_at: Option<i64>, now: i64) -> AnyV
 #[component]
 fn OpenAlerts(overview: AlertsOverview, selected: RwSignal<Vec<Seen>>) -> AnyView {
     let now = overview.now;
-    let kinds = overview.kinds.clone();
     let body = if overview.alerts.is_empty() {
         view! {
             <p class="empty-state" data-testid="no-open-alerts">
@@ -288,7 +286,7 @@ fn OpenAlerts(overview: AlertsOverview, selected: RwSignal<Vec<Seen>>) -> AnyVie
     };
     view! {
         <Strip counts=overview.counts last_evaluation_at=overview.last_evaluation_at now />
-        <Filters kinds statuses=true />
+        <Filters statuses=true />
         {body}
     }
     .into_any()
@@ -428,6 +426,7 @@ fn AlertPanel(
     );
     // The version the person saw when they opened the alert (or after their own change).
     let opened = Resource::new(move || (id, acted.get()), |(id, _)| load_alert(id));
+    let viewer = crate::components::use_viewer();
     let done = move || {
         set_acted.update(|n| *n += 1);
         on_change();
@@ -442,13 +441,18 @@ fn AlertPanel(
                     }
                 })}
             </Transition>
-            <IfAllowed permission=Permission::Operate>
-                <Suspense fallback=|| ()>
-                    {move || Suspend::new(async move {
-                        opened.await.ok().map(|detail| view! { <AlertActions alert=detail.alert done /> })
-                    })}
-                </Suspense>
-            </IfAllowed>
+            // One suspense for both awaits: a suspense made inside another's async block
+            // would be made later on the server than in the browser.
+            <Suspense fallback=|| ()>
+                {move || Suspend::new(async move {
+                    let allowed = match viewer {
+                        Some(viewer) => viewer.await.is_ok_and(|v| v.role.can(Permission::Operate)),
+                        None => false,
+                    };
+                    let detail = opened.await.ok().filter(|_| allowed)?;
+                    Some(view! { <AlertActions alert=detail.alert done /> })
+                })}
+            </Suspense>
         </section>
     }
     .into_any()
@@ -708,16 +712,8 @@ fn ResolvedView() -> AnyView {
         move || (param("kind"), param("severity")),
         |(kind, severity)| load_resolved_alerts(kind, severity),
     );
-    let kinds = Resource::new(
-        || (),
-        |_| load_open_alerts(String::new(), String::new(), String::new()),
-    );
     view! {
-        <Suspense fallback=|| ()>
-            {move || Suspend::new(async move {
-                kinds.await.ok().map(|o| view! { <Filters kinds=o.kinds statuses=false /> })
-            })}
-        </Suspense>
+        <Filters statuses=false />
         <Transition fallback=|| view! { <p class="muted" role="status">"Reading the resolved alerts…"</p> }>
             {move || Suspend::new(async move {
                 match overview.await {
@@ -822,24 +818,19 @@ fn SilencesView() -> AnyView {
         move || (create.version().get(), end.version().get()),
         |_| load_open_alerts(String::new(), String::new(), String::new()),
     );
+    let viewer = crate::components::use_viewer();
     view! {
         <IfAllowed permission=Permission::Operate>
             <section class="panel form-panel wide">
                 <h2>"Add a silence"</h2>
                 <p class="muted small">"Silenced alerts are still raised, recorded and listed (marked muted); their notifications stay quiet. An end is required."</p>
                 <ActionForm action=create attr:class="form-row" attr:aria-label="Add a silence">
-                    <Suspense fallback=|| ()>
-                        {move || Suspend::new(async move {
-                            overview.await.ok().map(|o| view! {
-                                <label class="field">
-                                    <span>"Kind"</span>
-                                    <select name="kind">
-                                        {o.kinds.into_iter().map(|k| view! { <option value=k.name.clone()>{k.name.replace('_', " ")}</option> }).collect_view()}
-                                    </select>
-                                </label>
-                            })
-                        })}
-                    </Suspense>
+                    <label class="field">
+                        <span>"Kind"</span>
+                        <select name="kind">
+                            {KIND_NAMES.iter().map(|name| view! { <option value=*name>{name.replace('_', " ")}</option> }).collect_view()}
+                        </select>
+                    </label>
                     <label class="field">
                         <span>"Key (* matches anything; empty: all)"</span>
                         <input type="text" name="key" maxlength="200" placeholder="requests" />
@@ -860,8 +851,12 @@ fn SilencesView() -> AnyView {
         {action_error(end.value())}
         <Transition fallback=|| view! { <p class="muted" role="status">"Reading the silences…"</p> }>
             {move || Suspend::new(async move {
+                let operate = match viewer {
+                    Some(viewer) => viewer.await.is_ok_and(|v| v.role.can(Permission::Operate)),
+                    None => false,
+                };
                 match overview.await {
-                    Ok(overview) => view! { <SilenceTable silences=overview.silences now=overview.now end /> }.into_any(),
+                    Ok(overview) => view! { <SilenceTable silences=overview.silences now=overview.now end operate /> }.into_any(),
                     Err(error) => view! { <ErrorBanner error /> }.into_any(),
                 }
             })}
@@ -871,7 +866,13 @@ fn SilencesView() -> AnyView {
 }
 
 #[component]
-fn SilenceTable(silences: Vec<Silence>, now: i64, end: ServerAction<EndSilence>) -> AnyView {
+fn SilenceTable(
+    silences: Vec<Silence>,
+    now: i64,
+    end: ServerAction<EndSilence>,
+    /// Whether the viewer may end a silence (the server checks again).
+    operate: bool,
+) -> AnyView {
     if silences.is_empty() {
         return view! { <p class="empty-state">"No silences. Every alert notifies when it is raised."</p> }.into_any();
     }
@@ -901,14 +902,12 @@ fn SilenceTable(silences: Vec<Silence>, now: i64, end: ServerAction<EndSilence>)
                                     <td class="small">{s.created_by.clone()} ": " {s.reason.clone()}</td>
                                     <td class="num">{group_digits(s.matched.max(0) as u64)}</td>
                                     <td>
-                                        {s.active.then(|| view! {
-                                            <IfAllowed permission=Permission::Operate>
-                                                <ActionForm action=end attr:class="inline-form" attr:aria-label=format!("End silence #{}", s.id)>
-                                                    <input type="hidden" name="silence_id" value=s.id />
-                                                    <input type="text" name="reason" required maxlength="500" placeholder="reason" aria-label="Reason" />
-                                                    <button type="submit" class="btn btn-small">"End"</button>
-                                                </ActionForm>
-                                            </IfAllowed>
+                                        {(s.active && operate).then(|| view! {
+                                            <ActionForm action=end attr:class="inline-form" attr:aria-label=format!("End silence #{}", s.id)>
+                                                <input type="hidden" name="silence_id" value=s.id />
+                                                <input type="text" name="reason" required maxlength="500" placeholder="reason" aria-label="Reason" />
+                                                <button type="submit" class="btn btn-small">"End"</button>
+                                            </ActionForm>
                                         })}
                                     </td>
                                 </tr>

@@ -166,20 +166,28 @@ pub fn AdminLayout() -> impl IntoView {
                 </div>
             </header>
             <nav class="sidenav" aria-label="Console">
-                <Suspense fallback=|| ()>
+                // A transition, so the list stays while the alert count refreshes. Nothing
+                // here creates a resource or a suspense of its own: anything made inside
+                // an async block is made later on the server than in the browser, and the
+                // hydration would then look for the page's data under the wrong ids.
+                <Transition fallback=|| ()>
                     {move || Suspend::new(async move {
                         let role = viewer.await.ok().map(|v| v.role);
+                        let counts = alert_counts.await.ok();
                         view! {
                             <ul>
                                 {NAV
                                     .iter()
                                     .filter(|item| role.is_some_and(|r| r.can(item.permission)))
                                     .map(|item| {
+                                        let count = (item.href == "/admin/alerts")
+                                            .then(|| counts.clone())
+                                            .flatten();
                                         view! {
                                             <li>
                                                 <A href=item.href exact=item.href == "/admin">
                                                     {item.label}
-                                                    {(item.href == "/admin/alerts").then(|| view! { <NavAlertCount counts=alert_counts /> })}
+                                                    {count.map(|counts| nav_alert_count(&counts))}
                                                 </A>
                                             </li>
                                         }
@@ -188,7 +196,7 @@ pub fn AdminLayout() -> impl IntoView {
                             </ul>
                         }
                     })}
-                </Suspense>
+                </Transition>
             </nav>
             <main id="main" class="content" tabindex="-1">
                 // A store outage is said once, on top of every page, in the words the
@@ -217,25 +225,23 @@ const ALERT_COUNT_EVERY: std::time::Duration = std::time::Duration::from_secs(10
 pub struct AlertsChanged(pub RwSignal<u32>);
 
 /// The open critical and warning alerts nobody has taken yet, beside "Alerts" in the nav
-/// on every page. `counts` is made by the layout itself (not inside the nav's suspense),
-/// so the browser finds the server's answer when it hydrates.
-#[component]
-fn NavAlertCount(counts: Resource<Result<crate::alerts::AlertCounts, AppError>>) -> impl IntoView {
-    view! {
-        <Transition fallback=|| ()>
-            {move || Suspend::new(async move {
-                counts.await.ok().filter(|c| c.needing_attention() > 0).map(|c| {
-                    let label = format!("{} critical, {} warning alerts open", c.critical, c.warning);
-                    view! {
-                        <span class="nav-count" data-testid="nav-alert-count" title=label.clone() aria-label=label>
-                            {(c.critical > 0).then(|| view! { <span class="nav-count-critical">{c.critical}</span> })}
-                            {(c.warning > 0).then(|| view! { <span class="nav-count-warning">{c.warning}</span> })}
-                        </span>
-                    }
-                })
-            })}
-        </Transition>
-    }
+/// on every page; nothing when there are none.
+fn nav_alert_count(counts: &crate::alerts::AlertCounts) -> Option<AnyView> {
+    (counts.needing_attention() > 0).then(|| {
+        let label = format!(
+            "{} critical, {} warning alerts open",
+            counts.critical, counts.warning
+        );
+        let critical = counts.critical;
+        let warning = counts.warning;
+        view! {
+            <span class="nav-count" data-testid="nav-alert-count" title=label.clone() aria-label=label>
+                {(critical > 0).then(|| view! { <span class="nav-count-critical">{critical}</span> })}
+                {(warning > 0).then(|| view! { <span class="nav-count-warning">{warning}</span> })}
+            </span>
+        }
+        .into_any()
+    })
 }
 
 /// The signed-in person and the sign-out button.

@@ -6,10 +6,8 @@ use sqlx::{PgPool, Row};
 use time::OffsetDateTime;
 
 use super::super::{
-    AlertCounts, AlertDetail, AlertStatus, AlertsOverview, KindInfo, NoisyKind, ResolvedOverview,
-    Severity,
+    AlertCounts, AlertDetail, AlertStatus, AlertsOverview, NoisyKind, ResolvedOverview, Severity,
 };
-use super::kind::AlertKind;
 use super::store::{alert_from_row, load, timeline, ALERT_COLUMNS};
 use crate::error::AppError;
 use crate::server::{unix_ms, AppState};
@@ -48,16 +46,6 @@ impl Filters {
             status,
         })
     }
-}
-
-fn kinds_info(kinds: &[&'static AlertKind]) -> Vec<KindInfo> {
-    kinds
-        .iter()
-        .map(|k| KindInfo {
-            name: k.name.to_owned(),
-            description: k.description.to_owned(),
-        })
-        .collect()
 }
 
 /// The counts of open alerts (the strip and the nav): by severity those still firing
@@ -121,7 +109,6 @@ pub async fn open_view(
             .iter()
             .map(|r| alert_from_row(r, state.alert_kinds))
             .collect(),
-        kinds: kinds_info(state.alert_kinds),
         last_evaluation_at: last_evaluation_at.map(unix_ms),
         silences: super::silences::list(pg, now, state.alerts.silence_idle_after).await?,
     })
