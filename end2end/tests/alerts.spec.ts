@@ -1,6 +1,6 @@
 import { execFileSync } from "node:child_process";
 import { expect, test, type Page } from "@playwright/test";
-import { account, sideNav } from "./support/salvage";
+import { account, sideNav, signIn } from "./support/salvage";
 
 /** `/cron/<job>` as an outside scheduler calls it; the HTTP status. */
 function cron(baseURL: string, job: string): number {
@@ -58,11 +58,7 @@ test("a stale acknowledgement is refused with what happened meanwhile, and the n
     "insert into requests_fallback (organization_id, id, ts, row_json, queued_at) " +
     "select 'org_e2e_old', gen_random_uuid(), now(), '{}', now() - interval '30 days' from generate_series(1, 2)"]);
   expect(cron(baseURL!, "expire-fallback")).toBe(200);
-  const { email, password } = account("admin");
-  await page.goto("/admin/login");
-  await page.getByLabel("Email").fill(email);
-  await page.getByLabel("Password").fill(password);
-  await page.getByRole("button", { name: "Sign in" }).click();
+  await signIn(page, "admin");
   await page.goto("/admin/alerts");
   const row = page.getByTestId("open-alerts").getByRole("row").filter({ hasText: "queued rows of the requests queue" });
   await row.getByRole("link").click();
@@ -76,10 +72,8 @@ test("a stale acknowledgement is refused with what happened meanwhile, and the n
   // Meanwhile someone else acknowledges it from another browser.
   const other = await browser.newPage({ baseURL });
   const operator = account("operator");
-  await other.goto("/admin/login");
-  await other.getByLabel("Email").fill(operator.email);
-  await other.getByLabel("Password").fill(operator.password);
-  await other.getByRole("button", { name: "Sign in" }).click();
+  await signIn(other, "operator");
+  await expect(other).toHaveURL(/\/admin\/alerts$/);
   await other.getByTestId("open-alerts").getByRole("row").filter({ hasText: "queued rows of the requests queue" }).getByRole("link").click();
   await other.getByTestId("alert-panel").getByLabel("Note (what you are doing about it)").fill("mine");
   await other.getByTestId("alert-panel").getByRole("button", { name: "Acknowledge with this note" }).click();

@@ -25,6 +25,13 @@ use crate::server::unix_ms;
 /// Most alerts one bulk change takes.
 pub const MAX_BULK: usize = 200;
 
+/// Alert notes one person may add per [`NOTE_WINDOW_SECS`].
+pub const NOTES_PER_WINDOW: i64 = 30;
+/// See [`NOTES_PER_WINDOW`].
+pub const NOTE_WINDOW_SECS: i64 = 600;
+/// The advisory lock class of a person's alert-note count.
+const NOTE_RATE_LOCK: i32 = 7311;
+
 /// The actor of the self-monitor's changes.
 pub const SELF_MONITOR_ACTOR: &str = "system:self-monitor";
 
@@ -623,6 +630,35 @@ pub async fn add_note(
 ) -> Result<Changed, AppError> {
     let internal = AppError::wrap("Failed to add the note");
     let mut tx = pg.begin().await.map_err(&internal)?;
+    if let Some(user_id) = actor.user_id {
+        // Notes are history entries: one person adds at most NOTES_PER_WINDOW of them per
+        // window (counted under a per-person lock, so concurrent calls cannot overshoot).
+        sqlx::query("select pg_advisory_xact_lock($1, $2::int)")
+            .bind(NOTE_RATE_LOCK)
+            .bind(user_id as i32)
+            .execute(&mut *tx)
+            .await
+            .map_err(&internal)?;
+        let recent: i64 = sqlx::query_scalar(
+            "select count(*) from internal_alert_events
+              where actor = $1 and event = 'note' and at > $2",
+        )
+        .bind(&actor.name)
+        .bind(now - time::Duration::seconds(NOTE_WINDOW_SECS))
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(&internal)?;
+        if recent >= NOTES_PER_WINDOW {
+            tracing::warn!(actor = %actor.name, "refused: too many alert notes");
+            return Err(AppError::RateLimited {
+                message: format!(
+                    "You added {NOTES_PER_WINDOW} alert notes in the last {} minutes; add more in a few minutes.",
+                    NOTE_WINDOW_SECS / 60
+                ),
+                retry_after_secs: 60,
+            });
+        }
+    }
     let row = lock(&mut tx, id)
         .await
         .map_err(&internal)?

@@ -4,6 +4,7 @@
 //! same doors a real caller would (HTTP, the binary, the database roles) and fails when
 //! the defence it names is taken away.
 
+mod alerts;
 mod database;
 mod exposure;
 mod headers;
