@@ -332,7 +332,7 @@ fn AlertRow(alert: Alert, now: i64, selected: RwSignal<Vec<Seen>>) -> AnyView {
                     prop:checked=checked on:change=toggle />
             </td>
             <td><Badge tone=severity_tone(alert.severity) label=alert.severity.as_str() /></td>
-            <td>
+            <td class="alert-cell">
                 <a href=format!("/admin/alerts?alert={}", alert.id) class="strong">{alert.title.clone()}</a>
                 <div class="muted small">{alert.kind.replace('_', " ")} " · " {alert.key.clone()} " · #" {alert.id} " " {markers(&alert)}</div>
             </td>
@@ -508,7 +508,7 @@ fn AlertFacts(detail: AlertDetail) -> AnyView {
             <dt>"Fix"</dt>
             <dd><A href=alert.fix_href.clone()>{alert.fix_label.clone()}</A></dd>
         </dl>
-        <h3 class="section-title">"Timeline"</h3>
+        <h3>"Timeline"</h3>
         <ol class="timeline" data-testid="alert-timeline">
             {detail.timeline.into_iter().map(|event| view! {
                 <li>
@@ -522,7 +522,7 @@ fn AlertFacts(detail: AlertDetail) -> AnyView {
             }.into_any()).collect_view()}
         </ol>
         {(!detail.silences.is_empty()).then(|| view! {
-            <h3 class="section-title">"Silences that matched it"</h3>
+            <h3>"Silences that matched it"</h3>
             <ul class="plain-list" data-testid="alert-silences">
                 {detail.silences.into_iter().map(|s| view! {
                     <li>
@@ -535,7 +535,7 @@ fn AlertFacts(detail: AlertDetail) -> AnyView {
             </ul>
         }.into_any())}
         {(!detail.earlier.is_empty()).then(|| view! {
-            <h3 class="section-title">"Earlier alerts for the same thing"</h3>
+            <h3>"Earlier alerts for the same thing"</h3>
             <ul class="plain-list">
                 {detail.earlier.into_iter().map(|a| view! {
                     <li>
@@ -575,7 +575,7 @@ fn AlertActions(alert: Alert, done: impl Fn() + Copy + Send + Sync + 'static) ->
         <div class="row-actions alert-actions">
             {open.then(|| view! {
                 <details class="disclosure" open=alert.status == AlertStatus::Firing>
-                    <summary class="btn btn-primary">"Acknowledge"</summary>
+                    <summary class="btn">"Acknowledge"</summary>
                     <ActionForm action=acknowledge attr:class="panel form-panel" attr:aria-label="Acknowledge this alert">
                         <input type="hidden" name="selection" value=selection.clone() />
                         <label class="field">
@@ -793,7 +793,7 @@ fn ResolvedRow(alert: Alert) -> AnyView {
     view! {
         <tr>
             <td><Badge tone=severity_tone(alert.severity) label=alert.severity.as_str() /></td>
-            <td>
+            <td class="alert-cell">
                 <a href=format!("/admin/alerts?alert={}", alert.id)>{alert.title.clone()}</a>
                 <div class="muted small">{alert.kind.replace('_', " ")} " · " {alert.key.clone()} " · #" {alert.id} " " {markers(&alert)}</div>
             </td>

@@ -146,7 +146,8 @@ pub async fn add_event(
 }
 
 /// The notification seam: records that `event` happened to the alert, quiet when an
-/// active silence matches it or it is flapping. Nothing sends these yet.
+/// active silence matches it or it is flapping, except a resolution of an alert whose
+/// raise was sent: whoever heard it fire hears it resolve. Nothing sends these yet.
 pub async fn notify(
     conn: &mut PgConnection,
     alert_id: i64,
@@ -156,7 +157,11 @@ pub async fn notify(
     sqlx::query(
         "insert into alert_notifications (alert_id, event, severity, created_at, quiet_reason)
          select a.id, $2, a.severity, $3,
-                case when a.flapping then 'flapping'
+                -- Whoever was told it fired is told it resolved, silenced or not.
+                case when $2 = 'resolved' and exists (select 1 from alert_notifications p
+                                                       where p.alert_id = a.id
+                                                         and p.quiet_reason is null) then null
+                     when a.flapping then 'flapping'
                      when exists (select 1 from alert_silences s
                                    where s.kind = a.kind and s.ended_at is null
                                      and s.starts_at <= $3 and s.ends_at > $3

@@ -271,3 +271,33 @@ async fn two_replicas_evaluating_at_once_raise_each_alert_once() {
         "every evaluation counted once or skipped whole"
     );
 }
+
+#[tokio::test]
+async fn an_alert_silenced_after_it_was_announced_still_announces_its_resolution() {
+    let app = spawn_app().await;
+    queue_rows(&app, "requests", 1_500, app.state.clock.now(), None).await;
+    evaluate(&app).await;
+    let (id, _) = open_alert(&app, "fallback_queue_high", "requests")
+        .await
+        .unwrap();
+    let operator = app.signed_in(app::auth::Role::Operator).await;
+    let (status, _) = operator
+        .call("alerts/silence", serde_json::json!({"kind": "fallback_queue_high", "key": "", "ends_at": "4h", "reason": "noisy during the upgrade"}))
+        .await;
+    assert_eq!(status, 200);
+    empty_queue(&app, "requests").await;
+    evaluate(&app).await;
+    evaluate(&app).await;
+    let notices: Vec<(String, Option<String>)> = sqlx::query_as(
+        "select event, quiet_reason from alert_notifications where alert_id = $1 order by id",
+    )
+    .bind(id)
+    .fetch_all(&app.pg)
+    .await
+    .unwrap();
+    assert_eq!(
+        notices,
+        vec![("raised".to_owned(), None), ("resolved".to_owned(), None)],
+        "the raise was sent, so the resolution is too, silence or not"
+    );
+}
