@@ -118,9 +118,14 @@ pub fn AdminLayout() -> impl IntoView {
     let alerts_changed = RwSignal::new(0_u32);
     provide_context(AlertsChanged(alerts_changed));
     let alert_tick = super::refresh_ticker(ALERT_COUNT_EVERY);
+    // Asked only once the viewer is known: an anonymous load or a store outage costs no
+    // second query.
     let alert_counts = Resource::new(
         move || (alert_tick.get(), alerts_changed.get()),
-        |_| crate::alerts::api::count_open_alerts(),
+        move |_| async move {
+            viewer.await?;
+            crate::alerts::api::count_open_alerts().await
+        },
     );
     let location = use_location();
 

@@ -471,7 +471,7 @@ async fn a_job_firing_forty_percent_of_a_day_is_flagged_with_its_counts_and_a_fu
             .map(|t| t + time::Duration::seconds(4))
             .collect()
     };
-    // Replay: 2 of every 5 ticks. Expiry and pruning: every tick.
+    // Replay: 2 of every 5 ticks. Expiry, the self-monitor and pruning: every tick.
     let replay: Vec<OffsetDateTime> = day("*/5 * * * *")
         .into_iter()
         .enumerate()
@@ -481,6 +481,7 @@ async fn a_job_firing_forty_percent_of_a_day_is_flagged_with_its_counts_and_a_fu
     insert_runs(&app, "replay-fallback", &replay).await;
     insert_runs(&app, "expire-fallback", &day("17 * * * *")).await;
     insert_runs(&app, "prune-cron-runs", &day("41 3 * * *")).await;
+    insert_runs(&app, "self-monitor", &day("* * * * *")).await;
 
     let manager = app.signed_in(Role::Manager).await;
     let (status, overview) = manager.call("crons/overview", json!({})).await;
@@ -511,7 +512,7 @@ async fn a_job_firing_forty_percent_of_a_day_is_flagged_with_its_counts_and_a_fu
         .collect();
     assert!(flags.contains(&"low_fire_rate"), "{flags:?}");
 
-    for name in ["expire-fallback", "prune-cron-runs"] {
+    for name in ["expire-fallback", "self-monitor", "prune-cron-runs"] {
         let status = job(name);
         assert_eq!(status["flags"], json!([]), "{name}: {status}");
         assert_eq!(status["expected"], status["covered"], "{name}");
@@ -541,7 +542,7 @@ async fn a_job_firing_forty_percent_of_a_day_is_flagged_with_its_counts_and_a_fu
     let (status, html) = manager.get_html("/admin/crons").await;
     assert_eq!(status, 200);
     assert!(
-        html.contains("1 of 3 jobs need a look: replay-fallback (late, dropping runs)"),
+        html.contains("1 of 4 jobs need a look: replay-fallback (late, dropping runs)"),
         "{html}"
     );
 }
