@@ -44,6 +44,24 @@ pub fn format_duration(ms: i64) -> String {
     }
 }
 
+/// A duration that may be unknown: [`format_duration`], or "—".
+pub fn format_maybe_duration(ms: Option<i64>) -> String {
+    ms.map(format_duration).unwrap_or_else(|| "—".into())
+}
+
+/// A query-string value, percent-encoded (everything but unreserved characters).
+pub fn percent_encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 /// "just now", "5 min ago", "3 h ago", "12 d ago"; for a time ahead of `now_ms`
 /// (a next tick, the end of a grace window): "in 40 s", "in 5 min", "in 3 h", "in 2 d".
 pub fn format_ago(ms: i64, now_ms: i64) -> String {

@@ -94,6 +94,16 @@ pub const KIND_NAMES: &[&str] = &[
     "postgres_down",
 ];
 
+/// An actor as the alert pages and messages name it: "the self-monitor" for Salvage's
+/// own changes, the email or `cli:<user>` otherwise.
+pub fn actor_name(actor: &str) -> String {
+    if actor == "system:self-monitor" {
+        "the self-monitor".into()
+    } else {
+        actor.to_owned()
+    }
+}
+
 /// What the alert page offers to fix an alert inline (for roles that may operate).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]

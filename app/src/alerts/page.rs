@@ -20,12 +20,14 @@ use super::api::{
     ResolveAlerts, SilenceAlerts,
 };
 use super::{
-    Alert, AlertCounts, AlertDetail, AlertStatus, AlertsOverview, FixAction, ResolvedOverview,
-    Seen, Severity, Silence, KIND_NAMES,
+    actor_name, Alert, AlertCounts, AlertDetail, AlertStatus, AlertsOverview, FixAction,
+    ResolvedOverview, Seen, Severity, Silence, KIND_NAMES,
 };
 use crate::auth::Permission;
 use crate::components::{action_error, Badge, ErrorBanner, IfAllowed, PageHeader, Tone};
-use crate::format::{format_ago, format_duration, format_utc, group_digits};
+use crate::format::{
+    format_ago, format_duration, format_maybe_duration, format_utc, group_digits, percent_encode,
+};
 
 /// How often the alert lists and the open alert refresh.
 pub const REFRESH_EVERY: Duration = Duration::from_secs(5);
@@ -47,30 +49,6 @@ fn status_tone(status: AlertStatus) -> Tone {
     }
 }
 
-fn who(actor: &str) -> String {
-    if actor == "system:self-monitor" {
-        "the self-monitor".into()
-    } else {
-        actor.to_owned()
-    }
-}
-
-fn maybe_duration(ms: Option<i64>) -> String {
-    ms.map(format_duration).unwrap_or_else(|| "—".into())
-}
-
-fn encode(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 /// The query parameters the page keeps between its links.
 const KEPT: [&str; 4] = ["view", "kind", "severity", "status"];
 
@@ -89,7 +67,7 @@ pub fn AlertsPage() -> AnyView {
                 .map(|(_, v)| v.clone())
                 .unwrap_or_else(|| param(name));
             if !value.is_empty() {
-                parts.push(format!("{name}={}", encode(&value)));
+                parts.push(format!("{name}={}", percent_encode(&value)));
             }
         }
         if parts.is_empty() {
@@ -476,7 +454,7 @@ fn AlertFacts(detail: AlertDetail) -> AnyView {
     let resolved = match (&alert.resolved_by, alert.resolved_at) {
         (Some(by), Some(at)) => format!(
             "by {} at {} (after {})",
-            who(by),
+            actor_name(by),
             format_utc(at),
             format_duration(at - alert.first_seen_at)
         ),
@@ -515,7 +493,7 @@ fn AlertFacts(detail: AlertDetail) -> AnyView {
                     <span class="num nowrap muted">{format_utc(event.at)}</span>
                     " "
                     <span class="strong">{event.label()}</span>
-                    " by " {who(&event.actor)}
+                    " by " {actor_name(&event.actor)}
                     {event.note.map(|note| view! { <span class="prose">": " {note}</span> })}
                     {event.history_id.map(|h| view! { " " <A href=format!("/admin/history/{h}")>{format!("history #{h}")}</A> })}
                 </li>
@@ -541,7 +519,7 @@ fn AlertFacts(detail: AlertDetail) -> AnyView {
                     <li>
                         <a href=format!("/admin/alerts?alert={}", a.id)>{format!("#{}", a.id)}</a>
                         " " {format_utc(a.first_seen_at)} " · " {a.status.as_str()}
-                        {a.resolved_by.map(|by| format!(" by {}", who(&by)))}
+                        {a.resolved_by.map(|by| format!(" by {}", actor_name(&by)))}
                         {a.resolution_note.map(|n| format!(": {n}"))}
                     </li>
                 }.into_any()).collect_view()}
@@ -731,11 +709,11 @@ fn ResolvedAlerts(overview: ResolvedOverview) -> AnyView {
     let strip = view! {
         <div class="strip" role="group" aria-label="The last 30 days">
             <div class="strip-item" data-testid="median-acknowledge">
-                <span class="strip-value">{maybe_duration(overview.median_acknowledge_ms)}</span>
+                <span class="strip-value">{format_maybe_duration(overview.median_acknowledge_ms)}</span>
                 " median time to acknowledge"
             </div>
             <div class="strip-item" data-testid="median-resolve">
-                <span class="strip-value">{maybe_duration(overview.median_resolve_ms)}</span>
+                <span class="strip-value">{format_maybe_duration(overview.median_resolve_ms)}</span>
                 " median time to resolve"
             </div>
             <div class="strip-item">
@@ -753,7 +731,7 @@ fn ResolvedAlerts(overview: ResolvedOverview) -> AnyView {
                     <thead><tr><th scope="col">"Kind"</th><th scope="col" class="num">"Alerts"</th><th scope="col" class="num">"Median time to resolve"</th></tr></thead>
                     <tbody>
                         {overview.noisiest.into_iter().map(|k| view! {
-                            <tr><td>{k.kind.replace('_', " ")}</td><td class="num">{group_digits(k.alerts.max(0) as u64)}</td><td class="num">{maybe_duration(k.median_resolve_ms)}</td></tr>
+                            <tr><td>{k.kind.replace('_', " ")}</td><td class="num">{group_digits(k.alerts.max(0) as u64)}</td><td class="num">{format_maybe_duration(k.median_resolve_ms)}</td></tr>
                         }.into_any()).collect_view()}
                     </tbody>
                 </table>
@@ -798,10 +776,10 @@ fn ResolvedRow(alert: Alert) -> AnyView {
                 <div class="muted small">{alert.kind.replace('_', " ")} " · " {alert.key.clone()} " · #" {alert.id} " " {markers(&alert)}</div>
             </td>
             <td class="num nowrap">{format_utc(alert.first_seen_at)}</td>
-            <td class="num nowrap">{maybe_duration(alert.time_to_acknowledge())}</td>
-            <td class="num nowrap">{maybe_duration(alert.time_to_resolve())}</td>
+            <td class="num nowrap">{format_maybe_duration(alert.time_to_acknowledge())}</td>
+            <td class="num nowrap">{format_maybe_duration(alert.time_to_resolve())}</td>
             <td class="small">
-                {alert.resolved_by.as_deref().map(who).unwrap_or_default()}
+                {alert.resolved_by.as_deref().map(actor_name).unwrap_or_default()}
                 {alert.resolution_note.clone().map(|n| format!(": {n}"))}
             </td>
         </tr>

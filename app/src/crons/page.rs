@@ -12,14 +12,10 @@ use crate::components::{
     action_error, Badge, ChartFrame, ErrorBanner, IfAllowed, PageHeader, RunStatusBadge, Tone,
     CHART_H, CHART_W,
 };
-use crate::format::{format_ago, format_duration, format_utc, group_digits};
+use crate::format::{format_ago, format_duration, format_maybe_duration, format_utc, group_digits};
 
 /// How often `/admin/crons` asks for fresh figures.
 pub const REFRESH_EVERY: Duration = Duration::from_secs(5);
-
-fn maybe_duration(ms: Option<i64>) -> String {
-    ms.map(format_duration).unwrap_or_else(|| "—".into())
-}
 
 /// `/admin/crons`.
 #[component]
@@ -199,7 +195,7 @@ fn JobRow(job: JobStatus, now: i64, threshold: f64) -> AnyView {
                     }}
                 </div>
             </td>
-            <td class="num nowrap">{maybe_duration(job.typical_ms)} <span class="muted">" / "</span> {maybe_duration(job.longest_ms)}</td>
+            <td class="num nowrap">{format_maybe_duration(job.typical_ms)} <span class="muted">" / "</span> {format_maybe_duration(job.longest_ms)}</td>
         </tr>
     }
     .into_any()
@@ -338,7 +334,7 @@ fn RecentRuns(runs: Vec<CronRun>, now: i64) -> AnyView {
                                     {run.error.clone().map(|e| view! { <span class="detail small">" " {e}</span> })}
                                 </td>
                                 <td class="num">{run.rows_processed.map(|r| group_digits(r.max(0) as u64)).unwrap_or_else(|| "—".into())}</td>
-                                <td class="num nowrap">{maybe_duration(run.duration_ms)}</td>
+                                <td class="num nowrap">{format_maybe_duration(run.duration_ms)}</td>
                                 <td class="small">{caller}</td>
                             </tr>
                         }

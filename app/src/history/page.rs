@@ -13,7 +13,7 @@ use super::api::{
 use super::{ChainReport, Entry, EntryView, Outcome, KINDS, SEVERITIES};
 use crate::auth::Permission;
 use crate::components::{action_error, Badge, ErrorBanner, IfAllowed, PageHeader, Tone};
-use crate::format::{format_duration, format_utc, group_digits};
+use crate::format::{format_duration, format_utc, group_digits, percent_encode};
 
 /// The filter parameters, in the order `search_history` takes them.
 const FILTERS: [&str; 6] = ["kind", "actor", "outcome", "from", "to", "q"];
@@ -35,18 +35,6 @@ fn severity_tone(severity: &str) -> Tone {
     }
 }
 
-fn encode(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 /// `/admin/history`.
 #[component]
 pub fn HistoryPage() -> AnyView {
@@ -64,7 +52,7 @@ pub fn HistoryPage() -> AnyView {
             .iter()
             .filter_map(|name| {
                 let value = param(name);
-                (!value.is_empty()).then(|| format!("{name}={}", encode(&value)))
+                (!value.is_empty()).then(|| format!("{name}={}", percent_encode(&value)))
             })
             .collect::<Vec<_>>()
             .join("&")
@@ -144,7 +132,7 @@ pub fn HistoryPage() -> AnyView {
                         let next = page.next_cursor.clone().map(|cursor| {
                             let filters = filter_query();
                             let sep = if filters.is_empty() { "" } else { "&" };
-                            format!("/admin/history?{filters}{sep}before={}", encode(&cursor))
+                            format!("/admin/history?{filters}{sep}before={}", percent_encode(&cursor))
                         });
                         view! {
                             <datalist id="history-actors">

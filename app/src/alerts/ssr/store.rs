@@ -13,7 +13,7 @@ use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, PgPool, Row};
 use time::OffsetDateTime;
 
-use super::super::{Alert, AlertEvent, AlertStatus, Changed, Seen, Severity};
+use super::super::{actor_name, Alert, AlertEvent, AlertStatus, Changed, Seen, Severity};
 use super::kind::{find, AlertKind, Signal};
 use crate::auth::ssr::Actor;
 use crate::error::AppError;
@@ -347,17 +347,6 @@ async fn lock(conn: &mut PgConnection, id: i64) -> Result<Option<Locked>, sqlx::
     }))
 }
 
-/// "the self-monitor" for the monitor's actor, the name otherwise.
-pub fn who(actor: &str) -> String {
-    if actor == SELF_MONITOR_ACTOR {
-        "the self-monitor".into()
-    } else if let Some(silence) = actor.strip_prefix("silence ") {
-        format!("silence {silence}")
-    } else {
-        actor.to_owned()
-    }
-}
-
 /// The sentence of a stale change: what happened to the alert after `seen`.
 async fn stale(conn: &mut PgConnection, locked: &Locked) -> Result<AppError, sqlx::Error> {
     let last: Option<(String, String, OffsetDateTime)> = sqlx::query_as(
@@ -379,7 +368,11 @@ async fn stale(conn: &mut PgConnection, locked: &Locked) -> Result<AppError, sql
                 "flapping" => "marked flapping",
                 _ => "marked stable",
             };
-            format!("{done} by {} at {}", who(actor), format_utc(unix_ms(*at)))
+            format!(
+                "{done} by {} at {}",
+                actor_name(actor),
+                format_utc(unix_ms(*at))
+            )
         }
         None => "changed".into(),
     };
@@ -421,7 +414,11 @@ async fn refusal(
     now: OffsetDateTime,
 ) -> Result<Option<AppError>, sqlx::Error> {
     if locked.status == AlertStatus::Resolved {
-        let by = locked.resolved_by.as_deref().map(who).unwrap_or_default();
+        let by = locked
+            .resolved_by
+            .as_deref()
+            .map(actor_name)
+            .unwrap_or_default();
         let at = locked
             .resolved_at
             .map(|t| format_utc(unix_ms(t)))
