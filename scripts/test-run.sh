@@ -57,7 +57,9 @@ entries=$(psql -X -tA "$DATABASE_URL" -c "select count(*) from runbook_history")
 [ "$entries" -ge 40 ] || fail "expected four months of demo history, found $entries entries"
 runs=$(psql -X -tA "$DATABASE_URL" -c "select count(*) from cron_job_runs")
 [ "$runs" -ge 200 ] || fail "expected a day of demo cron runs, found $runs"
-ok "demo data: $accounts accounts, $entries history entries, $runs cron runs"
+alerts=$(psql -X -tA "$DATABASE_URL" -c "select count(*) from internal_alerts where status = 'resolved' and resolution_note is not null")
+[ "$alerts" -ge 5 ] || fail "expected weeks of resolved demo alerts with notes, found $alerts"
+ok "demo data: $accounts accounts, $entries history entries, $runs cron runs, $alerts resolved alerts with notes"
 
 rows=0
 for _ in $(seq 1 60); do
