@@ -8,7 +8,8 @@
 //! - DTOs here: [`Severity`], [`AlertStatus`], [`Alert`], [`AlertEvent`], [`Silence`],
 //!   [`AlertsOverview`], [`ResolvedOverview`], [`FixAction`].
 //! - `api` — the server functions of the page (and the nav's counts).
-//! - `page` — `/admin/alerts`.
+//! - `page` — `/admin/alerts` (open alerts); `panel` — one alert; `resolved_view` and
+//!   `silences_view` — the other two tabs.
 //! - `ssr` (server only) — kinds and signals (`ssr::kind`), the store and its race-safe
 //!   changes (`ssr::store`), silences (`ssr::silences`), the self-monitor job
 //!   (`ssr::monitor`), the page's queries (`ssr::query`) and the PostgreSQL outage
@@ -16,6 +17,9 @@
 
 pub mod api;
 pub mod page;
+mod panel;
+mod resolved_view;
+mod silences_view;
 #[cfg(feature = "ssr")]
 pub mod ssr;
 
