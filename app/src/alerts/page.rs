@@ -44,6 +44,9 @@ pub(super) fn status_tone(status: AlertStatus) -> Tone {
     }
 }
 
+/// The self-monitor runs every minute; past this without an evaluation the page warns.
+const STALE_EVALUATION_MS: i64 = 5 * 60_000;
+
 /// The query parameters the page keeps between its links.
 const KEPT: [&str; 4] = ["view", "kind", "severity", "status"];
 
@@ -205,9 +208,22 @@ fn Strip(counts: AlertCounts, last_evaluation_at: Option<i64>, now: i64) -> AnyV
             </div>
         }
     };
+    // Every minute by default: five without an evaluation means nothing new is raised or
+    // cleared, which the page must not hide behind a calm list.
+    let stale = last_evaluation_at.is_none_or(|at| now - at > STALE_EVALUATION_MS);
     let evaluated = match last_evaluation_at {
+        Some(at) if stale => format!(
+            "The self-monitor last evaluated {} ({}): nothing new is raised or cleared until it runs again. See the self-monitor job on Crons.",
+            format_ago(at, now),
+            format_utc(at)
+        ),
         Some(at) => format!("The self-monitor last evaluated {} ({}).", format_ago(at, now), format_utc(at)),
         None => "The self-monitor has not evaluated yet: nothing is raised until it runs (job self-monitor, every minute).".into(),
+    };
+    let evaluated_class = if stale {
+        "banner banner-warn"
+    } else {
+        "muted small"
     };
     view! {
         <div class="strip" role="group" aria-label="Open alerts by state">
@@ -218,7 +234,7 @@ fn Strip(counts: AlertCounts, last_evaluation_at: Option<i64>, now: i64) -> AnyV
             {item("silenced", counts.silenced, Tone::Neutral)}
             {item("flapping", counts.flapping, Tone::Warn)}
         </div>
-        <p class="muted small">{evaluated}</p>
+        <p class=evaluated_class data-testid="last-evaluation">{evaluated}</p>
     }
     .into_any()
 }
