@@ -77,12 +77,12 @@ pub async fn acknowledge_alerts(
         let seen = input::selection(&selection)?;
         let note = input::required_note(&note)?;
         let until = input::until(&until, now)?;
-        super::ssr::store::change(
+        super::ssr::changes::change(
             &state.pg,
             state.alert_kinds,
             &actor,
             &seen,
-            super::ssr::store::Op::Acknowledge { until },
+            super::ssr::changes::Op::Acknowledge { until },
             Some(note),
             now,
         )
@@ -100,12 +100,12 @@ pub async fn resolve_alerts(selection: String, note: String) -> Result<Vec<Chang
         use super::ssr::input;
         let seen = input::selection(&selection)?;
         let note = input::optional_note(&note)?;
-        super::ssr::store::change(
+        super::ssr::changes::change(
             &state.pg,
             state.alert_kinds,
             &actor,
             &seen,
-            super::ssr::store::Op::Resolve,
+            super::ssr::changes::Op::Resolve,
             note,
             state.clock.now(),
         )
@@ -121,7 +121,7 @@ pub async fn note_alert(alert_id: i64, note: String) -> Result<Changed, AppError
     let (state, actor) = crate::auth::ssr::guard(crate::auth::Permission::Operate).await?;
     let result = async {
         let note = super::ssr::input::required_note(&note)?;
-        super::ssr::store::add_note(&state.pg, &actor, alert_id, &note, state.clock.now()).await
+        super::ssr::changes::add_note(&state.pg, &actor, alert_id, &note, state.clock.now()).await
     }
     .await;
     crate::server::respond(result)

@@ -6,7 +6,7 @@ use super::common::{app_error, migrated_state};
 use crate::config::Settings;
 
 pub async fn alerts(command: AlertsCommand, settings: Settings) -> anyhow::Result<()> {
-    use app::alerts::ssr::{input, query, silences, store};
+    use app::alerts::ssr::{changes, input, query, silences, store};
     use app::alerts::Seen;
     let state = migrated_state(&settings).await?;
     let actor = app::auth::ssr::Actor::cli();
@@ -80,12 +80,12 @@ pub async fn alerts(command: AlertsCommand, settings: Settings) -> anyhow::Resul
             let note = input::required_note(&note).map_err(app_error)?;
             let until = input::until(until.as_deref().unwrap_or(""), now).map_err(app_error)?;
             let seen = current(id).await?;
-            let changed = store::change(
+            let changed = changes::change(
                 &state.pg,
                 state.alert_kinds,
                 &actor,
                 &seen,
-                store::Op::Acknowledge { until },
+                changes::Op::Acknowledge { until },
                 Some(note),
                 now,
             )
@@ -101,12 +101,12 @@ pub async fn alerts(command: AlertsCommand, settings: Settings) -> anyhow::Resul
         AlertsCommand::Resolve { id, note } => {
             let note = input::required_note(&note).map_err(app_error)?;
             let seen = current(id).await?;
-            let changed = store::change(
+            let changed = changes::change(
                 &state.pg,
                 state.alert_kinds,
                 &actor,
                 &seen,
-                store::Op::Resolve,
+                changes::Op::Resolve,
                 Some(note),
                 now,
             )

@@ -6,7 +6,8 @@
 use serde_json::json;
 use time::{Duration, OffsetDateTime};
 
-use app::alerts::ssr::store::{self, add_event, Op, SELF_MONITOR_ACTOR};
+use app::alerts::ssr::changes::{self, Op};
+use app::alerts::ssr::store::{self, add_event, SELF_MONITOR_ACTOR};
 use app::alerts::ssr::{AlertKind, Signal};
 use app::alerts::{Seen, Severity};
 use app::auth::ssr::Actor;
@@ -93,7 +94,7 @@ pub async fn seed(
         tx.commit().await?;
         let mut version = 1;
         if let Some(minutes) = story.ack_after {
-            let changed = store::change(
+            let changed = changes::change(
                 pg,
                 kinds,
                 &operator,
@@ -114,7 +115,7 @@ pub async fn seed(
                 } else {
                     &operator
                 };
-                store::change(
+                changes::change(
                     pg,
                     kinds,
                     by,

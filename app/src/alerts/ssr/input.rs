@@ -19,10 +19,10 @@ pub fn selection(value: &str) -> Result<Vec<Seen>, AppError> {
     if items.is_empty() {
         return Err(AppError::invalid("selection", "select at least one alert"));
     }
-    if items.len() > super::store::MAX_BULK {
+    if items.len() > super::changes::MAX_BULK {
         return Err(AppError::invalid(
             "selection",
-            format!("select at most {} alerts at once", super::store::MAX_BULK),
+            format!("select at most {} alerts at once", super::changes::MAX_BULK),
         ));
     }
     items

@@ -1,5 +1,5 @@
 //! Alerts on the server: kinds and the signals their evaluators return, the store of
-//! alerts and its race-safe changes, silences, the self-monitor job, the page's queries
+//! alerts (`store`) and the race-safe changes people make (`changes`), silences, the self-monitor job, the page's queries
 //! and the PostgreSQL outage watch.
 //!
 //! Adding a kind (see docs/ARCHITECTURE.md, "Adding an alert kind"): a static
@@ -7,6 +7,7 @@
 //! returns one [`Signal`] per firing key, its thresholds in [`AlertSettings`], a line in
 //! `registry::ALERT_KINDS`, and tests that raise it at its threshold and not below.
 
+pub mod changes;
 pub mod input;
 pub mod kind;
 pub mod monitor;

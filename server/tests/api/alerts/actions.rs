@@ -5,19 +5,8 @@ use app::auth::Role;
 use serde_json::json;
 use time::Duration;
 
-use super::{alerts_of, evaluate, events, message, open_alert, queue_rows};
+use super::{alerts_of, evaluate, events, message, open_alert, queue_rows, with_an_alert};
 use crate::helpers::spawn_app;
-
-/// An app with one open `fallback_queue_high` alert on `requests`: (app, id, version).
-async fn with_an_alert() -> (crate::helpers::TestApp, i64, i32) {
-    let app = spawn_app().await;
-    queue_rows(&app, "requests", 1_500, app.state.clock.now(), None).await;
-    evaluate(&app).await;
-    let (id, version) = open_alert(&app, "fallback_queue_high", "requests")
-        .await
-        .unwrap();
-    (app, id, version)
-}
 
 #[tokio::test]
 async fn two_operators_at_once_one_wins_and_the_other_reads_what_happened() {

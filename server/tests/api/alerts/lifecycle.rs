@@ -4,17 +4,12 @@
 
 use time::Duration;
 
-use super::{alerts_of, empty_queue, evaluate, events, open_alert, queue_rows};
+use super::{alerts_of, empty_queue, evaluate, events, open_alert, queue_rows, with_an_alert};
 use crate::helpers::spawn_app;
 
 #[tokio::test]
 async fn a_second_evaluation_counts_an_occurrence_and_keeps_the_version() {
-    let app = spawn_app().await;
-    queue_rows(&app, "requests", 1_500, app.state.clock.now(), None).await;
-    evaluate(&app).await;
-    let (id, version) = open_alert(&app, "fallback_queue_high", "requests")
-        .await
-        .unwrap();
+    let (app, id, version) = with_an_alert().await;
     for _ in 0..2 {
         app.state.clock.advance(Duration::minutes(1));
         evaluate(&app).await;
@@ -158,12 +153,7 @@ async fn a_condition_that_keeps_toggling_is_marked_flapping_stays_open_and_settl
 
 #[tokio::test]
 async fn an_acknowledgement_runs_out_and_a_higher_severity_ends_it() {
-    let app = spawn_app().await;
-    queue_rows(&app, "requests", 1_500, app.state.clock.now(), None).await;
-    evaluate(&app).await;
-    let (id, version) = open_alert(&app, "fallback_queue_high", "requests")
-        .await
-        .unwrap();
+    let (app, id, version) = with_an_alert().await;
     let operator = app.signed_in(app::auth::Role::Operator).await;
     let (status, body) = operator
         .call("alerts/acknowledge", serde_json::json!({"selection": format!("{id}@{version}"), "note": "draining", "until": "1h"}))
@@ -274,12 +264,7 @@ async fn two_replicas_evaluating_at_once_raise_each_alert_once() {
 
 #[tokio::test]
 async fn an_alert_silenced_after_it_was_announced_still_announces_its_resolution() {
-    let app = spawn_app().await;
-    queue_rows(&app, "requests", 1_500, app.state.clock.now(), None).await;
-    evaluate(&app).await;
-    let (id, _) = open_alert(&app, "fallback_queue_high", "requests")
-        .await
-        .unwrap();
+    let (app, id, _) = with_an_alert().await;
     let operator = app.signed_in(app::auth::Role::Operator).await;
     let (status, _) = operator
         .call("alerts/silence", serde_json::json!({"kind": "fallback_queue_high", "key": "", "ends_at": "4h", "reason": "noisy during the upgrade"}))

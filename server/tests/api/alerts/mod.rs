@@ -47,6 +47,18 @@ pub(crate) async fn empty_queue(app: &TestApp, queue: &str) {
         .unwrap();
 }
 
+/// An app with one open `fallback_queue_high` alert on `requests` (1,500 rows queued,
+/// one evaluation): (app, id, version).
+pub(crate) async fn with_an_alert() -> (TestApp, i64, i32) {
+    let app = crate::helpers::spawn_app().await;
+    queue_rows(&app, "requests", 1_500, app.state.clock.now(), None).await;
+    evaluate(&app).await;
+    let (id, version) = open_alert(&app, "fallback_queue_high", "requests")
+        .await
+        .unwrap();
+    (app, id, version)
+}
+
 /// Every alert of `kind`: (id, key, severity, status, occurrences).
 pub(crate) async fn alerts_of(
     app: &TestApp,

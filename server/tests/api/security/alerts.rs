@@ -4,19 +4,14 @@
 use app::auth::Role;
 use serde_json::json;
 
-use crate::alerts::{evaluate, open_alert, queue_rows};
+use crate::alerts::{evaluate, queue_rows, with_an_alert};
 use crate::helpers::{spawn_app, spawn_app_tweaked};
 
 #[tokio::test]
 async fn alert_notes_are_rate_limited_per_person_and_a_refused_one_writes_nothing() {
-    let app = spawn_app().await;
-    queue_rows(&app, "requests", 1_500, app.state.clock.now(), None).await;
-    evaluate(&app).await;
-    let (id, _) = open_alert(&app, "fallback_queue_high", "requests")
-        .await
-        .unwrap();
+    let (app, id, _) = with_an_alert().await;
     let operator = app.signed_in(Role::Operator).await;
-    for i in 0..app::alerts::ssr::store::NOTES_PER_WINDOW {
+    for i in 0..app::alerts::ssr::changes::NOTES_PER_WINDOW {
         let (status, body) = operator
             .call(
                 "alerts/note",
