@@ -9,7 +9,7 @@
 //!   [`AlertsOverview`], [`ResolvedOverview`], [`FixAction`].
 //! - `api` — the server functions of the page (and the nav's counts).
 //! - `page` — `/admin/alerts` (open alerts); `panel` — one alert; `resolved_view` and
-//!   `silences_view` — the other two tabs.
+//!   `silences_view` — the other two tabs; `parts` — what they share.
 //! - `ssr` (server only) — kinds and signals (`ssr::kind`), the store and its race-safe
 //!   changes (`ssr::store`), silences (`ssr::silences`), the self-monitor job
 //!   (`ssr::monitor`), the page's queries (`ssr::query`) and the PostgreSQL outage
@@ -18,6 +18,7 @@
 pub mod api;
 pub mod page;
 mod panel;
+mod parts;
 mod resolved_view;
 mod silences_view;
 #[cfg(feature = "ssr")]

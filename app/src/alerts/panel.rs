@@ -6,7 +6,7 @@ use leptos::prelude::*;
 use leptos_router::components::A;
 
 use super::api::{load_alert, AcknowledgeAlerts, NoteAlert, ResolveAlerts, SilenceAlerts};
-use super::page::{markers, severity_tone, status_tone};
+use super::parts::{markers, severity_tone, status_tone};
 use super::{actor_name, Alert, AlertDetail, AlertStatus, FixAction, Severity};
 use crate::auth::Permission;
 use crate::components::{action_error, Badge, ErrorBanner, Tone};

@@ -5,7 +5,7 @@ use leptos::prelude::*;
 use leptos_router::hooks::use_query_map;
 
 use super::api::load_resolved_alerts;
-use super::page::{markers, severity_tone, Filters};
+use super::parts::{markers, severity_tone, Filters};
 use super::{actor_name, Alert, ResolvedOverview};
 use crate::components::{Badge, ErrorBanner};
 use crate::format::{format_maybe_duration, format_utc, group_digits};
