@@ -1,5 +1,8 @@
 //! Settings, read once at start-up from the environment (and `.env`).
 //!
+//! One file over 600 lines on purpose: every variable, its default, its bounds and the
+//! sentence that names it when it is wrong are read in one place, in README's order.
+//!
 //! A missing or malformed variable stops start-up with one line that names it. Secrets
 //! (the PostgreSQL URL, which usually embeds a password, and the ClickHouse password) are
 //! held in [`SecretString`]s: they never appear in `Debug` output or in logs, and an

@@ -7,7 +7,8 @@ use serde_json::json;
 use time::{Duration, OffsetDateTime};
 
 use app::alerts::ssr::changes::{self, Op};
-use app::alerts::ssr::store::{self, add_event, SELF_MONITOR_ACTOR};
+use app::alerts::ssr::monitor::resolve_by_monitor;
+use app::alerts::ssr::store;
 use app::alerts::ssr::{AlertKind, Signal};
 use app::alerts::{Seen, Severity};
 use app::auth::ssr::Actor;
@@ -129,25 +130,7 @@ pub async fn seed(
             }
             None => {
                 let mut tx = pg.begin().await?;
-                sqlx::query(
-                    "update internal_alerts set status = 'resolved', resolved_at = $2, resolved_by = $3,
-                            version = version + 1 where id = $1",
-                )
-                .bind(id)
-                .bind(resolved_at)
-                .bind(SELF_MONITOR_ACTOR)
-                .execute(&mut *tx)
-                .await?;
-                add_event(
-                    &mut tx,
-                    id,
-                    "auto_resolved",
-                    SELF_MONITOR_ACTOR,
-                    Some("clear for 2 consecutive evaluations"),
-                    json!({}),
-                    resolved_at,
-                )
-                .await?;
+                resolve_by_monitor(&mut tx, id, 2, resolved_at).await?;
                 tx.commit().await?;
             }
         }

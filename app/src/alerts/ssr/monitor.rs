@@ -374,7 +374,9 @@ async fn regrade(
     Ok(())
 }
 
-async fn resolve_by_monitor(
+/// Resolves alert `id` as the self-monitor does once its condition was clear for `clear`
+/// evaluations: status, version, the `auto_resolved` event, the notification.
+pub async fn resolve_by_monitor(
     conn: &mut PgConnection,
     id: i64,
     clear: i32,
