@@ -16,6 +16,8 @@
 //!   `/admin/queues` and `/admin/settings/ingest-keys`.
 //! - [`crons`] — the cron plane: job registry, run history, dropout detection, cron
 //!   secrets; `/admin/crons` and `/admin/settings/cron-secret`.
+//! - [`backups`] — `/admin/backups`: backups of both stores, verification, restores.
+//! - [`freeze`] — the write freeze a restore holds (ingest parks, replay waits).
 //! - [`settings`] — `/admin/settings/users`, user management.
 //! - [`health`] — the store probes shared by `/health/*` and the overview.
 //! - [`components`] — the admin layout, badges, headers, the theme toggle.
@@ -33,10 +35,12 @@
 
 pub mod alerts;
 pub mod auth;
+pub mod backups;
 pub mod components;
 pub mod crons;
 pub mod error;
 pub mod format;
+pub mod freeze;
 pub mod health;
 pub mod history;
 pub mod jobs;
@@ -56,6 +60,7 @@ use leptos_router::{path, SsrMode};
 use alerts::page::AlertsPage;
 use auth::page::{AccountPage, LoginPage, SetupPage};
 use components::AdminLayout;
+use backups::page::BackupsPage;
 use crons::page::CronsPage;
 use crons::secret_page::CronSecretPage;
 use history::page::{HistoryEntryPage, HistoryPage};
@@ -139,6 +144,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("history/:id") view=HistoryEntryPage ssr=SsrMode::Async />
                     <Route path=path!("queues") view=QueuesPage ssr=SsrMode::Async />
                     <Route path=path!("crons") view=CronsPage ssr=SsrMode::Async />
+                    <Route path=path!("backups") view=BackupsPage ssr=SsrMode::Async />
                     <Route path=path!("settings/users") view=UsersPage ssr=SsrMode::Async />
                     <Route path=path!("settings/ingest-keys") view=IngestKeysPage ssr=SsrMode::Async />
                     <Route path=path!("settings/cron-secret") view=CronSecretPage ssr=SsrMode::Async />

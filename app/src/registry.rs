@@ -6,6 +6,8 @@
 
 use crate::alerts::ssr::outage::POSTGRES_DOWN;
 use crate::alerts::ssr::{AlertKind, SELF_MONITOR};
+use crate::backups::ssr::alerts::{BACKUP_FAILED, BACKUP_STALE, BACKUP_VERIFY_FAILED};
+use crate::backups::ssr::BACKUP;
 use crate::crons::ssr::alerts::CRON_DROPOUT;
 use crate::health::ssr::CLICKHOUSE_DOWN;
 use crate::jobs::ssr::records::PRUNE_CRON_RUNS;
@@ -22,6 +24,7 @@ pub static JOBS: &[&Job] = &[
     &EXPIRE_FALLBACK,
     &SELF_MONITOR,
     &PRUNE_CRON_RUNS,
+    &BACKUP,
 ];
 
 /// Every alert kind, in the order the alerts page offers them. The self-monitor
@@ -35,6 +38,9 @@ pub static ALERT_KINDS: &[&AlertKind] = &[
     &DATA_EXPIRED,
     &INGEST_QUOTA,
     &POSTGRES_DOWN,
+    &BACKUP_STALE,
+    &BACKUP_FAILED,
+    &BACKUP_VERIFY_FAILED,
 ];
 
 #[cfg(test)]

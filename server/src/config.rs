@@ -86,6 +86,10 @@ pub struct Settings {
     /// (50), `SALVAGE_ALERT_QUEUE_AGE_CRITICAL_PCT` (85), `SALVAGE_ALERT_RECOVER_EVALUATIONS`
     /// (2), `SALVAGE_ALERT_FLAP_CHANGES` (4), `SALVAGE_ALERT_FLAP_WINDOW_MINUTES` (30).
     pub alerts: app::alerts::ssr::AlertSettings,
+    /// Backups: `SALVAGE_BACKUP_DIR` (default `.stores/backups`), `SALVAGE_BACKUP_KEEP`
+    /// (14), `SALVAGE_RPO_POSTGRES_HOURS` and `SALVAGE_RPO_CLICKHOUSE_HOURS` (24),
+    /// `SALVAGE_PG_BIN_DIR` (where `pg_dump` and `pg_restore` are; default the `PATH`).
+    pub backups: app::backups::ssr::BackupSettings,
 }
 
 /// `CLICKHOUSE_*`.
@@ -354,8 +358,25 @@ impl Settings {
             ..app::alerts::ssr::AlertSettings::default()
         };
 
+        let mut backups = app::backups::ssr::BackupSettings::with_defaults(
+            SecretString::from(database_url.clone()),
+            migrate_database_url.clone(),
+        );
+        if let Some(dir) = get("SALVAGE_BACKUP_DIR") {
+            backups.storage = app::backups::ssr::Storage::Directory(dir.trim().into());
+        }
+        backups.keep = bounded("SALVAGE_BACKUP_KEEP", 1..=10_000, "backups", 14)? as i64;
+        backups.rpo_postgres = Duration::from_secs(
+            3600 * bounded("SALVAGE_RPO_POSTGRES_HOURS", 1..=8760, "hours", 24)?,
+        );
+        backups.rpo_clickhouse = Duration::from_secs(
+            3600 * bounded("SALVAGE_RPO_CLICKHOUSE_HOURS", 1..=8760, "hours", 24)?,
+        );
+        backups.pg_bin_dir = get("SALVAGE_PG_BIN_DIR").map(|dir| dir.trim().into());
+
         Ok(Self {
             alerts,
+            backups,
             database_url: SecretString::from(database_url),
             migrate_database_url,
             clickhouse: ClickHouseSettings {

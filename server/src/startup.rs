@@ -152,6 +152,7 @@ pub fn build_state(settings: &Settings) -> AppState {
         jobs: app::registry::JOBS,
         alert_kinds: app::registry::ALERT_KINDS,
         alerts: settings.alerts.clone(),
+        backups: settings.backups.clone(),
         postgres_watch: Default::default(),
         tasks: tokio_util::task::TaskTracker::new(),
         shutdown: tokio_util::sync::CancellationToken::new(),

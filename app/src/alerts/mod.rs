@@ -97,6 +97,9 @@ pub const KIND_NAMES: &[&str] = &[
     "data_expired",
     "ingest_quota",
     "postgres_down",
+    "backup_stale",
+    "backup_failed",
+    "backup_verify_failed",
 ];
 
 /// An actor as the alert pages and messages name it: "the self-monitor" for Salvage's

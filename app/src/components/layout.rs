@@ -43,6 +43,11 @@ const NAV: &[NavItem] = &[
         permission: Permission::Read,
     },
     NavItem {
+        href: "/admin/backups",
+        label: "Backups",
+        permission: Permission::Read,
+    },
+    NavItem {
         href: "/admin/history",
         label: "History",
         permission: Permission::Read,

@@ -205,6 +205,7 @@ pub const JOB_NAMES: &[&str] = &[
     "expire-fallback",
     "self-monitor",
     "prune-cron-runs",
+    "backup",
 ];
 
 /// Grace windows an admin can pick, in hours.

@@ -52,6 +52,8 @@ pub struct AppState {
     pub alert_kinds: &'static [&'static crate::alerts::ssr::AlertKind],
     /// The alerts' thresholds and windows (`SALVAGE_ALERT_*`).
     pub alerts: crate::alerts::ssr::AlertSettings,
+    /// Backups: the target, retention, recovery point objectives, the tools' URLs.
+    pub backups: crate::backups::ssr::BackupSettings,
     /// This process's view of PostgreSQL's availability (the pages' outage sentence,
     /// the `postgres_down` record).
     pub postgres_watch: crate::alerts::ssr::PostgresWatch,

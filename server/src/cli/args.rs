@@ -61,6 +61,10 @@ pub enum Command {
     /// console's /admin/alerts; recorded as cli:$USER).
     #[command(subcommand)]
     Alerts(AlertsCommand),
+    /// Back up, list, verify and restore backups of both stores (the same functions as
+    /// /admin/backups and /cron/backup; recorded as cli:$USER).
+    #[command(subcommand)]
+    Backup(BackupCommand),
     /// Rotate or list the cron secret (the bearer token of /cron/*).
     #[command(subcommand)]
     CronSecret(CronSecretCommand),
@@ -112,6 +116,48 @@ pub enum CronCommand {
         /// The job's name, e.g. replay-fallback (see `salvage cron list`).
         job: String,
         /// Why, for the history.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+}
+
+/// `salvage backup …`.
+#[derive(Debug, Subcommand)]
+pub enum BackupCommand {
+    /// Back up both stores now, verify each backup, then apply retention (the `backup`
+    /// job). Ctrl-C stops after the current file; a stopped backup never lists as
+    /// complete.
+    Create {
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// The newest 50 backups, newest first.
+    List,
+    /// Check every file of a backup against its manifest (checksums, sizes, rows).
+    Verify { id: i64 },
+    /// Restore a backup into a side database (default `salvage_restore_<id>`), or in
+    /// place with `--in-place --confirm <live database>` (application tables only; the
+    /// live tables are kept aside for `salvage backup rollback`).
+    Restore {
+        id: i64,
+        /// The side database's name.
+        #[arg(long)]
+        target: Option<String>,
+        /// Only these tables, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        tables: Vec<String>,
+        #[arg(long)]
+        in_place: bool,
+        /// The live database's name, typed to confirm an in-place restore.
+        #[arg(long)]
+        confirm: Option<String>,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Put back the live tables an in-place restore kept aside.
+    Rollback {
+        /// The restore's id.
+        restore: i64,
         #[arg(long)]
         reason: Option<String>,
     },

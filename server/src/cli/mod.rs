@@ -6,6 +6,7 @@
 //! - `queues` — `salvage replay` and `salvage expire` (the replay and expiry jobs).
 //! - `cron` — `salvage cron …` and `salvage cron-secret …`.
 //! - `keys` — `salvage ingest-key …`; `alerts` — `salvage alerts …`.
+//! - `backup` — `salvage backup create|list|verify|restore|rollback`.
 //! - `demo` — `salvage demo …`; `bench` — `salvage bench …`.
 //!
 //! - `args` — the commands and flags (clap); `common` — what every command shares: its
@@ -14,6 +15,7 @@
 
 mod alerts;
 mod args;
+mod backup;
 pub mod bench;
 mod bench_alerts;
 mod common;
@@ -60,5 +62,6 @@ pub async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             bench_alerts::alerts(&settings, resolved, open).await
         }
         Command::Alerts(command) => alerts::alerts(command, settings).await,
+        Command::Backup(command) => backup::backup(command, settings).await,
     }
 }

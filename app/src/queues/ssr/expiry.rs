@@ -38,6 +38,24 @@ pub static EXPIRE_FALLBACK: Job = Job {
 fn run_expiry_job(ctx: JobContext) -> JobFuture {
     Box::pin(async move {
         let ttl = ctx.state.queues.ttl;
+        // A restore may be about to replay these rows into restored tables: wait for it.
+        let mut conn = ctx
+            .state
+            .pg
+            .acquire()
+            .await
+            .map_err(AppError::wrap("Expiry failed"))?;
+        if crate::freeze::ssr::frozen(&mut conn)
+            .await
+            .map_err(AppError::wrap("Expiry failed"))?
+        {
+            return Ok(Box::new(ExpiryReport {
+                ttl_hours: ttl.as_secs() / 3600,
+                expired: Vec::new(),
+                frozen: true,
+            }) as Box<dyn Report>);
+        }
+        drop(conn);
         let expired = expire(
             &ctx.state.pg,
             &ctx.actor,
@@ -50,6 +68,7 @@ fn run_expiry_job(ctx: JobContext) -> JobFuture {
         Ok(Box::new(ExpiryReport {
             ttl_hours: ttl.as_secs() / 3600,
             expired,
+            frozen: false,
         }) as Box<dyn Report>)
     })
 }
@@ -61,11 +80,18 @@ pub struct ExpiryReport {
     pub ttl_hours: u64,
     /// One entry per queue, in [`Queue::ALL`] order.
     pub expired: Vec<Expired>,
+    /// A restore held the write freeze: nothing was expired this time.
+    #[serde(default)]
+    pub frozen: bool,
 }
 
 impl Report for ExpiryReport {
     fn status(&self) -> RunStatus {
-        RunStatus::Succeeded
+        if self.frozen {
+            RunStatus::Partial
+        } else {
+            RunStatus::Succeeded
+        }
     }
     fn rows(&self) -> i64 {
         self.expired.iter().map(|e| e.rows).sum()

@@ -35,18 +35,27 @@ pub async fn store(
     lines: &[Line],
     key_id: Option<i64>,
 ) -> Result<Stored, AppError> {
-    let insert = state.clickhouse.insert_lines(
-        queue.as_str(),
-        lines.iter().map(|l| l.json.as_str()),
-        state.queues.ingest_timeout,
-    );
-    let clickhouse_error = match tokio::time::timeout(state.queues.ingest_timeout, insert).await {
-        Ok(Ok(())) => return Ok(Stored::ClickHouse),
-        Ok(Err(error)) => error.to_string(),
-        Err(_) => format!(
-            "no answer within {} ms",
-            state.queues.ingest_timeout.as_millis()
-        ),
+    // While a restore has frozen ClickHouse, rows wait in the fallback queue (replayed
+    // into the restored tables after). If PostgreSQL cannot say, ClickHouse is tried.
+    let frozen = crate::freeze::ssr::is_frozen(&state.pg, crate::freeze::StoreKind::Clickhouse)
+        .await
+        .unwrap_or(false);
+    let clickhouse_error = if frozen {
+        "frozen while a restore runs".to_owned()
+    } else {
+        let insert = state.clickhouse.insert_lines(
+            queue.as_str(),
+            lines.iter().map(|l| l.json.as_str()),
+            state.queues.ingest_timeout,
+        );
+        match tokio::time::timeout(state.queues.ingest_timeout, insert).await {
+            Ok(Ok(())) => return Ok(Stored::ClickHouse),
+            Ok(Err(error)) => error.to_string(),
+            Err(_) => format!(
+                "no answer within {} ms",
+                state.queues.ingest_timeout.as_millis()
+            ),
+        }
     };
     let error = format!("ClickHouse: {clickhouse_error}");
     let limits = Limits {

@@ -64,6 +64,9 @@ pub struct Faults {
     pub crash_after_insert: bool,
 }
 
+/// Why a replay stopped early while a restore holds the write freeze.
+pub const FROZEN: &str = "a restore has frozen the stores; the rows wait in the queue until it ends";
+
 /// Batches a run keeps in flight: two overlap one batch's PostgreSQL work with the
 /// other's ClickHouse round trips (measured with `salvage bench replay`).
 pub const DEFAULT_PARALLEL: usize = 2;
@@ -182,6 +185,9 @@ async fn replay(ctx: &JobContext) -> Result<ReplayReport, AppError> {
     if !(scheduled && done == 0 && report.error.is_none()) {
         let title = match report.status {
             RunStatus::Succeeded => format!("Replayed {done} queued rows into ClickHouse"),
+            RunStatus::Partial if report.error.as_deref() == Some(FROZEN) => {
+                format!("Replay waited for a restore: {done} rows replayed, {left} left")
+            }
             RunStatus::Partial => {
                 format!("Replay stopped at its time budget: {done} rows replayed, {left} left")
             }
@@ -243,9 +249,11 @@ pub async fn drain(
             .await;
             let mut claimed = 0;
             let mut failure = None;
+            let mut frozen = false;
             for batch in batches {
                 match batch {
                     Ok(batch) => {
+                        frozen |= batch.frozen;
                         claimed += batch.claimed;
                         done += batch.claimed;
                         inserted += batch.inserted;
@@ -256,6 +264,11 @@ pub async fn drain(
             if let Some(message) = failure {
                 status = RunStatus::Failed;
                 error = Some(format!("{}: {message}", queue.as_str()));
+                break 'queues;
+            }
+            if frozen {
+                status = RunStatus::Partial;
+                error = Some(FROZEN.to_owned());
                 break 'queues;
             }
             if claimed == 0 {
@@ -289,6 +302,8 @@ pub struct BatchResult {
     pub claimed: i64,
     /// Of those, rows inserted into ClickHouse.
     pub inserted: i64,
+    /// A restore has frozen the stores: nothing was claimed, and the run stops.
+    pub frozen: bool,
 }
 
 /// One batch of `queue`, as described in the module docs. On failure the claimed rows
@@ -304,6 +319,16 @@ pub async fn replay_batch(
         .begin()
         .await
         .map_err(|e| format!("PostgreSQL: {e}"))?;
+    // Held until this batch commits: a restore's freeze waits for it.
+    if crate::freeze::ssr::hold_unless_frozen(&mut tx)
+        .await
+        .map_err(|e| format!("PostgreSQL: {e}"))?
+    {
+        return Ok(BatchResult {
+            frozen: true,
+            ..BatchResult::default()
+        });
+    }
     let rows = sqlx::query(&format!(
         "delete from {table} where seq in (
              select seq from {table} order by seq limit $1 for update skip locked)
@@ -370,6 +395,7 @@ pub async fn replay_batch(
             Ok(BatchResult {
                 claimed: rows.len() as i64,
                 inserted,
+                frozen: false,
             })
         }
         Err(message) => {

@@ -1,0 +1,203 @@
+//! Server functions of `/admin/backups`. Backup now and Verify: operators and admins;
+//! every restore, its cancel and Roll back: admins. Everyone signed in reads.
+
+use leptos::prelude::*;
+
+use super::{BackupsOverview, Restore, RestorePlan};
+use crate::error::AppError;
+
+#[cfg(feature = "ssr")]
+use crate::server::required_reason;
+
+/// The catalogue, the restores, the open freezes and each store's recovery point.
+#[server(endpoint = "backups/overview")]
+pub async fn load_backups() -> Result<BackupsOverview, AppError> {
+    let (state, _) = crate::auth::ssr::guard(crate::auth::Permission::Read).await?;
+    let result = async {
+        use super::ssr::{catalogue, restore};
+        use super::{StoreKind, StoreSummary};
+        let internal = |e: sqlx::Error| AppError::internal("Failed to read the backups", e);
+        let now = state.clock.now();
+        let mut stores = Vec::new();
+        for store in StoreKind::ALL {
+            let latest = catalogue::latest_complete(&state.pg, store)
+                .await
+                .map_err(internal)?;
+            let sizes: Vec<(time::OffsetDateTime, i64, i64)> = sqlx::query_as(
+                "select started_at, size_bytes, coalesce(duration_ms, 0) from backups
+                 where store = $1 and status in ('completed', 'verified', 'verify_failed')
+                   and started_at > $2 - interval '30 days'
+                 order by started_at",
+            )
+            .bind(store.as_str())
+            .bind(now)
+            .fetch_all(&state.pg)
+            .await
+            .map_err(internal)?;
+            stores.push(StoreSummary {
+                store,
+                latest_ms: latest.and_then(|b| b.backup.finished_ms),
+                rpo_hours: (state.backups.rpo(store).as_secs() / 3600) as i64,
+                sizes: sizes
+                    .into_iter()
+                    .map(|(at, size, ms)| (crate::server::unix_ms(at), size, ms))
+                    .collect(),
+            });
+        }
+        let running_run: Option<i64> = sqlx::query_scalar(
+            "select id from cron_job_runs where job_name = $1 and status = 'running'
+             order by started_at desc limit 1",
+        )
+        .bind(super::ssr::BACKUP.name)
+        .fetch_optional(&state.pg)
+        .await
+        .map_err(internal)?;
+        Ok(BackupsOverview {
+            now_ms: crate::server::unix_ms(now),
+            stores,
+            backups: catalogue::list(&state.pg, 100).await.map_err(internal)?,
+            restores: restore::list(&state, 20).await.map_err(internal)?,
+            freezes: crate::freeze::ssr::open_freezes(&state.pg)
+                .await
+                .map_err(internal)?,
+            target: state.backups.storage.describe(),
+            keep: state.backups.keep,
+            running_run,
+        })
+    }
+    .await;
+    crate::server::respond(result)
+}
+
+/// Starts a run of the `backup` job (both stores, then verify and retention) and
+/// returns its run id at once.
+#[server(endpoint = "backups/create")]
+pub async fn start_backup(reason: String) -> Result<i64, AppError> {
+    let (state, actor) = crate::auth::ssr::guard(crate::auth::Permission::Operate).await?;
+    let result = async {
+        let reason = required_reason(&reason)?;
+        let caller = crate::jobs::ssr::Caller::from_request(
+            &state.trusted_proxies,
+            &crate::server::request_parts()?,
+        );
+        crate::jobs::ssr::start_by_hand(&state, super::ssr::BACKUP.name, actor, reason, caller)
+            .await
+    }
+    .await;
+    crate::server::respond(result)
+}
+
+/// Verifies backup `id` (every file's checksum and rows against its manifest) in the
+/// background; the page shows the result when it is recorded.
+#[server(endpoint = "backups/verify")]
+pub async fn verify_backup(id: i64) -> Result<(), AppError> {
+    let (state, actor) = crate::auth::ssr::guard(crate::auth::Permission::Operate).await?;
+    let result = async {
+        let stored = super::ssr::catalogue::load(&state.pg, id)
+            .await
+            .map_err(AppError::wrap("Load a backup"))?
+            .ok_or_else(|| AppError::NotFound {
+                what: format!("Backup {id}"),
+            })?;
+        if !stored.backup.status.is_complete() || stored.backup.deleted {
+            return Err(AppError::Conflict {
+                message: format!("Backup {id} is {}: there is nothing to verify.", stored.backup.status.label()),
+            });
+        }
+        let task_state = state.clone();
+        state.tasks.spawn(async move {
+            if let Err(error) = super::ssr::verify::verify(&task_state, id, &actor).await {
+                tracing::error!(backup = id, %error, "verification not recorded");
+            }
+        });
+        Ok(())
+    }
+    .await;
+    crate::server::respond(result)
+}
+
+/// What restoring backup `id` would do: its tables (Salvage's own marked), the live
+/// database's name and the default side database.
+#[server(endpoint = "backups/plan")]
+pub async fn load_restore_plan(id: i64) -> Result<RestorePlan, AppError> {
+    let (state, _) = crate::auth::ssr::guard(crate::auth::Permission::Administer).await?;
+    crate::server::respond(super::ssr::restore::plan(&state, id).await)
+}
+
+/// Starts restoring backup `backup_id` and returns the restore's id at once. `mode` is
+/// `side` or `in_place`; `tables` is a comma-separated list (empty: all that the mode
+/// allows); `confirm` must be the live database's name for `in_place`.
+#[server(endpoint = "backups/restore")]
+pub async fn start_restore(
+    backup_id: i64,
+    mode: String,
+    target: String,
+    tables: String,
+    confirm: String,
+    reason: String,
+) -> Result<i64, AppError> {
+    let (state, actor) = crate::auth::ssr::guard(crate::auth::Permission::Administer).await?;
+    let result = async {
+        let reason = required_reason(&reason)?;
+        let in_place = match super::RestoreMode::parse(mode.trim()) {
+            Some(mode) => mode == super::RestoreMode::InPlace,
+            None => return Err(AppError::invalid("mode", "choose side or in_place")),
+        };
+        let request = super::ssr::restore::RestoreRequest {
+            backup_id,
+            in_place,
+            target: Some(target),
+            tables: tables
+                .split(',')
+                .map(|t| t.trim().to_owned())
+                .filter(|t| !t.is_empty())
+                .collect(),
+            confirm: Some(confirm),
+            reason: Some(reason),
+            trigger: "manual".to_owned(),
+        };
+        let prepared = super::ssr::restore::prepare(&state, &request, &actor).await?;
+        let id = prepared.restore_id;
+        let task_state = state.clone();
+        let cancel = state.shutdown.child_token();
+        state.tasks.spawn(async move {
+            if let Err(error) =
+                super::ssr::restore::execute(&task_state, prepared, &actor, cancel).await
+            {
+                tracing::error!(restore = id, %error, "restore not recorded");
+            }
+        });
+        Ok(id)
+    }
+    .await;
+    crate::server::respond(result)
+}
+
+/// Asks restore `id` to stop after its current file; it drops what it made.
+#[server(endpoint = "backups/cancel-restore")]
+pub async fn cancel_restore(id: i64) -> Result<(), AppError> {
+    let (state, _) = crate::auth::ssr::guard(crate::auth::Permission::Administer).await?;
+    let result = async {
+        if super::ssr::restore::request_cancel(&state, id).await? {
+            Ok(())
+        } else {
+            Err(AppError::Conflict {
+                message: format!("Restore {id} is not running."),
+            })
+        }
+    }
+    .await;
+    crate::server::respond(result)
+}
+
+/// Rolls back in-place restore `id`: the live tables it kept aside go back.
+#[server(endpoint = "backups/rollback")]
+pub async fn roll_back_restore(id: i64, reason: String) -> Result<Restore, AppError> {
+    let (state, actor) = crate::auth::ssr::guard(crate::auth::Permission::Administer).await?;
+    let result = async {
+        let reason = required_reason(&reason)?;
+        super::ssr::restore::roll_back(&state, id, &actor, Some(reason)).await
+    }
+    .await;
+    crate::server::respond(result)
+}

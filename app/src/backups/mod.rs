@@ -1,0 +1,241 @@
+//! Backups and restores of both stores: `/admin/backups`, the `backup` job, and the one
+//! function drills reuse ("restore backup X into target Y and verify it").
+//!
+//! - DTOs here: [`BackupStatus`], [`Backup`], [`Restore`], [`BackupsOverview`],
+//!   [`RestorePlan`] ([`StoreKind`] and [`Freeze`] live with the freeze, a layer below).
+//! - `api` — the page's server functions; `page` — `/admin/backups`.
+//! - `ssr` (server only) — the target (`storage`), the manifest, the `Native` reader,
+//!   each store's dump and load (`postgres`, `clickhouse`), the catalogue, the job
+//!   (`create`), verification, restores and the alert kinds.
+
+pub mod api;
+pub mod page;
+#[cfg(feature = "ssr")]
+pub mod ssr;
+
+use serde::{Deserialize, Serialize};
+
+pub use crate::freeze::{Freeze, StoreKind};
+
+/// Where a backup is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackupStatus {
+    Running,
+    Completed,
+    Failed,
+    Verified,
+    VerifyFailed,
+}
+
+impl BackupStatus {
+    pub const ALL: [BackupStatus; 5] = [
+        BackupStatus::Running,
+        BackupStatus::Completed,
+        BackupStatus::Failed,
+        BackupStatus::Verified,
+        BackupStatus::VerifyFailed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackupStatus::Running => "running",
+            BackupStatus::Completed => "completed",
+            BackupStatus::Failed => "failed",
+            BackupStatus::Verified => "verified",
+            BackupStatus::VerifyFailed => "verify_failed",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<BackupStatus> {
+        BackupStatus::ALL.into_iter().find(|s| s.as_str() == value)
+    }
+
+    /// Its words on the page.
+    pub fn label(self) -> &'static str {
+        match self {
+            BackupStatus::Running => "running",
+            BackupStatus::Completed => "completed",
+            BackupStatus::Failed => "failed",
+            BackupStatus::Verified => "verified",
+            BackupStatus::VerifyFailed => "verify failed",
+        }
+    }
+
+    /// Whether its files are complete (it may be restored).
+    pub fn is_complete(self) -> bool {
+        matches!(
+            self,
+            BackupStatus::Completed | BackupStatus::Verified | BackupStatus::VerifyFailed
+        )
+    }
+}
+
+/// Where a restore is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RestoreStatus {
+    Running,
+    Verified,
+    VerifyFailed,
+    Failed,
+    Cancelled,
+    RolledBack,
+}
+
+impl RestoreStatus {
+    pub const ALL: [RestoreStatus; 6] = [
+        RestoreStatus::Running,
+        RestoreStatus::Verified,
+        RestoreStatus::VerifyFailed,
+        RestoreStatus::Failed,
+        RestoreStatus::Cancelled,
+        RestoreStatus::RolledBack,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RestoreStatus::Running => "running",
+            RestoreStatus::Verified => "verified",
+            RestoreStatus::VerifyFailed => "verify_failed",
+            RestoreStatus::Failed => "failed",
+            RestoreStatus::Cancelled => "cancelled",
+            RestoreStatus::RolledBack => "rolled_back",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<RestoreStatus> {
+        RestoreStatus::ALL.into_iter().find(|s| s.as_str() == value)
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            RestoreStatus::VerifyFailed => "verify failed",
+            RestoreStatus::RolledBack => "rolled back",
+            other => other.as_str(),
+        }
+    }
+}
+
+/// Where a restore writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RestoreMode {
+    /// A new database beside the live one (`salvage_restore_<id>` or a given name).
+    Side,
+    /// The live database, application tables only, the live tables kept aside.
+    InPlace,
+}
+
+impl RestoreMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RestoreMode::Side => "side",
+            RestoreMode::InPlace => "in_place",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<RestoreMode> {
+        [RestoreMode::Side, RestoreMode::InPlace]
+            .into_iter()
+            .find(|m| m.as_str() == value)
+    }
+}
+
+/// One backup of one store, as the catalogue lists it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Backup {
+    pub id: i64,
+    pub store: StoreKind,
+    pub status: BackupStatus,
+    pub trigger: String,
+    pub actor: String,
+    pub reason: Option<String>,
+    pub started_ms: i64,
+    pub finished_ms: Option<i64>,
+    pub duration_ms: Option<i64>,
+    pub size_bytes: i64,
+    pub rows: i64,
+    pub tables: i32,
+    /// Rows queued for ClickHouse when it was taken (not in a ClickHouse backup yet).
+    pub queued_rows: Option<i64>,
+    pub error: Option<String>,
+    pub verified_ms: Option<i64>,
+    pub verified_by: Option<String>,
+    pub verify_error: Option<String>,
+    /// Its files were deleted by retention (the row stays for the record).
+    pub deleted: bool,
+}
+
+/// One restore.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Restore {
+    pub id: i64,
+    pub backup_id: i64,
+    pub store: StoreKind,
+    pub mode: RestoreMode,
+    pub target: String,
+    pub tables: Vec<String>,
+    pub status: RestoreStatus,
+    pub actor: String,
+    pub reason: Option<String>,
+    pub started_ms: i64,
+    pub finished_ms: Option<i64>,
+    pub duration_ms: Option<i64>,
+    pub rows: i64,
+    pub error: Option<String>,
+    /// An in-place restore whose live tables are still kept aside: it can be rolled back.
+    pub can_roll_back: bool,
+    /// Bytes of backup files read so far, of `total_bytes`.
+    pub progress_bytes: i64,
+    pub total_bytes: i64,
+}
+
+/// One store's recovery point at a glance.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StoreSummary {
+    pub store: StoreKind,
+    /// When the newest complete backup finished.
+    pub latest_ms: Option<i64>,
+    /// The recovery point objective, hours.
+    pub rpo_hours: i64,
+    /// Completed backups of the last 30 days, oldest first: (started, bytes, duration ms).
+    pub sizes: Vec<(i64, i64, i64)>,
+}
+
+/// Everything `/admin/backups` shows.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BackupsOverview {
+    pub now_ms: i64,
+    pub stores: Vec<StoreSummary>,
+    /// Newest first.
+    pub backups: Vec<Backup>,
+    pub restores: Vec<Restore>,
+    pub freezes: Vec<Freeze>,
+    /// The backup target, described ("/var/backups/salvage").
+    pub target: String,
+    /// Completed backups kept per store.
+    pub keep: i64,
+    /// The run of the `backup` job in progress, if any.
+    pub running_run: Option<i64>,
+}
+
+/// One table of a backup, as the restore form offers it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PlanTable {
+    pub name: String,
+    pub rows: i64,
+    /// One of Salvage's own tables: never restored in place.
+    pub own: bool,
+}
+
+/// What restoring a backup would do, for the confirmation form.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RestorePlan {
+    pub backup: Backup,
+    pub tables: Vec<PlanTable>,
+    /// The live database (what an in-place restore's confirmation must be typed as).
+    pub live_database: String,
+    /// The side database a restore creates unless told another name.
+    pub side_database: String,
+}

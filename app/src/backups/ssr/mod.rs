@@ -1,0 +1,70 @@
+//! Backups and restores, server side. See the module list in `backups/mod.rs`.
+
+pub mod alerts;
+pub mod catalogue;
+pub mod clickhouse;
+pub mod create;
+pub mod manifest;
+pub mod native;
+pub mod postgres;
+pub mod restore;
+pub mod storage;
+pub mod verify;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use secrecy::SecretString;
+
+pub use create::BACKUP;
+pub use storage::Storage;
+
+/// `SALVAGE_BACKUP_*`: where backups go, how many are kept, the recovery objectives.
+#[derive(Clone, Debug)]
+pub struct BackupSettings {
+    /// `SALVAGE_BACKUP_DIR`: the backup target. Default `.stores/backups`.
+    pub storage: Storage,
+    /// `SALVAGE_BACKUP_KEEP`: completed backups kept per store (default 14).
+    pub keep: i64,
+    /// `SALVAGE_RPO_POSTGRES_HOURS`, `SALVAGE_RPO_CLICKHOUSE_HOURS`: the recovery point
+    /// objective of each store (default 24 h): `backup_stale` is measured against it.
+    pub rpo_postgres: Duration,
+    pub rpo_clickhouse: Duration,
+    /// `DATABASE_URL`, for `pg_dump` (the database backed up).
+    pub database_url: SecretString,
+    /// `SALVAGE_MIGRATE_DATABASE_URL`: restores connect as the schema's owner when set.
+    pub owner_url: Option<SecretString>,
+    /// `SALVAGE_PG_BIN_DIR`: where `pg_dump` and `pg_restore` are; default the `PATH`.
+    pub pg_bin_dir: Option<PathBuf>,
+}
+
+impl BackupSettings {
+    /// The settings for `database_url` with every default.
+    pub fn with_defaults(database_url: SecretString, owner_url: Option<SecretString>) -> Self {
+        Self {
+            storage: Storage::Directory(PathBuf::from(".stores/backups")),
+            keep: 14,
+            rpo_postgres: Duration::from_secs(24 * 3600),
+            rpo_clickhouse: Duration::from_secs(24 * 3600),
+            database_url,
+            owner_url,
+            pg_bin_dir: None,
+        }
+    }
+
+    /// The recovery point objective of `store`.
+    pub fn rpo(&self, store: super::StoreKind) -> Duration {
+        match store {
+            super::StoreKind::Postgres => self.rpo_postgres,
+            super::StoreKind::Clickhouse => self.rpo_clickhouse,
+        }
+    }
+}
+
+/// Advisory lock classes of this feature.
+pub mod lock_class {
+    /// One backup of a store at a time (key: 1 PostgreSQL, 2 ClickHouse).
+    pub const BACKUP: i32 = 7320;
+    /// One restore (or rollback) at a time (key: 0).
+    pub const RESTORE: i32 = 7321;
+}

@@ -1,0 +1,218 @@
+//! `salvage backup create|list|verify|restore|rollback`: the backups' functions from a
+//! terminal (acting as admin, recorded as `cli:$USER`), with progress on stderr.
+
+use std::io::Write;
+
+use anyhow::Context;
+
+use super::args::BackupCommand;
+use super::common::{app_error, cli_firing, migrated_state, stop_on_ctrl_c};
+use crate::config::Settings;
+use app::format::{format_bytes, format_duration, format_utc, group_digits};
+
+fn count(n: i64) -> String {
+    group_digits(n.max(0) as u64)
+}
+
+/// Runs `command`.
+pub async fn backup(command: BackupCommand, settings: Settings) -> anyhow::Result<()> {
+    let state = migrated_state(&settings).await?;
+    match command {
+        BackupCommand::Create { reason } => create(&state, reason).await,
+        BackupCommand::List => list(&state).await,
+        BackupCommand::Verify { id } => verify(&state, id).await,
+        BackupCommand::Restore {
+            id,
+            target,
+            tables,
+            in_place,
+            confirm,
+            reason,
+        } => {
+            let request = app::backups::ssr::restore::RestoreRequest {
+                backup_id: id,
+                in_place,
+                target,
+                tables,
+                confirm,
+                reason,
+                trigger: "cli".to_owned(),
+            };
+            restore(&state, request).await
+        }
+        BackupCommand::Rollback { restore, reason } => {
+            let actor = app::auth::ssr::Actor::cli();
+            let done = app::backups::ssr::restore::roll_back(&state, restore, &actor, reason)
+                .await
+                .map_err(app_error)?;
+            println!(
+                "Restore {} rolled back: {} holds its pre-restore tables again ({}).",
+                done.id,
+                done.target,
+                done.tables.join(", ")
+            );
+            Ok(())
+        }
+    }
+}
+
+async fn create(state: &app::server::AppState, reason: Option<String>) -> anyhow::Result<()> {
+    use app::backups::ssr::create::BackupReport;
+    stop_on_ctrl_c(state, "Stopping after the current file…");
+    let finished = app::jobs::ssr::run(
+        state,
+        &app::backups::ssr::BACKUP,
+        cli_firing(reason),
+        Default::default(),
+    )
+    .await
+    .map_err(app_error)?
+    .context("a run without a tick always starts")?;
+    let Some(report) = finished.report::<BackupReport>() else {
+        anyhow::bail!("backup failed: {}", finished.error.unwrap_or_default());
+    };
+    for taken in &report.backups {
+        match (&taken.error, taken.backup_id) {
+            (Some(error), _) => println!("{}: failed: {error}", taken.store.label()),
+            (None, Some(id)) => println!(
+                "{}: backup {id} {}: {} rows, {} in {}.",
+                taken.store.label(),
+                taken.status.label(),
+                count(taken.rows),
+                format_bytes(taken.bytes),
+                format_duration(taken.duration_ms)
+            ),
+            (None, None) => {}
+        }
+    }
+    if !report.deleted.is_empty() {
+        println!("Retention deleted backups {:?}.", report.deleted);
+    }
+    match &report.error {
+        Some(error) => anyhow::bail!("backup run #{} {}: {error}", finished.run_id, report.status),
+        None => Ok(()),
+    }
+}
+
+async fn list(state: &app::server::AppState) -> anyhow::Result<()> {
+    let backups = app::backups::ssr::catalogue::list(&state.pg, 50)
+        .await
+        .context("Failed to read the catalogue")?;
+    println!(
+        "{:>6}  {:<10}  {:<13}  {:<20}  {:>10}  {:>12}  {:>10}",
+        "id", "store", "status", "started (UTC)", "size", "rows", "took"
+    );
+    for b in backups {
+        println!(
+            "{:>6}  {:<10}  {:<13}  {:<20}  {:>10}  {:>12}  {:>10}{}",
+            b.id,
+            b.store.as_str(),
+            if b.deleted { "deleted" } else { b.status.label() },
+            format_utc(b.started_ms),
+            format_bytes(b.size_bytes),
+            count(b.rows),
+            b.duration_ms.map(format_duration).unwrap_or_default(),
+            b.error
+                .or(b.verify_error)
+                .map(|e| format!("  {e}"))
+                .unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
+async fn verify(state: &app::server::AppState, id: i64) -> anyhow::Result<()> {
+    let actor = app::auth::ssr::Actor::cli();
+    match app::backups::ssr::verify::verify(state, id, &actor)
+        .await
+        .map_err(app_error)?
+    {
+        Ok(()) => {
+            println!("Backup {id} verified: every file matches its manifest.");
+            Ok(())
+        }
+        Err(error) => anyhow::bail!("backup {id} failed verification: {error}"),
+    }
+}
+
+async fn restore(
+    state: &app::server::AppState,
+    request: app::backups::ssr::restore::RestoreRequest,
+) -> anyhow::Result<()> {
+    use app::backups::ssr::restore;
+    let actor = app::auth::ssr::Actor::cli();
+    let prepared = restore::prepare(state, &request, &actor)
+        .await
+        .map_err(app_error)?;
+    let id = prepared.restore_id;
+    eprintln!(
+        "Restore {id}: {} backup {} into {} ({}). Ctrl-C cancels and drops what it made.",
+        prepared.backup.backup.store.label(),
+        prepared.backup.backup.id,
+        prepared.target,
+        prepared
+            .tables
+            .iter()
+            .map(|t| t.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    stop_on_ctrl_c(state, "Cancelling after the current file…");
+    let progress_state = state.clone();
+    let interactive = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let progress = tokio::spawn(async move {
+        let started = std::time::Instant::now();
+        loop {
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            if let Ok(Some(r)) = restore::load(&progress_state, id).await {
+                let total = r.total_bytes.max(r.progress_bytes).max(1);
+                let filled = (r.progress_bytes * 30 / total) as usize;
+                let rate = r.progress_bytes as f64 / started.elapsed().as_secs_f64().max(0.001);
+                let eta = ((total - r.progress_bytes) as f64 / rate.max(1.0)) as i64;
+                let line = format!(
+                    "[{}{}] {} / {}  {}/s  ETA {}",
+                    "#".repeat(filled.min(30)),
+                    "-".repeat(30 - filled.min(30)),
+                    format_bytes(r.progress_bytes),
+                    format_bytes(r.total_bytes),
+                    format_bytes(rate as i64),
+                    format_duration(eta * 1000)
+                );
+                if interactive {
+                    eprint!("\r{line}");
+                } else {
+                    eprintln!("{line}");
+                }
+                let _ = std::io::stderr().flush();
+            }
+        }
+    });
+    let report = restore::execute(state, prepared, &actor, state.shutdown.child_token()).await;
+    progress.abort();
+    if interactive {
+        eprintln!();
+    }
+    let report = report.map_err(app_error)?;
+    for table in &report.tables {
+        println!(
+            "  {:<28} {:>12} rows (manifest {:>12})  schema {}",
+            table.name,
+            count(table.rows),
+            count(table.expected_rows),
+            if table.schema_matches { "matches" } else { "DIFFERS" }
+        );
+    }
+    println!(
+        "Restore {} {}: {} rows into {} in {} (history entry #{}).",
+        report.restore_id,
+        report.status.label(),
+        count(report.rows),
+        report.target,
+        format_duration(report.duration_ms),
+        report.history_id
+    );
+    match report.error {
+        Some(error) => anyhow::bail!("restore {}: {error}", report.restore_id),
+        None => Ok(()),
+    }
+}
