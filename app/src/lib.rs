@@ -59,8 +59,8 @@ use leptos_router::{path, SsrMode};
 
 use alerts::page::AlertsPage;
 use auth::page::{AccountPage, LoginPage, SetupPage};
-use components::AdminLayout;
 use backups::page::BackupsPage;
+use components::AdminLayout;
 use crons::page::CronsPage;
 use crons::secret_page::CronSecretPage;
 use history::page::{HistoryEntryPage, HistoryPage};

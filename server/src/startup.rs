@@ -152,7 +152,13 @@ pub fn build_state(settings: &Settings) -> AppState {
         jobs: app::registry::JOBS,
         alert_kinds: app::registry::ALERT_KINDS,
         alerts: settings.alerts.clone(),
-        backups: settings.backups.clone(),
+        // The tools connect to the database the state does (tests and side runs change
+        // the URLs after reading the settings).
+        backups: app::backups::ssr::BackupSettings {
+            database_url: settings.database_url.clone(),
+            owner_url: settings.migrate_database_url.clone(),
+            ..settings.backups.clone()
+        },
         postgres_watch: Default::default(),
         tasks: tokio_util::task::TaskTracker::new(),
         shutdown: tokio_util::sync::CancellationToken::new(),

@@ -101,7 +101,10 @@ pub async fn verify_backup(id: i64) -> Result<(), AppError> {
             })?;
         if !stored.backup.status.is_complete() || stored.backup.deleted {
             return Err(AppError::Conflict {
-                message: format!("Backup {id} is {}: there is nothing to verify.", stored.backup.status.label()),
+                message: format!(
+                    "Backup {id} is {}: there is nothing to verify.",
+                    stored.backup.status.label()
+                ),
             });
         }
         let task_state = state.clone();

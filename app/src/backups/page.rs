@@ -18,7 +18,9 @@ use crate::auth::Permission;
 use crate::components::{
     action_error, use_viewer, Badge, ChartFrame, ErrorBanner, PageHeader, Tone, CHART_H, CHART_W,
 };
-use crate::format::{format_ago, format_bytes, format_duration, format_maybe_duration, format_utc, group_digits};
+use crate::format::{
+    format_ago, format_bytes, format_duration, format_maybe_duration, format_utc, group_digits,
+};
 
 /// How often the page asks for fresh figures (a backup or restore in progress).
 pub const REFRESH_EVERY: Duration = Duration::from_secs(3);
@@ -68,12 +70,15 @@ pub fn BackupsPage() -> AnyView {
     );
     // The backup chosen for a restore; its plan is read when one is chosen.
     let chosen = RwSignal::new(None::<i64>);
-    let plan = Resource::new(move || chosen.get(), |id| async move {
-        match id {
-            Some(id) => load_restore_plan(id).await.map(Some),
-            None => Ok(None),
-        }
-    });
+    let plan = Resource::new(
+        move || chosen.get(),
+        |id| async move {
+            match id {
+                Some(id) => load_restore_plan(id).await.map(Some),
+                None => Ok(None),
+            }
+        },
+    );
     let viewer = use_viewer();
     view! {
         <Title text="Backups" />
@@ -253,15 +258,29 @@ fn StoreCard(s: StoreSummary, now_ms: i64) -> AnyView {
         Some(at) if now_ms - at > rpo_ms => (
             Tone::Error,
             "stale",
-            format!("Newest backup {} — older than the {} h objective.", format_ago(at, now_ms), s.rpo_hours),
+            format!(
+                "Newest backup {} — older than the {} h objective.",
+                format_ago(at, now_ms),
+                s.rpo_hours
+            ),
         ),
         Some(at) => (
             Tone::Ok,
             "within objective",
-            format!("Newest backup {} (objective {} h).", format_ago(at, now_ms), s.rpo_hours),
+            format!(
+                "Newest backup {} (objective {} h).",
+                format_ago(at, now_ms),
+                s.rpo_hours
+            ),
         ),
     };
-    let biggest = s.sizes.iter().map(|(_, size, _)| *size).max().unwrap_or(0).max(1);
+    let biggest = s
+        .sizes
+        .iter()
+        .map(|(_, size, _)| *size)
+        .max()
+        .unwrap_or(0)
+        .max(1);
     let bars = s.sizes.len().max(1) as f64;
     let width = CHART_W / bars.max(30.0);
     let summary = format!(
@@ -309,7 +328,11 @@ fn BackupRow(
     };
     let problem = b.error.clone().or(b.verify_error.clone());
     let verified = match (b.verified_ms, &b.verified_by) {
-        (Some(at), Some(by)) => format!("{} by {}", format_ago(at, now_ms), crate::alerts::actor_name(by)),
+        (Some(at), Some(by)) => format!(
+            "{} by {}",
+            format_ago(at, now_ms),
+            crate::alerts::actor_name(by)
+        ),
         _ => "—".to_owned(),
     };
     view! {
@@ -393,7 +416,11 @@ fn RestoreRow(
 /// The restore form for the chosen backup: a side database by default; in place behind
 /// the typed name of the live database.
 #[component]
-fn RestorePanel(plan: RestorePlan, restore: ServerAction<StartRestore>, chosen: RwSignal<Option<i64>>) -> AnyView {
+fn RestorePanel(
+    plan: RestorePlan,
+    restore: ServerAction<StartRestore>,
+    chosen: RwSignal<Option<i64>>,
+) -> AnyView {
     let RestorePlan {
         backup,
         tables,
@@ -401,8 +428,16 @@ fn RestorePanel(plan: RestorePlan, restore: ServerAction<StartRestore>, chosen: 
         side_database,
     } = plan;
     let in_place = RwSignal::new(false);
-    let own: Vec<String> = tables.iter().filter(|t| t.own).map(|t| t.name.clone()).collect();
-    let application: Vec<String> = tables.iter().filter(|t| !t.own).map(|t| t.name.clone()).collect();
+    let own: Vec<String> = tables
+        .iter()
+        .filter(|t| t.own)
+        .map(|t| t.name.clone())
+        .collect();
+    let application: Vec<String> = tables
+        .iter()
+        .filter(|t| !t.own)
+        .map(|t| t.name.clone())
+        .collect();
     let live = live_database.clone();
     view! {
         <section class="panel form-panel wide" data-testid="restore-panel">

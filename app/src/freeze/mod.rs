@@ -52,4 +52,3 @@ pub struct Freeze {
     pub started_ms: i64,
     pub restore_id: Option<i64>,
 }
-

@@ -107,7 +107,11 @@ async fn list(state: &app::server::AppState) -> anyhow::Result<()> {
             "{:>6}  {:<10}  {:<13}  {:<20}  {:>10}  {:>12}  {:>10}{}",
             b.id,
             b.store.as_str(),
-            if b.deleted { "deleted" } else { b.status.label() },
+            if b.deleted {
+                "deleted"
+            } else {
+                b.status.label()
+            },
             format_utc(b.started_ms),
             format_bytes(b.size_bytes),
             count(b.rows),
@@ -199,7 +203,11 @@ async fn restore(
             table.name,
             count(table.rows),
             count(table.expected_rows),
-            if table.schema_matches { "matches" } else { "DIFFERS" }
+            if table.schema_matches {
+                "matches"
+            } else {
+                "DIFFERS"
+            }
         );
     }
     println!(

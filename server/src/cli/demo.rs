@@ -81,6 +81,11 @@ pub async fn run(settings: &Settings) -> anyhow::Result<()> {
     if runs > 0 {
         println!("Demo cron runs: {runs} over the last 24 hours, with a 3-hour scheduler dropout.");
     }
+    let rows = super::demo_backups::application_data(&state, 40).await?;
+    println!("Demo application data: {rows} rows in organizations, projects and api_keys.");
+    if let Some(line) = super::demo_backups::first_backup(&state).await? {
+        println!("{line}");
+    }
     Ok(())
 }
 

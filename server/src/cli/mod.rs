@@ -22,6 +22,7 @@ mod common;
 mod cron;
 pub mod demo;
 mod demo_alerts;
+pub mod demo_backups;
 mod history;
 mod keys;
 mod queues;

@@ -43,6 +43,8 @@ struct Cleanup {
     /// Settings for a new ClickHouse client: a client used on the test's runtime keeps
     /// pooled connections bound to it, and that runtime is blocked while Drop runs.
     clickhouse: Settings,
+    /// The backup target of this test.
+    backup_dir: std::path::PathBuf,
 }
 
 /// What to change about the stores a test app talks to.
@@ -185,6 +187,8 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         None
     };
     settings.cron_secret = Some(SecretString::from(CRON_SECRET));
+    let backup_dir = std::env::temp_dir().join(format!("salvage-test-backups-{suffix}"));
+    settings.backups.storage = app::backups::ssr::Storage::Directory(backup_dir.clone());
     settings.queues.ingest_timeout = Duration::from_secs(3);
     settings.addr = SocketAddr::from(([127, 0, 0, 1], 0));
     // Port 0 here means "the port bound", so the same-origin check knows the test's port.
@@ -236,6 +240,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
             admin_url,
             pg_database,
             clickhouse: local_settings,
+            backup_dir,
         }),
     }
 }
@@ -462,6 +467,7 @@ impl Drop for TestApp {
                         .await;
                 }
                 let _ = cleanup.clickhouse.clickhouse_client().drop_database().await;
+                let _ = std::fs::remove_dir_all(&cleanup.backup_dir);
             });
         });
         let _ = handle.join();

@@ -4,6 +4,7 @@
 
 mod alerts;
 mod auth;
+mod backups;
 mod cli;
 mod console;
 mod crons;

@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 use crate::helpers::{spawn_app, spawn_app_with, Options, TestApp, CRON_SECRET};
 
 /// A fresh ingest key of `app`.
-async fn ingest_key(app: &TestApp) -> String {
+pub(crate) async fn ingest_key(app: &TestApp) -> String {
     app::queues::ssr::keys::create(&app.pg, &Actor::cli(), "test caller", "org_1")
         .await
         .expect("create an ingest key")
@@ -25,7 +25,7 @@ async fn ingest_key(app: &TestApp) -> String {
 }
 
 /// Request rows `first..first+count`, with ids derived from their number.
-fn request_rows(first: u32, count: u32) -> Value {
+pub(crate) fn request_rows(first: u32, count: u32) -> Value {
     let rows: Vec<Value> = (first..first + count)
         .map(|i| {
             json!({"id": uuid::Uuid::from_u128(0xfeed_0000_0000_0000_0000_0000_0000_0000 + u128::from(i)),
@@ -55,7 +55,7 @@ async fn post(app: &TestApp, key: Option<&str>, path: &str, body: Vec<u8>) -> (u
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
-async fn post_rows(app: &TestApp, key: &str, rows: &Value) -> (u16, Value) {
+pub(crate) async fn post_rows(app: &TestApp, key: &str, rows: &Value) -> (u16, Value) {
     post(
         app,
         Some(key),

@@ -72,3 +72,23 @@ async fn a_reinserted_id_collapses_to_one_row() {
         .unwrap();
     assert_eq!(rows, 1);
 }
+
+/// Backups tell Salvage's own tables (never rolled back in place) from the application's
+/// by a list; a table a migration adds must be on it.
+#[tokio::test]
+async fn the_list_of_salvages_own_tables_is_what_the_migrations_create() {
+    let app = spawn_app().await;
+    let mut tables: Vec<String> = sqlx::query_scalar(
+        "select tablename::text from pg_tables where schemaname = 'public' order by 1",
+    )
+    .fetch_all(&app.pg)
+    .await
+    .unwrap();
+    tables.sort();
+    let mut own: Vec<String> = app::backups::ssr::postgres::OWN_TABLES
+        .iter()
+        .map(|t| t.to_string())
+        .collect();
+    own.sort();
+    assert_eq!(tables, own);
+}

@@ -61,7 +61,9 @@ pub const STALE_GRACE: time::Duration = time::Duration::hours(2);
 
 /// When each store's newest complete backup finished (or, with none, when Salvage was
 /// installed: its first migration).
-pub async fn newest_points(pg: &PgPool) -> Result<Vec<(StoreKind, Option<OffsetDateTime>, OffsetDateTime)>, sqlx::Error> {
+pub async fn newest_points(
+    pg: &PgPool,
+) -> Result<Vec<(StoreKind, Option<OffsetDateTime>, OffsetDateTime)>, sqlx::Error> {
     let installed: Option<OffsetDateTime> =
         sqlx::query_scalar("select min(installed_on) from _sqlx_migrations")
             .fetch_one(pg)
@@ -75,14 +77,23 @@ pub async fn newest_points(pg: &PgPool) -> Result<Vec<(StoreKind, Option<OffsetD
         .bind(store.as_str())
         .fetch_one(pg)
         .await?;
-        points.push((store, newest, installed.unwrap_or(OffsetDateTime::UNIX_EPOCH)));
+        points.push((
+            store,
+            newest,
+            installed.unwrap_or(OffsetDateTime::UNIX_EPOCH),
+        ));
     }
     Ok(points)
 }
 
 /// The signal for one store: `age` since its newest backup (or installation) against
 /// its objective `rpo`.
-pub fn stale_signal(store: StoreKind, age: time::Duration, rpo: time::Duration, ever: bool) -> Option<Signal> {
+pub fn stale_signal(
+    store: StoreKind,
+    age: time::Duration,
+    rpo: time::Duration,
+    ever: bool,
+) -> Option<Signal> {
     if age <= rpo + STALE_GRACE {
         return None;
     }
@@ -121,7 +132,12 @@ fn stale(state: AppState, now: OffsetDateTime) -> EvalFuture {
             .into_iter()
             .filter_map(|(store, newest, installed)| {
                 let rpo = time::Duration::try_from(state.backups.rpo(store)).unwrap_or_default();
-                stale_signal(store, now - newest.unwrap_or(installed), rpo, newest.is_some())
+                stale_signal(
+                    store,
+                    now - newest.unwrap_or(installed),
+                    rpo,
+                    newest.is_some(),
+                )
             })
             .collect())
     })
@@ -136,12 +152,19 @@ mod tests {
     fn stale_only_past_the_objective_and_its_grace_critical_past_twice() {
         let rpo = Duration::hours(24);
         let at = |hours: i64| stale_signal(StoreKind::Postgres, Duration::hours(hours), rpo, true);
-        assert!(at(25).is_none(), "a daily backup that is running does not raise it");
+        assert!(
+            at(25).is_none(),
+            "a daily backup that is running does not raise it"
+        );
         assert!(at(26).is_none());
         assert_eq!(at(27).unwrap().severity, Severity::Warning);
         assert_eq!(at(48).unwrap().severity, Severity::Warning);
         assert_eq!(at(49).unwrap().severity, Severity::Critical);
         let never = stale_signal(StoreKind::Clickhouse, Duration::hours(30), rpo, false).unwrap();
-        assert!(never.title.contains("never been backed up"), "{}", never.title);
+        assert!(
+            never.title.contains("never been backed up"),
+            "{}",
+            never.title
+        );
     }
 }

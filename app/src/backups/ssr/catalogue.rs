@@ -89,7 +89,11 @@ pub async fn start(pg: &PgPool, started: &Started<'_>) -> Result<Stored, sqlx::E
 
 /// Marks backup `id` complete with its manifest's figures and files, in `conn`'s
 /// transaction.
-pub async fn complete(conn: &mut PgConnection, id: i64, manifest: &Manifest) -> Result<(), sqlx::Error> {
+pub async fn complete(
+    conn: &mut PgConnection,
+    id: i64,
+    manifest: &Manifest,
+) -> Result<(), sqlx::Error> {
     sqlx::query(
         "update backups set status = 'completed', finished_at = $2, duration_ms = $3,
              size_bytes = $4, row_count = $5, table_count = $6, server_version = $7,
@@ -250,12 +254,17 @@ pub async fn kept(pg: &PgPool, store: StoreKind) -> Result<Vec<Stored>, sqlx::Er
 }
 
 /// Marks backup `id`'s files deleted by retention.
-pub async fn mark_deleted(conn: &mut PgConnection, id: i64, at: OffsetDateTime) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query("update backups set deleted_at = $2 where id = $1 and deleted_at is null")
-        .bind(id)
-        .bind(at)
-        .execute(conn)
-        .await?;
+pub async fn mark_deleted(
+    conn: &mut PgConnection,
+    id: i64,
+    at: OffsetDateTime,
+) -> Result<bool, sqlx::Error> {
+    let done =
+        sqlx::query("update backups set deleted_at = $2 where id = $1 and deleted_at is null")
+            .bind(id)
+            .bind(at)
+            .execute(conn)
+            .await?;
     Ok(done.rows_affected() == 1)
 }
 
@@ -273,7 +282,14 @@ mod tests {
     #[test]
     fn retention_never_deletes_the_newest_verified_even_when_old() {
         // 6 newest first; only the oldest is verified.
-        let backups = vec![(6, false), (5, false), (4, false), (3, false), (2, false), (1, true)];
+        let backups = vec![
+            (6, false),
+            (5, false),
+            (4, false),
+            (3, false),
+            (2, false),
+            (1, true),
+        ];
         assert_eq!(to_delete(&backups, 2), vec![4, 3, 2]);
     }
 

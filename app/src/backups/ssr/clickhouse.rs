@@ -39,7 +39,10 @@ struct Column {
 }
 
 /// The tables of `database` (not views), by name.
-pub async fn describe(client: &Client, database: &str) -> clickhouse::error::Result<Vec<Described>> {
+pub async fn describe(
+    client: &Client,
+    database: &str,
+) -> clickhouse::error::Result<Vec<Described>> {
     client
         .query(
             "SELECT name, engine, partition_key, sorting_key, create_table_query
@@ -60,7 +63,8 @@ pub async fn checksum(
 ) -> clickhouse::error::Result<String> {
     let columns: Vec<Column> = client
         .query(
-            "SELECT name, type FROM system.columns WHERE database = ? AND table = ? ORDER BY position",
+            // In definition order (18.16 has no `position` to sort by).
+            "SELECT name, type FROM system.columns WHERE database = ? AND table = ?",
         )
         .bind(database)
         .bind(&table.name)
@@ -104,7 +108,13 @@ pub fn file_name(table: &str, partition: Option<&str>) -> String {
     let part: String = partition
         .unwrap_or("all")
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     format!("{table}/{part}.native.lz4")
 }
@@ -166,7 +176,10 @@ pub async fn export(
     drop(sender);
     let written = writer.await.map_err(|e| e.to_string())?;
     if let Some(error) = failure {
-        return Err(format!("ClickHouse stopped sending {}: {error}", table.name));
+        return Err(format!(
+            "ClickHouse stopped sending {}: {error}",
+            table.name
+        ));
     }
     let (rows, size, sha256) = written.map_err(|e| format!("{relative}: {e}"))?;
     Ok(FileEntry {
@@ -204,7 +217,10 @@ pub fn read_file(
     };
     let (size, sha256) = hashing.finish().map_err(|e| format!("{name}: {e}"))?;
     if size != entry.size {
-        return Err(format!("{name}: {size} bytes, the manifest says {}", entry.size));
+        return Err(format!(
+            "{name}: {size} bytes, the manifest says {}",
+            entry.size
+        ));
     }
     if sha256 != entry.sha256 {
         return Err(format!("{name}: its SHA-256 differs from the manifest's"));
@@ -251,7 +267,8 @@ pub async fn import(
         .buffered_with_capacity(1 << 20);
     let (sender, mut receiver) = mpsc::channel::<Bytes>(4);
     let storage = storage.clone();
-    let reader = tokio::task::spawn_blocking(move || read_file(&storage, &key, &entry, Some(sender)));
+    let reader =
+        tokio::task::spawn_blocking(move || read_file(&storage, &key, &entry, Some(sender)));
     let mut failure = None;
     while let Some(chunk) = receiver.recv().await {
         if let Err(error) = insert.write(&chunk).await {
@@ -279,9 +296,15 @@ pub fn retarget(create: &str, database: &str, table: &str) -> Result<String, Str
         .find('(')
         .ok_or_else(|| "a CREATE statement without columns".to_owned())?;
     if !create.starts_with("CREATE TABLE ") {
-        return Err(format!("not a CREATE TABLE statement: {}", &create[..open.min(60)]));
+        return Err(format!(
+            "not a CREATE TABLE statement: {}",
+            &create[..open.min(60)]
+        ));
     }
-    Ok(format!("CREATE TABLE `{database}`.`{table}` {}", &create[open..]))
+    Ok(format!(
+        "CREATE TABLE `{database}`.`{table}` {}",
+        &create[open..]
+    ))
 }
 
 /// The manifest entry of a described table.
@@ -307,8 +330,14 @@ mod tests {
 
     #[test]
     fn file_names_are_safe_whatever_the_partition_value() {
-        assert_eq!(file_name("requests", Some("202611")), "requests/202611.native.lz4");
-        assert_eq!(file_name("history_anchors", None), "history_anchors/all.native.lz4");
+        assert_eq!(
+            file_name("requests", Some("202611")),
+            "requests/202611.native.lz4"
+        );
+        assert_eq!(
+            file_name("history_anchors", None),
+            "history_anchors/all.native.lz4"
+        );
         assert_eq!(file_name("t", Some("('a', 1)")), "t/__a___1_.native.lz4");
     }
 

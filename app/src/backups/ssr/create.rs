@@ -18,12 +18,12 @@ use super::super::{BackupStatus, StoreKind};
 use super::catalogue::{self, Started, Stored};
 use super::manifest::{self, FileEntry, Manifest, FORMAT};
 use super::{clickhouse as ch, lock_class, postgres as pg, verify};
-use crate::freeze::ssr as freeze;
 use crate::alerts::ssr::{store::raise_event, Signal};
 use crate::alerts::Severity;
 use crate::auth::ssr::actor::Actor;
 use crate::error::AppError;
 use crate::format::{format_bytes, format_duration, group_digits};
+use crate::freeze::ssr as freeze;
 use crate::history::ssr::{append, NewEntry};
 use crate::history::Outcome;
 use crate::jobs::ssr::{Job, JobContext, JobFuture, Report, Tracker};
@@ -112,7 +112,14 @@ async fn backup(ctx: &JobContext) -> Result<BackupReport, AppError> {
     ctx.tracker.report(2, 2).await?;
     let failed: Vec<String> = taken
         .iter()
-        .filter_map(|t| t.error.as_ref().map(|e| format!("{}: {e}", t.store.label())))
+        .filter_map(|t| {
+            t.error
+                .as_ref()
+                .map(|e| match e.starts_with(t.store.label()) {
+                    true => e.clone(),
+                    false => format!("{}: {e}", t.store.label()),
+                })
+        })
         .collect();
     let status = if ctx.tracker.is_cancelled() {
         RunStatus::Cancelled
@@ -134,7 +141,11 @@ async fn backup(ctx: &JobContext) -> Result<BackupReport, AppError> {
 /// Takes one backup of `started.store` and records it (complete with its manifest, or
 /// failed with its error and a `backup_failed` alert). `Err` only when the catalogue
 /// itself cannot be written.
-pub async fn take(state: &AppState, started: &Started<'_>, tracker: &Tracker) -> Result<Taken, AppError> {
+pub async fn take(
+    state: &AppState,
+    started: &Started<'_>,
+    tracker: &Tracker,
+) -> Result<Taken, AppError> {
     let store = started.store;
     let key = match store {
         StoreKind::Postgres => 1,
@@ -184,7 +195,11 @@ pub async fn take(state: &AppState, started: &Started<'_>, tracker: &Tracker) ->
     });
     let duration_ms = clock.elapsed().as_millis() as i64;
     let now = state.clock.now();
-    let mut tx = state.pg.begin().await.map_err(AppError::wrap("Record a backup"))?;
+    let mut tx = state
+        .pg
+        .begin()
+        .await
+        .map_err(AppError::wrap("Record a backup"))?;
     let taken = match result {
         Ok(manifest) => {
             catalogue::complete(&mut tx, row.backup.id, &manifest)
@@ -208,7 +223,9 @@ pub async fn take(state: &AppState, started: &Started<'_>, tracker: &Tracker) ->
                     "queuedForClickhouse": manifest.queued_for_clickhouse,
                     "durationMs": manifest.duration_ms, "target": storage.describe(),
                 }));
-            append(&mut tx, &entry).await.map_err(AppError::wrap("Record a backup"))?;
+            append(&mut tx, &entry)
+                .await
+                .map_err(AppError::wrap("Record a backup"))?;
             Taken {
                 store,
                 backup_id: Some(row.backup.id),
@@ -229,10 +246,18 @@ pub async fn take(state: &AppState, started: &Started<'_>, tracker: &Tracker) ->
                 .with_reason(started.reason.map(str::to_owned))
                 .with_times(started.at, Some(now))
                 .with_body(error.clone())
-                .with_details(json!({"backupId": row.backup.id, "store": store.as_str(), "error": error}));
-            append(&mut tx, &entry).await.map_err(AppError::wrap("Record a backup"))?;
-            let signal = Signal::new(store.as_str(), Severity::Critical, format!("{title}: {error}"))
-                .with_details(json!({"backupId": row.backup.id}));
+                .with_details(
+                    json!({"backupId": row.backup.id, "store": store.as_str(), "error": error}),
+                );
+            append(&mut tx, &entry)
+                .await
+                .map_err(AppError::wrap("Record a backup"))?;
+            let signal = Signal::new(
+                store.as_str(),
+                Severity::Critical,
+                format!("{title}: {error}"),
+            )
+            .with_details(json!({"backupId": row.backup.id}));
             raise_event(&mut tx, &super::alerts::BACKUP_FAILED, &signal, now)
                 .await
                 .map_err(AppError::wrap("Record a backup"))?;
@@ -247,7 +272,9 @@ pub async fn take(state: &AppState, started: &Started<'_>, tracker: &Tracker) ->
             }
         }
     };
-    tx.commit().await.map_err(AppError::wrap("Record a backup"))?;
+    tx.commit()
+        .await
+        .map_err(AppError::wrap("Record a backup"))?;
     Ok(taken)
 }
 
@@ -272,7 +299,12 @@ struct Contents {
     queued: i64,
 }
 
-fn manifest_of(row: &Stored, started_at: OffsetDateTime, clock: Instant, contents: Contents) -> Manifest {
+fn manifest_of(
+    row: &Stored,
+    started_at: OffsetDateTime,
+    clock: Instant,
+    contents: Contents,
+) -> Manifest {
     let duration_ms = clock.elapsed().as_millis() as i64;
     Manifest {
         format: FORMAT,
@@ -399,7 +431,10 @@ async fn write_stream(
         }
     }
     drop(sender);
-    writer.await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())
+    writer
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())
 }
 
 /// Every table of Salvage's ClickHouse database, one file per partition.
@@ -425,7 +460,10 @@ async fn dump_clickhouse(
     for table in &described {
         let checksum = ch::checksum(client, &database, table).await.map_err(down)?;
         let mut rows = 0u64;
-        for partition in ch::partitions(client, &database, table).await.map_err(down)? {
+        for partition in ch::partitions(client, &database, table)
+            .await
+            .map_err(down)?
+        {
             if tracker.is_cancelled() {
                 return Err("cancelled".to_owned());
             }
@@ -442,6 +480,9 @@ async fn dump_clickhouse(
             .await?;
             rows += file.rows.unwrap_or(0);
             files.push(file);
+            if state.backups.hang_after_files == Some(files.len()) {
+                std::future::pending::<()>().await;
+            }
         }
         tables.push(ch::entry(table, rows, checksum));
     }
@@ -459,7 +500,11 @@ async fn dump_clickhouse(
 /// Retention for `store`: deletes the files of complete backups beyond the newest
 /// `keep`, never the newest nor the newest verified one, each deletion a history entry.
 /// Waits (does nothing) while a store is frozen.
-pub async fn retain(state: &AppState, store: StoreKind, actor: &Actor) -> Result<Vec<i64>, AppError> {
+pub async fn retain(
+    state: &AppState,
+    store: StoreKind,
+    actor: &Actor,
+) -> Result<Vec<i64>, AppError> {
     let pg_err = AppError::wrap("Apply backup retention");
     let mut conn = state.pg.acquire().await.map_err(&pg_err)?;
     if freeze::frozen(&mut conn).await.map_err(&pg_err)? {
@@ -477,7 +522,10 @@ pub async fn retain(state: &AppState, store: StoreKind, actor: &Actor) -> Result
             continue;
         };
         let mut tx = state.pg.begin().await.map_err(&pg_err)?;
-        if !catalogue::mark_deleted(&mut tx, id, state.clock.now()).await.map_err(&pg_err)? {
+        if !catalogue::mark_deleted(&mut tx, id, state.clock.now())
+            .await
+            .map_err(&pg_err)?
+        {
             continue;
         }
         let entry = NewEntry::new(

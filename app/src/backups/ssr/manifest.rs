@@ -119,7 +119,11 @@ mod tests {
         for other in [
             schema_checksum(&cols(&[("id", "UUID"), ("n", "UInt64")]), "MergeTree", "id"),
             schema_checksum(&cols(&[("n", "UInt32"), ("id", "UUID")]), "MergeTree", "id"),
-            schema_checksum(&cols(&[("id", "UUID"), ("n", "UInt32")]), "ReplacingMergeTree", "id"),
+            schema_checksum(
+                &cols(&[("id", "UUID"), ("n", "UInt32")]),
+                "ReplacingMergeTree",
+                "id",
+            ),
             schema_checksum(&cols(&[("id", "UUID"), ("n", "UInt32")]), "MergeTree", "n"),
             // Separators keep ("ab", "c") apart from ("a", "bc").
             schema_checksum(&cols(&[("idn", "UInt32")]), "MergeTree", "id"),

@@ -30,7 +30,10 @@ pub fn count_rows(reader: &mut impl BufRead) -> io::Result<u64> {
 }
 
 fn invalid(what: &str) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, format!("not a Native stream: {what}"))
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("not a Native stream: {what}"),
+    )
 }
 
 fn read_varuint(reader: &mut impl Read) -> io::Result<u64> {
@@ -112,11 +115,17 @@ fn skip_values(reader: &mut impl Read, kind: &str, rows: u64) -> io::Result<()> 
         }
         return Ok(());
     }
-    if let Some(nested) = kind.strip_prefix("Nullable(").and_then(|k| k.strip_suffix(')')) {
+    if let Some(nested) = kind
+        .strip_prefix("Nullable(")
+        .and_then(|k| k.strip_suffix(')'))
+    {
         skip(reader, rows)?; // the null map, one byte per row
         return skip_values(reader, nested, rows);
     }
-    if let Some(nested) = kind.strip_prefix("Array(").and_then(|k| k.strip_suffix(')')) {
+    if let Some(nested) = kind
+        .strip_prefix("Array(")
+        .and_then(|k| k.strip_suffix(')'))
+    {
         // Cumulative offsets, one UInt64 per row; the last is the nested values' count.
         let mut total = 0u64;
         for _ in 0..rows {
@@ -126,7 +135,9 @@ fn skip_values(reader: &mut impl Read, kind: &str, rows: u64) -> io::Result<()> 
         }
         return skip_values(reader, nested, total);
     }
-    Err(invalid(&format!("the column type {kind} is not one Salvage reads")))
+    Err(invalid(&format!(
+        "the column type {kind} is not one Salvage reads"
+    )))
 }
 
 /// A file being written: every byte counted and hashed on its way to disk.
@@ -339,6 +350,9 @@ mod tests {
         let (bytes, len, sha) = writer.finish();
         let (read_len, read_sha) = HashingReader::new(io::Cursor::new(bytes)).finish().unwrap();
         assert_eq!((len, sha.as_str()), (read_len, read_sha.as_str()));
-        assert_eq!(sha, "224829cfb38f6b5e62c56f8aae33428fbfbf7003feaa4a849b69ff85435bec83"); // sha256sum of "salvage"
+        assert_eq!(
+            sha,
+            "224829cfb38f6b5e62c56f8aae33428fbfbf7003feaa4a849b69ff85435bec83"
+        ); // sha256sum of "salvage"
     }
 }

@@ -33,7 +33,6 @@ pub const OWN_TABLES: &[&str] = &[
     "events_fallback",
     "fallback_queues",
     "fallback_depth_deltas",
-    "replay_runs",
     "fallback_depth_samples",
     "cron_jobs",
     "cron_job_runs",
@@ -57,7 +56,10 @@ pub fn is_own(table: &str) -> bool {
 
 /// The URL restores and dumps connect with: the schema owner's when there is one.
 pub fn working_url(settings: &BackupSettings) -> &SecretString {
-    settings.owner_url.as_ref().unwrap_or(&settings.database_url)
+    settings
+        .owner_url
+        .as_ref()
+        .unwrap_or(&settings.database_url)
 }
 
 /// The parts of a PostgreSQL URL the tools need, as `PG*` variables.
@@ -65,10 +67,19 @@ fn tool_env(url: &SecretString, database: Option<&str>) -> Result<Vec<(String, S
     let parsed = url::Url::parse(url.expose_secret())
         .map_err(|_| AppError::internal("Read the database URL", "unparsable database URL"))?;
     let mut env = vec![
-        ("PGHOST".to_owned(), parsed.host_str().unwrap_or("localhost").to_owned()),
-        ("PGPORT".to_owned(), parsed.port().unwrap_or(5432).to_string()),
+        (
+            "PGHOST".to_owned(),
+            parsed.host_str().unwrap_or("localhost").to_owned(),
+        ),
+        (
+            "PGPORT".to_owned(),
+            parsed.port().unwrap_or(5432).to_string(),
+        ),
         ("PGUSER".to_owned(), decode(parsed.username())),
-        ("PGPASSWORD".to_owned(), decode(parsed.password().unwrap_or(""))),
+        (
+            "PGPASSWORD".to_owned(),
+            decode(parsed.password().unwrap_or("")),
+        ),
         (
             "PGDATABASE".to_owned(),
             database
@@ -99,7 +110,10 @@ pub fn database_name(url: &SecretString) -> String {
 }
 
 /// A connection to `database` (or the URL's own) as the URL's role.
-pub async fn connect(url: &SecretString, database: Option<&str>) -> Result<PgConnection, sqlx::Error> {
+pub async fn connect(
+    url: &SecretString,
+    database: Option<&str>,
+) -> Result<PgConnection, sqlx::Error> {
     let mut options: sqlx::postgres::PgConnectOptions = url.expose_secret().parse()?;
     options = options.application_name("salvage-backup");
     if let Some(database) = database {
@@ -133,7 +147,10 @@ fn command(
 }
 
 /// `pg_dump --version`'s line and major version.
-pub async fn tool_version(settings: &BackupSettings, name: &str) -> Result<(String, u32), AppError> {
+pub async fn tool_version(
+    settings: &BackupSettings,
+    name: &str,
+) -> Result<(String, u32), AppError> {
     let output = Command::new(tool(settings, name))
         .arg("--version")
         .output()
@@ -204,9 +221,10 @@ pub async fn tables(conn: &mut PgConnection) -> Result<Vec<TableEntry>, sqlx::Er
         .bind(oid)
         .fetch_all(&mut *conn)
         .await?;
-        let count: i64 = sqlx::query_scalar(&format!("select count(*) from public.{}", quote(&name)))
-            .fetch_one(&mut *conn)
-            .await?;
+        let count: i64 =
+            sqlx::query_scalar(&format!("select count(*) from public.{}", quote(&name)))
+                .fetch_one(&mut *conn)
+                .await?;
         tables.push(TableEntry {
             schema_checksum: schema_checksum(&columns, row.get("engine"), row.get("sort_key")),
             own: is_own(&name),
@@ -309,9 +327,16 @@ pub async fn run_restore(
     args: &[&str],
 ) -> Result<(), String> {
     let url = working_url(settings);
-    let mut command = command(settings, "pg_restore", url, Some(database)).map_err(|e| e.to_string())?;
+    let mut command =
+        command(settings, "pg_restore", url, Some(database)).map_err(|e| e.to_string())?;
     command
-        .args(["--no-password", "--exit-on-error", "--no-owner", "--dbname", database])
+        .args([
+            "--no-password",
+            "--exit-on-error",
+            "--no-owner",
+            "--dbname",
+            database,
+        ])
         .args(args)
         .arg(dump);
     let output = command
@@ -379,9 +404,10 @@ pub fn select_toc(listing: &str, tables: &[&TableEntry]) -> String {
         let (Some(_), Some(_), Some(described)) = (words.next(), words.next(), words.next()) else {
             continue;
         };
-        let Some(kind) = KINDS.iter().find(|k| {
-            described.starts_with(*k) && described[k.len()..].starts_with(' ')
-        }) else {
+        let Some(kind) = KINDS
+            .iter()
+            .find(|k| described.starts_with(*k) && described[k.len()..].starts_with(' '))
+        else {
             continue;
         };
         let names: Vec<&str> = described[kind.len()..].split_whitespace().collect();
@@ -417,7 +443,10 @@ mod tests {
             copy_target(b"COPY public.\"Odd \"\"name\" (id) FROM stdin;").as_deref(),
             Some("Odd \"name")
         );
-        assert_eq!(copy_target(b"COPY tower_sessions.session (id) FROM stdin;"), None);
+        assert_eq!(
+            copy_target(b"COPY tower_sessions.session (id) FROM stdin;"),
+            None
+        );
         assert_eq!(copy_target(b"1\tCOPY public.x (id) FROM stdin;"), None);
     }
 
@@ -458,7 +487,10 @@ mod tests {
             .lines()
             .map(|l| l.split(';').next().unwrap())
             .collect();
-        assert_eq!(ids, ["215", "216", "217", "218", "3400", "3402", "3403", "3404"]);
+        assert_eq!(
+            ids,
+            ["215", "216", "217", "218", "3400", "3402", "3403", "3404"]
+        );
     }
 
     #[test]
@@ -466,6 +498,9 @@ mod tests {
         assert!(check_tool_major("pg_dump (PostgreSQL) 15.18", 15, 15).is_ok());
         assert!(check_tool_major("pg_dump (PostgreSQL) 16.1", 16, 15).is_ok());
         let error = check_tool_major("pg_dump (PostgreSQL) 14.9", 14, 15).unwrap_err();
-        assert!(error.contains("older than the server (PostgreSQL 15)"), "{error}");
+        assert!(
+            error.contains("older than the server (PostgreSQL 15)"),
+            "{error}"
+        );
     }
 }

@@ -99,7 +99,9 @@ pub struct Prepared {
 pub fn valid_database_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 63
-        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
         && !name.starts_with(|c: char| c.is_ascii_digit())
 }
 
@@ -123,7 +125,11 @@ async fn load_complete(state: &AppState, id: i64) -> Result<Stored, AppError> {
             format!(
                 "backup {id} is {}{}; choose a complete one",
                 stored.backup.status.label(),
-                if stored.backup.deleted { " and its files were deleted by retention" } else { "" }
+                if stored.backup.deleted {
+                    " and its files were deleted by retention"
+                } else {
+                    ""
+                }
             ),
         ));
     }
@@ -152,11 +158,13 @@ pub async fn plan(state: &AppState, id: i64) -> Result<RestorePlan, AppError> {
 
 async fn database_exists(state: &AppState, store: StoreKind, name: &str) -> Result<bool, AppError> {
     match store {
-        StoreKind::Postgres => sqlx::query_scalar("select exists (select 1 from pg_database where datname = $1)")
-            .bind(name)
-            .fetch_one(&state.pg)
-            .await
-            .map_err(AppError::wrap("Look up a database")),
+        StoreKind::Postgres => {
+            sqlx::query_scalar("select exists (select 1 from pg_database where datname = $1)")
+                .bind(name)
+                .fetch_one(&state.pg)
+                .await
+                .map_err(AppError::wrap("Look up a database"))
+        }
         StoreKind::Clickhouse => state
             .clickhouse
             .client()
@@ -171,7 +179,11 @@ async fn database_exists(state: &AppState, store: StoreKind, name: &str) -> Resu
 
 /// Checks `request` and records the restore as `running`. Every refusal here is a 4xx
 /// naming the field, and nothing has been written.
-pub async fn prepare(state: &AppState, request: &RestoreRequest, actor: &Actor) -> Result<Prepared, AppError> {
+pub async fn prepare(
+    state: &AppState,
+    request: &RestoreRequest,
+    actor: &Actor,
+) -> Result<Prepared, AppError> {
     let stored = load_complete(state, request.backup_id).await?;
     let store = stored.backup.store;
     let manifest = read_manifest(state, &stored).map_err(|e| AppError::invalid("backup", e))?;
@@ -184,7 +196,8 @@ pub async fn prepare(state: &AppState, request: &RestoreRequest, actor: &Actor) 
             ));
         }
     }
-    let chosen = |entry: &&TableEntry| request.tables.is_empty() || request.tables.contains(&entry.name);
+    let chosen =
+        |entry: &&TableEntry| request.tables.is_empty() || request.tables.contains(&entry.name);
     let (mode, target, tables) = if request.in_place {
         if request.confirm.as_deref().map(str::trim) != Some(live.as_str()) {
             return Err(AppError::invalid(
@@ -206,7 +219,13 @@ pub async fn prepare(state: &AppState, request: &RestoreRequest, actor: &Actor) 
                 ),
             ));
         }
-        let tables: Vec<TableEntry> = manifest.tables.iter().filter(chosen).filter(|t| !t.own).cloned().collect();
+        let tables: Vec<TableEntry> = manifest
+            .tables
+            .iter()
+            .filter(chosen)
+            .filter(|t| !t.own)
+            .cloned()
+            .collect();
         (RestoreMode::InPlace, live.clone(), tables)
     } else {
         let target = request
@@ -276,7 +295,11 @@ pub async fn prepare(state: &AppState, request: &RestoreRequest, actor: &Actor) 
 }
 
 /// Prepares and runs a restore, waiting for it (the CLI, drills, tests).
-pub async fn restore(state: &AppState, request: &RestoreRequest, actor: &Actor) -> Result<RestoreReport, AppError> {
+pub async fn restore(
+    state: &AppState,
+    request: &RestoreRequest,
+    actor: &Actor,
+) -> Result<RestoreReport, AppError> {
     let prepared = prepare(state, request, actor).await?;
     execute(state, prepared, actor, state.shutdown.child_token()).await
 }
@@ -326,12 +349,16 @@ pub async fn execute(
     let store = prepared.backup.backup.store;
     let result = match (store, prepared.mode) {
         (StoreKind::Postgres, RestoreMode::Side) => postgres_side(state, &prepared, &watch).await,
-        (StoreKind::Clickhouse, RestoreMode::Side) => clickhouse_side(state, &prepared, &watch).await,
+        (StoreKind::Clickhouse, RestoreMode::Side) => {
+            clickhouse_side(state, &prepared, &watch).await
+        }
         (_, RestoreMode::InPlace) => in_place(state, &prepared, actor, &watch).await,
     };
     let duration_ms = clock.elapsed().as_millis() as i64;
     let (status, checks, error, aside) = match result {
-        Ok((checks, aside)) if checks.iter().all(TableCheck::ok) => (RestoreStatus::Verified, checks, None, aside),
+        Ok((checks, aside)) if checks.iter().all(TableCheck::ok) => {
+            (RestoreStatus::Verified, checks, None, aside)
+        }
         Ok((checks, aside)) => {
             let wrong: Vec<String> = checks
                 .iter()
@@ -342,13 +369,27 @@ pub async fn execute(
                         c.name,
                         c.rows,
                         c.expected_rows,
-                        if c.schema_matches { "" } else { ", schema differs" }
+                        if c.schema_matches {
+                            ""
+                        } else {
+                            ", schema differs"
+                        }
                     )
                 })
                 .collect();
-            (RestoreStatus::VerifyFailed, checks, Some(wrong.join("; ")), aside)
+            (
+                RestoreStatus::VerifyFailed,
+                checks,
+                Some(wrong.join("; ")),
+                aside,
+            )
         }
-        Err(error) if error == CANCELLED => (RestoreStatus::Cancelled, Vec::new(), Some("cancelled".to_owned()), None),
+        Err(error) if error == CANCELLED => (
+            RestoreStatus::Cancelled,
+            Vec::new(),
+            Some("cancelled".to_owned()),
+            None,
+        ),
         Err(error) => (RestoreStatus::Failed, Vec::new(), Some(error), None),
     };
     let rows: i64 = checks.iter().map(|c| c.rows).sum();
@@ -429,29 +470,49 @@ fn dump_path(state: &AppState, prepared: &Prepared) -> Result<std::path::PathBuf
         .files
         .first()
         .ok_or_else(|| "the manifest lists no dump".to_owned())?;
-    Ok(state.backups.storage.local_path(&prepared.backup.key(&file.path)))
+    Ok(state
+        .backups
+        .storage
+        .local_path(&prepared.backup.key(&file.path)))
 }
 
 /// Checks the dump's size and SHA-256 before `pg_restore` reads it.
 async fn check_dump(state: &AppState, prepared: &Prepared) -> Result<(), String> {
-    let file = prepared.manifest.files.first().cloned().ok_or("the manifest lists no dump")?;
+    let file = prepared
+        .manifest
+        .files
+        .first()
+        .cloned()
+        .ok_or("the manifest lists no dump")?;
     let key = prepared.backup.key(&file.path);
     let storage = state.backups.storage.clone();
-    let (size, sha256) = tokio::task::spawn_blocking(move || super::native::HashingReader::new(storage.open(&key)?).finish())
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| format!("{}: {e}", file.path))?;
+    let (size, sha256) = tokio::task::spawn_blocking(move || {
+        super::native::HashingReader::new(storage.open(&key)?).finish()
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| format!("{}: {e}", file.path))?;
     if size != file.size {
-        return Err(format!("{}: {size} bytes, the manifest says {}", file.path, file.size));
+        return Err(format!(
+            "{}: {size} bytes, the manifest says {}",
+            file.path, file.size
+        ));
     }
     if sha256 != file.sha256 {
-        return Err(format!("{}: its SHA-256 differs from the manifest's", file.path));
+        return Err(format!(
+            "{}: its SHA-256 differs from the manifest's",
+            file.path
+        ));
     }
     Ok(())
 }
 
 /// A `pg_restore` list file for `tables`, written beside the target's temporary files.
-async fn list_file(state: &AppState, prepared: &Prepared, dump: &std::path::Path) -> Result<tempfile_path::TempPath, String> {
+async fn list_file(
+    state: &AppState,
+    prepared: &Prepared,
+    dump: &std::path::Path,
+) -> Result<tempfile_path::TempPath, String> {
     let tables: Vec<&TableEntry> = prepared.tables.iter().collect();
     let toc = pg::toc_for(&state.backups, dump, &tables).await?;
     tempfile_path::TempPath::write(&toc).map_err(|e| e.to_string())
@@ -462,7 +523,8 @@ mod tempfile_path {
     pub struct TempPath(std::path::PathBuf);
     impl TempPath {
         pub fn write(contents: &str) -> std::io::Result<Self> {
-            let path = std::env::temp_dir().join(format!("salvage-restore-{}.list", uuid::Uuid::new_v4()));
+            let path =
+                std::env::temp_dir().join(format!("salvage-restore-{}.list", uuid::Uuid::new_v4()));
             std::fs::write(&path, contents)?;
             Ok(Self(path))
         }
@@ -481,7 +543,9 @@ async fn postgres_side(state: &AppState, prepared: &Prepared, watch: &Watch<'_>)
     check_dump(state, prepared).await?;
     let dump = dump_path(state, prepared)?;
     let url = pg::working_url(&state.backups);
-    let mut admin = pg::connect(url, None).await.map_err(|e| format!("PostgreSQL: {e}"))?;
+    let mut admin = pg::connect(url, None)
+        .await
+        .map_err(|e| format!("PostgreSQL: {e}"))?;
     sqlx::query(&format!("create database {}", pg::quote(&prepared.target)))
         .execute(&mut admin)
         .await
@@ -489,7 +553,11 @@ async fn postgres_side(state: &AppState, prepared: &Prepared, watch: &Watch<'_>)
     let result = async {
         watch.step(0).await?;
         let all = prepared.tables.len() == prepared.manifest.tables.len();
-        let list = if all { None } else { Some(list_file(state, prepared, &dump).await?) };
+        let list = if all {
+            None
+        } else {
+            Some(list_file(state, prepared, &dump).await?)
+        };
         let mut args = vec!["--no-privileges".to_owned()];
         if let Some(list) = &list {
             args.push(format!("--use-list={}", list.as_str()));
@@ -502,17 +570,28 @@ async fn postgres_side(state: &AppState, prepared: &Prepared, watch: &Watch<'_>)
     }
     .await;
     if result.is_err() {
-        let _ = sqlx::query(&format!("drop database if exists {} with (force)", pg::quote(&prepared.target)))
-            .execute(&mut admin)
-            .await;
+        let _ = sqlx::query(&format!(
+            "drop database if exists {} with (force)",
+            pg::quote(&prepared.target)
+        ))
+        .execute(&mut admin)
+        .await;
     }
     result.map(|checks| (checks, None))
 }
 
 /// Rows and schema checksums of `tables` in `database` against the manifest.
-async fn check_postgres(url: &secrecy::SecretString, database: Option<&str>, tables: &[TableEntry]) -> Result<Vec<TableCheck>, String> {
-    let mut conn = pg::connect(url, database).await.map_err(|e| format!("PostgreSQL: {e}"))?;
-    let found = pg::tables(&mut conn).await.map_err(|e| format!("PostgreSQL: {e}"))?;
+async fn check_postgres(
+    url: &secrecy::SecretString,
+    database: Option<&str>,
+    tables: &[TableEntry],
+) -> Result<Vec<TableCheck>, String> {
+    let mut conn = pg::connect(url, database)
+        .await
+        .map_err(|e| format!("PostgreSQL: {e}"))?;
+    let found = pg::tables(&mut conn)
+        .await
+        .map_err(|e| format!("PostgreSQL: {e}"))?;
     Ok(tables
         .iter()
         .map(|expected| {
@@ -521,7 +600,8 @@ async fn check_postgres(url: &secrecy::SecretString, database: Option<&str>, tab
                 name: expected.name.clone(),
                 expected_rows: expected.rows,
                 rows: actual.map(|t| t.rows).unwrap_or(0),
-                schema_matches: actual.is_some_and(|t| t.schema_checksum == expected.schema_checksum),
+                schema_matches: actual
+                    .is_some_and(|t| t.schema_checksum == expected.schema_checksum),
             }
         })
         .collect())
@@ -549,13 +629,21 @@ async fn load_table(
         database,
         table: target_table,
     } = to;
-    let create = table.create.as_deref().ok_or("the manifest has no CREATE statement")?;
+    let create = table
+        .create
+        .as_deref()
+        .ok_or("the manifest has no CREATE statement")?;
     client
         .query(&ch::retarget(create, database, target_table)?)
         .execute()
         .await
         .map_err(|e| format!("ClickHouse: {e}"))?;
-    for file in prepared.manifest.files.iter().filter(|f| f.table.as_deref() == Some(&table.name)) {
+    for file in prepared
+        .manifest
+        .files
+        .iter()
+        .filter(|f| f.table.as_deref() == Some(&table.name))
+    {
         watch.step(*done).await?;
         ch::import(
             client,
@@ -576,7 +664,9 @@ async fn check_clickhouse(
     database: &str,
     tables: &[(TableEntry, String)],
 ) -> Result<Vec<TableCheck>, String> {
-    let described = ch::describe(client, database).await.map_err(|e| format!("ClickHouse: {e}"))?;
+    let described = ch::describe(client, database)
+        .await
+        .map_err(|e| format!("ClickHouse: {e}"))?;
     let mut checks = Vec::new();
     for (expected, name) in tables {
         let Some(actual) = described.iter().find(|t| &t.name == name) else {
@@ -588,8 +678,12 @@ async fn check_clickhouse(
             });
             continue;
         };
-        let rows = ch::count(client, database, name).await.map_err(|e| format!("ClickHouse: {e}"))?;
-        let checksum = ch::checksum(client, database, actual).await.map_err(|e| format!("ClickHouse: {e}"))?;
+        let rows = ch::count(client, database, name)
+            .await
+            .map_err(|e| format!("ClickHouse: {e}"))?;
+        let checksum = ch::checksum(client, database, actual)
+            .await
+            .map_err(|e| format!("ClickHouse: {e}"))?;
         checks.push(TableCheck {
             name: expected.name.clone(),
             expected_rows: expected.rows,
@@ -618,22 +712,35 @@ async fn clickhouse_side(state: &AppState, prepared: &Prepared, watch: &Watch<'_
             };
             load_table(state, prepared, table, to, watch, &mut done).await?;
         }
-        let pairs: Vec<(TableEntry, String)> = prepared.tables.iter().map(|t| (t.clone(), t.name.clone())).collect();
+        let pairs: Vec<(TableEntry, String)> = prepared
+            .tables
+            .iter()
+            .map(|t| (t.clone(), t.name.clone()))
+            .collect();
         check_clickhouse(client, database, &pairs).await
     }
     .await;
     if result.is_err() {
-        let _ = client.query(&format!("DROP DATABASE IF EXISTS `{database}`")).execute().await;
+        let _ = client
+            .query(&format!("DROP DATABASE IF EXISTS `{database}`"))
+            .execute()
+            .await;
     }
     result.map(|checks| (checks, None))
 }
 
 /// In place: under a freeze of the store, with the live tables kept aside.
-async fn in_place(state: &AppState, prepared: &Prepared, actor: &Actor, watch: &Watch<'_>) -> Restored {
+async fn in_place(
+    state: &AppState,
+    prepared: &Prepared,
+    actor: &Actor,
+    watch: &Watch<'_>,
+) -> Restored {
     let store = prepared.backup.backup.store;
-    let Some(_lock) = crate::server::postgres::try_exclusive(&state.pg, super::lock_class::RESTORE, 0)
-        .await
-        .map_err(|e| format!("PostgreSQL: {e}"))?
+    let Some(_lock) =
+        crate::server::postgres::try_exclusive(&state.pg, super::lock_class::RESTORE, 0)
+            .await
+            .map_err(|e| format!("PostgreSQL: {e}"))?
     else {
         return Err("another restore or rollback is running".to_owned());
     };
@@ -657,7 +764,10 @@ async fn in_place(state: &AppState, prepared: &Prepared, actor: &Actor, watch: &
             let firing = crate::jobs::ssr::Firing::by_hand(
                 crate::jobs::Trigger::Manual,
                 actor.clone(),
-                Some(format!("Replay the rows parked during restore {}", prepared.restore_id)),
+                Some(format!(
+                    "Replay the rows parked during restore {}",
+                    prepared.restore_id
+                )),
                 crate::jobs::ssr::Caller::default(),
             );
             let _ = crate::jobs::ssr::run_in_background(state, job, firing).await;
@@ -696,22 +806,32 @@ async fn postgres_in_place(state: &AppState, prepared: &Prepared, watch: &Watch<
     .await
     .map_err(pg_err)?;
     for table in &present {
-        sqlx::query(&format!("alter table public.{} set schema {}", pg::quote(table), pg::quote(&aside)))
-            .execute(&mut *tx)
-            .await
-            .map_err(pg_err)?;
+        sqlx::query(&format!(
+            "alter table public.{} set schema {}",
+            pg::quote(table),
+            pg::quote(&aside)
+        ))
+        .execute(&mut *tx)
+        .await
+        .map_err(pg_err)?;
     }
     tx.commit().await.map_err(pg_err)?;
     let restored = pg::run_restore(
         &state.backups,
         &live,
         &dump,
-        &["--no-privileges", "--single-transaction", &format!("--use-list={}", list.as_str())],
+        &[
+            "--no-privileges",
+            "--single-transaction",
+            &format!("--use-list={}", list.as_str()),
+        ],
     )
     .await;
     if let Err(error) = restored {
         // Nothing was restored (one transaction): put the live tables back.
-        move_back(&mut conn, &aside, &present, false).await.map_err(pg_err)?;
+        move_back(&mut conn, &aside, &present, false)
+            .await
+            .map_err(pg_err)?;
         return Err(error);
     }
     if let Some(owner) = &state.schema_owner {
@@ -735,23 +855,34 @@ async fn move_back(
     let mut tx = sqlx::Connection::begin(conn).await?;
     if drop_restored {
         for table in tables {
-            sqlx::query(&format!("drop table if exists public.{} cascade", pg::quote(table)))
-                .execute(&mut *tx)
-                .await?;
-        }
-    }
-    let kept: Vec<String> = sqlx::query_scalar("select tablename::text from pg_tables where schemaname = $1")
-        .bind(aside)
-        .fetch_all(&mut *tx)
-        .await?;
-    for table in &kept {
-        sqlx::query(&format!("alter table {}.{} set schema public", pg::quote(aside), pg::quote(table)))
+            sqlx::query(&format!(
+                "drop table if exists public.{} cascade",
+                pg::quote(table)
+            ))
             .execute(&mut *tx)
             .await?;
+        }
     }
-    sqlx::query(&format!("drop schema if exists {} cascade", pg::quote(aside)))
+    let kept: Vec<String> =
+        sqlx::query_scalar("select tablename::text from pg_tables where schemaname = $1")
+            .bind(aside)
+            .fetch_all(&mut *tx)
+            .await?;
+    for table in &kept {
+        sqlx::query(&format!(
+            "alter table {}.{} set schema public",
+            pg::quote(aside),
+            pg::quote(table)
+        ))
         .execute(&mut *tx)
         .await?;
+    }
+    sqlx::query(&format!(
+        "drop schema if exists {} cascade",
+        pg::quote(aside)
+    ))
+    .execute(&mut *tx)
+    .await?;
     tx.commit().await
 }
 
@@ -789,7 +920,10 @@ async fn clickhouse_in_place(state: &AppState, prepared: &Prepared, watch: &Watc
     let drop_staging = || async {
         for table in &prepared.tables {
             let _ = client
-                .query(&format!("DROP TABLE IF EXISTS `{database}`.`{}`", staging(&table.name, id)))
+                .query(&format!(
+                    "DROP TABLE IF EXISTS `{database}`.`{}`",
+                    staging(&table.name, id)
+                ))
                 .execute()
                 .await;
         }
@@ -806,7 +940,9 @@ async fn clickhouse_in_place(state: &AppState, prepared: &Prepared, watch: &Watc
         }
     };
     // Swap: the live table aside, the staging table in its place, in one RENAME.
-    let described = ch::describe(client, &database).await.map_err(|e| format!("ClickHouse: {e}"))?;
+    let described = ch::describe(client, &database)
+        .await
+        .map_err(|e| format!("ClickHouse: {e}"))?;
     let mut renames = Vec::new();
     for table in &prepared.tables {
         if described.iter().any(|d| d.name == table.name) {
@@ -833,7 +969,12 @@ async fn clickhouse_in_place(state: &AppState, prepared: &Prepared, watch: &Watc
 /// Rolls back in-place restore `id`: the live tables kept aside go back in place (the
 /// restored ones are kept aside in turn, as `<table>__rolled_back_<id>` in ClickHouse or
 /// dropped in PostgreSQL). Admins only; a history entry.
-pub async fn roll_back(state: &AppState, id: i64, actor: &Actor, reason: Option<String>) -> Result<Restore, AppError> {
+pub async fn roll_back(
+    state: &AppState,
+    id: i64,
+    actor: &Actor,
+    reason: Option<String>,
+) -> Result<Restore, AppError> {
     let pg_err = AppError::wrap("Roll back a restore");
     let restore = load(state, id).await?.ok_or_else(|| AppError::NotFound {
         what: format!("Restore {id}"),
@@ -846,16 +987,24 @@ pub async fn roll_back(state: &AppState, id: i64, actor: &Actor, reason: Option<
             ),
         });
     }
-    let Some(_lock) = crate::server::postgres::try_exclusive(&state.pg, super::lock_class::RESTORE, 0)
-        .await
-        .map_err(&pg_err)?
+    let Some(_lock) =
+        crate::server::postgres::try_exclusive(&state.pg, super::lock_class::RESTORE, 0)
+            .await
+            .map_err(&pg_err)?
     else {
         return Err(AppError::Conflict {
             message: "Another restore or rollback is running; try again when it ends.".to_owned(),
         });
     };
     let started = state.clock.now();
-    let freeze_id = freeze::open(&state.pg, restore.store, &format!("Roll back restore {id}"), id, &actor.name).await?;
+    let freeze_id = freeze::open(
+        &state.pg,
+        restore.store,
+        &format!("Roll back restore {id}"),
+        id,
+        &actor.name,
+    )
+    .await?;
     let result: Result<(), String> = match restore.store {
         StoreKind::Postgres => {
             let url = pg::working_url(&state.backups);
@@ -867,7 +1016,8 @@ pub async fn roll_back(state: &AppState, id: i64, actor: &Actor, reason: Option<
             }
         }
         StoreKind::Clickhouse => {
-            tokio::time::sleep(state.queues.ingest_timeout + std::time::Duration::from_millis(500)).await;
+            tokio::time::sleep(state.queues.ingest_timeout + std::time::Duration::from_millis(500))
+                .await;
             let database = state.clickhouse.database().to_owned();
             let renames: Vec<String> = restore
                 .tables
@@ -875,7 +1025,10 @@ pub async fn roll_back(state: &AppState, id: i64, actor: &Actor, reason: Option<
                 .flat_map(|t| {
                     [
                         format!("`{database}`.`{t}` TO `{database}`.`{t}__rolled_back_{id}`"),
-                        format!("`{database}`.`{}` TO `{database}`.`{t}`", aside_table(t, id)),
+                        format!(
+                            "`{database}`.`{}` TO `{database}`.`{t}`",
+                            aside_table(t, id)
+                        ),
                     ]
                 })
                 .collect();
@@ -917,11 +1070,13 @@ pub async fn roll_back(state: &AppState, id: i64, actor: &Actor, reason: Option<
 /// Asks running restore `id` to stop (it does after its current file, and drops what it
 /// made). `false` when it is not running.
 pub async fn request_cancel(state: &AppState, id: i64) -> Result<bool, AppError> {
-    let done = sqlx::query("update restores set cancel_requested = true where id = $1 and status = 'running'")
-        .bind(id)
-        .execute(&state.pg)
-        .await
-        .map_err(AppError::wrap("Cancel a restore"))?;
+    let done = sqlx::query(
+        "update restores set cancel_requested = true where id = $1 and status = 'running'",
+    )
+    .bind(id)
+    .execute(&state.pg)
+    .await
+    .map_err(AppError::wrap("Cancel a restore"))?;
     Ok(done.rows_affected() == 1)
 }
 
@@ -942,12 +1097,17 @@ fn restore_of(row: &sqlx::postgres::PgRow) -> Restore {
         actor: row.get("actor"),
         reason: row.get("reason"),
         started_ms: unix_ms(row.get("started_at")),
-        finished_ms: row.get::<Option<time::OffsetDateTime>, _>("finished_at").map(unix_ms),
+        finished_ms: row
+            .get::<Option<time::OffsetDateTime>, _>("finished_at")
+            .map(unix_ms),
         duration_ms: row.get("duration_ms"),
         rows: row.get("row_count"),
         error: row.get("error"),
         can_roll_back: aside.is_some()
-            && matches!(status, RestoreStatus::Verified | RestoreStatus::VerifyFailed),
+            && matches!(
+                status,
+                RestoreStatus::Verified | RestoreStatus::VerifyFailed
+            ),
         progress_bytes: row.get("progress_bytes"),
         total_bytes: row.get("total_bytes"),
     }
@@ -955,11 +1115,13 @@ fn restore_of(row: &sqlx::postgres::PgRow) -> Restore {
 
 /// Restore `id`.
 pub async fn load(state: &AppState, id: i64) -> Result<Option<Restore>, AppError> {
-    let row = sqlx::query(&format!("select {RESTORE_COLUMNS} from restores where id = $1"))
-        .bind(id)
-        .fetch_optional(&state.pg)
-        .await
-        .map_err(AppError::wrap("Load a restore"))?;
+    let row = sqlx::query(&format!(
+        "select {RESTORE_COLUMNS} from restores where id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(&state.pg)
+    .await
+    .map_err(AppError::wrap("Load a restore"))?;
     Ok(row.as_ref().map(restore_of))
 }
 
@@ -981,7 +1143,15 @@ mod tests {
     #[test]
     fn side_database_names_are_plain() {
         assert!(valid_database_name("salvage_restore_12"));
-        for bad in ["", "Salvage", "a-b", "a b", "1abc", "x;drop", &"a".repeat(64)] {
+        for bad in [
+            "",
+            "Salvage",
+            "a-b",
+            "a b",
+            "1abc",
+            "x;drop",
+            &"a".repeat(64),
+        ] {
             assert!(!valid_database_name(bad), "{bad}");
         }
     }

@@ -92,7 +92,10 @@ impl Storage {
 
     /// Reads `key`.
     pub fn open(&self, key: &str) -> io::Result<BufReader<File>> {
-        Ok(BufReader::with_capacity(1 << 20, File::open(self.path(key))?))
+        Ok(BufReader::with_capacity(
+            1 << 20,
+            File::open(self.path(key))?,
+        ))
     }
 
     /// The whole of `key`, for small files (the manifest).

@@ -22,7 +22,11 @@ use crate::server::AppState;
 /// Verifies backup `id` and records the result. The outer `Err` means it could not be
 /// checked or recorded (no such backup, PostgreSQL down); the inner one is what is wrong
 /// with the backup.
-pub async fn verify(state: &AppState, id: i64, actor: &Actor) -> Result<Result<(), String>, AppError> {
+pub async fn verify(
+    state: &AppState,
+    id: i64,
+    actor: &Actor,
+) -> Result<Result<(), String>, AppError> {
     let stored = catalogue::load(&state.pg, id)
         .await
         .map_err(AppError::wrap("Load a backup"))?
@@ -34,7 +38,11 @@ pub async fn verify(state: &AppState, id: i64, actor: &Actor) -> Result<Result<(
             message: format!(
                 "Backup {id} is {}{}: there is nothing to verify.",
                 stored.backup.status.label(),
-                if stored.backup.deleted { " and its files were deleted" } else { "" }
+                if stored.backup.deleted {
+                    " and its files were deleted"
+                } else {
+                    ""
+                }
             ),
         });
     }
@@ -44,9 +52,15 @@ pub async fn verify(state: &AppState, id: i64, actor: &Actor) -> Result<Result<(
     let store = stored.backup.store;
     let pg_err = AppError::wrap("Record a verification");
     let mut tx = state.pg.begin().await.map_err(&pg_err)?;
-    catalogue::record_verification(&mut tx, id, result.as_ref().err().map(String::as_str), &actor.name, now)
-        .await
-        .map_err(&pg_err)?;
+    catalogue::record_verification(
+        &mut tx,
+        id,
+        result.as_ref().err().map(String::as_str),
+        &actor.name,
+        now,
+    )
+    .await
+    .map_err(&pg_err)?;
     let title = match &result {
         Ok(rows) => format!(
             "Verified {} backup {id}: {} files, {} rows match the manifest",
@@ -56,16 +70,26 @@ pub async fn verify(state: &AppState, id: i64, actor: &Actor) -> Result<Result<(
         ),
         Err(_) => format!("{} backup {id} failed verification", store.label()),
     };
-    let outcome = if result.is_ok() { Outcome::Succeeded } else { Outcome::Failed };
+    let outcome = if result.is_ok() {
+        Outcome::Succeeded
+    } else {
+        Outcome::Failed
+    };
     let entry = NewEntry::new("backup", &title, actor, outcome)
         .with_times(started, Some(now))
         .with_body(result.as_ref().err().cloned().unwrap_or_default())
-        .with_details(json!({"backupId": id, "store": store.as_str(), "verify": true,
-                             "error": result.as_ref().err()}));
+        .with_details(
+            json!({"backupId": id, "store": store.as_str(), "verify": true,
+                             "error": result.as_ref().err()}),
+        );
     append(&mut tx, &entry).await.map_err(&pg_err)?;
     if let Err(error) = &result {
-        let signal = Signal::new(store.as_str(), Severity::Critical, format!("{title}: {error}"))
-            .with_details(json!({"backupId": id}));
+        let signal = Signal::new(
+            store.as_str(),
+            Severity::Critical,
+            format!("{title}: {error}"),
+        )
+        .with_details(json!({"backupId": id}));
         raise_event(&mut tx, &super::alerts::BACKUP_VERIFY_FAILED, &signal, now)
             .await
             .map_err(&pg_err)?;
@@ -97,13 +121,12 @@ pub fn read_manifest(state: &AppState, stored: &Stored) -> Result<Manifest, Stri
 /// (files, rows) when every check passes; else the first failure, naming the file.
 async fn check(state: &AppState, stored: &Stored) -> Result<(usize, u64), String> {
     let manifest = read_manifest(state, stored)?;
-    let catalogued: Vec<(String, String)> = sqlx::query_as(
-        "select path, sha256 from backup_files where backup_id = $1 order by path",
-    )
-    .bind(stored.backup.id)
-    .fetch_all(&state.pg)
-    .await
-    .map_err(|e| format!("PostgreSQL: {e}"))?;
+    let catalogued: Vec<(String, String)> =
+        sqlx::query_as("select path, sha256 from backup_files where backup_id = $1 order by path")
+            .bind(stored.backup.id)
+            .fetch_all(&state.pg)
+            .await
+            .map_err(|e| format!("PostgreSQL: {e}"))?;
     let mut listed: Vec<(String, String)> = manifest
         .files
         .iter()
@@ -120,9 +143,11 @@ async fn check(state: &AppState, stored: &Stored) -> Result<(usize, u64), String
         let entry = file.clone();
         match stored.backup.store {
             StoreKind::Clickhouse => {
-                rows += tokio::task::spawn_blocking(move || ch::read_file(&storage, &key, &entry, None))
-                    .await
-                    .map_err(|e| e.to_string())??;
+                rows += tokio::task::spawn_blocking(move || {
+                    ch::read_file(&storage, &key, &entry, None)
+                })
+                .await
+                .map_err(|e| e.to_string())??;
             }
             StoreKind::Postgres => {
                 let name = entry.path.clone();
@@ -133,7 +158,10 @@ async fn check(state: &AppState, stored: &Stored) -> Result<(usize, u64), String
                 .map_err(|e| e.to_string())?
                 .map_err(|e| format!("{name}: {e}"))?;
                 if size != entry.size {
-                    return Err(format!("{name}: {size} bytes, the manifest says {}", entry.size));
+                    return Err(format!(
+                        "{name}: {size} bytes, the manifest says {}",
+                        entry.size
+                    ));
                 }
                 if sha256 != entry.sha256 {
                     return Err(format!("{name}: its SHA-256 differs from the manifest's"));

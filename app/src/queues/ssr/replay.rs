@@ -65,7 +65,8 @@ pub struct Faults {
 }
 
 /// Why a replay stopped early while a restore holds the write freeze.
-pub const FROZEN: &str = "a restore has frozen the stores; the rows wait in the queue until it ends";
+pub const FROZEN: &str =
+    "a restore has frozen the stores; the rows wait in the queue until it ends";
 
 /// Batches a run keeps in flight: two overlap one batch's PostgreSQL work with the
 /// other's ClickHouse round trips (measured with `salvage bench replay`).
