@@ -269,6 +269,9 @@ pub struct AlertCounts {
     pub acknowledged: i64,
     pub silenced: i64,
     pub flapping: i64,
+    /// The open write freezes: every page shows them as a banner beside the count.
+    #[serde(default)]
+    pub freezes: Vec<crate::freeze::Freeze>,
 }
 
 impl AlertCounts {

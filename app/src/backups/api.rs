@@ -9,7 +9,8 @@ use crate::error::AppError;
 #[cfg(feature = "ssr")]
 use crate::server::required_reason;
 
-/// The catalogue, the restores, the open freezes and each store's recovery point.
+/// The catalogue, the restores and each store's recovery point (the open freezes come
+/// with the layout's alert counts, on every page).
 #[server(endpoint = "backups/overview")]
 pub async fn load_backups() -> Result<BackupsOverview, AppError> {
     let (state, _) = crate::auth::ssr::guard(crate::auth::Permission::Read).await?;
@@ -45,8 +46,8 @@ pub async fn load_backups() -> Result<BackupsOverview, AppError> {
             });
         }
         let running_run: Option<i64> = sqlx::query_scalar(
-            "select id from cron_job_runs where job_name = $1 and status = 'running'
-             order by started_at desc limit 1",
+            "select id from cron_job_runs where job_name = $1 and outcome = 'running'
+             order by ran_at desc limit 1",
         )
         .bind(super::ssr::BACKUP.name)
         .fetch_optional(&state.pg)
@@ -57,9 +58,6 @@ pub async fn load_backups() -> Result<BackupsOverview, AppError> {
             stores,
             backups: catalogue::list(&state.pg, 100).await.map_err(internal)?,
             restores: restore::list(&state, 20).await.map_err(internal)?,
-            freezes: crate::freeze::ssr::open_freezes(&state.pg)
-                .await
-                .map_err(internal)?,
             target: state.backups.storage.describe(),
             keep: state.backups.keep,
             running_run,
@@ -179,9 +177,18 @@ pub async fn start_restore(
 /// Asks restore `id` to stop after its current file; it drops what it made.
 #[server(endpoint = "backups/cancel-restore")]
 pub async fn cancel_restore(id: i64) -> Result<(), AppError> {
-    let (state, _) = crate::auth::ssr::guard(crate::auth::Permission::Administer).await?;
+    let (state, actor) = crate::auth::ssr::guard(crate::auth::Permission::Administer).await?;
     let result = async {
+        use crate::history::ssr::{record, NewEntry};
         if super::ssr::restore::request_cancel(&state, id).await? {
+            let entry = NewEntry::new(
+                "restore",
+                format!("Cancel requested for restore {id}"),
+                &actor,
+                crate::history::Outcome::Info,
+            )
+            .with_details(serde_json::json!({"restoreId": id, "cancel": true}));
+            record(&state.pg, &entry, "Failed to record the cancel").await?;
             Ok(())
         } else {
             Err(AppError::Conflict {

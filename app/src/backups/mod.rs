@@ -211,7 +211,6 @@ pub struct BackupsOverview {
     /// Newest first.
     pub backups: Vec<Backup>,
     pub restores: Vec<Restore>,
-    pub freezes: Vec<Freeze>,
     /// The backup target, described ("/var/backups/salvage").
     pub target: String,
     /// Completed backups kept per store.

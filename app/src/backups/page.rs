@@ -174,18 +174,11 @@ fn BackupsNow(
         stores,
         backups,
         restores,
-        freezes,
         target,
         keep,
         running_run,
     } = overview;
     view! {
-        {freezes.into_iter().map(|f| view! {
-            <div class="banner banner-warn" role="status" data-testid="freeze-banner">
-                <strong>{format!("{} is frozen: ", f.store.label())}</strong>
-                {format!("{} (since {}, by {}). Replay and expiry wait; ingest parks rows in the fallback queue.", f.reason, format_utc(f.started_ms), f.started_by)}
-            </div>
-        }).collect_view()}
         {running_run.map(|run| view! {
             <div class="banner banner-info" role="status">{format!("Backup run #{run} is running.")}</div>
         })}

@@ -221,6 +221,22 @@ pub fn AdminLayout() -> impl IntoView {
                         }
                     })}
                 </Suspense>
+                // A restore's write freeze, on every page while it lasts.
+                <Transition fallback=|| ()>
+                    {move || Suspend::new(async move {
+                        let freezes = alert_counts.await.map(|c| c.freezes).unwrap_or_default();
+                        freezes
+                            .into_iter()
+                            .map(|f| view! {
+                                <div class="banner banner-warn" role="status" data-testid="freeze-banner">
+                                    <strong>{format!("{} is frozen for a restore. ", f.store.label())}</strong>
+                                    {format!("{} — since {} by {}. Replay and expiry wait; ingest parks rows in the fallback queue.", f.reason, crate::format::format_utc(f.started_ms), f.started_by)}
+                                    " " <a href="/admin/backups">"Open the backups"</a>
+                                </div>
+                            })
+                            .collect_view()
+                    })}
+                </Transition>
                 <Outlet />
             </main>
         </div>

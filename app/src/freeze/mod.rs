@@ -44,7 +44,7 @@ impl StoreKind {
 }
 
 /// An open write freeze: replay, expiry and retention wait; ingest parks ClickHouse rows.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Freeze {
     pub store: StoreKind,
     pub reason: String,

@@ -33,6 +33,7 @@ pub const KINDS: &[&str] = &[
     "incident",
     "incident_resolved",
     "activation",
+    "backup",
     "restore",
     "replay",
     "redrive",

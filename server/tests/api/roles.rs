@@ -29,6 +29,8 @@ struct World {
     app: TestApp,
     clients: Vec<(Who, Client)>,
     incident: i64,
+    /// A complete ClickHouse backup to verify and restore.
+    backup: i64,
 }
 
 impl World {
@@ -47,10 +49,15 @@ impl World {
             )
             .await;
         let incident = incident.as_i64().expect("an incident id");
+        let answer = crate::helpers::run_job(&app, "backup").await;
+        let backup = answer["backups"][1]["backupId"]
+            .as_i64()
+            .expect("a ClickHouse backup");
         Self {
             app,
             clients,
             incident,
+            backup,
         }
     }
 
@@ -129,8 +136,9 @@ impl World {
 struct Case {
     endpoint: &'static str,
     allowed: Allowed,
-    /// Whether an allowed call writes a history entry.
-    records: bool,
+    /// History entries an allowed call writes (a call that starts work in the
+    /// background writes them when it ends; the matrix waits for them).
+    records: i64,
 }
 
 /// Which roles may do something.
@@ -153,171 +161,207 @@ const CASES: &[Case] = &[
     Case {
         endpoint: "auth/me",
         allowed: any,
-        records: false,
+        records: 0,
     },
     Case {
         endpoint: "overview/stores",
         allowed: any,
-        records: false,
+        records: 0,
     },
     Case {
         endpoint: "history/search",
         allowed: any,
-        records: false,
+        records: 0,
     },
     Case {
         endpoint: "history/entry",
         allowed: any,
-        records: false,
+        records: 0,
     },
     Case {
         endpoint: "history/verify",
         allowed: managers,
-        records: true,
+        records: 1,
     },
     Case {
         endpoint: "history/note",
         allowed: any,
-        records: true,
+        records: 1,
     },
     Case {
         endpoint: "history/incident",
         allowed: any,
-        records: true,
+        records: 1,
     },
     Case {
         endpoint: "history/resolve",
         allowed: any,
-        records: true,
+        records: 1,
     },
     Case {
         endpoint: "alerts/counts",
         allowed: any,
-        records: false,
+        records: 0,
     },
     Case {
         endpoint: "alerts/open",
         allowed: any,
-        records: false,
+        records: 0,
     },
     Case {
         endpoint: "alerts/resolved",
         allowed: any,
-        records: false,
+        records: 0,
     },
     Case {
         endpoint: "alerts/detail",
         allowed: any,
-        records: false,
+        records: 0,
     },
     Case {
         endpoint: "alerts/acknowledge",
         allowed: operators,
-        records: true,
+        records: 1,
     },
     Case {
         endpoint: "alerts/resolve",
         allowed: operators,
-        records: true,
+        records: 1,
     },
     Case {
         endpoint: "alerts/note",
         allowed: operators,
-        records: true,
+        records: 1,
     },
     Case {
         endpoint: "alerts/silence",
         allowed: operators,
-        records: true,
+        records: 1,
     },
     Case {
         endpoint: "alerts/unsilence",
         allowed: operators,
-        records: true,
+        records: 1,
     },
     Case {
         endpoint: "queues/overview",
         allowed: any,
-        records: false,
+        records: 0,
     },
     // The run continues in the background; the matrix waits for it before counting.
     Case {
         endpoint: "queues/replay",
         allowed: operators,
-        records: true,
+        records: 1,
     },
     Case {
         endpoint: "queues/cancel",
         allowed: operators,
-        records: true,
+        records: 1,
+    },
+    Case {
+        endpoint: "backups/overview",
+        allowed: any,
+        records: 0,
+    },
+    // The backup job: a backup and a verification of each store.
+    Case {
+        endpoint: "backups/create",
+        allowed: operators,
+        records: 4,
+    },
+    Case {
+        endpoint: "backups/verify",
+        allowed: operators,
+        records: 1,
+    },
+    Case {
+        endpoint: "backups/plan",
+        allowed: admins,
+        records: 0,
+    },
+    Case {
+        endpoint: "backups/restore",
+        allowed: admins,
+        records: 1,
+    },
+    Case {
+        endpoint: "backups/cancel-restore",
+        allowed: admins,
+        records: 1,
+    },
+    Case {
+        endpoint: "backups/rollback",
+        allowed: admins,
+        records: 1,
     },
     Case {
         endpoint: "crons/overview",
         allowed: any,
-        records: false,
+        records: 0,
     },
     // In the background too; the job (expiry, with nothing to expire) writes no entry of
     // its own, so the run's own "ran by hand" entry is the one.
     Case {
         endpoint: "crons/run",
         allowed: operators,
-        records: true,
+        records: 1,
     },
     Case {
         endpoint: "settings/cron-secret",
         allowed: any,
-        records: false,
+        records: 0,
     },
     Case {
         endpoint: "settings/cron-secret/rotate",
         allowed: admins,
-        records: true,
+        records: 1,
     },
     Case {
         endpoint: "settings/cron-secret/end-grace",
         allowed: admins,
-        records: true,
+        records: 1,
     },
     Case {
         endpoint: "settings/ingest-keys",
         allowed: admins,
-        records: false,
+        records: 0,
     },
     Case {
         endpoint: "settings/ingest-keys/create",
         allowed: admins,
-        records: true,
+        records: 1,
     },
     Case {
         endpoint: "settings/ingest-keys/revoke",
         allowed: admins,
-        records: true,
+        records: 1,
     },
     Case {
         endpoint: "settings/users",
         allowed: admins,
-        records: false,
+        records: 0,
     },
     Case {
         endpoint: "settings/users/add",
         allowed: admins,
-        records: true,
+        records: 1,
     },
     Case {
         endpoint: "settings/users/role",
         allowed: admins,
-        records: true,
+        records: 1,
     },
     Case {
         endpoint: "settings/users/disabled",
         allowed: admins,
-        records: true,
+        records: 1,
     },
     // Last: it changes the caller's own password (the session stays signed in).
     Case {
         endpoint: "auth/password",
         allowed: any,
-        records: true,
+        records: 1,
     },
 ];
 // Not in the matrix, because they are for people who are not signed in yet, and have
@@ -395,6 +439,37 @@ async fn arguments(world: &World, endpoint: &str) -> Value {
             json!({"run_id": run})
         }
         "crons/run" => json!({"job": "expire-fallback", "reason": "matrix"}),
+        "backups/create" => json!({"reason": "matrix"}),
+        "backups/verify" | "backups/plan" => json!({"id": world.backup}),
+        "backups/restore" => json!({"backup_id": world.backup, "mode": "side",
+            "target": format!("salvage_test_matrix_{}", uuid::Uuid::new_v4().simple()),
+            "tables": "history_anchors", "confirm": "", "reason": "matrix"}),
+        "backups/cancel-restore" => {
+            // Each allowed call needs a restore that is still running.
+            let id: i64 = sqlx::query_scalar(
+                "insert into restores (backup_id, store, mode, target, tables, actor, started_at)
+                 values ($1, 'clickhouse', 'side', 'x', '{}', 'matrix', now()) returning id",
+            )
+            .bind(world.backup)
+            .fetch_one(&world.app.pg)
+            .await
+            .unwrap();
+            json!({"id": id})
+        }
+        "backups/rollback" => {
+            // Each allowed call needs an in-place restore whose live tables are aside.
+            let id: i64 = sqlx::query_scalar(
+                "insert into restores (backup_id, store, mode, target, tables, actor, started_at,
+                                       status, aside)
+                 values ($1, 'postgres', 'in_place', 'x', '{}', 'matrix', now(), 'verified',
+                         'salvage_pre_matrix') returning id",
+            )
+            .bind(world.backup)
+            .fetch_one(&world.app.pg)
+            .await
+            .unwrap();
+            json!({"id": id, "reason": "matrix"})
+        }
         "settings/cron-secret/rotate" => json!({"grace_hours": 24, "reason": "matrix"}),
         "settings/cron-secret/end-grace" => {
             // Each allowed call needs a secret in its grace window.
@@ -439,7 +514,11 @@ async fn every_server_function_enforces_its_role_for_every_caller() {
             let history_before = world.app.count("runbook_history").await;
 
             let (status, body) = world.client(who).call(case.endpoint, args).await;
-            if matches!(case.endpoint, "queues/replay" | "crons/run") && status == 200 {
+            if matches!(
+                case.endpoint,
+                "queues/replay" | "crons/run" | "backups/create"
+            ) && status == 200
+            {
                 world.background_runs_finished().await;
             }
 
@@ -457,8 +536,13 @@ async fn every_server_function_enforces_its_role_for_every_caller() {
                 continue;
             }
             if expected == 200 {
+                let app = &world.app;
+                crate::helpers::eventually(std::time::Duration::from_secs(15), || async {
+                    app.count("runbook_history").await - history_before >= case.records
+                })
+                .await;
                 let written = world.app.count("runbook_history").await - history_before;
-                if written != i64::from(case.records) {
+                if written != case.records {
                     failures.push(format!(
                         "{} as {who:?} wrote {written} history entries",
                         case.endpoint
@@ -483,6 +567,24 @@ async fn every_server_function_enforces_its_role_for_every_caller() {
                 }
             }
         }
+    }
+    // The side databases the allowed restores made.
+    let made: Vec<String> = world
+        .app
+        .clickhouse
+        .client()
+        .query("SELECT name FROM system.databases WHERE name LIKE 'salvage_test_matrix_%'")
+        .fetch_all()
+        .await
+        .unwrap();
+    for name in made {
+        let _ = world
+            .app
+            .clickhouse
+            .client()
+            .query(&format!("DROP DATABASE IF EXISTS `{name}`"))
+            .execute()
+            .await;
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
@@ -558,6 +660,7 @@ async fn every_admin_page_enforces_its_role_for_every_caller() {
         ("/admin/settings/users", admins),
         ("/admin/queues", any),
         ("/admin/crons", any),
+        ("/admin/backups", any),
         ("/admin/settings/cron-secret", any),
         ("/admin/settings/ingest-keys", admins),
     ];

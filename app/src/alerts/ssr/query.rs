@@ -50,6 +50,7 @@ impl Filters {
 
 /// The counts of open alerts (the strip and the nav): by severity those still firing
 /// and not muted (what nobody has taken yet), then acknowledged, silenced, flapping.
+/// The counts of open alerts, and the open write freezes (the layout shows both).
 pub async fn counts(pg: &PgPool, now: OffsetDateTime) -> Result<AlertCounts, sqlx::Error> {
     let row = sqlx::query(&format!(
         "select count(*) filter (where severity = 'critical' and status = 'firing' and not silenced) as critical,
@@ -70,6 +71,7 @@ pub async fn counts(pg: &PgPool, now: OffsetDateTime) -> Result<AlertCounts, sql
         acknowledged: row.get("acknowledged"),
         silenced: row.get("silenced"),
         flapping: row.get("flapping"),
+        freezes: crate::freeze::ssr::open_freezes(pg).await?,
     })
 }
 

@@ -54,6 +54,9 @@ pub struct Taken {
     pub duration_ms: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The history entry recording it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history_id: Option<i64>,
 }
 
 /// What a run of the `backup` job did.
@@ -77,6 +80,9 @@ impl Report for BackupReport {
     }
     fn error(&self) -> Option<String> {
         self.error.clone()
+    }
+    fn history_id(&self) -> Option<i64> {
+        self.backups.iter().find_map(|b| b.history_id)
     }
     fn details(&self) -> serde_json::Value {
         serde_json::to_value(self).unwrap_or_default()
@@ -163,6 +169,7 @@ pub async fn take(
             bytes: 0,
             duration_ms: 0,
             error: Some(format!("another backup of {} is running", store.label())),
+            history_id: None,
         });
     };
     let row = catalogue::start(&state.pg, started)
@@ -223,7 +230,7 @@ pub async fn take(
                     "queuedForClickhouse": manifest.queued_for_clickhouse,
                     "durationMs": manifest.duration_ms, "target": storage.describe(),
                 }));
-            append(&mut tx, &entry)
+            let history_id = append(&mut tx, &entry)
                 .await
                 .map_err(AppError::wrap("Record a backup"))?;
             Taken {
@@ -234,6 +241,7 @@ pub async fn take(
                 bytes: manifest.total_bytes(),
                 duration_ms: manifest.duration_ms,
                 error: None,
+                history_id: Some(history_id),
             }
         }
         Err(error) => {
@@ -249,7 +257,7 @@ pub async fn take(
                 .with_details(
                     json!({"backupId": row.backup.id, "store": store.as_str(), "error": error}),
                 );
-            append(&mut tx, &entry)
+            let history_id = append(&mut tx, &entry)
                 .await
                 .map_err(AppError::wrap("Record a backup"))?;
             let signal = Signal::new(
@@ -269,6 +277,7 @@ pub async fn take(
                 bytes: 0,
                 duration_ms,
                 error: Some(error),
+                history_id: Some(history_id),
             }
         }
     };
