@@ -25,6 +25,10 @@ export DATABASE_URL="$APP_BASE/$DB" CLICKHOUSE_DATABASE=$DB
 if [ -n "${SALVAGE_MIGRATE_DATABASE_URL:-}" ]; then export SALVAGE_MIGRATE_DATABASE_URL="$OWNER_BASE/$DB"; fi
 export SALVAGE_ADDR=127.0.0.1:$PORT SALVAGE_PUBLIC_URL=http://127.0.0.1:$PORT
 export LEPTOS_SITE_ROOT=target/site
+# Backups of the e2e stores go to a folder of their own; side databases the tests make
+# are dropped by them as the owner.
+export SALVAGE_BACKUP_DIR="$ROOT/target/e2e-backups" SALVAGE_E2E_OWNER_URL="$OWNER_BASE/postgres"
+rm -rf "$SALVAGE_BACKUP_DIR"
 # The first cron secret (the rotation test checks it keeps working in the grace window);
 # no in-process scheduler, so nothing drains the seeded queue behind a test's back.
 export CRON_SECRET="e2e-cron-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"

@@ -20,6 +20,7 @@ async function watchForTrouble(page: Page) {
 const PAGES = [
   "/admin",
   "/admin/alerts",
+  "/admin/backups",
   "/admin/alerts?alert=1",
   "/admin/alerts?view=resolved",
   "/admin/alerts?view=silences",

@@ -86,6 +86,16 @@ pub fn BackupsPage() -> AnyView {
             title="Backups"
             subtitle="Backups of PostgreSQL and ClickHouse, each verified against its manifest, and restores into a side database or in place. Refreshes every 3 s."
         />
+        // Outside the refreshing parts, so what is typed survives each refresh.
+        <Transition fallback=|| ()>
+            {move || Suspend::new(async move {
+                let operate = match viewer {
+                    Some(viewer) => viewer.await.is_ok_and(|v| v.role.can(Permission::Operate)),
+                    None => false,
+                };
+                operate.then(|| view! { <BackupPanel backup /> })
+            })}
+        </Transition>
         <Transition fallback=|| view! { <p class="muted" role="status">"Reading the catalogue…"</p> }>
             {move || Suspend::new(async move {
                 let role = match viewer {
@@ -105,18 +115,15 @@ pub fn BackupsPage() -> AnyView {
         {action_error(verify.value())}
         {action_error(cancel.value())}
         {action_error(roll_back.value())}
-        // Outside the refreshing parts, so what is typed survives each refresh.
+        // The restore form, below the catalogue it was opened from.
         <Transition fallback=|| ()>
             {move || Suspend::new(async move {
-                let role = match viewer {
-                    Some(viewer) => viewer.await.ok().map(|v| v.role),
-                    None => None,
+                let administer = match viewer {
+                    Some(viewer) => viewer.await.is_ok_and(|v| v.role.can(Permission::Administer)),
+                    None => false,
                 };
-                let operate = role.is_some_and(|r| r.can(Permission::Operate));
-                let administer = role.is_some_and(|r| r.can(Permission::Administer));
                 let plan = plan.await;
                 view! {
-                    {operate.then(|| view! { <BackupPanel backup /> })}
                     {administer.then(|| match plan {
                         Ok(Some(plan)) => view! { <RestorePanel plan restore chosen /> }.into_any(),
                         Ok(None) => ().into_any(),
@@ -182,7 +189,7 @@ fn BackupsNow(
         {running_run.map(|run| view! {
             <div class="banner banner-info" role="status">{format!("Backup run #{run} is running.")}</div>
         })}
-        <div class="cards cards-2">
+        <div class="chart-pair">
             {stores.into_iter().map(|s| view! { <StoreCard s now_ms /> }).collect_view()}
         </div>
         <section class="panel">
@@ -202,7 +209,7 @@ fn BackupsNow(
                             <th scope="col" class="num">"Took"</th>
                             <th scope="col">"Started"</th>
                             <th scope="col">"By"</th>
-                            <th scope="col"><span class="sr-only">"Actions"</span></th>
+                            <th scope="col"><span class="visually-hidden">"Actions"</span></th>
                         </tr></thead>
                         <tbody>
                             {restores.into_iter().map(|r| view! { <RestoreRow r now_ms administer cancel roll_back /> }).collect_view()}
@@ -229,7 +236,7 @@ fn BackupsNow(
                             <th scope="col" class="num">"Rows"</th>
                             <th scope="col">"Verified"</th>
                             <th scope="col">"By"</th>
-                            <th scope="col"><span class="sr-only">"Actions"</span></th>
+                            <th scope="col"><span class="visually-hidden">"Actions"</span></th>
                         </tr></thead>
                         <tbody>
                             {backups.into_iter().map(|b| view! { <BackupRow b now_ms operate administer verify chosen /> }).collect_view()}
@@ -284,11 +291,13 @@ fn StoreCard(s: StoreSummary, now_ms: i64) -> AnyView {
     );
     let longest = s.sizes.iter().map(|(_, _, ms)| *ms).max().unwrap_or(0);
     view! {
-        <section class="panel store-card" data-testid=format!("store-{}", s.store.as_str())>
-            <h2>{s.store.label()} " " <Badge tone label=word /></h2>
-            <p>{line}</p>
+        <div data-testid=format!("store-{}", s.store.as_str())>
             <ChartFrame
-                caption=view! { "Backup size, last 30 days" <span class="muted small">{format!(" · longest took {}", format_duration(longest))}</span> }.into_any()
+                caption=view! {
+                    <strong>{s.store.label()}</strong>
+                    <Badge tone label=word />
+                    <span class="muted">{line}</span>
+                }.into_any()
                 summary
                 y_top=format_bytes(biggest)
                 x_from="30 days ago"
@@ -298,7 +307,8 @@ fn StoreCard(s: StoreSummary, now_ms: i64) -> AnyView {
                     view! { <rect class="bar" x=i as f64 * width y=CHART_H - 1.0 - h width=(width - 1.0).max(1.0) height=h /> }
                 }).collect_view()}
             </ChartFrame>
-        </section>
+            <p class="muted small chart-note">{format!("Backup sizes over 30 days; the longest took {}.", format_duration(longest))}</p>
+        </div>
     }
     .into_any()
 }
@@ -367,6 +377,11 @@ fn RestoreRow(
         RestoreMode::Side => format!("side database {}", r.target),
         RestoreMode::InPlace => format!("{} (in place)", r.target),
     };
+    let tables = if r.tables.len() > 4 {
+        format!("{} tables", r.tables.len())
+    } else {
+        r.tables.join(", ")
+    };
     let progress = (r.status == RestoreStatus::Running && r.total_bytes > 0).then(|| {
         format!(
             "{} of {}",
@@ -379,7 +394,7 @@ fn RestoreRow(
             <td class="num">{id}</td>
             <td class="num">{r.backup_id}</td>
             <td>{r.store.label()}</td>
-            <td>{into}<div class="small muted">{r.tables.join(", ")}</div></td>
+            <td>{into}<div class="small muted" title=r.tables.join(", ")>{tables}</div></td>
             <td>
                 <Badge tone=restore_tone(r.status) label=r.status.label() />
                 {progress.map(|p| view! { <div class="small muted">{p}</div> })}

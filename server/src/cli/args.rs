@@ -261,6 +261,12 @@ pub enum DemoCommand {
 /// `salvage bench …`.
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
+    /// Back up and restore N ClickHouse rows and the demo PostgreSQL data with Salvage,
+    /// and with the raw tools on the same data; print both times and peak memory.
+    Backup {
+        #[arg(long, default_value_t = 1_000_000)]
+        rows: u64,
+    },
     /// Fill a fallback queue with N rows and drain it; print replay rows/s beside a plain
     /// ClickHouse insert and a plain PostgreSQL claim-and-delete of the same rows, peak
     /// memory, and ingest rows/s with ClickHouse up and down.

@@ -18,6 +18,7 @@ mod args;
 mod backup;
 pub mod bench;
 mod bench_alerts;
+mod bench_backup;
 mod common;
 mod cron;
 pub mod demo;
@@ -59,6 +60,7 @@ pub async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         Command::Bench(BenchCommand::Replay { rows, batch }) => {
             bench::replay(&settings, rows, batch).await
         }
+        Command::Bench(BenchCommand::Backup { rows }) => bench_backup::backup(&settings, rows).await,
         Command::Bench(BenchCommand::Alerts { resolved, open }) => {
             bench_alerts::alerts(&settings, resolved, open).await
         }
