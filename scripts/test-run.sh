@@ -60,6 +60,13 @@ runs=$(psql -X -tA "$DATABASE_URL" -c "select count(*) from cron_job_runs")
 alerts=$(psql -X -tA "$DATABASE_URL" -c "select count(*) from internal_alerts where status = 'resolved' and resolution_note is not null")
 [ "$alerts" -ge 5 ] || fail "expected weeks of resolved demo alerts with notes, found $alerts"
 ok "demo data: $accounts accounts, $entries history entries, $runs cron runs, $alerts resolved alerts with notes"
+verified=$(psql -X -tA "$DATABASE_URL" -c "select string_agg(store, ',' order by store) from backups where status = 'verified'")
+[ "$verified" = clickhouse,postgres ] || fail "expected a verified demo backup of each store, found '$verified'"
+keys=$(psql -X -tA "$DATABASE_URL" -c "select count(*) from api_keys")
+[ "$keys" -gt 0 ] || fail "expected the demo application tables to hold keys"
+[ -f "$SALVAGE_BACKUP_DIR/postgres/$(psql -X -tA "$DATABASE_URL" -c "select min(id) from backups where store = 'postgres'")/manifest.json" ] \
+  || fail "the demo backup's manifest is not in $SALVAGE_BACKUP_DIR"
+ok "demo backups: one verified backup of each store in $SALVAGE_BACKUP_DIR, $keys application keys protected"
 
 rows=0
 for _ in $(seq 1 60); do

@@ -281,8 +281,10 @@ fn StoreCard(s: StoreSummary, now_ms: i64) -> AnyView {
         .max()
         .unwrap_or(0)
         .max(1);
-    let bars = s.sizes.len().max(1) as f64;
-    let width = CHART_W / bars.max(30.0);
+    // Each backup at its time on a 30-day axis ending now.
+    let window = 30.0 * 86_400_000.0;
+    let width = CHART_W / 90.0;
+    let x_of = move |at: i64| ((1.0 - (now_ms - at) as f64 / window) * CHART_W).clamp(0.0, CHART_W - width);
     let summary = format!(
         "{} backup sizes over 30 days: {} backups, the largest {}",
         s.store.label(),
@@ -302,9 +304,9 @@ fn StoreCard(s: StoreSummary, now_ms: i64) -> AnyView {
                 y_top=format_bytes(biggest)
                 x_from="30 days ago"
             >
-                {s.sizes.iter().enumerate().map(|(i, (_, size, _))| {
+                {s.sizes.iter().map(|(at, size, _)| {
                     let h = (*size as f64 / biggest as f64) * (CHART_H - 2.0);
-                    view! { <rect class="bar" x=i as f64 * width y=CHART_H - 1.0 - h width=(width - 1.0).max(1.0) height=h /> }
+                    view! { <rect class="bar" x=x_of(*at) y=CHART_H - 1.0 - h width=width height=h /> }
                 }).collect_view()}
             </ChartFrame>
             <p class="muted small chart-note">{format!("Backup sizes over 30 days; the longest took {}.", format_duration(longest))}</p>
