@@ -50,7 +50,7 @@ test("an admin restores into a side database, then restores ClickHouse in place 
     const chRow = catalogue.getByRole("row").filter({ hasText: "ClickHouse" }).filter({ hasText: "verified" }).first();
     await chRow.getByRole("button", { name: "Restore…" }).click();
     await expect(form).toContainText("Restore ClickHouse backup");
-    await form.getByLabel(/in place/).check();
+    await form.getByRole("radio", { name: /in place/ }).check();
     await expect(form).toContainText("Never rolled back by an in-place restore");
     await form.getByLabel(/Type salvage_e2e to confirm/).fill("salvage_e2e");
     await form.getByLabel("Reason (recorded in the history)").fill("e2e: in-place restore");
