@@ -3,7 +3,8 @@
 # the wasm32 target, rustfmt + clippy, cargo-leptos 0.3.10, wasm-bindgen-cli (the version
 # in Cargo.lock), and the npm packages of end2end/ (Playwright and binaryen's wasm-opt,
 # which cargo-leptos would otherwise download from GitHub).
-# With --test it also installs Debian's Chromium for the browser tests.
+# With --test it also installs Debian's Chromium for the browser tests and moto's S3
+# server (from PyPI) for the backup tests.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
@@ -42,6 +43,20 @@ if [ ! -f "$stamp" ] || ! cmp -s end2end/package-lock.json "$stamp"; then
   say "installing npm packages of end2end/"
   (cd end2end && npm ci --no-audit --no-fund --loglevel=error)
   cp end2end/package-lock.json "$stamp"
+fi
+
+# An S3-compatible server for the backup tests: moto's standalone server, from PyPI, in
+# a virtual environment of its own (pinned, so every run tests against the same server).
+MOTO_VERSION=5.2.5
+MOTO_DIR=${SALVAGE_MOTO_DIR:-$ROOT/.stores/moto}
+if [ "${1:-}" = "--test" ] && ! "$MOTO_DIR/bin/pip" show moto 2>/dev/null | grep -qx "Version: $MOTO_VERSION"; then
+  python3 -m venv --help >/dev/null 2>&1 && python3 -c 'import ensurepip' 2>/dev/null || {
+    say "installing Python's venv (apt)"; as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null; }
+  say "installing moto $MOTO_VERSION's S3 server into $MOTO_DIR (pip)"
+  rm -rf "$MOTO_DIR"
+  python3 -m venv "$MOTO_DIR"
+  "$MOTO_DIR/bin/pip" install -q --disable-pip-version-check "moto[server]==$MOTO_VERSION"
 fi
 
 if [ "${1:-}" = "--test" ] && [ ! -x /usr/bin/chromium ]; then

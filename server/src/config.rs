@@ -86,7 +86,8 @@ pub struct Settings {
     /// (50), `SALVAGE_ALERT_QUEUE_AGE_CRITICAL_PCT` (85), `SALVAGE_ALERT_RECOVER_EVALUATIONS`
     /// (2), `SALVAGE_ALERT_FLAP_CHANGES` (4), `SALVAGE_ALERT_FLAP_WINDOW_MINUTES` (30).
     pub alerts: app::alerts::ssr::AlertSettings,
-    /// Backups: `SALVAGE_BACKUP_DIR` (default `.stores/backups`), `SALVAGE_BACKUP_KEEP`
+    /// Backups: `SALVAGE_BACKUP_DIR` (default `.stores/backups`) or `SALVAGE_BACKUP_URL`
+    /// (`s3://bucket/prefix`, with the `AWS_*` variables), `SALVAGE_BACKUP_KEEP`
     /// (14), `SALVAGE_RPO_POSTGRES_HOURS` and `SALVAGE_RPO_CLICKHOUSE_HOURS` (24),
     /// `SALVAGE_PG_BIN_DIR` (where `pg_dump` and `pg_restore` are; default the `PATH`).
     pub backups: app::backups::ssr::BackupSettings,
@@ -364,6 +365,16 @@ impl Settings {
         );
         if let Some(dir) = get("SALVAGE_BACKUP_DIR") {
             backups.storage = app::backups::ssr::Storage::Directory(dir.trim().into());
+        }
+        if let Some(url) = get("SALVAGE_BACKUP_URL") {
+            let bucket =
+                app::backups::ssr::storage::Bucket::new(url.trim(), &[]).map_err(|reason| {
+                    ConfigError::Malformed {
+                        name: "SALVAGE_BACKUP_URL",
+                        reason,
+                    }
+                })?;
+            backups.storage = app::backups::ssr::Storage::Bucket(bucket);
         }
         backups.keep = bounded("SALVAGE_BACKUP_KEEP", 1..=10_000, "backups", 14)? as i64;
         backups.rpo_postgres = Duration::from_secs(

@@ -284,7 +284,9 @@ fn StoreCard(s: StoreSummary, now_ms: i64) -> AnyView {
     // Each backup at its time on a 30-day axis ending now.
     let window = 30.0 * 86_400_000.0;
     let width = CHART_W / 90.0;
-    let x_of = move |at: i64| ((1.0 - (now_ms - at) as f64 / window) * CHART_W).clamp(0.0, CHART_W - width);
+    let x_of = move |at: i64| {
+        ((1.0 - (now_ms - at) as f64 / window) * CHART_W).clamp(0.0, CHART_W - width)
+    };
     let summary = format!(
         "{} backup sizes over 30 days: {} backups, the largest {}",
         s.store.label(),

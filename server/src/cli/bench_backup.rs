@@ -33,7 +33,13 @@ fn seconds(since: Instant) -> f64 {
 }
 
 /// Runs `program` with `args` (and `PG*`/config from `env`), failing with its stderr.
-fn run_tool(program: &str, args: &[&str], env: &[(&str, String)], stdin: Option<&Path>, stdout: Option<&Path>) -> anyhow::Result<f64> {
+fn run_tool(
+    program: &str,
+    args: &[&str],
+    env: &[(&str, String)],
+    stdin: Option<&Path>,
+    stdout: Option<&Path>,
+) -> anyhow::Result<f64> {
     let started = Instant::now();
     let mut command = std::process::Command::new(program);
     command.args(args);
@@ -46,11 +52,16 @@ fn run_tool(program: &str, args: &[&str], env: &[(&str, String)], stdin: Option<
     if let Some(path) = stdout {
         command.stdout(std::fs::File::create(path)?);
     }
-    let output = command.output().with_context(|| format!("{program} could not be started"))?;
+    let output = command
+        .output()
+        .with_context(|| format!("{program} could not be started"))?;
     anyhow::ensure!(
         output.status.success(),
         "{program} failed: {}",
-        String::from_utf8_lossy(&output.stderr).lines().next().unwrap_or_default()
+        String::from_utf8_lossy(&output.stderr)
+            .lines()
+            .next()
+            .unwrap_or_default()
     );
     Ok(seconds(started))
 }
@@ -76,7 +87,18 @@ pub async fn backup(settings: &Settings, rows: u64) -> anyhow::Result<()> {
     scratch.drop_all().await;
     let admin = scratch_admin(&settings);
     for db in [&pg_raw, &pg_side] {
-        let _ = run_tool("psql", &["-X", "-q", "-c", &format!("drop database if exists {db} with (force)")], &admin, None, None);
+        let _ = run_tool(
+            "psql",
+            &[
+                "-X",
+                "-q",
+                "-c",
+                &format!("drop database if exists {db} with (force)"),
+            ],
+            &admin,
+            None,
+            None,
+        );
     }
     let _ = std::fs::remove_dir_all(&dir);
     result
@@ -105,7 +127,11 @@ async fn measure(
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir)?;
     let state = super::common::migrated_state(settings).await?;
-    state.clickhouse.migrate().await.context("ClickHouse must be running")?;
+    state
+        .clickhouse
+        .migrate()
+        .await
+        .context("ClickHouse must be running")?;
     let organizations = super::demo_backups::application_data(&state, 2_000).await?;
     let ch = state.clickhouse.client();
     let filled = Instant::now();
@@ -130,30 +156,56 @@ async fn measure(
     // Salvage: the backup job's two backups (each verified after; timed apart).
     let started = Instant::now();
     let firing = super::common::cli_firing(Some("bench".into()));
-    let finished = app::jobs::ssr::run(&state, &app::backups::ssr::BACKUP, firing, Default::default())
-        .await
-        .map_err(super::common::app_error)?
-        .context("a run without a tick always starts")?;
+    let finished = app::jobs::ssr::run(
+        &state,
+        &app::backups::ssr::BACKUP,
+        firing,
+        Default::default(),
+    )
+    .await
+    .map_err(super::common::app_error)?
+    .context("a run without a tick always starts")?;
     let report = finished
         .report::<app::backups::ssr::create::BackupReport>()
         .context("the backup job reports")?
         .clone();
-    anyhow::ensure!(report.error.is_none(), "the backup failed: {:?}", report.error);
+    anyhow::ensure!(
+        report.error.is_none(),
+        "the backup failed: {:?}",
+        report.error
+    );
     let whole_job = seconds(started);
-    let taken = |store: StoreKind| report.backups.iter().find(|b| b.store == store).cloned().expect("both stores");
+    let taken = |store: StoreKind| {
+        report
+            .backups
+            .iter()
+            .find(|b| b.store == store)
+            .cloned()
+            .expect("both stores")
+    };
     let (pg_backup, ch_backup) = (taken(StoreKind::Postgres), taken(StoreKind::Clickhouse));
 
     // The raw tools on the same data.
     let owner = tool_env(settings, None);
     let dump = dir.join("raw.dump");
-    let raw_dump = run_tool("pg_dump", &["--format=custom", "--file", dump.to_str().unwrap()], &owner, None, None)?;
+    let raw_dump = run_tool(
+        "pg_dump",
+        &["--format=custom", "--file", dump.to_str().unwrap()],
+        &owner,
+        None,
+        None,
+    )?;
     let client_config = dir.join("clickhouse-client.xml");
     clickhouse_client_config(settings, &client_config)?;
     let native = dir.join("raw.native");
     let database = state.clickhouse.database();
     let raw_export = run_tool(
         "clickhouse-client",
-        &[&format!("--config-file={}", client_config.display()), "--query", &format!("SELECT * FROM `{database}`.requests FORMAT Native")],
+        &[
+            &format!("--config-file={}", client_config.display()),
+            "--query",
+            &format!("SELECT * FROM `{database}`.requests FORMAT Native"),
+        ],
         &[],
         None,
         Some(&native),
@@ -169,34 +221,73 @@ async fn measure(
         trigger: "cli".into(),
         ..Default::default()
     };
-    let pg_restored = restore::restore(&state, &side(pg_backup.backup_id.unwrap(), pg_side, Vec::new()), &actor)
-        .await
-        .map_err(super::common::app_error)?;
-    let ch_restored = restore::restore(&state, &side(ch_backup.backup_id.unwrap(), ch_side, vec!["requests".into()]), &actor)
-        .await
-        .map_err(super::common::app_error)?;
-    anyhow::ensure!(pg_restored.error.is_none() && ch_restored.error.is_none(), "a restore failed");
+    let pg_restored = restore::restore(
+        &state,
+        &side(pg_backup.backup_id.unwrap(), pg_side, Vec::new()),
+        &actor,
+    )
+    .await
+    .map_err(super::common::app_error)?;
+    let ch_restored = restore::restore(
+        &state,
+        &side(
+            ch_backup.backup_id.unwrap(),
+            ch_side,
+            vec!["requests".into()],
+        ),
+        &actor,
+    )
+    .await
+    .map_err(super::common::app_error)?;
+    anyhow::ensure!(
+        pg_restored.error.is_none() && ch_restored.error.is_none(),
+        "a restore failed"
+    );
     let admin = scratch_admin(settings);
-    run_tool("psql", &["-X", "-q", "-c", &format!("create database {pg_raw}")], &admin, None, None)?;
+    run_tool(
+        "psql",
+        &["-X", "-q", "-c", &format!("create database {pg_raw}")],
+        &admin,
+        None,
+        None,
+    )?;
     let raw_pg_restore = run_tool(
         "pg_restore",
-        &["--no-owner", "--no-privileges", "--exit-on-error", "--dbname", pg_raw, dump.to_str().unwrap()],
+        &[
+            "--no-owner",
+            "--no-privileges",
+            "--exit-on-error",
+            "--dbname",
+            pg_raw,
+            dump.to_str().unwrap(),
+        ],
         &tool_env(settings, Some(pg_raw)),
         None,
         None,
     )?;
     let create: String = ch
-        .query("SELECT create_table_query FROM system.tables WHERE database = ? AND name = 'requests'")
+        .query(
+            "SELECT create_table_query FROM system.tables WHERE database = ? AND name = 'requests'",
+        )
         .bind(database)
         .fetch_one()
         .await?;
-    ch.query(&format!("CREATE DATABASE `{ch_raw}`")).execute().await?;
-    ch.query(&app::backups::ssr::clickhouse::retarget(&create, ch_raw, "requests").map_err(anyhow::Error::msg)?)
+    ch.query(&format!("CREATE DATABASE `{ch_raw}`"))
         .execute()
         .await?;
+    ch.query(
+        &app::backups::ssr::clickhouse::retarget(&create, ch_raw, "requests")
+            .map_err(anyhow::Error::msg)?,
+    )
+    .execute()
+    .await?;
     let raw_import = run_tool(
         "clickhouse-client",
-        &[&format!("--config-file={}", client_config.display()), "--query", &format!("INSERT INTO `{ch_raw}`.requests FORMAT Native")],
+        &[
+            &format!("--config-file={}", client_config.display()),
+            "--query",
+            &format!("INSERT INTO `{ch_raw}`.requests FORMAT Native"),
+        ],
         &[],
         Some(&native),
         None,
@@ -204,13 +295,32 @@ async fn measure(
 
     let ch_size: u64 = std::fs::metadata(&native)?.len();
     let row = |what: &str, salvage: f64, raw: f64| {
-        println!("{what:<34} {salvage:>8.2} s   raw {raw:>8.2} s   {:>5.2}×", salvage / raw.max(0.001));
+        println!(
+            "{what:<34} {salvage:>8.2} s   raw {raw:>8.2} s   {:>5.2}×",
+            salvage / raw.max(0.001)
+        );
     };
     println!();
-    row("PostgreSQL backup (pg_dump)", pg_backup.duration_ms as f64 / 1000.0, raw_dump);
-    row("ClickHouse backup (Native, LZ4)", ch_backup.duration_ms as f64 / 1000.0, raw_export);
-    row("PostgreSQL restore into a side db", pg_restored.duration_ms as f64 / 1000.0, raw_pg_restore);
-    row("ClickHouse restore into a side db", ch_restored.duration_ms as f64 / 1000.0, raw_import);
+    row(
+        "PostgreSQL backup (pg_dump)",
+        pg_backup.duration_ms as f64 / 1000.0,
+        raw_dump,
+    );
+    row(
+        "ClickHouse backup (Native, LZ4)",
+        ch_backup.duration_ms as f64 / 1000.0,
+        raw_export,
+    );
+    row(
+        "PostgreSQL restore into a side db",
+        pg_restored.duration_ms as f64 / 1000.0,
+        raw_pg_restore,
+    );
+    row(
+        "ClickHouse restore into a side db",
+        ch_restored.duration_ms as f64 / 1000.0,
+        raw_import,
+    );
     println!(
         "\nThe job with both verifications and retention: {whole_job:.2} s. ClickHouse: {} of Native, {} in Salvage's LZ4 files.",
         app::format::format_bytes(ch_size as i64),
@@ -219,7 +329,10 @@ async fn measure(
     println!(
         "Salvage's restores include their verification (rows and schema of every table); the raw tools check nothing."
     );
-    println!("Peak memory of this process: {:.0} MiB (run with another --rows to compare).", peak_rss_mib());
+    println!(
+        "Peak memory of this process: {:.0} MiB (run with another --rows to compare).",
+        peak_rss_mib()
+    );
     Ok(())
 }
 
@@ -239,7 +352,12 @@ pub(crate) fn tool_env(settings: &Settings, database: Option<&str>) -> Vec<(&'st
 fn clickhouse_client_config(settings: &Settings, path: &Path) -> anyhow::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     let port = std::env::var("SALVAGE_CH_TCP_PORT").unwrap_or_else(|_| "19000".into());
-    let host = settings.clickhouse.url.host_str().unwrap_or("127.0.0.1").to_owned();
+    let host = settings
+        .clickhouse
+        .url
+        .host_str()
+        .unwrap_or("127.0.0.1")
+        .to_owned();
     let xml = format!(
         "<config><host>{host}</host><port>{port}</port><user>{}</user><password>{}</password></config>\n",
         settings.clickhouse.user,

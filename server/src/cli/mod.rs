@@ -60,7 +60,9 @@ pub async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         Command::Bench(BenchCommand::Replay { rows, batch }) => {
             bench::replay(&settings, rows, batch).await
         }
-        Command::Bench(BenchCommand::Backup { rows }) => bench_backup::backup(&settings, rows).await,
+        Command::Bench(BenchCommand::Backup { rows }) => {
+            bench_backup::backup(&settings, rows).await
+        }
         Command::Bench(BenchCommand::Alerts { resolved, open }) => {
             bench_alerts::alerts(&settings, resolved, open).await
         }

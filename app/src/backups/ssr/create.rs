@@ -180,10 +180,10 @@ pub async fn take(
         .await
         .map_err(AppError::wrap("Close interrupted backups"))?
     {
-        let _ = storage.delete_prefix(&dead.location);
+        let _ = storage.delete_prefix(&dead.location).await;
     }
     let clock = Instant::now();
-    let result = match storage.check_writable() {
+    let result = match storage.check_writable().await {
         Err(error) => Err(format!(
             "the backup target {} cannot be written: {error}",
             storage.describe()
@@ -193,13 +193,17 @@ pub async fn take(
             StoreKind::Clickhouse => dump_clickhouse(state, &row, started.at, tracker).await,
         },
     };
-    let result = result.and_then(|manifest| {
-        let bytes = serde_json::to_vec_pretty(&manifest).map_err(|e| e.to_string())?;
-        storage
-            .put(&row.key(manifest::FILE_NAME), &bytes)
-            .map_err(|e| format!("{}: {e}", manifest::FILE_NAME))?;
-        Ok(manifest)
-    });
+    let result = match result {
+        Ok(manifest) => match serde_json::to_vec_pretty(&manifest) {
+            Ok(bytes) => storage
+                .put(&row.key(manifest::FILE_NAME), bytes)
+                .await
+                .map(|()| manifest)
+                .map_err(|e| format!("{}: {e}", manifest::FILE_NAME)),
+            Err(error) => Err(error.to_string()),
+        },
+        Err(error) => Err(error),
+    };
     let duration_ms = clock.elapsed().as_millis() as i64;
     let now = state.clock.now();
     let mut tx = state
@@ -245,7 +249,7 @@ pub async fn take(
             }
         }
         Err(error) => {
-            let _ = storage.delete_prefix(&row.location);
+            let _ = storage.delete_prefix(&row.location).await;
             catalogue::fail(&mut tx, row.backup.id, &error, now, duration_ms)
                 .await
                 .map_err(AppError::wrap("Record a backup"))?;
@@ -552,6 +556,7 @@ pub async fn retain(
             .backups
             .storage
             .delete_prefix(&backup.location)
+            .await
             .map_err(|e| AppError::internal("Delete a backup's files", e.to_string()))?;
         tx.commit().await.map_err(&pg_err)?;
         deleted.push(id);

@@ -139,7 +139,9 @@ async fn load_complete(state: &AppState, id: i64) -> Result<Stored, AppError> {
 /// What restoring backup `id` would do, for the confirmation form.
 pub async fn plan(state: &AppState, id: i64) -> Result<RestorePlan, AppError> {
     let stored = load_complete(state, id).await?;
-    let manifest = read_manifest(state, &stored).map_err(|e| AppError::invalid("backup", e))?;
+    let manifest = read_manifest(state, &stored)
+        .await
+        .map_err(|e| AppError::invalid("backup", e))?;
     Ok(RestorePlan {
         live_database: live_database(state, stored.backup.store),
         side_database: format!("salvage_restore_{id}"),
@@ -186,7 +188,9 @@ pub async fn prepare(
 ) -> Result<Prepared, AppError> {
     let stored = load_complete(state, request.backup_id).await?;
     let store = stored.backup.store;
-    let manifest = read_manifest(state, &stored).map_err(|e| AppError::invalid("backup", e))?;
+    let manifest = read_manifest(state, &stored)
+        .await
+        .map_err(|e| AppError::invalid("backup", e))?;
     let live = live_database(state, store);
     for name in &request.tables {
         if manifest.table(name).is_none() {
@@ -464,16 +468,22 @@ pub async fn execute(
 
 type Restored = Result<(Vec<TableCheck>, Option<String>), String>;
 
-fn dump_path(state: &AppState, prepared: &Prepared) -> Result<std::path::PathBuf, String> {
+/// A local copy of the backup's dump (the file itself for a directory target).
+async fn dump_copy(
+    state: &AppState,
+    prepared: &Prepared,
+) -> Result<super::storage::LocalCopy, String> {
     let file = prepared
         .manifest
         .files
         .first()
         .ok_or_else(|| "the manifest lists no dump".to_owned())?;
-    Ok(state
+    state
         .backups
         .storage
-        .local_path(&prepared.backup.key(&file.path)))
+        .local_copy(&prepared.backup.key(&file.path))
+        .await
+        .map_err(|e| format!("{}: {e}", file.path))
 }
 
 /// Checks the dump's size and SHA-256 before `pg_restore` reads it.
@@ -541,7 +551,8 @@ mod tempfile_path {
 
 async fn postgres_side(state: &AppState, prepared: &Prepared, watch: &Watch<'_>) -> Restored {
     check_dump(state, prepared).await?;
-    let dump = dump_path(state, prepared)?;
+    let copy = dump_copy(state, prepared).await?;
+    let dump = copy.path().to_path_buf();
     let url = pg::working_url(&state.backups);
     let mut admin = pg::connect(url, None)
         .await
@@ -783,7 +794,8 @@ fn aside_schema(restore_id: i64) -> String {
 
 async fn postgres_in_place(state: &AppState, prepared: &Prepared, watch: &Watch<'_>) -> Restored {
     check_dump(state, prepared).await?;
-    let dump = dump_path(state, prepared)?;
+    let copy = dump_copy(state, prepared).await?;
+    let dump = copy.path().to_path_buf();
     let list = list_file(state, prepared, &dump).await?;
     let url = pg::working_url(&state.backups);
     let live = pg::database_name(&state.backups.database_url);

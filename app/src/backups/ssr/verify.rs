@@ -99,11 +99,12 @@ pub async fn verify(
 }
 
 /// Reads a backup's manifest from the target.
-pub fn read_manifest(state: &AppState, stored: &Stored) -> Result<Manifest, String> {
+pub async fn read_manifest(state: &AppState, stored: &Stored) -> Result<Manifest, String> {
     let bytes = state
         .backups
         .storage
         .read(&stored.key(manifest::FILE_NAME))
+        .await
         .map_err(|e| format!("{}: {e}", manifest::FILE_NAME))?;
     let manifest: Manifest = serde_json::from_slice(&bytes)
         .map_err(|e| format!("{}: unreadable ({e})", manifest::FILE_NAME))?;
@@ -120,7 +121,7 @@ pub fn read_manifest(state: &AppState, stored: &Stored) -> Result<Manifest, Stri
 
 /// (files, rows) when every check passes; else the first failure, naming the file.
 async fn check(state: &AppState, stored: &Stored) -> Result<(usize, u64), String> {
-    let manifest = read_manifest(state, stored)?;
+    let manifest = read_manifest(state, stored).await?;
     let catalogued: Vec<(String, String)> =
         sqlx::query_as("select path, sha256 from backup_files where backup_id = $1 order by path")
             .bind(stored.backup.id)
@@ -166,8 +167,13 @@ async fn check(state: &AppState, stored: &Stored) -> Result<(usize, u64), String
                 if sha256 != entry.sha256 {
                     return Err(format!("{name}: its SHA-256 differs from the manifest's"));
                 }
-                let path = state.backups.storage.local_path(&stored.key(&file.path));
-                let counts = pg::count_dump_rows(&state.backups, &path)
+                let copy = state
+                    .backups
+                    .storage
+                    .local_copy(&stored.key(&file.path))
+                    .await
+                    .map_err(|e| format!("{name}: {e}"))?;
+                let counts = pg::count_dump_rows(&state.backups, copy.path())
                     .await
                     .map_err(|e| format!("{name}: {e}"))?;
                 for table in &manifest.tables {

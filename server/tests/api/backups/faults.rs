@@ -21,10 +21,15 @@ async fn file_path(app: &TestApp, backup: i64, table: Option<&str>) -> std::path
     .fetch_one(&app.pg)
     .await
     .unwrap();
-    app.state
-        .backups
-        .storage
-        .local_path(&format!("{location}/{path}"))
+    local(app, &format!("{location}/{path}"))
+}
+
+/// Where `key` is in the test's backup directory.
+fn local(app: &TestApp, key: &str) -> std::path::PathBuf {
+    match &app.state.backups.storage {
+        app::backups::ssr::Storage::Directory(dir) => dir.join(key),
+        other => panic!("a directory target, not {other:?}"),
+    }
 }
 
 async fn status_of(app: &TestApp, backup: i64) -> (String, Option<String>) {
@@ -151,7 +156,9 @@ async fn a_backup_killed_mid_way_never_lists_as_complete_and_the_next_one_succee
         .state
         .backups
         .storage
-        .exists(&format!("{location}/manifest.json")));
+        .exists(&format!("{location}/manifest.json"))
+        .await
+        .unwrap());
     let latest = app::backups::ssr::catalogue::latest_complete(&app.pg, StoreKind::Clickhouse)
         .await
         .unwrap();
@@ -167,7 +174,7 @@ async fn a_backup_killed_mid_way_never_lists_as_complete_and_the_next_one_succee
         "the next backup closes the interrupted one"
     );
     assert!(
-        !app.state.backups.storage.local_path(&location).exists(),
+        !local(&app, &location).exists(),
         "and deletes its partial files"
     );
 }
@@ -332,11 +339,7 @@ async fn retention_keeps_the_newest_n_and_never_the_newest_verified() {
         (ids[2], false),
         (ids[3], true),
     ] {
-        let folder = app
-            .state
-            .backups
-            .storage
-            .local_path(&format!("postgres/{id}"));
+        let folder = local(&app, &format!("postgres/{id}"));
         assert_eq!(folder.exists(), kept, "backup {id}");
     }
     let entries: i64 = sqlx::query_scalar(

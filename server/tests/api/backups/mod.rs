@@ -2,6 +2,7 @@
 //! and into side databases, corrupted and truncated files, a backup killed mid-way,
 //! ingest during a ClickHouse restore, rollback and retention.
 
+mod bucket;
 mod faults;
 mod round_trip;
 
