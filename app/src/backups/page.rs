@@ -386,11 +386,22 @@ fn RestoreRow(
     } else {
         r.tables.join(", ")
     };
+    // Bytes read of the backup's files, the rate so far and the time left at it.
     let progress = (r.status == RestoreStatus::Running && r.total_bytes > 0).then(|| {
+        let secs = ((now_ms - r.started_ms) as f64 / 1000.0).max(0.001);
+        let rate = r.progress_bytes as f64 / secs;
+        let eta = match rate > 0.0 {
+            true => format_duration(
+                (((r.total_bytes - r.progress_bytes) as f64 / rate) * 1000.0) as i64,
+            ),
+            false => "—".to_owned(),
+        };
         format!(
-            "{} of {}",
+            "{} of {} · {}/s · {} left",
             format_bytes(r.progress_bytes),
-            format_bytes(r.total_bytes)
+            format_bytes(r.total_bytes),
+            format_bytes(rate as i64),
+            eta
         )
     });
     view! {

@@ -59,11 +59,26 @@ pub async fn backup(command: BackupCommand, settings: Settings) -> anyhow::Resul
 async fn create(state: &app::server::AppState, reason: Option<String>) -> anyhow::Result<()> {
     use app::backups::ssr::create::BackupReport;
     stop_on_ctrl_c(state, "Stopping after the current file…");
+    // The job reports each store as a step: PostgreSQL, then ClickHouse.
+    let steps: app::jobs::ssr::OnProgress = std::sync::Arc::new(|p: app::jobs::ssr::Progress| {
+        let store = ["PostgreSQL", "ClickHouse"].get(p.done as usize);
+        if let Some(store) = store {
+            eprintln!(
+                "[{}/{}] backing up {store}, then verifying it…",
+                p.done + 1,
+                p.total
+            );
+        }
+    });
+    let options = app::jobs::ssr::RunOptions {
+        on_progress: Some(steps),
+        ..Default::default()
+    };
     let finished = app::jobs::ssr::run(
         state,
         &app::backups::ssr::BACKUP,
         cli_firing(reason),
-        Default::default(),
+        options,
     )
     .await
     .map_err(app_error)?

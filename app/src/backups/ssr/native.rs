@@ -36,20 +36,30 @@ fn invalid(what: &str) -> io::Error {
     )
 }
 
-fn read_varuint(reader: &mut impl Read) -> io::Result<u64> {
+fn read_varuint(reader: &mut impl BufRead) -> io::Result<u64> {
     let mut value = 0u64;
     for shift in (0..64).step_by(7) {
-        let mut byte = [0u8; 1];
-        reader.read_exact(&mut byte)?;
-        value |= u64::from(byte[0] & 0x7f) << shift;
-        if byte[0] & 0x80 == 0 {
+        let byte = match reader.fill_buf()?.first() {
+            Some(byte) => *byte,
+            None => return Err(eof()),
+        };
+        reader.consume(1);
+        value |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
             return Ok(value);
         }
     }
     Err(invalid("a length longer than 64 bits"))
 }
 
-fn read_string(reader: &mut impl Read) -> io::Result<Vec<u8>> {
+fn eof() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::UnexpectedEof,
+        "the stream ends inside a block",
+    )
+}
+
+fn read_string(reader: &mut impl BufRead) -> io::Result<Vec<u8>> {
     let len = read_varuint(reader)?;
     if len > 1 << 20 {
         return Err(invalid("a column name or type over 1 MiB"));
@@ -59,13 +69,16 @@ fn read_string(reader: &mut impl Read) -> io::Result<Vec<u8>> {
     Ok(bytes)
 }
 
-fn skip(reader: &mut impl Read, bytes: u64) -> io::Result<()> {
-    let skipped = io::copy(&mut reader.take(bytes), &mut io::sink())?;
-    if skipped < bytes {
-        return Err(io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            "the stream ends inside a block",
-        ));
+/// Skips `bytes` bytes in the reader's buffer, without copying them anywhere.
+fn skip(reader: &mut impl BufRead, mut bytes: u64) -> io::Result<()> {
+    while bytes > 0 {
+        let available = reader.fill_buf()?.len() as u64;
+        if available == 0 {
+            return Err(eof());
+        }
+        let step = available.min(bytes);
+        reader.consume(step as usize);
+        bytes -= step;
     }
     Ok(())
 }
@@ -104,7 +117,7 @@ fn inner(kind: &str) -> Option<&str> {
     kind.strip_suffix(')').map(|rest| &rest[open + 1..])
 }
 
-fn skip_values(reader: &mut impl Read, kind: &str, rows: u64) -> io::Result<()> {
+fn skip_values(reader: &mut impl BufRead, kind: &str, rows: u64) -> io::Result<()> {
     if let Some(width) = fixed_width(kind) {
         return skip(reader, width * rows);
     }

@@ -255,3 +255,47 @@ async fn rollback_returns_the_pre_restore_data() {
         "{again:?}"
     );
 }
+
+#[tokio::test]
+async fn a_cancelled_restore_stops_and_drops_what_it_made() {
+    let app = app_with_data().await;
+    let (pg_backup, ch_backup) = back_up(&app).await;
+    let actor = app::auth::ssr::Actor::cli();
+    for backup in [pg_backup, ch_backup] {
+        let target = side_name();
+        let prepared =
+            app::backups::ssr::restore::prepare(&app.state, &side(backup, &target), &actor)
+                .await
+                .unwrap();
+        // Cancel pressed (on any replica) before its first step.
+        assert!(
+            app::backups::ssr::restore::request_cancel(&app.state, prepared.restore_id)
+                .await
+                .unwrap()
+        );
+        let report = app::backups::ssr::restore::execute(
+            &app.state,
+            prepared,
+            &actor,
+            tokio_util::sync::CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(report.status, RestoreStatus::Cancelled, "{report:?}");
+        let pg_exists: bool =
+            sqlx::query_scalar("select exists (select 1 from pg_database where datname = $1)")
+                .bind(&target)
+                .fetch_one(&app.pg)
+                .await
+                .unwrap();
+        let ch_exists: u64 = app
+            .clickhouse
+            .client()
+            .query("SELECT count() FROM system.databases WHERE name = ?")
+            .bind(&target)
+            .fetch_one()
+            .await
+            .unwrap();
+        assert!(!pg_exists && ch_exists == 0, "the side database is dropped");
+    }
+}
