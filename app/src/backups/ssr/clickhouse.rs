@@ -137,6 +137,8 @@ pub async fn export(
             table.name, table.partition_key
         ),
     };
+    // The transport stays compressed (the client's default): measured on one machine, a
+    // plain transport made the backup slower (1.3–1.5 s against 1.0 s for 1M rows).
     let mut query = client.query(&sql);
     if let Some(value) = partition {
         query = query.bind(value);

@@ -96,22 +96,8 @@ async fn a_flipped_byte_and_a_truncated_file_are_caught_by_verify_and_by_restore
             error.contains(".native.lz4") || error.contains("postgres.dump"),
             "{error}"
         );
-        let pg_exists: bool =
-            sqlx::query_scalar("select exists (select 1 from pg_database where datname = $1)")
-                .bind(&target)
-                .fetch_one(&app.pg)
-                .await
-                .unwrap();
-        let ch_exists: u64 = app
-            .clickhouse
-            .client()
-            .query("SELECT count() FROM system.databases WHERE name = ?")
-            .bind(&target)
-            .fetch_one()
-            .await
-            .unwrap();
         assert!(
-            !pg_exists && ch_exists == 0,
+            !side_exists(&app, &target).await,
             "a failed restore drops what it made"
         );
     }

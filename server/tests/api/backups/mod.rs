@@ -122,6 +122,25 @@ pub async fn drop_side(app: &TestApp, name: &str) {
         .await;
 }
 
+/// Whether a database named `name` exists in either store.
+pub async fn side_exists(app: &TestApp, name: &str) -> bool {
+    let in_postgres: bool =
+        sqlx::query_scalar("select exists (select 1 from pg_database where datname = $1)")
+            .bind(name)
+            .fetch_one(&app.pg)
+            .await
+            .unwrap();
+    let in_clickhouse: u64 = app
+        .clickhouse
+        .client()
+        .query("SELECT count() FROM system.databases WHERE name = ?")
+        .bind(name)
+        .fetch_one()
+        .await
+        .unwrap();
+    in_postgres || in_clickhouse > 0
+}
+
 /// Every row of an application table in PostgreSQL, as JSON, by id.
 pub async fn pg_rows(pool: &sqlx::PgPool, table: &str) -> Vec<Value> {
     sqlx::query_scalar(&format!("select to_jsonb(t) from {table} t order by id"))

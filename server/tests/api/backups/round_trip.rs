@@ -282,20 +282,9 @@ async fn a_cancelled_restore_stops_and_drops_what_it_made() {
         .await
         .unwrap();
         assert_eq!(report.status, RestoreStatus::Cancelled, "{report:?}");
-        let pg_exists: bool =
-            sqlx::query_scalar("select exists (select 1 from pg_database where datname = $1)")
-                .bind(&target)
-                .fetch_one(&app.pg)
-                .await
-                .unwrap();
-        let ch_exists: u64 = app
-            .clickhouse
-            .client()
-            .query("SELECT count() FROM system.databases WHERE name = ?")
-            .bind(&target)
-            .fetch_one()
-            .await
-            .unwrap();
-        assert!(!pg_exists && ch_exists == 0, "the side database is dropped");
+        assert!(
+            !side_exists(&app, &target).await,
+            "the side database is dropped"
+        );
     }
 }
