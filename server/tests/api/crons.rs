@@ -471,7 +471,7 @@ async fn a_job_firing_forty_percent_of_a_day_is_flagged_with_its_counts_and_a_fu
             .map(|t| t + time::Duration::seconds(4))
             .collect()
     };
-    // Replay: 2 of every 5 ticks. Expiry, the self-monitor and pruning: every tick.
+    // Replay: 2 of every 5 ticks. Expiry, the self-monitor, pruning and backups: every tick.
     let replay: Vec<OffsetDateTime> = day("*/5 * * * *")
         .into_iter()
         .enumerate()
@@ -482,6 +482,7 @@ async fn a_job_firing_forty_percent_of_a_day_is_flagged_with_its_counts_and_a_fu
     insert_runs(&app, "expire-fallback", &day("17 * * * *")).await;
     insert_runs(&app, "prune-cron-runs", &day("41 3 * * *")).await;
     insert_runs(&app, "self-monitor", &day("* * * * *")).await;
+    insert_runs(&app, "backup", &day("0 3 * * *")).await;
 
     let manager = app.signed_in(Role::Manager).await;
     let (status, overview) = manager.call("crons/overview", json!({})).await;
@@ -512,7 +513,7 @@ async fn a_job_firing_forty_percent_of_a_day_is_flagged_with_its_counts_and_a_fu
         .collect();
     assert!(flags.contains(&"low_fire_rate"), "{flags:?}");
 
-    for name in ["expire-fallback", "self-monitor", "prune-cron-runs"] {
+    for name in ["expire-fallback", "self-monitor", "prune-cron-runs", "backup"] {
         let status = job(name);
         assert_eq!(status["flags"], json!([]), "{name}: {status}");
         assert_eq!(status["expected"], status["covered"], "{name}");
@@ -542,7 +543,7 @@ async fn a_job_firing_forty_percent_of_a_day_is_flagged_with_its_counts_and_a_fu
     let (status, html) = manager.get_html("/admin/crons").await;
     assert_eq!(status, 200);
     assert!(
-        html.contains("1 of 4 jobs need a look: replay-fallback (late, dropping runs)"),
+        html.contains("1 of 5 jobs need a look: replay-fallback (late, dropping runs)"),
         "{html}"
     );
 }

@@ -1,3 +1,6 @@
+// Backups and restores in the browser. Named to run after queues.spec.ts (files run in
+// name order on one worker): the in-place ClickHouse restore here ends with a replay of
+// the fallback queue, which would drain the rows queues.spec.ts expects to find queued.
 import { execFileSync } from "node:child_process";
 import { expect, test } from "@playwright/test";
 import { signIn, unique } from "./support/salvage";
