@@ -513,7 +513,12 @@ async fn a_job_firing_forty_percent_of_a_day_is_flagged_with_its_counts_and_a_fu
         .collect();
     assert!(flags.contains(&"low_fire_rate"), "{flags:?}");
 
-    for name in ["expire-fallback", "self-monitor", "prune-cron-runs", "backup"] {
+    for name in [
+        "expire-fallback",
+        "self-monitor",
+        "prune-cron-runs",
+        "backup",
+    ] {
         let status = job(name);
         assert_eq!(status["flags"], json!([]), "{name}: {status}");
         assert_eq!(status["expected"], status["covered"], "{name}");
