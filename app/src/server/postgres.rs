@@ -27,6 +27,17 @@ pub struct Exclusive {
     _connection: sqlx::PgConnection,
 }
 
+impl Exclusive {
+    /// Releases the lock at once. Dropping it closes the connection, and the server
+    /// releases the lock only when it notices: a caller that takes the same lock right
+    /// after (a rollback after its restore) must not find it still held.
+    pub async fn release(mut self) {
+        let _ = sqlx::query("select pg_advisory_unlock_all()")
+            .execute(&mut self._connection)
+            .await;
+    }
+}
+
 /// Takes the advisory lock `(class, key)` if no session holds it: one of a kind of
 /// work at a time across every replica. `None` when another holds it.
 pub async fn try_exclusive(

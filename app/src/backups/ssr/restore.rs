@@ -748,7 +748,7 @@ async fn in_place(
     watch: &Watch<'_>,
 ) -> Restored {
     let store = prepared.backup.backup.store;
-    let Some(_lock) =
+    let Some(lock) =
         crate::server::postgres::try_exclusive(&state.pg, super::lock_class::RESTORE, 0)
             .await
             .map_err(|e| format!("PostgreSQL: {e}"))?
@@ -784,6 +784,7 @@ async fn in_place(
             let _ = crate::jobs::ssr::run_in_background(state, job, firing).await;
         }
     }
+    lock.release().await;
     closed.map_err(|e| format!("PostgreSQL: {e}"))?;
     result
 }
@@ -999,7 +1000,7 @@ pub async fn roll_back(
             ),
         });
     }
-    let Some(_lock) =
+    let Some(lock) =
         crate::server::postgres::try_exclusive(&state.pg, super::lock_class::RESTORE, 0)
             .await
             .map_err(&pg_err)?
@@ -1053,6 +1054,7 @@ pub async fn roll_back(
                 .map_err(|e| format!("ClickHouse: {e}"))
         }
     };
+    lock.release().await;
     freeze::close(&state.pg, freeze_id).await.map_err(&pg_err)?;
     if let Err(error) = result {
         return Err(AppError::internal("Roll back a restore", error));
