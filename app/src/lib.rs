@@ -128,6 +128,13 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
 #[component]
 pub fn App() -> impl IntoView {
     provide_meta_context();
+    // Effects run only in the browser, once the page has hydrated: the mark tells the
+    // browser tests that a click now reaches the app rather than the plain HTML form.
+    Effect::new(|_| {
+        if let Some(body) = document().body() {
+            let _ = body.set_attribute("data-hydrated", "");
+        }
+    });
     view! {
         <leptos_meta::Stylesheet id="leptos" href="/pkg/salvage.css" />
         <Title formatter=|page: String| format!("{page} · Salvage") text="Console" />

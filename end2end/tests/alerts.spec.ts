@@ -1,6 +1,6 @@
 import { execFileSync } from "node:child_process";
 import { expect, test, type Page } from "@playwright/test";
-import { account, sideNav, signIn } from "./support/salvage";
+import { account, open, sideNav, signIn } from "./support/salvage";
 
 /** `/cron/<job>` as an outside scheduler calls it; the HTTP status. */
 function cron(baseURL: string, job: string): number {
@@ -59,7 +59,7 @@ test("a stale acknowledgement is refused with what happened meanwhile, and the n
     "select 'org_e2e_old', gen_random_uuid(), now(), '{}', now() - interval '30 days' from generate_series(1, 2)"]);
   expect(cron(baseURL!, "expire-fallback")).toBe(200);
   await signIn(page, "admin");
-  await page.goto("/admin/alerts");
+  await open(page, "/admin/alerts");
   const row = page.getByTestId("open-alerts").getByRole("row").filter({ hasText: "queued rows of the requests queue" });
   await row.getByRole("link").click();
   const panel = page.getByTestId("alert-panel");

@@ -3,7 +3,7 @@
 // the fallback queue, which would drain the rows queues.spec.ts expects to find queued.
 import { execFileSync } from "node:child_process";
 import { expect, test } from "@playwright/test";
-import { signIn, unique } from "./support/salvage";
+import { open, signIn, unique } from "./support/salvage";
 
 /** Runs SQL on the e2e database as the application role. */
 function psql(sql: string): string {
@@ -12,7 +12,7 @@ function psql(sql: string): string {
 
 test("an operator backs up both stores and sees them verified, but is offered no restore", async ({ page }) => {
   await signIn(page, "operator");
-  await page.goto("/admin/backups");
+  await open(page, "/admin/backups");
   await expect(page.getByRole("heading", { level: 1, name: "Backups" })).toBeVisible();
   await page.getByLabel("Reason (recorded in the history)").fill("e2e: before the drill");
   await page.getByTestId("backup-now").click();
@@ -30,9 +30,10 @@ test("an operator backs up both stores and sees them verified, but is offered no
 
 test("an admin restores into a side database, then restores ClickHouse in place under a freeze shown on every page, and rolls it back", async ({ page, browser }) => {
   await signIn(page, "admin");
-  await page.goto("/admin/backups");
+  await open(page, "/admin/backups");
   await page.getByLabel("Reason (recorded in the history)").fill("e2e: a backup to restore");
   await page.getByTestId("backup-now").click();
+  await expect(page.getByText(/Backup run #\d+ started/)).toBeVisible();
   const catalogue = page.getByRole("table").filter({ has: page.getByRole("columnheader", { name: "Verified" }) });
   const pgRow = catalogue.getByRole("row").filter({ hasText: "PostgreSQL" }).filter({ hasText: "verified" }).first();
   await expect(pgRow).toBeVisible({ timeout: 30_000 });

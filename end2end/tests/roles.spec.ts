@@ -1,5 +1,5 @@
 import { expect, test } from "@playwright/test";
-import { account, rememberSecret, sideNav, signIn, unique } from "./support/salvage";
+import { account, open, rememberSecret, sideNav, signIn, unique } from "./support/salvage";
 
 test("an anonymous visit goes to the sign-in page and comes back after it", async ({ page }) => {
   await page.goto("/admin/history?kind=drill");
@@ -27,7 +27,7 @@ test("an operator sees no user management, no export and no chain verification",
 
   await expect(sideNav(page).getByRole("link", { name: "History" })).toBeVisible();
   await expect(sideNav(page).getByRole("link", { name: "Users" })).toHaveCount(0);
-  await page.goto("/admin/history");
+  await open(page, "/admin/history");
   await expect(page.getByTestId("last-verification")).toBeVisible();
   await expect(page.getByRole("button", { name: "Verify chain" })).toHaveCount(0);
   await expect(page.getByRole("link", { name: "Export CSV" })).toHaveCount(0);
@@ -41,7 +41,7 @@ test("a manager reads and exports the history but sees no admin controls", async
   await signIn(page, "manager");
 
   await expect(sideNav(page).getByRole("link", { name: "Users" })).toHaveCount(0);
-  await page.goto("/admin/history");
+  await open(page, "/admin/history");
   await expect(page.getByRole("link", { name: "Export CSV" })).toBeVisible();
   const download = page.waitForEvent("download");
   await page.getByRole("link", { name: "Export Markdown" }).click();
@@ -79,7 +79,7 @@ test("an operator declares an incident, a manager adds a note, both find it by f
   const operatorContext = await browser.newContext();
   const operator = await operatorContext.newPage();
   await signIn(operator, "operator");
-  await operator.goto("/admin/history");
+  await open(operator, "/admin/history");
   await operator.getByText("Declare an incident").click();
   const form = operator.getByRole("form", { name: "Declare an incident" });
   await form.getByLabel("Title").fill(title);
@@ -91,7 +91,7 @@ test("an operator declares an incident, a manager adds a note, both find it by f
   const managerContext = await browser.newContext();
   const manager = await managerContext.newPage();
   await signIn(manager, "manager");
-  await manager.goto("/admin/history");
+  await open(manager, "/admin/history");
   await manager.getByLabel("Text").fill(word);
   await manager.getByRole("button", { name: "Filter" }).click();
   await expect(manager).toHaveURL(new RegExp(`q=${word}`));
@@ -102,7 +102,7 @@ test("an operator declares an incident, a manager adds a note, both find it by f
   await manager.getByRole("button", { name: "Add note" }).click();
   await expect(manager.getByRole("table")).toContainText(`Customers told (${word})`);
 
-  await operator.goto("/admin/history");
+  await open(operator, "/admin/history");
   await operator.getByLabel("Kind").selectOption("incident");
   await operator.getByLabel("Actor").fill(account("operator").email);
   await operator.getByRole("button", { name: "Filter" }).click();

@@ -108,6 +108,13 @@ export async function signIn(page: Page, role: Role, base = "") {
   await expect(page.getByTestId("signed-in-as")).toContainText(email);
 }
 
+/** Loads `path` and waits until the app has hydrated, so a click is handled by the app
+ * and not sent as the plain HTML form (which reloads the page under the test). */
+export async function open(page: Page, path: string) {
+  await page.goto(path);
+  await expect(page.locator("body[data-hydrated]")).toHaveCount(1);
+}
+
 /** The side navigation. */
 export function sideNav(page: Page) {
   return page.getByRole("navigation", { name: "Console" });
