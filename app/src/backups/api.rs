@@ -73,13 +73,7 @@ pub async fn load_backups() -> Result<BackupsOverview, AppError> {
 pub async fn start_backup(reason: String) -> Result<i64, AppError> {
     let (state, actor) = crate::auth::ssr::guard(crate::auth::Permission::Operate).await?;
     let result = async {
-        let reason = required_reason(&reason)?;
-        let caller = crate::jobs::ssr::Caller::from_request(
-            &state.trusted_proxies,
-            &crate::server::request_parts()?,
-        );
-        crate::jobs::ssr::start_by_hand(&state, super::ssr::BACKUP.name, actor, reason, caller)
-            .await
+        crate::jobs::ssr::start_by_hand(&state, super::ssr::BACKUP.name, actor, &reason).await
     }
     .await;
     crate::server::respond(result)
@@ -91,20 +85,12 @@ pub async fn start_backup(reason: String) -> Result<i64, AppError> {
 pub async fn verify_backup(id: i64) -> Result<(), AppError> {
     let (state, actor) = crate::auth::ssr::guard(crate::auth::Permission::Operate).await?;
     let result = async {
-        let stored = super::ssr::catalogue::load(&state.pg, id)
-            .await
-            .map_err(AppError::wrap("Load a backup"))?
-            .ok_or_else(|| AppError::NotFound {
-                what: format!("Backup {id}"),
+        // Refused here, before the work is handed to a task, so the button hears why.
+        super::ssr::catalogue::load_complete(&state.pg, id)
+            .await?
+            .map_err(|why| AppError::Conflict {
+                message: format!("Nothing to verify: {why}."),
             })?;
-        if !stored.backup.status.is_complete() || stored.backup.deleted {
-            return Err(AppError::Conflict {
-                message: format!(
-                    "Backup {id} is {}: there is nothing to verify.",
-                    stored.backup.status.label()
-                ),
-            });
-        }
         let task_state = state.clone();
         state.tasks.spawn(async move {
             if let Err(error) = super::ssr::verify::verify(&task_state, id, &actor).await {

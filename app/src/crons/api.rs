@@ -38,15 +38,8 @@ pub async fn load_crons() -> Result<CronsOverview, AppError> {
 #[server(endpoint = "crons/run")]
 pub async fn run_job_now(job: String, reason: String) -> Result<i64, AppError> {
     let (state, actor) = crate::auth::ssr::guard(crate::auth::Permission::Operate).await?;
-    let result = async {
-        let reason = crate::server::required_reason(&reason)?;
-        let caller = crate::jobs::ssr::Caller::from_request(
-            &state.trusted_proxies,
-            &crate::server::request_parts()?,
-        );
-        crate::jobs::ssr::start_by_hand(&state, &job, actor, reason, caller).await
-    }
-    .await;
+    let result =
+        async { crate::jobs::ssr::start_by_hand(&state, &job, actor, &reason).await }.await;
     crate::server::respond(result)
 }
 

@@ -38,13 +38,8 @@ pub async fn load_queues() -> Result<QueuesOverview, AppError> {
 pub async fn start_replay(reason: String) -> Result<i64, AppError> {
     let (state, actor) = crate::auth::ssr::guard(crate::auth::Permission::Operate).await?;
     let result = async {
-        let reason = required_reason(&reason)?;
-        let caller = crate::jobs::ssr::Caller::from_request(
-            &state.trusted_proxies,
-            &crate::server::request_parts()?,
-        );
         let job = super::ssr::replay::REPLAY_FALLBACK.name;
-        crate::jobs::ssr::start_by_hand(&state, job, actor, reason, caller).await
+        crate::jobs::ssr::start_by_hand(&state, job, actor, &reason).await
     }
     .await;
     crate::server::respond(result)

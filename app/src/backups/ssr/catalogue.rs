@@ -202,6 +202,32 @@ pub async fn load(pg: &PgPool, id: i64) -> Result<Option<Stored>, sqlx::Error> {
     Ok(row.as_ref().map(stored))
 }
 
+/// Backup `id` when its files are complete and kept; otherwise (the inner `Err`) why
+/// not, in a sentence that starts with the backup, for a 409 or a field error.
+pub async fn load_complete(
+    pg: &PgPool,
+    id: i64,
+) -> Result<Result<Stored, String>, crate::error::AppError> {
+    let stored = load(pg, id)
+        .await
+        .map_err(crate::error::AppError::wrap("Load a backup"))?
+        .ok_or_else(|| crate::error::AppError::NotFound {
+            what: format!("Backup {id}"),
+        })?;
+    if stored.backup.status.is_complete() && !stored.backup.deleted {
+        return Ok(Ok(stored));
+    }
+    Ok(Err(format!(
+        "backup {id} is {}{}",
+        stored.backup.status.label(),
+        if stored.backup.deleted {
+            " and its files were deleted by retention"
+        } else {
+            ""
+        }
+    )))
+}
+
 /// The newest `limit` backups, newest first.
 pub async fn list(pg: &PgPool, limit: i64) -> Result<Vec<Backup>, sqlx::Error> {
     let rows = sqlx::query(&format!(

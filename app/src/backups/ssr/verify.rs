@@ -27,25 +27,11 @@ pub async fn verify(
     id: i64,
     actor: &Actor,
 ) -> Result<Result<(), String>, AppError> {
-    let stored = catalogue::load(&state.pg, id)
-        .await
-        .map_err(AppError::wrap("Load a backup"))?
-        .ok_or_else(|| AppError::NotFound {
-            what: format!("Backup {id}"),
+    let stored = catalogue::load_complete(&state.pg, id)
+        .await?
+        .map_err(|why| AppError::Conflict {
+            message: format!("Nothing to verify: {why}."),
         })?;
-    if !stored.backup.status.is_complete() || stored.backup.deleted {
-        return Err(AppError::Conflict {
-            message: format!(
-                "Backup {id} is {}{}: there is nothing to verify.",
-                stored.backup.status.label(),
-                if stored.backup.deleted {
-                    " and its files were deleted"
-                } else {
-                    ""
-                }
-            ),
-        });
-    }
     let started = state.clock.now();
     let result = check(state, &stored).await;
     let now = state.clock.now();

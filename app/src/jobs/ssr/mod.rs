@@ -190,14 +190,16 @@ pub async fn run_in_background(
 }
 
 /// A person's run of the job named `name` from the console, in the background: recorded
-/// as `manual` with the actor, the reason and the caller. Returns the run's id.
+/// as `manual` with the actor, the reason (refused when blank) and the caller (read from
+/// the request). Returns the run's id.
 pub async fn start_by_hand(
     state: &AppState,
     name: &str,
     actor: Actor,
-    reason: String,
-    caller: Caller,
+    reason: &str,
 ) -> Result<i64, AppError> {
+    let reason = crate::server::required_reason(reason)?;
+    let caller = Caller::from_request(&state.trusted_proxies, &crate::server::request_parts()?);
     let job = find(state.jobs, name).ok_or_else(|| {
         AppError::invalid(
             "job",

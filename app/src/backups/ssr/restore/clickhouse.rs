@@ -1,0 +1,206 @@
+//! ClickHouse restores: each table's files loaded into a side database, or into staging
+//! tables swapped in place once each matches the manifest, and the check.
+
+use super::*;
+
+/// Where a ClickHouse table is loaded.
+pub(super) struct Destination<'a> {
+    client: &'a ::clickhouse::Client,
+    database: &'a str,
+    table: &'a str,
+}
+
+/// Loads every file of `table` into `to` (created from the manifest's statement);
+/// `done` counts the bytes read.
+pub(super) async fn load_table(
+    state: &AppState,
+    prepared: &Prepared,
+    table: &TableEntry,
+    to: Destination<'_>,
+    watch: &Watch<'_>,
+    done: &mut i64,
+) -> Result<(), String> {
+    let Destination {
+        client,
+        database,
+        table: target_table,
+    } = to;
+    let create = table
+        .create
+        .as_deref()
+        .ok_or("the manifest has no CREATE statement")?;
+    client
+        .query(&ch::retarget(create, database, target_table)?)
+        .execute()
+        .await
+        .map_err(|e| format!("ClickHouse: {e}"))?;
+    for file in prepared
+        .manifest
+        .files
+        .iter()
+        .filter(|f| f.table.as_deref() == Some(&table.name))
+    {
+        watch.step(*done).await?;
+        ch::import(
+            client,
+            database,
+            target_table,
+            &state.backups.storage,
+            prepared.backup.key(&file.path),
+            file.clone(),
+        )
+        .await?;
+        *done += file.size as i64;
+    }
+    Ok(())
+}
+
+pub(super) async fn check_clickhouse(
+    client: &::clickhouse::Client,
+    database: &str,
+    tables: &[(TableEntry, String)],
+) -> Result<Vec<TableCheck>, String> {
+    let described = ch::describe(client, database)
+        .await
+        .map_err(|e| format!("ClickHouse: {e}"))?;
+    let mut checks = Vec::new();
+    for (expected, name) in tables {
+        let Some(actual) = described.iter().find(|t| &t.name == name) else {
+            checks.push(TableCheck {
+                name: expected.name.clone(),
+                expected_rows: expected.rows,
+                rows: 0,
+                schema_matches: false,
+            });
+            continue;
+        };
+        let rows = ch::count(client, database, name)
+            .await
+            .map_err(|e| format!("ClickHouse: {e}"))?;
+        let checksum = ch::checksum(client, database, actual)
+            .await
+            .map_err(|e| format!("ClickHouse: {e}"))?;
+        checks.push(TableCheck {
+            name: expected.name.clone(),
+            expected_rows: expected.rows,
+            rows: rows as i64,
+            schema_matches: checksum == expected.schema_checksum,
+        });
+    }
+    Ok(checks)
+}
+
+pub(super) async fn side(state: &AppState, prepared: &Prepared, watch: &Watch<'_>) -> Restored {
+    let client = state.clickhouse.client();
+    let database = prepared.target.as_str();
+    client
+        .query(&format!("CREATE DATABASE `{database}`"))
+        .execute()
+        .await
+        .map_err(|e| format!("ClickHouse: {e}"))?;
+    let result = async {
+        let mut done = 0;
+        for table in &prepared.tables {
+            let to = Destination {
+                client,
+                database,
+                table: &table.name,
+            };
+            load_table(state, prepared, table, to, watch, &mut done).await?;
+        }
+        let pairs: Vec<(TableEntry, String)> = prepared
+            .tables
+            .iter()
+            .map(|t| (t.clone(), t.name.clone()))
+            .collect();
+        check_clickhouse(client, database, &pairs).await
+    }
+    .await;
+    if result.is_err() {
+        let _ = client
+            .query(&format!("DROP DATABASE IF EXISTS `{database}`"))
+            .execute()
+            .await;
+    }
+    result.map(|checks| (checks, None))
+}
+
+pub(super) fn staging(table: &str, restore_id: i64) -> String {
+    format!("{table}__restore_{restore_id}")
+}
+
+pub(super) fn aside_table(table: &str, restore_id: i64) -> String {
+    format!("{table}__pre_{restore_id}")
+}
+
+pub(super) async fn in_place(state: &AppState, prepared: &Prepared, watch: &Watch<'_>) -> Restored {
+    // Ingest writes to ClickHouse within its timeout of reading "not frozen": wait that
+    // long, so no row lands in a table about to be set aside.
+    tokio::time::sleep(state.queues.ingest_timeout + std::time::Duration::from_millis(500)).await;
+    let client = state.clickhouse.client();
+    let database = state.clickhouse.database().to_owned();
+    let id = prepared.restore_id;
+    let mut done = 0;
+    let mut pairs = Vec::new();
+    let loaded = async {
+        for table in &prepared.tables {
+            let name = staging(&table.name, id);
+            let to = Destination {
+                client,
+                database: &database,
+                table: &name,
+            };
+            load_table(state, prepared, table, to, watch, &mut done).await?;
+            pairs.push((table.clone(), name));
+        }
+        check_clickhouse(client, &database, &pairs).await
+    }
+    .await;
+    let drop_staging = || async {
+        for table in &prepared.tables {
+            let _ = client
+                .query(&format!(
+                    "DROP TABLE IF EXISTS `{database}`.`{}`",
+                    staging(&table.name, id)
+                ))
+                .execute()
+                .await;
+        }
+    };
+    let checks = match loaded {
+        Ok(checks) if checks.iter().all(TableCheck::ok) => checks,
+        Ok(checks) => {
+            drop_staging().await;
+            return Ok((checks, None));
+        }
+        Err(error) => {
+            drop_staging().await;
+            return Err(error);
+        }
+    };
+    // Swap: the live table aside, the staging table in its place, in one RENAME.
+    let described = ch::describe(client, &database)
+        .await
+        .map_err(|e| format!("ClickHouse: {e}"))?;
+    let mut renames = Vec::new();
+    for table in &prepared.tables {
+        if described.iter().any(|d| d.name == table.name) {
+            renames.push(format!(
+                "`{database}`.`{0}` TO `{database}`.`{1}`",
+                table.name,
+                aside_table(&table.name, id)
+            ));
+        }
+        renames.push(format!(
+            "`{database}`.`{0}` TO `{database}`.`{1}`",
+            staging(&table.name, id),
+            table.name
+        ));
+    }
+    client
+        .query(&format!("RENAME TABLE {}", renames.join(", ")))
+        .execute()
+        .await
+        .map_err(|e| format!("ClickHouse: {e}"))?;
+    Ok((checks, Some(format!("__pre_{id}"))))
+}

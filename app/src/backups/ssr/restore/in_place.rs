@@ -1,0 +1,160 @@
+//! In place: the store frozen, the live tables kept aside, and the rollback that puts
+//! them back.
+
+use super::*;
+
+/// In place: under a freeze of the store, with the live tables kept aside.
+pub(super) async fn run(
+    state: &AppState,
+    prepared: &Prepared,
+    actor: &Actor,
+    watch: &Watch<'_>,
+) -> Restored {
+    let store = prepared.backup.backup.store;
+    let Some(lock) =
+        crate::server::postgres::try_exclusive(&state.pg, super::super::lock_class::RESTORE, 0)
+            .await
+            .map_err(|e| format!("PostgreSQL: {e}"))?
+    else {
+        return Err("another restore or rollback is running".to_owned());
+    };
+    let reason = format!(
+        "Restore {} of {} backup {} in place",
+        prepared.restore_id,
+        store.label(),
+        prepared.backup.backup.id
+    );
+    let freeze_id = freeze::open(&state.pg, store, &reason, prepared.restore_id, &actor.name)
+        .await
+        .map_err(|e| e.to_string())?;
+    let result = match store {
+        StoreKind::Postgres => super::postgres::in_place(state, prepared, watch).await,
+        StoreKind::Clickhouse => super::clickhouse::in_place(state, prepared, watch).await,
+    };
+    let closed = freeze::close(&state.pg, freeze_id).await;
+    if store == StoreKind::Clickhouse && result.is_ok() {
+        // Rows parked during the freeze go to the restored tables now.
+        if let Some(job) = crate::jobs::ssr::find(state.jobs, "replay-fallback") {
+            let firing = crate::jobs::ssr::Firing::by_hand(
+                crate::jobs::Trigger::Manual,
+                actor.clone(),
+                Some(format!(
+                    "Replay the rows parked during restore {}",
+                    prepared.restore_id
+                )),
+                crate::jobs::ssr::Caller::default(),
+            );
+            let _ = crate::jobs::ssr::run_in_background(state, job, firing).await;
+        }
+    }
+    lock.release().await;
+    closed.map_err(|e| format!("PostgreSQL: {e}"))?;
+    result
+}
+
+/// Rolls back in-place restore `id`: the live tables kept aside go back in place (the
+/// restored ones are kept aside in turn, as `<table>__rolled_back_<id>` in ClickHouse or
+/// dropped in PostgreSQL). Admins only; a history entry.
+pub async fn roll_back(
+    state: &AppState,
+    id: i64,
+    actor: &Actor,
+    reason: Option<String>,
+) -> Result<Restore, AppError> {
+    let pg_err = AppError::wrap("Roll back a restore");
+    let restore = load(state, id).await?.ok_or_else(|| AppError::NotFound {
+        what: format!("Restore {id}"),
+    })?;
+    if !restore.can_roll_back {
+        return Err(AppError::Conflict {
+            message: format!(
+                "Restore {id} cannot be rolled back: it is {} and kept no live tables aside.",
+                restore.status.label()
+            ),
+        });
+    }
+    let Some(lock) =
+        crate::server::postgres::try_exclusive(&state.pg, super::super::lock_class::RESTORE, 0)
+            .await
+            .map_err(&pg_err)?
+    else {
+        return Err(AppError::Conflict {
+            message: "Another restore or rollback is running; try again when it ends.".to_owned(),
+        });
+    };
+    let started = state.clock.now();
+    let freeze_id = freeze::open(
+        &state.pg,
+        restore.store,
+        &format!("Roll back restore {id}"),
+        id,
+        &actor.name,
+    )
+    .await?;
+    let result: Result<(), String> = match restore.store {
+        StoreKind::Postgres => {
+            let url = pg::working_url(&state.backups);
+            match pg::connect(url, None).await {
+                Ok(mut conn) => super::postgres::move_back(
+                    &mut conn,
+                    &super::postgres::aside_schema(id),
+                    &restore.tables,
+                    true,
+                )
+                .await
+                .map_err(|e| format!("PostgreSQL: {e}")),
+                Err(e) => Err(format!("PostgreSQL: {e}")),
+            }
+        }
+        StoreKind::Clickhouse => {
+            tokio::time::sleep(state.queues.ingest_timeout + std::time::Duration::from_millis(500))
+                .await;
+            let database = state.clickhouse.database().to_owned();
+            let renames: Vec<String> = restore
+                .tables
+                .iter()
+                .flat_map(|t| {
+                    [
+                        format!("`{database}`.`{t}` TO `{database}`.`{t}__rolled_back_{id}`"),
+                        format!(
+                            "`{database}`.`{}` TO `{database}`.`{t}`",
+                            super::clickhouse::aside_table(t, id)
+                        ),
+                    ]
+                })
+                .collect();
+            state
+                .clickhouse
+                .client()
+                .query(&format!("RENAME TABLE {}", renames.join(", ")))
+                .execute()
+                .await
+                .map_err(|e| format!("ClickHouse: {e}"))
+        }
+    };
+    lock.release().await;
+    freeze::close(&state.pg, freeze_id).await.map_err(&pg_err)?;
+    if let Err(error) = result {
+        return Err(AppError::internal("Roll back a restore", error));
+    }
+    let mut tx = state.pg.begin().await.map_err(&pg_err)?;
+    sqlx::query("update restores set status = 'rolled_back', aside = null where id = $1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .map_err(&pg_err)?;
+    let entry = NewEntry::new(
+        "restore",
+        format!("Rolled back restore {id}: {} is back to its pre-restore tables", restore.target),
+        actor,
+        Outcome::Succeeded,
+    )
+    .with_reason(reason)
+    .with_times(started, Some(state.clock.now()))
+    .with_details(json!({"restoreId": id, "store": restore.store.as_str(), "tables": restore.tables, "rollback": true}));
+    append(&mut tx, &entry).await.map_err(&pg_err)?;
+    tx.commit().await.map_err(&pg_err)?;
+    load(state, id).await?.ok_or_else(|| AppError::NotFound {
+        what: format!("Restore {id}"),
+    })
+}

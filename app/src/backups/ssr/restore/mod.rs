@@ -1,0 +1,480 @@
+//! Restores: "restore backup X into target Y and verify it", one function for the
+//! console, the CLI and (later) drills.
+//!
+//! - **Side** (the default): a new database (`salvage_restore_<backup id>` or a given
+//!   name, refused when it exists or is the live one) gets the chosen tables; the live
+//!   data is not touched. A failure or a cancel drops the new database.
+//! - **In place** (admins): application tables only. The store is frozen; the live tables
+//!   are kept aside (PostgreSQL: moved to schema `salvage_pre_<restore id>`; ClickHouse:
+//!   renamed `<table>__pre_<restore id>`) until a rollback puts them back. ClickHouse
+//!   tables are loaded into staging tables first and swapped in only once each matches
+//!   the manifest, so a bad file never replaces live data.
+//!
+//! Every restore ends with a verification of the restored tables (rows and schema
+//! checksums against the manifest), recorded on the restore and in the history.
+
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sqlx::Row;
+use tokio_util::sync::CancellationToken;
+
+use super::super::{PlanTable, Restore, RestoreMode, RestorePlan, RestoreStatus, StoreKind};
+use super::catalogue::{self, Stored};
+use super::manifest::{Manifest, TableEntry};
+use super::verify::read_manifest;
+use super::{clickhouse as ch, postgres as pg};
+use crate::auth::ssr::actor::Actor;
+use crate::error::AppError;
+use crate::freeze::ssr as freeze;
+use crate::history::ssr::{append, NewEntry};
+use crate::history::Outcome;
+use crate::server::{unix_ms, AppState};
+
+/// What to restore, and where.
+#[derive(Clone, Debug, Default)]
+pub struct RestoreRequest {
+    pub backup_id: i64,
+    pub in_place: bool,
+    /// The side database's name; `None`: `salvage_restore_<backup id>`.
+    pub target: Option<String>,
+    /// Tables to restore; empty: all (side) or every application table (in place).
+    pub tables: Vec<String>,
+    /// In place: the live database's name, typed to confirm.
+    pub confirm: Option<String>,
+    pub reason: Option<String>,
+    /// `manual`, `cli`, `drill`.
+    pub trigger: String,
+}
+
+/// One restored table checked against the manifest.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TableCheck {
+    pub name: String,
+    pub expected_rows: i64,
+    pub rows: i64,
+    pub schema_matches: bool,
+}
+
+impl TableCheck {
+    pub fn ok(&self) -> bool {
+        self.rows == self.expected_rows && self.schema_matches
+    }
+}
+
+/// What a restore did: the typed outcome every door reads.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RestoreReport {
+    pub restore_id: i64,
+    pub backup_id: i64,
+    pub store: StoreKind,
+    pub mode: RestoreMode,
+    pub target: String,
+    pub status: RestoreStatus,
+    pub tables: Vec<TableCheck>,
+    pub rows: i64,
+    pub bytes: i64,
+    pub duration_ms: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub history_id: i64,
+}
+
+/// A validated restore, recorded as `running`: what [`execute`] works from.
+#[derive(Clone, Debug)]
+pub struct Prepared {
+    pub restore_id: i64,
+    pub backup: Stored,
+    pub manifest: Manifest,
+    pub mode: RestoreMode,
+    pub target: String,
+    pub tables: Vec<TableEntry>,
+    pub reason: Option<String>,
+}
+
+/// A database name Salvage creates: lower-case letters, digits and `_`, 63 at most.
+pub fn valid_database_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+}
+
+fn live_database(state: &AppState, store: StoreKind) -> String {
+    match store {
+        StoreKind::Postgres => pg::database_name(&state.backups.database_url),
+        StoreKind::Clickhouse => state.clickhouse.database().to_owned(),
+    }
+}
+
+async fn load_complete(state: &AppState, id: i64) -> Result<Stored, AppError> {
+    catalogue::load_complete(&state.pg, id)
+        .await?
+        .map_err(|why| AppError::invalid("backup", format!("{why}; choose a complete one")))
+}
+
+/// What restoring backup `id` would do, for the confirmation form.
+pub async fn plan(state: &AppState, id: i64) -> Result<RestorePlan, AppError> {
+    let stored = load_complete(state, id).await?;
+    let manifest = read_manifest(state, &stored)
+        .await
+        .map_err(|e| AppError::invalid("backup", e))?;
+    Ok(RestorePlan {
+        live_database: live_database(state, stored.backup.store),
+        side_database: format!("salvage_restore_{id}"),
+        tables: manifest
+            .tables
+            .iter()
+            .map(|t| PlanTable {
+                name: t.name.clone(),
+                rows: t.rows,
+                own: t.own,
+            })
+            .collect(),
+        backup: stored.backup,
+    })
+}
+
+async fn database_exists(state: &AppState, store: StoreKind, name: &str) -> Result<bool, AppError> {
+    match store {
+        StoreKind::Postgres => {
+            sqlx::query_scalar("select exists (select 1 from pg_database where datname = $1)")
+                .bind(name)
+                .fetch_one(&state.pg)
+                .await
+                .map_err(AppError::wrap("Look up a database"))
+        }
+        StoreKind::Clickhouse => state
+            .clickhouse
+            .client()
+            .query("SELECT count() FROM system.databases WHERE name = ?")
+            .bind(name)
+            .fetch_one::<u64>()
+            .await
+            .map(|n| n > 0)
+            .map_err(AppError::wrap("Look up a database")),
+    }
+}
+
+/// Checks `request` and records the restore as `running`. Every refusal here is a 4xx
+/// naming the field, and nothing has been written.
+pub async fn prepare(
+    state: &AppState,
+    request: &RestoreRequest,
+    actor: &Actor,
+) -> Result<Prepared, AppError> {
+    let stored = load_complete(state, request.backup_id).await?;
+    let store = stored.backup.store;
+    let manifest = read_manifest(state, &stored)
+        .await
+        .map_err(|e| AppError::invalid("backup", e))?;
+    let live = live_database(state, store);
+    for name in &request.tables {
+        if manifest.table(name).is_none() {
+            return Err(AppError::invalid(
+                "tables",
+                format!("backup {} holds no table `{name}`", stored.backup.id),
+            ));
+        }
+    }
+    let chosen =
+        |entry: &&TableEntry| request.tables.is_empty() || request.tables.contains(&entry.name);
+    let (mode, target, tables) = if request.in_place {
+        if request.confirm.as_deref().map(str::trim) != Some(live.as_str()) {
+            return Err(AppError::invalid(
+                "confirm",
+                format!("type the live database's name, {live}, to restore into it"),
+            ));
+        }
+        if let Some(own) = manifest
+            .tables
+            .iter()
+            .filter(chosen)
+            .find(|t| t.own && !request.tables.is_empty())
+        {
+            return Err(AppError::invalid(
+                "tables",
+                format!(
+                    "{} is one of Salvage's own tables: an in-place restore never rolls it back; restore it into a side database to look at it",
+                    own.name
+                ),
+            ));
+        }
+        let tables: Vec<TableEntry> = manifest
+            .tables
+            .iter()
+            .filter(chosen)
+            .filter(|t| !t.own)
+            .cloned()
+            .collect();
+        (RestoreMode::InPlace, live.clone(), tables)
+    } else {
+        let target = request
+            .target
+            .clone()
+            .map(|t| t.trim().to_owned())
+            .filter(|t| !t.is_empty())
+            .unwrap_or_else(|| format!("salvage_restore_{}", stored.backup.id));
+        if !valid_database_name(&target) {
+            return Err(AppError::invalid(
+                "target",
+                "use lower-case letters, digits and _ (63 at most, not starting with a digit)",
+            ));
+        }
+        if target == live {
+            return Err(AppError::invalid(
+                "target",
+                format!("{target} is the live database; restore in place to replace it"),
+            ));
+        }
+        if database_exists(state, store, &target).await? {
+            return Err(AppError::invalid(
+                "target",
+                format!("a database named {target} already exists; drop it or give another name"),
+            ));
+        }
+        let tables: Vec<TableEntry> = manifest.tables.iter().filter(chosen).cloned().collect();
+        (RestoreMode::Side, target, tables)
+    };
+    if tables.is_empty() {
+        return Err(AppError::invalid("tables", "there is no table to restore"));
+    }
+    let names: Vec<String> = tables.iter().map(|t| t.name.clone()).collect();
+    let total: i64 = manifest
+        .files
+        .iter()
+        .filter(|f| f.table.as_ref().is_none_or(|t| names.contains(t)))
+        .map(|f| f.size as i64)
+        .sum();
+    let restore_id: i64 = sqlx::query_scalar(
+        "insert into restores (backup_id, store, mode, target, tables, actor, actor_user_id, reason,
+                               started_at, total_bytes)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) returning id",
+    )
+    .bind(stored.backup.id)
+    .bind(store.as_str())
+    .bind(mode.as_str())
+    .bind(&target)
+    .bind(&names)
+    .bind(&actor.name)
+    .bind(actor.user_id)
+    .bind(&request.reason)
+    .bind(state.clock.now())
+    .bind(total)
+    .fetch_one(&state.pg)
+    .await
+    .map_err(AppError::wrap("Record a restore"))?;
+    Ok(Prepared {
+        restore_id,
+        backup: stored,
+        manifest,
+        mode,
+        target,
+        tables,
+        reason: request.reason.clone(),
+    })
+}
+
+/// Prepares and runs a restore, waiting for it (the CLI, drills, tests).
+pub async fn restore(
+    state: &AppState,
+    request: &RestoreRequest,
+    actor: &Actor,
+) -> Result<RestoreReport, AppError> {
+    let prepared = prepare(state, request, actor).await?;
+    execute(state, prepared, actor, state.shutdown.child_token()).await
+}
+
+/// Progress and cancellation of a running restore, through its `restores` row (so a
+/// Cancel pressed on any replica reaches it).
+struct Watch<'a> {
+    state: &'a AppState,
+    id: i64,
+    cancel: CancellationToken,
+}
+
+impl Watch<'_> {
+    async fn step(&self, bytes_done: i64) -> Result<(), String> {
+        let asked: bool = sqlx::query_scalar(
+            "update restores set progress_bytes = $2 where id = $1 returning cancel_requested",
+        )
+        .bind(self.id)
+        .bind(bytes_done)
+        .fetch_one(&self.state.pg)
+        .await
+        .map_err(|e| format!("PostgreSQL: {e}"))?;
+        if asked || self.cancel.is_cancelled() {
+            return Err(CANCELLED.to_owned());
+        }
+        Ok(())
+    }
+}
+
+const CANCELLED: &str = "cancelled";
+
+/// Runs a prepared restore to its end and records it. `Err` only when the record
+/// itself cannot be written; a restore that fails is a report with its error.
+pub async fn execute(
+    state: &AppState,
+    prepared: Prepared,
+    actor: &Actor,
+    cancel: CancellationToken,
+) -> Result<RestoreReport, AppError> {
+    let started = state.clock.now();
+    let clock = Instant::now();
+    let watch = Watch {
+        state,
+        id: prepared.restore_id,
+        cancel,
+    };
+    let store = prepared.backup.backup.store;
+    let result = match (store, prepared.mode) {
+        (StoreKind::Postgres, RestoreMode::Side) => postgres::side(state, &prepared, &watch).await,
+        (StoreKind::Clickhouse, RestoreMode::Side) => {
+            clickhouse::side(state, &prepared, &watch).await
+        }
+        (_, RestoreMode::InPlace) => in_place::run(state, &prepared, actor, &watch).await,
+    };
+    let duration_ms = clock.elapsed().as_millis() as i64;
+    let (status, checks, error, aside) = match result {
+        Ok((checks, aside)) if checks.iter().all(TableCheck::ok) => {
+            (RestoreStatus::Verified, checks, None, aside)
+        }
+        Ok((checks, aside)) => {
+            let wrong: Vec<String> = checks
+                .iter()
+                .filter(|c| !c.ok())
+                .map(|c| {
+                    format!(
+                        "{}: {} rows (manifest {}){}",
+                        c.name,
+                        c.rows,
+                        c.expected_rows,
+                        if c.schema_matches {
+                            ""
+                        } else {
+                            ", schema differs"
+                        }
+                    )
+                })
+                .collect();
+            (
+                RestoreStatus::VerifyFailed,
+                checks,
+                Some(wrong.join("; ")),
+                aside,
+            )
+        }
+        Err(error) if error == CANCELLED => (
+            RestoreStatus::Cancelled,
+            Vec::new(),
+            Some("cancelled".to_owned()),
+            None,
+        ),
+        Err(error) => (RestoreStatus::Failed, Vec::new(), Some(error), None),
+    };
+    let rows: i64 = checks.iter().map(|c| c.rows).sum();
+    let bytes: i64 = sqlx::query_scalar("select total_bytes from restores where id = $1")
+        .bind(prepared.restore_id)
+        .fetch_one(&state.pg)
+        .await
+        .unwrap_or(0);
+    let now = state.clock.now();
+    let pg_err = AppError::wrap("Record a restore");
+    let mut tx = state.pg.begin().await.map_err(&pg_err)?;
+    sqlx::query(
+        "update restores set status = $2, finished_at = $3, duration_ms = $4, row_count = $5,
+             size_bytes = $6, verification = $7, error = $8, aside = $9
+         where id = $1",
+    )
+    .bind(prepared.restore_id)
+    .bind(status.as_str())
+    .bind(now)
+    .bind(duration_ms)
+    .bind(rows)
+    .bind(bytes)
+    .bind(serde_json::to_value(&checks).unwrap_or_default())
+    .bind(&error)
+    .bind(&aside)
+    .execute(&mut *tx)
+    .await
+    .map_err(&pg_err)?;
+    let where_to = match prepared.mode {
+        RestoreMode::Side => format!("into {}", prepared.target),
+        RestoreMode::InPlace => format!("in place into {}", prepared.target),
+    };
+    let title = format!(
+        "Restore {} of {} backup {} {where_to}: {}",
+        prepared.restore_id,
+        store.label(),
+        prepared.backup.backup.id,
+        status.label()
+    );
+    let outcome = match status {
+        RestoreStatus::Verified => Outcome::Succeeded,
+        RestoreStatus::Cancelled => Outcome::Partial,
+        _ => Outcome::Failed,
+    };
+    let entry = NewEntry::new("restore", title, actor, outcome)
+        .with_reason(prepared.reason.clone())
+        .with_times(started, Some(now))
+        .with_body(error.clone().unwrap_or_default())
+        .with_details(json!({
+            "restoreId": prepared.restore_id, "backupId": prepared.backup.backup.id,
+            "store": store.as_str(), "mode": prepared.mode.as_str(), "target": prepared.target,
+            "tables": checks, "rows": rows, "bytes": bytes, "durationMs": duration_ms,
+            "aside": aside,
+        }));
+    let history_id = append(&mut tx, &entry).await.map_err(&pg_err)?;
+    tx.commit().await.map_err(&pg_err)?;
+    Ok(RestoreReport {
+        restore_id: prepared.restore_id,
+        backup_id: prepared.backup.backup.id,
+        store,
+        mode: prepared.mode,
+        target: prepared.target,
+        status,
+        tables: checks,
+        rows,
+        bytes,
+        duration_ms,
+        error,
+        history_id,
+    })
+}
+
+type Restored = Result<(Vec<TableCheck>, Option<String>), String>;
+
+mod clickhouse;
+mod in_place;
+mod postgres;
+mod records;
+
+pub use in_place::roll_back;
+pub use records::{list, load, request_cancel};
+
+#[cfg(test)]
+mod tests {
+    use super::valid_database_name;
+
+    #[test]
+    fn side_database_names_are_plain() {
+        assert!(valid_database_name("salvage_restore_12"));
+        for bad in [
+            "",
+            "Salvage",
+            "a-b",
+            "a b",
+            "1abc",
+            "x;drop",
+            &"a".repeat(64),
+        ] {
+            assert!(!valid_database_name(bad), "{bad}");
+        }
+    }
+}

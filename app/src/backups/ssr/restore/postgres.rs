@@ -1,0 +1,264 @@
+//! PostgreSQL restores: the dump checked and fetched, `pg_restore` into a side database
+//! or in place (the live tables moved to `salvage_pre_<restore>` first), and the check.
+
+use super::*;
+
+/// A local copy of the backup's dump (the file itself for a directory target).
+pub(super) async fn dump_copy(
+    state: &AppState,
+    prepared: &Prepared,
+) -> Result<super::super::storage::LocalCopy, String> {
+    let file = prepared
+        .manifest
+        .files
+        .first()
+        .ok_or_else(|| "the manifest lists no dump".to_owned())?;
+    state
+        .backups
+        .storage
+        .local_copy(&prepared.backup.key(&file.path))
+        .await
+        .map_err(|e| format!("{}: {e}", file.path))
+}
+
+/// Checks the dump's size and SHA-256 before `pg_restore` reads it.
+pub(super) async fn check_dump(state: &AppState, prepared: &Prepared) -> Result<(), String> {
+    let file = prepared
+        .manifest
+        .files
+        .first()
+        .cloned()
+        .ok_or("the manifest lists no dump")?;
+    let key = prepared.backup.key(&file.path);
+    let storage = state.backups.storage.clone();
+    let (size, sha256) = tokio::task::spawn_blocking(move || {
+        super::super::native::HashingReader::new(storage.open(&key)?).finish()
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| format!("{}: {e}", file.path))?;
+    if size != file.size {
+        return Err(format!(
+            "{}: {size} bytes, the manifest says {}",
+            file.path, file.size
+        ));
+    }
+    if sha256 != file.sha256 {
+        return Err(format!(
+            "{}: its SHA-256 differs from the manifest's",
+            file.path
+        ));
+    }
+    Ok(())
+}
+
+/// A `pg_restore` list file for `tables`, written beside the target's temporary files.
+pub(super) async fn list_file(
+    state: &AppState,
+    prepared: &Prepared,
+    dump: &std::path::Path,
+) -> Result<tempfile_path::TempPath, String> {
+    let tables: Vec<&TableEntry> = prepared.tables.iter().collect();
+    let toc = pg::toc_for(&state.backups, dump, &tables).await?;
+    tempfile_path::TempPath::write(&toc).map_err(|e| e.to_string())
+}
+
+/// A temporary file deleted on drop.
+mod tempfile_path {
+    pub struct TempPath(std::path::PathBuf);
+    impl TempPath {
+        pub fn write(contents: &str) -> std::io::Result<Self> {
+            let path =
+                std::env::temp_dir().join(format!("salvage-restore-{}.list", uuid::Uuid::new_v4()));
+            std::fs::write(&path, contents)?;
+            Ok(Self(path))
+        }
+        pub fn as_str(&self) -> String {
+            self.0.display().to_string()
+        }
+    }
+    impl Drop for TempPath {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+}
+
+pub(super) async fn side(state: &AppState, prepared: &Prepared, watch: &Watch<'_>) -> Restored {
+    check_dump(state, prepared).await?;
+    let copy = dump_copy(state, prepared).await?;
+    let dump = copy.path().to_path_buf();
+    let url = pg::working_url(&state.backups);
+    let mut admin = pg::connect(url, None)
+        .await
+        .map_err(|e| format!("PostgreSQL: {e}"))?;
+    sqlx::query(&format!("create database {}", pg::quote(&prepared.target)))
+        .execute(&mut admin)
+        .await
+        .map_err(|e| format!("PostgreSQL: {e}"))?;
+    let result = async {
+        watch.step(0).await?;
+        let all = prepared.tables.len() == prepared.manifest.tables.len();
+        let list = if all {
+            None
+        } else {
+            Some(list_file(state, prepared, &dump).await?)
+        };
+        let mut args = vec!["--no-privileges".to_owned()];
+        if let Some(list) = &list {
+            args.push(format!("--use-list={}", list.as_str()));
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        pg::run_restore(&state.backups, &prepared.target, &dump, &args).await?;
+        let total: i64 = prepared.manifest.total_bytes();
+        watch.step(total).await?;
+        check_postgres(url, Some(&prepared.target), &prepared.tables).await
+    }
+    .await;
+    if result.is_err() {
+        let _ = sqlx::query(&format!(
+            "drop database if exists {} with (force)",
+            pg::quote(&prepared.target)
+        ))
+        .execute(&mut admin)
+        .await;
+    }
+    result.map(|checks| (checks, None))
+}
+
+/// Rows and schema checksums of `tables` in `database` against the manifest.
+pub(super) async fn check_postgres(
+    url: &secrecy::SecretString,
+    database: Option<&str>,
+    tables: &[TableEntry],
+) -> Result<Vec<TableCheck>, String> {
+    let mut conn = pg::connect(url, database)
+        .await
+        .map_err(|e| format!("PostgreSQL: {e}"))?;
+    let found = pg::tables(&mut conn)
+        .await
+        .map_err(|e| format!("PostgreSQL: {e}"))?;
+    Ok(tables
+        .iter()
+        .map(|expected| {
+            let actual = found.iter().find(|t| t.name == expected.name);
+            TableCheck {
+                name: expected.name.clone(),
+                expected_rows: expected.rows,
+                rows: actual.map(|t| t.rows).unwrap_or(0),
+                schema_matches: actual
+                    .is_some_and(|t| t.schema_checksum == expected.schema_checksum),
+            }
+        })
+        .collect())
+}
+
+pub(super) fn aside_schema(restore_id: i64) -> String {
+    format!("salvage_pre_{restore_id}")
+}
+
+pub(super) async fn in_place(state: &AppState, prepared: &Prepared, watch: &Watch<'_>) -> Restored {
+    check_dump(state, prepared).await?;
+    let copy = dump_copy(state, prepared).await?;
+    let dump = copy.path().to_path_buf();
+    let list = list_file(state, prepared, &dump).await?;
+    let url = pg::working_url(&state.backups);
+    let live = pg::database_name(&state.backups.database_url);
+    let aside = aside_schema(prepared.restore_id);
+    let names: Vec<String> = prepared.tables.iter().map(|t| t.name.clone()).collect();
+    let pg_err = |e: sqlx::Error| format!("PostgreSQL: {e}");
+    let mut conn = pg::connect(url, None).await.map_err(pg_err)?;
+    watch.step(0).await?;
+    // Keep the live tables aside, in one transaction.
+    let mut tx = sqlx::Connection::begin(&mut conn).await.map_err(pg_err)?;
+    sqlx::query(&format!("create schema {}", pg::quote(&aside)))
+        .execute(&mut *tx)
+        .await
+        .map_err(pg_err)?;
+    let present: Vec<String> = sqlx::query_scalar(
+        "select tablename::text from pg_tables where schemaname = 'public' and tablename = any($1)",
+    )
+    .bind(&names)
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(pg_err)?;
+    for table in &present {
+        sqlx::query(&format!(
+            "alter table public.{} set schema {}",
+            pg::quote(table),
+            pg::quote(&aside)
+        ))
+        .execute(&mut *tx)
+        .await
+        .map_err(pg_err)?;
+    }
+    tx.commit().await.map_err(pg_err)?;
+    let restored = pg::run_restore(
+        &state.backups,
+        &live,
+        &dump,
+        &[
+            "--no-privileges",
+            "--single-transaction",
+            &format!("--use-list={}", list.as_str()),
+        ],
+    )
+    .await;
+    if let Err(error) = restored {
+        // Nothing was restored (one transaction): put the live tables back.
+        move_back(&mut conn, &aside, &present, false)
+            .await
+            .map_err(pg_err)?;
+        return Err(error);
+    }
+    if let Some(owner) = &state.schema_owner {
+        crate::server::postgres::grant_application_role(&owner.pool, &owner.app_role)
+            .await
+            .map_err(pg_err)?;
+    }
+    watch.step(prepared.manifest.total_bytes()).await.ok();
+    let checks = check_postgres(url, None, &prepared.tables).await?;
+    Ok((checks, Some(aside)))
+}
+
+/// Moves `tables` from schema `aside` back to `public` (dropping the restored ones first
+/// when `drop_restored`), then drops `aside`.
+pub(super) async fn move_back(
+    conn: &mut sqlx::PgConnection,
+    aside: &str,
+    tables: &[String],
+    drop_restored: bool,
+) -> Result<(), sqlx::Error> {
+    let mut tx = sqlx::Connection::begin(conn).await?;
+    if drop_restored {
+        for table in tables {
+            sqlx::query(&format!(
+                "drop table if exists public.{} cascade",
+                pg::quote(table)
+            ))
+            .execute(&mut *tx)
+            .await?;
+        }
+    }
+    let kept: Vec<String> =
+        sqlx::query_scalar("select tablename::text from pg_tables where schemaname = $1")
+            .bind(aside)
+            .fetch_all(&mut *tx)
+            .await?;
+    for table in &kept {
+        sqlx::query(&format!(
+            "alter table {}.{} set schema public",
+            pg::quote(aside),
+            pg::quote(table)
+        ))
+        .execute(&mut *tx)
+        .await?;
+    }
+    sqlx::query(&format!(
+        "drop schema if exists {} cascade",
+        pg::quote(aside)
+    ))
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await
+}
