@@ -38,6 +38,7 @@ pub mod auth;
 pub mod backups;
 pub mod components;
 pub mod crons;
+pub mod drills;
 pub mod error;
 pub mod format;
 pub mod freeze;
@@ -63,6 +64,7 @@ use backups::page::BackupsPage;
 use components::AdminLayout;
 use crons::page::CronsPage;
 use crons::secret_page::CronSecretPage;
+use drills::page::DrillsPage;
 use history::page::{HistoryEntryPage, HistoryPage};
 use overview::OverviewPage;
 use queues::page::{IngestKeysPage, QueuesPage};
@@ -152,6 +154,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("queues") view=QueuesPage ssr=SsrMode::Async />
                     <Route path=path!("crons") view=CronsPage ssr=SsrMode::Async />
                     <Route path=path!("backups") view=BackupsPage ssr=SsrMode::Async />
+                    <Route path=path!("drills") view=DrillsPage ssr=SsrMode::Async />
                     <Route path=path!("settings/users") view=UsersPage ssr=SsrMode::Async />
                     <Route path=path!("settings/ingest-keys") view=IngestKeysPage ssr=SsrMode::Async />
                     <Route path=path!("settings/cron-secret") view=CronSecretPage ssr=SsrMode::Async />

@@ -9,6 +9,8 @@ use crate::alerts::ssr::{AlertKind, SELF_MONITOR};
 use crate::backups::ssr::alerts::{BACKUP_FAILED, BACKUP_STALE, BACKUP_VERIFY_FAILED};
 use crate::backups::ssr::BACKUP;
 use crate::crons::ssr::alerts::CRON_DROPOUT;
+use crate::drills::ssr::alerts::{DRILL_FAILED, DRILL_OVERDUE, RTO_EXCEEDED};
+use crate::drills::ssr::{DRILL_JANITOR, RESTORE_DRILL};
 use crate::health::ssr::CLICKHOUSE_DOWN;
 use crate::jobs::ssr::records::PRUNE_CRON_RUNS;
 use crate::jobs::ssr::Job;
@@ -25,6 +27,8 @@ pub static JOBS: &[&Job] = &[
     &SELF_MONITOR,
     &PRUNE_CRON_RUNS,
     &BACKUP,
+    &RESTORE_DRILL,
+    &DRILL_JANITOR,
 ];
 
 /// Every alert kind, in the order the alerts page offers them. The self-monitor
@@ -41,6 +45,9 @@ pub static ALERT_KINDS: &[&AlertKind] = &[
     &BACKUP_STALE,
     &BACKUP_FAILED,
     &BACKUP_VERIFY_FAILED,
+    &DRILL_OVERDUE,
+    &DRILL_FAILED,
+    &RTO_EXCEEDED,
 ];
 
 #[cfg(test)]

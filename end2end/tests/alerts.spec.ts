@@ -1,17 +1,8 @@
 import { execFileSync } from "node:child_process";
 import { expect, test, type Page } from "@playwright/test";
-import { account, open, sideNav, signIn } from "./support/salvage";
+import { account, cron, open, sideNav, signIn } from "./support/salvage";
 
 /** `/cron/<job>` as an outside scheduler calls it; the HTTP status. */
-function cron(baseURL: string, job: string): number {
-  const status = execFileSync("curl", [
-    "-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST",
-    "-H", `Authorization: Bearer ${process.env.E2E_CRON_SECRET ?? ""}`,
-    `${baseURL}/cron/${job}`,
-  ]);
-  return Number(status.toString());
-}
-
 /** The nav's count of critical alerts nobody has taken (0 when it shows none). */
 async function navCritical(page: Page): Promise<number> {
   const badge = sideNav(page).getByTestId("nav-alert-count").locator(".nav-count-critical");

@@ -21,6 +21,7 @@ const PAGES = [
   "/admin",
   "/admin/alerts",
   "/admin/backups",
+  "/admin/drills",
   "/admin/alerts?alert=1",
   "/admin/alerts?view=resolved",
   "/admin/alerts?view=silences",

@@ -91,6 +91,8 @@ pub struct Settings {
     /// (14), `SALVAGE_RPO_POSTGRES_HOURS` and `SALVAGE_RPO_CLICKHOUSE_HOURS` (24),
     /// `SALVAGE_PG_BIN_DIR` (where `pg_dump` and `pg_restore` are; default the `PATH`).
     pub backups: app::backups::ssr::BackupSettings,
+    /// Drills: the defaults (RTO 1 h; the janitor drops what a dead drill left after 1 h).
+    pub drills: app::drills::ssr::DrillSettings,
 }
 
 /// `CLICKHOUSE_*`.
@@ -388,6 +390,7 @@ impl Settings {
         Ok(Self {
             alerts,
             backups,
+            drills: Default::default(),
             database_url: SecretString::from(database_url),
             migrate_database_url,
             clickhouse: ClickHouseSettings {

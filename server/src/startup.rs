@@ -159,6 +159,7 @@ pub fn build_state(settings: &Settings) -> AppState {
             owner_url: settings.migrate_database_url.clone(),
             ..settings.backups.clone()
         },
+        drills: settings.drills.clone(),
         postgres_watch: Default::default(),
         tasks: tokio_util::task::TaskTracker::new(),
         shutdown: tokio_util::sync::CancellationToken::new(),

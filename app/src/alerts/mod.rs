@@ -100,6 +100,9 @@ pub const KIND_NAMES: &[&str] = &[
     "backup_stale",
     "backup_failed",
     "backup_verify_failed",
+    "drill_overdue",
+    "drill_failed",
+    "rto_exceeded",
 ];
 
 /// An actor as the alert pages and messages name it: "the self-monitor" for Salvage's

@@ -55,11 +55,12 @@ impl Role {
     }
 
     /// Where a person of this role lands after signing in when no page was asked for:
-    /// operators on the alerts, everyone else on the overview.
+    /// operators on the alerts, managers on the drills, admins on the overview.
     pub fn home(self) -> &'static str {
         match self {
             Role::Operator => "/admin/alerts",
-            Role::Manager | Role::Admin => "/admin",
+            Role::Manager => "/admin/drills",
+            Role::Admin => "/admin",
         }
     }
 

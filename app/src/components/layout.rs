@@ -48,6 +48,11 @@ const NAV: &[NavItem] = &[
         permission: Permission::Read,
     },
     NavItem {
+        href: "/admin/drills",
+        label: "Drills",
+        permission: Permission::Read,
+    },
+    NavItem {
         href: "/admin/history",
         label: "History",
         permission: Permission::Read,

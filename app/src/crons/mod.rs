@@ -206,6 +206,8 @@ pub const JOB_NAMES: &[&str] = &[
     "self-monitor",
     "prune-cron-runs",
     "backup",
+    "restore-drill",
+    "drill-janitor",
 ];
 
 /// Grace windows an admin can pick, in hours.

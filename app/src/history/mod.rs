@@ -30,6 +30,7 @@ use serde::{Deserialize, Serialize};
 /// The kinds of entry Salvage writes. Stored as text; later features add theirs here.
 pub const KINDS: &[&str] = &[
     "drill",
+    "objectives",
     "incident",
     "incident_resolved",
     "activation",

@@ -54,6 +54,8 @@ pub struct AppState {
     pub alerts: crate::alerts::ssr::AlertSettings,
     /// Backups: the target, retention, recovery point objectives, the tools' URLs.
     pub backups: crate::backups::ssr::BackupSettings,
+    /// Drills: the default recovery time objective, the janitor's age.
+    pub drills: crate::drills::ssr::DrillSettings,
     /// This process's view of PostgreSQL's availability (the pages' outage sentence,
     /// the `postgres_down` record).
     pub postgres_watch: crate::alerts::ssr::PostgresWatch,

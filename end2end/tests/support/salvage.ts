@@ -1,6 +1,6 @@
 // Finders, actions and checks shared by the browser tests, plus a way to start a second
 // Salvage whose ClickHouse link a test can cut.
-import { spawn, type ChildProcess } from "node:child_process";
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { appendFileSync } from "node:fs";
 import net from "node:net";
 import { expect, type Page } from "@playwright/test";
@@ -113,6 +113,17 @@ export async function signIn(page: Page, role: Role, base = "") {
 export async function open(page: Page, path: string) {
   await page.goto(path);
   await expect(page.locator("body[data-hydrated]")).toHaveCount(1);
+}
+
+/** Calls `/cron/<job>` with the run's cron secret, as an outside scheduler would; returns
+ * the HTTP status (the job has finished when it answers). */
+export function cron(baseURL: string, job: string): number {
+  const status = execFileSync("curl", [
+    "-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST",
+    "-H", `Authorization: Bearer ${process.env.E2E_CRON_SECRET ?? ""}`,
+    `${baseURL}/cron/${job}`,
+  ]);
+  return Number(status.toString());
 }
 
 /** The side navigation. */

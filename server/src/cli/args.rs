@@ -65,6 +65,10 @@ pub enum Command {
     /// /admin/backups and /cron/backup; recorded as cli:$USER).
     #[command(subcommand)]
     Backup(BackupCommand),
+    /// Run and list restore drills (the same function as /admin/drills and
+    /// /cron/restore-drill; recorded as cli:$USER).
+    #[command(subcommand)]
+    Drill(DrillCommand),
     /// Rotate or list the cron secret (the bearer token of /cron/*).
     #[command(subcommand)]
     CronSecret(CronSecretCommand),
@@ -161,6 +165,24 @@ pub enum BackupCommand {
         #[arg(long)]
         reason: Option<String>,
     },
+}
+
+/// `salvage drill …`.
+#[derive(Debug, Subcommand)]
+pub enum DrillCommand {
+    /// Restore the latest verified backup of each store (or `--backup` ids, one per
+    /// store) into throwaway databases, verify them, run the console's queries on them,
+    /// tear them down and record the measured recovery time. Ctrl-C stops after the
+    /// current step and still tears down. Exits 1 when the drill does not pass.
+    Run {
+        /// Backup ids to restore instead of the latest verified ones, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        backup: Vec<i64>,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// The newest 50 drills, newest first.
+    List,
 }
 
 /// `salvage alerts …`.

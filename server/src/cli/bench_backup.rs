@@ -293,6 +293,36 @@ async fn measure(
         None,
     )?;
 
+    // A drill of the same two backups: both restored into throwaway databases, verified,
+    // the console's queries run on them, torn down.
+    let drill_started = Instant::now();
+    let options = app::jobs::ssr::RunOptions {
+        targets: vec![
+            pg_backup.backup_id.unwrap_or_default(),
+            ch_backup.backup_id.unwrap_or_default(),
+        ],
+        ..Default::default()
+    };
+    let finished = app::jobs::ssr::run(
+        &state,
+        &app::drills::ssr::RESTORE_DRILL,
+        super::common::cli_firing(Some("bench".into())),
+        options,
+    )
+    .await
+    .map_err(super::common::app_error)?
+    .context("a run without a tick always starts")?;
+    let drill = finished
+        .report::<app::drills::ssr::run::DrillReport>()
+        .context("the drill reports")?
+        .clone();
+    anyhow::ensure!(
+        drill.status == app::drills::DrillStatus::Passed,
+        "the drill did not pass: {:?}",
+        drill.error
+    );
+    let drill_whole = seconds(drill_started);
+
     let ch_size: u64 = std::fs::metadata(&native)?.len();
     let row = |what: &str, salvage: f64, raw: f64| {
         println!(
@@ -320,6 +350,15 @@ async fn measure(
         "ClickHouse restore into a side db",
         ch_restored.duration_ms as f64 / 1000.0,
         raw_import,
+    );
+    row(
+        "Drill of both stores (whole)",
+        drill_whole,
+        raw_pg_restore + raw_import,
+    );
+    println!(
+        "  the drill's measured recovery (fetch, restore, verify): {:.2} s; the rest is the console's queries and the teardown",
+        drill.recovery_ms as f64 / 1000.0
     );
     println!(
         "\nThe job with both verifications and retention: {whole_job:.2} s. ClickHouse: {} of Native, {} in Salvage's LZ4 files.",

@@ -6,7 +6,8 @@
 //! - `queues` — `salvage replay` and `salvage expire` (the replay and expiry jobs).
 //! - `cron` — `salvage cron …` and `salvage cron-secret …`.
 //! - `keys` — `salvage ingest-key …`; `alerts` — `salvage alerts …`.
-//! - `backup` — `salvage backup create|list|verify|restore|rollback`.
+//! - `backup` — `salvage backup create|list|verify|restore|rollback`; `drill` —
+//!   `salvage drill run|list`.
 //! - `demo` — `salvage demo …`; `bench` — `salvage bench …`.
 //!
 //! - `args` — the commands and flags (clap); `common` — what every command shares: its
@@ -24,6 +25,7 @@ mod cron;
 pub mod demo;
 mod demo_alerts;
 pub mod demo_backups;
+mod drill;
 mod history;
 mod keys;
 mod queues;
@@ -68,5 +70,6 @@ pub async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         }
         Command::Alerts(command) => alerts::alerts(command, settings).await,
         Command::Backup(command) => backup::backup(command, settings).await,
+        Command::Drill(command) => drill::drill(command, settings).await,
     }
 }

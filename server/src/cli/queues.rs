@@ -48,6 +48,7 @@ pub async fn replay(
         // Without --budget-secs a terminal replay runs until the queues are empty.
         budget: Some(budget_secs.map_or(std::time::Duration::MAX, std::time::Duration::from_secs)),
         on_progress: Some(bar),
+        ..Default::default()
     };
     stop_on_ctrl_c(&state, "Stopping after the current batch…");
     let finished = app::jobs::ssr::run(&state, &REPLAY_FALLBACK, cli_firing(reason), options)

@@ -8,6 +8,7 @@ mod backups;
 mod cli;
 mod console;
 mod crons;
+mod drills;
 mod health;
 mod helpers;
 mod history;

@@ -102,7 +102,7 @@ async fn replay_on(state: &AppState, batch: i64) -> ReplayReport {
     let options = RunOptions {
         batch: Some(batch),
         budget: Some(Duration::from_secs(120)),
-        on_progress: None,
+        ..Default::default()
     };
     let finished = app::jobs::ssr::run(state, &REPLAY_FALLBACK, firing, options)
         .await

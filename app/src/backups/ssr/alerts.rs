@@ -125,21 +125,24 @@ pub fn stale_signal(
 
 fn stale(state: AppState, now: OffsetDateTime) -> EvalFuture {
     Box::pin(async move {
-        let points = newest_points(&state.pg)
-            .await
-            .map_err(|e| AppError::internal("Failed to evaluate the backups", e))?;
-        Ok(points
-            .into_iter()
-            .filter_map(|(store, newest, installed)| {
-                let rpo = time::Duration::try_from(state.backups.rpo(store)).unwrap_or_default();
-                stale_signal(
-                    store,
-                    now - newest.unwrap_or(installed),
-                    rpo,
-                    newest.is_some(),
-                )
-            })
-            .collect())
+        let failed = |e| AppError::internal("Failed to evaluate the backups", e);
+        let points = newest_points(&state.pg).await.map_err(failed)?;
+        let mut signals = Vec::new();
+        for (store, newest, installed) in points {
+            // The objective an admin set on /admin/drills, or the configured default.
+            let rpo = super::objectives::current(&state, store)
+                .await
+                .map_err(failed)?
+                .rpo;
+            let rpo = time::Duration::try_from(rpo).unwrap_or_default();
+            signals.extend(stale_signal(
+                store,
+                now - newest.unwrap_or(installed),
+                rpo,
+                newest.is_some(),
+            ));
+        }
+        Ok(signals)
     })
 }
 

@@ -241,9 +241,23 @@ pub async fn list(pg: &PgPool, limit: i64) -> Result<Vec<Backup>, sqlx::Error> {
 
 /// The newest complete (restorable) backup of `store` whose files are kept.
 pub async fn latest_complete(pg: &PgPool, store: StoreKind) -> Result<Option<Stored>, sqlx::Error> {
+    latest_in(pg, store, "('completed', 'verified', 'verify_failed')").await
+}
+
+/// The newest backup of `store` that passed its verification and whose files are kept
+/// (what a drill restores).
+pub async fn latest_verified(pg: &PgPool, store: StoreKind) -> Result<Option<Stored>, sqlx::Error> {
+    latest_in(pg, store, "('verified')").await
+}
+
+async fn latest_in(
+    pg: &PgPool,
+    store: StoreKind,
+    statuses: &'static str,
+) -> Result<Option<Stored>, sqlx::Error> {
     let row = sqlx::query(&format!(
         "select {COLUMNS} from backups
-         where store = $1 and status in ('completed', 'verified', 'verify_failed') and deleted_at is null
+         where store = $1 and status in {statuses} and deleted_at is null
          order by finished_at desc, id desc limit 1"
     ))
     .bind(store.as_str())

@@ -6,6 +6,7 @@ pub mod clickhouse;
 pub mod create;
 pub mod manifest;
 pub mod native;
+pub mod objectives;
 pub mod postgres;
 pub mod restore;
 pub mod storage;
@@ -30,6 +31,8 @@ pub struct BackupSettings {
     /// objective of each store (default 24 h): `backup_stale` is measured against it.
     pub rpo_postgres: Duration,
     pub rpo_clickhouse: Duration,
+    /// The recovery time objective of each store until an admin sets one (1 h).
+    pub rto_default: Duration,
     /// `DATABASE_URL`, for `pg_dump` (the database backed up).
     pub database_url: SecretString,
     /// `SALVAGE_MIGRATE_DATABASE_URL`: restores connect as the schema's owner when set.
@@ -49,6 +52,7 @@ impl BackupSettings {
             keep: 14,
             rpo_postgres: Duration::from_secs(24 * 3600),
             rpo_clickhouse: Duration::from_secs(24 * 3600),
+            rto_default: Duration::from_secs(3600),
             database_url,
             owner_url,
             pg_bin_dir: None,

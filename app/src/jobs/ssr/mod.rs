@@ -81,6 +81,9 @@ pub struct RunOptions {
     pub budget: Option<Duration>,
     /// Called with each progress report (the terminal's progress bar).
     pub on_progress: Option<OnProgress>,
+    /// The ids a job is asked to work on instead of its default choice (the backups a
+    /// drill restores); empty for the default.
+    pub targets: Vec<i64>,
 }
 
 impl std::fmt::Debug for RunOptions {
@@ -89,6 +92,7 @@ impl std::fmt::Debug for RunOptions {
             .field("batch", &self.batch)
             .field("budget", &self.budget)
             .field("on_progress", &self.on_progress.is_some())
+            .field("targets", &self.targets)
             .finish()
     }
 }
@@ -104,6 +108,8 @@ pub struct JobContext {
     pub reason: Option<String>,
     pub batch: Option<i64>,
     pub budget: Option<Duration>,
+    /// See [`RunOptions::targets`].
+    pub targets: Vec<i64>,
     /// The time of the run (the state's clock at its start).
     pub now: OffsetDateTime,
     /// Progress reports, and whether to stop.
@@ -230,6 +236,7 @@ async fn execute(
         reason: firing.reason.clone(),
         batch: options.batch,
         budget: options.budget,
+        targets: options.targets.clone(),
         now: state.clock.now(),
         tracker: tracker.clone(),
     };

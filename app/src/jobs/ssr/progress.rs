@@ -57,6 +57,11 @@ impl Tracker {
         self.cancel.is_cancelled()
     }
 
+    /// The run's stop signal, for work that checks it itself (a restore inside a drill).
+    pub fn token(&self) -> CancellationToken {
+        self.cancel.clone()
+    }
+
     /// Resolves when the run is asked to stop.
     pub async fn cancelled(&self) {
         self.cancel.cancelled().await

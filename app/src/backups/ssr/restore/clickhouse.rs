@@ -93,6 +93,7 @@ pub(super) async fn check_clickhouse(
 pub(super) async fn side(state: &AppState, prepared: &Prepared, watch: &Watch<'_>) -> Restored {
     let client = state.clickhouse.client();
     let database = prepared.target.as_str();
+    watch.phase(Phase::Restore);
     client
         .query(&format!("CREATE DATABASE `{database}`"))
         .execute()
@@ -113,6 +114,7 @@ pub(super) async fn side(state: &AppState, prepared: &Prepared, watch: &Watch<'_
             .iter()
             .map(|t| (t.clone(), t.name.clone()))
             .collect();
+        watch.phase(Phase::Verify);
         check_clickhouse(client, database, &pairs).await
     }
     .await;
@@ -142,6 +144,7 @@ pub(super) async fn in_place(state: &AppState, prepared: &Prepared, watch: &Watc
     let id = prepared.restore_id;
     let mut done = 0;
     let mut pairs = Vec::new();
+    watch.phase(Phase::Restore);
     let loaded = async {
         for table in &prepared.tables {
             let name = staging(&table.name, id);
@@ -153,6 +156,7 @@ pub(super) async fn in_place(state: &AppState, prepared: &Prepared, watch: &Watc
             load_table(state, prepared, table, to, watch, &mut done).await?;
             pairs.push((table.clone(), name));
         }
+        watch.phase(Phase::Verify);
         check_clickhouse(client, &database, &pairs).await
     }
     .await;

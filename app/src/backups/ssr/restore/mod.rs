@@ -78,9 +78,42 @@ pub struct RestoreReport {
     pub rows: i64,
     pub bytes: i64,
     pub duration_ms: i64,
+    /// How long each step took, in order (a drill reports them as its steps).
+    pub phases: Vec<PhaseTime>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     pub history_id: i64,
+}
+
+/// A step of a restore. ClickHouse files are read from the target as they load, so a
+/// ClickHouse restore has no separate fetch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// The files checked against the manifest and copied where the tool reads them.
+    Fetch,
+    /// The data loaded into the target.
+    Restore,
+    /// Every restored table's rows and schema checked against the manifest.
+    Verify,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Fetch => "fetch",
+            Phase::Restore => "restore",
+            Phase::Verify => "verify",
+        }
+    }
+}
+
+/// How long one step took.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PhaseTime {
+    pub phase: Phase,
+    pub ms: i64,
 }
 
 /// A validated restore, recorded as `running`: what [`execute`] works from.
@@ -296,9 +329,34 @@ struct Watch<'a> {
     state: &'a AppState,
     id: i64,
     cancel: CancellationToken,
+    /// When each step began.
+    marks: std::sync::Mutex<Vec<(Phase, Instant)>>,
 }
 
 impl Watch<'_> {
+    /// Notes that `phase` begins now (the previous one ends).
+    fn phase(&self, phase: Phase) {
+        if let Ok(mut marks) = self.marks.lock() {
+            marks.push((phase, Instant::now()));
+        }
+    }
+
+    /// Each step's duration, the last one ending at `end`.
+    fn phases(&self, end: Instant) -> Vec<PhaseTime> {
+        let marks = self.marks.lock().map(|m| m.clone()).unwrap_or_default();
+        marks
+            .iter()
+            .enumerate()
+            .map(|(i, (phase, began))| {
+                let ended = marks.get(i + 1).map_or(end, |(_, next)| *next);
+                PhaseTime {
+                    phase: *phase,
+                    ms: ended.saturating_duration_since(*began).as_millis() as i64,
+                }
+            })
+            .collect()
+    }
+
     async fn step(&self, bytes_done: i64) -> Result<(), String> {
         let asked: bool = sqlx::query_scalar(
             "update restores set progress_bytes = $2 where id = $1 returning cancel_requested",
@@ -331,6 +389,7 @@ pub async fn execute(
         state,
         id: prepared.restore_id,
         cancel,
+        marks: std::sync::Mutex::new(Vec::new()),
     };
     let store = prepared.backup.backup.store;
     let result = match (store, prepared.mode) {
@@ -341,6 +400,7 @@ pub async fn execute(
         (_, RestoreMode::InPlace) => in_place::run(state, &prepared, actor, &watch).await,
     };
     let duration_ms = clock.elapsed().as_millis() as i64;
+    let phases = watch.phases(Instant::now());
     let (status, checks, error, aside) = match result {
         Ok((checks, aside)) if checks.iter().all(TableCheck::ok) => {
             (RestoreStatus::Verified, checks, None, aside)
@@ -427,7 +487,7 @@ pub async fn execute(
         .with_details(json!({
             "restoreId": prepared.restore_id, "backupId": prepared.backup.backup.id,
             "store": store.as_str(), "mode": prepared.mode.as_str(), "target": prepared.target,
-            "tables": checks, "rows": rows, "bytes": bytes, "durationMs": duration_ms,
+            "tables": checks, "rows": rows, "bytes": bytes, "durationMs": duration_ms, "phases": phases,
             "aside": aside,
         }));
     let history_id = append(&mut tx, &entry).await.map_err(&pg_err)?;
@@ -443,6 +503,7 @@ pub async fn execute(
         rows,
         bytes,
         duration_ms,
+        phases,
         error,
         history_id,
     })

@@ -85,6 +85,7 @@ mod tempfile_path {
 }
 
 pub(super) async fn side(state: &AppState, prepared: &Prepared, watch: &Watch<'_>) -> Restored {
+    watch.phase(Phase::Fetch);
     check_dump(state, prepared).await?;
     let copy = dump_copy(state, prepared).await?;
     let dump = copy.path().to_path_buf();
@@ -97,6 +98,7 @@ pub(super) async fn side(state: &AppState, prepared: &Prepared, watch: &Watch<'_
         .await
         .map_err(|e| format!("PostgreSQL: {e}"))?;
     let result = async {
+        watch.phase(Phase::Restore);
         watch.step(0).await?;
         let all = prepared.tables.len() == prepared.manifest.tables.len();
         let list = if all {
@@ -112,6 +114,7 @@ pub(super) async fn side(state: &AppState, prepared: &Prepared, watch: &Watch<'_
         pg::run_restore(&state.backups, &prepared.target, &dump, &args).await?;
         let total: i64 = prepared.manifest.total_bytes();
         watch.step(total).await?;
+        watch.phase(Phase::Verify);
         check_postgres(url, Some(&prepared.target), &prepared.tables).await
     }
     .await;
@@ -158,6 +161,7 @@ pub(super) fn aside_schema(restore_id: i64) -> String {
 }
 
 pub(super) async fn in_place(state: &AppState, prepared: &Prepared, watch: &Watch<'_>) -> Restored {
+    watch.phase(Phase::Fetch);
     check_dump(state, prepared).await?;
     let copy = dump_copy(state, prepared).await?;
     let dump = copy.path().to_path_buf();
@@ -168,6 +172,7 @@ pub(super) async fn in_place(state: &AppState, prepared: &Prepared, watch: &Watc
     let names: Vec<String> = prepared.tables.iter().map(|t| t.name.clone()).collect();
     let pg_err = |e: sqlx::Error| format!("PostgreSQL: {e}");
     let mut conn = pg::connect(url, None).await.map_err(pg_err)?;
+    watch.phase(Phase::Restore);
     watch.step(0).await?;
     // Keep the live tables aside, in one transaction.
     let mut tx = sqlx::Connection::begin(&mut conn).await.map_err(pg_err)?;
@@ -217,6 +222,7 @@ pub(super) async fn in_place(state: &AppState, prepared: &Prepared, watch: &Watc
             .map_err(pg_err)?;
     }
     watch.step(prepared.manifest.total_bytes()).await.ok();
+    watch.phase(Phase::Verify);
     let checks = check_postgres(url, None, &prepared.tables).await?;
     Ok((checks, Some(aside)))
 }

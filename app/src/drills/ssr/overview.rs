@@ -1,0 +1,242 @@
+//! What `/admin/drills` shows and changes besides the drill itself: the figures against
+//! the objectives, the due dates of each cadence, a tabletop exercise logged by hand, and
+//! an admin's change of the objectives.
+
+use serde_json::json;
+use time::OffsetDateTime;
+
+use super::super::{DrillsOverview, Due, Objective, StoreKind, Tabletop};
+use super::alerts::{self, AFTER_UPGRADE, FUNCTIONAL_EVERY, TABLETOP_EVERY};
+use super::records;
+use crate::auth::ssr::actor::Actor;
+use crate::backups::ssr::{catalogue, objectives};
+use crate::error::AppError;
+use crate::history::ssr::{append, NewEntry};
+use crate::history::Outcome;
+use crate::server::{unix_ms, AppState};
+
+/// The drills shown (newest first).
+const SHOWN: i64 = 100;
+
+/// Everything the page shows.
+pub async fn overview(state: &AppState) -> Result<DrillsOverview, AppError> {
+    let now = state.clock.now();
+    let pg_err = AppError::wrap("Read the drills");
+    let drills = records::list(&state.pg, SHOWN).await.map_err(&pg_err)?;
+    let queued: i64 = crate::queues::ssr::stats::queue_depths(&state.pg)
+        .await
+        .map_err(&pg_err)?
+        .iter()
+        .map(|(_, depth)| depth)
+        .sum();
+    let mut conn = state.pg.acquire().await.map_err(&pg_err)?;
+    let mut rows = Vec::new();
+    for store in StoreKind::ALL {
+        let set = objectives::current(state, store).await.map_err(&pg_err)?;
+        let set_by: Option<String> =
+            sqlx::query_scalar("select updated_by from recovery_objectives where store = $1")
+                .bind(store.as_str())
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(&pg_err)?;
+        let latest = catalogue::latest_verified(&state.pg, store)
+            .await
+            .map_err(&pg_err)?;
+        let last_pass = drills.iter().find_map(|d| {
+            (d.status == super::super::DrillStatus::Passed)
+                .then(|| d.stores.iter().find(|s| s.store == store && s.ok))
+                .flatten()
+                .map(|s| s.recovery_ms)
+        });
+        rows.push(Objective {
+            store,
+            rpo_target_secs: set.rpo.as_secs() as i64,
+            rto_target_secs: set.rto.as_secs() as i64,
+            set_by,
+            rpo_measured_ms: latest
+                .and_then(|b| b.backup.finished_ms)
+                .map(|finished| unix_ms(now) - finished),
+            queued_rows: if store == StoreKind::Clickhouse {
+                queued
+            } else {
+                0
+            },
+            rto_measured_ms: last_pass,
+            rto_median_ms: alerts::median_recovery_ms(&mut conn, store, now, 0)
+                .await
+                .map_err(&pg_err)?,
+        });
+    }
+    drop(conn);
+    Ok(DrillsOverview {
+        now_ms: unix_ms(now),
+        drills,
+        objectives: rows,
+        due: due(state).await?,
+    })
+}
+
+/// The next due date of each cadence.
+async fn due(state: &AppState) -> Result<Vec<Due>, AppError> {
+    let pg_err = AppError::wrap("Read the drills");
+    let points = alerts::points(&state.pg).await.map_err(&pg_err)?;
+    let last_tabletop: Option<OffsetDateTime> =
+        sqlx::query_scalar("select max(started_at) from drills where kind = 'tabletop'")
+            .fetch_one(&state.pg)
+            .await
+            .map_err(&pg_err)?;
+    let mut due = vec![
+        Due {
+            what: "Functional drill (every 90 days)".into(),
+            due_ms: unix_ms(points.last_passed.unwrap_or(points.installed) + FUNCTIONAL_EVERY),
+            since: if points.last_passed.is_some() {
+                "the last passing drill".into()
+            } else {
+                "installation".into()
+            },
+        },
+        Due {
+            what: "Tabletop exercise (every 30 days)".into(),
+            due_ms: unix_ms(last_tabletop.unwrap_or(points.installed) + TABLETOP_EVERY),
+            since: if last_tabletop.is_some() {
+                "the last tabletop".into()
+            } else {
+                "installation".into()
+            },
+        },
+    ];
+    if let Some(upgraded) = points.upgraded {
+        if points.last_passed.is_none_or(|p| p < upgraded) {
+            due.push(Due {
+                what: "Functional drill after the schema upgrade".into(),
+                due_ms: unix_ms(upgraded + AFTER_UPGRADE),
+                since: "the upgrade".into(),
+            });
+        }
+    }
+    Ok(due)
+}
+
+/// A checked field: trimmed, present, at most `max` characters.
+fn field(name: &'static str, value: &str, max: usize, required: bool) -> Result<String, AppError> {
+    let value = value.trim();
+    if required && value.is_empty() {
+        return Err(AppError::invalid(name, "required"));
+    }
+    if value.chars().count() > max {
+        return Err(AppError::invalid(name, format!("at most {max} characters")));
+    }
+    Ok(value.to_owned())
+}
+
+/// Logs a tabletop exercise: a `drills` row and its `drill` history entry, together.
+pub async fn log_tabletop(
+    state: &AppState,
+    actor: &Actor,
+    tabletop: &Tabletop,
+) -> Result<i64, AppError> {
+    let scenario = field("scenario", &tabletop.scenario, 500, true)?;
+    let participants = field("participants", &tabletop.participants, 500, true)?;
+    let findings = field("findings", &tabletop.findings, 4000, true)?;
+    let follow_ups = field("follow_ups", &tabletop.follow_ups, 4000, false)?;
+    let now = state.clock.now();
+    let pg_err = AppError::wrap("Log a tabletop exercise");
+    let mut tx = state.pg.begin().await.map_err(&pg_err)?;
+    let id: i64 = sqlx::query_scalar(
+        "insert into drills (kind, status, trigger, actor, actor_user_id, started_at, finished_at,
+                             scenario, participants, findings, follow_ups)
+         values ('tabletop', 'passed', 'manual', $1, $2, $3, $3, $4, $5, $6, $7) returning id",
+    )
+    .bind(&actor.name)
+    .bind(actor.user_id)
+    .bind(now)
+    .bind(&scenario)
+    .bind(&participants)
+    .bind(&findings)
+    .bind(&follow_ups)
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(&pg_err)?;
+    let entry = NewEntry::new(
+        "drill",
+        format!("Tabletop exercise: {scenario}"),
+        actor,
+        Outcome::Info,
+    )
+    .with_times(now, Some(now))
+    .with_body(findings.clone())
+    .with_details(json!({
+        "drillId": id, "type": "tabletop", "scenario": scenario,
+        "participants": participants, "findings": findings, "followUps": follow_ups,
+    }));
+    let history_id = append(&mut tx, &entry).await.map_err(&pg_err)?;
+    sqlx::query("update drills set history_id = $2 where id = $1")
+        .bind(id)
+        .bind(history_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(&pg_err)?;
+    tx.commit().await.map_err(&pg_err)?;
+    Ok(id)
+}
+
+/// Sets a store's objectives (admins, with a reason): the row and a history entry
+/// together.
+pub async fn set_objectives(
+    state: &AppState,
+    actor: &Actor,
+    store: StoreKind,
+    rpo_hours: i64,
+    rto_minutes: i64,
+    reason: &str,
+) -> Result<(), AppError> {
+    if !(1..=8760).contains(&rpo_hours) {
+        return Err(AppError::invalid("rpo_hours", "between 1 and 8760 hours"));
+    }
+    if !(1..=10_080).contains(&rto_minutes) {
+        return Err(AppError::invalid(
+            "rto_minutes",
+            "between 1 and 10080 minutes (a week)",
+        ));
+    }
+    let before = objectives::current(state, store)
+        .await
+        .map_err(AppError::wrap("Read the recovery objectives"))?;
+    let now = state.clock.now();
+    let pg_err = AppError::wrap("Set the recovery objectives");
+    let mut tx = state.pg.begin().await.map_err(&pg_err)?;
+    sqlx::query(
+        "insert into recovery_objectives (store, rpo_seconds, rto_seconds, updated_at, updated_by, reason)
+         values ($1, $2, $3, $4, $5, $6)
+         on conflict (store) do update set rpo_seconds = excluded.rpo_seconds,
+             rto_seconds = excluded.rto_seconds, updated_at = excluded.updated_at,
+             updated_by = excluded.updated_by, reason = excluded.reason",
+    )
+    .bind(store.as_str())
+    .bind(rpo_hours * 3600)
+    .bind(rto_minutes * 60)
+    .bind(now)
+    .bind(&actor.name)
+    .bind(reason)
+    .execute(&mut *tx)
+    .await
+    .map_err(&pg_err)?;
+    let entry = NewEntry::new(
+        "objectives",
+        format!(
+            "{} objectives set: RPO {rpo_hours} h, RTO {rto_minutes} min",
+            store.label()
+        ),
+        actor,
+        Outcome::Succeeded,
+    )
+    .with_reason(Some(reason.to_owned()))
+    .with_details(json!({
+        "store": store.as_str(),
+        "before": {"rpoSeconds": before.rpo.as_secs(), "rtoSeconds": before.rto.as_secs()},
+        "after": {"rpoSeconds": rpo_hours * 3600, "rtoSeconds": rto_minutes * 60},
+    }));
+    append(&mut tx, &entry).await.map_err(&pg_err)?;
+    tx.commit().await.map_err(&pg_err)?;
+    Ok(())
+}

@@ -1,0 +1,169 @@
+//! The `drills` and `drill_databases` rows.
+
+use sqlx::{PgPool, Row};
+use time::OffsetDateTime;
+
+use super::super::{Drill, DrillKind, DrillStatus, DrillStep, DrillStore, StoreKind};
+use crate::server::unix_ms;
+
+/// Records a functional drill as `running` for run `run_id`; returns its id.
+pub async fn start(
+    pg: &PgPool,
+    run_id: i64,
+    trigger: &str,
+    actor: &crate::auth::ssr::Actor,
+    reason: Option<&str>,
+    at: OffsetDateTime,
+) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(
+        "insert into drills (kind, run_id, trigger, actor, actor_user_id, reason, started_at)
+         values ('functional', $1, $2, $3, $4, $5, $6) returning id",
+    )
+    .bind(run_id)
+    .bind(trigger)
+    .bind(&actor.name)
+    .bind(actor.user_id)
+    .bind(reason)
+    .bind(at)
+    .fetch_one(pg)
+    .await
+}
+
+/// Saves the steps so far (the page and the terminal follow them).
+pub async fn save_steps(pg: &PgPool, id: i64, steps: &[DrillStep]) -> Result<(), sqlx::Error> {
+    sqlx::query("update drills set steps = $2 where id = $1")
+        .bind(id)
+        .bind(serde_json::to_value(steps).unwrap_or_default())
+        .execute(pg)
+        .await
+        .map(drop)
+}
+
+/// Records throwaway database `name` of drill `id` before it is created.
+pub async fn note_database(
+    pg: &PgPool,
+    id: i64,
+    store: StoreKind,
+    name: &str,
+    at: OffsetDateTime,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "insert into drill_databases (drill_id, store, name, created_at) values ($1, $2, $3, $4)
+         on conflict (store, name) do update set drill_id = excluded.drill_id,
+             created_at = excluded.created_at, dropped_at = null",
+    )
+    .bind(id)
+    .bind(store.as_str())
+    .bind(name)
+    .bind(at)
+    .execute(pg)
+    .await
+    .map(drop)
+}
+
+/// Notes that throwaway database `name` is gone.
+pub async fn note_dropped(
+    pg: &PgPool,
+    store: StoreKind,
+    name: &str,
+    at: OffsetDateTime,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("update drill_databases set dropped_at = $3 where store = $1 and name = $2")
+        .bind(store.as_str())
+        .bind(name)
+        .bind(at)
+        .execute(pg)
+        .await
+        .map(drop)
+}
+
+/// The throwaway databases of drill `id` not yet dropped.
+pub async fn live_databases(pg: &PgPool, id: i64) -> Result<Vec<(StoreKind, String)>, sqlx::Error> {
+    let rows: Vec<(String, String)> = sqlx::query_as(
+        "select store, name from drill_databases
+          where drill_id = $1 and dropped_at is null order by id",
+    )
+    .bind(id)
+    .fetch_all(pg)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(store, name)| StoreKind::parse(&store).map(|s| (s, name)))
+        .collect())
+}
+
+const COLUMNS: &str = "d.id, d.kind, d.status, d.run_id, d.trigger, d.actor, d.reason,
+    d.started_at, d.finished_at, d.duration_ms, d.steps, d.stores, d.error, d.history_id,
+    d.scenario, d.participants, d.findings, d.follow_ups, r.progress_done, r.progress_total";
+
+const FROM: &str = "drills d left join cron_job_runs r on r.id = d.run_id and d.status = 'running'";
+
+fn drill_of(row: &sqlx::postgres::PgRow) -> Drill {
+    let json = |column: &str| row.get::<serde_json::Value, _>(column);
+    Drill {
+        id: row.get("id"),
+        kind: DrillKind::parse(row.get("kind")).unwrap_or(DrillKind::Functional),
+        status: DrillStatus::parse(row.get("status")).unwrap_or(DrillStatus::Failed),
+        run_id: row.get("run_id"),
+        trigger: row.get("trigger"),
+        actor: row.get("actor"),
+        reason: row.get("reason"),
+        started_ms: unix_ms(row.get("started_at")),
+        finished_ms: row
+            .get::<Option<OffsetDateTime>, _>("finished_at")
+            .map(unix_ms),
+        duration_ms: row.get("duration_ms"),
+        steps: serde_json::from_value::<Vec<DrillStep>>(json("steps")).unwrap_or_default(),
+        stores: serde_json::from_value::<Vec<DrillStore>>(json("stores")).unwrap_or_default(),
+        error: row.get("error"),
+        history_id: row.get("history_id"),
+        tabletop: row
+            .get::<Option<String>, _>("scenario")
+            .map(|scenario| super::super::Tabletop {
+                scenario,
+                participants: row
+                    .get::<Option<String>, _>("participants")
+                    .unwrap_or_default(),
+                findings: row.get::<Option<String>, _>("findings").unwrap_or_default(),
+                follow_ups: row
+                    .get::<Option<String>, _>("follow_ups")
+                    .unwrap_or_default(),
+            }),
+        progress: match (
+            row.get::<Option<i64>, _>("progress_done"),
+            row.get::<Option<i64>, _>("progress_total"),
+        ) {
+            (Some(done), Some(total)) => Some((done, total)),
+            _ => None,
+        },
+    }
+}
+
+/// Drill `id`.
+pub async fn load(pg: &PgPool, id: i64) -> Result<Option<Drill>, sqlx::Error> {
+    let row = sqlx::query(&format!("select {COLUMNS} from {FROM} where d.id = $1"))
+        .bind(id)
+        .fetch_optional(pg)
+        .await?;
+    Ok(row.as_ref().map(drill_of))
+}
+
+/// The drill of job run `run_id`.
+pub async fn of_run(pg: &PgPool, run_id: i64) -> Result<Option<Drill>, sqlx::Error> {
+    let row = sqlx::query(&format!("select {COLUMNS} from {FROM} where d.run_id = $1"))
+        .bind(run_id)
+        .fetch_optional(pg)
+        .await?;
+    Ok(row.as_ref().map(drill_of))
+}
+
+/// The newest `limit` drills, newest first.
+pub async fn list(pg: &PgPool, limit: i64) -> Result<Vec<Drill>, sqlx::Error> {
+    let rows = sqlx::query(&format!(
+        "select {COLUMNS} from {FROM} order by d.started_at desc, d.id desc limit $1"
+    ))
+    .bind(limit)
+    .fetch_all(pg)
+    .await?;
+    Ok(rows.iter().map(drill_of).collect())
+}
