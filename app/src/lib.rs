@@ -44,6 +44,7 @@ pub mod format;
 pub mod freeze;
 pub mod health;
 pub mod history;
+pub mod incidents;
 pub mod jobs;
 pub mod overview;
 pub mod queues;
@@ -66,6 +67,7 @@ use crons::page::CronsPage;
 use crons::secret_page::CronSecretPage;
 use drills::page::DrillsPage;
 use history::page::{HistoryEntryPage, HistoryPage};
+use incidents::page::IncidentPanel;
 use overview::OverviewPage;
 use queues::page::{IngestKeysPage, QueuesPage};
 use settings::page::UsersPage;
@@ -150,7 +152,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("") view=|| view! { <Title text="Overview" /><OverviewPage /> } ssr=SsrMode::Async />
                     <Route path=path!("alerts") view=AlertsPage ssr=SsrMode::Async />
                     <Route path=path!("history") view=HistoryPage ssr=SsrMode::Async />
-                    <Route path=path!("history/:id") view=HistoryEntryPage ssr=SsrMode::Async />
+                    <Route path=path!("history/:id") view=|| view! { <HistoryEntryPage /><IncidentPanel /> } ssr=SsrMode::Async />
                     <Route path=path!("queues") view=QueuesPage ssr=SsrMode::Async />
                     <Route path=path!("crons") view=CronsPage ssr=SsrMode::Async />
                     <Route path=path!("backups") view=BackupsPage ssr=SsrMode::Async />

@@ -31,6 +31,13 @@ pub static JOBS: &[&Job] = &[
     &DRILL_JANITOR,
 ];
 
+/// Incident mode, as the history (below it) reaches it.
+pub static INCIDENT_HOOKS: crate::history::ssr::IncidentHooks =
+    crate::history::ssr::IncidentHooks {
+        declared: crate::incidents::ssr::on_declared,
+        may_resolve: crate::incidents::ssr::may_resolve_hook,
+    };
+
 /// Every alert kind, in the order the alerts page offers them. The self-monitor
 /// evaluates those with an evaluator (`state.alert_kinds`).
 pub static ALERT_KINDS: &[&AlertKind] = &[

@@ -38,7 +38,12 @@ pub async fn load_backups() -> Result<BackupsOverview, AppError> {
             stores.push(StoreSummary {
                 store,
                 latest_ms: latest.and_then(|b| b.backup.finished_ms),
-                rpo_hours: (state.backups.rpo(store).as_secs() / 3600) as i64,
+                rpo_hours: (super::ssr::objectives::current(&state, store)
+                    .await
+                    .map_err(internal)?
+                    .rpo
+                    .as_secs()
+                    / 3600) as i64,
                 sizes: sizes
                     .into_iter()
                     .map(|(at, size, ms)| (crate::server::unix_ms(at), size, ms))
@@ -122,6 +127,9 @@ pub async fn start_restore(
     tables: String,
     confirm: String,
     reason: String,
+    /// A checkbox: present ("on") when the admin confirms the incident freeze.
+    #[server(default)]
+    confirm_incident: Option<String>,
 ) -> Result<i64, AppError> {
     let (state, actor) = crate::auth::ssr::guard(crate::auth::Permission::Administer).await?;
     let result = async {
@@ -140,6 +148,7 @@ pub async fn start_restore(
                 .filter(|t| !t.is_empty())
                 .collect(),
             confirm: Some(confirm),
+            confirm_incident: confirm_incident.is_some(),
             reason: Some(reason),
             trigger: "manual".to_owned(),
         };

@@ -503,6 +503,10 @@ fn RestorePanel(
                     <span>{move || if in_place.get() { format!("Type {live} to confirm") } else { "Confirmation (in place only)".to_owned() }}</span>
                     <input type="text" name="confirm" autocomplete="off" />
                 </label>
+                <label class="field checkbox">
+                    <input type="checkbox" name="confirm_incident" />
+                    <span>"During an incident freeze: I confirm the incident and restore in place anyway"</span>
+                </label>
                 <label class="field field-grow">
                     <span>"Reason (recorded in the history)"</span>
                     <input type="text" name="reason" required maxlength="500" placeholder="Check the data before the incident" />

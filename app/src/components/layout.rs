@@ -226,25 +226,44 @@ pub fn AdminLayout() -> impl IntoView {
                         }
                     })}
                 </Suspense>
-                // A restore's write freeze, on every page while it lasts.
+                // A freeze (a restore's or an incident's), on every page while it lasts.
                 <Transition fallback=|| ()>
                     {move || Suspend::new(async move {
                         let freezes = alert_counts.await.map(|c| c.freezes).unwrap_or_default();
-                        freezes
-                            .into_iter()
-                            .map(|f| view! {
-                                <div class="banner banner-warn" role="status" data-testid="freeze-banner">
-                                    <strong>{format!("{} is frozen for a restore. ", f.store.label())}</strong>
-                                    {format!("{} — since {} by {}. Replay and expiry wait; ingest parks rows in the fallback queue.", f.reason, crate::format::format_utc(f.started_ms), f.started_by)}
-                                    " " <a href="/admin/backups">"Open the backups"</a>
-                                </div>
-                            })
-                            .collect_view()
+                        freezes.into_iter().map(freeze_banner).collect_view()
                     })}
                 </Transition>
                 <Outlet />
             </main>
         </div>
+    }
+}
+
+/// The banner of one open freeze.
+fn freeze_banner(f: crate::freeze::Freeze) -> impl IntoView {
+    let since = format!(
+        "{} — since {} by {}.",
+        f.reason,
+        crate::format::format_utc(f.started_ms),
+        f.started_by
+    );
+    match (f.store, f.incident_id) {
+        (Some(store), _) => view! {
+            <div class="banner banner-warn" role="status" data-testid="freeze-banner">
+                <strong>{format!("{} is frozen for a restore. ", store.label())}</strong>
+                {format!("{since} Replay and expiry wait; ingest parks rows in the fallback queue.")}
+                " " <a href="/admin/backups">"Open the backups"</a>
+            </div>
+        }
+        .into_any(),
+        (None, incident) => view! {
+            <div class="banner banner-warn" role="status" data-testid="freeze-banner">
+                <strong>"Incident freeze. "</strong>
+                {format!("{since} Expiry and backup retention wait; in-place restores need an admin's confirmation. Ingest and replay go on.")}
+                " " {incident.map(|id| view! { <a href=format!("/admin/history/{id}")>{format!("Open incident #{id}")}</a> })}
+            </div>
+        }
+        .into_any(),
     }
 }
 

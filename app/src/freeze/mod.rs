@@ -1,7 +1,11 @@
-//! The write freeze: while a store is being restored in place, the work that writes to it
-//! waits. One mechanism with a scope (a restore today; an incident scope later), below the
-//! features: ingest and replay (queues) check it, restores (backups) hold it, every page's
-//! banner shows it.
+//! The freeze: one mechanism with two scopes, below the features, shown by every page's
+//! banner.
+//!
+//! - **restore**: while a store is restored in place, the work that writes to it waits
+//!   (ingest and replay check it; restores hold it).
+//! - **incident**: while an incident is frozen, the risky mutations wait: expiry never
+//!   deletes queued data, backup retention deletes nothing, an in-place restore needs an
+//!   admin who confirms the incident. Ingest and replay go on.
 //!
 //! - DTOs here: [`StoreKind`] (a store Salvage guards), [`Freeze`] (an open freeze).
 //! - `ssr` (server only) — opening, closing and checking a freeze.
@@ -43,12 +47,14 @@ impl StoreKind {
     }
 }
 
-/// An open write freeze: replay, expiry and retention wait; ingest parks ClickHouse rows.
+/// An open freeze: a restore's of one store, or an incident's of both.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Freeze {
-    pub store: StoreKind,
+    /// The store a restore froze; none for an incident freeze.
+    pub store: Option<StoreKind>,
     pub reason: String,
     pub started_by: String,
     pub started_ms: i64,
     pub restore_id: Option<i64>,
+    pub incident_id: Option<i64>,
 }

@@ -1,6 +1,8 @@
-//! The write freeze, server side.
-//! While a store is frozen, replay, expiry and backup retention wait, and ingest parks
-//! ClickHouse rows in the fallback queue instead of writing them.
+//! The freeze, server side.
+//! While a store is frozen for a restore, replay, expiry and backup retention wait, and
+//! ingest parks ClickHouse rows in the fallback queue instead of writing them. While an
+//! incident is frozen, expiry and retention wait (and in-place restores ask for an
+//! admin's confirmation); ingest and replay go on.
 //!
 //! Writers to ClickHouse that run in a PostgreSQL transaction (replay's batches) take
 //! the freeze lock shared and then look for a freeze in that transaction; opening a
@@ -75,20 +77,76 @@ pub async fn close(pg: &PgPool, id: i64) -> Result<(), sqlx::Error> {
 }
 
 /// In a writer's transaction: takes the freeze lock shared (held to the end of the
-/// transaction) and says whether any store is frozen now.
+/// transaction) and says whether a store is frozen for a restore now.
 pub async fn hold_unless_frozen(conn: &mut PgConnection) -> Result<bool, sqlx::Error> {
     sqlx::query("select pg_advisory_xact_lock_shared($1, 0)")
         .bind(FREEZE_LOCK_CLASS)
         .execute(&mut *conn)
         .await?;
-    frozen(conn).await
+    sqlx::query_scalar(
+        "select exists (select 1 from write_freezes where ended_at is null and scope = 'restore')",
+    )
+    .fetch_one(conn)
+    .await
 }
 
-/// Whether any store is frozen now.
+/// Whether anything is frozen now, a restore or an incident: what deletes data (expiry,
+/// retention) asks.
 pub async fn frozen(conn: &mut PgConnection) -> Result<bool, sqlx::Error> {
     sqlx::query_scalar("select exists (select 1 from write_freezes where ended_at is null)")
         .fetch_one(conn)
         .await
+}
+
+/// Freezes incident `incident_id`: risky mutations wait until [`lift_incident`]. Refused
+/// when an incident freeze is already open.
+pub async fn open_incident(
+    conn: &mut PgConnection,
+    incident_id: i64,
+    reason: &str,
+    by: &str,
+) -> Result<i64, AppError> {
+    sqlx::query_scalar(
+        "insert into write_freezes (scope, reason, incident_id, started_by)
+         values ('incident', $1, $2, $3) returning id",
+    )
+    .bind(reason)
+    .bind(incident_id)
+    .bind(by)
+    .fetch_one(conn)
+    .await
+    .map_err(|error| {
+        let cause = crate::error::Cause::from(error);
+        if cause.violated_constraint() == Some("write_freezes_one_incident") {
+            AppError::Conflict {
+                message: "An incident freeze is already on; lift it first.".into(),
+            }
+        } else {
+            AppError::internal("Freeze for an incident", cause)
+        }
+    })
+}
+
+/// Lifts the open incident freeze; the incident it belonged to, or none when there was
+/// none.
+pub async fn lift_incident(conn: &mut PgConnection) -> Result<Option<i64>, sqlx::Error> {
+    sqlx::query_scalar(
+        "update write_freezes set ended_at = now()
+          where scope = 'incident' and ended_at is null returning incident_id",
+    )
+    .fetch_optional(conn)
+    .await
+    .map(Option::flatten)
+}
+
+/// The incident whose freeze is on, if one is.
+pub async fn incident_frozen(pg: &PgPool) -> Result<Option<i64>, sqlx::Error> {
+    sqlx::query_scalar(
+        "select incident_id from write_freezes where scope = 'incident' and ended_at is null",
+    )
+    .fetch_optional(pg)
+    .await
+    .map(Option::flatten)
 }
 
 /// Whether `store` is frozen now.
@@ -104,7 +162,7 @@ pub async fn is_frozen(pg: &PgPool, store: StoreKind) -> Result<bool, sqlx::Erro
 /// The open freezes, for the banner.
 pub async fn open_freezes(pg: &PgPool) -> Result<Vec<Freeze>, sqlx::Error> {
     let rows = sqlx::query(
-        "select store, reason, started_by, started_at, restore_id from write_freezes
+        "select store, reason, started_by, started_at, restore_id, incident_id from write_freezes
          where ended_at is null order by started_at",
     )
     .fetch_all(pg)
@@ -112,11 +170,14 @@ pub async fn open_freezes(pg: &PgPool) -> Result<Vec<Freeze>, sqlx::Error> {
     Ok(rows
         .iter()
         .map(|row| Freeze {
-            store: StoreKind::parse(row.get("store")).unwrap_or(StoreKind::Postgres),
+            store: row
+                .get::<Option<String>, _>("store")
+                .and_then(|s| StoreKind::parse(&s)),
             reason: row.get("reason"),
             started_by: row.get("started_by"),
             started_ms: unix_ms(row.get("started_at")),
             restore_id: row.get("restore_id"),
+            incident_id: row.get("incident_id"),
         })
         .collect())
 }

@@ -160,7 +160,7 @@ pub async fn declare_incident(
         let started = super::ssr::parse_time("started_at", &started_at, false)?.unwrap_or(now);
         let resolved = super::ssr::parse_time("resolved_at", &resolved_at, false)?;
         super::annotate::check_incident_times(started, resolved, now)?;
-        super::annotate::record_rated(
+        let id = super::annotate::record_rated(
             &state.pg,
             &actor,
             &NewEntry::new("incident", title, &actor, super::Outcome::Info)
@@ -168,7 +168,11 @@ pub async fn declare_incident(
                 .with_times(started, resolved)
                 .with_severity(Some(severity)),
         )
-        .await
+        .await?;
+        if resolved.is_none() {
+            (state.incidents.declared)(state.clone(), id, actor.clone()).await;
+        }
+        Ok(id)
     }
     .await;
     crate::server::respond(result)
@@ -180,6 +184,9 @@ pub async fn resolve_incident(
     incident_id: i64,
     resolved_at: String,
     body: String,
+    /// An admin's reason to resolve with the post-recovery checklist incomplete.
+    #[server(default)]
+    override_reason: Option<String>,
 ) -> Result<i64, AppError> {
     use super::ssr::{load, NewEntry};
     let (state, actor) = crate::auth::ssr::guard(crate::auth::Permission::Annotate).await?;
@@ -204,6 +211,20 @@ pub async fn resolve_incident(
         )
         .map_err(|e| AppError::internal("Failed to read the incident's start", e.to_string()))?;
         super::annotate::check_incident_times(started, Some(resolved), now)?;
+        // The post-recovery checklist (incident mode, above the history) must pass, or
+        // an admin overrides it with a reason that is kept with the resolution.
+        let overridden = (state.incidents.may_resolve)(
+            state.clone(),
+            incident_id,
+            override_reason,
+            actor.clone(),
+        )
+        .await?;
+        let body = match overridden {
+            Some(note) if body.is_empty() => note,
+            Some(note) => format!("{body}\n\n{note}"),
+            None => body,
+        };
         super::annotate::record_rated(
             &state.pg,
             &actor,

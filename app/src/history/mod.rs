@@ -33,6 +33,8 @@ pub const KINDS: &[&str] = &[
     "objectives",
     "incident",
     "incident_resolved",
+    "incident_snapshot",
+    "freeze",
     "activation",
     "backup",
     "restore",

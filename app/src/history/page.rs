@@ -484,6 +484,10 @@ fn IncidentForms(
                         <span>"Resolution"</span>
                         <textarea name="body" rows="2"></textarea>
                     </label>
+                    <label class="field">
+                        <span>"Admins: resolve with the checklist incomplete because…"</span>
+                        <input type="text" name="override_reason" maxlength="500" placeholder="Leave empty unless every check cannot pass" />
+                    </label>
                     {action_error(resolve_value)}
                     <button type="submit" class="btn">"Mark resolved"</button>
                 </ActionForm>

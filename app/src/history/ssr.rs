@@ -530,3 +530,31 @@ mod tests {
         assert!(parse_cursor("1_x").is_err());
     }
 }
+
+/// A boxed future of a hook.
+pub type HookFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>;
+
+/// What the history asks of incident mode, which sits above it: the composition root
+/// hands these to `AppState::incidents` (see `registry::INCIDENT_HOOKS`).
+#[derive(Clone, Copy)]
+pub struct IncidentHooks {
+    /// After an open incident is declared: a status snapshot into its timeline. Never
+    /// fails the declaration (a store that does not answer is in the snapshot).
+    pub declared: fn(crate::server::AppState, i64, crate::auth::ssr::Actor) -> HookFuture<()>,
+    /// Before an incident is resolved: `Ok(None)` when every post-recovery check passes,
+    /// `Ok(Some(note))` for an admin's override (the note is recorded with the
+    /// resolution), or the refusal.
+    #[allow(clippy::type_complexity)]
+    pub may_resolve: fn(
+        crate::server::AppState,
+        i64,
+        Option<String>,
+        crate::auth::ssr::Actor,
+    ) -> HookFuture<Result<Option<String>, AppError>>,
+}
+
+impl std::fmt::Debug for IncidentHooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("IncidentHooks")
+    }
+}

@@ -54,8 +54,10 @@ pub struct AppState {
     pub alerts: crate::alerts::ssr::AlertSettings,
     /// Backups: the target, retention, recovery point objectives, the tools' URLs.
     pub backups: crate::backups::ssr::BackupSettings,
-    /// Drills: the default recovery time objective, the janitor's age.
+    /// Drills: the janitor's age (and a test hook).
     pub drills: crate::drills::ssr::DrillSettings,
+    /// Incident mode, as the history reaches it (`registry::INCIDENT_HOOKS`).
+    pub incidents: crate::history::ssr::IncidentHooks,
     /// This process's view of PostgreSQL's availability (the pages' outage sentence,
     /// the `postgres_down` record).
     pub postgres_watch: crate::alerts::ssr::PostgresWatch,

@@ -155,6 +155,9 @@ pub enum BackupCommand {
         /// The live database's name, typed to confirm an in-place restore.
         #[arg(long)]
         confirm: Option<String>,
+        /// During an incident freeze: confirm the incident and restore in place anyway.
+        #[arg(long)]
+        confirm_incident: bool,
         #[arg(long)]
         reason: Option<String>,
     },

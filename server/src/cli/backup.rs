@@ -27,6 +27,7 @@ pub async fn backup(command: BackupCommand, settings: Settings) -> anyhow::Resul
             tables,
             in_place,
             confirm,
+            confirm_incident,
             reason,
         } => {
             let request = app::backups::ssr::restore::RestoreRequest {
@@ -35,6 +36,7 @@ pub async fn backup(command: BackupCommand, settings: Settings) -> anyhow::Resul
                 target,
                 tables,
                 confirm,
+                confirm_incident,
                 reason,
                 trigger: "cli".to_owned(),
             };

@@ -43,6 +43,8 @@ pub struct RestoreRequest {
     pub tables: Vec<String>,
     /// In place: the live database's name, typed to confirm.
     pub confirm: Option<String>,
+    /// In place during an incident freeze: the admin confirms the incident.
+    pub confirm_incident: bool,
     pub reason: Option<String>,
     /// `manual`, `cli`, `drill`.
     pub trigger: String,
@@ -223,6 +225,17 @@ pub async fn prepare(
                 "confirm",
                 format!("type the live database's name, {live}, to restore into it"),
             ));
+        }
+        if let Some(incident) = freeze::incident_frozen(&state.pg)
+            .await
+            .map_err(AppError::wrap("Look for an incident freeze"))?
+        {
+            if !request.confirm_incident {
+                return Err(AppError::invalid(
+                    "confirm_incident",
+                    format!("incident #{incident} froze risky changes: confirm the incident to restore in place during it"),
+                ));
+            }
         }
         if let Some(own) = manifest
             .tables

@@ -1,5 +1,6 @@
 -- Restore drills: timed restores of the latest backups into throwaway databases, the
--- databases they made, and the recovery objectives they are measured against.
+-- databases they made, and the recovery objectives they are measured against. Incident
+-- mode: a freeze with an incident scope, the post-recovery checklist, the RCA owner.
 
 -- One row per drill. A functional drill is a run of the `restore-drill` job (`run_id`);
 -- a tabletop exercise is logged by hand. `steps` grows while the drill runs (the page
@@ -55,4 +56,36 @@ create table recovery_objectives (
     updated_at timestamptz not null,
     updated_by text not null,
     reason text not null
+);
+
+-- An incident freeze: while one is open, the risky mutations wait (expiry, backup
+-- retention, in-place restores unless an admin confirms the incident); ingest and replay
+-- go on. It covers both stores (no `store`) and belongs to an incident. One at a time.
+alter table write_freezes alter column store drop not null;
+alter table write_freezes drop constraint write_freezes_scope_check;
+alter table write_freezes add constraint write_freezes_scope_check
+    check (scope in ('restore', 'incident'));
+alter table write_freezes add column incident_id bigint references runbook_history (id);
+alter table write_freezes add constraint write_freezes_scope_fields check (
+    (scope = 'restore' and store is not null)
+    or (scope = 'incident' and store is null and incident_id is not null));
+create unique index write_freezes_one_incident on write_freezes (scope)
+    where ended_at is null and scope = 'incident';
+
+-- The manual items of an incident's post-recovery checklist, each tick with who and when
+-- (the live checks are computed, never stored).
+create table incident_checklist (
+    incident_id bigint not null references runbook_history (id),
+    item text not null check (item ~ '^[a-z_]{1,40}$'),
+    checked_by text not null,
+    checked_at timestamptz not null,
+    primary key (incident_id, item)
+);
+
+-- Who owns an incident's root-cause analysis.
+create table incident_owners (
+    incident_id bigint primary key references runbook_history (id),
+    rca_owner text not null,
+    set_by text not null,
+    set_at timestamptz not null
 );
