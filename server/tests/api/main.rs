@@ -12,6 +12,7 @@ mod drills;
 mod health;
 mod helpers;
 mod history;
+mod incidents;
 mod outage;
 mod queues;
 mod roles;

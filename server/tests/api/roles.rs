@@ -78,6 +78,12 @@ impl World {
             "internal_alert_events",
             "alert_silences where ended_at is not null",
             "alert_silences",
+            "drills",
+            "incident_checklist",
+            "incident_owners",
+            "recovery_objectives",
+            "write_freezes",
+            "write_freezes where ended_at is not null",
         ] {
             counts.push(self.app.count(table).await);
         }
@@ -123,6 +129,26 @@ impl World {
         .unwrap();
         tx.commit().await.unwrap();
         (id, 1)
+    }
+
+    /// A fresh open incident, begun `days_ago` days ago (recorded as the CLI would, so
+    /// the people's rate of annotations is not spent on the matrix's setup).
+    async fn open_incident(&self, days_ago: i64) -> i64 {
+        let started = time::OffsetDateTime::now_utc() - time::Duration::days(days_ago);
+        app::history::ssr::record(
+            &self.app.pg,
+            &app::history::ssr::NewEntry::new(
+                "incident",
+                "Matrix incident",
+                &app::auth::ssr::Actor::cli(),
+                app::history::Outcome::Info,
+            )
+            .with_times(started, None)
+            .with_severity(Some("sev4".into())),
+            "matrix incident",
+        )
+        .await
+        .unwrap()
     }
 
     /// A fresh user to act on (created as the CLI would).
@@ -188,10 +214,11 @@ const CASES: &[Case] = &[
         allowed: any,
         records: 1,
     },
+    // The incident and its first status snapshot.
     Case {
         endpoint: "history/incident",
         allowed: any,
-        records: 1,
+        records: 2,
     },
     Case {
         endpoint: "history/resolve",
@@ -357,6 +384,57 @@ const CASES: &[Case] = &[
         allowed: admins,
         records: 1,
     },
+    Case {
+        endpoint: "drills/overview",
+        allowed: any,
+        records: 0,
+    },
+    // In the background: the drill's own entry.
+    Case {
+        endpoint: "drills/run",
+        allowed: operators,
+        records: 1,
+    },
+    Case {
+        endpoint: "drills/cancel",
+        allowed: operators,
+        records: 1,
+    },
+    Case {
+        endpoint: "drills/tabletop",
+        allowed: any,
+        records: 1,
+    },
+    Case {
+        endpoint: "drills/objectives",
+        allowed: admins,
+        records: 1,
+    },
+    Case {
+        endpoint: "incidents/mode",
+        allowed: any,
+        records: 0,
+    },
+    Case {
+        endpoint: "incidents/snapshot",
+        allowed: any,
+        records: 1,
+    },
+    Case {
+        endpoint: "incidents/freeze",
+        allowed: operators,
+        records: 1,
+    },
+    Case {
+        endpoint: "incidents/tick",
+        allowed: any,
+        records: 1,
+    },
+    Case {
+        endpoint: "incidents/owner",
+        allowed: any,
+        records: 1,
+    },
     // Last: it changes the caller's own password (the session stays signed in).
     Case {
         endpoint: "auth/password",
@@ -380,16 +458,69 @@ async fn arguments(world: &World, endpoint: &str) -> Value {
             json!({"title": "Matrix", "severity": "sev4", "started_at": "", "resolved_at": "", "body": ""})
         }
         "history/resolve" => {
-            // Each allowed call needs an open incident of its own.
-            let (_, id) = world
-                .client(Who::As(Role::Operator))
-                .call(
-                    "history/incident",
-                    json!({"title": "To resolve", "severity": "sev4",
-                        "started_at": "", "resolved_at": "", "body": ""}),
-                )
-                .await;
+            // Each allowed call needs an open incident of its own whose post-recovery
+            // checklist passes: begun before the world's verified backup, every manual
+            // item ticked.
+            let id = world.open_incident(30).await;
+            sqlx::query(
+                "insert into incident_checklist (incident_id, item, checked_by, checked_at)
+                 select $1, unnest($2::text[]), 'matrix', now()",
+            )
+            .bind(id)
+            .bind(
+                app::incidents::MANUAL_ITEMS
+                    .iter()
+                    .map(|(key, _)| key.to_string())
+                    .collect::<Vec<_>>(),
+            )
+            .execute(&world.app.pg)
+            .await
+            .unwrap();
             json!({"incident_id": id, "resolved_at": "", "body": "fixed"})
+        }
+        "drills/run" => json!({"reason": "matrix"}),
+        "drills/cancel" => {
+            // Each allowed call needs a drill that is still running.
+            let run: i64 = sqlx::query_scalar(
+                "insert into cron_job_runs (job_name, ran_at, heartbeat_at, trigger, actor)
+                 values ('restore-drill', now(), now(), 'cli', 'matrix') returning id",
+            )
+            .fetch_one(&world.app.pg)
+            .await
+            .unwrap();
+            let drill: i64 = sqlx::query_scalar(
+                "insert into drills (kind, run_id, trigger, actor, started_at)
+                 values ('functional', $1, 'cli', 'matrix', now()) returning id",
+            )
+            .bind(run)
+            .fetch_one(&world.app.pg)
+            .await
+            .unwrap();
+            json!({"id": drill})
+        }
+        "drills/tabletop" => json!({"scenario": "ClickHouse lost its disk",
+            "participants": "matrix", "findings": "restore took too long", "follow_ups": ""}),
+        "drills/objectives" => {
+            json!({"store": "clickhouse", "rpo_hours": 12, "rto_minutes": 30, "reason": "matrix"})
+        }
+        "incidents/mode" | "incidents/snapshot" | "incidents/owner" => {
+            let id = world.open_incident(0).await;
+            json!({"id": id, "rca_owner": "matrix@test.salvage"})
+        }
+        "incidents/freeze" => {
+            // One incident freeze at a time: lift the one an earlier call set.
+            sqlx::query(
+                "update write_freezes set ended_at = now() where scope = 'incident' and ended_at is null",
+            )
+            .execute(&world.app.pg)
+            .await
+            .unwrap();
+            let id = world.open_incident(0).await;
+            json!({"id": id, "on": true, "reason": "matrix"})
+        }
+        "incidents/tick" => {
+            let id = world.open_incident(0).await;
+            json!({"id": id, "item": "customers_told", "done": true})
         }
         "settings/users/add" => {
             json!({"email": format!("new-{}@test.salvage", uuid::Uuid::new_v4().simple()), "role": "operator", "reason": "matrix"})
@@ -516,7 +647,7 @@ async fn every_server_function_enforces_its_role_for_every_caller() {
             let (status, body) = world.client(who).call(case.endpoint, args).await;
             if matches!(
                 case.endpoint,
-                "queues/replay" | "crons/run" | "backups/create"
+                "queues/replay" | "crons/run" | "backups/create" | "drills/run"
             ) && status == 200
             {
                 world.background_runs_finished().await;
