@@ -21,7 +21,9 @@ create table drills (
     steps jsonb not null default '[]',
     stores jsonb not null default '[]',
     error text,
-    history_id bigint references runbook_history (id),
+    -- Its entry in the history (no foreign key: the history is append-only and a
+    -- reference to it would stand in the way of its own refusal to be truncated).
+    history_id bigint,
     -- A tabletop exercise: what was talked through, by whom, and what came of it.
     scenario text,
     participants text,
@@ -65,7 +67,7 @@ alter table write_freezes alter column store drop not null;
 alter table write_freezes drop constraint write_freezes_scope_check;
 alter table write_freezes add constraint write_freezes_scope_check
     check (scope in ('restore', 'incident'));
-alter table write_freezes add column incident_id bigint references runbook_history (id);
+alter table write_freezes add column incident_id bigint;
 alter table write_freezes add constraint write_freezes_scope_fields check (
     (scope = 'restore' and store is not null)
     or (scope = 'incident' and store is null and incident_id is not null));
@@ -75,7 +77,7 @@ create unique index write_freezes_one_incident on write_freezes (scope)
 -- The manual items of an incident's post-recovery checklist, each tick with who and when
 -- (the live checks are computed, never stored).
 create table incident_checklist (
-    incident_id bigint not null references runbook_history (id),
+    incident_id bigint not null,
     item text not null check (item ~ '^[a-z_]{1,40}$'),
     checked_by text not null,
     checked_at timestamptz not null,
@@ -84,7 +86,7 @@ create table incident_checklist (
 
 -- Who owns an incident's root-cause analysis.
 create table incident_owners (
-    incident_id bigint primary key references runbook_history (id),
+    incident_id bigint primary key,
     rca_owner text not null,
     set_by text not null,
     set_at timestamptz not null

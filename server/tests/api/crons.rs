@@ -483,6 +483,8 @@ async fn a_job_firing_forty_percent_of_a_day_is_flagged_with_its_counts_and_a_fu
     insert_runs(&app, "prune-cron-runs", &day("41 3 * * *")).await;
     insert_runs(&app, "self-monitor", &day("* * * * *")).await;
     insert_runs(&app, "backup", &day("0 3 * * *")).await;
+    insert_runs(&app, "drill-janitor", &day("*/10 * * * *")).await;
+    // restore-drill's next tick is months away: nothing expected of it today.
 
     let manager = app.signed_in(Role::Manager).await;
     let (status, overview) = manager.call("crons/overview", json!({})).await;
@@ -518,6 +520,7 @@ async fn a_job_firing_forty_percent_of_a_day_is_flagged_with_its_counts_and_a_fu
         "self-monitor",
         "prune-cron-runs",
         "backup",
+        "drill-janitor",
     ] {
         let status = job(name);
         assert_eq!(status["flags"], json!([]), "{name}: {status}");
@@ -526,6 +529,8 @@ async fn a_job_firing_forty_percent_of_a_day_is_flagged_with_its_counts_and_a_fu
     }
     assert_eq!(job("expire-fallback")["expected"], 24);
     assert_eq!(job("prune-cron-runs")["expected"], 1);
+    assert_eq!(job("restore-drill")["expected"], 0);
+    assert_eq!(job("restore-drill")["flags"], json!([]));
 
     // /health/deep says the same.
     let (_, deep) = app.get_json("/health/deep").await;
@@ -548,7 +553,7 @@ async fn a_job_firing_forty_percent_of_a_day_is_flagged_with_its_counts_and_a_fu
     let (status, html) = manager.get_html("/admin/crons").await;
     assert_eq!(status, 200);
     assert!(
-        html.contains("1 of 5 jobs need a look: replay-fallback (late, dropping runs)"),
+        html.contains("1 of 7 jobs need a look: replay-fallback (late, dropping runs)"),
         "{html}"
     );
 }

@@ -301,12 +301,17 @@ async fn an_incident_shows_its_timeline_and_resolution() {
             json!({"title": "", "body": "Status page updated", "incident_id": id.to_string()}),
         )
         .await;
-    operator
+    // An admin resolves it past the post-recovery checklist (incident mode's own tests
+    // cover the checklist), with the reason kept.
+    let admin = app.signed_in(Role::Admin).await;
+    let (status, body) = admin
         .call(
             "history/resolve",
-            json!({"incident_id": id, "resolved_at": "2026-11-20T11:30", "body": "Disk replaced"}),
+            json!({"incident_id": id, "resolved_at": "2026-11-20T11:30", "body": "Disk replaced",
+                   "override_reason": "checked by hand"}),
         )
         .await;
+    assert_eq!(status, 200, "{body}");
 
     let (status, view) = manager.call("history/entry", json!({"id": id})).await;
 
@@ -318,8 +323,12 @@ async fn an_incident_shows_its_timeline_and_resolution() {
         .iter()
         .map(|e| e["kind"].as_str().unwrap())
         .collect();
-    // Chronological: the resolution was back-dated to 11:30 on the 20th, the note is from now.
-    assert_eq!(timeline, vec!["incident_resolved", "note"]);
+    // Chronological: the resolution was back-dated to 11:30 on the 20th; the status
+    // snapshot taken when it was declared and the note are from now.
+    assert_eq!(
+        timeline,
+        vec!["incident_resolved", "incident_snapshot", "note"]
+    );
     let resolved =
         OffsetDateTime::from_unix_timestamp(view["resolved_at"].as_i64().unwrap() / 1000).unwrap();
     assert_eq!((resolved.hour(), resolved.minute()), (11, 30));

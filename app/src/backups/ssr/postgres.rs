@@ -47,6 +47,11 @@ pub const OWN_TABLES: &[&str] = &[
     "backup_files",
     "restores",
     "write_freezes",
+    "drills",
+    "drill_databases",
+    "recovery_objectives",
+    "incident_checklist",
+    "incident_owners",
 ];
 
 /// Whether `table` is one of Salvage's own.

@@ -154,8 +154,8 @@ fn overdue(state: AppState, now: OffsetDateTime) -> EvalFuture {
 
 /// The median measured recovery time of `store` in the passing functional drills of the
 /// 90 days before `before` (excluding drill `except`).
-pub async fn median_recovery_ms(
-    conn: &mut sqlx::PgConnection,
+pub async fn median_recovery_ms<'e>(
+    executor: impl sqlx::PgExecutor<'e>,
     store: StoreKind,
     before: OffsetDateTime,
     except: i64,
@@ -170,7 +170,7 @@ pub async fn median_recovery_ms(
     .bind(store.as_str())
     .bind(before)
     .bind(except)
-    .fetch_one(&mut *conn)
+    .fetch_one(executor)
     .await?;
     Ok(median.map(|m| m.round() as i64))
 }

@@ -29,14 +29,13 @@ pub async fn overview(state: &AppState) -> Result<DrillsOverview, AppError> {
         .iter()
         .map(|(_, depth)| depth)
         .sum();
-    let mut conn = state.pg.acquire().await.map_err(&pg_err)?;
     let mut rows = Vec::new();
     for store in StoreKind::ALL {
         let set = objectives::current(state, store).await.map_err(&pg_err)?;
         let set_by: Option<String> =
             sqlx::query_scalar("select updated_by from recovery_objectives where store = $1")
                 .bind(store.as_str())
-                .fetch_optional(&mut *conn)
+                .fetch_optional(&state.pg)
                 .await
                 .map_err(&pg_err)?;
         let latest = catalogue::latest_verified(&state.pg, store)
@@ -62,12 +61,11 @@ pub async fn overview(state: &AppState) -> Result<DrillsOverview, AppError> {
                 0
             },
             rto_measured_ms: last_pass,
-            rto_median_ms: alerts::median_recovery_ms(&mut conn, store, now, 0)
+            rto_median_ms: alerts::median_recovery_ms(&state.pg, store, now, 0)
                 .await
                 .map_err(&pg_err)?,
         });
     }
-    drop(conn);
     Ok(DrillsOverview {
         now_ms: unix_ms(now),
         drills,

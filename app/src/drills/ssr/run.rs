@@ -493,7 +493,12 @@ async fn clickhouse_queries(
 ) -> Vec<QueryResult> {
     let client = state.clickhouse.client();
     let mut results = Vec::new();
-    for table in tables {
+    // The application's tables, whose rows have ids (Salvage's own have none).
+    let application = crate::backups::ssr::clickhouse::APPLICATION_TABLES;
+    for table in tables
+        .iter()
+        .filter(|t| application.contains(&t.name.as_str()))
+    {
         let name = format!("{} ids", table.name);
         let sampled = client
             .query(&format!(
@@ -663,7 +668,7 @@ async fn finish(
             .map_err(&pg_err)?;
     }
     for store in stores.iter().filter(|s| s.ok) {
-        let median = super::alerts::median_recovery_ms(&mut tx, store.store, started, drill_id)
+        let median = super::alerts::median_recovery_ms(&mut *tx, store.store, started, drill_id)
             .await
             .map_err(&pg_err)?;
         if let Some(signal) = super::alerts::rto_signal(drill_id, store, median) {

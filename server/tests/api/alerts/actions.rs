@@ -351,7 +351,7 @@ async fn operators_land_on_the_alerts_page_after_signing_in_and_the_page_lists_t
         .client()
         .call("auth/sign-in", json!({"email": "manager-landing@test.salvage", "password": crate::helpers::PASSWORD, "next": ""}))
         .await;
-    assert_eq!(next, "/admin", "managers keep the overview");
+    assert_eq!(next, "/admin/drills", "managers land on the drills");
 }
 
 #[tokio::test]

@@ -209,7 +209,16 @@ async fn a_drill_against_a_damaged_backup_fails_naming_the_file_and_still_tears_
     handle.write_all(&[byte[0] ^ 0x40]).unwrap();
     drop(handle);
 
-    let answer = run_job(&app, "restore-drill").await;
+    // A failed run answers 503, with its report.
+    let response = app
+        .http
+        .post(format!("{}/cron/restore-drill", app.address))
+        .bearer_auth(crate::helpers::CRON_SECRET)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 503);
+    let answer: Value = response.json().await.unwrap();
     assert_eq!(answer["outcome"], "failed", "{answer}");
     let drill = drill_of(&app, answer["drillId"].as_i64().unwrap()).await;
     assert_eq!(drill.status, DrillStatus::Failed);

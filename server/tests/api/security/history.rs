@@ -132,7 +132,8 @@ async fn incident_times_must_make_sense_and_a_refusal_writes_nothing() {
         assert_eq!(status, 422, "{resolved}: {body}");
         assert_eq!(body["field"], "resolved_at");
     }
-    assert_eq!(app.count("runbook_history").await, before + 1);
+    // The incident and the status snapshot taken when it was declared; no resolution.
+    assert_eq!(app.count("runbook_history").await, before + 2);
 }
 
 #[tokio::test]
