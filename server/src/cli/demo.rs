@@ -86,6 +86,9 @@ pub async fn run(settings: &Settings) -> anyhow::Result<()> {
     if let Some(line) = super::demo_backups::first_backup(&state).await? {
         println!("{line}");
     }
+    if let Some(line) = super::demo_backups::first_drill(&state).await? {
+        println!("{line}");
+    }
     Ok(())
 }
 
@@ -214,8 +217,6 @@ async fn seed_history(pg: &sqlx::PgPool, now: OffsetDateTime) -> anyhow::Result<
     let manager = person("manager@salvage.demo", Role::Manager);
     let admin = person("admin@salvage.demo", Role::Admin);
     let scheduler = Actor::system("scheduler");
-    let mut rng = Lcg(20_261_122);
-    let start = (now - Duration::days(120)).replace_time(time::macros::time!(03:00));
     let mut entries: Vec<NewEntry> = Vec::new();
     let demo = |value: serde_json::Value| {
         let mut value = value;
@@ -223,45 +224,7 @@ async fn seed_history(pg: &sqlx::PgPool, now: OffsetDateTime) -> anyhow::Result<
         value
     };
 
-    // Weekly restore drills, Monday 03:00, RTO 6-14 minutes; one failed on a checksum.
-    let mut day = start;
-    let mut week = 0;
-    while day < now - Duration::hours(2) {
-        if day.weekday() == time::Weekday::Monday {
-            week += 1;
-            let seconds = 360 + rng.next(480) as i64;
-            let failed = week == 7;
-            let rows = 41_000_000 + rng.next(9_000_000);
-            entries.push(
-                NewEntry::new(
-                    "drill",
-                    if failed {
-                        "Restore drill failed: events checksum mismatch"
-                    } else {
-                        "Weekly restore drill"
-                    },
-                    &scheduler,
-                    if failed {
-                        Outcome::Failed
-                    } else {
-                        Outcome::Succeeded
-                    },
-                )
-                .with_times(day, Some(day + Duration::seconds(seconds)))
-                .with_reason(failed.then(|| {
-                    "events: manifest checksum 9f2c… differs from restored 41c0…".to_owned()
-                }))
-                .with_details(demo(json!({
-                    "backup": format!("backup-{}", day.date()),
-                    "postgres": {"tables": 14, "rows": 1_284_000 + rng.next(90_000)},
-                    "clickhouse": {"requests_rows": rows, "events_rows": rows * 3,
-                                   "checksums": if failed { "mismatch" } else { "match" }},
-                    "rto_target_seconds": 900,
-                }))),
-            );
-        }
-        day += Duration::days(1);
-    }
+    // Drills are real: `demo_backups::first_drill` runs one on the demo's backups.
 
     // Incidents, each with its timeline.
     struct Incident {

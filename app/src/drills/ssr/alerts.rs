@@ -7,16 +7,18 @@ use sqlx::PgPool;
 use time::{Duration, OffsetDateTime};
 
 use super::super::{DrillStore, StoreKind};
-use super::run::RESTORE_DRILL;
 use crate::alerts::ssr::{AlertKind, EvalFuture, Fix, Signal};
 use crate::alerts::{FixAction, Severity};
 use crate::error::AppError;
 use crate::format::format_duration;
 use crate::server::AppState;
 
+/// The drill job's name (`run::RESTORE_DRILL` takes it from here).
+pub const DRILL_JOB: &str = "restore-drill";
+
 fn run_a_drill(_key: &str) -> FixAction {
     FixAction::RunJob {
-        job: RESTORE_DRILL.name.to_owned(),
+        job: DRILL_JOB.to_owned(),
     }
 }
 

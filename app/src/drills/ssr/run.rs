@@ -39,7 +39,7 @@ use crate::jobs::RunStatus;
 use crate::server::{unix_ms, AppState};
 
 pub static RESTORE_DRILL: Job = Job {
-    name: "restore-drill",
+    name: super::alerts::DRILL_JOB,
     description: "Restores the latest verified backups into throwaway databases, verifies them, runs the console's queries on them, tears them down and records the measured recovery time.",
     // "Every 90 days" has no 5-field form: the 1st of every third month.
     schedule: "0 3 1 */3 *",
@@ -124,8 +124,9 @@ impl Steps<'_> {
             .report(self.done.len() as i64, self.total)
             .await?;
         if hang.as_deref() == Some(name.as_str()) {
-            // Tests: stop here for good, as a process killed at this point would.
-            std::future::pending::<()>().await;
+            // Tests: wait here until the run is cancelled (a test that drops the run
+            // meanwhile stops it for good, as a killed process would).
+            self.ctx.tracker.cancelled().await;
         }
         Ok(())
     }

@@ -8,8 +8,9 @@ use std::time::Duration;
 use app::drills::{Drill, DrillStatus, StoreKind};
 use serde_json::Value;
 
+use crate::alerts::{alerts_of, evaluate};
 use crate::backups::{app_with_data, back_up, ch_rows, pg_rows};
-use crate::helpers::{run_job, TestApp};
+use crate::helpers::{eventually, run_job, TestApp};
 
 /// The application tables the demo data fills, in PostgreSQL.
 const PG_TABLES: [&str; 3] = ["organizations", "projects", "api_keys"];
@@ -374,4 +375,99 @@ async fn two_drills_at_once_each_restore_and_tear_down_their_own_databases() {
         .unwrap();
     assert_eq!(names.len(), 4, "two stores each: {names:?}");
     assert!(drill_databases_present(&app).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_cancelled_drill_stops_after_its_step_and_still_tears_down() {
+    let app = app_with_data().await;
+    back_up(&app).await;
+    let mut paused = app.state.clone();
+    paused.drills.hang_after = Some("postgres:verify".into());
+    let drill = tokio::spawn(async move {
+        app::jobs::ssr::run(
+            &paused,
+            &app::drills::ssr::RESTORE_DRILL,
+            cli_firing(),
+            Default::default(),
+        )
+        .await
+    });
+    assert!(
+        eventually(Duration::from_secs(30), || async {
+            drill_databases_present(&app).await.len() == 1
+        })
+        .await,
+        "the drill restores PostgreSQL"
+    );
+    let run: i64 = sqlx::query_scalar(
+        "select id from cron_job_runs where job_name = 'restore-drill' and outcome = 'running'",
+    )
+    .fetch_one(&app.pg)
+    .await
+    .unwrap();
+    // Cancel, as the button does (any replica): through the run's row.
+    assert!(app::jobs::ssr::records::request_cancel(&app.pg, run)
+        .await
+        .unwrap());
+    let finished = tokio::time::timeout(Duration::from_secs(60), drill)
+        .await
+        .expect("the drill stops")
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let report = finished
+        .report::<app::drills::ssr::run::DrillReport>()
+        .expect("a drill report");
+    assert_eq!(report.status, DrillStatus::Cancelled, "{report:?}");
+    let stores: Vec<StoreKind> = report.stores.iter().map(|s| s.store).collect();
+    assert_eq!(
+        stores,
+        vec![StoreKind::Postgres],
+        "ClickHouse was never restored"
+    );
+    let last = report.steps.last().unwrap();
+    assert_eq!(
+        (last.name.as_str(), last.ok),
+        ("teardown", true),
+        "{:?}",
+        report.steps
+    );
+    assert!(drill_databases_present(&app).await.is_empty(), "torn down");
+    let outcome: String = sqlx::query_scalar("select outcome from runbook_history where id = $1")
+        .bind(report.history_id)
+        .fetch_one(&app.pg)
+        .await
+        .unwrap();
+    assert_eq!(outcome, "partial");
+}
+
+#[tokio::test]
+async fn drill_overdue_is_raised_past_the_cadence_and_cleared_by_a_passing_drill() {
+    let app = app_with_data().await;
+    back_up(&app).await;
+    // A fresh install counts from installation: 90 days is the cadence, not yet overdue.
+    app.state
+        .clock
+        .advance(time::Duration::days(90) - time::Duration::hours(1));
+    evaluate(&app).await;
+    assert!(alerts_of(&app, "drill_overdue").await.is_empty());
+    app.state.clock.advance(time::Duration::hours(25));
+    evaluate(&app).await;
+    let raised = alerts_of(&app, "drill_overdue").await;
+    assert_eq!(raised.len(), 1, "{raised:?}");
+    let (_, key, severity, status, _) = &raised[0];
+    assert_eq!(
+        (key.as_str(), severity.as_str(), status.as_str()),
+        ("cadence", "warning", "firing")
+    );
+
+    // A passing drill now: clear, and resolved once the kind's recovering evaluations
+    // have passed.
+    let answer = run_job(&app, "restore-drill").await;
+    assert_eq!(answer["outcome"], "succeeded", "{answer}");
+    evaluate(&app).await;
+    evaluate(&app).await;
+    let after = alerts_of(&app, "drill_overdue").await;
+    assert_eq!(after.len(), 1);
+    assert_eq!(after[0].3, "resolved", "{after:?}");
 }
