@@ -22,7 +22,8 @@ test("an operator runs a drill and watches it restore, verify and tear down both
     await expect(steps.getByRole("cell", { name: step, exact: true }).first()).toBeVisible();
   }
   await expect(steps).toContainText("rows and schema match the manifest");
-  await expect(steps).toContainText("sampled ids found by id");
+  // The browser tests' ClickHouse may hold no requests yet: the step says so.
+  await expect(steps).toContainText(/sampled ids found by id|no rows to sample/);
   await expect(page.getByTestId("objectives")).toContainText("PostgreSQL");
   await expect(page.getByTestId("rto-clickhouse")).toContainText("within target");
   // Operators do not export; managers and admins do.

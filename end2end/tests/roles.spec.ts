@@ -100,7 +100,8 @@ test("an operator declares an incident, a manager adds a note, both find it by f
   await expect(manager.getByRole("heading", { level: 1, name: title })).toBeVisible();
   await manager.getByLabel("Add a note to this incident").fill(`Customers told (${word})`);
   await manager.getByRole("button", { name: "Add note" }).click();
-  await expect(manager.getByRole("table")).toContainText(`Customers told (${word})`);
+  // The timeline (the incident mode panel's checklist is the page's other table).
+  await expect(manager.getByRole("table").first()).toContainText(`Customers told (${word})`);
 
   await open(operator, "/admin/history");
   await operator.getByLabel("Kind").selectOption("incident");
@@ -109,8 +110,10 @@ test("an operator declares an incident, a manager adds a note, both find it by f
   await expect(operator).toHaveURL(/kind=incident/);
   await expect(operator.getByRole("table").getByRole("link", { name: title })).toHaveCount(1);
   await operator.getByRole("link", { name: title }).click();
-  await expect(operator.getByRole("table")).toContainText(`Customers told (${word})`);
-  await expect(operator.getByText("open", { exact: true })).toBeVisible();
+  await expect(operator.getByRole("table").first()).toContainText(`Customers told (${word})`);
+  // The incident's status (the checklist's open items come after it).
+  await expect(operator.getByText("open", { exact: true }).first()).toBeVisible();
+  await expect(operator.getByTestId("incident-mode")).toContainText("Post-recovery checklist");
 
   await operatorContext.close();
   await managerContext.close();
