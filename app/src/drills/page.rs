@@ -202,10 +202,8 @@ fn DrillsNow(
         <div class="chart-pair">
             {rows.iter().cloned().map(|o| view! { <RtoChart o drills=functional.clone() now_ms /> }).collect_view()}
         </div>
-        <div class="form-pair">
-            <ObjectivesTable rows administer objectives now_ms />
-            <DueList due now_ms />
-        </div>
+        <ObjectivesTable rows administer objectives now_ms />
+        <DueList due now_ms />
         <section class="panel">
             <h2>"Drill history"</h2>
             {if drills.is_empty() {
@@ -343,6 +341,8 @@ fn RtoChart(o: Objective, drills: Vec<Drill>, now_ms: i64) -> AnyView {
                 {points.iter().map(|(at, ms)| {
                     let class = if *ms > target_ms { "bar bar-failed" } else { "bar" };
                     let (x, y) = (x_of(*at) - 2.0, y_of(*ms));
+                    // At least a sliver: a recovery far under its target still shows.
+                    let y = y.min(CHART_H - 3.0);
                     let height = CHART_H - 1.0 - y;
                     view! { <rect class=class x=x y=y width="4" height=height /> }
                 }).collect_view()}

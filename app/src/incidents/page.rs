@@ -115,10 +115,10 @@ fn Panel(
                 <div>
                     <h3 class="section-title">
                         "Post-recovery checklist "
-                        {if ready {
-                            view! { <Badge tone=Tone::Ok label="all pass" /> }.into_any()
-                        } else {
-                            view! { <Badge tone=Tone::Warn label="resolving needs every check" /> }.into_any()
+                        {match (open, ready) {
+                            (false, _) => view! { <Badge tone=Tone::Neutral label="incident resolved" /> }.into_any(),
+                            (true, true) => view! { <Badge tone=Tone::Ok label="all pass" /> }.into_any(),
+                            (true, false) => view! { <Badge tone=Tone::Warn label="resolving needs every check" /> }.into_any(),
                         }}
                     </h3>
                     <table class="data" data-testid="checklist">
