@@ -1,10 +1,13 @@
-//! Drills on the server: the drill itself (`run`, the `restore-drill` job), the records
-//! of drills and of the throwaway databases they make (`records`), and the janitor that
-//! drops those a drill left behind (`janitor`, the `drill-janitor` job).
+//! Drills on the server: the drill itself (`run`, the `restore-drill` job) and the
+//! console's queries it runs on what it restored (`queries`), the records of drills and
+//! of the throwaway databases they make (`records`), the janitor that drops those a drill
+//! left behind (`janitor`, the `drill-janitor` job), the alert kinds (`alerts`), and the
+//! page's figures, tabletop log and objectives (`overview`).
 
 pub mod alerts;
 pub mod janitor;
 pub mod overview;
+pub mod queries;
 pub mod records;
 pub mod run;
 

@@ -168,10 +168,7 @@ pub async fn log_tabletop(
         "participants": participants, "findings": findings, "followUps": follow_ups,
     }));
     let history_id = append(&mut tx, &entry).await.map_err(&pg_err)?;
-    sqlx::query("update drills set history_id = $2 where id = $1")
-        .bind(id)
-        .bind(history_id)
-        .execute(&mut *tx)
+    records::set_history(&mut tx, id, history_id)
         .await
         .map_err(&pg_err)?;
     tx.commit().await.map_err(&pg_err)?;

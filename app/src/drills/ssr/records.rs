@@ -141,20 +141,34 @@ fn drill_of(row: &sqlx::postgres::PgRow) -> Drill {
 
 /// Drill `id`.
 pub async fn load(pg: &PgPool, id: i64) -> Result<Option<Drill>, sqlx::Error> {
-    let row = sqlx::query(&format!("select {COLUMNS} from {FROM} where d.id = $1"))
-        .bind(id)
+    one(pg, "d.id", id).await
+}
+
+/// The drill of job run `run_id`.
+pub async fn of_run(pg: &PgPool, run_id: i64) -> Result<Option<Drill>, sqlx::Error> {
+    one(pg, "d.run_id", run_id).await
+}
+
+async fn one(pg: &PgPool, column: &'static str, value: i64) -> Result<Option<Drill>, sqlx::Error> {
+    let row = sqlx::query(&format!("select {COLUMNS} from {FROM} where {column} = $1"))
+        .bind(value)
         .fetch_optional(pg)
         .await?;
     Ok(row.as_ref().map(drill_of))
 }
 
-/// The drill of job run `run_id`.
-pub async fn of_run(pg: &PgPool, run_id: i64) -> Result<Option<Drill>, sqlx::Error> {
-    let row = sqlx::query(&format!("select {COLUMNS} from {FROM} where d.run_id = $1"))
-        .bind(run_id)
-        .fetch_optional(pg)
-        .await?;
-    Ok(row.as_ref().map(drill_of))
+/// Links drill `id` to its history entry, in the transaction that wrote the entry.
+pub async fn set_history(
+    conn: &mut sqlx::PgConnection,
+    id: i64,
+    history_id: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("update drills set history_id = $2 where id = $1")
+        .bind(id)
+        .bind(history_id)
+        .execute(conn)
+        .await
+        .map(drop)
 }
 
 /// The newest `limit` drills, newest first.
