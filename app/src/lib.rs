@@ -38,6 +38,7 @@ pub mod auth;
 pub mod backups;
 pub mod components;
 pub mod crons;
+pub mod dead_letters;
 pub mod drills;
 pub mod error;
 pub mod format;

@@ -9,6 +9,10 @@ use crate::alerts::ssr::{AlertKind, SELF_MONITOR};
 use crate::backups::ssr::alerts::{BACKUP_FAILED, BACKUP_STALE, BACKUP_VERIFY_FAILED};
 use crate::backups::ssr::BACKUP;
 use crate::crons::ssr::alerts::CRON_DROPOUT;
+use crate::dead_letters::ssr::alerts::{
+    DLQ_GROWING, DLQ_RETENTION_NEAR, WEBHOOK_BACKLOG, WEBHOOK_PAUSED,
+};
+use crate::dead_letters::ssr::{DELIVER_WEBHOOKS, EXPIRE_DEAD_LETTERS};
 use crate::drills::ssr::alerts::{DRILL_FAILED, DRILL_OVERDUE, RTO_EXCEEDED};
 use crate::drills::ssr::{DRILL_JANITOR, RESTORE_DRILL};
 use crate::health::ssr::CLICKHOUSE_DOWN;
@@ -29,6 +33,8 @@ pub static JOBS: &[&Job] = &[
     &BACKUP,
     &RESTORE_DRILL,
     &DRILL_JANITOR,
+    &DELIVER_WEBHOOKS,
+    &EXPIRE_DEAD_LETTERS,
 ];
 
 /// Incident mode, as the history (below it) reaches it.
@@ -55,6 +61,10 @@ pub static ALERT_KINDS: &[&AlertKind] = &[
     &DRILL_OVERDUE,
     &DRILL_FAILED,
     &RTO_EXCEEDED,
+    &WEBHOOK_BACKLOG,
+    &DLQ_GROWING,
+    &WEBHOOK_PAUSED,
+    &DLQ_RETENTION_NEAR,
 ];
 
 #[cfg(test)]

@@ -93,6 +93,12 @@ pub struct Settings {
     pub backups: app::backups::ssr::BackupSettings,
     /// Drills: the defaults (RTO 1 h; the janitor drops what a dead drill left after 1 h).
     pub drills: app::drills::ssr::DrillSettings,
+    /// Webhook deliveries: `SALVAGE_WEBHOOK_TIMEOUT_SECS` (10),
+    /// `SALVAGE_WEBHOOK_ALLOW_PRIVATE` (off), `SALVAGE_WEBHOOK_EVENT_TYPES` (a comma list),
+    /// `SALVAGE_WEBHOOK_BREAKER_FAILURES` (10), `SALVAGE_DLQ_RETENTION_DAYS` (30),
+    /// `SALVAGE_REDRIVE_RATE` (200 per endpoint per second),
+    /// `SALVAGE_ALERT_WEBHOOK_BACKLOG_ROWS` (100), `SALVAGE_ALERT_DLQ_PER_HOUR` (50).
+    pub webhooks: app::dead_letters::ssr::WebhookSettings,
 }
 
 /// `CLICKHOUSE_*`.
@@ -387,7 +393,74 @@ impl Settings {
         );
         backups.pg_bin_dir = get("SALVAGE_PG_BIN_DIR").map(|dir| dir.trim().into());
 
+        let mut webhooks = app::dead_letters::ssr::WebhookSettings {
+            timeout: Duration::from_secs(bounded(
+                "SALVAGE_WEBHOOK_TIMEOUT_SECS",
+                1..=120,
+                "seconds",
+                10,
+            )?),
+            allow_private: match get("SALVAGE_WEBHOOK_ALLOW_PRIVATE")
+                .as_deref()
+                .map(str::trim)
+            {
+                None | Some("off") | Some("false") | Some("0") => false,
+                Some("on") | Some("true") | Some("1") => true,
+                Some(_) => {
+                    return Err(ConfigError::Malformed {
+                        name: "SALVAGE_WEBHOOK_ALLOW_PRIVATE",
+                        reason: "expected on or off".into(),
+                    })
+                }
+            },
+            breaker_failures: bounded(
+                "SALVAGE_WEBHOOK_BREAKER_FAILURES",
+                1..=10_000,
+                "failures",
+                10,
+            )? as i32,
+            retention: Duration::from_secs(
+                86_400 * bounded("SALVAGE_DLQ_RETENTION_DAYS", 4..=3650, "days", 30)?,
+            ),
+            redrive_rate: bounded("SALVAGE_REDRIVE_RATE", 1..=100_000, "per second", 200)? as u32,
+            backlog_rows: bounded(
+                "SALVAGE_ALERT_WEBHOOK_BACKLOG_ROWS",
+                1..=100_000_000,
+                "rows",
+                100,
+            )? as i64,
+            dlq_growing_per_hour: bounded(
+                "SALVAGE_ALERT_DLQ_PER_HOUR",
+                1..=100_000_000,
+                "per hour",
+                50,
+            )? as i64,
+            ..Default::default()
+        };
+        if let Some(list) = get("SALVAGE_WEBHOOK_EVENT_TYPES") {
+            let types: Vec<String> = list
+                .split(',')
+                .map(|t| t.trim().to_owned())
+                .filter(|t| !t.is_empty())
+                .collect();
+            let valid = |t: &String| {
+                t.len() <= 100
+                    && t.contains('.')
+                    && t.chars().all(|c| {
+                        c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '_'
+                    })
+            };
+            if types.is_empty() || !types.iter().all(valid) {
+                return Err(ConfigError::Malformed {
+                    name: "SALVAGE_WEBHOOK_EVENT_TYPES",
+                    reason: "expected names such as order.paid, separated by commas".into(),
+                });
+            }
+            webhooks.event_types = types;
+        }
+
         Ok(Self {
+            webhooks,
             alerts,
             backups,
             drills: Default::default(),

@@ -75,17 +75,19 @@ async fn deep(
         .health_cache
         .deep
         .get_or_compute(HEALTH_MAX_AGE, || async {
-            let (health, fallback, crons, alerts) = tokio::join!(
+            let (health, fallback, crons, alerts, webhooks) = tokio::join!(
                 check_stores(&state),
                 fallback_health(&state),
                 crons_health(&state),
-                alerts_health(&state)
+                alerts_health(&state),
+                webhooks_health(&state)
             );
             Arc::new(json!({
                 "status": if health.all_ok() { "ok" } else { "degraded" },
                 "fallback": fallback,
                 "crons": crons,
                 "alerts": alerts,
+                "webhooks": webhooks,
                 "version": health.version,
                 "checkedAt": health.checked_at,
                 "postgres": health.postgres,
@@ -131,6 +133,19 @@ pub fn ingest_routes() -> Router<AppState> {
     Router::new()
         .route("/ingest/requests", post(ingest::requests_handler))
         .route("/ingest/events", post(ingest::events_handler))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(
+            MAX_BODY_BYTES,
+        ))
+        .merge(webhook_event_routes())
+}
+
+/// `POST /ingest/webhook-events`, with its own body limit (a 256 KiB payload and its
+/// envelope).
+fn webhook_event_routes() -> Router<AppState> {
+    use app::dead_letters::ssr::ingest::{handler, MAX_BODY_BYTES};
+    Router::new()
+        .route("/ingest/webhook-events", post(handler))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(
             MAX_BODY_BYTES,
@@ -308,5 +323,18 @@ async fn fallback_health(state: &AppState) -> serde_json::Value {
             "eventsQueueOldestAgeSeconds": null, "error": error.to_string()}),
         Err(_) => json!({"queue": null, "eventsQueue": null, "queueOldestAgeSeconds": null,
             "eventsQueueOldestAgeSeconds": null, "error": "PostgreSQL did not answer in time"}),
+    }
+}
+
+/// `webhooks` of `/health/deep`: `{backlog_count, dlq_count, paused}`; `null`s and
+/// `error` when PostgreSQL did not answer.
+async fn webhooks_health(state: &AppState) -> serde_json::Value {
+    let lookup = app::dead_letters::ssr::dlq::health(&state.pg, state.clock.now());
+    match tokio::time::timeout(state.probe_timeout, lookup).await {
+        Ok(Ok(value)) => value,
+        Ok(Err(error)) => json!({"backlog_count": null, "dlq_count": null, "paused": null,
+            "error": error.to_string()}),
+        Err(_) => json!({"backlog_count": null, "dlq_count": null, "paused": null,
+            "error": "PostgreSQL did not answer in time"}),
     }
 }

@@ -160,6 +160,7 @@ pub fn build_state(settings: &Settings) -> AppState {
             ..settings.backups.clone()
         },
         drills: settings.drills.clone(),
+        webhooks: settings.webhooks.clone(),
         incidents: app::registry::INCIDENT_HOOKS,
         postgres_watch: Default::default(),
         tasks: tokio_util::task::TaskTracker::new(),

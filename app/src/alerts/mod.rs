@@ -103,6 +103,10 @@ pub const KIND_NAMES: &[&str] = &[
     "drill_overdue",
     "drill_failed",
     "rto_exceeded",
+    "webhook_backlog",
+    "dlq_growing",
+    "webhook_paused",
+    "dlq_retention_near",
 ];
 
 /// An actor as the alert pages and messages name it: "the self-monitor" for Salvage's

@@ -208,6 +208,8 @@ pub const JOB_NAMES: &[&str] = &[
     "backup",
     "restore-drill",
     "drill-janitor",
+    "deliver-webhooks",
+    "expire-dead-letters",
 ];
 
 /// Grace windows an admin can pick, in hours.

@@ -40,6 +40,8 @@ pub const KINDS: &[&str] = &[
     "restore",
     "replay",
     "redrive",
+    "dlq_purge",
+    "webhook",
     "expiry",
     "secret_rotation",
     "user_change",

@@ -56,6 +56,8 @@ pub struct AppState {
     pub backups: crate::backups::ssr::BackupSettings,
     /// Drills: the janitor's age (and a test hook).
     pub drills: crate::drills::ssr::DrillSettings,
+    /// Webhook deliveries: timeouts, retries, the circuit, retention, thresholds.
+    pub webhooks: crate::dead_letters::ssr::WebhookSettings,
     /// Incident mode, as the history reaches it (`registry::INCIDENT_HOOKS`).
     pub incidents: crate::history::ssr::IncidentHooks,
     /// This process's view of PostgreSQL's availability (the pages' outage sentence,

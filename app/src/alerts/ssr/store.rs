@@ -127,7 +127,8 @@ pub async fn add_event(
 
 /// The notification seam: records that `event` happened to the alert, quiet when an
 /// active silence matches it or it is flapping, except a resolution of an alert whose
-/// raise was sent: whoever heard it fire hears it resolve. Nothing sends these yet.
+/// raise was sent: whoever heard it fire hears it resolve. The dead-letter feature's
+/// deliveries send them (`take_unsent`).
 pub async fn notify(
     conn: &mut PgConnection,
     alert_id: i64,
@@ -284,4 +285,68 @@ pub async fn insert(
     )
     .await?;
     Ok(id)
+}
+
+/// A notification to send: the alert as it is now and what happened to it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Notification {
+    pub id: i64,
+    pub alert_id: i64,
+    /// `raised`, `severity_rise`, `unacknowledged` or `resolved`.
+    pub event: String,
+    pub kind: String,
+    pub severity: String,
+    pub title: String,
+    pub figure: Option<f64>,
+    pub threshold: Option<f64>,
+    pub unit: Option<String>,
+    pub created_at: OffsetDateTime,
+}
+
+/// Takes up to `limit` notifications not yet sent and not quiet (silenced, flapping),
+/// created since `since`, oldest first, and marks them sent at `at` in the caller's
+/// transaction: the caller turns them into deliveries in the same transaction, so each
+/// goes out once.
+pub async fn take_unsent(
+    conn: &mut PgConnection,
+    since: OffsetDateTime,
+    limit: i64,
+    at: OffsetDateTime,
+) -> Result<Vec<Notification>, sqlx::Error> {
+    let rows = sqlx::query(
+        "with taken as (
+            select id from alert_notifications
+             where sent_at is null and quiet_reason is null and created_at >= $1
+             order by created_at, id
+             limit $2
+               for update skip locked),
+         marked as (
+            update alert_notifications n set sent_at = $3 from taken
+             where n.id = taken.id
+         returning n.id, n.alert_id, n.event, n.severity, n.created_at)
+         select m.id, m.alert_id, m.event, m.severity, m.created_at, a.kind, a.title, a.figure,
+                a.threshold, a.unit
+           from marked m join internal_alerts a on a.id = m.alert_id
+          order by m.created_at, m.id",
+    )
+    .bind(since)
+    .bind(limit)
+    .bind(at)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| Notification {
+            id: row.get("id"),
+            alert_id: row.get("alert_id"),
+            event: row.get("event"),
+            kind: row.get("kind"),
+            severity: row.get("severity"),
+            title: row.get("title"),
+            figure: row.get("figure"),
+            threshold: row.get("threshold"),
+            unit: row.get("unit"),
+            created_at: row.get("created_at"),
+        })
+        .collect())
 }

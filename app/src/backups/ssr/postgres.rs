@@ -52,6 +52,11 @@ pub const OWN_TABLES: &[&str] = &[
     "recovery_objectives",
     "incident_checklist",
     "incident_owners",
+    "webhooks",
+    "webhook_events",
+    "webhook_deliveries",
+    "webhook_attempts",
+    "webhook_redrives",
 ];
 
 /// Whether `table` is one of Salvage's own.

@@ -1,0 +1,176 @@
+//! Server functions of `/admin/dlq` and `/admin/settings/webhooks`. Everyone signed in
+//! reads; redrive (and its dry run, cancel, and "re-enable and recover"): operators and
+//! admins; purge and managing webhooks: admins. A filter travels as the page's query
+//! string (`webhook=3&reason=exhausted`), parsed on the server with an error naming the
+//! wrong field.
+
+use leptos::prelude::*;
+
+use super::{CreatedWebhook, DeliveryDetail, DlqOverview, DryRun, Endpoint, Redrive};
+use crate::error::AppError;
+
+#[cfg(feature = "ssr")]
+use crate::server::required_reason;
+
+/// The breakdown, the list (after delivery `after`), the endpoints and the redrives.
+#[server(endpoint = "dlq/overview")]
+pub async fn load_dlq(filter: String, after: String) -> Result<DlqOverview, AppError> {
+    let (state, _) = crate::auth::ssr::guard(crate::auth::Permission::Read).await?;
+    let result = async {
+        let filter = super::ssr::filter::DlqFilter::parse(&filter)?;
+        let after = match after.trim() {
+            "" => None,
+            raw => Some(
+                raw.parse()
+                    .map_err(|_| AppError::invalid("after", "a delivery number"))?,
+            ),
+        };
+        super::ssr::dlq::overview(&state, &filter, after).await
+    }
+    .await;
+    crate::server::respond(result)
+}
+
+/// What a redrive or purge of `filter` would take.
+#[server(endpoint = "dlq/dry-run")]
+pub async fn dlq_dry_run(filter: String) -> Result<DryRun, AppError> {
+    let (state, _) = crate::auth::ssr::guard(crate::auth::Permission::Operate).await?;
+    let result = async {
+        let filter = super::ssr::filter::DlqFilter::parse(&filter)?;
+        super::ssr::dlq::dry_run(&state.pg, &filter).await
+    }
+    .await;
+    crate::server::respond(result)
+}
+
+/// Starts a redrive of `filter`; returns its id at once (the page follows it).
+#[server(endpoint = "dlq/redrive")]
+pub async fn start_redrive(filter: String, reason: String) -> Result<i64, AppError> {
+    let (state, actor) = crate::auth::ssr::guard(crate::auth::Permission::Operate).await?;
+    let result = async {
+        let filter = super::ssr::filter::DlqFilter::parse(&filter)?;
+        let reason = required_reason(&reason)?;
+        super::ssr::redrive::start(&state, &actor, &filter, &reason).await
+    }
+    .await;
+    crate::server::respond(result)
+}
+
+/// A redrive's progress.
+#[server(endpoint = "dlq/redrive-status")]
+pub async fn redrive_status(id: i64) -> Result<Redrive, AppError> {
+    let (state, _) = crate::auth::ssr::guard(crate::auth::Permission::Read).await?;
+    let result = super::ssr::redrive::load(&state.pg, id).await;
+    crate::server::respond(result)
+}
+
+/// Asks a running redrive to stop after its current batch.
+#[server(endpoint = "dlq/cancel-redrive")]
+pub async fn cancel_redrive(id: i64) -> Result<(), AppError> {
+    let (state, _) = crate::auth::ssr::guard(crate::auth::Permission::Operate).await?;
+    let result = async {
+        if super::ssr::redrive::cancel(&state.pg, id).await? {
+            Ok(())
+        } else {
+            Err(AppError::Conflict {
+                message: format!("Redrive {id} is not running."),
+            })
+        }
+    }
+    .await;
+    crate::server::respond(result)
+}
+
+/// Deletes the dead letters matching `filter` (admins); `confirm` is the count the dry
+/// run showed. Returns how many were deleted.
+#[server(endpoint = "dlq/purge")]
+pub async fn purge(filter: String, confirm: String, reason: String) -> Result<i64, AppError> {
+    let (state, actor) = crate::auth::ssr::guard(crate::auth::Permission::Administer).await?;
+    let result = async {
+        let filter = super::ssr::filter::DlqFilter::parse(&filter)?;
+        let reason = required_reason(&reason)?;
+        super::ssr::dlq::purge(&state, &actor, &filter, &confirm, &reason)
+            .await
+            .map(|purged| purged.deleted)
+    }
+    .await;
+    crate::server::respond(result)
+}
+
+/// One delivery and its attempts.
+#[server(endpoint = "dlq/delivery")]
+pub async fn load_delivery(id: i64) -> Result<DeliveryDetail, AppError> {
+    let (state, _) = crate::auth::ssr::guard(crate::auth::Permission::Read).await?;
+    let result = super::ssr::dlq::delivery(&state.pg, id).await;
+    crate::server::respond(result)
+}
+
+/// Re-enables a paused or disabled endpoint and redrives what it dead-lettered since it
+/// started failing; returns the redrive's id when there was anything to redrive.
+#[server(endpoint = "dlq/recover")]
+pub async fn recover(webhook_id: i64, reason: String) -> Result<Option<i64>, AppError> {
+    let (state, actor) = crate::auth::ssr::guard(crate::auth::Permission::Operate).await?;
+    let result = async {
+        let reason = required_reason(&reason)?;
+        super::ssr::redrive::recover(&state, &actor, webhook_id, &reason).await
+    }
+    .await;
+    crate::server::respond(result)
+}
+
+/// The webhooks.
+#[server(endpoint = "settings/webhooks")]
+pub async fn list_webhooks() -> Result<Vec<Endpoint>, AppError> {
+    let (state, _) = crate::auth::ssr::guard(crate::auth::Permission::Read).await?;
+    let result = super::ssr::endpoints::list(&state.pg, state.clock.now())
+        .await
+        .map_err(AppError::wrap("List the webhooks"));
+    crate::server::respond(result)
+}
+
+/// Creates a webhook; its signing secret is in the answer, this once.
+#[server(endpoint = "settings/webhooks/create")]
+pub async fn create_webhook(
+    url: String,
+    description: String,
+    event_types: String,
+    max_retries: String,
+) -> Result<CreatedWebhook, AppError> {
+    let (state, actor) = crate::auth::ssr::guard(crate::auth::Permission::Administer).await?;
+    let result = async {
+        let new = super::ssr::endpoints::NewWebhook::parse(
+            &state.webhooks,
+            &url,
+            &description,
+            &event_types,
+            &max_retries,
+        )?;
+        super::ssr::endpoints::create(&state.pg, &actor, &new).await
+    }
+    .await;
+    crate::server::respond(result)
+}
+
+/// Turns a webhook on or off.
+#[server(endpoint = "settings/webhooks/enabled")]
+pub async fn set_webhook_enabled(id: i64, enabled: bool, reason: String) -> Result<(), AppError> {
+    let (state, actor) = crate::auth::ssr::guard(crate::auth::Permission::Administer).await?;
+    let result = async {
+        let reason = required_reason(&reason)?;
+        super::ssr::endpoints::set_enabled(&state.pg, &actor, id, enabled, &reason).await
+    }
+    .await;
+    crate::server::respond(result)
+}
+
+/// Deletes a webhook; its pending deliveries are dead-lettered as `webhook_deleted`.
+#[server(endpoint = "settings/webhooks/delete")]
+pub async fn delete_webhook(id: i64, reason: String) -> Result<i64, AppError> {
+    let (state, actor) = crate::auth::ssr::guard(crate::auth::Permission::Administer).await?;
+    let result = async {
+        let reason = required_reason(&reason)?;
+        super::ssr::endpoints::delete(&state.pg, &actor, id, &reason, state.clock.now()).await
+    }
+    .await;
+    crate::server::respond(result)
+}

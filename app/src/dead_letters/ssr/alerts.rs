@@ -1,0 +1,219 @@
+//! The dead letters' alert kinds, evaluated by the self-monitor every minute with
+//! bounded queries (one per kind, over the partial indexes):
+//! `webhook_backlog` (per endpoint: deliveries due but undelivered above a count, or the
+//! oldest older than an age), `dlq_growing` (new dead letters in the last hour above a
+//! rate), `webhook_paused` (an endpoint's circuit is open) and `dlq_retention_near`
+//! (dead letters that retention deletes within three days).
+
+use serde_json::json;
+use sqlx::Row;
+use time::OffsetDateTime;
+
+use super::endpoints::label;
+use crate::alerts::ssr::{AlertKind, EvalFuture, Fix, Signal};
+use crate::alerts::Severity;
+use crate::error::AppError;
+use crate::server::AppState;
+
+const FIX: Fix = Fix {
+    href: "/admin/dlq",
+    label: "Open the dead letters",
+    action: None,
+};
+
+pub static WEBHOOK_BACKLOG: AlertKind = AlertKind {
+    name: "webhook_backlog",
+    description: "Webhook deliveries are due but not delivered: too many, or waiting too long.",
+    evaluate: Some(backlog),
+    fire_after: 2,
+    auto_resolve: true,
+    fix: FIX,
+};
+
+pub static DLQ_GROWING: AlertKind = AlertKind {
+    name: "dlq_growing",
+    description: "Deliveries are being dead-lettered faster than the threshold.",
+    evaluate: Some(growing),
+    fire_after: 1,
+    auto_resolve: true,
+    fix: FIX,
+};
+
+pub static WEBHOOK_PAUSED: AlertKind = AlertKind {
+    name: "webhook_paused",
+    description: "A webhook endpoint failed so often its circuit opened: its deliveries wait.",
+    evaluate: Some(paused),
+    fire_after: 1,
+    auto_resolve: true,
+    fix: FIX,
+};
+
+pub static DLQ_RETENTION_NEAR: AlertKind = AlertKind {
+    name: "dlq_retention_near",
+    description: "Dead letters will be purged by retention within three days.",
+    evaluate: Some(retention_near),
+    fire_after: 1,
+    auto_resolve: true,
+    fix: FIX,
+};
+
+fn backlog(state: AppState, now: OffsetDateTime) -> EvalFuture {
+    Box::pin(async move {
+        let settings = &state.webhooks;
+        let rows = sqlx::query(
+            "select w.id, w.description, w.url, count(*) as due, min(d.next_attempt_at) as oldest
+               from webhook_deliveries d join webhooks w on w.id = d.webhook_id
+              where d.status = 'pending' and d.next_attempt_at <= $1 and w.deleted_at is null
+              group by w.id",
+        )
+        .bind(now)
+        .fetch_all(&state.pg)
+        .await
+        .map_err(AppError::wrap("Evaluate webhook_backlog"))?;
+        let max_age = settings.backlog_age.as_secs_f64();
+        let mut signals = Vec::new();
+        for row in rows {
+            let due: i64 = row.get("due");
+            let oldest: OffsetDateTime = row.get("oldest");
+            let age = (now - oldest).as_seconds_f64().max(0.0);
+            let name = label(row.get("description"), row.get("url"));
+            let id: i64 = row.get("id");
+            let signal = if due > settings.backlog_rows {
+                let severity = if due > settings.backlog_rows * 10 {
+                    Severity::Critical
+                } else {
+                    Severity::Warning
+                };
+                Signal::new(
+                    id.to_string(),
+                    severity,
+                    format!(
+                        "{} deliveries to {name} are due and undelivered",
+                        crate::format::group_digits(due as u64)
+                    ),
+                )
+                .measured(due as f64, settings.backlog_rows as f64, "deliveries")
+            } else if age > max_age {
+                let severity = if age > max_age * 4.0 {
+                    Severity::Critical
+                } else {
+                    Severity::Warning
+                };
+                Signal::new(
+                    id.to_string(),
+                    severity,
+                    format!(
+                        "The oldest due delivery to {name} has waited {} min",
+                        (age / 60.0).round()
+                    ),
+                )
+                .measured(
+                    (age / 60.0).round(),
+                    (max_age / 60.0).round(),
+                    "minutes",
+                )
+            } else {
+                continue;
+            };
+            signals.push(signal.with_details(
+                json!({"webhookId": id, "due": due, "oldestAgeSeconds": age.round()}),
+            ));
+        }
+        Ok(signals)
+    })
+}
+
+fn growing(state: AppState, now: OffsetDateTime) -> EvalFuture {
+    Box::pin(async move {
+        let threshold = state.webhooks.dlq_growing_per_hour;
+        let new: i64 = sqlx::query_scalar(
+            "select count(*) from webhook_deliveries where dlq_at is not null and dlq_at > $1",
+        )
+        .bind(now - time::Duration::hours(1))
+        .fetch_one(&state.pg)
+        .await
+        .map_err(AppError::wrap("Evaluate dlq_growing"))?;
+        if new <= threshold {
+            return Ok(Vec::new());
+        }
+        let severity = if new > threshold * 10 {
+            Severity::Critical
+        } else {
+            Severity::Warning
+        };
+        Ok(vec![Signal::new(
+            "all",
+            severity,
+            format!(
+                "{} deliveries were dead-lettered in the last hour",
+                crate::format::group_digits(new as u64)
+            ),
+        )
+        .measured(new as f64, threshold as f64, "per hour")])
+    })
+}
+
+fn paused(state: AppState, now: OffsetDateTime) -> EvalFuture {
+    Box::pin(async move {
+        let rows = sqlx::query(
+            "select w.id, w.description, w.url, w.paused_at,
+                    (select count(*) from webhook_deliveries d
+                      where d.webhook_id = w.id and d.status = 'pending') as waiting
+               from webhooks w where w.deleted_at is null and w.paused_at is not null",
+        )
+        .fetch_all(&state.pg)
+        .await
+        .map_err(AppError::wrap("Evaluate webhook_paused"))?;
+        Ok(rows
+            .into_iter()
+            .map(|row| {
+                let id: i64 = row.get("id");
+                let since: OffsetDateTime = row.get("paused_at");
+                let minutes = (now - since).whole_minutes().max(0);
+                let waiting: i64 = row.get("waiting");
+                let severity = if minutes >= 60 {
+                    Severity::Critical
+                } else {
+                    Severity::Warning
+                };
+                Signal::new(
+                    id.to_string(),
+                    severity,
+                    format!(
+                        "Webhook {} is paused (circuit open {minutes} min); {} deliveries wait",
+                        label(row.get("description"), row.get("url")),
+                        crate::format::group_digits(waiting as u64)
+                    ),
+                )
+                .counted(minutes as f64, "minutes")
+                .with_details(json!({"webhookId": id, "waiting": waiting}))
+            })
+            .collect())
+    })
+}
+
+fn retention_near(state: AppState, now: OffsetDateTime) -> EvalFuture {
+    Box::pin(async move {
+        let retention = time::Duration::try_from(state.webhooks.retention).unwrap_or_default();
+        let soon: i64 = sqlx::query_scalar(
+            "select count(*) from webhook_deliveries where dlq_at is not null and dlq_at < $1",
+        )
+        .bind(now - retention + super::dlq::RETENTION_WARNING)
+        .fetch_one(&state.pg)
+        .await
+        .map_err(AppError::wrap("Evaluate dlq_retention_near"))?;
+        if soon == 0 {
+            return Ok(Vec::new());
+        }
+        Ok(vec![Signal::new(
+            "all",
+            Severity::Warning,
+            format!(
+                "{} dead letters are purged by retention ({} days) within 3 days: redrive or export what you need",
+                crate::format::group_digits(soon as u64),
+                retention.whole_days()
+            ),
+        )
+        .counted(soon as f64, "dead letters")])
+    })
+}

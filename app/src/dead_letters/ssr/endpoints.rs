@@ -1,0 +1,301 @@
+//! The webhooks: created (the secret shown once), enabled and disabled, deleted (their
+//! pending deliveries dead-lettered as `webhook_deleted` in the same transaction), and
+//! resumed with everything dead-lettered since they started failing redriven.
+
+use sqlx::{PgPool, Row};
+use time::OffsetDateTime;
+
+use super::super::{CreatedWebhook, Endpoint, EndpointState, ALERT_EVENT_TYPE};
+use super::WebhookSettings;
+use crate::auth::ssr::Actor;
+use crate::error::AppError;
+use crate::history::ssr::{append, NewEntry};
+use crate::history::Outcome;
+use crate::server::unix_ms as ms;
+
+/// A webhook as an admin asks for it, validated.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewWebhook {
+    pub url: String,
+    pub description: String,
+    pub event_types: Vec<String>,
+    pub max_retries: i32,
+    pub max_in_flight: i32,
+}
+
+impl NewWebhook {
+    /// Checks each field; the error names the first wrong one. `event_types` is a list
+    /// separated by commas or spaces; `max_retries` may be empty (5).
+    pub fn parse(
+        settings: &WebhookSettings,
+        url: &str,
+        description: &str,
+        event_types: &str,
+        max_retries: &str,
+    ) -> Result<Self, AppError> {
+        let url = super::send::check_url(url, settings.allow_private)
+            .map_err(|reason| AppError::invalid("url", format!("the URL {reason}")))?;
+        let description = description.trim();
+        if description.chars().count() > 200 {
+            return Err(AppError::invalid(
+                "description",
+                "keep it under 200 characters",
+            ));
+        }
+        let mut types: Vec<String> = event_types
+            .split(|c: char| c == ',' || c.is_whitespace())
+            .filter(|t| !t.is_empty())
+            .map(str::to_owned)
+            .collect();
+        types.sort();
+        types.dedup();
+        if types.is_empty() {
+            return Err(AppError::invalid(
+                "event_types",
+                "name at least one event type",
+            ));
+        }
+        for t in &types {
+            if t != ALERT_EVENT_TYPE && !settings.event_types.contains(t) {
+                return Err(AppError::invalid(
+                    "event_types",
+                    format!(
+                        "`{t}` is not an event type; known: {}, {ALERT_EVENT_TYPE}",
+                        settings.event_types.join(", ")
+                    ),
+                ));
+            }
+        }
+        let max_retries = match max_retries.trim() {
+            "" => 5,
+            raw => raw
+                .parse::<i32>()
+                .ok()
+                .filter(|n| (0..=20).contains(n))
+                .ok_or_else(|| AppError::invalid("max_retries", "a whole number from 0 to 20"))?,
+        };
+        Ok(Self {
+            url: url.to_string(),
+            description: description.to_owned(),
+            event_types: types,
+            max_retries,
+            max_in_flight: 4,
+        })
+    }
+}
+
+/// Creates a webhook and returns its id and signing secret (shown this once; kept to
+/// sign, never logged).
+pub async fn create(
+    pg: &PgPool,
+    actor: &Actor,
+    new: &NewWebhook,
+) -> Result<CreatedWebhook, AppError> {
+    let secret = super::send::new_secret();
+    let mut tx = pg
+        .begin()
+        .await
+        .map_err(AppError::wrap("Create a webhook"))?;
+    let id: i64 = sqlx::query_scalar(
+        "insert into webhooks (url, description, event_types, secret, max_retries, max_in_flight, created_by)
+         values ($1, $2, $3, $4, $5, $6, $7) returning id",
+    )
+    .bind(&new.url)
+    .bind(&new.description)
+    .bind(&new.event_types)
+    .bind(&secret)
+    .bind(new.max_retries)
+    .bind(new.max_in_flight)
+    .bind(&actor.name)
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(AppError::wrap("Create a webhook"))?;
+    let entry = NewEntry::new(
+        "webhook",
+        format!("Webhook {id} created for {}", new.url),
+        actor,
+        Outcome::Succeeded,
+    )
+    .with_details(serde_json::json!({
+        "webhookId": id, "url": new.url, "eventTypes": new.event_types,
+        "maxRetries": new.max_retries,
+    }));
+    append(&mut tx, &entry)
+        .await
+        .map_err(AppError::wrap("Record a webhook"))?;
+    tx.commit()
+        .await
+        .map_err(AppError::wrap("Create a webhook"))?;
+    Ok(CreatedWebhook { id, secret })
+}
+
+/// Turns a webhook on or off (its deliveries wait while it is off), with a reason.
+pub async fn set_enabled(
+    pg: &PgPool,
+    actor: &Actor,
+    id: i64,
+    enabled: bool,
+    reason: &str,
+) -> Result<(), AppError> {
+    let mut tx = pg
+        .begin()
+        .await
+        .map_err(AppError::wrap("Change a webhook"))?;
+    let url: Option<String> = sqlx::query_scalar(
+        "update webhooks set enabled = $2 where id = $1 and deleted_at is null and enabled <> $2
+         returning url",
+    )
+    .bind(id)
+    .bind(enabled)
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(AppError::wrap("Change a webhook"))?;
+    let Some(url) = url else {
+        return Err(AppError::Conflict {
+            message: format!(
+                "Webhook {id} does not exist, is deleted, or is already {}.",
+                if enabled { "enabled" } else { "disabled" }
+            ),
+        });
+    };
+    let verb = if enabled { "enabled" } else { "disabled" };
+    let entry = NewEntry::new(
+        "webhook",
+        format!("Webhook {id} {verb} ({url})"),
+        actor,
+        Outcome::Info,
+    )
+    .with_reason(Some(reason.to_owned()))
+    .with_details(serde_json::json!({"webhookId": id, "enabled": enabled}));
+    append(&mut tx, &entry)
+        .await
+        .map_err(AppError::wrap("Record a webhook change"))?;
+    tx.commit()
+        .await
+        .map_err(AppError::wrap("Change a webhook"))?;
+    Ok(())
+}
+
+/// Deletes a webhook: no new deliveries, and its pending ones are dead-lettered as
+/// `webhook_deleted` in the same transaction (they stay on /admin/dlq). Returns how many.
+pub async fn delete(
+    pg: &PgPool,
+    actor: &Actor,
+    id: i64,
+    reason: &str,
+    now: OffsetDateTime,
+) -> Result<i64, AppError> {
+    let mut tx = pg
+        .begin()
+        .await
+        .map_err(AppError::wrap("Delete a webhook"))?;
+    let url: Option<String> = sqlx::query_scalar(
+        "update webhooks set deleted_at = $2, enabled = false
+          where id = $1 and deleted_at is null returning url",
+    )
+    .bind(id)
+    .bind(now)
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(AppError::wrap("Delete a webhook"))?;
+    let Some(url) = url else {
+        return Err(AppError::NotFound {
+            what: format!("Webhook {id}"),
+        });
+    };
+    let dead = sqlx::query(
+        "update webhook_deliveries
+            set status = 'dead', dlq_at = $2, dlq_reason = 'webhook_deleted', lease_until = null
+          where webhook_id = $1 and status = 'pending'",
+    )
+    .bind(id)
+    .bind(now)
+    .execute(&mut *tx)
+    .await
+    .map_err(AppError::wrap("Dead-letter a deleted webhook's deliveries"))?
+    .rows_affected() as i64;
+    let entry = NewEntry::new(
+        "webhook",
+        format!("Webhook {id} deleted ({url}); {dead} pending deliveries dead-lettered"),
+        actor,
+        Outcome::Info,
+    )
+    .with_reason(Some(reason.to_owned()))
+    .with_details(serde_json::json!({"webhookId": id, "deleted": true, "deadLettered": dead}));
+    append(&mut tx, &entry)
+        .await
+        .map_err(AppError::wrap("Record a webhook deletion"))?;
+    tx.commit()
+        .await
+        .map_err(AppError::wrap("Delete a webhook"))?;
+    Ok(dead)
+}
+
+/// Every webhook not deleted, and deleted ones that still have dead letters, with their
+/// backlog (due now) and dead letters.
+pub async fn list(pg: &PgPool, now: OffsetDateTime) -> Result<Vec<Endpoint>, sqlx::Error> {
+    let rows = sqlx::query(
+        "select w.id, w.url, w.description, w.event_types, w.enabled, w.max_retries,
+                w.max_in_flight, w.consecutive_failures, w.failing_since, w.paused_at,
+                w.created_at, w.created_by, w.deleted_at,
+                (select count(*) from webhook_deliveries d
+                  where d.webhook_id = w.id and d.status = 'pending' and d.next_attempt_at <= $1) as backlog,
+                (select count(*) from webhook_deliveries d
+                  where d.webhook_id = w.id and d.dlq_at is not null) as dead
+           from webhooks w
+          order by w.deleted_at nulls first, w.id",
+    )
+    .bind(now)
+    .fetch_all(pg)
+    .await?;
+    let mut out = Vec::new();
+    for row in rows {
+        let deleted: Option<OffsetDateTime> = row.get("deleted_at");
+        let dead: i64 = row.get("dead");
+        if deleted.is_some() && dead == 0 {
+            continue;
+        }
+        let paused: Option<OffsetDateTime> = row.get("paused_at");
+        let failures: i32 = row.get("consecutive_failures");
+        let state = if deleted.is_some() {
+            EndpointState::Deleted
+        } else if !row.get::<bool, _>("enabled") {
+            EndpointState::Disabled
+        } else if paused.is_some() {
+            EndpointState::Paused
+        } else if failures > 0 {
+            EndpointState::Failing
+        } else {
+            EndpointState::Healthy
+        };
+        out.push(Endpoint {
+            id: row.get("id"),
+            url: row.get("url"),
+            description: row.get("description"),
+            event_types: row.get("event_types"),
+            state,
+            max_retries: row.get("max_retries"),
+            max_in_flight: row.get("max_in_flight"),
+            consecutive_failures: failures,
+            failing_since_ms: row
+                .get::<Option<OffsetDateTime>, _>("failing_since")
+                .map(ms),
+            paused_at_ms: paused.map(ms),
+            backlog: row.get("backlog"),
+            dead,
+            created_at_ms: ms(row.get("created_at")),
+            created_by: row.get("created_by"),
+        });
+    }
+    Ok(out)
+}
+
+/// A short name for a webhook in tables: its description, or its URL's host and path.
+pub fn label(description: &str, url: &str) -> String {
+    if !description.trim().is_empty() {
+        return description.trim().to_owned();
+    }
+    url::Url::parse(url)
+        .map(|u| format!("{}{}", u.host_str().unwrap_or(""), u.path()))
+        .unwrap_or_else(|_| url.to_owned())
+}

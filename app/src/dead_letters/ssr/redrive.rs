@@ -1,0 +1,382 @@
+//! Redrives: dead letters matching a filter sent again, exactly once each.
+//!
+//! [`start`] records the redrive with what matches now (`total`, and the bounds `max_id`
+//! and `cutoff`: a letter dead-lettered after the start is never taken, so a redrive
+//! never takes more than its dry run counted) and runs it in the process's background
+//! work. [`execute`] walks the matching letters by id in keyset batches; each batch is
+//! put back to `pending` (a fresh retry budget, the same `webhook-id`) in one transaction
+//! with the redrive's cursor and count, and only letters still dead are taken, so two
+//! redrives of one filter never send a letter twice. Per endpoint it requeues at most
+//! `redrive_rate` a second, and waits while the endpoint's circuit is open. Cancel is
+//! read between batches. A redrive whose process died (its heartbeat stale) is shown as
+//! `abandoned`; running the same filter again takes what it left.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use serde_json::json;
+use sqlx::{PgPool, Postgres, QueryBuilder, Row};
+use time::OffsetDateTime;
+
+use super::super::Redrive;
+use super::filter::DlqFilter;
+use crate::auth::ssr::Actor;
+use crate::error::AppError;
+use crate::history::ssr::{append, NewEntry};
+use crate::history::Outcome;
+use crate::server::AppState;
+
+/// A running redrive's heartbeat older than this means its process died.
+pub const STALE_AFTER: time::Duration = time::Duration::minutes(2);
+
+/// Records a redrive of `filter` and starts it in the background; returns its id.
+/// Refused when nothing matches.
+pub async fn start(
+    state: &AppState,
+    actor: &Actor,
+    filter: &DlqFilter,
+    reason: &str,
+) -> Result<i64, AppError> {
+    let id = prepare(state, actor, filter, reason).await?;
+    let task_state = state.clone();
+    state.tasks.spawn(async move {
+        if let Err(error) = execute(&task_state, id).await {
+            tracing::error!(redrive = id, %error, "a redrive stopped on an error");
+        }
+    });
+    Ok(id)
+}
+
+/// Records a redrive of `filter` without running it (`execute` runs it).
+pub async fn prepare(
+    state: &AppState,
+    actor: &Actor,
+    filter: &DlqFilter,
+    reason: &str,
+) -> Result<i64, AppError> {
+    let wrap = || AppError::wrap("Start a redrive");
+    let now = state.clock.now();
+    abandon_stale(&state.pg, now).await.map_err(wrap())?;
+    let mut query = QueryBuilder::<Postgres>::new("select count(*), coalesce(max(d.id), 0)");
+    query.push(
+        " from webhook_deliveries d join webhook_events e on e.id = d.event_id where d.dlq_at <= ",
+    );
+    query.push_bind(now).push(" and");
+    filter.push_conditions(&mut query);
+    let (total, max_id): (i64, i64) = query
+        .build_query_as()
+        .fetch_one(&state.pg)
+        .await
+        .map_err(wrap())?;
+    if total == 0 {
+        return Err(AppError::Conflict {
+            message: format!(
+                "No dead letters match ({}): nothing to redrive.",
+                filter.label()
+            ),
+        });
+    }
+    sqlx::query_scalar(
+        "insert into webhook_redrives (filter, total, max_id, cutoff, actor, reason, started_at, heartbeat_at)
+         values ($1, $2, $3, $4, $5, $6, $4, $4) returning id",
+    )
+    .bind(json!({"query": filter.to_query(), "label": filter.label()}))
+    .bind(total)
+    .bind(max_id)
+    .bind(now)
+    .bind(&actor.name)
+    .bind(reason)
+    .fetch_one(&state.pg)
+    .await
+    .map_err(wrap())
+}
+
+/// Runs redrive `id` to its end: finished, cancelled or failed, with its history entry.
+pub async fn execute(state: &AppState, id: i64) -> Result<Redrive, AppError> {
+    let result = walk(state, id).await;
+    let (status, error) = match &result {
+        Ok(true) => ("cancelled", None),
+        Ok(false) => ("finished", None),
+        Err(error) => ("failed", Some(error.to_string())),
+    };
+    finish(state, id, status, error.as_deref()).await?;
+    result?;
+    load(&state.pg, id).await
+}
+
+async fn walk(state: &AppState, id: i64) -> Result<bool, AppError> {
+    let wrap = || AppError::wrap("Redrive dead letters");
+    let settings = &state.webhooks;
+    let row =
+        sqlx::query("select filter, max_id, cutoff, cursor_id from webhook_redrives where id = $1")
+            .bind(id)
+            .fetch_one(&state.pg)
+            .await
+            .map_err(wrap())?;
+    let filter = DlqFilter::parse(
+        row.get::<serde_json::Value, _>("filter")["query"]
+            .as_str()
+            .unwrap_or(""),
+    )?;
+    let max_id: i64 = row.get("max_id");
+    let cutoff: OffsetDateTime = row.get("cutoff");
+    let mut cursor: i64 = row.get("cursor_id");
+    loop {
+        let cancel: bool = sqlx::query_scalar(
+            "update webhook_redrives set heartbeat_at = $2 where id = $1 returning cancel_requested",
+        )
+        .bind(id)
+        .bind(state.clock.now())
+        .fetch_one(&state.pg)
+        .await
+        .map_err(wrap())?;
+        if cancel || state.shutdown.is_cancelled() {
+            return Ok(true);
+        }
+        // The next batch's ids and endpoints, by keyset.
+        let mut query = QueryBuilder::<Postgres>::new(
+            "select d.id, d.webhook_id, w.paused_at is not null as paused
+               from webhook_deliveries d join webhook_events e on e.id = d.event_id
+               join webhooks w on w.id = d.webhook_id
+              where d.id > ",
+        );
+        query
+            .push_bind(cursor)
+            .push(" and d.id <= ")
+            .push_bind(max_id)
+            .push(" and d.dlq_at <= ")
+            .push_bind(cutoff)
+            .push(" and");
+        filter.push_conditions(&mut query);
+        query
+            .push(" order by d.id limit ")
+            .push_bind(settings.redrive_batch);
+        let batch = query.build().fetch_all(&state.pg).await.map_err(wrap())?;
+        let Some(last) = batch.last().map(|r| r.get::<i64, _>("id")) else {
+            return Ok(false);
+        };
+        // An endpoint whose circuit is open is not sent more: wait for it to close.
+        if batch.iter().any(|r| r.get::<bool, _>("paused")) {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
+        }
+        let ids: Vec<i64> = batch.iter().map(|r| r.get("id")).collect();
+        let now = state.clock.now();
+        let mut tx = state.pg.begin().await.map_err(wrap())?;
+        let requeued: Vec<i64> = sqlx::query_scalar(
+            "update webhook_deliveries
+                set status = 'pending', dlq_at = null, dlq_reason = null, attempts = 0,
+                    next_attempt_at = $2, lease_until = null, redrives = redrives + 1,
+                    last_redrive_id = $3
+              where id = any($1) and status = 'dead'
+             returning webhook_id",
+        )
+        .bind(&ids)
+        .bind(now)
+        .bind(id)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(wrap())?;
+        sqlx::query(
+            "update webhook_redrives set done = done + $2, cursor_id = $3, heartbeat_at = $4 where id = $1",
+        )
+        .bind(id)
+        .bind(requeued.len() as i64)
+        .bind(last)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(wrap())?;
+        tx.commit().await.map_err(wrap())?;
+        cursor = last;
+        // Pace each endpoint to the rate: the batch's busiest endpoint sets the pause.
+        let mut per_endpoint: HashMap<i64, u32> = HashMap::new();
+        for webhook in requeued {
+            *per_endpoint.entry(webhook).or_default() += 1;
+        }
+        let busiest = per_endpoint.values().copied().max().unwrap_or(0);
+        if busiest > 0 {
+            let pause = Duration::from_secs_f64(
+                f64::from(busiest) / f64::from(settings.redrive_rate.max(1)),
+            );
+            tokio::time::sleep(pause).await;
+        }
+    }
+}
+
+/// Closes the redrive with its history entry (filter and counts) in one transaction.
+async fn finish(
+    state: &AppState,
+    id: i64,
+    status: &str,
+    error: Option<&str>,
+) -> Result<(), AppError> {
+    let wrap = || AppError::wrap("Record a redrive");
+    let now = state.clock.now();
+    let mut tx = state.pg.begin().await.map_err(wrap())?;
+    let row = sqlx::query(
+        "update webhook_redrives set status = $2, finished_at = $3, error = $4
+          where id = $1 and status = 'running'
+         returning filter, total, done, actor, reason, started_at",
+    )
+    .bind(id)
+    .bind(status)
+    .bind(now)
+    .bind(error)
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(wrap())?;
+    let Some(row) = row else {
+        return Ok(());
+    };
+    let filter: serde_json::Value = row.get("filter");
+    let (total, done): (i64, i64) = (row.get("total"), row.get("done"));
+    let actor = Actor {
+        name: row.get("actor"),
+        ..Actor::system("redrive")
+    };
+    let outcome = match status {
+        "finished" => Outcome::Succeeded,
+        "cancelled" => Outcome::Partial,
+        _ => Outcome::Failed,
+    };
+    let entry = NewEntry::new(
+        "redrive",
+        format!(
+            "Redrive {id} {status}: {done} of {total} dead letters sent again ({})",
+            filter["label"].as_str().unwrap_or_default()
+        ),
+        &actor,
+        outcome,
+    )
+    .with_times(row.get("started_at"), Some(now))
+    .with_reason(Some(row.get("reason")))
+    .with_details(json!({
+        "redriveId": id, "filter": filter["query"], "label": filter["label"],
+        "total": total, "requeued": done, "error": error,
+    }));
+    let history_id = append(&mut tx, &entry).await.map_err(wrap())?;
+    sqlx::query("update webhook_redrives set history_id = $2 where id = $1")
+        .bind(id)
+        .bind(history_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(wrap())?;
+    tx.commit().await.map_err(wrap())?;
+    Ok(())
+}
+
+/// Asks running redrive `id` to stop after its current batch. False when it is not
+/// running.
+pub async fn cancel(pg: &PgPool, id: i64) -> Result<bool, AppError> {
+    let updated = sqlx::query(
+        "update webhook_redrives set cancel_requested = true where id = $1 and status = 'running'",
+    )
+    .bind(id)
+    .execute(pg)
+    .await
+    .map_err(AppError::wrap("Cancel a redrive"))?
+    .rows_affected();
+    Ok(updated == 1)
+}
+
+/// Redrive `id` as the page shows it.
+pub async fn load(pg: &PgPool, id: i64) -> Result<Redrive, AppError> {
+    let row = sqlx::query(
+        "select r.id, r.filter, r.status, r.total, r.done, r.actor, r.reason, r.started_at,
+                r.finished_at, r.error,
+                (select count(*) from webhook_deliveries d
+                  where d.last_redrive_id = r.id and d.status = 'delivered') as delivered
+           from webhook_redrives r where r.id = $1",
+    )
+    .bind(id)
+    .fetch_optional(pg)
+    .await
+    .map_err(AppError::wrap("Read a redrive"))?
+    .ok_or_else(|| AppError::NotFound {
+        what: format!("Redrive {id}"),
+    })?;
+    Ok(super::dlq::redrive(&row))
+}
+
+/// Marks running redrives whose heartbeat went stale as abandoned (their process died);
+/// what they requeued stays requeued.
+pub async fn abandon_stale(pg: &PgPool, now: OffsetDateTime) -> Result<u64, sqlx::Error> {
+    Ok(sqlx::query(
+        "update webhook_redrives set status = 'abandoned', finished_at = $1,
+                error = 'its process stopped; run the same filter again to take what is left'
+          where status = 'running' and heartbeat_at < $2",
+    )
+    .bind(now)
+    .bind(now - STALE_AFTER)
+    .execute(pg)
+    .await?
+    .rows_affected())
+}
+
+/// "Re-enable and recover": closes a paused endpoint's circuit (enables a disabled
+/// one) and redrives everything dead-lettered for it since it started failing, in one
+/// action. Returns the redrive's id, or `None` when nothing was dead-lettered.
+pub async fn recover(
+    state: &AppState,
+    actor: &Actor,
+    webhook_id: i64,
+    reason: &str,
+) -> Result<Option<i64>, AppError> {
+    let wrap = || AppError::wrap("Recover a webhook");
+    let mut tx = state.pg.begin().await.map_err(wrap())?;
+    let row = sqlx::query(
+        "select failing_since, paused_at, enabled, url from webhooks
+          where id = $1 and deleted_at is null for update",
+    )
+    .bind(webhook_id)
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(wrap())?
+    .ok_or_else(|| AppError::NotFound {
+        what: format!("Webhook {webhook_id}"),
+    })?;
+    let since: Option<OffsetDateTime> = row
+        .get::<Option<OffsetDateTime>, _>("failing_since")
+        .or(row.get("paused_at"));
+    let enabled: bool = row.get("enabled");
+    if since.is_none() && enabled {
+        return Err(AppError::Conflict {
+            message: format!("Webhook {webhook_id} is neither paused nor disabled."),
+        });
+    }
+    sqlx::query(
+        "update webhooks set enabled = true, consecutive_failures = 0, failing_since = null,
+                paused_at = null, next_probe_at = null where id = $1",
+    )
+    .bind(webhook_id)
+    .execute(&mut *tx)
+    .await
+    .map_err(wrap())?;
+    let entry = NewEntry::new(
+        "webhook",
+        format!(
+            "Webhook {webhook_id} re-enabled ({}); dead letters since {} redriven",
+            row.get::<String, _>("url"),
+            since.map_or("it was disabled".to_owned(), |s| crate::format::iso(
+                crate::server::unix_ms(s)
+            ))
+        ),
+        actor,
+        Outcome::Info,
+    )
+    .with_reason(Some(reason.to_owned()))
+    .with_details(json!({"webhookId": webhook_id, "recovered": true}));
+    append(&mut tx, &entry).await.map_err(wrap())?;
+    tx.commit().await.map_err(wrap())?;
+    let filter = DlqFilter {
+        webhook_id: Some(webhook_id),
+        since,
+        ..Default::default()
+    };
+    match start(state, actor, &filter, reason).await {
+        Ok(id) => Ok(Some(id)),
+        Err(AppError::Conflict { .. }) => Ok(None),
+        Err(error) => Err(error),
+    }
+}

@@ -1,0 +1,393 @@
+//! One attempt: the Standard Webhooks signature, an address check at resolve time, the
+//! POST, and what its answer means.
+//!
+//! The convention (<https://www.standardwebhooks.com>): headers `webhook-id` (the same on
+//! every retry and redrive, so a receiver can drop duplicates), `webhook-timestamp`
+//! (seconds) and `webhook-signature`: `v1,` and the base64 HMAC-SHA256 of
+//! `<id>.<timestamp>.<body>` keyed with the secret's bytes (the base64 after `whsec_`).
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+/// The most of a response body kept with an attempt.
+pub const SNIPPET_BYTES: usize = 1024;
+
+/// A new signing secret: `whsec_` and 24 random bytes in base64.
+pub fn new_secret() -> String {
+    use rand::RngCore;
+    let mut bytes = [0u8; 24];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    format!(
+        "whsec_{}",
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    )
+}
+
+/// The `webhook-signature` header for `body` sent as message `id` at `timestamp`.
+pub fn sign(secret: &str, id: &str, timestamp: i64, body: &[u8]) -> String {
+    let key = secret.strip_prefix("whsec_").unwrap_or(secret);
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(key)
+        .unwrap_or_else(|_| key.as_bytes().to_vec());
+    let mut mac = Hmac::<Sha256>::new_from_slice(&key).expect("HMAC takes any key length");
+    mac.update(id.as_bytes());
+    mac.update(b".");
+    mac.update(timestamp.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    format!(
+        "v1,{}",
+        base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+    )
+}
+
+/// Loopback, private, link-local, shared (CGNAT), unspecified, broadcast and documentation
+/// addresses: nothing a customer's public endpoint resolves to, and what a request forged
+/// to reach the inside of the network would use.
+pub fn is_private(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_documentation()
+                || a == 0
+                || (a == 100 && (64..128).contains(&b))
+                || (a == 198 && (b == 18 || b == 19))
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_private(IpAddr::V4(v4));
+            }
+            let first = v6.segments()[0];
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || (first & 0xfe00) == 0xfc00
+                || (first & 0xffc0) == 0xfe80
+        }
+    }
+}
+
+/// A resolver that drops private addresses, so a name that resolves to one (or is
+/// changed to, after the URL was checked) is never connected to.
+struct PublicOnly;
+
+impl reqwest::dns::Resolve for PublicOnly {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let host = name.as_str().to_owned();
+        Box::pin(async move {
+            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
+                .await?
+                .filter(|addr| !is_private(addr.ip()))
+                .collect();
+            if addrs.is_empty() {
+                return Err(format!(
+                    "{host} resolves only to private or loopback addresses, which webhooks may not reach"
+                )
+                .into());
+            }
+            Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
+/// The HTTP client: redirects are not followed (a redirect is an answer, not a 2xx, and
+/// could lead inside the network); with `allow_private` off, names resolve to public
+/// addresses only. One per process, so connections are reused.
+pub fn client(allow_private: bool) -> reqwest::Client {
+    static PUBLIC: OnceLock<reqwest::Client> = OnceLock::new();
+    static ANY: OnceLock<reqwest::Client> = OnceLock::new();
+    let cell = if allow_private { &ANY } else { &PUBLIC };
+    cell.get_or_init(|| {
+        let builder = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("Salvage-Webhooks/", env!("CARGO_PKG_VERSION")))
+            .pool_max_idle_per_host(64);
+        let builder = if allow_private {
+            builder
+        } else {
+            builder.dns_resolver(Arc::new(PublicOnly))
+        };
+        builder.build().expect("the HTTP client builds")
+    })
+    .clone()
+}
+
+/// Why a URL is not a webhook's, or `Ok` with the URL parsed.
+pub fn check_url(raw: &str, allow_private: bool) -> Result<url::Url, String> {
+    let url = url::Url::parse(raw.trim()).map_err(|e| format!("not a URL ({e})"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err("must start with http:// or https://".into());
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("must not carry a user name or password".into());
+    }
+    let Some(host) = url.host() else {
+        return Err("has no host".into());
+    };
+    if allow_private {
+        return Ok(url);
+    }
+    let private = match host {
+        url::Host::Ipv4(ip) => is_private(IpAddr::V4(ip)),
+        url::Host::Ipv6(ip) => is_private(IpAddr::V6(ip)),
+        url::Host::Domain(name) => {
+            let name = name.trim_end_matches('.').to_ascii_lowercase();
+            name == "localhost" || name.ends_with(".localhost") || name.ends_with(".local")
+        }
+    };
+    if private {
+        return Err(
+            "points at a loopback, link-local or private address (set SALVAGE_WEBHOOK_ALLOW_PRIVATE to allow them)"
+                .into(),
+        );
+    }
+    Ok(url)
+}
+
+/// What one attempt got.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Answer {
+    /// The HTTP status, when one came back.
+    pub status: Option<u16>,
+    /// Why it failed without a status (timeout, refused, resolved to a private address).
+    pub error: Option<String>,
+    /// The start of the body (at most [`SNIPPET_BYTES`]).
+    pub snippet: Option<String>,
+    /// `Retry-After`, when the endpoint sent one.
+    pub retry_after: Option<Duration>,
+    pub duration: Duration,
+}
+
+/// What an answer means for the delivery.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Delivered,
+    /// Try again later (5xx, 408, 429, a timeout, no connection, a redirect).
+    Retry,
+    /// 410 or another 4xx: the endpoint refused it; retrying cannot help.
+    Reject,
+}
+
+impl Answer {
+    pub fn verdict(&self) -> Verdict {
+        match self.status {
+            Some(status) if (200..300).contains(&status) => Verdict::Delivered,
+            Some(408 | 429) => Verdict::Retry,
+            Some(status) if (400..500).contains(&status) => Verdict::Reject,
+            _ => Verdict::Retry,
+        }
+    }
+
+    /// One line for `last_error`: the status and the start of the body, or the error.
+    pub fn summary(&self) -> Option<String> {
+        match (self.status, &self.error) {
+            (_, Some(error)) => Some(error.clone()),
+            (Some(status), None) if !(200..300).contains(&status) => {
+                let body: String = self
+                    .snippet
+                    .as_deref()
+                    .unwrap_or("")
+                    .chars()
+                    .take(120)
+                    .collect();
+                Some(format!("HTTP {status} {}", body.trim()).trim().to_owned())
+            }
+            _ => None,
+        }
+    }
+}
+
+/// One message to send.
+pub struct Message<'a> {
+    pub url: &'a str,
+    pub secret: &'a str,
+    pub id: &'a str,
+    pub timestamp: i64,
+    pub body: &'a [u8],
+}
+
+/// Sends `message` once, within `timeout`.
+pub async fn send(
+    client: &reqwest::Client,
+    message: &Message<'_>,
+    timeout: Duration,
+    allow_private: bool,
+) -> Answer {
+    let started = Instant::now();
+    let failed = |error: String| Answer {
+        status: None,
+        error: Some(error),
+        snippet: None,
+        retry_after: None,
+        duration: started.elapsed(),
+    };
+    // A literal address is never resolved, so the resolver cannot check it: check here.
+    if let Err(reason) = check_url(message.url, allow_private) {
+        return failed(format!("the URL {reason}"));
+    }
+    let request = client
+        .post(message.url)
+        .timeout(timeout)
+        .header("content-type", "application/json")
+        .header("webhook-id", message.id)
+        .header("webhook-timestamp", message.timestamp.to_string())
+        .header(
+            "webhook-signature",
+            sign(message.secret, message.id, message.timestamp, message.body),
+        )
+        .body(message.body.to_vec());
+    let mut response = match request.send().await {
+        Ok(response) => response,
+        Err(error) => return failed(describe(&error, timeout)),
+    };
+    let status = response.status().as_u16();
+    let retry_after = response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|value| value.to_str().ok())
+        .and_then(parse_retry_after);
+    let mut snippet = Vec::new();
+    while snippet.len() < SNIPPET_BYTES {
+        match tokio::time::timeout(timeout.saturating_sub(started.elapsed()), response.chunk())
+            .await
+        {
+            Ok(Ok(Some(chunk))) => snippet.extend_from_slice(&chunk),
+            _ => break,
+        }
+    }
+    snippet.truncate(SNIPPET_BYTES);
+    let mut text = String::from_utf8_lossy(&snippet).into_owned();
+    // A cut in the middle of a character shows as one replacement character at most.
+    while text.len() > SNIPPET_BYTES {
+        text.pop();
+    }
+    Answer {
+        status: Some(status),
+        error: None,
+        snippet: (!text.is_empty()).then_some(text),
+        retry_after,
+        duration: started.elapsed(),
+    }
+}
+
+fn describe(error: &reqwest::Error, timeout: Duration) -> String {
+    if error.is_timeout() {
+        return format!("no answer within {} s", timeout.as_secs_f64());
+    }
+    // The innermost cause says it best ("Connection refused", the resolver's refusal).
+    let mut cause: &dyn std::error::Error = error;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    let text = cause.to_string();
+    if error.is_connect() {
+        format!("could not connect: {text}")
+    } else {
+        text
+    }
+}
+
+/// `Retry-After` in seconds or as an HTTP date.
+pub fn parse_retry_after(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at =
+        time::OffsetDateTime::parse(value, &time::format_description::well_known::Rfc2822).ok()?;
+    let secs = (at - time::OffsetDateTime::now_utc()).whole_seconds();
+    Some(Duration::from_secs(secs.max(0) as u64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_signature_matches_the_conventions_published_example() {
+        // The example of the Standard Webhooks specification.
+        let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+        let body = br#"{"test": 2432232314}"#;
+        assert_eq!(
+            sign(secret, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, body),
+            "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+        );
+    }
+
+    #[test]
+    fn a_new_secret_signs_and_differs_each_time() {
+        let (a, b) = (new_secret(), new_secret());
+        assert!(a.starts_with("whsec_") && a != b);
+        assert_ne!(sign(&a, "m", 1, b"x"), sign(&b, "m", 1, b"x"));
+    }
+
+    #[test]
+    fn private_and_loopback_addresses_are_refused_and_public_ones_pass() {
+        for url in [
+            "http://127.0.0.1/hook",
+            "http://10.1.2.3/",
+            "http://192.168.0.10:8080/",
+            "http://169.254.169.254/latest/meta-data",
+            "http://[::1]/",
+            "http://[fe80::1]/",
+            "http://[fd00::1]/",
+            "http://[::ffff:127.0.0.1]/",
+            "http://100.64.0.1/",
+            "http://0.0.0.0/",
+            "http://localhost:3000/",
+            "http://printer.local/",
+        ] {
+            assert!(check_url(url, false).is_err(), "{url}");
+            assert!(check_url(url, true).is_ok(), "{url} with private allowed");
+        }
+        for url in ["https://hooks.example.com/in", "http://93.184.216.34/x"] {
+            assert!(check_url(url, false).is_ok(), "{url}");
+        }
+        for url in [
+            "ftp://example.com/",
+            "not a url",
+            "https://user:pw@example.com/",
+        ] {
+            assert!(check_url(url, true).is_err(), "{url}");
+        }
+    }
+
+    #[test]
+    fn statuses_become_verdicts() {
+        let answer = |status: Option<u16>| Answer {
+            status,
+            error: None,
+            snippet: None,
+            retry_after: None,
+            duration: Duration::ZERO,
+        };
+        assert_eq!(answer(Some(200)).verdict(), Verdict::Delivered);
+        assert_eq!(answer(Some(204)).verdict(), Verdict::Delivered);
+        assert_eq!(answer(Some(301)).verdict(), Verdict::Retry);
+        assert_eq!(answer(Some(408)).verdict(), Verdict::Retry);
+        assert_eq!(answer(Some(429)).verdict(), Verdict::Retry);
+        assert_eq!(answer(Some(500)).verdict(), Verdict::Retry);
+        assert_eq!(answer(Some(410)).verdict(), Verdict::Reject);
+        assert_eq!(answer(Some(400)).verdict(), Verdict::Reject);
+        assert_eq!(answer(None).verdict(), Verdict::Retry);
+    }
+
+    #[test]
+    fn retry_after_reads_seconds_and_dates() {
+        assert_eq!(parse_retry_after("120"), Some(Duration::from_secs(120)));
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon"), None);
+    }
+}
