@@ -194,6 +194,8 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     // Port 0 here means "the port bound", so the same-origin check knows the test's port.
     settings.public_url = "http://127.0.0.1:0".parse().unwrap();
     settings.probe_timeout = Duration::from_millis(1500);
+    // The tests' webhook receivers listen on loopback.
+    settings.webhooks.allow_private = true;
     if let Some(tweak) = options.tweak {
         tweak(&mut settings);
     }

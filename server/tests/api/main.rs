@@ -8,6 +8,7 @@ mod backups;
 mod cli;
 mod console;
 mod crons;
+mod dead_letters;
 mod drills;
 mod health;
 mod helpers;

@@ -84,6 +84,17 @@ fn arguments(endpoint: &str) -> Option<Value> {
         "settings/users/disabled" => {
             json!({"user_id": 1, "disabled": true, "reason": "outage test"})
         }
+        "dlq/overview" => json!({"filter": "", "after": ""}),
+        "dlq/dry-run" => json!({"filter": "reason=exhausted"}),
+        "dlq/redrive" => json!({"filter": "", "reason": "outage test"}),
+        "dlq/redrive-status" | "dlq/cancel-redrive" | "dlq/delivery" => json!({"id": 1}),
+        "dlq/purge" => json!({"filter": "", "confirm": "1", "reason": "outage test"}),
+        "dlq/recover" => json!({"webhook_id": 1, "reason": "outage test"}),
+        "settings/webhooks" => json!({}),
+        "settings/webhooks/create" => json!({"url": "https://hooks.example.com/in",
+            "description": "", "event_types": "order.paid", "max_retries": ""}),
+        "settings/webhooks/enabled" => json!({"id": 1, "enabled": false, "reason": "outage test"}),
+        "settings/webhooks/delete" => json!({"id": 1, "reason": "outage test"}),
         _ => return None,
     })
 }

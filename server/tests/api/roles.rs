@@ -84,6 +84,13 @@ impl World {
             "recovery_objectives",
             "write_freezes",
             "write_freezes where ended_at is not null",
+            "webhooks",
+            "webhooks where enabled",
+            "webhooks where deleted_at is not null",
+            "webhook_deliveries",
+            "webhook_deliveries where status = 'dead'",
+            "webhook_redrives",
+            "webhook_redrives where cancel_requested",
         ] {
             counts.push(self.app.count(table).await);
         }
@@ -149,6 +156,48 @@ impl World {
         )
         .await
         .unwrap()
+    }
+
+    /// A fresh webhook with `n` dead letters (made as the delivery engine makes them):
+    /// its id and `n`.
+    async fn dead_letters(&self, n: i64) -> (i64, i64) {
+        let created = app::dead_letters::ssr::endpoints::create(
+            &self.app.pg,
+            &app::auth::ssr::Actor::cli(),
+            &app::dead_letters::ssr::endpoints::NewWebhook {
+                url: "https://hooks.example.com/matrix".into(),
+                description: "matrix".into(),
+                event_types: vec!["order.paid".into()],
+                max_retries: 5,
+                max_in_flight: 4,
+            },
+        )
+        .await
+        .unwrap();
+        let now = time::OffsetDateTime::now_utc();
+        for _ in 0..n {
+            let mut tx = self.app.pg.begin().await.unwrap();
+            app::dead_letters::ssr::ingest::enqueue(
+                &mut tx,
+                "order.paid",
+                &json!({"matrix": true}),
+                &uuid::Uuid::new_v4().to_string(),
+                None,
+                now,
+            )
+            .await
+            .unwrap();
+            tx.commit().await.unwrap();
+        }
+        sqlx::query(
+            "update webhook_deliveries set status = 'dead', dlq_at = now(), dlq_reason = 'exhausted'
+              where webhook_id = $1",
+        )
+        .bind(created.id)
+        .execute(&self.app.pg)
+        .await
+        .unwrap();
+        (created.id, n)
     }
 
     /// A fresh user to act on (created as the CLI would).
@@ -436,6 +485,68 @@ const CASES: &[Case] = &[
         allowed: any,
         records: 1,
     },
+    Case {
+        endpoint: "dlq/overview",
+        allowed: any,
+        records: 0,
+    },
+    Case {
+        endpoint: "dlq/dry-run",
+        allowed: operators,
+        records: 0,
+    },
+    // In the background: the redrive's entry when it finishes.
+    Case {
+        endpoint: "dlq/redrive",
+        allowed: operators,
+        records: 1,
+    },
+    Case {
+        endpoint: "dlq/redrive-status",
+        allowed: any,
+        records: 0,
+    },
+    Case {
+        endpoint: "dlq/cancel-redrive",
+        allowed: operators,
+        records: 0,
+    },
+    Case {
+        endpoint: "dlq/purge",
+        allowed: admins,
+        records: 1,
+    },
+    Case {
+        endpoint: "dlq/delivery",
+        allowed: any,
+        records: 0,
+    },
+    // The endpoint's re-enabling, then its redrive's entry when that finishes.
+    Case {
+        endpoint: "dlq/recover",
+        allowed: operators,
+        records: 2,
+    },
+    Case {
+        endpoint: "settings/webhooks",
+        allowed: any,
+        records: 0,
+    },
+    Case {
+        endpoint: "settings/webhooks/create",
+        allowed: admins,
+        records: 1,
+    },
+    Case {
+        endpoint: "settings/webhooks/enabled",
+        allowed: admins,
+        records: 1,
+    },
+    Case {
+        endpoint: "settings/webhooks/delete",
+        allowed: admins,
+        records: 1,
+    },
     // Last: it changes the caller's own password (the session stays signed in).
     Case {
         endpoint: "auth/password",
@@ -522,6 +633,64 @@ async fn arguments(world: &World, endpoint: &str) -> Value {
         "incidents/tick" => {
             let id = world.open_incident(0).await;
             json!({"id": id, "item": "customers_told", "done": true})
+        }
+        "dlq/overview" => json!({"filter": "", "after": ""}),
+        "dlq/dry-run" => json!({"filter": ""}),
+        "dlq/redrive" => {
+            // Each allowed call needs dead letters of its own.
+            let (webhook, _) = world.dead_letters(2).await;
+            json!({"filter": format!("webhook={webhook}"), "reason": "matrix"})
+        }
+        "dlq/redrive-status" | "dlq/cancel-redrive" => {
+            let id: i64 = sqlx::query_scalar(
+                "insert into webhook_redrives (filter, total, max_id, cutoff, actor, reason, started_at, heartbeat_at)
+                 values ('{\"query\": \"\", \"label\": \"matrix\"}', 1, 1, now(), 'matrix', 'matrix', now(), now())
+                 returning id",
+            )
+            .fetch_one(&world.app.pg)
+            .await
+            .unwrap();
+            json!({"id": id})
+        }
+        "dlq/purge" => {
+            // A purge waits for the incident freeze an earlier call set: lift it.
+            sqlx::query(
+                "update write_freezes set ended_at = now() where scope = 'incident' and ended_at is null",
+            )
+            .execute(&world.app.pg)
+            .await
+            .unwrap();
+            let (webhook, count) = world.dead_letters(3).await;
+            json!({"filter": format!("webhook={webhook}"), "confirm": count.to_string(), "reason": "matrix"})
+        }
+        "dlq/delivery" => {
+            let (webhook, _) = world.dead_letters(1).await;
+            let id: i64 =
+                sqlx::query_scalar("select max(id) from webhook_deliveries where webhook_id = $1")
+                    .bind(webhook)
+                    .fetch_one(&world.app.pg)
+                    .await
+                    .unwrap();
+            json!({"id": id})
+        }
+        "dlq/recover" => {
+            let (webhook, _) = world.dead_letters(2).await;
+            sqlx::query("update webhooks set paused_at = now() - interval '1 minute', failing_since = now() - interval '1 hour' where id = $1")
+                .bind(webhook)
+                .execute(&world.app.pg)
+                .await
+                .unwrap();
+            json!({"webhook_id": webhook, "reason": "matrix"})
+        }
+        "settings/webhooks/create" => json!({"url": "https://hooks.example.com/in",
+            "description": "matrix", "event_types": "order.paid", "max_retries": "3"}),
+        "settings/webhooks/enabled" => {
+            let (webhook, _) = world.dead_letters(0).await;
+            json!({"id": webhook, "enabled": false, "reason": "matrix"})
+        }
+        "settings/webhooks/delete" => {
+            let (webhook, _) = world.dead_letters(0).await;
+            json!({"id": webhook, "reason": "matrix"})
         }
         "settings/users/add" => {
             json!({"email": format!("new-{}@test.salvage", uuid::Uuid::new_v4().simple()), "role": "operator", "reason": "matrix"})

@@ -17,7 +17,6 @@
 
 use std::time::{Duration, Instant};
 
-use futures::stream::{FuturesUnordered, StreamExt};
 use serde::Serialize;
 use serde_json::Value;
 use sqlx::Row;
@@ -112,7 +111,10 @@ pub async fn work(
     let client = send::client(settings.allow_private);
     let started = Instant::now();
     let mut report = DeliverReport::default();
-    let mut in_flight = FuturesUnordered::new();
+    // Each send and its record run as a task of their own, so they go on while this
+    // loop waits for a connection to claim more (the pool is shared with them). Dropping
+    // the set (the worker stopped) aborts them, as a process that dies would.
+    let mut in_flight = tokio::task::JoinSet::new();
     loop {
         let stopping = started.elapsed() >= budget
             || tracker.is_some_and(|t| t.is_cancelled())
@@ -126,7 +128,7 @@ pub async fn work(
             for delivery in claim(state, room).await? {
                 claimed_now += 1;
                 let (state, client) = (state.clone(), client.clone());
-                in_flight.push(async move {
+                in_flight.spawn(async move {
                     let at = state.clock.now();
                     let answer = send::send(
                         &client,
@@ -154,27 +156,37 @@ pub async fn work(
             continue;
         }
         // Wait for a send to finish, or for the next poll to claim what became due.
-        let next = if claimed_now == 0 || in_flight.len() >= settings.workers {
+        if claimed_now == 0 || in_flight.len() >= settings.workers {
             tokio::select! {
-                done = in_flight.next() => done,
-                _ = tokio::time::sleep(settings.poll_every) => None,
+                done = in_flight.join_next() => {
+                    if let Some(done) = done {
+                        finished(&mut report, done)?;
+                    }
+                }
+                _ = tokio::time::sleep(settings.poll_every) => {}
             }
-        } else {
-            None
-        };
-        if let Some((probe, outcome)) = next {
-            tally(&mut report, probe, outcome?);
         }
         // Record whatever else has finished meanwhile without waiting.
-        while let Some(Some((probe, outcome))) = futures::FutureExt::now_or_never(in_flight.next())
-        {
-            tally(&mut report, probe, outcome?);
+        while let Some(done) = in_flight.try_join_next() {
+            finished(&mut report, done)?;
         }
     }
-    while let Some((probe, outcome)) = in_flight.next().await {
-        tally(&mut report, probe, outcome?);
+    while let Some(done) = in_flight.join_next().await {
+        finished(&mut report, done)?;
     }
     Ok(report)
+}
+
+type Done = (bool, Result<Option<Step>, AppError>);
+
+fn finished(
+    report: &mut DeliverReport,
+    done: Result<Done, tokio::task::JoinError>,
+) -> Result<(), AppError> {
+    let (probe, outcome) =
+        done.map_err(|error| AppError::internal("A webhook send stopped", error))?;
+    tally(report, probe, outcome?);
+    Ok(())
 }
 
 fn tally(report: &mut DeliverReport, probe: bool, outcome: Option<Step>) {
@@ -434,9 +446,11 @@ pub async fn record(
     .rows_affected();
     if verdict == Verdict::Delivered {
         sqlx::query(
+            // A healthy endpoint's row is left alone (not even locked): only a change of
+            // state writes it.
             "update webhooks set consecutive_failures = 0, failing_since = null, paused_at = null,
                                  next_probe_at = null
-              where id = $1",
+              where id = $1 and (consecutive_failures > 0 or paused_at is not null)",
         )
         .bind(delivery.webhook_id)
         .execute(&mut *tx)
@@ -446,7 +460,7 @@ pub async fn record(
         sqlx::query(
             "update webhooks
                 set consecutive_failures = consecutive_failures + 1,
-                    failing_since = coalesce(failing_since, $2),
+                    failing_since = least(coalesce(failing_since, $2), $2),
                     paused_at = case when paused_at is null and consecutive_failures + 1 >= $3
                                      then $2 else paused_at end,
                     next_probe_at = case when paused_at is null and consecutive_failures + 1 >= $3

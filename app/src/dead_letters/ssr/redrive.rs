@@ -152,15 +152,36 @@ async fn walk(state: &AppState, id: i64) -> Result<bool, AppError> {
             .push(" order by d.id limit ")
             .push_bind(settings.redrive_batch);
         let batch = query.build().fetch_all(&state.pg).await.map_err(wrap())?;
-        let Some(last) = batch.last().map(|r| r.get::<i64, _>("id")) else {
+        if batch.is_empty() {
             return Ok(false);
+        }
+        // An endpoint whose circuit is open is not sent more: the redrive stops at its
+        // first letter and waits for the circuit to close. So that it can close (a probe
+        // needs a delivery to send), that one letter is requeued when the endpoint has
+        // nothing pending.
+        let first_paused = batch.iter().position(|r| r.get::<bool, _>("paused"));
+        let take = match first_paused {
+            None => batch.len(),
+            Some(0) => {
+                let webhook: i64 = batch[0].get("webhook_id");
+                let pending: bool = sqlx::query_scalar(
+                    "select exists (select 1 from webhook_deliveries
+                                     where webhook_id = $1 and status = 'pending')",
+                )
+                .bind(webhook)
+                .fetch_one(&state.pg)
+                .await
+                .map_err(wrap())?;
+                usize::from(!pending)
+            }
+            Some(k) => k,
         };
-        // An endpoint whose circuit is open is not sent more: wait for it to close.
-        if batch.iter().any(|r| r.get::<bool, _>("paused")) {
+        if take == 0 {
             tokio::time::sleep(Duration::from_secs(1)).await;
             continue;
         }
-        let ids: Vec<i64> = batch.iter().map(|r| r.get("id")).collect();
+        let ids: Vec<i64> = batch[..take].iter().map(|r| r.get("id")).collect();
+        let last = ids[ids.len() - 1];
         let now = state.clock.now();
         let mut tx = state.pg.begin().await.map_err(wrap())?;
         let requeued: Vec<i64> = sqlx::query_scalar(
@@ -195,7 +216,9 @@ async fn walk(state: &AppState, id: i64) -> Result<bool, AppError> {
             *per_endpoint.entry(webhook).or_default() += 1;
         }
         let busiest = per_endpoint.values().copied().max().unwrap_or(0);
-        if busiest > 0 {
+        if first_paused == Some(0) {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        } else if busiest > 0 {
             let pause = Duration::from_secs_f64(
                 f64::from(busiest) / f64::from(settings.redrive_rate.max(1)),
             );

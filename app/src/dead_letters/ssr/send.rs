@@ -84,19 +84,27 @@ impl reqwest::dns::Resolve for PublicOnly {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
         let host = name.as_str().to_owned();
         Box::pin(async move {
-            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
-                .await?
-                .filter(|addr| !is_private(addr.ip()))
-                .collect();
-            if addrs.is_empty() {
-                return Err(format!(
-                    "{host} resolves only to private or loopback addresses, which webhooks may not reach"
-                )
-                .into());
-            }
+            let addrs = public_addrs(&host).await?;
             Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
         })
     }
+}
+
+/// The public addresses `host` resolves to; an error when it has none.
+pub async fn public_addrs(
+    host: &str,
+) -> Result<Vec<SocketAddr>, Box<dyn std::error::Error + Send + Sync>> {
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, 0))
+        .await?
+        .filter(|addr| !is_private(addr.ip()))
+        .collect();
+    if addrs.is_empty() {
+        return Err(format!(
+            "{host} resolves only to private or loopback addresses, which webhooks may not reach"
+        )
+        .into());
+    }
+    Ok(addrs)
 }
 
 /// The HTTP client: redirects are not followed (a redirect is an answer, not a 2xx, and
@@ -359,6 +367,12 @@ mod tests {
         ] {
             assert!(check_url(url, true).is_err(), "{url}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_name_that_resolves_to_loopback_is_refused_when_resolved() {
+        let error = public_addrs("localhost").await.unwrap_err();
+        assert!(error.to_string().contains("private or loopback"), "{error}");
     }
 
     #[test]
