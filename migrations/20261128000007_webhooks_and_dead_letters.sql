@@ -67,13 +67,16 @@ create table webhook_deliveries (
     check ((dlq_at is null) = (dlq_reason is null))
 );
 -- The workers' claim: due deliveries of one endpoint, oldest first.
-create index webhook_deliveries_due_idx on webhook_deliveries (webhook_id, next_attempt_at)
+create index webhook_deliveries_due_idx on webhook_deliveries (webhook_id, next_attempt_at, id)
     where status = 'pending';
 -- The dead letters: the breakdown, the filters and the keyset of redrive and purge.
 create index webhook_deliveries_dlq_idx on webhook_deliveries (webhook_id, dlq_reason, dlq_at)
     where dlq_at is not null;
 create index webhook_deliveries_dlq_at_idx on webhook_deliveries (dlq_at, id)
     where dlq_at is not null;
+-- The deliveries in flight (leased), counted against an endpoint's limit at each claim.
+create index webhook_deliveries_leased_idx on webhook_deliveries (webhook_id)
+    where lease_until is not null;
 create index webhook_deliveries_event_idx on webhook_deliveries (event_id);
 create index webhook_deliveries_redrive_idx on webhook_deliveries (last_redrive_id)
     where last_redrive_id is not null;

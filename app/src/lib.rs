@@ -66,6 +66,8 @@ use backups::page::BackupsPage;
 use components::AdminLayout;
 use crons::page::CronsPage;
 use crons::secret_page::CronSecretPage;
+use dead_letters::page::{DeliveryPage, DlqPage};
+use dead_letters::settings_page::WebhooksPage;
 use drills::page::DrillsPage;
 use history::page::{HistoryEntryPage, HistoryPage};
 use incidents::page::IncidentPanel;
@@ -158,6 +160,9 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("crons") view=CronsPage ssr=SsrMode::Async />
                     <Route path=path!("backups") view=BackupsPage ssr=SsrMode::Async />
                     <Route path=path!("drills") view=DrillsPage ssr=SsrMode::Async />
+                    <Route path=path!("dlq") view=DlqPage ssr=SsrMode::Async />
+                    <Route path=path!("dlq/deliveries/:id") view=DeliveryPage ssr=SsrMode::Async />
+                    <Route path=path!("settings/webhooks") view=WebhooksPage ssr=SsrMode::Async />
                     <Route path=path!("settings/users") view=UsersPage ssr=SsrMode::Async />
                     <Route path=path!("settings/ingest-keys") view=IngestKeysPage ssr=SsrMode::Async />
                     <Route path=path!("settings/cron-secret") view=CronSecretPage ssr=SsrMode::Async />

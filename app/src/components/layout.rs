@@ -38,6 +38,11 @@ const NAV: &[NavItem] = &[
         permission: Permission::Read,
     },
     NavItem {
+        href: "/admin/dlq",
+        label: "Dead letters",
+        permission: Permission::Read,
+    },
+    NavItem {
         href: "/admin/crons",
         label: "Crons",
         permission: Permission::Read,
@@ -66,6 +71,11 @@ const NAV: &[NavItem] = &[
         href: "/admin/settings/ingest-keys",
         label: "Ingest keys",
         permission: Permission::Administer,
+    },
+    NavItem {
+        href: "/admin/settings/webhooks",
+        label: "Webhooks",
+        permission: Permission::Read,
     },
     NavItem {
         href: "/admin/settings/cron-secret",

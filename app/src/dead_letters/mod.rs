@@ -135,6 +135,15 @@ pub struct Endpoint {
     pub created_by: String,
 }
 
+/// A short name for an endpoint in tables: its description, or its URL.
+pub fn endpoint_label(endpoint: &Endpoint) -> String {
+    if endpoint.description.trim().is_empty() {
+        endpoint.url.clone()
+    } else {
+        endpoint.description.clone()
+    }
+}
+
 /// One cell of the breakdown: a webhook and a reason.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct BreakdownRow {

@@ -1,1 +1,683 @@
-//! placeholder
+//! `/admin/dlq`: the dead letters broken down by webhook and reason (the runbook's
+//! query), filtered by webhook, reason, event type, time and attempts; the endpoints and
+//! their circuits ("re-enable and recover" for a paused one); a dry run that counts and
+//! samples what a redrive or purge would take; the redrive (operators and admins) with
+//! live progress and Cancel; the purge (admins, typed count). `/admin/dlq/deliveries/:id`:
+//! one delivery's attempts.
+
+use std::time::Duration;
+
+use leptos::prelude::*;
+use leptos_meta::Title;
+use leptos_router::components::Form;
+use leptos_router::hooks::{use_params_map, use_query_map};
+
+use super::api::{load_delivery, load_dlq, CancelRedrive, DlqDryRun, Purge, Recover, StartRedrive};
+use super::settings_page::state_badge;
+use super::{DeadLetter, DlqOverview, DlqReason, DryRun, Endpoint, EndpointState, Redrive};
+use crate::auth::Permission;
+use crate::components::{action_error, use_viewer, Badge, ErrorBanner, PageHeader, Tone};
+use crate::format::{format_ago, format_duration, format_utc, group_digits, percent_encode};
+
+/// How often the page asks for fresh figures (a redrive in progress).
+pub const REFRESH_EVERY: Duration = Duration::from_secs(3);
+
+/// The filter's query parameters, in the form's order.
+const FILTERS: [&str; 6] = [
+    "webhook",
+    "reason",
+    "event_type",
+    "since",
+    "until",
+    "min_attempts",
+];
+
+fn count(n: i64) -> String {
+    group_digits(n.max(0) as u64)
+}
+
+fn reason_badge(reason: DlqReason) -> AnyView {
+    let tone = match reason {
+        DlqReason::Exhausted => Tone::Error,
+        DlqReason::Rejected => Tone::Warn,
+        DlqReason::WebhookDeleted | DlqReason::PayloadMissing => Tone::Neutral,
+    };
+    view! { <Badge tone label=reason.as_str().replace('_', " ") /> }.into_any()
+}
+
+/// `/admin/dlq`.
+#[component]
+pub fn DlqPage() -> AnyView {
+    let query = use_query_map();
+    let param = move |name: &str| query.with(|q| q.get(name).unwrap_or_default());
+    let filter_query = move || {
+        FILTERS
+            .iter()
+            .filter_map(|name| {
+                let value = param(name);
+                (!value.is_empty()).then(|| format!("{name}={}", percent_encode(&value)))
+            })
+            .collect::<Vec<_>>()
+            .join("&")
+    };
+    let tick = crate::components::refresh_ticker(REFRESH_EVERY);
+    let dry = ServerAction::<DlqDryRun>::new();
+    let redrive = ServerAction::<StartRedrive>::new();
+    let cancel = ServerAction::<CancelRedrive>::new();
+    let purge = ServerAction::<Purge>::new();
+    let recover = ServerAction::<Recover>::new();
+    let selected = RwSignal::new(Vec::<i64>::new());
+    let overview = Resource::new(
+        move || {
+            (
+                filter_query(),
+                param("after"),
+                tick.get(),
+                redrive.version().get(),
+                cancel.version().get(),
+                purge.version().get(),
+                recover.version().get(),
+            )
+        },
+        |(filter, after, ..)| load_dlq(filter, after),
+    );
+    // What the dry run, redrive and purge act on: the filter, or the selection in it.
+    let target = move || {
+        let ids = selected.get();
+        if ids.is_empty() {
+            filter_query()
+        } else {
+            let ids: Vec<String> = ids.iter().map(i64::to_string).collect();
+            let base = filter_query();
+            let sep = if base.is_empty() { "" } else { "&" };
+            format!("{base}{sep}ids={}", ids.join(","))
+        }
+    };
+    let viewer = use_viewer();
+    view! {
+        <Title text="Dead letters" />
+        <PageHeader
+            title="Dead letters"
+            subtitle="Webhook deliveries that exhausted their retries or were refused, by endpoint and reason. Fix the cause, dry-run, then redrive. Refreshes every 3 s."
+        />
+        <Form method="GET" action="/admin/dlq" attr:class="filters" attr:aria-label="Filter the dead letters">
+            <label class="field">
+                <span>"Webhook #"</span>
+                <input type="number" name="webhook" min="1" class="num-input" prop:value=move || param("webhook") />
+            </label>
+            <label class="field">
+                <span>"Reason"</span>
+                <select name="reason">
+                    <option value="" selected=move || param("reason").is_empty()>"Any"</option>
+                    {DlqReason::ALL.iter().map(|r| view! {
+                        <option value=r.as_str() selected=move || param("reason") == r.as_str()>{r.as_str().replace('_', " ")}</option>
+                    }).collect_view()}
+                </select>
+            </label>
+            <label class="field">
+                <span>"Event type"</span>
+                <input type="text" name="event_type" prop:value=move || param("event_type") placeholder="order.paid" />
+            </label>
+            <label class="field">
+                <span>"Dead since (UTC)"</span>
+                <input type="datetime-local" name="since" prop:value=move || param("since") />
+            </label>
+            <label class="field">
+                <span>"Before (UTC)"</span>
+                <input type="datetime-local" name="until" prop:value=move || param("until") />
+            </label>
+            <label class="field">
+                <span>"Attempts ≥"</span>
+                <input type="number" name="min_attempts" min="0" class="num-input" prop:value=move || param("min_attempts") />
+            </label>
+            <div class="filter-buttons">
+                <button type="submit" class="btn btn-primary">"Apply"</button>
+                <a class="btn btn-quiet" href="/admin/dlq">"Clear"</a>
+            </div>
+        </Form>
+        <Transition fallback=|| view! { <p class="muted" role="status">"Reading the dead letters…"</p> }>
+            {move || Suspend::new(async move {
+                let role = match viewer {
+                    Some(viewer) => viewer.await.ok().map(|v| v.role),
+                    None => None,
+                };
+                let operate = role.is_some_and(|r| r.can(Permission::Operate));
+                match overview.await {
+                    Ok(overview) => view! {
+                        <DlqNow overview operate selected cancel recover filter=filter_query() />
+                    }.into_any(),
+                    Err(error) => view! { <ErrorBanner error /> }.into_any(),
+                }
+            })}
+        </Transition>
+        {action_error(cancel.value())}
+        {action_error(recover.value())}
+        <Transition fallback=|| ()>
+            {move || Suspend::new(async move {
+                let role = match viewer {
+                    Some(viewer) => viewer.await.ok().map(|v| v.role),
+                    None => None,
+                };
+                let operate = role.is_some_and(|r| r.can(Permission::Operate));
+                let administer = role.is_some_and(|r| r.can(Permission::Administer));
+                operate.then(|| view! { <ActionsPanel target dry redrive purge administer /> })
+            })}
+        </Transition>
+    }
+    .into_any()
+}
+
+/// The figures, endpoints, breakdown, list and redrives for the current filter.
+#[component]
+fn DlqNow(
+    overview: DlqOverview,
+    operate: bool,
+    selected: RwSignal<Vec<i64>>,
+    cancel: ServerAction<CancelRedrive>,
+    recover: ServerAction<Recover>,
+    filter: String,
+) -> AnyView {
+    let DlqOverview {
+        now_ms,
+        filter_label,
+        dead_total,
+        matching,
+        backlog,
+        endpoints,
+        breakdown,
+        letters,
+        next,
+        redrives,
+        retention_days,
+        purged_soon,
+        frozen,
+        ..
+    } = overview;
+    let paused = endpoints
+        .iter()
+        .filter(|e| e.state == EndpointState::Paused)
+        .count() as i64;
+    let strip = [
+        ("dead letters", dead_total, dead_total > 0),
+        ("matching the filter", matching, false),
+        ("due, undelivered", backlog, backlog > 0),
+        ("endpoints paused", paused, paused > 0),
+    ];
+    let running: Vec<Redrive> = redrives.iter().filter(|r| r.running()).cloned().collect();
+    view! {
+        <div class="strip" data-testid="dlq-figures">
+            {strip.into_iter().map(|(label, value, loud)| view! {
+                <span class=if value == 0 { "strip-item strip-zero" } else if loud { "strip-item strip-loud" } else { "strip-item" }>
+                    <span class="strip-value">{count(value)}</span>
+                    <span>{label}</span>
+                </span>
+            }).collect_view()}
+        </div>
+        {(purged_soon > 0).then(|| view! {
+            <p class="banner banner-warn" role="status">
+                {format!("{} dead letters are purged by retention ({retention_days} days) within 3 days. Redrive or export what you need.", count(purged_soon))}
+            </p>
+        })}
+        {frozen.then(|| view! {
+            <p class="banner banner-warn" role="status">"A freeze is open: purges (and retention) wait until it is lifted. Redrives go on."</p>
+        })}
+        {running.into_iter().map(|run| view! { <RedriveProgress run operate cancel now_ms /> }).collect_view()}
+        <h2 class="section-title">"Endpoints"</h2>
+        <EndpointsTable endpoints now_ms operate recover />
+        <h2 class="section-title">"By webhook and reason"</h2>
+        <p class="muted small">{format!("Showing {filter_label}. Retention: {retention_days} days; nothing is dropped before.")}</p>
+        {if breakdown.is_empty() {
+            view! { <p class="empty-state">"No dead letters match. Nothing is waiting for a person."</p> }.into_any()
+        } else {
+            view! {
+                <div class="table-scroll">
+                <table class="data dlq-breakdown">
+                    <thead>
+                        <tr>
+                            <th scope="col">"Webhook"</th>
+                            <th scope="col">"Reason"</th>
+                            <th scope="col" class="num">"Count"</th>
+                            <th scope="col">"Oldest"</th>
+                            <th scope="col">"Newest"</th>
+                            <th scope="col">"Last answer"</th>
+                            <th scope="col">"Sample payload"</th>
+                        </tr>
+                    </thead>
+                    <tbody>
+                        {breakdown.into_iter().map(|row| {
+                            let href = format!("/admin/dlq?webhook={}&reason={}", row.webhook_id, row.reason.as_str());
+                            view! {
+                                <tr>
+                                    <td><a href=href.clone()>{format!("#{} {}", row.webhook_id, row.webhook)}</a></td>
+                                    <td>{reason_badge(row.reason)}<br /><span class="muted small">{row.reason.advice()}</span></td>
+                                    <td class="num strong">{count(row.count)}</td>
+                                    <td class="nowrap small">{format_ago(row.oldest_ms, now_ms)}</td>
+                                    <td class="nowrap small">{format_ago(row.newest_ms, now_ms)}</td>
+                                    <td class="small">
+                                        {row.last_status.map(|s| view! { <code>{s}</code> " " })}
+                                        {row.last_error.clone().unwrap_or_default()}
+                                    </td>
+                                    <td><code class="small payload">{row.sample_payload.clone().unwrap_or_else(|| "(removed)".into())}</code></td>
+                                </tr>
+                            }
+                        }).collect_view()}
+                    </tbody>
+                </table>
+                </div>
+            }.into_any()
+        }}
+        <LettersTable letters next now_ms operate selected filter />
+        <RedrivesTable redrives />
+    }
+    .into_any()
+}
+
+#[component]
+fn EndpointsTable(
+    endpoints: Vec<Endpoint>,
+    now_ms: i64,
+    operate: bool,
+    recover: ServerAction<Recover>,
+) -> AnyView {
+    if endpoints.is_empty() {
+        return view! {
+            <p class="empty-state">"No webhooks. Add them at " <a href="/admin/settings/webhooks">"Settings › Webhooks"</a> "."</p>
+        }
+        .into_any();
+    }
+    view! {
+        <div class="table-scroll">
+        <table class="data">
+            <thead>
+                <tr>
+                    <th scope="col">"Webhook"</th>
+                    <th scope="col">"State"</th>
+                    <th scope="col" class="num">"Failures in a row"</th>
+                    <th scope="col">"Failing since"</th>
+                    <th scope="col" class="num">"Due"</th>
+                    <th scope="col" class="num">"Dead letters"</th>
+                    <th scope="col">"Action"</th>
+                </tr>
+            </thead>
+            <tbody>
+                {endpoints.into_iter().map(|e| {
+                    let stuck = matches!(e.state, EndpointState::Paused | EndpointState::Disabled);
+                    view! {
+                        <tr>
+                            <td>
+                                <a href=format!("/admin/dlq?webhook={}", e.id)>{format!("#{} {}", e.id, super::endpoint_label(&e))}</a>
+                                <br /><code class="small">{e.url.clone()}</code>
+                            </td>
+                            <td>{state_badge(e.state)}</td>
+                            <td class="num">{e.consecutive_failures}</td>
+                            <td class="nowrap small">{e.failing_since_ms.map(|at| format_ago(at, now_ms)).unwrap_or_else(|| "—".into())}</td>
+                            <td class="num">{count(e.backlog)}</td>
+                            <td class="num">{count(e.dead)}</td>
+                            <td>
+                                {(operate && stuck).then(|| view! {
+                                    <ActionForm action=recover attr:class="inline-form">
+                                        <input type="hidden" name="webhook_id" value=e.id.to_string() />
+                                        <label class="visually-hidden" for=format!("recover-{}", e.id)>"Reason"</label>
+                                        <input type="text" name="reason" id=format!("recover-{}", e.id) required maxlength="500" placeholder="Reason" />
+                                        <button type="submit" class="btn btn-small btn-primary">
+                                            "Re-enable and recover"<span class="visually-hidden">{format!(" webhook {}", e.id)}</span>
+                                        </button>
+                                    </ActionForm>
+                                })}
+                            </td>
+                        </tr>
+                    }
+                }).collect_view()}
+            </tbody>
+        </table>
+        </div>
+    }
+    .into_any()
+}
+
+#[component]
+fn LettersTable(
+    letters: Vec<DeadLetter>,
+    next: Option<i64>,
+    now_ms: i64,
+    operate: bool,
+    selected: RwSignal<Vec<i64>>,
+    filter: String,
+) -> AnyView {
+    if letters.is_empty() {
+        return ().into_any();
+    }
+    let older = next.map(|after| {
+        let sep = if filter.is_empty() { "" } else { "&" };
+        format!("/admin/dlq?{filter}{sep}after={after}")
+    });
+    view! {
+        <h2 class="section-title">"Dead letters"</h2>
+        <div class="table-scroll">
+        <table class="data" data-testid="dead-letters">
+            <thead>
+                <tr>
+                    {operate.then(|| view! { <th scope="col"><span class="visually-hidden">"Select"</span></th> })}
+                    <th scope="col" class="num">"Delivery"</th>
+                    <th scope="col">"Webhook"</th>
+                    <th scope="col">"Event"</th>
+                    <th scope="col">"Reason"</th>
+                    <th scope="col" class="num">"Attempts"</th>
+                    <th scope="col">"Last answer"</th>
+                    <th scope="col">"Dead since"</th>
+                </tr>
+            </thead>
+            <tbody>
+                {letters.into_iter().map(|l| {
+                    let id = l.id;
+                    view! {
+                        <tr>
+                            {operate.then(|| view! {
+                                <td>
+                                    <input type="checkbox" aria-label=format!("Select delivery {id}")
+                                        prop:checked=move || selected.with(|s| s.contains(&id))
+                                        on:change=move |_| selected.update(|s| {
+                                            if let Some(at) = s.iter().position(|x| *x == id) { s.remove(at); } else { s.push(id); }
+                                        }) />
+                                </td>
+                            })}
+                            <td class="num"><a href=format!("/admin/dlq/deliveries/{id}")>{id}</a></td>
+                            <td>{format!("#{} {}", l.webhook_id, l.webhook)}</td>
+                            <td><code class="small">{l.event_type.clone()}</code></td>
+                            <td>{reason_badge(l.reason)}</td>
+                            <td class="num">{l.attempts}</td>
+                            <td class="small">
+                                {l.last_status.map(|s| view! { <code>{s}</code> " " })}
+                                {l.last_error.clone().unwrap_or_default()}
+                            </td>
+                            <td class="nowrap small">{format_ago(l.dlq_at_ms, now_ms)}</td>
+                        </tr>
+                    }
+                }).collect_view()}
+            </tbody>
+        </table>
+        </div>
+        {older.map(|href| view! { <p class="pager"><a href=href>"Older dead letters →"</a></p> })}
+    }
+    .into_any()
+}
+
+#[component]
+fn RedriveProgress(
+    run: Redrive,
+    operate: bool,
+    cancel: ServerAction<CancelRedrive>,
+    now_ms: i64,
+) -> AnyView {
+    let percent = if run.total > 0 {
+        (run.done as f64 / run.total as f64 * 100.0).min(100.0)
+    } else {
+        0.0
+    };
+    let label = format!(
+        "Redrive #{}: {} of {} dead letters sent again ({percent:.0} %), {} delivered since; started {} by {} ({})",
+        run.id,
+        count(run.done),
+        count(run.total),
+        count(run.delivered),
+        format_ago(run.started_at_ms, now_ms),
+        run.actor,
+        run.filter
+    );
+    let id = run.id;
+    view! {
+        <section class="panel progress-panel" data-testid="redrive-progress">
+            <div class="progress-head">
+                <span>{label.clone()}</span>
+                {operate.then(|| view! {
+                    <ActionForm action=cancel attr:class="inline-form">
+                        <input type="hidden" name="id" value=id.to_string() />
+                        <button type="submit" class="btn btn-small btn-danger">"Cancel"<span class="visually-hidden">{format!(" redrive {id}")}</span></button>
+                    </ActionForm>
+                })}
+            </div>
+            <progress max="100" value=format!("{percent:.1}") aria-label=label></progress>
+        </section>
+    }
+    .into_any()
+}
+
+#[component]
+fn RedrivesTable(redrives: Vec<Redrive>) -> AnyView {
+    if redrives.is_empty() {
+        return ().into_any();
+    }
+    view! {
+        <h2 class="section-title">"Redrives"</h2>
+        <div class="table-scroll">
+        <table class="data" data-testid="redrives">
+            <thead>
+                <tr>
+                    <th scope="col" class="num">"#"</th>
+                    <th scope="col">"Status"</th>
+                    <th scope="col">"Filter"</th>
+                    <th scope="col" class="num">"Sent again"</th>
+                    <th scope="col" class="num">"Delivered"</th>
+                    <th scope="col">"By, why"</th>
+                    <th scope="col">"Started"</th>
+                    <th scope="col">"Took"</th>
+                </tr>
+            </thead>
+            <tbody>
+                {redrives.into_iter().map(|r| {
+                    let tone = match r.status.as_str() {
+                        "finished" => Tone::Ok,
+                        "running" => Tone::Info,
+                        "cancelled" | "abandoned" => Tone::Warn,
+                        _ => Tone::Error,
+                    };
+                    view! {
+                        <tr>
+                            <td class="num">{r.id}</td>
+                            <td><Badge tone label=r.status.clone() /></td>
+                            <td class="small">{r.filter.clone()}</td>
+                            <td class="num">{format!("{} / {}", count(r.done), count(r.total))}</td>
+                            <td class="num">{count(r.delivered)}</td>
+                            <td class="small">{r.actor.clone()}<br /><span class="muted">{r.reason.clone()}</span></td>
+                            <td class="nowrap small">{format_utc(r.started_at_ms)}</td>
+                            <td class="nowrap small">{r.finished_at_ms.map(|f| format_duration(f - r.started_at_ms)).unwrap_or_else(|| "running".into())}</td>
+                        </tr>
+                    }
+                }).collect_view()}
+            </tbody>
+        </table>
+        </div>
+    }
+    .into_any()
+}
+
+/// Dry run, then redrive or purge what it counted.
+#[component]
+fn ActionsPanel<T>(
+    target: T,
+    dry: ServerAction<DlqDryRun>,
+    redrive: ServerAction<StartRedrive>,
+    purge: ServerAction<Purge>,
+    administer: bool,
+) -> AnyView
+where
+    T: Fn() -> String + Copy + Send + Sync + 'static,
+{
+    view! {
+        <section class="panel form-panel wide" data-testid="dlq-actions">
+            <h2>"Redrive or purge"</h2>
+            <p class="muted small">
+                "A dry run counts what the current filter (or your selection in the list) matches and shows a sample. A redrive then sends exactly those again, in batches on the server, with the same webhook-id, paced per endpoint; a paused endpoint's part waits for its circuit to close."
+            </p>
+            <ActionForm action=dry attr:class="form-row" attr:aria-label="Dry run">
+                <input type="hidden" name="filter" prop:value=target />
+                <button type="submit" class="btn" data-testid="dry-run">"Dry run"</button>
+                <span class="muted small">{move || {
+                    let t = target();
+                    if t.is_empty() { "Every dead letter".to_owned() } else { t.replace('&', ", ") }
+                }}</span>
+            </ActionForm>
+            {move || match dry.value().get() {
+                Some(Ok(result)) => Some(view! { <DryRunResult result redrive purge administer /> }.into_any()),
+                Some(Err(error)) => Some(view! { <ErrorBanner error /> }.into_any()),
+                None => None,
+            }}
+            {move || match redrive.value().get() {
+                Some(Ok(id)) => Some(view! { <p class="banner banner-ok" role="status">{format!("Redrive #{id} started; its progress shows above.")}</p> }.into_any()),
+                Some(Err(error)) => Some(view! { <ErrorBanner error /> }.into_any()),
+                None => None,
+            }}
+            {move || match purge.value().get() {
+                Some(Ok(deleted)) => Some(view! { <p class="banner banner-ok" role="status">{format!("Purged {} dead letters; the history records it.", count(deleted))}</p> }.into_any()),
+                Some(Err(error)) => Some(view! { <ErrorBanner error /> }.into_any()),
+                None => None,
+            }}
+        </section>
+    }
+    .into_any()
+}
+
+#[component]
+fn DryRunResult(
+    result: DryRun,
+    redrive: ServerAction<StartRedrive>,
+    purge: ServerAction<Purge>,
+    administer: bool,
+) -> AnyView {
+    let DryRun {
+        filter,
+        filter_label,
+        count: n,
+        sample,
+        paused,
+    } = result;
+    view! {
+        <div data-testid="dry-run-result">
+            <p class="metric"><span class="metric-value">{count(n)}</span>{format!(" dead letters match: {filter_label}")}</p>
+            {(!paused.is_empty()).then(|| view! {
+                <p class="banner banner-warn">{format!("Paused endpoints among them (their part waits): {}", paused.join(", "))}</p>
+            })}
+            {(!sample.is_empty()).then(|| view! {
+                <table class="data">
+                    <caption class="muted small">"A sample of what would be sent"</caption>
+                    <thead><tr>
+                        <th scope="col" class="num">"Delivery"</th><th scope="col">"Webhook"</th><th scope="col">"Event"</th>
+                        <th scope="col">"Reason"</th><th scope="col" class="num">"Attempts"</th>
+                    </tr></thead>
+                    <tbody>
+                        {sample.into_iter().map(|l| view! {
+                            <tr>
+                                <td class="num"><a href=format!("/admin/dlq/deliveries/{}", l.id)>{l.id}</a></td>
+                                <td>{format!("#{} {}", l.webhook_id, l.webhook)}</td>
+                                <td><code class="small">{l.event_type}</code></td>
+                                <td>{reason_badge(l.reason)}</td>
+                                <td class="num">{l.attempts}</td>
+                            </tr>
+                        }).collect_view()}
+                    </tbody>
+                </table>
+            })}
+            {(n > 0).then(|| {
+                let purge_filter = filter.clone();
+                view! {
+                <div class="form-pair">
+                    <ActionForm action=redrive attr:class="form-row" attr:aria-label="Redrive">
+                        <input type="hidden" name="filter" value=filter.clone() />
+                        <label class="field field-grow">
+                            <span>"Reason (recorded in the history)"</span>
+                            <input type="text" name="reason" required maxlength="500" placeholder="Endpoint fixed by the customer" />
+                        </label>
+                        <button type="submit" class="btn btn-primary" data-testid="redrive">{format!("Redrive {}", count(n))}</button>
+                    </ActionForm>
+                    {administer.then(|| view! {
+                        <ActionForm action=purge attr:class="form-row" attr:aria-label="Purge">
+                            <input type="hidden" name="filter" value=purge_filter.clone() />
+                            <label class="field">
+                                <span>{format!("Type {n} to purge")}</span>
+                                <input type="text" name="confirm" required inputmode="numeric" class="num-input" autocomplete="off" />
+                            </label>
+                            <label class="field field-grow">
+                                <span>"Reason"</span>
+                                <input type="text" name="reason" required maxlength="500" />
+                            </label>
+                            <button type="submit" class="btn btn-danger">"Purge"</button>
+                        </ActionForm>
+                    })}
+                </div>
+            }})}
+        </div>
+    }
+    .into_any()
+}
+
+/// `/admin/dlq/deliveries/:id`: one delivery and every attempt.
+#[component]
+pub fn DeliveryPage() -> AnyView {
+    let params = use_params_map();
+    let id = move || params.with(|p| p.get("id").and_then(|v| v.parse::<i64>().ok()).unwrap_or(0));
+    let delivery = Resource::new(id, load_delivery);
+    view! {
+        <Title text="Delivery" />
+        <p class="breadcrumbs"><a href="/admin/dlq">"Dead letters"</a> " › delivery"</p>
+        <Transition fallback=|| view! { <p class="muted" role="status">"Reading the delivery…"</p> }>
+            {move || Suspend::new(async move {
+                match delivery.await {
+                    Ok(d) => {
+                        let status = match (d.status, d.reason) {
+                            (super::DeliveryStatus::Dead, Some(reason)) => reason_badge(reason),
+                            (super::DeliveryStatus::Delivered, _) => view! { <Badge tone=Tone::Ok label="delivered" /> }.into_any(),
+                            _ => view! { <Badge tone=Tone::Info label="pending" /> }.into_any(),
+                        };
+                        view! {
+                            <PageHeader title=format!("Delivery {}", d.id) subtitle=format!("{} to #{} {}", d.event_type, d.webhook_id, d.webhook) />
+                            <dl class="facts">
+                                <dt>"Status"</dt><dd>{status}</dd>
+                                <dt>"webhook-id"</dt><dd><code>{d.message_id.clone()}</code></dd>
+                                <dt>"Event"</dt><dd>{format!("#{} {}", d.event_id, d.event_type)}</dd>
+                                <dt>"Created"</dt><dd>{format_utc(d.created_at_ms)}</dd>
+                                <dt>"Attempts since created or redriven"</dt><dd>{d.attempts_since_redrive}</dd>
+                                <dt>"Redriven"</dt><dd>{format!("{} times", d.redrives)}</dd>
+                                {d.next_attempt_at_ms.map(|at| view! { <dt>"Next attempt"</dt><dd>{format_utc(at)}</dd> })}
+                                {d.dlq_at_ms.map(|at| view! { <dt>"Dead-lettered"</dt><dd>{format_utc(at)}</dd> })}
+                                {d.delivered_at_ms.map(|at| view! { <dt>"Delivered"</dt><dd>{format_utc(at)}</dd> })}
+                            </dl>
+                            <h2 class="section-title">"Attempts"</h2>
+                            {if d.attempts.is_empty() {
+                                view! { <p class="empty-state">"Not attempted yet."</p> }.into_any()
+                            } else {
+                                view! {
+                                    <table class="data" data-testid="attempts">
+                                        <thead><tr>
+                                            <th scope="col" class="num">"#"</th><th scope="col">"At"</th>
+                                            <th scope="col" class="num">"Took"</th><th scope="col" class="num">"Status"</th>
+                                            <th scope="col">"Error or answer"</th><th scope="col">"Note"</th>
+                                        </tr></thead>
+                                        <tbody>
+                                            {d.attempts.into_iter().map(|a| view! {
+                                                <tr>
+                                                    <td class="num">{a.attempt}</td>
+                                                    <td class="nowrap small">{format_utc(a.started_at_ms)}</td>
+                                                    <td class="num">{format!("{} ms", a.duration_ms)}</td>
+                                                    <td class="num">{a.status_code.map(|s| s.to_string()).unwrap_or_else(|| "—".into())}</td>
+                                                    <td class="small"><code class="payload">{a.error.or(a.response_snippet).unwrap_or_default()}</code></td>
+                                                    <td class="small">
+                                                        {a.probe.then_some("probe ")}
+                                                        {a.redrive_id.map(|r| format!("redrive #{r}"))}
+                                                    </td>
+                                                </tr>
+                                            }).collect_view()}
+                                        </tbody>
+                                    </table>
+                                }.into_any()
+                            }}
+                            <h2 class="section-title">"Payload"</h2>
+                            <pre class="json">{d.payload.unwrap_or_else(|| "(removed by retention)".into())}</pre>
+                        }.into_any()
+                    }
+                    Err(error) => view! { <ErrorBanner error /> }.into_any(),
+                }
+            })}
+        </Transition>
+    }
+    .into_any()
+}

@@ -69,6 +69,12 @@ pub enum Command {
     /// /cron/restore-drill; recorded as cli:$USER).
     #[command(subcommand)]
     Drill(DrillCommand),
+    /// Add, list, turn off or on, and delete the webhooks deliveries go to.
+    #[command(subcommand)]
+    Webhook(WebhookCommand),
+    /// The dead letters: their breakdown, a redrive, a purge (as on /admin/dlq).
+    #[command(subcommand)]
+    Dlq(DlqCommand),
     /// Rotate or list the cron secret (the bearer token of /cron/*).
     #[command(subcommand)]
     CronSecret(CronSecretCommand),
@@ -167,6 +173,74 @@ pub enum BackupCommand {
         restore: i64,
         #[arg(long)]
         reason: Option<String>,
+    },
+}
+
+/// `salvage webhook …`.
+#[derive(Debug, Subcommand)]
+pub enum WebhookCommand {
+    /// Add a webhook; its signing secret is printed once, on standard output.
+    Add {
+        #[arg(long)]
+        url: String,
+        /// Event types, comma-separated (`salvage.alert` for the console's alerts).
+        #[arg(long)]
+        events: String,
+        #[arg(long, default_value = "")]
+        description: String,
+        /// Retries after the first attempt (0–20).
+        #[arg(long, default_value = "5")]
+        max_retries: String,
+    },
+    /// Every webhook, its state, due deliveries and dead letters.
+    List,
+    /// Stop sending to a webhook (its deliveries wait).
+    Disable {
+        id: i64,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Send to a webhook again.
+    Enable {
+        id: i64,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Delete a webhook; its pending deliveries are dead-lettered (`webhook_deleted`).
+    Delete {
+        id: i64,
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+/// `salvage dlq …`. A filter is the page's query string, e.g.
+/// `webhook=3&reason=exhausted&since=2026-11-28T09:00`.
+#[derive(Debug, Subcommand)]
+pub enum DlqCommand {
+    /// The dead letters by webhook and reason (the runbook's breakdown).
+    Summary {
+        #[arg(long, default_value = "")]
+        filter: String,
+    },
+    /// Send the dead letters matching the filter again, once each; prints progress.
+    /// With --dry-run, only counts them and prints a sample.
+    Redrive {
+        #[arg(long, default_value = "")]
+        filter: String,
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Delete the dead letters matching the filter; --confirm must be their count.
+    Purge {
+        #[arg(long, default_value = "")]
+        filter: String,
+        #[arg(long)]
+        confirm: String,
+        #[arg(long)]
+        reason: String,
     },
 }
 
@@ -300,6 +374,18 @@ pub enum BenchCommand {
         rows: u64,
         #[arg(long, default_value_t = 5000)]
         batch: i64,
+    },
+    /// Deliver N webhooks to a local receiver and post the same payloads with a plain
+    /// HTTP client (deliveries/s of each), then redrive N dead letters (rows/s, peak
+    /// memory), in a throwaway database.
+    Webhooks {
+        #[arg(long, default_value_t = 5_000)]
+        deliveries: u64,
+        #[arg(long, default_value_t = 100_000)]
+        dead_letters: u64,
+        /// How long the receiver takes to answer, in ms; one run per value.
+        #[arg(long, value_delimiter = ',', default_value = "0,20")]
+        receiver_ms: Vec<u64>,
     },
     /// Fill a throwaway database with resolved and open alerts; print the self-monitor's
     /// evaluation time and the time of /admin/alerts' queries.

@@ -80,7 +80,7 @@ where
 }
 
 /// Peak resident memory of this process, from `/proc/self/status`.
-fn peak_memory() -> String {
+pub(crate) fn peak_memory() -> String {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {

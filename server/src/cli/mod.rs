@@ -20,6 +20,7 @@ mod backup;
 pub mod bench;
 mod bench_alerts;
 mod bench_backup;
+mod bench_webhooks;
 mod common;
 mod cron;
 pub mod demo;
@@ -31,6 +32,7 @@ mod keys;
 mod queues;
 mod serve;
 mod user;
+mod webhooks;
 
 pub use args::*;
 
@@ -71,5 +73,12 @@ pub async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         Command::Alerts(command) => alerts::alerts(command, settings).await,
         Command::Backup(command) => backup::backup(command, settings).await,
         Command::Drill(command) => drill::drill(command, settings).await,
+        Command::Webhook(command) => webhooks::webhook(command, settings).await,
+        Command::Dlq(command) => webhooks::dlq(command, settings).await,
+        Command::Bench(BenchCommand::Webhooks {
+            deliveries,
+            dead_letters,
+            receiver_ms,
+        }) => bench_webhooks::webhooks(&settings, deliveries, dead_letters, receiver_ms).await,
     }
 }

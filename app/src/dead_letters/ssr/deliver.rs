@@ -101,6 +101,10 @@ pub struct Claimed {
 /// Keeps delivering until `budget` has passed (or, with `until_idle`, until nothing is
 /// due and nothing is in flight), or `tracker` is cancelled. Sends in flight when it
 /// stops are finished and recorded first.
+///
+/// Each send runs as a task of its own; the loop claims in chunks (when half of
+/// the slots are free) and records finished sends in batches, one transaction per batch,
+/// so the database work per delivery stays small at any rate.
 pub async fn work(
     state: &AppState,
     budget: Duration,
@@ -111,10 +115,11 @@ pub async fn work(
     let client = send::client(settings.allow_private);
     let started = Instant::now();
     let mut report = DeliverReport::default();
-    // Each send and its record run as a task of their own, so they go on while this
-    // loop waits for a connection to claim more (the pool is shared with them). Dropping
-    // the set (the worker stopped) aborts them, as a process that dies would.
+    // Dropping the set (the worker stopped) aborts the sends, as a process that dies
+    // would: their leases run out and the deliveries are sent again.
     let mut in_flight = tokio::task::JoinSet::new();
+    let mut done: Vec<Sent> = Vec::new();
+    let chunk = (settings.workers / 2).max(1);
     loop {
         let stopping = started.elapsed() >= budget
             || tracker.is_some_and(|t| t.is_cancelled())
@@ -123,29 +128,13 @@ pub async fn work(
             report.cancelled = tracker.is_some_and(|t| t.is_cancelled());
         }
         let mut claimed_now = 0;
-        if !stopping && in_flight.len() < settings.workers {
-            let room = (settings.workers - in_flight.len()) as i64;
-            for delivery in claim(state, room).await? {
+        let room = settings
+            .workers
+            .saturating_sub(in_flight.len() + done.len());
+        if !stopping && (room >= chunk || in_flight.is_empty()) && room > 0 {
+            for delivery in claim(state, room as i64).await? {
                 claimed_now += 1;
-                let (state, client) = (state.clone(), client.clone());
-                in_flight.spawn(async move {
-                    let at = state.clock.now();
-                    let answer = send::send(
-                        &client,
-                        &send::Message {
-                            url: &delivery.url,
-                            secret: &delivery.secret,
-                            id: &delivery.message_id,
-                            timestamp: at.unix_timestamp(),
-                            body: &delivery.body,
-                        },
-                        state.webhooks.timeout,
-                        state.webhooks.allow_private,
-                    )
-                    .await;
-                    let outcome = record(&state, &delivery, &answer, at).await;
-                    (delivery.probe, outcome)
-                });
+                spawn_send(&mut in_flight, state, &client, delivery);
             }
         }
         if in_flight.is_empty() {
@@ -155,38 +144,86 @@ pub async fn work(
             tokio::time::sleep(settings.poll_every).await;
             continue;
         }
-        // Wait for a send to finish, or for the next poll to claim what became due.
-        if claimed_now == 0 || in_flight.len() >= settings.workers {
+        // Collect finished sends until half of those out are back (or the poll interval
+        // passes), then record them in one transaction: a few statements per batch, not
+        // per delivery.
+        let target = in_flight.len().div_ceil(2).max(1);
+        while done.len() < target {
             tokio::select! {
-                done = in_flight.join_next() => {
-                    if let Some(done) = done {
-                        finished(&mut report, done)?;
-                    }
-                }
-                _ = tokio::time::sleep(settings.poll_every) => {}
+                joined = in_flight.join_next() => match joined {
+                    Some(joined) => done.push(
+                        joined.map_err(|e| AppError::internal("A webhook send stopped", e))?,
+                    ),
+                    None => break,
+                },
+                _ = tokio::time::sleep(settings.poll_every) => break,
             }
         }
-        // Record whatever else has finished meanwhile without waiting.
-        while let Some(done) = in_flight.try_join_next() {
-            finished(&mut report, done)?;
+        while let Some(joined) = in_flight.try_join_next() {
+            done.push(joined.map_err(|e| AppError::internal("A webhook send stopped", e))?);
         }
-    }
-    while let Some(done) = in_flight.join_next().await {
-        finished(&mut report, done)?;
+        if !done.is_empty() {
+            // One transaction records the batch and claims the next one: the slots the
+            // batch frees are taken again without another round of statements.
+            let batch = std::mem::take(&mut done);
+            let wrap = || AppError::wrap("Record webhook attempts");
+            let mut tx = state.pg.begin().await.map_err(wrap())?;
+            let steps = record_in(&mut tx, state, &batch).await?;
+            let room = settings.workers.saturating_sub(in_flight.len());
+            let next = if !stopping && room >= chunk {
+                claim_in(&mut tx, state, room as i64).await?
+            } else {
+                Vec::new()
+            };
+            tx.commit().await.map_err(wrap())?;
+            for (probe, step) in steps {
+                tally(&mut report, probe, step);
+            }
+            for delivery in next {
+                spawn_send(&mut in_flight, state, &client, delivery);
+            }
+        }
     }
     Ok(report)
 }
 
-type Done = (bool, Result<Option<Step>, AppError>);
+/// Sends `delivery` in a task of `set`.
+fn spawn_send(
+    set: &mut tokio::task::JoinSet<Sent>,
+    state: &AppState,
+    client: &reqwest::Client,
+    delivery: Claimed,
+) {
+    let (state, client) = (state.clone(), client.clone());
+    set.spawn(async move {
+        let at = state.clock.now();
+        let answer = send::send(
+            &client,
+            &send::Message {
+                url: &delivery.url,
+                secret: &delivery.secret,
+                id: &delivery.message_id,
+                timestamp: at.unix_timestamp(),
+                body: &delivery.body,
+            },
+            state.webhooks.timeout,
+            state.webhooks.allow_private,
+        )
+        .await;
+        Sent {
+            delivery,
+            answer,
+            at,
+        }
+    });
+}
 
-fn finished(
-    report: &mut DeliverReport,
-    done: Result<Done, tokio::task::JoinError>,
-) -> Result<(), AppError> {
-    let (probe, outcome) =
-        done.map_err(|error| AppError::internal("A webhook send stopped", error))?;
-    tally(report, probe, outcome?);
-    Ok(())
+/// A finished send, to record.
+pub struct Sent {
+    pub delivery: Claimed,
+    pub answer: Answer,
+    /// When it was sent.
+    pub at: OffsetDateTime,
 }
 
 fn tally(report: &mut DeliverReport, probe: bool, outcome: Option<Step>) {
@@ -212,6 +249,19 @@ pub enum Step {
 /// dead-letters those whose payload is gone. Fair: endpoints are visited in random
 /// order, each up to its free slots.
 pub async fn claim(state: &AppState, room: i64) -> Result<Vec<Claimed>, AppError> {
+    let wrap = || AppError::wrap("Claim webhook deliveries");
+    let mut tx = state.pg.begin().await.map_err(wrap())?;
+    let claimed = claim_in(&mut tx, state, room).await?;
+    tx.commit().await.map_err(wrap())?;
+    Ok(claimed)
+}
+
+/// [`claim`] in the caller's transaction (the claims commit with it).
+pub async fn claim_in(
+    conn: &mut sqlx::PgConnection,
+    state: &AppState,
+    room: i64,
+) -> Result<Vec<Claimed>, AppError> {
     let settings = &state.webhooks;
     let now = state.clock.now();
     let webhooks: Vec<i64> = sqlx::query_scalar(
@@ -225,7 +275,7 @@ pub async fn claim(state: &AppState, room: i64) -> Result<Vec<Claimed>, AppError
           order by random()",
     )
     .bind(now)
-    .fetch_all(&state.pg)
+    .fetch_all(&mut *conn)
     .await
     .map_err(AppError::wrap("Find due webhook deliveries"))?;
     let mut claimed = Vec::new();
@@ -234,20 +284,18 @@ pub async fn claim(state: &AppState, room: i64) -> Result<Vec<Claimed>, AppError
         if left <= 0 {
             break;
         }
-        claimed.extend(claim_for(state, settings, webhook_id, left, now).await?);
+        claimed.extend(claim_for(&mut *conn, settings, webhook_id, left, now).await?);
     }
     Ok(claimed)
 }
 
 async fn claim_for(
-    state: &AppState,
+    tx: &mut sqlx::PgConnection,
     settings: &WebhookSettings,
     webhook_id: i64,
     room: i64,
     now: OffsetDateTime,
 ) -> Result<Vec<Claimed>, AppError> {
-    let wrap = AppError::wrap("Claim webhook deliveries");
-    let mut tx = state.pg.begin().await.map_err(wrap)?;
     // Held until commit: two workers never count one endpoint's slots at once.
     let Some(webhook) = sqlx::query(
         "select url, secret, max_retries, max_in_flight, paused_at is not null as paused,
@@ -347,9 +395,6 @@ async fn claim_for(
         .await
         .map_err(AppError::wrap("Dead-letter deliveries without payload"))?;
     }
-    tx.commit()
-        .await
-        .map_err(AppError::wrap("Claim webhook deliveries"))?;
     Ok(claimed)
 }
 
@@ -371,112 +416,198 @@ pub fn retry_delay(
     Duration::from_secs_f64(wait.min(max))
 }
 
-/// Records an attempt: the attempt row, the delivery's new state and the endpoint's
-/// circuit, in one transaction, if the lease is still this worker's. `None` when it
-/// was not (the lease ran out and another worker took the delivery): the attempt is
-/// still kept.
+/// Records finished sends in one transaction: each attempt row, each delivery's new
+/// state (only while its lease is still this worker's), and each endpoint's circuit.
+/// Returns, per send in order, whether it was a probe and what became of the delivery
+/// (`None`: the lease had run out and another worker took it; the attempt is kept).
 pub async fn record(
     state: &AppState,
-    delivery: &Claimed,
-    answer: &Answer,
-    started: OffsetDateTime,
-) -> Result<Option<Step>, AppError> {
+    sent: &[Sent],
+) -> Result<Vec<(bool, Option<Step>)>, AppError> {
+    let wrap = || AppError::wrap("Record webhook attempts");
+    let mut tx = state.pg.begin().await.map_err(wrap())?;
+    let steps = record_in(&mut tx, state, sent).await?;
+    tx.commit().await.map_err(wrap())?;
+    Ok(steps)
+}
+
+/// [`record`] in the caller's transaction.
+pub async fn record_in(
+    tx: &mut sqlx::PgConnection,
+    state: &AppState,
+    sent: &[Sent],
+) -> Result<Vec<(bool, Option<Step>)>, AppError> {
     let settings = &state.webhooks;
     let now = state.clock.now();
-    let wrap = || AppError::wrap("Record a webhook attempt");
-    let attempt = delivery.attempts + 1;
-    let mut tx = state.pg.begin().await.map_err(wrap())?;
+    let wrap = || AppError::wrap("Record webhook attempts");
+    let mut steps = Vec::with_capacity(sent.len());
+    let mut columns = Columns::default();
+    for s in sent {
+        let attempt = s.delivery.attempts + 1;
+        let (step, reason) = match s.answer.verdict() {
+            Verdict::Delivered => (Step::Delivered, None),
+            Verdict::Reject => (Step::Dead, Some("rejected")),
+            Verdict::Retry if attempt > s.delivery.max_retries => (Step::Dead, Some("exhausted")),
+            Verdict::Retry => (Step::Retry, None),
+        };
+        let jitter = 0.8 + 0.4 * rand::random::<f64>();
+        let next = (step == Step::Retry).then(|| {
+            now + time::Duration::try_from(retry_delay(
+                settings,
+                attempt,
+                s.answer.retry_after,
+                jitter,
+            ))
+            .unwrap_or_default()
+        });
+        steps.push(step);
+        columns.id.push(s.delivery.id);
+        columns.lease.push(s.delivery.lease_until);
+        columns.attempt.push(attempt);
+        columns.started.push(s.at);
+        columns
+            .duration
+            .push(s.answer.duration.as_millis().min(i32::MAX as u128) as i32);
+        columns.code.push(s.answer.status.map(i32::from));
+        columns.error.push(s.answer.error.clone());
+        columns.snippet.push(s.answer.snippet.clone());
+        columns.summary.push(s.answer.summary());
+        columns.probe.push(s.delivery.probe);
+        columns.redrive.push(s.delivery.redrive_id);
+        columns.status.push(match step {
+            Step::Delivered => "delivered",
+            Step::Dead => "dead",
+            Step::Retry => "pending",
+        });
+        columns.reason.push(reason);
+        columns.next.push(next);
+    }
     sqlx::query(
         "insert into webhook_attempts
             (delivery_id, attempt, started_at, duration_ms, status_code, error, response_snippet,
              probe, redrive_id)
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+         select * from unnest($1::bigint[], $2::int[], $3::timestamptz[], $4::int[], $5::int[],
+                              $6::text[], $7::text[], $8::bool[], $9::bigint[])",
     )
-    .bind(delivery.id)
-    .bind(attempt)
-    .bind(started)
-    .bind(answer.duration.as_millis().min(i32::MAX as u128) as i32)
-    .bind(answer.status.map(i32::from))
-    .bind(&answer.error)
-    .bind(&answer.snippet)
-    .bind(delivery.probe)
-    .bind(delivery.redrive_id)
+    .bind(&columns.id)
+    .bind(&columns.attempt)
+    .bind(&columns.started)
+    .bind(&columns.duration)
+    .bind(&columns.code)
+    .bind(&columns.error)
+    .bind(&columns.snippet)
+    .bind(&columns.probe)
+    .bind(&columns.redrive)
     .execute(&mut *tx)
     .await
     .map_err(wrap())?;
-    let verdict = answer.verdict();
-    let (step, reason) = match verdict {
-        Verdict::Delivered => (Step::Delivered, None),
-        Verdict::Reject => (Step::Dead, Some("rejected")),
-        Verdict::Retry if attempt > delivery.max_retries => (Step::Dead, Some("exhausted")),
-        Verdict::Retry => (Step::Retry, None),
-    };
-    let jitter = 0.8 + 0.4 * rand::random::<f64>();
-    let next = now
-        + time::Duration::try_from(retry_delay(settings, attempt, answer.retry_after, jitter))
-            .unwrap_or_default();
-    let updated = sqlx::query(
-        "update webhook_deliveries
-            set attempts = $3, last_attempt_at = $4, last_status = $5, last_error = $6,
-                lease_until = null,
-                status = case $7 when 'delivered' then 'delivered' when 'dead' then 'dead' else 'pending' end,
-                delivered_at = case when $7 = 'delivered' then $8 end,
-                dlq_at = case when $7 = 'dead' then $8 end,
-                dlq_reason = $9,
-                next_attempt_at = case when $7 = 'retry' then $10 else next_attempt_at end
-          where id = $1 and status = 'pending' and lease_until = $2",
+    let updated: std::collections::HashSet<i64> = sqlx::query_scalar::<_, i64>(
+        "update webhook_deliveries d
+            set attempts = u.attempt, last_attempt_at = u.started, last_status = u.code,
+                last_error = u.summary, lease_until = null, status = u.status,
+                delivered_at = case when u.status = 'delivered' then $10 end,
+                dlq_at = case when u.status = 'dead' then $10 end,
+                dlq_reason = u.reason,
+                next_attempt_at = coalesce(u.next_at, d.next_attempt_at)
+           from unnest($1::bigint[], $2::timestamptz[], $3::int[], $4::timestamptz[], $5::int[],
+                       $6::text[], $7::text[], $8::text[], $9::timestamptz[])
+                as u(id, lease, attempt, started, code, summary, status, reason, next_at)
+          where d.id = u.id and d.status = 'pending' and d.lease_until = u.lease
+         returning d.id",
     )
-    .bind(delivery.id)
-    .bind(delivery.lease_until)
-    .bind(attempt)
-    .bind(started)
-    .bind(answer.status.map(i32::from))
-    .bind(answer.summary())
-    .bind(match step {
-        Step::Delivered => "delivered",
-        Step::Dead => "dead",
-        Step::Retry => "retry",
-    })
+    .bind(&columns.id)
+    .bind(&columns.lease)
+    .bind(&columns.attempt)
+    .bind(&columns.started)
+    .bind(&columns.code)
+    .bind(&columns.summary)
+    .bind(&columns.status)
+    .bind(&columns.reason)
+    .bind(&columns.next)
     .bind(now)
-    .bind(reason)
-    .bind(next)
-    .execute(&mut *tx)
+    .fetch_all(&mut *tx)
     .await
     .map_err(wrap())?
-    .rows_affected();
-    if verdict == Verdict::Delivered {
-        sqlx::query(
-            // A healthy endpoint's row is left alone (not even locked): only a change of
-            // state writes it.
-            "update webhooks set consecutive_failures = 0, failing_since = null, paused_at = null,
-                                 next_probe_at = null
-              where id = $1 and (consecutive_failures > 0 or paused_at is not null)",
-        )
-        .bind(delivery.webhook_id)
-        .execute(&mut *tx)
-        .await
-        .map_err(wrap())?;
-    } else {
+    .into_iter()
+    .collect();
+    // The circuits, per endpoint, in the order the sends finished: a success resets the
+    // count; the failures after the last success add to it.
+    let mut endpoints: Vec<(i64, bool, i32)> = Vec::new();
+    for s in sent {
+        let ok = s.answer.verdict() == Verdict::Delivered;
+        let at = match endpoints.iter().position(|e| e.0 == s.delivery.webhook_id) {
+            Some(at) => at,
+            None => {
+                endpoints.push((s.delivery.webhook_id, false, 0));
+                endpoints.len() - 1
+            }
+        };
+        let entry = &mut endpoints[at];
+        if ok {
+            *entry = (entry.0, true, 0);
+        } else {
+            entry.2 += 1;
+        }
+    }
+    let probe_at = now + time::Duration::try_from(settings.probe_every).unwrap_or_default();
+    for (webhook, reset, failures) in endpoints {
+        // A healthy endpoint's row is left alone (not even locked): only a change of
+        // state writes it.
         sqlx::query(
             "update webhooks
-                set consecutive_failures = consecutive_failures + 1,
-                    failing_since = least(coalesce(failing_since, $2), $2),
-                    paused_at = case when paused_at is null and consecutive_failures + 1 >= $3
-                                     then $2 else paused_at end,
-                    next_probe_at = case when paused_at is null and consecutive_failures + 1 >= $3
-                                         then $4 else next_probe_at end
-              where id = $1",
+                set consecutive_failures = case when $2 then $3 else consecutive_failures + $3 end,
+                    failing_since = case when $3 = 0 then null
+                                         when $2 then $4
+                                         else least(coalesce(failing_since, $4), $4) end,
+                    paused_at = case when $3 = 0 then null
+                                     when paused_at is null
+                                          and (case when $2 then $3 else consecutive_failures + $3 end) >= $5
+                                     then $4 else paused_at end,
+                    next_probe_at = case when $3 = 0 then null
+                                         when paused_at is null
+                                              and (case when $2 then $3 else consecutive_failures + $3 end) >= $5
+                                         then $6 else next_probe_at end
+              where id = $1 and ($3 > 0 or consecutive_failures > 0 or paused_at is not null)",
         )
-        .bind(delivery.webhook_id)
+        .bind(webhook)
+        .bind(reset)
+        .bind(failures)
         .bind(now)
         .bind(settings.breaker_failures)
-        .bind(now + time::Duration::try_from(settings.probe_every).unwrap_or_default())
+        .bind(probe_at)
         .execute(&mut *tx)
         .await
         .map_err(wrap())?;
     }
-    tx.commit().await.map_err(wrap())?;
-    Ok((updated == 1).then_some(step))
+    Ok(sent
+        .iter()
+        .zip(steps)
+        .map(|(s, step)| {
+            (
+                s.delivery.probe,
+                updated.contains(&s.delivery.id).then_some(step),
+            )
+        })
+        .collect())
+}
+
+/// The batch's columns, for `unnest`.
+#[derive(Default)]
+struct Columns {
+    id: Vec<i64>,
+    lease: Vec<OffsetDateTime>,
+    attempt: Vec<i32>,
+    started: Vec<OffsetDateTime>,
+    duration: Vec<i32>,
+    code: Vec<Option<i32>>,
+    error: Vec<Option<String>>,
+    snippet: Vec<Option<String>>,
+    summary: Vec<Option<String>>,
+    probe: Vec<bool>,
+    redrive: Vec<Option<i64>>,
+    status: Vec<&'static str>,
+    reason: Vec<Option<&'static str>>,
+    next: Vec<Option<OffsetDateTime>>,
 }
 
 #[cfg(test)]

@@ -1,0 +1,199 @@
+//! `salvage webhook …` and `salvage dlq …`: the webhooks and the dead letters from a
+//! terminal, through the same functions as /admin/settings/webhooks and /admin/dlq
+//! (recorded as `cli:$USER`).
+
+use app::auth::ssr::Actor;
+use app::dead_letters::ssr::{dlq, endpoints, filter::DlqFilter, redrive};
+use app::format::{format_utc, group_digits};
+
+use super::args::{DlqCommand, WebhookCommand};
+use super::common::{app_error, migrated_state, stop_on_ctrl_c};
+use crate::config::Settings;
+
+/// Runs `salvage webhook <command>`.
+pub async fn webhook(command: WebhookCommand, settings: Settings) -> anyhow::Result<()> {
+    let state = migrated_state(&settings).await?;
+    let actor = Actor::cli();
+    match command {
+        WebhookCommand::Add {
+            url,
+            events,
+            description,
+            max_retries,
+        } => {
+            let new = endpoints::NewWebhook::parse(
+                &state.webhooks,
+                &url,
+                &description,
+                &events,
+                &max_retries,
+            )
+            .map_err(app_error)?;
+            let created = endpoints::create(&state.pg, &actor, &new)
+                .await
+                .map_err(app_error)?;
+            eprintln!(
+                "Webhook {} added. Its signing secret (shown only now) follows on standard output.",
+                created.id
+            );
+            println!("{}", created.secret);
+        }
+        WebhookCommand::List => {
+            let rows = endpoints::list(&state.pg, state.clock.now()).await?;
+            if rows.is_empty() {
+                println!("No webhooks.");
+            }
+            println!(
+                "{:>4}  {:<9}  {:>7}  {:>6}  {:>9}  url (events)",
+                "id", "state", "retries", "due", "dead"
+            );
+            for row in rows {
+                println!(
+                    "{:>4}  {:<9}  {:>7}  {:>6}  {:>9}  {} ({})",
+                    row.id,
+                    row.state.label(),
+                    row.max_retries,
+                    group_digits(row.backlog.max(0) as u64),
+                    group_digits(row.dead.max(0) as u64),
+                    row.url,
+                    row.event_types.join(", ")
+                );
+            }
+        }
+        WebhookCommand::Disable { id, reason } | WebhookCommand::Enable { id, reason }
+            if reason.trim().is_empty() =>
+        {
+            anyhow::bail!("--reason: say why (webhook {id}), for the history");
+        }
+        WebhookCommand::Disable { id, reason } => {
+            endpoints::set_enabled(&state.pg, &actor, id, false, &reason)
+                .await
+                .map_err(app_error)?;
+            println!("Webhook {id} disabled; its deliveries wait.");
+        }
+        WebhookCommand::Enable { id, reason } => {
+            endpoints::set_enabled(&state.pg, &actor, id, true, &reason)
+                .await
+                .map_err(app_error)?;
+            println!("Webhook {id} enabled.");
+        }
+        WebhookCommand::Delete { id, reason } => {
+            let dead = endpoints::delete(&state.pg, &actor, id, &reason, state.clock.now())
+                .await
+                .map_err(app_error)?;
+            println!(
+                "Webhook {id} deleted; {dead} pending deliveries dead-lettered (webhook_deleted)."
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Runs `salvage dlq <command>`.
+pub async fn dlq(command: DlqCommand, settings: Settings) -> anyhow::Result<()> {
+    let state = migrated_state(&settings).await?;
+    let actor = Actor::cli();
+    match command {
+        DlqCommand::Summary { filter } => {
+            let filter = DlqFilter::parse(&filter).map_err(app_error)?;
+            let overview = dlq::overview(&state, &filter, None)
+                .await
+                .map_err(app_error)?;
+            println!(
+                "{} dead letters, {} matching {}; {} deliveries due",
+                group_digits(overview.dead_total as u64),
+                group_digits(overview.matching as u64),
+                overview.filter_label,
+                group_digits(overview.backlog as u64)
+            );
+            println!(
+                "{:>7}  {:<16}  {:>9}  {:<20}  last answer",
+                "webhook", "reason", "count", "newest"
+            );
+            for row in overview.breakdown {
+                println!(
+                    "{:>7}  {:<16}  {:>9}  {:<20}  {}",
+                    row.webhook_id,
+                    row.reason.as_str(),
+                    group_digits(row.count as u64),
+                    format_utc(row.newest_ms),
+                    row.last_error.unwrap_or_default()
+                );
+            }
+        }
+        DlqCommand::Redrive {
+            filter,
+            dry_run,
+            reason,
+        } => {
+            let filter = DlqFilter::parse(&filter).map_err(app_error)?;
+            let dry = dlq::dry_run(&state.pg, &filter).await.map_err(app_error)?;
+            println!(
+                "{} dead letters match {}",
+                group_digits(dry.count as u64),
+                dry.filter_label
+            );
+            for letter in &dry.sample {
+                println!(
+                    "  delivery {:>8}  webhook {:>4}  {:<18}  {:<16}  {} attempts",
+                    letter.id,
+                    letter.webhook_id,
+                    letter.event_type,
+                    letter.reason.as_str(),
+                    letter.attempts
+                );
+            }
+            if dry_run {
+                return Ok(());
+            }
+            let reason = reason
+                .filter(|r| !r.trim().is_empty())
+                .ok_or_else(|| anyhow::anyhow!("--reason: say why, for the history"))?;
+            stop_on_ctrl_c(&state, "Stopping after the current batch…");
+            let id = redrive::prepare(&state, &actor, &filter, &reason)
+                .await
+                .map_err(app_error)?;
+            let watcher_state = state.clone();
+            let watcher = tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    if let Ok(run) = redrive::load(&watcher_state.pg, id).await {
+                        eprintln!(
+                            "  redrive {id}: {} of {} sent again",
+                            group_digits(run.done as u64),
+                            group_digits(run.total as u64)
+                        );
+                    }
+                }
+            });
+            let result = redrive::execute(&state, id).await;
+            watcher.abort();
+            let run = result.map_err(app_error)?;
+            println!(
+                "Redrive {id} {}: {} of {} dead letters sent again; the delivery workers send them.",
+                run.status,
+                group_digits(run.done as u64),
+                group_digits(run.total as u64)
+            );
+        }
+        DlqCommand::Purge {
+            filter,
+            confirm,
+            reason,
+        } => {
+            let filter = DlqFilter::parse(&filter).map_err(app_error)?;
+            if reason.trim().is_empty() {
+                anyhow::bail!("--reason: say why, for the history");
+            }
+            let purged = dlq::purge(&state, &actor, &filter, &confirm, &reason)
+                .await
+                .map_err(app_error)?;
+            println!(
+                "Purged {} dead letters (history entry {}).",
+                group_digits(purged.deleted as u64),
+                purged.history_id
+            );
+        }
+    }
+    Ok(())
+}
