@@ -33,6 +33,8 @@ rm -rf "$SALVAGE_BACKUP_DIR"
 # no in-process scheduler, so nothing drains the seeded queue behind a test's back.
 export CRON_SECRET="e2e-cron-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 export E2E_CRON_SECRET=$CRON_SECRET SALVAGE_SCHEDULER=off
+# The dead-letter test's webhooks go to the demo receiver on this server.
+export SALVAGE_WEBHOOK_ALLOW_PRIVATE=on SALVAGE_DEMO_RECEIVER=0
 export SALVAGE_BIN="$ROOT/target/release/salvage"
 "$SALVAGE_BIN" migrate >/dev/null
 # 250 rows parked in the requests queue, as an outage would leave them, for the queues

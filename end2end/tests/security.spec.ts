@@ -22,6 +22,8 @@ const PAGES = [
   "/admin/alerts",
   "/admin/backups",
   "/admin/drills",
+  "/admin/dlq",
+  "/admin/settings/webhooks",
   "/admin/alerts?alert=1",
   "/admin/alerts?view=resolved",
   "/admin/alerts?view=silences",

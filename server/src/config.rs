@@ -99,6 +99,10 @@ pub struct Settings {
     /// `SALVAGE_REDRIVE_RATE` (200 per endpoint per second),
     /// `SALVAGE_ALERT_WEBHOOK_BACKLOG_ROWS` (100), `SALVAGE_ALERT_DLQ_PER_HOUR` (50).
     pub webhooks: app::dead_letters::ssr::WebhookSettings,
+    /// `SALVAGE_DEMO_RECEIVER` (seconds, `make run` sets 180): serve a webhook receiver
+    /// for the demo at `/demo/webhook-receiver/<name>`. `flaky` answers 503 for that many
+    /// seconds after start, then 200; `down` always 503; anything else 200. Off by default.
+    pub demo_receiver: Option<u64>,
 }
 
 /// `CLICKHOUSE_*`.
@@ -459,7 +463,18 @@ impl Settings {
             webhooks.event_types = types;
         }
 
+        let demo_receiver = match get("SALVAGE_DEMO_RECEIVER") {
+            None => None,
+            Some(_) => Some(bounded(
+                "SALVAGE_DEMO_RECEIVER",
+                0..=86_400,
+                "seconds",
+                180,
+            )?),
+        };
+
         Ok(Self {
+            demo_receiver,
             webhooks,
             alerts,
             backups,

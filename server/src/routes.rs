@@ -338,3 +338,31 @@ async fn webhooks_health(state: &AppState) -> serde_json::Value {
             "error": "PostgreSQL did not answer in time"}),
     }
 }
+
+/// The demo's webhook receiver (`SALVAGE_DEMO_RECEIVER`): `POST
+/// /demo/webhook-receiver/flaky` answers 503 for the first `fail_secs` after start, then
+/// 200; `/down` always 503; any other name 200. Not mounted unless asked for.
+pub fn demo_receiver(fail_secs: Option<u64>) -> Router<AppState> {
+    let Some(fail_secs) = fail_secs else {
+        return Router::new();
+    };
+    let started = std::time::Instant::now();
+    Router::new().route(
+        "/demo/webhook-receiver/{name}",
+        post(move |Path(name): Path<String>| async move {
+            let failing = match name.as_str() {
+                "down" => true,
+                "flaky" => started.elapsed().as_secs() < fail_secs,
+                _ => false,
+            };
+            if failing {
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "demo receiver: failing for now",
+                )
+            } else {
+                (StatusCode::OK, "demo receiver: received")
+            }
+        }),
+    )
+}

@@ -208,6 +208,7 @@ pub fn router(state: AppState, settings: &Settings) -> Router {
     Router::new()
         .merge(crate::routes::health_routes())
         .merge(crate::routes::root_redirect())
+        .merge(crate::routes::demo_receiver(settings.demo_receiver))
         .route(
             "/admin/history/export",
             axum::routing::get(app::history::export::export_handler),
