@@ -4,7 +4,7 @@ SHELL := /bin/bash
 
 export PATH := $(HOME)/.cargo/bin:$(CURDIR)/end2end/node_modules/.bin:$(PATH)
 
-.PHONY: help run test setup setup-test stores build-release check unit e2e stop bench-history bench-replay bench-sign-in bench-alerts bench-backup
+.PHONY: help run test setup setup-test stores build-release check unit e2e stop bench-history bench-replay bench-sign-in bench-alerts bench-backup bench-webhooks
 
 help:
 	@echo "make run    install what is missing, start PostgreSQL + ClickHouse, build, serve http://127.0.0.1:3000/admin"
@@ -14,6 +14,7 @@ help:
 	@echo "make bench-history   a million history entries: page queries, chain verification, sign-in timing"
 	@echo "make bench-replay    a million queued rows: replay rows/s against plain inserts and deletes"
 	@echo "make bench-alerts    10,000 resolved and 500 open alerts: self-monitor and alerts page timings"
+	@echo "make bench-webhooks  webhook deliveries/s against a plain HTTP client, and a redrive of 100,000 dead letters"
 	@echo "make bench-backup    a million ClickHouse rows and the demo data: backup and restore against pg_dump and clickhouse-client"
 	@echo "make bench-sign-in   300 concurrent password checks: peak memory with and without the gate"
 
@@ -62,6 +63,10 @@ bench-alerts: setup stores build-release
 ## Benchmark: peak memory of 300 concurrent password checks, gated and ungated.
 bench-backup: setup stores build-release
 	set -a; . ./.env; set +a; ./target/release/salvage bench backup --rows 1000000
+
+## Benchmark: webhook deliveries/s against a plain HTTP client; a redrive of 100,000 dead letters.
+bench-webhooks: setup stores build-release
+	set -a; . ./.env; set +a; ./target/release/salvage bench webhooks --deliveries 5000 --dead-letters 100000
 
 bench-sign-in:
 	cargo run -q --release -p salvage --features app/ssr --example bench_sign_in
