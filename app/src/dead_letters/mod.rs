@@ -1,11 +1,14 @@
 //! Webhook deliveries and their dead letters: the delivery engine (`ssr`: ingest of
 //! events, the workers, retries, the circuit breaker, redrive and purge, the alert kinds,
 //! alert notifications), `/admin/dlq` (`page`), a delivery's attempts
-//! (`/admin/dlq/deliveries/:id`) and the endpoints' settings page
+//! (`/admin/dlq/deliveries/:id`, `delivery_page`) and the endpoints' settings page
 //! (`/admin/settings/webhooks`, `settings_page`).
 
+pub mod actions;
 pub mod api;
+pub mod delivery_page;
 pub mod page;
+pub mod parts;
 pub mod settings_page;
 #[cfg(feature = "ssr")]
 pub mod ssr;

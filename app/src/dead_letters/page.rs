@@ -2,22 +2,23 @@
 //! query), filtered by webhook, reason, event type, time and attempts; the endpoints and
 //! their circuits ("re-enable and recover" for a paused one); a dry run that counts and
 //! samples what a redrive or purge would take; the redrive (operators and admins) with
-//! live progress and Cancel; the purge (admins, typed count). `/admin/dlq/deliveries/:id`:
-//! one delivery's attempts.
+//! live progress and Cancel; the purge (admins, typed count).
 
 use std::time::Duration;
 
 use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::components::Form;
-use leptos_router::hooks::{use_params_map, use_query_map};
+use leptos_router::hooks::use_query_map;
 
-use super::api::{load_delivery, load_dlq, CancelRedrive, DlqDryRun, Purge, Recover, StartRedrive};
+use super::actions::ActionsPanel;
+use super::api::{load_dlq, CancelRedrive, DlqDryRun, Purge, Recover, StartRedrive};
+use super::parts::{count, reason_badge};
 use super::settings_page::state_badge;
-use super::{DeadLetter, DlqOverview, DlqReason, DryRun, Endpoint, EndpointState, Redrive};
+use super::{DeadLetter, DlqOverview, DlqReason, Endpoint, EndpointState, Redrive};
 use crate::auth::Permission;
 use crate::components::{action_error, use_viewer, Badge, ErrorBanner, PageHeader, Tone};
-use crate::format::{format_ago, format_duration, format_utc, group_digits, percent_encode};
+use crate::format::{format_ago, format_duration, format_utc, percent_encode};
 
 /// How often the page asks for fresh figures (a redrive in progress).
 pub const REFRESH_EVERY: Duration = Duration::from_secs(3);
@@ -31,19 +32,6 @@ const FILTERS: [&str; 6] = [
     "until",
     "min_attempts",
 ];
-
-fn count(n: i64) -> String {
-    group_digits(n.max(0) as u64)
-}
-
-fn reason_badge(reason: DlqReason) -> AnyView {
-    let tone = match reason {
-        DlqReason::Exhausted => Tone::Error,
-        DlqReason::Rejected => Tone::Warn,
-        DlqReason::WebhookDeleted | DlqReason::PayloadMissing => Tone::Neutral,
-    };
-    view! { <Badge tone label=reason.as_str().replace('_', " ") /> }.into_any()
-}
 
 /// `/admin/dlq`.
 #[component]
@@ -487,197 +475,6 @@ fn RedrivesTable(redrives: Vec<Redrive>) -> AnyView {
             </tbody>
         </table>
         </div>
-    }
-    .into_any()
-}
-
-/// Dry run, then redrive or purge what it counted.
-#[component]
-fn ActionsPanel<T>(
-    target: T,
-    dry: ServerAction<DlqDryRun>,
-    redrive: ServerAction<StartRedrive>,
-    purge: ServerAction<Purge>,
-    administer: bool,
-) -> AnyView
-where
-    T: Fn() -> String + Copy + Send + Sync + 'static,
-{
-    view! {
-        <section class="panel form-panel wide" data-testid="dlq-actions">
-            <h2>"Redrive or purge"</h2>
-            <p class="muted small">
-                "A dry run counts what the current filter (or your selection in the list) matches and shows a sample. A redrive then sends exactly those again, in batches on the server, with the same webhook-id, paced per endpoint; a paused endpoint's part waits for its circuit to close."
-            </p>
-            <ActionForm action=dry attr:class="form-row" attr:aria-label="Dry run">
-                <input type="hidden" name="filter" prop:value=target />
-                <button type="submit" class="btn" data-testid="dry-run">"Dry run"</button>
-                <span class="muted small">{move || {
-                    let t = target();
-                    if t.is_empty() { "Every dead letter".to_owned() } else { t.replace('&', ", ") }
-                }}</span>
-            </ActionForm>
-            {move || match dry.value().get() {
-                Some(Ok(result)) => Some(view! { <DryRunResult result redrive purge administer /> }.into_any()),
-                Some(Err(error)) => Some(view! { <ErrorBanner error /> }.into_any()),
-                None => None,
-            }}
-            {move || match redrive.value().get() {
-                Some(Ok(id)) => Some(view! { <p class="banner banner-ok" role="status">{format!("Redrive #{id} started; its progress shows above.")}</p> }.into_any()),
-                Some(Err(error)) => Some(view! { <ErrorBanner error /> }.into_any()),
-                None => None,
-            }}
-            {move || match purge.value().get() {
-                Some(Ok(deleted)) => Some(view! { <p class="banner banner-ok" role="status">{format!("Purged {} dead letters; the history records it.", count(deleted))}</p> }.into_any()),
-                Some(Err(error)) => Some(view! { <ErrorBanner error /> }.into_any()),
-                None => None,
-            }}
-        </section>
-    }
-    .into_any()
-}
-
-#[component]
-fn DryRunResult(
-    result: DryRun,
-    redrive: ServerAction<StartRedrive>,
-    purge: ServerAction<Purge>,
-    administer: bool,
-) -> AnyView {
-    let DryRun {
-        filter,
-        filter_label,
-        count: n,
-        sample,
-        paused,
-    } = result;
-    view! {
-        <div data-testid="dry-run-result">
-            <p class="metric"><span class="metric-value">{count(n)}</span>{format!(" dead letters match: {filter_label}")}</p>
-            {(!paused.is_empty()).then(|| view! {
-                <p class="banner banner-warn">{format!("Paused endpoints among them (their part waits): {}", paused.join(", "))}</p>
-            })}
-            {(!sample.is_empty()).then(|| view! {
-                <table class="data">
-                    <caption class="muted small">"A sample of what would be sent"</caption>
-                    <thead><tr>
-                        <th scope="col" class="num">"Delivery"</th><th scope="col">"Webhook"</th><th scope="col">"Event"</th>
-                        <th scope="col">"Reason"</th><th scope="col" class="num">"Attempts"</th>
-                    </tr></thead>
-                    <tbody>
-                        {sample.into_iter().map(|l| view! {
-                            <tr>
-                                <td class="num"><a href=format!("/admin/dlq/deliveries/{}", l.id)>{l.id}</a></td>
-                                <td>{format!("#{} {}", l.webhook_id, l.webhook)}</td>
-                                <td><code class="small">{l.event_type}</code></td>
-                                <td>{reason_badge(l.reason)}</td>
-                                <td class="num">{l.attempts}</td>
-                            </tr>
-                        }).collect_view()}
-                    </tbody>
-                </table>
-            })}
-            {(n > 0).then(|| {
-                let purge_filter = filter.clone();
-                view! {
-                <div class="form-pair">
-                    <ActionForm action=redrive attr:class="form-row" attr:aria-label="Redrive">
-                        <input type="hidden" name="filter" value=filter.clone() />
-                        <label class="field field-grow">
-                            <span>"Reason (recorded in the history)"</span>
-                            <input type="text" name="reason" required maxlength="500" placeholder="Endpoint fixed by the customer" />
-                        </label>
-                        <button type="submit" class="btn btn-primary" data-testid="redrive">{format!("Redrive {}", count(n))}</button>
-                    </ActionForm>
-                    {administer.then(|| view! {
-                        <ActionForm action=purge attr:class="form-row" attr:aria-label="Purge">
-                            <input type="hidden" name="filter" value=purge_filter.clone() />
-                            <label class="field">
-                                <span>{format!("Type {n} to purge")}</span>
-                                <input type="text" name="confirm" required inputmode="numeric" class="num-input" autocomplete="off" />
-                            </label>
-                            <label class="field field-grow">
-                                <span>"Reason"</span>
-                                <input type="text" name="reason" required maxlength="500" />
-                            </label>
-                            <button type="submit" class="btn btn-danger">"Purge"</button>
-                        </ActionForm>
-                    })}
-                </div>
-            }})}
-        </div>
-    }
-    .into_any()
-}
-
-/// `/admin/dlq/deliveries/:id`: one delivery and every attempt.
-#[component]
-pub fn DeliveryPage() -> AnyView {
-    let params = use_params_map();
-    let id = move || params.with(|p| p.get("id").and_then(|v| v.parse::<i64>().ok()).unwrap_or(0));
-    let delivery = Resource::new(id, load_delivery);
-    view! {
-        <Title text="Delivery" />
-        <p class="breadcrumbs"><a href="/admin/dlq">"Dead letters"</a> " › delivery"</p>
-        <Transition fallback=|| view! { <p class="muted" role="status">"Reading the delivery…"</p> }>
-            {move || Suspend::new(async move {
-                match delivery.await {
-                    Ok(d) => {
-                        let status = match (d.status, d.reason) {
-                            (super::DeliveryStatus::Dead, Some(reason)) => reason_badge(reason),
-                            (super::DeliveryStatus::Delivered, _) => view! { <Badge tone=Tone::Ok label="delivered" /> }.into_any(),
-                            _ => view! { <Badge tone=Tone::Info label="pending" /> }.into_any(),
-                        };
-                        view! {
-                            <PageHeader title=format!("Delivery {}", d.id) subtitle=format!("{} to #{} {}", d.event_type, d.webhook_id, d.webhook) />
-                            <dl class="facts">
-                                <dt>"Status"</dt><dd>{status}</dd>
-                                <dt>"webhook-id"</dt><dd><code>{d.message_id.clone()}</code></dd>
-                                <dt>"Event"</dt><dd>{format!("#{} {}", d.event_id, d.event_type)}</dd>
-                                <dt>"Created"</dt><dd>{format_utc(d.created_at_ms)}</dd>
-                                <dt>"Attempts since created or redriven"</dt><dd>{d.attempts_since_redrive}</dd>
-                                <dt>"Redriven"</dt><dd>{format!("{} times", d.redrives)}</dd>
-                                {d.next_attempt_at_ms.map(|at| view! { <dt>"Next attempt"</dt><dd>{format_utc(at)}</dd> })}
-                                {d.dlq_at_ms.map(|at| view! { <dt>"Dead-lettered"</dt><dd>{format_utc(at)}</dd> })}
-                                {d.delivered_at_ms.map(|at| view! { <dt>"Delivered"</dt><dd>{format_utc(at)}</dd> })}
-                            </dl>
-                            <h2 class="section-title">"Attempts"</h2>
-                            {if d.attempts.is_empty() {
-                                view! { <p class="empty-state">"Not attempted yet."</p> }.into_any()
-                            } else {
-                                view! {
-                                    <table class="data" data-testid="attempts">
-                                        <thead><tr>
-                                            <th scope="col" class="num">"#"</th><th scope="col">"At"</th>
-                                            <th scope="col" class="num">"Took"</th><th scope="col" class="num">"Status"</th>
-                                            <th scope="col">"Error or answer"</th><th scope="col">"Note"</th>
-                                        </tr></thead>
-                                        <tbody>
-                                            {d.attempts.into_iter().map(|a| view! {
-                                                <tr>
-                                                    <td class="num">{a.attempt}</td>
-                                                    <td class="nowrap small">{format_utc(a.started_at_ms)}</td>
-                                                    <td class="num">{format!("{} ms", a.duration_ms)}</td>
-                                                    <td class="num">{a.status_code.map(|s| s.to_string()).unwrap_or_else(|| "—".into())}</td>
-                                                    <td class="small"><code class="payload">{a.error.or(a.response_snippet).unwrap_or_default()}</code></td>
-                                                    <td class="small">
-                                                        {a.probe.then_some("probe ")}
-                                                        {a.redrive_id.map(|r| format!("redrive #{r}"))}
-                                                    </td>
-                                                </tr>
-                                            }).collect_view()}
-                                        </tbody>
-                                    </table>
-                                }.into_any()
-                            }}
-                            <h2 class="section-title">"Payload"</h2>
-                            <pre class="json">{d.payload.unwrap_or_else(|| "(removed by retention)".into())}</pre>
-                        }.into_any()
-                    }
-                    Err(error) => view! { <ErrorBanner error /> }.into_any(),
-                }
-            })}
-        </Transition>
     }
     .into_any()
 }

@@ -5,8 +5,8 @@
 //!   event's transaction.
 //! - `send`: one HTTP attempt, signed by the Standard Webhooks convention, to an address
 //!   that is checked when it is resolved.
-//! - `deliver`: the workers' pass (claim, send, record, retry or dead-letter, the
-//!   circuit) and the `deliver-webhooks` job.
+//! - `deliver`: the workers (claim, send) and the `deliver-webhooks` job; `record`: an
+//!   attempt's outcome (retry or dead-letter, the circuit), recorded in batches.
 //! - `filter`: a dead-letter filter, parsed from the page's query and turned into SQL.
 //! - `dlq`: the page's figures, the dry run, purge, and the `expire-dead-letters` job.
 //! - `redrive`: redrives, in keyset batches, with progress and cancel.
@@ -20,6 +20,7 @@ pub mod endpoints;
 pub mod filter;
 pub mod ingest;
 pub mod notify;
+pub mod record;
 pub mod redrive;
 pub mod send;
 
