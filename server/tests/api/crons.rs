@@ -484,6 +484,8 @@ async fn a_job_firing_forty_percent_of_a_day_is_flagged_with_its_counts_and_a_fu
     insert_runs(&app, "self-monitor", &day("* * * * *")).await;
     insert_runs(&app, "backup", &day("0 3 * * *")).await;
     insert_runs(&app, "drill-janitor", &day("*/10 * * * *")).await;
+    insert_runs(&app, "deliver-webhooks", &day("* * * * *")).await;
+    insert_runs(&app, "expire-dead-letters", &day("17 4 * * *")).await;
     // restore-drill's next tick is months away: nothing expected of it today.
 
     let manager = app.signed_in(Role::Manager).await;
@@ -521,6 +523,8 @@ async fn a_job_firing_forty_percent_of_a_day_is_flagged_with_its_counts_and_a_fu
         "prune-cron-runs",
         "backup",
         "drill-janitor",
+        "deliver-webhooks",
+        "expire-dead-letters",
     ] {
         let status = job(name);
         assert_eq!(status["flags"], json!([]), "{name}: {status}");
