@@ -557,7 +557,7 @@ async fn a_job_firing_forty_percent_of_a_day_is_flagged_with_its_counts_and_a_fu
     let (status, html) = manager.get_html("/admin/crons").await;
     assert_eq!(status, 200);
     assert!(
-        html.contains("1 of 7 jobs need a look: replay-fallback (late, dropping runs)"),
+        html.contains("1 of 9 jobs need a look: replay-fallback (late, dropping runs)"),
         "{html}"
     );
 }
