@@ -22,7 +22,8 @@ help:
 ## SALVAGE_ENV_FILE names another settings file (scripts/test-run.sh runs it on private stores).
 run: setup stores build-release
 	set -a; . "$${SALVAGE_ENV_FILE:-./.env}"; set +a; \
-	export LEPTOS_SITE_ROOT=target/site SALVAGE_WEBHOOK_ALLOW_PRIVATE=on SALVAGE_DEMO_RECEIVER=180; \
+	export LEPTOS_SITE_ROOT=target/site SALVAGE_WEBHOOK_ALLOW_PRIVATE=on SALVAGE_DEMO_RECEIVER=180 \
+	  SALVAGE_MIGRATION_CHUNK_ROWS=500 SALVAGE_MIGRATION_CHUNK_PAUSE_MS=1000; \
 	./target/release/salvage migrate && \
 	./target/release/salvage demo && \
 	{ (sleep 3; exec ./target/release/salvage demo traffic) & } && \

@@ -35,6 +35,8 @@ export CRON_SECRET="e2e-cron-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \
 export E2E_CRON_SECRET=$CRON_SECRET SALVAGE_SCHEDULER=off
 # The dead-letter test's webhooks go to the demo receiver on this server.
 export SALVAGE_WEBHOOK_ALLOW_PRIVATE=on SALVAGE_DEMO_RECEIVER=0
+# Background migrations in small, paced chunks, so the migrations test can watch one run.
+export SALVAGE_MIGRATION_CHUNK_ROWS=100 SALVAGE_MIGRATION_CHUNK_PAUSE_MS=600
 export SALVAGE_BIN="$ROOT/target/release/salvage"
 "$SALVAGE_BIN" migrate >/dev/null
 # 250 rows parked in the requests queue, as an outage would leave them, for the queues
@@ -48,6 +50,12 @@ select 'org_e2e', u, now(), json_build_object(
          'completion_tokens', 5, 'cost_usd', 0.0001, 'error', null)::text,
        'ClickHouse: network error (e2e seed)', now()
   from (select gen_random_uuid() as u from generate_series(1, 250)) rows;
+-- 3,000 webhook events as the previous version stored them (no payload size), for the
+-- payload-size backfill the migrations test watches.
+insert into webhook_events (event_type, payload, idempotency_key, payload_digest, created_at)
+select 'order.paid', json_build_object('order', n, 'amount', 1200)::jsonb, 'e2e-older-' || n,
+       '\x00'::bytea, now() - interval '2 days'
+  from generate_series(1, 3000) n;
 SQL
 # One account per role, made through the CLI (password on stdin, as documented).
 export E2E_PASSWORD="e2e-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"

@@ -17,6 +17,8 @@
 //! - [`crons`] — the cron plane: job registry, run history, dropout detection, cron
 //!   secrets; `/admin/crons` and `/admin/settings/cron-secret`.
 //! - [`backups`] — `/admin/backups`: backups of both stores, verification, restores.
+//! - [`migrations`] — `/admin/migrations`: background migrations, the schema's
+//!   version, safe upgrades (the pre-upgrade backup, the rollback), `salvage check`.
 //! - [`freeze`] — the write freeze a restore holds (ingest parks, replay waits).
 //! - [`settings`] — `/admin/settings/users`, user management.
 //! - [`health`] — the store probes shared by `/health/*` and the overview.
@@ -47,6 +49,7 @@ pub mod health;
 pub mod history;
 pub mod incidents;
 pub mod jobs;
+pub mod migrations;
 pub mod overview;
 pub mod queues;
 #[cfg(feature = "ssr")]
@@ -72,6 +75,7 @@ use dead_letters::settings_page::WebhooksPage;
 use drills::page::DrillsPage;
 use history::page::{HistoryEntryPage, HistoryPage};
 use incidents::page::IncidentPanel;
+use migrations::page::MigrationsPage;
 use overview::OverviewPage;
 use queues::page::{IngestKeysPage, QueuesPage};
 use settings::page::UsersPage;
@@ -161,6 +165,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("crons") view=CronsPage ssr=SsrMode::Async />
                     <Route path=path!("backups") view=BackupsPage ssr=SsrMode::Async />
                     <Route path=path!("drills") view=DrillsPage ssr=SsrMode::Async />
+                    <Route path=path!("migrations") view=MigrationsPage ssr=SsrMode::Async />
                     <Route path=path!("dlq") view=DlqPage ssr=SsrMode::Async />
                     <Route path=path!("dlq/deliveries/:id") view=DeliveryPage ssr=SsrMode::Async />
                     <Route path=path!("settings/webhooks") view=WebhooksPage ssr=SsrMode::Async />

@@ -16,8 +16,11 @@ use crate::dead_letters::ssr::{DELIVER_WEBHOOKS, EXPIRE_DEAD_LETTERS};
 use crate::drills::ssr::alerts::{DRILL_FAILED, DRILL_OVERDUE, RTO_EXCEEDED};
 use crate::drills::ssr::{DRILL_JANITOR, RESTORE_DRILL};
 use crate::health::ssr::CLICKHOUSE_DOWN;
+use crate::jobs::ssr::background::BackgroundMigration;
 use crate::jobs::ssr::records::PRUNE_CRON_RUNS;
 use crate::jobs::ssr::Job;
+use crate::migrations::ssr::alerts::MIGRATION_STUCK;
+use crate::migrations::ssr::RUN_BACKGROUND_MIGRATIONS;
 use crate::queues::ssr::alerts::{
     DATA_EXPIRED, FALLBACK_QUEUE_HIGH, FALLBACK_QUEUE_OLD, INGEST_QUOTA, REPLAY_FAILING,
 };
@@ -35,7 +38,12 @@ pub static JOBS: &[&Job] = &[
     &DRILL_JANITOR,
     &DELIVER_WEBHOOKS,
     &EXPIRE_DEAD_LETTERS,
+    &RUN_BACKGROUND_MIGRATIONS,
 ];
+
+/// Every background migration, in the order they run (`AppState::background_migrations`).
+pub static BACKGROUND_MIGRATIONS: &[&BackgroundMigration] =
+    &[&crate::dead_letters::ssr::backfill::PAYLOAD_BYTES];
 
 /// Incident mode, as the history (below it) reaches it.
 pub static INCIDENT_HOOKS: crate::history::ssr::IncidentHooks =
@@ -65,6 +73,7 @@ pub static ALERT_KINDS: &[&AlertKind] = &[
     &DLQ_GROWING,
     &WEBHOOK_PAUSED,
     &DLQ_RETENTION_NEAR,
+    &MIGRATION_STUCK,
 ];
 
 #[cfg(test)]
@@ -76,6 +85,19 @@ mod tests {
     fn the_pages_job_list_is_the_registry() {
         let names: Vec<&str> = JOBS.iter().map(|job| job.name).collect();
         assert_eq!(names, crate::crons::JOB_NAMES);
+    }
+
+    #[test]
+    fn the_pages_migration_list_is_the_registry() {
+        let names: Vec<&str> = BACKGROUND_MIGRATIONS.iter().map(|m| m.name).collect();
+        assert_eq!(names, crate::migrations::NAMES);
+        for name in names {
+            assert!(
+                name.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'),
+                "{name} does not pass the table's check"
+            );
+        }
     }
 
     #[test]

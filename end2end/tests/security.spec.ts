@@ -24,6 +24,7 @@ const PAGES = [
   "/admin/drills",
   "/admin/dlq",
   "/admin/settings/webhooks",
+  "/admin/migrations",
   "/admin/alerts?alert=1",
   "/admin/alerts?view=resolved",
   "/admin/alerts?view=silences",

@@ -103,6 +103,10 @@ pub struct Settings {
     /// for the demo at `/demo/webhook-receiver/<name>`. `flaky` answers 503 for that many
     /// seconds after start, then 200; `down` always 503; anything else 200. Off by default.
     pub demo_receiver: Option<u64>,
+    /// Background migrations and upgrades: `SALVAGE_MIGRATION_CHUNK_ROWS` (1,000),
+    /// `SALVAGE_MIGRATION_CHUNK_PAUSE_MS` (0), `SALVAGE_MIGRATION_STUCK_AFTER_SECS` (120),
+    /// `SALVAGE_MIGRATE_BACKUP` (on: a PostgreSQL backup before schema migrations).
+    pub migrations: app::migrations::ssr::MigrationSettings,
 }
 
 /// `CLICKHOUSE_*`.
@@ -473,7 +477,36 @@ impl Settings {
             )?),
         };
 
+        let migrations = app::migrations::ssr::MigrationSettings {
+            chunk_rows: bounded("SALVAGE_MIGRATION_CHUNK_ROWS", 1..=1_000_000, "rows", 1_000)?
+                as i64,
+            chunk_pause: Duration::from_millis(bounded(
+                "SALVAGE_MIGRATION_CHUNK_PAUSE_MS",
+                0..=60_000,
+                "milliseconds",
+                0,
+            )?),
+            stuck_after: Duration::from_secs(bounded(
+                "SALVAGE_MIGRATION_STUCK_AFTER_SECS",
+                30..=86_400,
+                "seconds",
+                120,
+            )?),
+            backup_before_upgrade: match get("SALVAGE_MIGRATE_BACKUP").as_deref().map(str::trim) {
+                None | Some("on") | Some("true") | Some("1") => true,
+                Some("off") | Some("false") | Some("0") => false,
+                Some(_) => {
+                    return Err(ConfigError::Malformed {
+                        name: "SALVAGE_MIGRATE_BACKUP",
+                        reason: "expected on or off".into(),
+                    })
+                }
+            },
+            ..Default::default()
+        };
+
         Ok(Self {
+            migrations,
             demo_receiver,
             webhooks,
             alerts,

@@ -75,15 +75,19 @@ async fn deep(
         .health_cache
         .deep
         .get_or_compute(HEALTH_MAX_AGE, || async {
-            let (health, fallback, crons, alerts, webhooks) = tokio::join!(
+            let (health, fallback, crons, alerts, webhooks, (schema, migrations)) = tokio::join!(
                 check_stores(&state),
                 fallback_health(&state),
                 crons_health(&state),
                 alerts_health(&state),
-                webhooks_health(&state)
+                webhooks_health(&state),
+                migrations_health(&state)
             );
+            let schema_ok = schema["ok"].as_bool().unwrap_or(true);
             Arc::new(json!({
-                "status": if health.all_ok() { "ok" } else { "degraded" },
+                "status": if health.all_ok() && schema_ok { "ok" } else { "degraded" },
+                "schema": schema,
+                "backgroundMigrations": migrations,
                 "fallback": fallback,
                 "crons": crons,
                 "alerts": alerts,
@@ -336,6 +340,33 @@ async fn webhooks_health(state: &AppState) -> serde_json::Value {
             "error": error.to_string()}),
         Err(_) => json!({"backlog_count": null, "dlq_count": null, "paused": null,
             "error": "PostgreSQL did not answer in time"}),
+    }
+}
+
+/// `schema` (`{applied, expected, ok}`, and `problem` when not ok) and
+/// `backgroundMigrations` (`{running, stuck}`) of `/health/deep`; `null`s and `error`
+/// when PostgreSQL did not answer.
+async fn migrations_health(state: &AppState) -> (serde_json::Value, serde_json::Value) {
+    let lookup = async {
+        let schema = app::migrations::ssr::schema::status(&state.pg).await?;
+        let (running, stuck) = app::migrations::ssr::store::running_and_stuck(state).await?;
+        Ok::<_, sqlx::Error>((schema, running, stuck))
+    };
+    let failed = |error: String| {
+        (
+            json!({"applied": null, "expected": app::migrations::ssr::schema::expected_version(),
+                   "ok": null, "error": error}),
+            json!({"running": null, "stuck": null, "error": error}),
+        )
+    };
+    match tokio::time::timeout(state.probe_timeout, lookup).await {
+        Ok(Ok((schema, running, stuck))) => (
+            json!({"applied": schema.applied, "expected": schema.expected, "ok": schema.ok,
+                   "problem": schema.problem}),
+            json!({"running": running, "stuck": stuck}),
+        ),
+        Ok(Err(error)) => failed(error.to_string()),
+        Err(_) => failed("PostgreSQL did not answer in time".to_owned()),
     }
 }
 

@@ -15,6 +15,7 @@ use tower_sessions::cookie::SameSite;
 use tower_sessions::{Expiry, SessionManagerLayer};
 use tower_sessions_sqlx_store::PostgresStore;
 
+use app::migrations::ssr::upgrade::{self, BackupPolicy, UpgradeError, UpgradeReport};
 use app::server::{postgres, AppState};
 
 use crate::config::Settings;
@@ -161,6 +162,8 @@ pub fn build_state(settings: &Settings) -> AppState {
         },
         drills: settings.drills.clone(),
         webhooks: settings.webhooks.clone(),
+        migrations: settings.migrations.clone(),
+        background_migrations: app::registry::BACKGROUND_MIGRATIONS,
         incidents: app::registry::INCIDENT_HOOKS,
         postgres_watch: Default::default(),
         tasks: tokio_util::task::TaskTracker::new(),
@@ -358,9 +361,37 @@ fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Spa
     )
 }
 
-/// The PostgreSQL migrations, as the schema's owner when one is configured.
-pub async fn migrate_postgres(state: &AppState) -> Result<(), sqlx::migrate::MigrateError> {
-    postgres::migrate_schema(&state.pg, state.schema_owner.as_ref()).await
+/// The PostgreSQL migrations, as the schema's owner when one is configured, behind the
+/// pre-upgrade backup the settings ask for (`SALVAGE_MIGRATE_BACKUP`).
+pub async fn migrate_postgres(state: &AppState) -> Result<UpgradeReport, UpgradeError> {
+    upgrade::apply(
+        state,
+        &BackupPolicy::from_settings(state),
+        &app::auth::ssr::Actor::system("upgrade"),
+    )
+    .await
+}
+
+/// Says what an upgrade did, in the log.
+pub fn log_upgrade(report: &UpgradeReport) {
+    use upgrade::UpgradeBackup;
+    if report.applied.is_empty() {
+        return;
+    }
+    match &report.backup {
+        UpgradeBackup::Taken { backup_id, .. } => tracing::info!(
+            from = report.from_version,
+            to = report.to_version,
+            backup_id,
+            "schema upgraded after pre-upgrade backup {backup_id}"
+        ),
+        UpgradeBackup::Skipped { reason } => tracing::warn!(
+            from = report.from_version,
+            to = report.to_version,
+            "schema upgraded without a backup: {reason}"
+        ),
+        _ => tracing::info!(to = report.to_version, "schema created"),
+    }
 }
 
 /// Applies the PostgreSQL migrations and the ClickHouse DDL once; fails on the first
@@ -387,6 +418,9 @@ pub async fn after_postgres_migrated(
     app::jobs::ssr::records::register_jobs(&state.pg, state.jobs, now)
         .await
         .context("Failed to register the cron jobs")?;
+    app::migrations::ssr::store::register(state)
+        .await
+        .context("Failed to register the background migrations")?;
     if let Some(secret) = cron_secret {
         if let Some(id) = app::crons::ssr::secrets::import_from_environment(&state.pg, secret, now)
             .await
@@ -420,7 +454,10 @@ pub fn spawn_schema_task(state: AppState, cron_secret: Option<secrecy::SecretStr
         loop {
             if !pg_done {
                 let migrated = match migrate_postgres(&state).await {
-                    Ok(()) => after_postgres_migrated(&state, cron_secret.as_ref()).await,
+                    Ok(report) => {
+                        log_upgrade(&report);
+                        after_postgres_migrated(&state, cron_secret.as_ref()).await
+                    }
                     Err(error) => Err(error.into()),
                 };
                 match migrated {

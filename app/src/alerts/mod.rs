@@ -107,6 +107,7 @@ pub const KIND_NAMES: &[&str] = &[
     "dlq_growing",
     "webhook_paused",
     "dlq_retention_near",
+    "migration_stuck",
 ];
 
 /// An actor as the alert pages and messages name it: "the self-monitor" for Salvage's

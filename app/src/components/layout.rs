@@ -58,6 +58,11 @@ const NAV: &[NavItem] = &[
         permission: Permission::Read,
     },
     NavItem {
+        href: "/admin/migrations",
+        label: "Migrations",
+        permission: Permission::Read,
+    },
+    NavItem {
         href: "/admin/history",
         label: "History",
         permission: Permission::Read,

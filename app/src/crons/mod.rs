@@ -210,6 +210,7 @@ pub const JOB_NAMES: &[&str] = &[
     "drill-janitor",
     "deliver-webhooks",
     "expire-dead-letters",
+    "run-background-migrations",
 ];
 
 /// Grace windows an admin can pick, in hours.

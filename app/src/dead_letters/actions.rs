@@ -65,12 +65,14 @@ fn DryRunResult(
         filter,
         filter_label,
         count: n,
+        bytes,
         sample,
         paused,
     } = result;
     view! {
         <div data-testid="dry-run-result">
             <p class="metric"><span class="metric-value">{count(n)}</span>{format!(" dead letters match: {filter_label}")}</p>
+            <p class="muted small" data-testid="dry-run-bytes">{format!("A redrive sends {} of payloads.", crate::format::format_bytes(bytes))}</p>
             {(!paused.is_empty()).then(|| view! {
                 <p class="banner banner-warn">{format!("Paused endpoints among them (their part waits): {}", paused.join(", "))}</p>
             })}

@@ -229,6 +229,8 @@ pub struct DryRun {
     pub filter: String,
     pub filter_label: String,
     pub count: i64,
+    /// The payload bytes a redrive of them sends (each event's `payload_bytes`).
+    pub bytes: i64,
     pub sample: Vec<DeadLetter>,
     /// Endpoints among them whose circuit is open (their part of a redrive waits).
     pub paused: Vec<String>,

@@ -38,6 +38,8 @@ pub const KINDS: &[&str] = &[
     "activation",
     "backup",
     "restore",
+    "upgrade",
+    "background_migration",
     "replay",
     "redrive",
     "dlq_purge",

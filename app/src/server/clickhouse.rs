@@ -118,6 +118,16 @@ impl ClickHouse {
         }
     }
 
+    /// The same server with another database (a scratch database of `salvage check`).
+    pub fn with_database(&self, database: &str) -> Self {
+        debug_assert!(is_valid_database_name(database));
+        Self {
+            client: self.server.clone().with_database(database),
+            server: self.server.clone(),
+            database: database.to_owned(),
+        }
+    }
+
     /// The client bound to Salvage's database.
     pub fn client(&self) -> &Client {
         &self.client

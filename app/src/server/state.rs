@@ -58,6 +58,12 @@ pub struct AppState {
     pub drills: crate::drills::ssr::DrillSettings,
     /// Webhook deliveries: timeouts, retries, the circuit, retention, thresholds.
     pub webhooks: crate::dead_letters::ssr::WebhookSettings,
+    /// How background migrations run and whether upgrades take a backup first.
+    pub migrations: crate::migrations::ssr::MigrationSettings,
+    /// Every background migration (the composition root's
+    /// `registry::BACKGROUND_MIGRATIONS`; a test may hand it others).
+    pub background_migrations:
+        &'static [&'static crate::jobs::ssr::background::BackgroundMigration],
     /// Incident mode, as the history reaches it (`registry::INCIDENT_HOOKS`).
     pub incidents: crate::history::ssr::IncidentHooks,
     /// This process's view of PostgreSQL's availability (the pages' outage sentence,

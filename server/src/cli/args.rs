@@ -26,11 +26,42 @@ pub enum Command {
     /// answers, and /health/ready reports 503 until both do. Stops gracefully on Ctrl-C
     /// or SIGTERM.
     Serve,
-    /// Apply the PostgreSQL migrations and the ClickHouse tables, then exit.
+    /// Apply the PostgreSQL migrations and the ClickHouse tables, run the smoke checks,
+    /// then exit.
     ///
-    /// Idempotent: run it as often as you like, from several machines at once. Exits
-    /// non-zero, naming the store, when a store refuses.
-    Migrate,
+    /// Before applying PostgreSQL migrations to a database that has data, takes a
+    /// PostgreSQL backup and records it as the pre-upgrade backup of the new version
+    /// (skip with --no-backup <reason> or SALVAGE_MIGRATE_BACKUP=off). Idempotent: run it
+    /// as often as you like, from several machines at once. Exits non-zero, naming the
+    /// store or the check, when something refuses.
+    ///
+    /// --rollback-to <backup id> undoes an upgrade instead: with every console stopped,
+    /// it restores that pre-upgrade backup's whole schema in place (the schema that was
+    /// live is kept aside). Then deploy the version that expects that schema.
+    Migrate {
+        /// Skip the pre-upgrade backup, saying why (recorded with the upgrade).
+        #[arg(long, value_name = "REASON")]
+        no_backup: Option<String>,
+        /// Restore this pre-upgrade PostgreSQL backup's whole schema in place.
+        #[arg(long, value_name = "BACKUP_ID", conflicts_with = "no_backup")]
+        rollback_to: Option<i64>,
+        /// With --rollback-to: the backup id again, to confirm (asked for when missing).
+        #[arg(long, requires = "rollback_to")]
+        confirm: Option<String>,
+        /// With --rollback-to: why, for the history.
+        #[arg(long, requires = "rollback_to")]
+        reason: Option<String>,
+    },
+    /// Run the smoke checks: both stores answer, the schema is the one this binary
+    /// expects, the history chain verifies, the queues can be read, no background
+    /// migration failed or stuck, and one round trip through ingest (ClickHouse cut) and
+    /// replay in scratch databases. Exits non-zero naming every check that failed.
+    Check,
+    /// Background migrations: list them, pause, resume, retry or cancel one (the same
+    /// actions as /admin/migrations, recorded as cli:$USER). They run in `salvage serve`
+    /// every minute, or now with `salvage cron run run-background-migrations`.
+    #[command(subcommand)]
+    Migrations(MigrationsCommand),
     /// Manage console accounts (acts as admin, recorded in the history as cli:$USER).
     #[command(subcommand)]
     User(UserCommand),
@@ -209,6 +240,37 @@ pub enum WebhookCommand {
     /// Delete a webhook; its pending deliveries are dead-lettered (`webhook_deleted`).
     Delete {
         id: i64,
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+/// `salvage migrations …`.
+#[derive(Debug, Subcommand)]
+pub enum MigrationsCommand {
+    /// Every background migration: status, progress, heartbeat, last error.
+    List,
+    /// Stop a migration after its current chunk.
+    Pause {
+        name: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Put a paused migration back in line.
+    Resume {
+        name: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Run a failed or cancelled migration again from its saved cursor.
+    Retry {
+        name: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Stop a migration for good (chunks done stay done).
+    Cancel {
+        name: String,
         #[arg(long)]
         reason: String,
     },

@@ -92,6 +92,9 @@ pub async fn run(settings: &Settings) -> anyhow::Result<()> {
     if let Some(line) = super::demo_webhooks::dead_letters(&state, settings).await? {
         println!("{line}");
     }
+    if let Some(line) = super::demo_webhooks::older_events(&state, 60_000).await? {
+        println!("{line}");
+    }
     Ok(())
 }
 

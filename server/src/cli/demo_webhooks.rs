@@ -97,3 +97,50 @@ pub async fn dead_letters(
         report.dead_lettered
     )))
 }
+
+/// A month of older webhook events, stored as the previous version stored them (no
+/// payload size), so the background migration `webhook_event_payload_bytes` has real
+/// work when the console starts (`make run` paces it so the page shows it running).
+/// Only when none exist yet.
+pub async fn older_events(
+    state: &app::server::AppState,
+    count: i64,
+) -> anyhow::Result<Option<String>> {
+    let any: bool = sqlx::query_scalar(
+        "select exists (select 1 from webhook_events where idempotency_key like 'demo-older-%')",
+    )
+    .fetch_one(&state.pg)
+    .await?;
+    if any {
+        return Ok(None);
+    }
+    let mut tx = state.pg.begin().await?;
+    sqlx::query(
+        "insert into webhook_events (event_type, payload, idempotency_key, payload_digest, created_at)
+         select (array['order.created', 'order.paid', 'invoice.failed', 'order.refunded'])[1 + n % 4],
+                jsonb_build_object('order', 'ord_' || n, 'amount', 100 + n % 9000,
+                                   'currency', 'EUR', 'lines', n % 7 + 1),
+                'demo-older-' || n, sha256(n::text::bytea),
+                now() - interval '30 days' + n * interval '40 seconds'
+           from generate_series(1, $1) n",
+    )
+    .bind(count)
+    .execute(&mut *tx)
+    .await?;
+    // The row registered before the events were added may have finished on an empty
+    // table: the older events are new work for it.
+    sqlx::query(
+        "update background_migrations
+            set status = 'pending', progress_total = null, progress_current = 0, cursor = null,
+                started_at = null, finished_at = null
+          where name = 'webhook_event_payload_bytes' and status = 'succeeded'",
+    )
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(Some(format!(
+        "Demo background migration: {} older webhook events without a payload size, for \
+         webhook_event_payload_bytes to fill in (see /admin/migrations).",
+        app::format::group_digits(count as u64)
+    )))
+}

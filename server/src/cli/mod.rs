@@ -1,7 +1,9 @@
 //! The `salvage` command line: one subcommand per door into Salvage's actions, one file
 //! per command group.
 //!
-//! - `serve` — `salvage serve` (with its shutdown) and `salvage migrate`.
+//! - `serve` — `salvage serve` (with its shutdown).
+//! - `migrations` — `salvage migrate` (behind the pre-upgrade backup, or
+//!   `--rollback-to`), `salvage check` and `salvage migrations …`.
 //! - `user` — `salvage user …`; `history` — `salvage history verify`.
 //! - `queues` — `salvage replay` and `salvage expire` (the replay and expiry jobs).
 //! - `cron` — `salvage cron …` and `salvage cron-secret …`.
@@ -30,6 +32,7 @@ mod demo_webhooks;
 mod drill;
 mod history;
 mod keys;
+mod migrations;
 mod queues;
 mod serve;
 mod user;
@@ -43,7 +46,17 @@ use crate::config::Settings;
 pub async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
     match command {
         Command::Serve => serve::serve(settings).await,
-        Command::Migrate => serve::migrate(settings).await,
+        Command::Migrate {
+            no_backup,
+            rollback_to,
+            confirm,
+            reason,
+        } => match rollback_to {
+            Some(id) => migrations::roll_back(settings, id, confirm, reason).await,
+            None => migrations::migrate(settings, no_backup).await,
+        },
+        Command::Check => migrations::check(settings).await,
+        Command::Migrations(command) => migrations::migrations(command, settings).await,
         Command::User(command) => user::user(command, settings).await,
         Command::History(HistoryCommand::Verify) => history::verify(settings).await,
         Command::Demo { command: None } => demo::run(&settings).await,

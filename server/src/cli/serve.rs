@@ -1,4 +1,4 @@
-//! `salvage serve` and `salvage migrate`.
+//! `salvage serve`.
 
 use crate::config::Settings;
 use crate::startup::{self, Application};
@@ -25,18 +25,6 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         .run_until_stopped(shutdown_signal(), settings.shutdown_grace)
         .await?;
     tracing::info!("Salvage stopped");
-    Ok(())
-}
-
-/// `salvage migrate`: the PostgreSQL migrations and the ClickHouse tables, then exit.
-pub async fn migrate(settings: Settings) -> anyhow::Result<()> {
-    let state = startup::build_state(&settings);
-    startup::migrate(&state).await?;
-    startup::after_postgres_migrated(&state, settings.cron_secret.as_ref()).await?;
-    println!(
-        "Schema is current: PostgreSQL migrations applied, ClickHouse database `{}` ready.",
-        state.clickhouse.database()
-    );
     Ok(())
 }
 

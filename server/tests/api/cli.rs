@@ -82,8 +82,19 @@ async fn migrate_creates_the_schema_and_can_run_twice() {
     let settings = base_settings();
     let database = format!("salvage_cli_{}", uuid::Uuid::new_v4().simple());
     let owner = owner_url(&settings);
+    // A fresh, empty PostgreSQL database: it needs no pre-upgrade backup.
+    let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(owner.expose_secret())
+        .await
+        .unwrap();
+    sqlx::query(&format!(r#"create database "{database}""#))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let mut fresh = url::Url::parse(owner.expose_secret()).unwrap();
+    fresh.set_path(&database);
+    let fresh = fresh.to_string();
     let env = [
-        ("DATABASE_URL", owner.expose_secret()),
+        ("DATABASE_URL", fresh.as_str()),
         ("CLICKHOUSE_URL", settings.clickhouse.url.as_str()),
         (
             "CLICKHOUSE_PASSWORD",
@@ -106,10 +117,32 @@ async fn migrate_creates_the_schema_and_can_run_twice() {
         .await
         .unwrap();
     clickhouse.drop_database().await.unwrap();
+    let pool = sqlx::PgPool::connect(&fresh).await.unwrap();
+    let upgrades: Vec<(Option<i64>, Option<String>)> =
+        sqlx::query_as("select backup_id, backup_skipped from schema_upgrades")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    pool.close().await;
+    sqlx::query(&format!(r#"drop database "{database}" with (force)"#))
+        .execute(&mut admin)
+        .await
+        .unwrap();
 
     assert!(first.status.success(), "{}", stderr(&first));
     assert!(second.status.success(), "{}", stderr(&second));
-    assert!(stdout(&second).contains("Schema is current"));
+    assert!(
+        stdout(&first).contains("applied to an empty database"),
+        "{}",
+        stdout(&first)
+    );
+    assert!(stdout(&second).contains("schema already at version"));
+    assert!(
+        stdout(&second).contains("ok   round trip"),
+        "{}",
+        stdout(&second)
+    );
+    assert_eq!(upgrades, [(None, Some("fresh database".to_owned()))]);
     assert_eq!(tables, ["events", "history_anchors", "requests"]);
 }
 
@@ -148,6 +181,21 @@ pub fn salvage_with(
     args: &[&str],
     stdin: &str,
 ) -> Output {
+    let settings = base_settings();
+    salvage_env(
+        args,
+        stdin,
+        &[
+            ("DATABASE_URL", database_url),
+            ("CLICKHOUSE_URL", settings.clickhouse.url.as_str()),
+            ("CLICKHOUSE_DATABASE", clickhouse_database),
+        ],
+    )
+}
+
+/// `salvage <args>` with only `env` set (and the local ClickHouse password, `PATH`,
+/// `USER=oncall`), feeding `stdin`.
+pub fn salvage_env(args: &[&str], stdin: &str, env: &[(&str, &str)]) -> Output {
     use std::io::Write;
     let settings = base_settings();
     let mut child = Command::new(env!("CARGO_BIN_EXE_salvage"))
@@ -156,13 +204,11 @@ pub fn salvage_with(
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("USER", "oncall")
-        .env("DATABASE_URL", database_url)
-        .env("CLICKHOUSE_URL", settings.clickhouse.url.as_str())
         .env(
             "CLICKHOUSE_PASSWORD",
             settings.clickhouse.password.expose_secret(),
         )
-        .env("CLICKHOUSE_DATABASE", clickhouse_database)
+        .envs(env.iter().copied())
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())

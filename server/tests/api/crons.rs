@@ -486,6 +486,7 @@ async fn a_job_firing_forty_percent_of_a_day_is_flagged_with_its_counts_and_a_fu
     insert_runs(&app, "drill-janitor", &day("*/10 * * * *")).await;
     insert_runs(&app, "deliver-webhooks", &day("* * * * *")).await;
     insert_runs(&app, "expire-dead-letters", &day("17 4 * * *")).await;
+    insert_runs(&app, "run-background-migrations", &day("* * * * *")).await;
     // restore-drill's next tick is months away: nothing expected of it today.
 
     let manager = app.signed_in(Role::Manager).await;
@@ -525,6 +526,7 @@ async fn a_job_firing_forty_percent_of_a_day_is_flagged_with_its_counts_and_a_fu
         "drill-janitor",
         "deliver-webhooks",
         "expire-dead-letters",
+        "run-background-migrations",
     ] {
         let status = job(name);
         assert_eq!(status["flags"], json!([]), "{name}: {status}");
@@ -557,7 +559,7 @@ async fn a_job_firing_forty_percent_of_a_day_is_flagged_with_its_counts_and_a_fu
     let (status, html) = manager.get_html("/admin/crons").await;
     assert_eq!(status, 200);
     assert!(
-        html.contains("1 of 9 jobs need a look: replay-fallback (late, dropping runs)"),
+        html.contains("1 of 10 jobs need a look: replay-fallback (late, dropping runs)"),
         "{html}"
     );
 }

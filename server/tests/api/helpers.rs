@@ -247,6 +247,16 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     }
 }
 
+/// A second instance of `app` (another replica): its own pools and clients on the same
+/// databases, built from the same settings.
+pub fn second_instance(app: &TestApp) -> app::server::AppState {
+    let mut settings = base_settings();
+    settings.migrate_database_url = None;
+    settings.database_url = SecretString::from(app.database_url.clone());
+    settings.clickhouse.database = app.clickhouse.database().to_owned();
+    salvage::startup::build_state(&settings)
+}
+
 /// The password every test account gets.
 pub const PASSWORD: &str = "correct horse battery staple";
 

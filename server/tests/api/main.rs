@@ -14,6 +14,7 @@ mod health;
 mod helpers;
 mod history;
 mod incidents;
+mod migrations;
 mod outage;
 mod queues;
 mod roles;

@@ -85,6 +85,10 @@ fn arguments(endpoint: &str) -> Option<Value> {
             json!({"user_id": 1, "disabled": true, "reason": "outage test"})
         }
         "dlq/overview" => json!({"filter": "", "after": ""}),
+        "migrations/overview" => json!({}),
+        "migrations/change" => {
+            json!({"name": "webhook_event_payload_bytes", "action": "pause", "reason": "outage test"})
+        }
         "dlq/dry-run" => json!({"filter": "reason=exhausted"}),
         "dlq/redrive" => json!({"filter": "", "reason": "outage test"}),
         "dlq/redrive-status" | "dlq/cancel-redrive" | "dlq/delivery" => json!({"id": 1}),

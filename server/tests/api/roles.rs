@@ -491,6 +491,16 @@ const CASES: &[Case] = &[
         records: 0,
     },
     Case {
+        endpoint: "migrations/overview",
+        allowed: any,
+        records: 0,
+    },
+    Case {
+        endpoint: "migrations/change",
+        allowed: operators,
+        records: 1,
+    },
+    Case {
         endpoint: "dlq/dry-run",
         allowed: operators,
         records: 0,
@@ -635,6 +645,15 @@ async fn arguments(world: &World, endpoint: &str) -> Value {
             json!({"id": id, "item": "customers_told", "done": true})
         }
         "dlq/overview" => json!({"filter": "", "after": ""}),
+        "migrations/overview" => json!({}),
+        "migrations/change" => {
+            // Each allowed call pauses a migration that is pending again.
+            sqlx::query("update background_migrations set status = 'pending'")
+                .execute(&world.app.pg)
+                .await
+                .unwrap();
+            json!({"name": "webhook_event_payload_bytes", "action": "pause", "reason": "matrix"})
+        }
         "dlq/dry-run" => json!({"filter": ""}),
         "dlq/redrive" => {
             // Each allowed call needs dead letters of its own.

@@ -57,6 +57,8 @@ pub const OWN_TABLES: &[&str] = &[
     "webhook_deliveries",
     "webhook_attempts",
     "webhook_redrives",
+    "background_migrations",
+    "schema_upgrades",
 ];
 
 /// Whether `table` is one of Salvage's own.

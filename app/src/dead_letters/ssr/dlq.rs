@@ -86,6 +86,19 @@ pub async fn count(pg: &PgPool, filter: &DlqFilter) -> Result<i64, sqlx::Error> 
     query.build_query_scalar().fetch_one(pg).await
 }
 
+/// How many dead letters match `filter`, and the payload bytes a redrive of them sends.
+/// Events stored before `payload_bytes` existed are measured here until the background
+/// migration `webhook_event_payload_bytes` has filled them in.
+async fn count_and_bytes(pg: &PgPool, filter: &DlqFilter) -> Result<(i64, i64), sqlx::Error> {
+    let mut query = QueryBuilder::<Postgres>::new(format!(
+        "select count(*), coalesce(sum(coalesce(e.payload_bytes, {})), 0)::bigint",
+        super::backfill::MEASURE.replace("payload", "e.payload")
+    ));
+    query.push(FROM);
+    filter.push_conditions(&mut query);
+    query.build_query_as().fetch_one(pg).await
+}
+
 /// The runbook's breakdown: per webhook and reason, the count, oldest and newest, the
 /// newest's last status and error, and its payload (cut to 300 characters).
 async fn breakdown(pg: &PgPool, filter: &DlqFilter) -> Result<Vec<BreakdownRow>, sqlx::Error> {
@@ -237,10 +250,12 @@ pub async fn dry_run(pg: &PgPool, filter: &DlqFilter) -> Result<DryRun, AppError
         .iter()
         .map(|row| label(row.get("description"), row.get("url")))
         .collect();
+    let (count, bytes) = count_and_bytes(pg, filter).await.map_err(wrap())?;
     Ok(DryRun {
         filter: filter.to_query(),
         filter_label: filter.label(),
-        count: count(pg, filter).await.map_err(wrap())?,
+        count,
+        bytes,
         sample: letters(pg, filter, None, 5).await.map_err(wrap())?,
         paused,
     })

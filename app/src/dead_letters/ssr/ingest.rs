@@ -45,8 +45,9 @@ pub async fn enqueue(
     let encoded = serde_json::to_vec(payload).unwrap_or_default();
     let digest = sha2::Sha256::digest(&encoded).to_vec();
     let inserted: Option<i64> = sqlx::query_scalar(
-        "insert into webhook_events (event_type, payload, idempotency_key, payload_digest, key_id, created_at)
-         values ($1, $2, $3, $4, $5, $6)
+        "insert into webhook_events
+                (event_type, payload, idempotency_key, payload_digest, key_id, created_at, payload_bytes)
+         values ($1, $2, $3, $4, $5, $6, octet_length($2::text))
          on conflict (idempotency_key) do nothing
          returning id",
     )

@@ -11,9 +11,11 @@
 //! - `dlq`: the page's figures, the dry run, purge, and the `expire-dead-letters` job.
 //! - `redrive`: redrives, in keyset batches, with progress and cancel.
 //! - `notify`: alert notifications turned into deliveries.
+//! - `backfill`: the background migration that fills `webhook_events.payload_bytes`.
 //! - `alerts`: `webhook_backlog`, `dlq_growing`, `webhook_paused`, `dlq_retention_near`.
 
 pub mod alerts;
+pub mod backfill;
 pub mod deliver;
 pub mod dlq;
 pub mod endpoints;

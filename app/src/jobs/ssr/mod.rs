@@ -13,6 +13,7 @@
 //! `cancel_requested`, read with each heartbeat and progress report). A job checks
 //! [`Tracker::is_cancelled`] between its steps and returns a `cancelled` report.
 
+pub mod background;
 pub mod progress;
 pub mod records;
 

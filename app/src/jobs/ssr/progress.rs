@@ -52,6 +52,12 @@ impl Tracker {
         }
     }
 
+    /// A tracker of work that is not a job run (the backup before an upgrade): it stops
+    /// on shutdown like a run, and records nothing (its run id is 0).
+    pub fn detached(state: &AppState) -> Self {
+        Self::new(state, 0, None)
+    }
+
     /// Whether the run should stop after its current step (Cancel, Ctrl-C, shutdown).
     pub fn is_cancelled(&self) -> bool {
         self.cancel.is_cancelled()
@@ -70,6 +76,9 @@ impl Tracker {
     /// Records how far the run is (`done` of `total`) with a heartbeat, tells the door,
     /// and picks up a Cancel pressed on any replica.
     pub async fn report(&self, done: i64, total: i64) -> Result<(), AppError> {
+        if self.run_id == 0 {
+            return Ok(());
+        }
         let cancel_requested = sqlx::query_scalar!(
             "update cron_job_runs set progress_done = $2, progress_total = $3, heartbeat_at = $4
               where id = $1 returning cancel_requested",

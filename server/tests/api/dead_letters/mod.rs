@@ -63,6 +63,22 @@ pub async fn events(app: &TestApp, n: usize) -> Vec<i64> {
     ids
 }
 
+/// A new webhook with `n` dead letters (events enqueued as ingest does, then
+/// dead-lettered as `exhausted`): its id and `n`.
+pub async fn dead_lettered(app: &TestApp, n: usize) -> (i64, usize) {
+    let (webhook, _) = webhook(app, "https://hooks.example.com/in", 3).await;
+    events(app, n).await;
+    sqlx::query(
+        "update webhook_deliveries set status = 'dead', dlq_at = now(), dlq_reason = 'exhausted'
+          where webhook_id = $1 and status = 'pending'",
+    )
+    .bind(webhook)
+    .execute(&app.pg)
+    .await
+    .unwrap();
+    (webhook, n)
+}
+
 /// Delivers until nothing is due.
 pub async fn deliver(app: &TestApp) -> DeliverReport {
     work(&app.state, Duration::from_secs(60), true, None)

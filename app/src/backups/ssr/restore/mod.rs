@@ -528,9 +528,11 @@ mod clickhouse;
 mod in_place;
 mod postgres;
 mod records;
+mod whole;
 
 pub use in_place::roll_back;
 pub use records::{list, load, request_cancel};
+pub use whole::{replace_schema, Replaced};
 
 #[cfg(test)]
 mod tests {

@@ -6,30 +6,33 @@ use super::*;
 /// A local copy of the backup's dump (the file itself for a directory target).
 pub(super) async fn dump_copy(
     state: &AppState,
-    prepared: &Prepared,
+    backup: &Stored,
+    manifest: &Manifest,
 ) -> Result<super::super::storage::LocalCopy, String> {
-    let file = prepared
-        .manifest
+    let file = manifest
         .files
         .first()
         .ok_or_else(|| "the manifest lists no dump".to_owned())?;
     state
         .backups
         .storage
-        .local_copy(&prepared.backup.key(&file.path))
+        .local_copy(&backup.key(&file.path))
         .await
         .map_err(|e| format!("{}: {e}", file.path))
 }
 
 /// Checks the dump's size and SHA-256 before `pg_restore` reads it.
-pub(super) async fn check_dump(state: &AppState, prepared: &Prepared) -> Result<(), String> {
-    let file = prepared
-        .manifest
+pub(super) async fn check_dump(
+    state: &AppState,
+    backup: &Stored,
+    manifest: &Manifest,
+) -> Result<(), String> {
+    let file = manifest
         .files
         .first()
         .cloned()
         .ok_or("the manifest lists no dump")?;
-    let key = prepared.backup.key(&file.path);
+    let key = backup.key(&file.path);
     let storage = state.backups.storage.clone();
     let (size, sha256) = tokio::task::spawn_blocking(move || {
         super::super::native::HashingReader::new(storage.open(&key)?).finish()
@@ -86,8 +89,8 @@ mod tempfile_path {
 
 pub(super) async fn side(state: &AppState, prepared: &Prepared, watch: &Watch<'_>) -> Restored {
     watch.phase(Phase::Fetch);
-    check_dump(state, prepared).await?;
-    let copy = dump_copy(state, prepared).await?;
+    check_dump(state, &prepared.backup, &prepared.manifest).await?;
+    let copy = dump_copy(state, &prepared.backup, &prepared.manifest).await?;
     let dump = copy.path().to_path_buf();
     let url = pg::working_url(&state.backups);
     let mut admin = pg::connect(url, None)
@@ -162,8 +165,8 @@ pub(super) fn aside_schema(restore_id: i64) -> String {
 
 pub(super) async fn in_place(state: &AppState, prepared: &Prepared, watch: &Watch<'_>) -> Restored {
     watch.phase(Phase::Fetch);
-    check_dump(state, prepared).await?;
-    let copy = dump_copy(state, prepared).await?;
+    check_dump(state, &prepared.backup, &prepared.manifest).await?;
+    let copy = dump_copy(state, &prepared.backup, &prepared.manifest).await?;
     let dump = copy.path().to_path_buf();
     let list = list_file(state, prepared, &dump).await?;
     let url = pg::working_url(&state.backups);

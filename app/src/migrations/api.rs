@@ -1,0 +1,33 @@
+//! Server functions of `/admin/migrations`. Everyone signed in reads; pause, resume,
+//! retry and cancel are for operators and admins, with a reason for the history.
+
+use leptos::prelude::*;
+
+use super::{MigrationStatus, MigrationsOverview};
+use crate::error::AppError;
+
+/// The background migrations, the schema's state and the last upgrades.
+#[server(endpoint = "migrations/overview")]
+pub async fn load_migrations() -> Result<MigrationsOverview, AppError> {
+    let (state, _) = crate::auth::ssr::guard(crate::auth::Permission::Read).await?;
+    let result = super::ssr::store::overview(&state).await;
+    crate::server::respond(result)
+}
+
+/// Pauses, resumes, retries or cancels a background migration.
+#[server(endpoint = "migrations/change")]
+pub async fn change_migration(
+    name: String,
+    action: String,
+    reason: String,
+) -> Result<MigrationStatus, AppError> {
+    let (state, actor) = crate::auth::ssr::guard(crate::auth::Permission::Operate).await?;
+    let result = async {
+        let action = super::MigrationAction::parse(action.trim())
+            .ok_or_else(|| AppError::invalid("action", "one of pause, resume, retry, cancel"))?;
+        let reason = crate::server::required_reason(&reason)?;
+        super::ssr::store::change(&state, &actor, name.trim(), action, &reason).await
+    }
+    .await;
+    crate::server::respond(result)
+}

@@ -1,0 +1,64 @@
+//! Background migrations and safe upgrades on the server.
+//!
+//! - `runner`: the `run-background-migrations` job: one worker per migration across
+//!   every replica (an advisory lock), chunks committed with their cursor, a heartbeat.
+//! - `store`: the rows (made from the registry on start-up), the page's figures, and the
+//!   controls (pause, resume, retry, cancel) with their history entries.
+//! - `alerts`: `migration_stuck`.
+//! - `schema`: the schema migrations applied against what this binary expects.
+//! - `upgrade`: applying pending schema migrations behind a pre-upgrade backup, and
+//!   `salvage migrate --rollback-to`.
+//! - `check`: the smoke checks of `salvage check`.
+
+pub mod alerts;
+pub mod check;
+pub mod runner;
+pub mod schema;
+pub mod store;
+pub mod upgrade;
+
+use std::time::Duration;
+
+pub use runner::RUN_BACKGROUND_MIGRATIONS;
+
+/// How background migrations run. `SALVAGE_MIGRATION_*`.
+#[derive(Clone, Debug)]
+pub struct MigrationSettings {
+    /// Rows per chunk (`SALVAGE_MIGRATION_CHUNK_ROWS`, 1,000): one transaction each.
+    pub chunk_rows: i64,
+    /// A pause between chunks, to spare a busy database
+    /// (`SALVAGE_MIGRATION_CHUNK_PAUSE_MS`, 0).
+    pub chunk_pause: Duration,
+    /// How often a worker beats the heartbeat while a chunk runs.
+    pub heartbeat_every: Duration,
+    /// A running migration whose heartbeat is older than this is stuck
+    /// (`SALVAGE_MIGRATION_STUCK_AFTER_SECS`, 120): its worker died, and the next tick
+    /// takes it over from the saved cursor.
+    pub stuck_after: Duration,
+    /// How long one scheduled run works before the next tick takes over.
+    pub run_budget: Duration,
+    /// Take a PostgreSQL backup before applying schema migrations
+    /// (`SALVAGE_MIGRATE_BACKUP`, on).
+    pub backup_before_upgrade: bool,
+}
+
+impl Default for MigrationSettings {
+    fn default() -> Self {
+        Self {
+            chunk_rows: 1_000,
+            chunk_pause: Duration::ZERO,
+            heartbeat_every: Duration::from_secs(15),
+            stuck_after: Duration::from_secs(120),
+            run_budget: Duration::from_secs(50),
+            backup_before_upgrade: true,
+        }
+    }
+}
+
+/// Advisory lock classes of this feature.
+pub mod lock_class {
+    /// One worker per background migration (key: a hash of its name).
+    pub const BACKGROUND_MIGRATION: i32 = 7330;
+    /// One schema upgrade at a time, backup included (key: 0).
+    pub const UPGRADE: i32 = 7331;
+}

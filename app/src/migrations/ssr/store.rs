@@ -1,0 +1,251 @@
+//! The `background_migrations` rows: made from the registry, read for the page, the
+//! health figures and the alert, and changed by a person (pause, resume, retry,
+//! cancel), each change in one transaction with its history entry.
+
+use serde_json::json;
+use sqlx::{PgPool, Row};
+use time::OffsetDateTime;
+
+use crate::auth::ssr::actor::Actor;
+use crate::error::AppError;
+use crate::history::ssr::{append, NewEntry};
+use crate::history::Outcome;
+use crate::migrations::{BackgroundMigrationRow, MigrationAction, MigrationStatus};
+use crate::server::AppState;
+
+/// Makes a `pending` row for every registered migration that has none. Idempotent:
+/// start-up and every tick call it.
+pub async fn register(state: &AppState) -> Result<(), AppError> {
+    let names: Vec<&str> = state.background_migrations.iter().map(|m| m.name).collect();
+    sqlx::query(
+        "insert into background_migrations (name, created_at)
+         select unnest($1::text[]), $2 on conflict (name) do nothing",
+    )
+    .bind(&names)
+    .bind(state.clock.now())
+    .execute(&state.pg)
+    .await
+    .map_err(AppError::wrap("Register the background migrations"))?;
+    Ok(())
+}
+
+/// The status of migration `name`, if it has a row.
+pub async fn status_of(pg: &PgPool, name: &str) -> Result<Option<MigrationStatus>, AppError> {
+    let status: Option<String> =
+        sqlx::query_scalar("select status from background_migrations where name = $1")
+            .bind(name)
+            .fetch_optional(pg)
+            .await
+            .map_err(AppError::wrap("Read a background migration"))?;
+    Ok(status.as_deref().and_then(MigrationStatus::parse))
+}
+
+fn ms(at: Option<OffsetDateTime>) -> Option<i64> {
+    at.map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
+}
+
+/// Every migration with a row, registered ones first in the registry's order.
+pub async fn list(state: &AppState) -> Result<Vec<BackgroundMigrationRow>, AppError> {
+    let rows = sqlx::query("select * from background_migrations order by created_at, name")
+        .fetch_all(&state.pg)
+        .await
+        .map_err(AppError::wrap("Read the background migrations"))?;
+    let now = state.clock.now();
+    let stuck_after = state.migrations.stuck_after.as_secs() as i64;
+    let mut out: Vec<BackgroundMigrationRow> = rows
+        .iter()
+        .map(|row| {
+            let name: String = row.get("name");
+            let known = state.background_migrations.iter().find(|m| m.name == name);
+            let status =
+                MigrationStatus::parse(row.get("status")).unwrap_or(MigrationStatus::Pending);
+            let heartbeat: Option<OffsetDateTime> = row.get("last_heartbeat_at");
+            let heartbeat_age_s = heartbeat.map(|h| (now - h).whole_seconds().max(0));
+            let current: i64 = row.get("progress_current");
+            let total: Option<i64> = row.get("progress_total");
+            let run_started: Option<OffsetDateTime> = row.get("run_started_at");
+            let run_progress: Option<i64> = row.get("run_started_progress");
+            let rate = match (run_started, run_progress, heartbeat) {
+                (Some(start), Some(from), Some(beat)) if beat > start && current > from => {
+                    Some((current - from) as f64 / (beat - start).as_seconds_f64())
+                }
+                _ => None,
+            };
+            let eta_s = match (status, rate, total) {
+                (MigrationStatus::Running, Some(rate), Some(total)) if rate > 0.0 => {
+                    Some(((total - current).max(0) as f64 / rate).ceil() as i64)
+                }
+                _ => None,
+            };
+            BackgroundMigrationRow {
+                description: known.map(|m| m.description.to_owned()).unwrap_or_default(),
+                known: known.is_some(),
+                status,
+                progress_current: current,
+                progress_total: total,
+                cursor: row.get("cursor"),
+                attempts: row.get("attempts"),
+                last_error: row.get("last_error"),
+                created_at_ms: ms(row.get("created_at")).unwrap_or_default(),
+                started_at_ms: ms(row.get("started_at")),
+                finished_at_ms: ms(row.get("finished_at")),
+                last_heartbeat_ms: ms(heartbeat),
+                heartbeat_age_s,
+                stuck: status == MigrationStatus::Running
+                    && heartbeat_age_s.is_none_or(|age| age > stuck_after),
+                rate,
+                eta_s,
+                paused_by: row.get("paused_by"),
+                paused_reason: row.get("paused_reason"),
+                changed_by: row.get("changed_by"),
+                change_reason: row.get("change_reason"),
+                name,
+            }
+        })
+        .collect();
+    let position = |name: &str| {
+        state
+            .background_migrations
+            .iter()
+            .position(|m| m.name == name)
+            .unwrap_or(usize::MAX)
+    };
+    out.sort_by_key(|m| position(&m.name));
+    Ok(out)
+}
+
+/// Running migrations and, of them, the stuck ones (`/health/deep`).
+pub async fn running_and_stuck(state: &AppState) -> Result<(i64, i64), sqlx::Error> {
+    let stale_before = state.clock.now() - state.migrations.stuck_after;
+    sqlx::query_as(
+        "select count(*),
+                count(*) filter (where last_heartbeat_at is null or last_heartbeat_at < $1)
+           from background_migrations where status = 'running'",
+    )
+    .bind(stale_before)
+    .fetch_one(&state.pg)
+    .await
+}
+
+/// Pauses, resumes, retries or cancels migration `name` (operators and admins; the
+/// door checks the role), with its history entry. `Conflict` when the action does not
+/// apply to its status now.
+pub async fn change(
+    state: &AppState,
+    actor: &Actor,
+    name: &str,
+    action: MigrationAction,
+    reason: &str,
+) -> Result<MigrationStatus, AppError> {
+    let wrap = || AppError::wrap("Change a background migration");
+    let now = state.clock.now();
+    let mut tx = state.pg.begin().await.map_err(wrap())?;
+    let status: Option<String> =
+        sqlx::query_scalar("select status from background_migrations where name = $1 for update")
+            .bind(name)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(wrap())?;
+    let Some(status) = status.as_deref().and_then(MigrationStatus::parse) else {
+        return Err(AppError::NotFound {
+            what: format!("Background migration {name}"),
+        });
+    };
+    if !action.applies_to(status) {
+        return Err(AppError::Conflict {
+            message: format!(
+                "Background migration {name} is {}: it cannot be {}.",
+                status.as_str(),
+                match action {
+                    MigrationAction::Pause => "paused",
+                    MigrationAction::Resume => "resumed",
+                    MigrationAction::Retry => "retried",
+                    MigrationAction::Cancel => "cancelled",
+                }
+            ),
+        });
+    }
+    let next = action.leads_to();
+    let stops = matches!(action, MigrationAction::Pause | MigrationAction::Cancel);
+    sqlx::query(
+        "update background_migrations
+            set status = $2,
+                paused_by = case when $3 then $4 else paused_by end,
+                paused_reason = case when $3 then $5 else paused_reason end,
+                paused_at = case when $3 then $6 else paused_at end,
+                changed_by = $4, change_reason = $5,
+                finished_at = case when $2 = 'cancelled' then $6 else finished_at end
+          where name = $1",
+    )
+    .bind(name)
+    .bind(next.as_str())
+    .bind(stops)
+    .bind(&actor.name)
+    .bind(reason)
+    .bind(now)
+    .execute(&mut *tx)
+    .await
+    .map_err(wrap())?;
+    let entry = NewEntry::new(
+        "background_migration",
+        format!(
+            "Background migration {name}: {} ({} → {})",
+            action.label().to_lowercase(),
+            status.as_str(),
+            next.as_str()
+        ),
+        actor,
+        Outcome::Succeeded,
+    )
+    .with_reason(Some(reason.to_owned()))
+    .with_times(now, Some(now))
+    .with_details(json!({"migration": name, "action": action.as_str(), "from": status.as_str(), "to": next.as_str()}));
+    append(&mut tx, &entry).await.map_err(wrap())?;
+    tx.commit().await.map_err(wrap())?;
+    Ok(next)
+}
+
+/// The last schema upgrades, newest first.
+pub async fn upgrades(
+    pg: &PgPool,
+    limit: i64,
+) -> Result<Vec<crate::migrations::Upgrade>, sqlx::Error> {
+    let exists: bool =
+        sqlx::query_scalar("select to_regclass('public.schema_upgrades') is not null")
+            .fetch_one(pg)
+            .await?;
+    if !exists {
+        return Ok(Vec::new());
+    }
+    let rows = sqlx::query("select * from schema_upgrades order by id desc limit $1")
+        .bind(limit)
+        .fetch_all(pg)
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|row| crate::migrations::Upgrade {
+            id: row.get("id"),
+            from_version: row.get("from_version"),
+            to_version: row.get("to_version"),
+            applied: row.get("applied"),
+            backup_id: row.get("backup_id"),
+            backup_skipped: row.get("backup_skipped"),
+            actor: row.get("actor"),
+            binary_version: row.get("binary_version"),
+            started_at_ms: ms(row.get("started_at")).unwrap_or_default(),
+            finished_at_ms: ms(row.get("finished_at")).unwrap_or_default(),
+        })
+        .collect())
+}
+
+/// Everything `/admin/migrations` shows.
+pub async fn overview(state: &AppState) -> Result<crate::migrations::MigrationsOverview, AppError> {
+    let wrap = || AppError::wrap("Read the migrations");
+    Ok(crate::migrations::MigrationsOverview {
+        migrations: list(state).await?,
+        schema: super::schema::status(&state.pg).await.map_err(wrap())?,
+        upgrades: upgrades(&state.pg, 20).await.map_err(wrap())?,
+        stuck_after_s: state.migrations.stuck_after.as_secs() as i64,
+        now_ms: ms(Some(state.clock.now())).unwrap_or_default(),
+    })
+}

@@ -1,0 +1,413 @@
+//! Safe upgrades. Applying pending schema migrations (`salvage migrate`, `salvage serve`
+//! on start-up, any command that opens the database) first takes a PostgreSQL backup
+//! through the backups feature and records it in `schema_upgrades` as the pre-upgrade
+//! backup of the version it leads to; `--no-backup <reason>` or
+//! `SALVAGE_MIGRATE_BACKUP=off` skips it, and the reason is recorded instead. A fresh,
+//! empty database needs no backup. One upgrade runs at a time across replicas (an
+//! advisory lock): a second replica waits, then finds nothing pending.
+//!
+//! [`roll_back_to`] undoes an upgrade: it restores a pre-upgrade backup's whole schema in
+//! place (`backups::ssr::restore::replace_schema`) and records that it did.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::lock_class;
+use super::schema;
+use crate::auth::ssr::actor::Actor;
+use crate::backups::ssr::catalogue::{self, Started};
+use crate::backups::StoreKind;
+use crate::error::AppError;
+use crate::history::ssr::{append, NewEntry};
+use crate::history::Outcome;
+use crate::server::AppState;
+
+/// The `backups.trigger` of a pre-upgrade backup.
+pub const PRE_UPGRADE: &str = "pre-upgrade";
+
+/// Whether to take the pre-upgrade backup.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BackupPolicy {
+    Take,
+    /// Skip it; the reason is recorded with the upgrade.
+    Skip(String),
+}
+
+impl BackupPolicy {
+    /// The policy the settings ask for (`SALVAGE_MIGRATE_BACKUP`).
+    pub fn from_settings(state: &AppState) -> Self {
+        if state.migrations.backup_before_upgrade {
+            BackupPolicy::Take
+        } else {
+            BackupPolicy::Skip("SALVAGE_MIGRATE_BACKUP=off".to_owned())
+        }
+    }
+}
+
+/// What was done about the backup before an upgrade.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum UpgradeBackup {
+    /// Nothing was pending, so nothing was upgraded.
+    NotNeeded,
+    /// The database was empty.
+    Fresh,
+    Taken {
+        backup_id: i64,
+        bytes: i64,
+        duration_ms: i64,
+    },
+    Skipped {
+        reason: String,
+    },
+}
+
+/// What applying the schema migrations did.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UpgradeReport {
+    pub from_version: Option<i64>,
+    pub to_version: i64,
+    pub applied: Vec<i64>,
+    pub backup: UpgradeBackup,
+    /// The `schema_upgrades` row.
+    pub upgrade_id: Option<i64>,
+}
+
+/// Why applying the schema migrations stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum UpgradeError {
+    #[error("{0}")]
+    Store(#[from] AppError),
+    #[error("the pre-upgrade backup failed, so no migration was applied: {0}. Fix the backup (see /admin/backups) or skip it with `salvage migrate --no-backup <reason>`")]
+    Backup(String),
+    #[error("{0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+/// Applies every pending schema migration behind a pre-upgrade backup (see the module
+/// documentation), as the schema's owner when one is configured.
+pub async fn apply(
+    state: &AppState,
+    policy: &BackupPolicy,
+    actor: &Actor,
+) -> Result<UpgradeReport, UpgradeError> {
+    let wrap = || AppError::wrap("Apply the schema migrations");
+    let mut waited = false;
+    let lock = loop {
+        if let Some(lock) =
+            crate::server::postgres::try_exclusive(&state.pg, lock_class::UPGRADE, 0)
+                .await
+                .map_err(wrap())?
+        {
+            break lock;
+        }
+        if !waited {
+            tracing::info!("another process is upgrading the schema; waiting for it");
+            waited = true;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let result = apply_locked(state, policy, actor).await;
+    lock.release().await;
+    result
+}
+
+async fn apply_locked(
+    state: &AppState,
+    policy: &BackupPolicy,
+    actor: &Actor,
+) -> Result<UpgradeReport, UpgradeError> {
+    let wrap = || AppError::wrap("Apply the schema migrations");
+    let applied = schema::applied(&state.pg).await.map_err(wrap())?;
+    let pending = schema::pending(&applied);
+    let from_version = applied
+        .iter()
+        .filter(|a| a.success)
+        .map(|a| a.version)
+        .max();
+    let to_version = schema::expected_version();
+    if pending.is_empty() {
+        return Ok(UpgradeReport {
+            from_version,
+            to_version,
+            applied: Vec::new(),
+            backup: UpgradeBackup::NotNeeded,
+            upgrade_id: None,
+        });
+    }
+    let started = state.clock.now();
+    let backup = if applied.is_empty() {
+        UpgradeBackup::Fresh
+    } else {
+        match policy {
+            BackupPolicy::Skip(reason) => UpgradeBackup::Skipped {
+                reason: reason.clone(),
+            },
+            BackupPolicy::Take => take_backup(state, actor, from_version, to_version).await?,
+        }
+    };
+    crate::server::postgres::migrate_schema(&state.pg, state.schema_owner.as_ref()).await?;
+    let finished = state.clock.now();
+    let (backup_id, skipped) = match &backup {
+        UpgradeBackup::Taken { backup_id, .. } => (Some(*backup_id), None),
+        UpgradeBackup::Skipped { reason } => (None, Some(reason.clone())),
+        _ => (None, Some("fresh database".to_owned())),
+    };
+    let mut tx = state.pg.begin().await.map_err(wrap())?;
+    let upgrade_id: i64 = sqlx::query_scalar(
+        "insert into schema_upgrades (from_version, to_version, applied, backup_id, backup_skipped,
+                                      actor, binary_version, started_at, finished_at)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9) returning id",
+    )
+    .bind(from_version)
+    .bind(to_version)
+    .bind(&pending)
+    .bind(backup_id)
+    .bind(&skipped)
+    .bind(&actor.name)
+    .bind(state.version)
+    .bind(started)
+    .bind(finished)
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(wrap())?;
+    // A fresh database's first migrations are recorded in `schema_upgrades` only: the
+    // history starts empty, with the first thing a person or a job does.
+    if backup == UpgradeBackup::Fresh {
+        tx.commit().await.map_err(wrap())?;
+        return Ok(UpgradeReport {
+            from_version,
+            to_version,
+            applied: pending,
+            backup,
+            upgrade_id: Some(upgrade_id),
+        });
+    }
+    let title = match (&backup, from_version) {
+        (UpgradeBackup::Taken { backup_id, .. }, Some(from)) => format!(
+            "Schema upgraded from {from} to {to_version} after pre-upgrade backup {backup_id}"
+        ),
+        (_, from) => format!(
+            "Schema upgraded from {} to {to_version} without a backup",
+            from.map(|f| f.to_string())
+                .unwrap_or_else(|| "nothing".into())
+        ),
+    };
+    let entry = NewEntry::new("upgrade", title, actor, Outcome::Succeeded)
+        .with_reason(skipped.clone())
+        .with_times(started, Some(finished))
+        .with_details(json!({
+            "upgradeId": upgrade_id, "from": from_version, "to": to_version, "applied": pending,
+            "backup": backup, "binaryVersion": state.version,
+        }));
+    append(&mut tx, &entry).await.map_err(wrap())?;
+    tx.commit().await.map_err(wrap())?;
+    Ok(UpgradeReport {
+        from_version,
+        to_version,
+        applied: pending,
+        backup,
+        upgrade_id: Some(upgrade_id),
+    })
+}
+
+async fn take_backup(
+    state: &AppState,
+    actor: &Actor,
+    from: Option<i64>,
+    to: i64,
+) -> Result<UpgradeBackup, UpgradeError> {
+    let has_catalogue: bool =
+        sqlx::query_scalar("select to_regclass('public.backups') is not null")
+            .fetch_one(&state.pg)
+            .await
+            .map_err(AppError::wrap("Look for the backups catalogue"))?;
+    if !has_catalogue {
+        return Err(UpgradeError::Backup(format!(
+            "this database (schema {}) predates Salvage's backups; take a pg_dump yourself",
+            from.unwrap_or(0)
+        )));
+    }
+    let reason = format!(
+        "Before upgrading the schema from {} to {to}",
+        from.map(|f| f.to_string())
+            .unwrap_or_else(|| "nothing".into())
+    );
+    let started = Started {
+        store: StoreKind::Postgres,
+        trigger: PRE_UPGRADE,
+        actor,
+        reason: Some(&reason),
+        run_id: None,
+        at: state.clock.now(),
+    };
+    let tracker = crate::jobs::ssr::Tracker::detached(state);
+    let taken = crate::backups::ssr::create::take(state, &started, &tracker).await?;
+    match (taken.backup_id, taken.error) {
+        (Some(backup_id), None) => Ok(UpgradeBackup::Taken {
+            backup_id,
+            bytes: taken.bytes,
+            duration_ms: taken.duration_ms,
+        }),
+        (_, error) => Err(UpgradeError::Backup(
+            error.unwrap_or_else(|| "no backup was recorded".to_owned()),
+        )),
+    }
+}
+
+/// What a rollback did.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RollbackReport {
+    pub backup_id: i64,
+    /// The schema version the database is at now.
+    pub schema_version: i64,
+    pub tables: Vec<crate::backups::ssr::restore::TableCheck>,
+    pub verified: bool,
+    /// Where the schema that was live is kept.
+    pub aside: String,
+    pub restore_id: i64,
+    pub history_id: i64,
+    pub duration_ms: i64,
+}
+
+/// Restores pre-upgrade backup `backup_id` in place, whole schema (admins: the CLI's
+/// local admin). `confirm` must be the backup's id, typed. Refused, with nothing
+/// changed, for a backup that is not a complete PostgreSQL pre-upgrade backup (the
+/// refusal says what it is) or while a console still runs jobs on this database.
+pub async fn roll_back_to(
+    state: &AppState,
+    backup_id: i64,
+    confirm: &str,
+    actor: &Actor,
+    reason: Option<String>,
+) -> Result<RollbackReport, AppError> {
+    let wrap = || AppError::wrap("Roll back an upgrade");
+    let stored = catalogue::load(&state.pg, backup_id)
+        .await
+        .map_err(wrap())?
+        .ok_or_else(|| AppError::NotFound {
+            what: format!("Backup {backup_id}"),
+        })?;
+    let b = &stored.backup;
+    if b.store != StoreKind::Postgres || b.trigger != PRE_UPGRADE {
+        return Err(AppError::invalid(
+            "backup",
+            format!(
+                "backup {backup_id} is a {} backup taken by {} ({}), not a PostgreSQL pre-upgrade \
+                 backup: --rollback-to takes only those (`salvage backup list` marks them \
+                 pre-upgrade); restore other backups with `salvage backup restore`",
+                b.store.label(),
+                b.trigger,
+                b.reason.as_deref().unwrap_or("no reason given")
+            ),
+        ));
+    }
+    let stored = catalogue::load_complete(&state.pg, backup_id)
+        .await?
+        .map_err(|why| AppError::invalid("backup", why))?;
+    if confirm.trim() != backup_id.to_string() {
+        return Err(AppError::invalid(
+            "confirm",
+            format!("type the backup's id, {backup_id}, to replace the whole schema with it"),
+        ));
+    }
+    let live: Vec<(String, i64)> = sqlx::query_as(
+        "select job_name, id from cron_job_runs
+          where outcome = 'running' and heartbeat_at > $1 order by id",
+    )
+    .bind(state.clock.now() - crate::jobs::ssr::ABANDONED_AFTER)
+    .fetch_all(&state.pg)
+    .await
+    .map_err(wrap())?;
+    if let Some((job, id)) = live.first() {
+        return Err(AppError::Conflict {
+            message: format!(
+                "a console is still working on this database (run {id} of {job} has a fresh \
+                 heartbeat): stop every `salvage serve` first, then roll back"
+            ),
+        });
+    }
+    let manifest = crate::backups::ssr::verify::read_manifest(state, &stored)
+        .await
+        .map_err(|e| AppError::invalid("backup", e))?;
+    let started = state.clock.now();
+    let replaced = crate::backups::ssr::restore::replace_schema(state, &stored, &manifest)
+        .await
+        .map_err(|error| AppError::internal("Roll back an upgrade", error))?;
+    let verified = replaced.checks.iter().all(|c| c.ok());
+    let schema_version = schema::status(&state.pg).await.map_err(wrap())?.applied;
+    let now = state.clock.now();
+    let names: Vec<String> = replaced.checks.iter().map(|c| c.name.clone()).collect();
+    let rows: i64 = replaced.checks.iter().map(|c| c.rows).sum();
+    let mut tx = state.pg.begin().await.map_err(wrap())?;
+    let restore_id: i64 = sqlx::query_scalar(
+        "insert into restores (backup_id, store, mode, target, tables, status, aside, actor,
+                               actor_user_id, reason, started_at, finished_at, duration_ms,
+                               row_count, verification)
+         values ($1, 'postgres', 'in_place', $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+         returning id",
+    )
+    .bind(backup_id)
+    .bind(crate::backups::ssr::postgres::database_name(
+        &state.backups.database_url,
+    ))
+    .bind(&names)
+    .bind(if verified {
+        "verified"
+    } else {
+        "verify_failed"
+    })
+    .bind(&replaced.aside)
+    .bind(&actor.name)
+    .bind(actor.user_id)
+    .bind(&reason)
+    .bind(started)
+    .bind(now)
+    .bind(replaced.duration_ms)
+    .bind(rows)
+    .bind(serde_json::to_value(&replaced.checks).unwrap_or_default())
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(wrap())?;
+    let entry =
+        NewEntry::new(
+            "upgrade",
+            format!(
+            "Upgrade rolled back to pre-upgrade backup {backup_id}: schema {schema_version}, {}",
+            if verified { "verified" } else { "verification failed" }
+        ),
+            actor,
+            if verified {
+                Outcome::Succeeded
+            } else {
+                Outcome::Failed
+            },
+        )
+        .with_reason(reason)
+        .with_times(started, Some(now))
+        .with_body(format!(
+            "The whole schema was restored from backup {backup_id}. What was live before is kept \
+         in schema {} until someone drops it.",
+            replaced.aside
+        ))
+        .with_details(json!({
+            "backupId": backup_id, "restoreId": restore_id, "schemaVersion": schema_version,
+            "aside": replaced.aside, "tables": replaced.checks, "durationMs": replaced.duration_ms,
+        }));
+    let history_id = append(&mut tx, &entry).await.map_err(wrap())?;
+    tx.commit().await.map_err(wrap())?;
+    Ok(RollbackReport {
+        backup_id,
+        schema_version,
+        tables: replaced.checks,
+        verified,
+        aside: replaced.aside,
+        restore_id,
+        history_id,
+        duration_ms: replaced.duration_ms,
+    })
+}
