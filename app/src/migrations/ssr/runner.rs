@@ -9,7 +9,8 @@
 //! progress, so a chunk is done once or not at all. A task beats the heartbeat every
 //! `heartbeat_every` while it works, so a long chunk is not mistaken for a dead worker.
 //!
-//! A worker that dies leaves the row `running` with a heartbeat that goes stale: the
+//! A turn that ends on purpose (the time budget, a cancelled run) puts the row back to
+//! `pending`. A worker that dies leaves it `running` with a heartbeat that goes stale: the
 //! `migration_stuck` alert names it, and the next tick (the lock went with the dead
 //! worker's connection) takes it over from the saved cursor. A person's pause or cancel
 //! is read under the row's lock before every chunk.
@@ -266,6 +267,19 @@ async fn work(
     let result = chunks(ctx, migration, deadline, total, &mut worked).await;
     drop(beating);
     match result {
+        Ok(()) if worked.turn == Turn::Continues => {
+            // Its turn ended on purpose: back in line, so the next tick claims it as
+            // work left, not as a dead worker's.
+            sqlx::query(
+                "update background_migrations set status = 'pending'
+                  where name = $1 and status = 'running'",
+            )
+            .bind(migration.name)
+            .execute(&state.pg)
+            .await
+            .map_err(AppError::wrap("Run a background migration"))?;
+            Ok(worked)
+        }
         Ok(()) => Ok(worked),
         Err(ChunkError::Store(error)) => Err(error),
         Err(ChunkError::Step(error)) => {

@@ -265,7 +265,7 @@ async fn a_stale_heartbeat_raises_migration_stuck_and_the_next_tick_resumes_and_
     let state = fixture_state(&app).await;
     // A worker that died half-way three minutes ago: 400 items done, its lock gone.
     store::register(&state).await.unwrap();
-    sqlx::query(
+    sqlx::raw_sql(
         "insert into fixture_tally (item) select generate_series(1, 400);
          update background_migrations set status = 'running', progress_current = 400,
                 progress_total = 1000, cursor = 400, attempts = 1,

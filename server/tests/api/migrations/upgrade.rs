@@ -22,7 +22,7 @@ fn out(output: &Output) -> String {
 /// Takes `app`'s database back to the previous version's schema, as a database the
 /// previous release made would be.
 async fn at_previous_version(app: &TestApp) {
-    sqlx::query(
+    sqlx::raw_sql(
         "drop table background_migrations;
          drop table schema_upgrades;
          alter table webhook_events drop column payload_bytes;
