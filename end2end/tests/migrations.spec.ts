@@ -48,6 +48,6 @@ test("an operator watches a background migration run, pauses it and lets it fini
 test("a manager reads the migrations but is offered no controls", async ({ page }) => {
   await signIn(page, "manager");
   await open(page, "/admin/migrations");
-  await expect(page.getByTestId("schema-migrations")).toContainText("background_migrations_and_upgrades");
+  await expect(page.getByTestId("schema-migrations")).toContainText("background migrations and upgrades");
   await expect(page.getByTestId("change-migration")).toHaveCount(0);
 });

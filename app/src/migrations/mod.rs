@@ -153,6 +153,8 @@ pub struct BackgroundMigrationRow {
     pub progress_current: i64,
     pub progress_total: Option<i64>,
     pub cursor: Option<i64>,
+    /// Its first start, each take-over of a dead worker's turn, each retry (a turn that
+    /// ended on its time budget, or a resume after a pause, is not a new attempt).
     pub attempts: i32,
     pub last_error: Option<String>,
     pub created_at_ms: i64,

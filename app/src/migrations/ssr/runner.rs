@@ -218,7 +218,8 @@ async fn work(
     worked.cursor = row.get("cursor");
     sqlx::query(
         "update background_migrations
-            set status = 'running', attempts = attempts + 1, progress_total = $2,
+            set status = 'running', progress_total = $2,
+                attempts = attempts + case when started_at is null or status = 'running' then 1 else 0 end,
                 started_at = coalesce(started_at, $3), last_heartbeat_at = $3,
                 run_started_at = $3, run_started_progress = progress_current, finished_at = null
           where name = $1",

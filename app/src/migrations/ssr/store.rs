@@ -174,6 +174,7 @@ pub async fn change(
                 paused_reason = case when $3 then $5 else paused_reason end,
                 paused_at = case when $3 then $6 else paused_at end,
                 changed_by = $4, change_reason = $5,
+                attempts = attempts + case when $2 = 'pending' and status in ('failed', 'cancelled') then 1 else 0 end,
                 finished_at = case when $2 = 'cancelled' then $6 else finished_at end
           where name = $1",
     )

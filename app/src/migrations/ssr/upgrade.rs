@@ -130,6 +130,9 @@ async fn apply_locked(
         .max();
     let to_version = schema::expected_version();
     if pending.is_empty() {
+        // Nothing to apply, but the application role's grants are renewed all the same
+        // (idempotent): tables another path created as the owner become usable.
+        crate::server::postgres::migrate_schema(&state.pg, state.schema_owner.as_ref()).await?;
         return Ok(UpgradeReport {
             from_version,
             to_version,

@@ -387,6 +387,8 @@ async fn pause_resume_retry_and_cancel_follow_their_rules_and_are_recorded() {
     let report = run_once(&state).await;
     assert_eq!(report.worked[0].turn, Turn::Finished, "{report:?}");
     assert_eq!(tally(&app).await, (ITEMS, ITEMS));
+    // The retry and the first start are attempts; the resume is not.
+    assert_eq!(row(&app, "fixture_tally").await.4, 2);
 
     let entries: Vec<(String, Option<String>, String)> = sqlx::query_as(
         "select title, reason, actor from runbook_history
@@ -519,5 +521,36 @@ async fn a_schema_mismatch_shows_on_the_page_and_in_health_deep() {
     assert!(
         html.contains("unknown to this binary"),
         "the page shows the mismatch"
+    );
+}
+
+#[tokio::test]
+async fn a_turn_that_ends_on_its_budget_goes_back_in_line_and_is_not_taken_over() {
+    let app = spawn_app().await;
+    let state = fixture_state(&app).await;
+    let firing = || Firing::by_hand(Trigger::Cli, Actor::cli(), None, Caller::default());
+    let short = RunOptions {
+        budget: Some(Duration::from_millis(150)),
+        ..RunOptions::default()
+    };
+
+    let finished = app::jobs::ssr::run(&state, &RUN_BACKGROUND_MIGRATIONS, firing(), short)
+        .await
+        .unwrap()
+        .unwrap();
+    let first = finished.report::<MigrationsReport>().unwrap().clone();
+    assert_eq!(first.worked[0].turn, Turn::Continues, "{first:?}");
+    let (status, done, _, _, attempts) = row(&app, "fixture_tally").await;
+    assert_eq!((status.as_str(), attempts), ("pending", 1));
+    assert!(done > 0 && done < ITEMS, "{done}");
+
+    let second = run_once(&state).await;
+    assert!(!second.worked[0].took_over, "{second:?}");
+    assert_eq!(second.worked[0].turn, Turn::Finished);
+    assert_eq!(tally(&app).await, (ITEMS, ITEMS));
+    assert_eq!(
+        row(&app, "fixture_tally").await.4,
+        1,
+        "a continued turn is not a new attempt"
     );
 }
