@@ -107,7 +107,7 @@ impl World {
     /// Waits until the job a button started in the background has finished.
     async fn background_runs_finished(&self) {
         let pg = &self.app.pg;
-        let done = crate::helpers::eventually(std::time::Duration::from_secs(10), || async {
+        let done = crate::helpers::eventually(std::time::Duration::from_secs(30), || async {
             let running: i64 = sqlx::query_scalar(
                 "select count(*) from cron_job_runs where outcome = 'running' and actor <> 'matrix'",
             )
@@ -117,7 +117,13 @@ impl World {
             running == 0
         })
         .await;
-        assert!(done, "the run started by the button finished");
+        let running: Vec<(String, String)> = sqlx::query_as(
+            "select job_name, actor from cron_job_runs where outcome = 'running' and actor <> 'matrix'",
+        )
+        .fetch_all(pg)
+        .await
+        .unwrap();
+        assert!(done, "the run started by the button finished: {running:?}");
     }
 
     /// A fresh open alert to act on (raised as expiry raises one): (id, version).
@@ -982,6 +988,9 @@ async fn every_admin_page_enforces_its_role_for_every_caller() {
         ("/admin/crons", any),
         ("/admin/backups", any),
         ("/admin/drills", any),
+        ("/admin/dlq", any),
+        ("/admin/migrations", any),
+        ("/admin/settings/webhooks", any),
         ("/admin/settings/cron-secret", any),
         ("/admin/settings/ingest-keys", admins),
     ];
