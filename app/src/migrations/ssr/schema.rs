@@ -20,14 +20,19 @@ pub struct Applied {
     pub checksum: Vec<u8>,
 }
 
+/// Whether the `public` schema has table `name` (an older schema may lack this
+/// version's tables).
+pub async fn table_exists(pg: &PgPool, name: &str) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("select to_regclass('public.' || quote_ident($1)) is not null")
+        .bind(name)
+        .fetch_one(pg)
+        .await
+}
+
 /// The applied migrations; none when `_sqlx_migrations` does not exist (a fresh
 /// database).
 pub async fn applied(pg: &PgPool) -> Result<Vec<Applied>, sqlx::Error> {
-    let exists: bool =
-        sqlx::query_scalar("select to_regclass('public._sqlx_migrations') is not null")
-            .fetch_one(pg)
-            .await?;
-    if !exists {
+    if !table_exists(pg, "_sqlx_migrations").await? {
         return Ok(Vec::new());
     }
     let rows = sqlx::query(
@@ -95,7 +100,7 @@ pub fn compare(applied: &[Applied]) -> SchemaStatus {
             expected: false,
             checksum_differs: false,
         });
-        entry.applied_at_ms = Some((a.installed_on.unix_timestamp_nanos() / 1_000_000) as i64);
+        entry.applied_at_ms = Some(crate::server::unix_ms(a.installed_on));
         entry.checksum_differs = expected.is_some_and(|m| *m.checksum != *a.checksum);
     }
     let migrations: Vec<SchemaMigration> = by_version.into_values().collect();

@@ -11,7 +11,7 @@ use crate::error::AppError;
 use crate::history::ssr::{append, NewEntry};
 use crate::history::Outcome;
 use crate::migrations::{BackgroundMigrationRow, MigrationAction, MigrationStatus};
-use crate::server::AppState;
+use crate::server::{unix_ms, AppState};
 
 /// Makes a `pending` row for every registered migration that has none. Idempotent:
 /// start-up and every tick call it.
@@ -38,10 +38,6 @@ pub async fn status_of(pg: &PgPool, name: &str) -> Result<Option<MigrationStatus
             .await
             .map_err(AppError::wrap("Read a background migration"))?;
     Ok(status.as_deref().and_then(MigrationStatus::parse))
-}
-
-fn ms(at: Option<OffsetDateTime>) -> Option<i64> {
-    at.map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
 }
 
 /// Every migration with a row, registered ones first in the registry's order.
@@ -86,10 +82,14 @@ pub async fn list(state: &AppState) -> Result<Vec<BackgroundMigrationRow>, AppEr
                 cursor: row.get("cursor"),
                 attempts: row.get("attempts"),
                 last_error: row.get("last_error"),
-                created_at_ms: ms(row.get("created_at")).unwrap_or_default(),
-                started_at_ms: ms(row.get("started_at")),
-                finished_at_ms: ms(row.get("finished_at")),
-                last_heartbeat_ms: ms(heartbeat),
+                created_at_ms: unix_ms(row.get("created_at")),
+                started_at_ms: row
+                    .get::<Option<OffsetDateTime>, _>("started_at")
+                    .map(unix_ms),
+                finished_at_ms: row
+                    .get::<Option<OffsetDateTime>, _>("finished_at")
+                    .map(unix_ms),
+                last_heartbeat_ms: heartbeat.map(unix_ms),
                 heartbeat_age_s,
                 stuck: status == MigrationStatus::Running
                     && heartbeat_age_s.is_none_or(|age| age > stuck_after),
@@ -233,8 +233,8 @@ pub async fn upgrades(
             backup_skipped: row.get("backup_skipped"),
             actor: row.get("actor"),
             binary_version: row.get("binary_version"),
-            started_at_ms: ms(row.get("started_at")).unwrap_or_default(),
-            finished_at_ms: ms(row.get("finished_at")).unwrap_or_default(),
+            started_at_ms: unix_ms(row.get("started_at")),
+            finished_at_ms: unix_ms(row.get("finished_at")),
         })
         .collect())
 }
@@ -247,6 +247,6 @@ pub async fn overview(state: &AppState) -> Result<crate::migrations::MigrationsO
         schema: super::schema::status(&state.pg).await.map_err(wrap())?,
         upgrades: upgrades(&state.pg, 20).await.map_err(wrap())?,
         stuck_after_s: state.migrations.stuck_after.as_secs() as i64,
-        now_ms: ms(Some(state.clock.now())).unwrap_or_default(),
+        now_ms: unix_ms(state.clock.now()),
     })
 }

@@ -223,11 +223,9 @@ async fn take_backup(
     from: Option<i64>,
     to: i64,
 ) -> Result<UpgradeBackup, UpgradeError> {
-    let has_catalogue: bool =
-        sqlx::query_scalar("select to_regclass('public.backups') is not null")
-            .fetch_one(&state.pg)
-            .await
-            .map_err(AppError::wrap("Look for the backups catalogue"))?;
+    let has_catalogue = schema::table_exists(&state.pg, "backups")
+        .await
+        .map_err(AppError::wrap("Look for the backups catalogue"))?;
     if !has_catalogue {
         return Err(UpgradeError::Backup(format!(
             "this database (schema {}) predates Salvage's backups; take a pg_dump yourself",
