@@ -1,7 +1,11 @@
 //! Settings, read once at start-up from the environment (and `.env`).
 //!
-//! One file over 600 lines on purpose: every variable, its default, its bounds and the
-//! sentence that names it when it is wrong are read in one place, in README's order.
+//! - `mod.rs` (here): [`Settings`] and the settings every part shares, read in README's
+//!   order.
+//! - `env`: reading one variable (present, a bounded number, on/off) with the sentence
+//!   that names it when it is wrong.
+//! - `features`: the settings of the webhook deliveries and of background migrations
+//!   and upgrades.
 //!
 //! A missing or malformed variable stops start-up with one line that names it. Secrets
 //! (the PostgreSQL URL, which usually embeds a password, and the ClickHouse password) are
@@ -18,6 +22,11 @@ use app::server::client::TrustedProxies;
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::postgres::PgConnectOptions;
 use url::Url;
+
+mod env;
+mod features;
+
+use env::Env;
 
 /// Everything Salvage needs to know to start.
 #[derive(Debug, Clone)]
@@ -141,7 +150,8 @@ impl Settings {
 
     /// Reads settings through `lookup`, so tests need not touch the process environment.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let get = |name: &'static str| lookup(name).filter(|value| !value.trim().is_empty());
+        let env = Env::new(&lookup);
+        let get = |name: &'static str| env.get(name);
         let require = |name: &'static str| get(name).ok_or(ConfigError::Missing(name));
 
         let database_url = require("DATABASE_URL")?;
@@ -187,27 +197,10 @@ impl Settings {
                 })?
             }
         };
-        // `name` as a whole number in `range`, or `default`; `unit` names what it counts.
         let bounded = |name: &'static str,
                        range: std::ops::RangeInclusive<u64>,
                        unit: &str,
-                       default: u64|
-         -> Result<u64, ConfigError> {
-            match get(name) {
-                None => Ok(default),
-                Some(value) => match value.trim().parse::<u64>() {
-                    Ok(n) if range.contains(&n) => Ok(n),
-                    _ => Err(ConfigError::Malformed {
-                        name,
-                        reason: format!(
-                            "expected {unit} between {} and {}",
-                            range.start(),
-                            range.end()
-                        ),
-                    }),
-                },
-            }
-        };
+                       default: u64| env.bounded(name, range, unit, default);
         let probe_timeout = Duration::from_millis(bounded(
             "SALVAGE_PROBE_TIMEOUT_MS",
             50..=60_000,
@@ -305,16 +298,7 @@ impl Settings {
             None => None,
         };
 
-        let scheduler = match get("SALVAGE_SCHEDULER").as_deref().map(str::trim) {
-            None | Some("on") | Some("true") | Some("1") => true,
-            Some("off") | Some("false") | Some("0") => false,
-            Some(_) => {
-                return Err(ConfigError::Malformed {
-                    name: "SALVAGE_SCHEDULER",
-                    reason: "expected on or off".into(),
-                })
-            }
-        };
+        let scheduler = env.switch("SALVAGE_SCHEDULER", true)?;
         let mut overrides = std::collections::HashMap::new();
         for job in app::registry::JOBS {
             let name = format!("SALVAGE_CRON_{}", job.name.replace('-', "_").to_uppercase());
@@ -401,109 +385,9 @@ impl Settings {
         );
         backups.pg_bin_dir = get("SALVAGE_PG_BIN_DIR").map(|dir| dir.trim().into());
 
-        let mut webhooks = app::dead_letters::ssr::WebhookSettings {
-            timeout: Duration::from_secs(bounded(
-                "SALVAGE_WEBHOOK_TIMEOUT_SECS",
-                1..=120,
-                "seconds",
-                10,
-            )?),
-            allow_private: match get("SALVAGE_WEBHOOK_ALLOW_PRIVATE")
-                .as_deref()
-                .map(str::trim)
-            {
-                None | Some("off") | Some("false") | Some("0") => false,
-                Some("on") | Some("true") | Some("1") => true,
-                Some(_) => {
-                    return Err(ConfigError::Malformed {
-                        name: "SALVAGE_WEBHOOK_ALLOW_PRIVATE",
-                        reason: "expected on or off".into(),
-                    })
-                }
-            },
-            breaker_failures: bounded(
-                "SALVAGE_WEBHOOK_BREAKER_FAILURES",
-                1..=10_000,
-                "failures",
-                10,
-            )? as i32,
-            retention: Duration::from_secs(
-                86_400 * bounded("SALVAGE_DLQ_RETENTION_DAYS", 4..=3650, "days", 30)?,
-            ),
-            redrive_rate: bounded("SALVAGE_REDRIVE_RATE", 1..=100_000, "per second", 200)? as u32,
-            backlog_rows: bounded(
-                "SALVAGE_ALERT_WEBHOOK_BACKLOG_ROWS",
-                1..=100_000_000,
-                "rows",
-                100,
-            )? as i64,
-            dlq_growing_per_hour: bounded(
-                "SALVAGE_ALERT_DLQ_PER_HOUR",
-                1..=100_000_000,
-                "per hour",
-                50,
-            )? as i64,
-            ..Default::default()
-        };
-        if let Some(list) = get("SALVAGE_WEBHOOK_EVENT_TYPES") {
-            let types: Vec<String> = list
-                .split(',')
-                .map(|t| t.trim().to_owned())
-                .filter(|t| !t.is_empty())
-                .collect();
-            let valid = |t: &String| {
-                t.len() <= 100
-                    && t.contains('.')
-                    && t.chars().all(|c| {
-                        c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '_'
-                    })
-            };
-            if types.is_empty() || !types.iter().all(valid) {
-                return Err(ConfigError::Malformed {
-                    name: "SALVAGE_WEBHOOK_EVENT_TYPES",
-                    reason: "expected names such as order.paid, separated by commas".into(),
-                });
-            }
-            webhooks.event_types = types;
-        }
-
-        let demo_receiver = match get("SALVAGE_DEMO_RECEIVER") {
-            None => None,
-            Some(_) => Some(bounded(
-                "SALVAGE_DEMO_RECEIVER",
-                0..=86_400,
-                "seconds",
-                180,
-            )?),
-        };
-
-        let migrations = app::migrations::ssr::MigrationSettings {
-            chunk_rows: bounded("SALVAGE_MIGRATION_CHUNK_ROWS", 1..=1_000_000, "rows", 1_000)?
-                as i64,
-            chunk_pause: Duration::from_millis(bounded(
-                "SALVAGE_MIGRATION_CHUNK_PAUSE_MS",
-                0..=60_000,
-                "milliseconds",
-                0,
-            )?),
-            stuck_after: Duration::from_secs(bounded(
-                "SALVAGE_MIGRATION_STUCK_AFTER_SECS",
-                30..=86_400,
-                "seconds",
-                120,
-            )?),
-            backup_before_upgrade: match get("SALVAGE_MIGRATE_BACKUP").as_deref().map(str::trim) {
-                None | Some("on") | Some("true") | Some("1") => true,
-                Some("off") | Some("false") | Some("0") => false,
-                Some(_) => {
-                    return Err(ConfigError::Malformed {
-                        name: "SALVAGE_MIGRATE_BACKUP",
-                        reason: "expected on or off".into(),
-                    })
-                }
-            },
-            ..Default::default()
-        };
+        let webhooks = features::webhooks(&env)?;
+        let demo_receiver = features::demo_receiver(&env)?;
+        let migrations = features::migrations(&env)?;
 
         Ok(Self {
             migrations,
@@ -651,158 +535,4 @@ fn parse_http_url(name: &'static str, value: &str) -> Result<Url, ConfigError> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::collections::HashMap;
-
-    fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        move |name| map.get(name).cloned()
-    }
-
-    const MINIMAL: &[(&str, &str)] = &[
-        (
-            "DATABASE_URL",
-            "postgres://salvage:hunter2-secret@127.0.0.1:5432/salvage",
-        ),
-        ("CLICKHOUSE_URL", "http://127.0.0.1:8123"),
-    ];
-
-    #[test]
-    fn the_minimal_environment_gives_documented_defaults() {
-        let settings = Settings::from_lookup(lookup(MINIMAL)).unwrap();
-        assert_eq!(settings.addr.to_string(), "127.0.0.1:3000");
-        assert_eq!(settings.public_url.as_str(), "http://127.0.0.1:3000/");
-        assert_eq!(settings.clickhouse.database, "salvage");
-        assert_eq!(settings.clickhouse.user, "default");
-        assert_eq!(settings.probe_timeout, Duration::from_secs(2));
-        assert_eq!(settings.queues.ttl, Duration::from_secs(7 * 24 * 3600));
-        assert_eq!(settings.queues.replay_batch, 5000);
-        assert!(settings.cron_secret.is_none());
-        assert!(settings.crons.scheduler);
-        assert_eq!(settings.crons.retention, Duration::from_secs(90 * 86_400));
-        assert_eq!(settings.crons.min_fire_rate, 80.0);
-        assert!(settings.crons.overrides.is_empty());
-    }
-
-    #[test]
-    fn a_job_schedule_can_be_replaced_and_a_bad_one_is_named() {
-        let mut pairs = MINIMAL.to_vec();
-        pairs.push(("SALVAGE_CRON_REPLAY_FALLBACK", "*/3 * * * *"));
-        pairs.push(("SALVAGE_SCHEDULER", "off"));
-        let settings = Settings::from_lookup(lookup(&pairs)).unwrap();
-        assert!(!settings.crons.scheduler);
-        let job = &app::queues::ssr::replay::REPLAY_FALLBACK;
-        assert_eq!(settings.crons.schedule_of(job).describe(), "every 3 min");
-
-        let mut pairs = MINIMAL.to_vec();
-        pairs.push(("SALVAGE_CRON_EXPIRE_FALLBACK", "61 * * * *"));
-        let error = Settings::from_lookup(lookup(&pairs))
-            .unwrap_err()
-            .to_string();
-        assert_eq!(
-            error,
-            "configuration: SALVAGE_CRON_EXPIRE_FALLBACK is malformed: minute: 61 is outside 0-59"
-        );
-    }
-
-    #[test]
-    fn a_missing_variable_is_named() {
-        let error = Settings::from_lookup(lookup(&MINIMAL[1..])).unwrap_err();
-        assert_eq!(error.to_string(), "configuration: DATABASE_URL is not set");
-        let error = Settings::from_lookup(lookup(&MINIMAL[..1])).unwrap_err();
-        assert_eq!(error, ConfigError::Missing("CLICKHOUSE_URL"));
-    }
-
-    #[test]
-    fn a_malformed_variable_is_named_without_echoing_a_secret() {
-        let error = Settings::from_lookup(lookup(&[
-            ("DATABASE_URL", "mysql://root:hunter2-secret@db/x"),
-            ("CLICKHOUSE_URL", "http://127.0.0.1:8123"),
-        ]))
-        .unwrap_err();
-        let line = error.to_string();
-        assert!(
-            line.starts_with("configuration: DATABASE_URL is malformed"),
-            "{line}"
-        );
-        assert!(!line.contains("hunter2"), "{line}");
-        assert!(!line.contains('\n'));
-
-        for (name, value) in [
-            ("CLICKHOUSE_URL", "127.0.0.1:8123"),
-            ("CLICKHOUSE_DATABASE", "salvage; drop"),
-            ("SALVAGE_ADDR", "localhost"),
-            ("SALVAGE_PUBLIC_URL", "ftp://example.com"),
-            ("SALVAGE_PROBE_TIMEOUT_MS", "soon"),
-            ("SALVAGE_FALLBACK_TTL_HOURS", "0"),
-            ("SALVAGE_REPLAY_BATCH", "5"),
-            ("CRON_SECRET", "short"),
-            ("SALVAGE_SCHEDULER", "sometimes"),
-            ("SALVAGE_CRON_RETENTION_DAYS", "0"),
-            ("SALVAGE_CRON_MIN_FIRE_RATE", "150"),
-        ] {
-            let mut pairs = MINIMAL.to_vec();
-            pairs.retain(|(key, _)| *key != name);
-            pairs.push((name, value));
-            let error = Settings::from_lookup(lookup(&pairs)).unwrap_err();
-            assert!(
-                matches!(error, ConfigError::Malformed { name: named, .. } if named == name),
-                "{name}: {error}"
-            );
-        }
-    }
-
-    #[test]
-    fn cookies_are_secure_except_for_plain_http_on_this_machine() {
-        let with_url = |url: &str| {
-            Settings::from_lookup(lookup(&[
-                ("DATABASE_URL", "postgres://u:p@127.0.0.1:5432/db"),
-                ("CLICKHOUSE_URL", "http://127.0.0.1:8123"),
-                ("SALVAGE_PUBLIC_URL", url),
-            ]))
-            .unwrap()
-        };
-        assert!(!with_url("http://127.0.0.1:3000").secure_cookies());
-        assert!(!with_url("http://localhost:3000").secure_cookies());
-        assert!(with_url("http://salvage.internal:3000").secure_cookies());
-        assert!(with_url("https://localhost").secure_cookies());
-        assert_eq!(
-            with_url("https://ops.example.com/x/").public_origin(),
-            "https://ops.example.com"
-        );
-    }
-
-    #[test]
-    fn the_session_idle_time_is_bounded() {
-        let read = |minutes: &str| {
-            Settings::from_lookup(lookup(&[
-                ("DATABASE_URL", "postgres://u:p@127.0.0.1:5432/db"),
-                ("CLICKHOUSE_URL", "http://127.0.0.1:8123"),
-                ("SALVAGE_SESSION_IDLE_MINUTES", minutes),
-            ]))
-        };
-        assert_eq!(read("30").unwrap().session_idle, Duration::from_secs(1800));
-        assert!(matches!(
-            read("0").unwrap_err(),
-            ConfigError::Malformed {
-                name: "SALVAGE_SESSION_IDLE_MINUTES",
-                ..
-            }
-        ));
-    }
-
-    #[test]
-    fn debug_output_never_shows_a_secret() {
-        let mut pairs = MINIMAL.to_vec();
-        pairs.push(("CLICKHOUSE_PASSWORD", "ch-password-42"));
-        let settings = Settings::from_lookup(lookup(&pairs)).unwrap();
-        let debug = format!("{settings:?}");
-        assert!(!debug.contains("hunter2"), "{debug}");
-        assert!(!debug.contains("ch-password-42"), "{debug}");
-        assert!(debug.contains("REDACTED"), "{debug}");
-    }
-}
+mod tests;

@@ -1,0 +1,97 @@
+//! The settings of the webhook deliveries (`SALVAGE_WEBHOOK_*`, `SALVAGE_DLQ_*`,
+//! `SALVAGE_REDRIVE_RATE`, their alert thresholds, the demo receiver) and of background
+//! migrations and upgrades (`SALVAGE_MIGRATION_*`, `SALVAGE_MIGRATE_BACKUP`).
+
+use std::time::Duration;
+
+use super::{ConfigError, Env};
+
+pub(super) fn webhooks(env: &Env) -> Result<app::dead_letters::ssr::WebhookSettings, ConfigError> {
+    let mut webhooks = app::dead_letters::ssr::WebhookSettings {
+        timeout: Duration::from_secs(env.bounded(
+            "SALVAGE_WEBHOOK_TIMEOUT_SECS",
+            1..=120,
+            "seconds",
+            10,
+        )?),
+        allow_private: env.switch("SALVAGE_WEBHOOK_ALLOW_PRIVATE", false)?,
+        breaker_failures: env.bounded(
+            "SALVAGE_WEBHOOK_BREAKER_FAILURES",
+            1..=10_000,
+            "failures",
+            10,
+        )? as i32,
+        retention: Duration::from_secs(
+            86_400 * env.bounded("SALVAGE_DLQ_RETENTION_DAYS", 4..=3650, "days", 30)?,
+        ),
+        redrive_rate: env.bounded("SALVAGE_REDRIVE_RATE", 1..=100_000, "per second", 200)? as u32,
+        backlog_rows: env.bounded(
+            "SALVAGE_ALERT_WEBHOOK_BACKLOG_ROWS",
+            1..=100_000_000,
+            "rows",
+            100,
+        )? as i64,
+        dlq_growing_per_hour: env.bounded(
+            "SALVAGE_ALERT_DLQ_PER_HOUR",
+            1..=100_000_000,
+            "per hour",
+            50,
+        )? as i64,
+        ..Default::default()
+    };
+    if let Some(list) = env.get("SALVAGE_WEBHOOK_EVENT_TYPES") {
+        let types: Vec<String> = list
+            .split(',')
+            .map(|t| t.trim().to_owned())
+            .filter(|t| !t.is_empty())
+            .collect();
+        let valid = |t: &String| {
+            t.len() <= 100
+                && t.contains('.')
+                && t.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '_')
+        };
+        if types.is_empty() || !types.iter().all(valid) {
+            return Err(ConfigError::Malformed {
+                name: "SALVAGE_WEBHOOK_EVENT_TYPES",
+                reason: "expected names such as order.paid, separated by commas".into(),
+            });
+        }
+        webhooks.event_types = types;
+    }
+    Ok(webhooks)
+}
+
+/// `SALVAGE_DEMO_RECEIVER`: seconds the demo's flaky receiver fails after start; unset,
+/// no receiver.
+pub(super) fn demo_receiver(env: &Env) -> Result<Option<u64>, ConfigError> {
+    match env.get("SALVAGE_DEMO_RECEIVER") {
+        None => Ok(None),
+        Some(_) => env
+            .bounded("SALVAGE_DEMO_RECEIVER", 0..=86_400, "seconds", 180)
+            .map(Some),
+    }
+}
+
+pub(super) fn migrations(
+    env: &Env,
+) -> Result<app::migrations::ssr::MigrationSettings, ConfigError> {
+    Ok(app::migrations::ssr::MigrationSettings {
+        chunk_rows: env.bounded("SALVAGE_MIGRATION_CHUNK_ROWS", 1..=1_000_000, "rows", 1_000)?
+            as i64,
+        chunk_pause: Duration::from_millis(env.bounded(
+            "SALVAGE_MIGRATION_CHUNK_PAUSE_MS",
+            0..=60_000,
+            "milliseconds",
+            0,
+        )?),
+        stuck_after: Duration::from_secs(env.bounded(
+            "SALVAGE_MIGRATION_STUCK_AFTER_SECS",
+            30..=86_400,
+            "seconds",
+            120,
+        )?),
+        backup_before_upgrade: env.switch("SALVAGE_MIGRATE_BACKUP", true)?,
+        ..Default::default()
+    })
+}

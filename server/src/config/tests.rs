@@ -1,0 +1,155 @@
+//! The settings' parsing: defaults, bounds, and the one line naming a bad variable.
+
+use super::*;
+use std::collections::HashMap;
+
+fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+    let map: HashMap<String, String> = pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    move |name| map.get(name).cloned()
+}
+
+const MINIMAL: &[(&str, &str)] = &[
+    (
+        "DATABASE_URL",
+        "postgres://salvage:hunter2-secret@127.0.0.1:5432/salvage",
+    ),
+    ("CLICKHOUSE_URL", "http://127.0.0.1:8123"),
+];
+
+#[test]
+fn the_minimal_environment_gives_documented_defaults() {
+    let settings = Settings::from_lookup(lookup(MINIMAL)).unwrap();
+    assert_eq!(settings.addr.to_string(), "127.0.0.1:3000");
+    assert_eq!(settings.public_url.as_str(), "http://127.0.0.1:3000/");
+    assert_eq!(settings.clickhouse.database, "salvage");
+    assert_eq!(settings.clickhouse.user, "default");
+    assert_eq!(settings.probe_timeout, Duration::from_secs(2));
+    assert_eq!(settings.queues.ttl, Duration::from_secs(7 * 24 * 3600));
+    assert_eq!(settings.queues.replay_batch, 5000);
+    assert!(settings.cron_secret.is_none());
+    assert!(settings.crons.scheduler);
+    assert_eq!(settings.crons.retention, Duration::from_secs(90 * 86_400));
+    assert_eq!(settings.crons.min_fire_rate, 80.0);
+    assert!(settings.crons.overrides.is_empty());
+}
+
+#[test]
+fn a_job_schedule_can_be_replaced_and_a_bad_one_is_named() {
+    let mut pairs = MINIMAL.to_vec();
+    pairs.push(("SALVAGE_CRON_REPLAY_FALLBACK", "*/3 * * * *"));
+    pairs.push(("SALVAGE_SCHEDULER", "off"));
+    let settings = Settings::from_lookup(lookup(&pairs)).unwrap();
+    assert!(!settings.crons.scheduler);
+    let job = &app::queues::ssr::replay::REPLAY_FALLBACK;
+    assert_eq!(settings.crons.schedule_of(job).describe(), "every 3 min");
+
+    let mut pairs = MINIMAL.to_vec();
+    pairs.push(("SALVAGE_CRON_EXPIRE_FALLBACK", "61 * * * *"));
+    let error = Settings::from_lookup(lookup(&pairs))
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        error,
+        "configuration: SALVAGE_CRON_EXPIRE_FALLBACK is malformed: minute: 61 is outside 0-59"
+    );
+}
+
+#[test]
+fn a_missing_variable_is_named() {
+    let error = Settings::from_lookup(lookup(&MINIMAL[1..])).unwrap_err();
+    assert_eq!(error.to_string(), "configuration: DATABASE_URL is not set");
+    let error = Settings::from_lookup(lookup(&MINIMAL[..1])).unwrap_err();
+    assert_eq!(error, ConfigError::Missing("CLICKHOUSE_URL"));
+}
+
+#[test]
+fn a_malformed_variable_is_named_without_echoing_a_secret() {
+    let error = Settings::from_lookup(lookup(&[
+        ("DATABASE_URL", "mysql://root:hunter2-secret@db/x"),
+        ("CLICKHOUSE_URL", "http://127.0.0.1:8123"),
+    ]))
+    .unwrap_err();
+    let line = error.to_string();
+    assert!(
+        line.starts_with("configuration: DATABASE_URL is malformed"),
+        "{line}"
+    );
+    assert!(!line.contains("hunter2"), "{line}");
+    assert!(!line.contains('\n'));
+
+    for (name, value) in [
+        ("CLICKHOUSE_URL", "127.0.0.1:8123"),
+        ("CLICKHOUSE_DATABASE", "salvage; drop"),
+        ("SALVAGE_ADDR", "localhost"),
+        ("SALVAGE_PUBLIC_URL", "ftp://example.com"),
+        ("SALVAGE_PROBE_TIMEOUT_MS", "soon"),
+        ("SALVAGE_FALLBACK_TTL_HOURS", "0"),
+        ("SALVAGE_REPLAY_BATCH", "5"),
+        ("CRON_SECRET", "short"),
+        ("SALVAGE_SCHEDULER", "sometimes"),
+        ("SALVAGE_CRON_RETENTION_DAYS", "0"),
+        ("SALVAGE_CRON_MIN_FIRE_RATE", "150"),
+    ] {
+        let mut pairs = MINIMAL.to_vec();
+        pairs.retain(|(key, _)| *key != name);
+        pairs.push((name, value));
+        let error = Settings::from_lookup(lookup(&pairs)).unwrap_err();
+        assert!(
+            matches!(error, ConfigError::Malformed { name: named, .. } if named == name),
+            "{name}: {error}"
+        );
+    }
+}
+
+#[test]
+fn cookies_are_secure_except_for_plain_http_on_this_machine() {
+    let with_url = |url: &str| {
+        Settings::from_lookup(lookup(&[
+            ("DATABASE_URL", "postgres://u:p@127.0.0.1:5432/db"),
+            ("CLICKHOUSE_URL", "http://127.0.0.1:8123"),
+            ("SALVAGE_PUBLIC_URL", url),
+        ]))
+        .unwrap()
+    };
+    assert!(!with_url("http://127.0.0.1:3000").secure_cookies());
+    assert!(!with_url("http://localhost:3000").secure_cookies());
+    assert!(with_url("http://salvage.internal:3000").secure_cookies());
+    assert!(with_url("https://localhost").secure_cookies());
+    assert_eq!(
+        with_url("https://ops.example.com/x/").public_origin(),
+        "https://ops.example.com"
+    );
+}
+
+#[test]
+fn the_session_idle_time_is_bounded() {
+    let read = |minutes: &str| {
+        Settings::from_lookup(lookup(&[
+            ("DATABASE_URL", "postgres://u:p@127.0.0.1:5432/db"),
+            ("CLICKHOUSE_URL", "http://127.0.0.1:8123"),
+            ("SALVAGE_SESSION_IDLE_MINUTES", minutes),
+        ]))
+    };
+    assert_eq!(read("30").unwrap().session_idle, Duration::from_secs(1800));
+    assert!(matches!(
+        read("0").unwrap_err(),
+        ConfigError::Malformed {
+            name: "SALVAGE_SESSION_IDLE_MINUTES",
+            ..
+        }
+    ));
+}
+
+#[test]
+fn debug_output_never_shows_a_secret() {
+    let mut pairs = MINIMAL.to_vec();
+    pairs.push(("CLICKHOUSE_PASSWORD", "ch-password-42"));
+    let settings = Settings::from_lookup(lookup(&pairs)).unwrap();
+    let debug = format!("{settings:?}");
+    assert!(!debug.contains("hunter2"), "{debug}");
+    assert!(!debug.contains("ch-password-42"), "{debug}");
+    assert!(debug.contains("REDACTED"), "{debug}");
+}
