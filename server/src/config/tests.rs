@@ -153,3 +153,38 @@ fn debug_output_never_shows_a_secret() {
     assert!(!debug.contains("ch-password-42"), "{debug}");
     assert!(debug.contains("REDACTED"), "{debug}");
 }
+
+#[test]
+fn switches_read_on_and_off_and_name_anything_else() {
+    let with = |pairs: &[(&str, &str)]| {
+        let mut all = MINIMAL.to_vec();
+        all.extend_from_slice(pairs);
+        Settings::from_lookup(lookup(&all))
+    };
+    let defaults = with(&[]).unwrap();
+    assert!(defaults.crons.scheduler && defaults.migrations.backup_before_upgrade);
+    assert!(!defaults.webhooks.allow_private);
+
+    let flipped = with(&[
+        ("SALVAGE_SCHEDULER", "off"),
+        ("SALVAGE_MIGRATE_BACKUP", "false"),
+        ("SALVAGE_WEBHOOK_ALLOW_PRIVATE", "on"),
+        ("SALVAGE_MIGRATION_CHUNK_ROWS", "500"),
+        ("SALVAGE_MIGRATION_CHUNK_PAUSE_MS", "1000"),
+    ])
+    .unwrap();
+    assert!(!flipped.crons.scheduler && !flipped.migrations.backup_before_upgrade);
+    assert!(flipped.webhooks.allow_private);
+    assert_eq!(flipped.migrations.chunk_rows, 500);
+    assert_eq!(flipped.migrations.chunk_pause, Duration::from_secs(1));
+
+    let error = with(&[("SALVAGE_MIGRATE_BACKUP", "maybe")]).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "configuration: SALVAGE_MIGRATE_BACKUP is malformed: expected on or off"
+    );
+    assert!(with(&[("SALVAGE_MIGRATION_STUCK_AFTER_SECS", "5")])
+        .unwrap_err()
+        .to_string()
+        .contains("SALVAGE_MIGRATION_STUCK_AFTER_SECS"));
+}
