@@ -4,12 +4,13 @@ SHELL := /bin/bash
 
 export PATH := $(HOME)/.cargo/bin:$(CURDIR)/end2end/node_modules/.bin:$(PATH)
 
-.PHONY: help run test setup setup-test stores build-release check unit e2e stop bench-history bench-replay bench-sign-in bench-alerts bench-backup bench-webhooks
+.PHONY: help run test dist setup setup-test stores build-release check unit e2e stop bench-history bench-replay bench-sign-in bench-alerts bench-backup bench-webhooks
 
 help:
 	@echo "make run    install what is missing, start PostgreSQL + ClickHouse, build, serve http://127.0.0.1:3000/admin"
 	@echo "make test   start the stores, then fmt, clippy (server + wasm), the release build, unit + integration tests,"
 	@echo "            browser tests against the release build, and a check that make run serves the console"
+	@echo "make dist   the release binary, with the console's site embedded, in dist/salvage (see README: Deploying)"
 	@echo "make stop   stop the local stores"
 	@echo "make bench-history   a million history entries: page queries, chain verification, sign-in timing"
 	@echo "make bench-replay    a million queued rows: replay rows/s against plain inserts and deletes"
@@ -22,7 +23,7 @@ help:
 ## SALVAGE_ENV_FILE names another settings file (scripts/test-run.sh runs it on private stores).
 run: setup stores build-release
 	set -a; . "$${SALVAGE_ENV_FILE:-./.env}"; set +a; \
-	export LEPTOS_SITE_ROOT=target/site SALVAGE_WEBHOOK_ALLOW_PRIVATE=on SALVAGE_DEMO_RECEIVER=180 \
+	export SALVAGE_WEBHOOK_ALLOW_PRIVATE=on SALVAGE_DEMO_RECEIVER=180 \
 	  SALVAGE_MIGRATION_CHUNK_ROWS=500 SALVAGE_MIGRATION_CHUNK_PAUSE_MS=1000; \
 	./target/release/salvage migrate && \
 	./target/release/salvage demo && \
@@ -32,6 +33,13 @@ run: setup stores build-release
 ## Every check CI runs.
 test: setup-test stores
 	scripts/test.sh
+
+## One file to deploy: the release binary with the site embedded.
+dist: setup build-release
+	mkdir -p dist
+	cp target/release/salvage dist/salvage
+	@echo "dist/salvage: $$(stat -c %s dist/salvage) bytes, the site embedded"
+	@sha256sum dist/salvage
 
 setup:
 	scripts/setup.sh

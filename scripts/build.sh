@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # The release build that `make run` serves and `make test` tests: the server binary
 # (target/release/salvage) and the site (target/site: the WASM client, its JS glue and
-# the stylesheet), with binaryen's wasm-opt from end2end/node_modules. Prints what the
-# browser downloads, raw and gzip, so growth shows in every CI log.
+# the stylesheet), with binaryen's wasm-opt from end2end/node_modules. `--precompress`
+# writes brotli and gzip copies of each site file and makes cargo-leptos build the site
+# before the server, so the server's build script embeds this build's site (deploying is
+# copying the one binary). Prints what the browser downloads, raw and gzip, so growth
+# shows in every CI log.
 #
 #   scripts/build.sh               build (cargo-leptos rebuilds what changed; its WASM
 #                                  post-processing alone takes about 50 s every time)
@@ -32,7 +35,7 @@ if [ "${1:-}" = "--if-changed" ] && current; then
 else
   # Stamped with the build's start, so a file saved during the build counts as newer.
   rm -f "$STAMP"; mkdir -p target; begun=$(date +%s)
-  cargo leptos build --release
+  cargo leptos build --release --precompress
   sha256sum "${OUTPUTS[@]}" >"$STAMP.new"
   touch -d "@$begun" "$STAMP.new"
   mv "$STAMP.new" "$STAMP"

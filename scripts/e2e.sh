@@ -24,7 +24,9 @@ curl -fsS "$CLICKHOUSE_URL/?user=${CLICKHOUSE_USER:-default}&password=${CLICKHOU
 export DATABASE_URL="$APP_BASE/$DB" CLICKHOUSE_DATABASE=$DB
 if [ -n "${SALVAGE_MIGRATE_DATABASE_URL:-}" ]; then export SALVAGE_MIGRATE_DATABASE_URL="$OWNER_BASE/$DB"; fi
 export SALVAGE_ADDR=127.0.0.1:$PORT SALVAGE_PUBLIC_URL=http://127.0.0.1:$PORT
-export LEPTOS_SITE_ROOT=target/site
+# No LEPTOS_SITE_ROOT: the browser tests load the site embedded in the binary, as a
+# deployment does.
+unset LEPTOS_SITE_ROOT
 # Backups of the e2e stores go to a folder of their own; side databases the tests make
 # are dropped by them as the owner.
 export SALVAGE_BACKUP_DIR="$ROOT/target/e2e-backups" SALVAGE_E2E_OWNER_URL="$OWNER_BASE/postgres"

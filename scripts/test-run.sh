@@ -49,6 +49,11 @@ wasm_type=$(curl -fsS -o "$dir/client.wasm" -w '%{content_type}' "$BASE/pkg/salv
 [ "$wasm_type" = application/wasm ] || fail "/pkg/salvage.wasm is served as '$wasm_type'"
 cmp -s "$dir/client.wasm" target/site/pkg/salvage.wasm || fail "the served client is not the one the build made"
 ok "the page loads the release client the build made"
+curl -fsS -H 'Accept-Encoding: gzip' -D "$dir/gz.headers" "$BASE/pkg/salvage.wasm" | gunzip >"$dir/client.gunzipped" \
+  || fail "/pkg/salvage.wasm is not served gzip-encoded to a browser that asks"
+grep -qi '^content-encoding: gzip' "$dir/gz.headers" || fail "/pkg/salvage.wasm came without Content-Encoding: gzip"
+cmp -s "$dir/client.gunzipped" target/site/pkg/salvage.wasm || fail "the gzip copy of the client is not the client"
+ok "the client is served precompressed ($(stat -c %s target/site/pkg/salvage.wasm.gz) bytes gzip)"
 
 set -a; . "$SALVAGE_ENV_FILE"; set +a
 accounts=$(psql -X -tA "$DATABASE_URL" -c "select count(*) from users where email like '%@salvage.demo'")
@@ -76,6 +81,20 @@ for _ in $(seq 1 60); do
 done
 [ "$rows" -gt 0 ] || fail "the demo traffic never reached ClickHouse"
 ok "demo traffic is flowing ($rows request rows in ClickHouse)"
+
+# Deploying is copying one file: the binary alone, in an empty folder, serves the console
+# and its client (a second replica on the same stores, its scheduler off).
+mkdir -p "$dir/deploy" && cp target/release/salvage "$dir/deploy/"
+DEPLOYED=127.0.0.1:$((PORT + 1))
+(cd "$dir/deploy" && SALVAGE_ADDR=$DEPLOYED SALVAGE_PUBLIC_URL=http://$DEPLOYED SALVAGE_SCHEDULER=off \
+  exec ./salvage serve >"$dir/deployed.log" 2>&1) &
+deployed=$!
+for _ in $(seq 1 100); do curl -fsS -o /dev/null "http://$DEPLOYED/admin/login" 2>/dev/null && break; sleep 0.2; done
+curl -fsS -o "$dir/deployed.wasm" "http://$DEPLOYED/pkg/salvage.wasm" || { kill "$deployed"; fail "the copied binary does not serve its client"; }
+kill "$deployed"; wait "$deployed" 2>/dev/null || true
+cmp -s "$dir/deployed.wasm" target/site/pkg/salvage.wasm || fail "the copied binary serves another client than the build made"
+grep -q 'embedded' "$dir/deployed.log" || fail "the copied binary did not say it serves its embedded site"
+ok "the binary alone, copied to an empty folder, serves the console and its client"
 
 kill -TERM -- "-$run"
 for _ in $(seq 1 100); do kill -0 "$run" 2>/dev/null || break; sleep 0.1; done

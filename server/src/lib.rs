@@ -6,11 +6,14 @@
 //! - [`config`] — [`Settings`](config::Settings) from the environment; secrets redacted.
 //! - [`startup`] — [`Application`](startup::Application): state, router, listener.
 //! - [`routes`] — `/health/*`, `/ingest/*`, `/cron/*`.
+//! - [`metrics`] — `/metrics` (Prometheus) and the request counter every route passes.
+//! - [`openapi`] — the OpenAPI description of those routes, `/api/openapi.json`.
 //! - [`cli`] — the command line, one file per command group: `serve` and `migrate`,
 //!   `user …`, `history verify`, `replay` and `expire`, `cron …` and `cron-secret …`,
 //!   `ingest-key …`, `demo …` (demo accounts, history and traffic for `make run`),
 //!   `bench …`.
 //! - [`scheduler`] — the in-process scheduler of `salvage serve`.
+//! - [`site`] — the compiled site embedded in the binary (`build.rs`), served by `serve`.
 //! - [`telemetry`] — logging.
 //!
 //! `main.rs` only parses the command line, reads settings and calls [`cli::run`].
@@ -18,7 +21,10 @@
 
 pub mod cli;
 pub mod config;
+pub mod metrics;
+pub mod openapi;
 pub mod routes;
 pub mod scheduler;
+pub mod site;
 pub mod startup;
 pub mod telemetry;

@@ -6,6 +6,18 @@ use salvage::{cli, config::Settings, telemetry};
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = cli::Cli::parse();
+    // Needs no settings: works on a machine with no .env and no store.
+    match cli.command {
+        cli::Command::Completions { shell } => {
+            cli::print_completions(shell);
+            return ExitCode::SUCCESS;
+        }
+        cli::Command::Openapi => {
+            print!("{}", salvage::openapi::document());
+            return ExitCode::SUCCESS;
+        }
+        _ => {}
+    }
     if let Err(error) = dotenvy::dotenv() {
         if !error.not_found() {
             eprintln!("salvage: .env could not be read: {error}");

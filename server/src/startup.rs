@@ -125,7 +125,7 @@ pub fn build_state(settings: &Settings) -> AppState {
     app::auth::ssr::configure_password_gate(settings.password_permits, settings.password_wait);
     let leptos_options = LeptosOptions::builder()
         .output_name("salvage")
-        .site_root(settings.site_root.as_str())
+        .site_root(settings.site_root.as_deref().unwrap_or("target/site"))
         .site_pkg_dir("pkg")
         .site_addr(settings.addr)
         .build();
@@ -142,11 +142,9 @@ pub fn build_state(settings: &Settings) -> AppState {
         queues: settings.queues.clone(),
         ingest_keys: Default::default(),
         health_cache: Default::default(),
-        health_token: settings.health_token.as_ref().map(|token| {
-            std::sync::Arc::new(app::server::tokens::digest(
-                secrecy::ExposeSecret::expose_secret(token),
-            ))
-        }),
+        health_token: settings.health_token.as_ref().map(token_digest),
+        metrics_token: settings.metrics_token.as_ref().map(token_digest),
+        metrics: Default::default(),
         crons: settings.crons.clone(),
         clock: Default::default(),
         version: VERSION,
@@ -168,6 +166,38 @@ pub fn build_state(settings: &Settings) -> AppState {
         postgres_watch: Default::default(),
         tasks: tokio_util::task::TaskTracker::new(),
         shutdown: tokio_util::sync::CancellationToken::new(),
+    }
+}
+
+/// The digest a bearer token setting is compared by (in constant time).
+fn token_digest(token: &secrecy::SecretString) -> std::sync::Arc<Vec<u8>> {
+    std::sync::Arc::new(app::server::tokens::digest(
+        secrecy::ExposeSecret::expose_secret(token),
+    ))
+}
+
+/// Static files and the console's 404 page: the site embedded in the binary, unless
+/// `LEPTOS_SITE_ROOT` names a folder to serve instead (or nothing was embedded).
+fn static_files(
+    settings: &Settings,
+) -> impl Fn(
+    axum::http::Uri,
+    axum::extract::State<AppState>,
+    axum::extract::Request,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = axum::response::Response> + Send>>
+       + Clone
+       + Send
+       + Sync
+       + 'static {
+    let from_disk = leptos_axum::file_and_error_handler::<AppState, _>(app::shell);
+    let embedded = settings.site_root.is_none() && !crate::site::files().is_empty();
+    move |uri, state, request| {
+        if embedded {
+            if let Some(response) = crate::site::serve(uri.path(), request.headers()) {
+                return Box::pin(std::future::ready(response));
+            }
+        }
+        from_disk(uri, state, request)
     }
 }
 
@@ -217,9 +247,7 @@ pub fn router(state: AppState, settings: &Settings) -> Router {
             axum::routing::get(app::history::export::export_handler),
         )
         .leptos_routes(&state, routes, move || app::shell(options.clone()))
-        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(
-            app::shell,
-        ))
+        .fallback(static_files(settings))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),
@@ -254,9 +282,15 @@ pub fn router(state: AppState, settings: &Settings) -> Router {
         .merge(
             crate::routes::ingest_routes()
                 .merge(crate::routes::cron_routes())
+                .merge(crate::metrics::metrics_routes())
+                .merge(crate::openapi::routes())
                 .layer(flood_guard(settings))
                 .layer(trace_layer()),
         )
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::metrics::count_requests,
+        ))
         .with_state(state)
 }
 

@@ -5,6 +5,7 @@
 pub mod clickhouse;
 pub mod client;
 pub mod clock;
+pub mod metrics;
 pub mod postgres;
 pub mod state;
 pub mod tokens;

@@ -37,6 +37,11 @@ pub struct AppState {
     /// `SALVAGE_HEALTH_TOKEN`'s digest: a caller presenting it as a bearer token sees the
     /// full health answers (driver errors, version) without signing in.
     pub health_token: Option<std::sync::Arc<Vec<u8>>>,
+    /// `SALVAGE_METRICS_TOKEN`'s digest: when set, `/metrics` answers only a caller
+    /// presenting it as a bearer token.
+    pub metrics_token: Option<std::sync::Arc<Vec<u8>>>,
+    /// This process's counters and histograms (`/metrics`' process figures).
+    pub metrics: super::metrics::Metrics,
     /// Ingest keys verified recently (see `queues::ssr::keys`).
     pub ingest_keys: crate::queues::ssr::keys::KeyCache,
     /// The cron plane: scheduler on/off, schedules, retention, dropout threshold.

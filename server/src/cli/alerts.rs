@@ -2,7 +2,7 @@
 //! access: recorded as `cli:$USER`, no role needed).
 
 use super::args::AlertsCommand;
-use super::common::{app_error, migrated_state};
+use super::common::{app_error, migrated_state, print_json};
 use crate::config::Settings;
 
 pub async fn alerts(command: AlertsCommand, settings: Settings) -> anyhow::Result<()> {
@@ -29,7 +29,11 @@ pub async fn alerts(command: AlertsCommand, settings: Settings) -> anyhow::Resul
         }
     };
     match command {
-        AlertsCommand::List { resolved, kind } => {
+        AlertsCommand::List {
+            resolved,
+            kind,
+            output,
+        } => {
             let filters =
                 query::Filters::parse(kind.as_deref().unwrap_or(""), "", "").map_err(app_error)?;
             let alerts = if resolved {
@@ -37,36 +41,40 @@ pub async fn alerts(command: AlertsCommand, settings: Settings) -> anyhow::Resul
             } else {
                 query::open_view(&state, &filters, now).await?.alerts
             };
-            println!(
-                "{:<6} {:<9} {:<13} {:<20} {:<18} {:>7}  TITLE",
-                "ID", "SEVERITY", "STATUS", "KIND", "FIRST SEEN (UTC)", "SEEN"
-            );
-            for alert in &alerts {
-                let mut marks = Vec::new();
-                if alert.silenced {
-                    marks.push("muted");
-                }
-                if alert.flapping {
-                    marks.push("flapping");
-                }
+            if output.json {
+                print_json(&alerts)?;
+            } else {
                 println!(
-                    "{:<6} {:<9} {:<13} {:<20} {:<18} {:>7}  {}{}",
-                    alert.id,
-                    alert.severity.as_str(),
-                    alert.status.as_str(),
-                    alert.kind,
-                    app::format::format_utc(alert.first_seen_at).trim_end_matches(" UTC"),
-                    alert.occurrences,
-                    alert.title,
-                    if marks.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" [{}]", marks.join(", "))
-                    }
+                    "{:<6} {:<9} {:<13} {:<20} {:<18} {:>7}  TITLE",
+                    "ID", "SEVERITY", "STATUS", "KIND", "FIRST SEEN (UTC)", "SEEN"
                 );
-            }
-            if alerts.is_empty() {
-                eprintln!("No {} alerts.", if resolved { "resolved" } else { "open" });
+                for alert in &alerts {
+                    let mut marks = Vec::new();
+                    if alert.silenced {
+                        marks.push("muted");
+                    }
+                    if alert.flapping {
+                        marks.push("flapping");
+                    }
+                    println!(
+                        "{:<6} {:<9} {:<13} {:<20} {:<18} {:>7}  {}{}",
+                        alert.id,
+                        alert.severity.as_str(),
+                        alert.status.as_str(),
+                        alert.kind,
+                        app::format::format_utc(alert.first_seen_at).trim_end_matches(" UTC"),
+                        alert.occurrences,
+                        alert.title,
+                        if marks.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" [{}]", marks.join(", "))
+                        }
+                    );
+                }
+                if alerts.is_empty() {
+                    eprintln!("No {} alerts.", if resolved { "resolved" } else { "open" });
+                }
             }
             let critical_open = !resolved
                 && alerts

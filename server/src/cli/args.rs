@@ -120,6 +120,25 @@ pub enum Command {
     /// Measure Salvage on this machine (throwaway databases; prints the figures).
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Print a completion script for your shell to standard output, e.g.
+    /// `salvage completions bash > /etc/bash_completion.d/salvage`,
+    /// `salvage completions zsh > "${fpath[1]}/_salvage"` or
+    /// `salvage completions fish > ~/.config/fish/completions/salvage.fish`.
+    /// Reads no settings and touches no store.
+    Completions { shell: clap_complete::Shell },
+    /// Print the OpenAPI 3.1 description of the HTTP routes (/ingest/*, /cron/*,
+    /// /health/*, /metrics), as served at /api/openapi.json and committed in
+    /// docs/openapi.json. Reads no settings and touches no store.
+    Openapi,
+}
+
+/// `--json` of the list commands: the rows as one JSON array on standard output (times
+/// in Unix milliseconds, UTC), for scripts; the exit code is the table's.
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct Output {
+    /// Print the rows as a JSON array instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `salvage ingest-key …`.
@@ -143,7 +162,7 @@ pub enum IngestKeyCommand {
         reason: String,
     },
     /// List the keys (never their secrets).
-    List,
+    List(Output),
 }
 
 /// `salvage cron …`.
@@ -151,7 +170,7 @@ pub enum IngestKeyCommand {
 pub enum CronCommand {
     /// Every job: schedule, runs in the last 24 h against the expected, fire rate, last
     /// run and success, durations, flags. Exits 1 when a job is flagged.
-    List,
+    List(Output),
     /// Run one job now (recorded as trigger `cli`, with you as the actor).
     Run {
         /// The job's name, e.g. replay-fallback (see `salvage cron list`).
@@ -173,7 +192,7 @@ pub enum BackupCommand {
         reason: Option<String>,
     },
     /// The newest 50 backups, newest first.
-    List,
+    List(Output),
     /// Check every file of a backup against its manifest (checksums, sizes, rows).
     Verify { id: i64 },
     /// Restore a backup into a side database (default `salvage_restore_<id>`), or in
@@ -335,6 +354,8 @@ pub enum AlertsCommand {
         /// Only this kind, e.g. fallback_queue_high.
         #[arg(long)]
         kind: Option<String>,
+        #[command(flatten)]
+        output: Output,
     },
     /// Acknowledge alerts with a note, optionally for a while (`--until 4h`).
     Ack {
@@ -498,7 +519,7 @@ pub enum UserCommand {
         reason: Option<String>,
     },
     /// List every account.
-    List,
+    List(Output),
 }
 
 /// `salvage history …`.

@@ -5,8 +5,8 @@ use std::io::Write;
 
 use anyhow::Context;
 
-use super::args::BackupCommand;
-use super::common::{app_error, cli_firing, migrated_state, stop_on_ctrl_c};
+use super::args::{BackupCommand, Output};
+use super::common::{app_error, cli_firing, migrated_state, print_json, stop_on_ctrl_c};
 use crate::config::Settings;
 use app::format::{format_bytes, format_duration, format_utc, group_digits};
 
@@ -19,7 +19,7 @@ pub async fn backup(command: BackupCommand, settings: Settings) -> anyhow::Resul
     let state = migrated_state(&settings).await?;
     match command {
         BackupCommand::Create { reason } => create(&state, reason).await,
-        BackupCommand::List => list(&state).await,
+        BackupCommand::List(output) => list(&state, output).await,
         BackupCommand::Verify { id } => verify(&state, id).await,
         BackupCommand::Restore {
             id,
@@ -111,10 +111,13 @@ async fn create(state: &app::server::AppState, reason: Option<String>) -> anyhow
     }
 }
 
-async fn list(state: &app::server::AppState) -> anyhow::Result<()> {
+async fn list(state: &app::server::AppState, output: Output) -> anyhow::Result<()> {
     let backups = app::backups::ssr::catalogue::list(&state.pg, 50)
         .await
         .context("Failed to read the catalogue")?;
+    if output.json {
+        return print_json(&backups);
+    }
     println!(
         "{:>6}  {:<10}  {:<13}  {:<20}  {:>10}  {:>12}  {:>10}",
         "id", "store", "status", "started (UTC)", "size", "rows", "took"

@@ -10,6 +10,12 @@ pub(crate) fn app_error(error: app::error::AppError) -> anyhow::Error {
     anyhow::anyhow!("{error}")
 }
 
+/// Prints the rows of a list command as one JSON array (its `--json`).
+pub(crate) fn print_json<T: serde::Serialize + ?Sized>(rows: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(rows)?);
+    Ok(())
+}
+
 /// The state, with the PostgreSQL schema applied (every CLI action needs it).
 pub(crate) async fn migrated_state(settings: &Settings) -> anyhow::Result<app::server::AppState> {
     let state = startup::build_state(settings);

@@ -4,7 +4,7 @@ use app::auth::ssr::Actor;
 use app::format::format_utc;
 
 use super::args::{CronCommand, CronSecretCommand};
-use super::common::{app_error, cli_firing, migrated_state, stop_on_ctrl_c};
+use super::common::{app_error, cli_firing, migrated_state, print_json, stop_on_ctrl_c};
 use crate::config::Settings;
 
 fn duration(ms: Option<i64>) -> String {
@@ -12,53 +12,61 @@ fn duration(ms: Option<i64>) -> String {
         .unwrap_or_else(|| "-".into())
 }
 
+/// `salvage cron list`'s table.
+fn print_jobs(jobs: &[app::crons::JobStatus]) {
+    println!(
+        "{:<18} {:<20} {:>5} {:>8} {:>6} {:>6}  {:<20} {:<20} {:>9} {:>9}  FLAGS",
+        "JOB",
+        "SCHEDULE",
+        "RUNS",
+        "EXPECTED",
+        "MISSED",
+        "RATE",
+        "LAST RUN (UTC)",
+        "LAST SUCCESS (UTC)",
+        "TYPICAL",
+        "LONGEST"
+    );
+    for job in jobs {
+        println!(
+            "{:<18} {:<20} {:>5} {:>8} {:>6} {:>6}  {:<20} {:<20} {:>9} {:>9}  {}",
+            job.name,
+            job.schedule_text,
+            job.runs,
+            job.expected,
+            job.missed,
+            job.fire_rate
+                .map(|r| format!("{r:.0}%"))
+                .unwrap_or_else(|| "-".into()),
+            job.last_run
+                .as_ref()
+                .map(|r| format_utc(r.ran_at))
+                .unwrap_or_else(|| "never".into()),
+            job.last_success_at
+                .map(format_utc)
+                .unwrap_or_else(|| "never".into()),
+            duration(job.typical_ms),
+            duration(job.longest_ms),
+            job.flags
+                .iter()
+                .map(|f| f.label())
+                .collect::<Vec<_>>()
+                .join(", "),
+        );
+    }
+}
+
 pub async fn cron(command: CronCommand, settings: Settings) -> anyhow::Result<()> {
     let state = migrated_state(&settings).await?;
     match command {
-        CronCommand::List => {
+        CronCommand::List(output) => {
             crate::startup::after_postgres_migrated(&state, None).await?;
             let jobs = app::crons::ssr::status::job_statuses(&state, state.clock.now()).await?;
-            println!(
-                "{:<18} {:<20} {:>5} {:>8} {:>6} {:>6}  {:<20} {:<20} {:>9} {:>9}  FLAGS",
-                "JOB",
-                "SCHEDULE",
-                "RUNS",
-                "EXPECTED",
-                "MISSED",
-                "RATE",
-                "LAST RUN (UTC)",
-                "LAST SUCCESS (UTC)",
-                "TYPICAL",
-                "LONGEST"
-            );
-            let mut flagged = 0;
-            for job in &jobs {
-                flagged += usize::from(job.flagged());
-                println!(
-                    "{:<18} {:<20} {:>5} {:>8} {:>6} {:>6}  {:<20} {:<20} {:>9} {:>9}  {}",
-                    job.name,
-                    job.schedule_text,
-                    job.runs,
-                    job.expected,
-                    job.missed,
-                    job.fire_rate
-                        .map(|r| format!("{r:.0}%"))
-                        .unwrap_or_else(|| "-".into()),
-                    job.last_run
-                        .as_ref()
-                        .map(|r| format_utc(r.ran_at))
-                        .unwrap_or_else(|| "never".into()),
-                    job.last_success_at
-                        .map(format_utc)
-                        .unwrap_or_else(|| "never".into()),
-                    duration(job.typical_ms),
-                    duration(job.longest_ms),
-                    job.flags
-                        .iter()
-                        .map(|f| f.label())
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                );
+            let flagged = jobs.iter().filter(|job| job.flagged()).count();
+            if output.json {
+                print_json(&jobs)?;
+            } else {
+                print_jobs(&jobs);
             }
             if flagged > 0 {
                 anyhow::bail!("{flagged} job(s) flagged");

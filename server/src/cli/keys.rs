@@ -1,7 +1,7 @@
 //! `salvage ingest-key …`.
 
 use super::args::IngestKeyCommand;
-use super::common::{app_error, migrated_state};
+use super::common::{app_error, migrated_state, print_json};
 use crate::config::Settings;
 
 pub async fn ingest_key(command: IngestKeyCommand, settings: Settings) -> anyhow::Result<()> {
@@ -22,12 +22,16 @@ pub async fn ingest_key(command: IngestKeyCommand, settings: Settings) -> anyhow
                 .map_err(app_error)?;
             println!("Ingest key #{id} is revoked; every replica refuses it within 3 s.");
         }
-        IngestKeyCommand::List => {
+        IngestKeyCommand::List(output) => {
+            let keys = keys::list(&state.pg).await.map_err(app_error)?;
+            if output.json {
+                return print_json(&keys);
+            }
             println!(
                 "{:<5} {:<30} {:<14} {:<20} {:<22} {:<22} STATUS",
                 "ID", "NAME", "STARTS WITH", "ORGANISATION", "CREATED (UTC)", "LAST USED (UTC)"
             );
-            for key in keys::list(&state.pg).await.map_err(app_error)? {
+            for key in keys {
                 println!(
                     "{:<5} {:<30} {:<14} {:<20} {:<22} {:<22} {}",
                     key.id,

@@ -42,10 +42,29 @@ pub use args::*;
 
 use crate::config::Settings;
 
+/// Writes `shell`'s completion script for every command and flag to standard output.
+pub fn print_completions(shell: clap_complete::Shell) {
+    use clap::CommandFactory;
+    clap_complete::generate(
+        shell,
+        &mut Cli::command(),
+        "salvage",
+        &mut std::io::stdout(),
+    );
+}
+
 /// Runs `command` with `settings`.
 pub async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
     match command {
         Command::Serve => serve::serve(settings).await,
+        Command::Completions { shell } => {
+            print_completions(shell);
+            Ok(())
+        }
+        Command::Openapi => {
+            print!("{}", crate::openapi::document());
+            Ok(())
+        }
         Command::Migrate {
             no_backup,
             rollback_to,

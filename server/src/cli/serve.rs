@@ -16,8 +16,14 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     startup::spawn_depth_sampler(application.state().clone());
     startup::spawn_history_anchoring(application.state().clone());
     startup::spawn_postgres_watch(application.state().clone());
+    let site = match (&settings.site_root, crate::site::files().len()) {
+        (Some(folder), _) => format!("from {folder} (LEPTOS_SITE_ROOT)"),
+        (None, 0) => "from target/site (this binary has no embedded site)".to_owned(),
+        (None, files) => format!("embedded ({files} files)"),
+    };
     tracing::info!(
         address = %settings.addr,
+        site = %site,
         console = %settings.public_url.join("admin").map(|u| u.to_string()).unwrap_or_default(),
         "Salvage is serving"
     );

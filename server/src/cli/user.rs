@@ -4,7 +4,7 @@ use anyhow::Context;
 use secrecy::SecretString;
 
 use super::args::UserCommand;
-use super::common::app_error;
+use super::common::{app_error, print_json};
 use crate::config::Settings;
 use crate::startup;
 
@@ -71,8 +71,11 @@ pub async fn user(command: UserCommand, settings: Settings) -> anyhow::Result<()
                 .map_err(app_error)?;
             println!("{email} is enabled.");
         }
-        UserCommand::List => {
+        UserCommand::List(output) => {
             let users = ssr::list_users(&state.pg).await.map_err(app_error)?;
+            if output.json {
+                return print_json(&users);
+            }
             println!(
                 "{:<6} {:<36} {:<9} {:<9} LAST SIGN-IN (UTC)",
                 "ID", "EMAIL", "ROLE", "STATUS"

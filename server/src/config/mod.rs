@@ -45,8 +45,10 @@ pub struct Settings {
     /// `SALVAGE_PUBLIC_URL`: the address people and schedulers reach Salvage at.
     /// Default: `http://` + `SALVAGE_ADDR`.
     pub public_url: Url,
-    /// `LEPTOS_SITE_ROOT`: where cargo-leptos put the compiled site. Default `target/site`.
-    pub site_root: String,
+    /// `LEPTOS_SITE_ROOT`: serve the compiled site from this folder instead of the copy
+    /// embedded in the binary. Unset: the embedded site (or `target/site` when the binary
+    /// was built without one).
+    pub site_root: Option<String>,
     /// `SALVAGE_PROBE_TIMEOUT_MS`: how long a health probe waits. Default 2000 ms.
     pub probe_timeout: Duration,
     /// `SALVAGE_SESSION_IDLE_MINUTES`: a session without a request for this long
@@ -77,6 +79,9 @@ pub struct Settings {
     /// `SALVAGE_HEALTH_TOKEN` (a secret, 16+ characters): presented as a bearer token,
     /// it shows the health answers' full details to a monitor that does not sign in.
     pub health_token: Option<SecretString>,
+    /// `SALVAGE_METRICS_TOKEN` (a secret, 16+ characters): when set, `/metrics` answers
+    /// only a scraper presenting it as a bearer token (401 otherwise).
+    pub metrics_token: Option<SecretString>,
     /// `SALVAGE_SHUTDOWN_GRACE_SECS`: on SIGTERM or Ctrl-C, how long `salvage serve`
     /// waits for in-flight requests and running jobs to stop. Default 30.
     pub shutdown_grace: Duration,
@@ -251,16 +256,8 @@ impl Settings {
         )?);
         let max_in_flight =
             bounded("SALVAGE_MAX_IN_FLIGHT", 8..=100_000, "requests", 512)? as usize;
-        let health_token = match get("SALVAGE_HEALTH_TOKEN") {
-            Some(token) if token.trim().len() < 16 => {
-                return Err(ConfigError::Malformed {
-                    name: "SALVAGE_HEALTH_TOKEN",
-                    reason: "use at least 16 characters (e.g. `openssl rand -hex 32`)".into(),
-                })
-            }
-            Some(token) => Some(SecretString::from(token.trim().to_owned())),
-            None => None,
-        };
+        let health_token = bearer_token("SALVAGE_HEALTH_TOKEN", get("SALVAGE_HEALTH_TOKEN"))?;
+        let metrics_token = bearer_token("SALVAGE_METRICS_TOKEN", get("SALVAGE_METRICS_TOKEN"))?;
         let queues = QueueSettings {
             ttl: Duration::from_secs(
                 3600 * bounded("SALVAGE_FALLBACK_TTL_HOURS", 1..=24 * 365, "hours", 7 * 24)?,
@@ -406,7 +403,7 @@ impl Settings {
             },
             addr,
             public_url,
-            site_root: get("LEPTOS_SITE_ROOT").unwrap_or_else(|| "target/site".to_owned()),
+            site_root: get("LEPTOS_SITE_ROOT"),
             probe_timeout,
             session_idle,
             session_max,
@@ -414,6 +411,7 @@ impl Settings {
             password_permits,
             password_wait,
             health_token,
+            metrics_token,
             request_timeout,
             body_timeout,
             max_in_flight,
@@ -532,6 +530,21 @@ fn parse_http_url(name: &'static str, value: &str) -> Result<Url, ConfigError> {
         });
     }
     Ok(url)
+}
+
+/// A bearer token setting: absent, or at least 16 characters (trimmed).
+fn bearer_token(
+    name: &'static str,
+    value: Option<String>,
+) -> Result<Option<SecretString>, ConfigError> {
+    match value {
+        Some(token) if token.trim().len() < 16 => Err(ConfigError::Malformed {
+            name,
+            reason: "use at least 16 characters (e.g. `openssl rand -hex 32`)".into(),
+        }),
+        Some(token) => Ok(Some(SecretString::from(token.trim().to_owned()))),
+        None => Ok(None),
+    }
 }
 
 #[cfg(test)]

@@ -211,6 +211,16 @@ pub async fn detail(
     })
 }
 
+/// Open alerts by kind and severity (`/metrics`): (kind, severity, count).
+pub async fn open_by_kind(pg: &PgPool) -> Result<Vec<(String, String, i64)>, sqlx::Error> {
+    sqlx::query_as(
+        "select kind, severity, count(*) from internal_alerts
+          where status <> 'resolved' group by kind, severity order by kind, severity",
+    )
+    .fetch_all(pg)
+    .await
+}
+
 /// `alerts` of `/health/deep`: open alerts, open critical ones, open ones by kind.
 pub async fn health(pg: &PgPool) -> Result<serde_json::Value, sqlx::Error> {
     let rows = sqlx::query(

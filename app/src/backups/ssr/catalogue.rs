@@ -250,6 +250,12 @@ pub async fn latest_verified(pg: &PgPool, store: StoreKind) -> Result<Option<Sto
     latest_in(pg, store, "('verified')").await
 }
 
+/// The newest backup of `store` whose verification ended, passed or failed (its result
+/// is the store's last verify result).
+pub async fn latest_checked(pg: &PgPool, store: StoreKind) -> Result<Option<Stored>, sqlx::Error> {
+    latest_in(pg, store, "('verified', 'verify_failed')").await
+}
+
 async fn latest_in(
     pg: &PgPool,
     store: StoreKind,

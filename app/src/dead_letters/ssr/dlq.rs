@@ -404,6 +404,48 @@ pub async fn health(pg: &PgPool, now: OffsetDateTime) -> Result<Value, sqlx::Err
     Ok(json!({"backlog_count": backlog, "dlq_count": dead, "paused": paused}))
 }
 
+/// One webhook's figures for `/metrics`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WebhookFigures {
+    pub webhook_id: i64,
+    /// Deliveries due now and not yet delivered.
+    pub backlog: i64,
+    pub dead_letters: i64,
+    /// Its circuit is open.
+    pub paused: bool,
+}
+
+/// [`WebhookFigures`] of every webhook not deleted, and of a deleted one while it still
+/// has dead letters; by id. Index-only counts per webhook.
+pub async fn figures(pg: &PgPool, now: OffsetDateTime) -> Result<Vec<WebhookFigures>, sqlx::Error> {
+    let rows: Vec<(i64, i64, i64, bool)> = sqlx::query_as(
+        "select w.id,
+                (select count(*) from webhook_deliveries d
+                  where d.webhook_id = w.id and d.status = 'pending' and d.next_attempt_at <= $1),
+                (select count(*) from webhook_deliveries d
+                  where d.webhook_id = w.id and d.dlq_at is not null),
+                w.deleted_at is null and w.paused_at is not null
+           from webhooks w
+          where w.deleted_at is null
+             or exists (select 1 from webhook_deliveries d where d.webhook_id = w.id and d.dlq_at is not null)
+          order by w.id",
+    )
+    .bind(now)
+    .fetch_all(pg)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(webhook_id, backlog, dead_letters, paused)| WebhookFigures {
+                webhook_id,
+                backlog,
+                dead_letters,
+                paused,
+            },
+        )
+        .collect())
+}
+
 /// Retention of the delivery log: dead letters dead-lettered, and deliveries delivered,
 /// more than `retention` ago; event payloads older than that (a delivery still pending
 /// then dead-letters as `payload_missing`); events left without deliveries. Waits while

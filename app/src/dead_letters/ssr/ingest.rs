@@ -22,8 +22,9 @@ pub const MAX_PAYLOAD_BYTES: usize = 256 * 1024;
 /// The largest request body the route reads (the payload and its envelope).
 pub const MAX_BODY_BYTES: usize = MAX_PAYLOAD_BYTES + 16 * 1024;
 
-/// What enqueueing an event did.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// What enqueueing an event did (the answer of `/ingest/webhook-events`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct Enqueued {
     pub event_id: i64,
     /// Deliveries made for it (one per subscribed webhook).
@@ -213,11 +214,7 @@ pub async fn handler(State(state): State<AppState>, request: axum::extract::Requ
                 StatusCode::ACCEPTED
             },
             [(header::CACHE_CONTROL, "no-store")],
-            axum::Json(json!({
-                "eventId": enqueued.event_id,
-                "deliveries": enqueued.deliveries,
-                "duplicate": enqueued.duplicate,
-            })),
+            axum::Json(enqueued),
         )
             .into_response(),
         Err(AppError::Unauthorized) => (

@@ -254,7 +254,12 @@ async fn execute(
         }
     };
     let elapsed = started.elapsed();
-    records::finish(state, job, run_id, &firing, result, elapsed).await
+    let finished = records::finish(state, job, run_id, &firing, result, elapsed).await?;
+    let labels = [job.name, finished.status.as_str()];
+    state
+        .metrics
+        .add(&crate::server::metrics::CRON_RUNS, &labels, 1);
+    Ok(finished)
 }
 
 impl Finished {

@@ -27,6 +27,30 @@ pub enum Stored {
     Fallback { error: String, queued: u64 },
 }
 
+/// Where an accepted batch went, as `/ingest/requests` and `/ingest/events` say it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum StoredIn {
+    /// Written to ClickHouse (200).
+    Clickhouse,
+    /// Parked in the PostgreSQL fallback queue, replayed into ClickHouse later (202).
+    Fallback,
+}
+
+/// The answer to an accepted batch: the rows are durable in the store it names.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct IngestAnswer {
+    pub stored: StoredIn,
+    /// Rows in the batch.
+    pub rows: usize,
+    /// With `fallback`: rows new to the queue (a retried batch may already be there).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queued: Option<u64>,
+    /// With `fallback`: why ClickHouse did not take the batch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
 /// Stores validated `lines` sent with key `key_id`: ClickHouse first, the fallback queue
 /// if ClickHouse fails (within the key's quota and the queues' cap).
 pub async fn store(
@@ -229,30 +253,41 @@ async fn read_body(body: axum::body::Body) -> Result<Bytes, AppError> {
 }
 
 async fn ingest(state: AppState, queue: Queue, request: axum::extract::Request) -> Response {
+    let started = std::time::Instant::now();
     let (parts, body) = request.into_parts();
     let headers: &HeaderMap = &parts.headers;
+    // Rows of a valid batch, whether or not it was then stored.
+    let mut valid_rows = 0;
     let result = async {
         let token = crate::server::tokens::bearer(headers).ok_or(AppError::Unauthorized)?;
         let key = super::keys::authenticate(&state.pg, &state.ingest_keys, token).await?;
         let body = read_body(body).await?;
         let lines = parse_batch(queue, &body, &key.scope)?;
+        valid_rows = lines.len();
         let stored = store(&state, queue, &lines, Some(key.key_id)).await?;
         Ok::<_, AppError>((lines.len(), stored))
     }
     .await;
+    count_ingest(&state, queue, &result, valid_rows, started.elapsed());
     match result {
-        Ok((rows, Stored::ClickHouse)) => (
-            StatusCode::OK,
-            axum::Json(json!({"stored": "clickhouse", "rows": rows})),
-        )
-            .into_response(),
-        Ok((rows, Stored::Fallback { error, queued })) => (
-            StatusCode::ACCEPTED,
-            axum::Json(
-                json!({"stored": "fallback", "rows": rows, "queued": queued, "reason": error}),
-            ),
-        )
-            .into_response(),
+        Ok((rows, Stored::ClickHouse)) => {
+            let answer = IngestAnswer {
+                stored: StoredIn::Clickhouse,
+                rows,
+                queued: None,
+                reason: None,
+            };
+            (StatusCode::OK, axum::Json(answer)).into_response()
+        }
+        Ok((rows, Stored::Fallback { error, queued })) => {
+            let answer = IngestAnswer {
+                stored: StoredIn::Fallback,
+                rows,
+                queued: Some(queued),
+                reason: Some(error),
+            };
+            (StatusCode::ACCEPTED, axum::Json(answer)).into_response()
+        }
         Err(error @ AppError::Unavailable { .. }) => {
             let mut response = error.into_response();
             response
@@ -276,6 +311,31 @@ async fn ingest(state: AppState, queue: Queue, request: axum::extract::Request) 
         }
         Err(error) => error.into_response(),
     }
+}
+
+/// Adds a request's rows and duration to the process's metrics: stored rows by where
+/// they went, a valid batch's rows that were not stored as `refused`.
+fn count_ingest(
+    state: &AppState,
+    queue: Queue,
+    result: &Result<(usize, Stored), AppError>,
+    valid_rows: usize,
+    took: std::time::Duration,
+) {
+    use crate::server::metrics::{INGEST_DURATION, INGEST_ROWS};
+    let outcome = match result {
+        Ok((_, Stored::ClickHouse)) => "clickhouse",
+        Ok((_, Stored::Fallback { .. })) => "fallback",
+        Err(_) => "refused",
+    };
+    if valid_rows > 0 {
+        let labels = [queue.as_str(), outcome];
+        state.metrics.add(&INGEST_ROWS, &labels, valid_rows as u64);
+    }
+    let seconds = took.as_secs_f64();
+    state
+        .metrics
+        .observe(&INGEST_DURATION, &[queue.as_str()], seconds);
 }
 
 /// `POST /ingest/requests`.

@@ -393,6 +393,10 @@ pub async fn replay_batch(
             tx.commit()
                 .await
                 .map_err(|e| format!("PostgreSQL commit: {e}"))?;
+            use crate::server::metrics::{REPLAY_BATCHES, REPLAY_ROWS};
+            let labels = [queue.as_str()];
+            state.metrics.add(&REPLAY_ROWS, &labels, rows.len() as u64);
+            state.metrics.add(&REPLAY_BATCHES, &labels, 1);
             Ok(BatchResult {
                 claimed: rows.len() as i64,
                 inserted,

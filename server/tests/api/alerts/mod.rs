@@ -87,6 +87,22 @@ pub(crate) async fn open_alert(app: &TestApp, kind: &str, key: &str) -> Option<(
     .unwrap()
 }
 
+/// Raises a critical `data_expired` alert for `key`, as expiry does.
+pub(crate) async fn raise_data_expired(app: &TestApp, key: &str) {
+    let signal =
+        app::alerts::ssr::Signal::new(key, app::alerts::Severity::Critical, "Rows expired");
+    let mut tx = app.pg.begin().await.unwrap();
+    app::alerts::ssr::store::raise_event(
+        &mut tx,
+        &app::queues::ssr::alerts::DATA_EXPIRED,
+        &signal,
+        time::OffsetDateTime::now_utc(),
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+}
+
 /// The events of alert `id`, oldest first.
 pub(crate) async fn events(app: &TestApp, id: i64) -> Vec<String> {
     sqlx::query_scalar(
