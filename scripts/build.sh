@@ -43,9 +43,10 @@ fi
 
 group() { sed -e ':a' -e 's/\B[0-9]\{3\}\>/,&/' -e 'ta' <<<"$1"; }
 size_line() {
-  local file=$1
-  printf '  %-18s %11s bytes raw %11s bytes gzip\n' "${file#target/site/}" \
-    "$(group "$(stat -c %s "$file")")" "$(group "$(gzip -9 -c "$file" | wc -c)")"
+  local file=$1 brotli=-
+  [ -f "$file.br" ] && brotli=$(group "$(stat -c %s "$file.br")")
+  printf '  %-18s %11s bytes raw %11s bytes gzip -9 %11s bytes brotli (served)\n' "${file#target/site/}" \
+    "$(group "$(stat -c %s "$file")")" "$(group "$(gzip -9 -c "$file" | wc -c)")" "$brotli"
 }
 echo "build: the client every page loads (target/site/pkg):"
 for file in target/site/pkg/salvage.wasm target/site/pkg/salvage.js target/site/pkg/salvage.css; do
