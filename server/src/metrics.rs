@@ -400,7 +400,12 @@ async fn drills(state: &AppState) -> Result<Read, String> {
             && drill.finished_ms.is_some()
     });
     let Some(last) = last else {
-        let families = [&DRILL_RECOVERY, &DRILL_TARGET, &DRILL_PASSED, &DRILL_FINISHED];
+        let families = [
+            &DRILL_RECOVERY,
+            &DRILL_TARGET,
+            &DRILL_PASSED,
+            &DRILL_FINISHED,
+        ];
         return Ok(families.into_iter().map(|f| (f, Samples::new())).collect());
     };
     let recovery = last

@@ -6,6 +6,8 @@
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
+use app::server::AppState;
+
 mod generated {
     include!(concat!(env!("OUT_DIR"), "/site.rs"));
 }
@@ -111,6 +113,31 @@ pub fn serve(path: &str, headers: &HeaderMap) -> Option<Response> {
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     headers.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
     Some(response)
+}
+
+/// Static files and the console's 404 page: the site embedded in the binary, unless
+/// `LEPTOS_SITE_ROOT` names a folder to serve instead (or nothing was embedded).
+pub fn static_files(
+    settings: &crate::config::Settings,
+) -> impl Fn(
+    axum::http::Uri,
+    axum::extract::State<AppState>,
+    axum::extract::Request,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Response> + Send>>
+       + Clone
+       + Send
+       + Sync
+       + 'static {
+    let from_disk = leptos_axum::file_and_error_handler::<AppState, _>(app::shell);
+    let embedded = settings.site_root.is_none() && !files().is_empty();
+    move |uri, state, request| {
+        if embedded {
+            if let Some(response) = serve(uri.path(), request.headers()) {
+                return Box::pin(std::future::ready(response));
+            }
+        }
+        from_disk(uri, state, request)
+    }
 }
 
 #[cfg(test)]

@@ -176,31 +176,6 @@ fn token_digest(token: &secrecy::SecretString) -> std::sync::Arc<Vec<u8>> {
     ))
 }
 
-/// Static files and the console's 404 page: the site embedded in the binary, unless
-/// `LEPTOS_SITE_ROOT` names a folder to serve instead (or nothing was embedded).
-fn static_files(
-    settings: &Settings,
-) -> impl Fn(
-    axum::http::Uri,
-    axum::extract::State<AppState>,
-    axum::extract::Request,
-) -> std::pin::Pin<Box<dyn std::future::Future<Output = axum::response::Response> + Send>>
-       + Clone
-       + Send
-       + Sync
-       + 'static {
-    let from_disk = leptos_axum::file_and_error_handler::<AppState, _>(app::shell);
-    let embedded = settings.site_root.is_none() && !crate::site::files().is_empty();
-    move |uri, state, request| {
-        if embedded {
-            if let Some(response) = crate::site::serve(uri.path(), request.headers()) {
-                return Box::pin(std::future::ready(response));
-            }
-        }
-        from_disk(uri, state, request)
-    }
-}
-
 /// The largest request body the console accepts (server functions, forms).
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
 
@@ -247,7 +222,7 @@ pub fn router(state: AppState, settings: &Settings) -> Router {
             axum::routing::get(app::history::export::export_handler),
         )
         .leptos_routes(&state, routes, move || app::shell(options.clone()))
-        .fallback(static_files(settings))
+        .fallback(crate::site::static_files(settings))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),

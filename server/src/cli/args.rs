@@ -243,7 +243,7 @@ pub enum WebhookCommand {
         max_retries: String,
     },
     /// Every webhook, its state, due deliveries and dead letters.
-    List,
+    List(Output),
     /// Stop sending to a webhook (its deliveries wait).
     Disable {
         id: i64,
@@ -268,7 +268,7 @@ pub enum WebhookCommand {
 #[derive(Debug, Subcommand)]
 pub enum MigrationsCommand {
     /// Every background migration: status, progress, heartbeat, last error.
-    List,
+    List(Output),
     /// Stop a migration after its current chunk.
     Pause {
         name: String,
@@ -340,7 +340,7 @@ pub enum DrillCommand {
         reason: Option<String>,
     },
     /// The newest 50 drills, newest first.
-    List,
+    List(Output),
 }
 
 /// `salvage alerts …`.
@@ -418,7 +418,7 @@ pub enum CronSecretCommand {
     },
     /// The current and previous secrets (never their values), with when and by which
     /// caller each was last used.
-    List,
+    List(Output),
 }
 
 /// `salvage demo …`.

@@ -135,8 +135,11 @@ pub async fn cron_secret(command: CronSecretCommand, settings: Settings) -> anyh
             println!("Cron secret #{id} no longer works.");
             Ok(())
         }
-        CronSecretCommand::List => {
+        CronSecretCommand::List(output) => {
             let list = secrets::list(&state.pg, now).await?;
+            if output.json {
+                return print_json(&list.secrets);
+            }
             println!(
                 "{:<5} {:<9} {:<20} {:<20} {:<20} LAST CALLER",
                 "ID", "STATE", "CREATED (UTC)", "STOPS (UTC)", "LAST USED (UTC)"

@@ -3,8 +3,8 @@
 
 use anyhow::Context;
 
-use super::args::DrillCommand;
-use super::common::{app_error, cli_firing, migrated_state, stop_on_ctrl_c};
+use super::args::{DrillCommand, Output};
+use super::common::{app_error, cli_firing, migrated_state, print_json, stop_on_ctrl_c};
 use crate::config::Settings;
 use app::drills::{DrillStatus, DrillStep};
 use app::format::{format_duration, format_utc};
@@ -14,7 +14,7 @@ pub async fn drill(command: DrillCommand, settings: Settings) -> anyhow::Result<
     let state = migrated_state(&settings).await?;
     match command {
         DrillCommand::Run { backup, reason } => run(&state, backup, reason).await,
-        DrillCommand::List => list(&state).await,
+        DrillCommand::List(output) => list(&state, output).await,
     }
 }
 
@@ -115,10 +115,13 @@ async fn run(
     }
 }
 
-async fn list(state: &app::server::AppState) -> anyhow::Result<()> {
+async fn list(state: &app::server::AppState, output: Output) -> anyhow::Result<()> {
     let drills = app::drills::ssr::records::list(&state.pg, 50)
         .await
         .context("Failed to read the drills")?;
+    if output.json {
+        return print_json(&drills);
+    }
     println!(
         "{:>6}  {:<10}  {:<9}  {:<20}  {:>10}  {:>10}  by",
         "id", "type", "status", "started (UTC)", "recovery", "took"

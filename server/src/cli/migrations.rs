@@ -13,7 +13,7 @@ use app::migrations::ssr::upgrade::{self, BackupPolicy, UpgradeBackup};
 use app::migrations::MigrationAction;
 
 use super::args::MigrationsCommand;
-use super::common::{app_error, migrated_state};
+use super::common::{app_error, migrated_state, print_json};
 use crate::config::Settings;
 use crate::startup;
 
@@ -160,9 +160,12 @@ pub async fn migrations(command: MigrationsCommand, settings: Settings) -> anyho
     let state = migrated_state(&settings).await?;
     store::register(&state).await.map_err(app_error)?;
     let (action, name, reason) = match command {
-        MigrationsCommand::List => {
+        MigrationsCommand::List(output) => {
             let now = state.clock.now().unix_timestamp() * 1000;
             let rows = store::list(&state).await.map_err(app_error)?;
+            if output.json {
+                return print_json(&rows);
+            }
             println!(
                 "{:<32} {:<10} {:>24} {:>10} {:>9}  last error",
                 "migration", "status", "progress", "heartbeat", "attempts"

@@ -7,7 +7,7 @@ use app::dead_letters::ssr::{dlq, endpoints, filter::DlqFilter, redrive};
 use app::format::{format_utc, group_digits};
 
 use super::args::{DlqCommand, WebhookCommand};
-use super::common::{app_error, migrated_state, stop_on_ctrl_c};
+use super::common::{app_error, migrated_state, print_json, stop_on_ctrl_c};
 use crate::config::Settings;
 
 /// Runs `salvage webhook <command>`.
@@ -38,8 +38,11 @@ pub async fn webhook(command: WebhookCommand, settings: Settings) -> anyhow::Res
             );
             println!("{}", created.secret);
         }
-        WebhookCommand::List => {
+        WebhookCommand::List(output) => {
             let rows = endpoints::list(&state.pg, state.clock.now()).await?;
+            if output.json {
+                return print_json(&rows);
+            }
             if rows.is_empty() {
                 println!("No webhooks.");
             }

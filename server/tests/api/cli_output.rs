@@ -56,8 +56,8 @@ fn list_json(app: &TestApp, args: &[&str]) -> (Option<i32>, Vec<Value>) {
     (output.status.code(), rows)
 }
 
-/// Every list command named in the README prints its rows as one JSON array, with the
-/// same rows its table shows and the same exit code.
+/// Every list command prints its rows as one JSON array, with the rows its table shows
+/// (never a secret) and the same exit code.
 #[tokio::test]
 async fn list_commands_print_their_rows_as_json() {
     let app = spawn_app().await;
@@ -77,6 +77,8 @@ async fn list_commands_print_their_rows_as_json() {
     );
     assert!(created.status.success(), "{}", text(&created.stderr));
     let secret = text(&created.stdout).trim().to_owned();
+    let (hook, secret_of_hook) =
+        crate::dead_letters::webhook_for(&app, "http://127.0.0.1:9/hook", 3, &["order.paid"]).await;
     crate::backups::back_up(&app).await;
     crate::alerts::raise_data_expired(&app, "cli").await;
 
@@ -119,6 +121,35 @@ async fn list_commands_print_their_rows_as_json() {
     assert_eq!(alerts.len(), 1);
     assert_eq!(alerts[0]["kind"], "data_expired");
     assert_eq!(alerts[0]["severity"], "critical");
+
+    let (code, webhooks) = list_json(&app, &["webhook", "list"]);
+    assert_eq!(code, Some(0));
+    assert_eq!(webhooks.len(), 1);
+    assert_eq!(webhooks[0]["id"], hook);
+    assert_eq!(
+        webhooks[0]["event_types"],
+        serde_json::json!(["order.paid"])
+    );
+    assert!(!serde_json::to_string(&webhooks)
+        .unwrap()
+        .contains(&secret_of_hook));
+
+    let (code, migrations) = list_json(&app, &["migrations", "list"]);
+    assert_eq!(code, Some(0));
+    let shipped = app::registry::BACKGROUND_MIGRATIONS[0].name;
+    assert!(
+        migrations.iter().any(|m| m["name"] == shipped),
+        "{migrations:?}"
+    );
+
+    let (code, drills) = list_json(&app, &["drill", "list"]);
+    assert_eq!((code, drills.len()), (Some(0), 0));
+
+    let (code, secrets) = list_json(&app, &["cron-secret", "list"]);
+    assert_eq!(code, Some(0));
+    assert_eq!(secrets.len(), 1, "the test app's one cron secret");
+    let listed = serde_json::to_string(&secrets).unwrap();
+    assert!(!listed.contains(crate::helpers::CRON_SECRET));
 
     let (_, jobs) = list_json(&app, &["cron", "list"]);
     let mut names: Vec<&str> = jobs.iter().map(|j| j["name"].as_str().unwrap()).collect();

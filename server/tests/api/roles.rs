@@ -131,16 +131,7 @@ impl World {
         let key = uuid::Uuid::new_v4().simple().to_string();
         let signal =
             app::alerts::ssr::Signal::new(key, app::alerts::Severity::Warning, "Matrix alert");
-        let mut tx = self.app.pg.begin().await.unwrap();
-        let id = app::alerts::ssr::store::raise_event(
-            &mut tx,
-            &app::queues::ssr::alerts::DATA_EXPIRED,
-            &signal,
-            time::OffsetDateTime::now_utc(),
-        )
-        .await
-        .unwrap();
-        tx.commit().await.unwrap();
+        let id = crate::alerts::raise_data_expired_signal(&self.app.pg, &signal).await;
         (id, 1)
     }
 

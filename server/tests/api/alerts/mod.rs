@@ -87,20 +87,29 @@ pub(crate) async fn open_alert(app: &TestApp, kind: &str, key: &str) -> Option<(
     .unwrap()
 }
 
-/// Raises a critical `data_expired` alert for `key`, as expiry does.
-pub(crate) async fn raise_data_expired(app: &TestApp, key: &str) {
-    let signal =
-        app::alerts::ssr::Signal::new(key, app::alerts::Severity::Critical, "Rows expired");
-    let mut tx = app.pg.begin().await.unwrap();
-    app::alerts::ssr::store::raise_event(
+/// Raises `signal` as a `data_expired` alert, as expiry does; returns its id.
+pub(crate) async fn raise_data_expired_signal(
+    pg: &sqlx::PgPool,
+    signal: &app::alerts::ssr::Signal,
+) -> i64 {
+    let mut tx = pg.begin().await.unwrap();
+    let id = app::alerts::ssr::store::raise_event(
         &mut tx,
         &app::queues::ssr::alerts::DATA_EXPIRED,
-        &signal,
+        signal,
         time::OffsetDateTime::now_utc(),
     )
     .await
     .unwrap();
     tx.commit().await.unwrap();
+    id
+}
+
+/// Raises a critical `data_expired` alert for `key`, as expiry does.
+pub(crate) async fn raise_data_expired(app: &TestApp, key: &str) {
+    let signal =
+        app::alerts::ssr::Signal::new(key, app::alerts::Severity::Critical, "Rows expired");
+    raise_data_expired_signal(&app.pg, &signal).await;
 }
 
 /// The events of alert `id`, oldest first.

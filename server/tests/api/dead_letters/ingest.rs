@@ -116,17 +116,7 @@ async fn alert_notifications_go_out_as_slack_compatible_deliveries_and_silenced_
                 "Something broke",
             )
             .counted(48_210.0, "rows");
-            let mut tx = pg.begin().await.unwrap();
-            let id = app::alerts::ssr::store::raise_event(
-                &mut tx,
-                &app::queues::ssr::alerts::DATA_EXPIRED,
-                &signal,
-                time::OffsetDateTime::now_utc(),
-            )
-            .await
-            .unwrap();
-            tx.commit().await.unwrap();
-            id
+            crate::alerts::raise_data_expired_signal(&pg, &signal).await
         }
     };
     // A silence on one key: its alert is recorded but not sent.
