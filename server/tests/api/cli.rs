@@ -148,14 +148,15 @@ async fn migrate_creates_the_schema_and_can_run_twice() {
 
 #[tokio::test]
 async fn migrate_fails_naming_clickhouse_when_it_is_unreachable() {
-    let settings = base_settings();
     let url = format!("http://127.0.0.1:{}", closed_port().await);
+    // A test app's own database: the PostgreSQL half of the migrate succeeds before the
+    // ClickHouse half fails, and must not touch the developer's database.
+    let app = crate::helpers::spawn_app().await;
 
-    let owner = owner_url(&settings);
     let output = salvage(
         &["migrate"],
         &[
-            ("DATABASE_URL", owner.expose_secret()),
+            ("DATABASE_URL", app.database_url.as_str()),
             ("CLICKHOUSE_URL", url.as_str()),
         ],
     );

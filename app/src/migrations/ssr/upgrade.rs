@@ -121,7 +121,14 @@ async fn apply_locked(
     actor: &Actor,
 ) -> Result<UpgradeReport, UpgradeError> {
     let wrap = || AppError::wrap("Apply the schema migrations");
-    let applied = schema::applied(&state.pg).await.map_err(wrap())?;
+    // Read as the owner when there is one: the application role's grants are what this
+    // run renews, so a database the owner migrated alone (no grants yet) is repaired by
+    // the next migrate instead of refusing it.
+    let reader = state
+        .schema_owner
+        .as_ref()
+        .map_or(&state.pg, |owner| &owner.pool);
+    let applied = schema::applied(reader).await.map_err(wrap())?;
     let pending = schema::pending(&applied);
     let from_version = applied
         .iter()

@@ -59,3 +59,36 @@ async fn the_application_role_can_append_to_the_history_but_never_change_it() {
             .unwrap();
     assert_eq!(entries, 0);
 }
+
+/// A database its owner migrated alone (`salvage migrate` with only the owner's URL), so
+/// the application role has no grants: the next migrate with both roles reads the
+/// migrations' record as the owner and renews the grants, instead of failing on them.
+#[tokio::test]
+async fn migrate_with_both_roles_repairs_a_database_the_owner_migrated_alone() {
+    let app = spawn_app_with(Options {
+        two_roles: true,
+        ..Options::default()
+    })
+    .await;
+    let owner = app.state.schema_owner.as_ref().expect("two roles");
+    sqlx::query(&format!(
+        "revoke all on all tables in schema public from {}",
+        owner.app_role
+    ))
+    .execute(&owner.pool)
+    .await
+    .unwrap();
+    let read = || sqlx::query("select count(*) from _sqlx_migrations").fetch_one(&app.state.pg);
+    assert!(read().await.is_err(), "the grants were revoked");
+
+    salvage::startup::migrate_postgres(&app.state)
+        .await
+        .expect("migrate renews the grants");
+
+    assert!(read().await.is_ok(), "the application role reads again");
+    let role: String = sqlx::query_scalar("select current_user::text")
+        .fetch_one(&app.state.pg)
+        .await
+        .unwrap();
+    assert_eq!(role, owner.app_role);
+}
