@@ -1,5 +1,6 @@
 //! `GET /metrics`: Prometheus' text format. The store figures are read from PostgreSQL
-//! on each scrape, each read bounded (counters, index probes, a few rows per webhook, job
+//! on scrape (at most once every 2 s, shared by concurrent scrapers, like the health
+//! answers), each read bounded (counters, index probes, a few rows per webhook, job
 //! or migration) and under the probe timeout, so they are the same on every replica and
 //! cheap with a million queued rows; then this process's counters
 //! (`app::server::metrics`). A read that fails or times out leaves its families without
@@ -196,17 +197,44 @@ async fn scrape(State(state): State<AppState>, headers: HeaderMap) -> Response {
                 .into_response();
         }
     }
+    use app::health::ssr::HEALTH_MAX_AGE;
+    let stores = state
+        .health_cache
+        .metrics
+        .get_or_compute(HEALTH_MAX_AGE, || async {
+            std::sync::Arc::new(store_figures(&state).await)
+        })
+        .await;
+    let mut out = Exposition::default();
+    state.metrics.write(&mut out);
+    (
+        StatusCode::OK,
+        [
+            (
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            ),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        format!("{stores}{}", out.finish()),
+    )
+        .into_response()
+}
+
+/// The store and probe families' text: every source read at once, each under the probe
+/// timeout.
+async fn store_figures(state: &AppState) -> String {
     let now = state.clock.now();
     let (stores, schema, queues, crons, alerts, webhooks, backups, drills, migrations) = tokio::join!(
-        app::health::ssr::check_stores(&state),
-        bounded(&state, schema(&state)),
-        bounded(&state, queues(&state, now)),
-        bounded(&state, crons(&state, now)),
-        bounded(&state, alerts(&state)),
-        bounded(&state, webhooks(&state, now)),
-        bounded(&state, backups(&state, now)),
-        bounded(&state, drills(&state)),
-        bounded(&state, migrations(&state)),
+        app::health::ssr::check_stores(state),
+        bounded(state, schema(state)),
+        bounded(state, queues(state, now)),
+        bounded(state, crons(state, now)),
+        bounded(state, alerts(state)),
+        bounded(state, webhooks(state, now)),
+        bounded(state, backups(state, now)),
+        bounded(state, drills(state)),
+        bounded(state, migrations(state)),
     );
     let mut out = Exposition::default();
     out.family(&STORE_UP);
@@ -243,19 +271,7 @@ async fn scrape(State(state): State<AppState>, headers: HeaderMap) -> Response {
             }
         }
     }
-    state.metrics.write(&mut out);
-    (
-        StatusCode::OK,
-        [
-            (
-                header::CONTENT_TYPE,
-                "text/plain; version=0.0.4; charset=utf-8",
-            ),
-            (header::CACHE_CONTROL, "no-store"),
-        ],
-        out.finish(),
-    )
-        .into_response()
+    out.finish()
 }
 
 /// A source's read under the probe timeout; `None` (logged) when it failed.

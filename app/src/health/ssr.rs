@@ -227,11 +227,14 @@ impl<T: Clone> Cached<T> {
     }
 }
 
-/// The health answers' caches (`/health/ready`, `/health/deep`).
+/// The health answers' caches (`/health/ready`, `/health/deep`, `/metrics`' store part).
 #[derive(Clone, Default)]
 pub struct HealthCache {
     pub ready: Cached<std::sync::Arc<serde_json::Value>>,
     pub deep: Cached<std::sync::Arc<serde_json::Value>>,
+    /// `/metrics`' store figures (its text), read at most once per [`HEALTH_MAX_AGE`]
+    /// like the health answers, so a flood of scrapes costs PostgreSQL nothing more.
+    pub metrics: Cached<std::sync::Arc<String>>,
 }
 
 /// How old a cached health answer may be.

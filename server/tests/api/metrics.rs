@@ -92,7 +92,11 @@ fn parse(text: &str) -> Scrape {
     Scrape { samples, types }
 }
 
+/// A scrape after the store figures' cache has expired (they are read at most once per
+/// `HEALTH_MAX_AGE`), so each scrape shows the stores as they are now.
 async fn scrape(app: &TestApp) -> Scrape {
+    tokio::time::sleep(app::health::ssr::HEALTH_MAX_AGE + std::time::Duration::from_millis(100))
+        .await;
     let response = app
         .http
         .get(format!("{}/metrics", app.address))
