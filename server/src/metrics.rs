@@ -186,9 +186,7 @@ type Read = Vec<(&'static Family, Samples)>;
 
 async fn scrape(State(state): State<AppState>, headers: HeaderMap) -> Response {
     if let Some(expected) = &state.metrics_token {
-        use app::server::tokens::{bearer, digest, digests_match};
-        let presented = bearer(&headers).map(digest);
-        if !presented.is_some_and(|presented| digests_match(expected, &presented)) {
+        if !app::server::tokens::bearer_matches(&headers, expected) {
             return (
                 StatusCode::UNAUTHORIZED,
                 [(header::WWW_AUTHENTICATE, "Bearer")],

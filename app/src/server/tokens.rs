@@ -36,6 +36,12 @@ pub fn digests_match(stored: &[u8], presented: &[u8]) -> bool {
     bool::from(stored.ct_eq(presented))
 }
 
+/// Whether `headers` carry `Authorization: Bearer <token>` whose digest is `expected`
+/// (a token setting such as `SALVAGE_HEALTH_TOKEN`), compared in constant time.
+pub fn bearer_matches(headers: &axum::http::HeaderMap, expected: &[u8]) -> bool {
+    bearer(headers).is_some_and(|presented| digests_match(expected, &digest(presented)))
+}
+
 /// The token of an `Authorization: Bearer <token>` header; `None` when the header is
 /// missing or has another shape.
 pub fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
