@@ -4,12 +4,13 @@ SHELL := /bin/bash
 
 export PATH := $(HOME)/.cargo/bin:$(CURDIR)/end2end/node_modules/.bin:$(PATH)
 
-.PHONY: help run test dist setup setup-test stores build-release check unit e2e stop bench-history bench-replay bench-sign-in bench-alerts bench-backup bench-webhooks
+.PHONY: help run test test-cluster dist setup setup-test stores build-release check unit e2e stop bench-history bench-replay bench-sign-in bench-alerts bench-backup bench-webhooks
 
 help:
 	@echo "make run    install what is missing, start PostgreSQL + ClickHouse, build, serve http://127.0.0.1:3000/admin"
 	@echo "make test   start the stores, then fmt, clippy (server + wasm), the release build, unit + integration tests,"
 	@echo "            browser tests against the release build, and a check that make run serves the console"
+	@echo "make test-cluster    only the ClickHouse cluster tests (make test runs them too), on a local cluster"
 	@echo "make dist   the release binary, with the console's site embedded, in dist/salvage (see README: Deploying)"
 	@echo "make stop   stop the local stores"
 	@echo "make bench-history   a million history entries: page queries, chain verification, sign-in timing"
@@ -33,6 +34,13 @@ run: setup stores build-release
 ## Every check CI runs.
 test: setup-test stores
 	scripts/test.sh
+
+## The ClickHouse cluster tests alone: ZooKeeper and two ClickHouse replicas, started and
+## stopped around them (make test runs them as one of its steps).
+test-cluster: setup-test stores
+	scripts/stores.sh start cluster
+	timeout 600 cargo test -p salvage -p app --features app/ssr -- --ignored cluster:: ; \
+	  status=$$?; scripts/stores.sh stop cluster; exit $$status
 
 ## One file to deploy: the release binary with the site embedded.
 dist: setup build-release

@@ -5,6 +5,8 @@
 #   scripts/stores.sh stop   [postgres|clickhouse]   stop what this script started (pid files)
 #   scripts/stores.sh status [postgres|clickhouse]
 #   scripts/stores.sh env                            print the settings it writes to .env
+#   scripts/stores.sh start|stop|status cluster      a local ClickHouse cluster for the
+#                                                    cluster tests (scripts/cluster.sh)
 #
 # Data lives under .stores/ (ignored by git). Ports are not the defaults, so a system
 # PostgreSQL or ClickHouse keeps running undisturbed; override them with
@@ -387,14 +389,18 @@ write_env() {
 }
 
 usage() {
-  sed -n '2,12p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+  sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
   exit 2
 }
 
 action=${1:-}
 which=${2:-all}
 load_secrets
-case "$which" in all|postgres|clickhouse) ;; *) usage ;; esac
+case "$which" in
+  all|postgres|clickhouse) ;;
+  cluster) exec "$ROOT/scripts/cluster.sh" "$action" ;;
+  *) usage ;;
+esac
 
 case "$action" in
   start)
@@ -404,6 +410,7 @@ case "$action" in
     write_env
     ;;
   stop)
+    if [ "$which" = all ] && [ -d "$STORES/cluster" ]; then "$ROOT/scripts/cluster.sh" stop; fi
     [ "$which" = postgres ] || ch_stop
     [ "$which" = clickhouse ] || pg_stop
     ;;

@@ -40,6 +40,14 @@ timeout 900 cargo test -p salvage -p app --features app/ssr || {
   exit "$status"
 }
 
+step "ClickHouse cluster tests (ZooKeeper + two replicas of one shard, real outages)"
+# Ignored in the run above; here against the cluster scripts/cluster.sh starts.
+scripts/stores.sh start cluster
+timeout 600 cargo test -p salvage -p app --features app/ssr -- --ignored cluster:: || {
+  status=$?; scripts/stores.sh stop cluster; exit "$status"
+}
+scripts/stores.sh stop cluster
+
 step "browser tests against the release build (Playwright driving Debian's Chromium)"
 scripts/e2e.sh
 

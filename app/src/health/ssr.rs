@@ -120,13 +120,20 @@ async fn clickhouse_details(state: &AppState, reachable: bool) -> ClickHouseDeta
         .query("SELECT version()")
         .fetch_one::<String>();
     // system.parts keeps per-part row counts: summing them reads metadata, not the table.
+    // On a cluster the parts are the replicated tables' on this server (its shard).
+    let (requests, events) = (
+        clickhouse.storage_table("requests"),
+        clickhouse.storage_table("events"),
+    );
     let rows = clickhouse
         .client()
         .query(
             "SELECT table, toUInt64(sum(rows)) AS rows FROM system.parts \
-             WHERE database = ? AND active AND table IN ('requests', 'events') GROUP BY table",
+             WHERE database = ? AND active AND table IN (?, ?) GROUP BY table",
         )
         .bind(clickhouse.database())
+        .bind(&requests)
+        .bind(&events)
         .fetch_all::<TableRows>();
     let tables = clickhouse
         .client()
@@ -149,8 +156,8 @@ async fn clickhouse_details(state: &AppState, reachable: bool) -> ClickHouseDeta
                 .any(|t| t == name)
                 .then(|| rows.iter().find(|r| r.table == name).map_or(0, |r| r.rows))
         };
-        details.requests_rows = count("requests");
-        details.events_rows = count("events");
+        details.requests_rows = count(&requests);
+        details.events_rows = count(&events);
     }
     details
 }

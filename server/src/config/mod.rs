@@ -135,6 +135,9 @@ pub struct ClickHouseSettings {
     pub user: String,
     /// `CLICKHOUSE_PASSWORD` (a secret). Default empty.
     pub password: SecretString,
+    /// `CLICKHOUSE_CLUSTER` (none: one server), `CLICKHOUSE_REQUESTS_TABLE` (`requests`)
+    /// and `CLICKHOUSE_EVENTS_TABLE` (`events`).
+    pub layout: app::server::clickhouse::Layout,
 }
 
 /// Why the settings could not be read. Its `Display` is the one line start-up prints.
@@ -179,10 +182,49 @@ impl Settings {
 
         let clickhouse_url = parse_http_url("CLICKHOUSE_URL", &require("CLICKHOUSE_URL")?)?;
         let database = get("CLICKHOUSE_DATABASE").unwrap_or_else(|| "salvage".to_owned());
-        if !app::server::clickhouse::is_valid_database_name(&database) {
+        let identifier = |name: &'static str, value: String| {
+            if app::server::clickhouse::is_valid_identifier(&value) {
+                Ok(value)
+            } else {
+                Err(ConfigError::Malformed {
+                    name,
+                    reason: "use letters, digits and underscores, not starting with a digit".into(),
+                })
+            }
+        };
+        let database = identifier("CLICKHOUSE_DATABASE", database)?;
+        let layout = app::server::clickhouse::Layout {
+            cluster: get("CLICKHOUSE_CLUSTER")
+                .map(|c| identifier("CLICKHOUSE_CLUSTER", c))
+                .transpose()?,
+            requests: identifier(
+                "CLICKHOUSE_REQUESTS_TABLE",
+                get("CLICKHOUSE_REQUESTS_TABLE").unwrap_or_else(|| "requests".to_owned()),
+            )?,
+            events: identifier(
+                "CLICKHOUSE_EVENTS_TABLE",
+                get("CLICKHOUSE_EVENTS_TABLE").unwrap_or_else(|| "events".to_owned()),
+            )?,
+        };
+        let reserved = |t: &str| {
+            t == "history_anchors"
+                || t.ends_with(app::server::clickhouse::LOCAL_SUFFIX)
+                || t.contains("__")
+        };
+        if layout.requests == layout.events
+            || reserved(&layout.requests)
+            || reserved(&layout.events)
+        {
             return Err(ConfigError::Malformed {
-                name: "CLICKHOUSE_DATABASE",
-                reason: "use letters, digits and underscores, not starting with a digit".into(),
+                name: if reserved(&layout.events) && !reserved(&layout.requests) {
+                    "CLICKHOUSE_EVENTS_TABLE"
+                } else {
+                    "CLICKHOUSE_REQUESTS_TABLE"
+                },
+                reason: "the requests and events tables need two different names, neither \
+                         `history_anchors`, ending in `_local` nor holding `__` (Salvage's own \
+                         tables and its restores' staging tables use those)"
+                    .into(),
             });
         }
 
@@ -400,6 +442,7 @@ impl Settings {
                 database,
                 user: get("CLICKHOUSE_USER").unwrap_or_else(|| "default".to_owned()),
                 password: SecretString::from(lookup("CLICKHOUSE_PASSWORD").unwrap_or_default()),
+                layout,
             },
             addr,
             public_url,
@@ -489,6 +532,7 @@ impl Settings {
             &self.clickhouse.password,
             &self.clickhouse.database,
         )
+        .with_layout(self.clickhouse.layout.clone())
     }
 }
 

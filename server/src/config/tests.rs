@@ -188,3 +188,42 @@ fn switches_read_on_and_off_and_name_anything_else() {
         .to_string()
         .contains("SALVAGE_MIGRATION_STUCK_AFTER_SECS"));
 }
+
+#[test]
+fn the_cluster_and_table_names_are_settings_checked_as_identifiers() {
+    let read = |pairs: &[(&str, &str)]| {
+        let mut all = MINIMAL.to_vec();
+        all.extend_from_slice(pairs);
+        Settings::from_lookup(lookup(&all))
+    };
+    let default = read(&[]).unwrap().clickhouse.layout;
+    assert_eq!(default, app::server::clickhouse::Layout::default());
+    let set = read(&[
+        ("CLICKHOUSE_CLUSTER", "main_cluster"),
+        ("CLICKHOUSE_REQUESTS_TABLE", "llm_requests"),
+        ("CLICKHOUSE_EVENTS_TABLE", "llm_events"),
+    ])
+    .unwrap()
+    .clickhouse
+    .layout;
+    assert_eq!(set.cluster.as_deref(), Some("main_cluster"));
+    assert_eq!(
+        (set.requests.as_str(), set.events.as_str()),
+        ("llm_requests", "llm_events")
+    );
+    for (name, value) in [
+        ("CLICKHOUSE_CLUSTER", "main cluster"),
+        ("CLICKHOUSE_REQUESTS_TABLE", "requests`; DROP"),
+        ("CLICKHOUSE_EVENTS_TABLE", "1events"),
+        ("CLICKHOUSE_REQUESTS_TABLE", "events"),
+        ("CLICKHOUSE_REQUESTS_TABLE", "requests_local"),
+        ("CLICKHOUSE_EVENTS_TABLE", "history_anchors"),
+        ("CLICKHOUSE_EVENTS_TABLE", "events__pre_3"),
+    ] {
+        let error = read(&[(name, value)]).unwrap_err();
+        assert!(
+            matches!(error, ConfigError::Malformed { name: named, .. } if named == name),
+            "{name}={value}: {error}"
+        );
+    }
+}

@@ -65,6 +65,9 @@ pub struct Options {
     /// Run as production does with two roles: migrate as the schema's owner, work as the
     /// application role (`DATABASE_URL` of the local stores) with only its grants.
     pub two_roles: bool,
+    /// Talk to the local ClickHouse cluster (`scripts/stores.sh start cluster`) instead
+    /// of the single server: replica 1's HTTP port, `CLICKHOUSE_CLUSTER` set.
+    pub cluster: bool,
 }
 
 /// Salvage with its settings changed by `tweak`, on fresh stores.
@@ -170,6 +173,9 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         settings.migrate_database_url = Some(SecretString::from(test_db_url.to_string()));
     }
     settings.clickhouse.database = ch_database;
+    if options.cluster {
+        on_the_cluster(&mut settings);
+    }
     let local_settings = settings.clone();
     let local_clickhouse = settings.clickhouse_client();
     if let Some(url) = &options.clickhouse_url {
@@ -245,6 +251,23 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
             backup_dir,
         }),
     }
+}
+
+/// Points `settings` at the local cluster, as `scripts/cluster.sh start` described it.
+pub fn on_the_cluster(settings: &mut Settings) {
+    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/../.stores/cluster/env");
+    let text = std::fs::read_to_string(file).unwrap_or_else(|_| {
+        panic!("no {file}: start the local cluster first with `scripts/stores.sh start cluster`")
+    });
+    let value = |name: &str| {
+        text.lines()
+            .find_map(|line| line.strip_prefix(&format!("{name}=")))
+            .unwrap_or_else(|| panic!("{file} has no {name}"))
+            .to_owned()
+    };
+    settings.clickhouse.url = value("CLICKHOUSE_URL").parse().unwrap();
+    settings.clickhouse.password = SecretString::from(value("CLICKHOUSE_PASSWORD"));
+    settings.clickhouse.layout.cluster = Some(value("CLICKHOUSE_CLUSTER"));
 }
 
 /// A second instance of `app` (another replica): its own pools and clients on the same

@@ -7,6 +7,7 @@ mod auth;
 mod backups;
 mod cli;
 mod cli_output;
+mod cluster;
 mod console;
 mod crons;
 mod dead_letters;

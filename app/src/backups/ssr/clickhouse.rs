@@ -16,10 +16,7 @@ use tokio::sync::mpsc;
 use super::manifest::{schema_checksum, FileEntry, TableEntry};
 use super::native::{count_rows, ChannelReader, HashingReader, TeeReader};
 use super::storage::Storage;
-use crate::server::clickhouse::ClickHouse;
-
-/// The application tables in ClickHouse: an in-place restore touches only these.
-pub const APPLICATION_TABLES: &[&str] = &["requests", "events"];
+use crate::server::clickhouse::{ClickHouse, LOCAL_SUFFIX};
 
 /// A table as the server describes it.
 #[derive(Clone, Debug, clickhouse::Row, serde::Deserialize)]
@@ -38,8 +35,20 @@ struct Column {
     kind: String,
 }
 
-/// The tables of `database` (not views), by name.
+/// The tables of `database` (not views), by name. On a cluster, a Distributed table
+/// stands for the replicated `<name>_local` behind it: its keys, its engine without the
+/// replication, and a CREATE statement of a plain table (so a restore never joins the
+/// live table's ZooKeeper path), and the `_local` table is not listed apart. Reading the
+/// Distributed table reads every shard.
 pub async fn describe(
+    client: &Client,
+    database: &str,
+) -> clickhouse::error::Result<Vec<Described>> {
+    Ok(fold_distributed(describe_raw(client, database).await?))
+}
+
+/// The tables of `database` as the server lists them, `_local` tables included.
+pub async fn describe_raw(
     client: &Client,
     database: &str,
 ) -> clickhouse::error::Result<Vec<Described>> {
@@ -53,6 +62,82 @@ pub async fn describe(
         .bind(database)
         .fetch_all()
         .await
+}
+
+/// See [`describe`].
+fn fold_distributed(tables: Vec<Described>) -> Vec<Described> {
+    let local_of = |name: &str| format!("{name}{LOCAL_SUFFIX}");
+    let behind: Vec<String> = tables
+        .iter()
+        .filter(|t| t.engine == "Distributed")
+        .map(|t| local_of(&t.name))
+        .filter(|local| tables.iter().any(|t| &t.name == local))
+        .collect();
+    tables
+        .iter()
+        .filter(|t| !behind.contains(&t.name))
+        .map(|t| {
+            let local = (t.engine == "Distributed")
+                .then(|| tables.iter().find(|l| l.name == local_of(&t.name)))
+                .flatten();
+            match local {
+                Some(local) => Described {
+                    name: t.name.clone(),
+                    engine: unreplicated_engine(&local.engine).to_owned(),
+                    partition_key: local.partition_key.clone(),
+                    sorting_key: local.sorting_key.clone(),
+                    create_table_query: unreplicated(&local.create_table_query),
+                },
+                None => t.clone(),
+            }
+        })
+        .collect()
+}
+
+/// `ReplicatedReplacingMergeTree` → `ReplacingMergeTree`: the data's engine, whether
+/// or not it is replicated (a backup of a cluster restores onto one server and back).
+pub fn unreplicated_engine(engine: &str) -> &str {
+    engine.strip_prefix("Replicated").unwrap_or(engine)
+}
+
+/// `create` with a replicated engine made plain: `ReplicatedX('<path>', '<replica>',
+/// args…)` becomes `X(args…)`. Anything it cannot parse is returned as it is.
+pub fn unreplicated(create: &str) -> String {
+    fn skip_quoted(text: &str) -> Option<&str> {
+        let mut chars = text.strip_prefix('\'')?.char_indices();
+        while let Some((i, c)) = chars.next() {
+            match c {
+                '\\' => {
+                    chars.next();
+                }
+                '\'' => return Some(&text[i + 2..]),
+                _ => {}
+            }
+        }
+        None
+    }
+    let marker = "ENGINE = Replicated";
+    let Some(at) = create.find(marker) else {
+        return create.to_owned();
+    };
+    let after = &create[at + marker.len()..];
+    let Some(open) = after.find('(') else {
+        return create.to_owned();
+    };
+    let mut rest = &after[open + 1..];
+    for _ in 0..2 {
+        let Some(next) = skip_quoted(rest.trim_start()) else {
+            return create.to_owned();
+        };
+        let next = next.trim_start();
+        rest = next.strip_prefix(',').unwrap_or(next);
+    }
+    format!(
+        "{}ENGINE = {}({}",
+        &create[..at],
+        &after[..open],
+        rest.trim_start()
+    )
 }
 
 /// `table`'s schema checksum in `database` (columns, engine, sort key).
@@ -71,7 +156,11 @@ pub async fn checksum(
         .fetch_all()
         .await?;
     let columns: Vec<(String, String)> = columns.into_iter().map(|c| (c.name, c.kind)).collect();
-    Ok(schema_checksum(&columns, &table.engine, &table.sorting_key))
+    Ok(schema_checksum(
+        &columns,
+        unreplicated_engine(&table.engine),
+        &table.sorting_key,
+    ))
 }
 
 /// Exact rows of `database.table`.
@@ -309,10 +398,11 @@ pub fn retarget(create: &str, database: &str, table: &str) -> Result<String, Str
     ))
 }
 
-/// The manifest entry of a described table.
-pub fn entry(table: &Described, rows: u64, checksum: String) -> TableEntry {
+/// The manifest entry of a described table; `application` names the application's
+/// tables (the rest are Salvage's own).
+pub fn entry(table: &Described, rows: u64, checksum: String, application: &[&str]) -> TableEntry {
     TableEntry {
-        own: !APPLICATION_TABLES.contains(&table.name.as_str()),
+        own: !application.contains(&table.name.as_str()),
         name: table.name.clone(),
         rows: rows as i64,
         schema_checksum: checksum,
@@ -341,6 +431,52 @@ mod tests {
             "history_anchors/all.native.lz4"
         );
         assert_eq!(file_name("t", Some("('a', 1)")), "t/__a___1_.native.lz4");
+    }
+
+    #[test]
+    fn a_replicated_create_statement_is_made_plain() {
+        let local = "CREATE TABLE s.requests_local ( id UUID,  inserted_at DateTime('UTC') DEFAULT now()) ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/s/requests_local', '{replica}', inserted_at) PARTITION BY toYYYYMM(ts) ORDER BY (toDate(ts), id) SETTINGS index_granularity = 8192";
+        assert_eq!(
+            unreplicated(local),
+            "CREATE TABLE s.requests_local ( id UUID,  inserted_at DateTime('UTC') DEFAULT now()) ENGINE = ReplacingMergeTree(inserted_at) PARTITION BY toYYYYMM(ts) ORDER BY (toDate(ts), id) SETTINGS index_granularity = 8192"
+        );
+        let no_args = "CREATE TABLE s.a (seq UInt64) ENGINE = ReplicatedMergeTree('/p/it\\'s', 'r1') ORDER BY seq";
+        assert_eq!(
+            unreplicated(no_args),
+            "CREATE TABLE s.a (seq UInt64) ENGINE = MergeTree() ORDER BY seq"
+        );
+        let plain = "CREATE TABLE s.a (seq UInt64) ENGINE = MergeTree ORDER BY seq";
+        assert_eq!(unreplicated(plain), plain);
+        assert_eq!(
+            unreplicated_engine("ReplicatedReplacingMergeTree"),
+            "ReplacingMergeTree"
+        );
+    }
+
+    #[test]
+    fn a_distributed_table_stands_for_the_replicated_one_behind_it() {
+        let table = |name: &str, engine: &str, key: &str, create: &str| Described {
+            name: name.into(),
+            engine: engine.into(),
+            partition_key: key.into(),
+            sorting_key: key.into(),
+            create_table_query: create.into(),
+        };
+        let folded = fold_distributed(vec![
+            table("events", "Distributed", "", "CREATE TABLE s.events (id UUID) ENGINE = Distributed(c, s, events_local, rand())"),
+            table("events_local", "ReplicatedMergeTree", "toYYYYMM(ts)", "CREATE TABLE s.events_local (id UUID) ENGINE = ReplicatedMergeTree('/p', 'r') PARTITION BY toYYYYMM(ts) ORDER BY id"),
+            table("other", "Distributed", "", "CREATE TABLE s.other (id UUID) ENGINE = Distributed(c, s, elsewhere)"),
+            table("plain", "MergeTree", "id", "CREATE TABLE s.plain (id UUID) ENGINE = MergeTree ORDER BY id"),
+        ]);
+        let names: Vec<&str> = folded.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, ["events", "other", "plain"]);
+        assert_eq!(folded[0].engine, "MergeTree");
+        assert_eq!(folded[0].partition_key, "toYYYYMM(ts)");
+        assert_eq!(
+            folded[0].create_table_query,
+            "CREATE TABLE s.events_local (id UUID) ENGINE = MergeTree() PARTITION BY toYYYYMM(ts) ORDER BY id"
+        );
+        assert_eq!(folded[1].engine, "Distributed");
     }
 
     #[test]

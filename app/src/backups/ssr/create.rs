@@ -497,7 +497,12 @@ async fn dump_clickhouse(
                 std::future::pending::<()>().await;
             }
         }
-        tables.push(ch::entry(table, rows, checksum));
+        tables.push(ch::entry(
+            table,
+            rows,
+            checksum,
+            &state.clickhouse.application_tables(),
+        ));
     }
     let contents = Contents {
         database,

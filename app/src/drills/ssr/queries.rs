@@ -90,7 +90,7 @@ pub async fn clickhouse(
     let client = state.clickhouse.client();
     let mut results = Vec::new();
     // The application's tables, whose rows have ids (Salvage's own have none).
-    let application = crate::backups::ssr::clickhouse::APPLICATION_TABLES;
+    let application = state.clickhouse.application_tables();
     for table in tables
         .iter()
         .filter(|t| application.contains(&t.name.as_str()))

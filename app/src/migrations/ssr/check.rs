@@ -265,7 +265,8 @@ async fn round_trip_in(
             "default",
             &secrecy::SecretString::from(String::new()),
             name,
-        );
+        )
+        .with_layout(state.clickhouse.layout().clone());
         let lines = crate::queues::ssr::rows::parse_batch(
             Queue::Requests,
             round_trip_body().as_bytes(),

@@ -20,7 +20,11 @@ pub const EVENTS: u64 = 240;
 /// A test app whose stores hold application data: the demo's organisations, projects
 /// and keys in PostgreSQL; `requests` and `events` in ClickHouse.
 pub async fn app_with_data() -> TestApp {
-    let app = spawn_app().await;
+    with_data(spawn_app().await).await
+}
+
+/// `app` with the data of [`app_with_data`] added.
+pub async fn with_data(app: TestApp) -> TestApp {
     salvage::cli::demo_backups::application_data(&app.state, 12)
         .await
         .expect("create the application tables");

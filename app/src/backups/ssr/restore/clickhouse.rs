@@ -136,6 +136,9 @@ pub(super) fn aside_table(table: &str, restore_id: i64) -> String {
 }
 
 pub(super) async fn in_place(state: &AppState, prepared: &Prepared, watch: &Watch<'_>) -> Restored {
+    if let Some(cluster) = state.clickhouse.cluster() {
+        one_shard(state.clickhouse.client(), cluster).await?;
+    }
     // Ingest writes to ClickHouse within its timeout of reading "not frozen": wait that
     // long, so no row lands in a table about to be set aside.
     tokio::time::sleep(state.queues.ingest_timeout + std::time::Duration::from_millis(500)).await;
@@ -182,6 +185,12 @@ pub(super) async fn in_place(state: &AppState, prepared: &Prepared, watch: &Watc
             return Err(error);
         }
     };
+    if state.clickhouse.cluster().is_some() {
+        let swapped = swap_partitions_in(client, &database, prepared).await;
+        drop_staging().await;
+        swapped?;
+        return Ok((checks, Some(format!("__pre_{id}"))));
+    }
     // Swap: the live table aside, the staging table in its place, in one RENAME.
     let described = ch::describe(client, &database)
         .await
@@ -207,4 +216,160 @@ pub(super) async fn in_place(state: &AppState, prepared: &Prepared, watch: &Watc
         .await
         .map_err(|e| format!("ClickHouse: {e}"))?;
     Ok((checks, Some(format!("__pre_{id}"))))
+}
+
+// ---------- on a cluster ----------
+//
+// A replicated table cannot be renamed away: its ZooKeeper path stays, and the other
+// replicas keep the old table. So the live replicated tables stay where they are and
+// their partitions are replaced: `REPLACE PARTITION … FROM` a plain table on this
+// replica is replicated to the others like an insert (and reaches a replica that is down
+// when it returns). The set-aside copy is a plain table on this replica.
+
+/// In-place restores on a cluster replace partitions on this server's shard only: with
+/// more than one shard, they are refused before anything changes.
+async fn one_shard(client: &::clickhouse::Client, cluster: &str) -> Result<(), String> {
+    let shards: u64 = client
+        .query("SELECT count(DISTINCT shard_num) FROM system.clusters WHERE cluster = ?")
+        .bind(cluster)
+        .fetch_one()
+        .await
+        .map_err(|e| format!("ClickHouse: {e}"))?;
+    if shards > 1 {
+        return Err(format!(
+            "cluster {cluster} has {shards} shards: an in-place restore replaces one shard's \
+             partitions, so restore into a new database and copy the rows instead"
+        ));
+    }
+    Ok(())
+}
+
+fn local(table: &str) -> String {
+    format!("{table}{}", crate::server::clickhouse::LOCAL_SUFFIX)
+}
+
+async fn partition_ids(
+    client: &::clickhouse::Client,
+    database: &str,
+    table: &str,
+) -> Result<Vec<String>, String> {
+    client
+        .query(
+            "SELECT DISTINCT partition_id FROM system.parts \
+             WHERE database = ? AND table = ? AND active ORDER BY partition_id",
+        )
+        .bind(database)
+        .bind(table)
+        .fetch_all()
+        .await
+        .map_err(|e| format!("ClickHouse: {e}"))
+}
+
+async fn run(client: &::clickhouse::Client, sql: String) -> Result<(), String> {
+    client
+        .query(&sql)
+        .execute()
+        .await
+        .map_err(|e| format!("ClickHouse: {e}"))
+}
+
+/// A plain copy of `from` (every partition, by hard links) as the new table `to`.
+async fn copy_table(
+    client: &::clickhouse::Client,
+    database: &str,
+    from: &str,
+    to: &str,
+) -> Result<(), String> {
+    let create: String = client
+        .query("SELECT create_table_query FROM system.tables WHERE database = ? AND name = ?")
+        .bind(database)
+        .bind(from)
+        .fetch_one()
+        .await
+        .map_err(|e| format!("ClickHouse: {e}"))?;
+    run(
+        client,
+        ch::retarget(&ch::unreplicated(&create), database, to)?,
+    )
+    .await?;
+    for id in partition_ids(client, database, from).await? {
+        run(
+            client,
+            format!(
+                "ALTER TABLE `{database}`.`{to}` REPLACE PARTITION ID '{id}' FROM `{database}`.`{from}`"
+            ),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Makes `into` hold exactly `from`'s partitions: each of `from`'s replaces its own, and
+/// the partitions `from` lacks are dropped.
+async fn replace_partitions(
+    client: &::clickhouse::Client,
+    database: &str,
+    into: &str,
+    from: &str,
+) -> Result<(), String> {
+    let wanted = partition_ids(client, database, from).await?;
+    for id in &wanted {
+        run(
+            client,
+            format!(
+                "ALTER TABLE `{database}`.`{into}` REPLACE PARTITION ID '{id}' FROM `{database}`.`{from}`"
+            ),
+        )
+        .await?;
+    }
+    for id in partition_ids(client, database, into).await? {
+        if !wanted.contains(&id) {
+            run(
+                client,
+                format!("ALTER TABLE `{database}`.`{into}` DROP PARTITION ID '{id}'"),
+            )
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// The live replicated tables set aside (a plain copy, `<table>__pre_<id>`), then given
+/// the staging tables' partitions.
+async fn swap_partitions_in(
+    client: &::clickhouse::Client,
+    database: &str,
+    prepared: &Prepared,
+) -> Result<(), String> {
+    let id = prepared.restore_id;
+    for table in &prepared.tables {
+        let live = local(&table.name);
+        copy_table(client, database, &live, &aside_table(&table.name, id)).await?;
+        replace_partitions(client, database, &live, &staging(&table.name, id)).await?;
+    }
+    Ok(())
+}
+
+/// Rolls back in-place restore `id` on a cluster: the restored partitions set aside in
+/// turn (`<table>__rolled_back_<id>`), the pre-restore copy's put back and dropped.
+pub(super) async fn roll_back_on_cluster(
+    client: &::clickhouse::Client,
+    database: &str,
+    tables: &[String],
+    id: i64,
+) -> Result<(), String> {
+    for table in tables {
+        let live = local(table);
+        let aside = aside_table(table, id);
+        copy_table(
+            client,
+            database,
+            &live,
+            &format!("{table}__rolled_back_{id}"),
+        )
+        .await?;
+        replace_partitions(client, database, &live, &aside).await?;
+        run(client, format!("DROP TABLE `{database}`.`{aside}`")).await?;
+    }
+    Ok(())
 }

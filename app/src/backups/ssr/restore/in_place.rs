@@ -110,26 +110,30 @@ pub async fn roll_back(
             tokio::time::sleep(state.queues.ingest_timeout + std::time::Duration::from_millis(500))
                 .await;
             let database = state.clickhouse.database().to_owned();
-            let renames: Vec<String> = restore
-                .tables
-                .iter()
-                .flat_map(|t| {
-                    [
-                        format!("`{database}`.`{t}` TO `{database}`.`{t}__rolled_back_{id}`"),
-                        format!(
-                            "`{database}`.`{}` TO `{database}`.`{t}`",
-                            super::clickhouse::aside_table(t, id)
-                        ),
-                    ]
-                })
-                .collect();
-            state
-                .clickhouse
-                .client()
-                .query(&format!("RENAME TABLE {}", renames.join(", ")))
-                .execute()
-                .await
-                .map_err(|e| format!("ClickHouse: {e}"))
+            let client = state.clickhouse.client();
+            if state.clickhouse.cluster().is_some() {
+                super::clickhouse::roll_back_on_cluster(client, &database, &restore.tables, id)
+                    .await
+            } else {
+                let renames: Vec<String> = restore
+                    .tables
+                    .iter()
+                    .flat_map(|t| {
+                        [
+                            format!("`{database}`.`{t}` TO `{database}`.`{t}__rolled_back_{id}`"),
+                            format!(
+                                "`{database}`.`{}` TO `{database}`.`{t}`",
+                                super::clickhouse::aside_table(t, id)
+                            ),
+                        ]
+                    })
+                    .collect();
+                client
+                    .query(&format!("RENAME TABLE {}", renames.join(", ")))
+                    .execute()
+                    .await
+                    .map_err(|e| format!("ClickHouse: {e}"))
+            }
         }
     };
     lock.release().await;
