@@ -255,3 +255,35 @@ async fn backup_and_in_place_restore_replace_partitions_on_every_replica_and_rol
     both_replicas_hold(&app, "requests_local", (650, 650)).await;
     assert_eq!(ch_rows(&app, &db, "requests").await, changed);
 }
+
+#[tokio::test]
+#[ignore = "needs the local ClickHouse cluster: make test-cluster"]
+async fn salvage_check_runs_its_round_trip_on_the_cluster_with_renamed_tables() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let app = spawn_app_with(Options {
+        cluster: true,
+        tweak: Some(|settings| settings.clickhouse.layout.requests = "llm_requests".into()),
+        ..Options::default()
+    })
+    .await;
+    let report = app::migrations::ssr::check::run(&app.state).await;
+    assert!(report.ok(), "{:?}", report.failed());
+    let key = ingest_key(&app).await;
+    let (status, answer) = post_rows(&app, &key, &request_rows(0, 25)).await;
+    assert_eq!(
+        (status, answer["stored"].as_str()),
+        (200, Some("clickhouse")),
+        "{answer}"
+    );
+    both_replicas_hold(&app, "llm_requests_local", (25, 25)).await;
+    // The check's scratch databases are gone from every replica.
+    for n in [1, 2] {
+        let scratch: u64 = replica(&app, n)
+            .client()
+            .query("SELECT count() FROM system.databases WHERE name LIKE 'salvage_check_%'")
+            .fetch_one()
+            .await
+            .unwrap();
+        assert_eq!(scratch, 0, "replica {n} kept a scratch database");
+    }
+}

@@ -294,7 +294,10 @@ async fn round_trip_in(
             .map_err(|e| format!("replay: {e}"))?;
         let in_clickhouse: u64 = scratch_ch
             .client()
-            .query("SELECT count() FROM requests")
+            .query(&format!(
+                "SELECT count() FROM `{}`",
+                scratch_ch.table("requests")
+            ))
             .fetch_one()
             .await
             .map_err(|e| format!("ClickHouse: {e}"))?;
