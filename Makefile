@@ -4,12 +4,13 @@ SHELL := /bin/bash
 
 export PATH := $(HOME)/.cargo/bin:$(CURDIR)/end2end/node_modules/.bin:$(PATH)
 
-.PHONY: help run test test-cluster dist setup setup-test stores build-release check unit e2e stop bench-history bench-replay bench-sign-in bench-alerts bench-backup bench-webhooks
+.PHONY: help run run-cluster test test-cluster dist setup setup-test stores build-release check unit e2e stop bench-history bench-replay bench-sign-in bench-alerts bench-backup bench-webhooks
 
 help:
 	@echo "make run    install what is missing, start PostgreSQL + ClickHouse, build, serve http://127.0.0.1:3000/admin"
 	@echo "make test   start the stores, then fmt, clippy (server + wasm), the release build, unit + integration tests,"
 	@echo "            browser tests against the release build, and a check that make run serves the console"
+	@echo "make run-cluster     make run with ClickHouse on a local cluster of two replicas (see README: ClickHouse cluster)"
 	@echo "make test-cluster    only the ClickHouse cluster tests (make test runs them too), on a local cluster"
 	@echo "make dist   the release binary, with the console's site embedded, in dist/salvage (see README: Deploying)"
 	@echo "make stop   stop the local stores"
@@ -23,13 +24,19 @@ help:
 ## Build and serve the console (release build) against the local stores.
 ## SALVAGE_ENV_FILE names another settings file (scripts/test-run.sh runs it on private stores).
 run: setup stores build-release
-	set -a; . "$${SALVAGE_ENV_FILE:-./.env}"; set +a; \
+	set -a; . "$${SALVAGE_ENV_FILE:-./.env}"; \
+	if [ -n "$$SALVAGE_RUN_CLUSTER" ]; then . .stores/cluster/env; fi; set +a; \
 	export SALVAGE_WEBHOOK_ALLOW_PRIVATE=on SALVAGE_DEMO_RECEIVER=180 \
 	  SALVAGE_MIGRATION_CHUNK_ROWS=500 SALVAGE_MIGRATION_CHUNK_PAUSE_MS=1000; \
 	./target/release/salvage migrate && \
 	./target/release/salvage demo && \
 	{ (sleep 3; exec ./target/release/salvage demo traffic) & } && \
 	exec ./target/release/salvage serve
+
+## make run with ClickHouse on the local cluster (ZooKeeper + two replicas) instead of one server.
+run-cluster:
+	scripts/stores.sh start cluster
+	$(MAKE) run SALVAGE_RUN_CLUSTER=1
 
 ## Every check CI runs.
 test: setup-test stores
