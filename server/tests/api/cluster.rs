@@ -127,6 +127,16 @@ async fn ingest_through_replica_outages_then_replay_stores_every_row_once_on_eve
             && layout.contains(&"requests_local ReplicatedReplacingMergeTree".to_owned()),
         "{layout:?}"
     );
+    // Every statement of Salvage's client carries insert_distributed_sync=1.
+    let sync: String = app
+        .state
+        .clickhouse
+        .client()
+        .query("SELECT value FROM system.settings WHERE name = 'insert_distributed_sync'")
+        .fetch_one()
+        .await
+        .unwrap();
+    assert_eq!(sync, "1");
     let key = ingest_key(&app).await;
 
     let (status, answer) = post_rows(&app, &key, &request_rows(0, 40)).await;
