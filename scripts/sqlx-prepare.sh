@@ -20,7 +20,7 @@ OWNER_URL=${SALVAGE_MIGRATE_DATABASE_URL:-$DATABASE_URL}
 BASE=${OWNER_URL%/*}
 psql -X -q -v ON_ERROR_STOP=1 "$BASE/postgres" -c "drop database if exists $DB with (force)" -c "create database $DB"
 for migration in migrations/*.sql; do
-  psql -X -q -v ON_ERROR_STOP=1 "$BASE/$DB" -f "$migration" >/dev/null
+  psql -X -q -v ON_ERROR_STOP=1 --single-transaction "$BASE/$DB" -f "$migration" >/dev/null
 done
 
 OUT=$(mktemp -d)

@@ -228,6 +228,34 @@ async fn measure(
     })
     .await?;
 
+    // Plain COPY of the same rows into the same kind of table, for reference (the
+    // baseline stays the INSERT above).
+    sqlx::query("create table bench_copy (id uuid, ts timestamptz, row_json text)")
+        .execute(&pg)
+        .await?;
+    let pg_copy = timed_chunks(total, step, |chunk| {
+        let pg = pg.clone();
+        async move {
+            let mut csv = Vec::with_capacity(chunk.len() * 400);
+            for line in &chunk {
+                let ts = line
+                    .ts
+                    .format(&time::format_description::well_known::Rfc3339)?;
+                csv.extend_from_slice(format!("{},{ts},\"", line.id).as_bytes());
+                csv.extend_from_slice(line.json.replace('"', "\"\"").as_bytes());
+                csv.extend_from_slice(b"\"\n");
+            }
+            let mut conn = pg.acquire().await?;
+            let mut copy = conn
+                .copy_in_raw("copy bench_copy from stdin (format csv)")
+                .await?;
+            copy.send(csv).await?;
+            copy.finish().await?;
+            Ok(())
+        }
+    })
+    .await?;
+
     // Ingest with ClickHouse down: every batch is parked in the queue.
     let ingest_fallback = timed_chunks(total, step, |chunk| {
         let state = ingest_down.clone();
@@ -379,9 +407,14 @@ async fn measure(
         rate(ch_insert).trim()
     );
     println!(
-        "ingest, ClickHouse down (fallback)  {}   (plain PostgreSQL insert {})",
+        "ingest, ClickHouse down (fallback)  {}   (plain PostgreSQL insert {}, plain COPY {})",
         rate(ingest_fallback),
-        rate(pg_insert).trim()
+        rate(pg_insert).trim(),
+        rate(pg_copy).trim()
+    );
+    println!(
+        "ratio fallback ingest / plain INSERT {:>9.2}   (goal >= 0.50)",
+        ingest_fallback / pg_insert
     );
     println!();
     println!(

@@ -86,7 +86,36 @@ async fn queued(app: &TestApp) -> i64 {
             .await
             .unwrap();
     assert_eq!(counted, counter, "the depth counter drifted from count(*)");
+    assert_key_depths_exact(app).await;
     counted
+}
+
+/// Every key's depth (folded base plus unfolded deltas, what ingest's quota check
+/// reads) equals its rows counted in both queues.
+pub(crate) async fn assert_key_depths_exact(app: &TestApp) {
+    let drift: Vec<(i64, i64, i64)> = sqlx::query_as(
+        "with counted as (
+             select key_id, count(*) as n
+               from (select key_id from requests_fallback
+                     union all select key_id from events_fallback) q
+              where key_id is not null group by key_id),
+         kept as (
+             select key_id, sum(n)::bigint as n
+               from (select key_id, depth as n from fallback_key_depths
+                     union all
+                     select key_id, delta from fallback_depth_deltas where key_id is not null) k
+              group by key_id)
+         select key_id, coalesce(c.n, 0), coalesce(k.n, 0)
+           from counted c full join kept k using (key_id)
+          where coalesce(c.n, 0) <> coalesce(k.n, 0)",
+    )
+    .fetch_all(&app.pg)
+    .await
+    .unwrap();
+    assert!(
+        drift.is_empty(),
+        "per-key depths (key, counted, kept) drifted: {drift:?}"
+    );
 }
 
 /// The replay job, through the runner as every door runs it (trigger `cli`), with
@@ -310,6 +339,47 @@ async fn two_replayers_at_once_send_each_row_once() {
     assert_eq!(first.rows_already_present + second.rows_already_present, 0);
     assert_eq!(clickhouse_counts(&app).await, (3000, 3000));
     assert_eq!(queued(&app).await, 0);
+}
+
+#[tokio::test]
+async fn each_keys_depth_stays_exact_through_folds_and_replay() {
+    let app = app_with_parked_rows(4, 25).await;
+    let link = app.clickhouse_link.as_ref().unwrap();
+    let other = ingest_key(&app).await;
+    link.cut();
+    let (status, body) = post_rows(&app, &other, &request_rows(1000, 30)).await;
+    assert_eq!(status, 202, "{body}");
+    // The same batch again: queued once, counted once.
+    let (status, body) = post_rows(&app, &other, &request_rows(1000, 30)).await;
+    assert_eq!((status, body["queued"].as_i64()), (202, Some(0)), "{body}");
+    link.restore();
+    assert_eq!(queued(&app).await, 130);
+
+    sqlx::query("select fold_fallback_depths()")
+        .execute(&app.pg)
+        .await
+        .unwrap();
+    let folded: Vec<i64> =
+        sqlx::query_scalar("select depth from fallback_key_depths order by key_id")
+            .fetch_all(&app.pg)
+            .await
+            .unwrap();
+    assert_eq!(folded, [100, 30], "the deltas folded into each key's base");
+    assert_key_depths_exact(&app).await;
+
+    let report = replay_on(&app.state, 40).await;
+    assert_eq!(report.rows_done, 130, "{report:?}");
+    assert_eq!(queued(&app).await, 0);
+    sqlx::query("select fold_fallback_depths()")
+        .execute(&app.pg)
+        .await
+        .unwrap();
+    let folded: Vec<i64> =
+        sqlx::query_scalar("select depth from fallback_key_depths order by key_id")
+            .fetch_all(&app.pg)
+            .await
+            .unwrap();
+    assert_eq!(folded, [0, 0]);
 }
 
 /// An app with links in front of the stores `options` asks for, and an ingest key that

@@ -33,6 +33,7 @@ pub const OWN_TABLES: &[&str] = &[
     "events_fallback",
     "fallback_queues",
     "fallback_depth_deltas",
+    "fallback_key_depths",
     "fallback_depth_samples",
     "cron_jobs",
     "cron_job_runs",

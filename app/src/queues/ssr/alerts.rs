@@ -243,22 +243,21 @@ fn ingest_quota(state: AppState, _now: OffsetDateTime) -> EvalFuture {
                 .measured(depth as f64, cap as f64, "rows"),
             );
         }
-        let keys: Vec<(i64, String)> =
-            sqlx::query_as("select id, name from ingest_keys where revoked_at is null order by id")
-                .fetch_all(&state.pg)
-                .await
-                .map_err(db)?;
-        for (id, name) in keys {
-            // Counting stops just past the quota, as ingest's own check does.
-            let waiting: i64 = sqlx::query_scalar(
-                "select (select count(*) from (select 1 from requests_fallback where key_id = $1 limit $2) r)
-                      + (select count(*) from (select 1 from events_fallback where key_id = $1 limit $2) e)",
-            )
-            .bind(id)
-            .bind(quota + 1)
-            .fetch_one(&state.pg)
-            .await
-            .map_err(db)?;
+        // Each live key's exact depth across both queues (its folded base plus its
+        // unfolded deltas), as ingest's own check reads it.
+        let keys: Vec<(i64, String, i64)> = sqlx::query_as(
+            "select k.id, k.name, (coalesce(b.depth, 0) + coalesce(d.delta, 0))::bigint
+               from ingest_keys k
+               left join fallback_key_depths b on b.key_id = k.id
+               left join (select key_id, sum(delta) as delta from fallback_depth_deltas
+                           where key_id is not null group by key_id) d on d.key_id = k.id
+              where k.revoked_at is null
+              order by k.id",
+        )
+        .fetch_all(&state.pg)
+        .await
+        .map_err(db)?;
+        for (id, name, waiting) in keys {
             if waiting >= quota {
                 signals.push(
                     Signal::new(

@@ -182,14 +182,13 @@ pub async fn enqueue(
         });
     }
     if let Some(key_id) = limits.key_id {
-        // Counting stops just past the quota: the answer is "over" either way.
+        // The key's exact depth across both queues: its folded base plus the deltas the
+        // queues' statement triggers appended since (a few rows, however deep the queue).
         let waiting: i64 = sqlx::query_scalar!(
-            r#"select (select count(*) from (select 1 from requests_fallback
-                                              where key_id = $1 limit $2) r)
-                    + (select count(*) from (select 1 from events_fallback
-                                              where key_id = $1 limit $2) e) as "waiting!""#,
-            key_id,
-            limits.per_key_quota + 1
+            r#"select coalesce((select depth from fallback_key_depths where key_id = $1), 0)
+                    + coalesce((select sum(delta) from fallback_depth_deltas
+                                 where key_id = $1), 0)::bigint as "waiting!""#,
+            key_id
         )
         .fetch_one(&mut *tx)
         .await?;

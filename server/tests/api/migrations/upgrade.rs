@@ -7,9 +7,11 @@ use crate::cli::{salvage_env, salvage_with};
 use crate::helpers::{base_settings, closed_port, spawn_app, TestApp};
 use app::auth::Role;
 
-/// The version before this one's schema migration.
+/// The version before the upgrades' own migration (which made `schema_upgrades`), and the
+/// migrations since: what a database of that release gets applied.
 const PREVIOUS: i64 = 20261128000007;
-const CURRENT: i64 = 20261128000008;
+const APPLIED: [i64; 2] = [20261128000008, 20261204000001];
+const CURRENT: i64 = APPLIED[1];
 
 fn out(output: &Output) -> String {
     format!(
@@ -23,10 +25,36 @@ fn out(output: &Output) -> String {
 /// previous release made would be.
 async fn at_previous_version(app: &TestApp) {
     sqlx::raw_sql(
-        "drop table background_migrations;
+        "drop table fallback_key_depths;
+         alter table fallback_depth_deltas drop column key_id;
+         create index requests_fallback_key_idx on requests_fallback (key_id) where key_id is not null;
+         create index events_fallback_key_idx on events_fallback (key_id) where key_id is not null;
+         alter table requests_fallback drop constraint requests_fallback_id_org_key,
+             add constraint requests_fallback_org_id_key unique (organization_id, id);
+         alter table events_fallback drop constraint events_fallback_id_org_key,
+             add constraint events_fallback_org_id_key unique (organization_id, id);
+         create or replace function fallback_depth_inserted() returns trigger language plpgsql as $$
+         begin
+             insert into fallback_depth_deltas (queue, delta)
+             select tg_argv[0], count(*) from inserted having count(*) > 0;
+             return null;
+         end $$;
+         create or replace function fallback_depth_deleted() returns trigger language plpgsql as $$
+         begin
+             insert into fallback_depth_deltas (queue, delta)
+             select tg_argv[0], -count(*) from deleted having count(*) > 0;
+             return null;
+         end $$;
+         create or replace function fold_fallback_depths() returns void language sql as $$
+             with moved as (delete from fallback_depth_deltas returning queue, delta)
+             update fallback_queues q set depth = q.depth + s.total
+               from (select queue, sum(delta) as total from moved group by queue) s
+              where q.queue = s.queue
+         $$;
+         drop table background_migrations;
          drop table schema_upgrades;
          alter table webhook_events drop column payload_bytes;
-         delete from _sqlx_migrations where version = 20261128000008;",
+         delete from _sqlx_migrations where version >= 20261128000008;",
     )
     .execute(&app.pg)
     .await
@@ -70,9 +98,23 @@ async fn migrate_takes_the_pre_upgrade_backup_and_rollback_to_restores_it() {
     let app = spawn_app().await;
     at_previous_version(&app).await;
     app.add_user("before@example.com", Role::Operator).await;
+    // Rows a key queued under the previous release: the per-key depths start from them.
+    sqlx::query(
+        "insert into requests_fallback (organization_id, id, ts, row_json, key_id)
+         select 'org_1', gen_random_uuid(), now(), '{}', 7 from generate_series(1, 3)",
+    )
+    .execute(&app.pg)
+    .await
+    .unwrap();
 
     let migrate = salvage_on(&app, &["migrate"], &[]);
     assert!(migrate.status.success(), "{}", out(&migrate));
+    let key_depth: i64 =
+        sqlx::query_scalar("select depth from fallback_key_depths where key_id = 7")
+            .fetch_one(&app.pg)
+            .await
+            .unwrap();
+    assert_eq!(key_depth, 3, "the migration counted the key's queued rows");
     let (backup_id, trigger, status): (i64, String, String) =
         sqlx::query_as("select id, trigger, status from backups where store = 'postgres'")
             .fetch_one(&app.pg)
@@ -103,7 +145,7 @@ async fn migrate_takes_the_pre_upgrade_backup_and_rollback_to_restores_it() {
         (
             Some(PREVIOUS),
             CURRENT,
-            vec![CURRENT],
+            APPLIED.to_vec(),
             Some(backup_id),
             None
         )
