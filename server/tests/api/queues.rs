@@ -341,6 +341,18 @@ async fn two_replayers_at_once_send_each_row_once() {
     assert_eq!(queued(&app).await, 0);
 }
 
+/// Folds the depth deltas; returns each key's folded depth, by key.
+async fn fold_key_depths(app: &TestApp) -> Vec<i64> {
+    sqlx::query("select fold_fallback_depths()")
+        .execute(&app.pg)
+        .await
+        .unwrap();
+    sqlx::query_scalar("select depth from fallback_key_depths order by key_id")
+        .fetch_all(&app.pg)
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn each_keys_depth_stays_exact_through_folds_and_replay() {
     let app = app_with_parked_rows(4, 25).await;
@@ -355,30 +367,14 @@ async fn each_keys_depth_stays_exact_through_folds_and_replay() {
     link.restore();
     assert_eq!(queued(&app).await, 130);
 
-    sqlx::query("select fold_fallback_depths()")
-        .execute(&app.pg)
-        .await
-        .unwrap();
-    let folded: Vec<i64> =
-        sqlx::query_scalar("select depth from fallback_key_depths order by key_id")
-            .fetch_all(&app.pg)
-            .await
-            .unwrap();
+    let folded = fold_key_depths(&app).await;
     assert_eq!(folded, [100, 30], "the deltas folded into each key's base");
     assert_key_depths_exact(&app).await;
 
     let report = replay_on(&app.state, 40).await;
     assert_eq!(report.rows_done, 130, "{report:?}");
     assert_eq!(queued(&app).await, 0);
-    sqlx::query("select fold_fallback_depths()")
-        .execute(&app.pg)
-        .await
-        .unwrap();
-    let folded: Vec<i64> =
-        sqlx::query_scalar("select depth from fallback_key_depths order by key_id")
-            .fetch_all(&app.pg)
-            .await
-            .unwrap();
+    let folded = fold_key_depths(&app).await;
     assert_eq!(folded, [0, 0]);
 }
 
