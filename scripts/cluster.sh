@@ -81,7 +81,7 @@ dataDir=$DIR/zookeeper/data
 clientPort=$ZK_PORT
 clientPortAddress=127.0.0.1
 admin.enableServer=false
-4lw.commands.whitelist=ruok
+4lw.commands.whitelist=ruok,srvr
 CFG
   ( cd "$DIR/zookeeper"
     setsid java -Xmx256m -Dzookeeper.log.dir="$DIR/zookeeper" -Dzookeeper.root.logger=WARN,CONSOLE \
@@ -91,7 +91,9 @@ CFG
     echo $! >"$DIR/zookeeper/pid" )
   local i
   for i in $(seq 1 100); do
-    if [ "$( (exec 3<>"/dev/tcp/127.0.0.1/$ZK_PORT"; printf ruok >&3; timeout 1 cat <&3) 2>/dev/null)" = imok ]; then
+    # `srvr` names the mode only once the data is loaded and sessions are taken (`ruok`
+    # answers earlier, and a ClickHouse started then cannot open its replicated tables).
+    if (exec 3<>"/dev/tcp/127.0.0.1/$ZK_PORT"; printf srvr >&3; timeout 1 cat <&3) 2>/dev/null | grep -q '^Mode:'; then
       say "ZooKeeper started on 127.0.0.1:$ZK_PORT"; return
     fi
     alive "$DIR/zookeeper/pid" || break

@@ -58,22 +58,33 @@ async fn cluster_app() -> TestApp {
     .await
 }
 
+/// A setting of the local cluster, as `scripts/cluster.sh start` wrote them.
+fn cluster_setting(name: &str) -> String {
+    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/../.stores/cluster/env");
+    let text = std::fs::read_to_string(file).unwrap_or_else(|_| {
+        panic!("no {file}: start the local cluster first with `scripts/stores.sh start cluster`")
+    });
+    text.lines()
+        .find_map(|line| line.strip_prefix(&format!("{name}=")))
+        .unwrap_or_else(|| panic!("{file} has no {name}"))
+        .to_owned()
+}
+
+/// Points `settings` at the local cluster: replica 1, `CLICKHOUSE_CLUSTER` set.
+pub(crate) fn on_the_cluster(settings: &mut salvage::config::Settings) {
+    settings.clickhouse.url = cluster_setting("CLICKHOUSE_URL").parse().unwrap();
+    settings.clickhouse.password = SecretString::from(cluster_setting("CLICKHOUSE_PASSWORD"));
+    settings.clickhouse.layout.cluster = Some(cluster_setting("CLICKHOUSE_CLUSTER"));
+}
+
 /// A client on replica `n` alone, on the test's database.
 fn replica(app: &TestApp, n: usize) -> ClickHouse {
-    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/../.stores/cluster/env");
-    let text = std::fs::read_to_string(file).unwrap();
-    let value = |name: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(&format!("{name}=")))
-            .unwrap()
-            .to_owned()
-    };
-    let urls = value("SALVAGE_CLUSTER_REPLICA_URLS");
+    let urls = cluster_setting("SALVAGE_CLUSTER_REPLICA_URLS");
     let url = urls.split(',').nth(n - 1).unwrap();
     ClickHouse::new(
         url,
         "default",
-        &SecretString::from(value("CLICKHOUSE_PASSWORD")),
+        &SecretString::from(cluster_setting("CLICKHOUSE_PASSWORD")),
         app.clickhouse.database(),
     )
 }

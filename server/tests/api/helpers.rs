@@ -174,7 +174,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     }
     settings.clickhouse.database = ch_database;
     if options.cluster {
-        on_the_cluster(&mut settings);
+        crate::cluster::on_the_cluster(&mut settings);
     }
     let local_settings = settings.clone();
     let local_clickhouse = settings.clickhouse_client();
@@ -251,23 +251,6 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
             backup_dir,
         }),
     }
-}
-
-/// Points `settings` at the local cluster, as `scripts/cluster.sh start` described it.
-pub fn on_the_cluster(settings: &mut Settings) {
-    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/../.stores/cluster/env");
-    let text = std::fs::read_to_string(file).unwrap_or_else(|_| {
-        panic!("no {file}: start the local cluster first with `scripts/stores.sh start cluster`")
-    });
-    let value = |name: &str| {
-        text.lines()
-            .find_map(|line| line.strip_prefix(&format!("{name}=")))
-            .unwrap_or_else(|| panic!("{file} has no {name}"))
-            .to_owned()
-    };
-    settings.clickhouse.url = value("CLICKHOUSE_URL").parse().unwrap();
-    settings.clickhouse.password = SecretString::from(value("CLICKHOUSE_PASSWORD"));
-    settings.clickhouse.layout.cluster = Some(value("CLICKHOUSE_CLUSTER"));
 }
 
 /// A second instance of `app` (another replica): its own pools and clients on the same
