@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The release build that `make run` serves and `make test` tests: the server binary
 # (target/release/salvage) and the site (target/site: the WASM client, its JS glue and
-# the stylesheet), with binaryen's wasm-opt from end2end/node_modules. `--precompress`
+# the stylesheet), with binaryen's wasm-opt from end2end/node_modules. `--split` cuts
+# the client at each page's lazy route (app/src/lib.rs): a shell every page loads and
+# one chunk per page, plus the chunks of code some pages share. `--precompress`
 # writes brotli and gzip copies of each site file and makes cargo-leptos build the site
 # before the server, so the server's build script embeds this build's site (deploying is
 # copying the one binary). Prints what the browser downloads, raw and gzip, so growth
@@ -35,7 +37,7 @@ if [ "${1:-}" = "--if-changed" ] && current; then
 else
   # Stamped with the build's start, so a file saved during the build counts as newer.
   rm -f "$STAMP"; mkdir -p target; begun=$(date +%s)
-  cargo leptos build --release --precompress
+  cargo leptos build --release --precompress --split
   sha256sum "${OUTPUTS[@]}" >"$STAMP.new"
   touch -d "@$begun" "$STAMP.new"
   mv "$STAMP.new" "$STAMP"
@@ -48,7 +50,9 @@ size_line() {
   printf '  %-18s %11s bytes raw %11s bytes gzip -9 %11s bytes brotli (served)\n' "${file#target/site/}" \
     "$(group "$(stat -c %s "$file")")" "$(group "$(gzip -9 -c "$file" | wc -c)")" "$brotli"
 }
-echo "build: the client every page loads (target/site/pkg):"
+echo "build: the client's shell, which every page loads (target/site/pkg):"
 for file in target/site/pkg/salvage.wasm target/site/pkg/salvage.js target/site/pkg/salvage.css; do
   size_line "$file"
 done
+# And per page: the shell plus the page's own WASM chunks (`--split`).
+python3 scripts/page-sizes.py target/site/pkg

@@ -54,6 +54,14 @@ curl -fsS -H 'Accept-Encoding: gzip' -D "$dir/gz.headers" "$BASE/pkg/salvage.was
 grep -qi '^content-encoding: gzip' "$dir/gz.headers" || fail "/pkg/salvage.wasm came without Content-Encoding: gzip"
 cmp -s "$dir/client.gunzipped" target/site/pkg/salvage.wasm || fail "the gzip copy of the client is not the client"
 ok "the client is served precompressed ($(stat -c %s target/site/pkg/salvage.wasm.gz) bytes gzip)"
+# The sign-in page's own chunk (the client is split per page): named in the manifest the
+# split wrote, served as WebAssembly, byte for byte.
+login_chunk=$(python3 -c 'import json,sys; m=json.load(open(sys.argv[1])); print(next(c[-1] for k,c in m.items() if k.startswith("__login_route_view")))' \
+  target/site/pkg/__wasm_split_manifest.json) || fail "the split manifest names no chunk for the sign-in page"
+chunk_type=$(curl -fsS -o "$dir/chunk.wasm" -w '%{content_type}' "$BASE/pkg/$login_chunk.wasm") || fail "/pkg/$login_chunk.wasm is not served"
+[ "$chunk_type" = application/wasm ] || fail "/pkg/$login_chunk.wasm is served as '$chunk_type'"
+cmp -s "$dir/chunk.wasm" "target/site/pkg/$login_chunk.wasm" || fail "the served sign-in chunk is not the one the build made"
+ok "the sign-in page's own WASM chunk is served ($login_chunk.wasm)"
 
 set -a; . "$SALVAGE_ENV_FILE"; set +a
 accounts=$(psql -X -tA "$DATABASE_URL" -c "select count(*) from users where email like '%@salvage.demo'")

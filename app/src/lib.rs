@@ -61,7 +61,7 @@ pub mod settings;
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Title};
 use leptos_router::components::{ParentRoute, Route, Router, Routes};
-use leptos_router::{path, SsrMode};
+use leptos_router::{lazy_route, path, Lazy, LazyRoute, SsrMode};
 
 use alerts::page::AlertsPage;
 use auth::page::{AccountPage, LoginPage, SetupPage};
@@ -140,48 +140,100 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
 #[component]
 pub fn App() -> impl IntoView {
     provide_meta_context();
-    // Effects run only in the browser, once the page has hydrated: the mark tells the
-    // browser tests that a click now reaches the app rather than the plain HTML form.
-    Effect::new(|_| {
-        if let Some(body) = document().body() {
-            let _ = body.set_attribute("data-hydrated", "");
-        }
-    });
     view! {
         <leptos_meta::Stylesheet id="leptos" href="/pkg/salvage.css" />
         <Title formatter=|page: String| format!("{page} · Salvage") text="Console" />
         <Router>
             <Routes fallback=NotFound>
-                <Route path=path!("/admin/login") view=LoginPage ssr=SsrMode::Async />
-                <Route path=path!("/admin/setup") view=SetupPage ssr=SsrMode::Async />
+                <Route path=path!("/admin/login") view={Lazy::<LoginRoute>::new()} ssr=SsrMode::Async />
+                <Route path=path!("/admin/setup") view={Lazy::<SetupRoute>::new()} ssr=SsrMode::Async />
                 // Async: the layout learns who is signed in before the status line is
                 // sent, so an anonymous load gets a real 303 to the sign-in page.
                 <ParentRoute path=path!("/admin") view=AdminLayout ssr=SsrMode::Async>
-                    <Route path=path!("") view=|| view! { <Title text="Overview" /><OverviewPage /> } ssr=SsrMode::Async />
-                    <Route path=path!("alerts") view=AlertsPage ssr=SsrMode::Async />
-                    <Route path=path!("history") view=HistoryPage ssr=SsrMode::Async />
-                    <Route path=path!("history/:id") view=|| view! { <HistoryEntryPage /><IncidentPanel /> } ssr=SsrMode::Async />
-                    <Route path=path!("queues") view=QueuesPage ssr=SsrMode::Async />
-                    <Route path=path!("crons") view=CronsPage ssr=SsrMode::Async />
-                    <Route path=path!("backups") view=BackupsPage ssr=SsrMode::Async />
-                    <Route path=path!("drills") view=DrillsPage ssr=SsrMode::Async />
-                    <Route path=path!("migrations") view=MigrationsPage ssr=SsrMode::Async />
-                    <Route path=path!("dlq") view=DlqPage ssr=SsrMode::Async />
-                    <Route path=path!("dlq/deliveries/:id") view=DeliveryPage ssr=SsrMode::Async />
-                    <Route path=path!("settings/webhooks") view=WebhooksPage ssr=SsrMode::Async />
-                    <Route path=path!("settings/users") view=UsersPage ssr=SsrMode::Async />
-                    <Route path=path!("settings/ingest-keys") view=IngestKeysPage ssr=SsrMode::Async />
-                    <Route path=path!("settings/cron-secret") view=CronSecretPage ssr=SsrMode::Async />
-                    <Route path=path!("account") view=AccountPage ssr=SsrMode::Async />
+                    <Route path=path!("") view={Lazy::<OverviewRoute>::new()} ssr=SsrMode::Async />
+                    <Route path=path!("alerts") view={Lazy::<AlertsRoute>::new()} ssr=SsrMode::Async />
+                    <Route path=path!("history") view={Lazy::<HistoryRoute>::new()} ssr=SsrMode::Async />
+                    <Route path=path!("history/:id") view={Lazy::<HistoryEntryRoute>::new()} ssr=SsrMode::Async />
+                    <Route path=path!("queues") view={Lazy::<QueuesRoute>::new()} ssr=SsrMode::Async />
+                    <Route path=path!("crons") view={Lazy::<CronsRoute>::new()} ssr=SsrMode::Async />
+                    <Route path=path!("backups") view={Lazy::<BackupsRoute>::new()} ssr=SsrMode::Async />
+                    <Route path=path!("drills") view={Lazy::<DrillsRoute>::new()} ssr=SsrMode::Async />
+                    <Route path=path!("migrations") view={Lazy::<MigrationsRoute>::new()} ssr=SsrMode::Async />
+                    <Route path=path!("dlq") view={Lazy::<DlqRoute>::new()} ssr=SsrMode::Async />
+                    <Route path=path!("dlq/deliveries/:id") view={Lazy::<DeliveryRoute>::new()} ssr=SsrMode::Async />
+                    <Route path=path!("settings/webhooks") view={Lazy::<WebhooksRoute>::new()} ssr=SsrMode::Async />
+                    <Route path=path!("settings/users") view={Lazy::<UsersRoute>::new()} ssr=SsrMode::Async />
+                    <Route path=path!("settings/ingest-keys") view={Lazy::<IngestKeysRoute>::new()} ssr=SsrMode::Async />
+                    <Route path=path!("settings/cron-secret") view={Lazy::<CronSecretRoute>::new()} ssr=SsrMode::Async />
+                    <Route path=path!("account") view={Lazy::<AccountRoute>::new()} ssr=SsrMode::Async />
                 </ParentRoute>
             </Routes>
         </Router>
     }
 }
 
+/// Each page's view is compiled into its own WASM chunk, which the browser fetches when
+/// the page is first shown (built with `cargo leptos build --split`;
+/// `scripts/page-sizes.py` prints what each page loads): a page loads the shell (the
+/// router and the admin layout) and its own code, not every page's. The layout stays
+/// in the shell: made lazy too, it cut the sign-in page by a fifth but split the alerts
+/// page into 366 files and made it heavier, every page under the layout paying for the
+/// chunks the layout shares with it.
+macro_rules! lazy_pages {
+    ($($route:ident => $view:expr;)*) => {$(
+        struct $route;
+
+        #[lazy_route]
+        impl LazyRoute for $route {
+            fn data() -> Self {
+                $route
+            }
+
+            fn view(_this: Self) -> AnyView {
+                mark_hydrated();
+                $view.into_any()
+            }
+        }
+    )*};
+}
+
+lazy_pages! {
+    LoginRoute => view! { <LoginPage /> };
+    SetupRoute => view! { <SetupPage /> };
+    OverviewRoute => view! { <Title text="Overview" /><OverviewPage /> };
+    AlertsRoute => view! { <AlertsPage /> };
+    HistoryRoute => view! { <HistoryPage /> };
+    HistoryEntryRoute => view! { <HistoryEntryPage /><IncidentPanel /> };
+    QueuesRoute => view! { <QueuesPage /> };
+    CronsRoute => view! { <CronsPage /> };
+    BackupsRoute => view! { <BackupsPage /> };
+    DrillsRoute => view! { <DrillsPage /> };
+    MigrationsRoute => view! { <MigrationsPage /> };
+    DlqRoute => view! { <DlqPage /> };
+    DeliveryRoute => view! { <DeliveryPage /> };
+    WebhooksRoute => view! { <WebhooksPage /> };
+    UsersRoute => view! { <UsersPage /> };
+    IngestKeysRoute => view! { <IngestKeysPage /> };
+    CronSecretRoute => view! { <CronSecretPage /> };
+    AccountRoute => view! { <AccountPage /> };
+}
+
+/// Marks `<body data-hydrated>` once the page has hydrated: the browser tests wait for it,
+/// so a click reaches the app rather than the plain HTML form. Effects run only in the
+/// browser, after the view that created them has hydrated; a page's view hydrates only
+/// once its WASM chunk has loaded, so the mark is set from the page, not from `App`.
+fn mark_hydrated() {
+    Effect::new(|_| {
+        if let Some(body) = document().body() {
+            let _ = body.set_attribute("data-hydrated", "");
+        }
+    });
+}
+
 /// Any path the console does not know.
 #[component]
 fn NotFound() -> impl IntoView {
+    mark_hydrated();
     #[cfg(feature = "ssr")]
     {
         if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {

@@ -3,5 +3,7 @@
 #[wasm_bindgen::prelude::wasm_bindgen]
 pub fn hydrate() {
     console_error_panic_hook::set_once();
-    leptos::mount::hydrate_body(app::App);
+    // The pages are lazy routes (split into WASM chunks per page): hydration waits for the
+    // current page's chunk to load before it walks the server's HTML.
+    leptos::mount::hydrate_lazy(app::App);
 }
