@@ -378,6 +378,32 @@ async fn each_keys_depth_stays_exact_through_folds_and_replay() {
     assert_eq!(folded, [0, 0]);
 }
 
+#[tokio::test]
+async fn a_batch_overlapping_queued_rows_queues_only_its_new_rows_once() {
+    // The plain insert meets the unique key on the overlap, is rolled back whole and the
+    // batch is queued again skipping the rows already there.
+    let (app, key) = app_with_a_used_key(with_clickhouse_link()).await;
+    let link = app.clickhouse_link.as_ref().unwrap();
+    link.cut();
+    let (status, body) = post_rows(&app, &key, &request_rows(100, 20)).await;
+    assert_eq!((status, body["queued"].as_i64()), (202, Some(20)), "{body}");
+    // Rows 110..140: the first ten are queued already.
+    let (status, body) = post_rows(&app, &key, &request_rows(110, 30)).await;
+    assert_eq!((status, body["queued"].as_i64()), (202, Some(20)), "{body}");
+    assert_eq!(queued(&app).await, 40);
+    let distinct: i64 = sqlx::query_scalar("select count(distinct id) from requests_fallback")
+        .fetch_one(&app.pg)
+        .await
+        .unwrap();
+    assert_eq!(distinct, 40, "no row queued twice");
+
+    link.restore();
+    let report = run_replay(&app, 25).await;
+    assert_eq!(report.rows_done, 40, "{report:?}");
+    assert_eq!(clickhouse_counts(&app).await.0, 45);
+    assert_eq!(queued(&app).await, 0);
+}
+
 /// An app with links in front of the stores `options` asks for, and an ingest key that
 /// one accepted call (5 rows, to ClickHouse) has made known to the process.
 async fn app_with_a_used_key(options: Options) -> (TestApp, String) {

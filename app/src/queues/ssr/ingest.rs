@@ -157,12 +157,51 @@ pub enum EnqueueError {
 /// queues past their cap is refused whole: never a partial or silent drop (concurrent
 /// batches may each pass the check, so a quota can be exceeded by a batch per writer).
 /// Returns how many rows were new.
+///
+/// The rows go in with a plain INSERT first: during an outage almost every batch is new,
+/// and `on conflict do nothing` costs a third more per row than a plain insert into the
+/// same unique key (measured: 200k rows, 1.26 s against 0.94 s). Only a batch that meets
+/// a row already queued (a retry) fails on the unique key; its transaction is rolled back
+/// whole and run again with `on conflict do nothing`, so it still queues its new rows once.
 pub async fn enqueue(
     pg: &PgPool,
     queue: Queue,
     lines: &[Line],
     error: &str,
     limits: &Limits,
+) -> Result<u64, EnqueueError> {
+    match enqueue_once(pg, queue, lines, error, limits, Duplicates::Refuse).await {
+        Err(EnqueueError::Store(e)) if is_already_queued(&e, queue) => {
+            enqueue_once(pg, queue, lines, error, limits, Duplicates::Skip).await
+        }
+        outcome => outcome,
+    }
+}
+
+/// What the INSERT does with a row whose organisation and id are already queued.
+#[derive(Clone, Copy)]
+enum Duplicates {
+    /// Fail on the unique key (the whole transaction rolls back).
+    Refuse,
+    /// Skip the row (`on conflict do nothing`).
+    Skip,
+}
+
+/// True when `error` is `queue`'s unique key on (id, organisation) refusing a row.
+fn is_already_queued(error: &sqlx::Error, queue: Queue) -> bool {
+    error.as_database_error().is_some_and(|db| {
+        db.is_unique_violation()
+            && db.constraint() == Some(format!("{}_id_org_key", queue.table()).as_str())
+    })
+}
+
+async fn enqueue_once(
+    pg: &PgPool,
+    queue: Queue,
+    lines: &[Line],
+    error: &str,
+    limits: &Limits,
+    duplicates: Duplicates,
 ) -> Result<u64, EnqueueError> {
     let organizations: Vec<&str> = lines.iter().map(|l| l.organization_id.as_str()).collect();
     let ids: Vec<uuid::Uuid> = lines.iter().map(|l| l.id).collect();
@@ -199,13 +238,17 @@ pub async fn enqueue(
             });
         }
     }
+    let on_conflict = match duplicates {
+        Duplicates::Refuse => "",
+        Duplicates::Skip => "on conflict (organization_id, id) do nothing",
+    };
     // The table is one of two constants, so the statement is built, not bound.
     let inserted = sqlx::query(&format!(
         "insert into {} (organization_id, id, ts, row_json, key_id, last_error, last_attempt_at)
          select organization_id, id, ts, row_json, $5, $6, now()
            from unnest($1::text[], $2::uuid[], $3::timestamptz[], $4::text[])
                 as t(organization_id, id, ts, row_json)
-         on conflict (organization_id, id) do nothing",
+         {on_conflict}",
         queue.table()
     ))
     .bind(&organizations)
