@@ -51,6 +51,17 @@ pub struct ClickHouse {
     server: Client,
     database: String,
     layout: std::sync::Arc<Layout>,
+    /// Plain HTTP to the same server, for the one query the `clickhouse` crate cannot
+    /// send: one with an external table ([`ClickHouse::existing_rows`]).
+    http: std::sync::Arc<Http>,
+}
+
+/// Where the server is and who we are to it, for [`ClickHouse::http`].
+struct Http {
+    client: reqwest::Client,
+    url: String,
+    user: String,
+    password: SecretString,
 }
 
 /// One of the tables Salvage keeps in ClickHouse. The DDL is built from its parts, as a
@@ -181,11 +192,14 @@ pub fn is_valid_database_name(name: &str) -> bool {
     is_valid_identifier(name)
 }
 
-#[derive(clickhouse::Row, serde::Deserialize)]
+#[derive(serde::Deserialize)]
 struct ExistingRow {
     organization_id: String,
-    id: String,
+    row_id: String,
 }
+
+/// The name of the external table of ids that [`ClickHouse::existing_rows`] sends.
+const IDS_TABLE: &str = "_salvage_ids";
 
 impl ClickHouse {
     /// A client for `url` (e.g. `http://127.0.0.1:8123`). `database` must satisfy
@@ -198,11 +212,18 @@ impl ClickHouse {
             .with_password(password.expose_secret())
             // ClickHouse 18.16 lacks the formats and settings validation relies on.
             .with_validation(false);
+        let http = Http {
+            client: reqwest::Client::new(),
+            url: url.to_owned(),
+            user: user.to_owned(),
+            password: password.clone(),
+        };
         Self {
             client: server.clone().with_database(database),
             server,
             database: database.to_owned(),
             layout: Default::default(),
+            http: std::sync::Arc::new(http),
         }
     }
 
@@ -227,6 +248,7 @@ impl ClickHouse {
             server: self.server.clone(),
             database: database.to_owned(),
             layout: self.layout.clone(),
+            http: self.http.clone(),
         }
     }
 
@@ -458,46 +480,92 @@ impl ClickHouse {
     }
 
     /// Which `(organization_id, id)` rows of `ids` `table` (a logical name) already
-    /// holds, on every shard. The query is
-    /// bounded by the dates the rows' timestamps span, so ClickHouse answers it from the
-    /// sort key instead of scanning the table.
+    /// holds, on every shard. The query is bounded by the dates the rows' timestamps
+    /// span, so ClickHouse answers it from the sort key instead of scanning the table,
+    /// and fails after `timeout`.
+    ///
+    /// The ids travel as an external table (a TSV part of a multipart request, which
+    /// ClickHouse parses as data and, on a cluster, sends to every shard with the
+    /// query), not in the SQL: ClickHouse's parser takes about 20 ms for the literal of
+    /// 5000 ids, the TSV reader under 3 ms, and this lookup runs once per replay batch.
     pub async fn existing_rows(
         &self,
         table: &str,
         ids: &[Uuid],
         first_day: Date,
         last_day: Date,
+        timeout: Duration,
     ) -> clickhouse::error::Result<HashSet<(String, Uuid)>> {
+        use clickhouse::error::Error;
         if ids.is_empty() {
             return Ok(HashSet::new());
         }
-        // The ids travel as one string literal split on the server: a list of 5000
-        // literals or toUUID() calls takes ClickHouse several times longer to parse. The
-        // set from the subquery still drives the primary key index.
-        let mut list = String::with_capacity(ids.len() * 37);
-        for (i, id) in ids.iter().enumerate() {
-            if i > 0 {
-                list.push(',');
-            }
-            write!(list, "{id}").expect("writing to a String");
+        let mut tsv = String::with_capacity(ids.len() * 37);
+        for id in ids {
+            writeln!(tsv, "{id}").expect("writing to a String");
         }
         let table = self.table(table);
         let sql = format!(
             "SELECT DISTINCT organization_id, toString(id) AS row_id FROM `{table}` \
              WHERE toDate(ts) >= toDate('{first_day}') AND toDate(ts) <= toDate('{last_day}') \
-             AND id IN (SELECT toUUID(arrayJoin(splitByChar(',', '{list}'))))"
+             AND id IN (SELECT id FROM {IDS_TABLE}) FORMAT JSONEachRow"
         );
-        let found: Vec<ExistingRow> = self
+        const BOUNDARY: &str = "salvage-ids-7f3c2a9e41d8";
+        let mut body = String::with_capacity(tsv.len() + 256);
+        write!(
+            body,
+            "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{IDS_TABLE}\"; \
+             filename=\"ids.tsv\"\r\nContent-Type: text/tab-separated-values\r\n\r\n\
+             {tsv}\r\n--{BOUNDARY}--\r\n"
+        )
+        .expect("writing to a String");
+        let http = &self.http;
+        let structure = format!("{IDS_TABLE}_structure");
+        let format = format!("{IDS_TABLE}_format");
+        let response = http
             .client
-            .query(&sql)
-            // A batch of ids is a long query; the default limit is 256 KiB.
-            .with_setting("max_query_size", (sql.len() + 1024).to_string())
-            .fetch_all()
-            .await?;
-        Ok(found
-            .into_iter()
-            .filter_map(|row| Some((row.organization_id, Uuid::parse_str(&row.id).ok()?)))
-            .collect())
+            .post(&http.url)
+            .query(&[
+                ("database", self.database.as_str()),
+                ("query", sql.as_str()),
+                (structure.as_str(), "id UUID"),
+                (format.as_str(), "TSV"),
+            ])
+            .header("X-ClickHouse-User", &http.user)
+            .header("X-ClickHouse-Key", http.password.expose_secret())
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                format!("multipart/form-data; boundary={BOUNDARY}"),
+            )
+            .body(body)
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(|e| {
+                if e.is_timeout() {
+                    Error::TimedOut
+                } else {
+                    Error::Network(Box::new(e))
+                }
+            })?;
+        let status = response.status();
+        let text = response
+            .text()
+            .await
+            .map_err(|e| Error::Network(Box::new(e)))?;
+        if !status.is_success() {
+            return Err(Error::BadResponse(format!("{status}: {}", text.trim())));
+        }
+        text.lines()
+            .filter(|line| !line.is_empty())
+            .map(|line| {
+                let row: ExistingRow =
+                    serde_json::from_str(line).map_err(|e| Error::DataFormat(Box::new(e)))?;
+                let id =
+                    Uuid::parse_str(&row.row_id).map_err(|e| Error::DataFormat(Box::new(e)))?;
+                Ok((row.organization_id, id))
+            })
+            .collect()
     }
 
     /// Drops Salvage's database. Used by test harnesses and throwaway drills only.

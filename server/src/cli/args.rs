@@ -457,6 +457,9 @@ pub enum BenchCommand {
         rows: u64,
         #[arg(long, default_value_t = 5000)]
         batch: i64,
+        /// Replay batches in flight at once (the replay job's default is 2).
+        #[arg(long, default_value_t = app::queues::ssr::replay::DEFAULT_PARALLEL)]
+        parallel: usize,
     },
     /// Deliver N webhooks to a local receiver and post the same payloads with a plain
     /// HTTP client (deliveries/s of each), then redrive N dead letters (rows/s, peak

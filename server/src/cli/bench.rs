@@ -162,8 +162,14 @@ fn rate(n: f64) -> String {
 }
 
 /// `salvage bench replay`.
-pub async fn replay(settings: &Settings, total: u64, batch: i64) -> anyhow::Result<()> {
+pub async fn replay(
+    settings: &Settings,
+    total: u64,
+    batch: i64,
+    parallel: usize,
+) -> anyhow::Result<()> {
     anyhow::ensure!(total > 0, "--rows: at least 1");
+    anyhow::ensure!((1..=16).contains(&parallel), "--parallel: between 1 and 16");
     anyhow::ensure!(
         (100..=50_000).contains(&batch),
         "--batch: between 100 and 50000"
@@ -178,7 +184,8 @@ pub async fn replay(settings: &Settings, total: u64, batch: i64) -> anyhow::Resu
         vec![main_db.clone(), plain_db.clone(), ingest_db.clone()],
     )
     .await?;
-    let result = measure(&settings, &main_db, &plain_db, &ingest_db, total, batch).await;
+    let dbs = [main_db.as_str(), plain_db.as_str(), ingest_db.as_str()];
+    let result = measure(&settings, dbs, total, batch, parallel).await;
     scratch.drop_all().await;
     result
 }
@@ -191,11 +198,10 @@ fn state_for(settings: &Settings, database: &str) -> AppState {
 
 async fn measure(
     settings: &Settings,
-    main_db: &str,
-    plain_db: &str,
-    ingest_db: &str,
+    [main_db, plain_db, ingest_db]: [&str; 3],
     total: u64,
     batch: i64,
+    parallel: usize,
 ) -> anyhow::Result<()> {
     let state = state_for(settings, main_db);
     startup::migrate(&state).await?;
@@ -211,7 +217,9 @@ async fn measure(
     let ingest_down = state_for(&down_settings, main_db);
     let pg = state.pg.clone();
     let step = batch as u64;
-    println!("bench replay: {total} rows, batch {batch}, in throwaway databases\n");
+    println!(
+        "bench replay: {total} rows, batch {batch}, {parallel} replay batches in flight, in throwaway databases\n"
+    );
 
     // Plain PostgreSQL insert: the same rows into a table without index or trigger.
     sqlx::query("create table bench_plain (id uuid, ts timestamptz, row_json text)")
@@ -352,7 +360,7 @@ async fn measure(
         .await?;
     let options = ReplayOptions {
         batch,
-        parallel: app::queues::ssr::replay::DEFAULT_PARALLEL,
+        parallel,
         budget: Duration::from_secs(24 * 3600),
         faults: Default::default(),
     };

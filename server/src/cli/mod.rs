@@ -94,9 +94,11 @@ pub async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         Command::IngestKey(command) => keys::ingest_key(command, settings).await,
         Command::Cron(command) => cron::cron(command, settings).await,
         Command::CronSecret(command) => cron::cron_secret(command, settings).await,
-        Command::Bench(BenchCommand::Replay { rows, batch }) => {
-            bench::replay(&settings, rows, batch).await
-        }
+        Command::Bench(BenchCommand::Replay {
+            rows,
+            batch,
+            parallel,
+        }) => bench::replay(&settings, rows, batch, parallel).await,
         Command::Bench(BenchCommand::Backup { rows }) => {
             bench_backup::backup(&settings, rows).await
         }

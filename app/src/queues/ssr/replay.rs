@@ -217,69 +217,84 @@ async fn replay(ctx: &JobContext) -> Result<ReplayReport, AppError> {
 }
 
 /// Drains the queues until they are empty, the budget is spent, a batch fails or the
-/// run is asked to stop (checked between batches, so a batch is never cut in half).
-/// With a tracker, each round of batches is reported as progress (`rows_at_start` is
-/// the total). The engine alone: the job above records the run; `salvage bench` calls
-/// this directly to measure it.
+/// run is asked to stop (checked before each batch starts, so a batch is never cut in
+/// half). `options.parallel` batches are in flight at once, and a new one starts as soon
+/// as one ends: each claims its own rows (SKIP LOCKED), so while one waits for
+/// ClickHouse another is in PostgreSQL, without any batch waiting for a slower sibling.
+/// Once a batch fails, finds the queue empty or meets the freeze, no new batch starts,
+/// and those in flight finish (each commits or rolls back on its own).
+/// With a tracker, each finished batch is reported as progress (`rows_at_start` is the
+/// total). The engine alone: the job above records the run; `salvage bench` calls this
+/// directly to measure it.
 pub async fn drain(
     state: &AppState,
     options: &ReplayOptions,
     rows_at_start: i64,
     tracker: Option<&Tracker>,
 ) -> Result<Drained, AppError> {
+    use futures::stream::{FuturesUnordered, StreamExt};
     let started = Instant::now();
     let (mut done, mut inserted) = (0i64, 0i64);
-    let mut status = RunStatus::Succeeded;
-    let mut error = None;
-    'queues: for queue in Queue::ALL {
+    // Why the run stopped early, if it did (a failure outranks the freeze, which
+    // outranks the budget and a cancel).
+    let mut failure: Option<String> = None;
+    let mut frozen = false;
+    let mut halted: Option<RunStatus> = None;
+    let mut bookkeeping: Option<AppError> = None;
+    for queue in Queue::ALL {
+        let mut in_flight = FuturesUnordered::new();
+        let mut empty = false;
         loop {
-            if tracker.is_some_and(Tracker::is_cancelled) {
-                status = RunStatus::Cancelled;
-                break 'queues;
-            }
-            if started.elapsed() >= options.budget {
-                status = RunStatus::Partial;
-                break 'queues;
-            }
-            // Several batches at once: each claims its own rows (SKIP LOCKED), so while
-            // one waits for ClickHouse another is in PostgreSQL.
-            let batches = futures::future::join_all(
-                (0..options.parallel.max(1))
-                    .map(|_| replay_batch(state, queue, options.batch, options.faults)),
-            )
-            .await;
-            let mut claimed = 0;
-            let mut failure = None;
-            let mut frozen = false;
-            for batch in batches {
-                match batch {
-                    Ok(batch) => {
-                        frozen |= batch.frozen;
-                        claimed += batch.claimed;
-                        done += batch.claimed;
-                        inserted += batch.inserted;
-                    }
-                    Err(message) => failure = failure.or(Some(message)),
+            while !empty
+                && failure.is_none()
+                && !frozen
+                && halted.is_none()
+                && bookkeeping.is_none()
+                && in_flight.len() < options.parallel.max(1)
+            {
+                if tracker.is_some_and(Tracker::is_cancelled) {
+                    halted = Some(RunStatus::Cancelled);
+                } else if started.elapsed() >= options.budget {
+                    halted = Some(RunStatus::Partial);
+                } else {
+                    in_flight.push(replay_batch(state, queue, options.batch, options.faults));
                 }
             }
-            if let Some(message) = failure {
-                status = RunStatus::Failed;
-                error = Some(format!("{}: {message}", queue.as_str()));
-                break 'queues;
-            }
-            if frozen {
-                status = RunStatus::Partial;
-                error = Some(FROZEN.to_owned());
-                break 'queues;
-            }
-            if claimed == 0 {
+            let Some(batch) = in_flight.next().await else {
                 break;
-            }
-            if let Some(tracker) = tracker {
-                tracker.report(done, rows_at_start).await?;
+            };
+            match batch {
+                Ok(batch) => {
+                    frozen |= batch.frozen;
+                    empty |= batch.claimed == 0;
+                    done += batch.claimed;
+                    inserted += batch.inserted;
+                    if batch.claimed > 0 {
+                        if let Some(tracker) = tracker {
+                            if let Err(e) = tracker.report(done, rows_at_start).await {
+                                bookkeeping = bookkeeping.or(Some(e));
+                            }
+                        }
+                    }
+                }
+                Err(message) => {
+                    failure = failure.or(Some(format!("{}: {message}", queue.as_str())));
+                }
             }
         }
+        if failure.is_some() || frozen || halted.is_some() || bookkeeping.is_some() {
+            break;
+        }
     }
+    if let Some(error) = bookkeeping {
+        return Err(error);
+    }
+    let (status, error) = match (failure, frozen, halted) {
+        (Some(message), _, _) => (RunStatus::Failed, Some(message)),
+        (None, true, _) => (RunStatus::Partial, Some(FROZEN.to_owned())),
+        (None, false, Some(status)) => (status, None),
+        (None, false, None) => (RunStatus::Succeeded, None),
+    };
     let elapsed = started.elapsed();
     tracing::info!(
         status = status.as_str(),
@@ -357,10 +372,11 @@ pub async fn replay_batch(
         first.expect("rows is not empty"),
         last.expect("rows is not empty"),
     );
+    let timeout = state.queues.ingest_timeout.max(Duration::from_secs(30));
     let outcome = async {
         let present = state
             .clickhouse
-            .existing_rows(queue.as_str(), &ids, first.date(), last.date())
+            .existing_rows(queue.as_str(), &ids, first.date(), last.date(), timeout)
             .await
             .map_err(|e| format!("ClickHouse: {e}"))?;
         let missing: Vec<&str> = rows
@@ -370,7 +386,6 @@ pub async fn replay_batch(
             .map(|(row, _)| row.get::<&str, _>("row_json"))
             .collect();
         let inserted = missing.len() as i64;
-        let timeout = state.queues.ingest_timeout.max(Duration::from_secs(30));
         tokio::time::timeout(
             timeout,
             state
