@@ -219,3 +219,67 @@ async fn a_batch_overlapping_queued_rows_queues_only_its_new_rows_once() {
     assert_eq!(clickhouse_counts(&app).await.0, 45);
     assert_eq!(queued(&app).await, 0);
 }
+
+#[tokio::test]
+async fn the_clickhouse_lookup_names_exactly_the_rows_clickhouse_holds() {
+    let app = spawn_app().await;
+    let key = ingest_key(&app).await;
+    // Rows 0..30 reach ClickHouse (dated 2026-11-20 to 22); rows 30..40 never do.
+    assert_eq!(post_rows(&app, &key, &request_rows(0, 30)).await.0, 200);
+    let id = |row: &Value| uuid::Uuid::parse_str(row["id"].as_str().unwrap()).unwrap();
+    let held: Vec<uuid::Uuid> = request_rows(0, 30)
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(id)
+        .collect();
+    let absent: Vec<uuid::Uuid> = request_rows(30, 10)
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(id)
+        .collect();
+    let asked: Vec<uuid::Uuid> = held.iter().chain(&absent).copied().collect();
+    let day = |d| time::Date::from_calendar_date(2026, time::Month::November, d).unwrap();
+
+    let found = app
+        .clickhouse
+        .existing_rows(
+            "requests",
+            &asked,
+            day(20),
+            day(22),
+            Duration::from_secs(30),
+        )
+        .await
+        .expect("the lookup answers");
+
+    let expected: std::collections::HashSet<(String, uuid::Uuid)> =
+        held.iter().map(|id| ("org_1".to_owned(), *id)).collect();
+    assert_eq!(found, expected);
+    // The dates bound the lookup: the same ids on other days are not these rows.
+    let elsewhere = app
+        .clickhouse
+        .existing_rows(
+            "requests",
+            &asked,
+            day(23),
+            day(25),
+            Duration::from_secs(30),
+        )
+        .await
+        .expect("the lookup answers");
+    assert!(elsewhere.is_empty(), "{elsewhere:?}");
+    // A table that is not there is an error, never an empty answer.
+    let missing = app
+        .clickhouse
+        .existing_rows(
+            "no_such_table",
+            &asked,
+            day(20),
+            day(22),
+            Duration::from_secs(30),
+        )
+        .await;
+    assert!(missing.is_err(), "{missing:?}");
+}
