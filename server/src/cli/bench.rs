@@ -5,10 +5,10 @@
 //!
 //! - ingest with ClickHouse down (rows parked in the fallback queue), beside a plain
 //!   PostgreSQL insert of the rows into an unindexed table;
-//! - a plain PostgreSQL read of the queue in order, nothing deleted (the floor of any
-//!   queue design, partitions dropped whole included);
-//! - a plain PostgreSQL claim-and-delete of the queue (`DELETE … RETURNING`, rows sent
-//!   nowhere);
+//! - a plain PostgreSQL read of the queue in the claim's order, nothing deleted (the
+//!   floor of any queue design, partitions dropped whole included);
+//! - a plain PostgreSQL claim-and-delete of the queue (replay's own claim statement,
+//!   `DELETE … RETURNING`, rows sent nowhere);
 //! - replay of the refilled queue into ClickHouse;
 //! - a plain ClickHouse insert of the rows;
 //! - ingest with ClickHouse up, beside that plain ClickHouse insert;
@@ -24,7 +24,7 @@ use serde_json::json;
 use sqlx::{Connection, Executor, PgConnection};
 
 use app::queues::ssr::ingest::{enqueue, store, Stored};
-use app::queues::ssr::replay::{drain, total_depth, ReplayOptions};
+use app::queues::ssr::replay::{claim_sql, drain, total_depth, ReplayOptions};
 use app::queues::ssr::rows::{parse_batch, Line};
 use app::queues::Queue;
 use app::server::AppState;
@@ -295,22 +295,20 @@ async fn measure(
         .execute(&pg)
         .await?;
 
-    // Plain PostgreSQL read of the queue in order, nothing claimed or deleted: the floor
-    // of any queue design, one that drops drained partitions whole included.
+    // Plain PostgreSQL read of the queue in the claim's order, nothing claimed or
+    // deleted: the floor of any queue design, one that drops drained partitions whole
+    // included. One streamed query, batch by batch as the rows arrive.
     let started = Instant::now();
-    let (mut read, mut after) = (0u64, 0i64);
-    loop {
-        let got: Vec<(i64, uuid::Uuid, time::OffsetDateTime, String)> = sqlx::query_as(
-            "select seq, id, ts, row_json from requests_fallback
-              where seq > $1 order by seq limit $2",
+    let mut read = 0u64;
+    {
+        use futures::TryStreamExt;
+        let mut stream = sqlx::query_as::<_, (uuid::Uuid, time::OffsetDateTime, String)>(
+            "select id, ts, row_json from requests_fallback order by queued_at",
         )
-        .bind(after)
-        .bind(batch)
-        .fetch_all(&pg)
-        .await?;
-        let Some(last) = got.last() else { break };
-        after = last.0;
-        read += got.len() as u64;
+        .fetch(&pg);
+        while stream.try_next().await?.is_some() {
+            read += 1;
+        }
     }
     anyhow::ensure!(read == total, "the read saw {read} of {total} rows");
     let pg_read = total as f64 / started.elapsed().as_secs_f64();
@@ -320,15 +318,12 @@ async fn measure(
     let mut deleted = 0u64;
     loop {
         let mut tx = pg.begin().await?;
-        let n = sqlx::query(
-            "delete from requests_fallback where seq in (
-                 select seq from requests_fallback order by seq limit $1 for update skip locked)
-             returning seq, id, ts, row_json",
-        )
-        .bind(batch)
-        .fetch_all(&mut *tx)
-        .await?
-        .len() as u64;
+        // Replay's own claim statement, with nothing done with the rows.
+        let n = sqlx::query(&claim_sql(Queue::Requests.table()))
+            .bind(batch)
+            .fetch_all(&mut *tx)
+            .await?
+            .len() as u64;
         tx.commit().await?;
         if n == 0 {
             break;

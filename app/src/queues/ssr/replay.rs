@@ -3,9 +3,9 @@
 //!
 //! One batch is one PostgreSQL transaction:
 //!
-//! 1. `DELETE … WHERE seq IN (SELECT … ORDER BY seq LIMIT n FOR UPDATE SKIP LOCKED)
-//!    RETURNING …` claims the oldest unclaimed rows (other replayers skip them) and
-//!    deletes them, uncommitted;
+//! 1. `DELETE … WHERE ctid = ANY(ARRAY(SELECT ctid … ORDER BY queued_at LIMIT n FOR UPDATE
+//!    SKIP LOCKED)) RETURNING …` ([`claim_sql`]) claims the oldest unclaimed rows (other
+//!    replayers skip them) and deletes them, uncommitted;
 //! 2. ClickHouse is asked which of their ids it already holds (bounded by the batch's
 //!    dates, so the sort key answers);
 //! 3. the missing rows are inserted in one INSERT;
@@ -14,8 +14,8 @@
 //! A failure or a kill anywhere before 4 rolls the delete back, so the rows are still
 //! queued; a row that reached ClickHouse in 3 is found by 2 next time and not sent again.
 //! Nothing is lost (rows leave PostgreSQL only after ClickHouse has them) and nothing is
-//! doubled (ClickHouse is asked before every insert, and the unique `id` of the queue
-//! keeps a row from being claimed by two replayers). A batch that fails gets
+//! doubled (ClickHouse is asked before every insert, and the claim's row locks keep a
+//! row from being claimed by two replayers). A batch that fails gets
 //! `attempts + 1` and the error, and the run stops: the store is not ready.
 //!
 //! The cost of a batch is one claim-and-delete statement, one ClickHouse lookup (its ids
@@ -346,25 +346,20 @@ pub async fn replay_batch(
             ..BatchResult::default()
         });
     }
-    let rows = sqlx::query(&format!(
-        "delete from {table} where seq in (
-             select seq from {table} order by seq limit $1 for update skip locked)
-         returning seq, organization_id, id, ts, row_json",
-        table = queue.table()
-    ))
-    .bind(batch)
-    .fetch_all(&mut *tx)
-    .await
-    .map_err(|e| format!("PostgreSQL: {e}"))?;
+    let rows = sqlx::query(&claim_sql(queue.table()))
+        .bind(batch)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(|e| format!("PostgreSQL: {e}"))?;
     if rows.is_empty() {
         return Ok(BatchResult::default());
     }
-    let mut seqs = Vec::with_capacity(rows.len());
     let mut ids = Vec::with_capacity(rows.len());
+    let mut organizations = Vec::with_capacity(rows.len());
     let (mut first, mut last) = (None::<OffsetDateTime>, None::<OffsetDateTime>);
     for row in &rows {
-        seqs.push(row.get::<i64, _>("seq"));
         ids.push(row.get::<Uuid, _>("id"));
+        organizations.push(row.get::<String, _>("organization_id"));
         let ts: OffsetDateTime = row.get("ts");
         first = Some(first.map_or(ts, |f| f.min(ts)));
         last = Some(last.map_or(ts, |l| l.max(ts)));
@@ -382,8 +377,10 @@ pub async fn replay_batch(
             .map_err(|e| format!("ClickHouse: {e}"))?;
         let missing: Vec<&str> = rows
             .iter()
-            .zip(&ids)
-            .filter(|(row, id)| !present.contains(&(row.get::<String, _>("organization_id"), **id)))
+            .zip(organizations.iter().zip(&ids))
+            .filter(|(_, (organization, id))| {
+                present.is_empty() || !present.contains(&((*organization).clone(), **id))
+            })
             .map(|(row, _)| row.get::<&str, _>("row_json"))
             .collect();
         let inserted = missing.len() as i64;
@@ -421,28 +418,50 @@ pub async fn replay_batch(
         }
         Err(message) => {
             drop(tx); // rolls the delete back: the rows are queued again
-            record_failure(&state.pg, queue, &seqs, &message, state.clock.now()).await;
+            record_failure(
+                &state.pg,
+                queue,
+                (&ids, &organizations),
+                &message,
+                state.clock.now(),
+            )
+            .await;
             Err(message)
         }
     }
+}
+
+/// The claim of one batch: deletes (uncommitted) the `$1` oldest rows of `table` that no
+/// other replayer holds, and returns them. Oldest by `queued_at`, the index expiry also
+/// reads, so a queued row pays for no index of replay's own; the rows are deleted by
+/// their `ctid`, which the row lock taken with them keeps from changing.
+pub fn claim_sql(table: &str) -> String {
+    format!(
+        "delete from {table} where ctid = any(array(
+             select ctid from {table} order by queued_at limit $1 for update skip locked))
+         returning organization_id, id, ts, row_json"
+    )
 }
 
 /// `attempts + 1` and the error on the rows of a failed batch, and on the queue.
 async fn record_failure(
     pg: &PgPool,
     queue: Queue,
-    seqs: &[i64],
+    (ids, organizations): (&[Uuid], &[String]),
     message: &str,
     at: OffsetDateTime,
 ) {
     let result = async {
         let mut tx = pg.begin().await?;
+        // By the rows' key: the rows are queued again, and another replayer may already
+        // have claimed and deleted some of them, which then match nothing.
         sqlx::query(&format!(
-            "update {} set attempts = attempts + 1, last_error = $2, last_attempt_at = $3
-              where seq = any($1)",
+            "update {} set attempts = attempts + 1, last_error = $3, last_attempt_at = $4
+              where (id, organization_id) in (select * from unnest($1::uuid[], $2::text[]))",
             queue.table()
         ))
-        .bind(seqs)
+        .bind(ids)
+        .bind(organizations)
         .bind(message)
         .bind(at)
         .execute(&mut *tx)

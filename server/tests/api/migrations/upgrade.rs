@@ -10,8 +10,8 @@ use app::auth::Role;
 /// The version before the upgrades' own migration (which made `schema_upgrades`), and the
 /// migrations since: what a database of that release gets applied.
 const PREVIOUS: i64 = 20261128000007;
-const APPLIED: [i64; 2] = [20261128000008, 20261204000001];
-const CURRENT: i64 = APPLIED[1];
+const APPLIED: [i64; 3] = [20261128000008, 20261204000001, 20261205000001];
+const CURRENT: i64 = APPLIED[2];
 
 fn out(output: &Output) -> String {
     format!(
@@ -25,7 +25,13 @@ fn out(output: &Output) -> String {
 /// previous release made would be.
 async fn at_previous_version(app: &TestApp) {
     sqlx::raw_sql(
-        "drop table fallback_key_depths;
+        "alter table requests_fallback drop constraint requests_fallback_id_org_key,
+             add constraint requests_fallback_pkey primary key (seq),
+             add constraint requests_fallback_id_org_key unique (id, organization_id);
+         alter table events_fallback drop constraint events_fallback_id_org_key,
+             add constraint events_fallback_pkey primary key (seq),
+             add constraint events_fallback_id_org_key unique (id, organization_id);
+         drop table fallback_key_depths;
          alter table fallback_depth_deltas drop column key_id;
          create index requests_fallback_key_idx on requests_fallback (key_id) where key_id is not null;
          create index events_fallback_key_idx on events_fallback (key_id) where key_id is not null;

@@ -2,20 +2,6 @@
 
 use super::*;
 
-/// Inserts a queued row directly, with its `queued_at`.
-async fn queue_row_at(app: &TestApp, i: u32, queued_at: time::OffsetDateTime) {
-    let row = &request_rows(i, 1)[0];
-    sqlx::query(
-        "insert into requests_fallback (id, ts, row_json, queued_at) values ($1::uuid, now(), $2, $3)",
-    )
-    .bind(row["id"].as_str().unwrap())
-    .bind(row.to_string())
-    .bind(queued_at)
-    .execute(&app.pg)
-    .await
-    .unwrap();
-}
-
 #[tokio::test]
 async fn expiry_deletes_only_rows_older_than_the_ttl_and_records_how_many_and_when() {
     let app = spawn_app().await;

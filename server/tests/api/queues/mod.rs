@@ -205,3 +205,17 @@ async fn app_with_a_used_key(options: Options) -> (TestApp, String) {
     assert_eq!(post_rows(&app, &key, &request_rows(0, 5)).await.0, 200);
     (app, key)
 }
+
+/// Inserts a queued row directly, with its `queued_at`.
+async fn queue_row_at(app: &TestApp, i: u32, queued_at: time::OffsetDateTime) {
+    let row = &request_rows(i, 1)[0];
+    sqlx::query(
+        "insert into requests_fallback (id, ts, row_json, queued_at) values ($1::uuid, now(), $2, $3)",
+    )
+    .bind(row["id"].as_str().unwrap())
+    .bind(row.to_string())
+    .bind(queued_at)
+    .execute(&app.pg)
+    .await
+    .unwrap();
+}

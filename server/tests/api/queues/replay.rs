@@ -131,6 +131,67 @@ async fn a_crash_after_the_clickhouse_insert_and_before_the_commit_doubles_nothi
 }
 
 #[tokio::test]
+async fn replay_claims_the_longest_queued_rows_first() {
+    // 100 rows parked, then 50 more parked after them and dated an hour back (rows a
+    // restore or a slow writer left behind the newer ones).
+    let app = app_with_parked_rows(1, 100).await;
+    let link = app.clickhouse_link.as_ref().unwrap();
+    let key = ingest_key(&app).await;
+    link.cut();
+    assert_eq!(post_rows(&app, &key, &request_rows(1000, 50)).await.0, 202);
+    link.restore();
+    let later: Vec<uuid::Uuid> = request_rows(1000, 50)
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| row["id"].as_str().unwrap().parse().unwrap())
+        .collect();
+    sqlx::query(
+        "update requests_fallback set queued_at = queued_at - interval '1 hour'
+          where id = any($1)",
+    )
+    .bind(&later)
+    .execute(&app.pg)
+    .await
+    .unwrap();
+
+    // One batch of 50 reaches ClickHouse, then the run stops before its commit.
+    let mut crashing = state_with_parallel(&app, 1);
+    crashing.queues.replay_faults.crash_after_insert = true;
+    let report = replay_on(&crashing, 50).await;
+
+    assert_eq!(report.status, RunStatus::Failed, "{report:?}");
+    assert!(
+        report
+            .error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("injected fault"),
+        "{report:?}"
+    );
+    let mut sent: Vec<String> = app
+        .clickhouse
+        .client()
+        .query("SELECT toString(id) FROM requests")
+        .fetch_all()
+        .await
+        .unwrap();
+    sent.sort();
+    let mut oldest: Vec<String> = (1000..1050)
+        .map(|i| request_rows(i, 1)[0]["id"].as_str().unwrap().to_owned())
+        .collect();
+    oldest.sort();
+    assert_eq!(sent, oldest, "the first batch is the hour-old rows");
+    let retried: i64 =
+        sqlx::query_scalar("select count(*) from requests_fallback where attempts = 1")
+            .fetch_one(&app.pg)
+            .await
+            .unwrap();
+    assert_eq!(retried, 50, "the failed batch's rows are marked");
+    assert_eq!(queued(&app).await, 150, "nothing left the queue");
+}
+
+#[tokio::test]
 async fn two_replayers_at_once_send_each_row_once() {
     let app = app_with_parked_rows(6, 500).await;
 
