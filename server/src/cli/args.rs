@@ -75,7 +75,7 @@ pub enum Command {
         /// Why, for the history.
         #[arg(long)]
         reason: Option<String>,
-        /// Rows per batch (default: SALVAGE_REPLAY_BATCH, 5000).
+        /// Rows per batch (default: SALVAGE_REPLAY_BATCH, 20000).
         #[arg(long)]
         batch: Option<i64>,
         /// Stop after this many seconds and report what is left (default: no limit).
@@ -455,7 +455,9 @@ pub enum BenchCommand {
     Replay {
         #[arg(long, default_value_t = 100_000)]
         rows: u64,
-        #[arg(long, default_value_t = 5000)]
+        /// Rows per replay batch (ingest is measured in batches of at most 5000, the
+        /// most one ingest request may carry).
+        #[arg(long, default_value_t = app::queues::ssr::replay::DEFAULT_BATCH)]
         batch: i64,
         /// Replay batches in flight at once (the replay job's default is 2).
         #[arg(long, default_value_t = app::queues::ssr::replay::DEFAULT_PARALLEL)]

@@ -25,7 +25,7 @@ use sqlx::{Connection, Executor, PgConnection};
 
 use app::queues::ssr::ingest::{enqueue, store, Stored};
 use app::queues::ssr::replay::{claim_sql, drain, total_depth, ReplayOptions};
-use app::queues::ssr::rows::{parse_batch, Line};
+use app::queues::ssr::rows::{parse_batch, Line, MAX_ROWS};
 use app::queues::Queue;
 use app::server::AppState;
 
@@ -36,8 +36,21 @@ use crate::startup;
 /// counts that key's queued rows for its quota on every batch).
 const BENCH_KEY: i64 = 0;
 
-/// `count` rows starting at row `first`, identical on every call with the same numbers.
+/// `count` rows starting at row `first`, identical on every call with the same numbers
+/// (parsed as ingest parses them, one request's worth at a time).
 fn rows(first: u64, count: u64) -> Vec<Line> {
+    let mut lines = Vec::with_capacity(count as usize);
+    let mut at = first;
+    while at < first + count {
+        let n = (first + count - at).min(MAX_ROWS as u64);
+        lines.extend(request_rows(at, n));
+        at += n;
+    }
+    lines
+}
+
+/// At most [`MAX_ROWS`] rows, as one ingest request would carry them.
+fn request_rows(first: u64, count: u64) -> Vec<Line> {
     let base = time::OffsetDateTime::now_utc().replace_time(time::Time::MIDNIGHT)
         - time::Duration::days(1);
     let body: Vec<serde_json::Value> = (first..first + count)
@@ -216,16 +229,19 @@ async fn measure(
     down_settings.clickhouse.url = format!("http://127.0.0.1:{closed}").parse()?;
     let ingest_down = state_for(&down_settings, main_db);
     let pg = state.pg.clone();
+    // Replay claims and inserts `batch` rows at a time; ingest takes at most one
+    // request's worth, so the ingest figures (and the refill) use that.
     let step = batch as u64;
+    let ingest_step = step.min(MAX_ROWS as u64);
     println!(
-        "bench replay: {total} rows, batch {batch}, {parallel} replay batches in flight, in throwaway databases\n"
+        "bench replay: {total} rows, replay batch {batch} ({parallel} in flight), ingest batch {ingest_step}, in throwaway databases\n"
     );
 
     // Plain PostgreSQL insert: the same rows into a table without index or trigger.
     sqlx::query("create table bench_plain (id uuid, ts timestamptz, row_json text)")
         .execute(&pg)
         .await?;
-    let pg_insert = timed_chunks(total, step, |chunk| {
+    let pg_insert = timed_chunks(total, ingest_step, |chunk| {
         let pg = pg.clone();
         async move {
             let ids: Vec<uuid::Uuid> = chunk.iter().map(|l| l.id).collect();
@@ -243,7 +259,7 @@ async fn measure(
     sqlx::query("create table bench_copy (id uuid, ts timestamptz, row_json text)")
         .execute(&pg)
         .await?;
-    let pg_copy = timed_chunks(total, step, |chunk| {
+    let pg_copy = timed_chunks(total, ingest_step, |chunk| {
         let pg = pg.clone();
         async move {
             let mut csv = Vec::with_capacity(chunk.len() * 400);
@@ -267,7 +283,7 @@ async fn measure(
     .await?;
 
     // Ingest with ClickHouse down: every batch is parked in the queue.
-    let ingest_fallback = timed_chunks(total, step, |chunk| {
+    let ingest_fallback = timed_chunks(total, ingest_step, |chunk| {
         let state = ingest_down.clone();
         async move {
             match store(&state, Queue::Requests, &chunk, Some(BENCH_KEY)).await {
@@ -337,7 +353,7 @@ async fn measure(
     let pg_claim = total as f64 / started.elapsed().as_secs_f64();
 
     // Refill (the same rows), then replay them.
-    timed_chunks(total, step, |chunk| {
+    timed_chunks(total, ingest_step, |chunk| {
         let pg = pg.clone();
         async move {
             let limits = app::queues::ssr::ingest::Limits {
@@ -402,7 +418,7 @@ async fn measure(
     .await?;
 
     // Ingest with ClickHouse up.
-    let ingest_clickhouse = timed_chunks(total, step, |chunk| {
+    let ingest_clickhouse = timed_chunks(total, ingest_step, |chunk| {
         let state = ingest_up.clone();
         async move {
             match store(&state, Queue::Requests, &chunk, Some(BENCH_KEY)).await {

@@ -85,7 +85,7 @@ pub struct Settings {
     /// `SALVAGE_SHUTDOWN_GRACE_SECS`: on SIGTERM or Ctrl-C, how long `salvage serve`
     /// waits for in-flight requests and running jobs to stop. Default 30.
     pub shutdown_grace: Duration,
-    /// `SALVAGE_FALLBACK_TTL_HOURS` (default 168), `SALVAGE_REPLAY_BATCH` (5000),
+    /// `SALVAGE_FALLBACK_TTL_HOURS` (default 168), `SALVAGE_REPLAY_BATCH` (20000),
     /// `SALVAGE_REPLAY_BUDGET_SECS` (240), `SALVAGE_INGEST_TIMEOUT_MS` (5000).
     pub queues: QueueSettings,
     /// `CRON_SECRET` (16+ characters): becomes the first cron secret when PostgreSQL holds
@@ -304,7 +304,12 @@ impl Settings {
             ttl: Duration::from_secs(
                 3600 * bounded("SALVAGE_FALLBACK_TTL_HOURS", 1..=24 * 365, "hours", 7 * 24)?,
             ),
-            replay_batch: bounded("SALVAGE_REPLAY_BATCH", 100..=50_000, "rows", 5000)? as i64,
+            replay_batch: bounded(
+                "SALVAGE_REPLAY_BATCH",
+                100..=50_000,
+                "rows",
+                app::queues::ssr::replay::DEFAULT_BATCH as u64,
+            )? as i64,
             replay_budget: Duration::from_secs(bounded(
                 "SALVAGE_REPLAY_BUDGET_SECS",
                 5..=3600,

@@ -28,7 +28,7 @@ fn the_minimal_environment_gives_documented_defaults() {
     assert_eq!(settings.clickhouse.user, "default");
     assert_eq!(settings.probe_timeout, Duration::from_secs(2));
     assert_eq!(settings.queues.ttl, Duration::from_secs(7 * 24 * 3600));
-    assert_eq!(settings.queues.replay_batch, 5000);
+    assert_eq!(settings.queues.replay_batch, 20_000);
     assert!(settings.cron_secret.is_none());
     assert!(settings.crons.scheduler);
     assert_eq!(settings.crons.retention, Duration::from_secs(90 * 86_400));

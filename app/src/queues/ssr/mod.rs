@@ -16,7 +16,7 @@ use std::time::Duration;
 pub struct QueueSettings {
     /// Queued rows older than this are deleted by expiry. Default 7 days.
     pub ttl: Duration,
-    /// Rows claimed per replay batch. Default 5000.
+    /// Rows claimed per replay batch. Default [`replay::DEFAULT_BATCH`] (20,000).
     pub replay_batch: i64,
     /// A replay run stops after this long and reports what is left. Default 4 min, so a
     /// run started every 5 minutes ends before the next.
@@ -39,7 +39,7 @@ impl Default for QueueSettings {
     fn default() -> Self {
         Self {
             ttl: Duration::from_secs(7 * 24 * 3600),
-            replay_batch: 5000,
+            replay_batch: replay::DEFAULT_BATCH,
             replay_budget: Duration::from_secs(240),
             ingest_timeout: Duration::from_secs(5),
             replay_parallel: replay::DEFAULT_PARALLEL,

@@ -73,6 +73,12 @@ pub const FROZEN: &str =
 /// other's ClickHouse round trips (measured with `salvage bench replay`).
 pub const DEFAULT_PARALLEL: usize = 2;
 
+/// Rows per batch unless `SALVAGE_REPLAY_BATCH` says otherwise. Larger batches mean fewer
+/// ClickHouse parts to merge and fewer lookups, each of which reads about the same number
+/// of granules whatever the batch size: on two cores 20,000 rows replayed 193k rows/s
+/// against 153k with 5,000, for 26 MB more memory (`salvage bench replay --batch N`).
+pub const DEFAULT_BATCH: i64 = 20_000;
+
 /// How the engine drains.
 #[derive(Clone, Debug)]
 pub struct ReplayOptions {
