@@ -32,6 +32,14 @@ PAGES = {
     "cron_secret": "/admin/settings/cron-secret", "account": "/admin/account",
 }
 
+# Pages served without the client at all (app/src/lib.rs, WITHOUT_CLIENT): they load
+# no WASM and no script; a browser test checks that the sign-in page fetches none.
+LIB = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "app", "src", "lib.rs")
+found = re.search(r"WITHOUT_CLIENT: &\[&str\] = &\[([^\]]*)\]", open(LIB).read())
+if not found:
+    sys.exit(f"page-sizes: no WITHOUT_CLIENT list in {LIB}")
+WITHOUT_CLIENT = set(re.findall(r'"([^"]+)"', found.group(1)))
+
 sizes = {}
 
 
@@ -75,6 +83,9 @@ for name, chunks in routes.items():
     page = PAGES[name]
     if page.startswith("/admin") and page not in ("/admin/login", "/admin/setup"):
         chunks = sorted(set(chunks) | set(layout))
+    if page in WITHOUT_CLIENT:
+        rows.append((page, 0, 0, None))
+        continue
     raw, gz = total(SHELL + [c + ".wasm" for c in chunks])
     rows.append((page, raw, gz, len(chunks)))
 for page, raw, gz, n in sorted(rows, key=lambda r: r[2]):
@@ -83,7 +94,8 @@ for page, raw, gz, n in sorted(rows, key=lambda r: r[2]):
         mark = "  goal met" if gz <= GOAL else "  OVER THE GOAL"
         if gz > GOAL:
             over.append(page)
-    print(f"  {page:<32} {kb(raw):>10} raw {kb(gz):>10} gzip  ({n} chunks){mark}")
+    what = "no client: plain HTML" if n is None else f"{n} chunks"
+    print(f"  {page:<32} {kb(raw):>10} raw {kb(gz):>10} gzip  ({what}){mark}")
 missing = GOAL_PAGES - {r[0] for r in rows}
 if missing:
     sys.exit(f"page-sizes: no chunk list for {sorted(missing)}")

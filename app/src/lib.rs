@@ -103,10 +103,26 @@ pub fn content_security_policy(nonce: &str) -> String {
     )
 }
 
+/// Pages served as plain HTML, without the app's WASM and script: the sign-in page, the
+/// first page of an incident, is one small response and a form that works before (and
+/// without) any script (see [`auth::form`]).
+pub const WITHOUT_CLIENT: &[&str] = &["/admin/login"];
+
+/// Whether the page of the current request loads the app's client (its WASM) and
+/// hydrates; `false` for the [`WITHOUT_CLIENT`] pages.
+fn loads_client() -> bool {
+    #[cfg(feature = "ssr")]
+    if let Some(parts) = use_context::<axum::http::request::Parts>() {
+        return !WITHOUT_CLIENT.contains(&parts.uri.path());
+    }
+    true
+}
+
 /// The HTML document around the app, rendered on the server. Sets the page's
 /// Content-Security-Policy with the nonce of this response.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
     let nonce = leptos::nonce::use_nonce();
+    let client = loads_client();
     #[cfg(feature = "ssr")]
     if let (Some(nonce), Some(response)) = (
         nonce.as_ref(),
@@ -126,7 +142,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <link rel="icon" href=FAVICON />
                 <script nonce=nonce>{THEME_BOOT_SCRIPT}</script>
                 <AutoReload options=options.clone() />
-                <HydrationScripts options />
+                {client.then(|| view! { <HydrationScripts options /> })}
                 <MetaTags />
             </head>
             <body>

@@ -22,6 +22,38 @@ test("a wrong password gets one plain message and no session", async ({ page }) 
   await expect(page).toHaveURL(/\/admin\/login/);
 });
 
+test("the sign-in page loads no WASM and no script; the page after it hydrates", async ({ page }) => {
+  const fetched: string[] = [];
+  page.on("request", (request) => fetched.push(new URL(request.url()).pathname));
+  await page.goto("/admin/login?next=/admin/history");
+  await expect(page.getByRole("button", { name: "Sign in" })).toBeVisible();
+  expect(fetched.filter((path) => /\.(wasm|js)$/.test(path))).toEqual([]);
+
+  await signIn(page, "manager");
+  await expect(page).toHaveURL(/\/admin\/history$/);
+  await expect(page.locator("body[data-hydrated]")).toHaveCount(1);
+  expect(fetched.some((path) => path.endsWith(".wasm"))).toBe(true);
+});
+
+test.describe("with scripts turned off", () => {
+  test.use({ javaScriptEnabled: false });
+
+  test("the sign-in form still signs in, and a wrong password is still said", async ({ page }) => {
+    const { email, password } = account("operator");
+    await page.goto("/admin/login?next=/admin/history");
+    await page.getByLabel("Email").fill(email);
+    await page.getByLabel("Password").fill("definitely not it");
+    await page.getByRole("button", { name: "Sign in" }).click();
+    await expect(page.getByRole("alert")).toHaveText("That email and password do not match an active account.");
+
+    await page.getByLabel("Email").fill(email);
+    await page.getByLabel("Password").fill(password);
+    await page.getByRole("button", { name: "Sign in" }).click();
+    await expect(page).toHaveURL(/\/admin\/history$/);
+    await expect(page.getByRole("heading", { level: 1, name: "Runbook history" })).toBeVisible();
+  });
+});
+
 test("an operator sees no user management, no export and no chain verification", async ({ page }) => {
   await signIn(page, "operator");
 

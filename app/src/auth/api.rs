@@ -28,6 +28,10 @@ pub async fn current_user() -> Result<Viewer, AppError> {
 
 /// Signs in and returns where to go next. Refused calls: 401 (one message for every
 /// cause), 422 for an empty field, 429 when throttled, 403 from another origin.
+///
+/// The sign-in page is a plain HTML form (see [`super::form`]): its post asks for HTML
+/// and is answered `303 See Other`, to where the person goes next or back to the form
+/// with the refusal.
 #[server(endpoint = "auth/sign-in")]
 pub async fn sign_in(email: String, password: String, next: String) -> Result<String, AppError> {
     use crate::auth::ssr;
@@ -53,6 +57,14 @@ pub async fn sign_in(email: String, password: String, next: String) -> Result<St
         })
     }
     .await;
+    if crate::server::from_plain_form() {
+        let location = match &result {
+            Ok(target) => target.clone(),
+            Err(error) => super::form::Refusal::of(error).redirect(&next),
+        };
+        crate::server::see_other(&location);
+        return Ok(location);
+    }
     crate::server::respond(result)
 }
 

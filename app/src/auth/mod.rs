@@ -4,10 +4,13 @@
 //!   gate and the page conveniences (hidden buttons) ask [`Role::can`].
 //! - `api` — the `#[server]` functions: who am I, sign in / out, change password,
 //!   create the first admin.
+//! - `form` — the sign-in page as a plain HTML form (no WASM): how a refused sign-in
+//!   comes back to it.
 //! - `page` — the sign-in, first-admin and account pages.
 //! - `ssr` (server only) — password hashing, the session guard, throttling, user queries.
 
 pub mod api;
+pub mod form;
 pub mod page;
 #[cfg(feature = "ssr")]
 pub mod ssr;

@@ -5,21 +5,23 @@ use leptos_meta::Title;
 use leptos_router::hooks::use_query_map;
 
 use super::api::{ChangePassword, CreateFirstAdmin, SignIn};
-use crate::components::{action_error, PageHeader};
+use super::form::Refusal;
+use crate::components::{action_error, ErrorBanner, PageHeader};
 
 /// `/admin/login`: email and password; back to `next` afterwards.
+///
+/// A plain HTML form, served without the app's WASM (see [`super::form`]): it posts to
+/// the sign-in server function, which answers with a redirect, to the page asked for
+/// or back here with the refusal, which this page shows.
 #[component]
 pub fn LoginPage() -> AnyView {
+    use leptos::server_fn::ServerFn;
     let query = use_query_map();
-    let next = move || query.with(|q| q.get("next").unwrap_or_default());
-    let action = ServerAction::<SignIn>::new();
-    let value = action.value();
-    Effect::new(move |_| {
-        if let Some(Ok(target)) = value.get() {
-            #[cfg(feature = "hydrate")]
-            let _ = window().location().set_href(&target);
-            let _ = target;
-        }
+    let (next, refusal) = query.with_untracked(|q| {
+        (
+            q.get("next").unwrap_or_default(),
+            Refusal::from_query(|name| q.get(name)),
+        )
     });
     view! {
         <Title text="Sign in" />
@@ -29,8 +31,8 @@ pub fn LoginPage() -> AnyView {
                     <span class="brand-mark" aria-hidden="true">"S"</span>
                     " Sign in to Salvage"
                 </h1>
-                <ActionForm action>
-                    <input type="hidden" name="next" prop:value=next />
+                <form method="post" action=SignIn::PATH>
+                    <input type="hidden" name="next" value=next />
                     <label class="field">
                         <span>"Email"</span>
                         <input type="email" name="email" autocomplete="username" required autofocus />
@@ -39,11 +41,9 @@ pub fn LoginPage() -> AnyView {
                         <span>"Password"</span>
                         <input type="password" name="password" autocomplete="current-password" required />
                     </label>
-                    {action_error(value)}
-                    <button type="submit" class="btn btn-primary" disabled=move || action.pending().get()>
-                        {move || if action.pending().get() { "Signing in…" } else { "Sign in" }}
-                    </button>
-                </ActionForm>
+                    {refusal.map(|refusal| view! { <ErrorBanner error=refusal.error() /> })}
+                    <button type="submit" class="btn btn-primary">"Sign in"</button>
+                </form>
                 <p class="muted small">
                     "No account? An admin adds you under Users, or runs "
                     <code>"salvage user add"</code> "."

@@ -30,6 +30,30 @@ pub fn request_parts() -> Result<axum::http::request::Parts, AppError> {
         .ok_or_else(|| AppError::internal("Request parts missing", "no Parts in context"))
 }
 
+/// Whether the current request is a plain HTML form's post (it asks for HTML), not a
+/// call from the app's own client (which asks for JSON).
+pub fn from_plain_form() -> bool {
+    leptos::prelude::use_context::<axum::http::request::Parts>().is_some_and(|parts| {
+        parts
+            .headers
+            .get(axum::http::header::ACCEPT)
+            .and_then(|value| value.to_str().ok())
+            .is_some_and(|accept| accept.contains("text/html"))
+    })
+}
+
+/// Answers the current request with `303 See Other` to `location` (a path of this
+/// site): how a plain form's post ends, whatever its outcome.
+pub fn see_other(location: &str) {
+    if let (Some(options), Ok(value)) = (
+        leptos::prelude::use_context::<leptos_axum::ResponseOptions>(),
+        axum::http::HeaderValue::from_str(location),
+    ) {
+        options.set_status(axum::http::StatusCode::SEE_OTHER);
+        options.insert_header(axum::http::header::LOCATION, value);
+    }
+}
+
 /// The address of the client that sent a request (from the listener's connect info).
 pub fn client_addr(parts: &axum::http::request::Parts) -> Option<std::net::SocketAddr> {
     parts

@@ -183,9 +183,12 @@ pub async fn replay(
 ) -> anyhow::Result<()> {
     anyhow::ensure!(total > 0, "--rows: at least 1");
     anyhow::ensure!((1..=16).contains(&parallel), "--parallel: between 1 and 16");
+    let range = app::queues::ssr::replay::BATCH_RANGE;
     anyhow::ensure!(
-        (100..=50_000).contains(&batch),
-        "--batch: between 100 and 50000"
+        range.contains(&batch),
+        "--batch: between {} and {}",
+        range.start(),
+        range.end()
     );
     let suffix = &uuid::Uuid::new_v4().simple().to_string()[..10];
     let main_db = format!("salvage_bench_{suffix}");

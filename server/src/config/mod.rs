@@ -306,7 +306,10 @@ impl Settings {
             ),
             replay_batch: bounded(
                 "SALVAGE_REPLAY_BATCH",
-                100..=50_000,
+                {
+                    let range = app::queues::ssr::replay::BATCH_RANGE;
+                    *range.start() as u64..=*range.end() as u64
+                },
                 "rows",
                 app::queues::ssr::replay::DEFAULT_BATCH as u64,
             )? as i64,

@@ -6,7 +6,7 @@ use serde_json::json;
 use crate::helpers::{spawn_app, Client, PASSWORD};
 
 /// The `salvage_session` value a response sets, if it sets one.
-fn session_set_by(response: &reqwest::Response) -> Option<String> {
+pub(crate) fn session_set_by(response: &reqwest::Response) -> Option<String> {
     response
         .headers()
         .get_all("set-cookie")

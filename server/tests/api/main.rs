@@ -24,3 +24,4 @@ mod queues;
 mod roles;
 mod schema;
 mod security;
+mod sign_in_form;

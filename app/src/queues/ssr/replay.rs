@@ -79,6 +79,11 @@ pub const DEFAULT_PARALLEL: usize = 2;
 /// against 153k with 5,000, for 26 MB more memory (`salvage bench replay --batch N`).
 pub const DEFAULT_BATCH: i64 = 20_000;
 
+/// The replay batch sizes `SALVAGE_REPLAY_BATCH` and `salvage bench replay --batch`
+/// accept: below 100 rows a batch is mostly round trips; the two batches in flight are
+/// held in memory, and with 50,000 rows each the bench already peaked at 136 MB.
+pub const BATCH_RANGE: std::ops::RangeInclusive<i64> = 100..=50_000;
+
 /// How the engine drains.
 #[derive(Clone, Debug)]
 pub struct ReplayOptions {
