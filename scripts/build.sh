@@ -35,8 +35,9 @@ current() {
 if [ "${1:-}" = "--if-changed" ] && current; then
   echo "build: target/release/salvage and target/site are newer than every source; not rebuilding"
 else
-  # Stamped with the build's start, so a file saved during the build counts as newer.
-  rm -f "$STAMP"; mkdir -p target; begun=$(date +%s)
+  # Stamped with the build's start, to the nanosecond, so a file saved during the build
+  # counts as newer and one saved just before it (in the same second) does not.
+  rm -f "$STAMP"; mkdir -p target; begun=$(date +%s.%N)
   cargo leptos build --release --precompress --split
   sha256sum "${OUTPUTS[@]}" >"$STAMP.new"
   touch -d "@$begun" "$STAMP.new"
