@@ -43,10 +43,7 @@ mod live {
     #[island]
     pub fn LiveTable(view: String) -> impl IntoView {
         let tick = RwSignal::new(0u32);
-        let _ = set_interval_with_handle(
-            move || tick.update(|t| *t += 1),
-            Duration::from_secs(10),
-        );
+        let _ = set_interval_with_handle(move || tick.update(|t| *t += 1), Duration::from_secs(10));
         let rows = Resource::new(move || (tick.get(), view.clone()), |(_, v)| list_rows(v));
         let ack = ServerAction::<Acknowledge>::new();
         view! {
