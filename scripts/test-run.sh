@@ -3,8 +3,8 @@
 # stores (own folder, ports and settings file, so the developer's own stores and .env
 # stay untouched) must serve the console with its demo data. Uses the release build the
 # build step made (make run rebuilds only when a source changed). Starts it, waits for
-# /admin/login, checks the page, its client, the demo accounts and history and the demo
-# traffic reaching ClickHouse, then stops it.
+# /admin/login, checks that page (plain HTML, no client), the client on /admin/setup, the
+# demo accounts and history and the demo traffic reaching ClickHouse, then stops it.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
@@ -43,8 +43,12 @@ done
 page=$(curl -fsS "$BASE/admin/login") || fail "make run never served /admin/login"
 ok "make run served /admin/login after $(( $(date +%s) - started )) s"
 
-grep -q '<form' <<<"$page" || fail "/admin/login has no sign-in form"
-grep -q '/pkg/salvage.wasm' <<<"$page" || fail "/admin/login does not load the client (/pkg/salvage.wasm)"
+grep -q '<form method="post"' <<<"$page" || fail "/admin/login has no sign-in form"
+if grep -qE '/pkg/salvage\.(wasm|js)' <<<"$page"; then fail "/admin/login loads the client; it is meant to be plain HTML"; fi
+ok "/admin/login is the plain sign-in form, with no client"
+# The client, on a page that loads it without a session: the first-admin page.
+page=$(curl -fsS "$BASE/admin/setup") || fail "make run did not serve /admin/setup"
+grep -q '/pkg/salvage.wasm' <<<"$page" || fail "/admin/setup does not load the client (/pkg/salvage.wasm)"
 wasm_type=$(curl -fsS -o "$dir/client.wasm" -w '%{content_type}' "$BASE/pkg/salvage.wasm") || fail "/pkg/salvage.wasm is not served"
 [ "$wasm_type" = application/wasm ] || fail "/pkg/salvage.wasm is served as '$wasm_type'"
 cmp -s "$dir/client.wasm" target/site/pkg/salvage.wasm || fail "the served client is not the one the build made"
@@ -54,14 +58,14 @@ curl -fsS -H 'Accept-Encoding: gzip' -D "$dir/gz.headers" "$BASE/pkg/salvage.was
 grep -qi '^content-encoding: gzip' "$dir/gz.headers" || fail "/pkg/salvage.wasm came without Content-Encoding: gzip"
 cmp -s "$dir/client.gunzipped" target/site/pkg/salvage.wasm || fail "the gzip copy of the client is not the client"
 ok "the client is served precompressed ($(stat -c %s target/site/pkg/salvage.wasm.gz) bytes gzip)"
-# The sign-in page's own chunk (the client is split per page): named in the manifest the
-# split wrote, served as WebAssembly, byte for byte.
-login_chunk=$(python3 -c 'import json,sys; m=json.load(open(sys.argv[1])); print(next(c[-1] for k,c in m.items() if k.startswith("__login_route_view")))' \
-  target/site/pkg/__wasm_split_manifest.json) || fail "the split manifest names no chunk for the sign-in page"
-chunk_type=$(curl -fsS -o "$dir/chunk.wasm" -w '%{content_type}' "$BASE/pkg/$login_chunk.wasm") || fail "/pkg/$login_chunk.wasm is not served"
-[ "$chunk_type" = application/wasm ] || fail "/pkg/$login_chunk.wasm is served as '$chunk_type'"
-cmp -s "$dir/chunk.wasm" "target/site/pkg/$login_chunk.wasm" || fail "the served sign-in chunk is not the one the build made"
-ok "the sign-in page's own WASM chunk is served ($login_chunk.wasm)"
+# That page's own chunk (the client is split per page): named in the manifest the split
+# wrote, served as WebAssembly, byte for byte.
+setup_chunk=$(python3 -c 'import json,sys; m=json.load(open(sys.argv[1])); print(next(c[-1] for k,c in m.items() if k.startswith("__setup_route_view")))' \
+  target/site/pkg/__wasm_split_manifest.json) || fail "the split manifest names no chunk for the first-admin page"
+chunk_type=$(curl -fsS -o "$dir/chunk.wasm" -w '%{content_type}' "$BASE/pkg/$setup_chunk.wasm") || fail "/pkg/$setup_chunk.wasm is not served"
+[ "$chunk_type" = application/wasm ] || fail "/pkg/$setup_chunk.wasm is served as '$chunk_type'"
+cmp -s "$dir/chunk.wasm" "target/site/pkg/$setup_chunk.wasm" || fail "the served first-admin chunk is not the one the build made"
+ok "the first-admin page's own WASM chunk is served ($setup_chunk.wasm)"
 
 set -a; . "$SALVAGE_ENV_FILE"; set +a
 accounts=$(psql -X -tA "$DATABASE_URL" -c "select count(*) from users where email like '%@salvage.demo'")
