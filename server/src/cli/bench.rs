@@ -185,7 +185,7 @@ pub async fn replay(
     anyhow::ensure!((1..=16).contains(&parallel), "--parallel: between 1 and 16");
     let range = app::queues::ssr::replay::BATCH_RANGE;
     anyhow::ensure!(
-        range.contains(&batch),
+        u64::try_from(batch).is_ok_and(|batch| range.contains(&batch)),
         "--batch: between {} and {}",
         range.start(),
         range.end()

@@ -306,10 +306,7 @@ impl Settings {
             ),
             replay_batch: bounded(
                 "SALVAGE_REPLAY_BATCH",
-                {
-                    let range = app::queues::ssr::replay::BATCH_RANGE;
-                    *range.start() as u64..=*range.end() as u64
-                },
+                app::queues::ssr::replay::BATCH_RANGE,
                 "rows",
                 app::queues::ssr::replay::DEFAULT_BATCH as u64,
             )? as i64,

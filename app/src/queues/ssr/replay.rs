@@ -82,7 +82,7 @@ pub const DEFAULT_BATCH: i64 = 20_000;
 /// The replay batch sizes `SALVAGE_REPLAY_BATCH` and `salvage bench replay --batch`
 /// accept: below 100 rows a batch is mostly round trips; the two batches in flight are
 /// held in memory, and with 50,000 rows each the bench already peaked at 136 MB.
-pub const BATCH_RANGE: std::ops::RangeInclusive<i64> = 100..=50_000;
+pub const BATCH_RANGE: std::ops::RangeInclusive<u64> = 100..=50_000;
 
 /// How the engine drains.
 #[derive(Clone, Debug)]
