@@ -32,13 +32,22 @@ PAGES = {
     "cron_secret": "/admin/settings/cron-secret", "account": "/admin/account",
 }
 
-# Pages served without the client at all (app/src/lib.rs, WITHOUT_CLIENT): they load
-# no WASM and no script; a browser test checks that the sign-in page fetches none.
+# Pages served without the client (app/src/lib.rs, WITHOUT_CLIENT) load no part of it;
+# those also in LIVE_REFRESH load the live refresh (live.js and its WASM) instead. The
+# browser tests check what the sign-in and alerts pages fetch.
 LIB = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "app", "src", "lib.rs")
-found = re.search(r"WITHOUT_CLIENT: &\[&str\] = &\[([^\]]*)\]", open(LIB).read())
-if not found:
-    sys.exit(f"page-sizes: no WITHOUT_CLIENT list in {LIB}")
-WITHOUT_CLIENT = set(re.findall(r'"([^"]+)"', found.group(1)))
+LIVE = ["../live/live.js", "../live/live_bg.wasm"]
+
+
+def paths(const):
+    found = re.search(const + r": &\[&str\] = &\[([^\]]*)\]", open(LIB).read())
+    if not found:
+        sys.exit(f"page-sizes: no {const} list in {LIB}")
+    return set(re.findall(r'"([^"]+)"', found.group(1)))
+
+
+WITHOUT_CLIENT = paths("WITHOUT_CLIENT")
+LIVE_REFRESH = paths("LIVE_REFRESH")
 
 sizes = {}
 
@@ -84,7 +93,12 @@ for name, chunks in routes.items():
     if page.startswith("/admin") and page not in ("/admin/login", "/admin/setup"):
         chunks = sorted(set(chunks) | set(layout))
     if page in WITHOUT_CLIENT:
-        rows.append((page, 0, 0, None))
+        raw, gz = total(LIVE) if page in LIVE_REFRESH else (0, 0)
+        rows.append((page, raw, gz, "live" if page in LIVE_REFRESH else None))
+        if page in LIVE_REFRESH:
+            # Reached by a link from a hydrated page, it renders in the client instead.
+            raw, gz = total(SHELL + [c + ".wasm" for c in chunks])
+            rows.append((f"{page} (by a link, in the client)", raw, gz, len(chunks)))
         continue
     raw, gz = total(SHELL + [c + ".wasm" for c in chunks])
     rows.append((page, raw, gz, len(chunks)))
@@ -94,7 +108,7 @@ for page, raw, gz, n in sorted(rows, key=lambda r: r[2]):
         mark = "  goal met" if gz <= GOAL else "  OVER THE GOAL"
         if gz > GOAL:
             over.append(page)
-    what = "no client: plain HTML" if n is None else f"{n} chunks"
+    what = {None: "no client: plain HTML", "live": "no client: plain HTML + the live refresh"}.get(n, f"{n} chunks")
     print(f"  {page:<32} {kb(raw):>10} raw {kb(gz):>10} gzip  ({what}){mark}")
 missing = GOAL_PAGES - {r[0] for r in rows}
 if missing:

@@ -58,6 +58,12 @@ curl -fsS -H 'Accept-Encoding: gzip' -D "$dir/gz.headers" "$BASE/pkg/salvage.was
 grep -qi '^content-encoding: gzip' "$dir/gz.headers" || fail "/pkg/salvage.wasm came without Content-Encoding: gzip"
 cmp -s "$dir/client.gunzipped" target/site/pkg/salvage.wasm || fail "the gzip copy of the client is not the client"
 ok "the client is served precompressed ($(stat -c %s target/site/pkg/salvage.wasm.gz) bytes gzip)"
+# The live refresh of the pages served without the client (the alerts page).
+live_type=$(curl -fsS -o "$dir/live.wasm" -w '%{content_type}' "$BASE/live/live_bg.wasm") || fail "/live/live_bg.wasm is not served"
+[ "$live_type" = application/wasm ] || fail "/live/live_bg.wasm is served as '$live_type'"
+cmp -s "$dir/live.wasm" target/site/live/live_bg.wasm || fail "the served live refresh is not the one the build made"
+curl -fsS -o /dev/null "$BASE/live/live.js" || fail "/live/live.js is not served"
+ok "the live refresh is served ($(stat -c %s target/site/live/live_bg.wasm) bytes of WASM)"
 # That page's own chunk (the client is split per page): named in the manifest the split
 # wrote, served as WebAssembly, byte for byte.
 setup_chunk=$(python3 -c 'import json,sys; m=json.load(open(sys.argv[1])); print(next(c[-1] for k,c in m.items() if k.startswith("__setup_route_view")))' \

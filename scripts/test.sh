@@ -22,8 +22,8 @@ scripts/sqlx-prepare.sh --check
 step "clippy again, offline from .sqlx/ (as every other build compiles)"
 cargo clippy -p salvage -p app --all-targets --features app/ssr -- -D warnings
 
-step "clippy, browser build (wasm32, hydrate), warnings denied"
-cargo clippy -p frontend --target wasm32-unknown-unknown -- -D warnings
+step "clippy, browser builds (wasm32: the hydrate client and the live refresh), warnings denied"
+cargo clippy -p frontend -p live --target wasm32-unknown-unknown -- -D warnings
 
 step "the release build make run serves (server + WASM client), with the client's size"
 # One build for every step below that runs Salvage: the browser tests, the make run

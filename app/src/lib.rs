@@ -103,19 +103,48 @@ pub fn content_security_policy(nonce: &str) -> String {
     )
 }
 
-/// Pages served as plain HTML, without the app's WASM and script: the sign-in page, the
-/// first page of an incident, is one small response and a form that works before (and
-/// without) any script (see [`auth::form`]).
-pub const WITHOUT_CLIENT: &[&str] = &["/admin/login"];
+/// Pages served as plain HTML, without the app's WASM and script, when loaded directly:
+/// the first pages of an incident, opened cold, often over a VPN.
+///
+/// - The sign-in page is one small response and a form that works before (and without)
+///   any script (see [`auth::form`]).
+/// - The alerts page, the operators' home, is rendered whole on the server. Its forms
+///   post plainly (post, redirect, get; [`server::plain_form`] carries the outcome) and
+///   the [`LIVE_REFRESH`] keeps its lists current.
+///
+/// Reached by a link from a page that has the client, the same page renders in the
+/// browser as any other: the components are the same, only the transport differs.
+pub const WITHOUT_CLIENT: &[&str] = &["/admin/login", "/admin/alerts"];
+
+/// Of the [`WITHOUT_CLIENT`] pages, those that load the live refresh (the `live` crate:
+/// about 20 KB gzip of WASM and JS), which reloads the page's `data-live` regions every
+/// [`alerts::page::REFRESH_EVERY`].
+pub const LIVE_REFRESH: &[&str] = &["/admin/alerts"];
+
+/// Loads the live refresh (built by `scripts/build.sh` into `/live/live.js`).
+const LIVE_BOOT_SCRIPT: &str =
+    "import init from '/live/live.js';init({module_or_path:'/live/live_bg.wasm'});";
+
+/// The path of the current request, on the server (`None` in the browser).
+fn request_path() -> Option<String> {
+    #[cfg(feature = "ssr")]
+    if let Some(parts) = use_context::<axum::http::request::Parts>() {
+        return Some(parts.uri.path().to_owned());
+    }
+    None
+}
 
 /// Whether the page of the current request loads the app's client (its WASM) and
 /// hydrates; `false` for the [`WITHOUT_CLIENT`] pages.
 fn loads_client() -> bool {
-    #[cfg(feature = "ssr")]
-    if let Some(parts) = use_context::<axum::http::request::Parts>() {
-        return !WITHOUT_CLIENT.contains(&parts.uri.path());
-    }
-    true
+    request_path().is_none_or(|path| !WITHOUT_CLIENT.contains(&path.as_str()))
+}
+
+/// Whether this page is being rendered as plain HTML, for a browser without the client
+/// ([`WITHOUT_CLIENT`]): its controls must then work as plain forms and links. Always
+/// `false` in the browser (the client renders only pages that have it).
+pub fn served_without_client() -> bool {
+    !loads_client()
 }
 
 /// The HTML document around the app, rendered on the server. Sets the page's
@@ -123,6 +152,7 @@ fn loads_client() -> bool {
 pub fn shell(options: LeptosOptions) -> impl IntoView {
     let nonce = leptos::nonce::use_nonce();
     let client = loads_client();
+    let live = request_path().is_some_and(|path| LIVE_REFRESH.contains(&path.as_str()));
     #[cfg(feature = "ssr")]
     if let (Some(nonce), Some(response)) = (
         nonce.as_ref(),
@@ -140,9 +170,13 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <meta name="viewport" content="width=device-width, initial-scale=1" />
                 <meta name="color-scheme" content="light dark" />
                 <link rel="icon" href=FAVICON />
-                <script nonce=nonce>{THEME_BOOT_SCRIPT}</script>
+                <script nonce=nonce.clone()>{THEME_BOOT_SCRIPT}</script>
                 <AutoReload options=options.clone() />
                 {client.then(|| view! { <HydrationScripts options /> })}
+                {live.then(|| view! {
+                    <meta name="salvage-live-every-ms" content=alerts::page::REFRESH_EVERY.as_millis().to_string() />
+                    <script type="module" nonce=nonce.clone()>{LIVE_BOOT_SCRIPT}</script>
+                })}
                 <MetaTags />
             </head>
             <body>

@@ -75,3 +75,70 @@ test("a stale acknowledgement is refused with what happened meanwhile, and the n
   await expect(panel.getByRole("alert")).toContainText(`acknowledged by ${operator.email}`);
   await expect(panel.getByRole("alert")).toContainText("while you were typing");
 });
+
+test("opened directly, the alerts page loads only the live refresh: a new alert shows up while a note is typed, and ticked alerts are acknowledged together", async ({ page, baseURL }) => {
+  const fetched: string[] = [];
+  page.on("request", (request) => fetched.push(new URL(request.url()).pathname));
+  await signIn(page, "operator");
+  await expect(page).toHaveURL(/\/admin\/alerts$/);
+  const scripts = fetched.filter((path) => /\.(wasm|js)$/.test(path));
+  expect(scripts.sort()).toEqual(["/live/live.js", "/live/live_bg.wasm"]);
+  await expect(page.getByTestId("live-status")).toContainText(/Live: refreshed at \d\d:\d\d:\d\d UTC/, { timeout: 12_000 });
+
+  // Someone types in the bulk bar's note while the self-monitor raises something new.
+  const note = page.getByLabel("Note (for every selected alert)");
+  await note.fill("typed while the list refreshes");
+  const key = `org_e2e_live_${Date.now().toString(36)}`;
+  execFileSync("psql", ["-X", "-q", "-v", "ON_ERROR_STOP=1", process.env.DATABASE_URL ?? "", "-c",
+    "insert into events_fallback (organization_id, id, ts, row_json, queued_at) " +
+    `select '${key}', gen_random_uuid(), now(), '{}', now() - interval '30 days' from generate_series(1, 4)`]);
+  expect(cron(baseURL!, "expire-fallback")).toBe(200);
+  const fresh = page.getByTestId("open-alerts").getByRole("row").filter({ hasText: "Expiry deleted 4 queued rows of the events queue" });
+  await expect(fresh).toHaveCount(1, { timeout: 15_000 });
+  await expect(note).toHaveValue("typed while the list refreshes");
+  expect(fetched.filter((path) => path.endsWith("salvage.wasm"))).toEqual([]);
+
+  // Two alerts ticked, one note, one click: the note is on both alerts' timelines.
+  execFileSync("psql", ["-X", "-q", "-v", "ON_ERROR_STOP=1", process.env.DATABASE_URL ?? "", "-c",
+    "insert into requests_fallback (organization_id, id, ts, row_json, queued_at) " +
+    `select '${key}', gen_random_uuid(), now(), '{}', now() - interval '30 days' from generate_series(1, 2)`]);
+  expect(cron(baseURL!, "expire-fallback")).toBe(200);
+  const rows = page.getByTestId("open-alerts").locator("tbody tr");
+  await expect.poll(() => rows.count(), { timeout: 12_000 }).toBeGreaterThan(1);
+  const ids = [await rows.nth(0).getAttribute("data-alert-id"), await rows.nth(1).getAttribute("data-alert-id")];
+  const bulkNote = `bulk ${key}`;
+  await note.fill(bulkNote);
+  await rows.nth(0).getByRole("checkbox").check();
+  await rows.nth(1).getByRole("checkbox").check();
+  await page.getByRole("button", { name: "Acknowledge selected" }).click();
+  await expect(page).toHaveURL(/\/admin\/alerts$/);
+  for (const id of ids) {
+    await page.goto(`/admin/alerts?alert=${id}`);
+    await expect(page.getByTestId("alert-timeline")).toContainText(`acknowledged by ${account("operator").email}: ${bulkNote}`);
+  }
+
+  // The console stops answering the refresh: the page keeps what it shows and says since
+  // when it is not current; once it answers again, the line is calm again.
+  const refreshes = (request: { resourceType(): string }) => request.resourceType() === "fetch";
+  await page.route(/\/admin\/alerts/, (route) => (refreshes(route.request()) ? route.abort() : route.continue()));
+  await expect(page.getByTestId("live-status")).toContainText(/Not refreshed since \d\d:\d\d:\d\d UTC: the console did not answer/, { timeout: 12_000 });
+  await expect(page.getByTestId("open-alerts")).toBeVisible();
+  await page.unroute(/\/admin\/alerts/);
+  await expect(page.getByTestId("live-status")).toContainText("Live: refreshed at", { timeout: 12_000 });
+
+  // The theme button works without the client too (the live refresh runs it).
+  const theme = page.getByRole("button", { name: /^Theme:/ });
+  await expect(theme).toHaveText("Theme: system");
+  await theme.click();
+  await expect(page.locator("html")).toHaveAttribute("data-theme", "light");
+  await expect(theme).toHaveText("Theme: light");
+
+  // From here, a link to another page loads the client, and the alerts page reached by a
+  // link from it renders in the browser, as before.
+  await sideNav(page).getByRole("link", { name: /Queues/ }).click();
+  await expect(page.locator("body[data-hydrated]")).toHaveCount(1);
+  await sideNav(page).getByRole("link", { name: /Alerts/ }).click();
+  await expect(page).toHaveURL(/\/admin\/alerts$/);
+  await expect(page.getByTestId("open-alerts")).toBeVisible();
+  await expect(page.getByTestId("live-status")).toHaveCount(0);
+});

@@ -240,6 +240,8 @@ pub fn router(state: AppState, settings: &Settings) -> Router {
             HeaderValue::from_static(PERMISSIONS_POLICY),
         ))
         .layer(axum::middleware::from_fn(no_store_for_the_console))
+        // Inside the session layer: a plain form's post-redirect-get keeps its outcome there.
+        .layer(axum::middleware::from_fn(app::server::plain_form::layer))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::STRICT_TRANSPORT_SECURITY,
             settings

@@ -66,7 +66,8 @@ pub async fn load_alert(alert_id: i64) -> Result<AlertDetail, AppError> {
 /// UTC time); past it they fire again.
 #[server(endpoint = "alerts/acknowledge")]
 pub async fn acknowledge_alerts(
-    selection: String,
+    // Absent (a form with nothing ticked) reads as empty: "select at least one alert".
+    #[server(default)] selection: super::Selection,
     note: String,
     until: String,
 ) -> Result<Vec<Changed>, AppError> {
@@ -74,7 +75,7 @@ pub async fn acknowledge_alerts(
     let result = async {
         use super::ssr::input;
         let now = state.clock.now();
-        let seen = input::selection(&selection)?;
+        let seen = input::selection(&selection.0)?;
         let note = input::required_note(&note)?;
         let until = input::until(&until, now)?;
         super::ssr::changes::change(
@@ -94,11 +95,15 @@ pub async fn acknowledge_alerts(
 
 /// Resolves the selected alerts (a critical one needs a note).
 #[server(endpoint = "alerts/resolve")]
-pub async fn resolve_alerts(selection: String, note: String) -> Result<Vec<Changed>, AppError> {
+pub async fn resolve_alerts(
+    // Absent (a form with nothing ticked) reads as empty: "select at least one alert".
+    #[server(default)] selection: super::Selection,
+    note: String,
+) -> Result<Vec<Changed>, AppError> {
     let (state, actor) = crate::auth::ssr::guard(crate::auth::Permission::Operate).await?;
     let result = async {
         use super::ssr::input;
-        let seen = input::selection(&selection)?;
+        let seen = input::selection(&selection.0)?;
         let note = input::optional_note(&note)?;
         super::ssr::changes::change(
             &state.pg,

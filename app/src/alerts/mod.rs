@@ -339,8 +339,68 @@ pub struct Seen {
     pub version: i32,
 }
 
+/// A selection of alerts as the acknowledge and resolve functions take it: `id@version`
+/// items separated by commas (`12@3,15@1`). It reads from one value (the app's client,
+/// the panel's hidden field, the API) or from a list (the ticked boxes of a plain form,
+/// `selection[]=12@3&selection[]=15@1`), joined into the same text.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct Selection(pub String);
+
+impl<'de> Deserialize<'de> for Selection {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct OneOrMany;
+        impl<'de> serde::de::Visitor<'de> for OneOrMany {
+            type Value = Selection;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("id@version items, in one value or a list")
+            }
+            fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<Selection, E> {
+                Ok(Selection(value.to_owned()))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut items: A,
+            ) -> Result<Selection, A::Error> {
+                let mut all = Vec::new();
+                // At most a little over what a change accepts: the check names the limit.
+                while let Some(item) = items.next_element::<String>()? {
+                    if all.len() > 1_000 {
+                        return Err(serde::de::Error::custom("too many alerts selected"));
+                    }
+                    all.push(item);
+                }
+                Ok(Selection(all.join(",")))
+            }
+        }
+        deserializer.deserialize_any(OneOrMany)
+    }
+}
+
 #[cfg(test)]
 mod tests {
+
+    #[derive(serde::Deserialize)]
+    struct Form {
+        selection: super::Selection,
+    }
+
+    fn read_form(body: &str) -> Result<super::Selection, serde_qs::Error> {
+        serde_qs::Config::new(5, false)
+            .deserialize_str::<Form>(body)
+            .map(|form| form.selection)
+    }
+
+    #[test]
+    fn a_selection_reads_from_one_value_or_from_ticked_boxes() {
+        let one = read_form("selection=12%403%2C15%401").unwrap();
+        assert_eq!(one, super::Selection("12@3,15@1".into()));
+        let ticked = read_form("selection%5B%5D=12%403&selection%5B%5D=15%401").unwrap();
+        assert_eq!(ticked, super::Selection("12@3,15@1".into()));
+        let json: super::Selection = serde_json::from_str("\"7@1\"").unwrap();
+        assert_eq!(json, super::Selection("7@1".into()));
+        assert_eq!(serde_json::to_string(&json).unwrap(), "\"7@1\"");
+    }
     use super::*;
 
     #[test]

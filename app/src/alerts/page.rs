@@ -11,6 +11,7 @@
 use std::time::Duration;
 
 use leptos::prelude::*;
+use leptos::server_fn::ServerFn;
 use leptos_meta::Title;
 use leptos_router::hooks::use_query_map;
 
@@ -19,9 +20,11 @@ use super::panel::AlertPanel;
 use super::parts::{markers, severity_tone, status_tone, Filters};
 use super::resolved_view::ResolvedView;
 use super::silences_view::SilencesView;
-use super::{Alert, AlertCounts, AlertStatus, AlertsOverview, Seen};
+use super::{Alert, AlertCounts, AlertStatus, AlertsOverview, Seen, Selection};
 use crate::auth::Permission;
-use crate::components::{action_error, Badge, ErrorBanner, IfAllowed, PageHeader, Tone};
+use crate::components::{
+    action_error, named_server_action, Badge, ErrorBanner, IfAllowed, PageHeader, Tone,
+};
 use crate::format::{format_ago, format_utc, group_digits, percent_encode};
 
 /// How often the alert lists and the open alert refresh.
@@ -68,6 +71,12 @@ pub fn AlertsPage() -> AnyView {
             title="Alerts"
             subtitle="What the self-monitor and expiry raised: open alerts first, most severe and oldest on top. Refreshes every 5 s; what you type is kept."
         />
+        {crate::served_without_client().then(|| view! {
+            // Written by the live refresh: when it last refreshed, or since when it could not.
+            <p id="live-status" class="live-status muted small" data-testid="live-status">
+                "Refreshes every 5 s."
+            </p>
+        })}
         <nav class="tabs" aria-label="Alert views">
             {tab("", "Open")}
             {tab("resolved", "Resolved")}
@@ -114,14 +123,17 @@ fn OpenView() -> AnyView {
     };
     view! {
         {move || opened().map(|id| view! { <AlertPanel id tick on_change /> })}
-        <Transition fallback=|| view! { <p class="muted" role="status">"Reading the alerts…"</p> }>
-            {move || Suspend::new(async move {
-                match overview.await {
-                    Ok(overview) => view! { <OpenAlerts overview selected /> }.into_any(),
-                    Err(error) => view! { <ErrorBanner error /> }.into_any(),
-                }
-            })}
-        </Transition>
+        // `data-live`: what the live refresh swaps when the page has no client.
+        <div id="live-open-alerts" data-live="">
+            <Transition fallback=|| view! { <p class="muted" role="status">"Reading the alerts…"</p> }>
+                {move || Suspend::new(async move {
+                    match overview.await {
+                        Ok(overview) => view! { <OpenAlerts overview selected /> }.into_any(),
+                        Err(error) => view! { <ErrorBanner error /> }.into_any(),
+                    }
+                })}
+            </Transition>
+        </div>
         <IfAllowed permission=Permission::Operate>
             <BulkBar selected on_change />
         </IfAllowed>
@@ -248,6 +260,7 @@ fn AlertRow(alert: Alert, now: i64, selected: RwSignal<Vec<Seen>>) -> AnyView {
         <tr data-alert-id=alert.id data-severity=alert.severity.as_str()>
             <td>
                 <input type="checkbox" aria-label=format!("Select alert #{}", alert.id)
+                    name="selection[]" form=BULK_FORM value=format!("{}@{}", alert.id, alert.version)
                     prop:checked=checked on:change=toggle />
             </td>
             <td><Badge tone=severity_tone(alert.severity) label=alert.severity.as_str() /></td>
@@ -268,23 +281,30 @@ fn AlertRow(alert: Alert, now: i64, selected: RwSignal<Vec<Seen>>) -> AnyView {
     .into_any()
 }
 
-/// Acknowledge or resolve the selected alerts with one note.
+/// The id of the bulk bar's form, which the rows' checkboxes belong to.
+const BULK_FORM: &str = "bulk-alerts";
+/// Its name among the acknowledge and resolve forms (the panel has the others).
+const BULK: &str = "bulk";
+
+/// Acknowledge or resolve the selected alerts with one note. With the client, the
+/// buttons call the functions with the selection kept in a signal; without it (the page
+/// served as plain HTML), the same markup is a form that posts the ticked boxes.
 #[component]
 fn BulkBar(
     selected: RwSignal<Vec<Seen>>,
     on_change: impl Fn() + Copy + Send + Sync + 'static,
 ) -> AnyView {
-    let acknowledge = ServerAction::<AcknowledgeAlerts>::new();
-    let resolve = ServerAction::<ResolveAlerts>::new();
+    let acknowledge = named_server_action::<AcknowledgeAlerts>(Some(BULK));
+    let resolve = named_server_action::<ResolveAlerts>(Some(BULK));
     let note = RwSignal::new(String::new());
     let until = RwSignal::new(String::new());
     let selection = move || {
-        selected.with(|s| {
+        Selection(selected.with(|s| {
             s.iter()
                 .map(|x| format!("{}@{}", x.id, x.version))
                 .collect::<Vec<_>>()
                 .join(",")
-        })
+        }))
     };
     Effect::new(move |_| {
         if matches!(acknowledge.value().get(), Some(Ok(_)))
@@ -294,38 +314,49 @@ fn BulkBar(
             on_change();
         }
     });
+    // Set once the client runs: the server's HTML leaves the buttons enabled, for the
+    // page without the client, where the server says when nothing is selected.
+    let (hydrated, set_hydrated) = signal(false);
+    Effect::new(move |_| set_hydrated.set(true));
     let count = move || selected.with(Vec::len);
+    let none = move || hydrated.get() && count() == 0;
     view! {
-        <section class="panel form-panel wide bulk" aria-label="Selected alerts">
+        <form id=BULK_FORM method="post" action=format!("{}?form={BULK}", AcknowledgeAlerts::PATH)
+            class="panel form-panel wide bulk" aria-label="Selected alerts"
+            on:submit=|ev| ev.prevent_default()>
             <div class="form-row">
                 <span class="strong" data-testid="selected-count">
-                    {move || match count() { 0 => "Select alerts above to act on several at once.".to_owned(), 1 => "1 alert selected".to_owned(), n => format!("{n} alerts selected") }}
+                    {move || match (hydrated.get(), count()) {
+                        (false, _) | (true, 0) => "Select alerts above to act on several at once.".to_owned(),
+                        (true, 1) => "1 alert selected".to_owned(),
+                        (true, n) => format!("{n} alerts selected"),
+                    }}
                 </span>
                 <label class="field field-grow">
                     <span>"Note (for every selected alert)"</span>
-                    <input type="text" maxlength="2000" prop:value=note on:input=move |ev| note.set(event_target_value(&ev)) />
+                    <input type="text" name="note" maxlength="2000" prop:value=note on:input=move |ev| note.set(event_target_value(&ev)) />
                 </label>
                 <label class="field">
                     <span>"Acknowledge for"</span>
-                    <select on:change=move |ev| until.set(event_target_value(&ev))>
+                    <select name="until" on:change=move |ev| until.set(event_target_value(&ev))>
                         <option value="">"until resolved"</option>
                         <option value="1h">"1 hour"</option>
                         <option value="4h">"4 hours"</option>
                         <option value="24h">"24 hours"</option>
                     </select>
                 </label>
-                <button type="button" class="btn" disabled=move || count() == 0
-                    on:click=move |_| { acknowledge.dispatch(AcknowledgeAlerts { selection: selection(), note: note.get_untracked(), until: until.get_untracked() }); }>
+                <button type="submit" class="btn" disabled=none
+                    on:click=move |ev| { ev.prevent_default(); acknowledge.dispatch(AcknowledgeAlerts { selection: selection(), note: note.get_untracked(), until: until.get_untracked() }); }>
                     "Acknowledge selected"
                 </button>
-                <button type="button" class="btn" disabled=move || count() == 0
-                    on:click=move |_| { resolve.dispatch(ResolveAlerts { selection: selection(), note: note.get_untracked() }); }>
+                <button type="submit" class="btn" formaction=format!("{}?form={BULK}", ResolveAlerts::PATH) disabled=none
+                    on:click=move |ev| { ev.prevent_default(); resolve.dispatch(ResolveAlerts { selection: selection(), note: note.get_untracked() }); }>
                     "Resolve selected"
                 </button>
             </div>
             {action_error(acknowledge.value())}
             {action_error(resolve.value())}
-        </section>
+        </form>
     }
     .into_any()
 }

@@ -34,14 +34,16 @@ pub(super) fn AlertPanel(
     };
     view! {
         <section class="panel alert-panel" aria-label=format!("Alert #{id}") data-testid="alert-panel">
-            <Transition fallback=|| view! { <p class="muted" role="status">"Reading the alert…"</p> }>
-                {move || Suspend::new(async move {
-                    match detail.await {
-                        Ok(detail) => view! { <AlertFacts detail /> }.into_any(),
-                        Err(error) => view! { <ErrorBanner error /> }.into_any(),
-                    }
-                })}
-            </Transition>
+            <div id="live-alert" data-live="">
+                <Transition fallback=|| view! { <p class="muted" role="status">"Reading the alert…"</p> }>
+                    {move || Suspend::new(async move {
+                        match detail.await {
+                            Ok(detail) => view! { <AlertFacts detail /> }.into_any(),
+                            Err(error) => view! { <ErrorBanner error /> }.into_any(),
+                        }
+                    })}
+                </Transition>
+            </div>
             // One suspense for both awaits: a suspense made inside another's async block
             // would be made later on the server than in the browser.
             <Suspense fallback=|| ()>
@@ -152,13 +154,35 @@ fn AlertFacts(detail: AlertDetail) -> AnyView {
     .into_any()
 }
 
+/// Whether a form's action has an outcome to show (on a page served without the client,
+/// the outcome of the post that brought the person back): its disclosure opens on it.
+fn shown<S>(action: ServerAction<S>) -> bool
+where
+    S: leptos::server_fn::ServerFn + Send + Sync + Clone + 'static,
+    S::Output: Send + Sync + 'static,
+    S::Error: Send + Sync + 'static,
+{
+    action.value().with_untracked(Option::is_some)
+}
+
+/// Whether a form's action was refused: its disclosure opens on the refusal. (A change
+/// that went through shows in the alert's facts above, as with the client.)
+fn refused<S>(action: ServerAction<S>) -> bool
+where
+    S: leptos::server_fn::ServerFn + Send + Sync + Clone + 'static,
+    S::Output: Send + Sync + 'static,
+    S::Error: Send + Sync + 'static,
+{
+    action.value().with_untracked(|v| matches!(v, Some(Err(_))))
+}
+
 /// Acknowledge, resolve, note, silence and the inline fix, for operators and admins.
 #[component]
 fn AlertActions(alert: Alert, done: impl Fn() + Copy + Send + Sync + 'static) -> AnyView {
-    let acknowledge = ServerAction::<AcknowledgeAlerts>::new();
-    let resolve = ServerAction::<ResolveAlerts>::new();
-    let note = ServerAction::<NoteAlert>::new();
-    let silence = ServerAction::<SilenceAlerts>::new();
+    let acknowledge = crate::components::server_action::<AcknowledgeAlerts>();
+    let resolve = crate::components::server_action::<ResolveAlerts>();
+    let note = crate::components::server_action::<NoteAlert>();
+    let silence = crate::components::server_action::<SilenceAlerts>();
     Effect::new(move |_| {
         let ok = matches!(acknowledge.value().get(), Some(Ok(_)))
             || matches!(resolve.value().get(), Some(Ok(_)))
@@ -175,7 +199,7 @@ fn AlertActions(alert: Alert, done: impl Fn() + Copy + Send + Sync + 'static) ->
     view! {
         <div class="row-actions alert-actions">
             {open.then(|| view! {
-                <details class="disclosure" open=alert.status == AlertStatus::Firing>
+                <details class="disclosure" open=alert.status == AlertStatus::Firing || refused(acknowledge)>
                     <summary class="btn">"Acknowledge"</summary>
                     <ActionForm action=acknowledge attr:class="panel form-panel" attr:aria-label="Acknowledge this alert">
                         <input type="hidden" name="selection" value=selection.clone() />
@@ -196,7 +220,7 @@ fn AlertActions(alert: Alert, done: impl Fn() + Copy + Send + Sync + 'static) ->
                         <button type="submit" class="btn btn-primary">"Acknowledge with this note"</button>
                     </ActionForm>
                 </details>
-                <details class="disclosure">
+                <details class="disclosure" open=refused(resolve)>
                     <summary class="btn">"Resolve"</summary>
                     <ActionForm action=resolve attr:class="panel form-panel" attr:aria-label="Resolve this alert">
                         <input type="hidden" name="selection" value=resolve_selection.clone() />
@@ -209,7 +233,7 @@ fn AlertActions(alert: Alert, done: impl Fn() + Copy + Send + Sync + 'static) ->
                     </ActionForm>
                 </details>
             }.into_any())}
-            <details class="disclosure">
+            <details class="disclosure" open=refused(note)>
                 <summary class="btn">"Add a note"</summary>
                 <ActionForm action=note attr:class="panel form-panel" attr:aria-label="Add a note to this alert">
                     <input type="hidden" name="alert_id" value=alert.id />
@@ -222,7 +246,7 @@ fn AlertActions(alert: Alert, done: impl Fn() + Copy + Send + Sync + 'static) ->
                 </ActionForm>
             </details>
             {open.then(|| view! {
-                <details class="disclosure">
+                <details class="disclosure" open=refused(silence)>
                     <summary class="btn">"Silence"</summary>
                     <ActionForm action=silence attr:class="panel form-panel" attr:aria-label="Silence alerts like this one">
                         <input type="hidden" name="kind" value=alert.kind.clone() />
@@ -261,9 +285,9 @@ fn FixForm(action: FixAction) -> AnyView {
     use crate::queues::api::StartReplay;
     match action {
         FixAction::Replay => {
-            let replay = ServerAction::<StartReplay>::new();
+            let replay = crate::components::server_action::<StartReplay>();
             view! {
-                <details class="disclosure">
+                <details class="disclosure" open=shown(replay)>
                     <summary class="btn">"Replay the queues"</summary>
                     <ActionForm action=replay attr:class="panel form-panel" attr:aria-label="Replay the fallback queues">
                         <label class="field">
@@ -281,9 +305,9 @@ fn FixForm(action: FixAction) -> AnyView {
             .into_any()
         }
         FixAction::RunJob { job } => {
-            let run = ServerAction::<RunJobNow>::new();
+            let run = crate::components::server_action::<RunJobNow>();
             view! {
-                <details class="disclosure">
+                <details class="disclosure" open=shown(run)>
                     <summary class="btn">{format!("Run {job} now")}</summary>
                     <ActionForm action=run attr:class="panel form-panel" attr:aria-label="Run the job now">
                         <input type="hidden" name="job" value=job.clone() />

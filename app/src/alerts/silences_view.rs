@@ -11,8 +11,8 @@ use crate::format::{format_ago, format_utc, group_digits};
 /// Active and recent silences, and a form to add one.
 #[component]
 pub(super) fn SilencesView() -> AnyView {
-    let create = ServerAction::<SilenceAlerts>::new();
-    let end = ServerAction::<EndSilence>::new();
+    let create = crate::components::server_action::<SilenceAlerts>();
+    let end = crate::components::server_action::<EndSilence>();
     let overview = Resource::new(
         move || (create.version().get(), end.version().get()),
         |_| load_open_alerts(String::new(), String::new(), String::new()),

@@ -78,6 +78,11 @@ pub async fn sign_out() -> Result<(), AppError> {
         ssr::end_session(&session).await
     }
     .await;
+    // A plain form (a page served without the client) goes to the sign-in page, not back
+    // to the page it came from.
+    if result.is_ok() && crate::server::from_plain_form() {
+        crate::server::see_other("/admin/login");
+    }
     crate::server::respond(result)
 }
 

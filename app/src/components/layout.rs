@@ -195,7 +195,8 @@ pub fn AdminLayout() -> impl IntoView {
                     <ThemeToggle />
                 </div>
             </header>
-            <nav class="sidenav" aria-label="Console">
+            // `data-live`: the live refresh swaps it on a page served without the client.
+            <nav class="sidenav" aria-label="Console" id="live-nav" data-live="">
                 // A transition, so the list stays while the alert count refreshes. Nothing
                 // here creates a resource or a suspense of its own: anything made inside
                 // an async block is made later on the server than in the browser, and the
@@ -242,12 +243,14 @@ pub fn AdminLayout() -> impl IntoView {
                     })}
                 </Suspense>
                 // A freeze (a restore's or an incident's), on every page while it lasts.
-                <Transition fallback=|| ()>
-                    {move || Suspend::new(async move {
-                        let freezes = alert_counts.await.map(|c| c.freezes).unwrap_or_default();
-                        freezes.into_iter().map(freeze_banner).collect_view()
-                    })}
-                </Transition>
+                <div id="live-freezes" data-live="">
+                    <Transition fallback=|| ()>
+                        {move || Suspend::new(async move {
+                            let freezes = alert_counts.await.map(|c| c.freezes).unwrap_or_default();
+                            freezes.into_iter().map(freeze_banner).collect_view()
+                        })}
+                    </Transition>
+                </div>
                 <Outlet />
             </main>
         </div>

@@ -23,6 +23,38 @@ pub fn refresh_ticker(every: std::time::Duration) -> ReadSignal<u64> {
     tick
 }
 
+/// A server action whose form also works without the client: on a page served as plain
+/// HTML ([`crate::WITHOUT_CLIENT`]), the outcome of this function's last plain-form post
+/// (kept in the session by [`crate::server::plain_form`]) becomes the action's value, so
+/// the form shows its error or its result as it does when the client posts it. With the
+/// client, it is `ServerAction::new()`.
+pub fn server_action<S>() -> ServerAction<S>
+where
+    S: leptos::server_fn::ServerFn<Error = crate::error::AppError> + Send + Sync + Clone + 'static,
+    S::Output: serde::de::DeserializeOwned + Send + Sync + 'static,
+{
+    named_server_action::<S>(None)
+}
+
+/// [`server_action`] for one of several forms of the same function on a page: the
+/// form's action carries `?form=<name>`, and only this action shows its outcome.
+pub fn named_server_action<S>(form: Option<&'static str>) -> ServerAction<S>
+where
+    S: leptos::server_fn::ServerFn<Error = crate::error::AppError> + Send + Sync + Clone + 'static,
+    S::Output: serde::de::DeserializeOwned + Send + Sync + 'static,
+{
+    let action = ServerAction::<S>::new();
+    #[cfg(not(feature = "ssr"))]
+    let _ = form;
+    #[cfg(feature = "ssr")]
+    if let Some(outcome) = crate::server::plain_form::current_outcome()
+        .and_then(|outcome| outcome.decode::<S::Output>(S::PATH, form))
+    {
+        action.value().set(Some(outcome));
+    }
+    action
+}
+
 /// Plot geometry in SVG user units. The SVG stretches to its box, so every label is
 /// HTML beside it, never SVG text.
 pub const CHART_W: f64 = 600.0;

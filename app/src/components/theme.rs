@@ -31,7 +31,7 @@ pub fn ThemeToggle() -> impl IntoView {
     };
 
     view! {
-        <button type="button" class="btn btn-quiet" on:click=cycle title="Switch between system, light and dark colours">
+        <button type="button" class="btn btn-quiet" data-theme-toggle="" on:click=cycle title="Switch between system, light and dark colours">
             "Theme: "
             {move || theme.get()}
         </button>

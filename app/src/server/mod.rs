@@ -6,6 +6,7 @@ pub mod clickhouse;
 pub mod client;
 pub mod clock;
 pub mod metrics;
+pub mod plain_form;
 pub mod postgres;
 pub mod state;
 pub mod tokens;

@@ -3,7 +3,7 @@
 
 use app::auth::Role;
 
-use crate::helpers::{spawn_app, Client, PASSWORD};
+use crate::helpers::{location, spawn_app, Client, PASSWORD};
 
 /// What a browser sends when the sign-in form is submitted.
 async fn post_form(client: &Client, fields: &[(&str, &str)]) -> reqwest::Response {
@@ -18,16 +18,6 @@ async fn post_form(client: &Client, fields: &[(&str, &str)]) -> reqwest::Respons
         .send()
         .await
         .expect("the app answers")
-}
-
-fn location(response: &reqwest::Response) -> String {
-    response
-        .headers()
-        .get("location")
-        .expect("a Location header")
-        .to_str()
-        .unwrap()
-        .to_owned()
 }
 
 fn sets_a_session(response: &reqwest::Response) -> bool {
