@@ -142,3 +142,21 @@ test("opened directly, the alerts page loads only the live refresh: a new alert 
   await expect(page.getByTestId("open-alerts")).toBeVisible();
   await expect(page.getByTestId("live-status")).toHaveCount(0);
 });
+
+test.describe("with scripts turned off", () => {
+  test.use({ javaScriptEnabled: false });
+
+  test("the alerts page says it is not refreshing, and its forms still work", async ({ page }) => {
+    await signIn(page, "operator");
+    await expect(page).toHaveURL(/\/admin\/alerts$/);
+    await expect(page.getByTestId("live-status")).toContainText("Not refreshing");
+    const row = page.getByTestId("open-alerts").locator("tbody tr").first();
+    await row.getByRole("link").click();
+    const panel = page.getByTestId("alert-panel");
+    const words = `noted without scripts ${Date.now().toString(36)}`;
+    await panel.getByText("Add a note").click();
+    await panel.getByRole("form", { name: "Add a note to this alert" }).getByLabel("Note").fill(words);
+    await panel.getByRole("button", { name: "Add note" }).click();
+    await expect(panel.getByTestId("alert-timeline")).toContainText(words);
+  });
+});

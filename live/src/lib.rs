@@ -44,6 +44,8 @@ pub fn start() {
         return;
     };
     theme_toggle(&window, &document);
+    // Running: the page replaces the server's "not refreshing" line.
+    status(&document, Ok("loaded"));
     let every = document
         .query_selector("meta[name=salvage-live-every-ms]")
         .ok()
@@ -78,9 +80,9 @@ async fn refresh() {
     match outcome.and_then(|html| swap(&document, &html)) {
         Ok(()) => {
             LAST_GOOD.set(js_sys::Date::now());
-            status(&document, None);
+            status(&document, Ok("refreshed"));
         }
-        Err(why) => status(&document, Some(why)),
+        Err(why) => status(&document, Err(why)),
     }
 }
 
@@ -175,23 +177,21 @@ fn tick_again(region: &Element, ticked: &[(String, String)]) {
     }
 }
 
-/// Says in `#live-status` whether the page is current.
-fn status(document: &Document, failure: Option<&str>) {
+/// Says in `#live-status` whether the page is current: `Ok(what)` just happened
+/// ("loaded", "refreshed"), or `Err(why)` the last refresh failed.
+fn status(document: &Document, outcome: Result<&str, &str>) {
     let Some(element) = document.get_element_by_id("live-status") else {
         return;
     };
-    let text = match failure {
-        None => format!("Live: refreshed at {}.", clock(js_sys::Date::now())),
-        Some(why) => format!(
+    let text = match outcome {
+        Ok(what) => format!("Live: {what} at {}.", clock(js_sys::Date::now())),
+        Err(why) => format!(
             "Not refreshed since {}: {why}. What you see may be out of date; it retries every few seconds.",
             clock(LAST_GOOD.get())
         ),
     };
     element.set_text_content(Some(&text));
-    let _ = element.set_attribute(
-        "data-state",
-        if failure.is_some() { "stale" } else { "live" },
-    );
+    let _ = element.set_attribute("data-state", if outcome.is_ok() { "live" } else { "stale" });
 }
 
 /// `HH:MM:SS` in UTC, as every time on the console.

@@ -73,8 +73,9 @@ pub fn AlertsPage() -> AnyView {
         />
         {crate::served_without_client().then(|| view! {
             // Written by the live refresh: when it last refreshed, or since when it could not.
+            // Until the script runs (or if scripts are off), the page says it is static.
             <p id="live-status" class="live-status muted small" data-testid="live-status">
-                "Refreshes every 5 s."
+                "Not refreshing: the live refresh has not started (scripts off, or still loading). Reload to see changes."
             </p>
         })}
         <nav class="tabs" aria-label="Alert views">

@@ -594,13 +594,3 @@ pub async fn run_job(app: &TestApp, job: &str) -> serde_json::Value {
     assert_eq!(response.status().as_u16(), 200, "/cron/{job}");
     response.json().await.expect("a JSON report")
 }
-
-/// The `Location` of a redirect.
-pub fn location(response: &reqwest::Response) -> &str {
-    response
-        .headers()
-        .get("location")
-        .expect("a Location header")
-        .to_str()
-        .expect("an ASCII Location")
-}

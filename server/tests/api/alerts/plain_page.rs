@@ -5,7 +5,8 @@
 use app::auth::Role;
 
 use super::{events, open_alert, raise_data_expired, with_an_alert};
-use crate::helpers::{location, Client, TestApp};
+use crate::helpers::{Client, TestApp};
+use crate::sign_in_form::location;
 
 /// What a browser sends when a form of `page` posts to the server function `endpoint`.
 async fn post_form(
@@ -55,6 +56,10 @@ async fn the_alerts_page_loads_the_live_refresh_and_not_the_client() {
         "{html}"
     );
     assert!(html.contains(r#"id="live-status""#), "{html}");
+    assert!(
+        html.contains("Not refreshing: the live refresh has not started"),
+        "until the script runs, the page says it is static: {html}"
+    );
     // Rendered whole: the list, the open alert's facts and its forms.
     assert!(
         html.contains(r#"id="live-open-alerts" data-live"#),
