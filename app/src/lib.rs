@@ -134,10 +134,15 @@ fn request_path() -> Option<String> {
     None
 }
 
+/// Whether the page at `path` is served without the client ([`WITHOUT_CLIENT`]).
+pub fn without_client(path: &str) -> bool {
+    WITHOUT_CLIENT.contains(&path)
+}
+
 /// Whether the page of the current request loads the app's client (its WASM) and
 /// hydrates; `false` for the [`WITHOUT_CLIENT`] pages.
 fn loads_client() -> bool {
-    request_path().is_none_or(|path| !WITHOUT_CLIENT.contains(&path.as_str()))
+    request_path().is_none_or(|path| !without_client(&path))
 }
 
 /// Whether this page is being rendered as plain HTML, for a browser without the client

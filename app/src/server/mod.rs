@@ -34,13 +34,8 @@ pub fn request_parts() -> Result<axum::http::request::Parts, AppError> {
 /// Whether the current request is a plain HTML form's post (it asks for HTML), not a
 /// call from the app's own client (which asks for JSON).
 pub fn from_plain_form() -> bool {
-    leptos::prelude::use_context::<axum::http::request::Parts>().is_some_and(|parts| {
-        parts
-            .headers
-            .get(axum::http::header::ACCEPT)
-            .and_then(|value| value.to_str().ok())
-            .is_some_and(|accept| accept.contains("text/html"))
-    })
+    leptos::prelude::use_context::<axum::http::request::Parts>()
+        .is_some_and(|parts| plain_form::asks_for_html(&parts.headers))
 }
 
 /// Answers the current request with `303 See Other` to `location` (a path of this

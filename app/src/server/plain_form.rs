@@ -90,7 +90,7 @@ pub async fn layer(request: Request, next: Next) -> Response {
         return post(session, path, request, next).await;
     }
     if request.method() == Method::GET
-        && crate::WITHOUT_CLIENT.contains(&path.as_str())
+        && crate::without_client(&path)
         && !request.headers().contains_key(LIVE_HEADER)
     {
         let mut request = request;
@@ -143,7 +143,7 @@ async fn post(session: Session, path: String, request: Request, next: Next) -> R
 
 /// Whether a request asks for HTML (a browser's form post or page load) rather than JSON
 /// (the app's own client).
-fn asks_for_html(headers: &HeaderMap) -> bool {
+pub fn asks_for_html(headers: &HeaderMap) -> bool {
     headers
         .get(header::ACCEPT)
         .and_then(|value| value.to_str().ok())
