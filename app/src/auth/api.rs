@@ -150,6 +150,7 @@ pub async fn create_first_admin(
         }
         ssr::create_first_admin(
             &state.pg,
+            &crate::server::client::client_network(&state, &parts),
             &token,
             &email,
             secrecy::SecretString::from(password),

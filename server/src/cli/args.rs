@@ -475,6 +475,18 @@ pub enum BenchCommand {
         #[arg(long, value_delimiter = ',', default_value = "0,20")]
         receiver_ms: Vec<u64>,
     },
+    /// Start `salvage serve` on a throwaway database and flood it with first-admin setup
+    /// posts, then with wrong sign-ins (16 loops, 10 s each, from one network, then from
+    /// many); print its resident memory (start, peak, settled) and a real sign-in's time
+    /// under each flood against its time unflooded.
+    SignInFlood {
+        /// Seconds each flood lasts.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Loops posting at once.
+        #[arg(long, default_value_t = 16)]
+        loops: usize,
+    },
     /// Fill a throwaway database with resolved and open alerts; print the self-monitor's
     /// evaluation time and the time of /admin/alerts' queries.
     Alerts {

@@ -106,6 +106,20 @@ pub(crate) fn peak_memory() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
+/// A memory figure of process `pid` (`self` for this one) from `/proc/<pid>/status`, in
+/// MiB: `VmRSS` (resident now) or `VmHWM` (its peak). 0 when it cannot be read.
+pub(crate) fn memory_mib(pid: &str, field: &str) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|line| line.split(':').next() == Some(field))
+                .and_then(|line| line.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kib| kib / 1024.0)
+}
+
 /// Scratch databases for one bench run.
 pub(crate) struct Scratch {
     admin_url: SecretString,

@@ -16,16 +16,7 @@ use app::backups::StoreKind;
 
 /// The process's peak resident memory, MiB (`VmHWM`).
 fn peak_rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        })
-        .map(|kib| kib / 1024.0)
-        .unwrap_or(0.0)
+    super::bench::memory_mib("self", "VmHWM")
 }
 
 fn seconds(since: Instant) -> f64 {

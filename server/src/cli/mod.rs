@@ -22,6 +22,7 @@ mod backup;
 pub mod bench;
 mod bench_alerts;
 mod bench_backup;
+mod bench_sign_in;
 mod bench_webhooks;
 mod common;
 mod cron;
@@ -101,6 +102,9 @@ pub async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         }) => bench::replay(&settings, rows, batch, parallel).await,
         Command::Bench(BenchCommand::Backup { rows }) => {
             bench_backup::backup(&settings, rows).await
+        }
+        Command::Bench(BenchCommand::SignInFlood { seconds, loops }) => {
+            bench_sign_in::flood(&settings, seconds, loops).await
         }
         Command::Bench(BenchCommand::Alerts { resolved, open }) => {
             bench_alerts::alerts(&settings, resolved, open).await

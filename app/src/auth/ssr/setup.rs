@@ -6,6 +6,7 @@ use sqlx::{PgConnection, PgPool};
 
 use super::super::{check_new_password, normalize_email, Role};
 use super::passwords::hash_password;
+use super::sign_in::reserve_attempt;
 use super::users::{count_users, insert_user};
 use super::Actor;
 use crate::error::AppError;
@@ -69,17 +70,61 @@ pub async fn setup_link_is_valid(pg: &PgPool, token: &str) -> Result<bool, AppEr
             .map_err(AppError::wrap("Failed to check the setup link"))?)
 }
 
+/// What the sign-in throttle counts setup attempts under, in place of an email (it has
+/// no `@`, so no account's email is ever it): wrong setup links from one network are
+/// spaced out and count towards that network's limit, as wrong passwords do.
+const SETUP_THROTTLE_KEY: &str = "first-admin setup link";
+
 /// Creates the first admin with a live setup `token`, then kills every setup token.
 /// Refused (404, revealing nothing) once any account exists or the token is wrong.
+///
+/// The cheap checks come first and the password is hashed last: once an account exists
+/// a post costs one count and writes nothing; a wrong link is a throttled failure
+/// (`network` as in [`super::sign_in`]); only a live link reaches argon2, through the
+/// same gate as sign-in.
 pub async fn create_first_admin(
     pg: &PgPool,
+    network: &str,
     token: &str,
     email: &str,
     password: SecretString,
 ) -> Result<i64, AppError> {
     let email = normalize_email("email", email)?;
     check_new_password("password", password.expose_secret())?;
-    let hash = hash_password(password).await?;
+    let refused = || {
+        tracing::warn!(client = %network, "refused: setup link used, expired or wrong");
+        AppError::NotFound {
+            what: "This setup link (it works once, and only before any account exists)".into(),
+        }
+    };
+    if count_users(pg)
+        .await
+        .map_err(AppError::wrap("Failed to count users"))?
+        > 0
+    {
+        return Err(refused());
+    }
+    let attempt = reserve_attempt(pg, SETUP_THROTTLE_KEY, network).await?;
+    let live = {
+        let mut conn = pg
+            .acquire()
+            .await
+            .map_err(AppError::wrap("Failed to connect"))?;
+        setup_token_is_live(&mut conn, token)
+            .await
+            .map_err(AppError::wrap("Failed to check the setup link"))?
+    };
+    if !live {
+        // The reserved attempt stays: it is this failure's record.
+        return Err(refused());
+    }
+    let hash = match hash_password(password).await {
+        Ok(hash) => hash,
+        Err(error) => {
+            attempt.not_checked(pg).await;
+            return Err(error);
+        }
+    };
     let mut tx = pg
         .begin()
         .await
@@ -96,10 +141,8 @@ pub async fn create_first_admin(
         .await
         .map_err(AppError::wrap("Failed to check the setup link"))?;
     if users > 0 || !live {
-        tracing::warn!("refused: setup link used, expired or wrong");
-        return Err(AppError::NotFound {
-            what: "This setup link (it works once, and only before any account exists)".into(),
-        });
+        // Another post with the same link won the race.
+        return Err(refused());
     }
     let id = insert_user(&mut tx, &email, Role::Admin, &hash, false).await?;
     sqlx::query!("delete from setup_tokens")
@@ -127,6 +170,7 @@ pub async fn create_first_admin(
     tx.commit()
         .await
         .map_err(AppError::wrap("Failed to commit"))?;
+    attempt.succeeded(pg).await?;
     tracing::info!(user = %email, "first admin created");
     Ok(id)
 }

@@ -169,3 +169,36 @@ async fn changing_a_password_is_throttled_like_signing_in() {
         .unwrap();
     assert_eq!(hash_before, hash_after, "nothing changed");
 }
+
+#[tokio::test]
+async fn wrong_setup_links_from_one_address_are_throttled_like_wrong_passwords() {
+    let app = spawn_app_tweaked(behind_a_load_balancer).await;
+    let token = app::auth::ssr::issue_setup_token(&app.pg)
+        .await
+        .unwrap()
+        .expect("no users yet");
+    let form = |token: &str| {
+        json!({"token": token, "email": "root@example.com",
+               "password": PASSWORD, "confirm_password": PASSWORD})
+    };
+    let guesser = Client::forwarded_for(&app.address, "203.0.113.7");
+    let mut statuses = Vec::new();
+    for n in 0..7 {
+        let guess = format!("sgs_{n:0>60}");
+        statuses.push(guesser.call("auth/setup", form(&guess)).await.0);
+    }
+    assert_eq!(statuses, [404, 404, 404, 404, 404, 429, 429]);
+    assert_eq!(guesser.call("auth/setup", form(&token)).await.0, 429);
+
+    // The person holding the link, elsewhere, is not held up by the guesser.
+    let owner = Client::forwarded_for(&app.address, "198.51.100.9");
+    let (status, body) = owner.call("auth/setup", form(&token)).await;
+    assert_eq!(status, 200, "{body}");
+
+    // Once an account exists a post is refused at once and leaves no trace.
+    let failures = app.count("sign_in_failures").await;
+    for _ in 0..10 {
+        assert_eq!(owner.call("auth/setup", form(&token)).await.0, 404);
+    }
+    assert_eq!(app.count("sign_in_failures").await, failures);
+}
