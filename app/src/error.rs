@@ -127,8 +127,14 @@ impl FromServerFnError for AppError {
 
     fn from_server_fn_error(value: ServerFnErrorErr) -> Self {
         match value {
+            // The caller's mistake, found before the function runs: answered 422 (as any
+            // invalid input), never as the server's 500, so it is neither logged as a
+            // server error nor counted as one in /metrics.
             ServerFnErrorErr::Args(message) | ServerFnErrorErr::MissingArg(message) => {
-                Self::invalid("arguments", message)
+                let error = Self::invalid("arguments", message);
+                #[cfg(feature = "ssr")]
+                error.set_response_status();
+                error
             }
             other => Self::Transport {
                 message: other.to_string(),
@@ -144,6 +150,25 @@ pub use ssr::{postgres_unreachable, Cause};
 mod ssr {
     use super::AppError;
     use axum::response::{IntoResponse, Response};
+
+    impl AppError {
+        /// Sets the status (and `Retry-After`) of the current server function's response
+        /// from this error; does nothing outside a server function's request.
+        pub fn set_response_status(&self) {
+            if let Some(options) = leptos::prelude::use_context::<leptos_axum::ResponseOptions>() {
+                options.set_status(
+                    axum::http::StatusCode::from_u16(self.status_code())
+                        .unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR),
+                );
+                if let Some(secs) = self.retry_after_secs() {
+                    options.insert_header(
+                        axum::http::header::RETRY_AFTER,
+                        axum::http::HeaderValue::from(secs),
+                    );
+                }
+            }
+        }
+    }
 
     /// A failure below the boundary, as [`AppError::internal`] takes it: the store errors
     /// keep their type so they can be told apart, anything else is its text.

@@ -14,6 +14,41 @@ impl std::fmt::Debug for Redacted {
 /// See [`Redacted`].
 pub const REDACTED: Redacted = Redacted;
 
+/// A secret a person is shown once and Salvage never again: a new ingest key, a
+/// webhook's signing secret, a rotated cron secret, a temporary password. Its `Debug`
+/// is [`REDACTED`]; the value is read with [`ShownOnce::reveal`] where it is shown.
+///
+/// On the wire it is `{"shownOnce":"…"}`, so an answer holding one says so in its own
+/// bytes ([`SHOWN_ONCE_KEY`]): the plain-form layer never keeps such an answer in a
+/// session, whichever function gave it.
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ShownOnce {
+    #[serde(rename = "shownOnce")]
+    value: String,
+}
+
+/// The JSON key that marks a [`ShownOnce`] in a serialized answer, with its quotes and
+/// colon: inside a JSON string a quote is always escaped, so these bytes occur only as
+/// the key itself.
+pub const SHOWN_ONCE_KEY: &str = "\"shownOnce\":";
+
+impl ShownOnce {
+    pub fn new(value: String) -> Self {
+        Self { value }
+    }
+
+    /// The secret itself, for the one place that shows or prints it.
+    pub fn reveal(&self) -> &str {
+        &self.value
+    }
+}
+
+impl std::fmt::Debug for ShownOnce {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        REDACTED.fmt(f)
+    }
+}
+
 /// Formats Unix milliseconds as `2026-11-22 10:04 UTC`.
 pub fn format_utc(ms: i64) -> String {
     match time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000) {
@@ -135,28 +170,48 @@ mod tests {
     fn secrets_shown_once_never_print_in_debug() {
         let key = crate::queues::CreatedKey {
             id: 1,
-            secret: "sik_secret_value".into(),
+            secret: ShownOnce::new("sik_secret_value".into()),
         };
         let user = crate::settings::AddedUser {
             user_id: 2,
             email: "a@b.c".into(),
-            temporary_password: "temporary secret value".into(),
+            temporary_password: ShownOnce::new("temporary secret value".into()),
         };
         let rotated = crate::crons::RotatedSecret {
             id: 3,
-            secret: "sgc_secret_value".into(),
+            secret: ShownOnce::new("sgc_secret_value".into()),
             previous: Some((2, 0)),
+        };
+        let webhook = crate::dead_letters::CreatedWebhook {
+            id: 4,
+            secret: ShownOnce::new("whsec_secret_value".into()),
         };
         for printed in [
             format!("{key:?}"),
             format!("{user:?}"),
             format!("{rotated:#?}"),
+            format!("{webhook:?}"),
         ] {
             assert!(!printed.contains("secret_value"), "{printed}");
             assert!(!printed.contains("secret value"), "{printed}");
             assert!(printed.contains("<redacted>"), "{printed}");
         }
         assert!(format!("{user:?}").contains("a@b.c"));
+    }
+
+    #[test]
+    fn an_answer_holding_a_secret_shown_once_says_so_in_its_bytes() {
+        let key = crate::queues::CreatedKey {
+            id: 1,
+            secret: ShownOnce::new("sik_value".into()),
+        };
+        let json = serde_json::to_string(&key).unwrap();
+        assert!(json.contains(SHOWN_ONCE_KEY), "{json}");
+        let back: crate::queues::CreatedKey = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.secret.reveal(), "sik_value");
+        // The words inside a string value are not the key: its quotes are escaped.
+        let note = serde_json::to_string(&"a note saying \"shownOnce\": x").unwrap();
+        assert!(!note.contains(SHOWN_ONCE_KEY), "{note}");
     }
 
     #[test]

@@ -301,6 +301,7 @@ fn ingest_events() {}
         (status = 200, description = "This idempotency key was seen with the same event: the first answer, nothing new written.", body = Enqueued),
         (status = 400, description = "The body is not a JSON object.", body = ErrorBody),
         (status = 401, description = "No active ingest key.", body = ErrorBody),
+        (status = 403, description = "The key sends for one organisation only; webhook events need a key for every organisation (`*`).", body = ErrorBody),
         (status = 409, description = "The idempotency key was used for another event.", body = ErrorBody),
         (status = 413, description = "The payload is over 256 KiB.", body = ErrorBody),
         (status = 422, description = "A field is wrong (an unknown event type, a missing payload); `field` names it.", body = ErrorBody),

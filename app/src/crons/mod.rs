@@ -178,23 +178,13 @@ pub struct CronSecrets {
     pub secrets: Vec<CronSecretInfo>,
 }
 
-/// A new secret, in this response only (its `Debug` leaves it out).
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A new secret, in this response only.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RotatedSecret {
     pub id: i64,
-    pub secret: String,
+    pub secret: crate::format::ShownOnce,
     /// The previous secret's id and when it stops working, if there was one.
     pub previous: Option<(i64, i64)>,
-}
-
-impl std::fmt::Debug for RotatedSecret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RotatedSecret")
-            .field("id", &self.id)
-            .field("secret", &crate::format::REDACTED)
-            .field("previous", &self.previous)
-            .finish()
-    }
 }
 
 /// The names of the registered jobs, in registry order, for the pages' job picker (the

@@ -64,8 +64,8 @@ fn RotatePanel(rotate: ServerAction<RotateCronSecret>) -> AnyView {
             {action_error(rotated)}
             {move || match rotated.get() {
                 Some(Ok(new)) => {
-                    let secret = new.secret.clone();
-                    let header = format!("Authorization: Bearer {}", new.secret);
+                    let secret = new.secret.reveal().to_owned();
+                    let header = format!("Authorization: Bearer {secret}");
                     let to_copy = secret.clone();
                     Some(view! {
                         <div class="banner banner-ok new-secret" role="status" data-testid="new-cron-secret">

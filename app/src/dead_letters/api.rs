@@ -15,7 +15,7 @@ use crate::server::required_reason;
 /// The breakdown, the list (after delivery `after`), the endpoints and the redrives.
 #[server(endpoint = "dlq/overview")]
 pub async fn load_dlq(filter: String, after: String) -> Result<DlqOverview, AppError> {
-    let (state, _) = crate::auth::ssr::guard(crate::auth::Permission::Read).await?;
+    let (state, actor) = crate::auth::ssr::guard(crate::auth::Permission::Read).await?;
     let result = async {
         let filter = super::ssr::filter::DlqFilter::parse(&filter)?;
         let after = match after.trim() {
@@ -25,7 +25,9 @@ pub async fn load_dlq(filter: String, after: String) -> Result<DlqOverview, AppE
                     .map_err(|_| AppError::invalid("after", "a delivery number"))?,
             ),
         };
-        super::ssr::dlq::overview(&state, &filter, after).await
+        let mut overview = super::ssr::dlq::overview(&state, &filter, after).await?;
+        overview.endpoints = super::ssr::endpoints::for_viewer(&actor, overview.endpoints);
+        Ok(overview)
     }
     .await;
     crate::server::respond(result)
@@ -121,9 +123,10 @@ pub async fn recover(webhook_id: i64, reason: String) -> Result<Option<i64>, App
 /// The webhooks.
 #[server(endpoint = "settings/webhooks")]
 pub async fn list_webhooks() -> Result<Vec<Endpoint>, AppError> {
-    let (state, _) = crate::auth::ssr::guard(crate::auth::Permission::Read).await?;
+    let (state, actor) = crate::auth::ssr::guard(crate::auth::Permission::Read).await?;
     let result = super::ssr::endpoints::list(&state.pg, state.clock.now())
         .await
+        .map(|endpoints| super::ssr::endpoints::for_viewer(&actor, endpoints))
         .map_err(AppError::wrap("List the webhooks"));
     crate::server::respond(result)
 }

@@ -274,5 +274,5 @@ pub struct DeliveryDetail {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CreatedWebhook {
     pub id: i64,
-    pub secret: String,
+    pub secret: crate::format::ShownOnce,
 }

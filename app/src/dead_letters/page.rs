@@ -130,9 +130,10 @@ pub fn DlqPage() -> AnyView {
                     None => None,
                 };
                 let operate = role.is_some_and(|r| r.can(Permission::Operate));
+                let administer = role.is_some_and(|r| r.can(Permission::Administer));
                 match overview.await {
                     Ok(overview) => view! {
-                        <DlqNow overview operate selected cancel recover filter=filter_query() />
+                        <DlqNow overview operate administer selected cancel recover filter=filter_query() />
                     }.into_any(),
                     Err(error) => view! { <ErrorBanner error /> }.into_any(),
                 }
@@ -160,6 +161,7 @@ pub fn DlqPage() -> AnyView {
 fn DlqNow(
     overview: DlqOverview,
     operate: bool,
+    administer: bool,
     selected: RwSignal<Vec<i64>>,
     cancel: ServerAction<CancelRedrive>,
     recover: ServerAction<Recover>,
@@ -211,7 +213,7 @@ fn DlqNow(
         })}
         {running.into_iter().map(|run| view! { <RedriveProgress run operate cancel now_ms /> }).collect_view()}
         <h2 class="section-title">"Endpoints"</h2>
-        <EndpointsTable endpoints now_ms operate recover />
+        <EndpointsTable endpoints now_ms operate administer recover />
         <h2 class="section-title">"By webhook and reason"</h2>
         <p class="muted small">{format!("Showing {filter_label}. Retention: {retention_days} days; nothing is dropped before.")}</p>
         {if breakdown.is_empty() {
@@ -265,6 +267,8 @@ fn EndpointsTable(
     endpoints: Vec<Endpoint>,
     now_ms: i64,
     operate: bool,
+    /// A disabled webhook was turned off by an admin: only an admin turns it back on.
+    administer: bool,
     recover: ServerAction<Recover>,
 ) -> AnyView {
     if endpoints.is_empty() {
@@ -289,7 +293,11 @@ fn EndpointsTable(
             </thead>
             <tbody>
                 {endpoints.into_iter().map(|e| {
-                    let stuck = matches!(e.state, EndpointState::Paused | EndpointState::Disabled);
+                    let stuck = match e.state {
+                        EndpointState::Paused => operate,
+                        EndpointState::Disabled => administer,
+                        _ => false,
+                    };
                     view! {
                         <tr>
                             <td>
@@ -302,7 +310,7 @@ fn EndpointsTable(
                             <td class="num">{count(e.backlog)}</td>
                             <td class="num">{count(e.dead)}</td>
                             <td>
-                                {(operate && stuck).then(|| view! {
+                                {stuck.then(|| view! {
                                     <ActionForm action=recover attr:class="inline-form">
                                         <input type="hidden" name="webhook_id" value=e.id.to_string() />
                                         <label class="visually-hidden" for=format!("recover-{}", e.id)>"Reason"</label>

@@ -95,7 +95,7 @@ pub fn WebhooksPage() -> AnyView {
                     Some(Ok(webhook)) => Some(view! {
                         <div class="banner banner-ok" role="status" data-testid="webhook-secret">
                             {format!("Webhook {} added. Its signing secret, shown only now: ", webhook.id)}
-                            <code class="secret">{webhook.secret}</code>
+                            <code class="secret">{webhook.secret.reveal().to_owned()}</code>
                             ". Give it to the receiver to verify the webhook-signature header."
                         </div>
                     }),

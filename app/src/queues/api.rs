@@ -90,7 +90,10 @@ pub async fn create_ingest_key(name: String, organization: String) -> Result<Cre
     let (state, actor) = crate::auth::ssr::guard(crate::auth::Permission::Administer).await?;
     let result = super::ssr::keys::create(&state.pg, &actor, &name, &organization)
         .await
-        .map(|(id, secret)| CreatedKey { id, secret });
+        .map(|(id, secret)| CreatedKey {
+            id,
+            secret: crate::format::ShownOnce::new(secret),
+        });
     crate::server::respond(result)
 }
 

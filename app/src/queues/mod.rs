@@ -137,21 +137,11 @@ pub struct IngestKey {
     pub last_used_at: Option<i64>,
 }
 
-/// A key just created: the secret is in this response and nowhere else, ever (its
-/// `Debug` leaves it out).
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A key just created: the secret is in this response and nowhere else, ever.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CreatedKey {
     pub id: i64,
-    pub secret: String,
-}
-
-impl std::fmt::Debug for CreatedKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CreatedKey")
-            .field("id", &self.id)
-            .field("secret", &crate::format::REDACTED)
-            .finish()
-    }
+    pub secret: crate::format::ShownOnce,
 }
 
 #[cfg(test)]

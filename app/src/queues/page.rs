@@ -392,7 +392,7 @@ pub fn IngestKeysPage() -> AnyView {
                     Some(Ok(key)) => Some(view! {
                         <div class="banner banner-ok" role="status" data-testid="new-key">
                             "Key #" {key.id} " created. Copy it now; it is not shown again: "
-                            <code class="secret">{key.secret}</code>
+                            <code class="secret">{key.secret.reveal().to_owned()}</code>
                         </div>
                     }),
                     _ => None,

@@ -81,18 +81,7 @@ pub fn unix_ms(at: time::OffsetDateTime) -> i64 {
 /// goes out as 403 instead of the 500 every server-function error gets by default.
 pub fn respond<T>(result: Result<T, AppError>) -> Result<T, AppError> {
     if let Err(error) = &result {
-        if let Some(options) = leptos::prelude::use_context::<leptos_axum::ResponseOptions>() {
-            options.set_status(
-                axum::http::StatusCode::from_u16(error.status_code())
-                    .unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR),
-            );
-            if let Some(secs) = error.retry_after_secs() {
-                options.insert_header(
-                    axum::http::header::RETRY_AFTER,
-                    axum::http::HeaderValue::from(secs),
-                );
-            }
-        }
+        error.set_response_status();
     }
     result
 }

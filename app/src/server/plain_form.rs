@@ -13,8 +13,15 @@
 //!    (once), and [`crate::components::server_action`] hands it to the form's action, so
 //!    the form shows the error or the result exactly as it does with the client.
 //!
-//! A function that answers `303` itself (sign-in, sign-out) keeps its own redirect. A post
-//! without a session (`401`) goes back with nothing kept: no session is made for it.
+//! A function that answers `303` itself (sign-in, sign-out) keeps its own redirect.
+//!
+//! Nothing is kept (the post still goes back, `303`) when:
+//! - the post came from a page the client hydrates: its forms are the client's own, and
+//!   one posted before the client took over has no place to show an outcome;
+//! - the session holds no signed-in person: a stranger's post (refused, or for a path
+//!   that is no function) must not make a session row, one per request, for them;
+//! - the answer holds a secret shown once ([`crate::format::ShownOnce`]): a session row
+//!   sits in PostgreSQL and in every backup, and such a secret lives in the answer only.
 
 use axum::extract::Request;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
@@ -115,9 +122,10 @@ async fn post(session: Session, path: String, request: Request, next: Next) -> R
     if response.status() == StatusCode::SEE_OTHER {
         return response;
     }
-    // No session: nothing to show it to, and no session is made for a stranger's post.
-    // The page it goes back to sends them to the sign-in page.
-    if response.status() == StatusCode::UNAUTHORIZED {
+    let back_path = back.split('?').next().unwrap_or_default();
+    // A stranger's session is empty (only signing in writes to one), and so is one the
+    // guard just ended (401): the page it goes back to sends them to the sign-in page.
+    if !crate::without_client(back_path) || session.is_empty().await {
         return see_other(&back);
     }
     let ok = !response
@@ -128,6 +136,9 @@ async fn post(session: Session, path: String, request: Request, next: Next) -> R
         .await
         .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
         .unwrap_or_default();
+    if body.contains(crate::format::SHOWN_ONCE_KEY) {
+        return see_other(&back);
+    }
     let outcome = FormOutcome {
         path,
         form,

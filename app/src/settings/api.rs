@@ -25,7 +25,7 @@ pub async fn add_user(email: String, role: String, reason: String) -> Result<Add
         Ok(AddedUser {
             user_id,
             email: crate::auth::normalize_email("email", &email)?,
-            temporary_password: temporary.unwrap_or_default(),
+            temporary_password: crate::format::ShownOnce::new(temporary.unwrap_or_default()),
         })
     }
     .await;

@@ -64,7 +64,7 @@ pub fn UsersPage() -> AnyView {
                 Some(Ok(added)) => Some(view! {
                     <div class="banner banner-ok" role="status" data-testid="temporary-password">
                         "Added " <strong>{added.email}</strong> ". Temporary password, shown only now: "
-                        <code class="secret">{added.temporary_password}</code>
+                        <code class="secret">{added.temporary_password.reveal().to_owned()}</code>
                         ". They choose their own at first sign-in."
                     </div>
                 }),

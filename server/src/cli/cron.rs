@@ -119,7 +119,7 @@ pub async fn cron_secret(command: CronSecretCommand, settings: Settings) -> anyh
                 "Cron secret #{} is current. Copy it now; it is not shown again:",
                 rotated.id
             );
-            println!("{}", rotated.secret);
+            println!("{}", rotated.secret.reveal());
             if let Some((previous, until)) = rotated.previous {
                 eprintln!(
                     "Secret #{previous} keeps working until {}. Each scheduler sends:\n  Authorization: Bearer <the secret above>",

@@ -36,7 +36,7 @@ pub async fn webhook(command: WebhookCommand, settings: Settings) -> anyhow::Res
                 "Webhook {} added. Its signing secret (shown only now) follows on standard output.",
                 created.id
             );
-            println!("{}", created.secret);
+            println!("{}", created.secret.reveal());
         }
         WebhookCommand::List(output) => {
             let rows = endpoints::list(&state.pg, state.clock.now()).await?;

@@ -303,7 +303,10 @@ async fn a_temporary_password_must_be_replaced_before_anything_else() {
         )
         .await;
     assert_eq!(status, 200, "{added}");
-    let temporary = added["temporary_password"].as_str().unwrap().to_owned();
+    let temporary = added["temporary_password"]["shownOnce"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let newcomer = app.client();
 
     let (status, next) = newcomer.sign_in("new@example.com", &temporary).await;

@@ -492,7 +492,7 @@ async fn every_user_change_is_in_the_history_with_who_and_why() {
             ),
         ]
     );
-    let temporary = added["temporary_password"].as_str().unwrap();
+    let temporary = added["temporary_password"]["shownOnce"].as_str().unwrap();
     assert!(!rows.iter().any(|(title, _)| title.contains(temporary)));
     let details: String =
         sqlx::query_scalar("select string_agg(details::text, ' ') from runbook_history")

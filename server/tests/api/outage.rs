@@ -5,12 +5,11 @@
 //!
 //! [`FaultyLink`]: crate::helpers::FaultyLink
 
-use std::collections::BTreeSet;
-
 use app::auth::Role;
 use serde_json::{json, Value};
 
 use crate::helpers::{spawn_app_with, Options};
+use crate::security::caller_mistakes::every_server_function;
 
 /// What the pages and server functions say when PostgreSQL does not answer.
 const POSTGRES_DOWN: &str = "PostgreSQL is not answering";
@@ -101,14 +100,6 @@ fn arguments(endpoint: &str) -> Option<Value> {
         "settings/webhooks/delete" => json!({"id": 1, "reason": "outage test"}),
         _ => return None,
     })
-}
-
-/// Every server function the router serves, as `auth/me` (from the server-function
-/// registry, so the list cannot fall behind the code).
-fn every_server_function() -> BTreeSet<String> {
-    leptos::server_fn::axum::server_fn_paths()
-        .map(|(path, _)| path.trim_start_matches("/api/").to_owned())
-        .collect()
 }
 
 #[tokio::test]

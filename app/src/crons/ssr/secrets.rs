@@ -187,7 +187,7 @@ pub async fn rotate(
     tx.commit().await.map_err(internal)?;
     Ok(RotatedSecret {
         id,
-        secret,
+        secret: crate::format::ShownOnce::new(secret),
         previous: previous.map(|p| (p, unix_ms(expires))),
     })
 }

@@ -112,12 +112,12 @@ pub async fn create(
     .map_err(AppError::wrap("Create a webhook"))?;
     let entry = NewEntry::new(
         "webhook",
-        format!("Webhook {id} created for {}", new.url),
+        format!("Webhook {id} created for {}", masked_url(&new.url)),
         actor,
         Outcome::Succeeded,
     )
     .with_details(serde_json::json!({
-        "webhookId": id, "url": new.url, "eventTypes": new.event_types,
+        "webhookId": id, "url": masked_url(&new.url), "eventTypes": new.event_types,
         "maxRetries": new.max_retries,
     }));
     append(&mut tx, &entry)
@@ -126,7 +126,10 @@ pub async fn create(
     tx.commit()
         .await
         .map_err(AppError::wrap("Create a webhook"))?;
-    Ok(CreatedWebhook { id, secret })
+    Ok(CreatedWebhook {
+        id,
+        secret: crate::format::ShownOnce::new(secret),
+    })
 }
 
 /// Turns a webhook on or off (its deliveries wait while it is off), with a reason.
@@ -161,7 +164,7 @@ pub async fn set_enabled(
     let verb = if enabled { "enabled" } else { "disabled" };
     let entry = NewEntry::new(
         "webhook",
-        format!("Webhook {id} {verb} ({url})"),
+        format!("Webhook {id} {verb} ({})", masked_url(&url)),
         actor,
         Outcome::Info,
     )
@@ -216,7 +219,10 @@ pub async fn delete(
     .rows_affected() as i64;
     let entry = NewEntry::new(
         "webhook",
-        format!("Webhook {id} deleted ({url}); {dead} pending deliveries dead-lettered"),
+        format!(
+            "Webhook {id} deleted ({}); {dead} pending deliveries dead-lettered",
+            masked_url(&url)
+        ),
         actor,
         Outcome::Info,
     )
@@ -295,7 +301,34 @@ pub fn label(description: &str, url: &str) -> String {
     if !description.trim().is_empty() {
         return description.trim().to_owned();
     }
-    url::Url::parse(url)
-        .map(|u| format!("{}{}", u.host_str().unwrap_or(""), u.path()))
-        .unwrap_or_else(|_| url.to_owned())
+    let masked = masked_url(url);
+    masked
+        .split_once("://")
+        .map_or(masked.clone(), |(_, rest)| rest.to_owned())
+}
+
+/// A webhook's URL as everyone but an admin sees it, and as the history records it: the
+/// scheme, host and port, with the path and query masked (`https://hooks.example.com/…`).
+/// Many receivers (Slack's among them) keep their secret in the path; a URL is an admin's
+/// to see, and the append-only history keeps what it is given for good.
+pub fn masked_url(url: &str) -> String {
+    let Ok(parsed) = url::Url::parse(url) else {
+        return "(a URL that does not parse)".into();
+    };
+    let origin = parsed.origin().ascii_serialization();
+    if parsed.path() == "/" && parsed.query().is_none() && parsed.fragment().is_none() {
+        format!("{origin}/")
+    } else {
+        format!("{origin}/…")
+    }
+}
+
+/// `endpoints` as `actor` may see them: the URLs masked unless the actor is an admin.
+pub fn for_viewer(actor: &Actor, mut endpoints: Vec<Endpoint>) -> Vec<Endpoint> {
+    if !actor.role.can(crate::auth::Permission::Administer) {
+        for endpoint in &mut endpoints {
+            endpoint.url = masked_url(&endpoint.url);
+        }
+    }
+    endpoints
 }

@@ -169,6 +169,27 @@ pub fn parse(body: &[u8], known: &[String]) -> Result<EventRequest, AppError> {
     })
 }
 
+/// Webhooks are the service's own: an endpoint subscribes to event types, not to an
+/// organisation, and every subscriber is sent every event of its types, signed with its
+/// secret. So only a key for every organisation (`*`, the service itself) may enqueue
+/// events: a key scoped to one organisation (one tenant's) could otherwise make Salvage
+/// sign and send its events to every subscriber, and would share the idempotency keys of
+/// the others. With that, idempotency keys are one namespace of one organisation's.
+fn refuse_organisation_keys(scope: &crate::queues::ssr::rows::Scope) -> Result<(), AppError> {
+    match scope {
+        crate::queues::ssr::rows::Scope::All => Ok(()),
+        crate::queues::ssr::rows::Scope::Organization(organisation) => {
+            tracing::warn!(%organisation, "refused: a webhook event from an organisation's key");
+            Err(AppError::Forbidden {
+                message: format!(
+                    "This key sends only for organisation `{organisation}`; webhook events are \
+                     sent to every subscriber, so they need a key for every organisation (`*`)."
+                ),
+            })
+        }
+    }
+}
+
 /// `POST /ingest/webhook-events`.
 pub async fn handler(State(state): State<AppState>, request: axum::extract::Request) -> Response {
     let (parts, body) = request.into_parts();
@@ -176,6 +197,7 @@ pub async fn handler(State(state): State<AppState>, request: axum::extract::Requ
         let token = crate::server::tokens::bearer(&parts.headers).ok_or(AppError::Unauthorized)?;
         let key =
             crate::queues::ssr::keys::authenticate(&state.pg, &state.ingest_keys, token).await?;
+        refuse_organisation_keys(&key.scope)?;
         let body = axum::body::to_bytes(body, MAX_BODY_BYTES)
             .await
             .map_err(|_| AppError::TooLarge {

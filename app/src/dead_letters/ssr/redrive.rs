@@ -340,6 +340,10 @@ pub async fn abandon_stale(pg: &PgPool, now: OffsetDateTime) -> Result<u64, sqlx
 /// "Re-enable and recover": closes a paused endpoint's circuit (enables a disabled
 /// one) and redrives everything dead-lettered for it since it started failing, in one
 /// action. Returns the redrive's id, or `None` when nothing was dead-lettered.
+///
+/// A paused circuit is the workers' doing, and an operator may close it. A disabled
+/// webhook is an admin's decision (its receiver may be gone, its domain lapsed): only an
+/// admin turns it back on, and so sends it everything it missed.
 pub async fn recover(
     state: &AppState,
     actor: &Actor,
@@ -363,6 +367,16 @@ pub async fn recover(
         .get::<Option<OffsetDateTime>, _>("failing_since")
         .or(row.get("paused_at"));
     let enabled: bool = row.get("enabled");
+    if !enabled {
+        actor
+            .authorize(crate::auth::Permission::Administer)
+            .map_err(|_| AppError::Forbidden {
+                message: format!(
+                    "Webhook {webhook_id} was turned off by an admin: only an admin can turn it \
+                 back on. Operators may close a paused circuit."
+                ),
+            })?;
+    }
     if since.is_none() && enabled {
         return Err(AppError::Conflict {
             message: format!("Webhook {webhook_id} is neither paused nor disabled."),
@@ -380,7 +394,7 @@ pub async fn recover(
         "webhook",
         format!(
             "Webhook {webhook_id} re-enabled ({}); dead letters since {} redriven",
-            row.get::<String, _>("url"),
+            super::endpoints::masked_url(&row.get::<String, _>("url")),
             since.map_or("it was disabled".to_owned(), |s| crate::format::iso(
                 crate::server::unix_ms(s)
             ))

@@ -46,32 +46,62 @@ pub fn sign(secret: &str, id: &str, timestamp: i64, body: &[u8]) -> String {
     )
 }
 
-/// Loopback, private, link-local, shared (CGNAT), unspecified, broadcast and documentation
-/// addresses: nothing a customer's public endpoint resolves to, and what a request forged
-/// to reach the inside of the network would use.
+/// Whether a webhook may not reach `ip`: every address that is not a public unicast one.
+/// Loopback, private, link-local, shared (CGNAT), unspecified, broadcast, documentation,
+/// benchmarking, IETF protocol assignments (192.0.0.0/24), reserved (240.0.0.0/4) and
+/// multicast; in IPv6 also unique-local, site-local (fec0::/10), discard-only, Teredo and
+/// ORCHID. An IPv6 address that carries an IPv4 one (mapped `::ffff:a.b.c.d`, NAT64
+/// `64:ff9b::/96`, 6to4 `2002::/16`) is judged by the IPv4 address it reaches; the
+/// deprecated IPv4-compatible form (`::a.b.c.d`) and local-use NAT64 are refused whole.
+/// Nothing a customer's public endpoint resolves to, and what a request forged to reach
+/// the inside of the network would use.
 pub fn is_private(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => {
-            let [a, b, ..] = v4.octets();
+            let [a, b, c, _] = v4.octets();
             v4.is_loopback()
                 || v4.is_private()
                 || v4.is_link_local()
                 || v4.is_unspecified()
                 || v4.is_broadcast()
                 || v4.is_documentation()
+                || v4.is_multicast()
                 || a == 0
+                || a >= 240
                 || (a == 100 && (64..128).contains(&b))
                 || (a == 198 && (b == 18 || b == 19))
+                || (a == 192 && b == 0 && c == 0)
         }
         IpAddr::V6(v6) => {
+            let s = v6.segments();
+            let embedded = |hi: u16, lo: u16| {
+                is_private(IpAddr::V4(std::net::Ipv4Addr::from(
+                    (u32::from(hi) << 16) | u32::from(lo),
+                )))
+            };
             if let Some(v4) = v6.to_ipv4_mapped() {
                 return is_private(IpAddr::V4(v4));
             }
-            let first = v6.segments()[0];
-            v6.is_loopback()
-                || v6.is_unspecified()
-                || (first & 0xfe00) == 0xfc00
-                || (first & 0xffc0) == 0xfe80
+            match s {
+                // IPv4-compatible (and :: and ::1): deprecated, never a webhook's.
+                [0, 0, 0, 0, 0, 0, _, _] => true,
+                // NAT64, well-known prefix: the IPv4 address in its last 32 bits.
+                [0x64, 0xff9b, 0, 0, 0, 0, hi, lo] => embedded(hi, lo),
+                // NAT64, local-use prefix (64:ff9b:1::/48): the network's own.
+                [0x64, 0xff9b, 1, ..] => true,
+                // 6to4: the IPv4 address in bits 16 to 48.
+                [0x2002, hi, lo, ..] => embedded(hi, lo),
+                // Discard-only (100::/64).
+                [0x100, 0, 0, 0, ..] => true,
+                // Teredo (2001::/32), ORCHIDv2 (2001:20::/28), documentation (2001:db8::/32).
+                [0x2001, second, ..] => second == 0 || (second & 0xfff0) == 0x20 || second == 0xdb8,
+                [first, ..] => {
+                    (first & 0xfe00) == 0xfc00 // unique local, fc00::/7
+                        || (first & 0xffc0) == 0xfe80 // link-local, fe80::/10
+                        || (first & 0xffc0) == 0xfec0 // site-local, fec0::/10
+                        || (first & 0xff00) == 0xff00 // multicast, ff00::/8
+                }
+            }
         }
     }
 }
@@ -108,14 +138,17 @@ pub async fn public_addrs(
 }
 
 /// The HTTP client: redirects are not followed (a redirect is an answer, not a 2xx, and
-/// could lead inside the network); with `allow_private` off, names resolve to public
-/// addresses only. One per process, so connections are reused.
+/// could lead inside the network), no proxy is used, and with `allow_private` off names
+/// resolve to public addresses only. One per process, so connections are reused.
 pub fn client(allow_private: bool) -> reqwest::Client {
     static PUBLIC: OnceLock<reqwest::Client> = OnceLock::new();
     static ANY: OnceLock<reqwest::Client> = OnceLock::new();
     let cell = if allow_private { &ANY } else { &PUBLIC };
     cell.get_or_init(|| {
+        // No proxy, whatever HTTP(S)_PROXY says: a proxy resolves the name itself, so
+        // the address check above would never see where a delivery goes.
         let builder = reqwest::Client::builder()
+            .no_proxy()
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("Salvage-Webhooks/", env!("CARGO_PKG_VERSION")))
             .pool_max_idle_per_host(64);
@@ -367,6 +400,128 @@ mod tests {
         ] {
             assert!(check_url(url, true).is_err(), "{url}");
         }
+    }
+
+    /// Every range a webhook may not reach, with an address inside it, and public
+    /// addresses next to them that it may.
+    #[test]
+    fn every_address_that_is_not_public_unicast_is_refused() {
+        let refused = [
+            ("0.0.0.0/8", "0.1.2.3"),
+            ("10.0.0.0/8", "10.0.0.5"),
+            ("100.64.0.0/10 shared", "100.127.255.254"),
+            ("127.0.0.0/8", "127.3.2.1"),
+            ("169.254.0.0/16", "169.254.169.254"),
+            ("172.16.0.0/12", "172.31.0.1"),
+            ("192.0.0.0/24 protocol assignments", "192.0.0.8"),
+            ("192.0.2.0/24 documentation", "192.0.2.1"),
+            ("192.168.0.0/16", "192.168.1.1"),
+            ("198.18.0.0/15 benchmarking", "198.19.0.1"),
+            ("198.51.100.0/24 documentation", "198.51.100.7"),
+            ("203.0.113.0/24 documentation", "203.0.113.9"),
+            ("224.0.0.0/4 multicast", "239.1.2.3"),
+            ("240.0.0.0/4 reserved", "240.0.0.1"),
+            ("broadcast", "255.255.255.255"),
+            ("::", "::"),
+            ("::1", "::1"),
+            ("IPv4-compatible, private", "::a00:5"),
+            ("IPv4-compatible, public", "::8.8.8.8"),
+            ("IPv4-mapped, private", "::ffff:10.0.0.5"),
+            ("NAT64, private", "64:ff9b::a00:5"),
+            ("NAT64, loopback", "64:ff9b::127.0.0.1"),
+            ("NAT64 local use", "64:ff9b:1::808:808"),
+            ("discard-only", "100::1"),
+            ("Teredo", "2001:0:4136:e378:8000:63bf:3fff:fdd2"),
+            ("ORCHIDv2", "2001:20::1"),
+            ("documentation", "2001:db8::1"),
+            ("6to4, private", "2002:a00:5::1"),
+            ("6to4, CGNAT", "2002:6440:1::1"),
+            ("unique local", "fd12:3456::1"),
+            ("link-local", "fe80::1"),
+            ("site-local", "fec0::1"),
+            ("multicast", "ff02::1"),
+        ];
+        for (range, ip) in refused {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert!(is_private(ip), "{range}: {ip} was let through");
+            let host = match ip {
+                IpAddr::V4(v4) => v4.to_string(),
+                IpAddr::V6(v6) => format!("[{v6}]"),
+            };
+            assert!(
+                check_url(&format!("http://{host}/"), false).is_err(),
+                "{range}"
+            );
+        }
+        for ip in [
+            "8.8.8.8",
+            "93.184.216.34",
+            "100.128.0.1",
+            "172.32.0.1",
+            "192.0.1.1",
+            "223.255.255.254",
+            "2606:4700::1111",
+            "::ffff:8.8.8.8",
+            "64:ff9b::808:808",
+            "2002:808:808::1",
+            "2001:4860::8888",
+        ] {
+            assert!(!is_private(ip.parse().unwrap()), "{ip} is public");
+        }
+    }
+
+    /// Runs [`proxy_in_the_environment_child`] in a process of its own whose environment
+    /// names a proxy (the variable is read when a client is built, and setting it here
+    /// would reach every other test of this process).
+    #[test]
+    fn the_webhook_client_ignores_a_proxy_named_in_the_environment() {
+        let output = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "dead_letters::ssr::send::tests::proxy_in_the_environment_child",
+                "--ignored",
+                "--nocapture",
+            ])
+            .env("SALVAGE_PROXY_CHILD", "1")
+            // Nothing listens on port 9 (discard): a client using the proxy fails.
+            .env("HTTP_PROXY", "http://127.0.0.1:9")
+            .env("http_proxy", "http://127.0.0.1:9")
+            .env("HTTPS_PROXY", "http://127.0.0.1:9")
+            .env("ALL_PROXY", "http://127.0.0.1:9")
+            .env_remove("NO_PROXY")
+            .env_remove("no_proxy")
+            .output()
+            .unwrap();
+        let printed = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success(), "{printed}");
+        assert!(printed.contains("1 passed"), "the child ran: {printed}");
+    }
+
+    #[tokio::test]
+    #[ignore = "run by the_webhook_client_ignores_a_proxy_named_in_the_environment"]
+    async fn proxy_in_the_environment_child() {
+        assert_eq!(std::env::var("SALVAGE_PROXY_CHILD").as_deref(), Ok("1"));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut request = [0u8; 4096];
+            let _ = socket.read(&mut request).await;
+            socket
+                .write_all(b"HTTP/1.1 204 No Content\r\nconnection: close\r\n\r\n")
+                .await
+                .unwrap();
+        });
+
+        let answer = client(true)
+            .post(format!("http://127.0.0.1:{port}/hook"))
+            .body("{}")
+            .send()
+            .await
+            .expect("delivered straight to the receiver, not through the proxy");
+
+        assert_eq!(answer.status().as_u16(), 204);
     }
 
     #[tokio::test]

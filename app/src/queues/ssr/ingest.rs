@@ -22,9 +22,11 @@ use crate::server::AppState;
 pub enum Stored {
     /// In ClickHouse.
     ClickHouse,
-    /// In the fallback queue, because ClickHouse refused with `error`. `queued` rows were
-    /// new to the queue (a retried batch may already be there).
-    Fallback { error: String, queued: u64 },
+    /// In the fallback queue, because ClickHouse did not take it: `reason` says why in
+    /// words a key holder may read (ClickHouse's own text is logged, under the reference
+    /// `reason` gives). `queued` rows were new to the queue (a retried batch may already
+    /// be there).
+    Fallback { reason: String, queued: u64 },
 }
 
 /// Where an accepted batch went, as `/ingest/requests` and `/ingest/events` say it.
@@ -64,8 +66,11 @@ pub async fn store(
     let frozen = crate::freeze::ssr::is_frozen(&state.pg, crate::freeze::StoreKind::Clickhouse)
         .await
         .unwrap_or(false);
-    let clickhouse_error = if frozen {
-        "frozen while a restore runs".to_owned()
+    // What ClickHouse said stays on this side (the log, and the queue rows for the
+    // console); the caller is told what happened and a reference to it.
+    let (clickhouse_error, told) = if frozen {
+        let frozen = "frozen while a restore runs".to_owned();
+        (frozen.clone(), frozen)
     } else {
         let insert = state.clickhouse.insert_lines(
             queue.as_str(),
@@ -74,11 +79,20 @@ pub async fn store(
         );
         match tokio::time::timeout(state.queues.ingest_timeout, insert).await {
             Ok(Ok(())) => return Ok(Stored::ClickHouse),
-            Ok(Err(error)) => error.to_string(),
-            Err(_) => format!(
-                "no answer within {} ms",
-                state.queues.ingest_timeout.as_millis()
-            ),
+            Ok(Err(error)) => {
+                let reference = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+                (
+                    format!("{error} (reference {reference})"),
+                    format!("it refused the batch; reference {reference} in Salvage's log"),
+                )
+            }
+            Err(_) => {
+                let late = format!(
+                    "no answer within {} ms",
+                    state.queues.ingest_timeout.as_millis()
+                );
+                (late.clone(), late)
+            }
         }
     };
     let error = format!("ClickHouse: {clickhouse_error}");
@@ -90,18 +104,22 @@ pub async fn store(
     match enqueue(&state.pg, queue, lines, &error, &limits).await {
         Ok(queued) => {
             tracing::warn!(queue = queue.as_str(), rows = lines.len(), error = %clickhouse_error, "ClickHouse refused a batch; parked it in the fallback queue");
-            Ok(Stored::Fallback { error, queued })
+            Ok(Stored::Fallback {
+                reason: format!("ClickHouse: {told}"),
+                queued,
+            })
         }
         Err(EnqueueError::OverQuota { waiting, quota }) => {
             tracing::warn!(
                 key_id,
                 waiting,
                 quota,
+                clickhouse = %clickhouse_error,
                 "refused: the key is at its fallback quota"
             );
             Err(AppError::RateLimited {
                 message: format!(
-                    "ClickHouse is not taking rows ({clickhouse_error}), and this key already has \
+                    "ClickHouse is not taking rows ({told}), and this key already has \
                      {waiting} rows waiting in the fallback queue; its quota is {quota}. \
                      Nothing of this batch was stored: retry it once replay has drained the \
                      queue."
@@ -110,10 +128,10 @@ pub async fn store(
             })
         }
         Err(EnqueueError::Full { depth, cap }) => {
-            tracing::error!(depth, cap, "refused: the fallback queues are at their cap");
+            tracing::error!(depth, cap, clickhouse = %clickhouse_error, "refused: the fallback queues are at their cap");
             Err(AppError::QueueFull {
                 message: format!(
-                    "ClickHouse is not taking rows ({clickhouse_error}), and the fallback queues \
+                    "ClickHouse is not taking rows ({told}), and the fallback queues \
                      hold {depth} rows, their cap of {cap}. Nothing of this batch was stored: \
                      retry it once ClickHouse is back and replay has drained the queue."
                 ),
@@ -123,7 +141,7 @@ pub async fn store(
             tracing::error!(queue = queue.as_str(), rows = lines.len(), clickhouse = %clickhouse_error, postgres = %pg_error, "neither store accepted a batch; the caller must retry");
             Err(AppError::Unavailable {
                 message: format!(
-                    "Neither ClickHouse ({clickhouse_error}) nor PostgreSQL accepted the rows. Nothing was stored; retry the same batch."
+                    "Neither ClickHouse ({told}) nor PostgreSQL accepted the rows. Nothing was stored; retry the same batch."
                 ),
             })
         }
@@ -321,12 +339,12 @@ async fn ingest(state: AppState, queue: Queue, request: axum::extract::Request) 
             };
             (StatusCode::OK, axum::Json(answer)).into_response()
         }
-        Ok((rows, Stored::Fallback { error, queued })) => {
+        Ok((rows, Stored::Fallback { reason, queued })) => {
             let answer = IngestAnswer {
                 stored: StoredIn::Fallback,
                 rows,
                 queued: Some(queued),
-                reason: Some(error),
+                reason: Some(reason),
             };
             (StatusCode::ACCEPTED, axum::Json(answer)).into_response()
         }

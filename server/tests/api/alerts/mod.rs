@@ -5,7 +5,7 @@
 mod actions;
 mod kinds;
 mod lifecycle;
-mod plain_page;
+pub(crate) mod plain_page;
 
 use app::alerts::ssr::EvaluationReport;
 use serde_json::Value;

@@ -8,8 +8,9 @@ use super::{events, open_alert, raise_data_expired, with_an_alert};
 use crate::helpers::{Client, TestApp};
 use crate::sign_in_form::location;
 
-/// What a browser sends when a form of `page` posts to the server function `endpoint`.
-async fn post_form(
+/// What a browser sends when a form of `page` posts to the server function `endpoint`
+/// (as a plain form: it asks for HTML).
+pub(crate) async fn post_form(
     client: &Client,
     page: &str,
     endpoint: &str,

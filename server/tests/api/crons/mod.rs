@@ -131,7 +131,7 @@ async fn cron_calls_without_a_working_secret_get_401_and_run_nothing() {
     );
 
     // With the new secret the job runs; an unknown job is a 404 naming the jobs.
-    let new = rotated["secret"].as_str().unwrap();
+    let new = rotated["secret"]["shownOnce"].as_str().unwrap();
     assert!(new.starts_with("sgc_") && new.len() == 68, "{new}");
     assert_eq!(with_secret(&app, "replay-fallback", new).await, 200);
     let (status, body) = call_cron(&app, "no-such-job", Some(&format!("Bearer {new}"))).await;
@@ -153,7 +153,7 @@ async fn the_previous_secret_works_inside_its_grace_window_and_not_a_second_afte
         )
         .await;
     assert_eq!(status, 200, "{rotated}");
-    let new = rotated["secret"].as_str().unwrap().to_owned();
+    let new = rotated["secret"]["shownOnce"].as_str().unwrap().to_owned();
     let (previous_id, expires_ms) = (
         rotated["previous"][0].as_i64().unwrap(),
         rotated["previous"][1].as_i64().unwrap(),
@@ -186,7 +186,7 @@ async fn the_previous_secret_works_inside_its_grace_window_and_not_a_second_afte
             json!({"grace_hours": 24, "reason": "again"}),
         )
         .await;
-    let newest = second["secret"].as_str().unwrap().to_owned();
+    let newest = second["secret"]["shownOnce"].as_str().unwrap().to_owned();
     assert_eq!(
         with_secret(&app, "expire-fallback", &new).await,
         200,

@@ -7,11 +7,21 @@ use super::receiver::{Behaviour, Receiver};
 use super::{deliver, events, webhook, webhook_for};
 use crate::helpers::{spawn_app, TestApp};
 
+/// A key for every organisation (`*`), the only kind that may enqueue events.
 async fn key(app: &TestApp) -> String {
-    app::queues::ssr::keys::create(&app.pg, &app::auth::ssr::Actor::cli(), "events", "org_1")
-        .await
-        .unwrap()
-        .1
+    key_for(app, "*").await
+}
+
+async fn key_for(app: &TestApp, organisation: &str) -> String {
+    app::queues::ssr::keys::create(
+        &app.pg,
+        &app::auth::ssr::Actor::cli(),
+        "events",
+        organisation,
+    )
+    .await
+    .unwrap()
+    .1
 }
 
 async fn post(app: &TestApp, key: Option<&str>, body: String) -> (u16, Value) {
@@ -208,4 +218,27 @@ async fn spawn_app_tweaked_for_alerts() -> TestApp {
         settings.webhooks.breaker_failures = 3;
     })
     .await
+}
+
+#[tokio::test]
+async fn a_key_for_one_organisation_cannot_enqueue_events_for_every_subscriber() {
+    let app = spawn_app().await;
+    let receiver = Receiver::start().await;
+    webhook(&app, &receiver.url("a"), 5).await;
+    let tenant = key_for(&app, "org_1").await;
+    let service = key(&app).await;
+    let event = json!({"event_type": "order.paid", "payload": {"order": 1},
+                       "idempotency_key": "shared-k1"})
+    .to_string();
+
+    let (status, body) = post(&app, Some(&tenant), event.clone()).await;
+
+    assert_eq!(status, 403, "{body}");
+    assert!(body.to_string().contains("every organisation"), "{body}");
+    assert_eq!(app.count("webhook_events").await, 0);
+    assert_eq!(app.count("webhook_deliveries").await, 0);
+    // The tenant's refused post took nothing from the service's namespace of keys.
+    let (status, body) = post(&app, Some(&service), event).await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["duplicate"], false);
 }

@@ -38,7 +38,7 @@ pub async fn webhook_for(
     )
     .await
     .unwrap();
-    (created.id, created.secret)
+    (created.id, created.secret.reveal().to_owned())
 }
 
 /// Enqueues `n` `order.paid` events as the ingest route does; returns their ids.

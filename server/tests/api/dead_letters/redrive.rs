@@ -305,3 +305,61 @@ async fn retention_deletes_only_what_is_past_it_records_it_and_waits_during_a_fr
         1
     );
 }
+
+#[tokio::test]
+async fn only_an_admin_turns_a_disabled_webhook_back_on_operators_close_paused_circuits() {
+    let app = spawn_app_tweaked(no_breaker).await;
+    let receiver = Receiver::start().await;
+    let (a, b) = two_kinds_of_dead_letters(&app, &receiver, 2).await;
+    // `a` was turned off by an admin; `b`'s circuit was opened by the workers.
+    sqlx::query("update webhooks set enabled = false where id = $1")
+        .bind(a)
+        .execute(&app.pg)
+        .await
+        .unwrap();
+    sqlx::query("update webhooks set paused_at = now(), failing_since = now() where id = $1")
+        .bind(b)
+        .execute(&app.pg)
+        .await
+        .unwrap();
+    let operator = app.signed_in(app::auth::Role::Operator).await;
+    let admin = app.signed_in(app::auth::Role::Admin).await;
+    let history = app.count("runbook_history").await;
+    let recover = |id: i64| serde_json::json!({"webhook_id": id, "reason": "receiver is back"});
+
+    let (status, body) = operator.call("dlq/recover", recover(a)).await;
+
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("only an admin"),
+        "{body}"
+    );
+    let enabled: bool = sqlx::query_scalar("select enabled from webhooks where id = $1")
+        .bind(a)
+        .fetch_one(&app.pg)
+        .await
+        .unwrap();
+    assert!(!enabled, "still off");
+    assert_eq!(
+        statuses(&app, a).await,
+        vec![("dead".into(), 2)],
+        "nothing redriven"
+    );
+    assert_eq!(
+        app.count("runbook_history").await,
+        history,
+        "nothing recorded"
+    );
+
+    // The operator may close the paused circuit; the admin may turn the webhook on.
+    let (status, body) = operator.call("dlq/recover", recover(b)).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = admin.call("dlq/recover", recover(a)).await;
+    assert_eq!(status, 200, "{body}");
+    let enabled: bool = sqlx::query_scalar("select enabled from webhooks where id = $1")
+        .bind(a)
+        .fetch_one(&app.pg)
+        .await
+        .unwrap();
+    assert!(enabled);
+}

@@ -177,3 +177,41 @@ async fn bad_input_gets_a_clear_error_and_stores_nothing() {
     assert_eq!(queued(&app).await, 0);
     assert_eq!(app.count("events_fallback").await, 0);
 }
+
+#[tokio::test]
+async fn a_batch_clickhouse_refuses_is_answered_with_a_reference_not_its_own_words() {
+    let app = spawn_app().await;
+    let key = ingest_key(&app).await;
+    app.clickhouse
+        .client()
+        .query("DROP TABLE requests")
+        .execute()
+        .await
+        .unwrap();
+
+    let (status, body) = post_rows(&app, &key, &request_rows(0, 3)).await;
+
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["queued"], 3);
+    let reason = body["reason"].as_str().unwrap();
+    assert!(reason.contains("reference"), "{reason}");
+    for exposed in ["Exception", "Code:", "requests", "salvage_test"] {
+        assert!(!reason.contains(exposed), "{exposed} in {reason}");
+    }
+    // What ClickHouse said is kept for the console, under the same reference.
+    let reference = reason
+        .split("reference ")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap();
+    let kept: String = sqlx::query_scalar("select last_error from requests_fallback limit 1")
+        .fetch_one(&app.pg)
+        .await
+        .unwrap();
+    assert!(
+        kept.contains("Exception") && kept.contains(reference),
+        "{kept}"
+    );
+}

@@ -127,3 +127,67 @@ async fn anonymous_health_answers_carry_no_driver_errors_or_version() {
     let (_, body) = wrong.get_json("/health/deep").await;
     assert!(body.get("version").is_none(), "{body}");
 }
+
+#[tokio::test]
+async fn a_webhooks_url_is_an_admins_to_see_and_the_history_records_it_masked() {
+    let app = spawn_app().await;
+    let admin = app.signed_in(Role::Admin).await;
+    let secret_path = "/services/T0001/B0002/XXXXsecretXXXX";
+    let url = format!("https://hooks.example.com{secret_path}?token=also-secret");
+    let (status, created) = admin
+        .call(
+            "settings/webhooks/create",
+            json!({"url": url, "description": "", "event_types": "order.paid", "max_retries": ""}),
+        )
+        .await;
+    assert_eq!(status, 200, "{created}");
+    let id = created["id"].as_i64().unwrap();
+    let (status, _) = admin
+        .call(
+            "settings/webhooks/enabled",
+            json!({"id": id, "enabled": false, "reason": "receiver moved"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+
+    for role in [Role::Operator, Role::Manager] {
+        let viewer = app.signed_in(role).await;
+        for (endpoint, args) in [
+            ("settings/webhooks", json!({})),
+            ("dlq/overview", json!({"filter": "", "after": ""})),
+        ] {
+            let (status, body) = viewer.call(endpoint, args).await;
+            assert_eq!(status, 200, "{body}");
+            let text = body.to_string();
+            assert!(
+                !text.contains("XXXXsecretXXXX"),
+                "{role:?} {endpoint}: {text}"
+            );
+            assert!(!text.contains("also-secret"), "{role:?} {endpoint}: {text}");
+            assert!(
+                text.contains("https://hooks.example.com/…"),
+                "{role:?} {endpoint}: {text}"
+            );
+        }
+    }
+    let (_, listed) = admin.call("settings/webhooks", json!({})).await;
+    assert!(
+        listed.to_string().contains(secret_path),
+        "the admin sees it whole"
+    );
+    let recorded: Vec<String> = sqlx::query_scalar(
+        "select title || ' ' || coalesce(details::text, '') from runbook_history
+          where kind = 'webhook'",
+    )
+    .fetch_all(&app.pg)
+    .await
+    .unwrap();
+    assert_eq!(recorded.len(), 2, "{recorded:?}");
+    for entry in recorded {
+        assert!(
+            !entry.contains("XXXXsecretXXXX") && !entry.contains("also-secret"),
+            "{entry}"
+        );
+        assert!(entry.contains("hooks.example.com"), "{entry}");
+    }
+}

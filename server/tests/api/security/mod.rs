@@ -5,11 +5,13 @@
 //! the defence it names is taken away.
 
 mod alerts;
+pub(crate) mod caller_mistakes;
 mod database;
 mod exposure;
 mod headers;
 mod history;
 mod ingest;
+mod plain_forms;
 mod sessions;
 mod sign_in;
 
