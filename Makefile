@@ -4,7 +4,7 @@ SHELL := /bin/bash
 
 export PATH := $(HOME)/.cargo/bin:$(CURDIR)/end2end/node_modules/.bin:$(PATH)
 
-.PHONY: help run run-cluster test test-cluster dist setup setup-test stores build-release check unit e2e stop bench-history bench-replay bench-sign-in bench-alerts bench-backup bench-webhooks
+.PHONY: help run run-cluster test test-cluster dist setup setup-test stores build-release check unit e2e stop bench-history bench-replay bench-sign-in bench-sign-in-flood bench-alerts bench-backup bench-webhooks
 
 help:
 	@echo "make run    install what is missing, start PostgreSQL + ClickHouse, build, serve http://127.0.0.1:3000/admin"
@@ -20,6 +20,7 @@ help:
 	@echo "make bench-webhooks  webhook deliveries/s against a plain HTTP client, and a redrive of 100,000 dead letters"
 	@echo "make bench-backup    a million ClickHouse rows and the demo data: backup and restore against pg_dump and clickhouse-client"
 	@echo "make bench-sign-in   300 concurrent password checks: peak memory with and without the gate"
+	@echo "make bench-sign-in-flood  salvage serve under setup and sign-in floods: memory and a real sign-in's time"
 
 ## Build and serve the console (release build) against the local stores.
 ## SALVAGE_ENV_FILE names another settings file (scripts/test-run.sh runs it on private stores).
@@ -94,3 +95,8 @@ bench-webhooks: setup stores build-release
 
 bench-sign-in:
 	cargo run -q --release -p salvage --features app/ssr --example bench_sign_in
+
+## Benchmark: a real salvage serve flooded with setup posts and wrong sign-ins (16 loops,
+## 10 s each): its resident memory (start, peak, settled) and a real sign-in's time.
+bench-sign-in-flood: setup stores build-release
+	set -a; . ./.env; set +a; ./target/release/salvage bench sign-in-flood

@@ -65,6 +65,10 @@ load_secrets() {
         echo "PG_APP_PASSWORD=$(new_password)"
         echo "CH_PASSWORD=$(new_password)"; } >"$SECRETS" )
   fi
+  # Added after the first version of this file: appended to one made before.
+  if ! grep -q '^WEBHOOK_SECRET_KEY=' "$SECRETS"; then
+    echo "WEBHOOK_SECRET_KEY=local-$(date +%Y%m%d):$(head -c 32 /dev/urandom | base64 -w0)" >>"$SECRETS"
+  fi
   chmod 600 "$SECRETS"
   # shellcheck disable=SC1090
   . "$SECRETS"
@@ -377,6 +381,7 @@ SALVAGE_ADDR=${SALVAGE_ADDR:-127.0.0.1:3000}
 SALVAGE_PUBLIC_URL=${SALVAGE_PUBLIC_URL:-http://${SALVAGE_ADDR:-127.0.0.1:3000}}
 SALVAGE_BACKUP_DIR=$STORES/backups
 SALVAGE_CH_TCP_PORT=$CH_TCP_PORT
+SALVAGE_WEBHOOK_SECRET_KEYS=$WEBHOOK_SECRET_KEY
 ENV
 }
 

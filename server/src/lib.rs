@@ -5,6 +5,8 @@
 //!
 //! - [`config`] — [`Settings`](config::Settings) from the environment; secrets redacted.
 //! - [`startup`] — [`Application`](startup::Application): state, router, listener.
+//! - [`deadline`] — the console's deadline: a page or server function answers within
+//!   `SALVAGE_STORE_DEADLINE_SECS`, naming the store that does not answer.
 //! - [`routes`] — `/health/*`, `/ingest/*`, `/cron/*`.
 //! - [`metrics`] — `/metrics` (Prometheus) and the request counter every route passes.
 //! - [`openapi`] — the OpenAPI description of those routes, `/api/openapi.json`.
@@ -21,6 +23,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod deadline;
 pub mod metrics;
 pub mod openapi;
 pub mod routes;

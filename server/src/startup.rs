@@ -249,6 +249,11 @@ pub fn router(state: AppState, settings: &Settings) -> Router {
                 .then_some(HeaderValue::from_static("max-age=31536000")),
         ))
         .layer(session_layer(state.pg.clone(), settings))
+        // Outside the session layer: loading and saving the session count too.
+        .layer(axum::middleware::from_fn_with_state(
+            (state.clone(), settings.deadlines.store),
+            crate::deadline::store_deadline,
+        ))
         // No console request comes near this; a bigger body is refused with 413 unread.
         .layer(tower_http::limit::RequestBodyLimitLayer::new(
             MAX_BODY_BYTES,
@@ -348,10 +353,10 @@ fn flood_guard(
         ))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,
-            settings.request_timeout,
+            settings.deadlines.request,
         ))
         .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
-            settings.body_timeout,
+            settings.deadlines.body,
         ))
 }
 
@@ -432,6 +437,20 @@ pub async fn after_postgres_migrated(
     app::migrations::ssr::store::register(state)
         .await
         .context("Failed to register the background migrations")?;
+    let resealed = app::dead_letters::ssr::endpoints::reseal(
+        &state.pg,
+        &state.webhooks.secret_keys,
+        &app::auth::ssr::Actor::system("start-up"),
+    )
+    .await
+    .map_err(|error| anyhow::anyhow!("{error}"))
+    .context("Failed to seal the webhooks' signing secrets")?;
+    if resealed > 0 {
+        tracing::info!(
+            resealed,
+            "webhook signing secrets sealed under the current key"
+        );
+    }
     if let Some(secret) = cron_secret {
         if let Some(id) = app::crons::ssr::secrets::import_from_environment(&state.pg, secret, now)
             .await

@@ -148,7 +148,7 @@ pub async fn create_webhook(
             &event_types,
             &max_retries,
         )?;
-        super::ssr::endpoints::create(&state.pg, &actor, &new).await
+        super::ssr::endpoints::create(&state.pg, &state.webhooks.secret_keys, &actor, &new).await
     }
     .await;
     crate::server::respond(result)

@@ -8,6 +8,7 @@ pub mod clock;
 pub mod metrics;
 pub mod plain_form;
 pub mod postgres;
+pub mod sealed;
 pub mod state;
 pub mod tokens;
 

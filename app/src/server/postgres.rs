@@ -64,6 +64,64 @@ pub mod lock_class {
     pub const CHAIN_VERIFY: i32 = 7305;
 }
 
+/// Salvage's own tables in PostgreSQL (its migrations make them). Everything else in the
+/// `public` schema is the guarded service's data. A test keeps this list equal to what
+/// the migrations create.
+pub const OWN_TABLES: &[&str] = &[
+    "_sqlx_migrations",
+    "users",
+    "setup_tokens",
+    "sign_in_failures",
+    "sessions",
+    "runbook_history",
+    "ingest_keys",
+    "requests_fallback",
+    "events_fallback",
+    "fallback_queues",
+    "fallback_depth_deltas",
+    "fallback_key_depths",
+    "fallback_depth_samples",
+    "cron_jobs",
+    "cron_job_runs",
+    "cron_secrets",
+    "internal_alerts",
+    "internal_alert_events",
+    "internal_alert_conditions",
+    "alert_silences",
+    "alert_silence_matches",
+    "alert_notifications",
+    "backups",
+    "backup_files",
+    "restores",
+    "write_freezes",
+    "drills",
+    "drill_databases",
+    "recovery_objectives",
+    "incident_checklist",
+    "incident_owners",
+    "webhooks",
+    "webhook_events",
+    "webhook_deliveries",
+    "webhook_attempts",
+    "webhook_redrives",
+    "background_migrations",
+    "schema_upgrades",
+];
+
+/// Salvage's own views (the migrations make them); the application role reads them.
+pub const OWN_VIEWS: &[&str] = &["fallback_depths"];
+
+/// Of [`OWN_TABLES`], those the application role may only add to and read (`INSERT`,
+/// `SELECT`): the history, and the records of what was done (each attempt to deliver a
+/// webhook, each file of a backup, each alert a silence matched). Rows leave them only
+/// with their parent (`on delete cascade` runs as the table's owner) or never.
+pub const APPEND_ONLY: &[&str] = &[
+    "runbook_history",
+    "webhook_attempts",
+    "backup_files",
+    "alert_silence_matches",
+];
+
 /// Applies every pending migration. Safe to run from several replicas at once: sqlx takes
 /// an advisory lock, and applied migrations are skipped.
 pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
@@ -112,25 +170,54 @@ pub async fn migrate_schema(
     }
 }
 
-/// What the application role may do: read and write Salvage's tables, but never change,
-/// delete or truncate a history entry, touch the migrations' record, or change the
-/// schema (it owns nothing). Idempotent; runs after every migration.
+/// What the application role may do, table by table, and nothing more: read and write
+/// Salvage's own tables (and read its views); only add to and read the [`APPEND_ONLY`] ones (never change,
+/// delete or truncate a history entry or an attempt); only read the migrations' record;
+/// nothing at all on the guarded service's tables (restores, drills and backups reach
+/// those as the owner); and never change the schema (it owns nothing). Starts from
+/// nothing each time, in one transaction, so a grant made by hand does not linger.
+/// Idempotent; runs after every migration and restore.
 pub async fn grant_application_role(owner: &PgPool, role: &str) -> Result<(), sqlx::Error> {
     let mut tx = owner.begin().await?;
-    sqlx::query("select set_config('salvage.app_role', $1, true)")
-        .bind(role)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query(
+        "select set_config('salvage.app_role', $1, true),
+                set_config('salvage.own_tables', $2, true),
+                set_config('salvage.append_only', $3, true),
+                set_config('salvage.own_views', $4, true)",
+    )
+    .bind(role)
+    .bind(OWN_TABLES.join(","))
+    .bind(APPEND_ONLY.join(","))
+    .bind(OWN_VIEWS.join(","))
+    .execute(&mut *tx)
+    .await?;
     sqlx::query(
         r#"do $$
-           declare role text := current_setting('salvage.app_role');
+           declare
+             role text := current_setting('salvage.app_role');
+             own text[] := string_to_array(current_setting('salvage.own_tables'), ',');
+             own_views text[] := string_to_array(current_setting('salvage.own_views'), ',');
+             append_only text[] := string_to_array(current_setting('salvage.append_only'), ',');
+             t text;
            begin
              execute format('grant usage on schema public to %I', role);
              execute format('revoke create on schema public from %I', role);
-             execute format('grant select, insert, update, delete on all tables in schema public to %I', role);
+             execute format('revoke all on all tables in schema public from %I', role);
+             for t in select tablename from pg_tables
+                       where schemaname = 'public' and tablename = any(own) loop
+               if t = '_sqlx_migrations' then
+                 execute format('grant select on %I to %I', t, role);
+               elsif t = any(append_only) then
+                 execute format('grant select, insert on %I to %I', t, role);
+               else
+                 execute format('grant select, insert, update, delete on %I to %I', t, role);
+               end if;
+             end loop;
+             for t in select viewname from pg_views
+                       where schemaname = 'public' and viewname = any(own_views) loop
+               execute format('grant select on %I to %I', t, role);
+             end loop;
              execute format('grant usage, select on all sequences in schema public to %I', role);
-             execute format('revoke update, delete, truncate on runbook_history from %I', role);
-             execute format('revoke insert, update, delete, truncate on _sqlx_migrations from %I', role);
            end $$"#,
     )
     .execute(&mut *tx)

@@ -262,6 +262,10 @@ pub enum WebhookCommand {
         #[arg(long)]
         reason: String,
     },
+    /// Seal every signing secret under the first key of SALVAGE_WEBHOOK_SECRET_KEYS (those
+    /// stored before sealing, or under a key being rotated out). Start-up does it too;
+    /// once it has, the old key can leave the setting.
+    Reseal,
 }
 
 /// `salvage migrations …`.

@@ -245,10 +245,11 @@ async fn run_flood(
 }
 
 async fn measure(settings: &Settings, length: Duration, loops: usize) -> anyhow::Result<()> {
-    let pg = sqlx::PgPool::connect(settings.database_url.expose_secret()).await?;
+    let state = crate::startup::build_state(settings);
+    crate::startup::migrate_postgres(&state).await?;
     let server = Arc::new(Server::start(settings).await?);
     app::settings::ssr::add_user(
-        &pg,
+        &state.pg,
         &app::auth::ssr::Actor::cli(),
         EMAIL,
         app::auth::Role::Operator,

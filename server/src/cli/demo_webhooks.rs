@@ -55,7 +55,7 @@ pub async fn dead_letters(
             .map_err(|e| anyhow::anyhow!("{e}"))?
         };
         ids.push(
-            endpoints::create(&state.pg, &actor, &new)
+            endpoints::create(&state.pg, &state.webhooks.secret_keys, &actor, &new)
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?
                 .id,

@@ -29,7 +29,7 @@ pub async fn webhook(command: WebhookCommand, settings: Settings) -> anyhow::Res
                 &max_retries,
             )
             .map_err(app_error)?;
-            let created = endpoints::create(&state.pg, &actor, &new)
+            let created = endpoints::create(&state.pg, &state.webhooks.secret_keys, &actor, &new)
                 .await
                 .map_err(app_error)?;
             eprintln!(
@@ -86,6 +86,20 @@ pub async fn webhook(command: WebhookCommand, settings: Settings) -> anyhow::Res
                 .map_err(app_error)?;
             println!(
                 "Webhook {id} deleted; {dead} pending deliveries dead-lettered (webhook_deleted)."
+            );
+        }
+        WebhookCommand::Reseal => {
+            let keys = &state.webhooks.secret_keys;
+            let Some(current) = keys.current() else {
+                anyhow::bail!(
+                    "SALVAGE_WEBHOOK_SECRET_KEYS is not set: there is no key to seal with"
+                );
+            };
+            let resealed = endpoints::reseal(&state.pg, keys, &actor)
+                .await
+                .map_err(app_error)?;
+            println!(
+                "{resealed} signing secrets sealed under key `{current}`; every other was already."
             );
         }
     }

@@ -39,6 +39,14 @@ pub(super) fn webhooks(env: &Env) -> Result<app::dead_letters::ssr::WebhookSetti
         )? as i64,
         ..Default::default()
     };
+    if let Some(keys) = env.get("SALVAGE_WEBHOOK_SECRET_KEYS") {
+        webhooks.secret_keys = app::server::sealed::KeyRing::parse(&keys).map_err(|reason| {
+            ConfigError::Malformed {
+                name: "SALVAGE_WEBHOOK_SECRET_KEYS",
+                reason,
+            }
+        })?;
+    }
     if let Some(list) = env.get("SALVAGE_WEBHOOK_EVENT_TYPES") {
         let types: Vec<String> = list
             .split(',')

@@ -23,6 +23,7 @@ use secrecy::{ExposeSecret, SecretString};
 use sqlx::postgres::PgConnectOptions;
 use url::Url;
 
+pub mod deadlines;
 mod env;
 mod features;
 
@@ -62,17 +63,13 @@ pub struct Settings {
     /// none (the connection's peer is the client).
     pub trusted_proxies: TrustedProxies,
     /// `SALVAGE_ARGON2_PERMITS`: password checks that may run at once (each holds
-    /// 19 MiB). Default twice the cores.
+    /// 19 MiB). Default one per core.
     pub password_permits: usize,
     /// `SALVAGE_ARGON2_WAIT_MS`: how long a sign-in waits for a free permit before 503.
     /// Default 1000.
     pub password_wait: Duration,
-    /// `SALVAGE_REQUEST_TIMEOUT_SECS`: a request that has not produced its response in
-    /// this long gets 408. Default 30. (A streamed download may take longer once started.)
-    pub request_timeout: Duration,
-    /// `SALVAGE_BODY_TIMEOUT_SECS`: a request body that stalls this long between chunks is
-    /// cut off. Default 10.
-    pub body_timeout: Duration,
+    /// The time limits of requests and of the store calls under them.
+    pub deadlines: deadlines::Deadlines,
     /// `SALVAGE_MAX_IN_FLIGHT`: requests handled at once by the console and, separately,
     /// by the ingest and cron routes; beyond it, 503 with `Retry-After` at once. Default 512.
     pub max_in_flight: usize,
@@ -284,18 +281,6 @@ impl Settings {
             "milliseconds",
             1000,
         )?);
-        let request_timeout = Duration::from_secs(bounded(
-            "SALVAGE_REQUEST_TIMEOUT_SECS",
-            1..=3600,
-            "seconds",
-            30,
-        )?);
-        let body_timeout = Duration::from_secs(bounded(
-            "SALVAGE_BODY_TIMEOUT_SECS",
-            1..=600,
-            "seconds",
-            10,
-        )?);
         let max_in_flight =
             bounded("SALVAGE_MAX_IN_FLIGHT", 8..=100_000, "requests", 512)? as usize;
         let health_token = bearer_token("SALVAGE_HEALTH_TOKEN", get("SALVAGE_HEALTH_TOKEN"))?;
@@ -460,8 +445,7 @@ impl Settings {
             password_wait,
             health_token,
             metrics_token,
-            request_timeout,
-            body_timeout,
+            deadlines: deadlines::deadlines(&env)?,
             max_in_flight,
             shutdown_grace: Duration::from_secs(bounded(
                 "SALVAGE_SHUTDOWN_GRACE_SECS",
@@ -515,11 +499,16 @@ impl Settings {
         ))
     }
 
-    /// The PostgreSQL connection options (the URL was validated when read).
+    /// The PostgreSQL connection options (the URL was validated when read), with the
+    /// statement timeout of [`deadlines::Deadlines::statement`].
     pub fn pg_connect_options(&self) -> PgConnectOptions {
         PgConnectOptions::from_str(self.database_url.expose_secret())
             .expect("DATABASE_URL was validated when the settings were read")
             .application_name("salvage")
+            .options([(
+                "statement_timeout",
+                format!("{}s", self.deadlines.statement.as_secs()),
+            )])
     }
 
     /// A ClickHouse client for these settings but another database (tests, drills).

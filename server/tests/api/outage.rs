@@ -205,3 +205,100 @@ async fn with_postgresql_cut_every_admin_page_answers_503_and_says_postgresql_is
     assert_eq!(status, "resolved");
     assert!(seconds >= 0.0);
 }
+
+/// The store deadline of the random-cut test: short, so twenty rounds stay quick.
+const DEADLINE: std::time::Duration = std::time::Duration::from_secs(3);
+
+fn short_store_deadline(settings: &mut salvage::config::Settings) {
+    settings.deadlines.store = DEADLINE;
+}
+
+/// A little randomness for the moment of each cut (no seedable generator is a
+/// dependency here; the uuid's random bits serve).
+fn random_below(n: u64) -> u64 {
+    (uuid::Uuid::new_v4().as_u128() as u64) % n
+}
+
+#[tokio::test]
+async fn cut_at_random_moments_every_page_and_server_function_answers_within_the_deadline() {
+    let app = spawn_app_with(Options {
+        postgres_link: true,
+        tweak: Some(short_store_deadline),
+        ..Options::default()
+    })
+    .await;
+    let admin = app.signed_in(Role::Admin).await;
+    let link = app.postgres_link.as_ref().unwrap();
+    let pages = [
+        "/admin",
+        "/admin/alerts",
+        "/admin/queues",
+        "/admin/history",
+        "/admin/crons",
+    ];
+    let functions = [
+        "overview/stores",
+        "alerts/open",
+        "queues/overview",
+        "history/search",
+    ];
+    // An answer slower than the deadline, with a margin for a busy machine's timers.
+    let late = DEADLINE + std::time::Duration::from_secs(2);
+    let mut wrong = Vec::new();
+
+    for round in 0..20 {
+        let mut calls = tokio::task::JoinSet::new();
+        for page in pages {
+            let admin = admin.clone();
+            calls.spawn(async move {
+                let started = std::time::Instant::now();
+                let status = admin.get(page).await.status().as_u16();
+                (page.to_owned(), status, started.elapsed())
+            });
+        }
+        for endpoint in functions {
+            let (admin, args) = (admin.clone(), arguments(endpoint).unwrap());
+            calls.spawn(async move {
+                let started = std::time::Instant::now();
+                let status = admin.call_server_fn(endpoint, args).await.status().as_u16();
+                (endpoint.to_owned(), status, started.elapsed())
+            });
+        }
+        // Before the calls reach the store, while they query, or while they render.
+        tokio::time::sleep(std::time::Duration::from_millis(random_below(250))).await;
+        link.cut();
+        while let Some(answer) = calls.join_next().await {
+            let (what, status, took) = answer.unwrap();
+            if took > late || !matches!(status, 200 | 503) {
+                wrong.push(format!(
+                    "round {round}: {what} answered {status} after {took:?}"
+                ));
+            }
+        }
+        // And while it is cut, a fresh call meets the outage between requests.
+        let started = std::time::Instant::now();
+        let status = admin.get("/admin/queues").await.status().as_u16();
+        if started.elapsed() > late || status != 503 {
+            wrong.push(format!(
+                "round {round}: during the cut, {status} after {:?}",
+                started.elapsed()
+            ));
+        }
+        link.restore();
+        let back = crate::helpers::eventually(std::time::Duration::from_secs(20), || async {
+            admin.get("/admin/queues").await.status().as_u16() == 200
+        })
+        .await;
+        assert!(
+            back,
+            "round {round}: the console did not come back with PostgreSQL"
+        );
+    }
+
+    assert!(
+        wrong.is_empty(),
+        "{} slow or wrong answers:\n{}",
+        wrong.len(),
+        wrong.join("\n")
+    );
+}

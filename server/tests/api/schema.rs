@@ -91,6 +91,14 @@ async fn the_list_of_salvages_own_tables_is_what_the_migrations_create() {
         .collect();
     own.sort();
     assert_eq!(tables, own);
+    // The application role is granted its reads on Salvage's views by name too.
+    let views: Vec<String> = sqlx::query_scalar(
+        "select viewname::text from pg_views where schemaname = 'public' order by 1",
+    )
+    .fetch_all(&app.pg)
+    .await
+    .unwrap();
+    assert_eq!(views, app::server::postgres::OWN_VIEWS);
 }
 
 /// Salvage with its ClickHouse tables renamed by `CLICKHOUSE_REQUESTS_TABLE` and

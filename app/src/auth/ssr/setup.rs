@@ -102,6 +102,7 @@ pub async fn create_first_admin(
         .map_err(AppError::wrap("Failed to count users"))?
         > 0
     {
+        tokio::time::sleep(super::sign_in::REFUSAL_PAUSE).await;
         return Err(refused());
     }
     let attempt = reserve_attempt(pg, SETUP_THROTTLE_KEY, network).await?;

@@ -16,6 +16,12 @@ use crate::server::AppState;
 /// Failures counted over this window.
 pub const THROTTLE_WINDOW_SECS: i64 = 15 * 60;
 
+/// How long a refused guess (a throttled attempt, a setup post once accounts exist)
+/// waits before it is answered. The wait costs the server nothing, and a loop of guesses
+/// from one place then sends one a second instead of thousands: on a small machine, a
+/// flood answered at once takes the CPU a real sign-in needs, however cheap each answer.
+pub(crate) const REFUSAL_PAUSE: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The sign-in throttle's limits. Failures are counted per email *and client network*
 /// (an IPv4 address, an IPv6 /64), so an attacker guessing from one place slows only
 /// themselves: the account's owner, signing in from elsewhere, is not locked out.
@@ -122,7 +128,10 @@ pub(crate) async fn reserve_attempt(
         email_last_age: row.email_last_age.unwrap_or(0.0),
     };
     if let Some(retry_after_secs) = wait_secs(&counts) {
+        // The locks go before the pause.
+        drop(tx);
         tracing::warn!(client = %network, "refused: sign-in throttled");
+        tokio::time::sleep(REFUSAL_PAUSE).await;
         return Err(AppError::TooManyRequests { retry_after_secs });
     }
     let id = sqlx::query_scalar!(

@@ -18,49 +18,10 @@ use super::manifest::{schema_checksum, TableEntry};
 use super::BackupSettings;
 use crate::error::AppError;
 
-/// Salvage's own tables in PostgreSQL (its migrations make them). Everything else in the
-/// `public` schema is application data. A test keeps this list equal to what the
-/// migrations create.
-pub const OWN_TABLES: &[&str] = &[
-    "_sqlx_migrations",
-    "users",
-    "setup_tokens",
-    "sign_in_failures",
-    "sessions",
-    "runbook_history",
-    "ingest_keys",
-    "requests_fallback",
-    "events_fallback",
-    "fallback_queues",
-    "fallback_depth_deltas",
-    "fallback_key_depths",
-    "fallback_depth_samples",
-    "cron_jobs",
-    "cron_job_runs",
-    "cron_secrets",
-    "internal_alerts",
-    "internal_alert_events",
-    "internal_alert_conditions",
-    "alert_silences",
-    "alert_silence_matches",
-    "alert_notifications",
-    "backups",
-    "backup_files",
-    "restores",
-    "write_freezes",
-    "drills",
-    "drill_databases",
-    "recovery_objectives",
-    "incident_checklist",
-    "incident_owners",
-    "webhooks",
-    "webhook_events",
-    "webhook_deliveries",
-    "webhook_attempts",
-    "webhook_redrives",
-    "background_migrations",
-    "schema_upgrades",
-];
+/// Salvage's own tables in PostgreSQL, kept with the schema (see
+/// [`crate::server::postgres::OWN_TABLES`]). Everything else in `public` is application
+/// data.
+pub use crate::server::postgres::OWN_TABLES;
 
 /// Whether `table` is one of Salvage's own.
 pub fn is_own(table: &str) -> bool {

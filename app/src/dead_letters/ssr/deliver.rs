@@ -279,6 +279,15 @@ async fn claim_for(
     else {
         return Ok(Vec::new());
     };
+    // A secret that does not open is never replaced by no signature: its deliveries
+    // wait (and the backlog alert says so) until the key is back in the settings.
+    let secret = match settings.secret_keys.open(webhook.get("secret")) {
+        Ok(secret) => secret,
+        Err(error) => {
+            tracing::error!(webhook_id, %error, "cannot sign for a webhook; its deliveries wait");
+            return Ok(Vec::new());
+        }
+    };
     let paused: bool = webhook.get("paused");
     let in_flight: i64 = sqlx::query_scalar(
         "select count(*) from webhook_deliveries
@@ -342,7 +351,7 @@ async fn claim_for(
                 attempts: row.get("attempts"),
                 max_retries: webhook.get("max_retries"),
                 url: webhook.get("url"),
-                secret: webhook.get("secret"),
+                secret: secret.clone(),
                 body: serde_json::to_vec(&payload).unwrap_or_default(),
                 lease_until,
                 probe: paused,

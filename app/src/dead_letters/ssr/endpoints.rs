@@ -11,6 +11,7 @@ use crate::auth::ssr::Actor;
 use crate::error::AppError;
 use crate::history::ssr::{append, NewEntry};
 use crate::history::Outcome;
+use crate::server::sealed::KeyRing;
 use crate::server::unix_ms as ms;
 
 /// A webhook as an admin asks for it, validated.
@@ -84,14 +85,18 @@ impl NewWebhook {
     }
 }
 
-/// Creates a webhook and returns its id and signing secret (shown this once; kept to
-/// sign, never logged).
+/// Creates a webhook and returns its id and signing secret (shown this once; kept only
+/// sealed under `keys`, to sign; never logged). Refused while `keys` is empty.
 pub async fn create(
     pg: &PgPool,
+    keys: &KeyRing,
     actor: &Actor,
     new: &NewWebhook,
 ) -> Result<CreatedWebhook, AppError> {
     let secret = super::send::new_secret();
+    let sealed = keys.seal(&secret).map_err(|error| AppError::Conflict {
+        message: format!("Webhooks cannot be added yet: {error}."),
+    })?;
     let mut tx = pg
         .begin()
         .await
@@ -103,7 +108,7 @@ pub async fn create(
     .bind(&new.url)
     .bind(&new.description)
     .bind(&new.event_types)
-    .bind(&secret)
+    .bind(&sealed)
     .bind(new.max_retries)
     .bind(new.max_in_flight)
     .bind(&actor.name)
@@ -331,4 +336,52 @@ pub fn for_viewer(actor: &Actor, mut endpoints: Vec<Endpoint>) -> Vec<Endpoint> 
         }
     }
     endpoints
+}
+
+/// Seals every signing secret that `keys`' current key did not seal (stored before
+/// sealing, or under a key being rotated out), in one transaction, recorded once in the
+/// history; returns how many. Nothing to do without keys. Run after every start's
+/// migrations and by `salvage webhook reseal`.
+pub async fn reseal(pg: &PgPool, keys: &KeyRing, actor: &Actor) -> Result<u64, AppError> {
+    let Some(current) = keys.current() else {
+        return Ok(0);
+    };
+    let wrap = || AppError::wrap("Reseal the webhooks' signing secrets");
+    let mut tx = pg.begin().await.map_err(wrap())?;
+    let rows: Vec<(i64, String)> =
+        sqlx::query_as("select id, secret from webhooks order by id for update")
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(wrap())?;
+    let mut resealed = 0;
+    for (id, stored) in rows {
+        if !keys.needs_reseal(&stored) {
+            continue;
+        }
+        let sealed = keys
+            .open(&stored)
+            .and_then(|secret| keys.seal(&secret))
+            .map_err(|error| AppError::Conflict {
+                message: format!("Webhook {id}'s signing secret: {error}."),
+            })?;
+        sqlx::query("update webhooks set secret = $2 where id = $1")
+            .bind(id)
+            .bind(&sealed)
+            .execute(&mut *tx)
+            .await
+            .map_err(wrap())?;
+        resealed += 1;
+    }
+    if resealed > 0 {
+        let entry = NewEntry::new(
+            "webhook",
+            format!("{resealed} webhook signing secrets sealed under key `{current}`"),
+            actor,
+            Outcome::Succeeded,
+        )
+        .with_details(serde_json::json!({"resealed": resealed, "keyId": current}));
+        append(&mut tx, &entry).await.map_err(wrap())?;
+    }
+    tx.commit().await.map_err(wrap())?;
+    Ok(resealed)
 }

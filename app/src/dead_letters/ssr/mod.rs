@@ -70,6 +70,9 @@ pub struct WebhookSettings {
     pub redrive_batch: i64,
     /// …and at most this many per endpoint per second (`SALVAGE_REDRIVE_RATE`, 200).
     pub redrive_rate: u32,
+    /// The keys signing secrets are sealed with at rest (`SALVAGE_WEBHOOK_SECRET_KEYS`;
+    /// the first seals). Empty: no webhook can be added.
+    pub secret_keys: crate::server::sealed::KeyRing,
 }
 
 impl Default for WebhookSettings {
@@ -100,6 +103,7 @@ impl Default for WebhookSettings {
             dlq_growing_per_hour: 50,
             redrive_batch: 500,
             redrive_rate: 200,
+            secret_keys: Default::default(),
         }
     }
 }

@@ -131,6 +131,13 @@ pub async fn expire(
     let mut report = Vec::new();
     for queue in Queue::ALL {
         let mut tx = pg.begin().await.map_err(&internal)?;
+        // One statement deletes everything past the TTL, which on a queue of millions
+        // may outlast the pool's statement timeout (a bound meant for the console's
+        // queries); this one gets an hour.
+        sqlx::query("set local statement_timeout = '1h'")
+            .execute(&mut *tx)
+            .await
+            .map_err(&internal)?;
         let row = sqlx::query(&format!(
             "with gone as (delete from {} where queued_at < $1 returning queued_at)
              select count(*) as rows, min(queued_at) as first, max(queued_at) as last from gone",

@@ -346,3 +346,87 @@ async fn a_failing_endpoint_is_paused_then_probed_one_delivery_at_a_time_and_res
     assert_eq!(statuses(&app, id).await, vec![("delivered".into(), 10)]);
     assert_eq!(receiver.delivered_by_id("flaky").len(), 10);
 }
+
+/// The key ring of `raw` (`id:base64,…`) in place of the app's.
+fn ring(raw: &str) -> app::server::sealed::KeyRing {
+    app::server::sealed::KeyRing::parse(raw).unwrap()
+}
+
+#[tokio::test]
+async fn a_signing_secret_is_stored_sealed_and_deliveries_are_signed_with_it_after_a_rotation() {
+    let mut app = spawn_app().await;
+    let receiver = Receiver::start().await;
+    let (old, new) = (
+        "old:".to_owned() + &"A".repeat(43) + "=",
+        "new:".to_owned() + &"B".repeat(42) + "A=",
+    );
+    app.state.webhooks.secret_keys = ring(&old);
+    let (id, secret) = webhook(&app, &receiver.url("a"), 5).await;
+
+    let stored: String = sqlx::query_scalar("select secret from webhooks where id = $1")
+        .bind(id)
+        .fetch_one(&app.pg)
+        .await
+        .unwrap();
+    assert!(stored.starts_with("sealed:v1:old:"), "{stored}");
+    assert!(
+        !stored.contains(secret.trim_start_matches("whsec_")),
+        "{stored}"
+    );
+
+    // A webhook stored before sealing, in plain text, beside it.
+    let plain = app::dead_letters::ssr::send::new_secret();
+    let (legacy, _) = webhook(&app, &receiver.url("b"), 5).await;
+    sqlx::query("update webhooks set secret = $2 where id = $1")
+        .bind(legacy)
+        .bind(&plain)
+        .execute(&app.pg)
+        .await
+        .unwrap();
+
+    // Rotation: the new key first, the old still held; start-up's reseal runs.
+    app.state.webhooks.secret_keys = ring(&format!("{new},{old}"));
+    let actor = app::auth::ssr::Actor::system("test");
+    let resealed =
+        app::dead_letters::ssr::endpoints::reseal(&app.pg, &app.state.webhooks.secret_keys, &actor)
+            .await
+            .unwrap();
+    assert_eq!(resealed, 2);
+    let stored: Vec<String> = sqlx::query_scalar("select secret from webhooks order by id")
+        .fetch_all(&app.pg)
+        .await
+        .unwrap();
+    assert!(
+        stored.iter().all(|s| s.starts_with("sealed:v1:new:")),
+        "{stored:?}"
+    );
+    // The old key can go now.
+    app.state.webhooks.secret_keys = ring(&new);
+    events(&app, 1).await;
+    deliver(&app).await;
+
+    let (a, b) = (receiver.hits("a"), receiver.hits("b"));
+    assert_eq!((a.len(), b.len()), (1, 1));
+    assert!(
+        verify(&secret, &a[0]),
+        "signed with the secret the admin was shown"
+    );
+    assert!(
+        verify(&plain, &b[0]),
+        "the plain secret, sealed, still signs the same"
+    );
+
+    // Without the key that sealed them, nothing is sent unsigned: deliveries wait.
+    app.state.webhooks.secret_keys = ring(&old);
+    events(&app, 1).await;
+    deliver(&app).await;
+    assert_eq!(
+        receiver.hits("a").len(),
+        1,
+        "nothing sent without its secret"
+    );
+    assert_eq!(
+        statuses(&app, id).await,
+        vec![("delivered".into(), 1), ("pending".into(), 1)]
+    );
+}

@@ -6,12 +6,23 @@ use serde_json::json;
 use crate::helpers::{spawn_app_with, Options};
 
 #[tokio::test]
-async fn the_application_role_can_append_to_the_history_but_never_change_it() {
+async fn the_application_role_can_append_to_the_history_but_never_change_it_nor_the_services_data()
+{
     let app = spawn_app_with(Options {
         two_roles: true,
         ..Options::default()
     })
     .await;
+    // A table of the guarded service, made by its owner; the grants are renewed after
+    // it, as after every migration and restore.
+    let owner = app.state.schema_owner.as_ref().expect("two roles");
+    sqlx::query("create table orders (id int primary key)")
+        .execute(&owner.pool)
+        .await
+        .unwrap();
+    app::server::postgres::grant_application_role(&owner.pool, &owner.app_role)
+        .await
+        .unwrap();
     // The console works as the application role.
     let operator = app.signed_in(Role::Operator).await;
     let (status, body) = operator
@@ -37,6 +48,15 @@ async fn the_application_role_can_append_to_the_history_but_never_change_it() {
         "drop trigger runbook_history_append_only on runbook_history",
         "delete from _sqlx_migrations",
         "create table sneaky (n int)",
+        // The other records of what was done: added to, never changed or removed.
+        "delete from webhook_attempts",
+        "truncate webhook_attempts",
+        "delete from backup_files",
+        "delete from alert_silence_matches",
+        // The guarded service's own data: only the owner (restores, drills) touches it.
+        "select count(*) from orders",
+        "insert into orders (id) values (1)",
+        "delete from orders",
     ] {
         let error = sqlx::query(attack)
             .execute(&app.state.pg)
