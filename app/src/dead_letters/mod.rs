@@ -138,6 +138,14 @@ pub struct Endpoint {
     pub created_by: String,
 }
 
+/// The hover text of a webhook's URL: says why a masked one (`https://host/…`, as
+/// everyone but an admin sees it) ends there.
+pub fn url_title(url: &str) -> Option<&'static str> {
+    url.ends_with("/…").then_some(
+        "Only admins see the rest of a webhook's URL: it can hold the receiver's secret.",
+    )
+}
+
 /// A short name for an endpoint in tables: its description, or its URL.
 pub fn endpoint_label(endpoint: &Endpoint) -> String {
     if endpoint.description.trim().is_empty() {

@@ -302,7 +302,7 @@ fn EndpointsTable(
                         <tr>
                             <td>
                                 <a href=format!("/admin/dlq?webhook={}", e.id)>{format!("#{} {}", e.id, super::endpoint_label(&e))}</a>
-                                <br /><code class="small">{e.url.clone()}</code>
+                                <br /><code class="small" title=super::url_title(&e.url)>{e.url.clone()}</code>
                             </td>
                             <td>{state_badge(e.state)}</td>
                             <td class="num">{e.consecutive_failures}</td>

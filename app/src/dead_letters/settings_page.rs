@@ -138,7 +138,7 @@ fn WebhookTable(
                             <td class="num">{row.id}</td>
                             <td>
                                 <strong>{if row.description.is_empty() { "—".to_owned() } else { row.description.clone() }}</strong>
-                                <br /><code class="small">{row.url.clone()}</code>
+                                <br /><code class="small" title=super::url_title(&row.url)>{row.url.clone()}</code>
                             </td>
                             <td class="small">{row.event_types.join(", ")}</td>
                             <td>{state_badge(row.state)}</td>
