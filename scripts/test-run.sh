@@ -85,7 +85,13 @@ alerts=$(psql -X -tA "$DATABASE_URL" -c "select count(*) from internal_alerts wh
 ok "demo data: $accounts accounts, $entries history entries, $runs cron runs, $alerts resolved alerts with notes"
 verified=$(psql -X -tA "$DATABASE_URL" -c "select string_agg(store, ',' order by store) from backups where status = 'verified'")
 [ "$verified" = clickhouse,postgres ] || fail "expected a verified demo backup of each store, found '$verified'"
-keys=$(psql -X -tA "$DATABASE_URL" -c "select count(*) from api_keys")
+# The application tables are the guarded service's: Salvage's application role may not
+# read them (only the owner, as backups and restores do), and the run checks both.
+if [ -n "${SALVAGE_MIGRATE_DATABASE_URL:-}" ] \
+  && psql -X -tA "$DATABASE_URL" -c "select count(*) from api_keys" >/dev/null 2>&1; then
+  fail "Salvage's application role can read the service's own table api_keys"
+fi
+keys=$(psql -X -tA "${SALVAGE_MIGRATE_DATABASE_URL:-$DATABASE_URL}" -c "select count(*) from api_keys")
 [ "$keys" -gt 0 ] || fail "expected the demo application tables to hold keys"
 [ -f "$SALVAGE_BACKUP_DIR/postgres/$(psql -X -tA "$DATABASE_URL" -c "select min(id) from backups where store = 'postgres'")/manifest.json" ] \
   || fail "the demo backup's manifest is not in $SALVAGE_BACKUP_DIR"
