@@ -196,6 +196,9 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     let backup_dir = std::env::temp_dir().join(format!("salvage-test-backups-{suffix}"));
     settings.backups.storage = app::backups::ssr::Storage::Directory(backup_dir.clone());
     settings.queues.ingest_timeout = Duration::from_secs(3);
+    // A whole test suite on two cores makes a page slow now and then; the console's
+    // deadline is the outage tests' to set (they set a short one), not a load test here.
+    settings.deadlines.store = Duration::from_secs(25);
     settings.addr = SocketAddr::from(([127, 0, 0, 1], 0));
     // Port 0 here means "the port bound", so the same-origin check knows the test's port.
     settings.public_url = "http://127.0.0.1:0".parse().unwrap();
