@@ -52,15 +52,7 @@ async fn every_server_function_answers_a_missing_or_malformed_argument_with_422(
         "answered as the server's error:\n{}",
         wrong.join("\n")
     );
-    let metrics = app
-        .http
-        .get(format!("{}/metrics", app.address))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let (_, metrics) = app.get_html("/metrics").await;
     let server_errors: Vec<&str> = metrics
         .lines()
         .filter(|line| line.starts_with("salvage_http_requests_total{route=\"/api/"))
