@@ -36,7 +36,12 @@ async fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("salvage: {error:#}");
-            ExitCode::FAILURE
+            // A schema older than the binary is a setting to fix, like a bad configuration.
+            if error.downcast_ref::<cli::SchemaBehind>().is_some() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }

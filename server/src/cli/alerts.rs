@@ -2,13 +2,13 @@
 //! access: recorded as `cli:$USER`, no role needed).
 
 use super::args::AlertsCommand;
-use super::common::{app_error, migrated_state, print_json};
+use super::common::{app_error, current_state, print_json};
 use crate::config::Settings;
 
 pub async fn alerts(command: AlertsCommand, settings: Settings) -> anyhow::Result<()> {
     use app::alerts::ssr::{changes, input, query, silences, store};
     use app::alerts::Seen;
-    let state = migrated_state(&settings).await?;
+    let state = current_state(&settings).await?;
     let actor = app::auth::ssr::Actor::cli();
     let now = state.clock.now();
     // The CLI acts on each alert as it is now (the version read just before the change).

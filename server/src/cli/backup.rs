@@ -6,7 +6,7 @@ use std::io::Write;
 use anyhow::Context;
 
 use super::args::{BackupCommand, Output};
-use super::common::{app_error, cli_firing, migrated_state, print_json, stop_on_ctrl_c};
+use super::common::{app_error, cli_firing, current_state, print_json, stop_on_ctrl_c};
 use crate::config::Settings;
 use app::format::{format_bytes, format_duration, format_utc, group_digits};
 
@@ -16,7 +16,7 @@ fn count(n: i64) -> String {
 
 /// Runs `command`.
 pub async fn backup(command: BackupCommand, settings: Settings) -> anyhow::Result<()> {
-    let state = migrated_state(&settings).await?;
+    let state = current_state(&settings).await?;
     match command {
         BackupCommand::Create { reason } => create(&state, reason).await,
         BackupCommand::List(output) => list(&state, output).await,

@@ -117,7 +117,7 @@ async fn measure(
     pg_side: &str,
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir)?;
-    let state = super::common::migrated_state(settings).await?;
+    let state = super::common::current_state(settings).await?;
     state
         .clickhouse
         .migrate()

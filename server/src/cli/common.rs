@@ -1,6 +1,5 @@
 //! What every command shares.
 
-use anyhow::Context;
 
 use crate::config::Settings;
 use crate::startup;
@@ -16,13 +15,46 @@ pub(crate) fn print_json<T: serde::Serialize + ?Sized>(rows: &T) -> anyhow::Resu
     Ok(())
 }
 
-/// The state, with the PostgreSQL schema applied (every CLI action needs it).
-pub(crate) async fn migrated_state(settings: &Settings) -> anyhow::Result<app::server::AppState> {
+/// A command other than `migrate` and `serve` found the schema older than this binary.
+/// It changed nothing; the process exits 2 (a setting to fix, as a bad configuration is).
+#[derive(Debug)]
+pub struct SchemaBehind {
+    /// Migrations this binary carries that the database has not applied.
+    pub pending: usize,
+}
+
+impl std::fmt::Display for SchemaBehind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let noun = if self.pending == 1 { "migration" } else { "migrations" };
+        write!(
+            f,
+            "the schema is {} {noun} behind this binary; run `salvage migrate`",
+            self.pending
+        )
+    }
+}
+
+impl std::error::Error for SchemaBehind {}
+
+/// The state, once the schema is known to be this binary's. Only `salvage migrate`
+/// (behind its pre-upgrade backup) and `salvage serve` apply migrations: a command run
+/// with a new binary on an old schema refuses with [`SchemaBehind`] and writes nothing.
+pub(crate) async fn current_state(settings: &Settings) -> anyhow::Result<app::server::AppState> {
     let state = startup::build_state(settings);
-    crate::startup::migrate_postgres(&state)
-        .await
-        .context("Failed to apply the PostgreSQL migrations")?;
+    schema_is_current(&state.pg).await?;
     Ok(state)
+}
+
+/// `Ok` when every migration this binary carries is applied to `pg`.
+pub(crate) async fn schema_is_current(pg: &sqlx::PgPool) -> anyhow::Result<()> {
+    use app::migrations::ssr::schema;
+    let applied = schema::applied(pg)
+        .await
+        .map_err(|e| app_error(app::error::AppError::internal("Read the schema's version", e)))?;
+    match schema::pending(&applied).len() {
+        0 => Ok(()),
+        pending => Err(SchemaBehind { pending }.into()),
+    }
 }
 
 /// Ctrl-C stops this command's running job after its current step (as the console's

@@ -4,7 +4,7 @@ use app::auth::ssr::Actor;
 use app::format::format_utc;
 
 use super::args::{CronCommand, CronSecretCommand};
-use super::common::{app_error, cli_firing, migrated_state, print_json, stop_on_ctrl_c};
+use super::common::{app_error, cli_firing, current_state, print_json, stop_on_ctrl_c};
 use crate::config::Settings;
 
 fn duration(ms: Option<i64>) -> String {
@@ -57,7 +57,7 @@ fn print_jobs(jobs: &[app::crons::JobStatus]) {
 }
 
 pub async fn cron(command: CronCommand, settings: Settings) -> anyhow::Result<()> {
-    let state = migrated_state(&settings).await?;
+    let state = current_state(&settings).await?;
     match command {
         CronCommand::List(output) => {
             crate::startup::after_postgres_migrated(&state, None).await?;
@@ -104,7 +104,7 @@ pub async fn cron(command: CronCommand, settings: Settings) -> anyhow::Result<()
 
 pub async fn cron_secret(command: CronSecretCommand, settings: Settings) -> anyhow::Result<()> {
     use app::crons::ssr::secrets;
-    let state = migrated_state(&settings).await?;
+    let state = current_state(&settings).await?;
     let actor = Actor::cli();
     let now = state.clock.now();
     match command {

@@ -17,7 +17,6 @@ use app::history::ssr::{append, NewEntry};
 use app::history::Outcome;
 
 use crate::config::Settings;
-use crate::startup;
 
 /// The demo accounts, one per role.
 pub const DEMO_USERS: [(&str, Role); 3] = [
@@ -28,10 +27,7 @@ pub const DEMO_USERS: [(&str, Role); 3] = [
 
 /// Creates what is missing of the demo.
 pub async fn run(settings: &Settings) -> anyhow::Result<()> {
-    let state = startup::build_state(settings);
-    crate::startup::migrate_postgres(&state)
-        .await
-        .context("Failed to apply the PostgreSQL migrations")?;
+    let state = super::common::current_state(settings).await?;
     let cli = Actor::cli();
     let mut created = Vec::new();
     for (email, role) in DEMO_USERS {
@@ -509,10 +505,7 @@ fn demo_rows(dice: &mut Dice, now: OffsetDateTime) -> (serde_json::Value, Vec<se
 /// batch the server refuses with 503 (both stores down) or cannot be reached for is
 /// kept and sent again, as a well-behaved caller does.
 pub async fn traffic(settings: &Settings, rate: u32) -> anyhow::Result<()> {
-    let state = startup::build_state(settings);
-    crate::startup::migrate_postgres(&state)
-        .await
-        .context("Failed to apply the PostgreSQL migrations")?;
+    let state = super::common::current_state(settings).await?;
     let (key_id, key) =
         // A gateway's key: it forwards rows for every organisation.
         app::queues::ssr::keys::create(&state.pg, &Actor::cli(), "demo traffic generator", "*")

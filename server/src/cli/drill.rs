@@ -4,14 +4,14 @@
 use anyhow::Context;
 
 use super::args::{DrillCommand, Output};
-use super::common::{app_error, cli_firing, migrated_state, print_json, stop_on_ctrl_c};
+use super::common::{app_error, cli_firing, current_state, print_json, stop_on_ctrl_c};
 use crate::config::Settings;
 use app::drills::{DrillStatus, DrillStep};
 use app::format::{format_duration, format_utc};
 
 /// Runs `command`.
 pub async fn drill(command: DrillCommand, settings: Settings) -> anyhow::Result<()> {
-    let state = migrated_state(&settings).await?;
+    let state = current_state(&settings).await?;
     match command {
         DrillCommand::Run { backup, reason } => run(&state, backup, reason).await,
         DrillCommand::List(output) => list(&state, output).await,

@@ -5,7 +5,7 @@ use crate::config::Settings;
 /// Walks the hash chain (recorded in the history, as the console's button is); fails
 /// naming the first entry that does not match.
 pub async fn verify(settings: Settings) -> anyhow::Result<()> {
-    let state = super::common::migrated_state(&settings).await?;
+    let state = super::common::current_state(&settings).await?;
     let report = app::history::chain::verify_and_record(&state, &app::auth::ssr::Actor::cli())
         .await
         .map_err(super::common::app_error)?;

@@ -1,12 +1,12 @@
 //! `salvage ingest-key …`.
 
 use super::args::IngestKeyCommand;
-use super::common::{app_error, migrated_state, print_json};
+use super::common::{app_error, current_state, print_json};
 use crate::config::Settings;
 
 pub async fn ingest_key(command: IngestKeyCommand, settings: Settings) -> anyhow::Result<()> {
     use app::queues::ssr::keys;
-    let state = migrated_state(&settings).await?;
+    let state = current_state(&settings).await?;
     let actor = app::auth::ssr::Actor::cli();
     match command {
         IngestKeyCommand::Create { name, organization } => {

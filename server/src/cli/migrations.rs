@@ -13,7 +13,7 @@ use app::migrations::ssr::upgrade::{self, BackupPolicy, UpgradeBackup};
 use app::migrations::MigrationAction;
 
 use super::args::MigrationsCommand;
-use super::common::{app_error, migrated_state, print_json};
+use super::common::{app_error, current_state, print_json};
 use crate::config::Settings;
 use crate::startup;
 
@@ -157,7 +157,7 @@ fn finish(report: &CheckReport) -> anyhow::Result<()> {
 
 /// `salvage migrations …`.
 pub async fn migrations(command: MigrationsCommand, settings: Settings) -> anyhow::Result<()> {
-    let state = migrated_state(&settings).await?;
+    let state = current_state(&settings).await?;
     store::register(&state).await.map_err(app_error)?;
     let (action, name, reason) = match command {
         MigrationsCommand::List(output) => {

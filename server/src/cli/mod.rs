@@ -13,7 +13,7 @@
 //! - `demo` — `salvage demo …`; `bench` — `salvage bench …`.
 //!
 //! - `args` — the commands and flags (clap); `common` — what every command shares: its
-//!   state with the schema applied, the firing of a run from the terminal (trigger `cli`,
+//!   state once the schema is known to be current (only `migrate` and `serve` migrate), the firing of a run from the terminal (trigger `cli`,
 //!   actor `cli:$USER`), Ctrl-C stopping a running job after its current step.
 
 mod alerts;
@@ -40,6 +40,7 @@ mod user;
 mod webhooks;
 
 pub use args::*;
+pub use common::SchemaBehind;
 
 use crate::config::Settings;
 

@@ -3,7 +3,7 @@
 
 use anyhow::Context;
 
-use super::common::{app_error, cli_firing, migrated_state, stop_on_ctrl_c};
+use super::common::{app_error, cli_firing, current_state, stop_on_ctrl_c};
 use crate::config::Settings;
 
 /// `salvage replay`: the replay job, run through the runner like every other door
@@ -23,7 +23,7 @@ pub async fn replay(
             "--batch: between 1 and 50000"
         );
     }
-    let state = migrated_state(&settings).await?;
+    let state = current_state(&settings).await?;
     let interactive = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let bar: OnProgress = std::sync::Arc::new(move |p: Progress| {
         let total = p.total.max(p.done).max(1);
@@ -82,7 +82,7 @@ pub async fn replay(
 /// `salvage expire`: the expiry job, run through the runner (trigger `cli`).
 pub async fn expire(settings: Settings) -> anyhow::Result<()> {
     use app::queues::ssr::expiry::{ExpiryReport, EXPIRE_FALLBACK};
-    let state = migrated_state(&settings).await?;
+    let state = current_state(&settings).await?;
     let finished = app::jobs::ssr::run(
         &state,
         &EXPIRE_FALLBACK,

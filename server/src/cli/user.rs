@@ -1,19 +1,14 @@
 //! `salvage user …`: accounts from the terminal (local administrator access).
 
-use anyhow::Context;
 use secrecy::SecretString;
 
 use super::args::UserCommand;
 use super::common::{app_error, print_json};
 use crate::config::Settings;
-use crate::startup;
 
 pub async fn user(command: UserCommand, settings: Settings) -> anyhow::Result<()> {
     use app::auth::{ssr, Role};
-    let state = startup::build_state(&settings);
-    crate::startup::migrate_postgres(&state)
-        .await
-        .context("Failed to apply the PostgreSQL migrations")?;
+    let state = super::common::current_state(&settings).await?;
     let actor = ssr::Actor::cli();
     let role = |value: &str| Role::from_input(value).map_err(app_error);
     match command {

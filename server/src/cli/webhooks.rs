@@ -7,12 +7,12 @@ use app::dead_letters::ssr::{dlq, endpoints, filter::DlqFilter, redrive};
 use app::format::{format_utc, group_digits};
 
 use super::args::{DlqCommand, WebhookCommand};
-use super::common::{app_error, migrated_state, print_json, stop_on_ctrl_c};
+use super::common::{app_error, current_state, print_json, stop_on_ctrl_c};
 use crate::config::Settings;
 
 /// Runs `salvage webhook <command>`.
 pub async fn webhook(command: WebhookCommand, settings: Settings) -> anyhow::Result<()> {
-    let state = migrated_state(&settings).await?;
+    let state = current_state(&settings).await?;
     let actor = Actor::cli();
     match command {
         WebhookCommand::Add {
@@ -108,7 +108,7 @@ pub async fn webhook(command: WebhookCommand, settings: Settings) -> anyhow::Res
 
 /// Runs `salvage dlq <command>`.
 pub async fn dlq(command: DlqCommand, settings: Settings) -> anyhow::Result<()> {
-    let state = migrated_state(&settings).await?;
+    let state = current_state(&settings).await?;
     let actor = Actor::cli();
     match command {
         DlqCommand::Summary { filter } => {

@@ -447,3 +447,74 @@ async fn serve_prints_a_setup_link_that_creates_the_first_admin_once() {
     assert_eq!(again, 404);
     assert_eq!(app.count("users where role = 'admin'").await, 1);
 }
+
+/// Counts of what a command would change: applied migrations, upgrades, history, users,
+/// cron runs.
+async fn schema_and_writes(pg: &sqlx::PgPool) -> [i64; 5] {
+    let mut counts = [0; 5];
+    for (count, table) in counts.iter_mut().zip([
+        "_sqlx_migrations",
+        "schema_upgrades",
+        "runbook_history",
+        "users",
+        "cron_job_runs",
+    ]) {
+        *count = sqlx::query_scalar(&format!("select count(*) from {table}"))
+            .fetch_one(pg)
+            .await
+            .unwrap();
+    }
+    counts
+}
+
+#[tokio::test]
+async fn a_command_on_a_schema_older_than_the_binary_refuses_with_exit_2_and_changes_nothing() {
+    let app = crate::helpers::spawn_app().await;
+    // The binary is one migration ahead of this database: its newest is "not applied".
+    let newest: (i64, String, Vec<u8>, i64) = sqlx::query_as(
+        "delete from _sqlx_migrations where version = (select max(version) from _sqlx_migrations)
+         returning version, description, checksum, execution_time",
+    )
+    .fetch_one(&app.pg)
+    .await
+    .unwrap();
+    let before = schema_and_writes(&app.pg).await;
+
+    let commands: [&[&str]; 5] = [
+        &["alerts", "list"],
+        &["backup", "list"],
+        &["user", "add", "--email", "new@example.com", "--role", "operator"],
+        &["replay", "--reason", "after the upgrade"],
+        &["cron", "run", "prune-cron-runs", "--reason", "tidy"],
+    ];
+    let outputs: Vec<Output> = commands
+        .iter()
+        .map(|args| salvage_on(&app, args, "a-long-enough-password\n"))
+        .collect();
+    let after = schema_and_writes(&app.pg).await;
+
+    for (args, output) in commands.iter().zip(&outputs) {
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {}", stderr(output));
+        assert_eq!(
+            stderr(output),
+            "salvage: the schema is 1 migration behind this binary; run `salvage migrate`\n",
+            "{args:?}"
+        );
+    }
+    assert_eq!(after, before, "a refused command wrote nothing");
+
+    // Once the schema is the binary's again (as `salvage migrate` leaves it), they run.
+    sqlx::query(
+        "insert into _sqlx_migrations (version, description, success, checksum, execution_time)
+         values ($1, $2, true, $3, $4)",
+    )
+    .bind(newest.0)
+    .bind(&newest.1)
+    .bind(&newest.2)
+    .bind(newest.3)
+    .execute(&app.pg)
+    .await
+    .unwrap();
+    let list = salvage_on(&app, &["alerts", "list"], "");
+    assert!(list.status.success(), "{}", stderr(&list));
+}
