@@ -81,16 +81,21 @@ def cycles(graph):
             strong(v)
     return found
 
-status = 0
-for root in sys.argv[1:]:
-    graph = edges(root)
-    if os.environ.get('SHOW_EDGES'):
-        for v in sorted(graph):
-            for w in sorted(graph[v]):
-                print(f'{v} -> {w}')
-    for component in cycles(graph):
-        status = 1
-        print('import cycle: ' + ' <-> '.join(component))
-if status == 0:
-    print('no import cycles in ' + ', '.join(sys.argv[1:]))
-sys.exit(status)
+def main():
+    status = 0
+    for root in sys.argv[1:]:
+        graph = edges(root)
+        if os.environ.get('SHOW_EDGES'):
+            for v in sorted(graph):
+                for w in sorted(graph[v]):
+                    print(f'{v} -> {w}')
+        for component in cycles(graph):
+            status = 1
+            print('import cycle: ' + ' <-> '.join(component))
+    if status == 0:
+        print('no import cycles in ' + ', '.join(sys.argv[1:]))
+    sys.exit(status)
+
+
+if __name__ == '__main__':
+    main()

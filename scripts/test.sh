@@ -12,8 +12,11 @@ started=$(date +%s)
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
-step "no import cycles between source files (docs/ARCHITECTURE.md's layers)"
+step "no import cycles between source files"
 python3 scripts/import-cycles.py app/src server/src
+
+step "the layer check: every import allowed by docs/ARCHITECTURE.md's table (exceptions counted)"
+python3 scripts/layers.py
 
 step "clippy, server build (ssr), warnings denied, with the SQL checked against a live schema"
 # Expands every sqlx::query! against the migrations and fails when .sqlx/ is stale.

@@ -148,7 +148,7 @@ pub use ssr::{postgres_unreachable, Cause};
 
 #[cfg(feature = "ssr")]
 mod ssr {
-    use super::AppError;
+    use crate::error::AppError;
     use axum::response::{IntoResponse, Response};
 
     impl AppError {

@@ -2,30 +2,29 @@
 //!
 //! # Layout
 //!
-//! One folder per feature, mirroring the URL tree. Each holds its DTOs and `#[server]`
-//! functions (`api.rs`), its page components (`page.rs`) and, behind the `ssr` feature,
-//! its queries and domain logic (`ssr.rs`).
+//! One folder per feature, mirroring the URL tree. Each holds its DTOs (`mod.rs`), its
+//! `#[server]` functions (`api.rs`), its page components (`page.rs`) and, behind the
+//! `ssr` feature, its queries and domain logic (`ssr/` or `ssr.rs`). The folders sit in
+//! layers, lowest first; docs/ARCHITECTURE.md has the table `scripts/layers.py` checks.
 //!
-//! - [`auth`] — accounts, roles, sessions, the guard; `/admin/login`, `/admin/setup`,
-//!   `/admin/account`.
-//! - [`overview`] — `/admin`, the live state of both stores.
-//! - [`alerts`] — `/admin/alerts`, the operators' home: the alert model, the
-//!   self-monitor, silences.
-//! - [`history`] — `/admin/history`, the append-only, hash-chained runbook history.
-//! - [`queues`] — the safe write path: ingest, fallback queues, replay, expiry;
-//!   `/admin/queues` and `/admin/settings/ingest-keys`.
-//! - [`crons`] — the cron plane: job registry, run history, dropout detection, cron
-//!   secrets; `/admin/crons` and `/admin/settings/cron-secret`.
-//! - [`backups`] — `/admin/backups`: backups of both stores, verification, restores.
-//! - [`migrations`] — `/admin/migrations`: background migrations, the schema's
-//!   version, safe upgrades (the pre-upgrade backup, the rollback), `salvage check`.
-//! - [`freeze`] — the write freeze a restore holds (ingest parks, replay waits).
-//! - [`settings`] — `/admin/settings/users`, user management.
-//! - [`health`] — the store probes shared by `/health/*` and the overview.
-//! - [`components`] — the admin layout, badges, headers, the theme toggle.
-//! - [`error`] — [`AppError`](error::AppError), the one error type of the boundary.
-//! - `server` (ssr only) — the shared [`AppState`](server::AppState), the PostgreSQL
-//!   pool and migrations, the ClickHouse client and schema.
+//! 1. `server` (ssr only: [`AppState`](server::AppState), pools, migrations, ClickHouse,
+//!    tokens, sealing, the PostgreSQL watch), [`error`] ([`AppError`](error::AppError),
+//!    the one error type of the boundary), [`format`], [`components`] (badges, headers,
+//!    banners, charts, forms that work without the client, `transport`).
+//! 2. [`auth`] (accounts, roles, sessions, the guard; `/admin/login`, `/admin/setup`,
+//!    `/admin/account`), [`history`] (`/admin/history`, the hash-chained history).
+//! 3. [`jobs`] (the runner, schedules, the one start and cancel), [`freeze`] (the write
+//!    freeze), [`alerts`] (`/admin/alerts`, the operators' home: the alert model, the
+//!    self-monitor, silences).
+//! 4. [`queues`] (ingest, fallback queues, replay, expiry; `/admin/queues`,
+//!    `/admin/settings/ingest-keys`), [`crons`] (dropout detection, cron secrets;
+//!    `/admin/crons`, `/admin/settings/cron-secret`), [`backups`] (`/admin/backups`),
+//!    [`dead_letters`] (webhooks, deliveries, `/admin/dlq`, `/admin/settings/webhooks`),
+//!    [`settings`] (`/admin/settings/users`), [`health`] (the store probes).
+//! 5. [`drills`] (`/admin/drills`), [`incidents`] (incident mode), [`migrations`]
+//!    (`/admin/migrations`, safe upgrades, `salvage check`), [`overview`] (`/admin`).
+//! 6. This file (the routes), `shell` (the `/admin` frame) and [`registry`] (the jobs,
+//!    alert kinds, background migrations and incident hooks).
 //!
 //! Pages, page sections and table rows return `AnyView` (`view! { … }.into_any()`): the
 //! erasure keeps a page's view type from nesting every row and cell, which the release
@@ -57,6 +56,7 @@ pub mod registry;
 #[cfg(feature = "ssr")]
 pub mod server;
 pub mod settings;
+mod shell;
 
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Title};
@@ -66,7 +66,7 @@ use leptos_router::{lazy_route, path, Lazy, LazyRoute, SsrMode};
 use alerts::page::AlertsPage;
 use auth::page::{AccountPage, LoginPage, SetupPage};
 use backups::page::BackupsPage;
-use components::AdminLayout;
+use components::transport::{loads_client, request_path};
 use crons::page::CronsPage;
 use crons::secret_page::CronSecretPage;
 use dead_letters::delivery_page::DeliveryPage;
@@ -79,6 +79,7 @@ use migrations::page::MigrationsPage;
 use overview::OverviewPage;
 use queues::page::{IngestKeysPage, QueuesPage};
 use settings::page::UsersPage;
+use shell::AdminLayout;
 
 /// Applies the stored theme before the first paint, so a dark-mode user never sees a
 /// white flash. Kept tiny and free of user input.
@@ -103,20 +104,7 @@ pub fn content_security_policy(nonce: &str) -> String {
     )
 }
 
-/// Pages served as plain HTML, without the app's WASM and script, when loaded directly:
-/// the first pages of an incident, opened cold, often over a VPN.
-///
-/// - The sign-in page is one small response and a form that works before (and without)
-///   any script (see [`auth::form`]).
-/// - The alerts page, the operators' home, is rendered whole on the server. Its forms
-///   post plainly (post, redirect, get; [`server::plain_form`] carries the outcome) and
-///   the [`LIVE_REFRESH`] keeps its lists current.
-///
-/// Reached by a link from a page that has the client, the same page renders in the
-/// browser as any other: the components are the same, only the transport differs.
-pub const WITHOUT_CLIENT: &[&str] = &["/admin/login", "/admin/alerts"];
-
-/// Of the [`WITHOUT_CLIENT`] pages, those that load the live refresh (the `live` crate:
+/// Of the pages served without the client ([`components::transport::WITHOUT_CLIENT`]), those that load the live refresh (the `live` crate:
 /// about 20 KB gzip of WASM and JS), which reloads the page's `data-live` regions every
 /// [`alerts::page::REFRESH_EVERY`].
 pub const LIVE_REFRESH: &[&str] = &["/admin/alerts"];
@@ -124,33 +112,6 @@ pub const LIVE_REFRESH: &[&str] = &["/admin/alerts"];
 /// Loads the live refresh (built by `scripts/build.sh` into `/live/live.js`).
 const LIVE_BOOT_SCRIPT: &str =
     "import init from '/live/live.js';init({module_or_path:'/live/live_bg.wasm'});";
-
-/// The path of the current request, on the server (`None` in the browser).
-fn request_path() -> Option<String> {
-    #[cfg(feature = "ssr")]
-    if let Some(parts) = use_context::<axum::http::request::Parts>() {
-        return Some(parts.uri.path().to_owned());
-    }
-    None
-}
-
-/// Whether the page at `path` is served without the client ([`WITHOUT_CLIENT`]).
-pub fn without_client(path: &str) -> bool {
-    WITHOUT_CLIENT.contains(&path)
-}
-
-/// Whether the page of the current request loads the app's client (its WASM) and
-/// hydrates; `false` for the [`WITHOUT_CLIENT`] pages.
-fn loads_client() -> bool {
-    request_path().is_none_or(|path| !without_client(&path))
-}
-
-/// Whether this page is being rendered as plain HTML, for a browser without the client
-/// ([`WITHOUT_CLIENT`]): its controls must then work as plain forms and links. Always
-/// `false` in the browser (the client renders only pages that have it).
-pub fn served_without_client() -> bool {
-    !loads_client()
-}
 
 /// The HTML document around the app, rendered on the server. Sets the page's
 /// Content-Security-Policy with the nonce of this response.

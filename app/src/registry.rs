@@ -79,7 +79,7 @@ pub static ALERT_KINDS: &[&AlertKind] = &[
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crons::schedule::Schedule;
+    use crate::jobs::schedule::Schedule;
 
     #[test]
     fn the_pages_job_list_is_the_registry() {

@@ -70,7 +70,7 @@ async fn which_store(state: &AppState, deadline: Duration) -> String {
         state.postgres_watch.failed(now);
     }
     match (stores.postgres.ok, state.postgres_watch.down_since()) {
-        (false, Some(since)) => app::alerts::ssr::PostgresWatch::sentence(since),
+        (false, Some(since)) => app::server::watch::PostgresWatch::sentence(since),
         _ if !stores.clickhouse.ok => format!(
             "ClickHouse is not answering: this page waited {} s for it. Ingest parks rows \
              in the fallback queue meanwhile; try again shortly.",

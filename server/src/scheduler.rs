@@ -35,7 +35,7 @@ pub fn spawn(state: AppState) {
 async fn schedule(state: AppState) {
     {
         let caller = Caller::this_process("salvage scheduler");
-        let schedules: Vec<(&'static Job, app::crons::schedule::Schedule)> = state
+        let schedules: Vec<(&'static Job, app::jobs::schedule::Schedule)> = state
             .jobs
             .iter()
             .map(|job| (*job, state.crons.schedule_of(job)))

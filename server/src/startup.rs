@@ -598,7 +598,7 @@ pub fn spawn_postgres_watch(state: AppState) {
     let watched = state.clone();
     spawn_owned(
         &state,
-        app::alerts::ssr::outage::watch(watched, Duration::from_secs(5)),
+        app::server::watch::watch(watched, Duration::from_secs(5)),
     );
 }
 

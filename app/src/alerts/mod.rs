@@ -120,14 +120,24 @@ pub fn actor_name(actor: &str) -> String {
     }
 }
 
-/// What the alert page offers to fix an alert inline (for roles that may operate).
+/// What the alert page offers to fix an alert inline (for roles that may operate): a run
+/// of the job named `job`, started through the runner's one start function.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", tag = "kind")]
-pub enum FixAction {
-    /// Start a replay of the fallback queues.
-    Replay,
-    /// Run the named job now.
-    RunJob { job: String },
+pub struct FixAction {
+    /// The job's name in the registry.
+    pub job: String,
+    /// The button's words ("Replay the queues", "Back up now").
+    pub label: String,
+}
+
+impl FixAction {
+    /// Runs `job`, on a button saying `label`.
+    pub fn run(job: &str, label: impl Into<String>) -> Self {
+        Self {
+            job: job.to_owned(),
+            label: label.into(),
+        }
+    }
 }
 
 /// One alert as the page lists it. Times are Unix ms (UTC).
@@ -376,6 +386,10 @@ impl<'de> Deserialize<'de> for Selection {
         deserializer.deserialize_any(OneOrMany)
     }
 }
+
+/// Bumped by a page that changed alerts, so the nav's count follows at once.
+#[derive(Clone, Copy)]
+pub struct AlertsChanged(pub leptos::prelude::RwSignal<u32>);
 
 #[cfg(test)]
 mod tests {

@@ -21,10 +21,9 @@ use super::parts::{markers, severity_tone, status_tone, Filters};
 use super::resolved_view::ResolvedView;
 use super::silences_view::SilencesView;
 use super::{Alert, AlertCounts, AlertStatus, AlertsOverview, Seen, Selection};
+use crate::auth::viewer::IfAllowed;
 use crate::auth::Permission;
-use crate::components::{
-    action_error, named_server_action, Badge, ErrorBanner, IfAllowed, PageHeader, Tone,
-};
+use crate::components::{action_error, named_server_action, Badge, ErrorBanner, PageHeader, Tone};
 use crate::format::{format_ago, format_utc, group_digits, percent_encode};
 
 /// How often the alert lists and the open alert refresh.
@@ -71,7 +70,7 @@ pub fn AlertsPage() -> AnyView {
             title="Alerts"
             subtitle="What the self-monitor and expiry raised: open alerts first, most severe and oldest on top. Refreshes every 5 s; what you type is kept."
         />
-        {crate::served_without_client().then(|| view! {
+        {crate::components::transport::served_without_client().then(|| view! {
             // Written by the live refresh: when it last refreshed, or since when it could not.
             // Until the script runs (or if scripts are off), the page says it is static.
             <p id="live-status" class="live-status muted small" data-testid="live-status">
@@ -114,11 +113,11 @@ fn OpenView() -> AnyView {
     let selected = RwSignal::new(Vec::<Seen>::new());
     let opened = move || param("alert").parse::<i64>().ok();
     // Looked up now (in the component), used later (in the forms' effects).
-    let nav = use_context::<crate::components::AlertsChanged>();
+    let nav = use_context::<crate::alerts::AlertsChanged>();
     let on_change = move || {
         selected.set(Vec::new());
         set_changed.update(|n| *n += 1);
-        if let Some(crate::components::AlertsChanged(count)) = nav {
+        if let Some(crate::alerts::AlertsChanged(count)) = nav {
             count.update(|n| *n += 1);
         }
     };

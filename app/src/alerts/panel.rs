@@ -27,7 +27,7 @@ pub(super) fn AlertPanel(
     );
     // The version the person saw when they opened the alert (or after their own change).
     let opened = Resource::new(move || (id, acted.get()), |(id, _)| load_alert(id));
-    let viewer = crate::components::use_viewer();
+    let viewer = crate::auth::viewer::use_viewer();
     let done = move || {
         set_acted.update(|n| *n += 1);
         on_change();
@@ -278,52 +278,31 @@ fn AlertActions(alert: Alert, done: impl Fn() + Copy + Send + Sync + 'static) ->
     .into_any()
 }
 
-/// The inline fix: Replay for a queue alert, Run now for a job, with a reason.
+/// The inline fix: a run of the job the alert's kind names (replay the queues, back up,
+/// run a drill, run a flagged cron), with a reason, through the runner's one start.
 #[component]
 fn FixForm(action: FixAction) -> AnyView {
-    use crate::crons::api::RunJobNow;
-    use crate::queues::api::StartReplay;
-    match action {
-        FixAction::Replay => {
-            let replay = crate::components::server_action::<StartReplay>();
-            view! {
-                <details class="disclosure" open=shown(replay)>
-                    <summary class="btn">"Replay the queues"</summary>
-                    <ActionForm action=replay attr:class="panel form-panel" attr:aria-label="Replay the fallback queues">
-                        <label class="field">
-                            <span>"Reason (recorded in the history)"</span>
-                            <input type="text" name="reason" required maxlength="500" />
-                        </label>
-                        {action_error(replay.value())}
-                        {move || replay.value().get().and_then(|r| r.ok()).map(|id| view! {
-                            <p class="muted small" role="status">"Started replay run #" {id} "; follow it on " <A href="/admin/queues">"the queues page"</A> "."</p>
-                        })}
-                        <button type="submit" class="btn btn-primary">"Replay"</button>
-                    </ActionForm>
-                </details>
-            }
-            .into_any()
-        }
-        FixAction::RunJob { job } => {
-            let run = crate::components::server_action::<RunJobNow>();
-            view! {
-                <details class="disclosure" open=shown(run)>
-                    <summary class="btn">{format!("Run {job} now")}</summary>
-                    <ActionForm action=run attr:class="panel form-panel" attr:aria-label="Run the job now">
-                        <input type="hidden" name="job" value=job.clone() />
-                        <label class="field">
-                            <span>"Reason (recorded in the history)"</span>
-                            <input type="text" name="reason" required maxlength="500" />
-                        </label>
-                        {action_error(run.value())}
-                        {move || run.value().get().and_then(|r| r.ok()).map(|id| view! {
-                            <p class="muted small" role="status">"Started run #" {id} "; it shows on " <A href="/admin/crons">"the crons page"</A> "."</p>
-                        })}
-                        <button type="submit" class="btn btn-primary">"Run now"</button>
-                    </ActionForm>
-                </details>
-            }
-            .into_any()
-        }
+    use crate::jobs::api::StartJob;
+    let run = crate::components::server_action::<StartJob>();
+    let FixAction { job, label } = action;
+    let summary = label.clone();
+    let aria = label.clone();
+    view! {
+        <details class="disclosure" open=shown(run)>
+            <summary class="btn">{summary}</summary>
+            <ActionForm action=run attr:class="panel form-panel" attr:aria-label=aria>
+                <input type="hidden" name="job" value=job.clone() />
+                <label class="field">
+                    <span>"Reason (recorded in the history)"</span>
+                    <input type="text" name="reason" required maxlength="500" />
+                </label>
+                {action_error(run.value())}
+                {move || run.value().get().and_then(|r| r.ok()).map(|id| view! {
+                    <p class="muted small" role="status">"Started run #" {id} " of " {job.clone()} "; it shows on " <A href="/admin/crons">"the crons page"</A> "."</p>
+                })}
+                <button type="submit" class="btn btn-primary">{label}</button>
+            </ActionForm>
+        </details>
     }
+    .into_any()
 }

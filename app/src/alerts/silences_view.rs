@@ -4,8 +4,9 @@ use leptos::prelude::*;
 
 use super::api::{load_open_alerts, EndSilence, SilenceAlerts};
 use super::{Silence, KIND_NAMES};
+use crate::auth::viewer::IfAllowed;
 use crate::auth::Permission;
-use crate::components::{action_error, Badge, ErrorBanner, IfAllowed, Tone};
+use crate::components::{action_error, Badge, ErrorBanner, Tone};
 use crate::format::{format_ago, format_utc, group_digits};
 
 /// Active and recent silences, and a form to add one.
@@ -17,7 +18,7 @@ pub(super) fn SilencesView() -> AnyView {
         move || (create.version().get(), end.version().get()),
         |_| load_open_alerts(String::new(), String::new(), String::new()),
     );
-    let viewer = crate::components::use_viewer();
+    let viewer = crate::auth::viewer::use_viewer();
     view! {
         <IfAllowed permission=Permission::Operate>
             <section class="panel form-panel wide">

@@ -171,7 +171,7 @@ impl Refusal {
     /// Where the form goes back to after this refusal: the sign-in page, still leading
     /// to `next`.
     pub fn redirect(&self, next: &str) -> String {
-        let mut url = crate::components::login_url(next);
+        let mut url = crate::auth::viewer::login_url(next);
         url.push('&');
         url.push_str(&self.to_query());
         url

@@ -14,6 +14,7 @@ pub mod form;
 pub mod page;
 #[cfg(feature = "ssr")]
 pub mod ssr;
+pub mod viewer;
 
 use serde::{Deserialize, Serialize};
 

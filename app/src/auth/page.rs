@@ -117,7 +117,7 @@ pub fn SetupPage() -> AnyView {
 pub fn AccountPage() -> AnyView {
     let action = ServerAction::<ChangePassword>::new();
     let value = action.value();
-    let viewer = crate::components::use_viewer();
+    let viewer = crate::auth::viewer::use_viewer();
     Effect::new(move |_| {
         if let (Some(Ok(())), Some(viewer)) = (value.get(), viewer) {
             viewer.refetch();

@@ -72,18 +72,6 @@ pub async fn load_backups() -> Result<BackupsOverview, AppError> {
     crate::server::respond(result)
 }
 
-/// Starts a run of the `backup` job (both stores, then verify and retention) and
-/// returns its run id at once.
-#[server(endpoint = "backups/create")]
-pub async fn start_backup(reason: String) -> Result<i64, AppError> {
-    let (state, actor) = crate::auth::ssr::guard(crate::auth::Permission::Operate).await?;
-    let result = async {
-        crate::jobs::ssr::start_by_hand(&state, super::ssr::BACKUP.name, actor, &reason).await
-    }
-    .await;
-    crate::server::respond(result)
-}
-
 /// Verifies backup `id` (every file's checksum and rows against its manifest) in the
 /// background; the page shows the result when it is recorded.
 #[server(endpoint = "backups/verify")]

@@ -15,6 +15,9 @@ pub mod ssr;
 
 use serde::{Deserialize, Serialize};
 
+/// The backup job's name (its button posts it to the runner's start).
+pub const BACKUP_JOB: &str = "backup";
+
 pub use crate::freeze::{Freeze, StoreKind};
 
 /// Where a backup is in its life.

@@ -7,16 +7,16 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 
 use super::api::{
-    load_backups, load_restore_plan, CancelRestore, RollBackRestore, StartBackup, StartRestore,
-    VerifyBackup,
+    load_backups, load_restore_plan, CancelRestore, RollBackRestore, StartRestore, VerifyBackup,
 };
 use super::{
     Backup, BackupStatus, BackupsOverview, Restore, RestoreMode, RestorePlan, RestoreStatus,
     StoreSummary,
 };
+use crate::auth::viewer::use_viewer;
 use crate::auth::Permission;
 use crate::components::{
-    action_error, use_viewer, Badge, ChartFrame, ErrorBanner, PageHeader, Tone, CHART_H, CHART_W,
+    action_error, Badge, ChartFrame, ErrorBanner, PageHeader, Tone, CHART_H, CHART_W,
 };
 use crate::format::{
     format_ago, format_bytes, format_duration, format_maybe_duration, format_utc, group_digits,
@@ -50,7 +50,7 @@ fn restore_tone(status: RestoreStatus) -> Tone {
 #[component]
 pub fn BackupsPage() -> AnyView {
     let tick = crate::components::refresh_ticker(REFRESH_EVERY);
-    let backup = ServerAction::<StartBackup>::new();
+    let backup = ServerAction::<crate::jobs::api::StartJob>::new();
     let verify = ServerAction::<VerifyBackup>::new();
     let restore = ServerAction::<StartRestore>::new();
     let cancel = ServerAction::<CancelRestore>::new();
@@ -139,7 +139,7 @@ pub fn BackupsPage() -> AnyView {
 
 /// Backup now, with its reason.
 #[component]
-fn BackupPanel(backup: ServerAction<StartBackup>) -> AnyView {
+fn BackupPanel(backup: ServerAction<crate::jobs::api::StartJob>) -> AnyView {
     view! {
         <section class="panel form-panel wide">
             <h2>"Back up both stores now"</h2>
@@ -147,6 +147,7 @@ fn BackupPanel(backup: ServerAction<StartBackup>) -> AnyView {
                 "Runs the daily backup job now: PostgreSQL (pg_dump in one snapshot, with its row counts), then ClickHouse (every table, one file per partition), each verified after, then retention."
             </p>
             <ActionForm action=backup attr:class="form-row" attr:aria-label="Back up now">
+                <input type="hidden" name="job" value=super::BACKUP_JOB />
                 <label class="field field-grow">
                     <span>"Reason (recorded in the history)"</span>
                     <input type="text" name="reason" required maxlength="500" placeholder="Before the schema change" />

@@ -1,11 +1,11 @@
-//! Small building blocks shared by every page: the admin layout, badges, headers.
+//! Small building blocks shared by every page: badges, headers, banners, charts, the
+//! server actions whose forms work without the client, and how a page travels
+//! (`transport`). Infrastructure: it knows no feature and no account (the app shell,
+//! which does, is the crate root's `shell`).
 
-mod layout;
 pub mod theme;
+pub mod transport;
 
-pub use layout::{
-    login_url, redirect_to, use_viewer, AdminLayout, AlertsChanged, IfAllowed, ViewerResource,
-};
 pub use theme::ThemeToggle;
 
 use leptos::prelude::*;
@@ -24,7 +24,7 @@ pub fn refresh_ticker(every: std::time::Duration) -> ReadSignal<u64> {
 }
 
 /// A server action whose form also works without the client: on a page served as plain
-/// HTML ([`crate::WITHOUT_CLIENT`]), the outcome of this function's last plain-form post
+/// HTML ([`crate::components::transport::WITHOUT_CLIENT`]), the outcome of this function's last plain-form post
 /// (kept in the session by [`crate::server::plain_form`]) becomes the action's value, so
 /// the form shows its error or its result as it does when the client posts it. With the
 /// client, it is `ServerAction::new()`.
@@ -120,19 +120,6 @@ impl Tone {
 #[component]
 pub fn Badge(tone: Tone, #[prop(into)] label: String) -> impl IntoView {
     view! { <span class=tone.class()>{label}</span> }
-}
-
-/// The badge of a run's status, the one mapping every page uses.
-#[component]
-pub fn RunStatusBadge(status: crate::jobs::RunStatus) -> impl IntoView {
-    use crate::jobs::RunStatus;
-    let tone = match status {
-        RunStatus::Succeeded => Tone::Ok,
-        RunStatus::Running => Tone::Info,
-        RunStatus::Partial | RunStatus::Cancelled => Tone::Warn,
-        RunStatus::Failed | RunStatus::Abandoned => Tone::Error,
-    };
-    view! { <Badge tone label=status.as_str() /> }
 }
 
 /// The title of a page and one sentence saying what it shows.

@@ -33,16 +33,6 @@ pub async fn load_crons() -> Result<CronsOverview, AppError> {
     crate::server::respond(result)
 }
 
-/// Runs job `job` now, in the background (recorded as `manual`, with the actor and
-/// the reason); returns the run's id.
-#[server(endpoint = "crons/run")]
-pub async fn run_job_now(job: String, reason: String) -> Result<i64, AppError> {
-    let (state, actor) = crate::auth::ssr::guard(crate::auth::Permission::Operate).await?;
-    let result =
-        async { crate::jobs::ssr::start_by_hand(&state, &job, actor, &reason).await }.await;
-    crate::server::respond(result)
-}
-
 /// The current and previous cron secrets (never their values), with their last use.
 #[server(endpoint = "settings/cron-secret")]
 pub async fn load_cron_secrets() -> Result<CronSecrets, AppError> {

@@ -4,7 +4,6 @@
 //!
 //! - DTOs here: [`JobStatus`], [`CronsOverview`], [`CronSecretInfo`], [`RotatedSecret`];
 //!   [`CronRun`] is the runner's.
-//! - `schedule` — cron expressions (parsing, next tick, plain-English reading).
 //! - `api` — the server functions of `/admin/crons` and `/admin/settings/cron-secret`.
 //! - `page` — `/admin/crons`; `secret_page` — `/admin/settings/cron-secret`.
 //! - `ssr` (server only) — the settings (`CronSettings`), the dropout assessment
@@ -12,7 +11,6 @@
 
 pub mod api;
 pub mod page;
-pub mod schedule;
 pub mod secret_page;
 #[cfg(feature = "ssr")]
 pub mod ssr;

@@ -5,14 +5,16 @@ use std::time::Duration;
 use leptos::prelude::*;
 use leptos_meta::Title;
 
-use super::api::{load_crons, RunJobNow};
+use super::api::load_crons;
 use super::{CronRun, CronsOverview, DurationPoint, Flag, HourSlot, JobStatus, JOB_NAMES};
+use crate::auth::viewer::IfAllowed;
 use crate::auth::Permission;
 use crate::components::{
-    action_error, Badge, ChartFrame, ErrorBanner, IfAllowed, PageHeader, RunStatusBadge, Tone,
-    CHART_H, CHART_W,
+    action_error, Badge, ChartFrame, ErrorBanner, PageHeader, Tone, CHART_H, CHART_W,
 };
 use crate::format::{format_ago, format_duration, format_maybe_duration, format_utc, group_digits};
+use crate::jobs::api::StartJob;
+use crate::jobs::RunStatusBadge;
 
 /// How often `/admin/crons` asks for fresh figures.
 pub const REFRESH_EVERY: Duration = Duration::from_secs(5);
@@ -21,7 +23,7 @@ pub const REFRESH_EVERY: Duration = Duration::from_secs(5);
 #[component]
 pub fn CronsPage() -> AnyView {
     let tick = crate::components::refresh_ticker(REFRESH_EVERY);
-    let run = ServerAction::<RunJobNow>::new();
+    let run = ServerAction::<StartJob>::new();
     let overview = Resource::new(move || (tick.get(), run.version().get()), |_| load_crons());
     view! {
         <Title text="Crons" />
@@ -348,7 +350,7 @@ fn RecentRuns(runs: Vec<CronRun>, now: i64) -> AnyView {
 
 /// Run now, with a reason: for operators and admins.
 #[component]
-fn RunNowPanel(run: ServerAction<RunJobNow>) -> AnyView {
+fn RunNowPanel(run: ServerAction<StartJob>) -> AnyView {
     view! {
         <section class="panel form-panel wide">
             <h2>"Run a job now"</h2>

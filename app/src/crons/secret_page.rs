@@ -6,8 +6,9 @@ use leptos_meta::Title;
 
 use super::api::{load_cron_secrets, EndCronSecretGrace, RotateCronSecret};
 use super::{CronSecretInfo, DEFAULT_GRACE_HOURS, MAX_GRACE_HOURS};
+use crate::auth::viewer::IfAllowed;
 use crate::auth::Permission;
-use crate::components::{action_error, Badge, ErrorBanner, IfAllowed, PageHeader, Tone};
+use crate::components::{action_error, Badge, ErrorBanner, PageHeader, Tone};
 use crate::format::{format_ago, format_utc};
 
 /// `/admin/settings/cron-secret`: everyone sees which secrets work and who used them

@@ -16,8 +16,9 @@ use super::api::{load_dlq, CancelRedrive, DlqDryRun, Purge, Recover, StartRedriv
 use super::parts::{count, reason_badge};
 use super::settings_page::state_badge;
 use super::{DeadLetter, DlqOverview, DlqReason, Endpoint, EndpointState, Redrive};
+use crate::auth::viewer::use_viewer;
 use crate::auth::Permission;
-use crate::components::{action_error, use_viewer, Badge, ErrorBanner, PageHeader, Tone};
+use crate::components::{action_error, Badge, ErrorBanner, PageHeader, Tone};
 use crate::format::{format_ago, format_duration, format_utc, percent_encode};
 
 /// How often the page asks for fresh figures (a redrive in progress).

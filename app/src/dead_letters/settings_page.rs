@@ -6,10 +6,9 @@ use leptos_meta::Title;
 
 use super::api::{list_webhooks, CreateWebhook, DeleteWebhook, SetWebhookEnabled};
 use super::{Endpoint, EndpointState, ALERT_EVENT_TYPE};
+use crate::auth::viewer::{use_viewer, IfAllowed};
 use crate::auth::Permission;
-use crate::components::{
-    action_error, use_viewer, Badge, ErrorBanner, IfAllowed, PageHeader, Tone,
-};
+use crate::components::{action_error, Badge, ErrorBanner, PageHeader, Tone};
 use crate::format::{format_utc, group_digits};
 
 /// The badge of an endpoint's state.

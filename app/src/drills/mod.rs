@@ -18,6 +18,9 @@ pub mod ssr;
 
 use serde::{Deserialize, Serialize};
 
+/// The restore drill job's name (its button posts it to the runner's start).
+pub const DRILL_JOB: &str = "restore-drill";
+
 pub use crate::freeze::StoreKind;
 
 /// A functional drill (a real restore) or a tabletop exercise (people talking it through).

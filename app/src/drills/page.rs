@@ -7,13 +7,15 @@ use std::time::Duration;
 use leptos::prelude::*;
 use leptos_meta::Title;
 
-use super::api::{load_drills, CancelDrill, LogTabletop, SetObjectives, StartDrill};
+use super::api::{load_drills, LogTabletop, SetObjectives};
 use super::{Drill, DrillKind, DrillStatus, DrillsOverview, Due, Objective};
+use crate::auth::viewer::use_viewer;
 use crate::auth::Permission;
 use crate::components::{
-    action_error, use_viewer, Badge, ChartFrame, ErrorBanner, PageHeader, Tone, CHART_H, CHART_W,
+    action_error, Badge, ChartFrame, ErrorBanner, PageHeader, Tone, CHART_H, CHART_W,
 };
 use crate::format::{format_ago, format_duration, format_utc, group_digits};
+use crate::jobs::api::{CancelRun, StartJob};
 
 /// How often the page asks for fresh figures (a drill in progress).
 pub const REFRESH_EVERY: Duration = Duration::from_secs(3);
@@ -40,8 +42,8 @@ fn hours(secs: i64) -> String {
 #[component]
 pub fn DrillsPage() -> AnyView {
     let tick = crate::components::refresh_ticker(REFRESH_EVERY);
-    let start = ServerAction::<StartDrill>::new();
-    let cancel = ServerAction::<CancelDrill>::new();
+    let start = ServerAction::<StartJob>::new();
+    let cancel = ServerAction::<CancelRun>::new();
     let tabletop = ServerAction::<LogTabletop>::new();
     let objectives = ServerAction::<SetObjectives>::new();
     let overview = Resource::new(
@@ -110,7 +112,7 @@ pub fn DrillsPage() -> AnyView {
 
 /// Run drill now, with its reason.
 #[component]
-fn RunPanel(start: ServerAction<StartDrill>) -> AnyView {
+fn RunPanel(start: ServerAction<StartJob>) -> AnyView {
     view! {
         <section class="panel form-panel">
             <h2>"Run a drill now"</h2>
@@ -118,6 +120,7 @@ fn RunPanel(start: ServerAction<StartDrill>) -> AnyView {
                 "Restores the latest verified backup of each store into throwaway databases, checks every table against its manifest, runs the console's own queries on them, then drops them. Live data is never touched."
             </p>
             <ActionForm action=start attr:class="form-row" attr:aria-label="Run a drill">
+                <input type="hidden" name="job" value=super::DRILL_JOB />
                 <label class="field field-grow">
                     <span>"Reason (recorded in the history)"</span>
                     <input type="text" name="reason" required maxlength="500" placeholder="Quarterly drill" />
@@ -178,7 +181,7 @@ fn DrillsNow(
     overview: DrillsOverview,
     operate: bool,
     administer: bool,
-    cancel: ServerAction<CancelDrill>,
+    cancel: ServerAction<CancelRun>,
     objectives: ServerAction<SetObjectives>,
 ) -> AnyView {
     let DrillsOverview {
@@ -235,12 +238,7 @@ fn DrillsNow(
 
 /// A drill in progress: its steps so far, a progress bar and Cancel.
 #[component]
-fn RunningDrill(
-    d: Drill,
-    now_ms: i64,
-    operate: bool,
-    cancel: ServerAction<CancelDrill>,
-) -> AnyView {
+fn RunningDrill(d: Drill, now_ms: i64, operate: bool, cancel: ServerAction<CancelRun>) -> AnyView {
     let (done, total) = d.progress.unwrap_or((d.steps.len() as i64, 9));
     let id = d.id;
     view! {
@@ -248,8 +246,8 @@ fn RunningDrill(
             <div class="progress-head">
                 <strong>{format!("Drill {id} running")}</strong>
                 <span class="muted">{format!("{done} of {total} steps, started {}", format_ago(d.started_ms, now_ms))}</span>
-                {operate.then(|| view! {
-                    <button type="button" class="btn" on:click=move |_| { cancel.dispatch(CancelDrill { id }); }>"Cancel"</button>
+                {operate.then_some(d.run_id).flatten().map(|run_id| view! {
+                    <button type="button" class="btn" on:click=move |_| { cancel.dispatch(CancelRun { run_id }); }>"Cancel"</button>
                 })}
             </div>
             <progress max=total.max(1) value=done>{format!("{done} of {total}")}</progress>

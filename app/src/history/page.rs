@@ -11,8 +11,9 @@ use super::api::{
     VerifyHistoryChain,
 };
 use super::{ChainReport, Entry, EntryView, Outcome, KINDS, SEVERITIES};
+use crate::auth::viewer::IfAllowed;
 use crate::auth::Permission;
-use crate::components::{action_error, Badge, ErrorBanner, IfAllowed, PageHeader, Tone};
+use crate::components::{action_error, Badge, ErrorBanner, PageHeader, Tone};
 use crate::format::{format_duration, format_utc, group_digits, percent_encode};
 
 /// The filter parameters, in the order `search_history` takes them.

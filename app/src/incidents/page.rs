@@ -6,8 +6,9 @@ use leptos_router::hooks::use_params_map;
 
 use super::api::{load_incident_mode, SetIncidentFreeze, SetRcaOwner, TakeSnapshot, TickItem};
 use super::IncidentMode;
+use crate::auth::viewer::use_viewer;
 use crate::auth::Permission;
-use crate::components::{action_error, use_viewer, Badge, ErrorBanner, Tone};
+use crate::components::{action_error, Badge, ErrorBanner, Tone};
 
 /// Under `/admin/history/:id`: the panel when the entry is an incident, else nothing.
 #[component]

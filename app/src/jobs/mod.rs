@@ -10,11 +10,19 @@
 //! That row's id is the run's only id: what a start returns and what cancel, the pages
 //! and the CLI take.
 //!
+//! - `api` — the one start and the one cancel server function every button uses.
 //! - DTOs here, shared with the pages: [`Trigger`], [`RunStatus`], [`CronRun`].
+//! - `schedule` — cron expressions (parsing, next tick, plain-English reading): when
+//!   the scheduler fires a job.
 //! - `ssr` (server only): the runner ([`ssr::Job`], [`ssr::JobContext`],
 //!   [`ssr::Report`], [`ssr::run`]), progress and cancellation (`ssr::progress`), and
 //!   the run records (`ssr::records`).
 
+pub mod api;
+pub mod schedule;
+mod view;
+
+pub use view::RunStatusBadge;
 #[cfg(feature = "ssr")]
 pub mod ssr;
 

@@ -9,8 +9,9 @@ use leptos_meta::Title;
 
 use super::api::{load_migrations, ChangeMigration};
 use super::{BackgroundMigrationRow, MigrationAction, MigrationsOverview, SchemaStatus, Upgrade};
+use crate::auth::viewer::IfAllowed;
 use crate::auth::Permission;
-use crate::components::{action_error, Badge, ErrorBanner, IfAllowed, PageHeader, Tone};
+use crate::components::{action_error, Badge, ErrorBanner, PageHeader, Tone};
 use crate::format::{format_ago, format_duration, format_utc, group_digits};
 
 /// How often the page asks for fresh figures.

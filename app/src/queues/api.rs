@@ -32,50 +32,6 @@ pub async fn load_queues() -> Result<QueuesOverview, AppError> {
     crate::server::respond(result)
 }
 
-/// Starts a run of the `replay-fallback` job (both queues) and returns its run id at
-/// once; the replay continues in the background and the page follows its progress.
-#[server(endpoint = "queues/replay")]
-pub async fn start_replay(reason: String) -> Result<i64, AppError> {
-    let (state, actor) = crate::auth::ssr::guard(crate::auth::Permission::Operate).await?;
-    let result = async {
-        let job = super::ssr::replay::REPLAY_FALLBACK.name;
-        crate::jobs::ssr::start_by_hand(&state, job, actor, &reason).await
-    }
-    .await;
-    crate::server::respond(result)
-}
-
-/// Asks replay run `run_id` (the id the Replay button returned) to stop after its
-/// current batch, whichever replica runs it.
-#[server(endpoint = "queues/cancel")]
-pub async fn cancel_replay(run_id: i64) -> Result<(), AppError> {
-    let (state, actor) = crate::auth::ssr::guard(crate::auth::Permission::Operate).await?;
-    let result = async {
-        use crate::history::ssr::{record, NewEntry};
-        if crate::jobs::ssr::records::request_cancel(&state.pg, run_id).await? {
-            record(
-                &state.pg,
-                &NewEntry::new(
-                    "replay",
-                    format!("Cancel requested for replay run #{run_id}"),
-                    &actor,
-                    crate::history::Outcome::Info,
-                )
-                .with_details(serde_json::json!({"cron_run_id": run_id, "cancel": true})),
-                "Failed to record the cancel",
-            )
-            .await?;
-            Ok(())
-        } else {
-            Err(AppError::Conflict {
-                message: format!("Replay run #{run_id} is not running."),
-            })
-        }
-    }
-    .await;
-    crate::server::respond(result)
-}
-
 /// Every ingest key (never a secret).
 #[server(endpoint = "settings/ingest-keys")]
 pub async fn list_ingest_keys() -> Result<Vec<IngestKey>, AppError> {

@@ -21,6 +21,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::jobs::{RunStatus, Trigger};
 
+/// The replay job's name (its button posts it to the runner's start).
+pub const REPLAY_JOB: &str = "replay-fallback";
+
 /// One of the two fallback queues, named after the ClickHouse table it feeds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -5,17 +5,17 @@ use std::time::Duration;
 use leptos::prelude::*;
 use leptos_meta::Title;
 
-use super::api::{
-    list_ingest_keys, load_queues, CancelReplay, CreateIngestKey, RevokeIngestKey, StartReplay,
-};
+use super::api::{list_ingest_keys, load_queues, CreateIngestKey, RevokeIngestKey};
 use super::{DepthSample, IngestKey, Queue, QueueStats, QueuesOverview, ReplayRun, EXPIRING_CAP};
+use crate::auth::viewer::IfAllowed;
 use crate::auth::Permission;
 use crate::components::{
-    action_error, Badge, ChartFrame, ErrorBanner, IfAllowed, PageHeader, RunStatusBadge, Tone,
-    CHART_H, CHART_W,
+    action_error, Badge, ChartFrame, ErrorBanner, PageHeader, Tone, CHART_H, CHART_W,
 };
 use crate::format::{format_ago, format_duration, format_utc, group_digits};
+use crate::jobs::api::{CancelRun, StartJob};
 use crate::jobs::RunStatus;
+use crate::jobs::RunStatusBadge;
 
 /// How often the page asks for fresh figures.
 pub const REFRESH_EVERY: Duration = Duration::from_secs(2);
@@ -28,8 +28,8 @@ fn count(n: i64) -> String {
 #[component]
 pub fn QueuesPage() -> AnyView {
     let tick = crate::components::refresh_ticker(REFRESH_EVERY);
-    let replay = ServerAction::<StartReplay>::new();
-    let cancel = ServerAction::<CancelReplay>::new();
+    let replay = ServerAction::<StartJob>::new();
+    let cancel = ServerAction::<CancelRun>::new();
     let overview = Resource::new(
         move || (tick.get(), replay.version().get(), cancel.version().get()),
         |_| load_queues(),
@@ -62,7 +62,7 @@ pub fn QueuesPage() -> AnyView {
 
 /// The Replay button with its reason, for operators and admins.
 #[component]
-fn ReplayPanel(replay: ServerAction<StartReplay>) -> AnyView {
+fn ReplayPanel(replay: ServerAction<StartJob>) -> AnyView {
     view! {
         <IfAllowed permission=Permission::Operate>
             <section class="panel form-panel wide">
@@ -71,6 +71,7 @@ fn ReplayPanel(replay: ServerAction<StartReplay>) -> AnyView {
                     "Sends every queued row to ClickHouse in batches, skipping rows ClickHouse already has, then removes them from the queue. Safe to run at any time, and alongside the scheduled replay."
                 </p>
                 <ActionForm action=replay attr:class="form-row" attr:aria-label="Replay the queues">
+                    <input type="hidden" name="job" value=super::REPLAY_JOB />
                     <label class="field field-grow">
                         <span>"Reason (recorded in the history)"</span>
                         <input type="text" name="reason" required maxlength="500" placeholder="ClickHouse is back after the outage" />
@@ -86,7 +87,7 @@ fn ReplayPanel(replay: ServerAction<StartReplay>) -> AnyView {
 
 /// The state now: summary, running replays, the queues table.
 #[component]
-fn QueuesNow(overview: QueuesOverview, cancel: ServerAction<CancelReplay>) -> AnyView {
+fn QueuesNow(overview: QueuesOverview, cancel: ServerAction<CancelRun>) -> AnyView {
     let QueuesOverview {
         now,
         ttl_hours,
@@ -210,7 +211,7 @@ fn QueueRow(q: QueueStats, now: i64) -> AnyView {
 }
 
 #[component]
-fn RunProgress(run: ReplayRun, now: i64, cancel: ServerAction<CancelReplay>) -> AnyView {
+fn RunProgress(run: ReplayRun, now: i64, cancel: ServerAction<CancelRun>) -> AnyView {
     let total = run.rows_at_start.max(run.rows_done).max(1);
     let percent = (run.rows_done as f64 / total as f64 * 100.0).min(100.0);
     let rate = run.rate(now);

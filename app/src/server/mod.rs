@@ -11,6 +11,7 @@ pub mod postgres;
 pub mod sealed;
 pub mod state;
 pub mod tokens;
+pub mod watch;
 
 pub use clock::Clock;
 pub use state::AppState;

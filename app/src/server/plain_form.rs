@@ -1,5 +1,5 @@
 //! Server functions posted by plain HTML forms, on the pages served without the client
-//! ([`crate::WITHOUT_CLIENT`]).
+//! ([`crate::components::transport::WITHOUT_CLIENT`]).
 //!
 //! Without the client, an `ActionForm` is an ordinary `<form method="post">` to its server
 //! function. The function runs as for the app's own client (same guard, same checks, same
@@ -97,7 +97,7 @@ pub async fn layer(request: Request, next: Next) -> Response {
         return post(session, path, request, next).await;
     }
     if request.method() == Method::GET
-        && crate::without_client(&path)
+        && crate::components::transport::without_client(&path)
         && !request.headers().contains_key(LIVE_HEADER)
     {
         let mut request = request;
@@ -125,7 +125,7 @@ async fn post(session: Session, path: String, request: Request, next: Next) -> R
     let back_path = back.split('?').next().unwrap_or_default();
     // A stranger's session is empty (only signing in writes to one), and so is one the
     // guard just ended (401): the page it goes back to sends them to the sign-in page.
-    if !crate::without_client(back_path) || session.is_empty().await {
+    if !crate::components::transport::without_client(back_path) || session.is_empty().await {
         return see_other(&back);
     }
     let ok = !response

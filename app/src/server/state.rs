@@ -73,7 +73,7 @@ pub struct AppState {
     pub incidents: crate::history::ssr::IncidentHooks,
     /// This process's view of PostgreSQL's availability (the pages' outage sentence,
     /// the `postgres_down` record).
-    pub postgres_watch: crate::alerts::ssr::PostgresWatch,
+    pub postgres_watch: crate::server::watch::PostgresWatch,
     /// The process's background work (runs started from the console, the scheduler,
     /// housekeeping): `salvage serve` waits for it on shutdown.
     pub tasks: tokio_util::task::TaskTracker,

@@ -4,9 +4,10 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 
 use super::api::{list_users, AddUser, SetUserDisabled, SetUserRole};
+use crate::auth::viewer::IfAllowed;
 use crate::auth::Permission;
 use crate::auth::{Role, UserRow};
-use crate::components::{action_error, Badge, ErrorBanner, IfAllowed, PageHeader, Tone};
+use crate::components::{action_error, Badge, ErrorBanner, PageHeader, Tone};
 use crate::format::format_utc;
 
 /// `/admin/settings/users`.

@@ -1,6 +1,5 @@
 //! What every command shares.
 
-
 use crate::config::Settings;
 use crate::startup;
 
@@ -25,7 +24,11 @@ pub struct SchemaBehind {
 
 impl std::fmt::Display for SchemaBehind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let noun = if self.pending == 1 { "migration" } else { "migrations" };
+        let noun = if self.pending == 1 {
+            "migration"
+        } else {
+            "migrations"
+        };
         write!(
             f,
             "the schema is {} {noun} behind this binary; run `salvage migrate`",
@@ -48,9 +51,12 @@ pub(crate) async fn current_state(settings: &Settings) -> anyhow::Result<app::se
 /// `Ok` when every migration this binary carries is applied to `pg`.
 pub(crate) async fn schema_is_current(pg: &sqlx::PgPool) -> anyhow::Result<()> {
     use app::migrations::ssr::schema;
-    let applied = schema::applied(pg)
-        .await
-        .map_err(|e| app_error(app::error::AppError::internal("Read the schema's version", e)))?;
+    let applied = schema::applied(pg).await.map_err(|e| {
+        app_error(app::error::AppError::internal(
+            "Read the schema's version",
+            e,
+        ))
+    })?;
     match schema::pending(&applied).len() {
         0 => Ok(()),
         pending => Err(SchemaBehind { pending }.into()),

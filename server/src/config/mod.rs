@@ -332,7 +332,7 @@ impl Settings {
         for job in app::registry::JOBS {
             let name = format!("SALVAGE_CRON_{}", job.name.replace('-', "_").to_uppercase());
             if let Some(value) = lookup(&name).filter(|v| !v.trim().is_empty()) {
-                let schedule = app::crons::schedule::Schedule::parse(&value).map_err(|reason| {
+                let schedule = app::jobs::schedule::Schedule::parse(&value).map_err(|reason| {
                     ConfigError::Malformed {
                         name: Box::leak(name.into_boxed_str()),
                         reason,

@@ -483,7 +483,14 @@ async fn a_command_on_a_schema_older_than_the_binary_refuses_with_exit_2_and_cha
     let commands: [&[&str]; 5] = [
         &["alerts", "list"],
         &["backup", "list"],
-        &["user", "add", "--email", "new@example.com", "--role", "operator"],
+        &[
+            "user",
+            "add",
+            "--email",
+            "new@example.com",
+            "--role",
+            "operator",
+        ],
         &["replay", "--reason", "after the upgrade"],
         &["cron", "run", "prune-cron-runs", "--reason", "tidy"],
     ];
@@ -494,7 +501,12 @@ async fn a_command_on_a_schema_older_than_the_binary_refuses_with_exit_2_and_cha
     let after = schema_and_writes(&app.pg).await;
 
     for (args, output) in commands.iter().zip(&outputs) {
-        assert_eq!(output.status.code(), Some(2), "{args:?}: {}", stderr(output));
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            stderr(output)
+        );
         assert_eq!(
             stderr(output),
             "salvage: the schema is 1 migration behind this binary; run `salvage migrate`\n",

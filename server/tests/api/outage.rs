@@ -39,14 +39,11 @@ fn arguments(endpoint: &str) -> Option<Value> {
             "reason": "outage test"}),
         "alerts/unsilence" => json!({"silence_id": 1, "reason": "outage test"}),
         "backups/overview" => json!({}),
-        "backups/create" => json!({"reason": "outage test"}),
         "backups/verify" | "backups/plan" | "backups/cancel-restore" => json!({"id": 1}),
         "backups/restore" => json!({"backup_id": 1, "mode": "side", "target": "",
             "tables": "", "confirm": "", "reason": "outage test"}),
         "backups/rollback" => json!({"id": 1, "reason": "outage test"}),
         "drills/overview" => json!({}),
-        "drills/run" => json!({"reason": "outage test"}),
-        "drills/cancel" => json!({"id": 1}),
         "drills/tabletop" => json!({"scenario": "s", "participants": "p", "findings": "f",
             "follow_ups": ""}),
         "drills/objectives" => json!({"store": "postgres", "rpo_hours": 24, "rto_minutes": 60,
@@ -69,9 +66,8 @@ fn arguments(endpoint: &str) -> Option<Value> {
         "history/incident" => json!({"title": "Outage", "severity": "sev2", "started_at": "",
             "resolved_at": "", "body": ""}),
         "history/resolve" => json!({"incident_id": 1, "resolved_at": "", "body": "fixed"}),
-        "queues/replay" => json!({"reason": "outage test"}),
-        "queues/cancel" => json!({"run_id": 1}),
-        "crons/run" => json!({"job": "expire-fallback", "reason": "outage test"}),
+        "jobs/start" => json!({"job": "expire-fallback", "reason": "outage test"}),
+        "jobs/cancel" => json!({"run_id": 1}),
         "settings/cron-secret/rotate" => json!({"grace_hours": 24, "reason": "outage test"}),
         "settings/cron-secret/end-grace" => json!({"secret_id": 1, "reason": "outage test"}),
         "settings/ingest-keys/create" => json!({"name": "outage key", "organization": "*"}),
@@ -115,7 +111,7 @@ async fn with_postgresql_cut_every_server_function_answers_503_naming_it() {
 
     let endpoints = every_server_function();
     assert!(
-        endpoints.len() >= 28 && endpoints.contains("queues/replay"),
+        endpoints.len() >= 28 && endpoints.contains("jobs/start"),
         "the registry lists {endpoints:?}"
     );
     let mut wrong = Vec::new();

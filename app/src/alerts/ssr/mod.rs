@@ -1,6 +1,6 @@
 //! Alerts on the server: kinds and the signals their evaluators return, the store of
 //! alerts (`store`) and the race-safe changes people make (`changes`), silences, the self-monitor job, the page's queries
-//! and the PostgreSQL outage watch.
+//! and the `postgres_down` kind (the outages `server::watch` saw).
 //!
 //! Adding a kind (see docs/ARCHITECTURE.md, "Adding an alert kind"): a static
 //! [`AlertKind`] in the feature that measures the condition, with an evaluator that
@@ -18,4 +18,3 @@ pub mod store;
 
 pub use kind::{AlertKind, AlertSettings, EvalFuture, Fix, Signal};
 pub use monitor::{evaluate, EvaluationReport, SELF_MONITOR};
-pub use outage::PostgresWatch;

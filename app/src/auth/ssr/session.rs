@@ -191,7 +191,7 @@ fn postgres_outage(state: &AppState, error: AppError) -> AppError {
             state.postgres_watch.failed(state.clock.now());
             match state.postgres_watch.down_since() {
                 Some(since) => AppError::Unavailable {
-                    message: crate::alerts::ssr::PostgresWatch::sentence(since),
+                    message: crate::server::watch::PostgresWatch::sentence(since),
                 },
                 None => error,
             }

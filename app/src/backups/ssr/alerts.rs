@@ -13,9 +13,7 @@ use crate::error::AppError;
 use crate::server::AppState;
 
 fn back_up_now(_key: &str) -> FixAction {
-    FixAction::RunJob {
-        job: super::BACKUP.name.to_owned(),
-    }
+    FixAction::run(super::BACKUP.name, "Back up now")
 }
 
 const FIX: Fix = Fix {

@@ -31,7 +31,7 @@ use crate::jobs::RunStatus;
 use crate::server::AppState;
 
 pub static BACKUP: Job = Job {
-    name: "backup",
+    name: super::super::BACKUP_JOB,
     description: "Backs up PostgreSQL and ClickHouse, verifies each backup and applies retention.",
     schedule: "0 3 * * *",
     grace: Duration::from_secs(3600),

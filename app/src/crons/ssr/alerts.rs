@@ -11,9 +11,7 @@ use crate::error::AppError;
 use crate::server::AppState;
 
 fn run_now(job: &str) -> FixAction {
-    FixAction::RunJob {
-        job: job.to_owned(),
-    }
+    FixAction::run(job, format!("Run {job} now"))
 }
 
 /// A job flagged by the cron plane, keyed by the job's name.

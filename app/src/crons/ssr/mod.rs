@@ -7,7 +7,7 @@ pub mod status;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use super::schedule::Schedule;
+use crate::jobs::schedule::Schedule;
 use crate::jobs::ssr::Job;
 
 /// How the cron plane behaves; from the settings (`SALVAGE_SCHEDULER`,

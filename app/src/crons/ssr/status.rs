@@ -12,8 +12,8 @@ use std::collections::HashMap;
 
 use time::{Duration, OffsetDateTime};
 
-use super::super::schedule::Schedule;
 use super::super::{CronRun, DurationPoint, Flag, HourSlot, JobStatus};
+use crate::jobs::schedule::Schedule;
 use crate::jobs::ssr::records::recent;
 use crate::jobs::ssr::Job;
 use crate::jobs::RunStatus;

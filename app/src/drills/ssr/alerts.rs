@@ -13,13 +13,10 @@ use crate::error::AppError;
 use crate::format::format_duration;
 use crate::server::AppState;
 
-/// The drill job's name (`run::RESTORE_DRILL` takes it from here).
-pub const DRILL_JOB: &str = "restore-drill";
+use super::super::DRILL_JOB;
 
 fn run_a_drill(_key: &str) -> FixAction {
-    FixAction::RunJob {
-        job: DRILL_JOB.to_owned(),
-    }
+    FixAction::run(DRILL_JOB, "Run a drill now")
 }
 
 const FIX: Fix = Fix {

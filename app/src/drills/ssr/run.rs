@@ -39,7 +39,7 @@ use crate::jobs::RunStatus;
 use crate::server::{unix_ms, AppState};
 
 pub static RESTORE_DRILL: Job = Job {
-    name: super::alerts::DRILL_JOB,
+    name: super::super::DRILL_JOB,
     description: "Restores the latest verified backups into throwaway databases, verifies them, runs the console's queries on them, tears them down and records the measured recovery time.",
     // "Every 90 days" has no 5-field form: the 1st of every third month.
     schedule: "0 3 1 */3 *",

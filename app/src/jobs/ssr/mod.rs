@@ -30,8 +30,8 @@ pub use records::{Caller, Firing, ABANDONED_AFTER, HEARTBEAT_EVERY};
 
 use super::{RunStatus, Trigger};
 use crate::auth::ssr::actor::Actor;
-use crate::crons::schedule::Schedule;
 use crate::error::AppError;
+use crate::jobs::schedule::Schedule;
 use crate::server::AppState;
 
 /// What a job's function returns: its typed report, or an error (the run then failed).
@@ -197,16 +197,16 @@ pub async fn run_in_background(
 }
 
 /// A person's run of the job named `name` from the console, in the background: recorded
-/// as `manual` with the actor, the reason (refused when blank) and the caller (read from
-/// the request). Returns the run's id.
+/// as `manual` with the actor, the reason (refused when blank) and the caller the door
+/// read from its request. Returns the run's id.
 pub async fn start_by_hand(
     state: &AppState,
     name: &str,
     actor: Actor,
     reason: &str,
+    caller: Caller,
 ) -> Result<i64, AppError> {
     let reason = crate::server::required_reason(reason)?;
-    let caller = Caller::from_request(&state.trusted_proxies, &crate::server::request_parts()?);
     let job = find(state.jobs, name).ok_or_else(|| {
         AppError::invalid(
             "job",
@@ -218,6 +218,38 @@ pub async fn start_by_hand(
     })?;
     let firing = Firing::by_hand(Trigger::Manual, actor, Some(reason), caller);
     run_in_background(state, job, firing).await
+}
+
+/// Asks run `run_id` to stop after its current step (any replica's run reads the flag
+/// with its next heartbeat or progress report) and records who asked, in the same
+/// transaction: a cancel is in the history exactly when it was asked. A run that is not
+/// running is a conflict and changes nothing.
+pub async fn cancel(state: &AppState, run_id: i64, actor: &Actor) -> Result<(), AppError> {
+    use crate::history::ssr::{append, NewEntry};
+    let failed = AppError::wrap("Cancel a run");
+    let mut tx = state.pg.begin().await.map_err(&failed)?;
+    let job: Option<String> = sqlx::query_scalar(
+        "update cron_job_runs set cancel_requested = true
+          where id = $1 and outcome = 'running' returning job_name",
+    )
+    .bind(run_id)
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(&failed)?;
+    let Some(job) = job else {
+        return Err(AppError::Conflict {
+            message: format!("Run #{run_id} is not running."),
+        });
+    };
+    let entry = NewEntry::new(
+        "cron",
+        format!("Cancel requested for {job} run #{run_id}"),
+        actor,
+        crate::history::Outcome::Info,
+    )
+    .with_details(serde_json::json!({"cron_run_id": run_id, "job": job, "cancel": true}));
+    append(&mut tx, &entry).await.map_err(&failed)?;
+    tx.commit().await.map_err(&failed)
 }
 
 /// Runs `job` for run `run_id` (from [`records::start`]) and records how it ended.

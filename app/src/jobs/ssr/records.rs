@@ -220,19 +220,6 @@ pub(super) async fn finish(
     Ok(finished)
 }
 
-/// Asks run `run_id` to stop after its current step, whichever replica runs it.
-/// `false` when it is not running.
-pub async fn request_cancel(pg: &PgPool, run_id: i64) -> Result<bool, AppError> {
-    let result = sqlx::query!(
-        "update cron_job_runs set cancel_requested = true where id = $1 and outcome = 'running'",
-        run_id
-    )
-    .execute(pg)
-    .await
-    .map_err(AppError::wrap("Failed to cancel a run"))?;
-    Ok(result.rows_affected() == 1)
-}
-
 /// The job that keeps this table small: finished runs older than the retention period
 /// (`SALVAGE_CRON_RETENTION_DAYS`) are deleted.
 pub static PRUNE_CRON_RUNS: Job = Job {

@@ -12,7 +12,7 @@ use crate::format::group_digits;
 use crate::server::AppState;
 
 fn replay_action(_: &str) -> FixAction {
-    FixAction::Replay
+    FixAction::run(super::replay::REPLAY_FALLBACK.name, "Replay the queues")
 }
 
 const QUEUES_FIX: Fix = Fix {

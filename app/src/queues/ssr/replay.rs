@@ -42,7 +42,7 @@ use crate::server::{unix_ms, AppState};
 /// The replay job: the one function behind the Replay button, `/cron/replay-fallback`,
 /// the scheduler, `salvage cron run replay-fallback` and `salvage replay`.
 pub static REPLAY_FALLBACK: Job = Job {
-    name: "replay-fallback",
+    name: super::super::REPLAY_JOB,
     description: "Replays both fallback queues into ClickHouse (nothing lost, nothing doubled).",
     schedule: "*/5 * * * *",
     grace: Duration::from_secs(5 * 60),

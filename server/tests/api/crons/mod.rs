@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use time::OffsetDateTime;
 
 use app::auth::Role;
-use app::crons::schedule::Schedule;
+use app::jobs::schedule::Schedule;
 
 use crate::helpers::{spawn_app, spawn_app_with, Options, TestApp, CRON_SECRET};
 

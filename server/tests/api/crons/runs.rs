@@ -23,13 +23,13 @@ async fn every_trigger_is_recorded_with_its_kind_and_caller() {
     let operator = app.signed_in(Role::Operator).await;
     let (status, run_id) = operator
         .call(
-            "crons/run",
+            "jobs/start",
             json!({"job": "expire-fallback", "reason": "checking after the outage"}),
         )
         .await;
     assert_eq!(status, 200, "{run_id}");
     let (status, bad) = operator
-        .call("crons/run", json!({"job": "nope", "reason": "x"}))
+        .call("jobs/start", json!({"job": "nope", "reason": "x"}))
         .await;
     assert_eq!((status, bad["field"].as_str()), (422, Some("job")));
 

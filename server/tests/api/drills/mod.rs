@@ -406,9 +406,9 @@ async fn a_cancelled_drill_stops_after_its_step_and_still_tears_down() {
     .await
     .unwrap();
     // Cancel, as the button does (any replica): through the run's row.
-    assert!(app::jobs::ssr::records::request_cancel(&app.pg, run)
+    app::jobs::ssr::cancel(&app.state, run, &app::auth::ssr::Actor::cli())
         .await
-        .unwrap());
+        .unwrap();
     let finished = tokio::time::timeout(Duration::from_secs(60), drill)
         .await
         .expect("the drill stops")

@@ -123,10 +123,18 @@ async fn the_replay_button_runs_in_the_background_and_is_recorded_with_its_reaso
     let app = app_with_parked_rows(1, 40).await;
     let operator = app.signed_in(app::auth::Role::Operator).await;
 
-    let (status, missing) = operator.call("queues/replay", json!({"reason": " "})).await;
+    let (status, missing) = operator
+        .call(
+            "jobs/start",
+            json!({"job": "replay-fallback", "reason": " "}),
+        )
+        .await;
     assert_eq!((status, missing["field"].as_str()), (422, Some("reason")));
     let (status, run_id) = operator
-        .call("queues/replay", json!({"reason": "ClickHouse is back"}))
+        .call(
+            "jobs/start",
+            json!({"job": "replay-fallback", "reason": "ClickHouse is back"}),
+        )
         .await;
     assert_eq!(status, 200, "{run_id}");
 

@@ -38,26 +38,6 @@ pub(super) async fn arguments(world: &World, endpoint: &str) -> Value {
             .unwrap();
             json!({"incident_id": id, "resolved_at": "", "body": "fixed"})
         }
-        "drills/run" => json!({"reason": "matrix"}),
-        "drills/cancel" => {
-            // Each allowed call needs a drill that is still running.
-            let run: i64 = sqlx::query_scalar(
-                "insert into cron_job_runs (job_name, ran_at, heartbeat_at, trigger, actor)
-                 values ('restore-drill', now(), now(), 'cli', 'matrix') returning id",
-            )
-            .fetch_one(&world.app.pg)
-            .await
-            .unwrap();
-            let drill: i64 = sqlx::query_scalar(
-                "insert into drills (kind, run_id, trigger, actor, started_at)
-                 values ('functional', $1, 'cli', 'matrix', now()) returning id",
-            )
-            .bind(run)
-            .fetch_one(&world.app.pg)
-            .await
-            .unwrap();
-            json!({"id": drill})
-        }
         "drills/tabletop" => json!({"scenario": "ClickHouse lost its disk",
             "participants": "matrix", "findings": "restore took too long", "follow_ups": ""}),
         "drills/objectives" => {
@@ -184,8 +164,8 @@ pub(super) async fn arguments(world: &World, endpoint: &str) -> Value {
                 .await;
             json!({"silence_id": id, "reason": "matrix"})
         }
-        "queues/replay" => json!({"reason": "matrix"}),
-        "queues/cancel" => {
+        "jobs/start" => json!({"job": "expire-fallback", "reason": "matrix"}),
+        "jobs/cancel" => {
             // Each allowed call needs a run that is still running.
             let run: i64 = sqlx::query_scalar(
                 "insert into cron_job_runs (job_name, ran_at, heartbeat_at, trigger, actor)
@@ -196,8 +176,6 @@ pub(super) async fn arguments(world: &World, endpoint: &str) -> Value {
             .unwrap();
             json!({"run_id": run})
         }
-        "crons/run" => json!({"job": "expire-fallback", "reason": "matrix"}),
-        "backups/create" => json!({"reason": "matrix"}),
         "backups/verify" | "backups/plan" => json!({"id": world.backup}),
         "backups/restore" => json!({"backup_id": world.backup, "mode": "side",
             "target": format!("salvage_test_matrix_{}", uuid::Uuid::new_v4().simple()),

@@ -28,6 +28,17 @@ pub(super) fn operators(role: Role) -> bool {
 }
 
 pub(super) const CASES: &[Case] = &[
+    // Every button that starts or stops a job posts to these two (the job by name).
+    Case {
+        endpoint: "jobs/start",
+        allowed: operators,
+        records: 1,
+    },
+    Case {
+        endpoint: "jobs/cancel",
+        allowed: operators,
+        records: 1,
+    },
     Case {
         endpoint: "auth/me",
         allowed: any,
@@ -121,26 +132,11 @@ pub(super) const CASES: &[Case] = &[
     },
     // The run continues in the background; the matrix waits for it before counting.
     Case {
-        endpoint: "queues/replay",
-        allowed: operators,
-        records: 1,
-    },
-    Case {
-        endpoint: "queues/cancel",
-        allowed: operators,
-        records: 1,
-    },
-    Case {
         endpoint: "backups/overview",
         allowed: any,
         records: 0,
     },
     // The backup job: a backup and a verification of each store.
-    Case {
-        endpoint: "backups/create",
-        allowed: operators,
-        records: 4,
-    },
     Case {
         endpoint: "backups/verify",
         allowed: operators,
@@ -173,11 +169,6 @@ pub(super) const CASES: &[Case] = &[
     },
     // In the background too; the job (expiry, with nothing to expire) writes no entry of
     // its own, so the run's own "ran by hand" entry is the one.
-    Case {
-        endpoint: "crons/run",
-        allowed: operators,
-        records: 1,
-    },
     Case {
         endpoint: "settings/cron-secret",
         allowed: any,
@@ -235,16 +226,6 @@ pub(super) const CASES: &[Case] = &[
     },
     // In the background: each store's restore into its throwaway database, then the
     // drill's own entry.
-    Case {
-        endpoint: "drills/run",
-        allowed: operators,
-        records: 3,
-    },
-    Case {
-        endpoint: "drills/cancel",
-        allowed: operators,
-        records: 1,
-    },
     Case {
         endpoint: "drills/tabletop",
         allowed: any,

@@ -68,18 +68,31 @@ async fn exports_cancels_and_verifications_each_leave_a_history_entry() {
     .fetch_one(&app.pg)
     .await
     .unwrap();
-    let (status, body) = operator.call("queues/cancel", json!({"run_id": run})).await;
+    let (status, body) = operator.call("jobs/cancel", json!({"run_id": run})).await;
     assert_eq!(status, 200, "{body}");
     let cancels: i64 = sqlx::query_scalar(
         "select count(*) from runbook_history
-         where kind = 'replay' and title = $1 and (details ->> 'cron_run_id')::bigint = $2",
+         where kind = 'cron' and title = $1 and actor like 'operator-%' and (details ->> 'cron_run_id')::bigint = $2",
     )
-    .bind(format!("Cancel requested for replay run #{run}"))
+    .bind(format!("Cancel requested for replay-fallback run #{run}"))
     .bind(run)
     .fetch_one(&app.pg)
     .await
     .unwrap();
     assert_eq!(cancels, 1);
+
+    // A run that is not running: a conflict, and nothing is written.
+    sqlx::query(
+        "update cron_job_runs set outcome = 'cancelled', finished_at = now() where id = $1",
+    )
+    .bind(run)
+    .execute(&app.pg)
+    .await
+    .unwrap();
+    let entries = app.count("runbook_history").await;
+    let (status, body) = operator.call("jobs/cancel", json!({"run_id": run})).await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(app.count("runbook_history").await, entries);
 }
 
 #[tokio::test]

@@ -1,4 +1,4 @@
-//! The persistent frame of `/admin`: product name, who is signed in, navigation, theme.
+//! The app shell, part of the composition root: the persistent frame of `/admin`: product name, who is signed in, navigation, theme.
 //!
 //! The layout asks the server who is signed in before anything renders (a blocking
 //! resource, and the routes render in `SsrMode::Async`), so an anonymous page load gets
@@ -9,9 +9,12 @@ use leptos::prelude::*;
 use leptos_router::components::{Outlet, A};
 use leptos_router::hooks::use_location;
 
-use super::{Badge, ErrorBanner, ThemeToggle, Tone};
+use crate::alerts::AlertsChanged;
 use crate::auth::api::{current_user, sign_out, SignOut};
+use crate::auth::viewer::{login_url, ViewerResource};
 use crate::auth::{Permission, Viewer};
+use crate::components::transport::redirect_to;
+use crate::components::{Badge, ErrorBanner, ThemeToggle, Tone};
 use crate::error::AppError;
 
 /// One entry of the side navigation, shown to roles with `permission`.
@@ -94,47 +97,6 @@ const NAV: &[NavItem] = &[
     },
 ];
 
-/// Who is signed in, as every page under the layout can read it.
-#[derive(Clone, Copy)]
-pub struct ViewerResource(pub Resource<Result<Viewer, AppError>>);
-
-/// The signed-in person (from context), for hiding controls a role cannot use. Never a
-/// gate: the server refuses regardless.
-pub fn use_viewer() -> Option<Resource<Result<Viewer, AppError>>> {
-    use_context::<ViewerResource>().map(|v| v.0)
-}
-
-/// Sends the browser elsewhere: a `303 See Other` while rendering on the server, a
-/// client-side navigation in the browser.
-pub fn redirect_to(path: &str) {
-    #[cfg(feature = "ssr")]
-    if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
-        response.set_status(axum::http::StatusCode::SEE_OTHER);
-        if let Ok(value) = axum::http::HeaderValue::from_str(path) {
-            response.insert_header(axum::http::header::LOCATION, value);
-        }
-    }
-    #[cfg(not(feature = "ssr"))]
-    {
-        let navigate = leptos_router::hooks::use_navigate();
-        navigate(path, Default::default());
-    }
-}
-
-/// `/admin/login?next=<the page asked for>`, percent-encoded.
-pub fn login_url(next: &str) -> String {
-    let mut encoded = String::new();
-    for byte in next.bytes() {
-        match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'/' | b'-' | b'_' | b'.' | b'~' => {
-                encoded.push(byte as char)
-            }
-            _ => encoded.push_str(&format!("%{byte:02X}")),
-        }
-    }
-    format!("/admin/login?next={encoded}")
-}
-
 /// The layout every signed-in `/admin` page renders inside.
 #[component]
 pub fn AdminLayout() -> impl IntoView {
@@ -142,7 +104,7 @@ pub fn AdminLayout() -> impl IntoView {
     provide_context(ViewerResource(viewer));
     let alerts_changed = RwSignal::new(0_u32);
     provide_context(AlertsChanged(alerts_changed));
-    let alert_tick = super::refresh_ticker(ALERT_COUNT_EVERY);
+    let alert_tick = crate::components::refresh_ticker(ALERT_COUNT_EVERY);
     // Asked only once the viewer is known: an anonymous load or a store outage costs no
     // second query.
     let alert_counts = Resource::new(
@@ -288,10 +250,6 @@ fn freeze_banner(f: crate::freeze::Freeze) -> impl IntoView {
 /// How often the nav's alert count refreshes.
 const ALERT_COUNT_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Bumped by a page that changed alerts, so the nav's count follows at once.
-#[derive(Clone, Copy)]
-pub struct AlertsChanged(pub RwSignal<u32>);
-
 /// The open critical and warning alerts nobody has taken yet, beside "Alerts" in the nav
 /// on every page; nothing when there are none.
 fn nav_alert_count(counts: &crate::alerts::AlertCounts) -> Option<AnyView> {
@@ -333,26 +291,5 @@ fn WhoAmI(viewer: Viewer) -> impl IntoView {
         <ActionForm action=sign_out_action attr:class="inline-form">
             <button type="submit" class="btn btn-small">"Sign out"</button>
         </ActionForm>
-    }
-}
-
-/// Renders `children` only for a role with `permission`, on the server as in the
-/// browser. A convenience that hides what a role cannot use; never a gate.
-#[component]
-pub fn IfAllowed(permission: Permission, children: ChildrenFn) -> impl IntoView {
-    let viewer = use_viewer();
-    view! {
-        <Suspense fallback=|| ()>
-            {move || {
-                let children = children.clone();
-                Suspend::new(async move {
-                    let allowed = match viewer {
-                        Some(viewer) => viewer.await.is_ok_and(|v| v.role.can(permission)),
-                        None => false,
-                    };
-                    allowed.then(|| children())
-                })
-            }}
-        </Suspense>
     }
 }

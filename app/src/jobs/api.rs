@@ -1,0 +1,31 @@
+//! The two server functions behind every button that starts or stops a job: the
+//! replay, a backup, a drill, a cron's "Run now", an alert's fix. Each page posts the
+//! job's name; the runner finds it in the registry (`state.jobs`), so no feature needs a
+//! start or a cancel function of its own.
+
+use leptos::prelude::*;
+
+use crate::error::AppError;
+
+/// Runs job `job` now, in the background, recorded as `manual` with the actor, the
+/// reason and the caller; returns the run's id (what Cancel and the pages take).
+#[server(endpoint = "jobs/start")]
+pub async fn start_job(job: String, reason: String) -> Result<i64, AppError> {
+    let (state, actor) = crate::auth::ssr::guard(crate::auth::Permission::Operate).await?;
+    let result = async {
+        let parts = crate::server::request_parts()?;
+        let caller = super::ssr::Caller::from_request(&state.trusted_proxies, &parts);
+        super::ssr::start_by_hand(&state, &job, actor, &reason, caller).await
+    }
+    .await;
+    crate::server::respond(result)
+}
+
+/// Asks run `run_id` to stop after its current step, whichever replica runs it, and
+/// records who asked in the history.
+#[server(endpoint = "jobs/cancel")]
+pub async fn cancel_run(run_id: i64) -> Result<(), AppError> {
+    let (state, actor) = crate::auth::ssr::guard(crate::auth::Permission::Operate).await?;
+    let result = super::ssr::cancel(&state, run_id, &actor).await;
+    crate::server::respond(result)
+}

@@ -1,0 +1,146 @@
+#!/usr/bin/env python3
+"""The layer check: which part of `app/src` may import which, written once, and every
+import that runs up a layer or across features outside that list reported.
+
+Imports are read as `scripts/import-cycles.py` reads them (every `crate::…` and
+`super::…` path, tests skipped) and each file belongs to a unit: its top-level folder or
+file under app/src (`queues`, `server`, `error`, …). A unit may import its own files,
+any unit of a lower layer, and the units its layer's row allows. Anything else must be
+listed in EXCEPTIONS with its reason, or the check fails.
+
+Usage: scripts/layers.py            check app/src; print the exceptions' count
+       scripts/layers.py --table    print the allow-list as docs/ARCHITECTURE.md shows it
+The check also fails when docs/ARCHITECTURE.md's copy of the table (between the
+`layers:begin` and `layers:end` markers) differs from the one below.
+"""
+import importlib.util
+import os
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# (layer, units, units of the same layer it may import, what lives there). Bottom first.
+LAYERS = [
+    ('1 infrastructure', ['server', 'error', 'format', 'components'], 'each other',
+     'state, stores, clock, tokens, sealing, the PostgreSQL watch; errors; formats; UI building blocks'),
+    ('2 accounts and history', ['auth', 'history'], 'each other',
+     'actors, roles, sessions, the guard; the hash-chained history (auth records its changes there)'),
+    ('3 runner, alerts, freeze', ['jobs', 'freeze', 'alerts'], 'alerts → jobs, freeze',
+     'jobs and their runs, schedules; the freeze; the alert model and the self-monitor job'),
+    ('4 features', ['queues', 'crons', 'backups', 'dead_letters', 'settings', 'health'], 'none',
+     'one folder per feature; what two features share moves down'),
+    ('5 features built on features', ['drills', 'incidents', 'migrations', 'overview'], 'none',
+     'they call the features\' public functions'),
+    ('6 composition root', ['lib', 'registry', 'shell'], 'everything',
+     'routes, the app shell, the lists of jobs, alert kinds, migrations, incident hooks'),
+]
+
+SAME_LAYER = {
+    'alerts': {'jobs', 'freeze'},
+}
+
+# (importing file, imported unit, why it is allowed for now). The goal is none.
+EXCEPTIONS = [
+    ('server/state.rs', 'alerts', 'AppState carries each feature\'s settings as a field; per-feature parts handed out by the root are not built yet'),
+    ('server/state.rs', 'backups', 'as above: BackupSettings'),
+    ('server/state.rs', 'crons', 'as above: CronSettings'),
+    ('server/state.rs', 'dead_letters', 'as above: WebhookSettings'),
+    ('server/state.rs', 'drills', 'as above: DrillSettings'),
+    ('server/state.rs', 'history', 'as above: the incident hooks the root fills'),
+    ('server/state.rs', 'health', 'as above: the health cache'),
+    ('server/state.rs', 'jobs', 'as above: the registry\'s jobs and background migrations'),
+    ('server/state.rs', 'migrations', 'as above: MigrationSettings'),
+    ('server/state.rs', 'queues', 'as above: QueueSettings and the ingest keys\' cache'),
+    ('dead_letters/ssr/ingest.rs', 'queues', '/ingest/webhook-events authenticates with the queues\' ingest keys; the keys belong in a layer of their own'),
+]
+
+
+def load_edges():
+    spec = importlib.util.spec_from_file_location(
+        'import_cycles', os.path.join(ROOT, 'scripts', 'import-cycles.py'))
+    module = importlib.util.module_from_spec(spec)
+    argv, sys.argv = sys.argv, ['import-cycles.py']  # it reads argv only when run
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.argv = argv
+    return module.edges(os.path.join(ROOT, 'app', 'src'))
+
+
+def unit_of(path):
+    rel = os.path.relpath(path, os.path.join(ROOT, 'app', 'src'))
+    return rel.split(os.sep)[0].removesuffix('.rs'), rel
+
+
+def allowed():
+    layer_of, may = {}, {}
+    for index, (_, units, _, _) in enumerate(LAYERS):
+        for unit in units:
+            layer_of[unit] = index
+    for index, (name, units, same, _) in enumerate(LAYERS):
+        below = {u for u, i in layer_of.items() if i < index}
+        for unit in units:
+            if same in ('each other', 'everything'):
+                extra = set(units)
+            else:
+                extra = SAME_LAYER.get(unit, set())
+            may[unit] = below | extra | {unit}
+    return layer_of, may
+
+
+def table():
+    lines = ['| layer | units | may also import, in its layer | what lives there |',
+             '|---|---|---|---|']
+    for name, units, same, what in LAYERS:
+        lines.append(f'| {name} | {", ".join(f"`{u}`" for u in units)} | {same} | {what} |')
+    return '\n'.join(lines)
+
+
+def documented_table():
+    text = open(os.path.join(ROOT, 'docs', 'ARCHITECTURE.md')).read()
+    begin, end = '<!-- layers:begin -->', '<!-- layers:end -->'
+    if begin not in text or end not in text:
+        return None
+    return text.split(begin, 1)[1].split(end, 1)[0].strip()
+
+
+def main():
+    if '--table' in sys.argv:
+        print(table())
+        return 0
+    layer_of, may = allowed()
+    graph = load_edges()
+    violations, used = [], set()
+    for source, targets in sorted(graph.items()):
+        unit, rel = unit_of(source)
+        if unit not in may:
+            violations.append(f'{rel}: its unit `{unit}` is in no layer (add it to LAYERS)')
+            continue
+        for target in sorted(targets):
+            to, to_rel = unit_of(target)
+            if to in may[unit]:
+                continue
+            excused = [e for e in EXCEPTIONS if e[0] == rel and e[1] == to]
+            if excused:
+                used.add(excused[0][:2])
+                continue
+            violations.append(f'{rel} imports {to_rel}: `{unit}` may not import `{to}`')
+    status = 0
+    for line in violations:
+        print('layer check: ' + line)
+        status = 1
+    for source, to, _ in EXCEPTIONS:
+        if (source, to) not in used:
+            print(f'layer check: exception {source} -> {to} is no longer needed; remove it')
+            status = 1
+    documented = documented_table()
+    if documented != table():
+        print('layer check: docs/ARCHITECTURE.md\'s table (layers:begin … layers:end) differs '
+              'from scripts/layers.py; paste `scripts/layers.py --table` there')
+        status = 1
+    print(f'layer check: {len(EXCEPTIONS)} exceptions (each with its reason in scripts/layers.py), '
+          f'{len(violations)} violations')
+    return status
+
+
+sys.exit(main())
