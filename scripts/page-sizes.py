@@ -32,22 +32,24 @@ PAGES = {
     "cron_secret": "/admin/settings/cron-secret", "account": "/admin/account",
 }
 
-# Pages served without the client (app/src/lib.rs, WITHOUT_CLIENT) load no part of it;
-# those also in LIVE_REFRESH load the live refresh (live.js and its WASM) instead. The
-# browser tests check what the sign-in and alerts pages fetch.
-LIB = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "app", "src", "lib.rs")
+# Pages served without the client (app/src/components/transport.rs, WITHOUT_CLIENT) load
+# no part of it; those also in LIVE_REFRESH (app/src/lib.rs) load the live refresh
+# (live.js and its WASM) instead. The browser tests check what the sign-in and alerts
+# pages fetch.
+SRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "app", "src")
 LIVE = ["../live/live.js", "../live/live_bg.wasm"]
 
 
-def paths(const):
-    found = re.search(const + r": &\[&str\] = &\[([^\]]*)\]", open(LIB).read())
+def paths(const, file):
+    path = os.path.join(SRC, file)
+    found = re.search(const + r": &\[&str\] = &\[([^\]]*)\]", open(path).read())
     if not found:
-        sys.exit(f"page-sizes: no {const} list in {LIB}")
+        sys.exit(f"page-sizes: no {const} list in {path}")
     return set(re.findall(r'"([^"]+)"', found.group(1)))
 
 
-WITHOUT_CLIENT = paths("WITHOUT_CLIENT")
-LIVE_REFRESH = paths("LIVE_REFRESH")
+WITHOUT_CLIENT = paths("WITHOUT_CLIENT", os.path.join("components", "transport.rs"))
+LIVE_REFRESH = paths("LIVE_REFRESH", "lib.rs")
 
 sizes = {}
 

@@ -19,7 +19,7 @@ use crate::server::unix_ms;
 
 /// The advisory lock class writers hold shared per batch and a freeze takes exclusively
 /// once, to wait for every batch that started before it (key: 0).
-pub const FREEZE_LOCK_CLASS: i32 = 7322;
+pub const FREEZE_LOCK_CLASS: i32 = crate::server::postgres::lock_class::FREEZE;
 
 /// Opens a freeze of `store` for a restore and waits for the writers that started before
 /// it. Refused when the store is already frozen.

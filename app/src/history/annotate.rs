@@ -57,7 +57,8 @@ pub async fn record_rated(pg: &PgPool, actor: &Actor, entry: &NewEntry) -> Resul
     let wrap = AppError::wrap("Failed to add to the history");
     let mut tx = pg.begin().await.map_err(&wrap)?;
     if let Some(user_id) = actor.user_id {
-        sqlx::query("select pg_advisory_xact_lock(7306, $1::int)")
+        sqlx::query("select pg_advisory_xact_lock($1, $2::int)")
+            .bind(crate::server::postgres::lock_class::HISTORY_NOTE_RATE)
             .bind(user_id as i32)
             .execute(&mut *tx)
             .await

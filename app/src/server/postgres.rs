@@ -56,12 +56,63 @@ pub async fn try_exclusive(
     }))
 }
 
-/// Advisory lock classes (the first key of the two-key form), one per kind of work.
+/// Every advisory lock class Salvage takes (the first key of the two-key form), one per
+/// kind of work, in one list so no two kinds share a class (a test checks). The cron
+/// secrets' lock is the one-key form (`hashtext('salvage.cron_secrets')`), a separate
+/// space in PostgreSQL.
 pub mod lock_class {
+    /// A sign-in attempt's reservation, per email (key: `hashtext(email)`).
+    pub const SIGN_IN_EMAIL: i32 = 7301;
+    /// A sign-in attempt's reservation, per network (key: `hashtext(network)`).
+    pub const SIGN_IN_NETWORK: i32 = 7302;
     /// One history export per user at a time (key: the user id).
     pub const HISTORY_EXPORT: i32 = 7303;
     /// One chain verification at a time (key: 0).
     pub const CHAIN_VERIFY: i32 = 7305;
+    /// A person's rated history notes (key: the user id).
+    pub const HISTORY_NOTE_RATE: i32 = 7306;
+    /// One alert evaluation at a time (key: 0).
+    pub const ALERT_EVALUATION: i32 = 7310;
+    /// A person's alert-note count (key: the user id).
+    pub const ALERT_NOTE_RATE: i32 = 7311;
+    /// One backup of a store at a time (key: 1 PostgreSQL, 2 ClickHouse).
+    pub const BACKUP: i32 = 7320;
+    /// One restore (or rollback) at a time (key: 0).
+    pub const RESTORE: i32 = 7321;
+    /// Writers hold it shared per batch; a freeze takes it exclusively once, to wait for
+    /// every batch that started before it (key: 0).
+    pub const FREEZE: i32 = 7322;
+    /// One worker per background migration (key: a hash of its name).
+    pub const BACKGROUND_MIGRATION: i32 = 7330;
+    /// One schema upgrade at a time, backup included (key: 0).
+    pub const UPGRADE: i32 = 7331;
+
+    /// Every class, for the test that keeps them distinct.
+    pub const ALL: [i32; 12] = [
+        SIGN_IN_EMAIL,
+        SIGN_IN_NETWORK,
+        HISTORY_EXPORT,
+        CHAIN_VERIFY,
+        HISTORY_NOTE_RATE,
+        ALERT_EVALUATION,
+        ALERT_NOTE_RATE,
+        BACKUP,
+        RESTORE,
+        FREEZE,
+        BACKGROUND_MIGRATION,
+        UPGRADE,
+    ];
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn no_two_kinds_of_work_share_a_lock_class() {
+            let mut classes = super::ALL.to_vec();
+            classes.sort_unstable();
+            classes.dedup();
+            assert_eq!(classes.len(), super::ALL.len());
+        }
+    }
 }
 
 /// Salvage's own tables in PostgreSQL (its migrations make them). Everything else in the

@@ -30,7 +30,7 @@ pub const NOTES_PER_WINDOW: i64 = 30;
 /// See [`NOTES_PER_WINDOW`].
 pub const NOTE_WINDOW_SECS: i64 = 600;
 /// The advisory lock class of a person's alert-note count.
-const NOTE_RATE_LOCK: i32 = 7311;
+const NOTE_RATE_LOCK: i32 = crate::server::postgres::lock_class::ALERT_NOTE_RATE;
 
 /// What a person does to an alert.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

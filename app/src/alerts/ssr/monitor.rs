@@ -23,7 +23,7 @@ use crate::jobs::RunStatus;
 use crate::server::AppState;
 
 /// The advisory lock class of an evaluation (see `server::postgres::lock_class`).
-pub const EVALUATION_LOCK: i32 = 7310;
+pub const EVALUATION_LOCK: i32 = crate::server::postgres::lock_class::ALERT_EVALUATION;
 
 /// The self-monitor job: `/cron/self-monitor`, the scheduler, `salvage cron run
 /// self-monitor`.

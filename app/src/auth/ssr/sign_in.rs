@@ -93,12 +93,16 @@ pub(crate) async fn reserve_attempt(
     let wrap = AppError::wrap("Failed to reserve a sign-in attempt");
     let mut tx = pg.begin().await.map_err(&wrap)?;
     // Always email, then network: no two transactions wait for each other in a cycle.
-    sqlx::query("select pg_advisory_xact_lock(7301, hashtext($1)), pg_advisory_xact_lock(7302, hashtext($2))")
-        .bind(email)
-        .bind(network)
-        .execute(&mut *tx)
-        .await
-        .map_err(&wrap)?;
+    sqlx::query(
+        "select pg_advisory_xact_lock($1, hashtext($2)), pg_advisory_xact_lock($3, hashtext($4))",
+    )
+    .bind(crate::server::postgres::lock_class::SIGN_IN_EMAIL)
+    .bind(email)
+    .bind(crate::server::postgres::lock_class::SIGN_IN_NETWORK)
+    .bind(network)
+    .execute(&mut *tx)
+    .await
+    .map_err(&wrap)?;
     let row = sqlx::query!(
         r#"select count(*) filter (where email = $1 and client_addr = $2) as "pair!",
                   extract(epoch from now() - max(created_at)

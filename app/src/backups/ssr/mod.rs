@@ -69,10 +69,4 @@ impl BackupSettings {
     }
 }
 
-/// Advisory lock classes of this feature.
-pub mod lock_class {
-    /// One backup of a store at a time (key: 1 PostgreSQL, 2 ClickHouse).
-    pub const BACKUP: i32 = 7320;
-    /// One restore (or rollback) at a time (key: 0).
-    pub const RESTORE: i32 = 7321;
-}
+pub use crate::server::postgres::lock_class;

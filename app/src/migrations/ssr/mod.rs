@@ -55,10 +55,4 @@ impl Default for MigrationSettings {
     }
 }
 
-/// Advisory lock classes of this feature.
-pub mod lock_class {
-    /// One worker per background migration (key: a hash of its name).
-    pub const BACKGROUND_MIGRATION: i32 = 7330;
-    /// One schema upgrade at a time, backup included (key: 0).
-    pub const UPGRADE: i32 = 7331;
-}
+pub use crate::server::postgres::lock_class;
