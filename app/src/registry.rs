@@ -41,6 +41,9 @@ pub static JOBS: &[&Job] = &[
     &RUN_BACKGROUND_MIGRATIONS,
 ];
 
+/// The jobs that run only when asked, each with its typed input (a restore's request).
+pub static ON_DEMAND_JOBS: &[&Job] = &[&crate::backups::ssr::restore::RESTORE];
+
 /// Every background migration, in the order they run (`AppState::background_migrations`).
 pub static BACKGROUND_MIGRATIONS: &[&BackgroundMigration] =
     &[&crate::dead_letters::ssr::backfill::PAYLOAD_BYTES];
@@ -121,6 +124,26 @@ mod tests {
             assert!(kind.fire_after >= 1, "{}", kind.name);
             assert!(kind.fix.href.starts_with("/admin"), "{}", kind.name);
         }
+    }
+
+    #[test]
+    fn on_demand_jobs_are_never_scheduled_and_share_no_name_with_a_scheduled_one() {
+        for job in ON_DEMAND_JOBS {
+            assert_eq!(job.schedule, crate::jobs::ssr::ON_DEMAND, "{}", job.name);
+            assert!(
+                JOBS.iter().all(|j| j.name != job.name),
+                "{} twice",
+                job.name
+            );
+            assert!(
+                job.check.is_some(),
+                "{} takes input: it checks it",
+                job.name
+            );
+        }
+        assert!(JOBS
+            .iter()
+            .all(|j| j.schedule != crate::jobs::ssr::ON_DEMAND));
     }
 
     #[test]

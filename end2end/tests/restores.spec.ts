@@ -51,7 +51,7 @@ test("an admin restores into a side database, then restores ClickHouse in place 
   await form.getByLabel("Side database name").fill(side);
   await form.getByLabel("Reason (recorded in the history)").fill("e2e: look before touching live data");
   await form.getByTestId("restore").click();
-  await expect(form.getByText(/Restore \d+ started/)).toBeVisible();
+  await expect(form.getByText(/Restore run #\d+ started/)).toBeVisible();
   const restores = page.getByRole("table").filter({ has: page.getByRole("columnheader", { name: "Into" }) });
   await expect(restores.getByRole("row").filter({ hasText: `side database ${side}` })).toContainText("verified", { timeout: 30_000 });
   try {

@@ -149,6 +149,7 @@ pub fn build_state(settings: &Settings) -> AppState {
         clock: Default::default(),
         version: VERSION,
         jobs: app::registry::JOBS,
+        on_demand_jobs: app::registry::ON_DEMAND_JOBS,
         alert_kinds: app::registry::ALERT_KINDS,
         alerts: settings.alerts.clone(),
         // The tools connect to the database the state does (tests and side runs change

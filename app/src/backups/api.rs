@@ -104,7 +104,8 @@ pub async fn load_restore_plan(id: i64) -> Result<RestorePlan, AppError> {
     crate::server::respond(super::ssr::restore::plan(&state, id).await)
 }
 
-/// Starts restoring backup `backup_id` and returns the restore's id at once. `mode` is
+/// Starts restoring backup `backup_id` (a run of the restore job, in the background) and
+/// returns the run's id at once; Cancel is the runner's (`jobs/cancel`). `mode` is
 /// `side` or `in_place`; `tables` is a comma-separated list (empty: all that the mode
 /// allows); `confirm` must be the live database's name for `in_place`.
 #[server(endpoint = "backups/restore")]
@@ -137,47 +138,14 @@ pub async fn start_restore(
                 .collect(),
             confirm: Some(confirm),
             confirm_incident: confirm_incident.is_some(),
-            reason: Some(reason),
-            trigger: "manual".to_owned(),
+            reason: Some(reason.clone()),
         };
-        let prepared = super::ssr::restore::prepare(&state, &request, &actor).await?;
-        let id = prepared.restore_id;
-        let task_state = state.clone();
-        let cancel = state.shutdown.child_token();
-        state.tasks.spawn(async move {
-            if let Err(error) =
-                super::ssr::restore::execute(&task_state, prepared, &actor, cancel).await
-            {
-                tracing::error!(restore = id, %error, "restore not recorded");
-            }
-        });
-        Ok(id)
-    }
-    .await;
-    crate::server::respond(result)
-}
-
-/// Asks restore `id` to stop after its current file; it drops what it made.
-#[server(endpoint = "backups/cancel-restore")]
-pub async fn cancel_restore(id: i64) -> Result<(), AppError> {
-    let (state, actor) = crate::auth::ssr::guard(crate::auth::Permission::Administer).await?;
-    let result = async {
-        use crate::history::ssr::{record, NewEntry};
-        if super::ssr::restore::request_cancel(&state, id).await? {
-            let entry = NewEntry::new(
-                "restore",
-                format!("Cancel requested for restore {id}"),
-                &actor,
-                crate::history::Outcome::Info,
-            )
-            .with_details(serde_json::json!({"restoreId": id, "cancel": true}));
-            record(&state.pg, &entry, "Failed to record the cancel").await?;
-            Ok(())
-        } else {
-            Err(AppError::Conflict {
-                message: format!("Restore {id} is not running."),
-            })
-        }
+        let input = serde_json::to_value(&request)
+            .map_err(|e| AppError::internal("Failed to read the restore request", e.to_string()))?;
+        let parts = crate::server::request_parts()?;
+        let caller = crate::jobs::ssr::Caller::from_request(&state.trusted_proxies, &parts);
+        let job = super::RESTORE_JOB;
+        crate::jobs::ssr::start_by_hand(&state, job, actor, &reason, caller, input).await
     }
     .await;
     crate::server::respond(result)

@@ -18,6 +18,9 @@ use serde::{Deserialize, Serialize};
 /// The backup job's name (its button posts it to the runner's start).
 pub const BACKUP_JOB: &str = "backup";
 
+/// The restore job's name (on demand: its input is the restore's request).
+pub const RESTORE_JOB: &str = "restore";
+
 pub use crate::freeze::{Freeze, StoreKind};
 
 /// Where a backup is in its life.
@@ -189,9 +192,11 @@ pub struct Restore {
     pub error: Option<String>,
     /// An in-place restore whose live tables are still kept aside: it can be rolled back.
     pub can_roll_back: bool,
-    /// Bytes of backup files read so far, of `total_bytes`.
+    /// Bytes of backup files read so far, of `total_bytes` (its run's progress).
     pub progress_bytes: i64,
     pub total_bytes: i64,
+    /// The run it is part of (the restore job's, or a drill's): what Cancel takes.
+    pub run_id: Option<i64>,
 }
 
 /// One store's recovery point at a glance.

@@ -6,9 +6,7 @@ use std::time::Duration;
 use leptos::prelude::*;
 use leptos_meta::Title;
 
-use super::api::{
-    load_backups, load_restore_plan, CancelRestore, RollBackRestore, StartRestore, VerifyBackup,
-};
+use super::api::{load_backups, load_restore_plan, RollBackRestore, StartRestore, VerifyBackup};
 use super::{
     Backup, BackupStatus, BackupsOverview, Restore, RestoreMode, RestorePlan, RestoreStatus,
     StoreSummary,
@@ -53,7 +51,7 @@ pub fn BackupsPage() -> AnyView {
     let backup = ServerAction::<crate::jobs::api::StartJob>::new();
     let verify = ServerAction::<VerifyBackup>::new();
     let restore = ServerAction::<StartRestore>::new();
-    let cancel = ServerAction::<CancelRestore>::new();
+    let cancel = ServerAction::<crate::jobs::api::CancelRun>::new();
     let roll_back = ServerAction::<RollBackRestore>::new();
     let overview = Resource::new(
         move || {
@@ -174,7 +172,7 @@ fn BackupsNow(
     administer: bool,
     verify: ServerAction<VerifyBackup>,
     chosen: RwSignal<Option<i64>>,
-    cancel: ServerAction<CancelRestore>,
+    cancel: ServerAction<crate::jobs::api::CancelRun>,
     roll_back: ServerAction<RollBackRestore>,
 ) -> AnyView {
     let BackupsOverview {
@@ -374,7 +372,7 @@ fn RestoreRow(
     r: Restore,
     now_ms: i64,
     administer: bool,
-    cancel: ServerAction<CancelRestore>,
+    cancel: ServerAction<crate::jobs::api::CancelRun>,
     roll_back: ServerAction<RollBackRestore>,
 ) -> AnyView {
     let id = r.id;
@@ -421,8 +419,8 @@ fn RestoreRow(
             <td title=format_utc(r.started_ms)>{format_ago(r.started_ms, now_ms)}</td>
             <td>{crate::alerts::actor_name(&r.actor)}</td>
             <td class="actions">
-                {(administer && r.status == RestoreStatus::Running).then(|| view! {
-                    <button type="button" class="btn btn-small" on:click=move |_| { cancel.dispatch(CancelRestore { id }); }>"Cancel"</button>
+                {(administer && r.status == RestoreStatus::Running).then_some(r.run_id).flatten().map(|run_id| view! {
+                    <button type="button" class="btn btn-small" on:click=move |_| { cancel.dispatch(crate::jobs::api::CancelRun { run_id }); }>"Cancel"</button>
                 })}
                 {(administer && r.can_roll_back).then(|| view! {
                     <ActionForm action=roll_back attr:class="inline-form" attr:aria-label=format!("Roll back restore {id}")>
@@ -519,7 +517,7 @@ fn RestorePanel(
             </ActionForm>
             {move || match restore.value().get() {
                 Some(Ok(id)) => Some(view! {
-                    <p class="banner banner-ok" role="status">{format!("Restore {id} started; the restores table follows it.")}</p>
+                    <p class="banner banner-ok" role="status">{format!("Restore run #{id} started; the restores table follows it.")}</p>
                 }.into_any()),
                 Some(Err(error)) => Some(view! { <ErrorBanner error /> }.into_any()),
                 None => None,

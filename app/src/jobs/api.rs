@@ -15,7 +15,15 @@ pub async fn start_job(job: String, reason: String) -> Result<i64, AppError> {
     let result = async {
         let parts = crate::server::request_parts()?;
         let caller = super::ssr::Caller::from_request(&state.trusted_proxies, &parts);
-        super::ssr::start_by_hand(&state, &job, actor, &reason, caller).await
+        super::ssr::start_by_hand(
+            &state,
+            &job,
+            actor,
+            &reason,
+            caller,
+            serde_json::Value::Null,
+        )
+        .await
     }
     .await;
     crate::server::respond(result)

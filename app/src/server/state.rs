@@ -53,6 +53,9 @@ pub struct AppState {
     /// Every job (the composition root's `registry::JOBS`, handed down so that code
     /// below it never imports upward).
     pub jobs: &'static [&'static crate::jobs::ssr::Job],
+    /// The jobs that run only when asked, with their input (`registry::ON_DEMAND_JOBS`:
+    /// the restore): never scheduled, never on `/cron`.
+    pub on_demand_jobs: &'static [&'static crate::jobs::ssr::Job],
     /// Every alert kind (the composition root's `registry::ALERT_KINDS`).
     pub alert_kinds: &'static [&'static crate::alerts::ssr::AlertKind],
     /// The alerts' thresholds and windows (`SALVAGE_ALERT_*`).

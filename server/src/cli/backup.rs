@@ -1,8 +1,6 @@
 //! `salvage backup create|list|verify|restore|rollback`: the backups' functions from a
 //! terminal (acting as admin, recorded as `cli:$USER`), with progress on stderr.
 
-use std::io::Write;
-
 use anyhow::Context;
 
 use super::args::{BackupCommand, Output};
@@ -38,7 +36,6 @@ pub async fn backup(command: BackupCommand, settings: Settings) -> anyhow::Resul
                 confirm,
                 confirm_incident,
                 reason,
-                trigger: "cli".to_owned(),
             };
             restore(&state, request).await
         }
@@ -163,59 +160,15 @@ async fn restore(
     state: &app::server::AppState,
     request: app::backups::ssr::restore::RestoreRequest,
 ) -> anyhow::Result<()> {
-    use app::backups::ssr::restore;
-    let actor = app::auth::ssr::Actor::cli();
-    let prepared = restore::prepare(state, &request, &actor)
-        .await
-        .map_err(app_error)?;
-    let id = prepared.restore_id;
-    eprintln!(
-        "Restore {id}: {} backup {} into {} ({}). Ctrl-C cancels and drops what it made.",
-        prepared.backup.backup.store.label(),
-        prepared.backup.backup.id,
-        prepared.target,
-        prepared
-            .tables
-            .iter()
-            .map(|t| t.name.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
+    let backup = request.backup_id;
+    eprintln!("Restoring backup {backup}. Ctrl-C cancels and drops what it made.");
     stop_on_ctrl_c(state, "Cancelling after the current file…");
-    let progress_state = state.clone();
-    let interactive = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let progress = tokio::spawn(async move {
-        let started = std::time::Instant::now();
-        loop {
-            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-            if let Ok(Some(r)) = restore::load(&progress_state, id).await {
-                let total = r.total_bytes.max(r.progress_bytes).max(1);
-                let filled = (r.progress_bytes * 30 / total) as usize;
-                let rate = r.progress_bytes as f64 / started.elapsed().as_secs_f64().max(0.001);
-                let eta = ((total - r.progress_bytes) as f64 / rate.max(1.0)) as i64;
-                let line = format!(
-                    "[{}{}] {} / {}  {}/s  ETA {}",
-                    "#".repeat(filled.min(30)),
-                    "-".repeat(30 - filled.min(30)),
-                    format_bytes(r.progress_bytes),
-                    format_bytes(r.total_bytes),
-                    format_bytes(rate as i64),
-                    format_duration(eta * 1000)
-                );
-                if interactive {
-                    eprint!("\r{line}");
-                } else {
-                    eprintln!("{line}");
-                }
-                let _ = std::io::stderr().flush();
-            }
-        }
-    });
-    let report = restore::execute(state, prepared, &actor, state.shutdown.child_token()).await;
-    progress.abort();
-    if interactive {
-        eprintln!();
-    }
+    let bar = super::progress::Bar::new();
+    let on_progress = bar.on_progress(super::progress::Unit::Bytes);
+    let firing = cli_firing(request.reason.clone());
+    let report =
+        app::backups::ssr::restore::restore(state, &request, firing, Some(on_progress)).await;
+    bar.finish();
     let report = report.map_err(app_error)?;
     for table in &report.tables {
         println!(

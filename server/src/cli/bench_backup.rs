@@ -203,19 +203,18 @@ async fn measure(
     )?;
 
     // Restores: Salvage into side databases, the raw tools into empty ones.
-    let actor = app::auth::ssr::Actor::cli();
     let side = |id: i64, target: &str, tables: Vec<String>| RestoreRequest {
         backup_id: id,
         target: Some(target.to_owned()),
         tables,
         reason: Some("bench".into()),
-        trigger: "cli".into(),
         ..Default::default()
     };
     let pg_restored = restore::restore(
         &state,
         &side(pg_backup.backup_id.unwrap(), pg_side, Vec::new()),
-        &actor,
+        super::common::cli_firing(Some("bench".into())),
+        None,
     )
     .await
     .map_err(super::common::app_error)?;
@@ -226,7 +225,8 @@ async fn measure(
             ch_side,
             vec!["requests".into()],
         ),
-        &actor,
+        super::common::cli_firing(Some("bench".into())),
+        None,
     )
     .await
     .map_err(super::common::app_error)?;

@@ -34,6 +34,7 @@ mod drill;
 mod history;
 mod keys;
 mod migrations;
+mod progress;
 mod queues;
 mod serve;
 mod user;

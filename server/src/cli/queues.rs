@@ -14,9 +14,8 @@ pub async fn replay(
     batch: Option<i64>,
     budget_secs: Option<u64>,
 ) -> anyhow::Result<()> {
-    use app::jobs::ssr::{OnProgress, Progress, RunOptions};
+    use app::jobs::ssr::RunOptions;
     use app::queues::ssr::replay::{ReplayReport, REPLAY_FALLBACK};
-    use std::io::Write;
     if let Some(batch) = batch {
         anyhow::ensure!(
             (1..=50_000).contains(&batch),
@@ -24,30 +23,12 @@ pub async fn replay(
         );
     }
     let state = current_state(&settings).await?;
-    let interactive = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let bar: OnProgress = std::sync::Arc::new(move |p: Progress| {
-        let total = p.total.max(p.done).max(1);
-        let filled = (p.done * 30 / total) as usize;
-        let line = format!(
-            "[{}{}] {} / {} rows  {:.0} rows/s",
-            "#".repeat(filled),
-            "-".repeat(30 - filled.min(30)),
-            p.done,
-            p.total,
-            p.rate()
-        );
-        if interactive {
-            eprint!("\r{line}");
-        } else {
-            eprintln!("{line}");
-        }
-        let _ = std::io::stderr().flush();
-    });
+    let bar = super::progress::Bar::new();
     let options = RunOptions {
         batch,
         // Without --budget-secs a terminal replay runs until the queues are empty.
         budget: Some(budget_secs.map_or(std::time::Duration::MAX, std::time::Duration::from_secs)),
-        on_progress: Some(bar),
+        on_progress: Some(bar.on_progress(super::progress::Unit::Rows)),
         ..Default::default()
     };
     stop_on_ctrl_c(&state, "Stopping after the current batch…");
@@ -55,9 +36,7 @@ pub async fn replay(
         .await
         .map_err(app_error)?
         .context("a run without a tick always starts")?;
-    if interactive {
-        eprintln!();
-    }
+    bar.finish();
     let Some(report) = finished.report::<ReplayReport>() else {
         anyhow::bail!("replay failed: {}", finished.error.unwrap_or_default());
     };

@@ -39,7 +39,7 @@ fn arguments(endpoint: &str) -> Option<Value> {
             "reason": "outage test"}),
         "alerts/unsilence" => json!({"silence_id": 1, "reason": "outage test"}),
         "backups/overview" => json!({}),
-        "backups/verify" | "backups/plan" | "backups/cancel-restore" => json!({"id": 1}),
+        "backups/verify" | "backups/plan" => json!({"id": 1}),
         "backups/restore" => json!({"backup_id": 1, "mode": "side", "target": "",
             "tables": "", "confirm": "", "reason": "outage test"}),
         "backups/rollback" => json!({"id": 1, "reason": "outage test"}),

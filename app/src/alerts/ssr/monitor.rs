@@ -33,6 +33,8 @@ pub static SELF_MONITOR: Job = Job {
     schedule: "* * * * *",
     grace: Duration::from_secs(60),
     run: run_self_monitor,
+    permission: crate::auth::Permission::Operate,
+    check: None,
 };
 
 fn run_self_monitor(ctx: JobContext) -> JobFuture {

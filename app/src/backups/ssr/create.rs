@@ -36,6 +36,8 @@ pub static BACKUP: Job = Job {
     schedule: "0 3 * * *",
     grace: Duration::from_secs(3600),
     run: run_backup_job,
+    permission: crate::auth::Permission::Operate,
+    check: None,
 };
 
 fn run_backup_job(ctx: JobContext) -> JobFuture {

@@ -39,6 +39,8 @@ pub static DELIVER_WEBHOOKS: Job = Job {
     schedule: "* * * * *",
     grace: Duration::from_secs(60),
     run: run_job,
+    permission: crate::auth::Permission::Operate,
+    check: None,
 };
 
 fn run_job(ctx: JobContext) -> JobFuture {

@@ -456,6 +456,8 @@ pub static EXPIRE_DEAD_LETTERS: Job = Job {
     schedule: "17 4 * * *",
     grace: Duration::from_secs(3600),
     run: run_expiry,
+    permission: crate::auth::Permission::Operate,
+    check: None,
 };
 
 /// What retention did.

@@ -28,6 +28,8 @@ pub static DRILL_JANITOR: Job = Job {
     schedule: "*/10 * * * *",
     grace: Duration::from_secs(300),
     run: run_janitor_job,
+    permission: crate::auth::Permission::Operate,
+    check: None,
 };
 
 fn run_janitor_job(ctx: JobContext) -> JobFuture {

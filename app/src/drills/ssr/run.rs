@@ -45,6 +45,8 @@ pub static RESTORE_DRILL: Job = Job {
     schedule: "0 3 1 */3 *",
     grace: Duration::from_secs(3600),
     run: run_drill_job,
+    permission: crate::auth::Permission::Operate,
+    check: None,
 };
 
 fn run_drill_job(ctx: JobContext) -> JobFuture {
@@ -304,11 +306,12 @@ async fn one_store(
         backup_id: stored.backup.id,
         target: Some(name.clone()),
         reason: Some(format!("Restore drill {}", steps.drill_id)),
-        trigger: ctx.trigger.as_str().to_owned(),
         ..Default::default()
     };
-    let report = match restore::prepare(state, &request, &ctx.actor).await {
-        Ok(prepared) => restore::execute(state, prepared, &ctx.actor, ctx.tracker.token()).await?,
+    // A step of the drill's run: the restore points at it, stops when it is cancelled,
+    // and leaves the run's progress (the drill's steps) alone.
+    let report = match restore::prepare(state, &request, &ctx.actor, Some(ctx.run_id)).await {
+        Ok(prepared) => restore::execute(state, prepared, &ctx.actor, &ctx.tracker.step()).await?,
         Err(error) => {
             let why = error.to_string();
             steps

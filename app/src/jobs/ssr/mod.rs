@@ -37,6 +37,15 @@ use crate::server::AppState;
 /// What a job's function returns: its typed report, or an error (the run then failed).
 pub type JobFuture = Pin<Box<dyn Future<Output = Result<Box<dyn Report>, AppError>> + Send>>;
 
+/// What a job's input check returns: `Ok` to record the run, or the refusal (a 4xx
+/// naming the field) with nothing written.
+pub type CheckFuture = Pin<Box<dyn Future<Output = Result<(), AppError>> + Send>>;
+
+/// The schedule of a job that runs only when asked, with its input (a restore): the
+/// scheduler, `/cron/<job>` and the crons page never see it (it is not in `state.jobs`
+/// but in `state.on_demand_jobs`).
+pub const ON_DEMAND: &str = "";
+
 /// A job: one function and what the scheduler and the dropout figures need to know.
 pub struct Job {
     /// Also its route, `/cron/<name>`, and its `SALVAGE_CRON_<NAME>` variable.
@@ -47,6 +56,11 @@ pub struct Job {
     /// How long after a tick a missing run is still only "pending", not late.
     pub grace: Duration,
     pub run: fn(JobContext) -> JobFuture,
+    /// Who may start it by hand and cancel its runs (the console's doors check it).
+    pub permission: crate::auth::Permission,
+    /// For a job that takes input ([`JobContext::input`]): checks the input before the
+    /// run is recorded, so a door's mistake is a 4xx and writes nothing.
+    pub check: Option<fn(AppState, Actor, Value) -> CheckFuture>,
 }
 
 impl Job {
@@ -67,6 +81,11 @@ pub fn find(jobs: &[&'static Job], name: &str) -> Option<&'static Job> {
     jobs.iter().copied().find(|job| job.name == name)
 }
 
+/// The job named `name`, scheduled or on demand: what a person may start by hand.
+pub fn find_any(state: &AppState, name: &str) -> Option<&'static Job> {
+    find(state.jobs, name).or_else(|| find(state.on_demand_jobs, name))
+}
+
 /// The names of `jobs`, for a message saying which exist.
 pub fn names(jobs: &[&'static Job]) -> String {
     jobs.iter().map(|j| j.name).collect::<Vec<_>>().join(", ")
@@ -85,6 +104,9 @@ pub struct RunOptions {
     /// The ids a job is asked to work on instead of its default choice (the backups a
     /// drill restores); empty for the default.
     pub targets: Vec<i64>,
+    /// The input of a job that takes one (a restore's request), as JSON; `Null` for the
+    /// others. The job reads it typed with [`JobContext::input`].
+    pub input: Value,
 }
 
 impl std::fmt::Debug for RunOptions {
@@ -94,6 +116,7 @@ impl std::fmt::Debug for RunOptions {
             .field("budget", &self.budget)
             .field("on_progress", &self.on_progress.is_some())
             .field("targets", &self.targets)
+            .field("input", &self.input)
             .finish()
     }
 }
@@ -111,10 +134,20 @@ pub struct JobContext {
     pub budget: Option<Duration>,
     /// See [`RunOptions::targets`].
     pub targets: Vec<i64>,
+    /// See [`RunOptions::input`].
+    pub input: Value,
     /// The time of the run (the state's clock at its start).
     pub now: OffsetDateTime,
     /// Progress reports, and whether to stop.
     pub tracker: Tracker,
+}
+
+impl JobContext {
+    /// The run's input, typed (a 422 naming `input` when it does not read as `T`).
+    pub fn input<T: serde::de::DeserializeOwned>(&self) -> Result<T, AppError> {
+        serde_json::from_value(self.input.clone())
+            .map_err(|e| AppError::invalid("input", format!("the job's input does not read: {e}")))
+    }
 }
 
 /// A job's typed report of what its run did. It becomes JSON only where it is stored
@@ -170,6 +203,7 @@ pub async fn run(
     firing: Firing,
     options: RunOptions,
 ) -> Result<Option<Finished>, AppError> {
+    check(state, job, &firing, &options.input).await?;
     match records::start(state, job, &firing).await? {
         Some(run_id) => execute(state, job, run_id, firing, options).await.map(Some),
         None => Ok(None),
@@ -183,13 +217,19 @@ pub async fn run_in_background(
     state: &AppState,
     job: &'static Job,
     firing: Firing,
+    input: Value,
 ) -> Result<i64, AppError> {
+    check(state, job, &firing, &input).await?;
     let run_id = records::start(state, job, &firing)
         .await?
         .ok_or_else(|| AppError::internal("A manual run was refused", "a tick on a manual run"))?;
     let task_state = state.clone();
     state.tasks.spawn(async move {
-        if let Err(error) = execute(&task_state, job, run_id, firing, RunOptions::default()).await {
+        let options = RunOptions {
+            input,
+            ..RunOptions::default()
+        };
+        if let Err(error) = execute(&task_state, job, run_id, firing, options).await {
             tracing::error!(job = job.name, run_id, %error, "run not recorded");
         }
     });
@@ -205,9 +245,10 @@ pub async fn start_by_hand(
     actor: Actor,
     reason: &str,
     caller: Caller,
+    input: Value,
 ) -> Result<i64, AppError> {
     let reason = crate::server::required_reason(reason)?;
-    let job = find(state.jobs, name).ok_or_else(|| {
+    let job = find_any(state, name).ok_or_else(|| {
         AppError::invalid(
             "job",
             format!(
@@ -216,8 +257,22 @@ pub async fn start_by_hand(
             ),
         )
     })?;
+    actor.authorize(job.permission)?;
     let firing = Firing::by_hand(Trigger::Manual, actor, Some(reason), caller);
-    run_in_background(state, job, firing).await
+    run_in_background(state, job, firing, input).await
+}
+
+/// Runs `job`'s input check, when it has one, before anything is recorded.
+async fn check(
+    state: &AppState,
+    job: &'static Job,
+    firing: &Firing,
+    input: &Value,
+) -> Result<(), AppError> {
+    match job.check {
+        Some(check) => check(state.clone(), firing.actor.clone(), input.clone()).await,
+        None => Ok(()),
+    }
 }
 
 /// Asks run `run_id` to stop after its current step (any replica's run reads the flag
@@ -241,6 +296,9 @@ pub async fn cancel(state: &AppState, run_id: i64, actor: &Actor) -> Result<(), 
             message: format!("Run #{run_id} is not running."),
         });
     };
+    if let Some(found) = find_any(state, &job) {
+        actor.authorize(found.permission)?;
+    }
     let entry = NewEntry::new(
         "cron",
         format!("Cancel requested for {job} run #{run_id}"),
@@ -270,6 +328,7 @@ async fn execute(
         batch: options.batch,
         budget: options.budget,
         targets: options.targets.clone(),
+        input: options.input.clone(),
         now: state.clock.now(),
         tracker: tracker.clone(),
     };

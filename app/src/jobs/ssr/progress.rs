@@ -58,6 +58,16 @@ impl Tracker {
         Self::new(state, 0, None)
     }
 
+    /// A tracker of a step inside this run (a drill's restore): it stops when the run
+    /// does, and records no progress of its own (the run reports its steps).
+    pub fn step(&self) -> Self {
+        Self {
+            run_id: 0,
+            on_progress: None,
+            ..self.clone()
+        }
+    }
+
     /// Whether the run should stop after its current step (Cancel, Ctrl-C, shutdown).
     pub fn is_cancelled(&self) -> bool {
         self.cancel.is_cancelled()

@@ -228,6 +228,8 @@ pub static PRUNE_CRON_RUNS: Job = Job {
     schedule: "41 3 * * *",
     grace: Duration::from_secs(2 * 3600),
     run: run_prune_job,
+    permission: crate::auth::Permission::Operate,
+    check: None,
 };
 
 fn run_prune_job(ctx: super::JobContext) -> super::JobFuture {

@@ -37,6 +37,8 @@ pub static RUN_BACKGROUND_MIGRATIONS: Job = Job {
     schedule: "* * * * *",
     grace: Duration::from_secs(60),
     run: run_job,
+    permission: crate::auth::Permission::Operate,
+    check: None,
 };
 
 fn run_job(ctx: JobContext) -> JobFuture {

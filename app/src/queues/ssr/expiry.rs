@@ -33,6 +33,8 @@ pub static EXPIRE_FALLBACK: Job = Job {
     schedule: "17 * * * *",
     grace: Duration::from_secs(30 * 60),
     run: run_expiry_job,
+    permission: crate::auth::Permission::Operate,
+    check: None,
 };
 
 fn run_expiry_job(ctx: JobContext) -> JobFuture {

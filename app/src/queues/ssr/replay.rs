@@ -47,6 +47,8 @@ pub static REPLAY_FALLBACK: Job = Job {
     schedule: "*/5 * * * *",
     grace: Duration::from_secs(5 * 60),
     run: run_replay_job,
+    permission: crate::auth::Permission::Operate,
+    check: None,
 };
 
 fn run_replay_job(ctx: JobContext) -> JobFuture {

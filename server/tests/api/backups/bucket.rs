@@ -125,17 +125,15 @@ async fn both_stores_back_up_to_a_bucket_verify_and_restore_from_it() {
         );
     }
 
-    let actor = app::auth::ssr::Actor::cli();
     for taken in &report.backups {
         let target = side_name();
         let request = RestoreRequest {
             backup_id: taken.backup_id.unwrap(),
             target: Some(target.clone()),
             reason: Some("from the bucket".into()),
-            trigger: "cli".into(),
             ..Default::default()
         };
-        let restored = app::backups::ssr::restore::restore(&state, &request, &actor)
+        let restored = app::backups::ssr::restore::restore(&state, &request, super::cli(), None)
             .await
             .unwrap();
         drop_side(&app, &target).await;

@@ -219,8 +219,7 @@ async fn rows_ingested_during_an_in_place_clickhouse_restore_land_exactly_once()
         let app_state = app.state.clone();
         let request = in_place(&app, ch_backup, StoreKind::Clickhouse);
         tokio::spawn(async move {
-            app::backups::ssr::restore::restore(&app_state, &request, &app::auth::ssr::Actor::cli())
-                .await
+            app::backups::ssr::restore::restore(&app_state, &request, super::cli(), None).await
         })
     };
     // From the moment the store is frozen until after the restore, batches keep coming.

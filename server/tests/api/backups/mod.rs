@@ -73,12 +73,22 @@ pub async fn back_up(app: &TestApp) -> (i64, i64) {
     (id("postgres"), id("clickhouse"))
 }
 
-/// Restores as the CLI does.
+/// Restores as the CLI does: a run of the restore job, waited for.
 pub async fn restore(
     app: &TestApp,
     request: RestoreRequest,
 ) -> Result<RestoreReport, app::error::AppError> {
-    app::backups::ssr::restore::restore(&app.state, &request, &app::auth::ssr::Actor::cli()).await
+    app::backups::ssr::restore::restore(&app.state, &request, cli(), None).await
+}
+
+/// A run started from the terminal.
+pub fn cli() -> app::jobs::ssr::Firing {
+    app::jobs::ssr::Firing::by_hand(
+        app::jobs::Trigger::Cli,
+        app::auth::ssr::Actor::cli(),
+        Some("test".into()),
+        app::jobs::ssr::Caller::default(),
+    )
 }
 
 /// An in-place restore of `backup` (every application table), confirmed.
@@ -92,7 +102,6 @@ pub fn in_place(app: &TestApp, backup: i64, store: StoreKind) -> RestoreRequest 
         in_place: true,
         confirm: Some(live),
         reason: Some("test".into()),
-        trigger: "cli".into(),
         ..Default::default()
     }
 }
@@ -103,7 +112,6 @@ pub fn side(backup: i64, target: &str) -> RestoreRequest {
         backup_id: backup,
         target: Some(target.to_owned()),
         reason: Some("test".into()),
-        trigger: "cli".into(),
         ..Default::default()
     }
 }

@@ -55,13 +55,15 @@ async fn postgres_round_trip_in_place_restores_application_data_and_leaves_salva
         );
     }
     // Salvage's own tables are as they were just before the restore (plus the restore's
-    // own record), including what was written after the backup.
+    // own records: its run, its entry, its freeze), including what was written after the
+    // backup.
     let own_after = own_counts(&app).await;
     for ((table, before), (_, after)) in own_before.iter().zip(&own_after) {
         let expected = before
             + match table.as_str() {
                 "runbook_history" => 1, // the restore's entry
                 "write_freezes" => 1,   // its freeze, closed
+                "cron_job_runs" => 1,   // its run of the restore job
                 _ => 0,
             };
         assert_eq!(*after, expected, "{table}");
@@ -260,24 +262,18 @@ async fn rollback_returns_the_pre_restore_data() {
 async fn a_cancelled_restore_stops_and_drops_what_it_made() {
     let app = app_with_data().await;
     let (pg_backup, ch_backup) = back_up(&app).await;
-    let actor = app::auth::ssr::Actor::cli();
+    // Every run's stop signal is a child of the process's: a process already stopping
+    // (SIGTERM, Ctrl-C) cancels the restore at its first step, as Cancel does.
+    let mut stopping = app.state.clone();
+    stopping.shutdown = tokio_util::sync::CancellationToken::new();
+    stopping.shutdown.cancel();
     for backup in [pg_backup, ch_backup] {
         let target = side_name();
-        let prepared =
-            app::backups::ssr::restore::prepare(&app.state, &side(backup, &target), &actor)
-                .await
-                .unwrap();
-        // Cancel pressed (on any replica) before its first step.
-        assert!(
-            app::backups::ssr::restore::request_cancel(&app.state, prepared.restore_id)
-                .await
-                .unwrap()
-        );
-        let report = app::backups::ssr::restore::execute(
-            &app.state,
-            prepared,
-            &actor,
-            tokio_util::sync::CancellationToken::new(),
+        let report = app::backups::ssr::restore::restore(
+            &stopping,
+            &side(backup, &target),
+            super::cli(),
+            None,
         )
         .await
         .unwrap();
@@ -286,5 +282,97 @@ async fn a_cancelled_restore_stops_and_drops_what_it_made() {
             !side_exists(&app, &target).await,
             "the side database is dropped"
         );
+        // The restore is a run of the restore job, and its run says cancelled too.
+        let (job, outcome): (String, String) = sqlx::query_as(
+            "select run.job_name, run.outcome from restores r
+               join cron_job_runs run on run.id = r.run_id where r.id = $1",
+        )
+        .bind(report.restore_id)
+        .fetch_one(&app.pg)
+        .await
+        .unwrap();
+        assert_eq!((job.as_str(), outcome.as_str()), ("restore", "cancelled"));
     }
+}
+
+#[tokio::test]
+async fn only_an_admin_cancels_a_restore_run_and_the_cancel_is_in_the_history() {
+    let app = crate::helpers::spawn_app().await;
+    let run: i64 = sqlx::query_scalar(
+        "insert into cron_job_runs (job_name, ran_at, heartbeat_at, trigger, actor)
+         values ('restore', now(), now(), 'manual', 'someone') returning id",
+    )
+    .fetch_one(&app.pg)
+    .await
+    .unwrap();
+    let operator = app.signed_in(app::auth::Role::Operator).await;
+    let admin = app.signed_in(app::auth::Role::Admin).await;
+    let entries = app.count("runbook_history").await;
+    let asked = || async {
+        sqlx::query_scalar::<_, bool>("select cancel_requested from cron_job_runs where id = $1")
+            .bind(run)
+            .fetch_one(&app.pg)
+            .await
+            .unwrap()
+    };
+
+    let (refused, body) = operator
+        .call("jobs/cancel", serde_json::json!({"run_id": run}))
+        .await;
+    assert_eq!(refused, 403, "{body}");
+    assert!(!asked().await, "a refused cancel changes nothing");
+    assert_eq!(app.count("runbook_history").await, entries);
+
+    let (status, body) = admin
+        .call("jobs/cancel", serde_json::json!({"run_id": run}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(asked().await);
+    assert_eq!(app.count("runbook_history").await, entries + 1);
+}
+
+#[tokio::test]
+async fn a_restore_whose_process_died_shows_failed_with_the_reason() {
+    let app = crate::helpers::spawn_app().await;
+    let backup: i64 = sqlx::query_scalar(
+        "insert into backups (store, status, location, trigger, actor, started_at)
+         values ('postgres', 'verified', 'x', 'cli', 'someone', now()) returning id",
+    )
+    .fetch_one(&app.pg)
+    .await
+    .unwrap();
+    // Its run's last heartbeat is ten minutes old: the runner's abandoned rule.
+    let run: i64 = sqlx::query_scalar(
+        "insert into cron_job_runs (job_name, ran_at, heartbeat_at, trigger, actor)
+         values ('restore', now() - interval '10 minutes', now() - interval '10 minutes',
+                 'manual', 'someone') returning id",
+    )
+    .fetch_one(&app.pg)
+    .await
+    .unwrap();
+    let id: i64 = sqlx::query_scalar(
+        "insert into restores (backup_id, store, mode, target, tables, actor, started_at, run_id)
+         values ($1, 'postgres', 'side', 'x', '{}', 'someone', now(), $2) returning id",
+    )
+    .bind(backup)
+    .bind(run)
+    .fetch_one(&app.pg)
+    .await
+    .unwrap();
+
+    let restore = app::backups::ssr::restore::load(&app.state, id)
+        .await
+        .unwrap()
+        .unwrap();
+
+    assert_eq!(restore.status, RestoreStatus::Failed);
+    assert!(
+        restore
+            .error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("abandoned"),
+        "{restore:?}"
+    );
+    assert_eq!(restore.run_id, Some(run));
 }

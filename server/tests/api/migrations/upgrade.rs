@@ -10,8 +10,13 @@ use app::auth::Role;
 /// The version before the upgrades' own migration (which made `schema_upgrades`), and the
 /// migrations since: what a database of that release gets applied.
 const PREVIOUS: i64 = 20261128000007;
-const APPLIED: [i64; 3] = [20261128000008, 20261204000001, 20261205000001];
-const CURRENT: i64 = APPLIED[2];
+const APPLIED: [i64; 4] = [
+    20261128000008,
+    20261204000001,
+    20261205000001,
+    20261206000001,
+];
+const CURRENT: i64 = APPLIED[3];
 
 fn out(output: &Output) -> String {
     format!(
@@ -60,6 +65,8 @@ async fn at_previous_version(app: &TestApp) {
          drop table background_migrations;
          drop table schema_upgrades;
          alter table webhook_events drop column payload_bytes;
+         drop index restores_run_id;
+         alter table restores add column cancel_requested boolean not null default false;
          delete from _sqlx_migrations where version >= 20261128000008;",
     )
     .execute(&app.pg)

@@ -17,7 +17,7 @@ async fn salvage_replay_and_expire_work_from_the_terminal() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(stdout.contains("succeeded: 70 rows replayed"), "{stdout}");
-    assert!(String::from_utf8_lossy(&output.stderr).contains("70 / 70 rows"));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("70 rows / 70 rows"));
     assert_eq!(clickhouse_counts(&app).await, (70, 70));
     assert_eq!(queued(&app).await, 0);
 

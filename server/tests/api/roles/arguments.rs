@@ -180,18 +180,6 @@ pub(super) async fn arguments(world: &World, endpoint: &str) -> Value {
         "backups/restore" => json!({"backup_id": world.backup, "mode": "side",
             "target": format!("salvage_test_matrix_{}", uuid::Uuid::new_v4().simple()),
             "tables": "history_anchors", "confirm": "", "reason": "matrix"}),
-        "backups/cancel-restore" => {
-            // Each allowed call needs a restore that is still running.
-            let id: i64 = sqlx::query_scalar(
-                "insert into restores (backup_id, store, mode, target, tables, actor, started_at)
-                 values ($1, 'clickhouse', 'side', 'x', '{}', 'matrix', now()) returning id",
-            )
-            .bind(world.backup)
-            .fetch_one(&world.app.pg)
-            .await
-            .unwrap();
-            json!({"id": id})
-        }
         "backups/rollback" => {
             // Each allowed call needs an in-place restore whose live tables are aside.
             let id: i64 = sqlx::query_scalar(

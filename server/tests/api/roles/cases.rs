@@ -153,11 +153,6 @@ pub(super) const CASES: &[Case] = &[
         records: 1,
     },
     Case {
-        endpoint: "backups/cancel-restore",
-        allowed: admins,
-        records: 1,
-    },
-    Case {
         endpoint: "backups/rollback",
         allowed: admins,
         records: 1,

@@ -44,7 +44,9 @@ pub(super) async fn run(
                 )),
                 crate::jobs::ssr::Caller::default(),
             );
-            let _ = crate::jobs::ssr::run_in_background(state, job, firing).await;
+            let _ =
+                crate::jobs::ssr::run_in_background(state, job, firing, serde_json::Value::Null)
+                    .await;
         }
     }
     lock.release().await;

@@ -1,5 +1,8 @@
-//! Restores: "restore backup X into target Y and verify it", one function for the
-//! console, the CLI and (later) drills.
+//! Restores: "restore backup X into target Y and verify it", one job ([`RESTORE`], on
+//! demand: its input is a [`RestoreRequest`]) run by the job runner for every door —
+//! the console's form (`backups/restore`), `salvage backup restore`, tests — so a
+//! restore has a run record, a heartbeat, progress in bytes, and Cancel (`jobs/cancel`)
+//! like every other long action. A drill restores inside its own run with [`execute`].
 //!
 //! - **Side** (the default): a new database (`salvage_restore_<backup id>` or a given
 //!   name, refused when it exists or is the live one) gets the chosen tables; the live
@@ -18,7 +21,6 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sqlx::Row;
-use tokio_util::sync::CancellationToken;
 
 use super::super::{PlanTable, Restore, RestoreMode, RestorePlan, RestoreStatus, StoreKind};
 use super::catalogue::{self, Stored};
@@ -30,10 +32,12 @@ use crate::error::AppError;
 use crate::freeze::ssr as freeze;
 use crate::history::ssr::{append, NewEntry};
 use crate::history::Outcome;
+use crate::jobs::ssr::Tracker;
 use crate::server::{unix_ms, AppState};
 
-/// What to restore, and where.
-#[derive(Clone, Debug, Default)]
+/// What to restore, and where: the restore job's input.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct RestoreRequest {
     pub backup_id: i64,
     pub in_place: bool,
@@ -46,8 +50,6 @@ pub struct RestoreRequest {
     /// In place during an incident freeze: the admin confirms the incident.
     pub confirm_incident: bool,
     pub reason: Option<String>,
-    /// `manual`, `cli`, `drill`.
-    pub trigger: String,
 }
 
 /// One restored table checked against the manifest.
@@ -196,13 +198,22 @@ async fn database_exists(state: &AppState, store: StoreKind, name: &str) -> Resu
     }
 }
 
-/// Checks `request` and records the restore as `running`. Every refusal here is a 4xx
-/// naming the field, and nothing has been written.
-pub async fn prepare(
-    state: &AppState,
-    request: &RestoreRequest,
-    actor: &Actor,
-) -> Result<Prepared, AppError> {
+/// A request checked against the catalogue, the manifest and the target, not recorded.
+struct Checked {
+    stored: Stored,
+    manifest: Manifest,
+    mode: RestoreMode,
+    target: String,
+    tables: Vec<TableEntry>,
+}
+
+/// Checks `request` without writing anything (the restore job's input check): every
+/// refusal is a 4xx naming the field.
+pub async fn check(state: &AppState, request: &RestoreRequest) -> Result<(), AppError> {
+    check_request(state, request).await.map(drop)
+}
+
+async fn check_request(state: &AppState, request: &RestoreRequest) -> Result<Checked, AppError> {
     let stored = load_complete(state, request.backup_id).await?;
     let store = stored.backup.store;
     let manifest = read_manifest(state, &stored)
@@ -290,6 +301,32 @@ pub async fn prepare(
     if tables.is_empty() {
         return Err(AppError::invalid("tables", "there is no table to restore"));
     }
+    Ok(Checked {
+        stored,
+        manifest,
+        mode,
+        target,
+        tables,
+    })
+}
+
+/// Checks `request` and records the restore as `running`, as part of run `run_id` (the
+/// restore job's, or the drill's whose step it is). Every refusal is a 4xx naming the
+/// field, and nothing has been written.
+pub async fn prepare(
+    state: &AppState,
+    request: &RestoreRequest,
+    actor: &Actor,
+    run_id: Option<i64>,
+) -> Result<Prepared, AppError> {
+    let Checked {
+        stored,
+        manifest,
+        mode,
+        target,
+        tables,
+    } = check_request(state, request).await?;
+    let store = stored.backup.store;
     let names: Vec<String> = tables.iter().map(|t| t.name.clone()).collect();
     let total: i64 = manifest
         .files
@@ -299,8 +336,8 @@ pub async fn prepare(
         .sum();
     let restore_id: i64 = sqlx::query_scalar(
         "insert into restores (backup_id, store, mode, target, tables, actor, actor_user_id, reason,
-                               started_at, total_bytes)
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) returning id",
+                               started_at, total_bytes, run_id)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) returning id",
     )
     .bind(stored.backup.id)
     .bind(store.as_str())
@@ -312,6 +349,7 @@ pub async fn prepare(
     .bind(&request.reason)
     .bind(state.clock.now())
     .bind(total)
+    .bind(run_id)
     .fetch_one(&state.pg)
     .await
     .map_err(AppError::wrap("Record a restore"))?;
@@ -326,22 +364,12 @@ pub async fn prepare(
     })
 }
 
-/// Prepares and runs a restore, waiting for it (the CLI, drills, tests).
-pub async fn restore(
-    state: &AppState,
-    request: &RestoreRequest,
-    actor: &Actor,
-) -> Result<RestoreReport, AppError> {
-    let prepared = prepare(state, request, actor).await?;
-    execute(state, prepared, actor, state.shutdown.child_token()).await
-}
-
-/// Progress and cancellation of a running restore, through its `restores` row (so a
-/// Cancel pressed on any replica reaches it).
+/// Progress and cancellation of a running restore, through its run's tracker: bytes
+/// restored of the total, and the run's stop signal (a Cancel on any replica, Ctrl-C,
+/// shutdown).
 struct Watch<'a> {
-    state: &'a AppState,
-    id: i64,
-    cancel: CancellationToken,
+    tracker: &'a Tracker,
+    total: i64,
     /// When each step began.
     marks: std::sync::Mutex<Vec<(Phase, Instant)>>,
 }
@@ -371,15 +399,11 @@ impl Watch<'_> {
     }
 
     async fn step(&self, bytes_done: i64) -> Result<(), String> {
-        let asked: bool = sqlx::query_scalar(
-            "update restores set progress_bytes = $2 where id = $1 returning cancel_requested",
-        )
-        .bind(self.id)
-        .bind(bytes_done)
-        .fetch_one(&self.state.pg)
-        .await
-        .map_err(|e| format!("PostgreSQL: {e}"))?;
-        if asked || self.cancel.is_cancelled() {
+        self.tracker
+            .report(bytes_done, self.total)
+            .await
+            .map_err(|e| e.to_string())?;
+        if self.tracker.is_cancelled() {
             return Err(CANCELLED.to_owned());
         }
         Ok(())
@@ -388,20 +412,25 @@ impl Watch<'_> {
 
 const CANCELLED: &str = "cancelled";
 
-/// Runs a prepared restore to its end and records it. `Err` only when the record
-/// itself cannot be written; a restore that fails is a report with its error.
+/// Runs a prepared restore to its end and records it, reporting its bytes to
+/// `tracker` and stopping when it is cancelled. `Err` only when the record itself cannot
+/// be written; a restore that fails is a report with its error.
 pub async fn execute(
     state: &AppState,
     prepared: Prepared,
     actor: &Actor,
-    cancel: CancellationToken,
+    tracker: &Tracker,
 ) -> Result<RestoreReport, AppError> {
     let started = state.clock.now();
     let clock = Instant::now();
+    let total: i64 = sqlx::query_scalar("select total_bytes from restores where id = $1")
+        .bind(prepared.restore_id)
+        .fetch_one(&state.pg)
+        .await
+        .map_err(AppError::wrap("Load a restore"))?;
     let watch = Watch {
-        state,
-        id: prepared.restore_id,
-        cancel,
+        tracker,
+        total,
         marks: std::sync::Mutex::new(Vec::new()),
     };
     let store = prepared.backup.backup.store;
@@ -452,11 +481,7 @@ pub async fn execute(
         Err(error) => (RestoreStatus::Failed, Vec::new(), Some(error), None),
     };
     let rows: i64 = checks.iter().map(|c| c.rows).sum();
-    let bytes: i64 = sqlx::query_scalar("select total_bytes from restores where id = $1")
-        .bind(prepared.restore_id)
-        .fetch_one(&state.pg)
-        .await
-        .unwrap_or(0);
+    let bytes = total;
     let now = state.clock.now();
     let pg_err = AppError::wrap("Record a restore");
     let mut tx = state.pg.begin().await.map_err(&pg_err)?;
@@ -526,12 +551,14 @@ type Restored = Result<(Vec<TableCheck>, Option<String>), String>;
 
 mod clickhouse;
 mod in_place;
+mod job;
 mod postgres;
 mod records;
 mod whole;
 
 pub use in_place::roll_back;
-pub use records::{list, load, request_cancel};
+pub use job::{restore, RESTORE};
+pub use records::{list, load};
 pub use whole::{replace_schema, Replaced};
 
 #[cfg(test)]
