@@ -42,7 +42,10 @@ pub static JOBS: &[&Job] = &[
 ];
 
 /// The jobs that run only when asked, each with its typed input (a restore's request).
-pub static ON_DEMAND_JOBS: &[&Job] = &[&crate::backups::ssr::restore::RESTORE];
+pub static ON_DEMAND_JOBS: &[&Job] = &[
+    &crate::backups::ssr::restore::RESTORE,
+    &crate::backups::ssr::verify::VERIFY_BACKUP,
+];
 
 /// Every background migration, in the order they run (`AppState::background_migrations`).
 pub static BACKGROUND_MIGRATIONS: &[&BackgroundMigration] =

@@ -73,23 +73,21 @@ pub async fn load_backups() -> Result<BackupsOverview, AppError> {
 }
 
 /// Verifies backup `id` (every file's checksum and rows against its manifest) in the
-/// background; the page shows the result when it is recorded.
+/// background, as a run of the `verify-backup` job; the page shows the result when it is
+/// recorded.
 #[server(endpoint = "backups/verify")]
 pub async fn verify_backup(id: i64) -> Result<(), AppError> {
     let (state, actor) = crate::auth::ssr::guard(crate::auth::Permission::Operate).await?;
     let result = async {
-        // Refused here, before the work is handed to a task, so the button hears why.
-        super::ssr::catalogue::load_complete(&state.pg, id)
-            .await?
-            .map_err(|why| AppError::Conflict {
-                message: format!("Nothing to verify: {why}."),
-            })?;
-        let task_state = state.clone();
-        state.tasks.spawn(async move {
-            if let Err(error) = super::ssr::verify::verify(&task_state, id, &actor).await {
-                tracing::error!(backup = id, %error, "verification not recorded");
-            }
-        });
+        // A run of the verify-backup job: its check refuses an incomplete backup here,
+        // before anything is recorded, so the button hears why.
+        let input = serde_json::to_value(super::ssr::verify::VerifyRequest { backup_id: id })
+            .map_err(|e| AppError::internal("Failed to read the request", e.to_string()))?;
+        let parts = crate::server::request_parts()?;
+        let caller = crate::jobs::ssr::Caller::from_request(&state.trusted_proxies, &parts);
+        let reason = format!("Verify backup {id} from the backups page");
+        let job = super::VERIFY_JOB;
+        crate::jobs::ssr::start_by_hand(&state, job, actor, &reason, caller, input).await?;
         Ok(())
     }
     .await;

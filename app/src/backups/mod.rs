@@ -18,6 +18,9 @@ use serde::{Deserialize, Serialize};
 /// The backup job's name (its button posts it to the runner's start).
 pub const BACKUP_JOB: &str = "backup";
 
+/// The on-demand verification's job name (its input: the backup's id).
+pub const VERIFY_JOB: &str = "verify-backup";
+
 /// The restore job's name (on demand: its input is the restore's request).
 pub const RESTORE_JOB: &str = "restore";
 

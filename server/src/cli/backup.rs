@@ -143,16 +143,30 @@ async fn list(state: &app::server::AppState, output: Output) -> anyhow::Result<(
 }
 
 async fn verify(state: &app::server::AppState, id: i64) -> anyhow::Result<()> {
-    let actor = app::auth::ssr::Actor::cli();
-    match app::backups::ssr::verify::verify(state, id, &actor)
+    use app::backups::ssr::verify::{Verification, VerifyRequest, VERIFY_BACKUP};
+    let options = app::jobs::ssr::RunOptions {
+        input: serde_json::to_value(VerifyRequest { backup_id: id })?,
+        ..Default::default()
+    };
+    stop_on_ctrl_c(state, "Stopping…");
+    let firing = cli_firing(Some(format!("Verify backup {id}")));
+    let finished = app::jobs::ssr::run(state, &VERIFY_BACKUP, firing, options)
         .await
         .map_err(app_error)?
-    {
-        Ok(()) => {
+        .ok_or_else(|| anyhow::anyhow!("a run without a tick always starts"))?;
+    match finished.report::<Verification>() {
+        Some(Verification { error: None, .. }) => {
             println!("Backup {id} verified: every file matches its manifest.");
             Ok(())
         }
-        Err(error) => anyhow::bail!("backup {id} failed verification: {error}"),
+        Some(Verification {
+            error: Some(error), ..
+        }) => anyhow::bail!("backup {id} failed verification: {error}"),
+        None => anyhow::bail!(
+            "verification run #{} failed: {}",
+            finished.run_id,
+            finished.error.unwrap_or_default()
+        ),
     }
 }
 

@@ -109,8 +109,7 @@ async fn backup(ctx: &JobContext) -> Result<BackupReport, AppError> {
         };
         let one = take(&ctx.state, &started, &ctx.tracker).await?;
         if let (Some(id), true) = (one.backup_id, one.status == BackupStatus::Completed) {
-            let checked = verify::verify(&ctx.state, id, &ctx.actor).await?;
-            let status = verify::status_after(&checked);
+            let status = verify::verify(&ctx.state, id, &ctx.actor).await?.status();
             deleted.extend(retain(&ctx.state, store, &ctx.actor).await?);
             taken.push(Taken { status, ..one });
         } else {

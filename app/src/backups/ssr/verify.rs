@@ -4,6 +4,7 @@
 //! time are recorded on the backup and in the history, so verification is visible and not
 //! repeated blindly; a failure raises `backup_verify_failed`.
 
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::super::{BackupStatus, StoreKind};
@@ -17,21 +18,106 @@ use crate::auth::ssr::actor::Actor;
 use crate::error::AppError;
 use crate::history::ssr::{append, NewEntry};
 use crate::history::Outcome;
+use crate::jobs::ssr::{CheckFuture, Job, JobContext, JobFuture, Report, ON_DEMAND};
+use crate::jobs::RunStatus;
 use crate::server::AppState;
 
-/// Verifies backup `id` and records the result. The outer `Err` means it could not be
-/// checked or recorded (no such backup, PostgreSQL down); the inner one is what is wrong
-/// with the backup.
-pub async fn verify(
-    state: &AppState,
-    id: i64,
-    actor: &Actor,
-) -> Result<Result<(), String>, AppError> {
-    let stored = catalogue::load_complete(&state.pg, id)
+/// A verification, as recorded: what is wrong with the backup (nothing when it matches
+/// its manifest) and its history entry. The `verify-backup` job's report.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Verification {
+    pub backup_id: i64,
+    pub store: StoreKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub history_id: i64,
+}
+
+impl Verification {
+    /// The backup's status after it.
+    pub fn status(&self) -> BackupStatus {
+        match self.error {
+            None => BackupStatus::Verified,
+            Some(_) => BackupStatus::VerifyFailed,
+        }
+    }
+}
+
+/// What the `verify-backup` job verifies.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VerifyRequest {
+    pub backup_id: i64,
+}
+
+/// Verifies a backup on demand (the console's Verify, `salvage backup verify`): a run of
+/// the runner with its record and heartbeat, never an untracked task.
+pub static VERIFY_BACKUP: Job = Job {
+    name: crate::backups::VERIFY_JOB,
+    description: "Checks every file of a backup against its manifest: size, SHA-256 and rows.",
+    schedule: ON_DEMAND,
+    grace: std::time::Duration::ZERO,
+    run: run_verify_job,
+    permission: crate::auth::Permission::Operate,
+    check: Some(check_request),
+};
+
+fn check_request(state: AppState, _actor: Actor, input: serde_json::Value) -> CheckFuture {
+    Box::pin(async move {
+        let request: VerifyRequest = serde_json::from_value(input)
+            .map_err(|e| AppError::invalid("input", format!("not a verify request: {e}")))?;
+        verifiable(&state, request.backup_id).await.map(drop)
+    })
+}
+
+fn run_verify_job(ctx: JobContext) -> JobFuture {
+    Box::pin(async move {
+        let request: VerifyRequest = ctx.input()?;
+        let verification = verify(&ctx.state, request.backup_id, &ctx.actor).await?;
+        Ok(Box::new(verification) as Box<dyn Report>)
+    })
+}
+
+impl Report for Verification {
+    fn status(&self) -> RunStatus {
+        match self.error {
+            None => RunStatus::Succeeded,
+            Some(_) => RunStatus::Failed,
+        }
+    }
+
+    fn rows(&self) -> i64 {
+        0
+    }
+
+    fn error(&self) -> Option<String> {
+        self.error.clone()
+    }
+
+    fn history_id(&self) -> Option<i64> {
+        Some(self.history_id)
+    }
+
+    fn details(&self) -> serde_json::Value {
+        serde_json::to_value(self).unwrap_or_default()
+    }
+}
+
+/// Backup `id`, when it is complete and so can be verified; a conflict saying why not.
+async fn verifiable(state: &AppState, id: i64) -> Result<Stored, AppError> {
+    catalogue::load_complete(&state.pg, id)
         .await?
         .map_err(|why| AppError::Conflict {
             message: format!("Nothing to verify: {why}."),
-        })?;
+        })
+}
+
+/// Verifies backup `id` and records the result. `Err` means it could not be checked or
+/// recorded (no such backup, PostgreSQL down); what is wrong with the backup is the
+/// verification's `error`.
+pub async fn verify(state: &AppState, id: i64, actor: &Actor) -> Result<Verification, AppError> {
+    let stored = verifiable(state, id).await?;
     let started = state.clock.now();
     let result = check(state, &stored).await;
     let now = state.clock.now();
@@ -68,7 +154,7 @@ pub async fn verify(
             json!({"backupId": id, "store": store.as_str(), "verify": true,
                              "error": result.as_ref().err()}),
         );
-    append(&mut tx, &entry).await.map_err(&pg_err)?;
+    let history_id = append(&mut tx, &entry).await.map_err(&pg_err)?;
     if let Err(error) = &result {
         let signal = Signal::new(
             store.as_str(),
@@ -81,7 +167,12 @@ pub async fn verify(
             .map_err(&pg_err)?;
     }
     tx.commit().await.map_err(&pg_err)?;
-    Ok(result.map(drop))
+    Ok(Verification {
+        backup_id: id,
+        store,
+        error: result.err(),
+        history_id,
+    })
 }
 
 /// Reads a backup's manifest from the target.
@@ -176,13 +267,4 @@ async fn check(state: &AppState, stored: &Stored) -> Result<(usize, u64), String
         }
     }
     Ok((manifest.files.len(), rows))
-}
-
-/// Whether a verification result would leave the backup `verified`.
-pub fn status_after(result: &Result<(), String>) -> BackupStatus {
-    if result.is_ok() {
-        BackupStatus::Verified
-    } else {
-        BackupStatus::VerifyFailed
-    }
 }

@@ -73,12 +73,20 @@ async fn a_flipped_byte_and_a_truncated_file_are_caught_by_verify_and_by_restore
         .set_len(dump_len - 100)
         .unwrap();
 
-    let actor = app::auth::ssr::Actor::cli();
+    use app::backups::ssr::verify::{Verification, VerifyRequest, VERIFY_BACKUP};
     for (backup, name) in [(ch_backup, "requests/"), (pg_backup, "postgres.dump")] {
-        let result = app::backups::ssr::verify::verify(&app.state, backup, &actor)
+        // As the Verify button and `salvage backup verify` do: a run of the job.
+        let options = app::jobs::ssr::RunOptions {
+            input: serde_json::to_value(VerifyRequest { backup_id: backup }).unwrap(),
+            ..Default::default()
+        };
+        let finished = app::jobs::ssr::run(&app.state, &VERIFY_BACKUP, super::cli(), options)
             .await
+            .unwrap()
             .unwrap();
-        let error = result.expect_err("the damage is caught");
+        assert_eq!(finished.status, app::jobs::RunStatus::Failed);
+        let verification = finished.report::<Verification>().expect("a report");
+        let error = verification.error.clone().expect("the damage is caught");
         assert!(error.contains(name), "names the file: {error}");
         let (status, recorded) = status_of(&app, backup).await;
         assert_eq!(status, "verify_failed");

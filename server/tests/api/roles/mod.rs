@@ -43,7 +43,11 @@ async fn every_server_function_enforces_its_role_for_every_caller() {
             let history_before = world.app.count("runbook_history").await;
 
             let (status, body) = world.client(who).call(case.endpoint, args).await;
-            if matches!(case.endpoint, "jobs/start" | "backups/restore") && status == 200 {
+            if matches!(
+                case.endpoint,
+                "jobs/start" | "backups/restore" | "backups/verify"
+            ) && status == 200
+            {
                 world.background_runs_finished().await;
             }
 
