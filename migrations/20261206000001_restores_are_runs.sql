@@ -4,3 +4,9 @@
 -- is its own.
 create index restores_run_id on restores (run_id);
 alter table restores drop column cancel_requested;
+
+-- A redrive likewise: a run of the on-demand `redrive` job, whose run holds the heartbeat
+-- and the cancel; the redrive keeps its filter, bounds, cursor and counts.
+alter table webhook_redrives add column run_id bigint;
+alter table webhook_redrives drop column cancel_requested;
+alter table webhook_redrives drop column heartbeat_at;

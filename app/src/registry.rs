@@ -45,6 +45,7 @@ pub static JOBS: &[&Job] = &[
 pub static ON_DEMAND_JOBS: &[&Job] = &[
     &crate::backups::ssr::restore::RESTORE,
     &crate::backups::ssr::verify::VERIFY_BACKUP,
+    &crate::dead_letters::ssr::redrive::REDRIVE,
 ];
 
 /// Every background migration, in the order they run (`AppState::background_migrations`).

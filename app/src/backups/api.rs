@@ -83,8 +83,7 @@ pub async fn verify_backup(id: i64) -> Result<(), AppError> {
         // before anything is recorded, so the button hears why.
         let input = serde_json::to_value(super::ssr::verify::VerifyRequest { backup_id: id })
             .map_err(|e| AppError::internal("Failed to read the request", e.to_string()))?;
-        let parts = crate::server::request_parts()?;
-        let caller = crate::jobs::ssr::Caller::from_request(&state.trusted_proxies, &parts);
+        let caller = crate::jobs::api::request_caller(&state)?;
         let reason = format!("Verify backup {id} from the backups page");
         let job = super::VERIFY_JOB;
         crate::jobs::ssr::start_by_hand(&state, job, actor, &reason, caller, input).await?;
@@ -140,8 +139,7 @@ pub async fn start_restore(
         };
         let input = serde_json::to_value(&request)
             .map_err(|e| AppError::internal("Failed to read the restore request", e.to_string()))?;
-        let parts = crate::server::request_parts()?;
-        let caller = crate::jobs::ssr::Caller::from_request(&state.trusted_proxies, &parts);
+        let caller = crate::jobs::api::request_caller(&state)?;
         let job = super::RESTORE_JOB;
         crate::jobs::ssr::start_by_hand(&state, job, actor, &reason, caller, input).await
     }

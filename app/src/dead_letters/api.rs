@@ -45,14 +45,16 @@ pub async fn dlq_dry_run(filter: String) -> Result<DryRun, AppError> {
     crate::server::respond(result)
 }
 
-/// Starts a redrive of `filter`; returns its id at once (the page follows it).
+/// Starts a redrive of `filter` (a run of the redrive job); returns the redrive's id at
+/// once (the page follows it; Cancel is the runner's, `jobs/cancel`).
 #[server(endpoint = "dlq/redrive")]
 pub async fn start_redrive(filter: String, reason: String) -> Result<i64, AppError> {
     let (state, actor) = crate::auth::ssr::guard(crate::auth::Permission::Operate).await?;
     let result = async {
         let filter = super::ssr::filter::DlqFilter::parse(&filter)?;
         let reason = required_reason(&reason)?;
-        super::ssr::redrive::start(&state, &actor, &filter, &reason).await
+        let caller = crate::jobs::api::request_caller(&state)?;
+        super::ssr::redrive::start(&state, &actor, &filter, &reason, caller).await
     }
     .await;
     crate::server::respond(result)
@@ -62,24 +64,7 @@ pub async fn start_redrive(filter: String, reason: String) -> Result<i64, AppErr
 #[server(endpoint = "dlq/redrive-status")]
 pub async fn redrive_status(id: i64) -> Result<Redrive, AppError> {
     let (state, _) = crate::auth::ssr::guard(crate::auth::Permission::Read).await?;
-    let result = super::ssr::redrive::load(&state.pg, id).await;
-    crate::server::respond(result)
-}
-
-/// Asks a running redrive to stop after its current batch.
-#[server(endpoint = "dlq/cancel-redrive")]
-pub async fn cancel_redrive(id: i64) -> Result<(), AppError> {
-    let (state, _) = crate::auth::ssr::guard(crate::auth::Permission::Operate).await?;
-    let result = async {
-        if super::ssr::redrive::cancel(&state.pg, id).await? {
-            Ok(())
-        } else {
-            Err(AppError::Conflict {
-                message: format!("Redrive {id} is not running."),
-            })
-        }
-    }
-    .await;
+    let result = super::ssr::redrive::load(&state, id).await;
     crate::server::respond(result)
 }
 
@@ -114,7 +99,8 @@ pub async fn recover(webhook_id: i64, reason: String) -> Result<Option<i64>, App
     let (state, actor) = crate::auth::ssr::guard(crate::auth::Permission::Operate).await?;
     let result = async {
         let reason = required_reason(&reason)?;
-        super::ssr::redrive::recover(&state, &actor, webhook_id, &reason).await
+        let caller = crate::jobs::api::request_caller(&state)?;
+        super::ssr::redrive::recover(&state, &actor, webhook_id, &reason, caller).await
     }
     .await;
     crate::server::respond(result)

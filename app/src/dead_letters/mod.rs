@@ -118,6 +118,9 @@ impl EndpointState {
 /// The event type of the console's own alert notifications.
 pub const ALERT_EVENT_TYPE: &str = "salvage.alert";
 
+/// The redrive job's name (on demand: its input is the redrive recorded for a filter).
+pub const REDRIVE_JOB: &str = "redrive";
+
 /// One endpoint, as the settings page and the dead-letter page list it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Endpoint {
@@ -200,6 +203,10 @@ pub struct Redrive {
     pub started_at_ms: i64,
     pub finished_at_ms: Option<i64>,
     pub error: Option<String>,
+    /// Its run of the redrive job: what Cancel takes.
+    pub run_id: Option<i64>,
+    /// Its history entry, once it ended.
+    pub history_id: Option<i64>,
 }
 
 impl Redrive {

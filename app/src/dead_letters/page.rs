@@ -12,7 +12,7 @@ use leptos_router::components::Form;
 use leptos_router::hooks::use_query_map;
 
 use super::actions::ActionsPanel;
-use super::api::{load_dlq, CancelRedrive, DlqDryRun, Purge, Recover, StartRedrive};
+use super::api::{load_dlq, DlqDryRun, Purge, Recover, StartRedrive};
 use super::parts::{count, reason_badge};
 use super::settings_page::state_badge;
 use super::{DeadLetter, DlqOverview, DlqReason, Endpoint, EndpointState, Redrive};
@@ -20,6 +20,7 @@ use crate::auth::viewer::use_viewer;
 use crate::auth::Permission;
 use crate::components::{action_error, Badge, ErrorBanner, PageHeader, Tone};
 use crate::format::{format_ago, format_duration, format_utc, percent_encode};
+use crate::jobs::api::CancelRun;
 
 /// How often the page asks for fresh figures (a redrive in progress).
 pub const REFRESH_EVERY: Duration = Duration::from_secs(3);
@@ -52,7 +53,7 @@ pub fn DlqPage() -> AnyView {
     let tick = crate::components::refresh_ticker(REFRESH_EVERY);
     let dry = ServerAction::<DlqDryRun>::new();
     let redrive = ServerAction::<StartRedrive>::new();
-    let cancel = ServerAction::<CancelRedrive>::new();
+    let cancel = ServerAction::<CancelRun>::new();
     let purge = ServerAction::<Purge>::new();
     let recover = ServerAction::<Recover>::new();
     let selected = RwSignal::new(Vec::<i64>::new());
@@ -164,7 +165,7 @@ fn DlqNow(
     operate: bool,
     administer: bool,
     selected: RwSignal<Vec<i64>>,
-    cancel: ServerAction<CancelRedrive>,
+    cancel: ServerAction<CancelRun>,
     recover: ServerAction<Recover>,
     filter: String,
 ) -> AnyView {
@@ -403,7 +404,7 @@ fn LettersTable(
 fn RedriveProgress(
     run: Redrive,
     operate: bool,
-    cancel: ServerAction<CancelRedrive>,
+    cancel: ServerAction<CancelRun>,
     now_ms: i64,
 ) -> AnyView {
     let percent = if run.total > 0 {
@@ -426,9 +427,9 @@ fn RedriveProgress(
         <section class="panel progress-panel" data-testid="redrive-progress">
             <div class="progress-head">
                 <span>{label.clone()}</span>
-                {operate.then(|| view! {
+                {operate.then_some(run.run_id).flatten().map(|run_id| view! {
                     <ActionForm action=cancel attr:class="inline-form">
-                        <input type="hidden" name="id" value=id.to_string() />
+                        <input type="hidden" name="run_id" value=run_id.to_string() />
                         <button type="submit" class="btn btn-small btn-danger">"Cancel"<span class="visually-hidden">{format!(" redrive {id}")}</span></button>
                     </ActionForm>
                 })}

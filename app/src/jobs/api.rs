@@ -13,8 +13,7 @@ use crate::error::AppError;
 pub async fn start_job(job: String, reason: String) -> Result<i64, AppError> {
     let (state, actor) = crate::auth::ssr::guard(crate::auth::Permission::Operate).await?;
     let result = async {
-        let parts = crate::server::request_parts()?;
-        let caller = super::ssr::Caller::from_request(&state.trusted_proxies, &parts);
+        let caller = request_caller(&state)?;
         super::ssr::start_by_hand(
             &state,
             &job,
@@ -27,6 +26,17 @@ pub async fn start_job(job: String, reason: String) -> Result<i64, AppError> {
     }
     .await;
     crate::server::respond(result)
+}
+
+/// Where the current request came from (client address through trusted proxies, its
+/// User-Agent), for the run a door starts: the doors read the request, the runner never.
+#[cfg(feature = "ssr")]
+pub fn request_caller(state: &crate::server::AppState) -> Result<super::ssr::Caller, AppError> {
+    let parts = crate::server::request_parts()?;
+    Ok(super::ssr::Caller::from_request(
+        &state.trusted_proxies,
+        &parts,
+    ))
 }
 
 /// Asks run `run_id` to stop after its current step, whichever replica runs it, and

@@ -224,15 +224,8 @@ async fn measure(
             app::dead_letters::ssr::filter::DlqFilter::parse(&format!("webhook={dead_hook}"))
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
         let started = Instant::now();
-        let id = app::dead_letters::ssr::redrive::prepare(
-            &state,
-            &app::auth::ssr::Actor::cli(),
-            &filter,
-            "bench",
-        )
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-        let run = app::dead_letters::ssr::redrive::execute(&state, id)
+        let firing = super::common::cli_firing(Some("bench".into()));
+        let run = app::dead_letters::ssr::redrive::run(&state, &filter, firing, None)
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         let took = started.elapsed();

@@ -1,5 +1,5 @@
 //! The terminal's progress bar for every command that runs a long job through the
-//! runner (`salvage replay`, `salvage backup restore`): fed by the same progress reports
+//! runner (`salvage replay`, `salvage backup restore`, `salvage dlq redrive`): fed by the same progress reports
 //! the console's pages read (the run's `progress_done` of `progress_total`).
 
 use std::io::Write;
@@ -13,6 +13,8 @@ use app::jobs::ssr::{OnProgress, Progress};
 pub enum Unit {
     Rows,
     Bytes,
+    /// Dead letters (a redrive).
+    Letters,
 }
 
 impl Unit {
@@ -20,6 +22,7 @@ impl Unit {
         match self {
             Unit::Rows => format!("{} rows", group_digits(n.max(0) as u64)),
             Unit::Bytes => format_bytes(n),
+            Unit::Letters => format!("{} letters", group_digits(n.max(0) as u64)),
         }
     }
 }

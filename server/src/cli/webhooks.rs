@@ -7,7 +7,7 @@ use app::dead_letters::ssr::{dlq, endpoints, filter::DlqFilter, redrive};
 use app::format::{format_utc, group_digits};
 
 use super::args::{DlqCommand, WebhookCommand};
-use super::common::{app_error, current_state, print_json, stop_on_ctrl_c};
+use super::common::{app_error, cli_firing, current_state, print_json, stop_on_ctrl_c};
 use crate::config::Settings;
 
 /// Runs `salvage webhook <command>`.
@@ -167,25 +167,13 @@ pub async fn dlq(command: DlqCommand, settings: Settings) -> anyhow::Result<()> 
                 .filter(|r| !r.trim().is_empty())
                 .ok_or_else(|| anyhow::anyhow!("--reason: say why, for the history"))?;
             stop_on_ctrl_c(&state, "Stopping after the current batch…");
-            let id = redrive::prepare(&state, &actor, &filter, &reason)
-                .await
-                .map_err(app_error)?;
-            let watcher_state = state.clone();
-            let watcher = tokio::spawn(async move {
-                loop {
-                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-                    if let Ok(run) = redrive::load(&watcher_state.pg, id).await {
-                        eprintln!(
-                            "  redrive {id}: {} of {} sent again",
-                            group_digits(run.done as u64),
-                            group_digits(run.total as u64)
-                        );
-                    }
-                }
-            });
-            let result = redrive::execute(&state, id).await;
-            watcher.abort();
+            let bar = super::progress::Bar::new();
+            let on_progress = bar.on_progress(super::progress::Unit::Letters);
+            let result =
+                redrive::run(&state, &filter, cli_firing(Some(reason)), Some(on_progress)).await;
+            bar.finish();
             let run = result.map_err(app_error)?;
+            let id = run.id;
             println!(
                 "Redrive {id} {}: {} of {} dead letters sent again; the delivery workers send them.",
                 run.status,

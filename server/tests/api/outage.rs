@@ -86,7 +86,7 @@ fn arguments(endpoint: &str) -> Option<Value> {
         }
         "dlq/dry-run" => json!({"filter": "reason=exhausted"}),
         "dlq/redrive" => json!({"filter": "", "reason": "outage test"}),
-        "dlq/redrive-status" | "dlq/cancel-redrive" | "dlq/delivery" => json!({"id": 1}),
+        "dlq/redrive-status" | "dlq/delivery" => json!({"id": 1}),
         "dlq/purge" => json!({"filter": "", "confirm": "1", "reason": "outage test"}),
         "dlq/recover" => json!({"webhook_id": 1, "reason": "outage test"}),
         "settings/webhooks" => json!({}),

@@ -143,19 +143,34 @@ async fn breakdown(pg: &PgPool, filter: &DlqFilter) -> Result<Vec<BreakdownRow>,
 }
 
 /// The newest redrives.
-pub async fn redrives(pg: &PgPool, limit: i64) -> Result<Vec<Redrive>, sqlx::Error> {
-    let rows = sqlx::query(
-        "select r.id, r.filter, r.status, r.total, r.done, r.actor, r.reason, r.started_at,
-                r.finished_at, r.error,
-                (select count(*) from webhook_deliveries d
-                  where d.last_redrive_id = r.id and d.status = 'delivered') as delivered
-           from webhook_redrives r order by r.id desc limit $1",
-    )
+pub async fn redrives(
+    pg: &PgPool,
+    limit: i64,
+    now: OffsetDateTime,
+) -> Result<Vec<Redrive>, sqlx::Error> {
+    let rows = sqlx::query(&format!(
+        "select {REDRIVE_COLUMNS} from {REDRIVES} order by r.id desc limit $1"
+    ))
     .bind(limit)
+    .bind(now - crate::jobs::ssr::ABANDONED_AFTER)
     .fetch_all(pg)
     .await?;
     Ok(rows.iter().map(redrive).collect())
 }
+
+/// A redrive's columns, its status as its run says (a `running` redrive whose run ended
+/// or went quiet past the runner's abandoned rule is `abandoned`; `$2` is the time before
+/// which a heartbeat is stale), and its delivered count.
+pub const REDRIVE_COLUMNS: &str = "r.id, r.filter, r.total, r.done, r.actor, r.reason,
+    r.started_at, r.finished_at, r.error, r.run_id, r.history_id,
+    case when r.status = 'running' and run.id is not null
+              and (run.outcome <> 'running' or run.heartbeat_at < $2)
+         then 'abandoned' else r.status end as status,
+    (select count(*) from webhook_deliveries d
+      where d.last_redrive_id = r.id and d.status = 'delivered') as delivered";
+
+/// The redrives and their runs.
+pub const REDRIVES: &str = "webhook_redrives r left join cron_job_runs run on run.id = r.run_id";
 
 pub fn redrive(row: &sqlx::postgres::PgRow) -> Redrive {
     let filter: Value = row.get("filter");
@@ -171,6 +186,8 @@ pub fn redrive(row: &sqlx::postgres::PgRow) -> Redrive {
         started_at_ms: ms(row.get("started_at")),
         finished_at_ms: row.get::<Option<OffsetDateTime>, _>("finished_at").map(ms),
         error: row.get("error"),
+        run_id: row.get("run_id"),
+        history_id: row.get("history_id"),
     }
 }
 
@@ -225,7 +242,7 @@ pub async fn overview(
         breakdown: breakdown(pg, filter).await.map_err(wrap())?,
         letters: page,
         next,
-        redrives: redrives(pg, 10).await.map_err(wrap())?,
+        redrives: redrives(pg, 10, now).await.map_err(wrap())?,
         retention_days: retention.whole_days(),
         purged_soon,
         frozen,

@@ -1,19 +1,22 @@
 //! Redrives: dead letters matching a filter sent again, exactly once each.
 //!
-//! [`start`] records the redrive with what matches now (`total`, and the bounds `max_id`
-//! and `cutoff`: a letter dead-lettered after the start is never taken, so a redrive
-//! never takes more than its dry run counted) and runs it in the process's background
-//! work. [`execute`] walks the matching letters by id in keyset batches; each batch is
-//! put back to `pending` (a fresh retry budget, the same `webhook-id`) in one transaction
-//! with the redrive's cursor and count, and only letters still dead are taken, so two
-//! redrives of one filter never send a letter twice. Per endpoint it requeues at most
-//! `redrive_rate` a second, and waits while the endpoint's circuit is open. Cancel is
-//! read between batches. A redrive whose process died (its heartbeat stale) is shown as
+//! [`prepare`] records the redrive with what matches now (`total`, and the bounds
+//! `max_id` and `cutoff`: a letter dead-lettered after the start is never taken, so a
+//! redrive never takes more than its dry run counted). It then runs as a run of the
+//! on-demand [`REDRIVE`] job ([`start`] in the background, [`run`] waiting), whose run
+//! holds the heartbeat, the progress and the cancel like every long action's. The job
+//! walks the matching letters by id in keyset batches; each batch is put back to
+//! `pending` (a fresh retry budget, the same `webhook-id`) in one transaction with the
+//! redrive's cursor and count, and only letters still dead are taken, so two redrives of
+//! one filter never send a letter twice. Per endpoint it requeues at most `redrive_rate`
+//! a second, and waits while the endpoint's circuit is open. Cancel is read between
+//! batches. A redrive whose run died (the runner's abandoned rule) is shown as
 //! `abandoned`; running the same filter again takes what it left.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sqlx::{PgPool, Postgres, QueryBuilder, Row};
 use time::OffsetDateTime;
@@ -24,30 +27,142 @@ use crate::auth::ssr::Actor;
 use crate::error::AppError;
 use crate::history::ssr::{append, NewEntry};
 use crate::history::Outcome;
+use crate::jobs::ssr::{
+    Caller, CheckFuture, Firing, Job, JobContext, JobFuture, OnProgress, Report, RunOptions,
+    Tracker, ABANDONED_AFTER, ON_DEMAND,
+};
+use crate::jobs::{RunStatus, Trigger};
 use crate::server::AppState;
 
-/// A running redrive's heartbeat older than this means its process died.
-pub const STALE_AFTER: time::Duration = time::Duration::minutes(2);
+/// The redrive job's input: the redrive [`prepare`] recorded.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RedriveInput {
+    pub redrive_id: i64,
+}
 
-/// Records a redrive of `filter` and starts it in the background; returns its id.
-/// Refused when nothing matches.
+/// Sends the dead letters of a recorded redrive again (the DLQ page's Redrive and
+/// "Re-enable and recover", `salvage dlq redrive`).
+pub static REDRIVE: Job = Job {
+    name: super::super::REDRIVE_JOB,
+    description: "Sends the dead letters matching a filter again, exactly once each.",
+    schedule: ON_DEMAND,
+    grace: Duration::ZERO,
+    run: run_redrive_job,
+    permission: crate::auth::Permission::Operate,
+    check: Some(check_input),
+};
+
+fn check_input(state: AppState, _actor: Actor, input: serde_json::Value) -> CheckFuture {
+    Box::pin(async move {
+        let input: RedriveInput = serde_json::from_value(input)
+            .map_err(|e| AppError::invalid("input", format!("not a redrive: {e}")))?;
+        let waiting: bool = sqlx::query_scalar(
+            "select exists (select 1 from webhook_redrives
+                             where id = $1 and status = 'running' and run_id is null)",
+        )
+        .bind(input.redrive_id)
+        .fetch_one(&state.pg)
+        .await
+        .map_err(AppError::wrap("Read a redrive"))?;
+        if waiting {
+            Ok(())
+        } else {
+            Err(AppError::Conflict {
+                message: format!("Redrive {} is not waiting to run.", input.redrive_id),
+            })
+        }
+    })
+}
+
+fn run_redrive_job(ctx: JobContext) -> JobFuture {
+    Box::pin(async move {
+        let input: RedriveInput = ctx.input()?;
+        sqlx::query("update webhook_redrives set run_id = $2 where id = $1")
+            .bind(input.redrive_id)
+            .bind(ctx.run_id)
+            .execute(&ctx.state.pg)
+            .await
+            .map_err(AppError::wrap("Start a redrive"))?;
+        let redrive = execute(&ctx.state, input.redrive_id, &ctx.tracker).await?;
+        Ok(Box::new(redrive) as Box<dyn Report>)
+    })
+}
+
+impl Report for Redrive {
+    fn status(&self) -> RunStatus {
+        match self.status.as_str() {
+            "finished" => RunStatus::Succeeded,
+            "cancelled" => RunStatus::Cancelled,
+            "running" => RunStatus::Running,
+            "abandoned" => RunStatus::Abandoned,
+            _ => RunStatus::Failed,
+        }
+    }
+
+    fn rows(&self) -> i64 {
+        self.done
+    }
+
+    fn error(&self) -> Option<String> {
+        self.error.clone()
+    }
+
+    fn history_id(&self) -> Option<i64> {
+        self.history_id
+    }
+
+    fn details(&self) -> serde_json::Value {
+        serde_json::to_value(self).unwrap_or_default()
+    }
+}
+
+/// Records a redrive of `filter` and starts it in the background as a run of
+/// [`REDRIVE`]; returns the redrive's id. Refused when nothing matches.
 pub async fn start(
     state: &AppState,
     actor: &Actor,
     filter: &DlqFilter,
     reason: &str,
+    caller: Caller,
 ) -> Result<i64, AppError> {
     let id = prepare(state, actor, filter, reason).await?;
-    let task_state = state.clone();
-    state.tasks.spawn(async move {
-        if let Err(error) = execute(&task_state, id).await {
-            tracing::error!(redrive = id, %error, "a redrive stopped on an error");
-        }
-    });
+    let firing = Firing::by_hand(
+        Trigger::Manual,
+        actor.clone(),
+        Some(reason.to_owned()),
+        caller,
+    );
+    let input = serde_json::to_value(RedriveInput { redrive_id: id }).unwrap_or_default();
+    crate::jobs::ssr::run_in_background(state, &REDRIVE, firing, input).await?;
     Ok(id)
 }
 
-/// Records a redrive of `filter` without running it (`execute` runs it).
+/// Records a redrive of `filter` and runs it, waiting for it (the terminal, benchmarks,
+/// tests): `firing` says who and why, `on_progress` gets each batch's count.
+pub async fn run(
+    state: &AppState,
+    filter: &DlqFilter,
+    firing: Firing,
+    on_progress: Option<OnProgress>,
+) -> Result<Redrive, AppError> {
+    let reason = firing.reason.clone().unwrap_or_default();
+    let id = prepare(state, &firing.actor, filter, &reason).await?;
+    let options = RunOptions {
+        on_progress,
+        input: serde_json::to_value(RedriveInput { redrive_id: id }).unwrap_or_default(),
+        ..Default::default()
+    };
+    let finished = crate::jobs::ssr::run(state, &REDRIVE, firing, options)
+        .await?
+        .ok_or_else(|| AppError::internal("Run a redrive", "a manual run was refused"))?;
+    match finished.report::<Redrive>() {
+        Some(redrive) => Ok(redrive.clone()),
+        None => load(state, id).await,
+    }
+}
+
+/// Records a redrive of `filter` without running it (the [`REDRIVE`] job runs it).
 pub async fn prepare(
     state: &AppState,
     actor: &Actor,
@@ -77,8 +192,8 @@ pub async fn prepare(
         });
     }
     sqlx::query_scalar(
-        "insert into webhook_redrives (filter, total, max_id, cutoff, actor, reason, started_at, heartbeat_at)
-         values ($1, $2, $3, $4, $5, $6, $4, $4) returning id",
+        "insert into webhook_redrives (filter, total, max_id, cutoff, actor, reason, started_at)
+         values ($1, $2, $3, $4, $5, $6, $4) returning id",
     )
     .bind(json!({"query": filter.to_query(), "label": filter.label()}))
     .bind(total)
@@ -92,8 +207,9 @@ pub async fn prepare(
 }
 
 /// Runs redrive `id` to its end: finished, cancelled or failed, with its history entry.
-pub async fn execute(state: &AppState, id: i64) -> Result<Redrive, AppError> {
-    let result = walk(state, id).await;
+/// `tracker` (its run's) gets the progress and says when to stop.
+async fn execute(state: &AppState, id: i64, tracker: &Tracker) -> Result<Redrive, AppError> {
+    let result = walk(state, id, tracker).await;
     let (status, error) = match &result {
         Ok(true) => ("cancelled", None),
         Ok(false) => ("finished", None),
@@ -101,18 +217,19 @@ pub async fn execute(state: &AppState, id: i64) -> Result<Redrive, AppError> {
     };
     finish(state, id, status, error.as_deref()).await?;
     result?;
-    load(&state.pg, id).await
+    load(state, id).await
 }
 
-async fn walk(state: &AppState, id: i64) -> Result<bool, AppError> {
+async fn walk(state: &AppState, id: i64, tracker: &Tracker) -> Result<bool, AppError> {
     let wrap = || AppError::wrap("Redrive dead letters");
     let settings = &state.webhooks;
-    let row =
-        sqlx::query("select filter, max_id, cutoff, cursor_id from webhook_redrives where id = $1")
-            .bind(id)
-            .fetch_one(&state.pg)
-            .await
-            .map_err(wrap())?;
+    let row = sqlx::query(
+        "select filter, max_id, cutoff, cursor_id, total, done from webhook_redrives where id = $1",
+    )
+    .bind(id)
+    .fetch_one(&state.pg)
+    .await
+    .map_err(wrap())?;
     let filter = DlqFilter::parse(
         row.get::<serde_json::Value, _>("filter")["query"]
             .as_str()
@@ -121,16 +238,11 @@ async fn walk(state: &AppState, id: i64) -> Result<bool, AppError> {
     let max_id: i64 = row.get("max_id");
     let cutoff: OffsetDateTime = row.get("cutoff");
     let mut cursor: i64 = row.get("cursor_id");
+    let total: i64 = row.get("total");
+    let mut done: i64 = row.get("done");
     loop {
-        let cancel: bool = sqlx::query_scalar(
-            "update webhook_redrives set heartbeat_at = $2 where id = $1 returning cancel_requested",
-        )
-        .bind(id)
-        .bind(state.clock.now())
-        .fetch_one(&state.pg)
-        .await
-        .map_err(wrap())?;
-        if cancel || state.shutdown.is_cancelled() {
+        tracker.report(done, total).await?;
+        if tracker.is_cancelled() {
             return Ok(true);
         }
         // The next batch's ids and endpoints, by keyset.
@@ -198,18 +310,16 @@ async fn walk(state: &AppState, id: i64) -> Result<bool, AppError> {
         .fetch_all(&mut *tx)
         .await
         .map_err(wrap())?;
-        sqlx::query(
-            "update webhook_redrives set done = done + $2, cursor_id = $3, heartbeat_at = $4 where id = $1",
-        )
-        .bind(id)
-        .bind(requeued.len() as i64)
-        .bind(last)
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .map_err(wrap())?;
+        sqlx::query("update webhook_redrives set done = done + $2, cursor_id = $3 where id = $1")
+            .bind(id)
+            .bind(requeued.len() as i64)
+            .bind(last)
+            .execute(&mut *tx)
+            .await
+            .map_err(wrap())?;
         tx.commit().await.map_err(wrap())?;
         cursor = last;
+        done += requeued.len() as i64;
         // Pace each endpoint to the rate: the batch's busiest endpoint sets the pause.
         let mut per_endpoint: HashMap<i64, u32> = HashMap::new();
         for webhook in requeued {
@@ -289,31 +399,16 @@ async fn finish(
     Ok(())
 }
 
-/// Asks running redrive `id` to stop after its current batch. False when it is not
-/// running.
-pub async fn cancel(pg: &PgPool, id: i64) -> Result<bool, AppError> {
-    let updated = sqlx::query(
-        "update webhook_redrives set cancel_requested = true where id = $1 and status = 'running'",
-    )
-    .bind(id)
-    .execute(pg)
-    .await
-    .map_err(AppError::wrap("Cancel a redrive"))?
-    .rows_affected();
-    Ok(updated == 1)
-}
-
 /// Redrive `id` as the page shows it.
-pub async fn load(pg: &PgPool, id: i64) -> Result<Redrive, AppError> {
-    let row = sqlx::query(
-        "select r.id, r.filter, r.status, r.total, r.done, r.actor, r.reason, r.started_at,
-                r.finished_at, r.error,
-                (select count(*) from webhook_deliveries d
-                  where d.last_redrive_id = r.id and d.status = 'delivered') as delivered
-           from webhook_redrives r where r.id = $1",
-    )
+pub async fn load(state: &AppState, id: i64) -> Result<Redrive, AppError> {
+    let row = sqlx::query(&format!(
+        "select {} from {} where r.id = $1",
+        super::dlq::REDRIVE_COLUMNS,
+        super::dlq::REDRIVES
+    ))
     .bind(id)
-    .fetch_optional(pg)
+    .bind(state.clock.now() - ABANDONED_AFTER)
+    .fetch_optional(&state.pg)
     .await
     .map_err(AppError::wrap("Read a redrive"))?
     .ok_or_else(|| AppError::NotFound {
@@ -322,16 +417,18 @@ pub async fn load(pg: &PgPool, id: i64) -> Result<Redrive, AppError> {
     Ok(super::dlq::redrive(&row))
 }
 
-/// Marks running redrives whose heartbeat went stale as abandoned (their process died);
-/// what they requeued stays requeued.
+/// Marks running redrives whose run died (the runner's abandoned rule: its heartbeat
+/// stale) or ended without closing them as abandoned; what they requeued stays requeued.
 pub async fn abandon_stale(pg: &PgPool, now: OffsetDateTime) -> Result<u64, sqlx::Error> {
     Ok(sqlx::query(
-        "update webhook_redrives set status = 'abandoned', finished_at = $1,
+        "update webhook_redrives r set status = 'abandoned', finished_at = $1,
                 error = 'its process stopped; run the same filter again to take what is left'
-          where status = 'running' and heartbeat_at < $2",
+           from cron_job_runs run
+          where run.id = r.run_id and r.status = 'running'
+            and (run.outcome <> 'running' or run.heartbeat_at < $2)",
     )
     .bind(now)
-    .bind(now - STALE_AFTER)
+    .bind(now - ABANDONED_AFTER)
     .execute(pg)
     .await?
     .rows_affected())
@@ -349,6 +446,7 @@ pub async fn recover(
     actor: &Actor,
     webhook_id: i64,
     reason: &str,
+    caller: Caller,
 ) -> Result<Option<i64>, AppError> {
     let wrap = || AppError::wrap("Recover a webhook");
     let mut tx = state.pg.begin().await.map_err(wrap())?;
@@ -411,7 +509,7 @@ pub async fn recover(
         since,
         ..Default::default()
     };
-    match start(state, actor, &filter, reason).await {
+    match start(state, actor, &filter, reason, caller).await {
         Ok(id) => Ok(Some(id)),
         Err(AppError::Conflict { .. }) => Ok(None),
         Err(error) => Err(error),

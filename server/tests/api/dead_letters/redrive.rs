@@ -51,10 +51,9 @@ async fn a_redrive_by_filter_sends_exactly_the_filtered_dead_letters_once_each()
     assert_eq!(dry.sample.len(), 5);
 
     receiver.set("a", Behaviour::status(200));
-    let id = redrive::prepare(&app.state, &Actor::cli(), &filter, "endpoint fixed")
+    let done = redrive::run(&app.state, &filter, cli("endpoint fixed"), None)
         .await
         .unwrap();
-    let done = redrive::execute(&app.state, id).await.unwrap();
     assert_eq!(
         (done.status.as_str(), done.total, done.done),
         ("finished", 30, 30)
@@ -78,7 +77,7 @@ async fn a_redrive_by_filter_sends_exactly_the_filtered_dead_letters_once_each()
     assert_eq!(reasons(&app, b).await, vec![("rejected".into(), 30)]);
 
     // The same filter again matches nothing: nothing is sent twice.
-    let again = redrive::prepare(&app.state, &Actor::cli(), &filter, "again").await;
+    let again = redrive::run(&app.state, &filter, cli("again"), None).await;
     assert!(matches!(again, Err(app::error::AppError::Conflict { .. })));
     let entry: (String, serde_json::Value) = sqlx::query_as(
         "select title, details from runbook_history where kind = 'redrive' order by id desc limit 1",
@@ -101,23 +100,43 @@ async fn cancel_stops_a_redrive_between_batches_and_leaves_the_rest_dead() {
     let receiver = Receiver::start().await;
     let (a, _) = two_kinds_of_dead_letters(&app, &receiver, 20).await;
     let filter = DlqFilter::parse(&format!("webhook={a}")).unwrap();
-    let id = redrive::start(&app.state, &Actor::cli(), &filter, "try a few")
-        .await
-        .unwrap();
-    let pg = app.pg.clone();
+    let id = redrive::start(
+        &app.state,
+        &Actor::cli(),
+        &filter,
+        "try a few",
+        Default::default(),
+    )
+    .await
+    .unwrap();
+    let state = app.state.clone();
     let started = crate::helpers::eventually(Duration::from_secs(5), || async {
-        redrive::load(&pg, id).await.unwrap().done >= 5
+        redrive::load(&state, id).await.unwrap().done >= 5
     })
     .await;
     assert!(started);
-    assert!(redrive::cancel(&app.pg, id).await.unwrap());
+    // Cancel as the page's button does: the runner's one cancel, on the redrive's run.
+    let run_id = redrive::load(&state, id)
+        .await
+        .unwrap()
+        .run_id
+        .expect("a run");
+    app::jobs::ssr::cancel(&state, run_id, &Actor::cli())
+        .await
+        .unwrap();
     let stopped = crate::helpers::eventually(Duration::from_secs(5), || async {
-        !redrive::load(&pg, id).await.unwrap().running()
+        !redrive::load(&state, id).await.unwrap().running()
     })
     .await;
     assert!(stopped);
-    let run = redrive::load(&app.pg, id).await.unwrap();
+    let run = redrive::load(&state, id).await.unwrap();
     assert_eq!(run.status, "cancelled");
+    let outcome: String = sqlx::query_scalar("select outcome from cron_job_runs where id = $1")
+        .bind(run_id)
+        .fetch_one(&app.pg)
+        .await
+        .unwrap();
+    assert_eq!(outcome, "cancelled", "its run says so too");
     assert!(run.done < 20, "stopped early: {}", run.done);
     assert_eq!(run.done % 5, 0, "between batches");
     assert_eq!(
@@ -135,25 +154,33 @@ async fn a_redrive_waits_while_the_endpoints_circuit_is_open_and_goes_on_once_a_
     let receiver = Receiver::start().await;
     let (a, _) = two_kinds_of_dead_letters(&app, &receiver, 5).await;
     let filter = DlqFilter::parse(&format!("webhook={a}")).unwrap();
-    let id = redrive::start(&app.state, &Actor::cli(), &filter, "endpoint fixed")
-        .await
-        .unwrap();
+    let id = redrive::start(
+        &app.state,
+        &Actor::cli(),
+        &filter,
+        "endpoint fixed",
+        Default::default(),
+    )
+    .await
+    .unwrap();
     // One letter goes back, for the probe; the rest wait.
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(redrive::load(&app.pg, id).await.unwrap().done, 1);
-    assert!(redrive::load(&app.pg, id).await.unwrap().running());
+    assert_eq!(redrive::load(&app.state, id).await.unwrap().done, 1);
+    assert!(redrive::load(&app.state, id).await.unwrap().running());
 
     receiver.set("a", Behaviour::status(200));
     app.state.clock.advance(time::Duration::seconds(61));
     let probe = deliver(&app).await;
     assert_eq!((probe.probes, probe.delivered), (1, 1));
-    let pg = app.pg.clone();
+    // (The clock jumped a minute past the run's last heartbeat: until the redrive beats
+    // again it looks abandoned, so wait for it to say finished.)
+    let state = app.state.clone();
     let finished = crate::helpers::eventually(Duration::from_secs(10), || async {
-        !redrive::load(&pg, id).await.unwrap().running()
+        redrive::load(&state, id).await.unwrap().status == "finished"
     })
     .await;
     assert!(finished);
-    assert_eq!(redrive::load(&app.pg, id).await.unwrap().done, 5);
+    assert_eq!(redrive::load(&app.state, id).await.unwrap().done, 5);
     deliver(&app).await;
     assert_eq!(statuses(&app, a).await, vec![("delivered".into(), 5)]);
     assert_eq!(receiver.delivered_by_id("a").len(), 5);
@@ -186,16 +213,22 @@ async fn re_enable_and_recover_closes_the_circuit_and_redrives_what_died_since_i
     assert!(paused);
 
     receiver.set("a", Behaviour::status(200));
-    let id = redrive::recover(&app.state, &Actor::cli(), a, "endpoint fixed")
-        .await
-        .unwrap()
-        .expect("a redrive");
-    let pg = app.pg.clone();
+    let id = redrive::recover(
+        &app.state,
+        &Actor::cli(),
+        a,
+        "endpoint fixed",
+        Default::default(),
+    )
+    .await
+    .unwrap()
+    .expect("a redrive");
+    let state = app.state.clone();
     crate::helpers::eventually(Duration::from_secs(5), || async {
-        !redrive::load(&pg, id).await.unwrap().running()
+        !redrive::load(&state, id).await.unwrap().running()
     })
     .await;
-    assert_eq!(redrive::load(&app.pg, id).await.unwrap().done, 5);
+    assert_eq!(redrive::load(&app.state, id).await.unwrap().done, 5);
     deliver(&app).await;
     assert_eq!(
         statuses(&app, a).await,
@@ -362,4 +395,14 @@ async fn only_an_admin_turns_a_disabled_webhook_back_on_operators_close_paused_c
         .await
         .unwrap();
     assert!(enabled);
+}
+
+/// A run started from the terminal, for `reason`.
+fn cli(reason: &str) -> app::jobs::ssr::Firing {
+    app::jobs::ssr::Firing::by_hand(
+        app::jobs::Trigger::Cli,
+        Actor::cli(),
+        Some(reason.to_owned()),
+        app::jobs::ssr::Caller::default(),
+    )
 }

@@ -67,6 +67,9 @@ async fn at_previous_version(app: &TestApp) {
          alter table webhook_events drop column payload_bytes;
          drop index restores_run_id;
          alter table restores add column cancel_requested boolean not null default false;
+         alter table webhook_redrives drop column run_id,
+             add column cancel_requested boolean not null default false,
+             add column heartbeat_at timestamptz not null default now();
          delete from _sqlx_migrations where version >= 20261128000008;",
     )
     .execute(&app.pg)

@@ -78,10 +78,10 @@ pub(super) async fn arguments(world: &World, endpoint: &str) -> Value {
             let (webhook, _) = world.dead_letters(2).await;
             json!({"filter": format!("webhook={webhook}"), "reason": "matrix"})
         }
-        "dlq/redrive-status" | "dlq/cancel-redrive" => {
+        "dlq/redrive-status" => {
             let id: i64 = sqlx::query_scalar(
-                "insert into webhook_redrives (filter, total, max_id, cutoff, actor, reason, started_at, heartbeat_at)
-                 values ('{\"query\": \"\", \"label\": \"matrix\"}', 1, 1, now(), 'matrix', 'matrix', now(), now())
+                "insert into webhook_redrives (filter, total, max_id, cutoff, actor, reason, started_at)
+                 values ('{\"query\": \"\", \"label\": \"matrix\"}', 1, 1, now(), 'matrix', 'matrix', now())
                  returning id",
             )
             .fetch_one(&world.app.pg)

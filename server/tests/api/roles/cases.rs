@@ -288,11 +288,6 @@ pub(super) const CASES: &[Case] = &[
         records: 0,
     },
     Case {
-        endpoint: "dlq/cancel-redrive",
-        allowed: operators,
-        records: 0,
-    },
-    Case {
         endpoint: "dlq/purge",
         allowed: admins,
         records: 1,

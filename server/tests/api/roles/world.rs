@@ -72,7 +72,7 @@ impl World {
             "webhook_deliveries",
             "webhook_deliveries where status = 'dead'",
             "webhook_redrives",
-            "webhook_redrives where cancel_requested",
+            "cron_job_runs where cancel_requested",
         ] {
             counts.push(self.app.count(table).await);
         }
