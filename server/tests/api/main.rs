@@ -16,6 +16,7 @@ mod health;
 mod helpers;
 mod history;
 mod incidents;
+mod long_actions;
 mod metrics;
 mod migrations;
 mod openapi;

@@ -4,7 +4,7 @@
 mod deliveries;
 mod ingest;
 pub mod receiver;
-mod redrive;
+pub mod redrive;
 
 use std::time::Duration;
 

@@ -13,7 +13,7 @@ use super::{deliver, events, reasons, statuses, webhook};
 use crate::helpers::{spawn_app, spawn_app_tweaked, TestApp};
 
 /// Two endpoints, each with `n` dead letters: `a` exhausted (500), `b` rejected (410).
-async fn two_kinds_of_dead_letters(app: &TestApp, receiver: &Receiver, n: usize) -> (i64, i64) {
+pub async fn two_kinds_of_dead_letters(app: &TestApp, receiver: &Receiver, n: usize) -> (i64, i64) {
     receiver.set("a", Behaviour::status(500));
     receiver.set("b", Behaviour::status(410));
     let (a, _) = webhook(app, &receiver.url("a"), 0).await;
@@ -30,7 +30,7 @@ async fn two_kinds_of_dead_letters(app: &TestApp, receiver: &Receiver, n: usize)
 }
 
 /// Settings where no circuit opens (these tests look at redrive alone).
-fn no_breaker(settings: &mut salvage::config::Settings) {
+pub fn no_breaker(settings: &mut salvage::config::Settings) {
     settings.webhooks.breaker_failures = 10_000;
 }
 
