@@ -60,10 +60,14 @@ pub enum AppError {
     /// The action conflicts with the current state (409).
     #[error("{message}")]
     Conflict { message: String },
-    /// A store the action needs is not reachable right now (503, `Retry-After`); the
-    /// message names the store.
+    /// A store the action needs is not reachable right now (503, `Retry-After`):
+    /// `stores` says which (both, for a batch neither would take; none when what is busy
+    /// is Salvage itself), and the message says so to a person.
     #[error("{message}")]
-    Unavailable { message: String },
+    Unavailable {
+        stores: Vec<crate::stores::StoreKind>,
+        message: String,
+    },
     /// Something failed on the server; the cause is in the server log under `reference`.
     #[error("Something went wrong on the server (reference {reference}).")]
     Internal { reference: String },
@@ -81,14 +85,21 @@ impl AppError {
         }
     }
 
-    /// `store` (PostgreSQL, ClickHouse) did not answer: 503, said plainly.
-    pub fn store_down(store: &str) -> Self {
+    /// `store` did not answer: 503, said plainly.
+    pub fn store_down(store: crate::stores::StoreKind) -> Self {
+        let name = store.label();
         Self::Unavailable {
+            stores: vec![store],
             message: format!(
-                "{store} is not answering right now. Salvage works again as soon as {store} \
+                "{name} is not answering right now. Salvage works again as soon as {name} \
                  does; try again in a few seconds."
             ),
         }
+    }
+
+    /// Whether this is `store` not answering.
+    pub fn is_down(&self, store: crate::stores::StoreKind) -> bool {
+        matches!(self, Self::Unavailable { stores, .. } if stores.contains(&store))
     }
 
     /// Seconds a client should wait before trying again, for the `Retry-After` header.
@@ -149,6 +160,7 @@ pub use ssr::{postgres_unreachable, Cause};
 #[cfg(feature = "ssr")]
 mod ssr {
     use crate::error::AppError;
+    use crate::stores::StoreKind;
     use axum::response::{IntoResponse, Response};
 
     impl AppError {
@@ -249,15 +261,19 @@ mod ssr {
 
     impl Cause {
         /// The store that did not answer, when that is what happened.
-        fn unanswered_store(&self) -> Option<&'static str> {
+        fn unanswered_store(&self) -> Option<StoreKind> {
             use tower_sessions::session::Error as SessionError;
             use tower_sessions::session_store::Error as StoreError;
             match self {
-                Self::Postgres(e) => postgres_unreachable(e).then_some("PostgreSQL"),
+                Self::Postgres(e) => postgres_unreachable(e).then_some(StoreKind::Postgres),
                 Self::ClickHouse(clickhouse::error::Error::Network(_))
-                | Self::ClickHouse(clickhouse::error::Error::TimedOut) => Some("ClickHouse"),
+                | Self::ClickHouse(clickhouse::error::Error::TimedOut) => {
+                    Some(StoreKind::Clickhouse)
+                }
                 // The session store's backend is PostgreSQL; it reports its errors as text.
-                Self::Session(SessionError::Store(StoreError::Backend(_))) => Some("PostgreSQL"),
+                Self::Session(SessionError::Store(StoreError::Backend(_))) => {
+                    Some(StoreKind::Postgres)
+                }
                 _ => None,
             }
         }
@@ -281,7 +297,7 @@ mod ssr {
         pub fn internal(context: &str, cause: impl Into<Cause>) -> Self {
             let cause = cause.into();
             if let Some(store) = cause.unanswered_store() {
-                tracing::warn!(store, error = %cause, "{context}: the store did not answer");
+                tracing::warn!(store = store.label(), error = %cause, "{context}: the store did not answer");
                 return Self::store_down(store);
             }
             let reference = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
@@ -347,13 +363,11 @@ mod tests {
             AppError::invalid("rows[3].ts", "not a timestamp").status_code(),
             422
         );
-        assert_eq!(
-            AppError::Unavailable {
-                message: "ClickHouse".into()
-            }
-            .status_code(),
-            503
-        );
+        let down = AppError::store_down(crate::stores::StoreKind::Clickhouse);
+        assert_eq!(down.status_code(), 503);
+        assert!(down.is_down(crate::stores::StoreKind::Clickhouse));
+        assert!(!down.is_down(crate::stores::StoreKind::Postgres));
+        assert!(down.to_string().starts_with("ClickHouse is not answering"));
     }
 
     #[test]

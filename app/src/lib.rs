@@ -57,6 +57,7 @@ pub mod registry;
 pub mod server;
 pub mod settings;
 mod shell;
+pub mod stores;
 
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Title};

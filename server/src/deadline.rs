@@ -11,6 +11,7 @@
 //! after its page was made (PostgreSQL went away in between), which the session layer
 //! would otherwise answer as a bare 500.
 
+use app::stores::StoreKind;
 use std::time::Duration;
 
 use axum::extract::{Request, State};
@@ -44,22 +45,22 @@ pub async fn store_deadline(
         // The session layer answers a bare 500 when it cannot save the session after the
         // page was made: PostgreSQL went away in between. That is the outage, said so.
         Ok(response) if session_not_saved(&response) => {
-            let message = which_store(&state, deadline).await;
+            let (stores, message) = which_store(&state, deadline).await;
             tracing::warn!(%message, "the session could not be saved");
-            unavailable(message, html)
+            unavailable(stores, message, html)
         }
         Ok(response) => response,
         Err(_) => {
-            let message = which_store(&state, deadline).await;
+            let (stores, message) = which_store(&state, deadline).await;
             tracing::warn!(deadline_secs = deadline.as_secs(), %message, "answered at the store deadline");
-            unavailable(message, html)
+            unavailable(stores, message, html)
         }
     }
 }
 
-/// The sentence for a request that ran out of time: the store that does not answer a
-/// probe now, or that neither does (then the request was only slow).
-async fn which_store(state: &AppState, deadline: Duration) -> String {
+/// The store that does not answer a probe now (none: the request was only slow), and the
+/// sentence for a request that ran out of time.
+async fn which_store(state: &AppState, deadline: Duration) -> (Vec<StoreKind>, String) {
     let probing = AppState {
         probe_timeout: PROBE,
         ..state.clone()
@@ -70,15 +71,24 @@ async fn which_store(state: &AppState, deadline: Duration) -> String {
         state.postgres_watch.failed(now);
     }
     match (stores.postgres.ok, state.postgres_watch.down_since()) {
-        (false, Some(since)) => app::server::watch::PostgresWatch::sentence(since),
-        _ if !stores.clickhouse.ok => format!(
-            "ClickHouse is not answering: this page waited {} s for it. Ingest parks rows \
-             in the fallback queue meanwhile; try again shortly.",
-            deadline.as_secs()
+        (false, Some(since)) => (
+            vec![StoreKind::Postgres],
+            app::server::watch::PostgresWatch::sentence(since),
         ),
-        _ => format!(
-            "This took longer than {} s, though both stores answer now: try again.",
-            deadline.as_secs()
+        _ if !stores.clickhouse.ok => (
+            vec![StoreKind::Clickhouse],
+            format!(
+                "ClickHouse is not answering: this page waited {} s for it. Ingest parks \
+                 rows in the fallback queue meanwhile; try again shortly.",
+                deadline.as_secs()
+            ),
+        ),
+        _ => (
+            Vec::new(),
+            format!(
+                "This took longer than {} s, though both stores answer now: try again.",
+                deadline.as_secs()
+            ),
         ),
     }
 }
@@ -90,7 +100,7 @@ fn session_not_saved(response: &Response) -> bool {
         && !response.headers().contains_key(header::CONTENT_TYPE)
 }
 
-fn unavailable(message: String, html: bool) -> Response {
+fn unavailable(stores: Vec<StoreKind>, message: String, html: bool) -> Response {
     let mut response = if html {
         let escaped = message
             .replace('&', "&amp;")
@@ -108,7 +118,7 @@ fn unavailable(message: String, html: bool) -> Response {
         )
             .into_response()
     } else {
-        AppError::Unavailable { message }.into_response()
+        AppError::Unavailable { stores, message }.into_response()
     };
     response
         .headers_mut()

@@ -8,6 +8,7 @@
 //! its own, so a crafted link cannot put text of its choosing on it.
 
 use crate::error::AppError;
+use crate::stores::StoreKind;
 
 /// Why a sign-in from the form was refused, as the redirect back to the form says it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,7 +20,7 @@ pub enum Refusal {
     /// A field is empty.
     Missing { field: Field },
     /// A store did not answer.
-    StoreDown { store: Store },
+    StoreDown { store: StoreKind },
     /// The post came from another site, or the server failed (its log says why, under
     /// `reference` when there is one).
     Other { reference: Option<String> },
@@ -30,22 +31,6 @@ pub enum Refusal {
 pub enum Field {
     Email,
     Password,
-}
-
-/// A store the sign-in can find not answering.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Store {
-    PostgreSQL,
-    ClickHouse,
-}
-
-impl Store {
-    fn name(self) -> &'static str {
-        match self {
-            Store::PostgreSQL => "PostgreSQL",
-            Store::ClickHouse => "ClickHouse",
-        }
-    }
 }
 
 /// The longest reference an [`AppError::Internal`] carries (they are 12 hex digits).
@@ -68,12 +53,15 @@ impl Refusal {
             AppError::Invalid { field, .. } if field == "password" => Refusal::Missing {
                 field: Field::Password,
             },
-            AppError::Unavailable { message } => Refusal::StoreDown {
-                store: if message.starts_with(Store::ClickHouse.name()) {
-                    Store::ClickHouse
-                } else {
-                    Store::PostgreSQL
-                },
+            AppError::Unavailable { stores, .. } => Refusal::StoreDown {
+                // Signing in needs PostgreSQL; a sign-in refused for ClickHouse alone
+                // says ClickHouse.
+                store: stores
+                    .iter()
+                    .copied()
+                    .find(|s| *s == StoreKind::Postgres)
+                    .or(stores.first().copied())
+                    .unwrap_or(StoreKind::Postgres),
             },
             AppError::Internal { reference } => Refusal::Other {
                 reference: Some(reference.clone()),
@@ -96,10 +84,7 @@ impl Refusal {
                     Field::Password => "password",
                 }
             ),
-            Refusal::StoreDown { store } => format!(
-                "refused=unavailable&store={}",
-                store.name().to_ascii_lowercase()
-            ),
+            Refusal::StoreDown { store } => format!("refused=unavailable&store={}", store.as_str()),
             Refusal::Other {
                 reference: Some(reference),
             } => format!("refused=other&reference={reference}"),
@@ -124,11 +109,7 @@ impl Refusal {
                 },
             }),
             "unavailable" => Some(Refusal::StoreDown {
-                store: match param("store")?.as_str() {
-                    "postgresql" => Store::PostgreSQL,
-                    "clickhouse" => Store::ClickHouse,
-                    _ => return None,
-                },
+                store: StoreKind::parse(&param("store")?)?,
             }),
             "other" => Some(Refusal::Other {
                 reference: param("reference").filter(|r| {
@@ -154,7 +135,7 @@ impl Refusal {
             Refusal::Missing {
                 field: Field::Password,
             } => AppError::invalid("password", "enter your password"),
-            Refusal::StoreDown { store } => AppError::store_down(store.name()),
+            Refusal::StoreDown { store } => AppError::store_down(*store),
             Refusal::Other {
                 reference: Some(reference),
             } => AppError::Internal {
@@ -206,10 +187,10 @@ mod tests {
                 field: Field::Password,
             },
             Refusal::StoreDown {
-                store: Store::PostgreSQL,
+                store: StoreKind::Postgres,
             },
             Refusal::StoreDown {
-                store: Store::ClickHouse,
+                store: StoreKind::Clickhouse,
             },
             Refusal::Other {
                 reference: Some("a1b2c3d4e5f6".to_owned()),
@@ -229,8 +210,8 @@ mod tests {
             },
             AppError::invalid("email", "enter your email"),
             AppError::invalid("password", "enter your password"),
-            AppError::store_down("PostgreSQL"),
-            AppError::store_down("ClickHouse"),
+            AppError::store_down(StoreKind::Postgres),
+            AppError::store_down(StoreKind::Clickhouse),
             AppError::Internal {
                 reference: "0123456789ab".to_owned(),
             },

@@ -7,7 +7,7 @@
 //!   deletes queued data, backup retention deletes nothing, an in-place restore needs an
 //!   admin who confirms the incident. Ingest and replay go on.
 //!
-//! - DTOs here: [`StoreKind`] (a store Salvage guards), [`Freeze`] (an open freeze).
+//! - DTOs here: [`Freeze`] (an open freeze); [`StoreKind`] is infrastructure's.
 //! - `ssr` (server only) — opening, closing and checking a freeze.
 
 #[cfg(feature = "ssr")]
@@ -15,37 +15,7 @@ pub mod ssr;
 
 use serde::{Deserialize, Serialize};
 
-/// A store Salvage guards (and backs up).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum StoreKind {
-    Postgres,
-    Clickhouse,
-}
-
-impl StoreKind {
-    pub const ALL: [StoreKind; 2] = [StoreKind::Postgres, StoreKind::Clickhouse];
-
-    /// The stored name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            StoreKind::Postgres => "postgres",
-            StoreKind::Clickhouse => "clickhouse",
-        }
-    }
-
-    pub fn parse(value: &str) -> Option<StoreKind> {
-        StoreKind::ALL.into_iter().find(|s| s.as_str() == value)
-    }
-
-    /// The product's name, for people.
-    pub fn label(self) -> &'static str {
-        match self {
-            StoreKind::Postgres => "PostgreSQL",
-            StoreKind::Clickhouse => "ClickHouse",
-        }
-    }
-}
+pub use crate::stores::StoreKind;
 
 /// An open freeze: a restore's of one store, or an incident's of both.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

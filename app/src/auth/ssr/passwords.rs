@@ -206,6 +206,7 @@ impl PasswordGate {
             .map_err(|_| {
                 tracing::warn!(permits = self.limit, "refused: password checks all busy");
                 AppError::Unavailable {
+                    stores: Vec::new(),
                     message: "Salvage is busy checking other passwords. Try again in a few \
                               seconds."
                         .into(),

@@ -187,10 +187,11 @@ async fn guard_inner(
 /// (the sentence every page shows); any other error passes unchanged.
 fn postgres_outage(state: &AppState, error: AppError) -> AppError {
     match &error {
-        AppError::Unavailable { message } if message.starts_with("PostgreSQL") => {
+        _ if error.is_down(crate::stores::StoreKind::Postgres) => {
             state.postgres_watch.failed(state.clock.now());
             match state.postgres_watch.down_since() {
                 Some(since) => AppError::Unavailable {
+                    stores: vec![crate::stores::StoreKind::Postgres],
                     message: crate::server::watch::PostgresWatch::sentence(since),
                 },
                 None => error,

@@ -140,6 +140,10 @@ pub async fn store(
         Err(EnqueueError::Store(pg_error)) => {
             tracing::error!(queue = queue.as_str(), rows = lines.len(), clickhouse = %clickhouse_error, postgres = %pg_error, "neither store accepted a batch; the caller must retry");
             Err(AppError::Unavailable {
+                stores: vec![
+                    crate::stores::StoreKind::Clickhouse,
+                    crate::stores::StoreKind::Postgres,
+                ],
                 message: format!(
                     "Neither ClickHouse ({told}) nor PostgreSQL accepted the rows. Nothing was stored; retry the same batch."
                 ),

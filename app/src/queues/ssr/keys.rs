@@ -155,6 +155,7 @@ pub async fn authenticate(
             _ => {
                 tracing::warn!(%error, "an ingest key could not be checked");
                 Err(AppError::Unavailable {
+                    stores: vec![crate::stores::StoreKind::Postgres],
                     message: "PostgreSQL did not answer, so the ingest key cannot be checked; \
                               retry"
                         .into(),
