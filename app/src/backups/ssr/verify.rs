@@ -65,8 +65,7 @@ pub static VERIFY_BACKUP: Job = Job {
 
 fn check_request(state: AppState, _actor: Actor, input: serde_json::Value) -> CheckFuture {
     Box::pin(async move {
-        let request: VerifyRequest = serde_json::from_value(input)
-            .map_err(|e| AppError::invalid("input", format!("not a verify request: {e}")))?;
+        let request: VerifyRequest = crate::jobs::ssr::read_input(input)?;
         verifiable(&state, request.backup_id).await.map(drop)
     })
 }

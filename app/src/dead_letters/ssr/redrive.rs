@@ -55,8 +55,7 @@ pub static REDRIVE: Job = Job {
 
 fn check_input(state: AppState, _actor: Actor, input: serde_json::Value) -> CheckFuture {
     Box::pin(async move {
-        let input: RedriveInput = serde_json::from_value(input)
-            .map_err(|e| AppError::invalid("input", format!("not a redrive: {e}")))?;
+        let input: RedriveInput = crate::jobs::ssr::read_input(input)?;
         let waiting: bool = sqlx::query_scalar(
             "select exists (select 1 from webhook_redrives
                              where id = $1 and status = 'running' and run_id is null)",

@@ -145,9 +145,15 @@ pub struct JobContext {
 impl JobContext {
     /// The run's input, typed (a 422 naming `input` when it does not read as `T`).
     pub fn input<T: serde::de::DeserializeOwned>(&self) -> Result<T, AppError> {
-        serde_json::from_value(self.input.clone())
-            .map_err(|e| AppError::invalid("input", format!("the job's input does not read: {e}")))
+        read_input(self.input.clone())
     }
+}
+
+/// A job's input read as `T`: what its check and its run both read it with (a 422 naming
+/// `input` when it does not read).
+pub fn read_input<T: serde::de::DeserializeOwned>(input: Value) -> Result<T, AppError> {
+    serde_json::from_value(input)
+        .map_err(|e| AppError::invalid("input", format!("the job's input does not read: {e}")))
 }
 
 /// A job's typed report of what its run did. It becomes JSON only where it is stored

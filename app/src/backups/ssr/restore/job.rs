@@ -26,9 +26,7 @@ pub static RESTORE: Job = Job {
 
 fn check_input(state: AppState, _actor: Actor, input: Value) -> CheckFuture {
     Box::pin(async move {
-        let request: RestoreRequest = serde_json::from_value(input).map_err(|e| {
-            crate::error::AppError::invalid("input", format!("not a restore request: {e}"))
-        })?;
+        let request: RestoreRequest = crate::jobs::ssr::read_input(input)?;
         check(&state, &request).await
     })
 }

@@ -130,6 +130,8 @@ pub struct Prepared {
     pub target: String,
     pub tables: Vec<TableEntry>,
     pub reason: Option<String>,
+    /// Bytes of the backup's files the chosen tables need (the progress's total).
+    pub total_bytes: i64,
 }
 
 /// A database name Salvage creates: lower-case letters, digits and `_`, 63 at most.
@@ -361,6 +363,7 @@ pub async fn prepare(
         target,
         tables,
         reason: request.reason.clone(),
+        total_bytes: total,
     })
 }
 
@@ -423,11 +426,7 @@ pub async fn execute(
 ) -> Result<RestoreReport, AppError> {
     let started = state.clock.now();
     let clock = Instant::now();
-    let total: i64 = sqlx::query_scalar("select total_bytes from restores where id = $1")
-        .bind(prepared.restore_id)
-        .fetch_one(&state.pg)
-        .await
-        .map_err(AppError::wrap("Load a restore"))?;
+    let total = prepared.total_bytes;
     let watch = Watch {
         tracker,
         total,
