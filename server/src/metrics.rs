@@ -141,7 +141,7 @@ static MIGRATION_STATUS: Family = gauge(
 );
 static MIGRATION_STUCK: Family = gauge(
     "salvage_background_migration_stuck",
-    "Store: 1 while a running background migration's heartbeat is older than SALVAGE_MIGRATION_STUCK_AFTER_SECS.",
+    "Store: 1 while a running background migration's run has ended or gone quiet (stuck).",
     &["name"],
 );
 

@@ -161,9 +161,10 @@ pub struct BackgroundMigrationRow {
     pub started_at_ms: Option<i64>,
     pub finished_at_ms: Option<i64>,
     pub last_heartbeat_ms: Option<i64>,
-    /// Seconds since the last heartbeat (now − `last_heartbeat_at`).
+    /// Seconds since the last heartbeat of the run working it.
     pub heartbeat_age_s: Option<i64>,
-    /// Running with a heartbeat older than the stuck threshold: its worker died.
+    /// Running, but its run has ended or gone quiet past the runner's abandoned rule:
+    /// its worker died.
     pub stuck: bool,
     /// Rows per second in the current (or last) run.
     pub rate: Option<f64>,
@@ -224,7 +225,8 @@ pub struct MigrationsOverview {
     pub migrations: Vec<BackgroundMigrationRow>,
     pub schema: SchemaStatus,
     pub upgrades: Vec<Upgrade>,
-    /// A running migration whose heartbeat is older than this is stuck.
+    /// A running migration whose run's heartbeat is older than this is stuck (the
+    /// runner's abandoned rule).
     pub stuck_after_s: i64,
     pub now_ms: i64,
 }

@@ -93,12 +93,6 @@ pub(super) fn migrations(
             "milliseconds",
             0,
         )?),
-        stuck_after: Duration::from_secs(env.bounded(
-            "SALVAGE_MIGRATION_STUCK_AFTER_SECS",
-            30..=86_400,
-            "seconds",
-            120,
-        )?),
         backup_before_upgrade: env.switch("SALVAGE_MIGRATE_BACKUP", true)?,
         ..Default::default()
     })

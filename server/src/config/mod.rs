@@ -115,8 +115,7 @@ pub struct Settings {
     /// seconds after start, then 200; `down` always 503; anything else 200. Off by default.
     pub demo_receiver: Option<u64>,
     /// Background migrations and upgrades: `SALVAGE_MIGRATION_CHUNK_ROWS` (1,000),
-    /// `SALVAGE_MIGRATION_CHUNK_PAUSE_MS` (0), `SALVAGE_MIGRATION_STUCK_AFTER_SECS` (120),
-    /// `SALVAGE_MIGRATE_BACKUP` (on: a PostgreSQL backup before schema migrations).
+    /// `SALVAGE_MIGRATION_CHUNK_PAUSE_MS` (0), `SALVAGE_MIGRATE_BACKUP` (on: a PostgreSQL backup before schema migrations).
     pub migrations: app::migrations::ssr::MigrationSettings,
 }
 

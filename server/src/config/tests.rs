@@ -183,10 +183,10 @@ fn switches_read_on_and_off_and_name_anything_else() {
         error.to_string(),
         "configuration: SALVAGE_MIGRATE_BACKUP is malformed: expected on or off"
     );
-    assert!(with(&[("SALVAGE_MIGRATION_STUCK_AFTER_SECS", "5")])
+    assert!(with(&[("SALVAGE_MIGRATION_CHUNK_ROWS", "0")])
         .unwrap_err()
         .to_string()
-        .contains("SALVAGE_MIGRATION_STUCK_AFTER_SECS"));
+        .contains("SALVAGE_MIGRATION_CHUNK_ROWS"));
 }
 
 #[test]

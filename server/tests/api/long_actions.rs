@@ -1,7 +1,8 @@
-//! The one engine for long actions: a restore and a redrive, each started through the
-//! runner, watched through its progress reports and cancelled through the runner's one
-//! cancel, leave the same run record (job, trigger, actor, heartbeat, cancel, outcome)
-//! and the same history entry of the cancel. A verification runs the same way.
+//! The one engine for long actions: a restore, a redrive and a background migration's
+//! turn, each started through the runner, watched through its progress reports and
+//! cancelled through the runner's one cancel, leave the same run record (job, trigger,
+//! actor, heartbeat, cancel, outcome) and the same history entry of the cancel. A
+//! verification runs the same way.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -79,7 +80,8 @@ async fn cancel_entries(app: &TestApp, run_id: i64) -> Vec<(String, String, Stri
 }
 
 #[tokio::test]
-async fn a_restore_and_a_redrive_start_report_and_cancel_through_the_one_engine() {
+async fn a_restore_a_redrive_and_a_background_migration_start_report_and_cancel_through_the_one_engine(
+) {
     // A restore of a PostgreSQL backup into a side database.
     let restoring = crate::backups::app_with_data().await;
     let (pg_backup, _) = crate::backups::back_up(&restoring).await;
@@ -117,6 +119,24 @@ async fn a_restore_and_a_redrive_start_report_and_cancel_through_the_one_engine(
     .unwrap();
     let redrive_run = cancelled.lock().unwrap().expect("it reported");
 
+    // A background migration of 1,000 items, 100 a chunk.
+    let migrating = crate::helpers::spawn_app().await;
+    let state = crate::migrations::fixture_state(&migrating).await;
+    let (on_progress, cancelled) = cancel_at_first_report(&migrating);
+    let turn = app::jobs::ssr::run(
+        &state,
+        &app::migrations::ssr::RUN_BACKGROUND_MIGRATIONS,
+        cli("upgrade"),
+        app::jobs::ssr::RunOptions {
+            on_progress: Some(on_progress),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap()
+    .expect("a run by hand is never a duplicate tick");
+    let migration_run = cancelled.lock().unwrap().expect("it reported");
+
     // What each did: stopped, and left no half of itself.
     assert_eq!(
         report.status,
@@ -133,12 +153,26 @@ async fn a_restore_and_a_redrive_start_report_and_cancel_through_the_one_engine(
         crate::dead_letters::statuses(&redriving, a).await,
         vec![("dead".into(), 15), ("pending".into(), 5)]
     );
+    assert_eq!(turn.status, app::jobs::RunStatus::Cancelled, "{turn:?}");
+    let (status, done, _, cursor, _) = crate::migrations::row(&migrating, "fixture_tally").await;
+    assert_eq!(status, "pending", "back in line, not stuck");
+    assert!(
+        done > 0 && done < crate::migrations::ITEMS && done % crate::migrations::CHUNK == 0,
+        "whole chunks, then the cancel: {done}"
+    );
+    assert_eq!(cursor, Some(done));
+    assert_eq!(
+        crate::migrations::tally(&migrating).await,
+        (done, done),
+        "each item done once, none after the cancel"
+    );
 
     // The same record, heartbeat and cancel for both: only the job's name differs.
     let actor = Actor::cli().name;
     for (app, run_id, job) in [
         (&restoring, restore_run, "restore"),
         (&redriving, redrive_run, "redrive"),
+        (&migrating, migration_run, "run-background-migrations"),
     ] {
         assert_eq!(
             record(app, run_id).await,
@@ -177,6 +211,16 @@ async fn a_restore_and_a_redrive_start_report_and_cancel_through_the_one_engine(
         redriven.run_id,
         Some(redrive_run),
         "the redrive points at its run"
+    );
+    let migration_row: Option<i64> =
+        sqlx::query_scalar("select run_id from background_migrations where name = 'fixture_tally'")
+            .fetch_one(&migrating.pg)
+            .await
+            .unwrap();
+    assert_eq!(
+        migration_row,
+        Some(migration_run),
+        "the migration points at the run that worked it"
     );
 }
 

@@ -1,7 +1,7 @@
-//! `migration_stuck`: a background migration is `running` but its heartbeat is older
-//! than `SALVAGE_MIGRATION_STUCK_AFTER_SECS`, so its worker has stopped. The next tick
-//! of `run-background-migrations` takes it over; the alert resolves once its heartbeat
-//! is fresh again (or a person pauses or cancels it).
+//! `migration_stuck`: a background migration is `running` but the run working it has
+//! ended or gone quiet past the runner's abandoned rule, so its worker has stopped. The
+//! next tick of `run-background-migrations` takes it over; the alert resolves once a
+//! live run works it again (or a person pauses or cancels it).
 
 use serde_json::json;
 use sqlx::Row;
@@ -11,6 +11,8 @@ use crate::alerts::ssr::{AlertKind, EvalFuture, Fix, Signal};
 use crate::alerts::Severity;
 use crate::error::AppError;
 use crate::server::AppState;
+
+use super::store::{stale_before, ROWS, STUCK};
 
 pub static MIGRATION_STUCK: AlertKind = AlertKind {
     name: "migration_stuck",
@@ -27,22 +29,20 @@ pub static MIGRATION_STUCK: AlertKind = AlertKind {
 
 fn stuck(state: AppState, now: OffsetDateTime) -> EvalFuture {
     Box::pin(async move {
-        let stale_before = now - state.migrations.stuck_after;
-        let rows = sqlx::query(
-            "select name, last_heartbeat_at, progress_current, progress_total, cursor
-               from background_migrations
-              where status = 'running' and (last_heartbeat_at is null or last_heartbeat_at < $1)",
-        )
-        .bind(stale_before)
+        let rows = sqlx::query(&format!(
+            "select m.name, run.heartbeat_at, m.progress_current, m.progress_total, m.cursor
+               from {ROWS} where {STUCK}"
+        ))
+        .bind(stale_before(now))
         .fetch_all(&state.pg)
         .await
         .map_err(AppError::wrap("Evaluate migration_stuck"))?;
-        let threshold = state.migrations.stuck_after.as_secs_f64() / 60.0;
+        let threshold = crate::jobs::ssr::ABANDONED_AFTER.as_secs_f64() / 60.0;
         Ok(rows
             .iter()
             .map(|row| {
                 let name: String = row.get("name");
-                let beat: Option<OffsetDateTime> = row.get("last_heartbeat_at");
+                let beat: Option<OffsetDateTime> = row.get("heartbeat_at");
                 let minutes = beat
                     .map(|b| ((now - b).as_seconds_f64() / 60.0).max(0.0))
                     .unwrap_or(f64::INFINITY);

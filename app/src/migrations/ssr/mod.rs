@@ -1,7 +1,8 @@
 //! Background migrations and safe upgrades on the server.
 //!
 //! - `runner`: the `run-background-migrations` job: one worker per migration across
-//!   every replica (an advisory lock), chunks committed with their cursor, a heartbeat.
+//!   every replica (an advisory lock), chunks committed with their cursor, the run's
+//!   heartbeat.
 //! - `store`: the rows (made from the registry on start-up), the page's figures, and the
 //!   controls (pause, resume, retry, cancel) with their history entries.
 //! - `alerts`: `migration_stuck`.
@@ -29,12 +30,6 @@ pub struct MigrationSettings {
     /// A pause between chunks, to spare a busy database
     /// (`SALVAGE_MIGRATION_CHUNK_PAUSE_MS`, 0).
     pub chunk_pause: Duration,
-    /// How often a worker beats the heartbeat while a chunk runs.
-    pub heartbeat_every: Duration,
-    /// A running migration whose heartbeat is older than this is stuck
-    /// (`SALVAGE_MIGRATION_STUCK_AFTER_SECS`, 120): its worker died, and the next tick
-    /// takes it over from the saved cursor.
-    pub stuck_after: Duration,
     /// How long one scheduled run works before the next tick takes over.
     pub run_budget: Duration,
     /// Take a PostgreSQL backup before applying schema migrations
@@ -47,8 +42,6 @@ impl Default for MigrationSettings {
         Self {
             chunk_rows: 1_000,
             chunk_pause: Duration::ZERO,
-            heartbeat_every: Duration::from_secs(15),
-            stuck_after: Duration::from_secs(120),
             run_budget: Duration::from_secs(50),
             backup_before_upgrade: true,
         }

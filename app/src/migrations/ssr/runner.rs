@@ -4,13 +4,14 @@
 //! takes `pg_try_advisory_lock` on the migration (held by a connection of its own, so a
 //! worker that dies releases it with its connection): another replica's worker holding
 //! it means this one moves on. Holding the lock, the worker claims the row (`running`,
-//! one more attempt, the total counted on the first run) and runs chunks until its time
-//! budget ends, each chunk's change committed in one transaction with the new cursor and
-//! progress, so a chunk is done once or not at all. A task beats the heartbeat every
-//! `heartbeat_every` while it works, so a long chunk is not mistaken for a dead worker.
+//! its `run_id` this run, one more attempt, the total counted on the first run) and runs
+//! chunks until its time budget ends, each chunk's change committed in one transaction
+//! with the new cursor and progress, so a chunk is done once or not at all.
 //!
-//! A turn that ends on purpose (the time budget, a cancelled run) puts the row back to
-//! `pending`. A worker that dies leaves it `running` with a heartbeat that goes stale: the
+//! The heartbeat is the run's: the runner beats it while the job works and with every
+//! progress report (one per chunk). A turn that ends on purpose (the time budget, a
+//! cancelled run) puts the row back to `pending`. A worker that dies leaves it `running`
+//! with a run that ended or went quiet (the runner's abandoned rule): the
 //! `migration_stuck` alert names it, and the next tick (the lock went with the dead
 //! worker's connection) takes it over from the saved cursor. A person's pause or cancel
 //! is read under the row's lock before every chunk.
@@ -22,6 +23,7 @@ use serde_json::json;
 use sqlx::Row;
 
 use super::lock_class;
+use super::store::ROWS;
 use crate::error::AppError;
 use crate::history::ssr::{append, NewEntry};
 use crate::history::Outcome;
@@ -29,7 +31,6 @@ use crate::jobs::ssr::background::BackgroundMigration;
 use crate::jobs::ssr::{Job, JobContext, JobFuture, Report};
 use crate::jobs::RunStatus;
 use crate::migrations::MigrationStatus;
-use crate::server::AppState;
 
 pub static RUN_BACKGROUND_MIGRATIONS: Job = Job {
     name: "run-background-migrations",
@@ -196,10 +197,10 @@ async fn work(
     // total on the first run, and say who works on it now.
     let now = state.clock.now();
     let mut tx = state.pg.begin().await.map_err(wrap())?;
-    let row = sqlx::query(
-        "select status, progress_total, last_heartbeat_at, started_at, cursor
-           from background_migrations where name = $1 for update",
-    )
+    let row = sqlx::query(&format!(
+        "select m.status, m.progress_total, run.heartbeat_at, m.started_at, m.cursor
+           from {ROWS} where m.name = $1 for update of m"
+    ))
     .bind(migration.name)
     .fetch_one(&mut *tx)
     .await
@@ -208,7 +209,7 @@ async fn work(
     if !matches!(status.as_str(), "pending" | "running") {
         return Ok(worked);
     }
-    let heartbeat: Option<time::OffsetDateTime> = row.get("last_heartbeat_at");
+    let heartbeat: Option<time::OffsetDateTime> = row.get("heartbeat_at");
     worked.took_over = status == "running";
     let first_run = row
         .get::<Option<time::OffsetDateTime>, _>("started_at")
@@ -222,13 +223,14 @@ async fn work(
         "update background_migrations
             set status = 'running', progress_total = $2,
                 attempts = attempts + case when started_at is null or status = 'running' then 1 else 0 end,
-                started_at = coalesce(started_at, $3), last_heartbeat_at = $3,
+                started_at = coalesce(started_at, $3), last_heartbeat_at = $3, run_id = $4,
                 run_started_at = $3, run_started_progress = progress_current, finished_at = null
           where name = $1",
     )
     .bind(migration.name)
     .bind(total)
     .bind(now)
+    .bind(ctx.run_id)
     .execute(&mut *tx)
     .await
     .map_err(wrap())?;
@@ -266,9 +268,7 @@ async fn work(
     }
     tx.commit().await.map_err(wrap())?;
 
-    let beating = Heartbeat::start(state, migration.name);
     let result = chunks(ctx, migration, deadline, total, &mut worked).await;
-    drop(beating);
     match result {
         Ok(()) if worked.turn == Turn::Continues => {
             // Its turn ended on purpose: back in line, so the next tick claims it as
@@ -342,7 +342,7 @@ async fn chunks(
         let progress = done_before + chunk.rows;
         sqlx::query(
             "update background_migrations
-                set cursor = $2, progress_current = $3, last_heartbeat_at = $4,
+                set cursor = $2, progress_current = $3,
                     status = case when $5 then 'succeeded' else status end,
                     finished_at = case when $5 then $4 else null end,
                     progress_total = case when $5 then $3 else greatest(progress_total, $3) end
@@ -421,38 +421,6 @@ async fn fail(
     .with_details(json!({"migration": migration.name, "runId": ctx.run_id}));
     append(&mut tx, &entry).await.map_err(wrap())?;
     tx.commit().await.map_err(wrap())
-}
-
-/// Beats a migration's heartbeat every `heartbeat_every` until dropped (also when the
-/// run's future is dropped halfway: a worker that is gone must stop beating).
-struct Heartbeat {
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Heartbeat {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-impl Heartbeat {
-    fn start(state: &AppState, name: &'static str) -> Self {
-        let state = state.clone();
-        let task = tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(state.migrations.heartbeat_every).await;
-                let _ = sqlx::query(
-                    "update background_migrations set last_heartbeat_at = $2
-                      where name = $1 and status = 'running'",
-                )
-                .bind(name)
-                .bind(state.clock.now())
-                .execute(&state.pg)
-                .await;
-            }
-        });
-        Self { task }
-    }
 }
 
 #[cfg(test)]

@@ -40,14 +40,32 @@ pub async fn status_of(pg: &PgPool, name: &str) -> Result<Option<MigrationStatus
     Ok(status.as_deref().and_then(MigrationStatus::parse))
 }
 
+/// The migrations (`m`) and the runs that work them (`run`).
+pub(super) const ROWS: &str =
+    "background_migrations m left join cron_job_runs run on run.id = m.run_id";
+
+/// A migration is stuck when it is `running` but the run working it has ended or gone
+/// quiet past the runner's abandoned rule (`$1`: the time before which a heartbeat is
+/// stale): its worker died, and the next tick takes it over.
+pub(super) const STUCK: &str = "m.status = 'running'
+    and (run.id is null or run.outcome <> 'running' or run.heartbeat_at < $1)";
+
+/// The time before which a run's heartbeat is stale, at `now`.
+pub(super) fn stale_before(now: OffsetDateTime) -> OffsetDateTime {
+    now - crate::jobs::ssr::ABANDONED_AFTER
+}
+
 /// Every migration with a row, registered ones first in the registry's order.
 pub async fn list(state: &AppState) -> Result<Vec<BackgroundMigrationRow>, AppError> {
-    let rows = sqlx::query("select * from background_migrations order by created_at, name")
-        .fetch_all(&state.pg)
-        .await
-        .map_err(AppError::wrap("Read the background migrations"))?;
     let now = state.clock.now();
-    let stuck_after = state.migrations.stuck_after.as_secs() as i64;
+    let rows = sqlx::query(&format!(
+        "select m.*, run.heartbeat_at, {STUCK} as stuck from {ROWS}
+          order by m.created_at, m.name"
+    ))
+    .bind(stale_before(now))
+    .fetch_all(&state.pg)
+    .await
+    .map_err(AppError::wrap("Read the background migrations"))?;
     let mut out: Vec<BackgroundMigrationRow> = rows
         .iter()
         .map(|row| {
@@ -55,7 +73,7 @@ pub async fn list(state: &AppState) -> Result<Vec<BackgroundMigrationRow>, AppEr
             let known = state.background_migrations.iter().find(|m| m.name == name);
             let status =
                 MigrationStatus::parse(row.get("status")).unwrap_or(MigrationStatus::Pending);
-            let heartbeat: Option<OffsetDateTime> = row.get("last_heartbeat_at");
+            let heartbeat: Option<OffsetDateTime> = row.get("heartbeat_at");
             let heartbeat_age_s = heartbeat.map(|h| (now - h).whole_seconds().max(0));
             let current: i64 = row.get("progress_current");
             let total: Option<i64> = row.get("progress_total");
@@ -91,8 +109,7 @@ pub async fn list(state: &AppState) -> Result<Vec<BackgroundMigrationRow>, AppEr
                     .map(unix_ms),
                 last_heartbeat_ms: heartbeat.map(unix_ms),
                 heartbeat_age_s,
-                stuck: status == MigrationStatus::Running
-                    && heartbeat_age_s.is_none_or(|age| age > stuck_after),
+                stuck: row.get("stuck"),
                 rate,
                 eta_s,
                 paused_by: row.get("paused_by"),
@@ -116,13 +133,11 @@ pub async fn list(state: &AppState) -> Result<Vec<BackgroundMigrationRow>, AppEr
 
 /// Running migrations and, of them, the stuck ones (`/health/deep`).
 pub async fn running_and_stuck(state: &AppState) -> Result<(i64, i64), sqlx::Error> {
-    let stale_before = state.clock.now() - state.migrations.stuck_after;
-    sqlx::query_as(
-        "select count(*),
-                count(*) filter (where last_heartbeat_at is null or last_heartbeat_at < $1)
-           from background_migrations where status = 'running'",
-    )
-    .bind(stale_before)
+    sqlx::query_as(&format!(
+        "select count(*) filter (where m.status = 'running'), count(*) filter (where {STUCK})
+           from {ROWS}"
+    ))
+    .bind(stale_before(state.clock.now()))
     .fetch_one(&state.pg)
     .await
 }
@@ -246,7 +261,7 @@ pub async fn overview(state: &AppState) -> Result<crate::migrations::MigrationsO
         migrations: list(state).await?,
         schema: super::schema::status(&state.pg).await.map_err(wrap())?,
         upgrades: upgrades(&state.pg, 20).await.map_err(wrap())?,
-        stuck_after_s: state.migrations.stuck_after.as_secs() as i64,
+        stuck_after_s: crate::jobs::ssr::ABANDONED_AFTER.as_secs() as i64,
         now_ms: unix_ms(state.clock.now()),
     })
 }

@@ -1,5 +1,5 @@
 //! Background migrations: the runner under faults (killed mid-chunk, two instances at
-//! once, a stale heartbeat), the controls, the real backfill, the schema's state on the
+//! once, a run gone quiet), the controls, the real backfill, the schema's state on the
 //! page and in `/health/deep`; and (`upgrade`) the pre-upgrade backup, the rollback to
 //! it, and `salvage check`.
 
@@ -22,8 +22,8 @@ use sqlx::{PgConnection, Row};
 use crate::helpers::{eventually, spawn_app, TestApp};
 
 /// Items the fixture migration goes through, in chunks of `CHUNK`.
-const ITEMS: i64 = 1_000;
-const CHUNK: i64 = 100;
+pub(crate) const ITEMS: i64 = 1_000;
+pub(crate) const CHUNK: i64 = 100;
 
 /// Set once the fixture has parked inside a chunk (its rows written, not committed).
 static PARKED: AtomicBool = AtomicBool::new(false);
@@ -93,7 +93,7 @@ static FIXTURES: &[&BackgroundMigration] = &[&TALLY];
 
 /// `app`'s state running the fixture instead of the product's migrations, with small
 /// chunks.
-async fn fixture_state(app: &TestApp) -> AppState {
+pub(crate) async fn fixture_state(app: &TestApp) -> AppState {
     for statement in [
         "create table fixture_items (id bigint primary key)",
         "create table fixture_tally (item bigint not null)",
@@ -128,7 +128,7 @@ async fn run_once(state: &AppState) -> MigrationsReport {
     finished.report::<MigrationsReport>().unwrap().clone()
 }
 
-async fn row(app: &TestApp, name: &str) -> (String, i64, Option<i64>, Option<i64>, i32) {
+pub(crate) async fn row(app: &TestApp, name: &str) -> (String, i64, Option<i64>, Option<i64>, i32) {
     sqlx::query_as(
         "select status, progress_current, progress_total, cursor, attempts
            from background_migrations where name = $1",
@@ -139,7 +139,7 @@ async fn row(app: &TestApp, name: &str) -> (String, i64, Option<i64>, Option<i64
     .unwrap()
 }
 
-async fn tally(app: &TestApp) -> (i64, i64) {
+pub(crate) async fn tally(app: &TestApp) -> (i64, i64) {
     sqlx::query_as("select count(*), count(distinct item) from fixture_tally")
         .fetch_one(&app.pg)
         .await
@@ -260,17 +260,22 @@ async fn two_instances_never_run_one_migration_at_once() {
 }
 
 #[tokio::test]
-async fn a_stale_heartbeat_raises_migration_stuck_and_the_next_tick_resumes_and_clears_it() {
+async fn a_run_gone_quiet_raises_migration_stuck_and_the_next_tick_resumes_and_clears_it() {
     let app = spawn_app().await;
     let state = fixture_state(&app).await;
-    // A worker that died half-way three minutes ago: 400 items done, its lock gone.
+    // A worker that died half-way three minutes ago: 400 items done, its lock gone, its
+    // run still `running` with the heartbeat it last wrote.
     store::register(&state).await.unwrap();
     sqlx::raw_sql(
         "insert into fixture_tally (item) select generate_series(1, 400);
+         with dead as (
+             insert into cron_job_runs (job_name, ran_at, heartbeat_at, trigger, actor)
+             values ('run-background-migrations', now() - interval '10 minutes',
+                     now() - interval '3 minutes', 'scheduler', 'scheduler')
+             returning id)
          update background_migrations set status = 'running', progress_current = 400,
                 progress_total = 1000, cursor = 400, attempts = 1,
-                started_at = now() - interval '10 minutes',
-                last_heartbeat_at = now() - interval '3 minutes'
+                started_at = now() - interval '10 minutes', run_id = (select id from dead)
           where name = 'fixture_tally'",
     )
     .execute(&app.pg)
@@ -323,6 +328,83 @@ async fn a_stale_heartbeat_raises_migration_stuck_and_the_next_tick_resumes_and_
         .await,
         "migration_stuck resolves once the migration runs again"
     );
+}
+
+#[tokio::test]
+async fn last_heartbeat_at_copies_the_working_runs_heartbeat_and_never_waits_on_a_chunk() {
+    let app = spawn_app().await;
+    let state = fixture_state(&app).await;
+    store::register(&state).await.unwrap();
+    let run_id: i64 = sqlx::query_scalar(
+        "insert into cron_job_runs (job_name, ran_at, heartbeat_at, trigger, actor)
+         values ('run-background-migrations', now(), now(), 'scheduler', 'scheduler')
+         returning id",
+    )
+    .fetch_one(&app.pg)
+    .await
+    .unwrap();
+    sqlx::query(
+        "update background_migrations set status = 'running', run_id = $1,
+                last_heartbeat_at = null where name = 'fixture_tally'",
+    )
+    .bind(run_id)
+    .execute(&app.pg)
+    .await
+    .unwrap();
+    let copied = || async {
+        sqlx::query_scalar::<_, Option<time::OffsetDateTime>>(
+            "select last_heartbeat_at from background_migrations where name = 'fixture_tally'",
+        )
+        .fetch_one(&app.pg)
+        .await
+        .unwrap()
+    };
+    // A beat as the runner writes it, on a session that fails rather than wait for a lock.
+    let pg = app.pg.clone();
+    let beat = |at: &'static str| {
+        let pg = pg.clone();
+        async move {
+            let mut tx = pg.begin().await.unwrap();
+            sqlx::query("set local lock_timeout = '2s'")
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+            sqlx::query("update cron_job_runs set heartbeat_at = $2::timestamptz where id = $1")
+                .bind(run_id)
+                .bind(at)
+                .execute(&mut *tx)
+                .await
+                .expect("a beat never waits on the migration's row");
+            tx.commit().await.unwrap();
+        }
+    };
+    let at = |text: &str| {
+        time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).unwrap()
+    };
+
+    beat("2026-12-06T10:00:00Z").await;
+    assert_eq!(copied().await, Some(at("2026-12-06T10:00:00Z")));
+
+    // A chunk's transaction holds the row: the beat goes through and the copy waits for
+    // the next one.
+    let mut chunk = app.pg.begin().await.unwrap();
+    sqlx::query("select 1 from background_migrations where name = 'fixture_tally' for update")
+        .execute(&mut *chunk)
+        .await
+        .unwrap();
+    beat("2026-12-06T10:00:15Z").await;
+    chunk.rollback().await.unwrap();
+    assert_eq!(copied().await, Some(at("2026-12-06T10:00:00Z")));
+    beat("2026-12-06T10:00:30Z").await;
+    assert_eq!(copied().await, Some(at("2026-12-06T10:00:30Z")));
+
+    // Once the migration is no longer running, its run's beats are not its own.
+    sqlx::query("update background_migrations set status = 'pending' where name = 'fixture_tally'")
+        .execute(&app.pg)
+        .await
+        .unwrap();
+    beat("2026-12-06T10:00:45Z").await;
+    assert_eq!(copied().await, Some(at("2026-12-06T10:00:30Z")));
 }
 
 #[tokio::test]

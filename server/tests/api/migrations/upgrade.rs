@@ -10,13 +10,14 @@ use app::auth::Role;
 /// The version before the upgrades' own migration (which made `schema_upgrades`), and the
 /// migrations since: what a database of that release gets applied.
 const PREVIOUS: i64 = 20261128000007;
-const APPLIED: [i64; 4] = [
+const APPLIED: [i64; 5] = [
     20261128000008,
     20261204000001,
     20261205000001,
     20261206000001,
+    20261206000002,
 ];
-const CURRENT: i64 = APPLIED[3];
+const CURRENT: i64 = APPLIED[4];
 
 fn out(output: &Output) -> String {
     format!(
@@ -62,6 +63,8 @@ async fn at_previous_version(app: &TestApp) {
                from (select queue, sum(delta) as total from moved group by queue) s
               where q.queue = s.queue
          $$;
+         drop trigger background_migration_heartbeat on cron_job_runs;
+         drop function background_migration_heartbeat();
          drop table background_migrations;
          drop table schema_upgrades;
          alter table webhook_events drop column payload_bytes;
