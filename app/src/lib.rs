@@ -9,8 +9,10 @@
 //!
 //! 1. `server` (ssr only: [`AppState`](server::AppState), pools, migrations, ClickHouse,
 //!    tokens, sealing, the PostgreSQL watch), [`error`] ([`AppError`](error::AppError),
-//!    the one error type of the boundary), [`format`], [`components`] (badges, headers,
-//!    banners, charts, forms that work without the client, `transport`).
+//!    the one error type of the boundary), [`stores`] (which store is down),
+//!    `stored` (enums stored as text, their names written once), [`format`],
+//!    [`components`] (badges, headers, banners, charts, forms that work without the
+//!    client, `transport`).
 //! 2. [`auth`] (accounts, roles, sessions, the guard; `/admin/login`, `/admin/setup`,
 //!    `/admin/account`), [`history`] (`/admin/history`, the hash-chained history).
 //! 3. [`jobs`] (the runner, schedules, the one start and cancel), [`freeze`] (the write
@@ -57,6 +59,7 @@ pub mod registry;
 pub mod server;
 pub mod settings;
 mod shell;
+mod stored;
 pub mod stores;
 
 use leptos::prelude::*;

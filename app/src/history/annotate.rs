@@ -5,6 +5,7 @@ use sqlx::PgPool;
 use time::OffsetDateTime;
 
 use super::ssr::{append, NewEntry};
+use super::EntryKind;
 use crate::auth::ssr::actor::Actor;
 use crate::error::AppError;
 
@@ -69,10 +70,15 @@ pub async fn record_rated(pg: &PgPool, actor: &Actor, entry: &NewEntry) -> Resul
                           ::float8 as wait
                from runbook_history
                where actor_user_id = $1
-                 and kind in ('note', 'incident', 'incident_resolved')
+                 and kind = any($3)
                  and created_at > now() - make_interval(secs => $2)"#,
             user_id,
-            ANNOTATION_WINDOW_SECS as f64
+            ANNOTATION_WINDOW_SECS as f64,
+            &[
+                EntryKind::Note.as_str(),
+                EntryKind::Incident.as_str(),
+                EntryKind::IncidentResolved.as_str(),
+            ] as &[&str]
         )
         .fetch_one(&mut *tx)
         .await

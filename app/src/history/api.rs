@@ -126,7 +126,7 @@ pub async fn add_note(title: String, body: String, incident_id: String) -> Resul
         super::annotate::record_rated(
             &state.pg,
             &actor,
-            &NewEntry::new("note", title, &actor, super::Outcome::Info)
+            &NewEntry::new(super::EntryKind::Note, title, &actor, super::Outcome::Info)
                 .with_body(body)
                 .with_incident(incident_id),
         )
@@ -163,10 +163,15 @@ pub async fn declare_incident(
         let id = super::annotate::record_rated(
             &state.pg,
             &actor,
-            &NewEntry::new("incident", title, &actor, super::Outcome::Info)
-                .with_body(body)
-                .with_times(started, resolved)
-                .with_severity(Some(severity)),
+            &NewEntry::new(
+                super::EntryKind::Incident,
+                title,
+                &actor,
+                super::Outcome::Info,
+            )
+            .with_body(body)
+            .with_times(started, resolved)
+            .with_severity(Some(severity)),
         )
         .await?;
         if resolved.is_none() {
@@ -195,7 +200,7 @@ pub async fn resolve_incident(
         let view = load(&state.pg, incident_id, state.clock.now())
             .await
             .map_err(|e| AppError::internal("Failed to load the incident", e))?
-            .filter(|view| view.entry.kind == "incident")
+            .filter(|view| super::EntryKind::Incident.is(&view.entry.kind))
             .ok_or(AppError::NotFound {
                 what: format!("Incident {incident_id}"),
             })?;
@@ -229,7 +234,7 @@ pub async fn resolve_incident(
             &state.pg,
             &actor,
             &NewEntry::new(
-                "incident_resolved",
+                super::EntryKind::IncidentResolved,
                 format!("Resolved: {}", view.entry.title),
                 &actor,
                 super::Outcome::Succeeded,

@@ -9,6 +9,7 @@ use super::ssr::{record, NewEntry};
 use super::{BrokenLink, ChainReport, Outcome};
 use crate::auth::ssr::actor::Actor;
 use crate::error::AppError;
+use crate::history::EntryKind;
 use crate::server::unix_ms as millis;
 
 /// An entry as the chain digest sees it: every column the digest covers, `details` as
@@ -207,7 +208,7 @@ pub async fn verify_and_record(
     })?;
     record(
         &state.pg,
-        &NewEntry::new("chain_verify", title, actor, outcome)
+        &NewEntry::new(EntryKind::ChainVerify, title, actor, outcome)
             .with_times(started, Some(state.clock.now()))
             .with_details(details),
         "Failed to record a chain verification",
@@ -221,8 +222,9 @@ pub async fn verify_and_record(
 /// The newest recorded chain verification (its report is the entry's details).
 pub async fn last_verification(pg: &PgPool) -> Result<Option<ChainReport>, sqlx::Error> {
     let details = sqlx::query_scalar!(
-        "select details from runbook_history where kind = 'chain_verify'
-         order by started_at desc, id desc limit 1"
+        "select details from runbook_history where kind = $1
+         order by started_at desc, id desc limit 1",
+        EntryKind::ChainVerify.as_str()
     )
     .fetch_optional(pg)
     .await?;

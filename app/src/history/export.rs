@@ -6,6 +6,7 @@ use super::ssr::{build_filter, cursor_after, parse_cursor, search};
 use super::Entry;
 use crate::error::AppError;
 use crate::format::iso;
+use crate::history::EntryKind;
 use crate::server::unix_ms as millis;
 
 /// The header row of a CSV export.
@@ -156,7 +157,7 @@ async fn export(
     crate::history::ssr::record(
         &state.pg,
         &crate::history::ssr::NewEntry::new(
-            "history_export",
+            EntryKind::HistoryExport,
             format!("History exported as {format}"),
             &actor,
             crate::history::Outcome::Info,

@@ -27,34 +27,51 @@ pub mod ssr;
 
 use serde::{Deserialize, Serialize};
 
-/// The kinds of entry Salvage writes. Stored as text; later features add theirs here.
-pub const KINDS: &[&str] = &[
-    "drill",
-    "objectives",
-    "incident",
-    "incident_resolved",
-    "incident_snapshot",
-    "freeze",
-    "activation",
-    "backup",
-    "restore",
-    "upgrade",
-    "background_migration",
-    "replay",
-    "redrive",
-    "dlq_purge",
-    "webhook",
-    "expiry",
-    "secret_rotation",
-    "user_change",
-    "ingest_key",
-    "cron",
-    "note",
-    "history_export",
-    "chain_verify",
-    "alert",
-    "silence",
-];
+crate::stored::stored_enum! {
+    /// The kinds of entry Salvage writes, each with its one stored name
+    /// (`runbook_history.kind`). A reader meets stored text: a kind a later version
+    /// added reads as its text ([`Entry::kind`] stays a `String`).
+    pub enum EntryKind {
+        Drill = "drill",
+        /// The recovery objectives changed.
+        Objectives = "objectives",
+        Incident = "incident",
+        IncidentResolved = "incident_resolved",
+        IncidentSnapshot = "incident_snapshot",
+        Freeze = "freeze",
+        Activation = "activation",
+        Backup = "backup",
+        Restore = "restore",
+        Upgrade = "upgrade",
+        BackgroundMigration = "background_migration",
+        Replay = "replay",
+        Redrive = "redrive",
+        DlqPurge = "dlq_purge",
+        Webhook = "webhook",
+        Expiry = "expiry",
+        SecretRotation = "secret_rotation",
+        UserChange = "user_change",
+        IngestKey = "ingest_key",
+        Cron = "cron",
+        Note = "note",
+        HistoryExport = "history_export",
+        ChainVerify = "chain_verify",
+        Alert = "alert",
+        Silence = "silence",
+    }
+}
+
+impl EntryKind {
+    /// How the page names it: the stored name in words.
+    pub fn label(self) -> String {
+        self.as_str().replace('_', " ")
+    }
+
+    /// Whether stored text names this kind.
+    pub fn is(self, stored: &str) -> bool {
+        self.as_str() == stored
+    }
+}
 
 /// Incident severities, most severe first.
 pub const SEVERITIES: &[&str] = &["sev1", "sev2", "sev3", "sev4"];
@@ -103,7 +120,7 @@ impl Outcome {
 pub struct Entry {
     /// Position in the chain, from 1, gapless.
     pub id: i64,
-    /// One of [`KINDS`] (or a kind a later version added).
+    /// An [`EntryKind`]'s stored name (or a kind a later version added).
     pub kind: String,
     pub title: String,
     pub body: String,
@@ -157,18 +174,24 @@ pub struct EntryView {
     pub resolved_at: Option<i64>,
 }
 
-/// The result of walking the chain.
+/// The result of walking the chain. Stored as a `chain_verify` entry's details, in the
+/// history's camelCase (the aliases read entries recorded before).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ChainReport {
     /// Entries checked.
     pub entries: i64,
     /// The first entry that does not match, and how.
+    #[serde(alias = "first_broken")]
     pub first_broken: Option<BrokenLink>,
     /// The hash of the newest entry (hex): note it somewhere else to detect a rewrite of
     /// the whole chain or the loss of its newest entries.
+    #[serde(alias = "head_hash")]
     pub head_hash: Option<String>,
     /// When the verification ran (unix ms) and who ran it.
+    #[serde(alias = "verified_at")]
     pub verified_at: i64,
+    #[serde(alias = "verified_by")]
     pub verified_by: String,
     /// The chain compared with the heads anchored in ClickHouse.
     #[serde(default)]
@@ -184,11 +207,14 @@ impl ChainReport {
 
 /// The chain against the heads anchored in ClickHouse.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct AnchorCheck {
     /// Anchors compared with the chain.
     pub checked: i64,
     /// The newest anchor's entry and when it was anchored (unix ms).
+    #[serde(alias = "newest_seq")]
     pub newest_seq: Option<i64>,
+    #[serde(alias = "newest_at")]
     pub newest_at: Option<i64>,
     /// What the anchors show: the newest entries removed, or the chain rewritten.
     pub problem: Option<String>,
@@ -201,4 +227,35 @@ pub struct AnchorCheck {
 pub struct BrokenLink {
     pub id: i64,
     pub problem: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_chain_report_recorded_before_the_camel_case_convention_still_reads() {
+        let old = serde_json::json!({
+            "entries": 12, "first_broken": {"id": 7, "problem": "hash differs"},
+            "head_hash": "ab", "verified_at": 1, "verified_by": "cli:root",
+            "anchors": {"checked": 2, "newest_seq": 11, "newest_at": 5, "problem": null,
+                        "unavailable": false}
+        });
+        let report: ChainReport = serde_json::from_value(old).unwrap();
+        assert_eq!(report.first_broken.as_ref().map(|b| b.id), Some(7));
+        assert_eq!(report.anchors.newest_seq, Some(11));
+        let now = serde_json::to_value(&report).unwrap();
+        assert_eq!(now["firstBroken"]["id"], 7);
+        assert_eq!(now["anchors"]["newestSeq"], 11);
+        assert_eq!(serde_json::from_value::<ChainReport>(now).unwrap(), report);
+    }
+
+    #[test]
+    fn every_entry_kind_has_its_own_stored_name() {
+        let names: std::collections::HashSet<&str> =
+            EntryKind::ALL.iter().map(|k| k.as_str()).collect();
+        assert_eq!(names.len(), EntryKind::ALL.len());
+        assert_eq!(EntryKind::IncidentResolved.label(), "incident resolved");
+        assert!(EntryKind::Cron.is("cron") && !EntryKind::Cron.is("crons"));
+    }
 }

@@ -10,7 +10,7 @@ use super::api::{
     load_history_entry, search_history, AddNote, DeclareIncident, ResolveIncident,
     VerifyHistoryChain,
 };
-use super::{ChainReport, Entry, EntryView, Outcome, KINDS, SEVERITIES};
+use super::{ChainReport, Entry, EntryKind, EntryView, Outcome, SEVERITIES};
 use crate::auth::viewer::IfAllowed;
 use crate::auth::Permission;
 use crate::components::{action_error, Badge, ErrorBanner, PageHeader, Tone};
@@ -89,8 +89,8 @@ pub fn HistoryPage() -> AnyView {
                 <span>"Kind"</span>
                 <select name="kind">
                     <option value="" selected=move || param("kind").is_empty()>"Any"</option>
-                    {KINDS.iter().map(|kind| view! {
-                        <option value=*kind selected=move || param("kind") == *kind>{kind.replace('_', " ")}</option>
+                    {EntryKind::ALL.into_iter().map(|kind| view! {
+                        <option value=kind.as_str() selected=move || param("kind") == kind.as_str()>{kind.label()}</option>
                     }).collect_view()}
                 </select>
             </label>
@@ -179,7 +179,7 @@ fn EntryTable(entries: Vec<Entry>, #[prop(into)] empty: String) -> AnyView {
             <tbody>
                 {entries.into_iter().map(|entry| {
                     let duration = entry.duration_ms().filter(|d| *d > 0).map(format_duration);
-                    let is_drill = entry.kind == "drill";
+                    let is_drill = EntryKind::Drill.is(&entry.kind);
                     view! {
                         <tr>
                             <td class="num muted">{entry.id}</td>
@@ -401,7 +401,7 @@ fn EntryDetails(view: EntryView, on_change: impl Fn() + Copy + Send + Sync + 'st
         timeline,
         resolved_at,
     } = view;
-    let is_incident = entry.kind == "incident";
+    let is_incident = EntryKind::Incident.is(&entry.kind);
     let duration = entry.duration_ms().map(format_duration);
     let status = is_incident.then(|| match resolved_at {
         Some(at) => view! { <Badge tone=Tone::Ok label="resolved" /> " " <span class="muted">{format_utc(at)}</span> }.into_any(),
@@ -410,7 +410,7 @@ fn EntryDetails(view: EntryView, on_change: impl Fn() + Copy + Send + Sync + 'st
     let incident_id = entry.id;
     view! {
         <PageHeader title=entry.title.clone() />
-        {(entry.kind == "drill").then(|| view! {
+        {EntryKind::Drill.is(&entry.kind).then(|| view! {
             <p class="metric" data-testid="drill-duration">
                 <span class="metric-value">{duration.clone().unwrap_or_else(|| "unknown".into())}</span>
                 <span class="muted">" drill duration (measured RTO)"</span>

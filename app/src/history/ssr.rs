@@ -9,7 +9,7 @@ use serde_json::Value;
 use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder};
 use time::OffsetDateTime;
 
-use super::{Entry, EntryView, Outcome};
+use super::{Entry, EntryKind, EntryView, Outcome};
 
 use crate::auth::ssr::actor::Actor;
 use crate::error::AppError;
@@ -108,7 +108,7 @@ pub fn build_filter(
 /// An entry to append. Build it with [`NewEntry::new`] and the `with_*` setters.
 #[derive(Clone, Debug)]
 pub struct NewEntry {
-    pub kind: String,
+    pub kind: EntryKind,
     pub title: String,
     pub body: String,
     pub actor: String,
@@ -124,10 +124,10 @@ pub struct NewEntry {
 
 impl NewEntry {
     /// An instantaneous entry by `actor`, started and finished now.
-    pub fn new(kind: &str, title: impl Into<String>, actor: &Actor, outcome: Outcome) -> Self {
+    pub fn new(kind: EntryKind, title: impl Into<String>, actor: &Actor, outcome: Outcome) -> Self {
         let now = OffsetDateTime::now_utc();
         Self {
-            kind: kind.to_owned(),
+            kind,
             title: title.into(),
             body: String::new(),
             actor: actor.name.clone(),
@@ -152,7 +152,14 @@ impl NewEntry {
         self
     }
 
+    /// The entry's details: an object whose keys are camelCase (`runId`, `keyId`,
+    /// `drillId`), one convention for every kind, since a key once written stays in the
+    /// log for good. Debug builds (every test) refuse any other key.
     pub fn with_details(mut self, details: Value) -> Self {
+        debug_assert!(
+            camel_case_keys(&details),
+            "history details keys are camelCase: {details}"
+        );
         self.details = details;
         self
     }
@@ -174,6 +181,20 @@ impl NewEntry {
     }
 }
 
+/// Whether every key of `details` (an object, or nothing) is camelCase: a lower-case
+/// ASCII letter, then letters and digits.
+pub fn camel_case_keys(details: &Value) -> bool {
+    match details {
+        Value::Object(map) => map.keys().all(|key| {
+            let mut chars = key.chars();
+            chars.next().is_some_and(|c| c.is_ascii_lowercase())
+                && chars.all(|c| c.is_ascii_alphanumeric())
+        }),
+        Value::Null => true,
+        _ => false,
+    }
+}
+
 /// Appends `entry` in the caller's transaction and returns its id. The caller must run
 /// at READ COMMITTED (the default) and should append last: the chain lock is held until
 /// the transaction ends.
@@ -184,7 +205,7 @@ pub async fn append(conn: &mut PgConnection, entry: &NewEntry) -> Result<i64, sq
              reason, details, incident_id, severity)
          values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
          returning id",
-        entry.kind,
+        entry.kind.as_str(),
         entry.title,
         entry.body,
         entry.actor,
@@ -399,7 +420,7 @@ pub async fn load(
     let entry = record.into_entry(now);
     let mut timeline = Vec::new();
     let mut resolved_at = None;
-    if entry.kind == "incident" {
+    if EntryKind::Incident.is(&entry.kind) {
         timeline = sqlx::query_as!(
             EntryRecord,
             r#"select id, kind, title, body, actor, started_at, finished_at, outcome, reason,
@@ -417,7 +438,7 @@ pub async fn load(
         resolved_at = entry.finished_at.or_else(|| {
             timeline
                 .iter()
-                .filter(|e| e.kind == "incident_resolved")
+                .filter(|e| EntryKind::IncidentResolved.is(&e.kind))
                 .map(|e| e.finished_at.unwrap_or(e.started_at))
                 .max()
         });
@@ -432,9 +453,10 @@ pub async fn load(
 /// Whether `id` is an incident.
 pub async fn is_incident(pg: &PgPool, id: i64) -> Result<bool, sqlx::Error> {
     sqlx::query_scalar!(
-        r#"select exists (select 1 from runbook_history where id = $1 and kind = 'incident')
+        r#"select exists (select 1 from runbook_history where id = $1 and kind = $2)
                as "exists!""#,
-        id
+        id,
+        EntryKind::Incident.as_str()
     )
     .fetch_one(pg)
     .await
@@ -461,6 +483,18 @@ pub async fn actors(pg: &PgPool, limit: i64) -> Result<Vec<String>, sqlx::Error>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn details_keys_follow_one_convention() {
+        use serde_json::json;
+        assert!(camel_case_keys(
+            &json!({"runId": 1, "drillId": 2, "sha256": "x"})
+        ));
+        assert!(camel_case_keys(&json!({})));
+        assert!(!camel_case_keys(&json!({"cron_run_id": 1})));
+        assert!(!camel_case_keys(&json!({"RunId": 1})));
+        assert!(!camel_case_keys(&json!([1, 2])));
+    }
 
     #[test]
     fn form_times_are_read_as_utc_and_dates_cover_the_whole_day() {

@@ -9,6 +9,7 @@ use crate::auth::ssr::actor::Actor;
 use crate::error::AppError;
 use crate::freeze::ssr as freeze;
 use crate::history::ssr::{append, NewEntry};
+use crate::history::EntryKind;
 use crate::history::Outcome;
 use crate::server::{unix_ms, AppState};
 
@@ -21,7 +22,7 @@ pub async fn incident(state: &AppState, id: i64) -> Result<(OffsetDateTime, bool
     let view = crate::history::ssr::load(&state.pg, id, state.clock.now())
         .await
         .map_err(AppError::wrap("Load the incident"))?
-        .filter(|v| v.entry.kind == "incident")
+        .filter(|v| EntryKind::Incident.is(&v.entry.kind))
         .ok_or_else(|| AppError::NotFound {
             what: format!("Incident {id}"),
         })?;
@@ -75,7 +76,7 @@ pub async fn snapshot(
         alerts.warning,
         flagged.len()
     );
-    let entry = NewEntry::new("incident_snapshot", title, actor, Outcome::Info)
+    let entry = NewEntry::new(EntryKind::IncidentSnapshot, title, actor, Outcome::Info)
         .with_incident(Some(id))
         .with_times(now, Some(now))
         .with_details(json!({
@@ -252,9 +253,10 @@ pub async fn mode(state: &AppState, id: i64) -> Result<IncidentMode, AppError> {
             .await
             .map_err(&pg_err)?;
     let snapshots: i64 = sqlx::query_scalar(
-        "select count(*) from runbook_history where incident_id = $1 and kind = 'incident_snapshot'",
+        "select count(*) from runbook_history where incident_id = $1 and kind = $2",
     )
     .bind(id)
+    .bind(EntryKind::IncidentSnapshot.as_str())
     .fetch_one(&state.pg)
     .await
     .map_err(&pg_err)?;
@@ -322,7 +324,7 @@ pub async fn tick(
     } else {
         format!("Checklist item cleared: {label}")
     };
-    let entry = NewEntry::new("note", title, actor, Outcome::Info)
+    let entry = NewEntry::new(EntryKind::Note, title, actor, Outcome::Info)
         .with_incident(Some(id))
         .with_times(now, Some(now))
         .with_details(json!({"checklist": item, "done": done}));
@@ -360,10 +362,15 @@ pub async fn set_owner(
     .execute(&mut *tx)
     .await
     .map_err(&pg_err)?;
-    let entry = NewEntry::new("note", format!("RCA owner: {owner}"), actor, Outcome::Info)
-        .with_incident(Some(id))
-        .with_times(now, Some(now))
-        .with_details(json!({"rcaOwner": owner}));
+    let entry = NewEntry::new(
+        EntryKind::Note,
+        format!("RCA owner: {owner}"),
+        actor,
+        Outcome::Info,
+    )
+    .with_incident(Some(id))
+    .with_times(now, Some(now))
+    .with_details(json!({"rcaOwner": owner}));
     append(&mut tx, &entry).await.map_err(&pg_err)?;
     tx.commit().await.map_err(&pg_err)
 }
@@ -403,7 +410,7 @@ pub async fn set_freeze(
             }
         }
     };
-    let entry = NewEntry::new("freeze", title, actor, Outcome::Info)
+    let entry = NewEntry::new(EntryKind::Freeze, title, actor, Outcome::Info)
         .with_incident(Some(id))
         .with_reason(Some(reason.to_owned()))
         .with_times(now, Some(now))

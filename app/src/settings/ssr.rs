@@ -10,6 +10,7 @@ use crate::auth::ssr::{hash_password, insert_user, Actor};
 use crate::auth::{check_new_password, normalize_email, Role};
 use crate::error::AppError;
 use crate::history::ssr::{append, NewEntry};
+use crate::history::EntryKind;
 use crate::history::Outcome;
 use crate::server::tokens::temporary_password;
 
@@ -43,15 +44,15 @@ pub async fn add_user(
     append(
         &mut tx,
         &NewEntry::new(
-            "user_change",
+            EntryKind::UserChange,
             format!("Added {email} as {role}"),
             actor,
             Outcome::Succeeded,
         )
         .with_reason(reason)
         .with_details(
-            json!({"change": "add", "user_id": id, "email": email, "role": role,
-                              "temporary_password": temporary.is_some()}),
+            json!({"change": "add", "userId": id, "email": email, "role": role,
+                              "temporaryPassword": temporary.is_some()}),
         ),
     )
     .await
@@ -132,13 +133,13 @@ pub async fn set_role(
     append(
         &mut tx,
         &NewEntry::new(
-            "user_change",
+            EntryKind::UserChange,
             format!("Changed {email} from {old_role} to {role}"),
             actor,
             Outcome::Succeeded,
         )
         .with_reason(reason)
-        .with_details(json!({"change": "role", "user_id": user_id, "email": email,
+        .with_details(json!({"change": "role", "userId": user_id, "email": email,
                               "from": old_role, "to": role})),
     )
     .await
@@ -188,7 +189,7 @@ pub async fn set_disabled(
     append(
         &mut tx,
         &NewEntry::new(
-            "user_change",
+            EntryKind::UserChange,
             format!("{verb} {email}"),
             actor,
             Outcome::Succeeded,
@@ -196,7 +197,7 @@ pub async fn set_disabled(
         .with_reason(reason)
         .with_details(
             json!({"change": if disabled { "disable" } else { "enable" },
-                                  "user_id": user_id, "email": email}),
+                                  "userId": user_id, "email": email}),
         ),
     )
     .await

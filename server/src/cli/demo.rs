@@ -14,6 +14,7 @@ use time::{Duration, OffsetDateTime};
 use app::auth::ssr::{self, Actor};
 use app::auth::Role;
 use app::history::ssr::{append, NewEntry};
+use app::history::EntryKind;
 use app::history::Outcome;
 
 use crate::config::Settings;
@@ -235,7 +236,7 @@ async fn seed_history(pg: &sqlx::PgPool, now: OffsetDateTime) -> anyhow::Result<
         severity: &'static str,
         minutes: i64,
         body: &'static str,
-        steps: &'static [(&'static str, i64, &'static str, &'static str)],
+        steps: &'static [(EntryKind, i64, &'static str, &'static str)],
     }
     let incidents = [
         Incident {
@@ -247,25 +248,25 @@ async fn seed_history(pg: &sqlx::PgPool, now: OffsetDateTime) -> anyhow::Result<
                    is falling back to PostgreSQL.",
             steps: &[
                 (
-                    "activation",
+                    EntryKind::Activation,
                     3,
                     "Fallback queue activated: ClickHouse inserts failing",
                     "operator",
                 ),
                 (
-                    "note",
+                    EntryKind::Note,
                     25,
                     "Freed 180 GiB by dropping detached parts; merges resuming",
                     "operator",
                 ),
                 (
-                    "replay",
+                    EntryKind::Replay,
                     128,
                     "Replayed requests_fallback: 412,880 rows, 0 duplicates",
                     "operator",
                 ),
                 (
-                    "note",
+                    EntryKind::Note,
                     140,
                     "Queue empty; row counts match ingest totals",
                     "manager",
@@ -280,13 +281,13 @@ async fn seed_history(pg: &sqlx::PgPool, now: OffsetDateTime) -> anyhow::Result<
             body: "billing-hooks.internal stopped resolving after a resolver change.",
             steps: &[
                 (
-                    "note",
+                    EntryKind::Note,
                     20,
                     "Resolver config rolled back on the edge hosts",
                     "operator",
                 ),
                 (
-                    "redrive",
+                    EntryKind::Redrive,
                     80,
                     "Redrove 1,906 dead letters (exhausted) to billing",
                     "operator",
@@ -302,13 +303,13 @@ async fn seed_history(pg: &sqlx::PgPool, now: OffsetDateTime) -> anyhow::Result<
                 "No cron_job_runs for replay-fallback since 02:10; the scheduler pod was evicted.",
             steps: &[
                 (
-                    "note",
+                    EntryKind::Note,
                     40,
                     "Scheduler rescheduled; runs resumed at 07:20",
                     "operator",
                 ),
                 (
-                    "replay",
+                    EntryKind::Replay,
                     300,
                     "Replayed 18,204 queued rows after the gap",
                     "operator",
@@ -322,7 +323,7 @@ async fn seed_history(pg: &sqlx::PgPool, now: OffsetDateTime) -> anyhow::Result<
             minutes: 70,
             body: "backup_stale alert: pg_dump job failed on a full backup volume.",
             steps: &[(
-                "note",
+                EntryKind::Note,
                 50,
                 "Old backups pruned; manual backup taken and verified",
                 "admin",
@@ -332,11 +333,16 @@ async fn seed_history(pg: &sqlx::PgPool, now: OffsetDateTime) -> anyhow::Result<
     for incident in &incidents {
         let at = (now - Duration::days(incident.days_ago)).replace_time(time::macros::time!(06:40));
         entries.push(
-            NewEntry::new("incident", incident.title, &operator, Outcome::Info)
-                .with_times(at, None)
-                .with_severity(Some(incident.severity.to_owned()))
-                .with_body(incident.body)
-                .with_details(demo(json!({}))),
+            NewEntry::new(
+                EntryKind::Incident,
+                incident.title,
+                &operator,
+                Outcome::Info,
+            )
+            .with_times(at, None)
+            .with_severity(Some(incident.severity.to_owned()))
+            .with_body(incident.body)
+            .with_details(demo(json!({}))),
         );
         // Linked entries are filled in after the incident gets its id (below).
         for (kind, minutes, title, who) in incident.steps {
@@ -345,32 +351,37 @@ async fn seed_history(pg: &sqlx::PgPool, now: OffsetDateTime) -> anyhow::Result<
                 "admin" => &admin,
                 _ => &operator,
             };
-            let outcome = if *kind == "note" {
+            let outcome = if *kind == EntryKind::Note {
                 Outcome::Info
             } else {
                 Outcome::Succeeded
             };
             let step_at = at + Duration::minutes(*minutes);
             entries.push(
-                NewEntry::new(kind, *title, actor, outcome)
+                NewEntry::new(*kind, *title, actor, outcome)
                     .with_times(
                         step_at,
-                        Some(step_at + Duration::seconds(if *kind == "note" { 0 } else { 95 })),
+                        Some(
+                            step_at
+                                + Duration::seconds(if *kind == EntryKind::Note { 0 } else { 95 }),
+                        ),
                     )
-                    .with_reason((*kind != "note").then(|| format!("incident: {}", incident.title)))
-                    .with_details(demo(json!({"incident_title": incident.title}))),
+                    .with_reason(
+                        (*kind != EntryKind::Note).then(|| format!("incident: {}", incident.title)),
+                    )
+                    .with_details(demo(json!({"incidentTitle": incident.title}))),
             );
         }
         let end = at + Duration::minutes(incident.minutes);
         entries.push(
             NewEntry::new(
-                "incident_resolved",
+                EntryKind::IncidentResolved,
                 format!("Resolved: {}", incident.title),
                 &operator,
                 Outcome::Succeeded,
             )
             .with_times(end, Some(end))
-            .with_details(demo(json!({"incident_title": incident.title}))),
+            .with_details(demo(json!({"incidentTitle": incident.title}))),
         );
     }
 
@@ -379,7 +390,7 @@ async fn seed_history(pg: &sqlx::PgPool, now: OffsetDateTime) -> anyhow::Result<
         let at = (now - Duration::days(days_ago)).replace_time(time::macros::time!(04:00));
         entries.push(
             NewEntry::new(
-                "expiry",
+                EntryKind::Expiry,
                 "Expired 2,310 fallback rows older than 7 days",
                 &scheduler,
                 Outcome::Partial,
@@ -395,20 +406,20 @@ async fn seed_history(pg: &sqlx::PgPool, now: OffsetDateTime) -> anyhow::Result<
         let at = (now - Duration::days(days_ago)).replace_time(time::macros::time!(10:15));
         entries.push(
             NewEntry::new(
-                "secret_rotation",
+                EntryKind::SecretRotation,
                 "Rotated the cron secret",
                 &admin,
                 Outcome::Succeeded,
             )
             .with_reason(Some("quarterly rotation".into()))
             .with_times(at, Some(at))
-            .with_details(demo(json!({"grace_hours": 24}))),
+            .with_details(demo(json!({"graceHours": 24}))),
         );
     }
     for days_ago in (3..120).step_by(14) {
         let at = (now - Duration::days(days_ago)).replace_time(time::macros::time!(17:30));
         entries.push(
-            NewEntry::new("note", "On-call handover", &manager, Outcome::Info)
+            NewEntry::new(EntryKind::Note, "On-call handover", &manager, Outcome::Info)
                 .with_body(
                     "Queues empty, drills green, no open alerts. Next rotation: see the calendar.",
                 )
@@ -422,11 +433,11 @@ async fn seed_history(pg: &sqlx::PgPool, now: OffsetDateTime) -> anyhow::Result<
     // Link incident steps to the incident's id as it is written.
     let mut incident_ids = std::collections::HashMap::new();
     for entry in &mut entries {
-        if let Some(title) = entry.details.get("incident_title").and_then(|t| t.as_str()) {
+        if let Some(title) = entry.details.get("incidentTitle").and_then(|t| t.as_str()) {
             entry.incident_id = incident_ids.get(title).copied();
         }
         let id = append(&mut tx, entry).await?;
-        if entry.kind == "incident" {
+        if entry.kind == EntryKind::Incident {
             incident_ids.insert(entry.title.clone(), id);
         }
     }

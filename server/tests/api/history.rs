@@ -16,7 +16,12 @@ pub(crate) async fn verify(app: &TestApp) -> Result<app::history::ChainReport, s
 }
 
 pub(crate) fn note(title: &str) -> NewEntry {
-    NewEntry::new("note", title, &Actor::system("test"), Outcome::Info)
+    NewEntry::new(
+        app::history::EntryKind::Note,
+        title,
+        &Actor::system("test"),
+        Outcome::Info,
+    )
 }
 
 pub(crate) async fn append_one(app: &TestApp, entry: NewEntry) -> i64 {
@@ -206,7 +211,13 @@ async fn filters_narrow_by_kind_actor_outcome_time_and_text() {
     };
     let now = OffsetDateTime::now_utc();
     let drill = |title: &str, outcome, days: i64| {
-        NewEntry::new("drill", title, &Actor::system("scheduler"), outcome).with_times(
+        NewEntry::new(
+            app::history::EntryKind::Drill,
+            title,
+            &Actor::system("scheduler"),
+            outcome,
+        )
+        .with_times(
             now - Duration::days(days),
             Some(now - Duration::days(days) + Duration::minutes(9)),
         )
@@ -215,8 +226,13 @@ async fn filters_narrow_by_kind_actor_outcome_time_and_text() {
         drill("Weekly restore drill", Outcome::Succeeded, 20),
         drill("Weekly restore drill", Outcome::Failed, 13),
         drill("Weekly restore drill", Outcome::Succeeded, 6),
-        NewEntry::new("note", "Disk on ch-2 replaced", &operator, Outcome::Info)
-            .with_body("The disk was full"),
+        NewEntry::new(
+            app::history::EntryKind::Note,
+            "Disk on ch-2 replaced",
+            &operator,
+            Outcome::Info,
+        )
+        .with_body("The disk was full"),
     ] {
         append_one(&app, entry).await;
     }
@@ -409,7 +425,7 @@ async fn the_export_holds_the_filtered_entries_as_csv_and_markdown() {
     append_one(
         &app,
         NewEntry::new(
-            "drill",
+            app::history::EntryKind::Drill,
             "Weekly restore drill",
             &Actor::system("s"),
             Outcome::Succeeded,

@@ -71,7 +71,7 @@ async fn record(app: &TestApp, run_id: i64) -> (String, String, String, String, 
 async fn cancel_entries(app: &TestApp, run_id: i64) -> Vec<(String, String, String)> {
     sqlx::query_as(
         "select kind, title, actor from runbook_history
-          where (details ->> 'cron_run_id')::bigint = $1 and (details ->> 'cancel')::boolean",
+          where (details ->> 'runId')::bigint = $1 and (details ->> 'cancel')::boolean",
     )
     .bind(run_id)
     .fetch_all(&app.pg)

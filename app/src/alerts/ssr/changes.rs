@@ -19,6 +19,7 @@ use crate::auth::ssr::Actor;
 use crate::error::AppError;
 use crate::format::format_utc;
 use crate::history::ssr::{append, NewEntry};
+use crate::history::EntryKind;
 use crate::history::Outcome;
 use crate::server::unix_ms;
 
@@ -314,7 +315,7 @@ pub async fn change(
         many => format!("{verb} {} alerts", many.len()),
     };
     let entry = NewEntry::new(
-        "alert",
+        EntryKind::Alert,
         title,
         actor,
         if matches!(op, Op::Resolve) {
@@ -397,7 +398,7 @@ pub async fn add_note(
         .await
         .map_err(&internal)?;
     let entry = NewEntry::new(
-        "alert",
+        EntryKind::Alert,
         format!("Note on alert #{id}: {}", row.title),
         actor,
         Outcome::Info,

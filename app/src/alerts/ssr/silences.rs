@@ -14,6 +14,7 @@ use crate::auth::ssr::Actor;
 use crate::error::AppError;
 use crate::format::format_utc;
 use crate::history::ssr::{append, NewEntry};
+use crate::history::EntryKind;
 use crate::history::Outcome;
 use crate::server::unix_ms;
 
@@ -111,7 +112,7 @@ pub async fn create(
     .map_err(&internal)?;
     match_silences(&mut tx, now).await.map_err(&internal)?;
     let entry = NewEntry::new(
-        "silence",
+        EntryKind::Silence,
         format!(
             "Silenced {}{} until {}",
             silence.kind,
@@ -127,8 +128,8 @@ pub async fn create(
     .with_times(now, Some(now))
     .with_reason(Some(silence.reason.clone()))
     .with_details(
-        json!({"silence_id": id, "kind": silence.kind, "key_pattern": pattern,
-        "ends_at": unix_ms(ends_at)}),
+        json!({"silenceId": id, "kind": silence.kind, "keyPattern": pattern,
+        "endsAt": unix_ms(ends_at)}),
     );
     append(&mut tx, &entry).await.map_err(&internal)?;
     tx.commit().await.map_err(&internal)?;
@@ -178,7 +179,7 @@ pub async fn end(
     .await
     .map_err(&internal)?;
     let entry = NewEntry::new(
-        "silence",
+        EntryKind::Silence,
         format!(
             "Ended silence #{id} of {kind}{}",
             pattern
@@ -191,7 +192,7 @@ pub async fn end(
     )
     .with_times(now, Some(now))
     .with_reason(Some(reason.to_owned()))
-    .with_details(json!({"silence_id": id, "kind": kind, "ended": true}));
+    .with_details(json!({"silenceId": id, "kind": kind, "ended": true}));
     append(&mut tx, &entry).await.map_err(&internal)?;
     tx.commit().await.map_err(&internal)?;
     Ok(())

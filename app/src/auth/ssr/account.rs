@@ -12,6 +12,7 @@ use super::sign_in::{check_password, reserve_attempt};
 use super::Actor;
 use crate::error::AppError;
 use crate::history::ssr::{append, NewEntry};
+use crate::history::EntryKind;
 use crate::history::Outcome;
 use crate::server::AppState;
 
@@ -68,12 +69,12 @@ pub async fn change_password(
     append(
         &mut tx,
         &NewEntry::new(
-            "user_change",
+            EntryKind::UserChange,
             format!("{} changed their password", actor.name),
             actor,
             Outcome::Succeeded,
         )
-        .with_details(json!({"change": "password", "user_id": user_id})),
+        .with_details(json!({"change": "password", "userId": user_id})),
     )
     .await
     .map_err(AppError::wrap("Failed to record the password change"))?;

@@ -11,6 +11,7 @@ use super::users::{count_users, insert_user};
 use super::Actor;
 use crate::error::AppError;
 use crate::history::ssr::{append, NewEntry};
+use crate::history::EntryKind;
 use crate::history::Outcome;
 use crate::server::tokens::{digest as token_digest, digests_match, random_token};
 
@@ -159,12 +160,12 @@ pub async fn create_first_admin(
     append(
         &mut tx,
         &NewEntry::new(
-            "user_change",
+            EntryKind::UserChange,
             format!("Created the first admin, {email}, from the setup link"),
             &actor,
             Outcome::Succeeded,
         )
-        .with_details(json!({"change": "first_admin", "user_id": id, "email": email})),
+        .with_details(json!({"change": "first_admin", "userId": id, "email": email})),
     )
     .await
     .map_err(AppError::wrap("Failed to record the first admin"))?;

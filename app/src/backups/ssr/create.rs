@@ -25,6 +25,7 @@ use crate::error::AppError;
 use crate::format::{format_bytes, format_duration, group_digits};
 use crate::freeze::ssr as freeze;
 use crate::history::ssr::{append, NewEntry};
+use crate::history::EntryKind;
 use crate::history::Outcome;
 use crate::jobs::ssr::{Job, JobContext, JobFuture, Report, Tracker};
 use crate::jobs::RunStatus;
@@ -225,7 +226,7 @@ pub async fn take(
                 format_bytes(manifest.total_bytes()),
                 format_duration(manifest.duration_ms)
             );
-            let entry = NewEntry::new("backup", title, started.actor, Outcome::Succeeded)
+            let entry = NewEntry::new(EntryKind::Backup, title, started.actor, Outcome::Succeeded)
                 .with_reason(started.reason.map(str::to_owned))
                 .with_times(started.at, Some(now))
                 .with_details(json!({
@@ -255,7 +256,7 @@ pub async fn take(
                 .await
                 .map_err(AppError::wrap("Record a backup"))?;
             let title = format!("{} backup {} failed", store.label(), row.backup.id);
-            let entry = NewEntry::new("backup", &title, started.actor, Outcome::Failed)
+            let entry = NewEntry::new(EntryKind::Backup, &title, started.actor, Outcome::Failed)
                 .with_reason(started.reason.map(str::to_owned))
                 .with_times(started.at, Some(now))
                 .with_body(error.clone())
@@ -548,7 +549,7 @@ pub async fn retain(
             continue;
         }
         let entry = NewEntry::new(
-            "backup",
+            EntryKind::Backup,
             format!("Retention deleted {} backup {id}", store.label()),
             actor,
             Outcome::Succeeded,

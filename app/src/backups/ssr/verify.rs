@@ -17,6 +17,7 @@ use crate::alerts::Severity;
 use crate::auth::ssr::actor::Actor;
 use crate::error::AppError;
 use crate::history::ssr::{append, NewEntry};
+use crate::history::EntryKind;
 use crate::history::Outcome;
 use crate::jobs::ssr::{CheckFuture, Job, JobContext, JobFuture, Report, ON_DEMAND};
 use crate::jobs::RunStatus;
@@ -146,7 +147,7 @@ pub async fn verify(state: &AppState, id: i64, actor: &Actor) -> Result<Verifica
     } else {
         Outcome::Failed
     };
-    let entry = NewEntry::new("backup", &title, actor, outcome)
+    let entry = NewEntry::new(EntryKind::Backup, &title, actor, outcome)
         .with_times(started, Some(now))
         .with_body(result.as_ref().err().cloned().unwrap_or_default())
         .with_details(

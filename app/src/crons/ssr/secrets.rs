@@ -16,6 +16,7 @@ use crate::auth::ssr::Actor;
 use crate::error::AppError;
 use crate::format::format_utc;
 use crate::history::ssr::{append, NewEntry};
+use crate::history::EntryKind;
 use crate::history::Outcome;
 use crate::jobs::ssr::Caller;
 use crate::server::tokens::{digest as token_digest, digests_match, random_token};
@@ -175,13 +176,13 @@ pub async fn rotate(
             "Give it to every scheduler calling /cron/*.".to_owned(),
         ),
     };
-    let entry = NewEntry::new("secret_rotation", title, actor, Outcome::Succeeded)
+    let entry = NewEntry::new(EntryKind::SecretRotation, title, actor, Outcome::Succeeded)
         .with_body(body)
         .with_reason(reason)
         .with_details(json!({
-            "secret": "cron", "new_id": id, "previous_id": previous, "grace_hours": grace_hours,
-            "previous_expires_at": previous.map(|_| unix_ms(expires)),
-            "grace_ended_for": cut_short, "source": source,
+            "secret": "cron", "newId": id, "previousId": previous, "graceHours": grace_hours,
+            "previousExpiresAt": previous.map(|_| unix_ms(expires)),
+            "graceEndedFor": cut_short, "source": source,
         }));
     append(&mut tx, &entry).await.map_err(internal)?;
     tx.commit().await.map_err(internal)?;
@@ -218,13 +219,13 @@ pub async fn end_grace(
         });
     }
     let entry = NewEntry::new(
-        "secret_rotation",
+        EntryKind::SecretRotation,
         format!("Ended the grace window of cron secret #{id}: it no longer works"),
         actor,
         Outcome::Succeeded,
     )
     .with_reason(reason)
-    .with_details(json!({"secret": "cron", "ended_id": id}));
+    .with_details(json!({"secret": "cron", "endedId": id}));
     append(&mut tx, &entry).await.map_err(internal)?;
     tx.commit().await.map_err(internal)
 }

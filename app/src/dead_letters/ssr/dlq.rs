@@ -23,6 +23,7 @@ use super::filter::DlqFilter;
 use crate::auth::ssr::Actor;
 use crate::error::AppError;
 use crate::history::ssr::{append, NewEntry};
+use crate::history::EntryKind;
 use crate::history::Outcome;
 use crate::jobs::ssr::{Job, JobContext, JobFuture, Report};
 use crate::jobs::RunStatus;
@@ -333,7 +334,7 @@ pub async fn purge(
         });
     }
     let entry = NewEntry::new(
-        "dlq_purge",
+        EntryKind::DlqPurge,
         format!("Purged {deleted} dead letters ({})", filter.label()),
         actor,
         Outcome::Succeeded,
@@ -579,7 +580,7 @@ pub async fn expire(
     };
     if dead_letters > 0 {
         let entry = NewEntry::new(
-            "dlq_purge",
+            EntryKind::DlqPurge,
             format!(
                 "Retention purged {dead_letters} dead letters older than {} days",
                 (now - cutoff).whole_days()

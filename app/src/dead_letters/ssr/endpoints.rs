@@ -10,6 +10,7 @@ use super::WebhookSettings;
 use crate::auth::ssr::Actor;
 use crate::error::AppError;
 use crate::history::ssr::{append, NewEntry};
+use crate::history::EntryKind;
 use crate::history::Outcome;
 use crate::server::sealed::KeyRing;
 use crate::server::unix_ms as ms;
@@ -116,7 +117,7 @@ pub async fn create(
     .await
     .map_err(AppError::wrap("Create a webhook"))?;
     let entry = NewEntry::new(
-        "webhook",
+        EntryKind::Webhook,
         format!("Webhook {id} created for {}", masked_url(&new.url)),
         actor,
         Outcome::Succeeded,
@@ -168,7 +169,7 @@ pub async fn set_enabled(
     };
     let verb = if enabled { "enabled" } else { "disabled" };
     let entry = NewEntry::new(
-        "webhook",
+        EntryKind::Webhook,
         format!("Webhook {id} {verb} ({})", masked_url(&url)),
         actor,
         Outcome::Info,
@@ -223,7 +224,7 @@ pub async fn delete(
     .map_err(AppError::wrap("Dead-letter a deleted webhook's deliveries"))?
     .rows_affected() as i64;
     let entry = NewEntry::new(
-        "webhook",
+        EntryKind::Webhook,
         format!(
             "Webhook {id} deleted ({}); {dead} pending deliveries dead-lettered",
             masked_url(&url)
@@ -374,7 +375,7 @@ pub async fn reseal(pg: &PgPool, keys: &KeyRing, actor: &Actor) -> Result<u64, A
     }
     if resealed > 0 {
         let entry = NewEntry::new(
-            "webhook",
+            EntryKind::Webhook,
             format!("{resealed} webhook signing secrets sealed under key `{current}`"),
             actor,
             Outcome::Succeeded,

@@ -26,6 +26,7 @@ use super::filter::DlqFilter;
 use crate::auth::ssr::Actor;
 use crate::error::AppError;
 use crate::history::ssr::{append, NewEntry};
+use crate::history::EntryKind;
 use crate::history::Outcome;
 use crate::jobs::ssr::{
     Caller, CheckFuture, Firing, Job, JobContext, JobFuture, OnProgress, Report, RunOptions,
@@ -373,7 +374,7 @@ async fn finish(
         _ => Outcome::Failed,
     };
     let entry = NewEntry::new(
-        "redrive",
+        EntryKind::Redrive,
         format!(
             "Redrive {id} {status}: {done} of {total} dead letters sent again ({})",
             filter["label"].as_str().unwrap_or_default()
@@ -488,7 +489,7 @@ pub async fn recover(
     .await
     .map_err(wrap())?;
     let entry = NewEntry::new(
-        "webhook",
+        EntryKind::Webhook,
         format!(
             "Webhook {webhook_id} re-enabled ({}); dead letters since {} redriven",
             super::endpoints::masked_url(&row.get::<String, _>("url")),

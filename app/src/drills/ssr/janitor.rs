@@ -17,6 +17,7 @@ use super::super::StoreKind;
 use super::records;
 use crate::error::AppError;
 use crate::history::ssr::{append, NewEntry};
+use crate::history::EntryKind;
 use crate::history::Outcome;
 use crate::jobs::ssr::{Job, JobContext, JobFuture, Report, ABANDONED_AFTER};
 use crate::jobs::RunStatus;
@@ -145,7 +146,7 @@ pub async fn sweep(
         .await
         .map_err(&pg_err)?;
         let entry = NewEntry::new(
-            "drill",
+            EntryKind::Drill,
             format!("Restore drill {id} abandoned: its process stopped"),
             actor,
             Outcome::Failed,

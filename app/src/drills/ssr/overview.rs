@@ -12,6 +12,7 @@ use crate::auth::ssr::actor::Actor;
 use crate::backups::ssr::{catalogue, objectives};
 use crate::error::AppError;
 use crate::history::ssr::{append, NewEntry};
+use crate::history::EntryKind;
 use crate::history::Outcome;
 use crate::server::{unix_ms, AppState};
 
@@ -156,7 +157,7 @@ pub async fn log_tabletop(
     .await
     .map_err(&pg_err)?;
     let entry = NewEntry::new(
-        "drill",
+        EntryKind::Drill,
         format!("Tabletop exercise: {scenario}"),
         actor,
         Outcome::Info,
@@ -217,7 +218,7 @@ pub async fn set_objectives(
     .await
     .map_err(&pg_err)?;
     let entry = NewEntry::new(
-        "objectives",
+        EntryKind::Objectives,
         format!(
             "{} objectives set: RPO {rpo_hours} h, RTO {rto_minutes} min",
             store.label()

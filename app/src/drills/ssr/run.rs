@@ -33,6 +33,7 @@ use crate::backups::RestoreStatus;
 use crate::error::AppError;
 use crate::format::format_duration;
 use crate::history::ssr::{append, NewEntry};
+use crate::history::EntryKind;
 use crate::history::Outcome;
 use crate::jobs::ssr::{Job, JobContext, JobFuture, Report};
 use crate::jobs::RunStatus;
@@ -489,7 +490,7 @@ async fn finish(
         DrillStatus::Cancelled => Outcome::Partial,
         _ => Outcome::Failed,
     };
-    let entry = NewEntry::new("drill", title, &ctx.actor, outcome)
+    let entry = NewEntry::new(EntryKind::Drill, title, &ctx.actor, outcome)
         .with_reason(ctx.reason.clone())
         .with_times(started, Some(now))
         .with_body(error.clone().unwrap_or_default())

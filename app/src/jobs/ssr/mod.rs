@@ -31,6 +31,7 @@ pub use records::{Caller, Firing, ABANDONED_AFTER, HEARTBEAT_EVERY};
 use super::{RunStatus, Trigger};
 use crate::auth::ssr::actor::Actor;
 use crate::error::AppError;
+use crate::history::EntryKind;
 use crate::jobs::schedule::Schedule;
 use crate::server::AppState;
 
@@ -306,12 +307,12 @@ pub async fn cancel(state: &AppState, run_id: i64, actor: &Actor) -> Result<(), 
         actor.authorize(found.permission)?;
     }
     let entry = NewEntry::new(
-        "cron",
+        EntryKind::Cron,
         format!("Cancel requested for {job} run #{run_id}"),
         actor,
         crate::history::Outcome::Info,
     )
-    .with_details(serde_json::json!({"cron_run_id": run_id, "job": job, "cancel": true}));
+    .with_details(serde_json::json!({"runId": run_id, "job": job, "cancel": true}));
     append(&mut tx, &entry).await.map_err(&failed)?;
     tx.commit().await.map_err(&failed)
 }

@@ -15,6 +15,7 @@ use super::{Finished, Job, Report};
 use crate::auth::ssr::actor::Actor;
 use crate::error::AppError;
 use crate::history::ssr::{append, NewEntry};
+use crate::history::EntryKind;
 use crate::jobs::{CronRun, RunStatus, Trigger};
 use crate::server::{unix_ms, AppState};
 
@@ -181,7 +182,7 @@ pub(super) async fn finish(
             status => format!("Ran {} by hand: {status}, {} rows", job.name, finished.rows),
         };
         let entry = NewEntry::new(
-            "cron",
+            EntryKind::Cron,
             title,
             &firing.actor,
             finished.status.history_outcome(),
@@ -192,7 +193,7 @@ pub(super) async fn finish(
         )
         .with_reason(firing.reason.clone())
         .with_details(json!({
-            "job": job.name, "cron_run_id": run_id, "trigger": firing.trigger.as_str(),
+            "job": job.name, "runId": run_id, "trigger": firing.trigger.as_str(),
             "rows": finished.rows, "error": finished.error, "details": finished.details,
         }));
         finished.history_id = Some(append(&mut tx, &entry).await.map_err(&internal)?);

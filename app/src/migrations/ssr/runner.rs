@@ -26,6 +26,7 @@ use super::lock_class;
 use super::store::ROWS;
 use crate::error::AppError;
 use crate::history::ssr::{append, NewEntry};
+use crate::history::EntryKind;
 use crate::history::Outcome;
 use crate::jobs::ssr::background::BackgroundMigration;
 use crate::jobs::ssr::{Job, JobContext, JobFuture, Report};
@@ -260,7 +261,7 @@ async fn work(
                 ),
             )
         };
-        let entry = NewEntry::new("background_migration", title, &ctx.actor, Outcome::Info)
+        let entry = NewEntry::new(EntryKind::BackgroundMigration, title, &ctx.actor, Outcome::Info)
             .with_body(body)
             .with_times(now, None)
             .with_details(json!({"migration": migration.name, "total": total, "cursor": worked.cursor, "runId": ctx.run_id}));
@@ -358,7 +359,7 @@ async fn chunks(
         .map_err(store)?;
         if chunk.done {
             let entry = NewEntry::new(
-                "background_migration",
+                EntryKind::BackgroundMigration,
                 format!(
                     "Background migration {} finished: {} rows",
                     migration.name,
@@ -411,7 +412,7 @@ async fn fail(
     .await
     .map_err(wrap())?;
     let entry = NewEntry::new(
-        "background_migration",
+        EntryKind::BackgroundMigration,
         format!("Background migration {} failed", migration.name),
         &ctx.actor,
         Outcome::Failed,

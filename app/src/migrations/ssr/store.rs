@@ -9,6 +9,7 @@ use time::OffsetDateTime;
 use crate::auth::ssr::actor::Actor;
 use crate::error::AppError;
 use crate::history::ssr::{append, NewEntry};
+use crate::history::EntryKind;
 use crate::history::Outcome;
 use crate::migrations::{BackgroundMigrationRow, MigrationAction, MigrationStatus};
 use crate::server::{unix_ms, AppState};
@@ -203,7 +204,7 @@ pub async fn change(
     .await
     .map_err(wrap())?;
     let entry = NewEntry::new(
-        "background_migration",
+        EntryKind::BackgroundMigration,
         format!(
             "Background migration {name}: {} ({} → {})",
             action.label().to_lowercase(),

@@ -21,6 +21,7 @@ use crate::backups::ssr::catalogue::{self, Started};
 use crate::backups::StoreKind;
 use crate::error::AppError;
 use crate::history::ssr::{append, NewEntry};
+use crate::history::EntryKind;
 use crate::history::Outcome;
 use crate::server::AppState;
 
@@ -206,7 +207,7 @@ async fn apply_locked(
                 .unwrap_or_else(|| "nothing".into())
         ),
     };
-    let entry = NewEntry::new("upgrade", title, actor, Outcome::Succeeded)
+    let entry = NewEntry::new(EntryKind::Upgrade, title, actor, Outcome::Succeeded)
         .with_reason(skipped.clone())
         .with_times(started, Some(finished))
         .with_details(json!({
@@ -383,7 +384,7 @@ pub async fn roll_back_to(
     .map_err(wrap())?;
     let entry =
         NewEntry::new(
-            "upgrade",
+            EntryKind::Upgrade,
             format!(
             "Upgrade rolled back to pre-upgrade backup {backup_id}: schema {schema_version}, {}",
             if verified { "verified" } else { "verification failed" }

@@ -19,6 +19,7 @@ use crate::auth::ssr::Actor;
 use crate::error::AppError;
 use crate::format::{format_utc, group_digits};
 use crate::history::ssr::{append, NewEntry};
+use crate::history::EntryKind;
 use crate::history::Outcome;
 use crate::jobs::ssr::{Job, JobContext, JobFuture, Report};
 use crate::jobs::{RunStatus, Trigger};
@@ -161,7 +162,7 @@ pub async fn expire(
                 last.map(|t| format_utc(unix_ms(t))).unwrap_or_default()
             );
             let entry = NewEntry::new(
-                "expiry",
+                EntryKind::Expiry,
                 format!(
                     "Expired {rows} rows of the {} queue (queued {range}), older than {hours} h",
                     queue.as_str()
@@ -175,8 +176,8 @@ pub async fn expire(
             .with_reason(reason.clone())
             .with_details(json!({
                 "queue": queue.as_str(), "rows": rows, "trigger": trigger.as_str(),
-                "first_queued_at": first.map(unix_ms), "last_queued_at": last.map(unix_ms),
-                "ttl_hours": hours, "cutoff": unix_ms(cutoff),
+                "firstQueuedAt": first.map(unix_ms), "lastQueuedAt": last.map(unix_ms),
+                "ttlHours": hours, "cutoff": unix_ms(cutoff),
             }));
             // The loss is an alert too, in the same transaction: it stays open until a
             // person resolves it with a note.
@@ -190,7 +191,7 @@ pub async fn expire(
                 ),
             )
             .counted(rows as f64, "rows")
-            .with_details(json!({"queued": range, "ttl_hours": hours}));
+            .with_details(json!({"queued": range, "ttlHours": hours}));
             raise_event(&mut tx, &DATA_EXPIRED, &signal, now)
                 .await
                 .map_err(&internal)?;

@@ -22,6 +22,7 @@ use super::rows::Scope;
 use crate::auth::ssr::Actor;
 use crate::error::AppError;
 use crate::history::ssr::{append, NewEntry};
+use crate::history::EntryKind;
 use crate::history::Outcome;
 use crate::server::tokens::{digest as token_digest, digests_match, random_token};
 use crate::server::unix_ms as ms;
@@ -218,14 +219,14 @@ pub async fn create(
     .await
     .map_err(internal)?;
     let entry = NewEntry::new(
-        "ingest_key",
+        EntryKind::IngestKey,
         format!("Created ingest key #{id} \u{201c}{name}\u{201d} for {organization}"),
         actor,
         Outcome::Succeeded,
     )
     .with_details(
-        serde_json::json!({"key_id": id, "prefix": &secret[..PREFIX_LEN],
-                                     "organization_id": organization}),
+        serde_json::json!({"keyId": id, "prefix": &secret[..PREFIX_LEN],
+                                     "organizationId": organization}),
     );
     append(&mut tx, &entry).await.map_err(internal)?;
     tx.commit().await.map_err(internal)?;
@@ -256,13 +257,13 @@ pub async fn revoke(
         what: format!("An active ingest key #{id}"),
     })?;
     let entry = NewEntry::new(
-        "ingest_key",
+        EntryKind::IngestKey,
         format!("Revoked ingest key #{id} \u{201c}{}\u{201d}", row.name),
         actor,
         Outcome::Succeeded,
     )
     .with_reason(reason)
-    .with_details(serde_json::json!({"key_id": id, "prefix": row.prefix}));
+    .with_details(serde_json::json!({"keyId": id, "prefix": row.prefix}));
     append(&mut tx, &entry).await.map_err(internal)?;
     tx.commit().await.map_err(internal)?;
     cache.evict(id);

@@ -35,6 +35,7 @@ use super::super::{Queue, ReplayRun};
 use super::stats::{queue_depths, sample_depths};
 use crate::error::AppError;
 use crate::history::ssr::{append, NewEntry};
+use crate::history::EntryKind;
 use crate::jobs::ssr::{records, Job, JobContext, JobFuture, Report, Tracker};
 use crate::jobs::{RunStatus, Trigger};
 use crate::server::{unix_ms, AppState};
@@ -209,17 +210,22 @@ async fn replay(ctx: &JobContext) -> Result<ReplayReport, AppError> {
             RunStatus::Cancelled => format!("Replay cancelled: {done} rows replayed, {left} left"),
             _ => format!("Replay failed after {done} rows; {left} left"),
         };
-        let entry = NewEntry::new("replay", title, &ctx.actor, report.status.history_outcome())
-            .with_times(ctx.now, Some(state.clock.now()))
-            .with_reason(ctx.reason.clone())
-            .with_details(json!({
-                "run_id": ctx.run_id, "trigger": ctx.trigger.as_str(),
-                "rows_at_start": rows_at_start, "rows_done": done,
-                "rows_inserted": report.rows_inserted,
-                "rows_already_present": report.rows_already_present,
-                "rows_left": left, "batch": options.batch, "error": report.error,
-                "duration_ms": drained.elapsed.as_millis() as i64,
-            }));
+        let entry = NewEntry::new(
+            EntryKind::Replay,
+            title,
+            &ctx.actor,
+            report.status.history_outcome(),
+        )
+        .with_times(ctx.now, Some(state.clock.now()))
+        .with_reason(ctx.reason.clone())
+        .with_details(json!({
+            "runId": ctx.run_id, "trigger": ctx.trigger.as_str(),
+            "rowsAtStart": rows_at_start, "rowsDone": done,
+            "rowsInserted": report.rows_inserted,
+            "rowsAlreadyPresent": report.rows_already_present,
+            "rowsLeft": left, "batch": options.batch, "error": report.error,
+            "durationMs": drained.elapsed.as_millis() as i64,
+        }));
         let mut tx = state.pg.begin().await.map_err(&internal)?;
         report.history_id = Some(append(&mut tx, &entry).await.map_err(&internal)?);
         tx.commit().await.map_err(&internal)?;

@@ -45,8 +45,8 @@ async fn expiry_deletes_only_rows_older_than_the_ttl_and_records_how_many_and_wh
     );
     assert_eq!(details["rows"], 3);
     assert_eq!(details["queue"], "requests");
-    let first = details["first_queued_at"].as_i64().unwrap();
-    let last = details["last_queued_at"].as_i64().unwrap();
+    let first = details["firstQueuedAt"].as_i64().unwrap();
+    let last = details["lastQueuedAt"].as_i64().unwrap();
     assert_eq!(
         last,
         app::server::unix_ms(cutoff - time::Duration::seconds(1))

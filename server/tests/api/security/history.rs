@@ -72,7 +72,7 @@ async fn exports_cancels_and_verifications_each_leave_a_history_entry() {
     assert_eq!(status, 200, "{body}");
     let cancels: i64 = sqlx::query_scalar(
         "select count(*) from runbook_history
-         where kind = 'cron' and title = $1 and actor like 'operator-%' and (details ->> 'cron_run_id')::bigint = $2",
+         where kind = 'cron' and title = $1 and actor like 'operator-%' and (details ->> 'runId')::bigint = $2",
     )
     .bind(format!("Cancel requested for replay-fallback run #{run}"))
     .bind(run)
@@ -171,9 +171,9 @@ async fn chain_verification_is_for_managers_and_admins_one_at_a_time_and_its_las
     let (status, page) = operator.call("history/search", search).await;
     assert_eq!(status, 200, "{page}");
     let last = &page["last_verification"];
-    assert_eq!(last["verified_by"], "lead@example.com", "{page}");
+    assert_eq!(last["verifiedBy"], "lead@example.com", "{page}");
     assert_eq!(last["entries"], body["entries"]);
-    assert!(last["verified_at"].as_i64().unwrap() > 0);
+    assert!(last["verifiedAt"].as_i64().unwrap() > 0);
 }
 
 #[tokio::test]

@@ -2,6 +2,7 @@
 //! them back.
 
 use super::*;
+use crate::history::EntryKind;
 
 /// In place: under a freeze of the store, with the live tables kept aside.
 pub(super) async fn run(
@@ -150,7 +151,7 @@ pub async fn roll_back(
         .await
         .map_err(&pg_err)?;
     let entry = NewEntry::new(
-        "restore",
+        EntryKind::Restore,
         format!("Rolled back restore {id}: {} is back to its pre-restore tables", restore.target),
         actor,
         Outcome::Succeeded,

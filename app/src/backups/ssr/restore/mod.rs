@@ -31,6 +31,7 @@ use crate::auth::ssr::actor::Actor;
 use crate::error::AppError;
 use crate::freeze::ssr as freeze;
 use crate::history::ssr::{append, NewEntry};
+use crate::history::EntryKind;
 use crate::history::Outcome;
 use crate::jobs::ssr::Tracker;
 use crate::server::{unix_ms, AppState};
@@ -517,7 +518,7 @@ pub async fn execute(
         RestoreStatus::Cancelled => Outcome::Partial,
         _ => Outcome::Failed,
     };
-    let entry = NewEntry::new("restore", title, actor, outcome)
+    let entry = NewEntry::new(EntryKind::Restore, title, actor, outcome)
         .with_reason(prepared.reason.clone())
         .with_times(started, Some(now))
         .with_body(error.clone().unwrap_or_default())
