@@ -26,60 +26,32 @@ pub mod ssr;
 
 use serde::{Deserialize, Serialize};
 
-/// How bad it is. Ordered: `Info < Warning < Critical`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Severity {
-    Info,
-    Warning,
-    Critical,
+crate::stored::stored_enum! {
+    /// How bad it is. Ordered: `Info < Warning < Critical`.
+    #[derive(PartialOrd, Ord)]
+    pub enum Severity {
+        Info = "info",
+        Warning = "warning",
+        Critical = "critical",
+    }
 }
 
 impl Severity {
-    /// Most severe first.
-    pub const ALL: [Severity; 3] = [Severity::Critical, Severity::Warning, Severity::Info];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::Info => "info",
-            Severity::Warning => "warning",
-            Severity::Critical => "critical",
-        }
-    }
-
-    pub fn parse(value: &str) -> Option<Severity> {
-        Severity::ALL.into_iter().find(|s| s.as_str() == value)
-    }
+    /// Most severe first, as the filters offer them.
+    pub const MOST_SEVERE_FIRST: [Severity; 3] =
+        [Severity::Critical, Severity::Warning, Severity::Info];
 }
 
-/// Where an alert is: firing → acknowledged → resolved.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AlertStatus {
-    Firing,
-    Acknowledged,
-    Resolved,
+crate::stored::stored_enum! {
+    /// Where an alert is: firing → acknowledged → resolved.
+    pub enum AlertStatus {
+        Firing = "firing",
+        Acknowledged = "acknowledged",
+        Resolved = "resolved",
+    }
 }
 
 impl AlertStatus {
-    pub const ALL: [AlertStatus; 3] = [
-        AlertStatus::Firing,
-        AlertStatus::Acknowledged,
-        AlertStatus::Resolved,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AlertStatus::Firing => "firing",
-            AlertStatus::Acknowledged => "acknowledged",
-            AlertStatus::Resolved => "resolved",
-        }
-    }
-
-    pub fn parse(value: &str) -> Option<AlertStatus> {
-        AlertStatus::ALL.into_iter().find(|s| s.as_str() == value)
-    }
-
     pub fn is_open(self) -> bool {
         self != AlertStatus::Resolved
     }

@@ -56,7 +56,7 @@ pub(super) fn Filters(statuses: bool) -> AnyView {
                 <span>"Severity"</span>
                 <select name="severity">
                     <option value="" selected=move || param("severity").is_empty()>"Any"</option>
-                    {Severity::ALL.iter().map(|s| view! {
+                    {Severity::MOST_SEVERE_FIRST.iter().map(|s| view! {
                         <option value=s.as_str() selected=move || param("severity") == s.as_str()>{s.as_str()}</option>
                     }).collect_view()}
                 </select>

@@ -18,42 +18,24 @@ pub mod viewer;
 
 use serde::{Deserialize, Serialize};
 
-/// What a person may do in Salvage. Ordered by breadth only for display; permissions
-/// are decided by [`Role::can`], never by comparing roles.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    /// On call: reads everything, acts on queues, alerts and migrations.
-    Operator,
-    /// Reads everything, above all the history; annotates and exports it.
-    Manager,
-    /// Everything, plus restores, purges, secrets, users and ingest keys.
-    Admin,
+crate::stored::stored_enum! {
+    /// What a person may do in Salvage. Ordered by breadth only for display; permissions
+    /// are decided by [`Role::can`], never by comparing roles.
+    pub enum Role {
+        /// On call: reads everything, acts on queues, alerts and migrations.
+        Operator = "operator",
+        /// Reads everything, above all the history; annotates and exports it.
+        Manager = "manager",
+        /// Everything, plus restores, purges, secrets, users and ingest keys.
+        Admin = "admin",
+    }
 }
 
 impl Role {
-    /// Every role, in the order forms list them.
-    pub const ALL: [Role; 3] = [Role::Operator, Role::Manager, Role::Admin];
-
-    /// The name stored in `users.role` and accepted by forms and the CLI.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Operator => "operator",
-            Role::Manager => "manager",
-            Role::Admin => "admin",
-        }
-    }
-
-    /// Parses a stored or submitted role name.
-    pub fn parse(value: &str) -> Option<Role> {
-        Role::ALL
-            .into_iter()
-            .find(|role| role.as_str() == value.trim().to_ascii_lowercase())
-    }
-
-    /// A role typed in a form or on the command line, or an error naming the field.
+    /// A role typed in a form or on the command line (any case, spaces around), or an
+    /// error naming the field.
     pub fn from_input(value: &str) -> Result<Role, crate::error::AppError> {
-        Role::parse(value).ok_or_else(|| {
+        Role::parse(&value.trim().to_ascii_lowercase()).ok_or_else(|| {
             crate::error::AppError::invalid("role", "choose operator, manager or admin")
         })
     }
@@ -223,10 +205,12 @@ mod tests {
     }
 
     #[test]
-    fn roles_parse_from_their_stored_names_only() {
-        assert_eq!(Role::parse("Admin"), Some(Role::Admin));
-        assert_eq!(Role::parse(" operator "), Some(Role::Operator));
-        assert_eq!(Role::parse("root"), None);
+    fn roles_parse_from_their_stored_names_and_typed_ones_from_any_case() {
+        assert_eq!(Role::parse("admin"), Some(Role::Admin));
+        assert_eq!(Role::parse("Admin"), None, "stored names are exact");
+        assert_eq!(Role::from_input("Admin"), Ok(Role::Admin));
+        assert_eq!(Role::from_input(" operator "), Ok(Role::Operator));
+        assert!(Role::from_input("root").is_err());
     }
 
     #[test]

@@ -26,40 +26,18 @@ pub const RESTORE_JOB: &str = "restore";
 
 pub use crate::freeze::{Freeze, StoreKind};
 
-/// Where a backup is in its life.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum BackupStatus {
-    Running,
-    Completed,
-    Failed,
-    Verified,
-    VerifyFailed,
+crate::stored::stored_enum! {
+    /// Where a backup is in its life.
+    pub enum BackupStatus {
+        Running = "running",
+        Completed = "completed",
+        Failed = "failed",
+        Verified = "verified",
+        VerifyFailed = "verify_failed",
+    }
 }
 
 impl BackupStatus {
-    pub const ALL: [BackupStatus; 5] = [
-        BackupStatus::Running,
-        BackupStatus::Completed,
-        BackupStatus::Failed,
-        BackupStatus::Verified,
-        BackupStatus::VerifyFailed,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            BackupStatus::Running => "running",
-            BackupStatus::Completed => "completed",
-            BackupStatus::Failed => "failed",
-            BackupStatus::Verified => "verified",
-            BackupStatus::VerifyFailed => "verify_failed",
-        }
-    }
-
-    pub fn parse(value: &str) -> Option<BackupStatus> {
-        BackupStatus::ALL.into_iter().find(|s| s.as_str() == value)
-    }
-
     /// Its words on the page.
     pub fn label(self) -> &'static str {
         match self {
@@ -80,43 +58,19 @@ impl BackupStatus {
     }
 }
 
-/// Where a restore is in its life.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RestoreStatus {
-    Running,
-    Verified,
-    VerifyFailed,
-    Failed,
-    Cancelled,
-    RolledBack,
+crate::stored::stored_enum! {
+    /// Where a restore is in its life.
+    pub enum RestoreStatus {
+        Running = "running",
+        Verified = "verified",
+        VerifyFailed = "verify_failed",
+        Failed = "failed",
+        Cancelled = "cancelled",
+        RolledBack = "rolled_back",
+    }
 }
 
 impl RestoreStatus {
-    pub const ALL: [RestoreStatus; 6] = [
-        RestoreStatus::Running,
-        RestoreStatus::Verified,
-        RestoreStatus::VerifyFailed,
-        RestoreStatus::Failed,
-        RestoreStatus::Cancelled,
-        RestoreStatus::RolledBack,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RestoreStatus::Running => "running",
-            RestoreStatus::Verified => "verified",
-            RestoreStatus::VerifyFailed => "verify_failed",
-            RestoreStatus::Failed => "failed",
-            RestoreStatus::Cancelled => "cancelled",
-            RestoreStatus::RolledBack => "rolled_back",
-        }
-    }
-
-    pub fn parse(value: &str) -> Option<RestoreStatus> {
-        RestoreStatus::ALL.into_iter().find(|s| s.as_str() == value)
-    }
-
     pub fn label(self) -> &'static str {
         match self {
             RestoreStatus::VerifyFailed => "verify failed",
@@ -126,28 +80,13 @@ impl RestoreStatus {
     }
 }
 
-/// Where a restore writes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RestoreMode {
-    /// A new database beside the live one (`salvage_restore_<id>` or a given name).
-    Side,
-    /// The live database, application tables only, the live tables kept aside.
-    InPlace,
-}
-
-impl RestoreMode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RestoreMode::Side => "side",
-            RestoreMode::InPlace => "in_place",
-        }
-    }
-
-    pub fn parse(value: &str) -> Option<RestoreMode> {
-        [RestoreMode::Side, RestoreMode::InPlace]
-            .into_iter()
-            .find(|m| m.as_str() == value)
+crate::stored::stored_enum! {
+    /// Where a restore writes.
+    pub enum RestoreMode {
+        /// A new database beside the live one (`salvage_restore_<id>` or a given name).
+        Side = "side",
+        /// The live database, application tables only, the live tables kept aside.
+        InPlace = "in_place",
     }
 }
 

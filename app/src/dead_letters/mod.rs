@@ -15,42 +15,21 @@ pub mod ssr;
 
 use serde::{Deserialize, Serialize};
 
-/// Why a delivery was dead-lettered (`webhook_deliveries.dlq_reason`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DlqReason {
-    /// Every attempt failed (an error status, a timeout, no connection).
-    Exhausted,
-    /// The endpoint answered 410 or a 4xx other than 408/429: retrying cannot help.
-    Rejected,
-    /// The webhook was deleted while the delivery was pending.
-    WebhookDeleted,
-    /// The event's payload was removed (retention) before the delivery was sent.
-    PayloadMissing,
+crate::stored::stored_enum! {
+    /// Why a delivery was dead-lettered (`webhook_deliveries.dlq_reason`).
+    pub enum DlqReason {
+        /// Every attempt failed (an error status, a timeout, no connection).
+        Exhausted = "exhausted",
+        /// The endpoint answered 410 or a 4xx other than 408/429: retrying cannot help.
+        Rejected = "rejected",
+        /// The webhook was deleted while the delivery was pending.
+        WebhookDeleted = "webhook_deleted",
+        /// The event's payload was removed (retention) before the delivery was sent.
+        PayloadMissing = "payload_missing",
+    }
 }
 
 impl DlqReason {
-    pub const ALL: [DlqReason; 4] = [
-        DlqReason::Exhausted,
-        DlqReason::Rejected,
-        DlqReason::WebhookDeleted,
-        DlqReason::PayloadMissing,
-    ];
-
-    /// The stored name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DlqReason::Exhausted => "exhausted",
-            DlqReason::Rejected => "rejected",
-            DlqReason::WebhookDeleted => "webhook_deleted",
-            DlqReason::PayloadMissing => "payload_missing",
-        }
-    }
-
-    pub fn parse(value: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|r| r.as_str() == value)
-    }
-
     /// What a person does about it.
     pub fn advice(self) -> &'static str {
         match self {
@@ -62,28 +41,12 @@ impl DlqReason {
     }
 }
 
-/// Where a delivery is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DeliveryStatus {
-    Pending,
-    Delivered,
-    Dead,
-}
-
-impl DeliveryStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DeliveryStatus::Pending => "pending",
-            DeliveryStatus::Delivered => "delivered",
-            DeliveryStatus::Dead => "dead",
-        }
-    }
-
-    pub fn parse(value: &str) -> Option<Self> {
-        [Self::Pending, Self::Delivered, Self::Dead]
-            .into_iter()
-            .find(|s| s.as_str() == value)
+crate::stored::stored_enum! {
+    /// Where a delivery is.
+    pub enum DeliveryStatus {
+        Pending = "pending",
+        Delivered = "delivered",
+        Dead = "dead",
     }
 }
 

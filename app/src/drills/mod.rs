@@ -23,60 +23,23 @@ pub const DRILL_JOB: &str = "restore-drill";
 
 pub use crate::freeze::StoreKind;
 
-/// A functional drill (a real restore) or a tabletop exercise (people talking it through).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DrillKind {
-    Functional,
-    Tabletop,
-}
-
-impl DrillKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DrillKind::Functional => "functional",
-            DrillKind::Tabletop => "tabletop",
-        }
-    }
-
-    pub fn parse(value: &str) -> Option<DrillKind> {
-        [DrillKind::Functional, DrillKind::Tabletop]
-            .into_iter()
-            .find(|k| k.as_str() == value)
+crate::stored::stored_enum! {
+    /// A functional drill (a real restore) or a tabletop exercise (people talking it through).
+    pub enum DrillKind {
+        Functional = "functional",
+        Tabletop = "tabletop",
     }
 }
 
-/// Where a drill is, or how it ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DrillStatus {
-    Running,
-    /// Every store restored, verified against its manifest and answered the queries.
-    Passed,
-    Failed,
-    /// Stopped on request; what it made was still torn down.
-    Cancelled,
-}
-
-impl DrillStatus {
-    pub const ALL: [DrillStatus; 4] = [
-        DrillStatus::Running,
-        DrillStatus::Passed,
-        DrillStatus::Failed,
-        DrillStatus::Cancelled,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DrillStatus::Running => "running",
-            DrillStatus::Passed => "passed",
-            DrillStatus::Failed => "failed",
-            DrillStatus::Cancelled => "cancelled",
-        }
-    }
-
-    pub fn parse(value: &str) -> Option<DrillStatus> {
-        DrillStatus::ALL.into_iter().find(|s| s.as_str() == value)
+crate::stored::stored_enum! {
+    /// Where a drill is, or how it ended.
+    pub enum DrillStatus {
+        Running = "running",
+        /// Every store restored, verified against its manifest and answered the queries.
+        Passed = "passed",
+        Failed = "failed",
+        /// Stopped on request; what it made was still torn down.
+        Cancelled = "cancelled",
     }
 }
 

@@ -76,42 +76,17 @@ impl EntryKind {
 /// Incident severities, most severe first.
 pub const SEVERITIES: &[&str] = &["sev1", "sev2", "sev3", "sev4"];
 
-/// How an entry ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Outcome {
-    /// The action did what it was asked.
-    Succeeded,
-    /// The action failed; `reason` or `details` say why.
-    Failed,
-    /// Part of the work was done.
-    Partial,
-    /// Not an action with a result: a note, a declared incident.
-    Info,
-}
-
-impl Outcome {
-    /// Every outcome, for filters.
-    pub const ALL: [Outcome; 4] = [
-        Outcome::Succeeded,
-        Outcome::Failed,
-        Outcome::Partial,
-        Outcome::Info,
-    ];
-
-    /// The stored name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Succeeded => "succeeded",
-            Outcome::Failed => "failed",
-            Outcome::Partial => "partial",
-            Outcome::Info => "info",
-        }
-    }
-
-    /// Parses a stored or submitted name.
-    pub fn parse(value: &str) -> Option<Outcome> {
-        Outcome::ALL.into_iter().find(|o| o.as_str() == value)
+crate::stored::stored_enum! {
+    /// How an entry ended.
+    pub enum Outcome {
+        /// The action did what it was asked.
+        Succeeded = "succeeded",
+        /// The action failed; `reason` or `details` say why.
+        Failed = "failed",
+        /// Part of the work was done.
+        Partial = "partial",
+        /// Not an action with a result: a note, a declared incident.
+        Info = "info",
     }
 }
 

@@ -30,99 +30,49 @@ use serde::{Deserialize, Serialize};
 
 use crate::history::Outcome;
 
-/// Who or what started a run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Trigger {
-    /// Salvage's own scheduler (`salvage serve`).
-    Scheduler,
-    /// An outside scheduler or monitor calling `/cron/<job>`.
-    External,
-    /// A person in the console.
-    Manual,
-    /// `salvage …` in a terminal.
-    Cli,
+crate::stored::stored_enum! {
+    /// Who or what started a run.
+    pub enum Trigger {
+        /// Salvage's own scheduler (`salvage serve`).
+        Scheduler = "scheduler",
+        /// An outside scheduler or monitor calling `/cron/<job>`.
+        External = "external",
+        /// A person in the console.
+        Manual = "manual",
+        /// `salvage …` in a terminal.
+        Cli = "cli",
+    }
 }
 
 impl Trigger {
-    /// Every trigger, for parsing.
-    pub const ALL: [Trigger; 4] = [
-        Trigger::Scheduler,
-        Trigger::External,
-        Trigger::Manual,
-        Trigger::Cli,
-    ];
-
-    /// The stored name (`cron_job_runs.trigger`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Trigger::Scheduler => "scheduler",
-            Trigger::External => "external",
-            Trigger::Manual => "manual",
-            Trigger::Cli => "cli",
-        }
-    }
-
-    /// The trigger stored as `value`.
-    pub fn parse(value: &str) -> Option<Trigger> {
-        Trigger::ALL.into_iter().find(|t| t.as_str() == value)
-    }
-
     /// Whether a person started the run (button or terminal), as opposed to a scheduler.
     pub fn by_a_person(self) -> bool {
         matches!(self, Trigger::Manual | Trigger::Cli)
     }
 }
 
-/// Where a run is, or how it ended. The one mapping of a run's state to its stored
-/// name, its history outcome and (in `components`) its badge.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RunStatus {
-    /// Working; its heartbeat is fresh.
-    Running,
-    /// Did all it was asked.
-    Succeeded,
-    /// Did part of it and stopped on purpose (a replay's time budget, say); the rest is
-    /// left for the next run.
-    Partial,
-    /// Stopped after its current step because someone asked (Cancel, Ctrl-C) or the
-    /// process was shutting down.
-    Cancelled,
-    /// Stopped on an error.
-    Failed,
-    /// Its process died: the heartbeat went stale while it was `running`.
-    Abandoned,
+crate::stored::stored_enum! {
+    /// Where a run is, or how it ended. The one mapping of a run's state to its stored
+    /// name, its history outcome and (in `components`) its badge.
+    pub enum RunStatus {
+        /// Working; its heartbeat is fresh.
+        Running = "running",
+        /// Did all it was asked.
+        Succeeded = "succeeded",
+        /// Did part of it and stopped on purpose (a replay's time budget, say); the rest is
+        /// left for the next run.
+        Partial = "partial",
+        /// Stopped after its current step because someone asked (Cancel, Ctrl-C) or the
+        /// process was shutting down.
+        Cancelled = "cancelled",
+        /// Stopped on an error.
+        Failed = "failed",
+        /// Its process died: the heartbeat went stale while it was `running`.
+        Abandoned = "abandoned",
+    }
 }
 
 impl RunStatus {
-    /// Every status, for parsing and filters.
-    pub const ALL: [RunStatus; 6] = [
-        RunStatus::Running,
-        RunStatus::Succeeded,
-        RunStatus::Partial,
-        RunStatus::Cancelled,
-        RunStatus::Failed,
-        RunStatus::Abandoned,
-    ];
-
-    /// The stored name (`cron_job_runs.outcome`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RunStatus::Running => "running",
-            RunStatus::Succeeded => "succeeded",
-            RunStatus::Partial => "partial",
-            RunStatus::Cancelled => "cancelled",
-            RunStatus::Failed => "failed",
-            RunStatus::Abandoned => "abandoned",
-        }
-    }
-
-    /// The status stored as `value`.
-    pub fn parse(value: &str) -> Option<RunStatus> {
-        RunStatus::ALL.into_iter().find(|s| s.as_str() == value)
-    }
-
     /// Whether the run has ended.
     pub fn is_finished(self) -> bool {
         self != RunStatus::Running

@@ -20,50 +20,25 @@ use serde::{Deserialize, Serialize};
 /// registry is server-only; a unit test keeps the two equal).
 pub const NAMES: &[&str] = &["webhook_event_payload_bytes"];
 
-/// Where a background migration is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum MigrationStatus {
-    /// Not started, or waiting for the next tick (resumed, retried).
-    Pending,
-    /// A worker holds it; its heartbeat says whether that worker is alive.
-    Running,
-    /// A person paused it; Resume puts it back in line.
-    Paused,
-    /// Every chunk is done.
-    Succeeded,
-    /// A chunk failed; the error is kept and Retry resumes from the cursor.
-    Failed,
-    /// A person stopped it for good (chunks done stay done); Retry resumes it.
-    Cancelled,
+crate::stored::stored_enum! {
+    /// Where a background migration is.
+    pub enum MigrationStatus {
+        /// Not started, or waiting for the next tick (resumed, retried).
+        Pending = "pending",
+        /// A worker holds it; its heartbeat says whether that worker is alive.
+        Running = "running",
+        /// A person paused it; Resume puts it back in line.
+        Paused = "paused",
+        /// Every chunk is done.
+        Succeeded = "succeeded",
+        /// A chunk failed; the error is kept and Retry resumes from the cursor.
+        Failed = "failed",
+        /// A person stopped it for good (chunks done stay done); Retry resumes it.
+        Cancelled = "cancelled",
+    }
 }
 
 impl MigrationStatus {
-    pub const ALL: [MigrationStatus; 6] = [
-        MigrationStatus::Pending,
-        MigrationStatus::Running,
-        MigrationStatus::Paused,
-        MigrationStatus::Succeeded,
-        MigrationStatus::Failed,
-        MigrationStatus::Cancelled,
-    ];
-
-    /// The stored name (`background_migrations.status`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MigrationStatus::Pending => "pending",
-            MigrationStatus::Running => "running",
-            MigrationStatus::Paused => "paused",
-            MigrationStatus::Succeeded => "succeeded",
-            MigrationStatus::Failed => "failed",
-            MigrationStatus::Cancelled => "cancelled",
-        }
-    }
-
-    pub fn parse(value: &str) -> Option<MigrationStatus> {
-        Self::ALL.into_iter().find(|s| s.as_str() == value)
-    }
-
     /// The badge's class.
     pub fn badge(self) -> &'static str {
         match self {
@@ -76,41 +51,21 @@ impl MigrationStatus {
     }
 }
 
-/// What a person can do to a background migration.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum MigrationAction {
-    /// Pending or running → paused (the worker stops after its chunk).
-    Pause,
-    /// Paused → pending.
-    Resume,
-    /// Failed or cancelled → pending, from the saved cursor.
-    Retry,
-    /// Pending, running, paused or failed → cancelled.
-    Cancel,
+crate::stored::stored_enum! {
+    /// What a person can do to a background migration.
+    pub enum MigrationAction {
+        /// Pending or running → paused (the worker stops after its chunk).
+        Pause = "pause",
+        /// Paused → pending.
+        Resume = "resume",
+        /// Failed or cancelled → pending, from the saved cursor.
+        Retry = "retry",
+        /// Pending, running, paused or failed → cancelled.
+        Cancel = "cancel",
+    }
 }
 
 impl MigrationAction {
-    pub const ALL: [MigrationAction; 4] = [
-        MigrationAction::Pause,
-        MigrationAction::Resume,
-        MigrationAction::Retry,
-        MigrationAction::Cancel,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MigrationAction::Pause => "pause",
-            MigrationAction::Resume => "resume",
-            MigrationAction::Retry => "retry",
-            MigrationAction::Cancel => "cancel",
-        }
-    }
-
-    pub fn parse(value: &str) -> Option<MigrationAction> {
-        Self::ALL.into_iter().find(|a| a.as_str() == value)
-    }
-
     /// The button's word.
     pub fn label(self) -> &'static str {
         match self {

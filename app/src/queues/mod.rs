@@ -24,37 +24,21 @@ use crate::jobs::{RunStatus, Trigger};
 /// The replay job's name (its button posts it to the runner's start).
 pub const REPLAY_JOB: &str = "replay-fallback";
 
-/// One of the two fallback queues, named after the ClickHouse table it feeds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Queue {
-    Requests,
-    Events,
+crate::stored::stored_enum! {
+    /// One of the two fallback queues, named after the ClickHouse table it feeds.
+    pub enum Queue {
+        Requests = "requests",
+        Events = "events",
+    }
 }
 
 impl Queue {
-    /// Both queues, in the order replay drains them.
-    pub const ALL: [Queue; 2] = [Queue::Requests, Queue::Events];
-
-    /// The ClickHouse table, and the name in `fallback_queues.queue`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Queue::Requests => "requests",
-            Queue::Events => "events",
-        }
-    }
-
     /// The PostgreSQL table holding this queue.
     pub fn table(self) -> &'static str {
         match self {
             Queue::Requests => "requests_fallback",
             Queue::Events => "events_fallback",
         }
-    }
-
-    /// Parses `requests` / `events`.
-    pub fn parse(value: &str) -> Option<Queue> {
-        Queue::ALL.into_iter().find(|q| q.as_str() == value)
     }
 }
 

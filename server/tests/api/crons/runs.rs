@@ -395,10 +395,18 @@ async fn two_schedulers_on_one_database_run_each_tick_once() {
     .await
     .unwrap();
     assert_eq!(replays, ticks.len() as i64);
-    // They found nothing to do, so /admin/queues does not list them.
+    // They found nothing to do, so /admin/queues does not list them; only the last
+    // tick's run, when the stop caught it in flight, shows (as cancelled).
     let listed =
         app::queues::ssr::replay::recent_runs(&first.pg, 20, time::OffsetDateTime::now_utc())
             .await
             .unwrap();
-    assert!(listed.is_empty(), "{listed:?}");
+    let caught = usize::from(ticks.last().is_some_and(|(_, _, o)| o == "cancelled"));
+    assert_eq!(listed.len(), caught, "{listed:?}");
+    assert!(
+        listed
+            .iter()
+            .all(|run| run.status == app::jobs::RunStatus::Cancelled),
+        "{listed:?}"
+    );
 }
