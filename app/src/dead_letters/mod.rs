@@ -151,12 +151,39 @@ pub struct DeadLetter {
     pub created_at_ms: i64,
 }
 
+crate::stored::stored_enum! {
+    /// Where a redrive is, or how it ended (`webhook_redrives.status`; `abandoned` is
+    /// read, never stored: a `running` redrive whose run died).
+    pub enum RedriveStatus {
+        Running = "running",
+        /// Every dead letter the filter chose was sent again.
+        Finished = "finished",
+        Cancelled = "cancelled",
+        Failed = "failed",
+        Abandoned = "abandoned",
+    }
+}
+
+impl RedriveStatus {
+    /// How the runner records a redrive that ended like this.
+    pub fn run_status(self) -> crate::jobs::RunStatus {
+        use crate::jobs::RunStatus;
+        match self {
+            RedriveStatus::Running => RunStatus::Running,
+            RedriveStatus::Finished => RunStatus::Succeeded,
+            RedriveStatus::Cancelled => RunStatus::Cancelled,
+            RedriveStatus::Failed => RunStatus::Failed,
+            RedriveStatus::Abandoned => RunStatus::Abandoned,
+        }
+    }
+}
+
 /// A redrive: its filter, counts and progress.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Redrive {
     pub id: i64,
     pub filter: String,
-    pub status: String,
+    pub status: RedriveStatus,
     pub total: i64,
     pub done: i64,
     /// Of those redriven, delivered since.
@@ -174,7 +201,7 @@ pub struct Redrive {
 
 impl Redrive {
     pub fn running(&self) -> bool {
-        self.status == "running"
+        self.status == RedriveStatus::Running
     }
 }
 

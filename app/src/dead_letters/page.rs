@@ -15,7 +15,7 @@ use super::actions::ActionsPanel;
 use super::api::{load_dlq, DlqDryRun, Purge, Recover, StartRedrive};
 use super::parts::{count, reason_badge};
 use super::settings_page::state_badge;
-use super::{DeadLetter, DlqOverview, DlqReason, Endpoint, EndpointState, Redrive};
+use super::{DeadLetter, DlqOverview, DlqReason, Endpoint, EndpointState, Redrive, RedriveStatus};
 use crate::auth::viewer::use_viewer;
 use crate::auth::Permission;
 use crate::components::{action_error, Badge, ErrorBanner, PageHeader, Tone};
@@ -463,16 +463,16 @@ fn RedrivesTable(redrives: Vec<Redrive>) -> AnyView {
             </thead>
             <tbody>
                 {redrives.into_iter().map(|r| {
-                    let tone = match r.status.as_str() {
-                        "finished" => Tone::Ok,
-                        "running" => Tone::Info,
-                        "cancelled" | "abandoned" => Tone::Warn,
-                        _ => Tone::Error,
+                    let tone = match r.status {
+                        RedriveStatus::Finished => Tone::Ok,
+                        RedriveStatus::Running => Tone::Info,
+                        RedriveStatus::Cancelled | RedriveStatus::Abandoned => Tone::Warn,
+                        RedriveStatus::Failed => Tone::Error,
                     };
                     view! {
                         <tr>
                             <td class="num">{r.id}</td>
-                            <td><Badge tone label=r.status.clone() /></td>
+                            <td><Badge tone label=r.status.as_str() /></td>
                             <td class="small">{r.filter.clone()}</td>
                             <td class="num">{format!("{} / {}", count(r.done), count(r.total))}</td>
                             <td class="num">{count(r.delivered)}</td>

@@ -176,7 +176,7 @@ pub async fn dlq(command: DlqCommand, settings: Settings) -> anyhow::Result<()> 
             let id = run.id;
             println!(
                 "Redrive {id} {}: {} of {} dead letters sent again; the delivery workers send them.",
-                run.status,
+                run.status.as_str(),
                 group_digits(run.done as u64),
                 group_digits(run.total as u64)
             );

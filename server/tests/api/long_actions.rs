@@ -144,7 +144,11 @@ async fn a_restore_a_redrive_and_a_background_migration_start_report_and_cancel_
         "{report:?}"
     );
     assert!(!crate::backups::side_exists(&restoring, &target).await);
-    assert_eq!(redriven.status, "cancelled", "{redriven:?}");
+    assert_eq!(
+        redriven.status,
+        app::dead_letters::RedriveStatus::Cancelled,
+        "{redriven:?}"
+    );
     assert_eq!(
         redriven.done, 5,
         "one batch, then the cancel between batches"

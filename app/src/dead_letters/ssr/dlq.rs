@@ -178,7 +178,8 @@ pub fn redrive(row: &sqlx::postgres::PgRow) -> Redrive {
     Redrive {
         id: row.get("id"),
         filter: filter["label"].as_str().unwrap_or_default().to_owned(),
-        status: row.get("status"),
+        status: super::super::RedriveStatus::parse(row.get("status"))
+            .unwrap_or(super::super::RedriveStatus::Failed),
         total: row.get("total"),
         done: row.get("done"),
         delivered: row.get("delivered"),

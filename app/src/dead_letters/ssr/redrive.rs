@@ -21,7 +21,7 @@ use serde_json::json;
 use sqlx::{PgPool, Postgres, QueryBuilder, Row};
 use time::OffsetDateTime;
 
-use super::super::Redrive;
+use super::super::{Redrive, RedriveStatus};
 use super::filter::DlqFilter;
 use crate::auth::ssr::Actor;
 use crate::error::AppError;
@@ -91,13 +91,7 @@ fn run_redrive_job(ctx: JobContext) -> JobFuture {
 
 impl Report for Redrive {
     fn status(&self) -> RunStatus {
-        match self.status.as_str() {
-            "finished" => RunStatus::Succeeded,
-            "cancelled" => RunStatus::Cancelled,
-            "running" => RunStatus::Running,
-            "abandoned" => RunStatus::Abandoned,
-            _ => RunStatus::Failed,
-        }
+        self.status.run_status()
     }
 
     fn rows(&self) -> i64 {
@@ -211,9 +205,9 @@ pub async fn prepare(
 async fn execute(state: &AppState, id: i64, tracker: &Tracker) -> Result<Redrive, AppError> {
     let result = walk(state, id, tracker).await;
     let (status, error) = match &result {
-        Ok(true) => ("cancelled", None),
-        Ok(false) => ("finished", None),
-        Err(error) => ("failed", Some(error.to_string())),
+        Ok(true) => (RedriveStatus::Cancelled, None),
+        Ok(false) => (RedriveStatus::Finished, None),
+        Err(error) => (RedriveStatus::Failed, Some(error.to_string())),
     };
     finish(state, id, status, error.as_deref()).await?;
     result?;
@@ -341,7 +335,7 @@ async fn walk(state: &AppState, id: i64, tracker: &Tracker) -> Result<bool, AppE
 async fn finish(
     state: &AppState,
     id: i64,
-    status: &str,
+    status: RedriveStatus,
     error: Option<&str>,
 ) -> Result<(), AppError> {
     let wrap = || AppError::wrap("Record a redrive");
@@ -353,7 +347,7 @@ async fn finish(
          returning filter, total, done, actor, reason, started_at",
     )
     .bind(id)
-    .bind(status)
+    .bind(status.as_str())
     .bind(now)
     .bind(error)
     .fetch_optional(&mut *tx)
@@ -369,14 +363,15 @@ async fn finish(
         ..Actor::system("redrive")
     };
     let outcome = match status {
-        "finished" => Outcome::Succeeded,
-        "cancelled" => Outcome::Partial,
+        RedriveStatus::Finished => Outcome::Succeeded,
+        RedriveStatus::Cancelled => Outcome::Partial,
         _ => Outcome::Failed,
     };
     let entry = NewEntry::new(
         EntryKind::Redrive,
         format!(
-            "Redrive {id} {status}: {done} of {total} dead letters sent again ({})",
+            "Redrive {id} {}: {done} of {total} dead letters sent again ({})",
+            status.as_str(),
             filter["label"].as_str().unwrap_or_default()
         ),
         &actor,

@@ -55,8 +55,8 @@ async fn a_redrive_by_filter_sends_exactly_the_filtered_dead_letters_once_each()
         .await
         .unwrap();
     assert_eq!(
-        (done.status.as_str(), done.total, done.done),
-        ("finished", 30, 30)
+        (done.status, done.total, done.done),
+        (app::dead_letters::RedriveStatus::Finished, 30, 30)
     );
     deliver(&app).await;
 
@@ -130,7 +130,7 @@ async fn cancel_stops_a_redrive_between_batches_and_leaves_the_rest_dead() {
     .await;
     assert!(stopped);
     let run = redrive::load(&state, id).await.unwrap();
-    assert_eq!(run.status, "cancelled");
+    assert_eq!(run.status, app::dead_letters::RedriveStatus::Cancelled);
     let outcome: String = sqlx::query_scalar("select outcome from cron_job_runs where id = $1")
         .bind(run_id)
         .fetch_one(&app.pg)
@@ -176,7 +176,8 @@ async fn a_redrive_waits_while_the_endpoints_circuit_is_open_and_goes_on_once_a_
     // again it looks abandoned, so wait for it to say finished.)
     let state = app.state.clone();
     let finished = crate::helpers::eventually(Duration::from_secs(10), || async {
-        redrive::load(&state, id).await.unwrap().status == "finished"
+        redrive::load(&state, id).await.unwrap().status
+            == app::dead_letters::RedriveStatus::Finished
     })
     .await;
     assert!(finished);
