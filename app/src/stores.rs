@@ -18,3 +18,47 @@ impl StoreKind {
         }
     }
 }
+
+/// What a store said when a call to it failed (it did not answer, or refused), kept with
+/// which store it was. Reads `PostgreSQL: …` or `ClickHouse: …`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{}: {message}", store.label())]
+pub struct StoreError {
+    pub store: StoreKind,
+    pub message: String,
+}
+
+impl StoreError {
+    /// A failed call to PostgreSQL.
+    pub fn postgres(error: impl std::fmt::Display) -> Self {
+        Self {
+            store: StoreKind::Postgres,
+            message: error.to_string(),
+        }
+    }
+
+    /// A failed call to ClickHouse.
+    pub fn clickhouse(error: impl std::fmt::Display) -> Self {
+        Self {
+            store: StoreKind::Clickhouse,
+            message: error.to_string(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_store_error_names_its_store_first() {
+        assert_eq!(
+            StoreError::postgres("connection refused").to_string(),
+            "PostgreSQL: connection refused"
+        );
+        assert_eq!(
+            StoreError::clickhouse("timed out").store,
+            StoreKind::Clickhouse
+        );
+    }
+}

@@ -37,28 +37,63 @@ impl fmt::Display for Schedule {
     }
 }
 
+/// What is wrong with a schedule expression, naming the field.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ScheduleError {
+    #[error(
+        "expected 5 fields (minute hour day month weekday) or 6 (with seconds first), found {0}"
+    )]
+    FieldCount(usize),
+    #[error("{field}: step `{text}` is not a number")]
+    Step { field: &'static str, text: String },
+    #[error("{field}: a step of 0 never advances")]
+    ZeroStep { field: &'static str },
+    #[error("{field}: `{text}` is not a number")]
+    NotANumber { field: &'static str, text: String },
+    #[error("{field}: {value} is outside {min}-{max}")]
+    OutOfRange {
+        field: &'static str,
+        value: u32,
+        min: u32,
+        max: u32,
+    },
+    #[error("{field}: range {low}-{high} runs backwards")]
+    Backwards {
+        field: &'static str,
+        low: u32,
+        high: u32,
+    },
+}
+
 /// A bit set of the values `field` allows, within `min..=max`.
-fn parse_field(field: &str, name: &str, min: u32, max: u32) -> Result<u64, String> {
+fn parse_field(field: &str, name: &'static str, min: u32, max: u32) -> Result<u64, ScheduleError> {
     let mut bits = 0u64;
     for part in field.split(',') {
         let (range, step) = match part.split_once('/') {
             Some((range, step)) => {
-                let step: u32 = step
-                    .parse()
-                    .map_err(|_| format!("{name}: step `{step}` is not a number"))?;
+                let step: u32 = step.parse().map_err(|_| ScheduleError::Step {
+                    field: name,
+                    text: step.to_owned(),
+                })?;
                 if step == 0 {
-                    return Err(format!("{name}: a step of 0 never advances"));
+                    return Err(ScheduleError::ZeroStep { field: name });
                 }
                 (range, step)
             }
             None => (part, 1),
         };
-        let number = |text: &str| -> Result<u32, String> {
-            let value: u32 = text
-                .parse()
-                .map_err(|_| format!("{name}: `{text}` is not a number"))?;
+        let number = |text: &str| -> Result<u32, ScheduleError> {
+            let value: u32 = text.parse().map_err(|_| ScheduleError::NotANumber {
+                field: name,
+                text: text.to_owned(),
+            })?;
             if value < min || value > max {
-                return Err(format!("{name}: {value} is outside {min}-{max}"));
+                return Err(ScheduleError::OutOfRange {
+                    field: name,
+                    value,
+                    min,
+                    max,
+                });
             }
             Ok(value)
         };
@@ -67,7 +102,11 @@ fn parse_field(field: &str, name: &str, min: u32, max: u32) -> Result<u64, Strin
         } else if let Some((a, b)) = range.split_once('-') {
             let (a, b) = (number(a)?, number(b)?);
             if a > b {
-                return Err(format!("{name}: range {a}-{b} runs backwards"));
+                return Err(ScheduleError::Backwards {
+                    field: name,
+                    low: a,
+                    high: b,
+                });
             }
             (a, b)
         } else {
@@ -96,7 +135,7 @@ fn next_bit(bits: u64, after: u8, max: u8) -> Option<u8> {
 
 impl Schedule {
     /// Parses `expression`; the error says which field is wrong and why.
-    pub fn parse(expression: &str) -> Result<Self, String> {
+    pub fn parse(expression: &str) -> Result<Self, ScheduleError> {
         let source = expression.trim().to_owned();
         let expanded = match source.as_str() {
             "@hourly" => "0 * * * *",
@@ -108,11 +147,7 @@ impl Schedule {
         let (second, rest) = match fields.len() {
             5 => ("0", &fields[..]),
             6 => (fields[0], &fields[1..]),
-            n => {
-                return Err(format!(
-                    "expected 5 fields (minute hour day month weekday) or 6 (with seconds first), found {n}"
-                ))
-            }
+            n => return Err(ScheduleError::FieldCount(n)),
         };
         let mut weekdays = parse_field(rest[4], "weekday", 0, 7)?;
         if has(weekdays, 7) {
@@ -361,7 +396,7 @@ mod tests {
             ("x * * * *", "minute: `x` is not a number"),
             ("* * * * MON", "weekday: `MON`"),
         ] {
-            let error = Schedule::parse(expr).unwrap_err();
+            let error = Schedule::parse(expr).unwrap_err().to_string();
             assert!(error.contains(says), "{expr}: {error}");
         }
     }

@@ -13,16 +13,21 @@ use ipnet::IpNet;
 #[derive(Clone, Debug, Default)]
 pub struct TrustedProxies(Arc<Vec<IpNet>>);
 
+/// An entry of `SALVAGE_TRUSTED_PROXIES` that is neither an address nor a network.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not an address or a network like 10.0.0.0/8")]
+pub struct NotAProxy(pub String);
+
 impl TrustedProxies {
     /// Parses a comma-separated list of addresses and networks
     /// (`10.0.0.0/8, 192.0.2.7, fd00::/8`). The error names the entry that is wrong.
-    pub fn parse(list: &str) -> Result<Self, String> {
+    pub fn parse(list: &str) -> Result<Self, NotAProxy> {
         let mut nets = Vec::new();
         for entry in list.split(',').map(str::trim).filter(|e| !e.is_empty()) {
             let net = entry
                 .parse::<IpNet>()
                 .or_else(|_| entry.parse::<IpAddr>().map(IpNet::from))
-                .map_err(|_| format!("{entry:?} is not an address or a network like 10.0.0.0/8"))?;
+                .map_err(|_| NotAProxy(entry.to_owned()))?;
             nets.push(net);
         }
         Ok(Self(Arc::new(nets)))
@@ -168,6 +173,7 @@ mod tests {
     #[test]
     fn a_bad_proxy_entry_is_named() {
         let error = TrustedProxies::parse("10.0.0.0/8, ten").unwrap_err();
-        assert!(error.contains("\"ten\""), "{error}");
+        assert_eq!(error, super::NotAProxy("ten".into()));
+        assert!(error.to_string().contains("\"ten\""), "{error}");
     }
 }

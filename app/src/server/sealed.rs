@@ -34,6 +34,23 @@ pub enum SealError {
     DoesNotOpen(String),
 }
 
+/// What is wrong with `SALVAGE_WEBHOOK_SECRET_KEYS`, naming the key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyRingError {
+    #[error("each key is `id:base64`, e.g. `2026-12:` and 32 random bytes in base64")]
+    Shape,
+    #[error("key id `{0}`: letters, digits, - and _, at most 32")]
+    Id(String),
+    #[error("key id `{0}` is given twice")]
+    Twice(String),
+    #[error("key `{0}` is not base64")]
+    NotBase64(String),
+    #[error(
+        "key `{id}` is {bytes} bytes; it must be 32 (e.g. `head -c 32 /dev/urandom | base64`)"
+    )]
+    Length { id: String, bytes: usize },
+}
+
 /// The keys secrets are sealed and opened with; the first seals. `Debug` names the ids
 /// only.
 #[derive(Clone, Default)]
@@ -52,12 +69,10 @@ impl std::fmt::Debug for KeyRing {
 impl KeyRing {
     /// Parses `id:base64-of-32-bytes` entries separated by commas. Ids are letters,
     /// digits, `-` and `_`, at most 32, each used once.
-    pub fn parse(raw: &str) -> Result<Self, String> {
+    pub fn parse(raw: &str) -> Result<Self, KeyRingError> {
         let mut keys: Vec<(String, Key)> = Vec::new();
         for entry in raw.split(',').map(str::trim).filter(|e| !e.is_empty()) {
-            let (id, encoded) = entry
-                .split_once(':')
-                .ok_or("each key is `id:base64`, e.g. `2026-12:` and 32 random bytes in base64")?;
+            let (id, encoded) = entry.split_once(':').ok_or(KeyRingError::Shape)?;
             let id = id.trim();
             if id.is_empty()
                 || id.len() > 32
@@ -65,21 +80,19 @@ impl KeyRing {
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
             {
-                return Err(format!(
-                    "key id `{id}`: letters, digits, - and _, at most 32"
-                ));
+                return Err(KeyRingError::Id(id.to_owned()));
             }
             if keys.iter().any(|(seen, _)| seen == id) {
-                return Err(format!("key id `{id}` is given twice"));
+                return Err(KeyRingError::Twice(id.to_owned()));
             }
             let bytes = base64::engine::general_purpose::STANDARD
                 .decode(encoded.trim())
-                .map_err(|_| format!("key `{id}` is not base64"))?;
+                .map_err(|_| KeyRingError::NotBase64(id.to_owned()))?;
             if bytes.len() != 32 {
-                return Err(format!(
-                    "key `{id}` is {} bytes; it must be 32 (e.g. `head -c 32 /dev/urandom | base64`)",
-                    bytes.len()
-                ));
+                return Err(KeyRingError::Length {
+                    id: id.to_owned(),
+                    bytes: bytes.len(),
+                });
             }
             keys.push((id.to_owned(), *Key::from_slice(&bytes)));
         }

@@ -43,7 +43,7 @@ pub(super) fn webhooks(env: &Env) -> Result<app::dead_letters::ssr::WebhookSetti
         webhooks.secret_keys = app::server::sealed::KeyRing::parse(&keys).map_err(|reason| {
             ConfigError::Malformed {
                 name: "SALVAGE_WEBHOOK_SECRET_KEYS",
-                reason,
+                reason: reason.to_string(),
             }
         })?;
     }

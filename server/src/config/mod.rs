@@ -266,7 +266,7 @@ impl Settings {
         )
         .map_err(|reason| ConfigError::Malformed {
             name: "SALVAGE_TRUSTED_PROXIES",
-            reason,
+            reason: reason.to_string(),
         })?;
         let password_permits = bounded(
             "SALVAGE_ARGON2_PERMITS",
@@ -334,7 +334,7 @@ impl Settings {
                 let schedule = app::jobs::schedule::Schedule::parse(&value).map_err(|reason| {
                     ConfigError::Malformed {
                         name: Box::leak(name.into_boxed_str()),
-                        reason,
+                        reason: reason.to_string(),
                     }
                 })?;
                 overrides.insert(job.name.to_owned(), schedule);

@@ -162,17 +162,32 @@ pub fn client(allow_private: bool) -> reqwest::Client {
     .clone()
 }
 
+/// Why a URL is not a webhook's; each reads after "the URL".
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum UrlError {
+    #[error("is not a URL ({0})")]
+    Malformed(url::ParseError),
+    #[error("must start with http:// or https://")]
+    Scheme,
+    #[error("must not carry a user name or password")]
+    Credentials,
+    #[error("has no host")]
+    NoHost,
+    #[error("points at a loopback, link-local or private address (set SALVAGE_WEBHOOK_ALLOW_PRIVATE to allow them)")]
+    Private,
+}
+
 /// Why a URL is not a webhook's, or `Ok` with the URL parsed.
-pub fn check_url(raw: &str, allow_private: bool) -> Result<url::Url, String> {
-    let url = url::Url::parse(raw.trim()).map_err(|e| format!("not a URL ({e})"))?;
+pub fn check_url(raw: &str, allow_private: bool) -> Result<url::Url, UrlError> {
+    let url = url::Url::parse(raw.trim()).map_err(UrlError::Malformed)?;
     if !matches!(url.scheme(), "http" | "https") {
-        return Err("must start with http:// or https://".into());
+        return Err(UrlError::Scheme);
     }
     if !url.username().is_empty() || url.password().is_some() {
-        return Err("must not carry a user name or password".into());
+        return Err(UrlError::Credentials);
     }
     let Some(host) = url.host() else {
-        return Err("has no host".into());
+        return Err(UrlError::NoHost);
     };
     if allow_private {
         return Ok(url);
@@ -186,10 +201,7 @@ pub fn check_url(raw: &str, allow_private: bool) -> Result<url::Url, String> {
         }
     };
     if private {
-        return Err(
-            "points at a loopback, link-local or private address (set SALVAGE_WEBHOOK_ALLOW_PRIVATE to allow them)"
-                .into(),
-        );
+        return Err(UrlError::Private);
     }
     Ok(url)
 }

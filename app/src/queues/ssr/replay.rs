@@ -23,6 +23,7 @@
 //! batch's PostgreSQL work overlaps the other's ClickHouse round trips, so replay runs at
 //! about three quarters of a bare `DELETE … RETURNING` (see `salvage bench replay`).
 
+use crate::stores::StoreError;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -297,8 +298,8 @@ pub async fn drain(
                         }
                     }
                 }
-                Err(message) => {
-                    failure = failure.or(Some(format!("{}: {message}", queue.as_str())));
+                Err(error) => {
+                    failure = failure.or(Some(format!("{}: {error}", queue.as_str())));
                 }
             }
         }
@@ -342,6 +343,18 @@ pub struct BatchResult {
     pub frozen: bool,
 }
 
+/// Why a batch failed; its rows stay queued.
+#[derive(Debug, thiserror::Error)]
+pub enum BatchError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("ClickHouse: no answer within {0} s")]
+    Timeout(u64),
+    /// A test's fault, injected between the insert and the commit.
+    #[error("injected fault: stopped after the ClickHouse insert, before the commit")]
+    Injected,
+}
+
 /// One batch of `queue`, as described in the module docs. On failure the claimed rows
 /// stay queued with `attempts + 1` and the error, which is returned.
 pub async fn replay_batch(
@@ -349,16 +362,12 @@ pub async fn replay_batch(
     queue: Queue,
     batch: i64,
     faults: Faults,
-) -> Result<BatchResult, String> {
-    let mut tx = state
-        .pg
-        .begin()
-        .await
-        .map_err(|e| format!("PostgreSQL: {e}"))?;
+) -> Result<BatchResult, BatchError> {
+    let mut tx = state.pg.begin().await.map_err(StoreError::postgres)?;
     // Held until this batch commits: a restore's freeze waits for it.
     if crate::freeze::ssr::hold_unless_frozen(&mut tx)
         .await
-        .map_err(|e| format!("PostgreSQL: {e}"))?
+        .map_err(StoreError::postgres)?
     {
         return Ok(BatchResult {
             frozen: true,
@@ -369,7 +378,7 @@ pub async fn replay_batch(
         .bind(batch)
         .fetch_all(&mut *tx)
         .await
-        .map_err(|e| format!("PostgreSQL: {e}"))?;
+        .map_err(StoreError::postgres)?;
     if rows.is_empty() {
         return Ok(BatchResult::default());
     }
@@ -393,7 +402,7 @@ pub async fn replay_batch(
             .clickhouse
             .existing_rows(queue.as_str(), &ids, first.date(), last.date(), timeout)
             .await
-            .map_err(|e| format!("ClickHouse: {e}"))?;
+            .map_err(StoreError::clickhouse)?;
         let missing: Vec<&str> = rows
             .iter()
             .zip(organizations.iter().zip(&ids))
@@ -410,12 +419,10 @@ pub async fn replay_batch(
                 .insert_lines(queue.as_str(), missing, timeout),
         )
         .await
-        .map_err(|_| format!("ClickHouse: no answer within {} s", timeout.as_secs()))?
-        .map_err(|e| format!("ClickHouse: {e}"))?;
+        .map_err(|_| BatchError::Timeout(timeout.as_secs()))?
+        .map_err(StoreError::clickhouse)?;
         if faults.crash_after_insert {
-            return Err(
-                "injected fault: stopped after the ClickHouse insert, before the commit".to_owned(),
-            );
+            return Err(BatchError::Injected);
         }
         Ok(inserted)
     }
@@ -424,7 +431,7 @@ pub async fn replay_batch(
         Ok(inserted) => {
             tx.commit()
                 .await
-                .map_err(|e| format!("PostgreSQL commit: {e}"))?;
+                .map_err(|e| StoreError::postgres(format!("commit: {e}")))?;
             use crate::server::metrics::{REPLAY_BATCHES, REPLAY_ROWS};
             let labels = [queue.as_str()];
             state.metrics.add(&REPLAY_ROWS, &labels, rows.len() as u64);
@@ -435,17 +442,17 @@ pub async fn replay_batch(
                 frozen: false,
             })
         }
-        Err(message) => {
+        Err(error) => {
             drop(tx); // rolls the delete back: the rows are queued again
             record_failure(
                 &state.pg,
                 queue,
                 (&ids, &organizations),
-                &message,
+                &error.to_string(),
                 state.clock.now(),
             )
             .await;
-            Err(message)
+            Err(error)
         }
     }
 }
