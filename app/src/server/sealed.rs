@@ -243,7 +243,7 @@ mod tests {
             ("a:AAAA", "32"),
             (&format!("a:{},a:{}", key(1), key(2)), "twice"),
         ] {
-            let error = KeyRing::parse(raw).unwrap_err();
+            let error = KeyRing::parse(raw).unwrap_err().to_string();
             assert!(error.contains(says), "{raw}: {error}");
         }
         let ring = KeyRing::parse(&format!(" k1:{} ", key(1))).unwrap();

@@ -399,7 +399,7 @@ impl Settings {
                 app::backups::ssr::storage::Bucket::new(url.trim(), &[]).map_err(|reason| {
                     ConfigError::Malformed {
                         name: "SALVAGE_BACKUP_URL",
-                        reason,
+                        reason: reason.to_string(),
                     }
                 })?;
             backups.storage = app::backups::ssr::Storage::Bucket(bucket);

@@ -202,12 +202,23 @@ pub async fn load(pg: &PgPool, id: i64) -> Result<Option<Stored>, sqlx::Error> {
     Ok(row.as_ref().map(stored))
 }
 
+/// Why a backup cannot be restored or verified: it is not complete, or retention
+/// deleted its files. Reads as a sentence that starts with the backup, for a 409 or a
+/// field error.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("backup {id} is {}{}", status.label(), if *deleted { " and its files were deleted by retention" } else { "" })]
+pub struct NotRestorable {
+    pub id: i64,
+    pub status: super::super::BackupStatus,
+    pub deleted: bool,
+}
+
 /// Backup `id` when its files are complete and kept; otherwise (the inner `Err`) why
-/// not, in a sentence that starts with the backup, for a 409 or a field error.
+/// not.
 pub async fn load_complete(
     pg: &PgPool,
     id: i64,
-) -> Result<Result<Stored, String>, crate::error::AppError> {
+) -> Result<Result<Stored, NotRestorable>, crate::error::AppError> {
     let stored = load(pg, id)
         .await
         .map_err(crate::error::AppError::wrap("Load a backup"))?
@@ -217,15 +228,11 @@ pub async fn load_complete(
     if stored.backup.status.is_complete() && !stored.backup.deleted {
         return Ok(Ok(stored));
     }
-    Ok(Err(format!(
-        "backup {id} is {}{}",
-        stored.backup.status.label(),
-        if stored.backup.deleted {
-            " and its files were deleted by retention"
-        } else {
-            ""
-        }
-    )))
+    Ok(Err(NotRestorable {
+        id,
+        status: stored.backup.status,
+        deleted: stored.backup.deleted,
+    }))
 }
 
 /// The newest `limit` backups, newest first.

@@ -7,6 +7,7 @@
 //! reading the stream's block headers and values) and writes the LZ4 file; memory stays
 //! at one chunk in flight and one block's header, whatever the table's size.
 
+use super::BackupError;
 use std::io::{BufReader, Read};
 
 use bytes::Bytes;
@@ -218,7 +219,7 @@ pub async fn export(
     storage: &Storage,
     key: String,
     relative: String,
-) -> Result<FileEntry, String> {
+) -> Result<FileEntry, BackupError> {
     let sql = match partition {
         None => format!("SELECT * FROM `{database}`.`{}`", table.name),
         Some(_) => format!(
@@ -232,7 +233,9 @@ pub async fn export(
     if let Some(value) = partition {
         query = query.bind(value);
     }
-    let mut cursor = query.fetch_bytes("Native").map_err(|e| e.to_string())?;
+    let mut cursor = query
+        .fetch_bytes("Native")
+        .map_err(BackupError::clickhouse)?;
     let (sender, receiver) = mpsc::channel::<Bytes>(4);
     let storage = storage.clone();
     let writer = tokio::task::spawn_blocking(move || -> std::io::Result<(u64, u64, String)> {
@@ -265,14 +268,17 @@ pub async fn export(
         }
     }
     drop(sender);
-    let written = writer.await.map_err(|e| e.to_string())?;
+    let written = writer
+        .await
+        .map_err(|e| BackupError::Storage(e.to_string()))?;
     if let Some(error) = failure {
-        return Err(format!(
-            "ClickHouse stopped sending {}: {error}",
+        return Err(BackupError::clickhouse(format!(
+            "stopped sending {}: {error}",
             table.name
-        ));
+        )));
     }
-    let (rows, size, sha256) = written.map_err(|e| format!("{relative}: {e}"))?;
+    let (rows, size, sha256) =
+        written.map_err(|e| BackupError::Storage(format!("{relative}: {e}")))?;
     Ok(FileEntry {
         path: relative,
         table: Some(table.name.clone()),
@@ -291,9 +297,10 @@ pub fn read_file(
     key: &str,
     entry: &FileEntry,
     mut on_chunk: Option<mpsc::Sender<Bytes>>,
-) -> Result<u64, String> {
+) -> Result<u64, BackupError> {
     let name = &entry.path;
-    let file = storage.open(key).map_err(|e| format!("{name}: {e}"))?;
+    let unreadable = |e: std::io::Error| BackupError::Storage(format!("{name}: {e}"));
+    let file = storage.open(key).map_err(unreadable)?;
     let mut hashing = HashingReader::new(file);
     let rows = {
         let decoder = lz4_flex::frame::FrameDecoder::new(&mut hashing);
@@ -301,26 +308,28 @@ pub fn read_file(
             inner: decoder,
             to: on_chunk.take(),
         };
-        let rows = count_rows(&mut BufReader::with_capacity(1 << 20, &mut forward))
-            .map_err(|e| format!("{name}: {e}"))?;
-        std::io::copy(&mut forward, &mut std::io::sink()).map_err(|e| format!("{name}: {e}"))?;
+        let rows =
+            count_rows(&mut BufReader::with_capacity(1 << 20, &mut forward)).map_err(unreadable)?;
+        std::io::copy(&mut forward, &mut std::io::sink()).map_err(unreadable)?;
         rows
     };
-    let (size, sha256) = hashing.finish().map_err(|e| format!("{name}: {e}"))?;
+    let (size, sha256) = hashing.finish().map_err(unreadable)?;
     if size != entry.size {
-        return Err(format!(
+        return Err(BackupError::Integrity(format!(
             "{name}: {size} bytes, the manifest says {}",
             entry.size
-        ));
+        )));
     }
     if sha256 != entry.sha256 {
-        return Err(format!("{name}: its SHA-256 differs from the manifest's"));
+        return Err(BackupError::Integrity(format!(
+            "{name}: its SHA-256 differs from the manifest's"
+        )));
     }
     if entry.rows.is_some_and(|expected| expected != rows) {
-        return Err(format!(
+        return Err(BackupError::Integrity(format!(
             "{name}: {rows} rows, the manifest says {}",
             entry.rows.unwrap_or_default()
-        ));
+        )));
     }
     Ok(rows)
 }
@@ -352,7 +361,7 @@ pub async fn import(
     storage: &Storage,
     key: String,
     entry: FileEntry,
-) -> Result<u64, String> {
+) -> Result<u64, BackupError> {
     let mut insert = client
         .insert_formatted_with(format!("INSERT INTO `{database}`.`{table}` FORMAT Native"))
         .buffered_with_capacity(1 << 20);
@@ -368,29 +377,31 @@ pub async fn import(
         }
     }
     drop(receiver);
-    let rows = reader.await.map_err(|e| e.to_string())?;
+    let rows = reader
+        .await
+        .map_err(|e| BackupError::Storage(e.to_string()))?;
+    let refused = |e: &dyn std::fmt::Display| {
+        BackupError::clickhouse(format!("refused the rows of {table}: {e}"))
+    };
     if let Some(error) = failure {
-        return Err(format!("ClickHouse refused the rows of {table}: {error}"));
+        return Err(refused(&error));
     }
     let rows = rows?;
-    insert
-        .end()
-        .await
-        .map_err(|e| format!("ClickHouse refused the rows of {table}: {e}"))?;
+    insert.end().await.map_err(|e| refused(&e))?;
     Ok(rows)
 }
 
 /// `create` (a `CREATE TABLE db.name …` statement from `system.tables`) retargeted to
 /// `database.table`.
-pub fn retarget(create: &str, database: &str, table: &str) -> Result<String, String> {
+pub fn retarget(create: &str, database: &str, table: &str) -> Result<String, BackupError> {
     let open = create
         .find('(')
-        .ok_or_else(|| "a CREATE statement without columns".to_owned())?;
+        .ok_or_else(|| BackupError::Integrity("a CREATE statement without columns".into()))?;
     if !create.starts_with("CREATE TABLE ") {
-        return Err(format!(
+        return Err(BackupError::Integrity(format!(
             "not a CREATE TABLE statement: {}",
             &create[..open.min(60)]
-        ));
+        )));
     }
     Ok(format!(
         "CREATE TABLE `{database}`.`{table}` {}",

@@ -17,6 +17,7 @@ use time::OffsetDateTime;
 use super::super::{BackupStatus, StoreKind};
 use super::catalogue::{self, Started, Stored};
 use super::manifest::{self, FileEntry, Manifest, FORMAT};
+use super::BackupError;
 use super::{clickhouse as ch, lock_class, postgres as pg, verify};
 use crate::alerts::ssr::{store::raise_event, Signal};
 use crate::alerts::Severity;
@@ -186,10 +187,10 @@ pub async fn take(
     }
     let clock = Instant::now();
     let result = match storage.check_writable().await {
-        Err(error) => Err(format!(
+        Err(error) => Err(BackupError::Storage(format!(
             "the backup target {} cannot be written: {error}",
             storage.describe()
-        )),
+        ))),
         Ok(()) => match store {
             StoreKind::Postgres => dump_postgres(state, &row, started.at, tracker).await,
             StoreKind::Clickhouse => dump_clickhouse(state, &row, started.at, tracker).await,
@@ -201,8 +202,8 @@ pub async fn take(
                 .put(&row.key(manifest::FILE_NAME), bytes)
                 .await
                 .map(|()| manifest)
-                .map_err(|e| format!("{}: {e}", manifest::FILE_NAME)),
-            Err(error) => Err(error.to_string()),
+                .map_err(|e| BackupError::Storage(format!("{}: {e}", manifest::FILE_NAME))),
+            Err(error) => Err(BackupError::Integrity(error.to_string())),
         },
         Err(error) => Err(error),
     };
@@ -251,6 +252,7 @@ pub async fn take(
             }
         }
         Err(error) => {
+            let error = error.to_string();
             let _ = storage.delete_prefix(&row.location).await;
             catalogue::fail(&mut tx, row.backup.id, &error, now, duration_ms)
                 .await
@@ -294,14 +296,14 @@ pub async fn take(
 }
 
 /// Rows queued in PostgreSQL for ClickHouse now (the queues' exact depths).
-async fn queued_rows(state: &AppState) -> Result<i64, String> {
+async fn queued_rows(state: &AppState) -> Result<i64, BackupError> {
     sqlx::query_scalar::<_, Option<i64>>(
         "select (select count(*) from requests_fallback) + (select count(*) from events_fallback)",
     )
     .fetch_one(&state.pg)
     .await
     .map(|n| n.unwrap_or(0))
-    .map_err(|e| format!("PostgreSQL: {e}"))
+    .map_err(BackupError::postgres)
 }
 
 /// What a dump found, before it becomes the manifest.
@@ -344,14 +346,14 @@ async fn dump_postgres(
     row: &Stored,
     started_at: OffsetDateTime,
     tracker: &Tracker,
-) -> Result<Manifest, String> {
+) -> Result<Manifest, BackupError> {
     let clock = Instant::now();
     let settings = &state.backups;
     let url = pg::working_url(settings);
     let (tool_line, tool_major) = pg::tool_version(settings, "pg_dump")
         .await
-        .map_err(|e| e.to_string())?;
-    let down = |e: sqlx::Error| format!("PostgreSQL: {e}");
+        .map_err(BackupError::tool)?;
+    let down = BackupError::postgres;
     let mut conn = pg::connect(url, None).await.map_err(down)?;
     let server_num: i32 = sqlx::query_scalar("select current_setting('server_version_num')::int")
         .fetch_one(&mut conn)
@@ -376,19 +378,19 @@ async fn dump_postgres(
         .filter(|t| t.name == "requests_fallback" || t.name == "events_fallback")
         .map(|t| t.rows)
         .sum();
-    let mut child = pg::spawn_dump(settings, url, &snapshot).map_err(|e| e.to_string())?;
+    let mut child = pg::spawn_dump(settings, url, &snapshot).map_err(BackupError::tool)?;
     let stdout = child.stdout.take().expect("piped");
     let mut stderr = child.stderr.take().expect("piped");
     let relative = "postgres.dump".to_owned();
     let written = write_stream(&state.backups.storage, row.key(&relative), stdout, tracker).await;
     let mut errors = String::new();
     let _ = tokio::io::AsyncReadExt::read_to_string(&mut stderr, &mut errors).await;
-    let status = child.wait().await.map_err(|e| e.to_string())?;
+    let status = child.wait().await.map_err(BackupError::tool)?;
     // The snapshot may end only once pg_dump has its own copy of it.
     let _ = sqlx::query("commit").execute(&mut conn).await;
     let (size, sha256) = written?;
     if !status.success() {
-        return Err(pg::first_line(&errors, "pg_dump failed"));
+        return Err(BackupError::Tool(pg::first_line(&errors, "pg_dump failed")));
     }
     let file = FileEntry {
         path: relative,
@@ -415,7 +417,7 @@ async fn write_stream(
     key: String,
     mut source: impl tokio::io::AsyncRead + Unpin,
     tracker: &Tracker,
-) -> Result<(u64, String), String> {
+) -> Result<(u64, String), BackupError> {
     let (sender, receiver) = tokio::sync::mpsc::channel::<bytes::Bytes>(4);
     let storage = storage.clone();
     let writer = tokio::task::spawn_blocking(move || -> std::io::Result<(u64, String)> {
@@ -429,11 +431,11 @@ async fn write_stream(
         if tracker.is_cancelled() {
             drop(sender);
             let _ = writer.await;
-            return Err("cancelled".to_owned());
+            return Err(BackupError::Cancelled);
         }
         let read = tokio::io::AsyncReadExt::read(&mut source, &mut buffer)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(BackupError::tool)?;
         if read == 0 {
             break;
         }
@@ -446,10 +448,9 @@ async fn write_stream(
         }
     }
     drop(sender);
-    writer
+    Ok(writer
         .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())
+        .map_err(|e| BackupError::Storage(e.to_string()))??)
 }
 
 /// Every table of Salvage's ClickHouse database, one file per partition.
@@ -458,9 +459,9 @@ async fn dump_clickhouse(
     row: &Stored,
     started_at: OffsetDateTime,
     tracker: &Tracker,
-) -> Result<Manifest, String> {
+) -> Result<Manifest, BackupError> {
     let clock = Instant::now();
-    let down = |e: clickhouse::error::Error| format!("ClickHouse: {e}");
+    let down = BackupError::clickhouse;
     let client = state.clickhouse.client();
     let database = state.clickhouse.database().to_owned();
     let queued = queued_rows(state).await?;
@@ -480,7 +481,7 @@ async fn dump_clickhouse(
             .map_err(down)?
         {
             if tracker.is_cancelled() {
-                return Err("cancelled".to_owned());
+                return Err(BackupError::Cancelled);
             }
             let relative = ch::file_name(&table.name, partition.as_deref());
             let file = ch::export(

@@ -4,6 +4,7 @@ pub mod alerts;
 pub mod catalogue;
 pub mod clickhouse;
 pub mod create;
+pub mod error;
 pub mod manifest;
 pub mod native;
 pub mod objectives;
@@ -18,6 +19,7 @@ use std::time::Duration;
 use secrecy::SecretString;
 
 pub use create::BACKUP;
+pub use error::BackupError;
 pub use storage::Storage;
 
 /// `SALVAGE_BACKUP_*`: where backups go, how many are kept, the recovery objectives.

@@ -15,6 +15,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::process::Command;
 
 use super::manifest::{schema_checksum, TableEntry};
+use super::BackupError;
 use super::BackupSettings;
 use crate::error::AppError;
 
@@ -144,12 +145,16 @@ pub async fn tool_version(
 }
 
 /// Refuses a `pg_dump` older than the server: it cannot dump a newer server.
-pub fn check_tool_major(tool_line: &str, tool_major: u32, server_major: u32) -> Result<(), String> {
+pub fn check_tool_major(
+    tool_line: &str,
+    tool_major: u32,
+    server_major: u32,
+) -> Result<(), BackupError> {
     if tool_major < server_major {
-        return Err(format!(
+        return Err(BackupError::Tool(format!(
             "{tool_line} is older than the server (PostgreSQL {server_major}): it cannot dump it. \
              Install pg_dump {server_major} or newer, or point SALVAGE_PG_BIN_DIR at it"
-        ));
+        )));
     }
     Ok(())
 }
@@ -234,7 +239,7 @@ pub fn spawn_dump(
 pub async fn count_dump_rows(
     settings: &BackupSettings,
     path: &Path,
-) -> Result<HashMap<String, i64>, String> {
+) -> Result<HashMap<String, i64>, BackupError> {
     let mut child = Command::new(tool(settings, "pg_restore"))
         .args(["--data-only", "--file=-"])
         .arg(path)
@@ -243,13 +248,13 @@ pub async fn count_dump_rows(
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
-        .map_err(|error| format!("pg_restore could not be started: {error}"))?;
+        .map_err(|error| BackupError::tool(format!("pg_restore could not be started: {error}")))?;
     let stdout = child.stdout.take().expect("piped");
     let mut stderr = child.stderr.take().expect("piped");
     let mut lines = BufReader::with_capacity(1 << 20, stdout).split(b'\n');
     let mut counts = HashMap::new();
     let mut current: Option<(String, i64)> = None;
-    while let Some(line) = lines.next_segment().await.map_err(|e| e.to_string())? {
+    while let Some(line) = lines.next_segment().await.map_err(BackupError::tool)? {
         match &mut current {
             Some((_, rows)) if line != b"\\." => *rows += 1,
             Some(_) => {
@@ -265,9 +270,12 @@ pub async fn count_dump_rows(
     }
     let mut errors = String::new();
     let _ = stderr.read_to_string(&mut errors).await;
-    let status = child.wait().await.map_err(|e| e.to_string())?;
+    let status = child.wait().await.map_err(BackupError::tool)?;
     if !status.success() || current.is_some() {
-        return Err(first_line(&errors, "pg_restore could not read the dump"));
+        return Err(BackupError::Tool(first_line(
+            &errors,
+            "pg_restore could not read the dump",
+        )));
     }
     Ok(counts)
 }
@@ -299,10 +307,10 @@ pub async fn run_restore(
     database: &str,
     dump: &Path,
     args: &[&str],
-) -> Result<(), String> {
+) -> Result<(), BackupError> {
     let url = working_url(settings);
     let mut command =
-        command(settings, "pg_restore", url, Some(database)).map_err(|e| e.to_string())?;
+        command(settings, "pg_restore", url, Some(database)).map_err(BackupError::tool)?;
     command
         .args([
             "--no-password",
@@ -316,14 +324,14 @@ pub async fn run_restore(
     let output = command
         .output()
         .await
-        .map_err(|error| format!("pg_restore could not be started: {error}"))?;
+        .map_err(|error| BackupError::tool(format!("pg_restore could not be started: {error}")))?;
     if output.status.success() {
         return Ok(());
     }
-    Err(first_line(
+    Err(BackupError::Tool(first_line(
         &String::from_utf8_lossy(&output.stderr),
         "pg_restore failed",
-    ))
+    )))
 }
 
 /// The entries of `pg_restore --list` for `dump` that belong to `tables` (their
@@ -333,18 +341,18 @@ pub async fn toc_for(
     settings: &BackupSettings,
     dump: &Path,
     tables: &[&TableEntry],
-) -> Result<String, String> {
+) -> Result<String, BackupError> {
     let output = Command::new(tool(settings, "pg_restore"))
         .arg("--list")
         .arg(dump)
         .output()
         .await
-        .map_err(|error| format!("pg_restore could not be started: {error}"))?;
+        .map_err(|error| BackupError::tool(format!("pg_restore could not be started: {error}")))?;
     if !output.status.success() {
-        return Err(first_line(
+        return Err(BackupError::Tool(first_line(
             &String::from_utf8_lossy(&output.stderr),
             "pg_restore could not list the dump",
-        ));
+        )));
     }
     let listing = String::from_utf8_lossy(&output.stdout);
     Ok(select_toc(&listing, tables))
@@ -472,8 +480,11 @@ mod tests {
         assert!(check_tool_major("pg_dump (PostgreSQL) 15.18", 15, 15).is_ok());
         assert!(check_tool_major("pg_dump (PostgreSQL) 16.1", 16, 15).is_ok());
         let error = check_tool_major("pg_dump (PostgreSQL) 14.9", 14, 15).unwrap_err();
+        assert!(matches!(error, BackupError::Tool(_)), "{error:?}");
         assert!(
-            error.contains("older than the server (PostgreSQL 15)"),
+            error
+                .to_string()
+                .contains("older than the server (PostgreSQL 15)"),
             "{error}"
         );
     }

@@ -47,23 +47,40 @@ impl std::fmt::Debug for Bucket {
     }
 }
 
+/// Why `SALVAGE_BACKUP_URL` names no bucket Salvage can use.
+#[derive(Debug, thiserror::Error)]
+pub enum BucketError {
+    #[error("not a URL: {0}")]
+    Url(#[from] url::ParseError),
+    #[error("use s3://bucket/prefix")]
+    Shape,
+    #[error("{key}: {message}")]
+    Option { key: String, message: String },
+    #[error(transparent)]
+    Store(#[from] object_store::Error),
+}
+
 impl Bucket {
     /// The bucket of `url` (`s3://bucket/prefix`) with `options` (`aws_endpoint`,
     /// `aws_access_key_id`, …, as `object_store` names them) over what the environment
     /// gives (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`, `AWS_ENDPOINT`,
     /// `AWS_ALLOW_HTTP`). Connects to nothing yet.
-    pub fn new(url: &str, options: &[(&str, &str)]) -> Result<Self, String> {
-        let parsed = url::Url::parse(url).map_err(|e| format!("not a URL: {e}"))?;
+    pub fn new(url: &str, options: &[(&str, &str)]) -> Result<Self, BucketError> {
+        let parsed = url::Url::parse(url)?;
         if parsed.scheme() != "s3" || parsed.host_str().is_none_or(str::is_empty) {
-            return Err("use s3://bucket/prefix".to_owned());
+            return Err(BucketError::Shape);
         }
         let mut builder = object_store::aws::AmazonS3Builder::from_env().with_url(url);
         for (key, value) in options {
             let key: object_store::aws::AmazonS3ConfigKey =
-                key.parse().map_err(|e| format!("{key}: {e}"))?;
+                key.parse()
+                    .map_err(|e: object_store::Error| BucketError::Option {
+                        key: (*key).to_owned(),
+                        message: e.to_string(),
+                    })?;
             builder = builder.with_config(key, *value);
         }
-        let store = builder.build().map_err(|e| e.to_string())?;
+        let store = builder.build()?;
         let prefix = parsed.path().trim_matches('/');
         Ok(Self {
             store: Arc::new(store),

@@ -11,6 +11,7 @@ use super::super::{BackupStatus, StoreKind};
 use super::catalogue::{self, Stored};
 use super::manifest::{self, Manifest};
 use super::native::HashingReader;
+use super::BackupError;
 use super::{clickhouse as ch, postgres as pg};
 use crate::alerts::ssr::{store::raise_event, Signal};
 use crate::alerts::Severity;
@@ -119,7 +120,7 @@ async fn verifiable(state: &AppState, id: i64) -> Result<Stored, AppError> {
 pub async fn verify(state: &AppState, id: i64, actor: &Actor) -> Result<Verification, AppError> {
     let stored = verifiable(state, id).await?;
     let started = state.clock.now();
-    let result = check(state, &stored).await;
+    let result = check(state, &stored).await.map_err(|e| e.to_string());
     let now = state.clock.now();
     let store = stored.backup.store;
     let pg_err = AppError::wrap("Record a verification");
@@ -176,35 +177,36 @@ pub async fn verify(state: &AppState, id: i64, actor: &Actor) -> Result<Verifica
 }
 
 /// Reads a backup's manifest from the target.
-pub async fn read_manifest(state: &AppState, stored: &Stored) -> Result<Manifest, String> {
+pub async fn read_manifest(state: &AppState, stored: &Stored) -> Result<Manifest, BackupError> {
     let bytes = state
         .backups
         .storage
         .read(&stored.key(manifest::FILE_NAME))
         .await
-        .map_err(|e| format!("{}: {e}", manifest::FILE_NAME))?;
-    let manifest: Manifest = serde_json::from_slice(&bytes)
-        .map_err(|e| format!("{}: unreadable ({e})", manifest::FILE_NAME))?;
+        .map_err(|e| BackupError::from(e).about(manifest::FILE_NAME))?;
+    let manifest: Manifest = serde_json::from_slice(&bytes).map_err(|e| {
+        BackupError::Integrity(format!("{}: unreadable ({e})", manifest::FILE_NAME))
+    })?;
     if manifest.backup_id != stored.backup.id || manifest.store != stored.backup.store {
-        return Err(format!(
+        return Err(BackupError::Integrity(format!(
             "{}: it describes another backup ({} {})",
             manifest::FILE_NAME,
             manifest.store.as_str(),
             manifest.backup_id
-        ));
+        )));
     }
     Ok(manifest)
 }
 
 /// (files, rows) when every check passes; else the first failure, naming the file.
-async fn check(state: &AppState, stored: &Stored) -> Result<(usize, u64), String> {
+async fn check(state: &AppState, stored: &Stored) -> Result<(usize, u64), BackupError> {
     let manifest = read_manifest(state, stored).await?;
     let catalogued: Vec<(String, String)> =
         sqlx::query_as("select path, sha256 from backup_files where backup_id = $1 order by path")
             .bind(stored.backup.id)
             .fetch_all(&state.pg)
             .await
-            .map_err(|e| format!("PostgreSQL: {e}"))?;
+            .map_err(BackupError::postgres)?;
     let mut listed: Vec<(String, String)> = manifest
         .files
         .iter()
@@ -212,7 +214,9 @@ async fn check(state: &AppState, stored: &Stored) -> Result<(usize, u64), String
         .collect();
     listed.sort();
     if listed != catalogued {
-        return Err("the manifest's files differ from the catalogue's".to_owned());
+        return Err(BackupError::Integrity(
+            "the manifest's files differ from the catalogue's".to_owned(),
+        ));
     }
     let mut rows = 0u64;
     for file in &manifest.files {
@@ -225,7 +229,7 @@ async fn check(state: &AppState, stored: &Stored) -> Result<(usize, u64), String
                     ch::read_file(&storage, &key, &entry, None)
                 })
                 .await
-                .map_err(|e| e.to_string())??;
+                .map_err(|e| BackupError::Storage(e.to_string()))??;
             }
             StoreKind::Postgres => {
                 let name = entry.path.clone();
@@ -233,33 +237,35 @@ async fn check(state: &AppState, stored: &Stored) -> Result<(usize, u64), String
                     HashingReader::new(storage.open(&key)?).finish()
                 })
                 .await
-                .map_err(|e| e.to_string())?
-                .map_err(|e| format!("{name}: {e}"))?;
+                .map_err(|e| BackupError::Storage(e.to_string()))?
+                .map_err(|e| BackupError::from(e).about(&name))?;
                 if size != entry.size {
-                    return Err(format!(
+                    return Err(BackupError::Integrity(format!(
                         "{name}: {size} bytes, the manifest says {}",
                         entry.size
-                    ));
+                    )));
                 }
                 if sha256 != entry.sha256 {
-                    return Err(format!("{name}: its SHA-256 differs from the manifest's"));
+                    return Err(BackupError::Integrity(format!(
+                        "{name}: its SHA-256 differs from the manifest's"
+                    )));
                 }
                 let copy = state
                     .backups
                     .storage
                     .local_copy(&stored.key(&file.path))
                     .await
-                    .map_err(|e| format!("{name}: {e}"))?;
+                    .map_err(|e| BackupError::from(e).about(&name))?;
                 let counts = pg::count_dump_rows(&state.backups, copy.path())
                     .await
-                    .map_err(|e| format!("{name}: {e}"))?;
+                    .map_err(|e| e.about(&name))?;
                 for table in &manifest.tables {
                     let found = counts.get(&table.name).copied().unwrap_or(0);
                     if found != table.rows {
-                        return Err(format!(
+                        return Err(BackupError::Integrity(format!(
                             "{name}: {} holds {found} rows, the manifest says {}",
                             table.name, table.rows
-                        ));
+                        )));
                     }
                     rows += found as u64;
                 }

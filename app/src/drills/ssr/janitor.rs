@@ -22,6 +22,7 @@ use crate::history::Outcome;
 use crate::jobs::ssr::{Job, JobContext, JobFuture, Report, ABANDONED_AFTER};
 use crate::jobs::RunStatus;
 use crate::server::AppState;
+use crate::stores::StoreError;
 
 pub static DRILL_JANITOR: Job = Job {
     name: "drill-janitor",
@@ -69,13 +70,17 @@ impl Report for JanitorReport {
 }
 
 /// Drops database `name` of `store` if it exists.
-pub async fn drop_database(state: &AppState, store: StoreKind, name: &str) -> Result<(), String> {
+pub async fn drop_database(
+    state: &AppState,
+    store: StoreKind,
+    name: &str,
+) -> Result<(), StoreError> {
     use crate::backups::ssr::postgres as pg;
     match store {
         StoreKind::Postgres => {
             let mut admin = pg::connect(pg::working_url(&state.backups), None)
                 .await
-                .map_err(|e| format!("PostgreSQL: {e}"))?;
+                .map_err(StoreError::postgres)?;
             sqlx::query(&format!(
                 "drop database if exists {} with (force)",
                 pg::quote(name)
@@ -83,7 +88,7 @@ pub async fn drop_database(state: &AppState, store: StoreKind, name: &str) -> Re
             .execute(&mut admin)
             .await
             .map(drop)
-            .map_err(|e| format!("PostgreSQL: {e}"))
+            .map_err(StoreError::postgres)
         }
         StoreKind::Clickhouse => state
             .clickhouse
@@ -91,7 +96,7 @@ pub async fn drop_database(state: &AppState, store: StoreKind, name: &str) -> Re
             .query(&format!("DROP DATABASE IF EXISTS `{name}`"))
             .execute()
             .await
-            .map_err(|e| format!("ClickHouse: {e}")),
+            .map_err(StoreError::clickhouse),
     }
 }
 

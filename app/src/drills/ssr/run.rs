@@ -27,7 +27,7 @@ use super::super::{DrillStatus, DrillStep, DrillStore, StoreKind, TableResult};
 use super::{database_name, janitor, live_database, records};
 use crate::alerts::ssr::{store::raise_event, Signal};
 use crate::alerts::Severity;
-use crate::backups::ssr::catalogue::{self, Stored};
+use crate::backups::ssr::catalogue::{self, NotRestorable, Stored};
 use crate::backups::ssr::restore::{self, Phase, RestoreReport, RestoreRequest};
 use crate::backups::RestoreStatus;
 use crate::error::AppError;
@@ -38,6 +38,7 @@ use crate::history::Outcome;
 use crate::jobs::ssr::{Job, JobContext, JobFuture, Report};
 use crate::jobs::RunStatus;
 use crate::server::{unix_ms, AppState};
+use crate::stores::StoreError;
 
 pub static RESTORE_DRILL: Job = Job {
     name: super::super::DRILL_JOB,
@@ -174,7 +175,7 @@ pub async fn drill(ctx: &JobContext) -> Result<DrillReport, AppError> {
     let chosen = match choose(state, &ctx.targets).await {
         Ok(chosen) => chosen,
         Err(why) => {
-            let choose = step(None, "choose", 0, false, Some(why.clone()));
+            let choose = step(None, "choose", 0, false, Some(why.to_string()));
             steps.push(choose).await?;
             return finish(ctx, drill_id, started, clock, steps.done, Vec::new()).await;
         }
@@ -215,41 +216,47 @@ fn ms(since: Instant) -> i64 {
     since.elapsed().as_millis() as i64
 }
 
+/// Why a drill has no backup to restore, for a store or for the whole drill.
+#[derive(Debug, thiserror::Error)]
+pub enum ChoiceError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("there is no verified backup of {} to drill with", .0.label())]
+    NoneVerified(StoreKind),
+    #[error("{0}: choose a complete backup")]
+    NotRestorable(#[from] NotRestorable),
+    /// The backup asked for could not be read (it does not exist, PostgreSQL is down).
+    #[error("{0}")]
+    Unreadable(AppError),
+    #[error("two backups of {} were given; a drill restores one per store", .0.label())]
+    Twice(StoreKind),
+}
+
 /// The backup of each store to restore: the ones asked for (each complete, at most one
 /// per store) or the latest verified of each. A store without one fails the drill.
 async fn choose(
     state: &AppState,
     asked: &[i64],
-) -> Result<Vec<(StoreKind, Result<Stored, String>)>, String> {
-    let pg_err = |e: sqlx::Error| format!("PostgreSQL: {e}");
+) -> Result<Vec<(StoreKind, Result<Stored, ChoiceError>)>, ChoiceError> {
     if asked.is_empty() {
         let mut chosen = Vec::new();
         for store in StoreKind::ALL {
             let latest = catalogue::latest_verified(&state.pg, store)
                 .await
-                .map_err(pg_err)?
-                .ok_or_else(|| {
-                    format!(
-                        "there is no verified backup of {} to drill with",
-                        store.label()
-                    )
-                });
+                .map_err(StoreError::postgres)?
+                .ok_or(ChoiceError::NoneVerified(store));
             chosen.push((store, latest));
         }
         return Ok(chosen);
     }
-    let mut chosen: Vec<(StoreKind, Result<Stored, String>)> = Vec::new();
+    let mut chosen: Vec<(StoreKind, Result<Stored, ChoiceError>)> = Vec::new();
     for &id in asked {
         let stored = catalogue::load_complete(&state.pg, id)
             .await
-            .map_err(|e| e.to_string())?
-            .map_err(|why| format!("{why}: choose a complete backup"))?;
+            .map_err(ChoiceError::Unreadable)??;
         let store = stored.backup.store;
         if chosen.iter().any(|(s, _)| *s == store) {
-            return Err(format!(
-                "two backups of {} were given; a drill restores one per store",
-                store.label()
-            ));
+            return Err(ChoiceError::Twice(store));
         }
         chosen.push((store, Ok(stored)));
     }
@@ -262,7 +269,7 @@ async fn one_store(
     ctx: &JobContext,
     steps: &mut Steps<'_>,
     store: StoreKind,
-    backup: Result<Stored, String>,
+    backup: Result<Stored, ChoiceError>,
     drill_started: OffsetDateTime,
 ) -> Result<DrillStore, AppError> {
     let state = &ctx.state;
@@ -287,9 +294,9 @@ async fn one_store(
         Ok(stored) => stored,
         Err(why) => {
             steps
-                .push(step(Some(store), "choose", 0, false, Some(why.clone())))
+                .push(step(Some(store), "choose", 0, false, Some(why.to_string())))
                 .await?;
-            result.error = Some(why);
+            result.error = Some(why.to_string());
             return Ok(result);
         }
     };

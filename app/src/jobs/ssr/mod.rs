@@ -365,7 +365,7 @@ impl Finished {
         run_id: i64,
         duration_ms: i64,
         history_id: Option<i64>,
-        result: Result<Box<dyn Report>, String>,
+        result: Result<Box<dyn Report>, AppError>,
     ) -> Self {
         match result {
             Ok(report) => Self {
@@ -382,7 +382,7 @@ impl Finished {
                 run_id,
                 status: RunStatus::Failed,
                 rows: 0,
-                error: Some(error),
+                error: Some(error.to_string()),
                 duration_ms,
                 details: Value::Object(Default::default()),
                 history_id,

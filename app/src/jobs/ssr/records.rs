@@ -154,12 +154,7 @@ pub(super) async fn finish(
     let internal = AppError::wrap("Failed to record how a run ended");
     let duration_ms = elapsed.as_millis() as i64;
     let finished_at = state.clock.now();
-    let mut finished = Finished::new(
-        run_id,
-        duration_ms,
-        None,
-        result.map_err(|error| error.to_string()),
-    );
+    let mut finished = Finished::new(run_id, duration_ms, None, result);
     let mut tx = state.pg.begin().await.map_err(&internal)?;
     sqlx::query!(
         "update cron_job_runs set outcome = $2, finished_at = $3, heartbeat_at = $3,

@@ -14,6 +14,7 @@ use crate::backups::ssr::postgres as pg;
 use crate::queues::Queue;
 use crate::server::clickhouse::ClickHouse;
 use crate::server::AppState;
+use crate::stores::StoreError;
 
 /// One check and how it went.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -44,17 +45,38 @@ impl CheckReport {
     }
 }
 
-fn check(name: &'static str, result: Result<String, String>) -> Check {
+/// Why a check failed; its text is the check's detail.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckFailed {
+    /// A store failed a call the check made.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("does not answer: {0}")]
+    NoAnswer(String),
+    #[error("no answer within {0} s")]
+    Timeout(u64),
+    /// Not run: the store it needs does not answer.
+    #[error("skipped: {0} does not answer")]
+    Skipped(&'static str),
+    /// The check ran and found something wrong.
+    #[error("{0}")]
+    Wrong(String),
+}
+
+/// What a check found: a detail when it passed.
+type Outcome = Result<String, CheckFailed>;
+
+fn check(name: &'static str, result: Outcome) -> Check {
     match result {
         Ok(detail) => Check {
             name,
             ok: true,
             detail,
         },
-        Err(detail) => Check {
+        Err(failed) => Check {
             name,
             ok: false,
-            detail,
+            detail: failed.to_string(),
         },
     }
 }
@@ -69,18 +91,18 @@ pub async fn run(state: &AppState) -> CheckReport {
     let postgres =
         match tokio::time::timeout(limit, sqlx::query("select 1").execute(&state.pg)).await {
             Ok(Ok(_)) => Ok("answers".to_owned()),
-            Ok(Err(error)) => Err(format!("does not answer: {error}")),
-            Err(_) => Err(format!("no answer within {} s", limit.as_secs())),
+            Ok(Err(error)) => Err(CheckFailed::NoAnswer(error.to_string())),
+            Err(_) => Err(CheckFailed::Timeout(limit.as_secs())),
         };
     let clickhouse = match tokio::time::timeout(limit, state.clickhouse.ping()).await {
         Ok(Ok(())) => Ok("answers".to_owned()),
-        Ok(Err(error)) => Err(format!("does not answer: {error}")),
-        Err(_) => Err(format!("no answer within {} s", limit.as_secs())),
+        Ok(Err(error)) => Err(CheckFailed::NoAnswer(error.to_string())),
+        Err(_) => Err(CheckFailed::Timeout(limit.as_secs())),
     };
     let (pg_up, ch_up) = (postgres.is_ok(), clickhouse.is_ok());
     let mut checks = vec![check("postgres", postgres), check("clickhouse", clickhouse)];
-    let needs_pg = || Err::<String, _>("skipped: PostgreSQL does not answer".to_owned());
-    let needs_both = || Err::<String, _>("skipped: a store does not answer".to_owned());
+    let needs_pg = || Err(CheckFailed::Skipped("PostgreSQL"));
+    let needs_both = || Err(CheckFailed::Skipped("a store"));
     checks.push(check(
         "schema",
         if pg_up {
@@ -124,20 +146,20 @@ pub async fn run(state: &AppState) -> CheckReport {
     CheckReport { checks }
 }
 
-async fn schema_check(state: &AppState) -> Result<String, String> {
+async fn schema_check(state: &AppState) -> Outcome {
     let status = super::schema::status(&state.pg)
         .await
-        .map_err(|e| format!("PostgreSQL: {e}"))?;
+        .map_err(StoreError::postgres)?;
     match status.problem {
         None => Ok(format!(
             "at version {}, as this binary expects",
             status.applied
         )),
-        Some(problem) => Err(problem),
+        Some(problem) => Err(CheckFailed::Wrong(problem)),
     }
 }
 
-async fn history_check(state: &AppState) -> Result<String, String> {
+async fn history_check(state: &AppState) -> Outcome {
     let report = crate::history::chain::verify(
         &state.pg,
         &state.clickhouse,
@@ -145,23 +167,23 @@ async fn history_check(state: &AppState) -> Result<String, String> {
         "salvage check",
     )
     .await
-    .map_err(|e| format!("PostgreSQL: {e}"))?;
+    .map_err(StoreError::postgres)?;
     match report.first_broken {
         None => Ok(format!(
             "{} entries, the chain verifies",
             crate::format::group_digits(report.entries.max(0) as u64)
         )),
-        Some(broken) => Err(format!(
+        Some(broken) => Err(CheckFailed::Wrong(format!(
             "the chain breaks at entry {}: {}",
             broken.id, broken.problem
-        )),
+        ))),
     }
 }
 
-async fn queues_check(state: &AppState) -> Result<String, String> {
+async fn queues_check(state: &AppState) -> Outcome {
     let depths = crate::queues::ssr::stats::queue_depths(&state.pg)
         .await
-        .map_err(|e| format!("PostgreSQL: {e}"))?;
+        .map_err(StoreError::postgres)?;
     Ok(depths
         .iter()
         .map(|(queue, depth)| {
@@ -176,8 +198,10 @@ async fn queues_check(state: &AppState) -> Result<String, String> {
         + " rows queued")
 }
 
-async fn background_check(state: &AppState) -> Result<String, String> {
-    let rows = super::store::list(state).await.map_err(|e| e.to_string())?;
+async fn background_check(state: &AppState) -> Outcome {
+    let rows = super::store::list(state)
+        .await
+        .map_err(|e| CheckFailed::Wrong(e.to_string()))?;
     let bad: Vec<String> = rows
         .iter()
         .filter(|m| m.stuck || m.status == crate::migrations::MigrationStatus::Failed)
@@ -203,21 +227,19 @@ async fn background_check(state: &AppState) -> Result<String, String> {
             rows.len()
         ))
     } else {
-        Err(bad.join("; "))
+        Err(CheckFailed::Wrong(bad.join("; ")))
     }
 }
 
 /// Ingest with ClickHouse cut, then replay, in scratch databases.
-async fn round_trip(state: &AppState) -> Result<String, String> {
+async fn round_trip(state: &AppState) -> Outcome {
     let name = format!("salvage_check_{}", uuid::Uuid::new_v4().simple());
     let url = pg::working_url(&state.backups);
-    let mut admin = pg::connect(url, None)
-        .await
-        .map_err(|e| format!("PostgreSQL: {e}"))?;
+    let mut admin = pg::connect(url, None).await.map_err(StoreError::postgres)?;
     sqlx::query(&format!("create database {}", pg::quote(&name)))
         .execute(&mut admin)
         .await
-        .map_err(|e| format!("PostgreSQL: create a scratch database: {e}"))?;
+        .map_err(|e| StoreError::postgres(format!("create a scratch database: {e}")))?;
     let scratch_ch = state.clickhouse.with_database(&name);
     let result = round_trip_in(state, url, &name, &scratch_ch).await;
     let _ = scratch_ch.drop_database().await;
@@ -235,28 +257,28 @@ async fn round_trip_in(
     url: &secrecy::SecretString,
     name: &str,
     scratch_ch: &ClickHouse,
-) -> Result<String, String> {
+) -> Outcome {
     let options: PgConnectOptions = secrecy::ExposeSecret::expose_secret(url)
         .parse()
-        .map_err(|e| format!("PostgreSQL: {e}"))?;
+        .map_err(StoreError::postgres)?;
     let pool = PgPoolOptions::new()
         .max_connections(2)
         .connect_with(options.database(name).application_name("salvage-check"))
         .await
-        .map_err(|e| format!("PostgreSQL: {e}"))?;
+        .map_err(StoreError::postgres)?;
     let result = async {
         crate::server::postgres::MIGRATOR
             .run(&pool)
             .await
-            .map_err(|e| format!("PostgreSQL: migrate the scratch database: {e}"))?;
+            .map_err(|e| StoreError::postgres(format!("migrate the scratch database: {e}")))?;
         scratch_ch
             .migrate()
             .await
-            .map_err(|e| format!("ClickHouse: migrate the scratch database: {e}"))?;
+            .map_err(|e| StoreError::clickhouse(format!("migrate the scratch database: {e}")))?;
         // Ingest while ClickHouse is cut: a port nothing listens on.
         let closed = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
-            .map_err(|e| e.to_string())?
+            .map_err(|e| CheckFailed::Wrong(e.to_string()))?
             .port();
         let mut scratch = state.clone();
         scratch.pg = pool.clone();
@@ -272,26 +294,26 @@ async fn round_trip_in(
             round_trip_body().as_bytes(),
             &crate::queues::ssr::rows::Scope::All,
         )
-        .map_err(|e| format!("ingest: {e}"))?;
+        .map_err(|e| CheckFailed::Wrong(format!("ingest: {e}")))?;
         let stored = crate::queues::ssr::ingest::store(&scratch, Queue::Requests, &lines, None)
             .await
-            .map_err(|e| format!("ingest: {e}"))?;
+            .map_err(|e| CheckFailed::Wrong(format!("ingest: {e}")))?;
         let queued = crate::queues::ssr::replay::total_depth(&pool)
             .await
-            .map_err(|e| format!("PostgreSQL: {e}"))?;
+            .map_err(StoreError::postgres)?;
         if !matches!(stored, crate::queues::ssr::ingest::Stored::Fallback { .. })
             || queued != ROUND_TRIP_ROWS as i64
         {
-            return Err(format!(
+            return Err(CheckFailed::Wrong(format!(
                 "ingest with ClickHouse cut queued {queued} rows, expected {ROUND_TRIP_ROWS}"
-            ));
+            )));
         }
         // Replay into the scratch ClickHouse database.
         scratch.clickhouse = scratch_ch.clone();
         let options = crate::queues::ssr::replay::ReplayOptions::from_state(&scratch);
         let drained = crate::queues::ssr::replay::drain(&scratch, &options, queued, None)
             .await
-            .map_err(|e| format!("replay: {e}"))?;
+            .map_err(|e| CheckFailed::Wrong(format!("replay: {e}")))?;
         let in_clickhouse: u64 = scratch_ch
             .client()
             .query(&format!(
@@ -300,16 +322,16 @@ async fn round_trip_in(
             ))
             .fetch_one()
             .await
-            .map_err(|e| format!("ClickHouse: {e}"))?;
+            .map_err(StoreError::clickhouse)?;
         let left = crate::queues::ssr::replay::total_depth(&pool)
             .await
-            .map_err(|e| format!("PostgreSQL: {e}"))?;
+            .map_err(StoreError::postgres)?;
         if in_clickhouse != ROUND_TRIP_ROWS as u64 || left != 0 {
-            return Err(format!(
+            return Err(CheckFailed::Wrong(format!(
                 "replay moved {} rows: ClickHouse has {in_clickhouse} of {ROUND_TRIP_ROWS}, {left} left queued{}",
                 drained.rows_inserted,
                 drained.error.map(|e| format!(" ({e})")).unwrap_or_default()
-            ));
+            )));
         }
         Ok(format!(
             "{ROUND_TRIP_ROWS} rows ingested with ClickHouse cut, queued, replayed, each once, in scratch databases {name}"

@@ -317,7 +317,7 @@ pub async fn roll_back_to(
     }
     let stored = catalogue::load_complete(&state.pg, backup_id)
         .await?
-        .map_err(|why| AppError::invalid("backup", why))?;
+        .map_err(|why| AppError::invalid("backup", why.to_string()))?;
     if confirm.trim() != backup_id.to_string() {
         return Err(AppError::invalid(
             "confirm",
@@ -342,11 +342,11 @@ pub async fn roll_back_to(
     }
     let manifest = crate::backups::ssr::verify::read_manifest(state, &stored)
         .await
-        .map_err(|e| AppError::invalid("backup", e))?;
+        .map_err(|e| AppError::invalid("backup", e.to_string()))?;
     let started = state.clock.now();
     let replaced = crate::backups::ssr::restore::replace_schema(state, &stored, &manifest)
         .await
-        .map_err(|error| AppError::internal("Roll back an upgrade", error))?;
+        .map_err(|error| AppError::internal("Roll back an upgrade", error.to_string()))?;
     let verified = replaced.checks.iter().all(|c| c.ok());
     let schema_version = schema::status(&state.pg).await.map_err(wrap())?.applied;
     let now = state.clock.now();

@@ -19,7 +19,7 @@ pub(super) async fn load_table(
     to: Destination<'_>,
     watch: &Watch<'_>,
     done: &mut i64,
-) -> Result<(), String> {
+) -> Result<(), BackupError> {
     let Destination {
         client,
         database,
@@ -28,12 +28,12 @@ pub(super) async fn load_table(
     let create = table
         .create
         .as_deref()
-        .ok_or("the manifest has no CREATE statement")?;
+        .ok_or_else(|| BackupError::Integrity("the manifest has no CREATE statement".into()))?;
     client
         .query(&ch::retarget(create, database, target_table)?)
         .execute()
         .await
-        .map_err(|e| format!("ClickHouse: {e}"))?;
+        .map_err(BackupError::clickhouse)?;
     for file in prepared
         .manifest
         .files
@@ -59,10 +59,10 @@ pub(super) async fn check_clickhouse(
     client: &::clickhouse::Client,
     database: &str,
     tables: &[(TableEntry, String)],
-) -> Result<Vec<TableCheck>, String> {
+) -> Result<Vec<TableCheck>, BackupError> {
     let described = ch::describe(client, database)
         .await
-        .map_err(|e| format!("ClickHouse: {e}"))?;
+        .map_err(BackupError::clickhouse)?;
     let mut checks = Vec::new();
     for (expected, name) in tables {
         let Some(actual) = described.iter().find(|t| &t.name == name) else {
@@ -76,10 +76,10 @@ pub(super) async fn check_clickhouse(
         };
         let rows = ch::count(client, database, name)
             .await
-            .map_err(|e| format!("ClickHouse: {e}"))?;
+            .map_err(BackupError::clickhouse)?;
         let checksum = ch::checksum(client, database, actual)
             .await
-            .map_err(|e| format!("ClickHouse: {e}"))?;
+            .map_err(BackupError::clickhouse)?;
         checks.push(TableCheck {
             name: expected.name.clone(),
             expected_rows: expected.rows,
@@ -98,7 +98,7 @@ pub(super) async fn side(state: &AppState, prepared: &Prepared, watch: &Watch<'_
         .query(&format!("CREATE DATABASE `{database}`"))
         .execute()
         .await
-        .map_err(|e| format!("ClickHouse: {e}"))?;
+        .map_err(BackupError::clickhouse)?;
     let result = async {
         let mut done = 0;
         for table in &prepared.tables {
@@ -194,7 +194,7 @@ pub(super) async fn in_place(state: &AppState, prepared: &Prepared, watch: &Watc
     // Swap: the live table aside, the staging table in its place, in one RENAME.
     let described = ch::describe(client, &database)
         .await
-        .map_err(|e| format!("ClickHouse: {e}"))?;
+        .map_err(BackupError::clickhouse)?;
     let mut renames = Vec::new();
     for table in &prepared.tables {
         if described.iter().any(|d| d.name == table.name) {
@@ -214,7 +214,7 @@ pub(super) async fn in_place(state: &AppState, prepared: &Prepared, watch: &Watc
         .query(&format!("RENAME TABLE {}", renames.join(", ")))
         .execute()
         .await
-        .map_err(|e| format!("ClickHouse: {e}"))?;
+        .map_err(BackupError::clickhouse)?;
     Ok((checks, Some(format!("__pre_{id}"))))
 }
 
@@ -228,18 +228,18 @@ pub(super) async fn in_place(state: &AppState, prepared: &Prepared, watch: &Watc
 
 /// In-place restores on a cluster replace partitions on this server's shard only: with
 /// more than one shard, they are refused before anything changes.
-async fn one_shard(client: &::clickhouse::Client, cluster: &str) -> Result<(), String> {
+async fn one_shard(client: &::clickhouse::Client, cluster: &str) -> Result<(), BackupError> {
     let shards: u64 = client
         .query("SELECT count(DISTINCT shard_num) FROM system.clusters WHERE cluster = ?")
         .bind(cluster)
         .fetch_one()
         .await
-        .map_err(|e| format!("ClickHouse: {e}"))?;
+        .map_err(BackupError::clickhouse)?;
     if shards > 1 {
-        return Err(format!(
+        return Err(BackupError::Refused(format!(
             "cluster {cluster} has {shards} shards: an in-place restore replaces one shard's \
              partitions, so restore into a new database and copy the rows instead"
-        ));
+        )));
     }
     Ok(())
 }
@@ -252,7 +252,7 @@ async fn partition_ids(
     client: &::clickhouse::Client,
     database: &str,
     table: &str,
-) -> Result<Vec<String>, String> {
+) -> Result<Vec<String>, BackupError> {
     client
         .query(
             "SELECT DISTINCT partition_id FROM system.parts \
@@ -262,15 +262,15 @@ async fn partition_ids(
         .bind(table)
         .fetch_all()
         .await
-        .map_err(|e| format!("ClickHouse: {e}"))
+        .map_err(BackupError::clickhouse)
 }
 
-async fn run(client: &::clickhouse::Client, sql: String) -> Result<(), String> {
+async fn run(client: &::clickhouse::Client, sql: String) -> Result<(), BackupError> {
     client
         .query(&sql)
         .execute()
         .await
-        .map_err(|e| format!("ClickHouse: {e}"))
+        .map_err(BackupError::clickhouse)
 }
 
 /// A plain copy of `from` (every partition, by hard links) as the new table `to`.
@@ -279,14 +279,14 @@ async fn copy_table(
     database: &str,
     from: &str,
     to: &str,
-) -> Result<(), String> {
+) -> Result<(), BackupError> {
     let create: String = client
         .query("SELECT create_table_query FROM system.tables WHERE database = ? AND name = ?")
         .bind(database)
         .bind(from)
         .fetch_one()
         .await
-        .map_err(|e| format!("ClickHouse: {e}"))?;
+        .map_err(BackupError::clickhouse)?;
     run(
         client,
         ch::retarget(&ch::unreplicated(&create), database, to)?,
@@ -311,7 +311,7 @@ async fn replace_partitions(
     database: &str,
     into: &str,
     from: &str,
-) -> Result<(), String> {
+) -> Result<(), BackupError> {
     let wanted = partition_ids(client, database, from).await?;
     for id in &wanted {
         run(
@@ -340,7 +340,7 @@ async fn swap_partitions_in(
     client: &::clickhouse::Client,
     database: &str,
     prepared: &Prepared,
-) -> Result<(), String> {
+) -> Result<(), BackupError> {
     let id = prepared.restore_id;
     for table in &prepared.tables {
         let live = local(&table.name);
@@ -357,7 +357,7 @@ pub(super) async fn roll_back_on_cluster(
     database: &str,
     tables: &[String],
     id: i64,
-) -> Result<(), String> {
+) -> Result<(), BackupError> {
     for table in tables {
         let live = local(table);
         let aside = aside_table(table, id);

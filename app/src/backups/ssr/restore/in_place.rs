@@ -15,9 +15,11 @@ pub(super) async fn run(
     let Some(lock) =
         crate::server::postgres::try_exclusive(&state.pg, super::super::lock_class::RESTORE, 0)
             .await
-            .map_err(|e| format!("PostgreSQL: {e}"))?
+            .map_err(BackupError::postgres)?
     else {
-        return Err("another restore or rollback is running".to_owned());
+        return Err(BackupError::Refused(
+            "another restore or rollback is running".to_owned(),
+        ));
     };
     let reason = format!(
         "Restore {} of {} backup {} in place",
@@ -27,7 +29,7 @@ pub(super) async fn run(
     );
     let freeze_id = freeze::open(&state.pg, store, &reason, prepared.restore_id, &actor.name)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(BackupError::postgres)?;
     let result = match store {
         StoreKind::Postgres => super::postgres::in_place(state, prepared, watch).await,
         StoreKind::Clickhouse => super::clickhouse::in_place(state, prepared, watch).await,
@@ -51,7 +53,7 @@ pub(super) async fn run(
         }
     }
     lock.release().await;
-    closed.map_err(|e| format!("PostgreSQL: {e}"))?;
+    closed.map_err(BackupError::postgres)?;
     result
 }
 
@@ -94,7 +96,7 @@ pub async fn roll_back(
         &actor.name,
     )
     .await?;
-    let result: Result<(), String> = match restore.store {
+    let result: Result<(), BackupError> = match restore.store {
         StoreKind::Postgres => {
             let url = pg::working_url(&state.backups);
             match pg::connect(url, None).await {
@@ -105,8 +107,8 @@ pub async fn roll_back(
                     true,
                 )
                 .await
-                .map_err(|e| format!("PostgreSQL: {e}")),
-                Err(e) => Err(format!("PostgreSQL: {e}")),
+                .map_err(BackupError::postgres),
+                Err(e) => Err(BackupError::postgres(e)),
             }
         }
         StoreKind::Clickhouse => {
@@ -135,14 +137,14 @@ pub async fn roll_back(
                     .query(&format!("RENAME TABLE {}", renames.join(", ")))
                     .execute()
                     .await
-                    .map_err(|e| format!("ClickHouse: {e}"))
+                    .map_err(BackupError::clickhouse)
             }
         }
     };
     lock.release().await;
     freeze::close(&state.pg, freeze_id).await.map_err(&pg_err)?;
     if let Err(error) = result {
-        return Err(AppError::internal("Roll back a restore", error));
+        return Err(AppError::internal("Roll back a restore", error.to_string()));
     }
     let mut tx = state.pg.begin().await.map_err(&pg_err)?;
     sqlx::query("update restores set status = 'rolled_back', aside = null where id = $1")

@@ -26,6 +26,7 @@ use super::super::{PlanTable, Restore, RestoreMode, RestorePlan, RestoreStatus, 
 use super::catalogue::{self, Stored};
 use super::manifest::{Manifest, TableEntry};
 use super::verify::read_manifest;
+use super::BackupError;
 use super::{clickhouse as ch, postgres as pg};
 use crate::auth::ssr::actor::Actor;
 use crate::error::AppError;
@@ -163,7 +164,7 @@ pub async fn plan(state: &AppState, id: i64) -> Result<RestorePlan, AppError> {
     let stored = load_complete(state, id).await?;
     let manifest = read_manifest(state, &stored)
         .await
-        .map_err(|e| AppError::invalid("backup", e))?;
+        .map_err(|e| AppError::invalid("backup", e.to_string()))?;
     Ok(RestorePlan {
         live_database: live_database(state, stored.backup.store),
         side_database: format!("salvage_restore_{id}"),
@@ -221,7 +222,7 @@ async fn check_request(state: &AppState, request: &RestoreRequest) -> Result<Che
     let store = stored.backup.store;
     let manifest = read_manifest(state, &stored)
         .await
-        .map_err(|e| AppError::invalid("backup", e))?;
+        .map_err(|e| AppError::invalid("backup", e.to_string()))?;
     let live = live_database(state, store);
     for name in &request.tables {
         if manifest.table(name).is_none() {
@@ -402,19 +403,17 @@ impl Watch<'_> {
             .collect()
     }
 
-    async fn step(&self, bytes_done: i64) -> Result<(), String> {
+    async fn step(&self, bytes_done: i64) -> Result<(), BackupError> {
         self.tracker
             .report(bytes_done, self.total)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(BackupError::postgres)?;
         if self.tracker.is_cancelled() {
-            return Err(CANCELLED.to_owned());
+            return Err(BackupError::Cancelled);
         }
         Ok(())
     }
 }
-
-const CANCELLED: &str = "cancelled";
 
 /// Runs a prepared restore to its end and records it, reporting its bytes to
 /// `tracker` and stopping when it is cancelled. `Err` only when the record itself cannot
@@ -472,13 +471,18 @@ pub async fn execute(
                 aside,
             )
         }
-        Err(error) if error == CANCELLED => (
+        Err(BackupError::Cancelled) => (
             RestoreStatus::Cancelled,
             Vec::new(),
-            Some("cancelled".to_owned()),
+            Some(BackupError::Cancelled.to_string()),
             None,
         ),
-        Err(error) => (RestoreStatus::Failed, Vec::new(), Some(error), None),
+        Err(error) => (
+            RestoreStatus::Failed,
+            Vec::new(),
+            Some(error.to_string()),
+            None,
+        ),
     };
     let rows: i64 = checks.iter().map(|c| c.rows).sum();
     let bytes = total;
@@ -547,7 +551,7 @@ pub async fn execute(
     })
 }
 
-type Restored = Result<(Vec<TableCheck>, Option<String>), String>;
+type Restored = Result<(Vec<TableCheck>, Option<String>), BackupError>;
 
 mod clickhouse;
 mod in_place;

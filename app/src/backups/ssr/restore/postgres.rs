@@ -8,17 +8,17 @@ pub(super) async fn dump_copy(
     state: &AppState,
     backup: &Stored,
     manifest: &Manifest,
-) -> Result<super::super::storage::LocalCopy, String> {
+) -> Result<super::super::storage::LocalCopy, BackupError> {
     let file = manifest
         .files
         .first()
-        .ok_or_else(|| "the manifest lists no dump".to_owned())?;
+        .ok_or_else(|| BackupError::Integrity("the manifest lists no dump".into()))?;
     state
         .backups
         .storage
         .local_copy(&backup.key(&file.path))
         .await
-        .map_err(|e| format!("{}: {e}", file.path))
+        .map_err(|e| BackupError::from(e).about(&file.path))
 }
 
 /// Checks the dump's size and SHA-256 before `pg_restore` reads it.
@@ -26,31 +26,31 @@ pub(super) async fn check_dump(
     state: &AppState,
     backup: &Stored,
     manifest: &Manifest,
-) -> Result<(), String> {
+) -> Result<(), BackupError> {
     let file = manifest
         .files
         .first()
         .cloned()
-        .ok_or("the manifest lists no dump")?;
+        .ok_or_else(|| BackupError::Integrity("the manifest lists no dump".into()))?;
     let key = backup.key(&file.path);
     let storage = state.backups.storage.clone();
     let (size, sha256) = tokio::task::spawn_blocking(move || {
         super::super::native::HashingReader::new(storage.open(&key)?).finish()
     })
     .await
-    .map_err(|e| e.to_string())?
-    .map_err(|e| format!("{}: {e}", file.path))?;
+    .map_err(|e| BackupError::Storage(e.to_string()))?
+    .map_err(|e| BackupError::from(e).about(&file.path))?;
     if size != file.size {
-        return Err(format!(
+        return Err(BackupError::Integrity(format!(
             "{}: {size} bytes, the manifest says {}",
             file.path, file.size
-        ));
+        )));
     }
     if sha256 != file.sha256 {
-        return Err(format!(
+        return Err(BackupError::Integrity(format!(
             "{}: its SHA-256 differs from the manifest's",
             file.path
-        ));
+        )));
     }
     Ok(())
 }
@@ -60,10 +60,10 @@ pub(super) async fn list_file(
     state: &AppState,
     prepared: &Prepared,
     dump: &std::path::Path,
-) -> Result<tempfile_path::TempPath, String> {
+) -> Result<tempfile_path::TempPath, BackupError> {
     let tables: Vec<&TableEntry> = prepared.tables.iter().collect();
     let toc = pg::toc_for(&state.backups, dump, &tables).await?;
-    tempfile_path::TempPath::write(&toc).map_err(|e| e.to_string())
+    Ok(tempfile_path::TempPath::write(&toc)?)
 }
 
 /// A temporary file deleted on drop.
@@ -95,11 +95,11 @@ pub(super) async fn side(state: &AppState, prepared: &Prepared, watch: &Watch<'_
     let url = pg::working_url(&state.backups);
     let mut admin = pg::connect(url, None)
         .await
-        .map_err(|e| format!("PostgreSQL: {e}"))?;
+        .map_err(BackupError::postgres)?;
     sqlx::query(&format!("create database {}", pg::quote(&prepared.target)))
         .execute(&mut admin)
         .await
-        .map_err(|e| format!("PostgreSQL: {e}"))?;
+        .map_err(BackupError::postgres)?;
     let result = async {
         watch.phase(Phase::Restore);
         watch.step(0).await?;
@@ -137,13 +137,11 @@ pub(super) async fn check_postgres(
     url: &secrecy::SecretString,
     database: Option<&str>,
     tables: &[TableEntry],
-) -> Result<Vec<TableCheck>, String> {
+) -> Result<Vec<TableCheck>, BackupError> {
     let mut conn = pg::connect(url, database)
         .await
-        .map_err(|e| format!("PostgreSQL: {e}"))?;
-    let found = pg::tables(&mut conn)
-        .await
-        .map_err(|e| format!("PostgreSQL: {e}"))?;
+        .map_err(BackupError::postgres)?;
+    let found = pg::tables(&mut conn).await.map_err(BackupError::postgres)?;
     Ok(tables
         .iter()
         .map(|expected| {
@@ -173,7 +171,7 @@ pub(super) async fn in_place(state: &AppState, prepared: &Prepared, watch: &Watc
     let live = pg::database_name(&state.backups.database_url);
     let aside = aside_schema(prepared.restore_id);
     let names: Vec<String> = prepared.tables.iter().map(|t| t.name.clone()).collect();
-    let pg_err = |e: sqlx::Error| format!("PostgreSQL: {e}");
+    let pg_err = |e: sqlx::Error| BackupError::postgres(e);
     let mut conn = pg::connect(url, None).await.map_err(pg_err)?;
     watch.phase(Phase::Restore);
     watch.step(0).await?;

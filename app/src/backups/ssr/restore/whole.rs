@@ -28,12 +28,12 @@ pub async fn replace_schema(
     state: &AppState,
     backup: &Stored,
     manifest: &Manifest,
-) -> Result<Replaced, String> {
+) -> Result<Replaced, BackupError> {
     if backup.backup.store != StoreKind::Postgres {
-        return Err(format!(
+        return Err(BackupError::Refused(format!(
             "backup {} is not a PostgreSQL backup",
             backup.backup.id
-        ));
+        )));
     }
     let clock = Instant::now();
     super::postgres::check_dump(state, backup, manifest).await?;
@@ -41,7 +41,7 @@ pub async fn replace_schema(
     let url = pg::working_url(&state.backups);
     let live = pg::database_name(&state.backups.database_url);
     let aside = format!("salvage_rollback_{}", state.clock.now().unix_timestamp());
-    let pg_err = |e: sqlx::Error| format!("PostgreSQL: {e}");
+    let pg_err = |e: sqlx::Error| BackupError::postgres(e);
     let mut conn = pg::connect(url, None).await.map_err(pg_err)?;
     let mut tx = sqlx::Connection::begin(&mut conn).await.map_err(pg_err)?;
     sqlx::query(&format!(
@@ -51,10 +51,10 @@ pub async fn replace_schema(
     .execute(&mut *tx)
     .await
     .map_err(|e| {
-        format!(
-            "PostgreSQL: {e} (renaming the live schema needs the role that owns it: set \
-                 SALVAGE_MIGRATE_DATABASE_URL to the database owner's URL)"
-        )
+        BackupError::postgres(format!(
+            "{e} (renaming the live schema needs the role that owns it: set \
+             SALVAGE_MIGRATE_DATABASE_URL to the database owner's URL)"
+        ))
     })?;
     sqlx::query("create schema public")
         .execute(&mut *tx)
