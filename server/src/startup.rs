@@ -147,6 +147,7 @@ pub fn build_state(settings: &Settings) -> AppState {
         metrics: Default::default(),
         crons: settings.crons.clone(),
         clock: Default::default(),
+        faults: Default::default(),
         version: VERSION,
         jobs: app::registry::JOBS,
         on_demand_jobs: app::registry::ON_DEMAND_JOBS,

@@ -5,6 +5,7 @@
 pub mod clickhouse;
 pub mod client;
 pub mod clock;
+pub mod faults;
 pub mod metrics;
 pub mod plain_form;
 pub mod postgres;

@@ -48,6 +48,8 @@ pub struct AppState {
     pub crons: crate::crons::ssr::CronSettings,
     /// The time cron secrets, runs and dropout detection act on.
     pub clock: super::Clock,
+    /// Failures a test injects; none (and nothing can set one) outside test builds.
+    pub faults: super::faults::Faults,
     /// The version string reported by `/health/deep` and shown in the console.
     pub version: &'static str,
     /// Every job (the composition root's `registry::JOBS`, handed down so that code

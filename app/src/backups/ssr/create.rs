@@ -496,7 +496,7 @@ async fn dump_clickhouse(
             .await?;
             rows += file.rows.unwrap_or(0);
             files.push(file);
-            if state.backups.hang_after_files == Some(files.len()) {
+            if state.faults.backup_hang_after_files() == Some(files.len()) {
                 std::future::pending::<()>().await;
             }
         }

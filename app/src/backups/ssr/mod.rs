@@ -41,9 +41,6 @@ pub struct BackupSettings {
     pub owner_url: Option<SecretString>,
     /// `SALVAGE_PG_BIN_DIR`: where `pg_dump` and `pg_restore` are; default the `PATH`.
     pub pg_bin_dir: Option<PathBuf>,
-    /// Tests only: a ClickHouse backup stops for good after writing this many files, as
-    /// a process killed there would (the test drops it).
-    pub hang_after_files: Option<usize>,
 }
 
 impl BackupSettings {
@@ -58,7 +55,6 @@ impl BackupSettings {
             database_url,
             owner_url,
             pg_bin_dir: None,
-            hang_after_files: None,
         }
     }
 

@@ -25,17 +25,12 @@ pub struct DrillSettings {
     /// How old a throwaway database of a drill that is no longer running must be before
     /// the janitor drops it (1 h).
     pub janitor_after: Duration,
-    /// Tests only: the drill waits after this step (`<store>:<step>`, e.g.
-    /// `postgres:verify`) until its run is cancelled; a test that drops the run there
-    /// stops it for good, as a process killed there would.
-    pub hang_after: Option<String>,
 }
 
 impl Default for DrillSettings {
     fn default() -> Self {
         Self {
             janitor_after: Duration::from_secs(3600),
-            hang_after: None,
         }
     }
 }

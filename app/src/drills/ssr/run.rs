@@ -109,7 +109,7 @@ struct Steps<'a> {
 
 impl Steps<'_> {
     async fn push(&mut self, step: DrillStep) -> Result<(), AppError> {
-        let hang = self.ctx.state.drills.hang_after.clone();
+        let hang = self.ctx.state.faults.drill_hang_after().map(str::to_owned);
         let name = format!(
             "{}:{}",
             step.store.map_or("drill", StoreKind::as_str),

@@ -31,8 +31,6 @@ pub struct QueueSettings {
     /// Rows both fallback queues may hold together; a batch that would pass it is
     /// refused with 507. Default 10,000,000.
     pub total_cap: i64,
-    /// Failures tests inject into replay (never set outside tests).
-    pub replay_faults: replay::Faults,
 }
 
 impl Default for QueueSettings {
@@ -45,7 +43,6 @@ impl Default for QueueSettings {
             replay_parallel: replay::DEFAULT_PARALLEL,
             per_key_quota: 1_000_000,
             total_cap: 10_000_000,
-            replay_faults: replay::Faults::default(),
         }
     }
 }

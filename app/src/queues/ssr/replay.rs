@@ -60,8 +60,8 @@ fn run_replay_job(ctx: JobContext) -> JobFuture {
     })
 }
 
-/// Failures injected by tests at the one point that matters most
-/// (`QueueSettings::replay_faults`).
+/// Failures injected by tests at the one point that matters most (from
+/// `AppState::faults`, which only test builds can set).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Faults {
     /// Fail after the ClickHouse insert of each batch and before the PostgreSQL commit,
@@ -107,7 +107,9 @@ impl ReplayOptions {
             batch: state.queues.replay_batch,
             parallel: state.queues.replay_parallel,
             budget: state.queues.replay_budget,
-            faults: state.queues.replay_faults,
+            faults: Faults {
+                crash_after_insert: state.faults.replay_crash_after_insert(),
+            },
         }
     }
 }

@@ -123,7 +123,7 @@ async fn a_flipped_byte_and_a_truncated_file_are_caught_by_verify_and_by_restore
 async fn a_backup_killed_mid_way_never_lists_as_complete_and_the_next_one_succeeds() {
     let app = app_with_data().await;
     let mut dying = app.state.clone();
-    dying.backups.hang_after_files = Some(1);
+    dying.faults.backup_hang_after_files = Some(1);
     let firing = app::jobs::ssr::Firing::by_hand(
         app::jobs::Trigger::Cli,
         app::auth::ssr::Actor::cli(),

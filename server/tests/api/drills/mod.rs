@@ -251,7 +251,7 @@ async fn a_drill_killed_mid_way_leaves_nothing_the_janitor_does_not_remove() {
     let app = app_with_data().await;
     back_up(&app).await;
     let mut dying = app.state.clone();
-    dying.drills.hang_after = Some("clickhouse:restore".into());
+    dying.faults.drill_hang_after = Some("clickhouse:restore".into());
     let run = app::jobs::ssr::run(
         &dying,
         &app::drills::ssr::RESTORE_DRILL,
@@ -311,7 +311,7 @@ async fn the_janitor_leaves_a_running_drills_databases_alone() {
     let app = app_with_data().await;
     back_up(&app).await;
     let mut slow = app.state.clone();
-    slow.drills.hang_after = Some("postgres:verify".into());
+    slow.faults.drill_hang_after = Some("postgres:verify".into());
     let state = slow.clone();
     let drill = tokio::spawn(async move {
         app::jobs::ssr::run(
@@ -382,7 +382,7 @@ async fn a_cancelled_drill_stops_after_its_step_and_still_tears_down() {
     let app = app_with_data().await;
     back_up(&app).await;
     let mut paused = app.state.clone();
-    paused.drills.hang_after = Some("postgres:verify".into());
+    paused.faults.drill_hang_after = Some("postgres:verify".into());
     let drill = tokio::spawn(async move {
         app::jobs::ssr::run(
             &paused,

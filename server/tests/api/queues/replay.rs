@@ -105,7 +105,7 @@ async fn a_crash_after_the_clickhouse_insert_and_before_the_commit_doubles_nothi
     let app = app_with_parked_rows(3, 400).await;
 
     let mut crashing = state_with_parallel(&app, 1);
-    crashing.queues.replay_faults.crash_after_insert = true;
+    crashing.faults.replay_crash_after_insert = true;
     let report = replay_on(&crashing, 500).await;
 
     assert_eq!(report.status, RunStatus::Failed);
@@ -157,7 +157,7 @@ async fn replay_claims_the_longest_queued_rows_first() {
 
     // One batch of 50 reaches ClickHouse, then the run stops before its commit.
     let mut crashing = state_with_parallel(&app, 1);
-    crashing.queues.replay_faults.crash_after_insert = true;
+    crashing.faults.replay_crash_after_insert = true;
     let report = replay_on(&crashing, 50).await;
 
     assert_eq!(report.status, RunStatus::Failed, "{report:?}");
