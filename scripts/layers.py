@@ -21,8 +21,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # (layer, units, units of the same layer it may import, what lives there). Bottom first.
 LAYERS = [
-    ('1 infrastructure', ['server', 'error', 'format', 'components', 'stores', 'stored'], 'each other',
-     'state, store clients, clock, tokens, sealing, the PostgreSQL watch; errors and which store is down; enums stored as text; formats; UI building blocks'),
+    ('1 infrastructure', ['server', 'error', 'format', 'components', 'stores', 'stored', 'reason'], 'each other',
+     'state, store clients, clock, tokens, sealing, the PostgreSQL watch; errors and which store is down; enums stored as text; the reason rule; formats; UI building blocks'),
     ('2 accounts and history', ['auth', 'history'], 'each other',
      'actors, roles, sessions, the guard; the hash-chained history (auth records its changes there)'),
     ('3 runner, alerts, freeze', ['jobs', 'freeze', 'alerts'], 'alerts → jobs, freeze',

@@ -9,7 +9,8 @@
 //!
 //! 1. `server` (ssr only: [`AppState`](server::AppState), pools, migrations, ClickHouse,
 //!    tokens, sealing, the PostgreSQL watch), [`error`] ([`AppError`](error::AppError),
-//!    the one error type of the boundary), [`stores`] (which store is down),
+//!    the one error type of the boundary), [`stores`] (which store is down), [`reason`]
+//!    (a reason for the history, one rule for every door),
 //!    `stored` (enums stored as text, their names written once), [`format`],
 //!    [`components`] (badges, headers, banners, charts, forms that work without the
 //!    client, `transport`).
@@ -53,6 +54,7 @@ pub mod jobs;
 pub mod migrations;
 pub mod overview;
 pub mod queues;
+pub mod reason;
 #[cfg(feature = "ssr")]
 pub mod registry;
 #[cfg(feature = "ssr")]

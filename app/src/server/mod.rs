@@ -61,18 +61,15 @@ pub fn client_addr(parts: &axum::http::request::Parts) -> Option<std::net::Socke
         .map(|info| info.0)
 }
 
-/// A reason given in a form: required, trimmed, at most 500 characters.
+/// A reason given at a door, required: [`Reason::parse`](crate::reason::Reason::parse).
 pub fn required_reason(value: &str) -> Result<String, AppError> {
-    optional_reason(value)?.ok_or_else(|| AppError::invalid("reason", "say why, for the history"))
+    Ok(crate::reason::Reason::parse(value)?.into_string())
 }
 
-/// A reason that may be left empty (`None`): trimmed, at most 500 characters.
+/// A reason that may be left empty (`None`):
+/// [`Reason::optional`](crate::reason::Reason::optional).
 pub fn optional_reason(value: &str) -> Result<Option<String>, AppError> {
-    let value = value.trim();
-    if value.chars().count() > 500 {
-        return Err(AppError::invalid("reason", "keep it under 500 characters"));
-    }
-    Ok((!value.is_empty()).then(|| value.to_owned()))
+    Ok(crate::reason::Reason::optional(value)?.map(crate::reason::Reason::into_string))
 }
 
 /// Unix milliseconds (UTC) of a stored time: how every DTO carries times to the page.

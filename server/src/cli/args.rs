@@ -2,6 +2,18 @@
 
 use clap::{Parser, Subcommand};
 
+/// Every `--reason`: the console's rule (not blank, at most 500 characters), checked
+/// before the command runs.
+fn reason(value: &str) -> Result<String, app::reason::ReasonError> {
+    app::reason::Reason::parse(value).map(app::reason::Reason::into_string)
+}
+
+/// Every replay `--batch`: the range the setting accepts.
+fn replay_batch(value: &str) -> anyhow::Result<i64> {
+    let rows: i64 = value.parse()?;
+    Ok(app::queues::ssr::replay::batch_size(rows)?)
+}
+
 /// Salvage: a self-hosted disaster-recovery console for a service that keeps its
 /// observability data in ClickHouse and its accounts and queues in PostgreSQL.
 ///
@@ -49,7 +61,7 @@ pub enum Command {
         #[arg(long, requires = "rollback_to")]
         confirm: Option<String>,
         /// With --rollback-to: why, for the history.
-        #[arg(long, requires = "rollback_to")]
+        #[arg(long, requires = "rollback_to", value_parser = reason)]
         reason: Option<String>,
     },
     /// Run the smoke checks: both stores answer, the schema is the one this binary
@@ -73,10 +85,10 @@ pub enum Command {
     /// after the current batch; nothing is lost or doubled either way.
     Replay {
         /// Why, for the history.
-        #[arg(long)]
+        #[arg(long, value_parser = reason)]
         reason: Option<String>,
-        /// Rows per batch (default: SALVAGE_REPLAY_BATCH, 20000).
-        #[arg(long)]
+        /// Rows per batch, 100 to 50000 (default: SALVAGE_REPLAY_BATCH, 20000).
+        #[arg(long, value_parser = replay_batch)]
         batch: Option<i64>,
         /// Stop after this many seconds and report what is left (default: no limit).
         #[arg(long)]
@@ -158,7 +170,7 @@ pub enum IngestKeyCommand {
     Revoke {
         #[arg(long)]
         id: i64,
-        #[arg(long)]
+        #[arg(long, value_parser = reason)]
         reason: String,
     },
     /// List the keys (never their secrets).
@@ -176,7 +188,7 @@ pub enum CronCommand {
         /// The job's name, e.g. replay-fallback (see `salvage cron list`).
         job: String,
         /// Why, for the history.
-        #[arg(long)]
+        #[arg(long, value_parser = reason)]
         reason: Option<String>,
     },
 }
@@ -188,7 +200,7 @@ pub enum BackupCommand {
     /// job). Ctrl-C stops after the current file; a stopped backup never lists as
     /// complete.
     Create {
-        #[arg(long)]
+        #[arg(long, value_parser = reason)]
         reason: Option<String>,
     },
     /// The newest 50 backups, newest first.
@@ -214,14 +226,14 @@ pub enum BackupCommand {
         /// During an incident freeze: confirm the incident and restore in place anyway.
         #[arg(long)]
         confirm_incident: bool,
-        #[arg(long)]
+        #[arg(long, value_parser = reason)]
         reason: Option<String>,
     },
     /// Put back the live tables an in-place restore kept aside.
     Rollback {
         /// The restore's id.
         restore: i64,
-        #[arg(long)]
+        #[arg(long, value_parser = reason)]
         reason: Option<String>,
     },
 }
@@ -247,19 +259,19 @@ pub enum WebhookCommand {
     /// Stop sending to a webhook (its deliveries wait).
     Disable {
         id: i64,
-        #[arg(long)]
+        #[arg(long, value_parser = reason)]
         reason: String,
     },
     /// Send to a webhook again.
     Enable {
         id: i64,
-        #[arg(long)]
+        #[arg(long, value_parser = reason)]
         reason: String,
     },
     /// Delete a webhook; its pending deliveries are dead-lettered (`webhook_deleted`).
     Delete {
         id: i64,
-        #[arg(long)]
+        #[arg(long, value_parser = reason)]
         reason: String,
     },
     /// Seal every signing secret under the first key of SALVAGE_WEBHOOK_SECRET_KEYS (those
@@ -276,25 +288,25 @@ pub enum MigrationsCommand {
     /// Stop a migration after its current chunk.
     Pause {
         name: String,
-        #[arg(long)]
+        #[arg(long, value_parser = reason)]
         reason: String,
     },
     /// Put a paused migration back in line.
     Resume {
         name: String,
-        #[arg(long)]
+        #[arg(long, value_parser = reason)]
         reason: String,
     },
     /// Run a failed or cancelled migration again from its saved cursor.
     Retry {
         name: String,
-        #[arg(long)]
+        #[arg(long, value_parser = reason)]
         reason: String,
     },
     /// Stop a migration for good (chunks done stay done).
     Cancel {
         name: String,
-        #[arg(long)]
+        #[arg(long, value_parser = reason)]
         reason: String,
     },
 }
@@ -315,7 +327,7 @@ pub enum DlqCommand {
         filter: String,
         #[arg(long)]
         dry_run: bool,
-        #[arg(long)]
+        #[arg(long, value_parser = reason)]
         reason: Option<String>,
     },
     /// Delete the dead letters matching the filter; --confirm must be their count.
@@ -324,7 +336,7 @@ pub enum DlqCommand {
         filter: String,
         #[arg(long)]
         confirm: String,
-        #[arg(long)]
+        #[arg(long, value_parser = reason)]
         reason: String,
     },
 }
@@ -340,7 +352,7 @@ pub enum DrillCommand {
         /// Backup ids to restore instead of the latest verified ones, comma-separated.
         #[arg(long, value_delimiter = ',')]
         backup: Vec<i64>,
-        #[arg(long)]
+        #[arg(long, value_parser = reason)]
         reason: Option<String>,
     },
     /// The newest 50 drills, newest first.
@@ -388,14 +400,14 @@ pub enum AlertsCommand {
         /// `4h`, `2d` or a UTC time (required; at most 30 days).
         #[arg(long)]
         until: String,
-        #[arg(long)]
+        #[arg(long, value_parser = reason)]
         reason: String,
     },
     /// End a silence now.
     Unsilence {
         #[arg(long)]
         id: i64,
-        #[arg(long)]
+        #[arg(long, value_parser = reason)]
         reason: String,
     },
 }
@@ -410,14 +422,14 @@ pub enum CronSecretCommand {
         #[arg(long, default_value_t = app::crons::DEFAULT_GRACE_HOURS)]
         grace_hours: i64,
         /// Why, for the history.
-        #[arg(long)]
+        #[arg(long, value_parser = reason)]
         reason: Option<String>,
     },
     /// End the grace window of a previous secret now: it stops working at once.
     EndGrace {
         #[arg(long)]
         id: i64,
-        #[arg(long)]
+        #[arg(long, value_parser = reason)]
         reason: String,
     },
     /// The current and previous secrets (never their values), with when and by which
@@ -461,7 +473,8 @@ pub enum BenchCommand {
         rows: u64,
         /// Rows per replay batch (ingest is measured in batches of at most 5000, the
         /// most one ingest request may carry).
-        #[arg(long, default_value_t = app::queues::ssr::replay::DEFAULT_BATCH)]
+        #[arg(long, default_value_t = app::queues::ssr::replay::DEFAULT_BATCH,
+              value_parser = replay_batch)]
         batch: i64,
         /// Replay batches in flight at once (the replay job's default is 2).
         #[arg(long, default_value_t = app::queues::ssr::replay::DEFAULT_PARALLEL)]
@@ -513,7 +526,7 @@ pub enum UserCommand {
         #[arg(long)]
         role: String,
         /// Why, for the history.
-        #[arg(long)]
+        #[arg(long, value_parser = reason)]
         reason: Option<String>,
     },
     /// Change an account's role.
@@ -522,21 +535,21 @@ pub enum UserCommand {
         email: String,
         #[arg(long)]
         role: String,
-        #[arg(long)]
+        #[arg(long, value_parser = reason)]
         reason: Option<String>,
     },
     /// Disable an account; its sessions end at once.
     Disable {
         #[arg(long)]
         email: String,
-        #[arg(long)]
+        #[arg(long, value_parser = reason)]
         reason: Option<String>,
     },
     /// Re-enable a disabled account.
     Enable {
         #[arg(long)]
         email: String,
-        #[arg(long)]
+        #[arg(long, value_parser = reason)]
         reason: Option<String>,
     },
     /// List every account.

@@ -197,13 +197,7 @@ pub async fn replay(
 ) -> anyhow::Result<()> {
     anyhow::ensure!(total > 0, "--rows: at least 1");
     anyhow::ensure!((1..=16).contains(&parallel), "--parallel: between 1 and 16");
-    let range = app::queues::ssr::replay::BATCH_RANGE;
-    anyhow::ensure!(
-        u64::try_from(batch).is_ok_and(|batch| range.contains(&batch)),
-        "--batch: between {} and {}",
-        range.start(),
-        range.end()
-    );
+    app::queues::ssr::replay::batch_size(batch).map_err(|e| anyhow::anyhow!("--batch: {e}"))?;
     let suffix = &uuid::Uuid::new_v4().simple().to_string()[..10];
     let main_db = format!("salvage_bench_{suffix}");
     let plain_db = format!("salvage_bench_{suffix}_plain");

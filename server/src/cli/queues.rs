@@ -16,12 +16,6 @@ pub async fn replay(
 ) -> anyhow::Result<()> {
     use app::jobs::ssr::RunOptions;
     use app::queues::ssr::replay::{ReplayReport, REPLAY_FALLBACK};
-    if let Some(batch) = batch {
-        anyhow::ensure!(
-            (1..=50_000).contains(&batch),
-            "--batch: between 1 and 50000"
-        );
-    }
     let state = current_state(&settings).await?;
     let bar = super::progress::Bar::new();
     let options = RunOptions {

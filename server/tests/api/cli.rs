@@ -354,6 +354,46 @@ async fn user_add_takes_no_password_on_the_command_line_and_refuses_a_short_one(
 }
 
 #[tokio::test]
+async fn a_reason_the_console_refuses_is_refused_at_the_terminal_and_changes_nothing() {
+    let app = crate::helpers::spawn_app().await;
+    let revoke = |reason: String| {
+        salvage_on(
+            &app,
+            &["ingest-key", "revoke", "--id", "1", "--reason", &reason],
+            "",
+        )
+    };
+    let long = revoke("x".repeat(501));
+    let blank = revoke("   ".to_owned());
+    let cron = salvage_on(
+        &app,
+        &[
+            "cron",
+            "run",
+            "expire-fallback",
+            "--reason",
+            &"y".repeat(501),
+        ],
+        "",
+    );
+
+    for (output, says) in [
+        (&long, "keep it under 500 characters"),
+        (&blank, "say why, for the history"),
+        (&cron, "keep it under 500 characters"),
+    ] {
+        assert_eq!(output.status.code(), Some(2), "{}", stderr(output));
+        let error = stderr(output);
+        assert!(
+            error.contains("--reason") && error.contains(says),
+            "{error}"
+        );
+    }
+    assert_eq!(app.count("cron_job_runs").await, 0);
+    assert_eq!(app.count("runbook_history").await, 0);
+}
+
+#[tokio::test]
 async fn history_verify_exits_non_zero_naming_a_tampered_entry() {
     let app = crate::helpers::spawn_app().await;
     for email in ["a@example.com", "b@example.com", "c@example.com"] {

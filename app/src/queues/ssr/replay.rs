@@ -88,6 +88,20 @@ pub const DEFAULT_BATCH: i64 = 20_000;
 /// held in memory, and with 50,000 rows each the bench already peaked at 136 MB.
 pub const BATCH_RANGE: std::ops::RangeInclusive<u64> = 100..=50_000;
 
+/// A replay batch size outside [`BATCH_RANGE`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("a replay batch is {} to {} rows", BATCH_RANGE.start(), BATCH_RANGE.end())]
+pub struct BatchOutOfRange;
+
+/// `rows` as a replay batch size: the one check of every door that takes one (the
+/// setting, `salvage replay --batch`, `salvage bench replay --batch`).
+pub fn batch_size(rows: i64) -> Result<i64, BatchOutOfRange> {
+    u64::try_from(rows)
+        .is_ok_and(|rows| BATCH_RANGE.contains(&rows))
+        .then_some(rows)
+        .ok_or(BatchOutOfRange)
+}
+
 /// How the engine drains.
 #[derive(Clone, Debug)]
 pub struct ReplayOptions {

@@ -5,10 +5,20 @@ use super::*;
 
 #[tokio::test]
 async fn salvage_replay_and_expire_work_from_the_terminal() {
-    let app = app_with_parked_rows(1, 70).await;
+    let app = app_with_parked_rows(1, 250).await;
+
+    // A batch the setting would refuse is refused here too, before anything runs.
+    let small = crate::cli::salvage_on(&app, &["replay", "--reason", "drill", "--batch", "20"], "");
+    assert_eq!(small.status.code(), Some(2));
+    let refused = String::from_utf8_lossy(&small.stderr);
+    assert!(
+        refused.contains("--batch") && refused.contains("100 to 50000 rows"),
+        "{refused}"
+    );
+    assert_eq!(queued(&app).await, 250);
 
     let output =
-        crate::cli::salvage_on(&app, &["replay", "--reason", "drill", "--batch", "20"], "");
+        crate::cli::salvage_on(&app, &["replay", "--reason", "drill", "--batch", "100"], "");
 
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
@@ -16,9 +26,9 @@ async fn salvage_replay_and_expire_work_from_the_terminal() {
         "{stdout}{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    assert!(stdout.contains("succeeded: 70 rows replayed"), "{stdout}");
-    assert!(String::from_utf8_lossy(&output.stderr).contains("70 rows / 70 rows"));
-    assert_eq!(clickhouse_counts(&app).await, (70, 70));
+    assert!(stdout.contains("succeeded: 250 rows replayed"), "{stdout}");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("250 rows / 250 rows"));
+    assert_eq!(clickhouse_counts(&app).await, (250, 250));
     assert_eq!(queued(&app).await, 0);
 
     let output = crate::cli::salvage_on(&app, &["expire"], "");
