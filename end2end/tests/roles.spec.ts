@@ -92,7 +92,7 @@ test("an admin adds a user, whose temporary password is shown once", async ({ pa
   const form = page.getByRole("form", { name: "Add a user" });
   await form.getByLabel("Email").fill(email);
   await form.getByLabel("Role").selectOption("manager");
-  await form.getByLabel("Reason (recorded)").fill("joins the on-call rota");
+  await form.getByLabel("Reason (optional, recorded in the history)").fill("joins the on-call rota");
   await form.getByRole("button", { name: "Add user" }).click();
 
   await expect(page.getByTestId("temporary-password")).toContainText(email);

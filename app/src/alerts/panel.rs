@@ -9,6 +9,7 @@ use super::api::{load_alert, AcknowledgeAlerts, NoteAlert, ResolveAlerts, Silenc
 use super::parts::{markers, severity_tone, status_tone};
 use super::{actor_name, Alert, AlertDetail, AlertStatus, FixAction, Severity};
 use crate::auth::Permission;
+use crate::components::ReasonField;
 use crate::components::{action_error, Badge, ErrorBanner, Tone};
 use crate::format::{format_ago, format_duration, format_utc, group_digits};
 
@@ -263,10 +264,7 @@ fn AlertActions(alert: Alert, done: impl Fn() + Copy + Send + Sync + 'static) ->
                                 <option value="7d">"7 days"</option>
                             </select>
                         </label>
-                        <label class="field">
-                            <span>"Reason"</span>
-                            <input type="text" name="reason" required maxlength="500" />
-                        </label>
+                        <ReasonField compact=true />
                         {action_error(silence.value())}
                         <button type="submit" class="btn">"Silence"</button>
                     </ActionForm>
@@ -292,10 +290,7 @@ fn FixForm(action: FixAction) -> AnyView {
             <summary class="btn">{summary}</summary>
             <ActionForm action=run attr:class="panel form-panel" attr:aria-label=aria>
                 <input type="hidden" name="job" value=job.clone() />
-                <label class="field">
-                    <span>"Reason (recorded in the history)"</span>
-                    <input type="text" name="reason" required maxlength="500" />
-                </label>
+                <ReasonField compact=true />
                 {action_error(run.value())}
                 {move || run.value().get().and_then(|r| r.ok()).map(|id| view! {
                     <p class="muted small" role="status">"Started run #" {id} " of " {job.clone()} "; it shows on " <A href="/admin/crons">"the crons page"</A> "."</p>

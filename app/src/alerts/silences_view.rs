@@ -6,6 +6,7 @@ use super::api::{load_open_alerts, EndSilence, SilenceAlerts};
 use super::{Silence, KIND_NAMES};
 use crate::auth::viewer::IfAllowed;
 use crate::auth::Permission;
+use crate::components::ReasonField;
 use crate::components::{action_error, Badge, ErrorBanner, Tone};
 use crate::format::{format_ago, format_utc, group_digits};
 
@@ -39,10 +40,7 @@ pub(super) fn SilencesView() -> AnyView {
                         <span>"Ends (UTC, or 4h / 2d)"</span>
                         <input type="text" name="ends_at" required placeholder="4h" />
                     </label>
-                    <label class="field field-grow">
-                        <span>"Reason"</span>
-                        <input type="text" name="reason" required maxlength="500" placeholder="ClickHouse upgrade, 14:00–16:00" />
-                    </label>
+                    <ReasonField placeholder="ClickHouse upgrade, 14:00–16:00" />
                     <button type="submit" class="btn btn-primary">"Silence"</button>
                 </ActionForm>
                 {action_error(create.value())}

@@ -13,6 +13,7 @@ use super::{
 };
 use crate::auth::viewer::use_viewer;
 use crate::auth::Permission;
+use crate::components::ReasonField;
 use crate::components::{
     action_error, Badge, ChartFrame, ErrorBanner, PageHeader, Tone, CHART_H, CHART_W,
 };
@@ -146,10 +147,7 @@ fn BackupPanel(backup: ServerAction<crate::jobs::api::StartJob>) -> AnyView {
             </p>
             <ActionForm action=backup attr:class="form-row" attr:aria-label="Back up now">
                 <input type="hidden" name="job" value=super::BACKUP_JOB />
-                <label class="field field-grow">
-                    <span>"Reason (recorded in the history)"</span>
-                    <input type="text" name="reason" required maxlength="500" placeholder="Before the schema change" />
-                </label>
+                <ReasonField placeholder="Before the schema change" />
                 <button type="submit" class="btn btn-primary" data-testid="backup-now">"Back up now"</button>
             </ActionForm>
             {move || match backup.value().get() {
@@ -506,10 +504,7 @@ fn RestorePanel(
                     <input type="checkbox" name="confirm_incident" />
                     <span>"During an incident freeze: I confirm the incident and restore in place anyway"</span>
                 </label>
-                <label class="field field-grow">
-                    <span>"Reason (recorded in the history)"</span>
-                    <input type="text" name="reason" required maxlength="500" placeholder="Check the data before the incident" />
-                </label>
+                <ReasonField placeholder="Check the data before the incident" />
                 <div class="form-actions">
                     <button type="submit" class="btn btn-primary" data-testid="restore">"Restore"</button>
                     <button type="button" class="btn" on:click=move |_| chosen.set(None)>"Close"</button>

@@ -122,6 +122,40 @@ pub fn Badge(tone: Tone, #[prop(into)] label: String) -> impl IntoView {
     view! { <span class=tone.class()>{label}</span> }
 }
 
+/// The reason an action asks for, the same on every page: at most
+/// [`Reason::MAX_CHARS`](crate::reason::Reason::MAX_CHARS) characters (the rule the
+/// server applies), and said to be recorded in the history.
+#[component]
+pub fn ReasonField(
+    /// An example reason, shown while the field is empty.
+    #[prop(optional)]
+    placeholder: Option<&'static str>,
+    /// The field may be left empty.
+    #[prop(optional)]
+    optional: bool,
+    /// Sized to its label instead of taking the row's free space.
+    #[prop(optional)]
+    compact: bool,
+) -> impl IntoView {
+    let label = if optional {
+        "Reason (optional, recorded in the history)"
+    } else {
+        "Reason (recorded in the history)"
+    };
+    view! {
+        <label class=if compact { "field" } else { "field field-grow" }>
+            <span>{label}</span>
+            <input
+                type="text"
+                name="reason"
+                required=!optional
+                maxlength=crate::reason::Reason::MAX_CHARS.to_string()
+                placeholder=placeholder
+            />
+        </label>
+    }
+}
+
 /// The title of a page and one sentence saying what it shows.
 #[component]
 pub fn PageHeader(

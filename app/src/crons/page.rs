@@ -9,6 +9,7 @@ use super::api::load_crons;
 use super::{CronRun, CronsOverview, DurationPoint, Flag, HourSlot, JobStatus, JOB_NAMES};
 use crate::auth::viewer::IfAllowed;
 use crate::auth::Permission;
+use crate::components::ReasonField;
 use crate::components::{
     action_error, Badge, ChartFrame, ErrorBanner, PageHeader, Tone, CHART_H, CHART_W,
 };
@@ -362,10 +363,7 @@ fn RunNowPanel(run: ServerAction<StartJob>) -> AnyView {
                         {JOB_NAMES.iter().map(|n| view! { <option value=*n>{*n}</option> }).collect_view()}
                     </select>
                 </label>
-                <label class="field field-grow">
-                    <span>"Reason (recorded in the history)"</span>
-                    <input type="text" name="reason" required maxlength="500" placeholder="the 10:05 replay did not fire" />
-                </label>
+                <ReasonField placeholder="the 10:05 replay did not fire" />
                 <button type="submit" class="btn btn-primary" data-testid="run-now">"Run now"</button>
             </ActionForm>
             {action_error(run.value())}

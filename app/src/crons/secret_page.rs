@@ -8,6 +8,7 @@ use super::api::{load_cron_secrets, EndCronSecretGrace, RotateCronSecret};
 use super::{CronSecretInfo, DEFAULT_GRACE_HOURS, MAX_GRACE_HOURS};
 use crate::auth::viewer::IfAllowed;
 use crate::auth::Permission;
+use crate::components::ReasonField;
 use crate::components::{action_error, Badge, ErrorBanner, PageHeader, Tone};
 use crate::format::{format_ago, format_utc};
 
@@ -56,10 +57,7 @@ fn RotatePanel(rotate: ServerAction<RotateCronSecret>) -> AnyView {
                     <span>"Grace window (hours)"</span>
                     <input type="number" name="grace_hours" min="0" max=MAX_GRACE_HOURS.to_string() value=DEFAULT_GRACE_HOURS.to_string() required class="num-input" />
                 </label>
-                <label class="field field-grow">
-                    <span>"Reason (recorded in the history)"</span>
-                    <input type="text" name="reason" required maxlength="500" placeholder="quarterly rotation" />
-                </label>
+                <ReasonField placeholder="quarterly rotation" />
                 <button type="submit" class="btn btn-primary" data-testid="rotate" on:click=move |_| set_copied.set(false)>"Rotate"</button>
             </ActionForm>
             {action_error(rotated)}

@@ -7,6 +7,7 @@ use super::api::{DlqDryRun, Purge, StartRedrive};
 use super::parts::{count, reason_badge};
 use super::DryRun;
 use crate::components::ErrorBanner;
+use crate::components::ReasonField;
 
 /// Dry run, then redrive or purge what it counted.
 #[component]
@@ -102,10 +103,7 @@ fn DryRunResult(
                 <div class="form-pair">
                     <ActionForm action=redrive attr:class="form-row" attr:aria-label="Redrive">
                         <input type="hidden" name="filter" value=filter.clone() />
-                        <label class="field field-grow">
-                            <span>"Reason (recorded in the history)"</span>
-                            <input type="text" name="reason" required maxlength="500" placeholder="Endpoint fixed by the customer" />
-                        </label>
+                        <ReasonField placeholder="Endpoint fixed by the customer" />
                         <button type="submit" class="btn btn-primary" data-testid="redrive">{format!("Redrive {}", count(n))}</button>
                     </ActionForm>
                     {administer.then(|| view! {
@@ -115,10 +113,7 @@ fn DryRunResult(
                                 <span>{format!("Type {n} to purge")}</span>
                                 <input type="text" name="confirm" required inputmode="numeric" class="num-input" autocomplete="off" />
                             </label>
-                            <label class="field field-grow">
-                                <span>"Reason"</span>
-                                <input type="text" name="reason" required maxlength="500" />
-                            </label>
+                            <ReasonField />
                             <button type="submit" class="btn btn-danger">"Purge"</button>
                         </ActionForm>
                     })}

@@ -11,6 +11,7 @@ use super::api::{load_drills, LogTabletop, SetObjectives};
 use super::{Drill, DrillKind, DrillStatus, DrillsOverview, Due, Objective};
 use crate::auth::viewer::use_viewer;
 use crate::auth::Permission;
+use crate::components::ReasonField;
 use crate::components::{
     action_error, Badge, ChartFrame, ErrorBanner, PageHeader, Tone, CHART_H, CHART_W,
 };
@@ -121,10 +122,7 @@ fn RunPanel(start: ServerAction<StartJob>) -> AnyView {
             </p>
             <ActionForm action=start attr:class="form-row" attr:aria-label="Run a drill">
                 <input type="hidden" name="job" value=super::DRILL_JOB />
-                <label class="field field-grow">
-                    <span>"Reason (recorded in the history)"</span>
-                    <input type="text" name="reason" required maxlength="500" placeholder="Quarterly drill" />
-                </label>
+                <ReasonField placeholder="Quarterly drill" />
                 <button type="submit" class="btn btn-primary" data-testid="run-drill">"Run drill"</button>
             </ActionForm>
             {move || match start.value().get() {
@@ -413,10 +411,7 @@ fn ObjectivesTable(
                             <span>"RTO (minutes)"</span>
                             <input type="number" name="rto_minutes" min="1" max="10080" value="60" required />
                         </label>
-                        <label class="field field-grow">
-                            <span>"Reason (recorded in the history)"</span>
-                            <input type="text" name="reason" required maxlength="500" />
-                        </label>
+                        <ReasonField />
                         <div class="form-actions"><button type="submit" class="btn">"Save objectives"</button></div>
                     </ActionForm>
                     {action_error(objectives.value())}

@@ -8,6 +8,7 @@ use super::api::{load_incident_mode, SetIncidentFreeze, SetRcaOwner, TakeSnapsho
 use super::IncidentMode;
 use crate::auth::viewer::use_viewer;
 use crate::auth::Permission;
+use crate::components::ReasonField;
 use crate::components::{action_error, Badge, ErrorBanner, Tone};
 
 /// Under `/admin/history/:id`: the panel when the entry is an incident, else nothing.
@@ -91,10 +92,7 @@ fn Panel(
                         <ActionForm action=freeze attr:class="form-row" attr:aria-label="Incident freeze">
                             <input type="hidden" name="id" value=id />
                             <input type="hidden" name="on" value=if mode.frozen { "false" } else { "true" } />
-                            <label class="field field-grow">
-                                <span>"Reason (recorded in the history)"</span>
-                                <input type="text" name="reason" required maxlength="500" />
-                            </label>
+                            <ReasonField />
                             <button type="submit" class="btn" data-testid="freeze-toggle">{if mode.frozen { "Lift the freeze" } else { "Freeze" }}</button>
                         </ActionForm>
                     })}

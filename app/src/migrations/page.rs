@@ -11,6 +11,7 @@ use super::api::{load_migrations, ChangeMigration};
 use super::{BackgroundMigrationRow, MigrationAction, MigrationsOverview, SchemaStatus, Upgrade};
 use crate::auth::viewer::IfAllowed;
 use crate::auth::Permission;
+use crate::components::ReasonField;
 use crate::components::{action_error, Badge, ErrorBanner, PageHeader, Tone};
 use crate::format::{format_ago, format_duration, format_utc, group_digits};
 
@@ -211,10 +212,7 @@ fn ControlPanel(change: ServerAction<ChangeMigration>) -> AnyView {
                         {MigrationAction::ALL.iter().map(|a| view! { <option value=a.as_str()>{a.label()}</option> }).collect_view()}
                     </select>
                 </label>
-                <label class="field field-grow">
-                    <span>"Reason (recorded in the history)"</span>
-                    <input type="text" name="reason" required maxlength="500" placeholder="the backfill slows the 09:00 peak" />
-                </label>
+                <ReasonField placeholder="the backfill slows the 09:00 peak" />
                 <button type="submit" class="btn btn-primary" data-testid="change-migration">"Apply"</button>
             </ActionForm>
             {action_error(change.value())}

@@ -9,6 +9,7 @@ use super::api::{list_ingest_keys, load_queues, CreateIngestKey, RevokeIngestKey
 use super::{DepthSample, IngestKey, Queue, QueueStats, QueuesOverview, ReplayRun, EXPIRING_CAP};
 use crate::auth::viewer::IfAllowed;
 use crate::auth::Permission;
+use crate::components::ReasonField;
 use crate::components::{
     action_error, Badge, ChartFrame, ErrorBanner, PageHeader, Tone, CHART_H, CHART_W,
 };
@@ -72,10 +73,7 @@ fn ReplayPanel(replay: ServerAction<StartJob>) -> AnyView {
                 </p>
                 <ActionForm action=replay attr:class="form-row" attr:aria-label="Replay the queues">
                     <input type="hidden" name="job" value=super::REPLAY_JOB />
-                    <label class="field field-grow">
-                        <span>"Reason (recorded in the history)"</span>
-                        <input type="text" name="reason" required maxlength="500" placeholder="ClickHouse is back after the outage" />
-                    </label>
+                    <ReasonField placeholder="ClickHouse is back after the outage" />
                     <button type="submit" class="btn btn-primary" data-testid="replay">"Replay now"</button>
                 </ActionForm>
                 {action_error(replay.value())}

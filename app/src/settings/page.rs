@@ -7,6 +7,7 @@ use super::api::{list_users, AddUser, SetUserDisabled, SetUserRole};
 use crate::auth::viewer::IfAllowed;
 use crate::auth::Permission;
 use crate::auth::{Role, UserRow};
+use crate::components::ReasonField;
 use crate::components::{action_error, Badge, ErrorBanner, PageHeader, Tone};
 use crate::format::format_utc;
 
@@ -54,10 +55,7 @@ pub fn UsersPage() -> AnyView {
                         {Role::ALL.iter().map(|r| view! { <option value=r.as_str()>{r.as_str()}</option> }).collect_view()}
                     </select>
                 </label>
-                <label class="field field-grow">
-                    <span>"Reason (recorded)"</span>
-                    <input type="text" name="reason" maxlength="500" />
-                </label>
+                <ReasonField optional=true />
                 <button type="submit" class="btn btn-primary">"Add user"</button>
             </ActionForm>
             {action_error(add_value)}
