@@ -47,7 +47,11 @@ test("dead letters: breakdown, dry run and a redrive", async ({ page, baseURL })
   await expect(dry.locator(".metric-value")).toHaveText("2");
   await expect(dry).toContainText(`webhook ${id}, reason exhausted`);
 
-  await dry.getByLabel("Reason (recorded in the history)").fill("e2e: endpoint fixed");
+  // The redrive form's reason (the purge beside it asks for its own).
+  await dry
+    .getByRole("form", { name: "Redrive" })
+    .getByLabel("Reason (recorded in the history)")
+    .fill("e2e: endpoint fixed");
   await page.getByTestId("redrive").click();
   await expect(page.getByText(/Redrive #\d+ started/)).toBeVisible();
   const redrive = page.getByTestId("redrives").locator("tbody tr").first();
