@@ -153,7 +153,7 @@ pub async fn redrives(
         "select {REDRIVE_COLUMNS} from {REDRIVES} order by r.id desc limit $1"
     ))
     .bind(limit)
-    .bind(now - crate::jobs::ssr::ABANDONED_AFTER)
+    .bind(crate::jobs::ssr::stale_before(now))
     .fetch_all(pg)
     .await?;
     Ok(rows.iter().map(redrive).collect())
@@ -162,13 +162,15 @@ pub async fn redrives(
 /// A redrive's columns, its status as its run says (a `running` redrive whose run ended
 /// or went quiet past the runner's abandoned rule is `abandoned`; `$2` is the time before
 /// which a heartbeat is stale), and its delivered count.
-pub const REDRIVE_COLUMNS: &str = "r.id, r.filter, r.total, r.done, r.actor, r.reason,
+pub const REDRIVE_COLUMNS: &str = concat!(
+    "r.id, r.filter, r.total, r.done, r.actor, r.reason,
     r.started_at, r.finished_at, r.error, r.run_id, r.history_id,
-    case when r.status = 'running' and run.id is not null
-              and (run.outcome <> 'running' or run.heartbeat_at < $2)
-         then 'abandoned' else r.status end as status,
+    case when r.status = 'running' and run.id is not null and ",
+    crate::jobs::ssr::run_gone!("$2"),
+    " then 'abandoned' else r.status end as status,
     (select count(*) from webhook_deliveries d
-      where d.last_redrive_id = r.id and d.status = 'delivered') as delivered";
+      where d.last_redrive_id = r.id and d.status = 'delivered') as delivered"
+);
 
 /// The redrives and their runs.
 pub const REDRIVES: &str = "webhook_redrives r left join cron_job_runs run on run.id = r.run_id";

@@ -29,8 +29,8 @@ use crate::history::ssr::{append, NewEntry};
 use crate::history::EntryKind;
 use crate::history::Outcome;
 use crate::jobs::ssr::{
-    Caller, CheckFuture, Firing, Job, JobContext, JobFuture, OnProgress, Report, RunOptions,
-    Tracker, ABANDONED_AFTER, ON_DEMAND,
+    stale_before, Caller, CheckFuture, Firing, Job, JobContext, JobFuture, OnProgress, Report,
+    RunOptions, Tracker, ON_DEMAND,
 };
 use crate::jobs::{RunStatus, Trigger};
 use crate::server::AppState;
@@ -402,7 +402,7 @@ pub async fn load(state: &AppState, id: i64) -> Result<Redrive, AppError> {
         super::dlq::REDRIVES
     ))
     .bind(id)
-    .bind(state.clock.now() - ABANDONED_AFTER)
+    .bind(stale_before(state.clock.now()))
     .fetch_optional(&state.pg)
     .await
     .map_err(AppError::wrap("Read a redrive"))?
@@ -415,15 +415,15 @@ pub async fn load(state: &AppState, id: i64) -> Result<Redrive, AppError> {
 /// Marks running redrives whose run died (the runner's abandoned rule: its heartbeat
 /// stale) or ended without closing them as abandoned; what they requeued stays requeued.
 pub async fn abandon_stale(pg: &PgPool, now: OffsetDateTime) -> Result<u64, sqlx::Error> {
-    Ok(sqlx::query(
+    Ok(sqlx::query(concat!(
         "update webhook_redrives r set status = 'abandoned', finished_at = $1,
                 error = 'its process stopped; run the same filter again to take what is left'
            from cron_job_runs run
-          where run.id = r.run_id and r.status = 'running'
-            and (run.outcome <> 'running' or run.heartbeat_at < $2)",
-    )
+          where run.id = r.run_id and r.status = 'running' and ",
+        crate::jobs::ssr::run_gone!("$2")
+    ))
     .bind(now)
-    .bind(now - ABANDONED_AFTER)
+    .bind(stale_before(now))
     .execute(pg)
     .await?
     .rows_affected())

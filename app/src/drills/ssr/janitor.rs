@@ -3,7 +3,7 @@
 //! A drill tears its databases down itself, also when a step fails or it is cancelled.
 //! Only a drill whose process died cannot: its `drills` row stays `running` and its
 //! databases stay. The janitor closes such a drill (its run's heartbeat is older than
-//! [`ABANDONED_AFTER`]) as failed, with a history entry, and drops every recorded
+//! [`ABANDONED_AFTER`](crate::jobs::ssr::ABANDONED_AFTER)) as failed, with a history entry, and drops every recorded
 //! throwaway database whose drill is no longer running and that is older than
 //! `DrillSettings::janitor_after` (an hour). It only ever drops a database recorded in
 //! `drill_databases`, so it cannot touch anything else on the server.
@@ -19,7 +19,7 @@ use crate::error::AppError;
 use crate::history::ssr::{append, NewEntry};
 use crate::history::EntryKind;
 use crate::history::Outcome;
-use crate::jobs::ssr::{Job, JobContext, JobFuture, Report, ABANDONED_AFTER};
+use crate::jobs::ssr::{Job, JobContext, JobFuture, Report};
 use crate::jobs::RunStatus;
 use crate::server::AppState;
 use crate::stores::StoreError;
@@ -107,7 +107,7 @@ pub async fn sweep(
 ) -> Result<JanitorReport, AppError> {
     let now = state.clock.now();
     let pg_err = AppError::wrap("Sweep the drill databases");
-    let stale = now - ABANDONED_AFTER;
+    let stale = crate::jobs::ssr::stale_before(now);
     // A drill is running while its run is: outcome `running` with a fresh heartbeat.
     let dead: Vec<(i64, time::OffsetDateTime)> = sqlx::query_as(
         "select d.id, d.started_at from drills d

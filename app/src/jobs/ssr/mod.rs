@@ -26,7 +26,8 @@ use serde_json::Value;
 use time::OffsetDateTime;
 
 pub use progress::{OnProgress, Progress, Tracker};
-pub use records::{Caller, Firing, ABANDONED_AFTER, HEARTBEAT_EVERY};
+pub(crate) use records::run_gone;
+pub use records::{stale_before, Caller, Firing, ABANDONED_AFTER, HEARTBEAT_EVERY};
 
 use super::{RunStatus, Trigger};
 use crate::auth::ssr::actor::Actor;

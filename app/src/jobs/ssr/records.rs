@@ -25,6 +25,25 @@ pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(15);
 /// A `running` run whose heartbeat is older than this is abandoned: four beats missed.
 pub const ABANDONED_AFTER: Duration = Duration::from_secs(60);
 
+/// The time before which a running run's heartbeat is stale, at `now`.
+pub fn stale_before(now: OffsetDateTime) -> OffsetDateTime {
+    now - ABANDONED_AFTER
+}
+
+/// The abandoned rule in SQL, for a feature whose rows point at their run (joined as
+/// `run`): the run has ended, or its heartbeat is older than the parameter `$stale`
+/// (bind [`stale_before`]). A literal, so a feature's query constants can `concat!` it.
+macro_rules! run_gone {
+    ($stale:literal) => {
+        concat!(
+            "(run.outcome <> 'running' or run.heartbeat_at < ",
+            $stale,
+            ")"
+        )
+    };
+}
+pub(crate) use run_gone;
+
 /// Where a call came from.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Caller {
@@ -114,7 +133,7 @@ pub async fn start(state: &AppState, job: &Job, firing: &Firing) -> Result<Optio
                 error = 'abandoned: the process running it stopped before it finished'
           where job_name = $1 and outcome = 'running' and heartbeat_at < $2",
         job.name,
-        now - ABANDONED_AFTER,
+        stale_before(now),
     )
     .execute(&state.pg)
     .await

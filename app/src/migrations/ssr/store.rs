@@ -48,13 +48,13 @@ pub(super) const ROWS: &str =
 /// A migration is stuck when it is `running` but the run working it has ended or gone
 /// quiet past the runner's abandoned rule (`$1`: the time before which a heartbeat is
 /// stale): its worker died, and the next tick takes it over.
-pub(super) const STUCK: &str = "m.status = 'running'
-    and (run.id is null or run.outcome <> 'running' or run.heartbeat_at < $1)";
+pub(super) const STUCK: &str = concat!(
+    "m.status = 'running' and (run.id is null or ",
+    crate::jobs::ssr::run_gone!("$1"),
+    ")"
+);
 
-/// The time before which a run's heartbeat is stale, at `now`.
-pub(super) fn stale_before(now: OffsetDateTime) -> OffsetDateTime {
-    now - crate::jobs::ssr::ABANDONED_AFTER
-}
+pub(super) use crate::jobs::ssr::stale_before;
 
 /// Every migration with a row, registered ones first in the registry's order.
 pub async fn list(state: &AppState) -> Result<Vec<BackgroundMigrationRow>, AppError> {

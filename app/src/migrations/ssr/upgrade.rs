@@ -328,7 +328,7 @@ pub async fn roll_back_to(
         "select job_name, id from cron_job_runs
           where outcome = 'running' and heartbeat_at > $1 order by id",
     )
-    .bind(state.clock.now() - crate::jobs::ssr::ABANDONED_AFTER)
+    .bind(crate::jobs::ssr::stale_before(state.clock.now()))
     .fetch_all(&state.pg)
     .await
     .map_err(wrap())?;
