@@ -68,12 +68,40 @@ pub enum AppError {
         stores: Vec<crate::stores::StoreKind>,
         message: String,
     },
-    /// Something failed on the server; the cause is in the server log under `reference`.
+    /// Something failed on the server; the cause is in the server log under `reference`,
+    /// written by the door that answers with this error ([`Unreported`]).
     #[error("Something went wrong on the server (reference {reference}).")]
-    Internal { reference: String },
+    Internal {
+        reference: String,
+        #[serde(skip)]
+        cause: Unreported,
+    },
     /// The call itself failed (network, encoding) before or after reaching the server.
     #[error("The request failed: {message}")]
     Transport { message: String },
+}
+
+/// The cause of an [`AppError::Internal`], carried from where the failure became an
+/// `AppError` to the door that answers with it (a server function, an HTTP handler, a CLI
+/// command, a job's run), which logs it once with what it is: `AppError::report`. A
+/// cause that reaches no door is logged when its last copy is dropped, so none is lost.
+/// Never serialised: a browser sees the reference only.
+#[derive(Clone, Default)]
+pub struct Unreported(#[cfg(feature = "ssr")] Option<std::sync::Arc<ssr::Pending>>);
+
+impl PartialEq for Unreported {
+    /// Two internal errors are told apart by their reference; the cause is the log's.
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for Unreported {}
+
+impl std::fmt::Debug for Unreported {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Unreported")
+    }
 }
 
 impl AppError {
@@ -159,9 +187,36 @@ pub use ssr::{postgres_unreachable, Cause};
 
 #[cfg(feature = "ssr")]
 mod ssr {
-    use crate::error::AppError;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    use crate::error::{AppError, Unreported};
     use crate::stores::StoreKind;
     use axum::response::{IntoResponse, Response};
+
+    /// An internal error's cause until a door logs it.
+    pub struct Pending {
+        context: String,
+        cause: String,
+        reference: String,
+        reported: AtomicBool,
+    }
+
+    impl Pending {
+        fn log(&self, door: &str) {
+            tracing::error!(reference = %self.reference, error = %self.cause, door, "{}", self.context);
+        }
+    }
+
+    impl Drop for Pending {
+        /// The last copy of an error no door reported (a background task's, a dropped
+        /// result's): logged now rather than lost.
+        fn drop(&mut self) {
+            if !*self.reported.get_mut() {
+                self.log("none (the error was dropped before an answer)");
+            }
+        }
+    }
 
     impl AppError {
         /// Sets the status (and `Retry-After`) of the current server function's response
@@ -301,8 +356,31 @@ mod ssr {
                 return Self::store_down(store);
             }
             let reference = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
-            tracing::error!(%reference, error = %cause, "{context}");
-            Self::Internal { reference }
+            let pending = Pending {
+                context: context.to_owned(),
+                cause: cause.to_string(),
+                reference: reference.clone(),
+                reported: AtomicBool::new(false),
+            };
+            Self::Internal {
+                reference,
+                cause: Unreported(Some(Arc::new(pending))),
+            }
+        }
+
+        /// Logs an internal error's cause, once however often it is reported or copied,
+        /// naming `door`: what answered with it (the request's path, a command). Every
+        /// door calls this; other errors are the caller's and log nothing here.
+        pub fn report(&self, door: &str) {
+            if let Self::Internal {
+                cause: Unreported(Some(pending)),
+                ..
+            } = self
+            {
+                if !pending.reported.swap(true, Ordering::SeqCst) {
+                    pending.log(door);
+                }
+            }
         }
 
         /// [`AppError::internal`] with its context, for `map_err`.
@@ -333,6 +411,7 @@ mod ssr {
 
     impl IntoResponse for AppError {
         fn into_response(self) -> Response {
+            self.report("an HTTP handler");
             let status = axum::http::StatusCode::from_u16(self.status_code())
                 .unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR);
             let mut body = serde_json::to_value(&self).unwrap_or_default();
@@ -348,6 +427,62 @@ mod ssr {
                 );
             }
             response
+        }
+    }
+
+    #[cfg(test)]
+    mod reported {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::Arc;
+
+        use crate::error::AppError;
+
+        /// Counts the events logged while it is the default subscriber.
+        struct Events(Arc<AtomicUsize>);
+
+        impl tracing::Subscriber for Events {
+            fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+                true
+            }
+            fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+                tracing::span::Id::from_u64(1)
+            }
+            fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+            fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+            fn event(&self, _: &tracing::Event<'_>) {
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
+            fn enter(&self, _: &tracing::span::Id) {}
+            fn exit(&self, _: &tracing::span::Id) {}
+        }
+
+        fn logged(work: impl FnOnce()) -> usize {
+            let count = Arc::new(AtomicUsize::new(0));
+            tracing::subscriber::with_default(Events(count.clone()), work);
+            count.load(Ordering::SeqCst)
+        }
+
+        #[test]
+        fn an_internal_error_is_logged_once_by_the_doors_that_answer_with_it() {
+            let mut made = None;
+            let making = logged(|| made = Some(AppError::internal("Failed to read", "no disk")));
+            assert_eq!(making, 0, "making the error logs nothing yet");
+            let answered = logged(|| {
+                let error = made.take().expect("made above");
+                let copy = error.clone();
+                error.report("/api/one");
+                copy.report("/api/two");
+                drop((error, copy));
+            });
+            assert_eq!(answered, 1);
+        }
+
+        #[test]
+        fn an_internal_error_no_door_reports_is_logged_when_it_is_dropped() {
+            let dropped = logged(|| drop(AppError::internal("Failed to read", "gone")));
+            assert_eq!(dropped, 1);
+            let not_internal = logged(|| AppError::invalid("field", "wrong").report("/api"));
+            assert_eq!(not_internal, 0);
         }
     }
 }

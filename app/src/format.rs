@@ -168,7 +168,7 @@ mod tests {
 
     #[test]
     fn secrets_shown_once_never_print_in_debug() {
-        let key = crate::queues::CreatedKey {
+        let key = crate::ingest_keys::CreatedKey {
             id: 1,
             secret: ShownOnce::new("sik_secret_value".into()),
         };
@@ -201,13 +201,13 @@ mod tests {
 
     #[test]
     fn an_answer_holding_a_secret_shown_once_says_so_in_its_bytes() {
-        let key = crate::queues::CreatedKey {
+        let key = crate::ingest_keys::CreatedKey {
             id: 1,
             secret: ShownOnce::new("sik_value".into()),
         };
         let json = serde_json::to_string(&key).unwrap();
         assert!(json.contains(SHOWN_ONCE_KEY), "{json}");
-        let back: crate::queues::CreatedKey = serde_json::from_str(&json).unwrap();
+        let back: crate::ingest_keys::CreatedKey = serde_json::from_str(&json).unwrap();
         assert_eq!(back.secret.reveal(), "sik_value");
         // The words inside a string value are not the key: its quotes are escaped.
         let note = serde_json::to_string(&"a note saying \"shownOnce\": x").unwrap();

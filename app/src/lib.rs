@@ -7,15 +7,15 @@
 //! `ssr` feature, its queries and domain logic (`ssr/` or `ssr.rs`). The folders sit in
 //! layers, lowest first; docs/ARCHITECTURE.md has the table `scripts/layers.py` checks.
 //!
-//! 1. `server` (ssr only: [`AppState`](server::AppState), pools, migrations, ClickHouse,
-//!    tokens, sealing, the PostgreSQL watch), [`error`] ([`AppError`](error::AppError),
+//! 1. `server` (ssr only: [`AppState`](server::AppState) and its per-feature parts,
+//!    pools, migrations, ClickHouse, tokens, sealing, the PostgreSQL watch), [`error`] ([`AppError`](error::AppError),
 //!    the one error type of the boundary), [`stores`] (which store is down), [`reason`]
 //!    (a reason for the history, one rule for every door),
 //!    `stored` (enums stored as text, their names written once), [`format`],
 //!    [`components`] (badges, headers, banners, charts, forms that work without the
 //!    client, `transport`).
 //! 2. [`auth`] (accounts, roles, sessions, the guard; `/admin/login`, `/admin/setup`,
-//!    `/admin/account`), [`history`] (`/admin/history`, the hash-chained history).
+//!    `/admin/account`), [`ingest_keys`] (the machines' credentials), [`history`] (`/admin/history`, the hash-chained history).
 //! 3. [`jobs`] (the runner, schedules, the one start and cancel), [`freeze`] (the write
 //!    freeze), [`alerts`] (`/admin/alerts`, the operators' home: the alert model, the
 //!    self-monitor, silences).
@@ -50,6 +50,7 @@ pub mod freeze;
 pub mod health;
 pub mod history;
 pub mod incidents;
+pub mod ingest_keys;
 pub mod jobs;
 pub mod migrations;
 pub mod overview;

@@ -60,7 +60,7 @@ pub static INCIDENT_HOOKS: crate::history::ssr::IncidentHooks =
     };
 
 /// Every alert kind, in the order the alerts page offers them. The self-monitor
-/// evaluates those with an evaluator (`state.alert_kinds`).
+/// evaluates those with an evaluator (`state.alert_kinds()`).
 pub static ALERT_KINDS: &[&AlertKind] = &[
     &FALLBACK_QUEUE_HIGH,
     &FALLBACK_QUEUE_OLD,

@@ -197,7 +197,7 @@ async fn scrape(State(state): State<AppState>, headers: HeaderMap) -> Response {
     }
     use app::health::ssr::HEALTH_MAX_AGE;
     let stores = state
-        .health_cache
+        .health_cache()
         .metrics
         .get_or_compute(HEALTH_MAX_AGE, || async {
             std::sync::Arc::new(store_figures(&state).await)

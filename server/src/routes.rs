@@ -39,7 +39,7 @@ async fn ready(
     headers: axum::http::HeaderMap,
 ) -> Response {
     let body = state
-        .health_cache
+        .health_cache()
         .ready
         .get_or_compute(HEALTH_MAX_AGE, || async {
             let health = check_stores(&state).await;
@@ -72,7 +72,7 @@ async fn deep(
     headers: axum::http::HeaderMap,
 ) -> Response {
     let body = state
-        .health_cache
+        .health_cache()
         .deep
         .get_or_compute(HEALTH_MAX_AGE, || async {
             let (health, fallback, crons, alerts, webhooks, (schema, migrations)) = tokio::join!(
@@ -206,11 +206,11 @@ async fn cron_job(
         }
         Ok(Ok(secret_id)) => caller.secret_id = Some(secret_id),
     }
-    let Some(job) = jobs::find(state.jobs, &name) else {
+    let Some(job) = jobs::find(state.jobs(), &name) else {
         return no_store(
             StatusCode::NOT_FOUND,
             json!({"kind": "not_found", "error": format!("No cron job is named `{name}`."),
-                   "jobs": state.jobs.iter().map(|j| j.name).collect::<Vec<_>>()}),
+                   "jobs": state.jobs().iter().map(|j| j.name).collect::<Vec<_>>()}),
         );
     };
     let firing = jobs::Firing {

@@ -36,9 +36,9 @@ async fn schedule(state: AppState) {
     {
         let caller = Caller::this_process("salvage scheduler");
         let schedules: Vec<(&'static Job, app::jobs::schedule::Schedule)> = state
-            .jobs
+            .jobs()
             .iter()
-            .map(|job| (*job, state.crons.schedule_of(job)))
+            .map(|job| (*job, state.crons().schedule_of(job)))
             .collect();
         tracing::info!(
             jobs = %schedules.iter().map(|(j, s)| format!("{} ({})", j.name, s.describe())).collect::<Vec<_>>().join(", "),

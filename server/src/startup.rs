@@ -16,6 +16,7 @@ use tower_sessions::{Expiry, SessionManagerLayer};
 use tower_sessions_sqlx_store::PostgresStore;
 
 use app::migrations::ssr::upgrade::{self, BackupPolicy, UpgradeError, UpgradeReport};
+use app::server::parts::Parts;
 use app::server::{postgres, AppState};
 
 use crate::config::Settings;
@@ -139,36 +140,47 @@ pub fn build_state(settings: &Settings) -> AppState {
         session_idle: settings.session_idle,
         session_max: settings.session_max,
         trusted_proxies: settings.trusted_proxies.clone(),
-        queues: settings.queues.clone(),
-        ingest_keys: Default::default(),
-        health_cache: Default::default(),
         health_token: settings.health_token.as_ref().map(token_digest),
         metrics_token: settings.metrics_token.as_ref().map(token_digest),
         metrics: Default::default(),
-        crons: settings.crons.clone(),
         clock: Default::default(),
         faults: Default::default(),
         version: VERSION,
-        jobs: app::registry::JOBS,
-        on_demand_jobs: app::registry::ON_DEMAND_JOBS,
-        alert_kinds: app::registry::ALERT_KINDS,
-        alerts: settings.alerts.clone(),
-        // The tools connect to the database the state does (tests and side runs change
-        // the URLs after reading the settings).
-        backups: app::backups::ssr::BackupSettings {
-            database_url: settings.database_url.clone(),
-            owner_url: settings.migrate_database_url.clone(),
-            ..settings.backups.clone()
-        },
-        drills: settings.drills.clone(),
-        webhooks: settings.webhooks.clone(),
-        migrations: settings.migrations.clone(),
-        background_migrations: app::registry::BACKGROUND_MIGRATIONS,
-        incidents: app::registry::INCIDENT_HOOKS,
+        parts: parts(settings),
         postgres_watch: Default::default(),
         tasks: tokio_util::task::TaskTracker::new(),
         shutdown: tokio_util::sync::CancellationToken::new(),
     }
+}
+
+/// Each feature's part of the state: its settings, caches and the registry's lists.
+fn parts(settings: &Settings) -> Parts {
+    use app::registry;
+    Parts::default()
+        .with(settings.queues.clone())
+        .with(app::ingest_keys::ssr::KeyCache::default())
+        .with(app::health::ssr::HealthCache::default())
+        .with(settings.crons.clone())
+        .with(app::jobs::ssr::JobLists {
+            all: registry::JOBS,
+            on_demand: registry::ON_DEMAND_JOBS,
+        })
+        .with(app::alerts::ssr::kind::AlertKinds(registry::ALERT_KINDS))
+        .with(settings.alerts.clone())
+        // The tools connect to the database the state does (tests and side runs change
+        // the URLs after reading the settings).
+        .with(app::backups::ssr::BackupSettings {
+            database_url: settings.database_url.clone(),
+            owner_url: settings.migrate_database_url.clone(),
+            ..settings.backups.clone()
+        })
+        .with(settings.drills.clone())
+        .with(settings.webhooks.clone())
+        .with(settings.migrations.clone())
+        .with(app::jobs::ssr::background::BackgroundMigrations(
+            registry::BACKGROUND_MIGRATIONS,
+        ))
+        .with(registry::INCIDENT_HOOKS)
 }
 
 /// The digest a bearer token setting is compared by (in constant time).
@@ -433,7 +445,7 @@ pub async fn after_postgres_migrated(
     cron_secret: Option<&secrecy::SecretString>,
 ) -> anyhow::Result<()> {
     let now = state.clock.now();
-    app::jobs::ssr::records::register_jobs(&state.pg, state.jobs, now)
+    app::jobs::ssr::records::register_jobs(&state.pg, state.jobs(), now)
         .await
         .context("Failed to register the cron jobs")?;
     app::migrations::ssr::store::register(state)
@@ -441,7 +453,7 @@ pub async fn after_postgres_migrated(
         .context("Failed to register the background migrations")?;
     let resealed = app::dead_letters::ssr::endpoints::reseal(
         &state.pg,
-        &state.webhooks.secret_keys,
+        &state.webhooks().secret_keys,
         &app::auth::ssr::Actor::system("start-up"),
     )
     .await
@@ -532,7 +544,7 @@ pub fn spawn_setup_link_task(state: AppState, public_url: url::Url) {
     spawn_owned(&state.clone(), async move {
         let mut delay = Duration::from_secs(1);
         loop {
-            match app::auth::ssr::issue_setup_token(&state.pg).await {
+            match app::auth::ssr::issue_setup_token(&state.pg, state.clock.now()).await {
                 Ok(Some(token)) => {
                     let link = public_url
                         .join(&format!("admin/setup?token={token}"))
@@ -613,7 +625,9 @@ pub fn spawn_depth_sampler(state: AppState) {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            if let Err(error) = app::queues::ssr::stats::sample_depths(&state.pg).await {
+            if let Err(error) =
+                app::queues::ssr::stats::sample_depths(&state.pg, state.clock.now()).await
+            {
                 tracing::debug!(%error, "queue depth not sampled this time");
             }
         }

@@ -11,11 +11,12 @@ use crate::error::AppError;
 /// The open critical and warning alerts, for the navigation on every page.
 #[server(endpoint = "alerts/counts")]
 pub async fn count_open_alerts() -> Result<AlertCounts, AppError> {
-    let (state, _) = crate::auth::ssr::guard(crate::auth::Permission::Read).await?;
-    let result = super::ssr::query::counts(&state.pg, state.clock.now())
-        .await
-        .map_err(|e| AppError::internal("Failed to count the alerts", e));
-    crate::server::respond(result)
+    crate::auth::ssr::serve(crate::auth::Permission::Read, |state, _| async move {
+        super::ssr::query::counts(&state.pg, state.clock.now())
+            .await
+            .map_err(|e| AppError::internal("Failed to count the alerts", e))
+    })
+    .await
 }
 
 /// Open alerts (by severity, then age) that pass the filters, with the counts, the
@@ -26,15 +27,13 @@ pub async fn load_open_alerts(
     severity: String,
     status: String,
 ) -> Result<AlertsOverview, AppError> {
-    let (state, _) = crate::auth::ssr::guard(crate::auth::Permission::Read).await?;
-    let result = async {
+    crate::auth::ssr::serve(crate::auth::Permission::Read, |state, _| async move {
         let filters = super::ssr::query::Filters::parse(&kind, &severity, &status)?;
         super::ssr::query::open_view(&state, &filters, state.clock.now())
             .await
             .map_err(|e| AppError::internal("Failed to read the alerts", e))
-    }
-    .await;
-    crate::server::respond(result)
+    })
+    .await
 }
 
 /// Resolved alerts with the 30-day handling times and the noisiest kinds.
@@ -43,23 +42,22 @@ pub async fn load_resolved_alerts(
     kind: String,
     severity: String,
 ) -> Result<ResolvedOverview, AppError> {
-    let (state, _) = crate::auth::ssr::guard(crate::auth::Permission::Read).await?;
-    let result = async {
+    crate::auth::ssr::serve(crate::auth::Permission::Read, |state, _| async move {
         let filters = super::ssr::query::Filters::parse(&kind, &severity, "")?;
         super::ssr::query::resolved_view(&state, &filters, state.clock.now())
             .await
             .map_err(|e| AppError::internal("Failed to read the resolved alerts", e))
-    }
-    .await;
-    crate::server::respond(result)
+    })
+    .await
 }
 
 /// One alert with its timeline and the silences that matched it.
 #[server(endpoint = "alerts/detail")]
 pub async fn load_alert(alert_id: i64) -> Result<AlertDetail, AppError> {
-    let (state, _) = crate::auth::ssr::guard(crate::auth::Permission::Read).await?;
-    let result = super::ssr::query::detail(&state, alert_id, state.clock.now()).await;
-    crate::server::respond(result)
+    crate::auth::ssr::serve(crate::auth::Permission::Read, |state, _| async move {
+        super::ssr::query::detail(&state, alert_id, state.clock.now()).await
+    })
+    .await
 }
 
 /// Acknowledges the selected alerts with a note, optionally `until` a time (`4h`, or a
@@ -71,26 +69,27 @@ pub async fn acknowledge_alerts(
     note: String,
     until: String,
 ) -> Result<Vec<Changed>, AppError> {
-    let (state, actor) = crate::auth::ssr::guard(crate::auth::Permission::Operate).await?;
-    let result = async {
-        use super::ssr::input;
-        let now = state.clock.now();
-        let seen = input::selection(&selection.0)?;
-        let note = input::required_note(&note)?;
-        let until = input::until(&until, now)?;
-        super::ssr::changes::change(
-            &state.pg,
-            state.alert_kinds,
-            &actor,
-            &seen,
-            super::ssr::changes::Op::Acknowledge { until },
-            Some(note),
-            now,
-        )
-        .await
-    }
-    .await;
-    crate::server::respond(result)
+    crate::auth::ssr::serve(
+        crate::auth::Permission::Operate,
+        |state, actor| async move {
+            use super::ssr::input;
+            let now = state.clock.now();
+            let seen = input::selection(&selection.0)?;
+            let note = input::required_note(&note)?;
+            let until = input::until(&until, now)?;
+            super::ssr::changes::change(
+                &state.pg,
+                state.alert_kinds(),
+                &actor,
+                &seen,
+                super::ssr::changes::Op::Acknowledge { until },
+                Some(note),
+                now,
+            )
+            .await
+        },
+    )
+    .await
 }
 
 /// Resolves the selected alerts (a critical one needs a note).
@@ -100,36 +99,39 @@ pub async fn resolve_alerts(
     #[server(default)] selection: super::Selection,
     note: String,
 ) -> Result<Vec<Changed>, AppError> {
-    let (state, actor) = crate::auth::ssr::guard(crate::auth::Permission::Operate).await?;
-    let result = async {
-        use super::ssr::input;
-        let seen = input::selection(&selection.0)?;
-        let note = input::optional_note(&note)?;
-        super::ssr::changes::change(
-            &state.pg,
-            state.alert_kinds,
-            &actor,
-            &seen,
-            super::ssr::changes::Op::Resolve,
-            note,
-            state.clock.now(),
-        )
-        .await
-    }
-    .await;
-    crate::server::respond(result)
+    crate::auth::ssr::serve(
+        crate::auth::Permission::Operate,
+        |state, actor| async move {
+            use super::ssr::input;
+            let seen = input::selection(&selection.0)?;
+            let note = input::optional_note(&note)?;
+            super::ssr::changes::change(
+                &state.pg,
+                state.alert_kinds(),
+                &actor,
+                &seen,
+                super::ssr::changes::Op::Resolve,
+                note,
+                state.clock.now(),
+            )
+            .await
+        },
+    )
+    .await
 }
 
 /// Adds a note to an alert's timeline.
 #[server(endpoint = "alerts/note")]
 pub async fn note_alert(alert_id: i64, note: String) -> Result<Changed, AppError> {
-    let (state, actor) = crate::auth::ssr::guard(crate::auth::Permission::Operate).await?;
-    let result = async {
-        let note = super::ssr::input::required_note(&note)?;
-        super::ssr::changes::add_note(&state.pg, &actor, alert_id, &note, state.clock.now()).await
-    }
-    .await;
-    crate::server::respond(result)
+    crate::auth::ssr::serve(
+        crate::auth::Permission::Operate,
+        |state, actor| async move {
+            let note = super::ssr::input::required_note(&note)?;
+            super::ssr::changes::add_note(&state.pg, &actor, alert_id, &note, state.clock.now())
+                .await
+        },
+    )
+    .await
 }
 
 /// Silences a kind (and optionally keys matching `key`, `*` as a wildcard) until
@@ -141,31 +143,34 @@ pub async fn silence_alerts(
     ends_at: String,
     reason: String,
 ) -> Result<i64, AppError> {
-    let (state, actor) = crate::auth::ssr::guard(crate::auth::Permission::Operate).await?;
-    let result = async {
-        let now = state.clock.now();
-        let reason = crate::server::required_reason(&reason)?;
-        let ends_at = super::ssr::input::ends_at(&ends_at, now)?;
-        let silence = super::ssr::silences::NewSilence {
-            kind: kind.trim().to_owned(),
-            key_pattern: Some(key),
-            ends_at,
-            reason,
-        };
-        super::ssr::silences::create(&state.pg, state.alert_kinds, &actor, silence, now).await
-    }
-    .await;
-    crate::server::respond(result)
+    crate::auth::ssr::serve(
+        crate::auth::Permission::Operate,
+        |state, actor| async move {
+            let now = state.clock.now();
+            let reason = crate::server::required_reason(&reason)?;
+            let ends_at = super::ssr::input::ends_at(&ends_at, now)?;
+            let silence = super::ssr::silences::NewSilence {
+                kind: kind.trim().to_owned(),
+                key_pattern: Some(key),
+                ends_at,
+                reason,
+            };
+            super::ssr::silences::create(&state.pg, state.alert_kinds(), &actor, silence, now).await
+        },
+    )
+    .await
 }
 
 /// Ends a silence now.
 #[server(endpoint = "alerts/unsilence")]
 pub async fn end_silence(silence_id: i64, reason: String) -> Result<(), AppError> {
-    let (state, actor) = crate::auth::ssr::guard(crate::auth::Permission::Operate).await?;
-    let result = async {
-        let reason = crate::server::required_reason(&reason)?;
-        super::ssr::silences::end(&state.pg, &actor, silence_id, &reason, state.clock.now()).await
-    }
-    .await;
-    crate::server::respond(result)
+    crate::auth::ssr::serve(
+        crate::auth::Permission::Operate,
+        |state, actor| async move {
+            let reason = crate::server::required_reason(&reason)?;
+            super::ssr::silences::end(&state.pg, &actor, silence_id, &reason, state.clock.now())
+                .await
+        },
+    )
+    .await
 }

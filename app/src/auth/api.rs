@@ -124,7 +124,7 @@ pub async fn setup_link_status(token: String) -> Result<bool, AppError> {
     let result = async {
         let (state, parts, _) = ssr::request_context()?;
         ssr::check_origin(&state, &parts)?;
-        ssr::setup_link_is_valid(&state.pg, &token).await
+        ssr::setup_link_is_valid(&state.pg, &token, state.clock.now()).await
     }
     .await;
     crate::server::respond(result)
@@ -150,6 +150,7 @@ pub async fn create_first_admin(
         }
         ssr::create_first_admin(
             &state.pg,
+            state.clock.now(),
             &crate::server::client::client_network(&state, &parts),
             &token,
             &email,

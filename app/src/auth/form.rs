@@ -63,7 +63,7 @@ impl Refusal {
                     .or(stores.first().copied())
                     .unwrap_or(StoreKind::Postgres),
             },
-            AppError::Internal { reference } => Refusal::Other {
+            AppError::Internal { reference, .. } => Refusal::Other {
                 reference: Some(reference.clone()),
             },
             _ => Refusal::Other { reference: None },
@@ -140,6 +140,7 @@ impl Refusal {
                 reference: Some(reference),
             } => AppError::Internal {
                 reference: reference.clone(),
+                cause: Default::default(),
             },
             Refusal::Other { reference: None } => AppError::Forbidden {
                 message: "The sign-in did not go through. Open the sign-in page again and \
@@ -214,6 +215,7 @@ mod tests {
             AppError::store_down(StoreKind::Clickhouse),
             AppError::Internal {
                 reference: "0123456789ab".to_owned(),
+                cause: Default::default(),
             },
         ] {
             assert_eq!(Refusal::of(&error).error(), error);

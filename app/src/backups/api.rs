@@ -13,8 +13,7 @@ use crate::server::required_reason;
 /// with the layout's alert counts, on every page).
 #[server(endpoint = "backups/overview")]
 pub async fn load_backups() -> Result<BackupsOverview, AppError> {
-    let (state, _) = crate::auth::ssr::guard(crate::auth::Permission::Read).await?;
-    let result = async {
+    crate::auth::ssr::serve(crate::auth::Permission::Read, |state, _| async move {
         use super::ssr::{catalogue, restore};
         use super::{StoreKind, StoreSummary};
         let internal = |e: sqlx::Error| AppError::internal("Failed to read the backups", e);
@@ -26,9 +25,9 @@ pub async fn load_backups() -> Result<BackupsOverview, AppError> {
                 .map_err(internal)?;
             let sizes: Vec<(time::OffsetDateTime, i64, i64)> = sqlx::query_as(
                 "select started_at, size_bytes, coalesce(duration_ms, 0) from backups
-                 where store = $1 and status in ('completed', 'verified', 'verify_failed')
-                   and started_at > $2 - interval '30 days'
-                 order by started_at",
+                     where store = $1 and status in ('completed', 'verified', 'verify_failed')
+                       and started_at > $2 - interval '30 days'
+                     order by started_at",
             )
             .bind(store.as_str())
             .bind(now)
@@ -52,7 +51,7 @@ pub async fn load_backups() -> Result<BackupsOverview, AppError> {
         }
         let running_run: Option<i64> = sqlx::query_scalar(
             "select id from cron_job_runs where job_name = $1 and outcome = 'running'
-             order by ran_at desc limit 1",
+                 order by ran_at desc limit 1",
         )
         .bind(super::ssr::BACKUP.name)
         .fetch_optional(&state.pg)
@@ -63,13 +62,12 @@ pub async fn load_backups() -> Result<BackupsOverview, AppError> {
             stores,
             backups: catalogue::list(&state.pg, 100).await.map_err(internal)?,
             restores: restore::list(&state, 20).await.map_err(internal)?,
-            target: state.backups.storage.describe(),
-            keep: state.backups.keep,
+            target: state.backups().storage.describe(),
+            keep: state.backups().keep,
             running_run,
         })
-    }
-    .await;
-    crate::server::respond(result)
+    })
+    .await
 }
 
 /// Verifies backup `id` (every file's checksum and rows against its manifest) in the
@@ -77,28 +75,32 @@ pub async fn load_backups() -> Result<BackupsOverview, AppError> {
 /// recorded.
 #[server(endpoint = "backups/verify")]
 pub async fn verify_backup(id: i64) -> Result<(), AppError> {
-    let (state, actor) = crate::auth::ssr::guard(crate::auth::Permission::Operate).await?;
-    let result = async {
-        // A run of the verify-backup job: its check refuses an incomplete backup here,
-        // before anything is recorded, so the button hears why.
-        let input = serde_json::to_value(super::ssr::verify::VerifyRequest { backup_id: id })
-            .map_err(|e| AppError::internal("Failed to read the request", e.to_string()))?;
-        let caller = crate::jobs::api::request_caller(&state)?;
-        let reason = format!("Verify backup {id} from the backups page");
-        let job = super::VERIFY_JOB;
-        crate::jobs::ssr::start_by_hand(&state, job, actor, &reason, caller, input).await?;
-        Ok(())
-    }
-    .await;
-    crate::server::respond(result)
+    crate::auth::ssr::serve(
+        crate::auth::Permission::Operate,
+        |state, actor| async move {
+            // A run of the verify-backup job: its check refuses an incomplete backup here,
+            // before anything is recorded, so the button hears why.
+            let input =
+                serde_json::to_value(super::ssr::verify::VerifyRequest { backup_id: id })
+                    .map_err(|e| AppError::internal("Failed to read the request", e.to_string()))?;
+            let caller = crate::jobs::api::request_caller(&state)?;
+            let reason = format!("Verify backup {id} from the backups page");
+            let job = super::VERIFY_JOB;
+            crate::jobs::ssr::start_by_hand(&state, job, actor, &reason, caller, input).await?;
+            Ok(())
+        },
+    )
+    .await
 }
 
 /// What restoring backup `id` would do: its tables (Salvage's own marked), the live
 /// database's name and the default side database.
 #[server(endpoint = "backups/plan")]
 pub async fn load_restore_plan(id: i64) -> Result<RestorePlan, AppError> {
-    let (state, _) = crate::auth::ssr::guard(crate::auth::Permission::Administer).await?;
-    crate::server::respond(super::ssr::restore::plan(&state, id).await)
+    crate::auth::ssr::serve(crate::auth::Permission::Administer, |state, _| async move {
+        super::ssr::restore::plan(&state, id).await
+    })
+    .await
 }
 
 /// Starts restoring backup `backup_id` (a run of the restore job, in the background) and
@@ -117,44 +119,47 @@ pub async fn start_restore(
     #[server(default)]
     confirm_incident: Option<String>,
 ) -> Result<i64, AppError> {
-    let (state, actor) = crate::auth::ssr::guard(crate::auth::Permission::Administer).await?;
-    let result = async {
-        let reason = required_reason(&reason)?;
-        let in_place = match super::RestoreMode::parse(mode.trim()) {
-            Some(mode) => mode == super::RestoreMode::InPlace,
-            None => return Err(AppError::invalid("mode", "choose side or in_place")),
-        };
-        let request = super::ssr::restore::RestoreRequest {
-            backup_id,
-            in_place,
-            target: Some(target),
-            tables: tables
-                .split(',')
-                .map(|t| t.trim().to_owned())
-                .filter(|t| !t.is_empty())
-                .collect(),
-            confirm: Some(confirm),
-            confirm_incident: confirm_incident.is_some(),
-            reason: Some(reason.clone()),
-        };
-        let input = serde_json::to_value(&request)
-            .map_err(|e| AppError::internal("Failed to read the restore request", e.to_string()))?;
-        let caller = crate::jobs::api::request_caller(&state)?;
-        let job = super::RESTORE_JOB;
-        crate::jobs::ssr::start_by_hand(&state, job, actor, &reason, caller, input).await
-    }
-    .await;
-    crate::server::respond(result)
+    crate::auth::ssr::serve(
+        crate::auth::Permission::Administer,
+        |state, actor| async move {
+            let reason = required_reason(&reason)?;
+            let in_place = match super::RestoreMode::parse(mode.trim()) {
+                Some(mode) => mode == super::RestoreMode::InPlace,
+                None => return Err(AppError::invalid("mode", "choose side or in_place")),
+            };
+            let request = super::ssr::restore::RestoreRequest {
+                backup_id,
+                in_place,
+                target: Some(target),
+                tables: tables
+                    .split(',')
+                    .map(|t| t.trim().to_owned())
+                    .filter(|t| !t.is_empty())
+                    .collect(),
+                confirm: Some(confirm),
+                confirm_incident: confirm_incident.is_some(),
+                reason: Some(reason.clone()),
+            };
+            let input = serde_json::to_value(&request).map_err(|e| {
+                AppError::internal("Failed to read the restore request", e.to_string())
+            })?;
+            let caller = crate::jobs::api::request_caller(&state)?;
+            let job = super::RESTORE_JOB;
+            crate::jobs::ssr::start_by_hand(&state, job, actor, &reason, caller, input).await
+        },
+    )
+    .await
 }
 
 /// Rolls back in-place restore `id`: the live tables it kept aside go back.
 #[server(endpoint = "backups/rollback")]
 pub async fn roll_back_restore(id: i64, reason: String) -> Result<Restore, AppError> {
-    let (state, actor) = crate::auth::ssr::guard(crate::auth::Permission::Administer).await?;
-    let result = async {
-        let reason = required_reason(&reason)?;
-        super::ssr::restore::roll_back(&state, id, &actor, Some(reason)).await
-    }
-    .await;
-    crate::server::respond(result)
+    crate::auth::ssr::serve(
+        crate::auth::Permission::Administer,
+        |state, actor| async move {
+            let reason = required_reason(&reason)?;
+            super::ssr::restore::roll_back(&state, id, &actor, Some(reason)).await
+        },
+    )
+    .await
 }

@@ -15,8 +15,7 @@ use crate::server::required_reason;
 /// The breakdown, the list (after delivery `after`), the endpoints and the redrives.
 #[server(endpoint = "dlq/overview")]
 pub async fn load_dlq(filter: String, after: String) -> Result<DlqOverview, AppError> {
-    let (state, actor) = crate::auth::ssr::guard(crate::auth::Permission::Read).await?;
-    let result = async {
+    crate::auth::ssr::serve(crate::auth::Permission::Read, |state, actor| async move {
         let filter = super::ssr::filter::DlqFilter::parse(&filter)?;
         let after = match after.trim() {
             "" => None,
@@ -28,93 +27,96 @@ pub async fn load_dlq(filter: String, after: String) -> Result<DlqOverview, AppE
         let mut overview = super::ssr::dlq::overview(&state, &filter, after).await?;
         overview.endpoints = super::ssr::endpoints::for_viewer(&actor, overview.endpoints);
         Ok(overview)
-    }
-    .await;
-    crate::server::respond(result)
+    })
+    .await
 }
 
 /// What a redrive or purge of `filter` would take.
 #[server(endpoint = "dlq/dry-run")]
 pub async fn dlq_dry_run(filter: String) -> Result<DryRun, AppError> {
-    let (state, _) = crate::auth::ssr::guard(crate::auth::Permission::Operate).await?;
-    let result = async {
+    crate::auth::ssr::serve(crate::auth::Permission::Operate, |state, _| async move {
         let filter = super::ssr::filter::DlqFilter::parse(&filter)?;
         super::ssr::dlq::dry_run(&state.pg, &filter).await
-    }
-    .await;
-    crate::server::respond(result)
+    })
+    .await
 }
 
 /// Starts a redrive of `filter` (a run of the redrive job); returns the redrive's id at
 /// once (the page follows it; Cancel is the runner's, `jobs/cancel`).
 #[server(endpoint = "dlq/redrive")]
 pub async fn start_redrive(filter: String, reason: String) -> Result<i64, AppError> {
-    let (state, actor) = crate::auth::ssr::guard(crate::auth::Permission::Operate).await?;
-    let result = async {
-        let filter = super::ssr::filter::DlqFilter::parse(&filter)?;
-        let reason = required_reason(&reason)?;
-        let caller = crate::jobs::api::request_caller(&state)?;
-        super::ssr::redrive::start(&state, &actor, &filter, &reason, caller).await
-    }
-    .await;
-    crate::server::respond(result)
+    crate::auth::ssr::serve(
+        crate::auth::Permission::Operate,
+        |state, actor| async move {
+            let filter = super::ssr::filter::DlqFilter::parse(&filter)?;
+            let reason = required_reason(&reason)?;
+            let caller = crate::jobs::api::request_caller(&state)?;
+            super::ssr::redrive::start(&state, &actor, &filter, &reason, caller).await
+        },
+    )
+    .await
 }
 
 /// A redrive's progress.
 #[server(endpoint = "dlq/redrive-status")]
 pub async fn redrive_status(id: i64) -> Result<Redrive, AppError> {
-    let (state, _) = crate::auth::ssr::guard(crate::auth::Permission::Read).await?;
-    let result = super::ssr::redrive::load(&state, id).await;
-    crate::server::respond(result)
+    crate::auth::ssr::serve(crate::auth::Permission::Read, |state, _| async move {
+        super::ssr::redrive::load(&state, id).await
+    })
+    .await
 }
 
 /// Deletes the dead letters matching `filter` (admins); `confirm` is the count the dry
 /// run showed. Returns how many were deleted.
 #[server(endpoint = "dlq/purge")]
 pub async fn purge(filter: String, confirm: String, reason: String) -> Result<i64, AppError> {
-    let (state, actor) = crate::auth::ssr::guard(crate::auth::Permission::Administer).await?;
-    let result = async {
-        let filter = super::ssr::filter::DlqFilter::parse(&filter)?;
-        let reason = required_reason(&reason)?;
-        super::ssr::dlq::purge(&state, &actor, &filter, &confirm, &reason)
-            .await
-            .map(|purged| purged.deleted)
-    }
-    .await;
-    crate::server::respond(result)
+    crate::auth::ssr::serve(
+        crate::auth::Permission::Administer,
+        |state, actor| async move {
+            let filter = super::ssr::filter::DlqFilter::parse(&filter)?;
+            let reason = required_reason(&reason)?;
+            super::ssr::dlq::purge(&state, &actor, &filter, &confirm, &reason)
+                .await
+                .map(|purged| purged.deleted)
+        },
+    )
+    .await
 }
 
 /// One delivery and its attempts.
 #[server(endpoint = "dlq/delivery")]
 pub async fn load_delivery(id: i64) -> Result<DeliveryDetail, AppError> {
-    let (state, _) = crate::auth::ssr::guard(crate::auth::Permission::Read).await?;
-    let result = super::ssr::dlq::delivery(&state.pg, id).await;
-    crate::server::respond(result)
+    crate::auth::ssr::serve(crate::auth::Permission::Read, |state, _| async move {
+        super::ssr::dlq::delivery(&state.pg, id).await
+    })
+    .await
 }
 
 /// Re-enables a paused or disabled endpoint and redrives what it dead-lettered since it
 /// started failing; returns the redrive's id when there was anything to redrive.
 #[server(endpoint = "dlq/recover")]
 pub async fn recover(webhook_id: i64, reason: String) -> Result<Option<i64>, AppError> {
-    let (state, actor) = crate::auth::ssr::guard(crate::auth::Permission::Operate).await?;
-    let result = async {
-        let reason = required_reason(&reason)?;
-        let caller = crate::jobs::api::request_caller(&state)?;
-        super::ssr::redrive::recover(&state, &actor, webhook_id, &reason, caller).await
-    }
-    .await;
-    crate::server::respond(result)
+    crate::auth::ssr::serve(
+        crate::auth::Permission::Operate,
+        |state, actor| async move {
+            let reason = required_reason(&reason)?;
+            let caller = crate::jobs::api::request_caller(&state)?;
+            super::ssr::redrive::recover(&state, &actor, webhook_id, &reason, caller).await
+        },
+    )
+    .await
 }
 
 /// The webhooks.
 #[server(endpoint = "settings/webhooks")]
 pub async fn list_webhooks() -> Result<Vec<Endpoint>, AppError> {
-    let (state, actor) = crate::auth::ssr::guard(crate::auth::Permission::Read).await?;
-    let result = super::ssr::endpoints::list(&state.pg, state.clock.now())
-        .await
-        .map(|endpoints| super::ssr::endpoints::for_viewer(&actor, endpoints))
-        .map_err(AppError::wrap("List the webhooks"));
-    crate::server::respond(result)
+    crate::auth::ssr::serve(crate::auth::Permission::Read, |state, actor| async move {
+        super::ssr::endpoints::list(&state.pg, state.clock.now())
+            .await
+            .map(|endpoints| super::ssr::endpoints::for_viewer(&actor, endpoints))
+            .map_err(AppError::wrap("List the webhooks"))
+    })
+    .await
 }
 
 /// Creates a webhook; its signing secret is in the answer, this once.
@@ -125,41 +127,45 @@ pub async fn create_webhook(
     event_types: String,
     max_retries: String,
 ) -> Result<CreatedWebhook, AppError> {
-    let (state, actor) = crate::auth::ssr::guard(crate::auth::Permission::Administer).await?;
-    let result = async {
-        let new = super::ssr::endpoints::NewWebhook::parse(
-            &state.webhooks,
-            &url,
-            &description,
-            &event_types,
-            &max_retries,
-        )?;
-        super::ssr::endpoints::create(&state.pg, &state.webhooks.secret_keys, &actor, &new).await
-    }
-    .await;
-    crate::server::respond(result)
+    crate::auth::ssr::serve(
+        crate::auth::Permission::Administer,
+        |state, actor| async move {
+            let new = super::ssr::endpoints::NewWebhook::parse(
+                state.webhooks(),
+                &url,
+                &description,
+                &event_types,
+                &max_retries,
+            )?;
+            super::ssr::endpoints::create(&state.pg, &state.webhooks().secret_keys, &actor, &new)
+                .await
+        },
+    )
+    .await
 }
 
 /// Turns a webhook on or off.
 #[server(endpoint = "settings/webhooks/enabled")]
 pub async fn set_webhook_enabled(id: i64, enabled: bool, reason: String) -> Result<(), AppError> {
-    let (state, actor) = crate::auth::ssr::guard(crate::auth::Permission::Administer).await?;
-    let result = async {
-        let reason = required_reason(&reason)?;
-        super::ssr::endpoints::set_enabled(&state.pg, &actor, id, enabled, &reason).await
-    }
-    .await;
-    crate::server::respond(result)
+    crate::auth::ssr::serve(
+        crate::auth::Permission::Administer,
+        |state, actor| async move {
+            let reason = required_reason(&reason)?;
+            super::ssr::endpoints::set_enabled(&state.pg, &actor, id, enabled, &reason).await
+        },
+    )
+    .await
 }
 
 /// Deletes a webhook; its pending deliveries are dead-lettered as `webhook_deleted`.
 #[server(endpoint = "settings/webhooks/delete")]
 pub async fn delete_webhook(id: i64, reason: String) -> Result<i64, AppError> {
-    let (state, actor) = crate::auth::ssr::guard(crate::auth::Permission::Administer).await?;
-    let result = async {
-        let reason = required_reason(&reason)?;
-        super::ssr::endpoints::delete(&state.pg, &actor, id, &reason, state.clock.now()).await
-    }
-    .await;
-    crate::server::respond(result)
+    crate::auth::ssr::serve(
+        crate::auth::Permission::Administer,
+        |state, actor| async move {
+            let reason = required_reason(&reason)?;
+            super::ssr::endpoints::delete(&state.pg, &actor, id, &reason, state.clock.now()).await
+        },
+    )
+    .await
 }

@@ -4,7 +4,7 @@
 //! (`/admin/dlq/deliveries/:id`, `delivery_page`) and the endpoints' settings page
 //! (`/admin/settings/webhooks`, `settings_page`).
 
-pub mod actions;
+mod actions;
 pub mod api;
 pub mod delivery_page;
 pub mod page;

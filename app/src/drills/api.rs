@@ -13,9 +13,10 @@ use crate::server::required_reason;
 /// The drills, the objectives against what was measured, and what is due.
 #[server(endpoint = "drills/overview")]
 pub async fn load_drills() -> Result<DrillsOverview, AppError> {
-    let (state, _) = crate::auth::ssr::guard(crate::auth::Permission::Read).await?;
-    let result = super::ssr::overview::overview(&state).await;
-    crate::server::respond(result)
+    crate::auth::ssr::serve(crate::auth::Permission::Read, |state, _| async move {
+        super::ssr::overview::overview(&state).await
+    })
+    .await
 }
 
 /// Logs a tabletop exercise.
@@ -26,15 +27,19 @@ pub async fn log_tabletop(
     findings: String,
     follow_ups: String,
 ) -> Result<i64, AppError> {
-    let (state, actor) = crate::auth::ssr::guard(crate::auth::Permission::Annotate).await?;
-    let tabletop = super::Tabletop {
-        scenario,
-        participants,
-        findings,
-        follow_ups,
-    };
-    let result = super::ssr::overview::log_tabletop(&state, &actor, &tabletop).await;
-    crate::server::respond(result)
+    crate::auth::ssr::serve(
+        crate::auth::Permission::Annotate,
+        |state, actor| async move {
+            let tabletop = super::Tabletop {
+                scenario,
+                participants,
+                findings,
+                follow_ups,
+            };
+            super::ssr::overview::log_tabletop(&state, &actor, &tabletop).await
+        },
+    )
+    .await
 }
 
 /// Sets a store's recovery objectives (admins, with a reason).
@@ -45,12 +50,20 @@ pub async fn set_objectives(
     rto_minutes: i64,
     reason: String,
 ) -> Result<(), AppError> {
-    let (state, actor) = crate::auth::ssr::guard(crate::auth::Permission::Administer).await?;
-    let result = async {
-        let reason = required_reason(&reason)?;
-        super::ssr::overview::set_objectives(&state, &actor, store, rpo_hours, rto_minutes, &reason)
+    crate::auth::ssr::serve(
+        crate::auth::Permission::Administer,
+        |state, actor| async move {
+            let reason = required_reason(&reason)?;
+            super::ssr::overview::set_objectives(
+                &state,
+                &actor,
+                store,
+                rpo_hours,
+                rto_minutes,
+                &reason,
+            )
             .await
-    }
-    .await;
-    crate::server::respond(result)
+        },
+    )
+    .await
 }

@@ -172,6 +172,13 @@ fn first_line(text: &str) -> String {
     line.chars().take(240).collect()
 }
 
+impl crate::server::AppState {
+    /// The last health answers, shared by concurrent callers.
+    pub fn health_cache(&self) -> &HealthCache {
+        self.part()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -23,8 +23,7 @@ pub async fn search_history(
     q: String,
     before: String,
 ) -> Result<HistoryPage, AppError> {
-    let (state, _) = crate::auth::ssr::guard(crate::auth::Permission::Read).await?;
-    let result = async {
+    crate::auth::ssr::serve(crate::auth::Permission::Read, |state, _| async move {
         let filter = super::ssr::build_filter(kind, actor, outcome, from, to, q, before)?;
         let (entries, more) = super::ssr::search(&state.pg, &filter, PAGE_SIZE, state.clock.now())
             .await
@@ -45,25 +44,22 @@ pub async fn search_history(
             actors,
             last_verification,
         })
-    }
-    .await;
-    crate::server::respond(result)
+    })
+    .await
 }
 
 /// One entry with everything linked to it.
 #[server(endpoint = "history/entry")]
 pub async fn load_history_entry(id: i64) -> Result<EntryView, AppError> {
-    let (state, _) = crate::auth::ssr::guard(crate::auth::Permission::Read).await?;
-    let result = async {
+    crate::auth::ssr::serve(crate::auth::Permission::Read, |state, _| async move {
         super::ssr::load(&state.pg, id, state.clock.now())
             .await
             .map_err(|e| AppError::internal("Failed to load a history entry", e))?
             .ok_or(AppError::NotFound {
                 what: format!("History entry {id}"),
             })
-    }
-    .await;
-    crate::server::respond(result)
+    })
+    .await
 }
 
 #[cfg(feature = "ssr")]
@@ -97,43 +93,44 @@ fn parse_incident_id(value: &str) -> Result<Option<i64>, AppError> {
 #[server(endpoint = "history/note")]
 pub async fn add_note(title: String, body: String, incident_id: String) -> Result<i64, AppError> {
     use super::ssr::{is_incident, NewEntry};
-    let (state, actor) = crate::auth::ssr::guard(crate::auth::Permission::Annotate).await?;
-    let result = async {
-        let body = check_text("body", &body, MAX_BODY_CHARS, true)?;
-        let incident_id = parse_incident_id(&incident_id)?;
-        let title = check_text("title", &title, 200, false)?;
-        let title = if title.is_empty() {
-            let first_line = body.lines().next().unwrap_or_default();
-            let mut title: String = first_line.chars().take(80).collect();
-            if first_line.chars().count() > 80 {
-                title.push('…');
+    crate::auth::ssr::serve(
+        crate::auth::Permission::Annotate,
+        |state, actor| async move {
+            let body = check_text("body", &body, MAX_BODY_CHARS, true)?;
+            let incident_id = parse_incident_id(&incident_id)?;
+            let title = check_text("title", &title, 200, false)?;
+            let title = if title.is_empty() {
+                let first_line = body.lines().next().unwrap_or_default();
+                let mut title: String = first_line.chars().take(80).collect();
+                if first_line.chars().count() > 80 {
+                    title.push('…');
+                }
+                title
+            } else {
+                title
+            };
+            if let Some(id) = incident_id {
+                if !is_incident(&state.pg, id)
+                    .await
+                    .map_err(|e| AppError::internal("Failed to look up the incident", e))?
+                {
+                    return Err(AppError::invalid(
+                        "incident_id",
+                        format!("#{id} is not an incident"),
+                    ));
+                }
             }
-            title
-        } else {
-            title
-        };
-        if let Some(id) = incident_id {
-            if !is_incident(&state.pg, id)
-                .await
-                .map_err(|e| AppError::internal("Failed to look up the incident", e))?
-            {
-                return Err(AppError::invalid(
-                    "incident_id",
-                    format!("#{id} is not an incident"),
-                ));
-            }
-        }
-        super::annotate::record_rated(
-            &state.pg,
-            &actor,
-            &NewEntry::new(super::EntryKind::Note, title, &actor, super::Outcome::Info)
-                .with_body(body)
-                .with_incident(incident_id),
-        )
-        .await
-    }
-    .await;
-    crate::server::respond(result)
+            super::annotate::record_rated(
+                &state.pg,
+                &actor,
+                &NewEntry::new(super::EntryKind::Note, title, &actor, super::Outcome::Info)
+                    .with_body(body)
+                    .with_incident(incident_id),
+            )
+            .await
+        },
+    )
+    .await
 }
 
 /// Declares an incident. Every role may: the person on call is often an operator.
@@ -146,41 +143,42 @@ pub async fn declare_incident(
     body: String,
 ) -> Result<i64, AppError> {
     use super::ssr::NewEntry;
-    let (state, actor) = crate::auth::ssr::guard(crate::auth::Permission::Annotate).await?;
-    let result = async {
-        let title = check_text("title", &title, 200, true)?;
-        let body = check_text("body", &body, MAX_BODY_CHARS, false)?;
-        if !super::SEVERITIES.contains(&severity.as_str()) {
-            return Err(AppError::invalid(
-                "severity",
-                "choose sev1, sev2, sev3 or sev4",
-            ));
-        }
-        let now = state.clock.now();
-        let started = super::ssr::parse_time("started_at", &started_at, false)?.unwrap_or(now);
-        let resolved = super::ssr::parse_time("resolved_at", &resolved_at, false)?;
-        super::annotate::check_incident_times(started, resolved, now)?;
-        let id = super::annotate::record_rated(
-            &state.pg,
-            &actor,
-            &NewEntry::new(
-                super::EntryKind::Incident,
-                title,
+    crate::auth::ssr::serve(
+        crate::auth::Permission::Annotate,
+        |state, actor| async move {
+            let title = check_text("title", &title, 200, true)?;
+            let body = check_text("body", &body, MAX_BODY_CHARS, false)?;
+            if !super::SEVERITIES.contains(&severity.as_str()) {
+                return Err(AppError::invalid(
+                    "severity",
+                    "choose sev1, sev2, sev3 or sev4",
+                ));
+            }
+            let now = state.clock.now();
+            let started = super::ssr::parse_time("started_at", &started_at, false)?.unwrap_or(now);
+            let resolved = super::ssr::parse_time("resolved_at", &resolved_at, false)?;
+            super::annotate::check_incident_times(started, resolved, now)?;
+            let id = super::annotate::record_rated(
+                &state.pg,
                 &actor,
-                super::Outcome::Info,
+                &NewEntry::new(
+                    super::EntryKind::Incident,
+                    title,
+                    &actor,
+                    super::Outcome::Info,
+                )
+                .with_body(body)
+                .with_times(started, resolved)
+                .with_severity(Some(severity)),
             )
-            .with_body(body)
-            .with_times(started, resolved)
-            .with_severity(Some(severity)),
-        )
-        .await?;
-        if resolved.is_none() {
-            (state.incidents.declared)(state.clone(), id, actor.clone()).await;
-        }
-        Ok(id)
-    }
-    .await;
-    crate::server::respond(result)
+            .await?;
+            if resolved.is_none() {
+                (state.incidents().declared)(state.clone(), id, actor.clone()).await;
+            }
+            Ok(id)
+        },
+    )
+    .await
 }
 
 /// Marks an open incident resolved, as an entry on its timeline.
@@ -194,65 +192,72 @@ pub async fn resolve_incident(
     override_reason: Option<String>,
 ) -> Result<i64, AppError> {
     use super::ssr::{load, NewEntry};
-    let (state, actor) = crate::auth::ssr::guard(crate::auth::Permission::Annotate).await?;
-    let result = async {
-        let body = check_text("body", &body, MAX_BODY_CHARS, false)?;
-        let view = load(&state.pg, incident_id, state.clock.now())
-            .await
-            .map_err(|e| AppError::internal("Failed to load the incident", e))?
-            .filter(|view| super::EntryKind::Incident.is(&view.entry.kind))
-            .ok_or(AppError::NotFound {
-                what: format!("Incident {incident_id}"),
-            })?;
-        if view.resolved_at.is_some() {
-            return Err(AppError::Conflict {
-                message: format!("Incident #{incident_id} is already resolved."),
-            });
-        }
-        let now = state.clock.now();
-        let resolved = super::ssr::parse_time("resolved_at", &resolved_at, false)?.unwrap_or(now);
-        let started = time::OffsetDateTime::from_unix_timestamp_nanos(
-            i128::from(view.entry.started_at) * 1_000_000,
-        )
-        .map_err(|e| AppError::internal("Failed to read the incident's start", e.to_string()))?;
-        super::annotate::check_incident_times(started, Some(resolved), now)?;
-        // The post-recovery checklist (incident mode, above the history) must pass, or
-        // an admin overrides it with a reason that is kept with the resolution.
-        let overridden = (state.incidents.may_resolve)(
-            state.clone(),
-            incident_id,
-            override_reason,
-            actor.clone(),
-        )
-        .await?;
-        let body = match overridden {
-            Some(note) if body.is_empty() => note,
-            Some(note) => format!("{body}\n\n{note}"),
-            None => body,
-        };
-        super::annotate::record_rated(
-            &state.pg,
-            &actor,
-            &NewEntry::new(
-                super::EntryKind::IncidentResolved,
-                format!("Resolved: {}", view.entry.title),
-                &actor,
-                super::Outcome::Succeeded,
+    crate::auth::ssr::serve(
+        crate::auth::Permission::Annotate,
+        |state, actor| async move {
+            let body = check_text("body", &body, MAX_BODY_CHARS, false)?;
+            let view = load(&state.pg, incident_id, state.clock.now())
+                .await
+                .map_err(|e| AppError::internal("Failed to load the incident", e))?
+                .filter(|view| super::EntryKind::Incident.is(&view.entry.kind))
+                .ok_or(AppError::NotFound {
+                    what: format!("Incident {incident_id}"),
+                })?;
+            if view.resolved_at.is_some() {
+                return Err(AppError::Conflict {
+                    message: format!("Incident #{incident_id} is already resolved."),
+                });
+            }
+            let now = state.clock.now();
+            let resolved =
+                super::ssr::parse_time("resolved_at", &resolved_at, false)?.unwrap_or(now);
+            let started = time::OffsetDateTime::from_unix_timestamp_nanos(
+                i128::from(view.entry.started_at) * 1_000_000,
             )
-            .with_body(body)
-            .with_times(resolved, Some(resolved))
-            .with_incident(Some(incident_id)),
-        )
-        .await
-    }
-    .await;
-    crate::server::respond(result)
+            .map_err(|e| {
+                AppError::internal("Failed to read the incident's start", e.to_string())
+            })?;
+            super::annotate::check_incident_times(started, Some(resolved), now)?;
+            // The post-recovery checklist (incident mode, above the history) must pass, or
+            // an admin overrides it with a reason that is kept with the resolution.
+            let overridden = (state.incidents().may_resolve)(
+                state.clone(),
+                incident_id,
+                override_reason,
+                actor.clone(),
+            )
+            .await?;
+            let body = match overridden {
+                Some(note) if body.is_empty() => note,
+                Some(note) => format!("{body}\n\n{note}"),
+                None => body,
+            };
+            super::annotate::record_rated(
+                &state.pg,
+                &actor,
+                &NewEntry::new(
+                    super::EntryKind::IncidentResolved,
+                    format!("Resolved: {}", view.entry.title),
+                    &actor,
+                    super::Outcome::Succeeded,
+                )
+                .with_body(body)
+                .with_times(resolved, Some(resolved))
+                .with_incident(Some(incident_id)),
+            )
+            .await
+        },
+    )
+    .await
 }
 
 /// Walks the whole chain and reports the first entry that does not match; recorded in
 /// the history. Managers and admins: it reads every entry.
 #[server(endpoint = "history/verify")]
 pub async fn verify_history_chain() -> Result<ChainReport, AppError> {
-    let (state, actor) = crate::auth::ssr::guard(crate::auth::Permission::VerifyHistory).await?;
-    crate::server::respond(super::chain::verify_and_record(&state, &actor).await)
+    crate::auth::ssr::serve(
+        crate::auth::Permission::VerifyHistory,
+        |state, actor| async move { super::chain::verify_and_record(&state, &actor).await },
+    )
+    .await
 }

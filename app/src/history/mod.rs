@@ -15,7 +15,7 @@
 #[cfg(feature = "ssr")]
 pub mod anchor;
 #[cfg(feature = "ssr")]
-pub mod annotate;
+mod annotate;
 pub mod api;
 #[cfg(feature = "ssr")]
 pub mod chain;

@@ -480,6 +480,13 @@ pub async fn actors(pg: &PgPool, limit: i64) -> Result<Vec<String>, sqlx::Error>
     .await
 }
 
+impl crate::server::AppState {
+    /// Incident mode, as the history reaches it (`registry::INCIDENT_HOOKS`).
+    pub fn incidents(&self) -> &IncidentHooks {
+        self.part()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,56 +10,63 @@ use crate::error::AppError;
 /// Incident `id`'s mode; `None` when the entry is not an incident.
 #[server(endpoint = "incidents/mode")]
 pub async fn load_incident_mode(id: i64) -> Result<Option<IncidentMode>, AppError> {
-    let (state, _) = crate::auth::ssr::guard(crate::auth::Permission::Read).await?;
-    let result = match super::ssr::mode(&state, id).await {
-        Ok(mode) => Ok(Some(mode)),
-        Err(AppError::NotFound { .. }) => Ok(None),
-        Err(error) => Err(error),
-    };
-    crate::server::respond(result)
+    crate::auth::ssr::serve(crate::auth::Permission::Read, |state, _| async move {
+        match super::ssr::mode(&state, id).await {
+            Ok(mode) => Ok(Some(mode)),
+            Err(AppError::NotFound { .. }) => Ok(None),
+            Err(error) => Err(error),
+        }
+    })
+    .await
 }
 
 /// Captures the stores, queues, alerts and cron flags into the incident's timeline.
 #[server(endpoint = "incidents/snapshot")]
 pub async fn take_snapshot(id: i64) -> Result<i64, AppError> {
-    let (state, actor) = crate::auth::ssr::guard(crate::auth::Permission::Annotate).await?;
-    let result = async {
-        let (_, open) = super::ssr::incident(&state, id).await?;
-        if !open {
-            return Err(AppError::Conflict {
-                message: format!("Incident #{id} is resolved."),
-            });
-        }
-        super::ssr::snapshot(&state, id, &actor, "on demand").await
-    }
-    .await;
-    crate::server::respond(result)
+    crate::auth::ssr::serve(
+        crate::auth::Permission::Annotate,
+        |state, actor| async move {
+            let (_, open) = super::ssr::incident(&state, id).await?;
+            if !open {
+                return Err(AppError::Conflict {
+                    message: format!("Incident #{id} is resolved."),
+                });
+            }
+            super::ssr::snapshot(&state, id, &actor, "on demand").await
+        },
+    )
+    .await
 }
 
 /// Turns the incident freeze on (`on` = "true") or lifts it, with a reason.
 #[server(endpoint = "incidents/freeze")]
 pub async fn set_incident_freeze(id: i64, on: bool, reason: String) -> Result<(), AppError> {
-    let (state, actor) = crate::auth::ssr::guard(crate::auth::Permission::Operate).await?;
-    let result = async {
-        let reason = crate::server::required_reason(&reason)?;
-        super::ssr::set_freeze(&state, id, on, &reason, &actor).await
-    }
-    .await;
-    crate::server::respond(result)
+    crate::auth::ssr::serve(
+        crate::auth::Permission::Operate,
+        |state, actor| async move {
+            let reason = crate::server::required_reason(&reason)?;
+            super::ssr::set_freeze(&state, id, on, &reason, &actor).await
+        },
+    )
+    .await
 }
 
 /// Ticks (or clears) a manual item of the post-recovery checklist.
 #[server(endpoint = "incidents/tick")]
 pub async fn tick_item(id: i64, item: String, done: bool) -> Result<(), AppError> {
-    let (state, actor) = crate::auth::ssr::guard(crate::auth::Permission::Annotate).await?;
-    let result = super::ssr::tick(&state, id, &item, done, &actor).await;
-    crate::server::respond(result)
+    crate::auth::ssr::serve(
+        crate::auth::Permission::Annotate,
+        |state, actor| async move { super::ssr::tick(&state, id, &item, done, &actor).await },
+    )
+    .await
 }
 
 /// Names who owns the incident's root-cause analysis.
 #[server(endpoint = "incidents/owner")]
 pub async fn set_rca_owner(id: i64, rca_owner: String) -> Result<(), AppError> {
-    let (state, actor) = crate::auth::ssr::guard(crate::auth::Permission::Annotate).await?;
-    let result = super::ssr::set_owner(&state, id, &rca_owner, &actor).await;
-    crate::server::respond(result)
+    crate::auth::ssr::serve(
+        crate::auth::Permission::Annotate,
+        |state, actor| async move { super::ssr::set_owner(&state, id, &rca_owner, &actor).await },
+    )
+    .await
 }

@@ -1,6 +1,6 @@
 //! The two server functions behind every button that starts or stops a job: the
 //! replay, a backup, a drill, a cron's "Run now", an alert's fix. Each page posts the
-//! job's name; the runner finds it in the registry (`state.jobs`), so no feature needs a
+//! job's name; the runner finds it in the registry (`state.jobs()`), so no feature needs a
 //! start or a cancel function of its own.
 
 use leptos::prelude::*;
@@ -11,21 +11,22 @@ use crate::error::AppError;
 /// reason and the caller; returns the run's id (what Cancel and the pages take).
 #[server(endpoint = "jobs/start")]
 pub async fn start_job(job: String, reason: String) -> Result<i64, AppError> {
-    let (state, actor) = crate::auth::ssr::guard(crate::auth::Permission::Operate).await?;
-    let result = async {
-        let caller = request_caller(&state)?;
-        super::ssr::start_by_hand(
-            &state,
-            &job,
-            actor,
-            &reason,
-            caller,
-            serde_json::Value::Null,
-        )
-        .await
-    }
-    .await;
-    crate::server::respond(result)
+    crate::auth::ssr::serve(
+        crate::auth::Permission::Operate,
+        |state, actor| async move {
+            let caller = request_caller(&state)?;
+            super::ssr::start_by_hand(
+                &state,
+                &job,
+                actor,
+                &reason,
+                caller,
+                serde_json::Value::Null,
+            )
+            .await
+        },
+    )
+    .await
 }
 
 /// Where the current request came from (client address through trusted proxies, its
@@ -43,7 +44,9 @@ pub fn request_caller(state: &crate::server::AppState) -> Result<super::ssr::Cal
 /// records who asked in the history.
 #[server(endpoint = "jobs/cancel")]
 pub async fn cancel_run(run_id: i64) -> Result<(), AppError> {
-    let (state, actor) = crate::auth::ssr::guard(crate::auth::Permission::Operate).await?;
-    let result = super::ssr::cancel(&state, run_id, &actor).await;
-    crate::server::respond(result)
+    crate::auth::ssr::serve(
+        crate::auth::Permission::Operate,
+        |state, actor| async move { super::ssr::cancel(&state, run_id, &actor).await },
+    )
+    .await
 }

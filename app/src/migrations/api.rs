@@ -9,9 +9,10 @@ use crate::error::AppError;
 /// The background migrations, the schema's state and the last upgrades.
 #[server(endpoint = "migrations/overview")]
 pub async fn load_migrations() -> Result<MigrationsOverview, AppError> {
-    let (state, _) = crate::auth::ssr::guard(crate::auth::Permission::Read).await?;
-    let result = super::ssr::store::overview(&state).await;
-    crate::server::respond(result)
+    crate::auth::ssr::serve(crate::auth::Permission::Read, |state, _| async move {
+        super::ssr::store::overview(&state).await
+    })
+    .await
 }
 
 /// Pauses, resumes, retries or cancels a background migration.
@@ -21,13 +22,15 @@ pub async fn change_migration(
     action: String,
     reason: String,
 ) -> Result<MigrationStatus, AppError> {
-    let (state, actor) = crate::auth::ssr::guard(crate::auth::Permission::Operate).await?;
-    let result = async {
-        let action = super::MigrationAction::parse(action.trim())
-            .ok_or_else(|| AppError::invalid("action", "one of pause, resume, retry, cancel"))?;
-        let reason = crate::server::required_reason(&reason)?;
-        super::ssr::store::change(&state, &actor, name.trim(), action, &reason).await
-    }
-    .await;
-    crate::server::respond(result)
+    crate::auth::ssr::serve(
+        crate::auth::Permission::Operate,
+        |state, actor| async move {
+            let action = super::MigrationAction::parse(action.trim()).ok_or_else(|| {
+                AppError::invalid("action", "one of pause, resume, retry, cancel")
+            })?;
+            let reason = crate::server::required_reason(&reason)?;
+            super::ssr::store::change(&state, &actor, name.trim(), action, &reason).await
+        },
+    )
+    .await
 }

@@ -8,6 +8,8 @@ use crate::health::StoresSnapshot;
 /// Probes PostgreSQL and ClickHouse (as `/health/*` does) and adds each store's details.
 #[server(endpoint = "overview/stores")]
 pub async fn load_stores_snapshot() -> Result<StoresSnapshot, AppError> {
-    let (state, _) = crate::auth::ssr::guard(crate::auth::Permission::Read).await?;
-    Ok(crate::health::ssr::snapshot(&state).await)
+    crate::auth::ssr::serve(crate::auth::Permission::Read, |state, _| async move {
+        Ok(crate::health::ssr::snapshot(&state).await)
+    })
+    .await
 }

@@ -2,8 +2,9 @@
 
 use leptos::prelude::*;
 
-use super::{CreatedKey, IngestKey, QueuesOverview};
+use super::QueuesOverview;
 use crate::error::AppError;
+use crate::ingest_keys::{CreatedKey, IngestKey};
 
 #[cfg(feature = "ssr")]
 use crate::server::required_reason;
@@ -12,55 +13,69 @@ use crate::server::required_reason;
 #[server(endpoint = "queues/overview")]
 pub async fn load_queues() -> Result<QueuesOverview, AppError> {
     use super::ssr::{replay, stats};
-    let (state, _) = crate::auth::ssr::guard(crate::auth::Permission::Read).await?;
-    let result = async {
+    crate::auth::ssr::serve(crate::auth::Permission::Read, |state, _| async move {
         let internal = |e: sqlx::Error| AppError::internal("Failed to read the queues", e);
         let now = state.clock.now();
         Ok(QueuesOverview {
             now: crate::server::unix_ms(now),
-            ttl_hours: (state.queues.ttl.as_secs() / 3600) as i64,
-            queues: stats::queue_stats(&state.pg, state.queues.ttl, now)
+            ttl_hours: (state.queues().ttl.as_secs() / 3600) as i64,
+            queues: stats::queue_stats(&state.pg, state.queues().ttl, now)
                 .await
                 .map_err(internal)?,
-            samples: stats::depth_samples(&state.pg).await.map_err(internal)?,
+            samples: stats::depth_samples(&state.pg, now)
+                .await
+                .map_err(internal)?,
             runs: replay::recent_runs(&state.pg, 20, now)
                 .await
                 .map_err(internal)?,
         })
-    }
-    .await;
-    crate::server::respond(result)
+    })
+    .await
 }
 
 /// Every ingest key (never a secret).
 #[server(endpoint = "settings/ingest-keys")]
 pub async fn list_ingest_keys() -> Result<Vec<IngestKey>, AppError> {
-    let (state, _) = crate::auth::ssr::guard(crate::auth::Permission::Administer).await?;
-    crate::server::respond(super::ssr::keys::list(&state.pg).await)
+    crate::auth::ssr::serve(crate::auth::Permission::Administer, |state, _| async move {
+        crate::ingest_keys::ssr::list(&state.pg).await
+    })
+    .await
 }
 
 /// Creates an ingest key for `organization` (`*`: every organisation); the secret is in
 /// this response only.
 #[server(endpoint = "settings/ingest-keys/create")]
 pub async fn create_ingest_key(name: String, organization: String) -> Result<CreatedKey, AppError> {
-    let (state, actor) = crate::auth::ssr::guard(crate::auth::Permission::Administer).await?;
-    let result = super::ssr::keys::create(&state.pg, &actor, &name, &organization)
-        .await
-        .map(|(id, secret)| CreatedKey {
-            id,
-            secret: crate::format::ShownOnce::new(secret),
-        });
-    crate::server::respond(result)
+    crate::auth::ssr::serve(
+        crate::auth::Permission::Administer,
+        |state, actor| async move {
+            crate::ingest_keys::ssr::create(&state.pg, &actor, &name, &organization)
+                .await
+                .map(|(id, secret)| CreatedKey {
+                    id,
+                    secret: crate::format::ShownOnce::new(secret),
+                })
+        },
+    )
+    .await
 }
 
 /// Revokes an ingest key.
 #[server(endpoint = "settings/ingest-keys/revoke")]
 pub async fn revoke_ingest_key(key_id: i64, reason: String) -> Result<(), AppError> {
-    let (state, actor) = crate::auth::ssr::guard(crate::auth::Permission::Administer).await?;
-    let result = async {
-        let reason = required_reason(&reason)?;
-        super::ssr::keys::revoke(&state.pg, &state.ingest_keys, &actor, key_id, Some(reason)).await
-    }
-    .await;
-    crate::server::respond(result)
+    crate::auth::ssr::serve(
+        crate::auth::Permission::Administer,
+        |state, actor| async move {
+            let reason = required_reason(&reason)?;
+            crate::ingest_keys::ssr::revoke(
+                &state.pg,
+                state.ingest_keys(),
+                &actor,
+                key_id,
+                Some(reason),
+            )
+            .await
+        },
+    )
+    .await
 }

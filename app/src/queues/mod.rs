@@ -1,12 +1,11 @@
 //! The safe write path: ingest, the PostgreSQL fallback queues, exactly-once replay,
 //! expiry, and `/admin/queues`.
 //!
-//! - DTOs here: [`Queue`], [`QueueStats`], [`ReplayRun`], [`QueuesOverview`],
-//!   [`IngestKey`].
+//! - DTOs here: [`Queue`], [`QueueStats`], [`ReplayRun`], [`QueuesOverview`].
 //! - `api` — the server functions of the queues page and of ingest-key settings.
 //! - `page` — `/admin/queues` and `/admin/settings/ingest-keys`.
 //! - `ssr` (server only) — row validation (`rows`), the ingest handlers (`ingest`),
-//!   replay (`replay`), expiry (`expiry`), ingest keys (`keys`) and the figures the page
+//!   replay (`replay`), expiry (`expiry`) and the figures the page
 //!   and `/health/deep` read (`stats`).
 //!
 //! Replay and expiry are one function each; the button, the cron route and the CLI call
@@ -107,28 +106,6 @@ pub struct QueuesOverview {
     pub queues: Vec<QueueStats>,
     pub samples: Vec<DepthSample>,
     pub runs: Vec<ReplayRun>,
-}
-
-/// An ingest key as settings list it (never its secret).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct IngestKey {
-    pub id: i64,
-    pub name: String,
-    /// The key's first characters, to recognise it in a caller's configuration.
-    pub prefix: String,
-    /// The organisation it sends rows for, or `*` for every one.
-    pub organization_id: String,
-    pub created_at: i64,
-    pub created_by: String,
-    pub revoked_at: Option<i64>,
-    pub last_used_at: Option<i64>,
-}
-
-/// A key just created: the secret is in this response and nowhere else, ever.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CreatedKey {
-    pub id: i64,
-    pub secret: crate::format::ShownOnce,
 }
 
 #[cfg(test)]

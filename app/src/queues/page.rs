@@ -6,7 +6,7 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 
 use super::api::{list_ingest_keys, load_queues, CreateIngestKey, RevokeIngestKey};
-use super::{DepthSample, IngestKey, Queue, QueueStats, QueuesOverview, ReplayRun, EXPIRING_CAP};
+use super::{DepthSample, Queue, QueueStats, QueuesOverview, ReplayRun, EXPIRING_CAP};
 use crate::auth::viewer::IfAllowed;
 use crate::auth::Permission;
 use crate::components::ReasonField;
@@ -14,6 +14,7 @@ use crate::components::{
     action_error, Badge, ChartFrame, ErrorBanner, PageHeader, Tone, CHART_H, CHART_W,
 };
 use crate::format::{format_ago, format_duration, format_utc, group_digits};
+use crate::ingest_keys::IngestKey;
 use crate::jobs::api::{CancelRun, StartJob};
 use crate::jobs::RunStatus;
 use crate::jobs::RunStatusBadge;

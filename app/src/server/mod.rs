@@ -4,13 +4,14 @@
 
 pub mod clickhouse;
 pub mod client;
-pub mod clock;
-pub mod faults;
+mod clock;
+mod faults;
 pub mod metrics;
+pub mod parts;
 pub mod plain_form;
 pub mod postgres;
 pub mod sealed;
-pub mod state;
+mod state;
 pub mod tokens;
 pub mod watch;
 
@@ -79,9 +80,13 @@ pub fn unix_ms(at: time::OffsetDateTime) -> i64 {
 
 /// Sets the HTTP status of a server function's response from its error, so that a 403
 /// goes out as 403 instead of the 500 every server-function error gets by default.
+/// An internal error's cause is logged here, naming the request's path.
 pub fn respond<T>(result: Result<T, AppError>) -> Result<T, AppError> {
     if let Err(error) = &result {
         error.set_response_status();
+        let path = leptos::prelude::use_context::<axum::http::request::Parts>()
+            .map(|parts| parts.uri.path().to_owned());
+        error.report(path.as_deref().unwrap_or("a server function"));
     }
     result
 }

@@ -30,10 +30,6 @@ pub struct AppState {
     pub session_max: Duration,
     /// The proxies whose `X-Forwarded-For` names the client (`SALVAGE_TRUSTED_PROXIES`).
     pub trusted_proxies: super::client::TrustedProxies,
-    /// Fallback queue settings: TTL, replay batch and budget, ingest timeout.
-    pub queues: crate::queues::ssr::QueueSettings,
-    /// The last health answers, shared by concurrent callers.
-    pub health_cache: crate::health::ssr::HealthCache,
     /// `SALVAGE_HEALTH_TOKEN`'s digest: a caller presenting it as a bearer token sees the
     /// full health answers (driver errors, version) without signing in.
     pub health_token: Option<std::sync::Arc<Vec<u8>>>,
@@ -42,40 +38,15 @@ pub struct AppState {
     pub metrics_token: Option<std::sync::Arc<Vec<u8>>>,
     /// This process's counters and histograms (`/metrics`' process figures).
     pub metrics: super::metrics::Metrics,
-    /// Ingest keys verified recently (see `queues::ssr::keys`).
-    pub ingest_keys: crate::queues::ssr::keys::KeyCache,
-    /// The cron plane: scheduler on/off, schedules, retention, dropout threshold.
-    pub crons: crate::crons::ssr::CronSettings,
     /// The time cron secrets, runs and dropout detection act on.
     pub clock: super::Clock,
     /// Failures a test injects; none (and nothing can set one) outside test builds.
     pub faults: super::faults::Faults,
     /// The version string reported by `/health/deep` and shown in the console.
     pub version: &'static str,
-    /// Every job (the composition root's `registry::JOBS`, handed down so that code
-    /// below it never imports upward).
-    pub jobs: &'static [&'static crate::jobs::ssr::Job],
-    /// The jobs that run only when asked, with their input (`registry::ON_DEMAND_JOBS`:
-    /// the restore): never scheduled, never on `/cron`.
-    pub on_demand_jobs: &'static [&'static crate::jobs::ssr::Job],
-    /// Every alert kind (the composition root's `registry::ALERT_KINDS`).
-    pub alert_kinds: &'static [&'static crate::alerts::ssr::AlertKind],
-    /// The alerts' thresholds and windows (`SALVAGE_ALERT_*`).
-    pub alerts: crate::alerts::ssr::AlertSettings,
-    /// Backups: the target, retention, recovery point objectives, the tools' URLs.
-    pub backups: crate::backups::ssr::BackupSettings,
-    /// Drills: the janitor's age (and a test hook).
-    pub drills: crate::drills::ssr::DrillSettings,
-    /// Webhook deliveries: timeouts, retries, the circuit, retention, thresholds.
-    pub webhooks: crate::dead_letters::ssr::WebhookSettings,
-    /// How background migrations run and whether upgrades take a backup first.
-    pub migrations: crate::migrations::ssr::MigrationSettings,
-    /// Every background migration (the composition root's
-    /// `registry::BACKGROUND_MIGRATIONS`; a test may hand it others).
-    pub background_migrations:
-        &'static [&'static crate::jobs::ssr::background::BackgroundMigration],
-    /// Incident mode, as the history reaches it (`registry::INCIDENT_HOOKS`).
-    pub incidents: crate::history::ssr::IncidentHooks,
+    /// Each feature's part (its settings, caches and the root's lists), read through the
+    /// accessor the feature declares: `state.queues()`, `state.jobs()` (see `parts`).
+    pub parts: super::parts::Parts,
     /// This process's view of PostgreSQL's availability (the pages' outage sentence,
     /// the `postgres_down` record).
     pub postgres_watch: crate::server::watch::PostgresWatch,
@@ -85,6 +56,18 @@ pub struct AppState {
     /// Cancelled when the process is asked to stop (SIGTERM, Ctrl-C); every run's own
     /// token is a child of it, so running jobs stop after their current step.
     pub shutdown: tokio_util::sync::CancellationToken,
+}
+
+impl AppState {
+    /// The part of type `T` (what a feature's accessor returns).
+    pub fn part<T: std::any::Any + Send + Sync>(&self) -> &T {
+        self.parts.get()
+    }
+
+    /// The part of type `T`, changed on this copy of the state only (tests, side runs).
+    pub fn part_mut<T: std::any::Any + Send + Sync + Clone>(&mut self) -> &mut T {
+        self.parts.get_mut()
+    }
 }
 
 impl axum::extract::FromRef<AppState> for LeptosOptions {

@@ -9,46 +9,52 @@ use crate::error::AppError;
 /// Every account.
 #[server(endpoint = "settings/users")]
 pub async fn list_users() -> Result<Vec<UserRow>, AppError> {
-    let (state, _) = crate::auth::ssr::guard(crate::auth::Permission::ManageUsers).await?;
-    crate::server::respond(crate::auth::ssr::list_users(&state.pg).await)
+    crate::auth::ssr::serve(
+        crate::auth::Permission::ManageUsers,
+        |state, _| async move { crate::auth::ssr::list_users(&state.pg).await },
+    )
+    .await
 }
 
 /// Adds an account with a temporary password, returned once.
 #[server(endpoint = "settings/users/add")]
 pub async fn add_user(email: String, role: String, reason: String) -> Result<AddedUser, AppError> {
-    let (state, actor) = crate::auth::ssr::guard(crate::auth::Permission::ManageUsers).await?;
-    let result = async {
-        let role = crate::auth::Role::from_input(&role)?;
-        let reason = crate::server::optional_reason(&reason)?;
-        let (user_id, temporary) =
-            crate::settings::ssr::add_user(&state.pg, &actor, &email, role, None, reason).await?;
-        Ok(AddedUser {
-            user_id,
-            email: crate::auth::normalize_email("email", &email)?,
-            temporary_password: crate::format::ShownOnce::new(temporary.unwrap_or_default()),
-        })
-    }
-    .await;
-    crate::server::respond(result)
+    crate::auth::ssr::serve(
+        crate::auth::Permission::ManageUsers,
+        |state, actor| async move {
+            let role = crate::auth::Role::from_input(&role)?;
+            let reason = crate::server::optional_reason(&reason)?;
+            let (user_id, temporary) =
+                crate::settings::ssr::add_user(&state.pg, &actor, &email, role, None, reason)
+                    .await?;
+            Ok(AddedUser {
+                user_id,
+                email: crate::auth::normalize_email("email", &email)?,
+                temporary_password: crate::format::ShownOnce::new(temporary.unwrap_or_default()),
+            })
+        },
+    )
+    .await
 }
 
 /// Changes an account's role.
 #[server(endpoint = "settings/users/role")]
 pub async fn set_user_role(user_id: i64, role: String, reason: String) -> Result<(), AppError> {
-    let (state, actor) = crate::auth::ssr::guard(crate::auth::Permission::ManageUsers).await?;
-    let result = async {
-        let role = crate::auth::Role::from_input(&role)?;
-        crate::settings::ssr::set_role(
-            &state.pg,
-            &actor,
-            user_id,
-            role,
-            crate::server::optional_reason(&reason)?,
-        )
-        .await
-    }
-    .await;
-    crate::server::respond(result)
+    crate::auth::ssr::serve(
+        crate::auth::Permission::ManageUsers,
+        |state, actor| async move {
+            let role = crate::auth::Role::from_input(&role)?;
+            crate::settings::ssr::set_role(
+                &state.pg,
+                &actor,
+                user_id,
+                role,
+                crate::server::optional_reason(&reason)?,
+            )
+            .await
+        },
+    )
+    .await
 }
 
 /// Disables (`disabled = true`) or re-enables an account; disabling ends its sessions.
@@ -58,22 +64,23 @@ pub async fn set_user_disabled(
     disabled: bool,
     reason: String,
 ) -> Result<(), AppError> {
-    let (state, actor) = crate::auth::ssr::guard(crate::auth::Permission::ManageUsers).await?;
-    let result = async {
-        if Some(user_id) == actor.user_id && disabled {
-            return Err(AppError::Conflict {
-                message: "You cannot disable your own account.".into(),
-            });
-        }
-        crate::settings::ssr::set_disabled(
-            &state.pg,
-            &actor,
-            user_id,
-            disabled,
-            crate::server::optional_reason(&reason)?,
-        )
-        .await
-    }
-    .await;
-    crate::server::respond(result)
+    crate::auth::ssr::serve(
+        crate::auth::Permission::ManageUsers,
+        |state, actor| async move {
+            if Some(user_id) == actor.user_id && disabled {
+                return Err(AppError::Conflict {
+                    message: "You cannot disable your own account.".into(),
+                });
+            }
+            crate::settings::ssr::set_disabled(
+                &state.pg,
+                &actor,
+                user_id,
+                disabled,
+                crate::server::optional_reason(&reason)?,
+            )
+            .await
+        },
+    )
+    .await
 }

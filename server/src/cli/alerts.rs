@@ -17,7 +17,7 @@ pub async fn alerts(command: AlertsCommand, settings: Settings) -> anyhow::Resul
         async move {
             let mut seen = Vec::with_capacity(ids.len());
             for id in ids {
-                let alert = store::load(&state.pg, state.alert_kinds, id, now)
+                let alert = store::load(&state.pg, state.alert_kinds(), id, now)
                     .await
                     .map_err(app_error)?;
                 seen.push(Seen {
@@ -90,7 +90,7 @@ pub async fn alerts(command: AlertsCommand, settings: Settings) -> anyhow::Resul
             let seen = current(id).await?;
             let changed = changes::change(
                 &state.pg,
-                state.alert_kinds,
+                state.alert_kinds(),
                 &actor,
                 &seen,
                 changes::Op::Acknowledge { until },
@@ -111,7 +111,7 @@ pub async fn alerts(command: AlertsCommand, settings: Settings) -> anyhow::Resul
             let seen = current(id).await?;
             let changed = changes::change(
                 &state.pg,
-                state.alert_kinds,
+                state.alert_kinds(),
                 &actor,
                 &seen,
                 changes::Op::Resolve,
@@ -141,7 +141,7 @@ pub async fn alerts(command: AlertsCommand, settings: Settings) -> anyhow::Resul
                 ends_at,
                 reason,
             };
-            let id = silences::create(&state.pg, state.alert_kinds, &actor, silence, now)
+            let id = silences::create(&state.pg, state.alert_kinds(), &actor, silence, now)
                 .await
                 .map_err(app_error)?;
             println!("Created silence #{id}.");

@@ -69,7 +69,7 @@ fn request_rows(first: u64, count: u64) -> Vec<Line> {
     parse_batch(
         Queue::Requests,
         &serde_json::to_vec(&body).expect("JSON of generated rows"),
-        &app::queues::ssr::rows::Scope::All,
+        &app::ingest_keys::ssr::Scope::All,
     )
     .expect("generated rows are valid")
 }
@@ -310,8 +310,8 @@ async fn measure(
     for _ in 0..5 {
         let started = Instant::now();
         let now = time::OffsetDateTime::now_utc();
-        app::queues::ssr::stats::queue_stats(&pg, state.queues.ttl, now).await?;
-        app::queues::ssr::stats::depth_samples(&pg).await?;
+        app::queues::ssr::stats::queue_stats(&pg, state.queues().ttl, now).await?;
+        app::queues::ssr::stats::depth_samples(&pg, now).await?;
         app::queues::ssr::replay::recent_runs(&pg, 20, now).await?;
         page = page.min(started.elapsed());
     }

@@ -77,9 +77,15 @@ async fn measure(
     latency: Duration,
 ) -> anyhow::Result<()> {
     let mut state = startup::build_state(settings);
-    state.webhooks.allow_private = true;
-    state.webhooks.workers = CONCURRENCY;
-    state.webhooks.redrive_rate = 1_000_000;
+    state
+        .part_mut::<app::dead_letters::ssr::WebhookSettings>()
+        .allow_private = true;
+    state
+        .part_mut::<app::dead_letters::ssr::WebhookSettings>()
+        .workers = CONCURRENCY;
+    state
+        .part_mut::<app::dead_letters::ssr::WebhookSettings>()
+        .redrive_rate = 1_000_000;
     startup::migrate_postgres(&state).await?;
     let pg = &state.pg;
     let (url, hits) = receiver(latency).await?;
@@ -97,7 +103,7 @@ async fn measure(
     // delivery pays for opening it.
     .bind({
         let secret = app::dead_letters::ssr::send::new_secret();
-        state.webhooks.secret_keys.seal(&secret).unwrap_or(secret)
+        state.webhooks().secret_keys.seal(&secret).unwrap_or(secret)
     })
     .bind(CONCURRENCY as i32)
     .fetch_one(pg)
@@ -239,7 +245,7 @@ async fn measure(
             format!("redrive of {dead_letters} dead letters"),
             rate(dead_letters, took),
             took.as_secs_f64(),
-            state.webhooks.redrive_batch
+            state.webhooks().redrive_batch
         );
         println!(
             "peak memory (VmHWM): {before} before the redrive, {} after",

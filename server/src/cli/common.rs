@@ -5,6 +5,7 @@ use crate::startup;
 
 /// An application error as the terminal shows it.
 pub(crate) fn app_error(error: app::error::AppError) -> anyhow::Error {
+    error.report("the command line");
     anyhow::anyhow!("{error}")
 }
 

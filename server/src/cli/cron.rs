@@ -74,10 +74,10 @@ pub async fn cron(command: CronCommand, settings: Settings) -> anyhow::Result<()
             Ok(())
         }
         CronCommand::Run { job, reason } => {
-            let Some(found) = app::jobs::ssr::find(state.jobs, &job) else {
+            let Some(found) = app::jobs::ssr::find(state.jobs(), &job) else {
                 anyhow::bail!(
                     "no job named `{job}`; the jobs are: {}",
-                    app::jobs::ssr::names(state.jobs)
+                    app::jobs::ssr::names(state.jobs())
                 );
             };
             stop_on_ctrl_c(&state, "Stopping after the current step…");

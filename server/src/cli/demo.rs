@@ -70,7 +70,7 @@ pub async fn run(settings: &Settings) -> anyhow::Result<()> {
         println!("Demo history: {count} entries over the last 120 days.");
     }
     let alerts =
-        super::demo_alerts::seed(&state.pg, state.alert_kinds, OffsetDateTime::now_utc()).await?;
+        super::demo_alerts::seed(&state.pg, state.alert_kinds(), OffsetDateTime::now_utc()).await?;
     if alerts > 0 {
         println!("Demo alerts: {alerts} resolved over the last four weeks, with notes.");
     }
@@ -519,7 +519,7 @@ pub async fn traffic(settings: &Settings, rate: u32) -> anyhow::Result<()> {
     let state = super::common::current_state(settings).await?;
     let (key_id, key) =
         // A gateway's key: it forwards rows for every organisation.
-        app::queues::ssr::keys::create(&state.pg, &Actor::cli(), "demo traffic generator", "*")
+        app::ingest_keys::ssr::create(&state.pg, &Actor::cli(), "demo traffic generator", "*")
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
     let base = settings.public_url.clone();

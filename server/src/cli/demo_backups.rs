@@ -129,7 +129,7 @@ pub async fn first_backup(state: &app::server::AppState) -> anyhow::Result<Optio
         finished.run_id,
         finished.status,
         finished.rows,
-        state.backups.storage.describe()
+        state.backups().storage.describe()
     )))
 }
 

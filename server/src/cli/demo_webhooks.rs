@@ -45,7 +45,7 @@ pub async fn dead_letters(
             ..endpoints::NewWebhook::parse(
                 &app::dead_letters::ssr::WebhookSettings {
                     allow_private: true,
-                    ..state.webhooks.clone()
+                    ..state.webhooks().clone()
                 },
                 &format!("{base}/demo/webhook-receiver/{path}"),
                 name,
@@ -55,7 +55,7 @@ pub async fn dead_letters(
             .map_err(|e| anyhow::anyhow!("{e}"))?
         };
         ids.push(
-            endpoints::create(&state.pg, &state.webhooks.secret_keys, &actor, &new)
+            endpoints::create(&state.pg, &state.webhooks().secret_keys, &actor, &new)
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?
                 .id,
@@ -84,7 +84,9 @@ pub async fn dead_letters(
         tx.commit().await?;
     }
     let mut sending = state.clone();
-    sending.webhooks.allow_private = true;
+    sending
+        .part_mut::<app::dead_letters::ssr::WebhookSettings>()
+        .allow_private = true;
     let report = deliver::work(&sending, std::time::Duration::from_secs(60), true, None)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;

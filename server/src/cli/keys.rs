@@ -5,7 +5,7 @@ use super::common::{app_error, current_state, print_json};
 use crate::config::Settings;
 
 pub async fn ingest_key(command: IngestKeyCommand, settings: Settings) -> anyhow::Result<()> {
-    use app::queues::ssr::keys;
+    use app::ingest_keys::ssr as keys;
     let state = current_state(&settings).await?;
     let actor = app::auth::ssr::Actor::cli();
     match command {
@@ -17,7 +17,7 @@ pub async fn ingest_key(command: IngestKeyCommand, settings: Settings) -> anyhow
             println!("{secret}");
         }
         IngestKeyCommand::Revoke { id, reason } => {
-            keys::revoke(&state.pg, &state.ingest_keys, &actor, id, Some(reason))
+            keys::revoke(&state.pg, state.ingest_keys(), &actor, id, Some(reason))
                 .await
                 .map_err(app_error)?;
             println!("Ingest key #{id} is revoked; every replica refuses it within 3 s.");

@@ -22,14 +22,14 @@ pub async fn webhook(command: WebhookCommand, settings: Settings) -> anyhow::Res
             max_retries,
         } => {
             let new = endpoints::NewWebhook::parse(
-                &state.webhooks,
+                state.webhooks(),
                 &url,
                 &description,
                 &events,
                 &max_retries,
             )
             .map_err(app_error)?;
-            let created = endpoints::create(&state.pg, &state.webhooks.secret_keys, &actor, &new)
+            let created = endpoints::create(&state.pg, &state.webhooks().secret_keys, &actor, &new)
                 .await
                 .map_err(app_error)?;
             eprintln!(
@@ -89,7 +89,7 @@ pub async fn webhook(command: WebhookCommand, settings: Settings) -> anyhow::Res
             );
         }
         WebhookCommand::Reseal => {
-            let keys = &state.webhooks.secret_keys;
+            let keys = &state.webhooks().secret_keys;
             let Some(current) = keys.current() else {
                 anyhow::bail!(
                     "SALVAGE_WEBHOOK_SECRET_KEYS is not set: there is no key to seal with"

@@ -380,7 +380,7 @@ async fn changing_a_password_checks_the_current_one_and_names_the_wrong_field() 
 #[tokio::test]
 async fn the_setup_link_creates_the_first_admin_once() {
     let app = spawn_app().await;
-    let token = app::auth::ssr::issue_setup_token(&app.pg)
+    let token = app::auth::ssr::issue_setup_token(&app.pg, app.state.clock.now())
         .await
         .unwrap()
         .expect("no users yet");
@@ -414,10 +414,12 @@ async fn the_setup_link_creates_the_first_admin_once() {
             .await,
         1
     );
-    assert!(app::auth::ssr::issue_setup_token(&app.pg)
-        .await
-        .unwrap()
-        .is_none());
+    assert!(
+        app::auth::ssr::issue_setup_token(&app.pg, app.state.clock.now())
+            .await
+            .unwrap()
+            .is_none()
+    );
     assert_eq!(
         app.client().sign_in("root@example.com", PASSWORD).await.0,
         200

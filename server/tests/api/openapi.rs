@@ -131,7 +131,7 @@ async fn the_routes_accept_the_examples_and_answer_as_described() {
     assert_eq!(served, doc, "/api/openapi.json serves the description");
 
     // A key for every organisation: webhook events take no other.
-    let key = app::queues::ssr::keys::create(&app.pg, &app::auth::ssr::Actor::cli(), "docs", "*")
+    let key = app::ingest_keys::ssr::create(&app.pg, &app::auth::ssr::Actor::cli(), "docs", "*")
         .await
         .unwrap()
         .1;

@@ -149,3 +149,22 @@ impl Default for AlertSettings {
         }
     }
 }
+
+impl crate::server::AppState {
+    /// The alerts' thresholds and windows (`SALVAGE_ALERT_*`).
+    pub fn alerts(&self) -> &AlertSettings {
+        self.part()
+    }
+}
+
+/// Every alert kind: the composition root's `registry::ALERT_KINDS`, handed down as the
+/// state's part so that code below the root never imports upward.
+#[derive(Clone, Copy)]
+pub struct AlertKinds(pub &'static [&'static AlertKind]);
+
+impl crate::server::AppState {
+    /// Every alert kind (see `AlertKinds`).
+    pub fn alert_kinds(&self) -> &'static [&'static AlertKind] {
+        self.part::<AlertKinds>().0
+    }
+}

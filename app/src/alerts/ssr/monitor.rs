@@ -83,7 +83,7 @@ pub async fn evaluate(state: &AppState, now: OffsetDateTime) -> Result<Evaluatio
     let mut report = EvaluationReport::default();
     // The evaluators read the stores outside the transaction (a ClickHouse ping may take
     // the probe timeout), concurrently.
-    let kinds: Vec<&'static AlertKind> = state.alert_kinds.to_vec();
+    let kinds: Vec<&'static AlertKind> = state.alert_kinds().to_vec();
     let evaluations = futures::future::join_all(kinds.iter().filter_map(|kind| {
         kind.evaluate
             .map(|evaluate| async move { (*kind, evaluate(state.clone(), now).await) })
@@ -101,7 +101,7 @@ pub async fn evaluate(state: &AppState, now: OffsetDateTime) -> Result<Evaluatio
         report.skipped = true;
         return Ok(report);
     }
-    let settings = &state.alerts;
+    let settings = state.alerts();
     for (kind, result) in evaluations {
         match result {
             Ok(signals) => apply(&mut tx, kind, signals, settings, now, &mut report)

@@ -109,10 +109,10 @@ pub async fn open_view(
         counts: counts(pg, now).await?,
         alerts: rows
             .iter()
-            .map(|r| alert_from_row(r, state.alert_kinds))
+            .map(|r| alert_from_row(r, state.alert_kinds()))
             .collect(),
         last_evaluation_at: last_evaluation_at.map(unix_ms),
-        silences: super::silences::list(pg, now, state.alerts.silence_idle_after).await?,
+        silences: super::silences::list(pg, now, state.alerts().silence_idle_after).await?,
     })
 }
 
@@ -162,7 +162,7 @@ pub async fn resolved_view(
         now: unix_ms(now),
         alerts: rows
             .iter()
-            .map(|r| alert_from_row(r, state.alert_kinds))
+            .map(|r| alert_from_row(r, state.alert_kinds()))
             .collect(),
         median_acknowledge_ms: seconds_to_ms(medians.get("tta")),
         median_resolve_ms: seconds_to_ms(medians.get("ttr")),
@@ -185,7 +185,7 @@ pub async fn detail(
     now: OffsetDateTime,
 ) -> Result<AlertDetail, AppError> {
     let internal = AppError::wrap("Failed to read the alert");
-    let alert = load(&state.pg, state.alert_kinds, id, now).await?;
+    let alert = load(&state.pg, state.alert_kinds(), id, now).await?;
     let earlier = sqlx::query(&format!(
         "select {ALERT_COLUMNS} from internal_alerts a
           where a.kind = $2 and a.dedup_key = $3 and a.id < $4
@@ -200,12 +200,12 @@ pub async fn detail(
     .map_err(&internal)?;
     Ok(AlertDetail {
         timeline: timeline(&state.pg, id).await.map_err(&internal)?,
-        silences: super::silences::of_alert(&state.pg, id, now, state.alerts.silence_idle_after)
+        silences: super::silences::of_alert(&state.pg, id, now, state.alerts().silence_idle_after)
             .await
             .map_err(&internal)?,
         earlier: earlier
             .iter()
-            .map(|r| alert_from_row(r, state.alert_kinds))
+            .map(|r| alert_from_row(r, state.alert_kinds()))
             .collect(),
         alert,
     })

@@ -39,7 +39,8 @@ pub async fn change_password(
         .map_err(AppError::wrap("Failed to load the user"))?
         .ok_or(AppError::Unauthorized)?;
     // The same throttle as sign-in: a stolen session cannot guess the password either.
-    let mut attempt = Some(reserve_attempt(&state.pg, &user.email, network).await?);
+    let mut attempt =
+        Some(reserve_attempt(&state.pg, &user.email, network, state.clock.now()).await?);
     let stored = Some(user.password_hash.clone());
     if !check_password(&state.pg, &mut attempt, current, stored).await? {
         return Err(AppError::invalid(

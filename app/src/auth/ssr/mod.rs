@@ -30,7 +30,7 @@ pub use passwords::{
 };
 pub use session::{
     authenticate, check_origin, end_session, guard, guard_allowing_temporary_password,
-    request_context,
+    request_context, serve,
 };
 pub use setup::{create_first_admin, issue_setup_token, setup_link_is_valid, SETUP_LINK_HOURS};
 pub use sign_in::{sign_in, Throttle, THROTTLE_WINDOW_SECS};

@@ -66,6 +66,8 @@ pub async fn authenticate(state: &AppState, session: &Session) -> Result<Actor, 
             return Err(AppError::Unauthorized);
         }
     };
+    // The real time, as the session store's idle expiry is: a session's two ages share
+    // one clock (tests that move `state.clock` keep their sessions).
     let now = OffsetDateTime::now_utc().unix_timestamp();
     match stored.signed_in_at {
         Some(at) if now - at >= state.session_max.as_secs() as i64 => {
@@ -152,6 +154,21 @@ pub fn request_context() -> Result<(AppState, Parts, Session), AppError> {
 /// role, and returns the state and the actor. Errors carry their HTTP status.
 pub async fn guard(permission: Permission) -> Result<(AppState, Actor), AppError> {
     crate::server::respond(guard_inner(permission, false).await)
+}
+
+/// A server function's whole shape, the one way doors behind a sign-in are written:
+/// [`guard`] (origin, session, role), then `work` with the state and the actor, then the
+/// answer with its HTTP status and, for an internal error, its cause logged under the
+/// request's path ([`respond`](crate::server::respond)).
+pub async fn serve<T, Work>(
+    permission: Permission,
+    work: impl FnOnce(AppState, Actor) -> Work,
+) -> Result<T, AppError>
+where
+    Work: std::future::Future<Output = Result<T, AppError>>,
+{
+    let (state, actor) = guard(permission).await?;
+    crate::server::respond(work(state, actor).await)
 }
 
 /// [`guard`] that lets a person with a temporary password through: only for reading

@@ -3,6 +3,7 @@
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 use sqlx::{PgConnection, PgPool};
+use time::OffsetDateTime;
 
 use super::super::{check_new_password, normalize_email, Role};
 use super::passwords::hash_password;
@@ -20,7 +21,10 @@ pub const SETUP_LINK_HOURS: i64 = 24;
 
 /// When no account exists, creates a one-time setup token and returns it (to print
 /// once); `None` when accounts exist.
-pub async fn issue_setup_token(pg: &PgPool) -> Result<Option<String>, sqlx::Error> {
+pub async fn issue_setup_token(
+    pg: &PgPool,
+    now: OffsetDateTime,
+) -> Result<Option<String>, sqlx::Error> {
     let mut tx = pg.begin().await?;
     sqlx::query!("lock table users in share mode")
         .execute(&mut *tx)
@@ -34,9 +38,10 @@ pub async fn issue_setup_token(pg: &PgPool) -> Result<Option<String>, sqlx::Erro
     let token = random_token();
     sqlx::query!(
         "insert into setup_tokens (token_hash, expires_at)
-         values ($1, now() + make_interval(hours => $2))",
+         values ($1, $3::timestamptz + make_interval(hours => $2))",
         token_digest(&token),
-        SETUP_LINK_HOURS as i32
+        SETUP_LINK_HOURS as i32,
+        now
     )
     .execute(&mut *tx)
     .await?;
@@ -45,11 +50,17 @@ pub async fn issue_setup_token(pg: &PgPool) -> Result<Option<String>, sqlx::Erro
 }
 
 /// Whether `token` is a live setup token (compared in constant time).
-async fn setup_token_is_live(conn: &mut PgConnection, token: &str) -> Result<bool, sqlx::Error> {
-    let digests: Vec<Vec<u8>> =
-        sqlx::query_scalar!("select token_hash from setup_tokens where expires_at > now()")
-            .fetch_all(conn)
-            .await?;
+async fn setup_token_is_live(
+    conn: &mut PgConnection,
+    token: &str,
+    now: OffsetDateTime,
+) -> Result<bool, sqlx::Error> {
+    let digests: Vec<Vec<u8>> = sqlx::query_scalar!(
+        "select token_hash from setup_tokens where expires_at > $1",
+        now
+    )
+    .fetch_all(conn)
+    .await?;
     let presented = token_digest(token);
     Ok(digests.iter().fold(false, |found, digest| {
         found | digests_match(digest, &presented)
@@ -57,7 +68,11 @@ async fn setup_token_is_live(conn: &mut PgConnection, token: &str) -> Result<boo
 }
 
 /// Whether the setup page should offer the form for `token`.
-pub async fn setup_link_is_valid(pg: &PgPool, token: &str) -> Result<bool, AppError> {
+pub async fn setup_link_is_valid(
+    pg: &PgPool,
+    token: &str,
+    now: OffsetDateTime,
+) -> Result<bool, AppError> {
     let mut conn = pg
         .acquire()
         .await
@@ -66,7 +81,7 @@ pub async fn setup_link_is_valid(pg: &PgPool, token: &str) -> Result<bool, AppEr
         .await
         .map_err(AppError::wrap("Failed to count users"))?;
     Ok(users == 0
-        && setup_token_is_live(&mut conn, token)
+        && setup_token_is_live(&mut conn, token, now)
             .await
             .map_err(AppError::wrap("Failed to check the setup link"))?)
 }
@@ -85,6 +100,7 @@ const SETUP_THROTTLE_KEY: &str = "first-admin setup link";
 /// same gate as sign-in.
 pub async fn create_first_admin(
     pg: &PgPool,
+    now: OffsetDateTime,
     network: &str,
     token: &str,
     email: &str,
@@ -106,13 +122,13 @@ pub async fn create_first_admin(
         tokio::time::sleep(super::sign_in::REFUSAL_PAUSE).await;
         return Err(refused());
     }
-    let attempt = reserve_attempt(pg, SETUP_THROTTLE_KEY, network).await?;
+    let attempt = reserve_attempt(pg, SETUP_THROTTLE_KEY, network, now).await?;
     let live = {
         let mut conn = pg
             .acquire()
             .await
             .map_err(AppError::wrap("Failed to connect"))?;
-        setup_token_is_live(&mut conn, token)
+        setup_token_is_live(&mut conn, token, now)
             .await
             .map_err(AppError::wrap("Failed to check the setup link"))?
     };
@@ -139,7 +155,7 @@ pub async fn create_first_admin(
         .fetch_one(&mut *tx)
         .await
         .map_err(AppError::wrap("Failed to count users"))?;
-    let live = setup_token_is_live(&mut tx, token)
+    let live = setup_token_is_live(&mut tx, token, now)
         .await
         .map_err(AppError::wrap("Failed to check the setup link"))?;
     if users > 0 || !live {

@@ -2,6 +2,7 @@
 
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::PgPool;
+use time::OffsetDateTime;
 use tower_sessions::Session;
 
 use super::super::MAX_PASSWORD_LEN;
@@ -89,6 +90,7 @@ pub(crate) async fn reserve_attempt(
     pg: &PgPool,
     email: &str,
     network: &str,
+    now: OffsetDateTime,
 ) -> Result<Attempt, AppError> {
     let wrap = AppError::wrap("Failed to reserve a sign-in attempt");
     let mut tx = pg.begin().await.map_err(&wrap)?;
@@ -105,20 +107,21 @@ pub(crate) async fn reserve_attempt(
     .map_err(&wrap)?;
     let row = sqlx::query!(
         r#"select count(*) filter (where email = $1 and client_addr = $2) as "pair!",
-                  extract(epoch from now() - max(created_at)
+                  extract(epoch from $4::timestamptz - max(created_at)
                       filter (where email = $1 and client_addr = $2))::float8 as pair_last_age,
                   count(*) filter (where client_addr = $2) as "network!",
-                  extract(epoch from now() - min(created_at)
+                  extract(epoch from $4::timestamptz - min(created_at)
                       filter (where client_addr = $2))::float8 as network_first_age,
                   count(*) filter (where email = $1) as "email!",
-                  extract(epoch from now() - max(created_at)
+                  extract(epoch from $4::timestamptz - max(created_at)
                       filter (where email = $1))::float8 as email_last_age
            from sign_in_failures
-           where created_at > now() - make_interval(secs => $3)
+           where created_at > $4::timestamptz - make_interval(secs => $3)
              and (email = $1 or client_addr = $2)"#,
         email,
         network,
-        THROTTLE_WINDOW_SECS as f64
+        THROTTLE_WINDOW_SECS as f64,
+        now
     )
     .fetch_one(&mut *tx)
     .await
@@ -139,10 +142,12 @@ pub(crate) async fn reserve_attempt(
         return Err(AppError::TooManyRequests { retry_after_secs });
     }
     let id = sqlx::query_scalar!(
-        "with cleared as (delete from sign_in_failures where created_at < now() - interval '1 day')
-         insert into sign_in_failures (email, client_addr) values ($1, $2) returning id",
+        "with cleared as (delete from sign_in_failures where created_at < $3::timestamptz - interval '1 day')
+         insert into sign_in_failures (email, client_addr, created_at) values ($1, $2, $3)
+         returning id",
         email,
-        network
+        network,
+        now
     )
     .fetch_one(&mut *tx)
     .await
@@ -222,7 +227,7 @@ pub async fn sign_in(
         return Err(AppError::SignInFailed);
     }
     let email = email.trim().to_lowercase();
-    let mut attempt = Some(reserve_attempt(&state.pg, &email, network).await?);
+    let mut attempt = Some(reserve_attempt(&state.pg, &email, network, state.clock.now()).await?);
     let user = user_by_email(&state.pg, &email)
         .await
         .map_err(AppError::wrap("Failed to look up an account"))?;

@@ -178,7 +178,7 @@ pub async fn take(
     let row = catalogue::start(&state.pg, started)
         .await
         .map_err(AppError::wrap("Record a backup"))?;
-    let storage = &state.backups.storage;
+    let storage = &state.backups().storage;
     for dead in catalogue::fail_interrupted(&state.pg, store, row.backup.id, started.at)
         .await
         .map_err(AppError::wrap("Close interrupted backups"))?
@@ -348,7 +348,7 @@ async fn dump_postgres(
     tracker: &Tracker,
 ) -> Result<Manifest, BackupError> {
     let clock = Instant::now();
-    let settings = &state.backups;
+    let settings = state.backups();
     let url = pg::working_url(settings);
     let (tool_line, tool_major) = pg::tool_version(settings, "pg_dump")
         .await
@@ -382,7 +382,13 @@ async fn dump_postgres(
     let stdout = child.stdout.take().expect("piped");
     let mut stderr = child.stderr.take().expect("piped");
     let relative = "postgres.dump".to_owned();
-    let written = write_stream(&state.backups.storage, row.key(&relative), stdout, tracker).await;
+    let written = write_stream(
+        &state.backups().storage,
+        row.key(&relative),
+        stdout,
+        tracker,
+    )
+    .await;
     let mut errors = String::new();
     let _ = tokio::io::AsyncReadExt::read_to_string(&mut stderr, &mut errors).await;
     let status = child.wait().await.map_err(BackupError::tool)?;
@@ -489,7 +495,7 @@ async fn dump_clickhouse(
                 &database,
                 table,
                 partition.as_deref(),
-                &state.backups.storage,
+                &state.backups().storage,
                 row.key(&relative),
                 relative,
             )
@@ -538,7 +544,7 @@ pub async fn retain(
         .map(|b| (b.backup.id, b.backup.status == BackupStatus::Verified))
         .collect();
     let mut deleted = Vec::new();
-    for id in catalogue::to_delete(&order, state.backups.keep as usize) {
+    for id in catalogue::to_delete(&order, state.backups().keep as usize) {
         let Some(backup) = kept.iter().find(|b| b.backup.id == id) else {
             continue;
         };
@@ -557,11 +563,11 @@ pub async fn retain(
         )
         .with_details(json!({
             "backupId": id, "store": store.as_str(), "bytes": backup.backup.size_bytes,
-            "keep": state.backups.keep, "retention": true,
+            "keep": state.backups().keep, "retention": true,
         }));
         append(&mut tx, &entry).await.map_err(&pg_err)?;
         state
-            .backups
+            .backups()
             .storage
             .delete_prefix(&backup.location)
             .await

@@ -4,9 +4,9 @@ pub mod alerts;
 pub mod catalogue;
 pub mod clickhouse;
 pub mod create;
-pub mod error;
-pub mod manifest;
-pub mod native;
+mod error;
+mod manifest;
+mod native;
 pub mod objectives;
 pub mod postgres;
 pub mod restore;
@@ -68,3 +68,10 @@ impl BackupSettings {
 }
 
 pub use crate::server::postgres::lock_class;
+
+impl crate::server::AppState {
+    /// The backup settings (the state's part for the backups).
+    pub fn backups(&self) -> &BackupSettings {
+        self.part()
+    }
+}

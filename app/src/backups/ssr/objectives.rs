@@ -26,8 +26,8 @@ pub async fn current(state: &AppState, store: StoreKind) -> Result<Objectives, s
             rto: Duration::from_secs(rto.max(1) as u64),
         },
         None => Objectives {
-            rpo: state.backups.rpo(store),
-            rto: state.backups.rto_default,
+            rpo: state.backups().rpo(store),
+            rto: state.backups().rto_default,
         },
     })
 }

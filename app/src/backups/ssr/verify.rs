@@ -179,7 +179,7 @@ pub async fn verify(state: &AppState, id: i64, actor: &Actor) -> Result<Verifica
 /// Reads a backup's manifest from the target.
 pub async fn read_manifest(state: &AppState, stored: &Stored) -> Result<Manifest, BackupError> {
     let bytes = state
-        .backups
+        .backups()
         .storage
         .read(&stored.key(manifest::FILE_NAME))
         .await
@@ -221,7 +221,7 @@ async fn check(state: &AppState, stored: &Stored) -> Result<(usize, u64), Backup
     let mut rows = 0u64;
     for file in &manifest.files {
         let key = stored.key(&file.path);
-        let storage = state.backups.storage.clone();
+        let storage = state.backups().storage.clone();
         let entry = file.clone();
         match stored.backup.store {
             StoreKind::Clickhouse => {
@@ -251,12 +251,12 @@ async fn check(state: &AppState, stored: &Stored) -> Result<(usize, u64), Backup
                     )));
                 }
                 let copy = state
-                    .backups
+                    .backups()
                     .storage
                     .local_copy(&stored.key(&file.path))
                     .await
                     .map_err(|e| BackupError::from(e).about(&name))?;
-                let counts = pg::count_dump_rows(&state.backups, copy.path())
+                let counts = pg::count_dump_rows(state.backups(), copy.path())
                     .await
                     .map_err(|e| e.about(&name))?;
                 for table in &manifest.tables {

@@ -59,7 +59,7 @@ fn dropout(state: AppState, now: OffsetDateTime) -> EvalFuture {
                 )
                 .with_details(json!({"flags": job.flags, "missed": job.missed}));
                 match job.fire_rate {
-                    Some(rate) => signal.measured(rate, state.crons.min_fire_rate, "%"),
+                    Some(rate) => signal.measured(rate, state.crons().min_fire_rate, "%"),
                     None => signal,
                 }
             })

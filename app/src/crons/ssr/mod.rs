@@ -44,3 +44,10 @@ impl CronSettings {
             .unwrap_or_else(|| job.default_schedule())
     }
 }
+
+impl crate::server::AppState {
+    /// The cron plane's settings (the state's part for the crons).
+    pub fn crons(&self) -> &CronSettings {
+        self.part()
+    }
+}

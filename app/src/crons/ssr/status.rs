@@ -189,7 +189,7 @@ pub async fn job_statuses(
             outcome: RunStatus::parse(&r.outcome).unwrap_or(RunStatus::Failed),
         });
     }
-    let names: Vec<String> = state.jobs.iter().map(|j| j.name.to_owned()).collect();
+    let names: Vec<String> = state.jobs().iter().map(|j| j.name.to_owned()).collect();
     let last_success: HashMap<String, OffsetDateTime> = sqlx::query!(
         r#"select name as "name!", last.ran_at as "ran_at!"
              from unnest($1::text[]) as name
@@ -205,8 +205,8 @@ pub async fn job_statuses(
     .map(|r| (r.name, r.ran_at))
     .collect();
 
-    let mut statuses = Vec::with_capacity(state.jobs.len());
-    for job in state.jobs {
+    let mut statuses = Vec::with_capacity(state.jobs().len());
+    for job in state.jobs() {
         let last_run: Option<CronRun> =
             recent(pg, Some(job.name), 1, now).await?.into_iter().next();
         statuses.push(status_of(
@@ -231,7 +231,7 @@ fn status_of(
     last_success: Option<OffsetDateTime>,
     now: OffsetDateTime,
 ) -> JobStatus {
-    let schedule = state.crons.schedule_of(job);
+    let schedule = state.crons().schedule_of(job);
     let grace = Duration::try_from(job.grace).unwrap_or(Duration::MINUTE);
     let a = assess(
         &schedule,
@@ -239,7 +239,7 @@ fn status_of(
         first_seen,
         runs,
         now,
-        state.crons.min_fire_rate,
+        state.crons().min_fire_rate,
     );
     JobStatus {
         name: job.name.to_owned(),

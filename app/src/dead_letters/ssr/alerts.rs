@@ -59,7 +59,7 @@ pub static DLQ_RETENTION_NEAR: AlertKind = AlertKind {
 
 fn backlog(state: AppState, now: OffsetDateTime) -> EvalFuture {
     Box::pin(async move {
-        let settings = &state.webhooks;
+        let settings = state.webhooks();
         let rows = sqlx::query(
             "select w.id, w.description, w.url, count(*) as due, min(d.next_attempt_at) as oldest
                from webhook_deliveries d join webhooks w on w.id = d.webhook_id
@@ -125,7 +125,7 @@ fn backlog(state: AppState, now: OffsetDateTime) -> EvalFuture {
 
 fn growing(state: AppState, now: OffsetDateTime) -> EvalFuture {
     Box::pin(async move {
-        let threshold = state.webhooks.dlq_growing_per_hour;
+        let threshold = state.webhooks().dlq_growing_per_hour;
         let new: i64 = sqlx::query_scalar(
             "select count(*) from webhook_deliveries where dlq_at is not null and dlq_at > $1",
         )
@@ -194,7 +194,7 @@ fn paused(state: AppState, now: OffsetDateTime) -> EvalFuture {
 
 fn retention_near(state: AppState, now: OffsetDateTime) -> EvalFuture {
     Box::pin(async move {
-        let retention = time::Duration::try_from(state.webhooks.retention).unwrap_or_default();
+        let retention = time::Duration::try_from(state.webhooks().retention).unwrap_or_default();
         let soon: i64 = sqlx::query_scalar(
             "select count(*) from webhook_deliveries where dlq_at is not null and dlq_at < $1",
         )

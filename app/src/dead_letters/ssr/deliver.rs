@@ -47,7 +47,7 @@ fn run_job(ctx: JobContext) -> JobFuture {
     Box::pin(async move {
         let notifications = super::notify::enqueue_pending(&ctx.state).await?;
         let until_idle = ctx.trigger != Trigger::Scheduler;
-        let budget = ctx.budget.unwrap_or(ctx.state.webhooks.run_budget);
+        let budget = ctx.budget.unwrap_or(ctx.state.webhooks().run_budget);
         let mut report = work(&ctx.state, budget, until_idle, Some(&ctx.tracker)).await?;
         report.notifications = notifications;
         Ok(Box::new(report) as Box<dyn Report>)
@@ -97,7 +97,7 @@ pub async fn work(
     until_idle: bool,
     tracker: Option<&crate::jobs::ssr::Tracker>,
 ) -> Result<DeliverReport, AppError> {
-    let settings = &state.webhooks;
+    let settings = state.webhooks();
     let client = send::client(settings.allow_private);
     let started = Instant::now();
     let mut report = DeliverReport::default();
@@ -192,8 +192,8 @@ fn spawn_send(
                 timestamp: at.unix_timestamp(),
                 body: &delivery.body,
             },
-            state.webhooks.timeout,
-            state.webhooks.allow_private,
+            state.webhooks().timeout,
+            state.webhooks().allow_private,
         )
         .await;
         Sent {
@@ -232,7 +232,7 @@ pub async fn claim_in(
     state: &AppState,
     room: i64,
 ) -> Result<Vec<Claimed>, AppError> {
-    let settings = &state.webhooks;
+    let settings = state.webhooks();
     let now = state.clock.now();
     let webhooks: Vec<i64> = sqlx::query_scalar(
         "select w.id from webhooks w

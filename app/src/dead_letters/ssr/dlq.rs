@@ -221,7 +221,7 @@ pub async fn overview(
         page.truncate(PAGE as usize);
         page.last().map(|l| l.id).unwrap_or_default()
     });
-    let retention = time::Duration::try_from(state.webhooks.retention).unwrap_or_default();
+    let retention = time::Duration::try_from(state.webhooks().retention).unwrap_or_default();
     let purged_soon: i64 = sqlx::query_scalar(
         "select count(*) from webhook_deliveries where dlq_at is not null and dlq_at < $1",
     )
@@ -233,7 +233,7 @@ pub async fn overview(
     let frozen = crate::freeze::ssr::frozen(&mut conn)
         .await
         .map_err(wrap())?;
-    let mut event_types = state.webhooks.event_types.clone();
+    let mut event_types = state.webhooks().event_types.clone();
     event_types.push(ALERT_EVENT_TYPE.to_owned());
     Ok(DlqOverview {
         now_ms: ms(now),
@@ -530,7 +530,7 @@ pub async fn expire(
     now: OffsetDateTime,
 ) -> Result<ExpiryReport, AppError> {
     let wrap = || AppError::wrap("Apply the dead letters' retention");
-    let cutoff = now - time::Duration::try_from(state.webhooks.retention).unwrap_or_default();
+    let cutoff = now - time::Duration::try_from(state.webhooks().retention).unwrap_or_default();
     let mut tx = state.pg.begin().await.map_err(wrap())?;
     crate::freeze::ssr::hold_unless_frozen(&mut tx)
         .await

@@ -175,10 +175,10 @@ pub fn parse(body: &[u8], known: &[String]) -> Result<EventRequest, AppError> {
 /// events: a key scoped to one organisation (one tenant's) could otherwise make Salvage
 /// sign and send its events to every subscriber, and would share the idempotency keys of
 /// the others. With that, idempotency keys are one namespace of one organisation's.
-fn refuse_organisation_keys(scope: &crate::queues::ssr::rows::Scope) -> Result<(), AppError> {
+fn refuse_organisation_keys(scope: &crate::ingest_keys::ssr::Scope) -> Result<(), AppError> {
     match scope {
-        crate::queues::ssr::rows::Scope::All => Ok(()),
-        crate::queues::ssr::rows::Scope::Organization(organisation) => {
+        crate::ingest_keys::ssr::Scope::All => Ok(()),
+        crate::ingest_keys::ssr::Scope::Organization(organisation) => {
             tracing::warn!(%organisation, "refused: a webhook event from an organisation's key");
             Err(AppError::Forbidden {
                 message: format!(
@@ -196,7 +196,7 @@ pub async fn handler(State(state): State<AppState>, request: axum::extract::Requ
     let result = async {
         let token = crate::server::tokens::bearer(&parts.headers).ok_or(AppError::Unauthorized)?;
         let key =
-            crate::queues::ssr::keys::authenticate(&state.pg, &state.ingest_keys, token).await?;
+            crate::ingest_keys::ssr::authenticate(&state.pg, state.ingest_keys(), token).await?;
         refuse_organisation_keys(&key.scope)?;
         let body = axum::body::to_bytes(body, MAX_BODY_BYTES)
             .await
@@ -207,7 +207,7 @@ pub async fn handler(State(state): State<AppState>, request: axum::extract::Requ
                     MAX_PAYLOAD_BYTES / 1024
                 ),
             })?;
-        let event = parse(&body, &state.webhooks.event_types)?;
+        let event = parse(&body, &state.webhooks().event_types)?;
         let mut tx = state
             .pg
             .begin()

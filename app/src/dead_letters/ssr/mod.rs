@@ -21,8 +21,8 @@ pub mod dlq;
 pub mod endpoints;
 pub mod filter;
 pub mod ingest;
-pub mod notify;
-pub mod record;
+mod notify;
+mod record;
 pub mod redrive;
 pub mod send;
 
@@ -105,5 +105,12 @@ impl Default for WebhookSettings {
             redrive_rate: 200,
             secret_keys: Default::default(),
         }
+    }
+}
+
+impl crate::server::AppState {
+    /// The delivery settings (the state's part for webhook deliveries).
+    pub fn webhooks(&self) -> &WebhookSettings {
+        self.part()
     }
 }

@@ -62,28 +62,16 @@ pub fn retry_delay(
     Duration::from_secs_f64(wait.min(max))
 }
 
-/// Records finished sends in one transaction: each attempt row, each delivery's new
-/// state (only while its lease is still this worker's), and each endpoint's circuit.
+/// Records finished sends in the caller's transaction: each attempt row, each delivery's
+/// new state (only while its lease is still this worker's), and each endpoint's circuit.
 /// Returns, per send in order, whether it was a probe and what became of the delivery
 /// (`None`: the lease had run out and another worker took it; the attempt is kept).
-pub async fn record(
-    state: &AppState,
-    sent: &[Sent],
-) -> Result<Vec<(bool, Option<Step>)>, AppError> {
-    let wrap = || AppError::wrap("Record webhook attempts");
-    let mut tx = state.pg.begin().await.map_err(wrap())?;
-    let steps = record_in(&mut tx, state, sent).await?;
-    tx.commit().await.map_err(wrap())?;
-    Ok(steps)
-}
-
-/// [`record`] in the caller's transaction.
 pub async fn record_in(
     tx: &mut sqlx::PgConnection,
     state: &AppState,
     sent: &[Sent],
 ) -> Result<Vec<(bool, Option<Step>)>, AppError> {
-    let settings = &state.webhooks;
+    let settings = state.webhooks();
     let now = state.clock.now();
     let wrap = || AppError::wrap("Record webhook attempts");
     let mut steps = Vec::with_capacity(sent.len());

@@ -216,7 +216,7 @@ async fn execute(state: &AppState, id: i64, tracker: &Tracker) -> Result<Redrive
 
 async fn walk(state: &AppState, id: i64, tracker: &Tracker) -> Result<bool, AppError> {
     let wrap = || AppError::wrap("Redrive dead letters");
-    let settings = &state.webhooks;
+    let settings = state.webhooks();
     let row = sqlx::query(
         "select filter, max_id, cutoff, cursor_id, total, done from webhook_redrives where id = $1",
     )

@@ -78,7 +78,7 @@ pub async fn drop_database(
     use crate::backups::ssr::postgres as pg;
     match store {
         StoreKind::Postgres => {
-            let mut admin = pg::connect(pg::working_url(&state.backups), None)
+            let mut admin = pg::connect(pg::working_url(state.backups()), None)
                 .await
                 .map_err(StoreError::postgres)?;
             sqlx::query(&format!(
@@ -168,7 +168,7 @@ pub async fn sweep(
         tx.commit().await.map_err(&pg_err)?;
         abandoned.push(id);
     }
-    let old_enough = now - state.drills.janitor_after;
+    let old_enough = now - state.drills().janitor_after;
     let leftovers: Vec<(String, String)> = sqlx::query_as(
         "select b.store, b.name from drill_databases b join drills d on d.id = b.drill_id
           where b.dropped_at is null and b.created_at < $1 and d.status <> 'running'

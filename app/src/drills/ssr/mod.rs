@@ -5,9 +5,9 @@
 //! page's figures, tabletop log and objectives (`overview`).
 
 pub mod alerts;
-pub mod janitor;
+mod janitor;
 pub mod overview;
-pub mod queries;
+mod queries;
 pub mod records;
 pub mod run;
 
@@ -64,9 +64,16 @@ pub fn database_name(live: &str, id: i64) -> String {
 pub fn live_database(state: &AppState, store: StoreKind) -> String {
     match store {
         StoreKind::Postgres => {
-            crate::backups::ssr::postgres::database_name(&state.backups.database_url)
+            crate::backups::ssr::postgres::database_name(&state.backups().database_url)
         }
         StoreKind::Clickhouse => state.clickhouse.database().to_owned(),
+    }
+}
+
+impl crate::server::AppState {
+    /// The drill settings (the state's part for the drills).
+    pub fn drills(&self) -> &DrillSettings {
+        self.part()
     }
 }
 

@@ -12,7 +12,7 @@ const SAMPLE_IDS: usize = 100;
 /// PostgreSQL database.
 pub async fn postgres(state: &AppState, database: &str) -> Vec<QueryResult> {
     use crate::backups::ssr::postgres as pg;
-    let options = match secrecy::ExposeSecret::expose_secret(pg::working_url(&state.backups))
+    let options = match secrecy::ExposeSecret::expose_secret(pg::working_url(state.backups()))
         .parse::<sqlx::postgres::PgConnectOptions>()
     {
         Ok(options) => options.database(database).application_name("salvage-drill"),
@@ -39,7 +39,8 @@ pub async fn postgres(state: &AppState, database: &str) -> Vec<QueryResult> {
         }
     };
     let now = state.clock.now();
-    let queues = match crate::queues::ssr::stats::queue_stats(&pool, state.queues.ttl, now).await {
+    let queues = match crate::queues::ssr::stats::queue_stats(&pool, state.queues().ttl, now).await
+    {
         Ok(stats) => QueryResult {
             name: "queues page".into(),
             ok: true,

@@ -47,3 +47,15 @@ impl std::fmt::Debug for BackgroundMigration {
             .finish_non_exhaustive()
     }
 }
+
+/// Every background migration: the composition root's `registry::BACKGROUND_MIGRATIONS`
+/// (a test may hand the state others).
+#[derive(Clone, Copy)]
+pub struct BackgroundMigrations(pub &'static [&'static BackgroundMigration]);
+
+impl crate::server::AppState {
+    /// Every background migration (see `BackgroundMigrations`).
+    pub fn background_migrations(&self) -> &'static [&'static BackgroundMigration] {
+        self.part::<BackgroundMigrations>().0
+    }
+}

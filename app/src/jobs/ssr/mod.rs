@@ -14,7 +14,7 @@
 //! [`Tracker::is_cancelled`] between its steps and returns a `cancelled` report.
 
 pub mod background;
-pub mod progress;
+mod progress;
 pub mod records;
 
 use std::any::Any;
@@ -44,8 +44,8 @@ pub type JobFuture = Pin<Box<dyn Future<Output = Result<Box<dyn Report>, AppErro
 pub type CheckFuture = Pin<Box<dyn Future<Output = Result<(), AppError>> + Send>>;
 
 /// The schedule of a job that runs only when asked, with its input (a restore): the
-/// scheduler, `/cron/<job>` and the crons page never see it (it is not in `state.jobs`
-/// but in `state.on_demand_jobs`).
+/// scheduler, `/cron/<job>` and the crons page never see it (it is not in `state.jobs()`
+/// but in `state.on_demand_jobs()`).
 pub const ON_DEMAND: &str = "";
 
 /// A job: one function and what the scheduler and the dropout figures need to know.
@@ -85,7 +85,7 @@ pub fn find(jobs: &[&'static Job], name: &str) -> Option<&'static Job> {
 
 /// The job named `name`, scheduled or on demand: what a person may start by hand.
 pub fn find_any(state: &AppState, name: &str) -> Option<&'static Job> {
-    find(state.jobs, name).or_else(|| find(state.on_demand_jobs, name))
+    find(state.jobs(), name).or_else(|| find(state.on_demand_jobs(), name))
 }
 
 /// The names of `jobs`, for a message saying which exist.
@@ -261,7 +261,7 @@ pub async fn start_by_hand(
             "job",
             format!(
                 "no job is named `{name}`; the jobs are {}",
-                names(state.jobs)
+                names(state.jobs())
             ),
         )
     })?;
@@ -353,6 +353,9 @@ async fn execute(
         }
     };
     let elapsed = started.elapsed();
+    if let Err(error) = &result {
+        error.report(&format!("run {run_id} of {}", job.name));
+    }
     let finished = records::finish(state, job, run_id, &firing, result, elapsed).await?;
     let labels = [job.name, finished.status.as_str()];
     state
@@ -390,5 +393,28 @@ impl Finished {
                 report: None,
             },
         }
+    }
+}
+
+/// The composition root's lists of jobs, handed down as the state's part so that code
+/// below the root never imports upward.
+#[derive(Clone, Copy)]
+pub struct JobLists {
+    /// Every job (`registry::JOBS`).
+    pub all: &'static [&'static Job],
+    /// The jobs that run only when asked, with their input (`registry::ON_DEMAND_JOBS`:
+    /// the restore): never scheduled, never on `/cron`.
+    pub on_demand: &'static [&'static Job],
+}
+
+impl crate::server::AppState {
+    /// Every job (see `JobLists`).
+    pub fn jobs(&self) -> &'static [&'static Job] {
+        self.part::<JobLists>().all
+    }
+
+    /// The jobs that run only when asked (see `JobLists`).
+    pub fn on_demand_jobs(&self) -> &'static [&'static Job] {
+        self.part::<JobLists>().on_demand
     }
 }

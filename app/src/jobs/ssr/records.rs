@@ -249,7 +249,7 @@ pub static PRUNE_CRON_RUNS: Job = Job {
 
 fn run_prune_job(ctx: super::JobContext) -> super::JobFuture {
     Box::pin(async move {
-        let retention = ctx.state.crons.retention;
+        let retention = ctx.state.crons().retention;
         let before = ctx.now - retention;
         let rows = prune(&ctx.state.pg, before).await?;
         Ok(Box::new(PruneReport {

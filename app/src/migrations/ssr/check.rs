@@ -234,7 +234,7 @@ async fn background_check(state: &AppState) -> Outcome {
 /// Ingest with ClickHouse cut, then replay, in scratch databases.
 async fn round_trip(state: &AppState) -> Outcome {
     let name = format!("salvage_check_{}", uuid::Uuid::new_v4().simple());
-    let url = pg::working_url(&state.backups);
+    let url = pg::working_url(state.backups());
     let mut admin = pg::connect(url, None).await.map_err(StoreError::postgres)?;
     sqlx::query(&format!("create database {}", pg::quote(&name)))
         .execute(&mut admin)
@@ -292,7 +292,7 @@ async fn round_trip_in(
         let lines = crate::queues::ssr::rows::parse_batch(
             Queue::Requests,
             round_trip_body().as_bytes(),
-            &crate::queues::ssr::rows::Scope::All,
+            &crate::ingest_keys::ssr::Scope::All,
         )
         .map_err(|e| CheckFailed::Wrong(format!("ingest: {e}")))?;
         let stored = crate::queues::ssr::ingest::store(&scratch, Queue::Requests, &lines, None)

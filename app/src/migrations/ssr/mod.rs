@@ -49,3 +49,10 @@ impl Default for MigrationSettings {
 }
 
 pub use crate::server::postgres::lock_class;
+
+impl crate::server::AppState {
+    /// How background migrations run (the state's part for the migrations).
+    pub fn migrations(&self) -> &MigrationSettings {
+        self.part()
+    }
+}

@@ -119,10 +119,10 @@ pub fn lock_key(name: &str) -> i32 {
 async fn run(ctx: &JobContext) -> Result<MigrationsReport, AppError> {
     let state = &ctx.state;
     super::store::register(state).await?;
-    let budget = ctx.budget.unwrap_or(state.migrations.run_budget);
+    let budget = ctx.budget.unwrap_or(state.migrations().run_budget);
     let deadline = Instant::now() + budget;
     let mut worked = Vec::new();
-    for migration in state.background_migrations {
+    for migration in state.background_migrations() {
         if ctx.tracker.is_cancelled() || Instant::now() >= deadline {
             break;
         }
@@ -332,7 +332,7 @@ async fn chunks(
         }
         let cursor: Option<i64> = row.get("cursor");
         let done_before: i64 = row.get("progress_current");
-        let chunk = match (migration.step)(&mut tx, cursor, state.migrations.chunk_rows).await {
+        let chunk = match (migration.step)(&mut tx, cursor, state.migrations().chunk_rows).await {
             Ok(chunk) => chunk,
             Err(error) => {
                 let _ = tx.rollback().await;
@@ -383,9 +383,9 @@ async fn chunks(
             worked.turn = Turn::Finished;
             return Ok(());
         }
-        if !state.migrations.chunk_pause.is_zero() {
+        if !state.migrations().chunk_pause.is_zero() {
             tokio::select! {
-                _ = tokio::time::sleep(state.migrations.chunk_pause) => {}
+                _ = tokio::time::sleep(state.migrations().chunk_pause) => {}
                 _ = ctx.tracker.cancelled() => {}
             }
         }

@@ -17,7 +17,11 @@ use crate::server::{unix_ms, AppState};
 /// Makes a `pending` row for every registered migration that has none. Idempotent:
 /// start-up and every tick call it.
 pub async fn register(state: &AppState) -> Result<(), AppError> {
-    let names: Vec<&str> = state.background_migrations.iter().map(|m| m.name).collect();
+    let names: Vec<&str> = state
+        .background_migrations()
+        .iter()
+        .map(|m| m.name)
+        .collect();
     sqlx::query(
         "insert into background_migrations (name, created_at)
          select unnest($1::text[]), $2 on conflict (name) do nothing",
@@ -71,7 +75,10 @@ pub async fn list(state: &AppState) -> Result<Vec<BackgroundMigrationRow>, AppEr
         .iter()
         .map(|row| {
             let name: String = row.get("name");
-            let known = state.background_migrations.iter().find(|m| m.name == name);
+            let known = state
+                .background_migrations()
+                .iter()
+                .find(|m| m.name == name);
             let status =
                 MigrationStatus::parse(row.get("status")).unwrap_or(MigrationStatus::Pending);
             let heartbeat: Option<OffsetDateTime> = row.get("heartbeat_at");
@@ -123,7 +130,7 @@ pub async fn list(state: &AppState) -> Result<Vec<BackgroundMigrationRow>, AppEr
         .collect();
     let position = |name: &str| {
         state
-            .background_migrations
+            .background_migrations()
             .iter()
             .position(|m| m.name == name)
             .unwrap_or(usize::MAX)

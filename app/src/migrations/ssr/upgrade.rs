@@ -39,7 +39,7 @@ pub enum BackupPolicy {
 impl BackupPolicy {
     /// The policy the settings ask for (`SALVAGE_MIGRATE_BACKUP`).
     pub fn from_settings(state: &AppState) -> Self {
-        if state.migrations.backup_before_upgrade {
+        if state.migrations().backup_before_upgrade {
             BackupPolicy::Take
         } else {
             BackupPolicy::Skip("SALVAGE_MIGRATE_BACKUP=off".to_owned())
@@ -362,7 +362,7 @@ pub async fn roll_back_to(
     )
     .bind(backup_id)
     .bind(crate::backups::ssr::postgres::database_name(
-        &state.backups.database_url,
+        &state.backups().database_url,
     ))
     .bind(&names)
     .bind(if verified {

@@ -97,7 +97,7 @@ fn graded(figure: f64, warning: f64, critical: f64) -> Option<(Severity, f64)> {
 
 fn queue_high(state: AppState, _now: OffsetDateTime) -> EvalFuture {
     Box::pin(async move {
-        let settings = &state.alerts;
+        let settings = state.alerts();
         let depths = super::stats::queue_depths(&state.pg).await.map_err(db)?;
         Ok(depths
             .into_iter()
@@ -126,8 +126,8 @@ fn queue_high(state: AppState, _now: OffsetDateTime) -> EvalFuture {
 
 fn queue_old(state: AppState, now: OffsetDateTime) -> EvalFuture {
     Box::pin(async move {
-        let settings = &state.alerts;
-        let ttl = state.queues.ttl.as_secs_f64();
+        let settings = state.alerts();
+        let ttl = state.queues().ttl.as_secs_f64();
         let mut signals = Vec::new();
         for queue in Queue::ALL {
             let Some(oldest) = super::stats::oldest_queued_at(&state.pg, queue)
@@ -162,7 +162,7 @@ fn queue_old(state: AppState, now: OffsetDateTime) -> EvalFuture {
 
 fn replay_failing(state: AppState, _now: OffsetDateTime) -> EvalFuture {
     Box::pin(async move {
-        let settings = &state.alerts;
+        let settings = state.alerts();
         let job = super::replay::REPLAY_FALLBACK.name;
         let outcomes: Vec<String> = sqlx::query_scalar(
             "select outcome from cron_job_runs where job_name = $1 and outcome <> 'running'
@@ -224,8 +224,8 @@ fn replay_failing(state: AppState, _now: OffsetDateTime) -> EvalFuture {
 
 fn ingest_quota(state: AppState, _now: OffsetDateTime) -> EvalFuture {
     Box::pin(async move {
-        let quota = state.queues.per_key_quota;
-        let cap = state.queues.total_cap;
+        let quota = state.queues().per_key_quota;
+        let cap = state.queues().total_cap;
         let mut signals = Vec::new();
         let depth: i64 = super::stats::queue_depths(&state.pg)
             .await

@@ -40,7 +40,7 @@ pub static EXPIRE_FALLBACK: Job = Job {
 
 fn run_expiry_job(ctx: JobContext) -> JobFuture {
     Box::pin(async move {
-        let ttl = ctx.state.queues.ttl;
+        let ttl = ctx.state.queues().ttl;
         // A restore may be about to replay these rows into restored tables: wait for it.
         let mut conn = ctx
             .state

@@ -75,9 +75,9 @@ pub async fn store(
         let insert = state.clickhouse.insert_lines(
             queue.as_str(),
             lines.iter().map(|l| l.json.as_str()),
-            state.queues.ingest_timeout,
+            state.queues().ingest_timeout,
         );
-        match tokio::time::timeout(state.queues.ingest_timeout, insert).await {
+        match tokio::time::timeout(state.queues().ingest_timeout, insert).await {
             Ok(Ok(())) => return Ok(Stored::ClickHouse),
             Ok(Err(error)) => {
                 let reference = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
@@ -89,7 +89,7 @@ pub async fn store(
             Err(_) => {
                 let late = format!(
                     "no answer within {} ms",
-                    state.queues.ingest_timeout.as_millis()
+                    state.queues().ingest_timeout.as_millis()
                 );
                 (late.clone(), late)
             }
@@ -98,8 +98,8 @@ pub async fn store(
     let error = format!("ClickHouse: {clickhouse_error}");
     let limits = Limits {
         key_id,
-        per_key_quota: state.queues.per_key_quota,
-        total_cap: state.queues.total_cap,
+        per_key_quota: state.queues().per_key_quota,
+        total_cap: state.queues().total_cap,
     };
     match enqueue(&state.pg, queue, lines, &error, &limits).await {
         Ok(queued) => {
@@ -324,7 +324,8 @@ async fn ingest(state: AppState, queue: Queue, request: axum::extract::Request) 
     let mut valid_rows = 0;
     let result = async {
         let token = crate::server::tokens::bearer(headers).ok_or(AppError::Unauthorized)?;
-        let key = super::keys::authenticate(&state.pg, &state.ingest_keys, token).await?;
+        let key =
+            crate::ingest_keys::ssr::authenticate(&state.pg, state.ingest_keys(), token).await?;
         let body = read_body(body).await?;
         let lines = parse_batch(queue, &body, &key.scope)?;
         valid_rows = lines.len();

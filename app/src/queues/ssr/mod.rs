@@ -3,7 +3,6 @@
 pub mod alerts;
 pub mod expiry;
 pub mod ingest;
-pub mod keys;
 pub mod replay;
 pub mod rows;
 pub mod stats;
@@ -44,5 +43,12 @@ impl Default for QueueSettings {
             per_key_quota: 1_000_000,
             total_cap: 10_000_000,
         }
+    }
+}
+
+impl crate::server::AppState {
+    /// This process's queue settings (the state's part for the queues).
+    pub fn queues(&self) -> &QueueSettings {
+        self.part()
     }
 }

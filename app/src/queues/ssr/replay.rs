@@ -118,9 +118,9 @@ impl ReplayOptions {
     /// The configured batch size, parallelism and budget.
     pub fn from_state(state: &AppState) -> Self {
         Self {
-            batch: state.queues.replay_batch,
-            parallel: state.queues.replay_parallel,
-            budget: state.queues.replay_budget,
+            batch: state.queues().replay_batch,
+            parallel: state.queues().replay_parallel,
+            budget: state.queues().replay_budget,
             faults: Faults {
                 crash_after_insert: state.faults.replay_crash_after_insert(),
             },
@@ -247,7 +247,7 @@ async fn replay(ctx: &JobContext) -> Result<ReplayReport, AppError> {
         report.history_id = Some(append(&mut tx, &entry).await.map_err(&internal)?);
         tx.commit().await.map_err(&internal)?;
     }
-    if let Err(e) = sample_depths(&state.pg).await {
+    if let Err(e) = sample_depths(&state.pg, state.clock.now()).await {
         tracing::debug!(error = %e, "depth sample not recorded");
     }
     Ok(report)
@@ -412,7 +412,7 @@ pub async fn replay_batch(
         first.expect("rows is not empty"),
         last.expect("rows is not empty"),
     );
-    let timeout = state.queues.ingest_timeout.max(Duration::from_secs(30));
+    let timeout = state.queues().ingest_timeout.max(Duration::from_secs(30));
     let outcome = async {
         let present = state
             .clickhouse

@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 use super::super::Queue;
 use crate::error::AppError;
+use crate::ingest_keys::ssr::Scope;
 
 /// The most rows one request may carry.
 pub const MAX_ROWS: usize = 5000;
@@ -21,24 +22,6 @@ pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
 const MAX_TEXT: usize = 256;
 /// The largest `error` text or serialised `attributes`, in bytes.
 const MAX_BLOB: usize = 64 * 1024;
-
-/// The organisations a key may send rows for: one, or every one (`*`, a gateway).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Scope {
-    All,
-    Organization(String),
-}
-
-impl Scope {
-    /// The scope stored with a key (`*` or an organisation id).
-    pub fn from_stored(value: &str) -> Self {
-        if value == "*" {
-            Self::All
-        } else {
-            Self::Organization(value.to_owned())
-        }
-    }
-}
 
 /// One validated row: its identity (organisation and id), its time (for the queue's
 /// columns) and its line.

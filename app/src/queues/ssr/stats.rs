@@ -84,30 +84,39 @@ pub async fn queue_stats(
 
 /// Folds the depth deltas, records the current depth of both queues, and drops samples
 /// older than 8 days.
-pub async fn sample_depths(pg: &PgPool) -> Result<(), sqlx::Error> {
+pub async fn sample_depths(pg: &PgPool, now: OffsetDateTime) -> Result<(), sqlx::Error> {
     sqlx::query!("select fold_fallback_depths()")
         .execute(pg)
         .await?;
     sqlx::query!(
-        "insert into fallback_depth_samples (queue, depth) select queue, depth from fallback_depths"
+        "insert into fallback_depth_samples (queue, depth, sampled_at)
+         select queue, depth, $1 from fallback_depths",
+        now
     )
     .execute(pg)
     .await?;
-    sqlx::query!("delete from fallback_depth_samples where sampled_at < now() - interval '8 days'")
-        .execute(pg)
-        .await?;
+    sqlx::query!(
+        "delete from fallback_depth_samples where sampled_at < $1::timestamptz - interval '8 days'",
+        now
+    )
+    .execute(pg)
+    .await?;
     Ok(())
 }
 
 /// Samples of the last 7 days, one point per sampling moment with both queues.
-pub async fn depth_samples(pg: &PgPool) -> Result<Vec<DepthSample>, sqlx::Error> {
+pub async fn depth_samples(
+    pg: &PgPool,
+    now: OffsetDateTime,
+) -> Result<Vec<DepthSample>, sqlx::Error> {
     let rows = sqlx::query!(
         r#"select sampled_at as "at!",
                   coalesce(sum(depth) filter (where queue = 'requests'), 0)::bigint as "requests!",
                   coalesce(sum(depth) filter (where queue = 'events'), 0)::bigint as "events!"
              from fallback_depth_samples
-            where sampled_at > now() - interval '7 days'
-            group by sampled_at order by sampled_at"#
+            where sampled_at > $1::timestamptz - interval '7 days'
+            group by sampled_at order by sampled_at"#,
+        now
     )
     .fetch_all(pg)
     .await?;
@@ -119,19 +128,4 @@ pub async fn depth_samples(pg: &PgPool) -> Result<Vec<DepthSample>, sqlx::Error>
             events: r.events,
         })
         .collect())
-}
-
-/// Samples the depths every `every` until the process stops. Several replicas each
-/// sample; the charts take the latest per moment, so that only adds points.
-pub fn spawn_sampler(pg: PgPool, every: Duration) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
-            if let Err(error) = sample_depths(&pg).await {
-                tracing::debug!(%error, "queue depth not sampled this time");
-            }
-        }
-    })
 }

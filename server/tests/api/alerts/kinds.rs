@@ -58,7 +58,7 @@ async fn fallback_queue_high_is_raised_over_1000_rows_and_critical_over_100000()
 async fn fallback_queue_old_is_raised_past_half_the_ttl_and_critical_past_85_percent() {
     let app = spawn_app().await;
     let now = app.state.clock.now();
-    let ttl = Duration::try_from(app.state.queues.ttl).unwrap();
+    let ttl = Duration::try_from(app.state.queues().ttl).unwrap();
     queue_rows(
         &app,
         "events",
@@ -202,7 +202,7 @@ async fn cron_dropout_names_the_failing_job() {
 #[tokio::test]
 async fn expiry_raises_data_expired_in_its_own_transaction_and_only_a_person_resolves_it() {
     let app = spawn_app().await;
-    let ttl = Duration::try_from(app.state.queues.ttl).unwrap();
+    let ttl = Duration::try_from(app.state.queues().ttl).unwrap();
     let now = app.state.clock.now();
     queue_rows(&app, "requests", 5, now - ttl - Duration::hours(1), None).await;
     queue_rows(&app, "requests", 2, now, None).await;
@@ -260,7 +260,7 @@ async fn ingest_quota_names_the_key_at_its_quota_and_the_cap_for_the_queues() {
     })
     .await;
     let (key, _) =
-        app::queues::ssr::keys::create(&app.pg, &app::auth::ssr::Actor::cli(), "importer", "*")
+        app::ingest_keys::ssr::create(&app.pg, &app::auth::ssr::Actor::cli(), "importer", "*")
             .await
             .unwrap();
     let now = app.state.clock.now();

@@ -86,7 +86,9 @@ async fn both_stores_back_up_to_a_bucket_verify_and_restore_from_it() {
     let moto = Moto::start().await;
     let app = app_with_data().await;
     let mut state = app.state.clone();
-    state.backups.storage = moto.bucket().await;
+    state
+        .part_mut::<app::backups::ssr::BackupSettings>()
+        .storage = moto.bucket().await;
 
     let firing = app::jobs::ssr::Firing::by_hand(
         app::jobs::Trigger::Cli,
@@ -120,7 +122,7 @@ async fn both_stores_back_up_to_a_bucket_verify_and_restore_from_it() {
             taken.backup_id.unwrap()
         );
         assert!(
-            state.backups.storage.exists(&manifest).await.unwrap(),
+            state.backups().storage.exists(&manifest).await.unwrap(),
             "{manifest} in the bucket"
         );
     }

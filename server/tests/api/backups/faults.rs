@@ -26,7 +26,7 @@ async fn file_path(app: &TestApp, backup: i64, table: Option<&str>) -> std::path
 
 /// Where `key` is in the test's backup directory.
 fn local(app: &TestApp, key: &str) -> std::path::PathBuf {
-    match &app.state.backups.storage {
+    match &app.state.backups().storage {
         app::backups::ssr::Storage::Directory(dir) => dir.join(key),
         other => panic!("a directory target, not {other:?}"),
     }
@@ -148,7 +148,7 @@ async fn a_backup_killed_mid_way_never_lists_as_complete_and_the_next_one_succee
     let location = format!("clickhouse/{interrupted}");
     assert!(!app
         .state
-        .backups
+        .backups()
         .storage
         .exists(&format!("{location}/manifest.json"))
         .await
@@ -311,7 +311,7 @@ async fn retention_keeps_the_newest_n_and_never_the_newest_verified() {
         .await
         .unwrap();
     let mut strict = app.state.clone();
-    strict.backups.keep = 1;
+    strict.part_mut::<app::backups::ssr::BackupSettings>().keep = 1;
     let gone = app::backups::ssr::create::retain(
         &strict,
         StoreKind::Postgres,
@@ -370,7 +370,7 @@ async fn backup_stale_counts_from_installation_and_ends_with_a_backup() {
     assert_eq!(raised.len(), 2, "{raised:?}");
     assert!(raised.iter().all(|a| a.2 == "warning"));
     back_up(&app).await;
-    for _ in 0..app.state.alerts.recover_evaluations {
+    for _ in 0..app.state.alerts().recover_evaluations {
         evaluate(&app).await;
     }
     let open: Vec<_> = alerts_of(&app, "backup_stale")

@@ -339,7 +339,7 @@ async fn two_schedulers_on_one_database_run_each_tick_once() {
         .map(|app| {
             let mut state = app.state.clone();
             state
-                .crons
+                .part_mut::<app::crons::ssr::CronSettings>()
                 .overrides
                 .insert("replay-fallback".into(), every_two_seconds.clone());
             // Its own shutdown token, to stop this scheduler alone.

@@ -171,7 +171,9 @@ async fn a_private_address_is_refused_at_send_time_when_private_addresses_are_no
     let (id, _) = webhook(&app, &receiver.url("inside"), 0).await;
     events(&app, 1).await;
     let mut strict = app.state.clone();
-    strict.webhooks.allow_private = false;
+    strict
+        .part_mut::<app::dead_letters::ssr::WebhookSettings>()
+        .allow_private = false;
     app::dead_letters::ssr::deliver::work(&strict, Duration::from_secs(10), true, None)
         .await
         .unwrap();
@@ -360,7 +362,9 @@ async fn a_signing_secret_is_stored_sealed_and_deliveries_are_signed_with_it_aft
         "old:".to_owned() + &"A".repeat(43) + "=",
         "new:".to_owned() + &"B".repeat(42) + "A=",
     );
-    app.state.webhooks.secret_keys = ring(&old);
+    app.state
+        .part_mut::<app::dead_letters::ssr::WebhookSettings>()
+        .secret_keys = ring(&old);
     let (id, secret) = webhook(&app, &receiver.url("a"), 5).await;
 
     let stored: String = sqlx::query_scalar("select secret from webhooks where id = $1")
@@ -385,12 +389,17 @@ async fn a_signing_secret_is_stored_sealed_and_deliveries_are_signed_with_it_aft
         .unwrap();
 
     // Rotation: the new key first, the old still held; start-up's reseal runs.
-    app.state.webhooks.secret_keys = ring(&format!("{new},{old}"));
+    app.state
+        .part_mut::<app::dead_letters::ssr::WebhookSettings>()
+        .secret_keys = ring(&format!("{new},{old}"));
     let actor = app::auth::ssr::Actor::system("test");
-    let resealed =
-        app::dead_letters::ssr::endpoints::reseal(&app.pg, &app.state.webhooks.secret_keys, &actor)
-            .await
-            .unwrap();
+    let resealed = app::dead_letters::ssr::endpoints::reseal(
+        &app.pg,
+        &app.state.webhooks().secret_keys,
+        &actor,
+    )
+    .await
+    .unwrap();
     assert_eq!(resealed, 2);
     let stored: Vec<String> = sqlx::query_scalar("select secret from webhooks order by id")
         .fetch_all(&app.pg)
@@ -401,7 +410,9 @@ async fn a_signing_secret_is_stored_sealed_and_deliveries_are_signed_with_it_aft
         "{stored:?}"
     );
     // The old key can go now.
-    app.state.webhooks.secret_keys = ring(&new);
+    app.state
+        .part_mut::<app::dead_letters::ssr::WebhookSettings>()
+        .secret_keys = ring(&new);
     events(&app, 1).await;
     deliver(&app).await;
 
@@ -417,7 +428,9 @@ async fn a_signing_secret_is_stored_sealed_and_deliveries_are_signed_with_it_aft
     );
 
     // Without the key that sealed them, nothing is sent unsigned: deliveries wait.
-    app.state.webhooks.secret_keys = ring(&old);
+    app.state
+        .part_mut::<app::dead_letters::ssr::WebhookSettings>()
+        .secret_keys = ring(&old);
     events(&app, 1).await;
     deliver(&app).await;
     assert_eq!(

@@ -13,7 +13,7 @@ async fn key(app: &TestApp) -> String {
 }
 
 async fn key_for(app: &TestApp, organisation: &str) -> String {
-    app::queues::ssr::keys::create(
+    app::ingest_keys::ssr::create(
         &app.pg,
         &app::auth::ssr::Actor::cli(),
         "events",

@@ -27,7 +27,7 @@ pub async fn webhook_for(
 ) -> (i64, String) {
     let created = create(
         &app.pg,
-        &app.state.webhooks.secret_keys,
+        &app.state.webhooks().secret_keys,
         &app::auth::ssr::Actor::cli(),
         &NewWebhook {
             url: url.to_owned(),

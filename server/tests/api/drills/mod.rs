@@ -193,7 +193,7 @@ async fn a_drill_against_a_damaged_backup_fails_naming_the_file_and_still_tears_
     .fetch_one(&app.pg)
     .await
     .unwrap();
-    let app::backups::ssr::Storage::Directory(dir) = &app.state.backups.storage else {
+    let app::backups::ssr::Storage::Directory(dir) = &app.state.backups().storage else {
         panic!("a directory target")
     };
     let file = dir.join(format!("{location}/{path}"));

@@ -109,8 +109,12 @@ pub(crate) async fn fixture_state(app: &TestApp) -> AppState {
         .await
         .unwrap();
     let mut state = app.state.clone();
-    state.background_migrations = FIXTURES;
-    state.migrations.chunk_rows = CHUNK;
+    state
+        .parts
+        .set(app::jobs::ssr::background::BackgroundMigrations(FIXTURES));
+    state
+        .part_mut::<app::migrations::ssr::MigrationSettings>()
+        .chunk_rows = CHUNK;
     state
 }
 
@@ -226,8 +230,12 @@ async fn two_instances_never_run_one_migration_at_once() {
     let state = fixture_state(&app).await;
     // A second instance: its own pools on the same databases.
     let mut other_state = crate::helpers::second_instance(&app);
-    other_state.background_migrations = FIXTURES;
-    other_state.migrations.chunk_rows = CHUNK;
+    other_state
+        .parts
+        .set(app::jobs::ssr::background::BackgroundMigrations(FIXTURES));
+    other_state
+        .part_mut::<app::migrations::ssr::MigrationSettings>()
+        .chunk_rows = CHUNK;
 
     let (first, second) = tokio::join!(run_once(&state), run_once(&other_state));
 
@@ -282,7 +290,9 @@ async fn a_run_gone_quiet_raises_migration_stuck_and_the_next_tick_resumes_and_c
     .await
     .unwrap();
     let mut monitor_state = app.state.clone();
-    monitor_state.background_migrations = FIXTURES;
+    monitor_state
+        .parts
+        .set(app::jobs::ssr::background::BackgroundMigrations(FIXTURES));
 
     let open = || async {
         sqlx::query_scalar::<_, String>(
@@ -510,7 +520,9 @@ async fn the_payload_bytes_backfill_fills_every_older_event_once_and_the_dry_run
         .await
         .unwrap();
     let mut state = app.state.clone();
-    state.migrations.chunk_rows = 10;
+    state
+        .part_mut::<app::migrations::ssr::MigrationSettings>()
+        .chunk_rows = 10;
 
     let dry_run = |state: &AppState| {
         let state = state.clone();

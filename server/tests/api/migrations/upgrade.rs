@@ -83,7 +83,7 @@ async fn at_previous_version(app: &TestApp) {
 /// `salvage args…` on `app`'s databases, with its backup directory.
 fn salvage_on(app: &TestApp, args: &[&str], extra: &[(&str, &str)]) -> Output {
     let settings = base_settings();
-    let app::backups::ssr::Storage::Directory(dir) = &app.state.backups.storage else {
+    let app::backups::ssr::Storage::Directory(dir) = &app.state.backups().storage else {
         panic!("test apps back up to a directory");
     };
     let dir = dir.display().to_string();

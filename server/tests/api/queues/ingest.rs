@@ -59,12 +59,12 @@ async fn bad_input_gets_a_clear_error_and_stores_nothing() {
     let app = spawn_app().await;
     let key = ingest_key(&app).await;
     let (revoked_id, revoked) =
-        app::queues::ssr::keys::create(&app.pg, &Actor::cli(), "old", "org_1")
+        app::ingest_keys::ssr::create(&app.pg, &Actor::cli(), "old", "org_1")
             .await
             .unwrap();
-    app::queues::ssr::keys::revoke(
+    app::ingest_keys::ssr::revoke(
         &app.pg,
-        &app.state.ingest_keys,
+        app.state.ingest_keys(),
         &Actor::cli(),
         revoked_id,
         None,

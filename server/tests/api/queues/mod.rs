@@ -28,7 +28,7 @@ use crate::helpers::{spawn_app, spawn_app_with, Options, TestApp, CRON_SECRET};
 
 /// A fresh ingest key of `app`.
 pub(crate) async fn ingest_key(app: &TestApp) -> String {
-    app::queues::ssr::keys::create(&app.pg, &Actor::cli(), "test caller", "org_1")
+    app::ingest_keys::ssr::create(&app.pg, &Actor::cli(), "test caller", "org_1")
         .await
         .expect("create an ingest key")
         .1
@@ -170,7 +170,9 @@ async fn replay_progress(app: &TestApp) -> Option<i64> {
 /// `app`'s state with replay's batches in flight set to `parallel`.
 fn state_with_parallel(app: &TestApp, parallel: usize) -> AppState {
     let mut state = app.state.clone();
-    state.queues.replay_parallel = parallel;
+    state
+        .part_mut::<app::queues::ssr::QueueSettings>()
+        .replay_parallel = parallel;
     state
 }
 

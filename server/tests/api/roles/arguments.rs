@@ -211,7 +211,7 @@ pub(super) async fn arguments(world: &World, endpoint: &str) -> Value {
         }
         "settings/ingest-keys/create" => json!({"name": "matrix key", "organization": "org_1"}),
         "settings/ingest-keys/revoke" => {
-            let (id, _) = app::queues::ssr::keys::create(
+            let (id, _) = app::ingest_keys::ssr::create(
                 &world.app.pg,
                 &app::auth::ssr::Actor::cli(),
                 "to revoke",

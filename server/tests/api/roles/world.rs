@@ -144,7 +144,7 @@ impl World {
     pub(super) async fn dead_letters(&self, n: i64) -> (i64, i64) {
         let created = app::dead_letters::ssr::endpoints::create(
             &self.app.pg,
-            &self.app.state.webhooks.secret_keys,
+            &self.app.state.webhooks().secret_keys,
             &app::auth::ssr::Actor::cli(),
             &app::dead_letters::ssr::endpoints::NewWebhook {
                 url: "https://hooks.example.com/matrix".into(),

@@ -89,7 +89,7 @@ async fn a_silence_cannot_last_forever_or_carry_an_oversized_pattern() {
 #[tokio::test]
 async fn markup_in_a_key_name_reaches_the_alerts_page_as_text() {
     let app = spawn_app_tweaked(|settings| settings.queues.per_key_quota = 1).await;
-    let (key, _) = app::queues::ssr::keys::create(
+    let (key, _) = app::ingest_keys::ssr::create(
         &app.pg,
         &app::auth::ssr::Actor::cli(),
         "<img src=x onerror=alert(1)>",

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use crate::helpers::{spawn_app, spawn_app_with, Options, TestApp};
 
 async fn new_key(app: &TestApp) -> (i64, String) {
-    app::queues::ssr::keys::create(&app.pg, &Actor::cli(), "security test", "org_a")
+    app::ingest_keys::ssr::create(&app.pg, &Actor::cli(), "security test", "org_a")
         .await
         .expect("create an ingest key")
 }
@@ -47,9 +47,15 @@ async fn a_revoked_key_is_refused_within_five_seconds_on_another_instance() {
         "now cached on the second"
     );
 
-    app::queues::ssr::keys::revoke(&first.pg, &first.state.ingest_keys, &Actor::cli(), id, None)
-        .await
-        .unwrap();
+    app::ingest_keys::ssr::revoke(
+        &first.pg,
+        first.state.ingest_keys(),
+        &Actor::cli(),
+        id,
+        None,
+    )
+    .await
+    .unwrap();
     let revoked = Instant::now();
 
     assert_eq!(
@@ -210,7 +216,7 @@ async fn people_and_keyed_callers_get_through_a_flood_of_slow_uploads_and_health
 }
 
 async fn key_for(app: &TestApp, organization: &str) -> String {
-    app::queues::ssr::keys::create(&app.pg, &Actor::cli(), "tenant", organization)
+    app::ingest_keys::ssr::create(&app.pg, &Actor::cli(), "tenant", organization)
         .await
         .expect("create an ingest key")
         .1

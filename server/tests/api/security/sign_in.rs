@@ -173,7 +173,7 @@ async fn changing_a_password_is_throttled_like_signing_in() {
 #[tokio::test]
 async fn wrong_setup_links_from_one_address_are_throttled_like_wrong_passwords() {
     let app = spawn_app_tweaked(behind_a_load_balancer).await;
-    let token = app::auth::ssr::issue_setup_token(&app.pg)
+    let token = app::auth::ssr::issue_setup_token(&app.pg, app.state.clock.now())
         .await
         .unwrap()
         .expect("no users yet");

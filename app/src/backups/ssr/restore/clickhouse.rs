@@ -45,7 +45,7 @@ pub(super) async fn load_table(
             client,
             database,
             target_table,
-            &state.backups.storage,
+            &state.backups().storage,
             prepared.backup.key(&file.path),
             file.clone(),
         )
@@ -141,7 +141,7 @@ pub(super) async fn in_place(state: &AppState, prepared: &Prepared, watch: &Watc
     }
     // Ingest writes to ClickHouse within its timeout of reading "not frozen": wait that
     // long, so no row lands in a table about to be set aside.
-    tokio::time::sleep(state.queues.ingest_timeout + std::time::Duration::from_millis(500)).await;
+    tokio::time::sleep(state.queues().ingest_timeout + std::time::Duration::from_millis(500)).await;
     let client = state.clickhouse.client();
     let database = state.clickhouse.database().to_owned();
     let id = prepared.restore_id;

@@ -37,7 +37,7 @@ pub(super) async fn run(
     let closed = freeze::close(&state.pg, freeze_id).await;
     if store == StoreKind::Clickhouse && result.is_ok() {
         // Rows parked during the freeze go to the restored tables now.
-        if let Some(job) = crate::jobs::ssr::find(state.jobs, "replay-fallback") {
+        if let Some(job) = crate::jobs::ssr::find(state.jobs(), "replay-fallback") {
             let firing = crate::jobs::ssr::Firing::by_hand(
                 crate::jobs::Trigger::Manual,
                 actor.clone(),
@@ -98,7 +98,7 @@ pub async fn roll_back(
     .await?;
     let result: Result<(), BackupError> = match restore.store {
         StoreKind::Postgres => {
-            let url = pg::working_url(&state.backups);
+            let url = pg::working_url(state.backups());
             match pg::connect(url, None).await {
                 Ok(mut conn) => super::postgres::move_back(
                     &mut conn,
@@ -112,8 +112,10 @@ pub async fn roll_back(
             }
         }
         StoreKind::Clickhouse => {
-            tokio::time::sleep(state.queues.ingest_timeout + std::time::Duration::from_millis(500))
-                .await;
+            tokio::time::sleep(
+                state.queues().ingest_timeout + std::time::Duration::from_millis(500),
+            )
+            .await;
             let database = state.clickhouse.database().to_owned();
             let client = state.clickhouse.client();
             if state.clickhouse.cluster().is_some() {

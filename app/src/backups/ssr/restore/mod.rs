@@ -148,7 +148,7 @@ pub fn valid_database_name(name: &str) -> bool {
 
 fn live_database(state: &AppState, store: StoreKind) -> String {
     match store {
-        StoreKind::Postgres => pg::database_name(&state.backups.database_url),
+        StoreKind::Postgres => pg::database_name(&state.backups().database_url),
         StoreKind::Clickhouse => state.clickhouse.database().to_owned(),
     }
 }

@@ -14,7 +14,7 @@ pub(super) async fn dump_copy(
         .first()
         .ok_or_else(|| BackupError::Integrity("the manifest lists no dump".into()))?;
     state
-        .backups
+        .backups()
         .storage
         .local_copy(&backup.key(&file.path))
         .await
@@ -33,7 +33,7 @@ pub(super) async fn check_dump(
         .cloned()
         .ok_or_else(|| BackupError::Integrity("the manifest lists no dump".into()))?;
     let key = backup.key(&file.path);
-    let storage = state.backups.storage.clone();
+    let storage = state.backups().storage.clone();
     let (size, sha256) = tokio::task::spawn_blocking(move || {
         super::super::native::HashingReader::new(storage.open(&key)?).finish()
     })
@@ -62,7 +62,7 @@ pub(super) async fn list_file(
     dump: &std::path::Path,
 ) -> Result<tempfile_path::TempPath, BackupError> {
     let tables: Vec<&TableEntry> = prepared.tables.iter().collect();
-    let toc = pg::toc_for(&state.backups, dump, &tables).await?;
+    let toc = pg::toc_for(state.backups(), dump, &tables).await?;
     Ok(tempfile_path::TempPath::write(&toc)?)
 }
 
@@ -92,7 +92,7 @@ pub(super) async fn side(state: &AppState, prepared: &Prepared, watch: &Watch<'_
     check_dump(state, &prepared.backup, &prepared.manifest).await?;
     let copy = dump_copy(state, &prepared.backup, &prepared.manifest).await?;
     let dump = copy.path().to_path_buf();
-    let url = pg::working_url(&state.backups);
+    let url = pg::working_url(state.backups());
     let mut admin = pg::connect(url, None)
         .await
         .map_err(BackupError::postgres)?;
@@ -114,7 +114,7 @@ pub(super) async fn side(state: &AppState, prepared: &Prepared, watch: &Watch<'_
             args.push(format!("--use-list={}", list.as_str()));
         }
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        pg::run_restore(&state.backups, &prepared.target, &dump, &args).await?;
+        pg::run_restore(state.backups(), &prepared.target, &dump, &args).await?;
         let total: i64 = prepared.manifest.total_bytes();
         watch.step(total).await?;
         watch.phase(Phase::Verify);
@@ -167,8 +167,8 @@ pub(super) async fn in_place(state: &AppState, prepared: &Prepared, watch: &Watc
     let copy = dump_copy(state, &prepared.backup, &prepared.manifest).await?;
     let dump = copy.path().to_path_buf();
     let list = list_file(state, prepared, &dump).await?;
-    let url = pg::working_url(&state.backups);
-    let live = pg::database_name(&state.backups.database_url);
+    let url = pg::working_url(state.backups());
+    let live = pg::database_name(&state.backups().database_url);
     let aside = aside_schema(prepared.restore_id);
     let names: Vec<String> = prepared.tables.iter().map(|t| t.name.clone()).collect();
     let pg_err = |e: sqlx::Error| BackupError::postgres(e);
@@ -200,7 +200,7 @@ pub(super) async fn in_place(state: &AppState, prepared: &Prepared, watch: &Watc
     }
     tx.commit().await.map_err(pg_err)?;
     let restored = pg::run_restore(
-        &state.backups,
+        state.backups(),
         &live,
         &dump,
         &[

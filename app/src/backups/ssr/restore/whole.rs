@@ -38,8 +38,8 @@ pub async fn replace_schema(
     let clock = Instant::now();
     super::postgres::check_dump(state, backup, manifest).await?;
     let copy = super::postgres::dump_copy(state, backup, manifest).await?;
-    let url = pg::working_url(&state.backups);
-    let live = pg::database_name(&state.backups.database_url);
+    let url = pg::working_url(state.backups());
+    let live = pg::database_name(&state.backups().database_url);
     let aside = format!("salvage_rollback_{}", state.clock.now().unix_timestamp());
     let pg_err = |e: sqlx::Error| BackupError::postgres(e);
     let mut conn = pg::connect(url, None).await.map_err(pg_err)?;
@@ -62,7 +62,7 @@ pub async fn replace_schema(
         .map_err(pg_err)?;
     tx.commit().await.map_err(pg_err)?;
     let restored = pg::run_restore(
-        &state.backups,
+        state.backups(),
         &live,
         copy.path(),
         &["--no-privileges", "--single-transaction", "--schema=public"],

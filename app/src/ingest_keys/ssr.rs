@@ -17,8 +17,7 @@ use std::time::{Duration, Instant};
 
 use sqlx::PgPool;
 
-use super::super::IngestKey;
-use super::rows::Scope;
+use super::IngestKey;
 use crate::auth::ssr::Actor;
 use crate::error::AppError;
 use crate::history::ssr::{append, NewEntry};
@@ -26,6 +25,24 @@ use crate::history::EntryKind;
 use crate::history::Outcome;
 use crate::server::tokens::{digest as token_digest, digests_match, random_token};
 use crate::server::unix_ms as ms;
+
+/// The organisations a key may send rows for: one, or every one (`*`, a gateway).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Scope {
+    All,
+    Organization(String),
+}
+
+impl Scope {
+    /// The scope stored with a key (`*` or an organisation id).
+    pub fn from_stored(value: &str) -> Self {
+        if value == "*" {
+            Self::All
+        } else {
+            Self::Organization(value.to_owned())
+        }
+    }
+}
 
 /// Characters of a key kept in clear.
 pub const PREFIX_LEN: usize = 12;
@@ -293,4 +310,11 @@ pub async fn list(pg: &PgPool) -> Result<Vec<IngestKey>, AppError> {
             last_used_at: r.last_used_at.map(ms),
         })
         .collect())
+}
+
+impl crate::server::AppState {
+    /// Ingest keys verified recently by this process.
+    pub fn ingest_keys(&self) -> &KeyCache {
+        self.part()
+    }
 }
