@@ -84,9 +84,10 @@ pub async fn verify_backup(id: i64) -> Result<(), AppError> {
                 serde_json::to_value(super::ssr::verify::VerifyRequest { backup_id: id })
                     .map_err(|e| AppError::internal("Failed to read the request", e.to_string()))?;
             let caller = crate::jobs::api::request_caller(&state)?;
-            let reason = format!("Verify backup {id} from the backups page");
+            let reason =
+                crate::reason::Reason::own(format!("Verify backup {id} from the backups page"));
             let job = super::VERIFY_JOB;
-            crate::jobs::ssr::start_by_hand(&state, job, actor, &reason, caller, input).await?;
+            crate::jobs::ssr::start_by_hand(&state, job, actor, reason, caller, input).await?;
             Ok(())
         },
     )
@@ -145,7 +146,7 @@ pub async fn start_restore(
             })?;
             let caller = crate::jobs::api::request_caller(&state)?;
             let job = super::RESTORE_JOB;
-            crate::jobs::ssr::start_by_hand(&state, job, actor, &reason, caller, input).await
+            crate::jobs::ssr::start_by_hand(&state, job, actor, reason, caller, input).await
         },
     )
     .await

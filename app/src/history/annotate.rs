@@ -6,7 +6,7 @@ use time::OffsetDateTime;
 
 use super::ssr::{append, NewEntry};
 use super::EntryKind;
-use crate::auth::ssr::actor::Actor;
+use crate::auth::ssr::Actor;
 use crate::error::AppError;
 
 /// Notes, incidents and resolutions one person may add per

@@ -196,6 +196,9 @@ pub async fn resolve_incident(
         crate::auth::Permission::Annotate,
         |state, actor| async move {
             let body = check_text("body", &body, MAX_BODY_CHARS, false)?;
+            let override_reason =
+                crate::reason::Reason::optional(override_reason.as_deref().unwrap_or_default())
+                    .map_err(|e| AppError::invalid("override_reason", e.to_string()))?;
             let view = load(&state.pg, incident_id, state.clock.now())
                 .await
                 .map_err(|e| AppError::internal("Failed to load the incident", e))?

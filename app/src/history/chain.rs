@@ -7,7 +7,7 @@ use time::OffsetDateTime;
 
 use super::ssr::{record, NewEntry};
 use super::{BrokenLink, ChainReport, Outcome};
-use crate::auth::ssr::actor::Actor;
+use crate::auth::ssr::Actor;
 use crate::error::AppError;
 use crate::history::EntryKind;
 use crate::server::unix_ms as millis;

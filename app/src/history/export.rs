@@ -124,7 +124,7 @@ async fn export(
     use crate::server::postgres::{lock_class, try_exclusive};
     use axum::http::header;
     use axum::response::IntoResponse;
-    let actor = crate::auth::ssr::session::authenticate(state, session).await?;
+    let actor = crate::auth::ssr::authenticate(state, session).await?;
     if actor.must_change_password {
         return Err(AppError::Forbidden {
             message: "Choose a new password first: your account has a temporary one.".into(),

@@ -11,9 +11,10 @@ use time::OffsetDateTime;
 
 use super::{Entry, EntryKind, EntryView, Outcome};
 
-use crate::auth::ssr::actor::Actor;
+use crate::auth::ssr::Actor;
 use crate::error::AppError;
 use crate::format::format_ago;
+use crate::reason::Reason;
 
 /// Parses a time typed in a form, read as UTC: `2026-11-22`, `2026-11-22T10:04` or
 /// `2026-11-22 10:04:05`. A bare date means its start, or with `end_of_day` the next
@@ -116,7 +117,8 @@ pub struct NewEntry {
     pub started_at: OffsetDateTime,
     pub finished_at: Option<OffsetDateTime>,
     pub outcome: Outcome,
-    pub reason: Option<String>,
+    /// Why, when a person said (read through the one rule of `Reason` at every door).
+    pub reason: Option<Reason>,
     pub details: Value,
     pub incident_id: Option<i64>,
     pub severity: Option<String>,
@@ -147,8 +149,8 @@ impl NewEntry {
         self
     }
 
-    pub fn with_reason(mut self, reason: Option<String>) -> Self {
-        self.reason = reason.filter(|r| !r.trim().is_empty());
+    pub fn with_reason(mut self, reason: Option<Reason>) -> Self {
+        self.reason = reason;
         self
     }
 
@@ -213,7 +215,7 @@ pub async fn append(conn: &mut PgConnection, entry: &NewEntry) -> Result<i64, sq
         entry.started_at,
         entry.finished_at,
         entry.outcome.as_str(),
-        entry.reason,
+        entry.reason.as_ref().map(Reason::as_str),
         entry.details,
         entry.incident_id,
         entry.severity,
@@ -589,7 +591,7 @@ pub struct IncidentHooks {
     pub may_resolve: fn(
         crate::server::AppState,
         i64,
-        Option<String>,
+        Option<Reason>,
         crate::auth::ssr::Actor,
     ) -> HookFuture<Result<Option<String>, AppError>>,
 }

@@ -5,7 +5,7 @@ use serde_json::json;
 use time::OffsetDateTime;
 
 use super::{CheckItem, IncidentMode, MANUAL_ITEMS};
-use crate::auth::ssr::actor::Actor;
+use crate::auth::ssr::Actor;
 use crate::error::AppError;
 use crate::freeze::ssr as freeze;
 use crate::history::ssr::{append, NewEntry};
@@ -381,7 +381,7 @@ pub async fn set_freeze(
     state: &AppState,
     id: i64,
     on: bool,
-    reason: &str,
+    reason: &crate::reason::Reason,
     actor: &Actor,
 ) -> Result<(), AppError> {
     if on {
@@ -393,7 +393,7 @@ pub async fn set_freeze(
     let pg_err = AppError::wrap("Change the incident freeze");
     let mut tx = state.pg.begin().await.map_err(&pg_err)?;
     let title = if on {
-        freeze::open_incident(&mut tx, id, reason, &actor.name).await?;
+        freeze::open_incident(&mut tx, id, reason.as_str(), &actor.name).await?;
         "Freeze on: expiry, backup retention and in-place restores wait".to_owned()
     } else {
         match freeze::lift_incident(&mut tx).await.map_err(&pg_err)? {
@@ -412,7 +412,7 @@ pub async fn set_freeze(
     };
     let entry = NewEntry::new(EntryKind::Freeze, title, actor, Outcome::Info)
         .with_incident(Some(id))
-        .with_reason(Some(reason.to_owned()))
+        .with_reason(Some(reason.clone()))
         .with_times(now, Some(now))
         .with_details(json!({"freeze": on}));
     append(&mut tx, &entry).await.map_err(&pg_err)?;
@@ -424,7 +424,7 @@ pub async fn set_freeze(
 pub async fn may_resolve(
     state: &AppState,
     id: i64,
-    override_reason: Option<&str>,
+    override_reason: Option<&crate::reason::Reason>,
     actor: &Actor,
 ) -> Result<Option<String>, AppError> {
     let started = open_incident(state, id).await?;
@@ -437,10 +437,11 @@ pub async fn may_resolve(
     if failing.is_empty() {
         return Ok(None);
     }
-    match override_reason.map(str::trim).filter(|r| !r.is_empty()) {
+    match override_reason {
         Some(reason) if actor.role.can(crate::auth::Permission::Administer) => Ok(Some(format!(
-            "Resolved with the checklist incomplete ({}), by an admin: {reason}",
-            failing.join("; ")
+            "Resolved with the checklist incomplete ({}), by an admin: {}",
+            failing.join("; "),
+            reason.as_str()
         ))),
         Some(_) => Err(AppError::Forbidden {
             message: "Only an admin may resolve an incident whose checklist is incomplete.".into(),
@@ -468,8 +469,8 @@ pub fn on_declared(state: AppState, id: i64, actor: Actor) -> crate::history::ss
 pub fn may_resolve_hook(
     state: AppState,
     id: i64,
-    override_reason: Option<String>,
+    override_reason: Option<crate::reason::Reason>,
     actor: Actor,
 ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Option<String>, AppError>> + Send>> {
-    Box::pin(async move { may_resolve(&state, id, override_reason.as_deref(), &actor).await })
+    Box::pin(async move { may_resolve(&state, id, override_reason.as_ref(), &actor).await })
 }

@@ -257,7 +257,7 @@ pub async fn revoke(
     cache: &KeyCache,
     actor: &Actor,
     id: i64,
-    reason: Option<String>,
+    reason: Option<crate::reason::Reason>,
 ) -> Result<(), AppError> {
     let internal = |e: sqlx::Error| AppError::internal("Failed to revoke an ingest key", e);
     let mut tx = pg.begin().await.map_err(internal)?;

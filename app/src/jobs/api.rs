@@ -14,16 +14,10 @@ pub async fn start_job(job: String, reason: String) -> Result<i64, AppError> {
     crate::auth::ssr::serve(
         crate::auth::Permission::Operate,
         |state, actor| async move {
+            let reason = crate::server::required_reason(&reason)?;
             let caller = request_caller(&state)?;
-            super::ssr::start_by_hand(
-                &state,
-                &job,
-                actor,
-                &reason,
-                caller,
-                serde_json::Value::Null,
-            )
-            .await
+            super::ssr::start_by_hand(&state, &job, actor, reason, caller, serde_json::Value::Null)
+                .await
         },
     )
     .await

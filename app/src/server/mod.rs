@@ -63,14 +63,14 @@ pub fn client_addr(parts: &axum::http::request::Parts) -> Option<std::net::Socke
 }
 
 /// A reason given at a door, required: [`Reason::parse`](crate::reason::Reason::parse).
-pub fn required_reason(value: &str) -> Result<String, AppError> {
-    Ok(crate::reason::Reason::parse(value)?.into_string())
+pub fn required_reason(value: &str) -> Result<crate::reason::Reason, AppError> {
+    Ok(crate::reason::Reason::parse(value)?)
 }
 
 /// A reason that may be left empty (`None`):
 /// [`Reason::optional`](crate::reason::Reason::optional).
-pub fn optional_reason(value: &str) -> Result<Option<String>, AppError> {
-    Ok(crate::reason::Reason::optional(value)?.map(crate::reason::Reason::into_string))
+pub fn optional_reason(value: &str) -> Result<Option<crate::reason::Reason>, AppError> {
+    Ok(crate::reason::Reason::optional(value)?)
 }
 
 /// Unix milliseconds (UTC) of a stored time: how every DTO carries times to the page.

@@ -22,7 +22,7 @@ pub async fn add_user(
     email: &str,
     role: Role,
     password: Option<SecretString>,
-    reason: Option<String>,
+    reason: Option<crate::reason::Reason>,
 ) -> Result<(i64, Option<String>), AppError> {
     let email = normalize_email("email", email)?;
     let (password, temporary) = match password {
@@ -107,7 +107,7 @@ pub async fn set_role(
     actor: &Actor,
     user_id: i64,
     role: Role,
-    reason: Option<String>,
+    reason: Option<crate::reason::Reason>,
 ) -> Result<(), AppError> {
     let mut tx = pg
         .begin()
@@ -158,7 +158,7 @@ pub async fn set_disabled(
     actor: &Actor,
     user_id: i64,
     disabled: bool,
-    reason: Option<String>,
+    reason: Option<crate::reason::Reason>,
 ) -> Result<(), AppError> {
     let mut tx = pg
         .begin()

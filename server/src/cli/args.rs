@@ -1,11 +1,12 @@
 //! The commands and flags of `salvage` (clap).
 
+use app::reason::Reason;
 use clap::{Parser, Subcommand};
 
 /// Every `--reason`: the console's rule (not blank, at most 500 characters), checked
 /// before the command runs.
-fn reason(value: &str) -> Result<String, app::reason::ReasonError> {
-    app::reason::Reason::parse(value).map(app::reason::Reason::into_string)
+fn reason(value: &str) -> Result<Reason, app::reason::ReasonError> {
+    Reason::parse(value)
 }
 
 /// Every replay `--batch`: the range the setting accepts.
@@ -62,7 +63,7 @@ pub enum Command {
         confirm: Option<String>,
         /// With --rollback-to: why, for the history.
         #[arg(long, requires = "rollback_to", value_parser = reason)]
-        reason: Option<String>,
+        reason: Option<Reason>,
     },
     /// Run the smoke checks: both stores answer, the schema is the one this binary
     /// expects, the history chain verifies, the queues can be read, no background
@@ -86,7 +87,7 @@ pub enum Command {
     Replay {
         /// Why, for the history.
         #[arg(long, value_parser = reason)]
-        reason: Option<String>,
+        reason: Option<Reason>,
         /// Rows per batch, 100 to 50000 (default: SALVAGE_REPLAY_BATCH, 20000).
         #[arg(long, value_parser = replay_batch)]
         batch: Option<i64>,
@@ -171,7 +172,7 @@ pub enum IngestKeyCommand {
         #[arg(long)]
         id: i64,
         #[arg(long, value_parser = reason)]
-        reason: String,
+        reason: Reason,
     },
     /// List the keys (never their secrets).
     List(Output),
@@ -189,7 +190,7 @@ pub enum CronCommand {
         job: String,
         /// Why, for the history.
         #[arg(long, value_parser = reason)]
-        reason: Option<String>,
+        reason: Option<Reason>,
     },
 }
 
@@ -201,7 +202,7 @@ pub enum BackupCommand {
     /// complete.
     Create {
         #[arg(long, value_parser = reason)]
-        reason: Option<String>,
+        reason: Option<Reason>,
     },
     /// The newest 50 backups, newest first.
     List(Output),
@@ -227,14 +228,14 @@ pub enum BackupCommand {
         #[arg(long)]
         confirm_incident: bool,
         #[arg(long, value_parser = reason)]
-        reason: Option<String>,
+        reason: Option<Reason>,
     },
     /// Put back the live tables an in-place restore kept aside.
     Rollback {
         /// The restore's id.
         restore: i64,
         #[arg(long, value_parser = reason)]
-        reason: Option<String>,
+        reason: Option<Reason>,
     },
 }
 
@@ -260,19 +261,19 @@ pub enum WebhookCommand {
     Disable {
         id: i64,
         #[arg(long, value_parser = reason)]
-        reason: String,
+        reason: Reason,
     },
     /// Send to a webhook again.
     Enable {
         id: i64,
         #[arg(long, value_parser = reason)]
-        reason: String,
+        reason: Reason,
     },
     /// Delete a webhook; its pending deliveries are dead-lettered (`webhook_deleted`).
     Delete {
         id: i64,
         #[arg(long, value_parser = reason)]
-        reason: String,
+        reason: Reason,
     },
     /// Seal every signing secret under the first key of SALVAGE_WEBHOOK_SECRET_KEYS (those
     /// stored before sealing, or under a key being rotated out). Start-up does it too;
@@ -289,25 +290,25 @@ pub enum MigrationsCommand {
     Pause {
         name: String,
         #[arg(long, value_parser = reason)]
-        reason: String,
+        reason: Reason,
     },
     /// Put a paused migration back in line.
     Resume {
         name: String,
         #[arg(long, value_parser = reason)]
-        reason: String,
+        reason: Reason,
     },
     /// Run a failed or cancelled migration again from its saved cursor.
     Retry {
         name: String,
         #[arg(long, value_parser = reason)]
-        reason: String,
+        reason: Reason,
     },
     /// Stop a migration for good (chunks done stay done).
     Cancel {
         name: String,
         #[arg(long, value_parser = reason)]
-        reason: String,
+        reason: Reason,
     },
 }
 
@@ -328,7 +329,7 @@ pub enum DlqCommand {
         #[arg(long)]
         dry_run: bool,
         #[arg(long, value_parser = reason)]
-        reason: Option<String>,
+        reason: Option<Reason>,
     },
     /// Delete the dead letters matching the filter; --confirm must be their count.
     Purge {
@@ -337,7 +338,7 @@ pub enum DlqCommand {
         #[arg(long)]
         confirm: String,
         #[arg(long, value_parser = reason)]
-        reason: String,
+        reason: Reason,
     },
 }
 
@@ -353,7 +354,7 @@ pub enum DrillCommand {
         #[arg(long, value_delimiter = ',')]
         backup: Vec<i64>,
         #[arg(long, value_parser = reason)]
-        reason: Option<String>,
+        reason: Option<Reason>,
     },
     /// The newest 50 drills, newest first.
     List(Output),
@@ -401,14 +402,14 @@ pub enum AlertsCommand {
         #[arg(long)]
         until: String,
         #[arg(long, value_parser = reason)]
-        reason: String,
+        reason: Reason,
     },
     /// End a silence now.
     Unsilence {
         #[arg(long)]
         id: i64,
         #[arg(long, value_parser = reason)]
-        reason: String,
+        reason: Reason,
     },
 }
 
@@ -423,14 +424,14 @@ pub enum CronSecretCommand {
         grace_hours: i64,
         /// Why, for the history.
         #[arg(long, value_parser = reason)]
-        reason: Option<String>,
+        reason: Option<Reason>,
     },
     /// End the grace window of a previous secret now: it stops working at once.
     EndGrace {
         #[arg(long)]
         id: i64,
         #[arg(long, value_parser = reason)]
-        reason: String,
+        reason: Reason,
     },
     /// The current and previous secrets (never their values), with when and by which
     /// caller each was last used.
@@ -527,7 +528,7 @@ pub enum UserCommand {
         role: String,
         /// Why, for the history.
         #[arg(long, value_parser = reason)]
-        reason: Option<String>,
+        reason: Option<Reason>,
     },
     /// Change an account's role.
     SetRole {
@@ -536,21 +537,21 @@ pub enum UserCommand {
         #[arg(long)]
         role: String,
         #[arg(long, value_parser = reason)]
-        reason: Option<String>,
+        reason: Option<Reason>,
     },
     /// Disable an account; its sessions end at once.
     Disable {
         #[arg(long)]
         email: String,
         #[arg(long, value_parser = reason)]
-        reason: Option<String>,
+        reason: Option<Reason>,
     },
     /// Re-enable a disabled account.
     Enable {
         #[arg(long)]
         email: String,
         #[arg(long, value_parser = reason)]
-        reason: Option<String>,
+        reason: Option<Reason>,
     },
     /// List every account.
     List(Output),

@@ -55,7 +55,10 @@ pub async fn backup(command: BackupCommand, settings: Settings) -> anyhow::Resul
     }
 }
 
-async fn create(state: &app::server::AppState, reason: Option<String>) -> anyhow::Result<()> {
+async fn create(
+    state: &app::server::AppState,
+    reason: Option<app::reason::Reason>,
+) -> anyhow::Result<()> {
     use app::backups::ssr::create::BackupReport;
     stop_on_ctrl_c(state, "Stopping after the current file…");
     // The job reports each store as a step: PostgreSQL, then ClickHouse.
@@ -149,7 +152,9 @@ async fn verify(state: &app::server::AppState, id: i64) -> anyhow::Result<()> {
         ..Default::default()
     };
     stop_on_ctrl_c(state, "Stopping…");
-    let firing = cli_firing(Some(format!("Verify backup {id}")));
+    let firing = cli_firing(Some(app::reason::Reason::own(format!(
+        "Verify backup {id}"
+    ))));
     let finished = app::jobs::ssr::run(state, &VERIFY_BACKUP, firing, options)
         .await
         .map_err(app_error)?

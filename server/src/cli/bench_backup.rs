@@ -146,7 +146,7 @@ async fn measure(
 
     // Salvage: the backup job's two backups (each verified after; timed apart).
     let started = Instant::now();
-    let firing = super::common::cli_firing(Some("bench".into()));
+    let firing = super::common::cli_firing(Some(app::reason::Reason::own("bench")));
     let finished = app::jobs::ssr::run(
         &state,
         &app::backups::ssr::BACKUP,
@@ -207,13 +207,13 @@ async fn measure(
         backup_id: id,
         target: Some(target.to_owned()),
         tables,
-        reason: Some("bench".into()),
+        reason: Some(app::reason::Reason::own("bench")),
         ..Default::default()
     };
     let pg_restored = restore::restore(
         &state,
         &side(pg_backup.backup_id.unwrap(), pg_side, Vec::new()),
-        super::common::cli_firing(Some("bench".into())),
+        super::common::cli_firing(Some(app::reason::Reason::own("bench"))),
         None,
     )
     .await
@@ -225,7 +225,7 @@ async fn measure(
             ch_side,
             vec!["requests".into()],
         ),
-        super::common::cli_firing(Some("bench".into())),
+        super::common::cli_firing(Some(app::reason::Reason::own("bench"))),
         None,
     )
     .await
@@ -297,7 +297,7 @@ async fn measure(
     let finished = app::jobs::ssr::run(
         &state,
         &app::drills::ssr::RESTORE_DRILL,
-        super::common::cli_firing(Some("bench".into())),
+        super::common::cli_firing(Some(app::reason::Reason::own("bench"))),
         options,
     )
     .await

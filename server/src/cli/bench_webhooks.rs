@@ -230,7 +230,7 @@ async fn measure(
             app::dead_letters::ssr::filter::DlqFilter::parse(&format!("webhook={dead_hook}"))
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
         let started = Instant::now();
-        let firing = super::common::cli_firing(Some("bench".into()));
+        let firing = super::common::cli_firing(Some(app::reason::Reason::own("bench")));
         let run = app::dead_letters::ssr::redrive::run(&state, &filter, firing, None)
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;

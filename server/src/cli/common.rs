@@ -77,7 +77,7 @@ pub(crate) fn stop_on_ctrl_c(state: &app::server::AppState, message: &'static st
 }
 
 /// A run started from this terminal.
-pub(crate) fn cli_firing(reason: Option<String>) -> app::jobs::ssr::Firing {
+pub(crate) fn cli_firing(reason: Option<app::reason::Reason>) -> app::jobs::ssr::Firing {
     app::jobs::ssr::Firing::by_hand(
         app::jobs::Trigger::Cli,
         app::auth::ssr::Actor::cli(),

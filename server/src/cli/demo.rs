@@ -42,7 +42,7 @@ pub async fn run(settings: &Settings) -> anyhow::Result<()> {
             email,
             role,
             Some(SecretString::from(password.clone())),
-            Some("demo account".into()),
+            Some(app::reason::Reason::own("demo account")),
         )
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -367,7 +367,9 @@ async fn seed_history(pg: &sqlx::PgPool, now: OffsetDateTime) -> anyhow::Result<
                         ),
                     )
                     .with_reason(
-                        (*kind != EntryKind::Note).then(|| format!("incident: {}", incident.title)),
+                        (*kind != EntryKind::Note).then(|| {
+                            app::reason::Reason::own(format!("incident: {}", incident.title))
+                        }),
                     )
                     .with_details(demo(json!({"incidentTitle": incident.title}))),
             );
@@ -396,9 +398,9 @@ async fn seed_history(pg: &sqlx::PgPool, now: OffsetDateTime) -> anyhow::Result<
                 Outcome::Partial,
             )
             .with_times(at, Some(at + Duration::seconds(4)))
-            .with_reason(Some(
-                "TTL 7 days; ClickHouse was down past the TTL for these rows".into(),
-            ))
+            .with_reason(Some(app::reason::Reason::own(
+                "TTL 7 days; ClickHouse was down past the TTL for these rows",
+            )))
             .with_details(demo(json!({"deleted": 2310, "table": "events_fallback"}))),
         );
     }
@@ -411,7 +413,7 @@ async fn seed_history(pg: &sqlx::PgPool, now: OffsetDateTime) -> anyhow::Result<
                 &admin,
                 Outcome::Succeeded,
             )
-            .with_reason(Some("quarterly rotation".into()))
+            .with_reason(Some(app::reason::Reason::own("quarterly rotation")))
             .with_times(at, Some(at))
             .with_details(demo(json!({"graceHours": 24}))),
         );

@@ -114,7 +114,9 @@ pub async fn first_backup(state: &app::server::AppState) -> anyhow::Result<Optio
     if any {
         return Ok(None);
     }
-    let firing = super::common::cli_firing(Some("demo: a first backup of both stores".into()));
+    let firing = super::common::cli_firing(Some(app::reason::Reason::own(
+        "demo: a first backup of both stores",
+    )));
     let finished = app::jobs::ssr::run(
         state,
         &app::backups::ssr::BACKUP,
@@ -142,7 +144,9 @@ pub async fn first_drill(state: &app::server::AppState) -> anyhow::Result<Option
     if any {
         return Ok(None);
     }
-    let firing = super::common::cli_firing(Some("demo: a first restore drill".into()));
+    let firing = super::common::cli_firing(Some(app::reason::Reason::own(
+        "demo: a first restore drill",
+    )));
     let finished = app::jobs::ssr::run(
         state,
         &app::drills::ssr::RESTORE_DRILL,

@@ -32,7 +32,7 @@ fn step_line(step: &DrillStep) -> String {
 async fn run(
     state: &app::server::AppState,
     backups: Vec<i64>,
-    reason: Option<String>,
+    reason: Option<app::reason::Reason>,
 ) -> anyhow::Result<()> {
     use app::drills::ssr::run::DrillReport;
     stop_on_ctrl_c(

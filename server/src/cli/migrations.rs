@@ -22,10 +22,10 @@ use crate::startup;
 pub async fn migrate(settings: Settings, no_backup: Option<String>) -> anyhow::Result<()> {
     let state = startup::build_state(&settings);
     let policy = match no_backup {
-        Some(reason) if reason.trim().is_empty() => {
-            anyhow::bail!("--no-backup needs a reason (it is recorded with the upgrade)")
-        }
-        Some(reason) => BackupPolicy::Skip(format!("--no-backup: {}", reason.trim())),
+        Some(reason) => BackupPolicy::Skip(app::reason::Reason::own(format!(
+            "--no-backup: {}",
+            reason.as_str()
+        ))),
         None => BackupPolicy::from_settings(&state),
     };
     let report = upgrade::apply(&state, &policy, &Actor::cli())
@@ -74,7 +74,7 @@ pub async fn roll_back(
     settings: Settings,
     backup_id: i64,
     confirm: Option<String>,
-    reason: Option<String>,
+    reason: Option<app::reason::Reason>,
 ) -> anyhow::Result<()> {
     let state = startup::build_state(&settings);
     let confirm = match confirm {

@@ -10,7 +10,7 @@ use crate::config::Settings;
 /// (trigger `cli`), with a progress bar on stderr and Ctrl-C.
 pub async fn replay(
     settings: Settings,
-    reason: Option<String>,
+    reason: Option<app::reason::Reason>,
     batch: Option<i64>,
     budget_secs: Option<u64>,
 ) -> anyhow::Result<()> {

@@ -63,11 +63,6 @@ pub async fn webhook(command: WebhookCommand, settings: Settings) -> anyhow::Res
                 );
             }
         }
-        WebhookCommand::Disable { id, reason } | WebhookCommand::Enable { id, reason }
-            if reason.trim().is_empty() =>
-        {
-            anyhow::bail!("--reason: say why (webhook {id}), for the history");
-        }
         WebhookCommand::Disable { id, reason } => {
             endpoints::set_enabled(&state.pg, &actor, id, false, &reason)
                 .await
@@ -163,9 +158,8 @@ pub async fn dlq(command: DlqCommand, settings: Settings) -> anyhow::Result<()> 
             if dry_run {
                 return Ok(());
             }
-            let reason = reason
-                .filter(|r| !r.trim().is_empty())
-                .ok_or_else(|| anyhow::anyhow!("--reason: say why, for the history"))?;
+            let reason =
+                reason.ok_or_else(|| anyhow::anyhow!("--reason: say why, for the history"))?;
             stop_on_ctrl_c(&state, "Stopping after the current batch…");
             let bar = super::progress::Bar::new();
             let on_progress = bar.on_progress(super::progress::Unit::Letters);
@@ -187,9 +181,6 @@ pub async fn dlq(command: DlqCommand, settings: Settings) -> anyhow::Result<()> 
             reason,
         } => {
             let filter = DlqFilter::parse(&filter).map_err(app_error)?;
-            if reason.trim().is_empty() {
-                anyhow::bail!("--reason: say why, for the history");
-            }
             let purged = dlq::purge(&state, &actor, &filter, &confirm, &reason)
                 .await
                 .map_err(app_error)?;

@@ -268,7 +268,7 @@ async fn backup_and_in_place_restore_replace_partitions_on_every_replica_and_rol
         &app.state,
         report.restore_id,
         &app::auth::ssr::Actor::cli(),
-        Some("test".into()),
+        Some(crate::helpers::reason("test")),
     )
     .await
     .unwrap();

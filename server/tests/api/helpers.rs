@@ -597,3 +597,8 @@ pub async fn run_job(app: &TestApp, job: &str) -> serde_json::Value {
     assert_eq!(response.status().as_u16(), 200, "/cron/{job}");
     response.json().await.expect("a JSON report")
 }
+
+/// A reason a test gives, through the rule every door applies.
+pub fn reason(text: &str) -> app::reason::Reason {
+    app::reason::Reason::parse(text).expect("a test's reason passes the reason rule")
+}

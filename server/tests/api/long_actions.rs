@@ -50,7 +50,7 @@ fn cli(reason: &str) -> Firing {
     Firing::by_hand(
         app::jobs::Trigger::Cli,
         Actor::cli(),
-        Some(reason.to_owned()),
+        Some(crate::helpers::reason(reason)),
         app::jobs::ssr::Caller::default(),
     )
 }

@@ -40,7 +40,7 @@ pub struct NewSilence {
     pub kind: String,
     pub key_pattern: Option<String>,
     pub ends_at: Option<OffsetDateTime>,
-    pub reason: String,
+    pub reason: crate::reason::Reason,
 }
 
 /// Creates a silence; it mutes matching open alerts at once. Refused (422, naming the
@@ -106,7 +106,7 @@ pub async fn create(
     .bind(now)
     .bind(ends_at)
     .bind(&actor.name)
-    .bind(&silence.reason)
+    .bind(silence.reason.as_str())
     .fetch_one(&mut *tx)
     .await
     .map_err(&internal)?;
@@ -141,7 +141,7 @@ pub async fn end(
     pg: &PgPool,
     actor: &Actor,
     id: i64,
-    reason: &str,
+    reason: &crate::reason::Reason,
     now: OffsetDateTime,
 ) -> Result<(), AppError> {
     let internal = AppError::wrap("Failed to end the silence");
@@ -174,7 +174,7 @@ pub async fn end(
     .bind(id)
     .bind(now)
     .bind(&actor.name)
-    .bind(reason)
+    .bind(reason.as_str())
     .execute(&mut *tx)
     .await
     .map_err(&internal)?;
@@ -191,7 +191,7 @@ pub async fn end(
         Outcome::Info,
     )
     .with_times(now, Some(now))
-    .with_reason(Some(reason.to_owned()))
+    .with_reason(Some(reason.clone()))
     .with_details(json!({"silenceId": id, "kind": kind, "ended": true}));
     append(&mut tx, &entry).await.map_err(&internal)?;
     tx.commit().await.map_err(&internal)?;

@@ -8,7 +8,7 @@ use time::OffsetDateTime;
 
 use super::super::{Backup, BackupStatus, StoreKind};
 use super::manifest::Manifest;
-use crate::auth::ssr::actor::Actor;
+use crate::auth::ssr::Actor;
 use crate::server::unix_ms;
 
 const COLUMNS: &str = "id, store, status, trigger, actor, reason, started_at, finished_at,
@@ -62,7 +62,7 @@ pub struct Started<'a> {
     pub store: StoreKind,
     pub trigger: &'a str,
     pub actor: &'a Actor,
-    pub reason: Option<&'a str>,
+    pub reason: Option<&'a crate::reason::Reason>,
     pub run_id: Option<i64>,
     pub at: OffsetDateTime,
 }
@@ -79,7 +79,7 @@ pub async fn start(pg: &PgPool, started: &Started<'_>) -> Result<Stored, sqlx::E
     .bind(started.trigger)
     .bind(&started.actor.name)
     .bind(started.actor.user_id)
-    .bind(started.reason)
+    .bind(started.reason.map(crate::reason::Reason::as_str))
     .bind(started.run_id)
     .bind(started.at)
     .fetch_one(pg)

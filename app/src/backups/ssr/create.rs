@@ -21,7 +21,7 @@ use super::BackupError;
 use super::{clickhouse as ch, lock_class, postgres as pg, verify};
 use crate::alerts::ssr::{store::raise_event, Signal};
 use crate::alerts::Severity;
-use crate::auth::ssr::actor::Actor;
+use crate::auth::ssr::Actor;
 use crate::error::AppError;
 use crate::format::{format_bytes, format_duration, group_digits};
 use crate::freeze::ssr as freeze;
@@ -105,7 +105,7 @@ async fn backup(ctx: &JobContext) -> Result<BackupReport, AppError> {
             store,
             trigger: ctx.trigger.as_str(),
             actor: &ctx.actor,
-            reason: ctx.reason.as_deref(),
+            reason: ctx.reason.as_ref(),
             run_id: Some(ctx.run_id),
             at: ctx.state.clock.now(),
         };
@@ -228,7 +228,7 @@ pub async fn take(
                 format_duration(manifest.duration_ms)
             );
             let entry = NewEntry::new(EntryKind::Backup, title, started.actor, Outcome::Succeeded)
-                .with_reason(started.reason.map(str::to_owned))
+                .with_reason(started.reason.cloned())
                 .with_times(started.at, Some(now))
                 .with_details(json!({
                     "backupId": row.backup.id, "store": store.as_str(),
@@ -259,7 +259,7 @@ pub async fn take(
                 .map_err(AppError::wrap("Record a backup"))?;
             let title = format!("{} backup {} failed", store.label(), row.backup.id);
             let entry = NewEntry::new(EntryKind::Backup, &title, started.actor, Outcome::Failed)
-                .with_reason(started.reason.map(str::to_owned))
+                .with_reason(started.reason.cloned())
                 .with_times(started.at, Some(now))
                 .with_body(error.clone())
                 .with_details(

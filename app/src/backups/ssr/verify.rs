@@ -15,7 +15,7 @@ use super::BackupError;
 use super::{clickhouse as ch, postgres as pg};
 use crate::alerts::ssr::{store::raise_event, Signal};
 use crate::alerts::Severity;
-use crate::auth::ssr::actor::Actor;
+use crate::auth::ssr::Actor;
 use crate::error::AppError;
 use crate::history::ssr::{append, NewEntry};
 use crate::history::EntryKind;

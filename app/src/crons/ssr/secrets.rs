@@ -121,7 +121,7 @@ pub async fn rotate(
     actor: &Actor,
     source: &str,
     grace_hours: i64,
-    reason: Option<String>,
+    reason: Option<crate::reason::Reason>,
     now: OffsetDateTime,
 ) -> Result<RotatedSecret, AppError> {
     if !(0..=MAX_GRACE_HOURS).contains(&grace_hours) {
@@ -198,7 +198,7 @@ pub async fn end_grace(
     pg: &PgPool,
     actor: &Actor,
     id: i64,
-    reason: Option<String>,
+    reason: Option<crate::reason::Reason>,
     now: OffsetDateTime,
 ) -> Result<(), AppError> {
     let internal = |e: sqlx::Error| AppError::internal("Failed to end a grace window", e);

@@ -297,7 +297,7 @@ pub async fn purge(
     actor: &Actor,
     filter: &DlqFilter,
     confirm: &str,
-    reason: &str,
+    reason: &crate::reason::Reason,
 ) -> Result<Purged, AppError> {
     let wrap = || AppError::wrap("Purge dead letters");
     let typed: String = confirm.chars().filter(|c| c.is_ascii_digit()).collect();
@@ -342,7 +342,7 @@ pub async fn purge(
         actor,
         Outcome::Succeeded,
     )
-    .with_reason(Some(reason.to_owned()))
+    .with_reason(Some(reason.clone()))
     .with_details(
         json!({"filter": filter.to_query(), "label": filter.label(), "deleted": deleted}),
     );

@@ -144,7 +144,7 @@ pub async fn set_enabled(
     actor: &Actor,
     id: i64,
     enabled: bool,
-    reason: &str,
+    reason: &crate::reason::Reason,
 ) -> Result<(), AppError> {
     let mut tx = pg
         .begin()
@@ -174,7 +174,7 @@ pub async fn set_enabled(
         actor,
         Outcome::Info,
     )
-    .with_reason(Some(reason.to_owned()))
+    .with_reason(Some(reason.clone()))
     .with_details(serde_json::json!({"webhookId": id, "enabled": enabled}));
     append(&mut tx, &entry)
         .await
@@ -191,7 +191,7 @@ pub async fn delete(
     pg: &PgPool,
     actor: &Actor,
     id: i64,
-    reason: &str,
+    reason: &crate::reason::Reason,
     now: OffsetDateTime,
 ) -> Result<i64, AppError> {
     let mut tx = pg
@@ -232,7 +232,7 @@ pub async fn delete(
         actor,
         Outcome::Info,
     )
-    .with_reason(Some(reason.to_owned()))
+    .with_reason(Some(reason.clone()))
     .with_details(serde_json::json!({"webhookId": id, "deleted": true, "deadLettered": dead}));
     append(&mut tx, &entry)
         .await

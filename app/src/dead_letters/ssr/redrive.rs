@@ -117,16 +117,11 @@ pub async fn start(
     state: &AppState,
     actor: &Actor,
     filter: &DlqFilter,
-    reason: &str,
+    reason: &crate::reason::Reason,
     caller: Caller,
 ) -> Result<i64, AppError> {
-    let id = prepare(state, actor, filter, reason).await?;
-    let firing = Firing::by_hand(
-        Trigger::Manual,
-        actor.clone(),
-        Some(reason.to_owned()),
-        caller,
-    );
+    let id = prepare(state, actor, filter, Some(reason)).await?;
+    let firing = Firing::by_hand(Trigger::Manual, actor.clone(), Some(reason.clone()), caller);
     let input = serde_json::to_value(RedriveInput { redrive_id: id }).unwrap_or_default();
     crate::jobs::ssr::run_in_background(state, &REDRIVE, firing, input).await?;
     Ok(id)
@@ -140,8 +135,7 @@ pub async fn run(
     firing: Firing,
     on_progress: Option<OnProgress>,
 ) -> Result<Redrive, AppError> {
-    let reason = firing.reason.clone().unwrap_or_default();
-    let id = prepare(state, &firing.actor, filter, &reason).await?;
+    let id = prepare(state, &firing.actor, filter, firing.reason.as_ref()).await?;
     let options = RunOptions {
         on_progress,
         input: serde_json::to_value(RedriveInput { redrive_id: id }).unwrap_or_default(),
@@ -161,7 +155,7 @@ pub async fn prepare(
     state: &AppState,
     actor: &Actor,
     filter: &DlqFilter,
-    reason: &str,
+    reason: Option<&crate::reason::Reason>,
 ) -> Result<i64, AppError> {
     let wrap = || AppError::wrap("Start a redrive");
     let now = state.clock.now();
@@ -194,7 +188,11 @@ pub async fn prepare(
     .bind(max_id)
     .bind(now)
     .bind(&actor.name)
-    .bind(reason)
+    .bind(
+        reason
+            .map(crate::reason::Reason::as_str)
+            .unwrap_or_default(),
+    )
     .fetch_one(&state.pg)
     .await
     .map_err(wrap())
@@ -378,7 +376,7 @@ async fn finish(
         outcome,
     )
     .with_times(row.get("started_at"), Some(now))
-    .with_reason(Some(row.get("reason")))
+    .with_reason(crate::reason::Reason::from_stored(row.get("reason")))
     .with_details(json!({
         "redriveId": id, "filter": filter["query"], "label": filter["label"],
         "total": total, "requeued": done, "error": error,
@@ -440,7 +438,7 @@ pub async fn recover(
     state: &AppState,
     actor: &Actor,
     webhook_id: i64,
-    reason: &str,
+    reason: &crate::reason::Reason,
     caller: Caller,
 ) -> Result<Option<i64>, AppError> {
     let wrap = || AppError::wrap("Recover a webhook");
@@ -495,7 +493,7 @@ pub async fn recover(
         actor,
         Outcome::Info,
     )
-    .with_reason(Some(reason.to_owned()))
+    .with_reason(Some(reason.clone()))
     .with_details(json!({"webhookId": webhook_id, "recovered": true}));
     append(&mut tx, &entry).await.map_err(wrap())?;
     tx.commit().await.map_err(wrap())?;

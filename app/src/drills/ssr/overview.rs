@@ -8,7 +8,7 @@ use time::OffsetDateTime;
 use super::super::{DrillsOverview, Due, Objective, StoreKind, Tabletop};
 use super::alerts::{self, AFTER_UPGRADE, FUNCTIONAL_EVERY, TABLETOP_EVERY};
 use super::records;
-use crate::auth::ssr::actor::Actor;
+use crate::auth::ssr::Actor;
 use crate::backups::ssr::{catalogue, objectives};
 use crate::error::AppError;
 use crate::history::ssr::{append, NewEntry};
@@ -184,7 +184,7 @@ pub async fn set_objectives(
     store: StoreKind,
     rpo_hours: i64,
     rto_minutes: i64,
-    reason: &str,
+    reason: &crate::reason::Reason,
 ) -> Result<(), AppError> {
     if !(1..=8760).contains(&rpo_hours) {
         return Err(AppError::invalid("rpo_hours", "between 1 and 8760 hours"));
@@ -213,7 +213,7 @@ pub async fn set_objectives(
     .bind(rto_minutes * 60)
     .bind(now)
     .bind(&actor.name)
-    .bind(reason)
+    .bind(reason.as_str())
     .execute(&mut *tx)
     .await
     .map_err(&pg_err)?;
@@ -226,7 +226,7 @@ pub async fn set_objectives(
         actor,
         Outcome::Succeeded,
     )
-    .with_reason(Some(reason.to_owned()))
+    .with_reason(Some(reason.clone()))
     .with_details(json!({
         "store": store.as_str(),
         "before": {"rpoSeconds": before.rpo.as_secs(), "rtoSeconds": before.rto.as_secs()},

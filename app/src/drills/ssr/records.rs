@@ -12,7 +12,7 @@ pub async fn start(
     run_id: i64,
     trigger: &str,
     actor: &crate::auth::ssr::Actor,
-    reason: Option<&str>,
+    reason: Option<&crate::reason::Reason>,
     at: OffsetDateTime,
 ) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar(
@@ -23,7 +23,7 @@ pub async fn start(
     .bind(trigger)
     .bind(&actor.name)
     .bind(actor.user_id)
-    .bind(reason)
+    .bind(reason.map(crate::reason::Reason::as_str))
     .bind(at)
     .fetch_one(pg)
     .await

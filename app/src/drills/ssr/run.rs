@@ -159,7 +159,7 @@ pub async fn drill(ctx: &JobContext) -> Result<DrillReport, AppError> {
         ctx.run_id,
         ctx.trigger.as_str(),
         &ctx.actor,
-        ctx.reason.as_deref(),
+        ctx.reason.as_ref(),
         started,
     )
     .await
@@ -313,7 +313,10 @@ async fn one_store(
     let request = RestoreRequest {
         backup_id: stored.backup.id,
         target: Some(name.clone()),
-        reason: Some(format!("Restore drill {}", steps.drill_id)),
+        reason: Some(crate::reason::Reason::own(format!(
+            "Restore drill {}",
+            steps.drill_id
+        ))),
         ..Default::default()
     };
     // A step of the drill's run: the restore points at it, stops when it is cancelled,

@@ -30,7 +30,7 @@ pub(crate) use records::run_gone;
 pub use records::{stale_before, Caller, Firing, ABANDONED_AFTER, HEARTBEAT_EVERY};
 
 use super::{RunStatus, Trigger};
-use crate::auth::ssr::actor::Actor;
+use crate::auth::ssr::Actor;
 use crate::error::AppError;
 use crate::history::EntryKind;
 use crate::jobs::schedule::Schedule;
@@ -131,7 +131,7 @@ pub struct JobContext {
     pub trigger: Trigger,
     pub actor: Actor,
     /// Why, when a person started it.
-    pub reason: Option<String>,
+    pub reason: Option<crate::reason::Reason>,
     pub batch: Option<i64>,
     pub budget: Option<Duration>,
     /// See [`RunOptions::targets`].
@@ -251,11 +251,10 @@ pub async fn start_by_hand(
     state: &AppState,
     name: &str,
     actor: Actor,
-    reason: &str,
+    reason: crate::reason::Reason,
     caller: Caller,
     input: Value,
 ) -> Result<i64, AppError> {
-    let reason = crate::server::required_reason(reason)?;
     let job = find_any(state, name).ok_or_else(|| {
         AppError::invalid(
             "job",

@@ -12,11 +12,12 @@ use sqlx::PgPool;
 use time::OffsetDateTime;
 
 use super::{Finished, Job, Report};
-use crate::auth::ssr::actor::Actor;
+use crate::auth::ssr::Actor;
 use crate::error::AppError;
 use crate::history::ssr::{append, NewEntry};
 use crate::history::EntryKind;
 use crate::jobs::{CronRun, RunStatus, Trigger};
+use crate::reason::Reason;
 use crate::server::{unix_ms, AppState};
 
 /// How often a working run's heartbeat is written.
@@ -92,7 +93,7 @@ impl Caller {
 pub struct Firing {
     pub trigger: Trigger,
     pub actor: Actor,
-    pub reason: Option<String>,
+    pub reason: Option<Reason>,
     pub caller: Caller,
     /// The schedule tick, for scheduler runs.
     pub tick: Option<OffsetDateTime>,
@@ -100,7 +101,7 @@ pub struct Firing {
 
 impl Firing {
     /// A run a person starts (`manual` from the console, `cli` from a terminal).
-    pub fn by_hand(trigger: Trigger, actor: Actor, reason: Option<String>, caller: Caller) -> Self {
+    pub fn by_hand(trigger: Trigger, actor: Actor, reason: Option<Reason>, caller: Caller) -> Self {
         Self {
             trigger,
             actor,
@@ -149,7 +150,7 @@ pub async fn start(state: &AppState, job: &Job, firing: &Firing) -> Result<Optio
         now,
         firing.trigger.as_str(),
         firing.actor.name,
-        firing.reason,
+        firing.reason.as_ref().map(Reason::as_str),
         firing.caller.addr,
         firing.caller.agent,
         firing.caller.secret_id,

@@ -6,7 +6,7 @@ use serde_json::json;
 use sqlx::{PgPool, Row};
 use time::OffsetDateTime;
 
-use crate::auth::ssr::actor::Actor;
+use crate::auth::ssr::Actor;
 use crate::error::AppError;
 use crate::history::ssr::{append, NewEntry};
 use crate::history::EntryKind;
@@ -158,7 +158,7 @@ pub async fn change(
     actor: &Actor,
     name: &str,
     action: MigrationAction,
-    reason: &str,
+    reason: &crate::reason::Reason,
 ) -> Result<MigrationStatus, AppError> {
     let wrap = || AppError::wrap("Change a background migration");
     let now = state.clock.now();
@@ -205,7 +205,7 @@ pub async fn change(
     .bind(next.as_str())
     .bind(stops)
     .bind(&actor.name)
-    .bind(reason)
+    .bind(reason.as_str())
     .bind(now)
     .execute(&mut *tx)
     .await
@@ -221,7 +221,7 @@ pub async fn change(
         actor,
         Outcome::Succeeded,
     )
-    .with_reason(Some(reason.to_owned()))
+    .with_reason(Some(reason.clone()))
     .with_times(now, Some(now))
     .with_details(json!({"migration": name, "action": action.as_str(), "from": status.as_str(), "to": next.as_str()}));
     append(&mut tx, &entry).await.map_err(wrap())?;

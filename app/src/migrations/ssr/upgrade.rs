@@ -16,7 +16,7 @@ use serde_json::json;
 
 use super::lock_class;
 use super::schema;
-use crate::auth::ssr::actor::Actor;
+use crate::auth::ssr::Actor;
 use crate::backups::ssr::catalogue::{self, Started};
 use crate::backups::StoreKind;
 use crate::error::AppError;
@@ -33,7 +33,7 @@ pub const PRE_UPGRADE: &str = "pre-upgrade";
 pub enum BackupPolicy {
     Take,
     /// Skip it; the reason is recorded with the upgrade.
-    Skip(String),
+    Skip(crate::reason::Reason),
 }
 
 impl BackupPolicy {
@@ -42,7 +42,9 @@ impl BackupPolicy {
         if state.migrations().backup_before_upgrade {
             BackupPolicy::Take
         } else {
-            BackupPolicy::Skip("SALVAGE_MIGRATE_BACKUP=off".to_owned())
+            BackupPolicy::Skip(crate::reason::Reason::own(
+                "SALVAGE_MIGRATE_BACKUP=off".to_owned(),
+            ))
         }
     }
 }
@@ -155,7 +157,7 @@ async fn apply_locked(
     } else {
         match policy {
             BackupPolicy::Skip(reason) => UpgradeBackup::Skipped {
-                reason: reason.clone(),
+                reason: reason.as_str().to_owned(),
             },
             BackupPolicy::Take => take_backup(state, actor, from_version, to_version).await?,
         }
@@ -164,8 +166,13 @@ async fn apply_locked(
     let finished = state.clock.now();
     let (backup_id, skipped) = match &backup {
         UpgradeBackup::Taken { backup_id, .. } => (Some(*backup_id), None),
-        UpgradeBackup::Skipped { reason } => (None, Some(reason.clone())),
-        _ => (None, Some("fresh database".to_owned())),
+        UpgradeBackup::Skipped { reason } => {
+            (None, Some(crate::reason::Reason::own(reason.clone())))
+        }
+        _ => (
+            None,
+            Some(crate::reason::Reason::own("fresh database".to_owned())),
+        ),
     };
     let mut tx = state.pg.begin().await.map_err(wrap())?;
     let upgrade_id: i64 = sqlx::query_scalar(
@@ -177,7 +184,7 @@ async fn apply_locked(
     .bind(to_version)
     .bind(&pending)
     .bind(backup_id)
-    .bind(&skipped)
+    .bind(skipped.as_ref().map(crate::reason::Reason::as_str))
     .bind(&actor.name)
     .bind(state.version)
     .bind(started)
@@ -240,11 +247,11 @@ async fn take_backup(
             from.unwrap_or(0)
         )));
     }
-    let reason = format!(
+    let reason = crate::reason::Reason::own(format!(
         "Before upgrading the schema from {} to {to}",
         from.map(|f| f.to_string())
             .unwrap_or_else(|| "nothing".into())
-    );
+    ));
     let started = Started {
         store: StoreKind::Postgres,
         trigger: PRE_UPGRADE,
@@ -292,7 +299,7 @@ pub async fn roll_back_to(
     backup_id: i64,
     confirm: &str,
     actor: &Actor,
-    reason: Option<String>,
+    reason: Option<crate::reason::Reason>,
 ) -> Result<RollbackReport, AppError> {
     let wrap = || AppError::wrap("Roll back an upgrade");
     let stored = catalogue::load(&state.pg, backup_id)
@@ -373,7 +380,7 @@ pub async fn roll_back_to(
     .bind(&replaced.aside)
     .bind(&actor.name)
     .bind(actor.user_id)
-    .bind(&reason)
+    .bind(reason.as_ref().map(crate::reason::Reason::as_str))
     .bind(started)
     .bind(now)
     .bind(replaced.duration_ms)

@@ -125,7 +125,7 @@ pub async fn expire(
     pg: &PgPool,
     actor: &Actor,
     trigger: Trigger,
-    reason: Option<String>,
+    reason: Option<crate::reason::Reason>,
     ttl: Duration,
     now: OffsetDateTime,
 ) -> Result<Vec<Expired>, AppError> {

@@ -93,7 +93,7 @@ async fn both_stores_back_up_to_a_bucket_verify_and_restore_from_it() {
     let firing = app::jobs::ssr::Firing::by_hand(
         app::jobs::Trigger::Cli,
         app::auth::ssr::Actor::cli(),
-        Some("to the bucket".into()),
+        Some(crate::helpers::reason("to the bucket")),
         Default::default(),
     );
     let finished = app::jobs::ssr::run(
@@ -132,7 +132,7 @@ async fn both_stores_back_up_to_a_bucket_verify_and_restore_from_it() {
         let request = RestoreRequest {
             backup_id: taken.backup_id.unwrap(),
             target: Some(target.clone()),
-            reason: Some("from the bucket".into()),
+            reason: Some(crate::helpers::reason("from the bucket")),
             ..Default::default()
         };
         let restored = app::backups::ssr::restore::restore(&state, &request, super::cli(), None)

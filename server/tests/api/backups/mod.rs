@@ -86,7 +86,7 @@ pub fn cli() -> app::jobs::ssr::Firing {
     app::jobs::ssr::Firing::by_hand(
         app::jobs::Trigger::Cli,
         app::auth::ssr::Actor::cli(),
-        Some("test".into()),
+        Some(crate::helpers::reason("test")),
         app::jobs::ssr::Caller::default(),
     )
 }
@@ -101,7 +101,7 @@ pub fn in_place(app: &TestApp, backup: i64, store: StoreKind) -> RestoreRequest 
         backup_id: backup,
         in_place: true,
         confirm: Some(live),
-        reason: Some("test".into()),
+        reason: Some(crate::helpers::reason("test")),
         ..Default::default()
     }
 }
@@ -111,7 +111,7 @@ pub fn side(backup: i64, target: &str) -> RestoreRequest {
     RestoreRequest {
         backup_id: backup,
         target: Some(target.to_owned()),
-        reason: Some("test".into()),
+        reason: Some(crate::helpers::reason("test")),
         ..Default::default()
     }
 }

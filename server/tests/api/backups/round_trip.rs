@@ -240,10 +240,14 @@ async fn rollback_returns_the_pre_restore_data() {
 
     let actor = app::auth::ssr::Actor::cli();
     for id in [pg_restore.restore_id, ch_restore.restore_id] {
-        let done =
-            app::backups::ssr::restore::roll_back(&app.state, id, &actor, Some("test".into()))
-                .await
-                .unwrap();
+        let done = app::backups::ssr::restore::roll_back(
+            &app.state,
+            id,
+            &actor,
+            Some(crate::helpers::reason("test")),
+        )
+        .await
+        .unwrap();
         assert_eq!(done.status, RestoreStatus::RolledBack);
         assert!(!done.can_roll_back, "a rollback is done once");
     }

@@ -134,7 +134,7 @@ async fn a_deleted_webhooks_pending_deliveries_and_a_removed_payload_are_dead_le
         &app.pg,
         &app::auth::ssr::Actor::cli(),
         deleted,
-        "customer left",
+        &crate::helpers::reason("customer left"),
         app.state.clock.now(),
     )
     .await

@@ -104,7 +104,7 @@ async fn cancel_stops_a_redrive_between_batches_and_leaves_the_rest_dead() {
         &app.state,
         &Actor::cli(),
         &filter,
-        "try a few",
+        &crate::helpers::reason("try a few"),
         Default::default(),
     )
     .await
@@ -158,7 +158,7 @@ async fn a_redrive_waits_while_the_endpoints_circuit_is_open_and_goes_on_once_a_
         &app.state,
         &Actor::cli(),
         &filter,
-        "endpoint fixed",
+        &crate::helpers::reason("endpoint fixed"),
         Default::default(),
     )
     .await
@@ -218,7 +218,7 @@ async fn re_enable_and_recover_closes_the_circuit_and_redrives_what_died_since_i
         &app.state,
         &Actor::cli(),
         a,
-        "endpoint fixed",
+        &crate::helpers::reason("endpoint fixed"),
         Default::default(),
     )
     .await
@@ -252,7 +252,14 @@ async fn a_purge_takes_the_typed_count_or_nothing_and_waits_for_an_incident_free
     let filter = DlqFilter::parse(&format!("webhook={a}")).unwrap();
     let actor = Actor::cli();
 
-    let wrong = dlq::purge(&app.state, &actor, &filter, "11", "tidy").await;
+    let wrong = dlq::purge(
+        &app.state,
+        &actor,
+        &filter,
+        "11",
+        &crate::helpers::reason("tidy"),
+    )
+    .await;
     assert!(
         matches!(wrong, Err(app::error::AppError::Conflict { .. })),
         "{wrong:?}"
@@ -268,7 +275,14 @@ async fn a_purge_takes_the_typed_count_or_nothing_and_waits_for_an_incident_free
     app::freeze::ssr::open_incident(&mut conn, 1, "incident", "test")
         .await
         .unwrap();
-    let frozen = dlq::purge(&app.state, &actor, &filter, "12", "tidy").await;
+    let frozen = dlq::purge(
+        &app.state,
+        &actor,
+        &filter,
+        "12",
+        &crate::helpers::reason("tidy"),
+    )
+    .await;
     assert!(
         matches!(frozen, Err(app::error::AppError::Conflict { .. })),
         "{frozen:?}"
@@ -277,9 +291,15 @@ async fn a_purge_takes_the_typed_count_or_nothing_and_waits_for_an_incident_free
     app::freeze::ssr::lift_incident(&mut conn).await.unwrap();
 
     let history = app.count("runbook_history").await;
-    let purged = dlq::purge(&app.state, &actor, &filter, "12", "tidy")
-        .await
-        .unwrap();
+    let purged = dlq::purge(
+        &app.state,
+        &actor,
+        &filter,
+        "12",
+        &crate::helpers::reason("tidy"),
+    )
+    .await
+    .unwrap();
     assert_eq!(purged.deleted, 12);
     assert!(reasons(&app, a).await.is_empty());
     assert_eq!(
@@ -403,7 +423,7 @@ fn cli(reason: &str) -> app::jobs::ssr::Firing {
     app::jobs::ssr::Firing::by_hand(
         app::jobs::Trigger::Cli,
         Actor::cli(),
-        Some(reason.to_owned()),
+        Some(crate::helpers::reason(reason)),
         app::jobs::ssr::Caller::default(),
     )
 }

@@ -72,7 +72,7 @@ fn cli_firing() -> app::jobs::ssr::Firing {
     app::jobs::ssr::Firing::by_hand(
         app::jobs::Trigger::Cli,
         app::auth::ssr::Actor::cli(),
-        Some("test drill".into()),
+        Some(crate::helpers::reason("test drill")),
         Default::default(),
     )
 }

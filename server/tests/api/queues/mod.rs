@@ -135,7 +135,7 @@ async fn replay_on(state: &AppState, batch: i64) -> ReplayReport {
     let firing = app::jobs::ssr::Firing::by_hand(
         Trigger::Cli,
         Actor::cli(),
-        Some("test".into()),
+        Some(crate::helpers::reason("test")),
         app::jobs::ssr::Caller::this_process("test"),
     );
     let options = RunOptions {

@@ -283,7 +283,7 @@ async fn verify_recomputes_every_hash_so_a_replaced_digest_function_hides_nothin
         &app,
         note("first \"quoted\" \\ title")
             .with_body("line one\n\tline two \u{1} é ✓ 🚒 \r\u{8}\u{c}")
-            .with_reason(Some("because / why".into()))
+            .with_reason(Some(crate::helpers::reason("because / why")))
             .with_details(json!({"b": 1.50, "a": [1, "x\"y", null],
                                  "nested": {"z": null, "long key": true, "k": -2.5e-3}})),
     )

@@ -41,10 +41,10 @@ pub(super) async fn run(
             let firing = crate::jobs::ssr::Firing::by_hand(
                 crate::jobs::Trigger::Manual,
                 actor.clone(),
-                Some(format!(
+                Some(crate::reason::Reason::own(format!(
                     "Replay the rows parked during restore {}",
                     prepared.restore_id
-                )),
+                ))),
                 crate::jobs::ssr::Caller::default(),
             );
             let _ =
@@ -64,7 +64,7 @@ pub async fn roll_back(
     state: &AppState,
     id: i64,
     actor: &Actor,
-    reason: Option<String>,
+    reason: Option<crate::reason::Reason>,
 ) -> Result<Restore, AppError> {
     let pg_err = AppError::wrap("Roll back a restore");
     let restore = load(state, id).await?.ok_or_else(|| AppError::NotFound {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::{check, execute, prepare, RestoreReport, RestoreRequest};
-use crate::auth::ssr::actor::Actor;
+use crate::auth::ssr::Actor;
 use crate::backups::RestoreStatus;
 use crate::jobs::ssr::{CheckFuture, Job, JobContext, JobFuture, Report, ON_DEMAND};
 use crate::jobs::RunStatus;

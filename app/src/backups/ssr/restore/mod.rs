@@ -28,7 +28,7 @@ use super::manifest::{Manifest, TableEntry};
 use super::verify::read_manifest;
 use super::BackupError;
 use super::{clickhouse as ch, postgres as pg};
-use crate::auth::ssr::actor::Actor;
+use crate::auth::ssr::Actor;
 use crate::error::AppError;
 use crate::freeze::ssr as freeze;
 use crate::history::ssr::{append, NewEntry};
@@ -51,7 +51,7 @@ pub struct RestoreRequest {
     pub confirm: Option<String>,
     /// In place during an incident freeze: the admin confirms the incident.
     pub confirm_incident: bool,
-    pub reason: Option<String>,
+    pub reason: Option<crate::reason::Reason>,
 }
 
 /// One restored table checked against the manifest.
@@ -131,7 +131,7 @@ pub struct Prepared {
     pub mode: RestoreMode,
     pub target: String,
     pub tables: Vec<TableEntry>,
-    pub reason: Option<String>,
+    pub reason: Option<crate::reason::Reason>,
     /// Bytes of the backup's files the chosen tables need (the progress's total).
     pub total_bytes: i64,
 }
@@ -350,7 +350,7 @@ pub async fn prepare(
     .bind(&names)
     .bind(&actor.name)
     .bind(actor.user_id)
-    .bind(&request.reason)
+    .bind(request.reason.as_ref().map(crate::reason::Reason::as_str))
     .bind(state.clock.now())
     .bind(total)
     .bind(run_id)
