@@ -8,7 +8,7 @@ mod actions;
 pub mod api;
 pub mod delivery_page;
 pub mod page;
-pub mod parts;
+mod parts;
 pub mod settings_page;
 #[cfg(feature = "ssr")]
 pub mod ssr;

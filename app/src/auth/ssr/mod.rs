@@ -14,10 +14,10 @@
 //! secrets in `crate::server::tokens`.
 
 mod account;
-pub mod actor;
+mod actor;
 mod passwords;
 mod records;
-pub mod session;
+mod session;
 mod setup;
 mod sign_in;
 mod users;
