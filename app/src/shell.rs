@@ -14,7 +14,7 @@ use crate::auth::api::{current_user, sign_out, SignOut};
 use crate::auth::viewer::{login_url, ViewerResource};
 use crate::auth::{Permission, Viewer};
 use crate::components::transport::redirect_to;
-use crate::components::{Badge, ErrorBanner, ThemeToggle, Tone};
+use crate::components::{Badge, Banner, ErrorBanner, ThemeToggle, Tone};
 use crate::error::AppError;
 
 /// One entry of the side navigation, shown to roles with `permission`.
@@ -229,19 +229,19 @@ fn freeze_banner(f: crate::freeze::Freeze) -> impl IntoView {
     );
     match (f.store, f.incident_id) {
         (Some(store), _) => view! {
-            <div class="banner banner-warn" role="status" data-testid="freeze-banner">
+            <Banner tone=Tone::Warn test_id="freeze-banner">
                 <strong>{format!("{} is frozen for a restore. ", store.label())}</strong>
                 {format!("{since} Replay and expiry wait; ingest parks rows in the fallback queue.")}
                 " " <a href="/admin/backups">"Open the backups"</a>
-            </div>
+            </Banner>
         }
         .into_any(),
         (None, incident) => view! {
-            <div class="banner banner-warn" role="status" data-testid="freeze-banner">
+            <Banner tone=Tone::Warn test_id="freeze-banner">
                 <strong>"Incident freeze. "</strong>
                 {format!("{since} Expiry and backup retention wait; in-place restores need an admin's confirmation. Ingest and replay go on.")}
                 " " {incident.map(|id| view! { <a href=format!("/admin/history/{id}")>{format!("Open incident #{id}")}</a> })}
-            </div>
+            </Banner>
         }
         .into_any(),
     }

@@ -7,7 +7,7 @@ use leptos_router::hooks::use_query_map;
 use super::api::load_resolved_alerts;
 use super::parts::{markers, severity_tone, Filters};
 use super::{actor_name, Alert, ResolvedOverview};
-use crate::components::{Badge, ErrorBanner};
+use crate::components::{Badge, Column, DataTable, ErrorBanner};
 use crate::format::{format_maybe_duration, format_utc, group_digits};
 
 /// Resolved alerts with their handling times, the 30-day medians and the noisiest kinds.
@@ -56,14 +56,18 @@ fn ResolvedAlerts(overview: ResolvedOverview) -> AnyView {
         <div class="chart-pair">
             <section class="panel">
                 <h2>"Noisiest kinds, 30 days"</h2>
-                <table class="data" data-testid="noisiest-kinds">
-                    <thead><tr><th scope="col">"Kind"</th><th scope="col" class="num">"Alerts"</th><th scope="col" class="num">"Median time to resolve"</th></tr></thead>
-                    <tbody>
-                        {overview.noisiest.into_iter().map(|k| view! {
-                            <tr><td>{k.kind.replace('_', " ")}</td><td class="num">{group_digits(k.alerts.max(0) as u64)}</td><td class="num">{format_maybe_duration(k.median_resolve_ms)}</td></tr>
-                        }.into_any()).collect_view()}
-                    </tbody>
-                </table>
+                <DataTable
+                    columns=vec![
+                        Column::text("Kind"),
+                        Column::figures("Alerts"),
+                        Column::figures("Median time to resolve"),
+                    ]
+                    test_id="noisiest-kinds"
+                >
+                    {overview.noisiest.into_iter().map(|k| view! {
+                        <tr><td>{k.kind.replace('_', " ")}</td><td class="num">{group_digits(k.alerts.max(0) as u64)}</td><td class="num">{format_maybe_duration(k.median_resolve_ms)}</td></tr>
+                    }.into_any()).collect_view()}
+                </DataTable>
             </section>
         </div>
     }
@@ -74,21 +78,20 @@ fn ResolvedAlerts(overview: ResolvedOverview) -> AnyView {
         <section class="panel">
             <h2>"Resolved, newest first"</h2>
             <div class="table-scroll">
-                <table class="data alerts" data-testid="resolved-alerts">
-                    <thead>
-                        <tr>
-                            <th scope="col">"Severity"</th>
-                            <th scope="col">"Alert"</th>
-                            <th scope="col" class="num">"First seen"</th>
-                            <th scope="col" class="num">"To acknowledge"</th>
-                            <th scope="col" class="num">"To resolve"</th>
-                            <th scope="col">"Resolved by, note"</th>
-                        </tr>
-                    </thead>
-                    <tbody>
-                        {overview.alerts.into_iter().map(|alert| view! { <ResolvedRow alert /> }).collect_view()}
-                    </tbody>
-                </table>
+                <DataTable
+                    columns=vec![
+                        Column::text("Severity"),
+                        Column::text("Alert"),
+                        Column::figures("First seen"),
+                        Column::figures("To acknowledge"),
+                        Column::figures("To resolve"),
+                        Column::text("Resolved by, note"),
+                    ]
+                    class="alerts"
+                    test_id="resolved-alerts"
+                >
+                    {overview.alerts.into_iter().map(|alert| view! { <ResolvedRow alert /> }).collect_view()}
+                </DataTable>
             </div>
         </section>
     }

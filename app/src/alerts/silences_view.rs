@@ -7,7 +7,7 @@ use super::{Silence, KIND_NAMES};
 use crate::auth::viewer::IfAllowed;
 use crate::auth::Permission;
 use crate::components::ReasonField;
-use crate::components::{action_error, Badge, ErrorBanner, Tone};
+use crate::components::{action_error, Badge, Column, DataTable, ErrorBanner, Tone};
 use crate::format::{format_ago, format_utc, group_digits};
 
 /// Active and recent silences, and a form to add one.
@@ -78,42 +78,40 @@ fn SilenceTable(
         <section class="panel">
             <h2>"Silences"</h2>
             <div class="table-scroll">
-                <table class="data" data-testid="silences">
-                    <thead>
-                        <tr>
-                            <th scope="col">"State"</th>
-                            <th scope="col">"Kind and key"</th>
-                            <th scope="col" class="num">"Ends"</th>
-                            <th scope="col">"By, reason"</th>
-                            <th scope="col" class="num">"Alerts muted"</th>
-                            <th scope="col">"End it"</th>
-                        </tr>
-                    </thead>
-                    <tbody>
-                        {silences.into_iter().map(|s| {
-                            let state = if s.idle { ("idle: matched nothing for 24 h", Tone::Warn) } else if s.active { ("active", Tone::Info) } else { ("ended", Tone::Neutral) };
-                            view! {
-                                <tr>
-                                    <td><Badge tone=state.1 label=state.0 /></td>
-                                    <td>{s.kind.replace('_', " ")} <span class="muted">" · " {s.key_pattern.clone().unwrap_or_else(|| "every key".into())}</span></td>
-                                    <td class="num nowrap" title=format_utc(s.ends_at)>{if s.active { format_ago(s.ends_at, now) } else { format_utc(s.ended_at.unwrap_or(s.ends_at)) }}</td>
-                                    <td class="small">{s.created_by.clone()} ": " {s.reason.clone()}</td>
-                                    <td class="num">{group_digits(s.matched.max(0) as u64)}</td>
-                                    <td>
-                                        {(s.active && operate).then(|| view! {
-                                            <ActionForm action=end attr:class="inline-form" attr:aria-label=format!("End silence #{}", s.id)>
-                                                <input type="hidden" name="silence_id" value=s.id />
-                                                <input type="text" name="reason" required maxlength="500" placeholder="reason" aria-label="Reason" />
-                                                <button type="submit" class="btn btn-small">"End"</button>
-                                            </ActionForm>
-                                        })}
-                                    </td>
-                                </tr>
-                            }
-                            .into_any()
-                        }).collect_view()}
-                    </tbody>
-                </table>
+                <DataTable
+                    columns=vec![
+                        Column::text("State"),
+                        Column::text("Kind and key"),
+                        Column::figures("Ends"),
+                        Column::text("By, reason"),
+                        Column::figures("Alerts muted"),
+                        Column::text("End it"),
+                    ]
+                    test_id="silences"
+                >
+                    {silences.into_iter().map(|s| {
+                        let state = if s.idle { ("idle: matched nothing for 24 h", Tone::Warn) } else if s.active { ("active", Tone::Info) } else { ("ended", Tone::Neutral) };
+                        view! {
+                            <tr>
+                                <td><Badge tone=state.1 label=state.0 /></td>
+                                <td>{s.kind.replace('_', " ")} <span class="muted">" · " {s.key_pattern.clone().unwrap_or_else(|| "every key".into())}</span></td>
+                                <td class="num nowrap" title=format_utc(s.ends_at)>{if s.active { format_ago(s.ends_at, now) } else { format_utc(s.ended_at.unwrap_or(s.ends_at)) }}</td>
+                                <td class="small">{s.created_by.clone()} ": " {s.reason.clone()}</td>
+                                <td class="num">{group_digits(s.matched.max(0) as u64)}</td>
+                                <td>
+                                    {(s.active && operate).then(|| view! {
+                                        <ActionForm action=end attr:class="inline-form" attr:aria-label=format!("End silence #{}", s.id)>
+                                            <input type="hidden" name="silence_id" value=s.id />
+                                            <input type="text" name="reason" required maxlength="500" placeholder="reason" aria-label="Reason" />
+                                            <button type="submit" class="btn btn-small">"End"</button>
+                                        </ActionForm>
+                                    })}
+                                </td>
+                            </tr>
+                        }
+                        .into_any()
+                    }).collect_view()}
+                </DataTable>
             </div>
         </section>
     }

@@ -6,7 +6,7 @@ use leptos_router::hooks::use_query_map;
 
 use super::api::{ChangePassword, CreateFirstAdmin, SignIn};
 use super::form::Refusal;
-use crate::components::{action_error, ErrorBanner, PageHeader};
+use crate::components::{action_error, Banner, ErrorBanner, PageHeader, Tone};
 
 /// `/admin/login`: email and password; back to `next` afterwards.
 ///
@@ -71,10 +71,10 @@ pub fn SetupPage() -> AnyView {
                     {move || Suspend::new(async move {
                         match (status.await, value.get()) {
                             (_, Some(Ok(email))) => view! {
-                                <div class="banner banner-ok" role="status">
+                                <Banner tone=Tone::Ok>
                                     "The admin " <strong>{email}</strong> " exists. This link no longer works. "
                                     <a href="/admin/login">"Sign in"</a>
-                                </div>
+                                </Banner>
                             }.into_any(),
                             (Ok(true), _) => view! {
                                 <ActionForm action>
@@ -96,11 +96,11 @@ pub fn SetupPage() -> AnyView {
                                 </ActionForm>
                             }.into_any(),
                             (Ok(false), _) => view! {
-                                <div class="banner banner-error" role="alert">
+                                <Banner tone=Tone::Error>
                                     "This setup link is used, expired or wrong. It works once, and only "
                                     "before any account exists. Ask whoever runs Salvage, or use "
                                     <code>"salvage user add"</code> "."
-                                </div>
+                                </Banner>
                             }.into_any(),
                             (Err(error), _) => view! { <crate::components::ErrorBanner error /> }.into_any(),
                         }
@@ -135,9 +135,9 @@ pub fn AccountPage() -> AnyView {
                 viewer.map(|viewer| view! {
                     <p>"Signed in as " <strong>{viewer.email.clone()}</strong> " with the " <strong>{viewer.role.as_str()}</strong> " role."</p>
                     {viewer.must_change_password.then(|| view! {
-                        <div class="banner banner-warn" role="status">
+                        <Banner tone=Tone::Warn>
                             "Your account has a temporary password. Choose your own to continue."
-                        </div>
+                        </Banner>
                     })}
                 })
             })}
@@ -159,7 +159,7 @@ pub fn AccountPage() -> AnyView {
                 </label>
                 {action_error(value)}
                 {move || matches!(value.get(), Some(Ok(()))).then(|| view! {
-                    <div class="banner banner-ok" role="status">"Password changed."</div>
+                    <Banner tone=Tone::Ok>"Password changed."</Banner>
                 })}
                 <button type="submit" class="btn btn-primary">"Change password"</button>
             </ActionForm>

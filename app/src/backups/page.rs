@@ -15,11 +15,13 @@ use crate::auth::viewer::use_viewer;
 use crate::auth::Permission;
 use crate::components::ReasonField;
 use crate::components::{
-    action_error, Badge, ChartFrame, ErrorBanner, PageHeader, Tone, CHART_H, CHART_W,
+    action_error, action_result, Badge, Banner, ChartFrame, ErrorBanner, PageHeader, Tone, CHART_H,
+    CHART_W,
 };
 use crate::format::{
     format_ago, format_bytes, format_duration, format_maybe_duration, format_utc, group_digits,
 };
+use crate::jobs::JobPanel;
 
 /// How often the page asks for fresh figures (a backup or restore in progress).
 pub const REFRESH_EVERY: Duration = Duration::from_secs(3);
@@ -140,24 +142,18 @@ pub fn BackupsPage() -> AnyView {
 #[component]
 fn BackupPanel(backup: ServerAction<crate::jobs::api::StartJob>) -> AnyView {
     view! {
-        <section class="panel form-panel wide">
-            <h2>"Back up both stores now"</h2>
-            <p class="muted small">
-                "Runs the daily backup job now: PostgreSQL (pg_dump in one snapshot, with its row counts), then ClickHouse (every table, one file per partition), each verified after, then retention."
-            </p>
-            <ActionForm action=backup attr:class="form-row" attr:aria-label="Back up now">
-                <input type="hidden" name="job" value=super::BACKUP_JOB />
-                <ReasonField placeholder="Before the schema change" />
-                <button type="submit" class="btn btn-primary" data-testid="backup-now">"Back up now"</button>
-            </ActionForm>
-            {move || match backup.value().get() {
-                Some(Ok(run)) => Some(view! {
-                    <p class="banner banner-ok" role="status">{format!("Backup run #{run} started; the catalogue shows it below.")}</p>
-                }.into_any()),
-                Some(Err(error)) => Some(view! { <ErrorBanner error /> }.into_any()),
-                None => None,
-            }}
-        </section>
+        <JobPanel
+            action=backup
+            job=super::BACKUP_JOB
+            title="Back up both stores now"
+            about="Runs the daily backup job now: PostgreSQL (pg_dump in one snapshot, with its row counts), then ClickHouse (every table, one file per partition), each verified after, then retention."
+            placeholder="Before the schema change"
+            button="Back up now"
+            test_id="backup-now"
+            run_of="Backup"
+            follow="the catalogue shows it below."
+            wide=true
+        />
     }
     .into_any()
 }
@@ -184,7 +180,7 @@ fn BackupsNow(
     } = overview;
     view! {
         {running_run.map(|run| view! {
-            <div class="banner banner-info" role="status">{format!("Backup run #{run} is running.")}</div>
+            <Banner tone=Tone::Info>{format!("Backup run #{run} is running.")}</Banner>
         })}
         <div class="chart-pair">
             {stores.into_iter().map(|s| view! { <StoreCard s now_ms /> }).collect_view()}
@@ -459,6 +455,11 @@ fn RestorePanel(
         .map(|t| t.name.clone())
         .collect();
     let live = live_database.clone();
+    let in_place_warning = format!(
+        "Restored: {}. Never rolled back by an in-place restore (Salvage's own, restore them into a side database to look at them): {}.",
+        if application.is_empty() { "none".to_owned() } else { application.join(", ") },
+        if own.is_empty() { "none".to_owned() } else { own.join(", ") }
+    );
     view! {
         <section class="panel form-panel wide" data-testid="restore-panel">
             <h2>{format!("Restore {} backup {}", backup.store.label(), backup.id)}</h2>
@@ -488,13 +489,14 @@ fn RestorePanel(
                     <input type="text" name="tables" placeholder=application.join(", ") />
                 </label>
                 <Show when=move || in_place.get()>
-                    <div class="banner banner-warn">
-                        <strong>"In place replaces live data. "</strong>
-                        {format!("Restored: {}. Never rolled back by an in-place restore (Salvage's own, restore them into a side database to look at them): {}.",
-                            if application.is_empty() { "none".to_owned() } else { application.join(", ") },
-                            if own.is_empty() { "none".to_owned() } else { own.join(", ") })}
-                        " While it runs, the store is frozen: replay and expiry wait, ingest parks rows in the fallback queue."
-                    </div>
+                    {let warning = in_place_warning.clone();
+                    view! {
+                        <Banner tone=Tone::Warn>
+                            <strong>"In place replaces live data. "</strong>
+                            {warning}
+                            " While it runs, the store is frozen: replay and expiry wait, ingest parks rows in the fallback queue."
+                        </Banner>
+                    }}
                 </Show>
                 <label class="field">
                     <span>{move || if in_place.get() { format!("Type {live} to confirm") } else { "Confirmation (in place only)".to_owned() }}</span>
@@ -510,13 +512,7 @@ fn RestorePanel(
                     <button type="button" class="btn" on:click=move |_| chosen.set(None)>"Close"</button>
                 </div>
             </ActionForm>
-            {move || match restore.value().get() {
-                Some(Ok(id)) => Some(view! {
-                    <p class="banner banner-ok" role="status">{format!("Restore run #{id} started; the restores table follows it.")}</p>
-                }.into_any()),
-                Some(Err(error)) => Some(view! { <ErrorBanner error /> }.into_any()),
-                None => None,
-            }}
+            {action_result(restore.value(), |id| format!("Restore run #{id} started; the restores table follows it."))}
         </section>
     }
     .into_any()

@@ -156,6 +156,65 @@ pub fn ReasonField(
     }
 }
 
+/// A column of a [`DataTable`]: its heading, and whether it holds figures (set right,
+/// in tabular digits, so that they line up).
+#[derive(Clone, Copy, Debug)]
+pub struct Column {
+    pub label: &'static str,
+    pub figures: bool,
+}
+
+impl Column {
+    /// A column of words.
+    pub fn text(label: &'static str) -> Column {
+        Column {
+            label,
+            figures: false,
+        }
+    }
+
+    /// A column of figures.
+    pub fn figures(label: &'static str) -> Column {
+        Column {
+            label,
+            figures: true,
+        }
+    }
+}
+
+/// The table every page lists things in: its column headings, then the rows (the
+/// children, one `<tr>` each, whose figure cells carry `class="num"`).
+#[component]
+pub fn DataTable(
+    columns: Vec<Column>,
+    /// More classes (`crons`: the table's own column widths).
+    #[prop(optional)]
+    class: &'static str,
+    /// The `data-testid` a test finds it by.
+    #[prop(optional)]
+    test_id: Option<&'static str>,
+    children: Children,
+) -> impl IntoView {
+    let class = if class.is_empty() {
+        "data".to_owned()
+    } else {
+        format!("data {class}")
+    };
+    view! {
+        <table class=class data-testid=test_id>
+            <thead>
+                <tr>
+                    {columns
+                        .into_iter()
+                        .map(|c| view! { <th scope="col" class=c.figures.then_some("num")>{c.label}</th> })
+                        .collect_view()}
+                </tr>
+            </thead>
+            <tbody>{children()}</tbody>
+        </table>
+    }
+}
+
 /// The title of a page and one sentence saying what it shows.
 #[component]
 pub fn PageHeader(
@@ -170,11 +229,54 @@ pub fn PageHeader(
     }
 }
 
+/// A sentence across the page in its tone, the one banner every page uses: an error is
+/// an alert (read out at once), anything else a status.
+#[component]
+pub fn Banner(
+    tone: Tone,
+    /// The `data-testid` a test finds it by.
+    #[prop(optional)]
+    test_id: Option<&'static str>,
+    children: Children,
+) -> impl IntoView {
+    let class = match tone {
+        Tone::Ok => "banner banner-ok",
+        Tone::Warn => "banner banner-warn",
+        Tone::Error => "banner banner-error",
+        Tone::Info => "banner banner-info",
+        Tone::Neutral => "banner",
+    };
+    let role = if tone == Tone::Error {
+        "alert"
+    } else {
+        "status"
+    };
+    view! { <div class=class role=role data-testid=test_id>{children()}</div> }
+}
+
 /// An error from the server, said plainly, in a banner.
 #[component]
 pub fn ErrorBanner(error: crate::error::AppError) -> impl IntoView {
-    view! {
-        <div class="banner banner-error" role="alert">{error.to_string()}</div>
+    view! { <Banner tone=Tone::Error>{error.to_string()}</Banner> }
+}
+
+/// The outcome of a form's server action, the same on every page: nothing until it
+/// answers, then its error, or `done`'s sentence (what happened and where to look).
+pub fn action_result<T, S>(
+    value: S,
+    done: impl Fn(&T) -> String + Send + Sync + 'static,
+) -> impl IntoView
+where
+    T: Clone + Send + Sync + 'static,
+    S: Get<Value = Option<Result<T, crate::error::AppError>>> + Send + Sync + 'static,
+{
+    move || match value.get() {
+        Some(Ok(result)) => {
+            let said = done(&result);
+            Some(view! { <Banner tone=Tone::Ok>{said}</Banner> }.into_any())
+        }
+        Some(Err(error)) => Some(view! { <ErrorBanner error /> }.into_any()),
+        None => None,
     }
 }
 

@@ -11,7 +11,8 @@ use crate::auth::viewer::IfAllowed;
 use crate::auth::Permission;
 use crate::components::ReasonField;
 use crate::components::{
-    action_error, Badge, ChartFrame, ErrorBanner, PageHeader, Tone, CHART_H, CHART_W,
+    action_error, Badge, ChartFrame, Column, DataTable, ErrorBanner, PageHeader, Tone, CHART_H,
+    CHART_W,
 };
 use crate::format::{format_ago, format_duration, format_maybe_duration, format_utc, group_digits};
 use crate::jobs::api::StartJob;
@@ -100,24 +101,23 @@ fn CronsNow(overview: CronsOverview) -> AnyView {
         <section class="panel">
             <h2>"Jobs, last 24 hours"</h2>
             <div class="table-scroll">
-                <table class="data crons" data-testid="cron-jobs">
-                    <thead>
-                        <tr>
-                            <th scope="col">"Job and schedule"</th>
-                            <th scope="col">"Status"</th>
-                            <th scope="col" class="num">"Runs"</th>
-                            <th scope="col" class="num">"Expected"</th>
-                            <th scope="col" class="num">"Missed"</th>
-                            <th scope="col" class="num">"Fire rate"</th>
-                            <th scope="col">"Ran vs expected, by hour"</th>
-                            <th scope="col">"Last run, last success"</th>
-                            <th scope="col" class="num">"Typical / longest"</th>
-                        </tr>
-                    </thead>
-                    <tbody>
-                        {overview.jobs.into_iter().map(|job| view! { <JobRow job now threshold /> }).collect_view()}
-                    </tbody>
-                </table>
+                <DataTable
+                    columns=vec![
+                        Column::text("Job and schedule"),
+                        Column::text("Status"),
+                        Column::figures("Runs"),
+                        Column::figures("Expected"),
+                        Column::figures("Missed"),
+                        Column::figures("Fire rate"),
+                        Column::text("Ran vs expected, by hour"),
+                        Column::text("Last run, last success"),
+                        Column::figures("Typical / longest"),
+                    ]
+                    class="crons"
+                    test_id="cron-jobs"
+                >
+                    {overview.jobs.into_iter().map(|job| view! { <JobRow job now threshold /> }).collect_view()}
+                </DataTable>
             </div>
             <p class="muted small">
                 "A tick counts as run when any run (scheduler, outside caller, person) started between it and the next tick. Ticks still inside their grace period are not counted yet. Flagged: the latest tick past its grace has no run, the fire rate is under "
@@ -305,45 +305,43 @@ fn RecentRuns(runs: Vec<CronRun>, now: i64) -> AnyView {
     }
     view! {
         <div class="table-scroll">
-            <table class="data" data-testid="cron-runs">
-                <thead>
-                    <tr>
-                        <th scope="col" class="num">"#"</th>
-                        <th scope="col">"Job"</th>
-                        <th scope="col">"Started"</th>
-                        <th scope="col">"Trigger"</th>
-                        <th scope="col">"By"</th>
-                        <th scope="col">"Outcome"</th>
-                        <th scope="col" class="num">"Rows"</th>
-                        <th scope="col" class="num">"Duration"</th>
-                        <th scope="col">"Caller"</th>
-                    </tr>
-                </thead>
-                <tbody>
-                    {runs.into_iter().map(|run| {
-                        let caller = match (&run.caller_agent, &run.caller_addr) {
-                            (None, None) => "—".to_owned(),
-                            (agent, addr) => [agent.clone(), addr.clone()].into_iter().flatten().collect::<Vec<_>>().join(" · "),
-                        };
-                        view! {
-                            <tr title=run.reason.clone().unwrap_or_default()>
-                                <td class="num">{run.id}</td>
-                                <td><code>{run.job_name.clone()}</code></td>
-                                <td class="nowrap" title=format_utc(run.ran_at)>{format_ago(run.ran_at, now)}</td>
-                                <td>{run.trigger.as_str()}</td>
-                                <td>{run.actor.clone()}</td>
-                                <td>
-                                    <RunStatusBadge status=run.outcome />
-                                    {run.error.clone().map(|e| view! { <span class="detail small">" " {e}</span> })}
-                                </td>
-                                <td class="num">{run.rows_processed.map(|r| group_digits(r.max(0) as u64)).unwrap_or_else(|| "—".into())}</td>
-                                <td class="num nowrap">{format_maybe_duration(run.duration_ms)}</td>
-                                <td class="small">{caller}</td>
-                            </tr>
-                        }
-                    }).collect_view()}
-                </tbody>
-            </table>
+            <DataTable
+                columns=vec![
+                    Column::figures("#"),
+                    Column::text("Job"),
+                    Column::text("Started"),
+                    Column::text("Trigger"),
+                    Column::text("By"),
+                    Column::text("Outcome"),
+                    Column::figures("Rows"),
+                    Column::figures("Duration"),
+                    Column::text("Caller"),
+                ]
+                test_id="cron-runs"
+            >
+                {runs.into_iter().map(|run| {
+                    let caller = match (&run.caller_agent, &run.caller_addr) {
+                        (None, None) => "—".to_owned(),
+                        (agent, addr) => [agent.clone(), addr.clone()].into_iter().flatten().collect::<Vec<_>>().join(" · "),
+                    };
+                    view! {
+                        <tr title=run.reason.clone().unwrap_or_default()>
+                            <td class="num">{run.id}</td>
+                            <td><code>{run.job_name.clone()}</code></td>
+                            <td class="nowrap" title=format_utc(run.ran_at)>{format_ago(run.ran_at, now)}</td>
+                            <td>{run.trigger.as_str()}</td>
+                            <td>{run.actor.clone()}</td>
+                            <td>
+                                <RunStatusBadge status=run.outcome />
+                                {run.error.clone().map(|e| view! { <span class="detail small">" " {e}</span> })}
+                            </td>
+                            <td class="num">{run.rows_processed.map(|r| group_digits(r.max(0) as u64)).unwrap_or_else(|| "—".into())}</td>
+                            <td class="num nowrap">{format_maybe_duration(run.duration_ms)}</td>
+                            <td class="small">{caller}</td>
+                        </tr>
+                    }
+                }).collect_view()}
+            </DataTable>
         </div>
     }
     .into_any()

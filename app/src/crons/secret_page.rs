@@ -9,7 +9,7 @@ use super::{CronSecretInfo, DEFAULT_GRACE_HOURS, MAX_GRACE_HOURS};
 use crate::auth::viewer::IfAllowed;
 use crate::auth::Permission;
 use crate::components::ReasonField;
-use crate::components::{action_error, Badge, ErrorBanner, PageHeader, Tone};
+use crate::components::{action_error, Badge, Banner, ErrorBanner, PageHeader, Tone};
 use crate::format::{format_ago, format_utc};
 
 /// `/admin/settings/cron-secret`: everyone sees which secrets work and who used them
@@ -116,9 +116,9 @@ fn SecretsTable(
 ) -> AnyView {
     if secrets.is_empty() {
         return view! {
-            <div class="banner banner-warn" role="status">
+            <Banner tone=Tone::Warn>
                 "No cron secret exists yet, so every call to /cron/<job> is refused. An admin creates one with Rotate, or sets CRON_SECRET before the first start."
-            </div>
+            </Banner>
         }
         .into_any();
     }

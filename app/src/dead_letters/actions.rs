@@ -6,8 +6,8 @@ use leptos::prelude::*;
 use super::api::{DlqDryRun, Purge, StartRedrive};
 use super::parts::{count, reason_badge};
 use super::DryRun;
-use crate::components::ErrorBanner;
 use crate::components::ReasonField;
+use crate::components::{action_result, Banner, ErrorBanner, Tone};
 
 /// Dry run, then redrive or purge what it counted.
 #[component]
@@ -40,16 +40,8 @@ where
                 Some(Err(error)) => Some(view! { <ErrorBanner error /> }.into_any()),
                 None => None,
             }}
-            {move || match redrive.value().get() {
-                Some(Ok(id)) => Some(view! { <p class="banner banner-ok" role="status">{format!("Redrive #{id} started; its progress shows above.")}</p> }.into_any()),
-                Some(Err(error)) => Some(view! { <ErrorBanner error /> }.into_any()),
-                None => None,
-            }}
-            {move || match purge.value().get() {
-                Some(Ok(deleted)) => Some(view! { <p class="banner banner-ok" role="status">{format!("Purged {} dead letters; the history records it.", count(deleted))}</p> }.into_any()),
-                Some(Err(error)) => Some(view! { <ErrorBanner error /> }.into_any()),
-                None => None,
-            }}
+            {action_result(redrive.value(), |id| format!("Redrive #{id} started; its progress shows above."))}
+            {action_result(purge.value(), |deleted| format!("Purged {} dead letters; the history records it.", count(*deleted)))}
         </section>
     }
     .into_any()
@@ -75,7 +67,7 @@ fn DryRunResult(
             <p class="metric"><span class="metric-value">{count(n)}</span>{format!(" dead letters match: {filter_label}")}</p>
             <p class="muted small" data-testid="dry-run-bytes">{format!("A redrive sends {} of payloads.", crate::format::format_bytes(bytes))}</p>
             {(!paused.is_empty()).then(|| view! {
-                <p class="banner banner-warn">{format!("Paused endpoints among them (their part waits): {}", paused.join(", "))}</p>
+                <Banner tone=Tone::Warn>{format!("Paused endpoints among them (their part waits): {}", paused.join(", "))}</Banner>
             })}
             {(!sample.is_empty()).then(|| view! {
                 <table class="data">

@@ -6,7 +6,7 @@ use leptos_router::hooks::use_params_map;
 
 use super::api::load_delivery;
 use super::parts::reason_badge;
-use crate::components::{Badge, ErrorBanner, PageHeader, Tone};
+use crate::components::{Badge, Column, DataTable, ErrorBanner, PageHeader, Tone};
 use crate::format::format_utc;
 
 /// `/admin/dlq/deliveries/:id`: one delivery and every attempt.
@@ -45,28 +45,31 @@ pub fn DeliveryPage() -> AnyView {
                                 view! { <p class="empty-state">"Not attempted yet."</p> }.into_any()
                             } else {
                                 view! {
-                                    <table class="data" data-testid="attempts">
-                                        <thead><tr>
-                                            <th scope="col" class="num">"#"</th><th scope="col">"At"</th>
-                                            <th scope="col" class="num">"Took"</th><th scope="col" class="num">"Status"</th>
-                                            <th scope="col">"Error or answer"</th><th scope="col">"Note"</th>
-                                        </tr></thead>
-                                        <tbody>
-                                            {d.attempts.into_iter().map(|a| view! {
-                                                <tr>
-                                                    <td class="num">{a.attempt}</td>
-                                                    <td class="nowrap small">{format_utc(a.started_at_ms)}</td>
-                                                    <td class="num">{format!("{} ms", a.duration_ms)}</td>
-                                                    <td class="num">{a.status_code.map(|s| s.to_string()).unwrap_or_else(|| "—".into())}</td>
-                                                    <td class="small"><code class="payload">{a.error.or(a.response_snippet).unwrap_or_default()}</code></td>
-                                                    <td class="small">
-                                                        {a.probe.then_some("probe ")}
-                                                        {a.redrive_id.map(|r| format!("redrive #{r}"))}
-                                                    </td>
-                                                </tr>
-                                            }).collect_view()}
-                                        </tbody>
-                                    </table>
+                                    <DataTable
+                                        columns=vec![
+                                            Column::figures("#"),
+                                            Column::text("At"),
+                                            Column::figures("Took"),
+                                            Column::figures("Status"),
+                                            Column::text("Error or answer"),
+                                            Column::text("Note"),
+                                        ]
+                                        test_id="attempts"
+                                    >
+                                        {d.attempts.into_iter().map(|a| view! {
+                                            <tr>
+                                                <td class="num">{a.attempt}</td>
+                                                <td class="nowrap small">{format_utc(a.started_at_ms)}</td>
+                                                <td class="num">{format!("{} ms", a.duration_ms)}</td>
+                                                <td class="num">{a.status_code.map(|s| s.to_string()).unwrap_or_else(|| "—".into())}</td>
+                                                <td class="small"><code class="payload">{a.error.or(a.response_snippet).unwrap_or_default()}</code></td>
+                                                <td class="small">
+                                                    {a.probe.then_some("probe ")}
+                                                    {a.redrive_id.map(|r| format!("redrive #{r}"))}
+                                                </td>
+                                            </tr>
+                                        }).collect_view()}
+                                    </DataTable>
                                 }.into_any()
                             }}
                             <h2 class="section-title">"Payload"</h2>

@@ -18,7 +18,9 @@ use super::settings_page::state_badge;
 use super::{DeadLetter, DlqOverview, DlqReason, Endpoint, EndpointState, Redrive, RedriveStatus};
 use crate::auth::viewer::use_viewer;
 use crate::auth::Permission;
-use crate::components::{action_error, Badge, ErrorBanner, PageHeader, Tone};
+use crate::components::{
+    action_error, Badge, Banner, Column, DataTable, ErrorBanner, PageHeader, Tone,
+};
 use crate::format::{format_ago, format_duration, format_utc, percent_encode};
 use crate::jobs::api::CancelRun;
 
@@ -206,12 +208,12 @@ fn DlqNow(
             }).collect_view()}
         </div>
         {(purged_soon > 0).then(|| view! {
-            <p class="banner banner-warn" role="status">
+            <Banner tone=Tone::Warn>
                 {format!("{} dead letters are purged by retention ({retention_days} days) within 3 days. Redrive or export what you need.", count(purged_soon))}
-            </p>
+            </Banner>
         })}
         {frozen.then(|| view! {
-            <p class="banner banner-warn" role="status">"A freeze is open: purges (and retention) wait until it is lifted. Redrives go on."</p>
+            <Banner tone=Tone::Warn>"A freeze is open: purges (and retention) wait until it is lifted. Redrives go on."</Banner>
         })}
         {running.into_iter().map(|run| view! { <RedriveProgress run operate cancel now_ms /> }).collect_view()}
         <h2 class="section-title">"Endpoints"</h2>
@@ -223,38 +225,36 @@ fn DlqNow(
         } else {
             view! {
                 <div class="table-scroll">
-                <table class="data dlq-breakdown">
-                    <thead>
-                        <tr>
-                            <th scope="col">"Webhook"</th>
-                            <th scope="col">"Reason"</th>
-                            <th scope="col" class="num">"Count"</th>
-                            <th scope="col">"Oldest"</th>
-                            <th scope="col">"Newest"</th>
-                            <th scope="col">"Last answer"</th>
-                            <th scope="col">"Sample payload"</th>
-                        </tr>
-                    </thead>
-                    <tbody>
-                        {breakdown.into_iter().map(|row| {
-                            let href = format!("/admin/dlq?webhook={}&reason={}", row.webhook_id, row.reason.as_str());
-                            view! {
-                                <tr>
-                                    <td><a href=href.clone()>{format!("#{} {}", row.webhook_id, row.webhook)}</a></td>
-                                    <td>{reason_badge(row.reason)}<br /><span class="muted small">{row.reason.advice()}</span></td>
-                                    <td class="num strong">{count(row.count)}</td>
-                                    <td class="nowrap small">{format_ago(row.oldest_ms, now_ms)}</td>
-                                    <td class="nowrap small">{format_ago(row.newest_ms, now_ms)}</td>
-                                    <td class="small">
-                                        {row.last_status.map(|s| view! { <code>{s}</code> " " })}
-                                        {row.last_error.clone().unwrap_or_default()}
-                                    </td>
-                                    <td><code class="small payload">{row.sample_payload.clone().unwrap_or_else(|| "(removed)".into())}</code></td>
-                                </tr>
-                            }
-                        }).collect_view()}
-                    </tbody>
-                </table>
+                <DataTable
+                    columns=vec![
+                        Column::text("Webhook"),
+                        Column::text("Reason"),
+                        Column::figures("Count"),
+                        Column::text("Oldest"),
+                        Column::text("Newest"),
+                        Column::text("Last answer"),
+                        Column::text("Sample payload"),
+                    ]
+                    class="dlq-breakdown"
+                >
+                    {breakdown.into_iter().map(|row| {
+                        let href = format!("/admin/dlq?webhook={}&reason={}", row.webhook_id, row.reason.as_str());
+                        view! {
+                            <tr>
+                                <td><a href=href.clone()>{format!("#{} {}", row.webhook_id, row.webhook)}</a></td>
+                                <td>{reason_badge(row.reason)}<br /><span class="muted small">{row.reason.advice()}</span></td>
+                                <td class="num strong">{count(row.count)}</td>
+                                <td class="nowrap small">{format_ago(row.oldest_ms, now_ms)}</td>
+                                <td class="nowrap small">{format_ago(row.newest_ms, now_ms)}</td>
+                                <td class="small">
+                                    {row.last_status.map(|s| view! { <code>{s}</code> " " })}
+                                    {row.last_error.clone().unwrap_or_default()}
+                                </td>
+                                <td><code class="small payload">{row.sample_payload.clone().unwrap_or_else(|| "(removed)".into())}</code></td>
+                            </tr>
+                        }
+                    }).collect_view()}
+                </DataTable>
                 </div>
             }.into_any()
         }}
@@ -281,53 +281,50 @@ fn EndpointsTable(
     }
     view! {
         <div class="table-scroll">
-        <table class="data">
-            <thead>
-                <tr>
-                    <th scope="col">"Webhook"</th>
-                    <th scope="col">"State"</th>
-                    <th scope="col" class="num">"Failures in a row"</th>
-                    <th scope="col">"Failing since"</th>
-                    <th scope="col" class="num">"Due"</th>
-                    <th scope="col" class="num">"Dead letters"</th>
-                    <th scope="col">"Action"</th>
-                </tr>
-            </thead>
-            <tbody>
-                {endpoints.into_iter().map(|e| {
-                    let stuck = match e.state {
-                        EndpointState::Paused => operate,
-                        EndpointState::Disabled => administer,
-                        _ => false,
-                    };
-                    view! {
-                        <tr>
-                            <td>
-                                <a href=format!("/admin/dlq?webhook={}", e.id)>{format!("#{} {}", e.id, super::endpoint_label(&e))}</a>
-                                <br /><code class="small" title=super::url_title(&e.url)>{e.url.clone()}</code>
-                            </td>
-                            <td>{state_badge(e.state)}</td>
-                            <td class="num">{e.consecutive_failures}</td>
-                            <td class="nowrap small">{e.failing_since_ms.map(|at| format_ago(at, now_ms)).unwrap_or_else(|| "—".into())}</td>
-                            <td class="num">{count(e.backlog)}</td>
-                            <td class="num">{count(e.dead)}</td>
-                            <td>
-                                {stuck.then(|| view! {
-                                    <ActionForm action=recover attr:class="inline-form">
-                                        <input type="hidden" name="webhook_id" value=e.id.to_string() />
-                                        <label class="visually-hidden" for=format!("recover-{}", e.id)>"Reason"</label>
-                                        <input type="text" name="reason" id=format!("recover-{}", e.id) required maxlength="500" placeholder="Reason" />
-                                        <button type="submit" class="btn btn-small btn-primary">
-                                            "Re-enable and recover"<span class="visually-hidden">{format!(" webhook {}", e.id)}</span>
-                                        </button>
-                                    </ActionForm>
-                                })}
-                            </td>
-                        </tr>
-                    }
-                }).collect_view()}
-            </tbody>
-        </table>
+        <DataTable
+            columns=vec![
+                Column::text("Webhook"),
+                Column::text("State"),
+                Column::figures("Failures in a row"),
+                Column::text("Failing since"),
+                Column::figures("Due"),
+                Column::figures("Dead letters"),
+                Column::text("Action"),
+            ]
+        >
+            {endpoints.into_iter().map(|e| {
+                let stuck = match e.state {
+                    EndpointState::Paused => operate,
+                    EndpointState::Disabled => administer,
+                    _ => false,
+                };
+                view! {
+                    <tr>
+                        <td>
+                            <a href=format!("/admin/dlq?webhook={}", e.id)>{format!("#{} {}", e.id, super::endpoint_label(&e))}</a>
+                            <br /><code class="small" title=super::url_title(&e.url)>{e.url.clone()}</code>
+                        </td>
+                        <td>{state_badge(e.state)}</td>
+                        <td class="num">{e.consecutive_failures}</td>
+                        <td class="nowrap small">{e.failing_since_ms.map(|at| format_ago(at, now_ms)).unwrap_or_else(|| "—".into())}</td>
+                        <td class="num">{count(e.backlog)}</td>
+                        <td class="num">{count(e.dead)}</td>
+                        <td>
+                            {stuck.then(|| view! {
+                                <ActionForm action=recover attr:class="inline-form">
+                                    <input type="hidden" name="webhook_id" value=e.id.to_string() />
+                                    <label class="visually-hidden" for=format!("recover-{}", e.id)>"Reason"</label>
+                                    <input type="text" name="reason" id=format!("recover-{}", e.id) required maxlength="500" placeholder="Reason" />
+                                    <button type="submit" class="btn btn-small btn-primary">
+                                        "Re-enable and recover"<span class="visually-hidden">{format!(" webhook {}", e.id)}</span>
+                                    </button>
+                                </ActionForm>
+                            })}
+                        </td>
+                    </tr>
+                }
+            }).collect_view()}
+        </DataTable>
         </div>
     }
     .into_any()
@@ -448,42 +445,40 @@ fn RedrivesTable(redrives: Vec<Redrive>) -> AnyView {
     view! {
         <h2 class="section-title">"Redrives"</h2>
         <div class="table-scroll">
-        <table class="data" data-testid="redrives">
-            <thead>
-                <tr>
-                    <th scope="col" class="num">"#"</th>
-                    <th scope="col">"Status"</th>
-                    <th scope="col">"Filter"</th>
-                    <th scope="col" class="num">"Sent again"</th>
-                    <th scope="col" class="num">"Delivered"</th>
-                    <th scope="col">"By, why"</th>
-                    <th scope="col">"Started"</th>
-                    <th scope="col">"Took"</th>
-                </tr>
-            </thead>
-            <tbody>
-                {redrives.into_iter().map(|r| {
-                    let tone = match r.status {
-                        RedriveStatus::Finished => Tone::Ok,
-                        RedriveStatus::Running => Tone::Info,
-                        RedriveStatus::Cancelled | RedriveStatus::Abandoned => Tone::Warn,
-                        RedriveStatus::Failed => Tone::Error,
-                    };
-                    view! {
-                        <tr>
-                            <td class="num">{r.id}</td>
-                            <td><Badge tone label=r.status.as_str() /></td>
-                            <td class="small">{r.filter.clone()}</td>
-                            <td class="num">{format!("{} / {}", count(r.done), count(r.total))}</td>
-                            <td class="num">{count(r.delivered)}</td>
-                            <td class="small">{r.actor.clone()}<br /><span class="muted">{r.reason.clone()}</span></td>
-                            <td class="nowrap small">{format_utc(r.started_at_ms)}</td>
-                            <td class="nowrap small">{r.finished_at_ms.map(|f| format_duration(f - r.started_at_ms)).unwrap_or_else(|| "running".into())}</td>
-                        </tr>
-                    }
-                }).collect_view()}
-            </tbody>
-        </table>
+        <DataTable
+            columns=vec![
+                Column::figures("#"),
+                Column::text("Status"),
+                Column::text("Filter"),
+                Column::figures("Sent again"),
+                Column::figures("Delivered"),
+                Column::text("By, why"),
+                Column::text("Started"),
+                Column::text("Took"),
+            ]
+            test_id="redrives"
+        >
+            {redrives.into_iter().map(|r| {
+                let tone = match r.status {
+                    RedriveStatus::Finished => Tone::Ok,
+                    RedriveStatus::Running => Tone::Info,
+                    RedriveStatus::Cancelled | RedriveStatus::Abandoned => Tone::Warn,
+                    RedriveStatus::Failed => Tone::Error,
+                };
+                view! {
+                    <tr>
+                        <td class="num">{r.id}</td>
+                        <td><Badge tone label=r.status.as_str() /></td>
+                        <td class="small">{r.filter.clone()}</td>
+                        <td class="num">{format!("{} / {}", count(r.done), count(r.total))}</td>
+                        <td class="num">{count(r.delivered)}</td>
+                        <td class="small">{r.actor.clone()}<br /><span class="muted">{r.reason.clone()}</span></td>
+                        <td class="nowrap small">{format_utc(r.started_at_ms)}</td>
+                        <td class="nowrap small">{r.finished_at_ms.map(|f| format_duration(f - r.started_at_ms)).unwrap_or_else(|| "running".into())}</td>
+                    </tr>
+                }
+            }).collect_view()}
+        </DataTable>
         </div>
     }
     .into_any()

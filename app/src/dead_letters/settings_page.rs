@@ -8,7 +8,9 @@ use super::api::{list_webhooks, CreateWebhook, DeleteWebhook, SetWebhookEnabled}
 use super::{Endpoint, EndpointState, ALERT_EVENT_TYPE};
 use crate::auth::viewer::{use_viewer, IfAllowed};
 use crate::auth::Permission;
-use crate::components::{action_error, Badge, ErrorBanner, PageHeader, Tone};
+use crate::components::{
+    action_error, Badge, Banner, Column, DataTable, ErrorBanner, PageHeader, Tone,
+};
 use crate::format::{format_utc, group_digits};
 
 /// The badge of an endpoint's state.
@@ -92,11 +94,11 @@ pub fn WebhooksPage() -> AnyView {
                 {action_error(created)}
                 {move || match created.get() {
                     Some(Ok(webhook)) => Some(view! {
-                        <div class="banner banner-ok" role="status" data-testid="webhook-secret">
+                        <Banner tone=Tone::Ok test_id="webhook-secret">
                             {format!("Webhook {} added. Its signing secret, shown only now: ", webhook.id)}
                             <code class="secret">{webhook.secret.reveal().to_owned()}</code>
                             ". Give it to the receiver to verify the webhook-signature header."
-                        </div>
+                        </Banner>
                     }),
                     _ => None,
                 }}
@@ -114,67 +116,64 @@ fn WebhookTable(
     delete: ServerAction<DeleteWebhook>,
 ) -> AnyView {
     view! {
-        <table class="data">
-            <thead>
-                <tr>
-                    <th scope="col" class="num">"#"</th>
-                    <th scope="col">"Endpoint"</th>
-                    <th scope="col">"Events"</th>
-                    <th scope="col">"State"</th>
-                    <th scope="col" class="num">"Retries"</th>
-                    <th scope="col" class="num">"Due"</th>
-                    <th scope="col" class="num">"Dead letters"</th>
-                    <th scope="col">"Added"</th>
-                    <th scope="col">"Change"</th>
-                </tr>
-            </thead>
-            <tbody>
-                {rows.into_iter().map(|row| {
-                    let deleted = row.state == EndpointState::Deleted;
-                    let enabled = row.state != EndpointState::Disabled;
-                    view! {
-                        <tr>
-                            <td class="num">{row.id}</td>
-                            <td>
-                                <strong>{if row.description.is_empty() { "—".to_owned() } else { row.description.clone() }}</strong>
-                                <br /><code class="small" title=super::url_title(&row.url)>{row.url.clone()}</code>
-                            </td>
-                            <td class="small">{row.event_types.join(", ")}</td>
-                            <td>{state_badge(row.state)}</td>
-                            <td class="num">{row.max_retries}</td>
-                            <td class="num">{group_digits(row.backlog.max(0) as u64)}</td>
-                            <td class="num">
-                                <a href=format!("/admin/dlq?webhook={}", row.id)>{group_digits(row.dead.max(0) as u64)}</a>
-                            </td>
-                            <td class="nowrap small">{format_utc(row.created_at_ms)}<br />{row.created_by.clone()}</td>
-                            <td>
-                                {(administer && !deleted).then(|| view! {
-                                        <div class="row-actions">
-                                            <ActionForm action=enable attr:class="inline-form">
-                                                <input type="hidden" name="id" value=row.id.to_string() />
-                                                <input type="hidden" name="enabled" value=(!enabled).to_string() />
-                                                <label class="visually-hidden" for=format!("why-{}", row.id)>"Reason"</label>
-                                                <input type="text" name="reason" id=format!("why-{}", row.id) required maxlength="500" placeholder="Reason" class="input-small" />
-                                                <button type="submit" class="btn btn-small">
-                                                    {if enabled { "Disable" } else { "Enable" }}
-                                                    <span class="visually-hidden">{format!(" webhook {}", row.id)}</span>
-                                                </button>
-                                            </ActionForm>
-                                            <ActionForm action=delete attr:class="inline-form">
-                                                <input type="hidden" name="id" value=row.id.to_string() />
-                                                <input type="hidden" name="reason" value="deleted from the webhooks page" />
-                                                <button type="submit" class="btn btn-small btn-danger">
-                                                    "Delete"<span class="visually-hidden">{format!(" webhook {}", row.id)}</span>
-                                                </button>
-                                            </ActionForm>
-                                        </div>
-                                })}
-                            </td>
-                        </tr>
-                    }
-                }).collect_view()}
-            </tbody>
-        </table>
+        <DataTable
+            columns=vec![
+                Column::figures("#"),
+                Column::text("Endpoint"),
+                Column::text("Events"),
+                Column::text("State"),
+                Column::figures("Retries"),
+                Column::figures("Due"),
+                Column::figures("Dead letters"),
+                Column::text("Added"),
+                Column::text("Change"),
+            ]
+        >
+            {rows.into_iter().map(|row| {
+                let deleted = row.state == EndpointState::Deleted;
+                let enabled = row.state != EndpointState::Disabled;
+                view! {
+                    <tr>
+                        <td class="num">{row.id}</td>
+                        <td>
+                            <strong>{if row.description.is_empty() { "—".to_owned() } else { row.description.clone() }}</strong>
+                            <br /><code class="small" title=super::url_title(&row.url)>{row.url.clone()}</code>
+                        </td>
+                        <td class="small">{row.event_types.join(", ")}</td>
+                        <td>{state_badge(row.state)}</td>
+                        <td class="num">{row.max_retries}</td>
+                        <td class="num">{group_digits(row.backlog.max(0) as u64)}</td>
+                        <td class="num">
+                            <a href=format!("/admin/dlq?webhook={}", row.id)>{group_digits(row.dead.max(0) as u64)}</a>
+                        </td>
+                        <td class="nowrap small">{format_utc(row.created_at_ms)}<br />{row.created_by.clone()}</td>
+                        <td>
+                            {(administer && !deleted).then(|| view! {
+                                    <div class="row-actions">
+                                        <ActionForm action=enable attr:class="inline-form">
+                                            <input type="hidden" name="id" value=row.id.to_string() />
+                                            <input type="hidden" name="enabled" value=(!enabled).to_string() />
+                                            <label class="visually-hidden" for=format!("why-{}", row.id)>"Reason"</label>
+                                            <input type="text" name="reason" id=format!("why-{}", row.id) required maxlength="500" placeholder="Reason" class="input-small" />
+                                            <button type="submit" class="btn btn-small">
+                                                {if enabled { "Disable" } else { "Enable" }}
+                                                <span class="visually-hidden">{format!(" webhook {}", row.id)}</span>
+                                            </button>
+                                        </ActionForm>
+                                        <ActionForm action=delete attr:class="inline-form">
+                                            <input type="hidden" name="id" value=row.id.to_string() />
+                                            <input type="hidden" name="reason" value="deleted from the webhooks page" />
+                                            <button type="submit" class="btn btn-small btn-danger">
+                                                "Delete"<span class="visually-hidden">{format!(" webhook {}", row.id)}</span>
+                                            </button>
+                                        </ActionForm>
+                                    </div>
+                            })}
+                        </td>
+                    </tr>
+                }
+            }).collect_view()}
+        </DataTable>
     }
     .into_any()
 }

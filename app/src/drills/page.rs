@@ -13,10 +13,12 @@ use crate::auth::viewer::use_viewer;
 use crate::auth::Permission;
 use crate::components::ReasonField;
 use crate::components::{
-    action_error, Badge, ChartFrame, ErrorBanner, PageHeader, Tone, CHART_H, CHART_W,
+    action_error, action_result, Badge, ChartFrame, Column, DataTable, ErrorBanner, PageHeader,
+    Tone, CHART_H, CHART_W,
 };
 use crate::format::{format_ago, format_duration, format_utc, group_digits};
 use crate::jobs::api::{CancelRun, StartJob};
+use crate::jobs::JobPanel;
 
 /// How often the page asks for fresh figures (a drill in progress).
 pub const REFRESH_EVERY: Duration = Duration::from_secs(3);
@@ -115,24 +117,17 @@ pub fn DrillsPage() -> AnyView {
 #[component]
 fn RunPanel(start: ServerAction<StartJob>) -> AnyView {
     view! {
-        <section class="panel form-panel">
-            <h2>"Run a drill now"</h2>
-            <p class="muted small">
-                "Restores the latest verified backup of each store into throwaway databases, checks every table against its manifest, runs the console's own queries on them, then drops them. Live data is never touched."
-            </p>
-            <ActionForm action=start attr:class="form-row" attr:aria-label="Run a drill">
-                <input type="hidden" name="job" value=super::DRILL_JOB />
-                <ReasonField placeholder="Quarterly drill" />
-                <button type="submit" class="btn btn-primary" data-testid="run-drill">"Run drill"</button>
-            </ActionForm>
-            {move || match start.value().get() {
-                Some(Ok(run)) => Some(view! {
-                    <p class="banner banner-ok" role="status">{format!("Drill run #{run} started; its steps appear below as they finish.")}</p>
-                }.into_any()),
-                Some(Err(error)) => Some(view! { <ErrorBanner error /> }.into_any()),
-                None => None,
-            }}
-        </section>
+        <JobPanel
+            action=start
+            job=super::DRILL_JOB
+            title="Run a drill now"
+            about="Restores the latest verified backup of each store into throwaway databases, checks every table against its manifest, runs the console's own queries on them, then drops them. Live data is never touched."
+            placeholder="Quarterly drill"
+            button="Run drill"
+            test_id="run-drill"
+            run_of="Drill"
+            follow="its steps appear below as they finish."
+        />
     }
     .into_any()
 }
@@ -164,11 +159,7 @@ fn TabletopPanel(tabletop: ServerAction<LogTabletop>) -> AnyView {
                     <button type="submit" class="btn btn-primary">"Log tabletop"</button>
                 </div>
             </ActionForm>
-            {move || match tabletop.value().get() {
-                Some(Ok(id)) => Some(view! { <p class="banner banner-ok" role="status">{format!("Tabletop exercise logged as drill {id}.")}</p> }.into_any()),
-                Some(Err(error)) => Some(view! { <ErrorBanner error /> }.into_any()),
-                None => None,
-            }}
+            {action_result(tabletop.value(), |id| format!("Tabletop exercise logged as drill {id}."))}
         </details>
     }
     .into_any()
@@ -211,22 +202,23 @@ fn DrillsNow(
                 view! { <p class="muted">"No drill yet. Run one now, or wait for the scheduled one (03:00 UTC on the 1st of every third month)."</p> }.into_any()
             } else {
                 view! {
-                    <table class="data drills" data-testid="drill-history">
-                        <thead><tr>
-                            <th scope="col" class="num">"Drill"</th>
-                            <th scope="col">"Type"</th>
-                            <th scope="col">"When"</th>
-                            <th scope="col">"By"</th>
-                            <th scope="col">"Result"</th>
-                            <th scope="col" class="num">"Measured RTO"</th>
-                            <th scope="col" class="num">"Target"</th>
-                            <th scope="col" class="num">"RPO proven"</th>
-                            <th scope="col">"Steps"</th>
-                        </tr></thead>
-                        <tbody>
-                            {drills.into_iter().map(|d| view! { <DrillRow d now_ms /> }).collect_view()}
-                        </tbody>
-                    </table>
+                    <DataTable
+                        columns=vec![
+                            Column::figures("Drill"),
+                            Column::text("Type"),
+                            Column::text("When"),
+                            Column::text("By"),
+                            Column::text("Result"),
+                            Column::figures("Measured RTO"),
+                            Column::figures("Target"),
+                            Column::figures("RPO proven"),
+                            Column::text("Steps"),
+                        ]
+                        class="drills"
+                        test_id="drill-history"
+                    >
+                        {drills.into_iter().map(|d| view! { <DrillRow d now_ms /> }).collect_view()}
+                    </DataTable>
                 }.into_any()
             }}
         </section>
@@ -258,26 +250,26 @@ fn RunningDrill(d: Drill, now_ms: i64, operate: bool, cancel: ServerAction<Cance
 #[component]
 fn StepList(steps: Vec<super::DrillStep>) -> AnyView {
     view! {
-        <table class="data steps">
-            <thead><tr>
-                <th scope="col">"Store"</th>
-                <th scope="col">"Step"</th>
-                <th scope="col" class="num">"Took"</th>
-                <th scope="col">"Result"</th>
-                <th scope="col">"Detail"</th>
-            </tr></thead>
-            <tbody>
-                {steps.into_iter().map(|s| view! {
-                    <tr>
-                        <td>{s.store.map_or("drill", |s| s.label())}</td>
-                        <td>{s.name}</td>
-                        <td class="num">{format_duration(s.ms)}</td>
-                        <td>{if s.ok { view! { <Badge tone=Tone::Ok label="ok" /> } } else { view! { <Badge tone=Tone::Error label="failed" /> } }}</td>
-                        <td class="small">{s.detail.unwrap_or_default()}</td>
-                    </tr>
-                }).collect_view()}
-            </tbody>
-        </table>
+        <DataTable
+            columns=vec![
+                Column::text("Store"),
+                Column::text("Step"),
+                Column::figures("Took"),
+                Column::text("Result"),
+                Column::text("Detail"),
+            ]
+            class="steps"
+        >
+            {steps.into_iter().map(|s| view! {
+                <tr>
+                    <td>{s.store.map_or("drill", |s| s.label())}</td>
+                    <td>{s.name}</td>
+                    <td class="num">{format_duration(s.ms)}</td>
+                    <td>{if s.ok { view! { <Badge tone=Tone::Ok label="ok" /> } } else { view! { <Badge tone=Tone::Error label="failed" /> } }}</td>
+                    <td class="small">{s.detail.unwrap_or_default()}</td>
+                </tr>
+            }).collect_view()}
+        </DataTable>
     }
     .into_any()
 }
@@ -360,37 +352,36 @@ fn ObjectivesTable(
     view! {
         <section class="panel" data-testid="objectives">
             <h2>"Recovery objectives"</h2>
-            <table class="data">
-                <thead><tr>
-                    <th scope="col">"Store"</th>
-                    <th scope="col" class="num">"RPO target"</th>
-                    <th scope="col" class="num">"RPO now"</th>
-                    <th scope="col" class="num">"RTO target"</th>
-                    <th scope="col" class="num">"Last drill"</th>
-                    <th scope="col" class="num">"90-day median"</th>
-                    <th scope="col">"Set by"</th>
-                </tr></thead>
-                <tbody>
-                    {rows.iter().map(|o| {
-                        let rpo_bad = o.rpo_exceeded();
-                        let rto_bad = o.rto_exceeded();
-                        view! {
-                            <tr>
-                                <th scope="row">{o.store.label()}</th>
-                                <td class="num">{hours(o.rpo_target_secs)}</td>
-                                <td class={if rpo_bad { "num text-error strong" } else { "num" }}>
-                                    {o.rpo_measured_ms.map_or("no verified backup".to_owned(), format_duration)}
-                                    {(o.queued_rows > 0).then(|| format!(" + {} queued rows", group_digits(o.queued_rows as u64)))}
-                                </td>
-                                <td class="num">{format_duration(o.rto_target_secs * 1000)}</td>
-                                <td class={if rto_bad { "num text-error strong" } else { "num" }}>{o.rto_measured_ms.map_or("-".to_owned(), format_duration)}</td>
-                                <td class="num">{o.rto_median_ms.map_or("-".to_owned(), format_duration)}</td>
-                                <td>{o.set_by.clone().unwrap_or_else(|| "default".to_owned())}</td>
-                            </tr>
-                        }
-                    }).collect_view()}
-                </tbody>
-            </table>
+            <DataTable
+                columns=vec![
+                    Column::text("Store"),
+                    Column::figures("RPO target"),
+                    Column::figures("RPO now"),
+                    Column::figures("RTO target"),
+                    Column::figures("Last drill"),
+                    Column::figures("90-day median"),
+                    Column::text("Set by"),
+                ]
+            >
+                {rows.iter().map(|o| {
+                    let rpo_bad = o.rpo_exceeded();
+                    let rto_bad = o.rto_exceeded();
+                    view! {
+                        <tr>
+                            <th scope="row">{o.store.label()}</th>
+                            <td class="num">{hours(o.rpo_target_secs)}</td>
+                            <td class={if rpo_bad { "num text-error strong" } else { "num" }}>
+                                {o.rpo_measured_ms.map_or("no verified backup".to_owned(), format_duration)}
+                                {(o.queued_rows > 0).then(|| format!(" + {} queued rows", group_digits(o.queued_rows as u64)))}
+                            </td>
+                            <td class="num">{format_duration(o.rto_target_secs * 1000)}</td>
+                            <td class={if rto_bad { "num text-error strong" } else { "num" }}>{o.rto_measured_ms.map_or("-".to_owned(), format_duration)}</td>
+                            <td class="num">{o.rto_median_ms.map_or("-".to_owned(), format_duration)}</td>
+                            <td>{o.set_by.clone().unwrap_or_else(|| "default".to_owned())}</td>
+                        </tr>
+                    }
+                }).collect_view()}
+            </DataTable>
             <p class="muted small">"Backups are dumps taken daily: they cannot promise a 15-minute PostgreSQL RPO (that needs WAL archiving). Rows queued for ClickHouse are in no ClickHouse backup until they are replayed and backed up. Red: measured is over target."</p>
             {administer.then(|| view! {
                 <details>

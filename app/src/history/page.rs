@@ -13,7 +13,9 @@ use super::api::{
 use super::{ChainReport, Entry, EntryKind, EntryView, Outcome, SEVERITIES};
 use crate::auth::viewer::IfAllowed;
 use crate::auth::Permission;
-use crate::components::{action_error, Badge, ErrorBanner, PageHeader, Tone};
+use crate::components::{
+    action_error, Badge, Banner, Column, DataTable, ErrorBanner, PageHeader, Tone,
+};
 use crate::format::{format_duration, format_utc, group_digits, percent_encode};
 
 /// The filter parameters, in the order `search_history` takes them.
@@ -164,39 +166,37 @@ fn EntryTable(entries: Vec<Entry>, #[prop(into)] empty: String) -> AnyView {
         return view! { <p class="empty-state">{empty}</p> }.into_any();
     }
     view! {
-        <table class="data history">
-            <thead>
-                <tr>
-                    <th scope="col" class="num">"#"</th>
-                    <th scope="col">"Started"</th>
-                    <th scope="col">"Kind"</th>
-                    <th scope="col">"Title"</th>
-                    <th scope="col">"Actor"</th>
-                    <th scope="col">"Outcome"</th>
-                    <th scope="col" class="num">"Duration"</th>
-                </tr>
-            </thead>
-            <tbody>
-                {entries.into_iter().map(|entry| {
-                    let duration = entry.duration_ms().filter(|d| *d > 0).map(format_duration);
-                    let is_drill = EntryKind::Drill.is(&entry.kind);
-                    view! {
-                        <tr>
-                            <td class="num muted">{entry.id}</td>
-                            <td class="nowrap" title=format_utc(entry.started_at)>{entry.started_ago.clone()}</td>
-                            <td class="nowrap">
-                                {entry.kind.replace('_', " ")}
-                                {entry.severity.clone().map(|s| view! { " " <Badge tone=severity_tone(&s) label=s /> })}
-                            </td>
-                            <td><A href=format!("/admin/history/{}", entry.id)>{entry.title.clone()}</A></td>
-                            <td class="nowrap">{entry.actor.clone()}</td>
-                            <td><Badge tone=outcome_tone(entry.outcome) label=entry.outcome.as_str() /></td>
-                            <td class=if is_drill { "num strong" } else { "num" }>{duration.unwrap_or_default()}</td>
-                        </tr>
-                    }
-                }).collect_view()}
-            </tbody>
-        </table>
+        <DataTable
+            columns=vec![
+                Column::figures("#"),
+                Column::text("Started"),
+                Column::text("Kind"),
+                Column::text("Title"),
+                Column::text("Actor"),
+                Column::text("Outcome"),
+                Column::figures("Duration"),
+            ]
+            class="history"
+        >
+            {entries.into_iter().map(|entry| {
+                let duration = entry.duration_ms().filter(|d| *d > 0).map(format_duration);
+                let is_drill = EntryKind::Drill.is(&entry.kind);
+                view! {
+                    <tr>
+                        <td class="num muted">{entry.id}</td>
+                        <td class="nowrap" title=format_utc(entry.started_at)>{entry.started_ago.clone()}</td>
+                        <td class="nowrap">
+                            {entry.kind.replace('_', " ")}
+                            {entry.severity.clone().map(|s| view! { " " <Badge tone=severity_tone(&s) label=s /> })}
+                        </td>
+                        <td><A href=format!("/admin/history/{}", entry.id)>{entry.title.clone()}</A></td>
+                        <td class="nowrap">{entry.actor.clone()}</td>
+                        <td><Badge tone=outcome_tone(entry.outcome) label=entry.outcome.as_str() /></td>
+                        <td class=if is_drill { "num strong" } else { "num" }>{duration.unwrap_or_default()}</td>
+                    </tr>
+                }
+            }).collect_view()}
+        </DataTable>
     }
     .into_any()
 }
@@ -265,30 +265,31 @@ fn ChainResult(report: ChainReport) -> AnyView {
         )
     };
     if let (None, Some(problem)) = (&report.first_broken, &report.anchors.problem) {
+        let problem = problem.clone();
         return view! {
-            <div class="banner banner-error" role="alert" data-testid="chain-result">
-                "Chain disagrees with its anchors in ClickHouse: " {problem.clone()} "."
-            </div>
+            <Banner tone=Tone::Error test_id="chain-result">
+                "Chain disagrees with its anchors in ClickHouse: " {problem} "."
+            </Banner>
         }
         .into_any();
     }
     match report.first_broken {
         None => view! {
-            <div class="banner banner-ok" role="status" data-testid="chain-result">
+            <Banner tone=Tone::Ok test_id="chain-result">
                 "Chain intact: " {report.entries} " entries verified. Newest hash "
                 <code title=report.head_hash.clone().unwrap_or_default()>
                     {report.head_hash.clone().unwrap_or_default().chars().take(16).collect::<String>()}
                 </code>
                 "." {anchors}
-            </div>
+            </Banner>
         }
         .into_any(),
         Some(broken) => view! {
-            <div class="banner banner-error" role="alert" data-testid="chain-result">
+            <Banner tone=Tone::Error test_id="chain-result">
                 "Chain broken at entry "
                 <A href=format!("/admin/history/{}", broken.id)>{format!("#{}", broken.id)}</A>
                 ": " {broken.problem} "."
-            </div>
+            </Banner>
         }
         .into_any(),
     }
@@ -322,8 +323,8 @@ fn AnnotateForms(on_done: impl Fn() + Copy + Send + Sync + 'static) -> AnyView {
                 </label>
                 {action_error(note_value)}
                 {move || match note_value.get() { Some(Ok(id)) => Some(view! {
-                    <div class="banner banner-ok" role="status">"Note added as "
-                        <A href=format!("/admin/history/{id}")>{format!("entry #{id}")}</A> "."</div>
+                    <Banner tone=Tone::Ok>"Note added as "
+                        <A href=format!("/admin/history/{id}")>{format!("entry #{id}")}</A> "."</Banner>
                 }), _ => None }}
                 <button type="submit" class="btn btn-primary">"Add note"</button>
             </ActionForm>
@@ -355,8 +356,8 @@ fn AnnotateForms(on_done: impl Fn() + Copy + Send + Sync + 'static) -> AnyView {
                 </label>
                 {action_error(incident_value)}
                 {move || match incident_value.get() { Some(Ok(id)) => Some(view! {
-                    <div class="banner banner-ok" role="status">"Incident declared as "
-                        <A href=format!("/admin/history/{id}")>{format!("#{id}")}</A> "."</div>
+                    <Banner tone=Tone::Ok>"Incident declared as "
+                        <A href=format!("/admin/history/{id}")>{format!("#{id}")}</A> "."</Banner>
                 }), _ => None }}
                 <button type="submit" class="btn btn-primary">"Declare incident"</button>
             </ActionForm>

@@ -9,7 +9,7 @@ use super::IncidentMode;
 use crate::auth::viewer::use_viewer;
 use crate::auth::Permission;
 use crate::components::ReasonField;
-use crate::components::{action_error, Badge, ErrorBanner, Tone};
+use crate::components::{action_error, Badge, Banner, ErrorBanner, Tone};
 
 /// Under `/admin/history/:id`: the panel when the entry is an incident, else nothing.
 #[component]
@@ -86,7 +86,7 @@ fn Panel(
                         <span class="muted small">"While frozen, expiry and backup retention wait and in-place restores need an admin's confirmation; ingest and replay go on."</span>
                     </p>
                     {mode.other_freeze.map(|other| view! {
-                        <p class="banner banner-info">{format!("Incident #{other} holds the freeze; only one is on at a time.")}</p>
+                        <Banner tone=Tone::Info>{format!("Incident #{other} holds the freeze; only one is on at a time.")}</Banner>
                     })}
                     {(operate && open && mode.other_freeze.is_none()).then(|| view! {
                         <ActionForm action=freeze attr:class="form-row" attr:aria-label="Incident freeze">

@@ -22,7 +22,7 @@ pub mod api;
 pub mod schedule;
 mod view;
 
-pub use view::RunStatusBadge;
+pub use view::{JobPanel, RunStatusBadge};
 #[cfg(feature = "ssr")]
 pub mod ssr;
 

@@ -12,7 +12,7 @@ use super::{BackgroundMigrationRow, MigrationAction, MigrationsOverview, SchemaS
 use crate::auth::viewer::IfAllowed;
 use crate::auth::Permission;
 use crate::components::ReasonField;
-use crate::components::{action_error, Badge, ErrorBanner, PageHeader, Tone};
+use crate::components::{action_error, Badge, Banner, ErrorBanner, PageHeader, Tone};
 use crate::format::{format_ago, format_duration, format_utc, group_digits};
 
 /// How often the page asks for fresh figures.
@@ -70,15 +70,15 @@ fn MigrationsNow(overview: MigrationsOverview) -> AnyView {
         .count();
     let banner = if !stuck.is_empty() {
         Some(view! {
-            <p class="banner banner-error" role="alert" data-testid="stuck-banner">{format!(
+            <Banner tone=Tone::Error test_id="stuck-banner">{format!(
                 "Stuck (no heartbeat for over {}): {}. Its worker stopped; the next tick takes it over from the saved cursor.",
                 format_duration(overview.stuck_after_s * 1000),
                 stuck.join(", ")
-            )}</p>
+            )}</Banner>
         }.into_any())
     } else if failed > 0 {
         Some(view! {
-            <p class="banner banner-warn" role="status">{format!("{failed} background migration(s) failed: read the error, fix the cause, then Retry.")}</p>
+            <Banner tone=Tone::Warn>{format!("{failed} background migration(s) failed: read the error, fix the cause, then Retry.")}</Banner>
         }.into_any())
     } else {
         None
@@ -113,15 +113,15 @@ fn MigrationsNow(overview: MigrationsOverview) -> AnyView {
 fn schema_banner(schema: &SchemaStatus) -> AnyView {
     match &schema.problem {
         None => view! {
-            <p class="banner banner-ok" role="status" data-testid="schema-banner">{format!(
+            <Banner tone=Tone::Ok test_id="schema-banner">{format!(
                 "Schema at version {}, as this binary expects.", schema.applied
-            )}</p>
+            )}</Banner>
         }
         .into_any(),
-        Some(problem) => view! {
-            <p class="banner banner-error" role="alert" data-testid="schema-banner">{problem.clone()}</p>
+        Some(problem) => {
+            let problem = problem.clone();
+            view! { <Banner tone=Tone::Error test_id="schema-banner">{problem}</Banner> }.into_any()
         }
-        .into_any(),
     }
 }
 

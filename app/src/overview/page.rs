@@ -5,7 +5,7 @@ use std::time::Duration;
 use leptos::prelude::*;
 
 use super::api::load_stores_snapshot;
-use crate::components::{Badge, PageHeader, Tone};
+use crate::components::{Badge, Banner, Column, DataTable, PageHeader, Tone};
 use crate::format::{format_bytes, group_digits};
 use crate::health::{StoreCheck, StoresHealth, StoresSnapshot};
 
@@ -31,11 +31,11 @@ pub fn OverviewPage() -> AnyView {
                 match snapshot.await {
                     Ok(snapshot) => view! { <StoresView snapshot /> }.into_any(),
                     Err(error) => view! {
-                        <div class="banner banner-error" role="alert" data-testid="stores-summary">
+                        <Banner tone=Tone::Error test_id="stores-summary">
                             <strong>"Salvage did not answer. "</strong>
                             {error.to_string()}
                             " The state of the stores is unknown until it does."
-                        </div>
+                        </Banner>
                     }
                     .into_any(),
                 }
@@ -87,35 +87,33 @@ fn StoresView(snapshot: StoresSnapshot) -> AnyView {
         </div>
         <section aria-labelledby="stores-heading" class="panel">
             <h2 id="stores-heading">"Stores"</h2>
-            <table class="data stores">
-                <thead>
-                    <tr>
-                        <th scope="col">"Store"</th>
-                        <th scope="col">"Holds"</th>
-                        <th scope="col">"Status"</th>
-                        <th scope="col" class="num">"Latency"</th>
-                        <th scope="col">"Version"</th>
-                        <th scope="col" class="num">"Data"</th>
-                        <th scope="col">"Detail"</th>
-                    </tr>
-                </thead>
-                <tbody>
-                    <StoreRow
-                        name="PostgreSQL"
-                        holds="accounts, fallback queues, runbook history"
-                        check=health.postgres.clone()
-                        version=postgres.version
-                        data=pg_data
-                    />
-                    <StoreRow
-                        name="ClickHouse"
-                        holds="requests, events"
-                        check=health.clickhouse.clone()
-                        version=clickhouse.version
-                        data=ch_data
-                    />
-                </tbody>
-            </table>
+            <DataTable
+                columns=vec![
+                    Column::text("Store"),
+                    Column::text("Holds"),
+                    Column::text("Status"),
+                    Column::figures("Latency"),
+                    Column::text("Version"),
+                    Column::figures("Data"),
+                    Column::text("Detail"),
+                ]
+                class="stores"
+            >
+                <StoreRow
+                    name="PostgreSQL"
+                    holds="accounts, fallback queues, runbook history"
+                    check=health.postgres.clone()
+                    version=postgres.version
+                    data=pg_data
+                />
+                <StoreRow
+                    name="ClickHouse"
+                    holds="requests, events"
+                    check=health.clickhouse.clone()
+                    version=clickhouse.version
+                    data=ch_data
+                />
+            </DataTable>
             <p class="footnote">
                 "Checked at "
                 <time datetime=health.checked_at.clone()>{clock_time(&health.checked_at)}</time>

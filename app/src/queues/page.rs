@@ -9,15 +9,15 @@ use super::api::{list_ingest_keys, load_queues, CreateIngestKey, RevokeIngestKey
 use super::{DepthSample, Queue, QueueStats, QueuesOverview, ReplayRun, EXPIRING_CAP};
 use crate::auth::viewer::IfAllowed;
 use crate::auth::Permission;
-use crate::components::ReasonField;
 use crate::components::{
-    action_error, Badge, ChartFrame, ErrorBanner, PageHeader, Tone, CHART_H, CHART_W,
+    action_error, Badge, Banner, ChartFrame, Column, DataTable, ErrorBanner, PageHeader, Tone,
+    CHART_H, CHART_W,
 };
 use crate::format::{format_ago, format_duration, format_utc, group_digits};
 use crate::ingest_keys::IngestKey;
 use crate::jobs::api::{CancelRun, StartJob};
 use crate::jobs::RunStatus;
-use crate::jobs::RunStatusBadge;
+use crate::jobs::{JobPanel, RunStatusBadge};
 
 /// How often the page asks for fresh figures.
 pub const REFRESH_EVERY: Duration = Duration::from_secs(2);
@@ -67,18 +67,18 @@ pub fn QueuesPage() -> AnyView {
 fn ReplayPanel(replay: ServerAction<StartJob>) -> AnyView {
     view! {
         <IfAllowed permission=Permission::Operate>
-            <section class="panel form-panel wide">
-                <h2>"Replay both queues"</h2>
-                <p class="muted small">
-                    "Sends every queued row to ClickHouse in batches, skipping rows ClickHouse already has, then removes them from the queue. Safe to run at any time, and alongside the scheduled replay."
-                </p>
-                <ActionForm action=replay attr:class="form-row" attr:aria-label="Replay the queues">
-                    <input type="hidden" name="job" value=super::REPLAY_JOB />
-                    <ReasonField placeholder="ClickHouse is back after the outage" />
-                    <button type="submit" class="btn btn-primary" data-testid="replay">"Replay now"</button>
-                </ActionForm>
-                {action_error(replay.value())}
-            </section>
+            <JobPanel
+                action=replay
+                job=super::REPLAY_JOB
+                title="Replay both queues"
+                about="Sends every queued row to ClickHouse in batches, skipping rows ClickHouse already has, then removes them from the queue. Safe to run at any time, and alongside the scheduled replay."
+                placeholder="ClickHouse is back after the outage"
+                button="Replay now"
+                test_id="replay"
+                run_of="Replay"
+                follow="the runs below follow it."
+                wide=true
+            />
         </IfAllowed>
     }
     .into_any()
@@ -119,20 +119,18 @@ fn QueuesNow(overview: QueuesOverview, cancel: ServerAction<CancelRun>) -> AnyVi
         {running.into_iter().map(|run| view! { <RunProgress run now cancel /> }).collect_view()}
         <section class="panel">
             <h2>"Queues"</h2>
-            <table class="data queues">
-                <thead>
-                    <tr>
-                        <th scope="col">"Queue"</th>
-                        <th scope="col" class="num">"Rows queued"</th>
-                        <th scope="col">"Oldest row"</th>
-                        <th scope="col" class="num">"Expire within 24 h"</th>
-                        <th scope="col">"Last error"</th>
-                    </tr>
-                </thead>
-                <tbody>
-                    {queues.into_iter().map(|q| view! { <QueueRow q now /> }).collect_view()}
-                </tbody>
-            </table>
+            <DataTable
+                columns=vec![
+                    Column::text("Queue"),
+                    Column::figures("Rows queued"),
+                    Column::text("Oldest row"),
+                    Column::figures("Expire within 24 h"),
+                    Column::text("Last error"),
+                ]
+                class="queues"
+            >
+                {queues.into_iter().map(|q| view! { <QueueRow q now /> }).collect_view()}
+            </DataTable>
         </section>
     }
     .into_any()
@@ -249,43 +247,42 @@ fn RunsTable(runs: Vec<ReplayRun>, now: i64) -> AnyView {
         return view! { <p class="muted">"No replay has had rows to move yet."</p> }.into_any();
     }
     view! {
-        <table class="data runs" data-testid="replay-runs">
-            <thead>
-                <tr>
-                    <th scope="col" class="num">"#"</th>
-                    <th scope="col">"Started"</th>
-                    <th scope="col">"Trigger"</th>
-                    <th scope="col">"By"</th>
-                    <th scope="col">"Outcome"</th>
-                    <th scope="col" class="num">"Rows"</th>
-                    <th scope="col" class="num">"Already in ClickHouse"</th>
-                    <th scope="col" class="num">"Left"</th>
-                    <th scope="col" class="num">"Duration"</th>
-                    <th scope="col" class="num">"Rows/s"</th>
-                </tr>
-            </thead>
-            <tbody>
-                {runs.into_iter().map(|run| {
-                    let duration = run.finished_at.map(|f| format_duration(f - run.started_at)).unwrap_or_else(|| "running".into());
-                    let rate = count(run.rate(now) as i64);
-                    let title = run.error.clone().or(run.reason.clone()).unwrap_or_default();
-                    view! {
-                        <tr title=title>
-                            <td class="num">{run.id}</td>
-                            <td class="nowrap">{format_utc(run.started_at)}</td>
-                            <td>{run.trigger.as_str()}</td>
-                            <td>{run.actor.clone()}</td>
-                            <td><RunStatusBadge status=run.status /> {run.error.clone().map(|e| view! { <span class="detail small">" " {e}</span> })}</td>
-                            <td class="num">{count(run.rows_done)}</td>
-                            <td class="num">{run.rows_already_present.map(count).unwrap_or_else(|| "—".into())}</td>
-                            <td class="num">{run.rows_left.map(count).unwrap_or_else(|| "—".into())}</td>
-                            <td class="num nowrap">{duration}</td>
-                            <td class="num">{rate}</td>
-                        </tr>
-                    }
-                }).collect_view()}
-            </tbody>
-        </table>
+        <DataTable
+            columns=vec![
+                Column::figures("#"),
+                Column::text("Started"),
+                Column::text("Trigger"),
+                Column::text("By"),
+                Column::text("Outcome"),
+                Column::figures("Rows"),
+                Column::figures("Already in ClickHouse"),
+                Column::figures("Left"),
+                Column::figures("Duration"),
+                Column::figures("Rows/s"),
+            ]
+            class="runs"
+            test_id="replay-runs"
+        >
+            {runs.into_iter().map(|run| {
+                let duration = run.finished_at.map(|f| format_duration(f - run.started_at)).unwrap_or_else(|| "running".into());
+                let rate = count(run.rate(now) as i64);
+                let title = run.error.clone().or(run.reason.clone()).unwrap_or_default();
+                view! {
+                    <tr title=title>
+                        <td class="num">{run.id}</td>
+                        <td class="nowrap">{format_utc(run.started_at)}</td>
+                        <td>{run.trigger.as_str()}</td>
+                        <td>{run.actor.clone()}</td>
+                        <td><RunStatusBadge status=run.status /> {run.error.clone().map(|e| view! { <span class="detail small">" " {e}</span> })}</td>
+                        <td class="num">{count(run.rows_done)}</td>
+                        <td class="num">{run.rows_already_present.map(count).unwrap_or_else(|| "—".into())}</td>
+                        <td class="num">{run.rows_left.map(count).unwrap_or_else(|| "—".into())}</td>
+                        <td class="num nowrap">{duration}</td>
+                        <td class="num">{rate}</td>
+                    </tr>
+                }
+            }).collect_view()}
+        </DataTable>
     }
     .into_any()
 }
@@ -390,10 +387,10 @@ pub fn IngestKeysPage() -> AnyView {
                 {action_error(created)}
                 {move || match created.get() {
                     Some(Ok(key)) => Some(view! {
-                        <div class="banner banner-ok" role="status" data-testid="new-key">
+                        <Banner tone=Tone::Ok test_id="new-key">
                             "Key #" {key.id} " created. Copy it now; it is not shown again: "
                             <code class="secret">{key.secret.reveal().to_owned()}</code>
-                        </div>
+                        </Banner>
                     }),
                     _ => None,
                 }}
@@ -409,52 +406,49 @@ fn KeysTable(keys: Vec<IngestKey>, revoke: ServerAction<RevokeIngestKey>) -> Any
         return view! { <p class="muted">"No ingest key yet: create one below."</p> }.into_any();
     }
     view! {
-        <table class="data">
-            <thead>
-                <tr>
-                    <th scope="col" class="num">"#"</th>
-                    <th scope="col">"Name"</th>
-                    <th scope="col">"Starts with"</th>
-                    <th scope="col">"Organisation"</th>
-                    <th scope="col">"Created"</th>
-                    <th scope="col">"Last used"</th>
-                    <th scope="col">"Status"</th>
-                    <th scope="col">"Revoke"</th>
-                </tr>
-            </thead>
-            <tbody>
-                {keys.into_iter().map(|key| {
-                    let active = key.revoked_at.is_none();
-                    view! {
-                        <tr>
-                            <td class="num">{key.id}</td>
-                            <td class="nowrap">{key.name.clone()}</td>
-                            <td><code>{key.prefix.clone()} "…"</code></td>
-                            <td class="nowrap">{if key.organization_id == "*" {
-                                view! { <span class="muted">"all organisations"</span> }.into_any()
-                            } else {
-                                view! { <code>{key.organization_id.clone()}</code> }.into_any()
-                            }}</td>
-                            <td class="nowrap">{format_utc(key.created_at)} <span class="muted small">" by " {key.created_by.clone()}</span></td>
-                            <td class="nowrap">{key.last_used_at.map(format_utc).unwrap_or_else(|| "never".into())}</td>
-                            <td>{if active { view! { <Badge tone=Tone::Ok label="active" /> } } else { view! { <Badge tone=Tone::Neutral label="revoked" /> } }}</td>
-                            <td>
-                                {active.then(|| view! {
-                                    <IfAllowed permission=Permission::Administer>
-                                        <ActionForm action=revoke attr:class="inline-form">
-                                            <input type="hidden" name="key_id" value=key.id.to_string() />
-                                            <label class="visually-hidden" for=format!("revoke-{}", key.id)>"Reason"</label>
-                                            <input type="text" name="reason" id=format!("revoke-{}", key.id) required placeholder="reason" maxlength="500" />
-                                            <button type="submit" class="btn btn-small btn-danger">"Revoke"</button>
-                                        </ActionForm>
-                                    </IfAllowed>
-                                })}
-                            </td>
-                        </tr>
-                    }
-                }).collect_view()}
-            </tbody>
-        </table>
+        <DataTable
+            columns=vec![
+                Column::figures("#"),
+                Column::text("Name"),
+                Column::text("Starts with"),
+                Column::text("Organisation"),
+                Column::text("Created"),
+                Column::text("Last used"),
+                Column::text("Status"),
+                Column::text("Revoke"),
+            ]
+        >
+            {keys.into_iter().map(|key| {
+                let active = key.revoked_at.is_none();
+                view! {
+                    <tr>
+                        <td class="num">{key.id}</td>
+                        <td class="nowrap">{key.name.clone()}</td>
+                        <td><code>{key.prefix.clone()} "…"</code></td>
+                        <td class="nowrap">{if key.organization_id == "*" {
+                            view! { <span class="muted">"all organisations"</span> }.into_any()
+                        } else {
+                            view! { <code>{key.organization_id.clone()}</code> }.into_any()
+                        }}</td>
+                        <td class="nowrap">{format_utc(key.created_at)} <span class="muted small">" by " {key.created_by.clone()}</span></td>
+                        <td class="nowrap">{key.last_used_at.map(format_utc).unwrap_or_else(|| "never".into())}</td>
+                        <td>{if active { view! { <Badge tone=Tone::Ok label="active" /> } } else { view! { <Badge tone=Tone::Neutral label="revoked" /> } }}</td>
+                        <td>
+                            {active.then(|| view! {
+                                <IfAllowed permission=Permission::Administer>
+                                    <ActionForm action=revoke attr:class="inline-form">
+                                        <input type="hidden" name="key_id" value=key.id.to_string() />
+                                        <label class="visually-hidden" for=format!("revoke-{}", key.id)>"Reason"</label>
+                                        <input type="text" name="reason" id=format!("revoke-{}", key.id) required placeholder="reason" maxlength="500" />
+                                        <button type="submit" class="btn btn-small btn-danger">"Revoke"</button>
+                                    </ActionForm>
+                                </IfAllowed>
+                            })}
+                        </td>
+                    </tr>
+                }
+            }).collect_view()}
+        </DataTable>
     }
     .into_any()
 }

@@ -8,7 +8,9 @@ use crate::auth::viewer::IfAllowed;
 use crate::auth::Permission;
 use crate::auth::{Role, UserRow};
 use crate::components::ReasonField;
-use crate::components::{action_error, Badge, ErrorBanner, PageHeader, Tone};
+use crate::components::{
+    action_error, Badge, Banner, Column, DataTable, ErrorBanner, PageHeader, Tone,
+};
 use crate::format::format_utc;
 
 /// `/admin/settings/users`.
@@ -61,11 +63,11 @@ pub fn UsersPage() -> AnyView {
             {action_error(add_value)}
             {move || match add_value.get() {
                 Some(Ok(added)) => Some(view! {
-                    <div class="banner banner-ok" role="status" data-testid="temporary-password">
+                    <Banner tone=Tone::Ok test_id="temporary-password">
                         "Added " <strong>{added.email}</strong> ". Temporary password, shown only now: "
                         <code class="secret">{added.temporary_password.reveal().to_owned()}</code>
                         ". They choose their own at first sign-in."
-                    </div>
+                    </Banner>
                 }),
                 _ => None,
             }}
@@ -82,61 +84,58 @@ fn UserTable(
     set_disabled: ServerAction<SetUserDisabled>,
 ) -> AnyView {
     view! {
-        <table class="data">
-            <thead>
-                <tr>
-                    <th scope="col">"Email"</th>
-                    <th scope="col">"Role"</th>
-                    <th scope="col">"Status"</th>
-                    <th scope="col">"Last sign-in"</th>
-                    <th scope="col">"Added"</th>
-                    <th scope="col">"Change"</th>
-                </tr>
-            </thead>
-            <tbody>
-                {users.into_iter().map(|user| {
-                    let status = if user.disabled {
-                        view! { <Badge tone=Tone::Error label="disabled" /> }.into_any()
-                    } else if user.must_change_password {
-                        view! { <Badge tone=Tone::Warn label="temporary password" /> }.into_any()
-                    } else {
-                        view! { <Badge tone=Tone::Ok label="active" /> }.into_any()
-                    };
-                    let email = user.email.clone();
-                    let toggle_label = if user.disabled { "Enable" } else { "Disable" };
-                    view! {
-                        <tr>
-                            <td>{user.email.clone()}</td>
-                            <td>{user.role.as_str()}</td>
-                            <td>{status}</td>
-                            <td class="nowrap">{user.last_login_at.map(format_utc).unwrap_or_else(|| "never".into())}</td>
-                            <td class="nowrap">{format_utc(user.created_at)}</td>
-                            <td>
-                                <div class="row-actions">
-                                    <ActionForm action=set_role attr:class="inline-form">
-                                        <input type="hidden" name="user_id" value=user.id.to_string() />
-                                        <input type="hidden" name="reason" value="" />
-                                        <label class="visually-hidden" for=format!("role-{}", user.id)>{format!("Role for {}", user.email)}</label>
-                                        <select name="role" id=format!("role-{}", user.id)>
-                                            {Role::ALL.iter().map(|r| view! { <option value=r.as_str() selected=*r == user.role>{r.as_str()}</option> }).collect_view()}
-                                        </select>
-                                        <button type="submit" class="btn btn-small">"Set role"<span class="visually-hidden">{format!(" of {}", user.email)}</span></button>
-                                    </ActionForm>
-                                    <ActionForm action=set_disabled attr:class="inline-form">
-                                        <input type="hidden" name="user_id" value=user.id.to_string() />
-                                        <input type="hidden" name="disabled" value=(!user.disabled).to_string() />
-                                        <input type="hidden" name="reason" value="" />
-                                        <button type="submit" class=if user.disabled { "btn btn-small" } else { "btn btn-small btn-danger" }>
-                                            {toggle_label}<span class="visually-hidden">{format!(" {email}")}</span>
-                                        </button>
-                                    </ActionForm>
-                                </div>
-                            </td>
-                        </tr>
-                    }
-                }).collect_view()}
-            </tbody>
-        </table>
+        <DataTable
+            columns=vec![
+                Column::text("Email"),
+                Column::text("Role"),
+                Column::text("Status"),
+                Column::text("Last sign-in"),
+                Column::text("Added"),
+                Column::text("Change"),
+            ]
+        >
+            {users.into_iter().map(|user| {
+                let status = if user.disabled {
+                    view! { <Badge tone=Tone::Error label="disabled" /> }.into_any()
+                } else if user.must_change_password {
+                    view! { <Badge tone=Tone::Warn label="temporary password" /> }.into_any()
+                } else {
+                    view! { <Badge tone=Tone::Ok label="active" /> }.into_any()
+                };
+                let email = user.email.clone();
+                let toggle_label = if user.disabled { "Enable" } else { "Disable" };
+                view! {
+                    <tr>
+                        <td>{user.email.clone()}</td>
+                        <td>{user.role.as_str()}</td>
+                        <td>{status}</td>
+                        <td class="nowrap">{user.last_login_at.map(format_utc).unwrap_or_else(|| "never".into())}</td>
+                        <td class="nowrap">{format_utc(user.created_at)}</td>
+                        <td>
+                            <div class="row-actions">
+                                <ActionForm action=set_role attr:class="inline-form">
+                                    <input type="hidden" name="user_id" value=user.id.to_string() />
+                                    <input type="hidden" name="reason" value="" />
+                                    <label class="visually-hidden" for=format!("role-{}", user.id)>{format!("Role for {}", user.email)}</label>
+                                    <select name="role" id=format!("role-{}", user.id)>
+                                        {Role::ALL.iter().map(|r| view! { <option value=r.as_str() selected=*r == user.role>{r.as_str()}</option> }).collect_view()}
+                                    </select>
+                                    <button type="submit" class="btn btn-small">"Set role"<span class="visually-hidden">{format!(" of {}", user.email)}</span></button>
+                                </ActionForm>
+                                <ActionForm action=set_disabled attr:class="inline-form">
+                                    <input type="hidden" name="user_id" value=user.id.to_string() />
+                                    <input type="hidden" name="disabled" value=(!user.disabled).to_string() />
+                                    <input type="hidden" name="reason" value="" />
+                                    <button type="submit" class=if user.disabled { "btn btn-small" } else { "btn btn-small btn-danger" }>
+                                        {toggle_label}<span class="visually-hidden">{format!(" {email}")}</span>
+                                    </button>
+                                </ActionForm>
+                            </div>
+                        </td>
+                    </tr>
+                }
+            }).collect_view()}
+        </DataTable>
     }
     .into_any()
 }
