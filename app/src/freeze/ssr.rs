@@ -11,7 +11,7 @@
 //! within its ClickHouse timeout, so a restore also waits that long before it swaps
 //! tables (see `restore`).
 
-use sqlx::{PgConnection, PgPool, Row};
+use sqlx::{PgConnection, PgPool};
 
 use super::{Freeze, StoreKind};
 use crate::error::AppError;
@@ -30,14 +30,14 @@ pub async fn open(
     restore_id: i64,
     by: &str,
 ) -> Result<i64, AppError> {
-    let id: i64 = sqlx::query_scalar(
+    let id = sqlx::query_scalar!(
         "insert into write_freezes (store, scope, reason, restore_id, started_by)
          values ($1, 'restore', $2, $3, $4) returning id",
+        store.as_str(),
+        reason,
+        restore_id,
+        by
     )
-    .bind(store.as_str())
-    .bind(reason)
-    .bind(restore_id)
-    .bind(by)
     .fetch_one(pg)
     .await
     .map_err(|error| {
@@ -69,11 +69,13 @@ pub async fn open(
 
 /// Ends freeze `id`.
 pub async fn close(pg: &PgPool, id: i64) -> Result<(), sqlx::Error> {
-    sqlx::query("update write_freezes set ended_at = now() where id = $1 and ended_at is null")
-        .bind(id)
-        .execute(pg)
-        .await
-        .map(drop)
+    sqlx::query!(
+        "update write_freezes set ended_at = now() where id = $1 and ended_at is null",
+        id
+    )
+    .execute(pg)
+    .await
+    .map(drop)
 }
 
 /// In a writer's transaction: takes the freeze lock shared (held to the end of the
@@ -83,8 +85,9 @@ pub async fn hold_unless_frozen(conn: &mut PgConnection) -> Result<bool, sqlx::E
         .bind(FREEZE_LOCK_CLASS)
         .execute(&mut *conn)
         .await?;
-    sqlx::query_scalar(
-        "select exists (select 1 from write_freezes where ended_at is null and scope = 'restore')",
+    sqlx::query_scalar!(
+        r#"select exists (select 1 from write_freezes where ended_at is null and scope = 'restore')
+             as "frozen!""#
     )
     .fetch_one(conn)
     .await
@@ -93,9 +96,11 @@ pub async fn hold_unless_frozen(conn: &mut PgConnection) -> Result<bool, sqlx::E
 /// Whether anything is frozen now, a restore or an incident: what deletes data (expiry,
 /// retention) asks.
 pub async fn frozen(conn: &mut PgConnection) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar("select exists (select 1 from write_freezes where ended_at is null)")
-        .fetch_one(conn)
-        .await
+    sqlx::query_scalar!(
+        r#"select exists (select 1 from write_freezes where ended_at is null) as "frozen!""#
+    )
+    .fetch_one(conn)
+    .await
 }
 
 /// Freezes incident `incident_id`: risky mutations wait until [`lift_incident`]. Refused
@@ -106,13 +111,13 @@ pub async fn open_incident(
     reason: &str,
     by: &str,
 ) -> Result<i64, AppError> {
-    sqlx::query_scalar(
+    sqlx::query_scalar!(
         "insert into write_freezes (scope, reason, incident_id, started_by)
          values ('incident', $1, $2, $3) returning id",
+        reason,
+        incident_id,
+        by
     )
-    .bind(reason)
-    .bind(incident_id)
-    .bind(by)
     .fetch_one(conn)
     .await
     .map_err(|error| {
@@ -130,9 +135,9 @@ pub async fn open_incident(
 /// Lifts the open incident freeze; the incident it belonged to, or none when there was
 /// none.
 pub async fn lift_incident(conn: &mut PgConnection) -> Result<Option<i64>, sqlx::Error> {
-    sqlx::query_scalar(
+    sqlx::query_scalar!(
         "update write_freezes set ended_at = now()
-          where scope = 'incident' and ended_at is null returning incident_id",
+          where scope = 'incident' and ended_at is null returning incident_id"
     )
     .fetch_optional(conn)
     .await
@@ -141,8 +146,8 @@ pub async fn lift_incident(conn: &mut PgConnection) -> Result<Option<i64>, sqlx:
 
 /// The incident whose freeze is on, if one is.
 pub async fn incident_frozen(pg: &PgPool) -> Result<Option<i64>, sqlx::Error> {
-    sqlx::query_scalar(
-        "select incident_id from write_freezes where scope = 'incident' and ended_at is null",
+    sqlx::query_scalar!(
+        "select incident_id from write_freezes where scope = 'incident' and ended_at is null"
     )
     .fetch_optional(pg)
     .await
@@ -151,33 +156,32 @@ pub async fn incident_frozen(pg: &PgPool) -> Result<Option<i64>, sqlx::Error> {
 
 /// Whether `store` is frozen now.
 pub async fn is_frozen(pg: &PgPool, store: StoreKind) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar(
-        "select exists (select 1 from write_freezes where ended_at is null and store = $1)",
+    sqlx::query_scalar!(
+        r#"select exists (select 1 from write_freezes where ended_at is null and store = $1)
+             as "frozen!""#,
+        store.as_str()
     )
-    .bind(store.as_str())
     .fetch_one(pg)
     .await
 }
 
 /// The open freezes, for the banner.
 pub async fn open_freezes(pg: &PgPool) -> Result<Vec<Freeze>, sqlx::Error> {
-    let rows = sqlx::query(
+    let rows = sqlx::query!(
         "select store, reason, started_by, started_at, restore_id, incident_id from write_freezes
-         where ended_at is null order by started_at",
+         where ended_at is null order by started_at"
     )
     .fetch_all(pg)
     .await?;
     Ok(rows
-        .iter()
+        .into_iter()
         .map(|row| Freeze {
-            store: row
-                .get::<Option<String>, _>("store")
-                .and_then(|s| StoreKind::parse(&s)),
-            reason: row.get("reason"),
-            started_by: row.get("started_by"),
-            started_ms: unix_ms(row.get("started_at")),
-            restore_id: row.get("restore_id"),
-            incident_id: row.get("incident_id"),
+            store: row.store.as_deref().and_then(StoreKind::parse),
+            reason: row.reason,
+            started_by: row.started_by,
+            started_ms: unix_ms(row.started_at),
+            restore_id: row.restore_id,
+            incident_id: row.incident_id,
         })
         .collect())
 }

@@ -435,7 +435,7 @@ async fn serve_prints_a_setup_link_that_creates_the_first_admin_once() {
     use std::io::{BufRead, BufReader};
     let app = crate::helpers::spawn_app().await;
     let settings = base_settings();
-    let port = closed_port().await;
+    let port = crate::helpers::free_port().await;
     let mut child = Command::new(env!("CARGO_BIN_EXE_salvage"))
         .arg("serve")
         .current_dir(std::env::temp_dir())

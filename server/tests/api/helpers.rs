@@ -497,9 +497,26 @@ impl Drop for TestApp {
 
 /// A TCP port nothing listens on.
 pub async fn closed_port() -> u16 {
+    // Bound but never listening: a connection is refused at once, and no other test's
+    // listener can take the port while this binary runs (a port freed again could be
+    // handed to a test's server, and "ClickHouse" would then answer, or hang).
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let port = socket.local_addr().unwrap().port();
+    RESERVED.lock().unwrap().push(socket);
+    port
+}
+
+/// A port free now, for a process the test starts to listen on (it may be taken by
+/// another test before that process binds it: the process then fails to start, never
+/// answers as something else).
+pub async fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     listener.local_addr().unwrap().port()
 }
+
+/// The sockets that hold [`closed_port`]'s ports for the life of the test binary.
+static RESERVED: std::sync::Mutex<Vec<tokio::net::TcpSocket>> = std::sync::Mutex::new(Vec::new());
 
 /// A TCP link to a real store that a test can cut and restore, to see how Salvage
 /// behaves when the store goes away and comes back. While cut, new connections are

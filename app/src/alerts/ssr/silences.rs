@@ -96,17 +96,17 @@ pub async fn create(
     let like = pattern
         .as_deref()
         .map_or_else(|| "%".to_owned(), like_pattern);
-    let id: i64 = sqlx::query_scalar(
+    let id = sqlx::query_scalar!(
         "insert into alert_silences (kind, key_pattern, key_like, starts_at, ends_at, created_by, reason)
          values ($1, $2, $3, $4, $5, $6, $7) returning id",
+        silence.kind,
+        pattern,
+        like,
+        now,
+        ends_at,
+        actor.name,
+        silence.reason.as_str()
     )
-    .bind(&silence.kind)
-    .bind(&pattern)
-    .bind(&like)
-    .bind(now)
-    .bind(ends_at)
-    .bind(&actor.name)
-    .bind(silence.reason.as_str())
     .fetch_one(&mut *tx)
     .await
     .map_err(&internal)?;
@@ -146,18 +146,14 @@ pub async fn end(
 ) -> Result<(), AppError> {
     let internal = AppError::wrap("Failed to end the silence");
     let mut tx = pg.begin().await.map_err(&internal)?;
-    let row: Option<(
-        String,
-        Option<String>,
-        OffsetDateTime,
-        Option<OffsetDateTime>,
-    )> = sqlx::query_as(
+    let row = sqlx::query!(
         "select kind, key_pattern, ends_at, ended_at from alert_silences where id = $1 for update",
+        id
     )
-    .bind(id)
     .fetch_optional(&mut *tx)
     .await
-    .map_err(&internal)?;
+    .map_err(&internal)?
+    .map(|row| (row.kind, row.key_pattern, row.ends_at, row.ended_at));
     let Some((kind, pattern, ends_at, ended_at)) = row else {
         return Err(AppError::NotFound {
             what: format!("Silence #{id}"),
@@ -168,13 +164,13 @@ pub async fn end(
             message: format!("Silence #{id} has already ended."),
         });
     }
-    sqlx::query(
+    sqlx::query!(
         "update alert_silences set ended_at = $2, ended_by = $3, end_reason = $4 where id = $1",
+        id,
+        now,
+        actor.name,
+        reason.as_str()
     )
-    .bind(id)
-    .bind(now)
-    .bind(&actor.name)
-    .bind(reason.as_str())
     .execute(&mut *tx)
     .await
     .map_err(&internal)?;

@@ -94,34 +94,34 @@ pub async fn complete(
     id: i64,
     manifest: &Manifest,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         "update backups set status = 'completed', finished_at = $2, duration_ms = $3,
              size_bytes = $4, row_count = $5, table_count = $6, server_version = $7,
              queued_rows = $8
          where id = $1",
+        id,
+        manifest.finished_at,
+        manifest.duration_ms,
+        manifest.total_bytes(),
+        manifest.total_rows(),
+        manifest.tables.len() as i32,
+        manifest.server_version,
+        manifest.queued_for_clickhouse
     )
-    .bind(id)
-    .bind(manifest.finished_at)
-    .bind(manifest.duration_ms)
-    .bind(manifest.total_bytes())
-    .bind(manifest.total_rows())
-    .bind(manifest.tables.len() as i32)
-    .bind(&manifest.server_version)
-    .bind(manifest.queued_for_clickhouse)
     .execute(&mut *conn)
     .await?;
     for file in &manifest.files {
-        sqlx::query(
+        sqlx::query!(
             "insert into backup_files (backup_id, path, table_name, partition, size_bytes, sha256, row_count)
              values ($1, $2, $3, $4, $5, $6, $7)",
+            id,
+            file.path,
+            file.table,
+            file.partition,
+            file.size as i64,
+            file.sha256,
+            file.rows.map(|r| r as i64)
         )
-        .bind(id)
-        .bind(&file.path)
-        .bind(&file.table)
-        .bind(&file.partition)
-        .bind(file.size as i64)
-        .bind(&file.sha256)
-        .bind(file.rows.map(|r| r as i64))
         .execute(&mut *conn)
         .await?;
     }
@@ -136,14 +136,14 @@ pub async fn fail(
     at: OffsetDateTime,
     duration_ms: i64,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         "update backups set status = 'failed', error = $2, finished_at = $3, duration_ms = $4
          where id = $1 and status = 'running'",
+        id,
+        error,
+        at,
+        duration_ms
     )
-    .bind(id)
-    .bind(error)
-    .bind(at)
-    .bind(duration_ms)
     .execute(conn)
     .await
     .map(drop)
@@ -179,15 +179,15 @@ pub async fn record_verification(
     by: &str,
     at: OffsetDateTime,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         "update backups set status = case when $2::text is null then 'verified' else 'verify_failed' end,
              verify_error = $2, verified_by = $3, verified_at = $4
          where id = $1 and status in ('completed', 'verified', 'verify_failed')",
+        id,
+        error,
+        by,
+        at
     )
-    .bind(id)
-    .bind(error)
-    .bind(by)
-    .bind(at)
     .execute(conn)
     .await
     .map(drop)

@@ -102,17 +102,17 @@ pub async fn create(
         .begin()
         .await
         .map_err(AppError::wrap("Create a webhook"))?;
-    let id: i64 = sqlx::query_scalar(
+    let id = sqlx::query_scalar!(
         "insert into webhooks (url, description, event_types, secret, max_retries, max_in_flight, created_by)
          values ($1, $2, $3, $4, $5, $6, $7) returning id",
+        new.url,
+        new.description,
+        &new.event_types,
+        sealed,
+        new.max_retries,
+        new.max_in_flight,
+        actor.name
     )
-    .bind(&new.url)
-    .bind(&new.description)
-    .bind(&new.event_types)
-    .bind(&sealed)
-    .bind(new.max_retries)
-    .bind(new.max_in_flight)
-    .bind(&actor.name)
     .fetch_one(&mut *tx)
     .await
     .map_err(AppError::wrap("Create a webhook"))?;
@@ -150,12 +150,12 @@ pub async fn set_enabled(
         .begin()
         .await
         .map_err(AppError::wrap("Change a webhook"))?;
-    let url: Option<String> = sqlx::query_scalar(
+    let url = sqlx::query_scalar!(
         "update webhooks set enabled = $2 where id = $1 and deleted_at is null and enabled <> $2
          returning url",
+        id,
+        enabled
     )
-    .bind(id)
-    .bind(enabled)
     .fetch_optional(&mut *tx)
     .await
     .map_err(AppError::wrap("Change a webhook"))?;
@@ -198,12 +198,12 @@ pub async fn delete(
         .begin()
         .await
         .map_err(AppError::wrap("Delete a webhook"))?;
-    let url: Option<String> = sqlx::query_scalar(
+    let url = sqlx::query_scalar!(
         "update webhooks set deleted_at = $2, enabled = false
           where id = $1 and deleted_at is null returning url",
+        id,
+        now
     )
-    .bind(id)
-    .bind(now)
     .fetch_optional(&mut *tx)
     .await
     .map_err(AppError::wrap("Delete a webhook"))?;
@@ -212,13 +212,13 @@ pub async fn delete(
             what: format!("Webhook {id}"),
         });
     };
-    let dead = sqlx::query(
+    let dead = sqlx::query!(
         "update webhook_deliveries
             set status = 'dead', dlq_at = $2, dlq_reason = 'webhook_deleted', lease_until = null
           where webhook_id = $1 and status = 'pending'",
+        id,
+        now
     )
-    .bind(id)
-    .bind(now)
     .execute(&mut *tx)
     .await
     .map_err(AppError::wrap("Dead-letter a deleted webhook's deliveries"))?
@@ -349,13 +349,12 @@ pub async fn reseal(pg: &PgPool, keys: &KeyRing, actor: &Actor) -> Result<u64, A
     };
     let wrap = || AppError::wrap("Reseal the webhooks' signing secrets");
     let mut tx = pg.begin().await.map_err(wrap())?;
-    let rows: Vec<(i64, String)> =
-        sqlx::query_as("select id, secret from webhooks order by id for update")
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(wrap())?;
+    let rows = sqlx::query!("select id, secret from webhooks order by id for update")
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(wrap())?;
     let mut resealed = 0;
-    for (id, stored) in rows {
+    for (id, stored) in rows.into_iter().map(|row| (row.id, row.secret)) {
         if !keys.needs_reseal(&stored) {
             continue;
         }
@@ -365,9 +364,7 @@ pub async fn reseal(pg: &PgPool, keys: &KeyRing, actor: &Actor) -> Result<u64, A
             .map_err(|error| AppError::Conflict {
                 message: format!("Webhook {id}'s signing secret: {error}."),
             })?;
-        sqlx::query("update webhooks set secret = $2 where id = $1")
-            .bind(id)
-            .bind(&sealed)
+        sqlx::query!("update webhooks set secret = $2 where id = $1", id, sealed)
             .execute(&mut *tx)
             .await
             .map_err(wrap())?;

@@ -57,11 +57,11 @@ pub static REDRIVE: Job = Job {
 fn check_input(state: AppState, _actor: Actor, input: serde_json::Value) -> CheckFuture {
     Box::pin(async move {
         let input: RedriveInput = crate::jobs::ssr::read_input(input)?;
-        let waiting: bool = sqlx::query_scalar(
-            "select exists (select 1 from webhook_redrives
-                             where id = $1 and status = 'running' and run_id is null)",
+        let waiting = sqlx::query_scalar!(
+            r#"select exists (select 1 from webhook_redrives
+                               where id = $1 and status = 'running' and run_id is null) as "waiting!""#,
+            input.redrive_id
         )
-        .bind(input.redrive_id)
         .fetch_one(&state.pg)
         .await
         .map_err(AppError::wrap("Read a redrive"))?;
@@ -78,12 +78,14 @@ fn check_input(state: AppState, _actor: Actor, input: serde_json::Value) -> Chec
 fn run_redrive_job(ctx: JobContext) -> JobFuture {
     Box::pin(async move {
         let input: RedriveInput = ctx.input()?;
-        sqlx::query("update webhook_redrives set run_id = $2 where id = $1")
-            .bind(input.redrive_id)
-            .bind(ctx.run_id)
-            .execute(&ctx.state.pg)
-            .await
-            .map_err(AppError::wrap("Start a redrive"))?;
+        sqlx::query!(
+            "update webhook_redrives set run_id = $2 where id = $1",
+            input.redrive_id,
+            ctx.run_id
+        )
+        .execute(&ctx.state.pg)
+        .await
+        .map_err(AppError::wrap("Start a redrive"))?;
         let redrive = execute(&ctx.state, input.redrive_id, &ctx.tracker).await?;
         Ok(Box::new(redrive) as Box<dyn Report>)
     })
@@ -179,19 +181,17 @@ pub async fn prepare(
             ),
         });
     }
-    sqlx::query_scalar(
+    sqlx::query_scalar!(
         "insert into webhook_redrives (filter, total, max_id, cutoff, actor, reason, started_at)
          values ($1, $2, $3, $4, $5, $6, $4) returning id",
-    )
-    .bind(json!({"query": filter.to_query(), "label": filter.label()}))
-    .bind(total)
-    .bind(max_id)
-    .bind(now)
-    .bind(&actor.name)
-    .bind(
+        json!({"query": filter.to_query(), "label": filter.label()}),
+        total,
+        max_id,
+        now,
+        actor.name,
         reason
             .map(crate::reason::Reason::as_str)
-            .unwrap_or_default(),
+            .unwrap_or_default()
     )
     .fetch_one(&state.pg)
     .await
@@ -268,11 +268,11 @@ async fn walk(state: &AppState, id: i64, tracker: &Tracker) -> Result<bool, AppE
             None => batch.len(),
             Some(0) => {
                 let webhook: i64 = batch[0].get("webhook_id");
-                let pending: bool = sqlx::query_scalar(
-                    "select exists (select 1 from webhook_deliveries
-                                     where webhook_id = $1 and status = 'pending')",
+                let pending = sqlx::query_scalar!(
+                    r#"select exists (select 1 from webhook_deliveries
+                                       where webhook_id = $1 and status = 'pending') as "pending!""#,
+                    webhook
                 )
-                .bind(webhook)
                 .fetch_one(&state.pg)
                 .await
                 .map_err(wrap())?;
@@ -288,27 +288,29 @@ async fn walk(state: &AppState, id: i64, tracker: &Tracker) -> Result<bool, AppE
         let last = ids[ids.len() - 1];
         let now = state.clock.now();
         let mut tx = state.pg.begin().await.map_err(wrap())?;
-        let requeued: Vec<i64> = sqlx::query_scalar(
+        let requeued = sqlx::query_scalar!(
             "update webhook_deliveries
                 set status = 'pending', dlq_at = null, dlq_reason = null, attempts = 0,
                     next_attempt_at = $2, lease_until = null, redrives = redrives + 1,
                     last_redrive_id = $3
               where id = any($1) and status = 'dead'
              returning webhook_id",
+            &ids,
+            now,
+            id
         )
-        .bind(&ids)
-        .bind(now)
-        .bind(id)
         .fetch_all(&mut *tx)
         .await
         .map_err(wrap())?;
-        sqlx::query("update webhook_redrives set done = done + $2, cursor_id = $3 where id = $1")
-            .bind(id)
-            .bind(requeued.len() as i64)
-            .bind(last)
-            .execute(&mut *tx)
-            .await
-            .map_err(wrap())?;
+        sqlx::query!(
+            "update webhook_redrives set done = done + $2, cursor_id = $3 where id = $1",
+            id,
+            requeued.len() as i64,
+            last
+        )
+        .execute(&mut *tx)
+        .await
+        .map_err(wrap())?;
         tx.commit().await.map_err(wrap())?;
         cursor = last;
         done += requeued.len() as i64;
@@ -382,12 +384,14 @@ async fn finish(
         "total": total, "requeued": done, "error": error,
     }));
     let history_id = append(&mut tx, &entry).await.map_err(wrap())?;
-    sqlx::query("update webhook_redrives set history_id = $2 where id = $1")
-        .bind(id)
-        .bind(history_id)
-        .execute(&mut *tx)
-        .await
-        .map_err(wrap())?;
+    sqlx::query!(
+        "update webhook_redrives set history_id = $2 where id = $1",
+        id,
+        history_id
+    )
+    .execute(&mut *tx)
+    .await
+    .map_err(wrap())?;
     tx.commit().await.map_err(wrap())?;
     Ok(())
 }
@@ -473,11 +477,11 @@ pub async fn recover(
             message: format!("Webhook {webhook_id} is neither paused nor disabled."),
         });
     }
-    sqlx::query(
+    sqlx::query!(
         "update webhooks set enabled = true, consecutive_failures = 0, failing_since = null,
                 paused_at = null, next_probe_at = null where id = $1",
+        webhook_id
     )
-    .bind(webhook_id)
     .execute(&mut *tx)
     .await
     .map_err(wrap())?;

@@ -15,28 +15,30 @@ pub async fn start(
     reason: Option<&crate::reason::Reason>,
     at: OffsetDateTime,
 ) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar(
+    sqlx::query_scalar!(
         "insert into drills (kind, run_id, trigger, actor, actor_user_id, reason, started_at)
          values ('functional', $1, $2, $3, $4, $5, $6) returning id",
+        run_id,
+        trigger,
+        actor.name,
+        actor.user_id,
+        reason.map(crate::reason::Reason::as_str),
+        at
     )
-    .bind(run_id)
-    .bind(trigger)
-    .bind(&actor.name)
-    .bind(actor.user_id)
-    .bind(reason.map(crate::reason::Reason::as_str))
-    .bind(at)
     .fetch_one(pg)
     .await
 }
 
 /// Saves the steps so far (the page and the terminal follow them).
 pub async fn save_steps(pg: &PgPool, id: i64, steps: &[DrillStep]) -> Result<(), sqlx::Error> {
-    sqlx::query("update drills set steps = $2 where id = $1")
-        .bind(id)
-        .bind(serde_json::to_value(steps).unwrap_or_default())
-        .execute(pg)
-        .await
-        .map(drop)
+    sqlx::query!(
+        "update drills set steps = $2 where id = $1",
+        id,
+        serde_json::to_value(steps).unwrap_or_default()
+    )
+    .execute(pg)
+    .await
+    .map(drop)
 }
 
 /// Records throwaway database `name` of drill `id` before it is created.
@@ -47,15 +49,15 @@ pub async fn note_database(
     name: &str,
     at: OffsetDateTime,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         "insert into drill_databases (drill_id, store, name, created_at) values ($1, $2, $3, $4)
          on conflict (store, name) do update set drill_id = excluded.drill_id,
              created_at = excluded.created_at, dropped_at = null",
+        id,
+        store.as_str(),
+        name,
+        at
     )
-    .bind(id)
-    .bind(store.as_str())
-    .bind(name)
-    .bind(at)
     .execute(pg)
     .await
     .map(drop)
@@ -68,27 +70,29 @@ pub async fn note_dropped(
     name: &str,
     at: OffsetDateTime,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("update drill_databases set dropped_at = $3 where store = $1 and name = $2")
-        .bind(store.as_str())
-        .bind(name)
-        .bind(at)
-        .execute(pg)
-        .await
-        .map(drop)
+    sqlx::query!(
+        "update drill_databases set dropped_at = $3 where store = $1 and name = $2",
+        store.as_str(),
+        name,
+        at
+    )
+    .execute(pg)
+    .await
+    .map(drop)
 }
 
 /// The throwaway databases of drill `id` not yet dropped.
 pub async fn live_databases(pg: &PgPool, id: i64) -> Result<Vec<(StoreKind, String)>, sqlx::Error> {
-    let rows: Vec<(String, String)> = sqlx::query_as(
+    let rows = sqlx::query!(
         "select store, name from drill_databases
           where drill_id = $1 and dropped_at is null order by id",
+        id
     )
-    .bind(id)
     .fetch_all(pg)
     .await?;
     Ok(rows
         .into_iter()
-        .filter_map(|(store, name)| StoreKind::parse(&store).map(|s| (s, name)))
+        .filter_map(|row| StoreKind::parse(&row.store).map(|s| (s, row.name)))
         .collect())
 }
 
@@ -163,12 +167,14 @@ pub async fn set_history(
     id: i64,
     history_id: i64,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("update drills set history_id = $2 where id = $1")
-        .bind(id)
-        .bind(history_id)
-        .execute(conn)
-        .await
-        .map(drop)
+    sqlx::query!(
+        "update drills set history_id = $2 where id = $1",
+        id,
+        history_id
+    )
+    .execute(conn)
+    .await
+    .map(drop)
 }
 
 /// The newest `limit` drills, newest first.

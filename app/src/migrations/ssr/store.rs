@@ -22,12 +22,12 @@ pub async fn register(state: &AppState) -> Result<(), AppError> {
         .iter()
         .map(|m| m.name)
         .collect();
-    sqlx::query(
+    sqlx::query!(
         "insert into background_migrations (name, created_at)
          select unnest($1::text[]), $2 on conflict (name) do nothing",
+        &names as &[&str],
+        state.clock.now()
     )
-    .bind(&names)
-    .bind(state.clock.now())
     .execute(&state.pg)
     .await
     .map_err(AppError::wrap("Register the background migrations"))?;
@@ -36,12 +36,13 @@ pub async fn register(state: &AppState) -> Result<(), AppError> {
 
 /// The status of migration `name`, if it has a row.
 pub async fn status_of(pg: &PgPool, name: &str) -> Result<Option<MigrationStatus>, AppError> {
-    let status: Option<String> =
-        sqlx::query_scalar("select status from background_migrations where name = $1")
-            .bind(name)
-            .fetch_optional(pg)
-            .await
-            .map_err(AppError::wrap("Read a background migration"))?;
+    let status = sqlx::query_scalar!(
+        "select status from background_migrations where name = $1",
+        name
+    )
+    .fetch_optional(pg)
+    .await
+    .map_err(AppError::wrap("Read a background migration"))?;
     Ok(status.as_deref().and_then(MigrationStatus::parse))
 }
 
@@ -163,12 +164,13 @@ pub async fn change(
     let wrap = || AppError::wrap("Change a background migration");
     let now = state.clock.now();
     let mut tx = state.pg.begin().await.map_err(wrap())?;
-    let status: Option<String> =
-        sqlx::query_scalar("select status from background_migrations where name = $1 for update")
-            .bind(name)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(wrap())?;
+    let status = sqlx::query_scalar!(
+        "select status from background_migrations where name = $1 for update",
+        name
+    )
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(wrap())?;
     let Some(status) = status.as_deref().and_then(MigrationStatus::parse) else {
         return Err(AppError::NotFound {
             what: format!("Background migration {name}"),
@@ -190,7 +192,7 @@ pub async fn change(
     }
     let next = action.leads_to();
     let stops = matches!(action, MigrationAction::Pause | MigrationAction::Cancel);
-    sqlx::query(
+    sqlx::query!(
         "update background_migrations
             set status = $2,
                 paused_by = case when $3 then $4 else paused_by end,
@@ -200,13 +202,13 @@ pub async fn change(
                 attempts = attempts + case when $2 = 'pending' and status in ('failed', 'cancelled') then 1 else 0 end,
                 finished_at = case when $2 = 'cancelled' then $6 else finished_at end
           where name = $1",
+        name,
+        next.as_str(),
+        stops,
+        actor.name,
+        reason.as_str(),
+        now
     )
-    .bind(name)
-    .bind(next.as_str())
-    .bind(stops)
-    .bind(&actor.name)
-    .bind(reason.as_str())
-    .bind(now)
     .execute(&mut *tx)
     .await
     .map_err(wrap())?;

@@ -10,7 +10,7 @@ use app::backups::ssr::Storage;
 use app::backups::RestoreStatus;
 
 use super::*;
-use crate::helpers::{closed_port, eventually};
+use crate::helpers::{eventually, free_port};
 
 /// moto's S3 server on a free port, stopped when dropped.
 struct Moto {
@@ -31,7 +31,7 @@ impl Moto {
             std::path::Path::new(&server).exists(),
             "{server} is missing: run `scripts/setup.sh --test` (it installs moto's S3 server)"
         );
-        let port = closed_port().await;
+        let port = free_port().await;
         let child = tokio::process::Command::new(&server)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(std::process::Stdio::null())

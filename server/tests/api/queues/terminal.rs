@@ -182,7 +182,7 @@ async fn sigterm_during_a_replay_stops_in_time_records_it_as_cancelled_and_loses
     const ROWS: i64 = 200_000;
     let app = spawn_app().await;
     park_rows(&app, ROWS).await;
-    let port = crate::helpers::closed_port().await;
+    let port = crate::helpers::free_port().await;
     let address = format!("http://127.0.0.1:{port}");
     let mut server = salvage_on(&app)
         .arg("serve")
