@@ -140,12 +140,12 @@ pub async fn checklist(
         .iter()
         .map(|(_, d)| d)
         .sum();
-    let replayed: Option<i64> = sqlx::query_scalar(
-        "select coalesce(rows_processed, 0) from cron_job_runs
+    let replayed = sqlx::query_scalar!(
+        r#"select coalesce(rows_processed, 0) as "rows!" from cron_job_runs
           where job_name = 'replay-fallback' and outcome in ('succeeded', 'partial')
-            and ran_at > $1 order by ran_at desc limit 1",
+            and ran_at > $1 order by ran_at desc limit 1"#,
+        now - DRAINING_WITHIN
     )
-    .bind(now - DRAINING_WITHIN)
     .fetch_optional(&state.pg)
     .await
     .map_err(&pg_err)?;
@@ -179,12 +179,12 @@ pub async fn checklist(
 
     let mut missing = Vec::new();
     for store in crate::freeze::StoreKind::ALL {
-        let verified: bool = sqlx::query_scalar(
-            "select exists (select 1 from backups where store = $1 and status = 'verified'
-                              and verified_at >= $2)",
+        let verified = sqlx::query_scalar!(
+            r#"select exists (select 1 from backups where store = $1 and status = 'verified'
+                                and verified_at >= $2) as "verified!""#,
+            store.as_str(),
+            started
         )
-        .bind(store.as_str())
-        .bind(started)
         .fetch_one(&state.pg)
         .await
         .map_err(&pg_err)?;
@@ -216,13 +216,16 @@ pub async fn checklist(
         },
     ));
 
-    let ticks: Vec<(String, String, OffsetDateTime)> = sqlx::query_as(
+    let ticks: Vec<(String, String, OffsetDateTime)> = sqlx::query!(
         "select item, checked_by, checked_at from incident_checklist where incident_id = $1",
+        id
     )
-    .bind(id)
     .fetch_all(&state.pg)
     .await
-    .map_err(&pg_err)?;
+    .map_err(&pg_err)?
+    .into_iter()
+    .map(|row| (row.item, row.checked_by, row.checked_at))
+    .collect();
     for (key, label) in MANUAL_ITEMS {
         let tick = ticks.iter().find(|(item, _, _)| item == key);
         items.push(CheckItem {
@@ -246,17 +249,18 @@ pub async fn mode(state: &AppState, id: i64) -> Result<IncidentMode, AppError> {
     let (started, open) = incident(state, id).await?;
     let pg_err = AppError::wrap("Read the incident");
     let frozen = freeze::incident_frozen(&state.pg).await.map_err(&pg_err)?;
-    let rca_owner: Option<String> =
-        sqlx::query_scalar("select rca_owner from incident_owners where incident_id = $1")
-            .bind(id)
-            .fetch_optional(&state.pg)
-            .await
-            .map_err(&pg_err)?;
-    let snapshots: i64 = sqlx::query_scalar(
-        "select count(*) from runbook_history where incident_id = $1 and kind = $2",
+    let rca_owner = sqlx::query_scalar!(
+        "select rca_owner from incident_owners where incident_id = $1",
+        id
     )
-    .bind(id)
-    .bind(EntryKind::IncidentSnapshot.as_str())
+    .fetch_optional(&state.pg)
+    .await
+    .map_err(&pg_err)?;
+    let snapshots = sqlx::query_scalar!(
+        r#"select count(*) as "count!" from runbook_history where incident_id = $1 and kind = $2"#,
+        id,
+        EntryKind::IncidentSnapshot.as_str()
+    )
     .fetch_one(&state.pg)
     .await
     .map_err(&pg_err)?;
@@ -297,22 +301,24 @@ pub async fn tick(
     let pg_err = AppError::wrap("Tick a checklist item");
     let mut tx = state.pg.begin().await.map_err(&pg_err)?;
     let changed = if done {
-        sqlx::query(
+        sqlx::query!(
             "insert into incident_checklist (incident_id, item, checked_by, checked_at)
              values ($1, $2, $3, $4) on conflict do nothing",
+            id,
+            item,
+            actor.name,
+            now
         )
-        .bind(id)
-        .bind(item)
-        .bind(&actor.name)
-        .bind(now)
         .execute(&mut *tx)
         .await
     } else {
-        sqlx::query("delete from incident_checklist where incident_id = $1 and item = $2")
-            .bind(id)
-            .bind(item)
-            .execute(&mut *tx)
-            .await
+        sqlx::query!(
+            "delete from incident_checklist where incident_id = $1 and item = $2",
+            id,
+            item
+        )
+        .execute(&mut *tx)
+        .await
     }
     .map_err(&pg_err)?
     .rows_affected();
@@ -350,15 +356,15 @@ pub async fn set_owner(
     let now = state.clock.now();
     let pg_err = AppError::wrap("Set the RCA owner");
     let mut tx = state.pg.begin().await.map_err(&pg_err)?;
-    sqlx::query(
+    sqlx::query!(
         "insert into incident_owners (incident_id, rca_owner, set_by, set_at) values ($1, $2, $3, $4)
          on conflict (incident_id) do update set rca_owner = excluded.rca_owner,
              set_by = excluded.set_by, set_at = excluded.set_at",
+        id,
+        owner,
+        actor.name,
+        now
     )
-    .bind(id)
-    .bind(owner)
-    .bind(&actor.name)
-    .bind(now)
     .execute(&mut *tx)
     .await
     .map_err(&pg_err)?;

@@ -76,15 +76,16 @@ async fn lock(conn: &mut PgConnection, id: i64) -> Result<Option<Locked>, sqlx::
 
 /// The sentence of a stale change: what happened to the alert after `seen`.
 async fn stale(conn: &mut PgConnection, locked: &Locked) -> Result<AppError, sqlx::Error> {
-    let last: Option<(String, String, OffsetDateTime)> = sqlx::query_as(
+    let last: Option<(String, String, OffsetDateTime)> = sqlx::query!(
         "select event, actor, at from internal_alert_events
           where alert_id = $1 and event in ('acknowledged', 'unacknowledged', 'resolved',
                 'auto_resolved', 'severity_changed', 'flapping', 'stable')
           order by id desc limit 1",
+        locked.id
     )
-    .bind(locked.id)
     .fetch_optional(conn)
-    .await?;
+    .await?
+    .map(|row| (row.event, row.actor, row.at));
     let what = match &last {
         Some((event, actor, at)) => {
             let done = match event.as_str() {
@@ -118,14 +119,14 @@ async fn still_firing(
     locked: &Locked,
     now: OffsetDateTime,
 ) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar(
-        "select exists (select 1 from internal_alert_conditions
-                         where kind = $1 and dedup_key = $2 and firing_streak > 0
-                           and evaluated_at > $3)",
+    sqlx::query_scalar!(
+        r#"select exists (select 1 from internal_alert_conditions
+                           where kind = $1 and dedup_key = $2 and firing_streak > 0
+                             and evaluated_at > $3) as "firing!""#,
+        locked.kind,
+        locked.dedup_key,
+        now - time::Duration::minutes(10)
     )
-    .bind(&locked.kind)
-    .bind(&locked.dedup_key)
-    .bind(now - time::Duration::minutes(10))
     .fetch_one(conn)
     .await
 }
@@ -255,30 +256,30 @@ pub async fn change(
     for row in &locked {
         let (event, version) = match op {
             Op::Acknowledge { until } => {
-                let version: i32 = sqlx::query_scalar(
+                let version = sqlx::query_scalar!(
                     "update internal_alerts set status = 'acknowledged', acknowledged_by = $2,
                             acknowledged_at = $3, acknowledged_until = $4, version = version + 1
                       where id = $1 returning version",
+                    row.id,
+                    actor.name,
+                    now,
+                    until
                 )
-                .bind(row.id)
-                .bind(&actor.name)
-                .bind(now)
-                .bind(until)
                 .fetch_one(&mut *tx)
                 .await
                 .map_err(&internal)?;
                 ("acknowledged", version)
             }
             Op::Resolve => {
-                let version: i32 = sqlx::query_scalar(
+                let version = sqlx::query_scalar!(
                     "update internal_alerts set status = 'resolved', resolved_by = $2,
                             resolved_at = $3, resolution_note = $4, version = version + 1
                       where id = $1 returning version",
+                    row.id,
+                    actor.name,
+                    now,
+                    note
                 )
-                .bind(row.id)
-                .bind(&actor.name)
-                .bind(now)
-                .bind(&note)
                 .fetch_one(&mut *tx)
                 .await
                 .map_err(&internal)?;
@@ -332,12 +333,14 @@ pub async fn change(
         "action": verb.to_lowercase(),
     }));
     let history_id = append(&mut tx, &entry).await.map_err(&internal)?;
-    sqlx::query("update internal_alert_events set history_id = $1 where id = any($2)")
-        .bind(history_id)
-        .bind(&events)
-        .execute(&mut *tx)
-        .await
-        .map_err(&internal)?;
+    sqlx::query!(
+        "update internal_alert_events set history_id = $1 where id = any($2)",
+        history_id,
+        &events
+    )
+    .execute(&mut *tx)
+    .await
+    .map_err(&internal)?;
     tx.commit().await.map_err(&internal)?;
     Ok(changed
         .into_iter()
@@ -368,12 +371,12 @@ pub async fn add_note(
             .execute(&mut *tx)
             .await
             .map_err(&internal)?;
-        let recent: i64 = sqlx::query_scalar(
-            "select count(*) from internal_alert_events
-              where actor = $1 and event = 'note' and at > $2",
+        let recent = sqlx::query_scalar!(
+            r#"select count(*) as "count!" from internal_alert_events
+              where actor = $1 and event = 'note' and at > $2"#,
+            actor.name,
+            now - time::Duration::seconds(NOTE_WINDOW_SECS)
         )
-        .bind(&actor.name)
-        .bind(now - time::Duration::seconds(NOTE_WINDOW_SECS))
         .fetch_one(&mut *tx)
         .await
         .map_err(&internal)?;
@@ -409,12 +412,14 @@ pub async fn add_note(
         json!({"alerts": [{"id": id, "kind": row.kind, "key": row.dedup_key}], "action": "note"}),
     );
     let history_id = append(&mut tx, &entry).await.map_err(&internal)?;
-    sqlx::query("update internal_alert_events set history_id = $1 where id = $2")
-        .bind(history_id)
-        .bind(event)
-        .execute(&mut *tx)
-        .await
-        .map_err(&internal)?;
+    sqlx::query!(
+        "update internal_alert_events set history_id = $1 where id = $2",
+        history_id,
+        event
+    )
+    .execute(&mut *tx)
+    .await
+    .map_err(&internal)?;
     tx.commit().await.map_err(&internal)?;
     Ok(Changed {
         alert_id: id,

@@ -82,21 +82,21 @@ pub async fn load(
 
 /// The timeline of alert `id`, oldest first.
 pub async fn timeline(pg: &PgPool, id: i64) -> Result<Vec<AlertEvent>, sqlx::Error> {
-    let rows = sqlx::query(
+    let rows = sqlx::query!(
         "select at, event, actor, note, history_id from internal_alert_events
           where alert_id = $1 order by at, id",
+        id
     )
-    .bind(id)
     .fetch_all(pg)
     .await?;
     Ok(rows
-        .iter()
+        .into_iter()
         .map(|r| AlertEvent {
-            at: unix_ms(r.get("at")),
-            event: r.get("event"),
-            actor: r.get("actor"),
-            note: r.get("note"),
-            history_id: r.get("history_id"),
+            at: unix_ms(r.at),
+            event: r.event,
+            actor: r.actor,
+            note: r.note,
+            history_id: r.history_id,
         })
         .collect())
 }
@@ -111,16 +111,16 @@ pub async fn add_event(
     details: Value,
     at: OffsetDateTime,
 ) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar(
+    sqlx::query_scalar!(
         "insert into internal_alert_events (alert_id, at, event, actor, note, details)
          values ($1, $2, $3, $4, $5, $6) returning id",
+        alert_id,
+        at,
+        event,
+        actor,
+        note,
+        details
     )
-    .bind(alert_id)
-    .bind(at)
-    .bind(event)
-    .bind(actor)
-    .bind(note)
-    .bind(details)
     .fetch_one(conn)
     .await
 }
@@ -135,7 +135,7 @@ pub async fn notify(
     event: &str,
     at: OffsetDateTime,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         "insert into alert_notifications (alert_id, event, severity, created_at, quiet_reason)
          select a.id, $2, a.severity, $3,
                 -- Whoever was told it fired is told it resolved, silenced or not.
@@ -149,10 +149,10 @@ pub async fn notify(
                                      and a.dedup_key like s.key_like) then 'silenced'
                 end
            from internal_alerts a where a.id = $1",
+        alert_id,
+        event,
+        at
     )
-    .bind(alert_id)
-    .bind(event)
-    .bind(at)
     .execute(conn)
     .await?;
     Ok(())
@@ -164,7 +164,7 @@ pub async fn match_silences(
     conn: &mut PgConnection,
     now: OffsetDateTime,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         "with m as (
             select s.id as sid, a.id as aid from alert_silences s
               join internal_alerts a on a.kind = s.kind and a.dedup_key like s.key_like
@@ -178,8 +178,8 @@ pub async fn match_silences(
             insert into internal_alert_events (alert_id, at, event, actor, note)
             select alert_id, $1, 'silenced', 'silence #' || silence_id, null from new_matches)
          update alert_silences set last_matched_at = $1 where id in (select sid from m)",
+        now
     )
-    .bind(now)
     .execute(conn)
     .await?;
     Ok(())
@@ -194,25 +194,26 @@ pub async fn raise_event(
     signal: &Signal,
     now: OffsetDateTime,
 ) -> Result<i64, sqlx::Error> {
-    let open: Option<(i64, f64)> = sqlx::query_as(
-        "select id, coalesce(figure, 0) from internal_alerts
-          where kind = $1 and dedup_key = $2 and status <> 'resolved' for update",
+    let open = sqlx::query!(
+        r#"select id, coalesce(figure, 0) as "figure!" from internal_alerts
+          where kind = $1 and dedup_key = $2 and status <> 'resolved' for update"#,
+        kind.name,
+        signal.key
     )
-    .bind(kind.name)
-    .bind(&signal.key)
     .fetch_optional(&mut *conn)
-    .await?;
+    .await?
+    .map(|row| (row.id, row.figure));
     match open {
         Some((id, figure)) => {
-            sqlx::query(
+            sqlx::query!(
                 "update internal_alerts set occurrences = occurrences + 1, last_seen_at = $2,
                         figure = $3, title = $4, details = $5 where id = $1",
+                id,
+                now,
+                figure + signal.figure.unwrap_or(0.0),
+                signal.title,
+                signal.details
             )
-            .bind(id)
-            .bind(now)
-            .bind(figure + signal.figure.unwrap_or(0.0))
-            .bind(&signal.title)
-            .bind(&signal.details)
             .execute(&mut *conn)
             .await?;
             add_event(
@@ -244,29 +245,29 @@ pub async fn insert(
     signal: &Signal,
     now: OffsetDateTime,
 ) -> Result<i64, sqlx::Error> {
-    let previous: Option<i64> = sqlx::query_scalar(
+    let previous = sqlx::query_scalar!(
         "select id from internal_alerts where kind = $1 and dedup_key = $2
           order by first_seen_at desc, id desc limit 1",
+        kind.name,
+        signal.key
     )
-    .bind(kind.name)
-    .bind(&signal.key)
     .fetch_optional(&mut *conn)
     .await?;
-    let id: i64 = sqlx::query_scalar(
+    let id = sqlx::query_scalar!(
         "insert into internal_alerts (kind, dedup_key, severity, title, figure, threshold, unit,
                                       details, status, first_seen_at, last_seen_at, regressed_from)
          values ($1, $2, $3, $4, $5, $6, $7, $8, 'firing', $9, $9, $10) returning id",
+        kind.name,
+        signal.key,
+        signal.severity.as_str(),
+        signal.title,
+        signal.figure,
+        signal.threshold,
+        signal.unit,
+        signal.details,
+        now,
+        previous
     )
-    .bind(kind.name)
-    .bind(&signal.key)
-    .bind(signal.severity.as_str())
-    .bind(&signal.title)
-    .bind(signal.figure)
-    .bind(signal.threshold)
-    .bind(signal.unit)
-    .bind(&signal.details)
-    .bind(now)
-    .bind(previous)
     .fetch_one(&mut *conn)
     .await?;
     let event = if previous.is_some() {

@@ -234,7 +234,7 @@ pub async fn claim_in(
 ) -> Result<Vec<Claimed>, AppError> {
     let settings = state.webhooks();
     let now = state.clock.now();
-    let webhooks: Vec<i64> = sqlx::query_scalar(
+    let webhooks = sqlx::query_scalar!(
         "select w.id from webhooks w
           where w.deleted_at is null and w.enabled
             and (w.paused_at is null or w.next_probe_at <= $1)
@@ -243,8 +243,8 @@ pub async fn claim_in(
                            and d.next_attempt_at <= $1
                            and (d.lease_until is null or d.lease_until <= $1))
           order by random()",
+        now
     )
-    .bind(now)
     .fetch_all(&mut *conn)
     .await
     .map_err(AppError::wrap("Find due webhook deliveries"))?;
@@ -291,12 +291,12 @@ async fn claim_for(
         }
     };
     let paused: bool = webhook.get("paused");
-    let in_flight: i64 = sqlx::query_scalar(
-        "select count(*) from webhook_deliveries
-          where webhook_id = $1 and status = 'pending' and lease_until > $2",
+    let in_flight = sqlx::query_scalar!(
+        r#"select count(*) as "count!" from webhook_deliveries
+          where webhook_id = $1 and status = 'pending' and lease_until > $2"#,
+        webhook_id,
+        now
     )
-    .bind(webhook_id)
-    .bind(now)
     .fetch_one(&mut *tx)
     .await
     .map_err(AppError::wrap("Claim webhook deliveries"))?;
@@ -333,12 +333,14 @@ async fn claim_for(
     .await
     .map_err(AppError::wrap("Claim webhook deliveries"))?;
     if paused && !rows.is_empty() {
-        sqlx::query("update webhooks set next_probe_at = $2 where id = $1")
-            .bind(webhook_id)
-            .bind(now + time::Duration::try_from(settings.probe_every).unwrap_or_default())
-            .execute(&mut *tx)
-            .await
-            .map_err(AppError::wrap("Claim webhook deliveries"))?;
+        sqlx::query!(
+            "update webhooks set next_probe_at = $2 where id = $1",
+            webhook_id,
+            now + time::Duration::try_from(settings.probe_every).unwrap_or_default()
+        )
+        .execute(&mut *tx)
+        .await
+        .map_err(AppError::wrap("Claim webhook deliveries"))?;
     }
     let mut claimed = Vec::new();
     let mut missing = Vec::new();
@@ -362,14 +364,14 @@ async fn claim_for(
         }
     }
     if !missing.is_empty() {
-        sqlx::query(
+        sqlx::query!(
             "update webhook_deliveries
                 set status = 'dead', dlq_at = $2, dlq_reason = 'payload_missing', lease_until = null,
                     last_error = 'the event''s payload was removed (retention) before it was sent'
               where id = any($1)",
+            &missing,
+            now
         )
-        .bind(&missing)
-        .bind(now)
         .execute(&mut *tx)
         .await
         .map_err(AppError::wrap("Dead-letter deliveries without payload"))?;

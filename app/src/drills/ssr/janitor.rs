@@ -109,29 +109,32 @@ pub async fn sweep(
     let pg_err = AppError::wrap("Sweep the drill databases");
     let stale = crate::jobs::ssr::stale_before(now);
     // A drill is running while its run is: outcome `running` with a fresh heartbeat.
-    let dead: Vec<(i64, time::OffsetDateTime)> = sqlx::query_as(
+    let dead: Vec<(i64, time::OffsetDateTime)> = sqlx::query!(
         "select d.id, d.started_at from drills d
           where d.status = 'running'
             and not exists (select 1 from cron_job_runs r
                              where r.id = d.run_id and r.outcome = 'running'
                                and r.heartbeat_at > $1)
           order by d.id",
+        stale
     )
-    .bind(stale)
     .fetch_all(&state.pg)
     .await
-    .map_err(&pg_err)?;
+    .map_err(&pg_err)?
+    .into_iter()
+    .map(|row| (row.id, row.started_at))
+    .collect();
     let mut abandoned = Vec::new();
     for (id, started) in dead {
         let error = "abandoned: the process running it stopped before it finished";
         let mut tx = state.pg.begin().await.map_err(&pg_err)?;
-        let closed = sqlx::query(
+        let closed = sqlx::query!(
             "update drills set status = 'failed', finished_at = $2, error = $3
               where id = $1 and status = 'running'",
+            id,
+            now,
+            error
         )
-        .bind(id)
-        .bind(now)
-        .bind(error)
         .execute(&mut *tx)
         .await
         .map_err(&pg_err)?;
@@ -139,14 +142,14 @@ pub async fn sweep(
             continue;
         }
         // Its restores stopped with it.
-        sqlx::query(
+        sqlx::query!(
             "update restores set status = 'failed', finished_at = $2, error = $3
               where status = 'running'
                 and (store, target) in (select store, name from drill_databases where drill_id = $1)",
+            id,
+            now,
+            error
         )
-        .bind(id)
-        .bind(now)
-        .bind(error)
         .execute(&mut *tx)
         .await
         .map_err(&pg_err)?;
@@ -169,15 +172,18 @@ pub async fn sweep(
         abandoned.push(id);
     }
     let old_enough = now - state.drills().janitor_after;
-    let leftovers: Vec<(String, String)> = sqlx::query_as(
+    let leftovers: Vec<(String, String)> = sqlx::query!(
         "select b.store, b.name from drill_databases b join drills d on d.id = b.drill_id
           where b.dropped_at is null and b.created_at < $1 and d.status <> 'running'
           order by b.id",
+        old_enough
     )
-    .bind(old_enough)
     .fetch_all(&state.pg)
     .await
-    .map_err(&pg_err)?;
+    .map_err(&pg_err)?
+    .into_iter()
+    .map(|row| (row.store, row.name))
+    .collect();
     let mut dropped = Vec::new();
     let mut errors = Vec::new();
     for (store, name) in leftovers {

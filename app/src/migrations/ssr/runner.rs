@@ -220,18 +220,18 @@ async fn work(
         None => (migration.count)(&mut tx).await.map_err(wrap())?,
     };
     worked.cursor = row.get("cursor");
-    sqlx::query(
+    sqlx::query!(
         "update background_migrations
             set status = 'running', progress_total = $2,
                 attempts = attempts + case when started_at is null or status = 'running' then 1 else 0 end,
                 started_at = coalesce(started_at, $3), last_heartbeat_at = $3, run_id = $4,
                 run_started_at = $3, run_started_progress = progress_current, finished_at = null
           where name = $1",
+        migration.name,
+        total,
+        now,
+        ctx.run_id
     )
-    .bind(migration.name)
-    .bind(total)
-    .bind(now)
-    .bind(ctx.run_id)
     .execute(&mut *tx)
     .await
     .map_err(wrap())?;
@@ -274,11 +274,11 @@ async fn work(
         Ok(()) if worked.turn == Turn::Continues => {
             // Its turn ended on purpose: back in line, so the next tick claims it as
             // work left, not as a dead worker's.
-            sqlx::query(
+            sqlx::query!(
                 "update background_migrations set status = 'pending'
                   where name = $1 and status = 'running'",
+                migration.name
             )
-            .bind(migration.name)
             .execute(&state.pg)
             .await
             .map_err(AppError::wrap("Run a background migration"))?;
@@ -318,20 +318,20 @@ async fn chunks(
             return Ok(());
         }
         let mut tx = state.pg.begin().await.map_err(store)?;
-        let row = sqlx::query(
+        let row = sqlx::query!(
             "select status, cursor, progress_current from background_migrations
               where name = $1 for update",
+            migration.name
         )
-        .bind(migration.name)
         .fetch_one(&mut *tx)
         .await
         .map_err(store)?;
-        if row.get::<String, _>("status") != "running" {
+        if row.status != "running" {
             worked.turn = Turn::Stopped;
             return Ok(());
         }
-        let cursor: Option<i64> = row.get("cursor");
-        let done_before: i64 = row.get("progress_current");
+        let cursor: Option<i64> = row.cursor;
+        let done_before: i64 = row.progress_current;
         let chunk = match (migration.step)(&mut tx, cursor, state.migrations().chunk_rows).await {
             Ok(chunk) => chunk,
             Err(error) => {
@@ -341,19 +341,19 @@ async fn chunks(
         };
         let now = state.clock.now();
         let progress = done_before + chunk.rows;
-        sqlx::query(
+        sqlx::query!(
             "update background_migrations
                 set cursor = $2, progress_current = $3,
                     status = case when $5 then 'succeeded' else status end,
-                    finished_at = case when $5 then $4 else null end,
+                    finished_at = case when $5 then $4::timestamptz else null end,
                     progress_total = case when $5 then $3 else greatest(progress_total, $3) end
               where name = $1",
+            migration.name,
+            chunk.cursor,
+            progress,
+            now,
+            chunk.done
         )
-        .bind(migration.name)
-        .bind(chunk.cursor)
-        .bind(progress)
-        .bind(now)
-        .bind(chunk.done)
         .execute(&mut *tx)
         .await
         .map_err(store)?;
@@ -401,13 +401,13 @@ async fn fail(
     let wrap = || AppError::wrap("Record a failed background migration");
     let now = ctx.state.clock.now();
     let mut tx = ctx.state.pg.begin().await.map_err(wrap())?;
-    sqlx::query(
+    sqlx::query!(
         "update background_migrations set status = 'failed', last_error = $2, finished_at = $3
           where name = $1 and status = 'running'",
+        migration.name,
+        error,
+        now
     )
-    .bind(migration.name)
-    .bind(error)
-    .bind(now)
     .execute(&mut *tx)
     .await
     .map_err(wrap())?;
