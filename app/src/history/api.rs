@@ -123,7 +123,7 @@ pub async fn add_note(title: String, body: String, incident_id: String) -> Resul
             super::annotate::record_rated(
                 &state.pg,
                 &actor,
-                &NewEntry::new(super::EntryKind::Note, title, &actor, super::Outcome::Info)
+                &NewEntry::new(super::ssr::Note {}, title, &actor, super::Outcome::Info)
                     .with_body(body)
                     .with_incident(incident_id),
             )
@@ -162,7 +162,7 @@ pub async fn declare_incident(
                 &state.pg,
                 &actor,
                 &NewEntry::new(
-                    super::EntryKind::Incident,
+                    super::ssr::IncidentDeclared {},
                     title,
                     &actor,
                     super::Outcome::Info,
@@ -239,7 +239,7 @@ pub async fn resolve_incident(
                 &state.pg,
                 &actor,
                 &NewEntry::new(
-                    super::EntryKind::IncidentResolved,
+                    super::ssr::IncidentResolved {},
                     format!("Resolved: {}", view.entry.title),
                     &actor,
                     super::Outcome::Succeeded,

@@ -203,20 +203,22 @@ pub async fn verify_and_record(
             Outcome::Succeeded,
         ),
     };
-    let details = serde_json::to_value(&report).map_err(|error| {
-        AppError::internal("Failed to record a chain verification", error.to_string())
-    })?;
     record(
         &state.pg,
-        &NewEntry::new(EntryKind::ChainVerify, title, actor, outcome)
-            .with_times(started, Some(state.clock.now()))
-            .with_details(details),
+        &NewEntry::new(&report, title, actor, outcome).with_times(started, Some(state.clock.now())),
         "Failed to record a chain verification",
     )
     .await?;
     tracing::info!(actor = %actor.name, entries = report.entries,
         broken = ?report.first_broken.as_ref().map(|b| b.id), "history chain verified");
     Ok(report)
+}
+
+/// A verification's entry carries its whole report.
+impl crate::history::ssr::Details for ChainReport {
+    fn kind(&self) -> EntryKind {
+        EntryKind::ChainVerify
+    }
 }
 
 /// The newest recorded chain verification (its report is the entry's details).

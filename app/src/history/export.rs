@@ -6,7 +6,6 @@ use super::ssr::{build_filter, cursor_after, parse_cursor, search};
 use super::Entry;
 use crate::error::AppError;
 use crate::format::iso;
-use crate::history::EntryKind;
 use crate::server::unix_ms as millis;
 
 /// The header row of a CSV export.
@@ -84,6 +83,25 @@ pub const EXPORT_MAX_BYTES: usize = 32 * 1024 * 1024;
 /// Entries read from PostgreSQL per step of the stream.
 const EXPORT_PAGE: i64 = 500;
 
+crate::history::ssr::details! {
+    /// Who took the history away, in which format and with which filters.
+    struct HistoryExported for HistoryExport {
+        format: &'static str,
+        filters: ExportFilters,
+    }
+}
+
+/// The list's filters an export was taken with, as typed.
+#[derive(Clone, Debug, serde::Serialize)]
+struct ExportFilters {
+    kind: String,
+    actor: String,
+    outcome: String,
+    from: String,
+    to: String,
+    q: String,
+}
+
 /// Query parameters of `GET /admin/history/export`: the list's filters plus `format`.
 #[derive(Debug, Default, serde::Deserialize)]
 pub struct ExportQuery {
@@ -157,18 +175,21 @@ async fn export(
     crate::history::ssr::record(
         &state.pg,
         &crate::history::ssr::NewEntry::new(
-            EntryKind::HistoryExport,
+            HistoryExported {
+                format,
+                filters: ExportFilters {
+                    kind: query.kind.clone(),
+                    actor: query.actor.clone(),
+                    outcome: query.outcome.clone(),
+                    from: query.from.clone(),
+                    to: query.to.clone(),
+                    q: query.q.clone(),
+                },
+            },
             format!("History exported as {format}"),
             &actor,
             crate::history::Outcome::Info,
-        )
-        .with_details(serde_json::json!({
-            "format": format,
-            "filters": {
-                "kind": query.kind, "actor": query.actor, "outcome": query.outcome,
-                "from": query.from, "to": query.to, "q": query.q,
-            },
-        })),
+        ),
         "Failed to record the export",
     )
     .await?;

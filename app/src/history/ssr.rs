@@ -106,10 +106,72 @@ pub fn build_filter(
     })
 }
 
+/// The details of one kind of entry: what a reader of the log needs beyond the title, as
+/// a struct in the feature that writes it. Declare one with [`details!`], which
+/// serializes it with camelCase keys (one convention for every kind, since a key once
+/// written stays in the log for good) and names the kind it belongs to, so an entry's
+/// kind and the shape of its details cannot disagree. Add fields; never rename one.
+pub trait Details: serde::Serialize {
+    /// The kind of entry these details belong to.
+    fn kind(&self) -> EntryKind;
+}
+
+/// Declares the typed details of a kind of history entry:
+///
+/// ```ignore
+/// details! {
+///     /// A webhook was switched on or off.
+///     pub struct WebhookToggled for Webhook { pub webhook_id: i64, pub enabled: bool }
+/// }
+/// ```
+///
+/// The struct derives `Serialize` with camelCase keys and implements [`Details`] with
+/// `EntryKind::Webhook`.
+macro_rules! details {
+    ($(
+        $(#[$meta:meta])*
+        $vis:vis struct $name:ident for $kind:ident {
+            $( $(#[$field_meta:meta])* $field_vis:vis $field:ident : $ty:ty ),* $(,)?
+        }
+    )+) => {$(
+        $(#[$meta])*
+        #[derive(Clone, Debug, serde::Serialize)]
+        #[serde(rename_all = "camelCase")]
+        $vis struct $name {
+            $( $(#[$field_meta])* $field_vis $field: $ty, )*
+        }
+
+        impl $crate::history::ssr::Details for $name {
+            fn kind(&self) -> $crate::history::EntryKind {
+                $crate::history::EntryKind::$kind
+            }
+        }
+    )+};
+}
+
+pub(crate) use details;
+
+impl<D: Details> Details for &D {
+    fn kind(&self) -> EntryKind {
+        (*self).kind()
+    }
+}
+
+details! {
+    /// A note: its title and body say it all.
+    pub struct Note for Note {}
+
+    /// A declared incident: its title, body, severity and times say it all.
+    pub struct IncidentDeclared for Incident {}
+
+    /// An incident resolved: its time and body (and any override) say it all.
+    pub struct IncidentResolved for IncidentResolved {}
+}
+
 /// An entry to append. Build it with [`NewEntry::new`] and the `with_*` setters.
 #[derive(Clone, Debug)]
 pub struct NewEntry {
-    pub kind: EntryKind,
+    kind: EntryKind,
     pub title: String,
     pub body: String,
     pub actor: String,
@@ -119,15 +181,29 @@ pub struct NewEntry {
     pub outcome: Outcome,
     /// Why, when a person said (read through the one rule of `Reason` at every door).
     pub reason: Option<Reason>,
-    pub details: Value,
+    details: Value,
     pub incident_id: Option<i64>,
     pub severity: Option<String>,
 }
 
 impl NewEntry {
-    /// An instantaneous entry by `actor`, started and finished now.
-    pub fn new(kind: EntryKind, title: impl Into<String>, actor: &Actor, outcome: Outcome) -> Self {
+    /// An instantaneous entry by `actor`, started and finished now, of the kind its
+    /// `details` belong to.
+    pub fn new(
+        details: impl Details,
+        title: impl Into<String>,
+        actor: &Actor,
+        outcome: Outcome,
+    ) -> Self {
         let now = OffsetDateTime::now_utc();
+        let kind = details.kind();
+        // Serializing a struct of plain fields cannot fail; `{}` is the fallback anyway.
+        let details =
+            serde_json::to_value(&details).unwrap_or_else(|_| Value::Object(Default::default()));
+        debug_assert!(
+            camel_case_keys(&details),
+            "history details keys are camelCase: {details}"
+        );
         Self {
             kind,
             title: title.into(),
@@ -138,10 +214,19 @@ impl NewEntry {
             finished_at: Some(now),
             outcome,
             reason: None,
-            details: Value::Object(Default::default()),
+            details,
             incident_id: None,
             severity: None,
         }
+    }
+
+    pub fn kind(&self) -> EntryKind {
+        self.kind
+    }
+
+    /// The details as they will be stored.
+    pub fn details(&self) -> &Value {
+        &self.details
     }
 
     pub fn with_body(mut self, body: impl Into<String>) -> Self {
@@ -151,18 +236,6 @@ impl NewEntry {
 
     pub fn with_reason(mut self, reason: Option<Reason>) -> Self {
         self.reason = reason;
-        self
-    }
-
-    /// The entry's details: an object whose keys are camelCase (`runId`, `keyId`,
-    /// `drillId`), one convention for every kind, since a key once written stays in the
-    /// log for good. Debug builds (every test) refuse any other key.
-    pub fn with_details(mut self, details: Value) -> Self {
-        debug_assert!(
-            camel_case_keys(&details),
-            "history details keys are camelCase: {details}"
-        );
-        self.details = details;
         self
     }
 
@@ -492,6 +565,35 @@ impl crate::server::AppState {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    details! {
+        /// Two words in each field name, to see the convention applied.
+        struct Sample for Webhook {
+            webhook_id: i64,
+            key_id: Option<String>,
+            #[serde(rename = "type")]
+            kind_of: &'static str,
+        }
+    }
+
+    #[test]
+    fn declared_details_name_their_kind_and_serialize_in_camel_case() {
+        let sample = Sample {
+            webhook_id: 7,
+            key_id: None,
+            kind_of: "functional",
+        };
+        let entry = NewEntry::new(&sample, "t", &Actor::system("test"), Outcome::Info);
+        assert_eq!(entry.kind(), EntryKind::Webhook);
+        assert_eq!(
+            entry.details(),
+            &serde_json::json!({"webhookId": 7, "keyId": null, "type": "functional"})
+        );
+        // Details-less kinds store an empty object, as entries always have.
+        let note = NewEntry::new(Note {}, "t", &Actor::system("test"), Outcome::Info);
+        assert_eq!(note.kind(), EntryKind::Note);
+        assert_eq!(note.details(), &serde_json::json!({}));
+    }
 
     #[test]
     fn details_keys_follow_one_convention() {

@@ -1,7 +1,6 @@
 //! Incident mode on the server: snapshots, the post-recovery checklist, the incident
 //! freeze and the RCA owner. Every change is a history entry on the incident's timeline.
 
-use serde_json::json;
 use time::OffsetDateTime;
 
 use super::{CheckItem, IncidentMode, MANUAL_ITEMS};
@@ -12,6 +11,55 @@ use crate::history::ssr::{append, NewEntry};
 use crate::history::EntryKind;
 use crate::history::Outcome;
 use crate::server::{unix_ms, AppState};
+
+crate::history::ssr::details! {
+    /// Both stores, the queues, the open alerts and the flagged cron jobs at one moment
+    /// of an incident.
+    struct Snapshot for IncidentSnapshot {
+        why: String,
+        stores: SnapshotStores,
+        queues: Vec<SnapshotQueue>,
+        alerts: SnapshotAlerts,
+        cron_flagged: Vec<String>,
+    }
+
+    /// An item of the incident's checklist ticked or cleared.
+    struct ChecklistTicked for Note {
+        checklist: String,
+        done: bool,
+    }
+
+    /// Who owns the incident's root-cause analysis.
+    struct RcaOwner for Note {
+        rca_owner: String,
+    }
+
+    /// The incident's write freeze switched on or off.
+    struct IncidentFreeze for Freeze {
+        freeze: bool,
+    }
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+struct SnapshotStores {
+    postgres: crate::health::StoreCheck,
+    clickhouse: crate::health::StoreCheck,
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+struct SnapshotQueue {
+    queue: crate::queues::Queue,
+    depth: i64,
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+struct SnapshotAlerts {
+    critical: i64,
+    warning: i64,
+    info: i64,
+    acknowledged: i64,
+    silenced: i64,
+}
 
 /// How recent a successful replay must be for a non-empty queue to count as draining.
 const DRAINING_WITHIN: time::Duration = time::Duration::minutes(15);
@@ -76,17 +124,28 @@ pub async fn snapshot(
         alerts.warning,
         flagged.len()
     );
-    let entry = NewEntry::new(EntryKind::IncidentSnapshot, title, actor, Outcome::Info)
+    let details = Snapshot {
+        why: why.to_owned(),
+        stores: SnapshotStores {
+            postgres: stores.postgres,
+            clickhouse: stores.clickhouse,
+        },
+        queues: queues
+            .into_iter()
+            .map(|(queue, depth)| SnapshotQueue { queue, depth })
+            .collect(),
+        alerts: SnapshotAlerts {
+            critical: alerts.critical,
+            warning: alerts.warning,
+            info: alerts.info,
+            acknowledged: alerts.acknowledged,
+            silenced: alerts.silenced,
+        },
+        cron_flagged: flagged,
+    };
+    let entry = NewEntry::new(details, title, actor, Outcome::Info)
         .with_incident(Some(id))
-        .with_times(now, Some(now))
-        .with_details(json!({
-            "why": why,
-            "stores": {"postgres": stores.postgres, "clickhouse": stores.clickhouse},
-            "queues": queues.iter().map(|(q, d)| json!({"queue": q.as_str(), "depth": d})).collect::<Vec<_>>(),
-            "alerts": {"critical": alerts.critical, "warning": alerts.warning, "info": alerts.info,
-                        "acknowledged": alerts.acknowledged, "silenced": alerts.silenced},
-            "cronFlagged": flagged,
-        }));
+        .with_times(now, Some(now));
     let mut tx = state.pg.begin().await.map_err(&pg_err)?;
     let entry_id = append(&mut tx, &entry).await.map_err(&pg_err)?;
     tx.commit().await.map_err(&pg_err)?;
@@ -330,10 +389,13 @@ pub async fn tick(
     } else {
         format!("Checklist item cleared: {label}")
     };
-    let entry = NewEntry::new(EntryKind::Note, title, actor, Outcome::Info)
+    let details = ChecklistTicked {
+        checklist: item.to_owned(),
+        done,
+    };
+    let entry = NewEntry::new(details, title, actor, Outcome::Info)
         .with_incident(Some(id))
-        .with_times(now, Some(now))
-        .with_details(json!({"checklist": item, "done": done}));
+        .with_times(now, Some(now));
     append(&mut tx, &entry).await.map_err(&pg_err)?;
     tx.commit().await.map_err(&pg_err)
 }
@@ -368,15 +430,12 @@ pub async fn set_owner(
     .execute(&mut *tx)
     .await
     .map_err(&pg_err)?;
-    let entry = NewEntry::new(
-        EntryKind::Note,
-        format!("RCA owner: {owner}"),
-        actor,
-        Outcome::Info,
-    )
-    .with_incident(Some(id))
-    .with_times(now, Some(now))
-    .with_details(json!({"rcaOwner": owner}));
+    let details = RcaOwner {
+        rca_owner: owner.to_owned(),
+    };
+    let entry = NewEntry::new(details, format!("RCA owner: {owner}"), actor, Outcome::Info)
+        .with_incident(Some(id))
+        .with_times(now, Some(now));
     append(&mut tx, &entry).await.map_err(&pg_err)?;
     tx.commit().await.map_err(&pg_err)
 }
@@ -416,11 +475,10 @@ pub async fn set_freeze(
             }
         }
     };
-    let entry = NewEntry::new(EntryKind::Freeze, title, actor, Outcome::Info)
+    let entry = NewEntry::new(IncidentFreeze { freeze: on }, title, actor, Outcome::Info)
         .with_incident(Some(id))
         .with_reason(Some(reason.clone()))
-        .with_times(now, Some(now))
-        .with_details(json!({"freeze": on}));
+        .with_times(now, Some(now));
     append(&mut tx, &entry).await.map_err(&pg_err)?;
     tx.commit().await.map_err(&pg_err)
 }

@@ -21,10 +21,24 @@ use super::IngestKey;
 use crate::auth::ssr::Actor;
 use crate::error::AppError;
 use crate::history::ssr::{append, NewEntry};
-use crate::history::EntryKind;
 use crate::history::Outcome;
 use crate::server::tokens::{digest as token_digest, digests_match, random_token};
 use crate::server::unix_ms as ms;
+
+crate::history::ssr::details! {
+    /// An ingest key made (its prefix only: the secret is shown once, never stored).
+    struct KeyCreated for IngestKey {
+        key_id: i64,
+        prefix: String,
+        organization_id: String,
+    }
+
+    /// An ingest key revoked.
+    struct KeyRevoked for IngestKey {
+        key_id: i64,
+        prefix: String,
+    }
+}
 
 /// The organisations a key may send rows for: one, or every one (`*`, a gateway).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -235,16 +249,13 @@ pub async fn create(
     .fetch_one(&mut *tx)
     .await
     .map_err(internal)?;
-    let entry = NewEntry::new(
-        EntryKind::IngestKey,
-        format!("Created ingest key #{id} \u{201c}{name}\u{201d} for {organization}"),
-        actor,
-        Outcome::Succeeded,
-    )
-    .with_details(
-        serde_json::json!({"keyId": id, "prefix": &secret[..PREFIX_LEN],
-                                     "organizationId": organization}),
-    );
+    let details = KeyCreated {
+        key_id: id,
+        prefix: secret[..PREFIX_LEN].to_owned(),
+        organization_id: organization.to_owned(),
+    };
+    let title = format!("Created ingest key #{id} \u{201c}{name}\u{201d} for {organization}");
+    let entry = NewEntry::new(details, title, actor, Outcome::Succeeded);
     append(&mut tx, &entry).await.map_err(internal)?;
     tx.commit().await.map_err(internal)?;
     Ok((id, secret))
@@ -274,13 +285,15 @@ pub async fn revoke(
         what: format!("An active ingest key #{id}"),
     })?;
     let entry = NewEntry::new(
-        EntryKind::IngestKey,
+        KeyRevoked {
+            key_id: id,
+            prefix: row.prefix.clone(),
+        },
         format!("Revoked ingest key #{id} \u{201c}{}\u{201d}", row.name),
         actor,
         Outcome::Succeeded,
     )
-    .with_reason(reason)
-    .with_details(serde_json::json!({"keyId": id, "prefix": row.prefix}));
+    .with_reason(reason);
     append(&mut tx, &entry).await.map_err(internal)?;
     tx.commit().await.map_err(internal)?;
     cache.evict(id);

@@ -3,14 +3,12 @@
 //! change is recorded in the history in the same transaction.
 
 use secrecy::{ExposeSecret, SecretString};
-use serde_json::json;
 use sqlx::{PgConnection, PgPool};
 
-use crate::auth::ssr::{hash_password, insert_user, Actor};
+use crate::auth::ssr::{hash_password, insert_user, Actor, UserChanged};
 use crate::auth::{check_new_password, normalize_email, Role};
 use crate::error::AppError;
 use crate::history::ssr::{append, NewEntry};
-use crate::history::EntryKind;
 use crate::history::Outcome;
 use crate::server::tokens::temporary_password;
 
@@ -44,16 +42,17 @@ pub async fn add_user(
     append(
         &mut tx,
         &NewEntry::new(
-            EntryKind::UserChange,
+            UserChanged::Add {
+                user_id: id,
+                email: email.clone(),
+                role,
+                temporary_password: temporary.is_some(),
+            },
             format!("Added {email} as {role}"),
             actor,
             Outcome::Succeeded,
         )
-        .with_reason(reason)
-        .with_details(
-            json!({"change": "add", "userId": id, "email": email, "role": role,
-                              "temporaryPassword": temporary.is_some()}),
-        ),
+        .with_reason(reason),
     )
     .await
     .map_err(AppError::wrap("Failed to record the new user"))?;
@@ -133,14 +132,17 @@ pub async fn set_role(
     append(
         &mut tx,
         &NewEntry::new(
-            EntryKind::UserChange,
+            UserChanged::Role {
+                user_id,
+                email: email.clone(),
+                from: old_role,
+                to: role,
+            },
             format!("Changed {email} from {old_role} to {role}"),
             actor,
             Outcome::Succeeded,
         )
-        .with_reason(reason)
-        .with_details(json!({"change": "role", "userId": user_id, "email": email,
-                              "from": old_role, "to": role})),
+        .with_reason(reason),
     )
     .await
     .map_err(AppError::wrap("Failed to record the role change"))?;
@@ -185,20 +187,21 @@ pub async fn set_disabled(
     .execute(&mut *tx)
     .await
     .map_err(AppError::wrap("Failed to change an account"))?;
-    let verb = if disabled { "Disabled" } else { "Enabled" };
+    let title = format!("{} {email}", if disabled { "Disabled" } else { "Enabled" });
+    let change = if disabled {
+        UserChanged::Disable {
+            user_id,
+            email: email.clone(),
+        }
+    } else {
+        UserChanged::Enable {
+            user_id,
+            email: email.clone(),
+        }
+    };
     append(
         &mut tx,
-        &NewEntry::new(
-            EntryKind::UserChange,
-            format!("{verb} {email}"),
-            actor,
-            Outcome::Succeeded,
-        )
-        .with_reason(reason)
-        .with_details(
-            json!({"change": if disabled { "disable" } else { "enable" },
-                                  "userId": user_id, "email": email}),
-        ),
+        &NewEntry::new(change, title, actor, Outcome::Succeeded).with_reason(reason),
     )
     .await
     .map_err(AppError::wrap("Failed to record the account change"))?;

@@ -214,6 +214,50 @@ fn person(email: &str, role: Role) -> Actor {
     }
 }
 
+/// The details of the demo's made-up entries: each marked `demo`, steps of an incident
+/// linked to it by its title, and the figures a real entry of the kind would show.
+#[derive(Clone, Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Demo {
+    #[serde(skip)]
+    kind: EntryKind,
+    demo: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    incident_title: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    deleted: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    table: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    grace_hours: Option<i64>,
+}
+
+impl Demo {
+    fn of(kind: EntryKind) -> Self {
+        Self {
+            kind,
+            demo: true,
+            incident_title: None,
+            deleted: None,
+            table: None,
+            grace_hours: None,
+        }
+    }
+
+    fn in_incident(kind: EntryKind, title: &'static str) -> Self {
+        Self {
+            incident_title: Some(title),
+            ..Self::of(kind)
+        }
+    }
+}
+
+impl app::history::ssr::Details for Demo {
+    fn kind(&self) -> EntryKind {
+        self.kind
+    }
+}
+
 /// Writes the demo history, oldest first (so ids follow time), in one transaction.
 async fn seed_history(pg: &sqlx::PgPool, now: OffsetDateTime) -> anyhow::Result<usize> {
     let operator = person("operator@salvage.demo", Role::Operator);
@@ -221,11 +265,6 @@ async fn seed_history(pg: &sqlx::PgPool, now: OffsetDateTime) -> anyhow::Result<
     let admin = person("admin@salvage.demo", Role::Admin);
     let scheduler = Actor::system("scheduler");
     let mut entries: Vec<NewEntry> = Vec::new();
-    let demo = |value: serde_json::Value| {
-        let mut value = value;
-        value["demo"] = json!(true);
-        value
-    };
 
     // Drills are real: `demo_backups::first_drill` runs one on the demo's backups.
 
@@ -334,15 +373,14 @@ async fn seed_history(pg: &sqlx::PgPool, now: OffsetDateTime) -> anyhow::Result<
         let at = (now - Duration::days(incident.days_ago)).replace_time(time::macros::time!(06:40));
         entries.push(
             NewEntry::new(
-                EntryKind::Incident,
+                Demo::of(EntryKind::Incident),
                 incident.title,
                 &operator,
                 Outcome::Info,
             )
             .with_times(at, None)
             .with_severity(Some(incident.severity.to_owned()))
-            .with_body(incident.body)
-            .with_details(demo(json!({}))),
+            .with_body(incident.body),
         );
         // Linked entries are filled in after the incident gets its id (below).
         for (kind, minutes, title, who) in incident.steps {
@@ -358,32 +396,33 @@ async fn seed_history(pg: &sqlx::PgPool, now: OffsetDateTime) -> anyhow::Result<
             };
             let step_at = at + Duration::minutes(*minutes);
             entries.push(
-                NewEntry::new(*kind, *title, actor, outcome)
-                    .with_times(
-                        step_at,
-                        Some(
-                            step_at
-                                + Duration::seconds(if *kind == EntryKind::Note { 0 } else { 95 }),
-                        ),
-                    )
-                    .with_reason(
-                        (*kind != EntryKind::Note).then(|| {
-                            app::reason::Reason::own(format!("incident: {}", incident.title))
-                        }),
-                    )
-                    .with_details(demo(json!({"incidentTitle": incident.title}))),
+                NewEntry::new(
+                    Demo::in_incident(*kind, incident.title),
+                    *title,
+                    actor,
+                    outcome,
+                )
+                .with_times(
+                    step_at,
+                    Some(
+                        step_at + Duration::seconds(if *kind == EntryKind::Note { 0 } else { 95 }),
+                    ),
+                )
+                .with_reason(
+                    (*kind != EntryKind::Note)
+                        .then(|| app::reason::Reason::own(format!("incident: {}", incident.title))),
+                ),
             );
         }
         let end = at + Duration::minutes(incident.minutes);
         entries.push(
             NewEntry::new(
-                EntryKind::IncidentResolved,
+                Demo::in_incident(EntryKind::IncidentResolved, incident.title),
                 format!("Resolved: {}", incident.title),
                 &operator,
                 Outcome::Succeeded,
             )
-            .with_times(end, Some(end))
-            .with_details(demo(json!({"incidentTitle": incident.title}))),
+            .with_times(end, Some(end)),
         );
     }
 
@@ -392,7 +431,11 @@ async fn seed_history(pg: &sqlx::PgPool, now: OffsetDateTime) -> anyhow::Result<
         let at = (now - Duration::days(days_ago)).replace_time(time::macros::time!(04:00));
         entries.push(
             NewEntry::new(
-                EntryKind::Expiry,
+                Demo {
+                    deleted: Some(2310),
+                    table: Some("events_fallback"),
+                    ..Demo::of(EntryKind::Expiry)
+                },
                 "Expired 2,310 fallback rows older than 7 days",
                 &scheduler,
                 Outcome::Partial,
@@ -400,33 +443,38 @@ async fn seed_history(pg: &sqlx::PgPool, now: OffsetDateTime) -> anyhow::Result<
             .with_times(at, Some(at + Duration::seconds(4)))
             .with_reason(Some(app::reason::Reason::own(
                 "TTL 7 days; ClickHouse was down past the TTL for these rows",
-            )))
-            .with_details(demo(json!({"deleted": 2310, "table": "events_fallback"}))),
+            ))),
         );
     }
     for days_ago in [110, 20] {
         let at = (now - Duration::days(days_ago)).replace_time(time::macros::time!(10:15));
         entries.push(
             NewEntry::new(
-                EntryKind::SecretRotation,
+                Demo {
+                    grace_hours: Some(24),
+                    ..Demo::of(EntryKind::SecretRotation)
+                },
                 "Rotated the cron secret",
                 &admin,
                 Outcome::Succeeded,
             )
             .with_reason(Some(app::reason::Reason::own("quarterly rotation")))
-            .with_times(at, Some(at))
-            .with_details(demo(json!({"graceHours": 24}))),
+            .with_times(at, Some(at)),
         );
     }
     for days_ago in (3..120).step_by(14) {
         let at = (now - Duration::days(days_ago)).replace_time(time::macros::time!(17:30));
         entries.push(
-            NewEntry::new(EntryKind::Note, "On-call handover", &manager, Outcome::Info)
-                .with_body(
-                    "Queues empty, drills green, no open alerts. Next rotation: see the calendar.",
-                )
-                .with_times(at, Some(at))
-                .with_details(demo(json!({}))),
+            NewEntry::new(
+                Demo::of(EntryKind::Note),
+                "On-call handover",
+                &manager,
+                Outcome::Info,
+            )
+            .with_body(
+                "Queues empty, drills green, no open alerts. Next rotation: see the calendar.",
+            )
+            .with_times(at, Some(at)),
         );
     }
 
@@ -435,11 +483,15 @@ async fn seed_history(pg: &sqlx::PgPool, now: OffsetDateTime) -> anyhow::Result<
     // Link incident steps to the incident's id as it is written.
     let mut incident_ids = std::collections::HashMap::new();
     for entry in &mut entries {
-        if let Some(title) = entry.details.get("incidentTitle").and_then(|t| t.as_str()) {
+        if let Some(title) = entry
+            .details()
+            .get("incidentTitle")
+            .and_then(|t| t.as_str())
+        {
             entry.incident_id = incident_ids.get(title).copied();
         }
         let id = append(&mut tx, entry).await?;
-        if entry.kind == EntryKind::Incident {
+        if entry.kind() == EntryKind::Incident {
             incident_ids.insert(entry.title.clone(), id);
         }
     }

@@ -15,9 +15,30 @@ pub(crate) async fn verify(app: &TestApp) -> Result<app::history::ChainReport, s
     app::history::chain::verify(&app.pg, &app.clickhouse, OffsetDateTime::now_utc(), "test").await
 }
 
+/// Details of any kind and shape, as only a test writes them (the product declares one
+/// type per kind).
+pub(crate) struct Raw(pub app::history::EntryKind, pub serde_json::Value);
+
+impl serde::Serialize for Raw {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.1.serialize(serializer)
+    }
+}
+
+impl app::history::ssr::Details for Raw {
+    fn kind(&self) -> app::history::EntryKind {
+        self.0
+    }
+}
+
+/// An entry of `kind` with no details.
+pub(crate) fn plain(kind: app::history::EntryKind) -> Raw {
+    Raw(kind, serde_json::json!({}))
+}
+
 pub(crate) fn note(title: &str) -> NewEntry {
     NewEntry::new(
-        app::history::EntryKind::Note,
+        app::history::ssr::Note {},
         title,
         &Actor::system("test"),
         Outcome::Info,
@@ -212,7 +233,7 @@ async fn filters_narrow_by_kind_actor_outcome_time_and_text() {
     let now = OffsetDateTime::now_utc();
     let drill = |title: &str, outcome, days: i64| {
         NewEntry::new(
-            app::history::EntryKind::Drill,
+            plain(app::history::EntryKind::Drill),
             title,
             &Actor::system("scheduler"),
             outcome,
@@ -227,7 +248,7 @@ async fn filters_narrow_by_kind_actor_outcome_time_and_text() {
         drill("Weekly restore drill", Outcome::Failed, 13),
         drill("Weekly restore drill", Outcome::Succeeded, 6),
         NewEntry::new(
-            app::history::EntryKind::Note,
+            app::history::ssr::Note {},
             "Disk on ch-2 replaced",
             &operator,
             Outcome::Info,
@@ -425,7 +446,7 @@ async fn the_export_holds_the_filtered_entries_as_csv_and_markdown() {
     append_one(
         &app,
         NewEntry::new(
-            app::history::EntryKind::Drill,
+            plain(app::history::EntryKind::Drill),
             "Weekly restore drill",
             &Actor::system("s"),
             Outcome::Succeeded,

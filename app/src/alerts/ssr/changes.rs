@@ -19,9 +19,27 @@ use crate::auth::ssr::Actor;
 use crate::error::AppError;
 use crate::format::format_utc;
 use crate::history::ssr::{append, NewEntry};
-use crate::history::EntryKind;
 use crate::history::Outcome;
 use crate::server::unix_ms;
+
+crate::history::ssr::details! {
+    /// Alerts a person acknowledged, resolved or wrote a note on.
+    struct AlertsChanged for Alert {
+        alerts: Vec<AlertRef>,
+        /// `acknowledged`, `resolved` or `note`.
+        action: String,
+    }
+}
+
+/// An alert an entry is about.
+#[derive(Clone, Debug, serde::Serialize)]
+struct AlertRef {
+    id: i64,
+    kind: String,
+    key: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    severity: Option<Severity>,
+}
 
 /// Most alerts one bulk change takes.
 pub const MAX_BULK: usize = 200;
@@ -315,8 +333,20 @@ pub async fn change(
         [one] => format!("{verb} alert #{}: {}", one.id, one.title),
         many => format!("{verb} {} alerts", many.len()),
     };
+    let details = AlertsChanged {
+        alerts: locked
+            .iter()
+            .map(|r| AlertRef {
+                id: r.id,
+                kind: r.kind.clone(),
+                key: r.dedup_key.clone(),
+                severity: Some(r.severity),
+            })
+            .collect(),
+        action: verb.to_lowercase(),
+    };
     let entry = NewEntry::new(
-        EntryKind::Alert,
+        details,
         title,
         actor,
         if matches!(op, Op::Resolve) {
@@ -326,12 +356,7 @@ pub async fn change(
         },
     )
     .with_times(now, Some(now))
-    .with_body(note.clone().unwrap_or_default())
-    .with_details(json!({
-        "alerts": locked.iter().map(|r| json!({"id": r.id, "kind": r.kind, "key": r.dedup_key,
-            "severity": r.severity.as_str()})).collect::<Vec<_>>(),
-        "action": verb.to_lowercase(),
-    }));
+    .with_body(note.clone().unwrap_or_default());
     let history_id = append(&mut tx, &entry).await.map_err(&internal)?;
     sqlx::query!(
         "update internal_alert_events set history_id = $1 where id = any($2)",
@@ -400,17 +425,23 @@ pub async fn add_note(
     let event = add_event(&mut tx, id, "note", &actor.name, Some(note), json!({}), now)
         .await
         .map_err(&internal)?;
+    let details = AlertsChanged {
+        alerts: vec![AlertRef {
+            id,
+            kind: row.kind.clone(),
+            key: row.dedup_key.clone(),
+            severity: None,
+        }],
+        action: "note".to_owned(),
+    };
     let entry = NewEntry::new(
-        EntryKind::Alert,
+        details,
         format!("Note on alert #{id}: {}", row.title),
         actor,
         Outcome::Info,
     )
     .with_times(now, Some(now))
-    .with_body(note)
-    .with_details(
-        json!({"alerts": [{"id": id, "kind": row.kind, "key": row.dedup_key}], "action": "note"}),
-    );
+    .with_body(note);
     let history_id = append(&mut tx, &entry).await.map_err(&internal)?;
     sqlx::query!(
         "update internal_alert_events set history_id = $1 where id = $2",

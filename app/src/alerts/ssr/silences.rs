@@ -2,7 +2,6 @@
 //! alert is still raised, recorded and listed (marked muted), never hidden; its
 //! notifications stay quiet.
 
-use serde_json::json;
 use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Row};
 use time::OffsetDateTime;
@@ -14,9 +13,25 @@ use crate::auth::ssr::Actor;
 use crate::error::AppError;
 use crate::format::format_utc;
 use crate::history::ssr::{append, NewEntry};
-use crate::history::EntryKind;
 use crate::history::Outcome;
 use crate::server::unix_ms;
+
+crate::history::ssr::details! {
+    /// Alerts of a kind (and key pattern) silenced until a time (Unix ms).
+    struct Silenced for Silence {
+        silence_id: i64,
+        kind: String,
+        key_pattern: Option<String>,
+        ends_at: i64,
+    }
+
+    /// A silence ended before its time.
+    struct SilenceEnded for Silence {
+        silence_id: i64,
+        kind: String,
+        ended: bool,
+    }
+}
 
 /// `*` matches anything; everything else literally (as a LIKE pattern).
 pub fn like_pattern(glob: &str) -> String {
@@ -111,8 +126,14 @@ pub async fn create(
     .await
     .map_err(&internal)?;
     match_silences(&mut tx, now).await.map_err(&internal)?;
+    let details = Silenced {
+        silence_id: id,
+        kind: silence.kind.clone(),
+        key_pattern: pattern.clone(),
+        ends_at: unix_ms(ends_at),
+    };
     let entry = NewEntry::new(
-        EntryKind::Silence,
+        details,
         format!(
             "Silenced {}{} until {}",
             silence.kind,
@@ -126,11 +147,7 @@ pub async fn create(
         Outcome::Info,
     )
     .with_times(now, Some(now))
-    .with_reason(Some(silence.reason.clone()))
-    .with_details(
-        json!({"silenceId": id, "kind": silence.kind, "keyPattern": pattern,
-        "endsAt": unix_ms(ends_at)}),
-    );
+    .with_reason(Some(silence.reason.clone()));
     append(&mut tx, &entry).await.map_err(&internal)?;
     tx.commit().await.map_err(&internal)?;
     Ok(id)
@@ -174,8 +191,13 @@ pub async fn end(
     .execute(&mut *tx)
     .await
     .map_err(&internal)?;
+    let details = SilenceEnded {
+        silence_id: id,
+        kind: kind.clone(),
+        ended: true,
+    };
     let entry = NewEntry::new(
-        EntryKind::Silence,
+        details,
         format!(
             "Ended silence #{id} of {kind}{}",
             pattern
@@ -187,8 +209,7 @@ pub async fn end(
         Outcome::Info,
     )
     .with_times(now, Some(now))
-    .with_reason(Some(reason.clone()))
-    .with_details(json!({"silenceId": id, "kind": kind, "ended": true}));
+    .with_reason(Some(reason.clone()));
     append(&mut tx, &entry).await.map_err(&internal)?;
     tx.commit().await.map_err(&internal)?;
     Ok(())

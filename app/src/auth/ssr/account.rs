@@ -1,7 +1,6 @@
 //! The signed-in person's own account: changing the password.
 
 use secrecy::{ExposeSecret, SecretString};
-use serde_json::json;
 use tower_sessions::Session;
 
 use super::super::check_new_password;
@@ -12,7 +11,6 @@ use super::sign_in::{check_password, reserve_attempt};
 use super::Actor;
 use crate::error::AppError;
 use crate::history::ssr::{append, NewEntry};
-use crate::history::EntryKind;
 use crate::history::Outcome;
 use crate::server::AppState;
 
@@ -70,12 +68,11 @@ pub async fn change_password(
     append(
         &mut tx,
         &NewEntry::new(
-            EntryKind::UserChange,
+            super::UserChanged::Password { user_id },
             format!("{} changed their password", actor.name),
             actor,
             Outcome::Succeeded,
-        )
-        .with_details(json!({"change": "password", "userId": user_id})),
+        ),
     )
     .await
     .map_err(AppError::wrap("Failed to record the password change"))?;

@@ -1,7 +1,6 @@
 //! The first admin: a one-time setup link while no account exists.
 
 use secrecy::{ExposeSecret, SecretString};
-use serde_json::json;
 use sqlx::{PgConnection, PgPool};
 use time::OffsetDateTime;
 
@@ -12,7 +11,6 @@ use super::users::{count_users, insert_user};
 use super::Actor;
 use crate::error::AppError;
 use crate::history::ssr::{append, NewEntry};
-use crate::history::EntryKind;
 use crate::history::Outcome;
 use crate::server::tokens::{digest as token_digest, digests_match, random_token};
 
@@ -176,12 +174,14 @@ pub async fn create_first_admin(
     append(
         &mut tx,
         &NewEntry::new(
-            EntryKind::UserChange,
+            super::UserChanged::FirstAdmin {
+                user_id: id,
+                email: email.clone(),
+            },
             format!("Created the first admin, {email}, from the setup link"),
             &actor,
             Outcome::Succeeded,
-        )
-        .with_details(json!({"change": "first_admin", "userId": id, "email": email})),
+        ),
     )
     .await
     .map_err(AppError::wrap("Failed to record the first admin"))?;

@@ -8,6 +8,53 @@ use super::records::user_by_email;
 use crate::error::AppError;
 use crate::server::unix_ms as ms;
 
+/// An account change, as its history entry records it (`change` names which).
+#[derive(Clone, Debug, serde::Serialize)]
+#[serde(
+    tag = "change",
+    rename_all = "snake_case",
+    rename_all_fields = "camelCase"
+)]
+pub enum UserChanged {
+    /// The user chose a new password.
+    Password {
+        user_id: i64,
+    },
+    /// The first admin, created from the setup link.
+    FirstAdmin {
+        user_id: i64,
+        email: String,
+    },
+    /// An admin added an account (with a temporary password, or one they chose).
+    Add {
+        user_id: i64,
+        email: String,
+        role: Role,
+        temporary_password: bool,
+    },
+    /// An admin changed an account's role.
+    Role {
+        user_id: i64,
+        email: String,
+        from: Role,
+        to: Role,
+    },
+    Disable {
+        user_id: i64,
+        email: String,
+    },
+    Enable {
+        user_id: i64,
+        email: String,
+    },
+}
+
+impl crate::history::ssr::Details for UserChanged {
+    fn kind(&self) -> crate::history::EntryKind {
+        crate::history::EntryKind::UserChange
+    }
+}
+
 /// Every account, by email.
 pub async fn list_users(pg: &PgPool) -> Result<Vec<UserRow>, AppError> {
     let rows = sqlx::query!(
@@ -76,4 +123,48 @@ pub async fn insert_user(
             "an account with this email already exists",
         )],
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn account_changes_keep_the_shape_earlier_entries_have() {
+        // The history is append-only: a reader sees old and new entries side by side,
+        // so the typed change writes exactly the keys the untyped one did.
+        let value = |change: UserChanged| serde_json::to_value(change).unwrap();
+        assert_eq!(
+            value(UserChanged::FirstAdmin {
+                user_id: 1,
+                email: "a@example.com".into()
+            }),
+            json!({"change": "first_admin", "userId": 1, "email": "a@example.com"})
+        );
+        assert_eq!(
+            value(UserChanged::Add {
+                user_id: 2,
+                email: "b@example.com".into(),
+                role: Role::Manager,
+                temporary_password: true
+            }),
+            json!({"change": "add", "userId": 2, "email": "b@example.com", "role": "manager",
+                   "temporaryPassword": true})
+        );
+        assert_eq!(
+            value(UserChanged::Role {
+                user_id: 2,
+                email: "b@example.com".into(),
+                from: Role::Manager,
+                to: Role::Admin
+            }),
+            json!({"change": "role", "userId": 2, "email": "b@example.com", "from": "manager",
+                   "to": "admin"})
+        );
+        assert_eq!(
+            value(UserChanged::Password { user_id: 3 }),
+            json!({"change": "password", "userId": 3})
+        );
+    }
 }

@@ -26,11 +26,48 @@ use crate::error::AppError;
 use crate::format::{format_bytes, format_duration, group_digits};
 use crate::freeze::ssr as freeze;
 use crate::history::ssr::{append, NewEntry};
-use crate::history::EntryKind;
 use crate::history::Outcome;
 use crate::jobs::ssr::{Job, JobContext, JobFuture, Report, Tracker};
 use crate::jobs::RunStatus;
 use crate::server::AppState;
+
+crate::history::ssr::details! {
+    /// A backup taken: what it holds and where it went.
+    struct BackupTaken for Backup {
+        backup_id: i64,
+        store: StoreKind,
+        rows: i64,
+        bytes: i64,
+        tables: Vec<TableRows>,
+        /// Rows that were still queued for ClickHouse (a PostgreSQL backup holds them).
+        queued_for_clickhouse: i64,
+        duration_ms: i64,
+        target: String,
+    }
+
+    /// A backup that failed; its files were deleted.
+    struct BackupFailed for Backup {
+        backup_id: i64,
+        store: StoreKind,
+        error: String,
+    }
+
+    /// A backup deleted by retention (the newest `keep` of each store stay).
+    struct BackupDeleted for Backup {
+        backup_id: i64,
+        store: StoreKind,
+        bytes: i64,
+        keep: i64,
+        retention: bool,
+    }
+}
+
+/// One table of a backup and its rows.
+#[derive(Clone, Debug, Serialize)]
+struct TableRows {
+    name: String,
+    rows: i64,
+}
 
 pub static BACKUP: Job = Job {
     name: super::super::BACKUP_JOB,
@@ -227,16 +264,26 @@ pub async fn take(
                 format_bytes(manifest.total_bytes()),
                 format_duration(manifest.duration_ms)
             );
-            let entry = NewEntry::new(EntryKind::Backup, title, started.actor, Outcome::Succeeded)
+            let details = BackupTaken {
+                backup_id: row.backup.id,
+                store,
+                rows: manifest.total_rows(),
+                bytes: manifest.total_bytes(),
+                tables: manifest
+                    .tables
+                    .iter()
+                    .map(|t| TableRows {
+                        name: t.name.clone(),
+                        rows: t.rows,
+                    })
+                    .collect(),
+                queued_for_clickhouse: manifest.queued_for_clickhouse,
+                duration_ms: manifest.duration_ms,
+                target: storage.describe(),
+            };
+            let entry = NewEntry::new(details, title, started.actor, Outcome::Succeeded)
                 .with_reason(started.reason.cloned())
-                .with_times(started.at, Some(now))
-                .with_details(json!({
-                    "backupId": row.backup.id, "store": store.as_str(),
-                    "rows": manifest.total_rows(), "bytes": manifest.total_bytes(),
-                    "tables": manifest.tables.iter().map(|t| json!({"name": t.name, "rows": t.rows})).collect::<Vec<_>>(),
-                    "queuedForClickhouse": manifest.queued_for_clickhouse,
-                    "durationMs": manifest.duration_ms, "target": storage.describe(),
-                }));
+                .with_times(started.at, Some(now));
             let history_id = append(&mut tx, &entry)
                 .await
                 .map_err(AppError::wrap("Record a backup"))?;
@@ -258,13 +305,15 @@ pub async fn take(
                 .await
                 .map_err(AppError::wrap("Record a backup"))?;
             let title = format!("{} backup {} failed", store.label(), row.backup.id);
-            let entry = NewEntry::new(EntryKind::Backup, &title, started.actor, Outcome::Failed)
+            let details = BackupFailed {
+                backup_id: row.backup.id,
+                store,
+                error: error.clone(),
+            };
+            let entry = NewEntry::new(details, &title, started.actor, Outcome::Failed)
                 .with_reason(started.reason.cloned())
                 .with_times(started.at, Some(now))
-                .with_body(error.clone())
-                .with_details(
-                    json!({"backupId": row.backup.id, "store": store.as_str(), "error": error}),
-                );
+                .with_body(error.clone());
             let history_id = append(&mut tx, &entry)
                 .await
                 .map_err(AppError::wrap("Record a backup"))?;
@@ -555,16 +604,15 @@ pub async fn retain(
         {
             continue;
         }
-        let entry = NewEntry::new(
-            EntryKind::Backup,
-            format!("Retention deleted {} backup {id}", store.label()),
-            actor,
-            Outcome::Succeeded,
-        )
-        .with_details(json!({
-            "backupId": id, "store": store.as_str(), "bytes": backup.backup.size_bytes,
-            "keep": state.backups().keep, "retention": true,
-        }));
+        let details = BackupDeleted {
+            backup_id: id,
+            store,
+            bytes: backup.backup.size_bytes,
+            keep: state.backups().keep,
+            retention: true,
+        };
+        let title = format!("Retention deleted {} backup {id}", store.label());
+        let entry = NewEntry::new(details, title, actor, Outcome::Succeeded);
         append(&mut tx, &entry).await.map_err(&pg_err)?;
         state
             .backups()

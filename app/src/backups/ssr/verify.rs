@@ -18,11 +18,20 @@ use crate::alerts::Severity;
 use crate::auth::ssr::Actor;
 use crate::error::AppError;
 use crate::history::ssr::{append, NewEntry};
-use crate::history::EntryKind;
 use crate::history::Outcome;
 use crate::jobs::ssr::{CheckFuture, Job, JobContext, JobFuture, Report, ON_DEMAND};
 use crate::jobs::RunStatus;
 use crate::server::AppState;
+
+crate::history::ssr::details! {
+    /// A backup read back and checked against its manifest.
+    struct BackupVerified for Backup {
+        backup_id: i64,
+        store: StoreKind,
+        verify: bool,
+        error: Option<String>,
+    }
+}
 
 /// A verification, as recorded: what is wrong with the backup (nothing when it matches
 /// its manifest) and its history entry. The `verify-backup` job's report.
@@ -148,13 +157,15 @@ pub async fn verify(state: &AppState, id: i64, actor: &Actor) -> Result<Verifica
     } else {
         Outcome::Failed
     };
-    let entry = NewEntry::new(EntryKind::Backup, &title, actor, outcome)
+    let details = BackupVerified {
+        backup_id: id,
+        store,
+        verify: true,
+        error: result.as_ref().err().cloned(),
+    };
+    let entry = NewEntry::new(details, &title, actor, outcome)
         .with_times(started, Some(now))
-        .with_body(result.as_ref().err().cloned().unwrap_or_default())
-        .with_details(
-            json!({"backupId": id, "store": store.as_str(), "verify": true,
-                             "error": result.as_ref().err()}),
-        );
+        .with_body(result.as_ref().err().cloned().unwrap_or_default());
     let history_id = append(&mut tx, &entry).await.map_err(&pg_err)?;
     if let Err(error) = &result {
         let signal = Signal::new(

@@ -7,7 +7,6 @@
 //! `CRON_SECRET` from the environment becomes the first secret when there is none.
 
 use secrecy::{ExposeSecret, SecretString};
-use serde_json::json;
 use sqlx::PgPool;
 use time::{Duration, OffsetDateTime};
 
@@ -16,11 +15,30 @@ use crate::auth::ssr::Actor;
 use crate::error::AppError;
 use crate::format::format_utc;
 use crate::history::ssr::{append, NewEntry};
-use crate::history::EntryKind;
 use crate::history::Outcome;
 use crate::jobs::ssr::Caller;
 use crate::server::tokens::{digest as token_digest, digests_match, random_token};
 use crate::server::unix_ms;
+
+crate::history::ssr::details! {
+    /// A new cron secret; the one before it works until `previousExpiresAt` (Unix ms).
+    struct SecretRotated for SecretRotation {
+        secret: &'static str,
+        new_id: i64,
+        previous_id: Option<i64>,
+        grace_hours: i64,
+        previous_expires_at: Option<i64>,
+        /// Older secrets whose grace this rotation ended.
+        grace_ended_for: Vec<i64>,
+        source: String,
+    }
+
+    /// A retired secret's grace window ended early: it no longer works.
+    struct GraceEnded for SecretRotation {
+        secret: &'static str,
+        ended_id: i64,
+    }
+}
 
 /// What every new secret starts with, so a leaked one is recognisable in a scan.
 pub const PREFIX: &str = "sgc_";
@@ -176,14 +194,18 @@ pub async fn rotate(
             "Give it to every scheduler calling /cron/*.".to_owned(),
         ),
     };
-    let entry = NewEntry::new(EntryKind::SecretRotation, title, actor, Outcome::Succeeded)
+    let details = SecretRotated {
+        secret: "cron",
+        new_id: id,
+        previous_id: previous,
+        grace_hours,
+        previous_expires_at: previous.map(|_| unix_ms(expires)),
+        grace_ended_for: cut_short,
+        source: source.to_owned(),
+    };
+    let entry = NewEntry::new(details, title, actor, Outcome::Succeeded)
         .with_body(body)
-        .with_reason(reason)
-        .with_details(json!({
-            "secret": "cron", "newId": id, "previousId": previous, "graceHours": grace_hours,
-            "previousExpiresAt": previous.map(|_| unix_ms(expires)),
-            "graceEndedFor": cut_short, "source": source,
-        }));
+        .with_reason(reason);
     append(&mut tx, &entry).await.map_err(internal)?;
     tx.commit().await.map_err(internal)?;
     Ok(RotatedSecret {
@@ -219,13 +241,15 @@ pub async fn end_grace(
         });
     }
     let entry = NewEntry::new(
-        EntryKind::SecretRotation,
+        GraceEnded {
+            secret: "cron",
+            ended_id: id,
+        },
         format!("Ended the grace window of cron secret #{id}: it no longer works"),
         actor,
         Outcome::Succeeded,
     )
-    .with_reason(reason)
-    .with_details(json!({"secret": "cron", "endedId": id}));
+    .with_reason(reason);
     append(&mut tx, &entry).await.map_err(internal)?;
     tx.commit().await.map_err(internal)
 }

@@ -23,12 +23,26 @@ use super::filter::DlqFilter;
 use crate::auth::ssr::Actor;
 use crate::error::AppError;
 use crate::history::ssr::{append, NewEntry};
-use crate::history::EntryKind;
 use crate::history::Outcome;
 use crate::jobs::ssr::{Job, JobContext, JobFuture, Report};
 use crate::jobs::RunStatus;
 use crate::server::unix_ms as ms;
 use crate::server::AppState;
+
+crate::history::ssr::details! {
+    /// Dead letters deleted for good: by a person with a filter, or by retention (which
+    /// also says how many delivered rows and payloads it let go).
+    struct Purge for DlqPurge {
+        /// The filter as a query string, and in words.
+        filter: String,
+        label: String,
+        deleted: i64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        delivered: Option<i64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        payloads: Option<i64>,
+    }
+}
 
 /// Rows of the dead-letter list per page.
 pub const PAGE: i64 = 50;
@@ -336,16 +350,16 @@ pub async fn purge(
             ),
         });
     }
-    let entry = NewEntry::new(
-        EntryKind::DlqPurge,
-        format!("Purged {deleted} dead letters ({})", filter.label()),
-        actor,
-        Outcome::Succeeded,
-    )
-    .with_reason(Some(reason.clone()))
-    .with_details(
-        json!({"filter": filter.to_query(), "label": filter.label(), "deleted": deleted}),
-    );
+    let details = Purge {
+        filter: filter.to_query(),
+        label: filter.label(),
+        deleted,
+        delivered: None,
+        payloads: None,
+    };
+    let title = format!("Purged {deleted} dead letters ({})", details.label);
+    let entry =
+        NewEntry::new(details, title, actor, Outcome::Succeeded).with_reason(Some(reason.clone()));
     let history_id = append(&mut tx, &entry).await.map_err(wrap())?;
     tx.commit().await.map_err(wrap())?;
     Ok(Purged {
@@ -582,20 +596,18 @@ pub async fn expire(
         history_id: None,
     };
     if dead_letters > 0 {
-        let entry = NewEntry::new(
-            EntryKind::DlqPurge,
-            format!(
-                "Retention purged {dead_letters} dead letters older than {} days",
-                (now - cutoff).whole_days()
-            ),
-            actor,
-            Outcome::Succeeded,
-        )
-        .with_details(json!({
-            "filter": format!("until={}", crate::format::iso(ms(cutoff))),
-            "label": format!("dead-lettered before {}", crate::format::iso(ms(cutoff))),
-            "deleted": dead_letters, "delivered": delivered, "payloads": payloads,
-        }));
+        let details = Purge {
+            filter: format!("until={}", crate::format::iso(ms(cutoff))),
+            label: format!("dead-lettered before {}", crate::format::iso(ms(cutoff))),
+            deleted: dead_letters,
+            delivered: Some(delivered),
+            payloads: Some(payloads),
+        };
+        let title = format!(
+            "Retention purged {dead_letters} dead letters older than {} days",
+            (now - cutoff).whole_days()
+        );
+        let entry = NewEntry::new(details, title, actor, Outcome::Succeeded);
         report.history_id = Some(append(&mut tx, &entry).await.map_err(wrap())?);
     }
     tx.commit().await.map_err(wrap())?;

@@ -10,10 +10,38 @@ use super::WebhookSettings;
 use crate::auth::ssr::Actor;
 use crate::error::AppError;
 use crate::history::ssr::{append, NewEntry};
-use crate::history::EntryKind;
 use crate::history::Outcome;
 use crate::server::sealed::KeyRing;
 use crate::server::unix_ms as ms;
+
+crate::history::ssr::details! {
+    /// A webhook was added (its URL masked: the query may hold a token).
+    struct WebhookCreated for Webhook {
+        webhook_id: i64,
+        url: String,
+        event_types: Vec<String>,
+        max_retries: i32,
+    }
+
+    /// A webhook was switched on or off.
+    struct WebhookToggled for Webhook {
+        webhook_id: i64,
+        enabled: bool,
+    }
+
+    /// A webhook was deleted; its pending deliveries became dead letters.
+    struct WebhookDeleted for Webhook {
+        webhook_id: i64,
+        deleted: bool,
+        dead_lettered: i64,
+    }
+
+    /// The webhooks' signing secrets were sealed again under the newest key.
+    struct SecretsResealed for Webhook {
+        resealed: u64,
+        key_id: String,
+    }
+}
 
 /// A webhook as an admin asks for it, validated.
 #[derive(Clone, Debug, PartialEq)]
@@ -116,16 +144,14 @@ pub async fn create(
     .fetch_one(&mut *tx)
     .await
     .map_err(AppError::wrap("Create a webhook"))?;
-    let entry = NewEntry::new(
-        EntryKind::Webhook,
-        format!("Webhook {id} created for {}", masked_url(&new.url)),
-        actor,
-        Outcome::Succeeded,
-    )
-    .with_details(serde_json::json!({
-        "webhookId": id, "url": masked_url(&new.url), "eventTypes": new.event_types,
-        "maxRetries": new.max_retries,
-    }));
+    let details = WebhookCreated {
+        webhook_id: id,
+        url: masked_url(&new.url),
+        event_types: new.event_types.clone(),
+        max_retries: new.max_retries,
+    };
+    let title = format!("Webhook {id} created for {}", details.url);
+    let entry = NewEntry::new(details, title, actor, Outcome::Succeeded);
     append(&mut tx, &entry)
         .await
         .map_err(AppError::wrap("Record a webhook"))?;
@@ -169,13 +195,15 @@ pub async fn set_enabled(
     };
     let verb = if enabled { "enabled" } else { "disabled" };
     let entry = NewEntry::new(
-        EntryKind::Webhook,
+        WebhookToggled {
+            webhook_id: id,
+            enabled,
+        },
         format!("Webhook {id} {verb} ({})", masked_url(&url)),
         actor,
         Outcome::Info,
     )
-    .with_reason(Some(reason.clone()))
-    .with_details(serde_json::json!({"webhookId": id, "enabled": enabled}));
+    .with_reason(Some(reason.clone()));
     append(&mut tx, &entry)
         .await
         .map_err(AppError::wrap("Record a webhook change"))?;
@@ -224,7 +252,11 @@ pub async fn delete(
     .map_err(AppError::wrap("Dead-letter a deleted webhook's deliveries"))?
     .rows_affected() as i64;
     let entry = NewEntry::new(
-        EntryKind::Webhook,
+        WebhookDeleted {
+            webhook_id: id,
+            deleted: true,
+            dead_lettered: dead,
+        },
         format!(
             "Webhook {id} deleted ({}); {dead} pending deliveries dead-lettered",
             masked_url(&url)
@@ -232,8 +264,7 @@ pub async fn delete(
         actor,
         Outcome::Info,
     )
-    .with_reason(Some(reason.clone()))
-    .with_details(serde_json::json!({"webhookId": id, "deleted": true, "deadLettered": dead}));
+    .with_reason(Some(reason.clone()));
     append(&mut tx, &entry)
         .await
         .map_err(AppError::wrap("Record a webhook deletion"))?;
@@ -371,13 +402,12 @@ pub async fn reseal(pg: &PgPool, keys: &KeyRing, actor: &Actor) -> Result<u64, A
         resealed += 1;
     }
     if resealed > 0 {
-        let entry = NewEntry::new(
-            EntryKind::Webhook,
-            format!("{resealed} webhook signing secrets sealed under key `{current}`"),
-            actor,
-            Outcome::Succeeded,
-        )
-        .with_details(serde_json::json!({"resealed": resealed, "keyId": current}));
+        let title = format!("{resealed} webhook signing secrets sealed under key `{current}`");
+        let details = SecretsResealed {
+            resealed,
+            key_id: current.to_owned(),
+        };
+        let entry = NewEntry::new(details, title, actor, Outcome::Succeeded);
         append(&mut tx, &entry).await.map_err(wrap())?;
     }
     tx.commit().await.map_err(wrap())?;

@@ -26,7 +26,6 @@ use super::filter::DlqFilter;
 use crate::auth::ssr::Actor;
 use crate::error::AppError;
 use crate::history::ssr::{append, NewEntry};
-use crate::history::EntryKind;
 use crate::history::Outcome;
 use crate::jobs::ssr::{
     stale_before, Caller, CheckFuture, Firing, Job, JobContext, JobFuture, OnProgress, Report,
@@ -331,6 +330,25 @@ async fn walk(state: &AppState, id: i64, tracker: &Tracker) -> Result<bool, AppE
     }
 }
 
+crate::history::ssr::details! {
+    /// A redrive as it ended: what it was asked to send and how much it sent.
+    struct RedriveEnded for Redrive {
+        redrive_id: i64,
+        /// The filter as a query string, and in words.
+        filter: serde_json::Value,
+        label: serde_json::Value,
+        total: i64,
+        requeued: i64,
+        error: Option<String>,
+    }
+
+    /// A disabled webhook switched back on, its dead letters redriven.
+    struct WebhookRecovered for Webhook {
+        webhook_id: i64,
+        recovered: bool,
+    }
+}
+
 /// Closes the redrive with its history entry (filter and counts) in one transaction.
 async fn finish(
     state: &AppState,
@@ -367,8 +385,16 @@ async fn finish(
         RedriveStatus::Cancelled => Outcome::Partial,
         _ => Outcome::Failed,
     };
+    let details = RedriveEnded {
+        redrive_id: id,
+        filter: filter["query"].clone(),
+        label: filter["label"].clone(),
+        total,
+        requeued: done,
+        error: error.map(str::to_owned),
+    };
     let entry = NewEntry::new(
-        EntryKind::Redrive,
+        details,
         format!(
             "Redrive {id} {}: {done} of {total} dead letters sent again ({})",
             status.as_str(),
@@ -378,11 +404,7 @@ async fn finish(
         outcome,
     )
     .with_times(row.get("started_at"), Some(now))
-    .with_reason(crate::reason::Reason::from_stored(row.get("reason")))
-    .with_details(json!({
-        "redriveId": id, "filter": filter["query"], "label": filter["label"],
-        "total": total, "requeued": done, "error": error,
-    }));
+    .with_reason(crate::reason::Reason::from_stored(row.get("reason")));
     let history_id = append(&mut tx, &entry).await.map_err(wrap())?;
     sqlx::query!(
         "update webhook_redrives set history_id = $2 where id = $1",
@@ -486,7 +508,10 @@ pub async fn recover(
     .await
     .map_err(wrap())?;
     let entry = NewEntry::new(
-        EntryKind::Webhook,
+        WebhookRecovered {
+            webhook_id,
+            recovered: true,
+        },
         format!(
             "Webhook {webhook_id} re-enabled ({}); dead letters since {} redriven",
             super::endpoints::masked_url(&row.get::<String, _>("url")),
@@ -497,8 +522,7 @@ pub async fn recover(
         actor,
         Outcome::Info,
     )
-    .with_reason(Some(reason.clone()))
-    .with_details(json!({"webhookId": webhook_id, "recovered": true}));
+    .with_reason(Some(reason.clone()));
     append(&mut tx, &entry).await.map_err(wrap())?;
     tx.commit().await.map_err(wrap())?;
     let filter = DlqFilter {

@@ -11,13 +11,11 @@
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
-use super::super::StoreKind;
+use super::super::{DrillKind, DrillStatus, StoreKind};
 use super::records;
 use crate::error::AppError;
 use crate::history::ssr::{append, NewEntry};
-use crate::history::EntryKind;
 use crate::history::Outcome;
 use crate::jobs::ssr::{Job, JobContext, JobFuture, Report};
 use crate::jobs::RunStatus;
@@ -153,17 +151,16 @@ pub async fn sweep(
         .execute(&mut *tx)
         .await
         .map_err(&pg_err)?;
-        let entry = NewEntry::new(
-            EntryKind::Drill,
-            format!("Restore drill {id} abandoned: its process stopped"),
-            actor,
-            Outcome::Failed,
-        )
-        .with_times(started, Some(now))
-        .with_body(error)
-        .with_details(
-            json!({"drillId": id, "type": "functional", "status": "failed", "error": error}),
-        );
+        let details = records::DrillAbandoned {
+            drill_id: id,
+            kind: DrillKind::Functional,
+            status: DrillStatus::Failed,
+            error: error.to_owned(),
+        };
+        let title = format!("Restore drill {id} abandoned: its process stopped");
+        let entry = NewEntry::new(details, title, actor, Outcome::Failed)
+            .with_times(started, Some(now))
+            .with_body(error);
         let history_id = append(&mut tx, &entry).await.map_err(&pg_err)?;
         records::set_history(&mut tx, id, history_id)
             .await

@@ -2,17 +2,15 @@
 //! the objectives, the due dates of each cadence, a tabletop exercise logged by hand, and
 //! an admin's change of the objectives.
 
-use serde_json::json;
 use time::OffsetDateTime;
 
-use super::super::{DrillsOverview, Due, Objective, StoreKind, Tabletop};
+use super::super::{DrillKind, DrillsOverview, Due, Objective, StoreKind, Tabletop};
 use super::alerts::{self, AFTER_UPGRADE, FUNCTIONAL_EVERY, TABLETOP_EVERY};
 use super::records;
 use crate::auth::ssr::Actor;
 use crate::backups::ssr::{catalogue, objectives};
 use crate::error::AppError;
 use crate::history::ssr::{append, NewEntry};
-use crate::history::EntryKind;
 use crate::history::Outcome;
 use crate::server::{unix_ms, AppState};
 
@@ -156,18 +154,18 @@ pub async fn log_tabletop(
     .fetch_one(&mut *tx)
     .await
     .map_err(&pg_err)?;
-    let entry = NewEntry::new(
-        EntryKind::Drill,
-        format!("Tabletop exercise: {scenario}"),
-        actor,
-        Outcome::Info,
-    )
-    .with_times(now, Some(now))
-    .with_body(findings.clone())
-    .with_details(json!({
-        "drillId": id, "type": "tabletop", "scenario": scenario,
-        "participants": participants, "findings": findings, "followUps": follow_ups,
-    }));
+    let title = format!("Tabletop exercise: {scenario}");
+    let details = records::TabletopLogged {
+        drill_id: id,
+        kind: DrillKind::Tabletop,
+        scenario,
+        participants,
+        findings: findings.clone(),
+        follow_ups,
+    };
+    let entry = NewEntry::new(details, title, actor, Outcome::Info)
+        .with_times(now, Some(now))
+        .with_body(findings);
     let history_id = append(&mut tx, &entry).await.map_err(&pg_err)?;
     records::set_history(&mut tx, id, history_id)
         .await
@@ -217,8 +215,19 @@ pub async fn set_objectives(
     .execute(&mut *tx)
     .await
     .map_err(&pg_err)?;
+    let details = records::ObjectivesSet {
+        store,
+        before: records::Objectives {
+            rpo_seconds: before.rpo.as_secs(),
+            rto_seconds: before.rto.as_secs(),
+        },
+        after: records::Objectives {
+            rpo_seconds: rpo_hours as u64 * 3600,
+            rto_seconds: rto_minutes as u64 * 60,
+        },
+    };
     let entry = NewEntry::new(
-        EntryKind::Objectives,
+        details,
         format!(
             "{} objectives set: RPO {rpo_hours} h, RTO {rto_minutes} min",
             store.label()
@@ -226,12 +235,7 @@ pub async fn set_objectives(
         actor,
         Outcome::Succeeded,
     )
-    .with_reason(Some(reason.clone()))
-    .with_details(json!({
-        "store": store.as_str(),
-        "before": {"rpoSeconds": before.rpo.as_secs(), "rtoSeconds": before.rto.as_secs()},
-        "after": {"rpoSeconds": rpo_hours * 3600, "rtoSeconds": rto_minutes * 60},
-    }));
+    .with_reason(Some(reason.clone()));
     append(&mut tx, &entry).await.map_err(&pg_err)?;
     tx.commit().await.map_err(&pg_err)?;
     Ok(())

@@ -6,6 +6,56 @@ use time::OffsetDateTime;
 use super::super::{Drill, DrillKind, DrillStatus, DrillStep, DrillStore, StoreKind};
 use crate::server::unix_ms;
 
+crate::history::ssr::details! {
+    /// A tabletop exercise, as logged.
+    pub struct TabletopLogged for Drill {
+        pub drill_id: i64,
+        #[serde(rename = "type")]
+        pub kind: DrillKind,
+        pub scenario: String,
+        pub participants: String,
+        pub findings: String,
+        pub follow_ups: String,
+    }
+
+    /// A restore drill as it ended: each store's recovery, each step.
+    pub struct DrillEnded for Drill {
+        pub drill_id: i64,
+        #[serde(rename = "type")]
+        pub kind: DrillKind,
+        pub status: DrillStatus,
+        pub recovery_ms: i64,
+        pub duration_ms: i64,
+        pub stores: Vec<DrillStore>,
+        pub steps: Vec<DrillStep>,
+        pub run_id: i64,
+    }
+
+    /// A restore drill whose process stopped, closed by the janitor.
+    pub struct DrillAbandoned for Drill {
+        pub drill_id: i64,
+        #[serde(rename = "type")]
+        pub kind: DrillKind,
+        pub status: DrillStatus,
+        pub error: String,
+    }
+
+    /// A store's recovery objectives changed (seconds, before and after).
+    pub struct ObjectivesSet for Objectives {
+        pub store: StoreKind,
+        pub before: Objectives,
+        pub after: Objectives,
+    }
+}
+
+/// Recovery objectives in seconds, as the history records them.
+#[derive(Clone, Copy, Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Objectives {
+    pub rpo_seconds: u64,
+    pub rto_seconds: u64,
+}
+
 /// Records a functional drill as `running` for run `run_id`; returns its id.
 pub async fn start(
     pg: &PgPool,

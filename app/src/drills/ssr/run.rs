@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use time::OffsetDateTime;
 
-use super::super::{DrillStatus, DrillStep, DrillStore, StoreKind, TableResult};
+use super::super::{DrillKind, DrillStatus, DrillStep, DrillStore, StoreKind, TableResult};
 use super::{database_name, janitor, live_database, records};
 use crate::alerts::ssr::{store::raise_event, Signal};
 use crate::alerts::Severity;
@@ -33,7 +33,6 @@ use crate::backups::RestoreStatus;
 use crate::error::AppError;
 use crate::format::format_duration;
 use crate::history::ssr::{append, NewEntry};
-use crate::history::EntryKind;
 use crate::history::Outcome;
 use crate::jobs::ssr::{Job, JobContext, JobFuture, Report};
 use crate::jobs::RunStatus;
@@ -500,15 +499,20 @@ async fn finish(
         DrillStatus::Cancelled => Outcome::Partial,
         _ => Outcome::Failed,
     };
-    let entry = NewEntry::new(EntryKind::Drill, title, &ctx.actor, outcome)
+    let details = records::DrillEnded {
+        drill_id,
+        kind: DrillKind::Functional,
+        status,
+        recovery_ms,
+        duration_ms,
+        stores: stores.clone(),
+        steps: steps.clone(),
+        run_id: ctx.run_id,
+    };
+    let entry = NewEntry::new(details, title, &ctx.actor, outcome)
         .with_reason(ctx.reason.clone())
         .with_times(started, Some(now))
-        .with_body(error.clone().unwrap_or_default())
-        .with_details(json!({
-            "drillId": drill_id, "type": "functional", "status": status.as_str(),
-            "recoveryMs": recovery_ms, "durationMs": duration_ms,
-            "stores": stores, "steps": steps, "runId": ctx.run_id,
-        }));
+        .with_body(error.clone().unwrap_or_default());
     let history_id = append(&mut tx, &entry).await.map_err(&pg_err)?;
     if status == DrillStatus::Failed {
         let signal = Signal::new(

@@ -32,7 +32,6 @@ pub use records::{stale_before, Caller, Firing, ABANDONED_AFTER, HEARTBEAT_EVERY
 use super::{RunStatus, Trigger};
 use crate::auth::ssr::Actor;
 use crate::error::AppError;
-use crate::history::EntryKind;
 use crate::jobs::schedule::Schedule;
 use crate::server::AppState;
 
@@ -282,6 +281,15 @@ async fn check(
     }
 }
 
+crate::history::ssr::details! {
+    /// A person asked a run to stop.
+    struct CancelRequested for Cron {
+        run_id: i64,
+        job: String,
+        cancel: bool,
+    }
+}
+
 /// Asks run `run_id` to stop after its current step (any replica's run reads the flag
 /// with its next heartbeat or progress report) and records who asked, in the same
 /// transaction: a cancel is in the history exactly when it was asked. A run that is not
@@ -306,13 +314,13 @@ pub async fn cancel(state: &AppState, run_id: i64, actor: &Actor) -> Result<(), 
     if let Some(found) = find_any(state, &job) {
         actor.authorize(found.permission)?;
     }
-    let entry = NewEntry::new(
-        EntryKind::Cron,
-        format!("Cancel requested for {job} run #{run_id}"),
-        actor,
-        crate::history::Outcome::Info,
-    )
-    .with_details(serde_json::json!({"runId": run_id, "job": job, "cancel": true}));
+    let title = format!("Cancel requested for {job} run #{run_id}");
+    let details = CancelRequested {
+        run_id,
+        job,
+        cancel: true,
+    };
+    let entry = NewEntry::new(details, title, actor, crate::history::Outcome::Info);
     append(&mut tx, &entry).await.map_err(&failed)?;
     tx.commit().await.map_err(&failed)
 }

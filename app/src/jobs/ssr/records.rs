@@ -7,18 +7,30 @@
 
 use std::time::Duration;
 
-use serde_json::json;
 use sqlx::PgPool;
 use time::OffsetDateTime;
 
 use super::{Finished, Job, Report};
 use crate::auth::ssr::Actor;
 use crate::error::AppError;
-use crate::history::ssr::{append, NewEntry};
-use crate::history::EntryKind;
+use crate::history::ssr::{append, details, NewEntry};
 use crate::jobs::{CronRun, RunStatus, Trigger};
 use crate::reason::Reason;
 use crate::server::{unix_ms, AppState};
+
+details! {
+    /// A run a person started, as it ended: the runner writes it when the job wrote no
+    /// entry of its own.
+    struct RanByHand for Cron {
+        job: &'static str,
+        run_id: i64,
+        trigger: Trigger,
+        rows: i64,
+        error: Option<String>,
+        /// The job's report, as stored with the run.
+        details: serde_json::Value,
+    }
+}
 
 /// How often a working run's heartbeat is written.
 pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(15);
@@ -196,8 +208,16 @@ pub(super) async fn finish(
             RunStatus::Failed => format!("Ran {} by hand: failed", job.name),
             status => format!("Ran {} by hand: {status}, {} rows", job.name, finished.rows),
         };
+        let details = RanByHand {
+            job: job.name,
+            run_id,
+            trigger: firing.trigger,
+            rows: finished.rows,
+            error: finished.error.clone(),
+            details: finished.details.clone(),
+        };
         let entry = NewEntry::new(
-            EntryKind::Cron,
+            details,
             title,
             &firing.actor,
             finished.status.history_outcome(),
@@ -206,11 +226,7 @@ pub(super) async fn finish(
             finished_at - time::Duration::milliseconds(duration_ms),
             Some(finished_at),
         )
-        .with_reason(firing.reason.clone())
-        .with_details(json!({
-            "job": job.name, "runId": run_id, "trigger": firing.trigger.as_str(),
-            "rows": finished.rows, "error": finished.error, "details": finished.details,
-        }));
+        .with_reason(firing.reason.clone());
         finished.history_id = Some(append(&mut tx, &entry).await.map_err(&internal)?);
     }
     tx.commit().await.map_err(&internal)?;

@@ -19,19 +19,41 @@
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use sqlx::Row;
 
 use super::lock_class;
 use super::store::ROWS;
 use crate::error::AppError;
 use crate::history::ssr::{append, NewEntry};
-use crate::history::EntryKind;
 use crate::history::Outcome;
 use crate::jobs::ssr::background::BackgroundMigration;
 use crate::jobs::ssr::{Job, JobContext, JobFuture, Report};
 use crate::jobs::RunStatus;
 use crate::migrations::MigrationStatus;
+
+crate::history::ssr::details! {
+    /// A background migration started, or taken over from a worker that stopped.
+    struct MigrationStarted for BackgroundMigration {
+        migration: &'static str,
+        total: i64,
+        /// Where a take-over resumed.
+        cursor: Option<i64>,
+        run_id: i64,
+    }
+
+    /// A background migration changed its last row.
+    struct MigrationFinished for BackgroundMigration {
+        migration: &'static str,
+        rows: i64,
+        run_id: i64,
+    }
+
+    /// A background migration failed; the entry's body says why.
+    struct MigrationFailed for BackgroundMigration {
+        migration: &'static str,
+        run_id: i64,
+    }
+}
 
 pub static RUN_BACKGROUND_MIGRATIONS: Job = Job {
     name: "run-background-migrations",
@@ -261,10 +283,15 @@ async fn work(
                 ),
             )
         };
-        let entry = NewEntry::new(EntryKind::BackgroundMigration, title, &ctx.actor, Outcome::Info)
+        let details = MigrationStarted {
+            migration: migration.name,
+            total,
+            cursor: worked.cursor,
+            run_id: ctx.run_id,
+        };
+        let entry = NewEntry::new(details, title, &ctx.actor, Outcome::Info)
             .with_body(body)
-            .with_times(now, None)
-            .with_details(json!({"migration": migration.name, "total": total, "cursor": worked.cursor, "runId": ctx.run_id}));
+            .with_times(now, None);
         append(&mut tx, &entry).await.map_err(wrap())?;
     }
     tx.commit().await.map_err(wrap())?;
@@ -358,8 +385,13 @@ async fn chunks(
         .await
         .map_err(store)?;
         if chunk.done {
+            let details = MigrationFinished {
+                migration: migration.name,
+                rows: progress,
+                run_id: ctx.run_id,
+            };
             let entry = NewEntry::new(
-                EntryKind::BackgroundMigration,
+                details,
                 format!(
                     "Background migration {} finished: {} rows",
                     migration.name,
@@ -368,10 +400,7 @@ async fn chunks(
                 &ctx.actor,
                 Outcome::Succeeded,
             )
-            .with_times(now, Some(now))
-            .with_details(
-                json!({"migration": migration.name, "rows": progress, "runId": ctx.run_id}),
-            );
+            .with_times(now, Some(now));
             append(&mut tx, &entry).await.map_err(store)?;
         }
         tx.commit().await.map_err(store)?;
@@ -411,15 +440,18 @@ async fn fail(
     .execute(&mut *tx)
     .await
     .map_err(wrap())?;
+    let details = MigrationFailed {
+        migration: migration.name,
+        run_id: ctx.run_id,
+    };
     let entry = NewEntry::new(
-        EntryKind::BackgroundMigration,
+        details,
         format!("Background migration {} failed", migration.name),
         &ctx.actor,
         Outcome::Failed,
     )
     .with_body(error.to_owned())
-    .with_times(now, Some(now))
-    .with_details(json!({"migration": migration.name, "runId": ctx.run_id}));
+    .with_times(now, Some(now));
     append(&mut tx, &entry).await.map_err(wrap())?;
     tx.commit().await.map_err(wrap())
 }

@@ -2,17 +2,25 @@
 //! health figures and the alert, and changed by a person (pause, resume, retry,
 //! cancel), each change in one transaction with its history entry.
 
-use serde_json::json;
 use sqlx::{PgPool, Row};
 use time::OffsetDateTime;
 
 use crate::auth::ssr::Actor;
 use crate::error::AppError;
 use crate::history::ssr::{append, NewEntry};
-use crate::history::EntryKind;
 use crate::history::Outcome;
 use crate::migrations::{BackgroundMigrationRow, MigrationAction, MigrationStatus};
 use crate::server::{unix_ms, AppState};
+
+crate::history::ssr::details! {
+    /// A person paused, resumed, retried or cancelled a background migration.
+    struct MigrationChanged for BackgroundMigration {
+        migration: String,
+        action: MigrationAction,
+        from: MigrationStatus,
+        to: MigrationStatus,
+    }
+}
 
 /// Makes a `pending` row for every registered migration that has none. Idempotent:
 /// start-up and every tick call it.
@@ -212,8 +220,14 @@ pub async fn change(
     .execute(&mut *tx)
     .await
     .map_err(wrap())?;
+    let details = MigrationChanged {
+        migration: name.to_owned(),
+        action,
+        from: status,
+        to: next,
+    };
     let entry = NewEntry::new(
-        EntryKind::BackgroundMigration,
+        details,
         format!(
             "Background migration {name}: {} ({} → {})",
             action.label().to_lowercase(),
@@ -224,8 +238,7 @@ pub async fn change(
         Outcome::Succeeded,
     )
     .with_reason(Some(reason.clone()))
-    .with_times(now, Some(now))
-    .with_details(json!({"migration": name, "action": action.as_str(), "from": status.as_str(), "to": next.as_str()}));
+    .with_times(now, Some(now));
     append(&mut tx, &entry).await.map_err(wrap())?;
     tx.commit().await.map_err(wrap())?;
     Ok(next)

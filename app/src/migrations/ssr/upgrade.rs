@@ -12,7 +12,6 @@
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
 use super::lock_class;
 use super::schema;
@@ -21,9 +20,31 @@ use crate::backups::ssr::catalogue::{self, Started};
 use crate::backups::StoreKind;
 use crate::error::AppError;
 use crate::history::ssr::{append, NewEntry};
-use crate::history::EntryKind;
 use crate::history::Outcome;
 use crate::server::AppState;
+
+crate::history::ssr::details! {
+    /// Schema migrations applied, and what was done about a backup first.
+    struct Upgraded for Upgrade {
+        upgrade_id: i64,
+        from: Option<i64>,
+        to: i64,
+        applied: Vec<i64>,
+        backup: UpgradeBackup,
+        binary_version: &'static str,
+    }
+
+    /// The whole schema restored from a pre-upgrade backup.
+    struct RolledBack for Upgrade {
+        backup_id: i64,
+        restore_id: i64,
+        schema_version: i64,
+        /// Where the schema that was live is kept.
+        aside: String,
+        tables: Vec<crate::backups::ssr::restore::TableCheck>,
+        duration_ms: i64,
+    }
+}
 
 /// The `backups.trigger` of a pre-upgrade backup.
 pub const PRE_UPGRADE: &str = "pre-upgrade";
@@ -214,13 +235,17 @@ async fn apply_locked(
                 .unwrap_or_else(|| "nothing".into())
         ),
     };
-    let entry = NewEntry::new(EntryKind::Upgrade, title, actor, Outcome::Succeeded)
+    let details = Upgraded {
+        upgrade_id,
+        from: from_version,
+        to: to_version,
+        applied: pending.clone(),
+        backup: backup.clone(),
+        binary_version: state.version,
+    };
+    let entry = NewEntry::new(details, title, actor, Outcome::Succeeded)
         .with_reason(skipped.clone())
-        .with_times(started, Some(finished))
-        .with_details(json!({
-            "upgradeId": upgrade_id, "from": from_version, "to": to_version, "applied": pending,
-            "backup": backup, "binaryVersion": state.version,
-        }));
+        .with_times(started, Some(finished));
     append(&mut tx, &entry).await.map_err(wrap())?;
     tx.commit().await.map_err(wrap())?;
     Ok(UpgradeReport {
@@ -389,9 +414,17 @@ pub async fn roll_back_to(
     .fetch_one(&mut *tx)
     .await
     .map_err(wrap())?;
+    let details = RolledBack {
+        backup_id,
+        restore_id,
+        schema_version,
+        aside: replaced.aside.clone(),
+        tables: replaced.checks.clone(),
+        duration_ms: replaced.duration_ms,
+    };
     let entry =
         NewEntry::new(
-            EntryKind::Upgrade,
+            details,
             format!(
             "Upgrade rolled back to pre-upgrade backup {backup_id}: schema {schema_version}, {}",
             if verified { "verified" } else { "verification failed" }
@@ -409,11 +442,7 @@ pub async fn roll_back_to(
             "The whole schema was restored from backup {backup_id}. What was live before is kept \
          in schema {} until someone drops it.",
             replaced.aside
-        ))
-        .with_details(json!({
-            "backupId": backup_id, "restoreId": restore_id, "schemaVersion": schema_version,
-            "aside": replaced.aside, "tables": replaced.checks, "durationMs": replaced.duration_ms,
-        }));
+        ));
     let history_id = append(&mut tx, &entry).await.map_err(wrap())?;
     tx.commit().await.map_err(wrap())?;
     Ok(RollbackReport {

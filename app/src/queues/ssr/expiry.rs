@@ -19,11 +19,23 @@ use crate::auth::ssr::Actor;
 use crate::error::AppError;
 use crate::format::{format_utc, group_digits};
 use crate::history::ssr::{append, NewEntry};
-use crate::history::EntryKind;
 use crate::history::Outcome;
 use crate::jobs::ssr::{Job, JobContext, JobFuture, Report};
 use crate::jobs::{RunStatus, Trigger};
 use crate::server::unix_ms;
+
+crate::history::ssr::details! {
+    /// Queued rows older than the TTL, deleted for good (times in Unix ms).
+    struct RowsExpired for Expiry {
+        queue: Queue,
+        rows: i64,
+        trigger: Trigger,
+        first_queued_at: Option<i64>,
+        last_queued_at: Option<i64>,
+        ttl_hours: u64,
+        cutoff: i64,
+    }
+}
 
 /// The expiry job: the one function behind `/cron/expire-fallback`, the scheduler,
 /// `salvage cron run expire-fallback` and `salvage expire`.
@@ -161,8 +173,17 @@ pub async fn expire(
                 first.map(|t| format_utc(unix_ms(t))).unwrap_or_default(),
                 last.map(|t| format_utc(unix_ms(t))).unwrap_or_default()
             );
+            let details = RowsExpired {
+                queue,
+                rows,
+                trigger,
+                first_queued_at: first.map(unix_ms),
+                last_queued_at: last.map(unix_ms),
+                ttl_hours: hours,
+                cutoff: unix_ms(cutoff),
+            };
             let entry = NewEntry::new(
-                EntryKind::Expiry,
+                details,
                 format!(
                     "Expired {rows} rows of the {} queue (queued {range}), older than {hours} h",
                     queue.as_str()
@@ -173,12 +194,7 @@ pub async fn expire(
             .with_body(format!(
                 "These rows never reached ClickHouse and are now deleted for good. They were queued from {range} (UTC)."
             ))
-            .with_reason(reason.clone())
-            .with_details(json!({
-                "queue": queue.as_str(), "rows": rows, "trigger": trigger.as_str(),
-                "firstQueuedAt": first.map(unix_ms), "lastQueuedAt": last.map(unix_ms),
-                "ttlHours": hours, "cutoff": unix_ms(cutoff),
-            }));
+            .with_reason(reason.clone());
             // The loss is an alert too, in the same transaction: it stays open until a
             // person resolves it with a note.
             let signal = Signal::new(

@@ -27,7 +27,6 @@ use crate::stores::StoreError;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use sqlx::{PgPool, Row};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -36,10 +35,26 @@ use super::super::{Queue, ReplayRun};
 use super::stats::{queue_depths, sample_depths};
 use crate::error::AppError;
 use crate::history::ssr::{append, NewEntry};
-use crate::history::EntryKind;
 use crate::jobs::ssr::{records, Job, JobContext, JobFuture, Report, Tracker};
 use crate::jobs::{RunStatus, Trigger};
 use crate::server::{unix_ms, AppState};
+
+crate::history::ssr::details! {
+    /// A replay of the fallback queues into ClickHouse, as it ended.
+    struct Replayed for Replay {
+        run_id: i64,
+        trigger: Trigger,
+        rows_at_start: i64,
+        rows_done: i64,
+        rows_inserted: i64,
+        /// Rows ClickHouse already held (a replay that ran before was cut off).
+        rows_already_present: i64,
+        rows_left: i64,
+        batch: i64,
+        error: Option<String>,
+        duration_ms: i64,
+    }
+}
 
 /// The replay job: the one function behind the Replay button, `/cron/replay-fallback`,
 /// the scheduler, `salvage cron run replay-fallback` and `salvage replay`.
@@ -227,22 +242,21 @@ async fn replay(ctx: &JobContext) -> Result<ReplayReport, AppError> {
             RunStatus::Cancelled => format!("Replay cancelled: {done} rows replayed, {left} left"),
             _ => format!("Replay failed after {done} rows; {left} left"),
         };
-        let entry = NewEntry::new(
-            EntryKind::Replay,
-            title,
-            &ctx.actor,
-            report.status.history_outcome(),
-        )
-        .with_times(ctx.now, Some(state.clock.now()))
-        .with_reason(ctx.reason.clone())
-        .with_details(json!({
-            "runId": ctx.run_id, "trigger": ctx.trigger.as_str(),
-            "rowsAtStart": rows_at_start, "rowsDone": done,
-            "rowsInserted": report.rows_inserted,
-            "rowsAlreadyPresent": report.rows_already_present,
-            "rowsLeft": left, "batch": options.batch, "error": report.error,
-            "durationMs": drained.elapsed.as_millis() as i64,
-        }));
+        let details = Replayed {
+            run_id: ctx.run_id,
+            trigger: ctx.trigger,
+            rows_at_start,
+            rows_done: done,
+            rows_inserted: report.rows_inserted,
+            rows_already_present: report.rows_already_present,
+            rows_left: left,
+            batch: options.batch,
+            error: report.error.clone(),
+            duration_ms: drained.elapsed.as_millis() as i64,
+        };
+        let entry = NewEntry::new(details, title, &ctx.actor, report.status.history_outcome())
+            .with_times(ctx.now, Some(state.clock.now()))
+            .with_reason(ctx.reason.clone());
         let mut tx = state.pg.begin().await.map_err(&internal)?;
         report.history_id = Some(append(&mut tx, &entry).await.map_err(&internal)?);
         tx.commit().await.map_err(&internal)?;

@@ -126,7 +126,7 @@ impl World {
         app::history::ssr::record(
             &self.app.pg,
             &app::history::ssr::NewEntry::new(
-                app::history::EntryKind::Incident,
+                app::history::ssr::IncidentDeclared {},
                 "Matrix incident",
                 &app::auth::ssr::Actor::cli(),
                 app::history::Outcome::Info,

@@ -276,16 +276,24 @@ async fn text_search_needs_two_characters_per_word() {
 
 #[tokio::test]
 async fn verify_recomputes_every_hash_so_a_replaced_digest_function_hides_nothing() {
-    use crate::history::{append_one, behind_the_triggers_back, note, verify};
+    use crate::history::{append_one, behind_the_triggers_back, note, verify, Raw};
     let app = spawn_app().await;
     // Contents that exercise every escape of the canonical form.
+    let details = Raw(
+        app::history::EntryKind::Note,
+        json!({"b": 1.50, "a": [1, "x\"y", null],
+               "nested": {"z": null, "long key": true, "k": -2.5e-3}}),
+    );
     append_one(
         &app,
-        note("first \"quoted\" \\ title")
-            .with_body("line one\n\tline two \u{1} é ✓ 🚒 \r\u{8}\u{c}")
-            .with_reason(Some(crate::helpers::reason("because / why")))
-            .with_details(json!({"b": 1.50, "a": [1, "x\"y", null],
-                                 "nested": {"z": null, "long key": true, "k": -2.5e-3}})),
+        app::history::ssr::NewEntry::new(
+            details,
+            "first \"quoted\" \\ title",
+            &app::auth::ssr::Actor::system("test"),
+            app::history::Outcome::Info,
+        )
+        .with_body("line one\n\tline two \u{1} é ✓ 🚒 \r\u{8}\u{c}")
+        .with_reason(Some(crate::helpers::reason("because / why"))),
     )
     .await;
     for n in 2..=4 {

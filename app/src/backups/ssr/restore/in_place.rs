@@ -2,7 +2,6 @@
 //! them back.
 
 use super::*;
-use crate::history::EntryKind;
 
 /// In place: under a freeze of the store, with the live tables kept aside.
 pub(super) async fn run(
@@ -154,15 +153,23 @@ pub async fn roll_back(
         .execute(&mut *tx)
         .await
         .map_err(&pg_err)?;
+    let details = RestoreRolledBack {
+        restore_id: id,
+        store: restore.store,
+        tables: restore.tables.clone(),
+        rollback: true,
+    };
     let entry = NewEntry::new(
-        EntryKind::Restore,
-        format!("Rolled back restore {id}: {} is back to its pre-restore tables", restore.target),
+        details,
+        format!(
+            "Rolled back restore {id}: {} is back to its pre-restore tables",
+            restore.target
+        ),
         actor,
         Outcome::Succeeded,
     )
     .with_reason(reason)
-    .with_times(started, Some(state.clock.now()))
-    .with_details(json!({"restoreId": id, "store": restore.store.as_str(), "tables": restore.tables, "rollback": true}));
+    .with_times(started, Some(state.clock.now()));
     append(&mut tx, &entry).await.map_err(&pg_err)?;
     tx.commit().await.map_err(&pg_err)?;
     load(state, id).await?.ok_or_else(|| AppError::NotFound {

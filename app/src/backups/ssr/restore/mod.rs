@@ -19,7 +19,6 @@
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use sqlx::Row;
 
 use super::super::{PlanTable, Restore, RestoreMode, RestorePlan, RestoreStatus, StoreKind};
@@ -32,10 +31,35 @@ use crate::auth::ssr::Actor;
 use crate::error::AppError;
 use crate::freeze::ssr as freeze;
 use crate::history::ssr::{append, NewEntry};
-use crate::history::EntryKind;
 use crate::history::Outcome;
 use crate::jobs::ssr::Tracker;
 use crate::server::{unix_ms, AppState};
+
+crate::history::ssr::details! {
+    /// A restore as it ended: what went where, each table checked, each phase timed.
+    struct RestoreEnded for Restore {
+        restore_id: i64,
+        backup_id: i64,
+        store: StoreKind,
+        mode: RestoreMode,
+        target: String,
+        tables: Vec<TableCheck>,
+        rows: i64,
+        bytes: i64,
+        duration_ms: i64,
+        phases: Vec<PhaseTime>,
+        /// Where an in-place restore kept the live tables, until rolled back or dropped.
+        aside: Option<String>,
+    }
+
+    /// An in-place restore rolled back: the tables kept aside are live again.
+    struct RestoreRolledBack for Restore {
+        restore_id: i64,
+        store: StoreKind,
+        tables: Vec<String>,
+        rollback: bool,
+    }
+}
 
 /// What to restore, and where: the restore job's input.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -522,16 +546,23 @@ pub async fn execute(
         RestoreStatus::Cancelled => Outcome::Partial,
         _ => Outcome::Failed,
     };
-    let entry = NewEntry::new(EntryKind::Restore, title, actor, outcome)
+    let details = RestoreEnded {
+        restore_id: prepared.restore_id,
+        backup_id: prepared.backup.backup.id,
+        store,
+        mode: prepared.mode,
+        target: prepared.target.clone(),
+        tables: checks.clone(),
+        rows,
+        bytes,
+        duration_ms,
+        phases: phases.clone(),
+        aside: aside.clone(),
+    };
+    let entry = NewEntry::new(details, title, actor, outcome)
         .with_reason(prepared.reason.clone())
         .with_times(started, Some(now))
-        .with_body(error.clone().unwrap_or_default())
-        .with_details(json!({
-            "restoreId": prepared.restore_id, "backupId": prepared.backup.backup.id,
-            "store": store.as_str(), "mode": prepared.mode.as_str(), "target": prepared.target,
-            "tables": checks, "rows": rows, "bytes": bytes, "durationMs": duration_ms, "phases": phases,
-            "aside": aside,
-        }));
+        .with_body(error.clone().unwrap_or_default());
     let history_id = append(&mut tx, &entry).await.map_err(&pg_err)?;
     tx.commit().await.map_err(&pg_err)?;
     Ok(RestoreReport {
