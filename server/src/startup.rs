@@ -174,6 +174,9 @@ fn parts(settings: &Settings) -> Parts {
             owner_url: settings.migrate_database_url.clone(),
             ..settings.backups.clone()
         })
+        .with(app::backups::ssr::ReplayParked(
+            &app::queues::ssr::replay::REPLAY_FALLBACK,
+        ))
         .with(settings.drills.clone())
         .with(settings.webhooks.clone())
         .with(settings.migrations.clone())

@@ -23,14 +23,15 @@ pub async fn load_backups() -> Result<BackupsOverview, AppError> {
             let latest = catalogue::latest_complete(&state.pg, store)
                 .await
                 .map_err(internal)?;
-            let sizes: Vec<(time::OffsetDateTime, i64, i64)> = sqlx::query_as(
-                "select started_at, size_bytes, coalesce(duration_ms, 0) from backups
-                     where store = $1 and status in ('completed', 'verified', 'verify_failed')
-                       and started_at > $2 - interval '30 days'
-                     order by started_at",
+            let sizes = sqlx::query!(
+                r#"select started_at, size_bytes, coalesce(duration_ms, 0) as "duration_ms!"
+                     from backups
+                    where store = $1 and status in ('completed', 'verified', 'verify_failed')
+                      and started_at > $2::timestamptz - interval '30 days'
+                    order by started_at"#,
+                store.as_str(),
+                now
             )
-            .bind(store.as_str())
-            .bind(now)
             .fetch_all(&state.pg)
             .await
             .map_err(internal)?;
@@ -45,18 +46,22 @@ pub async fn load_backups() -> Result<BackupsOverview, AppError> {
                     / 3600) as i64,
                 sizes: sizes
                     .into_iter()
-                    .map(|(at, size, ms)| (crate::server::unix_ms(at), size, ms))
+                    .map(|row| {
+                        (
+                            crate::server::unix_ms(row.started_at),
+                            row.size_bytes,
+                            row.duration_ms,
+                        )
+                    })
                     .collect(),
             });
         }
-        let running_run: Option<i64> = sqlx::query_scalar(
-            "select id from cron_job_runs where job_name = $1 and outcome = 'running'
-                 order by ran_at desc limit 1",
-        )
-        .bind(super::ssr::BACKUP.name)
-        .fetch_optional(&state.pg)
-        .await
-        .map_err(internal)?;
+        let running_run =
+            crate::jobs::ssr::records::working(&state.pg, Some(super::ssr::BACKUP.name), now)
+                .await
+                .map_err(internal)?
+                .last()
+                .map(|(_, id)| *id);
         Ok(BackupsOverview {
             now_ms: crate::server::unix_ms(now),
             stores,

@@ -201,9 +201,10 @@ pub async fn checklist(
         .sum();
     let replayed = sqlx::query_scalar!(
         r#"select coalesce(rows_processed, 0) as "rows!" from cron_job_runs
-          where job_name = 'replay-fallback' and outcome in ('succeeded', 'partial')
+          where job_name = $2 and outcome in ('succeeded', 'partial')
             and ran_at > $1 order by ran_at desc limit 1"#,
-        now - DRAINING_WITHIN
+        now - DRAINING_WITHIN,
+        crate::queues::REPLAY_JOB
     )
     .fetch_optional(&state.pg)
     .await

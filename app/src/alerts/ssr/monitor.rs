@@ -213,18 +213,18 @@ async fn apply(
         save_streak(conn, kind.name, &signal.key, firing, 0, now).await?;
         match open.get(&signal.key) {
             Some(alert) => {
-                sqlx::query(
+                sqlx::query!(
                     "update internal_alerts set occurrences = occurrences + 1, last_seen_at = $2,
                             title = $3, figure = $4, threshold = $5, unit = $6, details = $7
                       where id = $1",
+                    alert.id,
+                    now,
+                    &signal.title,
+                    signal.figure,
+                    signal.threshold,
+                    signal.unit,
+                    &signal.details
                 )
-                .bind(alert.id)
-                .bind(now)
-                .bind(&signal.title)
-                .bind(signal.figure)
-                .bind(signal.threshold)
-                .bind(signal.unit)
-                .bind(&signal.details)
                 .execute(&mut *conn)
                 .await?;
                 report.updated += 1;
@@ -289,11 +289,11 @@ async fn apply(
             }
             None if clear >= settings.recover_evaluations => {
                 // Nothing open and long clear: forget the key.
-                sqlx::query(
+                sqlx::query!(
                     "delete from internal_alert_conditions where kind = $1 and dedup_key = $2",
+                    kind.name,
+                    &key
                 )
-                .bind(kind.name)
-                .bind(&key)
                 .execute(&mut *conn)
                 .await?;
             }
@@ -311,18 +311,18 @@ async fn save_streak(
     clear: i32,
     now: OffsetDateTime,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         "insert into internal_alert_conditions (kind, dedup_key, firing_streak, clear_streak, evaluated_at)
          values ($1, $2, $3, $4, $5)
          on conflict (kind, dedup_key) do update
             set firing_streak = excluded.firing_streak, clear_streak = excluded.clear_streak,
                 evaluated_at = excluded.evaluated_at",
+        kind,
+        key,
+        firing,
+        clear,
+        now
     )
-    .bind(kind)
-    .bind(key)
-    .bind(firing)
-    .bind(clear)
-    .bind(now)
     .execute(conn)
     .await?;
     Ok(())
@@ -336,15 +336,15 @@ async fn regrade(
     now: OffsetDateTime,
 ) -> Result<(), sqlx::Error> {
     let rise = signal.severity > alert.severity;
-    sqlx::query(
+    sqlx::query!(
         "update internal_alerts set severity = $2, version = version + 1,
                 status = case when $3 then 'firing' else status end,
                 acknowledged_until = case when $3 then null else acknowledged_until end
           where id = $1",
+        alert.id,
+        signal.severity.as_str(),
+        rise && alert.status == "acknowledged"
     )
-    .bind(alert.id)
-    .bind(signal.severity.as_str())
-    .bind(rise && alert.status == "acknowledged")
     .execute(&mut *conn)
     .await?;
     let note = format!("{} → {}", alert.severity.as_str(), signal.severity.as_str());
@@ -384,13 +384,13 @@ pub async fn resolve_by_monitor(
     clear: i32,
     now: OffsetDateTime,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         "update internal_alerts set status = 'resolved', resolved_at = $2, resolved_by = $3,
                 version = version + 1 where id = $1",
+        id,
+        now,
+        SELF_MONITOR_ACTOR
     )
-    .bind(id)
-    .bind(now)
-    .bind(SELF_MONITOR_ACTOR)
     .execute(&mut *conn)
     .await?;
     let note = format!("clear for {clear} consecutive evaluations");
@@ -423,25 +423,25 @@ async fn check_flapping(
     }
     let window =
         time::Duration::try_from(settings.flap_window).unwrap_or(time::Duration::minutes(30));
-    let changes: i64 = sqlx::query_scalar(
-        "select count(*) from internal_alert_events e
+    let changes: i64 = sqlx::query_scalar!(
+        r#"select count(*) as "count!" from internal_alert_events e
            join internal_alerts a on a.id = e.alert_id
           where a.kind = $1 and a.dedup_key = $2 and e.at > $3
-            and e.event in ('raised', 'regressed', 'fired_again', 'resolved', 'auto_resolved')",
+            and e.event in ('raised', 'regressed', 'fired_again', 'resolved', 'auto_resolved')"#,
+        kind,
+        key,
+        now - window
     )
-    .bind(kind)
-    .bind(key)
-    .bind(now - window)
     .fetch_one(&mut *conn)
     .await?;
     if changes <= settings.flap_changes {
         return Ok(false);
     }
-    let marked = sqlx::query(
+    let marked = sqlx::query!(
         "update internal_alerts set flapping = true, version = version + 1
           where id = $1 and status <> 'resolved' and not flapping",
+        alert_id
     )
-    .bind(alert_id)
     .execute(&mut *conn)
     .await?
     .rows_affected();
@@ -472,7 +472,7 @@ async fn settle_flapping(
 ) -> Result<(), sqlx::Error> {
     let window =
         time::Duration::try_from(settings.flap_window).unwrap_or(time::Duration::minutes(30));
-    let settled: Vec<i64> = sqlx::query_scalar(
+    let settled: Vec<i64> = sqlx::query_scalar!(
         "update internal_alerts a set flapping = false, version = version + 1
           where a.flapping and a.status <> 'resolved'
             and not exists (select 1 from internal_alert_events e
@@ -481,8 +481,8 @@ async fn settle_flapping(
                                and e.event in ('raised', 'regressed', 'fired_again', 'resolved',
                                                'auto_resolved', 'flapping'))
           returning a.id",
+        now - window
     )
-    .bind(now - window)
     .fetch_all(&mut *conn)
     .await?;
     for id in settled {
@@ -506,11 +506,11 @@ async fn end_expired_acknowledgements(
     conn: &mut PgConnection,
     now: OffsetDateTime,
 ) -> Result<(), sqlx::Error> {
-    let ended: Vec<i64> = sqlx::query_scalar(
+    let ended: Vec<i64> = sqlx::query_scalar!(
         "update internal_alerts set status = 'firing', acknowledged_until = null, version = version + 1
           where status = 'acknowledged' and acknowledged_until <= $1 returning id",
+        now
     )
-    .bind(now)
     .fetch_all(&mut *conn)
     .await?;
     for id in ended {
@@ -537,12 +537,12 @@ async fn record_postgres_outage(
     since: OffsetDateTime,
     until: OffsetDateTime,
 ) -> Result<bool, sqlx::Error> {
-    let known: bool = sqlx::query_scalar(
-        "select exists (select 1 from internal_alerts where kind = 'postgres_down'
-                          and first_seen_at <= $2 and resolved_at >= $1)",
+    let known: bool = sqlx::query_scalar!(
+        r#"select exists (select 1 from internal_alerts where kind = 'postgres_down'
+                            and first_seen_at <= $2 and resolved_at >= $1) as "known!""#,
+        since,
+        until
     )
-    .bind(since)
-    .bind(until)
     .fetch_one(&mut *conn)
     .await?;
     if known {
@@ -553,18 +553,18 @@ async fn record_postgres_outage(
         "PostgreSQL did not answer for {}",
         crate::format::format_duration((seconds * 1000.0) as i64)
     );
-    let id: i64 = sqlx::query_scalar(
+    let id: i64 = sqlx::query_scalar!(
         "insert into internal_alerts (kind, dedup_key, severity, title, figure, unit, status,
                                       first_seen_at, last_seen_at, resolved_at, resolved_by, details)
          values ('postgres_down', 'postgresql', 'critical', $1, $2, 'seconds', 'resolved', $3, $4, $4, $5, $6)
          returning id",
+        &title,
+        seconds,
+        since,
+        until,
+        SELF_MONITOR_ACTOR,
+        json!({"since": crate::server::unix_ms(since), "until": crate::server::unix_ms(until)})
     )
-    .bind(&title)
-    .bind(seconds)
-    .bind(since)
-    .bind(until)
-    .bind(SELF_MONITOR_ACTOR)
-    .bind(json!({"since": crate::server::unix_ms(since), "until": crate::server::unix_ms(until)}))
     .fetch_one(&mut *conn)
     .await?;
     add_event(

@@ -99,8 +99,8 @@ pub async fn open_view(
     .bind(LIST_LIMIT)
     .fetch_all(pg)
     .await?;
-    let last_evaluation_at: Option<OffsetDateTime> = sqlx::query_scalar(
-        "select max(ran_at) from cron_job_runs where job_name = 'self-monitor' and outcome in ('succeeded', 'partial')",
+    let last_evaluation_at: Option<OffsetDateTime> = sqlx::query_scalar!(
+        "select max(ran_at) from cron_job_runs where job_name = 'self-monitor' and outcome in ('succeeded', 'partial')"
     )
     .fetch_one(pg)
     .await?;

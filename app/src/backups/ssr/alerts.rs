@@ -62,17 +62,19 @@ pub const STALE_GRACE: time::Duration = time::Duration::hours(2);
 pub async fn newest_points(
     pg: &PgPool,
 ) -> Result<Vec<(StoreKind, Option<OffsetDateTime>, OffsetDateTime)>, sqlx::Error> {
+    // The migrations' own table is made by the migrator, not by a migration: a runtime
+    // query (the checked macros see only what the migrations create).
     let installed: Option<OffsetDateTime> =
         sqlx::query_scalar("select min(installed_on) from _sqlx_migrations")
             .fetch_one(pg)
             .await?;
     let mut points = Vec::new();
     for store in StoreKind::ALL {
-        let newest: Option<OffsetDateTime> = sqlx::query_scalar(
+        let newest = sqlx::query_scalar!(
             "select max(finished_at) from backups
              where store = $1 and status in ('completed', 'verified', 'verify_failed')",
+            store.as_str()
         )
-        .bind(store.as_str())
         .fetch_one(pg)
         .await?;
         points.push((

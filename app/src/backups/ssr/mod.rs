@@ -69,9 +69,20 @@ impl BackupSettings {
 
 pub use crate::server::postgres::lock_class;
 
+/// The job that moves the rows parked while an in-place ClickHouse restore froze writes
+/// into the restored tables. The composition root names it (the queues' replay): one
+/// feature does not reach into another's jobs by name.
+#[derive(Clone, Copy)]
+pub struct ReplayParked(pub &'static crate::jobs::ssr::Job);
+
 impl crate::server::AppState {
     /// The backup settings (the state's part for the backups).
     pub fn backups(&self) -> &BackupSettings {
         self.part()
+    }
+
+    /// See [`ReplayParked`].
+    pub fn replay_parked(&self) -> &'static crate::jobs::ssr::Job {
+        self.part::<ReplayParked>().0
     }
 }

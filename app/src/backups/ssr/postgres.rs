@@ -189,15 +189,15 @@ pub async fn tables(conn: &mut PgConnection) -> Result<Vec<TableEntry>, sqlx::Er
         .bind(oid)
         .fetch_all(&mut *conn)
         .await?;
-        let objects: Vec<String> = sqlx::query_scalar(
-            "select relname::text from pg_class
+        let objects: Vec<String> = sqlx::query_scalar!(
+            r#"select relname::text as "name!" from pg_class
                where oid in (select indexrelid from pg_index where indrelid = $1::bigint::oid)
              union select conname::text from pg_constraint where conrelid = $1::bigint::oid
              union select s.relname::text from pg_depend d join pg_class s on s.oid = d.objid
                where d.refobjid = $1::bigint::oid and s.relkind = 'S' and d.deptype in ('a', 'i')
-             order by 1",
+             order by 1"#,
+            oid
         )
-        .bind(oid)
         .fetch_all(&mut *conn)
         .await?;
         let count: i64 =

@@ -6,7 +6,6 @@
 //! (dead letters that retention deletes within three days).
 
 use serde_json::json;
-use sqlx::Row;
 use time::OffsetDateTime;
 
 use super::endpoints::label;
@@ -60,24 +59,23 @@ pub static DLQ_RETENTION_NEAR: AlertKind = AlertKind {
 fn backlog(state: AppState, now: OffsetDateTime) -> EvalFuture {
     Box::pin(async move {
         let settings = state.webhooks();
-        let rows = sqlx::query(
-            "select w.id, w.description, w.url, count(*) as due, min(d.next_attempt_at) as oldest
-               from webhook_deliveries d join webhooks w on w.id = d.webhook_id
-              where d.status = 'pending' and d.next_attempt_at <= $1 and w.deleted_at is null
-              group by w.id",
+        let rows = sqlx::query!(
+            r#"select w.id, w.description, w.url, count(*) as "due!",
+                      min(d.next_attempt_at) as "oldest!"
+                 from webhook_deliveries d join webhooks w on w.id = d.webhook_id
+                where d.status = 'pending' and d.next_attempt_at <= $1 and w.deleted_at is null
+                group by w.id"#,
+            now
         )
-        .bind(now)
         .fetch_all(&state.pg)
         .await
         .map_err(AppError::wrap("Evaluate webhook_backlog"))?;
         let max_age = settings.backlog_age.as_secs_f64();
         let mut signals = Vec::new();
         for row in rows {
-            let due: i64 = row.get("due");
-            let oldest: OffsetDateTime = row.get("oldest");
-            let age = (now - oldest).as_seconds_f64().max(0.0);
-            let name = label(row.get("description"), row.get("url"));
-            let id: i64 = row.get("id");
+            let (id, due) = (row.id, row.due);
+            let age = (now - row.oldest).as_seconds_f64().max(0.0);
+            let name = label(&row.description, &row.url);
             let signal = if due > settings.backlog_rows {
                 let severity = if due > settings.backlog_rows * 10 {
                     Severity::Critical
@@ -126,10 +124,11 @@ fn backlog(state: AppState, now: OffsetDateTime) -> EvalFuture {
 fn growing(state: AppState, now: OffsetDateTime) -> EvalFuture {
     Box::pin(async move {
         let threshold = state.webhooks().dlq_growing_per_hour;
-        let new: i64 = sqlx::query_scalar(
-            "select count(*) from webhook_deliveries where dlq_at is not null and dlq_at > $1",
+        let new = sqlx::query_scalar!(
+            r#"select count(*) as "count!" from webhook_deliveries
+                where dlq_at is not null and dlq_at > $1"#,
+            now - time::Duration::hours(1)
         )
-        .bind(now - time::Duration::hours(1))
         .fetch_one(&state.pg)
         .await
         .map_err(AppError::wrap("Evaluate dlq_growing"))?;
@@ -155,11 +154,11 @@ fn growing(state: AppState, now: OffsetDateTime) -> EvalFuture {
 
 fn paused(state: AppState, now: OffsetDateTime) -> EvalFuture {
     Box::pin(async move {
-        let rows = sqlx::query(
-            "select w.id, w.description, w.url, w.paused_at,
-                    (select count(*) from webhook_deliveries d
-                      where d.webhook_id = w.id and d.status = 'pending') as waiting
-               from webhooks w where w.deleted_at is null and w.paused_at is not null",
+        let rows = sqlx::query!(
+            r#"select w.id, w.description, w.url, w.paused_at as "paused_at!",
+                      (select count(*) from webhook_deliveries d
+                        where d.webhook_id = w.id and d.status = 'pending') as "waiting!"
+                 from webhooks w where w.deleted_at is null and w.paused_at is not null"#
         )
         .fetch_all(&state.pg)
         .await
@@ -167,10 +166,8 @@ fn paused(state: AppState, now: OffsetDateTime) -> EvalFuture {
         Ok(rows
             .into_iter()
             .map(|row| {
-                let id: i64 = row.get("id");
-                let since: OffsetDateTime = row.get("paused_at");
-                let minutes = (now - since).whole_minutes().max(0);
-                let waiting: i64 = row.get("waiting");
+                let (id, waiting) = (row.id, row.waiting);
+                let minutes = (now - row.paused_at).whole_minutes().max(0);
                 let severity = if minutes >= 60 {
                     Severity::Critical
                 } else {
@@ -181,7 +178,7 @@ fn paused(state: AppState, now: OffsetDateTime) -> EvalFuture {
                     severity,
                     format!(
                         "Webhook {} is paused (circuit open {minutes} min); {} deliveries wait",
-                        label(row.get("description"), row.get("url")),
+                        label(&row.description, &row.url),
                         crate::format::group_digits(waiting as u64)
                     ),
                 )
@@ -195,13 +192,10 @@ fn paused(state: AppState, now: OffsetDateTime) -> EvalFuture {
 fn retention_near(state: AppState, now: OffsetDateTime) -> EvalFuture {
     Box::pin(async move {
         let retention = time::Duration::try_from(state.webhooks().retention).unwrap_or_default();
-        let soon: i64 = sqlx::query_scalar(
-            "select count(*) from webhook_deliveries where dlq_at is not null and dlq_at < $1",
-        )
-        .bind(now - retention + super::dlq::RETENTION_WARNING)
-        .fetch_one(&state.pg)
-        .await
-        .map_err(AppError::wrap("Evaluate dlq_retention_near"))?;
+        let soon =
+            super::dlq::older_than(&state.pg, now - retention + super::dlq::RETENTION_WARNING)
+                .await
+                .map_err(AppError::wrap("Evaluate dlq_retention_near"))?;
         if soon == 0 {
             return Ok(Vec::new());
         }

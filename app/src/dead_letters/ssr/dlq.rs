@@ -129,12 +129,15 @@ async fn breakdown(pg: &PgPool, filter: &DlqFilter) -> Result<Vec<BreakdownRow>,
     query.push(" group by d.webhook_id, d.dlq_reason order by n desc, d.webhook_id");
     let rows = query.build().fetch_all(pg).await?;
     let events: Vec<i64> = rows.iter().map(|r| r.get("sample_event")).collect();
-    let payloads: Vec<(i64, Option<String>)> = sqlx::query_as(
-        "select id, left(payload::text, 300) from webhook_events where id = any($1)",
+    let payloads: Vec<(i64, Option<String>)> = sqlx::query!(
+        "select id, left(payload::text, 300) as preview from webhook_events where id = any($1)",
+        &events
     )
-    .bind(&events)
     .fetch_all(pg)
-    .await?;
+    .await?
+    .into_iter()
+    .map(|row| (row.id, row.preview))
+    .collect();
     Ok(rows
         .iter()
         .map(|row| {
@@ -218,31 +221,25 @@ pub async fn overview(
     let pg = &state.pg;
     let now = state.clock.now();
     let wrap = || AppError::wrap("Read the dead letters");
-    let dead_total: i64 =
-        sqlx::query_scalar("select count(*) from webhook_deliveries where dlq_at is not null")
-            .fetch_one(pg)
-            .await
-            .map_err(wrap())?;
-    let backlog: i64 = sqlx::query_scalar(
-        "select count(*) from webhook_deliveries where status = 'pending' and next_attempt_at <= $1",
+    let counts = sqlx::query!(
+        r#"select (select count(*) from webhook_deliveries where dlq_at is not null) as "dead!",
+                  (select count(*) from webhook_deliveries
+                    where status = 'pending' and next_attempt_at <= $1) as "backlog!""#,
+        now
     )
-    .bind(now)
     .fetch_one(pg)
     .await
     .map_err(wrap())?;
+    let (dead_total, backlog) = (counts.dead, counts.backlog);
     let mut page = letters(pg, filter, after, PAGE + 1).await.map_err(wrap())?;
     let next = (page.len() as i64 > PAGE).then(|| {
         page.truncate(PAGE as usize);
         page.last().map(|l| l.id).unwrap_or_default()
     });
     let retention = time::Duration::try_from(state.webhooks().retention).unwrap_or_default();
-    let purged_soon: i64 = sqlx::query_scalar(
-        "select count(*) from webhook_deliveries where dlq_at is not null and dlq_at < $1",
-    )
-    .bind(now - retention + RETENTION_WARNING)
-    .fetch_one(pg)
-    .await
-    .map_err(wrap())?;
+    let purged_soon = older_than(pg, now - retention + RETENTION_WARNING)
+        .await
+        .map_err(wrap())?;
     let mut conn = pg.acquire().await.map_err(wrap())?;
     let frozen = crate::freeze::ssr::frozen(&mut conn)
         .await
@@ -424,19 +421,31 @@ pub async fn delivery(pg: &PgPool, id: i64) -> Result<DeliveryDetail, AppError> 
     })
 }
 
+/// How many dead letters were dead-lettered before `before` (retention purges them).
+pub(super) async fn older_than(pg: &PgPool, before: OffsetDateTime) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"select count(*) as "count!" from webhook_deliveries
+            where dlq_at is not null and dlq_at < $1"#,
+        before
+    )
+    .fetch_one(pg)
+    .await
+}
+
 /// `webhooks` of `/health/deep`: `{backlog_count, dlq_count, paused}` (the runbook's
 /// `webhooks.dlq_count`). Three index reads.
 pub async fn health(pg: &PgPool, now: OffsetDateTime) -> Result<Value, sqlx::Error> {
-    let (backlog, dead, paused): (i64, i64, i64) = sqlx::query_as(
-        "select (select count(*) from webhook_deliveries
-                  where status = 'pending' and next_attempt_at <= $1),
-                (select count(*) from webhook_deliveries where dlq_at is not null),
-                (select count(*) from webhooks where deleted_at is null and paused_at is not null)",
+    let row = sqlx::query!(
+        r#"select (select count(*) from webhook_deliveries
+                    where status = 'pending' and next_attempt_at <= $1) as "backlog!",
+                  (select count(*) from webhook_deliveries where dlq_at is not null) as "dead!",
+                  (select count(*) from webhooks
+                    where deleted_at is null and paused_at is not null) as "paused!""#,
+        now
     )
-    .bind(now)
     .fetch_one(pg)
     .await?;
-    Ok(json!({"backlog_count": backlog, "dlq_count": dead, "paused": paused}))
+    Ok(json!({"backlog_count": row.backlog, "dlq_count": row.dead, "paused": row.paused}))
 }
 
 /// One webhook's figures for `/metrics`.
@@ -453,31 +462,31 @@ pub struct WebhookFigures {
 /// [`WebhookFigures`] of every webhook not deleted, and of a deleted one while it still
 /// has dead letters; by id. Index-only counts per webhook.
 pub async fn figures(pg: &PgPool, now: OffsetDateTime) -> Result<Vec<WebhookFigures>, sqlx::Error> {
-    let rows: Vec<(i64, i64, i64, bool)> = sqlx::query_as(
-        "select w.id,
-                (select count(*) from webhook_deliveries d
-                  where d.webhook_id = w.id and d.status = 'pending' and d.next_attempt_at <= $1),
-                (select count(*) from webhook_deliveries d
-                  where d.webhook_id = w.id and d.dlq_at is not null),
-                w.deleted_at is null and w.paused_at is not null
-           from webhooks w
-          where w.deleted_at is null
-             or exists (select 1 from webhook_deliveries d where d.webhook_id = w.id and d.dlq_at is not null)
-          order by w.id",
+    let rows = sqlx::query!(
+        r#"select w.id,
+                  (select count(*) from webhook_deliveries d
+                    where d.webhook_id = w.id and d.status = 'pending'
+                      and d.next_attempt_at <= $1) as "backlog!",
+                  (select count(*) from webhook_deliveries d
+                    where d.webhook_id = w.id and d.dlq_at is not null) as "dead_letters!",
+                  w.deleted_at is null and w.paused_at is not null as "paused!"
+             from webhooks w
+            where w.deleted_at is null
+               or exists (select 1 from webhook_deliveries d
+                           where d.webhook_id = w.id and d.dlq_at is not null)
+            order by w.id"#,
+        now
     )
-    .bind(now)
     .fetch_all(pg)
     .await?;
     Ok(rows
         .into_iter()
-        .map(
-            |(webhook_id, backlog, dead_letters, paused)| WebhookFigures {
-                webhook_id,
-                backlog,
-                dead_letters,
-                paused,
-            },
-        )
+        .map(|row| WebhookFigures {
+            webhook_id: row.id,
+            backlog: row.backlog,
+            dead_letters: row.dead_letters,
+            paused: row.paused,
+        })
         .collect())
 }
 
@@ -555,34 +564,35 @@ pub async fn expire(
             ..Default::default()
         });
     }
-    let dead_letters =
-        sqlx::query("delete from webhook_deliveries where dlq_at is not null and dlq_at < $1")
-            .bind(cutoff)
-            .execute(&mut *tx)
-            .await
-            .map_err(wrap())?
-            .rows_affected() as i64;
-    let delivered = sqlx::query(
+    let dead_letters = sqlx::query!(
+        "delete from webhook_deliveries where dlq_at is not null and dlq_at < $1",
+        cutoff
+    )
+    .execute(&mut *tx)
+    .await
+    .map_err(wrap())?
+    .rows_affected() as i64;
+    let delivered = sqlx::query!(
         "delete from webhook_deliveries where status = 'delivered' and delivered_at < $1",
+        cutoff
     )
-    .bind(cutoff)
     .execute(&mut *tx)
     .await
     .map_err(wrap())?
     .rows_affected() as i64;
-    let payloads = sqlx::query(
+    let payloads = sqlx::query!(
         "update webhook_events set payload = null where created_at < $1 and payload is not null",
+        cutoff
     )
-    .bind(cutoff)
     .execute(&mut *tx)
     .await
     .map_err(wrap())?
     .rows_affected() as i64;
-    let events = sqlx::query(
+    let events = sqlx::query!(
         "delete from webhook_events e where e.created_at < $1
             and not exists (select 1 from webhook_deliveries d where d.event_id = e.id)",
+        cutoff
     )
-    .bind(cutoff)
     .execute(&mut *tx)
     .await
     .map_err(wrap())?

@@ -89,15 +89,15 @@ pub async fn enqueue(
             duplicate: true,
         });
     };
-    let deliveries = sqlx::query(
+    let deliveries = sqlx::query!(
         "insert into webhook_deliveries (webhook_id, event_id, message_id, next_attempt_at, created_at)
          select w.id, $1, 'msg_' || replace(gen_random_uuid()::text, '-', ''), $3, $3
            from webhooks w
           where w.deleted_at is null and $2 = any(w.event_types)",
+        event_id,
+        event_type,
+        now
     )
-    .bind(event_id)
-    .bind(event_type)
-    .bind(now)
     .execute(&mut *conn)
     .await
     .map_err(AppError::wrap("Queue webhook deliveries"))?

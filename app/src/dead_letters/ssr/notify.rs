@@ -20,10 +20,11 @@ pub const NOT_OLDER_THAN: Duration = Duration::hours(1);
 /// taken while no webhook subscribes to alerts.
 pub async fn enqueue_pending(state: &AppState) -> Result<i64, AppError> {
     let wrap = || AppError::wrap("Queue alert notifications");
-    let subscribed: bool = sqlx::query_scalar(
-        "select exists (select 1 from webhooks where deleted_at is null and $1 = any(event_types))",
+    let subscribed: bool = sqlx::query_scalar!(
+        r#"select exists (select 1 from webhooks
+                           where deleted_at is null and $1 = any(event_types)) as "subscribed!""#,
+        ALERT_EVENT_TYPE
     )
-    .bind(ALERT_EVENT_TYPE)
     .fetch_one(&state.pg)
     .await
     .map_err(wrap())?;

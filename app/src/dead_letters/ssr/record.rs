@@ -187,7 +187,7 @@ pub async fn record_in(
     for (webhook, reset, failures) in endpoints {
         // A healthy endpoint's row is left alone (not even locked): only a change of
         // state writes it.
-        sqlx::query(
+        sqlx::query!(
             "update webhooks
                 set consecutive_failures = case when $2 then $3 else consecutive_failures + $3 end,
                     failing_since = case when $3 = 0 then null
@@ -202,13 +202,13 @@ pub async fn record_in(
                                               and (case when $2 then $3 else consecutive_failures + $3 end) >= $5
                                          then $6 else next_probe_at end
               where id = $1 and ($3 > 0 or consecutive_failures > 0 or paused_at is not null)",
+            webhook,
+            reset,
+            failures,
+            now,
+            settings.breaker_failures,
+            probe_at
         )
-        .bind(webhook)
-        .bind(reset)
-        .bind(failures)
-        .bind(now)
-        .bind(settings.breaker_failures)
-        .bind(probe_at)
         .execute(&mut *tx)
         .await
         .map_err(wrap())?;

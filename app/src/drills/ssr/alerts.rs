@@ -77,13 +77,14 @@ pub struct Points {
 }
 
 pub async fn points(pg: &PgPool) -> Result<Points, sqlx::Error> {
+    // The migrator's own table: a runtime query (see `backups::ssr::alerts`).
     let (installed, latest): (Option<OffsetDateTime>, Option<OffsetDateTime>) =
         sqlx::query_as("select min(installed_on), max(installed_on) from _sqlx_migrations")
             .fetch_one(pg)
             .await?;
     let installed = installed.unwrap_or(OffsetDateTime::UNIX_EPOCH);
-    let last_passed: Option<OffsetDateTime> = sqlx::query_scalar(
-        "select max(started_at) from drills where kind = 'functional' and status = 'passed'",
+    let last_passed = sqlx::query_scalar!(
+        "select max(started_at) from drills where kind = 'functional' and status = 'passed'"
     )
     .fetch_one(pg)
     .await?;
@@ -159,16 +160,16 @@ pub async fn median_recovery_ms<'e>(
     before: OffsetDateTime,
     except: i64,
 ) -> Result<Option<i64>, sqlx::Error> {
-    let median: Option<f64> = sqlx::query_scalar(
+    let median = sqlx::query_scalar!(
         "select percentile_cont(0.5) within group (order by (s ->> 'recoveryMs')::float8)
            from drills d, jsonb_array_elements(d.stores) s
           where d.kind = 'functional' and d.status = 'passed' and d.id <> $3
-            and d.started_at between $2 - interval '90 days' and $2
+            and d.started_at between $2::timestamptz - interval '90 days' and $2::timestamptz
             and s ->> 'store' = $1",
+        store.as_str(),
+        before,
+        except
     )
-    .bind(store.as_str())
-    .bind(before)
-    .bind(except)
     .fetch_one(executor)
     .await?;
     Ok(median.map(|m| m.round() as i64))

@@ -106,22 +106,19 @@ pub async fn sweep(
     let now = state.clock.now();
     let pg_err = AppError::wrap("Sweep the drill databases");
     let stale = crate::jobs::ssr::stale_before(now);
-    // A drill is running while its run is: outcome `running` with a fresh heartbeat.
-    let dead: Vec<(i64, time::OffsetDateTime)> = sqlx::query!(
+    // A drill is running while its run is: the runner's abandoned rule, shared with
+    // every other feature whose rows point at their run.
+    let dead: Vec<(i64, time::OffsetDateTime)> = sqlx::query_as(concat!(
         "select d.id, d.started_at from drills d
-          where d.status = 'running'
-            and not exists (select 1 from cron_job_runs r
-                             where r.id = d.run_id and r.outcome = 'running'
-                               and r.heartbeat_at > $1)
-          order by d.id",
-        stale
-    )
+           left join cron_job_runs run on run.id = d.run_id
+          where d.status = 'running' and (run.id is null or ",
+        crate::jobs::ssr::run_gone!("$1"),
+        ") order by d.id"
+    ))
+    .bind(stale)
     .fetch_all(&state.pg)
     .await
-    .map_err(&pg_err)?
-    .into_iter()
-    .map(|row| (row.id, row.started_at))
-    .collect();
+    .map_err(&pg_err)?;
     let mut abandoned = Vec::new();
     for (id, started) in dead {
         let error = "abandoned: the process running it stopped before it finished";

@@ -139,18 +139,18 @@ pub async fn log_tabletop(
     let now = state.clock.now();
     let pg_err = AppError::wrap("Log a tabletop exercise");
     let mut tx = state.pg.begin().await.map_err(&pg_err)?;
-    let id: i64 = sqlx::query_scalar(
+    let id: i64 = sqlx::query_scalar!(
         "insert into drills (kind, status, trigger, actor, actor_user_id, started_at, finished_at,
                              scenario, participants, findings, follow_ups)
          values ('tabletop', 'passed', 'manual', $1, $2, $3, $3, $4, $5, $6, $7) returning id",
+        &actor.name,
+        actor.user_id,
+        now,
+        &scenario,
+        &participants,
+        &findings,
+        &follow_ups
     )
-    .bind(&actor.name)
-    .bind(actor.user_id)
-    .bind(now)
-    .bind(&scenario)
-    .bind(&participants)
-    .bind(&findings)
-    .bind(&follow_ups)
     .fetch_one(&mut *tx)
     .await
     .map_err(&pg_err)?;
@@ -199,19 +199,19 @@ pub async fn set_objectives(
     let now = state.clock.now();
     let pg_err = AppError::wrap("Set the recovery objectives");
     let mut tx = state.pg.begin().await.map_err(&pg_err)?;
-    sqlx::query(
+    sqlx::query!(
         "insert into recovery_objectives (store, rpo_seconds, rto_seconds, updated_at, updated_by, reason)
          values ($1, $2, $3, $4, $5, $6)
          on conflict (store) do update set rpo_seconds = excluded.rpo_seconds,
              rto_seconds = excluded.rto_seconds, updated_at = excluded.updated_at,
              updated_by = excluded.updated_by, reason = excluded.reason",
+        store.as_str(),
+        rpo_hours * 3600,
+        rto_minutes * 60,
+        now,
+        &actor.name,
+        reason.as_str()
     )
-    .bind(store.as_str())
-    .bind(rpo_hours * 3600)
-    .bind(rto_minutes * 60)
-    .bind(now)
-    .bind(&actor.name)
-    .bind(reason.as_str())
     .execute(&mut *tx)
     .await
     .map_err(&pg_err)?;

@@ -538,19 +538,19 @@ async fn finish(
                 .map_err(&pg_err)?;
         }
     }
-    sqlx::query(
+    sqlx::query!(
         "update drills set status = $2, finished_at = $3, duration_ms = $4, steps = $5,
              stores = $6, error = $7, history_id = $8
          where id = $1",
+        drill_id,
+        status.as_str(),
+        now,
+        duration_ms,
+        serde_json::to_value(&steps).unwrap_or_default(),
+        serde_json::to_value(&stores).unwrap_or_default(),
+        error.as_deref(),
+        history_id
     )
-    .bind(drill_id)
-    .bind(status.as_str())
-    .bind(now)
-    .bind(duration_ms)
-    .bind(serde_json::to_value(&steps).unwrap_or_default())
-    .bind(serde_json::to_value(&stores).unwrap_or_default())
-    .bind(&error)
-    .bind(history_id)
     .execute(&mut *tx)
     .await
     .map_err(&pg_err)?;

@@ -298,11 +298,11 @@ pub async fn cancel(state: &AppState, run_id: i64, actor: &Actor) -> Result<(), 
     use crate::history::ssr::{append, NewEntry};
     let failed = AppError::wrap("Cancel a run");
     let mut tx = state.pg.begin().await.map_err(&failed)?;
-    let job: Option<String> = sqlx::query_scalar(
+    let job = sqlx::query_scalar!(
         "update cron_job_runs set cancel_requested = true
           where id = $1 and outcome = 'running' returning job_name",
+        run_id
     )
-    .bind(run_id)
     .fetch_optional(&mut *tx)
     .await
     .map_err(&failed)?;

@@ -311,6 +311,28 @@ pub async fn prune(pg: &PgPool, before: OffsetDateTime) -> Result<i64, AppError>
     Ok(result.rows_affected() as i64)
 }
 
+/// The runs working at `now` (running, heartbeat fresh: not abandoned), of one job or of
+/// every job, as (job, run id), oldest first.
+pub async fn working(
+    pg: &PgPool,
+    job: Option<&str>,
+    now: OffsetDateTime,
+) -> Result<Vec<(String, i64)>, sqlx::Error> {
+    Ok(sqlx::query!(
+        "select job_name, id from cron_job_runs
+          where outcome = 'running' and heartbeat_at >= $2
+            and ($1::text is null or job_name = $1)
+          order by id",
+        job,
+        stale_before(now)
+    )
+    .fetch_all(pg)
+    .await?
+    .into_iter()
+    .map(|row| (row.job_name, row.id))
+    .collect())
+}
+
 /// The newest `limit` runs, of every job or of one, as of `now`.
 pub async fn recent(
     pg: &PgPool,

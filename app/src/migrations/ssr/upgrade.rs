@@ -196,20 +196,20 @@ async fn apply_locked(
         ),
     };
     let mut tx = state.pg.begin().await.map_err(wrap())?;
-    let upgrade_id: i64 = sqlx::query_scalar(
+    let upgrade_id: i64 = sqlx::query_scalar!(
         "insert into schema_upgrades (from_version, to_version, applied, backup_id, backup_skipped,
                                       actor, binary_version, started_at, finished_at)
          values ($1, $2, $3, $4, $5, $6, $7, $8, $9) returning id",
+        from_version,
+        to_version,
+        &pending,
+        backup_id,
+        skipped.as_ref().map(crate::reason::Reason::as_str),
+        &actor.name,
+        state.version,
+        started,
+        finished
     )
-    .bind(from_version)
-    .bind(to_version)
-    .bind(&pending)
-    .bind(backup_id)
-    .bind(skipped.as_ref().map(crate::reason::Reason::as_str))
-    .bind(&actor.name)
-    .bind(state.version)
-    .bind(started)
-    .bind(finished)
     .fetch_one(&mut *tx)
     .await
     .map_err(wrap())?;
@@ -356,14 +356,9 @@ pub async fn roll_back_to(
             format!("type the backup's id, {backup_id}, to replace the whole schema with it"),
         ));
     }
-    let live: Vec<(String, i64)> = sqlx::query_as(
-        "select job_name, id from cron_job_runs
-          where outcome = 'running' and heartbeat_at > $1 order by id",
-    )
-    .bind(crate::jobs::ssr::stale_before(state.clock.now()))
-    .fetch_all(&state.pg)
-    .await
-    .map_err(wrap())?;
+    let live = crate::jobs::ssr::records::working(&state.pg, None, state.clock.now())
+        .await
+        .map_err(wrap())?;
     if let Some((job, id)) = live.first() {
         return Err(AppError::Conflict {
             message: format!(

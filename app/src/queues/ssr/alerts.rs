@@ -164,12 +164,12 @@ fn replay_failing(state: AppState, _now: OffsetDateTime) -> EvalFuture {
     Box::pin(async move {
         let settings = state.alerts();
         let job = super::replay::REPLAY_FALLBACK.name;
-        let outcomes: Vec<String> = sqlx::query_scalar(
+        let outcomes = sqlx::query_scalar!(
             "select outcome from cron_job_runs where job_name = $1 and outcome <> 'running'
               order by ran_at desc, id desc limit $2",
+            job,
+            settings.replay_failed_runs
         )
-        .bind(job)
-        .bind(settings.replay_failed_runs)
         .fetch_all(&state.pg)
         .await
         .map_err(db)?;
@@ -245,19 +245,20 @@ fn ingest_quota(state: AppState, _now: OffsetDateTime) -> EvalFuture {
         }
         // Each live key's exact depth across both queues (its folded base plus its
         // unfolded deltas), as ingest's own check reads it.
-        let keys: Vec<(i64, String, i64)> = sqlx::query_as(
-            "select k.id, k.name, (coalesce(b.depth, 0) + coalesce(d.delta, 0))::bigint
-               from ingest_keys k
-               left join fallback_key_depths b on b.key_id = k.id
-               left join (select key_id, sum(delta) as delta from fallback_depth_deltas
-                           where key_id is not null group by key_id) d on d.key_id = k.id
-              where k.revoked_at is null
-              order by k.id",
+        let keys = sqlx::query!(
+            r#"select k.id, k.name,
+                      (coalesce(b.depth, 0) + coalesce(d.delta, 0))::bigint as "waiting!"
+                 from ingest_keys k
+                 left join fallback_key_depths b on b.key_id = k.id
+                 left join (select key_id, sum(delta) as delta from fallback_depth_deltas
+                             where key_id is not null group by key_id) d on d.key_id = k.id
+                where k.revoked_at is null
+                order by k.id"#
         )
         .fetch_all(&state.pg)
         .await
         .map_err(db)?;
-        for (id, name, waiting) in keys {
+        for (id, name, waiting) in keys.into_iter().map(|k| (k.id, k.name, k.waiting)) {
             if waiting >= quota {
                 signals.push(
                     Signal::new(

@@ -549,11 +549,12 @@ pub async fn recent_runs(
         "select id, trigger, actor, reason, outcome, ran_at, finished_at, heartbeat_at,
                 progress_done, progress_total, error, cancel_requested, details
            from cron_job_runs
-          where job_name = 'replay-fallback'
+          where job_name = $2
             and not (trigger in ('scheduler', 'external') and outcome = 'succeeded'
                      and coalesce(rows_processed, 0) = 0)
           order by id desc limit $1",
         limit,
+        REPLAY_FALLBACK.name,
     )
     .fetch_all(pg)
     .await?;

@@ -36,20 +36,18 @@ pub(super) async fn run(
     let closed = freeze::close(&state.pg, freeze_id).await;
     if store == StoreKind::Clickhouse && result.is_ok() {
         // Rows parked during the freeze go to the restored tables now.
-        if let Some(job) = crate::jobs::ssr::find(state.jobs(), "replay-fallback") {
-            let firing = crate::jobs::ssr::Firing::by_hand(
-                crate::jobs::Trigger::Manual,
-                actor.clone(),
-                Some(crate::reason::Reason::own(format!(
-                    "Replay the rows parked during restore {}",
-                    prepared.restore_id
-                ))),
-                crate::jobs::ssr::Caller::default(),
-            );
-            let _ =
-                crate::jobs::ssr::run_in_background(state, job, firing, serde_json::Value::Null)
-                    .await;
-        }
+        let firing = crate::jobs::ssr::Firing::by_hand(
+            crate::jobs::Trigger::Manual,
+            actor.clone(),
+            Some(crate::reason::Reason::own(format!(
+                "Replay the rows parked during restore {}",
+                prepared.restore_id
+            ))),
+            crate::jobs::ssr::Caller::default(),
+        );
+        let job = state.replay_parked();
+        let _ =
+            crate::jobs::ssr::run_in_background(state, job, firing, serde_json::Value::Null).await;
     }
     lock.release().await;
     closed.map_err(BackupError::postgres)?;

@@ -362,22 +362,22 @@ pub async fn prepare(
         .filter(|f| f.table.as_ref().is_none_or(|t| names.contains(t)))
         .map(|f| f.size as i64)
         .sum();
-    let restore_id: i64 = sqlx::query_scalar(
+    let restore_id: i64 = sqlx::query_scalar!(
         "insert into restores (backup_id, store, mode, target, tables, actor, actor_user_id, reason,
                                started_at, total_bytes, run_id)
          values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) returning id",
+        stored.backup.id,
+        store.as_str(),
+        mode.as_str(),
+        &target,
+        &names,
+        &actor.name,
+        actor.user_id,
+        request.reason.as_ref().map(crate::reason::Reason::as_str),
+        state.clock.now(),
+        total,
+        run_id
     )
-    .bind(stored.backup.id)
-    .bind(store.as_str())
-    .bind(mode.as_str())
-    .bind(&target)
-    .bind(&names)
-    .bind(&actor.name)
-    .bind(actor.user_id)
-    .bind(request.reason.as_ref().map(crate::reason::Reason::as_str))
-    .bind(state.clock.now())
-    .bind(total)
-    .bind(run_id)
     .fetch_one(&state.pg)
     .await
     .map_err(AppError::wrap("Record a restore"))?;
@@ -513,20 +513,20 @@ pub async fn execute(
     let now = state.clock.now();
     let pg_err = AppError::wrap("Record a restore");
     let mut tx = state.pg.begin().await.map_err(&pg_err)?;
-    sqlx::query(
+    sqlx::query!(
         "update restores set status = $2, finished_at = $3, duration_ms = $4, row_count = $5,
              size_bytes = $6, verification = $7, error = $8, aside = $9
          where id = $1",
+        prepared.restore_id,
+        status.as_str(),
+        now,
+        duration_ms,
+        rows,
+        bytes,
+        serde_json::to_value(&checks).unwrap_or_default(),
+        error.as_deref(),
+        aside.as_deref()
     )
-    .bind(prepared.restore_id)
-    .bind(status.as_str())
-    .bind(now)
-    .bind(duration_ms)
-    .bind(rows)
-    .bind(bytes)
-    .bind(serde_json::to_value(&checks).unwrap_or_default())
-    .bind(&error)
-    .bind(&aside)
     .execute(&mut *tx)
     .await
     .map_err(&pg_err)?;

@@ -181,10 +181,11 @@ pub(super) async fn in_place(state: &AppState, prepared: &Prepared, watch: &Watc
         .execute(&mut *tx)
         .await
         .map_err(pg_err)?;
-    let present: Vec<String> = sqlx::query_scalar(
-        "select tablename::text from pg_tables where schemaname = 'public' and tablename = any($1)",
+    let present: Vec<String> = sqlx::query_scalar!(
+        r#"select tablename::text as "name!" from pg_tables
+            where schemaname = 'public' and tablename = any($1)"#,
+        &names
     )
-    .bind(&names)
     .fetch_all(&mut *tx)
     .await
     .map_err(pg_err)?;
