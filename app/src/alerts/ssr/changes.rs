@@ -9,7 +9,7 @@
 //! because a minute passed.
 
 use serde_json::json;
-use sqlx::{PgConnection, PgPool, Row};
+use sqlx::{PgConnection, PgPool};
 use time::OffsetDateTime;
 
 use super::super::{actor_name, AlertStatus, Changed, Seen, Severity};
@@ -72,23 +72,23 @@ struct Locked {
 }
 
 async fn lock(conn: &mut PgConnection, id: i64) -> Result<Option<Locked>, sqlx::Error> {
-    let row = sqlx::query(
+    let row = sqlx::query!(
         "select id, kind, dedup_key, severity, status, version, title, resolved_by, resolved_at
            from internal_alerts where id = $1 for update",
+        id
     )
-    .bind(id)
     .fetch_optional(conn)
     .await?;
     Ok(row.map(|r| Locked {
-        id: r.get("id"),
-        kind: r.get("kind"),
-        dedup_key: r.get("dedup_key"),
-        severity: Severity::parse(r.get("severity")).unwrap_or(Severity::Critical),
-        status: AlertStatus::parse(r.get("status")).unwrap_or(AlertStatus::Firing),
-        version: r.get("version"),
-        title: r.get("title"),
-        resolved_by: r.get("resolved_by"),
-        resolved_at: r.get("resolved_at"),
+        id: r.id,
+        kind: r.kind,
+        dedup_key: r.dedup_key,
+        severity: Severity::parse(&r.severity).unwrap_or(Severity::Critical),
+        status: AlertStatus::parse(&r.status).unwrap_or(AlertStatus::Firing),
+        version: r.version,
+        title: r.title,
+        resolved_by: r.resolved_by,
+        resolved_at: r.resolved_at,
     }))
 }
 

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use sqlx::{PgConnection, Row};
+use sqlx::PgConnection;
 use time::OffsetDateTime;
 
 use super::kind::{AlertKind, Signal};
@@ -92,11 +92,13 @@ pub async fn evaluate(state: &AppState, now: OffsetDateTime) -> Result<Evaluatio
 
     let internal = AppError::wrap("Failed to record the evaluation");
     let mut tx = state.pg.begin().await.map_err(&internal)?;
-    let locked: bool = sqlx::query_scalar("select pg_try_advisory_xact_lock($1, 0)")
-        .bind(EVALUATION_LOCK)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(&internal)?;
+    let locked = sqlx::query_scalar!(
+        r#"select pg_try_advisory_xact_lock($1, 0) as "locked!""#,
+        EVALUATION_LOCK
+    )
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(&internal)?;
     if !locked {
         report.skipped = true;
         return Ok(report);
@@ -129,10 +131,11 @@ pub async fn evaluate(state: &AppState, now: OffsetDateTime) -> Result<Evaluatio
                 raised += 1;
             }
         }
-        report.open =
-            sqlx::query_scalar("select count(*) from internal_alerts where status <> 'resolved'")
-                .fetch_one(&mut *tx)
-                .await?;
+        report.open = sqlx::query_scalar!(
+            r#"select count(*) as "count!" from internal_alerts where status <> 'resolved'"#
+        )
+        .fetch_one(&mut *tx)
+        .await?;
         Ok::<_, sqlx::Error>(raised)
     }
     .await;
@@ -169,38 +172,35 @@ async fn apply(
     report: &mut EvaluationReport,
 ) -> Result<(), sqlx::Error> {
     let mut open: HashMap<String, Open> = HashMap::new();
-    for row in sqlx::query(
+    for row in sqlx::query!(
         "select id, dedup_key, severity, status, flapping from internal_alerts
           where kind = $1 and status <> 'resolved' order by id for update",
+        kind.name
     )
-    .bind(kind.name)
     .fetch_all(&mut *conn)
     .await?
     {
         open.insert(
-            row.get("dedup_key"),
+            row.dedup_key,
             Open {
-                id: row.get("id"),
-                severity: crate::alerts::Severity::parse(row.get("severity"))
+                id: row.id,
+                severity: crate::alerts::Severity::parse(&row.severity)
                     .unwrap_or(crate::alerts::Severity::Critical),
-                status: row.get("status"),
-                flapping: row.get("flapping"),
+                status: row.status,
+                flapping: row.flapping,
             },
         );
     }
     let mut streaks: HashMap<String, (i32, i32)> = HashMap::new();
-    for row in sqlx::query(
+    for row in sqlx::query!(
         "select dedup_key, firing_streak, clear_streak from internal_alert_conditions
           where kind = $1 for update",
+        kind.name
     )
-    .bind(kind.name)
     .fetch_all(&mut *conn)
     .await?
     {
-        streaks.insert(
-            row.get("dedup_key"),
-            (row.get("firing_streak"), row.get("clear_streak")),
-        );
+        streaks.insert(row.dedup_key, (row.firing_streak, row.clear_streak));
     }
 
     let mut firing_keys = HashSet::new();

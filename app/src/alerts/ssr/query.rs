@@ -137,25 +137,26 @@ pub async fn resolved_view(
     .bind(filters.severity.map(Severity::as_str))
     .fetch_all(pg)
     .await?;
-    let medians = sqlx::query(
-        "select count(*) as resolved,
-                percentile_cont(0.5) within group (order by extract(epoch from acknowledged_at - first_seen_at))
+    let medians = sqlx::query!(
+        r#"select count(*) as "resolved!",
+                percentile_cont(0.5) within group (order by extract(epoch from acknowledged_at - first_seen_at)::float8)
                     filter (where acknowledged_at is not null) as tta,
-                percentile_cont(0.5) within group (order by extract(epoch from resolved_at - first_seen_at)) as ttr
-           from internal_alerts where status = 'resolved' and resolved_at > $1",
+                percentile_cont(0.5) within group (order by extract(epoch from resolved_at - first_seen_at)::float8) as ttr
+           from internal_alerts where status = 'resolved' and resolved_at > $1"#,
+        since
     )
-    .bind(since)
     .fetch_one(pg)
     .await?;
     let seconds_to_ms = |v: Option<f64>| v.map(|s| (s * 1000.0).round() as i64);
-    let noisiest = sqlx::query(
-        "select kind, count(*) as alerts,
-                percentile_cont(0.5) within group (order by extract(epoch from coalesce(resolved_at, $2) - first_seen_at)) as ttr
+    let noisiest = sqlx::query!(
+        r#"select kind, count(*) as "alerts!",
+                percentile_cont(0.5) within group
+                    (order by extract(epoch from coalesce(resolved_at, $2::timestamptz) - first_seen_at)::float8) as ttr
            from internal_alerts where first_seen_at > $1
-          group by kind order by count(*) desc, kind limit 5",
+          group by kind order by count(*) desc, kind limit 5"#,
+        since,
+        now
     )
-    .bind(since)
-    .bind(now)
     .fetch_all(pg)
     .await?;
     Ok(ResolvedOverview {
@@ -164,15 +165,15 @@ pub async fn resolved_view(
             .iter()
             .map(|r| alert_from_row(r, state.alert_kinds()))
             .collect(),
-        median_acknowledge_ms: seconds_to_ms(medians.get("tta")),
-        median_resolve_ms: seconds_to_ms(medians.get("ttr")),
-        resolved_30d: medians.get("resolved"),
+        median_acknowledge_ms: seconds_to_ms(medians.tta),
+        median_resolve_ms: seconds_to_ms(medians.ttr),
+        resolved_30d: medians.resolved,
         noisiest: noisiest
-            .iter()
+            .into_iter()
             .map(|r| NoisyKind {
-                kind: r.get("kind"),
-                alerts: r.get("alerts"),
-                median_resolve_ms: seconds_to_ms(r.get("ttr")),
+                kind: r.kind,
+                alerts: r.alerts,
+                median_resolve_ms: seconds_to_ms(r.ttr),
             })
             .collect(),
     })
@@ -213,29 +214,32 @@ pub async fn detail(
 
 /// Open alerts by kind and severity (`/metrics`): (kind, severity, count).
 pub async fn open_by_kind(pg: &PgPool) -> Result<Vec<(String, String, i64)>, sqlx::Error> {
-    sqlx::query_as(
-        "select kind, severity, count(*) from internal_alerts
-          where status <> 'resolved' group by kind, severity order by kind, severity",
+    Ok(sqlx::query!(
+        r#"select kind, severity, count(*) as "count!" from internal_alerts
+            where status <> 'resolved' group by kind, severity order by kind, severity"#
     )
     .fetch_all(pg)
-    .await
+    .await?
+    .into_iter()
+    .map(|row| (row.kind, row.severity, row.count))
+    .collect())
 }
 
 /// `alerts` of `/health/deep`: open alerts, open critical ones, open ones by kind.
 pub async fn health(pg: &PgPool) -> Result<serde_json::Value, sqlx::Error> {
-    let rows = sqlx::query(
-        "select kind, count(*) as open, count(*) filter (where severity = 'critical') as critical
-           from internal_alerts where status <> 'resolved' group by kind order by kind",
+    let rows = sqlx::query!(
+        r#"select kind, count(*) as "open!",
+                  count(*) filter (where severity = 'critical') as "critical!"
+             from internal_alerts where status <> 'resolved' group by kind order by kind"#
     )
     .fetch_all(pg)
     .await?;
     let mut by_kind = serde_json::Map::new();
     let (mut open, mut critical) = (0_i64, 0_i64);
-    for row in &rows {
-        let n: i64 = row.get("open");
-        open += n;
-        critical += row.get::<i64, _>("critical");
-        by_kind.insert(row.get("kind"), n.into());
+    for row in rows {
+        open += row.open;
+        critical += row.critical;
+        by_kind.insert(row.kind, row.open.into());
     }
     Ok(serde_json::json!({"open": open, "critical": critical, "byKind": by_kind}))
 }

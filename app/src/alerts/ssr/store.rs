@@ -314,8 +314,9 @@ pub async fn take_unsent(
     limit: i64,
     at: OffsetDateTime,
 ) -> Result<Vec<Notification>, sqlx::Error> {
-    let rows = sqlx::query(
-        "with taken as (
+    let rows = sqlx::query_as!(
+        Notification,
+        r#"with taken as (
             select id from alert_notifications
              where sent_at is null and quiet_reason is null and created_at >= $1
              order by created_at, id
@@ -325,29 +326,16 @@ pub async fn take_unsent(
             update alert_notifications n set sent_at = $3 from taken
              where n.id = taken.id
          returning n.id, n.alert_id, n.event, n.severity, n.created_at)
-         select m.id, m.alert_id, m.event, m.severity, m.created_at, a.kind, a.title, a.figure,
-                a.threshold, a.unit
+         select m.id as "id!", m.alert_id as "alert_id!", m.event as "event!",
+                m.severity as "severity!", m.created_at as "created_at!", a.kind, a.title,
+                a.figure, a.threshold, a.unit
            from marked m join internal_alerts a on a.id = m.alert_id
-          order by m.created_at, m.id",
+          order by m.created_at, m.id"#,
+        since,
+        limit,
+        at
     )
-    .bind(since)
-    .bind(limit)
-    .bind(at)
     .fetch_all(conn)
     .await?;
-    Ok(rows
-        .into_iter()
-        .map(|row| Notification {
-            id: row.get("id"),
-            alert_id: row.get("alert_id"),
-            event: row.get("event"),
-            kind: row.get("kind"),
-            severity: row.get("severity"),
-            title: row.get("title"),
-            figure: row.get("figure"),
-            threshold: row.get("threshold"),
-            unit: row.get("unit"),
-            created_at: row.get("created_at"),
-        })
-        .collect())
+    Ok(rows)
 }

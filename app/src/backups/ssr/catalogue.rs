@@ -312,12 +312,13 @@ pub async fn mark_deleted(
     id: i64,
     at: OffsetDateTime,
 ) -> Result<bool, sqlx::Error> {
-    let done =
-        sqlx::query("update backups set deleted_at = $2 where id = $1 and deleted_at is null")
-            .bind(id)
-            .bind(at)
-            .execute(conn)
-            .await?;
+    let done = sqlx::query!(
+        "update backups set deleted_at = $2 where id = $1 and deleted_at is null",
+        id,
+        at
+    )
+    .execute(conn)
+    .await?;
     Ok(done.rows_affected() == 1)
 }
 

@@ -404,12 +404,13 @@ async fn dump_postgres(
         .map_err(BackupError::tool)?;
     let down = BackupError::postgres;
     let mut conn = pg::connect(url, None).await.map_err(down)?;
-    let server_num: i32 = sqlx::query_scalar("select current_setting('server_version_num')::int")
-        .fetch_one(&mut conn)
-        .await
-        .map_err(down)?;
+    let server_num =
+        sqlx::query_scalar!(r#"select current_setting('server_version_num')::int as "num!""#)
+            .fetch_one(&mut conn)
+            .await
+            .map_err(down)?;
     pg::check_tool_major(&tool_line, tool_major, (server_num / 10000) as u32)?;
-    let server_version: String = sqlx::query_scalar("select version()")
+    let server_version = sqlx::query_scalar!(r#"select version() as "version!""#)
         .fetch_one(&mut conn)
         .await
         .map_err(down)?;

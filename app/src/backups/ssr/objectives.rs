@@ -15,11 +15,13 @@ pub struct Objectives {
 
 /// The objectives of `store` now.
 pub async fn current(state: &AppState, store: StoreKind) -> Result<Objectives, sqlx::Error> {
-    let set: Option<(i64, i64)> =
-        sqlx::query_as("select rpo_seconds, rto_seconds from recovery_objectives where store = $1")
-            .bind(store.as_str())
-            .fetch_optional(&state.pg)
-            .await?;
+    let set = sqlx::query!(
+        "select rpo_seconds, rto_seconds from recovery_objectives where store = $1",
+        store.as_str()
+    )
+    .fetch_optional(&state.pg)
+    .await?
+    .map(|row| (row.rpo_seconds, row.rto_seconds));
     Ok(match set {
         Some((rpo, rto)) => Objectives {
             rpo: Duration::from_secs(rpo.max(1) as u64),

@@ -180,15 +180,20 @@ pub async fn tables(conn: &mut PgConnection) -> Result<Vec<TableEntry>, sqlx::Er
     for row in rows {
         let oid: i64 = row.get("oid");
         let name: String = row.get("name");
-        let columns: Vec<(String, String)> = sqlx::query_as(
-            "select attname::text,
-                    format_type(atttypid, atttypmod) || case when attnotnull then ' not null' else '' end
-             from pg_attribute where attrelid = $1::bigint::oid and attnum > 0 and not attisdropped
-             order by attnum",
+        let columns: Vec<(String, String)> = sqlx::query!(
+            r#"select attname::text as "name!",
+                      format_type(atttypid, atttypmod)
+                          || case when attnotnull then ' not null' else '' end as "type!"
+                 from pg_attribute
+                where attrelid = $1::bigint::oid and attnum > 0 and not attisdropped
+                order by attnum"#,
+            oid
         )
-        .bind(oid)
         .fetch_all(&mut *conn)
-        .await?;
+        .await?
+        .into_iter()
+        .map(|row| (row.name, row.r#type))
+        .collect();
         let objects: Vec<String> = sqlx::query_scalar!(
             r#"select relname::text as "name!" from pg_class
                where oid in (select indexrelid from pg_index where indrelid = $1::bigint::oid)

@@ -212,12 +212,16 @@ pub async fn read_manifest(state: &AppState, stored: &Stored) -> Result<Manifest
 /// (files, rows) when every check passes; else the first failure, naming the file.
 async fn check(state: &AppState, stored: &Stored) -> Result<(usize, u64), BackupError> {
     let manifest = read_manifest(state, stored).await?;
-    let catalogued: Vec<(String, String)> =
-        sqlx::query_as("select path, sha256 from backup_files where backup_id = $1 order by path")
-            .bind(stored.backup.id)
-            .fetch_all(&state.pg)
-            .await
-            .map_err(BackupError::postgres)?;
+    let catalogued: Vec<(String, String)> = sqlx::query!(
+        "select path, sha256 from backup_files where backup_id = $1 order by path",
+        stored.backup.id
+    )
+    .fetch_all(&state.pg)
+    .await
+    .map_err(BackupError::postgres)?
+    .into_iter()
+    .map(|row| (row.path, row.sha256))
+    .collect();
     let mut listed: Vec<(String, String)> = manifest
         .files
         .iter()

@@ -25,9 +25,11 @@ pub const MEASURE: &str = "coalesce(octet_length(payload::text), 0)";
 
 fn count(conn: &mut PgConnection) -> StepFuture<'_, i64> {
     Box::pin(async move {
-        sqlx::query_scalar("select count(*) from webhook_events where payload_bytes is null")
-            .fetch_one(conn)
-            .await
+        sqlx::query_scalar!(
+            r#"select count(*) as "count!" from webhook_events where payload_bytes is null"#
+        )
+        .fetch_one(conn)
+        .await
     })
 }
 

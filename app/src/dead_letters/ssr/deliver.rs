@@ -19,7 +19,6 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use serde_json::Value;
-use sqlx::Row;
 use time::OffsetDateTime;
 
 use super::record::{record_in, Claimed, Sent, Step};
@@ -267,14 +266,14 @@ async fn claim_for(
     now: OffsetDateTime,
 ) -> Result<Vec<Claimed>, AppError> {
     // Held until commit: two workers never count one endpoint's slots at once.
-    let Some(webhook) = sqlx::query(
-        "select url, secret, max_retries, max_in_flight, paused_at is not null as paused,
-                coalesce(next_probe_at <= $2, true) as probe_due
-           from webhooks where id = $1 and deleted_at is null and enabled
-            for update skip locked",
+    let Some(webhook) = sqlx::query!(
+        r#"select url, secret, max_retries, max_in_flight, paused_at is not null as "paused!",
+                  coalesce(next_probe_at <= $2, true) as "probe_due!"
+             from webhooks where id = $1 and deleted_at is null and enabled
+              for update skip locked"#,
+        webhook_id,
+        now
     )
-    .bind(webhook_id)
-    .bind(now)
     .fetch_optional(&mut *tx)
     .await
     .map_err(AppError::wrap("Claim webhook deliveries"))?
@@ -283,14 +282,14 @@ async fn claim_for(
     };
     // A secret that does not open is never replaced by no signature: its deliveries
     // wait (and the backlog alert says so) until the key is back in the settings.
-    let secret = match settings.secret_keys.open(webhook.get("secret")) {
+    let secret = match settings.secret_keys.open(&webhook.secret) {
         Ok(secret) => secret,
         Err(error) => {
             tracing::error!(webhook_id, %error, "cannot sign for a webhook; its deliveries wait");
             return Ok(Vec::new());
         }
     };
-    let paused: bool = webhook.get("paused");
+    let paused = webhook.paused;
     let in_flight = sqlx::query_scalar!(
         r#"select count(*) as "count!" from webhook_deliveries
           where webhook_id = $1 and status = 'pending' and lease_until > $2"#,
@@ -301,9 +300,9 @@ async fn claim_for(
     .await
     .map_err(AppError::wrap("Claim webhook deliveries"))?;
     let slots = if paused {
-        i64::from(in_flight == 0 && webhook.get::<bool, _>("probe_due"))
+        i64::from(in_flight == 0 && webhook.probe_due)
     } else {
-        i64::from(webhook.get::<i32, _>("max_in_flight")) - in_flight
+        i64::from(webhook.max_in_flight) - in_flight
     }
     .min(room);
     if slots <= 0 {
@@ -312,7 +311,7 @@ async fn claim_for(
     let lease_until = now
         + time::Duration::try_from(settings.timeout + Duration::from_secs(30))
             .unwrap_or(time::Duration::minutes(1));
-    let rows = sqlx::query(
+    let rows = sqlx::query!(
         "with due as (
             select id from webhook_deliveries
              where webhook_id = $1 and status = 'pending' and next_attempt_at <= $2
@@ -324,11 +323,11 @@ async fn claim_for(
            from due, webhook_events e
           where d.id = due.id and e.id = d.event_id
          returning d.id, d.message_id, d.attempts, d.last_redrive_id, e.payload",
+        webhook_id,
+        now,
+        slots,
+        lease_until
     )
-    .bind(webhook_id)
-    .bind(now)
-    .bind(slots)
-    .bind(lease_until)
     .fetch_all(&mut *tx)
     .await
     .map_err(AppError::wrap("Claim webhook deliveries"))?;
@@ -345,21 +344,21 @@ async fn claim_for(
     let mut claimed = Vec::new();
     let mut missing = Vec::new();
     for row in rows {
-        let id: i64 = row.get("id");
-        match row.get::<Option<Value>, _>("payload") {
+        let id = row.id;
+        match row.payload {
             None => missing.push(id),
             Some(payload) => claimed.push(Claimed {
                 id,
                 webhook_id,
-                message_id: row.get("message_id"),
-                attempts: row.get("attempts"),
-                max_retries: webhook.get("max_retries"),
-                url: webhook.get("url"),
+                message_id: row.message_id,
+                attempts: row.attempts,
+                max_retries: webhook.max_retries,
+                url: webhook.url.clone(),
                 secret: secret.clone(),
                 body: serde_json::to_vec(&payload).unwrap_or_default(),
                 lease_until,
                 probe: paused,
-                redrive_id: row.get("last_redrive_id"),
+                redrive_id: row.last_redrive_id,
             }),
         }
     }

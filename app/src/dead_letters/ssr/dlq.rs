@@ -368,55 +368,58 @@ pub async fn purge(
 /// One delivery and every attempt made.
 pub async fn delivery(pg: &PgPool, id: i64) -> Result<DeliveryDetail, AppError> {
     let wrap = || AppError::wrap("Read a delivery");
-    let row = sqlx::query(
-        "select d.*, w.description, w.url, e.event_type, e.payload::text as payload_text
+    let row = sqlx::query!(
+        "select d.message_id, d.webhook_id, d.event_id, d.status, d.dlq_reason, d.attempts,
+                d.next_attempt_at, d.dlq_at, d.delivered_at, d.redrives, d.created_at,
+                w.description, w.url, e.event_type, e.payload::text as payload_text
            from webhook_deliveries d join webhooks w on w.id = d.webhook_id
            join webhook_events e on e.id = d.event_id where d.id = $1",
+        id
     )
-    .bind(id)
     .fetch_optional(pg)
     .await
     .map_err(wrap())?
     .ok_or_else(|| AppError::NotFound {
         what: format!("Delivery {id}"),
     })?;
-    let attempts = sqlx::query("select * from webhook_attempts where delivery_id = $1 order by id")
-        .bind(id)
-        .fetch_all(pg)
-        .await
-        .map_err(wrap())?
-        .iter()
-        .map(|a| Attempt {
-            attempt: a.get("attempt"),
-            started_at_ms: ms(a.get("started_at")),
-            duration_ms: a.get("duration_ms"),
-            status_code: a.get("status_code"),
-            error: a.get("error"),
-            response_snippet: a.get("response_snippet"),
-            probe: a.get("probe"),
-            redrive_id: a.get("redrive_id"),
-        })
-        .collect();
-    let status = DeliveryStatus::parse(row.get("status")).unwrap_or(DeliveryStatus::Pending);
+    let attempts = sqlx::query!(
+        "select attempt, started_at, duration_ms, status_code, error, response_snippet, probe,
+                redrive_id
+           from webhook_attempts where delivery_id = $1 order by id",
+        id
+    )
+    .fetch_all(pg)
+    .await
+    .map_err(wrap())?
+    .into_iter()
+    .map(|a| Attempt {
+        attempt: a.attempt,
+        started_at_ms: ms(a.started_at),
+        duration_ms: a.duration_ms,
+        status_code: a.status_code,
+        error: a.error,
+        response_snippet: a.response_snippet,
+        probe: a.probe,
+        redrive_id: a.redrive_id,
+    })
+    .collect();
+    let status = DeliveryStatus::parse(&row.status).unwrap_or(DeliveryStatus::Pending);
     Ok(DeliveryDetail {
         id,
-        message_id: row.get("message_id"),
-        webhook_id: row.get("webhook_id"),
-        webhook: label(row.get("description"), row.get("url")),
-        event_id: row.get("event_id"),
-        event_type: row.get("event_type"),
+        message_id: row.message_id,
+        webhook_id: row.webhook_id,
+        webhook: label(&row.description, &row.url),
+        event_id: row.event_id,
+        event_type: row.event_type,
         status,
-        reason: row
-            .get::<Option<String>, _>("dlq_reason")
-            .and_then(|r| DlqReason::parse(&r)),
-        attempts_since_redrive: row.get("attempts"),
-        next_attempt_at_ms: (status == DeliveryStatus::Pending)
-            .then(|| ms(row.get("next_attempt_at"))),
-        dlq_at_ms: row.get::<Option<OffsetDateTime>, _>("dlq_at").map(ms),
-        delivered_at_ms: row.get::<Option<OffsetDateTime>, _>("delivered_at").map(ms),
-        redrives: row.get("redrives"),
-        payload: row.get("payload_text"),
-        created_at_ms: ms(row.get("created_at")),
+        reason: row.dlq_reason.as_deref().and_then(DlqReason::parse),
+        attempts_since_redrive: row.attempts,
+        next_attempt_at_ms: (status == DeliveryStatus::Pending).then(|| ms(row.next_attempt_at)),
+        dlq_at_ms: row.dlq_at.map(ms),
+        delivered_at_ms: row.delivered_at.map(ms),
+        redrives: row.redrives,
+        payload: row.payload_text,
+        created_at_ms: ms(row.created_at),
         attempts,
     })
 }

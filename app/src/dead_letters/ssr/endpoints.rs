@@ -2,7 +2,7 @@
 //! pending deliveries dead-lettered as `webhook_deleted` in the same transaction), and
 //! resumed with everything dead-lettered since they started failing redriven.
 
-use sqlx::{PgPool, Row};
+use sqlx::PgPool;
 use time::OffsetDateTime;
 
 use super::super::{CreatedWebhook, Endpoint, EndpointState, ALERT_EVENT_TYPE};
@@ -277,32 +277,33 @@ pub async fn delete(
 /// Every webhook not deleted, and deleted ones that still have dead letters, with their
 /// backlog (due now) and dead letters.
 pub async fn list(pg: &PgPool, now: OffsetDateTime) -> Result<Vec<Endpoint>, sqlx::Error> {
-    let rows = sqlx::query(
-        "select w.id, w.url, w.description, w.event_types, w.enabled, w.max_retries,
+    let rows = sqlx::query!(
+        r#"select w.id, w.url, w.description, w.event_types, w.enabled, w.max_retries,
                 w.max_in_flight, w.consecutive_failures, w.failing_since, w.paused_at,
                 w.created_at, w.created_by, w.deleted_at,
                 (select count(*) from webhook_deliveries d
-                  where d.webhook_id = w.id and d.status = 'pending' and d.next_attempt_at <= $1) as backlog,
+                  where d.webhook_id = w.id and d.status = 'pending'
+                    and d.next_attempt_at <= $1) as "backlog!",
                 (select count(*) from webhook_deliveries d
-                  where d.webhook_id = w.id and d.dlq_at is not null) as dead
+                  where d.webhook_id = w.id and d.dlq_at is not null) as "dead!"
            from webhooks w
-          order by w.deleted_at nulls first, w.id",
+          order by w.deleted_at nulls first, w.id"#,
+        now
     )
-    .bind(now)
     .fetch_all(pg)
     .await?;
     let mut out = Vec::new();
     for row in rows {
-        let deleted: Option<OffsetDateTime> = row.get("deleted_at");
-        let dead: i64 = row.get("dead");
+        let deleted = row.deleted_at;
+        let dead = row.dead;
         if deleted.is_some() && dead == 0 {
             continue;
         }
-        let paused: Option<OffsetDateTime> = row.get("paused_at");
-        let failures: i32 = row.get("consecutive_failures");
+        let paused = row.paused_at;
+        let failures = row.consecutive_failures;
         let state = if deleted.is_some() {
             EndpointState::Deleted
-        } else if !row.get::<bool, _>("enabled") {
+        } else if !row.enabled {
             EndpointState::Disabled
         } else if paused.is_some() {
             EndpointState::Paused
@@ -312,22 +313,20 @@ pub async fn list(pg: &PgPool, now: OffsetDateTime) -> Result<Vec<Endpoint>, sql
             EndpointState::Healthy
         };
         out.push(Endpoint {
-            id: row.get("id"),
-            url: row.get("url"),
-            description: row.get("description"),
-            event_types: row.get("event_types"),
+            id: row.id,
+            url: row.url,
+            description: row.description,
+            event_types: row.event_types,
             state,
-            max_retries: row.get("max_retries"),
-            max_in_flight: row.get("max_in_flight"),
+            max_retries: row.max_retries,
+            max_in_flight: row.max_in_flight,
             consecutive_failures: failures,
-            failing_since_ms: row
-                .get::<Option<OffsetDateTime>, _>("failing_since")
-                .map(ms),
+            failing_since_ms: row.failing_since.map(ms),
             paused_at_ms: paused.map(ms),
-            backlog: row.get("backlog"),
+            backlog: row.backlog,
             dead,
-            created_at_ms: ms(row.get("created_at")),
-            created_by: row.get("created_by"),
+            created_at_ms: ms(row.created_at),
+            created_by: row.created_by,
         });
     }
     Ok(out)

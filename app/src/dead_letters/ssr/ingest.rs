@@ -62,13 +62,14 @@ pub async fn enqueue(
     .await
     .map_err(AppError::wrap("Store a webhook event"))?;
     let Some(event_id) = inserted else {
-        let (event_id, seen_type, seen_digest): (i64, String, Vec<u8>) = sqlx::query_as(
+        let seen = sqlx::query!(
             "select id, event_type, payload_digest from webhook_events where idempotency_key = $1",
+            idempotency_key
         )
-        .bind(idempotency_key)
         .fetch_one(&mut *conn)
         .await
         .map_err(AppError::wrap("Read a webhook event"))?;
+        let (event_id, seen_type, seen_digest) = (seen.id, seen.event_type, seen.payload_digest);
         if seen_digest != digest || seen_type != event_type {
             return Err(AppError::Conflict {
                 message: format!(
@@ -77,12 +78,13 @@ pub async fn enqueue(
                 ),
             });
         }
-        let deliveries: i64 =
-            sqlx::query_scalar("select count(*) from webhook_deliveries where event_id = $1")
-                .bind(event_id)
-                .fetch_one(&mut *conn)
-                .await
-                .map_err(AppError::wrap("Read a webhook event"))?;
+        let deliveries = sqlx::query_scalar!(
+            r#"select count(*) as "count!" from webhook_deliveries where event_id = $1"#,
+            event_id
+        )
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(AppError::wrap("Read a webhook event"))?;
         return Ok(Enqueued {
             event_id,
             deliveries,

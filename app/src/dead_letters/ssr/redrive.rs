@@ -214,23 +214,16 @@ async fn execute(state: &AppState, id: i64, tracker: &Tracker) -> Result<Redrive
 async fn walk(state: &AppState, id: i64, tracker: &Tracker) -> Result<bool, AppError> {
     let wrap = || AppError::wrap("Redrive dead letters");
     let settings = state.webhooks();
-    let row = sqlx::query(
+    let row = sqlx::query!(
         "select filter, max_id, cutoff, cursor_id, total, done from webhook_redrives where id = $1",
+        id
     )
-    .bind(id)
     .fetch_one(&state.pg)
     .await
     .map_err(wrap())?;
-    let filter = DlqFilter::parse(
-        row.get::<serde_json::Value, _>("filter")["query"]
-            .as_str()
-            .unwrap_or(""),
-    )?;
-    let max_id: i64 = row.get("max_id");
-    let cutoff: OffsetDateTime = row.get("cutoff");
-    let mut cursor: i64 = row.get("cursor_id");
-    let total: i64 = row.get("total");
-    let mut done: i64 = row.get("done");
+    let filter = DlqFilter::parse(row.filter["query"].as_str().unwrap_or(""))?;
+    let (max_id, cutoff, total) = (row.max_id, row.cutoff, row.total);
+    let (mut cursor, mut done) = (row.cursor_id, row.done);
     loop {
         tracker.report(done, total).await?;
         if tracker.is_cancelled() {
@@ -359,25 +352,25 @@ async fn finish(
     let wrap = || AppError::wrap("Record a redrive");
     let now = state.clock.now();
     let mut tx = state.pg.begin().await.map_err(wrap())?;
-    let row = sqlx::query(
+    let row = sqlx::query!(
         "update webhook_redrives set status = $2, finished_at = $3, error = $4
           where id = $1 and status = 'running'
          returning filter, total, done, actor, reason, started_at",
+        id,
+        status.as_str(),
+        now,
+        error
     )
-    .bind(id)
-    .bind(status.as_str())
-    .bind(now)
-    .bind(error)
     .fetch_optional(&mut *tx)
     .await
     .map_err(wrap())?;
     let Some(row) = row else {
         return Ok(());
     };
-    let filter: serde_json::Value = row.get("filter");
-    let (total, done): (i64, i64) = (row.get("total"), row.get("done"));
+    let filter = row.filter;
+    let (total, done) = (row.total, row.done);
     let actor = Actor {
-        name: row.get("actor"),
+        name: row.actor,
         ..Actor::system("redrive")
     };
     let outcome = match status {
@@ -403,8 +396,8 @@ async fn finish(
         &actor,
         outcome,
     )
-    .with_times(row.get("started_at"), Some(now))
-    .with_reason(crate::reason::Reason::from_stored(row.get("reason")));
+    .with_times(row.started_at, Some(now))
+    .with_reason(crate::reason::Reason::from_stored(Some(row.reason)));
     let history_id = append(&mut tx, &entry).await.map_err(wrap())?;
     sqlx::query!(
         "update webhook_redrives set history_id = $2 where id = $1",
@@ -469,21 +462,19 @@ pub async fn recover(
 ) -> Result<Option<i64>, AppError> {
     let wrap = || AppError::wrap("Recover a webhook");
     let mut tx = state.pg.begin().await.map_err(wrap())?;
-    let row = sqlx::query(
+    let row = sqlx::query!(
         "select failing_since, paused_at, enabled, url from webhooks
           where id = $1 and deleted_at is null for update",
+        webhook_id
     )
-    .bind(webhook_id)
     .fetch_optional(&mut *tx)
     .await
     .map_err(wrap())?
     .ok_or_else(|| AppError::NotFound {
         what: format!("Webhook {webhook_id}"),
     })?;
-    let since: Option<OffsetDateTime> = row
-        .get::<Option<OffsetDateTime>, _>("failing_since")
-        .or(row.get("paused_at"));
-    let enabled: bool = row.get("enabled");
+    let since = row.failing_since.or(row.paused_at);
+    let enabled = row.enabled;
     if !enabled {
         actor
             .authorize(crate::auth::Permission::Administer)
@@ -514,7 +505,7 @@ pub async fn recover(
         },
         format!(
             "Webhook {webhook_id} re-enabled ({}); dead letters since {} redriven",
-            super::endpoints::masked_url(&row.get::<String, _>("url")),
+            super::endpoints::masked_url(&row.url),
             since.map_or("it was disabled".to_owned(), |s| crate::format::iso(
                 crate::server::unix_ms(s)
             ))

@@ -2,8 +2,6 @@
 //! the objectives, the due dates of each cadence, a tabletop exercise logged by hand, and
 //! an admin's change of the objectives.
 
-use time::OffsetDateTime;
-
 use super::super::{DrillKind, DrillsOverview, Due, Objective, StoreKind, Tabletop};
 use super::alerts::{self, AFTER_UPGRADE, FUNCTIONAL_EVERY, TABLETOP_EVERY};
 use super::records;
@@ -31,12 +29,13 @@ pub async fn overview(state: &AppState) -> Result<DrillsOverview, AppError> {
     let mut rows = Vec::new();
     for store in StoreKind::ALL {
         let set = objectives::current(state, store).await.map_err(&pg_err)?;
-        let set_by: Option<String> =
-            sqlx::query_scalar("select updated_by from recovery_objectives where store = $1")
-                .bind(store.as_str())
-                .fetch_optional(&state.pg)
-                .await
-                .map_err(&pg_err)?;
+        let set_by = sqlx::query_scalar!(
+            "select updated_by from recovery_objectives where store = $1",
+            store.as_str()
+        )
+        .fetch_optional(&state.pg)
+        .await
+        .map_err(&pg_err)?;
         let latest = catalogue::latest_verified(&state.pg, store)
             .await
             .map_err(&pg_err)?;
@@ -77,8 +76,8 @@ pub async fn overview(state: &AppState) -> Result<DrillsOverview, AppError> {
 async fn due(state: &AppState) -> Result<Vec<Due>, AppError> {
     let pg_err = AppError::wrap("Read the drills");
     let points = alerts::points(&state.pg).await.map_err(&pg_err)?;
-    let last_tabletop: Option<OffsetDateTime> =
-        sqlx::query_scalar("select max(started_at) from drills where kind = 'tabletop'")
+    let last_tabletop =
+        sqlx::query_scalar!("select max(started_at) from drills where kind = 'tabletop'")
             .fetch_one(&state.pg)
             .await
             .map_err(&pg_err)?;

@@ -23,10 +23,12 @@ pub struct Applied {
 /// Whether the `public` schema has table `name` (an older schema may lack this
 /// version's tables).
 pub async fn table_exists(pg: &PgPool, name: &str) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar("select to_regclass('public.' || quote_ident($1)) is not null")
-        .bind(name)
-        .fetch_one(pg)
-        .await
+    sqlx::query_scalar!(
+        r#"select to_regclass('public.' || quote_ident($1)) is not null as "exists!""#,
+        name
+    )
+    .fetch_one(pg)
+    .await
 }
 
 /// The applied migrations; none when `_sqlx_migrations` does not exist (a fresh

@@ -249,30 +249,30 @@ pub async fn upgrades(
     pg: &PgPool,
     limit: i64,
 ) -> Result<Vec<crate::migrations::Upgrade>, sqlx::Error> {
-    let exists: bool =
-        sqlx::query_scalar("select to_regclass('public.schema_upgrades') is not null")
-            .fetch_one(pg)
-            .await?;
-    if !exists {
+    if !super::schema::table_exists(pg, "schema_upgrades").await? {
         return Ok(Vec::new());
     }
-    let rows = sqlx::query("select * from schema_upgrades order by id desc limit $1")
-        .bind(limit)
-        .fetch_all(pg)
-        .await?;
+    let rows = sqlx::query!(
+        "select id, from_version, to_version, applied, backup_id, backup_skipped, actor,
+                binary_version, started_at, finished_at
+           from schema_upgrades order by id desc limit $1",
+        limit
+    )
+    .fetch_all(pg)
+    .await?;
     Ok(rows
-        .iter()
+        .into_iter()
         .map(|row| crate::migrations::Upgrade {
-            id: row.get("id"),
-            from_version: row.get("from_version"),
-            to_version: row.get("to_version"),
-            applied: row.get("applied"),
-            backup_id: row.get("backup_id"),
-            backup_skipped: row.get("backup_skipped"),
-            actor: row.get("actor"),
-            binary_version: row.get("binary_version"),
-            started_at_ms: unix_ms(row.get("started_at")),
-            finished_at_ms: unix_ms(row.get("finished_at")),
+            id: row.id,
+            from_version: row.from_version,
+            to_version: row.to_version,
+            applied: row.applied,
+            backup_id: row.backup_id,
+            backup_skipped: row.backup_skipped,
+            actor: row.actor,
+            binary_version: row.binary_version,
+            started_at_ms: unix_ms(row.started_at),
+            finished_at_ms: unix_ms(row.finished_at),
         })
         .collect())
 }

@@ -146,11 +146,13 @@ pub async fn roll_back(
         return Err(AppError::internal("Roll back a restore", error.to_string()));
     }
     let mut tx = state.pg.begin().await.map_err(&pg_err)?;
-    sqlx::query("update restores set status = 'rolled_back', aside = null where id = $1")
-        .bind(id)
-        .execute(&mut *tx)
-        .await
-        .map_err(&pg_err)?;
+    sqlx::query!(
+        "update restores set status = 'rolled_back', aside = null where id = $1",
+        id
+    )
+    .execute(&mut *tx)
+    .await
+    .map_err(&pg_err)?;
     let details = RestoreRolledBack {
         restore_id: id,
         store: restore.store,

@@ -207,13 +207,13 @@ pub async fn plan(state: &AppState, id: i64) -> Result<RestorePlan, AppError> {
 
 async fn database_exists(state: &AppState, store: StoreKind, name: &str) -> Result<bool, AppError> {
     match store {
-        StoreKind::Postgres => {
-            sqlx::query_scalar("select exists (select 1 from pg_database where datname = $1)")
-                .bind(name)
-                .fetch_one(&state.pg)
-                .await
-                .map_err(AppError::wrap("Look up a database"))
-        }
+        StoreKind::Postgres => sqlx::query_scalar!(
+            r#"select exists (select 1 from pg_database where datname = $1) as "exists!""#,
+            name
+        )
+        .fetch_one(&state.pg)
+        .await
+        .map_err(AppError::wrap("Look up a database")),
         StoreKind::Clickhouse => state
             .clickhouse
             .client()

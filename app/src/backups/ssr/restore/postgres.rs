@@ -248,11 +248,12 @@ pub(super) async fn move_back(
             .await?;
         }
     }
-    let kept: Vec<String> =
-        sqlx::query_scalar("select tablename::text from pg_tables where schemaname = $1")
-            .bind(aside)
-            .fetch_all(&mut *tx)
-            .await?;
+    let kept = sqlx::query_scalar!(
+        r#"select tablename::text as "name!" from pg_tables where schemaname = $1"#,
+        aside
+    )
+    .fetch_all(&mut *tx)
+    .await?;
     for table in &kept {
         sqlx::query(&format!(
             "alter table {}.{} set schema public",
