@@ -41,7 +41,7 @@ async fn measure(settings: &Settings, resolved: u64, open: u64) -> anyhow::Resul
     let pg = &state.pg;
     println!("bench alerts: {resolved} resolved and {open} open alerts, in a throwaway database\n");
     let filled = Instant::now();
-    sqlx::query(
+    sqlx::query!(
         "insert into internal_alerts (kind, dedup_key, severity, title, figure, threshold, unit,
                                       status, first_seen_at, last_seen_at, occurrences,
                                       acknowledged_by, acknowledged_at, resolved_at, resolved_by,
@@ -59,11 +59,11 @@ async fn measure(settings: &Settings, resolved: u64, open: u64) -> anyhow::Resul
                 case when i % 2 = 0 then 'system:self-monitor' else 'oncall@bench' end,
                 case when i % 2 = 1 then 'fixed in the bench' end
            from generate_series(1, $1::bigint) as i",
+        resolved as i64
     )
-    .bind(resolved as i64)
     .execute(pg)
     .await?;
-    sqlx::query(
+    sqlx::query!(
         "insert into internal_alerts (kind, dedup_key, severity, title, figure, unit, status,
                                       first_seen_at, last_seen_at, occurrences)
          select 'data_expired', 'bench-open-' || i, (array['critical','warning','info'])[1 + i % 3],
@@ -71,16 +71,16 @@ async fn measure(settings: &Settings, resolved: u64, open: u64) -> anyhow::Resul
                 case when i % 5 = 0 then 'acknowledged' else 'firing' end,
                 now() - i * interval '1 minute', now(), 1 + i % 9
            from generate_series(1, $1::bigint) as i",
+        open as i64
     )
-    .bind(open as i64)
     .execute(pg)
     .await?;
-    sqlx::query(
+    sqlx::query!(
         "insert into internal_alert_events (alert_id, at, event, actor, note)
          select a.id, a.first_seen_at + e.offset_, e.event, 'system:self-monitor', null
            from internal_alerts a
           cross join (values ('raised', interval '0'), ('acknowledged', interval '10 minutes'),
-                             ('resolved', interval '1 hour')) as e(event, offset_)",
+                             ('resolved', interval '1 hour')) as e(event, offset_)"
     )
     .execute(pg)
     .await?;

@@ -108,22 +108,22 @@ async fn measure(
     .bind(CONCURRENCY as i32)
     .fetch_one(pg)
     .await?;
-    sqlx::query(
+    sqlx::query!(
         "insert into webhook_events (event_type, payload, idempotency_key, payload_digest, created_at)
          select 'order.paid',
                 jsonb_build_object('order', i, 'amount', 1200 + i % 500, 'currency', 'EUR',
                                    'customer', 'cus_' || (i % 997), 'items', jsonb_build_array('sku_1', 'sku_2')),
                 'bench-' || i, '\\x00', now()
-           from generate_series(1, $1) i",
+           from generate_series(1, $1::bigint) i",
+        deliveries
     )
-    .bind(deliveries)
     .execute(pg)
     .await?;
-    sqlx::query(
+    sqlx::query!(
         "insert into webhook_deliveries (webhook_id, event_id, message_id, next_attempt_at, created_at)
          select $1, id, 'msg_bench_' || id, now() - interval '1 second', now() from webhook_events",
+        webhook
     )
-    .bind(webhook)
     .execute(pg)
     .await?;
     let bodies: Vec<Vec<u8>> =
@@ -209,17 +209,17 @@ async fn measure(
         let event: i64 = sqlx::query_scalar("select min(id) from webhook_events")
             .fetch_one(pg)
             .await?;
-        sqlx::query(
+        sqlx::query!(
             "insert into webhook_deliveries (webhook_id, event_id, message_id, status, attempts,
                                              next_attempt_at, dlq_at, dlq_reason, last_status,
                                              last_error, created_at)
              select $1, $2, 'msg_dead_' || i, 'dead', 6, now() - interval '1 hour',
                     now() - interval '1 minute', 'exhausted', 503, 'HTTP 503', now() - interval '1 hour'
-               from generate_series(1, $3) i",
+               from generate_series(1, $3::bigint) i",
+            dead_hook,
+            event,
+            dead_letters
         )
-        .bind(dead_hook)
-        .bind(event)
-        .bind(dead_letters)
         .execute(pg)
         .await?;
         sqlx::query("analyze webhook_deliveries")

@@ -102,7 +102,7 @@ pub async fn run(settings: &Settings) -> anyhow::Result<()> {
 async fn seed_cron_runs(pg: &sqlx::PgPool, now: OffsetDateTime) -> anyhow::Result<usize> {
     use app::jobs::RunStatus;
     use app::registry::JOBS;
-    let any: bool = sqlx::query_scalar("select exists (select 1 from cron_job_runs)")
+    let any = sqlx::query_scalar!(r#"select exists (select 1 from cron_job_runs) as "any!""#)
         .fetch_one(pg)
         .await?;
     if any {
@@ -110,10 +110,12 @@ async fn seed_cron_runs(pg: &sqlx::PgPool, now: OffsetDateTime) -> anyhow::Resul
     }
     let since = now - time::Duration::days(3);
     app::jobs::ssr::records::register_jobs(pg, JOBS, since).await?;
-    sqlx::query("update cron_jobs set first_seen_at = least(first_seen_at, $1)")
-        .bind(since)
-        .execute(pg)
-        .await?;
+    sqlx::query!(
+        "update cron_jobs set first_seen_at = least(first_seen_at, $1)",
+        since
+    )
+    .execute(pg)
+    .await?;
     let mut rng = Lcg(5);
     let (mut at, mut trigger, mut agent, mut job, mut ms, mut rows, mut outcome) =
         (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
@@ -165,7 +167,7 @@ async fn seed_cron_runs(pg: &sqlx::PgPool, now: OffsetDateTime) -> anyhow::Resul
             );
         }
     }
-    sqlx::query(
+    sqlx::query!(
         "insert into cron_job_runs (job_name, ran_at, finished_at, heartbeat_at, duration_ms,
                                     trigger, actor, outcome, rows_processed, progress_done,
                                     progress_total, caller_agent, error, details)
@@ -179,14 +181,14 @@ async fn seed_cron_runs(pg: &sqlx::PgPool, now: OffsetDateTime) -> anyhow::Resul
                 else '{}'::jsonb end
            from unnest($1::text[], $2::timestamptz[], $3::bigint[], $4::text[], $5::text[],
                        $6::bigint[], $7::text[]) as u(j, t, d, tr, a, r, o)",
+        &job,
+        &at,
+        &ms,
+        &trigger,
+        &agent,
+        &rows,
+        &outcome
     )
-    .bind(&job)
-    .bind(&at)
-    .bind(&ms)
-    .bind(&trigger)
-    .bind(&agent)
-    .bind(&rows)
-    .bind(&outcome)
     .execute(pg)
     .await?;
     Ok(at.len())

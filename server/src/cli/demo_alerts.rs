@@ -59,7 +59,7 @@ pub async fn seed(
     kinds: &[&'static AlertKind],
     now: OffsetDateTime,
 ) -> anyhow::Result<usize> {
-    let any: bool = sqlx::query_scalar("select exists (select 1 from internal_alerts)")
+    let any = sqlx::query_scalar!(r#"select exists (select 1 from internal_alerts) as "any!""#)
         .fetch_one(pg)
         .await?;
     if any {
@@ -86,12 +86,14 @@ pub async fn seed(
         }
         let mut tx = pg.begin().await?;
         let id = store::insert(&mut tx, kind, &signal, raised).await?;
-        sqlx::query("update internal_alerts set occurrences = $2, last_seen_at = $3 where id = $1")
-            .bind(id)
-            .bind(story.resolve_after.max(1))
-            .bind(raised + Duration::minutes(story.resolve_after - 1))
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query!(
+            "update internal_alerts set occurrences = $2, last_seen_at = $3 where id = $1",
+            id,
+            story.resolve_after.max(1),
+            raised + Duration::minutes(story.resolve_after - 1)
+        )
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         let mut version = 1;
         if let Some(minutes) = story.ack_after {
@@ -136,13 +138,13 @@ pub async fn seed(
         }
     }
     // A silence that covered a planned ClickHouse upgrade a week ago.
-    sqlx::query(
+    sqlx::query!(
         "insert into alert_silences (kind, key_pattern, key_like, starts_at, ends_at, created_by, reason, last_matched_at)
          values ('clickhouse_down', null, '%', $1, $2, 'admin@salvage.demo',
                  'Planned ClickHouse 24.8 upgrade, change CHG-2291', null)",
+        day_start - Duration::days(7) + Duration::hours(20),
+        day_start - Duration::days(7) + Duration::hours(22)
     )
-    .bind(day_start - Duration::days(7) + Duration::hours(20))
-    .bind(day_start - Duration::days(7) + Duration::hours(22))
     .execute(pg)
     .await?;
     Ok(STORIES.len())

@@ -15,7 +15,7 @@ pub async fn dead_letters(
     settings: &Settings,
 ) -> anyhow::Result<Option<String>> {
     use app::dead_letters::ssr::{deliver, endpoints, ingest};
-    let any: bool = sqlx::query_scalar("select exists (select 1 from webhooks)")
+    let any = sqlx::query_scalar!(r#"select exists (select 1 from webhooks) as "any!""#)
         .fetch_one(&state.pg)
         .await?;
     if any {
@@ -90,10 +90,12 @@ pub async fn dead_letters(
     let report = deliver::work(&sending, std::time::Duration::from_secs(60), true, None)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    sqlx::query("update webhooks set max_retries = 5 where id = any($1)")
-        .bind(&ids)
-        .execute(&state.pg)
-        .await?;
+    sqlx::query!(
+        "update webhooks set max_retries = 5 where id = any($1)",
+        &ids
+    )
+    .execute(&state.pg)
+    .await?;
     Ok(Some(format!(
         "Demo webhooks: {} deliveries dead-lettered (the console was not running); redrive \"Orders\" on /admin/dlq once it has run a few minutes.",
         report.dead_lettered
@@ -108,8 +110,9 @@ pub async fn older_events(
     state: &app::server::AppState,
     count: i64,
 ) -> anyhow::Result<Option<String>> {
-    let any: bool = sqlx::query_scalar(
-        "select exists (select 1 from webhook_events where idempotency_key like 'demo-older-%')",
+    let any = sqlx::query_scalar!(
+        r#"select exists (select 1 from webhook_events
+                           where idempotency_key like 'demo-older-%') as "any!""#
     )
     .fetch_one(&state.pg)
     .await?;
@@ -117,25 +120,25 @@ pub async fn older_events(
         return Ok(None);
     }
     let mut tx = state.pg.begin().await?;
-    sqlx::query(
+    sqlx::query!(
         "insert into webhook_events (event_type, payload, idempotency_key, payload_digest, created_at)
          select (array['order.created', 'order.paid', 'invoice.failed', 'order.refunded'])[1 + n % 4],
                 jsonb_build_object('order', 'ord_' || n, 'amount', 100 + n % 9000,
                                    'currency', 'EUR', 'lines', n % 7 + 1),
                 'demo-older-' || n, sha256(n::text::bytea),
                 now() - interval '30 days' + n * interval '40 seconds'
-           from generate_series(1, $1) n",
+           from generate_series(1, $1::bigint) n",
+        count
     )
-    .bind(count)
     .execute(&mut *tx)
     .await?;
     // The row registered before the events were added may have finished on an empty
     // table: the older events are new work for it.
-    sqlx::query(
+    sqlx::query!(
         "update background_migrations
             set status = 'pending', progress_total = null, progress_current = 0, cursor = null,
                 started_at = null, finished_at = null
-          where name = 'webhook_event_payload_bytes' and status = 'succeeded'",
+          where name = 'webhook_event_payload_bytes' and status = 'succeeded'"
     )
     .execute(&mut *tx)
     .await?;
