@@ -329,10 +329,9 @@ async fn measure(
     let mut read = 0u64;
     {
         use futures::TryStreamExt;
-        let mut stream = sqlx::query_as::<_, (uuid::Uuid, time::OffsetDateTime, String)>(
-            "select id, ts, row_json from requests_fallback order by queued_at",
-        )
-        .fetch(&pg);
+        let mut stream =
+            sqlx::query!("select id, ts, row_json from requests_fallback order by queued_at")
+                .fetch(&pg);
         while stream.try_next().await?.is_some() {
             read += 1;
         }

@@ -94,18 +94,19 @@ async fn measure(
          {CONCURRENCY} in flight",
         latency.as_millis()
     );
-    let webhook: i64 = sqlx::query_scalar(
-        "insert into webhooks (url, event_types, secret, max_in_flight, created_by)
-         values ($1, '{order.paid}', $2, $3, 'bench') returning id",
-    )
-    .bind(&url)
     // Sealed as a webhook added by hand is (when the settings have a key), so each
     // delivery pays for opening it.
-    .bind({
+    let secret = {
         let secret = app::dead_letters::ssr::send::new_secret();
         state.webhooks().secret_keys.seal(&secret).unwrap_or(secret)
-    })
-    .bind(CONCURRENCY as i32)
+    };
+    let webhook = sqlx::query_scalar!(
+        "insert into webhooks (url, event_types, secret, max_in_flight, created_by)
+         values ($1, '{order.paid}', $2, $3, 'bench') returning id",
+        &url,
+        secret,
+        CONCURRENCY as i32
+    )
     .fetch_one(pg)
     .await?;
     sqlx::query!(
@@ -126,13 +127,14 @@ async fn measure(
     )
     .execute(pg)
     .await?;
-    let bodies: Vec<Vec<u8>> =
-        sqlx::query_scalar("select payload::text from webhook_events order by id")
-            .fetch_all(pg)
-            .await?
-            .into_iter()
-            .map(|p: String| p.into_bytes())
-            .collect();
+    let bodies: Vec<Vec<u8>> = sqlx::query_scalar!(
+        r#"select payload::text as "payload!" from webhook_events order by id"#
+    )
+    .fetch_all(pg)
+    .await?
+    .into_iter()
+    .map(String::into_bytes)
+    .collect();
 
     // Salvage: claim, sign, send, record.
     let started = Instant::now();
@@ -198,15 +200,15 @@ async fn measure(
     );
 
     if dead_letters > 0 {
-        let dead_hook: i64 = sqlx::query_scalar(
+        let dead_hook = sqlx::query_scalar!(
             "insert into webhooks (url, event_types, secret, created_by)
              values ($1, '{order.paid}', $2, 'bench') returning id",
+            &url,
+            app::dead_letters::ssr::send::new_secret()
         )
-        .bind(&url)
-        .bind(app::dead_letters::ssr::send::new_secret())
         .fetch_one(pg)
         .await?;
-        let event: i64 = sqlx::query_scalar("select min(id) from webhook_events")
+        let event = sqlx::query_scalar!(r#"select min(id) as "id!" from webhook_events"#)
             .fetch_one(pg)
             .await?;
         sqlx::query!(

@@ -108,7 +108,7 @@ async fn fill(pg: &PgPool, organizations: usize) -> anyhow::Result<i64> {
 /// Takes a first real backup of both stores (through the `backup` job, as the CLI does)
 /// when the catalogue is empty.
 pub async fn first_backup(state: &app::server::AppState) -> anyhow::Result<Option<String>> {
-    let any: bool = sqlx::query_scalar("select exists (select 1 from backups)")
+    let any = sqlx::query_scalar!(r#"select exists (select 1 from backups) as "any!""#)
         .fetch_one(&state.pg)
         .await?;
     if any {
@@ -138,7 +138,7 @@ pub async fn first_backup(state: &app::server::AppState) -> anyhow::Result<Optio
 /// A first real drill of the demo's backups, and a tabletop exercise logged, so
 /// `/admin/drills` has a story on a fresh `make run`. Only when no drill exists yet.
 pub async fn first_drill(state: &app::server::AppState) -> anyhow::Result<Option<String>> {
-    let any: bool = sqlx::query_scalar("select exists (select 1 from drills)")
+    let any = sqlx::query_scalar!(r#"select exists (select 1 from drills) as "any!""#)
         .fetch_one(&state.pg)
         .await?;
     if any {

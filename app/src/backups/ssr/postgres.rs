@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use secrecy::{ExposeSecret, SecretString};
-use sqlx::{Connection, PgConnection, Row};
+use sqlx::{Connection, PgConnection};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::process::Command;
 
@@ -162,24 +162,23 @@ pub fn check_tool_major(
 /// Every table of the `public` schema with its exact row count and structure, read on
 /// `conn` (in the caller's snapshot when it holds one).
 pub async fn tables(conn: &mut PgConnection) -> Result<Vec<TableEntry>, sqlx::Error> {
-    let rows = sqlx::query(
-        "select c.oid::bigint as oid, c.relname::text as name,
-                case c.relkind when 'p' then 'partitioned table' else 'table' end as engine,
+    let rows = sqlx::query!(
+        r#"select c.oid::bigint as "oid!", c.relname::text as "name!",
+                case c.relkind when 'p' then 'partitioned table' else 'table' end as "engine!",
                 coalesce((select string_agg(a.attname, ',' order by k.ord)
                           from pg_index i
                           cross join lateral unnest(i.indkey) with ordinality as k(attnum, ord)
                           join pg_attribute a on a.attrelid = i.indrelid and a.attnum = k.attnum
-                          where i.indrelid = c.oid and i.indisprimary), '') as sort_key
+                          where i.indrelid = c.oid and i.indisprimary), '') as "sort_key!"
          from pg_class c join pg_namespace n on n.oid = c.relnamespace
          where n.nspname = 'public' and c.relkind in ('r', 'p')
-         order by c.relname",
+         order by c.relname"#
     )
     .fetch_all(&mut *conn)
     .await?;
     let mut tables = Vec::with_capacity(rows.len());
     for row in rows {
-        let oid: i64 = row.get("oid");
-        let name: String = row.get("name");
+        let (oid, name) = (row.oid, row.name);
         let columns: Vec<(String, String)> = sqlx::query!(
             r#"select attname::text as "name!",
                       format_type(atttypid, atttypmod)
@@ -210,7 +209,7 @@ pub async fn tables(conn: &mut PgConnection) -> Result<Vec<TableEntry>, sqlx::Er
                 .fetch_one(&mut *conn)
                 .await?;
         tables.push(TableEntry {
-            schema_checksum: schema_checksum(&columns, row.get("engine"), row.get("sort_key")),
+            schema_checksum: schema_checksum(&columns, &row.engine, &row.sort_key),
             own: is_own(&name),
             rows: count,
             name,

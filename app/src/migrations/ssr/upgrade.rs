@@ -380,32 +380,31 @@ pub async fn roll_back_to(
     let names: Vec<String> = replaced.checks.iter().map(|c| c.name.clone()).collect();
     let rows: i64 = replaced.checks.iter().map(|c| c.rows).sum();
     let mut tx = state.pg.begin().await.map_err(wrap())?;
-    let restore_id: i64 = sqlx::query_scalar(
+    let status = if verified {
+        crate::backups::RestoreStatus::Verified
+    } else {
+        crate::backups::RestoreStatus::VerifyFailed
+    };
+    let restore_id = sqlx::query_scalar!(
         "insert into restores (backup_id, store, mode, target, tables, status, aside, actor,
                                actor_user_id, reason, started_at, finished_at, duration_ms,
                                row_count, verification)
          values ($1, 'postgres', 'in_place', $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
          returning id",
+        backup_id,
+        crate::backups::ssr::postgres::database_name(&state.backups().database_url),
+        &names,
+        status.as_str(),
+        &replaced.aside,
+        &actor.name,
+        actor.user_id,
+        reason.as_ref().map(crate::reason::Reason::as_str),
+        started,
+        now,
+        replaced.duration_ms,
+        rows,
+        serde_json::to_value(&replaced.checks).unwrap_or_default()
     )
-    .bind(backup_id)
-    .bind(crate::backups::ssr::postgres::database_name(
-        &state.backups().database_url,
-    ))
-    .bind(&names)
-    .bind(if verified {
-        "verified"
-    } else {
-        "verify_failed"
-    })
-    .bind(&replaced.aside)
-    .bind(&actor.name)
-    .bind(actor.user_id)
-    .bind(reason.as_ref().map(crate::reason::Reason::as_str))
-    .bind(started)
-    .bind(now)
-    .bind(replaced.duration_ms)
-    .bind(rows)
-    .bind(serde_json::to_value(&replaced.checks).unwrap_or_default())
     .fetch_one(&mut *tx)
     .await
     .map_err(wrap())?;
