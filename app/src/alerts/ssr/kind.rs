@@ -102,7 +102,13 @@ impl Signal {
         self
     }
 
+    /// What the alert page shows beside the figure: an object whose keys are camelCase,
+    /// the history's convention (debug builds, so every test, refuse any other key).
     pub fn with_details(mut self, details: Value) -> Self {
+        debug_assert!(
+            crate::history::ssr::camel_case_keys(&details),
+            "alert details keys are camelCase: {details}"
+        );
         self.details = details;
         self
     }

@@ -152,7 +152,7 @@ fn queue_old(state: AppState, now: OffsetDateTime) -> EvalFuture {
                         ),
                     )
                     .measured(age.round(), threshold.round(), "seconds")
-                    .with_details(json!({"ttl_seconds": ttl, "oldest_queued_at": crate::server::unix_ms(oldest)})),
+                    .with_details(json!({"ttlSeconds": ttl, "oldestQueuedAt": crate::server::unix_ms(oldest)})),
                 );
             }
         }
@@ -217,7 +217,7 @@ fn replay_failing(state: AppState, _now: OffsetDateTime) -> EvalFuture {
             )
         };
         Ok(vec![signal.with_details(
-            json!({"failed_runs": failed_runs, "max_attempts": attempts}),
+            json!({"failedRuns": failed_runs, "maxAttempts": attempts}),
         )])
     })
 }
@@ -267,7 +267,7 @@ fn ingest_quota(state: AppState, _now: OffsetDateTime) -> EvalFuture {
                         format!("Ingest key “{name}” (#{id}) is at its quota of queued rows: its batches are refused"),
                     )
                     .measured(waiting as f64, quota as f64, "rows")
-                    .with_details(json!({"key_id": id, "key_name": name})),
+                    .with_details(json!({"keyId": id, "keyName": name})),
                 );
             }
         }
