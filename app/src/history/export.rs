@@ -91,33 +91,24 @@ crate::history::ssr::details! {
     }
 }
 
-/// The list's filters an export was taken with, as typed.
-#[derive(Clone, Debug, serde::Serialize)]
-struct ExportFilters {
-    kind: String,
-    actor: String,
-    outcome: String,
-    from: String,
-    to: String,
-    q: String,
+/// The list's filters, as typed in its form: what an export reads, and records.
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct ExportFilters {
+    pub kind: String,
+    pub actor: String,
+    pub outcome: String,
+    pub from: String,
+    pub to: String,
+    pub q: String,
 }
 
 /// Query parameters of `GET /admin/history/export`: the list's filters plus `format`.
 #[derive(Debug, Default, serde::Deserialize)]
 pub struct ExportQuery {
     pub format: Option<String>,
-    #[serde(default)]
-    pub kind: String,
-    #[serde(default)]
-    pub actor: String,
-    #[serde(default)]
-    pub outcome: String,
-    #[serde(default)]
-    pub from: String,
-    #[serde(default)]
-    pub to: String,
-    #[serde(default)]
-    pub q: String,
+    #[serde(flatten)]
+    pub filters: ExportFilters,
 }
 
 /// `GET /admin/history/export?format=csv|markdown&<filters>`: the filtered history as a
@@ -155,12 +146,12 @@ async fn export(
         _ => return Err(AppError::invalid("format", "use csv or markdown")),
     };
     let filter = build_filter(
-        query.kind.clone(),
-        query.actor.clone(),
-        query.outcome.clone(),
-        query.from.clone(),
-        query.to.clone(),
-        query.q.clone(),
+        query.filters.kind.clone(),
+        query.filters.actor.clone(),
+        query.filters.outcome.clone(),
+        query.filters.from.clone(),
+        query.filters.to.clone(),
+        query.filters.q.clone(),
         String::new(),
     )?;
     // One export per person at a time; the lock lives as long as the stream.
@@ -177,14 +168,7 @@ async fn export(
         &crate::history::ssr::NewEntry::new(
             HistoryExported {
                 format,
-                filters: ExportFilters {
-                    kind: query.kind.clone(),
-                    actor: query.actor.clone(),
-                    outcome: query.outcome.clone(),
-                    from: query.from.clone(),
-                    to: query.to.clone(),
-                    q: query.q.clone(),
-                },
+                filters: query.filters.clone(),
             },
             format!("History exported as {format}"),
             &actor,
