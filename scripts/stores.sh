@@ -69,6 +69,9 @@ load_secrets() {
   if ! grep -q '^WEBHOOK_SECRET_KEY=' "$SECRETS"; then
     echo "WEBHOOK_SECRET_KEY=local-$(date +%Y%m%d):$(head -c 32 /dev/urandom | base64 -w0)" >>"$SECRETS"
   fi
+  if ! grep -q '^PGBACKREST_CIPHER_PASS=' "$SECRETS"; then
+    echo "PGBACKREST_CIPHER_PASS=$(new_password)" >>"$SECRETS"
+  fi
   chmod 600 "$SECRETS"
   # shellcheck disable=SC1090
   . "$SECRETS"
@@ -120,6 +123,11 @@ pg_start() {
       --pwfile="$pwfile" --encoding=UTF8 --locale=C.UTF-8 >/dev/null
     rm -f "$pwfile"
   fi
+  archive_settings
+  if pg_running && ! archive_settings_live; then
+    say "restarting PostgreSQL: its WAL archiving settings changed"
+    pg_run "$(pg_bin pg_ctl)" -D "$PG_DIR/data" -m fast -w stop >/dev/null
+  fi
   if pg_running; then
     say "PostgreSQL already running on 127.0.0.1:$PG_PORT"
   else
@@ -131,6 +139,7 @@ pg_start() {
   fi
   pg_require_passwords
   pg_roles_and_database
+  archive_stanza
 }
 
 psql_admin() {
@@ -223,6 +232,112 @@ pg_stop() {
 
 pg_status() {
   if pg_running; then say "postgres: running on 127.0.0.1:$PG_PORT"; else say "postgres: stopped"; fi
+}
+
+# ---------- WAL archiving (pgBackRest) ----------
+# The local cluster archives its WAL through pgBackRest from its first minute, into an
+# encrypted repository under .stores/pgbackrest (SALVAGE_PG_ARCHIVE=off: no archiving).
+# Every pgBackRest command runs as the OS user PostgreSQL runs as, so the repository has
+# one owner; that user reaches the server over its socket by peer authentication.
+
+PGBR_DIR=$STORES/pgbackrest
+PGBR_CONF=$PGBR_DIR/pgbackrest.conf
+PGBR_STANZA=salvage
+ARCHIVE_TIMEOUT=${SALVAGE_ARCHIVE_TIMEOUT_SECS:-60}
+ARCHIVE_CONF=salvage-archive.conf
+
+archiving() { [ "${SALVAGE_PG_ARCHIVE:-on}" != off ]; }
+
+# The repository's configuration and the server's archive settings, written on every
+# start (the include line is added to postgresql.conf once).
+archive_settings() {
+  local conf="$PG_DIR/data/$ARCHIVE_CONF"
+  if ! archiving; then
+    printf '# Written by scripts/stores.sh: archiving is off (SALVAGE_PG_ARCHIVE=off).\n' >"$conf"
+  else
+    command -v pgbackrest >/dev/null 2>&1 || apt_install pgbackrest
+    mkdir -p "$PGBR_DIR/repo" "$PGBR_DIR/log" "$PGBR_DIR/lock" "$PGBR_DIR/spool"
+    ( umask 077
+      cat >"$PGBR_CONF" <<CONF
+# Written by scripts/stores.sh: the local PostgreSQL's WAL archive and backups.
+[global]
+repo1-path=$PGBR_DIR/repo
+repo1-cipher-type=aes-256-cbc
+repo1-cipher-pass=$PGBACKREST_CIPHER_PASS
+repo1-retention-full=2
+log-path=$PGBR_DIR/log
+lock-path=$PGBR_DIR/lock
+spool-path=$PGBR_DIR/spool
+log-level-console=warn
+log-level-file=info
+start-fast=y
+
+[$PGBR_STANZA]
+pg1-path=$PG_DIR/data
+pg1-port=$PG_PORT
+pg1-socket-path=$PG_DIR
+pg1-user=postgres
+CONF
+    )
+    cat >"$conf" <<CONF
+# Written by scripts/stores.sh on every start: WAL archiving through pgBackRest.
+wal_level = replica
+archive_mode = on
+archive_command = 'pgbackrest --config=$PGBR_CONF --stanza=$PGBR_STANZA archive-push %p'
+archive_timeout = $ARCHIVE_TIMEOUT
+CONF
+    if [ "$(id -u)" -eq 0 ]; then chown -R postgres: "$PGBR_DIR"; fi
+  fi
+  if [ "$(id -u)" -eq 0 ]; then chown postgres: "$conf"; fi
+  grep -q "^include_if_exists = '$ARCHIVE_CONF'" "$PG_DIR/data/postgresql.conf" ||
+    printf "\ninclude_if_exists = '%s'\n" "$ARCHIVE_CONF" >>"$PG_DIR/data/postgresql.conf"
+  pg_peer_for_postgres
+}
+
+# Whether the running server already has the archive mode the file asks for (changing
+# it needs a restart; the command and timeout follow a reload).
+archive_settings_live() {
+  local live want=off
+  archiving && want=on
+  live=$(psql_admin -tAc "show archive_mode" 2>/dev/null) || return 1
+  [ "$live" = "$want" ] || return 1
+  pg_run "$(pg_bin pg_ctl)" -D "$PG_DIR/data" reload >/dev/null
+}
+
+# pgBackRest connects as the OS user `postgres` over the socket: peer authentication
+# for that one user, every other connection still gives a password.
+pg_peer_for_postgres() {
+  local hba="$PG_DIR/data/pg_hba.conf"
+  grep -q '^local[[:space:]]\+all[[:space:]]\+postgres[[:space:]]\+peer' "$hba" && return 0
+  { printf '# Written by scripts/stores.sh: pgBackRest, as the OS user postgres.\n'
+    printf 'local   all   postgres             peer\n'
+    cat "$hba"; } >"$hba.salvage"
+  if [ "$(id -u)" -eq 0 ]; then chown postgres: "$hba.salvage"; fi
+  mv "$hba.salvage" "$hba"
+  if pg_running; then pg_run "$(pg_bin pg_ctl)" -D "$PG_DIR/data" reload >/dev/null; fi
+}
+
+# The stanza, made once (pgBackRest's stanza-create is a no-op when it exists and is
+# valid); a repository left by an older cluster is set aside, since it cannot serve
+# this one.
+archive_stanza() {
+  archiving || return 0
+  local out
+  if ! out=$(pg_run pgbackrest --config="$PGBR_CONF" --stanza="$PGBR_STANZA" stanza-create 2>&1); then
+    if printf '%s' "$out" | grep -q '\[028\]'; then
+      local aside
+      aside="$PGBR_DIR/repo.$(date +%Y%m%d%H%M%S)"
+      say "the pgBackRest repository belongs to another cluster: kept as ${aside#$ROOT/}"
+      mv "$PGBR_DIR/repo" "$aside"
+      mkdir -p "$PGBR_DIR/repo"
+      if [ "$(id -u)" -eq 0 ]; then chown postgres: "$PGBR_DIR/repo"; fi
+      out=$(pg_run pgbackrest --config="$PGBR_CONF" --stanza="$PGBR_STANZA" stanza-create 2>&1) ||
+        die "pgBackRest stanza-create failed: $out"
+    else
+      die "pgBackRest stanza-create failed: $out"
+    fi
+  fi
+  say "WAL archived through pgBackRest (stanza $PGBR_STANZA, ${PGBR_DIR#$ROOT/}/repo)"
 }
 
 # ---------- ClickHouse ----------
@@ -383,6 +498,14 @@ SALVAGE_BACKUP_DIR=$STORES/backups
 SALVAGE_CH_TCP_PORT=$CH_TCP_PORT
 SALVAGE_WEBHOOK_SECRET_KEYS=$WEBHOOK_SECRET_KEY
 ENV
+  if archiving; then
+    cat <<ENV
+SALVAGE_PGBACKREST_CONFIG=$PGBR_CONF
+SALVAGE_PGBACKREST_STANZA=$PGBR_STANZA
+SALVAGE_ARCHIVE_TIMEOUT_SECS=$ARCHIVE_TIMEOUT
+ENV
+    if [ "$(id -u)" -eq 0 ]; then echo "SALVAGE_PGBACKREST_RUN_AS=postgres"; fi
+  fi
 }
 
 write_env() {
