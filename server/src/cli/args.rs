@@ -206,6 +206,9 @@ pub enum BackupCommand {
     },
     /// The newest 50 backups, newest first.
     List(Output),
+    /// What a restore can reach now, per store: the oldest and newest moments and how far
+    /// the newest is behind (PostgreSQL's from the WAL archive when pgBackRest is set up).
+    Window(Output),
     /// Check every file of a backup against its manifest (checksums, sizes, rows).
     Verify { id: i64 },
     /// Restore a backup into a side database (default `salvage_restore_<id>`), or in

@@ -97,3 +97,48 @@ pub(super) fn migrations(
         ..Default::default()
     })
 }
+
+/// Continuous archiving through pgBackRest (`SALVAGE_PGBACKREST_CONFIG`, `_STANZA`,
+/// `_RUN_AS`, `SALVAGE_ARCHIVE_TIMEOUT_SECS`); `None` without a configuration file.
+pub(super) fn pitr(
+    env: &Env,
+) -> Result<Option<app::backups::ssr::pitr::PitrSettings>, ConfigError> {
+    let Some(config) = env.get("SALVAGE_PGBACKREST_CONFIG") else {
+        return Ok(None);
+    };
+    let config = std::path::PathBuf::from(config.trim());
+    if !config.is_absolute() {
+        return Err(ConfigError::Malformed {
+            name: "SALVAGE_PGBACKREST_CONFIG",
+            reason: "give pgBackRest's configuration file as an absolute path".into(),
+        });
+    }
+    let stanza = env
+        .get("SALVAGE_PGBACKREST_STANZA")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|| "salvage".to_owned());
+    if stanza.is_empty()
+        || !stanza
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        return Err(ConfigError::Malformed {
+            name: "SALVAGE_PGBACKREST_STANZA",
+            reason: "letters, digits, - and _ only".into(),
+        });
+    }
+    Ok(Some(app::backups::ssr::pitr::PitrSettings {
+        config,
+        stanza,
+        run_as: env
+            .get("SALVAGE_PGBACKREST_RUN_AS")
+            .map(|u| u.trim().to_owned())
+            .filter(|u| !u.is_empty()),
+        archive_timeout: Duration::from_secs(env.bounded(
+            "SALVAGE_ARCHIVE_TIMEOUT_SECS",
+            10..=3600,
+            "seconds",
+            60,
+        )?),
+    }))
+}

@@ -412,6 +412,7 @@ impl Settings {
             3600 * bounded("SALVAGE_RPO_CLICKHOUSE_HOURS", 1..=8760, "hours", 24)?,
         );
         backups.pg_bin_dir = get("SALVAGE_PG_BIN_DIR").map(|dir| dir.trim().into());
+        backups.pitr = features::pitr(&env)?;
 
         let webhooks = features::webhooks(&env)?;
         let demo_receiver = features::demo_receiver(&env)?;

@@ -8,6 +8,7 @@ mod error;
 mod manifest;
 mod native;
 pub mod objectives;
+pub mod pitr;
 pub mod postgres;
 pub mod restore;
 pub mod storage;
@@ -41,6 +42,8 @@ pub struct BackupSettings {
     pub owner_url: Option<SecretString>,
     /// `SALVAGE_PG_BIN_DIR`: where `pg_dump` and `pg_restore` are; default the `PATH`.
     pub pg_bin_dir: Option<PathBuf>,
+    /// Continuous archiving through pgBackRest, when it is set up (`SALVAGE_PGBACKREST_*`).
+    pub pitr: Option<pitr::PitrSettings>,
 }
 
 impl BackupSettings {
@@ -55,6 +58,7 @@ impl BackupSettings {
             database_url,
             owner_url,
             pg_bin_dir: None,
+            pitr: None,
         }
     }
 
