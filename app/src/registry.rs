@@ -7,6 +7,7 @@
 use crate::alerts::ssr::outage::POSTGRES_DOWN;
 use crate::alerts::ssr::{AlertKind, SELF_MONITOR};
 use crate::backups::ssr::alerts::{BACKUP_FAILED, BACKUP_STALE, BACKUP_VERIFY_FAILED};
+use crate::backups::ssr::pitr::job::PITR_BACKUP;
 use crate::backups::ssr::BACKUP;
 use crate::crons::ssr::alerts::CRON_DROPOUT;
 use crate::dead_letters::ssr::alerts::{
@@ -34,6 +35,7 @@ pub static JOBS: &[&Job] = &[
     &SELF_MONITOR,
     &PRUNE_CRON_RUNS,
     &BACKUP,
+    &PITR_BACKUP,
     &RESTORE_DRILL,
     &DRILL_JANITOR,
     &DELIVER_WEBHOOKS,

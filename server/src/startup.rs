@@ -397,12 +397,32 @@ fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Spa
 /// The PostgreSQL migrations, as the schema's owner when one is configured, behind the
 /// pre-upgrade backup the settings ask for (`SALVAGE_MIGRATE_BACKUP`).
 pub async fn migrate_postgres(state: &AppState) -> Result<UpgradeReport, UpgradeError> {
-    upgrade::apply(
+    let report = upgrade::apply(
         state,
         &BackupPolicy::from_settings(state),
         &app::auth::ssr::Actor::system("upgrade"),
     )
-    .await
+    .await?;
+    create_stanza(state).await;
+    Ok(report)
+}
+
+/// Makes pgBackRest's stanza when archiving is set up (a no-op when it exists and
+/// matches the cluster). A failure is logged, not fatal: the archive's alerts say what
+/// is wrong while the console serves.
+async fn create_stanza(state: &AppState) {
+    let Some(pitr) = &state.backups().pitr else {
+        return;
+    };
+    match app::backups::ssr::pitr::PgBackRest::new(pitr)
+        .stanza_create()
+        .await
+    {
+        Ok(()) => tracing::info!(stanza = %pitr.stanza, "pgBackRest stanza ready"),
+        Err(error) => {
+            tracing::warn!(stanza = %pitr.stanza, %error, "pgBackRest stanza not ready")
+        }
+    }
 }
 
 /// Says what an upgrade did, in the log.

@@ -194,6 +194,7 @@ pub const JOB_NAMES: &[&str] = &[
     "self-monitor",
     "prune-cron-runs",
     "backup",
+    "pitr-backup",
     "restore-drill",
     "drill-janitor",
     "deliver-webhooks",

@@ -140,5 +140,11 @@ pub(super) fn pitr(
             "seconds",
             60,
         )?),
+        full_every: Duration::from_secs(
+            86_400 * env.bounded("SALVAGE_PITR_FULL_EVERY_DAYS", 1..=365, "days", 7)?,
+        ),
+        diff_every: Duration::from_secs(
+            3600 * env.bounded("SALVAGE_PITR_DIFF_EVERY_HOURS", 1..=8760, "hours", 24)?,
+        ),
     }))
 }

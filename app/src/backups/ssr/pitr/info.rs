@@ -21,6 +21,7 @@ pub struct Repository {
 
 /// A base backup in the repository.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct PitrBackup {
     /// pgBackRest's label, e.g. `20261207-014501F`.
     pub label: String,

@@ -10,6 +10,7 @@
 //! - [`window`]: the oldest and newest moments a restore can reach, and the archive's lag.
 
 pub mod info;
+pub mod job;
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -35,6 +36,11 @@ pub struct PitrSettings {
     /// `SALVAGE_ARCHIVE_TIMEOUT_SECS`: PostgreSQL's `archive_timeout` (default 60 s), so a
     /// quiet server still archives a segment that often; the lag alert counts in it.
     pub archive_timeout: Duration,
+    /// `SALVAGE_PITR_FULL_EVERY_DAYS` (default 7): a full base backup at least this often.
+    pub full_every: Duration,
+    /// `SALVAGE_PITR_DIFF_EVERY_HOURS` (default 24): a differential at least this often;
+    /// the job's other runs (hourly) take incrementals.
+    pub diff_every: Duration,
 }
 
 /// pgBackRest, run with the installation's configuration and stanza.
