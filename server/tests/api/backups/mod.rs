@@ -4,6 +4,7 @@
 
 mod bucket;
 mod faults;
+mod pitr;
 mod round_trip;
 
 use app::backups::ssr::restore::{RestoreReport, RestoreRequest};

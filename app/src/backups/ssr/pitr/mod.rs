@@ -11,6 +11,7 @@
 
 pub mod info;
 pub mod job;
+pub mod side;
 
 use std::path::PathBuf;
 use std::process::Stdio;
