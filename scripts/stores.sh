@@ -257,7 +257,7 @@ archive_settings() {
   else
     command -v pgbackrest >/dev/null 2>&1 || apt_install pgbackrest
     mkdir -p "$PGBR_DIR/repo" "$PGBR_DIR/log" "$PGBR_DIR/lock" "$PGBR_DIR/spool" \
-      "$STORES/pitr-side"
+      "$PGBR_DIR/side"
     ( umask 077
       cat >"$PGBR_CONF" <<CONF
 # Written by scripts/stores.sh: the local PostgreSQL's WAL archive and backups.
@@ -287,7 +287,7 @@ archive_mode = on
 archive_command = 'pgbackrest --config=$PGBR_CONF --stanza=$PGBR_STANZA archive-push %p'
 archive_timeout = $ARCHIVE_TIMEOUT
 CONF
-    if [ "$(id -u)" -eq 0 ]; then chown -R postgres: "$PGBR_DIR" "$STORES/pitr-side"; fi
+    if [ "$(id -u)" -eq 0 ]; then chown -R postgres: "$PGBR_DIR"; fi
   fi
   if [ "$(id -u)" -eq 0 ]; then chown postgres: "$conf"; fi
   grep -q "^include_if_exists = '$ARCHIVE_CONF'" "$PG_DIR/data/postgresql.conf" ||

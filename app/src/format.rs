@@ -64,6 +64,23 @@ pub fn format_utc(ms: i64) -> String {
     }
 }
 
+/// Formats Unix milliseconds to the second, `2026-11-22 10:04:31 UTC`: the precision a
+/// point-in-time restore is asked for in.
+pub fn format_utc_secs(ms: i64) -> String {
+    match time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000) {
+        Ok(t) => format!(
+            "{:04}-{:02}-{:02} {:02}:{:02}:{:02} UTC",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second()
+        ),
+        Err(_) => "unknown".into(),
+    }
+}
+
 /// Formats a duration in milliseconds the way an operator reads it: `840 ms`, `12.4 s`,
 /// `3 min 20 s`, `2 h 05 min`.
 pub fn format_duration(ms: i64) -> String {

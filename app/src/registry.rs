@@ -36,6 +36,7 @@ pub static JOBS: &[&Job] = &[
     &PRUNE_CRON_RUNS,
     &BACKUP,
     &PITR_BACKUP,
+    &crate::backups::ssr::pitr::sides::PITR_SIDE_JANITOR,
     &RESTORE_DRILL,
     &DRILL_JANITOR,
     &DELIVER_WEBHOOKS,
@@ -46,6 +47,7 @@ pub static JOBS: &[&Job] = &[
 /// The jobs that run only when asked, each with its typed input (a restore's request).
 pub static ON_DEMAND_JOBS: &[&Job] = &[
     &crate::backups::ssr::restore::RESTORE,
+    &crate::backups::ssr::pitr::restore::PITR_RESTORE,
     &crate::backups::ssr::verify::VERIFY_BACKUP,
     &crate::dead_letters::ssr::redrive::REDRIVE,
 ];
@@ -78,6 +80,8 @@ pub static ALERT_KINDS: &[&AlertKind] = &[
     &DRILL_OVERDUE,
     &DRILL_FAILED,
     &RTO_EXCEEDED,
+    &crate::backups::ssr::pitr::alerts::WAL_ARCHIVE_LAG,
+    &crate::backups::ssr::pitr::alerts::PITR_BACKUP_FAILED,
     &WEBHOOK_BACKLOG,
     &DLQ_GROWING,
     &WEBHOOK_PAUSED,

@@ -75,6 +75,8 @@ pub const KIND_NAMES: &[&str] = &[
     "drill_overdue",
     "drill_failed",
     "rto_exceeded",
+    "wal_archive_lag",
+    "pitr_backup_failed",
     "webhook_backlog",
     "dlq_growing",
     "webhook_paused",

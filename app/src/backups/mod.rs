@@ -10,6 +10,7 @@
 
 pub mod api;
 pub mod page;
+pub mod pitr;
 #[cfg(feature = "ssr")]
 pub mod ssr;
 
@@ -23,6 +24,15 @@ pub const VERIFY_JOB: &str = "verify-backup";
 
 /// The restore job's name (on demand: its input is the restore's request).
 pub const RESTORE_JOB: &str = "restore";
+
+/// pgBackRest's base backup job (`/cron/pitr-backup`).
+pub const PITR_BACKUP_JOB: &str = "pitr-backup";
+
+/// The point-in-time restore into a side cluster (on demand: its input is the request).
+pub const PITR_RESTORE_JOB: &str = "pitr-restore";
+
+/// The janitor of side clusters left running (`/cron/pitr-side-janitor`).
+pub const PITR_SIDE_JANITOR_JOB: &str = "pitr-side-janitor";
 
 pub use crate::freeze::{Freeze, StoreKind};
 

@@ -116,6 +116,15 @@ pub fn BackupsPage() -> AnyView {
         {action_error(verify.value())}
         {action_error(cancel.value())}
         {action_error(roll_back.value())}
+        <Transition fallback=|| ()>
+            {move || Suspend::new(async move {
+                let administer = match viewer {
+                    Some(viewer) => viewer.await.is_ok_and(|v| v.role.can(Permission::Administer)),
+                    None => false,
+                };
+                view! { <super::pitr::PitrPanel tick administer /> }
+            })}
+        </Transition>
         // The restore form, below the catalogue it was opened from.
         <Transition fallback=|| ()>
             {move || Suspend::new(async move {

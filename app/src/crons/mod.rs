@@ -195,6 +195,7 @@ pub const JOB_NAMES: &[&str] = &[
     "prune-cron-runs",
     "backup",
     "pitr-backup",
+    "pitr-side-janitor",
     "restore-drill",
     "drill-janitor",
     "deliver-webhooks",

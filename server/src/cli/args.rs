@@ -213,9 +213,21 @@ pub enum BackupCommand {
     Verify { id: i64 },
     /// Restore a backup into a side database (default `salvage_restore_<id>`), or in
     /// place with `--in-place --confirm <live database>` (application tables only; the
-    /// live tables are kept aside for `salvage backup rollback`).
+    /// live tables are kept aside for `salvage backup rollback`). With `--store postgres
+    /// --to TIME|latest` instead of an id: PostgreSQL from pgBackRest's archive to that
+    /// moment, into a side cluster on another port, verified and left running.
     Restore {
-        id: i64,
+        #[arg(required_unless_present = "to", conflicts_with = "to")]
+        id: Option<i64>,
+        /// The store a point-in-time restore brings back (only `postgres` has one).
+        #[arg(long, requires = "to", value_parser = ["postgres"])]
+        store: Option<String>,
+        /// `latest`, or a moment in RFC 3339 (`2026-12-07T03:00:00Z`).
+        #[arg(long, requires = "store", conflicts_with_all = ["target", "tables", "in_place"])]
+        to: Option<String>,
+        /// The side cluster's port (default: a free one).
+        #[arg(long, requires = "to")]
+        port: Option<u16>,
         /// The side database's name.
         #[arg(long)]
         target: Option<String>,
@@ -233,10 +245,28 @@ pub enum BackupCommand {
         #[arg(long, value_parser = reason)]
         reason: Option<Reason>,
     },
+    /// The side clusters point-in-time restores left running.
+    Side {
+        #[command(subcommand)]
+        command: SideCommand,
+    },
     /// Put back the live tables an in-place restore kept aside.
     Rollback {
         /// The restore's id.
         restore: i64,
+        #[arg(long, value_parser = reason)]
+        reason: Option<Reason>,
+    },
+}
+
+/// `salvage backup side …`.
+#[derive(Debug, Subcommand)]
+pub enum SideCommand {
+    /// Every side cluster on this host: its port, what it was restored to, its age.
+    List(Output),
+    /// Stop the side cluster on this port and delete its directory.
+    Stop {
+        port: u16,
         #[arg(long, value_parser = reason)]
         reason: Option<Reason>,
     },

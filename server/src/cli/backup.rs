@@ -18,8 +18,15 @@ pub async fn backup(command: BackupCommand, settings: Settings) -> anyhow::Resul
     match command {
         BackupCommand::Create { reason } => create(&state, reason).await,
         BackupCommand::List(output) => list(&state, output).await,
-        BackupCommand::Window(output) => window(&state, output).await,
+        BackupCommand::Window(output) => super::pitr::window(&state, output).await,
+        BackupCommand::Side { command } => super::pitr::side(&state, command).await,
         BackupCommand::Verify { id } => verify(&state, id).await,
+        BackupCommand::Restore {
+            to: Some(to),
+            port,
+            reason,
+            ..
+        } => super::pitr::restore(&state, to, port, reason).await,
         BackupCommand::Restore {
             id,
             target,
@@ -28,9 +35,10 @@ pub async fn backup(command: BackupCommand, settings: Settings) -> anyhow::Resul
             confirm,
             confirm_incident,
             reason,
+            ..
         } => {
             let request = app::backups::ssr::restore::RestoreRequest {
-                backup_id: id,
+                backup_id: id.context("a backup id, or --store postgres --to TIME|latest")?,
                 in_place,
                 target,
                 tables,
@@ -141,33 +149,6 @@ async fn list(state: &app::server::AppState, output: Output) -> anyhow::Result<(
                 .or(b.verify_error)
                 .map(|e| format!("  {e}"))
                 .unwrap_or_default()
-        );
-    }
-    Ok(())
-}
-
-async fn window(state: &app::server::AppState, output: Output) -> anyhow::Result<()> {
-    let windows = app::backups::ssr::pitr::windows(state, state.clock.now())
-        .await
-        .map_err(|error| anyhow::anyhow!("Could not read the recovery window: {error}"))?;
-    if output.json {
-        return print_json(&windows);
-    }
-    println!(
-        "{:<10}  {:<10}  {:<20}  {:<20}  {:>10}",
-        "store", "from", "oldest (UTC)", "newest (UTC)", "behind"
-    );
-    for w in windows {
-        let time = |ms: Option<i64>| ms.map(format_utc).unwrap_or_else(|| "none".into());
-        println!(
-            "{:<10}  {:<10}  {:<20}  {:<20}  {:>10}",
-            w.store.as_str(),
-            w.source,
-            time(w.oldest_ms),
-            time(w.newest_ms),
-            w.lag_secs
-                .map(|s| format_duration(s * 1000))
-                .unwrap_or_else(|| "-".into())
         );
     }
     Ok(())

@@ -34,6 +34,7 @@ mod drill;
 mod history;
 mod keys;
 mod migrations;
+mod pitr;
 mod progress;
 mod queues;
 mod serve;

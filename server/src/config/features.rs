@@ -127,7 +127,21 @@ pub(super) fn pitr(
             reason: "letters, digits, - and _ only".into(),
         });
     }
+    let side_dir = match env.get("SALVAGE_PITR_SIDE_DIR") {
+        Some(dir) => std::path::PathBuf::from(dir.trim()),
+        None => config
+            .parent()
+            .unwrap_or(std::path::Path::new("/"))
+            .join("side"),
+    };
+    if !side_dir.is_absolute() {
+        return Err(ConfigError::Malformed {
+            name: "SALVAGE_PITR_SIDE_DIR",
+            reason: "give the side clusters' directory as an absolute path".into(),
+        });
+    }
     Ok(Some(app::backups::ssr::pitr::PitrSettings {
+        side_dir,
         config,
         stanza,
         run_as: env

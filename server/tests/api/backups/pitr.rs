@@ -1,28 +1,28 @@
 //! Point-in-time recovery through pgBackRest, against the local stores' cluster, which
 //! archives its WAL from its first minute (scripts/stores.sh). Real PostgreSQL, real
-//! pgBackRest, real files: a side cluster is restored from the repository and counted.
+//! pgBackRest, real files: side clusters are restored from the repository and counted.
+//!
+//! One test walks the whole path in order, because the side directory and the janitor
+//! that sweeps it are shared: a base backup; rows, a moment, a destructive delete;
+//! a restore to the moment (every deleted row back); more rows left to the archive's own
+//! timeout; a restore to latest (those rows there, the delete too); one side cluster
+//! stopped by hand, the other by the janitor a day later.
 
 use std::time::Duration;
 
 use app::backups::ssr::pitr::job::{PitrBackupInput, PitrBackupReport, PitrKind, PITR_BACKUP};
-use app::backups::ssr::pitr::side::{self, Target};
-use app::backups::ssr::pitr::PgBackRest;
+use app::backups::ssr::pitr::restore::{restore, PitrRestoreReport, PitrRestoreRequest};
+use app::backups::ssr::pitr::sides::{self, JanitorReport, PITR_SIDE_JANITOR};
+use app::backups::ssr::pitr::PitrSettings;
 use app::jobs::RunStatus;
+use time::OffsetDateTime;
 
-use crate::helpers::{free_port, spawn_app};
+use crate::helpers::{reason, spawn_app, TestApp};
 
-const ROWS: i64 = 500;
+const DELETED: i64 = 500;
+const LATER: i64 = 300;
 
-#[tokio::test]
-async fn a_restore_to_just_before_a_delete_brings_every_deleted_row_back() {
-    let app = spawn_app().await;
-    let settings = app.state.backups().clone();
-    let pitr = settings
-        .pitr
-        .clone()
-        .expect("the local stores archive through pgBackRest (scripts/stores.sh start)");
-
-    // A base backup first, as the job takes it (an incremental when a full exists).
+async fn base_backup(app: &TestApp) {
     let options = app::jobs::ssr::RunOptions {
         input: serde_json::to_value(PitrBackupInput {
             kind: Some(PitrKind::Incr),
@@ -37,71 +37,216 @@ async fn a_restore_to_just_before_a_delete_brings_every_deleted_row_back() {
     let report = finished.report::<PitrBackupReport>().unwrap();
     assert_eq!(report.status, RunStatus::Succeeded, "{report:?}");
     assert!(report.backup.is_some(), "{report:?}");
+}
 
-    // Rows committed at t1, the moment t, then a destructive delete at t2.
+async fn restore_to(app: &TestApp, to: String) -> PitrRestoreReport {
+    let request = PitrRestoreRequest {
+        to,
+        port: None,
+        reason: Some(reason("pitr test")),
+    };
+    let report = restore(&app.state, &request, super::cli(), None)
+        .await
+        .unwrap();
+    assert_eq!(report.status, RunStatus::Succeeded, "{report:?}");
+    assert_eq!(report.chain_broken_at, None, "{report:?}");
+    assert_eq!(report.schema_problem, None, "{report:?}");
+    report
+}
+
+fn rows_of(report: &PitrRestoreReport, table: &str) -> Option<i64> {
+    report
+        .tables
+        .iter()
+        .find(|t| t.name == table)
+        .map(|t| t.rows)
+}
+
+async fn now(app: &TestApp) -> OffsetDateTime {
+    sqlx::query_scalar("select clock_timestamp()")
+        .fetch_one(&app.pg)
+        .await
+        .unwrap()
+}
+
+/// Waits (at most three archive timeouts) until PostgreSQL has archived a segment that
+/// ends after `after`: the archive's own timeout at work, nothing forced.
+async fn archived_after(app: &TestApp, pitr: &PitrSettings, after: OffsetDateTime) {
+    let deadline = tokio::time::Instant::now() + pitr.archive_timeout * 3;
+    loop {
+        let last: Option<OffsetDateTime> =
+            sqlx::query_scalar("select last_archived_time from pg_stat_archiver")
+                .fetch_one(&app.pg)
+                .await
+                .unwrap();
+        if last.is_some_and(|at| at > after) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "nothing archived within 3 × archive_timeout after {after}"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+#[tokio::test]
+async fn restores_to_a_moment_and_to_latest_bring_back_exactly_what_was_committed_then() {
+    let app = spawn_app().await;
+    let pitr = app
+        .state
+        .backups()
+        .pitr
+        .clone()
+        .expect("the local stores archive through pgBackRest (scripts/stores.sh start)");
+    base_backup(&app).await;
+
+    // Rows committed, the moment, then a destructive delete.
     sqlx::query("create table pitr_probe (id bigint primary key)")
         .execute(&app.pg)
         .await
         .unwrap();
     sqlx::query("insert into pitr_probe select generate_series(1, $1)")
-        .bind(ROWS)
+        .bind(DELETED)
         .execute(&app.pg)
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    let point: time::OffsetDateTime = sqlx::query_scalar("select clock_timestamp()")
-        .fetch_one(&app.pg)
-        .await
-        .unwrap();
+    let point = now(&app).await;
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let deleted = sqlx::query("delete from pitr_probe")
         .execute(&app.pg)
         .await
         .unwrap()
         .rows_affected();
-    assert_eq!(deleted as i64, ROWS);
-    // pgBackRest's check switches to a new WAL segment and waits until it is archived,
-    // so the delete is in the archive too.
-    PgBackRest::new(&pitr).run(&["check"]).await.unwrap();
+    assert_eq!(deleted as i64, DELETED);
+    archived_after(&app, &pitr, now(&app).await).await;
 
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.stores/pitr-side");
-    let data_dir = root.join(format!("test-{}", uuid::Uuid::new_v4().simple()));
-    let port = free_port().await;
-    let url = url::Url::parse(&app.database_url).unwrap();
-    let restored = side::start(
-        &settings,
-        &pitr,
-        &data_dir,
-        port,
-        Target::Time(point),
-        &url,
-        Duration::from_secs(600),
-    )
-    .await;
-    let counted = match &restored {
-        Ok(_) => {
-            let mut side_url = url.clone();
-            side_url.set_port(Some(port)).unwrap();
-            let side = sqlx::PgPool::connect(side_url.as_str()).await.unwrap();
-            let n: i64 = sqlx::query_scalar("select count(*) from pitr_probe")
-                .fetch_one(&side)
-                .await
-                .unwrap();
-            side.close().await;
-            Some(n)
-        }
-        Err(_) => None,
-    };
-    side::stop(&settings, &pitr, &data_dir).await.unwrap();
-    let restored = restored.unwrap();
+    let to_point = point
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let before = restore_to(&app, to_point).await;
     assert_eq!(
-        counted,
-        Some(ROWS),
-        "every row deleted after the point is back"
+        rows_of(&before, "pitr_probe"),
+        Some(DELETED),
+        "every row deleted after the moment is back: {before:?}"
     );
-    let reached = restored
-        .reached
+    let reached = before
+        .reached_ms
         .expect("the side cluster says what it replayed");
-    assert!(reached <= point, "{reached} is not after the point {point}");
-    assert!(!data_dir.exists(), "the side cluster's directory is gone");
+    assert!(reached <= app::server::unix_ms(point), "{before:?}");
+    assert!(before.chain_entries > 0, "{before:?}");
+
+    // Rows committed later and left to archive_timeout: all of them are in a restore to
+    // latest. The point it reports reached is the last commit it replayed: no earlier
+    // than theirs, and no later than its end (recovery keeps fetching what the archive
+    // receives while it runs).
+    sqlx::query("insert into pitr_probe select generate_series(1, $1)")
+        .bind(LATER)
+        .execute(&app.pg)
+        .await
+        .unwrap();
+    let last_commit = now(&app).await;
+    archived_after(&app, &pitr, last_commit).await;
+    let latest = restore_to(&app, "latest".into()).await;
+    let ended = now(&app).await;
+    assert_eq!(rows_of(&latest, "pitr_probe"), Some(LATER), "{latest:?}");
+    let reached = latest.reached_ms.expect("a restore to latest replays");
+    assert!(
+        app::server::unix_ms(last_commit) <= reached && reached <= app::server::unix_ms(ended),
+        "reached {reached}, last commit {last_commit}, ended {ended}: {latest:?}"
+    );
+
+    // Both are listed, running; one is stopped by hand, the other by the janitor a day
+    // later, and each stop is in the history.
+    let listed: Vec<u16> = sides::list(&pitr)
+        .iter()
+        .filter(|s| s.running)
+        .map(|s| s.port)
+        .collect();
+    assert!(
+        listed.contains(&before.port) && listed.contains(&latest.port),
+        "{listed:?}"
+    );
+    sides::stop(
+        &app.state,
+        before.port,
+        &app::auth::ssr::Actor::cli(),
+        Some(reason("done")),
+    )
+    .await
+    .unwrap();
+    assert!(!before.data_dir.exists());
+    let young = run_janitor(&app).await;
+    assert!(young.kept.contains(&latest.port), "{young:?}");
+    assert!(
+        latest.data_dir.exists(),
+        "a side cluster younger than a day stays"
+    );
+    app.state.clock.advance(time::Duration::hours(25));
+    let old = run_janitor(&app).await;
+    assert!(old.stopped.contains(&latest.port), "{old:?}");
+    assert!(!latest.data_dir.exists());
+    assert!(sides::list(&pitr)
+        .iter()
+        .all(|s| s.port != before.port && s.port != latest.port));
+    let stops: i64 = sqlx::query_scalar(
+        "select count(*) from runbook_history where details->>'port' in ($1, $2)
+            and title like 'Side cluster on port % stopped%'",
+    )
+    .bind(before.port.to_string())
+    .bind(latest.port.to_string())
+    .fetch_one(&app.pg)
+    .await
+    .unwrap();
+    assert_eq!(stops, 2);
+}
+
+async fn run_janitor(app: &TestApp) -> JanitorReport {
+    let finished = app::jobs::ssr::run(
+        &app.state,
+        &PITR_SIDE_JANITOR,
+        super::cli(),
+        Default::default(),
+    )
+    .await
+    .unwrap()
+    .expect("no other janitor run");
+    finished.report::<JanitorReport>().unwrap().clone()
+}
+
+#[tokio::test]
+async fn a_restore_request_naming_a_bad_moment_or_port_is_refused_with_the_field_and_nothing_made()
+{
+    let app = spawn_app().await;
+    let runs_before = restore_runs(&app).await;
+    let live_port = url::Url::parse(&app.database_url).unwrap().port().unwrap();
+    for (to, port, field) in [
+        ("yesterday", None, "to"),
+        ("2999-01-01T00:00:00Z", None, "to"),
+        ("1999-01-01T00:00:00Z", None, "to"),
+        ("latest", Some(80), "port"),
+        ("latest", Some(live_port), "port"),
+    ] {
+        let request = PitrRestoreRequest {
+            to: to.into(),
+            port,
+            reason: Some(reason("bad")),
+        };
+        let error = restore(&app.state, &request, super::cli(), None)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&error, app::error::AppError::Invalid { field: f, .. } if f == field),
+            "{to} {port:?}: {error:?}"
+        );
+    }
+    assert_eq!(restore_runs(&app).await, runs_before, "no run was recorded");
+}
+
+async fn restore_runs(app: &TestApp) -> i64 {
+    sqlx::query_scalar("select count(*) from cron_job_runs where job_name = 'pitr-restore'")
+        .fetch_one(&app.pg)
+        .await
+        .unwrap()
 }

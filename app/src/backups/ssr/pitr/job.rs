@@ -16,8 +16,7 @@ use crate::history::Outcome;
 use crate::jobs::ssr::{Job, JobContext, JobFuture, Report};
 use crate::jobs::RunStatus;
 
-/// The job's name (its route `/cron/pitr-backup`, its `SALVAGE_CRON_PITR_BACKUP`).
-pub const PITR_BACKUP_JOB: &str = "pitr-backup";
+pub use crate::backups::PITR_BACKUP_JOB;
 
 pub static PITR_BACKUP: Job = Job {
     name: PITR_BACKUP_JOB,
@@ -217,11 +216,27 @@ async fn pitr_backup(ctx: &JobContext) -> Result<PitrBackupReport, AppError> {
     };
     let internal = AppError::wrap("Record a pgBackRest backup");
     let mut tx = ctx.state.pg.begin().await.map_err(&internal)?;
-    let entry = NewEntry::new(details, title, &ctx.actor, outcome)
+    let entry = NewEntry::new(details, title.clone(), &ctx.actor, outcome)
         .with_reason(ctx.reason.clone())
         .with_times(ctx.now, Some(ctx.state.clock.now()))
         .with_body(error.clone().or(verify_error.clone()).unwrap_or_default());
     let history_id = append(&mut tx, &entry).await.map_err(&internal)?;
+    if let Some(why) = error.as_ref().or(verify_error.as_ref()) {
+        let signal = crate::alerts::ssr::Signal::new(
+            "postgres",
+            crate::alerts::Severity::Critical,
+            format!("{title}: {}", why.lines().next().unwrap_or_default()),
+        )
+        .with_details(serde_json::json!({ "runId": ctx.run_id, "historyId": history_id }));
+        crate::alerts::ssr::store::raise_event(
+            &mut tx,
+            &super::alerts::PITR_BACKUP_FAILED,
+            &signal,
+            ctx.state.clock.now(),
+        )
+        .await
+        .map_err(&internal)?;
+    }
     tx.commit().await.map_err(&internal)?;
     Ok(PitrBackupReport {
         status,
@@ -247,6 +262,7 @@ mod tests {
             archive_timeout: Duration::from_secs(60),
             full_every: Duration::from_secs(7 * 86_400),
             diff_every: Duration::from_secs(86_400),
+            side_dir: "/var/lib/salvage/side".into(),
         }
     }
 

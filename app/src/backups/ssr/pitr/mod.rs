@@ -9,9 +9,12 @@
 //! - `info`: the repository as `pgbackrest info --output=json` describes it.
 //! - [`window`]: the oldest and newest moments a restore can reach, and the archive's lag.
 
+pub mod alerts;
 pub mod info;
 pub mod job;
+pub mod restore;
 pub mod side;
+pub mod sides;
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -42,7 +45,13 @@ pub struct PitrSettings {
     /// `SALVAGE_PITR_DIFF_EVERY_HOURS` (default 24): a differential at least this often;
     /// the job's other runs (hourly) take incrementals.
     pub diff_every: Duration,
+    /// `SALVAGE_PITR_SIDE_DIR`: where side clusters are restored (default: `side` beside
+    /// pgBackRest's configuration file). The OS user pgBackRest runs as must own it.
+    pub side_dir: PathBuf,
 }
+
+/// How long a pgBackRest command waits for another one's lock on the stanza.
+pub const LOCK_WAIT: Duration = Duration::from_secs(120);
 
 /// pgBackRest, run with the installation's configuration and stanza.
 pub struct PgBackRest<'a> {
@@ -77,8 +86,24 @@ impl<'a> PgBackRest<'a> {
     }
 
     /// Runs `args` to the end and returns what it printed; a failure is a
-    /// [`BackupError::Tool`] naming the command and what pgBackRest said.
+    /// [`BackupError::Tool`] naming the command and what pgBackRest said. A command that
+    /// finds another holding the stanza's lock (pgBackRest's error 50: a backup, an
+    /// expire, a `stanza-create` of a server starting) waits for it, up to [`LOCK_WAIT`].
     pub async fn run(&self, args: &[&str]) -> Result<String, BackupError> {
+        let deadline = tokio::time::Instant::now() + LOCK_WAIT;
+        loop {
+            match self.run_once(args).await {
+                Err(BackupError::Tool(said))
+                    if said.contains("ERROR: [050]") && tokio::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                done => return done,
+            }
+        }
+    }
+
+    async fn run_once(&self, args: &[&str]) -> Result<String, BackupError> {
         let what = format!("pgbackrest {}", args.first().copied().unwrap_or_default());
         let output = self.command(args).output().await.map_err(|error| {
             BackupError::tool(format!(
