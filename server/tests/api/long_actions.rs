@@ -15,7 +15,7 @@ use crate::helpers::TestApp;
 /// A progress callback that presses Cancel on the run at its first report, as a person on
 /// another replica would: on a thread of its own with its own connection, waited for
 /// before the run goes on, so the Cancel lands mid-run every time. Keeps the run's id.
-fn cancel_at_first_report(app: &TestApp) -> (OnProgress, Arc<Mutex<Option<i64>>>) {
+pub(crate) fn cancel_at_first_report(app: &TestApp) -> (OnProgress, Arc<Mutex<Option<i64>>>) {
     let cancelled = Arc::new(Mutex::new(None));
     let seen = cancelled.clone();
     let first = AtomicBool::new(true);

@@ -5,6 +5,7 @@
 mod bucket;
 mod faults;
 mod pitr;
+mod pitr_faults;
 mod round_trip;
 
 use app::backups::ssr::restore::{RestoreReport, RestoreRequest};

@@ -157,6 +157,22 @@ async fn restores_to_a_moment_and_to_latest_bring_back_exactly_what_was_committe
         "reached {reached}, last commit {last_commit}, ended {ended}: {latest:?}"
     );
 
+    // A restore cancelled mid-way leaves nothing: no directory, no record, a cancelled
+    // run and its history entry.
+    let (on_progress, cancelled) = crate::long_actions::cancel_at_first_report(&app);
+    let request = PitrRestoreRequest {
+        to: "latest".into(),
+        port: None,
+        reason: Some(reason("cancelled")),
+    };
+    let stopped = restore(&app.state, &request, super::cli(), Some(on_progress))
+        .await
+        .unwrap();
+    assert!(cancelled.lock().unwrap().is_some(), "it reported");
+    assert_eq!(stopped.status, RunStatus::Cancelled, "{stopped:?}");
+    assert!(!stopped.data_dir.exists(), "{stopped:?}");
+    assert!(sides::list(&pitr).iter().all(|s| s.port != stopped.port));
+
     // Both are listed, running; one is stopped by hand, the other by the janitor a day
     // later, and each stop is in the history.
     let listed: Vec<u16> = sides::list(&pitr)

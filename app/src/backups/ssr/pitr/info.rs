@@ -43,6 +43,15 @@ struct Stanza {
     backup: Vec<Backup>,
     #[serde(default)]
     archive: Vec<Archive>,
+    #[serde(default)]
+    repo: Vec<Repo>,
+}
+
+#[derive(Deserialize)]
+struct Repo {
+    #[serde(default)]
+    cipher: String,
+    status: Status,
 }
 
 #[derive(Deserialize)]
@@ -86,13 +95,46 @@ struct Archive {
 /// Reads `stanza` out of `info --output=json`. A stanza the output does not have is an
 /// error naming it (the configuration points at another repository).
 pub fn parse(json: &str, stanza: &str) -> Result<Repository, BackupError> {
-    let stanzas: Vec<Stanza> = serde_json::from_str(json).map_err(|error| {
+    // A message may quote what an unreadable file held, raw bytes and all: JSON allows
+    // no control characters in a string, and they carry nothing a person reads.
+    let json: String = json
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let stanzas: Vec<Stanza> = serde_json::from_str(&json).map_err(|error| {
         BackupError::tool(format!("pgbackrest info: unreadable output ({error})"))
     })?;
     let found = stanzas
         .into_iter()
         .find(|s| s.name == stanza)
         .ok_or_else(|| BackupError::tool(format!("pgbackrest info: no stanza `{stanza}`")))?;
+    // 99 ("other"): pgBackRest could not read the repository; the repository's own
+    // status says why. An encrypted repository read with another passphrase decrypts
+    // to garbage, which pgBackRest reports as an unparsable info file.
+    if found.status.code == 99 {
+        let repo = found.repo.first();
+        let said = repo
+            .map(|r| {
+                r.status
+                    .message
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned()
+            })
+            .unwrap_or_else(|| found.status.message.clone());
+        let encrypted = repo.is_some_and(|r| !r.cipher.is_empty() && r.cipher != "none");
+        let garbled = said.contains("FormatError") || said.contains("CryptoError");
+        return Err(BackupError::tool(if encrypted && garbled {
+            format!(
+                "pgBackRest cannot read the encrypted repository: the cipher passphrase \
+                 (repo1-cipher-pass in the file SALVAGE_PGBACKREST_CONFIG names) is not the \
+                 one it was encrypted with, or the repository is damaged. pgBackRest said: {said}"
+            )
+        } else {
+            format!("pgBackRest cannot read the repository: {said}")
+        }));
+    }
     let archive = found
         .archive
         .last()
@@ -133,6 +175,22 @@ mod tests {
         "system-id":7716139169099882397,"version":"15"}],"name":"salvage",
         "repo":[{"cipher":"aes-256-cbc","key":1,"status":{"code":0,"message":"ok"}}],
         "status":{"code":0,"lock":{"backup":{"held":false}},"message":"ok"}}]"#;
+
+    /// What pgBackRest 2.45 printed for the local stanza read with a wrong passphrase.
+    const WRONG_PASSPHRASE: &str = r#"[{"archive":[],"backup":[],"cipher":"aes-256-cbc",
+        "db":[],"name":"salvage","repo":[{"cipher":"aes-256-cbc","key":1,"status":{
+        "code":99,"message":"[FormatError] unable to load info file '/r/backup/salvage/backup.info' or '/r/backup/salvage/backup.info.copy':\nFormatError: key/value found outside of section at line 1: /"}}],
+        "status":{"code":99,"lock":{"backup":{"held":false}},"message":"other"}}]"#;
+
+    #[test]
+    fn a_repository_read_with_another_passphrase_is_an_error_naming_the_setting() {
+        // As printed: the garbage it decrypted is quoted raw, control characters and all.
+        let printed = WRONG_PASSPHRASE.replace("line 1: /", "line 1: /\u{1}\u{7}\u{0}");
+        let error = parse(&printed, "salvage").unwrap_err().to_string();
+        assert!(error.contains("repo1-cipher-pass"), "{error}");
+        assert!(error.contains("SALVAGE_PGBACKREST_CONFIG"), "{error}");
+        assert!(error.contains("unable to load info file"), "{error}");
+    }
 
     #[test]
     fn a_stanza_with_a_full_backup_reads_as_its_times_sizes_and_archive_range() {

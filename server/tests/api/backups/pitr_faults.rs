@@ -1,0 +1,304 @@
+//! The WAL archive under faults, with real parts: a private PostgreSQL whose archive
+//! command is pgBackRest's, its repository made unwritable and then fixed; and the
+//! shared repository read with a wrong passphrase. The private cluster is this test's
+//! alone, so breaking its archive touches no other test.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use app::backups::ssr::pitr::alerts::{lag_signal, Archiver};
+use app::backups::ssr::pitr::{PgBackRest, PitrSettings};
+use time::OffsetDateTime;
+
+use crate::helpers::{free_port, spawn_app};
+
+const ARCHIVE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A command run as the OS user pgBackRest and PostgreSQL run as.
+fn as_owner(run_as: &Option<String>, program: &str) -> tokio::process::Command {
+    match run_as {
+        Some(user) => {
+            let mut command = tokio::process::Command::new("runuser");
+            command.args(["-u", user, "--", program]);
+            command
+        }
+        None => tokio::process::Command::new(program),
+    }
+}
+
+async fn ok(mut command: tokio::process::Command) {
+    let out = command.output().await.unwrap();
+    assert!(
+        out.status.success(),
+        "{command:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The newest PostgreSQL server programs Debian installed (or the PATH's).
+fn server_tool(name: &str) -> String {
+    let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|entry| entry.path().join("bin").join(name))
+        .filter(|path| path.exists())
+        .collect();
+    found.sort();
+    found
+        .pop()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| name.to_owned())
+}
+
+/// A directory in the side directory (owned by the user pgBackRest runs as).
+async fn private_dir(shared: &PitrSettings, name: &str) -> PathBuf {
+    let dir = shared
+        .side_dir
+        .join(format!("{name}-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    if let Some(user) = &shared.run_as {
+        let mut chown = tokio::process::Command::new("chown");
+        chown.args([&format!("{user}:"), dir.to_str().unwrap()]);
+        ok(chown).await;
+    }
+    dir
+}
+
+async fn write_owned(shared: &PitrSettings, path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap();
+    let mut chmod = tokio::process::Command::new("chmod");
+    chmod.args(["600", path.to_str().unwrap()]);
+    ok(chmod).await;
+    if let Some(user) = &shared.run_as {
+        let mut chown = tokio::process::Command::new("chown");
+        chown.args([&format!("{user}:"), path.to_str().unwrap()]);
+        ok(chown).await;
+    }
+}
+
+struct Private {
+    dir: PathBuf,
+    settings: PitrSettings,
+    pool: sqlx::PgPool,
+}
+
+/// Stopped and deleted however the test ends, a failed assertion included.
+impl Drop for Private {
+    fn drop(&mut self) {
+        let data = self.dir.join("data");
+        let pg_ctl = server_tool("pg_ctl");
+        let mut stop = match &self.settings.run_as {
+            Some(user) => {
+                let mut command = std::process::Command::new("runuser");
+                command.args(["-u", user, "--", &pg_ctl]);
+                command
+            }
+            None => std::process::Command::new(&pg_ctl),
+        };
+        let _ = stop
+            .args(["stop", "-m", "immediate", "-D"])
+            .arg(&data)
+            .output();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Private {
+    /// initdb, archiving through pgBackRest into a repository of its own, started, with
+    /// its stanza made.
+    async fn start(shared: &PitrSettings) -> Private {
+        let dir = private_dir(shared, "faults").await;
+        let port = free_port().await;
+        let d = dir.display().to_string();
+        let mut initdb = as_owner(&shared.run_as, &server_tool("initdb"));
+        initdb.args([
+            "-D",
+            &format!("{d}/data"),
+            "-U",
+            "postgres",
+            "-A",
+            "trust",
+            "--no-sync",
+        ]);
+        ok(initdb).await;
+        let config = dir.join("pgbackrest.conf");
+        write_owned(
+            shared,
+            &config,
+            &format!(
+                "[global]\nrepo1-path={d}/repo\nlog-path={d}\nlock-path={d}\n\
+                 log-level-console=warn\nlog-level-file=off\n\n\
+                 [faults]\npg1-path={d}/data\npg1-port={port}\npg1-socket-path={d}\n\
+                 pg1-user=postgres\n"
+            ),
+        )
+        .await;
+        let conf = format!(
+            "port = {port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{d}'\n\
+             wal_level = replica\narchive_mode = on\n\
+             archive_command = 'pgbackrest --config={d}/pgbackrest.conf --stanza=faults archive-push %p'\n\
+             archive_timeout = {}\nmax_connections = 20\nshared_buffers = 16MB\nfsync = off\n",
+            ARCHIVE_TIMEOUT.as_secs()
+        );
+        use std::io::Write;
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(dir.join("data/postgresql.conf"))
+            .unwrap()
+            .write_all(conf.as_bytes())
+            .unwrap();
+        let mut start = as_owner(&shared.run_as, &server_tool("pg_ctl"));
+        start.args([
+            "start",
+            "-w",
+            "-D",
+            &format!("{d}/data"),
+            "-l",
+            &format!("{d}/pg.log"),
+        ]);
+        ok(start).await;
+        let settings = PitrSettings {
+            config,
+            stanza: "faults".into(),
+            archive_timeout: ARCHIVE_TIMEOUT,
+            side_dir: dir.clone(),
+            ..shared.clone()
+        };
+        PgBackRest::new(&settings).stanza_create().await.unwrap();
+        let pool = sqlx::PgPool::connect(&format!("postgres://postgres@127.0.0.1:{port}/postgres"))
+            .await
+            .unwrap();
+        Private {
+            dir,
+            settings,
+            pool,
+        }
+    }
+
+    /// Writes a row and switches to a new WAL segment, so there is one to archive.
+    async fn write(&self) {
+        sqlx::query("create table if not exists probe (at timestamptz default now())")
+            .execute(&self.pool)
+            .await
+            .unwrap();
+        sqlx::query("insert into probe default values")
+            .execute(&self.pool)
+            .await
+            .unwrap();
+        sqlx::query("select pg_switch_wal()")
+            .execute(&self.pool)
+            .await
+            .unwrap();
+    }
+
+    /// What the `wal_archive_lag` evaluator says at the server's now.
+    async fn signal(&self) -> Option<app::alerts::ssr::Signal> {
+        let archiver = Archiver::read(&self.pool).await.unwrap();
+        let now: OffsetDateTime = sqlx::query_scalar("select clock_timestamp()")
+            .fetch_one(&self.pool)
+            .await
+            .unwrap();
+        lag_signal(&archiver, now, self.settings.archive_timeout)
+    }
+
+    /// Polls (at most `limit`) until the evaluator's answer is `raised` or not.
+    async fn until(&self, raised: bool, limit: Duration) -> Option<app::alerts::ssr::Signal> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let signal = self.signal().await;
+            if signal.is_some() == raised {
+                return signal;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "wal_archive_lag still {} after {limit:?}: {:?}",
+                if raised { "clear" } else { "raised" },
+                Archiver::read(&self.pool).await.unwrap()
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+}
+
+async fn chmod(mode: &str, path: &Path) {
+    let mut chmod = tokio::process::Command::new("chmod");
+    chmod.args([mode, path.to_str().unwrap()]);
+    ok(chmod).await;
+}
+
+#[tokio::test]
+async fn an_unwritable_repository_raises_wal_archive_lag_and_fixing_it_clears_it() {
+    let app = spawn_app().await;
+    let shared = app.state.backups().pitr.clone().unwrap();
+    let private = Private::start(&shared).await;
+    // Archiving works: a written segment reaches the repository; nothing is raised.
+    private.write().await;
+    let deadline = tokio::time::Instant::now() + ARCHIVE_TIMEOUT * 3;
+    loop {
+        let archiver = Archiver::read(&private.pool).await.unwrap();
+        if archiver.last_archived_wal.is_some() {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{archiver:?}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(private.signal().await.is_none());
+
+    // The repository's archive made unwritable: the archive command fails, and the
+    // alert is raised once three archive timeouts pass without a segment archived.
+    let archive = private.dir.join("repo/archive");
+    chmod("000", &archive).await;
+    private.write().await;
+    let raised = private
+        .until(true, ARCHIVE_TIMEOUT * 3 + Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert!(raised.title.contains("failing"), "{}", raised.title);
+    let failing = Archiver::read(&private.pool).await.unwrap();
+    assert!(failing.last_failed.is_some(), "{failing:?}");
+
+    // Fixed: the next segment wakes the archiver, which archives the backlog; cleared.
+    chmod("750", &archive).await;
+    private.write().await;
+    private.until(false, Duration::from_secs(90)).await;
+}
+
+#[tokio::test]
+async fn a_wrong_passphrase_fails_with_a_message_naming_the_setting() {
+    let app = spawn_app().await;
+    let shared = app.state.backups().pitr.clone().unwrap();
+    let dir = private_dir(&shared, "passphrase").await;
+    let config = std::fs::read_to_string(&shared.config).unwrap();
+    assert!(
+        config.contains("repo1-cipher-pass="),
+        "the local repository is encrypted"
+    );
+    let wrong: String = config
+        .lines()
+        .map(|line| {
+            if line.starts_with("repo1-cipher-pass=") {
+                "repo1-cipher-pass=not-the-passphrase".to_owned()
+            } else {
+                line.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let wrong_config = dir.join("pgbackrest.conf");
+    write_owned(&shared, &wrong_config, &wrong).await;
+    let settings = PitrSettings {
+        config: wrong_config,
+        ..shared.clone()
+    };
+    let error = PgBackRest::new(&settings)
+        .info()
+        .await
+        .unwrap_err()
+        .to_string();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(error.contains("repo1-cipher-pass"), "{error}");
+    assert!(error.contains("SALVAGE_PGBACKREST_CONFIG"), "{error}");
+    // The right one still reads it.
+    PgBackRest::new(&shared).info().await.unwrap();
+}
