@@ -338,6 +338,14 @@ archive_stanza() {
       die "pgBackRest stanza-create failed: $out"
     fi
   fi
+  # A window needs a base backup: the first one is taken here, so the console has a
+  # point-in-time window from its first minute (the pitr-backup job keeps it after).
+  if pg_run pgbackrest --config="$PGBR_CONF" --stanza="$PGBR_STANZA" info --output=json 2>/dev/null |
+    grep -q '"backup":\[\]'; then
+    say "taking the first pgBackRest base backup (full)"
+    out=$(pg_run pgbackrest --config="$PGBR_CONF" --stanza="$PGBR_STANZA" backup --type=full 2>&1) ||
+      die "pgBackRest's first backup failed: $out"
+  fi
   say "WAL archived through pgBackRest (stanza $PGBR_STANZA, ${PGBR_DIR#$ROOT/}/repo)"
 }
 

@@ -82,6 +82,7 @@ pub static ALERT_KINDS: &[&AlertKind] = &[
     &RTO_EXCEEDED,
     &crate::backups::ssr::pitr::alerts::WAL_ARCHIVE_LAG,
     &crate::backups::ssr::pitr::alerts::PITR_BACKUP_FAILED,
+    &crate::backups::ssr::pitr::alerts::PITR_WINDOW_SHORT,
     &WEBHOOK_BACKLOG,
     &DLQ_GROWING,
     &WEBHOOK_PAUSED,

@@ -77,6 +77,7 @@ pub const KIND_NAMES: &[&str] = &[
     "rto_exceeded",
     "wal_archive_lag",
     "pitr_backup_failed",
+    "pitr_window_short",
     "webhook_backlog",
     "dlq_growing",
     "webhook_paused",

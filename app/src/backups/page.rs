@@ -118,11 +118,15 @@ pub fn BackupsPage() -> AnyView {
         {action_error(roll_back.value())}
         <Transition fallback=|| ()>
             {move || Suspend::new(async move {
-                let administer = match viewer {
-                    Some(viewer) => viewer.await.is_ok_and(|v| v.role.can(Permission::Administer)),
-                    None => false,
+                // Signed-in callers only: the sign-in redirect answers everyone else.
+                let role = match viewer {
+                    Some(viewer) => viewer.await.ok().map(|v| v.role),
+                    None => None,
                 };
-                view! { <super::pitr::PitrPanel tick administer /> }
+                role.map(|role| {
+                    let administer = role.can(Permission::Administer);
+                    view! { <super::pitr::PitrPanel tick administer /> }
+                })
             })}
         </Transition>
         // The restore form, below the catalogue it was opened from.

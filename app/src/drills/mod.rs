@@ -154,8 +154,12 @@ pub struct Objective {
     pub rto_target_secs: i64,
     /// Set by an admin (else the defaults).
     pub set_by: Option<String>,
-    /// The age of the newest verified backup: the data a restore now would lose.
+    /// The data a restore now would lose: the age of the newest verified backup, or,
+    /// for PostgreSQL archiving its WAL, how far the archive is behind.
     pub rpo_measured_ms: Option<i64>,
+    /// `rpo_measured_ms` is the WAL archive's lag, not a backup's age.
+    #[serde(default)]
+    pub rpo_from_archive: bool,
     /// Rows queued in PostgreSQL for ClickHouse: not in any ClickHouse backup yet.
     pub queued_rows: i64,
     /// The last passing drill's recovery time of this store.

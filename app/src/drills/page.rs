@@ -372,6 +372,7 @@ fn ObjectivesTable(
                             <td class="num">{hours(o.rpo_target_secs)}</td>
                             <td class={if rpo_bad { "num text-error strong" } else { "num" }}>
                                 {o.rpo_measured_ms.map_or("no verified backup".to_owned(), format_duration)}
+                                {o.rpo_from_archive.then_some(" (WAL archive)")}
                                 {(o.queued_rows > 0).then(|| format!(" + {} queued rows", group_digits(o.queued_rows as u64)))}
                             </td>
                             <td class="num">{format_duration(o.rto_target_secs * 1000)}</td>
@@ -382,7 +383,7 @@ fn ObjectivesTable(
                     }
                 }).collect_view()}
             </DataTable>
-            <p class="muted small">"Backups are dumps taken daily: they cannot promise a 15-minute PostgreSQL RPO (that needs WAL archiving). Rows queued for ClickHouse are in no ClickHouse backup until they are replayed and backed up. Red: measured is over target."</p>
+            <p class="muted small">"PostgreSQL's RPO now is its WAL archive's lag when pgBackRest archives it (WAL written and not yet archived; a quiet server loses nothing), else its newest dump's age: daily dumps cannot promise a 15-minute RPO. Rows queued for ClickHouse are in no ClickHouse backup until they are replayed and backed up. Red: measured is over target."</p>
             {administer.then(|| view! {
                 <details>
                     <summary>"Change an objective"</summary>

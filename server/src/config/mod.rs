@@ -424,7 +424,10 @@ impl Settings {
             webhooks,
             alerts,
             backups,
-            drills: Default::default(),
+            drills: app::drills::ssr::DrillSettings {
+                pitr: env.switch("SALVAGE_DRILL_PITR", true)?,
+                ..Default::default()
+            },
             database_url: SecretString::from(database_url),
             migrate_database_url,
             clickhouse: ClickHouseSettings {

@@ -50,6 +50,13 @@ struct Cleanup {
 /// What to change about the stores a test app talks to.
 #[derive(Default)]
 pub struct Options {
+    /// Keep point-in-time recovery (pgBackRest) on, as `.env` sets it up. Off by default:
+    /// the repository and its stanza lock are shared by every test, and its alerts read
+    /// the shared cluster's archive, so only the tests about it turn it on.
+    pub pitr: bool,
+    /// Drills also restore PostgreSQL through the point-in-time path (minutes on the
+    /// shared cluster: off unless a test is about it).
+    pub drill_pitr: bool,
     /// Point ClickHouse at this URL instead of the local server (which is then not
     /// migrated): a closed port, or a [`FaultyLink`].
     pub clickhouse_url: Option<String>,
@@ -105,6 +112,15 @@ pub async fn spawn_app() -> TestApp {
     spawn_app_with(Options::default()).await
 }
 
+/// Salvage with point-in-time recovery through the shared pgBackRest repository.
+pub async fn spawn_app_with_pitr() -> TestApp {
+    spawn_app_with(Options {
+        pitr: true,
+        ..Options::default()
+    })
+    .await
+}
+
 /// Salvage whose ClickHouse is unreachable (a closed port); PostgreSQL is real and fresh.
 pub async fn spawn_app_without_clickhouse() -> TestApp {
     let port = closed_port().await;
@@ -118,6 +134,10 @@ pub async fn spawn_app_without_clickhouse() -> TestApp {
 /// Salvage with some of its stores replaced, see [`Options`].
 pub async fn spawn_app_with(options: Options) -> TestApp {
     let mut settings = base_settings();
+    settings.drills.pitr = options.drill_pitr;
+    if !options.pitr {
+        settings.backups.pitr = None;
+    }
     // Test databases are made (and the app runs) as the schema's owner; the security
     // tests that need the application role set it up themselves.
     let admin_url = owner_url(&settings);

@@ -7,6 +7,7 @@
 pub mod alerts;
 mod janitor;
 pub mod overview;
+mod pitr;
 mod queries;
 pub mod records;
 pub mod run;
@@ -25,11 +26,16 @@ pub struct DrillSettings {
     /// How old a throwaway database of a drill that is no longer running must be before
     /// the janitor drops it (1 h).
     pub janitor_after: Duration,
+    /// `SALVAGE_DRILL_PITR` (default on): when pgBackRest is set up, a drill also
+    /// restores PostgreSQL through the point-in-time path, to latest and to a random
+    /// moment of the window, and measures PostgreSQL's recovery time on it.
+    pub pitr: bool,
 }
 
 impl Default for DrillSettings {
     fn default() -> Self {
         Self {
+            pitr: true,
             janitor_after: Duration::from_secs(3600),
         }
     }

@@ -45,14 +45,19 @@ pub async fn overview(state: &AppState) -> Result<DrillsOverview, AppError> {
                 .flatten()
                 .map(|s| s.recovery_ms)
         });
+        let archive_rpo = match store {
+            StoreKind::Postgres => archive_exposure(state, now).await,
+            StoreKind::Clickhouse => None,
+        };
         rows.push(Objective {
+            rpo_from_archive: archive_rpo.is_some(),
             store,
             rpo_target_secs: set.rpo.as_secs() as i64,
             rto_target_secs: set.rto.as_secs() as i64,
             set_by,
-            rpo_measured_ms: latest
+            rpo_measured_ms: archive_rpo.or(latest
                 .and_then(|b| b.backup.finished_ms)
-                .map(|finished| unix_ms(now) - finished),
+                .map(|finished| unix_ms(now) - finished)),
             queued_rows: if store == StoreKind::Clickhouse {
                 queued
             } else {
@@ -70,6 +75,21 @@ pub async fn overview(state: &AppState) -> Result<DrillsOverview, AppError> {
         objectives: rows,
         due: due(state).await?,
     })
+}
+
+/// PostgreSQL's recovery point from its WAL archive, when archiving works: pgBackRest is
+/// set up, the repository holds a base backup, and the archive command is not failing.
+/// `None` otherwise (the dump's age is the recovery point then).
+async fn archive_exposure(state: &AppState, now: time::OffsetDateTime) -> Option<i64> {
+    use crate::backups::ssr::pitr::{alerts::Archiver, window};
+    let pitr = state.backups().pitr.as_ref()?;
+    let window = window(pitr, &state.pg, now).await.ok()?;
+    window.oldest_ms?;
+    let archiver = Archiver::read(&state.pg).await.ok()?;
+    if archiver.failing() {
+        return None;
+    }
+    Some((archiver.exposure(now).whole_milliseconds()) as i64)
 }
 
 /// The next due date of each cadence.

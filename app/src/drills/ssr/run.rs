@@ -98,16 +98,16 @@ impl Report for DrillReport {
 }
 
 /// The steps so far, saved after each one and reported as the run's progress.
-struct Steps<'a> {
+pub(super) struct Steps<'a> {
     ctx: &'a JobContext,
     drill_id: i64,
     done: Vec<DrillStep>,
     /// Steps a drill of both stores takes.
-    total: i64,
+    pub(super) total: i64,
 }
 
 impl Steps<'_> {
-    async fn push(&mut self, step: DrillStep) -> Result<(), AppError> {
+    pub(super) async fn push(&mut self, step: DrillStep) -> Result<(), AppError> {
         let hang = self.ctx.state.faults.drill_hang_after().map(str::to_owned);
         let name = format!(
             "{}:{}",
@@ -131,7 +131,7 @@ impl Steps<'_> {
     }
 }
 
-fn step(
+pub(super) fn step(
     store: Option<StoreKind>,
     name: &str,
     ms: i64,
@@ -187,6 +187,9 @@ pub async fn drill(ctx: &JobContext) -> Result<DrillReport, AppError> {
         let one = one_store(ctx, &mut steps, store, backup, started).await?;
         stores.push(one);
     }
+    if !ctx.tracker.is_cancelled() {
+        super::pitr::prove(ctx, &mut steps, &mut stores).await?;
+    }
     // Teardown, always.
     let databases = records::live_databases(&state.pg, drill_id)
         .await
@@ -211,7 +214,7 @@ pub async fn drill(ctx: &JobContext) -> Result<DrillReport, AppError> {
     finish(ctx, drill_id, started, clock, done, stores).await
 }
 
-fn ms(since: Instant) -> i64 {
+pub(super) fn ms(since: Instant) -> i64 {
     since.elapsed().as_millis() as i64
 }
 

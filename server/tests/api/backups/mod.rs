@@ -4,7 +4,7 @@
 
 mod bucket;
 mod faults;
-mod pitr;
+pub(crate) mod pitr;
 mod pitr_faults;
 mod round_trip;
 

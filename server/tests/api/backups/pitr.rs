@@ -17,12 +17,12 @@ use app::backups::ssr::pitr::PitrSettings;
 use app::jobs::RunStatus;
 use time::OffsetDateTime;
 
-use crate::helpers::{reason, spawn_app, TestApp};
+use crate::helpers::{reason, spawn_app_with, spawn_app_with_pitr, Options, TestApp};
 
 const DELETED: i64 = 500;
 const LATER: i64 = 300;
 
-async fn base_backup(app: &TestApp) {
+pub(crate) async fn base_backup(app: &TestApp) {
     let options = app::jobs::ssr::RunOptions {
         input: serde_json::to_value(PitrBackupInput {
             kind: Some(PitrKind::Incr),
@@ -90,15 +90,36 @@ async fn archived_after(app: &TestApp, pitr: &PitrSettings, after: OffsetDateTim
     }
 }
 
+/// Side clusters of their own: the janitor this test runs a day ahead sweeps only them.
+fn own_side_dir(settings: &mut salvage::config::Settings) {
+    if let Some(pitr) = settings.backups.pitr.as_mut() {
+        pitr.side_dir = pitr.side_dir.join("sequence");
+    }
+}
+
 #[tokio::test]
 async fn restores_to_a_moment_and_to_latest_bring_back_exactly_what_was_committed_then() {
-    let app = spawn_app().await;
+    let app = spawn_app_with(Options {
+        pitr: true,
+        tweak: Some(own_side_dir),
+        ..Options::default()
+    })
+    .await;
     let pitr = app
         .state
         .backups()
         .pitr
         .clone()
         .expect("the local stores archive through pgBackRest (scripts/stores.sh start)");
+    std::fs::create_dir_all(&pitr.side_dir).unwrap();
+    if let Some(user) = &pitr.run_as {
+        let owned = std::process::Command::new("chown")
+            .arg(format!("{user}:"))
+            .arg(&pitr.side_dir)
+            .status()
+            .unwrap();
+        assert!(owned.success());
+    }
     base_backup(&app).await;
 
     // Rows committed, the moment, then a destructive delete.
@@ -234,7 +255,7 @@ async fn run_janitor(app: &TestApp) -> JanitorReport {
 #[tokio::test]
 async fn a_restore_request_naming_a_bad_moment_or_port_is_refused_with_the_field_and_nothing_made()
 {
-    let app = spawn_app().await;
+    let app = spawn_app_with_pitr().await;
     let runs_before = restore_runs(&app).await;
     let live_port = url::Url::parse(&app.database_url).unwrap().port().unwrap();
     for (to, port, field) in [
@@ -265,4 +286,32 @@ async fn restore_runs(app: &TestApp) -> i64 {
         .fetch_one(&app.pg)
         .await
         .unwrap()
+}
+
+#[tokio::test]
+async fn a_point_in_time_restore_is_for_admins_and_an_admin_call_reaches_its_check() {
+    let app = spawn_app_with_pitr().await;
+    let operator = app.signed_in(app::auth::Role::Operator).await;
+    let manager = app.signed_in(app::auth::Role::Manager).await;
+    let admin = app.signed_in(app::auth::Role::Admin).await;
+    let runs_before = restore_runs(&app).await;
+    let history_before = app.count("runbook_history").await;
+    let args = serde_json::json!({"to": "yesterday", "port": "", "reason": "roles"});
+    let anonymous = app
+        .client()
+        .call_server_fn("backups/pitr-restore", args.clone())
+        .await;
+    assert_eq!(anonymous.status().as_u16(), 401);
+    for (role, client) in [("operator", &operator), ("manager", &manager)] {
+        let refused = client
+            .call_server_fn("backups/pitr-restore", args.clone())
+            .await;
+        assert_eq!(refused.status().as_u16(), 403, "{role}");
+    }
+    let admin = admin.call_server_fn("backups/pitr-restore", args).await;
+    assert_eq!(admin.status().as_u16(), 422);
+    let body = admin.text().await.unwrap();
+    assert!(body.contains(r#""field":"to""#), "{body}");
+    assert_eq!(restore_runs(&app).await, runs_before, "no run was recorded");
+    assert_eq!(app.count("runbook_history").await, history_before);
 }

@@ -10,7 +10,7 @@ use app::backups::ssr::pitr::alerts::{lag_signal, Archiver};
 use app::backups::ssr::pitr::{PgBackRest, PitrSettings};
 use time::OffsetDateTime;
 
-use crate::helpers::{free_port, spawn_app};
+use crate::helpers::{free_port, spawn_app_with_pitr};
 
 const ARCHIVE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -229,7 +229,7 @@ async fn chmod(mode: &str, path: &Path) {
 
 #[tokio::test]
 async fn an_unwritable_repository_raises_wal_archive_lag_and_fixing_it_clears_it() {
-    let app = spawn_app().await;
+    let app = spawn_app_with_pitr().await;
     let shared = app.state.backups().pitr.clone().unwrap();
     let private = Private::start(&shared).await;
     // Archiving works: a written segment reaches the repository; nothing is raised.
@@ -266,7 +266,7 @@ async fn an_unwritable_repository_raises_wal_archive_lag_and_fixing_it_clears_it
 
 #[tokio::test]
 async fn a_wrong_passphrase_fails_with_a_message_naming_the_setting() {
-    let app = spawn_app().await;
+    let app = spawn_app_with_pitr().await;
     let shared = app.state.backups().pitr.clone().unwrap();
     let dir = private_dir(&shared, "passphrase").await;
     let config = std::fs::read_to_string(&shared.config).unwrap();

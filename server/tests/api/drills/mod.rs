@@ -5,6 +5,8 @@
 use std::io::{Seek, SeekFrom, Write};
 use std::time::Duration;
 
+mod pitr;
+
 use app::drills::{Drill, DrillStatus, StoreKind};
 use serde_json::Value;
 

@@ -180,6 +180,13 @@ pub(super) async fn arguments(world: &World, endpoint: &str) -> Value {
         "backups/restore" => json!({"backup_id": world.backup, "mode": "side",
             "target": format!("salvage_test_matrix_{}", uuid::Uuid::new_v4().simple()),
             "tables": "history_anchors", "confirm": "", "reason": "matrix"}),
+        "backups/side-stop" => {
+            // Each allowed call needs a side cluster: its directory (never started).
+            let pitr = world.app.state.backups().pitr.clone().unwrap();
+            let port = crate::helpers::free_port().await;
+            std::fs::create_dir_all(app::backups::ssr::pitr::sides::data_dir(&pitr, port)).unwrap();
+            json!({"port": port, "reason": "matrix"})
+        }
         "backups/rollback" => {
             // Each allowed call needs an in-place restore whose live tables are aside.
             let id: i64 = sqlx::query_scalar(

@@ -4,7 +4,7 @@ use app::auth::Role;
 use serde_json::json;
 
 use super::Who;
-use crate::helpers::{spawn_app, Client, TestApp};
+use crate::helpers::{Client, TestApp};
 
 /// The world each call runs in: one account per role, an open incident, a target user.
 pub(super) struct World {
@@ -17,7 +17,8 @@ pub(super) struct World {
 
 impl World {
     pub(super) async fn new() -> Self {
-        let app = spawn_app().await;
+        // Point-in-time recovery on: its server functions act on the repository.
+        let app = crate::helpers::spawn_app_with_pitr().await;
         let mut clients = vec![(Who::Anonymous, app.client())];
         for role in Role::ALL {
             clients.push((Who::As(role), app.signed_in(role).await));

@@ -5,9 +5,9 @@
 use serde_json::json;
 use time::{Duration, OffsetDateTime};
 
-use super::job::PITR_BACKUP_JOB;
 use crate::alerts::ssr::{AlertKind, EvalFuture, Fix, Signal};
 use crate::alerts::{FixAction, Severity};
+use crate::backups::PITR_BACKUP_JOB;
 use crate::error::AppError;
 use crate::server::AppState;
 
@@ -40,6 +40,22 @@ pub static PITR_BACKUP_FAILED: AlertKind = AlertKind {
     evaluate: None,
     fire_after: 1,
     auto_resolve: false,
+    fix: Fix {
+        action: Some(back_up_now),
+        ..FIX
+    },
+};
+
+/// The point-in-time window falls short of the PostgreSQL recovery point objective: no
+/// base backup to restore from, or the newest restorable moment is older than the
+/// objective allows.
+pub static PITR_WINDOW_SHORT: AlertKind = AlertKind {
+    name: "pitr_window_short",
+    description: "PostgreSQL's point-in-time window does not reach within its recovery \
+                  point objective of now.",
+    evaluate: Some(window_short),
+    fire_after: 1,
+    auto_resolve: true,
     fix: Fix {
         action: Some(back_up_now),
         ..FIX
@@ -96,6 +112,35 @@ impl Archiver {
     }
 }
 
+impl Archiver {
+    /// The archive command's last attempt failed.
+    pub fn failing(&self) -> bool {
+        match (self.last_failed, self.last_archived) {
+            (Some(failed), Some(archived)) => failed > archived,
+            (Some(_), None) => true,
+            (None, _) => false,
+        }
+    }
+
+    /// WAL is written that is not archived yet.
+    pub fn waiting(&self) -> bool {
+        self.last_archived_wal
+            .as_deref()
+            .is_none_or(|archived| self.current_wal.as_str() > archived)
+    }
+
+    /// What a loss of the server at `now` would cost: the time since the last segment
+    /// was archived when WAL is waiting for the archive; nothing on a quiet server whose
+    /// every write is archived. The recovery point as measured.
+    pub fn exposure(&self, now: OffsetDateTime) -> Duration {
+        if self.failing() || self.waiting() {
+            (now - self.last_archived.unwrap_or(self.started)).max(Duration::ZERO)
+        } else {
+            Duration::ZERO
+        }
+    }
+}
+
 /// The signal for the archive at `now`. WAL is waiting when the segment being written
 /// is past the last one archived (`pg_walfile_name` names the segment holding the last
 /// byte written, so a quiet server that just switched names the archived one). A
@@ -105,20 +150,11 @@ pub fn lag_signal(
     now: OffsetDateTime,
     archive_timeout: std::time::Duration,
 ) -> Option<Signal> {
-    let failing = match (archiver.last_failed, archiver.last_archived) {
-        (Some(failed), Some(archived)) => failed > archived,
-        (Some(_), None) => true,
-        (None, _) => false,
-    };
-    let waiting = archiver
-        .last_archived_wal
-        .as_deref()
-        .is_none_or(|archived| archiver.current_wal.as_str() > archived);
-    if !failing && !waiting {
+    let failing = archiver.failing();
+    if !failing && !archiver.waiting() {
         return None;
     }
-    let since = archiver.last_archived.unwrap_or(archiver.started);
-    let lag = now - since;
+    let lag = archiver.exposure(now);
     let threshold = Duration::try_from(archive_timeout * 3).unwrap_or(Duration::MAX);
     if lag <= threshold {
         return None;
@@ -146,6 +182,59 @@ pub fn lag_signal(
                 "currentWal": archiver.current_wal,
             })),
     )
+}
+
+/// The signal for a window (`oldest`, `newest` restorable moments, unix ms) at `now`
+/// against the objective `rpo`.
+pub fn window_signal(
+    oldest_ms: Option<i64>,
+    newest_ms: Option<i64>,
+    now: OffsetDateTime,
+    rpo: std::time::Duration,
+) -> Option<Signal> {
+    let rpo_ms = rpo.as_millis() as i64;
+    let title = match (oldest_ms, newest_ms) {
+        (None, _) | (_, None) => {
+            "PostgreSQL has no point-in-time window: the repository holds no base backup".to_owned()
+        }
+        (Some(_), Some(newest)) => {
+            let behind = crate::server::unix_ms(now) - newest;
+            if behind <= rpo_ms {
+                return None;
+            }
+            format!(
+                "PostgreSQL can be restored only to {} behind now (objective {})",
+                crate::format::format_duration(behind),
+                crate::format::format_duration(rpo_ms)
+            )
+        }
+    };
+    Some(
+        Signal::new("postgres", Severity::Critical, title).with_details(json!({
+            "oldestMs": oldest_ms,
+            "newestMs": newest_ms,
+            "rpoMs": rpo_ms,
+        })),
+    )
+}
+
+fn window_short(state: AppState, now: OffsetDateTime) -> EvalFuture {
+    Box::pin(async move {
+        let Some(pitr) = state.backups().pitr.clone() else {
+            return Ok(Vec::new());
+        };
+        let window = super::window(&pitr, &state.pg, now)
+            .await
+            .map_err(|e| AppError::internal("Read the point-in-time window", e.to_string()))?;
+        let rpo =
+            crate::backups::ssr::objectives::current(&state, crate::backups::StoreKind::Postgres)
+                .await
+                .map_err(|e| AppError::internal("Read the recovery objectives", e))?
+                .rpo;
+        Ok(window_signal(window.oldest_ms, window.newest_ms, now, rpo)
+            .into_iter()
+            .collect())
+    })
 }
 
 fn lag(state: AppState, now: OffsetDateTime) -> EvalFuture {
@@ -201,6 +290,27 @@ mod tests {
         assert_eq!(at(900).unwrap().severity, Severity::Warning);
         assert_eq!(at(901).unwrap().severity, Severity::Critical);
         assert!(at(600).unwrap().title.contains("10.0 min"));
+    }
+
+    #[test]
+    fn the_exposure_is_nothing_on_a_quiet_server_and_the_time_since_the_last_segment_otherwise() {
+        let quiet = archiver(3600, "000000010000000000000010", None);
+        assert_eq!(quiet.exposure(NOW), Duration::ZERO);
+        let writing = archiver(42, "000000010000000000000011", None);
+        assert_eq!(writing.exposure(NOW), Duration::seconds(42));
+        let failing = archiver(700, "000000010000000000000010", Some(3));
+        assert_eq!(failing.exposure(NOW), Duration::seconds(700));
+    }
+
+    #[test]
+    fn the_window_is_short_without_a_base_backup_or_when_its_newest_moment_is_past_the_objective() {
+        let rpo = std::time::Duration::from_secs(900);
+        let ms = |ago: i64| Some(crate::server::unix_ms(NOW - Duration::seconds(ago)));
+        assert!(window_signal(None, None, NOW, rpo).is_some());
+        assert_eq!(window_signal(ms(86_400), ms(60), NOW, rpo), None);
+        assert_eq!(window_signal(ms(86_400), ms(900), NOW, rpo), None);
+        let short = window_signal(ms(86_400), ms(901), NOW, rpo).unwrap();
+        assert!(short.title.contains("15 min"), "{}", short.title);
     }
 
     #[test]

@@ -74,10 +74,11 @@ pub fn parse_target(to: &str) -> Result<Target, AppError> {
 }
 
 /// A request that names a moment the archive holds and a free port: what the run uses.
-struct Checked {
+pub struct Checked {
     pitr: PitrSettings,
     target: Target,
-    port: u16,
+    /// The side cluster's port.
+    pub port: u16,
 }
 
 fn check_input(state: AppState, _actor: Actor, input: Value) -> CheckFuture {
@@ -87,7 +88,9 @@ fn check_input(state: AppState, _actor: Actor, input: Value) -> CheckFuture {
     })
 }
 
-async fn check(state: &AppState, request: &PitrRestoreRequest) -> Result<Checked, AppError> {
+/// Checks `request` against the archive and the host: the 4xx naming the field, or
+/// what a restore needs.
+pub async fn check(state: &AppState, request: &PitrRestoreRequest) -> Result<Checked, AppError> {
     let Some(pitr) = state.backups().pitr.clone() else {
         return Err(AppError::invalid(
             "store",
@@ -248,7 +251,7 @@ fn run_pitr_restore(ctx: JobContext) -> JobFuture {
     Box::pin(async move {
         let request: PitrRestoreRequest = ctx.input()?;
         let checked = check(&ctx.state, &request).await?;
-        Ok(Box::new(restore_and_record(&ctx, checked).await?) as Box<dyn Report>)
+        Ok(Box::new(execute(&ctx, checked, &ctx.tracker).await?) as Box<dyn Report>)
     })
 }
 
@@ -270,9 +273,14 @@ impl Verified {
     }
 }
 
-async fn restore_and_record(
+/// Restores what `checked` names for run `ctx` (its own, or a drill's with the drill's
+/// step `tracker`), verifies it and records it in the history. `Err` only when the
+/// record cannot be written; a restore that fails is a report saying so, with nothing
+/// left behind.
+pub async fn execute(
     ctx: &JobContext,
     checked: Checked,
+    tracker: &crate::jobs::ssr::Tracker,
 ) -> Result<PitrRestoreReport, AppError> {
     let Checked { pitr, target, port } = checked;
     let settings = ctx.state.backups().clone();
@@ -283,16 +291,16 @@ async fn restore_and_record(
         Target::Time(at) => unix_ms(at).to_string(),
     };
     let started = Instant::now();
-    ctx.tracker.report(0, 2).await.ok();
+    tracker.report(0, 2).await.ok();
     let restored = tokio::select! {
         restored = side::start(&settings, &pitr, &data_dir, port, target, &url, RECOVERY_WAIT) => restored,
-        () = ctx.tracker.cancelled() => Err(BackupError::Cancelled),
+        () = tracker.cancelled() => Err(BackupError::Cancelled),
     };
     let restore_ms = started.elapsed().as_millis() as i64;
     let verify_started = Instant::now();
     let verified = match restored {
         Ok(side) => {
-            ctx.tracker.report(1, 2).await.ok();
+            tracker.report(1, 2).await.ok();
             sides::record(
                 &pitr,
                 &SideRecord {
@@ -341,7 +349,7 @@ async fn restore_and_record(
             (None, None, Some(error.to_string()))
         }
     };
-    let cancelled = ctx.tracker.is_cancelled() && side.is_none();
+    let cancelled = tracker.is_cancelled() && side.is_none();
     let status = match (&error, cancelled) {
         (_, true) => RunStatus::Cancelled,
         (Some(_), false) => RunStatus::Failed,

@@ -144,6 +144,23 @@ pub async fn stop(
     Ok(side)
 }
 
+/// Stops the side cluster on `port` that a drill made, as part of the drill's own run
+/// (whoever may run drills may tear down what their drill made).
+pub async fn tear_down(
+    state: &AppState,
+    pitr: &PitrSettings,
+    port: u16,
+    actor: &Actor,
+    reason: crate::reason::Reason,
+) -> Result<(), AppError> {
+    match list(pitr).into_iter().find(|side| side.port == port) {
+        Some(side) => stop_found(state, pitr, &side, actor, Some(reason), false)
+            .await
+            .map(drop),
+        None => Ok(()),
+    }
+}
+
 async fn stop_found(
     state: &AppState,
     pitr: &PitrSettings,

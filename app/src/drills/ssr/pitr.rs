@@ -1,0 +1,138 @@
+//! The drill's point-in-time steps: when pgBackRest is set up (and
+//! `SALVAGE_DRILL_PITR` is on), PostgreSQL is restored through the path a real loss would
+//! take, into a side cluster, twice: to latest, and to a random moment between the end
+//! of the newest base backup and the newest archived segment (the chain a loss today
+//! would replay: that backup and the WAL after it).
+//! Each restore is verified (every table counted, the history chain, the schema) and
+//! torn down. The restore to latest is PostgreSQL's measured recovery time: it replaces
+//! the dump's, which stays in the steps for table-level restores.
+
+use std::time::Instant;
+
+use time::OffsetDateTime;
+
+use super::super::{DrillStore, StoreKind};
+use super::run::{ms, step, Steps};
+use crate::backups::ssr::pitr::restore::{self, PitrRestoreReport, PitrRestoreRequest};
+use crate::backups::ssr::pitr::{sides, window};
+use crate::error::AppError;
+use crate::jobs::ssr::JobContext;
+use crate::jobs::RunStatus;
+
+/// Runs the point-in-time steps of the drill, when they apply.
+pub(super) async fn prove(
+    ctx: &JobContext,
+    steps: &mut Steps<'_>,
+    stores: &mut [DrillStore],
+) -> Result<(), AppError> {
+    let state = &ctx.state;
+    let Some(pitr) = state.backups().pitr.clone() else {
+        return Ok(());
+    };
+    if !state.drills().pitr {
+        return Ok(());
+    }
+    // Two restores, each with its teardown.
+    steps.total += 4;
+    let latest = restore_and_tear_down(ctx, steps, &pitr, "latest".into(), "pitr latest").await?;
+    if let Some(report) = latest.filter(|r| r.status == RunStatus::Succeeded) {
+        if let Some(postgres) = stores.iter_mut().find(|s| s.store == StoreKind::Postgres) {
+            postgres.recovery_ms = report.restore_ms + report.verify_ms;
+        }
+    }
+    if ctx.tracker.is_cancelled() {
+        return Ok(());
+    }
+    let point = match window(&pitr, &state.pg, state.clock.now()).await {
+        Ok(w) => match (w.backups.last().map(|b| b.stopped_ms), w.newest_ms) {
+            (Some(from), Some(newest)) if newest > from => {
+                Ok(from + (rand::random::<u64>() % (newest - from) as u64) as i64)
+            }
+            _ => Err("no WAL archived after the newest base backup yet".to_owned()),
+        },
+        Err(error) => Err(error.to_string()),
+    };
+    match point {
+        Ok(point) => {
+            let at = OffsetDateTime::from_unix_timestamp_nanos(i128::from(point) * 1_000_000)
+                .unwrap_or(OffsetDateTime::UNIX_EPOCH);
+            let to = at
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default();
+            restore_and_tear_down(ctx, steps, &pitr, to, "pitr point").await?;
+        }
+        Err(why) => {
+            let failed = step(Some(StoreKind::Postgres), "pitr point", 0, false, Some(why));
+            steps.push(failed).await?;
+        }
+    }
+    Ok(())
+}
+
+/// One restore through the point-in-time path as a step, and its teardown as another.
+async fn restore_and_tear_down(
+    ctx: &JobContext,
+    steps: &mut Steps<'_>,
+    pitr: &crate::backups::ssr::pitr::PitrSettings,
+    to: String,
+    name: &str,
+) -> Result<Option<PitrRestoreReport>, AppError> {
+    let postgres = Some(StoreKind::Postgres);
+    let request = PitrRestoreRequest {
+        to: to.clone(),
+        port: None,
+        reason: None,
+    };
+    let checked = match restore::check(&ctx.state, &request).await {
+        Ok(checked) => checked,
+        Err(error) => {
+            steps
+                .push(step(postgres, name, 0, false, Some(error.to_string())))
+                .await?;
+            return Ok(None);
+        }
+    };
+    let port = checked.port;
+    let report = restore::execute(ctx, checked, &ctx.tracker.step()).await?;
+    let ok = report.status == RunStatus::Succeeded;
+    let detail = match &report.error {
+        Some(error) => error.clone(),
+        None => format!(
+            "to {to}: reached {}, {} rows in {} tables, history chain of {} intact",
+            report
+                .reached_ms
+                .map(crate::format::format_utc_secs)
+                .unwrap_or_else(|| "no transaction".into()),
+            report.rows,
+            report.tables.len(),
+            report.chain_entries
+        ),
+    };
+    steps
+        .push(step(
+            postgres,
+            name,
+            report.restore_ms + report.verify_ms,
+            ok,
+            Some(detail),
+        ))
+        .await?;
+    if ok {
+        let clock = Instant::now();
+        let reason = crate::reason::Reason::own(format!("Restore drill {}", ctx.run_id));
+        let stopped = sides::tear_down(&ctx.state, pitr, port, &ctx.actor, reason).await;
+        let detail = match &stopped {
+            Ok(()) => format!("side cluster on port {port} stopped and deleted"),
+            Err(error) => format!("side cluster on port {port} left for the janitor: {error}"),
+        };
+        let teardown = step(
+            postgres,
+            "teardown",
+            ms(clock),
+            stopped.is_ok(),
+            Some(detail),
+        );
+        steps.push(teardown).await?;
+    }
+    Ok(Some(report))
+}
