@@ -8,6 +8,7 @@ pub mod alerts;
 mod janitor;
 pub mod overview;
 mod pitr;
+mod steps;
 mod queries;
 pub mod records;
 pub mod run;

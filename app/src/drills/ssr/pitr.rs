@@ -12,7 +12,7 @@ use std::time::Instant;
 use time::OffsetDateTime;
 
 use super::super::{DrillStore, StoreKind};
-use super::run::{ms, step, Steps};
+use super::steps::{ms, step, Steps};
 use crate::backups::ssr::pitr::restore::{self, PitrRestoreReport, PitrRestoreRequest};
 use crate::backups::ssr::pitr::{sides, window};
 use crate::error::AppError;

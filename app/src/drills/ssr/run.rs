@@ -24,6 +24,7 @@ use serde_json::json;
 use time::OffsetDateTime;
 
 use super::super::{DrillKind, DrillStatus, DrillStep, DrillStore, StoreKind, TableResult};
+use super::steps::{ms, step, Steps};
 use super::{database_name, janitor, live_database, records};
 use crate::alerts::ssr::{store::raise_event, Signal};
 use crate::alerts::Severity;
@@ -97,56 +98,6 @@ impl Report for DrillReport {
     }
 }
 
-/// The steps so far, saved after each one and reported as the run's progress.
-pub(super) struct Steps<'a> {
-    ctx: &'a JobContext,
-    drill_id: i64,
-    done: Vec<DrillStep>,
-    /// Steps a drill of both stores takes.
-    pub(super) total: i64,
-}
-
-impl Steps<'_> {
-    pub(super) async fn push(&mut self, step: DrillStep) -> Result<(), AppError> {
-        let hang = self.ctx.state.faults.drill_hang_after().map(str::to_owned);
-        let name = format!(
-            "{}:{}",
-            step.store.map_or("drill", StoreKind::as_str),
-            step.name
-        );
-        self.done.push(step);
-        records::save_steps(&self.ctx.state.pg, self.drill_id, &self.done)
-            .await
-            .map_err(AppError::wrap("Record a drill's step"))?;
-        self.ctx
-            .tracker
-            .report(self.done.len() as i64, self.total)
-            .await?;
-        if hang.as_deref() == Some(name.as_str()) {
-            // Tests: wait here until the run is cancelled (a test that drops the run
-            // meanwhile stops it for good, as a killed process would).
-            self.ctx.tracker.cancelled().await;
-        }
-        Ok(())
-    }
-}
-
-pub(super) fn step(
-    store: Option<StoreKind>,
-    name: &str,
-    ms: i64,
-    ok: bool,
-    detail: Option<String>,
-) -> DrillStep {
-    DrillStep {
-        store,
-        name: name.to_owned(),
-        ms,
-        ok,
-        detail,
-    }
-}
-
 /// Runs one drill for job run `ctx` and records it. `Err` only when the record itself
 /// cannot be written; a drill that fails is a report with its error.
 pub async fn drill(ctx: &JobContext) -> Result<DrillReport, AppError> {
@@ -214,9 +165,6 @@ pub async fn drill(ctx: &JobContext) -> Result<DrillReport, AppError> {
     finish(ctx, drill_id, started, clock, done, stores).await
 }
 
-pub(super) fn ms(since: Instant) -> i64 {
-    since.elapsed().as_millis() as i64
-}
 
 /// Why a drill has no backup to restore, for a store or for the whole drill.
 #[derive(Debug, thiserror::Error)]
