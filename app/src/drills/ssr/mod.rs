@@ -8,10 +8,10 @@ pub mod alerts;
 mod janitor;
 pub mod overview;
 mod pitr;
-mod steps;
 mod queries;
 pub mod records;
 pub mod run;
+mod steps;
 
 use std::time::Duration;
 

@@ -165,7 +165,6 @@ pub async fn drill(ctx: &JobContext) -> Result<DrillReport, AppError> {
     finish(ctx, drill_id, started, clock, done, stores).await
 }
 
-
 /// Why a drill has no backup to restore, for a store or for the whole drill.
 #[derive(Debug, thiserror::Error)]
 pub enum ChoiceError {

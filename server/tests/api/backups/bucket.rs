@@ -13,13 +13,13 @@ use super::*;
 use crate::helpers::{eventually, free_port};
 
 /// moto's S3 server on a free port, stopped when dropped.
-struct Moto {
-    endpoint: String,
+pub(crate) struct Moto {
+    pub(crate) endpoint: String,
     _child: tokio::process::Child,
 }
 
 impl Moto {
-    async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
         let server = std::env::var("SALVAGE_MOTO_SERVER").unwrap_or_else(|_| {
             concat!(
                 env!("CARGO_MANIFEST_DIR"),
@@ -52,8 +52,8 @@ impl Moto {
         }
     }
 
-    /// A new bucket and the storage for `s3://<bucket>/backups` on it.
-    async fn bucket(&self) -> Storage {
+    /// A new, empty bucket: its name.
+    pub(crate) async fn make_bucket(&self) -> String {
         let name = format!("salvage-{}", uuid::Uuid::new_v4().simple());
         let made = reqwest::Client::new()
             .put(format!("{}/{name}", self.endpoint))
@@ -65,6 +65,12 @@ impl Moto {
             "create the bucket: {}",
             made.status()
         );
+        name
+    }
+
+    /// A new bucket and the storage for `s3://<bucket>/backups` on it.
+    async fn bucket(&self) -> Storage {
+        let name = self.make_bucket().await;
         let bucket = Bucket::new(
             &format!("s3://{name}/backups"),
             &[

@@ -81,6 +81,7 @@ struct Private {
     dir: PathBuf,
     settings: PitrSettings,
     pool: sqlx::PgPool,
+    url: url::Url,
 }
 
 /// Stopped and deleted however the test ends, a failed assertion included.
@@ -105,9 +106,9 @@ impl Drop for Private {
 }
 
 impl Private {
-    /// initdb, archiving through pgBackRest into a repository of its own, started, with
-    /// its stanza made.
-    async fn start(shared: &PitrSettings) -> Private {
+    /// initdb, archiving through pgBackRest into a repository of its own (a directory
+    /// in it, or what `repository` configures), started, with its stanza made.
+    async fn start(shared: &PitrSettings, repository: Option<&str>) -> Private {
         let dir = private_dir(shared, "faults").await;
         let port = free_port().await;
         let d = dir.display().to_string();
@@ -127,10 +128,11 @@ impl Private {
             shared,
             &config,
             &format!(
-                "[global]\nrepo1-path={d}/repo\nlog-path={d}\nlock-path={d}\n\
+                "[global]\n{}\nlog-path={d}\nlock-path={d}\n\
                  log-level-console=warn\nlog-level-file=off\n\n\
                  [faults]\npg1-path={d}/data\npg1-port={port}\npg1-socket-path={d}\n\
-                 pg1-user=postgres\n"
+                 pg1-user=postgres\n",
+                repository.map_or_else(|| format!("repo1-path={d}/repo"), str::to_owned)
             ),
         )
         .await;
@@ -166,13 +168,14 @@ impl Private {
             ..shared.clone()
         };
         PgBackRest::new(&settings).stanza_create().await.unwrap();
-        let pool = sqlx::PgPool::connect(&format!("postgres://postgres@127.0.0.1:{port}/postgres"))
-            .await
-            .unwrap();
+        let url =
+            url::Url::parse(&format!("postgres://postgres@127.0.0.1:{port}/postgres")).unwrap();
+        let pool = sqlx::PgPool::connect(url.as_str()).await.unwrap();
         Private {
             dir,
             settings,
             pool,
+            url,
         }
     }
 
@@ -231,7 +234,7 @@ async fn chmod(mode: &str, path: &Path) {
 async fn an_unwritable_repository_raises_wal_archive_lag_and_fixing_it_clears_it() {
     let app = spawn_app_with_pitr().await;
     let shared = app.state.backups().pitr.clone().unwrap();
-    let private = Private::start(&shared).await;
+    let private = Private::start(&shared, None).await;
     // Archiving works: a written segment reaches the repository; nothing is raised.
     private.write().await;
     let deadline = tokio::time::Instant::now() + ARCHIVE_TIMEOUT * 3;
@@ -301,4 +304,148 @@ async fn a_wrong_passphrase_fails_with_a_message_naming_the_setting() {
     assert!(error.contains("SALVAGE_PGBACKREST_CONFIG"), "{error}");
     // The right one still reads it.
     PgBackRest::new(&shared).info().await.unwrap();
+}
+
+/// TLS in front of moto's plain S3 server: pgBackRest speaks only https to S3, and
+/// moto's own https (a development server) ends its connections without TLS's close
+/// notice, which OpenSSL 3 refuses. `tls_proxy.py` (run by moto's Python) holds a
+/// self-signed certificate made here with `openssl`. Stopped when dropped.
+struct TlsProxy {
+    port: u16,
+    _child: tokio::process::Child,
+}
+
+impl TlsProxy {
+    async fn start(moto: &super::bucket::Moto, dir: &Path) -> Self {
+        let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+        let mut openssl = tokio::process::Command::new("openssl");
+        openssl
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+            ])
+            .args(["-subj", "/CN=127.0.0.1", "-keyout"])
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert);
+        ok(openssl).await;
+        let python = std::env::var("SALVAGE_MOTO_SERVER")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| {
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("../.stores/moto/bin/moto_server")
+            })
+            .with_file_name("python");
+        let upstream = url::Url::parse(&moto.endpoint).unwrap().port().unwrap();
+        let port = free_port().await;
+        let child = tokio::process::Command::new(python)
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/api/backups/tls_proxy.py"
+            ))
+            .arg(&cert)
+            .arg(&key)
+            .arg(port.to_string())
+            .arg(upstream.to_string())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start the TLS proxy");
+        let up = crate::helpers::eventually(Duration::from_secs(30), || async {
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+        })
+        .await;
+        assert!(up, "the TLS proxy listens on {port}");
+        Self {
+            port,
+            _child: child,
+        }
+    }
+}
+
+async fn count(pool: &sqlx::PgPool) -> i64 {
+    sqlx::query_scalar("select count(*) from probe")
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn an_encrypted_repository_in_s3_archives_backs_up_verifies_and_restores_every_row() {
+    use app::backups::ssr::pitr::side::{self, Target};
+    let app = spawn_app_with_pitr().await;
+    let shared = app.state.backups().pitr.clone().unwrap();
+    let moto = super::bucket::Moto::start().await;
+    let bucket = moto.make_bucket().await;
+    let certificates = private_dir(&shared, "tls").await;
+    let tls = TlsProxy::start(&moto, &certificates).await;
+    let repository = format!(
+        "repo1-type=s3\nrepo1-path=/repo\nrepo1-s3-bucket={bucket}\n\
+         repo1-s3-endpoint=127.0.0.1\nrepo1-storage-port={}\nrepo1-s3-region=us-east-1\n\
+         repo1-s3-key=moto\nrepo1-s3-key-secret=moto\nrepo1-s3-uri-style=path\n\
+         repo1-storage-verify-tls=n\nrepo1-cipher-type=aes-256-cbc\n\
+         repo1-cipher-pass=a-passphrase-for-the-s3-test",
+        tls.port
+    );
+    let private = Private::start(&shared, Some(&repository)).await;
+    let tool = PgBackRest::new(&private.settings);
+
+    // Rows, a full base backup, the repository verified.
+    private.write().await;
+    tool.run(&["backup", "--type=full"]).await.unwrap();
+    let verified = tool.run(&["verify", "--output=text"]).await.unwrap();
+    assert!(!verified.contains("status: error"), "{verified}");
+    let info = tool.info().await.unwrap();
+    assert_eq!(info.backups.len(), 1, "{info:?}");
+    assert_eq!(info.backups[0].kind, "full");
+
+    // More rows after it, archived to the bucket: a restore to latest has them all.
+    sqlx::query("insert into probe select now() from generate_series(1, 999)")
+        .execute(&private.pool)
+        .await
+        .unwrap();
+    let written = count(&private.pool).await;
+    private.write().await;
+    let written = written + 1;
+    let deadline = tokio::time::Instant::now() + ARCHIVE_TIMEOUT * 6;
+    let switched: String = sqlx::query_scalar("select pg_walfile_name(pg_current_wal_lsn())")
+        .fetch_one(&private.pool)
+        .await
+        .unwrap();
+    loop {
+        let archiver = Archiver::read(&private.pool).await.unwrap();
+        if archiver.last_archived_wal.as_deref() >= Some(switched.as_str()) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{archiver:?}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let data_dir = private.dir.join("side-restored");
+    let port = free_port().await;
+    let restored = side::start(
+        app.state.backups(),
+        &private.settings,
+        &data_dir,
+        port,
+        Target::Latest,
+        &private.url,
+        Duration::from_secs(600),
+    )
+    .await;
+    let counted = match &restored {
+        Ok(_) => {
+            let mut url = private.url.clone();
+            url.set_port(Some(port)).unwrap();
+            let side = sqlx::PgPool::connect(url.as_str()).await.unwrap();
+            let n = count(&side).await;
+            side.close().await;
+            Some(n)
+        }
+        Err(_) => None,
+    };
+    side::stop(app.state.backups(), &private.settings, &data_dir)
+        .await
+        .unwrap();
+    restored.unwrap();
+    assert_eq!(counted, Some(written), "every row committed is back");
+    std::fs::remove_dir_all(&certificates).unwrap();
 }
