@@ -4,7 +4,7 @@ SHELL := /bin/bash
 
 export PATH := $(HOME)/.cargo/bin:$(CURDIR)/end2end/node_modules/.bin:$(PATH)
 
-.PHONY: help run run-cluster test test-cluster dist setup setup-test stores build-release check unit e2e stop bench-history bench-replay bench-sign-in bench-sign-in-flood bench-alerts bench-backup bench-webhooks
+.PHONY: help run run-cluster test test-cluster dist setup setup-test stores build-release check unit e2e stop bench-history bench-replay bench-sign-in bench-sign-in-flood bench-alerts bench-backup bench-webhooks bench-pitr
 
 help:
 	@echo "make run    install what is missing, start PostgreSQL + ClickHouse, build, serve http://127.0.0.1:3000/admin"
@@ -19,6 +19,7 @@ help:
 	@echo "make bench-alerts    10,000 resolved and 500 open alerts: self-monitor and alerts page timings"
 	@echo "make bench-webhooks  webhook deliveries/s against a plain HTTP client, and a redrive of 100,000 dead letters"
 	@echo "make bench-backup    a million ClickHouse rows and the demo data: backup and restore against pg_dump and clickhouse-client"
+	@echo "make bench-pitr      PostgreSQL restored to latest from pgBackRest (demo + 1 GB): Salvage against by hand"
 	@echo "make bench-sign-in   300 concurrent password checks: peak memory with and without the gate"
 	@echo "make bench-sign-in-flood  salvage serve under setup and sign-in floods: memory and a real sign-in's time"
 
@@ -88,6 +89,10 @@ bench-alerts: setup stores build-release
 ## Benchmark: peak memory of 300 concurrent password checks, gated and ungated.
 bench-backup: setup stores build-release
 	set -a; . ./.env; set +a; ./target/release/salvage bench backup --rows 1000000
+
+## Benchmark: PostgreSQL restored to latest from pgBackRest, Salvage's pitr-restore against by hand.
+bench-pitr: setup stores build-release
+	set -a; . ./.env; set +a; ./target/release/salvage bench pitr --gb 1
 
 ## Benchmark: webhook deliveries/s against a plain HTTP client; a redrive of 100,000 dead letters.
 bench-webhooks: setup stores build-release

@@ -493,6 +493,12 @@ pub enum DemoCommand {
 /// `salvage bench …`.
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
+    /// Restore PostgreSQL to latest from pgBackRest's repository with Salvage and by hand,
+    /// on the cluster plus a generated database of N GB; print both times.
+    Pitr {
+        #[arg(long, default_value_t = 1)]
+        gb: u64,
+    },
     /// Back up and restore N ClickHouse rows and the demo PostgreSQL data with Salvage,
     /// and with the raw tools on the same data; print both times and peak memory.
     Backup {

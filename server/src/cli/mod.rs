@@ -22,6 +22,7 @@ mod backup;
 pub mod bench;
 mod bench_alerts;
 mod bench_backup;
+mod bench_pitr;
 mod bench_sign_in;
 mod bench_webhooks;
 mod common;
@@ -103,6 +104,7 @@ pub async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             batch,
             parallel,
         }) => bench::replay(&settings, rows, batch, parallel).await,
+        Command::Bench(BenchCommand::Pitr { gb }) => bench_pitr::pitr(&settings, gb).await,
         Command::Bench(BenchCommand::Backup { rows }) => {
             bench_backup::backup(&settings, rows).await
         }
