@@ -2,7 +2,7 @@
 # Installs what Salvage's build needs, skipping whatever is already there:
 # the wasm32 target, rustfmt + clippy, cargo-leptos 0.3.10, wasm-bindgen-cli (the version
 # in Cargo.lock), and the npm packages of end2end/ (Playwright and binaryen's wasm-opt,
-# which cargo-leptos would otherwise download from GitHub).
+# which cargo-leptos would otherwise download from GitHub), and pgBackRest.
 # With --test it also installs Debian's Chromium for the browser tests and moto's S3
 # server (from PyPI) for the backup tests.
 set -euo pipefail
@@ -34,6 +34,11 @@ if ! wasm-bindgen --version 2>/dev/null | grep -q " $BINDGEN_VERSION\b"; then
   say "installing wasm-bindgen-cli $BINDGEN_VERSION (must equal Cargo.lock's wasm-bindgen)"
   cargo install wasm-bindgen-cli --version "$BINDGEN_VERSION"
 fi
+
+# pgBackRest: the engine of point-in-time recovery (scripts/stores.sh configures it).
+command -v pgbackrest >/dev/null 2>&1 || {
+  say "installing pgBackRest (apt)"; as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbackrest >/dev/null; }
 
 command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || {
   say "installing Node.js and npm (apt)"; as_root apt-get update -qq

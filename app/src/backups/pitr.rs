@@ -335,19 +335,17 @@ fn RestoreToTime(restore: ServerAction<StartPitrRestore>) -> AnyView {
         <section class="panel form-panel wide" data-testid="pitr-restore">
             <h2>"Restore PostgreSQL to a moment"</h2>
             <p class="muted small">"pgBackRest restores the repository into a new directory, a PostgreSQL on another port replays the archived WAL up to the moment and is promoted; Salvage counts every table, walks the history chain and checks the schema there. The live cluster is not touched."</p>
-            <ActionForm action=restore attr:class="form-grid" attr:aria-label="Restore PostgreSQL to a moment">
+            <ActionForm action=restore attr:class="form-row" attr:aria-label="Restore PostgreSQL to a moment">
                 <label class="field">
-                    <span>"To (latest, or UTC like 2026-12-07T03:00:00Z)"</span>
-                    <input type="text" name="to" value="latest" required autocomplete="off" />
+                    <span>"To: latest, or a UTC moment"</span>
+                    <input type="text" name="to" value="latest" placeholder="2026-12-07T03:00:00Z" required autocomplete="off" />
                 </label>
                 <label class="field">
-                    <span>"Port (empty: a free one)"</span>
-                    <input type="text" name="port" inputmode="numeric" pattern="[0-9]*" autocomplete="off" />
+                    <span>"Port (empty: free)"</span>
+                    <input type="text" name="port" class="input-small" inputmode="numeric" pattern="[0-9]*" autocomplete="off" />
                 </label>
                 <ReasonField placeholder="Look at the orders before the bad deploy" />
-                <div class="form-actions">
-                    <button type="submit" class="btn btn-primary" data-testid="pitr-restore-start">"Restore to a side cluster"</button>
-                </div>
+                <button type="submit" class="btn btn-primary" data-testid="pitr-restore-start">"Restore to a side cluster"</button>
             </ActionForm>
             {action_result(restore.value(), |id| format!("Point-in-time restore run #{id} started; the side clusters above list it once it has recovered."))}
         </section>

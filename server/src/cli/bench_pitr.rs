@@ -84,7 +84,27 @@ async fn by_hand(settings: &Settings, pitr: &PitrSettings, url: &url::Url) -> an
             "--archive-mode=off",
         ],
     );
-    let options = format!("-p {port} -k {d} -c listen_addresses=127.0.0.1");
+    // The primary's limits, as `pg_controldata` prints them from the restored control
+    // file (what the server's "insufficient parameter settings" asks for).
+    let controldata = match &pitr.run_as {
+        Some(user) => std::process::Command::new("runuser")
+            .args([
+                "-u",
+                user,
+                "--",
+                &server_tool(settings, "pg_controldata"),
+                &d,
+            ])
+            .output(),
+        None => std::process::Command::new(server_tool(settings, "pg_controldata"))
+            .arg(&d)
+            .output(),
+    };
+    let limits = controldata
+        .map(|out| app::backups::ssr::pitr::side::limits_of(&String::from_utf8_lossy(&out.stdout)))
+        .unwrap_or_default()
+        .join(" ");
+    let options = format!("-p {port} -k {d} -c listen_addresses=127.0.0.1 {limits}");
     let log = format!("{d}/hand.log");
     let pg_ctl = server_tool(settings, "pg_ctl");
     let outcome = async {

@@ -90,6 +90,19 @@ async fn archived_after(app: &TestApp, pitr: &PitrSettings, after: OffsetDateTim
     }
 }
 
+/// Makes a test's own side directory, owned by the user pgBackRest runs as.
+pub(crate) fn side_dir_made(pitr: &PitrSettings) {
+    std::fs::create_dir_all(&pitr.side_dir).unwrap();
+    if let Some(user) = &pitr.run_as {
+        let owned = std::process::Command::new("chown")
+            .arg(format!("{user}:"))
+            .arg(&pitr.side_dir)
+            .status()
+            .unwrap();
+        assert!(owned.success());
+    }
+}
+
 /// Side clusters of their own: the janitor this test runs a day ahead sweeps only them.
 fn own_side_dir(settings: &mut salvage::config::Settings) {
     if let Some(pitr) = settings.backups.pitr.as_mut() {
@@ -111,15 +124,7 @@ async fn restores_to_a_moment_and_to_latest_bring_back_exactly_what_was_committe
         .pitr
         .clone()
         .expect("the local stores archive through pgBackRest (scripts/stores.sh start)");
-    std::fs::create_dir_all(&pitr.side_dir).unwrap();
-    if let Some(user) = &pitr.run_as {
-        let owned = std::process::Command::new("chown")
-            .arg(format!("{user}:"))
-            .arg(&pitr.side_dir)
-            .status()
-            .unwrap();
-        assert!(owned.success());
-    }
+    side_dir_made(&pitr);
     base_backup(&app).await;
 
     // Rows committed, the moment, then a destructive delete.

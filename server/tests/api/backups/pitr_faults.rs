@@ -82,14 +82,21 @@ struct Private {
     settings: PitrSettings,
     pool: sqlx::PgPool,
     url: url::Url,
+    _cleanup: Cleanup,
 }
 
-/// Stopped and deleted however the test ends, a failed assertion included.
-impl Drop for Private {
+/// A private cluster's directory: its server stopped and the directory deleted however
+/// the test ends, a failed assertion during its start included.
+struct Cleanup {
+    dir: PathBuf,
+    run_as: Option<String>,
+}
+
+impl Drop for Cleanup {
     fn drop(&mut self) {
         let data = self.dir.join("data");
         let pg_ctl = server_tool("pg_ctl");
-        let mut stop = match &self.settings.run_as {
+        let mut stop = match &self.run_as {
             Some(user) => {
                 let mut command = std::process::Command::new("runuser");
                 command.args(["-u", user, "--", &pg_ctl]);
@@ -110,6 +117,10 @@ impl Private {
     /// in it, or what `repository` configures), started, with its stanza made.
     async fn start(shared: &PitrSettings, repository: Option<&str>) -> Private {
         let dir = private_dir(shared, "faults").await;
+        let cleanup = Cleanup {
+            dir: dir.clone(),
+            run_as: shared.run_as.clone(),
+        };
         let port = free_port().await;
         let d = dir.display().to_string();
         let mut initdb = as_owner(&shared.run_as, &server_tool("initdb"));
@@ -176,6 +187,7 @@ impl Private {
             settings,
             pool,
             url,
+            _cleanup: cleanup,
         }
     }
 

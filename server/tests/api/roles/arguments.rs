@@ -184,6 +184,8 @@ pub(super) async fn arguments(world: &World, endpoint: &str) -> Value {
             // Each allowed call needs a side cluster: its directory (never started).
             let pitr = world.app.state.backups().pitr.clone().unwrap();
             let port = crate::helpers::free_port().await;
+            // The matrix's own side directory (see world.rs).
+            crate::backups::pitr::side_dir_made(&pitr);
             std::fs::create_dir_all(app::backups::ssr::pitr::sides::data_dir(&pitr, port)).unwrap();
             json!({"port": port, "reason": "matrix"})
         }

@@ -72,7 +72,7 @@ async fn primary_limits(
 }
 
 /// `-c name=value` for each limit `pg_controldata` printed.
-fn limits_of(controldata: &str) -> Vec<String> {
+pub fn limits_of(controldata: &str) -> Vec<String> {
     const LIMITS: [(&str, &str); 5] = [
         ("max_connections setting:", "max_connections"),
         ("max_worker_processes setting:", "max_worker_processes"),
