@@ -14,7 +14,9 @@ test("an operator backs up both stores and sees them verified, but is offered no
   await signIn(page, "operator");
   await open(page, "/admin/backups");
   await expect(page.getByRole("heading", { level: 1, name: "Backups" })).toBeVisible();
-  await page.getByLabel("Reason (recorded in the history)").fill("e2e: before the drill");
+  // The Back up now panel's own reason (an admin also sees the point-in-time form's).
+  const backUpNow = page.locator("section").filter({ has: page.getByTestId("backup-now") });
+  await backUpNow.getByLabel("Reason (recorded in the history)").fill("e2e: before the drill");
   await page.getByTestId("backup-now").click();
   await expect(page.getByText(/Backup run #\d+ started/)).toBeVisible();
   // The run records one history entry per store once that store's backup is done. Wait
@@ -36,7 +38,8 @@ test("an operator backs up both stores and sees them verified, but is offered no
 test("an admin restores into a side database, then restores ClickHouse in place under a freeze shown on every page, and rolls it back", async ({ page, browser }) => {
   await signIn(page, "admin");
   await open(page, "/admin/backups");
-  await page.getByLabel("Reason (recorded in the history)").fill("e2e: a backup to restore");
+  const backUpNow = page.locator("section").filter({ has: page.getByTestId("backup-now") });
+  await backUpNow.getByLabel("Reason (recorded in the history)").fill("e2e: a backup to restore");
   await page.getByTestId("backup-now").click();
   await expect(page.getByText(/Backup run #\d+ started/)).toBeVisible();
   const catalogue = page.getByRole("table").filter({ has: page.getByRole("columnheader", { name: "Verified" }) });
