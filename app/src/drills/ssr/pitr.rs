@@ -1,8 +1,8 @@
 //! The drill's point-in-time steps: when pgBackRest is set up (and
 //! `SALVAGE_DRILL_PITR` is on), PostgreSQL is restored through the path a real loss would
 //! take, into a side cluster, twice: to latest, and to a random moment between the end
-//! of the newest base backup and the newest archived segment (the chain a loss today
-//! would replay: that backup and the WAL after it).
+//! of the newest base backup and the last commit the restore to latest reached (the
+//! chain a loss today would replay: that backup and the WAL after it).
 //! Each restore is verified (every table counted, the history chain, the schema) and
 //! torn down. The restore to latest is PostgreSQL's measured recovery time: it replaces
 //! the dump's, which stays in the steps for table-level restores.
@@ -35,20 +35,37 @@ pub(super) async fn prove(
     // Two restores, each with its teardown.
     steps.total += 4;
     let latest = restore_and_tear_down(ctx, steps, &pitr, "latest".into(), "pitr latest").await?;
-    if let Some(report) = latest.filter(|r| r.status == RunStatus::Succeeded) {
+    let latest = latest.filter(|r| r.status == RunStatus::Succeeded);
+    if let Some(report) = &latest {
         if let Some(postgres) = stores.iter_mut().find(|s| s.store == StoreKind::Postgres) {
             postgres.recovery_ms = report.restore_ms + report.verify_ms;
         }
     }
+    // A moment is reachable only up to the last commit the archive holds (PostgreSQL
+    // ends a recovery that runs out of WAL short of its target as a failure): the
+    // restore to latest just measured it.
+    let Some(last_commit) = latest.as_ref().and_then(|r| r.reached_ms) else {
+        let skipped = "no restore to latest reached a commit to aim below".to_owned();
+        steps
+            .push(step(
+                Some(StoreKind::Postgres),
+                "pitr point",
+                0,
+                false,
+                Some(skipped),
+            ))
+            .await?;
+        return Ok(());
+    };
     if ctx.tracker.is_cancelled() {
         return Ok(());
     }
     let point = match window(&pitr, &state.pg, state.clock.now()).await {
-        Ok(w) => match (w.backups.last().map(|b| b.stopped_ms), w.newest_ms) {
-            (Some(from), Some(newest)) if newest > from => {
-                Ok(from + (rand::random::<u64>() % (newest - from) as u64) as i64)
+        Ok(w) => match w.backups.last().map(|b| b.stopped_ms) {
+            Some(from) if last_commit >= from => {
+                Ok(from + (rand::random::<u64>() % (last_commit - from + 1) as u64) as i64)
             }
-            _ => Err("no WAL archived after the newest base backup yet".to_owned()),
+            _ => Err("nothing was committed after the newest base backup ended".to_owned()),
         },
         Err(error) => Err(error.to_string()),
     };

@@ -30,6 +30,9 @@ use crate::server::{unix_ms, AppState};
 
 pub use crate::backups::PITR_RESTORE_JOB;
 
+/// How often a restore in progress beats its heartbeat (and so hears a Cancel).
+const HEARTBEAT: Duration = Duration::from_millis(500);
+
 /// How long a side cluster may take to replay before the restore gives up.
 const RECOVERY_WAIT: Duration = Duration::from_secs(3600);
 
@@ -292,9 +295,33 @@ pub async fn execute(
     };
     let started = Instant::now();
     tracker.report(0, 2).await.ok();
-    let restored = tokio::select! {
-        restored = side::start(&settings, &pitr, &data_dir, port, target, &url, RECOVERY_WAIT) => restored,
-        () = tracker.cancelled() => Err(BackupError::Cancelled),
+    // pgBackRest's restore and the replay are one long step: a heartbeat every second
+    // meanwhile picks up a Cancel pressed on any replica, and the step stops at once
+    // (pgBackRest is killed with its future; what it made is deleted below).
+    let restored = {
+        let start = side::start(
+            &settings,
+            &pitr,
+            &data_dir,
+            port,
+            target,
+            &url,
+            RECOVERY_WAIT,
+        );
+        tokio::pin!(start);
+        // The first beat is at once: a Cancel pressed as the run began is heard before
+        // pgBackRest has written anything.
+        let mut beats = tokio::time::interval(HEARTBEAT);
+        loop {
+            tokio::select! {
+                biased;
+                () = tracker.cancelled() => break Err(BackupError::Cancelled),
+                restored = &mut start => break restored,
+                _ = beats.tick() => {
+                    tracker.report(0, 2).await.ok();
+                }
+            }
+        }
     };
     let restore_ms = started.elapsed().as_millis() as i64;
     let verify_started = Instant::now();

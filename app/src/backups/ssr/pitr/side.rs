@@ -196,6 +196,25 @@ pub async fn start(
                 }
             }
         }
+        // A server that stopped (recovery ended short of its target, a setting it
+        // refuses) will not come back: say why at once, from its log.
+        if !data_dir.join("postmaster.pid").exists() {
+            let said = std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .lines()
+                .filter(|line| line.contains("FATAL") || line.contains("PANIC"))
+                .last()
+                .map(|line| {
+                    line.split_once(": ")
+                        .map_or(line, |(_, said)| said)
+                        .trim()
+                        .to_owned()
+                })
+                .unwrap_or_else(|| "no FATAL line in its log".to_owned());
+            return Err(BackupError::tool(format!(
+                "the side cluster on port {port} stopped during its recovery: {said}"
+            )));
+        }
         if tokio::time::Instant::now() > deadline {
             return Err(BackupError::tool(format!(
                 "the side cluster on port {port} did not finish its recovery in {} s (see {log})",
