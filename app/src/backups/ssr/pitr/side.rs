@@ -202,8 +202,7 @@ pub async fn start(
             let said = std::fs::read_to_string(&log)
                 .unwrap_or_default()
                 .lines()
-                .filter(|line| line.contains("FATAL") || line.contains("PANIC"))
-                .last()
+                .rfind(|line| line.contains("FATAL") || line.contains("PANIC"))
                 .map(|line| {
                     line.split_once(": ")
                         .map_or(line, |(_, said)| said)
