@@ -39,22 +39,11 @@ fn as_owner(pitr: &PitrSettings, program: &str, args: &[&str]) -> anyhow::Result
     Ok(())
 }
 
-/// The newest PostgreSQL server program of Debian's (or the `PATH`'s).
+/// A PostgreSQL server program, found as Salvage's side clusters find it.
 fn server_tool(settings: &Settings, name: &str) -> String {
-    if let Some(dir) = &settings.backups.pg_bin_dir {
-        return dir.join(name).display().to_string();
-    }
-    let mut found: Vec<std::path::PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|entry| entry.path().join("bin").join(name))
-        .filter(|path| path.exists())
-        .collect();
-    found.sort();
-    found
-        .pop()
-        .map_or_else(|| name.to_owned(), |p| p.display().to_string())
+    app::backups::ssr::pitr::side::server_tool(&settings.backups, name)
+        .display()
+        .to_string()
 }
 
 /// By hand: restore to latest into a new directory, start a server there, wait until

@@ -32,7 +32,7 @@ pub struct Side {
 
 /// A server program (`pg_ctl`, `pg_controldata`): in `SALVAGE_PG_BIN_DIR`, else the
 /// newest of Debian's `/usr/lib/postgresql/<version>/bin`, else the `PATH`.
-fn server_tool(settings: &BackupSettings, name: &str) -> PathBuf {
+pub fn server_tool(settings: &BackupSettings, name: &str) -> PathBuf {
     if let Some(dir) = &settings.pg_bin_dir {
         return dir.join(name);
     }
