@@ -494,10 +494,13 @@ pub enum DemoCommand {
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
     /// Restore PostgreSQL to latest from pgBackRest's repository with Salvage and by hand,
-    /// on the cluster plus a generated database of N GB; print both times.
+    /// on the cluster plus a generated database of N GB, in R rounds that alternate
+    /// which goes first; print each time and the medians.
     Pitr {
         #[arg(long, default_value_t = 1)]
         gb: u64,
+        #[arg(long, default_value_t = 3)]
+        rounds: u32,
     },
     /// Back up and restore N ClickHouse rows and the demo PostgreSQL data with Salvage,
     /// and with the raw tools on the same data; print both times and peak memory.

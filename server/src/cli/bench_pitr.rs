@@ -1,7 +1,9 @@
 //! `salvage bench pitr`: PostgreSQL restored to latest from pgBackRest's repository,
 //! Salvage's way (the `pitr-restore` job) beside the same by hand (`pgbackrest restore`,
 //! `pg_ctl start`, waiting until recovery ends), on the demo data plus a generated
-//! database of N GB, in the same run.
+//! database of N GB, in the same run: several rounds, alternating which goes first,
+//! with the page cache's dirty pages written out between runs so neither pays for the
+//! other's writes; the medians are compared.
 
 use std::time::{Duration, Instant};
 
@@ -126,8 +128,9 @@ async fn by_hand(settings: &Settings, pitr: &PitrSettings, url: &url::Url) -> an
 }
 
 /// `salvage bench pitr`.
-pub async fn pitr(settings: &Settings, gb: u64) -> anyhow::Result<()> {
+pub async fn pitr(settings: &Settings, gb: u64, rounds: u32) -> anyhow::Result<()> {
     anyhow::ensure!((1..=100).contains(&gb), "--gb: between 1 and 100");
+    anyhow::ensure!((1..=20).contains(&rounds), "--rounds: between 1 and 20");
     let state = current_state(settings).await?;
     let pitr = state
         .backups()
@@ -135,7 +138,7 @@ pub async fn pitr(settings: &Settings, gb: u64) -> anyhow::Result<()> {
         .clone()
         .context("point-in-time recovery is off: set SALVAGE_PGBACKREST_CONFIG (scripts/stores.sh start does)")?;
     let (_, scratch) = Scratch::create(settings, DATABASE, Vec::new()).await?;
-    let outcome = measure(settings, &state, &pitr, gb).await;
+    let outcome = measure(settings, &state, &pitr, gb, rounds).await;
     scratch.drop_all().await;
     outcome
 }
@@ -145,6 +148,7 @@ async fn measure(
     state: &app::server::AppState,
     pitr: &PitrSettings,
     gb: u64,
+    rounds: u32,
 ) -> anyhow::Result<()> {
     let mut url = url::Url::parse(secrecy::ExposeSecret::expose_secret(
         settings
@@ -179,9 +183,59 @@ async fn measure(
     tool.run(&["backup", "--type=incr"]).await?;
     tool.run(&["check"]).await?;
 
-    eprintln!("Restoring to latest by hand…");
-    let hand = by_hand(settings, pitr, &live).await?;
-    eprintln!("Restoring to latest with Salvage…");
+    let (mut hands, mut salvages, mut last) = (Vec::new(), Vec::new(), None);
+    for round in 1..=rounds {
+        // Odd rounds by hand first, even rounds Salvage first.
+        for salvage_first in [round % 2 == 0, round % 2 != 0] {
+            settle().await;
+            if salvage_first {
+                eprintln!("Round {round}: restoring to latest with Salvage…");
+                let report = with_salvage(state, pitr).await?;
+                salvages.push(report.restore_ms as f64 / 1000.0);
+                last = Some(report);
+            } else {
+                eprintln!("Round {round}: restoring to latest by hand…");
+                hands.push(by_hand(settings, pitr, &live).await?);
+            }
+        }
+    }
+    let report = last.context("no round ran")?;
+    let (hand, salvage) = (median(&mut hands), median(&mut salvages));
+    let listed = |times: &[f64]| {
+        times
+            .iter()
+            .map(|t| format!("{t:.1}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    println!(
+        "PostgreSQL to latest from pgBackRest, {} cluster ({gb} GB generated), median of {rounds} rounds:",
+        app::format::format_bytes(size)
+    );
+    println!(
+        "  by hand (pgbackrest restore, pg_ctl start, recovery)  {hand:>8.1} s   (each: {})",
+        listed(&hands)
+    );
+    println!(
+        "  Salvage (pitr-restore: the same, and its checks)      {salvage:>8.1} s   {:.2}x   (each: {})",
+        salvage / hand,
+        listed(&salvages)
+    );
+    println!(
+        "  Salvage's verification after it                      {:>8.1} s   ({} rows in {} tables counted, history chain of {})",
+        report.verify_ms as f64 / 1000.0,
+        app::format::group_digits(report.rows.max(0) as u64),
+        report.tables.len(),
+        report.chain_entries
+    );
+    Ok(())
+}
+
+/// Salvage's `pitr-restore` to latest, then its side cluster torn down.
+async fn with_salvage(
+    state: &app::server::AppState,
+    pitr: &PitrSettings,
+) -> anyhow::Result<app::backups::ssr::pitr::restore::PitrRestoreReport> {
     let request = PitrRestoreRequest {
         to: "latest".into(),
         port: None,
@@ -205,22 +259,21 @@ async fn measure(
         report.error
     );
     stopped.map_err(|e| anyhow::anyhow!("{e}"))?;
-    let salvage = report.restore_ms as f64 / 1000.0;
-    println!(
-        "PostgreSQL to latest from pgBackRest, {} cluster ({gb} GB generated):",
-        app::format::format_bytes(size)
-    );
-    println!("  by hand (pgbackrest restore, pg_ctl start, recovery)  {hand:>8.1} s");
-    println!(
-        "  Salvage (pitr-restore: the same, and its checks)      {salvage:>8.1} s   {:.2}x",
-        salvage / hand
-    );
-    println!(
-        "  Salvage's verification after it                      {:>8.1} s   ({} rows in {} tables counted, history chain of {})",
-        report.verify_ms as f64 / 1000.0,
-        app::format::group_digits(report.rows.max(0) as u64),
-        report.tables.len(),
-        report.chain_entries
-    );
-    Ok(())
+    Ok(report)
+}
+
+/// The previous run's deleted directory written out of the page cache before the next
+/// run starts its clock.
+async fn settle() {
+    let _ = tokio::process::Command::new("sync").status().await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+}
+
+fn median(times: &mut [f64]) -> f64 {
+    times.sort_by(f64::total_cmp);
+    match times.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => times[n / 2],
+        n => (times[n / 2 - 1] + times[n / 2]) / 2.0,
+    }
 }

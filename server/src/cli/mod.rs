@@ -104,7 +104,9 @@ pub async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             batch,
             parallel,
         }) => bench::replay(&settings, rows, batch, parallel).await,
-        Command::Bench(BenchCommand::Pitr { gb }) => bench_pitr::pitr(&settings, gb).await,
+        Command::Bench(BenchCommand::Pitr { gb, rounds }) => {
+            bench_pitr::pitr(&settings, gb, rounds).await
+        }
         Command::Bench(BenchCommand::Backup { rows }) => {
             bench_backup::backup(&settings, rows).await
         }

@@ -1,8 +1,11 @@
 //! The drill's point-in-time steps: when pgBackRest is set up (and
 //! `SALVAGE_DRILL_PITR` is on), PostgreSQL is restored through the path a real loss would
 //! take, into a side cluster, twice: to latest, and to a random moment between the end
-//! of the newest base backup and the last commit the restore to latest reached (the
-//! chain a loss today would replay: that backup and the WAL after it).
+//! of the newest base backup before the last commit the restore to latest reached and
+//! that commit (the chain a loss today would replay: that backup and the WAL after it).
+//! First, pgBackRest's `check` switches the WAL and waits until it is archived, so the
+//! archive holds everything committed before the drill began, its own first rows among
+//! it: on a quiet server, latest is the drill's start, not the last `archive_timeout`.
 //! Each restore is verified (every table counted, the history chain, the schema) and
 //! torn down. The restore to latest is PostgreSQL's measured recovery time: it replaces
 //! the dump's, which stays in the steps for table-level restores.
@@ -14,7 +17,7 @@ use time::OffsetDateTime;
 use super::super::{DrillStore, StoreKind};
 use super::steps::{ms, step, Steps};
 use crate::backups::ssr::pitr::restore::{self, PitrRestoreReport, PitrRestoreRequest};
-use crate::backups::ssr::pitr::{sides, window};
+use crate::backups::ssr::pitr::{sides, window, PgBackRest};
 use crate::error::AppError;
 use crate::jobs::ssr::JobContext;
 use crate::jobs::RunStatus;
@@ -32,8 +35,24 @@ pub(super) async fn prove(
     if !state.drills().pitr {
         return Ok(());
     }
-    // Two restores, each with its teardown.
-    steps.total += 4;
+    // The WAL switched and archived, then two restores, each with its teardown.
+    steps.total += 5;
+    let clock = Instant::now();
+    let archived = PgBackRest::new(&pitr).run(&["check"]).await;
+    let detail = match &archived {
+        Ok(_) => "the WAL switched and archived: latest includes the drill's start".to_owned(),
+        Err(error) => format!("the WAL could not be switched and archived: {error}"),
+    };
+    let ok = archived.is_ok();
+    steps
+        .push(step(
+            Some(StoreKind::Postgres),
+            "pitr archive",
+            ms(clock),
+            ok,
+            Some(detail),
+        ))
+        .await?;
     let latest = restore_and_tear_down(ctx, steps, &pitr, "latest".into(), "pitr latest").await?;
     let latest = latest.filter(|r| r.status == RunStatus::Succeeded);
     if let Some(report) = &latest {
@@ -61,11 +80,19 @@ pub(super) async fn prove(
         return Ok(());
     }
     let point = match window(&pitr, &state.pg, state.clock.now()).await {
-        Ok(w) => match w.backups.last().map(|b| b.stopped_ms) {
-            Some(from) if last_commit >= from => {
+        // The newest base backup that ended before that commit (one may have ended
+        // since: it has no commit after it to aim at yet).
+        Ok(w) => match w
+            .backups
+            .iter()
+            .map(|b| b.stopped_ms)
+            .filter(|&stopped| stopped <= last_commit)
+            .max()
+        {
+            Some(from) => {
                 Ok(from + (rand::random::<u64>() % (last_commit - from + 1) as u64) as i64)
             }
-            _ => Err("nothing was committed after the newest base backup ended".to_owned()),
+            None => Err("nothing was committed after a base backup ended".to_owned()),
         },
         Err(error) => Err(error.to_string()),
     };

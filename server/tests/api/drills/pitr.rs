@@ -50,6 +50,15 @@ async fn a_drill_restores_postgresql_to_latest_and_to_a_moment_through_pgbackres
         .filter(|s| s.store == Some(StoreKind::Postgres))
         .collect();
     let names: Vec<&str> = postgres.iter().map(|s| s.name.as_str()).collect();
+    // The WAL was switched and archived first, so latest holds the drill's start.
+    let archive = names.iter().position(|n| *n == "pitr archive");
+    let latest_at = names.iter().position(|n| *n == "pitr latest");
+    assert!(archive.is_some() && archive < latest_at, "{names:?}");
+    assert!(
+        postgres[archive.unwrap()].ok,
+        "{:?}",
+        postgres[archive.unwrap()]
+    );
     for (restore, to) in [("pitr latest", "to latest"), ("pitr point", "to 20")] {
         let at = names
             .iter()
