@@ -240,31 +240,9 @@ pub fn router(state: AppState, settings: &Settings) -> Router {
         )
         .leptos_routes(&state, routes, move || app::shell(options.clone()))
         .fallback(crate::site::static_files(settings))
-        .layer(SetResponseHeaderLayer::if_not_present(
-            header::X_CONTENT_TYPE_OPTIONS,
-            HeaderValue::from_static("nosniff"),
-        ))
-        .layer(SetResponseHeaderLayer::if_not_present(
-            header::X_FRAME_OPTIONS,
-            HeaderValue::from_static("DENY"),
-        ))
-        .layer(SetResponseHeaderLayer::if_not_present(
-            header::REFERRER_POLICY,
-            HeaderValue::from_static("same-origin"),
-        ))
-        .layer(SetResponseHeaderLayer::if_not_present(
-            header::HeaderName::from_static("permissions-policy"),
-            HeaderValue::from_static(PERMISSIONS_POLICY),
-        ))
         .layer(axum::middleware::from_fn(no_store_for_the_console))
         // Inside the session layer: a plain form's post-redirect-get keeps its outcome there.
         .layer(axum::middleware::from_fn(app::server::plain_form::layer))
-        .layer(SetResponseHeaderLayer::if_not_present(
-            header::STRICT_TRANSPORT_SECURITY,
-            settings
-                .hsts()
-                .then_some(HeaderValue::from_static("max-age=31536000")),
-        ))
         .layer(session_layer(state.pg.clone(), settings))
         // Outside the session layer: loading and saving the session count too.
         .layer(axum::middleware::from_fn_with_state(
@@ -289,6 +267,30 @@ pub fn router(state: AppState, settings: &Settings) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             crate::metrics::count_requests,
+        ))
+        // Outermost: every response carries them, the ones the layers above make too (a
+        // 503 when busy or a store is past its deadline, a 413, a 408).
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_FRAME_OPTIONS,
+            HeaderValue::from_static("DENY"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("same-origin"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::HeaderName::from_static("permissions-policy"),
+            HeaderValue::from_static(PERMISSIONS_POLICY),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::STRICT_TRANSPORT_SECURITY,
+            settings
+                .hsts()
+                .then_some(HeaderValue::from_static("max-age=31536000")),
         ))
         .with_state(state)
 }

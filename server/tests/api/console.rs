@@ -102,9 +102,37 @@ async fn an_unknown_page_is_a_404_with_a_way_back() {
 async fn responses_carry_defensive_headers() {
     let app = spawn_app().await;
 
-    let response = app.get("/admin").await;
+    // A page, and a refusal made by a layer outside the console's own (the body cap):
+    // every response carries them, whoever made it.
+    let page = app.get("/admin").await;
+    let refused = app
+        .client()
+        .call_server_fn(
+            "history/note",
+            serde_json::json!({"body": "x".repeat(300 * 1024)}),
+        )
+        .await;
+    assert_eq!(refused.status(), 413);
 
-    assert_eq!(response.headers()["x-content-type-options"], "nosniff");
-    assert_eq!(response.headers()["x-frame-options"], "DENY");
-    assert_eq!(response.headers()["referrer-policy"], "same-origin");
+    for response in [&page, &refused] {
+        let headers = response.headers();
+        let status = response.status();
+        let header = |name: &str| headers.get(name).map(|v| v.to_str().unwrap().to_owned());
+        assert_eq!(
+            header("x-content-type-options").as_deref(),
+            Some("nosniff"),
+            "{status}"
+        );
+        assert_eq!(
+            header("x-frame-options").as_deref(),
+            Some("DENY"),
+            "{status}"
+        );
+        assert_eq!(
+            header("referrer-policy").as_deref(),
+            Some("same-origin"),
+            "{status}"
+        );
+        assert!(header("permissions-policy").is_some(), "{status}");
+    }
 }

@@ -218,7 +218,8 @@ async fn every_admin_page_enforces_its_role_for_every_caller() {
                 Who::As(_) => status == 403 && body.contains("only admins can"),
             };
             if !ok {
-                failures.push(format!("{path} as {who:?}: {status} {location:?}"));
+                let said: String = body.chars().take(300).collect();
+                failures.push(format!("{path} as {who:?}: {status} {location:?} {said}"));
             }
         }
     }
