@@ -55,6 +55,10 @@ pub struct PitrOverview {
     pub running_run: Option<i64>,
 }
 
+/// How long the page waits for `pgbackrest info` before it says the repository is slow.
+#[cfg(feature = "ssr")]
+const REPOSITORY_READ: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The window, the archive's lag and the side clusters.
 #[server(endpoint = "backups/pitr")]
 pub async fn load_pitr() -> Result<PitrOverview, AppError> {
@@ -102,7 +106,16 @@ pub async fn load_pitr() -> Result<PitrOverview, AppError> {
                 running: side.running,
             })
             .collect();
-        match window(&pitr, &state.pg, now).await {
+        // A repository that is slow to answer (a bucket far away, a busy host) is said
+        // on the panel; it never holds the page past the console's store deadline.
+        let read = tokio::time::timeout(REPOSITORY_READ, window(&pitr, &state.pg, now)).await;
+        let read = read.unwrap_or_else(|_| {
+            Err(super::ssr::BackupError::tool(format!(
+                "pgBackRest's repository did not answer within {} s: try again",
+                REPOSITORY_READ.as_secs()
+            )))
+        });
+        match read {
             Ok(w) => {
                 overview.oldest_ms = w.oldest_ms;
                 overview.newest_ms = w.newest_ms;

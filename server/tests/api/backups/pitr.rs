@@ -198,6 +198,20 @@ async fn restores_to_a_moment_and_to_latest_bring_back_exactly_what_was_committe
     assert_eq!(stopped.status, RunStatus::Cancelled, "{stopped:?}");
     assert!(!stopped.data_dir.exists(), "{stopped:?}");
     assert!(sides::list(&pitr).iter().all(|s| s.port != stopped.port));
+    // pgBackRest itself was stopped (not only the `runuser` in front of it): nothing
+    // goes on writing into the deleted directory.
+    let dir = stopped.data_dir.display().to_string();
+    let writers: Vec<String> = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains(&dir))
+        .collect();
+    assert!(writers.is_empty(), "{writers:?}");
+    assert!(
+        !stopped.data_dir.exists(),
+        "nothing recreated it: {stopped:?}"
+    );
 
     // Both are listed, running; one is stopped by hand, the other by the janitor a day
     // later, and each stop is in the history.

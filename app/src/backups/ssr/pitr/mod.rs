@@ -105,11 +105,22 @@ impl<'a> PgBackRest<'a> {
 
     async fn run_once(&self, args: &[&str]) -> Result<String, BackupError> {
         let what = format!("pgbackrest {}", args.first().copied().unwrap_or_default());
-        let output = self.command(args).output().await.map_err(|error| {
+        let started = |error: std::io::Error| {
             BackupError::tool(format!(
                 "{what} could not be started ({error}); is pgBackRest installed?"
             ))
-        })?;
+        };
+        // Its own process group, killed whole when this future is dropped (a Cancel):
+        // through `runuser`, killing the direct child alone would leave pgBackRest
+        // running, writing into a directory that is being deleted.
+        let child = self
+            .command(args)
+            .process_group(0)
+            .spawn()
+            .map_err(started)?;
+        let group = KillGroupOnDrop(child.id());
+        let output = child.wait_with_output().await.map_err(started)?;
+        std::mem::forget(group);
         let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
         if output.status.success() {
             return Ok(stdout);

@@ -234,15 +234,23 @@ pub async fn stop(
     if data_dir.join("postmaster.pid").exists() {
         pg_ctl_run(settings, pitr, &["stop", "-D", &dir, "-m", "fast", "-w"]).await?;
     }
-    let removed = as_owner(pitr, Path::new("rm"))
-        .args(["-rf", "--", &dir])
-        .status()
-        .await
-        .map_err(|error| BackupError::tool(format!("rm could not be started: {error}")))?;
-    if !removed.success() {
-        return Err(BackupError::Storage(format!("{dir} could not be deleted")));
+    // A restore killed a moment ago may still be exiting as `rm` walks the directory:
+    // a second pass takes what it wrote last.
+    for attempt in 1..=3 {
+        let removed = as_owner(pitr, Path::new("rm"))
+            .args(["-rf", "--", &dir])
+            .stderr(std::process::Stdio::null())
+            .status()
+            .await
+            .map_err(|error| BackupError::tool(format!("rm could not be started: {error}")))?;
+        if removed.success() && !data_dir.exists() {
+            return Ok(());
+        }
+        if attempt < 3 {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
     }
-    Ok(())
+    Err(BackupError::Storage(format!("{dir} could not be deleted")))
 }
 
 /// A moment as pgBackRest's `--target` reads it: UTC with its offset, microseconds.
