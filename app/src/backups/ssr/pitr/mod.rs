@@ -153,6 +153,23 @@ impl<'a> PgBackRest<'a> {
     }
 }
 
+/// Kills a process group (SIGKILL, with `kill`) when dropped; forgotten once the
+/// group's leader has been waited for.
+struct KillGroupOnDrop(Option<u32>);
+
+impl Drop for KillGroupOnDrop {
+    fn drop(&mut self) {
+        if let Some(leader) = self.0 {
+            let _ = std::process::Command::new("kill")
+                .args(["-s", "KILL", "--", &format!("-{leader}")])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
 /// What the archive lets a restore reach, and how far it is behind, at one moment.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Window {
