@@ -92,7 +92,8 @@ bench-backup: setup stores build-release
 
 ## Benchmark: PostgreSQL restored to latest from pgBackRest, Salvage's pitr-restore against by hand.
 bench-pitr: setup stores build-release
-	set -a; . ./.env; set +a; ./target/release/salvage bench pitr --gb 1
+	set -a; . ./.env; set +a; ./target/release/salvage migrate && ./target/release/salvage demo && \
+	  ./target/release/salvage bench pitr --gb 1
 
 ## Benchmark: webhook deliveries/s against a plain HTTP client; a redrive of 100,000 dead letters.
 bench-webhooks: setup stores build-release
