@@ -79,6 +79,22 @@ pub(super) async fn prove(
     if ctx.tracker.is_cancelled() {
         return Ok(());
     }
+    // Nor before this binary's schema was complete: a moment before `salvage migrate`
+    // ran restores a database with nothing of Salvage's to verify.
+    let schema_complete = match schema_complete_ms(&state.pg).await {
+        Ok(at) => at,
+        Err(error) => {
+            let failed = step(
+                Some(StoreKind::Postgres),
+                "pitr point",
+                0,
+                false,
+                Some(error),
+            );
+            steps.push(failed).await?;
+            return Ok(());
+        }
+    };
     let point = match window(&pitr, &state.pg, state.clock.now()).await {
         // The newest base backup that ended before that commit (one may have ended
         // since: it has no commit after it to aim at yet).
@@ -89,8 +105,12 @@ pub(super) async fn prove(
             .filter(|&stopped| stopped <= last_commit)
             .max()
         {
-            Some(from) => {
+            Some(ended) if schema_complete.max(ended) <= last_commit => {
+                let from = schema_complete.max(ended);
                 Ok(from + (rand::random::<u64>() % (last_commit - from + 1) as u64) as i64)
+            }
+            Some(_) => {
+                Err("nothing was committed after this binary's migrations were applied".to_owned())
             }
             None => Err("nothing was committed after a base backup ended".to_owned()),
         },
@@ -111,6 +131,20 @@ pub(super) async fn prove(
         }
     }
     Ok(())
+}
+
+/// When the last of the live schema's migrations was committed, with a second to
+/// spare: `_sqlx_migrations` records each one's start (`installed_on`, its transaction's
+/// time) and how long it ran.
+async fn schema_complete_ms(pg: &sqlx::PgPool) -> Result<i64, String> {
+    let done: Option<OffsetDateTime> = sqlx::query_scalar(
+        "select max(installed_on + execution_time * interval '1 microsecond' / 1000)
+           from _sqlx_migrations",
+    )
+    .fetch_one(pg)
+    .await
+    .map_err(|e| format!("the live schema's migrations could not be read: {e}"))?;
+    Ok(done.map_or(0, crate::server::unix_ms) + 1_000)
 }
 
 /// One restore through the point-in-time path as a step, and its teardown as another.

@@ -487,6 +487,10 @@ async fn read_side(
     .fetch_all(pool)
     .await
     .map_err(BackupError::postgres)?;
+    // A moment before `salvage migrate` first ran has no Salvage schema to check: said
+    // as such, not as a missing relation.
+    let has = |wanted: &str| names.iter().any(|(s, t)| s == "public" && t == wanted);
+    let (has_history, has_migrations) = (has("runbook_history"), has("_sqlx_migrations"));
     let mut tables = Vec::with_capacity(names.len());
     for (schema, table) in names {
         let quoted = format!(
@@ -505,14 +509,32 @@ async fn read_side(
         };
         tables.push(SideTable { name, rows });
     }
-    let chain = crate::history::chain::verify(pool, &state.clickhouse, now, "pitr-restore")
-        .await
-        .map_err(BackupError::postgres)?;
+    if !has_migrations {
+        return Ok(Verified {
+            tables,
+            chain_entries: 0,
+            chain_broken_at: None,
+            schema_version: 0,
+            schema_problem: Some(format!(
+                "Salvage's schema did not exist yet at that moment (none of this binary's {} \
+                 migrations applied): restore to a later moment",
+                crate::server::postgres::MIGRATOR.iter().count()
+            )),
+        });
+    }
+    let (chain_entries, chain_broken_at) = if has_history {
+        let chain = crate::history::chain::verify(pool, &state.clickhouse, now, "pitr-restore")
+            .await
+            .map_err(BackupError::postgres)?;
+        (chain.entries, chain.first_broken.map(|b| b.id))
+    } else {
+        (0, None)
+    };
     let (schema_version, schema_problem) = schema_of(pool).await?;
     Ok(Verified {
         tables,
-        chain_entries: chain.entries,
-        chain_broken_at: chain.first_broken.map(|b| b.id),
+        chain_entries,
+        chain_broken_at,
         schema_version,
         schema_problem,
     })
