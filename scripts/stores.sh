@@ -138,6 +138,8 @@ pg_start() {
     say "PostgreSQL started on 127.0.0.1:$PG_PORT"
   fi
   pg_require_passwords
+  # Again: upgrading an old cluster to passwords rewrote pg_hba.conf without it.
+  pg_peer_for_postgres
   pg_roles_and_database
   archive_stanza
 }
@@ -318,7 +320,10 @@ pg_peer_for_postgres() {
     cat "$hba"; } >"$hba.salvage"
   if [ "$(id -u)" -eq 0 ]; then chown postgres: "$hba.salvage"; fi
   mv "$hba.salvage" "$hba"
-  if pg_running; then pg_run "$(pg_bin pg_ctl)" -D "$PG_DIR/data" reload >/dev/null; fi
+  if pg_running; then
+    pg_run "$(pg_bin pg_ctl)" -D "$PG_DIR/data" reload >/dev/null
+    sleep 0.5 # the reload is signalled, not waited for
+  fi
 }
 
 # The stanza, made once (pgBackRest's stanza-create is a no-op when it exists and is
