@@ -79,43 +79,7 @@ pub(super) async fn prove(
     if ctx.tracker.is_cancelled() {
         return Ok(());
     }
-    // Nor before this binary's schema was complete: a moment before `salvage migrate`
-    // ran restores a database with nothing of Salvage's to verify.
-    let schema_complete = match schema_complete_ms(&state.pg).await {
-        Ok(at) => at,
-        Err(error) => {
-            let failed = step(
-                Some(StoreKind::Postgres),
-                "pitr point",
-                0,
-                false,
-                Some(error),
-            );
-            steps.push(failed).await?;
-            return Ok(());
-        }
-    };
-    let point = match window(&pitr, &state.pg, state.clock.now()).await {
-        // The newest base backup that ended before that commit (one may have ended
-        // since: it has no commit after it to aim at yet).
-        Ok(w) => match w
-            .backups
-            .iter()
-            .map(|b| b.stopped_ms)
-            .filter(|&stopped| stopped <= last_commit)
-            .max()
-        {
-            Some(ended) if schema_complete.max(ended) <= last_commit => {
-                let from = schema_complete.max(ended);
-                Ok(from + (rand::random::<u64>() % (last_commit - from + 1) as u64) as i64)
-            }
-            Some(_) => {
-                Err("nothing was committed after this binary's migrations were applied".to_owned())
-            }
-            None => Err("nothing was committed after a base backup ended".to_owned()),
-        },
-        Err(error) => Err(error.to_string()),
-    };
+    let point = aim(state, &pitr, last_commit).await;
     match point {
         Ok(point) => {
             let at = OffsetDateTime::from_unix_timestamp_nanos(i128::from(point) * 1_000_000)
@@ -131,6 +95,35 @@ pub(super) async fn prove(
         }
     }
     Ok(())
+}
+
+/// The moment the second restore aims at, or why there is none: at or after the end of
+/// the newest base backup before `last_commit`, and never before this binary's schema
+/// was complete (a moment before `salvage migrate` ran restores a database with nothing
+/// of Salvage's to verify), up to `last_commit`.
+async fn aim(
+    state: &crate::server::AppState,
+    pitr: &crate::backups::ssr::pitr::PitrSettings,
+    last_commit: i64,
+) -> Result<i64, String> {
+    let schema_complete = schema_complete_ms(&state.pg).await?;
+    let window = window(pitr, &state.pg, state.clock.now())
+        .await
+        .map_err(|error| error.to_string())?;
+    // The newest base backup that ended before that commit (one may have ended since:
+    // it has no commit after it to aim at yet).
+    let ended = window
+        .backups
+        .iter()
+        .map(|b| b.stopped_ms)
+        .filter(|&stopped| stopped <= last_commit)
+        .max()
+        .ok_or("nothing was committed after a base backup ended")?;
+    let from = schema_complete.max(ended);
+    if from > last_commit {
+        return Err("nothing was committed after this binary's migrations were applied".into());
+    }
+    Ok(from + (rand::random::<u64>() % (last_commit - from + 1) as u64) as i64)
 }
 
 /// When the last of the live schema's migrations was committed, with a second to
