@@ -35,9 +35,10 @@ scripts/build.sh --if-changed
 
 step "unit and integration tests (real PostgreSQL + ClickHouse)"
 cargo test -p salvage -p app --features app/ssr --no-run
-# The tests take well under a minute; a test that hangs fails the run here instead of
-# holding CI until its own limit.
-timeout 900 cargo test -p salvage -p app --features app/ssr || {
+# The tests take about six minutes on two cores; a test that hangs fails the run here
+# instead of holding CI until its own limit. Without backtraces a failure ends the log
+# with its message, where a reader of the log's tail sees it.
+RUST_BACKTRACE=0 timeout 900 cargo test -p salvage -p app --features app/ssr || {
   status=$?
   [ "$status" -eq 124 ] && echo "tests: still running after 15 minutes; a test hangs" >&2
   exit "$status"
@@ -46,7 +47,7 @@ timeout 900 cargo test -p salvage -p app --features app/ssr || {
 step "ClickHouse cluster tests (ZooKeeper + two replicas of one shard, real outages)"
 # Ignored in the run above; here against the cluster scripts/cluster.sh starts.
 scripts/stores.sh start cluster
-timeout 600 cargo test -p salvage -p app --features app/ssr -- --ignored cluster:: || {
+RUST_BACKTRACE=0 timeout 600 cargo test -p salvage -p app --features app/ssr -- --ignored cluster:: || {
   status=$?; scripts/stores.sh stop cluster; exit "$status"
 }
 scripts/stores.sh stop cluster

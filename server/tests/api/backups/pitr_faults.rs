@@ -140,7 +140,7 @@ impl Private {
             &config,
             &format!(
                 "[global]\n{}\nlog-path={d}\nlock-path={d}\n\
-                 log-level-console=warn\nlog-level-file=off\n\n\
+                 log-level-console=warn\nlog-level-file=off\narchive-timeout=300\n\n\
                  [faults]\npg1-path={d}/data\npg1-port={port}\npg1-socket-path={d}\n\
                  pg1-user=postgres\n",
                 repository.map_or_else(|| format!("repo1-path={d}/repo"), str::to_owned)
@@ -403,10 +403,15 @@ async fn an_encrypted_repository_in_s3_archives_backs_up_verifies_and_restores_e
 
     // Rows, a full base backup, the repository verified.
     private.write().await;
-    tool.run(&["backup", "--type=full"]).await.unwrap();
-    let verified = tool.run(&["verify", "--output=text"]).await.unwrap();
+    tool.run(&["backup", "--type=full"])
+        .await
+        .unwrap_or_else(|e| panic!("the full backup into the bucket: {e}"));
+    let verified = tool
+        .run(&["verify", "--output=text"])
+        .await
+        .unwrap_or_else(|e| panic!("verify: {e}"));
     assert!(!verified.contains("status: error"), "{verified}");
-    let info = tool.info().await.unwrap();
+    let info = tool.info().await.unwrap_or_else(|e| panic!("info: {e}"));
     assert_eq!(info.backups.len(), 1, "{info:?}");
     assert_eq!(info.backups[0].kind, "full");
 
@@ -458,8 +463,8 @@ async fn an_encrypted_repository_in_s3_archives_backs_up_verifies_and_restores_e
     };
     side::stop(app.state.backups(), &private.settings, &data_dir)
         .await
-        .unwrap();
-    restored.unwrap();
+        .unwrap_or_else(|e| panic!("stopping the side cluster: {e}"));
+    std::fs::remove_dir_all(&certificates).ok();
+    restored.unwrap_or_else(|e| panic!("the restore to latest from the bucket: {e}"));
     assert_eq!(counted, Some(written), "every row committed is back");
-    std::fs::remove_dir_all(&certificates).unwrap();
 }
