@@ -69,6 +69,13 @@ load_secrets() {
   if ! grep -q '^WEBHOOK_SECRET_KEY=' "$SECRETS"; then
     echo "WEBHOOK_SECRET_KEY=local-$(date +%Y%m%d):$(head -c 32 /dev/urandom | base64 -w0)" >>"$SECRETS"
   fi
+  if ! grep -q '^BACKUP_SIGNING_KEY=' "$SECRETS"; then
+    echo "BACKUP_SIGNING_KEY=local-$(date +%Y%m%d):$(head -c 32 /dev/urandom | base64 -w0)" >>"$SECRETS"
+  fi
+  if ! grep -q '^BACKUP_AGE_IDENTITY=' "$SECRETS"; then
+    command -v age-keygen >/dev/null 2>&1 || apt_install age
+    echo "BACKUP_AGE_IDENTITY=$(age-keygen 2>/dev/null | grep '^AGE-SECRET-KEY-')" >>"$SECRETS"
+  fi
   if ! grep -q '^PGBACKREST_CIPHER_PASS=' "$SECRETS"; then
     echo "PGBACKREST_CIPHER_PASS=$(new_password)" >>"$SECRETS"
   fi
@@ -514,6 +521,8 @@ SALVAGE_PUBLIC_URL=${SALVAGE_PUBLIC_URL:-http://${SALVAGE_ADDR:-127.0.0.1:3000}}
 SALVAGE_BACKUP_DIR=$STORES/backups
 SALVAGE_CH_TCP_PORT=$CH_TCP_PORT
 SALVAGE_WEBHOOK_SECRET_KEYS=$WEBHOOK_SECRET_KEY
+SALVAGE_BACKUP_SIGNING_KEYS=$BACKUP_SIGNING_KEY
+SALVAGE_BACKUP_AGE_IDENTITY=$BACKUP_AGE_IDENTITY
 ENV
   if archiving; then
     cat <<ENV

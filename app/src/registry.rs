@@ -35,6 +35,7 @@ pub static JOBS: &[&Job] = &[
     &SELF_MONITOR,
     &PRUNE_CRON_RUNS,
     &BACKUP,
+    &crate::backups::ssr::sync::BACKUP_SYNC,
     &PITR_BACKUP,
     &crate::backups::ssr::pitr::sides::PITR_SIDE_JANITOR,
     &RESTORE_DRILL,

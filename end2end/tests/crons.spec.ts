@@ -69,8 +69,10 @@ test("an operator sees every job's figures and runs one now", async ({ page }) =
   await sideNav(page).getByRole("link", { name: "Crons" }).click();
   await expect(page.getByRole("heading", { level: 1, name: "Scheduled jobs" })).toBeVisible();
   const jobs = page.getByTestId("cron-jobs");
-  await expect(jobs.locator("tbody tr")).toHaveCount(12);
-  // pgBackRest's backups and the side-cluster janitor are scheduled jobs like the rest.
+  await expect(jobs.locator("tbody tr")).toHaveCount(13);
+  // pgBackRest's backups, the side-cluster janitor and the catalogue's sync with the
+  // repository are scheduled jobs like the rest.
+  await expect(jobs.locator('tr[data-job="backup-sync"]')).toBeVisible();
   await expect(jobs.locator('tr[data-job="pitr-backup"]')).toBeVisible();
   await expect(jobs.locator('tr[data-job="pitr-side-janitor"]')).toBeVisible();
   await expect(jobs.locator('tr[data-job="replay-fallback"]')).toContainText("every 5 min");

@@ -70,6 +70,9 @@ pub async fn load_backups() -> Result<BackupsOverview, AppError> {
             target: state.backups().storage.describe(),
             keep: state.backups().keep,
             running_run,
+            last_synced_ms: super::ssr::sync::last_synced_ms(&state)
+                .await
+                .map_err(internal)?,
         })
     })
     .await

@@ -4,9 +4,11 @@
 //! - DTOs here: [`BackupStatus`], [`Backup`], [`Restore`], [`BackupsOverview`],
 //!   [`RestorePlan`] ([`StoreKind`] and [`Freeze`] live with the freeze, a layer below).
 //! - `api` — the page's server functions; `page` — `/admin/backups`.
-//! - `ssr` (server only) — the target (`storage`), the manifest, the `Native` reader,
-//!   each store's dump and load (`postgres`, `clickhouse`), the catalogue, the job
-//!   (`create`), verification, restores and the alert kinds.
+//! - `ssr` (server only) — the target (`storage`), the manifest and its signature
+//!   (`signature`), the files' encryption at rest (`encryption`), the `Native` reader,
+//!   each store's dump and load (`postgres`, `clickhouse`), the catalogue and its sync
+//!   with the repository (`sync`), the job (`create`), verification, restores and the
+//!   alert kinds.
 
 pub mod api;
 pub mod page;
@@ -33,6 +35,9 @@ pub const PITR_RESTORE_JOB: &str = "pitr-restore";
 
 /// The janitor of side clusters left running (`/cron/pitr-side-janitor`).
 pub const PITR_SIDE_JANITOR_JOB: &str = "pitr-side-janitor";
+
+/// The catalogue rebuilt from the repository's manifests (`/cron/backup-sync`).
+pub const BACKUP_SYNC_JOB: &str = "backup-sync";
 
 pub use crate::freeze::{Freeze, StoreKind};
 
@@ -177,6 +182,8 @@ pub struct BackupsOverview {
     pub keep: i64,
     /// The run of the `backup` job in progress, if any.
     pub running_run: Option<i64>,
+    /// When the catalogue was last synced with the repository (`backup-sync`).
+    pub last_synced_ms: Option<i64>,
 }
 
 /// One table of a backup, as the restore form offers it.

@@ -52,6 +52,7 @@ fn restore_tone(status: RestoreStatus) -> Tone {
 pub fn BackupsPage() -> AnyView {
     let tick = crate::components::refresh_ticker(REFRESH_EVERY);
     let backup = ServerAction::<crate::jobs::api::StartJob>::new();
+    let sync = ServerAction::<crate::jobs::api::StartJob>::new();
     let verify = ServerAction::<VerifyBackup>::new();
     let restore = ServerAction::<StartRestore>::new();
     let cancel = ServerAction::<crate::jobs::api::CancelRun>::new();
@@ -61,6 +62,7 @@ pub fn BackupsPage() -> AnyView {
             (
                 tick.get(),
                 backup.version().get(),
+                sync.version().get(),
                 verify.version().get(),
                 restore.version().get(),
                 cancel.version().get(),
@@ -94,7 +96,7 @@ pub fn BackupsPage() -> AnyView {
                     Some(viewer) => viewer.await.is_ok_and(|v| v.role.can(Permission::Operate)),
                     None => false,
                 };
-                operate.then(|| view! { <BackupPanel backup /> })
+                operate.then(|| view! { <BackupPanel backup sync /> })
             })}
         </Transition>
         <Transition fallback=|| view! { <p class="muted" role="status">"Reading the catalogue…"</p> }>
@@ -151,22 +153,37 @@ pub fn BackupsPage() -> AnyView {
     .into_any()
 }
 
-/// Backup now, with its reason.
+/// Backup now and Sync, each with its reason.
 #[component]
-fn BackupPanel(backup: ServerAction<crate::jobs::api::StartJob>) -> AnyView {
+fn BackupPanel(
+    backup: ServerAction<crate::jobs::api::StartJob>,
+    sync: ServerAction<crate::jobs::api::StartJob>,
+) -> AnyView {
     view! {
-        <JobPanel
-            action=backup
-            job=super::BACKUP_JOB
-            title="Back up both stores now"
-            about="Runs the daily backup job now: PostgreSQL (pg_dump in one snapshot, with its row counts), then ClickHouse (every table, one file per partition), each verified after, then retention."
-            placeholder="Before the schema change"
-            button="Back up now"
-            test_id="backup-now"
-            run_of="Backup"
-            follow="the catalogue shows it below."
-            wide=true
-        />
+        <div class="chart-pair">
+            <JobPanel
+                action=backup
+                job=super::BACKUP_JOB
+                title="Back up both stores now"
+                about="Runs the daily backup job now: PostgreSQL (pg_dump in one snapshot, with its row counts), then ClickHouse (every table, one file per partition), each verified after, then retention."
+                placeholder="Before the schema change"
+                button="Back up now"
+                test_id="backup-now"
+                run_of="Backup"
+                follow="the catalogue shows it below."
+            />
+            <JobPanel
+                action=sync
+                job=super::BACKUP_SYNC_JOB
+                title="Sync the catalogue with the repository"
+                about="Reads every backup's signed manifest in the repository: adds the backups the catalogue lacks (after a database restored from an older dump), marks as gone those whose files are not there, and names any manifest that does not verify."
+                placeholder="After restoring the database"
+                button="Sync now"
+                test_id="backup-sync"
+                run_of="Sync"
+                follow="the catalogue shows the result below."
+            />
+        </div>
     }
     .into_any()
 }
@@ -190,7 +207,15 @@ fn BackupsNow(
         target,
         keep,
         running_run,
+        last_synced_ms,
     } = overview;
+    let synced = match last_synced_ms {
+        Some(at) => format!(
+            "Last synced with the repository {}.",
+            crate::format::format_ago(at, now_ms)
+        ),
+        None => "Never synced with the repository.".to_owned(),
+    };
     view! {
         {running_run.map(|run| view! {
             <Banner tone=Tone::Info>{format!("Backup run #{run} is running.")}</Banner>
@@ -226,7 +251,7 @@ fn BackupsNow(
         </section>
         <section class="panel">
             <h2>"Catalogue"</h2>
-            <p class="muted small">{format!("Kept in {target}; the newest {keep} complete backups of each store are kept (never the newest verified one). Newest first.")}</p>
+            <p class="muted small">{format!("Kept in {target}; the newest {keep} complete backups of each store are kept (never the newest verified one). {synced} Newest first.")}</p>
             {if backups.is_empty() {
                 view! { <p class="muted">"No backup yet. The daily job runs at 03:00 UTC, or back up now."</p> }.into_any()
             } else {

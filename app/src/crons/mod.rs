@@ -194,6 +194,7 @@ pub const JOB_NAMES: &[&str] = &[
     "self-monitor",
     "prune-cron-runs",
     "backup",
+    "backup-sync",
     "pitr-backup",
     "pitr-side-janitor",
     "restore-drill",

@@ -104,6 +104,14 @@ impl KeyRing {
         self.keys.is_empty()
     }
 
+    /// Each key's id and bytes, the current one first: for another use of keys kept
+    /// the same way (the backup manifests' signing keys).
+    pub fn entries(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        self.keys
+            .iter()
+            .map(|(id, key)| (id.as_str(), key.as_slice()))
+    }
+
     /// The id of the key that seals.
     pub fn current(&self) -> Option<&str> {
         self.keys.first().map(|(id, _)| id.as_str())

@@ -206,6 +206,14 @@ pub enum BackupCommand {
     },
     /// The newest 50 backups, newest first.
     List(Output),
+    /// Rebuild the catalogue from the repository: add the backups whose signed manifests
+    /// it holds and the catalogue lacks (after a restore of an older database), mark as
+    /// gone those whose files are not there. A manifest that does not verify is named and
+    /// never added (exit 1).
+    Sync {
+        #[arg(long, value_parser = reason)]
+        reason: Option<Reason>,
+    },
     /// What a restore can reach now, per store: the oldest and newest moments and how far
     /// the newest is behind (PostgreSQL's from the WAL archive when pgBackRest is set up).
     Window(Output),

@@ -1,4 +1,4 @@
-//! `salvage backup create|list|verify|restore|rollback`: the backups' functions from a
+//! `salvage backup create|list|sync|verify|restore|rollback`: the backups' functions from a
 //! terminal (acting as admin, recorded as `cli:$USER`), with progress on stderr.
 
 use anyhow::Context;
@@ -18,6 +18,7 @@ pub async fn backup(command: BackupCommand, settings: Settings) -> anyhow::Resul
     match command {
         BackupCommand::Create { reason } => create(&state, reason).await,
         BackupCommand::List(output) => list(&state, output).await,
+        BackupCommand::Sync { reason } => sync(&state, reason).await,
         BackupCommand::Window(output) => super::pitr::window(&state, output).await,
         BackupCommand::Side { command } => super::pitr::side(&state, command).await,
         BackupCommand::Verify { id } => verify(&state, id).await,
@@ -149,6 +150,62 @@ async fn list(state: &app::server::AppState, output: Output) -> anyhow::Result<(
                 .or(b.verify_error)
                 .map(|e| format!("  {e}"))
                 .unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
+async fn sync(
+    state: &app::server::AppState,
+    reason: Option<app::reason::Reason>,
+) -> anyhow::Result<()> {
+    use app::backups::ssr::sync::{SyncReport, BACKUP_SYNC};
+    let reason = reason.unwrap_or_else(|| app::reason::Reason::own("Sync the backup catalogue"));
+    let finished = app::jobs::ssr::run(
+        state,
+        &BACKUP_SYNC,
+        cli_firing(Some(reason)),
+        Default::default(),
+    )
+    .await
+    .map_err(app_error)?
+    .ok_or_else(|| anyhow::anyhow!("a run without a tick always starts"))?;
+    let Some(report) = finished.report::<SyncReport>() else {
+        anyhow::bail!(
+            "sync run #{} failed: {}",
+            finished.run_id,
+            finished.error.unwrap_or_default()
+        );
+    };
+    let ids = |ids: &[i64]| {
+        ids.iter()
+            .map(i64::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    println!(
+        "{} backups in the repository verified; catalogue: {} added, {} completed, {} gone.",
+        report.found,
+        report.added.len(),
+        report.completed.len(),
+        report.gone.len()
+    );
+    for (what, list) in [
+        ("added", &report.added),
+        ("completed", &report.completed),
+        ("gone", &report.gone),
+    ] {
+        if !list.is_empty() {
+            println!("  {what:<10} {}", ids(list));
+        }
+    }
+    for refused in &report.refused {
+        println!("  refused    {refused}");
+    }
+    if !report.refused.is_empty() {
+        anyhow::bail!(
+            "{} manifest(s) refused: a backup that does not verify is never added",
+            report.refused.len()
         );
     }
     Ok(())

@@ -39,14 +39,7 @@ pub(super) fn webhooks(env: &Env) -> Result<app::dead_letters::ssr::WebhookSetti
         )? as i64,
         ..Default::default()
     };
-    if let Some(keys) = env.get("SALVAGE_WEBHOOK_SECRET_KEYS") {
-        webhooks.secret_keys = app::server::sealed::KeyRing::parse(&keys).map_err(|reason| {
-            ConfigError::Malformed {
-                name: "SALVAGE_WEBHOOK_SECRET_KEYS",
-                reason: reason.to_string(),
-            }
-        })?;
-    }
+    webhooks.secret_keys = key_ring(env, "SALVAGE_WEBHOOK_SECRET_KEYS")?;
     if let Some(list) = env.get("SALVAGE_WEBHOOK_EVENT_TYPES") {
         let types: Vec<String> = list
             .split(',')
@@ -68,6 +61,20 @@ pub(super) fn webhooks(env: &Env) -> Result<app::dead_letters::ssr::WebhookSetti
         webhooks.event_types = types;
     }
     Ok(webhooks)
+}
+
+/// A ring of `id:base64` keys (see `app::server::sealed::KeyRing`); unset, empty.
+pub(super) fn key_ring(
+    env: &Env,
+    name: &'static str,
+) -> Result<app::server::sealed::KeyRing, ConfigError> {
+    let Some(keys) = env.get(name) else {
+        return Ok(Default::default());
+    };
+    app::server::sealed::KeyRing::parse(&keys).map_err(|reason| ConfigError::Malformed {
+        name,
+        reason: reason.to_string(),
+    })
 }
 
 /// `SALVAGE_DEMO_RECEIVER`: seconds the demo's flaky receiver fails after start; unset,

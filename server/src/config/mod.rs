@@ -412,6 +412,17 @@ impl Settings {
             3600 * bounded("SALVAGE_RPO_CLICKHOUSE_HOURS", 1..=8760, "hours", 24)?,
         );
         backups.pg_bin_dir = get("SALVAGE_PG_BIN_DIR").map(|dir| dir.trim().into());
+        backups.signing_keys = features::key_ring(&env, "SALVAGE_BACKUP_SIGNING_KEYS")?;
+        backups.encryption = get("SALVAGE_BACKUP_AGE_IDENTITY")
+            .map(|secret| {
+                app::backups::ssr::encryption::Encryption::parse(&secret).map_err(|reason| {
+                    ConfigError::Malformed {
+                        name: "SALVAGE_BACKUP_AGE_IDENTITY",
+                        reason,
+                    }
+                })
+            })
+            .transpose()?;
         backups.pitr = features::pitr(&env)?;
 
         let webhooks = features::webhooks(&env)?;

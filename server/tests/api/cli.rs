@@ -194,8 +194,8 @@ pub fn salvage_with(
     )
 }
 
-/// `salvage <args>` with only `env` set (and the local ClickHouse password, `PATH`,
-/// `USER=oncall`), feeding `stdin`.
+/// `salvage <args>` with only `env` set (and the local ClickHouse password, the backup
+/// signing and encryption keys, `PATH`, `USER=oncall`), feeding `stdin`.
 pub fn salvage_env(args: &[&str], stdin: &str, env: &[(&str, &str)]) -> Output {
     use std::io::Write;
     let settings = base_settings();
@@ -208,6 +208,12 @@ pub fn salvage_env(args: &[&str], stdin: &str, env: &[(&str, &str)]) -> Output {
         .env(
             "CLICKHOUSE_PASSWORD",
             settings.clickhouse.password.expose_secret(),
+        )
+        // Read from `.env` by `base_settings` above.
+        .envs(
+            ["SALVAGE_BACKUP_SIGNING_KEYS", "SALVAGE_BACKUP_AGE_IDENTITY"]
+                .into_iter()
+                .filter_map(|name| std::env::var(name).ok().map(|value| (name, value))),
         )
         .envs(env.iter().copied())
         .stdin(std::process::Stdio::piped())

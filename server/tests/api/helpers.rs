@@ -624,6 +624,24 @@ where
 /// Runs `job` through its cron route (as an outside scheduler would) and returns the
 /// route's answer.
 pub async fn run_job(app: &TestApp, job: &str) -> serde_json::Value {
+    let (status, answer) = post_job(app, job).await;
+    assert_eq!(status, 200, "/cron/{job}: {answer}");
+    answer
+}
+
+/// Runs `job` through `/cron/<job>` expecting it to fail: a 503 to the scheduler, with
+/// the run's report.
+pub async fn run_failing_job(app: &TestApp, job: &str) -> serde_json::Value {
+    let (status, answer) = post_job(app, job).await;
+    assert_eq!(
+        status, 503,
+        "/cron/{job}: a failed run is a 503 to the scheduler: {answer}"
+    );
+    assert_eq!(answer["outcome"], "failed", "{answer}");
+    answer
+}
+
+async fn post_job(app: &TestApp, job: &str) -> (u16, serde_json::Value) {
     let response = app
         .http
         .post(format!("{}/cron/{job}", app.address))
@@ -631,8 +649,8 @@ pub async fn run_job(app: &TestApp, job: &str) -> serde_json::Value {
         .send()
         .await
         .expect("the app answers");
-    assert_eq!(response.status().as_u16(), 200, "/cron/{job}");
-    response.json().await.expect("a JSON report")
+    let status = response.status().as_u16();
+    (status, response.json().await.expect("a JSON report"))
 }
 
 /// A reason a test gives, through the rule every door applies.

@@ -14,6 +14,7 @@ use bytes::Bytes;
 use clickhouse::Client;
 use tokio::sync::mpsc;
 
+use super::encryption::Encryption;
 use super::manifest::{schema_checksum, FileEntry, TableEntry};
 use super::native::{count_rows, ChannelReader, HashingReader, TeeReader};
 use super::storage::Storage;
@@ -209,17 +210,30 @@ pub fn file_name(table: &str, partition: Option<&str>) -> String {
     format!("{table}/{part}.native.lz4")
 }
 
-/// Streams one partition of `database.table` to `key` in `storage`, counting its rows.
-/// Returns the file's entry (path relative to the backup folder is `relative`).
+/// Where an exported file goes: the target, its key, its path in the backup's folder,
+/// and the key it is encrypted to (if any).
+pub struct ExportTo<'a> {
+    pub storage: &'a Storage,
+    pub key: String,
+    pub relative: String,
+    pub encryption: Option<&'a Encryption>,
+}
+
+/// Streams one partition of `database.table` to `to`, counting its rows. Returns the
+/// file's entry.
 pub async fn export(
     client: &Client,
     database: &str,
     table: &Described,
     partition: Option<&str>,
-    storage: &Storage,
-    key: String,
-    relative: String,
+    to: ExportTo<'_>,
 ) -> Result<FileEntry, BackupError> {
+    let ExportTo {
+        storage,
+        key,
+        relative,
+        encryption,
+    } = to;
     let sql = match partition {
         None => format!("SELECT * FROM `{database}`.`{}`", table.name),
         Some(_) => format!(
@@ -238,8 +252,9 @@ pub async fn export(
         .map_err(BackupError::clickhouse)?;
     let (sender, receiver) = mpsc::channel::<Bytes>(4);
     let storage = storage.clone();
+    let encryption = encryption.cloned();
     let writer = tokio::task::spawn_blocking(move || -> std::io::Result<(u64, u64, String)> {
-        let file = storage.create(&key)?;
+        let file = storage.create(&key, encryption.as_ref())?;
         let encoder = lz4_flex::frame::FrameEncoder::new(file);
         let mut tee = TeeReader {
             inner: ChannelReader::new(receiver),
@@ -289,21 +304,27 @@ pub async fn export(
     })
 }
 
-/// Reads a data file back: checks its size and SHA-256 against `entry` and decodes its
-/// rows. `on_chunk` gets each decompressed chunk (a restore sends them to ClickHouse; a
-/// verification passes none). Any mismatch is an error naming the file.
+/// Reads a data file back: checks its size and SHA-256 against `entry`, decrypts it with
+/// `decryption` when its backup is encrypted, and decodes its rows. `on_chunk` gets each
+/// decompressed chunk (a restore sends them to ClickHouse; a verification passes none).
+/// Any mismatch is an error naming the file.
 pub fn read_file(
     storage: &Storage,
     key: &str,
     entry: &FileEntry,
     mut on_chunk: Option<mpsc::Sender<Bytes>>,
+    decryption: Option<&Encryption>,
 ) -> Result<u64, BackupError> {
     let name = &entry.path;
     let unreadable = |e: std::io::Error| BackupError::Storage(format!("{name}: {e}"));
     let file = storage.open(key).map_err(unreadable)?;
     let mut hashing = HashingReader::new(file);
     let rows = {
-        let decoder = lz4_flex::frame::FrameDecoder::new(&mut hashing);
+        let plain: Box<dyn Read + '_> = match decryption {
+            None => Box::new(&mut hashing),
+            Some(identity) => Box::new(identity.decrypting(&mut hashing).map_err(unreadable)?),
+        };
+        let decoder = lz4_flex::frame::FrameDecoder::new(plain);
         let mut forward = Forward {
             inner: decoder,
             to: on_chunk.take(),
@@ -361,14 +382,16 @@ pub async fn import(
     storage: &Storage,
     key: String,
     entry: FileEntry,
+    decryption: Option<Encryption>,
 ) -> Result<u64, BackupError> {
     let mut insert = client
         .insert_formatted_with(format!("INSERT INTO `{database}`.`{table}` FORMAT Native"))
         .buffered_with_capacity(1 << 20);
     let (sender, mut receiver) = mpsc::channel::<Bytes>(4);
     let storage = storage.clone();
-    let reader =
-        tokio::task::spawn_blocking(move || read_file(&storage, &key, &entry, Some(sender)));
+    let reader = tokio::task::spawn_blocking(move || {
+        read_file(&storage, &key, &entry, Some(sender), decryption.as_ref())
+    });
     let mut failure = None;
     while let Some(chunk) = receiver.recv().await {
         if let Err(error) = insert.write(&chunk).await {
@@ -417,7 +440,6 @@ pub fn entry(table: &Described, rows: u64, checksum: String, application: &[&str
         name: table.name.clone(),
         rows: rows as i64,
         schema_checksum: checksum,
-        create: Some(table.create_table_query.clone()),
         objects: Vec::new(),
     }
 }

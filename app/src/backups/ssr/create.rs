@@ -17,6 +17,7 @@ use time::OffsetDateTime;
 use super::super::{BackupStatus, StoreKind};
 use super::catalogue::{self, Started, Stored};
 use super::manifest::{self, FileEntry, Manifest, FORMAT};
+use super::signature;
 use super::BackupError;
 use super::{clickhouse as ch, lock_class, postgres as pg, verify};
 use crate::alerts::ssr::{store::raise_event, Signal};
@@ -223,25 +224,28 @@ pub async fn take(
         let _ = storage.delete_prefix(&dead.location).await;
     }
     let clock = Instant::now();
-    let result = match storage.check_writable().await {
-        Err(error) => Err(BackupError::Storage(format!(
-            "the backup target {} cannot be written: {error}",
-            storage.describe()
-        ))),
+    let keys = &state.backups().signing_keys;
+    // The key is checked before anything is dumped: an unsigned backup is never restored.
+    let ready = match signature::require_key(keys) {
+        Ok(()) => storage.check_writable().await.map_err(|error| {
+            BackupError::Storage(format!(
+                "the backup target {} cannot be written: {error}",
+                storage.describe()
+            ))
+        }),
+        Err(error) => Err(error),
+    };
+    let result = match ready {
+        Err(error) => Err(error),
         Ok(()) => match store {
             StoreKind::Postgres => dump_postgres(state, &row, started.at, tracker).await,
             StoreKind::Clickhouse => dump_clickhouse(state, &row, started.at, tracker).await,
         },
     };
     let result = match result {
-        Ok(manifest) => match serde_json::to_vec_pretty(&manifest) {
-            Ok(bytes) => storage
-                .put(&row.key(manifest::FILE_NAME), bytes)
-                .await
-                .map(|()| manifest)
-                .map_err(|e| BackupError::Storage(format!("{}: {e}", manifest::FILE_NAME))),
-            Err(error) => Err(BackupError::Integrity(error.to_string())),
-        },
+        Ok(manifest) => commit(storage, &row, keys, &manifest)
+            .await
+            .map(|()| manifest),
         Err(error) => Err(error),
     };
     let duration_ms = clock.elapsed().as_millis() as i64;
@@ -355,6 +359,27 @@ async fn queued_rows(state: &AppState) -> Result<i64, BackupError> {
     .map_err(BackupError::postgres)
 }
 
+/// Writes the manifest's signature, then the manifest: its presence commits the backup,
+/// and a backup whose process died between the two has no manifest.
+async fn commit(
+    storage: &super::Storage,
+    row: &Stored,
+    keys: &crate::server::sealed::KeyRing,
+    manifest: &Manifest,
+) -> Result<(), BackupError> {
+    let bytes =
+        serde_json::to_vec_pretty(manifest).map_err(|e| BackupError::Integrity(e.to_string()))?;
+    let signed = signature::sign(keys, &bytes)?;
+    storage
+        .put(&row.key(signature::FILE_NAME), signed)
+        .await
+        .map_err(|e| BackupError::Storage(format!("{}: {e}", signature::FILE_NAME)))?;
+    storage
+        .put(&row.key(manifest::FILE_NAME), bytes)
+        .await
+        .map_err(|e| BackupError::Storage(format!("{}: {e}", manifest::FILE_NAME)))
+}
+
 /// What a dump found, before it becomes the manifest.
 struct Contents {
     database: String,
@@ -363,6 +388,8 @@ struct Contents {
     tables: Vec<manifest::TableEntry>,
     files: Vec<FileEntry>,
     queued: i64,
+    /// Whether the files were encrypted on their way to the target.
+    encrypted: bool,
 }
 
 fn manifest_of(
@@ -385,6 +412,7 @@ fn manifest_of(
         tables: contents.tables,
         files: contents.files,
         queued_for_clickhouse: contents.queued,
+        encrypted: contents.encrypted,
     }
 }
 
@@ -422,7 +450,12 @@ async fn dump_postgres(
         .fetch_one(&mut conn)
         .await
         .map_err(down)?;
-    let tables = pg::tables(&mut conn).await.map_err(down)?;
+    let mut tables = pg::tables(&mut conn).await.map_err(down)?;
+    for table in &mut tables {
+        if pg::DATA_LEFT_OUT.contains(&table.name.as_str()) {
+            table.rows = 0;
+        }
+    }
     let queued: i64 = tables
         .iter()
         .filter(|t| t.name == "requests_fallback" || t.name == "events_fallback")
@@ -432,13 +465,7 @@ async fn dump_postgres(
     let stdout = child.stdout.take().expect("piped");
     let mut stderr = child.stderr.take().expect("piped");
     let relative = "postgres.dump".to_owned();
-    let written = write_stream(
-        &state.backups().storage,
-        row.key(&relative),
-        stdout,
-        tracker,
-    )
-    .await;
+    let written = write_stream(state, row.key(&relative), stdout, tracker).await;
     let mut errors = String::new();
     let _ = tokio::io::AsyncReadExt::read_to_string(&mut stderr, &mut errors).await;
     let status = child.wait().await.map_err(BackupError::tool)?;
@@ -463,21 +490,24 @@ async fn dump_postgres(
         tables,
         files: vec![file],
         queued,
+        encrypted: settings.encryption.is_some(),
     };
     Ok(manifest_of(row, started_at, clock, contents))
 }
 
-/// Copies an async byte stream into a new file of the target; cancelled with the run.
+/// Copies an async byte stream into a new file of the target (encrypted when backups
+/// are); cancelled with the run.
 async fn write_stream(
-    storage: &super::Storage,
+    state: &AppState,
     key: String,
     mut source: impl tokio::io::AsyncRead + Unpin,
     tracker: &Tracker,
 ) -> Result<(u64, String), BackupError> {
     let (sender, receiver) = tokio::sync::mpsc::channel::<bytes::Bytes>(4);
-    let storage = storage.clone();
+    let storage = state.backups().storage.clone();
+    let encryption = state.backups().encryption.clone();
     let writer = tokio::task::spawn_blocking(move || -> std::io::Result<(u64, String)> {
-        let mut file = storage.create(&key)?;
+        let mut file = storage.create(&key, encryption.as_ref())?;
         let mut reader = super::native::ChannelReader::new(receiver);
         std::io::copy(&mut reader, &mut file)?;
         file.commit()
@@ -509,7 +539,7 @@ async fn write_stream(
         .map_err(|e| BackupError::Storage(e.to_string()))??)
 }
 
-/// Every table of Salvage's ClickHouse database, one file per partition.
+/// Salvage's tables in its ClickHouse database, one file per partition.
 async fn dump_clickhouse(
     state: &AppState,
     row: &Stored,
@@ -526,7 +556,15 @@ async fn dump_clickhouse(
         .fetch_one()
         .await
         .map_err(down)?;
-    let described = ch::describe(client, &database).await.map_err(down)?;
+    // Salvage's tables only: a restore recreates a table from Salvage's own definition,
+    // so anything else in the database (a table set aside by an in-place restore) stays
+    // out of the backup.
+    let described: Vec<ch::Described> = ch::describe(client, &database)
+        .await
+        .map_err(down)?
+        .into_iter()
+        .filter(|table| state.clickhouse.table_def(&table.name).is_some())
+        .collect();
     let mut tables = Vec::new();
     let mut files = Vec::new();
     for table in &described {
@@ -540,16 +578,13 @@ async fn dump_clickhouse(
                 return Err(BackupError::Cancelled);
             }
             let relative = ch::file_name(&table.name, partition.as_deref());
-            let file = ch::export(
-                client,
-                &database,
-                table,
-                partition.as_deref(),
-                &state.backups().storage,
-                row.key(&relative),
+            let to = ch::ExportTo {
+                storage: &state.backups().storage,
+                key: row.key(&relative),
                 relative,
-            )
-            .await?;
+                encryption: state.backups().encryption.as_ref(),
+            };
+            let file = ch::export(client, &database, table, partition.as_deref(), to).await?;
             rows += file.rows.unwrap_or(0);
             files.push(file);
             if state.faults.backup_hang_after_files() == Some(files.len()) {
@@ -570,6 +605,7 @@ async fn dump_clickhouse(
         tables,
         files,
         queued,
+        encrypted: state.backups().encryption.is_some(),
     };
     Ok(manifest_of(row, started_at, clock, contents))
 }

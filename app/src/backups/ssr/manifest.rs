@@ -35,6 +35,10 @@ pub struct Manifest {
     /// Rows queued in PostgreSQL for ClickHouse at the time of the backup: a ClickHouse
     /// backup does not hold them yet; a PostgreSQL backup holds them in its queues.
     pub queued_for_clickhouse: i64,
+    /// The files are encrypted with age (see `encryption`); sizes and SHA-256 are those
+    /// of the stored bytes.
+    #[serde(default)]
+    pub encrypted: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -45,9 +49,6 @@ pub struct TableEntry {
     pub schema_checksum: String,
     /// One of Salvage's own tables (never restored in place).
     pub own: bool,
-    /// ClickHouse: the table's `CREATE` statement, to recreate it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub create: Option<String>,
     /// PostgreSQL: the objects that belong to it in the dump (indexes, constraints,
     /// sequences), so an in-place restore can pick exactly them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -80,6 +81,87 @@ impl Manifest {
     }
 }
 
+/// What Salvage itself says a backup of a store may hold; never read from a manifest.
+pub struct Expected<'a> {
+    /// PostgreSQL: any table of the `public` schema (a plain name); ClickHouse: only the
+    /// tables Salvage defines, under the layout's names.
+    pub known: &'a dyn Fn(&str) -> bool,
+    /// Whether a table is one of Salvage's own (an in-place restore never rolls it back).
+    pub own: &'a dyn Fn(&str) -> bool,
+}
+
+impl Manifest {
+    /// Checks what a signed manifest says against what Salvage expects, before anything
+    /// acts on it: every table known and named plainly, once; every file inside the
+    /// backup's folder and of a listed table. The own-table flags are recomputed, not
+    /// believed. A refusal names the table or the file.
+    pub fn checked(mut self, expected: &Expected<'_>) -> Result<Self, String> {
+        let mut seen = std::collections::HashSet::new();
+        for table in &mut self.tables {
+            if !plain_name(&table.name) || !(expected.known)(&table.name) {
+                return Err(format!(
+                    "{}: not a table Salvage backs up in {}",
+                    printable(&table.name),
+                    self.store.as_str()
+                ));
+            }
+            if !seen.insert(table.name.clone()) {
+                return Err(format!("{}: listed twice", table.name));
+            }
+            table.own = (expected.own)(&table.name);
+        }
+        for file in &self.files {
+            if !inside_folder(&file.path) {
+                return Err(format!(
+                    "{}: a path outside the backup's folder",
+                    printable(&file.path)
+                ));
+            }
+            if let Some(table) = &file.table {
+                if !seen.contains(table) {
+                    return Err(format!(
+                        "{}: of a table the manifest does not list",
+                        file.path
+                    ));
+                }
+            }
+        }
+        Ok(self)
+    }
+}
+
+/// Letters, digits and `_`, not starting with a digit, 63 at most: a name no quoting can
+/// turn into something else.
+fn plain_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+}
+
+/// A relative path of plain parts (`requests/202612.native.lz4`): no `..`, no `.`, no
+/// empty part, no leading `/`, no backslash.
+fn inside_folder(path: &str) -> bool {
+    !path.is_empty()
+        && path.len() <= 255
+        && path.split('/').all(|part| {
+            !part.is_empty()
+                && part != "."
+                && part != ".."
+                && part
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'='))
+        })
+}
+
+/// At most 60 characters of `text`, control characters shown escaped.
+fn printable(text: &str) -> String {
+    text.chars()
+        .take(60)
+        .flat_map(char::escape_default)
+        .collect()
+}
+
 /// A table's schema checksum: SHA-256 over its columns (name and type, in order), its
 /// engine and its sort key, each as the store names them. Never the raw DDL, so the
 /// checksum is the same on another server version or under another database name.
@@ -107,6 +189,94 @@ mod tests {
             .iter()
             .map(|(n, t)| (n.to_string(), t.to_string()))
             .collect()
+    }
+
+    fn sample() -> Manifest {
+        let table = |name: &str, own: bool| TableEntry {
+            name: name.into(),
+            rows: 1,
+            schema_checksum: String::new(),
+            own,
+            objects: Vec::new(),
+        };
+        let file = |path: &str, table: &str| FileEntry {
+            path: path.into(),
+            table: Some(table.into()),
+            partition: None,
+            size: 1,
+            sha256: String::new(),
+            rows: Some(1),
+        };
+        Manifest {
+            format: FORMAT,
+            backup_id: 1,
+            store: StoreKind::Clickhouse,
+            database: "salvage".into(),
+            server_version: String::new(),
+            tool_version: None,
+            started_at: OffsetDateTime::UNIX_EPOCH,
+            finished_at: OffsetDateTime::UNIX_EPOCH,
+            duration_ms: 0,
+            tables: vec![table("requests", false), table("history_anchors", true)],
+            files: vec![
+                file("requests/202612.native.lz4", "requests"),
+                file("history_anchors/all.native.lz4", "history_anchors"),
+            ],
+            queued_for_clickhouse: 0,
+            encrypted: false,
+        }
+    }
+
+    fn check(manifest: Manifest) -> Result<Manifest, String> {
+        let known = |name: &str| ["requests", "events", "history_anchors"].contains(&name);
+        let own = |name: &str| name == "history_anchors";
+        manifest.checked(&Expected {
+            known: &known,
+            own: &own,
+        })
+    }
+
+    #[test]
+    fn a_manifest_naming_an_unknown_table_or_a_path_outside_its_folder_is_refused() {
+        check(sample()).unwrap();
+        let mut flipped = sample();
+        flipped.tables[1].own = false;
+        flipped.tables[0].own = true;
+        let own: Vec<bool> = check(flipped)
+            .unwrap()
+            .tables
+            .iter()
+            .map(|t| t.own)
+            .collect();
+        assert_eq!(own, [false, true], "the flags are recomputed, not believed");
+
+        let refused = |edit: &dyn Fn(&mut Manifest)| {
+            let mut manifest = sample();
+            edit(&mut manifest);
+            check(manifest).unwrap_err()
+        };
+        for path in [
+            "../postgres/1/postgres.dump",
+            "requests/../../x",
+            "/etc/passwd",
+            "requests//a",
+            "requests\\a",
+            "",
+        ] {
+            let why = refused(&|m| m.files[0].path = path.into());
+            assert!(why.contains("outside the backup's folder"), "{path}: {why}");
+        }
+        let why = refused(&|m| m.tables[0].name = "requests_export".into());
+        assert!(why.starts_with("requests_export: not a table"), "{why}");
+        let why = refused(&|m| m.tables[0].name = "requests`; DROP".into());
+        assert!(why.contains("not a table"), "{why}");
+        let why = refused(&|m| m.tables[0].name = "history_anchors".into());
+        assert!(why.contains("listed twice"), "{why}");
+        let why = refused(&|m| m.files[0].table = Some("events".into()));
+        assert!(
+            why.contains("of a table the manifest does not list"),
+            "{why}"
+        );
     }
 
     #[test]

@@ -4,6 +4,7 @@ pub mod alerts;
 pub mod catalogue;
 pub mod clickhouse;
 pub mod create;
+pub mod encryption;
 mod error;
 mod manifest;
 mod native;
@@ -11,7 +12,9 @@ pub mod objectives;
 pub mod pitr;
 pub mod postgres;
 pub mod restore;
+pub mod signature;
 pub mod storage;
+pub mod sync;
 pub mod verify;
 
 use std::path::PathBuf;
@@ -44,6 +47,13 @@ pub struct BackupSettings {
     pub pg_bin_dir: Option<PathBuf>,
     /// Continuous archiving through pgBackRest, when it is set up (`SALVAGE_PGBACKREST_*`).
     pub pitr: Option<pitr::PitrSettings>,
+    /// `SALVAGE_BACKUP_SIGNING_KEYS`: the keys manifests are signed with (the first) and
+    /// checked against (any), kept outside the repository. Without one, backups fail and
+    /// restores refuse: nothing unsigned is trusted.
+    pub signing_keys: crate::server::sealed::KeyRing,
+    /// `SALVAGE_BACKUP_AGE_IDENTITY`: the age key backup files are encrypted to and
+    /// decrypted with. Unset, new backups are written plain.
+    pub encryption: Option<encryption::Encryption>,
 }
 
 impl BackupSettings {
@@ -59,6 +69,8 @@ impl BackupSettings {
             owner_url,
             pg_bin_dir: None,
             pitr: None,
+            signing_keys: Default::default(),
+            encryption: None,
         }
     }
 

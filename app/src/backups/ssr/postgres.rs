@@ -24,6 +24,10 @@ use crate::error::AppError;
 /// data.
 pub use crate::server::postgres::OWN_TABLES;
 
+/// Tables whose rows a dump leaves out (their structure stays): live session ids and the
+/// sign-in throttle's counts must not come back with a restore.
+pub const DATA_LEFT_OUT: &[&str] = &["sessions", "sign_in_failures"];
+
 /// Whether `table` is one of Salvage's own.
 pub fn is_own(table: &str) -> bool {
     OWN_TABLES.contains(&table)
@@ -213,7 +217,6 @@ pub async fn tables(conn: &mut PgConnection) -> Result<Vec<TableEntry>, sqlx::Er
             own: is_own(&name),
             rows: count,
             name,
-            create: None,
             objects,
         });
     }
@@ -233,6 +236,11 @@ pub fn spawn_dump(
 ) -> Result<tokio::process::Child, AppError> {
     let mut command = command(settings, "pg_dump", url, None)?;
     command.args(["--format=custom", "--no-password", "--snapshot", snapshot]);
+    command.args(
+        DATA_LEFT_OUT
+            .iter()
+            .map(|table| format!("--exclude-table-data=public.{table}")),
+    );
     command
         .spawn()
         .map_err(|error| AppError::internal("Start pg_dump", error.to_string()))
@@ -461,7 +469,6 @@ mod tests {
             rows: 0,
             schema_checksum: String::new(),
             own: false,
-            create: None,
             objects: vec![
                 "organizations_id_seq".into(),
                 "organizations_name_idx".into(),

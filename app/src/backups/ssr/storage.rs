@@ -18,6 +18,7 @@ use futures::TryStreamExt;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, PutPayload, WriteMultipart};
 
+use super::encryption::Encryption;
 use super::native::HashingWriter;
 
 /// A backup target.
@@ -37,8 +38,6 @@ pub struct Bucket {
     url: String,
     /// `prefix/` (or empty).
     prefix: String,
-    /// Where files are staged on their way to and from the bucket.
-    staging: PathBuf,
 }
 
 impl std::fmt::Debug for Bucket {
@@ -90,19 +89,11 @@ impl Bucket {
             } else {
                 format!("{prefix}/")
             },
-            staging: std::env::temp_dir().join("salvage-backup-staging"),
         })
     }
 
     fn path(&self, key: &str) -> ObjectPath {
         ObjectPath::from(format!("{}{key}", self.prefix))
-    }
-
-    fn staged(&self, what: &str) -> io::Result<PathBuf> {
-        fs::create_dir_all(&self.staging)?;
-        Ok(self
-            .staging
-            .join(format!("{}.{what}", uuid::Uuid::new_v4().simple())))
     }
 
     /// Uploads the local file `from` as `key`, in parts.
@@ -132,15 +123,14 @@ impl Bucket {
 
     /// Downloads `key` to a new staged file.
     async fn download(&self, key: &str) -> io::Result<Staged> {
-        let path = self.staged("download")?;
-        let staged = Staged(path.clone());
+        let (staged, file) = staged_file("download")?;
         let mut stream = self
             .store
             .get(&self.path(key))
             .await
             .map_err(not_found)?
             .into_stream();
-        let mut file = tokio::fs::File::create(&path).await?;
+        let mut file = tokio::fs::File::from_std(file);
         while let Some(chunk) = stream.try_next().await.map_err(io::Error::other)? {
             tokio::io::AsyncWriteExt::write_all(&mut file, &chunk).await?;
         }
@@ -158,6 +148,48 @@ fn not_found(error: object_store::Error) -> io::Error {
     }
 }
 
+/// This process's staging directory, where files wait on their way to and from a
+/// bucket and where a restore keeps the copy it checked: made on first use under the
+/// system's temporary directory (`TMPDIR`), mode 0700, a new one for each process.
+fn private_staging() -> io::Result<PathBuf> {
+    use std::os::unix::fs::DirBuilderExt;
+    static DIR: std::sync::Mutex<Option<PathBuf>> = std::sync::Mutex::new(None);
+    let mut made = DIR.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(dir) = made.as_ref().filter(|dir| dir.is_dir()) {
+        return Ok(dir.clone());
+    }
+    let dir = std::env::temp_dir().join(format!(
+        "salvage-staging-{}-{}",
+        std::process::id(),
+        uuid::Uuid::new_v4().simple()
+    ));
+    fs::DirBuilder::new().mode(0o700).create(&dir)?;
+    *made = Some(dir.clone());
+    Ok(dir)
+}
+
+/// A new file in the private staging directory, mode 0600, deleted when dropped.
+fn staged_file(what: &str) -> io::Result<(Staged, File)> {
+    let path = staged_path(what)?;
+    let file = new_private_file(&path)?;
+    Ok((Staged(path), file))
+}
+
+/// A new name in the private staging directory.
+fn staged_path(what: &str) -> io::Result<PathBuf> {
+    Ok(private_staging()?.join(format!("{}.{what}", uuid::Uuid::new_v4().simple())))
+}
+
+/// Creates `path` (which must not exist) readable and writable by this user only.
+fn new_private_file(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+}
+
 /// A staged local file, deleted when dropped.
 #[derive(Debug)]
 struct Staged(PathBuf);
@@ -168,8 +200,8 @@ impl Drop for Staged {
     }
 }
 
-/// A local copy of a stored file, for tools that read a path (`pg_restore`): the file
-/// itself for a directory, a staged download (deleted when dropped) for a bucket.
+/// A local copy of a stored file, for tools that read a path (`pg_restore`): a private
+/// staged copy (deleted when dropped), or for a plain read the directory target's file.
 #[derive(Debug)]
 pub struct LocalCopy {
     path: PathBuf,
@@ -180,6 +212,18 @@ impl LocalCopy {
     pub fn path(&self) -> &Path {
         &self.path
     }
+}
+
+/// `contents` as a new private file in the staging directory (a `pg_restore` list),
+/// deleted when dropped.
+pub fn private_text(what: &str, contents: &str) -> io::Result<LocalCopy> {
+    let (staged, mut file) = staged_file(what)?;
+    file.write_all(contents.as_bytes())?;
+    file.sync_all()?;
+    Ok(LocalCopy {
+        path: staged.0.clone(),
+        _staged: Some(staged),
+    })
 }
 
 /// A stored file being read (blocking).
@@ -200,18 +244,32 @@ enum Destination {
     Object(Bucket, String),
 }
 
+/// The bytes of a file on their way to disk, counted and hashed as stored.
+type Hashed = HashingWriter<BufWriter<File>>;
+
+/// What is written to a pending file: stored as it is, or encrypted first.
+enum Sink {
+    Plain(Hashed),
+    Encrypted(age::stream::StreamWriter<Hashed>),
+}
+
 /// A file being written to the target; [`PendingFile::commit`] puts it in place.
 pub struct PendingFile {
-    writer: HashingWriter<BufWriter<File>>,
+    writer: Sink,
     partial: PathBuf,
     destination: Destination,
 }
 
 impl PendingFile {
-    /// Flushes the file to disk, puts it in place (a rename, or an upload from this
-    /// blocking thread) and returns its size and SHA-256.
+    /// Ends the encryption (if any), flushes the file to disk, puts it in place (a
+    /// rename, or an upload from this blocking thread) and returns the size and SHA-256
+    /// of the stored bytes.
     pub fn commit(self) -> io::Result<(u64, String)> {
-        let (buffered, size, sha256) = self.writer.finish();
+        let hashed = match self.writer {
+            Sink::Plain(hashed) => hashed,
+            Sink::Encrypted(writer) => writer.finish()?,
+        };
+        let (buffered, size, sha256) = hashed.finish();
         let file = buffered.into_inner().map_err(|error| error.into_error())?;
         file.sync_all()?;
         drop(file);
@@ -228,10 +286,16 @@ impl PendingFile {
 
 impl Write for PendingFile {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.writer.write(buf)
+        match &mut self.writer {
+            Sink::Plain(writer) => writer.write(buf),
+            Sink::Encrypted(writer) => writer.write(buf),
+        }
     }
     fn flush(&mut self) -> io::Result<()> {
-        self.writer.flush()
+        match &mut self.writer {
+            Sink::Plain(writer) => writer.flush(),
+            Sink::Encrypted(writer) => writer.flush(),
+        }
     }
 }
 
@@ -245,24 +309,41 @@ impl Storage {
         }
     }
 
-    /// Starts writing `key` (blocking; its folders are made as needed).
-    pub fn create(&self, key: &str) -> io::Result<PendingFile> {
-        let (partial, destination) = match self {
+    /// Starts writing `key` (blocking; its folders are made as needed), encrypted when
+    /// `encryption` is given. The file is readable by this user only.
+    pub fn create(&self, key: &str, encryption: Option<&Encryption>) -> io::Result<PendingFile> {
+        let (partial, destination, file) = match self {
             Storage::Directory(dir) => {
                 let path = dir.join(key);
                 if let Some(parent) = path.parent() {
                     fs::create_dir_all(parent)?;
                 }
-                (partial_name(&path), Destination::Path(path))
+                let partial = partial_name(&path);
+                // A partial file left by a process that died is started again.
+                match fs::remove_file(&partial) {
+                    Err(error) if error.kind() != io::ErrorKind::NotFound => return Err(error),
+                    _ => {}
+                }
+                let file = new_private_file(&partial)?;
+                (partial, Destination::Path(path), file)
             }
-            Storage::Bucket(bucket) => (
-                bucket.staged("partial")?,
-                Destination::Object(bucket.clone(), key.to_owned()),
-            ),
+            Storage::Bucket(bucket) => {
+                let partial = staged_path("partial")?;
+                let file = new_private_file(&partial)?;
+                (
+                    partial,
+                    Destination::Object(bucket.clone(), key.to_owned()),
+                    file,
+                )
+            }
         };
-        let file = File::create(&partial)?;
+        let hashed = HashingWriter::new(BufWriter::with_capacity(1 << 20, file));
+        let writer = match encryption {
+            None => Sink::Plain(hashed),
+            Some(encryption) => Sink::Encrypted(encryption.encrypting(hashed)?),
+        };
         Ok(PendingFile {
-            writer: HashingWriter::new(BufWriter::with_capacity(1 << 20, file)),
+            writer,
             partial,
             destination,
         })
@@ -285,21 +366,41 @@ impl Storage {
         }
     }
 
-    /// A local copy of `key` for a tool that reads a path.
-    pub async fn local_copy(&self, key: &str) -> io::Result<LocalCopy> {
-        match self {
-            Storage::Directory(dir) => Ok(LocalCopy {
-                path: dir.join(key),
-                _staged: None,
-            }),
-            Storage::Bucket(bucket) => {
-                let staged = bucket.download(key).await?;
-                Ok(LocalCopy {
-                    path: staged.0.clone(),
-                    _staged: Some(staged),
-                })
-            }
-        }
+    /// A private copy of `key` in the staging directory (decrypted when `decryption` is
+    /// given), with the size and SHA-256 of the stored bytes as read for that copy: a tool
+    /// then reads exactly what was checked, however the target changes meanwhile. One
+    /// read of the target (one download of a bucket).
+    pub async fn private_copy(
+        &self,
+        key: &str,
+        decryption: Option<&Encryption>,
+    ) -> io::Result<(LocalCopy, u64, String)> {
+        let storage = self.clone();
+        let key = key.to_owned();
+        let decryption = decryption.cloned();
+        let (staged, size, sha256) =
+            tokio::task::spawn_blocking(move || -> io::Result<(Staged, u64, String)> {
+                let mut hashing = super::native::HashingReader::new(storage.open(&key)?);
+                let (staged, file) = staged_file("copy")?;
+                let mut copy = BufWriter::with_capacity(1 << 20, file);
+                match &decryption {
+                    None => io::copy(&mut hashing, &mut copy)?,
+                    Some(identity) => io::copy(&mut identity.decrypting(&mut hashing)?, &mut copy)?,
+                };
+                copy.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+                let (size, sha256) = hashing.finish()?;
+                Ok((staged, size, sha256))
+            })
+            .await
+            .map_err(io::Error::other)??;
+        Ok((
+            LocalCopy {
+                path: staged.0.clone(),
+                _staged: Some(staged),
+            },
+            size,
+            sha256,
+        ))
     }
 
     /// Writes `bytes` as `key` in one go (the manifest: its presence commits a backup).
@@ -315,7 +416,7 @@ impl Storage {
                 let storage = self.clone();
                 let key = key.to_owned();
                 tokio::task::spawn_blocking(move || {
-                    let mut file = storage.create(&key)?;
+                    let mut file = storage.create(&key, None)?;
                     file.write_all(&bytes)?;
                     file.commit().map(drop)
                 })
@@ -351,6 +452,50 @@ impl Storage {
                 Err(object_store::Error::NotFound { .. }) => Ok(false),
                 Err(other) => Err(io::Error::other(other)),
             },
+        }
+    }
+
+    /// The folders under `top` (`postgres`, `clickhouse`) that hold a `file` (a backup's
+    /// manifest): `postgres/12`, … in no particular order. What the repository holds,
+    /// whatever the catalogue says.
+    pub async fn folders_with(&self, top: &str, file: &str) -> io::Result<Vec<String>> {
+        match self {
+            Storage::Directory(dir) => {
+                let mut found = Vec::new();
+                let mut entries = match tokio::fs::read_dir(dir.join(top)).await {
+                    Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(found),
+                    other => other?,
+                };
+                while let Some(entry) = entries.next_entry().await? {
+                    let Ok(name) = entry.file_name().into_string() else {
+                        continue;
+                    };
+                    if tokio::fs::metadata(entry.path().join(file))
+                        .await
+                        .is_ok_and(|m| m.is_file())
+                    {
+                        found.push(format!("{top}/{name}"));
+                    }
+                }
+                Ok(found)
+            }
+            Storage::Bucket(bucket) => {
+                let objects: Vec<_> = bucket
+                    .store
+                    .list(Some(&bucket.path(top)))
+                    .try_collect()
+                    .await
+                    .map_err(io::Error::other)?;
+                let suffix = format!("/{file}");
+                Ok(objects
+                    .iter()
+                    .filter_map(|object| {
+                        let key = object.location.as_ref().strip_prefix(&bucket.prefix)?;
+                        let folder = key.strip_suffix(&suffix)?;
+                        (folder.matches('/').count() == 1).then(|| folder.to_owned())
+                    })
+                    .collect())
+            }
         }
     }
 
@@ -411,7 +556,7 @@ mod tests {
     async fn a_file_is_visible_under_its_key_only_once_committed() {
         let dir = std::env::temp_dir().join(format!("salvage-storage-{}", uuid::Uuid::new_v4()));
         let storage = Storage::Directory(dir.clone());
-        let mut file = storage.create("postgres/1/postgres.dump").unwrap();
+        let mut file = storage.create("postgres/1/postgres.dump", None).unwrap();
         file.write_all(b"dump").unwrap();
         assert!(!storage.exists("postgres/1/postgres.dump").await.unwrap());
         let (size, _) = file.commit().unwrap();
@@ -423,6 +568,46 @@ mod tests {
         storage.delete_prefix("postgres/1").await.unwrap();
         assert!(!storage.exists("postgres/1/postgres.dump").await.unwrap());
         storage.delete_prefix("postgres/1").await.unwrap();
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_private_copy_keeps_the_bytes_it_hashed_when_the_stored_file_changes_after() {
+        use sha2::Digest;
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("salvage-storage-{}", uuid::Uuid::new_v4()));
+        let storage = Storage::Directory(dir.clone());
+        let mut file = storage.create("postgres/2/postgres.dump", None).unwrap();
+        file.write_all(b"the dump as it was signed").unwrap();
+        file.commit().unwrap();
+        let stored = dir.join("postgres/2/postgres.dump");
+        assert_eq!(
+            fs::metadata(&stored).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+
+        let (copy, size, sha256) = storage
+            .private_copy("postgres/2/postgres.dump", None)
+            .await
+            .unwrap();
+        // Swapped in the repository after the check, before a tool reads the copy.
+        fs::write(&stored, b"a dump swapped in by someone else").unwrap();
+        assert_eq!(fs::read(copy.path()).unwrap(), b"the dump as it was signed");
+        assert_eq!(size, 25);
+        assert_eq!(
+            sha256,
+            super::super::native::hex(&sha2::Sha256::digest(b"the dump as it was signed"))
+        );
+        let mode = |path: &Path| fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(copy.path()), 0o600, "the copy is this user's only");
+        assert_eq!(
+            mode(copy.path().parent().unwrap()),
+            0o700,
+            "and so is its directory"
+        );
+        let path = copy.path().to_path_buf();
+        drop(copy);
+        assert!(!path.exists(), "deleted with its handle");
         fs::remove_dir_all(dir).unwrap();
     }
 

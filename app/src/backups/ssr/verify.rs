@@ -9,8 +9,10 @@ use serde_json::json;
 
 use super::super::{BackupStatus, StoreKind};
 use super::catalogue::{self, Stored};
+use super::encryption::Encryption;
 use super::manifest::{self, Manifest};
-use super::native::HashingReader;
+use super::signature;
+use super::storage::LocalCopy;
 use super::BackupError;
 use super::{clickhouse as ch, postgres as pg};
 use crate::alerts::ssr::{store::raise_event, Signal};
@@ -187,18 +189,60 @@ pub async fn verify(state: &AppState, id: i64, actor: &Actor) -> Result<Verifica
     })
 }
 
-/// Reads a backup's manifest from the target.
+/// Reads a backup's manifest from the target, trusted only once its signature matches
+/// and what it lists is what Salvage expects (see [`Manifest::checked`]).
 pub async fn read_manifest(state: &AppState, stored: &Stored) -> Result<Manifest, BackupError> {
-    let bytes = state
-        .backups()
-        .storage
-        .read(&stored.key(manifest::FILE_NAME))
+    read_manifest_in(
+        state,
+        &stored.location,
+        stored.backup.store,
+        stored.backup.id,
+    )
+    .await
+}
+
+/// Reads the manifest in the folder `location` of the target, which must describe
+/// backup `id` of `store` (see [`read_manifest`]).
+pub async fn read_manifest_in(
+    state: &AppState,
+    location: &str,
+    store: StoreKind,
+    id: i64,
+) -> Result<Manifest, BackupError> {
+    let storage = &state.backups().storage;
+    let key = |file: &str| format!("{location}/{file}");
+    let bytes = storage
+        .read(&key(manifest::FILE_NAME))
         .await
         .map_err(|e| BackupError::from(e).about(manifest::FILE_NAME))?;
+    let signed = match storage.read(&key(signature::FILE_NAME)).await {
+        Ok(signed) => Some(signed),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
+        Err(error) => return Err(BackupError::from(error).about(signature::FILE_NAME)),
+    };
+    signature::verify(&state.backups().signing_keys, &bytes, signed.as_deref())?;
     let manifest: Manifest = serde_json::from_slice(&bytes).map_err(|e| {
         BackupError::Integrity(format!("{}: unreadable ({e})", manifest::FILE_NAME))
     })?;
-    if manifest.backup_id != stored.backup.id || manifest.store != stored.backup.store {
+    let clickhouse = &state.clickhouse;
+    let application = clickhouse.application_tables();
+    let any_table = |_: &str| true;
+    let salvage_table = |name: &str| clickhouse.table_def(name).is_some();
+    let not_application = |name: &str| !application.contains(&name);
+    let expected = match manifest.store {
+        StoreKind::Postgres => manifest::Expected {
+            known: &any_table,
+            own: &pg::is_own,
+        },
+        StoreKind::Clickhouse => manifest::Expected {
+            known: &salvage_table,
+            own: &not_application,
+        },
+    };
+    let manifest = manifest
+        .checked(&expected)
+        .map_err(|why| BackupError::Integrity(format!("{}: {why}", manifest::FILE_NAME)))?;
+    if manifest.backup_id != id || manifest.store != store {
         return Err(BackupError::Integrity(format!(
             "{}: it describes another backup ({} {})",
             manifest::FILE_NAME,
@@ -207,6 +251,46 @@ pub async fn read_manifest(state: &AppState, stored: &Stored) -> Result<Manifest
         )));
     }
     Ok(manifest)
+}
+
+/// A private local copy of one file of a backup (decrypted when the backup is
+/// encrypted), checked against the manifest's size and SHA-256 as it is made: what a
+/// tool then reads is exactly what was checked.
+pub async fn checked_copy(
+    state: &AppState,
+    stored: &Stored,
+    manifest: &Manifest,
+    file: &manifest::FileEntry,
+) -> Result<LocalCopy, BackupError> {
+    let decryption = decryption(state, manifest)?;
+    let (copy, size, sha256) = state
+        .backups()
+        .storage
+        .private_copy(&stored.key(&file.path), decryption.as_ref())
+        .await
+        .map_err(|e| BackupError::from(e).about(&file.path))?;
+    if size != file.size {
+        return Err(BackupError::Integrity(format!(
+            "{}: {size} bytes, the manifest says {}",
+            file.path, file.size
+        )));
+    }
+    if sha256 != file.sha256 {
+        return Err(BackupError::Integrity(format!(
+            "{}: its SHA-256 differs from the manifest's",
+            file.path
+        )));
+    }
+    Ok(copy)
+}
+
+/// The key to read `manifest`'s files with: none when they are plain, a refusal when
+/// they are encrypted and no key is set.
+pub fn decryption(
+    state: &AppState,
+    manifest: &Manifest,
+) -> Result<Option<Encryption>, BackupError> {
+    super::encryption::for_reading(manifest.encrypted, state.backups().encryption.as_ref())
 }
 
 /// (files, rows) when every check passes; else the first failure, naming the file.
@@ -235,42 +319,21 @@ async fn check(state: &AppState, stored: &Stored) -> Result<(usize, u64), Backup
     }
     let mut rows = 0u64;
     for file in &manifest.files {
+        let decryption = decryption(state, &manifest)?;
         let key = stored.key(&file.path);
         let storage = state.backups().storage.clone();
         let entry = file.clone();
         match stored.backup.store {
             StoreKind::Clickhouse => {
                 rows += tokio::task::spawn_blocking(move || {
-                    ch::read_file(&storage, &key, &entry, None)
+                    ch::read_file(&storage, &key, &entry, None, decryption.as_ref())
                 })
                 .await
                 .map_err(|e| BackupError::Storage(e.to_string()))??;
             }
             StoreKind::Postgres => {
                 let name = entry.path.clone();
-                let (size, sha256) = tokio::task::spawn_blocking(move || {
-                    HashingReader::new(storage.open(&key)?).finish()
-                })
-                .await
-                .map_err(|e| BackupError::Storage(e.to_string()))?
-                .map_err(|e| BackupError::from(e).about(&name))?;
-                if size != entry.size {
-                    return Err(BackupError::Integrity(format!(
-                        "{name}: {size} bytes, the manifest says {}",
-                        entry.size
-                    )));
-                }
-                if sha256 != entry.sha256 {
-                    return Err(BackupError::Integrity(format!(
-                        "{name}: its SHA-256 differs from the manifest's"
-                    )));
-                }
-                let copy = state
-                    .backups()
-                    .storage
-                    .local_copy(&stored.key(&file.path))
-                    .await
-                    .map_err(|e| BackupError::from(e).about(&name))?;
+                let copy = checked_copy(state, stored, &manifest, &entry).await?;
                 let counts = pg::count_dump_rows(state.backups(), copy.path())
                     .await
                     .map_err(|e| e.about(&name))?;

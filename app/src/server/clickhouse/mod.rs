@@ -133,9 +133,16 @@ pub const TABLES: &[TableDef] = &[
 impl TableDef {
     /// The statement creating this table as `database.name` on one server.
     pub fn create_single(&self, database: &str, name: &str) -> String {
+        self.create_new(database, name)
+            .replacen("CREATE TABLE", "CREATE TABLE IF NOT EXISTS", 1)
+    }
+
+    /// The statement creating this table as the new table `database.name` on one server,
+    /// failing if it exists (a restore's staging table).
+    pub fn create_new(&self, database: &str, name: &str) -> String {
         let (engine, args) = self.engine;
         format!(
-            "CREATE TABLE IF NOT EXISTS `{database}`.`{name}` ({}) ENGINE = {engine}({args}) {}",
+            "CREATE TABLE `{database}`.`{name}` ({}) ENGINE = {engine}({args}) {}",
             self.columns, self.keys
         )
     }
@@ -261,6 +268,12 @@ impl ClickHouse {
             "events" => &self.layout.events,
             other => other,
         }
+    }
+
+    /// The definition of the table Salvage names `name` under this layout (`requests`,
+    /// or what the layout renamed it to); `None` for any other name.
+    pub fn table_def(&self, name: &str) -> Option<&'static TableDef> {
+        TABLES.iter().find(|def| self.table(def.logical) == name)
     }
 
     /// The table that holds `logical`'s parts on this server: the replicated

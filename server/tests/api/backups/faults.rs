@@ -180,20 +180,7 @@ async fn a_target_that_cannot_be_written_fails_the_backup_with_an_alert_and_a_hi
             app::backups::ssr::Storage::Directory("/proc/salvage-cannot-write-here".into());
     })
     .await;
-    let response = app
-        .http
-        .post(format!("{}/cron/backup", app.address))
-        .bearer_auth(crate::helpers::CRON_SECRET)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        response.status().as_u16(),
-        503,
-        "a failed run is a 503 to the scheduler"
-    );
-    let answer: serde_json::Value = response.json().await.unwrap();
-    assert_eq!(answer["outcome"], "failed", "{answer}");
+    crate::helpers::run_failing_job(&app, "backup").await;
     let failed: Vec<(String, String)> =
         sqlx::query_as("select store, error from backups order by id")
             .fetch_all(&app.pg)

@@ -7,6 +7,8 @@ mod faults;
 pub(crate) mod pitr;
 mod pitr_faults;
 mod round_trip;
+mod sync;
+mod tampering;
 
 use app::backups::ssr::restore::{RestoreReport, RestoreRequest};
 use app::backups::StoreKind;
@@ -106,6 +108,19 @@ pub fn in_place(app: &TestApp, backup: i64, store: StoreKind) -> RestoreRequest 
         reason: Some(crate::helpers::reason("test")),
         ..Default::default()
     }
+}
+
+/// Restores `backup` into a new side database and checks the restore verified; returns
+/// the database's name (drop it with [`drop_side`]).
+pub async fn restored_side(app: &TestApp, backup: i64) -> String {
+    let target = side_name();
+    let report = restore(app, side(backup, &target)).await.unwrap();
+    assert_eq!(
+        report.status,
+        app::backups::RestoreStatus::Verified,
+        "{report:?}"
+    );
+    target
 }
 
 /// A side restore of `backup` into a database named for this test.

@@ -244,6 +244,7 @@ async fn a_job_firing_forty_percent_of_a_day_is_flagged_with_its_counts_and_a_fu
     insert_runs(&app, "prune-cron-runs", &day("41 3 * * *")).await;
     insert_runs(&app, "self-monitor", &day("* * * * *")).await;
     insert_runs(&app, "backup", &day("0 3 * * *")).await;
+    insert_runs(&app, "backup-sync", &day("47 5 * * *")).await;
     insert_runs(&app, "pitr-backup", &day("17 * * * *")).await;
     insert_runs(&app, "pitr-side-janitor", &day("41 * * * *")).await;
     insert_runs(&app, "drill-janitor", &day("*/10 * * * *")).await;
@@ -286,6 +287,7 @@ async fn a_job_firing_forty_percent_of_a_day_is_flagged_with_its_counts_and_a_fu
         "self-monitor",
         "prune-cron-runs",
         "backup",
+        "backup-sync",
         "pitr-backup",
         "pitr-side-janitor",
         "drill-janitor",
@@ -324,7 +326,7 @@ async fn a_job_firing_forty_percent_of_a_day_is_flagged_with_its_counts_and_a_fu
     let (status, html) = manager.get_html("/admin/crons").await;
     assert_eq!(status, 200);
     assert!(
-        html.contains("1 of 12 jobs need a look: replay-fallback (late, dropping runs)"),
+        html.contains("1 of 13 jobs need a look: replay-fallback (late, dropping runs)"),
         "{html}"
     );
 }

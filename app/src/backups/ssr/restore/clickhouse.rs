@@ -10,8 +10,8 @@ pub(super) struct Destination<'a> {
     table: &'a str,
 }
 
-/// Loads every file of `table` into `to` (created from the manifest's statement);
-/// `done` counts the bytes read.
+/// Loads every file of `table` into `to`; `done` counts the bytes read. The new table is
+/// created from Salvage's own definition of the table, never from text in the backup.
 pub(super) async fn load_table(
     state: &AppState,
     prepared: &Prepared,
@@ -25,15 +25,18 @@ pub(super) async fn load_table(
         database,
         table: target_table,
     } = to;
-    let create = table
-        .create
-        .as_deref()
-        .ok_or_else(|| BackupError::Integrity("the manifest has no CREATE statement".into()))?;
+    let def = state.clickhouse.table_def(&table.name).ok_or_else(|| {
+        BackupError::Integrity(format!(
+            "{}: not one of Salvage's ClickHouse tables",
+            table.name
+        ))
+    })?;
     client
-        .query(&ch::retarget(create, database, target_table)?)
+        .query(&def.create_new(database, target_table))
         .execute()
         .await
         .map_err(BackupError::clickhouse)?;
+    let decryption = super::super::verify::decryption(state, &prepared.manifest)?;
     for file in prepared
         .manifest
         .files
@@ -48,6 +51,7 @@ pub(super) async fn load_table(
             &state.backups().storage,
             prepared.backup.key(&file.path),
             file.clone(),
+            decryption.clone(),
         )
         .await?;
         *done += file.size as i64;

@@ -3,7 +3,8 @@
 
 use super::*;
 
-/// A local copy of the backup's dump (the file itself for a directory target).
+/// A private local copy of the backup's dump, checked against the manifest as it was
+/// made: `pg_restore` reads exactly the bytes that were hashed.
 pub(super) async fn dump_copy(
     state: &AppState,
     backup: &Stored,
@@ -13,83 +14,22 @@ pub(super) async fn dump_copy(
         .files
         .first()
         .ok_or_else(|| BackupError::Integrity("the manifest lists no dump".into()))?;
-    state
-        .backups()
-        .storage
-        .local_copy(&backup.key(&file.path))
-        .await
-        .map_err(|e| BackupError::from(e).about(&file.path))
+    super::super::verify::checked_copy(state, backup, manifest, file).await
 }
 
-/// Checks the dump's size and SHA-256 before `pg_restore` reads it.
-pub(super) async fn check_dump(
-    state: &AppState,
-    backup: &Stored,
-    manifest: &Manifest,
-) -> Result<(), BackupError> {
-    let file = manifest
-        .files
-        .first()
-        .cloned()
-        .ok_or_else(|| BackupError::Integrity("the manifest lists no dump".into()))?;
-    let key = backup.key(&file.path);
-    let storage = state.backups().storage.clone();
-    let (size, sha256) = tokio::task::spawn_blocking(move || {
-        super::super::native::HashingReader::new(storage.open(&key)?).finish()
-    })
-    .await
-    .map_err(|e| BackupError::Storage(e.to_string()))?
-    .map_err(|e| BackupError::from(e).about(&file.path))?;
-    if size != file.size {
-        return Err(BackupError::Integrity(format!(
-            "{}: {size} bytes, the manifest says {}",
-            file.path, file.size
-        )));
-    }
-    if sha256 != file.sha256 {
-        return Err(BackupError::Integrity(format!(
-            "{}: its SHA-256 differs from the manifest's",
-            file.path
-        )));
-    }
-    Ok(())
-}
-
-/// A `pg_restore` list file for `tables`, written beside the target's temporary files.
+/// A `pg_restore` list file for `tables`, private to this process.
 pub(super) async fn list_file(
     state: &AppState,
     prepared: &Prepared,
     dump: &std::path::Path,
-) -> Result<tempfile_path::TempPath, BackupError> {
+) -> Result<super::super::storage::LocalCopy, BackupError> {
     let tables: Vec<&TableEntry> = prepared.tables.iter().collect();
     let toc = pg::toc_for(state.backups(), dump, &tables).await?;
-    Ok(tempfile_path::TempPath::write(&toc)?)
-}
-
-/// A temporary file deleted on drop.
-mod tempfile_path {
-    pub struct TempPath(std::path::PathBuf);
-    impl TempPath {
-        pub fn write(contents: &str) -> std::io::Result<Self> {
-            let path =
-                std::env::temp_dir().join(format!("salvage-restore-{}.list", uuid::Uuid::new_v4()));
-            std::fs::write(&path, contents)?;
-            Ok(Self(path))
-        }
-        pub fn as_str(&self) -> String {
-            self.0.display().to_string()
-        }
-    }
-    impl Drop for TempPath {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_file(&self.0);
-        }
-    }
+    Ok(super::super::storage::private_text("list", &toc)?)
 }
 
 pub(super) async fn side(state: &AppState, prepared: &Prepared, watch: &Watch<'_>) -> Restored {
     watch.phase(Phase::Fetch);
-    check_dump(state, &prepared.backup, &prepared.manifest).await?;
     let copy = dump_copy(state, &prepared.backup, &prepared.manifest).await?;
     let dump = copy.path().to_path_buf();
     let url = pg::working_url(state.backups());
@@ -111,7 +51,7 @@ pub(super) async fn side(state: &AppState, prepared: &Prepared, watch: &Watch<'_
         };
         let mut args = vec!["--no-privileges".to_owned()];
         if let Some(list) = &list {
-            args.push(format!("--use-list={}", list.as_str()));
+            args.push(format!("--use-list={}", list.path().display()));
         }
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         pg::run_restore(state.backups(), &prepared.target, &dump, &args).await?;
@@ -163,7 +103,6 @@ pub(super) fn aside_schema(restore_id: i64) -> String {
 
 pub(super) async fn in_place(state: &AppState, prepared: &Prepared, watch: &Watch<'_>) -> Restored {
     watch.phase(Phase::Fetch);
-    check_dump(state, &prepared.backup, &prepared.manifest).await?;
     let copy = dump_copy(state, &prepared.backup, &prepared.manifest).await?;
     let dump = copy.path().to_path_buf();
     let list = list_file(state, prepared, &dump).await?;
@@ -207,7 +146,7 @@ pub(super) async fn in_place(state: &AppState, prepared: &Prepared, watch: &Watc
         &[
             "--no-privileges",
             "--single-transaction",
-            &format!("--use-list={}", list.as_str()),
+            &format!("--use-list={}", list.path().display()),
         ],
     )
     .await;

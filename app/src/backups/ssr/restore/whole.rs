@@ -36,7 +36,6 @@ pub async fn replace_schema(
         )));
     }
     let clock = Instant::now();
-    super::postgres::check_dump(state, backup, manifest).await?;
     let copy = super::postgres::dump_copy(state, backup, manifest).await?;
     let url = pg::working_url(state.backups());
     let live = pg::database_name(&state.backups().database_url);
