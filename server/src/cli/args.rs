@@ -109,6 +109,11 @@ pub enum Command {
     /// /admin/backups and /cron/backup; recorded as cli:$USER).
     #[command(subcommand)]
     Backup(BackupCommand),
+    /// Recovery from the repository alone, on a machine whose stores were lost. `--list`
+    /// prints what each store can be brought back to, newest first: PostgreSQL's
+    /// point-in-time window and every backup whose signed manifest verifies. It reads no
+    /// database.
+    Recover(RecoverArgs),
     /// Run and list restore drills (the same function as /admin/drills and
     /// /cron/restore-drill; recorded as cli:$USER).
     #[command(subcommand)]
@@ -152,6 +157,17 @@ pub struct Output {
     /// Print the rows as a JSON array instead of a table.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `salvage recover …`.
+#[derive(Debug, clap::Args)]
+pub struct RecoverArgs {
+    /// List the recovery points (required: recovering onto the servers is done with
+    /// `salvage backup restore` for now).
+    #[arg(long, required = true)]
+    pub list: bool,
+    #[command(flatten)]
+    pub output: Output,
 }
 
 /// `salvage ingest-key …`.

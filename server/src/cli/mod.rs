@@ -8,8 +8,8 @@
 //! - `queues` — `salvage replay` and `salvage expire` (the replay and expiry jobs).
 //! - `cron` — `salvage cron …` and `salvage cron-secret …`.
 //! - `keys` — `salvage ingest-key …`; `alerts` — `salvage alerts …`.
-//! - `backup` — `salvage backup create|list|verify|restore|rollback`; `drill` —
-//!   `salvage drill run|list`.
+//! - `backup` — `salvage backup create|list|sync|verify|restore|rollback`; `drill` —
+//!   `salvage drill run|list`; `recover` — `salvage recover --list`.
 //! - `demo` — `salvage demo …`; `bench` — `salvage bench …`.
 //!
 //! - `args` — the commands and flags (clap); `common` — what every command shares: its
@@ -38,6 +38,7 @@ mod migrations;
 mod pitr;
 mod progress;
 mod queues;
+mod recover;
 mod serve;
 mod user;
 mod webhooks;
@@ -118,6 +119,7 @@ pub async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         }
         Command::Alerts(command) => alerts::alerts(command, settings).await,
         Command::Backup(command) => backup::backup(command, settings).await,
+        Command::Recover(args) => recover::recover(args, settings).await,
         Command::Drill(command) => drill::drill(command, settings).await,
         Command::Webhook(command) => webhooks::webhook(command, settings).await,
         Command::Dlq(command) => webhooks::dlq(command, settings).await,

@@ -10,6 +10,7 @@ mod manifest;
 mod native;
 pub mod objectives;
 pub mod pitr;
+pub mod points;
 pub mod postgres;
 pub mod restore;
 pub mod signature;

@@ -13,8 +13,6 @@ use serde::{Deserialize, Serialize};
 use super::super::StoreKind;
 use super::catalogue;
 use super::lock_class;
-use super::manifest::Manifest;
-use super::verify::read_manifest_in;
 use crate::auth::ssr::Actor;
 use crate::error::AppError;
 use crate::history::ssr::{append, NewEntry};
@@ -103,13 +101,6 @@ fn count_of(n: usize, what: &str) -> String {
     format!("{n} {what}{}", if n == 1 { "" } else { "s" })
 }
 
-/// A backup's folder, `<store>/<id>`, read back.
-fn folder(location: &str) -> Option<(StoreKind, i64)> {
-    let (store, id) = location.split_once('/')?;
-    let id: i64 = id.parse().ok().filter(|id| *id > 0)?;
-    Some((StoreKind::parse(store)?, id))
-}
-
 /// Compares the catalogue with the repository and brings it in line (see the module).
 /// Holds both stores' backup locks, so no backup is half-way while it looks: a backup
 /// running now is a 409 saying so.
@@ -134,38 +125,19 @@ pub async fn sync(state: &AppState, actor: &Actor) -> Result<SyncReport, AppErro
     }
     let started = state.clock.now();
     let storage = &state.backups().storage;
-    let mut report = SyncReport::default();
-    let mut manifests: Vec<(String, Manifest)> = Vec::new();
-    // Every backup with a manifest file, trusted or not: one refused is not "gone".
-    let mut present: Vec<i64> = Vec::new();
-    for store in StoreKind::ALL {
-        let folders = storage
-            .folders_with(store.as_str(), super::manifest::FILE_NAME)
-            .await
-            .map_err(|e| AppError::Unavailable {
-                stores: Vec::new(),
-                message: format!(
-                    "The backup target {} cannot be read: {e}",
-                    storage.describe()
-                ),
-            })?;
-        for location in folders {
-            let Some((found_store, id)) = folder(&location).filter(|(s, _)| *s == store) else {
-                report
-                    .refused
-                    .push(format!("{location}: not a backup's folder"));
-                continue;
-            };
-            present.push(id);
-            match read_manifest_in(state, &location, found_store, id).await {
-                Ok(manifest) => manifests.push((location, manifest)),
-                Err(error) => report.refused.push(format!("{location}: {error}")),
-            }
-        }
-    }
-    manifests.sort_by_key(|(_, manifest)| manifest.backup_id);
-    report.found = manifests.len();
-    report.refused.sort();
+    let listing = super::points::read_repository(state)
+        .await
+        .map_err(|error| AppError::Unavailable {
+            stores: Vec::new(),
+            message: error.to_string(),
+        })?;
+    let manifests = listing.manifests;
+    let present = listing.present;
+    let mut report = SyncReport {
+        found: manifests.len(),
+        refused: listing.refused,
+        ..SyncReport::default()
+    };
 
     let internal = AppError::wrap("Sync the backup catalogue");
     let mut tx = state.pg.begin().await.map_err(&internal)?;
@@ -285,24 +257,4 @@ pub async fn last_synced_ms(state: &AppState) -> Result<Option<i64>, sqlx::Error
     .fetch_one(&state.pg)
     .await?;
     Ok(at.map(crate::server::unix_ms))
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn only_a_store_and_a_positive_id_name_a_backup_folder() {
-        use super::folder;
-        use crate::backups::StoreKind;
-        assert_eq!(folder("postgres/12"), Some((StoreKind::Postgres, 12)));
-        assert_eq!(folder("clickhouse/3"), Some((StoreKind::Clickhouse, 3)));
-        for bad in [
-            "postgres/0",
-            "postgres/-1",
-            "mysql/2",
-            "postgres/x",
-            "postgres",
-        ] {
-            assert_eq!(folder(bad), None, "{bad}");
-        }
-    }
 }

@@ -126,24 +126,11 @@ async fn the_catalogue_is_rebuilt_from_the_repository_and_an_unsigned_manifest_i
 
     // The manifest as signed again: the terminal's sync adds it, and changes nothing else.
     std::fs::write(&manifest, &signed).unwrap();
-    let dir = folder(&app, StoreKind::Postgres, 0);
-    let dir = dir
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .display()
-        .to_string();
-    let clickhouse_url = crate::helpers::base_settings().clickhouse.url.to_string();
-    let output = crate::cli::salvage_env(
+    let output = salvage_on_repository(
+        &app,
+        &app.database_url,
+        app.clickhouse.database(),
         &["backup", "sync"],
-        "",
-        &[
-            ("DATABASE_URL", app.database_url.as_str()),
-            ("CLICKHOUSE_URL", clickhouse_url.as_str()),
-            ("CLICKHOUSE_DATABASE", app.clickhouse.database()),
-            ("SALVAGE_BACKUP_DIR", dir.as_str()),
-        ],
     );
     let printed = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(
@@ -162,4 +149,141 @@ async fn the_catalogue_is_rebuilt_from_the_repository_and_an_unsigned_manifest_i
         .await
         .unwrap();
     assert!(next > pg_new.max(ch_new), "{next}");
+}
+
+/// `salvage <args>` on the given databases, with this app's repository (and
+/// pgBackRest's, when the local stores archive through it).
+fn salvage_on_repository(
+    app: &TestApp,
+    database_url: &str,
+    clickhouse_database: &str,
+    args: &[&str],
+) -> std::process::Output {
+    let repository = folder(app, StoreKind::Postgres, 0);
+    let repository = repository.parent().unwrap().parent().unwrap();
+    let mut env = vec![
+        ("DATABASE_URL", database_url.to_owned()),
+        (
+            "CLICKHOUSE_URL",
+            crate::helpers::base_settings().clickhouse.url.to_string(),
+        ),
+        ("CLICKHOUSE_DATABASE", clickhouse_database.to_owned()),
+        ("SALVAGE_BACKUP_DIR", repository.display().to_string()),
+    ];
+    for name in [
+        "SALVAGE_PGBACKREST_CONFIG",
+        "SALVAGE_PGBACKREST_STANZA",
+        "SALVAGE_PGBACKREST_RUN_AS",
+    ] {
+        if let Ok(value) = std::env::var(name) {
+            env.push((name, value));
+        }
+    }
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    crate::cli::salvage_env(args, "", &env)
+}
+
+/// `salvage recover --list --json` with the given databases and this app's repository.
+fn recover_list(
+    app: &TestApp,
+    database_url: &str,
+    clickhouse_database: &str,
+) -> (Option<i32>, Value) {
+    let output = salvage_on_repository(
+        app,
+        database_url,
+        clickhouse_database,
+        &["recover", "--list", "--json"],
+    );
+    let printed = String::from_utf8_lossy(&output.stdout).into_owned();
+    let listed = serde_json::from_str(&printed).unwrap_or_else(|_| {
+        panic!(
+            "JSON from recover --list: {printed}{}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    (output.status.code(), listed)
+}
+
+#[tokio::test]
+async fn recover_list_reads_the_recovery_points_from_the_repository_alone_on_empty_stores() {
+    let app = app_with_data().await;
+    let (pg_first, ch_first) = back_up(&app).await;
+    let (pg_second, ch_second) = back_up(&app).await;
+
+    // A new, empty PostgreSQL database and a ClickHouse database that does not exist:
+    // the machine after the loss, before anything is restored.
+    let empty = format!("salvage_test_empty_{}", uuid::Uuid::new_v4().simple());
+    sqlx::query(&format!("create database {empty}"))
+        .execute(&app.pg)
+        .await
+        .unwrap();
+    let mut empty_url = url::Url::parse(&app.database_url).unwrap();
+    empty_url.set_path(&empty);
+    let (code, listed) = recover_list(&app, empty_url.as_str(), &format!("{empty}_ch"));
+    assert_eq!(code, Some(0), "{listed}");
+    let points = listed["points"].as_array().unwrap();
+    let backups: Vec<i64> = points
+        .iter()
+        .filter_map(|p| p["backupId"].as_i64())
+        .collect();
+    let mut expected = vec![pg_first, ch_first, pg_second, ch_second];
+    expected.sort_unstable();
+    let mut found = backups.clone();
+    found.sort_unstable();
+    assert_eq!(found, expected, "every signed backup: {listed}");
+    let at: Vec<i64> = points.iter().map(|p| p["atMs"].as_i64().unwrap()).collect();
+    assert!(
+        at.windows(2).all(|w| w[0] >= w[1]),
+        "newest first: {listed}"
+    );
+    let dump = points.iter().find(|p| p["backupId"] == pg_second).unwrap();
+    assert_eq!(dump["kind"], "dump");
+    assert!(
+        dump["bringsBack"].as_str().unwrap().contains("tables"),
+        "{dump}"
+    );
+    if std::env::var("SALVAGE_PGBACKREST_CONFIG").is_ok() {
+        let window = points
+            .iter()
+            .find(|p| p["kind"] == "point-in-time")
+            .unwrap_or_else(|| panic!("pgBackRest's window: {listed}"));
+        assert!(window["oldestMs"].as_i64().unwrap() <= window["atMs"].as_i64().unwrap());
+    }
+    let tables: i64 = {
+        let pool = sqlx::PgPool::connect(empty_url.as_str()).await.unwrap();
+        let n = sqlx::query_scalar("select count(*) from pg_tables where schemaname = 'public'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        n
+    };
+    assert_eq!(tables, 0, "listing wrote nothing");
+
+    // A manifest edited without the key is refused, named, and never offered.
+    let manifest = folder(&app, StoreKind::Clickhouse, ch_second).join("manifest.json");
+    let mut edited: Value = serde_json::from_slice(&std::fs::read(&manifest).unwrap()).unwrap();
+    edited["duration_ms"] = serde_json::json!(1);
+    std::fs::write(&manifest, serde_json::to_vec(&edited).unwrap()).unwrap();
+    let (code, listed) = recover_list(&app, empty_url.as_str(), &format!("{empty}_ch"));
+    assert_eq!(code, Some(1), "{listed}");
+    let refused = listed["refused"].as_array().unwrap();
+    assert_eq!(refused.len(), 1, "{listed}");
+    assert!(
+        refused[0]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("clickhouse/{ch_second}: manifest.json")),
+        "{listed}"
+    );
+    assert!(!listed["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p["backupId"] == ch_second));
+    sqlx::query(&format!("drop database {empty} with (force)"))
+        .execute(&app.pg)
+        .await
+        .unwrap();
 }
