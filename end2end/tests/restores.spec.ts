@@ -33,6 +33,13 @@ test("an operator backs up both stores and sees them verified, but is offered no
   const row = catalogue.getByRole("row").filter({ hasText: "PostgreSQL" }).first();
   await expect(row.getByRole("button", { name: "Verify" })).toBeVisible();
   await expect(row.getByRole("button", { name: "Restore…" })).toHaveCount(0);
+
+  // The catalogue synced with the repository's signed manifests, from the page.
+  const sync = page.locator("section").filter({ has: page.getByTestId("backup-sync") });
+  await sync.getByLabel("Reason (recorded in the history)").fill("e2e: after the backup");
+  await page.getByTestId("backup-sync").click();
+  await expect(page.getByText(/Sync run #\d+ started/)).toBeVisible();
+  await expect(page.getByText("Last synced with the repository just now.", { exact: false })).toBeVisible({ timeout: 15_000 });
 });
 
 test("an admin restores into a side database, then restores ClickHouse in place under a freeze shown on every page, and rolls it back", async ({ page, browser }) => {

@@ -269,6 +269,11 @@ pub async fn grant_application_role(owner: &PgPool, role: &str) -> Result<(), sq
                execute format('grant select on %I to %I', t, role);
              end loop;
              execute format('grant usage, select on all sequences in schema public to %I', role);
+             -- backup-sync moves the backups' numbering past every backup the repository
+             -- holds (setval), after a restore brought back an older catalogue.
+             if to_regclass('public.backups_id_seq') is not null then
+               execute format('grant update on sequence backups_id_seq to %I', role);
+             end if;
            end $$"#,
     )
     .execute(&mut *tx)

@@ -174,15 +174,22 @@ pub async fn sync(state: &AppState, actor: &Actor) -> Result<SyncReport, AppErro
                 continue;
             }
             Some((_, status, false)) if status == "running" || status == "failed" => {
-                // Whatever files a failed attempt listed make way for the manifest's.
-                sqlx::query(
-                    "with cleared as (delete from backup_files where backup_id = $1)
-                     update backups set error = null where id = $1",
+                // A backup is catalogued with its files only once it completed, so a
+                // running or failed one lists none; the files stay append-only.
+                let cleared = sqlx::query(
+                    "update backups set status = 'completed', error = null where id = $1
+                        and not exists (select 1 from backup_files where backup_id = $1)",
                 )
                 .bind(id)
                 .execute(&mut *tx)
                 .await
                 .map_err(&internal)?;
+                if cleared.rows_affected() == 0 {
+                    report.refused.push(format!(
+                        "{location}: backup {id} is {status} in the catalogue yet lists files"
+                    ));
+                    continue;
+                }
                 &mut report.completed
             }
             Some(_) => continue,

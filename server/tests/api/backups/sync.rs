@@ -39,7 +39,15 @@ fn ids(report: &Value, field: &str) -> Vec<i64> {
 
 #[tokio::test]
 async fn the_catalogue_is_rebuilt_from_the_repository_and_an_unsigned_manifest_is_never_added() {
-    let app = app_with_data().await;
+    // As deployed: the application's role owns nothing and has only what it was granted.
+    let app = with_data(
+        crate::helpers::spawn_app_with(crate::helpers::Options {
+            two_roles: true,
+            ..Default::default()
+        })
+        .await,
+    )
+    .await;
     assert_eq!(
         app::backups::ssr::sync::last_synced_ms(&app.state)
             .await
@@ -61,11 +69,16 @@ async fn the_catalogue_is_rebuilt_from_the_repository_and_an_unsigned_manifest_i
         .execute(&app.pg)
         .await
         .unwrap();
-    sqlx::query("update backups set status = 'running', finished_at = null where id = $1")
-        .bind(pg_old)
-        .execute(&app.pg)
-        .await
-        .unwrap();
+    // Caught running, then closed as interrupted by the next backup's start.
+    sqlx::query(
+        "update backups set status = 'failed', finished_at = null,
+             error = 'interrupted: the process stopped before the manifest was written'
+         where id = $1",
+    )
+    .bind(pg_old)
+    .execute(&app.pg)
+    .await
+    .unwrap();
     std::fs::remove_dir_all(folder(&app, StoreKind::Clickhouse, ch_old)).unwrap();
     // And someone without the key edited the newest PostgreSQL manifest.
     let manifest = folder(&app, StoreKind::Postgres, pg_new).join("manifest.json");
