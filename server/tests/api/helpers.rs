@@ -527,12 +527,21 @@ pub async fn closed_port() -> u16 {
     port
 }
 
-/// A port free now, for a process the test starts to listen on (it may be taken by
-/// another test before that process binds it: the process then fails to start, never
-/// answers as something else).
+/// A port free now, for a process the test starts to listen on. It is taken below the
+/// kernel's ephemeral range (32768 and up), where the outgoing connections of the many
+/// tests running at once never land, and each call of this binary gets a new one: a
+/// server started seconds later still finds it free.
 pub async fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    listener.local_addr().unwrap().port()
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    // Two test binaries at once start at different places in the range.
+    let base = 20_000 + (std::process::id() % 8) as u16 * 1_500;
+    loop {
+        let port = base + NEXT.fetch_add(1, Ordering::Relaxed) % 1_500;
+        if TcpListener::bind(("127.0.0.1", port)).await.is_ok() {
+            return port;
+        }
+    }
 }
 
 /// The sockets that hold [`closed_port`]'s ports for the life of the test binary.

@@ -165,6 +165,8 @@ pub async fn start(
     let options =
         format!("-p {port} -k {dir} -c listen_addresses=127.0.0.1 -c archive_mode=off {limits}");
     let log = format!("{dir}/side.log");
+    // `pg_ctl` only says "could not start server. Examine the log output."; the log
+    // goes with the directory, so its reason is carried into the error.
     pg_ctl_run(
         settings,
         pitr,
@@ -172,7 +174,10 @@ pub async fn start(
             "start", "-D", &dir, "-l", &log, "-w", "-t", "600", "-o", &options,
         ],
     )
-    .await?;
+    .await
+    .map_err(|error| {
+        BackupError::tool(format!("{error} (the server said: {})", server_said(&log)))
+    })?;
     let mut side_url = url.clone();
     side_url
         .set_port(Some(port))
@@ -199,19 +204,9 @@ pub async fn start(
         // A server that stopped (recovery ended short of its target, a setting it
         // refuses) will not come back: say why at once, from its log.
         if !data_dir.join("postmaster.pid").exists() {
-            let said = std::fs::read_to_string(&log)
-                .unwrap_or_default()
-                .lines()
-                .rfind(|line| line.contains("FATAL") || line.contains("PANIC"))
-                .map(|line| {
-                    line.split_once(": ")
-                        .map_or(line, |(_, said)| said)
-                        .trim()
-                        .to_owned()
-                })
-                .unwrap_or_else(|| "no FATAL line in its log".to_owned());
             return Err(BackupError::tool(format!(
-                "the side cluster on port {port} stopped during its recovery: {said}"
+                "the side cluster on port {port} stopped during its recovery: {}",
+                server_said(&log)
             )));
         }
         if tokio::time::Instant::now() > deadline {
@@ -222,6 +217,22 @@ pub async fn start(
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+/// The last FATAL or PANIC line of a server log, without its prefix: why a server that
+/// stopped stopped.
+fn server_said(log: &str) -> String {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .rfind(|line| line.contains("FATAL") || line.contains("PANIC"))
+        .map(|line| {
+            line.split_once(": ")
+                .map_or(line, |(_, said)| said)
+                .trim()
+                .to_owned()
+        })
+        .unwrap_or_else(|| "no FATAL line in its log".to_owned())
 }
 
 /// Stops the side cluster in `data_dir` and deletes it.
