@@ -31,7 +31,9 @@ LAYERS = [
      'one folder per feature; what two features share moves down'),
     ('5 features built on features', ['drills', 'incidents', 'migrations', 'overview'], 'none',
      'they call the features\' public functions'),
-    ('6 composition root', ['lib', 'registry', 'shell'], 'everything',
+    ('6 recovery from total loss', ['recovery'], 'none',
+     'both stores brought back from the repository alone, in dependency order, on the features and the upgrade'),
+    ('7 composition root', ['lib', 'registry', 'shell'], 'everything',
      'routes, the app shell, the lists of jobs, alert kinds, migrations, incident hooks'),
 ]
 

@@ -58,6 +58,9 @@ scripts/e2e.sh
 step "the local stores script, and Salvage following a real ClickHouse stop and start"
 scripts/test-stores.sh
 
+step "recovery from total loss: both servers' data deleted, salvage recover onto empty ones, every row counted"
+scripts/test-recover.sh
+
 step "make run on fresh stores serves the console with its demo data"
 scripts/test-run.sh
 

@@ -56,6 +56,7 @@ pub mod migrations;
 pub mod overview;
 pub mod queues;
 pub mod reason;
+pub mod recovery;
 #[cfg(feature = "ssr")]
 pub mod registry;
 #[cfg(feature = "ssr")]

@@ -37,7 +37,9 @@ async fn main() -> ExitCode {
         Err(error) => {
             eprintln!("salvage: {error:#}");
             // A schema older than the binary is a setting to fix, like a bad configuration.
-            if error.downcast_ref::<cli::SchemaBehind>().is_some() {
+            if error.downcast_ref::<cli::SchemaBehind>().is_some()
+                || error.downcast_ref::<cli::Refused>().is_some()
+            {
                 ExitCode::from(2)
             } else {
                 ExitCode::FAILURE

@@ -56,6 +56,8 @@ crate::stored::stored_enum! {
         Note = "note",
         HistoryExport = "history_export",
         ChainVerify = "chain_verify",
+        /// A recovery from total loss (`salvage recover`).
+        Recovery = "recovery",
         Alert = "alert",
         Silence = "silence",
     }

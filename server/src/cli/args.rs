@@ -110,9 +110,9 @@ pub enum Command {
     #[command(subcommand)]
     Backup(BackupCommand),
     /// Recovery from the repository alone, on a machine whose stores were lost. `--list`
-    /// prints what each store can be brought back to, newest first: PostgreSQL's
-    /// point-in-time window and every backup whose signed manifest verifies. It reads no
-    /// database.
+    /// prints what each store can be brought back to (it reads no database); `--latest`
+    /// or `--to TIME` brings both stores back onto empty servers, step by step, and a
+    /// run stopped at a step resumes from it. Exits 2 when it refuses (nothing changed).
     Recover(RecoverArgs),
     /// Run and list restore drills (the same function as /admin/drills and
     /// /cron/restore-drill; recorded as cli:$USER).
@@ -161,11 +161,28 @@ pub struct Output {
 
 /// `salvage recover …`.
 #[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("point").required(true).args(["list", "to", "latest"])))]
 pub struct RecoverArgs {
-    /// List the recovery points (required: recovering onto the servers is done with
-    /// `salvage backup restore` for now).
-    #[arg(long, required = true)]
+    /// List the recovery points, newest first, and change nothing.
+    #[arg(long)]
     pub list: bool,
+    /// Recover both stores to this moment (RFC 3339, e.g. 2026-12-07T03:00:00Z).
+    #[arg(long, value_name = "TIME")]
+    pub to: Option<String>,
+    /// Recover both stores to the newest point the repository holds.
+    #[arg(long)]
+    pub latest: bool,
+    /// When the loss happened (RFC 3339): the measured recovery point is this moment
+    /// minus the point reached.
+    #[arg(long, value_name = "TIME")]
+    pub lost_at: Option<String>,
+    /// Why (recorded in the history entry the recovery ends with). Required to recover.
+    #[arg(long)]
+    pub reason: Option<String>,
+    /// The target database's name, to recover onto a database that holds tables (they
+    /// are set aside in a schema of their own, never dropped).
+    #[arg(long, value_name = "DATABASE")]
+    pub confirm: Option<String>,
     #[command(flatten)]
     pub output: Output,
 }

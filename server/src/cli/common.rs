@@ -40,6 +40,19 @@ impl std::fmt::Display for SchemaBehind {
 
 impl std::error::Error for SchemaBehind {}
 
+/// A command refused before it changed anything, for a reason the person running it can
+/// fix (a flag, a setting, the state of a store): the process exits 2.
+#[derive(Debug)]
+pub struct Refused(pub String);
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Refused {}
+
 /// The state, once the schema is known to be this binary's. Only `salvage migrate`
 /// (behind its pre-upgrade backup) and `salvage serve` apply migrations: a command run
 /// with a new binary on an old schema refuses with [`SchemaBehind`] and writes nothing.

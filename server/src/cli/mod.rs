@@ -44,7 +44,7 @@ mod user;
 mod webhooks;
 
 pub use args::*;
-pub use common::SchemaBehind;
+pub use common::{Refused, SchemaBehind};
 
 use crate::config::Settings;
 

@@ -246,6 +246,35 @@ pub fn spawn_dump(
         .map_err(|error| AppError::internal("Start pg_dump", error.to_string()))
 }
 
+/// `pg_dump -Fc` of the URL's database into `path` (an existing private file), the rows
+/// of [`DATA_LEFT_OUT`] left out as in every backup; the error is its first line.
+pub async fn dump_to_file(
+    settings: &BackupSettings,
+    url: &SecretString,
+    path: &Path,
+) -> Result<(), BackupError> {
+    let mut command = command(settings, "pg_dump", url, None).map_err(BackupError::tool)?;
+    command
+        .args(["--format=custom", "--no-password", "--file"])
+        .arg(path)
+        .args(
+            DATA_LEFT_OUT
+                .iter()
+                .map(|table| format!("--exclude-table-data=public.{table}")),
+        );
+    let output = command
+        .output()
+        .await
+        .map_err(|error| BackupError::tool(format!("pg_dump could not be started: {error}")))?;
+    if output.status.success() {
+        return Ok(());
+    }
+    Err(BackupError::Tool(first_line(
+        &String::from_utf8_lossy(&output.stderr),
+        "pg_dump failed",
+    )))
+}
+
 /// Rows per table in the dump at `path`, decoded from its data (`pg_restore --data-only`
 /// to a stream, counting each table's `COPY` lines). Reads the whole file.
 pub async fn count_dump_rows(

@@ -262,11 +262,22 @@ pub async fn checked_copy(
     manifest: &Manifest,
     file: &manifest::FileEntry,
 ) -> Result<LocalCopy, BackupError> {
+    checked_copy_at(state, &stored.location, manifest, file).await
+}
+
+/// [`checked_copy`] of a backup known by its folder alone (a recovery reads the
+/// repository before any catalogue exists).
+pub async fn checked_copy_at(
+    state: &AppState,
+    location: &str,
+    manifest: &Manifest,
+    file: &manifest::FileEntry,
+) -> Result<LocalCopy, BackupError> {
     let decryption = decryption(state, manifest)?;
     let (copy, size, sha256) = state
         .backups()
         .storage
-        .private_copy(&stored.key(&file.path), decryption.as_ref())
+        .private_copy(&format!("{location}/{}", file.path), decryption.as_ref())
         .await
         .map_err(|e| BackupError::from(e).about(&file.path))?;
     if size != file.size {

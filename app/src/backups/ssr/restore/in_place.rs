@@ -176,3 +176,63 @@ pub async fn roll_back(
         what: format!("Restore {id}"),
     })
 }
+
+/// In-place restores of `store` started by `by` since `since` that are still `running`
+/// though no process runs them any more (it was killed): each is marked failed, its
+/// freeze ended and, in ClickHouse, its staging tables dropped. Before a recovery
+/// restores again after a run was stopped; says which restores it ended.
+pub async fn abandon_interrupted(
+    state: &AppState,
+    store: StoreKind,
+    by: &str,
+    since: time::OffsetDateTime,
+) -> Result<Vec<i64>, BackupError> {
+    let ids: Vec<i64> = sqlx::query_scalar(
+        "update restores set status = $1, finished_at = now(),
+                error = 'interrupted: the process running it stopped'
+          where status = $2 and mode = $3 and store = $4 and actor = $5 and started_at >= $6
+          returning id",
+    )
+    .bind(RestoreStatus::Failed.as_str())
+    .bind(RestoreStatus::Running.as_str())
+    .bind(RestoreMode::InPlace.as_str())
+    .bind(store.as_str())
+    .bind(by)
+    .bind(since)
+    .fetch_all(&state.pg)
+    .await
+    .map_err(BackupError::postgres)?;
+    for id in &ids {
+        sqlx::query(
+            "update write_freezes set ended_at = now() where restore_id = $1 and ended_at is null",
+        )
+        .bind(id)
+        .execute(&state.pg)
+        .await
+        .map_err(BackupError::postgres)?;
+        if store == StoreKind::Clickhouse {
+            let client = state.clickhouse.client();
+            let database = state.clickhouse.database();
+            let suffix = super::clickhouse::staging("", *id);
+            let staged: Vec<String> = client
+                .query(
+                    "SELECT name FROM system.tables WHERE database = ? \
+                     AND substring(name, length(name) - ? + 1) = ?",
+                )
+                .bind(database)
+                .bind(suffix.len() as u64)
+                .bind(&suffix)
+                .fetch_all()
+                .await
+                .map_err(BackupError::clickhouse)?;
+            for table in staged {
+                client
+                    .query(&format!("DROP TABLE IF EXISTS `{database}`.`{table}`"))
+                    .execute()
+                    .await
+                    .map_err(BackupError::clickhouse)?;
+            }
+        }
+    }
+    Ok(ids)
+}

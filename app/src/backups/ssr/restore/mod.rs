@@ -238,10 +238,41 @@ struct Checked {
 /// Checks `request` without writing anything (the restore job's input check): every
 /// refusal is a 4xx naming the field.
 pub async fn check(state: &AppState, request: &RestoreRequest) -> Result<(), AppError> {
-    check_request(state, request).await.map(drop)
+    check_request(state, request, false).await.map(drop)
 }
 
-async fn check_request(state: &AppState, request: &RestoreRequest) -> Result<Checked, AppError> {
+/// A recovery's ClickHouse step: backup `backup_id` in place with every table, Salvage's
+/// own included (the store was lost: there is no newer history anchor to keep), under
+/// any freeze the restored database carries. Recorded as `running` like [`prepare`].
+pub async fn prepare_recovery(
+    state: &AppState,
+    backup_id: i64,
+    actor: &Actor,
+    reason: crate::reason::Reason,
+) -> Result<Prepared, AppError> {
+    let request = RestoreRequest {
+        backup_id,
+        in_place: true,
+        confirm: Some(live_database(state, StoreKind::Clickhouse)),
+        confirm_incident: true,
+        reason: Some(reason),
+        ..RestoreRequest::default()
+    };
+    prepare_checked(
+        state,
+        &request,
+        actor,
+        None,
+        check_request(state, &request, true).await?,
+    )
+    .await
+}
+
+async fn check_request(
+    state: &AppState,
+    request: &RestoreRequest,
+    with_own: bool,
+) -> Result<Checked, AppError> {
     let stored = load_complete(state, request.backup_id).await?;
     let store = stored.backup.store;
     let manifest = read_manifest(state, &stored)
@@ -294,7 +325,7 @@ async fn check_request(state: &AppState, request: &RestoreRequest) -> Result<Che
             .tables
             .iter()
             .filter(chosen)
-            .filter(|t| !t.own)
+            .filter(|t| with_own || !t.own)
             .cloned()
             .collect();
         (RestoreMode::InPlace, live.clone(), tables)
@@ -347,13 +378,24 @@ pub async fn prepare(
     actor: &Actor,
     run_id: Option<i64>,
 ) -> Result<Prepared, AppError> {
+    let checked = check_request(state, request, false).await?;
+    prepare_checked(state, request, actor, run_id, checked).await
+}
+
+async fn prepare_checked(
+    state: &AppState,
+    request: &RestoreRequest,
+    actor: &Actor,
+    run_id: Option<i64>,
+    checked: Checked,
+) -> Result<Prepared, AppError> {
     let Checked {
         stored,
         manifest,
         mode,
         target,
         tables,
-    } = check_request(state, request).await?;
+    } = checked;
     let store = stored.backup.store;
     let names: Vec<String> = tables.iter().map(|t| t.name.clone()).collect();
     let total: i64 = manifest
@@ -591,10 +633,10 @@ mod postgres;
 mod records;
 mod whole;
 
-pub use in_place::roll_back;
+pub use in_place::{abandon_interrupted, roll_back};
 pub use job::{restore, RESTORE};
 pub use records::{list, load};
-pub use whole::{replace_schema, Replaced};
+pub use whole::{replace_schema, replace_schema_from, Replaced};
 
 #[cfg(test)]
 mod tests {

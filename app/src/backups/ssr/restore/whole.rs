@@ -37,6 +37,20 @@ pub async fn replace_schema(
     }
     let clock = Instant::now();
     let copy = super::postgres::dump_copy(state, backup, manifest).await?;
+    let mut replaced = replace_schema_from(state, copy.path(), &manifest.tables).await?;
+    replaced.duration_ms = clock.elapsed().as_millis() as i64;
+    Ok(replaced)
+}
+
+/// [`replace_schema`] from a custom-format dump already on this machine (checked by the
+/// caller), its tables checked against `expected`: a recovery's first step, from a
+/// logical backup or from a point-in-time restore dumped on its way over.
+pub async fn replace_schema_from(
+    state: &AppState,
+    dump: &std::path::Path,
+    expected: &[TableEntry],
+) -> Result<Replaced, BackupError> {
+    let clock = Instant::now();
     let url = pg::working_url(state.backups());
     let live = pg::database_name(&state.backups().database_url);
     let aside = format!("salvage_rollback_{}", state.clock.now().unix_timestamp());
@@ -63,7 +77,7 @@ pub async fn replace_schema(
     let restored = pg::run_restore(
         state.backups(),
         &live,
-        copy.path(),
+        dump,
         &["--no-privileges", "--single-transaction", "--schema=public"],
     )
     .await;
@@ -88,7 +102,7 @@ pub async fn replace_schema(
             .await
             .map_err(pg_err)?;
     }
-    let checks = super::postgres::check_postgres(url, None, &manifest.tables).await?;
+    let checks = super::postgres::check_postgres(url, None, expected).await?;
     Ok(Replaced {
         checks,
         aside,
