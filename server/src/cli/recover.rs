@@ -53,15 +53,15 @@ pub async fn recover(args: RecoverArgs, settings: Settings) -> anyhow::Result<()
 /// The request the flags make, or the refusal naming the flag that is wrong.
 fn request(args: &RecoverArgs) -> anyhow::Result<RecoverRequest> {
     let refuse = |why: String| anyhow::Error::from(Refused(format!("recover: {why}")));
-    let target = match (&args.to, args.latest) {
-        (Some(_), true) => return Err(refuse("give --to TIME or --latest, not both".into())),
-        (Some(to), false) if to.trim().eq_ignore_ascii_case("latest") => {
+    // clap lets exactly one of --list, --to and --latest through.
+    let target = match &args.to {
+        Some(to) if to.trim().eq_ignore_ascii_case("latest") => {
             return Err(refuse(
                 "--to takes a moment; use --latest for the newest point".into(),
             ))
         }
-        (Some(to), false) => parse_target(to).map_err(|e| refuse(format!("--to: {e}")))?,
-        (None, _) => app::backups::ssr::pitr::side::Target::Latest,
+        Some(to) => parse_target(to).map_err(|e| refuse(format!("--to: {e}")))?,
+        None => app::backups::ssr::pitr::side::Target::Latest,
     };
     let lost_at = args
         .lost_at

@@ -6,6 +6,7 @@ mod bucket;
 mod faults;
 pub(crate) mod pitr;
 mod pitr_faults;
+mod recover;
 mod round_trip;
 mod sync;
 mod tampering;

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::*;
 
-fn folder(app: &TestApp, store: StoreKind, id: i64) -> std::path::PathBuf {
+pub(super) fn folder(app: &TestApp, store: StoreKind, id: i64) -> std::path::PathBuf {
     match &app.state.backups().storage {
         app::backups::ssr::Storage::Directory(dir) => dir.join(format!("{}/{id}", store.as_str())),
         other => panic!("a directory target, not {other:?}"),
@@ -144,6 +144,7 @@ async fn the_catalogue_is_rebuilt_from_the_repository_and_an_unsigned_manifest_i
         &app.database_url,
         app.clickhouse.database(),
         &["backup", "sync"],
+        true,
     );
     let printed = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(
@@ -166,11 +167,12 @@ async fn the_catalogue_is_rebuilt_from_the_repository_and_an_unsigned_manifest_i
 
 /// `salvage <args>` on the given databases, with this app's repository (and
 /// pgBackRest's, when the local stores archive through it).
-fn salvage_on_repository(
+pub(super) fn salvage_on_repository(
     app: &TestApp,
     database_url: &str,
     clickhouse_database: &str,
     args: &[&str],
+    with_pgbackrest: bool,
 ) -> std::process::Output {
     let repository = folder(app, StoreKind::Postgres, 0);
     let repository = repository.parent().unwrap().parent().unwrap();
@@ -187,7 +189,10 @@ fn salvage_on_repository(
         "SALVAGE_PGBACKREST_CONFIG",
         "SALVAGE_PGBACKREST_STANZA",
         "SALVAGE_PGBACKREST_RUN_AS",
-    ] {
+    ]
+    .into_iter()
+    .filter(|_| with_pgbackrest)
+    {
         if let Ok(value) = std::env::var(name) {
             env.push((name, value));
         }
@@ -207,6 +212,7 @@ fn recover_list(
         database_url,
         clickhouse_database,
         &["recover", "--list", "--json"],
+        true,
     );
     let printed = String::from_utf8_lossy(&output.stdout).into_owned();
     let listed = serde_json::from_str(&printed).unwrap_or_else(|_| {
