@@ -18,6 +18,11 @@ pub struct Faults {
     /// run is cancelled; a test that drops the run there stops it for good.
     #[cfg(feature = "faults")]
     pub drill_hang_after: Option<String>,
+    /// Right after a backup file's private copy is checked against its manifest, this
+    /// file (the first path) in the repository is overwritten with another (the second),
+    /// as someone with write access to the repository would between check and restore.
+    #[cfg(feature = "faults")]
+    pub swap_after_check: Option<(std::path::PathBuf, std::path::PathBuf)>,
 }
 
 impl Faults {
@@ -38,6 +43,13 @@ impl Faults {
     pub fn drill_hang_after(&self) -> Option<&str> {
         #[cfg(feature = "faults")]
         return self.drill_hang_after.as_deref();
+        #[cfg(not(feature = "faults"))]
+        None
+    }
+
+    pub fn swap_after_check(&self) -> Option<&(std::path::PathBuf, std::path::PathBuf)> {
+        #[cfg(feature = "faults")]
+        return self.swap_after_check.as_ref();
         #[cfg(not(feature = "faults"))]
         None
     }

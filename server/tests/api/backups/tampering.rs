@@ -299,3 +299,57 @@ async fn backup_files_are_encrypted_at_rest_and_their_hashes_are_of_the_stored_b
     assert_eq!(ch_count(&app, &target, "requests").await, REQUESTS);
     drop_side(&app, &target).await;
 }
+
+#[tokio::test]
+async fn a_dump_swapped_in_the_repository_after_its_check_is_not_what_is_restored() {
+    let app = app_with_data().await;
+    let (first, _) = back_up(&app).await;
+    let users = app.count("users").await;
+    app.add_user("later@example.com", app::auth::Role::Operator)
+        .await;
+    let (second, _) = back_up(&app).await;
+    let dump = |backup: i64| {
+        let path = manifest_path(&app, StoreKind::Postgres, backup);
+        let manifest = read_json(&path);
+        path.parent()
+            .unwrap()
+            .join(manifest["files"][0]["path"].as_str().unwrap())
+    };
+    let (checked, other) = (dump(first), dump(second));
+    assert_ne!(
+        std::fs::read(&checked).unwrap(),
+        std::fs::read(&other).unwrap()
+    );
+
+    // The first backup's dump is overwritten with the second's (validly encrypted, another
+    // day's rows) the moment its private copy has been checked.
+    let mut state = app.state.clone();
+    state.faults.swap_after_check = Some((checked.clone(), other.clone()));
+    let target = side_name();
+    let report = app::backups::ssr::restore::restore(&state, &side(first, &target), cli(), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        report.status,
+        app::backups::RestoreStatus::Verified,
+        "{report:?}"
+    );
+    assert_eq!(
+        std::fs::read(&checked).unwrap(),
+        std::fs::read(&other).unwrap(),
+        "the swap happened"
+    );
+    let mut url = url::Url::parse(&app.database_url).unwrap();
+    url.set_path(&target);
+    let side_pool = sqlx::PgPool::connect(url.as_str()).await.unwrap();
+    let restored: i64 = sqlx::query_scalar("select count(*) from users")
+        .fetch_one(&side_pool)
+        .await
+        .unwrap();
+    side_pool.close().await;
+    assert_eq!(
+        restored, users,
+        "the checked bytes were restored, not the swapped file"
+    );
+    drop_side(&app, &target).await;
+}
