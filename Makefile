@@ -4,7 +4,7 @@ SHELL := /bin/bash
 
 export PATH := $(HOME)/.cargo/bin:$(CURDIR)/end2end/node_modules/.bin:$(PATH)
 
-.PHONY: help run run-cluster test test-cluster dist setup setup-test stores build-release check unit e2e stop bench-history bench-replay bench-sign-in bench-sign-in-flood bench-alerts bench-backup bench-webhooks bench-pitr
+.PHONY: help run run-cluster test test-cluster dist setup setup-test stores build-release check unit e2e stop bench-history bench-replay bench-sign-in bench-sign-in-flood bench-alerts bench-backup bench-webhooks bench-pitr bench-recover
 
 help:
 	@echo "make run    install what is missing, start PostgreSQL + ClickHouse, build, serve http://127.0.0.1:3000/admin"
@@ -20,6 +20,7 @@ help:
 	@echo "make bench-webhooks  webhook deliveries/s against a plain HTTP client, and a redrive of 100,000 dead letters"
 	@echo "make bench-backup    a million ClickHouse rows and the demo data: backup and restore against pg_dump and clickhouse-client"
 	@echo "make bench-pitr      PostgreSQL restored to latest from pgBackRest (demo + 1 GB): Salvage against by hand"
+	@echo "make bench-recover   total loss of both stores (demo + 1M ClickHouse rows): salvage recover against the raw tools by hand"
 	@echo "make bench-sign-in   300 concurrent password checks: peak memory with and without the gate"
 	@echo "make bench-sign-in-flood  salvage serve under setup and sign-in floods: memory and a real sign-in's time"
 
@@ -94,6 +95,11 @@ bench-backup: setup stores build-release
 bench-pitr: setup stores build-release
 	set -a; . ./.env; set +a; ./target/release/salvage migrate && ./target/release/salvage demo && \
 	  ./target/release/salvage bench pitr --gb 1
+
+## Benchmark: the recovery time of a total loss (both servers' data deleted), salvage recover
+## against pgBackRest, pg_dump/pg_restore, age, lz4 and clickhouse-client run by hand.
+bench-recover: setup build-release
+	scripts/bench-recover.sh 1000000
 
 ## Benchmark: webhook deliveries/s against a plain HTTP client; a redrive of 100,000 dead letters.
 bench-webhooks: setup stores build-release

@@ -12,56 +12,11 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 
-BIN=${SALVAGE_BIN:-$ROOT/target/release/salvage}
-dir=$(mktemp -d /tmp/salvage-recover-test.XXXXXX)
-chmod 755 "$dir"
-export SALVAGE_STORES_DIR=$dir SALVAGE_ENV_FILE=$dir/env
-export SALVAGE_PG_PORT=${TEST_PG_PORT:-55459} SALVAGE_CH_HTTP_PORT=${TEST_CH_HTTP_PORT:-28253} SALVAGE_CH_TCP_PORT=${TEST_CH_TCP_PORT:-29153}
-export SALVAGE_ARCHIVE_TIMEOUT_SECS=10 RUST_LOG=${RUST_LOG:-warn}
-PORT=${TEST_SALVAGE_PORT:-3127}
-stores=scripts/stores.sh
-server= traffic= recovering=
+NAME=test-recover
+PG_PORT=${TEST_PG_PORT:-55459} CH_HTTP_PORT=${TEST_CH_HTTP_PORT:-28253} CH_TCP_PORT=${TEST_CH_TCP_PORT:-29153}
+SALVAGE_PORT=${TEST_SALVAGE_PORT:-3127}
+. scripts/private-stores.sh
 
-fail() { printf 'test-recover: FAIL: %s\n' "$*" >&2; exit 1; }
-ok() { printf 'test-recover: ok: %s\n' "$*"; }
-cleanup() {
-  for pid in $server $traffic $recovering; do pkill -KILL -P "$pid" 2>/dev/null; kill "$pid" 2>/dev/null || true; done
-  "$stores" stop >/dev/null 2>&1 || true
-  rm -rf "$dir"
-}
-trap cleanup EXIT
-
-# The settings as the operator keeps them off the machine: the stores, the repository,
-# the keys.
-with_settings() {
-  (set -a; . "$dir/settings"; set +a
-   export SALVAGE_ADDR=127.0.0.1:$PORT SALVAGE_PUBLIC_URL=http://127.0.0.1:$PORT
-   exec "$@")
-}
-sql() { with_settings sh -c 'psql -X -q -tA -v ON_ERROR_STOP=1 "$SALVAGE_MIGRATE_DATABASE_URL" -c "$1"' sql "$1"; }
-ch() {
-  with_settings sh -c 'curl -fsS "$CLICKHOUSE_URL/?user=$CLICKHOUSE_USER&password=$CLICKHOUSE_PASSWORD" --data-binary "$1"' ch "$1"
-}
-# Waits up to $1 seconds for the command after it to succeed.
-within() {
-  local seconds=$1 i; shift
-  for i in $(seq 1 $((seconds * 5))); do "$@" && return 0; sleep 0.2; done
-  return 1
-}
-start_server() {
-  with_settings "$BIN" serve >"$dir/serve.log" 2>&1 &
-  server=$!
-  within 60 curl -fsS -o /dev/null "http://127.0.0.1:$PORT/health/ready" || { cat "$dir/serve.log"; fail "Salvage never served"; }
-}
-# A backgrounded with_settings is a subshell whose child is the program: stop both.
-stop_pid() {
-  pkill -TERM -P "$1" 2>/dev/null || true
-  kill "$1" 2>/dev/null || true
-  wait "$1" 2>/dev/null || true
-}
-
-"$stores" start >/dev/null
-cp "$SALVAGE_ENV_FILE" "$dir/settings"
 with_settings "$BIN" migrate >/dev/null
 with_settings "$BIN" demo >/dev/null
 printf 'recover-pass-123456\n' | with_settings "$BIN" user add --email recover@example.com --role admin \
@@ -98,17 +53,11 @@ between=$(date -u +%Y-%m-%dT%H:%M:%S.%3NZ)
 sleep 2
 sql "insert into orders (batch) select 2 from generate_series(1, 1000)"
 # Committed more than an archive timeout before the loss: archived (waited for, not assumed).
-segment=$(sql "select pg_walfile_name(pg_current_wal_lsn())")
-archived() { [ "$(sql "select coalesce(last_archived_wal, '') >= '$1' from pg_stat_archiver")" = t ]; }
-within 300 archived "$segment" || fail "WAL segment $segment was never archived"
+wait_archived
 sql "select email || ' ' || password_hash from users order by email" >"$dir/accounts.before"
 sql "select string_agg(format('%s %s', table_name, (xpath('/row/c/text()', query_to_xml(format('select count(*) as c from %I', table_name), false, true, '')))[1]::text), E'\n' order by table_name) from information_schema.tables where table_schema = 'public' and table_type = 'BASE TABLE'" >"$dir/counts.before"
 
-# The loss: both servers stopped, their data directories deleted, empty servers started.
-"$stores" stop >/dev/null
-rm -rf "$dir/postgres/data" "$dir/clickhouse/data"
-SALVAGE_PG_ARCHIVE=off SALVAGE_ENV_FILE=$dir/env.empty "$stores" start >/dev/null
-[ "$(sql "select count(*) from pg_tables where schemaname = 'public'")" = 0 ] || fail "the new PostgreSQL is not empty"
+lose_both_servers
 ok "both servers lost and started again empty"
 
 with_settings "$BIN" recover --list >"$dir/list.txt" || { cat "$dir/list.txt"; fail "recover --list failed on empty servers"; }

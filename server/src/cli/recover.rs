@@ -17,6 +17,9 @@ pub async fn recover(args: RecoverArgs, settings: Settings) -> anyhow::Result<()
         return list(args, settings).await;
     }
     let request = request(&args)?;
+    // Its sessions are told apart from a console's (see `restore::prepare_recovery`).
+    let mut settings = settings;
+    settings.application_name = "salvage-recover";
     let state = crate::startup::build_state(&settings);
     let cron_secret = settings.cron_secret.clone();
     let after_migrate = move |state: app::server::AppState| {

@@ -70,6 +70,9 @@ pub struct Settings {
     pub password_wait: Duration,
     /// The time limits of requests and of the store calls under them.
     pub deadlines: deadlines::Deadlines,
+    /// How this process names its PostgreSQL sessions (`pg_stat_activity`): `salvage`,
+    /// or `salvage-recover` for a recovery, which looks for consoles by that name.
+    pub application_name: &'static str,
     /// `SALVAGE_MAX_IN_FLIGHT`: requests handled at once by the console and, separately,
     /// by the ingest and cron routes; beyond it, 503 with `Retry-After` at once. Default 512.
     pub max_in_flight: usize,
@@ -460,6 +463,7 @@ impl Settings {
             health_token,
             metrics_token,
             deadlines: deadlines::deadlines(&env)?,
+            application_name: "salvage",
             max_in_flight,
             shutdown_grace: Duration::from_secs(bounded(
                 "SALVAGE_SHUTDOWN_GRACE_SECS",
@@ -518,7 +522,7 @@ impl Settings {
     pub fn pg_connect_options(&self) -> PgConnectOptions {
         PgConnectOptions::from_str(self.database_url.expose_secret())
             .expect("DATABASE_URL was validated when the settings were read")
-            .application_name("salvage")
+            .application_name(self.application_name)
             .options([(
                 "statement_timeout",
                 format!("{}s", self.deadlines.statement.as_secs()),

@@ -139,13 +139,30 @@ pub(super) fn aside_table(table: &str, restore_id: i64) -> String {
     format!("{table}__pre_{restore_id}")
 }
 
+/// Whether a console (`salvage serve`, or a command working as one) holds a session on
+/// the database now: its sessions are named `salvage`; a recovery's are not.
+async fn consoles_connected(state: &AppState) -> Result<bool, BackupError> {
+    sqlx::query_scalar(
+        "select exists (select 1 from pg_stat_activity
+                         where datname = current_database() and application_name = 'salvage')",
+    )
+    .fetch_one(&state.pg)
+    .await
+    .map_err(BackupError::postgres)
+}
+
 pub(super) async fn in_place(state: &AppState, prepared: &Prepared, watch: &Watch<'_>) -> Restored {
     if let Some(cluster) = state.clickhouse.cluster() {
         one_shard(state.clickhouse.client(), cluster).await?;
     }
     // Ingest writes to ClickHouse within its timeout of reading "not frozen": wait that
-    // long, so no row lands in a table about to be set aside.
-    tokio::time::sleep(state.queues().ingest_timeout + std::time::Duration::from_millis(500)).await;
+    // long, so no row lands in a table about to be set aside. A recovery skips it when
+    // no console is connected to the database: an ingest that read the freeze's state
+    // did so on a session of its pool, which stays open for minutes after.
+    if !prepared.recovery || consoles_connected(state).await? {
+        tokio::time::sleep(state.queues().ingest_timeout + std::time::Duration::from_millis(500))
+            .await;
+    }
     let client = state.clickhouse.client();
     let database = state.clickhouse.database().to_owned();
     let id = prepared.restore_id;

@@ -158,6 +158,8 @@ pub struct Prepared {
     pub reason: Option<crate::reason::Reason>,
     /// Bytes of the backup's files the chosen tables need (the progress's total).
     pub total_bytes: i64,
+    /// A recovery's restore ([`prepare_recovery`]).
+    pub recovery: bool,
 }
 
 /// A database name Salvage creates: lower-case letters, digits and `_`, 63 at most.
@@ -244,6 +246,8 @@ pub async fn check(state: &AppState, request: &RestoreRequest) -> Result<(), App
 /// A recovery's ClickHouse step: backup `backup_id` in place with every table, Salvage's
 /// own included (the store was lost: there is no newer history anchor to keep), under
 /// any freeze the restored database carries. Recorded as `running` like [`prepare`].
+/// It waits for ingest to settle only when a console is connected (its sessions are
+/// named `salvage`; a recovery names its own otherwise).
 pub async fn prepare_recovery(
     state: &AppState,
     backup_id: i64,
@@ -258,14 +262,10 @@ pub async fn prepare_recovery(
         reason: Some(reason),
         ..RestoreRequest::default()
     };
-    prepare_checked(
-        state,
-        &request,
-        actor,
-        None,
-        check_request(state, &request, true).await?,
-    )
-    .await
+    let checked = check_request(state, &request, true).await?;
+    let mut prepared = prepare_checked(state, &request, actor, None, checked).await?;
+    prepared.recovery = true;
+    Ok(prepared)
 }
 
 async fn check_request(
@@ -432,6 +432,7 @@ async fn prepare_checked(
         tables,
         reason: request.reason.clone(),
         total_bytes: total,
+        recovery: false,
     })
 }
 
