@@ -99,7 +99,7 @@ hand_secs=$(secs "$started" "$(now)")
 [ "$(ch 'SELECT count() FROM salvage.requests')" = "$rows_before" ] || fail "the recovery by hand lost requests"
 
 echo
-echo "Recovery from total loss, $(printf "%'d" "$rows_before") ClickHouse rows and the demo PostgreSQL ($(nproc) cores):"
+echo "Recovery from total loss, $rows_before ClickHouse rows and the demo PostgreSQL ($(nproc) cores):"
 grep -E '^[0-9]/7 .*\(' "$dir/salvage.log" | sed 's/^/  salvage  /'
 printf '  by hand  PostgreSQL %s s, ClickHouse %s s, fresh backup %s s\n' "$pg_secs" "$ch_secs" "$backup_secs"
 printf '  salvage recover: %s s\n  by hand:         %s s\n  ratio:           %sx (goal <= 1.3x)\n' \

@@ -160,8 +160,4 @@ impl Progress {
             .await
             .map(drop)
     }
-
-    pub fn conn(&mut self) -> &mut PgConnection {
-        &mut self.conn
-    }
 }
