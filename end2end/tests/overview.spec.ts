@@ -45,8 +45,12 @@ test("the theme toggle switches to dark and is remembered", async ({ page }) => 
   await page.goto("/admin");
   const toggle = page.getByRole("button", { name: /Theme:/ });
   await expect(toggle).toHaveText("Theme: system");
+  // The toggle is the client's: a click before the page hydrates does nothing (a busy
+  // machine can take seconds to hydrate). Each click is waited for, as a person would.
+  await expect(page.locator("body[data-hydrated]")).toHaveCount(1);
 
   await toggle.click();
+  await expect(toggle).toHaveText("Theme: light");
   await toggle.click();
 
   await expect(toggle).toHaveText("Theme: dark");
