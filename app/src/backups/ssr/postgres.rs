@@ -236,11 +236,7 @@ pub fn spawn_dump(
 ) -> Result<tokio::process::Child, AppError> {
     let mut command = command(settings, "pg_dump", url, None)?;
     command.args(["--format=custom", "--no-password", "--snapshot", snapshot]);
-    command.args(
-        DATA_LEFT_OUT
-            .iter()
-            .map(|table| format!("--exclude-table-data=public.{table}")),
-    );
+    command.args(left_out());
     command
         .spawn()
         .map_err(|error| AppError::internal("Start pg_dump", error.to_string()))
@@ -257,21 +253,29 @@ pub async fn dump_to_file(
     command
         .args(["--format=custom", "--no-password", "--file"])
         .arg(path)
-        .args(
-            DATA_LEFT_OUT
-                .iter()
-                .map(|table| format!("--exclude-table-data=public.{table}")),
-        );
+        .args(left_out());
+    run_to_end(command, "pg_dump").await
+}
+
+/// `pg_dump`'s arguments that leave out the rows of [`DATA_LEFT_OUT`].
+fn left_out() -> impl Iterator<Item = String> {
+    DATA_LEFT_OUT
+        .iter()
+        .map(|table| format!("--exclude-table-data=public.{table}"))
+}
+
+/// Runs `command` (the tool `name`) to its end; the error is the first line it wrote.
+async fn run_to_end(mut command: Command, name: &str) -> Result<(), BackupError> {
     let output = command
         .output()
         .await
-        .map_err(|error| BackupError::tool(format!("pg_dump could not be started: {error}")))?;
+        .map_err(|error| BackupError::tool(format!("{name} could not be started: {error}")))?;
     if output.status.success() {
         return Ok(());
     }
     Err(BackupError::Tool(first_line(
         &String::from_utf8_lossy(&output.stderr),
-        "pg_dump failed",
+        &format!("{name} failed"),
     )))
 }
 
@@ -362,17 +366,7 @@ pub async fn run_restore(
         ])
         .args(args)
         .arg(dump);
-    let output = command
-        .output()
-        .await
-        .map_err(|error| BackupError::tool(format!("pg_restore could not be started: {error}")))?;
-    if output.status.success() {
-        return Ok(());
-    }
-    Err(BackupError::Tool(first_line(
-        &String::from_utf8_lossy(&output.stderr),
-        "pg_restore failed",
-    )))
+    run_to_end(command, "pg_restore").await
 }
 
 /// The entries of `pg_restore --list` for `dump` that belong to `tables` (their

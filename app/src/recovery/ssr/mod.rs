@@ -264,9 +264,7 @@ async fn finish(
         actor,
         outcome,
     );
-    entry.started_at =
-        time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(plan.started_ms) * 1_000_000)
-            .unwrap_or(now);
+    entry.started_at = plan.started_at();
     entry.finished_at = Some(now);
     entry.reason = Some(Reason::own(plan.reason.clone()));
     let record = async {
@@ -385,13 +383,14 @@ async fn run_step(
                 .as_ref()
                 .ok_or("the plan names no ClickHouse backup")?;
             // A run stopped in this step left its restore `running` and ClickHouse frozen.
-            let since = time::OffsetDateTime::from_unix_timestamp_nanos(
-                i128::from(plan.started_ms) * 1_000_000,
+            restore::abandon_interrupted(
+                state,
+                StoreKind::Clickhouse,
+                &actor.name,
+                plan.started_at(),
             )
+            .await
             .map_err(|e| e.to_string())?;
-            restore::abandon_interrupted(state, StoreKind::Clickhouse, &actor.name, since)
-                .await
-                .map_err(|e| e.to_string())?;
             let reason = Reason::own(format!("Recovery from total loss: {}", plan.reason));
             let prepared = restore::prepare_recovery(state, point.backup_id, actor, reason)
                 .await

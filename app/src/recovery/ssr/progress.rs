@@ -27,6 +27,14 @@ pub struct Plan {
     pub reason: String,
 }
 
+impl Plan {
+    /// When the first run began.
+    pub fn started_at(&self) -> time::OffsetDateTime {
+        time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(self.started_ms) * 1_000_000)
+            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+    }
+}
+
 /// Where PostgreSQL comes from.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "camelCase")]
