@@ -95,7 +95,7 @@ async fn by_hand(settings: &Settings, pitr: &PitrSettings, url: &url::Url) -> an
         .map(|out| app::backups::ssr::pitr::side::limits_of(&String::from_utf8_lossy(&out.stdout)))
         .unwrap_or_default()
         .join(" ");
-    let options = format!("-p {port} -k {d} -c listen_addresses=127.0.0.1 {limits}");
+    let options = format!("-p {port} -k '' -c listen_addresses=127.0.0.1 {limits}");
     let log = format!("{d}/hand.log");
     let pg_ctl = server_tool(settings, "pg_ctl");
     let outcome = async {

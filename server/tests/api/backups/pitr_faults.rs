@@ -53,9 +53,10 @@ fn server_tool(name: &str) -> String {
 
 /// A directory in the side directory (owned by the user pgBackRest runs as).
 async fn private_dir(shared: &PitrSettings, name: &str) -> PathBuf {
-    let dir = shared
-        .side_dir
-        .join(format!("{name}-{}", uuid::Uuid::new_v4().simple()));
+    let dir = shared.side_dir.join(format!(
+        "{name}-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    ));
     std::fs::create_dir_all(&dir).unwrap();
     if let Some(user) = &shared.run_as {
         let mut chown = tokio::process::Command::new("chown");
@@ -438,7 +439,11 @@ async fn an_encrypted_repository_in_s3_archives_backs_up_verifies_and_restores_e
         assert!(tokio::time::Instant::now() < deadline, "{archiver:?}");
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    let data_dir = private.dir.join("side-restored");
+    // Deep enough that a Unix socket in it would pass the kernel's 107-byte limit,
+    // wherever the checkout is: the side cluster must not need one.
+    let data_dir = private
+        .dir
+        .join("a-side-cluster-restored-into-a-directory-deeper-than-any-unix-socket-path-may-be");
     let port = free_port().await;
     let restored = side::start(
         app.state.backups(),

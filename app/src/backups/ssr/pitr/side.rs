@@ -162,8 +162,11 @@ pub async fn start(
     }
     PgBackRest::new(pitr).run(&args).await?;
     let limits = primary_limits(settings, pitr, &dir).await?.join(" ");
+    // No Unix socket: its path under a deep data directory can pass the kernel's
+    // 107-byte limit ("could not create any Unix-domain sockets"), and the side
+    // cluster is only ever reached over TCP on 127.0.0.1.
     let options =
-        format!("-p {port} -k {dir} -c listen_addresses=127.0.0.1 -c archive_mode=off {limits}");
+        format!("-p {port} -k '' -c listen_addresses=127.0.0.1 -c archive_mode=off {limits}");
     let log = format!("{dir}/side.log");
     // `pg_ctl` only says "could not start server. Examine the log output."; the log
     // goes with the directory, so its reason is carried into the error.
