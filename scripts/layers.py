@@ -29,10 +29,10 @@ LAYERS = [
      'jobs and their runs, schedules; the freeze; the alert model and the self-monitor job'),
     ('4 features', ['queues', 'crons', 'backups', 'dead_letters', 'settings', 'health'], 'none',
      'one folder per feature; what two features share moves down'),
-    ('5 features built on features', ['drills', 'incidents', 'migrations', 'overview'], 'none',
+    ('5 features built on features', ['drills', 'incidents', 'migrations'], 'none',
      'they call the features\' public functions'),
-    ('6 recovery from total loss', ['recovery'], 'none',
-     'both stores brought back from the repository alone, in dependency order, on the features and the upgrade'),
+    ('6 recovery', ['recovery', 'overview'], 'none',
+     'both stores brought back from the repository alone, in dependency order, on the features and the upgrade; the recovery posture, from the features\' and the drills\' figures'),
     ('7 composition root', ['lib', 'registry', 'shell'], 'everything',
      'routes, the app shell, the lists of jobs, alert kinds, migrations, incident hooks'),
 ]

@@ -82,7 +82,7 @@ pub fn format_utc_secs(ms: i64) -> String {
 }
 
 /// Formats a duration in milliseconds the way an operator reads it: `840 ms`, `12.4 s`,
-/// `3 min 20 s`, `2 h 05 min`.
+/// `3 min 20 s`, `2 h 05 min`, `3 d 04 h` (from two days on).
 pub fn format_duration(ms: i64) -> String {
     let ms = ms.max(0);
     if ms < 1_000 {
@@ -91,8 +91,14 @@ pub fn format_duration(ms: i64) -> String {
         format!("{:.1} s", ms as f64 / 1000.0)
     } else if ms < 3_600_000 {
         format!("{} min {:02} s", ms / 60_000, (ms % 60_000) / 1000)
-    } else {
+    } else if ms < 2 * 86_400_000 {
         format!("{} h {:02} min", ms / 3_600_000, (ms % 3_600_000) / 60_000)
+    } else {
+        format!(
+            "{} d {:02} h",
+            ms / 86_400_000,
+            (ms % 86_400_000) / 3_600_000
+        )
     }
 }
 
@@ -237,6 +243,11 @@ mod tests {
         assert_eq!(format_duration(12_400), "12.4 s");
         assert_eq!(format_duration(200_000), "3 min 20 s");
         assert_eq!(format_duration(7_500_000), "2 h 05 min");
+        assert_eq!(format_duration(47 * 3_600_000), "47 h 00 min");
+        assert_eq!(
+            format_duration(90 * 86_400_000 + 3 * 3_600_000),
+            "90 d 03 h"
+        );
     }
 
     #[test]

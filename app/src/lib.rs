@@ -115,7 +115,7 @@ pub fn content_security_policy(nonce: &str) -> String {
 /// Of the pages served without the client ([`components::transport::WITHOUT_CLIENT`]), those that load the live refresh (the `live` crate:
 /// about 20 KB gzip of WASM and JS), which reloads the page's `data-live` regions every
 /// [`alerts::page::REFRESH_EVERY`].
-pub const LIVE_REFRESH: &[&str] = &["/admin/alerts"];
+pub const LIVE_REFRESH: &[&str] = &["/admin", "/admin/alerts"];
 
 /// Loads the live refresh (built by `scripts/build.sh` into `/live/live.js`).
 const LIVE_BOOT_SCRIPT: &str =

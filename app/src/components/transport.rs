@@ -10,13 +10,14 @@ use leptos::prelude::use_context;
 ///
 /// - The sign-in page is one small response and a form that works before (and without)
 ///   any script (see `auth::form`).
-/// - The alerts page, the operators' home, is rendered whole on the server. Its forms
-///   post plainly (post, redirect, get; `server::plain_form` carries the outcome) and
-///   the live refresh (`LIVE_REFRESH` in the crate root) keeps its lists current.
+/// - The overview (the recovery posture, the first page opened) and the alerts page
+///   (the operators' home) are mostly reading, rendered whole on the server. The alerts
+///   page's forms post plainly (post, redirect, get; `server::plain_form` carries the
+///   outcome), and the live refresh (`LIVE_REFRESH` in the crate root) keeps both current.
 ///
 /// Reached by a link from a page that has the client, the same page renders in the
 /// browser as any other: the components are the same, only the transport differs.
-pub const WITHOUT_CLIENT: &[&str] = &["/admin/login", "/admin/alerts"];
+pub const WITHOUT_CLIENT: &[&str] = &["/admin/login", "/admin", "/admin/alerts"];
 
 /// The path of the current request, on the server (`None` in the browser).
 pub fn request_path() -> Option<String> {

@@ -537,6 +537,30 @@ pub async fn is_incident(pg: &PgPool, id: i64) -> Result<bool, sqlx::Error> {
     .await
 }
 
+/// The incidents not resolved yet, newest first (at most `limit`): id, title and when
+/// each began (unix ms). Reads the kind index and probes the incident index per incident.
+pub async fn open_incidents(
+    pg: &PgPool,
+    limit: i64,
+) -> Result<Vec<(i64, String, i64)>, sqlx::Error> {
+    let rows: Vec<(i64, String, OffsetDateTime)> = sqlx::query_as(
+        "select i.id, i.title, i.started_at from runbook_history i
+          where i.kind = $1
+            and not exists (select 1 from runbook_history r
+                             where r.incident_id = i.id and r.kind = $2)
+          order by i.started_at desc, i.id desc limit $3",
+    )
+    .bind(EntryKind::Incident.as_str())
+    .bind(EntryKind::IncidentResolved.as_str())
+    .bind(limit)
+    .fetch_all(pg)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, title, at)| (id, title, crate::server::unix_ms(at)))
+        .collect())
+}
+
 /// Everyone who appears as an actor, in order, read by skipping through the actor index
 /// (one index probe per actor, however many entries each has). At most `limit`.
 pub async fn actors(pg: &PgPool, limit: i64) -> Result<Vec<String>, sqlx::Error> {

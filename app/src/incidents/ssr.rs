@@ -107,13 +107,9 @@ pub async fn snapshot(
     let alerts = crate::alerts::ssr::query::counts(&state.pg, now)
         .await
         .map_err(&pg_err)?;
-    let flagged: Vec<String> = crate::crons::ssr::status::job_statuses(state, now)
+    let flagged = crate::crons::ssr::status::flagged(state, now)
         .await
-        .map_err(&pg_err)?
-        .into_iter()
-        .filter(|j| j.flagged())
-        .map(|j| j.name)
-        .collect();
+        .map_err(&pg_err)?;
     let word = |ok: bool| if ok { "up" } else { "DOWN" };
     let depth: i64 = queues.iter().map(|(_, d)| d).sum();
     let title = format!(

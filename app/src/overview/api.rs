@@ -1,15 +1,16 @@
-//! Server functions of the overview page.
+//! The overview's server function.
 
 use leptos::prelude::*;
 
+use super::Posture;
 use crate::error::AppError;
-use crate::health::StoresSnapshot;
 
-/// Probes PostgreSQL and ClickHouse (as `/health/*` does) and adds each store's details.
-#[server(endpoint = "overview/stores")]
-pub async fn load_stores_snapshot() -> Result<StoresSnapshot, AppError> {
+/// The recovery posture: both stores' probes, what recovering each would take and
+/// lose now, and the rest of the system's figures. Anyone signed in may read it.
+#[server(endpoint = "overview/posture")]
+pub async fn load_posture() -> Result<Posture, AppError> {
     crate::auth::ssr::serve(crate::auth::Permission::Read, |state, _| async move {
-        Ok(crate::health::ssr::snapshot(&state).await)
+        super::ssr::posture(&state).await
     })
     .await
 }

@@ -37,22 +37,28 @@ async fn the_overview_says_clickhouse_down_when_it_is() {
 }
 
 #[tokio::test]
-async fn the_stores_server_function_returns_both_probes() {
+async fn the_posture_server_function_returns_both_probes() {
     let app = spawn_app().await;
 
-    let (status, body) = app.signed_in(Role::Operator).await.stores_snapshot().await;
+    let (status, body) = app.signed_in(Role::Operator).await.posture().await;
 
     assert_eq!(status, 200);
-    assert_eq!(body["health"]["postgres"]["ok"], true, "{body}");
-    assert_eq!(body["health"]["clickhouse"]["ok"], true, "{body}");
-    assert_eq!(body["health"]["version"], env!("CARGO_PKG_VERSION"));
-    assert!(body["postgres"]["version"]
+    assert_eq!(body["stores"]["health"]["postgres"]["ok"], true, "{body}");
+    assert_eq!(body["stores"]["health"]["clickhouse"]["ok"], true, "{body}");
+    assert_eq!(
+        body["stores"]["health"]["version"],
+        env!("CARGO_PKG_VERSION")
+    );
+    assert!(body["stores"]["postgres"]["version"]
         .as_str()
         .is_some_and(|v| v.starts_with(char::is_numeric)));
-    assert!(body["postgres"]["sizeBytes"]
+    assert!(body["stores"]["postgres"]["sizeBytes"]
         .as_i64()
         .is_some_and(|size| size > 0));
-    assert!(body["clickhouse"]["version"].as_str().is_some(), "{body}");
+    assert!(
+        body["stores"]["clickhouse"]["version"].as_str().is_some(),
+        "{body}"
+    );
 }
 
 #[tokio::test]
@@ -70,22 +76,31 @@ async fn the_snapshot_counts_the_rows_clickhouse_holds() {
         .await
         .unwrap();
 
-    let (_, body) = app.signed_in(Role::Operator).await.stores_snapshot().await;
+    let (_, body) = app.signed_in(Role::Operator).await.posture().await;
 
-    assert_eq!(body["clickhouse"]["eventsRows"], 2, "{body}");
-    assert_eq!(body["clickhouse"]["requestsRows"], 0, "{body}");
+    assert_eq!(body["stores"]["clickhouse"]["eventsRows"], 2, "{body}");
+    assert_eq!(body["stores"]["clickhouse"]["requestsRows"], 0, "{body}");
 }
 
 #[tokio::test]
 async fn the_snapshot_says_unknown_rather_than_zero_when_clickhouse_is_down() {
     let app = spawn_app_without_clickhouse().await;
 
-    let (_, body) = app.signed_in(Role::Operator).await.stores_snapshot().await;
+    let (_, body) = app.signed_in(Role::Operator).await.posture().await;
 
-    assert!(body["clickhouse"]["eventsRows"].is_null(), "{body}");
-    assert!(body["clickhouse"]["requestsRows"].is_null(), "{body}");
-    assert!(body["clickhouse"]["version"].is_null(), "{body}");
-    assert!(body["postgres"]["sizeBytes"].as_i64().is_some(), "{body}");
+    assert!(
+        body["stores"]["clickhouse"]["eventsRows"].is_null(),
+        "{body}"
+    );
+    assert!(
+        body["stores"]["clickhouse"]["requestsRows"].is_null(),
+        "{body}"
+    );
+    assert!(body["stores"]["clickhouse"]["version"].is_null(), "{body}");
+    assert!(
+        body["stores"]["postgres"]["sizeBytes"].as_i64().is_some(),
+        "{body}"
+    );
 }
 
 #[tokio::test]

@@ -358,12 +358,12 @@ impl Client {
         (status, response.text().await.expect("a text body"))
     }
 
-    /// Calls the overview's `overview/stores` server function and decodes its JSON.
-    pub async fn stores_snapshot(&self) -> (u16, serde_json::Value) {
-        self.call("overview/stores", serde_json::json!({})).await
+    /// Calls the overview's `overview/posture` server function and decodes its JSON.
+    pub async fn posture(&self) -> (u16, serde_json::Value) {
+        self.call("overview/posture", serde_json::json!({})).await
     }
 
-    /// Calls a server function by its endpoint (`overview/stores`) with form fields
+    /// Calls a server function by its endpoint (`overview/posture`) with form fields
     /// given as a JSON object; returns the raw response.
     pub async fn call_server_fn(
         &self,

@@ -21,6 +21,7 @@ mod metrics;
 mod migrations;
 mod openapi;
 mod outage;
+mod overview;
 mod queues;
 mod roles;
 mod schema;

@@ -21,7 +21,7 @@ fn arguments(endpoint: &str) -> Option<Value> {
     Some(match endpoint {
         "auth/me"
         | "auth/sign-out"
-        | "overview/stores"
+        | "overview/posture"
         | "history/verify"
         | "queues/overview"
         | "crons/overview"
@@ -241,7 +241,7 @@ async fn cut_at_random_moments_every_page_and_server_function_answers_within_the
         "/admin/crons",
     ];
     let functions = [
-        "overview/stores",
+        "overview/posture",
         "alerts/open",
         "queues/overview",
         "history/search",

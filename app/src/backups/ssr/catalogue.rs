@@ -263,6 +263,19 @@ pub async fn latest_checked(pg: &PgPool, store: StoreKind) -> Result<Option<Stor
     latest_in(pg, store, "('verified', 'verify_failed')").await
 }
 
+/// The newest backup of `store` that has ended, when it failed (its id): backups of the
+/// store are failing until one succeeds.
+pub async fn newest_failed(pg: &PgPool, store: StoreKind) -> Result<Option<i64>, sqlx::Error> {
+    let newest: Option<(i64, String)> = sqlx::query_as(
+        "select id, status from backups where store = $1 and status <> 'running'
+          order by started_at desc, id desc limit 1",
+    )
+    .bind(store.as_str())
+    .fetch_optional(pg)
+    .await?;
+    Ok(newest.and_then(|(id, status)| (status == BackupStatus::Failed.as_str()).then_some(id)))
+}
+
 async fn latest_in(
     pg: &PgPool,
     store: StoreKind,

@@ -159,6 +159,16 @@ pub fn assess(
     }
 }
 
+/// The names of the jobs flagged at `now` (missed, late, failing), in the console's order.
+pub async fn flagged(state: &AppState, now: OffsetDateTime) -> Result<Vec<String>, sqlx::Error> {
+    Ok(job_statuses(state, now)
+        .await?
+        .into_iter()
+        .filter(|j| j.flagged())
+        .map(|j| j.name)
+        .collect())
+}
+
 /// Every registered job's status at `now`.
 pub async fn job_statuses(
     state: &AppState,

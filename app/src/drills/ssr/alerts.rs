@@ -96,6 +96,20 @@ pub async fn points(pg: &PgPool) -> Result<Points, sqlx::Error> {
     })
 }
 
+impl Points {
+    /// When the next functional drill is due: a cadence after the last passing one (or
+    /// the installation), or sooner after a schema upgrade no drill has passed since.
+    pub fn functional_due(&self) -> OffsetDateTime {
+        let cadence = self.last_passed.unwrap_or(self.installed) + FUNCTIONAL_EVERY;
+        match self.upgraded {
+            Some(upgraded) if self.last_passed.is_none_or(|p| p < upgraded) => {
+                cadence.min(upgraded + AFTER_UPGRADE)
+            }
+            _ => cadence,
+        }
+    }
+}
+
 /// The signals for `points` at `now`: one per reason a drill is due.
 pub fn overdue_signals(points: &Points, now: OffsetDateTime) -> Vec<Signal> {
     let mut signals = Vec::new();

@@ -81,15 +81,11 @@ pub async fn overview(state: &AppState) -> Result<DrillsOverview, AppError> {
 /// set up, the repository holds a base backup, and the archive command is not failing.
 /// `None` otherwise (the dump's age is the recovery point then).
 async fn archive_exposure(state: &AppState, now: time::OffsetDateTime) -> Option<i64> {
-    use crate::backups::ssr::pitr::{alerts::Archiver, window};
+    use crate::backups::ssr::pitr::{alerts, window};
     let pitr = state.backups().pitr.as_ref()?;
     let window = window(pitr, &state.pg, now).await.ok()?;
-    window.oldest_ms?;
-    let archiver = Archiver::read(&state.pg).await.ok()?;
-    if archiver.failing() {
-        return None;
-    }
-    Some((archiver.exposure(now).whole_milliseconds()) as i64)
+    let archiver = alerts::Archiver::read(&state.pg).await.ok()?;
+    alerts::archive_exposure_ms(window.oldest_ms, &archiver, now)
 }
 
 /// The next due date of each cadence.

@@ -37,6 +37,23 @@ pub async fn oldest_queued_at(
         .await
 }
 
+/// Rows of both queues that arrived after `since` (an index range on `queued_at`): what
+/// a backup taken at `since` does not hold and ClickHouse does not have yet.
+pub async fn queued_since(pg: &PgPool, since: OffsetDateTime) -> Result<i64, sqlx::Error> {
+    let mut total = 0;
+    for queue in Queue::ALL {
+        let rows: i64 = sqlx::query_scalar(&format!(
+            "select count(*) from {} where queued_at > $1",
+            queue.table()
+        ))
+        .bind(since)
+        .fetch_one(pg)
+        .await?;
+        total += rows;
+    }
+    Ok(total)
+}
+
 /// Every figure of one queue, for a TTL of `ttl` at `now`.
 pub async fn queue_stats(
     pg: &PgPool,

@@ -78,6 +78,35 @@ pub async fn back_up(app: &TestApp) -> (i64, i64) {
     (id("postgres"), id("clickhouse"))
 }
 
+/// Flips a byte in the middle of one file of backup `id` (its `events` table, so a
+/// ClickHouse backup); returns the file's path in the backup.
+pub async fn damage_events_file(app: &TestApp, id: i64) -> String {
+    use std::io::{Read, Seek, SeekFrom, Write};
+    let (location, path): (String, String) = sqlx::query_as(
+        "select b.location, f.path from backups b join backup_files f on f.backup_id = b.id
+          where b.id = $1 and f.table_name = 'events' order by f.path limit 1",
+    )
+    .bind(id)
+    .fetch_one(&app.pg)
+    .await
+    .unwrap();
+    let app::backups::ssr::Storage::Directory(dir) = &app.state.backups().storage else {
+        panic!("a directory target")
+    };
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(dir.join(format!("{location}/{path}")))
+        .unwrap();
+    let middle = file.metadata().unwrap().len() / 2;
+    let mut byte = [0u8; 1];
+    file.seek(SeekFrom::Start(middle)).unwrap();
+    file.read_exact(&mut byte).unwrap();
+    file.seek(SeekFrom::Start(middle)).unwrap();
+    file.write_all(&[byte[0] ^ 0x40]).unwrap();
+    path
+}
+
 /// Restores as the CLI does: a run of the restore job, waited for.
 pub async fn restore(
     app: &TestApp,

@@ -273,6 +273,20 @@ async fn an_unwritable_repository_raises_wal_archive_lag_and_fixing_it_clears_it
     assert!(raised.title.contains("failing"), "{}", raised.title);
     let failing = Archiver::read(&private.pool).await.unwrap();
     assert!(failing.last_failed.is_some(), "{failing:?}");
+    // The overview's verdict names the same archive as the reason PostgreSQL is at risk.
+    let now: OffsetDateTime = sqlx::query_scalar("select clock_timestamp()")
+        .fetch_one(&private.pool)
+        .await
+        .unwrap();
+    let shortfall =
+        app::overview::ssr::archive_shortfall(&failing, now, private.settings.archive_timeout);
+    assert!(
+        matches!(
+            shortfall,
+            Some(app::overview::Shortfall::ArchiveLagging { failing: true, .. })
+        ),
+        "{shortfall:?}"
+    );
 
     // Fixed: the next segment wakes the archiver, which archives the backlog; cleared.
     chmod("750", &archive).await;

@@ -2,7 +2,6 @@
 //! against a damaged backup, one killed mid-way and the janitor after it, two at once,
 //! and live data untouched throughout.
 
-use std::io::{Seek, SeekFrom, Write};
 use std::time::Duration;
 
 mod pitr;
@@ -11,7 +10,7 @@ use app::drills::{Drill, DrillStatus, StoreKind};
 use serde_json::Value;
 
 use crate::alerts::{alerts_of, evaluate};
-use crate::backups::{app_with_data, back_up, ch_rows, pg_rows};
+use crate::backups::{app_with_data, back_up, ch_rows, damage_events_file, pg_rows};
 use crate::helpers::{eventually, run_job, TestApp};
 
 /// The application tables the demo data fills, in PostgreSQL.
@@ -187,30 +186,7 @@ async fn a_drill_never_changes_live_data() {
 async fn a_drill_against_a_damaged_backup_fails_naming_the_file_and_still_tears_down() {
     let app = app_with_data().await;
     let (_, ch_backup) = back_up(&app).await;
-    let (location, path): (String, String) = sqlx::query_as(
-        "select b.location, f.path from backups b join backup_files f on f.backup_id = b.id
-          where b.id = $1 and f.table_name = 'events' order by f.path limit 1",
-    )
-    .bind(ch_backup)
-    .fetch_one(&app.pg)
-    .await
-    .unwrap();
-    let app::backups::ssr::Storage::Directory(dir) = &app.state.backups().storage else {
-        panic!("a directory target")
-    };
-    let file = dir.join(format!("{location}/{path}"));
-    let mut handle = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&file)
-        .unwrap();
-    let middle = handle.metadata().unwrap().len() / 2;
-    let mut byte = [0u8; 1];
-    handle.seek(SeekFrom::Start(middle)).unwrap();
-    std::io::Read::read_exact(&mut handle, &mut byte).unwrap();
-    handle.seek(SeekFrom::Start(middle)).unwrap();
-    handle.write_all(&[byte[0] ^ 0x40]).unwrap();
-    drop(handle);
+    let path = damage_events_file(&app, ch_backup).await;
 
     // A failed run answers 503, with its report.
     let response = app

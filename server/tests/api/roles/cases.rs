@@ -45,7 +45,7 @@ pub(super) const CASES: &[Case] = &[
         records: 0,
     },
     Case {
-        endpoint: "overview/stores",
+        endpoint: "overview/posture",
         allowed: any,
         records: 0,
     },

@@ -141,6 +141,18 @@ impl Archiver {
     }
 }
 
+/// PostgreSQL's recovery point from its WAL archive at `now`, in ms: the archiver's
+/// exposure when the repository holds a base backup (`window_oldest_ms`) and the archive
+/// command is not failing; `None` otherwise (a dump's age is the recovery point then).
+pub fn archive_exposure_ms(
+    window_oldest_ms: Option<i64>,
+    archiver: &Archiver,
+    now: OffsetDateTime,
+) -> Option<i64> {
+    window_oldest_ms?;
+    (!archiver.failing()).then(|| archiver.exposure(now).whole_milliseconds() as i64)
+}
+
 /// The signal for the archive at `now`. WAL is waiting when the segment being written
 /// is past the last one archived (`pg_walfile_name` names the segment holding the last
 /// byte written, so a quiet server that just switched names the archived one). A
