@@ -173,10 +173,21 @@ impl Alert {
     }
 }
 
-/// A figure with its unit: rows grouped by thousands, ages as durations.
+/// A figure with its unit: rows grouped by thousands; times (in `s`, `seconds`, `min`,
+/// `h` or `days`) as durations in the unit that reads best ("508 ms", "4 min 30 s",
+/// "90 d 03 h"), never a rounded "0 s".
 pub fn format_figure(value: f64, unit: &str) -> String {
+    let ms_per_unit = match unit {
+        "s" | "seconds" => Some(1_000.0),
+        "min" => Some(60_000.0),
+        "h" => Some(3_600_000.0),
+        "days" => Some(86_400_000.0),
+        _ => None,
+    };
+    if let Some(ms) = ms_per_unit {
+        return crate::format::format_duration((value * ms).round() as i64);
+    }
     match unit {
-        "seconds" => crate::format::format_duration((value * 1000.0) as i64),
         "%" => format!("{value:.1} %"),
         "" => crate::format::group_digits(value.max(0.0) as u64),
         unit => format!(
@@ -409,5 +420,10 @@ mod tests {
         assert_eq!(format_figure(1234.0, "rows"), "1,234 rows");
         assert_eq!(format_figure(90.0, "seconds"), "1 min 30 s");
         assert_eq!(format_figure(87.5, "%"), "87.5 %");
+        // Times in the unit that reads best, whatever unit the kind measured in.
+        assert_eq!(format_figure(0.508, "s"), "508 ms");
+        assert_eq!(format_figure(4.5, "min"), "4 min 30 s");
+        assert_eq!(format_figure(1.5, "h"), "1 h 30 min");
+        assert_eq!(format_figure(91.0, "days"), "91 d 00 h");
     }
 }

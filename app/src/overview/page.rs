@@ -346,7 +346,7 @@ fn SystemView(system: SystemFigures, now_ms: i64) -> AnyView {
                     {items
                         .into_iter()
                         .map(|(label, href, tone, text)| {
-                            let word = if tone == Tone::Ok { "OK" } else { "Look" };
+                            let word = if tone == Tone::Ok { "OK" } else { "Attention" };
                             view! {
                                 <tr>
                                     <th scope="row"><a href=href>{label}</a></th>

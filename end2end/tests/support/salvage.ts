@@ -7,7 +7,7 @@ import { expect, type Page } from "@playwright/test";
 
 /** The row of a store in the overview's table. */
 export function storeRow(page: Page, store: "PostgreSQL" | "ClickHouse") {
-  return page.getByRole("row").filter({ has: page.getByRole("rowheader", { name: store }) });
+  return page.getByRole("row").filter({ has: page.getByRole("rowheader", { name: store, exact: true }) });
 }
 
 /** The summary line above the stores table. */

@@ -440,6 +440,12 @@ impl Settings {
             backups,
             drills: app::drills::ssr::DrillSettings {
                 pitr: env.switch("SALVAGE_DRILL_PITR", true)?,
+                trend_floor: Duration::from_secs(env.bounded(
+                    "SALVAGE_DRILL_TREND_FLOOR_SECS",
+                    0..=86_400,
+                    "seconds",
+                    60,
+                )?),
                 ..Default::default()
             },
             database_url: SecretString::from(database_url),

@@ -190,11 +190,20 @@ pub async fn median_recovery_ms<'e>(
 }
 
 /// The `rto_exceeded` signal for one store of a drill, if its recovery time is over its
-/// objective or over [`TREND_FACTOR`] times its median.
-pub fn rto_signal(drill_id: i64, store: &DrillStore, median_ms: Option<i64>) -> Option<Signal> {
+/// objective, or over [`TREND_FACTOR`] times its median and by at least `floor`.
+pub fn rto_signal(
+    drill_id: i64,
+    store: &DrillStore,
+    median_ms: Option<i64>,
+    floor: std::time::Duration,
+) -> Option<Signal> {
     let over_target = store.over_target();
-    let over_trend =
-        median_ms.is_some_and(|m| m > 0 && store.recovery_ms as f64 > m as f64 * TREND_FACTOR);
+    let floor_ms = floor.as_millis() as i64;
+    let over_trend = median_ms.is_some_and(|m| {
+        m > 0
+            && store.recovery_ms as f64 > m as f64 * TREND_FACTOR
+            && store.recovery_ms - m >= floor_ms
+    });
     if !over_target && !over_trend {
         return None;
     }
@@ -212,12 +221,13 @@ pub fn rto_signal(drill_id: i64, store: &DrillStore, median_ms: Option<i64>) -> 
         let median = median_ms.unwrap_or_default();
         (
             format!(
-                "Drill {drill_id}: {} took {} to recover, over 1.25 times its 90-day median of {}",
+                "Drill {drill_id}: {} took {} to recover, over 1.25 times its 90-day median of {} and {} more",
                 store.store.label(),
                 format_duration(store.recovery_ms),
-                format_duration(median)
+                format_duration(median),
+                format_duration(store.recovery_ms - median)
             ),
-            (median as f64 * TREND_FACTOR) as i64,
+            ((median as f64 * TREND_FACTOR) as i64).max(median + floor_ms),
         )
     };
     let severity = if over_target {
@@ -291,7 +301,7 @@ mod tests {
     }
 
     #[test]
-    fn rto_exceeded_over_the_objective_or_a_quarter_over_the_median() {
+    fn rto_exceeded_over_the_objective_or_a_quarter_and_a_floor_over_the_median() {
         let store = |recovery_ms| DrillStore {
             store: StoreKind::Clickhouse,
             backup_id: Some(1),
@@ -299,20 +309,36 @@ mod tests {
             restore_id: Some(1),
             database: None,
             recovery_ms,
-            rto_target_ms: 10_000,
+            rto_target_ms: 600_000,
             tables: Vec::new(),
             queries: Vec::new(),
             ok: true,
             error: None,
         };
-        assert!(rto_signal(1, &store(10_000), None).is_none());
+        let floor = std::time::Duration::from_secs(60);
+        assert!(rto_signal(1, &store(600_000), None, floor).is_none());
         assert_eq!(
-            rto_signal(1, &store(10_001), None).unwrap().severity,
+            rto_signal(1, &store(600_001), None, floor)
+                .unwrap()
+                .severity,
             Severity::Critical
         );
-        assert!(rto_signal(1, &store(5_000), Some(4_000)).is_none());
-        let trend = rto_signal(1, &store(5_001), Some(4_000)).unwrap();
+        // A quarter over a 4-minute median and over the minute's floor: a trend.
+        assert!(rto_signal(1, &store(300_000), Some(240_000), floor).is_none());
+        let trend = rto_signal(1, &store(300_001), Some(240_000), floor).unwrap();
         assert_eq!(trend.severity, Severity::Warning);
         assert!(trend.title.contains("median"), "{}", trend.title);
+        assert_eq!(
+            trend.threshold,
+            Some(300.0),
+            "the higher of the two bounds, in s"
+        );
+        // Twice a 307 ms median is 201 ms more: under the floor, not trouble (the demo's
+        // "508 ms against 307 ms" warning).
+        assert!(rto_signal(1, &store(508), Some(307), floor).is_none());
+        // A quarter over a 2-minute median is 30 s: the floor decides, at a minute more.
+        assert!(rto_signal(1, &store(179_999), Some(120_000), floor).is_none());
+        let slow = rto_signal(1, &store(180_000), Some(120_000), floor).unwrap();
+        assert_eq!(slow.threshold, Some(180.0));
     }
 }

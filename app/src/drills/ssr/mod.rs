@@ -31,12 +31,17 @@ pub struct DrillSettings {
     /// restores PostgreSQL through the point-in-time path, to latest and to a random
     /// moment of the window, and measures PostgreSQL's recovery time on it.
     pub pitr: bool,
+    /// `SALVAGE_DRILL_TREND_FLOOR_SECS` (60): how far over its 90-day median a drill's
+    /// recovery time must also be, besides [`alerts::TREND_FACTOR`] times it, to raise
+    /// `rto_exceeded`; a sub-second difference on small data is not a trend.
+    pub trend_floor: Duration,
 }
 
 impl Default for DrillSettings {
     fn default() -> Self {
         Self {
             pitr: true,
+            trend_floor: Duration::from_secs(60),
             janitor_after: Duration::from_secs(3600),
         }
     }

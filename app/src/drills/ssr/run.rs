@@ -482,7 +482,9 @@ async fn finish(
         let median = super::alerts::median_recovery_ms(&mut *tx, store.store, started, drill_id)
             .await
             .map_err(&pg_err)?;
-        if let Some(signal) = super::alerts::rto_signal(drill_id, store, median) {
+        if let Some(signal) =
+            super::alerts::rto_signal(drill_id, store, median, ctx.state.drills().trend_floor)
+        {
             raise_event(&mut tx, &super::alerts::RTO_EXCEEDED, &signal, now)
                 .await
                 .map_err(&pg_err)?;
