@@ -5,7 +5,11 @@
 //! Each replica runs this loop. At a tick, every replica tries to insert the tick's run
 //! row; the unique `(job_name, tick_at)` index lets exactly one succeed, and only that
 //! one runs the job (see `app::jobs::ssr::records`). Ticks missed while no replica was
-//! up are not caught up: dropout detection shows them, and the next tick does the work.
+//! up are not caught up, except each job's latest tick when it passed less than
+//! [`TOO_LATE`] before this scheduler started (a restart, or `make run` starting a
+//! moment after a minute turned): that one is claimed and run at once, as if the
+//! scheduler had woken a little late. Older ones stay missed: dropout detection shows
+//! them, and the next tick does the work.
 
 use std::time::Duration as StdDuration;
 
@@ -45,6 +49,13 @@ async fn schedule(state: AppState) {
             "scheduler started"
         );
         let mut cursor = state.clock.now();
+        // Each job's tick that passed just before the start (claimed like any tick: if
+        // a replica or the previous process ran it, this does nothing).
+        for (job, schedule) in &schedules {
+            if let Some(missed) = schedule.ticks(cursor - TOO_LATE, cursor).last() {
+                fire(&state, job, missed, caller.clone());
+            }
+        }
         loop {
             // The earliest next tick of any job, and every job due then.
             let Some(tick) = schedules

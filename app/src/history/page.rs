@@ -403,7 +403,14 @@ fn EntryDetails(view: EntryView, on_change: impl Fn() + Copy + Send + Sync + 'st
         resolved_at,
     } = view;
     let is_incident = EntryKind::Incident.is(&entry.kind);
-    let duration = entry.duration_ms().map(format_duration);
+    // An incident finishes when it is resolved (its resolution entry), not with its own
+    // entry's end.
+    let finished_at = entry.finished_at.or(resolved_at.filter(|_| is_incident));
+    let duration = entry
+        .duration_ms()
+        .or_else(|| finished_at.map(|end| end - entry.started_at))
+        .map(format_duration);
+    let open_incident = is_incident && resolved_at.is_none();
     let status = is_incident.then(|| match resolved_at {
         Some(at) => view! { <Badge tone=Tone::Ok label="resolved" /> " " <span class="muted">{format_utc(at)}</span> }.into_any(),
         None => view! { <Badge tone=Tone::Error label="open" /> }.into_any(),
@@ -424,8 +431,16 @@ fn EntryDetails(view: EntryView, on_change: impl Fn() + Copy + Send + Sync + 'st
             <dt>"Outcome"</dt><dd><Badge tone=outcome_tone(entry.outcome) label=entry.outcome.as_str() /></dd>
             <dt>"Actor"</dt><dd>{entry.actor.clone()}</dd>
             <dt>"Started"</dt><dd>{format_utc(entry.started_at)} <span class="muted">" (" {entry.started_ago.clone()} ")"</span></dd>
-            <dt>"Finished"</dt><dd>{entry.finished_at.map(format_utc).unwrap_or_else(|| "—".into())}</dd>
-            <dt>"Duration"</dt><dd class="num-left">{duration.unwrap_or_else(|| "—".into())}</dd>
+            <dt>"Finished"</dt><dd>{match (finished_at, open_incident) {
+                (Some(at), _) => format_utc(at),
+                (None, true) => "not yet: the incident is open".into(),
+                (None, false) => "—".into(),
+            }}</dd>
+            <dt>"Duration"</dt><dd class="num-left">{match (duration.clone(), open_incident) {
+                (Some(d), _) => d,
+                (None, true) => format!("open since {}", entry.started_ago),
+                (None, false) => "—".into(),
+            }}</dd>
             <dt>"Reason"</dt><dd>{entry.reason.clone().unwrap_or_else(|| "—".into())}</dd>
             {entry.incident_id.map(|id| view! {
                 <dt>"Incident"</dt><dd><A href=format!("/admin/history/{id}")>{format!("#{id}")}</A></dd>

@@ -121,7 +121,8 @@ async fn seed_cron_runs(pg: &sqlx::PgPool, now: OffsetDateTime) -> anyhow::Resul
         (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
     for spec in JOBS {
         let schedule = spec.default_schedule();
-        for tick in schedule.ticks(now - time::Duration::DAY, now - time::Duration::MINUTE) {
+        // Through now: the console's scheduler, started next, runs the tick after it.
+        for tick in schedule.ticks(now - time::Duration::DAY, now) {
             let hours_ago = (now - tick).whole_hours();
             let dropping = spec.name == "replay-fallback" && (3..6).contains(&hours_ago);
             let (fired, by) = if !dropping || rng.next(4) == 0 {

@@ -369,6 +369,16 @@ async fn an_incident_shows_its_timeline_and_resolution() {
     let resolved =
         OffsetDateTime::from_unix_timestamp(view["resolved_at"].as_i64().unwrap() / 1000).unwrap();
     assert_eq!((resolved.hour(), resolved.minute()), (11, 30));
+    // Its page says when it finished and how long it lasted: from 09:00 to the
+    // resolution at 11:30.
+    let (_, html) = manager.get_html(&format!("/admin/history/{id}")).await;
+    let facts = html
+        .split("<dt>Finished</dt>")
+        .nth(1)
+        .expect("a Finished fact");
+    let facts = &facts[..facts.find("<dt>Reason</dt>").expect("then the reason")];
+    assert!(facts.contains("2026-11-20 11:30"), "{facts}");
+    assert!(facts.contains("2 h 30 min"), "{facts}");
     let (again, body) = operator
         .call(
             "history/resolve",

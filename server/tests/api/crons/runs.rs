@@ -416,3 +416,62 @@ async fn two_schedulers_on_one_database_run_each_tick_once() {
         "{listed:?}"
     );
 }
+
+#[tokio::test]
+async fn the_tick_that_passed_just_before_the_scheduler_started_runs_at_its_start() {
+    let app = spawn_app().await;
+    let mut state = app.state.clone();
+    // Every minute at :00: whenever the scheduler starts, a tick passed under a minute
+    // before (restarting, or `make run` starting just after a minute turned).
+    state
+        .part_mut::<app::crons::ssr::CronSettings>()
+        .overrides
+        .insert(
+            "replay-fallback".into(),
+            Schedule::parse("0 * * * * *").unwrap(),
+        );
+    state.shutdown = tokio_util::sync::CancellationToken::new();
+    let stop = state.shutdown.clone();
+    let started = OffsetDateTime::now_utc();
+    salvage::scheduler::spawn(state);
+
+    // The minute's tick before the start (or, should the scheduler read its clock just
+    // after the next minute turned, that one: it too passed before the start).
+    let before = started
+        .replace_second(0)
+        .unwrap()
+        .replace_nanosecond(0)
+        .unwrap();
+    let mut missed = before;
+    let caught = crate::helpers::eventually(Duration::from_secs(10), || async {
+        let ticks: Vec<OffsetDateTime> = sqlx::query_scalar(
+            "select tick_at from cron_job_runs
+              where job_name = 'replay-fallback' and trigger = 'scheduler'",
+        )
+        .fetch_all(&app.pg)
+        .await
+        .unwrap();
+        ticks.contains(&before) || ticks.contains(&(before + time::Duration::MINUTE))
+    })
+    .await;
+    let ran: Vec<OffsetDateTime> =
+        sqlx::query_scalar("select tick_at from cron_job_runs where job_name = 'replay-fallback'")
+            .fetch_all(&app.pg)
+            .await
+            .unwrap();
+    if !ran.contains(&before) {
+        missed = before + time::Duration::MINUTE;
+    }
+    stop.cancel();
+    assert!(all_runs_finished(&app).await, "the runs finished");
+    assert!(caught, "the {missed} tick ran at the start");
+    // Once: a tick is claimed, never run twice.
+    let runs: i64 = sqlx::query_scalar(
+        "select count(*) from cron_job_runs where job_name = 'replay-fallback' and tick_at = $1",
+    )
+    .bind(missed)
+    .fetch_one(&app.pg)
+    .await
+    .unwrap();
+    assert_eq!(runs, 1);
+}
