@@ -11,7 +11,7 @@ use crate::backups::ssr::pitr::job::PITR_BACKUP;
 use crate::backups::ssr::BACKUP;
 use crate::crons::ssr::alerts::CRON_DROPOUT;
 use crate::dead_letters::ssr::alerts::{
-    DLQ_GROWING, DLQ_RETENTION_NEAR, WEBHOOK_BACKLOG, WEBHOOK_PAUSED,
+    DLQ_COUNT_HIGH, DLQ_GROWING, DLQ_RETENTION_NEAR, WEBHOOK_BACKLOG, WEBHOOK_PAUSED,
 };
 use crate::dead_letters::ssr::{DELIVER_WEBHOOKS, EXPIRE_DEAD_LETTERS};
 use crate::drills::ssr::alerts::{DRILL_FAILED, DRILL_OVERDUE, RTO_EXCEEDED};
@@ -86,6 +86,7 @@ pub static ALERT_KINDS: &[&AlertKind] = &[
     &crate::backups::ssr::pitr::alerts::PITR_WINDOW_SHORT,
     &WEBHOOK_BACKLOG,
     &DLQ_GROWING,
+    &DLQ_COUNT_HIGH,
     &WEBHOOK_PAUSED,
     &DLQ_RETENTION_NEAR,
     &MIGRATION_STUCK,

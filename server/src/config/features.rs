@@ -37,6 +37,12 @@ pub(super) fn webhooks(env: &Env) -> Result<app::dead_letters::ssr::WebhookSetti
             "per hour",
             50,
         )? as i64,
+        dlq_count_high: env.bounded(
+            "SALVAGE_ALERT_DLQ_COUNT",
+            1..=100_000_000,
+            "dead letters",
+            1000,
+        )? as i64,
         ..Default::default()
     };
     webhooks.secret_keys = key_ring(env, "SALVAGE_WEBHOOK_SECRET_KEYS")?;

@@ -2,8 +2,9 @@
 //! bounded queries (one per kind, over the partial indexes):
 //! `webhook_backlog` (per endpoint: deliveries due but undelivered above a count, or the
 //! oldest older than an age), `dlq_growing` (new dead letters in the last hour above a
-//! rate), `webhook_paused` (an endpoint's circuit is open) and `dlq_retention_near`
-//! (dead letters that retention deletes within three days).
+//! rate), `dlq_count_high` (dead letters waiting, in all, above a count: the runbook's
+//! `webhooks.dlq_count`), `webhook_paused` (an endpoint's circuit is open) and
+//! `dlq_retention_near` (dead letters that retention deletes within three days).
 
 use serde_json::json;
 use time::OffsetDateTime;
@@ -33,6 +34,16 @@ pub static DLQ_GROWING: AlertKind = AlertKind {
     name: "dlq_growing",
     description: "Deliveries are being dead-lettered faster than the threshold.",
     evaluate: Some(growing),
+    fire_after: 1,
+    auto_resolve: true,
+    fix: FIX,
+};
+
+pub static DLQ_COUNT_HIGH: AlertKind = AlertKind {
+    name: "dlq_count_high",
+    description:
+        "More dead letters wait for a redrive or a purge than the threshold, growing or not.",
+    evaluate: Some(count_high),
     fire_after: 1,
     auto_resolve: true,
     fix: FIX,
@@ -152,6 +163,45 @@ fn growing(state: AppState, now: OffsetDateTime) -> EvalFuture {
     })
 }
 
+fn count_high(state: AppState, _now: OffsetDateTime) -> EvalFuture {
+    Box::pin(async move {
+        // The partial index on dead letters: the count `/health/deep` gives too.
+        let dead = sqlx::query_scalar!(
+            r#"select count(*) as "count!" from webhook_deliveries where dlq_at is not null"#
+        )
+        .fetch_one(&state.pg)
+        .await
+        .map_err(AppError::wrap("Evaluate dlq_count_high"))?;
+        Ok(count_signal(dead, state.webhooks().dlq_count_high)
+            .into_iter()
+            .collect())
+    })
+}
+
+/// The `dlq_count_high` signal for `dead` dead letters against `threshold`: warning
+/// above it, critical above ten times it.
+pub fn count_signal(dead: i64, threshold: i64) -> Option<Signal> {
+    if dead <= threshold {
+        return None;
+    }
+    let severity = if dead > threshold * 10 {
+        Severity::Critical
+    } else {
+        Severity::Warning
+    };
+    Some(
+        Signal::new(
+            "all",
+            severity,
+            format!(
+                "{} dead letters wait for a redrive or a purge",
+                crate::format::group_digits(dead as u64)
+            ),
+        )
+        .measured(dead as f64, threshold as f64, "dead letters"),
+    )
+}
+
 fn paused(state: AppState, now: OffsetDateTime) -> EvalFuture {
     Box::pin(async move {
         let rows = sqlx::query!(
@@ -210,4 +260,29 @@ fn retention_near(state: AppState, now: OffsetDateTime) -> EvalFuture {
         )
         .counted(soon as f64, "dead letters")])
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dlq_count_high_above_the_threshold_and_critical_above_ten_times_it() {
+        assert!(count_signal(1000, 1000).is_none());
+        let over = count_signal(1001, 1000).expect("over the threshold");
+        assert_eq!(over.severity, Severity::Warning);
+        assert_eq!((over.figure, over.threshold), (Some(1001.0), Some(1000.0)));
+        assert_eq!(
+            over.title,
+            "1,001 dead letters wait for a redrive or a purge"
+        );
+        assert_eq!(
+            count_signal(10_000, 1000).unwrap().severity,
+            Severity::Warning
+        );
+        assert_eq!(
+            count_signal(10_001, 1000).unwrap().severity,
+            Severity::Critical
+        );
+    }
 }

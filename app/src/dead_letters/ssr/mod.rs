@@ -66,6 +66,9 @@ pub struct WebhookSettings {
     pub backlog_age: Duration,
     /// `dlq_growing`: new dead letters in the last hour above this many (50).
     pub dlq_growing_per_hour: i64,
+    /// `dlq_count_high`: dead letters waiting, in all, above this many (1,000): a large
+    /// dead-letter queue that stopped growing still needs a redrive or a purge.
+    pub dlq_count_high: i64,
     /// A redrive requeues this many per batch (500)…
     pub redrive_batch: i64,
     /// …and at most this many per endpoint per second (`SALVAGE_REDRIVE_RATE`, 200).
@@ -101,6 +104,7 @@ impl Default for WebhookSettings {
             backlog_rows: 100,
             backlog_age: Duration::from_secs(15 * 60),
             dlq_growing_per_hour: 50,
+            dlq_count_high: 1000,
             redrive_batch: 500,
             redrive_rate: 200,
             secret_keys: Default::default(),

@@ -211,6 +211,39 @@ async fn backlog_paused_growth_and_retention_raise_their_alerts_and_deep_health_
     );
 }
 
+#[tokio::test]
+async fn a_dead_letter_queue_over_its_count_stays_raised_after_it_stops_growing() {
+    let app = crate::helpers::spawn_app_tweaked(|settings| {
+        settings.webhooks.dlq_count_high = 3;
+        settings.webhooks.dlq_growing_per_hour = 1_000;
+    })
+    .await;
+
+    // Three dead letters: at the threshold, nothing.
+    super::dead_lettered(&app, 3).await;
+    crate::alerts::evaluate(&app).await;
+    assert!(crate::alerts::alerts_of(&app, "dlq_count_high")
+        .await
+        .is_empty());
+
+    // One more: over it.
+    super::dead_lettered(&app, 1).await;
+    crate::alerts::evaluate(&app).await;
+    let open = crate::alerts::alerts_of(&app, "dlq_count_high").await;
+    assert_eq!(open.len(), 1, "{open:?}");
+    assert_eq!(
+        (open[0].2.as_str(), open[0].3.as_str()),
+        ("warning", "firing")
+    );
+
+    // A day later nothing new was dead-lettered (not growing), and the four still wait:
+    // still raised, where the growth alert would have gone quiet.
+    app.state.clock.advance(time::Duration::days(1));
+    crate::alerts::evaluate(&app).await;
+    let open = crate::alerts::alerts_of(&app, "dlq_count_high").await;
+    assert_eq!(open[0].3, "firing", "{open:?}");
+}
+
 async fn spawn_app_tweaked_for_alerts() -> TestApp {
     crate::helpers::spawn_app_tweaked(|settings| {
         settings.webhooks.backlog_rows = 3;
