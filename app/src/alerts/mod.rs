@@ -80,6 +80,7 @@ pub const KIND_NAMES: &[&str] = &[
     "pitr_window_short",
     "webhook_backlog",
     "dlq_growing",
+    "dlq_count_high",
     "webhook_paused",
     "dlq_retention_near",
     "migration_stuck",
