@@ -190,6 +190,9 @@ pub async fn resolve_incident(
     /// An admin's reason to resolve with the post-recovery checklist incomplete.
     #[server(default)]
     override_reason: Option<String>,
+    /// Why the fallback queues may still be draining at the resolution.
+    #[server(default)]
+    draining_reason: Option<String>,
 ) -> Result<i64, AppError> {
     use super::ssr::{load, NewEntry};
     crate::auth::ssr::serve(
@@ -199,6 +202,9 @@ pub async fn resolve_incident(
             let override_reason =
                 crate::reason::Reason::optional(override_reason.as_deref().unwrap_or_default())
                     .map_err(|e| AppError::invalid("override_reason", e.to_string()))?;
+            let draining_reason =
+                crate::reason::Reason::optional(draining_reason.as_deref().unwrap_or_default())
+                    .map_err(|e| AppError::invalid("draining_reason", e.to_string()))?;
             let view = load(&state.pg, incident_id, state.clock.now())
                 .await
                 .map_err(|e| AppError::internal("Failed to load the incident", e))?
@@ -223,14 +229,17 @@ pub async fn resolve_incident(
             super::annotate::check_incident_times(started, Some(resolved), now)?;
             // The post-recovery checklist (incident mode, above the history) must pass, or
             // an admin overrides it with a reason that is kept with the resolution.
-            let overridden = (state.incidents().may_resolve)(
+            let resolution = (state.incidents().may_resolve)(
                 state.clone(),
                 incident_id,
-                override_reason,
+                super::ssr::ResolveAsk {
+                    override_reason,
+                    draining_reason,
+                },
                 actor.clone(),
             )
             .await?;
-            let body = match overridden {
+            let body = match resolution.note {
                 Some(note) if body.is_empty() => note,
                 Some(note) => format!("{body}\n\n{note}"),
                 None => body,
@@ -239,7 +248,9 @@ pub async fn resolve_incident(
                 &state.pg,
                 &actor,
                 &NewEntry::new(
-                    super::ssr::IncidentResolved {},
+                    super::ssr::IncidentResolved {
+                        checklist: resolution.checklist,
+                    },
                     format!("Resolved: {}", view.entry.title),
                     &actor,
                     super::Outcome::Succeeded,

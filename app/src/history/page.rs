@@ -502,6 +502,10 @@ fn IncidentForms(
                         <textarea name="body" rows="2"></textarea>
                     </label>
                     <label class="field">
+                        <span>"If rows are still queued and draining: why that is fine to resolve with"</span>
+                        <input type="text" name="draining_reason" maxlength="500" placeholder="Leave empty when the queues are empty" />
+                    </label>
+                    <label class="field">
                         <span>"Admins: resolve with the checklist incomplete because…"</span>
                         <input type="text" name="override_reason" maxlength="500" placeholder="Leave empty unless every check cannot pass" />
                     </label>

@@ -164,8 +164,13 @@ details! {
     /// A declared incident: its title, body, severity and times say it all.
     pub struct IncidentDeclared for Incident {}
 
-    /// An incident resolved: its time and body (and any override) say it all.
-    pub struct IncidentResolved for IncidentResolved {}
+    /// An incident resolved: its time and body (and any override), and the post-recovery
+    /// checklist as it stood then (incident mode's items; absent on resolutions recorded
+    /// before the checklist was kept with them).
+    pub struct IncidentResolved for IncidentResolved {
+        #[serde(default, skip_serializing_if = "Value::is_null")]
+        checklist: Value,
+    }
 }
 
 /// An entry to append. Build it with [`NewEntry::new`] and the `with_*` setters.
@@ -710,16 +715,35 @@ pub struct IncidentHooks {
     /// After an open incident is declared: a status snapshot into its timeline. Never
     /// fails the declaration (a store that does not answer is in the snapshot).
     pub declared: fn(crate::server::AppState, i64, crate::auth::ssr::Actor) -> HookFuture<()>,
-    /// Before an incident is resolved: `Ok(None)` when every post-recovery check passes,
-    /// `Ok(Some(note))` for an admin's override (the note is recorded with the
-    /// resolution), or the refusal.
+    /// Before an incident is resolved: the checklist as it stands, to record with the
+    /// resolution, and an admin's override note when a check does not pass; or the
+    /// refusal.
     #[allow(clippy::type_complexity)]
     pub may_resolve: fn(
         crate::server::AppState,
         i64,
-        Option<Reason>,
+        ResolveAsk,
         crate::auth::ssr::Actor,
-    ) -> HookFuture<Result<Option<String>, AppError>>,
+    ) -> HookFuture<Result<Resolution, AppError>>,
+}
+
+/// What the person resolving an incident typed besides its body.
+#[derive(Clone, Debug, Default)]
+pub struct ResolveAsk {
+    /// An admin's reason to resolve with a check not passing.
+    pub override_reason: Option<Reason>,
+    /// Why queues still draining are fine to resolve with (a draining queue passes only
+    /// with one).
+    pub draining_reason: Option<Reason>,
+}
+
+/// Incident mode's answer to a resolution it allows.
+#[derive(Clone, Debug, Default)]
+pub struct Resolution {
+    /// An admin's override, recorded in the resolution's body.
+    pub note: Option<String>,
+    /// The checklist as it stood, recorded in the resolution's details.
+    pub checklist: Value,
 }
 
 impl std::fmt::Debug for IncidentHooks {

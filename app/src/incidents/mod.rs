@@ -59,7 +59,11 @@ pub struct IncidentMode {
     pub frozen: bool,
     /// Another incident's freeze is on (only one at a time).
     pub other_freeze: Option<i64>,
+    /// Open: measured now. Resolved: as recorded with the resolution.
     pub checks: Vec<CheckItem>,
+    /// `false`: resolved before the checklist was recorded with resolutions.
+    #[serde(default = "recorded_by_default")]
+    pub checks_recorded: bool,
     pub rca_owner: Option<String>,
     pub snapshots: i64,
 }
@@ -69,4 +73,8 @@ impl IncidentMode {
     pub fn ready(&self) -> bool {
         self.checks.iter().all(|c| c.ok)
     }
+}
+
+fn recorded_by_default() -> bool {
+    true
 }

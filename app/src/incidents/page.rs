@@ -115,11 +115,16 @@ fn Panel(
                     <h3 class="section-title">
                         "Post-recovery checklist "
                         {match (open, ready) {
-                            (false, _) => view! { <Badge tone=Tone::Neutral label="incident resolved" /> }.into_any(),
+                            (false, _) => view! { <Badge tone=Tone::Neutral label="as it stood at the resolution" /> }.into_any(),
                             (true, true) => view! { <Badge tone=Tone::Ok label="all pass" /> }.into_any(),
                             (true, false) => view! { <Badge tone=Tone::Warn label="resolving needs every check" /> }.into_any(),
                         }}
                     </h3>
+                    {(!mode.checks_recorded).then(|| view! {
+                        <p class="muted small" data-testid="checklist-not-recorded">
+                            "Resolved before Salvage recorded the checklist with each resolution: how it stood then is not known, and it is not re-measured today."
+                        </p>
+                    })}
                     <table class="data" data-testid="checklist">
                         <tbody>
                             {mode.checks.into_iter().map(|c| {

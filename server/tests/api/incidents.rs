@@ -166,8 +166,16 @@ async fn resolving_needs_every_post_recovery_check_or_an_admins_override_with_a_
         .await
         .is_empty());
 
-    // Every check passing: a verified backup of each store, every manual item ticked.
+    // Every check passing: a verified backup of each store, an RCA owner, every manual
+    // item ticked.
     run_job(&app, "backup").await;
+    let (status, body) = manager
+        .call(
+            "incidents/owner",
+            json!({"id": incident, "rca_owner": "sam@example.com"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
     for (item, _) in app::incidents::MANUAL_ITEMS {
         let (status, body) = manager
             .call(
@@ -274,4 +282,176 @@ async fn status_snapshots_capture_the_stores_queues_alerts_and_cron_flags_into_t
     assert!(timeline(&app, past.as_i64().unwrap(), "incident_snapshot")
         .await
         .is_empty());
+}
+
+/// The keys of the checks of `incident` that do not pass now.
+async fn failing(client: &Client, incident: i64) -> Vec<String> {
+    let (status, mode) = client.call("incidents/mode", json!({"id": incident})).await;
+    assert_eq!(status, 200, "{mode}");
+    mode["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["ok"] != true)
+        .map(|c| c["key"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn keys(list: &[&str]) -> Vec<String> {
+    list.iter().map(|k| (*k).to_owned()).collect()
+}
+
+#[tokio::test]
+async fn each_loose_end_of_an_outage_holds_the_checklist_until_it_is_tied_up() {
+    let app = spawn_app().await;
+    let operator = app.signed_in(Role::Operator).await;
+    // Dead letters from before the incident are not the outage's.
+    crate::dead_letters::dead_lettered(&app, 2).await;
+    sqlx::query("update webhook_deliveries set dlq_at = now() - interval '1 day'")
+        .execute(&app.pg)
+        .await
+        .unwrap();
+    let incident = declare(&operator).await;
+    run_job(&app, "backup").await;
+    for (item, _) in app::incidents::MANUAL_ITEMS {
+        operator
+            .call(
+                "incidents/tick",
+                json!({"id": incident, "item": item, "done": true}),
+            )
+            .await;
+    }
+    // Only the owner is missing.
+    assert_eq!(failing(&operator, incident).await, keys(&["rca_owner"]));
+    operator
+        .call(
+            "incidents/owner",
+            json!({"id": incident, "rca_owner": "sam@example.com"}),
+        )
+        .await;
+    assert_eq!(failing(&operator, incident).await, keys(&[]));
+
+    // The freeze on: held until lifted.
+    let freeze = |on: bool| json!({"id": incident, "on": on, "reason": "checklist test"});
+    assert_eq!(operator.call("incidents/freeze", freeze(true)).await.0, 200);
+    assert_eq!(failing(&operator, incident).await, keys(&["freeze_lifted"]));
+    assert_eq!(operator.call("incidents/freeze", freeze(false)).await.0, 200);
+
+    // A delivery dead-lettered since the incident began, and its endpoint paused.
+    let (webhook, _) = crate::dead_letters::dead_lettered(&app, 1).await;
+    sqlx::query("update webhooks set paused_at = now() where id = $1")
+        .bind(webhook)
+        .execute(&app.pg)
+        .await
+        .unwrap();
+    assert_eq!(
+        failing(&operator, incident).await,
+        keys(&["endpoints_running", "outage_dead_letters"])
+    );
+    sqlx::query("update webhooks set paused_at = null where id = $1")
+        .bind(webhook)
+        .execute(&app.pg)
+        .await
+        .unwrap();
+    sqlx::query("delete from webhook_deliveries where webhook_id = $1")
+        .bind(webhook)
+        .execute(&app.pg)
+        .await
+        .unwrap();
+
+    // A background migration that failed.
+    sqlx::query("update background_migrations set status = 'failed'")
+        .execute(&app.pg)
+        .await
+        .unwrap();
+    assert_eq!(
+        failing(&operator, incident).await,
+        keys(&["migrations_healthy"])
+    );
+    sqlx::query("update background_migrations set status = 'succeeded'")
+        .execute(&app.pg)
+        .await
+        .unwrap();
+    assert_eq!(failing(&operator, incident).await, keys(&[]));
+}
+
+#[tokio::test]
+async fn draining_queues_pass_only_with_a_reason_and_the_checklist_is_kept_as_it_stood() {
+    let app = spawn_app().await;
+    let operator = app.signed_in(Role::Operator).await;
+    let incident = declare(&operator).await;
+    run_job(&app, "backup").await;
+    for (item, _) in app::incidents::MANUAL_ITEMS {
+        operator
+            .call(
+                "incidents/tick",
+                json!({"id": incident, "item": item, "done": true}),
+            )
+            .await;
+    }
+    operator
+        .call("incidents/owner", json!({"id": incident, "rca_owner": "sam"}))
+        .await;
+    // Draining: a replay just moved rows, and more are queued.
+    park(&app, 5, 0).await;
+    run_job(&app, "replay-fallback").await;
+    park(&app, 3, 0).await;
+    assert_eq!(failing(&operator, incident).await, keys(&["queues_draining"]));
+
+    let resolve = |draining: &str| {
+        json!({"incident_id": incident, "resolved_at": "", "body": "fixed",
+               "draining_reason": draining})
+    };
+    let (status, body) = operator.call("history/resolve", resolve("")).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body.to_string().contains("The fallback queues are empty or draining"),
+        "{body}"
+    );
+    let (status, body) = operator
+        .call("history/resolve", resolve("replay drains 3 rows a minute"))
+        .await;
+    assert_eq!(status, 200, "{body}");
+
+    // Resolved: the checklist as it stood, not re-measured. A paused endpoint now does
+    // not turn it red.
+    let (webhook, _) = crate::dead_letters::dead_lettered(&app, 1).await;
+    sqlx::query("update webhooks set paused_at = now() where id = $1")
+        .bind(webhook)
+        .execute(&app.pg)
+        .await
+        .unwrap();
+    let (_, mode) = operator
+        .call("incidents/mode", json!({"id": incident}))
+        .await;
+    assert_eq!(mode["checks_recorded"], true, "{mode}");
+    let checks = mode["checks"].as_array().unwrap();
+    assert!(checks.iter().all(|c| c["ok"] == true), "{mode}");
+    let queues = checks
+        .iter()
+        .find(|c| c["key"] == "queues_draining")
+        .unwrap();
+    assert!(
+        queues["detail"]
+            .as_str()
+            .unwrap()
+            .contains("because replay drains 3 rows a minute"),
+        "{queues}"
+    );
+
+    // An incident logged afterwards, resolved without incident mode: nothing recorded,
+    // and nothing made up.
+    let (status, past) = operator
+        .call(
+            "history/incident",
+            json!({"title": "Old outage", "severity": "sev3", "started_at": "2026-11-01T09:00",
+                   "resolved_at": "2026-11-01T10:00", "body": ""}),
+        )
+        .await;
+    assert_eq!(status, 200, "{past}");
+    let (_, mode) = operator
+        .call("incidents/mode", json!({"id": past.as_i64().unwrap()}))
+        .await;
+    assert_eq!(mode["checks_recorded"], false, "{mode}");
+    assert_eq!(mode["checks"], json!([]));
 }

@@ -451,6 +451,15 @@ pub async fn health(pg: &PgPool, now: OffsetDateTime) -> Result<Value, sqlx::Err
     Ok(json!({"backlog_count": row.backlog, "dlq_count": row.dead, "paused": row.paused}))
 }
 
+/// Deliveries dead-lettered at or after `since` (an index range on `dlq_at`): what an
+/// outage that began then left for a redrive or a purge.
+pub async fn dead_lettered_since(pg: &PgPool, since: OffsetDateTime) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("select count(*) from webhook_deliveries where dlq_at >= $1")
+        .bind(since)
+        .fetch_one(pg)
+        .await
+}
+
 /// One webhook's figures for `/metrics`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WebhookFigures {

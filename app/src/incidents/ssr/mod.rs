@@ -3,11 +3,15 @@
 
 use time::OffsetDateTime;
 
-use super::{CheckItem, IncidentMode, MANUAL_ITEMS};
+pub mod checklist;
+
+pub use checklist::checklist;
+
+use super::{IncidentMode, MANUAL_ITEMS};
 use crate::auth::ssr::Actor;
 use crate::error::AppError;
 use crate::freeze::ssr as freeze;
-use crate::history::ssr::{append, NewEntry};
+use crate::history::ssr::{append, NewEntry, ResolveAsk, Resolution};
 use crate::history::EntryKind;
 use crate::history::Outcome;
 use crate::server::{unix_ms, AppState};
@@ -60,9 +64,6 @@ struct SnapshotAlerts {
     acknowledged: i64,
     silenced: i64,
 }
-
-/// How recent a successful replay must be for a non-empty queue to count as draining.
-const DRAINING_WITHIN: time::Duration = time::Duration::minutes(15);
 
 /// Incident `id`: when it began and whether it is still open. 404 when `id` is not an
 /// incident.
@@ -148,158 +149,6 @@ pub async fn snapshot(
     Ok(entry_id)
 }
 
-fn live(key: &str, label: &str, ok: bool, detail: String) -> CheckItem {
-    CheckItem {
-        key: key.to_owned(),
-        label: label.to_owned(),
-        live: true,
-        ok,
-        detail,
-        checked_by: None,
-        checked_ms: None,
-    }
-}
-
-/// The post-recovery checklist of incident `id` (begun at `started`) now.
-pub async fn checklist(
-    state: &AppState,
-    id: i64,
-    started: OffsetDateTime,
-) -> Result<Vec<CheckItem>, AppError> {
-    let now = state.clock.now();
-    let pg_err = AppError::wrap("Read the post-recovery checklist");
-    let mut items = Vec::new();
-
-    let stores = crate::health::ssr::check_stores(state).await;
-    let both = stores.postgres.ok && stores.clickhouse.ok;
-    let describe =
-        |name: &str, check: &crate::health::StoreCheck| match (&check.error, check.latency_ms) {
-            (Some(error), _) => format!("{name}: {error}"),
-            (None, Some(ms)) => format!("{name} answered in {ms:.0} ms"),
-            (None, None) => format!("{name} answered"),
-        };
-    items.push(live(
-        "stores_ready",
-        "Both stores are ready",
-        both,
-        format!(
-            "{}; {}",
-            describe("PostgreSQL", &stores.postgres),
-            describe("ClickHouse", &stores.clickhouse)
-        ),
-    ));
-
-    let depth: i64 = crate::queues::ssr::stats::queue_depths(&state.pg)
-        .await
-        .map_err(&pg_err)?
-        .iter()
-        .map(|(_, d)| d)
-        .sum();
-    let replayed = sqlx::query_scalar!(
-        r#"select coalesce(rows_processed, 0) as "rows!" from cron_job_runs
-          where job_name = $2 and outcome in ('succeeded', 'partial')
-            and ran_at > $1 order by ran_at desc limit 1"#,
-        now - DRAINING_WITHIN,
-        crate::queues::REPLAY_JOB
-    )
-    .fetch_optional(&state.pg)
-    .await
-    .map_err(&pg_err)?;
-    let (ok, detail) = match (depth, replayed) {
-        (0, _) => (true, "both fallback queues are empty".to_owned()),
-        (d, Some(rows)) if rows > 0 => (
-            true,
-            format!("{d} rows queued; the last replay moved {rows} rows: draining"),
-        ),
-        (d, _) => (
-            false,
-            format!("{d} rows queued and no replay has moved rows in 15 minutes"),
-        ),
-    };
-    items.push(live(
-        "queues_draining",
-        "The fallback queues are empty or draining",
-        ok,
-        detail,
-    ));
-
-    let alerts = crate::alerts::ssr::query::counts(&state.pg, now)
-        .await
-        .map_err(&pg_err)?;
-    items.push(live(
-        "no_critical_alert",
-        "No critical alert is open",
-        alerts.critical == 0,
-        format!("{} critical alerts open", alerts.critical),
-    ));
-
-    let mut missing = Vec::new();
-    for store in crate::freeze::StoreKind::ALL {
-        let verified = sqlx::query_scalar!(
-            r#"select exists (select 1 from backups where store = $1 and status = 'verified'
-                                and verified_at >= $2) as "verified!""#,
-            store.as_str(),
-            started
-        )
-        .fetch_one(&state.pg)
-        .await
-        .map_err(&pg_err)?;
-        if !verified {
-            missing.push(store.label());
-        }
-    }
-    items.push(live(
-        "backup_verified",
-        "A backup of each store verified since the incident began",
-        missing.is_empty(),
-        if missing.is_empty() {
-            "both stores have a backup verified since the incident began".to_owned()
-        } else {
-            format!("none yet of {}", missing.join(" and "))
-        },
-    ));
-
-    let chain = crate::history::chain::verify(&state.pg, &state.clickhouse, now, "incident")
-        .await
-        .map_err(&pg_err)?;
-    items.push(live(
-        "chain_verifies",
-        "The history chain verifies",
-        chain.first_broken.is_none(),
-        match &chain.first_broken {
-            None => format!("{} entries link up", chain.entries),
-            Some(broken) => format!("entry #{}: {}", broken.id, broken.problem),
-        },
-    ));
-
-    let ticks: Vec<(String, String, OffsetDateTime)> = sqlx::query!(
-        "select item, checked_by, checked_at from incident_checklist where incident_id = $1",
-        id
-    )
-    .fetch_all(&state.pg)
-    .await
-    .map_err(&pg_err)?
-    .into_iter()
-    .map(|row| (row.item, row.checked_by, row.checked_at))
-    .collect();
-    for (key, label) in MANUAL_ITEMS {
-        let tick = ticks.iter().find(|(item, _, _)| item == key);
-        items.push(CheckItem {
-            key: (*key).to_owned(),
-            label: (*label).to_owned(),
-            live: false,
-            ok: tick.is_some(),
-            detail: match tick {
-                Some((_, by, _)) => format!("ticked by {by}"),
-                None => "not ticked".to_owned(),
-            },
-            checked_by: tick.map(|(_, by, _)| by.clone()),
-            checked_ms: tick.map(|(_, _, at)| unix_ms(*at)),
-        });
-    }
-    Ok(items)
-}
-
 /// Incident `id`'s mode, for its panel.
 pub async fn mode(state: &AppState, id: i64) -> Result<IncidentMode, AppError> {
     let (started, open) = incident(state, id).await?;
@@ -320,12 +169,22 @@ pub async fn mode(state: &AppState, id: i64) -> Result<IncidentMode, AppError> {
     .fetch_one(&state.pg)
     .await
     .map_err(&pg_err)?;
+    // Open: measured now. Resolved: as it stood at the resolution, never re-evaluated.
+    let (checks, checks_recorded) = if open {
+        (checklist(state, id, started, None).await?, true)
+    } else {
+        match checklist::recorded(state, id).await? {
+            Some(checks) => (checks, true),
+            None => (Vec::new(), false),
+        }
+    };
     Ok(IncidentMode {
         incident_id: id,
         open,
         frozen: frozen == Some(id),
         other_freeze: frozen.filter(|f| *f != id),
-        checks: checklist(state, id, started).await?,
+        checks,
+        checks_recorded,
         rca_owner,
         snapshots,
     })
@@ -480,30 +339,39 @@ pub async fn set_freeze(
     tx.commit().await.map_err(&pg_err)
 }
 
-/// Whether incident `id` may be resolved: every check passes, or an admin overrides
-/// with a reason (returned, to be recorded with the resolution).
+/// Whether incident `id` may be resolved: every check passes (queues still draining
+/// with the resolver's reason), or an admin overrides with a reason. The checklist as
+/// it stood is returned to be recorded with the resolution, with the override's note.
 pub async fn may_resolve(
     state: &AppState,
     id: i64,
-    override_reason: Option<&crate::reason::Reason>,
+    ask: &ResolveAsk,
     actor: &Actor,
-) -> Result<Option<String>, AppError> {
+) -> Result<Resolution, AppError> {
     let started = open_incident(state, id).await?;
-    let failing: Vec<String> = checklist(state, id, started)
-        .await?
-        .into_iter()
+    let checks = checklist(state, id, started, ask.draining_reason.as_ref()).await?;
+    let failing: Vec<String> = checks
+        .iter()
         .filter(|c| !c.ok)
-        .map(|c| c.label)
+        .map(|c| c.label.clone())
         .collect();
+    let checklist = serde_json::to_value(&checks)
+        .map_err(|e| AppError::internal("Record the checklist", e.to_string()))?;
     if failing.is_empty() {
-        return Ok(None);
+        return Ok(Resolution {
+            note: None,
+            checklist,
+        });
     }
-    match override_reason {
-        Some(reason) if actor.role.can(crate::auth::Permission::Administer) => Ok(Some(format!(
-            "Resolved with the checklist incomplete ({}), by an admin: {}",
-            failing.join("; "),
-            reason.as_str()
-        ))),
+    match &ask.override_reason {
+        Some(reason) if actor.role.can(crate::auth::Permission::Administer) => Ok(Resolution {
+            note: Some(format!(
+                "Resolved with the checklist incomplete ({}), by an admin: {}",
+                failing.join("; "),
+                reason.as_str()
+            )),
+            checklist,
+        }),
         Some(_) => Err(AppError::Forbidden {
             message: "Only an admin may resolve an incident whose checklist is incomplete.".into(),
         }),
@@ -530,8 +398,8 @@ pub fn on_declared(state: AppState, id: i64, actor: Actor) -> crate::history::ss
 pub fn may_resolve_hook(
     state: AppState,
     id: i64,
-    override_reason: Option<crate::reason::Reason>,
+    ask: ResolveAsk,
     actor: Actor,
-) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Option<String>, AppError>> + Send>> {
-    Box::pin(async move { may_resolve(&state, id, override_reason.as_ref(), &actor).await })
+) -> crate::history::ssr::HookFuture<Result<Resolution, AppError>> {
+    Box::pin(async move { may_resolve(&state, id, &ask, &actor).await })
 }
