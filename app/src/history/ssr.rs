@@ -169,7 +169,7 @@ details! {
     /// before the checklist was kept with them).
     pub struct IncidentResolved for IncidentResolved {
         #[serde(default, skip_serializing_if = "Value::is_null")]
-        checklist: Value,
+        pub checklist: Value,
     }
 }
 

@@ -335,7 +335,10 @@ async fn each_loose_end_of_an_outage_holds_the_checklist_until_it_is_tied_up() {
     let freeze = |on: bool| json!({"id": incident, "on": on, "reason": "checklist test"});
     assert_eq!(operator.call("incidents/freeze", freeze(true)).await.0, 200);
     assert_eq!(failing(&operator, incident).await, keys(&["freeze_lifted"]));
-    assert_eq!(operator.call("incidents/freeze", freeze(false)).await.0, 200);
+    assert_eq!(
+        operator.call("incidents/freeze", freeze(false)).await.0,
+        200
+    );
 
     // A delivery dead-lettered since the incident began, and its endpoint paused.
     let (webhook, _) = crate::dead_letters::dead_lettered(&app, 1).await;
@@ -360,7 +363,7 @@ async fn each_loose_end_of_an_outage_holds_the_checklist_until_it_is_tied_up() {
         .unwrap();
 
     // A background migration that failed.
-    sqlx::query("update background_migrations set status = 'failed'")
+    sqlx::query("update background_migrations set status = 'failed', last_error = 'test'")
         .execute(&app.pg)
         .await
         .unwrap();
@@ -368,7 +371,7 @@ async fn each_loose_end_of_an_outage_holds_the_checklist_until_it_is_tied_up() {
         failing(&operator, incident).await,
         keys(&["migrations_healthy"])
     );
-    sqlx::query("update background_migrations set status = 'succeeded'")
+    sqlx::query("update background_migrations set status = 'succeeded', last_error = null")
         .execute(&app.pg)
         .await
         .unwrap();
@@ -390,13 +393,19 @@ async fn draining_queues_pass_only_with_a_reason_and_the_checklist_is_kept_as_it
             .await;
     }
     operator
-        .call("incidents/owner", json!({"id": incident, "rca_owner": "sam"}))
+        .call(
+            "incidents/owner",
+            json!({"id": incident, "rca_owner": "sam"}),
+        )
         .await;
     // Draining: a replay just moved rows, and more are queued.
     park(&app, 5, 0).await;
     run_job(&app, "replay-fallback").await;
     park(&app, 3, 0).await;
-    assert_eq!(failing(&operator, incident).await, keys(&["queues_draining"]));
+    assert_eq!(
+        failing(&operator, incident).await,
+        keys(&["queues_draining"])
+    );
 
     let resolve = |draining: &str| {
         json!({"incident_id": incident, "resolved_at": "", "body": "fixed",
@@ -405,7 +414,8 @@ async fn draining_queues_pass_only_with_a_reason_and_the_checklist_is_kept_as_it
     let (status, body) = operator.call("history/resolve", resolve("")).await;
     assert_eq!(status, 422, "{body}");
     assert!(
-        body.to_string().contains("The fallback queues are empty or draining"),
+        body.to_string()
+            .contains("The fallback queues are empty or draining"),
         "{body}"
     );
     let (status, body) = operator

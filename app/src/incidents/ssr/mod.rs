@@ -11,10 +11,10 @@ use super::{IncidentMode, MANUAL_ITEMS};
 use crate::auth::ssr::Actor;
 use crate::error::AppError;
 use crate::freeze::ssr as freeze;
-use crate::history::ssr::{append, NewEntry, ResolveAsk, Resolution};
+use crate::history::ssr::{append, NewEntry, Resolution, ResolveAsk};
 use crate::history::EntryKind;
 use crate::history::Outcome;
-use crate::server::{unix_ms, AppState};
+use crate::server::AppState;
 
 crate::history::ssr::details! {
     /// Both stores, the queues, the open alerts and the flagged cron jobs at one moment

@@ -19,8 +19,8 @@ pub(super) async fn arguments(world: &World, endpoint: &str) -> Value {
         }
         "history/resolve" => {
             // Each allowed call needs an open incident of its own whose post-recovery
-            // checklist passes: begun before the world's verified backup, every manual
-            // item ticked.
+            // checklist passes: begun before the world's verified backup, an RCA owner
+            // named, every manual item ticked.
             let id = world.open_incident(30).await;
             sqlx::query(
                 "insert into incident_checklist (incident_id, item, checked_by, checked_at)
@@ -33,6 +33,14 @@ pub(super) async fn arguments(world: &World, endpoint: &str) -> Value {
                     .map(|(key, _)| key.to_string())
                     .collect::<Vec<_>>(),
             )
+            .execute(&world.app.pg)
+            .await
+            .unwrap();
+            sqlx::query(
+                "insert into incident_owners (incident_id, rca_owner, set_by, set_at)
+                 values ($1, 'matrix', 'matrix', now())",
+            )
+            .bind(id)
             .execute(&world.app.pg)
             .await
             .unwrap();
