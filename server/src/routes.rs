@@ -348,7 +348,7 @@ async fn webhooks_health(state: &AppState) -> serde_json::Value {
 async fn migrations_health(state: &AppState) -> (serde_json::Value, serde_json::Value) {
     let lookup = async {
         let schema = app::migrations::ssr::schema::status(&state.pg).await?;
-        let (running, stuck) = app::migrations::ssr::store::running_and_stuck(state).await?;
+        let (running, stuck, _) = app::migrations::ssr::store::running_stuck_failed(state).await?;
         Ok::<_, sqlx::Error>((schema, running, stuck))
     };
     let failed = |error: String| {

@@ -208,14 +208,10 @@ async fn system(state: &AppState, now: OffsetDateTime) -> Result<SystemFigures, 
     let flagged_crons = crate::crons::ssr::status::flagged(state, now)
         .await
         .map_err(&pg_err)?;
-    let (_, migrations_stuck) = crate::migrations::ssr::store::running_and_stuck(state)
-        .await
-        .map_err(&pg_err)?;
-    let migrations_failed = crate::migrations::ssr::store::list(state)
-        .await?
-        .iter()
-        .filter(|m| m.status == crate::migrations::MigrationStatus::Failed)
-        .count() as i64;
+    let (_, migrations_stuck, migrations_failed) =
+        crate::migrations::ssr::store::running_stuck_failed(state)
+            .await
+            .map_err(&pg_err)?;
     let open_incidents = crate::history::ssr::open_incidents(&state.pg, INCIDENTS_SHOWN)
         .await
         .map_err(&pg_err)?;

@@ -246,14 +246,9 @@ async fn loose_ends(
             .unwrap_or_else(|| format!("version {} applied", schema.applied)),
     ));
 
-    let (_, stuck) = crate::migrations::ssr::store::running_and_stuck(state)
+    let (_, stuck, failed) = crate::migrations::ssr::store::running_stuck_failed(state)
         .await
         .map_err(&pg_err)?;
-    let failed = crate::migrations::ssr::store::list(state)
-        .await?
-        .into_iter()
-        .filter(|m| m.status == crate::migrations::MigrationStatus::Failed)
-        .count();
     items.push(live(
         "migrations_healthy",
         "No background migration is stuck or failed",

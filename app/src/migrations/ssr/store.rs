@@ -148,10 +148,12 @@ pub async fn list(state: &AppState) -> Result<Vec<BackgroundMigrationRow>, AppEr
     Ok(out)
 }
 
-/// Running migrations and, of them, the stuck ones (`/health/deep`).
-pub async fn running_and_stuck(state: &AppState) -> Result<(i64, i64), sqlx::Error> {
+/// Running migrations and, of them, the stuck ones (`/health/deep`), and the failed
+/// ones (the overview, the incident checklist): one read of the few rows.
+pub async fn running_stuck_failed(state: &AppState) -> Result<(i64, i64, i64), sqlx::Error> {
     sqlx::query_as(&format!(
-        "select count(*) filter (where m.status = 'running'), count(*) filter (where {STUCK})
+        "select count(*) filter (where m.status = 'running'), count(*) filter (where {STUCK}),
+                count(*) filter (where m.status = 'failed')
            from {ROWS}"
     ))
     .bind(stale_before(state.clock.now()))
