@@ -82,6 +82,13 @@ runs=$(psql -X -tA "$DATABASE_URL" -c "select count(*) from cron_job_runs")
 [ "$runs" -ge 200 ] || fail "expected a day of demo cron runs, found $runs"
 alerts=$(psql -X -tA "$DATABASE_URL" -c "select count(*) from internal_alerts where status = 'resolved' and resolution_note is not null")
 [ "$alerts" -ge 5 ] || fail "expected weeks of resolved demo alerts with notes, found $alerts"
+# Each demo incident's resolution carries its checklist as it stood then, every item passed.
+resolved=$(psql -X -tA "$DATABASE_URL" -c "select count(*) from runbook_history where kind = 'incident_resolved'")
+recorded=$(psql -X -tA "$DATABASE_URL" -c "select count(*) from runbook_history where kind = 'incident_resolved'
+  and jsonb_array_length(details -> 'checklist') > 0
+  and not jsonb_path_exists(details -> 'checklist', '$[*] ? (@.ok == false)')")
+[ "$resolved" -ge 4 ] && [ "$recorded" = "$resolved" ] \
+  || fail "expected each of the demo's resolved incidents to carry a passed checklist: $recorded of $resolved do"
 ok "demo data: $accounts accounts, $entries history entries, $runs cron runs, $alerts resolved alerts with notes"
 verified=$(psql -X -tA "$DATABASE_URL" -c "select string_agg(store, ',' order by store) from backups where status = 'verified'")
 [ "$verified" = clickhouse,postgres ] || fail "expected a verified demo backup of each store, found '$verified'"

@@ -233,6 +233,9 @@ struct Demo {
     table: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     grace_hours: Option<i64>,
+    /// A resolution's post-recovery checklist as it stood then.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    checklist: Option<Vec<app::incidents::CheckItem>>,
 }
 
 impl Demo {
@@ -244,6 +247,7 @@ impl Demo {
             deleted: None,
             table: None,
             grace_hours: None,
+            checklist: None,
         }
     }
 
@@ -271,107 +275,8 @@ async fn seed_history(pg: &sqlx::PgPool, now: OffsetDateTime) -> anyhow::Result<
 
     // Drills are real: `demo_backups::first_drill` runs one on the demo's backups.
 
-    // Incidents, each with its timeline.
-    struct Incident {
-        days_ago: i64,
-        title: &'static str,
-        severity: &'static str,
-        minutes: i64,
-        body: &'static str,
-        steps: &'static [(EntryKind, i64, &'static str, &'static str)],
-    }
-    let incidents = [
-        Incident {
-            days_ago: 97,
-            title: "ClickHouse unreachable: disk full on ch-2",
-            severity: "sev1",
-            minutes: 142,
-            body: "Inserts to requests/events failing with 'Cannot reserve 1.00 MiB'. Ingest \
-                   is falling back to PostgreSQL.",
-            steps: &[
-                (
-                    EntryKind::Activation,
-                    3,
-                    "Fallback queue activated: ClickHouse inserts failing",
-                    "operator",
-                ),
-                (
-                    EntryKind::Note,
-                    25,
-                    "Freed 180 GiB by dropping detached parts; merges resuming",
-                    "operator",
-                ),
-                (
-                    EntryKind::Replay,
-                    128,
-                    "Replayed requests_fallback: 412,880 rows, 0 duplicates",
-                    "operator",
-                ),
-                (
-                    EntryKind::Note,
-                    140,
-                    "Queue empty; row counts match ingest totals",
-                    "manager",
-                ),
-            ],
-        },
-        Incident {
-            days_ago: 61,
-            title: "Webhook deliveries to billing failing (DNS)",
-            severity: "sev2",
-            minutes: 95,
-            body: "billing-hooks.internal stopped resolving after a resolver change.",
-            steps: &[
-                (
-                    EntryKind::Note,
-                    20,
-                    "Resolver config rolled back on the edge hosts",
-                    "operator",
-                ),
-                (
-                    EntryKind::Redrive,
-                    80,
-                    "Redrove 1,906 dead letters (exhausted) to billing",
-                    "operator",
-                ),
-            ],
-        },
-        Incident {
-            days_ago: 33,
-            title: "replay-fallback cron stopped firing",
-            severity: "sev3",
-            minutes: 310,
-            body:
-                "No cron_job_runs for replay-fallback since 02:10; the scheduler pod was evicted.",
-            steps: &[
-                (
-                    EntryKind::Note,
-                    40,
-                    "Scheduler rescheduled; runs resumed at 07:20",
-                    "operator",
-                ),
-                (
-                    EntryKind::Replay,
-                    300,
-                    "Replayed 18,204 queued rows after the gap",
-                    "operator",
-                ),
-            ],
-        },
-        Incident {
-            days_ago: 9,
-            title: "Nightly backup older than 26 h",
-            severity: "sev3",
-            minutes: 70,
-            body: "backup_stale alert: pg_dump job failed on a full backup volume.",
-            steps: &[(
-                EntryKind::Note,
-                50,
-                "Old backups pruned; manual backup taken and verified",
-                "admin",
-            )],
-        },
-    ];
+    // Incidents, each with its timeline and the checklist recorded with its resolution.
+    let incidents = super::demo_incidents::INCIDENTS;
     for incident in &incidents {
         let at = (now - Duration::days(incident.days_ago)).replace_time(time::macros::time!(06:40));
         entries.push(
@@ -420,7 +325,14 @@ async fn seed_history(pg: &sqlx::PgPool, now: OffsetDateTime) -> anyhow::Result<
         let end = at + Duration::minutes(incident.minutes);
         entries.push(
             NewEntry::new(
-                Demo::in_incident(EntryKind::IncidentResolved, incident.title),
+                Demo {
+                    checklist: Some(super::demo_incidents::checklist(
+                        end,
+                        incident.minutes,
+                        &operator.name,
+                    )),
+                    ..Demo::in_incident(EntryKind::IncidentResolved, incident.title)
+                },
                 format!("Resolved: {}", incident.title),
                 &operator,
                 Outcome::Succeeded,

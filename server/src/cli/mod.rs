@@ -30,6 +30,7 @@ mod cron;
 pub mod demo;
 mod demo_alerts;
 pub mod demo_backups;
+mod demo_incidents;
 mod demo_webhooks;
 mod drill;
 mod history;

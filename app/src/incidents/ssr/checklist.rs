@@ -228,7 +228,7 @@ async fn loose_ends(
         "The dead letters made since the incident began are redriven or purged",
         dead == 0,
         if dead == 0 {
-            "no delivery was dead-lettered since the incident began".to_owned()
+            "none of the deliveries dead-lettered since the incident began waits".to_owned()
         } else {
             format!("{dead} deliveries dead-lettered since the incident began wait on /admin/dlq")
         },
