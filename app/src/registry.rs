@@ -14,7 +14,7 @@ use crate::dead_letters::ssr::alerts::{
     DLQ_COUNT_HIGH, DLQ_GROWING, DLQ_RETENTION_NEAR, WEBHOOK_BACKLOG, WEBHOOK_PAUSED,
 };
 use crate::dead_letters::ssr::{DELIVER_WEBHOOKS, EXPIRE_DEAD_LETTERS};
-use crate::drills::ssr::alerts::{DRILL_FAILED, DRILL_OVERDUE, RTO_EXCEEDED};
+use crate::drills::ssr::alerts::{DRILL_FAILED, DRILL_OVERDUE, RTO_EXCEEDED, TABLETOP_OVERDUE};
 use crate::drills::ssr::{DRILL_JANITOR, RESTORE_DRILL};
 use crate::health::ssr::CLICKHOUSE_DOWN;
 use crate::jobs::ssr::background::BackgroundMigration;
@@ -79,6 +79,7 @@ pub static ALERT_KINDS: &[&AlertKind] = &[
     &BACKUP_FAILED,
     &BACKUP_VERIFY_FAILED,
     &DRILL_OVERDUE,
+    &TABLETOP_OVERDUE,
     &DRILL_FAILED,
     &RTO_EXCEEDED,
     &crate::backups::ssr::pitr::alerts::WAL_ARCHIVE_LAG,

@@ -4,7 +4,7 @@
 //! route or field shows in review).
 //!
 //! The answers of the ingest routes are the handlers' own types
-//! (`IngestAnswer`, `Enqueued`); the request rows, whose validation is hand-written in
+//! (`IngestAnswer`, `Enqueued`, `SchemaEventAnswer`); the request rows, whose validation is hand-written in
 //! `queues::ssr::rows`, and the JSON the health and cron routes assemble are described
 //! by the types below, and tests post these examples to the real routes and compare the
 //! real answers' fields with these schemas, so the two cannot drift apart unnoticed.
@@ -18,6 +18,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
 use app::dead_letters::ssr::ingest::Enqueued;
+use app::drills::ssr::schema_events::SchemaEventAnswer;
 use app::queues::ssr::ingest::{IngestAnswer, StoredIn};
 use app::server::AppState;
 
@@ -109,6 +110,24 @@ pub struct WebhookEventRequest {
     /// 409. At most 200 characters.
     #[schema(max_length = 200, min_length = 1)]
     pub idempotency_key: String,
+}
+
+/// A change of the guarded service's schema (`POST /ingest/schema-events`): a passing
+/// restore drill is due within a week of it.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"name": "billing", "version": "2026_12_01_add_refunds",
+    "changed_at": "2026-12-07T10:00:00Z"}))]
+pub struct SchemaEventRequest {
+    /// The schema (or service) that changed. At most 200 characters.
+    #[schema(max_length = 200, min_length = 1)]
+    pub name: String,
+    /// Its new version: one `(name, version)` is one change. At most 200 characters.
+    #[schema(max_length = 200, min_length = 1)]
+    pub version: String,
+    /// When the change was applied (RFC 3339; at most 5 minutes ahead of Salvage's
+    /// clock). Left out: now.
+    #[schema(format = DateTime)]
+    pub changed_at: Option<String>,
 }
 
 /// Every error answer: `kind` says what went wrong, `error` says it in a sentence a
@@ -311,6 +330,24 @@ fn ingest_events() {}
 #[allow(dead_code)]
 fn ingest_webhook_events() {}
 
+#[utoipa::path(post, path = "/ingest/schema-events", tag = "ingest",
+    description = "Record a change of the guarded service's schema: a passing restore drill of each store becomes due within 7 days (`drill_overdue` counts from it).",
+    request_body(content = SchemaEventRequest),
+    responses(
+        (status = 201, description = "Recorded.", body = SchemaEventAnswer),
+        (status = 200, description = "This name and version were recorded with the same time: the first record, nothing new written.", body = SchemaEventAnswer),
+        (status = 400, description = "The body is not a JSON object.", body = ErrorBody),
+        (status = 401, description = "No active ingest key.", body = ErrorBody),
+        (status = 403, description = "The key sends for one organisation only; schema changes need a key for every organisation (`*`).", body = ErrorBody),
+        (status = 409, description = "This name and version were recorded with another time.", body = ErrorBody),
+        (status = 413, description = "The body is over 4 KiB.", body = ErrorBody),
+        (status = 422, description = "A field is wrong (a missing name, a time in the future); `field` names it.", body = ErrorBody),
+        (status = 503, description = "PostgreSQL did not answer; nothing was stored.", body = ErrorBody),
+    ),
+    security(("ingest_key" = [])))]
+#[allow(dead_code)]
+fn ingest_schema_events() {}
+
 #[utoipa::path(post, path = "/cron/{job}", tag = "cron",
     description = "Run a job now for an external scheduler (also `GET`): the same function as the in-process scheduler, the console's Run now and `salvage cron run`. Answers when the run ends.",
     params(("job" = String, Path, description = "The job, e.g. `replay-fallback` (`salvage cron list`).")),
@@ -391,10 +428,10 @@ impl Modify for Tokens {
         description = "The plain HTTP routes of Salvage, the disaster-recovery console: ingest with a fallback queue, cron triggers, health and metrics. The console's own server functions (`/api/*`) are not part of this description.",
         license(name = "Apache-2.0", identifier = "Apache-2.0")
     ),
-    paths(ingest_requests, ingest_events, ingest_webhook_events, cron_job, health_ready,
-        health_deep, metrics, openapi_json),
-    components(schemas(RequestRow, EventRow, EventType, WebhookEventRequest, IngestAnswer,
-        StoredIn, Enqueued, ErrorBody, ErrorKind, Ready, ReadyStatus, Deep, DeepStatus, Checks,
+    paths(ingest_requests, ingest_events, ingest_webhook_events, ingest_schema_events,
+        cron_job, health_ready, health_deep, metrics, openapi_json),
+    components(schemas(RequestRow, EventRow, EventType, WebhookEventRequest,
+        SchemaEventRequest, SchemaEventAnswer, IngestAnswer, StoredIn, Enqueued, ErrorBody, ErrorKind, Ready, ReadyStatus, Deep, DeepStatus, Checks,
         StoreCheck, CronAnswer, RunOutcome)),
     modifiers(&Tokens),
     tags(

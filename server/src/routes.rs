@@ -141,6 +141,18 @@ pub fn ingest_routes() -> Router<AppState> {
             MAX_BODY_BYTES,
         ))
         .merge(webhook_event_routes())
+        .merge(schema_event_routes())
+}
+
+/// `POST /ingest/schema-events`, with its own small body limit.
+fn schema_event_routes() -> Router<AppState> {
+    use app::drills::ssr::schema_events::{handler, MAX_BODY_BYTES};
+    Router::new()
+        .route("/ingest/schema-events", post(handler))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(
+            MAX_BODY_BYTES,
+        ))
 }
 
 /// `POST /ingest/webhook-events`, with its own body limit (a 256 KiB payload and its

@@ -73,6 +73,7 @@ pub const KIND_NAMES: &[&str] = &[
     "backup_failed",
     "backup_verify_failed",
     "drill_overdue",
+    "tabletop_overdue",
     "drill_failed",
     "rto_exceeded",
     "wal_archive_lag",

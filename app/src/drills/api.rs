@@ -42,27 +42,32 @@ pub async fn log_tabletop(
     .await
 }
 
-/// Sets a store's recovery objectives (admins, with a reason).
+/// Sets a store's recovery objectives and drill cadences (admins, with a reason). A
+/// cadence left out keeps its value.
 #[server(endpoint = "drills/objectives")]
 pub async fn set_objectives(
     store: StoreKind,
     rpo_hours: i64,
     rto_minutes: i64,
     reason: String,
+    /// Days between functional drills (1 to 3650).
+    #[server(default)]
+    functional_days: Option<i64>,
+    /// Days between tabletop exercises (1 to 3650).
+    #[server(default)]
+    tabletop_days: Option<i64>,
 ) -> Result<(), AppError> {
     crate::auth::ssr::serve(
         crate::auth::Permission::Administer,
         |state, actor| async move {
             let reason = required_reason(&reason)?;
-            super::ssr::overview::set_objectives(
-                &state,
-                &actor,
-                store,
+            let ask = super::ssr::overview::ObjectivesAsk {
                 rpo_hours,
                 rto_minutes,
-                &reason,
-            )
-            .await
+                functional_days,
+                tabletop_days,
+            };
+            super::ssr::overview::set_objectives(&state, &actor, store, &ask, &reason).await
         },
     )
     .await

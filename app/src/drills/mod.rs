@@ -152,6 +152,9 @@ pub struct Objective {
     pub store: StoreKind,
     pub rpo_target_secs: i64,
     pub rto_target_secs: i64,
+    /// Days between functional drills, and between tabletop exercises.
+    pub functional_days: i64,
+    pub tabletop_days: i64,
     /// Set by an admin (else the defaults).
     pub set_by: Option<String>,
     /// The data a restore now would lose: the age of the newest verified backup, or,

@@ -360,6 +360,8 @@ fn ObjectivesTable(
                     Column::figures("RTO target"),
                     Column::figures("Last drill"),
                     Column::figures("90-day median"),
+                    Column::figures("Drill every"),
+                    Column::figures("Tabletop every"),
                     Column::text("Set by"),
                 ]
             >
@@ -378,6 +380,8 @@ fn ObjectivesTable(
                             <td class="num">{format_duration(o.rto_target_secs * 1000)}</td>
                             <td class={if rto_bad { "num text-error strong" } else { "num" }}>{o.rto_measured_ms.map_or("-".to_owned(), format_duration)}</td>
                             <td class="num">{o.rto_median_ms.map_or("-".to_owned(), format_duration)}</td>
+                            <td class="num">{format!("{} d", o.functional_days)}</td>
+                            <td class="num">{format!("{} d", o.tabletop_days)}</td>
                             <td>{o.set_by.clone().unwrap_or_else(|| "default".to_owned())}</td>
                         </tr>
                     }
@@ -402,6 +406,14 @@ fn ObjectivesTable(
                         <label class="field">
                             <span>"RTO (minutes)"</span>
                             <input type="number" name="rto_minutes" min="1" max="10080" value="60" required />
+                        </label>
+                        <label class="field">
+                            <span>"Functional drill every (days)"</span>
+                            <input type="number" name="functional_days" min="1" max="3650" value="90" required />
+                        </label>
+                        <label class="field">
+                            <span>"Tabletop every (days)"</span>
+                            <input type="number" name="tabletop_days" min="1" max="3650" value="30" required />
                         </label>
                         <ReasonField />
                         <div class="form-actions"><button type="submit" class="btn">"Save objectives"</button></div>

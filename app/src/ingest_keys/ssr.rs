@@ -56,6 +56,24 @@ impl Scope {
             Self::Organization(value.to_owned())
         }
     }
+
+    /// `Ok` for a key of every organisation (`*`, the service itself); 403 for a key of
+    /// one organisation, naming `what` (what only the service as a whole may send, and
+    /// why).
+    pub fn require_all(&self, what: &str) -> Result<(), crate::error::AppError> {
+        match self {
+            Self::All => Ok(()),
+            Self::Organization(organisation) => {
+                tracing::warn!(%organisation, what, "refused: an organisation's key");
+                Err(crate::error::AppError::Forbidden {
+                    message: format!(
+                        "This key sends only for organisation `{organisation}`; {what}, so they \
+                         need a key for every organisation (`*`)."
+                    ),
+                })
+            }
+        }
+    }
 }
 
 /// Characters of a key kept in clear.
@@ -329,5 +347,49 @@ impl crate::server::AppState {
     /// Ingest keys verified recently by this process.
     pub fn ingest_keys(&self) -> &KeyCache {
         self.part()
+    }
+}
+
+/// The key of a request that only the service as a whole may send (`what`: why, for
+/// the 403 a key of one organisation gets); 401 without an active one.
+pub async fn service_key(
+    pg: &PgPool,
+    cache: &KeyCache,
+    headers: &axum::http::HeaderMap,
+    what: &str,
+) -> Result<KeyIdentity, AppError> {
+    let token = crate::server::tokens::bearer(headers).ok_or(AppError::Unauthorized)?;
+    let key = authenticate(pg, cache, token).await?;
+    key.scope.require_all(what)?;
+    Ok(key)
+}
+
+/// The 401 of an `/ingest/*` route: what to send, with `WWW-Authenticate: Bearer`.
+pub fn unauthorized() -> axum::response::Response {
+    use axum::response::IntoResponse;
+    (
+        axum::http::StatusCode::UNAUTHORIZED,
+        [(axum::http::header::WWW_AUTHENTICATE, "Bearer")],
+        axum::Json(serde_json::json!({"kind": "unauthorized",
+            "error": "Send `Authorization: Bearer <ingest key>` with an active key."})),
+    )
+        .into_response()
+}
+
+/// An `/ingest/*` route's answer: `body` as JSON with `status`, never cached; or the
+/// error's own answer (the 401 saying what to send).
+pub fn answer<T: serde::Serialize>(
+    result: Result<(axum::http::StatusCode, T), AppError>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match result {
+        Ok((status, body)) => (
+            status,
+            [(axum::http::header::CACHE_CONTROL, "no-store")],
+            axum::Json(body),
+        )
+            .into_response(),
+        Err(AppError::Unauthorized) => unauthorized(),
+        Err(error) => error.into_response(),
     }
 }

@@ -26,13 +26,13 @@ pub async fn posture(state: &AppState) -> Result<Posture, AppError> {
     let drills = crate::drills::ssr::records::list(&state.pg, DRILLS_READ)
         .await
         .map_err(&pg_err)?;
-    let due = crate::drills::ssr::alerts::points(&state.pg)
-        .await
-        .map_err(&pg_err)?
-        .functional_due();
     let mut recovery = Vec::new();
     for store in StoreKind::ALL {
         let set = objectives::current(state, store).await.map_err(&pg_err)?;
+        let due = crate::drills::ssr::cadence::points(state, store)
+            .await
+            .map_err(&pg_err)?
+            .functional_due();
         let newest_verified = catalogue::latest_verified(&state.pg, store)
             .await
             .map_err(&pg_err)?

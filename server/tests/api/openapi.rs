@@ -85,6 +85,7 @@ fn every_route_and_its_errors_are_described() {
         ("/ingest/requests", "post"),
         ("/ingest/events", "post"),
         ("/ingest/webhook-events", "post"),
+        ("/ingest/schema-events", "post"),
         ("/cron/{job}", "post"),
         ("/health/ready", "get"),
         ("/health/deep", "get"),
@@ -106,6 +107,12 @@ fn every_route_and_its_errors_are_described() {
     let errors = &paths["/ingest/webhook-events"]["post"]["responses"];
     for status in ["400", "401", "409", "413", "422", "503"] {
         assert!(errors[status].is_object(), "webhook-events: no {status}");
+    }
+    let errors = &paths["/ingest/schema-events"]["post"]["responses"];
+    for status in [
+        "200", "201", "400", "401", "403", "409", "413", "422", "503",
+    ] {
+        assert!(errors[status].is_object(), "schema-events: no {status}");
     }
     let schemes = doc["components"]["securitySchemes"].as_object().unwrap();
     for scheme in ["ingest_key", "cron_secret", "health_token", "metrics_token"] {
@@ -170,6 +177,10 @@ async fn the_routes_accept_the_examples_and_answer_as_described() {
     let (status, answer) = post("/ingest/webhook-events", event).await;
     assert_eq!(status, 202, "{answer}");
     conforms(&doc, "Enqueued", &answer, false);
+    let change = schema(&doc, "SchemaEventRequest")["example"].clone();
+    let (status, answer) = post("/ingest/schema-events", change).await;
+    assert_eq!(status, 201, "{answer}");
+    conforms(&doc, "SchemaEventAnswer", &answer, false);
 
     let anonymous = app.http.post(format!("{}/ingest/requests", app.address));
     let refused = anonymous.json(&json!([])).send().await.unwrap();

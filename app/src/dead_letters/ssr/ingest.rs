@@ -7,9 +7,9 @@
 //! result (200, `duplicate: true`); with another payload, 409.
 
 use axum::extract::State;
-use axum::http::{header, StatusCode};
-use axum::response::{IntoResponse, Response};
-use serde_json::{json, Value};
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde_json::Value;
 use sha2::Digest as _;
 use sqlx::PgConnection;
 use time::OffsetDateTime;
@@ -171,35 +171,22 @@ pub fn parse(body: &[u8], known: &[String]) -> Result<EventRequest, AppError> {
     })
 }
 
-/// Webhooks are the service's own: an endpoint subscribes to event types, not to an
-/// organisation, and every subscriber is sent every event of its types, signed with its
-/// secret. So only a key for every organisation (`*`, the service itself) may enqueue
-/// events: a key scoped to one organisation (one tenant's) could otherwise make Salvage
-/// sign and send its events to every subscriber, and would share the idempotency keys of
-/// the others. With that, idempotency keys are one namespace of one organisation's.
-fn refuse_organisation_keys(scope: &crate::ingest_keys::ssr::Scope) -> Result<(), AppError> {
-    match scope {
-        crate::ingest_keys::ssr::Scope::All => Ok(()),
-        crate::ingest_keys::ssr::Scope::Organization(organisation) => {
-            tracing::warn!(%organisation, "refused: a webhook event from an organisation's key");
-            Err(AppError::Forbidden {
-                message: format!(
-                    "This key sends only for organisation `{organisation}`; webhook events are \
-                     sent to every subscriber, so they need a key for every organisation (`*`)."
-                ),
-            })
-        }
-    }
-}
-
 /// `POST /ingest/webhook-events`.
 pub async fn handler(State(state): State<AppState>, request: axum::extract::Request) -> Response {
     let (parts, body) = request.into_parts();
     let result = async {
-        let token = crate::server::tokens::bearer(&parts.headers).ok_or(AppError::Unauthorized)?;
-        let key =
-            crate::ingest_keys::ssr::authenticate(&state.pg, state.ingest_keys(), token).await?;
-        refuse_organisation_keys(&key.scope)?;
+        // Webhooks are the service's own: an endpoint subscribes to event types, not to
+        // an organisation, and every subscriber is sent every event of its types, signed
+        // with its secret. A key scoped to one organisation (one tenant's) could
+        // otherwise make Salvage sign and send its events to every subscriber, and would
+        // share the idempotency keys of the others.
+        let key = crate::ingest_keys::ssr::service_key(
+            &state.pg,
+            state.ingest_keys(),
+            &parts.headers,
+            "webhook events are sent to every subscriber of their type",
+        )
+        .await?;
         let body = axum::body::to_bytes(body, MAX_BODY_BYTES)
             .await
             .map_err(|_| AppError::TooLarge {
@@ -230,26 +217,11 @@ pub async fn handler(State(state): State<AppState>, request: axum::extract::Requ
         Ok::<_, AppError>(enqueued)
     }
     .await;
-    match result {
-        Ok(enqueued) => (
-            if enqueued.duplicate {
-                StatusCode::OK
-            } else {
-                StatusCode::ACCEPTED
-            },
-            [(header::CACHE_CONTROL, "no-store")],
-            axum::Json(enqueued),
-        )
-            .into_response(),
-        Err(AppError::Unauthorized) => (
-            StatusCode::UNAUTHORIZED,
-            [(header::WWW_AUTHENTICATE, "Bearer")],
-            axum::Json(json!({"kind": "unauthorized",
-                "error": "Send `Authorization: Bearer <ingest key>` with an active key."})),
-        )
-            .into_response(),
-        Err(error) => error.into_response(),
-    }
+    let accepted = |enqueued: Enqueued| match enqueued.duplicate {
+        true => (StatusCode::OK, enqueued),
+        false => (StatusCode::ACCEPTED, enqueued),
+    };
+    crate::ingest_keys::ssr::answer(result.map(accepted))
 }
 
 #[cfg(test)]

@@ -1,10 +1,10 @@
-//! The drills' alert kinds: `drill_overdue` (a condition the self-monitor evaluates),
+//! The drills' alert kinds: `drill_overdue` and `tabletop_overdue` (conditions the
+//! self-monitor evaluates from each store's cadence, `cadence`),
 //! `drill_failed` and `rto_exceeded` (events raised in the transaction that records the
 //! drill).
 
 use serde_json::json;
-use sqlx::PgPool;
-use time::{Duration, OffsetDateTime};
+use time::OffsetDateTime;
 
 use super::super::{DrillStore, StoreKind};
 use crate::alerts::ssr::{AlertKind, EvalFuture, Fix, Signal};
@@ -14,6 +14,7 @@ use crate::format::format_duration;
 use crate::server::AppState;
 
 use super::super::DRILL_JOB;
+use super::cadence;
 
 fn run_a_drill(_key: &str) -> FixAction {
     FixAction::run(DRILL_JOB, "Run a drill now")
@@ -25,9 +26,9 @@ const FIX: Fix = Fix {
     action: Some(run_a_drill),
 };
 
-/// No passing functional drill within the cadence (90 days, counted from installation
-/// on a fresh install), or none within a week of a schema upgrade. Critical past twice
-/// the cadence.
+/// No passing functional drill of a store within the cadence its objectives set (90
+/// days by default, counted from installation on a fresh install), or none within a
+/// week of a schema change (`cadence`). Critical past twice the cadence.
 pub static DRILL_OVERDUE: AlertKind = AlertKind {
     name: "drill_overdue",
     description: "No passing restore drill within its cadence, or since a schema upgrade.",
@@ -35,6 +36,21 @@ pub static DRILL_OVERDUE: AlertKind = AlertKind {
     fire_after: 1,
     auto_resolve: true,
     fix: FIX,
+};
+
+/// No tabletop exercise within a store's tabletop cadence (30 days by default, from its
+/// objectives; counted from installation on a fresh install).
+pub static TABLETOP_OVERDUE: AlertKind = AlertKind {
+    name: "tabletop_overdue",
+    description: "No tabletop exercise within its cadence.",
+    evaluate: Some(tabletop_overdue),
+    fire_after: 1,
+    auto_resolve: true,
+    fix: Fix {
+        href: "/admin/drills",
+        label: "Log a tabletop exercise",
+        action: None,
+    },
 };
 
 /// A functional drill failed: a backup did not restore, verify or answer the console's
@@ -59,110 +75,32 @@ pub static RTO_EXCEEDED: AlertKind = AlertKind {
     fix: FIX,
 };
 
-/// The cadence of functional drills.
-pub const FUNCTIONAL_EVERY: Duration = Duration::days(90);
-/// The cadence of tabletop exercises.
-pub const TABLETOP_EVERY: Duration = Duration::days(30);
-/// How long after a schema upgrade a passing drill is due.
-pub const AFTER_UPGRADE: Duration = Duration::days(7);
 /// How far over its 90-day median a drill's recovery time may go.
 pub const TREND_FACTOR: f64 = 1.25;
 
-/// When Salvage was installed (its first migration), when its schema last changed after
-/// that (a later migration), and when the newest passing functional drill began.
-pub struct Points {
-    pub installed: OffsetDateTime,
-    pub upgraded: Option<OffsetDateTime>,
-    pub last_passed: Option<OffsetDateTime>,
-}
-
-pub async fn points(pg: &PgPool) -> Result<Points, sqlx::Error> {
-    // The migrator's own table: a runtime query (see `backups::ssr::alerts`).
-    let (installed, latest): (Option<OffsetDateTime>, Option<OffsetDateTime>) =
-        sqlx::query_as("select min(installed_on), max(installed_on) from _sqlx_migrations")
-            .fetch_one(pg)
-            .await?;
-    let installed = installed.unwrap_or(OffsetDateTime::UNIX_EPOCH);
-    let last_passed = sqlx::query_scalar!(
-        "select max(started_at) from drills where kind = 'functional' and status = 'passed'"
-    )
-    .fetch_one(pg)
-    .await?;
-    Ok(Points {
-        installed,
-        // Migrations applied with the first install are the install, not an upgrade.
-        upgraded: latest.filter(|l| *l - installed > Duration::hours(1)),
-        last_passed,
+fn overdue(state: AppState, now: OffsetDateTime) -> EvalFuture {
+    Box::pin(async move {
+        let mut signals = Vec::new();
+        for store in StoreKind::ALL {
+            let points = cadence::points(&state, store)
+                .await
+                .map_err(|e| AppError::internal("Failed to evaluate the drills", e))?;
+            signals.extend(cadence::overdue_signals(&points, now));
+        }
+        Ok(signals)
     })
 }
 
-impl Points {
-    /// When the next functional drill is due: a cadence after the last passing one (or
-    /// the installation), or sooner after a schema upgrade no drill has passed since.
-    pub fn functional_due(&self) -> OffsetDateTime {
-        let cadence = self.last_passed.unwrap_or(self.installed) + FUNCTIONAL_EVERY;
-        match self.upgraded {
-            Some(upgraded) if self.last_passed.is_none_or(|p| p < upgraded) => {
-                cadence.min(upgraded + AFTER_UPGRADE)
-            }
-            _ => cadence,
-        }
-    }
-}
-
-/// The signals for `points` at `now`: one per reason a drill is due.
-pub fn overdue_signals(points: &Points, now: OffsetDateTime) -> Vec<Signal> {
-    let mut signals = Vec::new();
-    let since = points.last_passed.unwrap_or(points.installed);
-    let age = now - since;
-    if age > FUNCTIONAL_EVERY {
-        let days = age.whole_hours() as f64 / 24.0;
-        let severity = if age > FUNCTIONAL_EVERY * 2 {
-            Severity::Critical
-        } else {
-            Severity::Warning
-        };
-        let title = match points.last_passed {
-            Some(_) => format!(
-                "The last passing restore drill was {days:.0} days ago (cadence {} days)",
-                FUNCTIONAL_EVERY.whole_days()
-            ),
-            None => format!(
-                "No restore drill has passed in the {days:.0} days since installation (cadence {} days)",
-                FUNCTIONAL_EVERY.whole_days()
-            ),
-        };
-        signals.push(
-            Signal::new("cadence", severity, title)
-                .measured(days, FUNCTIONAL_EVERY.whole_days() as f64, "days")
-                .with_details(json!({"ever": points.last_passed.is_some()})),
-        );
-    }
-    if let Some(upgraded) = points.upgraded {
-        let drilled_since = points.last_passed.is_some_and(|p| p >= upgraded);
-        if !drilled_since && now - upgraded > AFTER_UPGRADE {
-            let days = (now - upgraded).whole_hours() as f64 / 24.0;
-            signals.push(
-                Signal::new(
-                    "after_upgrade",
-                    Severity::Warning,
-                    format!(
-                        "No restore drill has passed since the schema upgrade {days:.0} days ago"
-                    ),
-                )
-                .measured(days, AFTER_UPGRADE.whole_days() as f64, "days"),
-            );
-        }
-    }
-    signals
-}
-
-fn overdue(state: AppState, now: OffsetDateTime) -> EvalFuture {
+fn tabletop_overdue(state: AppState, now: OffsetDateTime) -> EvalFuture {
     Box::pin(async move {
-        let points = points(&state.pg)
-            .await
-            .map_err(|e| AppError::internal("Failed to evaluate the drills", e))?;
-        Ok(overdue_signals(&points, now))
+        let mut signals = Vec::new();
+        for store in StoreKind::ALL {
+            let points = cadence::points(&state, store)
+                .await
+                .map_err(|e| AppError::internal("Failed to evaluate the tabletops", e))?;
+            signals.extend(cadence::tabletop_signal(&points, now));
+        }
+        Ok(signals)
     })
 }
 
@@ -249,56 +187,6 @@ pub fn rto_signal(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn at(days: i64) -> OffsetDateTime {
-        OffsetDateTime::UNIX_EPOCH + Duration::days(days)
-    }
-
-    #[test]
-    fn overdue_past_the_cadence_from_installation_or_the_last_pass_critical_past_twice() {
-        let fresh = Points {
-            installed: at(0),
-            upgraded: None,
-            last_passed: None,
-        };
-        assert!(overdue_signals(&fresh, at(90)).is_empty());
-        let due = overdue_signals(&fresh, at(91));
-        assert_eq!(due.len(), 1);
-        assert_eq!(due[0].severity, Severity::Warning);
-        assert!(
-            due[0].title.contains("since installation"),
-            "{}",
-            due[0].title
-        );
-        assert_eq!(
-            overdue_signals(&fresh, at(181))[0].severity,
-            Severity::Critical
-        );
-        let drilled = Points {
-            last_passed: Some(at(100)),
-            ..fresh
-        };
-        assert!(overdue_signals(&drilled, at(181)).is_empty());
-        assert_eq!(overdue_signals(&drilled, at(191)).len(), 1);
-    }
-
-    #[test]
-    fn a_drill_is_due_a_week_after_an_upgrade_unless_one_passed_since() {
-        let upgraded = Points {
-            installed: at(0),
-            upgraded: Some(at(10)),
-            last_passed: Some(at(5)),
-        };
-        assert!(overdue_signals(&upgraded, at(17)).is_empty());
-        let due = overdue_signals(&upgraded, at(18));
-        assert_eq!(due.len(), 1);
-        assert_eq!(due[0].key, "after_upgrade");
-        let drilled = Points {
-            last_passed: Some(at(12)),
-            ..upgraded
-        };
-        assert!(overdue_signals(&drilled, at(30)).is_empty());
-    }
 
     #[test]
     fn rto_exceeded_over_the_objective_or_a_quarter_and_a_floor_over_the_median() {

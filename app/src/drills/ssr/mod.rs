@@ -1,16 +1,18 @@
 //! Drills on the server: the drill itself (`run`, the `restore-drill` job) and the
 //! console's queries it runs on what it restored (`queries`), the records of drills and
 //! of the throwaway databases they make (`records`), the janitor that drops those a drill
-//! left behind (`janitor`, the `drill-janitor` job), the alert kinds (`alerts`), and the
-//! page's figures, tabletop log and objectives (`overview`).
+//! left behind (`janitor`, the `drill-janitor` job), the alert kinds (`alerts`), when
+//! each store's drills and tabletops are due (`cadence`), and the page's figures, tabletop log and objectives (`overview`).
 
 pub mod alerts;
+pub mod cadence;
 mod janitor;
 pub mod overview;
 mod pitr;
 mod queries;
 pub mod records;
 pub mod run;
+pub mod schema_events;
 mod steps;
 
 use std::time::Duration;

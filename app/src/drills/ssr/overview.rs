@@ -3,7 +3,8 @@
 //! an admin's change of the objectives.
 
 use super::super::{DrillKind, DrillsOverview, Due, Objective, StoreKind, Tabletop};
-use super::alerts::{self, AFTER_UPGRADE, FUNCTIONAL_EVERY, TABLETOP_EVERY};
+use super::alerts;
+use super::cadence::{self, AFTER_CHANGE};
 use super::records;
 use crate::auth::ssr::Actor;
 use crate::backups::ssr::{catalogue, objectives};
@@ -54,6 +55,8 @@ pub async fn overview(state: &AppState) -> Result<DrillsOverview, AppError> {
             store,
             rpo_target_secs: set.rpo.as_secs() as i64,
             rto_target_secs: set.rto.as_secs() as i64,
+            functional_days: set.functional_days,
+            tabletop_days: set.tabletop_days,
             set_by,
             rpo_measured_ms: archive_rpo.or(latest
                 .and_then(|b| b.backup.finished_ms)
@@ -88,43 +91,52 @@ async fn archive_exposure(state: &AppState, now: time::OffsetDateTime) -> Option
     alerts::archive_exposure_ms(window.oldest_ms, &archiver, now)
 }
 
-/// The next due date of each cadence.
+/// The next due date of each store's cadences.
 async fn due(state: &AppState) -> Result<Vec<Due>, AppError> {
     let pg_err = AppError::wrap("Read the drills");
-    let points = alerts::points(&state.pg).await.map_err(&pg_err)?;
-    let last_tabletop =
-        sqlx::query_scalar!("select max(started_at) from drills where kind = 'tabletop'")
-            .fetch_one(&state.pg)
-            .await
-            .map_err(&pg_err)?;
-    let mut due = vec![
-        Due {
-            what: "Functional drill (every 90 days)".into(),
-            due_ms: unix_ms(points.last_passed.unwrap_or(points.installed) + FUNCTIONAL_EVERY),
+    let mut due = Vec::new();
+    for store in StoreKind::ALL {
+        let points = cadence::points(state, store).await.map_err(&pg_err)?;
+        due.push(Due {
+            what: format!(
+                "{}: functional drill (every {} days)",
+                store.label(),
+                points.objectives.functional_days
+            ),
+            due_ms: unix_ms(
+                points.last_passed.unwrap_or(points.installed)
+                    + points.objectives.functional_every(),
+            ),
             since: if points.last_passed.is_some() {
-                "the last passing drill".into()
+                "its last passing drill".into()
             } else {
                 "installation".into()
             },
-        },
-        Due {
-            what: "Tabletop exercise (every 30 days)".into(),
-            due_ms: unix_ms(last_tabletop.unwrap_or(points.installed) + TABLETOP_EVERY),
-            since: if last_tabletop.is_some() {
+        });
+        if let Some(change) = &points.change {
+            due.push(Due {
+                what: format!(
+                    "{}: functional drill after a schema change (within {} days)",
+                    store.label(),
+                    AFTER_CHANGE.whole_days()
+                ),
+                due_ms: unix_ms(change.at + AFTER_CHANGE),
+                since: change.what.clone(),
+            });
+        }
+        due.push(Due {
+            what: format!(
+                "{}: tabletop exercise (every {} days)",
+                store.label(),
+                points.objectives.tabletop_days
+            ),
+            due_ms: unix_ms(points.tabletop_due()),
+            since: if points.last_tabletop.is_some() {
                 "the last tabletop".into()
             } else {
                 "installation".into()
             },
-        },
-    ];
-    if let Some(upgraded) = points.upgraded {
-        if points.last_passed.is_none_or(|p| p < upgraded) {
-            due.push(Due {
-                what: "Functional drill after the schema upgrade".into(),
-                due_ms: unix_ms(upgraded + AFTER_UPGRADE),
-                since: "the upgrade".into(),
-            });
-        }
+        });
     }
     Ok(due)
 }
@@ -190,15 +202,28 @@ pub async fn log_tabletop(
 }
 
 /// Sets a store's objectives (admins, with a reason): the row and a history entry
-/// together.
+/// An admin's change of a store's objectives and drill cadences; a cadence left out
+/// keeps its value.
+pub struct ObjectivesAsk {
+    pub rpo_hours: i64,
+    pub rto_minutes: i64,
+    pub functional_days: Option<i64>,
+    pub tabletop_days: Option<i64>,
+}
+
+/// Sets `store`'s objectives and cadences, with a history entry in one transaction.
 pub async fn set_objectives(
     state: &AppState,
     actor: &Actor,
     store: StoreKind,
-    rpo_hours: i64,
-    rto_minutes: i64,
+    ask: &ObjectivesAsk,
     reason: &crate::reason::Reason,
 ) -> Result<(), AppError> {
+    let ObjectivesAsk {
+        rpo_hours,
+        rto_minutes,
+        ..
+    } = *ask;
     if !(1..=8760).contains(&rpo_hours) {
         return Err(AppError::invalid("rpo_hours", "between 1 and 8760 hours"));
     }
@@ -208,21 +233,40 @@ pub async fn set_objectives(
             "between 1 and 10080 minutes (a week)",
         ));
     }
+    for (field, days) in [
+        ("functional_days", ask.functional_days),
+        ("tabletop_days", ask.tabletop_days),
+    ] {
+        if days.is_some_and(|d| !(1..=3650).contains(&d)) {
+            return Err(AppError::invalid(field, "between 1 and 3650 days"));
+        }
+    }
     let before = objectives::current(state, store)
         .await
         .map_err(AppError::wrap("Read the recovery objectives"))?;
+    let after = objectives::Objectives {
+        rpo: std::time::Duration::from_secs(rpo_hours as u64 * 3600),
+        rto: std::time::Duration::from_secs(rto_minutes as u64 * 60),
+        functional_days: ask.functional_days.unwrap_or(before.functional_days),
+        tabletop_days: ask.tabletop_days.unwrap_or(before.tabletop_days),
+    };
     let now = state.clock.now();
     let pg_err = AppError::wrap("Set the recovery objectives");
     let mut tx = state.pg.begin().await.map_err(&pg_err)?;
     sqlx::query!(
-        "insert into recovery_objectives (store, rpo_seconds, rto_seconds, updated_at, updated_by, reason)
-         values ($1, $2, $3, $4, $5, $6)
+        "insert into recovery_objectives
+                (store, rpo_seconds, rto_seconds, functional_days, tabletop_days,
+                 updated_at, updated_by, reason)
+         values ($1, $2, $3, $4, $5, $6, $7, $8)
          on conflict (store) do update set rpo_seconds = excluded.rpo_seconds,
-             rto_seconds = excluded.rto_seconds, updated_at = excluded.updated_at,
+             rto_seconds = excluded.rto_seconds, functional_days = excluded.functional_days,
+             tabletop_days = excluded.tabletop_days, updated_at = excluded.updated_at,
              updated_by = excluded.updated_by, reason = excluded.reason",
         store.as_str(),
         rpo_hours * 3600,
         rto_minutes * 60,
+        after.functional_days as i32,
+        after.tabletop_days as i32,
         now,
         &actor.name,
         reason.as_str()
@@ -232,20 +276,16 @@ pub async fn set_objectives(
     .map_err(&pg_err)?;
     let details = records::ObjectivesSet {
         store,
-        before: records::Objectives {
-            rpo_seconds: before.rpo.as_secs(),
-            rto_seconds: before.rto.as_secs(),
-        },
-        after: records::Objectives {
-            rpo_seconds: rpo_hours as u64 * 3600,
-            rto_seconds: rto_minutes as u64 * 60,
-        },
+        before: before.into(),
+        after: after.into(),
     };
     let entry = NewEntry::new(
         details,
         format!(
-            "{} objectives set: RPO {rpo_hours} h, RTO {rto_minutes} min",
-            store.label()
+            "{} objectives set: RPO {rpo_hours} h, RTO {rto_minutes} min, a drill every {} days, a tabletop every {} days",
+            store.label(),
+            after.functional_days,
+            after.tabletop_days
         ),
         actor,
         Outcome::Succeeded,

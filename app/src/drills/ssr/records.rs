@@ -40,7 +40,7 @@ crate::history::ssr::details! {
         pub error: String,
     }
 
-    /// A store's recovery objectives changed (seconds, before and after).
+    /// A store's recovery objectives and drill cadences changed (before and after).
     pub struct ObjectivesSet for Objectives {
         pub store: StoreKind,
         pub before: Objectives,
@@ -48,12 +48,26 @@ crate::history::ssr::details! {
     }
 }
 
-/// Recovery objectives in seconds, as the history records them.
+/// Recovery objectives in seconds and the drill cadences in days, as the history
+/// records them.
 #[derive(Clone, Copy, Debug, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Objectives {
     pub rpo_seconds: u64,
     pub rto_seconds: u64,
+    pub functional_days: i64,
+    pub tabletop_days: i64,
+}
+
+impl From<crate::backups::ssr::objectives::Objectives> for Objectives {
+    fn from(set: crate::backups::ssr::objectives::Objectives) -> Self {
+        Self {
+            rpo_seconds: set.rpo.as_secs(),
+            rto_seconds: set.rto.as_secs(),
+            functional_days: set.functional_days,
+            tabletop_days: set.tabletop_days,
+        }
+    }
 }
 
 /// Records a functional drill as `running` for run `run_id`; returns its id.

@@ -9,7 +9,6 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
 use sqlx::PgPool;
 
 use super::super::Queue;
@@ -360,20 +359,7 @@ async fn ingest(state: AppState, queue: Queue, request: axum::extract::Request) 
                 .insert(header::RETRY_AFTER, header::HeaderValue::from(5));
             response
         }
-        Err(error @ AppError::Unauthorized) => {
-            let mut response = (
-                StatusCode::UNAUTHORIZED,
-                axum::Json(json!({"kind": "unauthorized",
-                    "error": "Send `Authorization: Bearer <ingest key>` with an active key."})),
-            )
-                .into_response();
-            response.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                header::HeaderValue::from_static("Bearer"),
-            );
-            drop(error);
-            response
-        }
+        Err(AppError::Unauthorized) => crate::ingest_keys::ssr::unauthorized(),
         Err(error) => error.into_response(),
     }
 }
