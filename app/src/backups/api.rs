@@ -35,15 +35,19 @@ pub async fn load_backups() -> Result<BackupsOverview, AppError> {
             .fetch_all(&state.pg)
             .await
             .map_err(internal)?;
+            let rpo = super::ssr::objectives::current(&state, store)
+                .await
+                .map_err(internal)?
+                .rpo;
+            let policy = state.backups().policy(store);
             stores.push(StoreSummary {
                 store,
                 latest_ms: latest.and_then(|b| b.backup.finished_ms),
-                rpo_hours: (super::ssr::objectives::current(&state, store)
-                    .await
-                    .map_err(internal)?
-                    .rpo
-                    .as_secs()
-                    / 3600) as i64,
+                rpo_hours: (rpo.as_secs() / 3600) as i64,
+                schedule: policy.schedule.describe(),
+                next_ms: policy.schedule.next_after(now).map(crate::server::unix_ms),
+                keep: policy.keep,
+                gap_over_rpo: policy.schedule.longest_gap().whole_seconds() > rpo.as_secs() as i64,
                 sizes: sizes
                     .into_iter()
                     .map(|row| {
@@ -68,7 +72,6 @@ pub async fn load_backups() -> Result<BackupsOverview, AppError> {
             backups: catalogue::list(&state.pg, 100).await.map_err(internal)?,
             restores: restore::list(&state, 20).await.map_err(internal)?,
             target: state.backups().storage.describe(),
-            keep: state.backups().keep,
             running_run,
             last_synced_ms: super::ssr::sync::last_synced_ms(&state)
                 .await

@@ -164,6 +164,14 @@ pub struct StoreSummary {
     pub latest_ms: Option<i64>,
     /// The recovery point objective, hours.
     pub rpo_hours: i64,
+    /// Its backup schedule, in words ("hourly at :00"), when the next time comes, and
+    /// how many complete backups are kept.
+    pub schedule: String,
+    pub next_ms: Option<i64>,
+    pub keep: i64,
+    /// The schedule's longest gap is over the objective: between two backups, the
+    /// newest is older than the RPO allows.
+    pub gap_over_rpo: bool,
     /// Completed backups of the last 30 days, oldest first: (started, bytes, duration ms).
     pub sizes: Vec<(i64, i64, i64)>,
 }
@@ -178,8 +186,6 @@ pub struct BackupsOverview {
     pub restores: Vec<Restore>,
     /// The backup target, described ("/var/backups/salvage").
     pub target: String,
-    /// Completed backups kept per store.
-    pub keep: i64,
     /// The run of the `backup` job in progress, if any.
     pub running_run: Option<i64>,
     /// When the catalogue was last synced with the repository (`backup-sync`).

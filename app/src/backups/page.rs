@@ -9,7 +9,7 @@ use leptos_meta::Title;
 use super::api::{load_backups, load_restore_plan, RollBackRestore, StartRestore, VerifyBackup};
 use super::{
     Backup, BackupStatus, BackupsOverview, Restore, RestoreMode, RestorePlan, RestoreStatus,
-    StoreSummary,
+    StoreKind, StoreSummary,
 };
 use crate::auth::viewer::use_viewer;
 use crate::auth::Permission;
@@ -205,7 +205,6 @@ fn BackupsNow(
         backups,
         restores,
         target,
-        keep,
         running_run,
         last_synced_ms,
     } = overview;
@@ -251,9 +250,9 @@ fn BackupsNow(
         </section>
         <section class="panel">
             <h2>"Catalogue"</h2>
-            <p class="muted small">{format!("Kept in {target}; the newest {keep} complete backups of each store are kept (never the newest verified one). {synced} Newest first.")}</p>
+            <p class="muted small">{format!("Kept in {target}; each store keeps its newest complete backups (the number under its chart; never the newest verified one). {synced} Newest first.")}</p>
             {if backups.is_empty() {
-                view! { <p class="muted">"No backup yet. The daily job runs at 03:00 UTC, or back up now."</p> }.into_any()
+                view! { <p class="muted">"No backup yet. Each store is backed up at its times (under its chart), or back up now."</p> }.into_any()
             } else {
                 view! {
                     <table class="data backups">
@@ -342,7 +341,23 @@ fn StoreCard(s: StoreSummary, now_ms: i64) -> AnyView {
                     view! { <rect class="bar" x=x_of(*at) y=CHART_H - 1.0 - h width=width height=h /> }
                 }).collect_view()}
             </ChartFrame>
-            <p class="muted small chart-note">{format!("Backup sizes over 30 days; the longest took {}.", format_duration(longest))}</p>
+            <p class="muted small chart-note" data-testid=format!("schedule-{}", s.store.as_str())>
+                {format!(
+                    "Backed up {}{}; the newest {} kept. Sizes over 30 days; the longest took {}.",
+                    s.schedule,
+                    s.next_ms.map(|at| format!(" (next {})", format_utc(at))).unwrap_or_default(),
+                    s.keep,
+                    format_duration(longest)
+                )}
+            </p>
+            {s.gap_over_rpo.then(|| view! {
+                <Banner tone=Tone::Warn>{format!(
+                    "{}'s schedule leaves gaps longer than its {} h objective: between two backups it is out of objective. Back it up more often ({}) or raise the RPO.",
+                    s.store.label(),
+                    s.rpo_hours,
+                    match s.store { StoreKind::Postgres => "SALVAGE_BACKUP_SCHEDULE_POSTGRES", StoreKind::Clickhouse => "SALVAGE_BACKUP_SCHEDULE_CLICKHOUSE" }
+                )}</Banner>
+            })}
         </div>
     }
     .into_any()

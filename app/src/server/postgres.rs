@@ -157,6 +157,7 @@ pub const OWN_TABLES: &[&str] = &[
     "webhook_redrives",
     "background_migrations",
     "schema_upgrades",
+    "schema_events",
 ];
 
 /// Salvage's own views (the migrations make them); the application role reads them.

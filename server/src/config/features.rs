@@ -1,4 +1,5 @@
-//! The settings of the webhook deliveries (`SALVAGE_WEBHOOK_*`, `SALVAGE_DLQ_*`,
+//! The settings of each store's backup policy (`SALVAGE_BACKUP_SCHEDULE_*`,
+//! `SALVAGE_BACKUP_KEEP*`), of the webhook deliveries (`SALVAGE_WEBHOOK_*`, `SALVAGE_DLQ_*`,
 //! `SALVAGE_REDRIVE_RATE`, their alert thresholds, the demo receiver) and of background
 //! migrations and upgrades (`SALVAGE_MIGRATION_*`, `SALVAGE_MIGRATE_BACKUP`).
 
@@ -85,6 +86,43 @@ pub(super) fn key_ring(
 
 /// `SALVAGE_DEMO_RECEIVER`: seconds the demo's flaky receiver fails after start; unset,
 /// no receiver.
+/// A store's backup policy: `SALVAGE_BACKUP_SCHEDULE_<STORE>` (a cron expression, UTC)
+/// and `SALVAGE_BACKUP_KEEP_<STORE>`, else `SALVAGE_BACKUP_KEEP` for both, else the
+/// runbooks' (PostgreSQL hourly, 168; ClickHouse daily at 03:00, 30).
+pub(super) fn backup_policy(
+    env: &Env,
+    store: app::backups::StoreKind,
+) -> Result<app::backups::ssr::schedule::StorePolicy, ConfigError> {
+    use app::backups::StoreKind;
+    let mut policy = app::backups::ssr::schedule::StorePolicy::default_for(store);
+    let (schedule, keep) = match store {
+        StoreKind::Postgres => (
+            "SALVAGE_BACKUP_SCHEDULE_POSTGRES",
+            "SALVAGE_BACKUP_KEEP_POSTGRES",
+        ),
+        StoreKind::Clickhouse => (
+            "SALVAGE_BACKUP_SCHEDULE_CLICKHOUSE",
+            "SALVAGE_BACKUP_KEEP_CLICKHOUSE",
+        ),
+    };
+    if let Some(expression) = env.get(schedule) {
+        policy.schedule = app::jobs::schedule::Schedule::parse(&expression).map_err(|reason| {
+            ConfigError::Malformed {
+                name: schedule,
+                reason: reason.to_string(),
+            }
+        })?;
+    }
+    let both = env.bounded(
+        "SALVAGE_BACKUP_KEEP",
+        1..=10_000,
+        "backups",
+        policy.keep as u64,
+    )?;
+    policy.keep = env.bounded(keep, 1..=10_000, "backups", both)? as i64;
+    Ok(policy)
+}
+
 pub(super) fn demo_receiver(env: &Env) -> Result<Option<u64>, ConfigError> {
     match env.get("SALVAGE_DEMO_RECEIVER") {
         None => Ok(None),

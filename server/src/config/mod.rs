@@ -101,8 +101,9 @@ pub struct Settings {
     /// (2), `SALVAGE_ALERT_FLAP_CHANGES` (4), `SALVAGE_ALERT_FLAP_WINDOW_MINUTES` (30).
     pub alerts: app::alerts::ssr::AlertSettings,
     /// Backups: `SALVAGE_BACKUP_DIR` (default `.stores/backups`) or `SALVAGE_BACKUP_URL`
-    /// (`s3://bucket/prefix`, with the `AWS_*` variables), `SALVAGE_BACKUP_KEEP`
-    /// (14), `SALVAGE_RPO_POSTGRES_HOURS` and `SALVAGE_RPO_CLICKHOUSE_HOURS` (24),
+    /// (`s3://bucket/prefix`, with the `AWS_*` variables), each store's schedule and
+    /// retention (`SALVAGE_BACKUP_SCHEDULE_<STORE>`, `SALVAGE_BACKUP_KEEP[_<STORE>]`),
+    /// `SALVAGE_RPO_POSTGRES_HOURS` and `SALVAGE_RPO_CLICKHOUSE_HOURS` (24),
     /// `SALVAGE_PG_BIN_DIR` (where `pg_dump` and `pg_restore` are; default the `PATH`).
     pub backups: app::backups::ssr::BackupSettings,
     /// Drills: the defaults (RTO 1 h; the janitor drops what a dead drill left after 1 h).
@@ -407,7 +408,9 @@ impl Settings {
                 })?;
             backups.storage = app::backups::ssr::Storage::Bucket(bucket);
         }
-        backups.keep = bounded("SALVAGE_BACKUP_KEEP", 1..=10_000, "backups", 14)? as i64;
+        backups.policy_postgres = features::backup_policy(&env, app::backups::StoreKind::Postgres)?;
+        backups.policy_clickhouse =
+            features::backup_policy(&env, app::backups::StoreKind::Clickhouse)?;
         backups.rpo_postgres = Duration::from_secs(
             3600 * bounded("SALVAGE_RPO_POSTGRES_HOURS", 1..=8760, "hours", 24)?,
         );

@@ -37,6 +37,53 @@ fn the_minimal_environment_gives_documented_defaults() {
 }
 
 #[test]
+fn each_store_has_its_backup_schedule_and_retention() {
+    use app::backups::StoreKind::{Clickhouse, Postgres};
+    let defaults = Settings::from_lookup(lookup(MINIMAL)).unwrap();
+    let policy = |s: &Settings, store| {
+        let p = s.backups.policy(store);
+        (p.schedule.describe(), p.keep)
+    };
+    assert_eq!(policy(&defaults, Postgres), ("hourly at :00".into(), 168));
+    assert_eq!(
+        policy(&defaults, Clickhouse),
+        ("daily at 03:00 UTC".into(), 30)
+    );
+
+    // SALVAGE_BACKUP_KEEP sets both; a store's own setting wins.
+    let mut pairs = MINIMAL.to_vec();
+    pairs.push(("SALVAGE_BACKUP_KEEP", "14"));
+    pairs.push(("SALVAGE_BACKUP_KEEP_CLICKHOUSE", "60"));
+    pairs.push(("SALVAGE_BACKUP_SCHEDULE_POSTGRES", "*/15 * * * *"));
+    let set = Settings::from_lookup(lookup(&pairs)).unwrap();
+    assert_eq!(policy(&set, Postgres), ("every 15 min".into(), 14));
+    assert_eq!(policy(&set, Clickhouse), ("daily at 03:00 UTC".into(), 60));
+
+    for (name, value, reason) in [
+        (
+            "SALVAGE_BACKUP_SCHEDULE_CLICKHOUSE",
+            "0 25 * * *",
+            "hour: 25 is outside 0-23",
+        ),
+        (
+            "SALVAGE_BACKUP_KEEP_POSTGRES",
+            "0",
+            "expected backups between 1 and 10000",
+        ),
+    ] {
+        let mut pairs = MINIMAL.to_vec();
+        pairs.push((name, value));
+        let error = Settings::from_lookup(lookup(&pairs))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            error,
+            format!("configuration: {name} is malformed: {reason}")
+        );
+    }
+}
+
+#[test]
 fn a_job_schedule_can_be_replaced_and_a_bad_one_is_named() {
     let mut pairs = MINIMAL.to_vec();
     pairs.push(("SALVAGE_CRON_REPLAY_FALLBACK", "*/3 * * * *"));

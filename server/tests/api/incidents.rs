@@ -52,7 +52,11 @@ async fn park(app: &TestApp, n: i64, days_ago: i64) {
 
 #[tokio::test]
 async fn the_incident_freeze_holds_expiry_and_retention_and_lets_ingest_and_replay_go_on() {
-    let app = spawn_app_tweaked(|settings| settings.backups.keep = 1).await;
+    let app = spawn_app_tweaked(|settings| {
+        settings.backups.policy_postgres.keep = 1;
+        settings.backups.policy_clickhouse.keep = 1;
+    })
+    .await;
     let operator = app.signed_in(Role::Operator).await;
     let incident = declare(&operator).await;
     park(&app, 5, 30).await;

@@ -1,5 +1,5 @@
 //! The `backup` job: back up each store, verify each new backup, then apply retention.
-//! One function behind the Backup now button, `/cron/backup`, the daily schedule and
+//! One function behind the Backup now button, `/cron/backup`, each store's schedule and
 //! `salvage backup create`.
 //!
 //! A backup is recorded `running` before its first byte, its files are written under the
@@ -73,7 +73,8 @@ struct TableRows {
 pub static BACKUP: Job = Job {
     name: super::super::BACKUP_JOB,
     description: "Backs up PostgreSQL and ClickHouse, verifies each backup and applies retention.",
-    schedule: "0 3 * * *",
+    // The tick: each store is backed up at its own times (`schedule`).
+    schedule: "0 * * * *",
     grace: Duration::from_secs(3600),
     run: run_backup_job,
     permission: crate::auth::Permission::Operate,
@@ -134,11 +135,21 @@ impl Report for BackupReport {
 async fn backup(ctx: &JobContext) -> Result<BackupReport, AppError> {
     let mut taken = Vec::new();
     let mut deleted = Vec::new();
-    for (index, store) in StoreKind::ALL.into_iter().enumerate() {
+    // A scheduler's tick backs up the stores whose own times came; anyone else, both.
+    let stores = match (ctx.trigger, ctx.tick) {
+        (crate::jobs::Trigger::Scheduler, Some(tick)) => {
+            super::schedule::due_stores(&ctx.state, tick)
+                .await
+                .map_err(AppError::wrap("Read the backup schedules"))?
+        }
+        _ => StoreKind::ALL.to_vec(),
+    };
+    let total = stores.len() as i64;
+    for (index, store) in stores.iter().copied().enumerate() {
         if ctx.tracker.is_cancelled() {
             break;
         }
-        ctx.tracker.report(index as i64, 2).await?;
+        ctx.tracker.report(index as i64, total).await?;
         let started = Started {
             store,
             trigger: ctx.trigger.as_str(),
@@ -156,7 +167,7 @@ async fn backup(ctx: &JobContext) -> Result<BackupReport, AppError> {
             taken.push(one);
         }
     }
-    ctx.tracker.report(2, 2).await?;
+    ctx.tracker.report(total, total).await?;
     let failed: Vec<String> = taken
         .iter()
         .filter_map(|t| {
@@ -170,7 +181,7 @@ async fn backup(ctx: &JobContext) -> Result<BackupReport, AppError> {
         .collect();
     let status = if ctx.tracker.is_cancelled() {
         RunStatus::Cancelled
-    } else if failed.len() == taken.len() {
+    } else if !taken.is_empty() && failed.len() == taken.len() {
         RunStatus::Failed
     } else if !failed.is_empty() || taken.iter().any(|t| t.status == BackupStatus::VerifyFailed) {
         RunStatus::Partial
@@ -630,7 +641,7 @@ pub async fn retain(
         .map(|b| (b.backup.id, b.backup.status == BackupStatus::Verified))
         .collect();
     let mut deleted = Vec::new();
-    for id in catalogue::to_delete(&order, state.backups().keep as usize) {
+    for id in catalogue::to_delete(&order, state.backups().policy(store).keep as usize) {
         let Some(backup) = kept.iter().find(|b| b.backup.id == id) else {
             continue;
         };
@@ -645,7 +656,7 @@ pub async fn retain(
             backup_id: id,
             store,
             bytes: backup.backup.size_bytes,
-            keep: state.backups().keep,
+            keep: state.backups().policy(store).keep,
             retention: true,
         };
         let title = format!("Retention deleted {} backup {id}", store.label());

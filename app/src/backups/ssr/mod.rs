@@ -13,6 +13,7 @@ pub mod pitr;
 pub mod points;
 pub mod postgres;
 pub mod restore;
+pub mod schedule;
 pub mod signature;
 pub mod storage;
 pub mod sync;
@@ -32,8 +33,11 @@ pub use storage::Storage;
 pub struct BackupSettings {
     /// `SALVAGE_BACKUP_DIR`: the backup target. Default `.stores/backups`.
     pub storage: Storage,
-    /// `SALVAGE_BACKUP_KEEP`: completed backups kept per store (default 14).
-    pub keep: i64,
+    /// `SALVAGE_BACKUP_SCHEDULE_<STORE>` and `SALVAGE_BACKUP_KEEP_<STORE>` (or
+    /// `SALVAGE_BACKUP_KEEP` for both): when each store is backed up and how many of its
+    /// complete backups are kept (PostgreSQL hourly, 168; ClickHouse daily at 03:00, 30).
+    pub policy_postgres: schedule::StorePolicy,
+    pub policy_clickhouse: schedule::StorePolicy,
     /// `SALVAGE_RPO_POSTGRES_HOURS`, `SALVAGE_RPO_CLICKHOUSE_HOURS`: the recovery point
     /// objective of each store (default 24 h): `backup_stale` is measured against it.
     pub rpo_postgres: Duration,
@@ -62,7 +66,8 @@ impl BackupSettings {
     pub fn with_defaults(database_url: SecretString, owner_url: Option<SecretString>) -> Self {
         Self {
             storage: Storage::Directory(PathBuf::from(".stores/backups")),
-            keep: 14,
+            policy_postgres: schedule::StorePolicy::default_for(super::StoreKind::Postgres),
+            policy_clickhouse: schedule::StorePolicy::default_for(super::StoreKind::Clickhouse),
             rpo_postgres: Duration::from_secs(24 * 3600),
             rpo_clickhouse: Duration::from_secs(24 * 3600),
             rto_default: Duration::from_secs(3600),
@@ -72,6 +77,14 @@ impl BackupSettings {
             pitr: None,
             signing_keys: Default::default(),
             encryption: None,
+        }
+    }
+
+    /// The backup schedule and retention of `store`.
+    pub fn policy(&self, store: super::StoreKind) -> &schedule::StorePolicy {
+        match store {
+            super::StoreKind::Postgres => &self.policy_postgres,
+            super::StoreKind::Clickhouse => &self.policy_clickhouse,
         }
     }
 

@@ -139,6 +139,8 @@ pub struct JobContext {
     pub input: Value,
     /// The time of the run (the state's clock at its start).
     pub now: OffsetDateTime,
+    /// The schedule tick, for a scheduler's run.
+    pub tick: Option<OffsetDateTime>,
     /// Progress reports, and whether to stop.
     pub tracker: Tracker,
 }
@@ -345,6 +347,7 @@ async fn execute(
         targets: options.targets.clone(),
         input: options.input.clone(),
         now: state.clock.now(),
+        tick: firing.tick,
         tracker: tracker.clone(),
     };
     let started = Instant::now();

@@ -277,8 +277,13 @@ async fn rows_ingested_during_an_in_place_clickhouse_restore_land_exactly_once()
 }
 
 #[tokio::test]
-async fn retention_keeps_the_newest_n_and_never_the_newest_verified() {
-    let app = spawn_app_tweaked(|settings| settings.backups.keep = 3).await;
+async fn retention_keeps_each_stores_newest_n_and_never_the_newest_verified() {
+    // PostgreSQL keeps 3, ClickHouse 5: each store's own retention.
+    let app = spawn_app_tweaked(|settings| {
+        settings.backups.policy_postgres.keep = 3;
+        settings.backups.policy_clickhouse.keep = 5;
+    })
+    .await;
     let mut ids = Vec::new();
     for _ in 0..4 {
         ids.push(back_up(&app).await.0);
@@ -291,6 +296,12 @@ async fn retention_keeps_the_newest_n_and_never_the_newest_verified() {
     .await
     .unwrap();
     assert_eq!(deleted, [ids[0]]);
+    assert_eq!(
+        app.count("backups where store = 'clickhouse' and deleted_at is not null")
+            .await,
+        0,
+        "ClickHouse keeps 5"
+    );
     // Only the oldest kept one is verified now: keeping 1 must still keep it.
     sqlx::query("update backups set status = 'verify_failed' where id = any($1)")
         .bind([ids[2], ids[3]])
@@ -298,7 +309,10 @@ async fn retention_keeps_the_newest_n_and_never_the_newest_verified() {
         .await
         .unwrap();
     let mut strict = app.state.clone();
-    strict.part_mut::<app::backups::ssr::BackupSettings>().keep = 1;
+    strict
+        .part_mut::<app::backups::ssr::BackupSettings>()
+        .policy_postgres
+        .keep = 1;
     let gone = app::backups::ssr::create::retain(
         &strict,
         StoreKind::Postgres,

@@ -8,6 +8,7 @@ pub(crate) mod pitr;
 mod pitr_faults;
 mod recover;
 mod round_trip;
+mod schedule;
 mod sync;
 mod tampering;
 

@@ -243,7 +243,7 @@ async fn a_job_firing_forty_percent_of_a_day_is_flagged_with_its_counts_and_a_fu
     insert_runs(&app, "expire-fallback", &day("17 * * * *")).await;
     insert_runs(&app, "prune-cron-runs", &day("41 3 * * *")).await;
     insert_runs(&app, "self-monitor", &day("* * * * *")).await;
-    insert_runs(&app, "backup", &day("0 3 * * *")).await;
+    insert_runs(&app, "backup", &day("0 * * * *")).await;
     insert_runs(&app, "backup-sync", &day("47 5 * * *")).await;
     insert_runs(&app, "pitr-backup", &day("17 * * * *")).await;
     insert_runs(&app, "pitr-side-janitor", &day("41 * * * *")).await;
