@@ -159,6 +159,7 @@ fn parts(settings: &Settings) -> Parts {
     Parts::default()
         .with(settings.queues.clone())
         .with(app::ingest_keys::ssr::KeyCache::default())
+        .with(app::ingest_keys::usage::Usage::default())
         .with(app::health::ssr::HealthCache::default())
         .with(settings.crons.clone())
         .with(app::jobs::ssr::JobLists {
@@ -605,6 +606,37 @@ pub fn spawn_session_cleanup(state: AppState) {
                 .await
             {
                 tracing::debug!(%error, "expired sessions not deleted this time");
+            }
+        }
+    });
+}
+
+/// Adds this process's ingest key usage to PostgreSQL every few seconds, prunes it
+/// hourly, and flushes once more on shutdown. Internal: a missed flush keeps its counts
+/// for the next one.
+pub fn spawn_key_usage(state: AppState) {
+    let usage = state.key_usage().clone();
+    let shutdown = state.shutdown.clone();
+    state.tasks.spawn(async move {
+        let mut tick = tokio::time::interval(app::ingest_keys::usage::FLUSH_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut pruned: Option<std::time::Instant> = None;
+        loop {
+            let stopping = tokio::select! {
+                _ = tick.tick() => false,
+                () = shutdown.cancelled() => true,
+            };
+            if let Err(error) = usage.flush(&state.pg).await {
+                tracing::debug!(%error, "ingest key usage not flushed this time");
+            }
+            if stopping {
+                break;
+            }
+            if pruned.is_none_or(|at| at.elapsed() > Duration::from_secs(3600)) {
+                match app::ingest_keys::usage::prune(&state.pg, state.clock.now()).await {
+                    Ok(_) => pruned = Some(std::time::Instant::now()),
+                    Err(error) => tracing::debug!(%error, "ingest key usage not pruned"),
+                }
             }
         }
     });

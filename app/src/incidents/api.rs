@@ -26,13 +26,22 @@ pub async fn take_snapshot(id: i64) -> Result<i64, AppError> {
     crate::auth::ssr::serve(
         crate::auth::Permission::Annotate,
         |state, actor| async move {
-            let (_, open) = super::ssr::incident(&state, id).await?;
-            if !open {
-                return Err(AppError::Conflict {
-                    message: format!("Incident #{id} is resolved."),
-                });
-            }
+            super::ssr::open_incident(&state, id).await?;
             super::ssr::snapshot(&state, id, &actor, "on demand").await
+        },
+    )
+    .await
+}
+
+/// Records what ingest key `key_id` did (requests and rows per hour, its addresses) in
+/// open incident `id`'s timeline.
+#[server(endpoint = "incidents/key-snapshot")]
+pub async fn take_key_snapshot(id: i64, key_id: i64) -> Result<i64, AppError> {
+    crate::auth::ssr::serve(
+        crate::auth::Permission::Annotate,
+        |state, actor| async move {
+            super::ssr::open_incident(&state, id).await?;
+            super::ssr::key_snapshot(&state, id, key_id, &actor).await
         },
     )
     .await

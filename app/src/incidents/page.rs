@@ -4,7 +4,9 @@
 use leptos::prelude::*;
 use leptos_router::hooks::use_params_map;
 
-use super::api::{load_incident_mode, SetIncidentFreeze, SetRcaOwner, TakeSnapshot, TickItem};
+use super::api::{
+    load_incident_mode, SetIncidentFreeze, SetRcaOwner, TakeKeySnapshot, TakeSnapshot, TickItem,
+};
 use super::IncidentMode;
 use crate::auth::viewer::use_viewer;
 use crate::auth::Permission;
@@ -24,6 +26,7 @@ pub fn IncidentPanel() -> AnyView {
     let snapshot = ServerAction::<TakeSnapshot>::new();
     let tick = ServerAction::<TickItem>::new();
     let owner = ServerAction::<SetRcaOwner>::new();
+    let key_snapshot = ServerAction::<TakeKeySnapshot>::new();
     let mode = Resource::new(
         move || {
             (
@@ -32,6 +35,7 @@ pub fn IncidentPanel() -> AnyView {
                 snapshot.version().get(),
                 tick.version().get(),
                 owner.version().get(),
+                key_snapshot.version().get(),
             )
         },
         |(id, ..)| load_incident_mode(id),
@@ -45,7 +49,7 @@ pub fn IncidentPanel() -> AnyView {
                     None => false,
                 };
                 match mode.await {
-                    Ok(Some(mode)) => view! { <Panel mode operate freeze snapshot tick owner /> }.into_any(),
+                    Ok(Some(mode)) => view! { <Panel mode operate freeze snapshot tick owner key_snapshot /> }.into_any(),
                     Ok(None) => ().into_any(),
                     Err(error) => view! { <ErrorBanner error /> }.into_any(),
                 }
@@ -55,6 +59,7 @@ pub fn IncidentPanel() -> AnyView {
         {action_error(snapshot.value())}
         {action_error(tick.value())}
         {action_error(owner.value())}
+        {action_error(key_snapshot.value())}
     }
     .into_any()
 }
@@ -67,6 +72,7 @@ fn Panel(
     snapshot: ServerAction<TakeSnapshot>,
     tick: ServerAction<TickItem>,
     owner: ServerAction<SetRcaOwner>,
+    key_snapshot: ServerAction<TakeKeySnapshot>,
 ) -> AnyView {
     let id = mode.incident_id;
     let ready = mode.ready();
@@ -102,6 +108,16 @@ fn Panel(
                             <button type="button" class="btn" on:click=move |_| { snapshot.dispatch(TakeSnapshot { id }); }>"Take a snapshot"</button>
                         })}
                     </p>
+                    {open.then(|| view! {
+                        <ActionForm action=key_snapshot attr:class="form-row" attr:aria-label="Record an ingest key's usage">
+                            <input type="hidden" name="id" value=id />
+                            <label class="field">
+                                <span>"Ingest key #"</span>
+                                <input type="number" name="key_id" min="1" required class="narrow" />
+                            </label>
+                            <button type="submit" class="btn">"Record its usage"</button>
+                        </ActionForm>
+                    })}
                     <ActionForm action=owner attr:class="form-row" attr:aria-label="RCA owner">
                         <input type="hidden" name="id" value=id />
                         <label class="field field-grow">

@@ -5,11 +5,14 @@
 //! letters' webhook-event ingest both authenticate with them. The settings page and its
 //! server functions live with the queues (`queues::page`, `queues::api`).
 //!
-//! - DTOs here: [`IngestKey`], [`CreatedKey`].
+//! - DTOs here: [`IngestKey`], [`CreatedKey`], [`KeyUsage`], [`KeySource`].
 //! - `ssr` (server only) — create, revoke, list, and `authenticate` with its cache.
+//! - `usage` (server only) — what each key did per hour and source address.
 
 #[cfg(feature = "ssr")]
 pub mod ssr;
+#[cfg(feature = "ssr")]
+pub mod usage;
 
 use serde::{Deserialize, Serialize};
 
@@ -26,6 +29,37 @@ pub struct IngestKey {
     pub created_by: String,
     pub revoked_at: Option<i64>,
     pub last_used_at: Option<i64>,
+    pub first_used_at: Option<i64>,
+    /// Requests and rows of the last 7 days, and source addresses seen.
+    pub requests_7d: i64,
+    pub rows_7d: i64,
+    pub addresses: i64,
+}
+
+/// A source address of a key's requests.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeySource {
+    pub address: String,
+    pub requests: i64,
+    pub rows: i64,
+    pub first_seen_ms: i64,
+    pub last_seen_ms: i64,
+}
+
+/// What a key did: its blast radius if it leaked.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyUsage {
+    pub key_id: i64,
+    pub name: String,
+    pub first_used_ms: Option<i64>,
+    pub last_used_ms: Option<i64>,
+    /// Over the 7 days kept.
+    pub requests: i64,
+    pub rows: i64,
+    /// Each hour with requests, oldest first: (hour, requests, rows).
+    pub hours: Vec<(i64, i64, i64)>,
+    /// The most recently seen addresses (up to 100), newest first.
+    pub sources: Vec<KeySource>,
 }
 
 /// A key just created: the secret is in this response and nowhere else, ever.

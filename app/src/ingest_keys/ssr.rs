@@ -183,7 +183,7 @@ pub async fn authenticate(
             );
             // At most one write a minute per key, not one per request.
             let _ = sqlx::query!(
-                "update ingest_keys set last_used_at = now()
+                "update ingest_keys set last_used_at = now(), first_used_at = coalesce(first_used_at, now())
                   where id = $1 and (last_used_at is null or last_used_at < now() - interval '1 minute')",
                 row.id
             )
@@ -318,12 +318,19 @@ pub async fn revoke(
     Ok(())
 }
 
-/// Every key, newest first.
-pub async fn list(pg: &PgPool) -> Result<Vec<IngestKey>, AppError> {
+/// Every key, newest first, with what it did in the 7 days before `now`.
+pub async fn list(pg: &PgPool, now: time::OffsetDateTime) -> Result<Vec<IngestKey>, AppError> {
     let rows = sqlx::query!(
-        "select id, name, prefix, created_at, created_by, revoked_at, last_used_at,
-                organization_id
-           from ingest_keys order by id desc"
+        r#"select k.id, k.name, k.prefix, k.created_at, k.created_by, k.revoked_at,
+                  k.last_used_at, k.first_used_at, k.organization_id,
+                  coalesce(u.requests, 0)::int8 as "requests!", coalesce(u.rows, 0)::int8 as "rows!",
+                  (select count(*) from ingest_key_sources s where s.key_id = k.id) as "addresses!"
+             from ingest_keys k
+             left join (select key_id, sum(requests) as requests, sum(rows) as rows
+                          from ingest_key_usage where hour >= $1 group by key_id) u
+               on u.key_id = k.id
+            order by k.id desc"#,
+        now - super::usage::KEPT
     )
     .fetch_all(pg)
     .await
@@ -339,6 +346,10 @@ pub async fn list(pg: &PgPool) -> Result<Vec<IngestKey>, AppError> {
             created_by: r.created_by,
             revoked_at: r.revoked_at.map(ms),
             last_used_at: r.last_used_at.map(ms),
+            first_used_at: r.first_used_at.map(ms),
+            requests_7d: r.requests,
+            rows_7d: r.rows,
+            addresses: r.addresses,
         })
         .collect())
 }

@@ -37,7 +37,22 @@ pub async fn load_queues() -> Result<QueuesOverview, AppError> {
 #[server(endpoint = "settings/ingest-keys")]
 pub async fn list_ingest_keys() -> Result<Vec<IngestKey>, AppError> {
     crate::auth::ssr::serve(crate::auth::Permission::Administer, |state, _| async move {
-        crate::ingest_keys::ssr::list(&state.pg).await
+        crate::ingest_keys::ssr::list(&state.pg, state.clock.now()).await
+    })
+    .await
+}
+
+/// What key `key_id` did in the last 7 days: hourly requests and rows, first and last
+/// use, its source addresses (admins).
+#[server(endpoint = "settings/ingest-keys/usage")]
+pub async fn ingest_key_usage(key_id: i64) -> Result<crate::ingest_keys::KeyUsage, AppError> {
+    crate::auth::ssr::serve(crate::auth::Permission::Administer, |state, _| async move {
+        crate::ingest_keys::usage::usage(&state.pg, key_id, state.clock.now())
+            .await
+            .map_err(AppError::wrap("Read the key's usage"))?
+            .ok_or(AppError::NotFound {
+                what: format!("Ingest key #{key_id}"),
+            })
     })
     .await
 }

@@ -12,6 +12,7 @@
 //! them with a different trigger.
 
 pub mod api;
+pub mod key_usage;
 pub mod page;
 #[cfg(feature = "ssr")]
 pub mod ssr;

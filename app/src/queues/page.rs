@@ -360,7 +360,7 @@ pub fn IngestKeysPage() -> AnyView {
     let created = create.value();
     view! {
         <Title text="Ingest keys" />
-        <PageHeader title="Ingest keys" subtitle="Keys that callers of POST /ingest/requests and /ingest/events send in the header Authorization: Bearer <key>. Each secret is shown once; Salvage keeps only its hash." />
+        <PageHeader title="Ingest keys" subtitle="Keys that callers of POST /ingest/* send in the header Authorization: Bearer <key>. Each secret is shown once; Salvage keeps only its hash. A key's address count opens what it did in the last 7 days." />
         <Transition fallback=|| view! { <p class="muted" role="status">"Loading keys…"</p> }>
             {move || Suspend::new(async move {
                 match keys.await {
@@ -370,6 +370,7 @@ pub fn IngestKeysPage() -> AnyView {
             })}
         </Transition>
         {action_error(revoke.value())}
+        <super::key_usage::KeyUsagePanel />
         <IfAllowed permission=Permission::Administer>
             <section class="panel form-panel wide">
                 <h2>"Create a key"</h2>
@@ -414,6 +415,9 @@ fn KeysTable(keys: Vec<IngestKey>, revoke: ServerAction<RevokeIngestKey>) -> Any
                 Column::text("Organisation"),
                 Column::text("Created"),
                 Column::text("Last used"),
+                Column::figures("Requests, 7 d"),
+                Column::figures("Rows, 7 d"),
+                Column::figures("Addresses"),
                 Column::text("Status"),
                 Column::text("Revoke"),
             ]
@@ -432,6 +436,9 @@ fn KeysTable(keys: Vec<IngestKey>, revoke: ServerAction<RevokeIngestKey>) -> Any
                         }}</td>
                         <td class="nowrap">{format_utc(key.created_at)} <span class="muted small">" by " {key.created_by.clone()}</span></td>
                         <td class="nowrap">{key.last_used_at.map(format_utc).unwrap_or_else(|| "never".into())}</td>
+                        <td class="num">{count(key.requests_7d)}</td>
+                        <td class="num">{count(key.rows_7d)}</td>
+                        <td class="num"><a href=format!("?key={}", key.id) title="Usage: hours and addresses">{key.addresses}</a></td>
                         <td>{if active { view! { <Badge tone=Tone::Ok label="active" /> } } else { view! { <Badge tone=Tone::Neutral label="revoked" /> } }}</td>
                         <td>
                             {active.then(|| view! {

@@ -126,6 +126,8 @@ pub const OWN_TABLES: &[&str] = &[
     "sessions",
     "runbook_history",
     "ingest_keys",
+    "ingest_key_usage",
+    "ingest_key_sources",
     "requests_fallback",
     "events_fallback",
     "fallback_queues",

@@ -209,6 +209,14 @@ pub enum IngestKeyCommand {
     },
     /// List the keys (never their secrets).
     List(Output),
+    /// What a key did in the last 7 days: first and last use, requests and rows per
+    /// hour, its source addresses (a leaked key's blast radius).
+    Show {
+        /// The key's number (`salvage ingest-key list`).
+        id: i64,
+        #[command(flatten)]
+        output: Output,
+    },
 }
 
 /// `salvage cron …`.

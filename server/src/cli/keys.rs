@@ -23,7 +23,9 @@ pub async fn ingest_key(command: IngestKeyCommand, settings: Settings) -> anyhow
             println!("Ingest key #{id} is revoked; every replica refuses it within 3 s.");
         }
         IngestKeyCommand::List(output) => {
-            let keys = keys::list(&state.pg).await.map_err(app_error)?;
+            let keys = keys::list(&state.pg, state.clock.now())
+                .await
+                .map_err(app_error)?;
             if output.json {
                 return print_json(&keys);
             }
@@ -50,6 +52,62 @@ pub async fn ingest_key(command: IngestKeyCommand, settings: Settings) -> anyhow
                 );
             }
         }
+        IngestKeyCommand::Show { id, output } => {
+            // Counts still in this process's memory are none: the CLI serves nothing.
+            let usage = app::ingest_keys::usage::usage(&state.pg, id, state.clock.now())
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("Ingest key #{id} was not found."))?;
+            if output.json {
+                return print_json(&usage);
+            }
+            print_usage(&usage);
+        }
     }
     Ok(())
+}
+
+fn print_usage(usage: &app::ingest_keys::KeyUsage) {
+    use app::format::{format_utc, group_digits};
+    let when = |ms: Option<i64>| ms.map(format_utc).unwrap_or_else(|| "never".into());
+    println!(
+        "Ingest key #{} \u{201c}{}\u{201d}",
+        usage.key_id, usage.name
+    );
+    println!("First used: {}", when(usage.first_used_ms));
+    println!("Last used:  {}", when(usage.last_used_ms));
+    println!(
+        "Last 7 days: {} requests, {} rows, from {} addresses",
+        group_digits(usage.requests as u64),
+        group_digits(usage.rows as u64),
+        usage.sources.len()
+    );
+    if !usage.hours.is_empty() {
+        println!();
+        println!("{:<22} {:>10} {:>12}", "HOUR (UTC)", "REQUESTS", "ROWS");
+        for (hour, requests, rows) in &usage.hours {
+            println!(
+                "{:<22} {:>10} {:>12}",
+                format_utc(*hour),
+                group_digits(*requests as u64),
+                group_digits(*rows as u64)
+            );
+        }
+    }
+    if !usage.sources.is_empty() {
+        println!();
+        println!(
+            "{:<40} {:>10} {:>12} {:<22} LAST SEEN (UTC)",
+            "ADDRESS", "REQUESTS", "ROWS", "FIRST SEEN (UTC)"
+        );
+        for source in &usage.sources {
+            println!(
+                "{:<40} {:>10} {:>12} {:<22} {}",
+                source.address,
+                group_digits(source.requests as u64),
+                group_digits(source.rows as u64),
+                format_utc(source.first_seen_ms),
+                format_utc(source.last_seen_ms)
+            );
+        }
+    }
 }

@@ -15,6 +15,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     startup::spawn_session_cleanup(application.state().clone());
     startup::spawn_depth_sampler(application.state().clone());
     startup::spawn_history_anchoring(application.state().clone());
+    startup::spawn_key_usage(application.state().clone());
     startup::spawn_postgres_watch(application.state().clone());
     let site = match (&settings.site_root, crate::site::files().len()) {
         (Some(folder), _) => format!("from {folder} (LEPTOS_SITE_ROOT)"),

@@ -214,6 +214,11 @@ pub async fn handler(State(state): State<AppState>, request: axum::extract::Requ
         tx.commit()
             .await
             .map_err(AppError::wrap("Store a webhook event"))?;
+        let address = crate::server::client::client_ip(&state.trusted_proxies, &parts);
+        let rows = i64::from(!enqueued.duplicate);
+        state
+            .key_usage()
+            .record(key.key_id, address, rows, state.clock.now());
         Ok::<_, AppError>(enqueued)
     }
     .await;

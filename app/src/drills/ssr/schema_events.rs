@@ -179,7 +179,13 @@ pub async fn handler(State(state): State<AppState>, request: axum::extract::Requ
                 message: format!("the body is larger than {} KiB", MAX_BODY_BYTES / 1024),
             })?;
         let event = parse(&body, state.clock.now())?;
-        record(&state, &event, Some(key.key_id)).await
+        let answer = record(&state, &event, Some(key.key_id)).await?;
+        let address = crate::server::client::client_ip(&state.trusted_proxies, &parts);
+        let rows = i64::from(!answer.duplicate);
+        state
+            .key_usage()
+            .record(key.key_id, address, rows, state.clock.now());
+        Ok(answer)
     }
     .await;
     let created = |answer: SchemaEventAnswer| match answer.duplicate {

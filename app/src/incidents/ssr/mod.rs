@@ -27,6 +27,11 @@ crate::history::ssr::details! {
         cron_flagged: Vec<String>,
     }
 
+    /// What an ingest key did (its blast radius), recorded in an incident's timeline.
+    struct KeySnapshot for IncidentSnapshot {
+        key_usage: crate::ingest_keys::KeyUsage,
+    }
+
     /// An item of the incident's checklist ticked or cleared.
     struct ChecklistTicked for Note {
         checklist: String,
@@ -81,7 +86,8 @@ pub async fn incident(state: &AppState, id: i64) -> Result<(OffsetDateTime, bool
     Ok((started, view.resolved_at.is_none()))
 }
 
-async fn open_incident(state: &AppState, id: i64) -> Result<OffsetDateTime, AppError> {
+/// When open incident `id` began; 409 when it is resolved, 404 when it is not one.
+pub async fn open_incident(state: &AppState, id: i64) -> Result<OffsetDateTime, AppError> {
     let (started, open) = incident(state, id).await?;
     if !open {
         return Err(AppError::Conflict {
@@ -140,13 +146,59 @@ pub async fn snapshot(
         },
         cron_flagged: flagged,
     };
-    let entry = NewEntry::new(details, title, actor, Outcome::Info)
-        .with_incident(Some(id))
-        .with_times(now, Some(now));
+    let entry = NewEntry::new(details, title, actor, Outcome::Info);
+    in_timeline(state, id, entry, now).await
+}
+
+/// Appends `entry` to incident `id`'s timeline at `now`; returns its id.
+async fn in_timeline(
+    state: &AppState,
+    id: i64,
+    entry: NewEntry,
+    now: OffsetDateTime,
+) -> Result<i64, AppError> {
+    let pg_err = AppError::wrap("Write the incident's timeline");
+    let entry = entry.with_incident(Some(id)).with_times(now, Some(now));
     let mut tx = state.pg.begin().await.map_err(&pg_err)?;
     let entry_id = append(&mut tx, &entry).await.map_err(&pg_err)?;
     tx.commit().await.map_err(&pg_err)?;
     Ok(entry_id)
+}
+
+/// Records what ingest key `key_id` did in the last 7 days in open incident `id`'s
+/// timeline: first and last use, requests and rows per hour, its source addresses.
+pub async fn key_snapshot(
+    state: &AppState,
+    id: i64,
+    key_id: i64,
+    actor: &Actor,
+) -> Result<i64, AppError> {
+    let now = state.clock.now();
+    let pg_err = AppError::wrap("Record the key's usage");
+    // What this process counted and did not flush yet belongs in the record.
+    state.key_usage().flush(&state.pg).await.map_err(&pg_err)?;
+    let usage = crate::ingest_keys::usage::usage(&state.pg, key_id, now)
+        .await
+        .map_err(&pg_err)?
+        .ok_or_else(|| AppError::invalid("key_id", format!("no ingest key #{key_id}")))?;
+    let when = |ms: Option<i64>| ms.map_or_else(|| "never".to_owned(), crate::format::format_utc);
+    let title = format!(
+        "Ingest key #{key_id} \u{201c}{}\u{201d}: {} requests and {} rows in 7 days from {} addresses; first used {}, last used {}",
+        usage.name,
+        usage.requests,
+        usage.rows,
+        usage.sources.len(),
+        when(usage.first_used_ms),
+        when(usage.last_used_ms)
+    );
+    let details = KeySnapshot { key_usage: usage };
+    in_timeline(
+        state,
+        id,
+        NewEntry::new(details, title, actor, Outcome::Info),
+        now,
+    )
+    .await
 }
 
 /// Incident `id`'s mode, for its panel.

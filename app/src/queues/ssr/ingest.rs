@@ -325,11 +325,22 @@ async fn ingest(state: AppState, queue: Queue, request: axum::extract::Request) 
         let token = crate::server::tokens::bearer(headers).ok_or(AppError::Unauthorized)?;
         let key =
             crate::ingest_keys::ssr::authenticate(&state.pg, state.ingest_keys(), token).await?;
-        let body = read_body(body).await?;
-        let lines = parse_batch(queue, &body, &key.scope)?;
-        valid_rows = lines.len();
-        let stored = store(&state, queue, &lines, Some(key.key_id)).await?;
-        Ok::<_, AppError>((lines.len(), stored))
+        let handled = async {
+            let body = read_body(body).await?;
+            let lines = parse_batch(queue, &body, &key.scope)?;
+            valid_rows = lines.len();
+            let stored = store(&state, queue, &lines, Some(key.key_id)).await?;
+            Ok::<_, AppError>((lines.len(), stored))
+        }
+        .await;
+        // Every request of a known key counts, refused or not: its usage is what a
+        // leaked key's holder did.
+        let address = crate::server::client::client_ip(&state.trusted_proxies, &parts);
+        let rows = handled.as_ref().map_or(0, |(rows, _)| *rows as i64);
+        state
+            .key_usage()
+            .record(key.key_id, address, rows, state.clock.now());
+        handled
     }
     .await;
     count_ingest(&state, queue, &result, valid_rows, started.elapsed());

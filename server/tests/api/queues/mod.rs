@@ -12,6 +12,7 @@
 
 mod expiry;
 mod ingest;
+mod key_usage;
 mod replay;
 mod terminal;
 

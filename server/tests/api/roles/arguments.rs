@@ -227,6 +227,18 @@ pub(super) async fn arguments(world: &World, endpoint: &str) -> Value {
             json!({"secret_id": rotated.previous.unwrap().0, "reason": "matrix"})
         }
         "settings/ingest-keys/create" => json!({"name": "matrix key", "organization": "org_1"}),
+        "settings/ingest-keys/usage" | "incidents/key-snapshot" => {
+            let (key_id, _) = app::ingest_keys::ssr::create(
+                &world.app.pg,
+                &app::auth::ssr::Actor::cli(),
+                "leaked",
+                "org_1",
+            )
+            .await
+            .unwrap();
+            let id = world.open_incident(0).await;
+            json!({"id": id, "key_id": key_id})
+        }
         "settings/ingest-keys/revoke" => {
             let (id, _) = app::ingest_keys::ssr::create(
                 &world.app.pg,

@@ -198,6 +198,11 @@ pub(super) const CASES: &[Case] = &[
         records: 0,
     },
     Case {
+        endpoint: "settings/ingest-keys/usage",
+        allowed: admins,
+        records: 0,
+    },
+    Case {
         endpoint: "settings/ingest-keys/create",
         allowed: admins,
         records: 1,
@@ -251,6 +256,11 @@ pub(super) const CASES: &[Case] = &[
     },
     Case {
         endpoint: "incidents/snapshot",
+        allowed: any,
+        records: 1,
+    },
+    Case {
+        endpoint: "incidents/key-snapshot",
         allowed: any,
         records: 1,
     },

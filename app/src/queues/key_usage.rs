@@ -1,0 +1,92 @@
+//! A key's usage on `/admin/settings/ingest-keys?key=ID`: what it did in the last 7 days
+//! (a leaked key's blast radius): first and last use, requests and rows per hour, its
+//! source addresses with their counts.
+
+use leptos::prelude::*;
+use leptos_router::hooks::use_query_map;
+
+use super::api::ingest_key_usage;
+use crate::components::{Column, DataTable, ErrorBanner, CHART_H, CHART_W};
+use crate::format::{format_utc, group_digits};
+use crate::ingest_keys::KeyUsage;
+
+fn count(n: i64) -> String {
+    group_digits(n.max(0) as u64)
+}
+
+/// The usage panel of the key named by `?key=`, if any.
+#[component]
+pub fn KeyUsagePanel() -> AnyView {
+    let query = use_query_map();
+    let key = move || query.with(|q| q.get("key").and_then(|k| k.parse::<i64>().ok()));
+    let usage = Resource::new(key, |key| async move {
+        match key {
+            Some(id) => ingest_key_usage(id).await.map(Some),
+            None => Ok(None),
+        }
+    });
+    view! {
+        <Transition fallback=|| ()>
+            {move || Suspend::new(async move {
+                match usage.await {
+                    Ok(Some(usage)) => view! { <Usage usage /> }.into_any(),
+                    Ok(None) => ().into_any(),
+                    Err(error) => view! { <ErrorBanner error /> }.into_any(),
+                }
+            })}
+        </Transition>
+    }
+    .into_any()
+}
+
+#[component]
+fn Usage(usage: KeyUsage) -> AnyView {
+    let when = |ms: Option<i64>| ms.map_or_else(|| "never".to_owned(), format_utc);
+    let busiest = usage.hours.iter().map(|h| h.1).max().unwrap_or(0).max(1);
+    let first_hour = usage.hours.first().map(|h| h.0).unwrap_or(0);
+    let span = (usage.hours.last().map(|h| h.0).unwrap_or(0) - first_hour).max(3_600_000);
+    let width = (CHART_W / 170.0).max(2.0);
+    view! {
+        <section class="panel" data-testid="key-usage">
+            <h2>{format!("Usage of key #{} \u{201c}{}\u{201d}, last 7 days", usage.key_id, usage.name)}</h2>
+            <dl class="facts">
+                <dt>"First used"</dt><dd>{when(usage.first_used_ms)}</dd>
+                <dt>"Last used"</dt><dd>{when(usage.last_used_ms)}</dd>
+                <dt>"Requests"</dt><dd class="num">{count(usage.requests)}</dd>
+                <dt>"Rows"</dt><dd class="num">{count(usage.rows)}</dd>
+                <dt>"Addresses"</dt><dd class="num">{usage.sources.len()}</dd>
+            </dl>
+            {(!usage.hours.is_empty()).then(|| view! {
+                <svg class="chart" viewBox=format!("0 0 {CHART_W} {CHART_H}") role="img"
+                    aria-label=format!("Requests per hour: the busiest hour had {}", count(busiest))>
+                    {usage.hours.iter().map(|(hour, requests, _)| {
+                        let x = (*hour - first_hour) as f64 / span as f64 * (CHART_W - width);
+                        let h = (*requests as f64 / busiest as f64) * (CHART_H - 2.0);
+                        view! { <rect class="bar" x=x y=CHART_H - 1.0 - h width=width height=h /> }
+                    }).collect_view()}
+                </svg>
+            })}
+            <p class="muted small">"Counted per hour and per source address (the client address, or the one a trusted proxy forwarded), added every few seconds; kept 7 days, and each key's 100 most recent addresses. An incident can record these figures in its timeline (Record its usage, on the incident's page)."</p>
+            <DataTable
+                columns=vec![
+                    Column::text("Address"),
+                    Column::figures("Requests"),
+                    Column::figures("Rows"),
+                    Column::text("First seen"),
+                    Column::text("Last seen"),
+                ]
+            >
+                {usage.sources.into_iter().map(|s| view! {
+                    <tr>
+                        <td><code>{s.address}</code></td>
+                        <td class="num">{count(s.requests)}</td>
+                        <td class="num">{count(s.rows)}</td>
+                        <td class="nowrap">{format_utc(s.first_seen_ms)}</td>
+                        <td class="nowrap">{format_utc(s.last_seen_ms)}</td>
+                    </tr>
+                }).collect_view()}
+            </DataTable>
+        </section>
+    }
+    .into_any()
+}
