@@ -39,6 +39,13 @@ test("a manager lands on the drills page, has no Run button, and exports the dri
   await expect(page.getByRole("heading", { level: 1, name: "Drills" })).toBeVisible();
   await expect(page.getByTestId("drill-history")).toContainText("passed");
   await expect(page.getByTestId("run-drill")).toHaveCount(0);
+  // Each store's cadences, from its objectives.
+  const due = page.getByTestId("due");
+  for (const store of ["PostgreSQL", "ClickHouse"]) {
+    await expect(due).toContainText(`${store}: functional drill (every 90 days)`);
+    await expect(due).toContainText(`${store}: tabletop exercise (every 30 days)`);
+  }
+  await expect(page.getByTestId("objectives")).toContainText("Drill every");
 
   const csv = page.waitForEvent("download");
   await page.getByTestId("drill-export").getByRole("link", { name: "CSV" }).click();
