@@ -165,7 +165,7 @@ fn BackupPanel(
                 action=backup
                 job=super::BACKUP_JOB
                 title="Back up both stores now"
-                about="Runs the daily backup job now: PostgreSQL (pg_dump in one snapshot, with its row counts), then ClickHouse (every table, one file per partition), each verified after, then retention."
+                about="Backs up both stores now, whatever their schedules: PostgreSQL (pg_dump in one snapshot, with its row counts), then ClickHouse (every table, one file per partition), each verified after, then retention."
                 placeholder="Before the schema change"
                 button="Back up now"
                 test_id="backup-now"

@@ -49,6 +49,8 @@ pub struct KeySource {
 /// What a key did: its blast radius if it leaked.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyUsage {
+    /// When it was read (the 7 days end here).
+    pub now_ms: i64,
     pub key_id: i64,
     pub name: String,
     pub first_used_ms: Option<i64>,

@@ -211,6 +211,7 @@ pub async fn usage(
     .fetch_all(pg)
     .await?;
     Ok(Some(KeyUsage {
+        now_ms: unix_ms(now),
         key_id,
         name: key.name,
         first_used_ms: key.first_used_at.map(unix_ms),

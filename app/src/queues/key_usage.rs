@@ -6,7 +6,7 @@ use leptos::prelude::*;
 use leptos_router::hooks::use_query_map;
 
 use super::api::ingest_key_usage;
-use crate::components::{Column, DataTable, ErrorBanner, CHART_H, CHART_W};
+use crate::components::{ChartFrame, Column, DataTable, ErrorBanner, CHART_H, CHART_W};
 use crate::format::{format_utc, group_digits};
 use crate::ingest_keys::KeyUsage;
 
@@ -43,9 +43,19 @@ pub fn KeyUsagePanel() -> AnyView {
 fn Usage(usage: KeyUsage) -> AnyView {
     let when = |ms: Option<i64>| ms.map_or_else(|| "never".to_owned(), format_utc);
     let busiest = usage.hours.iter().map(|h| h.1).max().unwrap_or(0).max(1);
-    let first_hour = usage.hours.first().map(|h| h.0).unwrap_or(0);
-    let span = (usage.hours.last().map(|h| h.0).unwrap_or(0) - first_hour).max(3_600_000);
-    let width = (CHART_W / 170.0).max(2.0);
+    // Each hour at its place on a 7-day axis ending now.
+    let window = 7.0 * 86_400_000.0;
+    let width = CHART_W / 168.0;
+    let now_ms = usage.now_ms;
+    let x_of = move |at: i64| {
+        ((1.0 - (now_ms - at) as f64 / window) * CHART_W).clamp(0.0, CHART_W - width)
+    };
+    let summary = format!(
+        "Requests per hour over 7 days: {} in {} hours, the busiest hour {}",
+        count(usage.requests),
+        usage.hours.len(),
+        count(busiest)
+    );
     view! {
         <section class="panel" data-testid="key-usage">
             <h2>{format!("Usage of key #{} \u{201c}{}\u{201d}, last 7 days", usage.key_id, usage.name)}</h2>
@@ -56,16 +66,17 @@ fn Usage(usage: KeyUsage) -> AnyView {
                 <dt>"Rows"</dt><dd class="num">{count(usage.rows)}</dd>
                 <dt>"Addresses"</dt><dd class="num">{usage.sources.len()}</dd>
             </dl>
-            {(!usage.hours.is_empty()).then(|| view! {
-                <svg class="chart" viewBox=format!("0 0 {CHART_W} {CHART_H}") role="img"
-                    aria-label=format!("Requests per hour: the busiest hour had {}", count(busiest))>
-                    {usage.hours.iter().map(|(hour, requests, _)| {
-                        let x = (*hour - first_hour) as f64 / span as f64 * (CHART_W - width);
-                        let h = (*requests as f64 / busiest as f64) * (CHART_H - 2.0);
-                        view! { <rect class="bar" x=x y=CHART_H - 1.0 - h width=width height=h /> }
-                    }).collect_view()}
-                </svg>
-            })}
+            <ChartFrame
+                caption=view! { <strong>"Requests per hour"</strong> }.into_any()
+                summary
+                y_top=count(busiest)
+                x_from="7 days ago"
+            >
+                {usage.hours.iter().map(|(hour, requests, _)| {
+                    let h = (*requests as f64 / busiest as f64) * (CHART_H - 2.0);
+                    view! { <rect class="bar" x=x_of(*hour) y=CHART_H - 1.0 - h width=width height=h /> }
+                }).collect_view()}
+            </ChartFrame>
             <p class="muted small">"Counted per hour and per source address (the client address, or the one a trusted proxy forwarded), added every few seconds; kept 7 days, and each key's 100 most recent addresses. An incident can record these figures in its timeline (Record its usage, on the incident's page)."</p>
             <DataTable
                 columns=vec![

@@ -135,8 +135,9 @@ pub async fn first_backup(state: &app::server::AppState) -> anyhow::Result<Optio
     )))
 }
 
-/// A first real drill of the demo's backups, and a tabletop exercise logged, so
-/// `/admin/drills` has a story on a fresh `make run`. Only when no drill exists yet.
+/// A first real drill of the demo's backups, a tabletop exercise logged and a schema
+/// change of the guarded service reported, so `/admin/drills` has a story on a fresh
+/// `make run`. Only when no drill exists yet.
 pub async fn first_drill(state: &app::server::AppState) -> anyhow::Result<Option<String>> {
     let any = sqlx::query_scalar!(r#"select exists (select 1 from drills) as "any!""#)
         .fetch_one(&state.pg)
@@ -168,8 +169,20 @@ pub async fn first_drill(state: &app::server::AppState) -> anyhow::Result<Option
     app::drills::ssr::overview::log_tabletop(state, &app::auth::ssr::Actor::cli(), &tabletop)
         .await
         .map_err(super::common::app_error)?;
+    // The guarded service's deploy reporting a schema change after the drill: the
+    // drills page shows a drill due within the week (as `POST /ingest/schema-events`).
+    let change = app::drills::ssr::schema_events::SchemaEvent {
+        name: "billing".into(),
+        version: "2026_12_07_add_refunds".into(),
+        changed_at: state.clock.now(),
+        changed_at_given: true,
+    };
+    app::drills::ssr::schema_events::record(state, &change, None)
+        .await
+        .map_err(super::common::app_error)?;
     Ok(Some(format!(
-        "Demo drill {}: {} in {} (measured recovery {}), and a tabletop exercise logged.",
+        "Demo drill {}: {} in {} (measured recovery {}), a tabletop exercise logged, and a \
+         schema change of billing reported.",
         report.drill_id,
         report.status.as_str(),
         app::format::format_duration(report.duration_ms),
