@@ -86,7 +86,7 @@ alerts=$(psql -X -tA "$DATABASE_URL" -c "select count(*) from internal_alerts wh
 resolved=$(psql -X -tA "$DATABASE_URL" -c "select count(*) from runbook_history where kind = 'incident_resolved'")
 recorded=$(psql -X -tA "$DATABASE_URL" -c "select count(*) from runbook_history where kind = 'incident_resolved'
   and jsonb_array_length(details -> 'checklist') > 0
-  and not jsonb_path_exists(details -> 'checklist', '$[*] ? (@.ok == false)')")
+  and not jsonb_path_exists(details -> 'checklist', '\$[*] ? (@.ok == false)')")
 [ "$resolved" -ge 4 ] && [ "$recorded" = "$resolved" ] \
   || fail "expected each of the demo's resolved incidents to carry a passed checklist: $recorded of $resolved do"
 ok "demo data: $accounts accounts, $entries history entries, $runs cron runs, $alerts resolved alerts with notes"
