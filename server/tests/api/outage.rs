@@ -52,6 +52,7 @@ fn arguments(endpoint: &str) -> Option<Value> {
         "drills/objectives" => json!({"store": "postgres", "rpo_hours": 24, "rto_minutes": 60,
             "reason": "outage test"}),
         "incidents/mode" | "incidents/snapshot" => json!({"id": 1}),
+        "incidents/key-snapshot" => json!({"id": 1, "key_id": 1}),
         "incidents/freeze" => json!({"id": 1, "on": true, "reason": "outage test"}),
         "incidents/tick" => json!({"id": 1, "item": "customers_told", "done": true}),
         "incidents/owner" => json!({"id": 1, "rca_owner": "someone"}),
@@ -75,6 +76,7 @@ fn arguments(endpoint: &str) -> Option<Value> {
         "settings/cron-secret/end-grace" => json!({"secret_id": 1, "reason": "outage test"}),
         "settings/ingest-keys/create" => json!({"name": "outage key", "organization": "*"}),
         "settings/ingest-keys/revoke" => json!({"key_id": 1, "reason": "outage test"}),
+        "settings/ingest-keys/usage" => json!({"key_id": 1}),
         "settings/users/add" => {
             json!({"email": "new@test.salvage", "role": "operator", "reason": "outage test"})
         }

@@ -10,14 +10,16 @@ use app::auth::Role;
 /// The version before the upgrades' own migration (which made `schema_upgrades`), and the
 /// migrations since: what a database of that release gets applied.
 const PREVIOUS: i64 = 20261128000007;
-const APPLIED: [i64; 5] = [
+const APPLIED: [i64; 7] = [
     20261128000008,
     20261204000001,
     20261205000001,
     20261206000001,
     20261206000002,
+    20261207000001,
+    20261207000002,
 ];
-const CURRENT: i64 = APPLIED[4];
+const CURRENT: i64 = APPLIED[APPLIED.len() - 1];
 
 fn out(output: &Output) -> String {
     format!(
@@ -73,6 +75,11 @@ async fn at_previous_version(app: &TestApp) {
          alter table webhook_redrives drop column run_id,
              add column cancel_requested boolean not null default false,
              add column heartbeat_at timestamptz not null default now();
+         drop table ingest_key_sources;
+         drop table ingest_key_usage;
+         alter table ingest_keys drop column first_used_at;
+         drop table schema_events;
+         alter table recovery_objectives drop column functional_days, drop column tabletop_days;
          delete from _sqlx_migrations where version >= 20261128000008;",
     )
     .execute(&app.pg)
