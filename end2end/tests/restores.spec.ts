@@ -52,6 +52,9 @@ test("an admin restores into a side database, then restores ClickHouse in place 
   const catalogue = page.getByRole("table").filter({ has: page.getByRole("columnheader", { name: "Verified" }) });
   const pgRow = catalogue.getByRole("row").filter({ hasText: "PostgreSQL" }).filter({ hasText: "verified" }).first();
   await expect(pgRow).toBeVisible({ timeout: 30_000 });
+  // The run goes on to ClickHouse: wait for it to end, so the catalogue does not gain a
+  // row (and move the one about to be clicked) between finding the row and the click.
+  await expect(page.getByText(/Backup run #\d+ is running/)).toHaveCount(0, { timeout: 30_000 });
 
   // Into a side database: the live data is not touched.
   const side = unique("e2e_side").toLowerCase().replace(/[^a-z0-9_]/g, "_");
