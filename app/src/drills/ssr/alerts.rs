@@ -78,30 +78,30 @@ pub static RTO_EXCEEDED: AlertKind = AlertKind {
 /// How far over its 90-day median a drill's recovery time may go.
 pub const TREND_FACTOR: f64 = 1.25;
 
-fn overdue(state: AppState, now: OffsetDateTime) -> EvalFuture {
+/// The signals `rule` gives each store's cadence points at `now`.
+fn per_store<I: IntoIterator<Item = Signal> + 'static>(
+    state: AppState,
+    now: OffsetDateTime,
+    rule: fn(&cadence::Points, OffsetDateTime) -> I,
+) -> EvalFuture {
     Box::pin(async move {
         let mut signals = Vec::new();
         for store in StoreKind::ALL {
             let points = cadence::points(&state, store)
                 .await
-                .map_err(|e| AppError::internal("Failed to evaluate the drills", e))?;
-            signals.extend(cadence::overdue_signals(&points, now));
+                .map_err(|e| AppError::internal("Failed to evaluate the drill cadences", e))?;
+            signals.extend(rule(&points, now));
         }
         Ok(signals)
     })
 }
 
+fn overdue(state: AppState, now: OffsetDateTime) -> EvalFuture {
+    per_store(state, now, cadence::overdue_signals)
+}
+
 fn tabletop_overdue(state: AppState, now: OffsetDateTime) -> EvalFuture {
-    Box::pin(async move {
-        let mut signals = Vec::new();
-        for store in StoreKind::ALL {
-            let points = cadence::points(&state, store)
-                .await
-                .map_err(|e| AppError::internal("Failed to evaluate the tabletops", e))?;
-            signals.extend(cadence::tabletop_signal(&points, now));
-        }
-        Ok(signals)
-    })
+    per_store(state, now, cadence::tabletop_signal)
 }
 
 /// The median measured recovery time of `store` in the passing functional drills of the
