@@ -5,8 +5,8 @@
 use time::OffsetDateTime;
 
 use super::{ArchiveWindow, DrillFigure, Posture, Shortfall, StorePosture, SystemFigures};
+use crate::backups::ssr::catalogue;
 use crate::backups::ssr::pitr::{self, alerts::Archiver};
-use crate::backups::ssr::{catalogue, objectives};
 use crate::drills::{DrillKind, DrillStatus};
 use crate::error::AppError;
 use crate::server::{unix_ms, AppState};
@@ -28,11 +28,11 @@ pub async fn posture(state: &AppState) -> Result<Posture, AppError> {
         .map_err(&pg_err)?;
     let mut recovery = Vec::new();
     for store in StoreKind::ALL {
-        let set = objectives::current(state, store).await.map_err(&pg_err)?;
-        let due = crate::drills::ssr::cadence::points(state, store)
+        // The cadence's points carry the store's objectives: read once.
+        let points = crate::drills::ssr::cadence::points(state, store)
             .await
-            .map_err(&pg_err)?
-            .functional_due();
+            .map_err(&pg_err)?;
+        let (set, due) = (points.objectives, points.functional_due());
         let newest_verified = catalogue::latest_verified(&state.pg, store)
             .await
             .map_err(&pg_err)?

@@ -28,8 +28,12 @@ pub async fn overview(state: &AppState) -> Result<DrillsOverview, AppError> {
         .map(|(_, depth)| depth)
         .sum();
     let mut rows = Vec::new();
+    let mut cadences = Vec::new();
     for store in StoreKind::ALL {
-        let set = objectives::current(state, store).await.map_err(&pg_err)?;
+        // The cadence's points carry the store's objectives: read once.
+        let points = cadence::points(state, store).await.map_err(&pg_err)?;
+        let set = points.objectives;
+        cadences.push(points);
         let set_by = sqlx::query_scalar!(
             "select updated_by from recovery_objectives where store = $1",
             store.as_str()
@@ -76,7 +80,7 @@ pub async fn overview(state: &AppState) -> Result<DrillsOverview, AppError> {
         now_ms: unix_ms(now),
         drills,
         objectives: rows,
-        due: due(state).await?,
+        due: due(&cadences),
     })
 }
 
@@ -92,11 +96,10 @@ async fn archive_exposure(state: &AppState, now: time::OffsetDateTime) -> Option
 }
 
 /// The next due date of each store's cadences.
-async fn due(state: &AppState) -> Result<Vec<Due>, AppError> {
-    let pg_err = AppError::wrap("Read the drills");
+fn due(cadences: &[cadence::Points]) -> Vec<Due> {
     let mut due = Vec::new();
-    for store in StoreKind::ALL {
-        let points = cadence::points(state, store).await.map_err(&pg_err)?;
+    for points in cadences {
+        let store = points.store;
         due.push(Due {
             what: format!(
                 "{}: functional drill (every {} days)",
@@ -138,7 +141,7 @@ async fn due(state: &AppState) -> Result<Vec<Due>, AppError> {
             },
         });
     }
-    Ok(due)
+    due
 }
 
 /// A checked field: trimmed, present, at most `max` characters.
