@@ -15,8 +15,8 @@ use crate::auth::viewer::use_viewer;
 use crate::auth::Permission;
 use crate::components::ReasonField;
 use crate::components::{
-    action_error, action_result, Badge, Banner, ChartFrame, ErrorBanner, PageHeader, Tone, CHART_H,
-    CHART_W,
+    action_error, action_result, time_bars, Badge, Banner, ChartFrame, ErrorBanner, PageHeader,
+    Tone,
 };
 use crate::format::{
     format_ago, format_bytes, format_duration, format_maybe_duration, format_utc, group_digits,
@@ -312,11 +312,7 @@ fn StoreCard(s: StoreSummary, now_ms: i64) -> AnyView {
         .unwrap_or(0)
         .max(1);
     // Each backup at its time on a 30-day axis ending now.
-    let window = 30.0 * 86_400_000.0;
-    let width = CHART_W / 90.0;
-    let x_of = move |at: i64| {
-        ((1.0 - (now_ms - at) as f64 / window) * CHART_W).clamp(0.0, CHART_W - width)
-    };
+    let bars: Vec<(i64, i64)> = s.sizes.iter().map(|(at, size, _)| (*at, *size)).collect();
     let summary = format!(
         "{} backup sizes over 30 days: {} backups, the largest {}",
         s.store.label(),
@@ -336,10 +332,7 @@ fn StoreCard(s: StoreSummary, now_ms: i64) -> AnyView {
                 y_top=format_bytes(biggest)
                 x_from="30 days ago"
             >
-                {s.sizes.iter().map(|(at, size, _)| {
-                    let h = (*size as f64 / biggest as f64) * (CHART_H - 2.0);
-                    view! { <rect class="bar" x=x_of(*at) y=CHART_H - 1.0 - h width=width height=h /> }
-                }).collect_view()}
+                {time_bars(&bars, now_ms, 30 * 86_400_000, 90.0, biggest)}
             </ChartFrame>
             <p class="muted small chart-note" data-testid=format!("schedule-{}", s.store.as_str())>
                 {format!(

@@ -94,6 +94,28 @@ pub fn ChartFrame(
     }
 }
 
+/// Bars on a time axis ending at `now_ms` and `window_ms` long, inside a [`ChartFrame`]:
+/// each `(at_ms, value)` at its time, as tall as its share of `top`, `slots` bars wide.
+pub fn time_bars(
+    points: &[(i64, i64)],
+    now_ms: i64,
+    window_ms: i64,
+    slots: f64,
+    top: i64,
+) -> impl IntoView {
+    let width = CHART_W / slots;
+    let top = top.max(1) as f64;
+    points
+        .iter()
+        .map(|(at, value)| {
+            let x = ((1.0 - (now_ms - at) as f64 / window_ms as f64) * CHART_W)
+                .clamp(0.0, CHART_W - width);
+            let h = (*value as f64 / top) * (CHART_H - 2.0);
+            view! { <rect class="bar" x=x y=CHART_H - 1.0 - h width=width height=h /> }
+        })
+        .collect_view()
+}
+
 /// The meaning of a status colour. Always shown together with a word, never alone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Tone {

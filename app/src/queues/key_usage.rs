@@ -6,7 +6,7 @@ use leptos::prelude::*;
 use leptos_router::hooks::use_query_map;
 
 use super::api::ingest_key_usage;
-use crate::components::{ChartFrame, Column, DataTable, ErrorBanner, CHART_H, CHART_W};
+use crate::components::{time_bars, ChartFrame, Column, DataTable, ErrorBanner};
 use crate::format::{format_utc, group_digits};
 use crate::ingest_keys::KeyUsage;
 
@@ -44,12 +44,11 @@ fn Usage(usage: KeyUsage) -> AnyView {
     let when = |ms: Option<i64>| ms.map_or_else(|| "never".to_owned(), format_utc);
     let busiest = usage.hours.iter().map(|h| h.1).max().unwrap_or(0).max(1);
     // Each hour at its place on a 7-day axis ending now.
-    let window = 7.0 * 86_400_000.0;
-    let width = CHART_W / 168.0;
-    let now_ms = usage.now_ms;
-    let x_of = move |at: i64| {
-        ((1.0 - (now_ms - at) as f64 / window) * CHART_W).clamp(0.0, CHART_W - width)
-    };
+    let bars: Vec<(i64, i64)> = usage
+        .hours
+        .iter()
+        .map(|(at, requests, _)| (*at, *requests))
+        .collect();
     let summary = format!(
         "Requests per hour over 7 days: {} in {} hours, the busiest hour {}",
         count(usage.requests),
@@ -72,10 +71,7 @@ fn Usage(usage: KeyUsage) -> AnyView {
                 y_top=count(busiest)
                 x_from="7 days ago"
             >
-                {usage.hours.iter().map(|(hour, requests, _)| {
-                    let h = (*requests as f64 / busiest as f64) * (CHART_H - 2.0);
-                    view! { <rect class="bar" x=x_of(*hour) y=CHART_H - 1.0 - h width=width height=h /> }
-                }).collect_view()}
+                {time_bars(&bars, usage.now_ms, 7 * 86_400_000, 168.0, busiest)}
             </ChartFrame>
             <p class="muted small">"Counted per hour and per source address (the client address, or the one a trusted proxy forwarded), added every few seconds; kept 7 days, and each key's 100 most recent addresses. An incident can record these figures in its timeline (Record its usage, on the incident's page)."</p>
             <DataTable
